@@ -1,0 +1,227 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// App runs a Group behind a hook Server and carries out graceful deletion the way Kubernetes expects
+// it. On SIGTERM (or POST /prestop, POST /quitquitquit, or Drain) it:
+//
+//  1. marks the pod not ready (/readyz fails with "draining");
+//  2. keeps serving for the propagation delay, so that the endpoint removal reaches every load
+//     balancer and kube-proxy before new connections stop being accepted;
+//  3. shuts down the HTTP servers added to it (HTTPServer) within what is left of the grace period
+//     minus the safety margin, letting in-flight requests finish;
+//  4. cancels the base context of requests still running at that deadline;
+//  5. stops the group in reverse order (calling Checkpoint on components that have one);
+//  6. returns nil from Run, so the process exits 0.
+//
+// A second signal skips what is left of the sequence and stops at once. The hook server is the
+// group's first component, so it keeps answering probes until everything else has stopped.
+type App struct {
+	opts  options
+	log   *zap.Logger
+	hooks *Server
+	group Group
+
+	mu      sync.Mutex
+	servers []*HTTPServer
+
+	drainOnce sync.Once
+	drainReq  chan bool     // true: skip the propagation delay; buffered 1, sent once
+	drained   chan struct{} // closed when the HTTP servers are shut down
+	stopNow   chan struct{} // closed on the second signal
+	stopOnce  sync.Once
+}
+
+// NewApp returns an App with a hook server built from opts (see NewServer) and the drain options
+// WithPropagationDelay, WithGracePeriod, WithSafetyMargin and WithSignals.
+func NewApp(opts ...Option) (*App, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if o.propagation < 0 || o.grace <= 0 || o.margin < 0 {
+		return nil, errors.New("lifecycle: propagation delay and safety margin must be >= 0, grace period > 0")
+	}
+	if o.propagation+o.margin >= o.grace {
+		return nil, errors.New("lifecycle: propagation delay plus safety margin must be less than the grace period")
+	}
+	hooks, err := NewServer(opts...)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{
+		opts:     o,
+		log:      o.logger.Named("lifecycle"),
+		hooks:    hooks,
+		drainReq: make(chan bool, 1),
+		drained:  make(chan struct{}),
+		stopNow:  make(chan struct{}),
+	}
+	a.group.Logger = a.log
+	a.group.StopTimeout = o.margin
+	if err := a.group.Add("hooks", hooks); err != nil {
+		return nil, err
+	}
+	hooks.AddStatus(&a.group)
+	hooks.HandlePreStop(func(ctx context.Context) error {
+		a.Drain()
+		select {
+		case <-a.drained:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	hooks.HandleQuit(func() { a.drain(true) })
+	return a, nil
+}
+
+// Hooks returns the App's hook server, to add checks, configs and status sections to.
+func (a *App) Hooks() *Server { return a.hooks }
+
+// Group returns the App's group (read-only use: States, Ready).
+func (a *App) Group() *Group { return &a.group }
+
+// Add adds c to the App's group (see Group.Add). An *HTTPServer is also shut down gracefully by the
+// drain.
+func (a *App) Add(name string, c Component, opts ...AddOption) error {
+	if err := a.group.Add(name, c, opts...); err != nil {
+		return err
+	}
+	if h, ok := c.(*HTTPServer); ok {
+		a.mu.Lock()
+		a.servers = append(a.servers, h)
+		a.mu.Unlock()
+	}
+	if sp, ok := c.(StatusProvider); ok {
+		a.hooks.AddStatus(sp)
+	}
+	return nil
+}
+
+// Drain starts the drain sequence; it returns at once. Calls after the first do nothing.
+func (a *App) Drain() { a.drain(false) }
+
+func (a *App) drain(skipPropagation bool) {
+	a.drainOnce.Do(func() { a.drainReq <- skipPropagation })
+}
+
+// Ready is closed once every component of the group is ready.
+func (a *App) Ready() <-chan struct{} { return a.group.Ready() }
+
+// Run runs the group and the drain sequence until the group has stopped. It returns nil after a drain
+// or when ctx ends (which stops at once, without a drain); otherwise the group's error.
+func (a *App) Run(ctx context.Context) error {
+	sigs := make(chan os.Signal, 2)
+	if len(a.opts.signals) > 0 {
+		signal.Notify(sigs, a.opts.signals...)
+		defer signal.Stop(sigs)
+	}
+	gctx, stopGroup := context.WithCancel(ctx)
+	defer stopGroup()
+	groupDone := make(chan error, 1)
+	go func() { groupDone <- a.group.Run(gctx) }()
+
+	var (
+		wg         sync.WaitGroup
+		signals    int
+		sequenced  = make(chan struct{}) // closed when the drain sequence finished
+		groupReady = a.group.Ready()
+	)
+	defer wg.Wait()
+	for {
+		select {
+		case <-groupReady:
+			groupReady = nil
+			if a.hooks.State() == StateStarting {
+				a.hooks.SetState(StateReady)
+				a.hooks.metrics.state.Set(float64(StateReady))
+				a.log.Info("ready")
+			}
+		case sig := <-sigs:
+			signals++
+			a.log.Info("signal received", zap.Stringer("signal", sig), zap.Int("count", signals))
+			if signals > 1 {
+				a.stopOnce.Do(func() { close(a.stopNow) })
+				stopGroup()
+				continue
+			}
+			a.Drain()
+		case skip := <-a.drainReq:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a.sequence(skip)
+				close(sequenced)
+			}()
+		case <-sequenced:
+			sequenced = nil
+			stopGroup()
+		case err := <-groupDone:
+			a.hooks.SetState(StateStopped)
+			a.hooks.metrics.state.Set(float64(StateStopped))
+			a.stopOnce.Do(func() { close(a.stopNow) }) // release a drain still waiting
+			if err != nil {
+				a.log.Error("stopped with an error", zap.Error(err))
+			} else {
+				a.log.Info("stopped")
+			}
+			return err
+		}
+	}
+}
+
+// sequence marks the pod not ready, waits out the propagation delay and shuts the HTTP servers down
+// within the grace period's budget.
+func (a *App) sequence(skipPropagation bool) {
+	start := time.Now()
+	deadline := start.Add(a.opts.grace - a.opts.margin)
+	a.hooks.SetState(StateDraining)
+	a.hooks.metrics.state.Set(float64(StateDraining))
+	a.hooks.metrics.drains.Inc()
+	a.log.Info("draining", zap.Duration("propagation", a.opts.propagation), zap.Time("deadline", deadline))
+	defer close(a.drained)
+
+	if !skipPropagation && a.opts.propagation > 0 {
+		t := time.NewTimer(a.opts.propagation)
+		select {
+		case <-t.C:
+		case <-a.stopNow:
+		}
+		t.Stop()
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	go func() {
+		select {
+		case <-a.stopNow:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	a.mu.Lock()
+	servers := append([]*HTTPServer(nil), a.servers...)
+	a.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Shutdown(ctx); err != nil {
+				a.log.Warn("in-flight requests cut off at the drain deadline", zap.String("addr", s.Addr()), zap.Error(err))
+			}
+		}()
+	}
+	wg.Wait()
+	a.hooks.metrics.drainDuration.Observe(time.Since(start).Seconds())
+	a.log.Info("servers drained", zap.Duration("took", time.Since(start)))
+}

@@ -1,0 +1,196 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Probe names one of the hook server's health endpoints.
+type Probe int
+
+// The probes, following Kubernetes' conventions: a failing liveness probe restarts the container, a
+// failing readiness probe takes the pod out of its Services' endpoints, and the startup probe holds the
+// other two off until the container has started once.
+const (
+	Livez Probe = iota
+	Readyz
+	Startupz
+)
+
+func (p Probe) String() string {
+	switch p {
+	case Livez:
+		return "livez"
+	case Readyz:
+		return "readyz"
+	case Startupz:
+		return "startupz"
+	case healthz:
+		return "healthz"
+	}
+	return fmt.Sprintf("Probe(%d)", int(p))
+}
+
+// DefaultCheckTimeout bounds a check whose Timeout is zero.
+const DefaultCheckTimeout = time.Second
+
+// Check is one named health check.
+type Check struct {
+	// Name identifies the check in verbose output, in ?exclude= and as /<probe>/<name>. It must be
+	// non-empty, without "/", and unique within its probe.
+	Name string
+	// Func reports the check's health: nil is healthy, an error says why not.
+	Func func(ctx context.Context) error
+	// Timeout bounds one call of Func. Zero means DefaultCheckTimeout.
+	Timeout time.Duration
+	// Interval, when positive, runs Func in the background every Interval (while the server runs) and
+	// answers probes from the last result; a check that has not run yet fails with "not yet run".
+	// Zero runs Func on every probe request.
+	Interval time.Duration
+}
+
+// checkResult is the outcome of one run of a check.
+type checkResult struct {
+	err  error
+	at   time.Time
+	took time.Duration
+}
+
+var errNotYetRun = errors.New("not yet run")
+
+type check struct {
+	Check
+	mu   sync.Mutex
+	last checkResult // for Interval checks: the answer; for others: the last request's, for /statusz
+}
+
+func (c *check) run(ctx context.Context) checkResult {
+	ctx, cancel := context.WithTimeout(ctx, orDefault(c.Timeout, DefaultCheckTimeout))
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1) // buffered: the check may finish after we stopped waiting
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("check panicked: %v", r)
+			}
+		}()
+		done <- c.Func(ctx)
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("timed out after %v", orDefault(c.Timeout, DefaultCheckTimeout))
+	}
+	r := checkResult{err: err, at: start, took: time.Since(start)}
+	c.mu.Lock()
+	c.last = r
+	c.mu.Unlock()
+	return r
+}
+
+func (c *check) result(ctx context.Context) checkResult {
+	if c.Interval > 0 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.last.at.IsZero() {
+			return checkResult{err: errNotYetRun}
+		}
+		return c.last
+	}
+	return c.run(ctx)
+}
+
+func (c *check) lastResult() checkResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+// serveProbe answers /<probe>, /<probe>?verbose, ?exclude=name and /<probe>/<name> the way
+// kube-apiserver does.
+func (s *Server) serveProbe(p Probe, w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, "GET, HEAD")
+		return
+	}
+	checks := s.checksFor(p)
+	name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/"+p.String()), "/")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	if name != "" {
+		for _, c := range checks {
+			if c.Name == name {
+				if res := c.result(r.Context()); res.err != nil {
+					http.Error(w, fmt.Sprintf("internal server error: %v", res.err), http.StatusInternalServerError)
+					return
+				}
+				fmt.Fprint(w, "ok")
+				return
+			}
+		}
+		http.Error(w, fmt.Sprintf("no %s check named %q", p, name), http.StatusNotFound)
+		return
+	}
+
+	q := r.URL.Query()
+	_, verbose := q["verbose"]
+	excluded := map[string]bool{}
+	for _, v := range q["exclude"] {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				excluded[n] = false
+			}
+		}
+	}
+	var b strings.Builder
+	failed := false
+	for _, c := range checks {
+		if _, ok := excluded[c.Name]; ok {
+			excluded[c.Name] = true
+			fmt.Fprintf(&b, "[+]%s excluded: ok\n", c.Name)
+			continue
+		}
+		if res := c.result(r.Context()); res.err != nil {
+			failed = true
+			fmt.Fprintf(&b, "[-]%s failed: %v\n", c.Name, res.err)
+		} else {
+			fmt.Fprintf(&b, "[+]%s ok\n", c.Name)
+		}
+	}
+	var unknown []string
+	for n, seen := range excluded {
+		if !seen {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		fmt.Fprintf(&b, "warn: some health checks cannot be excluded: no matches for %s\n", strings.Join(unknown, ","))
+	}
+	if failed {
+		fmt.Fprintf(&b, "%s check failed\n", p)
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, b.String())
+		return
+	}
+	if !verbose {
+		fmt.Fprint(w, "ok")
+		return
+	}
+	fmt.Fprintf(&b, "%s check passed\n", p)
+	fmt.Fprint(w, b.String())
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	http.Error(w, "method not allowed; use "+allow, http.StatusMethodNotAllowed)
+}
