@@ -1,0 +1,156 @@
+// Package shardproc starts real memcached, redis-server and nutcracker processes on loopback for the
+// sharding ambassador's tests, benchmarks and tour act.
+//
+// # Lifecycle
+//
+// Start* returns a running Proc; Stop kills it and waits for it to exit. Stop is idempotent.
+//
+// # Concurrency
+//
+// A Proc's methods are safe for concurrent use.
+package shardproc
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Well-known binary paths (Debian packages memcached, redis-server, nutcracker).
+var (
+	MemcachedPath  = "/usr/bin/memcached"
+	RedisPath      = "/usr/bin/redis-server"
+	NutcrackerPath = "/usr/sbin/nutcracker"
+)
+
+// ErrMissing is returned when the binary to start is not installed.
+var ErrMissing = errors.New("shardproc: binary not installed")
+
+// Proc is one started process listening on Addr.
+type Proc struct {
+	Addr string
+	Port int
+	name string
+	args []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// FreePort returns a currently unused loopback TCP port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Have reports whether the binary at path exists.
+func Have(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// StartMemcached starts memcached on a free loopback port.
+func StartMemcached() (*Proc, error) {
+	return start(MemcachedPath, func(port int) []string {
+		return []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-u", "nobody", "-m", "64", "-t", "1", "-c", "4096"}
+	})
+}
+
+// StartRedis starts redis-server on a free loopback port, without persistence.
+func StartRedis() (*Proc, error) {
+	return start(RedisPath, func(port int) []string {
+		return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"}
+	})
+}
+
+// StartNutcracker starts nutcracker with the config file conf, its stats on statsPort; it waits until
+// listenAddr (one of the config's pools) accepts connections.
+func StartNutcracker(conf string, statsPort int, listenAddr string) (*Proc, error) {
+	if !Have(NutcrackerPath) {
+		return nil, fmt.Errorf("%w: %s", ErrMissing, NutcrackerPath)
+	}
+	p := &Proc{Addr: listenAddr, name: NutcrackerPath,
+		args: []string{"-c", conf, "-s", strconv.Itoa(statsPort), "-a", "127.0.0.1", "-o", os.DevNull, "-v", "0"}}
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func start(path string, args func(port int) []string) (*Proc, error) {
+	if !Have(path) {
+		return nil, fmt.Errorf("%w: %s", ErrMissing, path)
+	}
+	var last error
+	for range 5 { // the free port can be taken by someone else before we bind it
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		p := &Proc{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, name: path, args: args(port)}
+		if last = p.Start(); last == nil {
+			return p, nil
+		}
+	}
+	return nil, last
+}
+
+// Start (re)starts the process with its original arguments and waits until Addr accepts connections.
+func (p *Proc) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		return errors.New("shardproc: already running")
+	}
+	cmd := exec.Command(p.name, p.args...)
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("shardproc: start %s: %w", p.name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", p.Addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("shardproc: %s exited before listening on %s", p.name, p.Addr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("shardproc: %s not listening on %s: %w", p.name, p.Addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// Stop kills the process and waits for it to exit. It is a no-op on a stopped process.
+func (p *Proc) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	p.cmd, p.done = nil, nil
+}
