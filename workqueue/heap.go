@@ -1,0 +1,90 @@
+package workqueue
+
+// entryHeap is a binary heap of entries that keeps each entry's index, so an entry can be removed
+// or re-sorted in O(log n). An entry is in at most one heap at a time, so one index field suffices.
+type entryHeap struct {
+	s    []*entry
+	less func(a, b *entry) bool
+}
+
+func (h *entryHeap) len() int { return len(h.s) }
+
+func (h *entryHeap) top() *entry {
+	if len(h.s) == 0 {
+		return nil
+	}
+	return h.s[0]
+}
+
+func (h *entryHeap) push(e *entry) {
+	e.idx = len(h.s)
+	h.s = append(h.s, e)
+	h.up(e.idx)
+}
+
+func (h *entryHeap) pop() *entry {
+	if len(h.s) == 0 {
+		return nil
+	}
+	return h.remove(0)
+}
+
+func (h *entryHeap) remove(i int) *entry {
+	n := len(h.s) - 1
+	e := h.s[i]
+	if i != n {
+		h.swap(i, n)
+	}
+	h.s[n] = nil
+	h.s = h.s[:n]
+	if i != n {
+		if !h.down(i) {
+			h.up(i)
+		}
+	}
+	e.idx = -1
+	return e
+}
+
+func (h *entryHeap) fix(i int) {
+	if !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h *entryHeap) swap(i, j int) {
+	h.s[i], h.s[j] = h.s[j], h.s[i]
+	h.s[i].idx = i
+	h.s[j].idx = j
+}
+
+func (h *entryHeap) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !h.less(h.s[j], h.s[i]) {
+			break
+		}
+		h.swap(i, j)
+		j = i
+	}
+}
+
+func (h *entryHeap) down(i0 int) bool {
+	i, n := i0, len(h.s)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		j := l
+		if r := l + 1; r < n && h.less(h.s[r], h.s[l]) {
+			j = r
+		}
+		if !h.less(h.s[j], h.s[i]) {
+			break
+		}
+		h.swap(i, j)
+		i = j
+	}
+	return i > i0
+}

@@ -1,0 +1,608 @@
+package workqueue
+
+import (
+	"context"
+
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// entry states.
+const (
+	stNew     uint8 = iota // added, waiting for its journal commit; invisible
+	stReady                // in the ready heap
+	stDelayed              // in the delayed heap
+	stLeased               // in the leased heap
+	stParked               // waiting for its key's turn
+	stHeld                 // nacked, waiting for its journal commit; invisible
+)
+
+type entry struct {
+	rec   Record
+	state uint8
+	idx   int
+}
+
+// keyState orders the live items of one key: q[0] is the one whose turn it is.
+type keyState struct{ q []*entry }
+
+// Memory is the in-process queue: client-go's workqueue semantics (one key is never leased twice at
+// once; an add while its key is leased is kept and runs after the ack; delayed adds; Shutdown drains)
+// plus priorities, leases that expire, a ctx-cancellable Lease, and dead letters. With WithJournal it
+// is the engine of workqueue/bolt.
+type Memory struct {
+	cfg memConfig
+
+	mu      sync.Mutex
+	seq     uint64
+	items   map[uint64]*entry
+	ready   entryHeap
+	delayed entryHeap
+	leased  entryHeap
+	keys    map[string]*keyState
+	dead    []DeadItem
+	waiters []chan struct{} // blocked Lease calls, FIFO; each has a 1-buffer
+	free    []chan struct{} // spare waiter channels
+	drainCh chan struct{}   // closed when the last lease ends while Shutdown waits
+	closed  bool
+}
+
+var _ Queue = (*Memory)(nil)
+
+// NewMemory returns an empty queue (or one recovered from WithJournal's records).
+func NewMemory(opts ...Option) (*Memory, error) {
+	cfg := memConfig{lease: 30 * time.Second, logger: zap.NewNop(), now: time.Now}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if cfg.lease <= 0 {
+		return nil, fmt.Errorf("%w: lease duration %v must be positive", ErrInvalid, cfg.lease)
+	}
+	if cfg.maxAttempts < 0 {
+		return nil, fmt.Errorf("%w: max attempts %d must not be negative", ErrInvalid, cfg.maxAttempts)
+	}
+	if cfg.logger == nil {
+		cfg.logger = zap.NewNop()
+	}
+	q := &Memory{
+		cfg:     cfg,
+		items:   make(map[uint64]*entry),
+		keys:    make(map[string]*keyState),
+		ready:   entryHeap{less: readyLess},
+		delayed: entryHeap{less: func(a, b *entry) bool { return a.rec.NotBefore.Before(b.rec.NotBefore) }},
+		leased:  entryHeap{less: func(a, b *entry) bool { return a.rec.Deadline.Before(b.rec.Deadline) }},
+		seq:     cfg.lastID,
+	}
+	q.recover(cfg.recovered)
+	return q, nil
+}
+
+func readyLess(a, b *entry) bool {
+	if a.rec.Priority != b.rec.Priority {
+		return a.rec.Priority > b.rec.Priority
+	}
+	return a.rec.ID < b.rec.ID
+}
+
+func (q *Memory) recover(recs []Record) {
+	if len(recs) == 0 {
+		return
+	}
+	recs = append([]Record(nil), recs...)
+	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
+	now := q.cfg.now()
+	var live []*entry
+	for _, r := range recs {
+		if r.ID > q.seq {
+			q.seq = r.ID
+		}
+		if r.Dead {
+			q.dead = append(q.dead, deadItem(r, r.Reason, r.Added))
+			continue
+		}
+		e := &entry{rec: r, idx: -1}
+		q.items[r.ID] = e
+		if r.Key != "" {
+			ks := q.keys[r.Key]
+			if ks == nil {
+				ks = &keyState{}
+				q.keys[r.Key] = ks
+			}
+			ks.q = append(ks.q, e)
+		}
+		live = append(live, e)
+	}
+	for _, e := range live {
+		if !e.rec.Deadline.IsZero() && e.rec.Deadline.After(now) {
+			e.state = stLeased
+			q.leased.push(e)
+			continue
+		}
+		e.rec.Deadline = time.Time{}
+		e.state = stNew
+	}
+	for _, e := range live {
+		if e.state == stNew {
+			q.makeVisible(e, now)
+		}
+	}
+}
+
+func deadItem(r Record, reason string, t time.Time) DeadItem {
+	return DeadItem{ID: strconv.FormatUint(r.ID, 10), Key: r.Key, Payload: r.Payload, Attempts: r.Attempt, Reason: reason, Time: t}
+}
+
+// makeVisible puts an entry that is not in any heap where it belongs. Called with mu held.
+func (q *Memory) makeVisible(e *entry, now time.Time) {
+	if e.rec.Key != "" {
+		if ks := q.keys[e.rec.Key]; ks != nil && ks.q[0] != e {
+			e.state = stParked
+			return
+		}
+	}
+	if e.rec.NotBefore.After(now) {
+		e.state = stDelayed
+		q.delayed.push(e)
+		return
+	}
+	e.state = stReady
+	q.ready.push(e)
+	q.wakeOne()
+}
+
+// forget removes a live entry from the maps and hands its key's turn on. Called with mu held.
+func (q *Memory) forget(e *entry, now time.Time) {
+	delete(q.items, e.rec.ID)
+	if e.rec.Key == "" {
+		return
+	}
+	ks := q.keys[e.rec.Key]
+	if ks == nil {
+		return
+	}
+	for i, x := range ks.q {
+		if x == e {
+			ks.q = append(ks.q[:i], ks.q[i+1:]...)
+			break
+		}
+	}
+	if len(ks.q) == 0 {
+		delete(q.keys, e.rec.Key)
+		return
+	}
+	if next := ks.q[0]; next.state == stParked {
+		q.makeVisible(next, now)
+	}
+}
+
+func (q *Memory) wakeOne() {
+	if len(q.waiters) == 0 {
+		return
+	}
+	w := q.waiters[0]
+	copy(q.waiters, q.waiters[1:])
+	q.waiters[len(q.waiters)-1] = nil
+	q.waiters = q.waiters[:len(q.waiters)-1]
+	select {
+	case w <- struct{}{}:
+	default:
+	}
+}
+
+// advance moves due delayed items to ready and expired leases back to ready. Called with mu held.
+func (q *Memory) advance(now time.Time) {
+	for {
+		e := q.delayed.top()
+		if e == nil || e.rec.NotBefore.After(now) {
+			break
+		}
+		q.delayed.pop()
+		e.state = stReady
+		q.ready.push(e)
+		q.wakeOne()
+	}
+	for {
+		e := q.leased.top()
+		if e == nil || e.rec.Deadline.After(now) {
+			break
+		}
+		q.leased.pop()
+		e.rec.Deadline = time.Time{}
+		e.state = stReady
+		q.ready.push(e)
+		q.wakeOne()
+		q.cfg.logger.Debug("lease expired", zap.Uint64("id", e.rec.ID), zap.Int("attempt", e.rec.Attempt))
+	}
+	q.checkDrained()
+}
+
+func (q *Memory) checkDrained() {
+	if q.drainCh != nil && q.leased.len() == 0 && q.heldCount() == 0 {
+		close(q.drainCh)
+		q.drainCh = nil
+	}
+}
+
+func (q *Memory) heldCount() int {
+	n := 0
+	for _, e := range q.items {
+		if e.state == stHeld {
+			n++
+		}
+	}
+	return n
+}
+
+// nextEvent is when advance next has work, or zero. Called with mu held.
+func (q *Memory) nextEvent() time.Time {
+	var t time.Time
+	if e := q.delayed.top(); e != nil {
+		t = e.rec.NotBefore
+	}
+	if e := q.leased.top(); e != nil && (t.IsZero() || e.rec.Deadline.Before(t)) {
+		t = e.rec.Deadline
+	}
+	return t
+}
+
+func (q *Memory) commit(ch ...Change) error {
+	if q.cfg.journal == nil || len(ch) == 0 {
+		return nil
+	}
+	if err := q.cfg.journal.Commit(ch); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// Add implements Queue.
+func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if opts.Delay < 0 {
+		return "", fmt.Errorf("%w: negative delay %v", ErrInvalid, opts.Delay)
+	}
+	now := q.cfg.now()
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return "", ErrClosed
+	}
+	var ks *keyState
+	if opts.Key != "" {
+		ks = q.keys[opts.Key]
+		if ks != nil {
+			last := ks.q[len(ks.q)-1]
+			if last.rec.Attempt == 0 && last.state != stNew && last.state != stLeased {
+				id := last.rec.ID
+				q.mu.Unlock()
+				return strconv.FormatUint(id, 10), nil
+			}
+		} else {
+			ks = &keyState{}
+			q.keys[opts.Key] = ks
+		}
+	}
+	q.seq++
+	e := &entry{idx: -1, state: stNew, rec: Record{ID: q.seq, Key: opts.Key, Payload: payload, Priority: opts.Priority, Added: now}}
+	if opts.Delay > 0 {
+		e.rec.NotBefore = now.Add(opts.Delay)
+	}
+	q.items[e.rec.ID] = e
+	if ks != nil {
+		ks.q = append(ks.q, e)
+	}
+	if q.cfg.journal != nil {
+		rec := e.rec
+		q.mu.Unlock()
+		err := q.commit(Change{Op: OpPut, Record: rec})
+		q.mu.Lock()
+		if err != nil {
+			q.forget(e, now)
+			q.mu.Unlock()
+			return "", err
+		}
+	}
+	q.makeVisible(e, now)
+	q.mu.Unlock()
+	return strconv.FormatUint(e.rec.ID, 10), nil
+}
+
+// Lease implements Queue.
+func (q *Memory) Lease(ctx context.Context) (*Item, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		now := q.cfg.now()
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return nil, ErrClosed
+		}
+		q.advance(now)
+		var buried []Change
+		for q.ready.len() > 0 {
+			e := q.ready.pop()
+			if q.cfg.maxAttempts > 0 && e.rec.Attempt >= q.cfg.maxAttempts {
+				buried = append(buried, q.bury(e, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts), now))
+				continue
+			}
+			e.rec.Attempt++
+			e.rec.Deadline = now.Add(q.cfg.lease)
+			e.state = stLeased
+			q.leased.push(e)
+			it := &Item{
+				ID: strconv.FormatUint(e.rec.ID, 10), Key: e.rec.Key, Payload: e.rec.Payload, Priority: e.rec.Priority,
+				Attempt: e.rec.Attempt, Lease: FormatLease(e.rec.ID, e.rec.Attempt), Deadline: e.rec.Deadline,
+			}
+			rec := e.rec
+			q.mu.Unlock()
+			if err := q.commit(append(buried, Change{Op: OpPut, Record: rec})...); err != nil {
+				return nil, err
+			}
+			return it, nil
+		}
+		// Nothing ready: wait for an add, the next timed event, ctx, or Close.
+		var w chan struct{}
+		if n := len(q.free); n > 0 {
+			w = q.free[n-1]
+			q.free = q.free[:n-1]
+		} else {
+			w = make(chan struct{}, 1)
+		}
+		q.waiters = append(q.waiters, w)
+		next := q.nextEvent()
+		q.mu.Unlock()
+		if err := q.commit(buried...); err != nil {
+			q.dropWaiter(w)
+			return nil, err
+		}
+		var tc <-chan time.Time
+		if !next.IsZero() {
+			d := next.Sub(now)
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			tc = timer.C
+		}
+		select {
+		case <-w:
+			q.mu.Lock()
+			q.free = append(q.free, w)
+			q.mu.Unlock()
+		case <-tc:
+			q.dropWaiter(w)
+		case <-ctx.Done():
+			q.dropWaiter(w)
+		}
+	}
+}
+
+// dropWaiter removes w from the waiters; if it was already woken, the wake-up passes to the next.
+func (q *Memory) dropWaiter(w chan struct{}) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, x := range q.waiters {
+		if x == w {
+			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
+			q.free = append(q.free, w)
+			return
+		}
+	}
+	select {
+	case <-w:
+		q.wakeOne()
+	default:
+	}
+	q.free = append(q.free, w)
+}
+
+// bury moves a live entry that is in no heap to the dead letters. Called with mu held.
+func (q *Memory) bury(e *entry, reason string, now time.Time) Change {
+	q.forget(e, now)
+	q.dead = append(q.dead, deadItem(e.rec, reason, now))
+	rec := e.rec
+	rec.Dead, rec.Reason, rec.Deadline = true, reason, time.Time{}
+	q.cfg.logger.Info("item buried", zap.Uint64("id", rec.ID), zap.Int("attempts", rec.Attempt), zap.String("reason", reason))
+	return Change{Op: OpBury, Record: rec}
+}
+
+// held finds the entry a lease token names, if the lease is current. Called with mu held.
+func (q *Memory) held(lease string, now time.Time) (*entry, error) {
+	id, attempt, err := ParseLease(lease)
+	if err != nil {
+		return nil, err
+	}
+	e := q.items[id]
+	if e == nil || e.state != stLeased || e.rec.Attempt != attempt || !now.Before(e.rec.Deadline) {
+		return nil, ErrLeaseLost
+	}
+	return e, nil
+}
+
+// Ack implements Queue.
+func (q *Memory) Ack(ctx context.Context, lease string) error {
+	now := q.cfg.now()
+	q.mu.Lock()
+	e, err := q.held(lease, now)
+	if err != nil {
+		q.mu.Unlock()
+		return err
+	}
+	q.leased.remove(e.idx)
+	q.forget(e, now)
+	q.checkDrained()
+	q.mu.Unlock()
+	return q.commit(Change{Op: OpDelete, Record: Record{ID: e.rec.ID}})
+}
+
+// Nack implements Queue.
+func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) error {
+	if delay < 0 {
+		return fmt.Errorf("%w: negative delay %v", ErrInvalid, delay)
+	}
+	now := q.cfg.now()
+	q.mu.Lock()
+	e, err := q.held(lease, now)
+	if err != nil {
+		q.mu.Unlock()
+		return err
+	}
+	q.leased.remove(e.idx)
+	e.rec.Deadline = time.Time{}
+	e.rec.NotBefore = time.Time{}
+	if delay > 0 {
+		e.rec.NotBefore = now.Add(delay)
+	}
+	if q.cfg.journal != nil {
+		e.state = stHeld
+		rec := e.rec
+		q.mu.Unlock()
+		err := q.commit(Change{Op: OpPut, Record: rec})
+		q.mu.Lock()
+		// On a failed commit the item still becomes ready: the journal holds its older state.
+		q.makeVisible(e, q.cfg.now())
+		q.checkDrained()
+		q.mu.Unlock()
+		return err
+	}
+	q.makeVisible(e, now)
+	q.checkDrained()
+	q.mu.Unlock()
+	return nil
+}
+
+// Extend implements Queue. The new deadline is not journaled: after a crash the lease runs to its
+// last journaled deadline, which can only make the item come back earlier.
+func (q *Memory) Extend(ctx context.Context, lease string) (time.Time, error) {
+	now := q.cfg.now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e, err := q.held(lease, now)
+	if err != nil {
+		return time.Time{}, err
+	}
+	e.rec.Deadline = now.Add(q.cfg.lease)
+	q.leased.fix(e.idx)
+	return e.rec.Deadline, nil
+}
+
+// Bury implements Queue.
+func (q *Memory) Bury(ctx context.Context, lease string, reason string) error {
+	now := q.cfg.now()
+	q.mu.Lock()
+	e, err := q.held(lease, now)
+	if err != nil {
+		q.mu.Unlock()
+		return err
+	}
+	q.leased.remove(e.idx)
+	ch := q.bury(e, reason, now)
+	q.checkDrained()
+	q.mu.Unlock()
+	return q.commit(ch)
+}
+
+// Dead implements Queue.
+func (q *Memory) Dead(ctx context.Context, max int) ([]DeadItem, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := len(q.dead)
+	if max >= 0 && max < n {
+		n = max
+	}
+	return append([]DeadItem(nil), q.dead[:n]...), nil
+}
+
+// Stats implements Queue.
+func (q *Memory) Stats(ctx context.Context) (Stats, error) {
+	now := q.cfg.now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		q.advance(now)
+	}
+	r, l := int64(q.ready.len()), int64(q.leased.len())
+	return Stats{Ready: r, Leased: l, Delayed: int64(len(q.items)) - r - l, Dead: int64(len(q.dead))}, nil
+}
+
+// Close stops the queue at once: Add and Lease return ErrClosed (blocked Leases too). Leases already
+// handed out may still be acked, nacked, extended or buried. Idempotent.
+func (q *Memory) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closeLocked()
+	return nil
+}
+
+func (q *Memory) closeLocked() {
+	if q.closed {
+		return
+	}
+	q.closed = true
+	for _, w := range q.waiters {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+	q.waiters = nil
+}
+
+// Shutdown is client-go's ShutDownWithDrain: it closes the queue for Add and Lease and waits until
+// every lease handed out has ended (acked, nacked, buried or expired), or ctx ends (ctx.Err()).
+func (q *Memory) Shutdown(ctx context.Context) error {
+	for {
+		now := q.cfg.now()
+		q.mu.Lock()
+		q.closeLocked()
+		q.advance(now)
+		if q.leased.len() == 0 && q.heldCount() == 0 {
+			q.mu.Unlock()
+			return nil
+		}
+		if q.drainCh == nil {
+			q.drainCh = make(chan struct{})
+		}
+		ch, next := q.drainCh, q.nextEvent()
+		q.mu.Unlock()
+		var tc <-chan time.Time
+		if !next.IsZero() {
+			t := time.NewTimer(next.Sub(now))
+			defer t.Stop()
+			tc = t.C
+		}
+		select {
+		case <-ch:
+		case <-tc:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Statusz reports the queue's counts for a status page.
+func (q *Memory) Statusz() (title string, header []string, rows [][]string) {
+	s, _ := q.Stats(context.Background())
+	return "workqueue (memory)", []string{"key", "value"}, statsRows(s)
+}
+
+func statsRows(s Stats) [][]string {
+	f := func(n int64) string { return strconv.FormatInt(n, 10) }
+	return [][]string{{"ready", f(s.Ready)}, {"delayed", f(s.Delayed)}, {"leased", f(s.Leased)}, {"dead", f(s.Dead)}}
+}

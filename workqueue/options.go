@@ -1,0 +1,64 @@
+package workqueue
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Option configures a Memory queue.
+type Option interface{ apply(*memConfig) }
+
+type memConfig struct {
+	lease       time.Duration
+	maxAttempts int
+	journal     Journal
+	recovered   []Record
+	lastID      uint64
+	logger      *zap.Logger
+	now         func() time.Time
+}
+
+type optionFunc func(*memConfig)
+
+func (f optionFunc) apply(c *memConfig) { f(c) }
+
+// WithLeaseDuration sets how long a lease lasts without Extend. Default 30s.
+func WithLeaseDuration(d time.Duration) Option {
+	return optionFunc(func(c *memConfig) { c.lease = d })
+}
+
+// WithMaxAttempts buries an item instead of leasing it for attempt n+1. Default 0: unlimited.
+func WithMaxAttempts(n int) Option {
+	return optionFunc(func(c *memConfig) { c.maxAttempts = n })
+}
+
+// WithJournal makes the queue durable through j, starting from the recovered records (what j
+// stored before, dead ones included) and numbering new items after lastID. Used by workqueue/bolt.
+func WithJournal(j Journal, recovered []Record, lastID uint64) Option {
+	return optionFunc(func(c *memConfig) { c.journal = j; c.recovered = recovered; c.lastID = lastID })
+}
+
+// CommonOption is an option that every podblocks component in this package takes.
+type CommonOption interface {
+	Option
+	PoolOption
+}
+
+type loggerOption struct{ l *zap.Logger }
+
+func (o loggerOption) apply(c *memConfig)      { c.logger = o.l }
+func (o loggerOption) applyPool(c *poolConfig) { c.logger = o.l }
+
+// WithLogger sets the logger. Default zap.NewNop().
+func WithLogger(l *zap.Logger) CommonOption { return loggerOption{l} }
+
+type registererOption struct{ r prometheus.Registerer }
+
+func (o registererOption) apply(*memConfig)        {}
+func (o registererOption) applyPool(c *poolConfig) { c.reg = o.r }
+
+// WithRegisterer registers the component's metrics with r. Default nil: metrics exist but are not
+// registered.
+func WithRegisterer(r prometheus.Registerer) CommonOption { return registererOption{r} }

@@ -1,0 +1,123 @@
+package workqueue
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sentinel errors that callers branch on.
+var (
+	// ErrClosed is returned by a queue after Close (or Shutdown) has begun.
+	ErrClosed = errors.New("workqueue: closed")
+	// ErrLeaseLost is returned by Ack, Nack, Extend and Bury when the lease token is unknown, belongs to an
+	// earlier attempt, or has expired (the item may already be leased to someone else).
+	ErrLeaseLost = errors.New("workqueue: lease not held")
+	// ErrInvalid is returned for bad arguments (an empty token, a negative delay, a bad key).
+	ErrInvalid = errors.New("workqueue: invalid argument")
+)
+
+// Queue is an at-least-once work queue. An item is delivered to one lease holder at a time; it is
+// delivered again when its lease expires, when it is nacked, or when the process holding the lease
+// dies before acking. Handlers must therefore be idempotent: an item may be processed more than once,
+// but an item that was added (Add returned nil) is never dropped before it is acked or buried.
+//
+// Implementations: Memory (this package), workqueue/bolt (durable on one machine), workqueue/jetstream
+// (NATS JetStream), and Client (any of them over HTTP). workqueuetest.TestQueue checks them all.
+type Queue interface {
+	// Add enqueues payload. With a Key, an item that has not been leased yet and has the same key
+	// absorbs the add (its ID is returned and no new item is created).
+	Add(ctx context.Context, payload []byte, opts AddOptions) (id string, err error)
+	// Lease blocks until an item is ready, ctx ends (ctx.Err()), or the queue is closed (ErrClosed).
+	// The item is leased until Item.Deadline; Extend pushes the deadline out.
+	Lease(ctx context.Context) (*Item, error)
+	// Ack removes a leased item for good.
+	Ack(ctx context.Context, lease string) error
+	// Nack gives a leased item back; it is ready again after delay.
+	Nack(ctx context.Context, lease string, delay time.Duration) error
+	// Extend renews a lease (a heartbeat) and returns the new deadline.
+	Extend(ctx context.Context, lease string) (time.Time, error)
+	// Bury moves a leased item to the dead letters with a reason.
+	Bury(ctx context.Context, lease string, reason string) error
+	// Dead lists up to max dead-lettered items, oldest first.
+	Dead(ctx context.Context, max int) ([]DeadItem, error)
+	// Stats is a snapshot of the queue's counts.
+	Stats(ctx context.Context) (Stats, error)
+	// Close releases the queue's resources. Blocked Lease calls return ErrClosed. Idempotent.
+	Close() error
+}
+
+// AddOptions are the optional parts of an Add. The zero value adds a keyless item, ready now, at
+// priority 0.
+type AddOptions struct {
+	// Key deduplicates: while an item with this key waits to be leased, further adds with the key
+	// return its ID. Backends that support it (Memory, bolt) also never lease two items with the same
+	// key at once, and an add while the key is leased is kept and becomes ready after the ack.
+	Key string
+	// Delay makes the item ready only after this long (not-before).
+	Delay time.Duration
+	// Priority orders ready items: higher first; equal priorities in add order. The jetstream
+	// backend ignores it (stream order).
+	Priority int
+}
+
+// Item is one leased item.
+type Item struct {
+	ID       string    // stable across attempts
+	Key      string    // "" for keyless items
+	Payload  []byte    // as added
+	Priority int       // as added
+	Attempt  int       // 1 on the first lease, 2 on the second, ...
+	Lease    string    // opaque token for Ack, Nack, Extend and Bury
+	Deadline time.Time // the lease expires at this time unless extended
+}
+
+// DeadItem is an item that was buried, by Bury or because it used up its attempts.
+type DeadItem struct {
+	ID       string
+	Key      string
+	Payload  []byte
+	Attempts int
+	Reason   string
+	Time     time.Time
+}
+
+// Stats are a queue's counts at one moment.
+type Stats struct {
+	Ready   int64 `json:"ready"`   // can be leased now
+	Delayed int64 `json:"delayed"` // waiting for a delay, a retry backoff, or their key's turn
+	Leased  int64 `json:"leased"`  // leased and not yet acked
+	Dead    int64 `json:"dead"`    // dead letters
+}
+
+// Depth is the number of items not yet acked or buried.
+func (s Stats) Depth() int64 { return s.Ready + s.Delayed + s.Leased }
+
+// FormatLease and ParseLease are the lease token format of Memory and workqueue/bolt: "<id>.<attempt>".
+// A token of an earlier attempt never matches the current one.
+func FormatLease(id uint64, attempt int) string {
+	b := make([]byte, 0, 24)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(attempt), 10)
+	return string(b)
+}
+
+// ParseLease parses a token made by FormatLease.
+func ParseLease(lease string) (id uint64, attempt int, err error) {
+	i := strings.IndexByte(lease, '.')
+	if i <= 0 {
+		return 0, 0, ErrLeaseLost
+	}
+	id, err = strconv.ParseUint(lease[:i], 10, 64)
+	if err != nil {
+		return 0, 0, ErrLeaseLost
+	}
+	a, err := strconv.ParseUint(lease[i+1:], 10, 31)
+	if err != nil || a == 0 {
+		return 0, 0, ErrLeaseLost
+	}
+	return id, int(a), nil
+}

@@ -1,0 +1,572 @@
+// Package workqueuetest holds the conformance suite that every workqueue.Queue implementation passes.
+//
+// # Lifecycle
+//
+// TestQueue builds a fresh queue per subtest with the caller's constructor, which must register the
+// queue's Close (and any server it needs) with t.Cleanup.
+//
+// # Concurrency
+//
+// Subtests run in parallel, so the constructor must be safe to call from several goroutines.
+package workqueuetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/podblocks/podblocks/workqueue"
+)
+
+// Config is what a subtest asks of the queue it gets.
+type Config struct {
+	LeaseDuration time.Duration // how long a lease lasts without Extend
+	MaxAttempts   int           // 0: unlimited
+}
+
+// NewQueue builds a fresh, empty queue for one subtest and registers its cleanup with t.
+type NewQueue func(t *testing.T, c Config) workqueue.Queue
+
+// Option relaxes the suite for a backend that documents a difference.
+type Option func(*suite)
+
+type suite struct {
+	noPriority bool
+	noKeyTurns bool
+}
+
+// WithoutPriority skips the priority-order check (for backends that deliver in add order only).
+func WithoutPriority() Option { return func(s *suite) { s.noPriority = true } }
+
+// WithoutKeyTurns skips the check that an add while its key is leased waits for the ack and is then
+// delivered (for backends that absorb such an add into the leased item).
+func WithoutKeyTurns() Option { return func(s *suite) { s.noKeyTurns = true } }
+
+const wait = 20 * time.Second // generous: CI machines are shared
+
+// TestQueue runs the conformance suite against newQueue.
+func TestQueue(t *testing.T, newQueue NewQueue, opts ...Option) {
+	var s suite
+	for _, o := range opts {
+		o(&s)
+	}
+	def := Config{LeaseDuration: 10 * time.Second}
+	tests := []struct {
+		name string
+		skip bool
+		cfg  Config
+		f    func(t *testing.T, q workqueue.Queue)
+	}{
+		{"AddLeaseAck", false, def, testAddLeaseAck},
+		{"FIFO", false, def, testFIFO},
+		{"Priority", s.noPriority, def, testPriority},
+		{"LeaseWaitsForAdd", false, def, testLeaseWaitsForAdd},
+		{"LeaseHonoursContext", false, def, testLeaseContext},
+		{"CloseUnblocksLease", false, def, testClose},
+		{"NackRedelivers", false, def, testNack},
+		{"LeaseExpires", false, Config{LeaseDuration: time.Second}, testLeaseExpires},
+		{"ExtendKeepsLease", false, Config{LeaseDuration: time.Second}, testExtend},
+		{"Delay", false, def, testDelay},
+		{"KeyDedup", false, def, testKeyDedup},
+		{"KeyTurns", s.noKeyTurns, def, testKeyTurns},
+		{"MaxAttemptsDeadLetters", false, Config{LeaseDuration: 10 * time.Second, MaxAttempts: 2}, testMaxAttempts},
+		{"Bury", false, def, testBury},
+		{"UnknownLease", false, def, testUnknownLease},
+		{"Concurrent", false, def, testConcurrent},
+		{"Stats", false, def, testStats},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.skip {
+				t.Skip("the backend documents that it does not do this")
+			}
+			t.Parallel()
+			tc.f(t, newQueue(t, tc.cfg))
+		})
+	}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func add(t *testing.T, q workqueue.Queue, payload string, o workqueue.AddOptions) string {
+	t.Helper()
+	id, err := q.Add(ctxT(t, wait), []byte(payload), o)
+	if err != nil {
+		t.Fatalf("Add(%q): %v", payload, err)
+	}
+	if id == "" {
+		t.Fatalf("Add(%q) returned an empty ID", payload)
+	}
+	return id
+}
+
+func lease(t *testing.T, q workqueue.Queue) *workqueue.Item {
+	t.Helper()
+	it, err := q.Lease(ctxT(t, wait))
+	if err != nil {
+		t.Fatalf("Lease: %v", err)
+	}
+	return it
+}
+
+// noLease checks that nothing can be leased for d.
+func noLease(t *testing.T, q workqueue.Queue, d time.Duration) {
+	t.Helper()
+	it, err := q.Lease(ctxT(t, d))
+	if err == nil {
+		t.Fatalf("Lease returned item %s (%q), want none within %v", it.ID, it.Payload, d)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lease: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+func ack(t *testing.T, q workqueue.Queue, it *workqueue.Item) {
+	t.Helper()
+	if err := q.Ack(ctxT(t, wait), it.Lease); err != nil {
+		t.Fatalf("Ack(%s): %v", it.ID, err)
+	}
+}
+
+func eventually(t *testing.T, what string, f func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		ok, got := f()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %s after %v", what, got, wait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func depthIs(t *testing.T, q workqueue.Queue, want int64) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("depth %d", want), func() (bool, string) {
+		s, err := q.Stats(ctxT(t, wait))
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.Depth() == want, fmt.Sprintf("%+v", s)
+	})
+}
+
+func testAddLeaseAck(t *testing.T, q workqueue.Queue) {
+	id := add(t, q, "hello", workqueue.AddOptions{})
+	before := time.Now()
+	it := lease(t, q)
+	if diff := cmp.Diff([]string{id, "hello", "1"}, []string{it.ID, string(it.Payload), fmt.Sprint(it.Attempt)}); diff != "" {
+		t.Errorf("leased item (id, payload, attempt) (-want +got):\n%s", diff)
+	}
+	if it.Lease == "" {
+		t.Error("leased item has an empty lease token")
+	}
+	if !it.Deadline.After(before) {
+		t.Errorf("lease deadline %v is not after the lease call %v", it.Deadline, before)
+	}
+	ack(t, q, it)
+	if err := q.Ack(ctxT(t, wait), it.Lease); !errors.Is(err, workqueue.ErrLeaseLost) {
+		t.Errorf("second Ack: %v, want ErrLeaseLost", err)
+	}
+	depthIs(t, q, 0)
+	noLease(t, q, 300*time.Millisecond)
+}
+
+func testFIFO(t *testing.T, q workqueue.Queue) {
+	var want, got []string
+	for i := range 5 {
+		p := fmt.Sprintf("item-%d", i)
+		want = append(want, p)
+		add(t, q, p, workqueue.AddOptions{})
+	}
+	for range 5 {
+		it := lease(t, q)
+		got = append(got, string(it.Payload))
+		ack(t, q, it)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("lease order (-want +got):\n%s", diff)
+	}
+}
+
+func testPriority(t *testing.T, q workqueue.Queue) {
+	add(t, q, "low", workqueue.AddOptions{Priority: -1})
+	add(t, q, "normal-1", workqueue.AddOptions{})
+	add(t, q, "high", workqueue.AddOptions{Priority: 5})
+	add(t, q, "normal-2", workqueue.AddOptions{})
+	var got []string
+	for range 4 {
+		it := lease(t, q)
+		got = append(got, string(it.Payload))
+		ack(t, q, it)
+	}
+	if diff := cmp.Diff([]string{"high", "normal-1", "normal-2", "low"}, got); diff != "" {
+		t.Errorf("lease order (-want +got):\n%s", diff)
+	}
+}
+
+func testLeaseWaitsForAdd(t *testing.T, q workqueue.Queue) {
+	type res struct {
+		it  *workqueue.Item
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		it, err := q.Lease(ctxT(t, wait))
+		ch <- res{it, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // not synchronisation: gives the Lease a chance to block first
+	id := add(t, q, "late", workqueue.AddOptions{})
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("Lease: %v", r.err)
+	}
+	if r.it.ID != id {
+		t.Errorf("Lease got %s, want %s", r.it.ID, id)
+	}
+	ack(t, q, r.it)
+}
+
+func testLeaseContext(t *testing.T, q workqueue.Queue) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := q.Lease(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lease on an empty queue: %v, want context.DeadlineExceeded", err)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond || el > 10*time.Second {
+		t.Errorf("Lease returned after %v, want about 300ms", el)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	if _, err := q.Lease(ctx2); !errors.Is(err, context.Canceled) {
+		t.Errorf("Lease with a cancelled ctx: %v, want context.Canceled", err)
+	}
+}
+
+func testClose(t *testing.T, q workqueue.Queue) {
+	ch := make(chan error, 1)
+	go func() {
+		_, err := q.Lease(ctxT(t, wait))
+		ch <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // not synchronisation: gives the Lease a chance to block first
+	if err := q.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-ch; !errors.Is(err, workqueue.ErrClosed) {
+		t.Errorf("blocked Lease after Close: %v, want ErrClosed", err)
+	}
+	if err := q.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := q.Add(ctxT(t, wait), []byte("x"), workqueue.AddOptions{}); !errors.Is(err, workqueue.ErrClosed) {
+		t.Errorf("Add after Close: %v, want ErrClosed", err)
+	}
+	if _, err := q.Lease(ctxT(t, wait)); !errors.Is(err, workqueue.ErrClosed) {
+		t.Errorf("Lease after Close: %v, want ErrClosed", err)
+	}
+}
+
+func testNack(t *testing.T, q workqueue.Queue) {
+	id := add(t, q, "again", workqueue.AddOptions{})
+	it := lease(t, q)
+	start := time.Now()
+	if err := q.Nack(ctxT(t, wait), it.Lease, 400*time.Millisecond); err != nil {
+		t.Fatalf("Nack: %v", err)
+	}
+	it2 := lease(t, q)
+	if el := time.Since(start); el < 350*time.Millisecond {
+		t.Errorf("nacked item came back after %v, want >= 400ms", el)
+	}
+	if diff := cmp.Diff([]string{id, "again", "2"}, []string{it2.ID, string(it2.Payload), fmt.Sprint(it2.Attempt)}); diff != "" {
+		t.Errorf("redelivered item (id, payload, attempt) (-want +got):\n%s", diff)
+	}
+	if err := q.Ack(ctxT(t, wait), it.Lease); !errors.Is(err, workqueue.ErrLeaseLost) {
+		t.Errorf("Ack with the nacked lease: %v, want ErrLeaseLost", err)
+	}
+	ack(t, q, it2)
+	depthIs(t, q, 0)
+}
+
+func testLeaseExpires(t *testing.T, q workqueue.Queue) {
+	id := add(t, q, "crash", workqueue.AddOptions{})
+	it := lease(t, q)
+	it2 := lease(t, q) // comes back when the first lease (1s) expires
+	if diff := cmp.Diff([]string{id, "2"}, []string{it2.ID, fmt.Sprint(it2.Attempt)}); diff != "" {
+		t.Errorf("redelivered item (id, attempt) (-want +got):\n%s", diff)
+	}
+	if it2.Lease == it.Lease {
+		t.Errorf("the second lease reuses the first's token %q", it.Lease)
+	}
+	if err := q.Ack(ctxT(t, wait), it.Lease); !errors.Is(err, workqueue.ErrLeaseLost) {
+		t.Errorf("Ack with the expired lease: %v, want ErrLeaseLost", err)
+	}
+	ack(t, q, it2)
+	depthIs(t, q, 0)
+}
+
+func testExtend(t *testing.T, q workqueue.Queue) {
+	add(t, q, "long", workqueue.AddOptions{})
+	it := lease(t, q)
+	// Another leaser must see nothing while the holder extends its 1s lease for 2.5s.
+	ch := make(chan error, 1)
+	go func() {
+		got, err := q.Lease(ctxT(t, 2500*time.Millisecond))
+		if err == nil {
+			err = fmt.Errorf("leased %s (attempt %d) while it was extended", got.ID, got.Attempt)
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			err = nil
+		}
+		ch <- err
+	}()
+	last := it.Deadline
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); {
+		time.Sleep(250 * time.Millisecond)
+		d, err := q.Extend(ctxT(t, wait), it.Lease)
+		if err != nil {
+			t.Fatalf("Extend: %v", err)
+		}
+		if d.Before(last) {
+			t.Errorf("Extend moved the deadline back from %v to %v", last, d)
+		}
+		last = d
+	}
+	if err := <-ch; err != nil {
+		t.Error(err)
+	}
+	ack(t, q, it)
+}
+
+func testDelay(t *testing.T, q workqueue.Queue) {
+	start := time.Now()
+	id := add(t, q, "later", workqueue.AddOptions{Delay: 800 * time.Millisecond})
+	it := lease(t, q)
+	if el := time.Since(start); el < 750*time.Millisecond {
+		t.Errorf("delayed item leased after %v, want >= 800ms", el)
+	}
+	if diff := cmp.Diff([]string{id, "1"}, []string{it.ID, fmt.Sprint(it.Attempt)}); diff != "" {
+		t.Errorf("delayed item (id, attempt) (-want +got):\n%s", diff)
+	}
+	ack(t, q, it)
+}
+
+func testKeyDedup(t *testing.T, q workqueue.Queue) {
+	id1 := add(t, q, "v1", workqueue.AddOptions{Key: "obj/a"})
+	id2 := add(t, q, "v2", workqueue.AddOptions{Key: "obj/a"})
+	if id1 != id2 {
+		t.Errorf("second add of a waiting key got ID %s, want %s", id2, id1)
+	}
+	other := add(t, q, "b", workqueue.AddOptions{Key: "obj/b"})
+	if other == id1 {
+		t.Errorf("another key got the same ID %s", other)
+	}
+	got := map[string]string{}
+	for range 2 {
+		it := lease(t, q)
+		got[it.Key] = string(it.Payload)
+		ack(t, q, it)
+	}
+	if diff := cmp.Diff(map[string]string{"obj/a": "v1", "obj/b": "b"}, got); diff != "" {
+		t.Errorf("leased items by key (-want +got):\n%s", diff)
+	}
+	noLease(t, q, 300*time.Millisecond)
+	// Once acked, the key is free again.
+	id3 := add(t, q, "v3", workqueue.AddOptions{Key: "obj/a"})
+	if id3 == id1 {
+		t.Errorf("add after the ack got the old ID %s", id1)
+	}
+	it := lease(t, q)
+	if string(it.Payload) != "v3" {
+		t.Errorf("leased %q, want v3", it.Payload)
+	}
+	ack(t, q, it)
+}
+
+func testKeyTurns(t *testing.T, q workqueue.Queue) {
+	add(t, q, "v1", workqueue.AddOptions{Key: "k"})
+	first := lease(t, q)
+	id2 := add(t, q, "v2", workqueue.AddOptions{Key: "k"})
+	if id2 == first.ID {
+		t.Fatalf("add while the key is leased was absorbed into the leased item %s", id2)
+	}
+	if id3 := add(t, q, "v3", workqueue.AddOptions{Key: "k"}); id3 != id2 {
+		t.Errorf("third add got %s, want the waiting %s", id3, id2)
+	}
+	noLease(t, q, 300*time.Millisecond) // k is leased: its next item waits
+	ack(t, q, first)
+	it := lease(t, q)
+	if diff := cmp.Diff([]string{id2, "v2"}, []string{it.ID, string(it.Payload)}); diff != "" {
+		t.Errorf("item after the ack (-want +got):\n%s", diff)
+	}
+	ack(t, q, it)
+}
+
+func testMaxAttempts(t *testing.T, q workqueue.Queue) {
+	id := add(t, q, "poison", workqueue.AddOptions{})
+	for attempt := 1; attempt <= 2; attempt++ {
+		it := lease(t, q)
+		if it.Attempt != attempt {
+			t.Fatalf("attempt %d, want %d", it.Attempt, attempt)
+		}
+		if err := q.Nack(ctxT(t, wait), it.Lease, 0); err != nil {
+			t.Fatalf("Nack: %v", err)
+		}
+	}
+	noLease(t, q, 500*time.Millisecond)
+	eventually(t, "one dead letter", func() (bool, string) {
+		s, err := q.Stats(ctxT(t, wait))
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.Dead == 1 && s.Depth() == 0, fmt.Sprintf("%+v", s)
+	})
+	dead, err := q.Dead(ctxT(t, wait), 10)
+	if err != nil {
+		t.Fatalf("Dead: %v", err)
+	}
+	if len(dead) != 1 {
+		t.Fatalf("Dead returned %d items, want 1", len(dead))
+	}
+	if diff := cmp.Diff([]string{id, "poison", "2"}, []string{dead[0].ID, string(dead[0].Payload), fmt.Sprint(dead[0].Attempts)}); diff != "" {
+		t.Errorf("dead item (id, payload, attempts) (-want +got):\n%s", diff)
+	}
+}
+
+func testBury(t *testing.T, q workqueue.Queue) {
+	id := add(t, q, "bad", workqueue.AddOptions{})
+	it := lease(t, q)
+	if err := q.Bury(ctxT(t, wait), it.Lease, "unparseable"); err != nil {
+		t.Fatalf("Bury: %v", err)
+	}
+	if err := q.Ack(ctxT(t, wait), it.Lease); !errors.Is(err, workqueue.ErrLeaseLost) {
+		t.Errorf("Ack after Bury: %v, want ErrLeaseLost", err)
+	}
+	var dead []workqueue.DeadItem
+	eventually(t, "one dead letter", func() (bool, string) {
+		var err error
+		dead, err = q.Dead(ctxT(t, wait), 10)
+		return err == nil && len(dead) == 1, fmt.Sprintf("%d dead (err %v)", len(dead), err)
+	})
+	if diff := cmp.Diff([]string{id, "bad", "unparseable", "1"}, []string{dead[0].ID, string(dead[0].Payload), dead[0].Reason, fmt.Sprint(dead[0].Attempts)}); diff != "" {
+		t.Errorf("dead item (id, payload, reason, attempts) (-want +got):\n%s", diff)
+	}
+	depthIs(t, q, 0)
+}
+
+func testUnknownLease(t *testing.T, q workqueue.Queue) {
+	ctx := ctxT(t, wait)
+	for _, tok := range []string{"", "nonsense", "999999.1", "1.0", "1.-1"} {
+		if err := q.Ack(ctx, tok); !errors.Is(err, workqueue.ErrLeaseLost) {
+			t.Errorf("Ack(%q): %v, want ErrLeaseLost", tok, err)
+		}
+		if err := q.Nack(ctx, tok, 0); !errors.Is(err, workqueue.ErrLeaseLost) {
+			t.Errorf("Nack(%q): %v, want ErrLeaseLost", tok, err)
+		}
+		if _, err := q.Extend(ctx, tok); !errors.Is(err, workqueue.ErrLeaseLost) {
+			t.Errorf("Extend(%q): %v, want ErrLeaseLost", tok, err)
+		}
+		if err := q.Bury(ctx, tok, "x"); !errors.Is(err, workqueue.ErrLeaseLost) {
+			t.Errorf("Bury(%q): %v, want ErrLeaseLost", tok, err)
+		}
+	}
+}
+
+func testConcurrent(t *testing.T, q workqueue.Queue) {
+	const producers, consumers, each = 4, 4, 50
+	ctx := ctxT(t, 2*wait)
+	var mu sync.Mutex
+	var got []string
+	errs := make(chan error, producers+consumers)
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := q.Add(ctx, fmt.Appendf(nil, "%d-%03d", p, i), workqueue.AddOptions{}); err != nil {
+					errs <- fmt.Errorf("Add: %w", err)
+					return
+				}
+			}
+		}()
+	}
+	var cg sync.WaitGroup
+	for range consumers {
+		cg.Add(1)
+		go func() {
+			defer cg.Done()
+			for {
+				mu.Lock()
+				done := len(got) >= producers*each
+				mu.Unlock()
+				if done {
+					return
+				}
+				lctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				it, err := q.Lease(lctx)
+				cancel()
+				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+					continue
+				}
+				if err != nil {
+					errs <- fmt.Errorf("Lease: %w", err)
+					return
+				}
+				if err := q.Ack(ctx, it.Lease); err != nil {
+					errs <- fmt.Errorf("Ack: %w", err)
+					return
+				}
+				mu.Lock()
+				got = append(got, string(bytes.Clone(it.Payload)))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	cg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var want []string
+	for p := range producers {
+		for i := range each {
+			want = append(want, fmt.Sprintf("%d-%03d", p, i))
+		}
+	}
+	sort.Strings(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("processed payloads (-want +got):\n%s", diff)
+	}
+	depthIs(t, q, 0)
+}
+
+func testStats(t *testing.T, q workqueue.Queue) {
+	for i := range 3 {
+		add(t, q, fmt.Sprint(i), workqueue.AddOptions{})
+	}
+	depthIs(t, q, 3)
+	it := lease(t, q)
+	eventually(t, "a leased item", func() (bool, string) {
+		s, err := q.Stats(ctxT(t, wait))
+		return err == nil && s.Leased >= 1 && s.Depth() == 3, fmt.Sprintf("%+v (err %v)", s, err)
+	})
+	ack(t, q, it)
+	depthIs(t, q, 2)
+}
