@@ -1,0 +1,373 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// LeaderFunc is the work done while leading. leaderCtx ends when the term ends (lost, renewal not
+// confirmed within the TTL, Resign, or Run's ctx ended); the Elector waits for the func to return
+// before it releases the lock, so leader work never outlives the term as far as this process can
+// tell. Use t.Token to fence writes to shared resources (see Fence).
+//
+// Returning nil ends the term early: the Elector releases the lock and campaigns again. Returning a
+// non-nil error while the term still holds ends the term and makes Run return that error.
+type LeaderFunc func(leaderCtx context.Context, t Term) error
+
+// Leader is the leader as one candidate sees it. The zero value means there is no leader.
+type Leader struct {
+	ID    string `json:"leader"` // "" when there is no leader
+	Token uint64 `json:"token"`  // the leader's fencing token; 0 when there is no leader
+	Self  bool   `json:"self"`   // true while this candidate holds the term and its LeaderFunc runs
+}
+
+// Elector campaigns for leadership through a Backend, runs a LeaderFunc for each term it wins, and
+// campaigns again after each term ends, until its Run's ctx ends. Its methods are safe for
+// concurrent use.
+type Elector struct {
+	backend Backend
+	id      string
+	fn      LeaderFunc
+	cfg     config
+	m       *metrics
+
+	running   atomic.Bool
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	mu       sync.Mutex
+	observed Term          // the backend's leader, from Observe
+	cur      *termState    // the term this candidate holds, or nil
+	subs     map[*sub]bool // Observe subscriptions
+	last     Leader        // the value last sent to subscribers
+	terms    uint64        // terms won
+}
+
+type termState struct {
+	term     Term
+	resign   chan struct{} // closed by Resign
+	once     sync.Once
+	released chan struct{} // closed once the term ended and the lock was released
+}
+
+type sub struct {
+	ch   chan Leader
+	done bool
+}
+
+// New returns an Elector for candidate id that campaigns through b and runs fn while leading.
+// It starts nothing; call Run.
+func New(b Backend, id string, fn LeaderFunc, opts ...Option) (*Elector, error) {
+	if b == nil {
+		return nil, errors.New("election: nil backend")
+	}
+	if id == "" {
+		return nil, errors.New("election: empty candidate id")
+	}
+	if fn == nil {
+		return nil, errors.New("election: nil leader func")
+	}
+	cfg := config{log: zap.NewNop(), backoff: DefaultBackoff, releaseTimeout: 2 * time.Second}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	m, err := newMetrics(cfg.reg)
+	if err != nil {
+		return nil, fmt.Errorf("election: register metrics: %w", err)
+	}
+	return &Elector{
+		backend: b, id: id, fn: fn, cfg: cfg, m: m,
+		ready: make(chan struct{}),
+		subs:  make(map[*sub]bool),
+	}, nil
+}
+
+// ID returns the candidate ID.
+func (e *Elector) ID() string { return e.id }
+
+// Ready is closed once Run has seen the backend's leader for the first time (so Leader answers
+// from knowledge, not from the zero value). It is never closed if Run is never called.
+func (e *Elector) Ready() <-chan struct{} { return e.ready }
+
+// Run campaigns, leads and campaigns again until ctx ends; then it ends the current term (waiting
+// for the LeaderFunc to return and releasing the lock) and returns nil. It returns an error only if
+// the LeaderFunc returned one while leading, or with ErrRunning if Run is already running. It
+// returns after every goroutine it started has exited.
+func (e *Elector) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer e.running.Store(false)
+	log := e.cfg.log.Named("election").With(zap.String("id", e.id))
+
+	octx, ocancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { e.observe(octx, log) })
+	defer func() {
+		ocancel()
+		wg.Wait()
+		e.mu.Lock()
+		e.observed = Term{}
+		for s := range e.subs {
+			s.done = true
+			close(s.ch)
+			delete(e.subs, s)
+		}
+		e.mu.Unlock()
+	}()
+
+	attempt := 0
+	for ctx.Err() == nil {
+		lease, err := e.backend.Campaign(ctx, e.id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			attempt++
+			e.m.campaignErrors.Inc()
+			log.Warn("campaign", zap.Error(err), zap.Int("attempt", attempt))
+			if !sleep(ctx, e.cfg.backoff(attempt)) {
+				return nil
+			}
+			continue
+		}
+		attempt = 0
+		if err := e.lead(ctx, lease, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lead runs one term: it starts the LeaderFunc and ends the term on the first of ctx ending, the
+// lease being lost, renewal not confirmed in time, Resign, or the func returning.
+func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) error {
+	term := lease.Term()
+	if v := lease.ValidUntil(); !v.IsZero() && !time.Now().Before(v) {
+		// The campaign outlived the last confirmed renewal: the term may already be over.
+		e.m.stepdowns.WithLabelValues("renewal_timeout").Inc()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.releaseTimeout)
+		defer cancel()
+		_ = lease.Release(rctx) // best effort: the lease ends by itself anyway
+		return nil
+	}
+	ts := &termState{term: term, resign: make(chan struct{}), released: make(chan struct{})}
+	defer close(ts.released)
+
+	lctx, lcancel := context.WithCancel(ctx)
+	defer lcancel()
+	e.mu.Lock()
+	e.cur = ts
+	e.terms++
+	e.notifyLocked()
+	e.mu.Unlock()
+	e.m.terms.Inc()
+	e.m.isLeader.Set(1)
+	log.Info("elected", zap.Uint64("token", term.Token))
+
+	done := make(chan error, 1)
+	go func() { done <- e.fn(lctx, term) }()
+
+	var deadline <-chan time.Time
+	var timer *time.Timer
+	if v := lease.ValidUntil(); !v.IsZero() {
+		timer = time.NewTimer(time.Until(v))
+		defer timer.Stop()
+		deadline = timer.C
+	}
+
+	var reason string
+	var fnErr error
+	fnDone := false
+	for reason == "" {
+		select {
+		case <-ctx.Done():
+			reason = "shutdown"
+		case <-lease.Lost():
+			reason = "lost"
+		case <-ts.resign:
+			reason = "resign"
+		case fnErr = <-done:
+			fnDone = true
+			reason = "returned"
+		case <-deadline:
+			// Renewals move ValidUntil forward; step down only once it has really passed.
+			if d := time.Until(lease.ValidUntil()); d > 0 {
+				timer.Reset(d)
+				continue
+			}
+			reason = "renewal_timeout"
+		}
+	}
+
+	// Step down: from here on this candidate does not claim the term.
+	e.mu.Lock()
+	e.cur = nil
+	e.notifyLocked()
+	e.mu.Unlock()
+	e.m.isLeader.Set(0)
+	e.m.stepdowns.WithLabelValues(reason).Inc()
+	lcancel()
+	if !fnDone {
+		fnErr = <-done
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.releaseTimeout)
+	if err := lease.Release(rctx); err != nil {
+		log.Warn("release", zap.Error(err), zap.Uint64("token", term.Token))
+	}
+	cancel()
+	log.Info("stepped down", zap.String("reason", reason), zap.Uint64("token", term.Token))
+	if reason == "returned" && fnErr != nil {
+		return fmt.Errorf("election: leader func (token %d): %w", term.Token, fnErr)
+	}
+	return nil
+}
+
+// observe keeps e.observed current until ctx ends.
+func (e *Elector) observe(ctx context.Context, log *zap.Logger) {
+	attempt := 0
+	for {
+		err := e.backend.Observe(ctx, func(t Term) {
+			attempt = 0
+			e.mu.Lock()
+			if t != e.observed {
+				e.m.leaderChanges.Inc()
+			}
+			e.observed = t
+			e.notifyLocked()
+			e.mu.Unlock()
+			e.readyOnce.Do(func() { close(e.ready) })
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		attempt++
+		e.m.campaignErrors.Inc()
+		log.Warn("observe", zap.Error(err), zap.Int("attempt", attempt))
+		if !sleep(ctx, e.cfg.backoff(attempt)) {
+			return
+		}
+	}
+}
+
+// Leader returns the leader as this candidate sees it: itself while it holds a term, else the
+// backend's leader as last observed (the zero Leader when there is none).
+func (e *Elector) Leader() Leader {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leaderLocked()
+}
+
+func (e *Elector) leaderLocked() Leader {
+	if e.cur != nil {
+		return Leader{ID: e.id, Token: e.cur.term.Token, Self: true}
+	}
+	return Leader{ID: e.observed.ID, Token: e.observed.Token}
+}
+
+func (e *Elector) notifyLocked() {
+	l := e.leaderLocked()
+	if l == e.last {
+		return
+	}
+	e.last = l
+	e.m.token.Set(float64(l.Token))
+	for s := range e.subs {
+		push(s.ch, l)
+	}
+}
+
+// push replaces whatever is buffered in ch (capacity 1) with l, so a slow reader skips to the
+// latest value instead of blocking the Elector.
+func push(ch chan Leader, l Leader) {
+	select {
+	case <-ch:
+	default:
+	}
+	ch <- l
+}
+
+// Observe returns a channel that receives the current leader at once and then every change
+// (including to the zero Leader: no leader). A slow reader skips intermediate values and sees the
+// latest. The channel is closed when ctx ends or Run returns (at once, after the current value, if
+// Run is not running).
+func (e *Elector) Observe(ctx context.Context) <-chan Leader {
+	s := &sub{ch: make(chan Leader, 1)} // capacity 1: holds the latest value only
+	e.mu.Lock()
+	s.ch <- e.leaderLocked()
+	if ctx.Err() != nil || !e.running.Load() {
+		close(s.ch)
+		e.mu.Unlock()
+		return s.ch
+	}
+	e.subs[s] = true
+	e.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if !s.done {
+			s.done = true
+			close(s.ch)
+			delete(e.subs, s)
+		}
+	})
+	return s.ch
+}
+
+// Resign ends the current term at once so another candidate can take over: it cancels the
+// LeaderFunc's ctx, waits for the func to return and for the lock to be released, then returns
+// nil. The Elector then campaigns again (behind the candidates already waiting). It returns
+// ErrNotLeader if no term is held, or ctx.Err() if ctx ends first (the hand-over continues).
+func (e *Elector) Resign(ctx context.Context) error {
+	e.mu.Lock()
+	ts := e.cur
+	e.mu.Unlock()
+	if ts == nil {
+		return ErrNotLeader
+	}
+	ts.once.Do(func() { close(ts.resign) })
+	select {
+	case <-ts.released:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Statusz returns a key/value snapshot for a /statusz page.
+func (e *Elector) Statusz() (title string, header []string, rows [][]string) {
+	e.mu.Lock()
+	l := e.leaderLocked()
+	terms := e.terms
+	e.mu.Unlock()
+	leader := l.ID
+	if leader == "" {
+		leader = "(none)"
+	}
+	return "election", []string{"key", "value"}, [][]string{
+		{"id", e.id},
+		{"leader", leader},
+		{"token", strconv.FormatUint(l.Token, 10)},
+		{"self", strconv.FormatBool(l.Self)},
+		{"terms won", strconv.FormatUint(terms, 10)},
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
