@@ -1,0 +1,483 @@
+package scatter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Fanout scatters a request to a fixed list of shards and gathers their answers. It is safe for
+// concurrent use; each Do is independent apart from the shared hedge budget and replica statistics.
+type Fanout[Req, Resp, Out any] struct {
+	leaves   []Leaf[Req, Resp]
+	shards   []shardCaller[Req, Resp] // nil when no leaf is a replica set
+	merge    Merge[Resp, Out]
+	cfg      config
+	early    int  // Do returns once this many shards answered (n: wait for all)
+	required int  // fewer answers than this is an error
+	cancels  bool // Do may end before every leaf finished, so leaves get a cancelable context
+	pol      *policy
+	m        *metrics
+	log      *zap.Logger
+	wg       sync.WaitGroup
+	rotate   atomic.Uint32
+}
+
+// shardCaller is implemented by replica sets: a shard that reports which replica answered and
+// whether it hedged.
+type shardCaller[Req, Resp any] interface {
+	callShard(ctx context.Context, req Req, p *policy, rep *Report) (Resp, error)
+}
+
+// New returns a fan-out over leaves (one per shard; a *ReplicaSet is a shard with replicas) that
+// merges answers with merge. It validates the options and starts nothing.
+func New[Req, Resp, Out any](leaves []Leaf[Req, Resp], merge Merge[Resp, Out], opts ...Option) (*Fanout[Req, Resp, Out], error) {
+	cfg := config{log: zap.NewNop()}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if len(cfg.errs) > 0 {
+		return nil, errors.Join(cfg.errs...)
+	}
+	if len(leaves) == 0 {
+		return nil, ErrNoLeaves
+	}
+	n := len(leaves)
+	f := &Fanout[Req, Resp, Out]{leaves: append([]Leaf[Req, Resp](nil), leaves...), merge: merge, cfg: cfg, log: cfg.log.Named("scatter")}
+	for i, l := range f.leaves {
+		if l == nil {
+			return nil, fmt.Errorf("leaf %d is nil: %w", i, ErrNoLeaves)
+		}
+		if sc, ok := l.(shardCaller[Req, Resp]); ok {
+			if f.shards == nil {
+				f.shards = make([]shardCaller[Req, Resp], n)
+			}
+			f.shards[i] = sc
+		}
+	}
+	f.early = n
+	if cfg.quorum > 0 {
+		f.early = min(cfg.quorum, n)
+	}
+	if cfg.coverage > 0 {
+		f.early = min(n, int(math.Ceil(cfg.coverage*float64(n)-1e-9)))
+	}
+	switch {
+	case f.early < n:
+		f.required = f.early
+	case cfg.failFast:
+		f.required = n
+	default:
+		f.required = 1
+	}
+	if cfg.canary >= n {
+		cfg.canary = 0 // nothing would be left to protect
+		f.cfg.canary = 0
+	}
+	f.cancels = cfg.failFast || f.early < n || cfg.canary > 0
+	m, err := newMetrics(cfg.reg, cfg.name)
+	if err != nil {
+		return nil, err
+	}
+	f.m = m
+	f.pol = &policy{hedge: cfg.hedge, probation: cfg.probation, selection: cfg.selection,
+		leafTimeout: cfg.leafTimeout, wg: &f.wg, m: m, log: f.log}
+	if cfg.hedge != nil {
+		f.pol.budget = newBudget(cfg.hedge.Budget, cfg.hedge.Burst)
+	}
+	return f, nil
+}
+
+// Wait blocks until every leaf call started by any Do has returned, including the calls Do
+// abandoned when it returned early. Use it at shutdown.
+func (f *Fanout[Req, Resp, Out]) Wait() { f.wg.Wait() }
+
+// Shards returns the number of shards.
+func (f *Fanout[Req, Resp, Out]) Shards() int { return len(f.leaves) }
+
+// call is the state of one Do: one allocation holding the result and all slots' bookkeeping.
+type call[Req, Resp, Out any] struct {
+	res        Result[Resp, Out]
+	f          *Fanout[Req, Resp, Out]
+	req        Req
+	start      time.Time
+	states     []uint32 // per-slot state machine (slotPending...), accessed atomically
+	done       chan struct{}
+	canaryDone chan struct{}
+	n, canaryN int32
+	early      int32
+	signalled  atomic.Bool
+	why        atomic.Uint32
+	failed     atomic.Int32 // first failing shard under fail-fast
+	completed  atomic.Int32
+	ok         atomic.Int32
+	next       atomic.Int32 // worker dispatch: next position to take
+	end        int32        // worker dispatch: one past the last position
+	first      int          // shard index of position 0 (rotates with canaries)
+	mu         sync.Mutex   // serialises Fold
+}
+
+func (c *call[Req, Resp, Out]) signal(w Why) {
+	if c.signalled.CompareAndSwap(false, true) {
+		c.why.Store(uint32(w))
+		close(c.done)
+	}
+}
+
+// Do scatters req to every shard and gathers the answers. It returns when every shard finished,
+// when the quorum answered, on the first error under fail-fast, when a canary failed, or when ctx
+// or the fan-out's timeout ends, whichever comes first; shards still running are cancelled and
+// their late answers dropped. The Result is never nil; its slots report every shard. The error is
+// a *CoverageError, a *LeafError (fail-fast), an ErrCanary-wrapping error, or Merge.Final's.
+func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp, Out], error) {
+	n := len(f.leaves)
+	c := &call[Req, Resp, Out]{f: f, req: req, n: int32(n), done: make(chan struct{})}
+	if f.early < n {
+		c.early = int32(f.early) // else 0, which a count after Add never equals
+	}
+	c.failed.Store(-1)
+	c.res.Slots = make([]Slot[Resp], n)
+	c.states = make([]uint32, n)
+	if f.merge.Init != nil {
+		c.res.Out = f.merge.Init()
+	}
+	lctx := ctx
+	var cancel context.CancelFunc
+	if f.cfg.timeout > 0 {
+		lctx, cancel = context.WithTimeout(ctx, f.cfg.timeout)
+	} else if f.cancels {
+		lctx, cancel = context.WithCancel(ctx)
+	}
+	c.start = time.Now()
+	pos := 0
+	if k := f.cfg.canary; k > 0 {
+		c.first = int(f.rotate.Add(uint32(k))-uint32(k)) % n
+		c.canaryN = int32(k)
+		c.canaryDone = make(chan struct{})
+		f.wg.Add(k)
+		for j := 0; j < k; j++ {
+			go c.run(lctx, (c.first+j)%n)
+		}
+		pos = k
+		if !c.awaitCanary(lctx) {
+			c.signal(EndCanary)
+		}
+	}
+	if !c.signalled.Load() {
+		c.dispatch(lctx, pos)
+		select {
+		case <-c.done:
+		case <-lctx.Done():
+			c.signal(EndContext)
+		}
+	}
+	if cancel != nil {
+		cancel()
+	}
+	return c.finish(ctx)
+}
+
+// awaitCanary waits for the canary shards and reports whether they all answered in time.
+func (c *call[Req, Resp, Out]) awaitCanary(ctx context.Context) bool {
+	var timeout <-chan time.Time
+	if w := c.f.cfg.canaryWait; w > 0 {
+		t := time.NewTimer(w)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-c.canaryDone:
+	case <-c.done: // fail-fast error from a canary
+		return false
+	case <-ctx.Done():
+		c.signal(EndContext)
+		return false
+	case <-timeout:
+		return false
+	}
+	for j := 0; j < int(c.canaryN); j++ {
+		if c.res.Slots[(c.first+j)%len(c.res.Slots)].Status != StatusOK {
+			return false
+		}
+	}
+	return true
+}
+
+// dispatch starts the shards at positions pos.. (position j is shard (first+j) mod n).
+func (c *call[Req, Resp, Out]) dispatch(ctx context.Context, pos int) {
+	n := int(c.n)
+	lim := c.f.cfg.concurrency
+	if lim <= 0 || lim >= n-pos {
+		c.f.wg.Add(n - pos)
+		if c.first == 0 {
+			for i := pos; i < n; i++ {
+				go c.run(ctx, i)
+			}
+			return
+		}
+		for j := pos; j < n; j++ {
+			go c.run(ctx, (c.first+j)%n)
+		}
+		return
+	}
+	c.next.Store(int32(pos))
+	c.end = int32(n)
+	c.f.wg.Add(lim)
+	for w := 0; w < lim; w++ {
+		go c.work(ctx)
+	}
+}
+
+func (c *call[Req, Resp, Out]) run(ctx context.Context, i int) {
+	defer c.f.wg.Done()
+	c.runOne(ctx, i, c.start)
+}
+
+// work is a dispatch worker under WithConcurrency: it takes positions until none are left or the
+// fan-out ended.
+func (c *call[Req, Resp, Out]) work(ctx context.Context) {
+	defer c.f.wg.Done()
+	n := int(c.n)
+	for !c.signalled.Load() {
+		j := c.next.Add(1) - 1
+		if j >= c.end {
+			return
+		}
+		c.runOne(ctx, (c.first+int(j))%n, time.Now())
+	}
+}
+
+func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Time) {
+	st := &c.states[i]
+	if !atomic.CompareAndSwapUint32(st, slotPending, slotRunning) {
+		return
+	}
+	var rep Report
+	resp, err := c.f.invoke(ctx, i, c.req, &rep)
+	rep.Latency = time.Since(start)
+	if !atomic.CompareAndSwapUint32(st, slotRunning, slotWriting) {
+		return // Do already returned; the answer is dropped
+	}
+	s := &c.res.Slots[i]
+	rep.Err = err
+	rep.Status = statusOf(err)
+	s.Report = rep
+	if err == nil {
+		s.Resp = resp
+		if fold := c.f.merge.Fold; fold != nil {
+			c.mu.Lock()
+			c.res.Out = fold(c.res.Out, i, resp)
+			c.mu.Unlock()
+		}
+	}
+	atomic.StoreUint32(st, slotDone)
+	if err == nil {
+		if c.ok.Add(1) == c.early {
+			c.signal(EndQuorum)
+		}
+	} else if c.f.cfg.failFast {
+		if c.failed.CompareAndSwap(-1, int32(i)) {
+			c.signal(EndFailFast)
+		}
+	}
+	d := c.completed.Add(1)
+	if d == c.n {
+		c.signal(EndAll)
+	}
+	if d == c.canaryN {
+		close(c.canaryDone)
+	}
+}
+
+func statusOf(err error) Status {
+	switch {
+	case err == nil:
+		return StatusOK
+	case errors.Is(err, context.DeadlineExceeded):
+		return StatusTimeout
+	case errors.Is(err, context.Canceled):
+		return StatusCanceled
+	}
+	return StatusError
+}
+
+func (f *Fanout[Req, Resp, Out]) invoke(ctx context.Context, i int, req Req, rep *Report) (resp Resp, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			var zero Resp
+			resp, err = zero, &PanicError{Value: v, Stack: debug.Stack()}
+			f.log.Warn("leaf panicked", zap.Int("shard", i), zap.Any("value", v))
+		}
+	}()
+	if f.shards != nil {
+		if sc := f.shards[i]; sc != nil {
+			return sc.callShard(ctx, req, f.pol, rep)
+		}
+	}
+	rep.Attempts = 1
+	if d := f.cfg.leafTimeout; d > 0 {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return f.leaves[i].Call(ctx, req)
+	}
+	return f.leaves[i].Call(ctx, req)
+}
+
+// finish abandons the shards still running, reports, merges and picks the error.
+func (c *call[Req, Resp, Out]) finish(ctx context.Context) (*Result[Resp, Out], error) {
+	f := c.f
+	why := Why(c.why.Load())
+	slots := c.res.Slots
+	if c.completed.Load() != c.n {
+		c.abandon(why, ctx)
+	}
+	var (
+		batch   latencyBatch
+		counts  [len(statusNames)]int
+		lastErr error
+		hedges  int
+	)
+	for i := range slots {
+		s := &slots[i]
+		counts[s.Status]++
+		if s.Status != StatusSkipped {
+			batch.add(s.Latency)
+		}
+		if s.Err != nil {
+			lastErr = s.Err
+		}
+		if s.Hedged {
+			hedges += s.Attempts - 1
+		}
+	}
+	c.res.Answered = counts[StatusOK]
+	c.res.Hedges = hedges
+	c.res.Why = why
+	m := f.m
+	m.leafLatency.add(&batch)
+	for st, k := range counts {
+		if k > 0 {
+			m.leafResults[st].Add(float64(k))
+		}
+	}
+	m.fanouts[why].Inc()
+	m.nFanouts.Add(1)
+	m.coverage.Observe(c.res.Coverage())
+
+	var err error
+	switch {
+	case why == EndCanary:
+		err = ErrCanary
+		for j := 0; j < int(c.canaryN); j++ {
+			i := (c.first + j) % len(slots)
+			if s := &slots[i]; s.Status != StatusOK {
+				err = fmt.Errorf("%w: shard %d %s: %w", ErrCanary, i, s.Status, orNil(s.Err))
+				break
+			}
+		}
+	case why == EndFailFast:
+		i := int(c.failed.Load())
+		err = &LeafError{Shard: i, Err: slots[i].Err}
+	case c.res.Answered < f.required:
+		cause := lastErr
+		if why == EndContext {
+			cause = ctx.Err()
+			if cause == nil {
+				cause = context.DeadlineExceeded // the fan-out's own timeout
+			}
+		}
+		err = &CoverageError{Answered: c.res.Answered, Shards: len(slots), Required: f.required, Cause: cause}
+	}
+	if final := f.merge.Final; final != nil {
+		out, ferr := final(c.res.Out, slots)
+		c.res.Out = out
+		if err == nil {
+			err = ferr
+		}
+	}
+	if ce := f.log.Check(zap.DebugLevel, "fan-out ended"); ce != nil {
+		ce.Write(zap.Stringer("end", why), zap.Int("answered", c.res.Answered), zap.Int("shards", len(slots)),
+			zap.Int("hedges", hedges), zap.Duration("took", time.Since(c.start)), zap.Error(err))
+	}
+	return &c.res, err
+}
+
+type nilErr struct{}
+
+func (nilErr) Error() string { return "no error" }
+
+func orNil(err error) error {
+	if err == nil {
+		return nilErr{}
+	}
+	return err
+}
+
+// abandon marks every slot that did not finish, so that late answers are dropped.
+func (c *call[Req, Resp, Out]) abandon(why Why, ctx context.Context) {
+	running := StatusCanceled
+	if why == EndContext && (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) {
+		running = StatusTimeout
+	}
+	if why == EndCanary && ctx.Err() == nil {
+		running = StatusTimeout // a late canary
+	}
+	now := time.Since(c.start)
+	slots := c.res.Slots
+	for i := range slots {
+		s := &slots[i]
+		for {
+			st := atomic.LoadUint32(&c.states[i])
+			if st == slotDone {
+				break
+			}
+			if st == slotWriting {
+				runtime.Gosched()
+				continue
+			}
+			if atomic.CompareAndSwapUint32(&c.states[i], st, slotAbandoned) {
+				if st == slotPending {
+					s.Status = StatusSkipped
+				} else {
+					s.Status, s.Latency = running, now
+					s.Err = context.Canceled
+					if running == StatusTimeout {
+						s.Err = context.DeadlineExceeded
+					}
+				}
+				break
+			}
+		}
+	}
+}
+
+// Statusz reports the fan-out's counters for a status page.
+func (f *Fanout[Req, Resp, Out]) Statusz() (string, []string, [][]string) {
+	m := f.m
+	rows := [][]string{
+		{"shards", strconv.Itoa(len(f.leaves))},
+		{"quorum", strconv.Itoa(f.early)},
+		{"fan-outs", strconv.FormatInt(m.nFanouts.Load(), 10)},
+		{"hedges sent", strconv.FormatInt(m.nHedges.Load(), 10)},
+		{"hedges won", strconv.FormatInt(m.nHedgesWon.Load(), 10)},
+		{"hedge budget exhausted", strconv.FormatInt(m.nExhausted.Load(), 10)},
+		{"replicas put on probation", strconv.FormatInt(m.nProbations.Load(), 10)},
+	}
+	if f.pol.budget != nil {
+		rows = append(rows, []string{"hedge tokens", strconv.FormatFloat(f.pol.budget.tokens(), 'f', 2, 64)})
+	}
+	title := "scatter"
+	if f.cfg.name != "" {
+		title += " " + f.cfg.name
+	}
+	return title, []string{"key", "value"}, rows
+}

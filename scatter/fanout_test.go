@@ -1,0 +1,412 @@
+package scatter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/podblocks/podblocks/scatter"
+)
+
+// behaviour of one test leaf: sleep d (honouring ctx unless hang), then answer v or fail.
+type behaviour struct {
+	d     time.Duration
+	fail  bool
+	panic bool
+	hang  bool // ignore ctx
+}
+
+type probe struct {
+	calls, canceled atomic.Int32
+}
+
+func leavesOf(p *probe, bs ...behaviour) []scatter.Leaf[int, int] {
+	out := make([]scatter.Leaf[int, int], len(bs))
+	for i, b := range bs {
+		out[i] = scatter.LeafFunc[int, int](func(ctx context.Context, req int) (int, error) {
+			p.calls.Add(1)
+			if b.panic {
+				panic(fmt.Sprintf("leaf %d exploded", i))
+			}
+			if b.hang {
+				time.Sleep(b.d)
+			} else {
+				t := time.NewTimer(b.d)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					p.canceled.Add(1)
+					return 0, ctx.Err()
+				}
+			}
+			if b.fail {
+				return 0, fmt.Errorf("leaf %d: boom", i)
+			}
+			return req*100 + i, nil
+		})
+	}
+	return out
+}
+
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+
+var sum = scatter.Merge[int, int]{Fold: func(acc, _ int, r int) int { return acc + r }}
+
+type outcome struct {
+	Statuses []string
+	Out      int
+	Answered int
+	Why      string
+	Took     time.Duration
+	Err      string
+	Calls    int32
+	Canceled int32
+}
+
+func TestFanout(t *testing.T) {
+	ok := func(n int) behaviour { return behaviour{d: ms(n)} }
+	tests := []struct {
+		name   string
+		leaves []behaviour
+		opts   []scatter.Option
+		want   outcome
+	}{
+		{
+			name:   "all answer",
+			leaves: []behaviour{ok(1), ok(3), ok(2)},
+			want:   outcome{Statuses: []string{"ok", "ok", "ok"}, Out: 903, Answered: 3, Why: "all", Took: ms(3), Calls: 3},
+		},
+		{
+			name:   "tolerant keeps going past an error",
+			leaves: []behaviour{ok(1), {d: ms(1), fail: true}, ok(2)},
+			want:   outcome{Statuses: []string{"ok", "error", "ok"}, Out: 602, Answered: 2, Why: "all", Took: ms(2), Calls: 3},
+		},
+		{
+			name:   "fail-fast cancels the rest",
+			leaves: []behaviour{ok(5), {d: ms(1), fail: true}, ok(5)},
+			opts:   []scatter.Option{scatter.WithFailFast()},
+			want: outcome{Statuses: []string{"canceled", "error", "canceled"}, Out: 0, Answered: 0, Why: "failfast", Took: ms(1),
+				Err: "scatter: shard 1: leaf 1: boom", Calls: 3, Canceled: 2},
+		},
+		{
+			name:   "deadline cuts a hanging leaf",
+			leaves: []behaviour{ok(1), {d: time.Hour, hang: true}, ok(2)},
+			opts:   []scatter.Option{scatter.WithTimeout(ms(10))},
+			want:   outcome{Statuses: []string{"ok", "timeout", "ok"}, Out: 602, Answered: 2, Why: "context", Took: ms(10), Calls: 3},
+		},
+		{
+			name:   "per-leaf timeout",
+			leaves: []behaviour{ok(1), ok(50), ok(2)},
+			opts:   []scatter.Option{scatter.WithLeafTimeout(ms(4))},
+			want:   outcome{Statuses: []string{"ok", "timeout", "ok"}, Out: 602, Answered: 2, Why: "all", Took: ms(4), Calls: 3, Canceled: 1},
+		},
+		{
+			name:   "quorum returns early and cancels the rest",
+			leaves: []behaviour{ok(4), ok(1), ok(3), ok(2), ok(5)},
+			opts:   []scatter.Option{scatter.WithQuorum(3)},
+			want: outcome{Statuses: []string{"canceled", "ok", "ok", "ok", "canceled"}, Out: 906, Answered: 3, Why: "quorum",
+				Took: ms(3), Calls: 5, Canceled: 2},
+		},
+		{
+			name:   "coverage 0.5 of 4 is 2",
+			leaves: []behaviour{ok(4), ok(1), ok(3), ok(2)},
+			opts:   []scatter.Option{scatter.WithCoverage(0.5)},
+			want: outcome{Statuses: []string{"canceled", "ok", "canceled", "ok"}, Out: 604, Answered: 2, Why: "quorum",
+				Took: ms(2), Calls: 4, Canceled: 2},
+		},
+		{
+			name:   "quorum not reached by the deadline",
+			leaves: []behaviour{ok(1), ok(30), ok(40)},
+			opts:   []scatter.Option{scatter.WithQuorum(2), scatter.WithTimeout(ms(10))},
+			want: outcome{Statuses: []string{"ok", "timeout", "timeout"}, Out: 300, Answered: 1, Why: "context", Took: ms(10),
+				Err: "scatter: 1 of 3 shards answered, 2 required: context deadline exceeded", Calls: 3, Canceled: 2},
+		},
+		{
+			name:   "a panic is that leaf's error",
+			leaves: []behaviour{ok(1), {panic: true}, ok(2)},
+			want:   outcome{Statuses: []string{"ok", "error", "ok"}, Out: 602, Answered: 2, Why: "all", Took: ms(2), Calls: 3},
+		},
+		{
+			name:   "nobody answers",
+			leaves: []behaviour{{d: ms(1), fail: true}, {d: ms(2), fail: true}},
+			want: outcome{Statuses: []string{"error", "error"}, Answered: 0, Why: "all", Took: ms(2),
+				Err: "scatter: 0 of 2 shards answered, 1 required: leaf 1: boom", Calls: 2},
+		},
+		{
+			name:   "concurrency limit",
+			leaves: []behaviour{ok(2), ok(2), ok(2), ok(2), ok(2)},
+			opts:   []scatter.Option{scatter.WithConcurrency(2)},
+			want:   outcome{Statuses: []string{"ok", "ok", "ok", "ok", "ok"}, Out: 1510, Answered: 5, Why: "all", Took: ms(6), Calls: 5},
+		},
+		{
+			name:   "concurrency limit with a deadline skips the undispatched",
+			leaves: []behaviour{ok(2), ok(2), ok(2), ok(2), ok(2)},
+			opts:   []scatter.Option{scatter.WithConcurrency(2), scatter.WithTimeout(ms(3))},
+			want: outcome{Statuses: []string{"ok", "ok", "timeout", "timeout", "skipped"}, Out: 601, Answered: 2, Why: "context",
+				Took: ms(3), Calls: 4, Canceled: 2},
+		},
+		{
+			name:   "canary passes",
+			leaves: []behaviour{ok(1), ok(2), ok(3)},
+			opts:   []scatter.Option{scatter.WithCanary(1, ms(5))},
+			want:   outcome{Statuses: []string{"ok", "ok", "ok"}, Out: 903, Answered: 3, Why: "all", Took: ms(1 + 3), Calls: 3},
+		},
+		{
+			name:   "failing canary protects the rest",
+			leaves: []behaviour{{d: ms(1), fail: true}, ok(2), ok(3)},
+			opts:   []scatter.Option{scatter.WithCanary(1, ms(5))},
+			want: outcome{Statuses: []string{"error", "skipped", "skipped"}, Why: "canary", Took: ms(1),
+				Err: "scatter: canary failed: shard 0 error: leaf 0: boom", Calls: 1},
+		},
+		{
+			name:   "late canary",
+			leaves: []behaviour{ok(10), ok(2), ok(3)},
+			opts:   []scatter.Option{scatter.WithCanary(1, ms(5))},
+			want: outcome{Statuses: []string{"timeout", "skipped", "skipped"}, Why: "canary", Took: ms(5),
+				Err: "scatter: canary failed: shard 0 timeout: context deadline exceeded", Calls: 1, Canceled: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := &probe{}
+				f, err := scatter.New(leavesOf(p, tt.leaves...), sum, tt.opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				res, err := f.Do(t.Context(), 3)
+				took := time.Since(start)
+				f.Wait()
+				got := outcome{Out: res.Out, Answered: res.Answered, Why: res.Why.String(), Took: took, Calls: p.calls.Load(), Canceled: p.canceled.Load()}
+				for _, s := range res.Slots {
+					got.Statuses = append(got.Statuses, s.Status.String())
+				}
+				if err != nil {
+					got.Err = err.Error()
+				}
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("outcome (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+func TestErrorsMatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &probe{}
+		f, err := scatter.New(leavesOf(p, behaviour{d: ms(50)}, behaviour{d: ms(50)}), sum, scatter.WithTimeout(ms(5)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.Do(t.Context(), 1)
+		if !errors.Is(err, scatter.ErrShortCoverage) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err = %v, want ErrShortCoverage and DeadlineExceeded", err)
+		}
+		var ce *scatter.CoverageError
+		if !errors.As(err, &ce) || ce.Answered != 0 || ce.Shards != 2 {
+			t.Errorf("err = %#v, want a CoverageError with 0 of 2", err)
+		}
+
+		f, err = scatter.New(leavesOf(p, behaviour{panic: true}), sum, scatter.WithFailFast())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := f.Do(t.Context(), 1)
+		var pe *scatter.PanicError
+		var le *scatter.LeafError
+		if !errors.As(err, &pe) || !errors.As(err, &le) || le.Shard != 0 || pe.Value != "leaf 0 exploded" || len(pe.Stack) == 0 {
+			t.Errorf("err = %v, want a LeafError wrapping a PanicError", err)
+		}
+		if !errors.As(res.Slots[0].Err, &pe) {
+			t.Errorf("slot error = %v, want a PanicError", res.Slots[0].Err)
+		}
+	})
+}
+
+func TestCallerCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &probe{}
+		f, err := scatter.New(leavesOf(p, behaviour{d: ms(1)}, behaviour{d: time.Hour, hang: true}), sum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(ms(3), cancel)
+		res, err := f.Do(ctx, 1)
+		if err != nil {
+			t.Fatalf("Do: %v (one shard answered, which is enough)", err)
+		}
+		if got := []scatter.Status{res.Slots[0].Status, res.Slots[1].Status}; got[0] != scatter.StatusOK || got[1] != scatter.StatusCanceled {
+			t.Errorf("statuses = %v, want [ok canceled]", got)
+		}
+		if res.Why != scatter.EndContext {
+			t.Errorf("why = %v, want context", res.Why)
+		}
+		f.Wait()
+	})
+}
+
+func TestLateAnswerDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &probe{}
+		f, err := scatter.New(leavesOf(p, behaviour{d: ms(1)}, behaviour{d: ms(20), hang: true}), sum, scatter.WithTimeout(ms(5)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, _ := f.Do(t.Context(), 1)
+		before := res.Slots[1]
+		f.Wait() // the hanging leaf answers now, after Do returned
+		if diff := cmp.Diff(before.Report, res.Slots[1].Report, cmp.Comparer(func(a, b error) bool { return a == b })); diff != "" {
+			t.Errorf("slot changed after Do returned (-before +after):\n%s", diff)
+		}
+		if res.Out != 100 || res.Slots[1].Resp != 0 {
+			t.Errorf("out = %d, resp = %d; the late answer leaked in", res.Out, res.Slots[1].Resp)
+		}
+	})
+}
+
+func TestCanaryRotates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var firsts []int
+		var started atomic.Int32
+		leaves := make([]scatter.Leaf[int, int], 4)
+		for i := range leaves {
+			leaves[i] = scatter.LeafFunc[int, int](func(ctx context.Context, _ int) (int, error) {
+				if started.Add(1) == 1 {
+					firsts = append(firsts, i) // only the canary runs first, alone
+				}
+				return i, nil
+			})
+		}
+		f, err := scatter.New(leaves, scatter.Merge[int, struct{}]{}, scatter.WithCanary(1, ms(5)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			started.Store(0)
+			if _, err := f.Do(t.Context(), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if diff := cmp.Diff([]int{0, 1, 2, 3, 0}, firsts); diff != "" {
+			t.Errorf("canary shards (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestMergeFinal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &probe{}
+		merge := scatter.Merge[int, []int]{
+			Init: func() []int { return []int{} },
+			Fold: func(acc []int, shard, r int) []int { return append(acc, r) },
+			Final: func(acc []int, slots []scatter.Slot[int]) ([]int, error) {
+				// Final sees the fold's acc (in arrival order) and may reorder it.
+				out := make([]int, 0, len(acc))
+				for _, s := range slots {
+					if s.Status == scatter.StatusOK {
+						out = append(out, s.Resp)
+					}
+				}
+				if len(out) != len(acc) {
+					return nil, fmt.Errorf("fold saw %d answers, slots %d", len(acc), len(out))
+				}
+				return out, nil
+			},
+		}
+		f, err := scatter.New(leavesOf(p, behaviour{d: ms(3)}, behaviour{d: ms(1)}, behaviour{d: ms(2), fail: true}, behaviour{d: ms(2)}), merge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := f.Do(t.Context(), 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]int{700, 701, 703}, res.Out); diff != "" {
+			t.Errorf("out (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestConcurrencyCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var now, peak atomic.Int32
+		leaves := make([]scatter.Leaf[int, int], 20)
+		for i := range leaves {
+			leaves[i] = scatter.LeafFunc[int, int](func(ctx context.Context, _ int) (int, error) {
+				n := now.Add(1)
+				for {
+					p := peak.Load()
+					if n <= p || peak.CompareAndSwap(p, n) {
+						break
+					}
+				}
+				time.Sleep(ms(1))
+				now.Add(-1)
+				return 1, nil
+			})
+		}
+		f, err := scatter.New(leaves, sum, scatter.WithConcurrency(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := f.Do(t.Context(), 0)
+		if err != nil || res.Out != 20 {
+			t.Fatalf("Do = %d, %v; want 20, nil", res.Out, err)
+		}
+		if peak.Load() != 3 {
+			t.Errorf("peak concurrency = %d, want 3", peak.Load())
+		}
+	})
+}
+
+func TestConfigErrors(t *testing.T) {
+	leaf := scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 0, nil })
+	tests := []struct {
+		name   string
+		leaves []scatter.Leaf[int, int]
+		opts   []scatter.Option
+		field  string
+		is     error
+	}{
+		{name: "no leaves", is: scatter.ErrNoLeaves},
+		{name: "nil leaf", leaves: []scatter.Leaf[int, int]{leaf, nil}, is: scatter.ErrNoLeaves},
+		{name: "negative concurrency", opts: []scatter.Option{scatter.WithConcurrency(-1)}, field: "WithConcurrency"},
+		{name: "negative timeout", opts: []scatter.Option{scatter.WithTimeout(-1)}, field: "WithTimeout"},
+		{name: "negative leaf timeout", opts: []scatter.Option{scatter.WithLeafTimeout(-1)}, field: "WithLeafTimeout"},
+		{name: "zero quorum", opts: []scatter.Option{scatter.WithQuorum(0)}, field: "WithQuorum"},
+		{name: "coverage above 1", opts: []scatter.Option{scatter.WithCoverage(1.5)}, field: "WithCoverage"},
+		{name: "coverage 0", opts: []scatter.Option{scatter.WithCoverage(0)}, field: "WithCoverage"},
+		{name: "canary 0", opts: []scatter.Option{scatter.WithCanary(0, 0)}, field: "WithCanary"},
+		{name: "hedge percentile 1", opts: []scatter.Option{scatter.WithHedge(scatter.Hedge{Percentile: 1})}, field: "WithHedge"},
+		{name: "probation factor 1", opts: []scatter.Option{scatter.WithProbation(scatter.Probation{Factor: 1})}, field: "WithProbation"},
+		{name: "unknown selection", opts: []scatter.Option{scatter.WithSelection(9)}, field: "WithSelection"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leaves := tt.leaves
+			if leaves == nil && tt.is == nil {
+				leaves = []scatter.Leaf[int, int]{leaf}
+			}
+			_, err := scatter.New(leaves, sum, tt.opts...)
+			if tt.is != nil {
+				if !errors.Is(err, tt.is) {
+					t.Fatalf("err = %v, want %v", err, tt.is)
+				}
+				return
+			}
+			var ce *scatter.ConfigError
+			if !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Fatalf("err = %v, want a ConfigError for %s", err, tt.field)
+			}
+		})
+	}
+}

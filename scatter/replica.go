@@ -1,0 +1,400 @@
+package scatter
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// policy is what a fan-out tells its replica sets: hedging, budget, probation and selection.
+type policy struct {
+	hedge       *Hedge
+	budget      *budget
+	probation   *Probation
+	selection   Selection
+	leafTimeout time.Duration
+	wg          *sync.WaitGroup // tracks attempt and shadow goroutines
+	m           *metrics        // nil for a replica set called on its own
+	log         *zap.Logger
+}
+
+// ReplicaSet is a shard served by several interchangeable replicas. Used as a leaf of a Fanout it
+// picks replicas (C3-style ranking by default), hedges and fails over as the fan-out's options say,
+// and keeps per-replica latency statistics and a latency sketch for adaptive hedging. Called on its
+// own (Call), it tries replicas in ranked order until one answers. Safe for concurrent use.
+type ReplicaSet[Req, Resp any] struct {
+	replicas []Leaf[Req, Resp]
+	stats    []replicaStat
+	sketch   Sketch
+	rr       atomic.Uint32
+	calls    atomic.Uint64
+	alone    policy
+	wg       sync.WaitGroup // attempts of standalone calls
+
+	delayMu   sync.Mutex
+	delay     time.Duration // cached adaptive delay
+	delayAt   int64         // sketch count when delay was computed
+	delayPctl float64
+
+	mu sync.Mutex // guards the ewma, samples and probation fields of stats
+}
+
+type replicaStat struct {
+	outstanding atomic.Int64
+	ewma        float64 // ns
+	samples     int
+	probation   bool
+}
+
+// NewReplicaSet returns a shard served by replicas.
+func NewReplicaSet[Req, Resp any](replicas ...Leaf[Req, Resp]) (*ReplicaSet[Req, Resp], error) {
+	if len(replicas) == 0 {
+		return nil, ErrNoReplicas
+	}
+	for i, r := range replicas {
+		if r == nil {
+			return nil, fmt.Errorf("replica %d is nil: %w", i, ErrNoReplicas)
+		}
+	}
+	s := &ReplicaSet[Req, Resp]{replicas: append([]Leaf[Req, Resp](nil), replicas...), stats: make([]replicaStat, len(replicas))}
+	s.alone = policy{log: zap.NewNop(), wg: &s.wg}
+	return s, nil
+}
+
+// Len returns the number of replicas.
+func (s *ReplicaSet[Req, Resp]) Len() int { return len(s.replicas) }
+
+// Call tries the replicas in ranked order until one answers, and returns the last error if none did.
+func (s *ReplicaSet[Req, Resp]) Call(ctx context.Context, req Req) (Resp, error) {
+	var rep Report
+	return s.callShard(ctx, req, &s.alone, &rep)
+}
+
+// ReplicaStat is a snapshot of one replica's statistics.
+type ReplicaStat struct {
+	EWMA        time.Duration // smoothed latency of recent attempts
+	Outstanding int64         // calls in flight
+	Samples     int           // attempts observed
+	Probation   bool          // excluded from selection, getting shadow requests only
+}
+
+// Stats returns a snapshot of every replica's statistics.
+func (s *ReplicaSet[Req, Resp]) Stats() []ReplicaStat {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ReplicaStat, len(s.stats))
+	for i := range s.stats {
+		st := &s.stats[i]
+		out[i] = ReplicaStat{EWMA: time.Duration(st.ewma), Outstanding: st.outstanding.Load(), Samples: st.samples, Probation: st.probation}
+	}
+	return out
+}
+
+// Sketch returns the set's latency sketch (all attempts, shadows excluded).
+func (s *ReplicaSet[Req, Resp]) Sketch() *Sketch { return &s.sketch }
+
+// order appends the selectable replicas to buf, best first.
+func (s *ReplicaSet[Req, Resp]) order(buf []int, p *policy) []int {
+	n := len(s.replicas)
+	start := int((s.rr.Add(1) - 1) % uint32(n))
+	var scores [16]float64
+	s.mu.Lock()
+	for k := 0; k < n; k++ {
+		r := (start + k) % n
+		if !s.stats[r].probation {
+			buf = append(buf, r)
+		}
+	}
+	if len(buf) == 0 { // never happens by construction; be safe
+		for k := 0; k < n; k++ {
+			buf = append(buf, (start+k)%n)
+		}
+	}
+	c3 := p.selection == SelectC3 && len(buf) <= len(scores)
+	if c3 {
+		for k, r := range buf {
+			st := &s.stats[r]
+			q := 1 + float64(st.outstanding.Load())
+			scores[k] = st.ewma * q * q * q
+		}
+	}
+	s.mu.Unlock()
+	if c3 { // insertion sort: stable, so equal scores keep the rotation
+		for i := 1; i < len(buf); i++ {
+			for j := i; j > 0 && scores[j] < scores[j-1]; j-- {
+				scores[j], scores[j-1] = scores[j-1], scores[j]
+				buf[j], buf[j-1] = buf[j-1], buf[j]
+			}
+		}
+	}
+	return buf
+}
+
+// hedgeDelay is the delay before a backup request; 0 means no hedge timer.
+func (s *ReplicaSet[Req, Resp]) hedgeDelay(h *Hedge) time.Duration {
+	if h.Percentile == 0 || s.sketch.Count() < int64(h.MinSamples) {
+		return h.Delay
+	}
+	s.delayMu.Lock()
+	defer s.delayMu.Unlock()
+	if c := s.sketch.Count(); c-s.delayAt >= 16 || s.delay == 0 || s.delayPctl != h.Percentile {
+		s.delay = max(s.sketch.Quantile(h.Percentile), h.MinDelay)
+		s.delayAt, s.delayPctl = c, h.Percentile
+	}
+	return s.delay
+}
+
+// attempt calls replica r, recovering a panic as its error, and records its latency.
+func (s *ReplicaSet[Req, Resp]) attempt(ctx context.Context, req Req, r int, p *policy, shadow bool) (resp Resp, err error) {
+	st := &s.stats[r]
+	st.outstanding.Add(1)
+	start := time.Now()
+	defer func() {
+		if v := recover(); v != nil {
+			var zero Resp
+			resp, err = zero, &PanicError{Value: v, Stack: debug.Stack()}
+			p.log.Warn("replica panicked", zap.Int("replica", r), zap.Any("value", v))
+		}
+		st.outstanding.Add(-1)
+		s.observe(r, time.Since(start), err, ctx, p, shadow)
+	}()
+	if d := p.leafTimeout; d > 0 && !shadow {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	return s.replicas[r].Call(ctx, req)
+}
+
+const ewmaAlpha = 0.2
+
+// observe records one attempt's latency. An attempt cancelled because another replica won still
+// counts with its elapsed time (a lower bound of its latency), so that hedging does not hide the
+// tail from the sketch; an error counts as at least twice the replica's current average, so a
+// replica that fails fast is not mistaken for a fast one.
+func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, ctx context.Context, p *policy, shadow bool) {
+	if !shadow {
+		s.sketch.Observe(d)
+	}
+	v := float64(d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := &s.stats[r]
+	if err != nil && ctx.Err() == nil && v < 2*st.ewma {
+		v = 2 * st.ewma
+	}
+	if st.samples == 0 {
+		st.ewma = v
+	} else {
+		st.ewma += ewmaAlpha * (v - st.ewma)
+	}
+	st.samples++
+	pr := p.probation
+	if pr == nil || len(s.stats) < 2 {
+		return
+	}
+	var others [16]float64
+	k := 0
+	for i := range s.stats {
+		if i != r && !s.stats[i].probation && s.stats[i].samples > 0 && k < len(others) {
+			others[k] = s.stats[i].ewma
+			k++
+		}
+	}
+	if k == 0 {
+		return
+	}
+	med := median(others[:k])
+	switch {
+	case !st.probation && st.samples >= pr.MinSamples && st.ewma > float64(pr.MinLatency) && st.ewma > pr.Factor*med:
+		st.probation = true
+		if p.m != nil {
+			p.m.probations.Inc()
+			p.m.nProbations.Add(1)
+		}
+		p.log.Info("replica on probation", zap.Int("replica", r), zap.Duration("ewma", time.Duration(st.ewma)), zap.Duration("median", time.Duration(med)))
+	case st.probation && (st.ewma < pr.Factor/2*med || st.ewma < float64(pr.MinLatency)):
+		st.probation = false
+		p.log.Info("replica off probation", zap.Int("replica", r), zap.Duration("ewma", time.Duration(st.ewma)))
+	}
+}
+
+func median(v []float64) float64 {
+	for i := 1; i < len(v); i++ {
+		for j := i; j > 0 && v[j] < v[j-1]; j-- {
+			v[j], v[j-1] = v[j-1], v[j]
+		}
+	}
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// shadow sends copies of req to the replicas on probation, every ShadowEvery calls of the set.
+func (s *ReplicaSet[Req, Resp]) shadow(ctx context.Context, req Req, p *policy) {
+	pr := p.probation
+	if pr == nil || s.calls.Add(1)%uint64(pr.ShadowEvery) != 0 {
+		return
+	}
+	s.mu.Lock()
+	var on [16]int
+	k := 0
+	for i := range s.stats {
+		if s.stats[i].probation && k < len(on) {
+			on[k] = i
+			k++
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range on[:k] {
+		if p.m != nil {
+			p.m.shadows.Inc()
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pr.ShadowTimeout)
+			defer cancel()
+			_, _ = s.attempt(sctx, req, r, p, true)
+		}()
+	}
+}
+
+type attemptResult[Resp any] struct {
+	resp    Resp
+	err     error
+	replica int
+	backup  bool
+}
+
+func (s *ReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *policy, rep *Report) (Resp, error) {
+	var buf [16]int
+	order := s.order(buf[:0], p)
+	s.shadow(ctx, req, p)
+	if p.budget != nil {
+		p.budget.earn()
+	}
+	if p.hedge == nil || len(order) < 2 {
+		return s.sequential(ctx, req, order, p, rep)
+	}
+	var zero Resp
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan attemptResult[Resp], len(order)) // every attempt can send without blocking
+	launch := func(k int, backup bool) {
+		r := order[k]
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			resp, err := s.attempt(ctx, req, r, p, false)
+			ch <- attemptResult[Resp]{resp, err, r, backup}
+		}()
+	}
+	backup := func() bool {
+		if !p.budget.take() {
+			if p.m != nil {
+				p.m.budgetExhausted.Inc()
+				p.m.nExhausted.Add(1)
+			}
+			return false
+		}
+		if p.m != nil {
+			p.m.hedgesSent.Inc()
+			p.m.nHedges.Add(1)
+		}
+		rep.Attempts++
+		rep.Hedged = true
+		return true
+	}
+	launch(0, false)
+	rep.Attempts, rep.Replica = 1, order[0]
+	sent, outstanding, backups := 1, 1, 0
+	var timeout <-chan time.Time
+	delay := s.hedgeDelay(p.hedge)
+	if delay > 0 && p.hedge.Max > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var lastErr error
+	for {
+		select {
+		case a := <-ch:
+			outstanding--
+			if a.err == nil {
+				rep.Replica, rep.HedgeWon = a.replica, a.backup
+				if a.backup && p.m != nil {
+					p.m.hedgesWon.Inc()
+					p.m.nHedgesWon.Add(1)
+				}
+				return a.resp, nil
+			}
+			lastErr, rep.Replica = a.err, a.replica
+			if ctx.Err() == nil && sent < len(order) && backup() { // fail over at once
+				launch(sent, true)
+				sent++
+				outstanding++
+			}
+			if outstanding == 0 {
+				return zero, lastErr
+			}
+		case <-timeout:
+			timeout = nil
+			if sent < len(order) && backups < p.hedge.Max && backup() {
+				launch(sent, true)
+				sent++
+				outstanding++
+				backups++
+				if sent < len(order) && backups < p.hedge.Max {
+					t := time.NewTimer(delay)
+					defer t.Stop()
+					timeout = t.C
+				}
+			}
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		}
+	}
+}
+
+// sequential tries the replicas one after the other (no hedging); failovers spend hedge budget
+// when there is one.
+func (s *ReplicaSet[Req, Resp]) sequential(ctx context.Context, req Req, order []int, p *policy, rep *Report) (Resp, error) {
+	var (
+		resp Resp
+		err  error
+	)
+	for k, r := range order {
+		if k > 0 {
+			if ctx.Err() != nil {
+				break
+			}
+			if p.budget != nil && !p.budget.take() {
+				if p.m != nil {
+					p.m.budgetExhausted.Inc()
+					p.m.nExhausted.Add(1)
+				}
+				break
+			}
+			if p.m != nil {
+				p.m.hedgesSent.Inc()
+				p.m.nHedges.Add(1)
+			}
+			rep.Hedged = true
+		}
+		rep.Attempts++
+		rep.Replica = r
+		resp, err = s.attempt(ctx, req, r, p, false)
+		if err == nil {
+			rep.HedgeWon = k > 0
+			return resp, nil
+		}
+	}
+	return resp, err
+}
