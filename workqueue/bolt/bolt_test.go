@@ -1,0 +1,100 @@
+package bolt_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/podblocks/podblocks/workqueue"
+	"github.com/podblocks/podblocks/workqueue/bolt"
+	"github.com/podblocks/podblocks/workqueuetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newBolt(t *testing.T, c workqueuetest.Config) workqueue.Queue {
+	q, err := bolt.Open(filepath.Join(t.TempDir(), "q.db"), bolt.WithLeaseDuration(c.LeaseDuration), bolt.WithMaxAttempts(c.MaxAttempts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+func TestConformance(t *testing.T) { workqueuetest.TestQueue(t, newBolt) }
+
+// TestReopen checks that items, leases, attempts, keys and dead letters survive closing and reopening.
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "q.db")
+	q, err := bolt.Open(path, bolt.WithLeaseDuration(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := q.Add(ctx, fmt.Appendf(nil, "p%d", i), workqueue.AddOptions{Key: fmt.Sprint("k", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := q.Lease(ctx) // p0: acked
+	b, _ := q.Lease(ctx) // p1: leased when closed, comes back with attempt 2
+	c, _ := q.Lease(ctx) // p2: buried
+	if err := q.Ack(ctx, a.Lease); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Bury(ctx, c.Lease, "bad"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	q, err = bolt.Open(path, bolt.WithLeaseDuration(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	// The lease taken before the restart is still held until it expires.
+	if _, err := q.Extend(ctx, b.Lease); err != nil {
+		t.Fatalf("Extend of a lease taken before the restart: %v", err)
+	}
+	got := map[string]int{}
+	for range 3 {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		it, err := q.Lease(lctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[string(it.Payload)] = it.Attempt
+		if err := q.Ack(ctx, it.Lease); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff(map[string]int{"p1": 2, "p3": 1, "p4": 1}, got); diff != "" {
+		t.Errorf("items after reopen: payload -> attempt (-want +got):\n%s", diff)
+	}
+	dead, _ := q.Dead(ctx, 10)
+	var reasons []string
+	for _, d := range dead {
+		reasons = append(reasons, string(d.Payload)+":"+d.Reason)
+	}
+	sort.Strings(reasons)
+	if diff := cmp.Diff([]string{"p2:bad"}, reasons); diff != "" {
+		t.Errorf("dead letters (-want +got):\n%s", diff)
+	}
+	// IDs are never reused after a restart.
+	id, err := q.Add(ctx, []byte("new"), workqueue.AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != "6" {
+		t.Errorf("new item ID %s, want 6", id)
+	}
+}
