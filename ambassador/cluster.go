@@ -1,0 +1,479 @@
+package ambassador
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Backend is a Cluster's live state for one endpoint: requests in flight, circuit breaker, health
+// and outlier status, and (for HTTP) its idle upstream connections. Backends are created and
+// retired by their Cluster; callers get them from Acquire.
+type Backend struct {
+	Endpoint
+	c        *Cluster
+	active   atomic.Int64
+	pending  atomic.Int64
+	sem      chan struct{} // circuit breaker slots; nil means unlimited
+	failures atomic.Int32  // consecutive failures (outlier detection)
+	retired  atomic.Bool
+	idle     idlePool
+	m        endpointMetrics
+
+	// guarded by c.mu
+	healthy      bool // active health check verdict (true until checks say otherwise)
+	hcOK, hcFail int  // consecutive check results
+	ejected      bool
+	ejectedUntil time.Time
+	ejections    int
+	stopCheck    context.CancelFunc
+}
+
+// Active returns the number of requests or connections in flight to b.
+func (b *Backend) Active() int64 { return b.active.Load() }
+
+// snapshot is an immutable view the hot path reads with one atomic load.
+type snapshot struct {
+	all   []*Backend // sorted by address
+	pick  []*Backend // the balancer's index space
+	bal   Balancer
+	panic bool
+}
+
+// Cluster is a set of endpoints from a Source with a Balancer over the available ones, active
+// health checks and passive outlier detection. It is a component: Run follows the Source and runs
+// the health checks. TCPProxy and HTTPProxy run the clusters they are given.
+type Cluster struct {
+	src     Source
+	cfg     config
+	log     *zap.Logger
+	metrics *metrics
+	health  *HealthCheck
+	outlier Outlier
+
+	snap    atomic.Pointer[snapshot]
+	running atomic.Bool
+	ready   chan struct{}
+	kick    chan struct{} // buffered 1: wakes Run to re-arm the readmission timer
+
+	mu       sync.Mutex
+	backends map[string]*Backend
+	checks   sync.WaitGroup
+	runCtx   context.Context // set while Run runs, for starting health checks
+}
+
+// NewCluster returns a Cluster over src. Options used: WithName, WithBalancer, WithHealthCheck,
+// WithOutlier, WithPanicThreshold, WithCircuitBreaker, WithLogger, WithRegisterer. It starts
+// nothing; the current endpoints of src are usable at once, later changes once Run runs.
+func NewCluster(src Source, opts ...Option) (*Cluster, error) {
+	if src == nil {
+		return nil, &ConfigError{Field: "source", Reason: "is nil"}
+	}
+	cfg := newConfig(opts)
+	if cfg.balancer == nil {
+		return nil, &ConfigError{Field: "balancer", Reason: "is nil"}
+	}
+	if cfg.panicThreshold < 0 || cfg.panicThreshold > 100 {
+		return nil, &ConfigError{Field: "panic threshold", Reason: "must be 0..100"}
+	}
+	m, err := newMetrics(cfg.name, cfg.reg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		src: src, cfg: cfg, metrics: m,
+		log:      cfg.logger.Named("ambassador").With(zap.String("cluster", cfg.name)),
+		outlier:  cfg.outlier.withDefaults(),
+		ready:    make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		backends: map[string]*Backend{},
+	}
+	if cfg.outlier.ConsecutiveFailures < 0 {
+		c.outlier.ConsecutiveFailures = -1
+	}
+	if cfg.health != nil {
+		h := cfg.health.withDefaults()
+		c.health = &h
+	}
+	eps, _ := src.Endpoints()
+	c.mu.Lock()
+	c.update(eps)
+	c.mu.Unlock()
+	return c, nil
+}
+
+// Name returns the cluster's name.
+func (c *Cluster) Name() string { return c.cfg.name }
+
+// Ready is closed once Run has taken the Source's first set (and started health checks).
+func (c *Cluster) Ready() <-chan struct{} { return c.ready }
+
+// Run follows the Source, runs health checks and readmits ejected endpoints until ctx ends. It
+// returns nil then, after the Source and every health check goroutine have stopped.
+func (c *Cluster) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	srcErr := make(chan error, 1)
+	go func() { srcErr <- c.src.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-srcErr
+		c.checks.Wait()
+	}()
+
+	eps, changed := c.src.Endpoints()
+	c.mu.Lock()
+	c.runCtx = ctx
+	c.update(eps)
+	for _, b := range c.backends {
+		c.startCheck(b)
+	}
+	c.mu.Unlock()
+	close(c.ready)
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		next := c.readmit(time.Now())
+		c.mu.Unlock()
+		if next.IsZero() {
+			timer.Reset(time.Hour)
+		} else {
+			timer.Reset(time.Until(next))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-srcErr:
+			srcErr <- err // for the deferred wait
+			if err != nil {
+				return fmt.Errorf("endpoint source: %w", err)
+			}
+			return nil
+		case <-changed:
+			eps, changed = c.src.Endpoints()
+			c.mu.Lock()
+			c.update(eps)
+			c.mu.Unlock()
+		case <-c.kick:
+		case <-timer.C:
+		}
+	}
+}
+
+// update reconciles backends with eps and rebuilds the snapshot. c.mu held.
+func (c *Cluster) update(eps []Endpoint) {
+	seen := make(map[string]bool, len(eps))
+	for _, e := range eps {
+		seen[e.Addr] = true
+		b := c.backends[e.Addr]
+		if b == nil {
+			b = &Backend{Endpoint: e, c: c, healthy: true, m: c.metrics.forEndpoint(e.Addr)}
+			if c.cfg.maxConcurrent > 0 {
+				b.sem = make(chan struct{}, c.cfg.maxConcurrent)
+			}
+			b.idle.max = c.cfg.maxIdlePerEp
+			c.backends[e.Addr] = b
+			c.startCheck(b)
+			c.log.Info("endpoint added", zap.String("endpoint", e.Addr), zap.Int("weight", e.weight()))
+			continue
+		}
+		if b.Weight != e.Weight {
+			// Weight changes keep the Backend (its in-flight state), only the balancer changes.
+			b.Weight = e.Weight
+		}
+	}
+	for addr, b := range c.backends {
+		if seen[addr] {
+			continue
+		}
+		delete(c.backends, addr)
+		b.retired.Store(true)
+		if b.stopCheck != nil {
+			b.stopCheck()
+		}
+		b.idle.closeAll()
+		c.metrics.drop(addr)
+		c.log.Info("endpoint removed; draining", zap.String("endpoint", addr), zap.Int64("active", b.active.Load()))
+	}
+	c.rebuild()
+}
+
+// rebuild makes a new snapshot from c.backends. c.mu held.
+func (c *Cluster) rebuild() {
+	all := make([]*Backend, 0, len(c.backends))
+	for _, b := range c.backends {
+		all = append(all, b)
+	}
+	slices.SortFunc(all, func(a, b *Backend) int {
+		if a.Addr < b.Addr {
+			return -1
+		}
+		return 1
+	})
+	var avail []*Backend
+	for _, b := range all {
+		ok := b.healthy && !b.ejected
+		if ok {
+			avail = append(avail, b)
+			b.m.available.Set(1)
+		} else {
+			b.m.available.Set(0)
+		}
+	}
+	s := &snapshot{all: all, pick: avail}
+	if len(all) > 0 && c.cfg.panicThreshold > 0 && len(avail)*100 < c.cfg.panicThreshold*len(all) {
+		s.pick, s.panic = all, true
+		c.log.Warn("panic mode: balancing over all endpoints", zap.Int("available", len(avail)), zap.Int("total", len(all)))
+	}
+	eps := make([]Endpoint, len(s.pick))
+	for i, b := range s.pick {
+		eps[i] = b.Endpoint
+	}
+	s.bal = c.cfg.balancer(eps)
+	c.snap.Store(s)
+}
+
+// Lease is one endpoint taken for one request or connection; Release it exactly once.
+type Lease struct {
+	Backend *Backend
+	bal     Balancer
+	i       int
+}
+
+// Release returns the lease's circuit-breaker slot and tells the balancer the request is done.
+func (l Lease) Release() {
+	b := l.Backend
+	if b == nil {
+		return
+	}
+	if b.sem != nil {
+		<-b.sem
+	}
+	b.active.Add(-1)
+	b.m.active.Dec()
+	l.bal.Done(l.i)
+}
+
+// Acquire picks an endpoint for a request with hash key, avoiding those in tried when another can
+// take it, and takes a circuit-breaker slot on it (waiting, while ctx allows, if the endpoint is at
+// its concurrency limit but under its pending limit). It does not allocate.
+func (c *Cluster) Acquire(ctx context.Context, key uint64, tried []*Backend) (Lease, error) {
+	s := c.snap.Load()
+	n := len(s.pick)
+	if n == 0 {
+		return Lease{}, ErrNoEndpoint
+	}
+	err := ErrNoEndpoint
+	attempts := n + 2
+	for a := 0; a < attempts; a++ {
+		k := key
+		if a > 0 || len(tried) > 0 {
+			k = RetryKey(key, a+len(tried))
+		}
+		i := s.bal.Pick(k)
+		if i < 0 || i >= n {
+			return Lease{}, ErrNoEndpoint
+		}
+		b := s.pick[i]
+		if slices.Contains(tried, b) && a < attempts-1 {
+			s.bal.Done(i)
+			continue
+		}
+		if b.sem != nil {
+			select {
+			case b.sem <- struct{}{}:
+			default:
+				if b.pending.Add(1) > int64(c.cfg.maxPending) {
+					b.pending.Add(-1)
+					s.bal.Done(i)
+					err = ErrOverloaded
+					continue
+				}
+				select {
+				case b.sem <- struct{}{}:
+					b.pending.Add(-1)
+				case <-ctx.Done():
+					b.pending.Add(-1)
+					s.bal.Done(i)
+					return Lease{}, ctx.Err()
+				}
+			}
+		}
+		b.active.Add(1)
+		b.m.active.Inc()
+		return Lease{Backend: b, bal: s.bal, i: i}, nil
+	}
+	return Lease{}, err
+}
+
+// Report records the outcome of one request or connection attempt for outlier detection and
+// metrics: ok false counts towards ejecting b.
+func (c *Cluster) Report(b *Backend, ok bool, took time.Duration) {
+	b.m.requests.Inc()
+	b.m.latency.Observe(took.Seconds())
+	if ok {
+		if b.failures.Load() != 0 {
+			b.failures.Store(0)
+		}
+		return
+	}
+	b.m.errors.Inc()
+	if c.outlier.ConsecutiveFailures < 0 {
+		return
+	}
+	if int(b.failures.Add(1)) == c.outlier.ConsecutiveFailures {
+		c.eject(b)
+	}
+}
+
+func (c *Cluster) eject(b *Backend) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b.ejected || b.retired.Load() {
+		return
+	}
+	ejected := 0
+	for _, o := range c.backends {
+		if o.ejected {
+			ejected++
+		}
+	}
+	if ejected > 0 && (ejected+1)*100 > c.outlier.MaxEjectionPercent*len(c.backends) {
+		c.log.Warn("ejection skipped: max ejection percent reached", zap.String("endpoint", b.Addr))
+		return
+	}
+	b.ejections++
+	d := c.outlier.ejection(b.ejections)
+	b.ejected, b.ejectedUntil = true, time.Now().Add(d)
+	b.m.ejections.Inc()
+	c.log.Warn("endpoint ejected", zap.String("endpoint", b.Addr), zap.Duration("for", d), zap.Int("times", b.ejections))
+	c.rebuild()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// readmit returns ejected endpoints whose time is up and returns the next expiry. c.mu held.
+func (c *Cluster) readmit(now time.Time) time.Time {
+	var next time.Time
+	changed := false
+	for _, b := range c.backends {
+		if !b.ejected {
+			continue
+		}
+		if !now.Before(b.ejectedUntil) {
+			b.ejected = false
+			b.failures.Store(0)
+			changed = true
+			c.log.Info("endpoint readmitted", zap.String("endpoint", b.Addr))
+			continue
+		}
+		if next.IsZero() || b.ejectedUntil.Before(next) {
+			next = b.ejectedUntil
+		}
+	}
+	if changed {
+		c.rebuild()
+	}
+	return next
+}
+
+// startCheck starts b's health check goroutine if checks are on and Run runs. c.mu held.
+func (c *Cluster) startCheck(b *Backend) {
+	if c.health == nil || c.runCtx == nil || b.stopCheck != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(c.runCtx)
+	b.stopCheck = cancel
+	h := *c.health
+	c.checks.Add(1)
+	go func() {
+		defer c.checks.Done()
+		t := time.NewTicker(h.Interval)
+		defer t.Stop()
+		for {
+			cctx, ccancel := context.WithTimeout(ctx, h.Timeout)
+			err := h.Check(cctx, b.Endpoint)
+			ccancel()
+			if ctx.Err() != nil {
+				return
+			}
+			c.checked(b, err, h)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+func (c *Cluster) checked(b *Backend, err error, h HealthCheck) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		b.hcOK, b.hcFail = b.hcOK+1, 0
+		if !b.healthy && b.hcOK >= h.HealthyThreshold {
+			b.healthy = true
+			c.log.Info("endpoint healthy", zap.String("endpoint", b.Addr))
+			c.rebuild()
+		}
+		return
+	}
+	b.hcOK, b.hcFail = 0, b.hcFail+1
+	if b.healthy && b.hcFail >= h.UnhealthyThreshold {
+		b.healthy = false
+		b.m.ejections.Inc()
+		c.log.Warn("endpoint unhealthy", zap.String("endpoint", b.Addr), zap.Error(err))
+		c.rebuild()
+	}
+}
+
+// EndpointStatus is one endpoint's state as Status reports it.
+type EndpointStatus struct {
+	Endpoint
+	Available bool // takes traffic (healthy and not ejected)
+	Healthy   bool // active health check verdict
+	Ejected   bool
+	Ejections int
+	Active    int64
+}
+
+// Status returns every endpoint's state, sorted by address, and whether panic mode is on.
+func (c *Cluster) Status() (eps []EndpointStatus, panicMode bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.snap.Load()
+	for _, b := range s.all {
+		eps = append(eps, EndpointStatus{Endpoint: b.Endpoint, Available: b.healthy && !b.ejected,
+			Healthy: b.healthy, Ejected: b.ejected, Ejections: b.ejections, Active: b.active.Load()})
+	}
+	return eps, s.panic
+}
+
+// Statusz is the cluster's table for a /statusz page.
+func (c *Cluster) Statusz() (string, []string, [][]string) {
+	eps, p := c.Status()
+	rows := make([][]string, 0, len(eps))
+	for _, e := range eps {
+		rows = append(rows, []string{e.Addr, strconv.Itoa(e.weight()), strconv.FormatBool(e.Available),
+			strconv.FormatBool(e.Healthy), strconv.FormatBool(e.Ejected), strconv.Itoa(e.Ejections),
+			strconv.FormatInt(e.Active, 10)})
+	}
+	title := "ambassador cluster " + c.cfg.name
+	if p {
+		title += " (panic mode)"
+	}
+	return title, []string{"endpoint", "weight", "available", "healthy", "ejected", "ejections", "active"}, rows
+}

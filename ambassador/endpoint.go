@@ -1,0 +1,150 @@
+package ambassador
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Endpoint is one upstream server: an address the proxies dial and a relative weight.
+type Endpoint struct {
+	// Addr is "host:port" for TCP and HTTP endpoints.
+	Addr string `json:"addr" yaml:"addr"`
+	// Weight is the endpoint's relative share of traffic; 0 means 1.
+	Weight int `json:"weight,omitempty" yaml:"weight,omitempty"`
+}
+
+// weight returns e.Weight with 0 mapped to 1.
+func (e Endpoint) weight() int {
+	if e.Weight <= 0 {
+		return 1
+	}
+	return e.Weight
+}
+
+// String returns "addr" or "addr*weight".
+func (e Endpoint) String() string {
+	if e.Weight <= 1 {
+		return e.Addr
+	}
+	return fmt.Sprintf("%s*%d", e.Addr, e.Weight)
+}
+
+// Source supplies the current endpoint set and tells when it changes. Static, DNS and File implement
+// it; a Source is a lifecycle component (Run refreshes it until ctx ends).
+type Source interface {
+	// Run keeps the set up to date until ctx ends; it returns nil then.
+	Run(ctx context.Context) error
+	// Endpoints returns the current set (never modified afterwards; callers must not modify it) and
+	// a channel closed at the next change.
+	Endpoints() ([]Endpoint, <-chan struct{})
+}
+
+// ParseEndpoints parses a comma-separated list "host:port[*weight],..." (spaces ignored).
+func ParseEndpoints(s string) ([]Endpoint, error) {
+	var eps []Endpoint
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		ep := Endpoint{Addr: part}
+		if i := strings.LastIndexByte(part, '*'); i >= 0 {
+			var w int
+			if _, err := fmt.Sscanf(part[i+1:], "%d", &w); err != nil || w < 0 || fmt.Sprint(w) != part[i+1:] {
+				return nil, &ConfigError{Field: "endpoints", Reason: fmt.Sprintf("bad weight in %q", part)}
+			}
+			ep = Endpoint{Addr: part[:i], Weight: w}
+		}
+		if err := validAddr(ep.Addr); err != nil {
+			return nil, err
+		}
+		eps = append(eps, ep)
+	}
+	return eps, nil
+}
+
+func validAddr(a string) error {
+	i := strings.LastIndexByte(a, ':')
+	if a == "" || i <= 0 || i == len(a)-1 {
+		return &ConfigError{Field: "endpoints", Reason: fmt.Sprintf("address %q is not host:port", a)}
+	}
+	return nil
+}
+
+// notifier is the snapshot-plus-change-channel half shared by every Source.
+type notifier struct {
+	mu      sync.Mutex
+	eps     []Endpoint
+	changed chan struct{}
+}
+
+func (n *notifier) get() ([]Endpoint, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.changed == nil {
+		n.changed = make(chan struct{})
+	}
+	return n.eps, n.changed
+}
+
+// set replaces the set and wakes watchers when it differs; it reports whether it did.
+func (n *notifier) set(eps []Endpoint) bool {
+	eps = normalize(eps)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if slices.Equal(n.eps, eps) && n.eps != nil {
+		return false
+	}
+	n.eps = eps
+	if n.changed != nil {
+		close(n.changed)
+	}
+	n.changed = make(chan struct{})
+	return true
+}
+
+// normalize returns a sorted copy with duplicate addresses merged (weights summed).
+func normalize(eps []Endpoint) []Endpoint {
+	out := make([]Endpoint, 0, len(eps))
+	for _, e := range eps {
+		e.Weight = e.weight()
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Endpoint) int { return strings.Compare(a.Addr, b.Addr) })
+	merged := out[:0]
+	for _, e := range out {
+		if n := len(merged); n > 0 && merged[n-1].Addr == e.Addr {
+			merged[n-1].Weight += e.Weight
+			continue
+		}
+		merged = append(merged, e)
+	}
+	return merged
+}
+
+// Static is a Source whose set changes only through Set: the hot-reconfiguration entry point for
+// callers that manage endpoints themselves. The zero value is an empty set, ready to use.
+type Static struct{ n notifier }
+
+// NewStatic returns a Static holding eps.
+func NewStatic(eps ...Endpoint) *Static {
+	s := &Static{}
+	s.n.set(eps)
+	return s
+}
+
+// Set replaces the endpoint set; watchers see the change at once. In-flight requests and
+// connections to endpoints that disappear finish normally (they drain).
+func (s *Static) Set(eps ...Endpoint) { s.n.set(eps) }
+
+// Endpoints implements Source.
+func (s *Static) Endpoints() ([]Endpoint, <-chan struct{}) { return s.n.get() }
+
+// Run implements Source: a Static has nothing to refresh, so it waits for ctx.
+func (s *Static) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}

@@ -1,0 +1,715 @@
+package ambassador
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Split sends some requests to an experiment cluster instead of the primary one (the experiment
+// ambassador). A request matches when Header is set and the request's header has value
+// HeaderValue, when Cookie is set and the request's cookie has value CookieValue, or else with
+// probability Percent/100.
+type Split struct {
+	Cluster     *Cluster
+	Percent     float64
+	Header      string
+	HeaderValue string
+	Cookie      string
+	CookieValue string
+}
+
+func (s *Split) match(r *http.Request) bool {
+	if s.Header != "" && r.Header.Get(s.Header) == s.HeaderValue {
+		return true
+	}
+	if s.Cookie != "" {
+		if c, err := r.Cookie(s.Cookie); err == nil && c.Value == s.CookieValue {
+			return true
+		}
+	}
+	return s.Percent > 0 && rand.Float64()*100 < s.Percent
+}
+
+// HTTPProxy is an HTTP/1.1 and h2c (prior knowledge) reverse proxy over a Cluster: retries of
+// idempotent requests on another endpoint within a retry budget, per-try timeouts, circuit
+// breaking, request splitting, X-Forwarded-* headers and upgrade (WebSocket) pass-through. It
+// speaks HTTP/1.1 to endpoints over its own keep-alive pools. It is an http.Handler, and Run
+// serves it on its listen address.
+type HTTPProxy struct {
+	addr    string
+	cluster *Cluster
+	cfg     config
+	log     *zap.Logger
+	splits  atomic.Pointer[[]Split]
+	budget  budget
+	dialer  net.Dialer
+	bufs    sync.Pool
+	key     KeyFunc
+
+	running atomic.Bool
+	ready   chan struct{}
+	bound   net.Addr
+
+	upMu     sync.Mutex
+	upgrades map[net.Conn]struct{} // hijacked client connections, closed at shutdown
+	upClosed bool
+	upWG     sync.WaitGroup
+}
+
+// NewHTTPProxy returns a proxy that will listen on addr ("127.0.0.1:0" picks a port) and send
+// requests to cluster. Options used: WithRetries, WithRetryBudget, WithPerTryTimeout,
+// WithConnectTimeout, WithIdleTimeout, WithKey, WithSplits, WithServerTimeouts,
+// WithMaxIdlePerEndpoint, WithLogger.
+func NewHTTPProxy(addr string, cluster *Cluster, opts ...Option) (*HTTPProxy, error) {
+	if cluster == nil {
+		return nil, &ConfigError{Field: "cluster", Reason: "is nil"}
+	}
+	cfg := newConfig(opts)
+	if cfg.retries < 0 {
+		return nil, &ConfigError{Field: "retries", Reason: "must be >= 0"}
+	}
+	if cfg.budget.Percent < 0 || cfg.budget.MinConcurrent < 0 {
+		return nil, &ConfigError{Field: "retry budget", Reason: "must be >= 0"}
+	}
+	if err := validSplits(cfg.splits); err != nil {
+		return nil, err
+	}
+	p := &HTTPProxy{
+		addr: addr, cluster: cluster, cfg: cfg,
+		log:      cfg.logger.Named("ambassador").With(zap.String("proxy", "http")),
+		dialer:   net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: 30 * time.Second},
+		key:      cfg.key,
+		ready:    make(chan struct{}),
+		upgrades: map[net.Conn]struct{}{},
+	}
+	if p.key == nil {
+		p.key = ClientIPKey
+	}
+	p.budget.RetryBudget = cfg.budget
+	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	splits := cfg.splits
+	p.splits.Store(&splits)
+	return p, nil
+}
+
+func validSplits(ss []Split) error {
+	for i, s := range ss {
+		if s.Cluster == nil {
+			return &ConfigError{Field: fmt.Sprintf("splits[%d].cluster", i), Reason: "is nil"}
+		}
+		if s.Percent < 0 || s.Percent > 100 {
+			return &ConfigError{Field: fmt.Sprintf("splits[%d].percent", i), Reason: "must be 0..100"}
+		}
+	}
+	return nil
+}
+
+// SetSplits replaces the request splits atomically; requests in flight finish where they started.
+// Clusters not given at construction must be run by the caller.
+func (p *HTTPProxy) SetSplits(ss ...Split) error {
+	if err := validSplits(ss); err != nil {
+		return err
+	}
+	ss = append([]Split(nil), ss...)
+	p.splits.Store(&ss)
+	return nil
+}
+
+// Ready is closed once Run is listening.
+func (p *HTTPProxy) Ready() <-chan struct{} { return p.ready }
+
+// Addr returns the listening address once Ready is closed (nil before).
+func (p *HTTPProxy) Addr() net.Addr {
+	select {
+	case <-p.ready:
+		return p.bound
+	default:
+		return nil
+	}
+}
+
+// Run listens and serves until ctx ends, and runs the proxy's clusters (the primary one and those
+// of WithSplits). Then it stops accepting, waits up to 10s for requests in flight, closes
+// upgraded connections, and returns nil once every goroutine has exited.
+func (p *HTTPProxy) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: p.cfg.readHeader,
+		ReadTimeout:       p.cfg.readTimeout,
+		WriteTimeout:      p.cfg.writeTimeout,
+		IdleTimeout:       p.cfg.idleTimeout,
+		MaxHeaderBytes:    p.cfg.maxHeaderBytes,
+		ErrorLog:          zap.NewStdLog(p.log),
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	p.bound = ln.Addr()
+
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	clusters := []*Cluster{p.cluster}
+	for _, s := range p.cfg.splits {
+		clusters = append(clusters, s.Cluster)
+	}
+	errs := make(chan error, len(clusters)+1)
+	var wg sync.WaitGroup
+	for _, c := range clusters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := runShared(cctx, c); err != nil {
+				errs <- fmt.Errorf("cluster %s: %w", c.Name(), err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("serve: %w", err)
+		}
+	}()
+	close(p.ready)
+	p.log.Info("listening", zap.Stringer("addr", ln.Addr()))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	scancel()
+	p.upMu.Lock()
+	p.upClosed = true
+	for c := range p.upgrades {
+		c.Close()
+	}
+	p.upMu.Unlock()
+	p.upWG.Wait()
+	cancel()
+	wg.Wait()
+	for _, c := range clusters {
+		c.drainIdle()
+	}
+	return runErr
+}
+
+// drainIdle closes every backend's idle upstream connections.
+func (c *Cluster) drainIdle() {
+	for _, b := range c.snap.Load().all {
+		b.idle.drain()
+	}
+}
+
+// isIdempotent reports whether a request can be retried: an idempotent method and no body.
+func isRetriable(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	default:
+		return false
+	}
+	return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+}
+
+// tryError is a failed try: status is what the client gets if it is the last one.
+type tryError struct {
+	status int
+	err    error
+}
+
+func (e *tryError) Error() string { return e.err.Error() }
+
+var errAborted = errors.New("client went away")
+
+// ServeHTTP proxies one request.
+func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		httpError(w, http.StatusMethodNotAllowed, "CONNECT is not supported")
+		return
+	}
+	cluster := p.cluster
+	if ss := *p.splits.Load(); len(ss) > 0 {
+		for i := range ss {
+			if ss[i].match(r) {
+				cluster = ss[i].Cluster
+				break
+			}
+		}
+	}
+	if isUpgrade(r) {
+		p.serveUpgrade(w, r, cluster)
+		return
+	}
+	key := p.key(r)
+	retriable := isRetriable(r)
+	p.budget.active.Add(1)
+	defer p.budget.active.Add(-1)
+
+	var triedBuf [4]*Backend
+	tried := triedBuf[:0]
+	var last *tryError
+	for attempt := 0; attempt <= p.cfg.retries; attempt++ {
+		if attempt > 0 {
+			if !retriable || !p.budget.tryRetry() {
+				break
+			}
+			cluster.metrics.retries.Inc()
+		}
+		lease, err := cluster.Acquire(r.Context(), key, tried)
+		if err != nil {
+			if attempt > 0 {
+				p.budget.doneRetry()
+			}
+			status := http.StatusServiceUnavailable
+			if r.Context().Err() != nil {
+				return
+			}
+			if last == nil || errors.Is(err, ErrOverloaded) {
+				last = &tryError{status, err}
+			}
+			break
+		}
+		done, terr := p.try(w, r, lease.Backend, retriable && attempt < p.cfg.retries)
+		lease.Release()
+		if attempt > 0 {
+			p.budget.doneRetry()
+		}
+		if done {
+			return
+		}
+		last = terr
+		if len(tried) < cap(tried) {
+			tried = append(tried, lease.Backend)
+		}
+		if r.Context().Err() != nil {
+			return
+		}
+	}
+	if last == nil {
+		last = &tryError{http.StatusServiceUnavailable, ErrNoEndpoint}
+	}
+	httpError(w, last.status, last.err.Error())
+}
+
+func httpError(w http.ResponseWriter, status int, reason string) {
+	h := w.Header()
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "ambassador: %d %s: %s\n", status, http.StatusText(status), reason)
+}
+
+// hopHeaders are connection-specific and never forwarded (RFC 9110 7.6.1).
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+var pastTime = time.Unix(1, 0)
+
+// try sends r to b once. done reports that the client has its answer (a response was written or
+// the client is gone); otherwise terr says what failed, and nothing was written to w. mayRetry
+// lets try discard a 502/503/504 answer so the caller can retry it.
+func (p *HTTPProxy) try(w http.ResponseWriter, r *http.Request, b *Backend, mayRetry bool) (done bool, terr *tryError) {
+	start := time.Now()
+	uc, resp, err := p.roundTrip(r, b, mayRetry || isRetriable(r))
+	if err != nil {
+		b.c.Report(b, false, time.Since(start))
+		if r.Context().Err() != nil {
+			return true, nil
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return false, &tryError{http.StatusGatewayTimeout, err}
+		}
+		return false, &tryError{http.StatusBadGateway, err}
+	}
+	b.c.Report(b, resp.StatusCode < 500, time.Since(start))
+	if mayRetry && (resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504) {
+		// Discard the answer; keep the connection only if the body is short and whole.
+		_, derr := io.CopyN(io.Discard, resp.Body, 4<<10)
+		resp.Body.Close()
+		if errors.Is(derr, io.EOF) && !resp.Close {
+			uc.nc.SetDeadline(time.Time{})
+			b.idle.put(uc)
+		} else {
+			uc.nc.Close()
+		}
+		return false, &tryError{resp.StatusCode, fmt.Errorf("endpoint %s answered %d", b.Addr, resp.StatusCode)}
+	}
+
+	// Write the response.
+	h := w.Header()
+	drop := connectionTokens(resp.Header)
+	for k, vv := range resp.Header {
+		if hopHeaders[k] || (drop != nil && drop[k]) {
+			continue
+		}
+		h[k] = vv
+	}
+	if resp.ContentLength >= 0 && r.Method != http.MethodHead {
+		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		h["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+	bp := p.bufs.Get().(*[]byte)
+	var copyErr error
+	if resp.ContentLength < 0 {
+		copyErr = copyFlushing(w, resp.Body, *bp)
+	} else {
+		_, copyErr = io.CopyBuffer(w, resp.Body, *bp)
+	}
+	p.bufs.Put(bp)
+	for k, vv := range resp.Trailer {
+		h[k] = vv
+	}
+	resp.Body.Close()
+	if copyErr != nil || resp.Close {
+		uc.nc.Close()
+	} else {
+		uc.nc.SetDeadline(time.Time{})
+		b.idle.put(uc)
+	}
+	if copyErr != nil {
+		if r.Context().Err() == nil {
+			// The response is cut short and cannot be replaced: make the server drop the client
+			// connection so the client sees a truncated response, not a complete one.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	return true, nil
+}
+
+// copyFlushing copies a response of unknown length, flushing after every read so streams flow.
+func copyFlushing(w http.ResponseWriter, body io.Reader, buf []byte) error {
+	rc := http.NewResponseController(w)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if ferr := rc.Flush(); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// roundTrip writes r to an upstream connection of b and reads the response headers. A reused
+// keep-alive connection that turns out to be closed is replaced by a fresh one when replay is
+// allowed (the request was idempotent or nothing of it was read).
+func (p *HTTPProxy) roundTrip(r *http.Request, b *Backend, replay bool) (*upConn, *http.Response, error) {
+	for fresh := false; ; fresh = true {
+		uc := b.idle.get()
+		reused := uc != nil
+		if !reused {
+			nc, err := p.dialer.DialContext(r.Context(), "tcp", b.Addr)
+			if err != nil {
+				return nil, nil, fmt.Errorf("dial %s: %w", b.Addr, err)
+			}
+			uc = newUpConn(nc)
+		}
+		resp, err := p.exchange(uc, r)
+		if err == nil {
+			return uc, resp, nil
+		}
+		uc.nc.Close()
+		var ne net.Error
+		timeout := errors.As(err, &ne) && ne.Timeout()
+		if reused && !fresh && replay && !timeout && r.Context().Err() == nil {
+			continue // a stale keep-alive connection: try once more on a new one
+		}
+		return nil, nil, fmt.Errorf("endpoint %s: %w", b.Addr, err)
+	}
+}
+
+// exchange writes the request and reads the response headers on uc, within the per-try timeout.
+func (p *HTTPProxy) exchange(uc *upConn, r *http.Request) (*http.Response, error) {
+	if p.cfg.perTryTimeout > 0 {
+		uc.nc.SetDeadline(time.Now().Add(p.cfg.perTryTimeout))
+	}
+	stop := context.AfterFunc(r.Context(), func() { uc.nc.SetDeadline(pastTime) })
+	defer stop()
+	if err := writeRequest(uc.bw, r); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(uc.br, r)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body.Close()
+		return nil, errors.New("unexpected 101 Switching Protocols")
+	}
+	return resp, nil
+}
+
+// connectionTokens returns the header names listed in Connection (canonical), or nil.
+func connectionTokens(h http.Header) map[string]bool {
+	vv := h["Connection"]
+	if len(vv) == 0 {
+		return nil
+	}
+	m := map[string]bool{}
+	for _, v := range vv {
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				m[http.CanonicalHeaderKey(tok)] = true
+			}
+		}
+	}
+	return m
+}
+
+// writeRequest writes r as an HTTP/1.1 request with X-Forwarded-* headers and flushes it.
+func writeRequest(bw *bufio.Writer, r *http.Request) error {
+	uri := r.RequestURI
+	if uri == "" || r.ProtoMajor == 2 {
+		uri = r.URL.RequestURI()
+	}
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(r.Host)
+	bw.WriteString("\r\n")
+	drop := connectionTokens(r.Header)
+	for k, vv := range r.Header {
+		if hopHeaders[k] || (drop != nil && drop[k]) || k == "X-Forwarded-For" || k == "X-Forwarded-Proto" ||
+			k == "X-Forwarded-Host" || k == "Content-Length" {
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	writeForwarded(bw, r)
+	if isUpgrade(r) {
+		bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		bw.WriteString(r.Header.Get("Upgrade"))
+		bw.WriteString("\r\n")
+	}
+	hasBody := r.Body != nil && r.Body != http.NoBody
+	switch {
+	case !hasBody || r.ContentLength == 0:
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			bw.WriteString("Content-Length: 0\r\n")
+		}
+		bw.WriteString("\r\n")
+	case r.ContentLength > 0:
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.FormatInt(r.ContentLength, 10))
+		bw.WriteString("\r\n\r\n")
+		if _, err := io.CopyN(bw, r.Body, r.ContentLength); err != nil {
+			return fmt.Errorf("request body: %w", err)
+		}
+	default:
+		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+		cw := httputil.NewChunkedWriter(bw)
+		if _, err := io.Copy(cw, r.Body); err != nil {
+			return fmt.Errorf("request body: %w", err)
+		}
+		cw.Close()
+		bw.WriteString("\r\n")
+	}
+	return bw.Flush()
+}
+
+func writeForwarded(bw *bufio.Writer, r *http.Request) {
+	bw.WriteString("X-Forwarded-For: ")
+	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+		for _, v := range prior {
+			bw.WriteString(v)
+			bw.WriteString(", ")
+		}
+	}
+	bw.WriteString(hostOnly(r.RemoteAddr))
+	bw.WriteString("\r\nX-Forwarded-Proto: ")
+	if r.TLS != nil {
+		bw.WriteString("https")
+	} else {
+		bw.WriteString("http")
+	}
+	bw.WriteString("\r\nX-Forwarded-Host: ")
+	bw.WriteString(r.Host)
+	bw.WriteString("\r\n")
+}
+
+func isUpgrade(r *http.Request) bool {
+	if r.ProtoMajor != 1 || r.Header.Get("Upgrade") == "" {
+		return false
+	}
+	for _, v := range r.Header["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serveUpgrade passes an Upgrade request (WebSocket and the like) through on a fresh upstream
+// connection, and once the endpoint answers 101, copies bytes both ways until either side closes.
+func (p *HTTPProxy) serveUpgrade(w http.ResponseWriter, r *http.Request, cluster *Cluster) {
+	lease, err := cluster.Acquire(r.Context(), p.key(r), nil)
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	defer lease.Release()
+	b := lease.Backend
+	start := time.Now()
+	nc, err := p.dialer.DialContext(r.Context(), "tcp", b.Addr)
+	if err != nil {
+		cluster.Report(b, false, time.Since(start))
+		httpError(w, http.StatusBadGateway, fmt.Sprintf("dial %s: %v", b.Addr, err))
+		return
+	}
+	uc := newUpConn(nc)
+	if p.cfg.perTryTimeout > 0 {
+		nc.SetDeadline(time.Now().Add(p.cfg.perTryTimeout))
+	}
+	var resp *http.Response
+	if err = writeRequest(uc.bw, r); err == nil {
+		resp, err = http.ReadResponse(uc.br, r)
+	}
+	if err != nil {
+		nc.Close()
+		cluster.Report(b, false, time.Since(start))
+		httpError(w, http.StatusBadGateway, fmt.Sprintf("endpoint %s: %v", b.Addr, err))
+		return
+	}
+	cluster.Report(b, resp.StatusCode < 500, time.Since(start))
+	nc.SetDeadline(time.Time{})
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// The endpoint declined the upgrade: relay its answer and close.
+		defer nc.Close()
+		for k, vv := range resp.Header {
+			if !hopHeaders[k] {
+				w.Header()[k] = vv
+			}
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+		resp.Body.Close()
+		return
+	}
+	cc, crw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		nc.Close()
+		httpError(w, http.StatusInternalServerError, "cannot take over the connection: "+err.Error())
+		return
+	}
+	p.upMu.Lock()
+	if p.upClosed {
+		p.upMu.Unlock()
+		cc.Close()
+		nc.Close()
+		return
+	}
+	p.upgrades[cc] = struct{}{}
+	p.upWG.Add(1)
+	p.upMu.Unlock()
+	defer func() {
+		p.upMu.Lock()
+		delete(p.upgrades, cc)
+		p.upMu.Unlock()
+		p.upWG.Done()
+	}()
+	cc.SetDeadline(time.Time{})
+	// Relay the 101 response as received.
+	crw.WriteString(fmt.Sprintf("HTTP/1.1 101 %s\r\n", http.StatusText(101)))
+	resp.Header.Write(crw)
+	crw.WriteString("\r\n")
+	if err := crw.Flush(); err != nil {
+		cc.Close()
+		nc.Close()
+		return
+	}
+	// Bytes either side already buffered go first.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(nc, crw.Reader)
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}()
+	io.Copy(cc, uc.br)
+	cc.Close()
+	nc.Close()
+	<-done
+}
+
+// runShared runs c until ctx ends; a cluster already run by someone else (a shared one) is left
+// to them.
+func runShared(ctx context.Context, c *Cluster) error {
+	err := c.Run(ctx)
+	if errors.Is(err, ErrRunning) {
+		<-ctx.Done()
+		return nil
+	}
+	return err
+}
+
+// Statusz is the proxy's key/value table for a /statusz page.
+func (p *HTTPProxy) Statusz() (string, []string, [][]string) {
+	addr := p.addr
+	if a := p.Addr(); a != nil {
+		addr = a.String()
+	}
+	rows := [][]string{
+		{"listen", addr},
+		{"cluster", p.cluster.Name()},
+		{"requests in flight", strconv.FormatInt(p.budget.active.Load(), 10)},
+		{"retries in flight", strconv.FormatInt(p.budget.retries.Load(), 10)},
+		{"retry budget", fmt.Sprintf("%d%% (min %d)", p.budget.Percent, p.budget.MinConcurrent)},
+	}
+	for i, s := range *p.splits.Load() {
+		rows = append(rows, []string{fmt.Sprintf("split %d", i), fmt.Sprintf("cluster=%s percent=%g header=%s cookie=%s",
+			s.Cluster.Name(), s.Percent, s.Header, s.Cookie)})
+	}
+	return "ambassador http proxy", []string{"key", "value"}, rows
+}

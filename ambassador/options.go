@@ -1,0 +1,166 @@
+package ambassador
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Option configures a Cluster, a TCPProxy or an HTTPProxy. Each constructor uses the options that
+// concern it and ignores the rest, so one option list can configure a whole ambassador.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	logger *zap.Logger
+	reg    prometheus.Registerer
+	name   string
+
+	// cluster
+	balancer       NewBalancer
+	health         *HealthCheck
+	outlier        Outlier
+	panicThreshold int
+	maxConcurrent  int
+	maxPending     int
+
+	// proxies
+	connectTimeout time.Duration
+	idleTimeout    time.Duration
+	maxConns       int
+	retries        int
+	budget         RetryBudget
+	perTryTimeout  time.Duration
+	key            KeyFunc
+	splits         []Split
+	readHeader     time.Duration
+	readTimeout    time.Duration
+	writeTimeout   time.Duration
+	maxHeaderBytes int
+	maxIdlePerEp   int
+	clusters       []*Cluster // the experiment clusters named by splits, run by the proxy
+}
+
+func defaults() config {
+	return config{
+		logger:         zap.NewNop(),
+		name:           "default",
+		balancer:       NewRoundRobin,
+		outlier:        DefaultOutlier,
+		panicThreshold: 50,
+		maxConcurrent:  1024,
+		maxPending:     1024,
+		connectTimeout: 5 * time.Second,
+		idleTimeout:    10 * time.Minute,
+		maxConns:       10000,
+		retries:        2,
+		budget:         DefaultRetryBudget,
+		perTryTimeout:  15 * time.Second,
+		readHeader:     10 * time.Second,
+		readTimeout:    60 * time.Second,
+		writeTimeout:   5 * time.Minute,
+		maxHeaderBytes: 64 << 10,
+		maxIdlePerEp:   512,
+	}
+}
+
+func newConfig(opts []Option) config {
+	c := defaults()
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	return c
+}
+
+// WithLogger sets the logger (default zap.NewNop()).
+func WithLogger(l *zap.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// WithRegisterer registers the metrics with r (nil, the default: metrics exist but are not registered).
+// Each Cluster registers its per-endpoint series under the constant label cluster=<name>.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return optionFunc(func(c *config) { c.reg = r })
+}
+
+// WithName names a Cluster (the "cluster" label on metrics and logs; default "default").
+func WithName(name string) Option { return optionFunc(func(c *config) { c.name = name }) }
+
+// WithBalancer sets a Cluster's balancer (default NewRoundRobin).
+func WithBalancer(b NewBalancer) Option { return optionFunc(func(c *config) { c.balancer = b }) }
+
+// WithHealthCheck turns on active health checking for a Cluster (default: off; endpoints are
+// healthy until outlier detection ejects them).
+func WithHealthCheck(h HealthCheck) Option { return optionFunc(func(c *config) { c.health = &h }) }
+
+// WithOutlier sets passive outlier detection (default DefaultOutlier; ConsecutiveFailures < 0
+// turns it off).
+func WithOutlier(o Outlier) Option { return optionFunc(func(c *config) { c.outlier = o }) }
+
+// WithPanicThreshold sets the percentage of available endpoints below which a Cluster balances
+// over all endpoints, ejected or not (default 50; 0 turns panic mode off).
+func WithPanicThreshold(pct int) Option { return optionFunc(func(c *config) { c.panicThreshold = pct }) }
+
+// WithCircuitBreaker limits each endpoint to maxConcurrent requests in flight, with at most
+// maxPending more waiting for a slot; beyond that requests fail fast with ErrOverloaded (HTTP 503)
+// unless another endpoint can take them. Defaults 1024 and 1024.
+func WithCircuitBreaker(maxConcurrent, maxPending int) Option {
+	return optionFunc(func(c *config) { c.maxConcurrent, c.maxPending = maxConcurrent, maxPending })
+}
+
+// WithConnectTimeout bounds each dial to an endpoint (default 5s).
+func WithConnectTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.connectTimeout = d })
+}
+
+// WithIdleTimeout closes proxied TCP connections with no traffic either way for this long (they are
+// closed between d and 2d after the last byte; default 10m), and idle HTTP keep-alive connections.
+func WithIdleTimeout(d time.Duration) Option { return optionFunc(func(c *config) { c.idleTimeout = d }) }
+
+// WithMaxConns limits a proxy's concurrent client connections (default 10000); connections beyond
+// it are closed at once.
+func WithMaxConns(n int) Option { return optionFunc(func(c *config) { c.maxConns = n }) }
+
+// WithRetries sets how many times an idempotent request without a body (or a TCP dial) is retried
+// on another endpoint (default 2), within the retry budget.
+func WithRetries(n int) Option { return optionFunc(func(c *config) { c.retries = n }) }
+
+// WithRetryBudget sets the retry budget (default DefaultRetryBudget).
+func WithRetryBudget(b RetryBudget) Option { return optionFunc(func(c *config) { c.budget = b }) }
+
+// WithPerTryTimeout bounds one try of an HTTP request until its response headers (default 15s);
+// a try that times out is retried elsewhere if allowed, else answered 504.
+func WithPerTryTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.perTryTimeout = d })
+}
+
+// WithKey sets the HTTP request key extractor for hashing balancers (default ClientIPKey).
+func WithKey(k KeyFunc) Option { return optionFunc(func(c *config) { c.key = k }) }
+
+// WithSplits routes matching requests to experiment clusters (see Split). The proxy runs the
+// clusters named here; clusters introduced later with SetSplits must be run by the caller.
+func WithSplits(s ...Split) Option {
+	return optionFunc(func(c *config) { c.splits = append([]Split(nil), s...) })
+}
+
+// WithServerTimeouts sets the HTTP listener's header-read, read and write timeouts (defaults 10s,
+// 60s, 5m; 0 means none) and its header size limit (default 64 KiB). Keep-alive connections idle
+// longer than WithIdleTimeout are closed.
+func WithServerTimeouts(readHeader, read, write time.Duration, maxHeaderBytes int) Option {
+	return optionFunc(func(c *config) {
+		c.readHeader, c.readTimeout, c.writeTimeout, c.maxHeaderBytes = readHeader, read, write, maxHeaderBytes
+	})
+}
+
+// WithMaxIdlePerEndpoint bounds the idle upstream keep-alive connections kept per endpoint (default 512).
+func WithMaxIdlePerEndpoint(n int) Option { return optionFunc(func(c *config) { c.maxIdlePerEp = n }) }

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Side-by-side: wrk -t1 -c64 against two nginx backends, directly, through HAProxy (nbthread 1) and
+# through podblocks' ambassador (GOMAXPROCS=1 and default), for HTTP (mode http / HTTPProxy) and
+# TCP (mode tcp / TCPProxy). Runs alternate; prints medians and ratios.
+#
+#   bench/ambassador/run.sh                 # RUNS=5 DURATION=10s
+#   RUNS=3 DURATION=5s bench/ambassador/run.sh
+#   GOFLAGS_EXTRA="-overlay x.json"  extra go build flags
+#
+# Everything runs as this user's processes on 127.0.0.1 high ports with configs in a temp dir.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${RUNS:-5}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need haproxy || ! need wrk; then
+	if [ "$(id -u)" = 0 ]; then
+		apt-get install -y -qq --no-install-recommends nginx haproxy wrk >/dev/null
+	else
+		echo "need nginx, haproxy and wrk (apt-get install nginx haproxy wrk)" >&2
+		exit 1
+	fi
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# freeport picks an unused high port.
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+waitport() {
+	for _ in $(seq 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "port $1 did not open" >&2; cat "$tmp"/*/stderr "$tmp"/*/error.log "$tmp"/*.log 2>/dev/null >&2
+	exit 1
+}
+
+# --- two nginx backends, one worker each
+N1=$(freeport); N2=$(freeport)
+for i in 1 2; do
+	port=$([ $i = 1 ] && echo "$N1" || echo "$N2")
+	d="$tmp/nginx$i"; mkdir -p "$d"
+	cat >"$d/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $d/body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fcgi;
+	uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;
+	keepalive_requests 10000000;
+	keepalive_timeout 120s;
+	server {
+		listen 127.0.0.1:$port;
+		location / { default_type text/plain; return 200 "hello from nginx $i\n"; }
+	}
+}
+CONF
+	"$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" 2>"$d/stderr" &
+	pids+=($!)
+done
+waitport "$N1"; waitport "$N2"
+
+# --- HAProxy, nbthread 1, http and tcp
+HH=$(freeport); HT=$(freeport)
+cat >"$tmp/haproxy.cfg" <<CONF
+global
+	nbthread 1
+	maxconn 4096
+defaults
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+frontend fe_http
+	mode http
+	option http-keep-alive
+	bind 127.0.0.1:$HH
+	default_backend be_http
+backend be_http
+	mode http
+	balance roundrobin
+	server n1 127.0.0.1:$N1
+	server n2 127.0.0.1:$N2
+frontend fe_tcp
+	mode tcp
+	bind 127.0.0.1:$HT
+	default_backend be_tcp
+backend be_tcp
+	mode tcp
+	balance roundrobin
+	server n1 127.0.0.1:$N1
+	server n2 127.0.0.1:$N2
+CONF
+"$HAPROXY" -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
+pids+=($!)
+
+# --- podblocks
+# shellcheck disable=SC2086
+go build ${GOFLAGS_EXTRA:-} -o "$tmp/ambassador" ./examples/ambassador
+PH=$(freeport); PH1=$(freeport); PT=$(freeport); PT1=$(freeport)
+B="127.0.0.1:$N1,127.0.0.1:$N2"
+"$tmp/ambassador" http -listen "127.0.0.1:$PH" -backends "$B" >/dev/null &
+pids+=($!)
+GOMAXPROCS=1 "$tmp/ambassador" http -listen "127.0.0.1:$PH1" -backends "$B" >/dev/null &
+pids+=($!)
+"$tmp/ambassador" tcp -listen "127.0.0.1:$PT" -backends "$B" >/dev/null &
+pids+=($!)
+GOMAXPROCS=1 "$tmp/ambassador" tcp -listen "127.0.0.1:$PT1" -backends "$B" >/dev/null &
+pids+=($!)
+for p in $HH $HT $PH $PH1 $PT $PT1; do waitport "$p"; done
+
+targets=(direct:$N1 haproxy-http:$HH podblocks-http:$PH podblocks-http-gomaxprocs1:$PH1
+	haproxy-tcp:$HT podblocks-tcp:$PT podblocks-tcp-gomaxprocs1:$PT1)
+# warm up every target (fills keep-alive pools)
+for t in "${targets[@]}"; do wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:${t#*:}/" >/dev/null; done
+
+echo "# $(date -u +%FT%TZ) nproc=$(nproc) runs=$RUNS duration=$DURATION wrk -t1 -c$CONNS" | tee "$tmp/results"
+for r in $(seq "$RUNS"); do
+	for t in "${targets[@]}"; do
+		name=${t%%:*}; port=${t#*:}
+		out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+		rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+		p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+		errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+		echo "run=$r target=$name rps=$rps p99=$p99 $errs" | tee -a "$tmp/results"
+	done
+done
+
+python3 - "$tmp/results" <<'PY'
+import re, statistics, sys
+def ms(s):
+    m = re.match(r"([\d.]+)(us|ms|s)", s)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+rps, p99 = {}, {}
+for line in open(sys.argv[1]):
+    if line.startswith("#"):
+        continue
+    f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+    rps.setdefault(f["target"], []).append(float(f["rps"]))
+    p99.setdefault(f["target"], []).append(ms(f["p99"]))
+med = {t: (statistics.median(rps[t]), statistics.median(p99[t])) for t in rps}
+print()
+print(f"{'target':28} {'req/s (median)':>15} {'p99 ms (median)':>16}")
+for t, (r, p) in med.items():
+    print(f"{t:28} {r:15.0f} {p:16.2f}")
+print()
+for kind in ("http", "tcp"):
+    hr, hp = med[f"haproxy-{kind}"]
+    for t in (f"podblocks-{kind}", f"podblocks-{kind}-gomaxprocs1"):
+        r, p = med[t]
+        ok = "met" if r >= hr and (kind == "tcp" or p <= 1.2 * hp) else "NOT MET"
+        print(f"{t:28} throughput {r/hr:5.2f}x haproxy   p99 {p/hp:5.2f}x haproxy   goal {ok}")
+PY
