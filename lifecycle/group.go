@@ -185,11 +185,12 @@ func (g *Group) Run(ctx context.Context) error {
 	}
 
 	var (
-		errs      []error
-		anyExit   = make(chan struct{})
-		exitOnce  sync.Once
-		firstExit atomic.Pointer[member]
-		started   int
+		errs        []error
+		anyExit     = make(chan struct{})
+		exitOnce    sync.Once
+		firstExit   atomic.Pointer[member]
+		started     int
+		startFailed *member // a component whose early exit is already in errs
 	)
 	base := context.WithoutCancel(ctx)
 start:
@@ -222,12 +223,14 @@ start:
 					err = ErrExitedEarly
 				}
 				errs = append(errs, &ComponentError{Name: m.name, Phase: "start", Err: err})
+				startFailed = m
 			case <-t.C:
 				errs = append(errs, &ComponentError{Name: m.name, Phase: "start", Err: ErrStartTimeout})
+			case <-anyExit: // an earlier component returned while this one was starting
 			case <-ctx.Done():
 			}
 			t.Stop()
-			if len(errs) > 0 || ctx.Err() != nil {
+			if len(errs) > 0 || ctx.Err() != nil || firstExit.Load() != nil {
 				break start
 			}
 		}
@@ -235,16 +238,18 @@ start:
 		log.Debug("component ready", zap.String("component", m.name))
 	}
 
-	if len(errs) == 0 && ctx.Err() == nil {
+	if len(errs) == 0 && ctx.Err() == nil && firstExit.Load() == nil {
 		close(ready)
 		select {
 		case <-ctx.Done():
 		case <-anyExit:
-			if m := firstExit.Load(); m.err != nil {
-				errs = append(errs, &ComponentError{Name: m.name, Phase: "run", Err: m.err})
-			}
-			log.Info("component returned; stopping the group", zap.String("component", firstExit.Load().name))
 		}
+	}
+	if m := firstExit.Load(); m != nil && m != startFailed {
+		if m.err != nil {
+			errs = append(errs, &ComponentError{Name: m.name, Phase: "run", Err: m.err})
+		}
+		log.Info("component returned; stopping the group", zap.String("component", m.name), zap.Error(m.err))
 	}
 
 	for i := started - 1; i >= 0; i-- {
@@ -276,7 +281,7 @@ start:
 	for _, m := range members[:started] {
 		<-m.done
 		m.setState(StateStopped)
-		if m.err != nil && m != first {
+		if m.err != nil && m != first && m != startFailed {
 			errs = append(errs, &ComponentError{Name: m.name, Phase: "stop", Err: m.err})
 		}
 	}

@@ -428,4 +428,3 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 type zapPromLogger struct{ l *zap.Logger }
 
 func (z zapPromLogger) Println(v ...any) { z.l.Warn("metrics", zap.String("error", fmt.Sprint(v...))) }
-

@@ -1,0 +1,304 @@
+package lifecycle_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/lifecycle"
+)
+
+// workHandler answers / at once and /work?ms=N after N ms; it counts requests cut off by cancellation
+// and, in inflight, /work requests running.
+func workHandler(cancelled *atomic.Int64, inflight ...*atomic.Int64) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /work", func(w http.ResponseWriter, r *http.Request) {
+		for _, n := range inflight {
+			n.Add(1)
+			defer n.Add(-1)
+		}
+		var ms int
+		fmt.Sscan(r.URL.Query().Get("ms"), &ms)
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			io.WriteString(w, "done\n")
+		case <-r.Context().Done():
+			cancelled.Add(1)
+		}
+	})
+	return mux
+}
+
+type drainRig struct {
+	app      *lifecycle.App
+	appURL   string
+	hooksURL string
+	done     chan struct{} // closed when Run returned
+	err      error         // what Run returned
+}
+
+func startApp(t *testing.T, handler http.Handler, opts ...lifecycle.Option) *drainRig {
+	t.Helper()
+	hooksLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	app, err := lifecycle.NewApp(append([]lifecycle.Option{lifecycle.WithListener(hooksLn), lifecycle.WithSignals()}, opts...)...)
+	must(t, err)
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	hs, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: handler, Protocols: &protocols}, appLn)
+	must(t, err)
+	must(t, app.Add("app", hs))
+	r := &drainRig{app: app, appURL: "http://" + appLn.Addr().String(), hooksURL: "http://" + hooksLn.Addr().String(), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		r.err = app.Run(ctx)
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second):
+			t.Error("app did not stop")
+		}
+	})
+	select {
+	case <-app.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("app not ready")
+	}
+	return r
+}
+
+// TestDrainLosesNoRequests runs keep-alive HTTP/1.1 and h2c clients against an App, drains it the way
+// Kubernetes deletes a pod, and checks that every request sent while the endpoint was routed succeeded.
+// A watcher plays the endpoints controller: it polls /readyz and stops routing new requests to the pod
+// once readiness fails, as kube-proxy and load balancers do within the propagation delay.
+func TestDrainLosesNoRequests(t *testing.T) {
+	var cancelled atomic.Int64
+	const propagation = 500 * time.Millisecond
+	rig := startApp(t, workHandler(&cancelled), lifecycle.WithPropagationDelay(propagation),
+		lifecycle.WithGracePeriod(10*time.Second), lifecycle.WithSafetyMargin(time.Second))
+
+	var routed atomic.Bool
+	routed.Store(true)
+	h1 := &http.Transport{MaxIdleConnsPerHost: 16, DisableCompression: true}
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	defer h1.CloseIdleConnections()
+	defer h2c.CloseIdleConnections()
+
+	var (
+		sent, failed atomic.Int64
+		protos       sync.Map
+		wg           sync.WaitGroup
+		errMu        sync.Mutex
+		firstErrs    []string
+	)
+	client := func(tr *http.Transport, i int) {
+		defer wg.Done()
+		c := &http.Client{Transport: tr, Timeout: 15 * time.Second}
+		for n := 0; routed.Load(); n++ {
+			url := rig.appURL + "/"
+			if n%4 == 0 {
+				url = rig.appURL + fmt.Sprintf("/work?ms=%d", 50+i*10) // some requests are in flight at any time
+			}
+			sent.Add(1)
+			resp, err := c.Get(url)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != 200 {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+				protos.Store(resp.Proto, true)
+			}
+			if err != nil {
+				failed.Add(1)
+				errMu.Lock()
+				if len(firstErrs) < 5 {
+					firstErrs = append(firstErrs, err.Error())
+				}
+				errMu.Unlock()
+			}
+		}
+	}
+	for i := range 8 {
+		wg.Add(2)
+		go client(h1, i)
+		go client(h2c, i)
+	}
+	// Endpoints controller.
+	wg.Add(1)
+	var notReadyAt time.Time
+	go func() {
+		defer wg.Done()
+		for routed.Load() {
+			resp, err := http.Get(rig.hooksURL + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+			}
+			if err != nil || resp.StatusCode != 200 {
+				notReadyAt = time.Now()
+				routed.Store(false)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+
+	// Let load build up, then delete the pod.
+	deadline := time.Now().Add(3 * time.Second)
+	for sent.Load() < 3000 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	rig.app.Drain()
+	select {
+	case <-rig.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("drain did not finish")
+	}
+	took := time.Since(start)
+	routed.Store(false)
+	wg.Wait()
+
+	t.Logf("drain: %d requests (HTTP/1.1 and h2c keep-alive, 16 clients), %d failed, %d cut off; not ready after %v; drain took %v",
+		sent.Load(), failed.Load(), cancelled.Load(), notReadyAt.Sub(start).Round(time.Millisecond), took.Round(time.Millisecond))
+	if rig.err != nil {
+		t.Errorf("Run = %v, want nil (exit 0)", rig.err)
+	}
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed during the drain; first errors: %q", failed.Load(), sent.Load(), firstErrs)
+	}
+	if cancelled.Load() != 0 {
+		t.Errorf("%d requests were cut off", cancelled.Load())
+	}
+	if sent.Load() < 500 {
+		t.Errorf("only %d requests sent: too little load to show anything", sent.Load())
+	}
+	for _, p := range []string{"HTTP/1.1", "HTTP/2.0"} {
+		if _, ok := protos.Load(p); !ok {
+			t.Errorf("no %s response seen", p)
+		}
+	}
+	if took < propagation {
+		t.Errorf("drain took %v, less than the propagation delay %v", took, propagation)
+	}
+	// The server really is gone afterwards.
+	if resp, err := http.Get(rig.appURL + "/"); err == nil {
+		resp.Body.Close()
+		t.Error("app still answers after the drain")
+	}
+}
+
+func TestDrainCancelsStragglersAtTheDeadline(t *testing.T) {
+	var cancelled, inflight atomic.Int64
+	rig := startApp(t, workHandler(&cancelled, &inflight), lifecycle.WithPropagationDelay(0),
+		lifecycle.WithGracePeriod(time.Second), lifecycle.WithSafetyMargin(500*time.Millisecond))
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(rig.appURL + "/work?ms=60000")
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); inflight.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("request never reached the handler")
+		}
+	}
+	rig.app.Drain()
+	select {
+	case <-rig.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("drain did not finish")
+	}
+	<-errc
+	if cancelled.Load() != 1 {
+		t.Errorf("cancelled = %d, want the one straggler cancelled at the deadline", cancelled.Load())
+	}
+}
+
+func TestPreStopAnswersWhenDrained(t *testing.T) {
+	var cancelled atomic.Int64
+	rig := startApp(t, workHandler(&cancelled), lifecycle.WithPropagationDelay(200*time.Millisecond),
+		lifecycle.WithGracePeriod(5*time.Second), lifecycle.WithSafetyMargin(time.Second))
+	start := time.Now()
+	code, body := do(t, "POST", rig.hooksURL+"/prestop", "")
+	if code != 200 || !strings.Contains(body, "drained") {
+		t.Errorf("POST /prestop = %d %q", code, body)
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Errorf("/prestop answered after %v, before the propagation delay", took)
+	}
+	select {
+	case <-rig.done:
+		if rig.err != nil {
+			t.Errorf("Run = %v", rig.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("app did not stop after /prestop")
+	}
+}
+
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	var cancelled atomic.Int64
+	rig := startApp(t, workHandler(&cancelled), lifecycle.WithSignals(syscall.SIGUSR1),
+		lifecycle.WithPropagationDelay(time.Minute), lifecycle.WithGracePeriod(2*time.Minute))
+	syscall.Kill(syscall.Getpid(), syscall.SIGUSR1)
+	// The first signal starts the drain: readiness fails, and the app keeps serving.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, _ := do(t, "GET", rig.hooksURL+"/readyz", "")
+		if code == 500 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not draining after the first signal")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, _ := do(t, "GET", rig.appURL+"/", ""); code != 200 {
+		t.Errorf("app during propagation = %d, want 200", code)
+	}
+	start := time.Now()
+	syscall.Kill(syscall.Getpid(), syscall.SIGUSR1)
+	select {
+	case <-rig.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("second signal did not stop the app")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("stop after the second signal took %v", took)
+	}
+}
+
+func TestQuitSkipsPropagation(t *testing.T) {
+	var cancelled atomic.Int64
+	rig := startApp(t, workHandler(&cancelled), lifecycle.WithPropagationDelay(time.Minute), lifecycle.WithGracePeriod(2*time.Minute))
+	if code, _ := do(t, "GET", rig.hooksURL+"/quitquitquit", ""); code != 405 {
+		t.Errorf("GET /quitquitquit = %d, want 405", code)
+	}
+	if code, _ := do(t, "POST", rig.hooksURL+"/quitquitquit", ""); code != 200 {
+		t.Errorf("POST /quitquitquit = %d", code)
+	}
+	select {
+	case <-rig.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("/quitquitquit did not stop the app")
+	}
+}
