@@ -1,0 +1,78 @@
+package sidecar
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// register registers c with r (nil: not registered). When an identical collector is already
+// registered (two Tailers on one registry), the existing one is returned so both count together.
+func register[C prometheus.Collector](r prometheus.Registerer, c C) C {
+	if r == nil {
+		return c
+	}
+	if err := r.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+type tailerMetrics struct {
+	lines     prometheus.Counter
+	bytes     prometheus.Counter
+	skipped   *prometheus.CounterVec
+	rotations *prometheus.CounterVec
+	commits   prometheus.Counter
+	sinkErrs  prometheus.Counter
+	files     prometheus.Gauge
+}
+
+func newTailerMetrics(r prometheus.Registerer) *tailerMetrics {
+	return &tailerMetrics{
+		lines: register(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "podblocks_sidecar_tailer_lines_total", Help: "Lines (records) delivered to the sink.",
+		})),
+		bytes: register(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "podblocks_sidecar_tailer_read_bytes_total", Help: "Bytes read from tailed files.",
+		})),
+		skipped: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podblocks_sidecar_tailer_skipped_total",
+			Help: "Lines or files skipped, by reason (too_long, binary, unreadable).",
+		}, []string{"reason"})),
+		rotations: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podblocks_sidecar_tailer_rotations_total",
+			Help: "Rotations seen, by kind (rename, truncate, replaced, copy).",
+		}, []string{"kind"})),
+		commits: register(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "podblocks_sidecar_tailer_checkpoint_commits_total", Help: "Checkpoint commits.",
+		})),
+		sinkErrs: register(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "podblocks_sidecar_tailer_sink_errors_total", Help: "Sink writes that failed and were retried.",
+		})),
+		files: register(r, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podblocks_sidecar_tailer_files", Help: "Files tracked by the tailer.",
+		})),
+	}
+}
+
+type actionMetrics struct {
+	runs  *prometheus.CounterVec
+	tries prometheus.Counter
+}
+
+func newActionMetrics(r prometheus.Registerer, what string) *actionMetrics {
+	return &actionMetrics{
+		runs: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podblocks_sidecar_" + what + "_total", Help: "Completed " + what + ", by result.",
+		}, []string{"result"})),
+		tries: register(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "podblocks_sidecar_" + what + "_retries_total", Help: "Retries of " + what + " hooks or actions.",
+		})),
+	}
+}

@@ -1,0 +1,243 @@
+package sidecar
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+)
+
+// Record is one shipped line (or joined multiline record).
+type Record struct {
+	// File is the path the line was read from (a rotated file's current name).
+	File string
+	// Line is the line without its newline. It is valid only during Sink.Write: copy it to keep it.
+	Line []byte
+	// Offset is the byte offset of the line's start in the file.
+	Offset int64
+}
+
+// Sink receives records from a Tailer.
+type Sink interface {
+	// Write delivers recs. It returns nil only when every record is delivered; on error the Tailer
+	// retries the same records with backoff. It is called from one goroutine at a time.
+	Write(ctx context.Context, recs []Record) error
+}
+
+// Committer is implemented by sinks whose output can be rolled back to a position recorded in the
+// Tailer's checkpoint. With such a sink, a crash at any moment and a restart neither lose nor
+// duplicate lines: the checkpoint stores the sink's mark together with the file offsets, and on start
+// the sink discards whatever it wrote after the mark.
+type Committer interface {
+	// Mark makes everything written so far durable and returns the current position.
+	Mark() (string, error)
+	// Rollback discards everything written after mark. It is called once, before the first Write,
+	// with the mark of the last checkpoint ("" when there is none: keep everything).
+	Rollback(mark string) error
+}
+
+// AppendJSON appends r as one JSON object and a newline to dst:
+// {"file":"...","line":"...","offset":N}. Invalid UTF-8 becomes U+FFFD.
+func AppendJSON(dst []byte, r Record) []byte {
+	dst = append(dst, `{"file":`...)
+	dst = appendJSONString(dst, r.File)
+	dst = append(dst, `,"line":`...)
+	dst = appendJSONString(dst, r.Line)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, r.Offset, 10)
+	return append(dst, "}\n"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// safeASCII[b] is true for bytes that need no escaping in a JSON string.
+var safeASCII = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\'
+	}
+	return t
+}()
+
+func appendJSONString[S string | []byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if safeASCII[b] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		var r rune
+		var size int
+		switch v := any(s).(type) {
+		case string:
+			r, size = utf8.DecodeRuneInString(v[i:])
+		case []byte:
+			r, size = utf8.DecodeRune(v[i:])
+		}
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// WriterSink writes records as JSON lines (see AppendJSON) to an io.Writer such as os.Stdout. It is
+// not a Committer: after a crash the lines since the last checkpoint are delivered again
+// (at-least-once).
+type WriterSink struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+// NewWriterSink returns a sink writing JSON lines to w.
+func NewWriterSink(w io.Writer) *WriterSink { return &WriterSink{w: w} }
+
+// Write implements Sink.
+func (s *WriterSink) Write(_ context.Context, recs []Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = s.buf[:0]
+	for _, r := range recs {
+		s.buf = AppendJSON(s.buf, r)
+	}
+	if _, err := s.w.Write(s.buf); err != nil {
+		return fmt.Errorf("write records: %w", err)
+	}
+	return nil
+}
+
+// FileSink appends records as JSON lines to a file and is a Committer: its mark is the file's length,
+// and Rollback truncates the file back to it. Open it with OpenFileSink; Close it when done.
+type FileSink struct {
+	mu   sync.Mutex
+	f    *os.File
+	w    *bufio.Writer
+	size int64
+	buf  []byte
+}
+
+// OpenFileSink opens (creating if needed) the file at path for appending.
+func OpenFileSink(path string) (*FileSink, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open sink: %w", err)
+	}
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seek sink: %w", err)
+	}
+	return &FileSink{f: f, w: bufio.NewWriterSize(f, 256<<10), size: end}, nil
+}
+
+// Write implements Sink.
+func (s *FileSink) Write(_ context.Context, recs []Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = s.buf[:0]
+	for _, r := range recs {
+		s.buf = AppendJSON(s.buf, r)
+	}
+	n, err := s.w.Write(s.buf)
+	s.size += int64(n)
+	if err == nil {
+		err = s.w.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("write sink: %w", err)
+	}
+	return nil
+}
+
+// Mark implements Committer: it syncs the file and returns its length.
+func (s *FileSink) Mark() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.w.Flush(); err != nil {
+		return "", fmt.Errorf("flush sink: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return "", fmt.Errorf("sync sink: %w", err)
+	}
+	return strconv.FormatInt(s.size, 10), nil
+}
+
+// Rollback implements Committer: it truncates the file to mark. A file already shorter than mark is
+// left as it is and ErrSinkBehind is returned.
+func (s *FileSink) Rollback(mark string) error {
+	if mark == "" {
+		return nil
+	}
+	n, err := strconv.ParseInt(mark, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%w: sink mark %q", ErrBadCheckpoint, mark)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.w.Reset(s.f)
+	fi, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat sink: %w", err)
+	}
+	if fi.Size() < n {
+		s.size = fi.Size()
+		return fmt.Errorf("%w: %d < %d", ErrSinkBehind, fi.Size(), n)
+	}
+	if err := s.f.Truncate(n); err != nil {
+		return fmt.Errorf("truncate sink: %w", err)
+	}
+	if _, err := s.f.Seek(n, io.SeekStart); err != nil {
+		return fmt.Errorf("seek sink: %w", err)
+	}
+	s.size = n
+	return nil
+}
+
+// Close flushes and closes the file.
+func (s *FileSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ferr := s.w.Flush()
+	cerr := s.f.Close()
+	if ferr != nil {
+		return ferr
+	}
+	return cerr
+}

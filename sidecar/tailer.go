@@ -1,0 +1,871 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+)
+
+// Tailer follows the files matching its glob patterns and hands their lines to a Sink.
+//
+// Files are identified by device and inode plus a fingerprint of their first bytes (up to 1 KiB), not
+// by path, so:
+//   - a file renamed away from the pattern by rotation (app.log -> app.log.1) is read to its end, from
+//     its open descriptor and under its new name, also after a restart;
+//   - rotated siblings of a matching file (names matching PATTERN.* or PATTERN-*, except compressed
+//     ones) that appear while the Tailer is down are found on restart and read, oldest first;
+//   - an inode reused for a new file is told apart by its fingerprint, and read from its start;
+//   - truncation (copytruncate) restarts the file at 0, and the copy, recognised by its fingerprint,
+//     is read from where the original had been delivered, so only the lines written between the
+//     copy and the truncation are lost (inherent to copytruncate).
+//
+// With WithCheckpoint, the offsets are committed to a checkpoint file after the sink confirmed
+// delivery. With a sink that implements Committer (FileSink), a crash at any moment and a restart
+// neither lose nor duplicate lines; with other sinks delivery is at-least-once.
+//
+// On its first start (no checkpoint yet) the Tailer reads matching files from their beginning and
+// ignores rotated siblings that already exist.
+type Tailer struct {
+	globs []string
+	dirs  []string
+	sink  Sink
+	o     options
+	log   *zap.Logger
+	m     *tailerMetrics
+	ready chan struct{}
+
+	mu   sync.Mutex
+	rows [][]string
+}
+
+// NewTailer returns a Tailer for the files matching globs (filepath.Match patterns, wildcards only in
+// the last element) delivering to sink. Options: WithCheckpoint, WithPollInterval, WithoutWatch,
+// WithMaxLineBytes, WithReadChunkBytes, WithCommitInterval, WithCloseIdle, WithMultiline,
+// WithBackoff (sink retries), WithLogger, WithRegisterer.
+func NewTailer(globs []string, sink Sink, opts ...Option) (*Tailer, error) {
+	if len(globs) == 0 {
+		return nil, ErrNoGlobs
+	}
+	if sink == nil {
+		return nil, ErrNilSink
+	}
+	o := buildOptions(opts)
+	t := &Tailer{sink: sink, o: o, log: o.logger.Named("tailer"), ready: make(chan struct{})}
+	seen := map[string]bool{}
+	for _, g := range globs {
+		g = filepath.Clean(g)
+		dir, base := filepath.Split(g)
+		dir = filepath.Clean(dir)
+		if strings.ContainsAny(dir, "*?[") {
+			return nil, &ConfigError{Field: "globs", Reason: fmt.Sprintf("%q: wildcards only in the last element", g)}
+		}
+		if _, err := filepath.Match(base, ""); err != nil || base == "" {
+			return nil, &ConfigError{Field: "globs", Reason: fmt.Sprintf("%q: bad pattern", g)}
+		}
+		t.globs = append(t.globs, g)
+		if !seen[dir] {
+			seen[dir] = true
+			t.dirs = append(t.dirs, dir)
+		}
+	}
+	switch {
+	case o.maxLineBytes <= 0:
+		return nil, &ConfigError{Field: "WithMaxLineBytes", Reason: "must be positive"}
+	case o.readChunkBytes <= o.maxLineBytes:
+		return nil, &ConfigError{Field: "WithReadChunkBytes", Reason: "must exceed the max line length"}
+	case o.pollInterval <= 0:
+		return nil, &ConfigError{Field: "WithPollInterval", Reason: "must be positive"}
+	case o.commitInterval < 0:
+		return nil, &ConfigError{Field: "WithCommitInterval", Reason: "must not be negative"}
+	}
+	t.m = newTailerMetrics(o.registerer)
+	return t, nil
+}
+
+// Ready is closed once the Tailer restored its checkpoint, scanned its directories and committed its
+// first checkpoint.
+func (t *Tailer) Ready() <-chan struct{} { return t.ready }
+
+// Statusz reports the tracked files and their delivered offsets.
+func (t *Tailer) Statusz() (string, []string, [][]string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rows := make([][]string, len(t.rows))
+	copy(rows, t.rows)
+	return "sidecar tailer", []string{"file", "inode", "delivered", "state"}, rows
+}
+
+// tfile is one tracked file.
+type tfile struct {
+	id       fileID
+	path     string
+	active   bool // path matches a glob (else a rotated sibling)
+	seen     bool // seen by the latest scan
+	gone     bool // no longer in the directory: read to EOF, then drop
+	f        *os.File
+	partial  []byte // bytes after off that do not form a complete line yet
+	off      int64  // file offset of the first byte not consumed into a line
+	done     int64  // offset up to which lines are delivered
+	fp       string
+	fpLen    int64
+	skipping bool // inside an over-long line
+	eof      bool // the latest read found no data
+	lastData time.Time
+	mtime    time.Time
+	pend     []byte // multiline record being joined
+	pendOff  int64  // offset of pend's first line; -1 when none
+	// copyOf is the still untruncated file this one is a copy of (copytruncate in progress): tf waits
+	// until that file is truncated, then starts where it had been delivered.
+	copyOf *tfile
+}
+
+// oldFP remembers a truncated file's fingerprint so that its copy is recognised.
+type oldFP struct {
+	fp    string
+	fpLen int64
+	done  int64
+	at    time.Time
+}
+
+type tailRun struct {
+	files      map[fileID]*tfile
+	order      []*tfile
+	byPath     map[string]*tfile
+	truncated  []oldFP
+	restored   map[fileID]checkpointEntry
+	reported   map[string]bool
+	buf        []byte
+	arena      []byte
+	recs       []Record
+	dirty      bool
+	deferred   bool
+	lastCommit time.Time
+}
+
+// Run follows the files until ctx ends, then commits the checkpoint and returns nil. It returns an
+// error when the checkpoint cannot be read or the sink cannot be rolled back.
+func (t *Tailer) Run(ctx context.Context) error {
+	rs := &tailRun{
+		files:    map[fileID]*tfile{},
+		byPath:   map[string]*tfile{},
+		restored: map[fileID]checkpointEntry{},
+		reported: map[string]bool{},
+		buf:      make([]byte, t.o.readChunkBytes),
+	}
+	defer func() {
+		for _, tf := range rs.files {
+			tf.close()
+		}
+	}()
+	first := true
+	if t.o.checkpoint != "" {
+		st, found, err := loadCheckpoint(t.o.checkpoint)
+		if err != nil {
+			return err
+		}
+		first = !found
+		for _, e := range st.Files {
+			rs.restored[fileID{e.Dev, e.Ino}] = e
+		}
+		if c, ok := t.sink.(Committer); ok && found {
+			if err := c.Rollback(st.SinkMark); errors.Is(err, ErrSinkBehind) {
+				t.log.Warn("sink shorter than checkpoint mark", zap.Error(err))
+			} else if err != nil {
+				return fmt.Errorf("roll back sink: %w", err)
+			}
+		}
+	}
+
+	var events chan fsnotify.Event
+	var werrs chan error
+	if !t.o.noWatch {
+		w, err := fsnotify.NewWatcher()
+		if err != nil {
+			t.log.Warn("inotify unavailable, polling", zap.Error(err))
+		} else {
+			defer w.Close()
+			for _, d := range t.dirs {
+				if err := w.Add(d); err != nil {
+					t.log.Warn("watch directory, polling it", zap.String("dir", d), zap.Error(err))
+				}
+			}
+			events, werrs = w.Events, w.Errors
+		}
+	}
+
+	t.scan(rs, first)
+	for id, e := range rs.restored {
+		t.log.Warn("checkpointed file is gone", zap.String("file", e.Path), zap.Int64("offset", e.Offset))
+		delete(rs.restored, id)
+	}
+	rs.dirty = true
+	t.commit(rs)
+	close(t.ready)
+
+	tick := time.NewTicker(t.o.pollInterval)
+	defer tick.Stop()
+	soon := time.NewTimer(time.Hour)
+	defer soon.Stop()
+	for {
+		progress, err := t.readAll(ctx, rs)
+		if err != nil {
+			break
+		}
+		if progress {
+			if time.Since(rs.lastCommit) >= t.o.commitInterval {
+				t.commit(rs)
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		t.idle(ctx, rs)
+		wait := time.Duration(-1)
+		if rs.dirty {
+			if wait = t.o.commitInterval - time.Since(rs.lastCommit); wait <= 0 {
+				t.commit(rs)
+				wait = -1
+			}
+		}
+		if rs.deferred && (wait < 0 || wait > 100*time.Millisecond) {
+			wait = 100 * time.Millisecond
+		}
+		if wait >= 0 {
+			soon.Reset(wait)
+		}
+		needScan := false
+		select {
+		case <-ctx.Done():
+		case ev := <-events:
+			needScan = t.needScan(rs, ev)
+		drain:
+			for {
+				select {
+				case ev := <-events:
+					needScan = needScan || t.needScan(rs, ev)
+				default:
+					break drain
+				}
+			}
+		case err := <-werrs:
+			t.log.Warn("inotify error", zap.Error(err))
+			needScan = true
+		case <-tick.C:
+			needScan = true
+		case <-soon.C:
+			needScan = rs.deferred
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if needScan {
+			t.scan(rs, false)
+		}
+	}
+	rs.dirty = true
+	t.commit(rs)
+	return nil
+}
+
+func (t *Tailer) needScan(rs *tailRun, ev fsnotify.Event) bool {
+	if ev.Op == fsnotify.Write {
+		_, known := rs.byPath[ev.Name]
+		return !known
+	}
+	return ev.Op != fsnotify.Chmod
+}
+
+func (tf *tfile) close() {
+	if tf.f != nil {
+		tf.f.Close()
+		tf.f = nil
+	}
+}
+
+// delivered is the offset up to which the file's lines have reached the sink.
+func (tf *tfile) delivered() int64 {
+	if tf.pendOff >= 0 {
+		return tf.pendOff
+	}
+	return tf.off
+}
+
+// reset restarts tf at offset 0 after truncation or replacement.
+func (tf *tfile) reset(rs *tailRun) {
+	if tf.fpLen > 0 && tf.done > 0 {
+		rs.truncated = append(rs.truncated, oldFP{fp: tf.fp, fpLen: tf.fpLen, done: tf.done, at: time.Now()})
+	}
+	for _, c := range rs.files {
+		if c.copyOf == tf {
+			c.copyOf, c.off, c.done, c.eof = nil, tf.done, tf.done, false
+		}
+	}
+	tf.off, tf.done, tf.partial, tf.skipping, tf.pend, tf.pendOff = 0, 0, tf.partial[:0], false, tf.pend[:0], -1
+	tf.fp, tf.fpLen = "", 0
+	tf.eof = false
+	rs.dirty = true
+}
+
+type candidate struct {
+	path   string
+	active bool
+	id     fileID
+	size   int64
+	mtime  time.Time
+}
+
+var compressedExt = []string{".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".z"}
+
+// classify tells whether name in dir matches a glob (active) or is a rotated sibling of one.
+func (t *Tailer) classify(dir, name string) (active, sibling bool) {
+	for _, g := range t.globs {
+		if filepath.Dir(g) != dir {
+			continue
+		}
+		base := filepath.Base(g)
+		if ok, _ := filepath.Match(base, name); ok {
+			return true, false
+		}
+		if ok, _ := filepath.Match(base+".*", name); ok {
+			sibling = true
+		} else if ok, _ := filepath.Match(base+"-*", name); ok {
+			sibling = true
+		}
+	}
+	if sibling {
+		lower := strings.ToLower(name)
+		for _, ext := range compressedExt {
+			if strings.HasSuffix(lower, ext) {
+				return false, false
+			}
+		}
+	}
+	return false, sibling
+}
+
+// scan lists the directories and reconciles what it finds with the tracked files.
+func (t *Tailer) scan(rs *tailRun, first bool) {
+	now := time.Now()
+	for _, tf := range rs.files {
+		tf.seen = false
+	}
+	rs.deferred = false
+	var cands []candidate
+	for _, dir := range t.dirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			if !rs.reported[dir] {
+				rs.reported[dir] = true
+				t.log.Warn("read directory", zap.String("dir", dir), zap.Error(err))
+			}
+			continue
+		}
+		delete(rs.reported, dir)
+		for _, de := range ents {
+			active, sibling := t.classify(dir, de.Name())
+			if !active && !sibling {
+				continue
+			}
+			path := filepath.Join(dir, de.Name())
+			fi, err := os.Stat(path)
+			if err != nil {
+				continue
+			}
+			if !fi.Mode().IsRegular() {
+				t.reportOnce(rs, path, "not a regular file", nil)
+				continue
+			}
+			sys, ok := fi.Sys().(*syscall.Stat_t)
+			if !ok {
+				continue
+			}
+			cands = append(cands, candidate{
+				path: path, active: active, size: fi.Size(), mtime: fi.ModTime(),
+				id: fileID{uint64(sys.Dev), uint64(sys.Ino)}, //nolint:unconvert // int type differs by platform
+			})
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		if cands[i].active != cands[j].active {
+			return !cands[i].active
+		}
+		return cands[i].mtime.Before(cands[j].mtime)
+	})
+	// Known files first, so that new files can be recognised as copies of them.
+	var fresh []candidate
+	for _, c := range cands {
+		if tf, ok := rs.files[c.id]; ok {
+			if t.rescan(rs, tf, c) {
+				continue
+			}
+			// The inode now holds another file: forget the old one.
+			t.drop(rs, tf)
+			t.m.rotations.WithLabelValues("replaced").Inc()
+		}
+		if e, ok := rs.restored[c.id]; ok {
+			delete(rs.restored, c.id)
+			if t.restore(rs, e, c) {
+				continue
+			}
+			t.m.rotations.WithLabelValues("replaced").Inc()
+		}
+		fresh = append(fresh, c)
+	}
+	for _, c := range fresh {
+		t.discover(rs, c, first, now)
+	}
+	// Files no longer listed are read to their end (renamed away or deleted while open).
+	for _, tf := range rs.files {
+		if !tf.seen {
+			tf.gone = true
+			if tf.f == nil {
+				t.drop(rs, tf)
+			}
+		}
+	}
+	// Forget truncated fingerprints after a minute: their copies have been found by then.
+	keep := rs.truncated[:0]
+	for _, o := range rs.truncated {
+		if now.Sub(o.at) < time.Minute {
+			keep = append(keep, o)
+		}
+	}
+	rs.truncated = keep
+	t.reorder(rs)
+}
+
+// rescan updates a tracked file from a listing; false means its inode was reused for another file.
+func (t *Tailer) rescan(rs *tailRun, tf *tfile, c candidate) bool {
+	if tf.f == nil {
+		f, err := os.Open(c.path)
+		if err != nil {
+			t.reportOnce(rs, c.path, "open", err)
+			tf.seen = true
+			return true
+		}
+		if fp, ok := fingerprint(f, tf.fpLen); !ok || fp != tf.fp {
+			f.Close()
+			return false
+		}
+		if c.size > tf.off+int64(len(tf.partial)) {
+			tf.f, tf.eof = f, false
+		} else {
+			f.Close()
+		}
+	}
+	if tf.path != c.path {
+		t.log.Debug("file renamed", zap.String("from", tf.path), zap.String("to", c.path))
+		if tf.active && !c.active {
+			t.m.rotations.WithLabelValues("rename").Inc()
+		}
+		tf.path = c.path
+		rs.dirty = true
+	}
+	tf.active, tf.seen, tf.gone, tf.mtime = c.active, true, false, c.mtime
+	if tf.f != nil && c.active {
+		t.checkReplaced(rs, tf, c.size)
+	}
+	return true
+}
+
+// checkReplaced resets tf when the file shrank below what was read or its first bytes changed.
+func (t *Tailer) checkReplaced(rs *tailRun, tf *tfile, size int64) {
+	if size < tf.off+int64(len(tf.partial)) {
+		t.log.Info("file truncated", zap.String("file", tf.path), zap.Int64("size", size), zap.Int64("offset", tf.off))
+		t.m.rotations.WithLabelValues("truncate").Inc()
+		tf.reset(rs)
+		return
+	}
+	if tf.fpLen > 0 {
+		if fp, ok := fingerprint(tf.f, tf.fpLen); !ok || fp != tf.fp {
+			t.log.Info("file content replaced", zap.String("file", tf.path))
+			t.m.rotations.WithLabelValues("truncate").Inc()
+			tf.reset(rs)
+		}
+	}
+}
+
+// restore resumes a file from its checkpoint entry; false when the fingerprint does not match.
+func (t *Tailer) restore(rs *tailRun, e checkpointEntry, c candidate) bool {
+	f, err := os.Open(c.path)
+	if err != nil {
+		t.reportOnce(rs, c.path, "open", err)
+		return true
+	}
+	if fp, ok := fingerprint(f, e.FPLen); !ok || fp != e.FP {
+		f.Close()
+		return false
+	}
+	tf := &tfile{id: c.id, path: c.path, active: c.active, seen: true, f: f, off: e.Offset, done: e.Offset,
+		fp: e.FP, fpLen: e.FPLen, mtime: c.mtime, pendOff: -1, lastData: time.Now()}
+	rs.files[c.id] = tf
+	if c.size < e.Offset {
+		t.log.Info("file truncated while stopped", zap.String("file", c.path))
+		t.m.rotations.WithLabelValues("truncate").Inc()
+		tf.reset(rs)
+	}
+	return true
+}
+
+// discover starts tracking a file seen for the first time.
+func (t *Tailer) discover(rs *tailRun, c candidate, first bool, now time.Time) {
+	if !first && !c.active && c.size < fpMax && now.Sub(c.mtime) < time.Second {
+		// A young small sibling may be a copy still being written: decide once it has grown or settled.
+		rs.deferred = true
+		return
+	}
+	f, err := os.Open(c.path)
+	if err != nil {
+		t.reportOnce(rs, c.path, "open", err)
+		return
+	}
+	delete(rs.reported, c.path)
+	start := int64(0)
+	var orig *tfile
+	switch {
+	case first && !c.active:
+		start = c.size // a rotated file from before the first start
+	case !first:
+		var ok bool
+		if start, orig, ok = t.copyOf(rs, f, c); ok {
+			t.log.Info("file is a copy of a tracked file", zap.String("file", c.path), zap.Int64("offset", start))
+			t.m.rotations.WithLabelValues("copy").Inc()
+		} else {
+			start = 0
+		}
+	}
+	tf := &tfile{id: c.id, path: c.path, active: c.active, seen: true, f: f, off: start, done: start,
+		mtime: c.mtime, pendOff: -1, lastData: now, copyOf: orig}
+	t.updateFP(tf, c.size)
+	rs.files[c.id] = tf
+	rs.dirty = true
+}
+
+// copyOf looks for a tracked, restored or recently truncated file whose fingerprint the new file
+// shares (copytruncate): the new file is then read from where that one was delivered. When the
+// original is tracked and not truncated yet, it is returned: the copy waits for the truncation.
+func (t *Tailer) copyOf(rs *tailRun, f *os.File, c candidate) (int64, *tfile, bool) {
+	for _, tf := range rs.files {
+		if tf.id != c.id && tf.copyOf == nil && tf.fpLen > 0 && tf.done > 0 && c.size >= tf.fpLen {
+			if fp, ok := fingerprint(f, tf.fpLen); ok && fp == tf.fp {
+				return tf.done, tf, true
+			}
+		}
+	}
+	var olds []oldFP
+	for _, e := range rs.restored {
+		if e.FPLen > 0 && e.Offset > 0 {
+			olds = append(olds, oldFP{fp: e.FP, fpLen: e.FPLen, done: e.Offset})
+		}
+	}
+	olds = append(olds, rs.truncated...)
+	best := int64(-1)
+	for _, o := range olds {
+		if c.size < o.fpLen {
+			continue
+		}
+		if fp, ok := fingerprint(f, o.fpLen); ok && fp == o.fp && o.done > best && o.done <= c.size {
+			best = o.done
+		}
+	}
+	return best, nil, best >= 0
+}
+
+// drop stops tracking tf. Copies waiting for it to be truncated hold nothing new: they are skipped.
+func (t *Tailer) drop(rs *tailRun, tf *tfile) {
+	tf.close()
+	delete(rs.files, tf.id)
+	rs.dirty = true
+	for _, c := range rs.files {
+		if c.copyOf == tf {
+			c.copyOf = nil
+			if fi, err := os.Stat(c.path); err == nil {
+				c.off, c.done = fi.Size(), fi.Size()
+				c.partial = c.partial[:0]
+			}
+		}
+	}
+}
+
+func (t *Tailer) updateFP(tf *tfile, size int64) {
+	if tf.f == nil || tf.fpLen >= fpMax || size <= tf.fpLen {
+		return
+	}
+	n := min(size, fpMax)
+	if fp, ok := fingerprint(tf.f, n); ok {
+		tf.fp, tf.fpLen = fp, n
+	}
+}
+
+func (t *Tailer) reportOnce(rs *tailRun, path, what string, err error) {
+	if rs.reported[path] {
+		return
+	}
+	rs.reported[path] = true
+	t.m.skipped.WithLabelValues("unreadable").Inc()
+	t.log.Warn("skip file", zap.String("file", path), zap.String("reason", what), zap.Error(err))
+}
+
+// reorder sorts the read order: rotated files first, oldest first, then the active ones.
+func (t *Tailer) reorder(rs *tailRun) {
+	rs.order = rs.order[:0]
+	clear(rs.byPath)
+	for _, tf := range rs.files {
+		rs.order = append(rs.order, tf)
+		rs.byPath[tf.path] = tf
+	}
+	sort.SliceStable(rs.order, func(i, j int) bool {
+		a, b := rs.order[i], rs.order[j]
+		if a.active != b.active {
+			return !a.active
+		}
+		if !a.mtime.Equal(b.mtime) {
+			return a.mtime.Before(b.mtime)
+		}
+		return a.path < b.path
+	})
+	t.m.files.Set(float64(len(rs.files)))
+}
+
+// readAll reads every open file until it has no more data or has had its share; progress reports
+// whether anything was read. The error is ctx's.
+func (t *Tailer) readAll(ctx context.Context, rs *tailRun) (progress bool, err error) {
+	for _, tf := range rs.order {
+		if tf.f == nil || tf.copyOf != nil {
+			continue
+		}
+		for range 16 {
+			n, err := t.readOnce(ctx, rs, tf)
+			if err != nil {
+				return progress, err
+			}
+			if n == 0 {
+				break
+			}
+			progress = true
+		}
+	}
+	return progress, nil
+}
+
+// readOnce reads one chunk of tf, delivers its complete lines and returns the bytes read.
+func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, error) {
+	buf := rs.buf
+	np := copy(buf, tf.partial)
+	n, err := tf.f.ReadAt(buf[np:], tf.off+int64(np))
+	if n == 0 {
+		tf.eof = true
+		if err != nil && err != io.EOF {
+			t.reportOnce(rs, tf.path, "read", err)
+			return 0, nil
+		}
+		if fi, err := tf.f.Stat(); err == nil && tf.active {
+			t.checkReplaced(rs, tf, fi.Size())
+		}
+		return 0, nil
+	}
+	tf.eof = false
+	tf.lastData = time.Now()
+	t.m.bytes.Add(float64(n))
+	data := buf[:np+n]
+	rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
+	start := 0
+	for {
+		i := bytes.IndexByte(data[start:], '\n')
+		if i < 0 {
+			break
+		}
+		line, lineOff := data[start:start+i], tf.off+int64(start)
+		start += i + 1
+		if tf.skipping {
+			tf.skipping = false
+			continue
+		}
+		t.line(rs, tf, line, lineOff)
+	}
+	rest := data[start:]
+	consumed := int64(start)
+	if !tf.skipping && len(rest) > t.o.maxLineBytes {
+		t.tooLong(tf, tf.off+consumed)
+		tf.skipping = true
+	}
+	if tf.skipping {
+		consumed += int64(len(rest))
+		rest = nil
+	}
+	tf.partial = append(tf.partial[:0], rest...)
+	tf.off += consumed
+	if err := t.deliver(ctx, rs); err != nil {
+		// Not delivered: read these lines again.
+		tf.off -= consumed
+		tf.partial = append(tf.partial[:0], data[:np]...)
+		tf.pend, tf.pendOff = tf.pend[:0], -1
+		return 0, err
+	}
+	tf.done = tf.delivered()
+	t.updateFP(tf, tf.off+int64(len(tf.partial)))
+	rs.dirty = true
+	return n, nil
+}
+
+func (t *Tailer) tooLong(tf *tfile, off int64) {
+	t.m.skipped.WithLabelValues("too_long").Inc()
+	t.log.Warn("skip line over the limit", zap.String("file", tf.path), zap.Int64("offset", off),
+		zap.Int("limit", t.o.maxLineBytes))
+}
+
+// line handles one complete line.
+func (t *Tailer) line(rs *tailRun, tf *tfile, line []byte, off int64) {
+	if len(line) > t.o.maxLineBytes {
+		t.tooLong(tf, off)
+		return
+	}
+	if bytes.IndexByte(line, 0) >= 0 || !utf8.Valid(line) {
+		t.m.skipped.WithLabelValues("binary").Inc()
+		t.log.Warn("skip binary line", zap.String("file", tf.path), zap.Int64("offset", off))
+		return
+	}
+	if t.o.multiline == nil {
+		rs.recs = append(rs.recs, Record{File: tf.path, Line: line, Offset: off})
+		return
+	}
+	if tf.pendOff >= 0 && !t.o.multiline.Match(line) && len(tf.pend)+1+len(line) <= t.o.maxLineBytes {
+		tf.pend = append(append(tf.pend, '\n'), line...)
+		return
+	}
+	t.flushPending(rs, tf)
+	tf.pend, tf.pendOff = append(tf.pend[:0], line...), off
+}
+
+// flushPending moves tf's joined multiline record into the batch.
+func (t *Tailer) flushPending(rs *tailRun, tf *tfile) {
+	if tf.pendOff < 0 {
+		return
+	}
+	s := len(rs.arena)
+	rs.arena = append(rs.arena, tf.pend...)
+	rs.recs = append(rs.recs, Record{File: tf.path, Line: rs.arena[s:len(rs.arena):len(rs.arena)], Offset: tf.pendOff})
+	tf.pend, tf.pendOff = tf.pend[:0], -1
+}
+
+// deliver hands the batch to the sink, retrying with backoff until it succeeds or ctx ends.
+func (t *Tailer) deliver(ctx context.Context, rs *tailRun) error {
+	if len(rs.recs) == 0 {
+		return nil
+	}
+	for attempt := 1; ; attempt++ {
+		err := t.sink.Write(ctx, rs.recs)
+		if err == nil {
+			t.m.lines.Add(float64(len(rs.recs)))
+			return nil
+		}
+		t.m.sinkErrs.Inc()
+		t.log.Warn("sink write", zap.Int("attempt", attempt), zap.Error(err))
+		timer := time.NewTimer(t.o.backoff(attempt))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// idle runs when every file is at its end: ship stale multiline records, close rotated files that
+// stay idle, drop files that are gone.
+func (t *Tailer) idle(ctx context.Context, rs *tailRun) {
+	now := time.Now()
+	changed := false
+	for _, tf := range rs.files {
+		if tf.pendOff >= 0 && (tf.gone || now.Sub(tf.lastData) >= t.o.multilineWait) {
+			rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
+			t.flushPending(rs, tf)
+			if t.deliver(ctx, rs) != nil {
+				return
+			}
+			tf.done = tf.delivered()
+			rs.dirty = true
+		}
+		switch {
+		case tf.gone && (tf.eof || tf.f == nil):
+			if tf.f != nil && len(tf.partial) > 0 && !tf.skipping {
+				// The file is gone and will not grow: its last line has no newline.
+				rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
+				t.line(rs, tf, tf.partial, tf.off)
+				t.flushPending(rs, tf)
+				if t.deliver(ctx, rs) != nil {
+					return
+				}
+			}
+			t.drop(rs, tf)
+			changed = true
+		case !tf.active && tf.f != nil && tf.eof && now.Sub(tf.lastData) >= t.o.closeIdle:
+			tf.close()
+		}
+	}
+	if changed {
+		t.reorder(rs)
+	}
+}
+
+// commit writes the checkpoint when something changed: the sink's mark first, then the offsets.
+func (t *Tailer) commit(rs *tailRun) {
+	if !rs.dirty {
+		return
+	}
+	rs.lastCommit = time.Now()
+	st := checkpointState{Version: 1, Files: make([]checkpointEntry, 0, len(rs.files))}
+	rows := make([][]string, 0, len(rs.files))
+	for _, tf := range rs.files {
+		st.Files = append(st.Files, checkpointEntry{Path: tf.path, Dev: tf.id.dev, Ino: tf.id.ino,
+			FP: tf.fp, FPLen: tf.fpLen, Offset: tf.done})
+		state := "active"
+		switch {
+		case tf.gone:
+			state = "gone"
+		case !tf.active && tf.f == nil:
+			state = "rotated, closed"
+		case !tf.active:
+			state = "rotated"
+		}
+		rows = append(rows, []string{tf.path, strconv.FormatUint(tf.id.ino, 10), strconv.FormatInt(tf.done, 10), state})
+	}
+	sort.Slice(st.Files, func(i, j int) bool { return st.Files[i].Path < st.Files[j].Path })
+	sort.Slice(rows, func(i, j int) bool { return rows[i][0] < rows[j][0] })
+	t.mu.Lock()
+	t.rows = rows
+	t.mu.Unlock()
+	if t.o.checkpoint == "" {
+		rs.dirty = false
+		return
+	}
+	if c, ok := t.sink.(Committer); ok {
+		mark, err := c.Mark()
+		if err != nil {
+			t.log.Warn("sink mark", zap.Error(err))
+			return
+		}
+		st.SinkMark = mark
+	}
+	if err := writeCheckpoint(t.o.checkpoint, st); err != nil {
+		t.log.Warn("commit checkpoint", zap.Error(err))
+		return
+	}
+	t.m.commits.Inc()
+	rs.dirty = false
+}

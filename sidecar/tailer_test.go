@@ -1,0 +1,412 @@
+package sidecar
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap/zaptest"
+)
+
+// shipped is one decoded output line.
+type shipped struct {
+	File   string `json:"file"`
+	Line   string `json:"line"`
+	Offset int64  `json:"offset"`
+}
+
+// readShipped decodes a JSON-lines sink file; a line that is not valid JSON fails the test.
+func readShipped(t *testing.T, path string) []shipped {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []shipped
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var s shipped
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			t.Fatalf("sink line %d %q: %v", len(out)+1, sc.Text(), err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func lines(ss []shipped) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.Line
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// runTailer starts tl and returns a stop function that ends it and checks its result.
+func runTailer(t *testing.T, tl *Tailer) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tl.Run(ctx) }()
+	select {
+	case <-tl.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run before ready: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("tailer not ready")
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+type tailEnv struct {
+	dir, logs, out, state string
+	sink                  *FileSink
+}
+
+func newTailEnv(t *testing.T) *tailEnv {
+	t.Helper()
+	dir := t.TempDir()
+	e := &tailEnv{dir: dir, logs: filepath.Join(dir, "logs"), out: filepath.Join(dir, "out.jsonl"), state: filepath.Join(dir, "state.json")}
+	if err := os.Mkdir(e.logs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *tailEnv) tailer(t *testing.T, opts ...Option) *Tailer {
+	t.Helper()
+	sink, err := OpenFileSink(e.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	e.sink = sink
+	opts = append([]Option{WithLogger(zaptest.NewLogger(t)), WithCheckpoint(e.state), WithPollInterval(20 * time.Millisecond), WithCommitInterval(10 * time.Millisecond)}, opts...)
+	tl, err := NewTailer([]string{filepath.Join(e.logs, "*.log")}, sink, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastTailer = tl
+	return tl
+}
+
+func appendFile(t *testing.T, path string, lines ...string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, l := range lines {
+		if _, err := f.WriteString(l + "\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func numbered(prefix string, from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("%s-%04d", prefix, i))
+	}
+	return out
+}
+
+func (e *tailEnv) waitLines(t *testing.T, n int) []shipped {
+	t.Helper()
+	var got []shipped
+	waitFor(t, fmt.Sprintf("%d shipped lines", n), 30*time.Second, func() bool {
+		got = readShipped(t, e.out)
+		return len(got) >= n
+	})
+	return got
+}
+
+func TestNewTailerValidates(t *testing.T) {
+	sink := NewWriterSink(&bytes.Buffer{})
+	tests := []struct {
+		name  string
+		globs []string
+		sink  Sink
+		opts  []Option
+		want  string
+	}{
+		{"no globs", nil, sink, nil, ErrNoGlobs.Error()},
+		{"nil sink", []string{"/x/*.log"}, nil, nil, ErrNilSink.Error()},
+		{"wildcard dir", []string{"/x/*/a.log"}, sink, nil, "config globs"},
+		{"bad pattern", []string{"/x/[.log"}, sink, nil, "config globs"},
+		{"chunk too small", []string{"/x/*.log"}, sink, []Option{WithMaxLineBytes(100), WithReadChunkBytes(100)}, "WithReadChunkBytes"},
+		{"zero poll", []string{"/x/*.log"}, sink, []Option{WithPollInterval(0)}, "WithPollInterval"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewTailer(tt.globs, tt.sink, tt.opts...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestTailerRenameRotationReadsOldFileToItsEnd(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	appendFile(t, app, numbered("a", 0, 10)...)
+	stop := runTailer(t, e.tailer(t))
+	e.waitLines(t, 10)
+
+	// The writer keeps its descriptor across the rename and writes a few more lines to the old file.
+	old, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(app, app+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, app, numbered("b", 0, 5)...)
+	waitFor(t, "rename noticed", 10*time.Second, func() bool {
+		return counterValue(e.tailerMetricsRotations("rename")) > 0
+	})
+	for _, l := range numbered("a", 10, 13) {
+		fmt.Fprintln(old, l)
+	}
+	old.Close()
+	got := e.waitLines(t, 18)
+	stop()
+
+	want := append(numbered("a", 0, 13), numbered("b", 0, 5)...)
+	if diff := cmp.Diff(sortedCopy(want), sortedCopy(lines(got))); diff != "" {
+		t.Errorf("shipped lines (-want +got):\n%s", diff)
+	}
+	for _, s := range got {
+		if strings.HasPrefix(s.Line, "a-001") && s.File != app+".1" {
+			t.Errorf("line %q from %q, want it from the rotated name %q", s.Line, s.File, app+".1")
+		}
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string(nil), s...)
+	for i := 1; i < len(c); i++ {
+		for j := i; j > 0 && c[j] < c[j-1]; j-- {
+			c[j], c[j-1] = c[j-1], c[j]
+		}
+	}
+	return c
+}
+
+func TestTailerRestartFindsRotationsWhileDown(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	// A rotated file from before the first start is history: it is not shipped.
+	appendFile(t, app+".9", "history")
+	appendFile(t, app, numbered("l", 0, 5)...)
+	stop := runTailer(t, e.tailer(t))
+	e.waitLines(t, 5)
+	stop()
+	e.sink.Close()
+
+	// While the tailer is down: more lines, then two rotations with new files in between.
+	appendFile(t, app, numbered("l", 5, 8)...)
+	mustRename(t, app, app+".1")
+	appendFile(t, app, numbered("l", 8, 12)...)
+	mustRename(t, app+".1", app+".2")
+	mustRename(t, app, app+".1")
+	appendFile(t, app, numbered("l", 12, 15)...)
+	// mtimes order the files oldest first even on coarse-grained clocks.
+	now := time.Now()
+	for i, p := range []string{app + ".2", app + ".1", app} {
+		mtime := now.Add(time.Duration(i-3) * time.Second)
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	stop = runTailer(t, e.tailer(t))
+	got := e.waitLines(t, 15)
+	time.Sleep(100 * time.Millisecond) // let a duplicate show up, if there were one
+	got = readShipped(t, e.out)
+	stop()
+	if diff := cmp.Diff(numbered("l", 0, 15), lines(got)); diff != "" {
+		t.Errorf("shipped lines, in order (-want +got):\n%s", diff)
+	}
+}
+
+func mustRename(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.Rename(from, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTailerReusedInodeToldApartByFingerprint(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	appendFile(t, app, "new-0", "new-1")
+	fi, err := os.Stat(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	// The checkpoint says this inode was another file, read up to offset 6.
+	other := strings.NewReader("old-0\nold-1\n")
+	fp, _ := fingerprint(other, 12)
+	err = writeCheckpoint(e.state, checkpointState{Version: 1, Files: []checkpointEntry{{
+		Path: app, Dev: uint64(st.Dev), Ino: uint64(st.Ino), FP: fp, FPLen: 12, Offset: 6, //nolint:unconvert
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runTailer(t, e.tailer(t))
+	got := e.waitLines(t, 2)
+	stop()
+	if diff := cmp.Diff([]string{"new-0", "new-1"}, lines(got)); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+}
+
+func TestTailerTruncationRestartsAtZero(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	appendFile(t, app, numbered("x", 0, 20)...)
+	stop := runTailer(t, e.tailer(t))
+	e.waitLines(t, 20)
+	if err := os.Truncate(app, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "truncation noticed", 10*time.Second, func() bool {
+		return counterValue(e.tailerMetricsRotations("truncate")) > 0
+	})
+	appendFile(t, app, "y-0")
+	got := e.waitLines(t, 21)
+	stop()
+	if diff := cmp.Diff(append(numbered("x", 0, 20), "y-0"), lines(got)); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+}
+
+// tailerMetricsRotations reads the rotation counter of the most recent tailer built by e.
+func (e *tailEnv) tailerMetricsRotations(kind string) prometheus.Counter {
+	return lastTailer.m.rotations.WithLabelValues(kind)
+}
+
+var lastTailer *Tailer
+
+func TestTailerSkipsBadInputAndGoesOn(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	if err := os.Mkdir(filepath.Join(e.logs, "dir.log"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(e.logs, "fifo.log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, app, "ok-0", strings.Repeat("z", 300), "ok-1", "bin\x00ary", "bad\xffutf8", "ok-2")
+	// An over-long line without a newline yet, finished later.
+	f, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(f, strings.Repeat("w", 250))
+	reg := prometheus.NewRegistry()
+	tl := e.tailer(t, WithMaxLineBytes(100), WithReadChunkBytes(128), WithRegisterer(reg))
+	stop := runTailer(t, tl)
+	e.waitLines(t, 3)
+	fmt.Fprint(f, strings.Repeat("w", 250)+"\nok-3\n")
+	f.Close()
+	got := e.waitLines(t, 4)
+	stop()
+	if diff := cmp.Diff([]string{"ok-0", "ok-1", "ok-2", "ok-3"}, lines(got)); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+	for reason, want := range map[string]float64{"too_long": 2, "binary": 2, "unreadable": 2} {
+		if got := counterValue(tl.m.skipped.WithLabelValues(reason)); got != want {
+			t.Errorf("skipped{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+}
+
+func TestTailerMultiline(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	appendFile(t, app, "2026 start one", "  at a()", "  at b()", "2026 start two", "2026 three", "  at c()")
+	tl := e.tailer(t, WithMultiline(regexp.MustCompile(`^\d{4} `), 50*time.Millisecond))
+	stop := runTailer(t, tl)
+	got := e.waitLines(t, 3)
+	stop()
+	want := []string{"2026 start one\n  at a()\n  at b()", "2026 start two", "2026 three\n  at c()"}
+	if diff := cmp.Diff(want, lines(got)); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+}
+
+func TestTailerWithoutWatchPolls(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	stop := runTailer(t, e.tailer(t, WithoutWatch()))
+	appendFile(t, app, "polled")
+	got := e.waitLines(t, 1)
+	stop()
+	if diff := cmp.Diff([]string{"polled"}, lines(got)); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+}
+
+func TestTailerBadCheckpointIsAnError(t *testing.T) {
+	e := newTailEnv(t)
+	if err := os.WriteFile(e.state, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := e.tailer(t).Run(context.Background())
+	if !errors.Is(err, ErrBadCheckpoint) {
+		t.Fatalf("Run = %v, want ErrBadCheckpoint", err)
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
