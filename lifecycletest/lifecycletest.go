@@ -60,10 +60,10 @@ func (r *Running) Stop(timeout time.Duration) error {
 		select {
 		case <-r.done:
 			if r.err != nil {
-				err = fmt.Errorf("Run returned %v after its context was cancelled; want nil", r.err)
+				err = fmt.Errorf("run returned %v after its context was cancelled; want nil", r.err)
 			}
 		case <-t.C:
-			err = fmt.Errorf("Run did not return within %v of its context being cancelled", timeout)
+			err = fmt.Errorf("run did not return within %v of its context being cancelled", timeout)
 		}
 	})
 	return err
