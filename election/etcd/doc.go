@@ -1,0 +1,24 @@
+// Package etcd is an election.Backend on an etcd cluster (servers 3.4 and later), through
+// go.etcd.io/etcd/client/v3.
+//
+// Each candidate's key lives under "<prefix><election name>/", attached to a lease with the
+// configured TTL; the candidate whose key has the lowest creation revision leads, and that
+// revision is the term's fencing token. Unlike the client's concurrency package, a Campaign whose
+// lease expires while waiting returns election.ErrLeaseLost instead of blocking, Observe reports
+// "no leader", and each lease reports the local monotonic instant up to which renewal is confirmed,
+// so an Elector steps down before the server can elect someone else.
+//
+// # Lifecycle
+//
+// New validates and starts nothing. Each won Campaign starts one goroutine that renews the lease
+// until Release (which the Elector always calls at the end of a term).
+//
+// # Cleanup
+//
+// Release stops the renewal goroutine, waits for it, and revokes the lease. The Backend does not
+// close the client it was given.
+//
+// # Concurrency
+//
+// A Backend is safe for concurrent use by any number of candidates and observers.
+package etcd

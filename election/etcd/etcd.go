@@ -1,0 +1,352 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/podblocks/podblocks/election"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// DefaultPrefix is where elections live in the key space: DefaultPrefix + name + "/".
+const DefaultPrefix = "/podblocks/election/"
+
+// DefaultTTL is the lease TTL when WithTTL is not given.
+const DefaultTTL = 10 * time.Second
+
+// Backend is an election.Backend on an etcd cluster (servers 3.4 and later). Each Campaign grants a
+// lease with the configured TTL, puts a key under the election's prefix attached to that lease, and
+// waits until no key with a lower creation revision remains; the key's creation revision is the
+// term's fencing token, so tokens strictly increase across terms cluster-wide. The lease is renewed
+// every TTL/3 by the Backend itself, which records the send time of each renewal the server
+// confirms: Lease.ValidUntil is that send time plus the TTL the server granted. The term ends when
+// the lease ends (expiry, revocation, deleted key) or renewal cannot be confirmed in time.
+//
+// The Backend does not own the client: close it after every Elector using the Backend has
+// returned from Run.
+type Backend struct {
+	cli    *clientv3.Client
+	prefix string
+	ttl    int64 // seconds
+	log    *zap.Logger
+}
+
+var _ election.Backend = (*Backend)(nil)
+
+// Option configures a Backend.
+type Option interface{ apply(*Backend) }
+
+type optionFunc func(*Backend)
+
+func (f optionFunc) apply(b *Backend) { f(b) }
+
+// WithTTL sets the lease TTL, rounded up to whole seconds (etcd's unit); default DefaultTTL.
+// The server may raise it to its minimum (1.5 election timeouts, 2s with etcd's defaults); the
+// granted TTL is what counts. Crash failover takes about the TTL plus up to 0.5s (the server
+// checks for expired leases every 500ms).
+func WithTTL(d time.Duration) Option {
+	return optionFunc(func(b *Backend) { b.ttl = int64(math.Ceil(d.Seconds())) })
+}
+
+// WithPrefix sets the key prefix elections live under; default DefaultPrefix.
+func WithPrefix(p string) Option {
+	return optionFunc(func(b *Backend) { b.prefix = p })
+}
+
+// WithLogger sets the logger; default zap.NewNop().
+func WithLogger(l *zap.Logger) Option {
+	return optionFunc(func(b *Backend) {
+		if l != nil {
+			b.log = l
+		}
+	})
+}
+
+// New returns a Backend for the election called name on cli. It starts nothing.
+func New(cli *clientv3.Client, name string, opts ...Option) (*Backend, error) {
+	if cli == nil {
+		return nil, errors.New("election/etcd: nil client")
+	}
+	if name == "" || strings.Contains(name, "/") {
+		return nil, fmt.Errorf("election/etcd: election name %q: want non-empty, without '/'", name)
+	}
+	b := &Backend{cli: cli, prefix: DefaultPrefix, ttl: int64(DefaultTTL / time.Second), log: zap.NewNop()}
+	for _, o := range opts {
+		o.apply(b)
+	}
+	if b.ttl < 1 {
+		return nil, fmt.Errorf("election/etcd: TTL %ds: want at least 1s", b.ttl)
+	}
+	if b.prefix == "" {
+		return nil, errors.New("election/etcd: empty prefix")
+	}
+	b.prefix += name + "/"
+	b.log = b.log.Named("election.etcd")
+	return b, nil
+}
+
+// Prefix returns the key prefix of this election (every candidate's key is under it).
+func (b *Backend) Prefix() string { return b.prefix }
+
+// Campaign implements election.Backend.
+func (b *Backend) Campaign(ctx context.Context, id string) (election.Lease, error) {
+	sent := time.Now()
+	g, err := b.cli.Grant(ctx, b.ttl)
+	if err != nil {
+		return nil, fmt.Errorf("election/etcd: grant lease: %w", err)
+	}
+	l := newLease(b, g.ID, g.TTL, sent)
+	ok := false
+	defer func() {
+		if !ok {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = l.Release(rctx) // best effort: the lease expires by itself otherwise
+			cancel()
+		}
+	}()
+
+	key := fmt.Sprintf("%s%016x", b.prefix, int64(g.ID))
+	resp, err := b.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, id, clientv3.WithLease(g.ID))).
+		Commit()
+	if err != nil {
+		return nil, fmt.Errorf("election/etcd: put candidate key: %w", err)
+	}
+	if !resp.Succeeded {
+		return nil, fmt.Errorf("election/etcd: candidate key %s exists already", key)
+	}
+	token := resp.Header.Revision
+	l.term = election.Term{ID: id, Token: uint64(token)}
+	l.key = key
+
+	for {
+		// Still ours? Then who is just ahead of us?
+		resp, err := b.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", token)).
+			Then(clientv3.OpGet(b.prefix, clientv3.WithPrefix(), clientv3.WithMaxCreateRev(token-1),
+				clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend), clientv3.WithLimit(1))).
+			Commit()
+		if err != nil {
+			return nil, fmt.Errorf("election/etcd: check predecessors: %w", err)
+		}
+		if !resp.Succeeded {
+			return nil, fmt.Errorf("election/etcd: candidate key %s gone: %w", key, election.ErrLeaseLost)
+		}
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			ok = true
+			return l, nil
+		}
+		if err := b.waitDelete(ctx, l, string(kvs[0].Key), resp.Header.Revision); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// waitDelete returns when key is deleted after rev, or the watch broke (the caller checks again).
+func (b *Backend) waitDelete(ctx context.Context, l *lease, key string, rev int64) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := b.cli.Watch(wctx, key, clientv3.WithRev(rev+1), clientv3.WithFilterPut())
+	for {
+		select {
+		case wr, open := <-wch:
+			if !open || wr.Err() != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				// Broken watch (no leader, compaction, closed client): back off a little, check again.
+				select {
+				case <-time.After(100 * time.Millisecond):
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-l.lost:
+					return fmt.Errorf("election/etcd: %w", election.ErrLeaseLost)
+				}
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					return nil
+				}
+			}
+		case <-l.lost:
+			return fmt.Errorf("election/etcd: while waiting: %w", election.ErrLeaseLost)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Observe implements election.Backend: the leader is the key with the lowest creation revision
+// under the election's prefix.
+func (b *Backend) Observe(ctx context.Context, fn func(election.Term)) error {
+	first := true
+	var last election.Term
+	report := func(t election.Term) {
+		if first || t != last {
+			first, last = false, t
+			fn(t)
+		}
+	}
+	for {
+		cur, rev, err := b.leader(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		report(cur)
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := b.cli.Watch(wctx, b.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		broken := false
+		for !broken {
+			wr, open := <-wch
+			if !open || wr.Err() != nil {
+				broken = true
+				break
+			}
+			if len(wr.Events) == 0 {
+				continue
+			}
+			cur, _, err := b.leader(ctx)
+			if err != nil {
+				cancel()
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			report(cur)
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		// The watch broke (lost leader, compaction): read again and watch from there.
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// leader reads the current leader and the store's revision.
+func (b *Backend) leader(ctx context.Context) (election.Term, int64, error) {
+	resp, err := b.cli.Get(ctx, b.prefix, append(clientv3.WithFirstCreate(), clientv3.WithPrefix())...)
+	if err != nil {
+		return election.Term{}, 0, fmt.Errorf("election/etcd: read leader: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return election.Term{}, resp.Header.Revision, nil
+	}
+	kv := resp.Kvs[0]
+	return election.Term{ID: string(kv.Value), Token: uint64(kv.CreateRevision)}, resp.Header.Revision, nil
+}
+
+// lease is one candidate's etcd lease and the goroutine renewing it.
+type lease struct {
+	b    *Backend
+	id   clientv3.LeaseID
+	term election.Term
+	key  string
+
+	lost     chan struct{} // closed when the lease is known ended, or by Release
+	lostOnce sync.Once
+	stop     context.CancelFunc
+	done     chan struct{} // closed when the renewal goroutine exits
+
+	mu         sync.Mutex
+	validUntil time.Time
+
+	releaseOnce sync.Once
+	releaseErr  error
+}
+
+func newLease(b *Backend, id clientv3.LeaseID, ttl int64, sent time.Time) *lease {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &lease{
+		b: b, id: id,
+		lost: make(chan struct{}), stop: cancel, done: make(chan struct{}),
+		validUntil: sent.Add(time.Duration(ttl) * time.Second),
+	}
+	go l.renew(ctx, time.Duration(ttl)*time.Second)
+	return l
+}
+
+func (l *lease) Term() election.Term   { return l.term }
+func (l *lease) Lost() <-chan struct{} { return l.lost }
+
+func (l *lease) ValidUntil() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.validUntil
+}
+
+func (l *lease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
+
+// renew confirms the lease every ttl/3 (retrying every 100ms after a failure) until ctx ends, the
+// server says the lease is gone, or ValidUntil passes without a confirmed renewal.
+func (l *lease) renew(ctx context.Context, ttl time.Duration) {
+	defer close(l.done)
+	interval := ttl / 3
+	wait := interval
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		valid := l.ValidUntil()
+		if !time.Now().Before(valid) {
+			l.markLost()
+			return
+		}
+		sent := time.Now()
+		cctx, cancel := context.WithDeadline(ctx, valid)
+		resp, err := l.b.cli.KeepAliveOnce(cctx, l.id)
+		cancel()
+		switch {
+		case err == nil && resp.TTL > 0:
+			l.mu.Lock()
+			if v := sent.Add(time.Duration(resp.TTL) * time.Second); v.After(l.validUntil) {
+				l.validUntil = v
+			}
+			l.mu.Unlock()
+			wait = interval
+		case err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound):
+			l.markLost()
+			return
+		default:
+			if ctx.Err() != nil {
+				return
+			}
+			l.b.log.Debug("renew lease", zap.Error(err), zap.Int64("lease", int64(l.id)))
+			wait = 100 * time.Millisecond
+		}
+	}
+}
+
+// Release stops renewing and revokes the lease, which deletes the candidate's key.
+func (l *lease) Release(ctx context.Context) error {
+	l.releaseOnce.Do(func() {
+		l.stop()
+		<-l.done
+		l.markLost()
+		_, err := l.b.cli.Revoke(ctx, l.id)
+		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			l.releaseErr = fmt.Errorf("election/etcd: revoke lease: %w", err)
+		}
+	})
+	return l.releaseErr
+}
