@@ -1,0 +1,242 @@
+// Command statsd-adapter receives statsd lines and serves them as Prometheus metrics. It takes
+// statsd_exporter's flag names and reads its mapping config as-is, so it drops in where
+// statsd_exporter ran:
+//
+//	statsd-adapter --statsd.listen-udp=:9125 --statsd.listen-tcp=:9125 \
+//	    --statsd.mapping-config=mapping.yml --web.listen-address=:9102 --web.telemetry-path=/metrics
+//
+// SIGHUP (or POST /-/reload with --web.enable-lifecycle) reloads the mapping config; SIGTERM and
+// SIGINT stop it. statsd_exporter's cache and queue tuning flags are accepted and ignored (the
+// adapter has no event queue: each reader parses and applies what it reads).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/podblocks/podblocks/adapter/statsd"
+	"github.com/podblocks/podblocks/lifecycle"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "statsd-adapter:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	webAddr, telemetryPath          string
+	enableLifecycle                 bool
+	udp, tcp, unixgram, unixMode    string
+	mappingConfig                   string
+	readBuffer, readers             int
+	dogstatsd, influx, librato, sfx bool
+	checkConfig                     bool
+	logLevel                        string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("statsd-adapter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.webAddr, "web.listen-address", ":9102", "address for the web interface and metrics")
+	fs.StringVar(&c.telemetryPath, "web.telemetry-path", "/metrics", "path of the metrics endpoint")
+	fs.BoolVar(&c.enableLifecycle, "web.enable-lifecycle", false, "enable POST /-/reload and /-/quit")
+	fs.StringVar(&c.udp, "statsd.listen-udp", ":9125", `UDP address for statsd lines ("" disables)`)
+	fs.StringVar(&c.tcp, "statsd.listen-tcp", ":9125", `TCP address for statsd lines ("" disables)`)
+	fs.StringVar(&c.unixgram, "statsd.listen-unixgram", "", `unixgram socket path for statsd lines ("" disables)`)
+	fs.StringVar(&c.unixMode, "statsd.unixsocket-mode", "755", "permission mode of the unixgram socket (octal)")
+	fs.StringVar(&c.mappingConfig, "statsd.mapping-config", "", "statsd_exporter mapping config file")
+	fs.IntVar(&c.readBuffer, "statsd.read-buffer", 32<<20, "receive buffer of the UDP and unixgram sockets, in bytes")
+	fs.IntVar(&c.readers, "statsd.readers", 0, "reader goroutines per datagram socket (0: one per CPU)")
+	fs.BoolVar(&c.dogstatsd, "statsd.parse-dogstatsd-tags", true, "parse DogStatsD tags")
+	fs.BoolVar(&c.influx, "statsd.parse-influxdb-tags", true, "parse InfluxDB tags")
+	fs.BoolVar(&c.librato, "statsd.parse-librato-tags", true, "parse Librato tags")
+	fs.BoolVar(&c.sfx, "statsd.parse-signalfx-tags", true, "parse SignalFX tags")
+	fs.BoolVar(&c.checkConfig, "check-config", false, "check the mapping config and exit")
+	fs.StringVar(&c.logLevel, "log.level", "info", "log level: debug, info, warn, error")
+	fs.String("log.format", "json", "accepted for statsd_exporter compatibility (logs are zap JSON)")
+	for _, name := range []string{"statsd.cache-size", "statsd.cache-type", "statsd.event-queue-size",
+		"statsd.event-flush-threshold", "statsd.event-flush-interval", "statsd.udp-packet-queue-size",
+		"statsd.relay.address", "statsd.relay.packet-length", "debug.dump-fsm", "web.config.file"} {
+		fs.String(name, "", "accepted for statsd_exporter compatibility; ignored")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return c, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	var mapping *statsd.MappingConfig
+	if c.mappingConfig != "" {
+		if mapping, err = statsd.LoadMappingConfig(c.mappingConfig); err != nil {
+			return err
+		}
+	}
+	if c.checkConfig {
+		fmt.Fprintln(stdout, "configuration OK")
+		return nil
+	}
+	level, err := zapcore.ParseLevel(c.logLevel)
+	if err != nil {
+		return fmt.Errorf("--log.level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.OutputPaths, zc.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	log, err := zc.Build()
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	mode, err := strconv.ParseUint(c.unixMode, 8, 32)
+	if err != nil {
+		return fmt.Errorf("--statsd.unixsocket-mode: %w", err)
+	}
+	var formats statsd.TagFormat
+	if c.dogstatsd {
+		formats |= statsd.DogStatsDTags
+	}
+	if c.influx {
+		formats |= statsd.InfluxDBTags
+	}
+	if c.librato {
+		formats |= statsd.LibratoTags
+	}
+	if c.sfx {
+		formats |= statsd.SignalFXTags
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exp, err := statsd.New(
+		statsd.WithUDP(c.udp), statsd.WithTCP(c.tcp), statsd.WithUnixgram(c.unixgram, uint32(mode)),
+		statsd.WithMapping(mapping), statsd.WithTagFormats(formats), statsd.WithReadBuffer(c.readBuffer),
+		statsd.WithReaders(c.readers), statsd.WithLogger(log.Named("statsd")), statsd.WithRegisterer(reg),
+	)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, quit := context.WithCancel(ctx)
+	defer quit()
+
+	reload := func() error {
+		if c.mappingConfig == "" {
+			return nil
+		}
+		m, err := statsd.LoadMappingConfig(c.mappingConfig)
+		if err != nil {
+			log.Error("reload mapping config", zap.Error(err))
+			return err
+		}
+		exp.SetMapping(m)
+		log.Info("mapping config reloaded", zap.Int("mappings", len(m.Mappings)))
+		return nil
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(c.telemetryPath, promhttp.HandlerFor(prometheus.Gatherers{reg, exp},
+		promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 16}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "OK") })
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-exp.Ready():
+			io.WriteString(w, "OK")
+		default:
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		}
+	})
+	if c.enableLifecycle {
+		mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
+			if err := reload(); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			io.WriteString(w, "OK")
+		})
+		mux.HandleFunc("POST /-/quit", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "Requesting termination... Goodbye!")
+			quit()
+		})
+	}
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "<html><head><title>statsd adapter</title></head><body><h1>podblocks statsd adapter</h1>"+
+			"<p><a href=%q>Metrics</a></p></body></html>", c.telemetryPath)
+	})
+	web, err := lifecycle.NewHTTPServer(&http.Server{
+		Handler: mux, ReadTimeout: 10 * time.Second, WriteTimeout: 60 * time.Second,
+		MaxHeaderBytes: 16 << 10,
+	}, c.webAddr)
+	if err != nil {
+		return err
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var g lifecycle.Group
+	g.Logger = log
+	if err := g.Add("statsd", exp); err != nil {
+		return err
+	}
+	if err := g.Add("web", web); err != nil {
+		return err
+	}
+	if err := g.Add("reloader", lifecycle.Func(func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				reload()
+			}
+		}
+	})); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-g.Ready():
+			u, _ := exp.UDPAddr()
+			t, _ := exp.TCPAddr()
+			log.Info("listening", zap.String("udp", fmt.Sprint(u)), zap.String("tcp", fmt.Sprint(t)),
+				zap.String("web", web.Addr()))
+		case <-done:
+		}
+	}()
+	return g.Run(ctx)
+}
