@@ -174,16 +174,21 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 	}
 	if !c.signalled.Load() {
 		c.dispatch(lctx, pos)
-		select {
-		case <-c.done:
-		case <-lctx.Done():
-			c.signal(EndContext)
+		if d := lctx.Done(); d == nil {
+			<-c.done // nothing can end the fan-out but its leaves
+		} else {
+			select {
+			case <-c.done:
+			case <-d:
+				c.signal(EndContext)
+			}
 		}
 	}
+	ended := lctx.Err() != nil // before cancel: did the deadline or the caller end it?
 	if cancel != nil {
 		cancel()
 	}
-	return c.finish(ctx)
+	return c.finish(ctx, ended)
 }
 
 // awaitCanary waits for the canary shards and reports whether they all answered in time.
@@ -247,7 +252,7 @@ func (c *call[Req, Resp, Out]) run(ctx context.Context, i int) {
 func (c *call[Req, Resp, Out]) work(ctx context.Context) {
 	defer c.f.wg.Done()
 	n := int(c.n)
-	for !c.signalled.Load() {
+	for !c.signalled.Load() && ctx.Err() == nil {
 		j := c.next.Add(1) - 1
 		if j >= c.end {
 			return
@@ -261,8 +266,17 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Tim
 	if !atomic.CompareAndSwapUint32(st, slotPending, slotRunning) {
 		return
 	}
-	var rep Report
-	resp, err := c.f.invoke(ctx, i, c.req, &rep)
+	var (
+		rep  Report
+		resp Resp
+		err  error
+	)
+	if c.f.shards != nil && c.f.shards[i] != nil {
+		resp, err, rep = c.f.invokeShard(ctx, i, c.req)
+	} else {
+		resp, err = c.f.invoke(ctx, i, c.req)
+		rep.Attempts = 1
+	}
 	rep.Latency = time.Since(start)
 	if !atomic.CompareAndSwapUint32(st, slotRunning, slotWriting) {
 		return // Do already returned; the answer is dropped
@@ -281,7 +295,7 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Tim
 	}
 	atomic.StoreUint32(st, slotDone)
 	if err == nil {
-		if c.ok.Add(1) == c.early {
+		if c.early > 0 && c.ok.Add(1) == c.early {
 			c.signal(EndQuorum)
 		}
 	} else if c.f.cfg.failFast {
@@ -310,20 +324,12 @@ func statusOf(err error) Status {
 	return StatusError
 }
 
-func (f *Fanout[Req, Resp, Out]) invoke(ctx context.Context, i int, req Req, rep *Report) (resp Resp, err error) {
+func (f *Fanout[Req, Resp, Out]) invoke(ctx context.Context, i int, req Req) (resp Resp, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			var zero Resp
-			resp, err = zero, &PanicError{Value: v, Stack: debug.Stack()}
-			f.log.Warn("leaf panicked", zap.Int("shard", i), zap.Any("value", v))
+			resp, err = f.recovered(i, v)
 		}
 	}()
-	if f.shards != nil {
-		if sc := f.shards[i]; sc != nil {
-			return sc.callShard(ctx, req, f.pol, rep)
-		}
-	}
-	rep.Attempts = 1
 	if d := f.cfg.leafTimeout; d > 0 {
 		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
@@ -332,8 +338,28 @@ func (f *Fanout[Req, Resp, Out]) invoke(ctx context.Context, i int, req Req, rep
 	return f.leaves[i].Call(ctx, req)
 }
 
+// invokeShard calls a replica-set shard, which fills in the report (kept off the plain path,
+// where a report pointer through an interface call would cost an allocation per leaf).
+func (f *Fanout[Req, Resp, Out]) invokeShard(ctx context.Context, i int, req Req) (resp Resp, err error, rep Report) {
+	r := new(Report)
+	defer func() {
+		if v := recover(); v != nil {
+			resp, err = f.recovered(i, v)
+		}
+		rep = *r
+	}()
+	resp, err = f.shards[i].callShard(ctx, req, f.pol, r)
+	return resp, err, *r
+}
+
+func (f *Fanout[Req, Resp, Out]) recovered(i int, v any) (Resp, error) {
+	var zero Resp
+	f.log.Warn("leaf panicked", zap.Int("shard", i), zap.Any("value", v))
+	return zero, &PanicError{Value: v, Stack: debug.Stack()}
+}
+
 // finish abandons the shards still running, reports, merges and picks the error.
-func (c *call[Req, Resp, Out]) finish(ctx context.Context) (*Result[Resp, Out], error) {
+func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[Resp, Out], error) {
 	f := c.f
 	why := Why(c.why.Load())
 	slots := c.res.Slots
@@ -360,6 +386,9 @@ func (c *call[Req, Resp, Out]) finish(ctx context.Context) (*Result[Resp, Out], 
 		}
 	}
 	c.res.Answered = counts[StatusOK]
+	if why == EndAll && ended && c.res.Answered < len(slots) {
+		why = EndContext // the last leaves returned because the deadline passed
+	}
 	c.res.Hedges = hedges
 	c.res.Why = why
 	m := f.m
