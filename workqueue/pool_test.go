@@ -1,0 +1,274 @@
+package workqueue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/podblocks/podblocks/workqueue"
+)
+
+func mustMemory(t *testing.T, opts ...workqueue.Option) *workqueue.Memory {
+	t.Helper()
+	q, err := workqueue.NewMemory(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+// runPool runs p until stop is called; stop returns Run's error.
+func runPool(t *testing.T, p *workqueue.Pool) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPoolHandlesEveryItem(t *testing.T) {
+	q := mustMemory(t)
+	var mu sync.Mutex
+	var got []string
+	p, err := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		mu.Lock()
+		got = append(got, string(it.Payload))
+		mu.Unlock()
+		return nil
+	}), workqueue.WithConcurrency(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runPool(t, p)
+	var want []string
+	for i := range 100 {
+		want = append(want, fmt.Sprintf("%03d", i))
+		q.Add(context.Background(), []byte(want[i]), workqueue.AddOptions{})
+	}
+	waitFor(t, "100 acks", func() bool { return p.Counts().Acked == 100 })
+	if err := stop(); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	sort.Strings(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("handled payloads (-want +got):\n%s", diff)
+	}
+}
+
+func TestPoolPanicRetriedThenBuried(t *testing.T) {
+	q := mustMemory(t)
+	var mu sync.Mutex
+	var attempts []int
+	p, err := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		mu.Lock()
+		attempts = append(attempts, it.Attempt)
+		mu.Unlock()
+		panic("boom")
+	}), workqueue.WithPoolMaxAttempts(3), workqueue.WithBackoff(func(int) time.Duration { return 10 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runPool(t, p)
+	q.Add(context.Background(), []byte("poison"), workqueue.AddOptions{})
+	waitFor(t, "a dead letter", func() bool { s, _ := q.Stats(context.Background()); return s.Dead == 1 })
+	stop()
+	if diff := cmp.Diff([]int{1, 2, 3}, attempts); diff != "" {
+		t.Errorf("attempts (-want +got):\n%s", diff)
+	}
+	dead, _ := q.Dead(context.Background(), 1)
+	if len(dead) != 1 || !strings.Contains(dead[0].Reason, "panic: boom") || string(dead[0].Payload) != "poison" {
+		t.Errorf("dead letters %+v, want the poison item with a panic reason", dead)
+	}
+	if c := p.Counts(); c.Retried != 2 || c.Buried != 1 {
+		t.Errorf("counts %+v, want 2 retried and 1 buried", c)
+	}
+}
+
+func TestPoolPermanentErrorBuriesAtOnce(t *testing.T) {
+	q := mustMemory(t)
+	p, _ := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		return workqueue.Permanent(errors.New("bad input"))
+	}))
+	stop := runPool(t, p)
+	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
+	waitFor(t, "a dead letter", func() bool { s, _ := q.Stats(context.Background()); return s.Dead == 1 })
+	stop()
+	if c := p.Counts(); c.Retried != 0 || c.Buried != 1 {
+		t.Errorf("counts %+v, want 0 retried and 1 buried", c)
+	}
+}
+
+func TestPoolExtendsLeaseWhileHandling(t *testing.T) {
+	q := mustMemory(t, workqueue.WithLeaseDuration(200*time.Millisecond))
+	var mu sync.Mutex
+	var attempts []int
+	p, _ := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		mu.Lock()
+		attempts = append(attempts, it.Attempt)
+		mu.Unlock()
+		select {
+		case <-time.After(time.Second): // five lease lengths
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}), workqueue.WithConcurrency(2))
+	stop := runPool(t, p)
+	q.Add(context.Background(), []byte("slow"), workqueue.AddOptions{})
+	waitFor(t, "the ack", func() bool { return p.Counts().Acked == 1 })
+	stop()
+	if diff := cmp.Diff([]int{1}, attempts); diff != "" {
+		t.Errorf("attempts (-want +got):\n%s", diff)
+	}
+}
+
+func TestPoolItemTimeoutRetries(t *testing.T) {
+	q := mustMemory(t)
+	p, _ := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		if it.Attempt == 1 {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}), workqueue.WithItemTimeout(50*time.Millisecond), workqueue.WithBackoff(func(int) time.Duration { return 0 }))
+	stop := runPool(t, p)
+	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
+	waitFor(t, "the ack", func() bool { return p.Counts().Acked == 1 })
+	stop()
+	if c := p.Counts(); c.Retried != 1 {
+		t.Errorf("counts %+v, want 1 retried", c)
+	}
+}
+
+func TestPoolDrainReleasesUnfinished(t *testing.T) {
+	q := mustMemory(t)
+	started := make(chan struct{}, 2)
+	p, _ := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		started <- struct{}{}
+		if string(it.Payload) == "quick" {
+			time.Sleep(50 * time.Millisecond) // finishes within the drain budget
+			return nil
+		}
+		<-ctx.Done() // never finishes by itself
+		return ctx.Err()
+	}), workqueue.WithConcurrency(2), workqueue.WithDrainTimeout(300*time.Millisecond))
+	stop := runPool(t, p)
+	q.Add(context.Background(), []byte("quick"), workqueue.AddOptions{})
+	q.Add(context.Background(), []byte("stuck"), workqueue.AddOptions{})
+	<-started
+	<-started
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if c := p.Counts(); c.Acked != 1 || c.Released != 1 {
+		t.Errorf("counts %+v, want 1 acked and 1 released", c)
+	}
+	s, _ := q.Stats(context.Background())
+	if s.Ready != 1 || s.Leased != 0 {
+		t.Errorf("stats %+v, want the stuck item ready again", s)
+	}
+}
+
+func TestExecWorker(t *testing.T) {
+	out := t.TempDir()
+	script := `set -e
+test "$(cat "$WORK_ITEM_FILE")" = "$WORK_ITEM_ID:payload" || { echo "bad payload" >&2; exit 3; }
+case "$(cat "$WORK_ITEM_FILE")" in
+  fail*) echo "it failed" >&2; exit 7 ;;
+esac
+echo "attempt $WORK_ITEM_ATTEMPT" > "$OUTPUT_DIR/result"
+echo done`
+	w, err := workqueue.NewExecWorker([]string{"sh", "-c", script}, workqueue.WithOutputRoot(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := w.Handle(ctx, &workqueue.Item{ID: "ok", Payload: []byte("ok:payload"), Attempt: 2}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "ok", "result"))
+	if err != nil || string(b) != "attempt 2\n" {
+		t.Errorf("result %q (err %v), want %q", b, err, "attempt 2\n")
+	}
+	err = w.Handle(ctx, &workqueue.Item{ID: "fail", Payload: []byte("fail:payload"), Attempt: 1})
+	var ee *workqueue.ExitError
+	if !errors.As(err, &ee) || ee.Code != 7 || !strings.Contains(ee.Error(), "it failed") {
+		t.Errorf("Handle of a failing item: %v, want exit code 7 with its stderr", err)
+	}
+	if _, err := workqueue.NewExecWorker(nil); !errors.Is(err, workqueue.ErrInvalid) {
+		t.Errorf("NewExecWorker(nil): %v, want ErrInvalid", err)
+	}
+}
+
+// TestExecWorkerKillsProcessGroup checks that a timeout kills the command and its children.
+func TestExecWorkerKillsProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", `sleep 300 & echo $! > "$PIDFILE"; wait`}, workqueue.WithEnv("PIDFILE="+pidFile))
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := w.Handle(ctx, &workqueue.Item{ID: "slow", Attempt: 1})
+	if err == nil {
+		t.Fatal("Handle returned nil for a killed command")
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("Handle took %v after the timeout", el)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("child pid: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	waitFor(t, "the background child to die", func() bool {
+		err := syscall.Kill(pid, 0)
+		if err == nil {
+			// A zombie still answers kill 0; it is dead if its state is Z.
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			return strings.Contains(string(st), ") Z ")
+		}
+		return errors.Is(err, syscall.ESRCH)
+	})
+}
+
+// TestExecWorkerUnderPoolKeepsLease runs a command longer than the lease: it is acked on the first attempt.
+func TestExecWorkerUnderPoolKeepsLease(t *testing.T) {
+	q := mustMemory(t, workqueue.WithLeaseDuration(300*time.Millisecond))
+	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", "sleep 1"})
+	p, _ := workqueue.NewPool(q, w)
+	stop := runPool(t, p)
+	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
+	waitFor(t, "the ack", func() bool { return p.Counts().Acked == 1 })
+	stop()
+	if c := p.Counts(); c.Retried != 0 || c.Lost != 0 {
+		t.Errorf("counts %+v, want no retries and no lost leases", c)
+	}
+}
