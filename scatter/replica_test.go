@@ -314,3 +314,5 @@ func TestSketchQuantiles(t *testing.T) {
 		t.Error("empty sketch should answer 0")
 	}
 }
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed)) }
