@@ -1,0 +1,314 @@
+package workqueue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// APIPrefix is where API serves the queue.
+const APIPrefix = "/api/v1/queue/"
+
+// APIOption configures an API.
+type APIOption interface{ applyAPI(*apiConfig) }
+
+type apiConfig struct {
+	maxPayload int64
+	maxWait    time.Duration
+	logger     *zap.Logger
+}
+
+type apiOptionFunc func(*apiConfig)
+
+func (f apiOptionFunc) applyAPI(c *apiConfig) { f(c) }
+
+// WithMaxPayload limits an added payload's size; larger adds get 413. Default 16 MiB.
+func WithMaxPayload(n int64) APIOption { return apiOptionFunc(func(c *apiConfig) { c.maxPayload = n }) }
+
+// WithMaxWait caps how long a lease request may long-poll. Default 60s (keep it below the HTTP
+// server's write timeout).
+func WithMaxWait(d time.Duration) APIOption { return apiOptionFunc(func(c *apiConfig) { c.maxWait = d }) }
+
+// WithAPILogger sets the API's logger. Default zap.NewNop().
+func WithAPILogger(l *zap.Logger) APIOption { return apiOptionFunc(func(c *apiConfig) { c.logger = l }) }
+
+// API serves a Queue over HTTP so that workers in any language can lease and ack:
+//
+//	POST /api/v1/queue/items?key=K&delay=DUR&priority=N   body: payload     -> 201 {"id":"..."}
+//	POST /api/v1/queue/lease?wait=DUR                                       -> 200 item JSON, or 204 if none came
+//	POST /api/v1/queue/ack     {"lease":"..."}                              -> 204
+//	POST /api/v1/queue/nack    {"lease":"...","delay":"DUR"}                -> 204
+//	POST /api/v1/queue/extend  {"lease":"..."}                              -> 200 {"deadline":"RFC 3339"}
+//	POST /api/v1/queue/bury    {"lease":"...","reason":"..."}               -> 204
+//	GET  /api/v1/queue/stats                                                -> 200 {"ready":N,"delayed":N,"leased":N,"dead":N}
+//	GET  /api/v1/queue/dead?max=N                                           -> 200 [dead item JSON]
+//
+// An item is {"id","key","payload" (base64),"priority","attempt","lease","deadline"}. Errors are
+// {"error":"reason"} with 400 (bad input), 405, 409 (lease not held), 413 (payload too large) or 503
+// (queue closed).
+type API struct {
+	q   Queue
+	cfg apiConfig
+	mux *http.ServeMux
+}
+
+// NewAPI returns the HTTP API over q.
+func NewAPI(q Queue, opts ...APIOption) (*API, error) {
+	cfg := apiConfig{maxPayload: 16 << 20, maxWait: 60 * time.Second, logger: zap.NewNop()}
+	for _, o := range opts {
+		o.applyAPI(&cfg)
+	}
+	if q == nil || cfg.maxPayload <= 0 || cfg.maxWait <= 0 {
+		return nil, fmt.Errorf("%w: nil queue, or non-positive max payload or wait", ErrInvalid)
+	}
+	a := &API{q: q, cfg: cfg, mux: http.NewServeMux()}
+	a.mux.HandleFunc("POST "+APIPrefix+"items", a.add)
+	a.mux.HandleFunc("POST "+APIPrefix+"lease", a.lease)
+	a.mux.HandleFunc("POST "+APIPrefix+"ack", a.ack)
+	a.mux.HandleFunc("POST "+APIPrefix+"nack", a.nack)
+	a.mux.HandleFunc("POST "+APIPrefix+"extend", a.extend)
+	a.mux.HandleFunc("POST "+APIPrefix+"bury", a.bury)
+	a.mux.HandleFunc("GET "+APIPrefix+"stats", a.stats)
+	a.mux.HandleFunc("GET "+APIPrefix+"dead", a.dead)
+	return a, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// itemJSON is an item on the wire.
+type itemJSON struct {
+	ID       string    `json:"id"`
+	Key      string    `json:"key,omitempty"`
+	Payload  []byte    `json:"payload"`
+	Priority int       `json:"priority,omitempty"`
+	Attempt  int       `json:"attempt"`
+	Lease    string    `json:"lease"`
+	Deadline time.Time `json:"deadline"`
+}
+
+type deadJSON struct {
+	ID       string    `json:"id"`
+	Key      string    `json:"key,omitempty"`
+	Payload  []byte    `json:"payload"`
+	Attempts int       `json:"attempts"`
+	Reason   string    `json:"reason"`
+	Time     time.Time `json:"time"`
+}
+
+type leaseReq struct {
+	Lease  string `json:"lease"`
+	Delay  string `json:"delay,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (a *API) fail(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		code = http.StatusConflict
+	case errors.Is(err, ErrInvalid):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrClosed):
+		code = http.StatusServiceUnavailable
+	case errors.As(err, &mbe):
+		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusServiceUnavailable
+	}
+	if code == http.StatusInternalServerError {
+		a.cfg.logger.Warn("queue error", zap.Error(err))
+	}
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+func parseDur(name, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, badRequest("%s %q is not a non-negative duration such as 1.5s", name, s)
+	}
+	return d, nil
+}
+
+func (a *API) add(w http.ResponseWriter, r *http.Request) {
+	var o AddOptions
+	var err error
+	qv := r.URL.Query()
+	o.Key = qv.Get("key")
+	if len(o.Key) > 1024 {
+		a.fail(w, badRequest("key longer than 1024 bytes"))
+		return
+	}
+	if o.Delay, err = parseDur("delay", qv.Get("delay")); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if p := qv.Get("priority"); p != "" {
+		if o.Priority, err = strconv.Atoi(p); err != nil {
+			a.fail(w, badRequest("priority %q is not an integer", p))
+			return
+		}
+	}
+	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.maxPayload))
+	if err != nil {
+		a.fail(w, fmt.Errorf("read payload: %w", err))
+		return
+	}
+	id, err := a.q.Add(r.Context(), payload, o)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+}
+
+func (a *API) lease(w http.ResponseWriter, r *http.Request) {
+	wait, err := parseDur("wait", r.URL.Query().Get("wait"))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if wait == 0 || wait > a.cfg.maxWait {
+		wait = min(30*time.Second, a.cfg.maxWait)
+		if q := r.URL.Query().Get("wait"); q != "" {
+			wait = a.cfg.maxWait
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	it, err := a.q.Lease(ctx)
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if r.Context().Err() != nil {
+		// The client went away with the item: give it back at once rather than wait for the lease.
+		_ = a.q.Nack(context.WithoutCancel(r.Context()), it.Lease, 0)
+		return
+	}
+	writeJSON(w, http.StatusOK, itemJSON{it.ID, it.Key, it.Payload, it.Priority, it.Attempt, it.Lease, it.Deadline})
+}
+
+func (a *API) readLease(w http.ResponseWriter, r *http.Request) (leaseReq, bool) {
+	var lr leaseReq
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&lr); err != nil {
+		a.fail(w, badRequest("body must be JSON like {\"lease\":\"...\"}: %v", err))
+		return lr, false
+	}
+	if lr.Lease == "" {
+		a.fail(w, badRequest("missing \"lease\""))
+		return lr, false
+	}
+	return lr, true
+}
+
+func (a *API) ack(w http.ResponseWriter, r *http.Request) {
+	lr, ok := a.readLease(w, r)
+	if !ok {
+		return
+	}
+	if err := a.q.Ack(r.Context(), lr.Lease); err != nil {
+		a.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) nack(w http.ResponseWriter, r *http.Request) {
+	lr, ok := a.readLease(w, r)
+	if !ok {
+		return
+	}
+	d, err := parseDur("delay", lr.Delay)
+	if err == nil {
+		err = a.q.Nack(r.Context(), lr.Lease, d)
+	}
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) extend(w http.ResponseWriter, r *http.Request) {
+	lr, ok := a.readLease(w, r)
+	if !ok {
+		return
+	}
+	d, err := a.q.Extend(r.Context(), lr.Lease)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]time.Time{"deadline": d})
+}
+
+func (a *API) bury(w http.ResponseWriter, r *http.Request) {
+	lr, ok := a.readLease(w, r)
+	if !ok {
+		return
+	}
+	if err := a.q.Bury(r.Context(), lr.Lease, lr.Reason); err != nil {
+		a.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) stats(w http.ResponseWriter, r *http.Request) {
+	s, err := a.q.Stats(r.Context())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
+}
+
+func (a *API) dead(w http.ResponseWriter, r *http.Request) {
+	max := 100
+	if m := r.URL.Query().Get("max"); m != "" {
+		n, err := strconv.Atoi(m)
+		if err != nil || n < 0 || n > 10000 {
+			a.fail(w, badRequest("max %q is not an integer in 0..10000", m))
+			return
+		}
+		max = n
+	}
+	d, err := a.q.Dead(r.Context(), max)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := make([]deadJSON, 0, len(d))
+	for _, x := range d {
+		out = append(out, deadJSON(x))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
