@@ -72,7 +72,7 @@ func New[Req, Resp, Out any](leaves []Leaf[Req, Resp], merge Merge[Resp, Out], o
 		f.early = min(n, int(math.Ceil(cfg.coverage*float64(n)-1e-9)))
 	}
 	switch {
-	case f.early < n:
+	case cfg.quorum > 0 || cfg.coverage > 0:
 		f.required = f.early
 	case cfg.failFast:
 		f.required = n
