@@ -1,6 +1,3 @@
-// Package scattertest provides leaves with seeded, programmable latency distributions and failure
-// rates for testing code built on package scatter. Under testing/synctest their latencies are
-// exact in the bubble's fake time, so runs are deterministic and take no real time.
 package scattertest
 
 import (
@@ -82,6 +79,7 @@ type Leaf[Req, Resp any] struct {
 	failRate      float64
 	ignoreContext bool
 	respond       func(Req) Resp
+	fn            func(context.Context, Req) (Resp, error)
 	stats         Stats
 }
 
@@ -95,6 +93,14 @@ func NewLeaf[Req, Resp any](seed uint64, lat Latency, respond func(Req) Resp) *L
 func (l *Leaf[Req, Resp]) SetLatency(lat Latency) {
 	l.mu.Lock()
 	l.latency = lat
+	l.mu.Unlock()
+}
+
+// SetFunc makes later calls answer with fn(ctx, req) once their latency has passed (instead of
+// the respond func given to NewLeaf); fn's error is the call's.
+func (l *Leaf[Req, Resp]) SetFunc(fn func(ctx context.Context, req Req) (Resp, error)) {
+	l.mu.Lock()
+	l.fn = fn
 	l.mu.Unlock()
 }
 
@@ -125,6 +131,7 @@ func (l *Leaf[Req, Resp]) Call(ctx context.Context, req Req) (Resp, error) {
 	d := l.latency.Sample(l.rng)
 	fail := l.failRate > 0 && l.rng.Float64() < l.failRate
 	ignore := l.ignoreContext
+	fn := l.fn
 	l.stats.Calls++
 	l.stats.Inflight++
 	l.mu.Unlock()
@@ -155,23 +162,37 @@ func (l *Leaf[Req, Resp]) Call(ctx context.Context, req Req) (Resp, error) {
 	at := doneAt
 	doneMu.Unlock()
 
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.stats.Inflight--
-	if !at.IsZero() {
-		l.stats.Lingered += time.Since(at)
+	if !canceled && !fail && fn != nil {
+		resp, ferr := fn(ctx, req)
+		l.account(at, false, false)
+		return resp, ferr
 	}
-	if canceled {
-		l.stats.Canceled++
+	l.account(at, canceled, fail)
+	switch {
+	case canceled:
 		return zero, err
-	}
-	l.stats.Completed++
-	if fail {
-		l.stats.Failed++
+	case fail:
 		return zero, ErrInjected
-	}
-	if l.respond == nil {
+	case l.respond == nil:
 		return zero, nil
 	}
 	return l.respond(req), nil
+}
+
+func (l *Leaf[Req, Resp]) account(doneAt time.Time, canceled, fail bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stats.Inflight--
+	if !doneAt.IsZero() {
+		l.stats.Lingered += time.Since(doneAt)
+	}
+	switch {
+	case canceled:
+		l.stats.Canceled++
+	case fail:
+		l.stats.Completed++
+		l.stats.Failed++
+	default:
+		l.stats.Completed++
+	}
 }
