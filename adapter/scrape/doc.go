@@ -1,0 +1,23 @@
+// Package scrape is the "scrape and transform" adapter: a Probe reads a target that speaks its
+// own monitoring dialect, and an Exporter serves what it read as Prometheus metrics. Two probes
+// come with it: JSONProbe (values of a JSON document picked by JSONPath-style paths, like
+// json_exporter) and RedisInfo (the INFO reply of a redis server, the book's adapter example).
+//
+// Exporter.Handler probes one configured target per scrape; Exporter.ProbeHandler serves
+// /probe?target=... for many targets (restrict them with WithAllowTargets when untrusted clients
+// can reach it). Every scrape reports probe_success, and a sample that could not be exposed
+// (invalid name, a name reused with another type) is dropped rather than failing the scrape.
+//
+// # Lifecycle
+//
+// An Exporter is a pair of http.Handlers: it holds no goroutines and needs no Run. Serve it with
+// lifecycle.HTTPServer or the hook server.
+//
+// # Cleanup
+//
+// A probe's connections are closed before it returns, also when its context ends.
+//
+// # Concurrency
+//
+// Exporter, JSONProbe and RedisInfo are safe for concurrent use once configured.
+package scrape

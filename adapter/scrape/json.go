@@ -1,0 +1,330 @@
+package scrape
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
+)
+
+// JSONConfig maps values of a JSON document to metrics. In YAML:
+//
+//	metrics:
+//	- name: app_requests_total
+//	  type: counter
+//	  help: Requests served.
+//	  path: '{.stats.requests}'
+//	- name: app_queue
+//	  type: object                # one sample per selected object
+//	  path: '{.queues[*]}'
+//	  labels:
+//	    queue: '{.name}'          # a path (relative to the object for type object, else to
+//	                              # the document), or a literal
+//	  values:
+//	    depth: '{.depth}'         # -> app_queue_depth
+//	    oldest_seconds: '{.age}'  # -> app_queue_oldest_seconds
+//	headers:
+//	  Authorization: Bearer ...
+type JSONConfig struct {
+	Metrics []JSONMetric      `yaml:"metrics"`
+	Headers map[string]string `yaml:"headers"`
+}
+
+// JSONMetric is one metric (or, with type object, a family of metrics) of a JSONConfig.
+type JSONMetric struct {
+	Name      string            `yaml:"name"`
+	Help      string            `yaml:"help"`
+	Type      string            `yaml:"type"` // gauge (default), counter, object
+	Path      string            `yaml:"path"`
+	Labels    map[string]string `yaml:"labels"`
+	Values    map[string]string `yaml:"values"`
+	ValueType string            `yaml:"value_type"` // for object: gauge (default) or counter
+
+	path   Path
+	labels []compiledLabel
+	values []compiledValue
+}
+
+type compiledLabel struct {
+	name    string
+	path    Path
+	literal string
+	isPath  bool
+}
+
+type compiledValue struct {
+	suffix string
+	path   Path
+}
+
+// ConfigError names the config field that is wrong.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return "scrape: config: " + e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ParseJSONConfig parses and validates a JSONConfig from YAML (unknown fields are errors).
+func ParseJSONConfig(data []byte) (*JSONConfig, error) {
+	var c JSONConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, &ConfigError{"yaml", err}
+	}
+	if err := c.compile(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// LoadJSONConfig reads a JSONConfig file.
+func LoadJSONConfig(path string) (*JSONConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("scrape: read config: %w", err)
+	}
+	return ParseJSONConfig(b)
+}
+
+func (c *JSONConfig) compile() error {
+	if len(c.Metrics) == 0 {
+		return &ConfigError{"metrics", errors.New("none configured")}
+	}
+	for i := range c.Metrics {
+		m := &c.Metrics[i]
+		f := fmt.Sprintf("metrics[%d]", i)
+		if !metricNameRE.MatchString(m.Name) {
+			return &ConfigError{f + ".name", fmt.Errorf("%q is not a metric name", m.Name)}
+		}
+		p, err := CompilePath(m.Path)
+		if err != nil {
+			return &ConfigError{f + ".path", err}
+		}
+		m.path = p
+		switch m.Type {
+		case "", "gauge", "counter":
+			if len(m.Values) > 0 {
+				return &ConfigError{f + ".values", errors.New("only for type object")}
+			}
+		case "object":
+			if len(m.Values) == 0 {
+				return &ConfigError{f + ".values", errors.New("type object needs values")}
+			}
+			switch m.ValueType {
+			case "", "gauge", "counter":
+			default:
+				return &ConfigError{f + ".value_type", fmt.Errorf("unknown %q", m.ValueType)}
+			}
+		default:
+			return &ConfigError{f + ".type", fmt.Errorf("unknown %q", m.Type)}
+		}
+		m.labels = nil
+		for _, k := range sortedKeys(m.Labels) {
+			v := m.Labels[k]
+			if !labelNameRE.MatchString(k) || strings.HasPrefix(k, "__") {
+				return &ConfigError{f + ".labels." + k, errors.New("invalid label name")}
+			}
+			l := compiledLabel{name: k, literal: v}
+			if strings.HasPrefix(v, "{") || strings.HasPrefix(v, "$") {
+				p, err := CompilePath(v)
+				if err != nil {
+					return &ConfigError{f + ".labels." + k, err}
+				}
+				l.path, l.isPath = p, true
+			}
+			m.labels = append(m.labels, l)
+		}
+		m.values = nil
+		for _, k := range sortedKeys(m.Values) {
+			p, err := CompilePath(m.Values[k])
+			if err != nil {
+				return &ConfigError{f + ".values." + k, err}
+			}
+			if !metricNameRE.MatchString(m.Name + "_" + k) {
+				return &ConfigError{f + ".values." + k, errors.New("invalid metric name suffix")}
+			}
+			m.values = append(m.values, compiledValue{k, p})
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Extract maps a decoded document to samples. Values that are not numbers are read as numbers
+// where they can be (numeric strings; true is 1, false 0); others are skipped.
+func (c *JSONConfig) Extract(doc any) []Sample {
+	var out []Sample
+	for i := range c.Metrics {
+		m := &c.Metrics[i]
+		for _, v := range m.path.Eval(doc) {
+			if m.Type == "object" {
+				labels := m.labelValues(v)
+				t := prometheus.GaugeValue
+				if m.ValueType == "counter" {
+					t = prometheus.CounterValue
+				}
+				for _, cv := range m.values {
+					for _, x := range cv.path.Eval(v) {
+						if f, ok := number(x); ok {
+							out = append(out, Sample{Name: m.Name + "_" + cv.suffix, Help: m.Help, Type: t, Labels: labels, Value: f})
+						}
+					}
+				}
+				continue
+			}
+			if f, ok := number(v); ok {
+				labels := m.labelValues(doc)
+				t := prometheus.GaugeValue
+				if m.Type == "counter" {
+					t = prometheus.CounterValue
+				}
+				out = append(out, Sample{Name: m.Name, Help: m.Help, Type: t, Labels: labels, Value: f})
+			}
+		}
+	}
+	return out
+}
+
+func (m *JSONMetric) labelValues(v any) []Label {
+	var out []Label
+	for _, l := range m.labels {
+		val := l.literal
+		if l.isPath {
+			val = ""
+			if r := l.path.Eval(v); len(r) > 0 {
+				val = scalarString(r[0])
+			}
+		}
+		out = append(out, Label{l.name, val})
+	}
+	return out
+}
+
+func scalarString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case json.Number:
+		return x.String()
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	case nil:
+		return ""
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	case float64:
+		return x, true
+	case bool:
+		if x {
+			return 1, true
+		}
+		return 0, true
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		return f, err == nil && !math.IsNaN(f)
+	}
+	return 0, false
+}
+
+// JSONProbe fetches a JSON document over HTTP(S) from the target URL and extracts samples with
+// its config.
+type JSONProbe struct {
+	Config *JSONConfig
+	// Client fetches documents; nil means a client with a 10s timeout.
+	Client *http.Client
+	// MaxBytes bounds a document (0 means 10 MiB).
+	MaxBytes int64
+}
+
+// Probe implements Probe.
+func (p *JSONProbe) Probe(ctx context.Context, target string) ([]Sample, error) {
+	if p.Config == nil {
+		return nil, errors.New("scrape: JSONProbe without config")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, fmt.Errorf("scrape: target %q: %w", target, err)
+	}
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return nil, fmt.Errorf("scrape: target %q: scheme must be http or https", target)
+	}
+	req.Header.Set("Accept", "application/json")
+	for k, v := range p.Config.Headers {
+		req.Header.Set(k, v)
+	}
+	c := p.Client
+	if c == nil {
+		c = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape: fetch: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("scrape: fetch %s: status %s", target, resp.Status)
+	}
+	limit := p.MaxBytes
+	if limit <= 0 {
+		limit = 10 << 20
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("scrape: read body: %w", err)
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("scrape: document larger than %d bytes", limit)
+	}
+	doc, err := DecodeJSON(body)
+	if err != nil {
+		return nil, err
+	}
+	return p.Config.Extract(doc), nil
+}
+
+// DecodeJSON decodes one JSON document with numbers kept exact (json.Number).
+func DecodeJSON(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("scrape: decode json: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("scrape: decode json: trailing data after the document")
+	}
+	return doc, nil
+}

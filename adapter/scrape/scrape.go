@@ -1,0 +1,274 @@
+package scrape
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// Sample is one value a probe read from a target.
+type Sample struct {
+	Name   string
+	Help   string
+	Type   prometheus.ValueType // prometheus.GaugeValue or prometheus.CounterValue
+	Labels []Label
+	Value  float64
+}
+
+// Label is one label of a sample.
+type Label struct {
+	Name, Value string
+}
+
+// Probe reads samples from one target (a URL, an address). Implementations must honour ctx and be
+// safe for concurrent use.
+type Probe interface {
+	Probe(ctx context.Context, target string) ([]Sample, error)
+}
+
+// Errors.
+var (
+	ErrNoTarget  = errors.New("scrape: no target")
+	ErrForbidden = errors.New("scrape: target not allowed")
+)
+
+// Exporter exposes a Probe's samples as Prometheus metrics: Handler probes the default target on
+// every scrape, ProbeHandler probes ?target= (multi-target, like json_exporter and
+// blackbox_exporter). Each scrape also reports <prefix>_up and podblocks_adapter_scrape_duration_seconds.
+// It holds no goroutines and needs no Run.
+type Exporter struct {
+	probe  Probe
+	o      options
+	probes *prometheus.CounterVec
+}
+
+// Option configures an Exporter.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	logger     *zap.Logger
+	registerer prometheus.Registerer
+	target     string
+	timeout    time.Duration
+	allow      func(string) bool
+	up         string
+}
+
+// WithLogger sets the logger (default zap.NewNop()); failed probes are logged at debug.
+func WithLogger(l *zap.Logger) Option {
+	return optionFunc(func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	})
+}
+
+// WithRegisterer registers podblocks_adapter_scrape_probes_total with r (nil: not registered).
+// The samples themselves are served per scrape by Handler and ProbeHandler.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return optionFunc(func(o *options) { o.registerer = r })
+}
+
+// WithTarget sets the target Handler probes ("" means Handler answers 404 with a reason).
+func WithTarget(t string) Option { return optionFunc(func(o *options) { o.target = t }) }
+
+// WithTimeout bounds one probe (default 10s). A Prometheus scrape timeout header, when shorter,
+// wins.
+func WithTimeout(d time.Duration) Option { return optionFunc(func(o *options) { o.timeout = d }) }
+
+// WithAllowTargets restricts ?target= to targets for which allow returns true (default: all).
+// Use it when the probe endpoint is reachable by untrusted clients (SSRF).
+func WithAllowTargets(allow func(target string) bool) Option {
+	return optionFunc(func(o *options) { o.allow = allow })
+}
+
+// WithUpMetric names the per-scrape success gauge (default "probe_success").
+func WithUpMetric(name string) Option { return optionFunc(func(o *options) { o.up = name }) }
+
+// New returns an Exporter for probe.
+func New(probe Probe, opts ...Option) (*Exporter, error) {
+	if probe == nil {
+		return nil, errors.New("scrape: nil probe")
+	}
+	o := options{logger: zap.NewNop(), timeout: 10 * time.Second, allow: func(string) bool { return true }, up: "probe_success"}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if o.timeout <= 0 {
+		return nil, errors.New("scrape: timeout must be positive")
+	}
+	if !metricNameRE.MatchString(o.up) {
+		return nil, fmt.Errorf("scrape: up metric name %q is invalid", o.up)
+	}
+	e := &Exporter{probe: probe, o: o, probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podblocks_adapter_scrape_probes_total",
+		Help: "Probes run, by result (success, failure).",
+	}, []string{"result"})}
+	if o.registerer != nil {
+		if err := o.registerer.Register(e.probes); err != nil {
+			return nil, fmt.Errorf("scrape: register metrics: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// Handler serves the default target's metrics.
+func (e *Exporter) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e.o.target == "" {
+			http.Error(w, ErrNoTarget.Error(), http.StatusNotFound)
+			return
+		}
+		e.serve(w, r, e.o.target)
+	})
+}
+
+// ProbeHandler serves /probe?target=T: the metrics of T.
+func (e *Exporter) ProbeHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := r.URL.Query().Get("target")
+		switch {
+		case t == "":
+			http.Error(w, "scrape: missing ?target= parameter", http.StatusBadRequest)
+			return
+		case !e.o.allow(t):
+			http.Error(w, ErrForbidden.Error()+": "+t, http.StatusForbidden)
+			return
+		}
+		e.serve(w, r, t)
+	})
+}
+
+func (e *Exporter) serve(w http.ResponseWriter, r *http.Request, target string) {
+	timeout := e.o.timeout
+	if h := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); h != "" {
+		var s float64
+		if _, err := fmt.Sscan(h, &s); err == nil && s > 0 {
+			timeout = min(timeout, time.Duration(s*float64(time.Second)))
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{e: e, ctx: ctx, target: target})
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP(w, r)
+}
+
+// Samples runs the probe against target and returns its samples cleaned up: invalid names and
+// labels dropped, one type per name, no duplicate series.
+func (e *Exporter) Samples(ctx context.Context, target string) ([]Sample, error) {
+	s, err := e.probe.Probe(ctx, target)
+	if err != nil {
+		e.probes.WithLabelValues("failure").Inc()
+	} else {
+		e.probes.WithLabelValues("success").Inc()
+	}
+	return Clean(s), err
+}
+
+// Clean drops samples that could not be exposed: invalid metric or label names, a name already
+// used with another type or label names, and repeated series (the first wins).
+func Clean(samples []Sample) []Sample {
+	type fam struct {
+		t      prometheus.ValueType
+		labels string
+	}
+	fams := map[string]fam{}
+	seen := map[string]bool{}
+	out := samples[:0:0]
+	for _, s := range samples {
+		if !metricNameRE.MatchString(s.Name) {
+			continue
+		}
+		ok := true
+		names := make([]string, len(s.Labels))
+		for i, l := range s.Labels {
+			if !labelNameRE.MatchString(l.Name) || strings.HasPrefix(l.Name, "__") {
+				ok = false
+			}
+			names[i] = l.Name
+		}
+		if !ok || len(slices.Compact(slices.Sorted(slices.Values(names)))) != len(names) {
+			continue
+		}
+		slices.Sort(names)
+		ln := strings.Join(names, ",")
+		if f, exists := fams[s.Name]; exists && (f.t != s.Type || f.labels != ln) {
+			continue
+		}
+		fams[s.Name] = fam{s.Type, ln}
+		key := s.Name + "\xff" + seriesKey(s.Labels)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, s)
+	}
+	return out
+}
+
+func seriesKey(ls []Label) string {
+	c := slices.Clone(ls)
+	slices.SortFunc(c, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
+	var b strings.Builder
+	for _, l := range c {
+		b.WriteString(l.Name + "\xfe" + l.Value + "\xff")
+	}
+	return b.String()
+}
+
+var (
+	metricNameRE = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+	labelNameRE  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+)
+
+type collector struct {
+	e      *Exporter
+	ctx    context.Context
+	target string
+}
+
+func (c *collector) Describe(chan<- *prometheus.Desc) {} // unchecked: the samples vary by target
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	start := time.Now()
+	samples, err := c.e.Samples(c.ctx, c.target)
+	up := 1.0
+	if err != nil {
+		up = 0
+		c.e.o.logger.Debug("probe failed", zap.String("target", c.target), zap.Error(err))
+	}
+	for _, s := range samples {
+		names := make([]string, len(s.Labels))
+		values := make([]string, len(s.Labels))
+		for i, l := range s.Labels {
+			names[i], values[i] = l.Name, l.Value
+		}
+		help := s.Help
+		if help == "" {
+			help = "Scraped by the podblocks scrape adapter."
+		}
+		m, err := prometheus.NewConstMetric(prometheus.NewDesc(s.Name, help, names, nil), s.Type, s.Value, values...)
+		if err != nil {
+			continue
+		}
+		ch <- m
+	}
+	ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(c.e.o.up, "Whether the last probe of the target succeeded.", nil, nil),
+		prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("podblocks_adapter_scrape_duration_seconds",
+		"How long the probe took.", nil, nil), prometheus.GaugeValue, time.Since(start).Seconds())
+}
