@@ -1,0 +1,229 @@
+// Command workqueue is the work-queue pattern as a language-neutral sidecar:
+//
+//	workqueue serve -backend memory|bolt|jetstream [-path FILE] [-nats URL] -http ADDR
+//	workqueue enqueue -server URL [-key K] < payload
+//	workqueue work -server URL -concurrency N -- CMD ARGS...
+//
+// serve exposes a queue over HTTP (see workqueue.API); enqueue adds stdin as one item and prints its
+// ID; work leases items and runs CMD for each with WORK_ITEM_FILE holding the payload and OUTPUT_DIR
+// for results: exit 0 acks, non-zero retries (and, after -max-attempts, buries the item).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/podblocks/podblocks/workqueue"
+	"github.com/podblocks/podblocks/workqueue/bolt"
+	wqjs "github.com/podblocks/podblocks/workqueue/jetstream"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "workqueue:", err)
+		os.Exit(2)
+	}
+}
+
+const usage = `usage:
+  workqueue serve -backend memory|bolt|jetstream [-path FILE] [-nats URL] -http ADDR
+  workqueue enqueue -server URL [-key K] < payload
+  workqueue work -server URL -concurrency N -- CMD ARGS...`
+
+func run(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stdout)
+	case "enqueue":
+		return enqueue(ctx, args[1:], stdin, stdout)
+	case "work":
+		return work(ctx, args[1:])
+	default:
+		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	}
+}
+
+func newLogger(verbose bool) *zap.Logger {
+	cfg := zap.NewProductionConfig()
+	if !verbose {
+		cfg.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
+	}
+	l, err := cfg.Build()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return l
+}
+
+func serve(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	backend := fs.String("backend", "memory", "queue backend: memory, bolt or jetstream")
+	path := fs.String("path", "workqueue.db", "bolt: the queue file")
+	natsURL := fs.String("nats", nats.DefaultURL, "jetstream: NATS server URL(s), comma-separated")
+	name := fs.String("name", "work", "jetstream: queue name (stream WQ_<name>)")
+	replicas := fs.Int("replicas", 1, "jetstream: stream replicas")
+	addr := fs.String("http", "127.0.0.1:8080", "HTTP listen address for the queue API")
+	lease := fs.Duration("lease", 30*time.Second, "lease duration")
+	maxAttempts := fs.Int("max-attempts", 0, "bury an item after this many attempts (0: unlimited)")
+	verbose := fs.Bool("v", false, "log at info level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(*verbose)
+	defer log.Sync()
+
+	var q workqueue.Queue
+	switch *backend {
+	case "memory":
+		m, err := workqueue.NewMemory(workqueue.WithLeaseDuration(*lease), workqueue.WithMaxAttempts(*maxAttempts), workqueue.WithLogger(log))
+		if err != nil {
+			return err
+		}
+		q = m
+	case "bolt":
+		b, err := bolt.Open(*path, bolt.WithLeaseDuration(*lease), bolt.WithMaxAttempts(*maxAttempts), bolt.WithLogger(log))
+		if err != nil {
+			return err
+		}
+		q = b
+	case "jetstream":
+		nc, err := nats.Connect(*natsURL, nats.Name("podblocks-workqueue"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect %s: %w", *natsURL, err)
+		}
+		defer nc.Close()
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		j, err := wqjs.Open(octx, nc, *name, wqjs.WithLeaseDuration(*lease), wqjs.WithMaxAttempts(*maxAttempts), wqjs.WithReplicas(*replicas), wqjs.WithLogger(log))
+		cancel()
+		if err != nil {
+			return err
+		}
+		q = j
+	default:
+		return fmt.Errorf("-backend %q: want memory, bolt or jetstream", *backend)
+	}
+	defer q.Close()
+
+	api, err := workqueue.NewAPI(q, workqueue.WithAPILogger(log), workqueue.WithMaxWait(60*time.Second))
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(workqueue.APIPrefix, api)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      90 * time.Second, // above the API's 60s lease long-poll
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "serving %s queue on http://%s\n", *backend, ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q.Close() // ends long-polling leases so Shutdown does not wait for them
+	err = srv.Shutdown(sctx)
+	<-errc
+	return err
+}
+
+func enqueue(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
+	server := fs.String("server", "http://127.0.0.1:8080", "queue server URL")
+	key := fs.String("key", "", "dedup key")
+	delay := fs.Duration("delay", 0, "not before this delay")
+	prio := fs.Int("priority", 0, "priority (higher first)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	payload, err := io.ReadAll(io.LimitReader(stdin, 64<<20))
+	if err != nil {
+		return err
+	}
+	c, err := workqueue.NewClient(*server, &http.Client{Timeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id, err := c.Add(ctx, payload, workqueue.AddOptions{Key: *key, Delay: *delay, Priority: *prio})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, id)
+	return nil
+}
+
+func work(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("work", flag.ContinueOnError)
+	server := fs.String("server", "http://127.0.0.1:8080", "queue server URL")
+	conc := fs.Int("concurrency", 1, "items run at once")
+	timeout := fs.Duration("timeout", 0, "kill an item's command (and its process group) after this long (0: never)")
+	output := fs.String("output", "", "keep results: OUTPUT_DIR is DIR/<item ID> (default: a temporary directory per item)")
+	maxAttempts := fs.Int("max-attempts", 5, "bury an item whose attempt N failed (0: retry forever)")
+	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, let running items finish for this long, then release them")
+	verbose := fs.Bool("v", false, "log at info level (command output included)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		return errors.New("work: no command after --")
+	}
+	log := newLogger(*verbose)
+	defer log.Sync()
+	c, err := workqueue.NewClient(*server, nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	opts := []workqueue.ExecOption{workqueue.WithExecLogger(log.Named("cmd"))}
+	if *output != "" {
+		opts = append(opts, workqueue.WithOutputRoot(*output))
+	}
+	w, err := workqueue.NewExecWorker(argv, opts...)
+	if err != nil {
+		return err
+	}
+	p, err := workqueue.NewPool(c, w, workqueue.WithConcurrency(*conc), workqueue.WithItemTimeout(*timeout),
+		workqueue.WithPoolMaxAttempts(*maxAttempts), workqueue.WithDrainTimeout(*drain), workqueue.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	err = p.Run(ctx)
+	cnt := p.Counts()
+	log.Info("worker stopped", zap.Int64("acked", cnt.Acked), zap.Int64("retried", cnt.Retried), zap.Int64("buried", cnt.Buried))
+	if err != nil && !strings.Contains(err.Error(), "closed") {
+		return err
+	}
+	return nil
+}
