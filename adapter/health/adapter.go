@@ -1,0 +1,334 @@
+package health
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
+
+	"github.com/podblocks/podblocks/lifecycle"
+)
+
+// Spec is one check of an Adapter.
+type Spec struct {
+	Name    string
+	Probe   lifecycle.Probe // lifecycle.Livez, Readyz or Startupz
+	Checker Checker
+	// Interval, when positive, runs the check in the background and answers probes from its last
+	// result (caching); zero runs it on every probe request.
+	Interval time.Duration
+	// Timeout bounds one run (zero: lifecycle.DefaultCheckTimeout).
+	Timeout time.Duration
+	// FailureThreshold is how many consecutive failures turn a healthy check unhealthy (default
+	// 1); SuccessThreshold how many consecutive successes turn it healthy again (default 1).
+	FailureThreshold, SuccessThreshold int
+}
+
+// Adapter gives a container without probes Kubernetes-style ones: it runs Checkers with
+// thresholds and caching, and exposes them as /livez, /readyz and /startupz checks of a lifecycle
+// hook server (Register). A check starts unhealthy until its first success.
+type Adapter struct {
+	o      options
+	checks []*thresholdCheck
+	runs   *prometheus.CounterVec
+	up     *prometheus.GaugeVec
+}
+
+type thresholdCheck struct {
+	spec Spec
+	a    *Adapter
+
+	mu                  sync.Mutex
+	healthy             bool
+	failures, successes int
+	lastErr             error
+	lastRun             time.Time
+	lastLatency         time.Duration
+}
+
+// Option configures an Adapter.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	logger     *zap.Logger
+	registerer prometheus.Registerer
+	now        func() time.Time
+}
+
+// WithLogger sets the logger (default zap.NewNop()); health transitions are logged at info.
+func WithLogger(l *zap.Logger) Option {
+	return optionFunc(func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	})
+}
+
+// WithRegisterer registers podblocks_adapter_health_* metrics with r (nil: not registered).
+func WithRegisterer(r prometheus.Registerer) Option {
+	return optionFunc(func(o *options) { o.registerer = r })
+}
+
+// WithClock sets the clock used for the status page (default time.Now).
+func WithClock(now func() time.Time) Option { return optionFunc(func(o *options) { o.now = now }) }
+
+// New validates specs and returns an Adapter. It starts nothing.
+func New(specs []Spec, opts ...Option) (*Adapter, error) {
+	o := options{logger: zap.NewNop(), now: time.Now}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	a := &Adapter{o: o,
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podblocks_adapter_health_checks_total",
+			Help: "Health check runs, by check and result (success, failure).",
+		}, []string{"check", "result"}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "podblocks_adapter_health_up",
+			Help: "Whether a health check is healthy after thresholds (1) or not (0).",
+		}, []string{"check"}),
+	}
+	seen := map[string]bool{}
+	for i, s := range specs {
+		switch {
+		case s.Name == "":
+			return nil, fmt.Errorf("health: check %d: no name", i)
+		case s.Checker == nil:
+			return nil, fmt.Errorf("health: check %q: no checker", s.Name)
+		case s.Probe < lifecycle.Livez || s.Probe > lifecycle.Startupz:
+			return nil, fmt.Errorf("health: check %q: unknown probe %v", s.Name, s.Probe)
+		case s.FailureThreshold < 0 || s.SuccessThreshold < 0 || s.Interval < 0 || s.Timeout < 0:
+			return nil, fmt.Errorf("health: check %q: negative threshold, interval or timeout", s.Name)
+		case seen[s.Probe.String()+"/"+s.Name]:
+			return nil, fmt.Errorf("health: check %q: added twice to %s", s.Name, s.Probe)
+		}
+		seen[s.Probe.String()+"/"+s.Name] = true
+		if s.FailureThreshold == 0 {
+			s.FailureThreshold = 1
+		}
+		if s.SuccessThreshold == 0 {
+			s.SuccessThreshold = 1
+		}
+		a.checks = append(a.checks, &thresholdCheck{spec: s, a: a})
+		a.up.WithLabelValues(s.Name).Set(0)
+	}
+	if o.registerer != nil {
+		for _, c := range []prometheus.Collector{a.runs, a.up} {
+			if err := o.registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("health: register metrics: %w", err)
+			}
+		}
+	}
+	return a, nil
+}
+
+// Register adds every check to srv under its probe. Call it before srv runs.
+func (a *Adapter) Register(srv *lifecycle.Server) error {
+	for _, c := range a.checks {
+		if err := srv.AddCheck(c.spec.Probe, lifecycle.Check{
+			Name: c.spec.Name, Func: c.check, Timeout: c.spec.Timeout, Interval: c.spec.Interval,
+		}); err != nil {
+			return err
+		}
+	}
+	srv.AddStatus(a)
+	return nil
+}
+
+// Check runs the named check once (with its thresholds) and returns its verdict.
+func (a *Adapter) Check(ctx context.Context, name string) error {
+	for _, c := range a.checks {
+		if c.spec.Name == name {
+			return c.check(ctx)
+		}
+	}
+	return fmt.Errorf("health: no check named %q", name)
+}
+
+func (c *thresholdCheck) check(ctx context.Context) error {
+	start := c.a.o.now()
+	err := c.spec.Checker.Check(ctx)
+	result := "success"
+	if err != nil {
+		result = "failure"
+	}
+	c.a.runs.WithLabelValues(c.spec.Name, result).Inc()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastRun, c.lastLatency = start, c.a.o.now().Sub(start)
+	was := c.healthy
+	if err != nil {
+		c.lastErr = err
+		c.successes = 0
+		c.failures++
+		if c.failures >= c.spec.FailureThreshold {
+			c.healthy = false
+		}
+	} else {
+		c.lastErr = nil
+		c.failures = 0
+		c.successes++
+		if c.successes >= c.spec.SuccessThreshold {
+			c.healthy = true
+		}
+	}
+	if was != c.healthy {
+		c.a.o.logger.Info("health changed", zap.String("check", c.spec.Name), zap.Bool("healthy", c.healthy), zap.Error(err))
+	}
+	up := 0.0
+	if c.healthy {
+		up = 1
+	}
+	c.a.up.WithLabelValues(c.spec.Name).Set(up)
+	switch {
+	case c.healthy:
+		return nil
+	case err != nil:
+		return err
+	default:
+		return fmt.Errorf("%w: %d of %d successes needed", ErrUnhealthy, c.successes, c.spec.SuccessThreshold)
+	}
+}
+
+// Statusz is a table of the checks for the hook server's /statusz page.
+func (a *Adapter) Statusz() (string, []string, [][]string) {
+	rows := make([][]string, 0, len(a.checks))
+	for _, c := range a.checks {
+		c.mu.Lock()
+		state, last, lastErr := "unhealthy", "never", ""
+		if c.healthy {
+			state = "healthy"
+		}
+		if !c.lastRun.IsZero() {
+			last = c.lastRun.UTC().Format(time.RFC3339) + " (" + c.lastLatency.Round(time.Millisecond).String() + ")"
+		}
+		if c.lastErr != nil {
+			lastErr = c.lastErr.Error()
+		}
+		rows = append(rows, []string{c.spec.Name, c.spec.Probe.String(), state, strconv.Itoa(c.failures), last, lastErr})
+		c.mu.Unlock()
+	}
+	return "health adapter", []string{"check", "probe", "state", "consecutive failures", "last run", "last error"}, rows
+}
+
+// Close releases checkers that hold connections (GRPC).
+func (a *Adapter) Close() error {
+	var errs []error
+	for _, c := range a.checks {
+		if cl, ok := c.spec.Checker.(io.Closer); ok {
+			errs = append(errs, cl.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Config is the YAML form of an Adapter's checks (examples/health-adapter reads it):
+//
+//	checks:
+//	- name: mysql
+//	  probe: readyz              # livez, readyz (default) or startupz
+//	  exec: [mysql, -e, "SELECT 1"]
+//	  interval: 5s
+//	  timeout: 2s
+//	  failure_threshold: 3
+//	- {name: cache, probe: livez, redis: "127.0.0.1:6379"}
+//	- {name: web, http: "http://127.0.0.1:8080/healthz"}
+//	- {name: port, tcp: "127.0.0.1:9000"}
+//	- {name: api, grpc: "127.0.0.1:50051", grpc_service: ""}
+type Config struct {
+	Checks []CheckConfig `yaml:"checks"`
+}
+
+// CheckConfig is one check of a Config; exactly one of Exec, TCP, HTTP, GRPC and Redis is set.
+type CheckConfig struct {
+	Name             string        `yaml:"name"`
+	Probe            string        `yaml:"probe"`
+	Exec             []string      `yaml:"exec"`
+	TCP              string        `yaml:"tcp"`
+	HTTP             string        `yaml:"http"`
+	GRPC             string        `yaml:"grpc"`
+	GRPCService      string        `yaml:"grpc_service"`
+	Redis            string        `yaml:"redis"`
+	RedisPassword    string        `yaml:"redis_password"`
+	Interval         time.Duration `yaml:"interval"`
+	Timeout          time.Duration `yaml:"timeout"`
+	FailureThreshold int           `yaml:"failure_threshold"`
+	SuccessThreshold int           `yaml:"success_threshold"`
+}
+
+// ParseConfig parses a Config (unknown fields are errors) into specs for New.
+func ParseConfig(data []byte) ([]Spec, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("health: config: %w", err)
+	}
+	if len(c.Checks) == 0 {
+		return nil, errors.New("health: config: checks: none configured")
+	}
+	var specs []Spec
+	for i, cc := range c.Checks {
+		s := Spec{Name: cc.Name, Interval: cc.Interval, Timeout: cc.Timeout,
+			FailureThreshold: cc.FailureThreshold, SuccessThreshold: cc.SuccessThreshold}
+		switch cc.Probe {
+		case "", "readyz":
+			s.Probe = lifecycle.Readyz
+		case "livez":
+			s.Probe = lifecycle.Livez
+		case "startupz":
+			s.Probe = lifecycle.Startupz
+		default:
+			return nil, fmt.Errorf("health: config: checks[%d].probe: unknown %q", i, cc.Probe)
+		}
+		n := 0
+		if len(cc.Exec) > 0 {
+			n++
+			s.Checker = &Exec{Command: cc.Exec}
+		}
+		if cc.TCP != "" {
+			n++
+			s.Checker = &TCP{Addr: cc.TCP}
+		}
+		if cc.HTTP != "" {
+			n++
+			s.Checker = &HTTP{URL: cc.HTTP}
+		}
+		if cc.GRPC != "" {
+			n++
+			s.Checker = &GRPC{Addr: cc.GRPC, Service: cc.GRPCService}
+		}
+		if cc.Redis != "" {
+			n++
+			s.Checker = &RedisPing{Addr: cc.Redis, Password: cc.RedisPassword}
+		}
+		if n != 1 {
+			return nil, fmt.Errorf("health: config: checks[%d]: want exactly one of exec, tcp, http, grpc, redis; got %d", i, n)
+		}
+		specs = append(specs, s)
+	}
+	return specs, nil
+}
+
+// LoadConfig reads a Config file.
+func LoadConfig(path string) ([]Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("health: read config: %w", err)
+	}
+	return ParseConfig(b)
+}

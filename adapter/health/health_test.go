@@ -1,0 +1,303 @@
+package health_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/podblocks/podblocks/adapter/health"
+	"github.com/podblocks/podblocks/adaptertest"
+	"github.com/podblocks/podblocks/lifecycle"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestExec(t *testing.T) {
+	adaptertest.TestChecker(t, &health.Exec{Command: []string{"sh", "-c", "exit 0"}},
+		&health.Exec{Command: []string{"sh", "-c", "echo db down; exit 3"}})
+	err := (&health.Exec{Command: []string{"sh", "-c", "echo db down; exit 3"}}).Check(context.Background())
+	if !errors.Is(err, health.ErrUnhealthy) || !strings.Contains(err.Error(), "exit status 3: db down") {
+		t.Errorf("error = %v, want ErrUnhealthy with the status and output", err)
+	}
+	if err := (&health.Exec{Command: []string{"/nonexistent/cmd"}}).Check(context.Background()); err == nil {
+		t.Error("missing command reported healthy")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := (&health.Exec{Command: []string{"sleep", "30"}}).Check(ctx); err == nil || time.Since(start) > 10*time.Second {
+		t.Errorf("hung command: error %v after %v, want a timeout error promptly", err, time.Since(start))
+	}
+}
+
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	adaptertest.TestChecker(t, &health.TCP{Addr: ln.Addr().String()}, &health.TCP{Addr: closedAddr(t)})
+}
+
+func TestHTTP(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		w.WriteHeader(code)
+	}))
+	defer srv.Close()
+	adaptertest.TestChecker(t, &health.HTTP{URL: srv.URL + "/200"}, &health.HTTP{URL: srv.URL + "/503"})
+	for code, healthy := range map[int]bool{204: true, 302: true, 404: false, 500: false} {
+		err := (&health.HTTP{URL: fmt.Sprintf("%s/%d", srv.URL, code)}).Check(context.Background())
+		if (err == nil) != healthy {
+			t.Errorf("status %d: error %v, want healthy=%v", code, err, healthy)
+		}
+	}
+	custom := &health.HTTP{URL: srv.URL + "/404", Healthy: func(s int) bool { return s == 404 }}
+	if err := custom.Check(context.Background()); err != nil {
+		t.Errorf("custom Healthy: %v", err)
+	}
+}
+
+func TestGRPC(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	hs := grpchealth.NewServer()
+	hs.SetServingStatus("db", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	go srv.Serve(ln)
+	defer srv.Stop()
+	good := &health.GRPC{Addr: ln.Addr().String()}
+	bad := &health.GRPC{Addr: ln.Addr().String(), Service: "db"}
+	defer good.Close()
+	defer bad.Close()
+	adaptertest.TestChecker(t, good, bad)
+	if err := bad.Check(context.Background()); !errors.Is(err, health.ErrUnhealthy) {
+		t.Errorf("NOT_SERVING: %v, want ErrUnhealthy", err)
+	}
+	hs.SetServingStatus("db", healthpb.HealthCheckResponse_SERVING)
+	if err := bad.Check(context.Background()); err != nil {
+		t.Errorf("after SERVING: %v", err)
+	}
+}
+
+func startRedis(t *testing.T, args ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server not installed (apt-get install redis-server): skipping the redis PING checks")
+	}
+	addr := closedAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir()}, args...)...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Kill)
+		cmd.Wait()
+	})
+	adaptertest.Eventually(t, 30*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, "redis-server accepting on "+addr)
+	return addr
+}
+
+func TestRedisPing(t *testing.T) {
+	addr := startRedis(t)
+	adaptertest.TestChecker(t, &health.RedisPing{Addr: addr}, &health.RedisPing{Addr: closedAddr(t)})
+	authed := startRedis(t, "--requirepass", "pw")
+	if err := (&health.RedisPing{Addr: authed}).Check(context.Background()); !errors.Is(err, health.ErrUnhealthy) {
+		t.Errorf("PING without AUTH: %v, want ErrUnhealthy (NOAUTH)", err)
+	}
+	if err := (&health.RedisPing{Addr: authed, Password: "pw"}).Check(context.Background()); err != nil {
+		t.Errorf("PING with AUTH: %v", err)
+	}
+	if err := (&health.RedisPing{Addr: authed, Password: "wrong"}).Check(context.Background()); !errors.Is(err, health.ErrUnhealthy) {
+		t.Errorf("wrong password: %v, want ErrUnhealthy", err)
+	}
+}
+
+// flaky fails while fail is set.
+type flaky struct{ fail atomic.Bool }
+
+func (f *flaky) Check(context.Context) error {
+	if f.fail.Load() {
+		return errors.New("down")
+	}
+	return nil
+}
+
+func TestThresholds(t *testing.T) {
+	f := &flaky{}
+	reg := prometheus.NewRegistry()
+	a, err := health.New([]health.Spec{{Name: "f", Probe: lifecycle.Readyz, Checker: f, FailureThreshold: 3, SuccessThreshold: 2}},
+		health.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	steps := []struct {
+		fail    bool
+		healthy bool
+	}{
+		{false, false}, // 1 of 2 successes: still unhealthy (starts unhealthy)
+		{false, true},  // 2 successes
+		{true, true},   // 1 failure of 3
+		{true, true},   // 2
+		{true, false},  // 3: unhealthy
+		{false, false}, // 1 success of 2
+		{true, false},  // reset
+		{false, false},
+		{false, true},
+	}
+	for i, s := range steps {
+		f.fail.Store(s.fail)
+		err := a.Check(ctx, "f")
+		if (err == nil) != s.healthy {
+			t.Fatalf("step %d (fail=%v): error %v, want healthy=%v", i, s.fail, err, s.healthy)
+		}
+	}
+	v, _ := adaptertest.Values(reg)
+	if v[`podblocks_adapter_health_up{check="f"}`] != 1 || v[`podblocks_adapter_health_checks_total{check="f",result="failure"}`] != 4 {
+		t.Errorf("metrics %v", v)
+	}
+	_, header, rows := a.Statusz()
+	if len(rows) != 1 || len(rows[0]) != len(header) || rows[0][2] != "healthy" {
+		t.Errorf("Statusz rows %v", rows)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	ok := &health.TCP{Addr: "127.0.0.1:1"}
+	for name, specs := range map[string][]health.Spec{
+		"no name":    {{Probe: lifecycle.Readyz, Checker: ok}},
+		"no checker": {{Name: "a", Probe: lifecycle.Readyz}},
+		"bad probe":  {{Name: "a", Probe: lifecycle.Probe(42), Checker: ok}},
+		"negative":   {{Name: "a", Probe: lifecycle.Readyz, Checker: ok, FailureThreshold: -1}},
+		"twice":      {{Name: "a", Probe: lifecycle.Readyz, Checker: ok}, {Name: "a", Probe: lifecycle.Readyz, Checker: ok}},
+	} {
+		if _, err := health.New(specs); err == nil {
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	specs, err := health.ParseConfig([]byte(`
+checks:
+- {name: db, exec: [sh, -c, "exit 0"], interval: 5s, timeout: 2s, failure_threshold: 3}
+- {name: cache, probe: livez, redis: "127.0.0.1:6379"}
+- {name: web, probe: startupz, http: "http://127.0.0.1:8080/healthz"}
+- {name: port, tcp: "127.0.0.1:9000"}
+- {name: api, grpc: "127.0.0.1:50051", grpc_service: x}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 5 || specs[0].Interval != 5*time.Second || specs[0].FailureThreshold != 3 ||
+		specs[1].Probe != lifecycle.Livez || specs[2].Probe != lifecycle.Startupz || specs[3].Probe != lifecycle.Readyz {
+		t.Errorf("specs %+v", specs)
+	}
+	for _, bad := range []string{
+		"checks: []",
+		"checks:\n- {name: a}",
+		"checks:\n- {name: a, tcp: x, http: y}",
+		"checks:\n- {name: a, tcp: x, probe: sometimes}",
+		"checks:\n- {name: a, tcp: x, bogus: 1}",
+	} {
+		if _, err := health.ParseConfig([]byte(bad)); err == nil {
+			t.Errorf("ParseConfig(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestHookServer plugs the adapter into a real lifecycle hook server and probes it over HTTP.
+func TestHookServer(t *testing.T) {
+	up := &flaky{}
+	tcpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcpLn.Close()
+	a, err := health.New([]health.Spec{
+		{Name: "app", Probe: lifecycle.Readyz, Checker: up},
+		{Name: "port", Probe: lifecycle.Livez, Checker: &health.TCP{Addr: tcpLn.Addr().String()}, Interval: 20 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := lifecycle.NewServer(lifecycle.WithAddr("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Register(srv); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("hook server: %v", err)
+		}
+	}()
+	<-srv.Ready()
+	srv.SetState(lifecycle.StateReady)
+	base := "http://" + srv.Addr()
+	status := func(path string) int {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	adaptertest.Eventually(t, 30*time.Second, func() bool { return status("/readyz") == 200 && status("/livez") == 200 },
+		"/readyz and /livez 200")
+	up.fail.Store(true)
+	if got := status("/readyz"); got != 500 {
+		t.Errorf("/readyz with the app down = %d, want 500", got)
+	}
+	if got := status("/readyz/app"); got != 500 {
+		t.Errorf("/readyz/app = %d, want 500", got)
+	}
+	tcpLn.Close()
+	adaptertest.Eventually(t, 30*time.Second, func() bool { return status("/livez") == 500 }, "/livez fails once the port closed")
+}
