@@ -63,3 +63,29 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("Put: %v", err)
 	}
 }
+
+func TestProxyPauseResume(t *testing.T) {
+	c := etcdtest.NewServer(t)
+	p := etcdtest.NewProxy(t, c.Endpoint(0)[len("http://"):])
+	cli := etcdtest.NewClient(t, p.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := etcdtest.WaitHealthy(ctx, cli); err != nil {
+		t.Fatal(err)
+	}
+	p.Pause()
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := cli.Get(short, "k")
+	cancelShort()
+	if err == nil {
+		t.Fatal("Get through a paused proxy succeeded")
+	}
+	p.Resume()
+	if err := etcdtest.WaitHealthy(ctx, cli); err != nil {
+		t.Fatalf("after Resume: %v", err)
+	}
+	p.CloseConns()
+	if err := etcdtest.WaitHealthy(ctx, cli); err != nil {
+		t.Fatalf("after CloseConns (the client redials): %v", err)
+	}
+}
