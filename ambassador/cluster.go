@@ -38,6 +38,9 @@ type Backend struct {
 // Active returns the number of requests or connections in flight to b.
 func (b *Backend) Active() int64 { return b.active.Load() }
 
+// Pending returns the number of requests waiting for a circuit-breaker slot on b.
+func (b *Backend) Pending() int64 { return b.pending.Load() }
+
 // snapshot is an immutable view the hot path reads with one atomic load.
 type snapshot struct {
 	all   []*Backend // sorted by address

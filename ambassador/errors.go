@@ -20,4 +20,6 @@ type ConfigError struct {
 	Reason string
 }
 
-func (e *ConfigError) Error() string { return fmt.Sprintf("ambassador: config %s: %s", e.Field, e.Reason) }
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("ambassador: config %s: %s", e.Field, e.Reason)
+}

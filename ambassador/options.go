@@ -109,7 +109,9 @@ func WithOutlier(o Outlier) Option { return optionFunc(func(c *config) { c.outli
 
 // WithPanicThreshold sets the percentage of available endpoints below which a Cluster balances
 // over all endpoints, ejected or not (default 50; 0 turns panic mode off).
-func WithPanicThreshold(pct int) Option { return optionFunc(func(c *config) { c.panicThreshold = pct }) }
+func WithPanicThreshold(pct int) Option {
+	return optionFunc(func(c *config) { c.panicThreshold = pct })
+}
 
 // WithCircuitBreaker limits each endpoint to maxConcurrent requests in flight, with at most
 // maxPending more waiting for a slot; beyond that requests fail fast with ErrOverloaded (HTTP 503)
@@ -125,7 +127,9 @@ func WithConnectTimeout(d time.Duration) Option {
 
 // WithIdleTimeout closes proxied TCP connections with no traffic either way for this long (they are
 // closed between d and 2d after the last byte; default 10m), and idle HTTP keep-alive connections.
-func WithIdleTimeout(d time.Duration) Option { return optionFunc(func(c *config) { c.idleTimeout = d }) }
+func WithIdleTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.idleTimeout = d })
+}
 
 // WithMaxConns limits a proxy's concurrent client connections (default 10000); connections beyond
 // it are closed at once.

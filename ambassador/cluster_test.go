@@ -1,0 +1,289 @@
+package ambassador_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/podblocks/podblocks/ambassador"
+)
+
+func eps(addrs ...string) []ambassador.Endpoint {
+	out := make([]ambassador.Endpoint, len(addrs))
+	for i, a := range addrs {
+		out[i] = ambassador.Endpoint{Addr: a}
+	}
+	return out
+}
+
+// available returns the addresses taking traffic.
+func available(c *ambassador.Cluster) []string {
+	st, _ := c.Status()
+	var out []string
+	for _, e := range st {
+		if e.Available {
+			out = append(out, e.Addr)
+		}
+	}
+	return out
+}
+
+func pickAll(t *testing.T, c *ambassador.Cluster, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for range n {
+		l, err := c.Acquire(context.Background(), 0, nil)
+		if err != nil {
+			t.Fatalf("Acquire: %v", err)
+		}
+		got[l.Backend.Addr]++
+		l.Release()
+	}
+	return got
+}
+
+func TestOutlierEjectionAndReadmission(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := ambassador.NewStatic(eps("a:1", "b:1", "c:1")...)
+		c, err := ambassador.NewCluster(src, ambassador.WithOutlier(ambassador.Outlier{
+			ConsecutiveFailures: 3, BaseEjection: 10 * time.Second, MaxEjection: 25 * time.Second, MaxEjectionPercent: 50}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		<-c.Ready()
+		b := backendOf(t, c, "b:1")
+
+		fail := func() {
+			for range 3 {
+				c.Report(b, false, time.Millisecond)
+			}
+		}
+		// Two failures then a success do not eject: failures must be consecutive.
+		c.Report(b, false, 0)
+		c.Report(b, false, 0)
+		c.Report(b, true, 0)
+		c.Report(b, false, 0)
+		if diff := cmp.Diff([]string{"a:1", "b:1", "c:1"}, available(c)); diff != "" {
+			t.Fatalf("(-want +got):\n%s", diff)
+		}
+		fail()
+		if diff := cmp.Diff([]string{"a:1", "c:1"}, available(c)); diff != "" {
+			t.Fatalf("after 3 failures (-want +got):\n%s", diff)
+		}
+		if got := pickAll(t, c, 100); got["b:1"] != 0 {
+			t.Errorf("ejected endpoint got %d picks", got["b:1"])
+		}
+		// First ejection lasts BaseEjection.
+		time.Sleep(10*time.Second - time.Millisecond)
+		synctest.Wait()
+		if len(available(c)) != 2 {
+			t.Fatal("readmitted before the ejection time")
+		}
+		time.Sleep(2 * time.Millisecond)
+		synctest.Wait()
+		if diff := cmp.Diff([]string{"a:1", "b:1", "c:1"}, available(c)); diff != "" {
+			t.Fatalf("after the ejection time (-want +got):\n%s", diff)
+		}
+		// The second ejection lasts twice as long, the third is capped at MaxEjection.
+		for _, d := range []time.Duration{20 * time.Second, 25 * time.Second} {
+			fail()
+			time.Sleep(d - time.Millisecond)
+			synctest.Wait()
+			if len(available(c)) != 2 {
+				t.Fatalf("readmitted before %v", d)
+			}
+			time.Sleep(2 * time.Millisecond)
+			synctest.Wait()
+			if len(available(c)) != 3 {
+				t.Fatalf("not readmitted after %v", d)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	})
+}
+
+func backendOf(t *testing.T, c *ambassador.Cluster, addr string) *ambassador.Backend {
+	t.Helper()
+	for range 1000 {
+		l, err := c.Acquire(context.Background(), 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+		if l.Backend.Addr == addr {
+			return l.Backend
+		}
+	}
+	t.Fatalf("no backend %s", addr)
+	return nil
+}
+
+func TestMaxEjectionPercentAndPanic(t *testing.T) {
+	c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1", "b:1", "c:1", "d:1")...),
+		ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: 1, MaxEjectionPercent: 50}),
+		ambassador.WithPanicThreshold(60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"a:1", "b:1", "c:1"} {
+		c.Report(backendOf(t, c, a), false, 0)
+	}
+	// At most 50% (2 of 4) are ejected.
+	st, panicMode := c.Status()
+	ejected := 0
+	for _, e := range st {
+		if e.Ejected {
+			ejected++
+		}
+	}
+	if ejected != 2 {
+		t.Errorf("%d ejected, want 2 (max 50%%)", ejected)
+	}
+	// 2 of 4 available is below the 60% panic threshold: balance over all four.
+	if !panicMode {
+		t.Error("panic mode off with 50% available and a 60% threshold")
+	}
+	if got := pickAll(t, c, 400); len(got) != 4 {
+		t.Errorf("panic mode picks %v, want all four endpoints", got)
+	}
+}
+
+func TestActiveHealthCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		down := map[string]bool{}
+		check := func(ctx context.Context, ep ambassador.Endpoint) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if down[ep.Addr] {
+				return errors.New("down")
+			}
+			return nil
+		}
+		setDown := func(addr string, d bool) {
+			mu.Lock()
+			down[addr] = d
+			mu.Unlock()
+		}
+		c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1", "b:1")...),
+			ambassador.WithHealthCheck(ambassador.HealthCheck{Check: check, Interval: time.Second,
+				HealthyThreshold: 2, UnhealthyThreshold: 3}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		<-c.Ready()
+		synctest.Wait() // the checks at t=0 have passed
+		setDown("b:1", true)
+		// Checks at t=0 (passed), 1s, 2s, 3s: the third failure is at 3s.
+		time.Sleep(2500 * time.Millisecond)
+		synctest.Wait()
+		if len(available(c)) != 2 {
+			t.Fatal("unhealthy after 2 failures, want 3")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if diff := cmp.Diff([]string{"a:1"}, available(c)); diff != "" {
+			t.Fatalf("after 3 failures (-want +got):\n%s", diff)
+		}
+		setDown("b:1", false)
+		time.Sleep(time.Second) // one success at 4s
+		synctest.Wait()
+		if len(available(c)) != 1 {
+			t.Fatal("healthy after 1 success, want 2")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if len(available(c)) != 2 {
+			t.Fatal("not healthy after 2 successes")
+		}
+		// Removing an endpoint stops its checks; adding one starts them.
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	})
+}
+
+func TestCircuitBreaker(t *testing.T) {
+	c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1")...), ambassador.WithCircuitBreaker(2, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, err1 := c.Acquire(t.Context(), 0, nil)
+	l2, err2 := c.Acquire(t.Context(), 0, nil)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("Acquire under the limit: %v %v", err1, err2)
+	}
+	// The third waits (pending); a fourth is over the pending limit and fails fast.
+	got := make(chan error, 1)
+	go func() {
+		l, err := c.Acquire(t.Context(), 0, nil)
+		if err == nil {
+			l.Release()
+		}
+		got <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for l1.Backend.Pending() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the third Acquire never became pending")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := c.Acquire(t.Context(), 0, nil); !errors.Is(err, ambassador.ErrOverloaded) {
+		t.Fatalf("Acquire over the pending limit = %v, want ErrOverloaded", err)
+	}
+	l1.Release()
+	if err := <-got; err != nil {
+		t.Errorf("pending Acquire = %v after a release, want nil", err)
+	}
+	l2.Release()
+}
+
+func TestEndpointChangesKeepBackends(t *testing.T) {
+	src := ambassador.NewStatic(eps("a:1", "b:1")...)
+	c, err := ambassador.NewCluster(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	<-c.Ready()
+	l, err := c.Acquire(ctx, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := l.Backend.Addr
+	src.Set(ambassador.Endpoint{Addr: "c:1"})
+	deadline := time.Now().Add(10 * time.Second)
+	for !cmp.Equal([]string{"c:1"}, available(c)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("available = %v, want [c:1]", available(c))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The lease on the removed endpoint is still valid and releases cleanly (it drained).
+	if l.Backend.Active() != 1 {
+		t.Errorf("removed endpoint %s has %d active, want 1", held, l.Backend.Active())
+	}
+	l.Release()
+	if got := pickAll(t, c, 10); got["c:1"] != 10 {
+		t.Errorf("picks %v, want all on c:1", got)
+	}
+	cancel()
+	<-done
+}

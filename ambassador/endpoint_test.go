@@ -1,0 +1,185 @@
+package ambassador_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/podblocks/podblocks/ambassador"
+)
+
+var parseEndpointsTests = []struct {
+	in      string
+	want    []ambassador.Endpoint
+	wantErr bool
+}{
+	{"127.0.0.1:80", []ambassador.Endpoint{{Addr: "127.0.0.1:80"}}, false},
+	{" a:1 , b:2*3 ,", []ambassador.Endpoint{{Addr: "a:1"}, {Addr: "b:2", Weight: 3}}, false},
+	{"[::1]:80*2", []ambassador.Endpoint{{Addr: "[::1]:80", Weight: 2}}, false},
+	{"", nil, false},
+	{"nohost", nil, true},
+	{"a:", nil, true},
+	{":80", nil, true},
+	{"a:1*x", nil, true},
+	{"a:1*-1", nil, true},
+	{"a:1*01", nil, true},
+}
+
+func TestParseEndpoints(t *testing.T) {
+	for _, tc := range parseEndpointsTests {
+		got, err := ambassador.ParseEndpoints(tc.in)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("ParseEndpoints(%q) error = %v, want error %v", tc.in, err, tc.wantErr)
+			continue
+		}
+		var ce *ambassador.ConfigError
+		if err != nil && !errors.As(err, &ce) {
+			t.Errorf("ParseEndpoints(%q) error %T, want *ConfigError", tc.in, err)
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("ParseEndpoints(%q) (-want +got):\n%s", tc.in, diff)
+		}
+	}
+}
+
+func FuzzParseEndpoints(f *testing.F) {
+	for _, tc := range parseEndpointsTests {
+		f.Add(tc.in)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		eps, err := ambassador.ParseEndpoints(s)
+		if err != nil {
+			return
+		}
+		for _, e := range eps {
+			if e.Addr == "" || e.Weight < 0 {
+				t.Fatalf("ParseEndpoints(%q) accepted %+v", s, e)
+			}
+		}
+	})
+}
+
+var parseFileTests = []struct {
+	name    string
+	in      string
+	want    []ambassador.Endpoint
+	wantErr bool
+}{
+	{"json", `[{"addr":"a:1","weight":2},"b:2"]`, []ambassador.Endpoint{{Addr: "a:1", Weight: 2}, {Addr: "b:2"}}, false},
+	{"yaml", "- addr: a:1\n  weight: 2\n- b:2\n", []ambassador.Endpoint{{Addr: "a:1", Weight: 2}, {Addr: "b:2"}}, false},
+	{"empty list", "[]", []ambassador.Endpoint{}, false},
+	{"not a list", `{"addr":"a:1"}`, nil, true},
+	{"nested list", `[["a:1"]]`, nil, true},
+	{"bad addr", `["a"]`, nil, true},
+	{"negative weight", `[{"addr":"a:1","weight":-1}]`, nil, true},
+	{"bad weight", `[{"addr":"a:1","weight":"x"}]`, nil, true},
+	{"garbage", "\x00\xff[", nil, true},
+}
+
+func TestParseEndpointsFile(t *testing.T) {
+	for _, tc := range parseFileTests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ambassador.ParseEndpointsFile([]byte(tc.in))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error = %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil && !errors.Is(err, ambassador.ErrBadFile) {
+				t.Errorf("error %v is not ErrBadFile", err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" && !tc.wantErr {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func FuzzParseEndpointsFile(f *testing.F) {
+	for _, tc := range parseFileTests {
+		f.Add([]byte(tc.in))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		eps, err := ambassador.ParseEndpointsFile(data)
+		if err != nil {
+			return
+		}
+		for _, e := range eps {
+			if e.Addr == "" || e.Weight < 0 {
+				t.Fatalf("accepted %+v", e)
+			}
+		}
+	})
+}
+
+func TestStaticNotifies(t *testing.T) {
+	s := ambassador.NewStatic(ambassador.Endpoint{Addr: "b:1"}, ambassador.Endpoint{Addr: "a:1"}, ambassador.Endpoint{Addr: "a:1"})
+	eps, ch := s.Endpoints()
+	// Sorted, duplicates merged with their weights summed, zero weights counted as 1.
+	if diff := cmp.Diff([]ambassador.Endpoint{{Addr: "a:1", Weight: 2}, {Addr: "b:1", Weight: 1}}, eps); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	s.Set(ambassador.Endpoint{Addr: "a:1", Weight: 2}, ambassador.Endpoint{Addr: "b:1"})
+	select {
+	case <-ch:
+		t.Fatal("an identical set woke watchers")
+	default:
+	}
+	s.Set(ambassador.Endpoint{Addr: "c:1"})
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a change did not wake watchers")
+	}
+	eps, _ = s.Endpoints()
+	if diff := cmp.Diff([]ambassador.Endpoint{{Addr: "c:1", Weight: 1}}, eps); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestFileSourceReloads(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "endpoints.yaml")
+	if err := os.WriteFile(path, []byte("- a:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := &ambassador.File{Path: path}
+	ctx := t.Context()
+	errc := make(chan error, 1)
+	go func() { errc <- f.Run(ctx) }()
+	t.Cleanup(func() {
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	wait := func(want []ambassador.Endpoint) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, ch := f.Endpoints()
+			if cmp.Equal(want, got) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("endpoints (-want +got):\n%s", cmp.Diff(want, got))
+			}
+			select {
+			case <-ch:
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	wait([]ambassador.Endpoint{{Addr: "a:1", Weight: 1}})
+	// Atomic replace, as ConfigMap updates and careful writers do.
+	tmp := filepath.Join(dir, ".tmp")
+	os.WriteFile(tmp, []byte(`[{"addr":"b:1","weight":3},"a:1"]`), 0o644)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	wait([]ambassador.Endpoint{{Addr: "a:1", Weight: 1}, {Addr: "b:1", Weight: 3}})
+	// A bad file keeps the last good set; a good one after it is taken.
+	os.WriteFile(path, []byte("{nonsense"), 0o644)
+	os.WriteFile(path, []byte("- c:1\n"), 0o644)
+	wait([]ambassador.Endpoint{{Addr: "c:1", Weight: 1}})
+}

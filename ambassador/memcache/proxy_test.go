@@ -1,0 +1,294 @@
+package memcache_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/podblocks/podblocks/ambassador/memcache"
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/shardproc"
+)
+
+func needMemcached(t *testing.T) {
+	t.Helper()
+	if !shardproc.Have(shardproc.MemcachedPath) {
+		t.Skipf("%s is not installed (Debian package memcached); skipping", shardproc.MemcachedPath)
+	}
+}
+
+func startMemcached(t *testing.T, n int) []*shardproc.Proc {
+	t.Helper()
+	var ps []*shardproc.Proc
+	for range n {
+		p, err := shardproc.StartMemcached()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Stop)
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// startProxy runs a twemproxy.Server for yaml (with %s placeholders filled by listen address and
+// the backends' "addr:1" lines) and returns the pool's address.
+func startProxy(t *testing.T, extra string, backends []*shardproc.Proc, proto *memcache.Protocol) (string, *twemproxy.Server) {
+	t.Helper()
+	port, err := shardproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	var b strings.Builder
+	fmt.Fprintf(&b, "mc:\n  listen: %s\n%s  servers:\n", addr, extra)
+	for _, p := range backends {
+		fmt.Fprintf(&b, "   - %s:1\n", p.Addr)
+	}
+	cfg, err := twemproxy.Parse([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Memcache: proto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("proxy not ready")
+	}
+	return addr, srv
+}
+
+type conn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	return &conn{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (c *conn) send(s string) {
+	c.t.Helper()
+	if _, err := c.c.Write([]byte(s)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *conn) line() string {
+	c.t.Helper()
+	l, err := c.r.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("read: %v (got %q)", err, l)
+	}
+	return l
+}
+
+// reply reads one whole reply to a retrieval command (VALUE blocks up to END) or one line.
+func (c *conn) reply() string {
+	c.t.Helper()
+	var b strings.Builder
+	for {
+		l := c.line()
+		b.WriteString(l)
+		if !strings.HasPrefix(l, "VALUE ") {
+			return b.String()
+		}
+		var key string
+		var flags, size int
+		fmt.Sscanf(l, "VALUE %s %d %d", &key, &flags, &size)
+		buf := make([]byte, size+2)
+		if _, err := c.r.Read(buf[:0]); err != nil {
+			c.t.Fatal(err)
+		}
+		for n := 0; n < len(buf); {
+			m, err := c.r.Read(buf[n:])
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			n += m
+		}
+		b.Write(buf)
+	}
+}
+
+func TestProxyCommands(t *testing.T) {
+	needMemcached(t)
+	backends := startMemcached(t, 3)
+	addr, _ := startProxy(t, "  hash: fnv1a_64\n  distribution: ketama\n  server_connections: 2\n", backends,
+		&memcache.Protocol{MaxValueSize: 1024})
+	c := dial(t, addr)
+	steps := []struct{ send, want string }{
+		{"set a 5 0 3\r\nabc\r\n", "STORED\r\n"},
+		{"get a\r\n", "VALUE a 5 3\r\nabc\r\nEND\r\n"},
+		{"add a 0 0 1\r\nx\r\n", "NOT_STORED\r\n"},
+		{"append a 0 0 2\r\nde\r\n", "STORED\r\n"},
+		{"prepend a 0 0 1\r\nz\r\n", "STORED\r\n"},
+		{"get a\r\n", "VALUE a 5 6\r\nzabcde\r\nEND\r\n"},
+		{"replace nope 0 0 1\r\nx\r\n", "NOT_STORED\r\n"},
+		{"set n 0 0 2\r\n10\r\n", "STORED\r\n"},
+		{"incr n 5\r\n", "15\r\n"},
+		{"decr n 20\r\n", "0\r\n"},
+		{"touch n 100\r\n", "TOUCHED\r\n"},
+		{"delete n\r\n", "DELETED\r\n"},
+		{"delete n\r\n", "NOT_FOUND\r\n"},
+		{"set q 0 0 1 noreply\r\nq\r\nget q\r\n", "VALUE q 0 1\r\nq\r\nEND\r\n"},
+		{"bogus command\r\n", "ERROR\r\n"},
+		{"get a\r\n", "VALUE a 5 6\r\nzabcde\r\nEND\r\n"},
+		{"set big 0 0 2000\r\n" + strings.Repeat("x", 2000) + "\r\n", "SERVER_ERROR object too large for cache\r\n"},
+		{"get big\r\n", "END\r\n"},
+		{"set k" + strings.Repeat("k", 300) + " 0 0 1\r\nx\r\n", "CLIENT_ERROR bad command line format\r\n"},
+		{"version\r\n", "VERSION podblocks\r\n"},
+		{"incr\r\n", "CLIENT_ERROR bad command line format\r\n"},
+	}
+	for _, s := range steps {
+		c.send(s.send)
+		if diff := cmp.Diff(s.want, c.reply()); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", s.send, diff)
+		}
+	}
+	// cas needs the unique from gets.
+	c.send("gets a\r\n")
+	var key string
+	var flags, size int
+	var unique uint64
+	l := c.line()
+	if _, err := fmt.Sscanf(l, "VALUE %s %d %d %d", &key, &flags, &size, &unique); err != nil {
+		t.Fatalf("gets: %q: %v", l, err)
+	}
+	c.line()
+	c.line()
+	c.send(fmt.Sprintf("cas a 0 0 1 %d\r\nC\r\ncas a 0 0 1 %d\r\nD\r\n", unique, unique))
+	if diff := cmp.Diff([]string{"STORED\r\n", "EXISTS\r\n"}, []string{c.line(), c.line()}); diff != "" {
+		t.Errorf("cas (-want +got):\n%s", diff)
+	}
+	c.send("quit\r\n")
+	if l, err := c.r.ReadString('\n'); err == nil {
+		t.Errorf("after quit: read %q, want the connection closed", l)
+	}
+}
+
+// TestMultiGetAcrossShards stores keys spread over three servers and reads them back with one
+// multi-key get; every server must have been asked (fragments) and every value must come back.
+func TestMultiGetAcrossShards(t *testing.T) {
+	needMemcached(t)
+	backends := startMemcached(t, 3)
+	addr, srv := startProxy(t, "", backends, &memcache.Protocol{})
+	c := dial(t, addr)
+	var keys []string
+	want := map[string]string{}
+	var b strings.Builder
+	for i := range 60 {
+		k := fmt.Sprintf("mk%d", i)
+		v := fmt.Sprintf("v%d", i*i)
+		keys = append(keys, k)
+		want[k] = v
+		fmt.Fprintf(&b, "set %s 0 0 %d\r\n%s\r\n", k, len(v), v)
+	}
+	c.send(b.String())
+	for range keys {
+		if l := c.line(); l != "STORED\r\n" {
+			t.Fatalf("set: %q", l)
+		}
+	}
+	c.send("get " + strings.Join(keys, " ") + " missing1 missing2\r\n")
+	got := map[string]string{}
+	for {
+		l := c.line()
+		if l == "END\r\n" {
+			break
+		}
+		var k string
+		var f, n int
+		if _, err := fmt.Sscanf(l, "VALUE %s %d %d", &k, &f, &n); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		got[k] = strings.TrimSuffix(c.line(), "\r\n")
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("multi-get (-want +got):\n%s", diff)
+	}
+	st := srv.Snapshot()
+	if st[0].Fragments < 3 {
+		t.Errorf("fragments = %d, want the get split over 3 servers", st[0].Fragments)
+	}
+}
+
+// TestManyClientsPipelined runs concurrent pipelining clients over one server connection per
+// server; every client must get its own replies in its own order.
+func TestManyClientsPipelined(t *testing.T) {
+	needMemcached(t)
+	backends := startMemcached(t, 2)
+	addr, _ := startProxy(t, "  server_connections: 1\n", backends, &memcache.Protocol{})
+	const clients, rounds, depth = 12, 20, 16
+	errs := make(chan error, clients)
+	for ci := range clients {
+		go func() {
+			errs <- func() error {
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+				r := bufio.NewReader(c)
+				for round := range rounds {
+					var b strings.Builder
+					for d := range depth {
+						v := fmt.Sprintf("c%d-r%d-d%d", ci, round, d)
+						fmt.Fprintf(&b, "set k%d-%d 0 0 %d\r\n%s\r\nget k%d-%d\r\n", ci, d, len(v), v, ci, d)
+					}
+					if _, err := c.Write([]byte(b.String())); err != nil {
+						return err
+					}
+					for d := range depth {
+						v := fmt.Sprintf("c%d-r%d-d%d", ci, round, d)
+						want := []string{"STORED\r\n", fmt.Sprintf("VALUE k%d-%d 0 %d\r\n", ci, d, len(v)), v + "\r\n", "END\r\n"}
+						for _, w := range want {
+							l, err := r.ReadString('\n')
+							if err != nil {
+								return err
+							}
+							if l != w {
+								return fmt.Errorf("client %d round %d: got %q, want %q", ci, round, l, w)
+							}
+						}
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -1,0 +1,589 @@
+package redis
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+)
+
+// Defaults for Protocol's limits.
+const (
+	DefaultMaxRequestSize = 64 << 20 // bytes of one request
+	DefaultMaxArgs        = 1 << 20  // arguments of one request
+	maxDepth              = 64       // nesting of a reply
+	maxInline             = 16 << 10 // an inline command line
+)
+
+var (
+	// ErrProtocol is returned for a request that is not valid RESP.
+	ErrProtocol = errors.New("redis: protocol error")
+	// ErrTooLarge is returned for a request over the size limits.
+	ErrTooLarge = errors.New("redis: request too large")
+)
+
+var (
+	replyPong = []byte("+PONG\r\n")
+	replyOK   = []byte("+OK\r\n")
+	crlf      = []byte("\r\n")
+)
+
+// Protocol is redis' RESP2 protocol for twemproxy pools. Replies are passed through as the server
+// sends them, RESP3 types included. The zero value is ready to use with the default limits.
+type Protocol struct {
+	// MaxRequestSize bounds one request's bytes (0: DefaultMaxRequestSize).
+	MaxRequestSize int
+	// MaxArgs bounds one request's argument count (0: DefaultMaxArgs).
+	MaxArgs int
+}
+
+var _ twemproxy.Protocol = (*Protocol)(nil)
+
+// Name is "redis".
+func (*Protocol) Name() string { return "redis" }
+
+func (p *Protocol) limits() (size, args int) {
+	size, args = p.MaxRequestSize, p.MaxArgs
+	if size <= 0 {
+		size = DefaultMaxRequestSize
+	}
+	if args <= 0 {
+		args = DefaultMaxArgs
+	}
+	return size, args
+}
+
+func protoErr(format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	return &twemproxy.ClientError{Reply: []byte("-ERR Protocol error: " + msg + "\r\n"), Err: fmt.Errorf("%w: %s", ErrProtocol, msg)}
+}
+
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return nil, protoErr("line too long")
+	}
+	if err != nil {
+		if err == io.EOF && len(line) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, protoErr("line not terminated by CRLF")
+	}
+	return line, nil
+}
+
+// parseLen parses the decimal integer of a "*N" / "$N" line (without prefix and CRLF).
+func parseLen(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	neg := false
+	if b[0] == '-' {
+		neg, b = true, b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// ReadRequest reads one command (a RESP array of bulk strings, or an inline command, which is
+// forwarded as RESP).
+func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
+	for {
+		empty, err := p.readOne(br, r)
+		if err != nil || !empty {
+			return err
+		}
+	}
+}
+
+// readOne reads one request; empty reports an empty one (which redis ignores).
+func (p *Protocol) readOne(br *bufio.Reader, r *twemproxy.Request) (empty bool, err error) {
+	maxSize, maxArgs := p.limits()
+	first, err := br.Peek(1)
+	if err != nil {
+		return false, err
+	}
+	r.Buf, r.Scratch = r.Buf[:0], r.Scratch[:0]
+	if first[0] != '*' {
+		if empty, err := p.readInline(br, r); err != nil || empty {
+			return empty, err
+		}
+	} else {
+		line, err := readLine(br)
+		if err != nil {
+			return false, err
+		}
+		n, ok := parseLen(line[1 : len(line)-2])
+		if !ok {
+			return false, protoErr("invalid multibulk length")
+		}
+		if n > maxArgs {
+			return false, &twemproxy.ClientError{Reply: []byte("-ERR Protocol error: too many arguments\r\n"), Err: ErrTooLarge}
+		}
+		r.Buf = append(r.Buf, line...)
+		if n <= 0 {
+			r.Buf = r.Buf[:0]
+			return true, nil // redis ignores empty multibulks
+		}
+		for range n {
+			line, err := readLine(br)
+			if err != nil {
+				return false, err
+			}
+			if line[0] != '$' {
+				return false, protoErr("expected '$', got '%c'", line[0])
+			}
+			size, ok := parseLen(line[1 : len(line)-2])
+			if !ok || size < 0 {
+				return false, protoErr("invalid bulk length")
+			}
+			if len(r.Buf)+len(line)+size+2 > maxSize {
+				return false, &twemproxy.ClientError{Reply: []byte("-ERR Protocol error: request too large\r\n"), Err: ErrTooLarge}
+			}
+			r.Buf = append(r.Buf, line...)
+			start := len(r.Buf)
+			r.Buf = grow(r.Buf, size+2)
+			if _, err := io.ReadFull(br, r.Buf[start:]); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return false, err
+			}
+			if !bytes.Equal(r.Buf[len(r.Buf)-2:], crlf) {
+				return false, protoErr("bulk string not terminated by CRLF")
+			}
+			r.Scratch = append(r.Scratch, twemproxy.Span{Start: start, End: start + size})
+		}
+	}
+	return false, p.classify(r)
+}
+
+func (p *Protocol) readInline(br *bufio.Reader, r *twemproxy.Request) (empty bool, err error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull || len(line) > maxInline {
+		return false, protoErr("too big inline request")
+	}
+	if err != nil {
+		if err == io.EOF && len(line) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return false, err
+	}
+	body := bytes.TrimRight(line, "\r\n")
+	var args [][]byte
+	for f := range bytes.FieldsSeq(body) {
+		args = append(args, f)
+	}
+	if len(args) == 0 {
+		return true, nil // an empty line: redis ignores it
+	}
+	r.Buf = append(r.Buf, '*')
+	r.Buf = strconv.AppendInt(r.Buf, int64(len(args)), 10)
+	r.Buf = append(r.Buf, crlf...)
+	for _, a := range args {
+		r.Buf = appendBulk(r.Buf, a)
+		r.Scratch = append(r.Scratch, twemproxy.Span{Start: len(r.Buf) - 2 - len(a), End: len(r.Buf) - 2})
+	}
+	return false, nil
+}
+
+func appendBulk(b, a []byte) []byte {
+	b = append(b, '$')
+	b = strconv.AppendInt(b, int64(len(a)), 10)
+	b = append(b, crlf...)
+	b = append(b, a...)
+	return append(b, crlf...)
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) < n {
+		nb := make([]byte, len(b), 2*len(b)+n)
+		copy(nb, b)
+		b = nb
+	}
+	return b[:len(b)+n]
+}
+
+func (r2 *reqArgs) arg(i int) []byte { return r2.r.Buf[r2.r.Scratch[i].Start:r2.r.Scratch[i].End] }
+
+type reqArgs struct{ r *twemproxy.Request }
+
+func localErr(r *twemproxy.Request, format string, args ...any) error {
+	r.Local = true
+	r.Resp = append(r.Resp[:0], "-ERR "...)
+	r.Resp = fmt.Appendf(r.Resp, format, args...)
+	r.Resp = append(r.Resp, crlf...)
+	return nil
+}
+
+// classify looks the command up, finds its keys, or answers it locally.
+func (p *Protocol) classify(r *twemproxy.Request) error {
+	a := reqArgs{r}
+	name := a.arg(0)
+	var up [24]byte
+	if len(name) > len(up) {
+		return localErr(r, "unknown command '%.24s'", name)
+	}
+	for i, c := range name {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		up[i] = c
+	}
+	cmd := up[:len(name)]
+	info, ok := commands[string(cmd)]
+	if !ok {
+		return localErr(r, "unsupported command '%s' (not forwarded by the sharding proxy)", sanitize(name))
+	}
+	nargs := len(r.Scratch)
+	if nargs < info.arity {
+		return localErr(r, "wrong number of arguments for '%s' command", bytes.ToLower(cmd))
+	}
+	r.Keys = r.Keys[:0]
+	r.Kind = uint8(info.shape)
+	switch info.shape {
+	case shapeLocal:
+		return p.local(r, string(cmd))
+	case shapeKey:
+		r.Keys = append(r.Keys, r.Scratch[1])
+	case shapeMGet, shapeSum:
+		r.Keys = append(r.Keys, r.Scratch[1:]...)
+		r.MultiKey = len(r.Keys) > 1
+	case shapeMSet:
+		if nargs%2 != 1 {
+			return localErr(r, "wrong number of arguments for 'mset' command")
+		}
+		for i := 1; i < nargs; i += 2 {
+			r.Keys = append(r.Keys, r.Scratch[i])
+		}
+		r.MultiKey = len(r.Keys) > 1
+	case shapeEval:
+		nk, ok := parseLen(a.arg(2))
+		if !ok || nk < 1 || nk > nargs-3 {
+			return localErr(r, "EVAL needs at least one key to be routed by the sharding proxy")
+		}
+		r.Keys = append(r.Keys, r.Scratch[3])
+	}
+	return nil
+}
+
+func sanitize(b []byte) []byte {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c < ' ' || c > '~' {
+			c = '?'
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func (p *Protocol) local(r *twemproxy.Request, cmd string) error {
+	a := reqArgs{r}
+	r.Local = true
+	r.Resp = r.Resp[:0]
+	switch cmd {
+	case "PING":
+		if len(r.Scratch) > 1 {
+			r.Resp = appendBulk(r.Resp, a.arg(1))
+		} else {
+			r.Resp = append(r.Resp, replyPong...)
+		}
+	case "ECHO":
+		if len(r.Scratch) != 2 {
+			return localErr(r, "wrong number of arguments for 'echo' command")
+		}
+		r.Resp = appendBulk(r.Resp, a.arg(1))
+	case "QUIT":
+		r.Quit = true
+		r.Resp = append(r.Resp, replyOK...)
+	case "SELECT":
+		if len(r.Scratch) != 2 || string(a.arg(1)) != "0" {
+			return localErr(r, "SELECT is not allowed: the sharding proxy serves DB 0 only")
+		}
+		r.Resp = append(r.Resp, replyOK...)
+	}
+	return nil
+}
+
+// ReadResponse reads one complete reply of any RESP2 or RESP3 type.
+func (p *Protocol) ReadResponse(br *bufio.Reader, r *twemproxy.Request) error {
+	var err error
+	r.Resp, err = readValue(br, r.Resp, 0)
+	return err
+}
+
+func readValue(br *bufio.Reader, dst []byte, depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return dst, fmt.Errorf("%w: nested too deep", twemproxy.ErrBadResponse)
+	}
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err == bufio.ErrBufferFull {
+			err = fmt.Errorf("%w: line too long", twemproxy.ErrBadResponse)
+		}
+		return dst, err
+	}
+	if len(line) < 3 || line[len(line)-2] != '\r' {
+		return dst, fmt.Errorf("%w: %q", twemproxy.ErrBadResponse, line)
+	}
+	dst = append(dst, line...)
+	switch line[0] {
+	case '+', '-', ':', ',', '_', '#', '(':
+		return dst, nil
+	case '$', '!', '=':
+		n, ok := parseLen(line[1 : len(line)-2])
+		if !ok {
+			return dst, fmt.Errorf("%w: %q", twemproxy.ErrBadResponse, line)
+		}
+		if n < 0 {
+			return dst, nil
+		}
+		start := len(dst)
+		dst = grow(dst, n+2)
+		if _, err := io.ReadFull(br, dst[start:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return dst, err
+		}
+		return dst, nil
+	case '*', '~', '>', '%', '|':
+		n, ok := parseLen(line[1 : len(line)-2])
+		if !ok {
+			return dst, fmt.Errorf("%w: %q", twemproxy.ErrBadResponse, line)
+		}
+		if line[0] == '%' || line[0] == '|' {
+			n *= 2
+		}
+		for range n {
+			if dst, err = readValue(br, dst, depth+1); err != nil {
+				return dst, err
+			}
+		}
+		if line[0] == '|' { // attributes precede the reply they describe
+			return readValue(br, dst, depth+1)
+		}
+		return dst, nil
+	}
+	return dst, fmt.Errorf("%w: %q", twemproxy.ErrBadResponse, line)
+}
+
+// Fragment builds the command for the keys with the given indexes (MGET, DEL, UNLINK, EXISTS,
+// TOUCH: those keys; MSET: their key value pairs).
+func (p *Protocol) Fragment(r *twemproxy.Request, keys []int, frag *twemproxy.Request) {
+	a := reqArgs{r}
+	shape := cmdShape(r.Kind)
+	n := 1 + len(keys)
+	if shape == shapeMSet {
+		n = 1 + 2*len(keys)
+	}
+	frag.Kind = r.Kind
+	frag.Buf = append(frag.Buf[:0], '*')
+	frag.Buf = strconv.AppendInt(frag.Buf, int64(n), 10)
+	frag.Buf = append(frag.Buf, crlf...)
+	frag.Buf = appendBulk(frag.Buf, a.arg(0))
+	frag.Keys = frag.Keys[:0]
+	for _, k := range keys {
+		key := r.Key(k)
+		frag.Buf = appendBulk(frag.Buf, key)
+		frag.Keys = append(frag.Keys, twemproxy.Span{Start: len(frag.Buf) - 2 - len(key), End: len(frag.Buf) - 2})
+		if shape == shapeMSet {
+			frag.Buf = appendBulk(frag.Buf, a.arg(2+2*k))
+		}
+	}
+}
+
+// Merge combines the fragments' replies: MGET's arrays back into key order, the integers of
+// DEL/UNLINK/EXISTS/TOUCH added up, MSET's "+OK". The first failed fragment's error wins.
+func (p *Protocol) Merge(r *twemproxy.Request, frags []*twemproxy.Request) {
+	for _, f := range frags {
+		if err := f.Err(); err != nil {
+			r.Resp = p.ErrorReply(r.Resp[:0], err)
+			return
+		}
+		if len(f.Resp) > 0 && f.Resp[0] == '-' {
+			r.Resp = append(r.Resp[:0], f.Resp...)
+			return
+		}
+	}
+	switch cmdShape(r.Kind) {
+	case shapeSum:
+		var sum int64
+		for _, f := range frags {
+			if len(f.Resp) < 3 || f.Resp[0] != ':' {
+				r.Resp = append(r.Resp[:0], "-ERR unexpected reply from a shard\r\n"...)
+				return
+			}
+			n, ok := parseLen(f.Resp[1 : len(f.Resp)-2])
+			if !ok {
+				r.Resp = append(r.Resp[:0], "-ERR unexpected reply from a shard\r\n"...)
+				return
+			}
+			sum += int64(n)
+		}
+		r.Resp = append(r.Resp[:0], ':')
+		r.Resp = strconv.AppendInt(r.Resp, sum, 10)
+		r.Resp = append(r.Resp, crlf...)
+	case shapeMSet:
+		r.Resp = append(r.Resp[:0], replyOK...)
+	case shapeMGet:
+		for _, f := range frags {
+			if !splitArray(f) {
+				r.Resp = append(r.Resp[:0], "-ERR unexpected reply from a shard\r\n"...)
+				return
+			}
+		}
+		r.Resp = append(r.Resp[:0], '*')
+		r.Resp = strconv.AppendInt(r.Resp, int64(len(r.Keys)), 10)
+		r.Resp = append(r.Resp, crlf...)
+		next := r.Scratch[:0] // the args are no longer needed: reuse as per-fragment cursors
+		for range frags {
+			next = append(next, twemproxy.Span{})
+		}
+		for _, fi := range r.KeyFrag {
+			f := frags[fi]
+			e := f.Scratch[next[fi].Start]
+			next[fi].Start++
+			r.Resp = append(r.Resp, f.Resp[e.Start:e.End]...)
+		}
+		r.Scratch = next
+	}
+}
+
+// splitArray records in f.Scratch the span of each element of the array reply in f.Resp.
+func splitArray(f *twemproxy.Request) bool {
+	b := f.Resp
+	i := bytes.IndexByte(b, '\n')
+	if i < 3 || b[0] != '*' {
+		return false
+	}
+	n, ok := parseLen(b[1 : i-1])
+	if !ok || n != len(f.Keys) {
+		return false
+	}
+	f.Scratch = f.Scratch[:0]
+	pos := i + 1
+	for range n {
+		end, ok := skipValue(b, pos, 0)
+		if !ok {
+			return false
+		}
+		f.Scratch = append(f.Scratch, twemproxy.Span{Start: pos, End: end})
+		pos = end
+	}
+	return true
+}
+
+// skipValue returns the end of the RESP value starting at b[pos:].
+func skipValue(b []byte, pos, depth int) (int, bool) {
+	if depth > maxDepth || pos >= len(b) {
+		return 0, false
+	}
+	i := bytes.IndexByte(b[pos:], '\n')
+	if i < 2 {
+		return 0, false
+	}
+	lineEnd := pos + i + 1
+	switch b[pos] {
+	case '$', '!', '=':
+		n, ok := parseLen(b[pos+1 : lineEnd-2])
+		if !ok {
+			return 0, false
+		}
+		if n < 0 {
+			return lineEnd, true
+		}
+		if lineEnd+n+2 > len(b) {
+			return 0, false
+		}
+		return lineEnd + n + 2, true
+	case '*', '~', '>', '%':
+		n, ok := parseLen(b[pos+1 : lineEnd-2])
+		if !ok {
+			return 0, false
+		}
+		if b[pos] == '%' {
+			n *= 2
+		}
+		p := lineEnd
+		for range n {
+			if p, ok = skipValue(b, p, depth+1); !ok {
+				return 0, false
+			}
+		}
+		return p, true
+	}
+	return lineEnd, true
+}
+
+// ErrorReply is "-ERR <err>".
+func (p *Protocol) ErrorReply(dst []byte, err error) []byte {
+	dst = append(dst, "-ERR "...)
+	for _, c := range []byte(err.Error()) {
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, crlf...)
+}
+
+// Handshake sends AUTH (redis_auth) and SELECT (redis_db) on new server connections.
+func (p *Protocol) Handshake(pc *twemproxy.PoolConfig) ([]byte, int) {
+	var b []byte
+	n := 0
+	if pc.RedisAuth != "" {
+		b = append(b, "*2\r\n"...)
+		b = appendBulk(b, []byte("AUTH"))
+		b = appendBulk(b, []byte(pc.RedisAuth))
+		n++
+	}
+	if pc.RedisDB != 0 {
+		b = append(b, "*2\r\n"...)
+		b = appendBulk(b, []byte("SELECT"))
+		b = appendBulk(b, strconv.AppendInt(nil, int64(pc.RedisDB), 10))
+		n++
+	}
+	return b, n
+}
+
+// Probe is PING.
+func (p *Protocol) Probe() []byte { return []byte("*1\r\n$4\r\nPING\r\n") }
+
+// CheckProbe expects "+PONG".
+func (p *Protocol) CheckProbe(br *bufio.Reader) error {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(line, replyPong) {
+		return fmt.Errorf("redis: health check reply %q", line)
+	}
+	return nil
+}

@@ -1,0 +1,214 @@
+package ambassador
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
+)
+
+// DNS is a Source that resolves a name on an interval: A/AAAA records of Name with Port, or, with
+// SRV set, the SRV records of Name (targets resolved, SRV weights kept) — the shapes a Kubernetes
+// headless Service has. Endpoints that disappear are dropped from balancing and drain. A failed
+// lookup keeps the last set.
+type DNS struct {
+	Name     string
+	Port     int           // for A/AAAA lookups
+	SRV      bool          // look up SRV records of Name instead
+	Interval time.Duration // between lookups; 0 means 5s
+	Resolver *net.Resolver // nil means net.DefaultResolver
+	Logger   *zap.Logger   // nil means no logging
+
+	n notifier
+}
+
+// Endpoints implements Source.
+func (d *DNS) Endpoints() ([]Endpoint, <-chan struct{}) { return d.n.get() }
+
+// Run resolves at once and then every Interval until ctx ends.
+func (d *DNS) Run(ctx context.Context) error {
+	if d.Name == "" {
+		return &ConfigError{Field: "dns name", Reason: "is empty"}
+	}
+	if !d.SRV && (d.Port <= 0 || d.Port > 65535) {
+		return &ConfigError{Field: "dns port", Reason: "must be 1..65535"}
+	}
+	iv := d.Interval
+	if iv <= 0 {
+		iv = 5 * time.Second
+	}
+	log := d.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		lctx, cancel := context.WithTimeout(ctx, max(iv, time.Second))
+		eps, err := d.Resolve(lctx)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("dns lookup; keeping the last endpoints", zap.String("name", d.Name), zap.Error(err))
+		case err == nil:
+			if d.n.set(eps) {
+				log.Info("dns endpoints changed", zap.String("name", d.Name), zap.Int("endpoints", len(eps)))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Resolve does one lookup and returns the endpoints it finds.
+func (d *DNS) Resolve(ctx context.Context) ([]Endpoint, error) {
+	r := d.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	if !d.SRV {
+		ips, err := r.LookupIPAddr(ctx, d.Name)
+		if err != nil {
+			return nil, fmt.Errorf("lookup %s: %w", d.Name, err)
+		}
+		eps := make([]Endpoint, 0, len(ips))
+		for _, ip := range ips {
+			eps = append(eps, Endpoint{Addr: net.JoinHostPort(ip.IP.String(), strconv.Itoa(d.Port))})
+		}
+		return eps, nil
+	}
+	_, srvs, err := r.LookupSRV(ctx, "", "", d.Name)
+	if err != nil {
+		return nil, fmt.Errorf("lookup srv %s: %w", d.Name, err)
+	}
+	var eps []Endpoint
+	for _, s := range srvs {
+		ips, err := r.LookupIPAddr(ctx, s.Target)
+		if err != nil {
+			return nil, fmt.Errorf("lookup %s: %w", s.Target, err)
+		}
+		for _, ip := range ips {
+			eps = append(eps, Endpoint{Addr: net.JoinHostPort(ip.IP.String(), strconv.Itoa(int(s.Port))), Weight: int(s.Weight)})
+		}
+	}
+	return eps, nil
+}
+
+// File is a Source read from a JSON or YAML file holding a list of endpoints, each either
+// "host:port" or {"addr": "host:port", "weight": N}. The file's directory is watched, so atomic
+// renames and Kubernetes ConfigMap symlink swaps are seen; a file that fails to parse keeps the
+// last good set (and is logged).
+type File struct {
+	Path   string
+	Logger *zap.Logger // nil means no logging
+	// Poll re-reads the file on this interval as well, for file systems without inotify (0: 10s).
+	Poll time.Duration
+
+	n    notifier
+	last []byte
+}
+
+// Endpoints implements Source.
+func (f *File) Endpoints() ([]Endpoint, <-chan struct{}) { return f.n.get() }
+
+// ErrBadFile is returned by ParseEndpointsFile for contents that are not an endpoint list.
+var ErrBadFile = errors.New("ambassador: bad endpoints file")
+
+// ParseEndpointsFile parses a JSON or YAML list of endpoints.
+func ParseEndpointsFile(data []byte) ([]Endpoint, error) {
+	var raw []yaml.Node
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadFile, err)
+	}
+	eps := make([]Endpoint, 0, len(raw))
+	for i, n := range raw {
+		var ep Endpoint
+		switch n.Kind {
+		case yaml.ScalarNode:
+			ep.Addr = n.Value
+		case yaml.MappingNode:
+			if err := n.Decode(&ep); err != nil {
+				return nil, fmt.Errorf("%w: item %d: %v", ErrBadFile, i, err)
+			}
+		default:
+			return nil, fmt.Errorf("%w: item %d is neither \"host:port\" nor {addr, weight}", ErrBadFile, i)
+		}
+		if ep.Weight < 0 {
+			return nil, fmt.Errorf("%w: item %d: negative weight", ErrBadFile, i)
+		}
+		if err := validAddr(ep.Addr); err != nil {
+			return nil, fmt.Errorf("%w: item %d: %v", ErrBadFile, i, err)
+		}
+		eps = append(eps, ep)
+	}
+	return eps, nil
+}
+
+// Load reads and parses the file once, updating the set if it parses.
+func (f *File) Load() error {
+	data, err := os.ReadFile(f.Path)
+	if err != nil {
+		return fmt.Errorf("read endpoints: %w", err)
+	}
+	if f.last != nil && bytes.Equal(data, f.last) {
+		return nil
+	}
+	eps, err := ParseEndpointsFile(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.Path, err)
+	}
+	f.last = data
+	f.n.set(eps)
+	return nil
+}
+
+// Run loads the file and reloads it on every change until ctx ends. A missing or bad file at
+// start is an error; later failures keep the last good set.
+func (f *File) Run(ctx context.Context) error {
+	log := f.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if err := f.Load(); err != nil {
+		return err
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch endpoints: %w", err)
+	}
+	defer w.Close()
+	if err := w.Add(filepath.Dir(f.Path)); err != nil {
+		return fmt.Errorf("watch endpoints: %w", err)
+	}
+	poll := f.Poll
+	if poll <= 0 {
+		poll = 10 * time.Second
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-w.Errors:
+			log.Warn("watch endpoints", zap.Error(err))
+		case <-w.Events:
+		case <-t.C:
+		}
+		if err := f.Load(); err != nil {
+			log.Warn("reload endpoints; keeping the last set", zap.Error(err))
+		}
+	}
+}

@@ -1,0 +1,282 @@
+package twemproxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// PoolStats is a snapshot of one pool's counters, named as in nutcracker's stats.
+type PoolStats struct {
+	Name              string
+	ClientEOF         int64
+	ClientErr         int64
+	ClientConnections int64
+	ServerEjects      int64
+	ForwardError      int64
+	Fragments         int64
+	Servers           []ServerStats
+}
+
+// ServerStats is a snapshot of one server's counters, named as in nutcracker's stats.
+type ServerStats struct {
+	Name              string
+	Addr              string
+	Ejected           bool
+	ServerEOF         int64
+	ServerErr         int64
+	ServerTimedout    int64
+	ServerConnections int64
+	ServerEjectedAt   int64
+	Requests          int64
+	RequestBytes      int64
+	Responses         int64
+	ResponseBytes     int64
+	InQueue           int64
+	InQueueBytes      int64
+	OutQueue          int64
+	OutQueueBytes     int64
+}
+
+// Snapshot returns every pool's counters, pools in configuration order.
+func (s *Server) Snapshot() []PoolStats {
+	s.mu.Lock()
+	var pools []*pool
+	for _, name := range s.order {
+		if r := s.running[name]; r != nil {
+			pools = append(pools, r.p)
+		}
+	}
+	s.mu.Unlock()
+	out := make([]PoolStats, 0, len(pools))
+	now := time.Now().UnixNano()
+	for _, p := range pools {
+		p.mu.RLock()
+		st := p.st
+		p.mu.RUnlock()
+		ps := PoolStats{Name: p.name, ClientEOF: p.clientEOF.Load(), ClientErr: p.clientErr.Load(),
+			ClientConnections: p.clientConns.Load(), ServerEjects: p.serverEjects.Load(),
+			ForwardError: p.forwardError.Load(), Fragments: p.fragments.Load()}
+		for _, srv := range st.servers {
+			nr := srv.nextRetry.Load()
+			ss := ServerStats{Name: srv.cfg.Name, Addr: srv.cfg.Addr, Ejected: nr != 0 && nr > now,
+				ServerEOF: srv.eof.Load(), ServerErr: srv.errs.Load(), ServerTimedout: srv.timedout.Load(),
+				ServerEjectedAt: srv.ejectedAt.Load()}
+			for _, sc := range srv.conns {
+				if sc.connected.Load() {
+					ss.ServerConnections++
+				}
+				ss.Requests += sc.requests.Load()
+				ss.RequestBytes += sc.requestBytes.Load()
+				ss.Responses += sc.responses.Load()
+				ss.ResponseBytes += sc.responseBytes.Load()
+				n, b := sc.inQueue()
+				ss.InQueue += int64(n)
+				ss.InQueueBytes += b
+				ss.OutQueue += sc.outQueue.Load()
+				ss.OutQueueBytes += sc.outQueueBytes.Load()
+			}
+			ps.Servers = append(ps.Servers, ss)
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// StatsJSON returns the stats document nutcracker serves on its stats port, with the same fields.
+func (s *Server) StatsJSON() []byte {
+	pools := s.Snapshot()
+	var curr int64
+	for _, p := range pools {
+		curr += p.ClientConnections
+	}
+	b := make([]byte, 0, 1024)
+	b = append(b, `{"service":"nutcracker", "source":`...)
+	b = strconv.AppendQuote(b, s.opts.source)
+	b = append(b, `, "version":"0.5.0-podblocks", "uptime":`...)
+	up := int64(0)
+	if !s.started.IsZero() {
+		up = int64(time.Since(s.started) / time.Second)
+	}
+	b = strconv.AppendInt(b, up, 10)
+	b = append(b, `, "timestamp":`...)
+	b = strconv.AppendInt(b, time.Now().Unix(), 10)
+	b = appendField(b, "total_connections", s.totalConns.Load())
+	b = appendField(b, "curr_connections", curr)
+	for _, p := range pools {
+		b = append(b, ", "...)
+		b = strconv.AppendQuote(b, p.Name)
+		b = append(b, `: {"client_eof":`...)
+		b = strconv.AppendInt(b, p.ClientEOF, 10)
+		b = appendField(b, "client_err", p.ClientErr)
+		b = appendField(b, "client_connections", p.ClientConnections)
+		b = appendField(b, "server_ejects", p.ServerEjects)
+		b = appendField(b, "forward_error", p.ForwardError)
+		b = appendField(b, "fragments", p.Fragments)
+		for _, sv := range p.Servers {
+			b = append(b, ", "...)
+			b = strconv.AppendQuote(b, sv.Name)
+			b = append(b, `: {"server_eof":`...)
+			b = strconv.AppendInt(b, sv.ServerEOF, 10)
+			b = appendField(b, "server_err", sv.ServerErr)
+			b = appendField(b, "server_timedout", sv.ServerTimedout)
+			b = appendField(b, "server_connections", sv.ServerConnections)
+			b = appendField(b, "server_ejected_at", sv.ServerEjectedAt)
+			b = appendField(b, "requests", sv.Requests)
+			b = appendField(b, "request_bytes", sv.RequestBytes)
+			b = appendField(b, "responses", sv.Responses)
+			b = appendField(b, "response_bytes", sv.ResponseBytes)
+			b = appendField(b, "in_queue", sv.InQueue)
+			b = appendField(b, "in_queue_bytes", sv.InQueueBytes)
+			b = appendField(b, "out_queue", sv.OutQueue)
+			b = appendField(b, "out_queue_bytes", sv.OutQueueBytes)
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	b = append(b, "}\n"...)
+	return b
+}
+
+func appendField(b []byte, name string, v int64) []byte {
+	b = append(b, `, "`...)
+	b = append(b, name...)
+	b = append(b, `":`...)
+	return strconv.AppendInt(b, v, 10)
+}
+
+func listenStats(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, errors.Join(errors.New("twemproxy: stats listener"), err)
+	}
+	return ln, nil
+}
+
+// serveStats answers every connection with one stats document, then closes it.
+func (s *Server) serveStats(ctx context.Context, ln net.Listener) {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	defer ln.Close()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Write(s.StatsJSON())
+		c.Close()
+	}
+}
+
+// Statusz is the /statusz table: one row per server.
+func (s *Server) Statusz() (title string, header []string, rows [][]string) {
+	header = []string{"pool", "server", "addr", "state", "connections", "requests", "responses", "errors", "timeouts", "ejects"}
+	for _, p := range s.Snapshot() {
+		for _, sv := range p.Servers {
+			state := "live"
+			if sv.Ejected {
+				state = "ejected"
+			}
+			rows = append(rows, []string{p.Name, sv.Name, sv.Addr, state, strconv.FormatInt(sv.ServerConnections, 10),
+				strconv.FormatInt(sv.Requests, 10), strconv.FormatInt(sv.Responses, 10),
+				strconv.FormatInt(sv.ServerErr+sv.ServerEOF, 10), strconv.FormatInt(sv.ServerTimedout, 10),
+				strconv.FormatInt(p.ServerEjects, 10)})
+		}
+	}
+	return "sharding proxy (twemproxy-compatible)", header, rows
+}
+
+// Collector returns the proxy's Prometheus collector (registered already under WithRegisterer).
+func (s *Server) Collector() prometheus.Collector { return s.metrics }
+
+type collector struct {
+	s     *Server
+	descs map[string]*prometheus.Desc
+}
+
+type metricDef struct {
+	name, help string
+	gauge      bool
+	server     bool
+}
+
+var metricDefs = []metricDef{
+	{"podblocks_sharding_client_connections", "Open client connections.", true, false},
+	{"podblocks_sharding_client_eof_total", "Client connections closed by the client.", false, false},
+	{"podblocks_sharding_client_errors_total", "Client connections closed on an error.", false, false},
+	{"podblocks_sharding_server_ejects_total", "Times a server was ejected.", false, false},
+	{"podblocks_sharding_forward_errors_total", "Requests answered with an error because their server failed.", false, false},
+	{"podblocks_sharding_fragments_total", "Fragments multi-key requests were split into.", false, false},
+	{"podblocks_sharding_server_requests_total", "Requests sent to the server.", false, true},
+	{"podblocks_sharding_server_request_bytes_total", "Request bytes sent to the server.", false, true},
+	{"podblocks_sharding_server_responses_total", "Responses read from the server.", false, true},
+	{"podblocks_sharding_server_response_bytes_total", "Response bytes read from the server.", false, true},
+	{"podblocks_sharding_server_errors_total", "Server connection errors (dial, read, write, EOF).", false, true},
+	{"podblocks_sharding_server_timeouts_total", "Server responses that timed out.", false, true},
+	{"podblocks_sharding_server_connections", "Open server connections.", true, true},
+	{"podblocks_sharding_server_ejected", "1 while the server is ejected.", true, true},
+	{"podblocks_sharding_server_in_queue_requests", "Requests queued for the server, not yet sent.", true, true},
+	{"podblocks_sharding_server_out_queue_requests", "Requests sent to the server, awaiting a response.", true, true},
+}
+
+func newCollector(s *Server) *collector {
+	c := &collector{s: s, descs: map[string]*prometheus.Desc{}}
+	for _, d := range metricDefs {
+		labels := []string{"pool"}
+		if d.server {
+			labels = append(labels, "server")
+		}
+		c.descs[d.name] = prometheus.NewDesc(d.name, d.help, labels, nil)
+	}
+	return c
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	emit := func(name string, v int64, labels ...string) {
+		t := prometheus.CounterValue
+		for _, d := range metricDefs {
+			if d.name == name && d.gauge {
+				t = prometheus.GaugeValue
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(c.descs[name], t, float64(v), labels...)
+	}
+	for _, p := range c.s.Snapshot() {
+		emit("podblocks_sharding_client_connections", p.ClientConnections, p.Name)
+		emit("podblocks_sharding_client_eof_total", p.ClientEOF, p.Name)
+		emit("podblocks_sharding_client_errors_total", p.ClientErr, p.Name)
+		emit("podblocks_sharding_server_ejects_total", p.ServerEjects, p.Name)
+		emit("podblocks_sharding_forward_errors_total", p.ForwardError, p.Name)
+		emit("podblocks_sharding_fragments_total", p.Fragments, p.Name)
+		for _, sv := range p.Servers {
+			ej := int64(0)
+			if sv.Ejected {
+				ej = 1
+			}
+			emit("podblocks_sharding_server_requests_total", sv.Requests, p.Name, sv.Name)
+			emit("podblocks_sharding_server_request_bytes_total", sv.RequestBytes, p.Name, sv.Name)
+			emit("podblocks_sharding_server_responses_total", sv.Responses, p.Name, sv.Name)
+			emit("podblocks_sharding_server_response_bytes_total", sv.ResponseBytes, p.Name, sv.Name)
+			emit("podblocks_sharding_server_errors_total", sv.ServerErr+sv.ServerEOF, p.Name, sv.Name)
+			emit("podblocks_sharding_server_timeouts_total", sv.ServerTimedout, p.Name, sv.Name)
+			emit("podblocks_sharding_server_connections", sv.ServerConnections, p.Name, sv.Name)
+			emit("podblocks_sharding_server_ejected", ej, p.Name, sv.Name)
+			emit("podblocks_sharding_server_in_queue_requests", sv.InQueue, p.Name, sv.Name)
+			emit("podblocks_sharding_server_out_queue_requests", sv.OutQueue, p.Name, sv.Name)
+		}
+	}
+}
