@@ -266,6 +266,8 @@ type RootHandler[Req, Resp, Out any] struct {
 	// Decode reads the request (nil: a JSON body of at most MaxBody bytes, POST only). An error
 	// answers 400 with its text.
 	Decode func(r *http.Request) (Req, error)
+	// Encode returns the value answered as JSON on success (nil: res.Out).
+	Encode func(req Req, res *Result[Resp, Out]) any
 	// MaxBody limits the default decoder's body (0: DefaultMaxBody).
 	MaxBody int64
 }
@@ -298,6 +300,10 @@ func (h *RootHandler[Req, Resp, Out]) ServeHTTP(w http.ResponseWriter, r *http.R
 	hd.Set(HeaderStatuses, sb.String())
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, httpError{Error: err.Error()})
+		return
+	}
+	if h.Encode != nil {
+		writeJSON(w, http.StatusOK, h.Encode(req, res))
 		return
 	}
 	writeJSON(w, http.StatusOK, res.Out)

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/podblocks/podblocks/scatter"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("SCATTER_EXAMPLE_MAIN") == "1" { // re-executed as a leaf by the demo
+		main()
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// Sharded search merged by the fan-out equals the same search over one unsharded index.
+func TestShardedEqualsUnsharded(t *testing.T) {
+	c := generate(7, 3000)
+	whole := buildIndex(c, 0, 1)
+	const shards = 4
+	leaves := make([]scatter.Leaf[query, answer], shards)
+	for s := range shards {
+		ix := buildIndex(c, s, shards)
+		leaves[s] = scatter.LeafFunc[query, answer](func(_ context.Context, q query) (answer, error) {
+			return answer{Hits: ix.search(q.Q, q.K), Docs: len(ix.docLen)}, nil
+		})
+	}
+	f, err := scatter.New(leaves, topK())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		q := query{Q: c.vocab[i] + " " + c.vocab[i*13+5], K: 10}
+		res, err := f.Do(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := res.Out
+		if len(got) > q.K {
+			got = got[:q.K]
+		}
+		if diff := cmp.Diff(whole.search(q.Q, q.K), got); diff != "" {
+			t.Errorf("query %q (-unsharded +sharded):\n%s", q.Q, diff)
+		}
+	}
+	docs := 0
+	for s := range shards {
+		docs += len(buildIndex(c, s, shards).docLen)
+	}
+	if docs != 3000 {
+		t.Errorf("shards hold %d documents, want 3000", docs)
+	}
+}
+
+func TestRootHTTP(t *testing.T) {
+	c := generate(1, 2000)
+	var spec []string
+	for s := range 3 {
+		ix := buildIndex(c, s, 3)
+		srv := httptest.NewServer(&scatter.LeafHandler[query, answer]{Func: func(_ context.Context, q query) (answer, error) {
+			return answer{Hits: ix.search(q.Q, q.K), Docs: len(ix.docLen)}, nil
+		}})
+		t.Cleanup(srv.Close)
+		spec = append(spec, srv.URL)
+	}
+	client := scatter.NewHTTPClient()
+	t.Cleanup(client.CloseIdleConnections)
+	reg := prometheus.NewRegistry()
+	cfg := rootConfig{}.register(flagSet())
+	f, err := newSearch(strings.Join(spec, ","), cfg, reg, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Wait)
+	root := httptest.NewServer(rootHandler(f, reg))
+	t.Cleanup(root.Close)
+	tests := []struct {
+		query string
+		code  int
+		hits  int
+	}{
+		{"?q=" + c.vocab[1] + "&k=3", 200, 3},
+		{"?q=" + c.vocab[1], 200, 10},
+		{"?q=zzzz", 200, 0},
+		{"?k=3", 400, -1},
+		{"?q=a&k=0", 400, -1},
+		{"?q=a&k=x", 400, -1},
+	}
+	for _, tt := range tests {
+		res, err := client.Get(root.URL + "/search" + tt.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hits []hit
+		decErr := json.NewDecoder(res.Body).Decode(&hits)
+		res.Body.Close()
+		if res.StatusCode != tt.code {
+			t.Errorf("%s: %s, want %d", tt.query, res.Status, tt.code)
+			continue
+		}
+		if tt.code == 200 {
+			if decErr != nil || len(hits) != tt.hits || res.Header.Get(scatter.HeaderCoverage) != "1.000" {
+				t.Errorf("%s: %d hits (%v), coverage %q; want %d hits, coverage 1.000", tt.query, len(hits), decErr, res.Header.Get(scatter.HeaderCoverage), tt.hits)
+			}
+		}
+	}
+	res, err := client.Get(root.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.ReadFrom(res.Body)
+	res.Body.Close()
+	if !strings.Contains(b.String(), "podblocks_scatter_fanouts_total") {
+		t.Error("/metrics has no podblocks_scatter_fanouts_total")
+	}
+}
+
+// TestDemo runs the demo end to end: leaf processes (this test binary, re-executed), a root, queries.
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"demo", "-shards", "2", "-replicas", "2", "-docs", "2000", "-queries", "40",
+		"-slow-prob", "0.05", "-slow", "100ms"}, &out)
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	s := out.String()
+	for _, want := range []string{"starting 4 leaf processes", "200 OK, coverage 1.000 (2 of 2 shards)", "no hedging  40 queries", "hedging     40 queries"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, s)
+		}
+	}
+}
+
+func TestBadCommands(t *testing.T) {
+	for _, args := range [][]string{{}, {"nope"}, {"leaf", "-shard", "3", "-shards", "2"}, {"root", "-leaves", ""}, {"demo", "-shards", "0"}} {
+		if err := run(t.Context(), args, &bytes.Buffer{}); err == nil {
+			t.Errorf("run(%q) succeeded", args)
+		}
+	}
+}
+
+func flagSet() *flag.FlagSet { return flag.NewFlagSet("test", flag.ContinueOnError) }
