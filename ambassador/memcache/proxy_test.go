@@ -200,7 +200,7 @@ func TestProxyCommands(t *testing.T) {
 func TestMultiGetAcrossShards(t *testing.T) {
 	needMemcached(t)
 	backends := startMemcached(t, 3)
-	addr, srv := startProxy(t, "", backends, &memcache.Protocol{})
+	addr, srv := startProxy(t, "  hash: murmur\n", backends, &memcache.Protocol{})
 	c := dial(t, addr)
 	var keys []string
 	want := map[string]string{}

@@ -526,10 +526,10 @@ func (c *client) readLoop() {
 			return
 		}
 		batch = append(batch, r)
-		if r.Quit || len(batch) == cap(batch) || !moreBuffered(br) {
-			c.dispatch(batch, &scratch)
+		if quit := r.Quit; quit || len(batch) == cap(batch) || !moreBuffered(br) {
+			c.dispatch(batch, &scratch) // r may be released from here on
 			batch = batch[:0]
-			if r.Quit {
+			if quit {
 				return
 			}
 		}
