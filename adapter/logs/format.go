@@ -31,6 +31,9 @@ var (
 	ErrNotObject    = errors.New("logs: line is not a JSON object")
 	ErrUnterminated = errors.New("logs: unterminated quoted value")
 	ErrEmptyKey     = errors.New("logs: empty key")
+	// ErrWrite wraps an error writing the output (as opposed to a line that did not parse, which
+	// is still written).
+	ErrWrite = errors.New("logs: write")
 )
 
 // Regex is a format given by a regular expression with named groups: each named group that

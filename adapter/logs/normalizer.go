@@ -99,7 +99,7 @@ func (n *Normalizer) line(line []byte, truncated bool) error {
 	}
 	if err := n.core.Write(ent, zf); err != nil {
 		n.m.writeErrors.Inc()
-		return fmt.Errorf("logs: write: %w", err)
+		return fmt.Errorf("%w: %w", ErrWrite, err)
 	}
 	return perr
 }

@@ -1,0 +1,142 @@
+// Command health-adapter gives a container without health endpoints Kubernetes-style probes: it
+// runs checks against the application next to it and serves them as /livez, /readyz and
+// /startupz on the lifecycle hook server (with /metrics and /statusz).
+//
+//	health-adapter -admin :8081 -readyz 'exec=mysql -h 127.0.0.1 -e "SELECT 1"' -livez tcp=127.0.0.1:3306
+//	health-adapter -admin :8081 -config checks.yml
+//
+// A check flag is KIND=TARGET with KIND one of exec (a shell command), tcp (host:port), http (a
+// URL), grpc (host:port[/service]) or redis (host:port); it may be repeated. -config reads the YAML
+// described by health.Config. -admin binds 127.0.0.1:8081 by default: use -admin :8081 so that the
+// kubelet can reach it. SIGTERM and SIGINT stop it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/podblocks/podblocks/adapter/health"
+	"github.com/podblocks/podblocks/lifecycle"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "health-adapter:", err)
+		os.Exit(1)
+	}
+}
+
+type checkFlags struct {
+	probe lifecycle.Probe
+	specs *[]health.Spec
+}
+
+func (c checkFlags) String() string { return "" }
+
+func (c checkFlags) Set(v string) error {
+	kind, target, ok := strings.Cut(v, "=")
+	if !ok || target == "" {
+		return fmt.Errorf("%q is not KIND=TARGET", v)
+	}
+	var chk health.Checker
+	switch kind {
+	case "exec":
+		chk = &health.Exec{Command: []string{"/bin/sh", "-c", target}}
+	case "tcp":
+		chk = &health.TCP{Addr: target}
+	case "http":
+		chk = &health.HTTP{URL: target}
+	case "grpc":
+		addr, svc, _ := strings.Cut(target, "/")
+		chk = &health.GRPC{Addr: addr, Service: svc}
+	case "redis":
+		chk = &health.RedisPing{Addr: target}
+	default:
+		return fmt.Errorf("unknown check kind %q (exec, tcp, http, grpc, redis)", kind)
+	}
+	name := fmt.Sprintf("%s-%d", kind, len(*c.specs))
+	*c.specs = append(*c.specs, health.Spec{Name: name, Probe: c.probe, Checker: chk})
+	return nil
+}
+
+// run serves until ctx ends. started, if not nil, receives the hook server's address once it
+// listens (for tests).
+func run(ctx context.Context, args []string, stderr io.Writer, started chan<- string) error {
+	var specs []health.Spec
+	fs := flag.NewFlagSet("health-adapter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	admin := fs.String("admin", lifecycle.DefaultAdminAddr, "hook server address (/livez, /readyz, /metrics, /statusz)")
+	config := fs.String("config", "", "YAML file of checks (see health.Config)")
+	interval := fs.Duration("interval", 5*time.Second, "run flag checks in the background this often (0: on every probe)")
+	timeout := fs.Duration("timeout", 2*time.Second, "timeout of one flag check")
+	failures := fs.Int("failure-threshold", 3, "consecutive failures before a flag check is unhealthy")
+	successes := fs.Int("success-threshold", 1, "consecutive successes before it is healthy again")
+	fs.Var(checkFlags{lifecycle.Livez, &specs}, "livez", "liveness check KIND=TARGET (repeatable)")
+	fs.Var(checkFlags{lifecycle.Readyz, &specs}, "readyz", "readiness check KIND=TARGET (repeatable)")
+	fs.Var(checkFlags{lifecycle.Startupz, &specs}, "startupz", "startup check KIND=TARGET (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	for i := range specs {
+		specs[i].Interval, specs[i].Timeout = *interval, *timeout
+		specs[i].FailureThreshold, specs[i].SuccessThreshold = *failures, *successes
+	}
+	if *config != "" {
+		more, err := health.LoadConfig(*config)
+		if err != nil {
+			return err
+		}
+		specs = append(specs, more...)
+	}
+	if len(specs) == 0 {
+		return errors.New("no checks: give -livez, -readyz, -startupz or -config")
+	}
+	log, err := zap.NewProduction()
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	reg := prometheus.NewRegistry()
+	a, err := health.New(specs, health.WithLogger(log.Named("health")), health.WithRegisterer(reg))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	srv, err := lifecycle.NewServer(lifecycle.WithAddr(*admin), lifecycle.WithLogger(log), lifecycle.WithRegisterer(reg),
+		lifecycle.WithGatherer(reg))
+	if err != nil {
+		return err
+	}
+	if err := a.Register(srv); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	select {
+	case <-srv.Ready():
+		srv.SetState(lifecycle.StateReady)
+		log.Info("serving probes", zap.String("addr", srv.Addr()), zap.Int("checks", len(specs)))
+		if started != nil {
+			started <- srv.Addr()
+		}
+	case err := <-done:
+		return err
+	}
+	return <-done
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/podblocks/podblocks/adaptertest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestProbes(t *testing.T) {
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "up")
+	os.WriteFile(flag, nil, 0o644)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := filepath.Join(dir, "checks.yml")
+	os.WriteFile(cfg, []byte("checks:\n- {name: port, probe: livez, tcp: \""+ln.Addr().String()+"\"}\n"), 0o644)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := make(chan string, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"-admin", "127.0.0.1:0", "-config", cfg, "-readyz", "exec=test -e " + flag,
+			"-interval", "0", "-failure-threshold", "1"}, &stderr, started)
+	}()
+	var addr string
+	select {
+	case addr = <-started:
+	case err := <-done:
+		t.Fatalf("run: %v (%s)", err, stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("not started")
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	adaptertest.Eventually(t, 30*time.Second, func() bool {
+		code, _ := get("/readyz")
+		return code == 200
+	}, "/readyz 200 while the flag file exists")
+	if code, _ := get("/livez"); code != 200 {
+		t.Errorf("/livez = %d", code)
+	}
+	os.Remove(flag)
+	if code, body := get("/readyz?verbose"); code != 500 || !strings.Contains(body, "exec-0") {
+		t.Errorf("/readyz after the check fails = %d %q", code, body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "podblocks_adapter_health_up") {
+		t.Errorf("/metrics = %d, missing podblocks_adapter_health_up", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadArgs(t *testing.T) {
+	for _, args := range [][]string{{}, {"-readyz", "ftp=x"}, {"-readyz", "nope"}, {"-config", "/nonexistent"}} {
+		if err := run(context.Background(), args, io.Discard, nil); err == nil {
+			t.Errorf("run(%v) succeeded", args)
+		}
+	}
+}

@@ -1,0 +1,210 @@
+// Command log-adapter normalizes an application's log lines into structured JSON (zap): one
+// object per line with "time", "level" and "msg", then the line's fields.
+//
+//	log-adapter -format combined -static source=nginx < access.log
+//	log-adapter -format logfmt -rename lvl=level,m=msg -input 'file:/var/log/app/*.log' -state /var/lib/log-adapter/state
+//	log-adapter -format regex -regex '^(?P<time>\S+) (?P<level>\w+) (?P<msg>.*)$' -input tcp:127.0.0.1:5170
+//
+// Inputs: stdin (default), file:GLOB (followed rotation-safely with sidecar.Tailer, -state keeps
+// offsets across restarts), tcp:ADDR, udp:ADDR, unix:PATH (stream) and unixgram:PATH. Output:
+// stdout (default) or file:PATH (appended). SIGTERM and SIGINT stop it; with stdin it stops at EOF.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/podblocks/podblocks/adapter/logs"
+	"github.com/podblocks/podblocks/sidecar"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "log-adapter:", err)
+		os.Exit(1)
+	}
+}
+
+func pairs(s string) (map[string]string, error) {
+	m := map[string]string{}
+	if s == "" {
+		return m, nil
+	}
+	for p := range strings.SplitSeq(s, ",") {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value", p)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func list(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("log-adapter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	format := fs.String("format", "logfmt", "input format: logfmt, json, regex, clf (common), combined")
+	expr := fs.String("regex", "", "regular expression with named groups (-format regex)")
+	rename := fs.String("rename", "", "field renames old=new,...")
+	levelFields := fs.String("level-field", "", "keys tried for the level, comma-separated (default level,lvl,severity,...)")
+	timeFields := fs.String("time-field", "", "keys tried for the time, comma-separated (default time,ts,timestamp,...)")
+	msgFields := fs.String("message-field", "", "keys tried for the message, comma-separated (default msg,message,log)")
+	timeLayouts := fs.String("time-layout", "", "Go time layouts tried first, separated by '|'")
+	levelMap := fs.String("level-map", "", "extra level names name=debug|info|warn|error|fatal,...")
+	static := fs.String("static", "", "constant fields key=value,... added to every line")
+	minLevel := fs.String("min-level", "debug", "drop lines below this level")
+	input := fs.String("input", "stdin", "stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH, unixgram:PATH")
+	state := fs.String("state", "", "checkpoint file for file: inputs (offsets survive restarts)")
+	output := fs.String("output", "stdout", "stdout or file:PATH")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+
+	var f logs.Format
+	switch *format {
+	case "logfmt":
+		f = logs.Logfmt{}
+	case "json":
+		f = logs.JSON{}
+	case "clf", "common":
+		f = logs.CommonLog{}
+	case "combined":
+		f = logs.CommonLog{Combined: true}
+	case "regex":
+		r, err := logs.NewRegex(*expr)
+		if err != nil {
+			return fmt.Errorf("-regex: %w", err)
+		}
+		f = r
+	default:
+		return fmt.Errorf("-format: unknown %q", *format)
+	}
+	var opts []logs.Option
+	renames, err := pairs(*rename)
+	if err != nil {
+		return fmt.Errorf("-rename: %w", err)
+	}
+	opts = append(opts, logs.WithRename(renames))
+	if l := list(*levelFields); l != nil {
+		opts = append(opts, logs.WithLevelFields(l...))
+	}
+	if l := list(*timeFields); l != nil {
+		opts = append(opts, logs.WithTimeFields(l...))
+	}
+	if l := list(*msgFields); l != nil {
+		opts = append(opts, logs.WithMessageFields(l...))
+	}
+	if *timeLayouts != "" {
+		opts = append(opts, logs.WithTimeLayouts(append(strings.Split(*timeLayouts, "|"), logs.DefaultTimeLayouts...)...))
+	}
+	lm, err := pairs(*levelMap)
+	if err != nil {
+		return fmt.Errorf("-level-map: %w", err)
+	}
+	levels := map[string]zapcore.Level{}
+	for k, v := range lm {
+		l, err := zapcore.ParseLevel(v)
+		if err != nil {
+			return fmt.Errorf("-level-map %s: %w", k, err)
+		}
+		levels[k] = l
+	}
+	opts = append(opts, logs.WithLevelMap(levels))
+	st, err := pairs(*static)
+	if err != nil {
+		return fmt.Errorf("-static: %w", err)
+	}
+	for k, v := range st {
+		opts = append(opts, logs.WithStatic(k, v))
+	}
+	ml, err := zapcore.ParseLevel(*minLevel)
+	if err != nil {
+		return fmt.Errorf("-min-level: %w", err)
+	}
+	opts = append(opts, logs.WithMinLevel(ml))
+
+	var out io.Writer = stdout
+	if p, ok := strings.CutPrefix(*output, "file:"); ok {
+		file, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		out = file
+	} else if *output != "stdout" {
+		return fmt.Errorf("-output: unknown %q", *output)
+	}
+
+	kind, addr, _ := strings.Cut(*input, ":")
+	switch kind {
+	case "stdin":
+		opts = append(opts, logs.WithReader(stdin))
+	case "tcp", "unix":
+		ln, err := net.Listen(kind, addr)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, logs.WithListener(ln))
+	case "udp", "unixgram":
+		pc, err := net.ListenPacket(kind, addr)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, logs.WithPacketConn(pc))
+	case "file":
+	default:
+		return fmt.Errorf("-input: unknown %q", *input)
+	}
+	n, err := logs.New(f, out, opts...)
+	if err != nil {
+		return err
+	}
+	if kind != "file" {
+		return n.Run(ctx)
+	}
+	var topts []sidecar.Option
+	if *state != "" {
+		topts = append(topts, sidecar.WithCheckpoint(*state))
+	}
+	topts = append(topts, sidecar.WithLogger(zap.NewNop()))
+	t, err := sidecar.NewTailer([]string{addr}, sink{n}, topts...)
+	if err != nil {
+		return err
+	}
+	return t.Run(ctx)
+}
+
+// sink hands a Tailer's records to the normalizer.
+type sink struct{ n *logs.Normalizer }
+
+func (s sink) Write(ctx context.Context, recs []sidecar.Record) error {
+	for _, r := range recs {
+		if err := s.n.Line(r.Line); errors.Is(err, logs.ErrWrite) {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/podblocks/podblocks/adaptertest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestStdin(t *testing.T) {
+	var out, errb bytes.Buffer
+	in := strings.NewReader("lvl=warn msg=\"disk low\" u=bob\nmsg=\"unterminated\n")
+	if err := run(context.Background(), []string{"-rename", "lvl=level,u=user", "-static", "src=app"}, in, &out, &errb); err != nil {
+		t.Fatalf("run: %v (%s)", err, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("output %q, want 2 lines", out.String())
+	}
+	var first, second map[string]any
+	json.Unmarshal([]byte(lines[0]), &first)
+	json.Unmarshal([]byte(lines[1]), &second)
+	if first["level"] != "warn" || first["msg"] != "disk low" || first["user"] != "bob" || first["src"] != "app" {
+		t.Errorf("first line %v", first)
+	}
+	if second["parse_error"] == nil {
+		t.Errorf("second line %v, want a parse_error (nothing lost)", second)
+	}
+}
+
+func TestFileInput(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "access.log")
+	outFile := filepath.Join(dir, "out.json")
+	os.WriteFile(logFile, []byte(`10.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.1" 500 1 "-" "curl/8"`+"\n"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-format", "combined", "-input", "file:" + filepath.Join(dir, "*.log"),
+			"-state", filepath.Join(dir, "state"), "-output", "file:" + outFile}, nil, os.Stdout, os.Stderr)
+	}()
+	adaptertest.Eventually(t, 30*time.Second, func() bool {
+		b, _ := os.ReadFile(outFile)
+		return bytes.Contains(b, []byte(`"level":"error"`)) && bytes.Contains(b, []byte(`"user_agent":"curl/8"`))
+	}, "the access log line normalized into the output file")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"-format", "xml"}, {"-format", "regex", "-regex", "(no names)"},
+		{"-rename", "nokey"}, {"-input", "carrier-pigeon:x"}, {"-min-level", "loud"}} {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), args, strings.NewReader(""), &out, &errb); err == nil {
+			t.Errorf("run(%v) succeeded", args)
+		}
+	}
+}
