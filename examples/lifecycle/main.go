@@ -1,0 +1,178 @@
+// Command lifecycle is a container-ready HTTP service built on podblocks' lifecycle package: the
+// single-container management interface in one binary.
+//
+//	lifecycle -listen :8080 -admin 127.0.0.1:8081 -propagation 5s -grace 30s
+//
+// GET / answers 200; GET /work?ms=N answers 200 after N ms of work. The hook server on -admin serves
+// /livez, /readyz, /healthz, /startupz, /metrics, /configz, /logz, /statusz, POST /prestop and POST
+// /quitquitquit. On SIGTERM it drains (not ready, keep serving for -propagation, shut down within
+// -grace) and exits 0; a second SIGTERM stops at once.
+//
+// Every flag can also be set by an environment variable: LISTEN, ADMIN, PROPAGATION, GRACE,
+// SHED_LIMIT, LOG_LEVEL, PPROF. The process' priority class comes from POD_PRIORITY (downward API).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/podblocks/podblocks/lifecycle"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "lifecycle:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	Listen      string        `json:"listen"`
+	Admin       string        `json:"admin"`
+	Propagation time.Duration `json:"propagation"`
+	Grace       time.Duration `json:"grace"`
+	ShedLimit   int           `json:"shed_limit"`
+	LogLevel    string        `json:"log_level"`
+	Pprof       bool          `json:"pprof"`
+	MaxWork     time.Duration `json:"max_work"`
+}
+
+func parse(args []string, getenv func(string) string) (config, error) {
+	env := func(k, def string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	fs := flag.NewFlagSet("lifecycle", flag.ContinueOnError)
+	var c config
+	fs.StringVar(&c.Listen, "listen", env("LISTEN", ":8080"), "address of the service")
+	fs.StringVar(&c.Admin, "admin", env("ADMIN", lifecycle.DefaultAdminAddr), "address of the hook server (probes, metrics, hooks)")
+	propagation, err := time.ParseDuration(env("PROPAGATION", lifecycle.DefaultPropagationDelay.String()))
+	if err != nil {
+		return c, fmt.Errorf("PROPAGATION: %w", err)
+	}
+	grace, err := time.ParseDuration(env("GRACE", lifecycle.DefaultGracePeriod.String()))
+	if err != nil {
+		return c, fmt.Errorf("GRACE: %w", err)
+	}
+	shed, err := strconv.Atoi(env("SHED_LIMIT", "256"))
+	if err != nil {
+		return c, fmt.Errorf("SHED_LIMIT: %w", err)
+	}
+	fs.DurationVar(&c.Propagation, "propagation", propagation, "how long to keep serving after turning not ready")
+	fs.DurationVar(&c.Grace, "grace", grace, "termination grace period (match terminationGracePeriodSeconds)")
+	fs.IntVar(&c.ShedLimit, "shed-limit", shed, "concurrent requests admitted; lower priority classes are shed first")
+	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "initial log level (change it at runtime with PUT /logz)")
+	fs.BoolVar(&c.Pprof, "pprof", env("PPROF", "") == "true", "serve /debug/pprof/ on the hook server")
+	fs.DurationVar(&c.MaxWork, "max-work", time.Minute, "the longest /work?ms= accepted")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return c, nil
+}
+
+func run(args []string, getenv func(string) string) error {
+	cfg, err := parse(args, getenv)
+	if err != nil {
+		return err
+	}
+	level, err := zap.ParseAtomicLevel(cfg.LogLevel)
+	if err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = level
+	log, err := zc.Build()
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	priority, err := lifecycle.ProcessPriority(getenv)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	app, err := lifecycle.NewApp(
+		lifecycle.WithAddr(cfg.Admin),
+		lifecycle.WithLogger(log),
+		lifecycle.WithRegisterer(reg),
+		lifecycle.WithGatherer(reg),
+		lifecycle.WithLevel(level),
+		lifecycle.WithPprof(cfg.Pprof),
+		lifecycle.WithPropagationDelay(cfg.Propagation),
+		lifecycle.WithGracePeriod(cfg.Grace),
+	)
+	if err != nil {
+		return err
+	}
+	shedder, err := lifecycle.NewShedder(cfg.ShedLimit, lifecycle.WithShedRegisterer(reg))
+	if err != nil {
+		return err
+	}
+	hooks := app.Hooks()
+	hooks.AddConfig("lifecycle", &cfg)
+	hooks.SetPriority(priority.String())
+
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv, err := lifecycle.NewHTTPServer(&http.Server{
+		Handler:        shedder.Middleware(handler(cfg.MaxWork)),
+		Protocols:      &protocols,
+		ReadTimeout:    30 * time.Second,
+		WriteTimeout:   cfg.MaxWork + 10*time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       zap.NewStdLog(log.Named("http")),
+	}, cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if err := app.Add("http", srv); err != nil {
+		return err
+	}
+	log.Info("starting", zap.String("listen", cfg.Listen), zap.String("admin", cfg.Admin), zap.Stringer("priority", priority))
+	return app.Run(context.Background())
+}
+
+// handler serves / and /work?ms=N.
+func handler(maxWork time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /work", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 || time.Duration(ms)*time.Millisecond > maxWork {
+			http.Error(w, fmt.Sprintf("ms: want an integer from 0 to %d", maxWork.Milliseconds()), http.StatusBadRequest)
+			return
+		}
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			fmt.Fprintf(w, "worked %dms\n", ms)
+		case <-r.Context().Done():
+			// Cancelled by the client or cut off at the drain deadline.
+			err := context.Cause(r.Context())
+			if errors.Is(err, context.Canceled) {
+				http.Error(w, "cancelled", http.StatusServiceUnavailable)
+			}
+		}
+	})
+	return mux
+}

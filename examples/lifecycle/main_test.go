@@ -1,0 +1,185 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lifecycle-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "lifecycle")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func status(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestSIGTERMDrainsAndExitsZero runs the built binary, puts keep-alive load on it, sends SIGTERM the
+// way the kubelet does, and checks the drain: not ready at once, still serving during propagation,
+// zero failed requests, exit code 0.
+func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
+	listen, admin := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(binary, "-listen", listen, "-admin", admin, "-propagation", "1s", "-grace", "10s", "-log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	waitFor(t, "readiness", func() bool { return status("http://"+admin+"/readyz") == 200 })
+
+	var routed atomic.Bool
+	routed.Store(true)
+	var sent, failed atomic.Int64
+	var wg sync.WaitGroup
+	tr := &http.Transport{MaxIdleConnsPerHost: 8}
+	defer tr.CloseIdleConnections()
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			for routed.Load() {
+				sent.Add(1)
+				resp, err := c.Get(fmt.Sprintf("http://%s/work?ms=%d", listen, 20+i*5))
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	waitFor(t, "load", func() bool { return sent.Load() > 500 })
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "readiness to fail", func() bool { return status("http://"+admin+"/readyz") != 200 })
+	routed.Store(false) // the endpoints controller removes the pod
+	if got := status("http://" + listen + "/"); got != 200 {
+		t.Errorf("GET / during propagation = %d, want 200", got)
+	}
+	wg.Wait()
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Errorf("exit: %v, want exit code 0", waitErr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("did not exit after SIGTERM")
+	}
+	took := time.Since(start)
+	t.Logf("SIGTERM drain: %d requests, %d failed, exited 0 after %v", sent.Load(), failed.Load(), took.Round(time.Millisecond))
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed", failed.Load(), sent.Load())
+	}
+	if took < time.Second {
+		t.Errorf("exited after %v, before the 1s propagation delay", took)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	listen, admin := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(binary, "-listen", listen, "-admin", admin, "-propagation", "0s", "-log-level", "error")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	waitFor(t, "readiness", func() bool { return status("http://"+admin+"/readyz") == 200 })
+	for url, want := range map[string]int{
+		"http://" + listen + "/work?ms=abc":       400,
+		"http://" + listen + "/work?ms=99999999":  400,
+		"http://" + admin + "/readyz/nosuchcheck": 404,
+		"http://" + admin + "/livez?verbose":      200,
+		"http://" + admin + "/configz":            200,
+		"http://" + admin + "/debug/pprof/":       404,
+		"http://" + listen + "/work?ms=1":         200,
+	} {
+		if got := status(url); got != want {
+			t.Errorf("GET %s = %d, want %d", url, got, want)
+		}
+	}
+	req, _ := http.NewRequest("PUT", "http://"+admin+"/logz", nil)
+	req.Body = io.NopCloser(strings.NewReader(`{"level":"shouty"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("PUT /logz with a bad level = %d, want 400", resp.StatusCode)
+	}
+	if err := exec.Command(binary, "-grace", "1s", "-propagation", "5s").Run(); err == nil {
+		t.Error("propagation longer than grace: exit 0, want an error")
+	}
+}
