@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/podblocks/podblocks/ambassador/memcache"
+	"github.com/podblocks/podblocks/ambassador/redis"
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+)
+
+const nutcrackerUsage = `Usage: ambassador [-?hVt] [-c conf file] [-s stats port] [-a stats addr]
+                  [-o output file] [-v verbosity level] [-metrics addr]
+
+Serves every pool of a twemproxy (nutcracker) YAML configuration; keys land on the same
+servers as under nutcracker. SIGHUP or a change of the config file reloads it without dropping
+client connections; an invalid new config is logged and the old one keeps serving.
+
+Options:
+  -h, --help             : this help
+  -V, --version          : show version and exit
+  -t, --test-conf        : test configuration for syntax errors and exit
+  -c, --conf-file=S      : set configuration file (default: conf/nutcracker.yml)
+  -s, --stats-port=N     : set stats monitoring port (default: 22222)
+  -a, --stats-addr=S     : set stats monitoring ip (default: 127.0.0.1)
+  -o, --output=S         : set logging file (default: stderr)
+  -v, --verbose=N        : set logging level (default: 5, min: 0, max: 11)
+  -i, --stats-interval=N : accepted for compatibility (stats here are always current)
+  -p, --pid-file=S       : set pid file (default: none)
+  -m, --mbuf-size=N      : accepted for compatibility (buffers here grow as needed)
+  -metrics ADDR          : serve Prometheus metrics on http://ADDR/metrics (default: off)
+`
+
+// runNutcracker is the twemproxy-compatible mode of the ambassador binary.
+func runNutcracker(args []string) (int, error) {
+	fs := flag.NewFlagSet("ambassador", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		conf, statsAddr, output, pidFile, metricsAddr string
+		statsPort, verbose, interval, mbuf            int
+		test, version, help                           bool
+	)
+	str := func(p *string, def string, names ...string) {
+		for _, n := range names {
+			fs.StringVar(p, n, def, "")
+		}
+	}
+	num := func(p *int, def int, names ...string) {
+		for _, n := range names {
+			fs.IntVar(p, n, def, "")
+		}
+	}
+	boolean := func(p *bool, names ...string) {
+		for _, n := range names {
+			fs.BoolVar(p, n, false, "")
+		}
+	}
+	str(&conf, "conf/nutcracker.yml", "c", "conf-file")
+	str(&statsAddr, "127.0.0.1", "a", "stats-addr")
+	str(&output, "", "o", "output")
+	str(&pidFile, "", "p", "pid-file")
+	str(&metricsAddr, "", "metrics")
+	num(&statsPort, 22222, "s", "stats-port")
+	num(&verbose, 5, "v", "verbose")
+	num(&interval, 30000, "i", "stats-interval")
+	num(&mbuf, 16384, "m", "mbuf-size")
+	boolean(&test, "t", "test-conf")
+	boolean(&version, "V", "version")
+	boolean(&help, "h", "help", "?")
+	var daemon, describe bool
+	boolean(&daemon, "d", "daemonize")
+	boolean(&describe, "D", "describe-stats")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprint(os.Stderr, nutcrackerUsage)
+		return 1, nil
+	}
+	switch {
+	case help:
+		fmt.Fprint(os.Stdout, nutcrackerUsage)
+		return 0, nil
+	case version:
+		fmt.Fprintln(os.Stdout, "This is podblocks ambassador, twemproxy-compatible (nutcracker 0.5.0 placement)")
+		return 0, nil
+	case daemon:
+		return 1, errors.New("-d (daemonize) is not supported: run the ambassador under a supervisor")
+	case describe:
+		return 1, errors.New("-D is not supported: see the README for the stats fields, which are nutcracker's")
+	case fs.NArg() > 0:
+		return 1, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if test {
+		if _, err := twemproxy.ReadFile(conf); err != nil {
+			fmt.Fprintf(os.Stderr, "nutcracker: configuration file '%s' syntax is invalid\n%v\n", conf, err)
+			return 1, nil
+		}
+		fmt.Fprintf(os.Stderr, "nutcracker: configuration file '%s' syntax is ok\n", conf)
+		return 0, nil
+	}
+
+	log, err := nutcrackerLogger(output, verbose)
+	if err != nil {
+		return 1, err
+	}
+	defer func() { _ = log.Sync() }()
+	cfg, err := twemproxy.ReadFile(conf)
+	if err != nil {
+		return 1, err
+	}
+	if pidFile != "" {
+		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			return 1, err
+		}
+		defer os.Remove(pidFile)
+	}
+	reg := prometheus.NewRegistry()
+	host, _ := os.Hostname()
+	srv, err := twemproxy.NewServer(cfg, protocols(),
+		twemproxy.WithLogger(log), twemproxy.WithRegisterer(reg), twemproxy.WithSource(host),
+		twemproxy.WithStatsAddr(net.JoinHostPort(statsAddr, strconv.Itoa(statsPort))))
+	if err != nil {
+		return 1, err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	errc := make(chan error, 3)
+	go func() { errc <- srv.Run(ctx) }()
+	if metricsAddr != "" {
+		go func() { errc <- serveMetrics(ctx, metricsAddr, reg) }()
+	} else {
+		errc <- nil
+	}
+	go func() { errc <- watchReload(ctx, conf, srv, log) }()
+	var first error
+	for range 3 {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	if first != nil {
+		return 1, first
+	}
+	return 0, nil
+}
+
+func protocols() twemproxy.Protocols {
+	return twemproxy.Protocols{Memcache: &memcache.Protocol{}, Redis: &redis.Protocol{}}
+}
+
+// nutcrackerLogger maps nutcracker's verbosity (0-11, default 5 = notice) onto zap levels.
+func nutcrackerLogger(output string, verbose int) (*zap.Logger, error) {
+	level := zapcore.InfoLevel
+	switch {
+	case verbose <= 3:
+		level = zapcore.ErrorLevel
+	case verbose == 4:
+		level = zapcore.WarnLevel
+	case verbose >= 7:
+		level = zapcore.DebugLevel
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(level)
+	cfg.OutputPaths = []string{"stderr"}
+	if output != "" {
+		cfg.OutputPaths = []string{output}
+	}
+	cfg.ErrorOutputPaths = cfg.OutputPaths
+	return cfg.Build()
+}
+
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	hs := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// watchReload reloads the configuration on SIGHUP and when the file (or, for a Kubernetes
+// ConfigMap volume, its directory's ..data link) changes. A config that does not parse or apply
+// is logged and the running one keeps serving.
+func watchReload(ctx context.Context, path string, srv *twemproxy.Server, log *zap.Logger) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	abs, _ := filepath.Abs(path)
+	dir := filepath.Dir(abs)
+	if err := w.Add(dir); err != nil {
+		log.Warn("config file watch disabled", zap.Error(err))
+	}
+	var debounce <-chan time.Time
+	var lastMod time.Time
+	if fi, err := os.Stat(abs); err == nil {
+		lastMod = fi.ModTime()
+	}
+	reload := func(why string) {
+		cfg, err := twemproxy.ReadFile(abs)
+		if err != nil {
+			log.Error("config reload rejected; the running config keeps serving", zap.String("trigger", why), zap.Error(err))
+			return
+		}
+		if err := srv.Reload(cfg); err != nil {
+			log.Error("config reload failed", zap.String("trigger", why), zap.Error(err))
+			return
+		}
+		log.Info("config reloaded", zap.String("trigger", why))
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-srv.Ready():
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			reload("SIGHUP")
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			base := filepath.Base(ev.Name)
+			if base == filepath.Base(abs) || base == "..data" {
+				debounce = time.After(200 * time.Millisecond)
+			}
+		case err, ok := <-w.Errors:
+			if ok {
+				log.Warn("config file watch", zap.Error(err))
+			}
+		case <-debounce:
+			debounce = nil
+			fi, err := os.Stat(abs)
+			if err != nil {
+				log.Warn("config file vanished; keeping the running config", zap.Error(err))
+				continue
+			}
+			if fi.ModTime().Equal(lastMod) {
+				continue
+			}
+			lastMod = fi.ModTime()
+			reload("file change")
+		}
+	}
+}
