@@ -1,7 +1,8 @@
 // Package scrape is the "scrape and transform" adapter: a Probe reads a target that speaks its
 // own monitoring dialect, and an Exporter serves what it read as Prometheus metrics. Two probes
 // come with it: JSONProbe (values of a JSON document picked by JSONPath-style paths, like
-// json_exporter) and RedisInfo (the INFO reply of a redis server, the book's adapter example).
+// json_exporter) and RedisInfo (the INFO reply of a redis server, the book's adapter example);
+// JSONPush is the push variant, an http.Handler that applications POST their document to.
 //
 // Exporter.Handler probes one configured target per scrape; Exporter.ProbeHandler serves
 // /probe?target=... for many targets (restrict them with WithAllowTargets when untrusted clients

@@ -43,13 +43,6 @@ func (k kind) String() string {
 	return "unknown"
 }
 
-func (k kind) exposed() kind {
-	if k == kindSet {
-		return kindGauge
-	}
-	return k
-}
-
 // registry holds the metric families built from statsd samples. Families are created on first
 // use and keep their type; a later sample of another type under the same name is a conflict.
 // It is its own prometheus.Gatherer, so a conflict can never make a scrape fail.
