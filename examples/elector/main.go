@@ -1,0 +1,187 @@
+// Command elector is the paper's leader-election container: a sidecar that campaigns for
+// leadership on behalf of the app in its pod and answers, on localhost, "who is the leader, and is
+// it me?", so an app in any language gets leader election with fencing tokens over HTTP.
+//
+//	elector -backend etcd -endpoints http://etcd-0:2379,http://etcd-1:2379 -election jobs -id $POD_NAME -http 127.0.0.1:4040 -ttl 10s
+//	elector -backend memory -http 127.0.0.1:4040   # single process: always the leader
+//
+// On -http it serves:
+//
+//	GET  /leader          {"leader":"<id>","token":<uint64>,"self":<bool>} ("" and 0 when there is no leader)
+//	GET  /leader?watch=1  the same object now and on every change, one JSON object per line
+//	POST /resign          hand leadership over at once ({"resigned":true}; 409 if not the leader)
+//	/livez, /readyz       probes (ready once the current leader, or "no leader", is known)
+//	/metrics, /statusz    Prometheus metrics and a status page
+//
+// The app should pass the token with every write to shared state (for example in the
+// Fencing-Token header) so the state can reject writes from an older leader. The elector steps down
+// when it cannot confirm a lease renewal within the TTL on its own monotonic clock. On SIGTERM or
+// SIGINT it gives up leadership (releasing the lease, so a peer takes over at once) and exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/podblocks/podblocks/election"
+	"github.com/podblocks/podblocks/election/etcd"
+	"github.com/podblocks/podblocks/lifecycle"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "elector:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	backend   string
+	endpoints []string
+	election  string
+	id        string
+	http      string
+	ttl       time.Duration
+}
+
+func parse(args []string, stderr io.Writer) (config, error) {
+	host, _ := os.Hostname()
+	fs := flag.NewFlagSet("elector", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	var endpoints string
+	fs.StringVar(&c.backend, "backend", "etcd", "lock service: etcd or memory (in-process, single candidate)")
+	fs.StringVar(&endpoints, "endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs (-backend etcd)")
+	fs.StringVar(&c.election, "election", "default", "election name; candidates with the same name compete")
+	fs.StringVar(&c.id, "id", host, "this candidate's ID (unique per candidate; default the hostname, the pod name in Kubernetes)")
+	fs.StringVar(&c.http, "http", "127.0.0.1:4040", "address of the leader API and probes (loopback by default)")
+	fs.DurationVar(&c.ttl, "ttl", etcd.DefaultTTL, "lease TTL (-backend etcd; whole seconds; the server may raise it to its minimum)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch c.backend {
+	case "etcd":
+		for _, e := range strings.Split(endpoints, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				c.endpoints = append(c.endpoints, e)
+			}
+		}
+		if len(c.endpoints) == 0 {
+			return c, errors.New("-endpoints: at least one etcd URL needed with -backend etcd")
+		}
+	case "memory":
+	default:
+		return c, fmt.Errorf("-backend %q: want etcd or memory", c.backend)
+	}
+	if c.id == "" {
+		return c, errors.New("-id: empty (and no hostname to default to)")
+	}
+	if c.ttl < time.Second {
+		return c, fmt.Errorf("-ttl %v: want at least 1s", c.ttl)
+	}
+	if c.http == "" {
+		return c, errors.New("-http: empty")
+	}
+	return c, nil
+}
+
+// run runs the elector until ctx ends. started, if non-nil, is called with the bound -http
+// address once the API serves (tests bind port 0).
+func run(ctx context.Context, args []string, stderr io.Writer, started func(addr string)) error {
+	c, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
+		zapcore.AddSync(stderr), zap.InfoLevel)).Named("elector").With(zap.String("id", c.id))
+
+	var backend election.Backend
+	switch c.backend {
+	case "memory":
+		backend = election.NewMemory()
+	case "etcd":
+		cli, err := clientv3.New(clientv3.Config{Endpoints: c.endpoints, DialTimeout: 5 * time.Second, Logger: log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel))})
+		if err != nil {
+			return fmt.Errorf("etcd client: %w", err)
+		}
+		defer cli.Close()
+		if backend, err = etcd.New(cli, c.election, etcd.WithTTL(c.ttl), etcd.WithLogger(log)); err != nil {
+			return err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	e, err := election.New(backend, c.id, func(leaderCtx context.Context, t election.Term) error {
+		// The app does the leader's work; this container only tells it, over HTTP, that it leads.
+		<-leaderCtx.Done()
+		return nil
+	}, election.WithLogger(log), election.WithRegisterer(reg))
+	if err != nil {
+		return err
+	}
+
+	srv, err := lifecycle.NewServer(lifecycle.WithAddr(c.http), lifecycle.WithLogger(log), lifecycle.WithGatherer(reg))
+	if err != nil {
+		return err
+	}
+	api := election.NewHandler(e)
+	srv.Handle("/leader", api)
+	srv.Handle("/resign", api)
+	srv.AddStatus(e)
+	if err := srv.AddCheck(lifecycle.Readyz, lifecycle.Check{Name: "election", Func: func(context.Context) error {
+		select {
+		case <-e.Ready():
+			return nil
+		default:
+			return errors.New("leader not known yet")
+		}
+	}}); err != nil {
+		return err
+	}
+
+	// The server starts first (probes answer while the elector connects) and stops last.
+	var g lifecycle.Group
+	g.Logger = log
+	if err := g.Add("http", srv); err != nil {
+		return err
+	}
+	// Wrapped so the group does not wait for e.Ready: while etcd is unreachable the elector keeps
+	// trying and /readyz says why, instead of the process giving up after a start timeout.
+	if err := g.Add("elector", lifecycle.Func(e.Run)); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-srv.Ready():
+			// Readiness is the "election" check's: ready once the leader is known.
+			srv.SetState(lifecycle.StateReady)
+			if started != nil {
+				started(srv.Addr())
+			}
+		case <-done:
+		}
+	}()
+	err = g.Run(ctx)
+	srv.SetState(lifecycle.StateStopped)
+	return err
+}
