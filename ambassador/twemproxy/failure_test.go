@@ -1,0 +1,275 @@
+package twemproxy_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador/redis"
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/shardproc"
+)
+
+type respClient struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialResp(t *testing.T, addr string) *respClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &respClient{c: c, r: bufio.NewReader(c)}
+}
+
+// do sends one command and returns its reply: "+OK", "-ERR ...", ":1", "$value" or "nil".
+func (c *respClient) do(t *testing.T, args ...string) string {
+	t.Helper()
+	_ = c.c.SetDeadline(time.Now().Add(30 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := io.WriteString(c.c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	line, err := c.r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line[0] != '$' {
+		return line
+	}
+	n, _ := strconv.Atoi(line[1:])
+	if n < 0 {
+		return "nil"
+	}
+	buf := make([]byte, n+2)
+	if _, err := io.ReadFull(c.r, buf); err != nil {
+		t.Fatal(err)
+	}
+	return "$" + string(buf[:n])
+}
+
+type shardFixture struct {
+	backends []*shardproc.Proc
+	addr     string
+	pc       *twemproxy.PoolConfig
+	srv      *twemproxy.Server
+}
+
+func startShards(t *testing.T, extra string) *shardFixture {
+	t.Helper()
+	if !shardproc.Have(shardproc.RedisPath) {
+		t.Skipf("%s is not installed (Debian package redis-server); skipping", shardproc.RedisPath)
+	}
+	f := &shardFixture{}
+	for range 3 {
+		p, err := shardproc.StartRedis()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Stop)
+		f.backends = append(f.backends, p)
+	}
+	port, err := shardproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	conf := fmt.Sprintf("r:\n  listen: %s\n  redis: true\n  hash: murmur\n%s  servers:\n", f.addr, extra)
+	for _, b := range f.backends {
+		conf += fmt.Sprintf("   - %s:1\n", b.Addr)
+	}
+	cfg, err := twemproxy.Parse([]byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.pc = cfg.Pools[0]
+	f.srv, err = twemproxy.NewServer(cfg, twemproxy.Protocols{Redis: &redis.Protocol{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	<-f.srv.Ready()
+	return f
+}
+
+func (f *shardFixture) serverIndex(addr string) int {
+	for i, s := range f.pc.Servers {
+		if s.Addr == addr {
+			return i
+		}
+	}
+	return -1
+}
+
+// populate stores n keys and returns them grouped by owning server index.
+func (f *shardFixture) populate(t *testing.T, c *respClient, n int) map[int][]string {
+	t.Helper()
+	pl := twemproxy.NewPlacer(f.pc, nil)
+	owned := map[int][]string{}
+	for i := range n {
+		k := fmt.Sprintf("key:%d", i)
+		if got := c.do(t, "SET", k, "v-"+k); got != "+OK" {
+			t.Fatalf("SET %s: %s", k, got)
+		}
+		owned[pl.Place([]byte(k))] = append(owned[pl.Place([]byte(k))], k)
+	}
+	for i := range f.pc.Servers {
+		if len(owned[i]) == 0 {
+			t.Fatalf("no key on server %d; pick other keys", i)
+		}
+	}
+	return owned
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestKillShardEjectReshards kills one of three redis shards: its keys fail until it is ejected,
+// then move to the servers nutcracker's rebuilt continuum names; the other shards' keys never
+// fail; when the shard is back it is readmitted after server_retry_timeout.
+func TestKillShardEjectReshards(t *testing.T) {
+	f := startShards(t, "  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 1000\n  timeout: 2000\n")
+	c := dialResp(t, f.addr)
+	owned := f.populate(t, c, 120)
+	dead := f.backends[1]
+	di := f.serverIndex(dead.Addr)
+	dead.Stop()
+
+	checkOthers := func() {
+		for i, keys := range owned {
+			if i == di {
+				continue
+			}
+			for _, k := range keys[:min(5, len(keys))] {
+				if got := c.do(t, "GET", k); got != "$v-"+k {
+					t.Fatalf("live shard's key %s: %s", k, got)
+				}
+			}
+		}
+	}
+	deadKey := owned[di][0]
+	var sawError bool
+	waitFor(t, "the dead shard's keys to move", 20*time.Second, func() bool {
+		checkOthers()
+		got := c.do(t, "GET", deadKey)
+		if strings.HasPrefix(got, "-") {
+			sawError = true
+		}
+		return got == "nil" // moved: the new owner does not have it
+	})
+	if !sawError {
+		t.Error("the dead shard's key never failed before moving")
+	}
+	// The moved keys land where nutcracker's continuum without the dead server puts them.
+	live := make([]bool, len(f.pc.Servers))
+	for i := range live {
+		live[i] = i != di
+	}
+	moved := twemproxy.NewPlacer(f.pc, live)
+	for _, k := range owned[di][:min(10, len(owned[di]))] {
+		if got := c.do(t, "SET", k, "moved"); got != "+OK" {
+			if strings.HasPrefix(got, "-") {
+				continue // the retry window re-admitted the dead server for a moment
+			}
+			t.Fatalf("SET %s: %s", k, got)
+		}
+		owner := f.pc.Servers[moved.Place([]byte(k))].Addr
+		if got := dialResp(t, owner).do(t, "GET", k); got != "$moved" {
+			t.Errorf("moved key %s: not on %s (%s)", k, owner, got)
+		}
+	}
+	checkOthers()
+	if ej := f.srv.Snapshot()[0].ServerEjects; ej == 0 {
+		t.Error("server_ejects = 0")
+	}
+
+	// Restart the shard on its port: after server_retry_timeout its keys go back to it.
+	if err := dead.Start(); err != nil {
+		t.Fatal(err)
+	}
+	back := dialResp(t, dead.Addr)
+	waitFor(t, "the restarted shard to be readmitted", 20*time.Second, func() bool {
+		checkOthers()
+		if got := c.do(t, "SET", deadKey, "back"); got != "+OK" {
+			return false
+		}
+		return back.do(t, "GET", deadKey) == "$back"
+	})
+}
+
+// TestKillShardNoReshard: in no-reshard mode the dead shard's keys get an error reply (fast, and
+// never a miss from another server), other keys never fail, and the active health check readmits
+// the shard as soon as it answers, long before server_retry_timeout.
+func TestKillShardNoReshard(t *testing.T) {
+	f := startShards(t, "  auto_eject_hosts: true\n  no_reshard: true\n  server_failure_limit: 1\n"+
+		"  server_retry_timeout: 600000\n  health_check_interval: 100\n  timeout: 2000\n")
+	c := dialResp(t, f.addr)
+	owned := f.populate(t, c, 120)
+	dead := f.backends[2]
+	di := f.serverIndex(dead.Addr)
+	dead.Stop()
+	deadKey := owned[di][0]
+	waitFor(t, "the dead shard to be ejected", 20*time.Second, func() bool {
+		got := c.do(t, "GET", deadKey)
+		if got == "nil" || strings.HasPrefix(got, "$") {
+			t.Fatalf("dead shard's key %s answered %q: it was resharded", deadKey, got)
+		}
+		return strings.Contains(got, "ejected")
+	})
+	start := time.Now()
+	for _, k := range owned[di] {
+		if got := c.do(t, "GET", k); !strings.Contains(got, "ejected") {
+			t.Fatalf("dead shard's key %s: %q, want a fast ejected error", k, got)
+		}
+	}
+	t.Logf("%d requests for the ejected shard failed fast in %v", len(owned[di]), time.Since(start))
+	for i, keys := range owned {
+		if i == di {
+			continue
+		}
+		for _, k := range keys {
+			if got := c.do(t, "GET", k); got != "$v-"+k {
+				t.Fatalf("live shard's key %s: %s", k, got)
+			}
+		}
+	}
+	if err := dead.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the health check to readmit the restarted shard", 20*time.Second, func() bool {
+		return c.do(t, "SET", deadKey, "back") == "+OK"
+	})
+	if got := dialResp(t, dead.Addr).do(t, "GET", deadKey); got != "$back" {
+		t.Errorf("readmitted shard: GET %s = %s", deadKey, got)
+	}
+}
