@@ -25,6 +25,8 @@ import (
 func acts() []act {
 	return []act{
 		lifecycleAct(),
+		adapterAct(),
+		scatterAct(),
 	}
 }
 
@@ -32,7 +34,7 @@ func main() {
 	serve := flag.String("serve", "", "after the acts, keep running with the hook server on this address")
 	actTimeout := flag.Duration("act-timeout", 20*time.Second, "the longest one act may take")
 	flag.Parse()
-	code, err := tour(os.Stdout, acts(), *actTimeout, *serve)
+	code, err := tour(context.Background(), os.Stdout, acts(), *actTimeout, *serve)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tour:", err)
 	}
@@ -47,8 +49,8 @@ type outcome struct {
 }
 
 // tour plays the acts, prints the summary, and with serve != "" runs the kept components behind a
-// hook server until SIGTERM. It returns the exit code.
-func tour(out io.Writer, acts []act, actTimeout time.Duration, serve string) (int, error) {
+// hook server until SIGTERM or the end of ctx. It returns the exit code.
+func tour(ctx context.Context, out io.Writer, acts []act, actTimeout time.Duration, serve string) (int, error) {
 	dir, err := os.MkdirTemp("", "podblocks-tour")
 	if err != nil {
 		return 1, err
@@ -61,9 +63,9 @@ func tour(out io.Writer, acts []act, actTimeout time.Duration, serve string) (in
 	var results []outcome
 	for i, a := range acts {
 		fmt.Fprintf(out, "Act %d: %s (%s)\n", i+1, a.pattern, a.pkg)
-		ctx, cancel := context.WithTimeout(context.Background(), actTimeout)
+		actCtx, cancel := context.WithTimeout(ctx, actTimeout)
 		t0 := time.Now()
-		res, err := a.run(ctx, s)
+		res, err := a.run(actCtx, s)
 		cancel()
 		o := outcome{act: a, result: res, err: err, took: time.Since(t0)}
 		if err != nil {
@@ -94,7 +96,7 @@ func tour(out io.Writer, acts []act, actTimeout time.Duration, serve string) (in
 	if serve == "" {
 		return code, nil
 	}
-	return code, keepServing(out, s, serve)
+	return code, keepServing(ctx, out, s, serve)
 }
 
 func oneLine(s string) string {
@@ -105,8 +107,9 @@ func oneLine(s string) string {
 	return s
 }
 
-// keepServing runs the components the acts kept, behind a hook server on addr, until SIGTERM.
-func keepServing(out io.Writer, s *stage, addr string) error {
+// keepServing runs the components the acts kept, behind a hook server on addr, until SIGTERM or the
+// end of ctx.
+func keepServing(ctx context.Context, out io.Writer, s *stage, addr string) error {
 	reg := prometheus.NewRegistry()
 	app, err := lifecycle.NewApp(lifecycle.WithAddr(addr), lifecycle.WithRegisterer(reg), lifecycle.WithGatherer(reg),
 		lifecycle.WithPropagationDelay(0), lifecycle.WithStatusRefresh(5*time.Second), lifecycle.WithVersion("tour"))
@@ -127,5 +130,5 @@ func keepServing(out io.Writer, s *stage, addr string) error {
 		}
 	}
 	fmt.Fprintf(out, "serving: open http://%s/statusz (SIGTERM to stop)\n", addr)
-	return app.Run(context.Background())
+	return app.Run(ctx)
 }

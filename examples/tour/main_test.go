@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestTour(t *testing.T) {
 	var out bytes.Buffer
 	start := time.Now()
-	code, err := tour(&out, acts(), 30*time.Second, "")
+	code, err := tour(context.Background(), &out, acts(), 30*time.Second, "")
 	took := time.Since(start)
 	t.Log("\n" + out.String())
 	if err != nil || code != 0 {
