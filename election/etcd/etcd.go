@@ -145,17 +145,21 @@ func (b *Backend) Campaign(ctx context.Context, id string) (election.Lease, erro
 			ok = true
 			return l, nil
 		}
-		if err := b.waitDelete(ctx, l, string(kvs[0].Key), resp.Header.Revision); err != nil {
+		if err := b.waitDelete(ctx, l, string(kvs[0].Key)); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// waitDelete returns when key is deleted after rev, or the watch broke (the caller checks again).
-func (b *Backend) waitDelete(ctx context.Context, l *lease, key string, rev int64) error {
+// waitDelete returns when key is gone, or the watch broke (the caller checks again). The watch
+// starts at the server's current revision (so etcd serves it from its synced set, without the up
+// to 100ms delay of catching up from an older revision), and key is read again once the watch
+// exists, so a delete between the caller's read and the watch is not missed.
+func (b *Backend) waitDelete(ctx context.Context, l *lease, key string) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := b.cli.Watch(wctx, key, clientv3.WithRev(rev+1), clientv3.WithFilterPut())
+	wch := b.cli.Watch(wctx, key, clientv3.WithCreatedNotify(), clientv3.WithFilterPut())
+	created := false
 	for {
 		select {
 		case wr, open := <-wch:
@@ -163,7 +167,7 @@ func (b *Backend) waitDelete(ctx context.Context, l *lease, key string, rev int6
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				// Broken watch (no leader, compaction, closed client): back off a little, check again.
+				// Broken watch (no leader, closed client): back off a little, check again.
 				select {
 				case <-time.After(100 * time.Millisecond):
 					return nil
@@ -171,6 +175,16 @@ func (b *Backend) waitDelete(ctx context.Context, l *lease, key string, rev int6
 					return ctx.Err()
 				case <-l.lost:
 					return fmt.Errorf("election/etcd: %w", election.ErrLeaseLost)
+				}
+			}
+			if wr.Created && !created {
+				created = true
+				resp, err := b.cli.Get(ctx, key, clientv3.WithCountOnly())
+				if err != nil {
+					return fmt.Errorf("election/etcd: read predecessor: %w", err)
+				}
+				if resp.Count == 0 {
+					return nil
 				}
 			}
 			for _, ev := range wr.Events {
@@ -198,27 +212,19 @@ func (b *Backend) Observe(ctx context.Context, fn func(election.Term)) error {
 		}
 	}
 	for {
-		cur, rev, err := b.leader(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		report(cur)
+		// Watch first (from the current revision, served at once), then read: no change between
+		// the read and the watch can be missed.
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := b.cli.Watch(wctx, b.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		broken := false
-		for !broken {
+		wch := b.cli.Watch(wctx, b.prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+		for {
 			wr, open := <-wch
 			if !open || wr.Err() != nil {
-				broken = true
 				break
 			}
-			if len(wr.Events) == 0 {
+			if !wr.Created && len(wr.Events) == 0 {
 				continue
 			}
-			cur, _, err := b.leader(ctx)
+			cur, err := b.leader(ctx)
 			if err != nil {
 				cancel()
 				if ctx.Err() != nil {
@@ -232,7 +238,7 @@ func (b *Backend) Observe(ctx context.Context, fn func(election.Term)) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		// The watch broke (lost leader, compaction): read again and watch from there.
+		// The watch broke (lost leader, closed client): watch and read again.
 		select {
 		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
@@ -241,17 +247,17 @@ func (b *Backend) Observe(ctx context.Context, fn func(election.Term)) error {
 	}
 }
 
-// leader reads the current leader and the store's revision.
-func (b *Backend) leader(ctx context.Context) (election.Term, int64, error) {
+// leader reads the current leader.
+func (b *Backend) leader(ctx context.Context) (election.Term, error) {
 	resp, err := b.cli.Get(ctx, b.prefix, append(clientv3.WithFirstCreate(), clientv3.WithPrefix())...)
 	if err != nil {
-		return election.Term{}, 0, fmt.Errorf("election/etcd: read leader: %w", err)
+		return election.Term{}, fmt.Errorf("election/etcd: read leader: %w", err)
 	}
 	if len(resp.Kvs) == 0 {
-		return election.Term{}, resp.Header.Revision, nil
+		return election.Term{}, nil
 	}
 	kv := resp.Kvs[0]
-	return election.Term{ID: string(kv.Value), Token: uint64(kv.CreateRevision)}, resp.Header.Revision, nil
+	return election.Term{ID: string(kv.Value), Token: uint64(kv.CreateRevision)}, nil
 }
 
 // lease is one candidate's etcd lease and the goroutine renewing it.

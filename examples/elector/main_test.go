@@ -59,7 +59,9 @@ func startSidecar(t *testing.T, args ...string) *sidecar {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	s := &sidecar{cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- run(ctx, append(args, "-http", "127.0.0.1:0"), io.Discard, func(a string) { addr <- a }) }()
+	go func() {
+		s.done <- run(ctx, append(args, "-http", "127.0.0.1:0"), io.Discard, func(a string) { addr <- a })
+	}()
 	select {
 	case a := <-addr:
 		s.url = "http://" + a
