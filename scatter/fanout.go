@@ -30,6 +30,9 @@ type Fanout[Req, Resp, Out any] struct {
 	log      *zap.Logger
 	wg       sync.WaitGroup
 	rotate   atomic.Uint32
+	// base is New's clock reading: Do measures latencies as offsets from it, because time.Since
+	// (monotonic only) costs a third of time.Now (which also reads the wall clock).
+	base time.Time
 }
 
 // shardCaller is implemented by replica sets: a shard that reports which replica answered and
@@ -52,7 +55,8 @@ func New[Req, Resp, Out any](leaves []Leaf[Req, Resp], merge Merge[Resp, Out], o
 		return nil, ErrNoLeaves
 	}
 	n := len(leaves)
-	f := &Fanout[Req, Resp, Out]{leaves: append([]Leaf[Req, Resp](nil), leaves...), merge: merge, cfg: cfg, log: cfg.log.Named("scatter")}
+	f := &Fanout[Req, Resp, Out]{leaves: append([]Leaf[Req, Resp](nil), leaves...), merge: merge, cfg: cfg,
+		log: cfg.log.Named("scatter"), base: time.Now()}
 	for i, l := range f.leaves {
 		if l == nil {
 			return nil, fmt.Errorf("leaf %d is nil: %w", i, ErrNoLeaves)
@@ -109,8 +113,9 @@ type call[Req, Resp, Out any] struct {
 	res        Result[Resp, Out]
 	f          *Fanout[Req, Resp, Out]
 	req        Req
-	start      time.Time
-	states     []uint32 // per-slot state machine (slotPending...), accessed atomically
+	start      time.Duration // since f.base
+	states     []uint32      // per-slot state machine (slotRunning...), accessed atomically
+	dispatched bool          // Do started the non-canary shards
 	done       chan struct{}
 	canaryDone chan struct{}
 	n, canaryN int32
@@ -157,7 +162,7 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 	} else if f.cancels {
 		lctx, cancel = context.WithCancel(ctx)
 	}
-	c.start = time.Now()
+	c.start = time.Since(f.base)
 	pos := 0
 	if k := f.cfg.canary; k > 0 {
 		c.first = int(f.rotate.Add(uint32(k))-uint32(k)) % n
@@ -173,6 +178,7 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 		}
 	}
 	if !c.signalled.Load() {
+		c.dispatched = true
 		c.dispatch(lctx, pos)
 		if d := lctx.Done(); d == nil {
 			<-c.done // nothing can end the fan-out but its leaves
@@ -257,14 +263,14 @@ func (c *call[Req, Resp, Out]) work(ctx context.Context) {
 		if j >= c.end {
 			return
 		}
-		c.runOne(ctx, (c.first+int(j))%n, time.Now())
+		c.runOne(ctx, (c.first+int(j))%n, time.Since(c.f.base))
 	}
 }
 
-func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Time) {
+func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Duration) {
 	st := &c.states[i]
-	if !atomic.CompareAndSwapUint32(st, slotPending, slotRunning) {
-		return
+	if atomic.LoadUint32(st) == slotAbandoned {
+		return // Do returned before this shard's turn
 	}
 	var (
 		rep  Report
@@ -277,7 +283,7 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Tim
 		resp, err = c.f.invoke(ctx, i, c.req)
 		rep.Attempts = 1
 	}
-	rep.Latency = time.Since(start)
+	rep.Latency = time.Since(c.f.base) - start
 	if !atomic.CompareAndSwapUint32(st, slotRunning, slotWriting) {
 		return // Do already returned; the answer is dropped
 	}
@@ -435,7 +441,7 @@ func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[
 	}
 	if ce := f.log.Check(zap.DebugLevel, "fan-out ended"); ce != nil {
 		ce.Write(zap.Stringer("end", why), zap.Int("answered", c.res.Answered), zap.Int("shards", len(slots)),
-			zap.Int("hedges", hedges), zap.Duration("took", time.Since(c.start)), zap.Error(err))
+			zap.Int("hedges", hedges), zap.Duration("took", time.Since(f.base)-c.start), zap.Error(err))
 	}
 	return &c.res, err
 }
@@ -460,8 +466,13 @@ func (c *call[Req, Resp, Out]) abandon(why Why, ctx context.Context) {
 	if why == EndCanary && ctx.Err() == nil {
 		running = StatusTimeout // a late canary
 	}
-	now := time.Since(c.start)
+	now := time.Since(c.f.base) - c.start
 	slots := c.res.Slots
+	n := len(slots)
+	var next int
+	if c.f.cfg.concurrency > 0 {
+		next = int(c.next.Load())
+	}
 	for i := range slots {
 		s := &slots[i]
 		for {
@@ -474,7 +485,9 @@ func (c *call[Req, Resp, Out]) abandon(why Why, ctx context.Context) {
 				continue
 			}
 			if atomic.CompareAndSwapUint32(&c.states[i], st, slotAbandoned) {
-				if st == slotPending {
+				pos := (i - c.first + n) % n
+				started := pos < int(c.canaryN) || (c.dispatched && (c.f.cfg.concurrency <= 0 || pos < next || int(c.end) == 0))
+				if !started {
 					s.Status = StatusSkipped
 				} else {
 					s.Status, s.Latency = running, now

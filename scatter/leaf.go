@@ -82,8 +82,7 @@ type Slot[Resp any] struct {
 }
 
 const (
-	slotPending uint32 = iota
-	slotRunning
+	slotRunning uint32 = iota // dispatched or waiting to be: not finished
 	slotWriting
 	slotDone
 	slotAbandoned
