@@ -88,3 +88,61 @@ func (h *entryHeap) down(i0 int) bool {
 	}
 	return i > i0
 }
+
+// readyQueue holds ready entries: one FIFO lane per priority, higher priorities first.
+type readyQueue struct {
+	lanes []*lane // by priority, highest first
+	n     int
+}
+
+type lane struct {
+	prio int
+	buf  []*entry
+	head int
+}
+
+func (r *readyQueue) len() int { return r.n }
+
+func (r *readyQueue) push(e *entry) {
+	p := e.rec.Priority
+	i := 0
+	for ; i < len(r.lanes); i++ {
+		if r.lanes[i].prio <= p {
+			break
+		}
+	}
+	if i == len(r.lanes) || r.lanes[i].prio != p {
+		r.lanes = append(r.lanes, nil)
+		copy(r.lanes[i+1:], r.lanes[i:])
+		r.lanes[i] = &lane{prio: p}
+	}
+	l := r.lanes[i]
+	l.buf = append(l.buf, e)
+	r.n++
+}
+
+func (r *readyQueue) pop() *entry {
+	for i, l := range r.lanes {
+		if l.head == len(l.buf) {
+			continue
+		}
+		e := l.buf[l.head]
+		l.buf[l.head] = nil
+		l.head++
+		r.n--
+		switch {
+		case l.head == len(l.buf):
+			l.buf, l.head = l.buf[:0], 0
+			if len(r.lanes) > 1 {
+				// Drop an empty lane so that rarely used priorities cost nothing.
+				r.lanes = append(r.lanes[:i], r.lanes[i+1:]...)
+			}
+		case l.head >= 1024 && l.head*2 >= len(l.buf):
+			n := copy(l.buf, l.buf[l.head:])
+			clear(l.buf[n:])
+			l.buf, l.head = l.buf[:n], 0
+		}
+		return e
+	}
+	return nil
+}

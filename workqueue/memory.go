@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,13 +42,12 @@ type Memory struct {
 	mu      sync.Mutex
 	seq     uint64
 	items   map[uint64]*entry
-	ready   entryHeap
+	ready   readyQueue
 	delayed entryHeap
 	leased  entryHeap
 	keys    map[string]*keyState
 	dead    []DeadItem
-	waiters []chan struct{} // blocked Lease calls, FIFO; each has a 1-buffer
-	free    []chan struct{} // spare waiter channels
+	waiters []*waiter // blocked Lease calls, FIFO
 	drainCh chan struct{}   // closed when the last lease ends while Shutdown waits
 	closed  bool
 }
@@ -73,7 +73,6 @@ func NewMemory(opts ...Option) (*Memory, error) {
 		cfg:     cfg,
 		items:   make(map[uint64]*entry),
 		keys:    make(map[string]*keyState),
-		ready:   entryHeap{less: readyLess},
 		delayed: entryHeap{less: func(a, b *entry) bool { return a.rec.NotBefore.Before(b.rec.NotBefore) }},
 		leased:  entryHeap{less: func(a, b *entry) bool { return a.rec.Deadline.Before(b.rec.Deadline) }},
 		seq:     cfg.lastID,
@@ -82,12 +81,19 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	return q, nil
 }
 
-func readyLess(a, b *entry) bool {
-	if a.rec.Priority != b.rec.Priority {
-		return a.rec.Priority > b.rec.Priority
-	}
-	return a.rec.ID < b.rec.ID
+// waiter is a blocked Lease. An item that becomes ready while a waiter waits is leased to it
+// directly (handed over on ch, which has room for one), so the waiter needs no second trip through
+// the lock.
+type waiter struct {
+	ch    chan *Item
+	timer *time.Timer
 }
+
+var waiterPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &waiter{ch: make(chan *Item, 1), timer: t}
+}}
 
 func (q *Memory) recover(recs []Record) {
 	if len(recs) == 0 {
@@ -150,9 +156,49 @@ func (q *Memory) makeVisible(e *entry, now time.Time) {
 		q.delayed.push(e)
 		return
 	}
+	q.toReady(e, now)
+}
+
+// toReady hands e to the longest-waiting Lease, or queues it. Called with mu held.
+func (q *Memory) toReady(e *entry, now time.Time) {
+	if len(q.waiters) > 0 && (q.cfg.maxAttempts == 0 || e.rec.Attempt < q.cfg.maxAttempts) {
+		if now.IsZero() {
+			now = q.cfg.now()
+		}
+		w := q.waiters[0]
+		copy(q.waiters, q.waiters[1:])
+		q.waiters[len(q.waiters)-1] = nil
+		q.waiters = q.waiters[:len(q.waiters)-1]
+		w.ch <- q.leaseLocked(e, now)
+		return
+	}
 	e.state = stReady
 	q.ready.push(e)
-	q.wakeOne()
+}
+
+// leaseLocked leases e and returns the item for the caller. Called with mu held.
+func (q *Memory) leaseLocked(e *entry, now time.Time) *Item {
+	e.rec.Attempt++
+	e.rec.Deadline = now.Add(q.cfg.lease)
+	e.state = stLeased
+	q.leased.push(e)
+	tok := FormatLease(e.rec.ID, e.rec.Attempt)
+	return &Item{
+		ID: tok[:strings.IndexByte(tok, '.')], Key: e.rec.Key, Payload: e.rec.Payload, Priority: e.rec.Priority,
+		Attempt: e.rec.Attempt, Lease: tok, Deadline: e.rec.Deadline,
+	}
+}
+
+// unlease undoes a lease nobody saw (a waiter gave up as the item arrived). Called with mu held.
+func (q *Memory) unlease(it *Item, now time.Time) {
+	e, err := q.held(it.Lease, now)
+	if err != nil {
+		return // expired meanwhile: it is ready again already
+	}
+	q.leased.remove(e.idx)
+	e.rec.Attempt--
+	e.rec.Deadline = time.Time{}
+	q.toReady(e, now)
 }
 
 // forget removes a live entry from the maps and hands its key's turn on. Called with mu held.
@@ -180,20 +226,6 @@ func (q *Memory) forget(e *entry, now time.Time) {
 	}
 }
 
-func (q *Memory) wakeOne() {
-	if len(q.waiters) == 0 {
-		return
-	}
-	w := q.waiters[0]
-	copy(q.waiters, q.waiters[1:])
-	q.waiters[len(q.waiters)-1] = nil
-	q.waiters = q.waiters[:len(q.waiters)-1]
-	select {
-	case w <- struct{}{}:
-	default:
-	}
-}
-
 // advance moves due delayed items to ready and expired leases back to ready. Called with mu held.
 func (q *Memory) advance(now time.Time) {
 	for {
@@ -202,9 +234,7 @@ func (q *Memory) advance(now time.Time) {
 			break
 		}
 		q.delayed.pop()
-		e.state = stReady
-		q.ready.push(e)
-		q.wakeOne()
+		q.toReady(e, now)
 	}
 	for {
 		e := q.leased.top()
@@ -213,9 +243,7 @@ func (q *Memory) advance(now time.Time) {
 		}
 		q.leased.pop()
 		e.rec.Deadline = time.Time{}
-		e.state = stReady
-		q.ready.push(e)
-		q.wakeOne()
+		q.toReady(e, now)
 		q.cfg.logger.Debug("lease expired", zap.Uint64("id", e.rec.ID), zap.Int("attempt", e.rec.Attempt))
 	}
 	q.checkDrained()
@@ -268,7 +296,10 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 	if opts.Delay < 0 {
 		return "", fmt.Errorf("%w: negative delay %v", ErrInvalid, opts.Delay)
 	}
-	now := q.cfg.now()
+	var now time.Time // read only when needed: clock reads are a large part of an Add's cost
+	if opts.Delay > 0 || q.cfg.journal != nil {
+		now = q.cfg.now()
+	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -316,12 +347,6 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 
 // Lease implements Queue.
 func (q *Memory) Lease(ctx context.Context) (*Item, error) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -340,76 +365,93 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 				buried = append(buried, q.bury(e, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts), now))
 				continue
 			}
-			e.rec.Attempt++
-			e.rec.Deadline = now.Add(q.cfg.lease)
-			e.state = stLeased
-			q.leased.push(e)
-			it := &Item{
-				ID: strconv.FormatUint(e.rec.ID, 10), Key: e.rec.Key, Payload: e.rec.Payload, Priority: e.rec.Priority,
-				Attempt: e.rec.Attempt, Lease: FormatLease(e.rec.ID, e.rec.Attempt), Deadline: e.rec.Deadline,
+			it := q.leaseLocked(e, now)
+			if q.cfg.journal == nil {
+				q.mu.Unlock()
+				return it, nil
 			}
 			rec := e.rec
 			q.mu.Unlock()
-			if err := q.commit(append(buried, Change{Op: OpPut, Record: rec})...); err != nil {
-				return nil, err
-			}
-			return it, nil
+			return q.leased1(it, append(buried, Change{Op: OpPut, Record: rec}))
 		}
-		// Nothing ready: wait for an add, the next timed event, ctx, or Close.
-		var w chan struct{}
-		if n := len(q.free); n > 0 {
-			w = q.free[n-1]
-			q.free = q.free[:n-1]
-		} else {
-			w = make(chan struct{}, 1)
-		}
+		// Nothing ready: wait for a hand-over, the next timed event, ctx, or Close.
+		w := waiterPool.Get().(*waiter)
 		q.waiters = append(q.waiters, w)
 		next := q.nextEvent()
 		q.mu.Unlock()
 		if err := q.commit(buried...); err != nil {
-			q.dropWaiter(w)
+			if it := q.dropWaiter(w); it != nil {
+				q.giveBack(it)
+			}
 			return nil, err
 		}
 		var tc <-chan time.Time
 		if !next.IsZero() {
-			d := next.Sub(now)
-			if timer == nil {
-				timer = time.NewTimer(d)
-			} else {
-				timer.Reset(d)
-			}
-			tc = timer.C
+			w.timer.Reset(next.Sub(now))
+			tc = w.timer.C
 		}
+		var it *Item
 		select {
-		case <-w:
-			q.mu.Lock()
-			q.free = append(q.free, w)
-			q.mu.Unlock()
+		case it = <-w.ch:
 		case <-tc:
-			q.dropWaiter(w)
+			it = q.dropWaiter(w)
 		case <-ctx.Done():
-			q.dropWaiter(w)
+			if it = q.dropWaiter(w); it != nil {
+				q.giveBack(it)
+				it = nil
+			}
+		}
+		w.timer.Stop()
+		waiterPool.Put(w)
+		if it != nil {
+			if it.ID == "" { // the queue closed
+				return nil, ErrClosed
+			}
+			return q.leased1(it, nil)
 		}
 	}
 }
 
-// dropWaiter removes w from the waiters; if it was already woken, the wake-up passes to the next.
-func (q *Memory) dropWaiter(w chan struct{}) {
+// leased1 journals a lease (if there is a journal) and returns the item.
+func (q *Memory) leased1(it *Item, ch []Change) (*Item, error) {
+	if q.cfg.journal != nil {
+		if ch == nil {
+			q.mu.Lock()
+			id, _, _ := ParseLease(it.Lease)
+			if e := q.items[id]; e != nil {
+				ch = []Change{{Op: OpPut, Record: e.rec}}
+			}
+			q.mu.Unlock()
+		}
+		if err := q.commit(ch...); err != nil {
+			return nil, err
+		}
+	}
+	return it, nil
+}
+
+func (q *Memory) giveBack(it *Item) {
+	q.mu.Lock()
+	q.unlease(it, q.cfg.now())
+	q.mu.Unlock()
+}
+
+// dropWaiter removes w from the waiters. If an item was handed to w meanwhile, it returns it.
+func (q *Memory) dropWaiter(w *waiter) *Item {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for i, x := range q.waiters {
 		if x == w {
 			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
-			q.free = append(q.free, w)
-			return
+			return nil
 		}
 	}
 	select {
-	case <-w:
-		q.wakeOne()
+	case it := <-w.ch:
+		return it
 	default:
+		return nil
 	}
-	q.free = append(q.free, w)
 }
 
 // bury moves a live entry that is in no heap to the dead letters. Called with mu held.
@@ -422,22 +464,25 @@ func (q *Memory) bury(e *entry, reason string, now time.Time) Change {
 	return Change{Op: OpBury, Record: rec}
 }
 
-// held finds the entry a lease token names, if the lease is current. Called with mu held.
+// held finds the entry a lease token names, if the lease is current (with a zero now, a lease whose
+// deadline passed still counts until advance notices). Called with mu held.
 func (q *Memory) held(lease string, now time.Time) (*entry, error) {
 	id, attempt, err := ParseLease(lease)
 	if err != nil {
 		return nil, err
 	}
 	e := q.items[id]
-	if e == nil || e.state != stLeased || e.rec.Attempt != attempt || !now.Before(e.rec.Deadline) {
+	if e == nil || e.state != stLeased || e.rec.Attempt != attempt || (!now.IsZero() && !now.Before(e.rec.Deadline)) {
 		return nil, ErrLeaseLost
 	}
 	return e, nil
 }
 
-// Ack implements Queue.
+// Ack implements Queue. It reads no clock: a lease whose deadline has passed can still be acked
+// until the queue has handed the item out again (the work was done, so that is harmless); after
+// that the old token gets ErrLeaseLost.
 func (q *Memory) Ack(ctx context.Context, lease string) error {
-	now := q.cfg.now()
+	var now time.Time
 	q.mu.Lock()
 	e, err := q.held(lease, now)
 	if err != nil {
@@ -448,6 +493,9 @@ func (q *Memory) Ack(ctx context.Context, lease string) error {
 	q.forget(e, now)
 	q.checkDrained()
 	q.mu.Unlock()
+	if q.cfg.journal == nil {
+		return nil
+	}
 	return q.commit(Change{Op: OpDelete, Record: Record{ID: e.rec.ID}})
 }
 
@@ -515,6 +563,9 @@ func (q *Memory) Bury(ctx context.Context, lease string, reason string) error {
 	ch := q.bury(e, reason, now)
 	q.checkDrained()
 	q.mu.Unlock()
+	if q.cfg.journal == nil {
+		return nil
+	}
 	return q.commit(ch)
 }
 
@@ -556,10 +607,7 @@ func (q *Memory) closeLocked() {
 	}
 	q.closed = true
 	for _, w := range q.waiters {
-		select {
-		case w <- struct{}{}:
-		default:
-		}
+		w.ch <- &Item{} // an empty item tells the waiter the queue closed
 	}
 	q.waiters = nil
 }

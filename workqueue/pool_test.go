@@ -128,7 +128,7 @@ func TestPoolPermanentErrorBuriesAtOnce(t *testing.T) {
 }
 
 func TestPoolExtendsLeaseWhileHandling(t *testing.T) {
-	q := mustMemory(t, workqueue.WithLeaseDuration(200*time.Millisecond))
+	q := mustMemory(t, workqueue.WithLeaseDuration(time.Second))
 	var mu sync.Mutex
 	var attempts []int
 	p, _ := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
@@ -136,7 +136,7 @@ func TestPoolExtendsLeaseWhileHandling(t *testing.T) {
 		attempts = append(attempts, it.Attempt)
 		mu.Unlock()
 		select {
-		case <-time.After(time.Second): // five lease lengths
+		case <-time.After(2500 * time.Millisecond): // two and a half lease lengths
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -261,8 +261,8 @@ func TestExecWorkerKillsProcessGroup(t *testing.T) {
 
 // TestExecWorkerUnderPoolKeepsLease runs a command longer than the lease: it is acked on the first attempt.
 func TestExecWorkerUnderPoolKeepsLease(t *testing.T) {
-	q := mustMemory(t, workqueue.WithLeaseDuration(300*time.Millisecond))
-	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", "sleep 1"})
+	q := mustMemory(t, workqueue.WithLeaseDuration(time.Second))
+	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", "sleep 2.5"})
 	p, _ := workqueue.NewPool(q, w)
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
