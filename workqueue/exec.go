@@ -59,7 +59,9 @@ func (f execOptionFunc) applyExec(c *execConfig) { f(c) }
 
 // WithWorkRoot is where per-item work directories are made (and removed after each attempt).
 // Default os.TempDir().
-func WithWorkRoot(dir string) ExecOption { return execOptionFunc(func(c *execConfig) { c.workRoot = dir }) }
+func WithWorkRoot(dir string) ExecOption {
+	return execOptionFunc(func(c *execConfig) { c.workRoot = dir })
+}
 
 // WithOutputRoot keeps results: OUTPUT_DIR is DIR/<item ID>, emptied before each attempt and kept
 // after it. Default "": OUTPUT_DIR is inside the work directory and removed with it.
@@ -73,7 +75,9 @@ func WithEnv(kv ...string) ExecOption {
 }
 
 // WithExecLogger receives the command's output, one log entry per line. Default zap.NewNop().
-func WithExecLogger(l *zap.Logger) ExecOption { return execOptionFunc(func(c *execConfig) { c.logger = l }) }
+func WithExecLogger(l *zap.Logger) ExecOption {
+	return execOptionFunc(func(c *execConfig) { c.logger = l })
+}
 
 // ExecWorker is a Handler that runs an external command per item, the paper's run()/mount()
 // contract: the payload is written to a file in a fresh work directory, the command runs with

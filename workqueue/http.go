@@ -34,10 +34,14 @@ func WithMaxPayload(n int64) APIOption { return apiOptionFunc(func(c *apiConfig)
 
 // WithMaxWait caps how long a lease request may long-poll. Default 60s (keep it below the HTTP
 // server's write timeout).
-func WithMaxWait(d time.Duration) APIOption { return apiOptionFunc(func(c *apiConfig) { c.maxWait = d }) }
+func WithMaxWait(d time.Duration) APIOption {
+	return apiOptionFunc(func(c *apiConfig) { c.maxWait = d })
+}
 
 // WithAPILogger sets the API's logger. Default zap.NewNop().
-func WithAPILogger(l *zap.Logger) APIOption { return apiOptionFunc(func(c *apiConfig) { c.logger = l }) }
+func WithAPILogger(l *zap.Logger) APIOption {
+	return apiOptionFunc(func(c *apiConfig) { c.logger = l })
+}
 
 // API serves a Queue over HTTP so that workers in any language can lease and ack:
 //

@@ -47,8 +47,8 @@ type Memory struct {
 	leased  entryHeap
 	keys    map[string]*keyState
 	dead    []DeadItem
-	waiters []*waiter // blocked Lease calls, FIFO
-	drainCh chan struct{}   // closed when the last lease ends while Shutdown waits
+	waiters []*waiter     // blocked Lease calls, FIFO
+	drainCh chan struct{} // closed when the last lease ends while Shutdown waits
 	closed  bool
 }
 

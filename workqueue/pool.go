@@ -67,7 +67,9 @@ type poolOptionFunc func(*poolConfig)
 func (f poolOptionFunc) applyPool(c *poolConfig) { f(c) }
 
 // WithConcurrency sets the number of workers. Default 1.
-func WithConcurrency(n int) PoolOption { return poolOptionFunc(func(c *poolConfig) { c.concurrency = n }) }
+func WithConcurrency(n int) PoolOption {
+	return poolOptionFunc(func(c *poolConfig) { c.concurrency = n })
+}
 
 // WithItemTimeout bounds one attempt; 0 (the default) means no bound.
 func WithItemTimeout(d time.Duration) PoolOption {
