@@ -109,4 +109,3 @@ func drainOnce(b *testing.B, podblocks bool) (sent, failed int64, took time.Dura
 	<-done
 	return nSent.Load(), nFailed.Load(), time.Since(start)
 }
-

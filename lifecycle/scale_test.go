@@ -76,7 +76,9 @@ func (f *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.status(w, 415, "UnsupportedMediaType", "want a merge patch")
 			return
 		}
-		var p struct{ Metadata struct{ Annotations map[string]string } }
+		var p struct {
+			Metadata struct{ Annotations map[string]string }
+		}
 		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
 			f.status(w, 400, "BadRequest", err.Error())
 			return

@@ -241,7 +241,7 @@ func TestStatusz(t *testing.T) {
 	srv := newServer(t, lifecycle.WithVersion("v1.2.3"))
 	srv.SetPriority("critical")
 	srv.AddStatus(providerFunc(func() (string, []string, [][]string) {
-		return "elector", []string{"key", "value"}, [][]string{{"leader", "<b>pod-0</b>"}, {"api_token", "s3cr3t"}}
+		return "elector", []string{"key", "value"}, [][]string{{"leader", "<b>pod-0</b>"}, {"api_token", "s3cr3t"}, {"fencing token", "42"}}
 	}))
 	srv.AddStatus(providerFunc(func() (string, []string, [][]string) { panic("broken provider") }))
 	must(t, srv.AddCheck(lifecycle.Readyz, lifecycle.Check{Name: "db", Func: func(context.Context) error { return nil }}))
@@ -253,7 +253,7 @@ func TestStatusz(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("/statusz = %d", code)
 	}
-	for _, want := range []string{"v1.2.3", "critical", "elector", "&lt;b&gt;pod-0&lt;/b&gt;", lifecycle.Redacted, "(provider failed)", `href="/metrics"`, ">db<"} {
+	for _, want := range []string{"v1.2.3", "critical", "elector", "&lt;b&gt;pod-0&lt;/b&gt;", lifecycle.Redacted, "(provider failed)", `href="/metrics"`, ">db<", "<td>42</td>"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("/statusz lacks %q", want)
 		}

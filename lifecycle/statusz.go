@@ -113,7 +113,8 @@ func safeStatusz(sp StatusProvider) (title string, header []string, rows [][]str
 }
 
 // redactRows hides the value of key/value rows whose key looks like a secret, and whole columns whose
-// header does.
+// header does. A plain integer under a secret-looking key is shown: status pages are full of fencing
+// tokens and token-bucket counts, and a secret is not a bare number.
 func redactRows(header []string, rows [][]string) [][]string {
 	secretCol := make([]bool, len(header))
 	for i, h := range header {
@@ -128,7 +129,7 @@ func redactRows(header []string, rows [][]string) [][]string {
 				row[j] = Redacted
 			}
 		}
-		if kv && len(row) == 2 && secretName.MatchString(row[0]) {
+		if kv && len(row) == 2 && secretName.MatchString(row[0]) && !isInteger(row[1]) {
 			row[1] = Redacted
 		}
 		out[i] = row
@@ -188,4 +189,16 @@ func (s *Server) serveStatusz(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, "unknown format "+strconv.Quote(f)+"; use html or json", http.StatusBadRequest)
 	}
+}
+
+func isInteger(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if (r < '0' || r > '9') && !(i == 0 && r == '-' && len(s) > 1) {
+			return false
+		}
+	}
+	return true
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -125,10 +126,24 @@ func keepServing(ctx context.Context, out io.Writer, s *stage, addr string) erro
 		}
 	}
 	for _, p := range providers {
-		if sp, ok := p.(lifecycle.StatusProvider); ok {
+		sp, ok := p.(lifecycle.StatusProvider)
+		if ok && !isKept(kept, p) { // App.Add already shows kept components that have a Statusz
 			app.Hooks().AddStatus(sp)
 		}
 	}
 	fmt.Fprintf(out, "serving: open http://%s/statusz (SIGTERM to stop)\n", addr)
 	return app.Run(ctx)
+}
+
+// isKept reports whether p is one of the kept components.
+func isKept(kept []component, p any) bool {
+	if !reflect.TypeOf(p).Comparable() {
+		return false
+	}
+	for _, c := range kept {
+		if reflect.TypeOf(c) == reflect.TypeOf(p) && any(c) == p {
+			return true
+		}
+	}
+	return false
 }
