@@ -278,7 +278,7 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Dur
 		err  error
 	)
 	if c.f.shards != nil && c.f.shards[i] != nil {
-		resp, err, rep = c.f.invokeShard(ctx, i, c.req)
+		resp, rep, err = c.f.invokeShard(ctx, i, c.req)
 	} else {
 		resp, err = c.f.invoke(ctx, i, c.req)
 		rep.Attempts = 1
@@ -346,7 +346,7 @@ func (f *Fanout[Req, Resp, Out]) invoke(ctx context.Context, i int, req Req) (re
 
 // invokeShard calls a replica-set shard, which fills in the report (kept off the plain path,
 // where a report pointer through an interface call would cost an allocation per leaf).
-func (f *Fanout[Req, Resp, Out]) invokeShard(ctx context.Context, i int, req Req) (resp Resp, err error, rep Report) {
+func (f *Fanout[Req, Resp, Out]) invokeShard(ctx context.Context, i int, req Req) (resp Resp, rep Report, err error) {
 	r := new(Report)
 	defer func() {
 		if v := recover(); v != nil {
@@ -355,7 +355,7 @@ func (f *Fanout[Req, Resp, Out]) invokeShard(ctx context.Context, i int, req Req
 		rep = *r
 	}()
 	resp, err = f.shards[i].callShard(ctx, req, f.pol, r)
-	return resp, err, *r
+	return resp, *r, err
 }
 
 func (f *Fanout[Req, Resp, Out]) recovered(i int, v any) (Resp, error) {
