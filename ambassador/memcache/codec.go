@@ -145,7 +145,7 @@ func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 		} else if n == 4 && string(body[tok[2].Start:tok[2].End]) == "0" {
 			max = 4 // delete <key> 0 [noreply], the old form
 		}
-		if n < min || n > max || tok[1].End-tok[1].Start > MaxKeyLength {
+		if n < min || n > max || !validKey(body[tok[1].Start:tok[1].End]) {
 			return local(r, replyBadFormat)
 		}
 		if n > min && string(body[tok[n-1].Start:tok[n-1].End]) == "noreply" {
@@ -193,7 +193,7 @@ func (p *Protocol) retrieval(r *twemproxy.Request, body []byte, cmdLen, skip int
 		if idx < skip {
 			prefixEnd = j
 		} else {
-			if j-i > MaxKeyLength {
+			if !validKey(body[i:j]) {
 				return local(r, replyBadFormat)
 			}
 			r.Keys = append(r.Keys, twemproxy.Span{Start: i, End: j})
@@ -220,10 +220,11 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 		return local(r, replyBadFormat)
 	}
 	size, err := strconv.Atoi(string(body[tok[4].Start:tok[4].End]))
-	if err != nil || size < 0 {
+	if err != nil || size < 0 || !isNum(body[tok[2].Start:tok[2].End], false) || !isNum(body[tok[3].Start:tok[3].End], true) ||
+		(cas && !isNum(body[tok[5].Start:tok[5].End], false)) {
 		return local(r, replyBadFormat)
 	}
-	if tok[1].End-tok[1].Start > MaxKeyLength {
+	if !validKey(body[tok[1].Start:tok[1].End]) {
 		// Swallow the data block, as memcached does, so the connection stays in step.
 		if size > 64*p.maxValue() {
 			return &twemproxy.ClientError{Reply: replyBadFormat, Err: fmt.Errorf("memcache: value of %d bytes", size)}
@@ -265,6 +266,35 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 	r.Kind = kindStorage
 	r.Keys = append(r.Keys[:0], tok[1])
 	return nil
+}
+
+// validKey: at most MaxKeyLength bytes, no control characters (the protocol's rule for keys).
+func validKey(k []byte) bool {
+	if len(k) == 0 || len(k) > MaxKeyLength {
+		return false
+	}
+	for _, c := range k {
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// isNum reports whether b is a decimal number (with an optional leading '-' if signed).
+func isNum(b []byte, signed bool) bool {
+	if signed && len(b) > 1 && b[0] == '-' {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 20 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // grow extends b by n bytes.
