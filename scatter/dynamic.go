@@ -1,0 +1,111 @@
+package scatter
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// EndpointsFunc returns the current replica addresses and a channel closed when they change: the
+// shape of an ambassador Source's Endpoints (ambassador.Static, DNS, File), mapped to addresses.
+type EndpointsFunc func() ([]string, <-chan struct{})
+
+// DynamicReplicaSet is a shard whose replicas follow a changing address list, for example the
+// endpoints of a Kubernetes headless service through an ambassador DNS source:
+//
+//	eps := func() ([]string, <-chan struct{}) {
+//		es, ch := src.Endpoints()
+//		urls := make([]string, len(es))
+//		for i, e := range es {
+//			urls[i] = "http://" + e.Addr + "/search"
+//		}
+//		return urls, ch
+//	}
+//	shard, _ := scatter.NewDynamicReplicaSet(eps, func(u string) scatter.Leaf[Q, A] { return scatter.NewHTTPLeaf[Q, A](u, client) })
+//
+// When the list changes it builds a new ReplicaSet, reusing the leaves of addresses that stayed;
+// latency statistics and probation start afresh. With no address, calls fail with ErrNoReplicas.
+// Safe for concurrent use.
+type DynamicReplicaSet[Req, Resp any] struct {
+	endpoints EndpointsFunc
+	newLeaf   func(addr string) Leaf[Req, Resp]
+
+	mu      sync.Mutex
+	cur     *ReplicaSet[Req, Resp]
+	leaves  map[string]Leaf[Req, Resp]
+	changed <-chan struct{}
+}
+
+// NewDynamicReplicaSet returns a shard whose replicas are newLeaf(addr) for each address endpoints
+// returns.
+func NewDynamicReplicaSet[Req, Resp any](endpoints EndpointsFunc, newLeaf func(addr string) Leaf[Req, Resp]) (*DynamicReplicaSet[Req, Resp], error) {
+	if endpoints == nil || newLeaf == nil {
+		return nil, &ConfigError{Field: "NewDynamicReplicaSet", Reason: "endpoints and newLeaf must not be nil"}
+	}
+	return &DynamicReplicaSet[Req, Resp]{endpoints: endpoints, newLeaf: newLeaf}, nil
+}
+
+// Current returns the replica set for the current addresses (nil and ErrNoReplicas when there
+// are none).
+func (d *DynamicReplicaSet[Req, Resp]) Current() (*ReplicaSet[Req, Resp], error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.changed != nil {
+		select {
+		case <-d.changed:
+		default:
+			if d.cur == nil {
+				return nil, ErrNoReplicas
+			}
+			return d.cur, nil
+		}
+	}
+	addrs, changed := d.endpoints()
+	d.changed = changed
+	leaves := make(map[string]Leaf[Req, Resp], len(addrs))
+	reps := make([]Leaf[Req, Resp], 0, len(addrs))
+	for _, a := range addrs {
+		if _, dup := leaves[a]; dup {
+			continue
+		}
+		l, ok := d.leaves[a]
+		if !ok {
+			if l = d.newLeaf(a); l == nil {
+				return nil, fmt.Errorf("newLeaf(%q) returned nil: %w", a, ErrNoReplicas)
+			}
+		}
+		leaves[a] = l
+		reps = append(reps, l)
+	}
+	d.leaves = leaves
+	d.cur = nil
+	if len(reps) == 0 {
+		return nil, ErrNoReplicas
+	}
+	rs, err := NewReplicaSet(reps...)
+	if err != nil {
+		return nil, err
+	}
+	d.cur = rs
+	return rs, nil
+}
+
+// Call calls the current replica set.
+func (d *DynamicReplicaSet[Req, Resp]) Call(ctx context.Context, req Req) (Resp, error) {
+	rs, err := d.Current()
+	if err != nil {
+		var zero Resp
+		return zero, err
+	}
+	return rs.Call(ctx, req)
+}
+
+func (d *DynamicReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *policy, rep *Report) (Resp, error) {
+	rs, err := d.Current()
+	if err != nil {
+		var zero Resp
+		rep.Attempts = 0
+		return zero, err
+	}
+	return rs.callShard(ctx, req, p, rep)
+}
