@@ -40,3 +40,12 @@ type Change struct {
 type Journal interface {
 	Commit(changes []Change) error
 }
+
+// LazyJournal is a Journal that can also take changes without waiting for them to be durable: they
+// go into its next commit, in order. Memory uses it for leases (an attempt count reaches the journal
+// with the next commit, so a crash right after a lease can hand the item out again under the same
+// attempt number) and so saves one synchronous commit per item.
+type LazyJournal interface {
+	Journal
+	CommitLater(changes []Change)
+}

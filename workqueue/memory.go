@@ -423,6 +423,10 @@ func (q *Memory) leased1(it *Item, ch []Change) (*Item, error) {
 			}
 			q.mu.Unlock()
 		}
+		if lj, ok := q.cfg.journal.(LazyJournal); ok {
+			lj.CommitLater(ch)
+			return it, nil
+		}
 		if err := q.commit(ch...); err != nil {
 			return nil, err
 		}

@@ -28,10 +28,11 @@ var ErrCorrupt = errors.New("workqueue/bolt: corrupt record")
 type Option interface{ apply(*config) }
 
 type config struct {
-	mem     []workqueue.Option
-	timeout time.Duration
-	noSync  bool
-	logger  *zap.Logger
+	mem      []workqueue.Option
+	timeout  time.Duration
+	noSync   bool
+	asyncAck bool
+	logger   *zap.Logger
 }
 
 type optionFunc func(*config)
@@ -60,6 +61,14 @@ func WithOpenTimeout(d time.Duration) Option { return optionFunc(func(c *config)
 // cannot). Default false: every commit is fsynced.
 func WithNoSync() Option { return optionFunc(func(c *config) { c.noSync = true }) }
 
+// WithAsyncAck lets Ack return before its commit: the ack goes into the next commit, which happens
+// within a few milliseconds. A crash in that window hands the item out again (at least once, as
+// always). Adds stay synchronous. Default false.
+func WithAsyncAck() Option { return optionFunc(func(c *config) { c.asyncAck = true }) }
+
+// flushDelay is how long an async ack may wait for a commit to carry it.
+const flushDelay = 5 * time.Millisecond
+
 // Queue is a durable work queue in one bbolt file. It is a workqueue.Memory whose every state change
 // is committed to the file before it takes effect (see workqueue.Journal), so a process crash loses
 // no added item: on Open, waiting items are ready again, and items that were leased stay leased until
@@ -67,7 +76,8 @@ func WithNoSync() Option { return optionFunc(func(c *config) { c.noSync = true }
 //
 // Commits are group-committed: while one goroutine commits (one fsync), the changes of every other
 // goroutine queue up and go into the next transaction together, so throughput grows with concurrency
-// without any added delay.
+// without any added delay. An Add and an Ack (and Nack, Bury) return after their commit; a Lease
+// does not wait for one: its attempt count goes into the next commit (see workqueue.LazyJournal).
 type Queue struct {
 	*workqueue.Memory
 	db *bbolt.DB
@@ -75,11 +85,19 @@ type Queue struct {
 	mu         sync.Mutex
 	pending    []*commitReq
 	committing bool
+	asyncAck   bool
+	flushing   bool           // a flush is scheduled
+	flushWG    sync.WaitGroup // the scheduled flush
+	flushTimer *time.Timer
+	closed     bool
 	closeOnce  sync.Once
 	closeErr   error
 }
 
-var _ workqueue.Queue = (*Queue)(nil)
+var (
+	_ workqueue.Queue       = (*Queue)(nil)
+	_ workqueue.LazyJournal = (*Queue)(nil)
+)
 
 type commitReq struct {
 	changes []workqueue.Change
@@ -126,7 +144,7 @@ func Open(path string, opts ...Option) (*Queue, error) {
 		db.Close()
 		return nil, fmt.Errorf("recover %s: %w", path, err)
 	}
-	q := &Queue{db: db}
+	q := &Queue{db: db, asyncAck: cfg.asyncAck}
 	mem, err := workqueue.NewMemory(append(cfg.mem, workqueue.WithJournal(q, recs, lastID))...)
 	if err != nil {
 		db.Close()
@@ -139,6 +157,17 @@ func Open(path string, opts ...Option) (*Queue, error) {
 
 // Commit implements workqueue.Journal with group commit.
 func (q *Queue) Commit(changes []workqueue.Change) error {
+	if q.asyncAck && len(changes) == 1 && changes[0].Op == workqueue.OpDelete {
+		q.mu.Lock()
+		q.pending = append(q.pending, &commitReq{changes: changes})
+		if !q.flushing && !q.closed {
+			q.flushing = true
+			q.flushWG.Add(1)
+			q.flushTimer = time.AfterFunc(flushDelay, q.flush)
+		}
+		q.mu.Unlock()
+		return nil
+	}
 	r := &commitReq{changes: changes, done: make(chan error, 1)}
 	q.mu.Lock()
 	q.pending = append(q.pending, r)
@@ -153,7 +182,9 @@ func (q *Queue) Commit(changes []workqueue.Change) error {
 		q.mu.Unlock()
 		err := q.db.Update(func(tx *bbolt.Tx) error { return apply(tx, batch) })
 		for _, b := range batch {
-			b.done <- err
+			if b.done != nil {
+				b.done <- err
+			}
 		}
 		q.mu.Lock()
 		if len(q.pending) == 0 {
@@ -197,11 +228,41 @@ func apply(tx *bbolt.Tx, batch []*commitReq) error {
 	return nil
 }
 
-// Close closes the queue and then the file. Idempotent.
+// flush commits what async acks left pending (unless another commit took it meanwhile).
+func (q *Queue) flush() {
+	defer q.flushWG.Done()
+	q.mu.Lock()
+	q.flushing = false
+	empty := len(q.pending) == 0
+	q.mu.Unlock()
+	if !empty {
+		_ = q.Commit(nil) // an error here resurfaces on the next synchronous commit's retry of the same state
+	}
+}
+
+// CommitLater implements workqueue.LazyJournal: the changes go into the next commit.
+func (q *Queue) CommitLater(changes []workqueue.Change) {
+	q.mu.Lock()
+	q.pending = append(q.pending, &commitReq{changes: changes})
+	q.mu.Unlock()
+}
+
+// Close closes the queue, commits what is pending, and closes the file. Idempotent.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.Memory.Close()
-		q.closeErr = q.db.Close()
+		q.mu.Lock()
+		q.closed = true
+		if q.flushing && q.flushTimer.Stop() {
+			q.flushing = false
+			q.flushWG.Done()
+		}
+		q.mu.Unlock()
+		q.flushWG.Wait()
+		q.closeErr = q.Commit(nil)
+		if err := q.db.Close(); q.closeErr == nil {
+			q.closeErr = err
+		}
 	})
 	return q.closeErr
 }

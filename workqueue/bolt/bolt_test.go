@@ -29,6 +29,17 @@ func newBolt(t *testing.T, c workqueuetest.Config) workqueue.Queue {
 
 func TestConformance(t *testing.T) { workqueuetest.TestQueue(t, newBolt) }
 
+func TestConformanceAsyncAck(t *testing.T) {
+	workqueuetest.TestQueue(t, func(t *testing.T, c workqueuetest.Config) workqueue.Queue {
+		q, err := bolt.Open(filepath.Join(t.TempDir(), "q.db"), bolt.WithLeaseDuration(c.LeaseDuration), bolt.WithMaxAttempts(c.MaxAttempts), bolt.WithAsyncAck())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { q.Close() })
+		return q
+	})
+}
+
 // TestReopen checks that items, leases, attempts, keys and dead letters survive closing and reopening.
 func TestReopen(t *testing.T) {
 	ctx := context.Background()
