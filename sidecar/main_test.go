@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"go.uber.org/goleak"
 )
 
@@ -27,7 +29,15 @@ func tailerChild() int {
 		return 2
 	}
 	defer sink.Close()
-	t, err := NewTailer([]string{os.Getenv("TAIL_GLOB")}, sink, WithCheckpoint(os.Getenv("TAIL_STATE")),
+	log := zap.NewNop()
+	if p := os.Getenv("TAIL_LOG"); p != "" {
+		cfg := zap.NewDevelopmentConfig()
+		cfg.OutputPaths = []string{p}
+		if l, err := cfg.Build(); err == nil {
+			log = l.With(zap.Int("pid", os.Getpid()))
+		}
+	}
+	t, err := NewTailer([]string{os.Getenv("TAIL_GLOB")}, sink, WithCheckpoint(os.Getenv("TAIL_STATE")), WithLogger(log),
 		WithPollInterval(50*1e6), WithCommitInterval(20*1e6), WithCloseIdle(1e9))
 	if err != nil {
 		return 2

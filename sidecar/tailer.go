@@ -131,6 +131,7 @@ type tfile struct {
 	// copyOf is the still untruncated file this one is a copy of (copytruncate in progress): tf waits
 	// until that file is truncated, then starts where it had been delivered.
 	copyOf *tfile
+	misses int // consecutive listings that did not show the file
 }
 
 // oldFP remembers a truncated file's fingerprint so that its copy is recognised.
@@ -207,7 +208,13 @@ func (t *Tailer) Run(ctx context.Context) error {
 		}
 	}
 
+	// A file renamed while the directory is listed can be missed: list again before declaring a
+	// checkpointed file gone.
 	t.scan(rs, first)
+	for i := 0; i < 3 && len(rs.restored) > 0 && ctx.Err() == nil; i++ {
+		time.Sleep(20 * time.Millisecond)
+		t.scan(rs, first)
+	}
 	for id, e := range rs.restored {
 		t.log.Warn("checkpointed file is gone", zap.String("file", e.Path), zap.Int64("offset", e.Offset))
 		delete(rs.restored, id)
@@ -327,6 +334,7 @@ type candidate struct {
 	id     fileID
 	size   int64
 	mtime  time.Time
+	f      *os.File // open until a tracked file takes it over
 }
 
 var compressedExt = []string{".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".z"}
@@ -358,7 +366,8 @@ func (t *Tailer) classify(dir, name string) (active, sibling bool) {
 	return false, sibling
 }
 
-// scan lists the directories and reconciles what it finds with the tracked files.
+// scan lists the directories and reconciles what it finds with the tracked files. Every listed file
+// is opened and identified by its descriptor, so renames racing the listing cannot mix files up.
 func (t *Tailer) scan(rs *tailRun, first bool) {
 	now := time.Now()
 	for _, tf := range rs.files {
@@ -366,6 +375,7 @@ func (t *Tailer) scan(rs *tailRun, first bool) {
 	}
 	rs.deferred = false
 	var cands []candidate
+	listed := map[fileID]bool{}
 	for _, dir := range t.dirs {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
@@ -381,23 +391,16 @@ func (t *Tailer) scan(rs *tailRun, first bool) {
 			if !active && !sibling {
 				continue
 			}
-			path := filepath.Join(dir, de.Name())
-			fi, err := os.Stat(path)
-			if err != nil {
-				continue
-			}
-			if !fi.Mode().IsRegular() {
-				t.reportOnce(rs, path, "not a regular file", nil)
-				continue
-			}
-			sys, ok := fi.Sys().(*syscall.Stat_t)
+			c, ok := t.openCandidate(rs, filepath.Join(dir, de.Name()), active)
 			if !ok {
 				continue
 			}
-			cands = append(cands, candidate{
-				path: path, active: active, size: fi.Size(), mtime: fi.ModTime(),
-				id: fileID{uint64(sys.Dev), uint64(sys.Ino)}, //nolint:unconvert // int type differs by platform
-			})
+			if listed[c.id] { // renamed during the listing: seen under an earlier name
+				c.f.Close()
+				continue
+			}
+			listed[c.id] = true
+			cands = append(cands, c)
 		}
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
@@ -407,8 +410,9 @@ func (t *Tailer) scan(rs *tailRun, first bool) {
 		return cands[i].mtime.Before(cands[j].mtime)
 	})
 	// Known files first, so that new files can be recognised as copies of them.
-	var fresh []candidate
-	for _, c := range cands {
+	var fresh []*candidate
+	for i := range cands {
+		c := &cands[i]
 		if tf, ok := rs.files[c.id]; ok {
 			if t.rescan(rs, tf, c) {
 				continue
@@ -429,13 +433,31 @@ func (t *Tailer) scan(rs *tailRun, first bool) {
 	for _, c := range fresh {
 		t.discover(rs, c, first, now)
 	}
-	// Files no longer listed are read to their end (renamed away or deleted while open).
+	for i := range cands {
+		if cands[i].f != nil {
+			cands[i].f.Close()
+		}
+	}
+	// Files no longer listed: deleted ones (and ones missing from three listings in a row, renamed
+	// away from the patterns) are read to their end from the open descriptor, then dropped.
 	for _, tf := range rs.files {
-		if !tf.seen {
-			tf.gone = true
-			if tf.f == nil {
-				t.drop(rs, tf)
+		if tf.seen {
+			tf.misses = 0
+			continue
+		}
+		tf.misses++
+		if tf.f != nil {
+			if fi, err := tf.f.Stat(); err == nil {
+				if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
+					tf.gone = true
+				}
 			}
+		}
+		if tf.misses >= 3 {
+			tf.gone = true
+		}
+		if tf.gone && tf.f == nil {
+			t.drop(rs, tf)
 		}
 	}
 	// Forget truncated fingerprints after a minute: their copies have been found by then.
@@ -449,23 +471,42 @@ func (t *Tailer) scan(rs *tailRun, first bool) {
 	t.reorder(rs)
 }
 
+// openCandidate opens a listed file and identifies it by its descriptor.
+func (t *Tailer) openCandidate(rs *tailRun, path string, active bool) (candidate, bool) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if os.IsNotExist(err) {
+		return candidate{}, false
+	}
+	if err != nil {
+		t.reportOnce(rs, path, "open", err)
+		return candidate{}, false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		t.reportOnce(rs, path, "stat", err)
+		return candidate{}, false
+	}
+	sys, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || !ok {
+		f.Close()
+		t.reportOnce(rs, path, "not a regular file", nil)
+		return candidate{}, false
+	}
+	delete(rs.reported, path)
+	return candidate{path: path, active: active, size: fi.Size(), mtime: fi.ModTime(), f: f,
+		id: fileID{uint64(sys.Dev), uint64(sys.Ino)}, //nolint:unconvert // int type differs by platform
+	}, true
+}
+
 // rescan updates a tracked file from a listing; false means its inode was reused for another file.
-func (t *Tailer) rescan(rs *tailRun, tf *tfile, c candidate) bool {
+func (t *Tailer) rescan(rs *tailRun, tf *tfile, c *candidate) bool {
 	if tf.f == nil {
-		f, err := os.Open(c.path)
-		if err != nil {
-			t.reportOnce(rs, c.path, "open", err)
-			tf.seen = true
-			return true
-		}
-		if fp, ok := fingerprint(f, tf.fpLen); !ok || fp != tf.fp {
-			f.Close()
+		if fp, ok := fingerprint(c.f, tf.fpLen); !ok || fp != tf.fp {
 			return false
 		}
 		if c.size > tf.off+int64(len(tf.partial)) {
-			tf.f, tf.eof = f, false
-		} else {
-			f.Close()
+			tf.f, tf.eof, c.f = c.f, false, nil
 		}
 	}
 	if tf.path != c.path {
@@ -501,19 +542,15 @@ func (t *Tailer) checkReplaced(rs *tailRun, tf *tfile, size int64) {
 }
 
 // restore resumes a file from its checkpoint entry; false when the fingerprint does not match.
-func (t *Tailer) restore(rs *tailRun, e checkpointEntry, c candidate) bool {
-	f, err := os.Open(c.path)
-	if err != nil {
-		t.reportOnce(rs, c.path, "open", err)
-		return true
-	}
-	if fp, ok := fingerprint(f, e.FPLen); !ok || fp != e.FP {
-		f.Close()
+func (t *Tailer) restore(rs *tailRun, e checkpointEntry, c *candidate) bool {
+	if fp, ok := fingerprint(c.f, e.FPLen); !ok || fp != e.FP {
 		return false
 	}
-	tf := &tfile{id: c.id, path: c.path, active: c.active, seen: true, f: f, off: e.Offset, done: e.Offset,
+	tf := &tfile{id: c.id, path: c.path, active: c.active, seen: true, f: c.f, off: e.Offset, done: e.Offset,
 		fp: e.FP, fpLen: e.FPLen, mtime: c.mtime, pendOff: -1, lastData: time.Now()}
+	c.f = nil
 	rs.files[c.id] = tf
+	t.log.Debug("resume file", zap.String("file", c.path), zap.Uint64("inode", c.id.ino), zap.Int64("offset", e.Offset))
 	if c.size < e.Offset {
 		t.log.Info("file truncated while stopped", zap.String("file", c.path))
 		t.m.rotations.WithLabelValues("truncate").Inc()
@@ -523,18 +560,14 @@ func (t *Tailer) restore(rs *tailRun, e checkpointEntry, c candidate) bool {
 }
 
 // discover starts tracking a file seen for the first time.
-func (t *Tailer) discover(rs *tailRun, c candidate, first bool, now time.Time) {
+func (t *Tailer) discover(rs *tailRun, c *candidate, first bool, now time.Time) {
 	if !first && !c.active && c.size < fpMax && now.Sub(c.mtime) < time.Second {
 		// A young small sibling may be a copy still being written: decide once it has grown or settled.
 		rs.deferred = true
 		return
 	}
-	f, err := os.Open(c.path)
-	if err != nil {
-		t.reportOnce(rs, c.path, "open", err)
-		return
-	}
-	delete(rs.reported, c.path)
+	f := c.f
+	c.f = nil
 	start := int64(0)
 	var orig *tfile
 	switch {
@@ -554,12 +587,13 @@ func (t *Tailer) discover(rs *tailRun, c candidate, first bool, now time.Time) {
 	t.updateFP(tf, c.size)
 	rs.files[c.id] = tf
 	rs.dirty = true
+	t.log.Debug("new file", zap.String("file", c.path), zap.Uint64("inode", c.id.ino), zap.Int64("offset", start))
 }
 
 // copyOf looks for a tracked, restored or recently truncated file whose fingerprint the new file
 // shares (copytruncate): the new file is then read from where that one was delivered. When the
 // original is tracked and not truncated yet, it is returned: the copy waits for the truncation.
-func (t *Tailer) copyOf(rs *tailRun, f *os.File, c candidate) (int64, *tfile, bool) {
+func (t *Tailer) copyOf(rs *tailRun, f *os.File, c *candidate) (int64, *tfile, bool) {
 	for _, tf := range rs.files {
 		if tf.id != c.id && tf.copyOf == nil && tf.fpLen > 0 && tf.done > 0 && c.size >= tf.fpLen {
 			if fp, ok := fingerprint(f, tf.fpLen); ok && fp == tf.fp {
@@ -588,6 +622,8 @@ func (t *Tailer) copyOf(rs *tailRun, f *os.File, c candidate) (int64, *tfile, bo
 
 // drop stops tracking tf. Copies waiting for it to be truncated hold nothing new: they are skipped.
 func (t *Tailer) drop(rs *tailRun, tf *tfile) {
+	t.log.Debug("drop file", zap.String("file", tf.path), zap.Uint64("inode", tf.id.ino), zap.Int64("delivered", tf.done),
+		zap.Bool("gone", tf.gone), zap.Int("misses", tf.misses))
 	tf.close()
 	delete(rs.files, tf.id)
 	rs.dirty = true

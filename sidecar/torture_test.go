@@ -1,0 +1,201 @@
+package sidecar
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rotatingWriter appends total numbered lines to dir/app.log and rotates it by rename every 10 to 60
+// lines to app.log-NNNNN (logrotate's dateext style), deleting the rotated file deleteLag rotations
+// old (0: never). After each rename it writes up to two more lines to the old descriptor, as an
+// application does until it reopens its log.
+func rotatingWriter(dir string, total, deleteLag int, rng *rand.Rand, stop <-chan struct{}) (rotations int, err error) {
+	app := filepath.Join(dir, "app.log")
+	open := func() (*os.File, error) { return os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644) }
+	f, err := open()
+	if err != nil {
+		return 0, err
+	}
+	defer func() { f.Close() }()
+	next := 10 + rng.IntN(50)
+	for i := 0; i < total; i++ {
+		if _, err := fmt.Fprintf(f, "n=%06d %s\n", i, strings.Repeat("x", rng.IntN(40))); err != nil {
+			return rotations, err
+		}
+		if i%6 == 5 {
+			select {
+			case <-stop:
+				return rotations, fmt.Errorf("stopped at line %d", i)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		if next--; next > 0 || i == total-1 {
+			continue
+		}
+		next = 10 + rng.IntN(50)
+		rotations++
+		if err := os.Rename(app, fmt.Sprintf("%s-%05d", app, rotations)); err != nil {
+			return rotations, err
+		}
+		if deleteLag > 0 && rotations > deleteLag {
+			if err := os.Remove(fmt.Sprintf("%s-%05d", app, rotations-deleteLag)); err != nil {
+				return rotations, err
+			}
+		}
+		for extra := rng.IntN(3); extra > 0 && i < total-1; extra-- {
+			i++
+			if _, err := fmt.Fprintf(f, "n=%06d late\n", i); err != nil {
+				return rotations, err
+			}
+		}
+		f.Close()
+		if f, err = open(); err != nil {
+			return rotations, err
+		}
+	}
+	return rotations, nil
+}
+
+// completeLines counts the newline-terminated lines of a file.
+func completeLines(path string) int {
+	data, _ := os.ReadFile(path)
+	return bytes.Count(data, []byte{'\n'})
+}
+
+// checkExactlyOnce decodes the sink file and reports numbers shipped twice or never.
+func checkExactlyOnce(t *testing.T, out string, total int) (missing []int) {
+	t.Helper()
+	counts := make([]int, total)
+	for _, s := range readShipped(t, out) {
+		num, ok := strings.CutPrefix(s.Line, "n=")
+		if !ok || len(num) < 6 {
+			t.Fatalf("unexpected line %q", s.Line)
+		}
+		n, err := strconv.Atoi(num[:6])
+		if err != nil || n < 0 || n >= total {
+			t.Fatalf("unexpected line %q", s.Line)
+		}
+		counts[n]++
+	}
+	var dups []int
+	for n, c := range counts {
+		switch {
+		case c == 0:
+			missing = append(missing, n)
+		case c > 1:
+			dups = append(dups, n)
+		}
+	}
+	if len(dups) > 0 {
+		t.Errorf("%d lines shipped more than once, first: %v", len(dups), dups[:min(10, len(dups))])
+	}
+	return missing
+}
+
+func TestRotationTortureSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("torture test: skipped with -short")
+	}
+	e := newTailEnv(t)
+	// Rotated files are kept: one deleted before any tailer read it would be lost by any tailer, and
+	// on a loaded machine the tailers may fall far behind. Deletion of open files is tested apart.
+	const total, deleteLag = 8000, 0
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "SIDECAR_TAILER_CHILD=1", "TAIL_GLOB="+filepath.Join(e.logs, "*.log"),
+			"TAIL_OUT="+e.out, "TAIL_STATE="+e.state, "TAIL_LOG="+os.Getenv("TAIL_LOG"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	child := start()
+	waitFor(t, "first checkpoint", 30*time.Second, func() bool {
+		_, err := os.Stat(e.state)
+		return err == nil
+	})
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 8))
+	seed := rng.Uint64()
+	t.Logf("writer seed %d", seed)
+	type result struct {
+		rotations int
+		err       error
+	}
+	done := make(chan result, 1)
+	stopWriter := make(chan struct{})
+	go func() {
+		r, err := rotatingWriter(e.logs, total, deleteLag, rand.New(rand.NewPCG(seed, 1)), stopWriter)
+		done <- result{r, err}
+	}()
+	kills := 0
+	started := time.Now()
+	var res result
+	deadline := time.After(90 * time.Second)
+loop:
+	for {
+		select {
+		case res = <-done:
+			break loop
+		case <-deadline:
+			close(stopWriter)
+			res = <-done
+			break loop
+		case <-time.After(time.Duration(30+rng.IntN(370)) * time.Millisecond):
+		}
+		// Kill at a random moment, but only once this tailer has committed since it started, so that
+		// the tailers make progress and no rotated file is deleted before any of them read it.
+		for fi, err := os.Stat(e.state); err == nil && fi.ModTime().Before(started); fi, err = os.Stat(e.state) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := child.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = child.Wait()
+		kills++
+		started = time.Now()
+		child = start()
+	}
+	if res.err != nil {
+		_ = child.Process.Kill()
+		_ = child.Wait()
+		t.Fatalf("writer: %v", res.err)
+	}
+	var got int
+	deadlineAll := time.Now().Add(60 * time.Second)
+	for got = completeLines(e.out); got < total && time.Now().Before(deadlineAll); got = completeLines(e.out) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a duplicate, if any, would show up now
+	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Wait(); err != nil {
+		t.Errorf("last tailer: %v", err)
+	}
+	t.Logf("%d lines, %d rotations by rename, %d SIGKILLs of the tailer, %d lines in the sink", total, res.rotations, kills, completeLines(e.out))
+	if res.rotations < 100 || kills < 10 {
+		t.Errorf("torture too mild: %d rotations, %d kills", res.rotations, kills)
+	}
+	if keep := os.Getenv("TAIL_KEEP"); keep != "" {
+		data, _ := os.ReadFile(e.out)
+		_ = os.WriteFile(keep, data, 0o644)
+	}
+	if missing := checkExactlyOnce(t, e.out, total); len(missing) > 0 {
+		t.Errorf("%d lines never shipped, first: %v", len(missing), missing[:min(10, len(missing))])
+	}
+	var st checkpointState
+	if data, err := os.ReadFile(e.state); err != nil || json.Unmarshal(data, &st) != nil {
+		t.Errorf("final checkpoint unreadable: %v", err)
+	}
+}
