@@ -261,13 +261,13 @@ func (n *Normalizer) Run(ctx context.Context) error {
 			closers = append(closers, c)
 		}
 		if n.o.listener == nil && n.o.packetConn == nil {
-			go func() {
+			wg.Go(func() {
 				select {
 				case <-done:
 					cancel()
 				case <-ctx.Done():
 				}
-			}()
+			})
 		}
 	}
 	conns := map[net.Conn]struct{}{}

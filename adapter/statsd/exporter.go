@@ -167,13 +167,17 @@ func (e *Exporter) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	fail := func(err error) error {
+		closeAll()
+		wg.Wait()
+		return err
+	}
 
 	lc := net.ListenConfig{}
 	if e.o.udp != "" {
 		pc, err := lc.ListenPacket(ctx, "udp", e.o.udp)
 		if err != nil {
-			closeAll()
-			return fmt.Errorf("statsd: listen udp: %w", err)
+			return fail(fmt.Errorf("statsd: listen udp: %w", err))
 		}
 		conn := pc.(*net.UDPConn)
 		closers = append(closers, conn)
@@ -191,13 +195,11 @@ func (e *Exporter) Run(ctx context.Context) error {
 		}
 		conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: e.o.unixgram, Net: "unixgram"})
 		if err != nil {
-			closeAll()
-			return fmt.Errorf("statsd: listen unixgram: %w", err)
+			return fail(fmt.Errorf("statsd: listen unixgram: %w", err))
 		}
 		closers = append(closers, conn, unlinker(e.o.unixgram))
 		if err := os.Chmod(e.o.unixgram, os.FileMode(e.o.unixMode)); err != nil {
-			closeAll()
-			return fmt.Errorf("statsd: chmod unixgram socket: %w", err)
+			return fail(fmt.Errorf("statsd: chmod unixgram socket: %w", err))
 		}
 		e.setReadBuffer(conn)
 		e.mu.Lock()
@@ -211,9 +213,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 	if e.o.tcp != "" {
 		ln, err := lc.Listen(ctx, "tcp", e.o.tcp)
 		if err != nil {
-			closeAll()
-			wg.Wait()
-			return fmt.Errorf("statsd: listen tcp: %w", err)
+			return fail(fmt.Errorf("statsd: listen tcp: %w", err))
 		}
 		closers = append(closers, ln)
 		e.mu.Lock()

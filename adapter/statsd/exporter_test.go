@@ -348,6 +348,13 @@ func TestRunErrors(t *testing.T) {
 	if err := e.Run(context.Background()); err == nil {
 		t.Error("Run on a busy TCP port succeeded")
 	}
+	e3, err := statsd.New(statsd.WithUDP("127.0.0.1:0"), statsd.WithUnixgram(filepath.Join(t.TempDir(), "no", "such", "dir"), 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e3.Run(context.Background()); err == nil {
+		t.Error("Run with an impossible unixgram path succeeded")
+	}
 	if _, err := statsd.New(statsd.WithReaders(-1)); err == nil {
 		t.Error("New with -1 readers succeeded")
 	}
