@@ -1,9 +1,12 @@
 package scatter_test
 
 import (
+	"context"
 	"flag"
 	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -12,7 +15,10 @@ import (
 	"github.com/podblocks/podblocks/scattertest"
 )
 
-var tailRequests = flag.Int("tail.requests", 300, "requests per scenario in TestTailAtScale (use 20000 for BENCHMARKS.md)")
+var (
+	tailRequests = flag.Int("tail.requests", 300, "requests per scenario in TestTailAtScale (use 20000 for BENCHMARKS.md)")
+	tailRealTime = flag.Int("tail.realtime", 0, "if > 0, TestTailAtScaleRealTime runs this many requests per scenario in real time")
+)
 
 // tailRun is one scenario of the Tail-at-Scale reproduction.
 type tailRun struct {
@@ -32,7 +38,15 @@ const (
 // own CPU time is not counted).
 func runTail(t *testing.T, requests int, lat scattertest.Latency, opts ...scatter.Option) tailRun {
 	var out tailRun
-	synctest.Test(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) { out = tailBody(t, requests, 1, lat, opts...) })
+	return out
+}
+
+// tailBody runs the scenario in the current clock: fake inside a synctest bubble, real outside,
+// with parallel requests in flight.
+func tailBody(t *testing.T, requests, parallel int, lat scattertest.Latency, opts ...scatter.Option) tailRun {
+	var out tailRun
+	{
 		var all []*scattertest.Leaf[int, int]
 		leaves := make([]scatter.Leaf[int, int], tailShards)
 		for s := range tailShards {
@@ -54,16 +68,34 @@ func runTail(t *testing.T, requests int, lat scattertest.Latency, opts ...scatte
 		}
 		lats := make([]time.Duration, 0, requests)
 		var cov float64
-		for range requests {
-			start := time.Now()
-			res, err := f.Do(t.Context(), 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			lats = append(lats, time.Since(start))
-			cov += res.Coverage()
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var failed atomic.Int32
+		next := make(chan struct{})
+		for range parallel {
+			wg.Go(func() {
+				for range next {
+					start := time.Now()
+					res, err := f.Do(context.Background(), 0)
+					if err != nil {
+						failed.Add(1)
+					}
+					mu.Lock()
+					lats = append(lats, time.Since(start))
+					cov += res.Coverage()
+					mu.Unlock()
+				}
+			})
 		}
+		for range requests {
+			next <- struct{}{}
+		}
+		close(next)
+		wg.Wait()
 		f.Wait()
+		if failed.Load() > 0 {
+			t.Errorf("%d fan-outs failed", failed.Load())
+		}
 		calls := 0
 		for _, l := range all {
 			st := l.Stats()
@@ -78,8 +110,30 @@ func runTail(t *testing.T, requests int, lat scattertest.Latency, opts ...scatte
 		out.p50, out.p99, out.p999 = q(0.5), q(0.99), q(0.999)
 		out.extra = float64(calls)/float64(requests*tailShards) - 1
 		out.coverage = cov / float64(requests)
-	})
+	}
 	return out
+}
+
+// TestTailAtScaleRealTime is the bimodal scenario of TestTailAtScale in real time (timers, the
+// scheduler and the fan-out's own CPU time included), 8 requests in flight. Run with
+// -tail.realtime=N; skipped by default because it takes real seconds.
+func TestTailAtScaleRealTime(t *testing.T) {
+	n := *tailRealTime
+	if n <= 0 {
+		t.Skip("real-time run: pass -tail.realtime=N (requests per scenario)")
+	}
+	bimodal := scattertest.Bimodal(scattertest.Uniform(900*time.Microsecond, 1100*time.Microsecond), scattertest.Constant(time.Second), 0.01)
+	h := scatter.Hedge{Budget: 0.1, Burst: 100, Max: 2, Percentile: 0.95, Delay: trueQuantile(bimodal, 0.95)}
+	t.Logf("real time, %d requests x %d shards x %d replicas, 8 in flight", n, tailShards, tailReplicas)
+	t.Logf("| scenario | p50 | p99 | p99.9 | extra requests | mean coverage | work after cancel |")
+	for _, sc := range []struct {
+		name string
+		opts []scatter.Option
+	}{{"no hedging", nil}, {"hedge at p95 (adaptive)", []scatter.Option{scatter.WithHedge(h)}}, {"95% coverage", []scatter.Option{scatter.WithCoverage(0.95)}}} {
+		r := tailBody(t, n, 8, bimodal, sc.opts...)
+		t.Logf("| %s | %v | %v | %v | %.2f%% | %.3f | %v |", sc.name, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
+			r.p999.Round(10*time.Microsecond), 100*r.extra, r.coverage, r.lingered.Round(time.Microsecond))
+	}
 }
 
 // TestTailAtScale reproduces "The Tail at Scale" (Dean & Barroso, CACM 2013): 100 leaves that
