@@ -701,6 +701,12 @@ func (t *Tailer) readAll(ctx context.Context, rs *tailRun) (progress bool, err e
 
 // readOnce reads one chunk of tf, delivers its complete lines and returns the bytes read.
 func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, error) {
+	if tf.eof && tf.active {
+		// Coming back from the file's end: it may have been truncated and regrown meanwhile.
+		if fi, err := tf.f.Stat(); err == nil {
+			t.checkReplaced(rs, tf, fi.Size())
+		}
+	}
 	buf := rs.buf
 	np := copy(buf, tf.partial)
 	n, err := tf.f.ReadAt(buf[np:], tf.off+int64(np))

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // rotatingWriter appends total numbered lines to dir/app.log and rotates it by rename every 10 to 60
@@ -197,5 +199,123 @@ loop:
 	var st checkpointState
 	if data, err := os.ReadFile(e.state); err != nil || json.Unmarshal(data, &st) != nil {
 		t.Errorf("final checkpoint unreadable: %v", err)
+	}
+}
+
+// TestCopyTruncateCountsOnlyTheInherentWindow rotates with copytruncate while a writer appends: the
+// lines written between the end of the copy and the truncation exist in no file and are lost by any
+// tailer (counted, logged); every line that exists in some file is shipped exactly once.
+func TestCopyTruncateCountsOnlyTheInherentWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("torture test: skipped with -short")
+	}
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	appendFile(t, app)
+	stop := runTailer(t, e.tailer(t))
+
+	const total = 6000
+	written := make(chan error, 1)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		f, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			written <- err
+			return
+		}
+		defer f.Close()
+		for i := range total {
+			if _, err := fmt.Fprintf(f, "n=%06d %s\n", i, strings.Repeat("y", i%37)); err != nil {
+				written <- err
+				return
+			}
+			if i%10 == 9 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		written <- nil
+	}()
+	rotations := 0
+	for done := false; !done; {
+		select {
+		case <-writerDone:
+			done = true
+		case <-time.After(time.Duration(50+rotations%5*20) * time.Millisecond):
+		}
+		data, err := os.ReadFile(app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rotations++
+		if err := os.WriteFile(fmt.Sprintf("%s.%d", app, rotations), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(app, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	// Every line that exists in some file is what the tailer must ship.
+	onDisk := map[int]bool{}
+	ents, _ := os.ReadDir(e.logs)
+	for _, de := range ents {
+		data, _ := os.ReadFile(filepath.Join(e.logs, de.Name()))
+		for _, l := range strings.Split(string(data), "\n") {
+			var n int
+			if _, err := fmt.Sscanf(l, "n=%06d", &n); err == nil {
+				onDisk[n] = true
+			}
+		}
+	}
+	var got []shipped
+	deadline := time.Now().Add(60 * time.Second)
+	for got = readShipped(t, e.out); len(got) < len(onDisk) && time.Now().Before(deadline); got = readShipped(t, e.out) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	missing := checkExactlyOnce(t, e.out, total)
+	window, missed := 0, 0
+	for _, n := range missing {
+		if onDisk[n] {
+			missed++
+		} else {
+			window++
+		}
+	}
+	t.Logf("copytruncate: %d lines, %d rotations; %d lines lost in the copy-to-truncate window (in no file), %d lines on disk but not shipped",
+		total, rotations, window, missed)
+	if missed > 0 {
+		t.Errorf("%d lines that exist on disk were never shipped", missed)
+	}
+	if rotations < 20 {
+		t.Errorf("only %d rotations", rotations)
+	}
+}
+
+func TestTailerReadsDeletedOpenFileToItsEnd(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	appendFile(t, app, "d-0")
+	stop := runTailer(t, e.tailer(t))
+	e.waitLines(t, 1)
+	old, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	mustRename(t, app, app+".1")
+	if err := os.Remove(app + ".1"); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(old, "d-1") // written after the unlink: only the tailer's descriptor can see it
+	appendFile(t, app, "e-0")
+	got := e.waitLines(t, 3)
+	stop()
+	if diff := cmp.Diff([]string{"d-0", "d-1", "e-0"}, sortedCopy(lines(got))); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
 	}
 }
