@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of the sharding ambassador against nutcracker (twemproxy), both in front
+# of the same two redis-server and two memcached shards on loopback.
+#   redis:    redis-benchmark -c 50 -t get,set -P 16 (and -P 1)
+#   memcache: memcaslap -T 1 -c 32
+# Runs direct / nutcracker / podblocks (default GOMAXPROCS) / podblocks (GOMAXPROCS=1) alternating,
+# ROUNDS times, and prints medians and ratios.
+#
+# Usage: bench/sharding/run.sh [ROUNDS]    (env: P16_N, P1_N, MC_SECS)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${1:-5}
+P16_N=${P16_N:-400000}
+P1_N=${P1_N:-60000}
+MC_SECS=${MC_SECS:-5}
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-benchmark >/dev/null || need+=(redis-tools)
+command -v memcached >/dev/null || need+=(memcached)
+command -v memcaslap >/dev/null || need+=(libmemcached-tools)
+[ -x /usr/sbin/nutcracker ] || command -v nutcracker >/dev/null || need+=(nutcracker)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NUTCRACKER=$(command -v nutcracker || echo /usr/sbin/nutcracker)
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+go build -o "$work/ambassador" ./examples/ambassador
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
+
+R1=$(port); R2=$(port); M1=$(port); M2=$(port)
+redis-server --port "$R1" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!)
+redis-server --port "$R2" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!)
+memcached -u nobody -l 127.0.0.1 -p "$M1" -U 0 -t 1 & pids+=($!)
+memcached -u nobody -l 127.0.0.1 -p "$M2" -U 0 -t 1 & pids+=($!)
+for p in $R1 $R2 $M1 $M2; do wait_port "$p"; done
+
+conf() { # conf REDIS_PORT MEMCACHE_PORT
+  cat <<YAML
+redis:
+  listen: 127.0.0.1:$1
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  timeout: 400
+  servers:
+   - 127.0.0.1:$R1:1
+   - 127.0.0.1:$R2:1
+memcache:
+  listen: 127.0.0.1:$2
+  hash: fnv1a_64
+  distribution: ketama
+  timeout: 400
+  servers:
+   - 127.0.0.1:$M1:1
+   - 127.0.0.1:$M2:1
+YAML
+}
+NR=$(port); NM=$(port); PR=$(port); PM=$(port); QR=$(port); QM=$(port)
+conf "$NR" "$NM" > "$work/nc.yml"; conf "$PR" "$PM" > "$work/pb.yml"; conf "$QR" "$QM" > "$work/pb1.yml"
+"$NUTCRACKER" -c "$work/nc.yml" -s "$(port)" -a 127.0.0.1 -o /dev/null & pids+=($!)
+"$work/ambassador" -c "$work/pb.yml" -s "$(port)" -o "$work/pb.log" & pids+=($!)
+GOMAXPROCS=1 "$work/ambassador" -c "$work/pb1.yml" -s "$(port)" -o "$work/pb1.log" & pids+=($!)
+for p in $NR $NM $PR $PM $QR $QM; do wait_port "$p"; done
+
+results="$work/results.txt"
+# redis_run NAME PORT PIPELINE N: appends "NAME P<pipe> get|set rps p50" lines.
+redis_run() {
+  redis-benchmark -h 127.0.0.1 -p "$2" -c 50 -t get,set -P "$3" -n "$4" --csv 2>/dev/null |
+    awk -F'","' -v name="$1" -v pipe="$3" 'NR>1 { t=$1; gsub(/"/,"",t); print name, "P" pipe, tolower(t), $2, $5 }' >> "$results"
+}
+# mc_run NAME SERVERS: appends "NAME mc tps TPS 0".
+mc_run() {
+  local tps
+  tps=$(memcaslap -s "$2" -T 1 -c 32 -t "${MC_SECS}s" 2>/dev/null | awk '/TPS:/ { for (i=1;i<=NF;i++) if ($i=="TPS:") v=$(i+1) } END { print v+0 }')
+  echo "$1 mc tps $tps 0" >> "$results"
+}
+
+echo "nproc=$(nproc) date=$(date -u +%FT%TZ) rounds=$ROUNDS load=$(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq "$ROUNDS"); do
+  echo "round $r/$ROUNDS"
+  redis_run direct "$R1" 16 "$P16_N";   redis_run nutcracker "$NR" 16 "$P16_N"
+  redis_run podblocks "$PR" 16 "$P16_N"; redis_run podblocks-gmp1 "$QR" 16 "$P16_N"
+  redis_run direct "$R1" 1 "$P1_N";     redis_run nutcracker "$NR" 1 "$P1_N"
+  redis_run podblocks "$PR" 1 "$P1_N";  redis_run podblocks-gmp1 "$QR" 1 "$P1_N"
+  mc_run direct "127.0.0.1:$M1,127.0.0.1:$M2"; mc_run nutcracker "127.0.0.1:$NM"
+  mc_run podblocks "127.0.0.1:$PM";     mc_run podblocks-gmp1 "127.0.0.1:$QM"
+done
+
+python3 - "$results" <<'PY'
+import sys, statistics, collections
+rows = collections.defaultdict(lambda: ([], []))
+for line in open(sys.argv[1]):
+    name, pipe, test, rate, p50 = line.split()
+    rows[(pipe, test, name)][0].append(float(rate)); rows[(pipe, test, name)][1].append(float(p50))
+med = {k: (statistics.median(v[0]), statistics.median(v[1])) for k, v in rows.items()}
+print(f"{'load':<12} {'test':<5} {'peer':<15} {'median rate':>12} {'p50 ms':>8} {'vs nutcracker':>14}")
+for pipe, test in [("P16", "set"), ("P16", "get"), ("P1", "set"), ("P1", "get"), ("mc", "tps")]:
+    base = med.get((pipe, test, "nutcracker"), (0, 0))[0]
+    for name in ["direct", "nutcracker", "podblocks", "podblocks-gmp1"]:
+        if (pipe, test, name) not in med: continue
+        rate, p50 = med[(pipe, test, name)]
+        ratio = f"{rate / base:.2f}x" if base else "-"
+        print(f"{pipe:<12} {test:<5} {name:<15} {rate:>12.0f} {p50:>8.3f} {ratio:>14}")
+PY
