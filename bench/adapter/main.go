@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -16,7 +17,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podblocks/podblocks/adaptertest"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 type target struct {
@@ -147,7 +149,7 @@ func runOnce(tg target, mapping string, rate int, d time.Duration, readBuffer in
 	url := "http://" + web + "/metrics"
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := adaptertest.Scrape(url); err == nil {
+		if _, err := scrapeSum(url, "bench_requests_total"); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -163,11 +165,10 @@ func runOnce(tg target, mapping string, rate int, d time.Duration, readBuffer in
 	var last float64 = -1
 	stable := time.Now()
 	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		v, err := adaptertest.Scrape(url)
+		n, err := scrapeSum(url, "bench_requests_total")
 		if err != nil {
 			continue
 		}
-		n := adaptertest.Sum(v, "bench_requests_total")
 		if n != last {
 			last, stable = n, time.Now()
 			continue
@@ -218,3 +219,27 @@ func send(addr string, rate int, d time.Duration) (float64, time.Duration, error
 	return float64(sent), time.Since(start), nil
 }
 
+// scrapeSum fetches a text exposition and adds up the samples of the counter family name.
+func scrapeSum(url, name string) (float64, error) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("scrape %s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	if f := fams[name]; f != nil {
+		for _, m := range f.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum, nil
+}
