@@ -1,0 +1,23 @@
+// Package memcache is the memcache ASCII protocol for podblocks' sharding ambassador
+// (ambassador/twemproxy): a streaming, allocation-conscious codec for get/gets/gat/gats (multi-key,
+// split across shards and merged), set/add/replace/append/prepend/cas, delete, incr/decr, touch,
+// version and quit, with noreply.
+//
+// Limits: a command line is at most 16 KiB, a key at most 250 bytes without control characters,
+// a value at most Protocol.MaxValueSize (1 MiB by default). An oversized value is swallowed and
+// answered "SERVER_ERROR object too large for cache", an unknown command "ERROR", a malformed one
+// "CLIENT_ERROR bad command line format"; the connection stays usable, as with memcached. A line
+// too long or a corrupt data block closes that client's connection after an error reply.
+//
+// # Lifecycle
+//
+// Protocol has no lifecycle: it is a value passed to twemproxy.NewServer in twemproxy.Protocols.
+//
+// # Cleanup
+//
+// Nothing to clean up.
+//
+// # Concurrency
+//
+// A Protocol is safe for concurrent use by any number of connections; it keeps no state.
+package memcache

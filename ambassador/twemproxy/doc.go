@@ -1,0 +1,37 @@
+// Package twemproxy is the heart of podblocks' sharding ambassador: a drop-in for twemproxy
+// (nutcracker) that reads nutcracker's YAML configuration as-is and puts every key on the same
+// server nutcracker would.
+//
+// It holds the configuration parser (ReadFile, Parse: every pool directive nutcracker 0.5.0
+// documents, plus the extensions no_reshard and health_check_interval; an unknown key is a
+// *ConfigError naming the key and its line), twemproxy's twelve key hashes (LookupHash), its
+// three distributions with hash_tag, weights and server names (BuildContinuum, Placer), and the
+// pool server (Server) that multiplexes many client connections onto server_connections pipelined
+// connections per server, splits multi-key requests across shards and merges the replies in order,
+// ejects failing servers (auto_eject_hosts, server_failure_limit, server_retry_timeout), and
+// serves nutcracker's stats JSON and Prometheus metrics. The wire protocols are in the sibling
+// packages memcache and redis.
+//
+// Placement is checked against Debian's nutcracker 0.5.0 binary by this package's tests. Where
+// twemproxy's releases differ, this package follows 0.5.0: "crc16" is 0.5.0's XMODEM variant.
+//
+// # Lifecycle
+//
+// NewServer validates and starts nothing. Run listens on every pool's address (and the stats
+// address, with WithStatsAddr), closes Ready, and serves until its context ends; it then closes the
+// listeners, the client and server connections, and returns nil after every goroutine has exited.
+// Reload swaps in a new configuration while Run is running.
+//
+// # Cleanup
+//
+// Requests in flight when Run's context ends get an error reply if their client is still
+// connected. On Reload, pools that keep their listen address keep their client connections; the
+// replaced servers' connections finish the requests already sent to them (up to twice the pool's
+// timeout, or 30s) and are then closed.
+//
+// # Concurrency
+//
+// A Server's methods are safe for concurrent use. Each client connection has a reader and a writer
+// goroutine; each server connection a writer and a reader. Replies reach each client in the order
+// of its requests.
+package twemproxy
