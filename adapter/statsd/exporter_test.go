@@ -243,7 +243,7 @@ func TestConflictsNeverBreakMetrics(t *testing.T) {
 func TestTCPLongLineAndIdle(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := start(t, statsd.WithTCP("127.0.0.1:0"), statsd.WithMaxLineLength(64),
-		statsd.WithTCPIdleTimeout(300*time.Millisecond), statsd.WithRegisterer(reg))
+		statsd.WithTCPIdleTimeout(2*time.Second), statsd.WithRegisterer(reg))
 	addr, _ := e.TCPAddr()
 	c, err := net.Dial("tcp", addr.String())
 	if err != nil {
@@ -261,11 +261,11 @@ func TestTCPLongLineAndIdle(t *testing.T) {
 }
 
 func TestTTLExpiry(t *testing.T) {
-	cfg, err := statsd.ParseMappingConfig([]byte("mappings:\n- match: short.*\n  name: short\n  ttl: 100ms\n  labels: {k: $1}\n"))
+	cfg, err := statsd.ParseMappingConfig([]byte("mappings:\n- match: short.*\n  name: short\n  ttl: 2s\n  labels: {k: $1}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := start(t, statsd.WithMapping(cfg), statsd.WithSweepInterval(20*time.Millisecond))
+	e := start(t, statsd.WithMapping(cfg), statsd.WithSweepInterval(50*time.Millisecond))
 	e.Handle([]byte("short.a:1|c\nlong:1|c"))
 	waitFor(t, e, map[string]float64{`short{k="a"}`: 1, "long": 1})
 	adaptertest.Eventually(t, 30*time.Second, func() bool {
