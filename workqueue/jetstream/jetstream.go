@@ -57,8 +57,8 @@ func WithMaxAttempts(n int) Option { return optionFunc(func(c *config) { c.maxAt
 func WithReplicas(n int) Option { return optionFunc(func(c *config) { c.replicas = n }) }
 
 // WithFetchBatch lets Lease pull up to n messages at once and hand them out one by one (buffered
-// messages are leased from the moment they arrive, and refreshed with InProgress when handed out).
-// Default 1.
+// messages are leased from the moment they arrive, and refreshed with InProgress when handed out
+// if they waited more than a quarter of the lease). Default 10; 1 takes exactly one per Lease.
 func WithFetchBatch(n int) Option { return optionFunc(func(c *config) { c.batch = n }) }
 
 // WithAsyncAck makes Ack fire-and-forget (a lost ack means a redelivery). Default: Ack waits for the
@@ -124,7 +124,7 @@ type buffered struct {
 // Open creates (or updates) the streams and the consumer for queue name on nc and returns the queue.
 // nc stays the caller's: Close does not close it.
 func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Queue, error) {
-	cfg := config{ackWait: 30 * time.Second, replicas: 1, batch: 1, logger: zap.NewNop()}
+	cfg := config{ackWait: 30 * time.Second, replicas: 1, batch: 10, logger: zap.NewNop()}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
