@@ -129,7 +129,7 @@ func trials(name string, def int) int {
 // leader resigns. By default it runs a few trials and checks generous bounds; for the figures in
 // BENCHMARKS.md run it with PODBLOCKS_FAILOVER_TRIALS=30 and -v.
 func TestFailover(t *testing.T) {
-	n := trials("PODBLOCKS_FAILOVER_TRIALS", 3)
+	n := trials("PODBLOCKS_FAILOVER_TRIALS", 2)
 	c := etcdtest.NewServer(t)
 	ep := c.Endpoint(0)
 	admin := c.Client(t)
