@@ -1,0 +1,110 @@
+// Command logship is a log-shipping sidecar: it follows the files matching -glob on a volume shared
+// with the application and ships every line, as one JSON object per line
+// ({"file":"...","line":"...","offset":N}), to stdout, a file or an HTTP endpoint.
+//
+//	logship -glob '/var/log/app/*.log' -state /var/lib/logship/state.json -sink file:/shipped/app.jsonl
+//
+// Rotation by rename is followed (the renamed file is read to its end, also across restarts, and
+// rotated files that appeared while logship was down are read oldest first), copytruncate is handled,
+// and with the file sink a SIGKILL at any moment neither loses nor duplicates a line: the checkpoint
+// records the sink's length with the offsets, and the sink is truncated back to it on start.
+// SIGTERM or SIGINT stops it after committing the checkpoint.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/podblocks/podblocks/sidecar"
+	"go.uber.org/zap"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "logship:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("logship", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	glob := fs.String("glob", "", "files to follow, e.g. 'DIR/*.log' (comma-separated for several)")
+	state := fs.String("state", "", "checkpoint file (offsets survive restarts); empty: none")
+	sinkSpec := fs.String("sink", "stdout", "stdout | file:PATH | http:URL")
+	poll := fs.Duration("poll", 500*time.Millisecond, "rescan interval (also the fallback without inotify)")
+	maxLine := fs.Int("max-line", 64<<10, "longest line shipped; longer ones are reported and skipped")
+	multiline := fs.String("multiline", "", "regexp that starts a record; other lines join the previous one")
+	verbose := fs.Bool("v", false, "debug logging on stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *glob == "" {
+		return errors.New("-glob is required")
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	if *verbose {
+		cfg.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+	}
+	log, err := cfg.Build()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	var sink sidecar.Sink
+	switch kind, rest, _ := strings.Cut(*sinkSpec, ":"); {
+	case *sinkSpec == "stdout":
+		sink = sidecar.NewWriterSink(stdout)
+	case kind == "file" && rest != "":
+		fsink, err := sidecar.OpenFileSink(rest)
+		if err != nil {
+			return err
+		}
+		defer fsink.Close()
+		sink = fsink
+	case kind == "http" || kind == "https":
+		u := rest
+		if strings.HasPrefix(rest, "//") { // -sink http://host/path
+			u = *sinkSpec
+		}
+		hsink, err := sidecar.NewHTTPSink(u, sidecar.WithLogger(log))
+		if err != nil {
+			return err
+		}
+		sink = hsink
+	default:
+		return fmt.Errorf("-sink %q: want stdout, file:PATH or http:URL", *sinkSpec)
+	}
+	opts := []sidecar.Option{sidecar.WithLogger(log), sidecar.WithPollInterval(*poll), sidecar.WithMaxLineBytes(*maxLine)}
+	if *maxLine >= 256<<10 {
+		opts = append(opts, sidecar.WithReadChunkBytes(*maxLine*2))
+	}
+	if *state != "" {
+		opts = append(opts, sidecar.WithCheckpoint(*state))
+	}
+	if *multiline != "" {
+		re, err := regexp.Compile(*multiline)
+		if err != nil {
+			return fmt.Errorf("-multiline: %w", err)
+		}
+		opts = append(opts, sidecar.WithMultiline(re, 0))
+	}
+	tailer, err := sidecar.NewTailer(strings.Split(*glob, ","), sink, opts...)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return tailer.Run(ctx)
+}

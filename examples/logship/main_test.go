@@ -1,0 +1,322 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "logship-bin")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "logship")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		panic(fmt.Sprintf("go build: %v\n%s", err, out))
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { os.RemoveAll(dir) }))
+}
+
+type record struct {
+	File string `json:"file"`
+	Line string `json:"line"`
+}
+
+func decode(t *testing.T, data []byte) []record {
+	t.Helper()
+	var out []record
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		var r record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("output line %q: %v", sc.Text(), err)
+		}
+		if r.File == "" {
+			t.Fatalf("output line %q has no file", sc.Text())
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func appendLines(t *testing.T, path string, lines ...string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, l := range lines {
+		fmt.Fprintln(f, l)
+	}
+}
+
+func numbered(from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("n=%06d", i))
+	}
+	return out
+}
+
+func start(t *testing.T, stdout io.Writer, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-poll", "50ms"}, args...)...)
+	cmd.Stdout = stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func term(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("logship exit: %v", err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.b.Bytes()...)
+}
+
+func TestStdoutSink(t *testing.T) {
+	dir := t.TempDir()
+	appendLines(t, filepath.Join(dir, "a.log"), `he said "hi"`, "tab\there")
+	var out syncBuffer
+	cmd := start(t, &out, "-glob", filepath.Join(dir, "*.log"), "-sink", "stdout")
+	waitFor(t, "2 lines", 20*time.Second, func() bool { return bytes.Count(out.Bytes(), []byte("\n")) >= 2 })
+	term(t, cmd)
+	got := decode(t, out.Bytes())
+	want := []record{{filepath.Join(dir, "a.log"), `he said "hi"`}, {filepath.Join(dir, "a.log"), "tab\there"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"-sink", "stdout"}, {"-glob", "/x/*.log", "-sink", "kafka:x"}, {"-glob", "/x/*/y.log"}} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err == nil {
+			t.Errorf("logship %v: exit 0, want an error", args)
+		}
+		if !strings.Contains(string(out), "logship:") {
+			t.Errorf("logship %v: output %q has no reason", args, out)
+		}
+	}
+}
+
+// TestSIGKILLFileSinkExactlyOnce kills the built binary at random moments while the application
+// writes and rotates (logrotate style: app.log.1 -> app.log.2, app.log -> app.log.1): every line
+// reaches the file sink exactly once.
+func TestSIGKILLFileSinkExactlyOnce(t *testing.T) {
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	if err := os.Mkdir(logs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, state := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "state.json")
+	args := []string{"-glob", filepath.Join(logs, "*.log"), "-state", state, "-sink", "file:" + out}
+	cmd := start(t, nil, args...)
+	waitFor(t, "first checkpoint", 20*time.Second, func() bool { _, err := os.Stat(state); return err == nil })
+
+	const total, perFile = 3000, 40
+	app := filepath.Join(logs, "app.log")
+	writerDone := make(chan error, 1)
+	go func() {
+		rotations := 0
+		f, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		for i := 0; i < total && err == nil; i++ {
+			if _, err = fmt.Fprintf(f, "n=%06d\n", i); err != nil {
+				break
+			}
+			if i%5 == 4 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if i%perFile == perFile-1 {
+				rotations++
+				for k := rotations; k >= 1 && err == nil; k-- {
+					if err = os.Rename(fmt.Sprintf("%s.%d", app, k), fmt.Sprintf("%s.%d", app, k+1)); os.IsNotExist(err) {
+						err = nil
+					}
+				}
+				if err == nil {
+					err = os.Rename(app, app+".1")
+				}
+				f.Close()
+				if err == nil {
+					f, err = os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+				}
+			}
+		}
+		f.Close()
+		writerDone <- err
+	}()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	kills := 0
+	for running := true; running; {
+		select {
+		case err := <-writerDone:
+			if err != nil {
+				t.Fatalf("writer: %v", err)
+			}
+			running = false
+		case <-time.After(time.Duration(50+rng.IntN(300)) * time.Millisecond):
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			kills++
+			cmd = start(t, nil, args...)
+		}
+	}
+	countLines := func() int { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) }
+	deadline := time.Now().Add(60 * time.Second)
+	for countLines() < total && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	term(t, cmd)
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, r := range decode(t, data) {
+		counts[r.Line]++
+	}
+	var bad []string
+	for _, l := range numbered(0, total) {
+		if counts[l] != 1 {
+			bad = append(bad, fmt.Sprintf("%s x%d", l, counts[l]))
+		}
+	}
+	t.Logf("%d lines, %d rotations, %d SIGKILLs, %d output lines", total, total/perFile, kills, countLines())
+	if len(bad) > 0 {
+		t.Errorf("%d lines not shipped exactly once, first: %v", len(bad), bad[:min(10, len(bad))])
+	}
+	if kills < 5 {
+		t.Errorf("only %d kills", kills)
+	}
+}
+
+// TestRotationsWhileDownOldestFirst stops logship, rotates twice, and restarts it: the renamed file
+// is read to its end and the rotated siblings that appeared meanwhile are read oldest first.
+func TestRotationsWhileDownOldestFirst(t *testing.T) {
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	if err := os.Mkdir(logs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, state, app := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "state.json"), filepath.Join(logs, "app.log")
+	args := []string{"-glob", filepath.Join(logs, "*.log"), "-state", state, "-sink", "file:" + out}
+	appendLines(t, app, numbered(0, 3)...)
+	cmd := start(t, nil, args...)
+	waitFor(t, "3 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 3 })
+	term(t, cmd)
+
+	appendLines(t, app, numbered(3, 5)...)
+	must(t, os.Rename(app, app+".1"))
+	appendLines(t, app, numbered(5, 9)...)
+	must(t, os.Rename(app+".1", app+".2"))
+	must(t, os.Rename(app, app+".1"))
+	appendLines(t, app, numbered(9, 10)...)
+	now := time.Now()
+	for i, p := range []string{app + ".2", app + ".1", app} {
+		mt := now.Add(time.Duration(i-3) * time.Second)
+		must(t, os.Chtimes(p, mt, mt))
+	}
+	cmd = start(t, nil, args...)
+	waitFor(t, "10 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 10 })
+	time.Sleep(100 * time.Millisecond)
+	term(t, cmd)
+	data, _ := os.ReadFile(out)
+	var got []string
+	for _, r := range decode(t, data) {
+		got = append(got, r.Line)
+	}
+	if diff := cmp.Diff(numbered(0, 10), got); diff != "" {
+		t.Errorf("shipped, in order (-want +got):\n%s", diff)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHTTPSinkRetriesUntilAccepted(t *testing.T) {
+	var mu sync.Mutex
+	var body bytes.Buffer
+	fails := 2
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fails > 0 {
+			fails--
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.Copy(&body, r.Body)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	appendLines(t, filepath.Join(dir, "a.log"), "one", "two")
+	cmd := start(t, nil, "-glob", filepath.Join(dir, "*.log"), "-sink", "http:"+srv.URL)
+	read := func() []byte { mu.Lock(); defer mu.Unlock(); return append([]byte(nil), body.Bytes()...) }
+	waitFor(t, "2 posted lines", 20*time.Second, func() bool { return bytes.Count(read(), []byte("\n")) >= 2 })
+	term(t, cmd)
+	var got []string
+	for _, r := range decode(t, read()) {
+		got = append(got, r.Line)
+	}
+	if diff := cmp.Diff([]string{"one", "two"}, got); diff != "" {
+		t.Errorf("posted (-want +got):\n%s", diff)
+	}
+}
