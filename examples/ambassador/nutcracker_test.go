@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/shardproc"
+)
+
+// buildAmbassador builds this binary once per test.
+func buildAmbassador(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ambassador")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestNutcrackerTestConf(t *testing.T) {
+	bin := buildAmbassador(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yml")
+	bad := filepath.Join(dir, "bad.yml")
+	os.WriteFile(good, []byte("a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n"), 0o600)
+	os.WriteFile(bad, []byte("a:\n  listen: 127.0.0.1:22121\n  sever_connections: 2\n  servers:\n   - 127.0.0.1:11211:1\n"), 0o600)
+	for _, tc := range []struct {
+		file string
+		code int
+		want []string
+	}{
+		{good, 0, []string{"syntax is ok"}},
+		{bad, 1, []string{"syntax is invalid", "line 3", `"sever_connections"`, "unknown"}},
+	} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, "-t", "-c", tc.file)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code {
+			t.Errorf("-t %s: exit %d, want %d (%s)", tc.file, code, tc.code, stderr.String())
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("-t %s: stderr %q lacks %q", tc.file, stderr.String(), w)
+			}
+		}
+	}
+}
+
+func ncWait(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestNutcrackerServeReload runs the binary on a memcache pool, then grows the pool by SIGHUP and
+// by rewriting the file, and checks that one client connection keeps working throughout, that keys
+// follow the new config, that an invalid config is rejected while the old one keeps serving, that
+// the stats port answers nutcracker's JSON, and that SIGTERM exits 0.
+func TestNutcrackerServeReload(t *testing.T) {
+	if !shardproc.Have(shardproc.MemcachedPath) {
+		t.Skipf("%s is not installed (Debian package memcached); skipping", shardproc.MemcachedPath)
+	}
+	bin := buildAmbassador(t)
+	var mcs []*shardproc.Proc
+	for range 3 {
+		p, err := shardproc.StartMemcached()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Stop)
+		mcs = append(mcs, p)
+	}
+	port, _ := shardproc.FreePort()
+	statsPort, _ := shardproc.FreePort()
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	conf := filepath.Join(t.TempDir(), "nutcracker.yml")
+	write := func(servers ...*shardproc.Proc) {
+		s := fmt.Sprintf("mc:\n  listen: %s\n  hash: md5\n  servers:\n", listen)
+		for _, m := range servers {
+			s += fmt.Sprintf("   - %s:1\n", m.Addr)
+		}
+		tmp := conf + ".tmp"
+		if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, conf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(mcs[0])
+	logs := &syncBuffer{} // http_test.go
+	cmd := exec.Command(bin, "-c", conf, "-s", fmt.Sprint(statsPort), "-o", "stderr")
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("exit after SIGTERM: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Error("no exit within 20s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("ambassador log:\n%s", logs.String())
+		}
+	}()
+	var c net.Conn
+	ncWait(t, "the pool to listen", func() bool {
+		var err error
+		c, err = net.Dial("tcp", listen)
+		return err == nil
+	})
+	defer c.Close()
+	r := bufio.NewReader(c)
+	set := func(k string) string {
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprintf(c, "set %s 0 0 1\r\nx\r\n", k)
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("set %s: %v", k, err)
+		}
+		return l
+	}
+	onServer := func(addr, k string) bool {
+		d, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		_ = d.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(d, "get %s\r\n", k)
+		l, _ := bufio.NewReader(d).ReadString('\n')
+		return strings.HasPrefix(l, "VALUE ")
+	}
+	if got := set("k0"); got != "STORED\r\n" || !onServer(mcs[0].Addr, "k0") {
+		t.Fatalf("first set: %q", got)
+	}
+	// Reload by SIGHUP with a second server: some keys must land on it, same connection.
+	write(mcs[0], mcs[1])
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	cfg2, err := twemproxy.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := twemproxy.NewPlacer(cfg2.Pools[0], nil)
+	var key1 string
+	for i := range 100 {
+		if k := fmt.Sprintf("k%d", i); cfg2.Pools[0].Servers[pl.Place([]byte(k))].Addr == mcs[1].Addr {
+			key1 = k
+			break
+		}
+	}
+	ncWait(t, "SIGHUP reload to place a key on the second server", func() bool {
+		return set(key1) == "STORED\r\n" && onServer(mcs[1].Addr, key1)
+	})
+	// Reload by file change with a third server.
+	write(mcs[0], mcs[1], mcs[2])
+	cfg3, _ := twemproxy.ReadFile(conf)
+	pl3 := twemproxy.NewPlacer(cfg3.Pools[0], nil)
+	var key2 string
+	for i := range 200 {
+		if k := fmt.Sprintf("f%d", i); cfg3.Pools[0].Servers[pl3.Place([]byte(k))].Addr == mcs[2].Addr {
+			key2 = k
+			break
+		}
+	}
+	ncWait(t, "file-change reload to place a key on the third server", func() bool {
+		return set(key2) == "STORED\r\n" && onServer(mcs[2].Addr, key2)
+	})
+	// An invalid config is rejected; the running one keeps serving.
+	if err := os.WriteFile(conf, []byte("mc:\n  listen: "+listen+"\n  bogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	ncWait(t, "the rejected reload to be logged", func() bool {
+		return strings.Contains(logs.String(), "config reload rejected")
+	})
+	if got := set(key2); got != "STORED\r\n" || !onServer(mcs[2].Addr, key2) {
+		t.Errorf("after a rejected reload: %q", got)
+	}
+	// Stats port: nutcracker's JSON.
+	sc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", statsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(sc)
+	sc.Close()
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("stats: %v: %s", err, raw)
+	}
+	if pool, ok := doc["mc"].(map[string]any); !ok || pool["client_connections"].(float64) < 1 {
+		t.Errorf("stats: %s", raw)
+	}
+}
