@@ -26,7 +26,8 @@ type policy struct {
 // ReplicaSet is a shard served by several interchangeable replicas. Used as a leaf of a Fanout it
 // picks replicas (C3-style ranking by default), hedges and fails over as the fan-out's options say,
 // and keeps per-replica latency statistics and a latency sketch for adaptive hedging. Called on its
-// own (Call), it tries replicas in ranked order until one answers. Safe for concurrent use.
+// own (Call), or in a fan-out without WithHedge, it tries replicas in ranked order until one
+// answers (failovers are then not budgeted). Safe for concurrent use.
 type ReplicaSet[Req, Resp any] struct {
 	replicas []Leaf[Req, Resp]
 	stats    []replicaStat

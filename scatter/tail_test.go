@@ -18,6 +18,7 @@ import (
 var (
 	tailRequests = flag.Int("tail.requests", 300, "requests per scenario in TestTailAtScale (use 20000 for BENCHMARKS.md)")
 	tailRealTime = flag.Int("tail.realtime", 0, "if > 0, TestTailAtScaleRealTime runs this many requests per scenario in real time")
+	tailParallel = flag.Int("tail.parallel", 8, "requests in flight in TestTailAtScaleRealTime")
 )
 
 // tailRun is one scenario of the Tail-at-Scale reproduction.
@@ -116,7 +117,7 @@ func tailBody(t *testing.T, requests, parallel int, lat scattertest.Latency, opt
 
 // TestTailAtScaleRealTime is the bimodal scenario of TestTailAtScale in real time (timers, the
 // scheduler and the fan-out's own CPU time included), 8 requests in flight. Run with
-// -tail.realtime=N; skipped by default because it takes real seconds.
+// -tail.realtime=N [-tail.parallel=P]; skipped by default because it takes real seconds.
 func TestTailAtScaleRealTime(t *testing.T) {
 	n := *tailRealTime
 	if n <= 0 {
@@ -124,13 +125,13 @@ func TestTailAtScaleRealTime(t *testing.T) {
 	}
 	bimodal := scattertest.Bimodal(scattertest.Uniform(900*time.Microsecond, 1100*time.Microsecond), scattertest.Constant(time.Second), 0.01)
 	h := scatter.Hedge{Budget: 0.1, Burst: 100, Max: 2, Percentile: 0.95, Delay: trueQuantile(bimodal, 0.95)}
-	t.Logf("real time, %d requests x %d shards x %d replicas, 8 in flight", n, tailShards, tailReplicas)
+	t.Logf("real time, %d requests x %d shards x %d replicas, %d in flight", n, tailShards, tailReplicas, *tailParallel)
 	t.Logf("| scenario | p50 | p99 | p99.9 | extra requests | mean coverage | work after cancel |")
 	for _, sc := range []struct {
 		name string
 		opts []scatter.Option
 	}{{"no hedging", nil}, {"hedge at p95 (adaptive)", []scatter.Option{scatter.WithHedge(h)}}, {"95% coverage", []scatter.Option{scatter.WithCoverage(0.95)}}} {
-		r := tailBody(t, n, 8, bimodal, sc.opts...)
+		r := tailBody(t, n, max(1, *tailParallel), bimodal, sc.opts...)
 		t.Logf("| %s | %v | %v | %v | %.2f%% | %.3f | %v |", sc.name, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
 			r.p999.Round(10*time.Microsecond), 100*r.extra, r.coverage, r.lingered.Round(time.Microsecond))
 	}
