@@ -1,0 +1,334 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+)
+
+// Action is what a Reloader does after the watched content changed, and what a Syncer's hooks do
+// after a publish. It is retried with backoff until it returns nil.
+type Action func(ctx context.Context) error
+
+// SignalPID returns an Action sending sig to the process with the given PID (in a pod: a container
+// sharing the PID namespace).
+func SignalPID(pid int, sig syscall.Signal) Action {
+	return func(context.Context) error {
+		if err := syscall.Kill(pid, sig); err != nil {
+			return fmt.Errorf("signal %d: %w", pid, err)
+		}
+		return nil
+	}
+}
+
+// SignalName returns an Action sending sig to every process whose executable name (the base name of
+// argv[0], or the kernel's comm) is name, found in procRoot (default "/proc" when empty). The calling
+// process is never signalled. No match is an error (retried: the process may not be up yet).
+func SignalName(procRoot, name string, sig syscall.Signal) Action {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	return func(context.Context) error {
+		pids, err := findProcesses(procRoot, name)
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return fmt.Errorf("%w: %q", ErrNoProcess, name)
+		}
+		var errs []error
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, fmt.Errorf("signal %d: %w", pid, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// findProcesses lists the PIDs in procRoot whose argv[0] base name or comm equals name.
+func findProcesses(procRoot, name string) ([]int, error) {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, de := range ents {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		dir := filepath.Join(procRoot, de.Name())
+		if cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
+			argv0, _, _ := bytes.Cut(cmdline, []byte{0})
+			if len(argv0) > 0 && filepath.Base(string(argv0)) == name {
+				pids = append(pids, pid)
+				continue
+			}
+		}
+		if comm, err := os.ReadFile(filepath.Join(dir, "comm")); err == nil && strings.TrimSpace(string(comm)) == name {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// Webhook returns an Action that sends an HTTP request (method, default POST) to url with client
+// (nil: a client with a 30s timeout); any 2xx answer is success.
+func Webhook(client *http.Client, method, url string) Action {
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	if method == "" {
+		method = http.MethodPost
+	}
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, method, url, nil)
+		if err != nil {
+			return fmt.Errorf("webhook: %w", err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("webhook: %w", err)
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("%w: %s %s: %s", ErrHookStatus, method, url, resp.Status)
+		}
+		return nil
+	}
+}
+
+// retry runs a until it succeeds or ctx ends, sleeping b(attempt) between tries.
+func retry(ctx context.Context, a Action, b Backoff, onErr func(attempt int, err error)) error {
+	for attempt := 1; ; attempt++ {
+		err := a(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		onErr(attempt, err)
+		t := time.NewTimer(b(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Reloader watches files and directories, including Kubernetes' AtomicWriter layout (ConfigMap and
+// Secret volumes, where an update swaps the ..data symlink), and runs an Action when their content
+// changed. It watches the directories themselves (so symlink swaps and editors' rename-over are seen)
+// and compares a hash of the content, so spurious events cause no reload; a missed event is caught by
+// the periodic rescan (WithPollInterval). Changes are debounced (WithDebounce); the action is retried
+// with backoff until it succeeds (for example until the application's reload endpoint is up).
+type Reloader struct {
+	paths  []string
+	action Action
+	o      options
+	log    *zap.Logger
+	m      *actionMetrics
+	ready  chan struct{}
+
+	mu       sync.Mutex
+	applied  string
+	reloads  uint64
+	lastErr  string
+	lastTime time.Time
+}
+
+// NewReloader returns a Reloader for paths (files or directories) running action. Options:
+// WithDebounce, WithPollInterval (rescan period, default 500ms), WithoutWatch, WithBackoff,
+// WithLogger, WithRegisterer.
+func NewReloader(paths []string, action Action, opts ...Option) (*Reloader, error) {
+	if len(paths) == 0 {
+		return nil, &ConfigError{Field: "paths", Reason: "none given"}
+	}
+	if action == nil {
+		return nil, ErrNoAction
+	}
+	o := buildOptions(opts)
+	if o.pollInterval <= 0 || o.debounce < 0 {
+		return nil, &ConfigError{Field: "WithPollInterval/WithDebounce", Reason: "must be positive"}
+	}
+	clean := make([]string, len(paths))
+	for i, p := range paths {
+		clean[i] = filepath.Clean(p)
+	}
+	return &Reloader{paths: clean, action: action, o: o, log: o.logger.Named("reloader"),
+		m: newActionMetrics(o.registerer, "reloader_reloads"), ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the watches are set and the initial content is hashed.
+func (r *Reloader) Ready() <-chan struct{} { return r.ready }
+
+// Reloads returns how many reloads succeeded.
+func (r *Reloader) Reloads() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reloads
+}
+
+// Statusz reports the content hash applied last and the reload count.
+func (r *Reloader) Statusz() (string, []string, [][]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	last := ""
+	if !r.lastTime.IsZero() {
+		last = r.lastTime.UTC().Format(time.RFC3339)
+	}
+	return "sidecar reloader", []string{"key", "value"}, [][]string{
+		{"paths", strings.Join(r.paths, ",")},
+		{"content", r.applied},
+		{"reloads", strconv.FormatUint(r.reloads, 10)},
+		{"last reload", last},
+		{"last error", r.lastErr},
+	}
+}
+
+// Run watches until ctx ends and returns nil. The content present at start is the baseline: it does
+// not trigger a reload.
+func (r *Reloader) Run(ctx context.Context) error {
+	var events chan fsnotify.Event
+	var werrs chan error
+	if !r.o.noWatch {
+		if w, err := fsnotify.NewWatcher(); err != nil {
+			r.log.Warn("inotify unavailable, polling", zap.Error(err))
+		} else {
+			defer w.Close()
+			seen := map[string]bool{}
+			for _, p := range r.paths {
+				dir := p
+				if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+					dir = filepath.Dir(p)
+				}
+				if !seen[dir] {
+					seen[dir] = true
+					if err := w.Add(dir); err != nil {
+						r.log.Warn("watch, polling instead", zap.String("dir", dir), zap.Error(err))
+					}
+				}
+			}
+			events, werrs = w.Events, w.Errors
+		}
+	}
+	current := r.hash()
+	r.mu.Lock()
+	r.applied = current
+	r.mu.Unlock()
+	close(r.ready)
+
+	poll := time.NewTicker(r.o.pollInterval)
+	defer poll.Stop()
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	for {
+		check := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-events:
+			debounce.Reset(r.o.debounce)
+		case err := <-werrs:
+			r.log.Warn("inotify error", zap.Error(err))
+		case <-poll.C:
+			check = true
+		case <-debounce.C:
+			check = true
+		}
+		if !check {
+			continue
+		}
+		h := r.hash()
+		if h == current {
+			continue
+		}
+		current = h
+		err := retry(ctx, r.action, r.o.backoff, func(attempt int, err error) {
+			r.m.tries.Inc()
+			r.mu.Lock()
+			r.lastErr = err.Error()
+			r.mu.Unlock()
+			r.log.Warn("reload action", zap.Int("attempt", attempt), zap.Error(err))
+		})
+		if err != nil {
+			return nil // ctx ended
+		}
+		r.m.runs.WithLabelValues("ok").Inc()
+		r.log.Info("reloaded", zap.String("content", h))
+		r.mu.Lock()
+		r.applied, r.lastErr, r.lastTime = h, "", time.Now()
+		r.reloads++
+		r.mu.Unlock()
+	}
+}
+
+// hash digests the content of the watched paths. Directories are read through symlinks; entries
+// named "..*" (AtomicWriter's internals) are skipped, their content is reached through the visible
+// names. Missing paths hash as absent.
+func (r *Reloader) hash() string {
+	h := sha256.New()
+	for _, p := range r.paths {
+		fmt.Fprintf(h, "%s\x00", p)
+		hashPath(h, p, 0)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func hashPath(h hash.Hash, p string, depth int) {
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil:
+		io.WriteString(h, "absent\x00")
+	case fi.Mode().IsRegular():
+		f, err := os.Open(p)
+		if err != nil {
+			io.WriteString(h, "unreadable\x00")
+			return
+		}
+		fmt.Fprintf(h, "file %d\x00", fi.Size())
+		_, _ = io.Copy(h, f)
+		f.Close()
+	case fi.IsDir() && depth < 8:
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			io.WriteString(h, "unreadable\x00")
+			return
+		}
+		names := make([]string, 0, len(ents))
+		for _, de := range ents {
+			if !strings.HasPrefix(de.Name(), "..") {
+				names = append(names, de.Name())
+			}
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(h, "entry %s\x00", n)
+			hashPath(h, filepath.Join(p, n), depth+1)
+		}
+	}
+}

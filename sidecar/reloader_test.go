@@ -1,0 +1,236 @@
+package sidecar_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/podblocks/podblocks/sidecar"
+	"github.com/podblocks/podblocks/sidecartest"
+)
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// start runs c until the test ends; it fails the test if Run returns an error.
+func start(t *testing.T, c interface {
+	Run(context.Context) error
+	Ready() <-chan struct{}
+}) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-c.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("not ready")
+	}
+}
+
+func TestReloaderAtomicWriterUpdatesNoneMissed(t *testing.T) {
+	tests := []struct {
+		name    string
+		updates int
+		opts    []sidecar.Option
+	}{
+		// The rescan is an hour away: inotify alone must see every ..data swap.
+		{"inotify", 100, []sidecar.Option{sidecar.WithPollInterval(time.Hour)}},
+		{"polling", 20, []sidecar.Option{sidecar.WithoutWatch(), sidecar.WithPollInterval(10 * time.Millisecond)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := sidecartest.WriteAtomic(dir, map[string]string{"app.conf": "v0", "nested/x": "n"}); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var seen []string
+			action := func(context.Context) error {
+				data, err := os.ReadFile(filepath.Join(dir, "app.conf"))
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				seen = append(seen, string(data))
+				mu.Unlock()
+				return nil
+			}
+			r, err := sidecar.NewReloader([]string{dir}, action, append(tt.opts, sidecar.WithDebounce(5*time.Millisecond))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start(t, r)
+			var want []string
+			for i := 1; i <= tt.updates; i++ {
+				v := fmt.Sprintf("v%d", i)
+				want = append(want, v)
+				if err := sidecartest.WriteAtomic(dir, map[string]string{"app.conf": v, "nested/x": "n"}); err != nil {
+					t.Fatal(err)
+				}
+				waitUntil(t, fmt.Sprintf("reload %d", i), 20*time.Second, func() bool { return r.Reloads() >= uint64(i) })
+			}
+			time.Sleep(50 * time.Millisecond) // an extra reload, if there were one, would show now
+			mu.Lock()
+			defer mu.Unlock()
+			if diff := cmp.Diff(want, seen); diff != "" {
+				t.Errorf("content seen by the reloads (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestReloaderIgnoresEventsWithoutChange(t *testing.T) {
+	dir := t.TempDir()
+	if err := sidecartest.WriteAtomic(dir, map[string]string{"a": "same"}); err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int32
+	r, err := sidecar.NewReloader([]string{dir}, func(context.Context) error { n.Add(1); return nil },
+		sidecar.WithDebounce(5*time.Millisecond), sidecar.WithPollInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	for range 5 {
+		if err := sidecartest.WriteAtomic(dir, map[string]string{"a": "same"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A change after the no-op swaps proves the reloader was looking.
+	if err := sidecartest.WriteAtomic(dir, map[string]string{"a": "changed"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "one reload", 10*time.Second, func() bool { return n.Load() >= 1 })
+	time.Sleep(50 * time.Millisecond)
+	if got := n.Load(); got != 1 {
+		t.Errorf("reloads = %d, want 1", got)
+	}
+}
+
+func TestReloaderWebhookRetriedUntilReady(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 3 {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "reloaded")
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "app.conf")
+	if err := os.WriteFile(file, []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := sidecar.NewReloader([]string{file}, sidecar.Webhook(srv.Client(), "", srv.URL+"/-/reload"),
+		sidecar.WithDebounce(5*time.Millisecond), sidecar.WithBackoff(func(int) time.Duration { return 5 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	if err := os.WriteFile(file, []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "reload", 10*time.Second, func() bool { return r.Reloads() == 1 })
+	if got := calls.Load(); got != 4 {
+		t.Errorf("webhook calls = %d, want 4 (3 refused, 1 accepted)", got)
+	}
+}
+
+// sighupCounter starts a shell, under the executable name name, that appends a line to a file on
+// every SIGHUP.
+func sighupCounter(t *testing.T, name string) (cmd *exec.Cmd, hups func() int) {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, name)
+	data, err := os.ReadFile(sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "hups")
+	ready := filepath.Join(dir, "ready")
+	cmd = exec.Command(bin, "-c", fmt.Sprintf(`trap 'echo hup >> %s' HUP; touch %s; while :; do sleep 0.02; done`, out, ready))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitUntil(t, "trap installed", 10*time.Second, func() bool { _, err := os.Stat(ready); return err == nil })
+	return cmd, func() int {
+		data, _ := os.ReadFile(out)
+		return strings.Count(string(data), "hup")
+	}
+}
+
+func TestReloaderSignals(t *testing.T) {
+	for _, by := range []string{"pid", "name"} {
+		t.Run(by, func(t *testing.T) {
+			name := fmt.Sprintf("pbreload%d", os.Getpid()%100000)
+			cmd, hups := sighupCounter(t, name)
+			action := sidecar.SignalPID(cmd.Process.Pid, syscall.SIGHUP)
+			if by == "name" {
+				action = sidecar.SignalName("", name, syscall.SIGHUP)
+			}
+			dir := t.TempDir()
+			r, err := sidecar.NewReloader([]string{dir}, action, sidecar.WithDebounce(5*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start(t, r)
+			if err := os.WriteFile(filepath.Join(dir, "conf"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "SIGHUP delivered", 10*time.Second, func() bool { return hups() >= 1 })
+		})
+	}
+}
+
+func TestSignalNameWithoutProcessIsAnError(t *testing.T) {
+	err := sidecar.SignalName("", "no-such-process-podblocks", syscall.SIGHUP)(context.Background())
+	if !errors.Is(err, sidecar.ErrNoProcess) {
+		t.Fatalf("err = %v, want ErrNoProcess", err)
+	}
+}
+
+func TestNewReloaderValidates(t *testing.T) {
+	if _, err := sidecar.NewReloader(nil, func(context.Context) error { return nil }); err == nil {
+		t.Error("no paths: want an error")
+	}
+	if _, err := sidecar.NewReloader([]string{"/x"}, nil); !errors.Is(err, sidecar.ErrNoAction) {
+		t.Errorf("nil action: err = %v, want ErrNoAction", err)
+	}
+}
