@@ -1,0 +1,32 @@
+// Package workqueue is the work-queue pattern of container-based distributed systems: a Queue of
+// items with leases, a worker Pool that runs a Handler over it, and ExecWorker, which runs any
+// program per item with the paper's run()/mount() contract (WORK_ITEM_FILE in, OUTPUT_DIR out).
+//
+// Backends implement one interface and pass one conformance suite (workqueuetest.TestQueue):
+// Memory (this package: client-go's semantics plus priorities, leases, a ctx-cancellable Lease and
+// dead letters), workqueue/bolt (durable in one bbolt file), workqueue/jetstream (NATS JetStream),
+// and Client (any of them over the HTTP API that API serves).
+//
+// Delivery is at least once: an item is leased to one holder at a time and comes back when its
+// lease expires, when it is nacked, or when its holder dies; so handlers must be idempotent.
+//
+// # Lifecycle
+//
+// Constructors (NewMemory, NewPool, NewExecWorker, NewAPI, NewClient, NewSource) validate and start
+// nothing. Pool and Source are components: Run blocks until ctx ends and returns only after every
+// goroutine it started has exited; Pool then drains (in-flight items get WithDrainTimeout to finish,
+// the rest are released). A queue is ready when constructed.
+//
+// # Cleanup
+//
+// Close a queue when done (idempotent; blocked Leases return ErrClosed). Memory.Shutdown is
+// client-go's ShutDownWithDrain: it closes for new work and waits for leases to end. ExecWorker
+// removes each item's work directory, and kills the command's process group when the handler's ctx
+// ends (timeout, lost lease, drain budget).
+//
+// # Concurrency
+//
+// Queues, Pool, API and Client are safe for concurrent use. A Memory queue never leases two items
+// with the same key at once; a Pool extends each lease at a third of its length while the handler
+// runs, and cancels the handler if the lease is lost.
+package workqueue

@@ -1,0 +1,21 @@
+// Package jetstream is the distributed workqueue.Queue on NATS JetStream: a WorkQueue-retention
+// stream WQ_<name> with one durable pull consumer. The lease is the consumer's AckWait, Extend is
+// InProgress, Nack is NakWithDelay, and an item buried (or out of attempts) is published to the
+// stream WQ_<name>_DEAD and acked. With WithReplicas(3) on a 3-node cluster, an add that returned
+// nil survives the loss of a node.
+//
+// # Lifecycle
+//
+// Open creates or updates the streams and the consumer (it takes a ctx because it talks to the
+// server) and starts nothing. The *nats.Conn stays the caller's.
+//
+// # Cleanup
+//
+// Close ends blocked Leases with workqueue.ErrClosed and naks messages pulled but not yet handed
+// out; leases already handed out can still be acked, and expire on the server otherwise.
+//
+// # Concurrency
+//
+// Safe for concurrent use, and any number of processes may open the same queue name: they share
+// the consumer, and each message is leased to one of them at a time.
+package jetstream
