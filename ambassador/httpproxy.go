@@ -64,6 +64,9 @@ type HTTPProxy struct {
 	ready   chan struct{}
 	bound   net.Addr
 
+	conns    connSet
+	// sharedDone is the Done channel of the context all HTTP/1 requests of Run share.
+	sharedDone atomic.Pointer[<-chan struct{}]
 	upMu     sync.Mutex
 	upgrades map[net.Conn]struct{} // hijacked client connections, closed at shutdown
 	upClosed bool
@@ -143,8 +146,9 @@ func (p *HTTPProxy) Addr() net.Addr {
 }
 
 // Run listens and serves until ctx ends, and runs the proxy's clusters (the primary one and those
-// of WithSplits). Then it stops accepting, waits up to 10s for requests in flight, closes
-// upgraded connections, and returns nil once every goroutine has exited.
+// of WithSplits). Then it stops accepting, closes idle client connections, waits up to 10s for
+// requests in flight, closes upgraded and remaining connections, and returns nil once every
+// goroutine has exited.
 func (p *HTTPProxy) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -153,22 +157,15 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: p.cfg.readHeader,
-		ReadTimeout:       p.cfg.readTimeout,
-		WriteTimeout:      p.cfg.writeTimeout,
-		IdleTimeout:       p.cfg.idleTimeout,
-		MaxHeaderBytes:    p.cfg.maxHeaderBytes,
-		ErrorLog:          zap.NewStdLog(p.log),
-		Protocols:         new(http.Protocols),
-	}
-	srv.Protocols.SetHTTP1(true)
-	srv.Protocols.SetUnencryptedHTTP2(true)
 	p.bound = ln.Addr()
 
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Requests run under reqCtx: it outlives ctx by the shutdown grace period.
+	reqCtx, reqCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer reqCancel()
+	shared := reqCtx.Done()
+	p.sharedDone.Store(&shared)
 	clusters := []*Cluster{p.cluster}
 	for _, s := range p.cfg.splits {
 		clusters = append(clusters, s.Cluster)
@@ -184,11 +181,38 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	wg.Add(1)
+	var conns sync.WaitGroup
+	acceptDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs <- fmt.Errorf("serve: %w", err)
+		defer close(acceptDone)
+		var delay time.Duration
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				p.log.Warn("accept", zap.Error(err))
+				select {
+				case <-time.After(delay):
+					continue
+				case <-cctx.Done():
+					return
+				}
+			}
+			delay = 0
+			st := p.conns.add(c)
+			if st == nil {
+				c.Close()
+				continue
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				defer p.conns.remove(c)
+				p.serveH1(reqCtx, c, st)
+			}()
 		}
 	}()
 	close(p.ready)
@@ -199,11 +223,21 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-errs:
 	}
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
+	ln.Close()
+	<-acceptDone
+	p.conns.closeIdle()
+	allDone := make(chan struct{})
+	go func() {
+		conns.Wait()
+		close(allDone)
+	}()
+	select {
+	case <-allDone:
+	case <-time.After(10 * time.Second):
+		reqCancel()
+		p.conns.closeAll()
+		<-allDone
 	}
-	scancel()
 	p.upMu.Lock()
 	p.upClosed = true
 	for c := range p.upgrades {
@@ -355,12 +389,19 @@ func (p *HTTPProxy) try(w http.ResponseWriter, r *http.Request, b *Backend, mayR
 		_, derr := io.CopyN(io.Discard, resp.Body, 4<<10)
 		resp.Body.Close()
 		if errors.Is(derr, io.EOF) && !resp.Close {
-			uc.nc.SetDeadline(time.Time{})
 			b.idle.put(uc)
 		} else {
 			uc.nc.Close()
 		}
 		return false, &tryError{resp.StatusCode, fmt.Errorf("endpoint %s answered %d", b.Addr, resp.StatusCode)}
+	}
+
+	// The per-try deadline bounds the wait for response headers. A body already in the buffer
+	// needs no socket read; otherwise lift the deadline so long bodies and streams can flow (the
+	// client's write timeout and disconnects still bound them). Pooled connections keep whatever
+	// deadline they have: exchange sets a fresh one before every use.
+	if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
+		uc.nc.SetDeadline(time.Time{})
 	}
 
 	// Write the response.
@@ -398,7 +439,6 @@ func (p *HTTPProxy) try(w http.ResponseWriter, r *http.Request, b *Backend, mayR
 	if copyErr != nil || resp.Close {
 		uc.nc.Close()
 	} else {
-		uc.nc.SetDeadline(time.Time{})
 		b.idle.put(uc)
 	}
 	if copyErr != nil {
@@ -465,9 +505,15 @@ func (p *HTTPProxy) roundTrip(r *http.Request, b *Backend, replay bool) (*upConn
 func (p *HTTPProxy) exchange(uc *upConn, r *http.Request) (*http.Response, error) {
 	if p.cfg.perTryTimeout > 0 {
 		uc.nc.SetDeadline(time.Now().Add(p.cfg.perTryTimeout))
+	} else {
+		uc.nc.SetDeadline(time.Time{})
 	}
-	stop := context.AfterFunc(r.Context(), func() { uc.nc.SetDeadline(pastTime) })
-	defer stop()
+	// A client that goes away cancels the try at once. Requests of the proxy's own HTTP/1 server
+	// share one long-lived context (the per-try timeout bounds them), so they skip this.
+	if done := r.Context().Done(); done != nil && !p.isShared(done) {
+		stop := context.AfterFunc(r.Context(), func() { uc.nc.SetDeadline(pastTime) })
+		defer stop()
+	}
 	if err := writeRequest(uc.bw, r); err != nil {
 		return nil, err
 	}
@@ -482,11 +528,19 @@ func (p *HTTPProxy) exchange(uc *upConn, r *http.Request) (*http.Response, error
 	return resp, nil
 }
 
+func (p *HTTPProxy) isShared(done <-chan struct{}) bool {
+	s := p.sharedDone.Load()
+	return s != nil && *s == done
+}
+
 // connectionTokens returns the header names listed in Connection (canonical), or nil.
 func connectionTokens(h http.Header) map[string]bool {
 	vv := h["Connection"]
 	if len(vv) == 0 {
 		return nil
+	}
+	if len(vv) == 1 && (strings.EqualFold(vv[0], "keep-alive") || strings.EqualFold(vv[0], "close")) {
+		return nil // the common case names no header
 	}
 	m := map[string]bool{}
 	for _, v := range vv {

@@ -1,0 +1,424 @@
+package ambassador
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/http2"
+)
+
+// The proxy serves HTTP/1.x itself rather than through net/http's Server: per request that saves a
+// background-read goroutine, several deadline updates and the response machinery, which is most of
+// the gap to HAProxy. Requests are still parsed by http.ReadRequest (with a header size limit),
+// and h2c connections (prior knowledge) go to golang.org/x/net/http2's server. Both end in
+// ServeHTTP.
+
+// h2Preface is what an HTTP/2 client with prior knowledge sends first.
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// limitedConnReader reads from a connection at most remain bytes (the header size limit while
+// headers are read; unlimited otherwise).
+type limitedConnReader struct {
+	c      net.Conn
+	remain int64
+}
+
+var errHeaderTooLarge = errors.New("request header too large")
+
+func (l *limitedConnReader) Read(p []byte) (int, error) {
+	if l.remain <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > l.remain {
+		p = p[:l.remain]
+	}
+	n, err := l.c.Read(p)
+	l.remain -= int64(n)
+	return n, err
+}
+
+// h1Conn is one client connection's state; it is also the http.ResponseWriter for its requests.
+type h1Conn struct {
+	p        *HTTPProxy
+	c        net.Conn
+	lr       limitedConnReader
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	remote   string
+	wdl      time.Time // current write deadline
+	hijacked bool
+
+	// per response
+	hdr        http.Header
+	wroteHdr   bool
+	status     int
+	chunked    bool
+	noBody     bool
+	closeAfter bool
+	clen       int64 // declared Content-Length, -1 if none
+	written    int64
+	req        *http.Request
+}
+
+var h1Pool = sync.Pool{New: func() any {
+	return &h1Conn{br: bufio.NewReaderSize(nil, 8<<10), bw: bufio.NewWriterSize(nil, 8<<10), hdr: make(http.Header, 16)}
+}}
+
+// connState is one client connection's shutdown state.
+type connState struct{ active atomic.Bool }
+
+// connSet tracks client connections so shutdown can close the idle ones at once and the rest
+// after the grace period.
+type connSet struct {
+	mu      sync.Mutex
+	m       map[net.Conn]*connState
+	closing atomic.Bool
+}
+
+// add tracks c; nil means the proxy is shutting down.
+func (s *connSet) add(c net.Conn) *connState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return nil
+	}
+	if s.m == nil {
+		s.m = map[net.Conn]*connState{}
+	}
+	st := &connState{}
+	s.m[c] = st
+	return st
+}
+
+func (s *connSet) remove(c net.Conn) {
+	s.mu.Lock()
+	delete(s.m, c)
+	s.mu.Unlock()
+}
+
+// closeIdle marks the set closing and wakes every connection waiting for its next request.
+func (s *connSet) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing.Store(true)
+	for c, st := range s.m {
+		if !st.active.Load() {
+			c.SetReadDeadline(pastTime)
+		}
+	}
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.m {
+		c.Close()
+	}
+}
+
+// serveH1 serves one client connection until it closes, fails, idles out or the proxy shuts down.
+func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState) {
+	hc := h1Pool.Get().(*h1Conn)
+	hc.p, hc.c, hc.remote, hc.hijacked, hc.wdl = p, c, c.RemoteAddr().String(), false, time.Time{}
+	hc.lr = limitedConnReader{c: c, remain: 1 << 62}
+	hc.br.Reset(&hc.lr)
+	hc.bw.Reset(c)
+	defer func() {
+		if !hc.hijacked {
+			c.Close()
+		}
+		hc.p, hc.c, hc.req = nil, nil, nil
+		hc.br.Reset(nil)
+		hc.bw.Reset(nil)
+		h1Pool.Put(hc)
+	}()
+	cfg := &p.cfg
+	for first := true; ; first = false {
+		// Wait for the next request (keep-alive idle time), then read its header in time.
+		if hc.br.Buffered() == 0 {
+			st.active.Store(false)
+			idle := cfg.idleTimeout
+			if first {
+				idle = cfg.readHeader
+			}
+			if idle > 0 {
+				c.SetReadDeadline(time.Now().Add(idle))
+			}
+			if p.conns.closing.Load() {
+				return
+			}
+			if _, err := hc.br.Peek(1); err != nil {
+				return
+			}
+		}
+		st.active.Store(true)
+		if first {
+			if b, err := hc.br.Peek(len(h2Preface)); err == nil && string(b) == h2Preface {
+				p.serveH2C(ctx, c, hc.br)
+				return
+			}
+		}
+		if cfg.readHeader > 0 {
+			c.SetReadDeadline(time.Now().Add(cfg.readHeader))
+		}
+		// Bytes already buffered count against the limit (net/http's slack of 4096 included).
+		hc.lr.remain = max(int64(cfg.maxHeaderBytes)+4096-int64(hc.br.Buffered()), 0)
+		req, err := http.ReadRequest(hc.br)
+		hc.lr.remain = 1 << 62
+		if err != nil {
+			hc.badRequest(err)
+			return
+		}
+		if !hc.serveOne(ctx, req) {
+			return
+		}
+	}
+}
+
+// badRequest answers a request that could not be parsed (when there is anything to answer).
+func (hc *h1Conn) badRequest(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.As(err, &ne) && ne.Timeout():
+		return
+	case errors.Is(err, errHeaderTooLarge):
+		hc.rawError(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+	default:
+		hc.rawError(http.StatusBadRequest, err.Error())
+	}
+}
+
+func (hc *h1Conn) rawError(status int, reason string) {
+	hc.setWriteDeadline()
+	body := fmt.Sprintf("ambassador: %d %s: %s\n", status, http.StatusText(status), reason)
+	fmt.Fprintf(hc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+	hc.bw.Flush()
+}
+
+// setWriteDeadline keeps a write deadline between writeTimeout/2 and writeTimeout ahead, touching
+// the socket only when it is more than half used.
+func (hc *h1Conn) setWriteDeadline() {
+	wt := hc.p.cfg.writeTimeout
+	if wt <= 0 {
+		return
+	}
+	now := time.Now()
+	if hc.wdl.Sub(now) < wt/2 {
+		hc.wdl = now.Add(wt)
+		hc.c.SetWriteDeadline(hc.wdl)
+	}
+}
+
+// serveOne proxies one parsed request; false means the connection must close.
+func (hc *h1Conn) serveOne(ctx context.Context, req *http.Request) (keep bool) {
+	cfg := &hc.p.cfg
+	if req.ProtoMajor != 1 {
+		hc.rawError(http.StatusHTTPVersionNotSupported, "unsupported protocol version")
+		return false
+	}
+	if req.ProtoAtLeast(1, 1) && len(req.Header["Host"]) == 0 && req.Host == "" {
+		hc.rawError(http.StatusBadRequest, "missing required Host header")
+		return false
+	}
+	if len(req.Header["Host"]) > 1 {
+		hc.rawError(http.StatusBadRequest, "too many Host headers")
+		return false
+	}
+	req.RemoteAddr = hc.remote
+	req = req.WithContext(ctx)
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if hasBody && cfg.readTimeout > 0 {
+		hc.c.SetReadDeadline(time.Now().Add(cfg.readTimeout))
+	}
+	if hasBody && strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+		hc.setWriteDeadline()
+		hc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		hc.bw.Flush()
+	}
+	delete(req.Header, "Expect")
+
+	clear(hc.hdr)
+	hc.req, hc.wroteHdr, hc.status, hc.chunked, hc.noBody, hc.clen, hc.written = req, false, 0, false, false, -1, 0
+	hc.closeAfter = req.Close || (req.ProtoMinor == 0 && !strings.EqualFold(req.Header.Get("Connection"), "keep-alive"))
+	hc.setWriteDeadline()
+
+	if !hc.serveHTTP(req) {
+		return false
+	}
+	if hc.hijacked {
+		return false
+	}
+	if !hc.wroteHdr {
+		hc.WriteHeader(http.StatusOK)
+	}
+	if hc.chunked {
+		hc.bw.WriteString("0\r\n\r\n")
+	}
+	if err := hc.bw.Flush(); err != nil {
+		return false
+	}
+	if hc.clen >= 0 && hc.written != hc.clen && !hc.noBody {
+		return false
+	}
+	if hasBody {
+		// Drain what the handler left of the body, within reason, to reuse the connection.
+		if n, _ := io.CopyN(io.Discard, req.Body, 256<<10); n == 256<<10 {
+			return false
+		}
+		if err := req.Body.Close(); err != nil {
+			return false
+		}
+	}
+	return !hc.closeAfter
+}
+
+// serveHTTP runs the proxy's handler, turning a panic (http.ErrAbortHandler for a response cut
+// short, or a bug) into a closed connection.
+func (hc *h1Conn) serveHTTP(req *http.Request) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r != http.ErrAbortHandler {
+				hc.p.log.Error("handler panic", zap.Any("panic", r))
+			}
+			ok = false
+		}
+	}()
+	hc.p.ServeHTTP(hc, req)
+	return true
+}
+
+// Header implements http.ResponseWriter.
+func (hc *h1Conn) Header() http.Header { return hc.hdr }
+
+// WriteHeader implements http.ResponseWriter: it writes the status line and headers, framing the
+// body by Content-Length when set and chunked otherwise.
+func (hc *h1Conn) WriteHeader(code int) {
+	if hc.wroteHdr || hc.hijacked {
+		return
+	}
+	if code < 200 {
+		return // 1xx informational answers are not relayed
+	}
+	hc.wroteHdr, hc.status = true, code
+	bw := hc.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(code))
+	bw.WriteString("\r\n")
+	hc.noBody = hc.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	if v := hc.hdr["Content-Length"]; len(v) == 1 {
+		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
+			hc.clen = n
+		}
+	}
+	if hc.clen < 0 && !hc.noBody {
+		delete(hc.hdr, "Content-Length")
+		if hc.req.ProtoAtLeast(1, 1) {
+			hc.chunked = true
+		} else {
+			hc.closeAfter = true
+		}
+	}
+	for k, vv := range hc.hdr {
+		if k == "Transfer-Encoding" || k == "Connection" || k == "Trailer" {
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	if hc.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if hc.closeAfter {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+// Write implements http.ResponseWriter.
+func (hc *h1Conn) Write(b []byte) (int, error) {
+	if hc.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if !hc.wroteHdr {
+		hc.WriteHeader(http.StatusOK)
+	}
+	if hc.noBody || len(b) == 0 {
+		return len(b), nil
+	}
+	if hc.clen >= 0 && hc.written+int64(len(b)) > hc.clen {
+		return 0, http.ErrContentLength
+	}
+	hc.written += int64(len(b))
+	if hc.chunked {
+		hc.bw.WriteString(strconv.FormatInt(int64(len(b)), 16))
+		hc.bw.WriteString("\r\n")
+		n, err := hc.bw.Write(b)
+		if err == nil {
+			_, err = hc.bw.WriteString("\r\n")
+		}
+		return n, err
+	}
+	return hc.bw.Write(b)
+}
+
+// Flush implements http.Flusher.
+func (hc *h1Conn) Flush() {
+	if !hc.wroteHdr {
+		hc.WriteHeader(http.StatusOK)
+	}
+	hc.setWriteDeadline()
+	hc.bw.Flush()
+}
+
+// Hijack implements http.Hijacker (for upgrades).
+func (hc *h1Conn) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if hc.wroteHdr {
+		return nil, nil, errors.New("ambassador: hijack after the response started")
+	}
+	hc.hijacked = true
+	// The connection outlives this h1Conn, so it gets buffers of its own.
+	br := bufio.NewReader(io.MultiReader(readBuffered(hc.br), hc.c))
+	return hc.c, bufio.NewReadWriter(br, bufio.NewWriter(hc.c)), nil
+}
+
+// readBuffered returns a reader of the bytes buffered in br.
+func readBuffered(br *bufio.Reader) io.Reader {
+	b, _ := br.Peek(br.Buffered())
+	return strings.NewReader(string(b))
+}
+
+// prefacedConn is a connection whose first bytes come from a bufio.Reader that peeked them.
+type prefacedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefacedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// serveH2C serves an HTTP/2 connection with prior knowledge.
+func (p *HTTPProxy) serveH2C(ctx context.Context, c net.Conn, br *bufio.Reader) {
+	c.SetReadDeadline(time.Time{})
+	// The reader is pooled with the h1Conn: copy what it holds.
+	pc := &prefacedConn{Conn: c, r: io.MultiReader(readBuffered(br), c)}
+	srv := &http2.Server{IdleTimeout: p.cfg.idleTimeout, MaxReadFrameSize: 1 << 20}
+	srv.ServeConn(pc, &http2.ServeConnOpts{Context: ctx, Handler: p, BaseConfig: &http.Server{
+		ReadHeaderTimeout: p.cfg.readHeader, IdleTimeout: p.cfg.idleTimeout, MaxHeaderBytes: p.cfg.maxHeaderBytes}})
+}
