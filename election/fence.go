@@ -56,6 +56,9 @@ func (f *Fence) Highest() uint64 {
 	return f.highest
 }
 
+// FormatToken formats a token for TokenHeader.
+func FormatToken(token uint64) string { return strconv.FormatUint(token, 10) }
+
 // ParseToken parses a fencing token as carried in TokenHeader: a decimal uint64 greater than 0,
 // with surrounding spaces allowed. It returns ErrNoToken for anything else.
 func ParseToken(s string) (uint64, error) {
