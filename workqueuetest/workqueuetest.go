@@ -500,7 +500,7 @@ func testConcurrent(t *testing.T, q workqueue.Queue) {
 			defer wg.Done()
 			for i := range each {
 				if _, err := q.Add(ctx, fmt.Appendf(nil, "%d-%03d", p, i), workqueue.AddOptions{}); err != nil {
-					errs <- fmt.Errorf("Add: %w", err)
+					errs <- fmt.Errorf("add: %w", err)
 					return
 				}
 			}
@@ -525,11 +525,11 @@ func testConcurrent(t *testing.T, q workqueue.Queue) {
 					continue
 				}
 				if err != nil {
-					errs <- fmt.Errorf("Lease: %w", err)
+					errs <- fmt.Errorf("lease: %w", err)
 					return
 				}
 				if err := q.Ack(ctx, it.Lease); err != nil {
-					errs <- fmt.Errorf("Ack: %w", err)
+					errs <- fmt.Errorf("ack: %w", err)
 					return
 				}
 				mu.Lock()

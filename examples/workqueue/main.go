@@ -41,11 +41,12 @@ func main() {
 const usage = `usage:
   workqueue serve -backend memory|bolt|jetstream [-path FILE] [-nats URL] -http ADDR
   workqueue enqueue -server URL [-key K] < payload
-  workqueue work -server URL -concurrency N -- CMD ARGS...`
+  workqueue work -server URL -concurrency N -- CMD ARGS...
+`
 
 func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		return errors.New(strings.TrimSpace(usage))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -57,7 +58,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	case "work":
 		return work(ctx, args[1:])
 	default:
-		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+		return fmt.Errorf("unknown command %q; %s", args[0], strings.TrimSpace(usage))
 	}
 }
 

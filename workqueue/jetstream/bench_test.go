@@ -124,6 +124,5 @@ func BenchmarkRawFetchAck(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
 }
 
-
 // BenchmarkQueueSingle takes exactly one message per Lease (WithFetchBatch(1)), acks confirmed.
 func BenchmarkQueueSingle(b *testing.B) { benchQueue(b, wqjs.WithFetchBatch(1)) }
