@@ -500,9 +500,15 @@ func (c *client) readLoop() {
 	batch := make([]*Request, 0, maxBatch)
 	var scratch routeScratch
 	idle := p.opts.clientIdleTimeout
+	var deadlineSet time.Time
 	for {
+		// Refresh the idle deadline only when a tenth of it has passed: a deadline update per read
+		// costs more than the rest of a small request.
 		if idle > 0 && br.Buffered() == 0 {
-			_ = c.conn.SetReadDeadline(time.Now().Add(idle))
+			if now := time.Now(); now.Sub(deadlineSet) > idle/10 {
+				deadlineSet = now
+				_ = c.conn.SetReadDeadline(now.Add(idle))
+			}
 		}
 		r := getRequest()
 		err := p.proto.ReadRequest(br, r)
@@ -574,12 +580,16 @@ func (c *client) writeLoop() {
 	bw := bufio.NewWriterSize(c.conn, ioBufSize)
 	broken := false
 	wt := p.opts.clientWriteTimeout
+	var deadlineSet time.Time
 	flush := func() {
 		if broken || bw.Buffered() == 0 {
 			return
 		}
 		if wt > 0 {
-			_ = c.conn.SetWriteDeadline(time.Now().Add(wt))
+			if now := time.Now(); now.Sub(deadlineSet) > wt/10 { // at least 90% of wt is always left
+				deadlineSet = now
+				_ = c.conn.SetWriteDeadline(now.Add(wt))
+			}
 		}
 		if err := bw.Flush(); err != nil {
 			broken = true

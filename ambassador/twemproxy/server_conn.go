@@ -46,7 +46,7 @@ type serverConn struct {
 	connected                atomic.Bool
 	requests, requestBytes   atomic.Int64
 	responses, responseBytes atomic.Int64
-	outQueue, outQueueBytes  atomic.Int64
+	outQueue                 atomic.Int64
 }
 
 func newServerConn(srv *server, st *poolState) *serverConn {
@@ -274,8 +274,16 @@ func (sc *serverConn) session(ctx context.Context, conn net.Conn) {
 			}
 		}
 		now := time.Now()
+		n := 0
+		for _, r := range batch {
+			if !r.NoReply {
+				n++
+			}
+		}
+		sc.outQueue.Add(int64(n)) // before the reader can take any off
 		var werr error
 		var nbytes int64
+		pushed := 0
 		for i, r := range batch {
 			r.sent = now
 			if _, werr = bw.Write(r.Buf); werr != nil {
@@ -289,13 +297,10 @@ func (sc *serverConn) session(ctx context.Context, conn net.Conn) {
 				noreply = append(noreply, r)
 				continue
 			}
-			sc.outQueue.Add(1)
-			sc.outQueueBytes.Add(int64(len(r.Buf)))
 			select {
 			case inflight <- r:
+				pushed++
 			case <-dead:
-				sc.outQueue.Add(-1)
-				sc.outQueueBytes.Add(-int64(len(r.Buf)))
 				for _, q := range batch[i:] {
 					q.fail(sessErr)
 				}
@@ -304,6 +309,9 @@ func (sc *serverConn) session(ctx context.Context, conn net.Conn) {
 			if werr != nil {
 				break
 			}
+		}
+		if pushed != n {
+			sc.outQueue.Add(int64(pushed - n)) // not sent after all
 		}
 		sc.requests.Add(int64(len(batch)))
 		sc.requestBytes.Add(nbytes)
@@ -334,14 +342,26 @@ func (sc *serverConn) readLoop(conn net.Conn, inflight <-chan *Request, dead <-c
 	timeout := sc.st.cfg.Timeout
 	proto := sc.st.proto
 	isDead := false
+	// Counters are published in batches (whenever the in-flight queue runs empty, or every 64
+	// replies) to keep atomics off the per-reply path.
+	var nresp, nbytes, ndone int64
+	publish := func() {
+		sc.responses.Add(nresp)
+		sc.responseBytes.Add(nbytes)
+		sc.outQueue.Add(-ndone)
+		nresp, nbytes, ndone = 0, 0, 0
+	}
+	defer publish()
+	var lastSent time.Time
 	for r := range inflight {
-		sc.outQueue.Add(-1)
-		sc.outQueueBytes.Add(-int64(len(r.Buf)))
+		ndone++
 		if isDead {
 			r.fail(*sessErr)
 			continue
 		}
-		if timeout > 0 {
+		// Requests written in one batch share their sent time, so one deadline covers the batch.
+		if timeout > 0 && !r.sent.Equal(lastSent) {
+			lastSent = r.sent
 			_ = conn.SetReadDeadline(r.sent.Add(timeout))
 		}
 		n := len(r.Resp)
@@ -368,9 +388,12 @@ func (sc *serverConn) readLoop(conn net.Conn, inflight <-chan *Request, dead <-c
 			r.fail(*sessErr)
 			continue
 		}
-		sc.responses.Add(1)
-		sc.responseBytes.Add(int64(len(r.Resp) - n))
+		nresp++
+		nbytes += int64(len(r.Resp) - n)
 		sc.st.success(sc.srv)
 		r.complete()
+		if nresp >= 64 || len(inflight) == 0 {
+			publish()
+		}
 	}
 }

@@ -39,7 +39,7 @@ type ServerStats struct {
 	InQueue           int64
 	InQueueBytes      int64
 	OutQueue          int64
-	OutQueueBytes     int64
+	OutQueueBytes     int64 // not tracked: always 0
 }
 
 // Snapshot returns every pool's counters, pools in configuration order.
@@ -78,7 +78,6 @@ func (s *Server) Snapshot() []PoolStats {
 				ss.InQueue += int64(n)
 				ss.InQueueBytes += b
 				ss.OutQueue += sc.outQueue.Load()
-				ss.OutQueueBytes += sc.outQueueBytes.Load()
 			}
 			ps.Servers = append(ps.Servers, ss)
 		}
