@@ -64,13 +64,13 @@ type HTTPProxy struct {
 	ready   chan struct{}
 	bound   net.Addr
 
-	conns    connSet
+	conns connSet
 	// sharedDone is the Done channel of the context all HTTP/1 requests of Run share.
 	sharedDone atomic.Pointer[<-chan struct{}]
-	upMu     sync.Mutex
-	upgrades map[net.Conn]struct{} // hijacked client connections, closed at shutdown
-	upClosed bool
-	upWG     sync.WaitGroup
+	upMu       sync.Mutex
+	upgrades   map[net.Conn]struct{} // hijacked client connections, closed at shutdown
+	upClosed   bool
+	upWG       sync.WaitGroup
 }
 
 // NewHTTPProxy returns a proxy that will listen on addr ("127.0.0.1:0" picks a port) and send
