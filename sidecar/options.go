@@ -57,6 +57,8 @@ type options struct {
 	backoff    Backoff
 	httpClient *http.Client
 	interval   time.Duration
+	hooks      []Action
+	linkName   string
 }
 
 func defaultOptions() options {

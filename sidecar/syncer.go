@@ -1,0 +1,487 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Source fetches content for a Syncer.
+type Source interface {
+	// Fetch compares the remote version with have (the version published now, "" for none). When it
+	// differs, Fetch writes the content into dir (existing and empty) and returns the new version;
+	// when it is the same it returns have and writes nothing.
+	Fetch(ctx context.Context, have, dir string) (version string, err error)
+}
+
+// GitSource fetches a branch, tag or commit of a git repository with the git binary (shallow fetch
+// into a bare cache repository, then git archive), so it works with every URL and credential helper
+// git itself supports.
+type GitSource struct {
+	Repo  string // anything git fetch accepts: URL or local path
+	Ref   string // branch, tag or commit; empty: HEAD
+	Cache string // bare cache repository; empty: ROOT/.git-cache (set by the Syncer)
+}
+
+// Fetch implements Source.
+func (g *GitSource) Fetch(ctx context.Context, have, dir string) (string, error) {
+	if g.Cache == "" {
+		return "", &ConfigError{Field: "GitSource.Cache", Reason: "empty"}
+	}
+	if _, err := os.Stat(filepath.Join(g.Cache, "HEAD")); err != nil {
+		if out, err := git(ctx, "", "init", "--bare", "-q", g.Cache); err != nil {
+			return "", fmt.Errorf("git init: %w: %s", err, out)
+		}
+	}
+	ref := g.Ref
+	if ref == "" {
+		ref = "HEAD"
+	}
+	if out, err := git(ctx, g.Cache, "fetch", "-q", "--depth=1", "--no-tags", g.Repo, "+"+ref+":refs/podblocks/sync"); err != nil {
+		return "", fmt.Errorf("git fetch: %w: %s", err, out)
+	}
+	out, err := git(ctx, g.Cache, "rev-parse", "refs/podblocks/sync^{commit}")
+	if err != nil {
+		return "", fmt.Errorf("git rev-parse: %w: %s", err, out)
+	}
+	version := strings.TrimSpace(out)
+	if version == have {
+		return have, nil
+	}
+	cmd := exec.CommandContext(ctx, "git", "-C", g.Cache, "archive", "--format=tar", version)
+	cmd.Env = gitEnv()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("git archive: %w", err)
+	}
+	xerr := extractTar(stdout, dir)
+	_, _ = io.Copy(io.Discard, stdout)
+	if err := cmd.Wait(); err != nil {
+		return "", fmt.Errorf("git archive: %w: %s", err, stderr.String())
+	}
+	if xerr != nil {
+		return "", xerr
+	}
+	return version, nil
+}
+
+func gitEnv() []string {
+	return append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
+}
+
+func git(ctx context.Context, dir string, args ...string) (string, error) {
+	if dir != "" {
+		args = append([]string{"-C", dir}, args...)
+	}
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Env = gitEnv()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// HTTPArchiveSource fetches a tar or tar.gz archive over HTTP(S). The version is the response's
+// ETag when there is one (sent back as If-None-Match, so an unchanged archive costs a 304), else the
+// SHA-256 of the body.
+type HTTPArchiveSource struct {
+	URL    string
+	Client *http.Client // nil: a client with a 5 minute timeout
+}
+
+// Fetch implements Source.
+func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string, error) {
+	client := h.Client
+	if client == nil {
+		client = &http.Client{Timeout: 5 * time.Minute}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL, nil)
+	if err != nil {
+		return "", fmt.Errorf("archive request: %w", err)
+	}
+	if strings.HasPrefix(have, `"`) || strings.HasPrefix(have, `W/"`) {
+		req.Header.Set("If-None-Match", have)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("get archive: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified {
+		return have, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("get archive: %w: %s", ErrHookStatus, resp.Status)
+	}
+	etag := resp.Header.Get("ETag")
+	if etag != "" && etag == have {
+		return have, nil
+	}
+	sum := sha256.New()
+	if err := extractTar(io.TeeReader(io.LimitReader(resp.Body, maxArchiveBytes), sum), dir); err != nil {
+		return "", err
+	}
+	_, _ = io.Copy(sum, io.LimitReader(resp.Body, maxArchiveBytes)) // trailing padding
+	if etag != "" {
+		return etag, nil
+	}
+	version := "sha256:" + hex.EncodeToString(sum.Sum(nil))
+	return version, nil
+}
+
+// Syncer keeps ROOT/LINK (default ROOT/current) pointing at the latest content of a Source: each
+// version is fetched into its own directory and published by an atomic symlink swap, so readers see
+// either the old or the new tree, never a mix. After each publish, and once at startup for content
+// already published by a previous run, the hooks run in the order given, each retried with backoff
+// until it succeeds (a newer publish replaces the pending hook run). Syncs happen at start, every
+// WithInterval (default 1m; 0: never), on Trigger, and on HTTP POST to the Syncer as a handler.
+type Syncer struct {
+	root    string
+	link    string
+	src     Source
+	hooks   []Action
+	o       options
+	log     *zap.Logger
+	m       *actionMetrics
+	hm      *actionMetrics
+	trigger chan struct{}
+	ready   chan struct{}
+	once    sync.Once
+
+	mu        sync.Mutex
+	version   string
+	syncs     uint64
+	hooked    string // version the hooks last completed for
+	lastErr   string
+	lastSync  time.Time
+	published uint64
+}
+
+// WithHooks sets the Syncer's post-publish hooks, run in this order.
+func WithHooks(hooks ...Action) Option {
+	return optionFunc(func(o *options) { o.hooks = append(o.hooks, hooks...) })
+}
+
+// WithLinkName sets the name of the published symlink under the root (default "current").
+func WithLinkName(name string) Option {
+	return optionFunc(func(o *options) { o.linkName = name })
+}
+
+// NewSyncer returns a Syncer publishing src under root. Options: WithInterval, WithHooks,
+// WithLinkName, WithBackoff, WithLogger, WithRegisterer. A GitSource without Cache gets
+// ROOT/.git-cache.
+func NewSyncer(root string, src Source, opts ...Option) (*Syncer, error) {
+	if root == "" {
+		return nil, &ConfigError{Field: "root", Reason: "empty"}
+	}
+	if src == nil {
+		return nil, &ConfigError{Field: "source", Reason: "nil"}
+	}
+	o := buildOptions(opts)
+	name := o.linkName
+	if name == "" {
+		name = "current"
+	}
+	if strings.ContainsRune(name, filepath.Separator) || strings.HasPrefix(name, ".") {
+		return nil, &ConfigError{Field: "WithLinkName", Reason: fmt.Sprintf("%q: want a plain name", name)}
+	}
+	if o.interval < 0 {
+		return nil, &ConfigError{Field: "WithInterval", Reason: "negative"}
+	}
+	if g, ok := src.(*GitSource); ok && g.Cache == "" {
+		g.Cache = filepath.Join(root, ".git-cache")
+	}
+	return &Syncer{root: root, link: filepath.Join(root, name), src: src, hooks: o.hooks, o: o,
+		log: o.logger.Named("syncer"), m: newActionMetrics(o.registerer, "syncer_syncs"),
+		hm:      newActionMetrics(o.registerer, "syncer_hooks"),
+		trigger: make(chan struct{}, 1), ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once content is published (by this run or, found at start, by a previous one).
+func (s *Syncer) Ready() <-chan struct{} { return s.ready }
+
+// Trigger asks for a sync now; triggers while one is pending coalesce.
+func (s *Syncer) Trigger() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// ServeHTTP triggers a sync on POST (answering 202) and reports the published version on GET.
+func (s *Syncer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+		s.Trigger()
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, "sync triggered\n")
+	case http.MethodGet, http.MethodHead:
+		io.WriteString(w, s.Version()+"\n")
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "use POST to trigger a sync", http.StatusMethodNotAllowed)
+	}
+}
+
+// Version returns the published version ("" before the first publish).
+func (s *Syncer) Version() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version
+}
+
+// HookedVersion returns the version whose hooks last all succeeded.
+func (s *Syncer) HookedVersion() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hooked
+}
+
+// Statusz reports the published version and the last sync.
+func (s *Syncer) Statusz() (string, []string, [][]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := ""
+	if !s.lastSync.IsZero() {
+		last = s.lastSync.UTC().Format(time.RFC3339)
+	}
+	return "sidecar syncer", []string{"key", "value"}, [][]string{
+		{"link", s.link},
+		{"version", s.version},
+		{"hooks done for", s.hooked},
+		{"syncs", strconv.FormatUint(s.syncs, 10)},
+		{"publishes", strconv.FormatUint(s.published, 10)},
+		{"last sync", last},
+		{"last error", s.lastErr},
+	}
+}
+
+const revPrefix = ".rev-"
+
+// Run syncs until ctx ends and returns nil; it returns an error only when the root cannot be created.
+func (s *Syncer) Run(ctx context.Context) error {
+	if err := os.MkdirAll(s.root, 0o755); err != nil {
+		return fmt.Errorf("syncer root: %w", err)
+	}
+	hookCh := make(chan string, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.runHooks(ctx, hookCh)
+	}()
+	defer wg.Wait()
+
+	if target, err := os.Readlink(s.link); err == nil && strings.HasPrefix(target, revPrefix) {
+		if v, err := readVersionFile(filepath.Join(s.root, target)); err == nil {
+			s.mu.Lock()
+			s.version = v
+			s.mu.Unlock()
+			s.markReady()
+			s.log.Info("found published content, running hooks for it", zap.String("version", v))
+			sendLatest(hookCh, v)
+		}
+	}
+	var tick <-chan time.Time
+	if s.o.interval > 0 {
+		t := time.NewTicker(s.o.interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		s.syncOnce(ctx, hookCh)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+		case <-s.trigger:
+		}
+	}
+}
+
+func (s *Syncer) markReady() { s.once.Do(func() { close(s.ready) }) }
+
+// sendLatest replaces a pending value in a one-slot channel.
+func sendLatest(ch chan string, v string) {
+	for {
+		select {
+		case ch <- v:
+			return
+		default:
+			select {
+			case <-ch:
+			default:
+			}
+		}
+	}
+}
+
+const versionFile = ".podblocks-version"
+
+func readVersionFile(dir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "..", filepath.Base(dir)+versionFile))
+	return strings.TrimSpace(string(data)), err
+}
+
+func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
+	have := s.Version()
+	version, err := s.fetchAndPublish(ctx, have)
+	s.mu.Lock()
+	s.syncs++
+	s.lastSync = time.Now()
+	if err != nil {
+		s.lastErr = err.Error()
+	} else {
+		s.lastErr = ""
+	}
+	s.mu.Unlock()
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			s.m.runs.WithLabelValues("error").Inc()
+			s.log.Warn("sync", zap.Error(err))
+		}
+	case version == have:
+		s.m.runs.WithLabelValues("unchanged").Inc()
+	default:
+		s.m.runs.WithLabelValues("published").Inc()
+		s.log.Info("published", zap.String("version", version))
+		s.markReady()
+		sendLatest(hookCh, version)
+	}
+}
+
+// fetchAndPublish fetches into a fresh directory and, if the version changed, swaps the link to it.
+func (s *Syncer) fetchAndPublish(ctx context.Context, have string) (string, error) {
+	tmp, err := os.MkdirTemp(s.root, ".fetch-")
+	if err != nil {
+		return "", fmt.Errorf("fetch dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	version, err := s.src.Fetch(ctx, have, tmp)
+	if err != nil {
+		return "", err
+	}
+	if version == have {
+		return have, nil
+	}
+	sum := sha256.Sum256([]byte(version))
+	name := revPrefix + hex.EncodeToString(sum[:8]) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	rev := filepath.Join(s.root, name)
+	if err := os.Rename(tmp, rev); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	if err := os.WriteFile(rev+versionFile, []byte(version+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	old, _ := os.Readlink(s.link)
+	tmpLink := s.link + ".tmp"
+	_ = os.Remove(tmpLink)
+	if err := os.Symlink(name, tmpLink); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	if err := os.Rename(tmpLink, s.link); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	if d, err := os.Open(s.root); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	s.mu.Lock()
+	s.version = version
+	s.published++
+	s.mu.Unlock()
+	s.prune(name, old)
+	return version, nil
+}
+
+// prune removes revisions other than the current and the previous one (readers may still be in it).
+func (s *Syncer) prune(current, previous string) {
+	ents, err := os.ReadDir(s.root)
+	if err != nil {
+		return
+	}
+	for _, de := range ents {
+		n := de.Name()
+		if !strings.HasPrefix(n, revPrefix) || strings.HasSuffix(n, versionFile) || n == current || n == previous {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(s.root, n)); err != nil {
+			s.log.Warn("remove old revision", zap.String("dir", n), zap.Error(err))
+		}
+		_ = os.Remove(filepath.Join(s.root, n+versionFile))
+	}
+}
+
+// runHooks runs the hooks for each version received, in order, each retried until it succeeds; a
+// newer version abandons the pending run.
+func (s *Syncer) runHooks(ctx context.Context, versions <-chan string) {
+	for {
+		var v string
+		select {
+		case <-ctx.Done():
+			return
+		case v = <-versions:
+		}
+		for len(s.hooks) > 0 {
+			next, done := s.hookRun(ctx, v, versions)
+			if next == "" {
+				if done {
+					s.mu.Lock()
+					s.hooked = v
+					s.mu.Unlock()
+					s.hm.runs.WithLabelValues("ok").Inc()
+				}
+				break
+			}
+			v = next
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// hookRun runs every hook for v. It returns a newer version that arrived meanwhile (to run
+// instead), or done=true when all hooks succeeded.
+func (s *Syncer) hookRun(ctx context.Context, v string, versions <-chan string) (next string, done bool) {
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	result := make(chan error, 1)
+	go func() {
+		for i, h := range s.hooks {
+			err := retry(hctx, h, s.o.backoff, func(attempt int, err error) {
+				s.hm.tries.Inc()
+				s.log.Warn("hook", zap.Int("hook", i), zap.String("version", v), zap.Int("attempt", attempt), zap.Error(err))
+			})
+			if err != nil {
+				result <- err
+				return
+			}
+		}
+		result <- nil
+	}()
+	select {
+	case err := <-result:
+		return "", err == nil
+	case n := <-versions:
+		cancel()
+		<-result
+		return n, false
+	}
+}
