@@ -23,21 +23,25 @@ type Client struct {
 	closeCtx context.Context
 	closeFn  context.CancelFunc
 	once     sync.Once
+	own      *http.Transport // made by NewClient; its idle connections are closed by Close
 }
 
 var _ Queue = (*Client)(nil)
 
 // NewClient returns a client for the API at base (for example "http://127.0.0.1:8080"). hc nil means
-// a client with no overall timeout (Lease long-polls; every call is bounded by its ctx).
+// a client of its own with no overall timeout (Lease long-polls; every call is bounded by its ctx),
+// whose connections Close closes.
 func NewClient(base string, hc *http.Client) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: server URL %q (want http://host:port)", ErrInvalid, base)
 	}
+	var own *http.Transport
 	if hc == nil {
-		hc = &http.Client{}
+		own = http.DefaultTransport.(*http.Transport).Clone()
+		hc = &http.Client{Transport: own}
 	}
-	c := &Client{base: strings.TrimRight(base, "/") + APIPrefix, hc: hc}
+	c := &Client{base: strings.TrimRight(base, "/") + APIPrefix, hc: hc, own: own}
 	c.closeCtx, c.closeFn = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -211,6 +215,11 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 // Close makes the client refuse further calls and aborts calls in flight (with ErrClosed). The
 // server's queue is not affected. Idempotent.
 func (c *Client) Close() error {
-	c.once.Do(c.closeFn)
+	c.once.Do(func() {
+		c.closeFn()
+		if c.own != nil {
+			c.own.CloseIdleConnections()
+		}
+	})
 	return nil
 }
