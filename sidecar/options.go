@@ -59,6 +59,8 @@ type options struct {
 	interval   time.Duration
 	hooks      []Action
 	linkName   string
+	doneFile   string
+	grace      time.Duration
 }
 
 func defaultOptions() options {

@@ -1,0 +1,165 @@
+package sidecar
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times (100 on every Linux architecture Go runs on).
+const clockTicks = 100
+
+// Process is one row of Topz.
+type Process struct {
+	PID        int     `json:"pid"`
+	Command    string  `json:"command"`
+	State      string  `json:"state"`
+	Threads    int     `json:"threads"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// CPUPercent is the CPU use since the previous snapshot (or since the process started, on the
+	// first one), 100 being one full core.
+	CPUPercent float64 `json:"cpu_percent"`
+	RSSBytes   int64   `json:"rss_bytes"`
+}
+
+// Topz lists the processes visible in /proc (in a pod sharing its PID namespace: every container's
+// processes) with CPU and memory use, as text or JSON (?format=json). It is an http.Handler.
+type Topz struct {
+	procRoot string
+
+	mu     sync.Mutex
+	prev   map[int]float64 // pid -> cpu seconds at prevAt
+	prevAt time.Time
+}
+
+// NewTopz returns a Topz reading procRoot ("" means "/proc").
+func NewTopz(procRoot string) *Topz {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	return &Topz{procRoot: procRoot}
+}
+
+// statFields is what Topz takes from /proc/PID/stat.
+type statFields struct {
+	comm      string
+	state     string
+	ticks     uint64 // utime + stime
+	threads   int
+	startTick uint64
+	rssPages  int64
+}
+
+// parseStat parses the content of /proc/PID/stat. The command (field 2) is in parentheses and may
+// itself contain spaces and parentheses, so fields are counted from the last ')'.
+func parseStat(data []byte) (statFields, error) {
+	open := bytes.IndexByte(data, '(')
+	closing := bytes.LastIndexByte(data, ')')
+	if open < 0 || closing < open {
+		return statFields{}, fmt.Errorf("stat: no command field")
+	}
+	f := strings.Fields(string(data[closing+1:]))
+	// f[0] is field 3 (state); field N is f[N-3].
+	if len(f) < 22 {
+		return statFields{}, fmt.Errorf("stat: %d fields, want at least 24", len(f)+2)
+	}
+	num := func(n int) (uint64, error) { return strconv.ParseUint(f[n-3], 10, 64) }
+	utime, err1 := num(14)
+	stime, err2 := num(15)
+	threads, err3 := num(20)
+	start, err4 := num(22)
+	rss, err5 := strconv.ParseInt(f[24-3], 10, 64)
+	for _, err := range []error{err1, err2, err3, err4, err5} {
+		if err != nil {
+			return statFields{}, fmt.Errorf("stat: %w", err)
+		}
+	}
+	return statFields{comm: string(data[open+1 : closing]), state: f[0], ticks: utime + stime,
+		threads: int(min(threads, 1<<31)), startTick: start, rssPages: rss}, nil
+}
+
+// Snapshot reads every process. Processes that exit while being read are left out.
+func (z *Topz) Snapshot() ([]Process, error) {
+	ents, err := os.ReadDir(z.procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("topz: %w", err)
+	}
+	uptime := 0.0
+	if data, err := os.ReadFile(filepath.Join(z.procRoot, "uptime")); err == nil {
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			uptime, _ = strconv.ParseFloat(f[0], 64)
+		}
+	}
+	now := time.Now()
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	page := int64(os.Getpagesize())
+	cur := map[int]float64{}
+	var out []Process
+	for _, de := range ents {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(z.procRoot, de.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		st, err := parseStat(data)
+		if err != nil {
+			continue
+		}
+		cmd := st.comm
+		if cl, err := os.ReadFile(filepath.Join(z.procRoot, de.Name(), "cmdline")); err == nil && len(cl) > 0 {
+			cmd = strings.TrimSpace(strings.ReplaceAll(string(cl), "\x00", " "))
+		}
+		cpu := float64(st.ticks) / clockTicks
+		cur[pid] = cpu
+		pct := 0.0
+		if before, ok := z.prev[pid]; ok && now.Sub(z.prevAt) > 0 {
+			pct = 100 * (cpu - before) / now.Sub(z.prevAt).Seconds()
+		} else if age := uptime - float64(st.startTick)/clockTicks; age > 0 {
+			pct = 100 * cpu / age
+		}
+		out = append(out, Process{PID: pid, Command: cmd, State: st.state, Threads: st.threads,
+			CPUSeconds: cpu, CPUPercent: pct, RSSBytes: st.rssPages * page})
+	}
+	z.prev, z.prevAt = cur, now
+	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
+	return out, nil
+}
+
+// ServeHTTP answers GET with the process table (text, or JSON with ?format=json).
+func (z *Topz) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	procs, err := z.Snapshot()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if r.URL.Query().Get("format") == "json" {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(procs)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "PID\tSTATE\tTHREADS\tCPU%\tCPU(s)\tRSS(KiB)\t COMMAND")
+	for _, p := range procs {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.1f\t%.2f\t%d\t %s\n", p.PID, p.State, p.Threads, p.CPUPercent, p.CPUSeconds, p.RSSBytes>>10, p.Command)
+	}
+	_ = tw.Flush()
+}
