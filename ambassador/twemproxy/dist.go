@@ -90,11 +90,19 @@ func (c *Continuum) Dispatch(hash uint32) int {
 	switch c.dist {
 	case Ketama:
 		p := c.points
-		i := sort.Search(len(p), func(i int) bool { return p[i].value >= hash })
-		if i == len(p) {
-			i = 0
+		lo, hi := 0, len(p) // first point with value >= hash, as ketama_dispatch finds it
+		for lo < hi {
+			mid := int(uint(lo+hi) >> 1)
+			if p[mid].value < hash {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
 		}
-		return int(p[i].index)
+		if lo == len(p) {
+			lo = 0
+		}
+		return int(p[lo].index)
 	case Modula:
 		return int(c.points[hash%uint32(len(c.points))].index)
 	default:

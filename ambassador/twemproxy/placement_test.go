@@ -142,12 +142,12 @@ func TestPlacementMatchesNutcracker(t *testing.T) {
 	)
 	var conf strings.Builder
 	listen := map[string]string{}
-	for _, s := range specs {
-		port, err := shardproc.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		listen[s.name] = fmt.Sprintf("127.0.0.1:%d", port)
+	ports, err := shardproc.FreePorts(len(specs) + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range specs {
+		listen[s.name] = fmt.Sprintf("127.0.0.1:%d", ports[i])
 		fmt.Fprintf(&conf, "%s:\n  listen: %s\n  hash: %s\n  distribution: %s\n", s.name, listen[s.name], s.hash, s.dist)
 		if s.tag != "" {
 			fmt.Fprintf(&conf, "  hash_tag: %q\n", s.tag)
@@ -174,11 +174,7 @@ func TestPlacementMatchesNutcracker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	statsPort, err := shardproc.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := shardproc.StartNutcracker(path, statsPort, listen[specs[0].name])
+	nc, err := shardproc.StartNutcracker(path, ports[len(specs)], listen[specs[0].name])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,12 +33,9 @@ func TestReloadKeepsClients(t *testing.T) {
 		t.Cleanup(p.Stop)
 		backends = append(backends, p)
 	}
-	ports := make([]int, 3)
-	for i := range ports {
-		var err error
-		if ports[i], err = shardproc.FreePort(); err != nil {
-			t.Fatal(err)
-		}
+	ports, err := shardproc.FreePorts(4) // three pools and the stats port
+	if err != nil {
+		t.Fatal(err)
 	}
 	pool := func(name string, port int, servers ...*shardproc.Proc) string {
 		s := fmt.Sprintf("%s:\n  listen: 127.0.0.1:%d\n  redis: true\n  hash: md5\n  servers:\n", name, port)
@@ -51,10 +48,7 @@ func TestReloadKeepsClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	statsPort, err := shardproc.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	statsPort := ports[3]
 	reg := prometheus.NewRegistry()
 	srv, err := twemproxy.NewServer(cfg1, twemproxy.Protocols{Redis: &redis.Protocol{}},
 		twemproxy.WithRegisterer(reg), twemproxy.WithStatsAddr(fmt.Sprintf("127.0.0.1:%d", statsPort)))

@@ -95,8 +95,11 @@ func TestNutcrackerServeReload(t *testing.T) {
 		t.Cleanup(p.Stop)
 		mcs = append(mcs, p)
 	}
-	port, _ := shardproc.FreePort()
-	statsPort, _ := shardproc.FreePort()
+	ports, err := shardproc.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, statsPort := ports[0], ports[1]
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 	conf := filepath.Join(t.TempDir(), "nutcracker.yml")
 	write := func(servers ...*shardproc.Proc) {
