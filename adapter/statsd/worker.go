@@ -41,6 +41,10 @@ type worker struct {
 	epoch uint64
 	cache map[string]*entry
 	key   []byte
+	// fast maps a whole line minus its value ("name\x00|type|sections") to its parsed shape, so a
+	// repeated single-sample line skips tag parsing and the tag-keyed lookup.
+	fast  map[string]fastEntry
+	fkey  []byte
 	now   int64
 	debug bool
 
@@ -48,6 +52,12 @@ type worker struct {
 	lines, conflicts, drops, unmapped, tagErrs int
 	samples                                    [Set + 1]int
 	errs                                       []int // by index in allReasons
+}
+
+type fastEntry struct {
+	ent  *entry
+	typ  Type
+	rate float64
 }
 
 type entry struct {
@@ -64,6 +74,7 @@ func newWorker(e *Exporter) *worker {
 		e:     e,
 		p:     Parser{Formats: e.o.formats},
 		cache: make(map[string]*entry),
+		fast:  make(map[string]fastEntry),
 		errs:  make([]int, len(allReasons)),
 		debug: e.o.logger.Core().Enabled(zap.DebugLevel),
 	}
@@ -73,8 +84,9 @@ func newWorker(e *Exporter) *worker {
 func (w *worker) begin(now int64) {
 	w.now = now
 	cfg, epoch := w.e.cfg.Load(), w.e.reg.epoch.Load()
-	if cfg != w.cfg || epoch != w.epoch || len(w.cache) > w.e.o.maxCache {
+	if cfg != w.cfg || epoch != w.epoch || len(w.cache) > w.e.o.maxCache || len(w.fast) > w.e.o.maxCache {
 		clear(w.cache)
+		clear(w.fast)
 		w.cfg, w.epoch = cfg, epoch
 	}
 }
@@ -100,6 +112,9 @@ func (w *worker) line(line []byte) {
 		return
 	}
 	w.lines++
+	if w.fastLine(line) {
+		return
+	}
 	samples, err := w.p.Parse(line)
 	w.tagErrs += w.p.TagErrors
 	if err != nil {
@@ -113,15 +128,71 @@ func (w *worker) line(line []byte) {
 		}
 	}
 	for i := range samples {
-		w.apply(&samples[i])
+		ent := w.apply(&samples[i])
+		if ent != nil && err == nil && len(samples) == 1 && w.p.TagErrors == 0 {
+			if k, _ := w.fastKey(line); k != nil {
+				w.fast[string(k)] = fastEntry{ent: ent, typ: samples[0].Type, rate: samples[0].SampleRate}
+			}
+		}
 	}
 }
 
-func (w *worker) apply(s *Sample) {
+// fastKey is the line without its value ("name\x00|type|sections") and the value, or nil when
+// the line is not a single value followed by '|'.
+func (w *worker) fastKey(line []byte) (key, value []byte) {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return nil, nil
+	}
+	rest := line[colon+1:]
+	bar := bytes.IndexByte(rest, '|')
+	if bar <= 0 || bytes.IndexByte(rest[:bar], ':') >= 0 {
+		return nil, nil
+	}
+	k := append(w.fkey[:0], line[:colon]...)
+	k = append(k, 0)
+	k = append(k, rest[bar:]...)
+	w.fkey = k
+	return k, rest[:bar]
+}
+
+// fastLine applies a line whose shape (everything but the value) was seen before. Such a line
+// parses exactly as its first occurrence did except for the value, so only the value is parsed.
+// It reports false when the line must take the full parse.
+func (w *worker) fastLine(line []byte) bool {
+	k, value := w.fastKey(line)
+	if k == nil {
+		return false
+	}
+	fe, ok := w.fast[string(k)]
+	if !ok {
+		return false
+	}
+	s := Sample{Type: fe.typ, SampleRate: fe.rate, Value: 1}
+	if fe.typ == Set {
+		s.Member = value
+	} else {
+		v, err := parseFloat(value)
+		if err != nil {
+			return false // the full parse counts the error
+		}
+		s.Value = v
+		s.Relative = fe.typ == Gauge && (value[0] == '+' || value[0] == '-')
+	}
+	if s.Type == Counter && !(s.Value >= 0) {
+		w.errs[len(errReasons)]++
+		return true
+	}
+	w.applyEntry(fe.ent, &s)
+	return true
+}
+
+// apply applies one parsed sample and returns the cache entry it used (nil if none).
+func (w *worker) apply(s *Sample) *entry {
 	if s.Type == Counter && !(s.Value >= 0) {
 		// Checked before the series exists, so a bad sample creates no metric.
 		w.errs[len(errReasons)]++
-		return
+		return nil
 	}
 	k := append(w.key[:0], byte(s.Type))
 	k = append(k, s.Name...)
@@ -137,6 +208,11 @@ func (w *worker) apply(s *Sample) {
 		ent = w.resolve(s)
 		w.cache[string(k)] = ent
 	}
+	w.applyEntry(ent, s)
+	return ent
+}
+
+func (w *worker) applyEntry(ent *entry, s *Sample) {
 	switch {
 	case ent.drop:
 		w.drops++
