@@ -1,0 +1,533 @@
+package workqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Pipeline stages move items between queues ("Designing Distributed Systems", ch. 11-12: event-driven
+// batch processing). Each is a Component: Run leases from its input(s) until ctx ends, adds what it
+// produces to its output(s), and acks the input only after every add succeeded, so a crash between
+// the two repeats the add (at least once). An input item's Key is kept on what it produces. Stages
+// compose by sharing queues: one stage's output is the next one's input.
+
+// StageOption configures a pipeline stage.
+type StageOption interface{ applyStage(*stageConfig) }
+
+type stageConfig struct {
+	logger  *zap.Logger
+	retry   time.Duration
+	maxWait time.Duration
+}
+
+type stageOptionFunc func(*stageConfig)
+
+func (f stageOptionFunc) applyStage(c *stageConfig) { f(c) }
+
+// WithStageLogger sets a stage's logger. Default zap.NewNop().
+func WithStageLogger(l *zap.Logger) StageOption {
+	return stageOptionFunc(func(c *stageConfig) { c.logger = l })
+}
+
+// WithStageRetry is how long an input item waits before it is retried after an output add failed.
+// Default 1s.
+func WithStageRetry(d time.Duration) StageOption {
+	return stageOptionFunc(func(c *stageConfig) { c.retry = d })
+}
+
+// WithFlushAfter bounds how long Reduce holds a partial batch before it emits it. Default 1s.
+func WithFlushAfter(d time.Duration) StageOption {
+	return stageOptionFunc(func(c *stageConfig) { c.maxWait = d })
+}
+
+func stageCfg(opts []StageOption) stageConfig {
+	c := stageConfig{logger: zap.NewNop(), retry: time.Second, maxWait: time.Second}
+	for _, o := range opts {
+		o.applyStage(&c)
+	}
+	if c.logger == nil {
+		c.logger = zap.NewNop()
+	}
+	return c
+}
+
+// emit is one add a stage makes.
+type emit struct {
+	q       Queue
+	payload []byte
+}
+
+// mover is the loop every one-input stage shares: lease, map to adds, add, ack.
+type mover struct {
+	in  Queue
+	cfg stageConfig
+	f   func(it *Item) ([]emit, error) // an error buries the input item
+}
+
+func (m *mover) run(ctx context.Context) error {
+	for {
+		it, err := m.in.Lease(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, ErrClosed) {
+				return err
+			}
+			m.cfg.logger.Warn("lease failed", zap.Error(err))
+			if !sleepCtx(ctx, m.cfg.retry) {
+				return nil
+			}
+			continue
+		}
+		m.handle(ctx, it)
+	}
+}
+
+func (m *mover) handle(ctx context.Context, it *Item) {
+	octx := context.WithoutCancel(ctx) // finish the item even if ctx ends now
+	outs, err := m.f(it)
+	if err != nil {
+		if berr := m.in.Bury(octx, it.Lease, err.Error()); berr != nil {
+			m.cfg.logger.Warn("bury failed", zap.String("id", it.ID), zap.Error(berr))
+		}
+		return
+	}
+	if err := addAll(octx, outs, it.Key); err != nil {
+		m.cfg.logger.Warn("output add failed; input will be retried", zap.String("id", it.ID), zap.Error(err))
+		_ = m.in.Nack(octx, it.Lease, m.cfg.retry)
+		return
+	}
+	if err := m.in.Ack(octx, it.Lease); err != nil {
+		m.cfg.logger.Warn("ack failed; the item may be processed again", zap.String("id", it.ID), zap.Error(err))
+	}
+}
+
+func addAll(ctx context.Context, outs []emit, key string) error {
+	for _, e := range outs {
+		if _, err := e.q.Add(ctx, e.payload, AddOptions{Key: key}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func runMover(ctx context.Context, m *mover) error {
+	err := m.run(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func checkQueues(qs ...Queue) error {
+	for _, q := range qs {
+		if q == nil {
+			return fmt.Errorf("%w: nil queue", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Copier adds a copy of every input item to each output queue.
+type Copier struct{ m mover }
+
+// NewCopier returns a copier from in to outs.
+func NewCopier(in Queue, outs []Queue, opts ...StageOption) (*Copier, error) {
+	if err := checkQueues(append([]Queue{in}, outs...)...); err != nil || len(outs) == 0 {
+		return nil, fmt.Errorf("%w: copier needs an input and at least one output", ErrInvalid)
+	}
+	outs = append([]Queue(nil), outs...)
+	return &Copier{mover{in: in, cfg: stageCfg(opts), f: func(it *Item) ([]emit, error) {
+		e := make([]emit, len(outs))
+		for i, q := range outs {
+			e[i] = emit{q, it.Payload}
+		}
+		return e, nil
+	}}}, nil
+}
+
+// Run implements lifecycle.Component.
+func (c *Copier) Run(ctx context.Context) error { return runMover(ctx, &c.m) }
+
+// Filter passes the input items that keep accepts to out and drops (acks) the others.
+type Filter struct{ m mover }
+
+// NewFilter returns a filter from in to out.
+func NewFilter(in, out Queue, keep func(*Item) bool, opts ...StageOption) (*Filter, error) {
+	if err := checkQueues(in, out); err != nil || keep == nil {
+		return nil, fmt.Errorf("%w: filter needs an input, an output and a predicate", ErrInvalid)
+	}
+	return &Filter{mover{in: in, cfg: stageCfg(opts), f: func(it *Item) ([]emit, error) {
+		if keep(it) {
+			return []emit{{out, it.Payload}}, nil
+		}
+		return nil, nil
+	}}}, nil
+}
+
+// Run implements lifecycle.Component.
+func (f *Filter) Run(ctx context.Context) error { return runMover(ctx, &f.m) }
+
+// Splitter turns each input item into any number of parts and adds each part to the output that
+// route picks (a negative index drops the part). split returning an error buries the input item.
+type Splitter struct{ m mover }
+
+// NewSplitter returns a splitter from in to outs.
+func NewSplitter(in Queue, outs []Queue, split func(*Item) ([][]byte, error), route func(part []byte) int, opts ...StageOption) (*Splitter, error) {
+	if err := checkQueues(append([]Queue{in}, outs...)...); err != nil || len(outs) == 0 || split == nil || route == nil {
+		return nil, fmt.Errorf("%w: splitter needs an input, outputs, split and route", ErrInvalid)
+	}
+	outs = append([]Queue(nil), outs...)
+	return &Splitter{mover{in: in, cfg: stageCfg(opts), f: func(it *Item) ([]emit, error) {
+		parts, err := split(it)
+		if err != nil {
+			return nil, err
+		}
+		var e []emit
+		for _, p := range parts {
+			i := route(p)
+			if i < 0 {
+				continue
+			}
+			if i >= len(outs) {
+				return nil, fmt.Errorf("route picked output %d of %d", i, len(outs))
+			}
+			e = append(e, emit{outs[i], p})
+		}
+		return e, nil
+	}}}, nil
+}
+
+// Run implements lifecycle.Component.
+func (s *Splitter) Run(ctx context.Context) error { return runMover(ctx, &s.m) }
+
+// Sharder adds each input item to one output picked by a hash (FNV-1a) of its key, or of its ID
+// when it has none, so all items of one key go to the same shard.
+type Sharder struct{ m mover }
+
+// ShardOf is the output index Sharder picks for key among n shards.
+func ShardOf(key string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
+}
+
+// NewSharder returns a sharder from in to outs.
+func NewSharder(in Queue, outs []Queue, opts ...StageOption) (*Sharder, error) {
+	if err := checkQueues(append([]Queue{in}, outs...)...); err != nil || len(outs) == 0 {
+		return nil, fmt.Errorf("%w: sharder needs an input and at least one output", ErrInvalid)
+	}
+	outs = append([]Queue(nil), outs...)
+	return &Sharder{mover{in: in, cfg: stageCfg(opts), f: func(it *Item) ([]emit, error) {
+		k := it.Key
+		if k == "" {
+			k = it.ID
+		}
+		return []emit{{outs[ShardOf(k, len(outs))], it.Payload}}, nil
+	}}}, nil
+}
+
+// Run implements lifecycle.Component.
+func (s *Sharder) Run(ctx context.Context) error { return runMover(ctx, &s.m) }
+
+// Merger adds the items of every input queue to one output.
+type Merger struct{ ms []*mover }
+
+// NewMerger returns a merger from ins to out.
+func NewMerger(ins []Queue, out Queue, opts ...StageOption) (*Merger, error) {
+	if err := checkQueues(append([]Queue{out}, ins...)...); err != nil || len(ins) == 0 {
+		return nil, fmt.Errorf("%w: merger needs inputs and an output", ErrInvalid)
+	}
+	cfg := stageCfg(opts)
+	m := &Merger{}
+	for _, in := range ins {
+		m.ms = append(m.ms, &mover{in: in, cfg: cfg, f: func(it *Item) ([]emit, error) { return []emit{{out, it.Payload}}, nil }})
+	}
+	return m, nil
+}
+
+// Run implements lifecycle.Component: one loop per input; it returns when all have.
+func (m *Merger) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(m.ms))
+	for i, mv := range m.ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = runMover(ctx, mv) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// held is an input item a barrier stage holds (leased) until it can emit.
+type heldItem struct {
+	q  Queue
+	it *Item
+}
+
+// holder keeps the leases of held items alive.
+type holder struct {
+	mu    sync.Mutex
+	items map[string]heldItem // by lease token
+}
+
+func (h *holder) add(x heldItem) {
+	h.mu.Lock()
+	h.items[x.it.Lease] = x
+	h.mu.Unlock()
+}
+
+func (h *holder) remove(xs []heldItem) {
+	h.mu.Lock()
+	for _, x := range xs {
+		delete(h.items, x.it.Lease)
+	}
+	h.mu.Unlock()
+}
+
+// extendLoop extends every held lease every interval until ctx ends.
+func (h *holder) extendLoop(ctx context.Context, every time.Duration, log *zap.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		xs := make([]heldItem, 0, len(h.items))
+		for _, x := range h.items {
+			xs = append(xs, x)
+		}
+		h.mu.Unlock()
+		for _, x := range xs {
+			if _, err := x.q.Extend(ctx, x.it.Lease); err != nil && ctx.Err() == nil {
+				log.Warn("extend held item", zap.String("id", x.it.ID), zap.Error(err))
+			}
+		}
+	}
+}
+
+// release nacks what is still held (at shutdown) so that it is redelivered at once.
+func (h *holder) release(ctx context.Context) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, x := range h.items {
+		_ = x.q.Nack(ctx, x.it.Lease, 0)
+		delete(h.items, k)
+	}
+}
+
+// Join is a barrier: it holds items from each of its inputs until every input has delivered an item
+// with the same join key, then adds combine(payloads, in input order) to out and acks the parts.
+// Held items' leases are extended while they wait; at shutdown they are released.
+type Join struct {
+	ins     []Queue
+	out     Queue
+	key     func(*Item) string
+	combine func(parts [][]byte) ([]byte, error)
+	cfg     stageConfig
+}
+
+// NewJoin returns a join of ins into out. key nil joins on Item.Key.
+func NewJoin(ins []Queue, out Queue, key func(*Item) string, combine func(parts [][]byte) ([]byte, error), opts ...StageOption) (*Join, error) {
+	if err := checkQueues(append([]Queue{out}, ins...)...); err != nil || len(ins) < 2 || combine == nil {
+		return nil, fmt.Errorf("%w: join needs two or more inputs, an output and combine", ErrInvalid)
+	}
+	if key == nil {
+		key = func(it *Item) string { return it.Key }
+	}
+	return &Join{ins: append([]Queue(nil), ins...), out: out, key: key, combine: combine, cfg: stageCfg(opts)}, nil
+}
+
+// Run implements lifecycle.Component.
+func (j *Join) Run(ctx context.Context) error {
+	h := &holder{items: map[string]heldItem{}}
+	var mu sync.Mutex
+	pending := map[string][]*Item{} // join key -> one slot per input
+	var wg sync.WaitGroup
+	extCtx, stopExt := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() { defer wg.Done(); h.extendLoop(extCtx, time.Second, j.cfg.logger) }()
+	errs := make([]error, len(j.ins))
+	for i, in := range j.ins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				it, err := in.Lease(ctx)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					if errors.Is(err, ErrClosed) {
+						errs[i] = err
+						return
+					}
+					if !sleepCtx(ctx, j.cfg.retry) {
+						return
+					}
+					continue
+				}
+				k := j.key(it)
+				mu.Lock()
+				slots := pending[k]
+				if slots == nil {
+					slots = make([]*Item, len(j.ins))
+					pending[k] = slots
+				}
+				if slots[i] != nil { // this input already gave one for k: try this one later
+					mu.Unlock()
+					_ = in.Nack(context.WithoutCancel(ctx), it.Lease, j.cfg.retry)
+					continue
+				}
+				slots[i] = it
+				h.add(heldItem{in, it})
+				complete := true
+				for _, s := range slots {
+					complete = complete && s != nil
+				}
+				if complete {
+					delete(pending, k)
+				}
+				mu.Unlock()
+				if complete {
+					j.emit(ctx, h, slots)
+				}
+			}
+		}()
+	}
+	// The lease loops end with ctx; then stop extending and release what is held.
+	<-ctx.Done()
+	stopExt()
+	wg.Wait()
+	h.release(context.WithoutCancel(ctx))
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+func (j *Join) emit(ctx context.Context, h *holder, slots []*Item) {
+	octx := context.WithoutCancel(ctx)
+	xs := make([]heldItem, len(slots))
+	parts := make([][]byte, len(slots))
+	for i, it := range slots {
+		xs[i] = heldItem{j.ins[i], it}
+		parts[i] = it.Payload
+	}
+	h.remove(xs)
+	payload, err := j.combine(parts)
+	if err != nil {
+		for _, x := range xs {
+			_ = x.q.Bury(octx, x.it.Lease, "join combine: "+err.Error())
+		}
+		return
+	}
+	if _, err := j.out.Add(octx, payload, AddOptions{Key: slots[0].Key}); err != nil {
+		j.cfg.logger.Warn("join output add failed; parts will be retried", zap.Error(err))
+		for _, x := range xs {
+			_ = x.q.Nack(octx, x.it.Lease, j.cfg.retry)
+		}
+		return
+	}
+	for _, x := range xs {
+		_ = x.q.Ack(octx, x.it.Lease)
+	}
+}
+
+// Reduce collects up to n input items (or whatever arrived within WithFlushAfter of the first one),
+// adds reduce(payloads) to out as one item, and acks the batch.
+type Reduce struct {
+	in     Queue
+	out    Queue
+	n      int
+	reduce func(payloads [][]byte) ([]byte, error)
+	cfg    stageConfig
+}
+
+// NewReduce returns a reduce stage from in to out. Keep WithFlushAfter well under in's lease.
+func NewReduce(in, out Queue, n int, reduce func(payloads [][]byte) ([]byte, error), opts ...StageOption) (*Reduce, error) {
+	if err := checkQueues(in, out); err != nil || n < 1 || reduce == nil {
+		return nil, fmt.Errorf("%w: reduce needs an input, an output, n >= 1 and a function", ErrInvalid)
+	}
+	return &Reduce{in: in, out: out, n: n, reduce: reduce, cfg: stageCfg(opts)}, nil
+}
+
+// Run implements lifecycle.Component.
+func (r *Reduce) Run(ctx context.Context) error {
+	for {
+		var batch []*Item
+		var lerr error
+		lctx, cancel := ctx, context.CancelFunc(func() {})
+		for len(batch) < r.n {
+			it, err := r.in.Lease(lctx)
+			if err != nil {
+				lerr = err
+				break
+			}
+			batch = append(batch, it)
+			if len(batch) == 1 {
+				lctx, cancel = context.WithTimeout(ctx, r.cfg.maxWait)
+			}
+		}
+		cancel()
+		if len(batch) > 0 {
+			r.emit(context.WithoutCancel(ctx), batch)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(lerr, ErrClosed):
+			return lerr
+		case len(batch) == 0 && lerr != nil:
+			r.cfg.logger.Warn("lease failed", zap.Error(lerr))
+			if !sleepCtx(ctx, r.cfg.retry) {
+				return nil
+			}
+		}
+	}
+}
+
+func (r *Reduce) emit(ctx context.Context, batch []*Item) {
+	payloads := make([][]byte, len(batch))
+	for i, it := range batch {
+		payloads[i] = it.Payload
+	}
+	out, err := r.reduce(payloads)
+	if err == nil {
+		_, err = r.out.Add(ctx, out, AddOptions{})
+		if err != nil {
+			r.cfg.logger.Warn("reduce output add failed; batch will be retried", zap.Error(err))
+			for _, it := range batch {
+				_ = r.in.Nack(ctx, it.Lease, r.cfg.retry)
+			}
+			return
+		}
+		for _, it := range batch {
+			_ = r.in.Ack(ctx, it.Lease)
+		}
+		return
+	}
+	for _, it := range batch {
+		_ = r.in.Bury(ctx, it.Lease, "reduce: "+err.Error())
+	}
+}

@@ -1,0 +1,206 @@
+package workqueue_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/podblocks/podblocks/workqueue"
+)
+
+type component interface{ Run(ctx context.Context) error }
+
+// runStages runs components until the test ends (and checks they return nil).
+func runStages(t *testing.T, cs ...component) {
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, len(cs))
+	for _, c := range cs {
+		go func() { errs <- c.Run(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range cs {
+			if err := <-errs; err != nil {
+				t.Errorf("stage Run: %v", err)
+			}
+		}
+	})
+}
+
+func addAll(t *testing.T, q workqueue.Queue, key func(string) string, payloads ...string) {
+	t.Helper()
+	for _, p := range payloads {
+		if _, err := q.Add(context.Background(), []byte(p), workqueue.AddOptions{Key: key(p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func noKey(string) string { return "" }
+
+// take leases and acks n items from q and returns their payloads, sorted.
+func take(t *testing.T, q workqueue.Queue, n int) []string {
+	t.Helper()
+	var got []string
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		it, err := q.Lease(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after %d of %d items: %v", len(got), n, err)
+		}
+		got = append(got, string(it.Payload))
+		q.Ack(context.Background(), it.Lease)
+	}
+	sort.Strings(got)
+	return got
+}
+
+func idle(t *testing.T, qs ...workqueue.Queue) {
+	t.Helper()
+	for _, q := range qs {
+		waitFor(t, "the queue to drain", func() bool { s, _ := q.Stats(context.Background()); return s.Depth() == 0 })
+	}
+}
+
+func TestCopierFilterSharderMerger(t *testing.T) {
+	in, a, b, even, s0, s1, merged := mustMemory(t), mustMemory(t), mustMemory(t), mustMemory(t), mustMemory(t), mustMemory(t), mustMemory(t)
+	cp, err := workqueue.NewCopier(in, []workqueue.Queue{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, _ := workqueue.NewFilter(a, even, func(it *workqueue.Item) bool { n, _ := strconv.Atoi(string(it.Payload)); return n%2 == 0 })
+	sh, _ := workqueue.NewSharder(b, []workqueue.Queue{s0, s1})
+	mg, _ := workqueue.NewMerger([]workqueue.Queue{s0, s1}, merged)
+	runStages(t, cp, fl, sh, mg)
+	var all []string
+	for i := range 10 {
+		all = append(all, strconv.Itoa(i))
+	}
+	addAll(t, in, func(p string) string { return "k" + p }, all...)
+	sort.Strings(all)
+	if diff := cmp.Diff([]string{"0", "2", "4", "6", "8"}, take(t, even, 5)); diff != "" {
+		t.Errorf("filtered (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(all, take(t, merged, 10)); diff != "" {
+		t.Errorf("sharded then merged (-want +got):\n%s", diff)
+	}
+	idle(t, in, a, b, s0, s1)
+}
+
+func TestSharderKeepsKeysTogether(t *testing.T) {
+	in, s0, s1 := mustMemory(t), mustMemory(t), mustMemory(t)
+	sh, _ := workqueue.NewSharder(in, []workqueue.Queue{s0, s1})
+	runStages(t, sh)
+	addAll(t, in, func(p string) string { return p[:1] }, "a1", "b1", "c1", "d1")
+	want := map[int][]string{}
+	for _, p := range []string{"a1", "b1", "c1", "d1"} {
+		i := workqueue.ShardOf(p[:1], 2)
+		want[i] = append(want[i], p)
+	}
+	got := map[int][]string{}
+	for i, q := range []workqueue.Queue{s0, s1} {
+		if n := len(want[i]); n > 0 {
+			got[i] = take(t, q, n)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("shards (-want +got):\n%s", diff)
+	}
+}
+
+func TestSplitter(t *testing.T) {
+	in, odd, even := mustMemory(t), mustMemory(t), mustMemory(t)
+	sp, _ := workqueue.NewSplitter(in, []workqueue.Queue{even, odd},
+		func(it *workqueue.Item) ([][]byte, error) {
+			if bytes.Contains(it.Payload, []byte("x")) {
+				return nil, errors.New("not a number list")
+			}
+			return bytes.Split(it.Payload, []byte(",")), nil
+		},
+		func(part []byte) int { n, _ := strconv.Atoi(string(part)); return n % 2 })
+	runStages(t, sp)
+	addAll(t, in, noKey, "1,2,3", "4", "x")
+	if diff := cmp.Diff([]string{"2", "4"}, take(t, even, 2)); diff != "" {
+		t.Errorf("even parts (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"1", "3"}, take(t, odd, 2)); diff != "" {
+		t.Errorf("odd parts (-want +got):\n%s", diff)
+	}
+	waitFor(t, "the bad item to be buried", func() bool { s, _ := in.Stats(context.Background()); return s.Dead == 1 })
+}
+
+func TestJoin(t *testing.T) {
+	left, right, out := mustMemory(t), mustMemory(t), mustMemory(t)
+	j, _ := workqueue.NewJoin([]workqueue.Queue{left, right}, out, nil, func(parts [][]byte) ([]byte, error) {
+		return bytes.Join(parts, []byte("+")), nil
+	})
+	runStages(t, j)
+	key := func(p string) string { return p[:1] }
+	addAll(t, left, key, "a-left", "b-left")
+	addAll(t, right, key, "b-right")
+	if diff := cmp.Diff([]string{"b-left+b-right"}, take(t, out, 1)); diff != "" {
+		t.Errorf("joined (-want +got):\n%s", diff)
+	}
+	// "a" waits at the barrier until its right half comes.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err := out.Lease(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("join emitted before both halves arrived: %v", err)
+	}
+	addAll(t, right, key, "a-right")
+	if diff := cmp.Diff([]string{"a-left+a-right"}, take(t, out, 1)); diff != "" {
+		t.Errorf("joined (-want +got):\n%s", diff)
+	}
+	idle(t, left, right)
+}
+
+func TestReduce(t *testing.T) {
+	in, out := mustMemory(t), mustMemory(t)
+	sum := func(ps [][]byte) ([]byte, error) {
+		n := 0
+		for _, p := range ps {
+			v, err := strconv.Atoi(string(p))
+			if err != nil {
+				return nil, err
+			}
+			n += v
+		}
+		return []byte(strconv.Itoa(n)), nil
+	}
+	r, _ := workqueue.NewReduce(in, out, 3, sum, workqueue.WithFlushAfter(200*time.Millisecond))
+	runStages(t, r)
+	addAll(t, in, noKey, "1", "2", "3", "10")
+	// A full batch of three, then the partial batch of one after the flush delay.
+	got := take(t, out, 2)
+	if diff := cmp.Diff([]string{"10", "6"}, got); diff != "" {
+		t.Errorf("sums (-want +got):\n%s", diff)
+	}
+	idle(t, in)
+}
+
+func TestStageConstructorsValidate(t *testing.T) {
+	q := mustMemory(t)
+	for name, err := range map[string]error{
+		"copier":   second(workqueue.NewCopier(q, nil)),
+		"filter":   second(workqueue.NewFilter(q, q, nil)),
+		"splitter": second(workqueue.NewSplitter(q, []workqueue.Queue{q}, nil, nil)),
+		"sharder":  second(workqueue.NewSharder(nil, []workqueue.Queue{q})),
+		"merger":   second(workqueue.NewMerger(nil, q)),
+		"join":     second(workqueue.NewJoin([]workqueue.Queue{q}, q, nil, nil)),
+		"reduce":   second(workqueue.NewReduce(q, q, 0, nil)),
+	} {
+		if !errors.Is(err, workqueue.ErrInvalid) {
+			t.Errorf("%s with bad arguments: %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
