@@ -2,6 +2,7 @@ package etcd_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ type baselineCandidate struct {
 	el     *concurrency.Election
 	cancel context.CancelFunc
 	done   chan struct{}
+	err    atomic.Pointer[error] // a Campaign error not caused by cancel
 }
 
 func startBaseline(t *testing.T, endpoint, id string, starts chan<- termStart) *baselineCandidate {
@@ -42,8 +44,13 @@ func (c *baselineCandidate) campaign(starts chan<- termStart) {
 	c.cancel, c.done = cancel, make(chan struct{})
 	go func() {
 		defer close(c.done)
-		if err := c.el.Campaign(ctx, c.id); err == nil {
+		err := c.el.Campaign(ctx, c.id)
+		if err == nil {
 			starts <- termStart{id: c.id, at: time.Now()}
+			return
+		}
+		if ctx.Err() == nil {
+			c.err.Store(&err)
 		}
 	}()
 }
@@ -74,7 +81,15 @@ func baselineFailover(t *testing.T, endpoint string, admin *clientv3.Client, n i
 		}
 	}()
 	leader := nextStart(t, starts).id
+	check := func() {
+		for _, c := range cands {
+			if err := c.err.Load(); err != nil {
+				t.Fatalf("baseline candidate %s: Campaign: %v", c.id, *err)
+			}
+		}
+	}
 	for i := range n {
+		check()
 		waitCandidates(t, admin, "/baseline/failover/", 2)
 		t0 := time.Now()
 		cands[leader].crash()
@@ -87,6 +102,7 @@ func baselineFailover(t *testing.T, endpoint string, admin *clientv3.Client, n i
 		leader = s.id
 	}
 	for i := range n {
+		check()
 		waitCandidates(t, admin, "/baseline/failover/", 2)
 		c := cands[leader]
 		t0 := time.Now()

@@ -86,7 +86,14 @@ func waitCandidates(t *testing.T, cli *clientv3.Client, prefix string, n int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("never saw %d candidate keys under %s", n, prefix)
+	resp, err := cli.Get(context.Background(), prefix, clientv3.WithPrefix())
+	var keys []string
+	if err == nil {
+		for _, kv := range resp.Kvs {
+			keys = append(keys, fmt.Sprintf("%s=%s@%d", kv.Key, kv.Value, kv.CreateRevision))
+		}
+	}
+	t.Fatalf("never saw %d candidate keys under %s: %v (err %v)", n, prefix, keys, err)
 }
 
 func nextStart(t *testing.T, starts <-chan termStart) termStart {
