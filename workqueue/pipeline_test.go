@@ -14,7 +14,9 @@ import (
 	"github.com/podblocks/podblocks/workqueue"
 )
 
-type component interface{ Run(ctx context.Context) error }
+type component interface {
+	Run(ctx context.Context) error
+}
 
 // runStages runs components until the test ends (and checks they return nil).
 func runStages(t *testing.T, cs ...component) {
