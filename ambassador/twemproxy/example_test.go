@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/podblocks/podblocks/ambassador/memcache"
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
@@ -40,17 +42,23 @@ beta:
 	// session:7 -> server1
 }
 
-// Serving a nutcracker.yml: every pool, memcache and redis.
+// Serving a nutcracker.yml (as in the README): every pool, memcache and redis, then a reload.
 func ExampleServer() {
 	dir, _ := os.MkdirTemp("", "podblocks-example")
 	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "nutcracker.yml")
 	yml := fmt.Sprintf("cache:\n  listen: %s\n  servers:\n   - 127.0.0.1:11211:1\n", filepath.Join(dir, "cache.sock"))
-	cfg, err := twemproxy.Parse([]byte(yml))
+	_ = os.WriteFile(path, []byte(yml), 0o600)
+
+	cfg, err := twemproxy.ReadFile(path)
 	if err != nil {
-		fmt.Println(err)
+		fmt.Println(err) // *twemproxy.ConfigError: line, pool and key
 		return
 	}
-	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Memcache: &memcache.Protocol{}, Redis: &redis.Protocol{}})
+	reg := prometheus.NewRegistry()
+	srv, err := twemproxy.NewServer(cfg,
+		twemproxy.Protocols{Memcache: &memcache.Protocol{}, Redis: &redis.Protocol{}},
+		twemproxy.WithStatsAddr("127.0.0.1:0"), twemproxy.WithRegisterer(reg))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -60,9 +68,12 @@ func ExampleServer() {
 	go func() { done <- srv.Run(ctx) }()
 	<-srv.Ready()
 	fmt.Println("serving pools:", len(srv.Snapshot()))
+	newCfg, _ := twemproxy.ReadFile(path)
+	fmt.Println("reload:", srv.Reload(newCfg))
 	cancel()
 	fmt.Println("stopped:", <-done)
 	// Output:
 	// serving pools: 1
+	// reload: <nil>
 	// stopped: <nil>
 }

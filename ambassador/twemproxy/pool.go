@@ -400,11 +400,15 @@ func (p *pool) listen() error {
 	return nil
 }
 
-// run serves the pool until ctx ends; p.ln must be open.
-func (p *pool) run(ctx context.Context) {
+// start starts the pool's servers; it must be called before run, and before any swap.
+func (p *pool) start(ctx context.Context) {
 	p.mu.Lock()
 	p.st.start(ctx)
 	p.mu.Unlock()
+}
+
+// run serves the pool until ctx ends; p.ln must be open and start called.
+func (p *pool) run(ctx context.Context) {
 	stop := context.AfterFunc(ctx, func() { p.ln.Close() })
 	defer stop()
 	for {

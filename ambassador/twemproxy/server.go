@@ -158,6 +158,7 @@ func (s *Server) startPool(p *pool) {
 	r := &poolRun{p: p, cancel: cancel, done: make(chan struct{})}
 	s.running[p.name] = r
 	s.order = appendUnique(s.order, p.name)
+	p.start(ctx)
 	go func() { defer close(r.done); p.run(ctx) }()
 }
 
