@@ -115,6 +115,8 @@ func (e *Elector) Run(ctx context.Context) error {
 		wg.Wait()
 		e.mu.Lock()
 		e.observed = Term{}
+		e.last = Leader{}
+		e.m.token.Set(0)
 		for s := range e.subs {
 			s.done = true
 			close(s.ch)

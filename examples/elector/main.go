@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, started func(addr
 		return err
 	}
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
-		zapcore.AddSync(stderr), zap.InfoLevel)).Named("elector").With(zap.String("id", c.id))
+		zapcore.AddSync(stderr), zap.InfoLevel)).Named("elector")
 
 	var backend election.Backend
 	switch c.backend {
