@@ -1,0 +1,324 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+var (
+	// engineErr is why no Docker engine is usable (nil when one is).
+	engineErr error
+	// prefix names every container, network and volume of this run.
+	prefix string
+	// imageTag is the tag of this run's images (repository imageRepo).
+	imageTag string
+
+	imagesOnce  sync.Once
+	imagesErr   error
+	imagesBuilt bool
+	sizeTable   string
+)
+
+const imageRepo = "podblocks-e2e"
+
+func TestMain(m *testing.M) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	prefix = "pbe2e-" + id + "-"
+	imageTag = id
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		engineErr = fmt.Errorf("docker info: %v: %s", err, bytes.TrimSpace(out))
+	}
+	cancel()
+	code := m.Run()
+	if engineErr == nil {
+		removeLeftovers()
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// removeLeftovers removes whatever this run left behind (t.Cleanup normally did already).
+func removeLeftovers() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, kind := range []struct{ ls, rm []string }{
+		{[]string{"ps", "-aq", "--filter", "name=" + prefix}, []string{"rm", "-f", "-v"}},
+		{[]string{"network", "ls", "-q", "--filter", "name=" + prefix}, []string{"network", "rm"}},
+		{[]string{"volume", "ls", "-q", "--filter", "name=" + prefix}, []string{"volume", "rm", "-f"}},
+	} {
+		out, err := exec.CommandContext(ctx, "docker", kind.ls...).Output()
+		if ids := strings.Fields(string(out)); err == nil && len(ids) > 0 {
+			_ = exec.CommandContext(ctx, "docker", append(kind.rm, ids...)...).Run()
+		}
+	}
+	if imagesBuilt {
+		out, err := exec.CommandContext(ctx, "docker", "images", "-q", "--filter", "reference="+imageRepo+"/*:"+imageTag).Output()
+		if ids := strings.Fields(string(out)); err == nil && len(ids) > 0 {
+			_ = exec.CommandContext(ctx, "docker", append([]string{"rmi", "-f"}, ids...)...).Run()
+		}
+	}
+}
+
+// needEngine skips the test when no Docker engine is reachable, and builds the images once.
+func needEngine(t *testing.T) {
+	t.Helper()
+	if engineErr != nil {
+		t.Skipf("no Docker engine reachable, skipping the container tests: %v", engineErr)
+	}
+	imagesOnce.Do(buildImages)
+	if imagesErr != nil {
+		t.Fatalf("build images: %v", imagesErr)
+	}
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// buildImages builds every example, podtool and the third-party servers with images/build.sh, then
+// the worker image (workqueue plus podtool, as a user's worker image would add its command).
+func buildImages() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	root := repoRoot()
+	args := []string{filepath.Join(root, "images", "build.sh")}
+	for _, n := range exampleNames(root) {
+		args = append(args, n)
+	}
+	args = append(args, "podtool", "memcached", "redis-server", "etcd")
+	cmd := exec.CommandContext(ctx, "bash", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "REPO="+imageRepo, "TAG="+imageTag)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	imagesBuilt = true // remove whatever got built, even after a failure
+	if err != nil {
+		imagesErr = fmt.Errorf("images/build.sh: %v: %s", err, stderr.String())
+		return
+	}
+	sizeTable = string(out)
+	dir, err := os.MkdirTemp("", "pbe2e-worker")
+	if err != nil {
+		imagesErr = err
+		return
+	}
+	defer os.RemoveAll(dir)
+	df := fmt.Sprintf("FROM %s\nFROM %s\nCOPY --from=0 /podtool /podtool\n", image("podtool"), image("workqueue"))
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		imagesErr = err
+		return
+	}
+	b := exec.CommandContext(ctx, "docker", "build", "-q", "-t", image("worker"), dir)
+	b.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	if out, err := b.CombinedOutput(); err != nil {
+		imagesErr = fmt.Errorf("build worker image: %v: %s", err, out)
+	}
+}
+
+// exampleNames lists the directories under examples/ holding a main package.
+func exampleNames(root string) []string {
+	dirs, _ := os.ReadDir(filepath.Join(root, "examples"))
+	var names []string
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		files, _ := filepath.Glob(filepath.Join(root, "examples", d.Name(), "*.go"))
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(f)
+			if err == nil && bytes.HasPrefix(bytes.TrimSpace(stripComments(src)), []byte("package main")) {
+				names = append(names, d.Name())
+				break
+			}
+		}
+	}
+	return names
+}
+
+// stripComments drops leading // comment lines (a file's doc comment) so the package clause is first.
+func stripComments(src []byte) []byte {
+	for {
+		src = bytes.TrimLeft(src, " \t\r\n")
+		if !bytes.HasPrefix(src, []byte("//")) {
+			return src
+		}
+		i := bytes.IndexByte(src, '\n')
+		if i < 0 {
+			return nil
+		}
+		src = src[i+1:]
+	}
+}
+
+func image(name string) string { return imageRepo + "/" + name + ":" + imageTag }
+
+func hasImage(name string) bool {
+	return exec.Command("docker", "image", "inspect", image(name)).Run() == nil
+}
+
+// docker runs the docker CLI and returns its trimmed stdout.
+func docker(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// mustDocker runs docker with a one-minute deadline and fails the test on error.
+func mustDocker(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := docker(ctx, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// cleanupDocker runs docker in a t.Cleanup, logging (not failing) on error.
+func cleanupDocker(t *testing.T, args ...string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := docker(ctx, args...); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+	})
+}
+
+// network creates a user-defined bridge network, removed when the test ends.
+func network(t *testing.T, name string) string {
+	t.Helper()
+	full := prefix + name
+	mustDocker(t, "network", "create", full)
+	cleanupDocker(t, "network", "rm", full)
+	return full
+}
+
+// volume creates a named volume, removed when the test ends.
+func volume(t *testing.T, name string) string {
+	t.Helper()
+	full := prefix + name
+	mustDocker(t, "volume", "create", full)
+	cleanupDocker(t, "volume", "rm", "-f", full)
+	return full
+}
+
+// container starts a detached container named prefix+name (docker run -d ARGS...), removed (with
+// its anonymous volumes) when the test ends; ARGS hold the run options, the image and its arguments.
+// On failure of the test its logs are written to the test log.
+func container(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	full := prefix + name
+	// Registered before the run: cleanups run last-in first-out, so the container goes before
+	// the networks and volumes it uses.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if t.Failed() {
+			logs, _ := exec.CommandContext(ctx, "docker", "logs", "--tail", "40", full).CombinedOutput()
+			t.Logf("logs of %s:\n%s", full, logs)
+		}
+		_, _ = docker(ctx, "unpause", full)
+		if _, err := docker(ctx, "rm", "-f", "-v", full); err != nil && !strings.Contains(err.Error(), "No such container") {
+			t.Logf("cleanup: %v", err)
+		}
+	})
+	mustDocker(t, append([]string{"run", "-d", "--name", full}, args...)...)
+	return full
+}
+
+// hostAddr is the 127.0.0.1:PORT the engine published for the container's port (-p 127.0.0.1::PORT).
+func hostAddr(t *testing.T, name string, port int) string {
+	t.Helper()
+	out := mustDocker(t, "port", name, fmt.Sprintf("%d/tcp", port))
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "127.0.0.1:") {
+			return strings.TrimSpace(l)
+		}
+	}
+	t.Fatalf("docker port %s %d: no 127.0.0.1 binding in %q", name, port, out)
+	return ""
+}
+
+// eventually polls cond every 100 ms until it returns nil or the deadline passes; it returns the
+// last error.
+func eventually(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %v: %w", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var httpClient = &http.Client{Timeout: 3 * time.Second}
+
+// get fetches url and returns status, headers and body.
+func get(url string) (int, http.Header, []byte, error) {
+	res, err := httpClient.Get(url)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	return res.StatusCode, res.Header, body, err
+}
+
+// waitHTTP waits until GET url answers 200.
+func waitHTTP(t *testing.T, url string, timeout time.Duration) {
+	t.Helper()
+	err := eventually(timeout, func() error {
+		code, _, body, err := get(url)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("GET %s: %d %s", url, code, body)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+var errNotYet = errors.New("not yet")
