@@ -292,3 +292,35 @@ func TestManyClientsPipelined(t *testing.T) {
 		}
 	}
 }
+
+// TestGarbageClosesOnlyThatClient: a line too long or a corrupt data block gets an error reply and
+// closes that connection; another client on the same pool is unaffected.
+func TestGarbageClosesOnlyThatClient(t *testing.T) {
+	needMemcached(t)
+	backends := startMemcached(t, 1)
+	addr, srv := startProxy(t, "", backends, &memcache.Protocol{})
+	other := dial(t, addr)
+	for _, tc := range []struct{ name, send, want string }{
+		{"line too long", strings.Repeat("x", 40000) + "\r\n", "CLIENT_ERROR line too long\r\n"},
+		{"bad data chunk", "set k 0 0 2\r\nabcdef\r\n", "CLIENT_ERROR bad data chunk\r\n"},
+		{"huge value", "set k 0 0 999999999\r\n", "SERVER_ERROR object too large for cache\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, addr)
+			c.send(tc.send)
+			if got := c.line(); got != tc.want {
+				t.Errorf("reply %q, want %q", got, tc.want)
+			}
+			if l, err := c.r.ReadString('\n'); err == nil {
+				t.Errorf("connection still open: read %q", l)
+			}
+			other.send("set ok 0 0 1\r\n1\r\n")
+			if got := other.line(); got != "STORED\r\n" {
+				t.Errorf("other client: %q", got)
+			}
+		})
+	}
+	if errs := srv.Snapshot()[0].ClientErr; errs < 3 {
+		t.Errorf("client_err = %d, want >= 3", errs)
+	}
+}

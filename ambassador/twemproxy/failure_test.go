@@ -273,3 +273,44 @@ func TestKillShardNoReshard(t *testing.T) {
 		t.Errorf("readmitted shard: GET %s = %s", deadKey, got)
 	}
 }
+
+// TestTimeoutHungShard: a shard that stops answering (SIGSTOP) makes its requests fail with a
+// timeout after the pool's timeout, counts server_timedout, and is ejected; other keys keep working.
+func TestTimeoutHungShard(t *testing.T) {
+	f := startShards(t, "  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 60000\n  timeout: 300\n")
+	c := dialResp(t, f.addr)
+	owned := f.populate(t, c, 90)
+	hung := f.backends[0]
+	hi := f.serverIndex(hung.Addr)
+	if err := hung.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Resume()
+	start := time.Now()
+	got := c.do(t, "GET", owned[hi][0])
+	if took := time.Since(start); !strings.Contains(got, "timed out") || took < 250*time.Millisecond || took > 10*time.Second {
+		t.Fatalf("GET on a hung shard: %q after %v, want a timeout error after ~300ms", got, took)
+	}
+	for i, keys := range owned {
+		if i == hi {
+			continue
+		}
+		if got := c.do(t, "GET", keys[0]); got != "$v-"+keys[0] {
+			t.Errorf("live shard's key %s: %s", keys[0], got)
+		}
+	}
+	var st twemproxy.ServerStats
+	for _, s := range f.srv.Snapshot()[0].Servers {
+		if s.Addr == hung.Addr {
+			st = s
+		}
+	}
+	if st.ServerTimedout != 1 || !st.Ejected {
+		t.Errorf("hung server stats: timedout=%d ejected=%v, want 1 and true", st.ServerTimedout, st.Ejected)
+	}
+	// Ejected (resharding mode): its keys now go to the others at once, without waiting.
+	start = time.Now()
+	if got := c.do(t, "GET", owned[hi][1]); got != "nil" || time.Since(start) > 5*time.Second {
+		t.Errorf("after ejection: %q in %v, want nil from another shard", got, time.Since(start))
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -155,6 +156,22 @@ func (p *Proc) Start() error {
 	}
 	p.cmd, p.done = cmd, done
 	return nil
+}
+
+// Pause stops the process with SIGSTOP: it keeps its sockets but answers nothing, like a hung
+// server. Resume continues it.
+func (p *Proc) Pause() error { return p.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process.
+func (p *Proc) Resume() error { return p.signal(syscall.SIGCONT) }
+
+func (p *Proc) signal(sig os.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return errors.New("shardproc: not running")
+	}
+	return p.cmd.Process.Signal(sig)
 }
 
 // Stop kills the process and waits for it to exit. It is a no-op on a stopped process.
