@@ -26,7 +26,11 @@ import (
 func acts() []act {
 	return []act{
 		lifecycleAct(),
+		ambassadorAct(),
+		shardingAct(),
 		adapterAct(),
+		electionAct(),
+		workqueueAct(),
 		scatterAct(),
 	}
 }
