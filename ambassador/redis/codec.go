@@ -41,7 +41,10 @@ type Protocol struct {
 	MaxArgs int
 }
 
-var _ twemproxy.Protocol = (*Protocol)(nil)
+var (
+	_ twemproxy.Protocol      = (*Protocol)(nil)
+	_ twemproxy.Authenticator = (*Protocol)(nil)
+)
 
 // Name is "redis".
 func (*Protocol) Name() string { return "redis" }
@@ -263,6 +266,13 @@ func (p *Protocol) classify(r *twemproxy.Request) error {
 	switch info.shape {
 	case shapeLocal:
 		return p.local(r, string(cmd))
+	case shapeAuth:
+		if nargs > 3 {
+			return localErr(r, "wrong number of arguments for 'auth' command")
+		}
+		r.Local, r.Auth = true, true
+		r.Keys = append(r.Keys, r.Scratch[nargs-1]) // AUTH [username] password: the proxy checks the password
+		r.Resp = append(r.Resp[:0], "-ERR AUTH is handled by the pool\r\n"...)
 	case shapeKey:
 		r.Keys = append(r.Keys, r.Scratch[1])
 	case shapeMGet, shapeSum:
@@ -552,6 +562,20 @@ func (p *Protocol) ErrorReply(dst []byte, err error) []byte {
 		dst = append(dst, c)
 	}
 	return append(dst, crlf...)
+}
+
+// AuthReply answers AUTH as redis does.
+func (p *Protocol) AuthReply(dst []byte, status twemproxy.AuthStatus) []byte {
+	switch status {
+	case twemproxy.AuthOK:
+		return append(dst, replyOK...)
+	case twemproxy.AuthInvalid:
+		return append(dst, "-WRONGPASS invalid username-password pair or user is disabled.\r\n"...)
+	case twemproxy.AuthNotSet:
+		return append(dst, "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n"...)
+	default:
+		return append(dst, "-NOAUTH Authentication required.\r\n"...)
+	}
 }
 
 // Handshake sends AUTH (redis_auth) and SELECT (redis_db) on new server connections.

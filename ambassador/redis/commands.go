@@ -10,6 +10,7 @@ const (
 	shapeMSet                      // key value pairs; "+OK" when every part is OK
 	shapeEval                      // EVAL script numkeys key...: routed by the first key
 	shapeLocal                     // answered by the proxy
+	shapeAuth                      // AUTH: checked by the pool against redis_auth
 )
 
 type cmdInfo struct {
@@ -51,6 +52,7 @@ func buildCommands() map[string]cmdInfo {
 	commands["MSET"] = cmdInfo{shape: shapeMSet, arity: 3}
 	commands["EVAL"] = cmdInfo{shape: shapeEval, arity: 4}
 	commands["EVALSHA"] = cmdInfo{shape: shapeEval, arity: 4}
+	commands["AUTH"] = cmdInfo{shape: shapeAuth, arity: 2}
 	for _, n := range []string{"PING", "QUIT", "SELECT", "ECHO"} {
 		commands[n] = cmdInfo{shape: shapeLocal, arity: 1}
 	}

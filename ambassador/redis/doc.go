@@ -5,9 +5,10 @@
 // Single-key commands are routed by their key; MGET, MSET, DEL, UNLINK, EXISTS and TOUCH are split
 // across shards and merged in order (MGET's array in key order, the integers added up, MSET's
 // "+OK"); EVAL/EVALSHA are routed by their first key; PING, ECHO, QUIT and SELECT 0 are answered
-// by the proxy. Commands that span the keyspace or need connection state (KEYS, SCAN, MULTI,
-// SUBSCRIBE, blocking pops, HELLO, AUTH from clients, ...) get "-ERR unsupported command" and the
-// connection stays usable.
+// by the proxy. In a pool with redis_auth, clients must AUTH with that password first (the proxy
+// authenticates to the servers itself, and selects redis_db). Commands that span the keyspace or
+// need connection state (KEYS, SCAN, MULTI, SUBSCRIBE, blocking pops, HELLO, ...) get
+// "-ERR unsupported command" and the connection stays usable.
 //
 // Limits: a request is at most Protocol.MaxRequestSize bytes (64 MiB by default) and
 // Protocol.MaxArgs arguments; a request over them, or one that is not valid RESP, gets

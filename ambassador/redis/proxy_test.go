@@ -127,3 +127,52 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthAndDB: with redis_auth the proxy authenticates to the servers and requires clients to
+// AUTH with the same password, as nutcracker does; redis_db selects the servers' database.
+func TestAuthAndDB(t *testing.T) {
+	needRedis(t)
+	backends := startRedis(t, 2)
+	for _, b := range backends {
+		if got := dial(t, b.Addr).must(t, "CONFIG", "SET", "requirepass", "s3cret"); got != "+OK" {
+			t.Fatalf("requirepass: %s", got)
+		}
+	}
+	addr, _, _ := startProxy(t, "  redis_auth: s3cret\n  redis_db: 3\n  hash: murmur\n", backends, &redis.Protocol{})
+	c := dial(t, addr)
+	steps := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"GET", "a"}, "-NOAUTH Authentication required."},
+		{[]string{"AUTH", "wrong"}, "-WRONGPASS invalid username-password pair or user is disabled."},
+		{[]string{"SET", "a", "1"}, "-NOAUTH Authentication required."},
+		{[]string{"AUTH", "s3cret"}, "+OK"},
+		{[]string{"SET", "a", "1"}, "+OK"},
+		{[]string{"MSET", "b", "2", "c", "3", "d", "4"}, "+OK"},
+		{[]string{"MGET", "a", "b", "c", "d"}, "[$1 $2 $3 $4]"},
+	}
+	for _, s := range steps {
+		if diff := cmp.Diff(s.want, c.must(t, s.args...)); diff != "" {
+			t.Errorf("%v (-want +got):\n%s", s.args, diff)
+		}
+	}
+	found := 0
+	for _, b := range backends {
+		d := dial(t, b.Addr)
+		d.must(t, "AUTH", "s3cret")
+		d.must(t, "SELECT", "3")
+		if d.must(t, "EXISTS", "a") == ":1" {
+			found++
+		}
+	}
+	if found != 1 {
+		t.Errorf("key a found in db 3 of %d servers, want 1", found)
+	}
+	// Without redis_auth, AUTH from a client is an error, as with a redis without a password.
+	plain := startRedis(t, 1)
+	addr2, _, _ := startProxy(t, "", plain, &redis.Protocol{})
+	if got := dial(t, addr2).must(t, "AUTH", "x"); !strings.HasPrefix(got, "-ERR AUTH <password> called without any password") {
+		t.Errorf("AUTH without redis_auth: %s", got)
+	}
+}

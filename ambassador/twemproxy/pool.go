@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -479,6 +480,7 @@ type client struct {
 	conn    net.Conn
 	id      uint64
 	pending chan *Request
+	authed  bool // used by the reader goroutine only
 }
 
 func (c *client) serve() {
@@ -565,6 +567,7 @@ func (c *client) dispatch(batch []*Request, scratch *routeScratch) {
 	p.mu.RLock()
 	st := p.st
 	for _, r := range batch {
+		c.checkAuth(st.cfg, r)
 		if !r.Local {
 			st.route(r, c.id, scratch)
 			if n := len(r.frags); n > 0 {
@@ -577,6 +580,31 @@ func (c *client) dispatch(batch []*Request, scratch *routeScratch) {
 		c.pending <- r
 		batch[i] = nil
 	}
+}
+
+// checkAuth answers password handshakes and, in a pool with redis_auth, every request of a
+// client that has not authenticated yet.
+func (c *client) checkAuth(cfg *PoolConfig, r *Request) {
+	auth, ok := c.p.proto.(Authenticator)
+	if !ok || (cfg.RedisAuth == "" && !r.Auth) {
+		return
+	}
+	switch {
+	case r.Auth && cfg.RedisAuth == "":
+		r.Resp = auth.AuthReply(r.Resp[:0], AuthNotSet)
+	case r.Auth && len(r.Keys) == 1 && subtle.ConstantTimeCompare(r.Key(0), []byte(cfg.RedisAuth)) == 1:
+		c.authed = true
+		r.Resp = auth.AuthReply(r.Resp[:0], AuthOK)
+	case r.Auth:
+		c.authed = false
+		r.Resp = auth.AuthReply(r.Resp[:0], AuthInvalid)
+	case c.authed || r.Quit:
+		return
+	default:
+		r.Resp = auth.AuthReply(r.Resp[:0], AuthRequired)
+	}
+	r.Local = true
+	r.MultiKey = false
 }
 
 func (c *client) writeLoop() {

@@ -29,6 +29,9 @@ type Request struct {
 	Quit bool
 	// MultiKey: the request may be split into one fragment per server (Protocol.Fragment).
 	MultiKey bool
+	// Auth: the request is a password handshake (redis AUTH); Keys[0] is the password. The pool
+	// answers it itself, through the protocol's Authenticator.
+	Auth bool
 	// Scratch is free for the Protocol to use (for example, element spans while merging).
 	Scratch []Span
 	// KeyFrag, for a split request, gives for each key the index of the fragment that carries it.
@@ -49,7 +52,7 @@ func (r *Request) Key(i int) []byte { return r.Buf[r.Keys[i].Start:r.Keys[i].End
 
 func (r *Request) reset() {
 	r.Buf, r.Keys, r.Resp, r.Scratch, r.KeyFrag = r.Buf[:0], r.Keys[:0], r.Resp[:0], r.Scratch[:0], r.KeyFrag[:0]
-	r.Kind, r.NoReply, r.Local, r.Quit, r.MultiKey = 0, false, false, false, false
+	r.Kind, r.NoReply, r.Local, r.Quit, r.MultiKey, r.Auth = 0, false, false, false, false, false
 	r.frags, r.err, r.server = r.frags[:0], nil, nil
 }
 
@@ -79,6 +82,25 @@ type Protocol interface {
 	// checks its reply.
 	Probe() []byte
 	CheckProbe(br *bufio.Reader) error
+}
+
+// AuthStatus is the outcome of a client's password handshake.
+type AuthStatus int
+
+// Outcomes of a password handshake.
+const (
+	AuthOK       AuthStatus = iota // the password matched
+	AuthInvalid                    // the password did not match
+	AuthNotSet                     // the client sent a password but the pool has none
+	AuthRequired                   // a request came before a successful handshake
+)
+
+// Authenticator is implemented by protocols with a password handshake (redis AUTH, for pools
+// with redis_auth): clients must authenticate to the proxy with the pool's password, as with
+// nutcracker, before any other request than the handshake and quit is served.
+type Authenticator interface {
+	// AuthReply appends the reply for status.
+	AuthReply(dst []byte, status AuthStatus) []byte
 }
 
 // ClientError is a request a client got wrong badly enough that its connection is closed; Reply is
