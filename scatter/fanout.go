@@ -116,6 +116,7 @@ type call[Req, Resp, Out any] struct {
 	start      time.Duration // since f.base
 	states     []uint32      // per-slot state machine (slotRunning...), accessed atomically
 	dispatched bool          // Do started the non-canary shards
+	inline     [8]uint32     // states of small fan-outs, saving an allocation
 	done       chan struct{}
 	canaryDone chan struct{}
 	n, canaryN int32
@@ -151,7 +152,11 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 	}
 	c.failed.Store(-1)
 	c.res.Slots = make([]Slot[Resp], n)
-	c.states = make([]uint32, n)
+	if n <= len(c.inline) {
+		c.states = c.inline[:n]
+	} else {
+		c.states = make([]uint32, n)
+	}
 	if f.merge.Init != nil {
 		c.res.Out = f.merge.Init()
 	}

@@ -3,6 +3,7 @@ package scatter
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -150,11 +151,12 @@ func (s *ReplicaSet[Req, Resp]) hedgeDelay(h *Hedge) time.Duration {
 	return s.delay
 }
 
-// attempt calls replica r, recovering a panic as its error, and records its latency.
-func (s *ReplicaSet[Req, Resp]) attempt(ctx context.Context, req Req, r int, p *policy, shadow bool) (resp Resp, err error) {
+// attempt calls replica r, recovering a panic as its error, and records its latency from start,
+// the moment the attempt was launched (so that a goroutine waiting for a CPU counts, as it does
+// for the hedge timer).
+func (s *ReplicaSet[Req, Resp]) attempt(ctx context.Context, req Req, r int, p *policy, shadow bool, start time.Time) (resp Resp, err error) {
 	st := &s.stats[r]
 	st.outstanding.Add(1)
-	start := time.Now()
 	defer func() {
 		if v := recover(); v != nil {
 			var zero Resp
@@ -262,7 +264,7 @@ func (s *ReplicaSet[Req, Resp]) shadow(ctx context.Context, req Req, p *policy) 
 			defer p.wg.Done()
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pr.ShadowTimeout)
 			defer cancel()
-			_, _ = s.attempt(sctx, req, r, p, true)
+			_, _ = s.attempt(sctx, req, r, p, true, time.Now())
 		}()
 	}
 }
@@ -291,9 +293,10 @@ func (s *ReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *polic
 	launch := func(k int, backup bool) {
 		r := order[k]
 		p.wg.Add(1)
+		start := time.Now()
 		go func() {
 			defer p.wg.Done()
-			resp, err := s.attempt(ctx, req, r, p, false)
+			resp, err := s.attempt(ctx, req, r, p, false, start)
 			ch <- attemptResult[Resp]{resp, err, r, backup}
 		}()
 	}
@@ -324,29 +327,46 @@ func (s *ReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *polic
 		timeout = t.C
 	}
 	var lastErr error
+	// take handles one attempt's result; done reports that callShard returns (resp, err).
+	take := func(a attemptResult[Resp]) (done bool, resp Resp, err error) {
+		outstanding--
+		if a.err == nil {
+			rep.Replica, rep.HedgeWon = a.replica, a.backup
+			if a.backup && p.m != nil {
+				p.m.hedgesWon.Inc()
+				p.m.nHedgesWon.Add(1)
+			}
+			return true, a.resp, nil
+		}
+		lastErr, rep.Replica = a.err, a.replica
+		if ctx.Err() == nil && sent < len(order) && backup() { // fail over at once
+			launch(sent, true)
+			sent++
+			outstanding++
+		}
+		return outstanding == 0, zero, lastErr
+	}
 	for {
 		select {
 		case a := <-ch:
-			outstanding--
-			if a.err == nil {
-				rep.Replica, rep.HedgeWon = a.replica, a.backup
-				if a.backup && p.m != nil {
-					p.m.hedgesWon.Inc()
-					p.m.nHedgesWon.Add(1)
-				}
-				return a.resp, nil
-			}
-			lastErr, rep.Replica = a.err, a.replica
-			if ctx.Err() == nil && sent < len(order) && backup() { // fail over at once
-				launch(sent, true)
-				sent++
-				outstanding++
-			}
-			if outstanding == 0 {
-				return zero, lastErr
+			if done, resp, err := take(a); done {
+				return resp, err
 			}
 		case <-timeout:
 			timeout = nil
+			// An answer may be ready and only waiting for a CPU (timers that expired together
+			// after a stall wake in any order): let it through before paying for a backup.
+			runtime.Gosched()
+			select {
+			case a := <-ch:
+				if done, resp, err := take(a); done {
+					return resp, err
+				}
+				if a.err == nil || outstanding > 1 {
+					continue // answered, or a failover is already on its way
+				}
+			default:
+			}
 			if sent < len(order) && backups < p.hedge.Max && backup() {
 				launch(sent, true)
 				sent++
@@ -391,7 +411,7 @@ func (s *ReplicaSet[Req, Resp]) sequential(ctx context.Context, req Req, order [
 		}
 		rep.Attempts++
 		rep.Replica = r
-		resp, err = s.attempt(ctx, req, r, p, false)
+		resp, err = s.attempt(ctx, req, r, p, false, time.Now())
 		if err == nil {
 			rep.HedgeWon = k > 0
 			return resp, nil

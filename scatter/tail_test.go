@@ -27,6 +27,8 @@ type tailRun struct {
 	extra          float64 // backup requests / primary requests
 	lingered       time.Duration
 	coverage       float64 // mean
+	exhausted      string  // hedges not sent for want of budget
+	slowUnhedged   int     // shards that took over 500ms without a backup
 }
 
 const (
@@ -82,6 +84,11 @@ func tailBody(t *testing.T, requests, parallel int, lat scattertest.Latency, opt
 						failed.Add(1)
 					}
 					mu.Lock()
+					for _, sl := range res.Slots {
+						if sl.Latency > 500*time.Millisecond && !sl.Hedged {
+							out.slowUnhedged++
+						}
+					}
 					lats = append(lats, time.Since(start))
 					cov += res.Coverage()
 					mu.Unlock()
@@ -94,6 +101,8 @@ func tailBody(t *testing.T, requests, parallel int, lat scattertest.Latency, opt
 		close(next)
 		wg.Wait()
 		f.Wait()
+		_, _, rows := f.Statusz()
+		out.exhausted = rows[5][1]
 		if failed.Load() > 0 {
 			t.Errorf("%d fan-outs failed", failed.Load())
 		}
@@ -126,14 +135,14 @@ func TestTailAtScaleRealTime(t *testing.T) {
 	bimodal := scattertest.Bimodal(scattertest.Uniform(900*time.Microsecond, 1100*time.Microsecond), scattertest.Constant(time.Second), 0.01)
 	h := scatter.Hedge{Budget: 0.1, Burst: 100, Max: 2, Percentile: 0.95, Delay: trueQuantile(bimodal, 0.95)}
 	t.Logf("real time, %d requests x %d shards x %d replicas, %d in flight", n, tailShards, tailReplicas, *tailParallel)
-	t.Logf("| scenario | p50 | p99 | p99.9 | extra requests | mean coverage | work after cancel |")
+	t.Logf("| scenario | p50 | p99 | p99.9 | extra requests | mean coverage | work after cancel | budget exhausted | slow shards not hedged |")
 	for _, sc := range []struct {
 		name string
 		opts []scatter.Option
 	}{{"no hedging", nil}, {"hedge at p95 (adaptive)", []scatter.Option{scatter.WithHedge(h)}}, {"95% coverage", []scatter.Option{scatter.WithCoverage(0.95)}}} {
 		r := tailBody(t, n, max(1, *tailParallel), bimodal, sc.opts...)
-		t.Logf("| %s | %v | %v | %v | %.2f%% | %.3f | %v |", sc.name, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
-			r.p999.Round(10*time.Microsecond), 100*r.extra, r.coverage, r.lingered.Round(time.Microsecond))
+		t.Logf("| %s | %v | %v | %v | %.2f%% | %.3f | %v | %s | %d |", sc.name, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
+			r.p999.Round(10*time.Microsecond), 100*r.extra, r.coverage, r.lingered.Round(time.Microsecond), r.exhausted, r.slowUnhedged)
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -109,14 +110,14 @@ func runLeaf(ctx context.Context, args []string, out io.Writer) error {
 	}
 	ix := buildIndex(generate(*seed, *docs), *shard, *shards)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(*shard)))
-	var rmu = make(chan struct{}, 1)
+	var rmu sync.Mutex // guards rng
 	h := &scatter.LeafHandler[query, answer]{MaxBody: 64 << 10, Func: func(ctx context.Context, q query) (answer, error) {
 		if q.K <= 0 || q.K > 1000 {
 			return answer{}, errors.New("k must be in [1, 1000]")
 		}
-		rmu <- struct{}{}
+		rmu.Lock()
 		isSlow := rng.Float64() < *slowProb
-		<-rmu
+		rmu.Unlock()
 		if isSlow {
 			t := time.NewTimer(*slow)
 			defer t.Stop()
