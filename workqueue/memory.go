@@ -85,14 +85,31 @@ func NewMemory(opts ...Option) (*Memory, error) {
 // directly (handed over on ch, which has room for one), so the waiter needs no second trip through
 // the lock.
 type waiter struct {
-	ch    chan *Item
+	ch    chan grant
 	timer *time.Timer
+}
+
+// grant is a lease handed to a waiter. The Item is built from it outside the lock: an entry's ID,
+// key, payload and priority never change, so they can be read without it.
+type grant struct {
+	e        *entry
+	attempt  int
+	deadline time.Time
+	closed   bool // the queue closed instead
+}
+
+func (g grant) item() *Item {
+	tok := FormatLease(g.e.rec.ID, g.attempt)
+	return &Item{
+		ID: tok[:strings.IndexByte(tok, '.')], Key: g.e.rec.Key, Payload: g.e.rec.Payload, Priority: g.e.rec.Priority,
+		Attempt: g.attempt, Lease: tok, Deadline: g.deadline,
+	}
 }
 
 var waiterPool = sync.Pool{New: func() any {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &waiter{ch: make(chan *Item, 1), timer: t}
+	return &waiter{ch: make(chan grant, 1), timer: t}
 }}
 
 func (q *Memory) recover(recs []Record) {
@@ -176,22 +193,18 @@ func (q *Memory) toReady(e *entry, now time.Time) {
 	q.ready.push(e)
 }
 
-// leaseLocked leases e and returns the item for the caller. Called with mu held.
-func (q *Memory) leaseLocked(e *entry, now time.Time) *Item {
+// leaseLocked leases e and returns the grant for the caller. Called with mu held.
+func (q *Memory) leaseLocked(e *entry, now time.Time) grant {
 	e.rec.Attempt++
 	e.rec.Deadline = now.Add(q.cfg.lease)
 	e.state = stLeased
 	q.leased.push(e)
-	tok := FormatLease(e.rec.ID, e.rec.Attempt)
-	return &Item{
-		ID: tok[:strings.IndexByte(tok, '.')], Key: e.rec.Key, Payload: e.rec.Payload, Priority: e.rec.Priority,
-		Attempt: e.rec.Attempt, Lease: tok, Deadline: e.rec.Deadline,
-	}
+	return grant{e: e, attempt: e.rec.Attempt, deadline: e.rec.Deadline}
 }
 
 // unlease undoes a lease nobody saw (a waiter gave up as the item arrived). Called with mu held.
-func (q *Memory) unlease(it *Item, now time.Time) {
-	e, err := q.held(it.Lease, now)
+func (q *Memory) unlease(g grant, now time.Time) {
+	e, err := q.heldID(g.e.rec.ID, g.attempt, now)
 	if err != nil {
 		return // expired meanwhile: it is ready again already
 	}
@@ -300,6 +313,10 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 	if opts.Delay > 0 || q.cfg.journal != nil {
 		now = q.cfg.now()
 	}
+	e := &entry{idx: -1, state: stNew, rec: Record{Key: opts.Key, Payload: payload, Priority: opts.Priority, Added: now}}
+	if opts.Delay > 0 {
+		e.rec.NotBefore = now.Add(opts.Delay)
+	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -321,10 +338,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		}
 	}
 	q.seq++
-	e := &entry{idx: -1, state: stNew, rec: Record{ID: q.seq, Key: opts.Key, Payload: payload, Priority: opts.Priority, Added: now}}
-	if opts.Delay > 0 {
-		e.rec.NotBefore = now.Add(opts.Delay)
-	}
+	e.rec.ID = q.seq
 	q.items[e.rec.ID] = e
 	if ks != nil {
 		ks.q = append(ks.q, e)
@@ -340,9 +354,10 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			return "", err
 		}
 	}
+	id := e.rec.ID
 	q.makeVisible(e, now)
 	q.mu.Unlock()
-	return strconv.FormatUint(e.rec.ID, 10), nil
+	return strconv.FormatUint(id, 10), nil
 }
 
 // Lease implements Queue.
@@ -365,14 +380,14 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 				buried = append(buried, q.bury(e, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts), now))
 				continue
 			}
-			it := q.leaseLocked(e, now)
+			g := q.leaseLocked(e, now)
 			if q.cfg.journal == nil {
 				q.mu.Unlock()
-				return it, nil
+				return g.item(), nil
 			}
 			rec := e.rec
 			q.mu.Unlock()
-			return q.leased1(it, append(buried, Change{Op: OpPut, Record: rec}))
+			return q.leased1(g.item(), append(buried, Change{Op: OpPut, Record: rec}))
 		}
 		// Nothing ready: wait for a hand-over, the next timed event, ctx, or Close.
 		w := waiterPool.Get().(*waiter)
@@ -380,8 +395,8 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 		next := q.nextEvent()
 		q.mu.Unlock()
 		if err := q.commit(buried...); err != nil {
-			if it := q.dropWaiter(w); it != nil {
-				q.giveBack(it)
+			if g, ok := q.dropWaiter(w); ok {
+				q.giveBack(g)
 			}
 			return nil, err
 		}
@@ -390,24 +405,26 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 			w.timer.Reset(next.Sub(now))
 			tc = w.timer.C
 		}
-		var it *Item
+		var g grant
+		ok := false
 		select {
-		case it = <-w.ch:
+		case g = <-w.ch:
+			ok = true
 		case <-tc:
-			it = q.dropWaiter(w)
+			g, ok = q.dropWaiter(w)
 		case <-ctx.Done():
-			if it = q.dropWaiter(w); it != nil {
-				q.giveBack(it)
-				it = nil
+			if g, ok = q.dropWaiter(w); ok {
+				q.giveBack(g)
+				ok = false
 			}
 		}
 		w.timer.Stop()
 		waiterPool.Put(w)
-		if it != nil {
-			if it.ID == "" { // the queue closed
+		if ok {
+			if g.closed {
 				return nil, ErrClosed
 			}
-			return q.leased1(it, nil)
+			return q.leased1(g.item(), nil)
 		}
 	}
 }
@@ -418,7 +435,7 @@ func (q *Memory) leased1(it *Item, ch []Change) (*Item, error) {
 		if ch == nil {
 			q.mu.Lock()
 			id, _, _ := ParseLease(it.Lease)
-			if e := q.items[id]; e != nil {
+			if e := q.items[id]; e != nil && e.state == stLeased {
 				ch = []Change{{Op: OpPut, Record: e.rec}}
 			}
 			q.mu.Unlock()
@@ -434,27 +451,30 @@ func (q *Memory) leased1(it *Item, ch []Change) (*Item, error) {
 	return it, nil
 }
 
-func (q *Memory) giveBack(it *Item) {
+func (q *Memory) giveBack(g grant) {
+	if g.closed {
+		return
+	}
 	q.mu.Lock()
-	q.unlease(it, q.cfg.now())
+	q.unlease(g, q.cfg.now())
 	q.mu.Unlock()
 }
 
-// dropWaiter removes w from the waiters. If an item was handed to w meanwhile, it returns it.
-func (q *Memory) dropWaiter(w *waiter) *Item {
+// dropWaiter removes w from the waiters. If a lease was granted to w meanwhile, it returns it.
+func (q *Memory) dropWaiter(w *waiter) (grant, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for i, x := range q.waiters {
 		if x == w {
 			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
-			return nil
+			return grant{}, false
 		}
 	}
 	select {
-	case it := <-w.ch:
-		return it
+	case g := <-w.ch:
+		return g, true
 	default:
-		return nil
+		return grant{}, false
 	}
 }
 
@@ -475,6 +495,10 @@ func (q *Memory) held(lease string, now time.Time) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	return q.heldID(id, attempt, now)
+}
+
+func (q *Memory) heldID(id uint64, attempt int, now time.Time) (*entry, error) {
 	e := q.items[id]
 	if e == nil || e.state != stLeased || e.rec.Attempt != attempt || (!now.IsZero() && !now.Before(e.rec.Deadline)) {
 		return nil, ErrLeaseLost
@@ -487,8 +511,12 @@ func (q *Memory) held(lease string, now time.Time) (*entry, error) {
 // that the old token gets ErrLeaseLost.
 func (q *Memory) Ack(ctx context.Context, lease string) error {
 	var now time.Time
+	id, attempt, err := ParseLease(lease)
+	if err != nil {
+		return err
+	}
 	q.mu.Lock()
-	e, err := q.held(lease, now)
+	e, err := q.heldID(id, attempt, now)
 	if err != nil {
 		q.mu.Unlock()
 		return err
@@ -611,7 +639,7 @@ func (q *Memory) closeLocked() {
 	}
 	q.closed = true
 	for _, w := range q.waiters {
-		w.ch <- &Item{} // an empty item tells the waiter the queue closed
+		w.ch <- grant{closed: true}
 	}
 	q.waiters = nil
 }
