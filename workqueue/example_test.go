@@ -3,6 +3,9 @@ package workqueue_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/podblocks/podblocks/workqueue"
 )
@@ -71,4 +74,32 @@ func ExamplePool() {
 	// Output:
 	// job done on attempt 2
 	// <nil>
+}
+
+func ExampleExecWorker() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, _ := os.MkdirTemp("", "results-")
+	defer os.RemoveAll(out)
+
+	q, _ := workqueue.NewMemory()
+	defer q.Close()
+	id, _ := q.Add(ctx, []byte("resize cat.png"), workqueue.AddOptions{Key: "cat.png"})
+
+	// Any program is a worker: it reads WORK_ITEM_FILE and writes its results to OUTPUT_DIR.
+	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", `tr a-z A-Z < "$WORK_ITEM_FILE" > "$OUTPUT_DIR/result"`},
+		workqueue.WithOutputRoot(out))
+	p, _ := workqueue.NewPool(q, w, workqueue.WithConcurrency(4), workqueue.WithPoolMaxAttempts(5))
+	stopped := make(chan error)
+	go func() { stopped <- p.Run(ctx) }()
+
+	for s, _ := q.Stats(ctx); s.Depth() > 0; s, _ = q.Stats(ctx) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-stopped
+	b, _ := os.ReadFile(filepath.Join(out, id, "result"))
+	fmt.Print(string(b))
+	// Output:
+	// RESIZE CAT.PNG
 }
