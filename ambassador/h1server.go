@@ -15,13 +15,12 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/net/http2"
 )
 
 // The proxy serves HTTP/1.x itself rather than through net/http's Server: per request that saves a
 // background-read goroutine, several deadline updates and the response machinery, which is most of
 // the gap to HAProxy. Requests are still parsed by http.ReadRequest (with a header size limit),
-// and h2c connections (prior knowledge) go to golang.org/x/net/http2's server. Both end in
+// and h2c connections (prior knowledge) go to a net/http Server with unencrypted HTTP/2 on. Both end in
 // ServeHTTP.
 
 // h2Preface is what an HTTP/2 client with prior knowledge sends first.
@@ -165,7 +164,7 @@ func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState) {
 		st.active.Store(true)
 		if first {
 			if b, err := hc.br.Peek(len(h2Preface)); err == nil && string(b) == h2Preface {
-				p.serveH2C(ctx, c, hc.br)
+				hc.hijacked = p.serveH2C(c, hc.br)
 				return
 			}
 		}
@@ -413,12 +412,50 @@ type prefacedConn struct {
 
 func (c *prefacedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// serveH2C serves an HTTP/2 connection with prior knowledge.
-func (p *HTTPProxy) serveH2C(ctx context.Context, c net.Conn, br *bufio.Reader) {
+// connListener is a net.Listener fed by the proxy: connections found to speak h2c go to a
+// net/http Server (with unencrypted HTTP/2 on) through it.
+type connListener struct {
+	addr   net.Addr
+	conns  chan net.Conn // unbuffered: a hand-off waits for the Server to accept
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newConnListener(addr net.Addr) *connListener {
+	return &connListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.addr }
+
+// handOff passes c to the Server; false means the listener is closed (c is not taken).
+func (l *connListener) handOff(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+// serveH2C hands an HTTP/2 connection with prior knowledge to the proxy's net/http Server; it
+// reports whether the Server took it (and now owns it).
+func (p *HTTPProxy) serveH2C(c net.Conn, br *bufio.Reader) bool {
 	c.SetReadDeadline(time.Time{})
 	// The reader is pooled with the h1Conn: copy what it holds.
 	pc := &prefacedConn{Conn: c, r: io.MultiReader(readBuffered(br), c)}
-	srv := &http2.Server{IdleTimeout: p.cfg.idleTimeout, MaxReadFrameSize: 1 << 20}
-	srv.ServeConn(pc, &http2.ServeConnOpts{Context: ctx, Handler: p, BaseConfig: &http.Server{
-		ReadHeaderTimeout: p.cfg.readHeader, IdleTimeout: p.cfg.idleTimeout, MaxHeaderBytes: p.cfg.maxHeaderBytes}})
+	return p.h2ln.handOff(pc)
 }

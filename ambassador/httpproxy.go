@@ -65,6 +65,7 @@ type HTTPProxy struct {
 	bound   net.Addr
 
 	conns connSet
+	h2ln  *connListener
 	// sharedDone is the Done channel of the context all HTTP/1 requests of Run share.
 	sharedDone atomic.Pointer[<-chan struct{}]
 	upMu       sync.Mutex
@@ -158,6 +159,24 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	p.bound = ln.Addr()
+	// h2c connections are handed to a net/http Server; HTTP/1 is served by serveH1.
+	p.h2ln = newConnListener(ln.Addr())
+	h2srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: p.cfg.readHeader,
+		ReadTimeout:       p.cfg.readTimeout,
+		WriteTimeout:      p.cfg.writeTimeout,
+		IdleTimeout:       p.cfg.idleTimeout,
+		MaxHeaderBytes:    p.cfg.maxHeaderBytes,
+		ErrorLog:          zap.NewStdLog(p.log),
+		Protocols:         new(http.Protocols),
+	}
+	h2srv.Protocols.SetUnencryptedHTTP2(true)
+	h2done := make(chan struct{})
+	go func() {
+		defer close(h2done)
+		h2srv.Serve(p.h2ln)
+	}()
 
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -226,6 +245,13 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 	ln.Close()
 	<-acceptDone
 	p.conns.closeIdle()
+	p.h2ln.Close()
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	if err := h2srv.Shutdown(sctx); err != nil {
+		h2srv.Close()
+	}
+	scancel()
+	<-h2done
 	allDone := make(chan struct{})
 	go func() {
 		conns.Wait()
@@ -277,8 +303,6 @@ type tryError struct {
 }
 
 func (e *tryError) Error() string { return e.err.Error() }
-
-var errAborted = errors.New("client went away")
 
 // ServeHTTP proxies one request.
 func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -714,7 +738,7 @@ func (p *HTTPProxy) serveUpgrade(w http.ResponseWriter, r *http.Request, cluster
 	}()
 	cc.SetDeadline(time.Time{})
 	// Relay the 101 response as received.
-	crw.WriteString(fmt.Sprintf("HTTP/1.1 101 %s\r\n", http.StatusText(101)))
+	crw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	resp.Header.Write(crw)
 	crw.WriteString("\r\n")
 	if err := crw.Flush(); err != nil {

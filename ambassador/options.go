@@ -42,7 +42,6 @@ type config struct {
 	writeTimeout   time.Duration
 	maxHeaderBytes int
 	maxIdlePerEp   int
-	clusters       []*Cluster // the experiment clusters named by splits, run by the proxy
 }
 
 func defaults() config {

@@ -72,6 +72,7 @@ http {
 CONF
 	"$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" 2>"$d/stderr" &
 	pids+=($!)
+	[ $i = 1 ] && NPID=$!
 done
 waitport "$N1"; waitport "$N2"
 
@@ -106,7 +107,7 @@ backend be_tcp
 	server n2 127.0.0.1:$N2
 CONF
 "$HAPROXY" -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
-pids+=($!)
+pids+=($!); HPID=$!
 
 # --- podblocks
 # shellcheck disable=SC2086
@@ -114,29 +115,37 @@ go build ${GOFLAGS_EXTRA:-} -o "$tmp/ambassador" ./examples/ambassador
 PH=$(freeport); PH1=$(freeport); PT=$(freeport); PT1=$(freeport)
 B="127.0.0.1:$N1,127.0.0.1:$N2"
 "$tmp/ambassador" http -listen "127.0.0.1:$PH" -backends "$B" >/dev/null &
-pids+=($!)
+pids+=($!); PHPID=$!
 GOMAXPROCS=1 "$tmp/ambassador" http -listen "127.0.0.1:$PH1" -backends "$B" >/dev/null &
-pids+=($!)
+pids+=($!); PH1PID=$!
 "$tmp/ambassador" tcp -listen "127.0.0.1:$PT" -backends "$B" >/dev/null &
-pids+=($!)
+pids+=($!); PTPID=$!
 GOMAXPROCS=1 "$tmp/ambassador" tcp -listen "127.0.0.1:$PT1" -backends "$B" >/dev/null &
-pids+=($!)
+pids+=($!); PT1PID=$!
 for p in $HH $HT $PH $PH1 $PT $PT1; do waitport "$p"; done
 
-targets=(direct:$N1 haproxy-http:$HH podblocks-http:$PH podblocks-http-gomaxprocs1:$PH1
-	haproxy-tcp:$HT podblocks-tcp:$PT podblocks-tcp-gomaxprocs1:$PT1)
+# name:port:pid (the pid whose CPU time is charged to the target: the proxy, or nginx for direct)
+targets=(direct:$N1:$NPID haproxy-http:$HH:$HPID podblocks-http:$PH:$PHPID podblocks-http-gomaxprocs1:$PH1:$PH1PID
+	haproxy-tcp:$HT:$HPID podblocks-tcp:$PT:$PTPID podblocks-tcp-gomaxprocs1:$PT1:$PT1PID)
+# cputicks PID: user+system CPU time of a process, in clock ticks.
+cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
 # warm up every target (fills keep-alive pools)
-for t in "${targets[@]}"; do wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:${t#*:}/" >/dev/null; done
+for t in "${targets[@]}"; do IFS=: read -r _ port _ <<<"$t"; wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port/" >/dev/null; done
 
 echo "# $(date -u +%FT%TZ) nproc=$(nproc) runs=$RUNS duration=$DURATION wrk -t1 -c$CONNS" | tee "$tmp/results"
 for r in $(seq "$RUNS"); do
 	for t in "${targets[@]}"; do
-		name=${t%%:*}; port=${t#*:}
+		IFS=: read -r name port pid <<<"$t"
+		c0=$(cputicks "$pid")
 		out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+		c1=$(cputicks "$pid")
 		rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
 		p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+		n=$(awk '/requests in/ {print $1}' <<<"$out")
+		cpu=$(python3 -c "print(f'{($c1-$c0)/$HZ*1e6/max($n,1):.1f}')")
 		errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-		echo "run=$r target=$name rps=$rps p99=$p99 $errs" | tee -a "$tmp/results"
+		echo "run=$r target=$name rps=$rps p99=$p99 cpu_us_per_req=$cpu $errs" | tee -a "$tmp/results"
 	done
 done
 
@@ -146,23 +155,26 @@ def ms(s):
     m = re.match(r"([\d.]+)(us|ms|s)", s)
     v, u = float(m.group(1)), m.group(2)
     return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-rps, p99 = {}, {}
+rps, p99, cpu = {}, {}, {}
 for line in open(sys.argv[1]):
     if line.startswith("#"):
         continue
     f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
     rps.setdefault(f["target"], []).append(float(f["rps"]))
     p99.setdefault(f["target"], []).append(ms(f["p99"]))
+    cpu.setdefault(f["target"], []).append(float(f["cpu_us_per_req"]))
 med = {t: (statistics.median(rps[t]), statistics.median(p99[t])) for t in rps}
+mcpu = {t: statistics.median(cpu[t]) for t in cpu}
 print()
-print(f"{'target':28} {'req/s (median)':>15} {'p99 ms (median)':>16}")
+print(f"{'target':28} {'req/s (median)':>15} {'p99 ms (median)':>16} {'CPU us/req (median)':>20}")
 for t, (r, p) in med.items():
-    print(f"{t:28} {r:15.0f} {p:16.2f}")
+    print(f"{t:28} {r:15.0f} {p:16.2f} {mcpu[t]:20.1f}")
 print()
 for kind in ("http", "tcp"):
     hr, hp = med[f"haproxy-{kind}"]
     for t in (f"podblocks-{kind}", f"podblocks-{kind}-gomaxprocs1"):
         r, p = med[t]
         ok = "met" if r >= hr and (kind == "tcp" or p <= 1.2 * hp) else "NOT MET"
-        print(f"{t:28} throughput {r/hr:5.2f}x haproxy   p99 {p/hp:5.2f}x haproxy   goal {ok}")
+        c = mcpu[t] / mcpu[f"haproxy-{kind}"]
+        print(f"{t:28} throughput {r/hr:5.2f}x haproxy   p99 {p/hp:5.2f}x haproxy   CPU/req {c:5.2f}x haproxy   goal {ok}")
 PY
