@@ -60,6 +60,7 @@ type poolConfig struct {
 	maxAttempts int
 	drain       time.Duration
 	progress    time.Duration
+	limiter     RateLimiter
 }
 
 type poolOptionFunc func(*poolConfig)
@@ -283,6 +284,9 @@ func (p *Pool) process(ctx, work context.Context, it *Item, log *zap.Logger) {
 		outcome = "acked"
 		oerr = p.q.Ack(octx, it.Lease)
 		p.acked.Add(1)
+		if p.cfg.limiter != nil {
+			p.cfg.limiter.Forget(limiterKey(it))
+		}
 	case work.Err() != nil:
 		outcome = "released"
 		oerr = p.q.Nack(octx, it.Lease, 0)
@@ -296,7 +300,11 @@ func (p *Pool) process(ctx, work context.Context, it *Item, log *zap.Logger) {
 			p.m.dead.Inc()
 		} else {
 			outcome = "retried"
-			oerr = p.q.Nack(octx, it.Lease, p.cfg.backoff(it.Attempt))
+			delay := p.cfg.backoff(it.Attempt)
+			if p.cfg.limiter != nil {
+				delay = p.cfg.limiter.When(limiterKey(it))
+			}
+			oerr = p.q.Nack(octx, it.Lease, delay)
 			p.retried.Add(1)
 		}
 		log.Info("item failed", zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.String("outcome", outcome), zap.Error(err))
@@ -308,6 +316,13 @@ func (p *Pool) process(ctx, work context.Context, it *Item, log *zap.Logger) {
 }
 
 var errTimeout = errors.New("workqueue: item timeout")
+
+func limiterKey(it *Item) string {
+	if it.Key != "" {
+		return it.Key
+	}
+	return it.ID
+}
 
 // call runs the handler, turning a panic into an error.
 func (p *Pool) call(ctx context.Context, it *Item) (err error) {
