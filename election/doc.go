@@ -12,8 +12,9 @@
 // New validates and starts nothing. Run blocks: campaign, lead, on loss cancel the LeaderFunc's
 // context and wait for it to return, release, campaign again, until its ctx ends. The Elector steps
 // down as soon as the backend reports the lease lost, and also when a renewal has not been
-// confirmed within the TTL measured on the local monotonic clock (Lease.ValidUntil), before the
-// backend's server can hand the lock to someone else. Resign hands over at once. Ready is closed
+// confirmed within the TTL measured on the local monotonic clock (Lease.ValidUntil, less a step-down
+// margin of 100ms by default), before the backend's server can hand the lock to someone else.
+// Resign hands over at once. Ready is closed
 // once the first leader (or "no leader") has been observed.
 //
 // # Cleanup

@@ -74,7 +74,7 @@ func New(b Backend, id string, fn LeaderFunc, opts ...Option) (*Elector, error) 
 	if fn == nil {
 		return nil, errors.New("election: nil leader func")
 	}
-	cfg := config{log: zap.NewNop(), backoff: DefaultBackoff, releaseTimeout: 2 * time.Second}
+	cfg := config{log: zap.NewNop(), backoff: DefaultBackoff, releaseTimeout: 2 * time.Second, margin: DefaultStepDownMargin}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -152,7 +152,7 @@ func (e *Elector) Run(ctx context.Context) error {
 // lease being lost, renewal not confirmed in time, Resign, or the func returning.
 func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) error {
 	term := lease.Term()
-	if v := lease.ValidUntil(); !v.IsZero() && !time.Now().Before(v) {
+	if v := lease.ValidUntil(); !v.IsZero() && !time.Now().Before(v.Add(-e.cfg.margin)) {
 		// The campaign outlived the last confirmed renewal: the term may already be over.
 		e.m.stepdowns.WithLabelValues("renewal_timeout").Inc()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.releaseTimeout)
@@ -180,7 +180,7 @@ func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) error 
 	var deadline <-chan time.Time
 	var timer *time.Timer
 	if v := lease.ValidUntil(); !v.IsZero() {
-		timer = time.NewTimer(time.Until(v))
+		timer = time.NewTimer(time.Until(v.Add(-e.cfg.margin)))
 		defer timer.Stop()
 		deadline = timer.C
 	}
@@ -201,7 +201,7 @@ func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) error 
 			reason = "returned"
 		case <-deadline:
 			// Renewals move ValidUntil forward; step down only once it has really passed.
-			if d := time.Until(lease.ValidUntil()); d > 0 {
+			if d := time.Until(lease.ValidUntil().Add(-e.cfg.margin)); d > 0 {
 				timer.Reset(d)
 				continue
 			}

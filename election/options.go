@@ -16,7 +16,11 @@ type config struct {
 	reg            prometheus.Registerer
 	backoff        Backoff
 	releaseTimeout time.Duration
+	margin         time.Duration
 }
+
+// DefaultStepDownMargin is how long before a lease's ValidUntil an Elector ends the term by default.
+const DefaultStepDownMargin = 100 * time.Millisecond
 
 type optionFunc func(*config)
 
@@ -53,6 +57,19 @@ func WithReleaseTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d > 0 {
 			c.releaseTimeout = d
+		}
+	})
+}
+
+// WithStepDownMargin makes the Elector end a term d before the lease's ValidUntil (the send time of
+// the last confirmed renewal plus the TTL), to absorb clock-rate differences between this host and
+// the lock service and the delay between the deadline and the leader func noticing its ctx ended.
+// Default DefaultStepDownMargin; 0 steps down exactly at ValidUntil. Keep it well below the TTL/3
+// renewal interval's slack (TTL*2/3).
+func WithStepDownMargin(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d >= 0 {
+			c.margin = d
 		}
 	})
 }
