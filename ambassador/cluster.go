@@ -400,6 +400,7 @@ func (c *Cluster) startCheck(b *Backend) {
 	ctx, cancel := context.WithCancel(c.runCtx)
 	b.stopCheck = cancel
 	h := *c.health
+	ep := b.Endpoint // copied under c.mu: weight changes rewrite b.Weight
 	c.checks.Add(1)
 	go func() {
 		defer c.checks.Done()
@@ -407,7 +408,7 @@ func (c *Cluster) startCheck(b *Backend) {
 		defer t.Stop()
 		for {
 			cctx, ccancel := context.WithTimeout(ctx, h.Timeout)
-			err := h.Check(cctx, b.Endpoint)
+			err := h.Check(cctx, ep)
 			ccancel()
 			if ctx.Err() != nil {
 				return

@@ -2,6 +2,7 @@ package ambassador_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -486,4 +487,62 @@ func TestHTTPProxyEndpointChangesUnderLoad(t *testing.T) {
 	if f := l.failed.Load(); f != 0 {
 		t.Errorf("%d of %d requests failed (%v), want 0", f, f+l.ok.Load(), l.errs)
 	}
+}
+
+// FuzzHTTPProxyRequest sends arbitrary bytes as a request to the proxy's HTTP/1 server: whatever
+// they are, the proxy must not crash, and a well-formed request afterwards is served.
+func FuzzHTTPProxyRequest(f *testing.F) {
+	for _, seed := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 5000) + "\r\n\r\n",
+		"GARBAGE\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+		"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nHost: y\r\n\r\n",
+		"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nhello",
+		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	b := ambassadortest.NewHTTPBackend(f, "b")
+	c, err := ambassador.NewCluster(ambassador.NewStatic(b.Endpoint()))
+	if err != nil {
+		f.Fatal(err)
+	}
+	p, err := ambassador.NewHTTPProxy("127.0.0.1:0", c, ambassador.WithServerTimeouts(200*time.Millisecond, time.Second, time.Second, 4<<10))
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	f.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	<-p.Ready()
+	addr := p.Addr().String()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		conn.Write(data)
+		conn.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, conn)
+		conn.Close()
+		check, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("proxy stopped accepting: %v", err)
+		}
+		defer check.Close()
+		check.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(check, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		line, _ := bufio.NewReader(check).ReadString('\n')
+		if !strings.HasPrefix(line, "HTTP/1.1 200") {
+			t.Fatalf("after %q the proxy answered %q, want 200", data, line)
+		}
+	})
 }
