@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podblocks/podblocks/workqueue"
 )
@@ -57,6 +58,7 @@ func waitFor(t *testing.T, what string, f func() bool) {
 
 func TestPoolHandlesEveryItem(t *testing.T) {
 	q := mustMemory(t)
+	reg := prometheus.NewRegistry()
 	var mu sync.Mutex
 	var got []string
 	p, err := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
@@ -64,7 +66,7 @@ func TestPoolHandlesEveryItem(t *testing.T) {
 		got = append(got, string(it.Payload))
 		mu.Unlock()
 		return nil
-	}), workqueue.WithConcurrency(4))
+	}), workqueue.WithConcurrency(4), workqueue.WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +83,27 @@ func TestPoolHandlesEveryItem(t *testing.T) {
 	sort.Strings(got)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("handled payloads (-want +got):\n%s", diff)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := -1.0
+	for _, mf := range mfs {
+		if mf.GetName() == "podblocks_workqueue_items_total" {
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == "acked" {
+					acked = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if acked != 100 {
+		t.Errorf("podblocks_workqueue_items_total{outcome=acked} = %v, want 100", acked)
+	}
+	_, header, rows := p.Statusz()
+	if diff := cmp.Diff([]string{"acked", "100"}, rows[2]); diff != "" || len(header) != 2 {
+		t.Errorf("Statusz acked row (-want +got):\n%s", diff)
 	}
 }
 

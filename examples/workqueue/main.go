@@ -84,6 +84,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	addr := fs.String("http", "127.0.0.1:8080", "HTTP listen address for the queue API")
 	lease := fs.Duration("lease", 30*time.Second, "lease duration")
 	maxAttempts := fs.Int("max-attempts", 0, "bury an item after this many attempts (0: unlimited)")
+	source := fs.String("source", "", "also feed the queue from a book-style item source at this URL (GET /api/v1/items)")
+	poll := fs.Duration("poll", 5*time.Second, "how often to list the -source")
 	verbose := fs.Bool("v", false, "log at info level")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -145,11 +147,28 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "serving %s queue on http://%s\n", *backend, ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	srcDone := make(chan error, 1)
+	srcCtx, stopSrc := context.WithCancel(ctx)
+	defer stopSrc()
+	if *source != "" {
+		src, err := workqueue.NewSource(*source, q, workqueue.WithPollInterval(*poll), workqueue.WithSourceLogger(log))
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		go func() { srcDone <- src.Run(srcCtx) }()
+	} else {
+		srcDone <- nil
+	}
 	select {
 	case err := <-errc:
+		stopSrc()
+		<-srcDone
 		return err
 	case <-ctx.Done():
 	}
+	stopSrc()
+	<-srcDone
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	q.Close() // ends long-polling leases so Shutdown does not wait for them

@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -273,4 +276,35 @@ func TestKillWorkersJetStream(t *testing.T) {
 	killTest(t, func() (*proc, string) {
 		return startServe(t, "-backend", "jetstream", "-nats", node.URL(), "-http", "127.0.0.1:0", "-lease", "2s")
 	}, false)
+}
+
+// TestServeFromItemSource feeds serve from a book-style item source (GET /api/v1/items).
+func TestServeFromItemSource(t *testing.T) {
+	items := map[string]string{"alpha": `{"n":1}`, "beta": `{"n":2}`}
+	src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/items" {
+			json.NewEncoder(w).Encode(workqueue.ItemList{Kind: "ItemList", APIVersion: "v1", Items: []string{"alpha", "beta"}})
+			return
+		}
+		name := strings.TrimPrefix(r.URL.Path, "/api/v1/items/")
+		json.NewEncoder(w).Encode(workqueue.ItemData{Kind: "Item", APIVersion: "v1", Data: json.RawMessage(items[name])})
+	}))
+	defer src.Close()
+	_, url := startServe(t, "-backend", "memory", "-http", "127.0.0.1:0", "-source", src.URL, "-poll", "100ms")
+	c, _ := workqueue.NewClient(url, nil)
+	defer c.Close()
+	got := map[string]string{}
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		it, err := c.Lease(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[it.Key] = string(it.Payload)
+		c.Ack(context.Background(), it.Lease)
+	}
+	if got["alpha"] != items["alpha"] || got["beta"] != items["beta"] {
+		t.Errorf("queued from the source %v, want %v", got, items)
+	}
 }
