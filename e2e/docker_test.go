@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,8 +30,6 @@ var (
 	// imageTag is the tag of this run's images (repository imageRepo).
 	imageTag string
 
-	imagesOnce  sync.Once
-	imagesErr   error
 	imagesBuilt bool
 	sizeTable   string
 )
@@ -83,62 +82,98 @@ func removeLeftovers() {
 	}
 }
 
-// needEngine skips the test when no Docker engine is reachable, and builds the images once.
-func needEngine(t *testing.T) {
+// needEngine skips the test when no Docker engine is reachable, and builds the images named (once
+// per run each; "worker" is workqueue plus podtool).
+func needEngine(t *testing.T, names ...string) {
 	t.Helper()
 	if engineErr != nil {
 		t.Skipf("no Docker engine reachable, skipping the container tests: %v", engineErr)
 	}
-	imagesOnce.Do(buildImages)
-	if imagesErr != nil {
-		t.Fatalf("build images: %v", imagesErr)
+	imagesMu.Lock()
+	defer imagesMu.Unlock()
+	var missing []string
+	worker := false
+	for _, n := range names {
+		if n == "worker" {
+			worker = !built["worker"]
+			if !built["workqueue"] && !slices.Contains(names, "workqueue") {
+				missing = append(missing, "workqueue")
+			}
+			if !built["podtool"] && !slices.Contains(names, "podtool") {
+				missing = append(missing, "podtool")
+			}
+			continue
+		}
+		if !built[n] {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		table, err := buildImages(missing)
+		imagesBuilt = true // remove whatever got built, even after a failure
+		if err != nil {
+			t.Fatalf("build images %v: %v", missing, err)
+		}
+		sizeTable += table
+		for _, n := range missing {
+			built[n] = true
+		}
+	}
+	if worker {
+		if err := buildWorker(); err != nil {
+			t.Fatalf("build the worker image: %v", err)
+		}
+		built["worker"] = true
 	}
 }
+
+var (
+	imagesMu sync.Mutex
+	built    = map[string]bool{}
+)
 
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// buildImages builds every example, podtool and the third-party servers with images/build.sh, then
-// the worker image (workqueue plus podtool, as a user's worker image would add its command).
-func buildImages() {
+// buildImages builds the named images with images/build.sh and returns its size table.
+func buildImages(names []string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	root := repoRoot()
-	args := []string{filepath.Join(root, "images", "build.sh")}
-	for _, n := range exampleNames(root) {
-		args = append(args, n)
-	}
-	args = append(args, "podtool", "memcached", "redis-server", "etcd")
-	cmd := exec.CommandContext(ctx, "bash", args...)
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, "images", "build.sh")}, names...)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "REPO="+imageRepo, "TAG="+imageTag)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	imagesBuilt = true // remove whatever got built, even after a failure
 	if err != nil {
-		imagesErr = fmt.Errorf("images/build.sh: %v: %s", err, stderr.String())
-		return
+		return "", fmt.Errorf("images/build.sh: %v: %s", err, stderr.String())
 	}
-	sizeTable = string(out)
+	return string(out), nil
+}
+
+// buildWorker builds the worker image: the workqueue image plus podtool, as a user's worker image
+// adds its own command to the workqueue binary.
+func buildWorker() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	dir, err := os.MkdirTemp("", "pbe2e-worker")
 	if err != nil {
-		imagesErr = err
-		return
+		return err
 	}
 	defer os.RemoveAll(dir)
 	df := fmt.Sprintf("FROM %s\nFROM %s\nCOPY --from=0 /podtool /podtool\n", image("podtool"), image("workqueue"))
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
-		imagesErr = err
-		return
+		return err
 	}
 	b := exec.CommandContext(ctx, "docker", "build", "-q", "-t", image("worker"), dir)
 	b.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
 	if out, err := b.CombinedOutput(); err != nil {
-		imagesErr = fmt.Errorf("build worker image: %v: %s", err, out)
+		return fmt.Errorf("%v: %s", err, out)
 	}
+	return nil
 }
 
 // exampleNames lists the directories under examples/ holding a main package.

@@ -17,12 +17,12 @@ const maxExampleImage = 40e6
 // starts there (an image with a dynamic binary fails to exec: there is no loader on scratch), and
 // logs the sizes.
 func TestImages(t *testing.T) {
-	needEngine(t)
-	t.Logf("images of this run:\n%s", sizeTable)
 	names := exampleNames(repoRoot())
 	if len(names) == 0 {
 		t.Fatal("no example binaries found under examples/")
 	}
+	needEngine(t, names...)
+	t.Logf("images of this run:\n%s", sizeTable)
 	for _, n := range names {
 		t.Run(n, func(t *testing.T) {
 			layers := mustDocker(t, "image", "inspect", "-f", "{{len .RootFS.Layers}} {{.Size}}", image(n))
