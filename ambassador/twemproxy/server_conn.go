@@ -110,6 +110,12 @@ func (sc *serverConn) close() {
 	}
 }
 
+func (sc *serverConn) queueLen() int {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return len(sc.queue)
+}
+
 func (sc *serverConn) isClosing() bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
@@ -129,7 +135,9 @@ func (sc *serverConn) failQueued(err error) {
 func (sc *serverConn) run(ctx context.Context) {
 	first := sc.st.cfg.Preconnect
 	for {
-		if !first {
+		// Requests can be left queued without a pending wake-up when a session ends; they go out
+		// on the next connection without waiting for another request.
+		if !first && sc.queueLen() == 0 {
 			select {
 			case <-sc.wake:
 			case <-ctx.Done():
