@@ -15,6 +15,14 @@
 // Placement is checked against Debian's nutcracker 0.5.0 binary by this package's tests. Where
 // twemproxy's releases differ, this package follows 0.5.0: "crc16" is 0.5.0's XMODEM variant.
 //
+// # Differences from nutcracker
+//
+// Unsupported commands get an error reply instead of a closed connection; memcache "version" is
+// answered by the proxy; stats are current rather than aggregated every -i interval, and
+// out_queue_bytes is not tracked (always 0); "backlog" is parsed but Go listens with the kernel's
+// somaxconn; "random" picks a server per request like nutcracker but from Go's generator. The
+// extensions no_reshard and health_check_interval are rejected by nutcracker itself.
+//
 // # Lifecycle
 //
 // NewServer validates and starts nothing. Run listens on every pool's address (and the stats
