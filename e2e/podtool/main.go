@@ -8,6 +8,8 @@
 //	podtool mcapp -listen :8000 -upstream 127.0.0.1:22121
 //	    HTTP GET /set?key=K&value=V and GET /get?key=K, each one memcache text command sent to the
 //	    upstream (the ambassador on the pod's localhost); answers {"reply":"<first line>","value":"..."}.
+//	podtool pause
+//	    the pod's first container: holds the network and PID namespaces until SIGTERM or SIGINT.
 //	podtool workitem -out /out -sleep 200ms
 //	    a workqueue ExecWorker command: reads WORK_ITEM_FILE (the item name), sleeps, records the attempt
 //	    under OUT/attempts/ and marks the item done with OUT/done/<name> (written atomically).
@@ -23,9 +25,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -40,6 +44,10 @@ func main() {
 		err = logwriter(os.Args[2:])
 	case "mcapp":
 		err = mcapp(os.Args[2:])
+	case "pause":
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGTERM, os.Interrupt)
+		<-ch
 	case "workitem":
 		err = workitem(os.Args[2:])
 	default:
