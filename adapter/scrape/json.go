@@ -30,8 +30,8 @@ import (
 //	  type: object                # one sample per selected object
 //	  path: '{.queues[*]}'
 //	  labels:
-//	    queue: '{.name}'          # a path (relative to the object for type object, else to
-//	                              # the document), or a literal
+//	    queue: '{.name}'          # text with {path} parts (relative to the object for type
+//	                              # object, else to the document), as json_exporter writes them
 //	  values:
 //	    depth: '{.depth}'         # -> app_queue_depth
 //	    oldest_seconds: '{.age}'  # -> app_queue_oldest_seconds
@@ -57,10 +57,16 @@ type JSONMetric struct {
 	values []compiledValue
 }
 
+// compiledLabel is a label value: literal text with embedded {path} references, as json_exporter
+// writes them ('planet-{.location}'); a value starting with '$' is one whole path.
 type compiledLabel struct {
-	name    string
-	path    Path
+	name  string
+	parts []labelPart
+}
+
+type labelPart struct {
 	literal string
+	path    Path
 	isPath  bool
 }
 
@@ -139,15 +145,11 @@ func (c *JSONConfig) compile() error {
 			if !labelNameRE.MatchString(k) || strings.HasPrefix(k, "__") {
 				return &ConfigError{f + ".labels." + k, errors.New("invalid label name")}
 			}
-			l := compiledLabel{name: k, literal: v}
-			if strings.HasPrefix(v, "{") || strings.HasPrefix(v, "$") {
-				p, err := CompilePath(v)
-				if err != nil {
-					return &ConfigError{f + ".labels." + k, err}
-				}
-				l.path, l.isPath = p, true
+			parts, err := compileLabel(v)
+			if err != nil {
+				return &ConfigError{f + ".labels." + k, err}
 			}
-			m.labels = append(m.labels, l)
+			m.labels = append(m.labels, compiledLabel{name: k, parts: parts})
 		}
 		m.values = nil
 		for _, k := range sortedKeys(m.Values) {
@@ -208,17 +210,47 @@ func (c *JSONConfig) Extract(doc any) []Sample {
 	return out
 }
 
+func compileLabel(v string) ([]labelPart, error) {
+	if strings.HasPrefix(v, "$") {
+		p, err := CompilePath(v)
+		return []labelPart{{path: p, isPath: true}}, err
+	}
+	var parts []labelPart
+	for v != "" {
+		open := strings.IndexByte(v, '{')
+		if open < 0 {
+			parts = append(parts, labelPart{literal: v})
+			break
+		}
+		end := strings.IndexByte(v[open:], '}')
+		if end < 0 {
+			return nil, fmt.Errorf("%w %q: unbalanced braces", ErrBadPath, v)
+		}
+		if open > 0 {
+			parts = append(parts, labelPart{literal: v[:open]})
+		}
+		p, err := CompilePath(v[open : open+end+1])
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, labelPart{path: p, isPath: true})
+		v = v[open+end+1:]
+	}
+	return parts, nil
+}
+
 func (m *JSONMetric) labelValues(v any) []Label {
 	var out []Label
 	for _, l := range m.labels {
-		val := l.literal
-		if l.isPath {
-			val = ""
-			if r := l.path.Eval(v); len(r) > 0 {
-				val = scalarString(r[0])
+		var b strings.Builder
+		for _, p := range l.parts {
+			if !p.isPath {
+				b.WriteString(p.literal)
+			} else if r := p.path.Eval(v); len(r) > 0 {
+				b.WriteString(scalarString(r[0]))
 			}
 		}
-		out = append(out, Label{l.name, val})
+		out = append(out, Label{l.name, b.String()})
 	}
 	return out
 }

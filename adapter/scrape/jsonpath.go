@@ -40,9 +40,12 @@ func CompilePath(s string) (Path, error) {
 		if !strings.HasSuffix(in, "}") {
 			return p, fmt.Errorf("%w %q: unbalanced braces", ErrBadPath, s)
 		}
-		in = in[1 : len(in)-1]
+		in = strings.TrimSpace(in[1 : len(in)-1]) // json_exporter writes '{ .counter }'
 	}
 	in = strings.TrimPrefix(in, "$")
+	if in == "" && s != "" && strings.TrimSpace(s) != "$" && strings.TrimSpace(s) != "{}" {
+		return p, fmt.Errorf("%w %q: empty", ErrBadPath, s)
+	}
 	for len(in) > 0 {
 		switch in[0] {
 		case '.':
@@ -52,7 +55,7 @@ func CompilePath(s string) (Path, error) {
 				in = in[1:]
 				continue
 			}
-			end := strings.IndexAny(in, ".[")
+			end := strings.IndexAny(in, ".[ \t")
 			if end < 0 {
 				end = len(in)
 			}

@@ -45,9 +45,11 @@ metrics:
   labels:
     service: '{.stats.name}'
 - name: app_ratio
-  path: $.stats.ratio
+  path: '{ .stats.ratio }'
   labels:
     env: prod
+    svc: 'svc-{.stats.name}-{ .stats.up }'
+
 - name: app_queue
   type: object
   path: '{.queues[*]}'
@@ -93,7 +95,7 @@ func TestPaths(t *testing.T) {
 			t.Errorf("Eval(%q) (-want +got):\n%s", tc.path, diff)
 		}
 	}
-	for _, bad := range []string{"{.a", "$.a[", "$..a", "$.a[x]", "$a"} {
+	for _, bad := range []string{"{.a", "$.a[", "$..a", "$.a[x]", "$a", "{ .a b }"} {
 		if _, err := scrape.CompilePath(bad); !errors.Is(err, scrape.ErrBadPath) {
 			t.Errorf("CompilePath(%q) error = %v, want ErrBadPath", bad, err)
 		}
@@ -137,15 +139,15 @@ func TestJSONProbeHandlers(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]float64{
-		"app_requests_total":                      1234,
-		`app_up{service="svc"}`:                   1,
-		`app_ratio{env="prod"}`:                   0.5,
-		`app_queue_depth{queue="email"}`:          3,
-		`app_queue_depth{queue="sms"}`:            0,
-		`app_queue_oldest_seconds{queue="email"}`: 1.5,
-		`app_queue_oldest_seconds{queue="sms"}`:   0,
-		"app_weird":                               7,
-		"probe_success":                           1,
+		"app_requests_total":                       1234,
+		`app_up{service="svc"}`:                    1,
+		`app_ratio{env="prod",svc="svc-svc-true"}`: 0.5,
+		`app_queue_depth{queue="email"}`:           3,
+		`app_queue_depth{queue="sms"}`:             0,
+		`app_queue_oldest_seconds{queue="email"}`:  1.5,
+		`app_queue_oldest_seconds{queue="sms"}`:    0,
+		"app_weird":                                7,
+		"probe_success":                            1,
 	}
 	delete(got, "podblocks_adapter_scrape_duration_seconds")
 	if diff := cmp.Diff(want, got); diff != "" {
