@@ -114,9 +114,7 @@ type call[Req, Resp, Out any] struct {
 	f          *Fanout[Req, Resp, Out]
 	req        Req
 	start      time.Duration // since f.base
-	states     []uint32      // per-slot state machine (slotRunning...), accessed atomically
 	dispatched bool          // Do started the non-canary shards
-	inline     [8]uint32     // states of small fan-outs, saving an allocation
 	done       chan struct{}
 	canaryDone chan struct{}
 	n, canaryN int32
@@ -124,12 +122,15 @@ type call[Req, Resp, Out any] struct {
 	signalled  atomic.Bool
 	why        atomic.Uint32
 	failed     atomic.Int32 // first failing shard under fail-fast
-	completed  atomic.Int32
-	ok         atomic.Int32
-	next       atomic.Int32 // worker dispatch: next position to take
-	end        int32        // worker dispatch: one past the last position
-	first      int          // shard index of position 0 (rotates with canaries)
-	mu         sync.Mutex   // serialises Fold
+	// gate counts finished shards (low 32 bits) and leaves writing their slot (bits 32-62); bit
+	// 63 closes it when Do returns early, after which no leaf writes. One word, so a leaf pays
+	// two atomic adds to publish its answer.
+	gate  atomic.Uint64
+	ok    atomic.Int32
+	next  atomic.Int32 // worker dispatch: next position to take
+	end   int32        // worker dispatch: one past the last position
+	first int          // shard index of position 0 (rotates with canaries)
+	mu    sync.Mutex   // serialises Fold
 }
 
 func (c *call[Req, Resp, Out]) signal(w Why) {
@@ -152,11 +153,6 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 	}
 	c.failed.Store(-1)
 	c.res.Slots = make([]Slot[Resp], n)
-	if n <= len(c.inline) {
-		c.states = c.inline[:n]
-	} else {
-		c.states = make([]uint32, n)
-	}
 	if f.merge.Init != nil {
 		c.res.Out = f.merge.Init()
 	}
@@ -273,9 +269,8 @@ func (c *call[Req, Resp, Out]) work(ctx context.Context) {
 }
 
 func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Duration) {
-	st := &c.states[i]
-	if atomic.LoadUint32(st) == slotAbandoned {
-		return // Do returned before this shard's turn
+	if c.signalled.Load() {
+		return // the fan-out ended before this shard's turn
 	}
 	var (
 		rep  Report
@@ -288,14 +283,18 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Dur
 		resp, err = c.f.invoke(ctx, i, c.req)
 		rep.Attempts = 1
 	}
-	rep.Latency = time.Since(c.f.base) - start
-	if !atomic.CompareAndSwapUint32(st, slotRunning, slotWriting) {
+	if !c.f.cfg.noLatency {
+		rep.Latency = time.Since(c.f.base) - start
+	}
+	if c.gate.Add(gateWriter)&gateClosed != 0 {
+		c.gate.Add(gateLeave)
 		return // Do already returned; the answer is dropped
 	}
 	s := &c.res.Slots[i]
 	rep.Err = err
 	rep.Status = statusOf(err)
 	s.Report = rep
+	s.written = true
 	if err == nil {
 		s.Resp = resp
 		if fold := c.f.merge.Fold; fold != nil {
@@ -304,7 +303,7 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Dur
 			c.mu.Unlock()
 		}
 	}
-	atomic.StoreUint32(st, slotDone)
+	d := int32(c.gate.Add(gateFinish) & gateCount)
 	if err == nil {
 		if c.early > 0 && c.ok.Add(1) == c.early {
 			c.signal(EndQuorum)
@@ -314,7 +313,6 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Dur
 			c.signal(EndFailFast)
 		}
 	}
-	d := c.completed.Add(1)
 	if d == c.n {
 		c.signal(EndAll)
 	}
@@ -322,6 +320,14 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Dur
 		close(c.canaryDone)
 	}
 }
+
+const (
+	gateCount  = 1<<32 - 1
+	gateWriter = 1 << 32
+	gateClosed = 1 << 63
+	gateLeave  = ^uint64(gateWriter) + 1     // -gateWriter
+	gateFinish = ^uint64(gateWriter) + 1 + 1 // -gateWriter + 1 finished
+)
 
 func statusOf(err error) Status {
 	switch {
@@ -374,7 +380,7 @@ func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[
 	f := c.f
 	why := Why(c.why.Load())
 	slots := c.res.Slots
-	if c.completed.Load() != c.n {
+	if int32(c.gate.Load()&gateCount) != c.n {
 		c.abandon(why, ctx)
 	}
 	var (
@@ -386,7 +392,7 @@ func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[
 	for i := range slots {
 		s := &slots[i]
 		counts[s.Status]++
-		if s.Status != StatusSkipped {
+		if s.Status != StatusSkipped && !f.cfg.noLatency {
 			batch.add(s.Latency)
 		}
 		if s.Err != nil {
@@ -478,31 +484,25 @@ func (c *call[Req, Resp, Out]) abandon(why Why, ctx context.Context) {
 	if c.f.cfg.concurrency > 0 {
 		next = int(c.next.Load())
 	}
+	c.gate.Or(gateClosed)
+	for c.gate.Load()&^(gateClosed|gateCount) != 0 {
+		runtime.Gosched() // a leaf is writing its slot
+	}
 	for i := range slots {
 		s := &slots[i]
-		for {
-			st := atomic.LoadUint32(&c.states[i])
-			if st == slotDone {
-				break
-			}
-			if st == slotWriting {
-				runtime.Gosched()
-				continue
-			}
-			if atomic.CompareAndSwapUint32(&c.states[i], st, slotAbandoned) {
-				pos := (i - c.first + n) % n
-				started := pos < int(c.canaryN) || (c.dispatched && (c.f.cfg.concurrency <= 0 || pos < next || int(c.end) == 0))
-				if !started {
-					s.Status = StatusSkipped
-				} else {
-					s.Status, s.Latency = running, now
-					s.Err = context.Canceled
-					if running == StatusTimeout {
-						s.Err = context.DeadlineExceeded
-					}
-				}
-				break
-			}
+		if s.written {
+			continue
+		}
+		pos := (i - c.first + n) % n
+		started := pos < int(c.canaryN) || (c.dispatched && (c.f.cfg.concurrency <= 0 || pos < next || int(c.end) == 0))
+		if !started {
+			s.Status = StatusSkipped
+			continue
+		}
+		s.Status, s.Latency = running, now
+		s.Err = context.Canceled
+		if running == StatusTimeout {
+			s.Err = context.DeadlineExceeded
 		}
 	}
 }

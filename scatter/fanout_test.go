@@ -410,3 +410,22 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestWithoutLatency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &probe{}
+		for _, tc := range []struct {
+			opts []scatter.Option
+			want time.Duration
+		}{{nil, ms(2)}, {[]scatter.Option{scatter.WithoutLatency()}, 0}} {
+			f, err := scatter.New(leavesOf(p, behaviour{d: ms(2)}), sum, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := f.Do(t.Context(), 1)
+			if err != nil || res.Slots[0].Latency != tc.want {
+				t.Errorf("latency %v (err %v), want %v", res.Slots[0].Latency, err, tc.want)
+			}
+		}
+	})
+}

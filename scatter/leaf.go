@@ -79,14 +79,8 @@ type Report struct {
 type Slot[Resp any] struct {
 	Resp Resp
 	Report
+	written bool // the leaf's answer landed before the fan-out ended
 }
-
-const (
-	slotRunning uint32 = iota // dispatched or waiting to be: not finished
-	slotWriting
-	slotDone
-	slotAbandoned
-)
 
 // Why says why a fan-out ended.
 type Why uint8
