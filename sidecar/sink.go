@@ -3,6 +3,7 @@ package sidecar
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +20,8 @@ type Record struct {
 	Line []byte
 	// Offset is the byte offset of the line's start in the file.
 	Offset int64
+
+	plain bool // Line is known to need no JSON escaping
 }
 
 // Sink receives records from a Tailer.
@@ -45,8 +48,17 @@ type Committer interface {
 func AppendJSON(dst []byte, r Record) []byte {
 	dst = append(dst, `{"file":`...)
 	dst = appendJSONString(dst, r.File)
+	return appendJSONRest(dst, r)
+}
+
+// appendJSONRest appends everything after the file field.
+func appendJSONRest(dst []byte, r Record) []byte {
 	dst = append(dst, `,"line":`...)
-	dst = appendJSONString(dst, r.Line)
+	if r.plain {
+		dst = append(append(append(dst, '"'), r.Line...), '"')
+	} else {
+		dst = appendJSONBytes(dst, r.Line)
+	}
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, r.Offset, 10)
 	return append(dst, "}\n"...)
@@ -54,21 +66,64 @@ func AppendJSON(dst []byte, r Record) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// safeASCII[b] is true for bytes that need no escaping in a JSON string.
-var safeASCII = func() (t [utf8.RuneSelf]bool) {
-	for b := 0x20; b < utf8.RuneSelf; b++ {
-		t[b] = b != '"' && b != '\\'
-	}
-	return t
-}()
+func appendJSONString(dst []byte, s string) []byte {
+	return appendJSONBytes(dst, []byte(s))
+}
 
-func appendJSONString[S string | []byte](dst []byte, s S) []byte {
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plainWord reports whether none of the 8 bytes of x needs escaping: no control byte (< 0x20), no
+// '"', no '\\' and no byte >= 0x80.
+func plainWord(x uint64) bool { return badBits(x)&msb == 0 }
+
+// badBits has the high bit of a byte set (at least for the first such byte) where x holds a byte
+// that needs escaping.
+func badBits(x uint64) uint64 {
+	q := x ^ (lsb * '"')
+	b := x ^ (lsb * '\\')
+	return (x-lsb*0x20)&^x | (q-lsb)&^q | (b-lsb)&^b | x
+}
+
+// isPlain reports whether s is printable ASCII without '"' and '\\': valid UTF-8 that JSON takes
+// as it is.
+func isPlain(s []byte) bool {
+	i := 0
+	for ; i+32 <= len(s); i += 32 {
+		if (badBits(binary.LittleEndian.Uint64(s[i:]))|badBits(binary.LittleEndian.Uint64(s[i+8:]))|
+			badBits(binary.LittleEndian.Uint64(s[i+16:]))|badBits(binary.LittleEndian.Uint64(s[i+24:])))&msb != 0 {
+			return false
+		}
+	}
+	for ; i+8 <= len(s); i += 8 {
+		if !plainWord(binary.LittleEndian.Uint64(s[i:])) {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if b := s[i]; b < 0x20 || b >= utf8.RuneSelf || b == '"' || b == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// appendJSONBytes appends s as a JSON string, eight plain bytes at a time.
+func appendJSONBytes(dst, s []byte) []byte {
 	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
+	start, i := 0, 0
+	for i < len(s) {
+		for i+8 <= len(s) && plainWord(binary.LittleEndian.Uint64(s[i:])) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if safeASCII[b] {
+			if b >= 0x20 && b != '"' && b != '\\' {
 				i++
 				continue
 			}
@@ -89,14 +144,7 @@ func appendJSONString[S string | []byte](dst []byte, s S) []byte {
 			start = i
 			continue
 		}
-		var r rune
-		var size int
-		switch v := any(s).(type) {
-		case string:
-			r, size = utf8.DecodeRuneInString(v[i:])
-		case []byte:
-			r, size = utf8.DecodeRune(v[i:])
-		}
+		r, size := utf8.DecodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)
@@ -124,6 +172,21 @@ type WriterSink struct {
 	mu  sync.Mutex
 	w   io.Writer
 	buf []byte
+	enc jsonEncoder
+}
+
+// jsonEncoder appends records, encoding each distinct file name once.
+type jsonEncoder struct {
+	file   string
+	prefix []byte // {"file":"..."
+}
+
+func (e *jsonEncoder) append(dst []byte, r Record) []byte {
+	if r.File != e.file || e.prefix == nil {
+		e.file = r.File
+		e.prefix = appendJSONString(append(e.prefix[:0], `{"file":`...), r.File)
+	}
+	return appendJSONRest(append(dst, e.prefix...), r)
 }
 
 // NewWriterSink returns a sink writing JSON lines to w.
@@ -135,7 +198,7 @@ func (s *WriterSink) Write(_ context.Context, recs []Record) error {
 	defer s.mu.Unlock()
 	s.buf = s.buf[:0]
 	for _, r := range recs {
-		s.buf = AppendJSON(s.buf, r)
+		s.buf = s.enc.append(s.buf, r)
 	}
 	if _, err := s.w.Write(s.buf); err != nil {
 		return fmt.Errorf("write records: %w", err)
@@ -146,6 +209,7 @@ func (s *WriterSink) Write(_ context.Context, recs []Record) error {
 // FileSink appends records as JSON lines to a file and is a Committer: its mark is the file's length,
 // and Rollback truncates the file back to it. Open it with OpenFileSink; Close it when done.
 type FileSink struct {
+	enc  jsonEncoder
 	mu   sync.Mutex
 	f    *os.File
 	w    *bufio.Writer
@@ -173,7 +237,7 @@ func (s *FileSink) Write(_ context.Context, recs []Record) error {
 	defer s.mu.Unlock()
 	s.buf = s.buf[:0]
 	for _, r := range recs {
-		s.buf = AppendJSON(s.buf, r)
+		s.buf = s.enc.append(s.buf, r)
 	}
 	n, err := s.w.Write(s.buf)
 	s.size += int64(n)

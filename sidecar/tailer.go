@@ -777,13 +777,14 @@ func (t *Tailer) line(rs *tailRun, tf *tfile, line []byte, off int64) {
 		t.tooLong(tf, off)
 		return
 	}
-	if bytes.IndexByte(line, 0) >= 0 || !utf8.Valid(line) {
+	plain := isPlain(line)
+	if !plain && (bytes.IndexByte(line, 0) >= 0 || !utf8.Valid(line)) {
 		t.m.skipped.WithLabelValues("binary").Inc()
 		t.log.Warn("skip binary line", zap.String("file", tf.path), zap.Int64("offset", off))
 		return
 	}
 	if t.o.multiline == nil {
-		rs.recs = append(rs.recs, Record{File: tf.path, Line: line, Offset: off})
+		rs.recs = append(rs.recs, Record{File: tf.path, Line: line, Offset: off, plain: plain})
 		return
 	}
 	if tf.pendOff >= 0 && !t.o.multiline.Match(line) && len(tf.pend)+1+len(line) <= t.o.maxLineBytes {

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Tail throughput: podblocks' logship (sidecar.Tailer + stdout JSON sink) against coreutils `tail -F`
+# on the same large, growing file, in the same run, alternating. Each run copies LINES/2 lines into a
+# fresh app.log, starts the follower, appends the other LINES/2 lines while it reads, and times how
+# long the follower takes to emit all LINES lines (read by `head -n LINES`). Prints medians and the
+# throughput ratio logship/tail (goal >= 1.0).
+#
+#   bench/sidecar/run.sh            # LINES=1000000 RUNS=5
+#   LINES=2000000 RUNS=7 bench/sidecar/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LINES=${LINES:-1000000}
+RUNS=${RUNS:-5}
+if ! command -v tail >/dev/null; then apt-get install -y -qq coreutils >/dev/null; fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/logship" ./examples/logship
+half=$((LINES / 2))
+gen() { awk -v from="$1" -v n="$2" 'BEGIN { for (i = from; i < from + n; i++)
+	printf "2026-11-25T23:00:00.000Z INFO request handled path=/api/v1/items/%d status=200 dur=%dms\n", i, i % 97 }'; }
+gen 0 "$half" > "$work/half1"
+gen "$half" $((LINES - half)) > "$work/half2"
+bytes=$(( $(stat -c %s "$work/half1") + $(stat -c %s "$work/half2") ))
+
+# one VARIANT: prints the milliseconds VARIANT took to emit LINES lines of the growing file.
+one() {
+	local d="$work/run"
+	rm -rf "$d"; mkdir "$d"; cp "$work/half1" "$d/app.log"
+	local cmd
+	case $1 in
+	tail) cmd=(tail -F -n +1 "$d/app.log") ;;
+	logship) cmd=("$work/logship" -glob "$d/*.log" -sink stdout) ;;
+	logship-state) cmd=("$work/logship" -glob "$d/*.log" -state "$d/state.json" -sink stdout) ;;
+	esac
+	local start end
+	start=$(date +%s%N)
+	timeout 300 head -n "$LINES" < <("${cmd[@]}" 2>/dev/null & echo $! > "$work/pid"; cat "$work/half2" >> "$d/app.log"; wait) > /dev/null
+	end=$(date +%s%N)
+	kill "$(cat "$work/pid")" 2>/dev/null || true
+	echo $(((end - start) / 1000000))
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+declare -A times
+variants=(tail logship logship-state)
+for ((r = 1; r <= RUNS; r++)); do
+	for v in "${variants[@]}"; do
+		ms=$(one "$v")
+		times[$v]+="$ms "
+		echo "run $r $v: ${ms} ms" >&2
+	done
+done
+echo "lines=$LINES bytes=$bytes runs=$RUNS nproc=$(nproc) date=$(date -u +%Y-%m-%dT%H:%MZ) tail=$(tail --version | head -1)"
+tail_ms=$(echo "${times[tail]}" | tr ' ' '\n' | grep . | median)
+for v in "${variants[@]}"; do
+	ms=$(echo "${times[$v]}" | tr ' ' '\n' | grep . | median)
+	awk -v v="$v" -v ms="$ms" -v n="$LINES" -v b="$bytes" -v t="$tail_ms" 'BEGIN {
+		printf "%-14s median %6d ms  %10.0f lines/s  %7.1f MB/s  ratio vs tail -F %.2fx\n", v, ms, n / (ms / 1000), b / (ms / 1000) / 1e6, t / ms }'
+done
