@@ -19,6 +19,7 @@ func FuzzHandle(f *testing.F) {
 		"a:1|c\na:1|g", "x.y:1|ms|#le:1,quantile:2", "t:1|h\nt_count:1|c", "api.users.latency:5|ms|@0.1",
 		"s:v|s\ns:1|g", "a,b=c:1|c", "a#b=c:1|c", "a.[b=c]d:1|c", "_e{1,1}:a|b", "__x:1|c|#__y:1,9z:2",
 		"bad\xff:1|c", "q:NaN|g", "q:+Inf|c", "m:1:2:3|d|#a:b",
+		"l:1|c|#a:1\nl:1|c|#b:2\nl:1|c\nh:1|ms|#a:1\nh:1|ms", // one family, several label sets
 	} {
 		f.Add(s)
 	}
