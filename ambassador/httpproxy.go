@@ -541,7 +541,7 @@ func (p *HTTPProxy) exchange(uc *upConn, r *http.Request) (*http.Response, error
 	if err := writeRequest(uc.bw, r); err != nil {
 		return nil, err
 	}
-	resp, err := http.ReadResponse(uc.br, r)
+	resp, err := uc.readResponse(r)
 	if err != nil {
 		return nil, err
 	}

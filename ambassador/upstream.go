@@ -11,6 +11,7 @@ type upConn struct {
 	nc net.Conn
 	br *bufio.Reader
 	bw *bufio.Writer
+	rs respState
 }
 
 func newUpConn(nc net.Conn) *upConn {

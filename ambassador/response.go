@@ -1,0 +1,243 @@
+package ambassador
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strconv"
+)
+
+// Parsing upstream response heads is a large share of a proxied request's CPU. readResponse
+// parses the common shape (a complete head already buffered, HTTP/1.x, status >= 200 other than
+// 101, Content-Length framing, no folded lines) in place with one string allocation, reusing the
+// connection's header map and value slices; anything else (chunked bodies, 1xx, malformed heads)
+// goes to http.ReadResponse, which consumed nothing yet.
+
+// commonHeaders interns canonical names of frequent response headers (m[string(b)] lookups do
+// not allocate).
+var commonHeaders = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Accept-Ranges", "Age", "Cache-Control", "Connection", "Content-Encoding",
+		"Content-Language", "Content-Length", "Content-Type", "Date", "Etag", "Expires", "Keep-Alive",
+		"Last-Modified", "Location", "Server", "Set-Cookie", "Vary", "Via", "X-Backend", "X-Content-Type-Options"} {
+		m[k] = k
+		m[string(bytes.ToLower([]byte(k)))] = k
+	}
+	return m
+}()
+
+// respState is an upstream connection's reusable response parsing state.
+type respState struct {
+	resp http.Response
+	hdr  http.Header
+	vals []string
+	body clBody
+}
+
+// clBody reads exactly n bytes of a Content-Length body; an early EOF is io.ErrUnexpectedEOF.
+type clBody struct {
+	r *bufio.Reader
+	n int64
+}
+
+func (b *clBody) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	if err == io.EOF && b.n > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if b.n == 0 && err == nil {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (b *clBody) Close() error { return nil }
+
+var errNotSimple = errors.New("not a simple response head")
+
+// readResponse reads the response to req from uc.
+func (uc *upConn) readResponse(req *http.Request) (*http.Response, error) {
+	if _, err := uc.br.Peek(1); err != nil {
+		return nil, err
+	}
+	buf, _ := uc.br.Peek(uc.br.Buffered())
+	if end := bytes.Index(buf, []byte("\r\n\r\n")); end >= 0 {
+		if resp, err := uc.parseSimple(buf[:end+2], req); err == nil {
+			uc.br.Discard(end + 4)
+			return resp, nil
+		}
+	}
+	return http.ReadResponse(uc.br, req)
+}
+
+// parseSimple parses head (status line and header lines, each ending in CRLF) if it has the
+// simple shape, else returns errNotSimple.
+func (uc *upConn) parseSimple(head []byte, req *http.Request) (*http.Response, error) {
+	st := &uc.rs
+	for k, c := range head {
+		// Bare CR or LF line ends, NULs: net/http has rules for those.
+		if (c == '\n' && (k == 0 || head[k-1] != '\r')) || (c == '\r' && (k+1 == len(head) || head[k+1] != '\n')) || c == 0 {
+			return nil, errNotSimple
+		}
+	}
+	i := bytes.Index(head, []byte("\r\n"))
+	line := head[:i]
+	// "HTTP/1.x SSS reason"
+	if len(line) < 12 || string(line[:7]) != "HTTP/1." || (line[7] != '0' && line[7] != '1') || line[8] != ' ' ||
+		(len(line) > 12 && line[12] != ' ') {
+		return nil, errNotSimple
+	}
+	code := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return nil, errNotSimple
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 200 || code > 999 {
+		return nil, errNotSimple
+	}
+	minor := int(line[7] - '0')
+	rest := head[i+2:]
+	// One string holds every header value; values are substrings of it.
+	block := string(rest)
+	if st.hdr == nil {
+		st.hdr = make(http.Header, 16)
+	}
+	clear(st.hdr)
+	st.vals = st.vals[:0]
+	cl := int64(-1)
+	closeConn := minor == 0
+	off := 0
+	for off < len(block) {
+		j := indexCRLF(block[off:])
+		if j < 0 {
+			return nil, errNotSimple
+		}
+		l := block[off : off+j]
+		lineStart := off
+		off += j + 2
+		if l == "" || l[0] == ' ' || l[0] == '\t' {
+			return nil, errNotSimple // folded lines and the like: let net/http judge
+		}
+		colon := -1
+		for k := 0; k < len(l); k++ {
+			if l[k] == ':' {
+				colon = k
+				break
+			}
+			if !validHeaderByte(l[k]) {
+				return nil, errNotSimple
+			}
+		}
+		if colon <= 0 {
+			return nil, errNotSimple
+		}
+		keyBytes := rest[lineStart : lineStart+colon]
+		key, ok := commonHeaders[string(keyBytes)]
+		if !ok {
+			key = textproto.CanonicalMIMEHeaderKey(l[:colon])
+		}
+		v := l[colon+1:]
+		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+			v = v[1:]
+		}
+		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+			v = v[:len(v)-1]
+		}
+		switch key {
+		case "Transfer-Encoding", "Trailer":
+			return nil, errNotSimple
+		case "Content-Length":
+			if cl >= 0 {
+				return nil, errNotSimple
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return nil, errNotSimple
+			}
+			cl = n
+		case "Connection":
+			if eqFold(v, "close") {
+				closeConn = true
+			} else if minor == 0 && eqFold(v, "keep-alive") {
+				closeConn = false
+			}
+		}
+		st.vals = append(st.vals, v)
+		n := len(st.vals)
+		if old, ok := st.hdr[key]; ok {
+			st.hdr[key] = append(old[:len(old):len(old)], v)
+		} else {
+			st.hdr[key] = st.vals[n-1 : n : n]
+		}
+	}
+	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	if cl < 0 && !noBody {
+		return nil, errNotSimple // close-delimited body
+	}
+	st.resp = http.Response{
+		StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: minor,
+		Header: st.hdr, ContentLength: cl, Close: closeConn, Request: req,
+	}
+	st.body = clBody{r: uc.br, n: cl}
+	if noBody {
+		st.body.n = 0
+		if cl < 0 && req.Method != http.MethodHead {
+			st.resp.ContentLength = 0
+		}
+	}
+	st.resp.Body = &st.body
+	return &st.resp, nil
+}
+
+func indexCRLF(s string) int {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i] == '\r' && s[i+1] == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
+// validHeaderByte reports whether c may appear in a header field name (RFC 9110 token).
+func validHeaderByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+func eqFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
