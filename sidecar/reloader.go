@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -330,5 +331,17 @@ func hashPath(h hash.Hash, p string, depth int) {
 			fmt.Fprintf(h, "entry %s\x00", n)
 			hashPath(h, filepath.Join(p, n), depth+1)
 		}
+	}
+}
+
+// Exec returns an Action running the program path with args; exit status 0 is success. Its output is
+// discarded, except that the first KiB of it is part of the error.
+func Exec(path string, args ...string) Action {
+	return func(ctx context.Context) error {
+		out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("exec %s: %w: %s", path, err, bytes.TrimSpace(out[:min(len(out), 1024)]))
+		}
+		return nil
 	}
 }

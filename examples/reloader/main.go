@@ -1,0 +1,102 @@
+// Command reloader is a config-reload sidecar: it watches files and directories (ConfigMap and Secret
+// volumes included: it sees Kubernetes' ..data symlink swaps and compares content hashes) and, after
+// each change, signals the application (by -pid, or by -process name in a shared PID namespace) or
+// calls its -webhook, retried until the application answers 2xx.
+//
+//	reloader -watch /etc/app -process nginx -signal HUP
+//	reloader -watch /etc/prometheus -webhook http://127.0.0.1:9090/-/reload
+//
+// SIGTERM or SIGINT stops it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/podblocks/podblocks/sidecar"
+	"go.uber.org/zap"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "reloader:", err)
+		os.Exit(1)
+	}
+}
+
+var signals = map[string]syscall.Signal{"HUP": syscall.SIGHUP, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
+	"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT}
+
+func run(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reloader", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	watch := fs.String("watch", "", "files or directories to watch, comma-separated")
+	webhook := fs.String("webhook", "", "URL to call after a change")
+	method := fs.String("method", "POST", "HTTP method for -webhook")
+	pid := fs.Int("pid", 0, "PID to signal after a change")
+	process := fs.String("process", "", "process name to signal after a change (shared PID namespace)")
+	sigName := fs.String("signal", "HUP", "signal for -pid/-process: HUP, USR1, USR2, TERM, INT, QUIT")
+	debounce := fs.Duration("debounce", 100*time.Millisecond, "wait for changes to settle")
+	poll := fs.Duration("poll", 10*time.Second, "rescan period (catches what inotify misses)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *watch == "" {
+		return errors.New("-watch is required")
+	}
+	sig, ok := signals[strings.TrimPrefix(strings.ToUpper(*sigName), "SIG")]
+	if !ok {
+		return fmt.Errorf("-signal %q: unknown", *sigName)
+	}
+	var action sidecar.Action
+	switch n := btoi(*webhook != "") + btoi(*pid != 0) + btoi(*process != ""); {
+	case n != 1:
+		return errors.New("want exactly one of -webhook, -pid and -process")
+	case *webhook != "":
+		action = sidecar.Webhook(nil, *method, *webhook)
+	case *pid != 0:
+		action = sidecar.SignalPID(*pid, sig)
+	default:
+		action = sidecar.SignalName("", *process, sig)
+	}
+	log, err := zap.NewProduction()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	r, err := sidecar.NewReloader(strings.Split(*watch, ","), action, sidecar.WithDebounce(*debounce),
+		sidecar.WithPollInterval(*poll), sidecar.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	done := make(chan struct{})
+	defer func() { <-done }()
+	go func() {
+		defer close(done)
+		select {
+		case <-r.Ready():
+			log.Info("watching", zap.String("paths", *watch))
+		case <-ctx.Done():
+		}
+	}()
+	err = r.Run(ctx)
+	stop()
+	return err
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

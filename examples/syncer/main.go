@@ -1,0 +1,124 @@
+// Command syncer is a content-sync sidecar: it keeps ROOT/current pointing at the latest content of a
+// git repository (-repo, fetched with the git binary) or of a tar/tar.gz archive URL (-url), swapping
+// the symlink atomically, and after each publish (and once at startup for content already there)
+// runs its hooks in order, each retried until it succeeds: -exec commands first, then -webhook URLs.
+//
+//	syncer -root /srv/www -repo https://example.com/site.git -ref main -interval 1m \
+//	    -webhook http://127.0.0.1:8080/-/reload -http 127.0.0.1:9090
+//
+// A sync also happens on SIGHUP and on POST /sync to -http (GET /sync reports the version).
+// SIGTERM or SIGINT stops it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/podblocks/podblocks/sidecar"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "syncer:", err)
+		os.Exit(1)
+	}
+}
+
+type list []string
+
+func (l *list) String() string     { return strings.Join(*l, ",") }
+func (l *list) Set(v string) error { *l = append(*l, v); return nil }
+
+func run(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("syncer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	root := fs.String("root", "", "directory holding the published revisions and the link")
+	repo := fs.String("repo", "", "git repository (URL or path) to sync")
+	ref := fs.String("ref", "HEAD", "git branch, tag or commit")
+	url := fs.String("url", "", "tar or tar.gz archive URL to sync (instead of -repo)")
+	link := fs.String("link", "current", "name of the published symlink under -root")
+	interval := fs.Duration("interval", time.Minute, "sync period (0: only at start, on SIGHUP and POST /sync)")
+	addr := fs.String("http", "", "listen address for POST/GET /sync (empty: none)")
+	var execs, hooks list
+	fs.Var(&execs, "exec", "command run (by sh -c) after each publish; repeatable, run in order")
+	fs.Var(&hooks, "webhook", "URL POSTed after each publish (after -exec); repeatable, run in order")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *root == "" || (*repo == "") == (*url == "") {
+		return errors.New("want -root and exactly one of -repo and -url")
+	}
+	log, err := zap.NewProduction()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	var src sidecar.Source = &sidecar.HTTPArchiveSource{URL: *url}
+	if *repo != "" {
+		src = &sidecar.GitSource{Repo: *repo, Ref: *ref}
+	}
+	var actions []sidecar.Action
+	for _, c := range execs {
+		actions = append(actions, sidecar.Exec("sh", "-c", c))
+	}
+	for _, u := range hooks {
+		actions = append(actions, sidecar.Webhook(nil, http.MethodPost, u))
+	}
+	s, err := sidecar.NewSyncer(*root, src, sidecar.WithInterval(*interval), sidecar.WithLinkName(*link),
+		sidecar.WithHooks(actions...), sidecar.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Run(ctx) })
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				s.Trigger()
+			}
+		}
+	})
+	if *addr != "" {
+		ln, err := net.Listen("tcp", *addr)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/sync", s)
+		srv := &http.Server{Handler: http.MaxBytesHandler(mux, 1<<20), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	return g.Wait()
+}

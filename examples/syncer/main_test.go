@@ -1,0 +1,126 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "syncer-bin")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "syncer")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		panic(fmt.Sprintf("go build: %v\n%s", err, out))
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { os.RemoveAll(dir) }))
+}
+
+func tgz(t *testing.T, content string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Name: "site.txt", Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(content))
+	tw.Close()
+	zw.Close()
+	return buf.Bytes()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestSyncsArchiveRunsHooksOnSignalAndHTTP(t *testing.T) {
+	var mu sync.Mutex
+	body := tgz(t, "v1")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Write(body)
+	}))
+	defer srv.Close()
+	set := func(s string) { mu.Lock(); body = tgz(t, s); mu.Unlock() }
+
+	dir := t.TempDir()
+	root, out := filepath.Join(dir, "root"), filepath.Join(dir, "hook.out")
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "-root", root, "-url", srv.URL, "-interval", "0", "-http", addr,
+		"-exec", fmt.Sprintf("cat %s/current/site.txt >> %s; echo >> %s", root, out, out))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	seen := func() string { data, _ := os.ReadFile(out); return strings.ReplaceAll(string(data), "\n", " ") }
+	waitFor(t, "hook for v1", func() bool { return seen() == "v1 " })
+
+	set("v2")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "hook for v2 after SIGHUP", func() bool { return seen() == "v1 v2 " })
+
+	set("v3")
+	waitFor(t, "POST /sync", func() bool {
+		resp, err := http.Post("http://"+addr+"/sync", "", nil)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusAccepted
+	})
+	waitFor(t, "hook for v3 after POST", func() bool { return seen() == "v1 v2 v3 " })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{{}, {"-root", "/tmp/x"}, {"-root", "/tmp/x", "-repo", "r", "-url", "u"}} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "syncer:") {
+			t.Errorf("syncer %v: err %v, output %q; want a failure with a reason", args, err, out)
+		}
+	}
+}
