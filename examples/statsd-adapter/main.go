@@ -186,7 +186,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 			io.WriteString(w, "OK")
 		})
 		mux.HandleFunc("POST /-/quit", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
 			io.WriteString(w, "Requesting termination... Goodbye!")
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush() // the answer is out before the server starts shutting down
+			}
 			quit()
 		})
 	}
