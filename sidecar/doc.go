@@ -1,0 +1,46 @@
+// Package sidecar provides building blocks for the sidecar pattern: a helper container that shares
+// a volume (and in Kubernetes, optionally, the PID namespace) with the application container.
+//
+//   - Tailer follows log files by glob and ships their lines to a Sink (WriterSink for stdout,
+//     FileSink, HTTPSink). It identifies files by inode and a fingerprint of their first bytes,
+//     follows rename rotation (reading a renamed file to its end, also across restarts) and
+//     copytruncate, and commits its offsets to a checkpoint only after the sink confirmed delivery.
+//     With a Committer sink (FileSink) a crash at any moment loses and duplicates nothing.
+//   - Syncer publishes content from git (through the git binary) or an HTTP archive by atomic
+//     symlink swap, and runs ordered, retried hooks after each publish and once at startup.
+//   - Reloader watches files and ConfigMap/Secret volumes (Kubernetes' ..data symlink swaps),
+//     compares content hashes, debounces, and signals a process, calls a webhook or a func.
+//   - Topz serves the processes of a shared PID namespace with CPU and memory from /proc.
+//   - Supervisor runs child processes with restart backoff and exits when the main container is
+//     done (a done file on the shared volume, or an HTTP call), so the sidecars of Jobs finish.
+//
+// # Lifecycle
+//
+// Tailer, Reloader, Syncer and Supervisor are components: constructors validate and start nothing;
+// Run blocks until its context ends (then returns nil) and returns only after every goroutine and
+// child process it started has exited. Tailer, Reloader and Syncer expose Ready. Topz, HTTPSink,
+// WriterSink and FileSink start nothing.
+//
+// # Cleanup
+//
+// Run closes every file and watch it opened. FileSink must be closed by its owner after the Tailer
+// using it returned. The Syncer keeps the current and the previous revision directory (readers may
+// still be in it) and removes older ones. The Supervisor sends SIGTERM to its children when it
+// stops, then SIGKILL after the grace period.
+//
+// # Concurrency
+//
+// Statusz, Ready, Reloads, Version, Trigger, Done and the HTTP handlers are safe for concurrent use
+// with Run. A Tailer calls its Sink from one goroutine at a time. One Tailer per checkpoint file:
+// two processes sharing a checkpoint corrupt each other's offsets.
+//
+// # Delivery guarantees
+//
+// Rename rotation: every line exactly once with a Committer sink, at-least-once with the others,
+// across crashes and restarts, as long as a rotated file still exists when the Tailer comes back.
+// Copytruncate: lines written between the end of the copy and the truncation are in no file and are
+// lost by any tailer; the copy is recognised by its fingerprint and read from where the original had
+// been delivered, so nothing else is lost. A crash during a copytruncate rotation may repeat or lose
+// the lines of that window. Two different files whose first 1 KiB are identical cannot be told apart
+// by content; inode and device still tell them apart while both exist.
+package sidecar
