@@ -50,7 +50,7 @@ type Defaults struct {
 	ObserverType        ObserverType     `yaml:"observer_type"`
 	MatchType           string           `yaml:"match_type"`
 	GlobDisableOrdering bool             `yaml:"glob_disable_ordering"`
-	TTL                 time.Duration    `yaml:"ttl"`
+	TTL                 Duration         `yaml:"ttl"`
 	SummaryOptions      SummaryOptions   `yaml:"summary_options"`
 	HistogramOptions    HistogramOptions `yaml:"histogram_options"`
 }
@@ -66,7 +66,7 @@ type Mapping struct {
 	Help             string            `yaml:"help"`
 	Action           string            `yaml:"action"`
 	MatchMetricType  MetricType        `yaml:"match_metric_type"`
-	TTL              time.Duration     `yaml:"ttl"`
+	TTL              Duration          `yaml:"ttl"`
 	SummaryOptions   *SummaryOptions   `yaml:"summary_options"`
 	HistogramOptions *HistogramOptions `yaml:"histogram_options"`
 	Scale            *float64          `yaml:"scale"`
@@ -81,16 +81,37 @@ type Mapping struct {
 
 // SummaryOptions configure summaries (statsd_exporter's summary_options).
 type SummaryOptions struct {
-	Quantiles  []Quantile    `yaml:"quantiles"`
-	MaxAge     time.Duration `yaml:"max_age"`
-	AgeBuckets uint32        `yaml:"age_buckets"`
-	BufCap     uint32        `yaml:"buf_cap"`
+	Quantiles  []Quantile `yaml:"quantiles"`
+	MaxAge     Duration   `yaml:"max_age"`
+	AgeBuckets uint32     `yaml:"age_buckets"`
+	BufCap     uint32     `yaml:"buf_cap"`
 }
 
 // Quantile is one summary objective.
 type Quantile struct {
 	Quantile float64 `yaml:"quantile"`
 	Error    float64 `yaml:"error"`
+}
+
+// Duration is a time.Duration in the mapping config: a Go duration string ("30s", "1m"), or a
+// bare integer of nanoseconds, as statsd_exporter's YAML decoder reads one (so "ttl: 0" works).
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: duration must be a scalar", n.Line)
+	}
+	if i, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
+		*d = Duration(i)
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // HistogramOptions configure histograms (statsd_exporter's histogram_options).

@@ -118,7 +118,7 @@ func TestMapDefaultsApplied(t *testing.T) {
 	if diff := cmp.Diff(DefaultBuckets, cfg.Mappings[0].HistogramOptions.Buckets); diff != "" {
 		t.Errorf("default buckets (-want +got):\n%s", diff)
 	}
-	if got := cfg.Mappings[9].TTL; got != time.Minute {
+	if got := time.Duration(cfg.Mappings[9].TTL); got != time.Minute {
 		t.Errorf("ttl = %v, want 1m", got)
 	}
 	if got := cfg.Mappings[9].SummaryOptions.Quantiles; len(got) != 1 || got[0].Quantile != 0.5 {
@@ -166,6 +166,7 @@ func TestParseMappingConfigErrors(t *testing.T) {
 		{"bad quantile", "mappings:\n- match: a.b\n  name: x\n  summary_options: {quantiles: [{quantile: 2, error: 0.1}]}\n", "summary_options.quantiles"},
 		{"bad observer default", "defaults:\n  observer_type: gauge\n", "defaults.observer_type"},
 		{"bad match type", "mappings:\n- match: a.b\n  name: x\n  match_type: fuzzy\n", "match_type"},
+		{"bad duration", "mappings:\n- match: a.b\n  name: x\n  ttl: soon\n", "yaml"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,6 +179,20 @@ func TestParseMappingConfigErrors(t *testing.T) {
 				t.Errorf("ConfigError.Field = %q, want %q (error: %v)", ce.Field, tc.field, err)
 			}
 		})
+	}
+}
+
+func TestDurations(t *testing.T) {
+	cfg, err := ParseMappingConfig([]byte("defaults:\n  ttl: 0\nmappings:\n- match: a.*\n  name: a\n  ttl: 1500000000\n" +
+		"- match: b.*\n  name: b\n  ttl: 2m\n  summary_options: {max_age: 30s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []time.Duration{time.Duration(cfg.Defaults.TTL), time.Duration(cfg.Mappings[0].TTL),
+		time.Duration(cfg.Mappings[1].TTL), time.Duration(cfg.Mappings[1].SummaryOptions.MaxAge)}
+	want := []time.Duration{0, 1500 * time.Millisecond, 2 * time.Minute, 30 * time.Second}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("durations (-want +got):\n%s", diff)
 	}
 }
 

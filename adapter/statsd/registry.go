@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -205,7 +206,7 @@ func newSeries(f *family, key string, sp *spec) *series {
 		}
 		sm := prometheus.NewSummary(prometheus.SummaryOpts{
 			Name: f.name, Help: f.help, Objectives: obj,
-			MaxAge: o.MaxAge, AgeBuckets: o.AgeBuckets, BufCap: o.BufCap,
+			MaxAge: time.Duration(o.MaxAge), AgeBuckets: o.AgeBuckets, BufCap: o.BufCap,
 		})
 		s.obs, s.metric = sm, sm
 	}
