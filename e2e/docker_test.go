@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,7 +82,7 @@ func removeLeftovers() {
 }
 
 // needEngine skips the test when no Docker engine is reachable, and builds the images named (once
-// per run each; "worker" is workqueue plus podtool).
+// per run each).
 func needEngine(t *testing.T, names ...string) {
 	t.Helper()
 	if engineErr != nil {
@@ -92,18 +91,7 @@ func needEngine(t *testing.T, names ...string) {
 	imagesMu.Lock()
 	defer imagesMu.Unlock()
 	var missing []string
-	worker := false
 	for _, n := range names {
-		if n == "worker" {
-			worker = !built["worker"]
-			if !built["workqueue"] && !slices.Contains(names, "workqueue") {
-				missing = append(missing, "workqueue")
-			}
-			if !built["podtool"] && !slices.Contains(names, "podtool") {
-				missing = append(missing, "podtool")
-			}
-			continue
-		}
 		if !built[n] {
 			missing = append(missing, n)
 		}
@@ -118,12 +106,6 @@ func needEngine(t *testing.T, names ...string) {
 		for _, n := range missing {
 			built[n] = true
 		}
-	}
-	if worker {
-		if err := buildWorker(); err != nil {
-			t.Fatalf("build the worker image: %v", err)
-		}
-		built["worker"] = true
 	}
 }
 
@@ -152,28 +134,6 @@ func buildImages(names []string) (string, error) {
 		return "", fmt.Errorf("images/build.sh: %v: %s", err, stderr.String())
 	}
 	return string(out), nil
-}
-
-// buildWorker builds the worker image: the workqueue image plus podtool, as a user's worker image
-// adds its own command to the workqueue binary.
-func buildWorker() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	dir, err := os.MkdirTemp("", "pbe2e-worker")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	df := fmt.Sprintf("FROM %s\nFROM %s\nCOPY --from=0 /podtool /podtool\n", image("podtool"), image("workqueue"))
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
-		return err
-	}
-	b := exec.CommandContext(ctx, "docker", "build", "-q", "-t", image("worker"), dir)
-	b.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
-	if out, err := b.CombinedOutput(); err != nil {
-		return fmt.Errorf("%v: %s", err, out)
-	}
-	return nil
 }
 
 // exampleNames lists the directories under examples/ holding a main package.

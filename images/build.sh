@@ -7,8 +7,9 @@
 #   images/build.sh elector etcd     # only these
 #   REPO=podblocks TAG=dev           # image names are $REPO/<name>:$TAG (these are the defaults)
 #
-# Names: a directory under examples/, "podtool" (the e2e helper, e2e/podtool), memcached,
-# redis-server, etcd. Prints a table of image sizes at the end.
+# Names: a directory under examples/, "podtool" (the e2e helper, e2e/podtool), "worker" (the
+# workqueue binary plus podtool as the item command, the way a user's worker image adds its own
+# command), memcached, redis-server, etcd. Prints a table of image sizes at the end.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 repo=${REPO:-podblocks}
@@ -31,12 +32,17 @@ fi
 pkgs=()
 for n in "${names[@]}"; do
 	case " ${thirdparty[*]} " in *" $n "*) continue ;; esac
-	if [ "$n" = podtool ]; then pkgs+=(./e2e/podtool); else pkgs+=("./examples/$n"); fi
+	case "$n" in
+	podtool) pkgs+=(./e2e/podtool) ;;
+	worker) pkgs+=(./examples/workqueue ./e2e/podtool) ;;
+	*) pkgs+=("./examples/$n") ;;
+	esac
 done
 
 if [ ${#pkgs[@]} -gt 0 ]; then
 	mkdir -p "$work/bin"
 	# One go build for all of them: packages they share compile once.
+	mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
 	(cd "$root" && CGO_ENABLED=0 "$go" build -trimpath -ldflags='-s -w' -o "$work/bin/" "${pkgs[@]}")
 fi
 
@@ -76,6 +82,10 @@ for n in "${names[@]}"; do
 		rootfs_from_debian "$bin" "$ctx/rootfs"
 		mkdir -p "$ctx/rootfs/var/lib/etcd"
 		printf 'FROM scratch\nCOPY rootfs/ /\nWORKDIR /var/lib/etcd\nEXPOSE 2379 2380\nENTRYPOINT ["%s"]\n' "$bin" >"$ctx/Dockerfile"
+		;;
+	worker)
+		cp "$work/bin/workqueue" "$work/bin/podtool" "$ctx/"
+		printf 'FROM scratch\nCOPY workqueue podtool /\nENTRYPOINT ["/workqueue"]\n' >"$ctx/Dockerfile"
 		;;
 	*)
 		cp "$work/bin/$n" "$ctx/$n"
