@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/prometheus/statsd_exporter/pkg/mapper"
 
@@ -65,6 +66,34 @@ func TestMappingMatchesStatsdExporter(t *testing.T) {
 		"typed.x", "noisy.thing", "a.b.c", "a.b.d", "a.x.c", "x.1.y.2", "regex.get.fast", "timer.a.b",
 		"unmapped.metric-name", "1st.metric", "a--b.c", "weird.ü.name", "",
 	}
+	for _, n := range names {
+		compareMapping(t, ours, theirs, n)
+	}
+}
+
+// FuzzMappingMatchesStatsdExporter compares the two mappers on arbitrary names.
+func FuzzMappingMatchesStatsdExporter(f *testing.F) {
+	for _, n := range []string{"test.dispatcher.FooProcessor.send.success", "a.b.c", "x.1.y.2", "a..c", "typed.", ".a"} {
+		f.Add(n)
+	}
+	ours, err := statsd.ParseMappingConfig([]byte(compatMapping))
+	if err != nil {
+		f.Fatal(err)
+	}
+	theirs := &mapper.MetricMapper{}
+	if err := theirs.InitFromYAMLString(compatMapping); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if !utf8.ValidString(name) {
+			return // both parsers reject such lines before mapping
+		}
+		compareMapping(t, ours, theirs, name)
+	})
+}
+
+func compareMapping(t *testing.T, ours *statsd.MappingConfig, theirs *mapper.MetricMapper, n string) {
+	t.Helper()
 	types := map[statsd.Type]mapper.MetricType{
 		statsd.Counter: mapper.MetricTypeCounter, statsd.Gauge: mapper.MetricTypeGauge, statsd.Timer: mapper.MetricTypeObserver,
 	}
@@ -73,7 +102,7 @@ func TestMappingMatchesStatsdExporter(t *testing.T) {
 		Name          string
 		Labels        []string
 	}
-	for _, n := range names {
+	{
 		for ot, tt := range types {
 			m, labels, ok := theirs.GetMapping(n, tt)
 			want := outcome{Matched: ok, Name: mapper.EscapeMetricName(n)}
