@@ -156,7 +156,8 @@ func ParseEndpointsFile(data []byte) ([]Endpoint, error) {
 	return eps, nil
 }
 
-// Load reads and parses the file once, updating the set if it parses.
+// Load reads and parses the file once, updating the set if it parses. Run calls it; do not call
+// it while Run runs.
 func (f *File) Load() error {
 	data, err := os.ReadFile(f.Path)
 	if err != nil {

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"flag"
+	"io"
 	"os"
 
 	"github.com/podblocks/podblocks/ambassador"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func runTCP(args []string) error {
+func runTCP(args []string) error { return runTCPContext(context.Background(), args, os.Stdout) }
+
+func runTCPContext(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("ambassador tcp", flag.ContinueOnError)
 	var f proxyFlags
 	f.register(fs, false)
@@ -20,6 +24,7 @@ func runTCP(args []string) error {
 	if err != nil {
 		return err
 	}
+	tuneGC()
 	log := newLogger(f.verbose)
 	reg := prometheus.NewRegistry()
 	opts, err := f.options(log, reg)
@@ -35,5 +40,5 @@ func runTCP(args []string) error {
 	if err != nil {
 		return err
 	}
-	return serve(&f, p, cluster, reg, os.Stdout)
+	return serve(ctx, &f, p, cluster, reg, stdout)
 }
