@@ -721,6 +721,17 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		}
 		return 0, nil
 	}
+	if tf.active && tf.fpLen > 0 {
+		// Checked after the read: if the file was truncated (copytruncate) and regrown before or
+		// during the read, these bytes may be the new content at the old offset. Drop them and start
+		// over; the old content's tail is in the copy.
+		if fp, ok := fingerprint(tf.f, tf.fpLen); !ok || fp != tf.fp {
+			t.log.Info("file content replaced", zap.String("file", tf.path))
+			t.m.rotations.WithLabelValues("truncate").Inc()
+			tf.reset(rs)
+			return n, nil
+		}
+	}
 	tf.eof = false
 	tf.lastData = time.Now()
 	t.m.bytes.Add(float64(n))

@@ -263,9 +263,9 @@ func TestTailerRestartFindsRotationsWhileDown(t *testing.T) {
 	}
 
 	stop = runTailer(t, e.tailer(t))
-	got := e.waitLines(t, 15)
+	e.waitLines(t, 15)
 	time.Sleep(100 * time.Millisecond) // let a duplicate show up, if there were one
-	got = readShipped(t, e.out)
+	got := readShipped(t, e.out)
 	stop()
 	if diff := cmp.Diff(numbered("l", 0, 15), lines(got)); diff != "" {
 		t.Errorf("shipped lines, in order (-want +got):\n%s", diff)
