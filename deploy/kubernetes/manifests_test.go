@@ -37,9 +37,9 @@ type object struct {
 	Data map[string]string `yaml:"data"`
 	Spec struct {
 		// Service
-		ClusterIP string            `yaml:"clusterIP"`
-		Selector  yaml.Node         `yaml:"selector"` // Service: labels; workloads: {matchLabels}
-		Ports     []servicePort     `yaml:"ports"`
+		ClusterIP string        `yaml:"clusterIP"`
+		Selector  yaml.Node     `yaml:"selector"` // Service: labels; workloads: {matchLabels}
+		Ports     []servicePort `yaml:"ports"`
 		// workloads
 		ServiceName string       `yaml:"serviceName"`
 		Template    *podTemplate `yaml:"template"`
