@@ -176,10 +176,6 @@ func stripComments(src []byte) []byte {
 
 func image(name string) string { return imageRepo + "/" + name + ":" + imageTag }
 
-func hasImage(name string) bool {
-	return exec.Command("docker", "image", "inspect", image(name)).Run() == nil
-}
-
 // docker runs the docker CLI and returns its trimmed stdout.
 func docker(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "docker", args...)
@@ -220,15 +216,6 @@ func network(t *testing.T, name string) string {
 	full := prefix + name
 	mustDocker(t, "network", "create", full)
 	cleanupDocker(t, "network", "rm", full)
-	return full
-}
-
-// volume creates a named volume, removed when the test ends.
-func volume(t *testing.T, name string) string {
-	t.Helper()
-	full := prefix + name
-	mustDocker(t, "volume", "create", full)
-	cleanupDocker(t, "volume", "rm", "-f", full)
 	return full
 }
 
