@@ -3,6 +3,7 @@ package statsd
 import (
 	"bytes"
 	"errors"
+	"math"
 	"strconv"
 	"unicode/utf8"
 )
@@ -76,7 +77,7 @@ type Sample struct {
 	Type       Type    //
 	Value      float64 // the value as sent (timers in milliseconds; counters not yet scaled by the rate)
 	Relative   bool    // a gauge delta ("+N"/"-N")
-	SampleRate float64 // in (0,1]; 1 when the line had none
+	SampleRate float64 // > 0; 1 when the line had none (or an unreadable one)
 	Member     []byte  // for sets: the raw member
 	Tags       []Tag   // the line's tags, in the order sent (keys not yet escaped)
 }
@@ -134,13 +135,24 @@ type Parser struct {
 	nameTags []Tag
 	tags     []Tag  // backing store of every sample's Tags
 	name     []byte // buffer for a SignalFX name with its tag block cut out
+	rateErr  bool   // an unreadable sample rate was replaced by 1
 }
 
 // Parse parses one line (without its newline) into samples. A line may carry several samples
 // ("a:1|c:2|g", or DogStatsD's "a:1:2:3|ms"). It returns the samples it could parse and the
-// error of the last sample it could not (a sample with an error is skipped, the others are kept).
+// error of the last sample it could not (a sample with an error is skipped, the others are kept;
+// an unreadable sample rate is reported as ErrInvalidSampleRate with the sample kept at rate 1).
 // The returned slice and everything it points into are valid until the next call.
 func (p *Parser) Parse(line []byte) ([]Sample, error) {
+	p.rateErr = false
+	samples, err := p.parse(line)
+	if err == nil && p.rateErr {
+		err = ErrInvalidSampleRate
+	}
+	return samples, err
+}
+
+func (p *Parser) parse(line []byte) ([]Sample, error) {
 	p.samples = p.samples[:0]
 	p.nameTags = p.nameTags[:0]
 	p.tags = p.tags[:0]
@@ -281,12 +293,18 @@ func (p *Parser) section(s *Sample, sec []byte, n int) error {
 	}
 	switch sec[0] {
 	case '@':
+		// As in statsd_exporter: an unreadable rate is counted but the sample kept at rate 1; a
+		// rate above 1 divides counters and observes timers int(1/rate) = 0 times. Unlike it, a
+		// negative or non-finite rate rejects the sample.
 		r, err := parseFloat(sec[1:])
-		if err != nil || !(r >= 0 && r <= 1) {
-			return ErrInvalidSampleRate
-		}
-		if r == 0 {
+		switch {
+		case err != nil:
+			p.rateErr = true
 			r = 1
+		case r == 0:
+			r = 1
+		case !(r > 0 && r <= math.MaxFloat64):
+			return ErrInvalidSampleRate
 		}
 		s.SampleRate = r
 	case '#':

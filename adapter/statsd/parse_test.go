@@ -1,6 +1,7 @@
 package statsd
 
 import (
+	"math"
 	"strconv"
 
 	"testing"
@@ -83,8 +84,10 @@ var parseCases = []struct {
 	{"bad value", "foo:abc|c", nil, ErrMalformedValue, 0},
 	{"empty value", "foo:|c", nil, ErrMalformedValue, 0},
 	{"unknown type", "foo:1|x", nil, ErrUnknownType, 0},
-	{"bad rate", "foo:1|c|@x", nil, ErrInvalidSampleRate, 0},
-	{"rate above one", "foo:1|c|@2", nil, ErrInvalidSampleRate, 0},
+	{"bad rate kept at 1", "foo:1|c|@x", []parsed{{Name: "foo", Type: "c", Value: 1, Rate: 1}}, ErrInvalidSampleRate, 0},
+	{"rate above one", "foo:1|c|@2", []parsed{{Name: "foo", Type: "c", Value: 1, Rate: 2}}, nil, 0},
+	{"negative rate", "foo:1|c|@-0.5", nil, ErrInvalidSampleRate, 0},
+	{"infinite rate", "foo:1|c|@Inf", nil, ErrInvalidSampleRate, 0},
 	{"empty section", "foo:1|c|", nil, ErrMalformedSection, 0},
 	{"unknown section", "foo:1|c|zzz", nil, ErrMalformedSection, 0},
 	{"too many sections", "foo:1|c|@1|@1|@1|@1|@1", nil, ErrMalformedSection, 0},
@@ -173,7 +176,7 @@ func FuzzParse(f *testing.F) {
 			if s.Type < Counter || s.Type > Set {
 				t.Errorf("Parse(%q) gave type %d", line, s.Type)
 			}
-			if !(s.SampleRate > 0 && s.SampleRate <= 1) {
+			if !(s.SampleRate > 0 && s.SampleRate <= math.MaxFloat64) {
 				t.Errorf("Parse(%q) gave sample rate %v", line, s.SampleRate)
 			}
 			for _, tag := range s.Tags {

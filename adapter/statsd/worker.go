@@ -264,8 +264,8 @@ func (w *worker) update(ent *entry, s *Sample) {
 			v /= 1000
 		}
 		n := 1
-		if s.SampleRate < 1 {
-			n = min(int(1/s.SampleRate), maxRepeat)
+		if s.SampleRate != 1 {
+			n = min(int(1/s.SampleRate), maxRepeat) // 0 for a rate above 1, as in statsd_exporter
 		}
 		for range n {
 			ser.obs.Observe(v)
