@@ -126,3 +126,72 @@ func BenchmarkRawFetchAck(b *testing.B) {
 
 // BenchmarkQueueSingle takes exactly one message per Lease (WithFetchBatch(1)), acks confirmed.
 func BenchmarkQueueSingle(b *testing.B) { benchQueue(b, wqjs.WithFetchBatch(1)) }
+
+// BenchmarkInterleaved alternates rounds of 2,000 messages between the queue (batch 100, plain
+// acks) and the raw Fetch(100)+Ack loop, on one server, and reports the throughput ratio
+// queue/raw over all rounds: on a noisy shared machine, alternating in small rounds keeps both
+// sides under the same load. Run with -benchtime 1x; -rounds via the loop below (20 rounds).
+func BenchmarkInterleaved(b *testing.B) {
+	nc := benchServer(b)
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	q, err := wqjs.Open(ctx, nc, "inter", wqjs.WithFetchBatch(100), wqjs.WithAsyncAck())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage}); err != nil {
+		b.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "RAW", jetstream.ConsumerConfig{Durable: "w", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const rounds, per = 20, 2000
+	var tq, tr time.Duration
+	seq := 0
+	for r := range rounds * b.N {
+		base := seq
+		fill(b, js, func(i int) string { return fmt.Sprintf("wq.inter.u.%d", base+i) }, per)
+		fill(b, js, func(i int) string { return fmt.Sprintf("raw.%d", base+i) }, per)
+		seq += per
+		queue := func() {
+			start := time.Now()
+			for range per {
+				it, err := q.Lease(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := q.Ack(ctx, it.Lease); err != nil {
+					b.Fatal(err)
+				}
+			}
+			tq += time.Since(start)
+		}
+		raw := func() {
+			start := time.Now()
+			for got := 0; got < per; {
+				batch, err := cons.Fetch(min(100, per-got), jetstream.FetchMaxWait(5*time.Second))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for m := range batch.Messages() {
+					m.Ack()
+					got++
+				}
+			}
+			tr += time.Since(start)
+		}
+		if r%2 == 0 {
+			queue()
+			raw()
+		} else {
+			raw()
+			queue()
+		}
+	}
+	n := float64(rounds * b.N * per)
+	b.ReportMetric(n/tq.Seconds(), "queue-items/s")
+	b.ReportMetric(n/tr.Seconds(), "raw-items/s")
+	b.ReportMetric(tr.Seconds()/tq.Seconds(), "queue/raw")
+}

@@ -239,10 +239,6 @@ func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptio
 
 // Lease implements workqueue.Queue.
 func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(q.closeCtx, cancel)
-	defer stop()
 	for {
 		if q.isClosed() {
 			return nil, workqueue.ErrClosed
@@ -250,7 +246,7 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		b, err := q.next(lctx)
+		b, err := q.next(ctx)
 		if err != nil {
 			if q.isClosed() {
 				return nil, workqueue.ErrClosed
@@ -263,7 +259,7 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 		if b.msg == nil {
 			continue
 		}
-		if it := q.take(lctx, b); it != nil {
+		if it := q.take(ctx, b); it != nil {
 			return it, nil
 		}
 	}
@@ -296,8 +292,11 @@ func (q *Queue) next(ctx context.Context) (buffered, error) {
 			return got[0], nil
 		}
 	}
+	// Only a blocking pull needs to end when the queue closes.
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	stop := context.AfterFunc(q.closeCtx, cancel)
+	defer stop()
 	if dl, _ := fctx.Deadline(); time.Until(dl) < 5*time.Millisecond {
 		// Too close to the deadline for a pull request (Fetch refuses one that is already due).
 		<-fctx.Done()
