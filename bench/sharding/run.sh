@@ -77,18 +77,20 @@ for p in $NR $NM $PR $PM $QR $QM; do wait_port "$p"; done
 results="$work/results.txt"
 # redis_run NAME PORT PIPELINE N: appends "NAME P<pipe> get|set rps p50" lines.
 redis_run() {
-  redis-benchmark -h 127.0.0.1 -p "$2" -c 50 -t get,set -P "$3" -n "$4" --csv 2>/dev/null |
+  { redis-benchmark -h 127.0.0.1 -p "$2" -c 50 -t get,set -P "$3" -n "$4" --csv 2>>"$work/errors" || echo "redis-benchmark $1 P$3 failed" >&2; } |
     awk -F'","' -v name="$1" -v pipe="$3" 'NR>1 { t=$1; gsub(/"/,"",t); print name, "P" pipe, tolower(t), $2, $5 }' >> "$results"
 }
 # mc_run NAME SERVERS: appends "NAME mc tps TPS 0".
 mc_run() {
   local tps
-  tps=$(memcaslap -s "$2" -T 1 -c 32 -t "${MC_SECS}s" 2>/dev/null | awk '/TPS:/ { for (i=1;i<=NF;i++) if ($i=="TPS:") v=$(i+1) } END { print v+0 }')
+  tps=$({ memcaslap -s "$2" -T 1 -c 32 -t "${MC_SECS}s" 2>>"$work/errors" || echo "memcaslap $1 failed" >&2; } | awk '/TPS:/ { for (i=1;i<=NF;i++) if ($i=="TPS:") v=$(i+1) } END { print v+0 }')
   echo "$1 mc tps $tps 0" >> "$results"
 }
 
+alive() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "a peer (pid $p) died; stopping" >&2; exit 1; }; done; }
 echo "nproc=$(nproc) date=$(date -u +%FT%TZ) rounds=$ROUNDS load=$(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$ROUNDS"); do
+  alive
   echo "round $r/$ROUNDS"
   redis_run direct "$R1" 16 "$P16_N";   redis_run nutcracker "$NR" 16 "$P16_N"
   redis_run podblocks "$PR" 16 "$P16_N"; redis_run podblocks-gmp1 "$QR" 16 "$P16_N"
