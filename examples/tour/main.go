@@ -26,6 +26,7 @@ import (
 func acts() []act {
 	return []act{
 		lifecycleAct(),
+		sidecarAct(),
 		ambassadorAct(),
 		shardingAct(),
 		adapterAct(),
