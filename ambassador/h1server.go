@@ -68,6 +68,7 @@ type h1Conn struct {
 	clen       int64 // declared Content-Length, -1 if none
 	written    int64
 	req        *http.Request
+	trailers   []string // names announced in Trailer, sent after a chunked body
 }
 
 var h1Pool = sync.Pool{New: func() any {
@@ -263,7 +264,16 @@ func (hc *h1Conn) serveOne(ctx context.Context, req *http.Request) (keep bool) {
 		hc.WriteHeader(http.StatusOK)
 	}
 	if hc.chunked {
-		hc.bw.WriteString("0\r\n\r\n")
+		hc.bw.WriteString("0\r\n")
+		for _, k := range hc.trailers {
+			for _, v := range hc.hdr[k] {
+				hc.bw.WriteString(k)
+				hc.bw.WriteString(": ")
+				hc.bw.WriteString(v)
+				hc.bw.WriteString("\r\n")
+			}
+		}
+		hc.bw.WriteString("\r\n")
 	}
 	if err := hc.bw.Flush(); err != nil {
 		return false
@@ -331,8 +341,19 @@ func (hc *h1Conn) WriteHeader(code int) {
 			hc.closeAfter = true
 		}
 	}
+	hc.trailers = hc.trailers[:0]
+	if hc.chunked {
+		// Trailers announced before the body are sent after the last chunk.
+		for _, v := range hc.hdr["Trailer"] {
+			for name := range strings.SplitSeq(v, ",") {
+				if name = strings.TrimSpace(name); name != "" {
+					hc.trailers = append(hc.trailers, http.CanonicalHeaderKey(name))
+				}
+			}
+		}
+	}
 	for k, vv := range hc.hdr {
-		if k == "Transfer-Encoding" || k == "Connection" || k == "Trailer" {
+		if k == "Transfer-Encoding" || k == "Connection" || (k == "Trailer" && !hc.chunked) {
 			continue
 		}
 		for _, v := range vv {

@@ -546,3 +546,53 @@ func FuzzHTTPProxyRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestHTTPProxyTrailersAndStreaming(t *testing.T) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		w.WriteHeader(200)
+		for i := range 3 {
+			fmt.Fprintf(w, "part%d;", i)
+			w.(http.Flusher).Flush()
+		}
+		w.Header().Set("X-Checksum", "abc")
+	})}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: ln.Addr().String()}))
+	resp, err := client(t).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "part0;part1;part2;" || resp.Trailer.Get("X-Checksum") != "abc" {
+		t.Errorf("body %q trailer %v, want the three parts and X-Checksum: abc", body, resp.Trailer)
+	}
+}
+
+func TestHTTPProxyHashAffinity(t *testing.T) {
+	bs := []*ambassadortest.HTTPBackend{ambassadortest.NewHTTPBackend(t, "b0"), ambassadortest.NewHTTPBackend(t, "b1"),
+		ambassadortest.NewHTTPBackend(t, "b2")}
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(bs[0].Endpoint(), bs[1].Endpoint(), bs[2].Endpoint()),
+		ambassador.WithBalancer(ambassador.NewRingHash), ambassador.WithKey(ambassador.HeaderKey("X-User")))
+	c := client(t)
+	users := map[string]string{}
+	spread := map[string]bool{}
+	for round := range 3 {
+		for u := range 30 {
+			user := fmt.Sprintf("user-%d", u)
+			_, body := get(t, c, url, "X-User", user)
+			if round == 0 {
+				users[user] = body
+				spread[body] = true
+			} else if users[user] != body {
+				t.Fatalf("%s went to %q then %q, want the same backend", user, users[user], body)
+			}
+		}
+	}
+	if len(spread) != 3 {
+		t.Errorf("30 users landed on %d backends, want all 3", len(spread))
+	}
+}
