@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassadortest"
+	"go.uber.org/goleak"
+)
+
+// TestMain is the package's only TestMain (the nutcracker tests share it).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// syncBuffer is a goroutine-safe stdout.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs a subcommand until the test ends and waits until it serves on listen.
+func start(t *testing.T, run func(context.Context, []string, io.Writer) error, listen string, args ...string) *syncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"-listen", listen}, args...), out) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run = %v, want nil", err)
+		}
+	})
+	ok := ambassadortest.WaitFor(t.Context(), 15*time.Second, func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			return true
+		default:
+		}
+		c, err := net.Dial("tcp", listen)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if !ok {
+		t.Fatalf("not listening on %s", listen)
+	}
+	return out
+}
+
+func TestHTTPSubcommand(t *testing.T) {
+	b1, b2 := ambassadortest.NewHTTPBackend(t, "b1"), ambassadortest.NewHTTPBackend(t, "b2")
+	listen := freeAddr(t)
+	out := start(t, runHTTPContext, listen, "-backends", "http://"+b1.Addr+","+b2.Addr, "-balancer", "p2c")
+	seen := map[string]int{}
+	for range 20 {
+		resp, err := http.Get("http://" + listen + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		seen[strings.TrimSpace(string(body))]++
+	}
+	if seen["b1"] == 0 || seen["b2"] == 0 {
+		t.Errorf("responses %v, want both backends", seen)
+	}
+	if !ambassadortest.WaitFor(t.Context(), 5*time.Second, func() bool { return strings.Contains(out.String(), "listening on "+listen) }) {
+		t.Errorf("stdout %q, want the listening line", out.String())
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(context.Context, []string, io.Writer) error
+		args []string
+		want string
+	}{
+		{"http no backends", runHTTPContext, nil, "-backends is required"},
+		{"http bad balancer", runHTTPContext, []string{"-backends", "127.0.0.1:1", "-balancer", "random"}, "-balancer"},
+		{"http https backend", runHTTPContext, []string{"-backends", "https://x:1"}, "only http://"},
+		{"tcp bad endpoint", runTCPContext, []string{"-backends", "nohost"}, "not host:port"},
+		{"tcp bad max conns", runTCPContext, []string{"-backends", "a:1", "-max-conns", "0"}, "max conns"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.run(t.Context(), tc.args, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTCPSubcommand(t *testing.T) {
+	b := ambassadortest.NewTCPBackend(t, "echo")
+	listen := freeAddr(t)
+	start(t, runTCPContext, listen, "-backends", b.Addr)
+	c, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Errorf("echo %q, %v; want ping", buf, err)
+	}
+}
+
+func TestHTTPSubcommandAdmin(t *testing.T) {
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	listen, admin := freeAddr(t), freeAddr(t)
+	start(t, runHTTPContext, listen, "-backends", b.Addr, "-admin", admin)
+	resp, err := http.Get("http://" + listen + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	var metrics string
+	ok := ambassadortest.WaitFor(t.Context(), 15*time.Second, func() bool {
+		resp, err := http.Get("http://" + admin + "/metrics")
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(body)
+		return strings.Contains(metrics, "podblocks_ambassador_requests_total")
+	})
+	if !ok {
+		t.Errorf("/metrics on -admin lacks podblocks_ambassador_requests_total:\n%.2000s", metrics)
+	}
+	resp, err = http.Get("http://" + admin + "/statusz?format=json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "ambassador cluster default") || !strings.Contains(string(body), b.Addr) {
+		t.Errorf("/statusz lacks the cluster table:\n%.2000s", body)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
