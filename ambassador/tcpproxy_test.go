@@ -189,3 +189,54 @@ func TestTCPProxyIdleTimeoutAndLimit(t *testing.T) {
 		t.Errorf("idle connection closed after %v, want about 100-200ms", d)
 	}
 }
+
+// TestTCPProxyEndpointChangesDrain: connections keep working after their endpoint leaves the set
+// (it drains), and new connections go to the new set, with no failures.
+func TestTCPProxyEndpointChangesDrain(t *testing.T) {
+	b0, b1 := ambassadortest.NewTCPBackend(t, "b0"), ambassadortest.NewTCPBackend(t, "b1")
+	src := ambassador.NewStatic(b0.Endpoint())
+	p := newTCPProxy(t, src)
+	echo := func(c net.Conn, msg string) error {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, msg); err != nil {
+			return err
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return err
+		}
+		if string(buf) != msg {
+			return io.ErrUnexpectedEOF
+		}
+		return nil
+	}
+	old, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := echo(old, "before"); err != nil {
+		t.Fatal(err)
+	}
+	src.Set(b1.Endpoint())
+	// New connections reach b1 once the cluster has the change; none fails meanwhile.
+	if !ambassadortest.WaitFor(t.Context(), 10*time.Second, func() bool {
+		c, err := net.Dial("tcp", p.Addr().String())
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer c.Close()
+		if err := echo(c, "x"); err != nil {
+			t.Fatalf("a connection during the change failed: %v", err)
+		}
+		return b1.Conns() > 0
+	}) {
+		t.Fatal("new connections never reached the new endpoint")
+	}
+	// The old connection to b0 still works: removal drains, it does not cut.
+	for range 3 {
+		if err := echo(old, "still here"); err != nil {
+			t.Fatalf("connection to the removed endpoint: %v", err)
+		}
+	}
+}
