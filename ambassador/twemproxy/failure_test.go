@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,6 +164,13 @@ func TestKillShardEjectReshards(t *testing.T) {
 	owned := f.populate(t, c, 120)
 	dead := f.backends[1]
 	di := f.serverIndex(dead.Addr)
+	var liveKeys []string
+	for i, keys := range owned {
+		if i != di {
+			liveKeys = append(liveKeys, keys...)
+		}
+	}
+	stopLoad := startLoad(t, f.addr, liveKeys)
 	dead.Stop()
 
 	checkOthers := func() {
@@ -225,6 +233,83 @@ func TestKillShardEjectReshards(t *testing.T) {
 		}
 		return back.do(t, "GET", deadKey) == "$back"
 	})
+	if n, failures := stopLoad(); failures != nil || n == 0 {
+		t.Errorf("background load on the live shards: %d requests, failures: %v", n, failures)
+	} else {
+		t.Logf("background load: %d requests on the live shards' keys, none failed", n)
+	}
+}
+
+// startLoad runs 4 pipelining clients that GET keys (each holding "v-"+key) until stopped; stop
+// returns how many requests were answered and the first wrong answers.
+func startLoad(t *testing.T, addr string, keys []string) (stop func() (int, []string)) {
+	t.Helper()
+	quit := make(chan struct{})
+	type result struct {
+		n   int
+		bad []string
+	}
+	results := make(chan result, 4)
+	for w := range 4 {
+		go func() {
+			var res result
+			defer func() { results <- res }()
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				res.bad = append(res.bad, err.Error())
+				return
+			}
+			defer conn.Close()
+			br := bufio.NewReader(conn)
+			for i := w; ; i += 8 {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+				var b strings.Builder
+				batch := make([]string, 8)
+				for j := range batch {
+					batch[j] = keys[(i+j)%len(keys)]
+					fmt.Fprintf(&b, "*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(batch[j]), batch[j])
+				}
+				if _, err := io.WriteString(conn, b.String()); err != nil {
+					res.bad = append(res.bad, err.Error())
+					return
+				}
+				for _, k := range batch {
+					want := fmt.Sprintf("$%d\r\nv-%s\r\n", len(k)+2, k)
+					got := make([]byte, len(want))
+					if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
+						res.bad = append(res.bad, fmt.Sprintf("%s: %q %v", k, got, err))
+						return
+					}
+					res.n++
+				}
+			}
+		}()
+	}
+	collect := func() (int, []string) {
+		close(quit)
+		var n int
+		var bad []string
+		for range 4 {
+			r := <-results
+			n += r.n
+			bad = append(bad, r.bad...)
+		}
+		return n, bad
+	}
+	var once sync.Once
+	var total int
+	var failures []string
+	stop = func() (int, []string) {
+		once.Do(func() { total, failures = collect() })
+		return total, failures
+	}
+	t.Cleanup(func() { stop() }) // also when the test fails before calling stop
+	return stop
 }
 
 // TestKillShardNoReshard: in no-reshard mode the dead shard's keys get an error reply (fast, and
@@ -237,6 +322,13 @@ func TestKillShardNoReshard(t *testing.T) {
 	owned := f.populate(t, c, 120)
 	dead := f.backends[2]
 	di := f.serverIndex(dead.Addr)
+	var liveKeys []string
+	for i, keys := range owned {
+		if i != di {
+			liveKeys = append(liveKeys, keys...)
+		}
+	}
+	stopLoad := startLoad(t, f.addr, liveKeys)
 	dead.Stop()
 	deadKey := owned[di][0]
 	waitFor(t, "the dead shard to be ejected", 20*time.Second, func() bool {
@@ -271,6 +363,9 @@ func TestKillShardNoReshard(t *testing.T) {
 	})
 	if got := dialResp(t, dead.Addr).do(t, "GET", deadKey); got != "$back" {
 		t.Errorf("readmitted shard: GET %s = %s", deadKey, got)
+	}
+	if n, failures := stopLoad(); failures != nil || n == 0 {
+		t.Errorf("background load on the live shards: %d requests, failures: %v", n, failures)
 	}
 }
 
