@@ -324,3 +324,27 @@ func TestGarbageClosesOnlyThatClient(t *testing.T) {
 		t.Errorf("client_err = %d, want >= 3", errs)
 	}
 }
+
+// TestClientConnectionsLimit: past client_connections, new clients are closed at once; the
+// admitted ones keep working.
+func TestClientConnectionsLimit(t *testing.T) {
+	needMemcached(t)
+	backends := startMemcached(t, 1)
+	addr, _ := startProxy(t, "  client_connections: 2\n", backends, &memcache.Protocol{})
+	a, b := dial(t, addr), dial(t, addr)
+	for _, c := range []*conn{a, b} {
+		c.send("version\r\n")
+		if got := c.line(); got != "VERSION podblocks\r\n" {
+			t.Fatalf("admitted client: %q", got)
+		}
+	}
+	extra := dial(t, addr)
+	extra.send("version\r\n")
+	if l, err := extra.r.ReadString('\n'); err == nil {
+		t.Errorf("third client got %q, want its connection closed", l)
+	}
+	a.send("set x 0 0 1\r\n1\r\n")
+	if got := a.line(); got != "STORED\r\n" {
+		t.Errorf("admitted client after the limit: %q", got)
+	}
+}
