@@ -41,6 +41,9 @@
 // Copytruncate: lines written between the end of the copy and the truncation are in no file and are
 // lost by any tailer; the copy is recognised by its fingerprint and read from where the original had
 // been delivered, so nothing else is lost. A crash during a copytruncate rotation may repeat or lose
-// the lines of that window. Two different files whose first 1 KiB are identical cannot be told apart
-// by content; inode and device still tell them apart while both exist.
+// the lines of that window. A new file is taken for a copy only when it is named as a rotated
+// sibling of the original (app.log.1 or app.log-2026... for app.log) and starts with the same bytes
+// (up to 1 KiB): a sibling that merely starts like the original is therefore skipped up to where the
+// original was read. An inode reused for a new file whose first bytes equal the old file's (up to
+// 1 KiB, or up to its length if shorter) is taken for the old file.
 package sidecar

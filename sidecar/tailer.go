@@ -3,6 +3,8 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -136,6 +138,7 @@ type tfile struct {
 
 // oldFP remembers a truncated file's fingerprint so that its copy is recognised.
 type oldFP struct {
+	path  string
 	fp    string
 	fpLen int64
 	done  int64
@@ -315,7 +318,7 @@ func (tf *tfile) delivered() int64 {
 // reset restarts tf at offset 0 after truncation or replacement.
 func (tf *tfile) reset(rs *tailRun) {
 	if tf.fpLen > 0 && tf.done > 0 {
-		rs.truncated = append(rs.truncated, oldFP{fp: tf.fp, fpLen: tf.fpLen, done: tf.done, at: time.Now()})
+		rs.truncated = append(rs.truncated, oldFP{path: tf.path, fp: tf.fp, fpLen: tf.fpLen, done: tf.done, at: time.Now()})
 	}
 	for _, c := range rs.files {
 		if c.copyOf == tf {
@@ -595,29 +598,50 @@ func (t *Tailer) discover(rs *tailRun, c *candidate, first bool, now time.Time) 
 // original is tracked and not truncated yet, it is returned: the copy waits for the truncation.
 func (t *Tailer) copyOf(rs *tailRun, f *os.File, c *candidate) (int64, *tfile, bool) {
 	for _, tf := range rs.files {
-		if tf.id != c.id && tf.copyOf == nil && tf.fpLen > 0 && tf.done > 0 && c.size >= tf.fpLen {
-			if fp, ok := fingerprint(f, tf.fpLen); ok && fp == tf.fp {
-				return tf.done, tf, true
-			}
+		if tf.id == c.id || tf.copyOf != nil || !tf.active || tf.f == nil || !copyName(c.path, tf.path) {
+			continue
+		}
+		// Compare with the file as it is now (it may not be fingerprinted or read yet).
+		fi, err := tf.f.Stat()
+		if err != nil {
+			continue
+		}
+		n := min(c.size, fi.Size(), fpMax)
+		if n < 64 && (n != c.size || n != fi.Size() || n == 0) {
+			continue // too short to tell
+		}
+		fpNew, ok1 := fingerprint(f, n)
+		fpOld, ok2 := fingerprint(tf.f, n)
+		if ok1 && ok2 && fpNew == fpOld {
+			return min(tf.done, c.size), tf, true
 		}
 	}
 	var olds []oldFP
 	for _, e := range rs.restored {
 		if e.FPLen > 0 && e.Offset > 0 {
-			olds = append(olds, oldFP{fp: e.FP, fpLen: e.FPLen, done: e.Offset})
+			olds = append(olds, oldFP{path: e.Path, fp: e.FP, fpLen: e.FPLen, done: e.Offset})
 		}
 	}
 	olds = append(olds, rs.truncated...)
 	best := int64(-1)
 	for _, o := range olds {
-		if c.size < o.fpLen {
+		if c.size < o.fpLen || !copyName(c.path, o.path) {
 			continue
 		}
-		if fp, ok := fingerprint(f, o.fpLen); ok && fp == o.fp && o.done > best && o.done <= c.size {
-			best = o.done
+		// The original may have been read past the end of the copy (lines written between the copy
+		// and the truncation): then the whole copy is already delivered.
+		if fp, ok := fingerprint(f, o.fpLen); ok && fp == o.fp && min(o.done, c.size) > best {
+			best = min(o.done, c.size)
 		}
 	}
 	return best, nil, best >= 0
+}
+
+// copyName reports whether path is named like a rotated copy of orig: orig followed by "." or "-"
+// and more (app.log.1, app.log-20260101).
+func copyName(path, orig string) bool {
+	rest, ok := strings.CutPrefix(path, orig)
+	return ok && len(rest) > 1 && (rest[0] == '.' || rest[0] == '-')
 }
 
 // drop stops tracking tf. Copies waiting for it to be truncated hold nothing new: they are skipped.
@@ -708,6 +732,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		}
 	}
 	buf := rs.buf
+	base := tf.off
 	np := copy(buf, tf.partial)
 	n, err := tf.f.ReadAt(buf[np:], tf.off+int64(np))
 	if n == 0 {
@@ -771,7 +796,15 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		return 0, err
 	}
 	tf.done = tf.delivered()
-	t.updateFP(tf, tf.off+int64(len(tf.partial)))
+	if base == 0 && tf.fpLen < fpMax && int64(len(data)) > tf.fpLen {
+		// The file's first bytes are in hand: fingerprint them without reading again (a truncation
+		// right now must not leave a delivered file without a fingerprint).
+		n := min(len(data), fpMax)
+		sum := sha256.Sum256(data[:n])
+		tf.fp, tf.fpLen = hex.EncodeToString(sum[:16]), int64(n)
+	} else {
+		t.updateFP(tf, tf.off+int64(len(tf.partial)))
+	}
 	rs.dirty = true
 	return n, nil
 }
