@@ -195,6 +195,14 @@ func TestContinuumWeights(t *testing.T) {
 	if diff := cmp.Diff(map[int]int{0: 100, 1: 300}, counts); diff != "" {
 		t.Errorf("modula weights (-want +got):\n%s", diff)
 	}
+	random := map[int]int{}
+	rc := twemproxy.BuildContinuum(twemproxy.Random, servers, nil)
+	for range 4000 {
+		random[rc.Dispatch(0)]++
+	}
+	if random[0] < 700 || random[1] < 2600 || len(random) != 2 {
+		t.Errorf("random over weights 1:3 picked %v", random)
+	}
 	if !twemproxy.BuildContinuum(twemproxy.Ketama, servers, []bool{false, false}).Empty() {
 		t.Error("continuum with no live server is not empty")
 	}

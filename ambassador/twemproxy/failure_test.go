@@ -409,3 +409,16 @@ func TestTimeoutHungShard(t *testing.T) {
 		t.Errorf("after ejection: %q in %v, want nil from another shard", got, time.Since(start))
 	}
 }
+
+// TestPreconnect: with preconnect every server connection is opened at start, before any request.
+func TestPreconnect(t *testing.T) {
+	f := startShards(t, "  preconnect: true\n  server_connections: 2\n")
+	waitFor(t, "every server connection to be open", 20*time.Second, func() bool {
+		for _, s := range f.srv.Snapshot()[0].Servers {
+			if s.ServerConnections != 2 || s.Requests != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
