@@ -46,6 +46,9 @@ func TestMain(m *testing.M) {
 		engineErr = fmt.Errorf("docker info: %v: %s", err, bytes.TrimSpace(out))
 	}
 	cancel()
+	if engineErr == nil {
+		removeStale(time.Hour)
+	}
 	code := m.Run()
 	if engineErr == nil {
 		removeLeftovers()
@@ -77,6 +80,39 @@ func removeLeftovers() {
 		out, err := exec.CommandContext(ctx, "docker", "images", "-q", "--filter", "reference="+imageRepo+"/*:"+imageTag).Output()
 		if ids := strings.Fields(string(out)); err == nil && len(ids) > 0 {
 			_ = exec.CommandContext(ctx, "docker", append([]string{"rmi", "-f"}, ids...)...).Run()
+		}
+	}
+}
+
+// removeStale removes the containers, networks and images of earlier runs that did not clean up
+// (a crashed or killed test process) once they are older than age; a run never takes that long, so
+// a concurrent run's resources are left alone.
+func removeStale(age time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, kind := range []struct{ ls, rm []string }{
+		{[]string{"ps", "-a", "--filter", "name=pbe2e-"}, []string{"rm", "-f", "-v"}},
+		{[]string{"network", "ls", "--filter", "name=pbe2e-"}, []string{"network", "rm"}},
+		{[]string{"images", "--filter", "reference=" + imageRepo + "/*"}, []string{"rmi", "-f"}},
+	} {
+		out, err := exec.CommandContext(ctx, "docker", append(kind.ls, "--format", "{{.ID}}\t{{.CreatedAt}}")...).Output()
+		if err != nil {
+			continue
+		}
+		var old []string
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			id, created, ok := strings.Cut(l, "\t")
+			if !ok {
+				continue
+			}
+			// "2026-11-25 23:27:18 +0000 UTC"; network ls adds fractional seconds.
+			at, err := time.Parse("2006-01-02 15:04:05.999999999 -0700 MST", created)
+			if err == nil && time.Since(at) > age {
+				old = append(old, id)
+			}
+		}
+		if len(old) > 0 {
+			_ = exec.CommandContext(ctx, "docker", append(kind.rm, old...)...).Run()
 		}
 	}
 }
