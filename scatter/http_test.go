@@ -292,3 +292,42 @@ func TestHTTPReplicaHedge(t *testing.T) {
 		t.Errorf("loser not cancelled: Wait returned after %v", took)
 	}
 }
+
+func TestParseCoverage(t *testing.T) {
+	tests := []struct {
+		answered, shards string
+		want             [2]int
+		err              bool
+	}{
+		{"3", "4", [2]int{3, 4}, false},
+		{"0", "0", [2]int{0, 0}, false},
+		{"5", "4", [2]int{}, true},
+		{"-1", "4", [2]int{}, true},
+		{"", "4", [2]int{}, true},
+		{"x", "4", [2]int{}, true},
+	}
+	for _, tt := range tests {
+		h := http.Header{}
+		h.Set(scatter.HeaderAnswered, tt.answered)
+		h.Set(scatter.HeaderShards, tt.shards)
+		a, n, err := scatter.ParseCoverage(h)
+		if (err != nil) != tt.err || (err == nil && [2]int{a, n} != tt.want) {
+			t.Errorf("ParseCoverage(%q, %q) = %d, %d, %v", tt.answered, tt.shards, a, n, err)
+		}
+	}
+}
+
+func FuzzParseCoverage(f *testing.F) {
+	for _, s := range [][2]string{{"3", "4"}, {"0", "0"}, {"5", "4"}, {"-1", "4"}, {"", "4"}, {"x", "4"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, answered, shards string) {
+		h := http.Header{}
+		h.Set(scatter.HeaderAnswered, answered)
+		h.Set(scatter.HeaderShards, shards)
+		a, n, err := scatter.ParseCoverage(h)
+		if err == nil && (a < 0 || a > n) {
+			t.Fatalf("ParseCoverage(%q, %q) = %d of %d", answered, shards, a, n)
+		}
+	})
+}

@@ -152,3 +152,20 @@ func TestBadCommands(t *testing.T) {
 }
 
 func flagSet() *flag.FlagSet { return flag.NewFlagSet("test", flag.ContinueOnError) }
+
+func FuzzDecodeQuery(f *testing.F) {
+	for _, s := range []string{"q=a&k=3", "q=a", "k=3", "q=a&k=0", "q=a&k=x", "q=%20&k=1000", "q=a&k=1001"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		r := httptest.NewRequest("GET", "/search", nil)
+		r.URL.RawQuery = raw
+		q, err := decodeQuery(r)
+		if err != nil {
+			return
+		}
+		if strings.TrimSpace(q.Q) == "" || q.K < 1 || q.K > 1000 {
+			t.Fatalf("decodeQuery(%q) = %+v without error", raw, q)
+		}
+	})
+}
