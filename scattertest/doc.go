@@ -1,6 +1,7 @@
 // Package scattertest provides leaves with seeded, programmable latency distributions (constant,
-// uniform, bimodal, lognormal; "all slow" is a slow Constant on every leaf), failure rates and hanging behaviour for testing code
-// built on package scatter, and TestLeaf, the conformance suite for scatter.Leaf implementations.
+// uniform, bimodal, lognormal; "all slow" is a slow Constant on every leaf), failure rates and
+// hanging behaviour for testing code built on package scatter, and TestLeaf, the conformance suite
+// for scatter.Leaf implementations.
 // Under testing/synctest the latencies are exact in the bubble's fake time, so runs are
 // deterministic and take no real time.
 //
