@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,8 +41,10 @@ func main() {
 		runs        = flag.Int("runs", 3, "alternating runs per rate and receiver")
 		duration    = flag.Duration("duration", 5*time.Second, "send time per run")
 		readBuffer  = flag.Int("read-buffer", 32<<20, "--statsd.read-buffer for both receivers")
+		csvDir      = flag.String("csv", "", "also write the medians to DIR/adapter-processed.grouped.csv and DIR/adapter-drop.grouped.csv (for bench/plots.sh)")
 	)
 	flag.Parse()
+	start := time.Now()
 	targets := []target{{"statsd_exporter", *exporterBin}, {"podblocks", *adapterBin}}
 	var rates []int
 	for _, s := range strings.Split(*ratesFlag, ",") {
@@ -78,11 +81,30 @@ func main() {
 	}
 	fmt.Printf("\nmedians of %d runs, %v each (drop %% = 1 - counted/sent)\n", *runs, *duration)
 	fmt.Printf("%-10s %14s %14s %14s %14s %10s\n", "rate", "exporter drop", "podblocks drop", "exporter /s", "podblocks /s", "ratio")
+	var processed, dropped strings.Builder
 	for _, rate := range rates {
 		e, p := all[key{rate, "statsd_exporter"}], all[key{rate, "podblocks"}]
 		ed, pd := median(e, dropPct), median(p, dropPct)
 		et, pt := median(e, perSec), median(p, perSec)
 		fmt.Printf("%-10s %13.2f%% %13.2f%% %14.0f %14.0f %9.2fx\n", rateName(rate), ed, pd, et, pt, pt/et)
+		// The same figures, rounded as printed, as group,series,value rows.
+		fmt.Fprintf(&processed, "%s,statsd_exporter,%.0f\n%s,podblocks,%.0f\n", rateName(rate), et, rateName(rate), pt)
+		fmt.Fprintf(&dropped, "%s,statsd_exporter,%.2f\n%s,podblocks,%.2f\n", rateName(rate), ed, rateName(rate), pd)
+	}
+	if *csvDir != "" {
+		when := fmt.Sprintf("medians of %d x %v, %s", *runs, *duration, start.UTC().Format("2006-01-02 15:04 UTC"))
+		files := []struct{ name, head, rows string }{
+			{"adapter-processed.grouped.csv", "# statsd lines processed per second (" + when + ") | lines sent per second (max: as fast as one sender can) | lines processed/s\n", processed.String()},
+			{"adapter-drop.grouped.csv", "# statsd lines dropped (" + when + ") | lines sent per second (max: as fast as one sender can) | dropped %\n", dropped.String()},
+		}
+		for _, f := range files {
+			path := filepath.Join(*csvDir, f.name)
+			if err := os.WriteFile(path, []byte(f.head+"group,series,value\n"+f.rows), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "-csv:", err)
+				os.Exit(1)
+			}
+			fmt.Println("wrote", path)
+		}
 	}
 }
 

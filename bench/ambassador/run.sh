@@ -6,6 +6,8 @@
 #   bench/ambassador/run.sh                 # RUNS=5 DURATION=10s
 #   RUNS=3 DURATION=5s bench/ambassador/run.sh
 #   GOFLAGS_EXTRA="-overlay x.json"  extra go build flags
+#   RESULTS=dir                             where the medians go as CSV for bench/plots.sh
+#                                           (default bench/results: ambassador-http.bars.csv, ambassador-tcp.bars.csv)
 #
 # Everything runs as this user's processes on 127.0.0.1 high ports with configs in a temp dir.
 set -euo pipefail
@@ -13,6 +15,7 @@ cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-5}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
+RESULTS=${RESULTS:-bench/results}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need haproxy || ! need wrk; then
@@ -149,7 +152,8 @@ for r in $(seq "$RUNS"); do
 	done
 done
 
-python3 - "$tmp/results" <<'PY'
+mkdir -p "$RESULTS"
+python3 - "$tmp/results" "$RESULTS" <<'PY'
 import re, statistics, sys
 def ms(s):
     m = re.match(r"([\d.]+)(us|ms|s)", s)
@@ -177,4 +181,23 @@ for kind in ("http", "tcp"):
         ok = "met" if r >= hr and (kind == "tcp" or p <= 1.2 * hp) else "NOT MET"
         c = mcpu[t] / mcpu[f"haproxy-{kind}"]
         print(f"{t:28} throughput {r/hr:5.2f}x haproxy   p99 {p/hp:5.2f}x haproxy   CPU/req {c:5.2f}x haproxy   goal {ok}")
+# The medians as printed above (same rounding), as group,series,value rows for bench/plots.sh.
+head = open(sys.argv[1]).readline().lstrip("# ").split()
+stamp = head[0].replace("T", " ").rstrip("Z")[:16] + " UTC"
+info = dict(kv.split("=", 1) for kv in head if "=" in kv)
+runs, dur, conns = info["runs"], info["duration"], head[-1]
+for kind in ("http", "tcp"):
+    path = f"{sys.argv[2]}/ambassador-{kind}.bars.csv"
+    names = [("direct", "direct"), (f"haproxy-{kind}", "haproxy"), (f"podblocks-{kind}", "podblocks"),
+             (f"podblocks-{kind}-gomaxprocs1", "podblocks GOMAXPROCS=1")]
+    with open(path, "w") as f:
+        f.write(f"# ambassador {kind.upper()} vs HAProxy: wrk -t1 {conns}, medians of {runs} x {dur} ({stamp}) | | \n")
+        f.write("group,series,value\n")
+        for t, s in names:
+            f.write(f"req/s,{s},{med[t][0]:.0f}\n")
+        for t, s in names:
+            f.write(f"p99 ms,{s},{med[t][1]:.2f}\n")
+        for t, s in names:
+            f.write(f"CPU us/req,{s},{mcpu[t]:.1f}\n")
+    print("wrote", path)
 PY

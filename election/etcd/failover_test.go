@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,10 +132,26 @@ func trials(name string, def int) int {
 	return def
 }
 
+// writeFailoverCSV writes every sample as a "series,milliseconds" row, for bench/plot's cdf chart,
+// under a first line "# title | x label | y label" that bench/plots.sh reads.
+func writeFailoverCSV(path string, samples map[string][]time.Duration) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# election failover and hand-over, TTL 1s, %d trials each (%s) | time to the new leader's term (ms) | fraction of trials\n",
+		len(samples["podblocks crash"]), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	b.WriteString("series,ms\n")
+	for _, name := range []string{"podblocks crash", "etcd concurrency crash", "podblocks resign", "etcd concurrency resign"} {
+		for _, d := range samples[name] {
+			fmt.Fprintf(&b, "%s,%.3f\n", name, float64(d)/float64(time.Millisecond))
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
 // TestFailover measures, with TTL 1s on an embedded etcd, how long a waiting candidate takes to
 // lead after the leader crashes (client closed, no revoke: the lease must expire) and after the
 // leader resigns. By default it runs a few trials and checks generous bounds; for the figures in
-// BENCHMARKS.md run it with PODBLOCKS_FAILOVER_TRIALS=30 and -v.
+// BENCHMARKS.md run it with PODBLOCKS_FAILOVER_TRIALS=30 and -v; with PODBLOCKS_FAILOVER_CSV=FILE it
+// also writes every sample to FILE (bench/results/election-failover.cdf.csv is plotted from it).
 func TestFailover(t *testing.T) {
 	n := trials("PODBLOCKS_FAILOVER_TRIALS", 2)
 	c := etcdtest.NewServer(t)
@@ -186,6 +203,14 @@ func TestFailover(t *testing.T) {
 		resign = append(resign, s.at.Sub(t0))
 		leader = s.id
 	}
+	csvPath := os.Getenv("PODBLOCKS_FAILOVER_CSV")
+	if csvPath != "" {
+		// Written now too, so the podblocks samples survive a baseline that fails; rewritten with the
+		// baseline's below.
+		if err := writeFailoverCSV(csvPath, map[string][]time.Duration{"podblocks crash": crash, "podblocks resign": resign}); err != nil {
+			t.Errorf("PODBLOCKS_FAILOVER_CSV: %v", err)
+		}
+	}
 	// Baseline in the same run: etcd's concurrency package, same server, same TTL.
 	bcrash, bresign := baselineFailover(t, ep, admin, n)
 	report := func(what string, ds []time.Duration, goal time.Duration) string {
@@ -208,6 +233,16 @@ func TestFailover(t *testing.T) {
 	if testing.Verbose() {
 		t.Logf("podblocks crash samples: %v", rounded(crash))
 		t.Logf("podblocks resign samples: %v", rounded(resign))
+	}
+	if csvPath != "" {
+		if err := writeFailoverCSV(csvPath, map[string][]time.Duration{
+			"podblocks crash": crash, "etcd concurrency crash": bcrash,
+			"podblocks resign": resign, "etcd concurrency resign": bresign,
+		}); err != nil {
+			t.Errorf("PODBLOCKS_FAILOVER_CSV: %v", err)
+		} else {
+			t.Logf("wrote the samples to %s", csvPath)
+		}
 	}
 	// Bounds that hold on a loaded CI machine; the goals are reported above.
 	if m := slices.Max(crash); m > 5*time.Second {
