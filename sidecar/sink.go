@@ -165,14 +165,25 @@ func appendJSONBytes(dst, s []byte) []byte {
 	return append(dst, '"')
 }
 
+// Flusher is implemented by sinks whose Write may return while the batch is still being written in
+// the background. The Tailer calls Flush before it commits offsets and before Run returns; Flush
+// returns once everything written so far is delivered.
+type Flusher interface {
+	Flush() error
+}
+
 // WriterSink writes records as JSON lines (see AppendJSON) to an io.Writer such as os.Stdout. It is
 // not a Committer: after a crash the lines since the last checkpoint are delivered again
-// (at-least-once).
+// (at-least-once). It is a Flusher: a batch is written by a background goroutine while the next one
+// is read and encoded (one batch in flight; Flush waits for it), so reading and writing overlap.
 type WriterSink struct {
-	mu  sync.Mutex
-	w   io.Writer
-	buf []byte
-	enc jsonEncoder
+	mu       sync.Mutex
+	w        io.Writer
+	bufs     [2][]byte
+	cur      int
+	enc      jsonEncoder
+	inflight chan error // result of the batch being written; nil when none
+	failed   []byte     // a batch whose write failed, written again first
 }
 
 // jsonEncoder appends records, encoding each distinct file name once.
@@ -192,18 +203,55 @@ func (e *jsonEncoder) append(dst []byte, r Record) []byte {
 // NewWriterSink returns a sink writing JSON lines to w.
 func NewWriterSink(w io.Writer) *WriterSink { return &WriterSink{w: w} }
 
-// Write implements Sink.
+// Write implements Sink: it encodes recs, waits for the previous batch to be written, and starts
+// writing this one.
 func (s *WriterSink) Write(_ context.Context, recs []Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.buf = s.buf[:0]
-	for _, r := range recs {
-		s.buf = s.enc.append(s.buf, r)
+	if err := s.settle(); err != nil {
+		return err
 	}
-	if _, err := s.w.Write(s.buf); err != nil {
-		return fmt.Errorf("write records: %w", err)
+	buf := s.bufs[s.cur][:0]
+	for _, r := range recs {
+		buf = s.enc.append(buf, r)
+	}
+	s.bufs[s.cur] = buf
+	if len(buf) == 0 {
+		return nil
+	}
+	ch := make(chan error, 1)
+	go func(w io.Writer, b []byte) {
+		_, err := w.Write(b)
+		ch <- err
+	}(s.w, buf)
+	s.inflight = ch
+	s.cur ^= 1
+	return nil
+}
+
+// settle waits for the batch in flight and rewrites a failed one. Called with mu held.
+func (s *WriterSink) settle() error {
+	if s.inflight != nil {
+		err := <-s.inflight
+		s.inflight = nil
+		if err != nil {
+			s.failed = append(s.failed[:0], s.bufs[s.cur^1]...)
+		}
+	}
+	if len(s.failed) > 0 {
+		if _, err := s.w.Write(s.failed); err != nil {
+			return fmt.Errorf("write records: %w", err)
+		}
+		s.failed = s.failed[:0]
 	}
 	return nil
+}
+
+// Flush implements Flusher.
+func (s *WriterSink) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settle()
 }
 
 // FileSink appends records as JSON lines to a file and is a Committer: its mark is the file's length,

@@ -182,16 +182,41 @@ func FuzzParseCheckpoint(f *testing.F) {
 	})
 }
 
-func TestWriterSinkError(t *testing.T) {
-	s := NewWriterSink(failWriter{})
-	if err := s.Write(context.Background(), []Record{{Line: []byte("x")}}); err == nil || !strings.Contains(err.Error(), "write records") {
-		t.Errorf("err = %v", err)
+func TestWriterSinkErrorIsReportedAndRetried(t *testing.T) {
+	w := &flakyWriter{fails: 2}
+	s := NewWriterSink(w)
+	ctx := context.Background()
+	if err := s.Write(ctx, []Record{{File: "f", Line: []byte("one")}}); err != nil {
+		t.Fatalf("Write = %v (the write happens in the background)", err)
+	}
+	if err := s.Flush(); err == nil || !strings.Contains(err.Error(), "write records") {
+		t.Fatalf("Flush = %v, want the write error", err)
+	}
+	if err := s.Write(ctx, []Record{{File: "f", Line: []byte("two")}}); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatalf("Flush = %v", err)
+	}
+	want := "{\"file\":\"f\",\"line\":\"one\",\"offset\":0}\n{\"file\":\"f\",\"line\":\"two\",\"offset\":0}\n"
+	if diff := cmp.Diff(want, w.buf.String()); diff != "" {
+		t.Errorf("written (-want +got):\n%s", diff)
 	}
 }
 
-type failWriter struct{}
+// flakyWriter fails its first writes.
+type flakyWriter struct {
+	fails int
+	buf   bytes.Buffer
+}
 
-func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+func (w *flakyWriter) Write(p []byte) (int, error) {
+	if w.fails > 0 {
+		w.fails--
+		return 0, errors.New("disk full")
+	}
+	return w.buf.Write(p)
+}
 
 func FuzzIsPlain(f *testing.F) {
 	for _, tt := range jsonTests {

@@ -667,9 +667,20 @@ func (t *Tailer) updateFP(tf *tfile, size int64) {
 		return
 	}
 	n := min(size, fpMax)
-	if fp, ok := fingerprint(tf.f, n); ok {
-		tf.fp, tf.fpLen = fp, n
+	var buf [fpMax]byte
+	if got, err := tf.f.ReadAt(buf[:n], 0); int64(got) < n && err != nil {
+		return
 	}
+	// Extend the fingerprint only if the bytes it covers are unchanged: the file may have been
+	// truncated and rewritten since it was read (copytruncate), and then it must not take the new
+	// content's fingerprint with the old content's offsets.
+	if tf.fpLen > 0 {
+		if old := sha256.Sum256(buf[:tf.fpLen]); hex.EncodeToString(old[:16]) != tf.fp {
+			return
+		}
+	}
+	sum := sha256.Sum256(buf[:n])
+	tf.fp, tf.fpLen = hex.EncodeToString(sum[:16]), n
 }
 
 func (t *Tailer) reportOnce(rs *tailRun, path, what string, err error) {
@@ -916,6 +927,12 @@ func (t *Tailer) commit(rs *tailRun) {
 		return
 	}
 	rs.lastCommit = time.Now()
+	if f, ok := t.sink.(Flusher); ok {
+		if err := f.Flush(); err != nil {
+			t.log.Warn("flush sink", zap.Error(err))
+			return
+		}
+	}
 	st := checkpointState{Version: 1, Files: make([]checkpointEntry, 0, len(rs.files))}
 	rows := make([][]string, 0, len(rs.files))
 	for _, tf := range rs.files {

@@ -16,8 +16,10 @@ type Shipped struct {
 }
 
 // TestSink is the conformance suite for sidecar.Sink implementations. newSink returns a fresh sink
-// and a function returning everything it delivered so far, in order.
+// and a function returning everything it delivered so far, in order. For a sidecar.Flusher, the
+// suite calls Flush before it looks at what was delivered.
 func TestSink(t *testing.T, newSink func(t *testing.T) (sink sidecar.Sink, delivered func() []Shipped)) {
+	newSink = flushing(newSink)
 	t.Run("DeliversInOrder", func(t *testing.T) {
 		sink, delivered := newSink(t)
 		var want []Shipped
@@ -72,4 +74,21 @@ func TestSink(t *testing.T, newSink func(t *testing.T) (sink sidecar.Sink, deliv
 			t.Errorf("delivered %v for an empty batch", got)
 		}
 	})
+}
+
+// flushing wraps newSink so that delivered flushes a Flusher first.
+func flushing(newSink func(t *testing.T) (sidecar.Sink, func() []Shipped)) func(t *testing.T) (sidecar.Sink, func() []Shipped) {
+	return func(t *testing.T) (sidecar.Sink, func() []Shipped) {
+		sink, delivered := newSink(t)
+		f, ok := sink.(sidecar.Flusher)
+		if !ok {
+			return sink, delivered
+		}
+		return sink, func() []Shipped {
+			if err := f.Flush(); err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
+			return delivered()
+		}
+	}
 }
