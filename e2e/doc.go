@@ -8,7 +8,8 @@
 // # Lifecycle
 //
 // The first test that needs images builds them (repository podblocks-e2e, tag unique to the run);
-// TestMain removes them after the run. Tests skip with a message when `docker info` fails.
+// TestMain removes them after the run. Tests skip with a message when `docker info` fails, or fail
+// when the environment variable PODBLOCKS_E2E_REQUIRE is set (CI, where the engine must be up).
 //
 // # Cleanup
 //

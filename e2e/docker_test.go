@@ -122,6 +122,9 @@ func removeStale(age time.Duration) {
 func needEngine(t *testing.T, names ...string) {
 	t.Helper()
 	if engineErr != nil {
+		if os.Getenv("PODBLOCKS_E2E_REQUIRE") != "" {
+			t.Fatalf("PODBLOCKS_E2E_REQUIRE is set but no Docker engine is reachable: %v", engineErr)
+		}
 		t.Skipf("no Docker engine reachable, skipping the container tests: %v", engineErr)
 	}
 	imagesMu.Lock()
