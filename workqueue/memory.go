@@ -47,7 +47,10 @@ type Memory struct {
 	leased  entryHeap
 	keys    map[string]*keyState
 	dead    []DeadItem
-	waiters []*waiter     // blocked Lease calls, FIFO
+	waiters []*waiter // blocked Lease calls, FIFO
+	// spare holds idle waiters. It is per queue, not global: a waiter's channel and timer belong to
+	// the goroutines that made them (a testing/synctest bubble, say), like the queue itself.
+	spare   sync.Pool
 	drainCh chan struct{} // closed when the last lease ends while Shutdown waits
 	closed  bool
 }
@@ -77,6 +80,7 @@ func NewMemory(opts ...Option) (*Memory, error) {
 		leased:  entryHeap{less: func(a, b *entry) bool { return a.rec.Deadline.Before(b.rec.Deadline) }},
 		seq:     cfg.lastID,
 	}
+	q.spare.New = newWaiter
 	q.recover(cfg.recovered)
 	return q, nil
 }
@@ -106,11 +110,11 @@ func (g grant) item() *Item {
 	}
 }
 
-var waiterPool = sync.Pool{New: func() any {
+func newWaiter() any {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	return &waiter{ch: make(chan grant, 1), timer: t}
-}}
+}
 
 func (q *Memory) recover(recs []Record) {
 	if len(recs) == 0 {
@@ -390,7 +394,7 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 			return q.leased1(g.item(), append(buried, Change{Op: OpPut, Record: rec}))
 		}
 		// Nothing ready: wait for a hand-over, the next timed event, ctx, or Close.
-		w := waiterPool.Get().(*waiter)
+		w := q.spare.Get().(*waiter)
 		q.waiters = append(q.waiters, w)
 		next := q.nextEvent()
 		q.mu.Unlock()
@@ -419,7 +423,7 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 			}
 		}
 		w.timer.Stop()
-		waiterPool.Put(w)
+		q.spare.Put(w)
 		if ok {
 			if g.closed {
 				return nil, ErrClosed
