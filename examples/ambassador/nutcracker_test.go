@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,11 +96,11 @@ func TestNutcrackerServeReload(t *testing.T) {
 		t.Cleanup(p.Stop)
 		mcs = append(mcs, p)
 	}
-	ports, err := shardproc.FreePorts(2)
+	ports, err := shardproc.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, statsPort := ports[0], ports[1]
+	port, statsPort, metricsPort := ports[0], ports[1], ports[2]
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 	conf := filepath.Join(t.TempDir(), "nutcracker.yml")
 	write := func(servers ...*shardproc.Proc) {
@@ -117,7 +118,8 @@ func TestNutcrackerServeReload(t *testing.T) {
 	}
 	write(mcs[0])
 	logs := &syncBuffer{} // http_test.go
-	cmd := exec.Command(bin, "-c", conf, "-s", fmt.Sprint(statsPort), "-o", "stderr")
+	cmd := exec.Command(bin, "-c", conf, "-s", fmt.Sprint(statsPort), "-o", "stderr",
+		"-metrics", fmt.Sprintf("127.0.0.1:%d", metricsPort))
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -227,5 +229,15 @@ func TestNutcrackerServeReload(t *testing.T) {
 	}
 	if pool, ok := doc["mc"].(map[string]any); !ok || pool["client_connections"].(float64) < 1 {
 		t.Errorf("stats: %s", raw)
+	}
+	// Prometheus metrics on -metrics.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`podblocks_sharding_server_requests_total{pool="mc",server="%s"}`, mcs[0].Addr); !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s:\n%s", want, body)
 	}
 }
