@@ -29,11 +29,17 @@ type electionWatch struct {
 	mu      sync.Mutex
 	byToken map[uint64]string // token -> the only id that claimed it
 	errs    []string
+	resumed string // a candidate just resumed from a pause: its stale claim may overlap
 }
 
 func (w *electionWatch) poll(ids ...string) map[string]leaderAnswer {
 	got := map[string]leaderAnswer{}
 	var claims []string
+	type claim struct {
+		id    string
+		token uint64
+	}
+	var cs []claim
 	for _, id := range ids {
 		code, _, body, err := get("http://" + w.addrs[id] + "/leader")
 		if err != nil || code != http.StatusOK {
@@ -47,6 +53,7 @@ func (w *electionWatch) poll(ids ...string) map[string]leaderAnswer {
 		got[id] = a
 		if a.Self {
 			claims = append(claims, fmt.Sprintf("%s@%d", id, a.Token))
+			cs = append(cs, claim{id, a.Token})
 			w.mu.Lock()
 			if other, ok := w.byToken[a.Token]; ok && other != id {
 				w.errs = append(w.errs, fmt.Sprintf("token %d claimed by %s and %s", a.Token, other, id))
@@ -59,9 +66,17 @@ func (w *electionWatch) poll(ids ...string) map[string]leaderAnswer {
 		}
 	}
 	if len(claims) > 1 {
-		// Two claims at once are only allowed while one of them is a stale term (a resumed
-		// process that has not noticed yet); its token is then lower and the fence rejects it.
+		// Two claims at once are only allowed while one of them is the stale term of a process
+		// resumed from a pause that has not noticed yet; its token must be the lower one (the
+		// fence then rejects its writes).
 		w.t.Logf("overlapping claims in one round: %v", claims)
+		w.mu.Lock()
+		ok := len(cs) == 2 && w.resumed != "" &&
+			((cs[0].id == w.resumed && cs[0].token < cs[1].token) || (cs[1].id == w.resumed && cs[1].token < cs[0].token))
+		if !ok {
+			w.errs = append(w.errs, fmt.Sprintf("two leaders at once: %v", claims))
+		}
+		w.mu.Unlock()
 	}
 	return got
 }
@@ -188,6 +203,9 @@ func TestElection(t *testing.T) {
 
 	// Resume it. Its app acts on what its elector says and on the token it held: every write it
 	// attempts with a token of its old term is rejected.
+	w.mu.Lock()
+	w.resumed = second.Leader
+	w.mu.Unlock()
 	mustDocker(t, "unpause", paused)
 	var fenced int
 	err := eventually(60*time.Second, func() error {
