@@ -151,7 +151,8 @@ func TestPoolPermanentErrorBuriesAtOnce(t *testing.T) {
 }
 
 func TestPoolExtendsLeaseWhileHandling(t *testing.T) {
-	q := mustMemory(t, workqueue.WithLeaseDuration(time.Second))
+	t.Parallel()
+	q := mustMemory(t, workqueue.WithLeaseDuration(2*time.Second))
 	var mu sync.Mutex
 	var attempts []int
 	p, _ := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
@@ -159,7 +160,7 @@ func TestPoolExtendsLeaseWhileHandling(t *testing.T) {
 		attempts = append(attempts, it.Attempt)
 		mu.Unlock()
 		select {
-		case <-time.After(2500 * time.Millisecond): // two and a half lease lengths
+		case <-time.After(5 * time.Second): // two and a half lease lengths
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -284,8 +285,9 @@ func TestExecWorkerKillsProcessGroup(t *testing.T) {
 
 // TestExecWorkerUnderPoolKeepsLease runs a command longer than the lease: it is acked on the first attempt.
 func TestExecWorkerUnderPoolKeepsLease(t *testing.T) {
-	q := mustMemory(t, workqueue.WithLeaseDuration(time.Second))
-	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", "sleep 2.5"})
+	t.Parallel()
+	q := mustMemory(t, workqueue.WithLeaseDuration(2*time.Second))
+	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", "sleep 5"})
 	p, _ := workqueue.NewPool(q, w)
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})

@@ -72,7 +72,7 @@ func TestQueue(t *testing.T, newQueue NewQueue, opts ...Option) {
 		{"CloseUnblocksLease", false, def, testClose},
 		{"NackRedelivers", false, def, testNack},
 		{"LeaseExpires", false, Config{LeaseDuration: time.Second}, testLeaseExpires},
-		{"ExtendKeepsLease", false, Config{LeaseDuration: time.Second}, testExtend},
+		{"ExtendKeepsLease", false, Config{LeaseDuration: 2 * time.Second}, testExtend},
 		{"Delay", false, def, testDelay},
 		{"KeyDedup", false, def, testKeyDedup},
 		{"KeyTurns", s.noKeyTurns, def, testKeyTurns},
@@ -324,10 +324,10 @@ func testLeaseExpires(t *testing.T, q workqueue.Queue) {
 func testExtend(t *testing.T, q workqueue.Queue) {
 	add(t, q, "long", workqueue.AddOptions{})
 	it := lease(t, q)
-	// Another leaser must see nothing while the holder extends its 1s lease for 2.5s.
+	// Another leaser must see nothing while the holder extends its 2s lease for 3.5s.
 	ch := make(chan error, 1)
 	go func() {
-		got, err := q.Lease(ctxT(t, 2500*time.Millisecond))
+		got, err := q.Lease(ctxT(t, 3500*time.Millisecond))
 		if err == nil {
 			err = fmt.Errorf("leased %s (attempt %d) while it was extended", got.ID, got.Attempt)
 		} else if errors.Is(err, context.DeadlineExceeded) {
@@ -336,7 +336,7 @@ func testExtend(t *testing.T, q workqueue.Queue) {
 		ch <- err
 	}()
 	last := it.Deadline
-	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); {
+	for end := time.Now().Add(3500 * time.Millisecond); time.Now().Before(end); {
 		time.Sleep(250 * time.Millisecond)
 		d, err := q.Extend(ctxT(t, wait), it.Lease)
 		if err != nil {
