@@ -665,17 +665,24 @@ func (q *Memory) Shutdown(ctx context.Context) error {
 		}
 		ch, next := q.drainCh, q.nextEvent()
 		q.mu.Unlock()
+		var t *time.Timer
 		var tc <-chan time.Time
 		if !next.IsZero() {
-			t := time.NewTimer(next.Sub(now))
-			defer t.Stop()
+			t = time.NewTimer(next.Sub(now))
 			tc = t.C
 		}
+		var err error
 		select {
 		case <-ch:
 		case <-tc:
 		case <-ctx.Done():
-			return ctx.Err()
+			err = ctx.Err()
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
