@@ -410,3 +410,33 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestTailerSeveralGlobsAndDirectories(t *testing.T) {
+	e := newTailEnv(t)
+	other := filepath.Join(e.dir, "other")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := OpenFileSink(e.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	tl, err := NewTailer([]string{filepath.Join(e.logs, "*.log"), filepath.Join(other, "*.txt")}, sink,
+		WithCheckpoint(e.state), WithPollInterval(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, filepath.Join(e.logs, "a.log"), "a")
+	appendFile(t, filepath.Join(e.logs, "ignored.txt"), "not matched")
+	appendFile(t, filepath.Join(other, "b.txt"), "b")
+	stop := runTailer(t, tl)
+	appendFile(t, filepath.Join(other, "c.txt"), "c")
+	e.waitLines(t, 3)
+	time.Sleep(50 * time.Millisecond) // a duplicate, if there were one, would show now
+	got := readShipped(t, e.out)
+	stop()
+	if diff := cmp.Diff([]string{"a", "b", "c"}, sortedCopy(lines(got))); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+}

@@ -320,3 +320,35 @@ func TestHTTPSinkRetriesUntilAccepted(t *testing.T) {
 		t.Errorf("posted (-want +got):\n%s", diff)
 	}
 }
+
+// TestReusedInodeToldApart: the checkpoint says the inode of app.log held another file, read up to
+// some offset; its fingerprint does not match app.log's content, so app.log is read from the start.
+func TestReusedInodeToldApart(t *testing.T) {
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	must(t, os.Mkdir(logs, 0o755))
+	out, state, app := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "state.json"), filepath.Join(logs, "app.log")
+	args := []string{"-glob", filepath.Join(logs, "*.log"), "-state", state, "-sink", "file:" + out}
+	appendLines(t, app, "old-0", "old-1")
+	cmd := start(t, nil, args...)
+	waitFor(t, "2 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 2 })
+	term(t, cmd)
+	// The file is deleted and a new one takes its inode (forced here: same inode, new content).
+	f, err := os.OpenFile(app, os.O_WRONLY|os.O_TRUNC, 0)
+	must(t, err)
+	fmt.Fprintln(f, "new-0-longer")
+	fmt.Fprintln(f, "new-1-longer")
+	f.Close()
+	cmd = start(t, nil, args...)
+	waitFor(t, "4 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 4 })
+	time.Sleep(100 * time.Millisecond)
+	term(t, cmd)
+	data, _ := os.ReadFile(out)
+	var got []string
+	for _, r := range decode(t, data) {
+		got = append(got, r.Line)
+	}
+	if diff := cmp.Diff([]string{"old-0", "old-1", "new-0-longer", "new-1-longer"}, got); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+}
