@@ -7,8 +7,9 @@
 // bars draws one tile per group (for example "rps" and "p99 ms"), each with its own y scale, with
 // one bar per series (for example "haproxy", "podblocks"), in the order they first appear. grouped
 // draws one chart with a cluster per group (for example one per offered rate) on a shared y axis,
-// a bar per series, and a legend. cdf draws the empirical cumulative distribution of each series'
-// samples on a logarithmic x axis; with -tail it adds a second tile with the y axis in nines
+// a bar per series, and a legend; bars are labelled with their values as written in the CSV. cdf
+// draws the empirical cumulative distribution of each series' samples (x axis logarithmic when
+// they span more than a factor of 20); with -tail it adds a second tile with the y axis in nines
 // (p50, p90, p99, ...) so the tail is not squashed against the top.
 package main
 
@@ -299,7 +300,7 @@ func bars(rows [][]string, ylabel string) ([]*plot.Plot, []entry, error) {
 		p.Y.Min, p.Y.Max = 0, top*1.12 // room for the labels
 		p.X.Min, p.X.Max = -0.6, float64(len(t.series))-0.4
 		p.HideX()
-		p.Add(plotter.NewGrid())
+		p.Add(hgrid())
 		plots = append(plots, p)
 	}
 	var legend []entry
@@ -307,6 +308,13 @@ func bars(rows [][]string, ylabel string) ([]*plot.Plot, []entry, error) {
 		legend = append(legend, entry{s, swatch(i)})
 	}
 	return plots, legend, nil
+}
+
+// hgrid is a grid of horizontal lines only (vertical ones would cut through the bars).
+func hgrid() *plotter.Grid {
+	g := plotter.NewGrid()
+	g.Vertical.Width = 0
+	return g
 }
 
 // grouped makes one bar chart with a cluster of bars per group and a bar per series, each bar
@@ -358,7 +366,7 @@ func grouped(rows [][]string) (*plot.Plot, []entry, error) {
 	p.Y.Min, p.Y.Max = 0, top*1.1
 	p.X.Min, p.X.Max = -0.5, float64(len(t.groups))-0.5
 	p.NominalX(t.groups...)
-	p.Add(plotter.NewGrid())
+	p.Add(hgrid())
 	return p, legend, nil
 }
 
@@ -382,13 +390,22 @@ func readSamples(rows [][]string) (map[string][]float64, []string, error) {
 	return samples, order, nil
 }
 
-// cdf adds a step line per series: the fraction of samples <= x, on a log x axis (samples below
-// 0.001 are drawn at 0.001). With nines, the y axis shows -log10(1-F) (0 = p0, 1 = p90, 2 = p99),
-// and the last sample (F = 1) is drawn at the nines one more sample would reach, 1-1/(n+1), so it
-// stays on the chart.
+// cdf adds a step line per series: the fraction of samples <= x, on a log x axis when the samples
+// span more than a factor of 20 (samples below 0.001 are then drawn at 0.001), else a linear one.
+// With nines, the y axis shows -log10(1-F) (0 = p0, 1 = p90, 2 = p99), and the last sample (F = 1)
+// is drawn at the nines one more sample would reach, 1-1/(n+1), so it stays on the chart.
 func cdf(p *plot.Plot, samples map[string][]float64, order []string, nines bool) ([]entry, error) {
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, xs := range samples {
+		for _, x := range xs {
+			lo, hi = math.Min(lo, x), math.Max(hi, x)
+		}
+	}
+	logX := lo <= 0 || hi/lo > 20
+	if logX {
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
 	maxY := 0.0
 	var legend []entry
 	for i, name := range order {
@@ -397,7 +414,9 @@ func cdf(p *plot.Plot, samples map[string][]float64, order []string, nines bool)
 		n := float64(len(xs))
 		pts := make(plotter.XYs, 0, 2*len(xs))
 		for j, x := range xs {
-			x = math.Max(x, 1e-3)
+			if logX {
+				x = math.Max(x, 1e-3)
+			}
 			lo, hi := float64(j)/n, float64(j+1)/n
 			if nines {
 				lo = -math.Log10(1 - lo)

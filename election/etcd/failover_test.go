@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -133,25 +134,36 @@ func trials(name string, def int) int {
 }
 
 // writeFailoverCSV writes every sample as a "series,milliseconds" row, for bench/plot's cdf chart,
-// under a first line "# title | x label | y label" that bench/plots.sh reads.
-func writeFailoverCSV(path string, samples map[string][]time.Duration) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# election failover and hand-over, TTL 1s, %d trials each (%s) | time to the new leader's term (ms) | fraction of trials\n",
-		len(samples["podblocks crash"]), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	b.WriteString("series,ms\n")
-	for _, name := range []string{"podblocks crash", "etcd concurrency crash", "podblocks resign", "etcd concurrency resign"} {
-		for _, d := range samples[name] {
-			fmt.Fprintf(&b, "%s,%.3f\n", name, float64(d)/float64(time.Millisecond))
+// crash failovers to dir/election-crash.cdf.csv and resign hand-overs to dir/election-resign.cdf.csv,
+// each under a first line "# title | x label | y label" that bench/plots.sh reads.
+func writeFailoverCSV(dir string, samples map[string][]time.Duration) error {
+	stamp := time.Now().UTC().Format("2006-01-02 15:04 UTC")
+	for _, f := range []struct{ file, what string }{{"election-crash.cdf.csv", "crash"}, {"election-resign.cdf.csv", "resign"}} {
+		var b strings.Builder
+		title := "crash failover (leader's client closed, lease TTL 1s)"
+		if f.what == "resign" {
+			title = "graceful hand-over (Resign)"
+		}
+		fmt.Fprintf(&b, "# election %s, %d trials (%s) | time to the new leader's term (ms) | fraction of trials\n",
+			title, len(samples["podblocks "+f.what]), stamp)
+		b.WriteString("series,ms\n")
+		for _, name := range []string{"podblocks " + f.what, "etcd concurrency " + f.what} {
+			for _, d := range samples[name] {
+				fmt.Fprintf(&b, "%s,%.3f\n", name, float64(d)/float64(time.Millisecond))
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.file), []byte(b.String()), 0o644); err != nil {
+			return err
 		}
 	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	return nil
 }
 
 // TestFailover measures, with TTL 1s on an embedded etcd, how long a waiting candidate takes to
 // lead after the leader crashes (client closed, no revoke: the lease must expire) and after the
 // leader resigns. By default it runs a few trials and checks generous bounds; for the figures in
-// BENCHMARKS.md run it with PODBLOCKS_FAILOVER_TRIALS=30 and -v; with PODBLOCKS_FAILOVER_CSV=FILE it
-// also writes every sample to FILE (bench/results/election-failover.cdf.csv is plotted from it).
+// BENCHMARKS.md run it with PODBLOCKS_FAILOVER_TRIALS=30 and -v; with PODBLOCKS_FAILOVER_CSV=DIR it
+// also writes every sample to DIR/election-{crash,resign}.cdf.csv (bench/results is plotted).
 func TestFailover(t *testing.T) {
 	n := trials("PODBLOCKS_FAILOVER_TRIALS", 2)
 	c := etcdtest.NewServer(t)
