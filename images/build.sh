@@ -3,7 +3,7 @@
 # third-party servers the e2e pods need (memcached, redis-server, etcd), which are copied from this
 # machine's Debian packages together with the shared libraries ldd lists. No registry is needed.
 #
-#   images/build.sh                  # every example + memcached redis-server etcd
+#   images/build.sh                  # every example, podtool, worker, memcached, redis-server, etcd
 #   images/build.sh elector etcd     # only these
 #   REPO=podblocks TAG=dev           # image names are $REPO/<name>:$TAG (these are the defaults)
 #
@@ -26,7 +26,7 @@ if [ ${#names[@]} -eq 0 ]; then
 		# only directories holding a main package
 		if grep -qs '^package main' "$d"/*.go; then names+=("$n"); fi
 	done
-	names+=("${thirdparty[@]}")
+	names+=(podtool worker "${thirdparty[@]}")
 fi
 
 pkgs=()
@@ -92,7 +92,11 @@ for n in "${names[@]}"; do
 		printf 'FROM scratch\nCOPY %s /%s\nENTRYPOINT ["/%s"]\n' "$n" "$n" "$n" >"$ctx/Dockerfile"
 		;;
 	esac
-	DOCKER_BUILDKIT=0 docker build -q -t "$repo/$n:$tag" "$ctx" >/dev/null
+	# The legacy builder needs no buildx plugin; its deprecation notice is shown only on failure.
+	if ! out=$(DOCKER_BUILDKIT=0 docker build -q -t "$repo/$n:$tag" "$ctx" 2>&1); then
+		echo "$out" >&2
+		exit 1
+	fi
 done
 
 printf '| image | size |\n|---|---|\n'
