@@ -52,6 +52,8 @@ type Memory struct {
 	// the goroutines that made them (a testing/synctest bubble, say), like the queue itself.
 	spare   sync.Pool
 	drainCh chan struct{} // closed when the last lease ends while Shutdown waits
+	evTimer *time.Timer   // fires at evAt to run advance (due delays, expired leases) for waiters
+	evAt    time.Time
 	closed  bool
 }
 
@@ -89,8 +91,7 @@ func NewMemory(opts ...Option) (*Memory, error) {
 // directly (handed over on ch, which has room for one), so the waiter needs no second trip through
 // the lock.
 type waiter struct {
-	ch    chan grant
-	timer *time.Timer
+	ch chan grant
 }
 
 // grant is a lease handed to a waiter. The Item is built from it outside the lock: an entry's ID,
@@ -110,11 +111,7 @@ func (g grant) item() *Item {
 	}
 }
 
-func newWaiter() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &waiter{ch: make(chan grant, 1), timer: t}
-}
+func newWaiter() any { return &waiter{ch: make(chan grant, 1)} }
 
 func (q *Memory) recover(recs []Record) {
 	if len(recs) == 0 {
@@ -175,6 +172,7 @@ func (q *Memory) makeVisible(e *entry, now time.Time) {
 	if e.rec.NotBefore.After(now) {
 		e.state = stDelayed
 		q.delayed.push(e)
+		q.armLocked(now)
 		return
 	}
 	q.toReady(e, now)
@@ -203,7 +201,39 @@ func (q *Memory) leaseLocked(e *entry, now time.Time) grant {
 	e.rec.Deadline = now.Add(q.cfg.lease)
 	e.state = stLeased
 	q.leased.push(e)
+	q.armLocked(now)
 	return grant{e: e, attempt: e.rec.Attempt, deadline: e.rec.Deadline}
+}
+
+// armLocked makes the event timer fire by the next timed event (a delayed item coming due or a
+// lease expiring), so that blocked Leases need no timers of their own. The timer is re-armed only
+// when the next event moves earlier. Called with mu held.
+func (q *Memory) armLocked(now time.Time) {
+	next := q.nextEvent()
+	if next.IsZero() || q.closed || (!q.evAt.IsZero() && !next.Before(q.evAt)) {
+		return
+	}
+	if now.IsZero() {
+		now = q.cfg.now()
+	}
+	q.evAt = next
+	if q.evTimer == nil {
+		q.evTimer = time.AfterFunc(next.Sub(now), q.onEvent)
+	} else {
+		q.evTimer.Reset(next.Sub(now))
+	}
+}
+
+func (q *Memory) onEvent() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.evAt = time.Time{}
+	if q.closed {
+		return
+	}
+	now := q.cfg.now()
+	q.advance(now)
+	q.armLocked(now)
 }
 
 // unlease undoes a lease nobody saw (a waiter gave up as the item arrived). Called with mu held.
@@ -396,7 +426,7 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 		// Nothing ready: wait for a hand-over, the next timed event, ctx, or Close.
 		w := q.spare.Get().(*waiter)
 		q.waiters = append(q.waiters, w)
-		next := q.nextEvent()
+		q.armLocked(now)
 		q.mu.Unlock()
 		if err := q.commit(buried...); err != nil {
 			if g, ok := q.dropWaiter(w); ok {
@@ -404,25 +434,17 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 			}
 			return nil, err
 		}
-		var tc <-chan time.Time
-		if !next.IsZero() {
-			w.timer.Reset(next.Sub(now))
-			tc = w.timer.C
-		}
 		var g grant
 		ok := false
 		select {
 		case g = <-w.ch:
 			ok = true
-		case <-tc:
-			g, ok = q.dropWaiter(w)
 		case <-ctx.Done():
 			if g, ok = q.dropWaiter(w); ok {
 				q.giveBack(g)
 				ok = false
 			}
 		}
-		w.timer.Stop()
 		q.spare.Put(w)
 		if ok {
 			if g.closed {
@@ -642,6 +664,9 @@ func (q *Memory) closeLocked() {
 		return
 	}
 	q.closed = true
+	if q.evTimer != nil {
+		q.evTimer.Stop()
+	}
 	for _, w := range q.waiters {
 		w.ch <- grant{closed: true}
 	}
