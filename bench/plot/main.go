@@ -26,6 +26,7 @@ import (
 	"strconv"
 
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
@@ -34,6 +35,10 @@ import (
 )
 
 func main() {
+	// Liberation Sans has Arial's metrics, so text measured here (legend spacing, title fit) keeps
+	// its size in viewers that substitute Arial or Helvetica for it.
+	plot.DefaultFont = font.Font{Typeface: "Liberation", Variant: "Sans"}
+	plotter.DefaultFont = plot.DefaultFont
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "plot:", err)
 		os.Exit(1)
@@ -129,7 +134,7 @@ func render(plots []*plot.Plot, legend []entry, title, out string, tileWidth vg.
 		l.Left, l.Top = true, true
 		l.Add(e.name, e.thumb)
 		// Widths are measured with the chart font; viewers often substitute a wider one.
-		w := l.ThumbnailWidth + 1.3*l.TextStyle.Rectangle(" "+e.name).Max.X + 0.2*vg.Inch
+		w := l.ThumbnailWidth + 1.15*l.TextStyle.Rectangle(" "+e.name).Max.X + 0.2*vg.Inch
 		if x > 0 && x+w > width-0.4*vg.Inch {
 			x, line = 0, line+1
 		}
@@ -149,6 +154,10 @@ func render(plots []*plot.Plot, legend []entry, title, out string, tileWidth vg.
 	if title != "" {
 		top := plot.New()
 		top.Title.Text = title
+		// Shrink a long title to fit (with room for a viewer's wider substitute font).
+		for ts := &top.Title.TextStyle; 1.15*ts.Rectangle(title).Max.X > width-0.3*vg.Inch && ts.Font.Size > vg.Points(8); {
+			ts.Font.Size -= vg.Points(0.5)
+		}
 		top.HideAxes()
 		top.Draw(draw.Crop(dc, 0, 0, height-titleH, 0))
 		dc = draw.Crop(dc, 0, 0, 0, -titleH)
@@ -298,6 +307,7 @@ func bars(rows [][]string, ylabel string) ([]*plot.Plot, []entry, error) {
 		}
 		p.Add(l)
 		p.Y.Min, p.Y.Max = 0, top*1.12 // room for the labels
+		p.Y.Tick.Marker = plainTicks{}
 		p.X.Min, p.X.Max = -0.6, float64(len(t.series))-0.4
 		p.HideX()
 		p.Add(hgrid())
@@ -308,6 +318,20 @@ func bars(rows [][]string, ylabel string) ([]*plot.Plot, []entry, error) {
 		legend = append(legend, entry{s, swatch(i)})
 	}
 	return plots, legend, nil
+}
+
+// plainTicks are gonum's default ticks labelled with the shortest exact decimal ("25000", not
+// "25000.00").
+type plainTicks struct{}
+
+func (plainTicks) Ticks(min, max float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(min, max)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = strconv.FormatFloat(ts[i].Value, 'f', -1, 64)
+		}
+	}
+	return ts
 }
 
 // hgrid is a grid of horizontal lines only (vertical ones would cut through the bars).
@@ -364,6 +388,7 @@ func grouped(rows [][]string) (*plot.Plot, []entry, error) {
 		legend = append(legend, entry{s, swatch(i)})
 	}
 	p.Y.Min, p.Y.Max = 0, top*1.1
+	p.Y.Tick.Marker = plainTicks{}
 	p.X.Min, p.X.Max = -0.5, float64(len(t.groups))-0.5
 	p.NominalX(t.groups...)
 	p.Add(hgrid())
