@@ -9,7 +9,7 @@
 // draws one chart with a cluster per group (for example one per offered rate) on a shared y axis,
 // a bar per series, and a legend; bars are labelled with their values as written in the CSV. cdf
 // draws the empirical cumulative distribution of each series' samples (x axis logarithmic when
-// they span more than a factor of 20); with -tail it adds a second tile with the y axis in nines
+// they are positive and span more than a factor of 20); with -tail it adds a second tile with the y axis in nines
 // (p50, p90, p99, ...) so the tail is not squashed against the top.
 package main
 
@@ -416,7 +416,7 @@ func readSamples(rows [][]string) (map[string][]float64, []string, error) {
 }
 
 // cdf adds a step line per series: the fraction of samples <= x, on a log x axis when the samples
-// span more than a factor of 20 (samples below 0.001 are then drawn at 0.001), else a linear one.
+// are all positive and span more than a factor of 20, else a linear one.
 // With nines, the y axis shows -log10(1-F) (0 = p0, 1 = p90, 2 = p99), and the last sample (F = 1)
 // is drawn at the nines one more sample would reach, 1-1/(n+1), so it stays on the chart.
 func cdf(p *plot.Plot, samples map[string][]float64, order []string, nines bool) ([]entry, error) {
@@ -426,10 +426,10 @@ func cdf(p *plot.Plot, samples map[string][]float64, order []string, nines bool)
 			lo, hi = math.Min(lo, x), math.Max(hi, x)
 		}
 	}
-	logX := lo <= 0 || hi/lo > 20
-	if logX {
+	if lo > 0 && hi/lo > 20 {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.X.Min, p.X.Max = lo, hi
 	}
 	maxY := 0.0
 	var legend []entry
@@ -439,9 +439,6 @@ func cdf(p *plot.Plot, samples map[string][]float64, order []string, nines bool)
 		n := float64(len(xs))
 		pts := make(plotter.XYs, 0, 2*len(xs))
 		for j, x := range xs {
-			if logX {
-				x = math.Max(x, 1e-3)
-			}
 			lo, hi := float64(j)/n, float64(j+1)/n
 			if nines {
 				lo = -math.Log10(1 - lo)
