@@ -45,7 +45,11 @@ func startFailoverCandidate(t *testing.T, endpoint, id string, starts chan<- ter
 		t.Fatal(err)
 	}
 	e, err := election.New(b, id, func(ctx context.Context, tm election.Term) error {
-		starts <- termStart{id: id, at: time.Now()}
+		select {
+		case starts <- termStart{id: id, at: time.Now()}:
+		case <-ctx.Done(): // nobody reads any more: the test is over
+			return nil
+		}
 		<-ctx.Done()
 		return nil
 	})
@@ -96,6 +100,19 @@ func waitCandidates(t *testing.T, cli *clientv3.Client, prefix string, n int) {
 		}
 	}
 	t.Fatalf("never saw %d candidate keys under %s: %v (err %v)", n, prefix, keys, err)
+}
+
+// latestLeader drains term starts that are already queued (a leader that lost its term under load and
+// won it again) and returns the newest leader, or current when none are queued.
+func latestLeader(starts <-chan termStart, current string) string {
+	for {
+		select {
+		case s := <-starts:
+			current = s.id
+		default:
+			return current
+		}
+	}
 }
 
 func nextStart(t *testing.T, starts <-chan termStart) termStart {
@@ -189,6 +206,7 @@ func TestFailover(t *testing.T) {
 	var crash, resign []time.Duration
 	for i := range n {
 		waitCandidates(t, admin, prefix, 2)
+		leader = latestLeader(starts, leader)
 		old := cands[leader]
 		t0 := time.Now()
 		old.crash()
@@ -204,6 +222,7 @@ func TestFailover(t *testing.T) {
 	}
 	for i := range n {
 		waitCandidates(t, admin, prefix, 2)
+		leader = latestLeader(starts, leader)
 		t0 := time.Now()
 		if err := cands[leader].e.Resign(context.Background()); err != nil {
 			t.Fatalf("resign %d: %v", i, err)
