@@ -101,7 +101,7 @@ mappings:
 			s.say("  %s", strings.TrimSpace(out.String()))
 
 			a, err := health.New([]health.Spec{{Name: "app", Probe: lifecycle.Readyz,
-				Checker: &health.Exec{Command: []string{"sh", "-c", "exit 0"}}}})
+				Checker: &health.Exec{Command: selfCommand("ok")}}})
 			if err != nil {
 				return "", err
 			}

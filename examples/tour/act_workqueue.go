@@ -72,9 +72,9 @@ func playWorkqueue(ctx context.Context, s *stage) (string, error) {
 	}
 	s.say("a worker leased %q (attempt %d) and crashed without acking", crashed.Payload, crashed.Attempt)
 
-	// The real workers: a shell command per item, upper-casing the payload into OUTPUT_DIR.
-	script := `p=$(cat "$WORK_ITEM_FILE"); [ "$p" = poison ] && { echo "cannot digest $p" >&2; exit 3; }; echo "$p" | tr a-z A-Z > "$OUTPUT_DIR/result"`
-	w, err := workqueue.NewExecWorker([]string{"sh", "-c", script}, workqueue.WithOutputRoot(filepath.Join(dir, "out")))
+	// The real workers: a command per item, upper-casing the payload into OUTPUT_DIR. The command is
+	// the tour's own binary (see child.go), since its image has no shell.
+	w, err := workqueue.NewExecWorker(selfCommand("upcase"), workqueue.WithOutputRoot(filepath.Join(dir, "out")))
 	if err != nil {
 		return "", err
 	}
@@ -104,7 +104,7 @@ func playWorkqueue(ctx context.Context, s *stage) (string, error) {
 		return "", err
 	}
 	c := pool.Counts()
-	s.say("3 sh workers: %d acked, %d retried, %d dead-lettered (the crashed worker's item came back on attempt 2)", c.Acked, c.Retried, c.Buried)
+	s.say("3 exec workers: %d acked, %d retried, %d dead-lettered (the crashed worker's item came back on attempt 2)", c.Acked, c.Retried, c.Buried)
 	var results []string
 	files, _ := filepath.Glob(filepath.Join(dir, "out", "*", "result"))
 	for _, f := range files {
@@ -116,5 +116,5 @@ func playWorkqueue(ctx context.Context, s *stage) (string, error) {
 	if len(dead) == 1 {
 		s.say("dead letter: %q after %d attempts (%s)", dead[0].Payload, dead[0].Attempts, dead[0].Reason)
 	}
-	return fmt.Sprintf("%d items done by sh workers over HTTP, crashed lease recovered, 1 poison item dead-lettered", c.Acked), nil
+	return fmt.Sprintf("%d items done by exec workers over HTTP, crashed lease recovered, 1 poison item dead-lettered", c.Acked), nil
 }

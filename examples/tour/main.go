@@ -37,6 +37,9 @@ func acts() []act {
 }
 
 func main() {
+	if role := childRole(os.Args); role != "" {
+		os.Exit(runChild(role))
+	}
 	serve := flag.String("serve", "", "after the acts, keep running with the hook server on this address")
 	actTimeout := flag.Duration("act-timeout", 20*time.Second, "the longest one act may take")
 	flag.Parse()
