@@ -19,22 +19,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"go.uber.org/goleak"
+
+	"github.com/podblocks/podblocks/internal/testbin"
 )
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "logship-bin")
-	if err != nil {
-		panic(err)
-	}
-	bin = filepath.Join(dir, "logship")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		panic(fmt.Sprintf("go build: %v\n%s", err, out))
-	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { os.RemoveAll(dir) }))
-}
+func TestMain(m *testing.M) { testbin.Main(m, "logship", &bin) }
 
 type record struct {
 	File string `json:"file"`

@@ -6,9 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -16,22 +14,13 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/sidecartest"
-	"go.uber.org/goleak"
+
+	"github.com/podblocks/podblocks/internal/testbin"
 )
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "reloader-bin")
-	if err != nil {
-		panic(err)
-	}
-	bin = filepath.Join(dir, "reloader")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		panic(fmt.Sprintf("go build: %v\n%s", err, out))
-	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { os.RemoveAll(dir) }))
-}
+func TestMain(m *testing.M) { testbin.Main(m, "reloader", &bin) }
 
 func TestWebhookAfterConfigMapUpdates(t *testing.T) {
 	var calls atomic.Int32

@@ -17,22 +17,12 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/podblocks/podblocks/internal/testbin"
 )
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "syncer-bin")
-	if err != nil {
-		panic(err)
-	}
-	bin = filepath.Join(dir, "syncer")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		panic(fmt.Sprintf("go build: %v\n%s", err, out))
-	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { os.RemoveAll(dir) }))
-}
+func TestMain(m *testing.M) { testbin.Main(m, "syncer", &bin) }
 
 func tgz(t *testing.T, content string) []byte {
 	t.Helper()

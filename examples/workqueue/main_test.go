@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/podblocks/podblocks/internal/testbin"
 
 	"github.com/podblocks/podblocks/internal/natstest"
 	"github.com/podblocks/podblocks/workqueue"
@@ -26,22 +26,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "workqueue-bin-")
-	if err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "workqueue")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Printf("build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}))
-}
+func TestMain(m *testing.M) { testbin.Main(m, "workqueue", &binary) }
 
 // proc is a running example binary.
 type proc struct {
