@@ -54,6 +54,7 @@ func ambassadorAct() act {
 			if err != nil {
 				return "", err
 			}
+			s.keep(nil, cluster) // its final state stays on /statusz under -serve
 			pctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			done := make(chan error, 1)

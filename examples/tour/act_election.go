@@ -46,6 +46,7 @@ func electionAct() act {
 					return "", err
 				}
 				electors[id] = e
+				s.keep(nil, e) // its final state stays on /statusz under -serve
 			}
 			runCtx, stop := context.WithCancel(ctx)
 			var wg sync.WaitGroup

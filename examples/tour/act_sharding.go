@@ -74,6 +74,7 @@ func shardingAct() act {
 			if err != nil {
 				return "", err
 			}
+			s.keep(nil, srv) // its final state stays on /statusz under -serve
 			pctx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
 			go func() { done <- srv.Run(pctx) }()

@@ -106,6 +106,7 @@ func sidecarAct() act {
 			if err != nil {
 				return "", err
 			}
+			s.keep(nil, r) // its final state stays on /statusz under -serve
 			rctx, stop := context.WithCancel(ctx)
 			done := make(chan error, 1)
 			go func() { done <- r.Run(rctx) }()

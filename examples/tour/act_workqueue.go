@@ -83,6 +83,7 @@ func playWorkqueue(ctx context.Context, s *stage) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	s.keep(nil, pool) // its final state stays on /statusz under -serve
 	pctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- pool.Run(pctx) }()

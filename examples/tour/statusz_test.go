@@ -88,8 +88,12 @@ func TestStatuszInBrowser(t *testing.T) {
 			t.Errorf("rendered /statusz lacks %q", want)
 		}
 	}
-	if n := strings.Count(dom, `class="provider"`); n < 1 {
-		t.Errorf("rendered /statusz has %d provider sections, want at least the group's", n)
+	// One section per pattern the acts handed over, besides the group's.
+	for _, title := range []string{"components", "statsd adapter", "sidecar reloader", "ambassador cluster web",
+		"sharding proxy", "election", "workqueue pool", "scatter"} {
+		if !strings.Contains(dom, "<h2>"+title) {
+			t.Errorf("rendered /statusz lacks the %q section", title)
+		}
 	}
 
 	dir := os.Getenv("PODBLOCKS_ARTIFACTS")
