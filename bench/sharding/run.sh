@@ -7,12 +7,15 @@
 # ROUNDS times, and prints medians and ratios.
 #
 # Usage: bench/sharding/run.sh [ROUNDS]    (env: P16_N, P1_N, MC_SECS)
+#   RESULTS=dir   where the median rates go as CSV for bench/plots.sh (default bench/results:
+#                 sharding.bars.csv, one tile per load and test, a bar per peer); RESULTS= for none
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-5}
 P16_N=${P16_N:-400000}
 P1_N=${P1_N:-60000}
 MC_SECS=${MC_SECS:-5}
+RESULTS=${RESULTS-bench/results}
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -100,8 +103,9 @@ for r in $(seq "$ROUNDS"); do
   mc_run podblocks "127.0.0.1:$PM";     mc_run podblocks-gmp1 "127.0.0.1:$QM"
 done
 
-python3 - "$results" <<'PY'
-import sys, statistics, collections
+[ -z "$RESULTS" ] || mkdir -p "$RESULTS"
+python3 - "$results" "$RESULTS" "$ROUNDS" "$P16_N" "$P1_N" "$MC_SECS" <<'PY'
+import sys, statistics, collections, datetime
 rows = collections.defaultdict(lambda: ([], []))
 for line in open(sys.argv[1]):
     name, pipe, test, rate, p50 = line.split()
@@ -115,4 +119,18 @@ for pipe, test in [("P16", "set"), ("P16", "get"), ("P1", "set"), ("P1", "get"),
         rate, p50 = med[(pipe, test, name)]
         ratio = f"{rate / base:.2f}x" if base else "-"
         print(f"{pipe:<12} {test:<5} {name:<15} {rate:>12.0f} {p50:>8.3f} {ratio:>14}")
+if sys.argv[2]:
+    # The same medians as printed above, as text, for bench/plots.sh.
+    rounds, p16, p1, secs = sys.argv[3:7]
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    tiles = {("P16", "set"): "redis -P16 SET req/s", ("P16", "get"): "redis -P16 GET req/s",
+             ("P1", "set"): "redis -P1 SET req/s", ("P1", "get"): "redis -P1 GET req/s",
+             ("mc", "tps"): "memcache (memcaslap) TPS"}
+    with open(f"{sys.argv[2]}/sharding.bars.csv", "w") as f:
+        f.write(f"# sharding ambassador vs nutcracker: medians of {rounds} rounds (redis-benchmark -c 50 -n {p16} / {p1}, memcaslap -c 32 {secs}s), {now} | |\n")
+        f.write("group,series,value\n")
+        for key, tile in tiles.items():
+            for name in ["direct", "nutcracker", "podblocks", "podblocks-gmp1"]:
+                if (key[0], key[1], name) in med:
+                    f.write(f"{tile},{name},{med[(key[0], key[1], name)][0]:.0f}\n")
 PY
