@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +41,9 @@ func TestMain(m *testing.M) {
 	_, _ = rand.Read(b)
 	id := hex.EncodeToString(b)
 	prefix = "pbe2e-" + id + "-"
-	imageTag = id
+	// The tag carries the run's start time: an image's own creation time can be older than the run
+	// (a cached build), so removeStale judges images by their tag.
+	imageTag = fmt.Sprintf("%d-%s", time.Now().Unix(), id)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
 		engineErr = fmt.Errorf("docker info: %v: %s", err, bytes.TrimSpace(out))
@@ -77,9 +80,10 @@ func removeLeftovers() {
 		}
 	}
 	if imagesBuilt {
-		out, err := exec.CommandContext(ctx, "docker", "images", "-q", "--filter", "reference="+imageRepo+"/*:"+imageTag).Output()
-		if ids := strings.Fields(string(out)); err == nil && len(ids) > 0 {
-			_ = exec.CommandContext(ctx, "docker", append([]string{"rmi", "-f"}, ids...)...).Run()
+		// By reference, not by ID: a concurrent run's tag may name the same (cached) image.
+		out, err := exec.CommandContext(ctx, "docker", "images", "--filter", "reference="+imageRepo+"/*:"+imageTag, "--format", "{{.Repository}}:{{.Tag}}").Output()
+		if refs := strings.Fields(string(out)); err == nil && len(refs) > 0 {
+			_ = exec.CommandContext(ctx, "docker", append([]string{"rmi"}, refs...)...).Run()
 		}
 	}
 }
@@ -93,7 +97,6 @@ func removeStale(age time.Duration) {
 	for _, kind := range []struct{ ls, rm []string }{
 		{[]string{"ps", "-a", "--filter", "name=pbe2e-"}, []string{"rm", "-f", "-v"}},
 		{[]string{"network", "ls", "--filter", "name=pbe2e-"}, []string{"network", "rm"}},
-		{[]string{"images", "--filter", "reference=" + imageRepo + "/*"}, []string{"rmi", "-f"}},
 	} {
 		out, err := exec.CommandContext(ctx, "docker", append(kind.ls, "--format", "{{.ID}}\t{{.CreatedAt}}")...).Output()
 		if err != nil {
@@ -114,6 +117,23 @@ func removeStale(age time.Duration) {
 		if len(old) > 0 {
 			_ = exec.CommandContext(ctx, "docker", append(kind.rm, old...)...).Run()
 		}
+	}
+	// Images: untag (by reference, never by ID, which a concurrent run's tag may share) the tags of
+	// runs that started more than age ago.
+	out, err := exec.CommandContext(ctx, "docker", "images", "--filter", "reference="+imageRepo+"/*", "--format", "{{.Repository}}:{{.Tag}}").Output()
+	if err != nil {
+		return
+	}
+	var old []string
+	for _, ref := range strings.Fields(string(out)) {
+		_, tag, _ := strings.Cut(ref, ":")
+		secs, _, _ := strings.Cut(tag, "-")
+		if start, err := strconv.ParseInt(secs, 10, 64); err != nil || time.Since(time.Unix(start, 0)) > age {
+			old = append(old, ref)
+		}
+	}
+	if len(old) > 0 {
+		_ = exec.CommandContext(ctx, "docker", append([]string{"rmi"}, old...)...).Run()
 	}
 }
 
