@@ -3,8 +3,12 @@ package scatter_test
 import (
 	"context"
 	"flag"
+	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,9 +30,10 @@ type tailRun struct {
 	p50, p99, p999 time.Duration
 	extra          float64 // backup requests / primary requests
 	lingered       time.Duration
-	coverage       float64 // mean
-	exhausted      string  // hedges not sent for want of budget
-	slowUnhedged   int     // shards that took over 500ms without a backup
+	coverage       float64         // mean
+	exhausted      string          // hedges not sent for want of budget
+	slowUnhedged   int             // shards that took over 500ms without a backup
+	lats           []time.Duration // every request's latency, sorted
 }
 
 const (
@@ -116,6 +121,7 @@ func tailBody(t *testing.T, requests, parallel int, lat scattertest.Latency, opt
 			}
 		}
 		slices.Sort(lats)
+		out.lats = lats
 		q := func(p float64) time.Duration { return lats[min(len(lats)-1, int(math.Ceil(p*float64(len(lats))))-1)] }
 		out.p50, out.p99, out.p999 = q(0.5), q(0.99), q(0.999)
 		out.extra = float64(calls)/float64(requests*tailShards) - 1
@@ -198,6 +204,15 @@ func TestTailAtScale(t *testing.T) {
 		if di != 0 {
 			continue
 		}
+		if dir := os.Getenv("PODBLOCKS_SCATTER_CSV"); dir != "" {
+			names := make([]string, len(scenarios))
+			for i, sc := range scenarios {
+				names[i] = sc.name
+			}
+			if err := writeTailCSV(filepath.Join(dir, "scatter-tail.cdf.csv"), n, names, res); err != nil {
+				t.Errorf("PODBLOCKS_SCATTER_CSV: %v", err)
+			}
+		}
 		// The goals, checked on the bimodal leaf. p99.9 needs 1000+ requests; with fewer, p99 stands in.
 		tail := func(r tailRun) time.Duration {
 			if n >= 1000 {
@@ -224,6 +239,23 @@ func TestTailAtScale(t *testing.T) {
 	if limit := 0.05 + 10/float64(max(n/3, 50)*tailShards); r.extra > limit+1e-9 {
 		t.Errorf("all slow: extra %.4f, want <= %.4f (budget + burst)", r.extra, limit)
 	}
+}
+
+// writeTailCSV writes every request's latency of each scenario, in ms, as rows "scenario,ms" under
+// a "# title | x label | y label" line, for bench/plots.sh (PODBLOCKS_SCATTER_CSV=DIR).
+func writeTailCSV(path string, requests int, names []string, res []tailRun) error {
+	var b strings.Builder
+	// The first line is the chart's title, short enough for its width; only the bimodal leaf's
+	// scenarios are written.
+	fmt.Fprintf(&b, "# Tail at Scale (leaves 1ms, 1%% 1s; %d shards x %d; %d requests), %s | request latency (ms) | fraction of requests\n",
+		tailShards, tailReplicas, requests, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	b.WriteString("series,ms\n")
+	for i, r := range res {
+		for _, l := range r.lats {
+			fmt.Fprintf(&b, "%s,%.4f\n", names[i], float64(l)/float64(time.Millisecond))
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // trueQuantile estimates a distribution's quantile from 200000 draws.
