@@ -5,9 +5,12 @@
 #   jetstream queue vs a raw nats.go Fetch+Ack loop, same embedded nats-server    goal >= 0.8x
 # The peers are Go modules (client-go in this nested module; nats-server embedded), so nothing is
 # installed with apt-get. RUNS=N sets the number of alternating runs (default 5).
+# RESULTS=DIR: where the medians go as CSV for bench/plots.sh (default bench/results:
+# workqueue.bars.csv, a tile per queue, podblocks beside its baseline); RESULTS= for none.
 set -euo pipefail
 cd "$(dirname "$0")"
 runs=${RUNS:-5}
+RESULTS=${RESULTS-$PWD/../results}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -50,3 +53,20 @@ echo "bolt / raw bbolt DB.Batch:          $(ratio bolt rawbolt)x"
 echo "jetstream (batch 100, plain ack) / raw Fetch+Ack: $(ratio jsbatch jsraw)x   (goal >= 0.8x)"
 echo "jetstream (defaults) / raw Fetch+Ack:             $(ratio jsdefault jsraw)x"
 echo "jetstream interleaved rounds, queue/raw:          $(median "${results[jsinter]}")x   (runs:${results[jsinter]})"
+
+if [ -n "$RESULTS" ]; then
+	# The medians printed above (same rounding), for bench/plots.sh.
+	mkdir -p "$RESULTS"
+	m() { printf '%.0f' "$(median "${results[$1]}")"; }
+	{
+		echo "# work queues vs a baseline: median items/s of $runs runs, $(date -u "+%F %H:%M UTC") | | items/s"
+		echo "group,series,value"
+		echo "memory vs client-go,podblocks,$(m memory)"
+		echo "memory vs client-go,baseline,$(m clientgo)"
+		echo "bolt vs raw bbolt Batch,podblocks,$(m bolt)"
+		echo "bolt vs raw bbolt Batch,baseline,$(m rawbolt)"
+		echo "jetstream vs raw Fetch+Ack,podblocks,$(m jsbatch)"
+		echo "jetstream vs raw Fetch+Ack,baseline,$(m jsraw)"
+		echo "jetstream vs raw Fetch+Ack,podblocks jetstream defaults,$(m jsdefault)"
+	} >"$RESULTS/workqueue.bars.csv"
+fi
