@@ -5,18 +5,28 @@
 # median CPU ns/op (process user+system time per op: on a shared, loaded machine wall time is
 # mostly waiting for a CPU) and allocs/op of each, and the ratios to errgroup.
 #   bench/scatter/run.sh [COUNT] [BENCHTIME]      (defaults: 10 runs, 0.3s each)
+# RESULTS=DIR: where the median CPU ns/op go as CSV for bench/plots.sh (default bench/results:
+# scatter-fanout.bars.csv, a tile per N); RESULTS= for none.
 # The Tail-at-Scale reproduction is a test:
 #   go test ./scatter -run 'TailAtScale$' -v -tail.requests=20000            (synctest, fake time)
 #   go test ./scatter -run TailAtScaleRealTime -v -tail.realtime=300 -tail.parallel=2   (real time)
+# and PODBLOCKS_SCATTER_CSV=DIR makes TestTailAtScale write every request's latency in the four
+# bimodal scenarios to DIR/scatter-tail.cdf.csv.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 count=${1:-10}
 benchtime=${2:-0.3s}
+RESULTS=${RESULTS-bench/results}
+csv=""
+if [ -n "$RESULTS" ]; then
+	mkdir -p "$RESULTS"
+	csv="$RESULTS/scatter-fanout.bars.csv"
+fi
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 echo "nproc=$(nproc) date=$(date -u +%FT%TZ) count=$count benchtime=$benchtime load=$(cut -d' ' -f1-3 /proc/loadavg)"
 go test ./scatter -run '^$' -bench 'BenchmarkFanoutOverhead' -benchmem -count "$count" -benchtime "$benchtime" >"$out"
-awk '
+awk -v csv="$csv" -v title="scatter.Fanout vs errgroup, no-op leaves: median CPU ns/op of $count x $benchtime, $(date -u "+%F %H:%M UTC")" '
 /^BenchmarkFanoutOverhead\// {
 	split($1, p, "/"); n = p[2]; impl = p[3]; sub(/-[0-9]+$/, "", impl)
 	key = n SUBSEP impl; c = ++cnt[key]; ns[key, c] = $3; cpu[key, c] = $5; al[key] = $9
@@ -36,5 +46,10 @@ END {
 		en = median(ns, e); sn = median(ns, s); ec = median(cpu, e); sc = median(cpu, s); lc = median(cpu, l)
 		label = n; sub(/N=/, "", label)
 		printf "| %s | %.0f | %.0f | %.2fx | %.0f | %.0f | %.2fx | %.2fx | %s | %s |\n", label, en, sn, sn / en, ec, sc, sc / ec, lc / ec, al[e], al[s]
+		rows = rows sprintf("N=%s,errgroup,%.0f\nN=%s,scatter,%.0f\n", label, ec, label, sc)
+	}
+	if (csv != "") {
+		printf "# %s | | CPU ns/op\ngroup,series,value\n%s", title, rows > csv
+		close(csv)
 	}
 }' "$out"
