@@ -2,7 +2,6 @@ package memcache_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/podblocks/podblocks/ambassador/memcache"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
 	"github.com/podblocks/podblocks/internal/shardproc"
 )
 
@@ -37,45 +37,20 @@ func startMemcached(t *testing.T, n int) []*shardproc.Proc {
 	return ps
 }
 
-// startProxy runs a twemproxy.Server for yaml (with %s placeholders filled by listen address and
-// the backends' "addr:1" lines) and returns the pool's address.
+// startProxy serves one memcache pool "mc" over backends with the extra pool lines and returns the
+// pool's address.
 func startProxy(t *testing.T, extra string, backends []*shardproc.Proc, proto *memcache.Protocol) (string, *twemproxy.Server) {
 	t.Helper()
-	port, err := shardproc.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var b strings.Builder
-	fmt.Fprintf(&b, "mc:\n  listen: %s\n%s  servers:\n", addr, extra)
-	for _, p := range backends {
-		fmt.Fprintf(&b, "   - %s:1\n", p.Addr)
-	}
-	cfg, err := twemproxy.Parse([]byte(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Memcache: proto})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("proxy not ready")
-	}
+	addr, srv, _ := twemproxytest.StartPool(t, "mc", false, extra, procAddrs(backends), twemproxy.Protocols{Memcache: proto})
 	return addr, srv
+}
+
+func procAddrs(ps []*shardproc.Proc) []string {
+	addrs := make([]string, len(ps))
+	for i, p := range ps {
+		addrs[i] = p.Addr
+	}
+	return addrs
 }
 
 type conn struct {

@@ -2,7 +2,6 @@ package redis_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
 	"github.com/podblocks/podblocks/internal/shardproc"
 )
 
@@ -40,41 +40,11 @@ func startRedis(t *testing.T, n int) []*shardproc.Proc {
 // startProxy serves one redis pool "r" over backends with the extra pool lines.
 func startProxy(t *testing.T, extra string, backends []*shardproc.Proc, proto *redis.Protocol) (string, *twemproxy.Server, *twemproxy.PoolConfig) {
 	t.Helper()
-	port, err := shardproc.FreePort()
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, len(backends))
+	for i, p := range backends {
+		addrs[i] = p.Addr
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var b strings.Builder
-	fmt.Fprintf(&b, "r:\n  listen: %s\n  redis: true\n%s  servers:\n", addr, extra)
-	for _, p := range backends {
-		fmt.Fprintf(&b, "   - %s:1\n", p.Addr)
-	}
-	cfg, err := twemproxy.Parse([]byte(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Redis: proto})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("proxy not ready")
-	}
-	return addr, srv, cfg.Pools[0]
+	return twemproxytest.StartPool(t, "r", true, extra, addrs, twemproxy.Protocols{Redis: proto})
 }
 
 // client is a minimal RESP client for tests.
