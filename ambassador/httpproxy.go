@@ -300,9 +300,19 @@ func isRetriable(r *http.Request) bool {
 type tryError struct {
 	status int
 	err    error
+	unsent bool // the request never reached the backend (the dial failed)
 }
 
 func (e *tryError) Error() string { return e.err.Error() }
+
+// dialError is a failure to connect to a backend: the request was not sent.
+type dialError struct {
+	addr string
+	err  error
+}
+
+func (e *dialError) Error() string { return "dial " + e.addr + ": " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
 
 // ServeHTTP proxies one request.
 func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -332,15 +342,25 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tried := triedBuf[:0]
 	var last *tryError
 	for attempt := 0; attempt <= p.cfg.retries; attempt++ {
+		// A retry after an attempt that never reached a backend (the dial failed) is safe for any
+		// request and adds no load upstream, so it is not charged to the retry budget.
+		counted := false
 		if attempt > 0 {
-			if !retriable || !p.budget.tryRetry() {
+			unsent := last != nil && last.unsent
+			if !retriable && !unsent {
 				break
+			}
+			if !unsent {
+				if !p.budget.tryRetry() {
+					break
+				}
+				counted = true
 			}
 			cluster.metrics.retries.Inc()
 		}
 		lease, err := cluster.Acquire(r.Context(), key, tried)
 		if err != nil {
-			if attempt > 0 {
+			if counted {
 				p.budget.doneRetry()
 			}
 			status := http.StatusServiceUnavailable
@@ -348,13 +368,13 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if last == nil || errors.Is(err, ErrOverloaded) {
-				last = &tryError{status, err}
+				last = &tryError{status: status, err: err}
 			}
 			break
 		}
 		done, terr := p.try(w, r, lease.Backend, retriable && attempt < p.cfg.retries)
 		lease.Release()
-		if attempt > 0 {
+		if counted {
 			p.budget.doneRetry()
 		}
 		if done {
@@ -369,7 +389,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if last == nil {
-		last = &tryError{http.StatusServiceUnavailable, ErrNoEndpoint}
+		last = &tryError{status: http.StatusServiceUnavailable, err: ErrNoEndpoint}
 	}
 	httpError(w, last.status, last.err.Error())
 }
@@ -401,11 +421,13 @@ func (p *HTTPProxy) try(w http.ResponseWriter, r *http.Request, b *Backend, mayR
 		if r.Context().Err() != nil {
 			return true, nil
 		}
+		var de *dialError
+		unsent := errors.As(err, &de)
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return false, &tryError{http.StatusGatewayTimeout, err}
+			return false, &tryError{status: http.StatusGatewayTimeout, err: err, unsent: unsent}
 		}
-		return false, &tryError{http.StatusBadGateway, err}
+		return false, &tryError{status: http.StatusBadGateway, err: err, unsent: unsent}
 	}
 	b.c.Report(b, resp.StatusCode < 500, time.Since(start))
 	if mayRetry && (resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504) {
@@ -417,7 +439,7 @@ func (p *HTTPProxy) try(w http.ResponseWriter, r *http.Request, b *Backend, mayR
 		} else {
 			uc.nc.Close()
 		}
-		return false, &tryError{resp.StatusCode, fmt.Errorf("endpoint %s answered %d", b.Addr, resp.StatusCode)}
+		return false, &tryError{status: resp.StatusCode, err: fmt.Errorf("endpoint %s answered %d", b.Addr, resp.StatusCode)}
 	}
 
 	// The per-try deadline bounds the wait for response headers. A body already in the buffer
@@ -507,7 +529,7 @@ func (p *HTTPProxy) roundTrip(r *http.Request, b *Backend, replay bool) (*upConn
 		if !reused {
 			nc, err := p.dialer.DialContext(r.Context(), "tcp", b.Addr)
 			if err != nil {
-				return nil, nil, fmt.Errorf("dial %s: %w", b.Addr, err)
+				return nil, nil, &dialError{addr: b.Addr, err: err}
 			}
 			uc = newUpConn(nc)
 		}

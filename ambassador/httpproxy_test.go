@@ -596,3 +596,27 @@ func TestHTTPProxyHashAffinity(t *testing.T) {
 		t.Errorf("30 users landed on %d backends, want all 3", len(spread))
 	}
 }
+
+// TestHTTPProxyDialFailureRetriedForFree: an attempt whose dial failed never reached a backend, so
+// even a POST is retried on another endpoint, and without charging the retry budget.
+func TestHTTPProxyDialFailureRetriedForFree(t *testing.T) {
+	down, up := ambassadortest.NewHTTPBackend(t, "down"), ambassadortest.NewHTTPBackend(t, "up")
+	down.Stop()
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(down.Endpoint(), up.Endpoint()),
+		ambassador.WithRetryBudget(ambassador.RetryBudget{Percent: 0, MinConcurrent: 0}),
+		ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: -1}))
+	c := client(t)
+	for i := range 6 {
+		resp, err := c.Post(url, "text/plain", strings.NewReader("order"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %d = %d, want 200 (the refused dial is retried on the live endpoint)", i, resp.StatusCode)
+		}
+	}
+	if got := up.Count(); got != 6 {
+		t.Errorf("live endpoint saw %d requests, want 6", got)
+	}
+}
