@@ -16,7 +16,9 @@
 //     times and a maximum ejection percentage, a panic threshold and a per-endpoint circuit breaker;
 //   - TCPProxy (L4, zero-copy splice on Linux) and HTTPProxy (L7: HTTP/1.1 and h2c, retries within
 //     a RetryBudget, per-try timeouts, request Splits to experiment clusters, X-Forwarded-*,
-//     upgrade pass-through) serve a listener in front of a Cluster.
+//     upgrade pass-through) serve a listener in front of a Cluster. HTTPProxy retries idempotent
+//     requests on another endpoint within the RetryBudget; an attempt whose dial failed never
+//     reached a backend, so it is retried for any method and not charged to the budget.
 //
 // Metrics per endpoint (requests, errors, latency, requests in flight, ejections, availability) are
 // named podblocks_ambassador_* and carry the labels cluster and endpoint.
