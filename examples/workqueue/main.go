@@ -212,8 +212,12 @@ func work(ctx context.Context, args []string) error {
 	maxAttempts := fs.Int("max-attempts", 5, "bury an item whose attempt N failed (0: retry forever)")
 	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, let running items finish for this long, then release them")
 	verbose := fs.Bool("v", false, "log at info level (command output included)")
+	idle := fs.Duration("exit-when-idle", 0, "exit 0 once the queue has had nothing ready, delayed or leased for this long, so a Job's pods complete (0: run until SIGTERM)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *idle < 0 {
+		return errors.New("work: -exit-when-idle must be >= 0")
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {
@@ -239,6 +243,19 @@ func work(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *idle > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			exitWhenIdle(ctx, c, *idle, stop)
+		}()
+		defer func() {
+			stop()
+			<-watched
+		}()
+	}
 	err = p.Run(ctx)
 	cnt := p.Counts()
 	log.Info("worker stopped", zap.Int64("acked", cnt.Acked), zap.Int64("retried", cnt.Retried), zap.Int64("buried", cnt.Buried))
@@ -246,4 +263,30 @@ func work(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// exitWhenIdle calls stop once q has been empty (nothing ready, delayed or leased, by any worker) for
+// idle. It returns when ctx ends.
+func exitWhenIdle(ctx context.Context, q workqueue.Queue, idle time.Duration, stop context.CancelFunc) {
+	every := min(time.Second, max(idle/4, 10*time.Millisecond))
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var emptySince time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := q.Stats(ctx)
+		switch {
+		case err != nil || st.Depth() > 0:
+			emptySince = time.Time{}
+		case emptySince.IsZero():
+			emptySince = time.Now()
+		case time.Since(emptySince) >= idle:
+			stop()
+			return
+		}
+	}
 }

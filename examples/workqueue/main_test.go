@@ -293,3 +293,33 @@ func TestServeFromItemSource(t *testing.T) {
 		t.Errorf("queued from the source %v, want %v", got, items)
 	}
 }
+
+// TestWorkExitsWhenIdle: with -exit-when-idle, a worker finishes the queue and exits 0 by itself, as the
+// pods of a Kubernetes Job must.
+func TestWorkExitsWhenIdle(t *testing.T) {
+	_, url := startServe(t, "-backend", "memory", "-http", "127.0.0.1:0")
+	for _, p := range []string{"a", "b", "c"} {
+		cmd := exec.Command(binary, "enqueue", "-server", url, "-key", p)
+		cmd.Stdin = strings.NewReader(p)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("enqueue: %v: %s", err, out)
+		}
+	}
+	outDir := t.TempDir()
+	w, _ := start(t, "work", "-server", url, "-exit-when-idle", "300ms", "-output", outDir, "--", "sh", "-c", `cp "$WORK_ITEM_FILE" "$OUTPUT_DIR/result"`)
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("work did not exit once the queue was empty")
+	}
+	if code := w.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("work exited %d, want 0", code)
+	}
+	dirs, _ := os.ReadDir(outDir)
+	if len(dirs) != 3 {
+		t.Errorf("%d items processed before exiting, want 3", len(dirs))
+	}
+	if out, err := exec.Command(binary, "work", "-server", url, "-exit-when-idle", "-1s", "--", "true").CombinedOutput(); err == nil {
+		t.Errorf("negative -exit-when-idle accepted: %s", out)
+	}
+}
