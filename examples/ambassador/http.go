@@ -143,10 +143,24 @@ func serve(ctx context.Context, f *proxyFlags, p proxy, cluster *ambassador.Clus
 func runHTTP(args []string) error { return runHTTPContext(context.Background(), args, os.Stdout) }
 
 func runHTTPContext(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("ambassador http", flag.ContinueOnError)
+	return runProxy(ctx, "ambassador http", true, args, stdout, func(fs *flag.FlagSet) func() ambassador.Option {
+		perTry := fs.Duration("per-try-timeout", 15*time.Second, "per-try timeout until response headers")
+		return func() ambassador.Option { return ambassador.WithPerTryTimeout(*perTry) }
+	}, func(listen string, c *ambassador.Cluster, opts ...ambassador.Option) (proxy, error) {
+		return ambassador.NewHTTPProxy(listen, c, opts...)
+	})
+}
+
+// runProxy is the http and tcp subcommands: the shared flags plus the one extra adds (its option is
+// read after parsing), a cluster over the -backends, and the proxy newProxy makes, served until ctx
+// ends or SIGTERM.
+func runProxy(ctx context.Context, name string, httpMode bool, args []string, stdout io.Writer,
+	extra func(*flag.FlagSet) func() ambassador.Option,
+	newProxy func(listen string, c *ambassador.Cluster, opts ...ambassador.Option) (proxy, error)) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	var f proxyFlags
-	f.register(fs, true)
-	perTry := fs.Duration("per-try-timeout", 15*time.Second, "per-try timeout until response headers")
+	f.register(fs, httpMode)
+	extraOption := extra(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -161,12 +175,12 @@ func runHTTPContext(ctx context.Context, args []string, stdout io.Writer) error 
 	if err != nil {
 		return err
 	}
-	opts = append(opts, ambassador.WithPerTryTimeout(*perTry))
+	opts = append(opts, extraOption())
 	cluster, err := ambassador.NewCluster(ambassador.NewStatic(eps...), opts...)
 	if err != nil {
 		return err
 	}
-	p, err := ambassador.NewHTTPProxy(f.listen, cluster, opts...)
+	p, err := newProxy(f.listen, cluster, opts...)
 	if err != nil {
 		return err
 	}
