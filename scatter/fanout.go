@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -112,9 +111,12 @@ func (f *Fanout[Req, Resp, Out]) Shards() int { return len(f.leaves) }
 type call[Req, Resp, Out any] struct {
 	res        Result[Resp, Out]
 	f          *Fanout[Req, Resp, Out]
+	ctx        context.Context // the leaves' context
 	req        Req
+	slots      []Slot[Resp]  // where leaves write; res.Slots is a copy if Do ended early
 	start      time.Duration // since f.base
 	dispatched bool          // Do started the non-canary shards
+	gated      bool          // one goroutine per shard, not counted in f.wg (see gate)
 	done       chan struct{}
 	canaryDone chan struct{}
 	n, canaryN int32
@@ -123,15 +125,19 @@ type call[Req, Resp, Out any] struct {
 	why        atomic.Uint32
 	failed     atomic.Int32 // first failing shard under fail-fast
 	_          [64]byte     // keep gate, written by every leaf, off the line of the fields leaves only read
-	// gate counts finished shards (low 32 bits) and leaves writing their slot (bits 32-62); bit
-	// 63 closes it when Do returns early, after which no leaf writes. One word, so a leaf pays
-	// two atomic adds to publish its answer.
-	gate  atomic.Uint64
-	ok    atomic.Int32
-	next  atomic.Int32 // worker dispatch: next position to take
-	end   int32        // worker dispatch: one past the last position
-	first int          // shard index of position 0 (rotates with canaries)
-	mu    sync.Mutex   // serialises Fold
+	// gate counts the shards that finished (low 32 bits); bit 63 says Do returned early. A leaf
+	// publishes its slot with an atomic store to Slot.state, then adds one here: one shared atomic
+	// add per leaf. Gated leaves (one goroutine per shard) are not counted in f.wg one by one: if
+	// Do ends early it adds 1 to f.wg for the leaves still running, and the leaf whose add brings
+	// the count to tracked (the number of goroutines started) releases it.
+	gate    atomic.Uint64
+	tracked uint32 // written by Do before it closes the gate
+	ok      atomic.Int32
+	next    atomic.Int32 // worker dispatch: next position to take
+	end     int32        // worker dispatch: one past the last position
+	first   int          // shard index of position 0 (rotates with canaries)
+	mu      sync.Mutex   // serialises Fold
+	closed  bool         // under mu: Do ended early, no more folds
 }
 
 func (c *call[Req, Resp, Out]) signal(w Why) {
@@ -153,7 +159,8 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 		c.early = int32(f.early) // else 0, which a count after Add never equals
 	}
 	c.failed.Store(-1)
-	c.res.Slots = make([]Slot[Resp], n)
+	c.slots = make([]Slot[Resp], n)
+	c.res.Slots = c.slots
 	if f.merge.Init != nil {
 		c.res.Out = f.merge.Init()
 	}
@@ -164,15 +171,24 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 	} else if f.cancels {
 		lctx, cancel = context.WithCancel(ctx)
 	}
+	c.ctx = lctx
+	lim := f.cfg.concurrency
+	c.gated = f.shards == nil && (lim <= 0 || lim >= n-f.cfg.canary)
 	c.start = time.Since(f.base)
 	pos := 0
 	if k := f.cfg.canary; k > 0 {
 		c.first = int(f.rotate.Add(uint32(k))-uint32(k)) % n
 		c.canaryN = int32(k)
 		c.canaryDone = make(chan struct{})
-		f.wg.Add(k)
-		for j := 0; j < k; j++ {
-			go c.run(lctx, (c.first+j)%n)
+		if c.gated {
+			for j := 0; j < k; j++ {
+				go c.run((c.first + j) % n)
+			}
+		} else {
+			f.wg.Add(k)
+			for j := 0; j < k; j++ {
+				go c.runTracked((c.first + j) % n)
+			}
 		}
 		pos = k
 		if !c.awaitCanary(lctx) {
@@ -181,7 +197,7 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 	}
 	if !c.signalled.Load() {
 		c.dispatched = true
-		c.dispatch(lctx, pos)
+		c.dispatch(pos)
 		if d := lctx.Done(); d == nil {
 			<-c.done // nothing can end the fan-out but its leaves
 		} else {
@@ -218,7 +234,7 @@ func (c *call[Req, Resp, Out]) awaitCanary(ctx context.Context) bool {
 		return false
 	}
 	for j := 0; j < int(c.canaryN); j++ {
-		if c.res.Slots[(c.first+j)%len(c.res.Slots)].Status != StatusOK {
+		if c.slots[(c.first+j)%len(c.slots)].Status != StatusOK {
 			return false
 		}
 	}
@@ -226,19 +242,25 @@ func (c *call[Req, Resp, Out]) awaitCanary(ctx context.Context) bool {
 }
 
 // dispatch starts the shards at positions pos.. (position j is shard (first+j) mod n).
-func (c *call[Req, Resp, Out]) dispatch(ctx context.Context, pos int) {
+func (c *call[Req, Resp, Out]) dispatch(pos int) {
 	n := int(c.n)
-	lim := c.f.cfg.concurrency
-	if lim <= 0 || lim >= n-pos {
-		c.f.wg.Add(n - pos)
+	if c.gated {
 		if c.first == 0 {
 			for i := pos; i < n; i++ {
-				go c.run(ctx, i)
+				go c.run(i)
 			}
 			return
 		}
 		for j := pos; j < n; j++ {
-			go c.run(ctx, (c.first+j)%n)
+			go c.run((c.first + j) % n)
+		}
+		return
+	}
+	lim := c.f.cfg.concurrency
+	if lim <= 0 || lim >= n-pos {
+		c.f.wg.Add(n - pos)
+		for j := pos; j < n; j++ {
+			go c.runTracked((c.first + j) % n)
 		}
 		return
 	}
@@ -246,32 +268,50 @@ func (c *call[Req, Resp, Out]) dispatch(ctx context.Context, pos int) {
 	c.end = int32(n)
 	c.f.wg.Add(lim)
 	for w := 0; w < lim; w++ {
-		go c.work(ctx)
+		go c.work()
 	}
 }
 
-func (c *call[Req, Resp, Out]) run(ctx context.Context, i int) {
+// run is a gated shard's goroutine.
+func (c *call[Req, Resp, Out]) run(i int) { c.runOne(i, c.start) }
+
+// runTracked is the goroutine of a shard counted in f.wg.
+func (c *call[Req, Resp, Out]) runTracked(i int) {
 	defer c.f.wg.Done()
-	c.runOne(ctx, i, c.start)
+	c.runOne(i, c.start)
 }
 
 // work is a dispatch worker under WithConcurrency: it takes positions until none are left or the
 // fan-out ended.
-func (c *call[Req, Resp, Out]) work(ctx context.Context) {
+func (c *call[Req, Resp, Out]) work() {
 	defer c.f.wg.Done()
 	n := int(c.n)
-	for !c.signalled.Load() && ctx.Err() == nil {
+	for !c.signalled.Load() && c.ctx.Err() == nil {
 		j := c.next.Add(1) - 1
 		if j >= c.end {
 			return
 		}
-		c.runOne(ctx, (c.first+int(j))%n, time.Since(c.f.base))
+		c.runOne((c.first+int(j))%n, time.Since(c.f.base))
 	}
 }
 
-func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Duration) {
+// count adds a finished (gateOne) or skipped (gateSkip) shard to the gate and, if Do already
+// returned and this was the last gated leaf, releases Do's hold on f.wg.
+func (c *call[Req, Resp, Out]) count(delta uint64) uint64 {
+	g := c.gate.Add(delta)
+	if g&gateClosed != 0 && c.gated && gateLeft(g) == c.tracked {
+		c.f.wg.Done()
+	}
+	return g
+}
+
+// gateLeft is how many shard goroutines are done with the call: finished plus skipped.
+func gateLeft(g uint64) uint32 { return uint32(g&gateCount) + uint32(g>>32&gateSkips) }
+
+func (c *call[Req, Resp, Out]) runOne(i int, start time.Duration) {
 	if c.signalled.Load() {
-		return // the fan-out ended before this shard's turn
+		c.count(gateSkip) // the fan-out ended before this shard's turn
+		return
 	}
 	var (
 		rep  Report
@@ -279,32 +319,40 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Dur
 		err  error
 	)
 	if c.f.shards != nil && c.f.shards[i] != nil {
-		resp, rep, err = c.f.invokeShard(ctx, i, c.req)
+		resp, rep, err = c.f.invokeShard(c.ctx, i, c.req)
 	} else {
-		resp, err = c.f.invoke(ctx, i, c.req)
+		resp, err = c.f.invoke(c.ctx, i, c.req)
 		rep.Attempts = 1
 	}
 	if !c.f.cfg.noLatency {
 		rep.Latency = time.Since(c.f.base) - start
 	}
-	if c.gate.Add(gateWriter)&gateClosed != 0 {
-		c.gate.Add(gateLeave)
-		return // Do already returned; the answer is dropped
-	}
-	s := &c.res.Slots[i]
 	rep.Err = err
 	rep.Status = statusOf(err)
-	s.Report = rep
-	s.written = true
-	if err == nil {
-		s.Resp = resp
-		if fold := c.f.merge.Fold; fold != nil {
-			c.mu.Lock()
-			c.res.Out = fold(c.res.Out, i, resp)
-			c.mu.Unlock()
+	s := &c.slots[i]
+	if fold := c.f.merge.Fold; fold != nil {
+		// The fold and the slot are published together, so that Out and the slots agree.
+		c.mu.Lock()
+		if !c.closed {
+			if err == nil {
+				s.Resp = resp
+				c.res.Out = fold(c.res.Out, i, resp)
+			}
+			s.Report = rep
+			atomic.StoreUint32(&s.state, 1)
 		}
+		c.mu.Unlock()
+	} else {
+		if err == nil {
+			s.Resp = resp
+		}
+		s.Report = rep
+		atomic.StoreUint32(&s.state, 1)
 	}
-	d := int32(c.gate.Add(gateFinish) & gateCount)
+	g := c.count(gateOne)
+	if g&gateClosed != 0 {
+		return // Do already returned; the answer was dropped
+	}
 	if err == nil {
 		if c.early > 0 && c.ok.Add(1) == c.early {
 			c.signal(EndQuorum)
@@ -314,6 +362,7 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Dur
 			c.signal(EndFailFast)
 		}
 	}
+	d := int32(g & gateCount)
 	if d == c.n {
 		c.signal(EndAll)
 	}
@@ -323,11 +372,11 @@ func (c *call[Req, Resp, Out]) runOne(ctx context.Context, i int, start time.Dur
 }
 
 const (
-	gateCount  = 1<<32 - 1
-	gateWriter = 1 << 32
+	gateOne    = 1
+	gateCount  = 1<<32 - 1 // finished shards
+	gateSkip   = 1 << 32
+	gateSkips  = 1<<31 - 1 // after >> 32: shards skipped because the fan-out had ended
 	gateClosed = 1 << 63
-	gateLeave  = ^uint64(gateWriter) + 1     // -gateWriter
-	gateFinish = ^uint64(gateWriter) + 1 + 1 // -gateWriter + 1 finished
 )
 
 func statusOf(err error) Status {
@@ -380,10 +429,10 @@ func (f *Fanout[Req, Resp, Out]) recovered(i int, v any) (Resp, error) {
 func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[Resp, Out], error) {
 	f := c.f
 	why := Why(c.why.Load())
-	slots := c.res.Slots
 	if int32(c.gate.Load()&gateCount) != c.n {
 		c.abandon(why, ctx)
 	}
+	slots := c.res.Slots
 	var (
 		batch   latencyBatch
 		counts  [len(statusNames)]int
@@ -469,7 +518,9 @@ func orNil(err error) error {
 	return err
 }
 
-// abandon marks every slot that did not finish, so that late answers are dropped.
+// abandon closes the gate and gives the result a copy of the slots: the answers published so far,
+// and a report for every shard that did not finish. Late leaves write to the old slots, which
+// nobody reads, and their answers are dropped.
 func (c *call[Req, Resp, Out]) abandon(why Why, ctx context.Context) {
 	running := StatusCanceled
 	if why == EndContext && (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) {
@@ -479,19 +530,33 @@ func (c *call[Req, Resp, Out]) abandon(why Why, ctx context.Context) {
 		running = StatusTimeout // a late canary
 	}
 	now := time.Since(c.f.base) - c.start
-	slots := c.res.Slots
-	n := len(slots)
+	old := c.slots
+	n := len(old)
 	var next int
 	if c.f.cfg.concurrency > 0 {
 		next = int(c.next.Load())
 	}
-	c.gate.Or(gateClosed)
-	for c.gate.Load()&^(gateClosed|gateCount) != 0 {
-		runtime.Gosched() // a leaf is writing its slot
+	if c.f.merge.Fold != nil {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
 	}
-	for i := range slots {
+	if c.gated {
+		// Hold f.wg for the leaves still running; the last of them releases it (count).
+		c.f.wg.Add(1)
+		c.tracked = uint32(c.canaryN)
+		if c.dispatched {
+			c.tracked = uint32(n)
+		}
+	}
+	if g := c.gate.Or(gateClosed); c.gated && gateLeft(g) == c.tracked {
+		c.f.wg.Done() // they all finished meanwhile
+	}
+	slots := make([]Slot[Resp], n)
+	for i := range old {
 		s := &slots[i]
-		if s.written {
+		if atomic.LoadUint32(&old[i].state) != 0 {
+			*s = old[i]
 			continue
 		}
 		pos := (i - c.first + n) % n
@@ -506,6 +571,7 @@ func (c *call[Req, Resp, Out]) abandon(why Why, ctx context.Context) {
 			s.Err = context.DeadlineExceeded
 		}
 	}
+	c.res.Slots = slots
 }
 
 // Statusz reports the fan-out's counters for a status page.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -428,4 +429,63 @@ func TestWithoutLatency(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEarlyReturnStress races leaves finishing against Do returning early, in real time: the
+// folded Out must agree with the slots Do reported, and Wait must return once the late leaves
+// are done (their goroutines are not counted one by one).
+func TestEarlyReturnStress(t *testing.T) {
+	const n = 16
+	leaves := make([]scatter.Leaf[int, int], n)
+	for i := range leaves {
+		leaves[i] = scatter.LeafFunc[int, int](func(ctx context.Context, req int) (int, error) {
+			for range (req + i) % 4 {
+				runtime.Gosched()
+			}
+			if (req+i)%7 == 0 {
+				return 0, errors.New("no")
+			}
+			return 1 << i, nil
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		opts []scatter.Option
+	}{
+		{"quorum", []scatter.Option{scatter.WithQuorum(5)}},
+		{"fail-fast", []scatter.Option{scatter.WithFailFast()}},
+		{"canary", []scatter.Option{scatter.WithCanary(2, time.Millisecond), scatter.WithQuorum(9)}},
+		{"concurrency", []scatter.Option{scatter.WithConcurrency(3), scatter.WithQuorum(4)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, merge := range []scatter.Merge[int, int]{{Fold: func(acc, _ int, r int) int { return acc | r }}, {}} {
+				f, err := scatter.New(leaves, merge, tc.opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for req := range 300 {
+					res, _ := f.Do(context.Background(), req)
+					var fromSlots int
+					for i, s := range res.Slots {
+						if s.Status == scatter.StatusOK {
+							if s.Resp != 1<<i {
+								t.Fatalf("req %d: slot %d resp %d", req, i, s.Resp)
+							}
+							fromSlots |= s.Resp
+						}
+					}
+					if merge.Fold != nil && res.Out != fromSlots {
+						t.Fatalf("req %d: out %b, slots %b", req, res.Out, fromSlots)
+					}
+				}
+				done := make(chan struct{})
+				go func() { f.Wait(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					t.Fatal("Wait did not return")
+				}
+			}
+		})
+	}
 }

@@ -61,7 +61,9 @@ func (s Status) String() string {
 // Report is what happened to one shard in one fan-out.
 type Report struct {
 	Status Status
-	Err    error // nil when Status is StatusOK
+	// Hedged says a backup request was sent; HedgeWon that a backup's answer was used.
+	Hedged, HedgeWon bool
+	Err              error // nil when Status is StatusOK
 	// Latency is the time from the shard's dispatch to its answer (or to the end of the fan-out
 	// for shards that did not answer).
 	Latency time.Duration
@@ -71,15 +73,13 @@ type Report struct {
 	// Attempts is how many calls the shard got: 1 for a plain leaf; primary, hedges and failovers
 	// for a replica set.
 	Attempts int
-	// Hedged says a backup request was sent; HedgeWon that a backup's answer was used.
-	Hedged, HedgeWon bool
 }
 
 // Slot is one shard's answer and report. Resp is the zero value unless Status is StatusOK.
 type Slot[Resp any] struct {
 	Resp Resp
 	Report
-	written bool // the leaf's answer landed before the fan-out ended
+	state uint32 // atomic; 1: the leaf published its answer
 }
 
 // Why says why a fan-out ended.

@@ -90,9 +90,9 @@ func WithLeafTimeout(d time.Duration) Option {
 }
 
 // WithoutLatency skips timing each leaf: Report.Latency stays 0 for shards that answered or
-// failed, and the per-leaf latency histogram is not fed. Reading the clock once per leaf is most of
-// what a fan-out over in-memory leaves costs beyond an errgroup loop (about 100ns per leaf on the
-// benchmark machine); this option is for such fan-outs. Replica sets still time their attempts.
+// failed, and the per-leaf latency histogram is not fed. It saves one clock read per leaf (about
+// 40 ns of CPU on the benchmark machine), which matters only for fan-outs over in-memory leaves
+// that answer in a few hundred nanoseconds. Replica sets still time their attempts.
 func WithoutLatency() Option {
 	return optionFunc(func(c *config) { c.noLatency = true })
 }
