@@ -2,12 +2,9 @@ package twemproxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -17,7 +14,7 @@ import (
 	"go.uber.org/zap"
 )
 
-var requestPool = sync.Pool{New: func() any { return &Request{done: make(chan struct{}, 1)} }}
+var requestPool = sync.Pool{New: func() any { return new(Request) }}
 
 const maxPooledBuf = 64 << 10
 
@@ -34,25 +31,51 @@ func putRequest(r *Request) {
 	requestPool.Put(r)
 }
 
-func (r *Request) complete() { r.done <- struct{}{} }
-
-func (r *Request) fail(err error) {
-	if err == nil {
-		err = ErrClosed
+// finish completes r with err (nil: its reply is in r.Resp). The client's ready replies are
+// moved to its output buffer, to be written by ds.flush (at once if ds is nil). r may be
+// released from here on: the caller must not touch it again.
+func (r *Request) finish(err error, ds *dirtySet) {
+	c := r.c
+	c.mu.Lock()
+	if err != nil {
+		r.err = err
 	}
-	r.err = err
-	r.done <- struct{}{}
+	r.done = true
+	if p := r.parent; p != nil {
+		if p.left--; p.left > 0 {
+			c.mu.Unlock()
+			return
+		}
+		p.done = true
+	}
+	c.drainLocked()
+	if ds == nil {
+		c.writeLocked()
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	ds.add(c)
 }
 
-// wait blocks until r is complete, calling before() first if it would block.
-func (r *Request) wait(before func()) {
-	select {
-	case <-r.done:
+// dirtySet collects the clients with replies to write, so that each gets one write per batch.
+type dirtySet struct{ clients []*client }
+
+func (ds *dirtySet) add(c *client) {
+	if n := len(ds.clients); n > 0 && ds.clients[n-1] == c {
 		return
-	default:
 	}
-	before()
-	<-r.done
+	ds.clients = append(ds.clients, c)
+}
+
+func (ds *dirtySet) flush() {
+	for i, c := range ds.clients {
+		c.mu.Lock()
+		c.writeLocked()
+		c.mu.Unlock()
+		ds.clients[i] = nil
+	}
+	ds.clients = ds.clients[:0]
 }
 
 // poolState is a pool's servers and distribution for one configuration generation.
@@ -123,14 +146,16 @@ func (st *poolState) retire(grace time.Duration) {
 }
 
 // route sends r (or its fragments) to the servers that own its keys.
-func (st *poolState) route(r *Request, clientID uint64, scratch *routeScratch) {
+// It returns the number of fragments r was split into (0: sent whole). r may be complete and
+// released before route returns, except for the fragments' count.
+func (st *poolState) route(r *Request, scratch *routeScratch) int {
 	if !r.MultiKey || len(r.Keys) < 2 {
 		var key []byte
 		if len(r.Keys) > 0 {
 			key = r.Key(0)
 		}
-		st.forward(r, key, clientID)
-		return
+		st.forward(r, key, scratch)
+		return 0
 	}
 	// Place every key; if they all share a server, forward the request whole.
 	r.KeyFrag = r.KeyFrag[:0]
@@ -148,11 +173,11 @@ func (st *poolState) route(r *Request, clientID uint64, scratch *routeScratch) {
 	if same {
 		if r.KeyFrag[0] < 0 {
 			_, err := st.place(r.Key(0))
-			r.fail(err)
-			return
+			r.finish(err, scratch.ds)
+			return 0
 		}
-		st.send(r, st.servers[r.KeyFrag[0]], clientID)
-		return
+		st.send(r, st.servers[r.KeyFrag[0]], scratch)
+		return 0
 	}
 	fragOf := scratch.fragOf(len(st.servers) + 1)
 	for i, idx := range r.KeyFrag {
@@ -164,6 +189,8 @@ func (st *poolState) route(r *Request, clientID uint64, scratch *routeScratch) {
 		}
 		r.KeyFrag[i] = fragOf[slot]
 	}
+	nfrags := len(r.frags)
+	r.left = nfrags // before any fragment can finish
 	for f, frag := range r.frags {
 		scratch.keys = scratch.keys[:0]
 		for i, kf := range r.KeyFrag {
@@ -172,24 +199,32 @@ func (st *poolState) route(r *Request, clientID uint64, scratch *routeScratch) {
 			}
 		}
 		st.proto.Fragment(r, scratch.keys, frag)
+		frag.c, frag.parent = r.c, r
 		idx := scratch.servers[f]
 		if idx < 0 {
 			_, err := st.place(frag.Key(0))
 			if err == nil {
 				err = ErrNoLiveServers
 			}
-			frag.fail(err)
+			frag.finish(err, scratch.ds)
 			continue
 		}
-		st.send(frag, st.servers[idx], clientID)
+		st.send(frag, st.servers[idx], scratch)
 	}
 	scratch.servers = scratch.servers[:0]
+	return nfrags
 }
 
+// routeScratch is a client reader's state while it routes a batch of requests.
 type routeScratch struct {
 	slots   []int
 	keys    []int
 	servers []int
+
+	clientID uint64
+	now      time.Time     // the batch's time, the requests' sent time
+	ds       *dirtySet     // clients with replies to write
+	touched  []*serverConn // connections with bytes to flush
 }
 
 func (s *routeScratch) fragOf(n int) []int {
@@ -203,18 +238,26 @@ func (s *routeScratch) fragOf(n int) []int {
 	return s.slots
 }
 
-func (st *poolState) forward(r *Request, key []byte, clientID uint64) {
+func (st *poolState) forward(r *Request, key []byte, scratch *routeScratch) {
 	idx, err := st.place(key)
 	if err != nil {
-		r.fail(err)
+		r.finish(err, scratch.ds)
 		return
 	}
-	st.send(r, st.servers[idx], clientID)
+	st.send(r, st.servers[idx], scratch)
 }
 
-func (st *poolState) send(r *Request, s *server, clientID uint64) {
+func (st *poolState) send(r *Request, s *server, scratch *routeScratch) {
 	r.server = s
-	s.conns[clientID%uint64(len(s.conns))].enqueue(r)
+	sc := s.conns[scratch.clientID%uint64(len(s.conns))]
+	if sc.enqueue(r, scratch.now, scratch.ds) {
+		for _, t := range scratch.touched {
+			if t == sc {
+				return
+			}
+		}
+		scratch.touched = append(scratch.touched, sc)
+	}
 }
 
 // place returns the index of key's server.
@@ -429,7 +472,7 @@ func (p *pool) run(ctx context.Context) {
 			conn.Close()
 			continue
 		}
-		c := &client{p: p, conn: conn, id: p.nextID.Add(1), pending: make(chan *Request, 512)}
+		c := newClient(p, conn)
 		p.clientMu.Lock()
 		p.clients[c] = struct{}{}
 		p.clientMu.Unlock()
@@ -472,195 +515,4 @@ func (p *pool) swap(ctx context.Context, cfg *PoolConfig) {
 		grace = 2 * cfg.Timeout
 	}
 	old.retire(grace)
-}
-
-// client is one client connection.
-type client struct {
-	p       *pool
-	conn    net.Conn
-	id      uint64
-	pending chan *Request
-	authed  bool // used by the reader goroutine only
-}
-
-func (c *client) serve() {
-	defer func() {
-		c.p.clientMu.Lock()
-		delete(c.p.clients, c)
-		c.p.clientMu.Unlock()
-		c.p.clientConns.Add(-1)
-	}()
-	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); c.writeLoop() }()
-	c.readLoop()
-	close(c.pending)
-	<-writerDone
-	c.conn.Close()
-}
-
-const maxBatch = 64
-
-func (c *client) readLoop() {
-	p := c.p
-	br := bufio.NewReaderSize(c.conn, ioBufSize)
-	batch := make([]*Request, 0, maxBatch)
-	var scratch routeScratch
-	idle := p.opts.clientIdleTimeout
-	var deadlineSet time.Time
-	for {
-		// Refresh the idle deadline only when a tenth of it has passed: a deadline update per read
-		// costs more than the rest of a small request.
-		if idle > 0 && br.Buffered() == 0 {
-			if now := time.Now(); now.Sub(deadlineSet) > idle/10 {
-				deadlineSet = now
-				_ = c.conn.SetReadDeadline(now.Add(idle))
-			}
-		}
-		r := getRequest()
-		err := p.proto.ReadRequest(br, r)
-		if err != nil {
-			var ce *ClientError
-			if errors.As(err, &ce) {
-				r.reset()
-				r.Local, r.Quit = true, true
-				r.Resp = append(r.Resp, ce.Reply...)
-				batch = append(batch, r)
-				p.clientErr.Add(1)
-			} else {
-				putRequest(r)
-				if errors.Is(err, io.EOF) {
-					p.clientEOF.Add(1)
-				} else {
-					p.clientErr.Add(1)
-				}
-			}
-			c.dispatch(batch, &scratch)
-			return
-		}
-		batch = append(batch, r)
-		if quit := r.Quit; quit || len(batch) == cap(batch) || !moreBuffered(br) {
-			c.dispatch(batch, &scratch) // r may be released from here on
-			batch = batch[:0]
-			if quit {
-				return
-			}
-		}
-	}
-}
-
-// moreBuffered reports whether br holds at least the start of one more complete line, so
-// dispatching can wait for the next request without delaying this batch behind a slow client.
-func moreBuffered(br *bufio.Reader) bool {
-	n := br.Buffered()
-	if n == 0 {
-		return false
-	}
-	b, _ := br.Peek(n)
-	return bytes.IndexByte(b, '\n') >= 0
-}
-
-func (c *client) dispatch(batch []*Request, scratch *routeScratch) {
-	if len(batch) == 0 {
-		return
-	}
-	p := c.p
-	p.mu.RLock()
-	st := p.st
-	for _, r := range batch {
-		c.checkAuth(st.cfg, r)
-		if !r.Local {
-			st.route(r, c.id, scratch)
-			if n := len(r.frags); n > 0 {
-				p.fragments.Add(int64(n))
-			}
-		}
-	}
-	p.mu.RUnlock()
-	for i, r := range batch {
-		c.pending <- r
-		batch[i] = nil
-	}
-}
-
-// checkAuth answers password handshakes and, in a pool with redis_auth, every request of a
-// client that has not authenticated yet.
-func (c *client) checkAuth(cfg *PoolConfig, r *Request) {
-	auth, ok := c.p.proto.(Authenticator)
-	if !ok || (cfg.RedisAuth == "" && !r.Auth) {
-		return
-	}
-	switch {
-	case r.Auth && cfg.RedisAuth == "":
-		r.Resp = auth.AuthReply(r.Resp[:0], AuthNotSet)
-	case r.Auth && len(r.Keys) == 1 && subtle.ConstantTimeCompare(r.Key(0), []byte(cfg.RedisAuth)) == 1:
-		c.authed = true
-		r.Resp = auth.AuthReply(r.Resp[:0], AuthOK)
-	case r.Auth:
-		c.authed = false
-		r.Resp = auth.AuthReply(r.Resp[:0], AuthInvalid)
-	case c.authed || r.Quit:
-		return
-	default:
-		r.Resp = auth.AuthReply(r.Resp[:0], AuthRequired)
-	}
-	r.Local = true
-	r.MultiKey = false
-}
-
-func (c *client) writeLoop() {
-	p := c.p
-	bw := bufio.NewWriterSize(c.conn, ioBufSize)
-	broken := false
-	wt := p.opts.clientWriteTimeout
-	var deadlineSet time.Time
-	flush := func() {
-		if broken || bw.Buffered() == 0 {
-			return
-		}
-		if wt > 0 {
-			if now := time.Now(); now.Sub(deadlineSet) > wt/10 { // at least 90% of wt is always left
-				deadlineSet = now
-				_ = c.conn.SetWriteDeadline(now.Add(wt))
-			}
-		}
-		if err := bw.Flush(); err != nil {
-			broken = true
-			c.conn.Close()
-		}
-	}
-	for r := range c.pending {
-		if !r.Local {
-			if len(r.frags) == 0 {
-				r.wait(flush)
-			}
-			for _, f := range r.frags { // a split request itself is never sent
-				f.wait(flush)
-			}
-			switch {
-			case len(r.frags) > 0:
-				r.Resp = r.Resp[:0]
-				p.proto.Merge(r, r.frags)
-			case r.err != nil:
-				p.forwardError.Add(1)
-				r.Resp = p.proto.ErrorReply(r.Resp[:0], r.err)
-			}
-		}
-		if !broken {
-			if _, err := bw.Write(r.Resp); err != nil {
-				broken = true
-				c.conn.Close()
-			}
-		}
-		quit := r.Quit
-		putRequest(r)
-		if quit {
-			flush()
-			broken = true
-			c.conn.Close()
-		}
-		if len(c.pending) == 0 {
-			flush()
-		}
-	}
-	flush()
 }

@@ -13,10 +13,7 @@ import (
 	"time"
 )
 
-const (
-	ioBufSize   = 16 << 10
-	inflightCap = 4096
-)
+const ioBufSize = 16 << 10
 
 // server is one backend of a pool state.
 type server struct {
@@ -31,17 +28,30 @@ type server struct {
 	eof, errs, timedout atomic.Int64
 }
 
-// serverConn is one of a server's server_connections: requests from any client are queued on it,
-// written in batches, and their replies read back in order.
+// serverConn is one of a server's server_connections. Client readers append their requests'
+// bytes to its output buffer and flush it themselves (group commit: whoever finds the buffer
+// unflushed writes everything queued so far, so there is no writer goroutine); the session's
+// reader goroutine reads the replies in order and completes the requests, writing the replies
+// straight to their clients. The run goroutine only dials and watches sessions.
 type serverConn struct {
 	srv *server
 	st  *poolState
 
-	mu      sync.Mutex
-	queue   []*Request
-	spare   []*Request
-	closing bool
-	wake    chan struct{} // capacity 1: a pending wake-up is enough
+	mu         sync.Mutex
+	sess       *session   // the connected session; nil while not connected
+	out        []byte     // bytes for sess not written yet
+	spareOut   []byte     // out's other half, while a flush writes
+	noreply    []*Request // noreply requests whose bytes are in out: complete once written
+	spareNR    []*Request
+	flushing   bool       // a goroutine is writing out; it loops until out is empty
+	owed       bool       // a goroutine that appended to out will flush it
+	inflight   []*Request // requests in out or written, awaiting replies, in order, not taken by the reader
+	waiting    []*Request // requests queued while not connected
+	closing    bool
+	readerIdle bool      // the reader waits for a reply with no request taken: enqueue arms the deadline
+	armed      time.Time // the read deadline enqueue armed
+
+	wake chan struct{} // capacity 1: a pending wake-up is enough
 
 	connected                atomic.Bool
 	requests, requestBytes   atomic.Int64
@@ -49,85 +59,183 @@ type serverConn struct {
 	outQueue                 atomic.Int64
 }
 
+// session is one connection to the server.
+type session struct {
+	conn net.Conn
+	dead bool  // under serverConn.mu
+	err  error // why it died; set before dead is visible to the reader
+	done chan struct{}
+}
+
 func newServerConn(srv *server, st *poolState) *serverConn {
 	return &serverConn{srv: srv, st: st, wake: make(chan struct{}, 1)}
 }
 
-// enqueue hands r to the connection; it never blocks.
-func (sc *serverConn) enqueue(r *Request) {
-	sc.mu.Lock()
-	if sc.closing {
-		sc.mu.Unlock()
-		r.fail(ErrClosed)
-		return
-	}
-	sc.queue = append(sc.queue, r)
-	first := len(sc.queue) == 1
-	sc.mu.Unlock()
-	if first {
-		select {
-		case sc.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (sc *serverConn) take() []*Request {
-	sc.mu.Lock()
-	b := sc.queue
-	sc.queue = sc.spare[:0]
-	sc.spare = nil
-	sc.mu.Unlock()
-	return b
-}
-
-func (sc *serverConn) giveBack(b []*Request) {
-	clear(b)
-	sc.mu.Lock()
-	if sc.spare == nil {
-		sc.spare = b[:0]
-	}
-	sc.mu.Unlock()
-}
-
-func (sc *serverConn) inQueue() (n int, bytes int64) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	for _, r := range sc.queue {
-		bytes += int64(len(r.Buf))
-	}
-	return len(sc.queue), bytes
-}
-
-// close stops accepting requests; run finishes the queued ones and returns.
-func (sc *serverConn) close() {
-	sc.mu.Lock()
-	sc.closing = true
-	sc.mu.Unlock()
+func (sc *serverConn) signal() {
 	select {
 	case sc.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (sc *serverConn) queueLen() int {
+// enqueue appends r for the server at time now. It reports whether the caller must flush the
+// output buffer: false when r is waiting for a connection, or when another goroutine owes a
+// flush that will carry r's bytes. It never blocks on the network.
+func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) bool {
 	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	return len(sc.queue)
-}
-
-func (sc *serverConn) isClosing() bool {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	return sc.closing && len(sc.queue) == 0
-}
-
-func (sc *serverConn) failQueued(err error) {
-	b := sc.take()
-	for _, r := range b {
-		r.fail(err)
+	if sc.closing {
+		sc.mu.Unlock()
+		r.finish(ErrClosed, ds)
+		return false
 	}
-	sc.giveBack(b)
+	if sc.sess == nil {
+		sc.waiting = append(sc.waiting, r)
+		first := len(sc.waiting) == 1
+		sc.mu.Unlock()
+		if first {
+			sc.signal()
+		}
+		return false
+	}
+	sc.appendLocked(r, now)
+	owe := !sc.owed
+	sc.owed = true
+	sc.mu.Unlock()
+	return owe
+}
+
+func (sc *serverConn) appendLocked(r *Request, now time.Time) {
+	r.sent = now
+	sc.out = append(sc.out, r.Buf...)
+	sc.requests.Add(1)
+	sc.requestBytes.Add(int64(len(r.Buf)))
+	if r.NoReply {
+		sc.noreply = append(sc.noreply, r)
+		return
+	}
+	sc.outQueue.Add(1)
+	sc.inflight = append(sc.inflight, r)
+	if sc.readerIdle {
+		sc.readerIdle = false
+		if t := sc.st.cfg.Timeout; t > 0 {
+			sc.armed = now.Add(t)
+			_ = sc.sess.conn.SetReadDeadline(sc.armed)
+		}
+	}
+}
+
+// flush writes the output buffer unless another goroutine is already doing it; requests whose
+// replies are not expected are completed into ds.
+func (sc *serverConn) flush(ds *dirtySet) {
+	sc.mu.Lock()
+	if sc.flushing || len(sc.out) == 0 {
+		sc.mu.Unlock()
+		return
+	}
+	sc.flushing = true
+	for len(sc.out) > 0 && sc.sess != nil {
+		sc.owed = false // bytes appended from here on need another flush
+		s, buf, nr := sc.sess, sc.out, sc.noreply
+		sc.out, sc.spareOut = sc.spareOut[:0], nil
+		sc.noreply, sc.spareNR = sc.spareNR[:0], nil
+		sc.mu.Unlock()
+		_, err := s.conn.Write(buf)
+		for i, r := range nr {
+			r.finish(err, ds)
+			nr[i] = nil
+		}
+		if err != nil {
+			sc.srv.errs.Add(1)
+			sc.kill(s, err, true, ds)
+		}
+		sc.mu.Lock()
+		if cap(buf) <= maxPooledBuf {
+			sc.spareOut = buf[:0]
+		}
+		sc.spareNR = nr[:0]
+	}
+	sc.flushing = false
+	s := sc.finishedLocked()
+	sc.mu.Unlock()
+	if s != nil {
+		sc.kill(s, ErrClosed, false, ds)
+	}
+}
+
+// finishedLocked returns the session if the connection is closing and the session has nothing
+// left to do.
+func (sc *serverConn) finishedLocked() *session {
+	if sc.closing && sc.sess != nil && sc.readerIdle && len(sc.inflight) == 0 && len(sc.out) == 0 && !sc.flushing {
+		return sc.sess
+	}
+	return nil
+}
+
+// kill ends session s with err (once): its connection is closed and the requests it still holds,
+// other than those the reader has taken (the reader fails those), fail with err.
+func (sc *serverConn) kill(s *session, err error, count bool, ds *dirtySet) {
+	sc.mu.Lock()
+	if s.dead {
+		sc.mu.Unlock()
+		return
+	}
+	s.err, s.dead = err, true
+	var failed, nr []*Request
+	if sc.sess == s {
+		sc.sess = nil
+		failed, nr = sc.inflight, sc.noreply
+		sc.inflight, sc.noreply = nil, nil
+		sc.out = sc.out[:0]
+		sc.readerIdle = false
+		sc.owed = false
+	}
+	sc.mu.Unlock()
+	s.conn.Close()
+	if count {
+		sc.st.failure(sc.srv)
+	}
+	sc.outQueue.Add(-int64(len(failed)))
+	for _, r := range failed {
+		r.finish(err, ds)
+	}
+	for _, r := range nr {
+		r.finish(err, ds)
+	}
+}
+
+func (sc *serverConn) inQueue() (n int, bytes int64) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for _, r := range sc.waiting {
+		bytes += int64(len(r.Buf))
+	}
+	return len(sc.waiting), bytes + int64(len(sc.out))
+}
+
+// close stops accepting requests; run finishes the queued ones and returns.
+func (sc *serverConn) close() {
+	sc.mu.Lock()
+	sc.closing = true
+	s := sc.finishedLocked()
+	sc.mu.Unlock()
+	if s != nil {
+		var ds dirtySet
+		sc.kill(s, ErrClosed, false, &ds)
+		ds.flush()
+	}
+	sc.signal()
+}
+
+func (sc *serverConn) failWaiting(err error) {
+	sc.mu.Lock()
+	w := sc.waiting
+	sc.waiting = nil
+	sc.mu.Unlock()
+	var ds dirtySet
+	for _, r := range w {
+		r.finish(err, &ds)
+	}
+	ds.flush()
 }
 
 // run owns the connection: it dials on demand (or at once with preconnect), runs sessions, and
@@ -135,37 +243,60 @@ func (sc *serverConn) failQueued(err error) {
 func (sc *serverConn) run(ctx context.Context) {
 	first := sc.st.cfg.Preconnect
 	for {
-		// Requests can be left queued without a pending wake-up when a session ends; they go out
+		sc.mu.Lock()
+		closing, nwait := sc.closing, len(sc.waiting)
+		sc.mu.Unlock()
+		if closing && nwait == 0 {
+			return
+		}
+		// Requests can be left waiting without a pending wake-up when a session ends; they go out
 		// on the next connection without waiting for another request.
-		if !first && sc.queueLen() == 0 {
+		if !first && nwait == 0 {
 			select {
 			case <-sc.wake:
+				continue
 			case <-ctx.Done():
 				sc.closeAndFail()
 				return
 			}
 		}
 		first = false
-		if sc.isClosing() {
-			return
-		}
 		conn, err := sc.dial(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				sc.closeAndFail()
 				return
 			}
-			sc.failQueued(err)
+			sc.failWaiting(err)
 			sc.srv.errs.Add(1)
 			sc.st.failure(sc.srv)
 			continue
 		}
-		sc.session(ctx, conn)
+		s := &session{conn: conn, done: make(chan struct{})}
+		now := time.Now()
+		sc.mu.Lock()
+		sc.sess = s
+		for i, r := range sc.waiting {
+			sc.appendLocked(r, now)
+			sc.waiting[i] = nil
+		}
+		sc.waiting = sc.waiting[:0]
+		sc.mu.Unlock()
+		sc.connected.Store(true)
+		go sc.readLoop(s)
+		var ds dirtySet
+		sc.flush(&ds)
+		ds.flush()
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			sc.kill(s, ErrClosed, false, &ds)
+			ds.flush()
+			<-s.done
+		}
+		sc.connected.Store(false)
 		if ctx.Err() != nil {
 			sc.closeAndFail()
-			return
-		}
-		if sc.isClosing() {
 			return
 		}
 	}
@@ -175,7 +306,7 @@ func (sc *serverConn) closeAndFail() {
 	sc.mu.Lock()
 	sc.closing = true
 	sc.mu.Unlock()
-	sc.failQueued(ErrClosed)
+	sc.failWaiting(ErrClosed)
 }
 
 func (sc *serverConn) dial(ctx context.Context) (net.Conn, error) {
@@ -229,179 +360,135 @@ func handshake(conn net.Conn, send []byte, n int) error {
 	return nil
 }
 
-// session runs one connected server connection until it fails, ctx ends, or the conn is closed.
-func (sc *serverConn) session(ctx context.Context, conn net.Conn) {
-	sc.connected.Store(true)
-	defer sc.connected.Store(false)
-	inflight := make(chan *Request, inflightCap)
-	dead := make(chan struct{})
-	var (
-		once    sync.Once
-		sessErr error
-	)
-	kill := func(err error, count bool) {
-		once.Do(func() {
-			sessErr = err
-			close(dead)
-			conn.Close()
-			if count {
-				sc.st.failure(sc.srv)
-			}
-		})
-	}
-	readerDone := make(chan struct{})
-	go sc.readLoop(conn, inflight, dead, &sessErr, kill, readerDone)
-	defer func() {
-		close(inflight)
-		select {
-		case <-readerDone:
-		case <-ctx.Done():
-			kill(ErrClosed, false)
-			<-readerDone
-		}
-		conn.Close()
-	}()
-
-	bw := bufio.NewWriterSize(conn, ioBufSize)
-	var noreply []*Request
-	for {
-		batch := sc.take()
-		if len(batch) == 0 {
-			sc.giveBack(batch)
-			if sc.isClosing() {
-				return
-			}
-			select {
-			case <-sc.wake:
-				continue
-			case <-dead:
-				return
-			case <-ctx.Done():
-				kill(ErrClosed, false)
-				return
-			}
-		}
-		now := time.Now()
-		n := 0
-		for _, r := range batch {
-			if !r.NoReply {
-				n++
-			}
-		}
-		sc.outQueue.Add(int64(n)) // before the reader can take any off
-		var werr error
-		var nbytes int64
-		pushed := 0
-		for i, r := range batch {
-			r.sent = now
-			if _, werr = bw.Write(r.Buf); werr != nil {
-				for _, q := range batch[i:] {
-					q.fail(werr)
-				}
-				break
-			}
-			nbytes += int64(len(r.Buf))
-			if r.NoReply {
-				noreply = append(noreply, r)
-				continue
-			}
-			select {
-			case inflight <- r:
-				pushed++
-			case <-dead:
-				for _, q := range batch[i:] {
-					q.fail(sessErr)
-				}
-				werr = sessErr
-			}
-			if werr != nil {
-				break
-			}
-		}
-		if pushed != n {
-			sc.outQueue.Add(int64(pushed - n)) // not sent after all
-		}
-		sc.requests.Add(int64(len(batch)))
-		sc.requestBytes.Add(nbytes)
-		if werr == nil {
-			werr = bw.Flush()
-		}
-		for _, r := range noreply {
-			if werr != nil {
-				r.fail(werr)
-			} else {
-				r.complete()
-			}
-		}
-		clear(noreply)
-		noreply = noreply[:0]
-		sc.giveBack(batch)
-		if werr != nil {
-			sc.srv.errs.Add(1)
-			kill(werr, true)
-			return
-		}
-	}
-}
-
-func (sc *serverConn) readLoop(conn net.Conn, inflight <-chan *Request, dead <-chan struct{}, sessErr *error, kill func(error, bool), done chan<- struct{}) {
-	defer close(done)
-	br := bufio.NewReaderSize(conn, ioBufSize)
+// readLoop reads session s's replies in order until it dies. It takes the in-flight requests in
+// batches, completes each with its reply, and writes the clients' replies once per read.
+func (sc *serverConn) readLoop(s *session) {
+	defer close(s.done)
+	br := bufio.NewReaderSize(s.conn, ioBufSize)
 	timeout := sc.st.cfg.Timeout
 	proto := sc.st.proto
-	isDead := false
-	// Counters are published in batches (whenever the in-flight queue runs empty, or every 64
-	// replies) to keep atomics off the per-reply path.
-	var nresp, nbytes, ndone int64
+	var ds dirtySet
+	var local []*Request
+	i := 0
+	// Counters are published in batches to keep atomics off the per-reply path.
+	var nresp, nbytes int64
 	publish := func() {
 		sc.responses.Add(nresp)
 		sc.responseBytes.Add(nbytes)
-		sc.outQueue.Add(-ndone)
-		nresp, nbytes, ndone = 0, 0, 0
+		sc.outQueue.Add(-nresp)
+		nresp, nbytes = 0, 0
 	}
-	defer publish()
-	var lastSent time.Time
-	for r := range inflight {
-		ndone++
-		if isDead {
-			r.fail(*sessErr)
-			continue
-		}
-		// Requests written in one batch share their sent time, so one deadline covers the batch.
-		if timeout > 0 && !r.sent.Equal(lastSent) {
-			lastSent = r.sent
-			_ = conn.SetReadDeadline(r.sent.Add(timeout))
-		}
-		n := len(r.Resp)
-		err := proto.ReadResponse(br, r)
-		if err != nil {
-			var ne net.Error
-			switch {
-			case errors.As(err, &ne) && ne.Timeout():
-				err = ErrTimeout
-				sc.srv.timedout.Add(1)
-			case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-				err = errors.New("connection closed by server")
-				sc.srv.eof.Add(1)
-			default:
+	var deadline time.Time // the read deadline this goroutine set last
+	// fail ends the session after err; a connection that ends while nothing is in flight (the
+	// server closed an idle connection) is not counted as a server failure.
+	fail := func(err error, count bool) {
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			err = ErrTimeout
+			sc.srv.timedout.Add(1)
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			err = errors.New("connection closed by server")
+			sc.srv.eof.Add(1)
+		case errors.Is(err, ErrBadResponse):
+			sc.srv.errs.Add(1)
+		default:
+			sc.mu.Lock()
+			dead := s.dead
+			sc.mu.Unlock()
+			if !dead {
 				sc.srv.errs.Add(1)
 			}
-			select {
-			case <-dead: // killed by the writer or ctx: keep its error
-			default:
-				kill(err, true)
+		}
+		sc.kill(s, err, count, &ds)
+		sc.mu.Lock()
+		err = s.err // the first cause, if something else killed the session
+		sc.mu.Unlock()
+		publish()
+		sc.outQueue.Add(-int64(len(local) - i))
+		for ; i < len(local); i++ {
+			local[i].finish(err, &ds)
+			local[i] = nil
+		}
+		ds.flush()
+	}
+	for {
+		if i == len(local) {
+			publish()
+			ds.flush()
+			clear(local)
+			local, i = local[:0], 0
+			sc.mu.Lock()
+			for len(sc.inflight) == 0 {
+				if s.dead {
+					sc.mu.Unlock()
+					return
+				}
+				sc.readerIdle = true
+				if fs := sc.finishedLocked(); fs != nil {
+					sc.mu.Unlock()
+					sc.kill(fs, ErrClosed, false, &ds)
+					ds.flush()
+					return
+				}
+				sc.mu.Unlock()
+				_, err := br.Peek(1)
+				sc.mu.Lock()
+				if err == nil {
+					if len(sc.inflight) == 0 {
+						sc.mu.Unlock()
+						fail(fmt.Errorf("%w: unsolicited data", ErrBadResponse), true)
+						return
+					}
+					break
+				}
+				var ne net.Error
+				if s.dead || !errors.As(err, &ne) || !ne.Timeout() {
+					idle := len(sc.inflight) == 0
+					sc.mu.Unlock()
+					fail(err, !idle)
+					return
+				}
+				// A deadline fired while waiting: it is real only if the oldest request is overdue.
+				if len(sc.inflight) > 0 {
+					d := sc.inflight[0].sent.Add(timeout)
+					if !time.Now().Before(d) {
+						sc.mu.Unlock()
+						fail(err, true)
+						return
+					}
+					sc.armed = d
+				} else {
+					sc.armed = time.Time{}
+				}
+				_ = s.conn.SetReadDeadline(sc.armed)
 			}
-			isDead = true
+			sc.readerIdle = false
+			deadline = sc.armed
+			local, sc.inflight = sc.inflight, local
+			sc.mu.Unlock()
+		}
+		r := local[i]
+		if timeout > 0 {
+			if d := r.sent.Add(timeout); !d.Equal(deadline) {
+				deadline = d
+				_ = s.conn.SetReadDeadline(d)
+			}
+		}
+		n := len(r.Resp)
+		if err := proto.ReadResponse(br, r); err != nil {
 			r.Resp = r.Resp[:n]
-			r.fail(*sessErr)
-			continue
+			fail(err, true)
+			return
 		}
 		nresp++
 		nbytes += int64(len(r.Resp) - n)
+		local[i] = nil
+		i++
 		sc.st.success(sc.srv)
-		r.complete()
-		if nresp >= 64 || len(inflight) == 0 {
-			publish()
+		r.finish(nil, &ds) // r may be released from here on
+		if br.Buffered() == 0 {
+			ds.flush()
 		}
 	}
 }

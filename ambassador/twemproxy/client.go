@@ -1,0 +1,367 @@
+package twemproxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	maxBatch = 64
+	// A client's reader stops reading while it has this many requests unanswered or this many
+	// bytes of replies it has not taken.
+	maxPending = 1024
+	maxOutBuf  = 1 << 20
+)
+
+// client is one client connection. Its reader goroutine parses batches of requests, queues them
+// in order and hands them to the server connections; whoever completes the oldest request (a
+// server connection's reader, mostly) moves the ready replies to out and writes them, without
+// blocking: what the socket does not take at once is left to the writer goroutine.
+type client struct {
+	p      *pool
+	conn   net.Conn
+	raw    syscall.RawConn // nil: every write goes through the writer goroutine
+	id     uint64
+	authed bool // used by the reader goroutine only
+
+	mu        sync.Mutex
+	queue     []*Request // requests in order, from head on
+	head      int
+	out       []byte // replies not written yet
+	spare     []byte
+	stalled   bool // the writer goroutine owns writing out
+	broken    bool // the connection failed or was closed: replies are dropped
+	quit      bool // a quit (or fatal error) reply is in out: close once it is written
+	readDone  bool
+	waiting   bool // the reader waits for space
+	drainedOK bool
+
+	kick    chan struct{} // wakes the writer goroutine; capacity 1
+	space   chan struct{} // wakes the reader; capacity 1
+	drained chan struct{} // closed once the reader is done and every reply is written or dropped
+}
+
+func newClient(p *pool, conn net.Conn) *client {
+	c := &client{p: p, conn: conn, id: p.nextID.Add(1), kick: make(chan struct{}, 1),
+		space: make(chan struct{}, 1), drained: make(chan struct{})}
+	if rawIOSupported {
+		c.raw = rawConn(conn)
+	}
+	return c
+}
+
+func (c *client) serve() {
+	defer func() {
+		c.p.clientMu.Lock()
+		delete(c.p.clients, c)
+		c.p.clientMu.Unlock()
+		c.p.clientConns.Add(-1)
+	}()
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); c.writeLoop() }()
+	c.readLoop()
+	c.mu.Lock()
+	c.readDone = true
+	c.checkDrainedLocked()
+	c.mu.Unlock()
+	<-c.drained
+	close(c.kick)
+	<-writerDone
+	c.conn.Close()
+}
+
+func (c *client) readLoop() {
+	p := c.p
+	br := bufio.NewReaderSize(c.conn, ioBufSize)
+	batch := make([]*Request, 0, maxBatch)
+	var ds dirtySet
+	scratch := routeScratch{clientID: c.id, ds: &ds}
+	idle := p.opts.clientIdleTimeout
+	var deadlineSet time.Time
+	for {
+		if br.Buffered() == 0 {
+			c.waitForSpace()
+			// Refresh the idle deadline only when a tenth of it has passed: a deadline update per
+			// read costs more than the rest of a small request.
+			if idle > 0 {
+				if now := time.Now(); now.Sub(deadlineSet) > idle/10 {
+					deadlineSet = now
+					_ = c.conn.SetReadDeadline(now.Add(idle))
+				}
+			}
+		}
+		r := getRequest()
+		err := p.proto.ReadRequest(br, r)
+		r.c = c
+		if err != nil {
+			var ce *ClientError
+			if errors.As(err, &ce) {
+				r.reset()
+				r.c = c
+				r.Local, r.Quit = true, true
+				r.Resp = append(r.Resp, ce.Reply...)
+				batch = append(batch, r)
+				p.clientErr.Add(1)
+			} else {
+				putRequest(r)
+				if errors.Is(err, io.EOF) {
+					p.clientEOF.Add(1)
+				} else {
+					p.clientErr.Add(1)
+				}
+			}
+			c.dispatch(batch, &scratch)
+			return
+		}
+		batch = append(batch, r)
+		if quit := r.Quit; quit || len(batch) == cap(batch) || !moreBuffered(br) {
+			c.dispatch(batch, &scratch) // r may be released from here on
+			batch = batch[:0]
+			if quit {
+				return
+			}
+		}
+	}
+}
+
+// waitForSpace blocks while the client has too much unanswered or unwritten.
+func (c *client) waitForSpace() {
+	for {
+		c.mu.Lock()
+		if len(c.queue)-c.head < maxPending && len(c.out) < maxOutBuf {
+			c.mu.Unlock()
+			return
+		}
+		c.waiting = true
+		c.mu.Unlock()
+		<-c.space
+	}
+}
+
+// moreBuffered reports whether br holds at least the start of one more complete line, so
+// dispatching can wait for the next request without delaying this batch behind a slow client.
+func moreBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := br.Peek(n)
+	return bytes.IndexByte(b, '\n') >= 0
+}
+
+func (c *client) dispatch(batch []*Request, scratch *routeScratch) {
+	if len(batch) == 0 {
+		return
+	}
+	p := c.p
+	p.mu.RLock()
+	st := p.st
+	local := false
+	for _, r := range batch {
+		c.checkAuth(st.cfg, r)
+		local = local || r.Local
+	}
+	// Queue the batch before routing it: a reply can come back before route returns. The
+	// requests to route are kept at the front of batch, as a local one may be released once queued.
+	k := 0
+	c.mu.Lock()
+	for _, r := range batch {
+		r.done = r.Local
+		c.queue = append(c.queue, r)
+		if !r.Local {
+			batch[k] = r
+			k++
+		}
+	}
+	if local {
+		c.drainLocked()
+	}
+	c.mu.Unlock()
+	if local {
+		scratch.ds.add(c)
+	}
+	scratch.now = time.Now()
+	var frags int
+	for _, r := range batch[:k] {
+		frags += st.route(r, scratch) // r may be released from here on
+	}
+	clear(batch)
+	p.mu.RUnlock()
+	if frags > 0 {
+		p.fragments.Add(int64(frags))
+	}
+	if len(scratch.touched) > 0 {
+		// Let the other clients' readers that are ready run first: their requests join this
+		// flush (they see it owed), so one write carries many clients' requests, as in
+		// nutcracker's event loop.
+		runtime.Gosched()
+	}
+	for i, sc := range scratch.touched {
+		sc.flush(scratch.ds)
+		scratch.touched[i] = nil
+	}
+	scratch.touched = scratch.touched[:0]
+	scratch.ds.flush()
+}
+
+// checkAuth answers password handshakes and, in a pool with redis_auth, every request of a
+// client that has not authenticated yet.
+func (c *client) checkAuth(cfg *PoolConfig, r *Request) {
+	auth, ok := c.p.proto.(Authenticator)
+	if !ok || (cfg.RedisAuth == "" && !r.Auth) {
+		return
+	}
+	switch {
+	case r.Auth && cfg.RedisAuth == "":
+		r.Resp = auth.AuthReply(r.Resp[:0], AuthNotSet)
+	case r.Auth && len(r.Keys) == 1 && subtle.ConstantTimeCompare(r.Key(0), []byte(cfg.RedisAuth)) == 1:
+		c.authed = true
+		r.Resp = auth.AuthReply(r.Resp[:0], AuthOK)
+	case r.Auth:
+		c.authed = false
+		r.Resp = auth.AuthReply(r.Resp[:0], AuthInvalid)
+	case c.authed || r.Quit:
+		return
+	default:
+		r.Resp = auth.AuthReply(r.Resp[:0], AuthRequired)
+	}
+	r.Local = true
+	r.MultiKey = false
+}
+
+// drainLocked moves the replies of the complete requests at the head of the queue to out, in
+// order, and releases the requests.
+func (c *client) drainLocked() {
+	p := c.p
+	n := 0
+	for c.head < len(c.queue) {
+		r := c.queue[c.head]
+		if !r.done {
+			break
+		}
+		c.queue[c.head] = nil
+		c.head++
+		n++
+		if !r.Local {
+			switch {
+			case len(r.frags) > 0:
+				r.Resp = r.Resp[:0]
+				p.proto.Merge(r, r.frags)
+			case r.err != nil:
+				p.forwardError.Add(1)
+				r.Resp = p.proto.ErrorReply(r.Resp[:0], r.err)
+			}
+		}
+		if !c.broken && !c.quit {
+			c.out = append(c.out, r.Resp...)
+			c.quit = r.Quit
+		}
+		putRequest(r)
+	}
+	if c.head == len(c.queue) {
+		c.queue, c.head = c.queue[:0], 0
+	} else if c.head >= 256 && c.head*2 >= len(c.queue) {
+		k := copy(c.queue, c.queue[c.head:])
+		clear(c.queue[k:])
+		c.queue, c.head = c.queue[:k], 0
+	}
+	if n > 0 && c.waiting && len(c.out) < maxOutBuf {
+		c.waiting = false
+		c.space <- struct{}{}
+	}
+}
+
+// writeLocked writes out without blocking; what the socket does not take goes to the writer
+// goroutine.
+func (c *client) writeLocked() {
+	if c.stalled {
+		return
+	}
+	if len(c.out) > 0 && !c.broken {
+		n, err := c.tryWrite(c.out)
+		switch {
+		case err != nil:
+			c.breakLocked()
+		case n < len(c.out):
+			k := copy(c.out, c.out[n:])
+			c.out = c.out[:k]
+			c.stalled = true
+			c.kick <- struct{}{}
+			return
+		}
+	}
+	c.out = c.out[:0]
+	c.afterWriteLocked()
+}
+
+func (c *client) afterWriteLocked() {
+	if c.quit && !c.broken {
+		c.breakLocked()
+	}
+	if c.waiting && len(c.queue)-c.head < maxPending {
+		c.waiting = false
+		c.space <- struct{}{}
+	}
+	c.checkDrainedLocked()
+}
+
+func (c *client) breakLocked() {
+	c.broken = true
+	c.out = c.out[:0]
+	c.conn.Close()
+}
+
+func (c *client) checkDrainedLocked() {
+	if c.readDone && !c.drainedOK && c.head == len(c.queue) && !c.stalled && (len(c.out) == 0 || c.broken) {
+		c.drainedOK = true
+		close(c.drained)
+	}
+}
+
+// tryWrite writes as much of b as the socket takes at once.
+func (c *client) tryWrite(b []byte) (int, error) {
+	if c.raw == nil {
+		return 0, nil
+	}
+	return writeNonblocking(c.raw, b)
+}
+
+// writeLoop writes out with blocking writes while the client is stalled.
+func (c *client) writeLoop() {
+	wt := c.p.opts.clientWriteTimeout
+	var deadlineSet time.Time
+	for range c.kick {
+		c.mu.Lock()
+		for c.stalled && len(c.out) > 0 && !c.broken {
+			buf := c.out
+			c.out, c.spare = c.spare[:0], nil
+			c.mu.Unlock()
+			if wt > 0 {
+				if now := time.Now(); now.Sub(deadlineSet) > wt/10 { // at least 90% of wt is always left
+					deadlineSet = now
+					_ = c.conn.SetWriteDeadline(now.Add(wt))
+				}
+			}
+			_, err := c.conn.Write(buf)
+			c.mu.Lock()
+			if cap(buf) <= maxPooledBuf {
+				c.spare = buf[:0]
+			}
+			if err != nil {
+				c.breakLocked()
+			}
+		}
+		c.stalled = false
+		c.out = c.out[:0]
+		c.afterWriteLocked()
+		c.mu.Unlock()
+	}
+}

@@ -1,0 +1,409 @@
+package twemproxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador/redis"
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
+)
+
+// fakeRedis is a scriptable redis backend: handle gets each command of each connection (its
+// number, the command's number on it, the args) and returns the reply, or "" for none: "hang"
+// sends nothing more on the connection, "close" closes it.
+type fakeRedis struct {
+	ln     net.Listener
+	handle func(conn, n int, args []string) string
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func startFakeRedis(t *testing.T, handle func(conn, n int, args []string) string) *fakeRedis {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeRedis{ln: ln, handle: handle}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for i := 0; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c)
+			f.mu.Unlock()
+			f.wg.Add(1)
+			go func() { defer f.wg.Done(); f.serve(i, c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		f.mu.Lock()
+		for _, c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+	})
+	return f
+}
+
+func (f *fakeRedis) addr() string { return f.ln.Addr().String() }
+
+func (f *fakeRedis) serve(conn int, c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	bw := bufio.NewWriter(c)
+	hung := false
+	for n := 0; ; n++ {
+		args, err := readCommand(br)
+		if err != nil {
+			return
+		}
+		if hung {
+			continue
+		}
+		switch reply := f.handle(conn, n, args); reply {
+		case "hang":
+			_ = bw.Flush()
+			hung = true
+		case "close":
+			_ = bw.Flush()
+			return
+		default:
+			bw.WriteString(reply)
+			if br.Buffered() == 0 {
+				if bw.Flush() != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+func readCommand(br *bufio.Reader) ([]string, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+	if err != nil || line[0] != '*' {
+		return nil, fmt.Errorf("bad command %q", line)
+	}
+	args := make([]string, n)
+	for i := range args {
+		if line, err = br.ReadString('\n'); err != nil {
+			return nil, err
+		}
+		l, _ := strconv.Atoi(strings.TrimSpace(line[1:]))
+		buf := make([]byte, l+2)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return nil, err
+		}
+		args[i] = string(buf[:l])
+	}
+	return args, nil
+}
+
+func bulk(s string) string { return fmt.Sprintf("$%d\r\n%s\r\n", len(s), s) }
+
+// pipeline sends every command at once and reads as many replies, as "$value", "-ERR ...", etc.
+func pipeline(t *testing.T, c *respClient, cmds [][]string) []string {
+	t.Helper()
+	_ = c.c.SetDeadline(time.Now().Add(30 * time.Second))
+	var b strings.Builder
+	for _, args := range cmds {
+		b.WriteString(encodeCmd(args...))
+	}
+	go func() { _, _ = io.WriteString(c.c, b.String()) }() // the replies may be large
+	out := make([]string, len(cmds))
+	for i := range out {
+		out[i] = readReply(t, c.r)
+	}
+	return out
+}
+
+// readReply reads one reply: "$value", "-ERR ...", or for an array "*N $a $b ...".
+func readReply(t *testing.T, r *bufio.Reader) string {
+	t.Helper()
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reply: %v", err)
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	switch line[0] {
+	case '$':
+		n, _ := strconv.Atoi(line[1:])
+		if n < 0 {
+			return "nil"
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			t.Fatal(err)
+		}
+		return "$" + string(buf[:n])
+	case '*':
+		n, _ := strconv.Atoi(line[1:])
+		for range n {
+			line += " " + readReply(t, r)
+		}
+	}
+	return line
+}
+
+func encodeCmd(args ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		b.WriteString(bulk(a))
+	}
+	return b.String()
+}
+
+func startFakePool(t *testing.T, extra string, backends ...*fakeRedis) (string, *twemproxy.Server) {
+	addr, srv, _ := startFakePoolConfig(t, extra, backends...)
+	return addr, srv
+}
+
+func startFakePoolConfig(t *testing.T, extra string, backends ...*fakeRedis) (string, *twemproxy.Server, *twemproxy.PoolConfig) {
+	t.Helper()
+	var addrs []string
+	for _, b := range backends {
+		addrs = append(addrs, b.addr())
+	}
+	return twemproxytest.StartPool(t, "r", true, extra, addrs, twemproxy.Protocols{Redis: &redis.Protocol{}})
+}
+
+func gets(keys ...string) [][]string {
+	var cmds [][]string
+	for _, k := range keys {
+		cmds = append(cmds, []string{"GET", k})
+	}
+	return cmds
+}
+
+func numbered(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return keys
+}
+
+// TestServerDiesMidPipeline: the server closes its connection after answering part of a
+// pipelined batch; the client gets the answered replies, then an error for each request in
+// flight (requests that reach the proxy later go to a new connection), in order, and its
+// connection stays usable.
+func TestServerDiesMidPipeline(t *testing.T) {
+	be := startFakeRedis(t, func(conn, n int, args []string) string {
+		if conn == 0 && n == 20 {
+			return "close"
+		}
+		return bulk("v-" + args[1])
+	})
+	addr, _ := startFakePool(t, "  server_connections: 1\n", be)
+	c := dialResp(t, addr)
+	keys := numbered("k", 50)
+	got := pipeline(t, c, gets(keys...))
+	errs := 0
+	for i, g := range got {
+		switch {
+		case i < 20 && g != "$v-"+keys[i]:
+			t.Errorf("reply %d: %q, want the value", i, g)
+		case strings.HasPrefix(g, "-ERR"):
+			errs++
+		case g != "$v-"+keys[i]:
+			t.Errorf("reply %d: %q, want %s's value or an error", i, g, keys[i])
+		}
+	}
+	if errs == 0 {
+		t.Errorf("no request failed with the connection: %q", got[20:])
+	}
+	if g := c.do(t, "GET", "again"); g != "$v-again" {
+		t.Errorf("after the server's restart: %q", g)
+	}
+}
+
+// TestTimeoutMidBatch: the server answers part of a batch and then stops answering; the answered
+// requests get their values, the rest a timeout error after the pool's timeout, in order.
+func TestTimeoutMidBatch(t *testing.T) {
+	be := startFakeRedis(t, func(conn, n int, args []string) string {
+		if conn == 0 && n == 10 {
+			return "hang"
+		}
+		return bulk("v-" + args[1])
+	})
+	addr, srv := startFakePool(t, "  timeout: 200\n", be)
+	c := dialResp(t, addr)
+	keys := numbered("k", 30)
+	start := time.Now()
+	got := pipeline(t, c, gets(keys...))
+	took := time.Since(start)
+	for i, g := range got {
+		if i < 10 && g != "$v-"+keys[i] {
+			t.Errorf("reply %d: %q, want the value", i, g)
+		}
+		if i >= 10 && !strings.Contains(g, "timed out") {
+			t.Errorf("reply %d: %q, want a timeout", i, g)
+		}
+	}
+	if took < 150*time.Millisecond || took > 10*time.Second {
+		t.Errorf("batch took %v, want about the 200ms timeout", took)
+	}
+	if n := srv.Snapshot()[0].Servers[0].ServerTimedout; n != 1 {
+		t.Errorf("server_timedout = %d, want 1", n)
+	}
+	if g := c.do(t, "GET", "again"); g != "$v-again" {
+		t.Errorf("after the timeout: %q", g)
+	}
+}
+
+// TestClientGoneWithRepliesPending: a client that pipelines requests and closes its connection
+// before the replies come back costs nothing else: the replies are dropped, other clients are
+// served, and no goroutine is left (goleak checks at the end).
+func TestClientGoneWithRepliesPending(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	be := startFakeRedis(t, func(conn, n int, args []string) string {
+		if args[1] == "slow" {
+			<-release
+		}
+		return bulk("v-" + args[1])
+	})
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	addr, srv := startFakePool(t, "", be)
+	gone := dialResp(t, addr)
+	var b strings.Builder
+	b.WriteString(encodeCmd("GET", "slow"))
+	for _, k := range numbered("k", 200) {
+		b.WriteString(encodeCmd("GET", k))
+	}
+	if _, err := io.WriteString(gone.c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the requests to reach the proxy", 10*time.Second, func() bool {
+		return srv.Snapshot()[0].Servers[0].Requests >= 1
+	})
+	gone.c.Close()
+	time.Sleep(50 * time.Millisecond)
+	once.Do(func() { close(release) })
+	waitFor(t, "the dropped replies to be read", 10*time.Second, func() bool {
+		return srv.Snapshot()[0].Servers[0].Responses == 201
+	})
+	c := dialResp(t, addr)
+	if g := c.do(t, "GET", "x"); g != "$v-x" {
+		t.Errorf("another client: %q", g)
+	}
+	waitFor(t, "the closed client to be gone", 10*time.Second, func() bool {
+		return srv.Snapshot()[0].ClientConnections == 1
+	})
+}
+
+// TestSlowReaderLargeReplies: a client that pipelines many requests with large replies and reads
+// them only afterwards (so the proxy's writes to it block) gets every reply, in order, while
+// another client on the same server connection is served meanwhile.
+func TestSlowReaderLargeReplies(t *testing.T) {
+	big := strings.Repeat("x", 64<<10)
+	be := startFakeRedis(t, func(conn, n int, args []string) string {
+		if strings.HasPrefix(args[1], "big") {
+			return bulk(args[1] + big)
+		}
+		return bulk("v-" + args[1])
+	})
+	addr, _ := startFakePool(t, "  server_connections: 1\n", be)
+	slow := dialResp(t, addr)
+	keys := numbered("big", 200) // ~13 MB of replies
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(encodeCmd("GET", k))
+	}
+	go func() { _, _ = io.WriteString(slow.c, b.String()) }()
+	time.Sleep(200 * time.Millisecond) // let the proxy's buffers and the socket fill up
+	other := dialResp(t, addr)
+	for i := range 20 {
+		k := fmt.Sprintf("o%d", i)
+		if g := other.do(t, "GET", k); g != "$v-"+k {
+			t.Fatalf("other client: %q", g)
+		}
+	}
+	_ = slow.c.SetDeadline(time.Now().Add(30 * time.Second))
+	for i, k := range keys {
+		line, err := slow.r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		want := fmt.Sprintf("$%d\r\n", len(k)+len(big))
+		if line != want {
+			t.Fatalf("reply %d: %q, want %q", i, line, want)
+		}
+		buf := make([]byte, len(k)+len(big)+2)
+		if _, err := io.ReadFull(slow.r, buf); err != nil {
+			t.Fatal(err)
+		}
+		if string(buf[:len(k)]) != k {
+			t.Fatalf("reply %d is for %q, want %q", i, buf[:len(k)], k)
+		}
+	}
+}
+
+// TestMultiKeyShardDiesMidFlight: an MGET split over two servers where one closes its connection
+// with the fragment in flight: the reply is an error, the next MGET is answered.
+func TestMultiKeyShardDiesMidFlight(t *testing.T) {
+	var closed sync.Once
+	mk := func(name string, die bool) *fakeRedis {
+		return startFakeRedis(t, func(conn, n int, args []string) string {
+			if die && args[0] == "MGET" {
+				drop := false
+				closed.Do(func() { drop = true })
+				if drop {
+					return "close"
+				}
+			}
+			var b strings.Builder
+			fmt.Fprintf(&b, "*%d\r\n", len(args)-1)
+			for _, k := range args[1:] {
+				b.WriteString(bulk(name + "-" + k))
+			}
+			return b.String()
+		})
+	}
+	a, b := mk("a", false), mk("b", true)
+	addr, _, pc := startFakePoolConfig(t, "", a, b)
+	c := dialResp(t, addr)
+	pl := twemproxy.NewPlacer(pc, nil)
+	var keys []string
+	var on [2]int
+	for i := 0; len(keys) < 20; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if s := pl.Place([]byte(k)); on[s] < 10 {
+			on[s]++
+			keys = append(keys, k)
+		}
+	}
+	mget := append([]string{"MGET"}, keys...)
+	if got := pipeline(t, c, [][]string{mget})[0]; !strings.HasPrefix(got, "-ERR") {
+		t.Errorf("MGET with a shard gone: %q, want an error", got)
+	}
+	got := pipeline(t, c, [][]string{mget})[0]
+	if !strings.HasPrefix(got, "*20 ") || !strings.Contains(got, " $a-") || !strings.Contains(got, " $b-") {
+		t.Fatalf("next MGET: %q, want 20 values from both shards", got)
+	}
+	for i, v := range strings.Fields(got)[1:] {
+		if !strings.HasSuffix(v, "-"+keys[i]) {
+			t.Errorf("MGET value %d: %q, want %s's", i, v, keys[i])
+		}
+	}
+}
