@@ -19,8 +19,8 @@ import (
 
 // The proxy serves HTTP/1.x itself rather than through net/http's Server: per request that saves a
 // background-read goroutine, several deadline updates and the response machinery, which is most of
-// the gap to HAProxy. Requests are still parsed by http.ReadRequest (with a header size limit),
-// and h2c connections (prior knowledge) go to a net/http Server with unencrypted HTTP/2 on. Both end in
+// the gap to HAProxy. Requests of the common shape are parsed in place (parseRequest), the rest by
+// http.ReadRequest (with a header size limit), and h2c connections (prior knowledge) go to a net/http Server with unencrypted HTTP/2 on. Both end in
 // ServeHTTP.
 
 // h2Preface is what an HTTP/2 client with prior knowledge sends first.
@@ -69,6 +69,8 @@ type h1Conn struct {
 	written    int64
 	req        *http.Request
 	trailers   []string // names announced in Trailer, sent after a chunked body
+
+	rs reqState // the fast request parser's reused request
 }
 
 var h1Pool = sync.Pool{New: func() any {
@@ -134,6 +136,7 @@ func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState) {
 	hc.lr = limitedConnReader{c: c, remain: 1 << 62}
 	hc.br.Reset(&hc.lr)
 	hc.bw.Reset(c)
+	hc.rs.reset(ctx)
 	defer func() {
 		if !hc.hijacked {
 			c.Close()
@@ -141,6 +144,7 @@ func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState) {
 		hc.p, hc.c, hc.req = nil, nil, nil
 		hc.br.Reset(nil)
 		hc.bw.Reset(nil)
+		hc.rs.release()
 		h1Pool.Put(hc)
 	}()
 	cfg := &p.cfg
@@ -163,22 +167,34 @@ func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState) {
 			}
 		}
 		st.active.Store(true)
-		if first {
+		buf, _ := hc.br.Peek(hc.br.Buffered())
+		if n := min(len(buf), len(h2Preface)); first && string(buf[:n]) == h2Preface[:n] {
+			// Wait for the rest of what may be an HTTP/2 preface (only then: a short HTTP/1
+			// request must not wait for bytes that will never come).
 			if b, err := hc.br.Peek(len(h2Preface)); err == nil && string(b) == h2Preface {
 				hc.hijacked = p.serveH2C(c, hc.br)
 				return
 			}
+			buf, _ = hc.br.Peek(hc.br.Buffered())
 		}
-		if cfg.readHeader > 0 {
-			c.SetReadDeadline(time.Now().Add(cfg.readHeader))
-		}
-		// Bytes already buffered count against the limit (net/http's slack of 4096 included).
-		hc.lr.remain = max(int64(cfg.maxHeaderBytes)+4096-int64(hc.br.Buffered()), 0)
-		req, err := http.ReadRequest(hc.br)
-		hc.lr.remain = 1 << 62
-		if err != nil {
-			hc.badRequest(err)
-			return
+		// A head already buffered whole needs no more reads; otherwise net/http reads the rest
+		// within the header timeout.
+		req, n := hc.rs.parseRequest(buf)
+		if req != nil {
+			hc.br.Discard(n)
+		} else {
+			if cfg.readHeader > 0 {
+				c.SetReadDeadline(time.Now().Add(cfg.readHeader))
+			}
+			// Bytes already buffered count against the limit (net/http's slack of 4096 included).
+			hc.lr.remain = max(int64(cfg.maxHeaderBytes)+4096-int64(hc.br.Buffered()), 0)
+			var err error
+			req, err = http.ReadRequest(hc.br)
+			hc.lr.remain = 1 << 62
+			if err != nil {
+				hc.badRequest(err)
+				return
+			}
 		}
 		if !hc.serveOne(ctx, req) {
 			return
@@ -237,7 +253,9 @@ func (hc *h1Conn) serveOne(ctx context.Context, req *http.Request) (keep bool) {
 		return false
 	}
 	req.RemoteAddr = hc.remote
-	req = req.WithContext(ctx)
+	if req != &hc.rs.req { // the fast parser's request already carries ctx
+		req = req.WithContext(ctx)
+	}
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	if hasBody && cfg.readTimeout > 0 {
 		hc.c.SetReadDeadline(time.Now().Add(cfg.readTimeout))
@@ -311,6 +329,17 @@ func (hc *h1Conn) serveHTTP(req *http.Request) (ok bool) {
 // Header implements http.ResponseWriter.
 func (hc *h1Conn) Header() http.Header { return hc.hdr }
 
+// statusLines holds "HTTP/1.1 200 OK\r\n" and the like for every status code net/http names.
+var statusLines = func() []string {
+	l := make([]string, 600)
+	for code := range l {
+		if text := http.StatusText(code); text != "" {
+			l[code] = "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
+		}
+	}
+	return l
+}()
+
 // WriteHeader implements http.ResponseWriter: it writes the status line and headers, framing the
 // body by Content-Length when set and chunked otherwise.
 func (hc *h1Conn) WriteHeader(code int) {
@@ -322,11 +351,15 @@ func (hc *h1Conn) WriteHeader(code int) {
 	}
 	hc.wroteHdr, hc.status = true, code
 	bw := hc.bw
-	bw.WriteString("HTTP/1.1 ")
-	bw.WriteString(strconv.Itoa(code))
-	bw.WriteByte(' ')
-	bw.WriteString(http.StatusText(code))
-	bw.WriteString("\r\n")
+	if code < len(statusLines) && statusLines[code] != "" {
+		bw.WriteString(statusLines[code])
+	} else {
+		bw.WriteString("HTTP/1.1 ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
+		bw.WriteByte(' ')
+		bw.WriteString(http.StatusText(code))
+		bw.WriteString("\r\n")
+	}
 	hc.noBody = hc.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 	if v := hc.hdr["Content-Length"]; len(v) == 1 {
 		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {

@@ -459,7 +459,7 @@ func (p *HTTPProxy) try(w http.ResponseWriter, r *http.Request, b *Backend, mayR
 		}
 		h[k] = vv
 	}
-	if resp.ContentLength >= 0 && r.Method != http.MethodHead {
+	if resp.ContentLength >= 0 && r.Method != http.MethodHead && !isDecimal(h["Content-Length"], resp.ContentLength) {
 		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}
 	if len(resp.Trailer) > 0 {
@@ -495,6 +495,21 @@ func (p *HTTPProxy) try(w http.ResponseWriter, r *http.Request, b *Backend, mayR
 		}
 	}
 	return true, nil
+}
+
+// isDecimal reports whether vv is the single value n written in plain decimal digits.
+func isDecimal(vv []string, n int64) bool {
+	if len(vv) != 1 || vv[0] == "" || len(vv[0]) > 18 {
+		return false
+	}
+	var m int64
+	for _, c := range []byte(vv[0]) {
+		if c < '0' || c > '9' {
+			return false
+		}
+		m = m*10 + int64(c-'0')
+	}
+	return m == n
 }
 
 // copyFlushing copies a response of unknown length, flushing after every read so streams flow.

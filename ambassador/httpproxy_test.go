@@ -361,6 +361,25 @@ func TestHTTPProxyBadInput(t *testing.T) {
 	}
 }
 
+// TestHTTPProxyShortFirstRequest: a first request shorter than the HTTP/2 preface is answered at
+// once, not after the header timeout (the h2c check must not wait for bytes that never come).
+func TestHTTPProxyShortFirstRequest(t *testing.T) {
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	p, _, _ := newHTTPProxy(t, ambassador.NewStatic(b.Endpoint()))
+	c, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.SetDeadline(start.Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n") // 18 bytes
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if d := time.Since(start); err != nil || !strings.HasPrefix(line, "HTTP/1.1 200 ") || d > 3*time.Second {
+		t.Errorf("status line %q (%v) after %v, want 200 at once", line, err, d)
+	}
+}
+
 // load runs workers doing GETs until stop is closed, and counts outcomes.
 type load struct {
 	ok, failed atomic.Int64

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/textproto"
 	"strconv"
 )
 
@@ -16,13 +15,17 @@ import (
 // connection's header map and value slices; anything else (chunked bodies, 1xx, malformed heads)
 // goes to http.ReadResponse, which consumed nothing yet.
 
-// commonHeaders interns canonical names of frequent response headers (m[string(b)] lookups do
-// not allocate).
+// commonHeaders interns canonical names of frequent response and request headers (m[string(b)]
+// lookups do not allocate).
 var commonHeaders = func() map[string]string {
 	m := map[string]string{}
 	for _, k := range []string{"Accept-Ranges", "Age", "Cache-Control", "Connection", "Content-Encoding",
 		"Content-Language", "Content-Length", "Content-Type", "Date", "Etag", "Expires", "Keep-Alive",
-		"Last-Modified", "Location", "Server", "Set-Cookie", "Vary", "Via", "X-Backend", "X-Content-Type-Options"} {
+		"Last-Modified", "Location", "Server", "Set-Cookie", "Vary", "Via", "X-Backend", "X-Content-Type-Options",
+		// requests
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cookie", "Expect", "Host",
+		"If-Modified-Since", "If-None-Match", "Origin", "Pragma", "Referer", "Te", "Trailer", "Transfer-Encoding",
+		"Upgrade", "User-Agent", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id"} {
 		m[k] = k
 		m[string(bytes.ToLower([]byte(k)))] = k
 	}
@@ -84,11 +87,8 @@ func (uc *upConn) readResponse(req *http.Request) (*http.Response, error) {
 // simple shape, else returns errNotSimple.
 func (uc *upConn) parseSimple(head []byte, req *http.Request) (*http.Response, error) {
 	st := &uc.rs
-	for k, c := range head {
-		// Bare CR or LF line ends, NULs: net/http has rules for those.
-		if (c == '\n' && (k == 0 || head[k-1] != '\r')) || (c == '\r' && (k+1 == len(head) || head[k+1] != '\n')) || c == 0 {
-			return nil, errNotSimple
-		}
+	if !simpleHead(head) {
+		return nil, errNotSimple
 	}
 	i := bytes.Index(head, []byte("\r\n"))
 	line := head[:i]
@@ -108,78 +108,41 @@ func (uc *upConn) parseSimple(head []byte, req *http.Request) (*http.Response, e
 		return nil, errNotSimple
 	}
 	minor := int(line[7] - '0')
-	rest := head[i+2:]
 	// One string holds every header value; values are substrings of it.
-	block := string(rest)
 	if st.hdr == nil {
-		st.hdr = make(http.Header, 16)
+		st.hdr = make(http.Header, 8)
 	}
 	clear(st.hdr)
-	st.vals = st.vals[:0]
+	vals, ok := parseHeaderBlock(string(head[i+2:]), st.hdr, st.vals[:0])
+	st.vals = vals
+	if !ok {
+		return nil, errNotSimple
+	}
+	h := st.hdr
+	if _, ok := h["Transfer-Encoding"]; ok {
+		return nil, errNotSimple
+	}
+	if _, ok := h["Trailer"]; ok {
+		return nil, errNotSimple
+	}
 	cl := int64(-1)
+	switch v := h["Content-Length"]; len(v) {
+	case 0:
+	case 1:
+		n, err := strconv.ParseInt(v[0], 10, 64)
+		if err != nil || n < 0 {
+			return nil, errNotSimple
+		}
+		cl = n
+	default:
+		return nil, errNotSimple
+	}
 	closeConn := minor == 0
-	off := 0
-	for off < len(block) {
-		j := indexCRLF(block[off:])
-		if j < 0 {
-			return nil, errNotSimple
-		}
-		l := block[off : off+j]
-		lineStart := off
-		off += j + 2
-		if l == "" || l[0] == ' ' || l[0] == '\t' {
-			return nil, errNotSimple // folded lines and the like: let net/http judge
-		}
-		colon := -1
-		for k := 0; k < len(l); k++ {
-			if l[k] == ':' {
-				colon = k
-				break
-			}
-			if !validHeaderByte(l[k]) {
-				return nil, errNotSimple
-			}
-		}
-		if colon <= 0 {
-			return nil, errNotSimple
-		}
-		keyBytes := rest[lineStart : lineStart+colon]
-		key, ok := commonHeaders[string(keyBytes)]
-		if !ok {
-			key = textproto.CanonicalMIMEHeaderKey(l[:colon])
-		}
-		v := l[colon+1:]
-		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-			v = v[1:]
-		}
-		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-			v = v[:len(v)-1]
-		}
-		switch key {
-		case "Transfer-Encoding", "Trailer":
-			return nil, errNotSimple
-		case "Content-Length":
-			if cl >= 0 {
-				return nil, errNotSimple
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				return nil, errNotSimple
-			}
-			cl = n
-		case "Connection":
-			if eqFold(v, "close") {
-				closeConn = true
-			} else if minor == 0 && eqFold(v, "keep-alive") {
-				closeConn = false
-			}
-		}
-		st.vals = append(st.vals, v)
-		n := len(st.vals)
-		if old, ok := st.hdr[key]; ok {
-			st.hdr[key] = append(old[:len(old):len(old)], v)
-		} else {
-			st.hdr[key] = st.vals[n-1 : n : n]
+	for _, v := range h["Connection"] {
+		if eqFold(v, "close") {
+			closeConn = true
+		} else if minor == 0 && eqFold(v, "keep-alive") {
+			closeConn = false
 		}
 	}
 	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified

@@ -23,7 +23,7 @@ type component interface {
 }
 
 // run starts c until the test ends, and checks it returns nil.
-func run(t *testing.T, c component) {
+func run(t testing.TB, c component) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
