@@ -1,13 +1,13 @@
 package workqueue
 
+import "sync/atomic"
+
 // entryHeap is a binary heap of entries that keeps each entry's index, so an entry can be removed
 // or re-sorted in O(log n). An entry is in at most one heap at a time, so one index field suffices.
 type entryHeap struct {
 	s    []*entry
 	less func(a, b *entry) bool
 }
-
-func (h *entryHeap) len() int { return len(h.s) }
 
 func (h *entryHeap) top() *entry {
 	if len(h.s) == 0 {
@@ -44,12 +44,6 @@ func (h *entryHeap) remove(i int) *entry {
 	}
 	e.idx = -1
 	return e
-}
-
-func (h *entryHeap) fix(i int) {
-	if !h.down(i) {
-		h.up(i)
-	}
 }
 
 func (h *entryHeap) swap(i, j int) {
@@ -91,8 +85,8 @@ func (h *entryHeap) down(i0 int) bool {
 
 // readyQueue holds ready entries: one FIFO lane per priority, higher priorities first.
 type readyQueue struct {
-	lanes []*lane // by priority, highest first
-	n     int
+	lanes []*lane      // by priority, highest first
+	n     atomic.Int64 // changed under the queue's lock; read without it by spinning Leases
 }
 
 type lane struct {
@@ -101,7 +95,7 @@ type lane struct {
 	head int
 }
 
-func (r *readyQueue) len() int { return r.n }
+func (r *readyQueue) len() int { return int(r.n.Load()) }
 
 func (r *readyQueue) push(e *entry) {
 	p := e.rec.Priority
@@ -118,7 +112,7 @@ func (r *readyQueue) push(e *entry) {
 	}
 	l := r.lanes[i]
 	l.buf = append(l.buf, e)
-	r.n++
+	r.n.Add(1)
 }
 
 func (r *readyQueue) pop() *entry {
@@ -129,7 +123,7 @@ func (r *readyQueue) pop() *entry {
 		e := l.buf[l.head]
 		l.buf[l.head] = nil
 		l.head++
-		r.n--
+		r.n.Add(-1)
 		switch {
 		case l.head == len(l.buf):
 			l.buf, l.head = l.buf[:0], 0
@@ -145,4 +139,47 @@ func (r *readyQueue) pop() *entry {
 		return e
 	}
 	return nil
+}
+
+// leaseList holds leased entries in deadline order. A lease's deadline is the lease time plus a
+// fixed duration, so a new or extended lease nearly always goes at the tail: insert walks from there.
+type leaseList struct {
+	head, tail *entry
+	n          int
+}
+
+func (l *leaseList) insert(e *entry) {
+	p := l.tail
+	for p != nil && p.rec.Deadline.After(e.rec.Deadline) {
+		p = p.prev
+	}
+	e.prev = p
+	if p == nil {
+		e.next = l.head
+		l.head = e
+	} else {
+		e.next = p.next
+		p.next = e
+	}
+	if e.next == nil {
+		l.tail = e
+	} else {
+		e.next.prev = e
+	}
+	l.n++
+}
+
+func (l *leaseList) remove(e *entry) {
+	if e.prev == nil {
+		l.head = e.next
+	} else {
+		e.prev.next = e.next
+	}
+	if e.next == nil {
+		l.tail = e.prev
+	} else {
+		e.next.prev = e.prev
+	}
+	e.next, e.prev = nil, nil
+	l.n--
 }

@@ -2,12 +2,13 @@ package workqueue
 
 import (
 	"context"
-
 	"fmt"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,10 +16,10 @@ import (
 
 // entry states.
 const (
-	stNew     uint8 = iota // added, waiting for its journal commit; invisible
-	stReady                // in the ready heap
+	stNew     uint8 = iota // added, waiting for its journal commit (or in the inbox); invisible
+	stReady                // in the ready lanes
 	stDelayed              // in the delayed heap
-	stLeased               // in the leased heap
+	stLeased               // in the leased list
 	stParked               // waiting for its key's turn
 	stHeld                 // nacked, waiting for its journal commit; invisible
 )
@@ -26,8 +27,13 @@ const (
 type entry struct {
 	rec   Record
 	state uint8
-	idx   int
+	idx   int    // index in the delayed heap
+	next  *entry // leased list; inbox stack
+	prev  *entry // leased list
 }
+
+// entryPool recycles the entries of acked items.
+var entryPool = sync.Pool{New: func() any { return &entry{idx: -1} }}
 
 // keyState orders the live items of one key: q[0] is the one whose turn it is.
 type keyState struct{ q []*entry }
@@ -36,20 +42,40 @@ type keyState struct{ q []*entry }
 // once; an add while its key is leased is kept and runs after the ack; delayed adds; Shutdown drains)
 // plus priorities, leases that expire, a ctx-cancellable Lease, and dead letters. With WithJournal it
 // is the engine of workqueue/bolt.
+//
+// The hot path (a keyless Add without delay, Lease, Ack) is built for many items per second: such an
+// Add takes no lock (it pushes onto a lock-free inbox that the next Lease moves into the ready lanes
+// in one batch), leases are kept in deadline order in a list (a lease's deadline is now plus a fixed
+// duration, so it goes at the tail), and only leased items are indexed by ID. A Lease that finds
+// nothing spins (yielding) for a few microseconds before it parks, and an Add wakes a parked Lease
+// only when no Lease is spinning, so a steady flow of items needs no wake-ups.
 type Memory struct {
-	cfg memConfig
+	cfg      memConfig
+	base     time.Time    // now() is base plus the monotonic time since: one clock read, not two
+	spinners int32        // how many Leases may spin at once (0 with GOMAXPROCS 1)
+	spinning atomic.Int32 // Leases looking for work that will see a new item without a wake-up
+	nparked  atomic.Int32 // len(waiters)
+	isClosed atomic.Bool
+
+	// What an Add writes and what a Lease writes sit on separate cache lines, so that a producer
+	// and the workers on other cores do not invalidate each other's lines.
+	_     [64]byte
+	seq   atomic.Uint64
+	inbox atomic.Pointer[entry] // keyless, undelayed adds not yet in the ready lanes (a stack)
+	_     [64]byte
 
 	mu      sync.Mutex
-	seq     uint64
-	items   map[uint64]*entry
+	leasedM map[uint64]*entry // leased items by ID
+	live    int               // items out of the inbox, not yet acked or buried
+	nheld   int               // items in state stHeld
 	ready   readyQueue
 	delayed entryHeap
-	leased  entryHeap
+	leased  leaseList
 	keys    map[string]*keyState
 	dead    []DeadItem
-	waiters []*waiter // blocked Lease calls, FIFO
-	// spare holds idle waiters. It is per queue, not global: a waiter's channel and timer belong to
-	// the goroutines that made them (a testing/synctest bubble, say), like the queue itself.
+	waiters []*waiter // parked Lease calls, FIFO
+	// spare holds idle waiters. It is per queue, not global: a waiter's channel belongs to the
+	// goroutines that made it (a testing/synctest bubble, say), like the queue itself.
 	spare   sync.Pool
 	drainCh chan struct{} // closed when the last lease ends while Shutdown waits
 	evTimer *time.Timer   // fires at evAt to run advance (due delays, expired leases) for waiters
@@ -59,9 +85,25 @@ type Memory struct {
 
 var _ Queue = (*Memory)(nil)
 
+// lock takes mu. The hot paths hold it for well under a microsecond, so a contender yields and
+// retries a few times before it parks on the mutex: parking and waking through the runtime costs
+// more than the critical section, and an Unlock with nobody parked is a single atomic operation.
+func (q *Memory) lock() {
+	for range 16 {
+		if q.mu.TryLock() {
+			return
+		}
+		runtime.Gosched()
+	}
+	q.mu.Lock()
+}
+
+// spinRounds is how many times a spinning Lease yields before it parks (some microseconds).
+const spinRounds = 64
+
 // NewMemory returns an empty queue (or one recovered from WithJournal's records).
 func NewMemory(opts ...Option) (*Memory, error) {
-	cfg := memConfig{lease: 30 * time.Second, logger: zap.NewNop(), now: time.Now}
+	cfg := memConfig{lease: 30 * time.Second, logger: zap.NewNop()}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -76,42 +118,29 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	}
 	q := &Memory{
 		cfg:     cfg,
-		items:   make(map[uint64]*entry),
+		leasedM: make(map[uint64]*entry),
 		keys:    make(map[string]*keyState),
 		delayed: entryHeap{less: func(a, b *entry) bool { return a.rec.NotBefore.Before(b.rec.NotBefore) }},
-		leased:  entryHeap{less: func(a, b *entry) bool { return a.rec.Deadline.Before(b.rec.Deadline) }},
-		seq:     cfg.lastID,
 	}
+	if p := runtime.GOMAXPROCS(0); p > 1 {
+		q.spinners = int32(p)
+	}
+	q.base = time.Now()
+	q.seq.Store(cfg.lastID)
 	q.spare.New = newWaiter
 	q.recover(cfg.recovered)
 	return q, nil
 }
 
-// waiter is a blocked Lease. An item that becomes ready while a waiter waits is leased to it
-// directly (handed over on ch, which has room for one), so the waiter needs no second trip through
-// the lock.
+func (q *Memory) now() time.Time { return q.base.Add(time.Since(q.base)) }
+
+// waiter is a parked Lease. A wake-up is a token on ch (room for one); the waker has already
+// counted the woken Lease as spinning.
 type waiter struct {
-	ch chan grant
+	ch chan struct{}
 }
 
-// grant is a lease handed to a waiter. The Item is built from it outside the lock: an entry's ID,
-// key, payload and priority never change, so they can be read without it.
-type grant struct {
-	e        *entry
-	attempt  int
-	deadline time.Time
-	closed   bool // the queue closed instead
-}
-
-func (g grant) item() *Item {
-	tok := FormatLease(g.e.rec.ID, g.attempt)
-	return &Item{
-		ID: tok[:strings.IndexByte(tok, '.')], Key: g.e.rec.Key, Payload: g.e.rec.Payload, Priority: g.e.rec.Priority,
-		Attempt: g.attempt, Lease: tok, Deadline: g.deadline,
-	}
-}
-
-func newWaiter() any { return &waiter{ch: make(chan grant, 1)} }
+func newWaiter() any { return &waiter{ch: make(chan struct{}, 1)} }
 
 func (q *Memory) recover(recs []Record) {
 	if len(recs) == 0 {
@@ -119,18 +148,18 @@ func (q *Memory) recover(recs []Record) {
 	}
 	recs = append([]Record(nil), recs...)
 	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
-	now := q.cfg.now()
+	now := q.now()
 	var live []*entry
 	for _, r := range recs {
-		if r.ID > q.seq {
-			q.seq = r.ID
+		if r.ID > q.seq.Load() {
+			q.seq.Store(r.ID)
 		}
 		if r.Dead {
 			q.dead = append(q.dead, deadItem(r, r.Reason, r.Added))
 			continue
 		}
 		e := &entry{rec: r, idx: -1}
-		q.items[r.ID] = e
+		q.live++
 		if r.Key != "" {
 			ks := q.keys[r.Key]
 			if ks == nil {
@@ -144,7 +173,8 @@ func (q *Memory) recover(recs []Record) {
 	for _, e := range live {
 		if !e.rec.Deadline.IsZero() && e.rec.Deadline.After(now) {
 			e.state = stLeased
-			q.leased.push(e)
+			q.leased.insert(e)
+			q.leasedM[e.rec.ID] = e
 			continue
 		}
 		e.rec.Deadline = time.Time{}
@@ -161,6 +191,27 @@ func deadItem(r Record, reason string, t time.Time) DeadItem {
 	return DeadItem{ID: strconv.FormatUint(r.ID, 10), Key: r.Key, Payload: r.Payload, Attempts: r.Attempt, Reason: reason, Time: t}
 }
 
+// drainLocked moves the inbox into the ready lanes, oldest first. Called with mu held.
+func (q *Memory) drainLocked() {
+	if q.inbox.Load() == nil {
+		return
+	}
+	var rev *entry
+	for e := q.inbox.Swap(nil); e != nil; {
+		n := e.next
+		e.next = rev
+		rev, e = e, n
+	}
+	for e := rev; e != nil; {
+		n := e.next
+		e.next = nil
+		q.live++
+		e.state = stReady
+		q.ready.push(e)
+		e = n
+	}
+}
+
 // makeVisible puts an entry that is not in any heap where it belongs. Called with mu held.
 func (q *Memory) makeVisible(e *entry, now time.Time) {
 	if e.rec.Key != "" {
@@ -175,46 +226,73 @@ func (q *Memory) makeVisible(e *entry, now time.Time) {
 		q.armLocked(now)
 		return
 	}
-	q.toReady(e, now)
+	q.toReady(e)
 }
 
-// toReady hands e to the longest-waiting Lease, or queues it. Called with mu held.
-func (q *Memory) toReady(e *entry, now time.Time) {
-	if len(q.waiters) > 0 && (q.cfg.maxAttempts == 0 || e.rec.Attempt < q.cfg.maxAttempts) {
-		if now.IsZero() {
-			now = q.cfg.now()
-		}
-		w := q.waiters[0]
-		copy(q.waiters, q.waiters[1:])
-		q.waiters[len(q.waiters)-1] = nil
-		q.waiters = q.waiters[:len(q.waiters)-1]
-		w.ch <- q.leaseLocked(e, now)
-		return
-	}
+// toReady queues e and makes sure a Lease will look for it. Called with mu held.
+func (q *Memory) toReady(e *entry) {
 	e.state = stReady
 	q.ready.push(e)
+	q.wakeLocked()
 }
 
-// leaseLocked leases e and returns the grant for the caller. Called with mu held.
-func (q *Memory) leaseLocked(e *entry, now time.Time) grant {
+// wakeLocked wakes a parked Lease unless one is spinning (it will find the ready items by itself).
+// The woken Lease counts as spinning from now on, so one wake-up is in flight at a time; a Lease
+// that takes an item and leaves others ready wakes the next. Called with mu held.
+func (q *Memory) wakeLocked() {
+	if len(q.waiters) == 0 || q.spinning.Load() != 0 {
+		return
+	}
+	w := q.waiters[0]
+	copy(q.waiters, q.waiters[1:])
+	q.waiters[len(q.waiters)-1] = nil
+	q.waiters = q.waiters[:len(q.waiters)-1]
+	q.nparked.Add(-1)
+	q.spinning.Add(1)
+	w.ch <- struct{}{}
+}
+
+// available reports, without the lock, whether a Lease may find something.
+func (q *Memory) available() bool {
+	return q.inbox.Load() != nil || q.ready.n.Load() > 0
+}
+
+// stopSpinning uncounts a spinning Lease that leaves without an item, and hands its search on.
+func (q *Memory) stopSpinning() {
+	q.spinning.Add(-1)
+	if q.nparked.Load() > 0 && q.available() {
+		q.lock()
+		q.drainLocked()
+		if q.ready.len() > 0 {
+			q.wakeLocked()
+		}
+		q.mu.Unlock()
+	}
+}
+
+// leaseLocked leases e. Called with mu held.
+func (q *Memory) leaseLocked(e *entry, now time.Time) {
 	e.rec.Attempt++
 	e.rec.Deadline = now.Add(q.cfg.lease)
 	e.state = stLeased
-	q.leased.push(e)
+	q.leased.insert(e)
+	q.leasedM[e.rec.ID] = e
 	q.armLocked(now)
-	return grant{e: e, attempt: e.rec.Attempt, deadline: e.rec.Deadline}
 }
 
 // armLocked makes the event timer fire by the next timed event (a delayed item coming due or a
-// lease expiring), so that blocked Leases need no timers of their own. The timer is re-armed only
-// when the next event moves earlier. Called with mu held.
+// lease expiring) while Leases are parked, so that they need no timers of their own. The timer is
+// re-armed only when the next event moves earlier. Called with mu held.
 func (q *Memory) armLocked(now time.Time) {
+	if len(q.waiters) == 0 || q.closed {
+		return
+	}
 	next := q.nextEvent()
-	if next.IsZero() || q.closed || (!q.evAt.IsZero() && !next.Before(q.evAt)) {
+	if next.IsZero() || (!q.evAt.IsZero() && !next.Before(q.evAt)) {
 		return
 	}
 	if now.IsZero() {
-		now = q.cfg.now()
+		now = q.now()
 	}
 	q.evAt = next
 	if q.evTimer == nil {
@@ -225,32 +303,20 @@ func (q *Memory) armLocked(now time.Time) {
 }
 
 func (q *Memory) onEvent() {
-	q.mu.Lock()
+	q.lock()
 	defer q.mu.Unlock()
 	q.evAt = time.Time{}
 	if q.closed {
 		return
 	}
-	now := q.cfg.now()
+	now := q.now()
 	q.advance(now)
 	q.armLocked(now)
 }
 
-// unlease undoes a lease nobody saw (a waiter gave up as the item arrived). Called with mu held.
-func (q *Memory) unlease(g grant, now time.Time) {
-	e, err := q.heldID(g.e.rec.ID, g.attempt, now)
-	if err != nil {
-		return // expired meanwhile: it is ready again already
-	}
-	q.leased.remove(e.idx)
-	e.rec.Attempt--
-	e.rec.Deadline = time.Time{}
-	q.toReady(e, now)
-}
-
-// forget removes a live entry from the maps and hands its key's turn on. Called with mu held.
+// forget removes a live entry that is in no heap and hands its key's turn on. Called with mu held.
 func (q *Memory) forget(e *entry, now time.Time) {
-	delete(q.items, e.rec.ID)
+	q.live--
 	if e.rec.Key == "" {
 		return
 	}
@@ -273,6 +339,13 @@ func (q *Memory) forget(e *entry, now time.Time) {
 	}
 }
 
+// unleaseLocked takes a leased entry out of the leased list and index. Called with mu held.
+func (q *Memory) unleaseLocked(e *entry) {
+	q.leased.remove(e)
+	delete(q.leasedM, e.rec.ID)
+	e.rec.Deadline = time.Time{}
+}
+
 // advance moves due delayed items to ready and expired leases back to ready. Called with mu held.
 func (q *Memory) advance(now time.Time) {
 	for {
@@ -281,36 +354,25 @@ func (q *Memory) advance(now time.Time) {
 			break
 		}
 		q.delayed.pop()
-		q.toReady(e, now)
+		q.toReady(e)
 	}
 	for {
-		e := q.leased.top()
+		e := q.leased.head
 		if e == nil || e.rec.Deadline.After(now) {
 			break
 		}
-		q.leased.pop()
-		e.rec.Deadline = time.Time{}
-		q.toReady(e, now)
+		q.unleaseLocked(e)
+		q.toReady(e)
 		q.cfg.logger.Debug("lease expired", zap.Uint64("id", e.rec.ID), zap.Int("attempt", e.rec.Attempt))
 	}
 	q.checkDrained()
 }
 
 func (q *Memory) checkDrained() {
-	if q.drainCh != nil && q.leased.len() == 0 && q.heldCount() == 0 {
+	if q.drainCh != nil && q.leased.n == 0 && q.nheld == 0 {
 		close(q.drainCh)
 		q.drainCh = nil
 	}
-}
-
-func (q *Memory) heldCount() int {
-	n := 0
-	for _, e := range q.items {
-		if e.state == stHeld {
-			n++
-		}
-	}
-	return n
 }
 
 // nextEvent is when advance next has work, or zero. Called with mu held.
@@ -319,7 +381,7 @@ func (q *Memory) nextEvent() time.Time {
 	if e := q.delayed.top(); e != nil {
 		t = e.rec.NotBefore
 	}
-	if e := q.leased.top(); e != nil && (t.IsZero() || e.rec.Deadline.Before(t)) {
+	if e := q.leased.head; e != nil && (t.IsZero() || e.rec.Deadline.Before(t)) {
 		t = e.rec.Deadline
 	}
 	return t
@@ -343,19 +405,48 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 	if opts.Delay < 0 {
 		return "", fmt.Errorf("%w: negative delay %v", ErrInvalid, opts.Delay)
 	}
+	if opts.Key == "" && opts.Delay == 0 && q.cfg.journal == nil {
+		// The hot path: no lock; the next Lease moves the item into the ready lanes.
+		if q.isClosed.Load() {
+			return "", ErrClosed
+		}
+		e := entryPool.Get().(*entry)
+		e.rec.Payload, e.rec.Priority = payload, opts.Priority
+		id := q.seq.Add(1)
+		e.rec.ID = id
+		for {
+			old := q.inbox.Load()
+			e.next = old
+			if q.inbox.CompareAndSwap(old, e) {
+				break
+			}
+		}
+		// Parked Leases re-check the inbox after they stop counting as spinning, so either they
+		// see this item or this sees no spinner and wakes one.
+		if q.spinning.Load() == 0 && q.nparked.Load() > 0 {
+			q.lock()
+			q.drainLocked()
+			if q.ready.len() > 0 {
+				q.wakeLocked()
+			}
+			q.mu.Unlock()
+		}
+		return strconv.FormatUint(id, 10), nil
+	}
 	var now time.Time // read only when needed: clock reads are a large part of an Add's cost
 	if opts.Delay > 0 || q.cfg.journal != nil {
-		now = q.cfg.now()
+		now = q.now()
 	}
 	e := &entry{idx: -1, state: stNew, rec: Record{Key: opts.Key, Payload: payload, Priority: opts.Priority, Added: now}}
 	if opts.Delay > 0 {
 		e.rec.NotBefore = now.Add(opts.Delay)
 	}
-	q.mu.Lock()
+	q.lock()
 	if q.closed {
 		q.mu.Unlock()
 		return "", ErrClosed
 	}
+	q.drainLocked() // earlier keyless adds go first
 	var ks *keyState
 	if opts.Key != "" {
 		ks = q.keys[opts.Key]
@@ -371,9 +462,8 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			q.keys[opts.Key] = ks
 		}
 	}
-	q.seq++
-	e.rec.ID = q.seq
-	q.items[e.rec.ID] = e
+	e.rec.ID = q.seq.Add(1)
+	q.live++
 	if ks != nil {
 		ks.q = append(ks.q, e)
 	}
@@ -381,7 +471,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		rec := e.rec
 		q.mu.Unlock()
 		err := q.commit(Change{Op: OpPut, Record: rec})
-		q.mu.Lock()
+		q.lock()
 		if err != nil {
 			q.forget(e, now)
 			q.mu.Unlock()
@@ -396,16 +486,25 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 
 // Lease implements Queue.
 func (q *Memory) Lease(ctx context.Context) (*Item, error) {
+	spinning := false // counted in q.spinning
+	spun := 0
 	for {
 		if err := ctx.Err(); err != nil {
+			if spinning {
+				q.stopSpinning()
+			}
 			return nil, err
 		}
-		now := q.cfg.now()
-		q.mu.Lock()
+		now := q.now()
+		q.lock()
 		if q.closed {
 			q.mu.Unlock()
+			if spinning {
+				q.spinning.Add(-1)
+			}
 			return nil, ErrClosed
 		}
+		q.drainLocked()
 		q.advance(now)
 		var buried []Change
 		for q.ready.len() > 0 {
@@ -414,94 +513,118 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 				buried = append(buried, q.bury(e, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts), now))
 				continue
 			}
-			g := q.leaseLocked(e, now)
+			q.leaseLocked(e, now)
+			if spinning {
+				q.spinning.Add(-1)
+			}
+			if q.ready.len() > 0 {
+				q.wakeLocked() // hand the search on
+			}
 			if q.cfg.journal == nil {
+				// An entry's ID, key, payload and priority do not change while it is leased.
+				id, attempt, deadline := e.rec.ID, e.rec.Attempt, e.rec.Deadline
 				q.mu.Unlock()
-				return g.item(), nil
+				return newItem(id, e.rec.Key, e.rec.Payload, e.rec.Priority, attempt, deadline), nil
 			}
 			rec := e.rec
 			q.mu.Unlock()
-			return q.leased1(g.item(), append(buried, Change{Op: OpPut, Record: rec}))
+			it := newItem(rec.ID, rec.Key, rec.Payload, rec.Priority, rec.Attempt, rec.Deadline)
+			return q.leased1(it, append(buried, Change{Op: OpPut, Record: rec}))
 		}
-		// Nothing ready: wait for a hand-over, the next timed event, ctx, or Close.
+		if !spinning && q.spinning.Load() < q.spinners {
+			spinning = true
+			q.spinning.Add(1)
+		}
+		if spinning && spun < spinRounds {
+			// Spin: look again in a moment without the lock.
+			q.mu.Unlock()
+			if err := q.commit(buried...); err != nil {
+				q.stopSpinning()
+				return nil, err
+			}
+			for ; spun < spinRounds && !q.available(); spun++ {
+				runtime.Gosched()
+			}
+			spun++
+			continue
+		}
+		// Park until woken, the next timed event, ctx, or Close.
 		w := q.spare.Get().(*waiter)
 		q.waiters = append(q.waiters, w)
+		q.nparked.Add(1)
+		if spinning {
+			spinning = false
+			q.spinning.Add(-1)
+		}
+		if q.inbox.Load() != nil { // an Add that saw us spinning did not wake anyone
+			q.removeWaiter(w)
+			q.mu.Unlock()
+			q.spare.Put(w)
+			continue
+		}
 		q.armLocked(now)
 		q.mu.Unlock()
 		if err := q.commit(buried...); err != nil {
-			if g, ok := q.dropWaiter(w); ok {
-				q.giveBack(g)
+			if !q.dropWaiter(w) {
+				q.stopSpinning()
 			}
+			q.spare.Put(w)
 			return nil, err
 		}
-		var g grant
-		ok := false
 		select {
-		case g = <-w.ch:
-			ok = true
+		case <-w.ch:
+			spinning, spun = true, 0
 		case <-ctx.Done():
-			if g, ok = q.dropWaiter(w); ok {
-				q.giveBack(g)
-				ok = false
+			if !q.dropWaiter(w) {
+				spinning = true // woken meanwhile: the loop's ctx check hands the wake-up on
 			}
 		}
 		q.spare.Put(w)
-		if ok {
-			if g.closed {
-				return nil, ErrClosed
-			}
-			return q.leased1(g.item(), nil)
-		}
 	}
 }
 
-// leased1 journals a lease (if there is a journal) and returns the item.
+func newItem(id uint64, key string, payload []byte, prio, attempt int, deadline time.Time) *Item {
+	tok := FormatLease(id, attempt)
+	return &Item{
+		ID: tok[:strings.IndexByte(tok, '.')], Key: key, Payload: payload, Priority: prio,
+		Attempt: attempt, Lease: tok, Deadline: deadline,
+	}
+}
+
+// leased1 journals a lease and returns the item.
 func (q *Memory) leased1(it *Item, ch []Change) (*Item, error) {
-	if q.cfg.journal != nil {
-		if ch == nil {
-			q.mu.Lock()
-			id, _, _ := ParseLease(it.Lease)
-			if e := q.items[id]; e != nil && e.state == stLeased {
-				ch = []Change{{Op: OpPut, Record: e.rec}}
-			}
-			q.mu.Unlock()
-		}
-		if lj, ok := q.cfg.journal.(LazyJournal); ok {
-			lj.CommitLater(ch)
-			return it, nil
-		}
-		if err := q.commit(ch...); err != nil {
-			return nil, err
-		}
+	if lj, ok := q.cfg.journal.(LazyJournal); ok {
+		lj.CommitLater(ch)
+		return it, nil
+	}
+	if err := q.commit(ch...); err != nil {
+		return nil, err
 	}
 	return it, nil
 }
 
-func (q *Memory) giveBack(g grant) {
-	if g.closed {
-		return
-	}
-	q.mu.Lock()
-	q.unlease(g, q.cfg.now())
-	q.mu.Unlock()
-}
-
-// dropWaiter removes w from the waiters. If a lease was granted to w meanwhile, it returns it.
-func (q *Memory) dropWaiter(w *waiter) (grant, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+// removeWaiter takes w out of the waiters if it is there. Called with mu held.
+func (q *Memory) removeWaiter(w *waiter) bool {
 	for i, x := range q.waiters {
 		if x == w {
 			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
-			return grant{}, false
+			q.nparked.Add(-1)
+			return true
 		}
 	}
-	select {
-	case g := <-w.ch:
-		return g, true
-	default:
-		return grant{}, false
+	return false
+}
+
+// dropWaiter removes w from the waiters. If it was woken meanwhile (it counts as spinning), it
+// consumes the wake-up and returns false.
+func (q *Memory) dropWaiter(w *waiter) bool {
+	q.lock()
+	defer q.mu.Unlock()
+	if q.removeWaiter(w) {
+		return true
 	}
+	<-w.ch // sent under mu by whoever removed w
+	return false
 }
 
 // bury moves a live entry that is in no heap to the dead letters. Called with mu held.
@@ -525,8 +648,8 @@ func (q *Memory) held(lease string, now time.Time) (*entry, error) {
 }
 
 func (q *Memory) heldID(id uint64, attempt int, now time.Time) (*entry, error) {
-	e := q.items[id]
-	if e == nil || e.state != stLeased || e.rec.Attempt != attempt || (!now.IsZero() && !now.Before(e.rec.Deadline)) {
+	e := q.leasedM[id]
+	if e == nil || e.rec.Attempt != attempt || (!now.IsZero() && !now.Before(e.rec.Deadline)) {
 		return nil, ErrLeaseLost
 	}
 	return e, nil
@@ -541,20 +664,23 @@ func (q *Memory) Ack(ctx context.Context, lease string) error {
 	if err != nil {
 		return err
 	}
-	q.mu.Lock()
+	q.lock()
 	e, err := q.heldID(id, attempt, now)
 	if err != nil {
 		q.mu.Unlock()
 		return err
 	}
-	q.leased.remove(e.idx)
+	q.unleaseLocked(e)
 	q.forget(e, now)
 	q.checkDrained()
 	q.mu.Unlock()
+	// Nothing refers to e any more: the entry of an acked item is reused by a later Add.
+	*e = entry{idx: -1}
+	entryPool.Put(e)
 	if q.cfg.journal == nil {
 		return nil
 	}
-	return q.commit(Change{Op: OpDelete, Record: Record{ID: e.rec.ID}})
+	return q.commit(Change{Op: OpDelete, Record: Record{ID: id}})
 }
 
 // Nack implements Queue.
@@ -562,27 +688,28 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 	if delay < 0 {
 		return fmt.Errorf("%w: negative delay %v", ErrInvalid, delay)
 	}
-	now := q.cfg.now()
-	q.mu.Lock()
+	now := q.now()
+	q.lock()
 	e, err := q.held(lease, now)
 	if err != nil {
 		q.mu.Unlock()
 		return err
 	}
-	q.leased.remove(e.idx)
-	e.rec.Deadline = time.Time{}
+	q.unleaseLocked(e)
 	e.rec.NotBefore = time.Time{}
 	if delay > 0 {
 		e.rec.NotBefore = now.Add(delay)
 	}
 	if q.cfg.journal != nil {
 		e.state = stHeld
+		q.nheld++
 		rec := e.rec
 		q.mu.Unlock()
 		err := q.commit(Change{Op: OpPut, Record: rec})
-		q.mu.Lock()
+		q.lock()
+		q.nheld--
 		// On a failed commit the item still becomes ready: the journal holds its older state.
-		q.makeVisible(e, q.cfg.now())
+		q.makeVisible(e, q.now())
 		q.checkDrained()
 		q.mu.Unlock()
 		return err
@@ -596,28 +723,29 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 // Extend implements Queue. The new deadline is not journaled: after a crash the lease runs to its
 // last journaled deadline, which can only make the item come back earlier.
 func (q *Memory) Extend(ctx context.Context, lease string) (time.Time, error) {
-	now := q.cfg.now()
-	q.mu.Lock()
+	now := q.now()
+	q.lock()
 	defer q.mu.Unlock()
 	e, err := q.held(lease, now)
 	if err != nil {
 		return time.Time{}, err
 	}
+	q.leased.remove(e)
 	e.rec.Deadline = now.Add(q.cfg.lease)
-	q.leased.fix(e.idx)
+	q.leased.insert(e)
 	return e.rec.Deadline, nil
 }
 
 // Bury implements Queue.
 func (q *Memory) Bury(ctx context.Context, lease string, reason string) error {
-	now := q.cfg.now()
-	q.mu.Lock()
+	now := q.now()
+	q.lock()
 	e, err := q.held(lease, now)
 	if err != nil {
 		q.mu.Unlock()
 		return err
 	}
-	q.leased.remove(e.idx)
+	q.unleaseLocked(e)
 	ch := q.bury(e, reason, now)
 	q.checkDrained()
 	q.mu.Unlock()
@@ -629,7 +757,7 @@ func (q *Memory) Bury(ctx context.Context, lease string, reason string) error {
 
 // Dead implements Queue.
 func (q *Memory) Dead(ctx context.Context, max int) ([]DeadItem, error) {
-	q.mu.Lock()
+	q.lock()
 	defer q.mu.Unlock()
 	n := len(q.dead)
 	if max >= 0 && max < n {
@@ -640,20 +768,24 @@ func (q *Memory) Dead(ctx context.Context, max int) ([]DeadItem, error) {
 
 // Stats implements Queue.
 func (q *Memory) Stats(ctx context.Context) (Stats, error) {
-	now := q.cfg.now()
-	q.mu.Lock()
+	now := q.now()
+	q.lock()
 	defer q.mu.Unlock()
 	if !q.closed {
+		q.drainLocked()
 		q.advance(now)
+		if q.ready.len() > 0 {
+			q.wakeLocked()
+		}
 	}
-	r, l := int64(q.ready.len()), int64(q.leased.len())
-	return Stats{Ready: r, Leased: l, Delayed: int64(len(q.items)) - r - l, Dead: int64(len(q.dead))}, nil
+	r, l := int64(q.ready.len()), int64(q.leased.n)
+	return Stats{Ready: r, Leased: l, Delayed: int64(q.live) - r - l, Dead: int64(len(q.dead))}, nil
 }
 
 // Close stops the queue at once: Add and Lease return ErrClosed (blocked Leases too). Leases already
 // handed out may still be acked, nacked, extended or buried. Idempotent.
 func (q *Memory) Close() error {
-	q.mu.Lock()
+	q.lock()
 	defer q.mu.Unlock()
 	q.closeLocked()
 	return nil
@@ -664,24 +796,27 @@ func (q *Memory) closeLocked() {
 		return
 	}
 	q.closed = true
+	q.isClosed.Store(true)
 	if q.evTimer != nil {
 		q.evTimer.Stop()
 	}
 	for _, w := range q.waiters {
-		w.ch <- grant{closed: true}
+		q.spinning.Add(1)
+		w.ch <- struct{}{}
 	}
 	q.waiters = nil
+	q.nparked.Store(0)
 }
 
 // Shutdown is client-go's ShutDownWithDrain: it closes the queue for Add and Lease and waits until
 // every lease handed out has ended (acked, nacked, buried or expired), or ctx ends (ctx.Err()).
 func (q *Memory) Shutdown(ctx context.Context) error {
 	for {
-		now := q.cfg.now()
-		q.mu.Lock()
+		now := q.now()
+		q.lock()
 		q.closeLocked()
 		q.advance(now)
-		if q.leased.len() == 0 && q.heldCount() == 0 {
+		if q.leased.n == 0 && q.nheld == 0 {
 			q.mu.Unlock()
 			return nil
 		}

@@ -1,7 +1,11 @@
 package workqueue_test
 
 import (
+	"context"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -21,3 +25,77 @@ func newMemory(t *testing.T, c workqueuetest.Config) workqueue.Queue {
 }
 
 func TestMemoryConformance(t *testing.T) { workqueuetest.TestQueue(t, newMemory) }
+
+// TestMemoryWakeups hands items to workers that keep parking and spinning (the producer pauses
+// between bursts), mixing the lock-free keyless path with keyed and delayed adds: every item must
+// be leased exactly once and none may wait for a wake-up that never comes, also when Leases give up
+// (ctx) as they are woken.
+func TestMemoryWakeups(t *testing.T) {
+	q, err := workqueue.NewMemory(workqueue.WithLeaseDuration(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const workers, items = 6, 3000
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				lctx, lcancel := ctx, context.CancelFunc(func() {})
+				if w%2 == 1 { // these give up often: a wake-up they got must be handed on
+					lctx, lcancel = context.WithTimeout(ctx, time.Duration(w)*100*time.Microsecond)
+				}
+				it, err := q.Lease(lctx)
+				lcancel()
+				if err != nil && ctx.Err() == nil {
+					continue
+				}
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				seen[string(it.Payload)]++
+				n := len(seen)
+				mu.Unlock()
+				if err := q.Ack(ctx, it.Lease); err != nil {
+					t.Errorf("Ack: %v", err)
+				}
+				if n == items {
+					cancel()
+				}
+			}
+		}()
+	}
+	for i := range items {
+		o := workqueue.AddOptions{Priority: i % 3}
+		switch i % 10 {
+		case 3:
+			o.Key = fmt.Sprint("k", i)
+		case 7:
+			o.Delay = time.Millisecond
+		}
+		if _, err := q.Add(ctx, []byte(fmt.Sprint(i)), o); err != nil {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+		if i%50 == 0 {
+			time.Sleep(time.Duration(i%7) * 100 * time.Microsecond) // let the workers park
+		}
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != items {
+		t.Fatalf("%d of %d items leased before the timeout", len(seen), items)
+	}
+	for p, n := range seen {
+		if n != 1 {
+			t.Errorf("item %s leased %d times", p, n)
+		}
+	}
+}

@@ -17,7 +17,6 @@ type memConfig struct {
 	recovered   []Record
 	lastID      uint64
 	logger      *zap.Logger
-	now         func() time.Time
 }
 
 type optionFunc func(*memConfig)
