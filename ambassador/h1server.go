@@ -151,6 +151,7 @@ func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState) {
 	for first := true; ; first = false {
 		// Wait for the next request (keep-alive idle time), then read its header in time.
 		if hc.br.Buffered() == 0 {
+			yieldBeforeRead(hc.br)
 			st.active.Store(false)
 			idle := cfg.idleTimeout
 			if first {

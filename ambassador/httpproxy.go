@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -578,6 +579,7 @@ func (p *HTTPProxy) exchange(uc *upConn, r *http.Request) (*http.Response, error
 	if err := writeRequest(uc.bw, r); err != nil {
 		return nil, err
 	}
+	yieldBeforeRead(uc.br)
 	resp, err := uc.readResponse(r)
 	if err != nil {
 		return nil, err
@@ -587,6 +589,17 @@ func (p *HTTPProxy) exchange(uc *upConn, r *http.Request) (*http.Response, error
 		return nil, errors.New("unexpected 101 Switching Protocols")
 	}
 	return resp, nil
+}
+
+// yieldBeforeRead lets other goroutines run before a read that would otherwise find nothing yet
+// (the endpoint's answer, the client's next request): by the time this one runs again the bytes
+// are usually there, so the read succeeds at once instead of failing with EAGAIN and parking
+// until the poller reports the socket. Under load that saves about one read syscall per request
+// and its wake-up; when nothing else is runnable it returns at once.
+func yieldBeforeRead(br *bufio.Reader) {
+	if br.Buffered() == 0 {
+		runtime.Gosched()
+	}
 }
 
 func (p *HTTPProxy) isShared(done <-chan struct{}) bool {
