@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -56,9 +57,10 @@ func WithMaxAttempts(n int) Option { return optionFunc(func(c *config) { c.maxAt
 // WithReplicas sets the streams' replica count (3 on a 3-node cluster). Default 1.
 func WithReplicas(n int) Option { return optionFunc(func(c *config) { c.replicas = n }) }
 
-// WithFetchBatch lets Lease pull up to n messages at once and hand them out one by one (buffered
-// messages are leased from the moment they arrive, and refreshed with InProgress when handed out
-// if they waited more than a quarter of the lease). Default 10; 1 takes exactly one per Lease.
+// WithFetchBatch lets Lease pull up to n messages at once and hand them out one by one as they
+// arrive (a pulled message counts as leased from the moment the pull was requested, and is refreshed
+// with InProgress when handed out if it waited more than a quarter of the lease). Default 10; 1 takes
+// exactly one per Lease.
 func WithFetchBatch(n int) Option { return optionFunc(func(c *config) { c.batch = n }) }
 
 // WithAsyncAck makes Ack fire-and-forget (a lost ack means a redelivery). Default: Ack waits for the
@@ -99,9 +101,10 @@ type Queue struct {
 	closeCtx context.Context
 	closeFn  context.CancelFunc
 
+	fetchMu   sync.Mutex // one no-wait pull at a time
 	mu        sync.Mutex
 	leases    map[string]*held
-	buf       []buffered
+	cur       *pulled // the pull Leases take messages from
 	lastSweep time.Time
 	closed    bool
 }
@@ -118,7 +121,36 @@ type held struct {
 
 type buffered struct {
 	msg  jetstream.Msg
-	recv time.Time
+	recv time.Time // no later than the server delivered it
+}
+
+// pulled is a no-wait pull whose messages are being handed out.
+type pulled struct {
+	b   jetstream.MessageBatch
+	at  time.Time // when it was requested: its messages' AckWait started later
+	got atomic.Bool
+}
+
+// pull starts a no-wait pull of up to a batch, unless another Lease has just started one.
+func (q *Queue) pull() (*pulled, error) {
+	q.fetchMu.Lock()
+	defer q.fetchMu.Unlock()
+	q.mu.Lock()
+	cur := q.cur
+	q.mu.Unlock()
+	if cur != nil {
+		return cur, nil
+	}
+	at := time.Now()
+	b, err := q.cons.FetchNoWait(q.cfg.batch)
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	cur = &pulled{b: b, at: at}
+	q.mu.Lock()
+	q.cur = cur
+	q.mu.Unlock()
+	return cur, nil
 }
 
 // Open creates (or updates) the streams and the consumer for queue name on nc and returns the queue.
@@ -179,8 +211,9 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 		AckWait:       cfg.ackWait,
 		MaxDeliver:    -1,
 		MaxAckPending: -1,
-		FilterSubject: q.prefix + ".>",
-		Replicas:      cfg.replicas,
+		// No filter: the stream holds only the queue's subjects, and an unfiltered consumer saves
+		// the server a filtered-pending count on every message it loads.
+		Replicas: cfg.replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer: %w", err)
@@ -265,31 +298,36 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 	}
 }
 
-// next returns one message from the buffer or the server, or a nil message when a pull expired.
+// next returns one message from the current pull or a new one, or a nil message when a pull expired.
+// With a fetch batch, messages are handed out as they arrive, while the rest of the pull is still
+// on its way (a raw Fetch loop works the same way).
 func (q *Queue) next(ctx context.Context) (buffered, error) {
-	q.mu.Lock()
-	if len(q.buf) > 0 {
-		b := q.buf[0]
-		q.buf = q.buf[1:]
+	for q.cfg.batch > 1 {
+		q.mu.Lock()
+		cur := q.cur
 		q.mu.Unlock()
-		return b, nil
-	}
-	q.mu.Unlock()
-	if q.cfg.batch > 1 {
-		batch, err := q.cons.FetchNoWait(q.cfg.batch)
-		if err != nil {
-			return buffered{}, fmt.Errorf("fetch: %w", err)
+		if cur == nil {
+			var err error
+			if cur, err = q.pull(); err != nil {
+				return buffered{}, err
+			}
 		}
-		now := time.Now()
-		var got []buffered
-		for m := range batch.Messages() {
-			got = append(got, buffered{m, now})
+		select {
+		case m, ok := <-cur.b.Messages():
+			if ok {
+				cur.got.Store(true)
+				return buffered{m, cur.at}, nil
+			}
+		case <-ctx.Done():
+			return buffered{}, ctx.Err()
 		}
-		if len(got) > 0 {
-			q.mu.Lock()
-			q.buf = append(q.buf, got[1:]...)
-			q.mu.Unlock()
-			return got[0], nil
+		q.mu.Lock()
+		if q.cur == cur {
+			q.cur = nil
+		}
+		q.mu.Unlock()
+		if !cur.got.Load() {
+			break // nothing there: wait for a message below
 		}
 	}
 	// Only a blocking pull needs to end when the queue closes.
@@ -540,12 +578,27 @@ func (q *Queue) Close() error {
 		return nil
 	}
 	q.closed = true
-	buf := q.buf
-	q.buf = nil
+	cur := q.cur
+	q.cur = nil
 	q.mu.Unlock()
 	q.closeFn()
-	for _, b := range buf {
-		_ = b.msg.Nak()
+	if cur != nil {
+		// A no-wait pull ends as soon as the server has sent what it had; do not wait longer
+		// than that for it (what is left is redelivered after AckWait).
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case m, ok := <-cur.b.Messages():
+				if !ok {
+					return nil
+				}
+				_ = m.Nak()
+				continue
+			case <-t.C:
+			}
+			break
+		}
 	}
 	return nil
 }
