@@ -9,6 +9,8 @@
 # Usage: bench/sharding/run.sh [ROUNDS]    (env: P16_N, P1_N, MC_SECS)
 #   RESULTS=dir   where the median rates go as CSV for bench/plots.sh (default bench/results:
 #                 sharding.bars.csv, one tile per load and test, a bar per peer); RESULTS= for none
+#   RAW=file      append every round's figures to file and take the medians over all of its rounds,
+#                 so that a long run can be split into calls (RAW=/tmp/r run.sh 3; RAW=/tmp/r run.sh 2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-5}
@@ -77,7 +79,8 @@ conf "$NR" "$NM" > "$work/nc.yml"; conf "$PR" "$PM" > "$work/pb.yml"; conf "$QR"
 GOMAXPROCS=1 "$work/ambassador" -c "$work/pb1.yml" -s "$(port)" -o "$work/pb1.log" & pids+=($!)
 for p in $NR $NM $PR $PM $QR $QM; do wait_port "$p"; done
 
-results="$work/results.txt"
+results=${RAW:-$work/results.txt}
+touch "$results"
 # redis_run NAME PORT PIPELINE N: appends "NAME P<pipe> get|set rps p50" lines.
 redis_run() {
   { redis-benchmark -h 127.0.0.1 -p "$2" -c 50 -t get,set -P "$3" -n "$4" --csv 2>>"$work/errors" || echo "redis-benchmark $1 P$3 failed" >&2; } |
@@ -111,6 +114,8 @@ for line in open(sys.argv[1]):
     name, pipe, test, rate, p50 = line.split()
     rows[(pipe, test, name)][0].append(float(rate)); rows[(pipe, test, name)][1].append(float(p50))
 med = {k: (statistics.median(v[0]), statistics.median(v[1])) for k, v in rows.items()}
+nrounds = max(len(v[0]) for v in rows.values())
+print(f"medians over {nrounds} rounds")
 print(f"{'load':<12} {'test':<5} {'peer':<15} {'median rate':>12} {'p50 ms':>8} {'vs nutcracker':>14}")
 for pipe, test in [("P16", "set"), ("P16", "get"), ("P1", "set"), ("P1", "get"), ("mc", "tps")]:
     base = med.get((pipe, test, "nutcracker"), (0, 0))[0]
@@ -121,7 +126,8 @@ for pipe, test in [("P16", "set"), ("P16", "get"), ("P1", "set"), ("P1", "get"),
         print(f"{pipe:<12} {test:<5} {name:<15} {rate:>12.0f} {p50:>8.3f} {ratio:>14}")
 if sys.argv[2]:
     # The same medians as printed above, as text, for bench/plots.sh.
-    rounds, p16, p1, secs = sys.argv[3:7]
+    p16, p1, secs = sys.argv[4:7]
+    rounds = nrounds
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     tiles = {("P16", "set"): "redis -P16 SET req/s", ("P16", "get"): "redis -P16 GET req/s",
              ("P1", "set"): "redis -P1 SET req/s", ("P1", "get"): "redis -P1 GET req/s",
