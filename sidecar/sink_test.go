@@ -5,8 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -231,6 +235,163 @@ func FuzzIsPlain(f *testing.F) {
 		}
 		if got := isPlain(s); got != want {
 			t.Errorf("isPlain(%q) = %v, want %v", s, got, want)
+		}
+	})
+}
+
+// plainLinesRef is plainLines one byte at a time.
+func plainLinesRef(s []byte) bool {
+	for _, b := range s {
+		if (b < 0x20 && b != '\n') || b >= 0x80 || b == '"' || b == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPlainLines puts every byte value at every position of buffers of several lengths (around the
+// 16-, 32- and 64-byte steps), among plain bytes and among newlines.
+func TestPlainLines(t *testing.T) {
+	for _, n := range []int{1, 15, 16, 17, 63, 64, 65, 127, 128, 200} {
+		for _, fill := range []byte{'a', '\n', ' '} {
+			s := bytes.Repeat([]byte{fill}, n)
+			for pos := range n {
+				for b := range 256 {
+					s[pos] = byte(b)
+					want := plainLinesRef(s)
+					if got := plainLines(s); got != want {
+						t.Fatalf("len %d fill %q byte %#x at %d: plainLines = %v, want %v", n, fill, b, pos, got, want)
+					}
+					if got := plainBlocksGo(s); got != plainLinesRef(s[:n&^63]) {
+						t.Fatalf("len %d fill %q byte %#x at %d: plainBlocksGo = %v", n, fill, b, pos, got)
+					}
+				}
+				s[pos] = fill
+			}
+		}
+	}
+}
+
+func FuzzPlainLines(f *testing.F) {
+	for _, tt := range jsonTests {
+		f.Add([]byte(strings.Repeat(tt.line+"\n", 9)))
+	}
+	f.Fuzz(func(t *testing.T, s []byte) {
+		want := plainLinesRef(s)
+		if got := plainLines(s); got != want {
+			t.Errorf("plainLines(%q) = %v, want %v", s, got, want)
+		}
+		if got := plainBlocksGo(s); got != plainLinesRef(s[:len(s)&^63]) {
+			t.Errorf("plainBlocksGo(%q) = %v", s, got)
+		}
+	})
+}
+
+// TestJSONEncoderMatchesAppendJSON encodes batches with the sinks' encoder (file names encoded once,
+// offsets counted in decimal) and compares every record with AppendJSON, whose output
+// encoding/json decodes back to the line (TestAppendJSON, FuzzAppendJSON).
+func TestJSONEncoderMatchesAppendJSON(t *testing.T) {
+	var recs []Record
+	off := int64(0)
+	files := []string{"/var/log/a.log", `/var/log/"b".log`}
+	for i := range 3000 {
+		line := []byte(fmt.Sprintf("line %d %s", i, jsonTests[i%len(jsonTests)].line))
+		switch {
+		case i%97 == 0:
+			off = int64(i) * 1e15 // jumps: formatted from scratch
+		case i%89 == 0:
+			off -= 500 // goes back (another file)
+		case i%83 == 0:
+			off += 999_999 + 1<<20
+		default:
+			off += int64(len(line)) + 1
+		}
+		if i == 1500 {
+			off = 0
+		}
+		recs = append(recs, Record{File: files[i/7%2], Line: line, Offset: off, plain: isPlain(line)})
+	}
+	recs = append(recs, Record{File: "f", Line: []byte("x"), Offset: 9_999_999_999_999_999}, Record{File: "f", Line: []byte("y"), Offset: 1e18 + 5})
+	var e jsonEncoder
+	var out []byte
+	for i := 0; i < len(recs); i += 100 {
+		out = e.appendBatch(out, recs[i:min(i+100, len(recs))])
+	}
+	var want []byte
+	for _, r := range recs {
+		want = AppendJSON(want, r)
+	}
+	if !bytes.Equal(out, want) {
+		gl, wl := bytes.Split(out, []byte("\n")), bytes.Split(want, []byte("\n"))
+		for i := range min(len(gl), len(wl)) {
+			if !bytes.Equal(gl[i], wl[i]) {
+				t.Fatalf("record %d: got %s, want %s", i, gl[i], wl[i])
+			}
+		}
+		t.Fatalf("got %d lines, want %d", len(gl), len(wl))
+	}
+}
+
+func FuzzJSONEncoder(f *testing.F) {
+	f.Add("/var/log/app.log", []byte("one\ntwo \"q\"\n\xff\n"), int64(0), uint16(17))
+	f.Fuzz(func(t *testing.T, file string, data []byte, off int64, step uint16) {
+		if off < 0 {
+			off = -off
+		}
+		var recs []Record
+		for i, line := range bytes.Split(data, []byte("\n")) {
+			recs = append(recs, Record{File: file, Line: line, Offset: off, plain: isPlain(line)})
+			off += int64(len(line)) + int64(step)*int64(i%3)
+		}
+		var e jsonEncoder
+		out := e.appendBatch(nil, recs)
+		dec := json.NewDecoder(bytes.NewReader(out))
+		for _, r := range recs {
+			var got struct {
+				File   string `json:"file"`
+				Line   string `json:"line"`
+				Offset int64  `json:"offset"`
+			}
+			if err := dec.Decode(&got); err != nil {
+				t.Fatalf("invalid JSON %q: %v", out, err)
+			}
+			if got.Offset != r.Offset || (utf8.ValidString(file) && got.File != file) || (utf8.Valid(r.Line) && got.Line != string(r.Line)) {
+				t.Fatalf("record %+v decoded as %+v", r, got)
+			}
+		}
+		var want []byte
+		for _, r := range recs {
+			want = AppendJSON(want, r)
+		}
+		if !bytes.Equal(out, want) {
+			t.Fatalf("encoder %q, AppendJSON %q", out, want)
+		}
+	})
+}
+
+func TestAppendUint(t *testing.T) {
+	vals := []int64{0, 1, 9, 10, 99, 100, 101, 999, 1000, 9999, 10000, 10001, 99999999, 1e8, 1e8 + 1, 123456789,
+		1e15, 1e16 - 1, 1e16, 1e16 + 1, math.MaxInt64, -1, -100, math.MinInt64}
+	for p := int64(1); p < 1e18; p *= 10 {
+		vals = append(vals, p-1, p, p+1, 2*p-1, 5*p+3)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		vals = append(vals, r.Int64N(1<<uint(r.IntN(62)+1)))
+	}
+	for _, v := range vals {
+		if got, want := string(appendUint([]byte("x"), v)), "x"+strconv.FormatInt(v, 10); got != want {
+			t.Fatalf("appendUint(%d) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+func FuzzAppendUint(f *testing.F) {
+	f.Add(int64(0))
+	f.Add(int64(12345678901))
+	f.Fuzz(func(t *testing.T, v int64) {
+		if got, want := string(appendUint(nil, v)), strconv.FormatInt(v, 10); got != want {
+			t.Fatalf("appendUint(%d) = %q, want %q", v, got, want)
 		}
 	})
 }

@@ -773,6 +773,9 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	t.m.bytes.Add(float64(n))
 	data := buf[:np+n]
 	rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
+	// Usually no byte of the chunk needs JSON escaping: then no line needs checking on its own.
+	plain := plainLines(data)
+	fast := plain && t.o.multiline == nil
 	start := 0
 	for {
 		i := bytes.IndexByte(data[start:], '\n')
@@ -785,7 +788,11 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 			tf.skipping = false
 			continue
 		}
-		t.line(rs, tf, line, lineOff)
+		if fast && i <= t.o.maxLineBytes {
+			rs.recs = append(rs.recs, Record{File: tf.path, Line: line, Offset: lineOff, plain: true})
+			continue
+		}
+		t.line(rs, tf, line, lineOff, plain)
 	}
 	rest := data[start:]
 	consumed := int64(start)
@@ -826,13 +833,13 @@ func (t *Tailer) tooLong(tf *tfile, off int64) {
 		zap.Int("limit", t.o.maxLineBytes))
 }
 
-// line handles one complete line.
-func (t *Tailer) line(rs *tailRun, tf *tfile, line []byte, off int64) {
+// line handles one complete line; plain tells that it is known to need no JSON escaping.
+func (t *Tailer) line(rs *tailRun, tf *tfile, line []byte, off int64, plain bool) {
 	if len(line) > t.o.maxLineBytes {
 		t.tooLong(tf, off)
 		return
 	}
-	plain := isPlain(line)
+	plain = plain || isPlain(line)
 	if !plain && (bytes.IndexByte(line, 0) >= 0 || !utf8.Valid(line)) {
 		t.m.skipped.WithLabelValues("binary").Inc()
 		t.log.Warn("skip binary line", zap.String("file", tf.path), zap.Int64("offset", off))
@@ -904,7 +911,7 @@ func (t *Tailer) idle(ctx context.Context, rs *tailRun) {
 			if tf.f != nil && len(tf.partial) > 0 && !tf.skipping {
 				// The file is gone and will not grow: its last line has no newline.
 				rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
-				t.line(rs, tf, tf.partial, tf.off)
+				t.line(rs, tf, tf.partial, tf.off, false)
 				t.flushPending(rs, tf)
 				if t.deliver(ctx, rs) != nil {
 					return
