@@ -97,7 +97,8 @@ func (s *ReplicaSet[Req, Resp]) Stats() []ReplicaStat {
 	return out
 }
 
-// Sketch returns the set's latency sketch (all attempts, shadows excluded).
+// Sketch returns the set's latency sketch: its primary attempts (the first of each call), which
+// an adaptive hedge delay is a quantile of.
 func (s *ReplicaSet[Req, Resp]) Sketch() *Sketch { return &s.sketch }
 
 // order appends the selectable replicas to buf, best first.
@@ -151,10 +152,25 @@ func (s *ReplicaSet[Req, Resp]) hedgeDelay(h *Hedge) time.Duration {
 	return s.delay
 }
 
+// attemptKind says what an attempt is, and so what its latency tells the shard's sketch.
+type attemptKind uint8
+
+const (
+	// attemptPrimary is a shard call's first attempt. The adaptive hedge delay is a quantile of
+	// these alone: it is the time after which the first attempt is given up on.
+	attemptPrimary attemptKind = iota
+	// attemptBackup is a hedge or a failover. Backups are a selected sample (a winning backup is
+	// the faster of two, a losing one is cut short when the primary answers), so they stay out
+	// of the sketch; they would pull its quantiles down and hedge more than the percentile says.
+	attemptBackup
+	// attemptShadow is a probe of a replica on probation; its answer is dropped.
+	attemptShadow
+)
+
 // attempt calls replica r, recovering a panic as its error, and records its latency from start,
 // the moment the attempt was launched (so that a goroutine waiting for a CPU counts, as it does
 // for the hedge timer).
-func (s *ReplicaSet[Req, Resp]) attempt(ctx context.Context, req Req, r int, p *policy, shadow bool, start time.Time) (resp Resp, err error) {
+func (s *ReplicaSet[Req, Resp]) attempt(ctx context.Context, req Req, r int, p *policy, kind attemptKind, start time.Time) (resp Resp, err error) {
 	st := &s.stats[r]
 	st.outstanding.Add(1)
 	defer func() {
@@ -164,9 +180,9 @@ func (s *ReplicaSet[Req, Resp]) attempt(ctx context.Context, req Req, r int, p *
 			p.log.Warn("replica panicked", zap.Int("replica", r), zap.Any("value", v))
 		}
 		st.outstanding.Add(-1)
-		s.observe(r, time.Since(start), err, ctx, p, shadow)
+		s.observe(r, time.Since(start), err, ctx, p, kind)
 	}()
-	if d := p.leafTimeout; d > 0 && !shadow {
+	if d := p.leafTimeout; d > 0 && kind != attemptShadow {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
@@ -176,13 +192,19 @@ func (s *ReplicaSet[Req, Resp]) attempt(ctx context.Context, req Req, r int, p *
 
 const ewmaAlpha = 0.2
 
-// observe records one attempt's latency. An attempt cancelled because another replica won still
-// counts with its elapsed time (a lower bound of its latency), so that hedging does not hide the
-// tail from the sketch; an error counts as at least twice the replica's current average, so a
-// replica that fails fast is not mistaken for a fast one.
-func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, ctx context.Context, p *policy, shadow bool) {
-	if !shadow {
-		s.sketch.Observe(d)
+// observe records one attempt's latency. The sketch takes primary attempts only; a primary
+// cancelled (a backup won, the fan-out ended, the leaf timeout passed) is known only to take
+// longer than its elapsed time and is recorded as such, so that hedging does not hide the tail
+// from the sketch. In the replica's average (C3 ranking) every attempt counts with its elapsed
+// time, and an error counts as at least twice the current average, so a replica that fails fast
+// is not mistaken for a fast one.
+func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, ctx context.Context, p *policy, kind attemptKind) {
+	if kind == attemptPrimary {
+		if err != nil && ctx.Err() != nil {
+			s.sketch.observeAtLeast(d) // cancelled: it would have taken longer
+		} else {
+			s.sketch.Observe(d)
+		}
 	}
 	v := float64(d)
 	s.mu.Lock()
@@ -264,7 +286,7 @@ func (s *ReplicaSet[Req, Resp]) shadow(ctx context.Context, req Req, p *policy) 
 			defer p.wg.Done()
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pr.ShadowTimeout)
 			defer cancel()
-			_, _ = s.attempt(sctx, req, r, p, true, time.Now())
+			_, _ = s.attempt(sctx, req, r, p, attemptShadow, time.Now())
 		}()
 	}
 }
@@ -292,11 +314,15 @@ func (s *ReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *polic
 	ch := make(chan attemptResult[Resp], len(order)) // every attempt can send without blocking
 	launch := func(k int, backup bool) {
 		r := order[k]
+		kind := attemptPrimary
+		if backup {
+			kind = attemptBackup
+		}
 		p.wg.Add(1)
 		start := time.Now()
 		go func() {
 			defer p.wg.Done()
-			resp, err := s.attempt(ctx, req, r, p, false, start)
+			resp, err := s.attempt(ctx, req, r, p, kind, start)
 			ch <- attemptResult[Resp]{resp, err, r, backup}
 		}()
 	}
@@ -411,7 +437,11 @@ func (s *ReplicaSet[Req, Resp]) sequential(ctx context.Context, req Req, order [
 		}
 		rep.Attempts++
 		rep.Replica = r
-		resp, err = s.attempt(ctx, req, r, p, false, time.Now())
+		kind := attemptPrimary
+		if k > 0 {
+			kind = attemptBackup
+		}
+		resp, err = s.attempt(ctx, req, r, p, kind, time.Now())
 		if err == nil {
 			rep.HedgeWon = k > 0
 			return resp, nil
