@@ -39,7 +39,10 @@
 //
 // # Concurrency
 //
-// A Server's methods are safe for concurrent use. Each client connection has a reader and a writer
-// goroutine; each server connection a writer and a reader. Replies reach each client in the order
-// of its requests.
+// A Server's methods are safe for concurrent use. Each client connection has a reader goroutine,
+// which parses requests and appends them to the server connections' buffers, flushing them itself
+// (group commit: one write can carry many clients' requests), and a writer goroutine that works
+// only while the client's socket is full. Each server connection has a reader goroutine, which
+// completes the requests and writes the clients' ready replies straight to their sockets, and a
+// goroutine that dials it. Replies reach each client in the order of its requests.
 package twemproxy
