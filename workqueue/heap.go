@@ -1,6 +1,9 @@
 package workqueue
 
-import "sync/atomic"
+import (
+	"slices"
+	"sync/atomic"
+)
 
 // entryHeap is a binary heap of entries that keeps each entry's index, so an entry can be removed
 // or re-sorted in O(log n). An entry is in at most one heap at a time, so one index field suffices.
@@ -98,7 +101,23 @@ type lane struct {
 func (r *readyQueue) len() int { return int(r.n.Load()) }
 
 func (r *readyQueue) push(e *entry) {
-	p := e.rec.Priority
+	l := r.lane(e.rec.Priority)
+	l.buf = append(l.buf, e)
+	r.n.Add(1)
+}
+
+// pushRev queues es, all of priority p, last first.
+func (r *readyQueue) pushRev(p int, es []*entry) {
+	l := r.lane(p)
+	l.buf = slices.Grow(l.buf, len(es))
+	for i := len(es) - 1; i >= 0; i-- {
+		l.buf = append(l.buf, es[i])
+	}
+	r.n.Add(int64(len(es)))
+}
+
+// lane returns the lane of priority p, adding it if needed.
+func (r *readyQueue) lane(p int) *lane {
 	i := 0
 	for ; i < len(r.lanes); i++ {
 		if r.lanes[i].prio <= p {
@@ -110,9 +129,7 @@ func (r *readyQueue) push(e *entry) {
 		copy(r.lanes[i+1:], r.lanes[i:])
 		r.lanes[i] = &lane{prio: p}
 	}
-	l := r.lanes[i]
-	l.buf = append(l.buf, e)
-	r.n.Add(1)
+	return r.lanes[i]
 }
 
 func (r *readyQueue) pop() *entry {

@@ -73,6 +73,7 @@ type Memory struct {
 	leased  leaseList
 	keys    map[string]*keyState
 	dead    []DeadItem
+	scratch []*entry  // drainLocked's
 	waiters []*waiter // parked Lease calls, FIFO
 	// spare holds idle waiters. It is per queue, not global: a waiter's channel belongs to the
 	// goroutines that made it (a testing/synctest bubble, say), like the queue itself.
@@ -191,25 +192,36 @@ func deadItem(r Record, reason string, t time.Time) DeadItem {
 	return DeadItem{ID: strconv.FormatUint(r.ID, 10), Key: r.Key, Payload: r.Payload, Attempts: r.Attempt, Reason: reason, Time: t}
 }
 
-// drainLocked moves the inbox into the ready lanes, oldest first. Called with mu held.
+// drainLocked moves the inbox into the ready lanes, oldest first. It touches each entry once (with
+// a backlog they are no longer in any cache): an entry of the inbox is marked ready when it is added
+// and keeps its stale inbox link until it is leased. Called with mu held.
 func (q *Memory) drainLocked() {
 	if q.inbox.Load() == nil {
 		return
 	}
-	var rev *entry
-	for e := q.inbox.Swap(nil); e != nil; {
-		n := e.next
-		e.next = rev
-		rev, e = e, n
+	s := q.scratch[:0]
+	same, p := true, 0
+	for e := q.inbox.Swap(nil); e != nil; e = e.next {
+		if len(s) == 0 {
+			p = e.rec.Priority
+		} else if e.rec.Priority != p {
+			same = false
+		}
+		s = append(s, e)
 	}
-	for e := rev; e != nil; {
-		n := e.next
-		e.next = nil
-		q.live++
-		e.state = stReady
-		q.ready.push(e)
-		e = n
+	q.live += len(s)
+	if same {
+		q.ready.pushRev(p, s)
+	} else {
+		for i := len(s) - 1; i >= 0; i-- {
+			q.ready.push(s[i])
+		}
 	}
+	clear(s)
+	if cap(s) > 4096 {
+		s = nil
+	}
+	q.scratch = s
 }
 
 // makeVisible puts an entry that is not in any heap where it belongs. Called with mu held.
@@ -411,7 +423,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			return "", ErrClosed
 		}
 		e := entryPool.Get().(*entry)
-		e.rec.Payload, e.rec.Priority = payload, opts.Priority
+		e.rec.Payload, e.rec.Priority, e.state = payload, opts.Priority, stReady
 		id := q.seq.Add(1)
 		e.rec.ID = id
 		for {
