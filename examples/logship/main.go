@@ -65,6 +65,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var sink sidecar.Sink
 	switch kind, rest, _ := strings.Cut(*sinkSpec, ":"); {
 	case *sinkSpec == "stdout":
+		if f, ok := stdout.(*os.File); ok {
+			growPipe(f)
+		}
 		sink = sidecar.NewWriterSink(stdout)
 	case kind == "file" && rest != "":
 		fsink, err := sidecar.OpenFileSink(rest)
