@@ -101,6 +101,7 @@ type Queue struct {
 	closeCtx context.Context
 	closeFn  context.CancelFunc
 
+	tokSeq    atomic.Uint64
 	fetchMu   sync.Mutex // one no-wait pull at a time
 	mu        sync.Mutex
 	leases    map[string]*held
@@ -390,8 +391,19 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 			deadline = now.Add(q.cfg.ackWait)
 		}
 	}
-	prio, _ := strconv.Atoi(h.Get(HeaderPriority))
-	tok := id + "." + strconv.FormatUint(md.NumDelivered, 10) + "." + nuid.Next()
+	var prio int
+	if p := h.Get(HeaderPriority); p != "" {
+		prio, _ = strconv.Atoi(p)
+	}
+	// The stream sequence and delivery count name one delivery; the queue's own counter makes the
+	// token unique to this Queue value as well. One allocation.
+	tb := make([]byte, 0, 64)
+	tb = append(tb, id...)
+	tb = append(tb, '.')
+	tb = strconv.AppendUint(tb, md.NumDelivered, 10)
+	tb = append(tb, '.')
+	tb = strconv.AppendUint(tb, q.tokSeq.Add(1), 36)
+	tok := string(tb)
 	q.mu.Lock()
 	q.sweep(now)
 	q.leases[tok] = &held{msg: b.msg, deadline: deadline, attempt: attempt, id: id, key: h.Get(HeaderKey)}
