@@ -9,7 +9,6 @@ import (
 	"net"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -28,7 +27,7 @@ const (
 type client struct {
 	p      *pool
 	conn   net.Conn
-	raw    syscall.RawConn // nil: every write goes through the writer goroutine
+	nb     *nbWriter // nil: every write goes through the writer goroutine
 	id     uint64
 	authed bool // used by the reader goroutine only
 
@@ -52,8 +51,8 @@ type client struct {
 func newClient(p *pool, conn net.Conn) *client {
 	c := &client{p: p, conn: conn, id: p.nextID.Add(1), kick: make(chan struct{}, 1),
 		space: make(chan struct{}, 1), drained: make(chan struct{})}
-	if rawIOSupported {
-		c.raw = rawConn(conn)
+	if raw := rawConn(conn); raw != nil && rawIOSupported {
+		c.nb = newNBWriter(raw)
 	}
 	return c
 }
@@ -329,10 +328,10 @@ func (c *client) checkDrainedLocked() {
 
 // tryWrite writes as much of b as the socket takes at once.
 func (c *client) tryWrite(b []byte) (int, error) {
-	if c.raw == nil {
+	if c.nb == nil {
 		return 0, nil
 	}
-	return writeNonblocking(c.raw, b)
+	return c.nb.Write(b)
 }
 
 // writeLoop writes out with blocking writes while the client is stalled.

@@ -2,6 +2,7 @@ package twemproxy_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,57 +15,68 @@ import (
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
+	"github.com/podblocks/podblocks/internal/shardproc"
 )
 
-// fakeRedis is a scriptable redis backend: handle gets each command of each connection (its
-// number, the command's number on it, the args) and returns the reply, or "" for none: "hang"
-// sends nothing more on the connection, "close" closes it.
-type fakeRedis struct {
-	ln     net.Listener
-	handle func(conn, n int, args []string) string
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func startFakeRedis(t *testing.T, handle func(conn, n int, args []string) string) *fakeRedis {
-	t.Helper()
+// serveConns accepts connections on a loopback port and runs serve on each (with the
+// connection's number) until the test ends, when it closes the listener and the connections and
+// waits for serve to return. It returns the address.
+func serveConns(tb testing.TB, serve func(i int, c net.Conn)) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	f := &fakeRedis{ln: ln, handle: handle}
-	f.wg.Add(1)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Add(1)
 	go func() {
-		defer f.wg.Done()
+		defer wg.Done()
 		for i := 0; ; i++ {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			f.mu.Lock()
-			f.conns = append(f.conns, c)
-			f.mu.Unlock()
-			f.wg.Add(1)
-			go func() { defer f.wg.Done(); f.serve(i, c) }()
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() { defer wg.Done(); defer c.Close(); serve(i, c) }()
 		}
 	}()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		ln.Close()
-		f.mu.Lock()
-		for _, c := range f.conns {
+		mu.Lock()
+		for _, c := range conns {
 			c.Close()
 		}
-		f.mu.Unlock()
-		f.wg.Wait()
+		mu.Unlock()
+		wg.Wait()
 	})
+	return ln.Addr().String()
+}
+
+// fakeRedis is a scriptable redis backend: handle gets each command of each connection (its
+// number, the command's number on it, the args) and returns the reply, or "" for none: "hang"
+// sends nothing more on the connection, "close" closes it.
+type fakeRedis struct {
+	address string
+	handle  func(conn, n int, args []string) string
+}
+
+func startFakeRedis(t *testing.T, handle func(conn, n int, args []string) string) *fakeRedis {
+	t.Helper()
+	f := &fakeRedis{handle: handle}
+	f.address = serveConns(t, f.serve)
 	return f
 }
 
-func (f *fakeRedis) addr() string { return f.ln.Addr().String() }
+func (f *fakeRedis) addr() string { return f.address }
 
 func (f *fakeRedis) serve(conn int, c net.Conn) {
-	defer c.Close()
 	br := bufio.NewReader(c)
 	bw := bufio.NewWriter(c)
 	hung := false
@@ -406,4 +418,76 @@ func TestMultiKeyShardDiesMidFlight(t *testing.T) {
 			t.Errorf("MGET value %d: %q, want %s's", i, v, keys[i])
 		}
 	}
+}
+
+// nilRedis answers every GET of the form "*2 $3 GET $n key" (five lines) with a nil reply, with
+// no allocation per request, so that a benchmark's allocations are the proxy's.
+func nilRedis(b *testing.B) string {
+	return serveConns(b, func(_ int, c net.Conn) {
+		buf := make([]byte, 64<<10)
+		out := make([]byte, 0, 64<<10)
+		lines := 0
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			for _, ch := range buf[:n] {
+				if ch == '\n' {
+					if lines++; lines == 5 {
+						lines = 0
+						out = append(out, "$-1\r\n"...)
+					}
+				}
+			}
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+			out = out[:0]
+		}
+	})
+}
+
+// BenchmarkProxyPipelined: one client sends batches of 16 pipelined GETs through the proxy to
+// two servers and reads the 16 replies; an op is one batch. allocs/op is the proxy's hot path.
+func BenchmarkProxyPipelined(b *testing.B) {
+	backends := []string{nilRedis(b), nilRedis(b)}
+	port, err := shardproc.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg, err := twemproxy.Parse(fmt.Appendf(nil, "r:\n  listen: %s\n  redis: true\n  servers:\n   - %s:1\n   - %s:1\n", addr, backends[0], backends[1]))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Redis: &redis.Protocol{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-srv.Ready()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	var batch []byte
+	for i := range 16 {
+		batch = append(batch, encodeCmd("GET", fmt.Sprintf("key:%d", i))...)
+	}
+	replies := make([]byte, 16*len("$-1\r\n"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(batch); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, replies); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*16), "ns/request")
 }

@@ -6,5 +6,9 @@ import "syscall"
 
 const rawIOSupported = false
 
-// writeNonblocking is not available: every write goes through the client's writer goroutine.
-func writeNonblocking(syscall.RawConn, []byte) (int, error) { return 0, nil }
+// nbWriter is not available: every write goes through the client's writer goroutine.
+type nbWriter struct{}
+
+func newNBWriter(syscall.RawConn) *nbWriter { return &nbWriter{} }
+
+func (*nbWriter) Write([]byte) (int, error) { return 0, nil }
