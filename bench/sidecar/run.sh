@@ -3,7 +3,9 @@
 # on the same large, growing file, in the same run, alternating. Each run copies LINES/2 lines into a
 # fresh app.log, starts the follower, appends the other LINES/2 lines while it reads, and times how
 # long the follower takes to emit all LINES lines (read by `head -n LINES`). Prints medians and the
-# throughput ratio logship/tail (goal >= 1.0).
+# throughput ratio logship/tail (goal >= 1.0). json-floor is a reference, not a follower: `cat` of the
+# JSON lines logship prints for the file, into the same `head`: what those bytes cost the pipe and
+# the reader from a plain `cat`.
 #
 #   bench/sidecar/run.sh            # LINES=1000000 RUNS=5
 #   LINES=2000000 RUNS=7 bench/sidecar/run.sh
@@ -22,6 +24,9 @@ gen() { awk -v from="$1" -v n="$2" 'BEGIN { for (i = from; i < from + n; i++)
 gen 0 "$half" > "$work/half1"
 gen "$half" $((LINES - half)) > "$work/half2"
 bytes=$(( $(stat -c %s "$work/half1") + $(stat -c %s "$work/half2") ))
+# The JSON lines logship prints for the whole file, for the json-floor reference: `cat` of them into
+# the same `head` shows how long the pipe and the reader take for that many bytes alone.
+cat "$work/half1" "$work/half2" | awk -v f="$work/run/app.log" '{ printf "{\"file\":\"%s\",\"line\":\"%s\",\"offset\":%d}\n", f, $0, off; off += length($0) + 1 }' > "$work/json"
 
 # one VARIANT: prints the milliseconds VARIANT took to emit LINES lines of the growing file.
 one() {
@@ -32,6 +37,7 @@ one() {
 	tail) cmd=(tail -F -n +1 "$d/app.log") ;;
 	logship) cmd=("$work/logship" -glob "$d/*.log" -sink stdout) ;;
 	logship-state) cmd=("$work/logship" -glob "$d/*.log" -state "$d/state.json" -sink stdout) ;;
+	json-floor) cmd=(cat "$work/json") ;;
 	esac
 	local start end
 	start=$(date +%s%N)
@@ -44,7 +50,7 @@ one() {
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A times
-variants=(tail logship logship-state)
+variants=(tail logship logship-state json-floor)
 for ((r = 1; r <= RUNS; r++)); do
 	for v in "${variants[@]}"; do
 		ms=$(one "$v")
