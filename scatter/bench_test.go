@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/scatter"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -50,24 +51,27 @@ func BenchmarkFanoutOverhead(b *testing.B) {
 			name string
 			opts []scatter.Option
 		}{{"scatter", nil}, {"scatter-nolatency", []scatter.Option{scatter.WithoutLatency()}}} {
-			b.Run("N="+strconv.Itoa(n)+"/"+v.name, func(b *testing.B) {
-				b.ReportAllocs()
-				f, err := scatter.New(leaves, scatter.Merge[int, struct{}]{}, v.opts...)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ctx := context.Background()
-				cpu := cpuTime()
-				for b.Loop() {
-					if _, err := f.Do(ctx, 1); err != nil {
-						b.Fatal(err)
-					}
-				}
-				reportCPU(b, cpu)
-				f.Wait()
-			})
+			b.Run("N="+strconv.Itoa(n)+"/"+v.name, func(b *testing.B) { benchDo(b, leaves, v.opts...) })
 		}
 	}
+}
+
+// benchDo measures Do over leaves with a background context.
+func benchDo(b *testing.B, leaves []scatter.Leaf[int, int], opts ...scatter.Option) {
+	b.ReportAllocs()
+	f, err := scatter.New(leaves, scatter.Merge[int, struct{}]{}, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	cpu := cpuTime()
+	for b.Loop() {
+		if _, err := f.Do(ctx, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCPU(b, cpu)
+	f.Wait()
 }
 
 // cpuTime is the process's user+system CPU time. The benchmark machines are shared and loaded,
@@ -82,4 +86,18 @@ func cpuTime() time.Duration {
 
 func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkFanoutRegistered is BenchmarkFanoutOverhead's scatter case with metrics registered
+// (the overhead benchmark uses the defaults, where an unregistered fan-out skips its metrics).
+func BenchmarkFanoutRegistered(b *testing.B) {
+	for _, n := range []int{1, 8, 64} {
+		leaves := make([]scatter.Leaf[int, int], n)
+		for i := range leaves {
+			leaves[i] = noop{}
+		}
+		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
+			benchDo(b, leaves, scatter.WithRegisterer(prometheus.NewRegistry()))
+		})
+	}
 }

@@ -152,6 +152,10 @@ func (c *call[Req, Resp, Out]) signal(w Why) {
 // or the fan-out's timeout ends, whichever comes first; shards still running are cancelled and
 // their late answers dropped. The Result is never nil; its slots report every shard. The error is
 // a *CoverageError, a *LeafError (fail-fast), an ErrCanary-wrapping error, or Merge.Final's.
+//
+// When nothing but the leaves can end the fan-out (ctx is never done, and there is no timeout,
+// quorum, fail-fast, canary or concurrency cap), Do calls the last shard on its own goroutine
+// instead of starting one for it: it would only wait otherwise.
 func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp, Out], error) {
 	n := len(f.leaves)
 	c := &call[Req, Resp, Out]{f: f, req: req, n: int32(n), done: make(chan struct{})}
@@ -197,10 +201,18 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 	}
 	if !c.signalled.Load() {
 		c.dispatched = true
-		c.dispatch(pos)
 		if d := lctx.Done(); d == nil {
-			<-c.done // nothing can end the fan-out but its leaves
+			// Nothing can end the fan-out but its leaves: Do would only wait, so it calls the
+			// last shard itself instead of starting a goroutine for it.
+			if c.gated && pos == 0 && n > 0 {
+				c.dispatchGated(0, n-1)
+				c.run(n - 1)
+			} else {
+				c.dispatch(pos)
+			}
+			<-c.done
 		} else {
+			c.dispatch(pos)
 			select {
 			case <-c.done:
 			case <-d:
@@ -245,15 +257,7 @@ func (c *call[Req, Resp, Out]) awaitCanary(ctx context.Context) bool {
 func (c *call[Req, Resp, Out]) dispatch(pos int) {
 	n := int(c.n)
 	if c.gated {
-		if c.first == 0 {
-			for i := pos; i < n; i++ {
-				go c.run(i)
-			}
-			return
-		}
-		for j := pos; j < n; j++ {
-			go c.run((c.first + j) % n)
-		}
+		c.dispatchGated(pos, n)
 		return
 	}
 	lim := c.f.cfg.concurrency
@@ -269,6 +273,20 @@ func (c *call[Req, Resp, Out]) dispatch(pos int) {
 	c.f.wg.Add(lim)
 	for w := 0; w < lim; w++ {
 		go c.work()
+	}
+}
+
+// dispatchGated starts a goroutine for each of the positions pos..end-1 (gated: not counted in f.wg).
+func (c *call[Req, Resp, Out]) dispatchGated(pos, end int) {
+	n := int(c.n)
+	if c.first == 0 {
+		for i := pos; i < end; i++ {
+			go c.run(i)
+		}
+		return
+	}
+	for j := pos; j < end; j++ {
+		go c.run((c.first + j) % n)
 	}
 }
 
@@ -433,16 +451,18 @@ func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[
 		c.abandon(why, ctx)
 	}
 	slots := c.res.Slots
+	m := f.m
 	var (
 		batch   latencyBatch
 		counts  [len(statusNames)]int
 		lastErr error
 		hedges  int
 	)
+	timed := m.on && !f.cfg.noLatency
 	for i := range slots {
 		s := &slots[i]
 		counts[s.Status]++
-		if s.Status != StatusSkipped && !f.cfg.noLatency {
+		if timed && s.Status != StatusSkipped {
 			batch.add(s.Latency)
 		}
 		if s.Err != nil {
@@ -458,16 +478,17 @@ func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[
 	}
 	c.res.Hedges = hedges
 	c.res.Why = why
-	m := f.m
-	m.leafLatency.add(&batch)
-	for st, k := range counts {
-		if k > 0 {
-			m.leafResults[st].Add(float64(k))
+	if m.on {
+		m.leafLatency.add(&batch)
+		for st, k := range counts {
+			if k > 0 {
+				m.leafResults[st].Add(float64(k))
+			}
 		}
+		m.fanouts[why].Inc()
+		m.coverage.Observe(c.res.Coverage())
 	}
-	m.fanouts[why].Inc()
 	m.nFanouts.Add(1)
-	m.coverage.Observe(c.res.Coverage())
 
 	var err error
 	switch {

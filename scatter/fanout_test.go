@@ -134,6 +134,16 @@ func TestFanout(t *testing.T) {
 			want:   outcome{Statuses: []string{"ok", "error", "ok"}, Out: 602, Answered: 2, Why: "all", Took: ms(2), Calls: 3},
 		},
 		{
+			name:   "a panic in the last leaf (which Do may call itself)",
+			leaves: []behaviour{ok(1), ok(2), {panic: true}},
+			want:   outcome{Statuses: []string{"ok", "ok", "error"}, Out: 601, Answered: 2, Why: "all", Took: ms(2), Calls: 3},
+		},
+		{
+			name:   "one leaf",
+			leaves: []behaviour{ok(2)},
+			want:   outcome{Statuses: []string{"ok"}, Out: 300, Answered: 1, Why: "all", Took: ms(2), Calls: 1},
+		},
+		{
 			name:   "nobody answers",
 			leaves: []behaviour{{d: ms(1), fail: true}, {d: ms(2), fail: true}},
 			want: outcome{Statuses: []string{"error", "error"}, Answered: 0, Why: "all", Took: ms(2),
@@ -173,30 +183,42 @@ func TestFanout(t *testing.T) {
 				Err: "scatter: canary failed: shard 0 timeout: context deadline exceeded", Calls: 1, Canceled: 1},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				p := &probe{}
-				f, err := scatter.New(leavesOf(p, tt.leaves...), sum, tt.opts...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				start := time.Now()
-				res, err := f.Do(t.Context(), 3)
-				took := time.Since(start)
-				f.Wait()
-				got := outcome{Out: res.Out, Answered: res.Answered, Why: res.Why.String(), Took: took, Calls: p.calls.Load(), Canceled: p.canceled.Load()}
-				for _, s := range res.Slots {
-					got.Statuses = append(got.Statuses, s.Status.String())
-				}
-				if err != nil {
-					got.Err = err.Error()
-				}
-				if diff := cmp.Diff(tt.want, got); diff != "" {
-					t.Errorf("outcome (-want +got):\n%s", diff)
-				}
+	// With a context that can never be cancelled and nothing else that could end the fan-out
+	// early, Do calls the last shard itself; the outcome must not differ.
+	for _, bg := range []bool{false, true} {
+		for _, tt := range tests {
+			name := tt.name
+			if bg {
+				name += " (background context)"
+			}
+			t.Run(name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					p := &probe{}
+					f, err := scatter.New(leavesOf(p, tt.leaves...), sum, tt.opts...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					ctx := t.Context()
+					if bg {
+						ctx = context.Background()
+					}
+					start := time.Now()
+					res, err := f.Do(ctx, 3)
+					took := time.Since(start)
+					f.Wait()
+					got := outcome{Out: res.Out, Answered: res.Answered, Why: res.Why.String(), Took: took, Calls: p.calls.Load(), Canceled: p.canceled.Load()}
+					for _, s := range res.Slots {
+						got.Statuses = append(got.Statuses, s.Status.String())
+					}
+					if err != nil {
+						got.Err = err.Error()
+					}
+					if diff := cmp.Diff(tt.want, got); diff != "" {
+						t.Errorf("outcome (-want +got):\n%s", diff)
+					}
+				})
 			})
-		})
+		}
 	}
 }
 

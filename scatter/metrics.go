@@ -76,6 +76,10 @@ type metrics struct {
 	probations      prometheus.Counter
 	shadows         prometheus.Counter
 
+	// on: the metrics were registered. Unregistered metrics cannot be read, so a fan-out then
+	// skips its per-fan-out updates (leaf results, latency and coverage histograms).
+	on bool
+
 	// plain counts for Statusz
 	nFanouts, nHedges, nHedgesWon, nExhausted, nProbations atomic.Int64
 }
@@ -109,6 +113,7 @@ func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
 	m.probations = prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_scatter_probations_total", Help: "Replicas put on latency probation."})
 	m.shadows = prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_scatter_shadow_requests_total", Help: "Shadow requests sent to replicas on probation."})
 	if reg != nil {
+		m.on = true
 		for _, c := range []prometheus.Collector{fan, res, m.leafLatency, m.coverage, m.hedgesSent, m.hedgesWon, m.budgetExhausted, m.probations, m.shadows} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register metrics: %w", err)

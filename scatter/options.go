@@ -44,8 +44,9 @@ func WithLogger(l *zap.Logger) Option {
 	})
 }
 
-// WithRegisterer registers the fan-out's metrics with r. nil (the default) means the metrics exist
-// but are not registered.
+// WithRegisterer registers the fan-out's metrics with r. nil (the default) means no registered
+// metrics: a fan-out then skips its per-fan-out metric updates, which nobody could read
+// (Statusz's counters are kept either way).
 func WithRegisterer(r prometheus.Registerer) Option {
 	return optionFunc(func(c *config) { c.reg = r })
 }
