@@ -51,19 +51,18 @@ func BenchmarkFanoutOverhead(b *testing.B) {
 			name string
 			opts []scatter.Option
 		}{{"scatter", nil}, {"scatter-nolatency", []scatter.Option{scatter.WithoutLatency()}}} {
-			b.Run("N="+strconv.Itoa(n)+"/"+v.name, func(b *testing.B) { benchDo(b, leaves, v.opts...) })
+			b.Run("N="+strconv.Itoa(n)+"/"+v.name, func(b *testing.B) { benchDo(b, context.Background(), leaves, v.opts...) })
 		}
 	}
 }
 
-// benchDo measures Do over leaves with a background context.
-func benchDo(b *testing.B, leaves []scatter.Leaf[int, int], opts ...scatter.Option) {
+// benchDo measures Do over leaves with ctx.
+func benchDo(b *testing.B, ctx context.Context, leaves []scatter.Leaf[int, int], opts ...scatter.Option) {
 	b.ReportAllocs()
 	f, err := scatter.New(leaves, scatter.Merge[int, struct{}]{}, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
 	cpu := cpuTime()
 	for b.Loop() {
 		if _, err := f.Do(ctx, 1); err != nil {
@@ -88,16 +87,24 @@ func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
 
-// BenchmarkFanoutRegistered is BenchmarkFanoutOverhead's scatter case with metrics registered
-// (the overhead benchmark uses the defaults, where an unregistered fan-out skips its metrics).
-func BenchmarkFanoutRegistered(b *testing.B) {
+// BenchmarkFanoutVariants runs BenchmarkFanoutOverhead's scatter case with metrics registered (the
+// overhead benchmark uses the defaults, where an unregistered fan-out skips its metrics), and with
+// a cancelable context.
+func BenchmarkFanoutVariants(b *testing.B) {
 	for _, n := range []int{1, 8, 64} {
 		leaves := make([]scatter.Leaf[int, int], n)
 		for i := range leaves {
 			leaves[i] = noop{}
 		}
-		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
-			benchDo(b, leaves, scatter.WithRegisterer(prometheus.NewRegistry()))
+		b.Run("N="+strconv.Itoa(n)+"/registered", func(b *testing.B) {
+			benchDo(b, context.Background(), leaves, scatter.WithRegisterer(prometheus.NewRegistry()))
+		})
+		// With a context that can be cancelled, Do cannot call a shard itself (it must be able to
+		// return when ctx ends while a leaf hangs), so every shard gets a goroutine, as in errgroup.
+		b.Run("N="+strconv.Itoa(n)+"/cancelable", func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			benchDo(b, ctx, leaves)
 		})
 	}
 }
