@@ -216,11 +216,7 @@ func TestDrainCancelsStragglersAtTheDeadline(t *testing.T) {
 		}
 		errc <- err
 	}()
-	for deadline := time.Now().Add(5 * time.Second); inflight.Load() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("request never reached the handler")
-		}
-	}
+	waitHandlerReached(t, func() bool { return inflight.Load() > 0 })
 	rig.app.Drain()
 	select {
 	case <-rig.done:
@@ -300,5 +296,52 @@ func TestQuitSkipsPropagation(t *testing.T) {
 	case <-rig.done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("/quitquitquit did not stop the app")
+	}
+}
+
+// Run must not return while a handler cut off by the stop is still running (DESIGN: a component
+// returns only after its goroutines exit); the handler here takes 200 ms to notice.
+func TestHTTPServerRunWaitsForHandlers(t *testing.T) {
+	var started, finished atomic.Bool
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Store(true)
+		<-r.Context().Done()
+		time.Sleep(200 * time.Millisecond)
+		finished.Store(true)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: handler}, ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- hs.Run(ctx) }()
+	<-hs.Ready()
+	go func() {
+		if resp, err := http.Get("http://" + hs.Addr() + "/"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitHandlerReached(t, started.Load)
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if !finished.Load() {
+		t.Error("Run returned while a handler was still running")
+	}
+}
+
+// waitHandlerReached polls reached for up to 5 s and fails the test if it never turns true.
+func waitHandlerReached(t *testing.T, reached func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !reached(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("request never reached the handler")
+		}
 	}
 }

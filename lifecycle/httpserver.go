@@ -32,11 +32,16 @@ type HTTPServer struct {
 	shutOnce   sync.Once
 	shutErr    error
 	shutDone   chan struct{}
+
+	handlersMu   sync.Mutex
+	handlersCond *sync.Cond
+	handlers     int // handler calls running
 }
 
 // NewHTTPServer returns a component serving srv on addr (or on ln, if addr is "" and ln is given
 // through NewHTTPServerListener). Zero ReadHeaderTimeout and IdleTimeout get the defaults above;
-// srv.BaseContext is replaced so that Shutdown can cancel stragglers.
+// srv.BaseContext is replaced so that Shutdown can cancel stragglers, and srv.Handler is wrapped so
+// that Run can wait for the handler calls still running when it stops.
 func NewHTTPServer(srv *http.Server, addr string) (*HTTPServer, error) {
 	if srv == nil || srv.Handler == nil {
 		return nil, errors.New("lifecycle: http server: nil server or handler")
@@ -63,8 +68,33 @@ func newHTTPServer(srv *http.Server, addr string, ln net.Listener) *HTTPServer {
 		srv.IdleTimeout = DefaultIdleTimeout
 	}
 	h := &HTTPServer{srv: srv, addr: addr, ln: ln, ready: make(chan struct{}), shutDone: make(chan struct{})}
+	h.handlersCond = sync.NewCond(&h.handlersMu)
+	inner := srv.Handler
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.handlersMu.Lock()
+		h.handlers++
+		h.handlersMu.Unlock()
+		defer func() {
+			h.handlersMu.Lock()
+			if h.handlers--; h.handlers == 0 {
+				h.handlersCond.Broadcast()
+			}
+			h.handlersMu.Unlock()
+		}()
+		inner.ServeHTTP(w, r)
+	})
 	h.boundAddr.Store("")
 	return h
+}
+
+// waitHandlers blocks until no handler call is running. After Close no new request is read, so once
+// the count reaches zero it stays there.
+func (h *HTTPServer) waitHandlers() {
+	h.handlersMu.Lock()
+	for h.handlers > 0 {
+		h.handlersCond.Wait()
+	}
+	h.handlersMu.Unlock()
 }
 
 // Ready is closed once the server listens.
@@ -75,6 +105,8 @@ func (h *HTTPServer) Addr() string { return h.boundAddr.Load().(string) }
 
 // Run serves until ctx is done. If Shutdown has not run by then, Run closes the server at once
 // (cancelling in-flight requests): graceful stopping is Shutdown's job, which an App calls first.
+// Run returns only after every handler call has returned, so a handler that ignores its request's
+// context keeps Run from returning.
 func (h *HTTPServer) Run(ctx context.Context) error {
 	ln := h.ln
 	if ln == nil {
@@ -94,12 +126,15 @@ func (h *HTTPServer) Run(ctx context.Context) error {
 	select {
 	case err := <-serveErr:
 		if !errors.Is(err, http.ErrServerClosed) {
+			h.cancelBase()
 			h.srv.Close()
+			h.waitHandlers()
 			return fmt.Errorf("lifecycle: http server: %w", err)
 		}
 		// Shut down by Shutdown: stay until the group stops us, so stop order is kept.
 		<-h.shutDone
 		<-ctx.Done()
+		h.waitHandlers()
 		return nil
 	case <-ctx.Done():
 		h.shutOnce.Do(func() {
@@ -109,6 +144,7 @@ func (h *HTTPServer) Run(ctx context.Context) error {
 		})
 		<-h.shutDone
 		<-serveErr
+		h.waitHandlers()
 		return nil
 	}
 }
