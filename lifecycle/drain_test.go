@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/lifecycle"
 )
 
@@ -216,7 +217,7 @@ func TestDrainCancelsStragglersAtTheDeadline(t *testing.T) {
 		}
 		errc <- err
 	}()
-	waitHandlerReached(t, func() bool { return inflight.Load() > 0 })
+	await.True(t, "the request to reach the handler", 5*time.Second, func() bool { return inflight.Load() > 0 })
 	rig.app.Drain()
 	select {
 	case <-rig.done:
@@ -326,22 +327,12 @@ func TestHTTPServerRunWaitsForHandlers(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	waitHandlerReached(t, started.Load)
+	await.True(t, "the request to reach the handler", 5*time.Second, started.Load)
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Fatalf("Run = %v", err)
 	}
 	if !finished.Load() {
 		t.Error("Run returned while a handler was still running")
-	}
-}
-
-// waitHandlerReached polls reached for up to 5 s and fails the test if it never turns true.
-func waitHandlerReached(t *testing.T, reached func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !reached(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("request never reached the handler")
-		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podblocks/podblocks/internal/await"
 )
 
 func TestDefaultBackoff(t *testing.T) {
@@ -86,7 +88,7 @@ func TestHTTPSinkOutageHoldsOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runTailer(t, tl)
-	waitFor(t, "refused deliveries", 20*time.Second, func() bool { return refused.Load() >= 3 })
+	await.True(t, "refused deliveries", 20*time.Second, func() bool { return refused.Load() >= 3 })
 	st, _, err := loadCheckpoint(e.state)
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +99,7 @@ func TestHTTPSinkOutageHoldsOffsets(t *testing.T) {
 		}
 	}
 	up.Store(true)
-	waitFor(t, "3 lines posted", 20*time.Second, func() bool {
+	await.True(t, "3 lines posted", 20*time.Second, func() bool {
 		mu <- struct{}{}
 		defer func() { <-mu }()
 		return len(got) >= 3

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/podblocks/podblocks/internal/await"
 )
 
 func fastBackoff(int) time.Duration { return 5 * time.Millisecond }
@@ -44,7 +46,7 @@ func TestSupervisorRestartsWithBackoffAndStopsOnDoneFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	done, _ := runSupervisor(t, s)
-	waitFor(t, "3 restarts", 20*time.Second, func() bool { return s.Restarts(0) >= 3 })
+	await.True(t, "3 restarts", 20*time.Second, func() bool { return s.Restarts(0) >= 3 })
 	if err := os.WriteFile(doneFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +67,7 @@ func TestSupervisorHTTPDoneAndGraceKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	done, _ := runSupervisor(t, s)
-	waitFor(t, "child running", 10*time.Second, func() bool { _, _, rows := s.Statusz(); return rows[0][3] == "running" })
+	await.True(t, "child running", 10*time.Second, func() bool { _, _, rows := s.Statusz(); return rows[0][3] == "running" })
 	time.Sleep(50 * time.Millisecond) // let the shell install its trap
 	rec := httptest.NewRecorder()
 	s.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/done", nil))
@@ -85,7 +87,7 @@ func TestSupervisorStopsOnContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	done, cancel := runSupervisor(t, s)
-	waitFor(t, "child running", 10*time.Second, func() bool { _, _, rows := s.Statusz(); return rows[0][3] == "running" })
+	await.True(t, "child running", 10*time.Second, func() bool { _, _, rows := s.Statusz(); return rows[0][3] == "running" })
 	cancel()
 	waitRun(t, done, 20*time.Second)
 }

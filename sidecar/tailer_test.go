@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/podblocks/podblocks/internal/await"
 )
 
 // shipped is one decoded output line.
@@ -54,18 +56,6 @@ func lines(ss []shipped) []string {
 		out[i] = s.Line
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // runTailer starts tl and returns a stop function that ends it and checks its result.
@@ -155,7 +145,7 @@ func numbered(prefix string, from, to int) []string {
 func (e *tailEnv) waitLines(t *testing.T, n int) []shipped {
 	t.Helper()
 	var got []shipped
-	waitFor(t, fmt.Sprintf("%d shipped lines", n), 30*time.Second, func() bool {
+	await.True(t, fmt.Sprintf("%d shipped lines", n), 30*time.Second, func() bool {
 		got = readShipped(t, e.out)
 		return len(got) >= n
 	})
@@ -204,7 +194,7 @@ func TestTailerRenameRotationReadsOldFileToItsEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendFile(t, app, numbered("b", 0, 5)...)
-	waitFor(t, "rename noticed", 10*time.Second, func() bool {
+	await.True(t, "rename noticed", 10*time.Second, func() bool {
 		return counterValue(e.tailerMetricsRotations("rename")) > 0
 	})
 	for _, l := range numbered("a", 10, 13) {
@@ -314,7 +304,7 @@ func TestTailerTruncationRestartsAtZero(t *testing.T) {
 	if err := os.Truncate(app, 0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "truncation noticed", 10*time.Second, func() bool {
+	await.True(t, "truncation noticed", 10*time.Second, func() bool {
 		return counterValue(e.tailerMetricsRotations("truncate")) > 0
 	})
 	appendFile(t, app, "y-0")

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/podblocks/podblocks/internal/await"
 )
 
 // rotatingWriter appends total numbered lines to dir/app.log and rotates it by rename every 10 to 60
@@ -122,7 +124,7 @@ func TestRotationTortureSIGKILL(t *testing.T) {
 		return cmd
 	}
 	child := start()
-	waitFor(t, "first checkpoint", 30*time.Second, func() bool {
+	await.True(t, "first checkpoint", 30*time.Second, func() bool {
 		_, err := os.Stat(e.state)
 		return err == nil
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/workqueue"
 )
 
@@ -67,7 +68,7 @@ func take(t *testing.T, q workqueue.Queue, n int) []string {
 func idle(t *testing.T, qs ...workqueue.Queue) {
 	t.Helper()
 	for _, q := range qs {
-		waitFor(t, "the queue to drain", func() bool { s, _ := q.Stats(context.Background()); return s.Depth() == 0 })
+		await.True(t, "the queue to drain", 20*time.Second, func() bool { s, _ := q.Stats(context.Background()); return s.Depth() == 0 })
 	}
 }
 
@@ -135,7 +136,7 @@ func TestSplitter(t *testing.T) {
 	if diff := cmp.Diff([]string{"1", "3"}, take(t, odd, 2)); diff != "" {
 		t.Errorf("odd parts (-want +got):\n%s", diff)
 	}
-	waitFor(t, "the bad item to be buried", func() bool { s, _ := in.Stats(context.Background()); return s.Dead == 1 })
+	await.True(t, "the bad item to be buried", 20*time.Second, func() bool { s, _ := in.Stats(context.Background()); return s.Dead == 1 })
 }
 
 func TestJoin(t *testing.T) {

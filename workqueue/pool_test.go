@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/workqueue"
 )
 
@@ -45,17 +46,6 @@ func runPool(t *testing.T, p *workqueue.Pool) (stop func() error) {
 	return stop
 }
 
-func waitFor(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestPoolHandlesEveryItem(t *testing.T) {
 	q := mustMemory(t)
 	reg := prometheus.NewRegistry()
@@ -76,7 +66,7 @@ func TestPoolHandlesEveryItem(t *testing.T) {
 		want = append(want, fmt.Sprintf("%03d", i))
 		q.Add(context.Background(), []byte(want[i]), workqueue.AddOptions{})
 	}
-	waitFor(t, "100 acks", func() bool { return p.Counts().Acked == 100 })
+	await.True(t, "100 acks", 20*time.Second, func() bool { return p.Counts().Acked == 100 })
 	if err := stop(); err != nil {
 		t.Errorf("Run: %v", err)
 	}
@@ -122,7 +112,7 @@ func TestPoolPanicRetriedThenBuried(t *testing.T) {
 	}
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("poison"), workqueue.AddOptions{})
-	waitFor(t, "a dead letter", func() bool { s, _ := q.Stats(context.Background()); return s.Dead == 1 })
+	await.True(t, "a dead letter", 20*time.Second, func() bool { s, _ := q.Stats(context.Background()); return s.Dead == 1 })
 	stop()
 	if diff := cmp.Diff([]int{1, 2, 3}, attempts); diff != "" {
 		t.Errorf("attempts (-want +got):\n%s", diff)
@@ -143,7 +133,7 @@ func TestPoolPermanentErrorBuriesAtOnce(t *testing.T) {
 	}))
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
-	waitFor(t, "a dead letter", func() bool { s, _ := q.Stats(context.Background()); return s.Dead == 1 })
+	await.True(t, "a dead letter", 20*time.Second, func() bool { s, _ := q.Stats(context.Background()); return s.Dead == 1 })
 	stop()
 	if c := p.Counts(); c.Retried != 0 || c.Buried != 1 {
 		t.Errorf("counts %+v, want 0 retried and 1 buried", c)
@@ -168,7 +158,7 @@ func TestPoolExtendsLeaseWhileHandling(t *testing.T) {
 	}), workqueue.WithConcurrency(2))
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("slow"), workqueue.AddOptions{})
-	waitFor(t, "the ack", func() bool { return p.Counts().Acked == 1 })
+	await.True(t, "the ack", 20*time.Second, func() bool { return p.Counts().Acked == 1 })
 	stop()
 	if diff := cmp.Diff([]int{1}, attempts); diff != "" {
 		t.Errorf("attempts (-want +got):\n%s", diff)
@@ -186,7 +176,7 @@ func TestPoolItemTimeoutRetries(t *testing.T) {
 	}), workqueue.WithItemTimeout(50*time.Millisecond), workqueue.WithBackoff(func(int) time.Duration { return 0 }))
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
-	waitFor(t, "the ack", func() bool { return p.Counts().Acked == 1 })
+	await.True(t, "the ack", 20*time.Second, func() bool { return p.Counts().Acked == 1 })
 	stop()
 	if c := p.Counts(); c.Retried != 1 {
 		t.Errorf("counts %+v, want 1 retried", c)
@@ -272,7 +262,7 @@ func TestExecWorkerKillsProcessGroup(t *testing.T) {
 		t.Fatalf("child pid: %v", err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	waitFor(t, "the background child to die", func() bool {
+	await.True(t, "the background child to die", 20*time.Second, func() bool {
 		err := syscall.Kill(pid, 0)
 		if err == nil {
 			// A zombie still answers kill 0; it is dead if its state is Z.
@@ -291,7 +281,7 @@ func TestExecWorkerUnderPoolKeepsLease(t *testing.T) {
 	p, _ := workqueue.NewPool(q, w)
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
-	waitFor(t, "the ack", func() bool { return p.Counts().Acked == 1 })
+	await.True(t, "the ack", 20*time.Second, func() bool { return p.Counts().Acked == 1 })
 	stop()
 	if c := p.Counts(); c.Retried != 0 || c.Lost != 0 {
 		t.Errorf("counts %+v, want no retries and no lost leases", c)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/internal/shardproc"
 )
 
@@ -144,17 +145,6 @@ func (f *shardFixture) populate(t *testing.T, c *respClient, n int) map[int][]st
 	return owned
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestKillShardEjectReshards kills one of three redis shards: its keys fail until it is ejected,
 // then move to the servers nutcracker's rebuilt continuum names; the other shards' keys never
 // fail; when the shard is back it is readmitted after server_retry_timeout.
@@ -187,7 +177,7 @@ func TestKillShardEjectReshards(t *testing.T) {
 	}
 	deadKey := owned[di][0]
 	var sawError bool
-	waitFor(t, "the dead shard's keys to move", 20*time.Second, func() bool {
+	await.True(t, "the dead shard's keys to move", 20*time.Second, func() bool {
 		checkOthers()
 		got := c.do(t, "GET", deadKey)
 		if strings.HasPrefix(got, "-") {
@@ -226,7 +216,7 @@ func TestKillShardEjectReshards(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := dialResp(t, dead.Addr)
-	waitFor(t, "the restarted shard to be readmitted", 20*time.Second, func() bool {
+	await.True(t, "the restarted shard to be readmitted", 20*time.Second, func() bool {
 		checkOthers()
 		if got := c.do(t, "SET", deadKey, "back"); got != "+OK" {
 			return false
@@ -331,7 +321,7 @@ func TestKillShardNoReshard(t *testing.T) {
 	stopLoad := startLoad(t, f.addr, liveKeys)
 	dead.Stop()
 	deadKey := owned[di][0]
-	waitFor(t, "the dead shard to be ejected", 20*time.Second, func() bool {
+	await.True(t, "the dead shard to be ejected", 20*time.Second, func() bool {
 		got := c.do(t, "GET", deadKey)
 		if got == "nil" || strings.HasPrefix(got, "$") {
 			t.Fatalf("dead shard's key %s answered %q: it was resharded", deadKey, got)
@@ -358,7 +348,7 @@ func TestKillShardNoReshard(t *testing.T) {
 	if err := dead.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the health check to readmit the restarted shard", 20*time.Second, func() bool {
+	await.True(t, "the health check to readmit the restarted shard", 20*time.Second, func() bool {
 		return c.do(t, "SET", deadKey, "back") == "+OK"
 	})
 	if got := dialResp(t, dead.Addr).do(t, "GET", deadKey); got != "$back" {
@@ -413,7 +403,7 @@ func TestTimeoutHungShard(t *testing.T) {
 // TestPreconnect: with preconnect every server connection is opened at start, before any request.
 func TestPreconnect(t *testing.T) {
 	f := startShards(t, "  preconnect: true\n  server_connections: 2\n")
-	waitFor(t, "every server connection to be open", 20*time.Second, func() bool {
+	await.True(t, "every server connection to be open", 20*time.Second, func() bool {
 		for _, s := range f.srv.Snapshot()[0].Servers {
 			if s.ServerConnections != 2 || s.Requests != 0 {
 				return false

@@ -15,6 +15,7 @@ import (
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
+	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/internal/shardproc"
 )
 
@@ -306,20 +307,20 @@ func TestClientGoneWithRepliesPending(t *testing.T) {
 	if _, err := io.WriteString(gone.c, b.String()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the requests to reach the proxy", 10*time.Second, func() bool {
+	await.True(t, "the requests to reach the proxy", 10*time.Second, func() bool {
 		return srv.Snapshot()[0].Servers[0].Requests >= 1
 	})
 	gone.c.Close()
 	time.Sleep(50 * time.Millisecond)
 	once.Do(func() { close(release) })
-	waitFor(t, "the dropped replies to be read", 10*time.Second, func() bool {
+	await.True(t, "the dropped replies to be read", 10*time.Second, func() bool {
 		return srv.Snapshot()[0].Servers[0].Responses == 201
 	})
 	c := dialResp(t, addr)
 	if g := c.do(t, "GET", "x"); g != "$v-x" {
 		t.Errorf("another client: %q", g)
 	}
-	waitFor(t, "the closed client to be gone", 10*time.Second, func() bool {
+	await.True(t, "the closed client to be gone", 10*time.Second, func() bool {
 		return srv.Snapshot()[0].ClientConnections == 1
 	})
 }

@@ -11,22 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podblocks/podblocks/ambassadortest"
 	"go.uber.org/goleak"
+
+	"github.com/podblocks/podblocks/ambassadortest"
+	"github.com/podblocks/podblocks/internal/freeport"
 )
 
 // TestMain is the package's only TestMain (the nutcracker tests share it).
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // syncBuffer is a goroutine-safe stdout.
 type syncBuffer struct {
@@ -80,7 +72,7 @@ func start(t *testing.T, run func(context.Context, []string, io.Writer) error, l
 
 func TestHTTPSubcommand(t *testing.T) {
 	b1, b2 := ambassadortest.NewHTTPBackend(t, "b1"), ambassadortest.NewHTTPBackend(t, "b2")
-	listen := freeAddr(t)
+	listen := freeport.TCP(t)
 	out := start(t, runHTTPContext, listen, "-backends", "http://"+b1.Addr+","+b2.Addr, "-balancer", "p2c")
 	seen := map[string]int{}
 	for range 20 {
@@ -125,7 +117,7 @@ func TestFlagErrors(t *testing.T) {
 
 func TestTCPSubcommand(t *testing.T) {
 	b := ambassadortest.NewTCPBackend(t, "echo")
-	listen := freeAddr(t)
+	listen := freeport.TCP(t)
 	start(t, runTCPContext, listen, "-backends", b.Addr)
 	c, err := net.Dial("tcp", listen)
 	if err != nil {
@@ -142,7 +134,7 @@ func TestTCPSubcommand(t *testing.T) {
 
 func TestHTTPSubcommandAdmin(t *testing.T) {
 	b := ambassadortest.NewHTTPBackend(t, "b")
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := freeport.TCP(t), freeport.TCP(t)
 	start(t, runHTTPContext, listen, "-backends", b.Addr, "-admin", admin)
 	resp, err := http.Get("http://" + listen + "/")
 	if err != nil {

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/podblocks/podblocks/internal/etcdtest"
 	"go.uber.org/goleak"
+
+	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/etcdtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, etcdtest.IgnoreOptions()...) }
@@ -123,21 +125,10 @@ func leaderOf(t *testing.T, s *sidecar) leaderJSON {
 	return l
 }
 
-// eventually polls cond until it holds or 30s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func TestMemoryBackend(t *testing.T) {
 	s := startSidecar(t, "-backend", "memory", "-id", "solo")
-	eventually(t, "ready", func() bool { code, _ := get(t, s.url+"/readyz"); return code == http.StatusOK })
-	eventually(t, "leadership", func() bool { return leaderOf(t, s).Self })
+	await.True(t, "ready", 30*time.Second, func() bool { code, _ := get(t, s.url+"/readyz"); return code == http.StatusOK })
+	await.True(t, "leadership", 30*time.Second, func() bool { return leaderOf(t, s).Self })
 	if diff := cmp.Diff(leaderJSON{Leader: "solo", Token: 1, Self: true}, leaderOf(t, s)); diff != "" {
 		t.Fatalf("GET /leader (-want +got):\n%s", diff)
 	}
@@ -163,9 +154,9 @@ func TestTwoSidecarsOnEtcd(t *testing.T) {
 	c := etcdtest.NewServer(t)
 	common := []string{"-backend", "etcd", "-endpoints", c.Endpoint(0), "-election", "jobs", "-ttl", "1s"}
 	a := startSidecar(t, append(common, "-id", "a")...)
-	eventually(t, "a leads", func() bool { return leaderOf(t, a).Self })
+	await.True(t, "a leads", 30*time.Second, func() bool { return leaderOf(t, a).Self })
 	b := startSidecar(t, append(common, "-id", "b")...)
-	eventually(t, "b ready", func() bool { code, _ := get(t, b.url+"/readyz"); return code == http.StatusOK })
+	await.True(t, "b ready", 30*time.Second, func() bool { code, _ := get(t, b.url+"/readyz"); return code == http.StatusOK })
 	la := leaderOf(t, a)
 	if diff := cmp.Diff(leaderJSON{Leader: "a", Token: la.Token, Self: false}, leaderOf(t, b)); diff != "" {
 		t.Fatalf("b's view (-want +got):\n%s", diff)
@@ -201,7 +192,7 @@ func TestTwoSidecarsOnEtcd(t *testing.T) {
 	if last.Leader != "b" || !last.Self || last.Token <= la.Token {
 		t.Fatalf("after resign, b's watch ended at %+v; want b, self, token > %d", last, la.Token)
 	}
-	eventually(t, "a sees b", func() bool { l := leaderOf(t, a); return l.Leader == "b" && !l.Self })
+	await.True(t, "a sees b", 30*time.Second, func() bool { l := leaderOf(t, a); return l.Leader == "b" && !l.Self })
 	if code, _ := get(t, b.url+"/resign"); code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /resign: %d, want 405", code)
 	}
@@ -209,7 +200,7 @@ func TestTwoSidecarsOnEtcd(t *testing.T) {
 
 	// Stopping the leader (SIGTERM in production) releases the lease: a takes over at once.
 	b.stop(t)
-	eventually(t, "a leads again", func() bool { return leaderOf(t, a).Self })
+	await.True(t, "a leads again", 30*time.Second, func() bool { return leaderOf(t, a).Self })
 	if l := leaderOf(t, a); l.Token <= last.Token {
 		t.Fatalf("a's new token %d not above b's %d", l.Token, last.Token)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,22 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
 
 var binary string
 
 func TestMain(m *testing.M) { testbin.Main(m, "lifecycle", &binary) }
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func status(url string) int {
 	resp, err := http.Get(url)
@@ -41,20 +32,11 @@ func status(url string) int {
 	return resp.StatusCode
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // TestSIGTERMDrainsAndExitsZero runs the built binary, puts keep-alive load on it, sends SIGTERM the
 // way the kubelet does, and checks the drain: not ready at once, still serving during propagation,
 // zero failed requests, exit code 0.
 func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := freeport.TCP(t), freeport.TCP(t)
 	cmd := exec.Command(binary, "-listen", listen, "-admin", admin, "-propagation", "1s", "-grace", "10s", "-log-level", "warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -70,7 +52,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 		cmd.Process.Kill()
 		<-exited
 	}()
-	waitFor(t, "readiness", func() bool { return status("http://"+admin+"/readyz") == 200 })
+	await.True(t, "readiness", 20*time.Second, func() bool { return status("http://"+admin+"/readyz") == 200 })
 
 	var routed atomic.Bool
 	routed.Store(true)
@@ -96,12 +78,12 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "load", func() bool { return sent.Load() > 500 })
+	await.True(t, "load", 20*time.Second, func() bool { return sent.Load() > 500 })
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "readiness to fail", func() bool { return status("http://"+admin+"/readyz") != 200 })
+	await.True(t, "readiness to fail", 20*time.Second, func() bool { return status("http://"+admin+"/readyz") != 200 })
 	routed.Store(false) // the endpoints controller removes the pod
 	if got := status("http://" + listen + "/"); got != 200 {
 		t.Errorf("GET / during propagation = %d, want 200", got)
@@ -126,7 +108,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := freeport.TCP(t), freeport.TCP(t)
 	cmd := exec.Command(binary, "-listen", listen, "-admin", admin, "-propagation", "0s", "-log-level", "error")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -135,7 +117,7 @@ func TestBadInput(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	}()
-	waitFor(t, "readiness", func() bool { return status("http://"+admin+"/readyz") == 200 })
+	await.True(t, "readiness", 20*time.Second, func() bool { return status("http://"+admin+"/readyz") == 200 })
 	for url, want := range map[string]int{
 		"http://" + listen + "/work?ms=abc":       400,
 		"http://" + listen + "/work?ms=99999999":  400,

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
 
@@ -47,17 +48,6 @@ func decode(t *testing.T, data []byte) []record {
 		out = append(out, r)
 	}
 	return out
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func appendLines(t *testing.T, path string, lines ...string) {
@@ -122,7 +112,7 @@ func TestStdoutSink(t *testing.T) {
 	appendLines(t, filepath.Join(dir, "a.log"), `he said "hi"`, "tab\there")
 	var out syncBuffer
 	cmd := start(t, &out, "-glob", filepath.Join(dir, "*.log"), "-sink", "stdout")
-	waitFor(t, "2 lines", 20*time.Second, func() bool { return bytes.Count(out.Bytes(), []byte("\n")) >= 2 })
+	await.True(t, "2 lines", 20*time.Second, func() bool { return bytes.Count(out.Bytes(), []byte("\n")) >= 2 })
 	term(t, cmd)
 	got := decode(t, out.Bytes())
 	want := []record{{filepath.Join(dir, "a.log"), `he said "hi"`}, {filepath.Join(dir, "a.log"), "tab\there"}}
@@ -155,7 +145,7 @@ func TestSIGKILLFileSinkExactlyOnce(t *testing.T) {
 	out, state := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "state.json")
 	args := []string{"-glob", filepath.Join(logs, "*.log"), "-state", state, "-sink", "file:" + out}
 	cmd := start(t, nil, args...)
-	waitFor(t, "first checkpoint", 20*time.Second, func() bool { _, err := os.Stat(state); return err == nil })
+	await.True(t, "first checkpoint", 20*time.Second, func() bool { _, err := os.Stat(state); return err == nil })
 
 	const total, perFile = 3000, 40
 	app := filepath.Join(logs, "app.log")
@@ -247,7 +237,7 @@ func TestRotationsWhileDownOldestFirst(t *testing.T) {
 	args := []string{"-glob", filepath.Join(logs, "*.log"), "-state", state, "-sink", "file:" + out}
 	appendLines(t, app, numbered(0, 3)...)
 	cmd := start(t, nil, args...)
-	waitFor(t, "3 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 3 })
+	await.True(t, "3 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 3 })
 	term(t, cmd)
 
 	appendLines(t, app, numbered(3, 5)...)
@@ -262,7 +252,7 @@ func TestRotationsWhileDownOldestFirst(t *testing.T) {
 		must(t, os.Chtimes(p, mt, mt))
 	}
 	cmd = start(t, nil, args...)
-	waitFor(t, "10 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 10 })
+	await.True(t, "10 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 10 })
 	time.Sleep(100 * time.Millisecond)
 	term(t, cmd)
 	data, _ := os.ReadFile(out)
@@ -301,7 +291,7 @@ func TestHTTPSinkRetriesUntilAccepted(t *testing.T) {
 	appendLines(t, filepath.Join(dir, "a.log"), "one", "two")
 	cmd := start(t, nil, "-glob", filepath.Join(dir, "*.log"), "-sink", "http:"+srv.URL)
 	read := func() []byte { mu.Lock(); defer mu.Unlock(); return append([]byte(nil), body.Bytes()...) }
-	waitFor(t, "2 posted lines", 20*time.Second, func() bool { return bytes.Count(read(), []byte("\n")) >= 2 })
+	await.True(t, "2 posted lines", 20*time.Second, func() bool { return bytes.Count(read(), []byte("\n")) >= 2 })
 	term(t, cmd)
 	var got []string
 	for _, r := range decode(t, read()) {
@@ -322,7 +312,7 @@ func TestReusedInodeToldApart(t *testing.T) {
 	args := []string{"-glob", filepath.Join(logs, "*.log"), "-state", state, "-sink", "file:" + out}
 	appendLines(t, app, "old-0", "old-1")
 	cmd := start(t, nil, args...)
-	waitFor(t, "2 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 2 })
+	await.True(t, "2 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 2 })
 	term(t, cmd)
 	// The file is deleted and a new one takes its inode (forced here: same inode, new content).
 	f, err := os.OpenFile(app, os.O_WRONLY|os.O_TRUNC, 0)
@@ -331,7 +321,7 @@ func TestReusedInodeToldApart(t *testing.T) {
 	fmt.Fprintln(f, "new-1-longer")
 	f.Close()
 	cmd = start(t, nil, args...)
-	waitFor(t, "4 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 4 })
+	await.True(t, "4 lines", 20*time.Second, func() bool { data, _ := os.ReadFile(out); return bytes.Count(data, []byte("\n")) >= 4 })
 	time.Sleep(100 * time.Millisecond)
 	term(t, cmd)
 	data, _ := os.ReadFile(out)

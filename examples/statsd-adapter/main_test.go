@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,33 +12,16 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/podblocks/podblocks/adaptertest"
+	"github.com/podblocks/podblocks/internal/freeport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func freePort(t *testing.T, network string) string {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().String()
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func TestDropIn(t *testing.T) {
 	dir := t.TempDir()
 	mapping := filepath.Join(dir, "mapping.yml")
 	os.WriteFile(mapping, []byte("mappings:\n- match: app.*.hits\n  name: app_hits_total\n  labels: {svc: $1}\n"), 0o644)
-	udp, tcp, web := freePort(t, "udp"), freePort(t, "tcp"), freePort(t, "tcp")
+	udp, tcp, web := freeport.UDP(t), freeport.TCP(t), freeport.TCP(t)
 	var stdout, stderr bytes.Buffer
 	done := make(chan error, 1)
 	go func() {

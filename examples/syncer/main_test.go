@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
 
@@ -38,27 +39,6 @@ func tgz(t *testing.T, content string) []byte {
 	return buf.Bytes()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func TestSyncsArchiveRunsHooksOnSignalAndHTTP(t *testing.T) {
 	var mu sync.Mutex
 	body := tgz(t, "v1")
@@ -72,7 +52,7 @@ func TestSyncsArchiveRunsHooksOnSignalAndHTTP(t *testing.T) {
 
 	dir := t.TempDir()
 	root, out := filepath.Join(dir, "root"), filepath.Join(dir, "hook.out")
-	addr := freeAddr(t)
+	addr := freeport.TCP(t)
 	cmd := exec.Command(bin, "-root", root, "-url", srv.URL, "-interval", "0", "-http", addr,
 		"-exec", fmt.Sprintf("cat %s/current/site.txt >> %s; echo >> %s", root, out, out))
 	if err := cmd.Start(); err != nil {
@@ -80,16 +60,16 @@ func TestSyncsArchiveRunsHooksOnSignalAndHTTP(t *testing.T) {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	seen := func() string { data, _ := os.ReadFile(out); return strings.ReplaceAll(string(data), "\n", " ") }
-	waitFor(t, "hook for v1", func() bool { return seen() == "v1 " })
+	await.True(t, "hook for v1", 30*time.Second, func() bool { return seen() == "v1 " })
 
 	set("v2")
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "hook for v2 after SIGHUP", func() bool { return seen() == "v1 v2 " })
+	await.True(t, "hook for v2 after SIGHUP", 30*time.Second, func() bool { return seen() == "v1 v2 " })
 
 	set("v3")
-	waitFor(t, "POST /sync", func() bool {
+	await.True(t, "POST /sync", 30*time.Second, func() bool {
 		resp, err := http.Post("http://"+addr+"/sync", "", nil)
 		if err != nil {
 			return false
@@ -97,7 +77,7 @@ func TestSyncsArchiveRunsHooksOnSignalAndHTTP(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusAccepted
 	})
-	waitFor(t, "hook for v3 after POST", func() bool { return seen() == "v1 v2 v3 " })
+	await.True(t, "hook for v3 after POST", 30*time.Second, func() bool { return seen() == "v1 v2 v3 " })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

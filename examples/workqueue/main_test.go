@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/internal/testbin"
 
 	"github.com/podblocks/podblocks/internal/natstest"
@@ -91,7 +92,7 @@ echo "$p" | tr a-z A-Z > "$OUTPUT_DIR/result"`
 	w, _ := start(t, "work", "-server", url, "-concurrency", "2", "-output", outDir, "--", "sh", "-c", script)
 	c, _ := workqueue.NewClient(url, nil)
 	defer c.Close()
-	waitFor(t, 30*time.Second, "all items acked", func() bool {
+	await.True(t, "all items acked", 30*time.Second, func() bool {
 		s, err := c.Stats(context.Background())
 		return err == nil && s.Depth() == 0
 	})
@@ -108,17 +109,6 @@ echo "$p" | tr a-z A-Z > "$OUTPUT_DIR/result"`
 	}
 	if strings.Join(got, ",") != "ALPHA,BETA,FAIL-ONCE" {
 		t.Errorf("results %v, want ALPHA, BETA and FAIL-ONCE", got)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

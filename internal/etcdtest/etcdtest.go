@@ -11,7 +11,6 @@ package etcdtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -21,6 +20,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/podblocks/podblocks/internal/freeport"
 )
 
 const (
@@ -59,8 +60,8 @@ func NewCluster(t testing.TB, n int) *Cluster {
 		m := &member{
 			name:      fmt.Sprintf("m%d", i),
 			dir:       t.TempDir(),
-			clientURL: url.URL{Scheme: "http", Host: freeAddr(t)},
-			peerURL:   url.URL{Scheme: "http", Host: freeAddr(t)},
+			clientURL: url.URL{Scheme: "http", Host: freeport.TCP(t)},
+			peerURL:   url.URL{Scheme: "http", Host: freeport.TCP(t)},
 		}
 		c.members = append(c.members, m)
 		parts = append(parts, m.name+"="+m.peerURL.String())
@@ -77,17 +78,6 @@ func NewCluster(t testing.TB, n int) *Cluster {
 		}
 	}
 	return c
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("etcdtest: pick port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func (c *Cluster) config(m *member) *embed.Config {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podblocks/podblocks/internal/freeport"
 )
 
 // BinaryPath is where Debian's etcd-server package installs the server (etcd 3.4 on Debian 12/13).
@@ -30,8 +32,8 @@ func StartBinary(t testing.TB) *Process {
 	if _, err := os.Stat(BinaryPath); err != nil {
 		t.Skipf("etcdtest: %s not found (apt-get install etcd-server): %v", BinaryPath, err)
 	}
-	client := "http://" + freeAddr(t)
-	peer := "http://" + freeAddr(t)
+	client := "http://" + freeport.TCP(t)
+	peer := "http://" + freeport.TCP(t)
 	p := &Process{Endpoint: client, out: &syncBuffer{}}
 	p.cmd = exec.Command(BinaryPath,
 		"--name", "bin",

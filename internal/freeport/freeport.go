@@ -1,0 +1,33 @@
+// Package freeport picks loopback addresses that were free a moment ago, for tests that must pass
+// an address to a process or server before it listens (flags, config files).
+//
+// The address is released before it is returned, so another process may take it first; tests that
+// can hand over a listener should do that instead.
+package freeport
+
+import (
+	"net"
+	"testing"
+)
+
+// TCP returns a 127.0.0.1:port address no TCP listener had a moment ago.
+func TCP(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("freeport: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// UDP returns a 127.0.0.1:port address no UDP socket had a moment ago.
+func UDP(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("freeport: %v", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
