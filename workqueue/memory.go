@@ -409,6 +409,10 @@ func (q *Memory) commit(ch ...Change) error {
 	return nil
 }
 
+// Test hooks, nil outside tests: testHookLeased runs in Lease with mu held right after an item is
+// leased, testHookUnlocked right after Lease unlocks mu to return it.
+var testHookLeased, testHookUnlocked func()
+
 // Add implements Queue.
 func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (string, error) {
 	if err := ctx.Err(); err != nil {
@@ -432,6 +436,10 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			if q.inbox.CompareAndSwap(old, e) {
 				break
 			}
+		}
+		if q.isClosed.Load() {
+			// Closed while this pushed: no Lease will take the item, so do not report it added.
+			return "", ErrClosed
 		}
 		// Parked Leases re-check the inbox after they stop counting as spinning, so either they
 		// see this item or this sees no spinner and wakes one.
@@ -526,17 +534,27 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 				continue
 			}
 			q.leaseLocked(e, now)
+			if testHookLeased != nil {
+				testHookLeased()
+			}
 			if spinning {
 				q.spinning.Add(-1)
 			}
+			// An Add that saw this Lease spinning woke nobody: take what it left in the inbox into
+			// account before deciding whether to wake another Lease.
+			q.drainLocked()
 			if q.ready.len() > 0 {
 				q.wakeLocked() // hand the search on
 			}
 			if q.cfg.journal == nil {
-				// An entry's ID, key, payload and priority do not change while it is leased.
-				id, attempt, deadline := e.rec.ID, e.rec.Attempt, e.rec.Deadline
+				// Copy the record under the lock: once unlocked, the lease can expire, be taken and
+				// acked by another Lease, and the entry be recycled for a new item.
+				rec := e.rec
 				q.mu.Unlock()
-				return newItem(id, e.rec.Key, e.rec.Payload, e.rec.Priority, attempt, deadline), nil
+				if testHookUnlocked != nil {
+					testHookUnlocked()
+				}
+				return newItem(rec.ID, rec.Key, rec.Payload, rec.Priority, rec.Attempt, rec.Deadline), nil
 			}
 			rec := e.rec
 			q.mu.Unlock()
