@@ -42,7 +42,8 @@
 //
 // Do returns when it has what it needs and cancels the calls still running; a leaf that ignores
 // its context is abandoned and its late answer dropped. Wait blocks until every call started by
-// any Do has returned: call it before exiting (tests with goleak do).
+// a Do that has returned (abandoned calls included) has returned too: call it after the last Do,
+// before exiting (tests with goleak do).
 //
 // # Concurrency
 //

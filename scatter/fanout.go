@@ -100,8 +100,9 @@ func New[Req, Resp, Out any](leaves []Leaf[Req, Resp], merge Merge[Resp, Out], o
 	return f, nil
 }
 
-// Wait blocks until every leaf call started by any Do has returned, including the calls Do
-// abandoned when it returned early. Use it at shutdown.
+// Wait blocks until every leaf call started by a Do that has returned has returned too, including
+// the calls Do abandoned when it returned early. Use it at shutdown, after the last Do: the calls
+// of a Do still running are that Do's to wait for.
 func (f *Fanout[Req, Resp, Out]) Wait() { f.wg.Wait() }
 
 // Shards returns the number of shards.
@@ -349,17 +350,21 @@ func (c *call[Req, Resp, Out]) runOne(i int, start time.Duration) {
 	rep.Status = statusOf(err)
 	s := &c.slots[i]
 	if fold := c.f.merge.Fold; fold != nil {
-		// The fold and the slot are published together, so that Out and the slots agree.
-		c.mu.Lock()
-		if !c.closed {
-			if err == nil {
-				s.Resp = resp
-				c.res.Out = fold(c.res.Out, i, resp)
+		// The fold and the slot are published together, so that Out and the slots agree. The
+		// unlock is deferred: a panicking Fold on the inline last leaf unwinds into Do's caller,
+		// and the other leaves must not then block on mu.
+		func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if !c.closed {
+				if err == nil {
+					s.Resp = resp
+					c.res.Out = fold(c.res.Out, i, resp)
+				}
+				s.Report = rep
+				atomic.StoreUint32(&s.state, 1)
 			}
-			s.Report = rep
-			atomic.StoreUint32(&s.state, 1)
-		}
-		c.mu.Unlock()
+		}()
 	} else {
 		if err == nil {
 			s.Resp = resp

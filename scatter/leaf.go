@@ -24,7 +24,9 @@ type Merge[Resp, Out any] struct {
 	// Init returns the initial accumulator (default: Out's zero value).
 	Init func() Out
 	// Fold folds one shard's successful answer into acc. It is called once per answer, in the
-	// order answers arrive, one call at a time, from the leaves' goroutines; never after Do returned.
+	// order answers arrive, one call at a time, from the leaves' goroutines (or Do's own, when Do
+	// runs the last leaf itself); never after Do returned. Fold must not panic: unlike a leaf's
+	// panic, which becomes that shard's error, a Fold panic is not recovered.
 	Fold func(acc Out, shard int, resp Resp) Out
 	// Final runs once in Do after the fan-out ended, with the folded acc and every slot (the slots
 	// that did not answer carry their report). Its error is Do's error.

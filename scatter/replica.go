@@ -49,6 +49,7 @@ type ReplicaSet[Req, Resp any] struct {
 type replicaStat struct {
 	outstanding atomic.Int64
 	ewma        float64 // ns
+	okEWMA      float64 // ns, successful attempts only: the base of the error penalty
 	samples     int
 	probation   bool
 }
@@ -173,6 +174,7 @@ const (
 func (s *ReplicaSet[Req, Resp]) attempt(ctx context.Context, req Req, r int, p *policy, kind attemptKind, start time.Time) (resp Resp, err error) {
 	st := &s.stats[r]
 	st.outstanding.Add(1)
+	cancelled := false // the attempt's context had ended when Call returned
 	defer func() {
 		if v := recover(); v != nil {
 			var zero Resp
@@ -180,14 +182,18 @@ func (s *ReplicaSet[Req, Resp]) attempt(ctx context.Context, req Req, r int, p *
 			p.log.Warn("replica panicked", zap.Int("replica", r), zap.Any("value", v))
 		}
 		st.outstanding.Add(-1)
-		s.observe(r, time.Since(start), err, ctx, p, kind)
+		s.observe(r, time.Since(start), err, cancelled, p, kind)
 	}()
+	callCtx := ctx
 	if d := p.leafTimeout; d > 0 && kind != attemptShadow {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
+		callCtx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	return s.replicas[r].Call(ctx, req)
+	resp, err = s.replicas[r].Call(callCtx, req)
+	// Read before the deferred cancel runs: after it, callCtx is always done.
+	cancelled = callCtx.Err() != nil
+	return resp, err
 }
 
 const ewmaAlpha = 0.2
@@ -196,11 +202,12 @@ const ewmaAlpha = 0.2
 // cancelled (a backup won, the fan-out ended, the leaf timeout passed) is known only to take
 // longer than its elapsed time and is recorded as such, so that hedging does not hide the tail
 // from the sketch. In the replica's average (C3 ranking) every attempt counts with its elapsed
-// time, and an error counts as at least twice the current average, so a replica that fails fast
-// is not mistaken for a fast one.
-func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, ctx context.Context, p *policy, kind attemptKind) {
+// time, and an error counts as at least twice the average of its successful attempts (twice the
+// whole average while it has had none), so a replica that fails fast is not mistaken for a fast
+// one, and once it has answered, a run of errors does not compound the penalty without bound.
+func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, cancelled bool, p *policy, kind attemptKind) {
 	if kind == attemptPrimary {
-		if err != nil && ctx.Err() != nil {
+		if err != nil && cancelled {
 			s.sketch.observeAtLeast(d) // cancelled: it would have taken longer
 		} else {
 			s.sketch.Observe(d)
@@ -210,8 +217,19 @@ func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, ctx c
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := &s.stats[r]
-	if err != nil && ctx.Err() == nil && v < 2*st.ewma {
-		v = 2 * st.ewma
+	switch {
+	case err == nil:
+		if st.okEWMA == 0 {
+			st.okEWMA = v
+		} else {
+			st.okEWMA += ewmaAlpha * (v - st.okEWMA)
+		}
+	case cancelled:
+	case st.okEWMA > 0:
+		v = max(v, 2*st.okEWMA)
+	default:
+		// No success yet to compare with: twice the average so far, as before the first success.
+		v = max(v, 2*st.ewma)
 	}
 	if st.samples == 0 {
 		st.ewma = v

@@ -1,10 +1,14 @@
 package scatter
 
 import (
+	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // A cancelled call's latency is only known to exceed its elapsed time: its weight goes to the
@@ -49,5 +53,58 @@ func TestSketchDecayKeepsTail(t *testing.T) {
 	}
 	if ratio := sumD / sumW; ratio < 0.96 || ratio > 1.04 {
 		t.Errorf("mean p95 with decay / without = %.3f, want about 1", ratio)
+	}
+}
+
+// A fast error is a real sample, not a cut-off one, with or without a leaf timeout: the deferred
+// cancel of the leaf-timeout context must not make every failed attempt look cancelled.
+func TestFailedAttemptsAreNotCensoredUnderLeafTimeout(t *testing.T) {
+	failFast := LeafFunc[int, int](func(ctx context.Context, _ int) (int, error) {
+		return 0, errors.New("connection refused")
+	})
+	for _, lt := range []time.Duration{0, time.Second} {
+		rs, err := NewReplicaSet[int, int](failFast, failFast)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &policy{leafTimeout: lt, log: zap.NewNop()}
+		for range 100 {
+			rs.sketch.Observe(100 * time.Millisecond)
+		}
+		for range 100 {
+			rs.attempt(context.Background(), 0, 0, p, attemptPrimary, time.Now())
+		}
+		// Half the samples are near-zero errors: the 25th percentile must be among them.
+		if q := rs.sketch.Quantile(0.25); q > 10*time.Millisecond {
+			t.Errorf("leaf timeout %v: p25 = %v, want the fast errors (< 10ms): they were recorded as cancelled", lt, q)
+		}
+	}
+}
+
+// A run of errors after successes counts each error as twice the successes' average, not as twice
+// a growing average: the replica's EWMA stays bounded.
+func TestErrorPenaltyDoesNotCompound(t *testing.T) {
+	fail := false
+	leaf := LeafFunc[int, int](func(ctx context.Context, _ int) (int, error) {
+		if fail {
+			return 0, errors.New("boom")
+		}
+		return 1, nil
+	})
+	rs, err := NewReplicaSet[int, int](leaf, leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &policy{log: zap.NewNop()}
+	start := time.Now()
+	for range 20 {
+		rs.attempt(context.Background(), 0, 0, p, attemptPrimary, start.Add(-time.Millisecond))
+	}
+	fail = true
+	for range 200 {
+		rs.attempt(context.Background(), 0, 0, p, attemptPrimary, time.Now().Add(-time.Millisecond))
+	}
+	if got := rs.stats[0].ewma; got > float64(time.Second) {
+		t.Errorf("EWMA after 200 errors = %.3g ns, want it bounded near twice the ~1ms successes", got)
 	}
 }
