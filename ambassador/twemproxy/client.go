@@ -200,8 +200,8 @@ func (c *client) dispatch(batch []*Request, scratch *routeScratch) {
 	if len(scratch.touched) > 0 {
 		// Let the other clients' readers that are ready run first: their requests join this
 		// flush (they see it owed), so one write carries many clients' requests, as in
-		// nutcracker's event loop. (Yielding only with GOMAXPROCS=1, to spare the wake-up of an
-		// idle P, measured slower with two Ps too.)
+		// nutcracker's event loop. It yields with any GOMAXPROCS: yielding only at GOMAXPROCS=1
+		// (to spare an idle P's wake-up) was measured, and was slower with two Ps.
 		runtime.Gosched()
 	}
 	for i, sc := range scratch.touched {
@@ -358,6 +358,12 @@ func (c *client) writeLoop() {
 			if err != nil {
 				c.breakLocked()
 			}
+		}
+		if !deadlineSet.IsZero() {
+			// The non-blocking writes that follow the stall check the write deadline too: clear
+			// it, or they fail once it passes and the client is cut off.
+			_ = c.conn.SetWriteDeadline(time.Time{})
+			deadlineSet = time.Time{}
 		}
 		c.stalled = false
 		c.out = c.out[:0]

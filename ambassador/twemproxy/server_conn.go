@@ -62,8 +62,9 @@ type serverConn struct {
 // session is one connection to the server.
 type session struct {
 	conn net.Conn
-	dead bool  // under serverConn.mu
-	err  error // why it died; set before dead is visible to the reader
+	nb   *nbWriter // non-blocking writes; nil where raw socket I/O is unsupported
+	dead bool      // under serverConn.mu
+	err  error     // why it died; set before dead is visible to the reader
 	done chan struct{}
 }
 
@@ -125,7 +126,10 @@ func (sc *serverConn) appendLocked(r *Request, now time.Time) {
 }
 
 // flush writes the output buffer unless another goroutine is already doing it; requests whose
-// replies are not expected are completed into ds.
+// replies are not expected are completed into ds. It never blocks on the server: when the socket
+// does not take everything at once, the rest of the flushing moves to a goroutine of its own, so a
+// server that stops reading holds up neither the client reader that flushed (and its flushes to
+// other servers) nor run.
 func (sc *serverConn) flush(ds *dirtySet) {
 	sc.mu.Lock()
 	if sc.flushing || len(sc.out) == 0 {
@@ -133,26 +137,31 @@ func (sc *serverConn) flush(ds *dirtySet) {
 		return
 	}
 	sc.flushing = true
+	sc.flushLocked(ds, true)
+}
+
+// flushLocked is flush's loop, entered with mu held and flushing set; it unlocks mu. With
+// nonBlocking, a write the socket does not take at once is finished by flushBlocked.
+func (sc *serverConn) flushLocked(ds *dirtySet, nonBlocking bool) {
 	for len(sc.out) > 0 && sc.sess != nil {
 		sc.owed = false // bytes appended from here on need another flush
 		s, buf, nr := sc.sess, sc.out, sc.noreply
 		sc.out, sc.spareOut = sc.spareOut[:0], nil
 		sc.noreply, sc.spareNR = sc.spareNR[:0], nil
 		sc.mu.Unlock()
-		_, err := s.conn.Write(buf)
-		for i, r := range nr {
-			r.finish(err, ds)
-			nr[i] = nil
+		var err error
+		if nonBlocking && s.nb != nil {
+			var n int
+			n, err = s.nb.Write(buf)
+			if err == nil && n < len(buf) {
+				sc.st.wg.Add(1)
+				go sc.flushBlocked(s, buf, n, nr)
+				return
+			}
+		} else {
+			_, err = s.conn.Write(buf)
 		}
-		if err != nil {
-			sc.srv.errs.Add(1)
-			sc.kill(s, err, true, ds)
-		}
-		sc.mu.Lock()
-		if cap(buf) <= maxPooledBuf {
-			sc.spareOut = buf[:0]
-		}
-		sc.spareNR = nr[:0]
+		sc.wrote(s, buf, nr, err, ds)
 	}
 	sc.flushing = false
 	s := sc.finishedLocked()
@@ -160,6 +169,36 @@ func (sc *serverConn) flush(ds *dirtySet) {
 	if s != nil {
 		sc.kill(s, ErrClosed, false, ds)
 	}
+}
+
+// flushBlocked finishes a write the socket did not take at once (buf[n:]) with a blocking write,
+// then goes on flushing what was appended meanwhile. It runs on its own goroutine, counted in the
+// pool's WaitGroup; a killed session's closed connection ends its write.
+func (sc *serverConn) flushBlocked(s *session, buf []byte, n int, nr []*Request) {
+	defer sc.st.wg.Done()
+	var ds dirtySet
+	_, err := s.conn.Write(buf[n:])
+	sc.wrote(s, buf, nr, err, &ds)
+	sc.flushLocked(&ds, false)
+	ds.flush()
+}
+
+// wrote completes a flushed batch: the no-reply requests finish, a failed write kills the session,
+// and the buffers go back for reuse. It returns with mu held.
+func (sc *serverConn) wrote(s *session, buf []byte, nr []*Request, err error, ds *dirtySet) {
+	for i, r := range nr {
+		r.finish(err, ds)
+		nr[i] = nil
+	}
+	if err != nil {
+		sc.srv.errs.Add(1)
+		sc.kill(s, err, true, ds)
+	}
+	sc.mu.Lock()
+	if cap(buf) <= maxPooledBuf {
+		sc.spareOut = buf[:0]
+	}
+	sc.spareNR = nr[:0]
 }
 
 // finishedLocked returns the session if the connection is closing and the session has nothing
@@ -273,6 +312,9 @@ func (sc *serverConn) run(ctx context.Context) {
 			continue
 		}
 		s := &session{conn: conn, done: make(chan struct{})}
+		if raw := rawConn(conn); raw != nil && rawIOSupported {
+			s.nb = newNBWriter(raw)
+		}
 		now := time.Now()
 		sc.mu.Lock()
 		sc.sess = s

@@ -15,8 +15,8 @@ import (
 // sharding over backends (server lines "addr:1"), for the length of the test. extra holds more pool
 // lines, each indented two spaces ("  hash: md5\n"); redis adds "redis: true". It returns the pool's
 // address, the server and the pool's parsed config, and fails the test unless Run returns nil at
-// cleanup.
-func StartPool(t *testing.T, name string, redis bool, extra string, backends []string, protos twemproxy.Protocols) (string, *twemproxy.Server, *twemproxy.PoolConfig) {
+// cleanup. opts go to twemproxy.NewServer.
+func StartPool(t *testing.T, name string, redis bool, extra string, backends []string, protos twemproxy.Protocols, opts ...twemproxy.Option) (string, *twemproxy.Server, *twemproxy.PoolConfig) {
 	t.Helper()
 	port, err := shardproc.FreePort()
 	if err != nil {
@@ -36,7 +36,7 @@ func StartPool(t *testing.T, name string, redis bool, extra string, backends []s
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := twemproxy.NewServer(cfg, protos)
+	srv, err := twemproxy.NewServer(cfg, protos, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,137 @@
+package twemproxy_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador/redis"
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
+	"github.com/podblocks/podblocks/internal/freeport"
+)
+
+// Servers that stop reading, and clients that stall: found in review of the one-hand-off hot path.
+
+// A server that accepts and never reads must not hold up another server's traffic: a client reader
+// stuck flushing to it used to keep the healthy server's batch unflushed for every client.
+func TestStuckServerDoesNotBlockOthers(t *testing.T) {
+	stop := make(chan struct{})
+	stuck := serveConns(t, func(i int, c net.Conn) { <-stop })
+	t.Cleanup(func() { close(stop) })
+	healthy := startFakeRedis(t, func(conn, n int, args []string) string { return "+OK\r\n" })
+	addr, _, pc := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n",
+		[]string{stuck, healthy.addr()}, twemproxy.Protocols{Redis: &redis.Protocol{}})
+	placer := twemproxy.NewPlacer(pc, nil)
+	var keyStuck, keyHealthy string
+	for i := 0; i < 1000 && (keyStuck == "" || keyHealthy == ""); i++ {
+		k := fmt.Sprintf("k%d", i)
+		switch placer.Place([]byte(k)) {
+		case 0:
+			keyStuck = k
+		case 1:
+			keyHealthy = k
+		}
+	}
+	if keyStuck == "" || keyHealthy == "" {
+		t.Fatalf("no key split over the two servers (stuck %q, healthy %q)", keyStuck, keyHealthy)
+	}
+	// One client pipelines requests to both servers, with values large enough to fill the stuck
+	// server's socket.
+	val := strings.Repeat("v", 100<<10)
+	var b strings.Builder
+	for range 300 {
+		b.WriteString(encodeCmd("GET", keyStuck))
+		b.WriteString(encodeCmd("GET", keyHealthy))
+		b.WriteString(encodeCmd("SET", keyStuck, val))
+	}
+	c1 := dialResp(t, addr)
+	go func() { _, _ = io.WriteString(c1.c, b.String()) }()
+	time.Sleep(time.Second)
+	c2 := dialResp(t, addr)
+	_ = c2.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if got := c2.do(t, "GET", keyHealthy); got != "+OK" {
+		t.Fatalf("GET %s on the healthy server while the other is stuck = %q, want +OK", keyHealthy, got)
+	}
+}
+
+// Run must return when its ctx ends even if a server stopped reading while run itself was writing
+// the requests that queued during the connection's handshake.
+func TestRunReturnsWhileServerStopsReading(t *testing.T) {
+	stop := make(chan struct{})
+	be := serveConns(t, func(i int, c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readCommand(br); err != nil { // SELECT
+			return
+		}
+		time.Sleep(500 * time.Millisecond) // requests queue meanwhile
+		_, _ = io.WriteString(c, "+OK\r\n")
+		<-stop // never read again
+	})
+	defer close(stop)
+	addr := freeport.TCP(t)
+	cfg, err := twemproxy.Parse(fmt.Appendf(nil, "r:\n  listen: %s\n  redis: true\n  redis_db: 1\n  server_connections: 1\n  servers:\n   - %s:1\n", addr, be))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Redis: &redis.Protocol{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	<-srv.Ready()
+	val := strings.Repeat("v", 256<<10)
+	var b strings.Builder
+	for range 400 {
+		b.WriteString(encodeCmd("SET", "k", val))
+	}
+	c1 := dialResp(t, addr)
+	go func() { _, _ = io.WriteString(c1.c, b.String()) }()
+	time.Sleep(2 * time.Second)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return 5s after its ctx ended")
+	}
+}
+
+// A client whose socket filled once (its replies went through the blocking writer, with a write
+// deadline) must keep working after that deadline has passed.
+func TestStalledClientWorksAfterWriteTimeout(t *testing.T) {
+	big := strings.Repeat("x", 64<<10)
+	be := startFakeRedis(t, func(conn, n int, args []string) string {
+		if strings.HasPrefix(args[1], "big") {
+			return bulk(args[1] + big)
+		}
+		return bulk("v-" + args[1])
+	})
+	addr, _, _ := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n", []string{be.addr()},
+		twemproxy.Protocols{Redis: &redis.Protocol{}}, twemproxy.WithClientWriteTimeout(time.Second))
+	slow := dialResp(t, addr)
+	keys := numbered("big", 100)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(encodeCmd("GET", k))
+	}
+	go func() { _, _ = io.WriteString(slow.c, b.String()) }()
+	time.Sleep(300 * time.Millisecond) // ~6.5 MB of replies unread: the client stalls
+	_ = slow.c.SetDeadline(time.Now().Add(30 * time.Second))
+	for range keys {
+		readReply(t, slow.r)
+	}
+	if got := slow.do(t, "GET", "a"); got != "$v-a" {
+		t.Fatalf("GET a right after the stall = %q", got)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the write deadline set during the stall
+	if got := slow.do(t, "GET", "b"); got != "$v-b" {
+		t.Fatalf("GET b after the stall's write deadline = %q, want $v-b", got)
+	}
+}
