@@ -137,13 +137,12 @@ func (uc *upConn) parseSimple(head []byte, req *http.Request) (*http.Response, e
 	default:
 		return nil, errNotSimple
 	}
+	// Connection is a comma-separated token list ("close, foo" closes too).
 	closeConn := minor == 0
-	for _, v := range h["Connection"] {
-		if eqFold(v, "close") {
-			closeConn = true
-		} else if minor == 0 && eqFold(v, "keep-alive") {
-			closeConn = false
-		}
+	if conn := h["Connection"]; containsToken(conn, "close") {
+		closeConn = true
+	} else if minor == 0 && containsToken(conn, "keep-alive") {
+		closeConn = false
 	}
 	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 	if cl < 0 && !noBody {

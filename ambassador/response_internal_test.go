@@ -16,6 +16,8 @@ var responseSeeds = []string{
 	"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
 	"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: Keep-Alive\r\n\r\nhi",
 	"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+	"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close, foo\r\n\r\nabc",
+	"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: foo, keep-alive\r\n\r\nhi",
 	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 	"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
 	"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
