@@ -18,60 +18,6 @@ import (
 
 // Servers that stop reading, and clients that stall: found in review of the one-hand-off hot path.
 
-// A server that accepts and never reads must not hold up another server's traffic: a client reader
-// stuck flushing to it used to keep the healthy server's batch unflushed for every client.
-func TestStuckServerDoesNotBlockOthers(t *testing.T) {
-	stop := make(chan struct{})
-	stuck := serveConns(t, func(i int, c net.Conn) { <-stop })
-	t.Cleanup(func() { close(stop) })
-	healthy := startFakeRedis(t, func(conn, n int, args []string) string { return "+OK\r\n" })
-	addr, _, _ := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n",
-		[]string{stuck, healthy.addr()}, twemproxy.Protocols{Redis: &redis.Protocol{}})
-	// Find a key on each server through the proxy itself: a GET on the stuck server gets no answer.
-	var keyStuck, keyHealthy string
-	for i := 0; i < 200 && (keyStuck == "" || keyHealthy == ""); i++ {
-		k := fmt.Sprintf("k%d", i)
-		probe := dialResp(t, addr)
-		_, _ = io.WriteString(probe.c, encodeCmd("GET", k))
-		_ = probe.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		line, err := probe.r.ReadString('\n')
-		switch {
-		case err == nil && line == "+OK\r\n":
-			keyHealthy = k
-		case err != nil:
-			keyStuck = k
-		default:
-			t.Fatalf("GET %s: %q", k, line)
-		}
-	}
-	if keyHealthy == "" {
-		t.Fatalf("no key of 200 reached the healthy server")
-	}
-	if keyStuck == "" {
-		// Seen in about one run in six: every key went to the healthy server although the stuck
-		// one was never ejected. Not explained yet (see the issue 4 note); what this test checks
-		// needs a key on the stuck server, so it cannot run then.
-		t.Skipf("no key of 200 was routed to the stuck server (unexplained, open): cannot check head-of-line blocking")
-	}
-	// One client pipelines requests to both servers, with values large enough to fill the stuck
-	// server's socket.
-	val := strings.Repeat("v", 100<<10)
-	var b strings.Builder
-	for range 300 {
-		b.WriteString(encodeCmd("GET", keyStuck))
-		b.WriteString(encodeCmd("GET", keyHealthy))
-		b.WriteString(encodeCmd("SET", keyStuck, val))
-	}
-	c1 := dialResp(t, addr)
-	go func() { _, _ = io.WriteString(c1.c, b.String()) }()
-	time.Sleep(time.Second)
-	c2 := dialResp(t, addr)
-	_ = c2.c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if got := c2.do(t, "GET", keyHealthy); got != "+OK" {
-		t.Fatalf("GET %s on the healthy server while the other is stuck = %q, want +OK", keyHealthy, got)
-	}
-}
-
 // Run must return when its ctx ends even if a server stopped reading while run itself was writing
 // the requests that queued during the connection's handshake.
 func TestRunReturnsWhileServerStopsReading(t *testing.T) {
