@@ -18,6 +18,51 @@ import (
 
 // Servers that stop reading, and clients that stall: found in review of the one-hand-off hot path.
 
+// A server that accepts and never reads must not hold up another server's traffic: a client reader
+// stuck flushing to it used to keep the healthy server's batch unflushed for every client.
+func TestStuckServerDoesNotBlockOthers(t *testing.T) {
+	stop := make(chan struct{})
+	stuck := serveConns(t, func(i int, c net.Conn) { <-stop })
+	t.Cleanup(func() { close(stop) })
+	healthy := startFakeRedis(t, func(conn, n int, args []string) string { return "+OK\r\n" })
+	addr, _, pc := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n",
+		[]string{stuck, healthy.addr()}, twemproxy.Protocols{Redis: &redis.Protocol{}})
+	// The placer routes exactly as the proxy does; PoolConfig.Servers is in name order, so match
+	// servers by address. Short sequential keys can all hash to one server of a two-server ring
+	// (fnv1a_64, as nutcracker), hence the many candidates.
+	placer := twemproxy.NewPlacer(pc, nil)
+	var keyStuck, keyHealthy string
+	for i := 0; i < 100000 && (keyStuck == "" || keyHealthy == ""); i++ {
+		k := fmt.Sprintf("user:%d:profile", i*7919)
+		switch pc.Servers[placer.Place([]byte(k))].Addr {
+		case stuck:
+			keyStuck = k
+		case healthy.addr():
+			keyHealthy = k
+		}
+	}
+	if keyStuck == "" || keyHealthy == "" {
+		t.Fatalf("no key split over the two servers (stuck %q, healthy %q)", keyStuck, keyHealthy)
+	}
+	// One client pipelines requests to both servers, with values large enough to fill the stuck
+	// server's socket.
+	val := strings.Repeat("v", 100<<10)
+	var b strings.Builder
+	for range 300 {
+		b.WriteString(encodeCmd("GET", keyStuck))
+		b.WriteString(encodeCmd("GET", keyHealthy))
+		b.WriteString(encodeCmd("SET", keyStuck, val))
+	}
+	c1 := dialResp(t, addr)
+	go func() { _, _ = io.WriteString(c1.c, b.String()) }()
+	time.Sleep(time.Second)
+	c2 := dialResp(t, addr)
+	_ = c2.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got := c2.do(t, "GET", keyHealthy); got != "+OK" {
+		t.Fatalf("GET %s on the healthy server while the other is stuck = %q, want +OK", keyHealthy, got)
+	}
+}
+
 // Run must return when its ctx ends even if a server stopped reading while run itself was writing
 // the requests that queued during the connection's handshake.
 func TestRunReturnsWhileServerStopsReading(t *testing.T) {
