@@ -7,10 +7,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"sync"
 	"testing"
 
 	"github.com/podblocks/podblocks/ambassador"
+	"github.com/podblocks/podblocks/internal/loopback"
 )
 
 // BenchmarkPick measures Balancer.Pick+Done for each balancer over 3 and 50 endpoints. The
@@ -62,53 +62,21 @@ func BenchmarkAcquire(b *testing.B) {
 // cannedBackend answers every request head it reads with the same small response, so that a
 // benchmark's allocations are the proxy's.
 func cannedBackend(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	b.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
 	resp := []byte("HTTP/1.1 200 OK\r\nServer: canned\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n")
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return loopback.Serve(b, func(_ int, c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadSlice('\n')
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadSlice('\n')
-					if err != nil {
-						return
-					}
-					if len(line) == 2 { // the blank line ending a head
-						if _, err := c.Write(resp); err != nil {
-							return
-						}
-					}
+			if len(line) == 2 { // the blank line ending a head
+				if _, err := c.Write(resp); err != nil {
+					return
 				}
-			}()
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // BenchmarkHTTPProxyRequest measures one keep-alive GET through HTTPProxy to a canned backend,

@@ -16,49 +16,9 @@ import (
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/loopback"
 	"github.com/podblocks/podblocks/internal/shardproc"
 )
-
-// serveConns accepts connections on a loopback port and runs serve on each (with the
-// connection's number) until the test ends, when it closes the listener and the connections and
-// waits for serve to return. It returns the address.
-func serveConns(tb testing.TB, serve func(i int, c net.Conn)) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); serve(i, c) }()
-		}
-	}()
-	tb.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
 
 // fakeRedis is a scriptable redis backend: handle gets each command of each connection (its
 // number, the command's number on it, the args) and returns the reply, or "" for none: "hang"
@@ -71,7 +31,7 @@ type fakeRedis struct {
 func startFakeRedis(t *testing.T, handle func(conn, n int, args []string) string) *fakeRedis {
 	t.Helper()
 	f := &fakeRedis{handle: handle}
-	f.address = serveConns(t, f.serve)
+	f.address = loopback.Serve(t, f.serve)
 	return f
 }
 
@@ -424,7 +384,7 @@ func TestMultiKeyShardDiesMidFlight(t *testing.T) {
 // nilRedis answers every GET of the form "*2 $3 GET $n key" (five lines) with a nil reply, with
 // no allocation per request, so that a benchmark's allocations are the proxy's.
 func nilRedis(b *testing.B) string {
-	return serveConns(b, func(_ int, c net.Conn) {
+	return loopback.Serve(b, func(_ int, c net.Conn) {
 		buf := make([]byte, 64<<10)
 		out := make([]byte, 0, 64<<10)
 		lines := 0

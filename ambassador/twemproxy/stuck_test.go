@@ -14,6 +14,7 @@ import (
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
 	"github.com/podblocks/podblocks/internal/freeport"
+	"github.com/podblocks/podblocks/internal/loopback"
 )
 
 // Servers that stop reading, and clients that stall: found in review of the one-hand-off hot path.
@@ -22,7 +23,7 @@ import (
 // stuck flushing to it used to keep the healthy server's batch unflushed for every client.
 func TestStuckServerDoesNotBlockOthers(t *testing.T) {
 	stop := make(chan struct{})
-	stuck := serveConns(t, func(i int, c net.Conn) { <-stop })
+	stuck := loopback.Serve(t, func(i int, c net.Conn) { <-stop })
 	t.Cleanup(func() { close(stop) })
 	healthy := startFakeRedis(t, func(conn, n int, args []string) string { return "+OK\r\n" })
 	addr, _, pc := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n",
@@ -67,7 +68,7 @@ func TestStuckServerDoesNotBlockOthers(t *testing.T) {
 // the requests that queued during the connection's handshake.
 func TestRunReturnsWhileServerStopsReading(t *testing.T) {
 	stop := make(chan struct{})
-	be := serveConns(t, func(i int, c net.Conn) {
+	be := loopback.Serve(t, func(i int, c net.Conn) {
 		br := bufio.NewReader(c)
 		if _, err := readCommand(br); err != nil { // SELECT
 			return
