@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/podblocks/podblocks/election"
 	"github.com/podblocks/podblocks/electiontest"
+	"github.com/podblocks/podblocks/lifecycletest"
 )
 
 // runElector runs an Elector for id on b until the test ends.
@@ -24,20 +25,7 @@ func runElector(t *testing.T, b election.Backend, id string) *election.Elector {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-e.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("Elector not ready")
-	}
+	lifecycletest.StartReady(t, e, 10*time.Second)
 	return e
 }
 

@@ -81,6 +81,29 @@ func WaitReady(t testing.TB, r lifecycle.Readier, timeout time.Duration) {
 	}
 }
 
+// ReadyComponent is a component that reports when it is ready, as most of podblocks' do.
+type ReadyComponent interface {
+	lifecycle.Component
+	lifecycle.Readier
+}
+
+// StartReady is Start followed by a wait of up to timeout for c to become ready. It fails the test if
+// c is not ready in time, or if Run returns before c is ready (with what Run returned).
+func StartReady(t testing.TB, c ReadyComponent, timeout time.Duration) *Running {
+	t.Helper()
+	r := Start(t, c)
+	tm := time.NewTimer(timeout)
+	defer tm.Stop()
+	select {
+	case <-c.Ready():
+	case <-r.done:
+		t.Fatalf("lifecycletest: run returned %v before the component was ready", r.err)
+	case <-tm.C:
+		t.Fatalf("lifecycletest: not ready within %v", timeout)
+	}
+	return r
+}
+
 // FakeScaler is a lifecycle.Scaler that keeps the replica count in memory and records every Scale
 // call. Set Err to make every call fail. The zero value has zero replicas and is ready to use.
 type FakeScaler struct {

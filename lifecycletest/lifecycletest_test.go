@@ -3,6 +3,9 @@ package lifecycletest_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,5 +58,72 @@ func TestFakeScaler(t *testing.T) {
 	f.Err = errors.New("api down")
 	if _, err := f.Replicas(ctx); err == nil {
 		t.Error("Replicas with Err set returned nil")
+	}
+}
+
+// fatalTB records the first Fatalf and ends the calling goroutine, as testing.T does, and runs the
+// cleanups it was given when asked.
+type fatalTB struct {
+	testing.TB
+	fatal    string
+	cleanups []func()
+}
+
+func (f *fatalTB) Helper()               {}
+func (f *fatalTB) Cleanup(fn func())     { f.cleanups = append(f.cleanups, fn) }
+func (f *fatalTB) Errorf(string, ...any) {}
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.fatal = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// startReady runs StartReady on a fatalTB in its own goroutine (Fatalf ends it) and returns the
+// failure it recorded, "" when there was none, after running the cleanups.
+func startReady(c lifecycletest.ReadyComponent, timeout time.Duration) string {
+	f := &fatalTB{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		lifecycletest.StartReady(f, c, timeout)
+	}()
+	<-done
+	for i := len(f.cleanups) - 1; i >= 0; i-- {
+		f.cleanups[i]()
+	}
+	return f.fatal
+}
+
+// readyComp becomes ready after delay, or returns err at once when err is set.
+type readyComp struct {
+	delay time.Duration
+	err   error
+	ready chan struct{}
+}
+
+func (c *readyComp) Ready() <-chan struct{} { return c.ready }
+func (c *readyComp) Run(ctx context.Context) error {
+	if c.err != nil {
+		return c.err
+	}
+	select {
+	case <-time.After(c.delay):
+		close(c.ready)
+	case <-ctx.Done():
+		return nil
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func TestStartReady(t *testing.T) {
+	if got := startReady(&readyComp{delay: 10 * time.Millisecond, ready: make(chan struct{})}, 5*time.Second); got != "" {
+		t.Errorf("ready component: failed with %q", got)
+	}
+	got := startReady(&readyComp{err: errors.New("no port"), ready: make(chan struct{})}, 5*time.Second)
+	if !strings.Contains(got, "no port") || !strings.Contains(got, "before the component was ready") {
+		t.Errorf("component whose Run fails at once: failure %q, want Run's error named", got)
+	}
+	if got := startReady(&readyComp{delay: time.Hour, ready: make(chan struct{})}, 20*time.Millisecond); !strings.Contains(got, "not ready within") {
+		t.Errorf("component never ready: failure %q, want a timeout", got)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/podblocks/podblocks/adapter/health"
 	"github.com/podblocks/podblocks/adaptertest"
 	"github.com/podblocks/podblocks/lifecycle"
+	"github.com/podblocks/podblocks/lifecycletest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -269,16 +270,7 @@ func TestHookServer(t *testing.T) {
 	if err := a.Register(srv); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("hook server: %v", err)
-		}
-	}()
-	<-srv.Ready()
+	lifecycletest.StartReady(t, srv, 30*time.Second)
 	srv.SetState(lifecycle.StateReady)
 	base := "http://" + srv.Addr()
 	status := func(path string) int {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/podblocks/podblocks/lifecycletest"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zapcore"
 )
@@ -209,10 +210,7 @@ func TestRunSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	<-n.Ready()
+	run := lifecycletest.StartReady(t, n, 30*time.Second)
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -245,8 +243,7 @@ func TestRunSources(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := run.Stop(lifecycletest.DefaultStopTimeout); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/podblocks/podblocks/adapter/statsd"
 	"github.com/podblocks/podblocks/adaptertest"
+	"github.com/podblocks/podblocks/lifecycletest"
 )
 
 // start runs an Exporter on loopback listeners and stops it when the test ends.
@@ -28,22 +29,7 @@ func start(t *testing.T, opts ...statsd.Option) *statsd.Exporter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-e.Ready():
-	case err := <-done:
-		t.Fatalf("Run returned before ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("not ready within 30s")
-	}
+	lifecycletest.StartReady(t, e, 30*time.Second)
 	return e
 }
 
