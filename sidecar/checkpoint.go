@@ -38,6 +38,9 @@ type checkpointEntry struct {
 	FP     string `json:"fp,omitempty"`
 	FPLen  int64  `json:"fp_len"`
 	Offset int64  `json:"offset"`
+	// Unlinked tells that the file had been deleted while the Tailer still read it: no restart can
+	// open it again, and its inode may be reused by another file, so the entry is never resumed.
+	Unlinked bool `json:"unlinked,omitempty"`
 }
 
 // checkpointState is the checkpoint file's content.

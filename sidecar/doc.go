@@ -46,4 +46,11 @@
 // (up to 1 KiB): a sibling that merely starts like the original is therefore skipped up to where the
 // original was read. An inode reused for a new file whose first bytes equal the old file's (up to
 // 1 KiB, or up to its length if shorter) is taken for the old file.
+//
+// Deleted files: a file deleted while the Tailer has it open is read on from its descriptor until it
+// has not grown for WithDeletedGrace (default 5s), and read to its end when Run stops. A restart
+// cannot open it again: what was appended to it after the last checkpoint commit is lost (with a
+// Committer sink, so is what had been shipped from it after that commit, which the restart rolls
+// back); the Tailer commits right after reading from such a file, and a restart logs each such
+// entry with its delivered offset and never resumes it (the inode may hold a new file by then).
 package sidecar

@@ -48,6 +48,7 @@ type options struct {
 	readChunkBytes int
 	commitInterval time.Duration
 	closeIdle      time.Duration
+	deletedGrace   time.Duration
 	multiline      *regexp.Regexp
 	multilineWait  time.Duration
 	noWatch        bool
@@ -71,6 +72,7 @@ func defaultOptions() options {
 		readChunkBytes: 256 << 10,
 		commitInterval: 250 * time.Millisecond,
 		closeIdle:      10 * time.Second,
+		deletedGrace:   5 * time.Second,
 		multilineWait:  time.Second,
 		debounce:       100 * time.Millisecond,
 		backoff:        DefaultBackoff,
@@ -147,6 +149,19 @@ func WithCommitInterval(d time.Duration) Option {
 // (default 10s). It reopens the file if it grows later.
 func WithCloseIdle(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.closeIdle = d })
+}
+
+// WithDeletedGrace sets how long the Tailer keeps reading a file that was deleted (unlinked), or
+// moved out of the watched directories, while it had the file open (default 5s). A writer that
+// still holds the file open goes on appending to it through its descriptor, and only the Tailer's
+// own descriptor can still see those lines: the Tailer keeps the file open and reads it until it has
+// not grown for d, then ships its last line even without a newline and closes it. When Run ends
+// first, it reads such files to their end before it returns. Zero reads the file to the end found
+// when it is noticed gone, then closes it (lines appended later are lost); negative is an error.
+// The disk space of a deleted file is freed only once every descriptor, this one included, is
+// closed.
+func WithDeletedGrace(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.deletedGrace = d })
 }
 
 // WithMultiline joins lines into one record: a line matching start begins a record and the lines up

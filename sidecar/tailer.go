@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,9 +36,17 @@ import (
 //     is read from where the original had been delivered, so only the lines written between the
 //     copy and the truncation are lost (inherent to copytruncate).
 //
+// A file deleted (or moved out of the watched directories) while the Tailer has it open is read on
+// from that descriptor, where a writer holding it open still appends, until it has not grown for the
+// grace period (WithDeletedGrace, default 5s) or Run ends, which reads it to its end first.
+//
 // With WithCheckpoint, the offsets are committed to a checkpoint file after the sink confirmed
 // delivery. With a sink that implements Committer (FileSink), a crash at any moment and a restart
-// neither lose nor duplicate lines; with other sinks delivery is at-least-once.
+// neither lose nor duplicate lines; with other sinks delivery is at-least-once. The exception is a
+// deleted file: a restart cannot open it again, so what was appended to it after the last commit
+// (and, with a Committer, what was shipped from it after that commit and is rolled back) is lost,
+// and the restart logs it with the file's delivered offset. The Tailer commits right after each batch
+// it reads from a deleted file to keep that window short.
 //
 // On its first start (no checkpoint yet) the Tailer reads matching files from their beginning and
 // ignores rotated siblings that already exist.
@@ -56,7 +65,7 @@ type Tailer struct {
 
 // NewTailer returns a Tailer for the files matching globs (filepath.Match patterns, wildcards only in
 // the last element) delivering to sink. Options: WithCheckpoint, WithPollInterval, WithoutWatch,
-// WithMaxLineBytes, WithReadChunkBytes, WithCommitInterval, WithCloseIdle, WithMultiline,
+// WithMaxLineBytes, WithReadChunkBytes, WithCommitInterval, WithCloseIdle, WithDeletedGrace, WithMultiline,
 // WithBackoff (sink retries), WithLogger, WithRegisterer.
 func NewTailer(globs []string, sink Sink, opts ...Option) (*Tailer, error) {
 	if len(globs) == 0 {
@@ -93,6 +102,8 @@ func NewTailer(globs []string, sink Sink, opts ...Option) (*Tailer, error) {
 		return nil, &ConfigError{Field: "WithPollInterval", Reason: "must be positive"}
 	case o.commitInterval < 0:
 		return nil, &ConfigError{Field: "WithCommitInterval", Reason: "must not be negative"}
+	case o.deletedGrace < 0:
+		return nil, &ConfigError{Field: "WithDeletedGrace", Reason: "must not be negative"}
 	}
 	t.m = newTailerMetrics(o.registerer)
 	return t, nil
@@ -117,7 +128,9 @@ type tfile struct {
 	path     string
 	active   bool // path matches a glob (else a rotated sibling)
 	seen     bool // seen by the latest scan
-	gone     bool // no longer in the directory: read to EOF, then drop
+	gone     bool // no longer in the directory: read on for the grace period, then drop
+	unlinked bool // its link count was 0: no restart can open it again
+	goneAt   time.Time
 	f        *os.File
 	partial  []byte // bytes after off that do not form a complete line yet
 	off      int64  // file offset of the first byte not consumed into a line
@@ -156,12 +169,15 @@ type tailRun struct {
 	arena      []byte
 	recs       []Record
 	dirty      bool
+	urgent     bool // a gone file was read from: commit now, a restart cannot read it again
 	deferred   bool
 	lastCommit time.Time
 }
 
-// Run follows the files until ctx ends, then commits the checkpoint and returns nil. It returns an
-// error when the checkpoint cannot be read or the sink cannot be rolled back.
+// Run follows the files until ctx ends, then reads the files deleted while open to their end (they
+// cannot be reopened by a restart; the sink gets at most 5s for them), commits the checkpoint and
+// returns nil. It returns an error when the checkpoint cannot be read or the sink cannot be rolled
+// back.
 func (t *Tailer) Run(ctx context.Context) error {
 	rs := &tailRun{
 		files:    map[fileID]*tfile{},
@@ -183,6 +199,12 @@ func (t *Tailer) Run(ctx context.Context) error {
 		}
 		first = !found
 		for _, e := range st.Files {
+			if e.Unlinked {
+				// Its inode may hold another file by now: never resume anything from this entry.
+				t.log.Warn("checkpointed file was deleted while open and cannot be reopened: lines written to it after the offset are lost",
+					zap.String("file", e.Path), zap.Int64("offset", e.Offset))
+				continue
+			}
 			rs.restored[fileID{e.Dev, e.Ino}] = e
 		}
 		if c, ok := t.sink.(Committer); ok && found {
@@ -236,7 +258,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 			break
 		}
 		if progress {
-			if time.Since(rs.lastCommit) >= t.o.commitInterval {
+			if rs.urgent || time.Since(rs.lastCommit) >= t.o.commitInterval {
 				t.commit(rs)
 			}
 			if ctx.Err() != nil {
@@ -287,8 +309,92 @@ func (t *Tailer) Run(ctx context.Context) error {
 			t.scan(rs, false)
 		}
 	}
+	t.finishGone(ctx, rs)
 	rs.dirty = true
 	t.commit(rs)
+	return nil
+}
+
+// finalReadTimeout bounds how long Run, once its context ended, reads and ships the files that are
+// gone.
+const finalReadTimeout = 5 * time.Second
+
+// finishGone runs when Run is ending: files deleted while open cannot be opened again by a restart,
+// so they are read to their current end and their last line is shipped even without a newline. The
+// sink gets at most finalReadTimeout for it.
+func (t *Tailer) finishGone(ctx context.Context, rs *tailRun) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReadTimeout)
+	defer cancel()
+	now := time.Now()
+	for _, tf := range rs.order {
+		if tf.f == nil || tf.copyOf != nil {
+			continue
+		}
+		t.checkUnlinked(rs, tf, now) // deleted since the last scan
+		if !tf.gone {
+			continue
+		}
+		for {
+			n, err := t.readOnce(fctx, rs, tf)
+			if err != nil {
+				t.log.Warn("ship the rest of a deleted file", zap.String("file", tf.path), zap.Error(err))
+				return
+			}
+			if n == 0 {
+				break
+			}
+		}
+		if err := t.shipRest(fctx, rs, tf); err != nil {
+			t.log.Warn("ship the rest of a deleted file", zap.String("file", tf.path), zap.Error(err))
+			return
+		}
+	}
+}
+
+// checkUnlinked marks tf gone (and unlinked) when its link count dropped to 0.
+func (t *Tailer) checkUnlinked(rs *tailRun, tf *tfile, now time.Time) {
+	if tf.f == nil || tf.unlinked {
+		return
+	}
+	if fi, err := tf.f.Stat(); err == nil {
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
+			tf.unlinked = true
+			t.markGone(rs, tf, now)
+		}
+	}
+}
+
+// markGone starts tf's grace period.
+func (t *Tailer) markGone(rs *tailRun, tf *tfile, now time.Time) {
+	if tf.gone {
+		return
+	}
+	tf.gone, tf.goneAt = true, now
+	rs.dirty = true // Statusz shows it
+	t.log.Debug("file gone, reading on until it stops growing", zap.String("file", tf.path),
+		zap.Bool("deleted", tf.unlinked), zap.Duration("grace", t.o.deletedGrace))
+}
+
+// shipRest delivers what tf still holds back: its last line when it has no newline (tf will not be
+// read again), and a multiline record being joined.
+func (t *Tailer) shipRest(ctx context.Context, rs *tailRun, tf *tfile) error {
+	rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
+	rest := len(tf.partial)
+	pend, pendOff := slices.Clone(tf.pend), tf.pendOff // t.line may change the record being joined
+	if tf.f != nil && rest > 0 && !tf.skipping {
+		t.line(rs, tf, tf.partial, tf.off, false)
+	}
+	t.flushPending(rs, tf)
+	if err := t.deliver(ctx, rs); err != nil {
+		tf.pend, tf.pendOff = append(tf.pend[:0], pend...), pendOff // as before: tried again later
+		return err
+	}
+	if rest > 0 {
+		tf.off += int64(rest)
+		tf.partial = tf.partial[:0]
+	}
+	tf.done = tf.delivered()
+	rs.dirty = true
 	return nil
 }
 
@@ -442,22 +548,17 @@ func (t *Tailer) scan(rs *tailRun, first bool) {
 		}
 	}
 	// Files no longer listed: deleted ones (and ones missing from three listings in a row, renamed
-	// away from the patterns) are read to their end from the open descriptor, then dropped.
+	// away from the patterns) are read on from the open descriptor until they stop growing (idle),
+	// then dropped.
 	for _, tf := range rs.files {
 		if tf.seen {
 			tf.misses = 0
 			continue
 		}
 		tf.misses++
-		if tf.f != nil {
-			if fi, err := tf.f.Stat(); err == nil {
-				if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
-					tf.gone = true
-				}
-			}
-		}
+		t.checkUnlinked(rs, tf, now)
 		if tf.misses >= 3 {
-			tf.gone = true
+			t.markGone(rs, tf, now)
 		}
 		if tf.gone && tf.f == nil {
 			t.drop(rs, tf)
@@ -770,6 +871,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	}
 	tf.eof = false
 	tf.lastData = time.Now()
+	rs.urgent = rs.urgent || tf.gone
 	t.m.bytes.Add(float64(n))
 	data := buf[:np+n]
 	rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
@@ -892,12 +994,12 @@ func (t *Tailer) deliver(ctx context.Context, rs *tailRun) error {
 }
 
 // idle runs when every file is at its end: ship stale multiline records, close rotated files that
-// stay idle, drop files that are gone.
+// stay idle, drop files that are gone and stopped growing for the grace period.
 func (t *Tailer) idle(ctx context.Context, rs *tailRun) {
 	now := time.Now()
 	changed := false
 	for _, tf := range rs.files {
-		if tf.pendOff >= 0 && (tf.gone || now.Sub(tf.lastData) >= t.o.multilineWait) {
+		if tf.pendOff >= 0 && now.Sub(tf.lastData) >= t.o.multilineWait {
 			rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
 			t.flushPending(rs, tf)
 			if t.deliver(ctx, rs) != nil {
@@ -907,18 +1009,15 @@ func (t *Tailer) idle(ctx context.Context, rs *tailRun) {
 			rs.dirty = true
 		}
 		switch {
-		case tf.gone && (tf.eof || tf.f == nil):
-			if tf.f != nil && len(tf.partial) > 0 && !tf.skipping {
-				// The file is gone and will not grow: its last line has no newline.
-				rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
-				t.line(rs, tf, tf.partial, tf.off, false)
-				t.flushPending(rs, tf)
-				if t.deliver(ctx, rs) != nil {
-					return
-				}
+		case tf.gone && (tf.f == nil || tf.eof && now.Sub(later(tf.lastData, tf.goneAt)) >= t.o.deletedGrace):
+			// Gone and not grown for the grace period: its last line has no newline.
+			if t.shipRest(ctx, rs, tf) != nil {
+				return
 			}
 			t.drop(rs, tf)
 			changed = true
+		case tf.gone:
+			// Still in its grace period: a restart cannot reopen it, so it is never closed here.
 		case !tf.active && tf.f != nil && tf.eof && now.Sub(tf.lastData) >= t.o.closeIdle:
 			tf.close()
 		}
@@ -928,12 +1027,20 @@ func (t *Tailer) idle(ctx context.Context, rs *tailRun) {
 	}
 }
 
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // commit writes the checkpoint when something changed: the sink's mark first, then the offsets.
 func (t *Tailer) commit(rs *tailRun) {
 	if !rs.dirty {
 		return
 	}
 	rs.lastCommit = time.Now()
+	rs.urgent = false
 	if f, ok := t.sink.(Flusher); ok {
 		if err := f.Flush(); err != nil {
 			t.log.Warn("flush sink", zap.Error(err))
@@ -944,9 +1051,11 @@ func (t *Tailer) commit(rs *tailRun) {
 	rows := make([][]string, 0, len(rs.files))
 	for _, tf := range rs.files {
 		st.Files = append(st.Files, checkpointEntry{Path: tf.path, Dev: tf.id.dev, Ino: tf.id.ino,
-			FP: tf.fp, FPLen: tf.fpLen, Offset: tf.done})
+			FP: tf.fp, FPLen: tf.fpLen, Offset: tf.done, Unlinked: tf.unlinked})
 		state := "active"
 		switch {
+		case tf.unlinked:
+			state = "deleted"
 		case tf.gone:
 			state = "gone"
 		case !tf.active && tf.f == nil:

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zaptest"
@@ -167,6 +168,7 @@ func TestNewTailerValidates(t *testing.T) {
 		{"bad pattern", []string{"/x/[.log"}, sink, nil, "config globs"},
 		{"chunk too small", []string{"/x/*.log"}, sink, []Option{WithMaxLineBytes(100), WithReadChunkBytes(100)}, "WithReadChunkBytes"},
 		{"zero poll", []string{"/x/*.log"}, sink, []Option{WithPollInterval(0)}, "WithPollInterval"},
+		{"negative deleted grace", []string{"/x/*.log"}, sink, []Option{WithDeletedGrace(-time.Second)}, "WithDeletedGrace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -427,6 +429,173 @@ func TestTailerSeveralGlobsAndDirectories(t *testing.T) {
 	got := readShipped(t, e.out)
 	stop()
 	if diff := cmp.Diff([]string{"a", "b", "c"}, sortedCopy(lines(got))); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+}
+
+// fileState is the Statusz state of path ("" when the Tailer does not track it).
+func fileState(tl *Tailer, path string) string {
+	_, _, rows := tl.Statusz()
+	for _, r := range rows {
+		if r[0] == path {
+			return r[3]
+		}
+	}
+	return ""
+}
+
+// A writer that holds its log open goes on appending after the file was deleted (a rotation that
+// deletes instead of renaming, or a cleanup racing the writer): only the Tailer's descriptor still
+// sees those lines, so it must keep reading the deleted file, not read it to its end once and drop it.
+func TestTailerReadsDeletedFileWhileTheWriterAppends(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	w, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	fmt.Fprintln(w, "before")
+	tl := e.tailer(t) // default grace
+	stop := runTailer(t, tl)
+	e.waitLines(t, 1)
+	if err := os.Remove(app); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the Tailer has seen the deletion: from then on the lines below are in no directory.
+	await.True(t, "deletion noticed", 10*time.Second, func() bool { return fileState(tl, app) != "active" })
+	want := []string{"before"}
+	for i := range 50 {
+		l := fmt.Sprintf("after-%02d", i)
+		fmt.Fprintln(w, l)
+		want = append(want, l)
+		time.Sleep(10 * time.Millisecond) // the writes span ~25 polls of 20ms
+	}
+	got := e.waitLines(t, len(want))
+	if st := fileState(tl, app); st != "deleted" {
+		t.Errorf("state %q, want deleted (within the default grace period)", st)
+	}
+	stop()
+	if diff := cmp.Diff(want, lines(got)); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+}
+
+// When Run ends while a deleted file may still have unread lines, it reads them first: no restart
+// can open the file again. The checkpoint marks the entry so that a restart never resumes it.
+func TestTailerShipsDeletedFileWhenStopped(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	w, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	fmt.Fprintln(w, "before")
+	// No inotify and no poll during the test: only the final read can see what follows.
+	tl := e.tailer(t, WithoutWatch(), WithPollInterval(time.Hour), WithDeletedGrace(time.Hour))
+	stop := runTailer(t, tl)
+	e.waitLines(t, 1)
+	if err := os.Remove(app); err != nil {
+		t.Fatal(err)
+	}
+	want := append([]string{"before"}, numbered("after", 0, 20)...)
+	for _, l := range want[1:] {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprint(w, "last, without a newline")
+	want = append(want, "last, without a newline")
+	stop()
+	if diff := cmp.Diff(want, lines(readShipped(t, e.out))); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+	fi, err := w.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := loadCheckpoint(e.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCP := []checkpointEntry{{Path: app, Dev: uint64(fi.Sys().(*syscall.Stat_t).Dev), Ino: fi.Sys().(*syscall.Stat_t).Ino,
+		Offset: fi.Size(), Unlinked: true}}
+	if diff := cmp.Diff(wantCP, st.Files, cmpopts.IgnoreFields(checkpointEntry{}, "FP", "FPLen")); diff != "" {
+		t.Errorf("checkpoint (-want +got):\n%s", diff)
+	}
+}
+
+// After the grace period without growth, a deleted file's last line is shipped even without a
+// newline and its descriptor is closed (its disk space is freed only then).
+func TestTailerClosesDeletedFileAfterGrace(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	w, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	fmt.Fprintln(w, "a")
+	tl := e.tailer(t, WithDeletedGrace(300*time.Millisecond))
+	stop := runTailer(t, tl)
+	e.waitLines(t, 1)
+	if err := os.Remove(app); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(w, "b\nc")
+	got := e.waitLines(t, 3)
+	if diff := cmp.Diff([]string{"a", "b", "c"}, lines(got)); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+	await.True(t, "deleted file dropped", 10*time.Second, func() bool { return fileState(tl, app) == "" })
+	if n := openDescriptorsOf(t, app); n != 1 { // the writer's
+		t.Errorf("%d descriptors open on %s, want 1 (the writer's)", n, app)
+	}
+	stop()
+}
+
+// openDescriptorsOf counts this process' descriptors on the deleted file path.
+func openDescriptorsOf(t *testing.T, path string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, de := range ents {
+		if l, err := os.Readlink(filepath.Join("/proc/self/fd", de.Name())); err == nil && l == path+" (deleted)" {
+			n++
+		}
+	}
+	return n
+}
+
+// A checkpoint entry of a file that was deleted while open is never resumed: its inode may hold a
+// new file by now, even one starting with the same bytes, and that file is read from its start.
+func TestTailerRestartNeverResumesDeletedFileEntry(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	appendFile(t, app, numbered("n", 0, 6)...)
+	data, err := os.ReadFile(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := fi.Sys().(*syscall.Stat_t)
+	fp, _ := fingerprint(bytes.NewReader(data), int64(len(data)))
+	// What an earlier run left: a deleted file with this inode and these first bytes, read to the
+	// middle of its third line.
+	st := checkpointState{Version: 1, Files: []checkpointEntry{{Path: app, Dev: uint64(sys.Dev), Ino: sys.Ino,
+		FP: fp, FPLen: int64(len(data)), Offset: 15, Unlinked: true}}}
+	if err := writeCheckpoint(e.state, st); err != nil {
+		t.Fatal(err)
+	}
+	stop := runTailer(t, e.tailer(t))
+	got := e.waitLines(t, 6)
+	stop()
+	if diff := cmp.Diff(numbered("n", 0, 6), lines(got)); diff != "" {
 		t.Errorf("shipped (-want +got):\n%s", diff)
 	}
 }
