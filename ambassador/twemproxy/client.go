@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 const (
@@ -18,6 +20,11 @@ const (
 	// bytes of replies it has not taken.
 	maxPending = 1024
 	maxOutBuf  = 1 << 20
+	// maxStalledOut bounds the replies buffered for a client that does not read them: the requests
+	// it has in flight when its reader stops can have replies of any size. A reply that finds this
+	// much unwritten cuts the client off, as redis's client-output-buffer-limit does; a single
+	// reply larger than this still goes through.
+	maxStalledOut = 32 << 20
 )
 
 // client is one client connection. Its reader goroutine parses batches of requests, queues them
@@ -210,6 +217,13 @@ func (c *client) dispatch(batch []*Request, scratch *routeScratch) {
 	}
 	scratch.touched = scratch.touched[:0]
 	scratch.ds.flush()
+	// Read no more while a server connection this batch filled holds its limit: a server that
+	// stops reading would otherwise let every client queue up to maxPending requests in it.
+	for i, sc := range scratch.full {
+		sc.waitForRoom()
+		scratch.full[i] = nil
+	}
+	scratch.full = scratch.full[:0]
 }
 
 // checkAuth answers password handshakes and, in a pool with redis_auth, every request of a
@@ -261,8 +275,14 @@ func (c *client) drainLocked() {
 			}
 		}
 		if !c.broken && !c.quit {
-			c.out = append(c.out, r.Resp...)
-			c.quit = r.Quit
+			if len(c.out) >= maxStalledOut {
+				p.log.Warn("client output buffer limit reached: closing the client",
+					zap.Int("buffered", len(c.out)), zap.Stringer("client", c.conn.RemoteAddr()))
+				c.breakLocked()
+			} else {
+				c.out = append(c.out, r.Resp...)
+				c.quit = r.Quit
+			}
 		}
 		putRequest(r)
 	}

@@ -45,4 +45,12 @@
 // only while the client's socket is full. Each server connection has a reader goroutine, which
 // completes the requests and writes the clients' ready replies straight to their sockets, and a
 // goroutine that dials it. Replies reach each client in the order of its requests.
+//
+// # Limits
+//
+// A client's reader stops reading while the client has 1024 requests unanswered or 1 MB of
+// replies unwritten. A server connection's output buffer holds at most 4 MB plus one batch of
+// each client's requests: a client whose batch finds it full reads no more until the server takes
+// it. A client that stops reading is closed once 32 MB of its replies wait unwritten (as redis's
+// client-output-buffer-limit does).
 package twemproxy

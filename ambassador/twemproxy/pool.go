@@ -225,6 +225,7 @@ type routeScratch struct {
 	now      time.Time     // the batch's time, the requests' sent time
 	ds       *dirtySet     // clients with replies to write
 	touched  []*serverConn // connections with bytes to flush
+	full     []*serverConn // connections whose output buffer is full: wait for room after the batch
 }
 
 func (s *routeScratch) fragOf(n int) []int {
@@ -250,14 +251,23 @@ func (st *poolState) forward(r *Request, key []byte, scratch *routeScratch) {
 func (st *poolState) send(r *Request, s *server, scratch *routeScratch) {
 	r.server = s
 	sc := s.conns[scratch.clientID%uint64(len(s.conns))]
-	if sc.enqueue(r, scratch.now, scratch.ds) {
-		for _, t := range scratch.touched {
-			if t == sc {
-				return
-			}
-		}
-		scratch.touched = append(scratch.touched, sc)
+	owe, full := sc.enqueue(r, scratch.now, scratch.ds)
+	if owe {
+		scratch.touched = addConn(scratch.touched, sc)
 	}
+	if full {
+		scratch.full = addConn(scratch.full, sc)
+	}
+}
+
+// addConn adds sc to set unless it is there.
+func addConn(set []*serverConn, sc *serverConn) []*serverConn {
+	for _, t := range set {
+		if t == sc {
+			return set
+		}
+	}
+	return append(set, sc)
 }
 
 // place returns the index of key's server.

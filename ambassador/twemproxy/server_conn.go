@@ -13,7 +13,14 @@ import (
 	"time"
 )
 
-const ioBufSize = 16 << 10
+const (
+	ioBufSize = 16 << 10
+	// maxServerOut bounds a server connection's output buffer while the server does not take it
+	// (it stopped reading, or is slow): a client reader that finds this much queued after its batch
+	// waits for room before it reads more, so the buffer holds at most this plus one batch of each
+	// client's requests.
+	maxServerOut = 4 << 20
+)
 
 // server is one backend of a pool state.
 type server struct {
@@ -48,8 +55,9 @@ type serverConn struct {
 	inflight   []*Request // requests in out or written, awaiting replies, in order, not taken by the reader
 	waiting    []*Request // requests queued while not connected
 	closing    bool
-	readerIdle bool      // the reader waits for a reply with no request taken: enqueue arms the deadline
-	armed      time.Time // the read deadline enqueue armed
+	readerIdle bool          // the reader waits for a reply with no request taken: enqueue arms the deadline
+	armed      time.Time     // the read deadline enqueue armed
+	room       chan struct{} // closed when out shrinks below maxServerOut; nil: nobody waits
 
 	wake chan struct{} // capacity 1: a pending wake-up is enough
 
@@ -80,14 +88,15 @@ func (sc *serverConn) signal() {
 }
 
 // enqueue appends r for the server at time now. It reports whether the caller must flush the
-// output buffer: false when r is waiting for a connection, or when another goroutine owes a
-// flush that will carry r's bytes. It never blocks on the network.
-func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) bool {
+// output buffer (owe: false when r is waiting for a connection, or when another goroutine owes a
+// flush that will carry r's bytes) and whether the buffer is full, in which case the caller must
+// waitForRoom before it reads more requests. It never blocks on the network.
+func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) (owe, full bool) {
 	sc.mu.Lock()
 	if sc.closing {
 		sc.mu.Unlock()
 		r.finish(ErrClosed, ds)
-		return false
+		return false, false
 	}
 	if sc.sess == nil {
 		sc.waiting = append(sc.waiting, r)
@@ -96,13 +105,38 @@ func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) bool {
 		if first {
 			sc.signal()
 		}
-		return false
+		return false, false
 	}
 	sc.appendLocked(r, now)
-	owe := !sc.owed
+	owe = !sc.owed
 	sc.owed = true
+	full = len(sc.out) >= maxServerOut
 	sc.mu.Unlock()
-	return owe
+	return owe, full
+}
+
+// waitForRoom blocks while the output buffer is full and the session lives.
+func (sc *serverConn) waitForRoom() {
+	sc.mu.Lock()
+	for len(sc.out) >= maxServerOut && sc.sess != nil && !sc.closing {
+		if sc.room == nil {
+			sc.room = make(chan struct{})
+		}
+		room := sc.room
+		sc.mu.Unlock()
+		<-room
+		sc.mu.Lock()
+	}
+	sc.mu.Unlock()
+}
+
+// roomLocked wakes the goroutines waiting for room: out was taken or dropped, or the connection
+// is closing.
+func (sc *serverConn) roomLocked() {
+	if sc.room != nil {
+		close(sc.room)
+		sc.room = nil
+	}
 }
 
 func (sc *serverConn) appendLocked(r *Request, now time.Time) {
@@ -148,6 +182,7 @@ func (sc *serverConn) flushLocked(ds *dirtySet, nonBlocking bool) {
 		s, buf, nr := sc.sess, sc.out, sc.noreply
 		sc.out, sc.spareOut = sc.spareOut[:0], nil
 		sc.noreply, sc.spareNR = sc.spareNR[:0], nil
+		sc.roomLocked()
 		sc.mu.Unlock()
 		var err error
 		if nonBlocking && s.nb != nil {
@@ -227,6 +262,7 @@ func (sc *serverConn) kill(s *session, err error, count bool, ds *dirtySet) {
 		sc.out = sc.out[:0]
 		sc.readerIdle = false
 		sc.owed = false
+		sc.roomLocked()
 	}
 	sc.mu.Unlock()
 	s.conn.Close()
@@ -255,6 +291,7 @@ func (sc *serverConn) inQueue() (n int, bytes int64) {
 func (sc *serverConn) close() {
 	sc.mu.Lock()
 	sc.closing = true
+	sc.roomLocked()
 	s := sc.finishedLocked()
 	sc.mu.Unlock()
 	if s != nil {
@@ -403,13 +440,16 @@ func handshake(conn net.Conn, send []byte, n int) error {
 }
 
 // readLoop reads session s's replies in order until it dies. It takes the in-flight requests in
-// batches, completes each with its reply, and writes the clients' replies once per read.
+// batches, completes each with its reply, and writes the clients' replies before each read from
+// the server: once per read when replies arrive whole.
 func (sc *serverConn) readLoop(s *session) {
 	defer close(s.done)
-	br := bufio.NewReaderSize(s.conn, ioBufSize)
 	timeout := sc.st.cfg.Timeout
 	proto := sc.st.proto
 	var ds dirtySet
+	// Every read that can wait for the server first writes the replies completed so far, so a
+	// slowly arriving reply does not hold up the replies before it.
+	br := bufio.NewReaderSize(&flushingReader{r: s.conn, ds: &ds}, ioBufSize)
 	var local []*Request
 	i := 0
 	// Counters are published in batches to keep atomics off the per-reply path.
@@ -529,8 +569,18 @@ func (sc *serverConn) readLoop(s *session) {
 		i++
 		sc.st.success(sc.srv)
 		r.finish(nil, &ds) // r may be released from here on
-		if br.Buffered() == 0 {
-			ds.flush()
-		}
 	}
+}
+
+// flushingReader reads from r after writing the replies collected in ds.
+type flushingReader struct {
+	r  io.Reader
+	ds *dirtySet
+}
+
+func (f *flushingReader) Read(b []byte) (int, error) {
+	if len(f.ds.clients) > 0 {
+		f.ds.flush()
+	}
+	return f.r.Read(b)
 }
