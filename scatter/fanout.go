@@ -122,23 +122,26 @@ type call[Req, Resp, Out any] struct {
 	canaryDone chan struct{}
 	n, canaryN int32
 	early      int32
+	end        int32 // worker dispatch: one past the last position
+	first      int   // shard index of position 0 (rotates with canaries)
 	signalled  atomic.Bool
 	why        atomic.Uint32
 	failed     atomic.Int32 // first failing shard under fail-fast
-	_          [64]byte     // keep gate, written by every leaf, off the line of the fields leaves only read
+	_          [64]byte     // keep gate and next, written by every leaf, off the line of the fields leaves only read
 	// gate counts the shards that finished (low 32 bits); bit 63 says Do returned early. A leaf
 	// publishes its slot with an atomic store to Slot.state, then adds one here: one shared atomic
 	// add per leaf. Gated leaves (one goroutine per shard) are not counted in f.wg one by one: if
 	// Do ends early it adds 1 to f.wg for the leaves still running, and the leaf whose add brings
 	// the count to tracked (the number of goroutines started) releases it.
-	gate    atomic.Uint64
-	tracked uint32 // written by Do before it closes the gate
+	gate atomic.Uint64
+	// next is the next position to take: each gated goroutine takes one when it starts (so that
+	// all of them run one func value, which costs no allocation per goroutine), and each worker
+	// under WithConcurrency takes positions until none are left.
+	next    atomic.Int32
 	ok      atomic.Int32
-	next    atomic.Int32 // worker dispatch: next position to take
-	end     int32        // worker dispatch: one past the last position
-	first   int          // shard index of position 0 (rotates with canaries)
-	mu      sync.Mutex   // serialises Fold
-	closed  bool         // under mu: Do ended early, no more folds
+	tracked uint32     // written by Do before it closes the gate
+	mu      sync.Mutex // serialises Fold
+	closed  bool       // under mu: Do ended early, no more folds
 }
 
 func (c *call[Req, Resp, Out]) signal(w Why) {
@@ -186,9 +189,7 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 		c.canaryN = int32(k)
 		c.canaryDone = make(chan struct{})
 		if c.gated {
-			for j := 0; j < k; j++ {
-				go c.run((c.first + j) % n)
-			}
+			c.dispatchGated(k)
 		} else {
 			f.wg.Add(k)
 			for j := 0; j < k; j++ {
@@ -206,8 +207,8 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 			// Nothing can end the fan-out but its leaves: Do would only wait, so it calls the
 			// last shard itself instead of starting a goroutine for it.
 			if c.gated && pos == 0 && n > 0 {
-				c.dispatchGated(0, n-1)
-				c.run(n - 1)
+				c.dispatchGated(n - 1)
+				c.runNext()
 			} else {
 				c.dispatch(pos)
 			}
@@ -258,7 +259,7 @@ func (c *call[Req, Resp, Out]) awaitCanary(ctx context.Context) bool {
 func (c *call[Req, Resp, Out]) dispatch(pos int) {
 	n := int(c.n)
 	if c.gated {
-		c.dispatchGated(pos, n)
+		c.dispatchGated(n - pos)
 		return
 	}
 	lim := c.f.cfg.concurrency
@@ -277,22 +278,24 @@ func (c *call[Req, Resp, Out]) dispatch(pos int) {
 	}
 }
 
-// dispatchGated starts a goroutine for each of the positions pos..end-1 (gated: not counted in f.wg).
-func (c *call[Req, Resp, Out]) dispatchGated(pos, end int) {
-	n := int(c.n)
-	if c.first == 0 {
-		for i := pos; i < end; i++ {
-			go c.run(i)
-		}
-		return
-	}
-	for j := pos; j < end; j++ {
-		go c.run((c.first + j) % n)
+// dispatchGated starts k gated goroutines (not counted in f.wg), each of which takes the next
+// position. They all run one func value: a go statement with arguments would allocate a closure
+// per goroutine.
+func (c *call[Req, Resp, Out]) dispatchGated(k int) {
+	run := c.runNext
+	for range k {
+		go run()
 	}
 }
 
-// run is a gated shard's goroutine.
-func (c *call[Req, Resp, Out]) run(i int) { c.runOne(i, c.start) }
+// runNext is a gated shard's goroutine: it takes the next position and calls its shard.
+func (c *call[Req, Resp, Out]) runNext() {
+	i := int(c.next.Add(1) - 1)
+	if c.first != 0 {
+		i = (c.first + i) % int(c.n)
+	}
+	c.runOne(i, c.start)
+}
 
 // runTracked is the goroutine of a shard counted in f.wg.
 func (c *call[Req, Resp, Out]) runTracked(i int) {
