@@ -536,11 +536,15 @@ func copyFlushing(w http.ResponseWriter, body io.Reader, buf []byte) error {
 }
 
 // roundTrip writes r to an upstream connection of b and reads the response headers. A reused
-// keep-alive connection that turns out to be closed is replaced by a fresh one when replay is
-// allowed (the request was idempotent or nothing of it was read).
+// keep-alive connection that turns out to be closed is replaced by a newly dialed one (not the
+// next pooled one: that has been idle at least as long, so the endpoint has likely closed it too)
+// when replay is allowed (the request was idempotent or nothing of it was read).
 func (p *HTTPProxy) roundTrip(r *http.Request, b *Backend, replay bool) (*upConn, *http.Response, error) {
 	for fresh := false; ; fresh = true {
-		uc := b.idle.get()
+		var uc *upConn
+		if !fresh {
+			uc = b.idle.get()
+		}
 		reused := uc != nil
 		if !reused {
 			nc, err := p.dialer.DialContext(r.Context(), "tcp", b.Addr)

@@ -639,3 +639,74 @@ func TestHTTPProxyDialFailureRetriedForFree(t *testing.T) {
 		t.Errorf("live endpoint saw %d requests, want 6", got)
 	}
 }
+
+// TestHTTPProxyStaleKeepAliveReplayedOnNewConnection: an endpoint closes every connection after
+// one answer (as any server does to keep-alive connections idle past its timeout), so every pooled
+// connection is stale. A request that finds its pooled connection closed is replayed once on a
+// newly dialed connection, not on the next pooled one, which is just as stale.
+func TestHTTPProxyStaleKeepAliveReplayedOnNewConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served sync.WaitGroup
+	var dials atomic.Int64
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dials.Add(1)
+			served.Add(1)
+			go func() {
+				defer served.Done()
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond) // let the warm-up requests overlap
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-acceptDone
+		served.Wait()
+	})
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: ln.Addr().String()}),
+		ambassador.WithRetryBudget(ambassador.RetryBudget{Percent: 0, MinConcurrent: 0}),
+		ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: -1}))
+	c := client(t)
+	// Two overlapping requests leave two pooled connections, both closed by the endpoint.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			resp, err := c.Get(url)
+			if err != nil {
+				t.Errorf("warm-up GET: %v", err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("warm-up GET = %d", resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for i := range 3 {
+		if code, body := get(t, c, url); code != 200 {
+			t.Fatalf("GET %d after the endpoint closed its pooled connections = %d %q, want 200", i, code, body)
+		}
+	}
+	if got := dials.Load(); got != 5 {
+		t.Errorf("endpoint accepted %d connections, want 5 (2 warm-up, then one new per request)", got)
+	}
+}
