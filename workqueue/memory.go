@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,14 +25,55 @@ const (
 
 type entry struct {
 	rec   Record
+	ids   string // rec.ID formatted
+	tok   string // the lease token of the first attempt, made with ids by name; "" once used
 	state uint8
 	idx   int    // index in the delayed heap
 	next  *entry // leased list; inbox stack
 	prev  *entry // leased list
 }
 
-// entryPool recycles the entries of acked items.
-var entryPool = sync.Pool{New: func() any { return &entry{idx: -1} }}
+// name gives e its ID, formatted once with the token of its first lease: "<id>.1", whose prefix is
+// the ID, so that neither an Add nor the first Lease of the item allocates a string of its own.
+func (e *entry) name(id uint64) string {
+	e.rec.ID = id
+	e.tok = FormatLease(id, 1)
+	e.ids = e.tok[:len(e.tok)-2]
+	return e.ids
+}
+
+// maxFree bounds the entries an idle queue keeps for reuse (about 1 MiB).
+const maxFree = 4096
+
+// recycleLocked keeps the entry of an acked item, which nothing refers to any more, for a later
+// Add. Called with mu held.
+func (q *Memory) recycleLocked(e *entry) {
+	if q.nfree >= maxFree {
+		return
+	}
+	*e = entry{idx: -1, next: q.free}
+	q.free = e
+	q.nfree++
+}
+
+// newEntry returns a recycled entry, or a new one. The hot-path Add calls it without mu: it takes
+// the entries acked since its last visit all at once, when mu is free, and hands them out one by one.
+func (q *Memory) newEntry() *entry {
+	q.sparesMu.Lock()
+	if q.spares == nil && q.mu.TryLock() {
+		q.spares, q.free, q.nfree = q.free, nil, 0
+		q.mu.Unlock()
+	}
+	e := q.spares
+	if e != nil {
+		q.spares, e.next = e.next, nil
+	}
+	q.sparesMu.Unlock()
+	if e == nil {
+		e = &entry{idx: -1}
+	}
+	return e
+}
 
 // keyState orders the live items of one key: q[0] is the one whose turn it is.
 type keyState struct{ q []*entry }
@@ -62,7 +102,10 @@ type Memory struct {
 	_     [64]byte
 	seq   atomic.Uint64
 	inbox atomic.Pointer[entry] // keyless, undelayed adds not yet in the ready lanes (a stack)
-	_     [64]byte
+	// The hot-path Adds' supply of recycled entries, refilled from free (see newEntry).
+	sparesMu sync.Mutex
+	spares   *entry
+	_        [64]byte
 
 	mu      sync.Mutex
 	leasedM map[uint64]*entry // leased items by ID
@@ -74,6 +117,8 @@ type Memory struct {
 	keys    map[string]*keyState
 	dead    []DeadItem
 	scratch []*entry  // drainLocked's
+	free    *entry    // entries of acked items, for Adds (linked by next)
+	nfree   int       // len(free)
 	waiters []*waiter // parked Lease calls, FIFO
 	// spare holds idle waiters. It is per queue, not global: a waiter's channel belongs to the
 	// goroutines that made it (a testing/synctest bubble, say), like the queue itself.
@@ -84,7 +129,7 @@ type Memory struct {
 	closed  bool
 }
 
-var _ Queue = (*Memory)(nil)
+var _ Batcher = (*Memory)(nil)
 
 // lock takes mu. The hot paths hold it for well under a microsecond, so a contender yields and
 // retries a few times before it parks on the mutex: parking and waking through the runtime costs
@@ -159,7 +204,7 @@ func (q *Memory) recover(recs []Record) {
 			q.dead = append(q.dead, deadItem(r, r.Reason, r.Added))
 			continue
 		}
-		e := &entry{rec: r, idx: -1}
+		e := &entry{rec: r, ids: strconv.FormatUint(r.ID, 10), idx: -1}
 		q.live++
 		if r.Key != "" {
 			ks := q.keys[r.Key]
@@ -282,14 +327,24 @@ func (q *Memory) stopSpinning() {
 	}
 }
 
-// leaseLocked leases e. Called with mu held.
-func (q *Memory) leaseLocked(e *entry, now time.Time) {
+// leaseLocked leases e and copies it out to it: once mu is unlocked, the lease can expire, the item
+// be leased and acked by another Lease, and the entry be recycled for a new item. The caller arms
+// the event timer. Called with mu held.
+func (q *Memory) leaseLocked(e *entry, now time.Time, it *Item) {
 	e.rec.Attempt++
 	e.rec.Deadline = now.Add(q.cfg.lease)
 	e.state = stLeased
 	q.leased.insert(e)
 	q.leasedM[e.rec.ID] = e
-	q.armLocked(now)
+	tok := e.tok
+	if tok == "" {
+		tok = FormatLease(e.rec.ID, e.rec.Attempt)
+	}
+	e.tok = ""
+	*it = Item{
+		ID: e.ids, Key: e.rec.Key, Payload: e.rec.Payload, Priority: e.rec.Priority,
+		Attempt: e.rec.Attempt, Lease: tok, Deadline: e.rec.Deadline,
+	}
 }
 
 // armLocked makes the event timer fire by the next timed event (a delayed item coming due or a
@@ -426,12 +481,12 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		if q.isClosed.Load() {
 			return "", ErrClosed
 		}
-		e := entryPool.Get().(*entry)
+		e := q.newEntry()
 		e.rec.Payload, e.rec.Priority, e.state = payload, opts.Priority, stReady
-		id := q.seq.Add(1)
-		e.rec.ID = id
+		id := e.name(q.seq.Add(1)) // before the push: from then on a Lease may take e
+		var old *entry
 		for {
-			old := q.inbox.Load()
+			old = q.inbox.Load()
 			e.next = old
 			if q.inbox.CompareAndSwap(old, e) {
 				break
@@ -441,9 +496,12 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			// Closed while this pushed: no Lease will take the item, so do not report it added.
 			return "", ErrClosed
 		}
-		// Parked Leases re-check the inbox after they stop counting as spinning, so either they
-		// see this item or this sees no spinner and wakes one.
-		if q.spinning.Load() == 0 && q.nparked.Load() > 0 {
+		// A Lease takes the whole inbox at once, so only the Add that found it empty decides
+		// whether to wake one: whoever takes its item takes the later ones too. A Lease stops
+		// counting as spinning before it looks, and a parking Lease looks at the inbox after it
+		// counts as parked: so either a Lease sees this item or this sees nobody looking and
+		// wakes a parked one.
+		if old == nil && q.spinning.Load() == 0 && q.nparked.Load() > 0 {
 			q.lock()
 			q.drainLocked()
 			if q.ready.len() > 0 {
@@ -451,7 +509,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			}
 			q.mu.Unlock()
 		}
-		return strconv.FormatUint(id, 10), nil
+		return id, nil
 	}
 	var now time.Time // read only when needed: clock reads are a large part of an Add's cost
 	if opts.Delay > 0 || q.cfg.journal != nil {
@@ -473,16 +531,16 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		if ks != nil {
 			last := ks.q[len(ks.q)-1]
 			if last.rec.Attempt == 0 && last.state != stNew && last.state != stLeased {
-				id := last.rec.ID
+				id := last.ids
 				q.mu.Unlock()
-				return strconv.FormatUint(id, 10), nil
+				return id, nil
 			}
 		} else {
 			ks = &keyState{}
 			q.keys[opts.Key] = ks
 		}
 	}
-	e.rec.ID = q.seq.Add(1)
+	id := e.name(q.seq.Add(1))
 	q.live++
 	if ks != nil {
 		ks.q = append(ks.q, e)
@@ -498,14 +556,35 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			return "", err
 		}
 	}
-	id := e.rec.ID
 	q.makeVisible(e, now)
 	q.mu.Unlock()
-	return strconv.FormatUint(id, 10), nil
+	return id, nil
 }
 
 // Lease implements Queue.
 func (q *Memory) Lease(ctx context.Context) (*Item, error) {
+	it := make([]Item, 1)
+	if _, err := q.lease(ctx, it); err != nil {
+		return nil, err
+	}
+	return &it[0], nil
+}
+
+// LeaseBatch implements Batcher: one lock and one clock read lease up to len(dst) ready items.
+func (q *Memory) LeaseBatch(ctx context.Context, dst []Item) (int, error) {
+	if len(dst) == 0 {
+		return 0, errEmptyBatch
+	}
+	return q.lease(ctx, dst)
+}
+
+// lease is Lease and LeaseBatch: it leases up to len(dst) > 0 items into dst.
+//
+// Wake-ups: an Add of the hot path wakes a parked Lease only when no Lease counts as spinning, so a
+// Lease that counts stops counting (under mu, before it drains the inbox) every time it looks: an
+// Add that saw it counted pushed its item before that, and the drain finds it; an Add after that
+// sees no spinner (or another one, which will look again) and wakes a parked Lease itself.
+func (q *Memory) lease(ctx context.Context, dst []Item) (int, error) {
 	spinning := false // counted in q.spinning
 	spun := 0
 	for {
@@ -513,64 +592,66 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 			if spinning {
 				q.stopSpinning()
 			}
-			return nil, err
+			return 0, err
 		}
 		now := q.now()
 		q.lock()
+		if spinning {
+			spinning = false
+			q.spinning.Add(-1)
+		}
 		if q.closed {
 			q.mu.Unlock()
-			if spinning {
-				q.spinning.Add(-1)
-			}
-			return nil, ErrClosed
+			return 0, ErrClosed
 		}
 		q.drainLocked()
 		q.advance(now)
-		var buried []Change
-		for q.ready.len() > 0 {
+		var changes []Change // buried items first, then the leases (with a journal)
+		n := 0
+		for n < len(dst) && q.ready.len() > 0 {
 			e := q.ready.pop()
 			if q.cfg.maxAttempts > 0 && e.rec.Attempt >= q.cfg.maxAttempts {
-				buried = append(buried, q.bury(e, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts), now))
+				changes = append(changes, q.bury(e, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts), now))
 				continue
 			}
-			q.leaseLocked(e, now)
+			q.leaseLocked(e, now, &dst[n])
+			n++
+			if q.cfg.journal != nil {
+				changes = append(changes, Change{Op: OpPut, Record: e.rec})
+			}
+		}
+		if n > 0 {
+			q.armLocked(now)
 			if testHookLeased != nil {
 				testHookLeased()
 			}
-			if spinning {
-				q.spinning.Add(-1)
-			}
-			// An Add that saw this Lease spinning woke nobody: take what it left in the inbox into
-			// account before deciding whether to wake another Lease.
-			q.drainLocked()
 			if q.ready.len() > 0 {
 				q.wakeLocked() // hand the search on
 			}
-			if q.cfg.journal == nil {
-				// Copy the record under the lock: once unlocked, the lease can expire, be taken and
-				// acked by another Lease, and the entry be recycled for a new item.
-				rec := e.rec
-				q.mu.Unlock()
-				if testHookUnlocked != nil {
-					testHookUnlocked()
-				}
-				return newItem(rec.ID, rec.Key, rec.Payload, rec.Priority, rec.Attempt, rec.Deadline), nil
-			}
-			rec := e.rec
 			q.mu.Unlock()
-			it := newItem(rec.ID, rec.Key, rec.Payload, rec.Priority, rec.Attempt, rec.Deadline)
-			return q.leased1(it, append(buried, Change{Op: OpPut, Record: rec}))
+			if testHookUnlocked != nil {
+				testHookUnlocked()
+			}
+			if q.cfg.journal == nil {
+				return n, nil
+			}
+			if lj, ok := q.cfg.journal.(LazyJournal); ok {
+				lj.CommitLater(changes)
+				return n, nil
+			}
+			if err := q.commit(changes...); err != nil {
+				return 0, err
+			}
+			return n, nil
 		}
-		if !spinning && q.spinning.Load() < q.spinners {
+		if spun < spinRounds && q.spinning.Load() < q.spinners {
+			// Spin: look again in a moment without the lock.
 			spinning = true
 			q.spinning.Add(1)
-		}
-		if spinning && spun < spinRounds {
-			// Spin: look again in a moment without the lock.
 			q.mu.Unlock()
-			if err := q.commit(buried...); err != nil {
+			if err := q.commit(changes...); err != nil {
 				q.stopSpinning()
-				return nil, err
+				return 0, err
 			}
 			for ; spun < spinRounds && !q.available(); spun++ {
 				runtime.Gosched()
@@ -582,11 +663,7 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 		w := q.spare.Get().(*waiter)
 		q.waiters = append(q.waiters, w)
 		q.nparked.Add(1)
-		if spinning {
-			spinning = false
-			q.spinning.Add(-1)
-		}
-		if q.inbox.Load() != nil { // an Add that saw us spinning did not wake anyone
+		if q.inbox.Load() != nil { // an Add that saw no parked Lease did not wake anyone
 			q.removeWaiter(w)
 			q.mu.Unlock()
 			q.spare.Put(w)
@@ -594,12 +671,12 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 		}
 		q.armLocked(now)
 		q.mu.Unlock()
-		if err := q.commit(buried...); err != nil {
+		if err := q.commit(changes...); err != nil {
 			if !q.dropWaiter(w) {
 				q.stopSpinning()
 			}
 			q.spare.Put(w)
-			return nil, err
+			return 0, err
 		}
 		select {
 		case <-w.ch:
@@ -611,26 +688,6 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 		}
 		q.spare.Put(w)
 	}
-}
-
-func newItem(id uint64, key string, payload []byte, prio, attempt int, deadline time.Time) *Item {
-	tok := FormatLease(id, attempt)
-	return &Item{
-		ID: tok[:strings.IndexByte(tok, '.')], Key: key, Payload: payload, Priority: prio,
-		Attempt: attempt, Lease: tok, Deadline: deadline,
-	}
-}
-
-// leased1 journals a lease and returns the item.
-func (q *Memory) leased1(it *Item, ch []Change) (*Item, error) {
-	if lj, ok := q.cfg.journal.(LazyJournal); ok {
-		lj.CommitLater(ch)
-		return it, nil
-	}
-	if err := q.commit(ch...); err != nil {
-		return nil, err
-	}
-	return it, nil
 }
 
 // removeWaiter takes w out of the waiters if it is there. Called with mu held.
@@ -689,28 +746,73 @@ func (q *Memory) heldID(id uint64, attempt int, now time.Time) (*entry, error) {
 // until the queue has handed the item out again (the work was done, so that is harmless); after
 // that the old token gets ErrLeaseLost.
 func (q *Memory) Ack(ctx context.Context, lease string) error {
-	var now time.Time
 	id, attempt, err := ParseLease(lease)
 	if err != nil {
 		return err
 	}
 	q.lock()
-	e, err := q.heldID(id, attempt, now)
+	e, err := q.ackLocked(id, attempt)
+	q.checkDrained()
+	if err == nil {
+		q.recycleLocked(e)
+	}
+	q.mu.Unlock()
 	if err != nil {
-		q.mu.Unlock()
 		return err
 	}
-	q.unleaseLocked(e)
-	q.forget(e, now)
-	q.checkDrained()
-	q.mu.Unlock()
-	// Nothing refers to e any more: the entry of an acked item is reused by a later Add.
-	*e = entry{idx: -1}
-	entryPool.Put(e)
 	if q.cfg.journal == nil {
 		return nil
 	}
 	return q.commit(Change{Op: OpDelete, Record: Record{ID: id}})
+}
+
+// AckBatch implements Batcher: one lock acks every lease of leases (and one journal commit).
+func (q *Memory) AckBatch(ctx context.Context, leases []string) error {
+	var errs []error
+	var changes []Change
+	q.lock()
+	for i, lease := range leases {
+		id, attempt, err := ParseLease(lease)
+		if err == nil {
+			var e *entry
+			if e, err = q.ackLocked(id, attempt); err == nil {
+				q.recycleLocked(e)
+				if q.cfg.journal != nil {
+					changes = append(changes, Change{Op: OpDelete, Record: Record{ID: id}})
+				}
+				continue
+			}
+		}
+		if errs == nil {
+			errs = make([]error, len(leases))
+		}
+		errs[i] = err
+	}
+	q.checkDrained()
+	q.mu.Unlock()
+	if err := q.commit(changes...); err != nil {
+		if errs == nil {
+			errs = make([]error, len(leases))
+		}
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
+	return batchError(errs)
+}
+
+// ackLocked ends the lease attempt of item id and forgets the item; the caller recycles the entry
+// once it no longer needs it. Called with mu held.
+func (q *Memory) ackLocked(id uint64, attempt int) (*entry, error) {
+	e, err := q.heldID(id, attempt, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	q.unleaseLocked(e)
+	q.forget(e, time.Time{})
+	return e, nil
 }
 
 // Nack implements Queue.

@@ -51,7 +51,9 @@ func WithoutKeyTurns() Option { return func(s *suite) { s.noKeyTurns = true } }
 
 const wait = 20 * time.Second // generous: CI machines are shared
 
-// TestQueue runs the conformance suite against newQueue.
+// TestQueue runs the conformance suite against newQueue. The batch cases go through
+// workqueue.LeaseBatch and workqueue.AckBatch, so they check a backend's own Batcher methods when it
+// has them and the one-at-a-time fallback when it has not.
 func TestQueue(t *testing.T, newQueue NewQueue, opts ...Option) {
 	var s suite
 	for _, o := range opts {
@@ -81,6 +83,12 @@ func TestQueue(t *testing.T, newQueue NewQueue, opts ...Option) {
 		{"UnknownLease", false, def, testUnknownLease},
 		{"Concurrent", false, def, testConcurrent},
 		{"Stats", false, def, testStats},
+		{"LeaseBatch", false, def, testLeaseBatch},
+		{"LeaseBatchWaitsAndHonoursContext", false, def, testLeaseBatchWaits},
+		{"LeaseBatchPriority", s.noPriority, def, testLeaseBatchPriority},
+		{"LeaseBatchKeyTurns", s.noKeyTurns, def, testLeaseBatchKeyTurns},
+		{"LeaseBatchMaxAttempts", false, Config{LeaseDuration: 10 * time.Second, MaxAttempts: 1}, testLeaseBatchMaxAttempts},
+		{"AckBatch", false, def, testAckBatch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -569,4 +577,200 @@ func testStats(t *testing.T, q workqueue.Queue) {
 	})
 	ack(t, q, it)
 	depthIs(t, q, 2)
+}
+
+// leaseBatch leases through workqueue.LeaseBatch into a batch of size max and checks its shape.
+func leaseBatch(t *testing.T, q workqueue.Queue, max int) []workqueue.Item {
+	t.Helper()
+	dst := make([]workqueue.Item, max)
+	n, err := workqueue.LeaseBatch(ctxT(t, wait), q, dst)
+	if err != nil {
+		t.Fatalf("LeaseBatch(%d): %v", max, err)
+	}
+	if n < 1 || n > max {
+		t.Fatalf("LeaseBatch(%d) leased %d items", max, n)
+	}
+	return dst[:n]
+}
+
+// leaseAll leases n items with batches of up to max, in the order they come.
+func leaseAll(t *testing.T, q workqueue.Queue, n, max int) []workqueue.Item {
+	t.Helper()
+	var got []workqueue.Item
+	for len(got) < n {
+		got = append(got, leaseBatch(t, q, min(max, n-len(got)))...)
+	}
+	return got
+}
+
+func payloads(its []workqueue.Item) []string {
+	var s []string
+	for _, it := range its {
+		s = append(s, string(it.Payload))
+	}
+	return s
+}
+
+func leases(its []workqueue.Item) []string {
+	var s []string
+	for _, it := range its {
+		s = append(s, it.Lease)
+	}
+	return s
+}
+
+func testLeaseBatch(t *testing.T, q workqueue.Queue) {
+	if _, err := workqueue.LeaseBatch(ctxT(t, wait), q, nil); !errors.Is(err, workqueue.ErrInvalid) {
+		t.Errorf("LeaseBatch with an empty batch: %v, want ErrInvalid", err)
+	}
+	var want, ids []string
+	for i := range 5 {
+		p := fmt.Sprintf("item-%d", i)
+		want = append(want, p)
+		ids = append(ids, add(t, q, p, workqueue.AddOptions{}))
+	}
+	before := time.Now()
+	got := leaseAll(t, q, 5, 3)
+	if diff := cmp.Diff(want, payloads(got)); diff != "" {
+		t.Errorf("lease order (-want +got):\n%s", diff)
+	}
+	seen := map[string]bool{}
+	for i, it := range got {
+		if it.ID != ids[i] || it.Attempt != 1 || it.Lease == "" || seen[it.Lease] || !it.Deadline.After(before) {
+			t.Errorf("item %d: id %s (want %s), attempt %d, lease %q (seen %v), deadline %v (leased after %v)",
+				i, it.ID, ids[i], it.Attempt, it.Lease, seen[it.Lease], it.Deadline, before)
+		}
+		seen[it.Lease] = true
+	}
+	eventually(t, "5 leased", func() (bool, string) {
+		s, err := q.Stats(ctxT(t, wait))
+		return err == nil && s.Leased == 5 && s.Depth() == 5, fmt.Sprintf("%+v (err %v)", s, err)
+	})
+	noLease(t, q, 300*time.Millisecond)
+	// Each item of a batch is a lease of its own: nack one, ack the rest.
+	if err := q.Nack(ctxT(t, wait), got[2].Lease, 0); err != nil {
+		t.Fatalf("Nack: %v", err)
+	}
+	if err := workqueue.AckBatch(ctxT(t, wait), q, leases(append(got[:2:2], got[3:]...))); err != nil {
+		t.Fatalf("AckBatch: %v", err)
+	}
+	again := leaseBatch(t, q, 3)
+	if diff := cmp.Diff([]string{"item-2", "2"}, []string{string(again[0].Payload), fmt.Sprint(again[0].Attempt)}); len(again) != 1 || diff != "" {
+		t.Errorf("after the nack: %d items, first (payload, attempt) (-want +got):\n%s", len(again), diff)
+	}
+	if err := workqueue.AckBatch(ctxT(t, wait), q, leases(again)); err != nil {
+		t.Fatalf("AckBatch: %v", err)
+	}
+	depthIs(t, q, 0)
+}
+
+func testLeaseBatchWaits(t *testing.T, q workqueue.Queue) {
+	type res struct {
+		its []workqueue.Item
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		dst := make([]workqueue.Item, 10)
+		n, err := workqueue.LeaseBatch(ctxT(t, wait), q, dst)
+		ch <- res{dst[:n], err}
+	}()
+	time.Sleep(100 * time.Millisecond) // not synchronisation: gives the LeaseBatch a chance to block first
+	id := add(t, q, "late", workqueue.AddOptions{})
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("LeaseBatch: %v", r.err)
+	}
+	if len(r.its) != 1 || r.its[0].ID != id {
+		t.Fatalf("LeaseBatch got %d items (%v), want the one item %s", len(r.its), payloads(r.its), id)
+	}
+	if err := workqueue.AckBatch(ctxT(t, wait), q, leases(r.its)); err != nil {
+		t.Fatalf("AckBatch: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if n, err := workqueue.LeaseBatch(ctx, q, make([]workqueue.Item, 4)); n != 0 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("LeaseBatch on an empty queue: %d items, %v; want 0, context.DeadlineExceeded", n, err)
+	}
+}
+
+func testLeaseBatchPriority(t *testing.T, q workqueue.Queue) {
+	add(t, q, "low", workqueue.AddOptions{Priority: -1})
+	add(t, q, "normal-1", workqueue.AddOptions{})
+	add(t, q, "high", workqueue.AddOptions{Priority: 5})
+	add(t, q, "normal-2", workqueue.AddOptions{})
+	got := leaseAll(t, q, 4, 4)
+	if diff := cmp.Diff([]string{"high", "normal-1", "normal-2", "low"}, payloads(got)); diff != "" {
+		t.Errorf("lease order (-want +got):\n%s", diff)
+	}
+	if err := workqueue.AckBatch(ctxT(t, wait), q, leases(got)); err != nil {
+		t.Fatalf("AckBatch: %v", err)
+	}
+}
+
+func testLeaseBatchKeyTurns(t *testing.T, q workqueue.Queue) {
+	add(t, q, "v1", workqueue.AddOptions{Key: "k"})
+	first := leaseBatch(t, q, 4)
+	add(t, q, "v2", workqueue.AddOptions{Key: "k"})
+	add(t, q, "other", workqueue.AddOptions{})
+	// v2 waits for v1's ack: a batch must not hand out two items of one key.
+	got := leaseBatch(t, q, 4)
+	if diff := cmp.Diff([]string{"other"}, payloads(got)); diff != "" {
+		t.Errorf("batch while k is leased (-want +got):\n%s", diff)
+	}
+	if err := workqueue.AckBatch(ctxT(t, wait), q, leases(append(first, got...))); err != nil {
+		t.Fatalf("AckBatch: %v", err)
+	}
+	got = leaseBatch(t, q, 4)
+	if diff := cmp.Diff([]string{"v2"}, payloads(got)); diff != "" {
+		t.Errorf("batch after the ack (-want +got):\n%s", diff)
+	}
+	if err := workqueue.AckBatch(ctxT(t, wait), q, leases(got)); err != nil {
+		t.Fatalf("AckBatch: %v", err)
+	}
+}
+
+func testLeaseBatchMaxAttempts(t *testing.T, q workqueue.Queue) {
+	add(t, q, "poison", workqueue.AddOptions{})
+	add(t, q, "fine", workqueue.AddOptions{})
+	got := leaseAll(t, q, 2, 2)
+	if err := q.Nack(ctxT(t, wait), got[0].Lease, 0); err != nil {
+		t.Fatalf("Nack: %v", err)
+	}
+	// poison used its one attempt: a batch buries it instead of leasing it.
+	noLease(t, q, 500*time.Millisecond)
+	eventually(t, "one dead letter, one leased", func() (bool, string) {
+		s, err := q.Stats(ctxT(t, wait))
+		return err == nil && s.Dead == 1 && s.Depth() == 1, fmt.Sprintf("%+v (err %v)", s, err)
+	})
+	if err := workqueue.AckBatch(ctxT(t, wait), q, leases(got[1:])); err != nil {
+		t.Fatalf("AckBatch: %v", err)
+	}
+	depthIs(t, q, 0)
+}
+
+func testAckBatch(t *testing.T, q workqueue.Queue) {
+	add(t, q, "a", workqueue.AddOptions{})
+	add(t, q, "b", workqueue.AddOptions{})
+	got := leaseAll(t, q, 2, 2)
+	if err := workqueue.AckBatch(ctxT(t, wait), q, nil); err != nil {
+		t.Errorf("AckBatch of nothing: %v", err)
+	}
+	err := workqueue.AckBatch(ctxT(t, wait), q, []string{got[0].Lease, "nonsense", got[1].Lease, got[0].Lease})
+	if !errors.Is(err, workqueue.ErrLeaseLost) {
+		t.Fatalf("AckBatch with a bad and a repeated lease: %v, want ErrLeaseLost", err)
+	}
+	var be *workqueue.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("AckBatch error %T, want *workqueue.BatchError", err)
+	}
+	var failed []bool
+	for _, e := range be.Errs {
+		failed = append(failed, e != nil)
+	}
+	if diff := cmp.Diff([]bool{false, true, false, true}, failed); diff != "" {
+		t.Errorf("which leases failed (-want +got):\n%s", diff)
+	}
+	depthIs(t, q, 0)
+	noLease(t, q, 300*time.Millisecond)
 }
