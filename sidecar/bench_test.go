@@ -36,8 +36,9 @@ func benchFile(b *testing.B, lines int) (dir string, size int64) {
 	return dir, int64(buf.Len())
 }
 
-// BenchmarkTailer measures the Tailer shipping a 100k-line file to a JSON-lines sink, against the
-// baseline of reading the same file and splitting it into lines (what any follower must do).
+// BenchmarkTailer measures the Tailer shipping a 100k-line file to a JSON-lines and to a raw sink,
+// against the baseline of reading the same file and splitting it into lines (what any follower must
+// do).
 func BenchmarkTailer(b *testing.B) {
 	const lines = 100_000
 	dir, size := benchFile(b, lines)
@@ -65,27 +66,36 @@ func BenchmarkTailer(b *testing.B) {
 			}
 		}
 	})
-	b.Run("tailer-json", func(b *testing.B) {
-		b.SetBytes(size)
-		b.ReportAllocs()
-		for b.Loop() {
-			sink := &countingSink{w: NewWriterSink(io.Discard)}
-			tl, err := NewTailer([]string{filepath.Join(dir, "*.log")}, sink, WithPollInterval(time.Hour))
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- tl.Run(ctx) }()
-			for sink.n.Load() < lines {
-				time.Sleep(100 * time.Microsecond)
-			}
-			cancel()
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
+	for _, format := range []struct {
+		name string
+		f    Format
+	}{{"tailer-json", FormatJSON}, {"tailer-raw", FormatRaw}} {
+		b.Run(format.name, func(b *testing.B) { benchTailer(b, dir, size, lines, format.f) })
+	}
+}
+
+// benchTailer runs a Tailer over the file in dir until it shipped all its lines to a sink writing
+// format into io.Discard.
+func benchTailer(b *testing.B, dir string, size int64, lines int64, format Format) {
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		sink := &countingSink{w: NewWriterSink(io.Discard, WithFormat(format))}
+		tl, err := NewTailer([]string{filepath.Join(dir, "*.log")}, sink, WithPollInterval(time.Hour))
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- tl.Run(ctx) }()
+		for sink.n.Load() < lines {
+			time.Sleep(100 * time.Microsecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func BenchmarkAppendJSON(b *testing.B) {

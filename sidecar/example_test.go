@@ -1,10 +1,12 @@
 package sidecar_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/podblocks/podblocks/sidecar"
@@ -94,4 +96,50 @@ func ExampleAppendJSON() {
 	fmt.Print(string(out))
 	// Output:
 	// {"file":"/var/log/app.log","line":"GET /a \"ok\"","offset":120}
+}
+
+// The Kubernetes streaming sidecar, `tail -n+1 -F app.log` on the sidecar's stdout so that
+// `kubectl logs` shows the application's lines, with rotation and restarts handled: raw lines.
+func ExampleWithFormat() {
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+	os.WriteFile(filepath.Join(dir, "app.log"), []byte("started\nserving on :8080\n"), 0o644)
+
+	out := &lockedBuffer{}
+	sink := sidecar.NewWriterSink(out, sidecar.WithFormat(sidecar.FormatRaw)) // os.Stdout in a sidecar
+	tailer, err := sidecar.NewTailer([]string{filepath.Join(dir, "app.log")}, sink,
+		sidecar.WithCheckpoint(filepath.Join(dir, "state.json")))
+	if err != nil {
+		panic(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tailer.Run(ctx) }()
+	for len(splitLines(out.Bytes())) < 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	fmt.Print(string(out.Bytes()))
+	// Output:
+	// started
+	// serving on :8080
+}
+
+// lockedBuffer is a bytes.Buffer safe for the sink's writer goroutine and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
 }

@@ -53,6 +53,9 @@ type options struct {
 	multilineWait  time.Duration
 	noWatch        bool
 
+	// WriterSink, FileSink.
+	format Format
+
 	// Reloader, Syncer, Supervisor, HTTPSink.
 	debounce   time.Duration
 	backoff    Backoff

@@ -211,8 +211,28 @@ type Flusher interface {
 	Flush() error
 }
 
-// WriterSink writes records as JSON lines (see AppendJSON) to an io.Writer such as os.Stdout. It is
-// not a Committer: after a crash the lines since the last checkpoint are delivered again
+// Format is how WriterSink and FileSink write a record.
+type Format int
+
+const (
+	// FormatJSON writes one JSON object per record and a newline, as AppendJSON does:
+	// {"file":"...","line":"...","offset":N}. It is the default (the zero value).
+	FormatJSON Format = iota
+	// FormatRaw writes the line as it was read and a newline, the way `tail -F` prints it (a joined
+	// multiline record keeps its inner newlines). The file name and the offset are not written, so
+	// lines of several files cannot be told apart in the output. Binary and over-long lines are
+	// skipped by the Tailer in either format.
+	FormatRaw
+)
+
+// WithFormat sets the output format of WriterSink and FileSink (default FormatJSON; values other
+// than FormatRaw mean FormatJSON).
+func WithFormat(f Format) Option {
+	return optionFunc(func(o *options) { o.format = f })
+}
+
+// WriterSink writes records as JSON lines (see AppendJSON), or raw lines with WithFormat(FormatRaw),
+// to an io.Writer such as os.Stdout. It is not a Committer: after a crash the lines since the last checkpoint are delivered again
 // (at-least-once). It is a Flusher: a batch is written by a background goroutine while the next one
 // is read and encoded (one batch in flight; Flush waits for it), so reading and writing overlap.
 type WriterSink struct {
@@ -220,19 +240,26 @@ type WriterSink struct {
 	w        io.Writer
 	bufs     [2][]byte
 	cur      int
-	enc      jsonEncoder
+	enc      encoder
 	inflight chan error // result of the batch being written; nil when none
 	failed   []byte     // a batch whose write failed, written again first
 }
 
-// jsonEncoder appends records as AppendJSON does, encoding each distinct file name once.
-type jsonEncoder struct {
+// encoder appends records in a Format: as AppendJSON does, encoding each distinct file name once, or
+// raw.
+type encoder struct {
+	raw    bool
 	file   string
 	prefix []byte // {"file":"...","line":
 }
 
+func newEncoder(f Format) encoder { return encoder{raw: f == FormatRaw} }
+
 // appendBatch appends recs to dst.
-func (e *jsonEncoder) appendBatch(dst []byte, recs []Record) []byte {
+func (e *encoder) appendBatch(dst []byte, recs []Record) []byte {
+	if e.raw {
+		return appendRaw(dst, recs)
+	}
 	need := 0
 	for i := range recs {
 		need += len(recs[i].Line) + len(recs[i].File) + 48
@@ -244,7 +271,20 @@ func (e *jsonEncoder) appendBatch(dst []byte, recs []Record) []byte {
 	return dst
 }
 
-func (e *jsonEncoder) append(dst []byte, r *Record) []byte {
+// appendRaw appends each record's line and a newline.
+func appendRaw(dst []byte, recs []Record) []byte {
+	need := 0
+	for i := range recs {
+		need += len(recs[i].Line) + 1
+	}
+	dst = slices.Grow(dst, need)
+	for i := range recs {
+		dst = append(append(dst, recs[i].Line...), '\n')
+	}
+	return dst
+}
+
+func (e *encoder) append(dst []byte, r *Record) []byte {
 	if r.File != e.file || e.prefix == nil {
 		e.file = r.File
 		e.prefix = append(appendJSONString(append(e.prefix[:0], `{"file":`...), r.File), `,"line":`...)
@@ -288,8 +328,10 @@ func digits8(v uint64) uint64 {
 	return t | (z-t*10)<<8 + zeros8
 }
 
-// NewWriterSink returns a sink writing JSON lines to w.
-func NewWriterSink(w io.Writer) *WriterSink { return &WriterSink{w: w} }
+// NewWriterSink returns a sink writing JSON lines to w. Options: WithFormat.
+func NewWriterSink(w io.Writer, opts ...Option) *WriterSink {
+	return &WriterSink{w: w, enc: newEncoder(buildOptions(opts).format)}
+}
 
 // Write implements Sink: it encodes recs, waits for the previous batch to be written, and starts
 // writing this one.
@@ -339,10 +381,11 @@ func (s *WriterSink) Flush() error {
 	return s.settle()
 }
 
-// FileSink appends records as JSON lines to a file and is a Committer: its mark is the file's length,
+// FileSink appends records as JSON lines (or raw lines, WithFormat(FormatRaw)) to a file and is a
+// Committer: its mark is the file's length,
 // and Rollback truncates the file back to it. Open it with OpenFileSink; Close it when done.
 type FileSink struct {
-	enc  jsonEncoder
+	enc  encoder
 	mu   sync.Mutex
 	f    *os.File
 	w    *bufio.Writer
@@ -350,8 +393,8 @@ type FileSink struct {
 	buf  []byte
 }
 
-// OpenFileSink opens (creating if needed) the file at path for appending.
-func OpenFileSink(path string) (*FileSink, error) {
+// OpenFileSink opens (creating if needed) the file at path for appending. Options: WithFormat.
+func OpenFileSink(path string, opts ...Option) (*FileSink, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open sink: %w", err)
@@ -361,7 +404,7 @@ func OpenFileSink(path string) (*FileSink, error) {
 		f.Close()
 		return nil, fmt.Errorf("seek sink: %w", err)
 	}
-	return &FileSink{f: f, w: bufio.NewWriterSize(f, 256<<10), size: end}, nil
+	return &FileSink{f: f, w: bufio.NewWriterSize(f, 256<<10), size: end, enc: newEncoder(buildOptions(opts).format)}, nil
 }
 
 // Write implements Sink.

@@ -134,6 +134,75 @@ func TestFileSinkMarkAndRollback(t *testing.T) {
 	}
 }
 
+// TestRawFormat checks both sinks with WithFormat(FormatRaw): each line as it was read and a newline,
+// in order, copied before Write returns; the file sink's marks and rollback count raw bytes.
+func TestRawFormat(t *testing.T) {
+	ctx := context.Background()
+	recs := func(lines ...string) []Record {
+		var out []Record
+		for i, l := range lines {
+			out = append(out, Record{File: "/logs/a.log", Line: []byte(l), Offset: int64(i), plain: isPlain([]byte(l))})
+		}
+		return out
+	}
+	// Raw output does not escape anything; a joined multiline record keeps its newlines.
+	batch := recs(`quote " backslash \ `, "tab\tcontrol\x01", "ünïcødé", "", "panic: x\n\tat main.go:1")
+	want := "quote \" backslash \\ \ntab\tcontrol\x01\nünïcødé\n\npanic: x\n\tat main.go:1\n"
+
+	var buf bytes.Buffer
+	ws := NewWriterSink(&buf, WithFormat(FormatRaw))
+	if err := ws.Write(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	for i := range batch {
+		copy(batch[i].Line, bytes.Repeat([]byte("X"), len(batch[i].Line))) // the Tailer reuses its buffer
+	}
+	if err := ws.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, buf.String()); diff != "" {
+		t.Errorf("WriterSink output (-want +got):\n%s", diff)
+	}
+
+	path := filepath.Join(t.TempDir(), "out.log")
+	fs, err := OpenFileSink(path, WithFormat(FormatRaw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Write(ctx, recs("one", "two")); err != nil {
+		t.Fatal(err)
+	}
+	mark, err := fs.Mark()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mark != "8" {
+		t.Errorf("mark %q, want 8 (the raw bytes)", mark)
+	}
+	if err := fs.Write(ctx, recs("lost in the crash")); err != nil {
+		t.Fatal(err)
+	}
+	fs.Close()
+	fs, err = OpenFileSink(path, WithFormat(FormatRaw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	if err := fs.Rollback(mark); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Write(ctx, recs("three")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Write(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	if diff := cmp.Diff("one\ntwo\nthree\n", string(data)); diff != "" {
+		t.Errorf("FileSink output (-want +got):\n%s", diff)
+	}
+}
+
 var checkpointTests = []struct {
 	name string
 	in   string
@@ -312,7 +381,7 @@ func TestJSONEncoderMatchesAppendJSON(t *testing.T) {
 		recs = append(recs, Record{File: files[i/7%2], Line: line, Offset: off, plain: isPlain(line)})
 	}
 	recs = append(recs, Record{File: "f", Line: []byte("x"), Offset: 9_999_999_999_999_999}, Record{File: "f", Line: []byte("y"), Offset: 1e18 + 5})
-	var e jsonEncoder
+	var e encoder
 	var out []byte
 	for i := 0; i < len(recs); i += 100 {
 		out = e.appendBatch(out, recs[i:min(i+100, len(recs))])
@@ -343,7 +412,7 @@ func FuzzJSONEncoder(f *testing.F) {
 			recs = append(recs, Record{File: file, Line: line, Offset: off, plain: isPlain(line)})
 			off += int64(len(line)) + int64(step)*int64(i%3)
 		}
-		var e jsonEncoder
+		var e encoder
 		out := e.appendBatch(nil, recs)
 		dec := json.NewDecoder(bytes.NewReader(out))
 		for _, r := range recs {

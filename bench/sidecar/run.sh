@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Tail throughput: podblocks' logship (sidecar.Tailer + stdout JSON sink) against coreutils `tail -F`
-# on the same large, growing file, in the same run, alternating. Each run copies LINES/2 lines into a
+# Tail throughput: podblocks' logship (sidecar.Tailer + stdout sink) against coreutils `tail -F` on
+# the same large, growing file, in the same run, alternating. Each run copies LINES/2 lines into a
 # fresh app.log, starts the follower, appends the other LINES/2 lines while it reads, and times how
 # long the follower takes to emit all LINES lines (read by `head -n LINES`). Prints medians and the
-# throughput ratio logship/tail (goal >= 1.0). json-floor is a reference, not a follower: `cat` of the
-# JSON lines logship prints for the file, into the same `head`: what those bytes cost the pipe and
-# the reader from a plain `cat`.
+# throughput ratio tail/follower time (goal >= 1.0).
+#
+# logship runs in both output formats: `-format raw` prints the lines as read, the same bytes as
+# `tail -F` (the like-for-like comparison, and logship's use as Kubernetes' streaming sidecar);
+# the default `-format json` prints one {"file":...,"line":...,"offset":N} object per line, ~1.75x
+# the bytes. Each with and without a checkpoint (-state). json-floor is a reference, not a follower:
+# `cat` of the JSON lines logship prints for the file, into the same `head`: what those bytes cost the
+# pipe and the reader from a plain `cat`.
 #
 #   bench/sidecar/run.sh            # LINES=1000000 RUNS=5
 #   LINES=2000000 RUNS=7 bench/sidecar/run.sh
@@ -35,8 +40,10 @@ one() {
 	local cmd
 	case $1 in
 	tail) cmd=(tail -F -n +1 "$d/app.log") ;;
-	logship) cmd=("$work/logship" -glob "$d/*.log" -sink stdout) ;;
-	logship-state) cmd=("$work/logship" -glob "$d/*.log" -state "$d/state.json" -sink stdout) ;;
+	logship-raw) cmd=("$work/logship" -glob "$d/*.log" -sink stdout -format raw) ;;
+	logship-raw-state) cmd=("$work/logship" -glob "$d/*.log" -state "$d/state.json" -sink stdout -format raw) ;;
+	logship-json) cmd=("$work/logship" -glob "$d/*.log" -sink stdout) ;;
+	logship-json-state) cmd=("$work/logship" -glob "$d/*.log" -state "$d/state.json" -sink stdout) ;;
 	json-floor) cmd=(cat "$work/json") ;;
 	esac
 	local start end
@@ -47,10 +54,16 @@ one() {
 	echo $(((end - start) / 1000000))
 }
 
+# Before timing anything: -format raw must print exactly the file's bytes, like tail -F.
+mkdir -p "$work/check"; cat "$work/half1" "$work/half2" > "$work/check/app.log"
+head -n "$LINES" < <("$work/logship" -glob "$work/check/app.log" -format raw 2>/dev/null & echo $! > "$work/pid"; wait) > "$work/check/out"
+kill "$(cat "$work/pid")" 2>/dev/null || true
+cmp -s "$work/check/app.log" "$work/check/out" || { echo "logship -format raw output differs from the file" >&2; exit 1; }
+
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A times
-variants=(tail logship logship-state json-floor)
+variants=(tail logship-raw logship-raw-state logship-json logship-json-state json-floor)
 for ((r = 1; r <= RUNS; r++)); do
 	for v in "${variants[@]}"; do
 		ms=$(one "$v")
@@ -63,5 +76,5 @@ tail_ms=$(echo "${times[tail]}" | tr ' ' '\n' | grep . | median)
 for v in "${variants[@]}"; do
 	ms=$(echo "${times[$v]}" | tr ' ' '\n' | grep . | median)
 	awk -v v="$v" -v ms="$ms" -v n="$LINES" -v b="$bytes" -v t="$tail_ms" 'BEGIN {
-		printf "%-14s median %6d ms  %10.0f lines/s  %7.1f MB/s  ratio vs tail -F %.2fx\n", v, ms, n / (ms / 1000), b / (ms / 1000) / 1e6, t / ms }'
+		printf "%-18s median %6d ms  %10.0f lines/s  %7.1f MB/s  ratio vs tail -F %.2fx\n", v, ms, n / (ms / 1000), b / (ms / 1000) / 1e6, t / ms }'
 done

@@ -4,6 +4,13 @@
 //
 //	logship -glob '/var/log/app/*.log' -state /var/lib/logship/state.json -sink file:/shipped/app.jsonl
 //
+// With -format raw it writes each line as it was read instead (stdout and file sinks), which makes it
+// a drop-in for Kubernetes' streaming sidecar, `tail -n+1 -F FILE` on the sidecar's stdout so that
+// `kubectl logs POD -c SIDECAR` shows the application's lines, that also survives rotation by rename
+// and restarts without losing or repeating lines:
+//
+//	logship -glob /var/log/app/app.log -state /var/lib/logship/state.json -format raw
+//
 // Rotation by rename is followed (the renamed file is read to its end, also across restarts, and
 // rotated files that appeared while logship was down are read oldest first), copytruncate is handled,
 // and with the file sink a SIGKILL at any moment neither loses nor duplicates a line: the checkpoint
@@ -41,6 +48,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	glob := fs.String("glob", "", "files to follow, e.g. 'DIR/*.log' (comma-separated for several)")
 	state := fs.String("state", "", "checkpoint file (offsets survive restarts); empty: none")
 	sinkSpec := fs.String("sink", "stdout", "stdout | file:PATH | http:URL")
+	format := fs.String("format", "json", "json (one JSON object per line) | raw (the lines as read, like tail -F; stdout and file sinks)")
 	poll := fs.Duration("poll", 500*time.Millisecond, "rescan interval (also the fallback without inotify)")
 	maxLine := fs.Int("max-line", 64<<10, "longest line shipped; longer ones are reported and skipped")
 	multiline := fs.String("multiline", "", "regexp that starts a record; other lines join the previous one")
@@ -50,6 +58,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if *glob == "" {
 		return errors.New("-glob is required")
+	}
+	var sinkOpts []sidecar.Option
+	switch *format {
+	case "json":
+	case "raw":
+		if *sinkSpec != "stdout" && !strings.HasPrefix(*sinkSpec, "file:") {
+			return fmt.Errorf("-format raw: only with -sink stdout or file:PATH (the HTTP sink sends JSON lines)")
+		}
+		sinkOpts = append(sinkOpts, sidecar.WithFormat(sidecar.FormatRaw))
+	default:
+		return fmt.Errorf("-format %q: want json or raw", *format)
 	}
 	cfg := zap.NewProductionConfig()
 	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
@@ -68,9 +87,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if f, ok := stdout.(*os.File); ok {
 			growPipe(f)
 		}
-		sink = sidecar.NewWriterSink(stdout)
+		sink = sidecar.NewWriterSink(stdout, sinkOpts...)
 	case kind == "file" && rest != "":
-		fsink, err := sidecar.OpenFileSink(rest)
+		fsink, err := sidecar.OpenFileSink(rest, sinkOpts...)
 		if err != nil {
 			return err
 		}

@@ -121,8 +121,37 @@ func TestStdoutSink(t *testing.T) {
 	}
 }
 
+// TestStdoutRaw follows a file through a rename rotation with -format raw: the lines come out as they
+// were written, like tail -F prints them.
+func TestStdoutRaw(t *testing.T) {
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app.log")
+	appendLines(t, app, `he said "hi"`, "tab\there")
+	var out syncBuffer
+	cmd := start(t, &out, "-glob", app, "-format", "raw")
+	await.True(t, "2 lines", 20*time.Second, func() bool { return bytes.Count(out.Bytes(), []byte("\n")) >= 2 })
+	old, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(app, app+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, app, "new file")
+	await.True(t, "3 lines", 20*time.Second, func() bool { return bytes.Count(out.Bytes(), []byte("\n")) >= 3 })
+	fmt.Fprintln(old, "old file, after the rename") // read from the renamed file
+	old.Close()
+	await.True(t, "4 lines", 20*time.Second, func() bool { return bytes.Count(out.Bytes(), []byte("\n")) >= 4 })
+	term(t, cmd)
+	want := "he said \"hi\"\ntab\there\nnew file\nold file, after the rename\n"
+	if diff := cmp.Diff(want, string(out.Bytes())); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+}
+
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-sink", "stdout"}, {"-glob", "/x/*.log", "-sink", "kafka:x"}, {"-glob", "/x/*/y.log"}} {
+	for _, args := range [][]string{{"-sink", "stdout"}, {"-glob", "/x/*.log", "-sink", "kafka:x"}, {"-glob", "/x/*/y.log"},
+		{"-glob", "/x/*.log", "-format", "xml"}, {"-glob", "/x/*.log", "-format", "raw", "-sink", "http://127.0.0.1:1/"}} {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		if err == nil {
 			t.Errorf("logship %v: exit 0, want an error", args)
@@ -137,13 +166,19 @@ func TestBadFlags(t *testing.T) {
 // writes and rotates (logrotate style: app.log.1 -> app.log.2, app.log -> app.log.1): every line
 // reaches the file sink exactly once.
 func TestSIGKILLFileSinkExactlyOnce(t *testing.T) {
+	for _, format := range []string{"json", "raw"} {
+		t.Run(format, func(t *testing.T) { testSIGKILLFileSinkExactlyOnce(t, format) })
+	}
+}
+
+func testSIGKILLFileSinkExactlyOnce(t *testing.T, format string) {
 	dir := t.TempDir()
 	logs := filepath.Join(dir, "logs")
 	if err := os.Mkdir(logs, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	out, state := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "state.json")
-	args := []string{"-glob", filepath.Join(logs, "*.log"), "-state", state, "-sink", "file:" + out}
+	args := []string{"-glob", filepath.Join(logs, "*.log"), "-state", state, "-sink", "file:" + out, "-format", format}
 	cmd := start(t, nil, args...)
 	await.True(t, "first checkpoint", 20*time.Second, func() bool { _, err := os.Stat(state); return err == nil })
 
@@ -207,8 +242,16 @@ func TestSIGKILLFileSinkExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	counts := map[string]int{}
-	for _, r := range decode(t, data) {
-		counts[r.Line]++
+	if format == "raw" {
+		for _, l := range strings.SplitAfter(string(data), "\n") {
+			if l != "" {
+				counts[strings.TrimSuffix(l, "\n")]++
+			}
+		}
+	} else {
+		for _, r := range decode(t, data) {
+			counts[r.Line]++
+		}
 	}
 	var bad []string
 	for _, l := range numbered(0, total) {
