@@ -188,14 +188,7 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 		c.first = int(f.rotate.Add(uint32(k))-uint32(k)) % n
 		c.canaryN = int32(k)
 		c.canaryDone = make(chan struct{})
-		if c.gated {
-			c.dispatchGated(k)
-		} else {
-			f.wg.Add(k)
-			for j := 0; j < k; j++ {
-				go c.runTracked((c.first + j) % n)
-			}
-		}
+		c.spawn(k)
 		pos = k
 		if !c.awaitCanary(lctx) {
 			c.signal(EndCanary)
@@ -207,7 +200,7 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 			// Nothing can end the fan-out but its leaves: Do would only wait, so it calls the
 			// last shard itself instead of starting a goroutine for it.
 			if c.gated && pos == 0 && n > 0 {
-				c.dispatchGated(n - 1)
+				c.spawn(n - 1)
 				c.runNext()
 			} else {
 				c.dispatch(pos)
@@ -258,31 +251,29 @@ func (c *call[Req, Resp, Out]) awaitCanary(ctx context.Context) bool {
 // dispatch starts the shards at positions pos.. (position j is shard (first+j) mod n).
 func (c *call[Req, Resp, Out]) dispatch(pos int) {
 	n := int(c.n)
-	if c.gated {
-		c.dispatchGated(n - pos)
-		return
-	}
 	lim := c.f.cfg.concurrency
-	if lim <= 0 || lim >= n-pos {
-		c.f.wg.Add(n - pos)
-		for j := pos; j < n; j++ {
-			go c.runTracked((c.first + j) % n)
-		}
+	if c.gated || lim <= 0 || lim >= n-pos {
+		c.spawn(n - pos)
 		return
 	}
 	c.next.Store(int32(pos))
 	c.end = int32(n)
 	c.f.wg.Add(lim)
-	for w := 0; w < lim; w++ {
-		go c.work()
+	work := c.work
+	for range lim {
+		go work()
 	}
 }
 
-// dispatchGated starts k gated goroutines (not counted in f.wg), each of which takes the next
-// position. They all run one func value: a go statement with arguments would allocate a closure
-// per goroutine.
-func (c *call[Req, Resp, Out]) dispatchGated(k int) {
+// spawn starts k shard goroutines, each of which takes the next position; gated ones are not
+// counted in f.wg. They all run one func value: a go statement with arguments would allocate a
+// closure per goroutine.
+func (c *call[Req, Resp, Out]) spawn(k int) {
 	run := c.runNext
+	if !c.gated {
+		c.f.wg.Add(k)
+		run = c.runTracked
+	}
 	for range k {
 		go run()
 	}
@@ -297,10 +288,11 @@ func (c *call[Req, Resp, Out]) runNext() {
 	c.runOne(i, c.start)
 }
 
-// runTracked is the goroutine of a shard counted in f.wg.
-func (c *call[Req, Resp, Out]) runTracked(i int) {
+// runTracked is the goroutine of a shard counted in f.wg: it takes the next position and calls
+// its shard.
+func (c *call[Req, Resp, Out]) runTracked() {
 	defer c.f.wg.Done()
-	c.runOne(i, c.start)
+	c.runNext()
 }
 
 // work is a dispatch worker under WithConcurrency: it takes positions until none are left or the
