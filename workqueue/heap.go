@@ -20,9 +20,9 @@ func (h *entryHeap) top() *entry {
 }
 
 func (h *entryHeap) push(e *entry) {
-	e.idx = len(h.s)
+	e.idx = int32(len(h.s))
 	h.s = append(h.s, e)
-	h.up(e.idx)
+	h.up(len(h.s) - 1)
 }
 
 func (h *entryHeap) pop() *entry {
@@ -51,8 +51,8 @@ func (h *entryHeap) remove(i int) *entry {
 
 func (h *entryHeap) swap(i, j int) {
 	h.s[i], h.s[j] = h.s[j], h.s[i]
-	h.s[i].idx = i
-	h.s[j].idx = j
+	h.s[i].idx = int32(i)
+	h.s[j].idx = int32(j)
 }
 
 func (h *entryHeap) up(j int) {
@@ -101,7 +101,7 @@ type lane struct {
 func (r *readyQueue) len() int { return int(r.n.Load()) }
 
 func (r *readyQueue) push(e *entry) {
-	l := r.lane(e.rec.Priority)
+	l := r.lane(e.prio)
 	l.buf = append(l.buf, e)
 	r.n.Add(1)
 }
@@ -167,7 +167,7 @@ type leaseList struct {
 
 func (l *leaseList) insert(e *entry) {
 	p := l.tail
-	for p != nil && p.rec.Deadline.After(e.rec.Deadline) {
+	for p != nil && p.deadline > e.deadline {
 		p = p.prev
 	}
 	e.prev = p

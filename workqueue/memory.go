@@ -23,23 +23,41 @@ const (
 	stHeld                 // nacked, waiting for its journal commit; invisible
 )
 
+// entry is one live item: a Record in 128 bytes (times are clock values, see Memory.clock), so
+// that a backlog of items costs the garbage collector and the caches half as much.
 type entry struct {
-	rec   Record
-	ids   string // rec.ID formatted
-	tok   string // the lease token of the first attempt, made with ids by name; "" once used
-	state uint8
-	idx   int    // index in the delayed heap
-	next  *entry // leased list; inbox stack
-	prev  *entry // leased list
+	id        uint64
+	name      string // "<id>.1": the ID is its prefix, and the token of the item's first lease
+	key       string
+	payload   []byte
+	prio      int
+	attempt   int    // leases so far
+	notBefore int64  // clock value; 0: ready as soon as its key allows
+	deadline  int64  // clock value; 0: not leased
+	added     int64  // clock value (kept only with a journal)
+	next      *entry // leased list; inbox stack; free list
+	prev      *entry // leased list
+	idx       int32  // index in the delayed heap
+	state     uint8
 }
 
-// name gives e its ID, formatted once with the token of its first lease: "<id>.1", whose prefix is
-// the ID, so that neither an Add nor the first Lease of the item allocates a string of its own.
-func (e *entry) name(id uint64) string {
-	e.rec.ID = id
-	e.tok = FormatLease(id, 1)
-	e.ids = e.tok[:len(e.tok)-2]
-	return e.ids
+// setID gives e its ID and name, formatted once: neither an Add nor the first Lease of the item
+// allocates a string of its own. It returns the ID.
+func (e *entry) setID(id uint64) string {
+	e.id = id
+	e.name = FormatLease(id, 1)
+	return e.ids()
+}
+
+// ids is the item's ID as a string.
+func (e *entry) ids() string { return e.name[:len(e.name)-2] }
+
+// record is e as a Journal stores it.
+func (q *Memory) record(e *entry) Record {
+	return Record{
+		ID: e.id, Key: e.key, Payload: e.payload, Priority: e.prio, Attempt: e.attempt,
+		NotBefore: q.time(e.notBefore), Deadline: q.time(e.deadline), Added: q.time(e.added),
+	}
 }
 
 // maxFree bounds the entries an idle queue keeps for reuse (about 1 MiB).
@@ -91,7 +109,7 @@ type keyState struct{ q []*entry }
 // only when no Lease is spinning, so a steady flow of items needs no wake-ups.
 type Memory struct {
 	cfg      memConfig
-	base     time.Time    // now() is base plus the monotonic time since: one clock read, not two
+	base     time.Time    // clock() is the monotonic time since: one clock read, not two
 	spinners int32        // how many Leases may spin at once (0 with GOMAXPROCS 1)
 	spinning atomic.Int32 // Leases looking for work that will see a new item without a wake-up
 	nparked  atomic.Int32 // len(waiters)
@@ -125,7 +143,7 @@ type Memory struct {
 	spare   sync.Pool
 	drainCh chan struct{} // closed when the last lease ends while Shutdown waits
 	evTimer *time.Timer   // fires at evAt to run advance (due delays, expired leases) for waiters
-	evAt    time.Time
+	evAt    int64         // clock value; 0: not armed
 	closed  bool
 }
 
@@ -166,7 +184,7 @@ func NewMemory(opts ...Option) (*Memory, error) {
 		cfg:     cfg,
 		leasedM: make(map[uint64]*entry),
 		keys:    make(map[string]*keyState),
-		delayed: entryHeap{less: func(a, b *entry) bool { return a.rec.NotBefore.Before(b.rec.NotBefore) }},
+		delayed: entryHeap{less: func(a, b *entry) bool { return a.notBefore < b.notBefore }},
 	}
 	if p := runtime.GOMAXPROCS(0); p > 1 {
 		q.spinners = int32(p)
@@ -178,7 +196,29 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	return q, nil
 }
 
-func (q *Memory) now() time.Time { return q.base.Add(time.Since(q.base)) }
+// clock reads the time as the queue keeps it: one plus the nanoseconds since base on the monotonic
+// clock, so that a clock value is never 0 (0 means "no time").
+func (q *Memory) clock() int64 { return int64(time.Since(q.base)) + 1 }
+
+// time converts a clock value to a time; 0 is the zero time.
+func (q *Memory) time(c int64) time.Time {
+	if c == 0 {
+		return time.Time{}
+	}
+	return q.base.Add(time.Duration(c - 1))
+}
+
+// clockOf converts a time to a clock value; the zero time is 0.
+func (q *Memory) clockOf(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	c := int64(t.Sub(q.base)) + 1
+	if c == 0 { // a nanosecond before base
+		c = -1
+	}
+	return c
+}
 
 // waiter is a parked Lease. A wake-up is a token on ch (room for one); the waker has already
 // counted the woken Lease as spinning.
@@ -194,7 +234,7 @@ func (q *Memory) recover(recs []Record) {
 	}
 	recs = append([]Record(nil), recs...)
 	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
-	now := q.now()
+	now := q.clock()
 	var live []*entry
 	for _, r := range recs {
 		if r.ID > q.seq.Load() {
@@ -204,7 +244,11 @@ func (q *Memory) recover(recs []Record) {
 			q.dead = append(q.dead, deadItem(r, r.Reason, r.Added))
 			continue
 		}
-		e := &entry{rec: r, ids: strconv.FormatUint(r.ID, 10), idx: -1}
+		e := &entry{
+			key: r.Key, payload: r.Payload, prio: r.Priority, attempt: r.Attempt,
+			notBefore: q.clockOf(r.NotBefore), deadline: q.clockOf(r.Deadline), added: q.clockOf(r.Added), idx: -1,
+		}
+		e.setID(r.ID)
 		q.live++
 		if r.Key != "" {
 			ks := q.keys[r.Key]
@@ -217,13 +261,13 @@ func (q *Memory) recover(recs []Record) {
 		live = append(live, e)
 	}
 	for _, e := range live {
-		if !e.rec.Deadline.IsZero() && e.rec.Deadline.After(now) {
+		if e.deadline != 0 && e.deadline > now {
 			e.state = stLeased
 			q.leased.insert(e)
-			q.leasedM[e.rec.ID] = e
+			q.leasedM[e.id] = e
 			continue
 		}
-		e.rec.Deadline = time.Time{}
+		e.deadline = 0
 		e.state = stNew
 	}
 	for _, e := range live {
@@ -248,8 +292,8 @@ func (q *Memory) drainLocked() {
 	same, p := true, 0
 	for e := q.inbox.Swap(nil); e != nil; e = e.next {
 		if len(s) == 0 {
-			p = e.rec.Priority
-		} else if e.rec.Priority != p {
+			p = e.prio
+		} else if e.prio != p {
 			same = false
 		}
 		s = append(s, e)
@@ -270,14 +314,14 @@ func (q *Memory) drainLocked() {
 }
 
 // makeVisible puts an entry that is not in any heap where it belongs. Called with mu held.
-func (q *Memory) makeVisible(e *entry, now time.Time) {
-	if e.rec.Key != "" {
-		if ks := q.keys[e.rec.Key]; ks != nil && ks.q[0] != e {
+func (q *Memory) makeVisible(e *entry, now int64) {
+	if e.key != "" {
+		if ks := q.keys[e.key]; ks != nil && ks.q[0] != e {
 			e.state = stParked
 			return
 		}
 	}
-	if e.rec.NotBefore.After(now) {
+	if e.notBefore > now {
 		e.state = stDelayed
 		q.delayed.push(e)
 		q.armLocked(now)
@@ -330,64 +374,63 @@ func (q *Memory) stopSpinning() {
 // leaseLocked leases e and copies it out to it: once mu is unlocked, the lease can expire, the item
 // be leased and acked by another Lease, and the entry be recycled for a new item. The caller arms
 // the event timer. Called with mu held.
-func (q *Memory) leaseLocked(e *entry, now time.Time, it *Item) {
-	e.rec.Attempt++
-	e.rec.Deadline = now.Add(q.cfg.lease)
+func (q *Memory) leaseLocked(e *entry, now int64, it *Item) {
+	e.attempt++
+	e.deadline = now + int64(q.cfg.lease)
 	e.state = stLeased
 	q.leased.insert(e)
-	q.leasedM[e.rec.ID] = e
-	tok := e.tok
-	if tok == "" {
-		tok = FormatLease(e.rec.ID, e.rec.Attempt)
+	q.leasedM[e.id] = e
+	tok := e.name
+	if e.attempt != 1 {
+		tok = FormatLease(e.id, e.attempt)
 	}
-	e.tok = ""
 	*it = Item{
-		ID: e.ids, Key: e.rec.Key, Payload: e.rec.Payload, Priority: e.rec.Priority,
-		Attempt: e.rec.Attempt, Lease: tok, Deadline: e.rec.Deadline,
+		ID: e.ids(), Key: e.key, Payload: e.payload, Priority: e.prio,
+		Attempt: e.attempt, Lease: tok, Deadline: q.time(e.deadline),
 	}
 }
 
 // armLocked makes the event timer fire by the next timed event (a delayed item coming due or a
 // lease expiring) while Leases are parked, so that they need no timers of their own. The timer is
 // re-armed only when the next event moves earlier. Called with mu held.
-func (q *Memory) armLocked(now time.Time) {
+func (q *Memory) armLocked(now int64) {
 	if len(q.waiters) == 0 || q.closed {
 		return
 	}
 	next := q.nextEvent()
-	if next.IsZero() || (!q.evAt.IsZero() && !next.Before(q.evAt)) {
+	if next == 0 || (q.evAt != 0 && next >= q.evAt) {
 		return
 	}
-	if now.IsZero() {
-		now = q.now()
+	if now == 0 {
+		now = q.clock()
 	}
 	q.evAt = next
 	if q.evTimer == nil {
-		q.evTimer = time.AfterFunc(next.Sub(now), q.onEvent)
+		q.evTimer = time.AfterFunc(time.Duration(next-now), q.onEvent)
 	} else {
-		q.evTimer.Reset(next.Sub(now))
+		q.evTimer.Reset(time.Duration(next - now))
 	}
 }
 
 func (q *Memory) onEvent() {
 	q.lock()
 	defer q.mu.Unlock()
-	q.evAt = time.Time{}
+	q.evAt = 0
 	if q.closed {
 		return
 	}
-	now := q.now()
+	now := q.clock()
 	q.advance(now)
 	q.armLocked(now)
 }
 
 // forget removes a live entry that is in no heap and hands its key's turn on. Called with mu held.
-func (q *Memory) forget(e *entry, now time.Time) {
+func (q *Memory) forget(e *entry, now int64) {
 	q.live--
-	if e.rec.Key == "" {
+	if e.key == "" {
 		return
 	}
-	ks := q.keys[e.rec.Key]
+	ks := q.keys[e.key]
 	if ks == nil {
 		return
 	}
@@ -398,7 +441,7 @@ func (q *Memory) forget(e *entry, now time.Time) {
 		}
 	}
 	if len(ks.q) == 0 {
-		delete(q.keys, e.rec.Key)
+		delete(q.keys, e.key)
 		return
 	}
 	if next := ks.q[0]; next.state == stParked {
@@ -409,15 +452,15 @@ func (q *Memory) forget(e *entry, now time.Time) {
 // unleaseLocked takes a leased entry out of the leased list and index. Called with mu held.
 func (q *Memory) unleaseLocked(e *entry) {
 	q.leased.remove(e)
-	delete(q.leasedM, e.rec.ID)
-	e.rec.Deadline = time.Time{}
+	delete(q.leasedM, e.id)
+	e.deadline = 0
 }
 
 // advance moves due delayed items to ready and expired leases back to ready. Called with mu held.
-func (q *Memory) advance(now time.Time) {
+func (q *Memory) advance(now int64) {
 	for {
 		e := q.delayed.top()
-		if e == nil || e.rec.NotBefore.After(now) {
+		if e == nil || e.notBefore > now {
 			break
 		}
 		q.delayed.pop()
@@ -425,12 +468,12 @@ func (q *Memory) advance(now time.Time) {
 	}
 	for {
 		e := q.leased.head
-		if e == nil || e.rec.Deadline.After(now) {
+		if e == nil || e.deadline > now {
 			break
 		}
 		q.unleaseLocked(e)
 		q.toReady(e)
-		q.cfg.logger.Debug("lease expired", zap.Uint64("id", e.rec.ID), zap.Int("attempt", e.rec.Attempt))
+		q.cfg.logger.Debug("lease expired", zap.Uint64("id", e.id), zap.Int("attempt", e.attempt))
 	}
 	q.checkDrained()
 }
@@ -443,13 +486,13 @@ func (q *Memory) checkDrained() {
 }
 
 // nextEvent is when advance next has work, or zero. Called with mu held.
-func (q *Memory) nextEvent() time.Time {
-	var t time.Time
+func (q *Memory) nextEvent() int64 {
+	var t int64
 	if e := q.delayed.top(); e != nil {
-		t = e.rec.NotBefore
+		t = e.notBefore
 	}
-	if e := q.leased.head; e != nil && (t.IsZero() || e.rec.Deadline.Before(t)) {
-		t = e.rec.Deadline
+	if e := q.leased.head; e != nil && (t == 0 || e.deadline < t) {
+		t = e.deadline
 	}
 	return t
 }
@@ -482,8 +525,8 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			return "", ErrClosed
 		}
 		e := q.newEntry()
-		e.rec.Payload, e.rec.Priority, e.state = payload, opts.Priority, stReady
-		id := e.name(q.seq.Add(1)) // before the push: from then on a Lease may take e
+		e.payload, e.prio, e.state = payload, opts.Priority, stReady
+		id := e.setID(q.seq.Add(1)) // before the push: from then on a Lease may take e
 		var old *entry
 		for {
 			old = q.inbox.Load()
@@ -511,13 +554,16 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		}
 		return id, nil
 	}
-	var now time.Time // read only when needed: clock reads are a large part of an Add's cost
+	var now int64 // read only when needed: clock reads are a large part of an Add's cost
 	if opts.Delay > 0 || q.cfg.journal != nil {
-		now = q.now()
+		now = q.clock()
 	}
-	e := &entry{idx: -1, state: stNew, rec: Record{Key: opts.Key, Payload: payload, Priority: opts.Priority, Added: now}}
+	e := &entry{idx: -1, state: stNew, key: opts.Key, payload: payload, prio: opts.Priority}
+	if q.cfg.journal != nil {
+		e.added = now
+	}
 	if opts.Delay > 0 {
-		e.rec.NotBefore = now.Add(opts.Delay)
+		e.notBefore = now + int64(opts.Delay)
 	}
 	q.lock()
 	if q.closed {
@@ -530,8 +576,8 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		ks = q.keys[opts.Key]
 		if ks != nil {
 			last := ks.q[len(ks.q)-1]
-			if last.rec.Attempt == 0 && last.state != stNew && last.state != stLeased {
-				id := last.ids
+			if last.attempt == 0 && last.state != stNew && last.state != stLeased {
+				id := last.ids()
 				q.mu.Unlock()
 				return id, nil
 			}
@@ -540,13 +586,13 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			q.keys[opts.Key] = ks
 		}
 	}
-	id := e.name(q.seq.Add(1))
+	id := e.setID(q.seq.Add(1))
 	q.live++
 	if ks != nil {
 		ks.q = append(ks.q, e)
 	}
 	if q.cfg.journal != nil {
-		rec := e.rec
+		rec := q.record(e)
 		q.mu.Unlock()
 		err := q.commit(Change{Op: OpPut, Record: rec})
 		q.lock()
@@ -594,7 +640,7 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, error) {
 			}
 			return 0, err
 		}
-		now := q.now()
+		now := q.clock()
 		q.lock()
 		if spinning {
 			spinning = false
@@ -610,14 +656,14 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, error) {
 		n := 0
 		for n < len(dst) && q.ready.len() > 0 {
 			e := q.ready.pop()
-			if q.cfg.maxAttempts > 0 && e.rec.Attempt >= q.cfg.maxAttempts {
+			if q.cfg.maxAttempts > 0 && e.attempt >= q.cfg.maxAttempts {
 				changes = append(changes, q.bury(e, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts), now))
 				continue
 			}
 			q.leaseLocked(e, now, &dst[n])
 			n++
 			if q.cfg.journal != nil {
-				changes = append(changes, Change{Op: OpPut, Record: e.rec})
+				changes = append(changes, Change{Op: OpPut, Record: q.record(e)})
 			}
 		}
 		if n > 0 {
@@ -715,10 +761,10 @@ func (q *Memory) dropWaiter(w *waiter) bool {
 }
 
 // bury moves a live entry that is in no heap to the dead letters. Called with mu held.
-func (q *Memory) bury(e *entry, reason string, now time.Time) Change {
+func (q *Memory) bury(e *entry, reason string, now int64) Change {
 	q.forget(e, now)
-	q.dead = append(q.dead, deadItem(e.rec, reason, now))
-	rec := e.rec
+	rec := q.record(e)
+	q.dead = append(q.dead, deadItem(rec, reason, q.time(now)))
 	rec.Dead, rec.Reason, rec.Deadline = true, reason, time.Time{}
 	q.cfg.logger.Info("item buried", zap.Uint64("id", rec.ID), zap.Int("attempts", rec.Attempt), zap.String("reason", reason))
 	return Change{Op: OpBury, Record: rec}
@@ -726,7 +772,7 @@ func (q *Memory) bury(e *entry, reason string, now time.Time) Change {
 
 // held finds the entry a lease token names, if the lease is current (with a zero now, a lease whose
 // deadline passed still counts until advance notices). Called with mu held.
-func (q *Memory) held(lease string, now time.Time) (*entry, error) {
+func (q *Memory) held(lease string, now int64) (*entry, error) {
 	id, attempt, err := ParseLease(lease)
 	if err != nil {
 		return nil, err
@@ -734,9 +780,9 @@ func (q *Memory) held(lease string, now time.Time) (*entry, error) {
 	return q.heldID(id, attempt, now)
 }
 
-func (q *Memory) heldID(id uint64, attempt int, now time.Time) (*entry, error) {
+func (q *Memory) heldID(id uint64, attempt int, now int64) (*entry, error) {
 	e := q.leasedM[id]
-	if e == nil || e.rec.Attempt != attempt || (!now.IsZero() && !now.Before(e.rec.Deadline)) {
+	if e == nil || e.attempt != attempt || (now != 0 && now >= e.deadline) {
 		return nil, ErrLeaseLost
 	}
 	return e, nil
@@ -806,12 +852,12 @@ func (q *Memory) AckBatch(ctx context.Context, leases []string) error {
 // ackLocked ends the lease attempt of item id and forgets the item; the caller recycles the entry
 // once it no longer needs it. Called with mu held.
 func (q *Memory) ackLocked(id uint64, attempt int) (*entry, error) {
-	e, err := q.heldID(id, attempt, time.Time{})
+	e, err := q.heldID(id, attempt, 0)
 	if err != nil {
 		return nil, err
 	}
 	q.unleaseLocked(e)
-	q.forget(e, time.Time{})
+	q.forget(e, 0)
 	return e, nil
 }
 
@@ -820,7 +866,7 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 	if delay < 0 {
 		return fmt.Errorf("%w: negative delay %v", ErrInvalid, delay)
 	}
-	now := q.now()
+	now := q.clock()
 	q.lock()
 	e, err := q.held(lease, now)
 	if err != nil {
@@ -828,20 +874,20 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 		return err
 	}
 	q.unleaseLocked(e)
-	e.rec.NotBefore = time.Time{}
+	e.notBefore = 0
 	if delay > 0 {
-		e.rec.NotBefore = now.Add(delay)
+		e.notBefore = now + int64(delay)
 	}
 	if q.cfg.journal != nil {
 		e.state = stHeld
 		q.nheld++
-		rec := e.rec
+		rec := q.record(e)
 		q.mu.Unlock()
 		err := q.commit(Change{Op: OpPut, Record: rec})
 		q.lock()
 		q.nheld--
 		// On a failed commit the item still becomes ready: the journal holds its older state.
-		q.makeVisible(e, q.now())
+		q.makeVisible(e, q.clock())
 		q.checkDrained()
 		q.mu.Unlock()
 		return err
@@ -855,7 +901,7 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 // Extend implements Queue. The new deadline is not journaled: after a crash the lease runs to its
 // last journaled deadline, which can only make the item come back earlier.
 func (q *Memory) Extend(ctx context.Context, lease string) (time.Time, error) {
-	now := q.now()
+	now := q.clock()
 	q.lock()
 	defer q.mu.Unlock()
 	e, err := q.held(lease, now)
@@ -863,14 +909,14 @@ func (q *Memory) Extend(ctx context.Context, lease string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	q.leased.remove(e)
-	e.rec.Deadline = now.Add(q.cfg.lease)
+	e.deadline = now + int64(q.cfg.lease)
 	q.leased.insert(e)
-	return e.rec.Deadline, nil
+	return q.time(e.deadline), nil
 }
 
 // Bury implements Queue.
 func (q *Memory) Bury(ctx context.Context, lease string, reason string) error {
-	now := q.now()
+	now := q.clock()
 	q.lock()
 	e, err := q.held(lease, now)
 	if err != nil {
@@ -900,7 +946,7 @@ func (q *Memory) Dead(ctx context.Context, max int) ([]DeadItem, error) {
 
 // Stats implements Queue.
 func (q *Memory) Stats(ctx context.Context) (Stats, error) {
-	now := q.now()
+	now := q.clock()
 	q.lock()
 	defer q.mu.Unlock()
 	if !q.closed {
@@ -944,7 +990,7 @@ func (q *Memory) closeLocked() {
 // every lease handed out has ended (acked, nacked, buried or expired), or ctx ends (ctx.Err()).
 func (q *Memory) Shutdown(ctx context.Context) error {
 	for {
-		now := q.now()
+		now := q.clock()
 		q.lock()
 		q.closeLocked()
 		q.advance(now)
@@ -959,8 +1005,8 @@ func (q *Memory) Shutdown(ctx context.Context) error {
 		q.mu.Unlock()
 		var t *time.Timer
 		var tc <-chan time.Time
-		if !next.IsZero() {
-			t = time.NewTimer(next.Sub(now))
+		if next != 0 {
+			t = time.NewTimer(time.Duration(next - now))
 			tc = t.C
 		}
 		var err error

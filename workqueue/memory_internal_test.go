@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // Directed interleavings found in review; the hooks put the racing call exactly in the window.
@@ -163,5 +164,12 @@ func TestMemoryFreeListIsBoundedAndClean(t *testing.T) {
 	}
 	if err := q.Ack(ctx, stale); !errors.Is(err, ErrLeaseLost) {
 		t.Errorf("Ack of an acked item's token: %v, want ErrLeaseLost", err)
+	}
+}
+
+// An entry is one item of a backlog: it must stay in the 128-byte size class.
+func TestEntrySize(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n > 128 {
+		t.Errorf("entry is %d bytes, want at most 128", n)
 	}
 }
