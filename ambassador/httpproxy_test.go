@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/podblocks/podblocks/ambassador"
 	"github.com/podblocks/podblocks/ambassadortest"
+	"github.com/podblocks/podblocks/internal/loopback"
 )
 
 func newHTTPProxy(t *testing.T, src ambassador.Source, opts ...ambassador.Option) (*ambassador.HTTPProxy, *ambassador.Cluster, string) {
@@ -645,39 +646,16 @@ func TestHTTPProxyDialFailureRetriedForFree(t *testing.T) {
 // connection is stale. A request that finds its pooled connection closed is replayed once on a
 // newly dialed connection, not on the next pooled one, which is just as stale.
 func TestHTTPProxyStaleKeepAliveReplayedOnNewConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var served sync.WaitGroup
 	var dials atomic.Int64
-	acceptDone := make(chan struct{})
-	go func() {
-		defer close(acceptDone)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			dials.Add(1)
-			served.Add(1)
-			go func() {
-				defer served.Done()
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				time.Sleep(50 * time.Millisecond) // let the warm-up requests overlap
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
-			}()
+	addr := loopback.Serve(t, func(_ int, c net.Conn) {
+		dials.Add(1)
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-acceptDone
-		served.Wait()
+		time.Sleep(50 * time.Millisecond) // let the warm-up requests overlap
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
 	})
-	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: ln.Addr().String()}),
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: addr}),
 		ambassador.WithRetryBudget(ambassador.RetryBudget{Percent: 0, MinConcurrent: 0}),
 		ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: -1}))
 	c := client(t)
