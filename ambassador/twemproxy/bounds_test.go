@@ -20,11 +20,9 @@ import (
 
 // A server that stops reading must not let its output buffer grow without bound: client readers
 // wait for room once it holds a few megabytes, where each client used to be able to queue up to
-// 1024 requests (here 1024 x 64 KB per client).
+// 1024 requests (here three clients send 1000 x 64 KB each).
 func TestStuckServerOutputBounded(t *testing.T) {
-	stop := make(chan struct{})
-	stuck := loopback.Serve(t, func(i int, c net.Conn) { <-stop })
-	t.Cleanup(func() { close(stop) })
+	stuck := startStuckServer(t)
 	addr, srv, _ := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n", []string{stuck},
 		twemproxy.Protocols{Redis: &redis.Protocol{}})
 	cmd := encodeCmd("SET", "k", strings.Repeat("v", 64<<10))

@@ -22,9 +22,7 @@ import (
 // A server that accepts and never reads must not hold up another server's traffic: a client reader
 // stuck flushing to it used to keep the healthy server's batch unflushed for every client.
 func TestStuckServerDoesNotBlockOthers(t *testing.T) {
-	stop := make(chan struct{})
-	stuck := loopback.Serve(t, func(i int, c net.Conn) { <-stop })
-	t.Cleanup(func() { close(stop) })
+	stuck := startStuckServer(t)
 	healthy := startFakeRedis(t, func(conn, n int, args []string) string { return "+OK\r\n" })
 	addr, _, pc := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n",
 		[]string{stuck, healthy.addr()}, twemproxy.Protocols{Redis: &redis.Protocol{}})
@@ -62,6 +60,15 @@ func TestStuckServerDoesNotBlockOthers(t *testing.T) {
 	if got := c2.do(t, "GET", keyHealthy); got != "+OK" {
 		t.Fatalf("GET %s on the healthy server while the other is stuck = %q, want +OK", keyHealthy, got)
 	}
+}
+
+// startStuckServer starts a server that accepts connections and never reads from them (until the
+// end of the test) and returns its address.
+func startStuckServer(t *testing.T) string {
+	stop := make(chan struct{})
+	addr := loopback.Serve(t, func(i int, c net.Conn) { <-stop })
+	t.Cleanup(func() { close(stop) })
+	return addr
 }
 
 // Run must return when its ctx ends even if a server stopped reading while run itself was writing
