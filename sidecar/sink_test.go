@@ -277,6 +277,55 @@ func TestWriterSinkErrorIsReportedAndRetried(t *testing.T) {
 	}
 }
 
+// A large batch is written in pieces of at most writePiece bytes (so that a pipe's reader can take
+// each while the next is written), and a write that fails midway is resumed where it stopped: no
+// byte twice, none lost.
+func TestWriterSinkWritesInPiecesAndResumes(t *testing.T) {
+	w := &pieceWriter{failAt: 3, partial: 100}
+	s := NewWriterSink(w, WithFormat(FormatRaw))
+	var recs []Record
+	var want bytes.Buffer
+	for i := range 2000 {
+		l := fmt.Sprintf("line %04d %s", i, strings.Repeat("x", 80))
+		recs = append(recs, Record{File: "f", Line: []byte(l), plain: true})
+		want.WriteString(l + "\n")
+	}
+	ctx := context.Background()
+	if err := s.Write(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil { // writes the rest again
+		t.Fatalf("Flush = %v", err)
+	}
+	if diff := cmp.Diff(want.String(), w.buf.String()); diff != "" {
+		t.Errorf("written (-want +got):\n%s", diff)
+	}
+	for i, n := range w.sizes {
+		if n > writePiece {
+			t.Errorf("write %d: %d bytes, want at most %d", i, n, writePiece)
+		}
+	}
+	if len(w.sizes) < want.Len()/writePiece {
+		t.Errorf("%d writes for %d bytes", len(w.sizes), want.Len())
+	}
+}
+
+// pieceWriter records the size of each write; write number failAt takes only partial bytes and fails.
+type pieceWriter struct {
+	failAt, partial int
+	sizes           []int
+	buf             bytes.Buffer
+}
+
+func (w *pieceWriter) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	if len(w.sizes) == w.failAt {
+		w.buf.Write(p[:w.partial])
+		return w.partial, errors.New("broken pipe")
+	}
+	return w.buf.Write(p)
+}
+
 // flakyWriter fails its first writes.
 type flakyWriter struct {
 	fails int
