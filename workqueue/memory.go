@@ -126,9 +126,9 @@ type Memory struct {
 	_        [64]byte
 
 	mu      sync.Mutex
-	leasedM map[uint64]*entry // leased items by ID
-	live    int               // items out of the inbox, not yet acked or buried
-	nheld   int               // items in state stHeld
+	leasedM idIndex // leased items by ID
+	live    int     // items out of the inbox, not yet acked or buried
+	nheld   int     // items in state stHeld
 	ready   readyQueue
 	delayed entryHeap
 	leased  leaseList
@@ -182,7 +182,6 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	}
 	q := &Memory{
 		cfg:     cfg,
-		leasedM: make(map[uint64]*entry),
 		keys:    make(map[string]*keyState),
 		delayed: entryHeap{less: func(a, b *entry) bool { return a.notBefore < b.notBefore }},
 	}
@@ -264,7 +263,7 @@ func (q *Memory) recover(recs []Record) {
 		if e.deadline != 0 && e.deadline > now {
 			e.state = stLeased
 			q.leased.insert(e)
-			q.leasedM[e.id] = e
+			q.leasedM.put(e)
 			continue
 		}
 		e.deadline = 0
@@ -379,7 +378,7 @@ func (q *Memory) leaseLocked(e *entry, now int64, it *Item) {
 	e.deadline = now + int64(q.cfg.lease)
 	e.state = stLeased
 	q.leased.insert(e)
-	q.leasedM[e.id] = e
+	q.leasedM.put(e)
 	tok := e.name
 	if e.attempt != 1 {
 		tok = FormatLease(e.id, e.attempt)
@@ -452,7 +451,7 @@ func (q *Memory) forget(e *entry, now int64) {
 // unleaseLocked takes a leased entry out of the leased list and index. Called with mu held.
 func (q *Memory) unleaseLocked(e *entry) {
 	q.leased.remove(e)
-	delete(q.leasedM, e.id)
+	q.leasedM.del(e.id)
 	e.deadline = 0
 }
 
@@ -781,7 +780,7 @@ func (q *Memory) held(lease string, now int64) (*entry, error) {
 }
 
 func (q *Memory) heldID(id uint64, attempt int, now int64) (*entry, error) {
-	e := q.leasedM[id]
+	e := q.leasedM.get(id)
 	if e == nil || e.attempt != attempt || (now != 0 && now >= e.deadline) {
 		return nil, ErrLeaseLost
 	}
