@@ -33,6 +33,8 @@ out=${RAW:-$tmp/out}
 : >"$out"
 go test -c -o "$tmp/scatter.test" ./scatter
 echo "nproc=$(nproc) date=$(date -u +%FT%TZ) rounds=$rounds benchtime=$benchtime load=$(cut -d' ' -f1-3 /proc/loadavg)"
+# cpu line of /proc/stat: user nice system idle iowait irq softirq steal ...
+read -r _ u0 n0 s0 i0 w0 q0 sq0 st0 _ </proc/stat
 for r in $(seq 1 "$rounds"); do
 	rev=false
 	if [ $((r % 2)) -eq 0 ]; then rev=true; fi
@@ -40,7 +42,9 @@ for r in $(seq 1 "$rounds"); do
 	"$tmp/scatter.test" -test.run '^$' -test.bench '^BenchmarkFanoutOverhead$' -test.benchmem -test.count 1 \
 		-test.benchtime "$benchtime" -fanout.reverse="$rev" >>"$out"
 done
-echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+read -r _ u1 n1 s1 i1 w1 q1 sq1 st1 _ </proc/stat
+all=$(((u1 + n1 + s1 + i1 + w1 + q1 + sq1 + st1) - (u0 + n0 + s0 + i0 + w0 + q0 + sq0 + st0)))
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg); CPU time stolen by the hypervisor during the rounds: $((100 * (st1 - st0) / (all > 0 ? all : 1)))%"
 awk -v csv="$csv" -v title="scatter.Fanout vs errgroup, no-op leaves: median ns/op of $rounds rounds x $benchtime, $(date -u "+%F %H:%M UTC")" '
 /^round / { r = $2; if (r > nr) nr = r; next }
 /^BenchmarkFanoutOverhead\// {
