@@ -7,6 +7,14 @@
 // dead letters), workqueue/bolt (durable in one bbolt file), workqueue/jetstream (NATS JetStream),
 // and Client (any of them over the HTTP API that API serves).
 //
+// LeaseBatch and AckBatch lease and ack many items per call, as a JetStream pull does: each item is
+// leased exactly as by Lease (its own token, attempt and deadline; key turns, priorities, delays
+// and max attempts as usual), but a backend that implements Batcher (Memory, and so workqueue/bolt)
+// takes its lock and reads the clock once per batch and fills the caller's slice without
+// allocating; for any other Queue they lease one item per call and ack one lease at a time. A
+// worker that leases a batch holds every item of it while it handles the first, so batches suit
+// short handlers; the items' leases run from the batch's lease.
+//
 // Delivery is at least once: an item is leased to one holder at a time and comes back when its
 // lease expires, when it is nacked, or when its holder dies; so handlers must be idempotent.
 //

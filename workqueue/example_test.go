@@ -2,6 +2,7 @@ package workqueue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,6 +51,38 @@ func ExampleMemory_keys() {
 	// true
 	// leased v1; ready 0, waiting 1
 	// then v3
+}
+
+func ExampleLeaseBatch() {
+	ctx := context.Background()
+	q, _ := workqueue.NewMemory()
+	defer q.Close()
+	for _, f := range []string{"a.png", "b.png", "c.png"} {
+		q.Add(ctx, []byte(f), workqueue.AddOptions{})
+	}
+
+	// One call leases up to len(items) ready items, each with its own lease; one call acks them.
+	items := make([]workqueue.Item, 2)
+	var leases []string
+	for s, _ := q.Stats(ctx); s.Ready > 0; s, _ = q.Stats(ctx) {
+		n, _ := workqueue.LeaseBatch(ctx, q, items)
+		leases = leases[:0]
+		for _, it := range items[:n] {
+			fmt.Printf("%s ", it.Payload)
+			leases = append(leases, it.Lease)
+		}
+		fmt.Println("- batch of", n)
+		if err := workqueue.AckBatch(ctx, q, leases); err != nil {
+			fmt.Println(err)
+		}
+	}
+	// An ack of a lease no longer held fails for that lease alone.
+	err := workqueue.AckBatch(ctx, q, leases)
+	fmt.Println(errors.Is(err, workqueue.ErrLeaseLost))
+	// Output:
+	// a.png b.png - batch of 2
+	// c.png - batch of 1
+	// true
 }
 
 func ExamplePool() {

@@ -61,9 +61,9 @@ func WithOpenTimeout(d time.Duration) Option { return optionFunc(func(c *config)
 // cannot). Default false: every commit is fsynced.
 func WithNoSync() Option { return optionFunc(func(c *config) { c.noSync = true }) }
 
-// WithAsyncAck lets Ack return before its commit: the ack goes into the next commit, which happens
-// within a few milliseconds. A crash in that window hands the item out again (at least once, as
-// always). Adds stay synchronous. Default false.
+// WithAsyncAck lets Ack and AckBatch return before their commit: the acks go into the next commit,
+// which happens within a few milliseconds. A crash in that window hands the items out again (at
+// least once, as always). Adds stay synchronous. Default false.
 func WithAsyncAck() Option { return optionFunc(func(c *config) { c.asyncAck = true }) }
 
 // flushDelay is how long an async ack may wait for a commit to carry it.
@@ -157,7 +157,7 @@ func Open(path string, opts ...Option) (*Queue, error) {
 
 // Commit implements workqueue.Journal with group commit.
 func (q *Queue) Commit(changes []workqueue.Change) error {
-	if q.asyncAck && len(changes) == 1 && changes[0].Op == workqueue.OpDelete {
+	if q.asyncAck && onlyAcks(changes) {
 		q.mu.Lock()
 		q.pending = append(q.pending, &commitReq{changes: changes})
 		if !q.flushing && !q.closed {
@@ -193,6 +193,16 @@ func (q *Queue) Commit(changes []workqueue.Change) error {
 			return <-r.done
 		}
 	}
+}
+
+// onlyAcks reports whether changes are acks (of one Ack or one AckBatch) and nothing else.
+func onlyAcks(changes []workqueue.Change) bool {
+	for _, c := range changes {
+		if c.Op != workqueue.OpDelete {
+			return false
+		}
+	}
+	return len(changes) > 0
 }
 
 func apply(tx *bbolt.Tx, batch []*commitReq) error {
