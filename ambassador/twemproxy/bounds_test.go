@@ -146,3 +146,24 @@ func readReplyErr(r *bufio.Reader) string {
 	}
 	return "$" + strings.TrimSuffix(val, "\r\n")
 }
+
+// The limit on a stalled client's replies does not cut off a client that reads: a reply larger
+// than the limit, and the reply right behind it, both reach it.
+func TestReplyLargerThanLimitGoesThrough(t *testing.T) {
+	huge := strings.Repeat("h", 40<<20)
+	be := startFakeRedis(t, func(conn, n int, args []string) string {
+		if args[1] == "huge" {
+			return bulk(huge)
+		}
+		return bulk("v-" + args[1])
+	})
+	addr, _ := startFakePool(t, "  server_connections: 1\n", be)
+	c := dialResp(t, addr)
+	got := pipeline(t, c, gets("huge", "x"))
+	if got[0] != "$"+huge {
+		t.Fatalf("GET huge: %d bytes, want %d", len(got[0])-1, len(huge))
+	}
+	if got[1] != "$v-x" {
+		t.Fatalf("GET x behind it: %q", got[1])
+	}
+}

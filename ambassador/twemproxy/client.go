@@ -20,10 +20,10 @@ const (
 	// bytes of replies it has not taken.
 	maxPending = 1024
 	maxOutBuf  = 1 << 20
-	// maxStalledOut bounds the replies buffered for a client that does not read them: the requests
+	// maxStalledOut bounds the replies buffered for a client that does not take them: the requests
 	// it has in flight when its reader stops can have replies of any size. A reply that finds this
-	// much unwritten cuts the client off, as redis's client-output-buffer-limit does; a single
-	// reply larger than this still goes through.
+	// much unwritten behind the first reply waiting cuts the client off, as redis's
+	// client-output-buffer-limit does; a single reply larger than this still goes through.
 	maxStalledOut = 32 << 20
 )
 
@@ -42,6 +42,7 @@ type client struct {
 	queue     []*Request // requests in order, from head on
 	head      int
 	out       []byte // replies not written yet
+	outBase   int    // bytes of out's first reply, which maxStalledOut does not count
 	spare     []byte
 	stalled   bool // the writer goroutine owns writing out
 	broken    bool // the connection failed or was closed: replies are dropped
@@ -275,7 +276,10 @@ func (c *client) drainLocked() {
 			}
 		}
 		if !c.broken && !c.quit {
-			if len(c.out) >= maxStalledOut {
+			if len(c.out) == 0 {
+				c.outBase = len(r.Resp)
+			}
+			if len(c.out)-c.outBase >= maxStalledOut {
 				p.log.Warn("client output buffer limit reached: closing the client",
 					zap.Int("buffered", len(c.out)), zap.Stringer("client", c.conn.RemoteAddr()))
 				c.breakLocked()
@@ -313,6 +317,7 @@ func (c *client) writeLocked() {
 		case n < len(c.out):
 			k := copy(c.out, c.out[n:])
 			c.out = c.out[:k]
+			c.outBase = max(c.outBase-n, 0)
 			c.stalled = true
 			c.kick <- struct{}{}
 			return
