@@ -3,6 +3,7 @@ package workqueue
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -111,13 +112,30 @@ func ParseLease(lease string) (id uint64, attempt int, err error) {
 	if i <= 0 {
 		return 0, 0, ErrLeaseLost
 	}
-	id, err = strconv.ParseUint(lease[:i], 10, 64)
-	if err != nil {
+	id, ok := parseDigits(lease[:i], math.MaxUint64)
+	if !ok {
 		return 0, 0, ErrLeaseLost
 	}
-	a, err := strconv.ParseUint(lease[i+1:], 10, 31)
-	if err != nil || a == 0 {
+	a, ok := parseDigits(lease[i+1:], math.MaxInt32)
+	if !ok || a == 0 {
 		return 0, 0, ErrLeaseLost
 	}
 	return id, int(a), nil
+}
+
+// parseDigits is strconv.ParseUint(s, 10, _) with a maximum, for the hot path of every ack: a
+// non-empty string of decimal digits whose value is at most max.
+func parseDigits(s string, max uint64) (uint64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := uint64(s[i] - '0')
+		if c > 9 || n > (max-c)/10 {
+			return 0, false
+		}
+		n = n*10 + c
+	}
+	return n, true
 }
