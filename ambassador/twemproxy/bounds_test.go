@@ -25,6 +25,23 @@ func TestStuckServerOutputBounded(t *testing.T) {
 	stuck := startStuckServer(t)
 	addr, srv, _ := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n", []string{stuck},
 		twemproxy.Protocols{Redis: &redis.Protocol{}})
+	loadAndCheckServerQueue(t, addr, srv, 3*time.Second)
+}
+
+// Requests queued while a server connection is being set up are bounded too: here the server
+// accepts and never answers the SELECT of the handshake, so the connection stays in the making
+// for its timeout while three clients send 1000 x 64 KB each.
+func TestQueueWhileConnectingBounded(t *testing.T) {
+	stuck := startStuckServer(t)
+	addr, srv, _ := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n  redis_db: 1\n  timeout: 5000\n",
+		[]string{stuck}, twemproxy.Protocols{Redis: &redis.Protocol{}})
+	loadAndCheckServerQueue(t, addr, srv, 3*time.Second)
+}
+
+// loadAndCheckServerQueue has three clients send 1000 SETs of 64 KB each and checks, for d, that
+// the server's queue never holds more than its bound and that it did fill.
+func loadAndCheckServerQueue(t *testing.T, addr string, srv *twemproxy.Server, d time.Duration) {
+	t.Helper()
 	cmd := encodeCmd("SET", "k", strings.Repeat("v", 64<<10))
 	for range 3 {
 		c := dialResp(t, addr)
@@ -39,17 +56,17 @@ func TestStuckServerOutputBounded(t *testing.T) {
 	// The bound: the buffer's limit (4 MB) plus one batch of 64 requests per client.
 	const limit = 4<<20 + 3*64*(64<<10+64)
 	var most int64
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		b := srv.Snapshot()[0].Servers[0].InQueueBytes
 		most = max(most, b)
 		if b > limit {
-			t.Fatalf("the stuck server's output buffer holds %d bytes, more than %d", b, limit)
+			t.Fatalf("the server's queue holds %d bytes, more than %d", b, limit)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	if most < 4<<20 {
-		t.Fatalf("the output buffer never filled (at most %d bytes): the test did not load it", most)
+		t.Fatalf("the queue never filled (at most %d bytes): the test did not load it", most)
 	}
 }
 

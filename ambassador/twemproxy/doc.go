@@ -49,8 +49,8 @@
 // # Limits
 //
 // A client's reader stops reading while the client has 1024 requests unanswered or 1 MB of
-// replies unwritten. A server connection's output buffer holds at most 4 MB plus one batch of
-// each client's requests: a client whose batch finds it full reads no more until the server takes
-// it. A client that stops reading is closed once 32 MB of its replies wait unwritten behind the
+// replies unwritten. A server connection's output buffer (or its queue while it connects) holds
+// at most 4 MB plus one batch of each client's requests: a client whose batch finds it full reads
+// no more until the server takes it. A client that stops reading is closed once 32 MB of its replies wait unwritten behind the
 // first (as redis's client-output-buffer-limit does; a single reply of any size goes through).
 package twemproxy

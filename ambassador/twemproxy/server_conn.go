@@ -54,6 +54,7 @@ type serverConn struct {
 	owed       bool       // a goroutine that appended to out will flush it
 	inflight   []*Request // requests in out or written, awaiting replies, in order, not taken by the reader
 	waiting    []*Request // requests queued while not connected
+	waitBytes  int        // the bytes of the waiting requests
 	closing    bool
 	readerIdle bool          // the reader waits for a reply with no request taken: enqueue arms the deadline
 	armed      time.Time     // the read deadline enqueue armed
@@ -100,12 +101,14 @@ func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) (owe, ful
 	}
 	if sc.sess == nil {
 		sc.waiting = append(sc.waiting, r)
+		sc.waitBytes += len(r.Buf)
 		first := len(sc.waiting) == 1
+		full = sc.waitBytes >= maxServerOut
 		sc.mu.Unlock()
 		if first {
 			sc.signal()
 		}
-		return false, false
+		return false, full
 	}
 	sc.appendLocked(r, now)
 	owe = !sc.owed
@@ -115,10 +118,11 @@ func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) (owe, ful
 	return owe, full
 }
 
-// waitForRoom blocks while the output buffer is full and the session lives.
+// waitForRoom blocks while the output buffer (or, while not connected, the queue of waiting
+// requests) is full.
 func (sc *serverConn) waitForRoom() {
 	sc.mu.Lock()
-	for len(sc.out) >= maxServerOut && sc.sess != nil && !sc.closing {
+	for !sc.closing && (sc.sess != nil && len(sc.out) >= maxServerOut || sc.sess == nil && sc.waitBytes >= maxServerOut) {
 		if sc.room == nil {
 			sc.room = make(chan struct{})
 		}
@@ -130,8 +134,8 @@ func (sc *serverConn) waitForRoom() {
 	sc.mu.Unlock()
 }
 
-// roomLocked wakes the goroutines waiting for room: out was taken or dropped, or the connection
-// is closing.
+// roomLocked wakes the goroutines waiting for room: out was taken or dropped, the waiting
+// requests were sent or failed, or the connection is closing.
 func (sc *serverConn) roomLocked() {
 	if sc.room != nil {
 		close(sc.room)
@@ -305,7 +309,8 @@ func (sc *serverConn) close() {
 func (sc *serverConn) failWaiting(err error) {
 	sc.mu.Lock()
 	w := sc.waiting
-	sc.waiting = nil
+	sc.waiting, sc.waitBytes = nil, 0
+	sc.roomLocked()
 	sc.mu.Unlock()
 	var ds dirtySet
 	for _, r := range w {
@@ -359,7 +364,8 @@ func (sc *serverConn) run(ctx context.Context) {
 			sc.appendLocked(r, now)
 			sc.waiting[i] = nil
 		}
-		sc.waiting = sc.waiting[:0]
+		sc.waiting, sc.waitBytes = sc.waiting[:0], 0
+		sc.roomLocked()
 		sc.mu.Unlock()
 		sc.connected.Store(true)
 		go sc.readLoop(s)
@@ -384,6 +390,7 @@ func (sc *serverConn) run(ctx context.Context) {
 func (sc *serverConn) closeAndFail() {
 	sc.mu.Lock()
 	sc.closing = true
+	sc.roomLocked()
 	sc.mu.Unlock()
 	sc.failWaiting(ErrClosed)
 }
@@ -404,8 +411,18 @@ func (sc *serverConn) dial(ctx context.Context) (net.Conn, error) {
 	}
 	if send, n := sc.st.proto.Handshake(cfg); len(send) > 0 {
 		_ = conn.SetDeadline(time.Now().Add(timeout))
-		if err := handshake(conn, send, n); err != nil {
+		// The end of ctx ends the handshake too: a server that does not answer it must not hold
+		// up Run for the timeout.
+		stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+		err := handshake(conn, send, n)
+		if !stop() && err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
 			conn.Close()
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
 			return nil, fmt.Errorf("handshake %s: %w", sc.srv.cfg.Addr, err)
 		}
 		_ = conn.SetDeadline(time.Time{})

@@ -146,3 +146,33 @@ func TestStalledClientWorksAfterWriteTimeout(t *testing.T) {
 		t.Fatalf("GET b after the stall's write deadline = %q, want $v-b", got)
 	}
 }
+
+// Run must return when its ctx ends even while a server connection waits for the server to answer
+// its handshake (here a SELECT it never answers, with a 20 s timeout).
+func TestRunReturnsDuringHandshake(t *testing.T) {
+	be := startStuckServer(t)
+	addr := freeport.TCP(t)
+	cfg, err := twemproxy.Parse(fmt.Appendf(nil, "r:\n  listen: %s\n  redis: true\n  redis_db: 1\n  timeout: 20000\n  servers:\n   - %s:1\n", addr, be))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Redis: &redis.Protocol{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	<-srv.Ready()
+	c := dialResp(t, addr)
+	if _, err := io.WriteString(c.c, encodeCmd("GET", "k")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the connection is in its handshake
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return 5s after its ctx ended")
+	}
+}
