@@ -85,19 +85,7 @@ func TestRunReturnsWhileServerStopsReading(t *testing.T) {
 		<-stop // never read again
 	})
 	defer close(stop)
-	addr := freeport.TCP(t)
-	cfg, err := twemproxy.Parse(fmt.Appendf(nil, "r:\n  listen: %s\n  redis: true\n  redis_db: 1\n  server_connections: 1\n  servers:\n   - %s:1\n", addr, be))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Redis: &redis.Protocol{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	<-srv.Ready()
+	addr, stopRun := runUntilStopped(t, "  redis_db: 1\n  server_connections: 1\n", be)
 	val := strings.Repeat("v", 256<<10)
 	var b strings.Builder
 	for range 400 {
@@ -106,12 +94,7 @@ func TestRunReturnsWhileServerStopsReading(t *testing.T) {
 	c1 := dialResp(t, addr)
 	go func() { _, _ = io.WriteString(c1.c, b.String()) }()
 	time.Sleep(2 * time.Second)
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return 5s after its ctx ended")
-	}
+	stopRun()
 }
 
 // A client whose socket filled once (its replies went through the blocking writer, with a write
@@ -151,8 +134,21 @@ func TestStalledClientWorksAfterWriteTimeout(t *testing.T) {
 // its handshake (here a SELECT it never answers, with a 20 s timeout).
 func TestRunReturnsDuringHandshake(t *testing.T) {
 	be := startStuckServer(t)
+	addr, stopRun := runUntilStopped(t, "  redis_db: 1\n  timeout: 20000\n", be)
+	c := dialResp(t, addr)
+	if _, err := io.WriteString(c.c, encodeCmd("GET", "k")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the connection is in its handshake
+	stopRun()
+}
+
+// runUntilStopped runs a redis pool with the extra config lines in front of backend be and returns
+// its address and a func that ends Run's ctx and fails the test unless Run returns within 5s.
+func runUntilStopped(t *testing.T, extra, be string) (string, func()) {
+	t.Helper()
 	addr := freeport.TCP(t)
-	cfg, err := twemproxy.Parse(fmt.Appendf(nil, "r:\n  listen: %s\n  redis: true\n  redis_db: 1\n  timeout: 20000\n  servers:\n   - %s:1\n", addr, be))
+	cfg, err := twemproxy.Parse(fmt.Appendf(nil, "r:\n  listen: %s\n  redis: true\n%s  servers:\n   - %s:1\n", addr, extra, be))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,15 +160,13 @@ func TestRunReturnsDuringHandshake(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	<-srv.Ready()
-	c := dialResp(t, addr)
-	if _, err := io.WriteString(c.c, encodeCmd("GET", "k")); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond) // the connection is in its handshake
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return 5s after its ctx ended")
+	return addr, func() {
+		t.Helper()
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not return 5s after its ctx ended")
+		}
 	}
 }
