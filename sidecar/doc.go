@@ -2,7 +2,7 @@
 // a volume (and in Kubernetes, optionally, the PID namespace) with the application container.
 //
 //   - Tailer follows log files by glob and ships their lines to a Sink (WriterSink for stdout,
-//     FileSink, HTTPSink). It identifies files by inode and a fingerprint of their first bytes,
+//     FileSink, HTTPSink), as JSON lines or, with WithFormat(FormatRaw), as they were read. It identifies files by inode and a fingerprint of their first bytes,
 //     follows rename rotation (reading a renamed file to its end, also across restarts) and
 //     copytruncate, and commits its offsets to a checkpoint only after the sink confirmed delivery.
 //     With a Committer sink (FileSink) a crash at any moment loses and duplicates nothing.

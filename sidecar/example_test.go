@@ -30,18 +30,10 @@ func ExampleTailer() {
 	if err != nil {
 		panic(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tailer.Run(ctx) }()
-	for {
+	runUntil(tailer, func() bool {
 		data, _ := os.ReadFile(filepath.Join(dir, "shipped.jsonl"))
-		if len(data) > 0 && data[len(data)-1] == '\n' && len(splitLines(data)) == 2 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
+		return len(data) > 0 && data[len(data)-1] == '\n' && len(splitLines(data)) == 2
+	})
 	data, _ := os.ReadFile(filepath.Join(dir, "shipped.jsonl"))
 	for _, l := range splitLines(data) {
 		fmt.Println(l[len(`{"file":"`)+len(dir)+1:])
@@ -49,6 +41,18 @@ func ExampleTailer() {
 	// Output:
 	// app.log","line":"started","offset":0}
 	// app.log","line":"serving on :8080","offset":8}
+}
+
+// runUntil runs tailer until shipped reports true (a real sidecar runs it until SIGTERM).
+func runUntil(tailer *sidecar.Tailer, shipped func() bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tailer.Run(ctx) }()
+	for !shipped() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
 }
 
 func splitLines(b []byte) []string {
@@ -112,14 +116,7 @@ func ExampleWithFormat() {
 	if err != nil {
 		panic(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tailer.Run(ctx) }()
-	for len(splitLines(out.Bytes())) < 2 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	runUntil(tailer, func() bool { return len(splitLines(out.Bytes())) == 2 })
 	fmt.Print(string(out.Bytes()))
 	// Output:
 	// started

@@ -444,24 +444,32 @@ func fileState(tl *Tailer, path string) string {
 	return ""
 }
 
+// deletedWhileOpen writes first to a new app.log through a descriptor it keeps open, starts a Tailer
+// with opts, waits until first is shipped and deletes app.log. It returns the writer's descriptor.
+func (e *tailEnv) deletedWhileOpen(t *testing.T, first string, opts ...Option) (tl *Tailer, app string, w *os.File, stop func()) {
+	t.Helper()
+	app = filepath.Join(e.logs, "app.log")
+	w, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	fmt.Fprintln(w, first)
+	tl = e.tailer(t, opts...)
+	stop = runTailer(t, tl)
+	e.waitLines(t, 1)
+	if err := os.Remove(app); err != nil {
+		t.Fatal(err)
+	}
+	return tl, app, w, stop
+}
+
 // A writer that holds its log open goes on appending after the file was deleted (a rotation that
 // deletes instead of renaming, or a cleanup racing the writer): only the Tailer's descriptor still
 // sees those lines, so it must keep reading the deleted file, not read it to its end once and drop it.
 func TestTailerReadsDeletedFileWhileTheWriterAppends(t *testing.T) {
 	e := newTailEnv(t)
-	app := filepath.Join(e.logs, "app.log")
-	w, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	fmt.Fprintln(w, "before")
-	tl := e.tailer(t) // default grace
-	stop := runTailer(t, tl)
-	e.waitLines(t, 1)
-	if err := os.Remove(app); err != nil {
-		t.Fatal(err)
-	}
+	tl, app, w, stop := e.deletedWhileOpen(t, "before") // default grace
 	// Wait until the Tailer has seen the deletion: from then on the lines below are in no directory.
 	await.True(t, "deletion noticed", 10*time.Second, func() bool { return fileState(tl, app) != "active" })
 	want := []string{"before"}
@@ -485,20 +493,8 @@ func TestTailerReadsDeletedFileWhileTheWriterAppends(t *testing.T) {
 // can open the file again. The checkpoint marks the entry so that a restart never resumes it.
 func TestTailerShipsDeletedFileWhenStopped(t *testing.T) {
 	e := newTailEnv(t)
-	app := filepath.Join(e.logs, "app.log")
-	w, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	fmt.Fprintln(w, "before")
 	// No inotify and no poll during the test: only the final read can see what follows.
-	tl := e.tailer(t, WithoutWatch(), WithPollInterval(time.Hour), WithDeletedGrace(time.Hour))
-	stop := runTailer(t, tl)
-	e.waitLines(t, 1)
-	if err := os.Remove(app); err != nil {
-		t.Fatal(err)
-	}
+	_, app, w, stop := e.deletedWhileOpen(t, "before", WithoutWatch(), WithPollInterval(time.Hour), WithDeletedGrace(time.Hour))
 	want := append([]string{"before"}, numbered("after", 0, 20)...)
 	for _, l := range want[1:] {
 		fmt.Fprintln(w, l)
@@ -528,19 +524,7 @@ func TestTailerShipsDeletedFileWhenStopped(t *testing.T) {
 // newline and its descriptor is closed (its disk space is freed only then).
 func TestTailerClosesDeletedFileAfterGrace(t *testing.T) {
 	e := newTailEnv(t)
-	app := filepath.Join(e.logs, "app.log")
-	w, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	fmt.Fprintln(w, "a")
-	tl := e.tailer(t, WithDeletedGrace(300*time.Millisecond))
-	stop := runTailer(t, tl)
-	e.waitLines(t, 1)
-	if err := os.Remove(app); err != nil {
-		t.Fatal(err)
-	}
+	tl, app, w, stop := e.deletedWhileOpen(t, "a", WithDeletedGrace(300*time.Millisecond))
 	fmt.Fprint(w, "b\nc")
 	got := e.waitLines(t, 3)
 	if diff := cmp.Diff([]string{"a", "b", "c"}, lines(got)); diff != "" {
