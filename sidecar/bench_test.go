@@ -18,6 +18,8 @@ type countingSink struct {
 	n atomic.Int64
 }
 
+func (c *countingSink) rawOutput() bool { return c.w.rawOutput() }
+
 func (c *countingSink) Write(ctx context.Context, recs []Record) error {
 	c.n.Add(int64(len(recs)))
 	return c.w.Write(ctx, recs)

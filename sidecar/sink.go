@@ -225,6 +225,14 @@ const (
 	FormatRaw
 )
 
+// rawSink is implemented by the sinks that can write lines as they are (FormatRaw).
+type rawSink interface {
+	rawOutput() bool
+}
+
+func (s *WriterSink) rawOutput() bool { return s.enc.raw }
+func (s *FileSink) rawOutput() bool   { return s.enc.raw }
+
 // WithFormat sets the output format of WriterSink and FileSink (default FormatJSON; values other
 // than FormatRaw mean FormatJSON).
 func WithFormat(f Format) Option {

@@ -55,6 +55,7 @@ type Tailer struct {
 	dirs  []string
 	sink  Sink
 	o     options
+	raw   bool // the sink writes lines as they are (rawSink): no line needs JSON escaping checked
 	log   *zap.Logger
 	m     *tailerMetrics
 	ready chan struct{}
@@ -104,6 +105,9 @@ func NewTailer(globs []string, sink Sink, opts ...Option) (*Tailer, error) {
 		return nil, &ConfigError{Field: "WithCommitInterval", Reason: "must not be negative"}
 	case o.deletedGrace < 0:
 		return nil, &ConfigError{Field: "WithDeletedGrace", Reason: "must not be negative"}
+	}
+	if r, ok := sink.(rawSink); ok {
+		t.raw = r.rawOutput()
 	}
 	t.m = newTailerMetrics(o.registerer)
 	return t, nil
@@ -875,9 +879,17 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	t.m.bytes.Add(float64(n))
 	data := buf[:np+n]
 	rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
-	// Usually no byte of the chunk needs JSON escaping: then no line needs checking on its own.
-	plain := plainLines(data)
-	fast := plain && t.o.multiline == nil
+	// Usually no byte of the chunk needs JSON escaping: then no line needs checking on its own. A
+	// sink that writes lines as they are needs only binary lines found (a NUL or invalid UTF-8), which
+	// is a ~4x cheaper check of the chunk's complete lines.
+	var plain, fast bool
+	if t.raw {
+		whole := data[:bytes.LastIndexByte(data, '\n')+1]
+		fast = t.o.multiline == nil && bytes.IndexByte(whole, 0) < 0 && utf8.Valid(whole)
+	} else {
+		plain = plainLines(data)
+		fast = plain && t.o.multiline == nil
+	}
 	start := 0
 	for {
 		i := bytes.IndexByte(data[start:], '\n')
@@ -891,7 +903,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 			continue
 		}
 		if fast && i <= t.o.maxLineBytes {
-			rs.recs = append(rs.recs, Record{File: tf.path, Line: line, Offset: lineOff, plain: true})
+			rs.recs = append(rs.recs, Record{File: tf.path, Line: line, Offset: lineOff, plain: plain})
 			continue
 		}
 		t.line(rs, tf, line, lineOff, plain)

@@ -583,3 +583,74 @@ func TestTailerRestartNeverResumesDeletedFileEntry(t *testing.T) {
 		t.Errorf("shipped (-want +got):\n%s", diff)
 	}
 }
+
+// A raw sink makes the Tailer check chunks only for binary lines instead of for JSON escaping; it
+// must skip exactly the lines the JSON path skips (NUL bytes, invalid UTF-8, over the limit) and
+// pass every other line as it is, in chunks of plain and of non-plain text alike.
+func TestTailerRawSkipsWhatJSONSkips(t *testing.T) {
+	// Blocks of several 4 KiB chunks: good lines only (plain and text JSON must escape), then good
+	// lines with one kind of bad line among them, so that each check is needed on its own.
+	var content, want []string
+	for block, bad := range []string{"", "nul \x00", "", "bad utf-8 \xff\xfe", "", strings.Repeat("long ", 30), ""} {
+		for i := range 400 {
+			var l string
+			switch {
+			case bad != "" && i%9 == 4:
+				content = append(content, fmt.Sprintf("%d %s", i, bad))
+				continue
+			case i%3 == 0:
+				l = fmt.Sprintf("plain %d %d", block, i)
+			case i%3 == 1:
+				l = fmt.Sprintf(`quoted "%d %d" \ tab\t ünï`, block, i)
+			default:
+				l = fmt.Sprintf("日本 %d %d", block, i)
+			}
+			content = append(content, l)
+			want = append(want, l)
+		}
+	}
+	ship := func(format Format) []string {
+		e := newTailEnv(t)
+		appendFile(t, filepath.Join(e.logs, "app.log"), content...)
+		sink, err := OpenFileSink(e.out, WithFormat(format))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sink.Close()
+		tl, err := NewTailer([]string{filepath.Join(e.logs, "*.log")}, sink, WithMaxLineBytes(100), WithReadChunkBytes(4096),
+			WithPollInterval(20*time.Millisecond), WithLogger(zaptest.NewLogger(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tl.raw != (format == FormatRaw) {
+			t.Fatalf("format %d: raw check %v", format, tl.raw)
+		}
+		stop := runTailer(t, tl)
+		var got []string
+		await.True(t, "every line seen", 30*time.Second, func() bool {
+			return counterValue(tl.m.skipped.WithLabelValues("binary"))+counterValue(tl.m.skipped.WithLabelValues("too_long"))+
+				counterValue(tl.m.lines) == float64(len(content))
+		})
+		stop()
+		data, err := os.ReadFile(e.out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if format == FormatRaw {
+			got = strings.SplitAfter(string(data), "\n")
+			got = got[:len(got)-1] // after the last newline
+			for i := range got {
+				got[i] = strings.TrimSuffix(got[i], "\n")
+			}
+		} else {
+			got = lines(readShipped(t, e.out))
+		}
+		return got
+	}
+	if diff := cmp.Diff(want, ship(FormatJSON)); diff != "" {
+		t.Errorf("JSON (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, ship(FormatRaw)); diff != "" {
+		t.Errorf("raw (-want +got):\n%s", diff)
+	}
+}
