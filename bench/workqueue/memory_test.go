@@ -17,145 +17,108 @@ import (
 
 const workers = 8
 
-// report adds items/s, and how long the producer's adds took per item (the rest of the time the
-// workers drained what it had left).
-func report(b *testing.B, added time.Duration) {
+// batch is how many items a worker of BenchmarkPodblocksMemoryBatch leases (and then acks) at once.
+const batch = 64
+
+// flow is the workload of every benchmark here: 8 workers run work until it returns; one producer
+// calls add for b.N items; the clock stops when the workers have reported b.N items done; then
+// stop ends the queue and the workers. It reports items/s, and how long the producer's adds took
+// per item (for the rest of the time the workers drained what it had left).
+func flow(b *testing.B, add func(i int), work func(done func(k int)), stop func()) {
+	var processed atomic.Int64
+	all := make(chan struct{})
+	n := int64(b.N)
+	done := func(k int) {
+		if processed.Add(int64(k)) == n {
+			close(all)
+		}
+	}
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(done)
+		}()
+	}
+	start := time.Now()
+	for i := range b.N {
+		add(i)
+	}
+	added := time.Since(start)
+	<-all
+	b.StopTimer()
+	stop()
+	wg.Wait()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
 	b.ReportMetric(float64(added.Nanoseconds())/float64(b.N), "add-ns/item")
 }
 
-// BenchmarkPodblocksMemory: 1 producer adds b.N keyless items; 8 workers Lease and Ack.
-func BenchmarkPodblocksMemory(b *testing.B) {
+// memoryFlow is flow over a Memory queue: the producer adds keyless items.
+func memoryFlow(b *testing.B, work func(ctx context.Context, q *workqueue.Memory, done func(k int))) {
 	q, err := workqueue.NewMemory()
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var processed atomic.Int64
-	all := make(chan struct{})
-	n := int64(b.N)
-	var wg sync.WaitGroup
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				it, err := q.Lease(ctx)
-				if err != nil {
-					return
-				}
-				if err := q.Ack(ctx, it.Lease); err != nil {
-					panic(err)
-				}
-				if processed.Add(1) == n {
-					close(all)
-				}
-			}
-		}()
-	}
-	start := time.Now()
-	for range b.N {
+	flow(b, func(int) {
 		if _, err := q.Add(ctx, nil, workqueue.AddOptions{}); err != nil {
 			b.Fatal(err)
 		}
-	}
-	added := time.Since(start)
-	<-all
-	b.StopTimer()
-	q.Close()
-	wg.Wait()
-	report(b, added)
+	}, func(done func(int)) { work(ctx, q, done) }, func() { q.Close() })
 }
 
-// batch is how many items a worker of BenchmarkPodblocksMemoryBatch leases (and then acks) at once.
-const batch = 64
+// BenchmarkPodblocksMemory: 1 producer adds b.N keyless items; 8 workers Lease and Ack.
+func BenchmarkPodblocksMemory(b *testing.B) {
+	memoryFlow(b, func(ctx context.Context, q *workqueue.Memory, done func(int)) {
+		for {
+			it, err := q.Lease(ctx)
+			if err != nil {
+				return
+			}
+			if err := q.Ack(ctx, it.Lease); err != nil {
+				panic(err)
+			}
+			done(1)
+		}
+	})
+}
 
 // BenchmarkPodblocksMemoryBatch: the same producer; each of the 8 workers leases up to 64 ready
 // items with one LeaseBatch, handles them one by one, and acks them with one AckBatch.
 func BenchmarkPodblocksMemoryBatch(b *testing.B) {
-	q, err := workqueue.NewMemory()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	var processed atomic.Int64
-	all := make(chan struct{})
-	n := int64(b.N)
-	var wg sync.WaitGroup
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			items := make([]workqueue.Item, batch)
-			leases := make([]string, batch)
-			for {
-				k, err := q.LeaseBatch(ctx, items)
-				if err != nil {
-					return
-				}
-				for i := range k {
-					leases[i] = items[i].Lease // the no-op handler
-				}
-				if err := q.AckBatch(ctx, leases[:k]); err != nil {
-					panic(err)
-				}
-				if processed.Add(int64(k)) == n {
-					close(all)
-				}
+	memoryFlow(b, func(ctx context.Context, q *workqueue.Memory, done func(int)) {
+		items := make([]workqueue.Item, batch)
+		leases := make([]string, batch)
+		for {
+			k, err := q.LeaseBatch(ctx, items)
+			if err != nil {
+				return
 			}
-		}()
-	}
-	start := time.Now()
-	for range b.N {
-		if _, err := q.Add(ctx, nil, workqueue.AddOptions{}); err != nil {
-			b.Fatal(err)
+			for i := range k {
+				leases[i] = items[i].Lease // the no-op handler
+			}
+			if err := q.AckBatch(ctx, leases[:k]); err != nil {
+				panic(err)
+			}
+			done(k)
 		}
-	}
-	added := time.Since(start)
-	<-all
-	b.StopTimer()
-	q.Close()
-	wg.Wait()
-	report(b, added)
+	})
 }
 
 // BenchmarkClientGo: the same with client-go's typed queue (Add / Get / Done; distinct int items).
 func BenchmarkClientGo(b *testing.B) {
 	q := kwq.NewTyped[int]()
-	var processed atomic.Int64
-	all := make(chan struct{})
-	n := int64(b.N)
-	var wg sync.WaitGroup
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				it, shutdown := q.Get()
-				if shutdown {
-					return
-				}
-				q.Done(it)
-				if processed.Add(1) == n {
-					close(all)
-				}
+	flow(b, q.Add, func(done func(int)) {
+		for {
+			it, shutdown := q.Get()
+			if shutdown {
+				return
 			}
-		}()
-	}
-	start := time.Now()
-	for i := range b.N {
-		q.Add(i)
-	}
-	added := time.Since(start)
-	<-all
-	b.StopTimer()
-	q.ShutDown()
-	wg.Wait()
-	report(b, added)
+			q.Done(it)
+			done(1)
+		}
+	}, q.ShutDown)
 }
