@@ -279,17 +279,40 @@ func (e *encoder) appendBatch(dst []byte, recs []Record) []byte {
 	return dst
 }
 
-// appendRaw appends each record's line and a newline.
+// appendRaw appends each record's line and a newline. Lines that follow each other in one array,
+// one newline apart (as the Tailer's come from its read buffer), are copied as one run.
 func appendRaw(dst []byte, recs []Record) []byte {
 	need := 0
 	for i := range recs {
 		need += len(recs[i].Line) + 1
 	}
 	dst = slices.Grow(dst, need)
-	for i := range recs {
-		dst = append(append(dst, recs[i].Line...), '\n')
+	for i := 0; i < len(recs); {
+		run := recs[i].Line
+		for i++; i < len(recs); i++ {
+			next, ok := joinLines(run, recs[i].Line)
+			if !ok {
+				break
+			}
+			run = next
+		}
+		dst = append(append(dst, run...), '\n')
 	}
 	return dst
+}
+
+// joinLines returns a and b as one slice, newline included, when b starts in a's array right after
+// a newline that follows a.
+func joinLines(a, b []byte) ([]byte, bool) {
+	n := len(a) + 1 + len(b)
+	if len(b) == 0 || n > cap(a) {
+		return nil, false
+	}
+	ab := a[:n]
+	if &ab[len(a)+1] != &b[0] || ab[len(a)] != '\n' {
+		return nil, false
+	}
+	return ab, true
 }
 
 func (e *encoder) append(dst []byte, r *Record) []byte {

@@ -203,6 +203,65 @@ func TestRawFormat(t *testing.T) {
 	}
 }
 
+// appendRawNaive is appendRaw's reference: each line and a newline.
+func appendRawNaive(dst []byte, recs []Record) []byte {
+	for _, r := range recs {
+		dst = append(append(dst, r.Line...), '\n')
+	}
+	return dst
+}
+
+// rawRecords splits buf into records pointing into it, the way the Tailer makes them, dropping every
+// line for which drop is true.
+func rawRecords(buf []byte, drop func(i int) bool) []Record {
+	var recs []Record
+	for i, start := 0, 0; ; i++ {
+		j := bytes.IndexByte(buf[start:], '\n')
+		if j < 0 {
+			return recs
+		}
+		if !drop(i) {
+			recs = append(recs, Record{Line: buf[start : start+j]})
+		}
+		start += j + 1
+	}
+}
+
+func TestAppendRawJoinsOnlyAdjacentLines(t *testing.T) {
+	buf := []byte("one\ntwo\n\nfour\nfive\nsix\n")
+	tests := []struct {
+		name string
+		recs []Record
+	}{
+		{"adjacent", rawRecords(buf, func(int) bool { return false })},
+		{"a line skipped", rawRecords(buf, func(i int) bool { return i == 3 })},
+		{"every other", rawRecords(buf, func(i int) bool { return i%2 == 1 })},
+		{"other arrays", []Record{{Line: []byte("a")}, {Line: []byte("b")}, {Line: buf[4:7]}}},
+		// b follows a one byte apart, but that byte is not a newline.
+		{"not a newline between", []Record{{Line: []byte("ab;cd")[:2]}, {Line: []byte("ab;cd")[3:]}}},
+		{"same array, not a newline", func() []Record { x := []byte("ab;cd"); return []Record{{Line: x[:2]}, {Line: x[3:]}} }()},
+		{"a line twice", []Record{{Line: buf[:3]}, {Line: buf[:3]}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(string(appendRawNaive(nil, tt.recs)), string(appendRaw([]byte("x"), tt.recs)[1:])); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func FuzzAppendRaw(f *testing.F) {
+	f.Add([]byte("one\ntwo\n\nfour\n"), uint64(0))
+	f.Add([]byte("a;b\nc\n"), uint64(5))
+	f.Fuzz(func(t *testing.T, buf []byte, drop uint64) {
+		recs := rawRecords(buf, func(i int) bool { return drop>>(i%64)&1 == 1 })
+		if want, got := appendRawNaive(nil, recs), appendRaw(nil, recs); !bytes.Equal(want, got) {
+			t.Fatalf("appendRaw = %q, want %q", got, want)
+		}
+	})
+}
+
 var checkpointTests = []struct {
 	name string
 	in   string
