@@ -101,12 +101,14 @@ type keyState struct{ q []*entry }
 // plus priorities, leases that expire, a ctx-cancellable Lease, and dead letters. With WithJournal it
 // is the engine of workqueue/bolt.
 //
-// The hot path (a keyless Add without delay, Lease, Ack) is built for many items per second: such an
-// Add takes no lock (it pushes onto a lock-free inbox that the next Lease moves into the ready lanes
-// in one batch), leases are kept in deadline order in a list (a lease's deadline is now plus a fixed
-// duration, so it goes at the tail), and only leased items are indexed by ID. A Lease that finds
-// nothing spins (yielding) for a few microseconds before it parks, and an Add wakes a parked Lease
-// only when no Lease is spinning, so a steady flow of items needs no wake-ups.
+// The hot path (a keyless Add without delay, Lease or LeaseBatch, Ack or AckBatch) is built for
+// many items per second: such an Add takes no lock (it pushes onto a lock-free inbox that the next
+// Lease moves into the ready lanes in one batch) and allocates one string (the ID, which is also the
+// first lease's token); acked entries are reused; leases are kept in deadline order in a list (a
+// lease's deadline is now plus a fixed duration, so it goes at the tail), and only leased items are
+// indexed by ID. A Lease that finds nothing spins (yielding) for a few microseconds before it parks,
+// and only an Add that finds the inbox empty, and no Lease spinning, wakes a parked Lease, so a
+// steady flow of items needs few wake-ups. LeaseBatch and AckBatch take the lock once per batch.
 type Memory struct {
 	cfg      memConfig
 	base     time.Time    // clock() is the monotonic time since: one clock read, not two
