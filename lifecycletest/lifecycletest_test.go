@@ -127,3 +127,23 @@ func TestStartReady(t *testing.T) {
 		t.Errorf("component never ready: failure %q, want a timeout", got)
 	}
 }
+
+// TestStartReadyReadyThenReturned: a component that becomes ready and returns at once was ready, whichever
+// of the two the wait sees first.
+func TestStartReadyReadyThenReturned(t *testing.T) {
+	for range 200 {
+		ready := make(chan struct{})
+		c := &funcReady{ready: ready, run: func(context.Context) error { close(ready); return nil }}
+		if got := startReady(c, 5*time.Second); got != "" {
+			t.Fatalf("ready, then returned: failed with %q", got)
+		}
+	}
+}
+
+type funcReady struct {
+	ready chan struct{}
+	run   func(context.Context) error
+}
+
+func (f *funcReady) Ready() <-chan struct{}        { return f.ready }
+func (f *funcReady) Run(ctx context.Context) error { return f.run(ctx) }
