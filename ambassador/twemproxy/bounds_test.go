@@ -2,10 +2,12 @@ package twemproxy_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,8 +72,9 @@ func loadAndCheckServerQueue(t *testing.T, addr string, srv *twemproxy.Server, d
 	}
 }
 
-// A client that stops reading is cut off once 32 MB of its replies are buffered, instead of
-// buffering every reply of its up to 1024 requests in flight (here 300 x 256 KB).
+// A client that stops reading is cut off once it has taken nothing for 5 s with more than 32 MB
+// of its replies waiting, instead of keeping every reply of its up to 1024 requests in flight
+// (here 300 x 256 KB) for as long as it stays connected.
 func TestStalledClientOutputBounded(t *testing.T) {
 	big := strings.Repeat("x", 256<<10)
 	be := startFakeRedis(t, func(conn, n int, args []string) string {
@@ -108,11 +111,15 @@ func TestStalledClientOutputBounded(t *testing.T) {
 // slowly arriving reply behind it, instead of at the end of the reader's batch.
 func TestReplyNotHeldBehindPartialReply(t *testing.T) {
 	release := make(chan struct{})
+	gotA := make(chan struct{})
 	be := loopback.Serve(t, func(i int, c net.Conn) {
 		br := bufio.NewReader(c)
-		for range 2 { // GET a, then GET b
+		for j := range 2 { // GET a, then GET b
 			if _, err := readCommand(br); err != nil {
 				return
+			}
+			if j == 0 {
+				close(gotA)
 			}
 		}
 		// a's reply and the start of b's in one write; the rest of b's later.
@@ -133,7 +140,11 @@ func TestReplyNotHeldBehindPartialReply(t *testing.T) {
 	if _, err := io.WriteString(a.c, encodeCmd("GET", "a")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // a's request goes first
+	select { // a's request goes first
+	case <-gotA:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server got no GET a")
+	}
 	if _, err := io.WriteString(bc.c, encodeCmd("GET", "b")); err != nil {
 		t.Fatal(err)
 	}
@@ -182,5 +193,184 @@ func TestReplyLargerThanLimitGoesThrough(t *testing.T) {
 	}
 	if got[1] != "$v-x" {
 		t.Fatalf("GET x behind it: %q", got[1])
+	}
+}
+
+// A client that reads is not cut off when the replies queued behind a slow one all complete at
+// once: here 600 replies of 64 KB (38 MB) wait behind a request its server answers after 500 ms,
+// and reach the client when it does.
+func TestReadingClientNotCutOffAfterHeadOfLine(t *testing.T) {
+	val := strings.Repeat("x", 64<<10)
+	handle := func(conn, n int, args []string) string {
+		if args[1] == "slow" {
+			time.Sleep(500 * time.Millisecond)
+			return bulk("s")
+		}
+		return bulk(val)
+	}
+	a, b := startFakeRedis(t, handle), startFakeRedis(t, handle)
+	addr, _, pc := startFakePoolConfig(t, "  server_connections: 1\n", a, b)
+	placer := twemproxy.NewPlacer(pc, nil)
+	slowSrv := pc.Servers[placer.Place([]byte("slow"))].Addr
+	var fast []string
+	for i := 0; len(fast) < 600; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if pc.Servers[placer.Place([]byte(k))].Addr != slowSrv {
+			fast = append(fast, k)
+		}
+	}
+	c := dialResp(t, addr)
+	got := pipeline(t, c, gets(append([]string{"slow"}, fast...)...))
+	if got[0] != "$s" {
+		t.Fatalf("GET slow = %q", got[0])
+	}
+	for i, g := range got[1:] {
+		if g != "$"+val {
+			t.Fatalf("reply %d: %d bytes, want %d", i+1, len(g), len(val)+1)
+		}
+	}
+}
+
+// A client that reads more slowly than its server answers is not cut off either, however large
+// the replies it has pipelined: here four of 40 MB, read 64 KB at a time.
+func TestSlowReadingClientNotCutOff(t *testing.T) {
+	huge := strings.Repeat("h", 40<<20)
+	be := startFakeRedis(t, func(conn, n int, args []string) string { return bulk(huge) })
+	addr, srv := startFakePool(t, "  server_connections: 1\n", be)
+	c := dialResp(t, addr)
+	_ = c.c.SetDeadline(time.Now().Add(60 * time.Second))
+	keys := numbered("huge", 4)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(encodeCmd("GET", k))
+	}
+	if _, err := io.WriteString(c.c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReaderSize(&slowReader{r: c.c, chunk: 64 << 10, pause: time.Millisecond}, 64<<10)
+	for i := range keys {
+		if g := readReplyErr(r); g != "$"+huge {
+			t.Fatalf("reply %d: %.40q (%d bytes), want %d; client errors: %d", i, g, len(g), len(huge)+1,
+				srv.Snapshot()[0].ClientErr)
+		}
+	}
+}
+
+// slowReader reads at most chunk bytes at a time from r, pausing before each read.
+type slowReader struct {
+	r     io.Reader
+	chunk int
+	pause time.Duration
+}
+
+func (s *slowReader) Read(b []byte) (int, error) {
+	time.Sleep(s.pause)
+	return s.r.Read(b[:min(len(b), s.chunk)])
+}
+
+// Complete replies held behind an unanswered request count toward the replies a client has not
+// taken: its reader stops taking requests once they reach the limit (1 MB), instead of going on
+// to 1024 requests in flight. Here the head waits on one server while 64 KB replies pile up from
+// the other, for 1000 GETs with 1 KB keys (16 to a read) sent one a millisecond.
+func TestReadyRepliesStopReader(t *testing.T) {
+	val := strings.Repeat("x", 64<<10)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	defer releaseOnce.Do(func() { close(release) })
+	var fastGets atomic.Int64
+	handle := func(conn, n int, args []string) string {
+		if args[1] == "slow" {
+			<-release
+			return bulk("s")
+		}
+		fastGets.Add(1)
+		return bulk(val)
+	}
+	a, b := startFakeRedis(t, handle), startFakeRedis(t, handle)
+	addr, _, pc := startFakePoolConfig(t, "  server_connections: 1\n", a, b)
+	placer := twemproxy.NewPlacer(pc, nil)
+	slowSrv := pc.Servers[placer.Place([]byte("slow"))].Addr
+	pad := strings.Repeat("k", 1<<10)
+	var fast []string
+	for i := 0; len(fast) < 1000; i++ {
+		k := fmt.Sprintf("%s%d", pad, i)
+		if pc.Servers[placer.Place([]byte(k))].Addr != slowSrv {
+			fast = append(fast, k)
+		}
+	}
+	c := dialResp(t, addr)
+	_ = c.c.SetDeadline(time.Now().Add(30 * time.Second))
+	sent := make(chan struct{})
+	go func() { // a GET a millisecond, so that the replies keep up with the requests
+		defer close(sent)
+		for _, k := range append([]string{"slow"}, fast...) {
+			if _, err := io.WriteString(c.c, encodeCmd("GET", k)); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	<-sent // the reader had time to take them all, if it does
+	// The bound: 1 MB of replies (16), plus the requests of the read that crossed it (16) and of
+	// the batch being dispatched; well under the 1024 requests in flight the reader is otherwise
+	// allowed.
+	if n := fastGets.Load(); n < 16 || n > 100 {
+		t.Fatalf("the reader took %d requests while their replies waited behind the slow one", n)
+	}
+	releaseOnce.Do(func() { close(release) })
+	if g := readReplyErr(c.r); g != "$s" {
+		t.Fatalf("GET slow = %.40q", g)
+	}
+	for i := range fast {
+		if g := readReplyErr(c.r); g != "$"+val {
+			t.Fatalf("reply %d: %.40q (%d bytes), want %d", i+1, g, len(g), len(val)+1)
+		}
+	}
+}
+
+// The bound on a server connection's output counts the batch being written too: here the server
+// reads slowly (64 KB every 5 ms), so a flush writing a few megabytes lasts while the buffer fills
+// again, and one client sends SETs of 16 KB.
+func TestSlowServerOutputBounded(t *testing.T) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	slow := loopback.Serve(t, func(i int, c net.Conn) {
+		buf := make([]byte, 64<<10)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+		}
+	})
+	addr, srv, _ := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n", []string{slow},
+		twemproxy.Protocols{Redis: &redis.Protocol{}})
+	cmd := encodeCmd("SET", "k", strings.Repeat("v", 16<<10))
+	c := dialResp(t, addr)
+	go func() {
+		for range 4000 {
+			if _, err := io.WriteString(c.c, cmd); err != nil {
+				return
+			}
+		}
+	}()
+	// The bound: the limit (4 MB) plus one batch of 64 requests.
+	const limit = 4<<20 + 64*(16<<10+64)
+	var most int64
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		b := srv.Snapshot()[0].Servers[0].InQueueBytes
+		most = max(most, b)
+		if b > limit {
+			t.Fatalf("the server's queue holds %d bytes, more than %d", b, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if most < 4<<20 {
+		t.Fatalf("the queue never filled (at most %d bytes): the test did not load it", most)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -17,14 +18,17 @@ import (
 const (
 	maxBatch = 64
 	// A client's reader stops reading while it has this many requests unanswered or this many
-	// bytes of replies it has not taken.
+	// bytes of replies it has not taken: complete ones waiting behind an unanswered request,
+	// ones waiting to be written, and the rest of the one being written.
 	maxPending = 1024
 	maxOutBuf  = 1 << 20
-	// maxStalledOut bounds the replies buffered for a client that does not take them: the requests
-	// it has in flight when its reader stops can have replies of any size. A reply that finds this
-	// much unwritten behind the first reply waiting cuts the client off, as redis's
-	// client-output-buffer-limit does; a single reply larger than this still goes through.
+	// A client that takes no byte of its replies for stallTimeout while more than maxStalledOut
+	// of them wait unwritten is closed and its replies dropped: the requests it has in flight when
+	// its reader stops can have replies of any size. A client that reads, however slowly, is never
+	// cut off (redis's normal clients have no output limit by default, nutcracker none), and
+	// neither is one whose replies are complete but held behind an unanswered request.
 	maxStalledOut = 32 << 20
+	stallTimeout  = 5 * time.Second
 )
 
 // client is one client connection. Its reader goroutine parses batches of requests, queues them
@@ -42,7 +46,8 @@ type client struct {
 	queue     []*Request // requests in order, from head on
 	head      int
 	out       []byte // replies not written yet
-	outBase   int    // bytes of out's first reply, which maxStalledOut does not count
+	ready     int    // bytes of the complete replies still in queue, behind an incomplete one
+	writing   int    // bytes of the writer goroutine's buffer not written yet
 	spare     []byte
 	stalled   bool // the writer goroutine owns writing out
 	broken    bool // the connection failed or was closed: replies are dropped
@@ -143,13 +148,26 @@ func (c *client) readLoop() {
 func (c *client) waitForSpace() {
 	for {
 		c.mu.Lock()
-		if len(c.queue)-c.head < maxPending && len(c.out) < maxOutBuf {
+		if c.roomLocked() {
 			c.mu.Unlock()
 			return
 		}
 		c.waiting = true
 		c.mu.Unlock()
 		<-c.space
+	}
+}
+
+// roomLocked reports whether the reader may take more requests.
+func (c *client) roomLocked() bool {
+	return len(c.queue)-c.head < maxPending && c.ready+len(c.out)+c.writing < maxOutBuf
+}
+
+// wakeReaderLocked wakes the reader if it waits for space and there is some.
+func (c *client) wakeReaderLocked() {
+	if c.waiting && c.roomLocked() {
+		c.waiting = false
+		c.space <- struct{}{}
 	}
 }
 
@@ -275,18 +293,10 @@ func (c *client) drainLocked() {
 				r.Resp = p.proto.ErrorReply(r.Resp[:0], r.err)
 			}
 		}
+		c.ready -= r.readyBytes
 		if !c.broken && !c.quit {
-			if len(c.out) == 0 {
-				c.outBase = len(r.Resp)
-			}
-			if len(c.out)-c.outBase >= maxStalledOut {
-				p.log.Warn("client output buffer limit reached: closing the client",
-					zap.Int("buffered", len(c.out)), zap.Stringer("client", c.conn.RemoteAddr()))
-				c.breakLocked()
-			} else {
-				c.out = append(c.out, r.Resp...)
-				c.quit = r.Quit
-			}
+			c.out = append(c.out, r.Resp...)
+			c.quit = r.Quit
 		}
 		putRequest(r)
 	}
@@ -297,9 +307,8 @@ func (c *client) drainLocked() {
 		clear(c.queue[k:])
 		c.queue, c.head = c.queue[:k], 0
 	}
-	if n > 0 && c.waiting && len(c.out) < maxOutBuf {
-		c.waiting = false
-		c.space <- struct{}{}
+	if n > 0 {
+		c.wakeReaderLocked()
 	}
 }
 
@@ -317,7 +326,6 @@ func (c *client) writeLocked() {
 		case n < len(c.out):
 			k := copy(c.out, c.out[n:])
 			c.out = c.out[:k]
-			c.outBase = max(c.outBase-n, 0)
 			c.stalled = true
 			c.kick <- struct{}{}
 			return
@@ -331,10 +339,7 @@ func (c *client) afterWriteLocked() {
 	if c.quit && !c.broken {
 		c.breakLocked()
 	}
-	if c.waiting && len(c.queue)-c.head < maxPending {
-		c.waiting = false
-		c.space <- struct{}{}
-	}
+	c.wakeReaderLocked()
 	c.checkDrainedLocked()
 }
 
@@ -359,40 +364,96 @@ func (c *client) tryWrite(b []byte) (int, error) {
 	return c.nb.Write(b)
 }
 
-// writeLoop writes out with blocking writes while the client is stalled.
+// writeLoop writes out with blocking writes while the client is stalled. A write that makes no
+// progress for stallTimeout closes the client if more than maxStalledOut of its replies wait by
+// then; one that does not finish within the client write timeout closes it in any case.
 func (c *client) writeLoop() {
 	wt := c.p.opts.clientWriteTimeout
-	var deadlineSet time.Time
+	var dl writeDeadline
 	for range c.kick {
 		c.mu.Lock()
 		for c.stalled && len(c.out) > 0 && !c.broken {
-			buf := c.out
+			whole := c.out
+			buf := whole
 			c.out, c.spare = c.spare[:0], nil
-			c.mu.Unlock()
-			if wt > 0 {
-				if now := time.Now(); now.Sub(deadlineSet) > wt/10 { // at least 90% of wt is always left
-					deadlineSet = now
-					_ = c.conn.SetWriteDeadline(now.Add(wt))
+			c.writing = len(buf)
+			for first := true; len(buf) > 0 && !c.broken; first = false {
+				c.mu.Unlock()
+				stallAt, wtAt := dl.arm(c.conn, wt, first)
+				n, err := c.conn.Write(buf)
+				buf = buf[n:]
+				c.mu.Lock()
+				c.writing = len(buf)
+				if n > 0 {
+					c.wakeReaderLocked()
+				}
+				if err == nil {
+					continue
+				}
+				now := time.Now()
+				switch {
+				case !errors.Is(err, os.ErrDeadlineExceeded):
+					c.breakLocked()
+				case !wtAt.IsZero() && !now.Before(wtAt):
+					c.breakLocked() // the client write timeout passed
+				case n == 0 && now.Sub(stallAt) >= stallTimeout*9/10 && len(buf)+len(c.out) > maxStalledOut:
+					c.p.log.Warn("client output buffer limit reached with no write progress: closing the client",
+						zap.Int("buffered", len(buf)+len(c.out)), zap.Duration("stalled", now.Sub(stallAt)),
+						zap.Stringer("client", c.conn.RemoteAddr()))
+					c.breakLocked()
 				}
 			}
-			_, err := c.conn.Write(buf)
-			c.mu.Lock()
-			if cap(buf) <= maxPooledBuf {
-				c.spare = buf[:0]
-			}
-			if err != nil {
-				c.breakLocked()
+			c.writing = 0
+			if cap(whole) <= maxPooledBuf {
+				c.spare = whole[:0]
 			}
 		}
-		if !deadlineSet.IsZero() {
-			// The non-blocking writes that follow the stall check the write deadline too: clear
-			// it, or they fail once it passes and the client is cut off.
-			_ = c.conn.SetWriteDeadline(time.Time{})
-			deadlineSet = time.Time{}
-		}
+		// The non-blocking writes that follow the stall check the write deadline too: clear it,
+		// or they fail once it passes and the client is cut off.
+		dl.clear(c.conn)
 		c.stalled = false
 		c.out = c.out[:0]
 		c.afterWriteLocked()
 		c.mu.Unlock()
+	}
+}
+
+// writeDeadline keeps a stalled client's write deadline: the sooner of stallTimeout and the client
+// write timeout (wt, 0: none), each renewed only once a tenth of it has passed, since a deadline
+// update per write costs more than a small write; at least 90% of each is left when a write starts.
+type writeDeadline struct {
+	stallSet, wtSet, set time.Time
+}
+
+// arm sets conn's write deadline for a write starting now and returns when the stall period it
+// covers began and when the write timeout ends (zero: no wt). The write timeout is renewed only for
+// the first write of a buffer (newBuf): the rest of a buffer, after a write the stall deadline
+// ended, has what is left of it.
+func (d *writeDeadline) arm(conn net.Conn, wt time.Duration, newBuf bool) (stallAt, wtAt time.Time) {
+	now := time.Now()
+	if now.Sub(d.stallSet) > stallTimeout/10 {
+		d.stallSet = now
+	}
+	at := d.stallSet.Add(stallTimeout)
+	if wt > 0 {
+		if newBuf && now.Sub(d.wtSet) > wt/10 {
+			d.wtSet = now
+		}
+		wtAt = d.wtSet.Add(wt)
+		if wtAt.Before(at) {
+			at = wtAt
+		}
+	}
+	if !at.Equal(d.set) {
+		d.set = at
+		_ = conn.SetWriteDeadline(at)
+	}
+	return d.stallSet, wtAt
+}
+
+func (d *writeDeadline) clear(conn net.Conn) {
+	if !d.set.IsZero() {
+		_ = conn.SetWriteDeadline(time.Time{})
+		*d = writeDeadline{}
 	}
 }

@@ -49,8 +49,12 @@
 // # Limits
 //
 // A client's reader stops reading while the client has 1024 requests unanswered or 1 MB of
-// replies unwritten. A server connection's output buffer (or its queue while it connects) holds
-// at most 4 MB plus one batch of each client's requests: a client whose batch finds it full reads
-// no more until the server takes it. A client that stops reading is closed once 32 MB of its replies wait unwritten behind the
-// first (as redis's client-output-buffer-limit does; a single reply of any size goes through).
+// replies it has not taken (complete ones held behind an unanswered request, ones waiting to be
+// written, and the rest of the one being written). A server connection's output buffer and the
+// batch being written to the server (or its queue while it connects) hold at most 4 MB plus one
+// batch of each client's requests: a client whose batch finds them full reads no more until the
+// server takes them. A client that takes no byte of its replies for 5 s while more than 32 MB of
+// them wait is closed and its replies dropped; until then it holds the replies of the requests it
+// had in flight (up to 1024, of any size). A client that reads, however slowly, is never cut off,
+// as in redis (no output limit for normal clients by default) and nutcracker.
 package twemproxy

@@ -41,6 +41,13 @@ func (r *Request) finish(err error, ds *dirtySet) {
 		r.err = err
 	}
 	r.done = true
+	// Count the reply toward the client's limit on replies not taken until it is drained.
+	root := r
+	if r.parent != nil {
+		root = r.parent
+	}
+	root.readyBytes += len(r.Resp)
+	c.ready += len(r.Resp)
 	if p := r.parent; p != nil {
 		if p.left--; p.left > 0 {
 			c.mu.Unlock()

@@ -45,6 +45,8 @@ type Request struct {
 	parent *Request // for a fragment, the split request
 	left   int      // for a split request, fragments not complete yet; under c.mu
 	done   bool     // the reply (or error) is in; under c.mu
+	// readyBytes counts the replies of r (or its fragments) in c.ready until r is drained; under c.mu
+	readyBytes int
 }
 
 // Err is the error that replaced the server's reply (nil if the server answered).
@@ -56,7 +58,7 @@ func (r *Request) Key(i int) []byte { return r.Buf[r.Keys[i].Start:r.Keys[i].End
 func (r *Request) reset() {
 	r.Buf, r.Keys, r.Resp, r.Scratch, r.KeyFrag = r.Buf[:0], r.Keys[:0], r.Resp[:0], r.Scratch[:0], r.KeyFrag[:0]
 	r.Kind, r.NoReply, r.Local, r.Quit, r.MultiKey, r.Auth = 0, false, false, false, false, false
-	r.frags, r.err, r.server, r.c, r.parent, r.left, r.done = r.frags[:0], nil, nil, nil, nil, 0, false
+	r.frags, r.err, r.server, r.c, r.parent, r.left, r.done, r.readyBytes = r.frags[:0], nil, nil, nil, nil, 0, false, 0
 }
 
 // Protocol is a wire protocol a pool speaks (memcache ASCII, redis RESP). The memcache and redis

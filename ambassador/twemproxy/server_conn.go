@@ -15,10 +15,10 @@ import (
 
 const (
 	ioBufSize = 16 << 10
-	// maxServerOut bounds a server connection's output buffer while the server does not take it
-	// (it stopped reading, or is slow): a client reader that finds this much queued after its batch
-	// waits for room before it reads more, so the buffer holds at most this plus one batch of each
-	// client's requests.
+	// maxServerOut bounds a server connection's output while the server does not take it (it
+	// stopped reading, or is slow): a client reader that finds this much queued after its batch,
+	// counting the batch being written, waits for room before it reads more, so the output buffer
+	// and the batch being written hold at most this plus one batch of each client's requests.
 	maxServerOut = 4 << 20
 )
 
@@ -48,6 +48,7 @@ type serverConn struct {
 	sess       *session   // the connected session; nil while not connected
 	out        []byte     // bytes for sess not written yet
 	spareOut   []byte     // out's other half, while a flush writes
+	flushBytes int        // the bytes of the batch a flush is writing (out's other half)
 	noreply    []*Request // noreply requests whose bytes are in out: complete once written
 	spareNR    []*Request
 	flushing   bool       // a goroutine is writing out; it loops until out is empty
@@ -113,7 +114,7 @@ func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) (owe, ful
 	sc.appendLocked(r, now)
 	owe = !sc.owed
 	sc.owed = true
-	full = len(sc.out) >= maxServerOut
+	full = len(sc.out)+sc.flushBytes >= maxServerOut
 	sc.mu.Unlock()
 	return owe, full
 }
@@ -122,7 +123,7 @@ func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) (owe, ful
 // requests) is full.
 func (sc *serverConn) waitForRoom() {
 	sc.mu.Lock()
-	for !sc.closing && (sc.sess != nil && len(sc.out) >= maxServerOut || sc.sess == nil && sc.waitBytes >= maxServerOut) {
+	for !sc.closing && (sc.sess != nil && len(sc.out)+sc.flushBytes >= maxServerOut || sc.sess == nil && sc.waitBytes >= maxServerOut) {
 		if sc.room == nil {
 			sc.room = make(chan struct{})
 		}
@@ -134,7 +135,7 @@ func (sc *serverConn) waitForRoom() {
 	sc.mu.Unlock()
 }
 
-// roomLocked wakes the goroutines waiting for room: out was taken or dropped, the waiting
+// roomLocked wakes the goroutines waiting for room: out was written or dropped, the waiting
 // requests were sent or failed, or the connection is closing.
 func (sc *serverConn) roomLocked() {
 	if sc.room != nil {
@@ -186,7 +187,7 @@ func (sc *serverConn) flushLocked(ds *dirtySet, nonBlocking bool) {
 		s, buf, nr := sc.sess, sc.out, sc.noreply
 		sc.out, sc.spareOut = sc.spareOut[:0], nil
 		sc.noreply, sc.spareNR = sc.spareNR[:0], nil
-		sc.roomLocked()
+		sc.flushBytes = len(buf)
 		sc.mu.Unlock()
 		var err error
 		if nonBlocking && s.nb != nil {
@@ -234,6 +235,8 @@ func (sc *serverConn) wrote(s *session, buf []byte, nr []*Request, err error, ds
 		sc.kill(s, err, true, ds)
 	}
 	sc.mu.Lock()
+	sc.flushBytes = 0
+	sc.roomLocked()
 	if cap(buf) <= maxPooledBuf {
 		sc.spareOut = buf[:0]
 	}
@@ -288,7 +291,7 @@ func (sc *serverConn) inQueue() (n int, bytes int64) {
 	for _, r := range sc.waiting {
 		bytes += int64(len(r.Buf))
 	}
-	return len(sc.waiting), bytes + int64(len(sc.out))
+	return len(sc.waiting), bytes + int64(len(sc.out)+sc.flushBytes)
 }
 
 // close stops accepting requests; run finishes the queued ones and returns.

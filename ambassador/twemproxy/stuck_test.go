@@ -2,7 +2,6 @@ package twemproxy_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
 	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/loopback"
+	"github.com/podblocks/podblocks/lifecycletest"
 )
 
 // Servers that stop reading, and clients that stall: found in review of the one-hand-off hot path.
@@ -131,20 +131,36 @@ func TestStalledClientWorksAfterWriteTimeout(t *testing.T) {
 }
 
 // Run must return when its ctx ends even while a server connection waits for the server to answer
-// its handshake (here a SELECT it never answers, with a 20 s timeout).
+// its handshake (here a SELECT it reads and never answers, with a 20 s timeout).
 func TestRunReturnsDuringHandshake(t *testing.T) {
-	be := startStuckServer(t)
+	stop := make(chan struct{})
+	selected := make(chan struct{}, 1)
+	be := loopback.Serve(t, func(i int, c net.Conn) {
+		if args, err := readCommand(bufio.NewReader(c)); err == nil && args[0] == "SELECT" {
+			select {
+			case selected <- struct{}{}:
+			default:
+			}
+		}
+		<-stop
+	})
+	t.Cleanup(func() { close(stop) }) // before loopback.Serve's cleanup waits for the handler
 	addr, stopRun := runUntilStopped(t, "  redis_db: 1\n  timeout: 20000\n", be)
 	c := dialResp(t, addr)
 	if _, err := io.WriteString(c.c, encodeCmd("GET", "k")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the connection is in its handshake
+	select {
+	case <-selected: // the connection is in its handshake
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server got no SELECT")
+	}
 	stopRun()
 }
 
 // runUntilStopped runs a redis pool with the extra config lines in front of backend be and returns
-// its address and a func that ends Run's ctx and fails the test unless Run returns within 5s.
+// its address and a func that ends Run's ctx and fails the test unless Run returns (nil) within 5s.
+// Run is stopped at the end of the test in any case.
 func runUntilStopped(t *testing.T, extra, be string) (string, func()) {
 	t.Helper()
 	addr := freeport.TCP(t)
@@ -156,17 +172,11 @@ func runUntilStopped(t *testing.T, extra, be string) (string, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	<-srv.Ready()
+	run := lifecycletest.StartReady(t, srv, 10*time.Second)
 	return addr, func() {
 		t.Helper()
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("Run did not return 5s after its ctx ended")
+		if err := run.Stop(5 * time.Second); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
