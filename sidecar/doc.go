@@ -48,7 +48,8 @@
 // 1 KiB, or up to its length if shorter) is taken for the old file.
 //
 // Deleted files: a file deleted while the Tailer has it open is read on from its descriptor until it
-// has not grown for WithDeletedGrace (default 5s), and read to its end when Run stops. A restart
+// has not grown for WithDeletedGrace (default 5s). When Run stops, it is read up to the size it has
+// then, for at most 5s (a writer may append faster than the sink takes lines); the rest is logged. A restart
 // cannot open it again: what was appended to it after the last checkpoint commit is lost (with a
 // Committer sink, so is what had been shipped from it after that commit, which the restart rolls
 // back); the Tailer commits right after reading from such a file, and a restart logs each such

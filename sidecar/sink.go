@@ -233,11 +233,26 @@ type rawSink interface {
 func (s *WriterSink) rawOutput() bool { return s.enc.raw }
 func (s *FileSink) rawOutput() bool   { return s.enc.raw }
 
-// WithFormat sets the output format of WriterSink and FileSink (default FormatJSON; values other
-// than FormatRaw mean FormatJSON).
+// WithFormat sets the output format of WriterSink and FileSink (default FormatJSON). Another value
+// is a ConfigError: from OpenFileSink, and from NewTailer and every Write of a WriterSink.
 func WithFormat(f Format) Option {
 	return optionFunc(func(o *options) { o.format = f })
 }
+
+// check returns a ConfigError naming f when it is no Format.
+func (f Format) check() error {
+	if f != FormatJSON && f != FormatRaw {
+		return &ConfigError{Field: "WithFormat", Reason: fmt.Sprintf("unknown Format %d", int(f))}
+	}
+	return nil
+}
+
+// configErr is implemented by sinks whose constructor cannot return their ConfigError.
+type configErr interface {
+	configErr() error
+}
+
+func (s *WriterSink) configErr() error { return s.err }
 
 // WriterSink writes records as JSON lines (see AppendJSON), or raw lines with WithFormat(FormatRaw),
 // to an io.Writer such as os.Stdout. It is not a Committer: after a crash the lines since the last checkpoint are delivered again
@@ -251,6 +266,7 @@ type WriterSink struct {
 	enc      encoder
 	inflight chan writeResult // result of the batch being written; nil when none
 	failed   []byte           // the unwritten rest of a batch whose write failed, written again first
+	err      error            // a ConfigError from the options: every Write returns it
 }
 
 // encoder appends records in a Format: as AppendJSON does, encoding each distinct file name once, or
@@ -359,14 +375,19 @@ func digits8(v uint64) uint64 {
 	return t | (z-t*10)<<8 + zeros8
 }
 
-// NewWriterSink returns a sink writing JSON lines to w. Options: WithFormat.
+// NewWriterSink returns a sink writing JSON lines to w. Options: WithFormat (an unknown Format makes
+// NewTailer and every Write return a ConfigError).
 func NewWriterSink(w io.Writer, opts ...Option) *WriterSink {
-	return &WriterSink{w: w, enc: newEncoder(buildOptions(opts).format)}
+	f := buildOptions(opts).format
+	return &WriterSink{w: w, enc: newEncoder(f), err: f.check()}
 }
 
 // Write implements Sink: it encodes recs, waits for the previous batch to be written, and starts
 // writing this one.
 func (s *WriterSink) Write(_ context.Context, recs []Record) error {
+	if s.err != nil {
+		return s.err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.settle(); err != nil {
@@ -452,6 +473,10 @@ type FileSink struct {
 
 // OpenFileSink opens (creating if needed) the file at path for appending. Options: WithFormat.
 func OpenFileSink(path string, opts ...Option) (*FileSink, error) {
+	format := buildOptions(opts).format
+	if err := format.check(); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open sink: %w", err)
@@ -461,7 +486,7 @@ func OpenFileSink(path string, opts ...Option) (*FileSink, error) {
 		f.Close()
 		return nil, fmt.Errorf("seek sink: %w", err)
 	}
-	return &FileSink{f: f, w: bufio.NewWriterSize(f, 256<<10), size: end, enc: newEncoder(buildOptions(opts).format)}, nil
+	return &FileSink{f: f, w: bufio.NewWriterSize(f, 256<<10), size: end, enc: newEncoder(format)}, nil
 }
 
 // Write implements Sink.

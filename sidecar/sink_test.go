@@ -572,3 +572,37 @@ func FuzzAppendUint(f *testing.F) {
 		}
 	})
 }
+
+// An unknown Format is a ConfigError naming it, not silently JSON.
+func TestWithFormatRejectsUnknownValues(t *testing.T) {
+	var buf bytes.Buffer
+	ws := NewWriterSink(&buf, WithFormat(Format(7)))
+	var ce *ConfigError
+	if err := ws.Write(context.Background(), []Record{{File: "a", Line: []byte("x")}}); !errors.As(err, &ce) ||
+		ce.Field != "WithFormat" || !strings.Contains(ce.Reason, "7") {
+		t.Errorf("WriterSink.Write: %v, want a ConfigError for WithFormat naming 7", err)
+	}
+	if err := ws.Flush(); err != nil {
+		t.Errorf("Flush: %v", err)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("wrote %q", buf.String())
+	}
+	path := filepath.Join(t.TempDir(), "out")
+	if fs, err := OpenFileSink(path, WithFormat(Format(-1))); !errors.As(err, &ce) || !strings.Contains(err.Error(), "unknown Format -1") {
+		if fs != nil {
+			fs.Close()
+		}
+		t.Errorf("OpenFileSink: %v, want a ConfigError naming -1", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("OpenFileSink created the file: %v", err)
+	}
+	for _, f := range []Format{FormatJSON, FormatRaw} {
+		fs, err := OpenFileSink(path, WithFormat(f))
+		if err != nil {
+			t.Fatalf("format %d: %v", f, err)
+		}
+		fs.Close()
+	}
+}

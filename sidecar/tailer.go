@@ -38,7 +38,8 @@ import (
 //
 // A file deleted (or moved out of the watched directories) while the Tailer has it open is read on
 // from that descriptor, where a writer holding it open still appends, until it has not grown for the
-// grace period (WithDeletedGrace, default 5s) or Run ends, which reads it to its end first.
+// grace period (WithDeletedGrace, default 5s) or Run ends, which first reads it up to the size it has
+// then (for at most 5s).
 //
 // With WithCheckpoint, the offsets are committed to a checkpoint file after the sink confirmed
 // delivery. With a sink that implements Committer (FileSink), a crash at any moment and a restart
@@ -105,6 +106,11 @@ func NewTailer(globs []string, sink Sink, opts ...Option) (*Tailer, error) {
 		return nil, &ConfigError{Field: "WithCommitInterval", Reason: "must not be negative"}
 	case o.deletedGrace < 0:
 		return nil, &ConfigError{Field: "WithDeletedGrace", Reason: "must not be negative"}
+	}
+	if c, ok := sink.(configErr); ok {
+		if err := c.configErr(); err != nil {
+			return nil, err
+		}
 	}
 	if r, ok := sink.(rawSink); ok {
 		t.raw = r.rawOutput()
@@ -178,18 +184,12 @@ type tailRun struct {
 	lastCommit time.Time
 }
 
-// Run follows the files until ctx ends, then reads the files deleted while open to their end (they
-// cannot be reopened by a restart; the sink gets at most 5s for them), commits the checkpoint and
-// returns nil. It returns an error when the checkpoint cannot be read or the sink cannot be rolled
+// Run follows the files until ctx ends, then reads the files deleted while open up to the size they
+// have then (they cannot be reopened by a restart; this final read gets at most 5s, and what it
+// leaves is logged), commits the checkpoint and returns nil. It returns an error when the checkpoint cannot be read or the sink cannot be rolled
 // back.
 func (t *Tailer) Run(ctx context.Context) error {
-	rs := &tailRun{
-		files:    map[fileID]*tfile{},
-		byPath:   map[string]*tfile{},
-		restored: map[fileID]checkpointEntry{},
-		reported: map[string]bool{},
-		buf:      make([]byte, t.o.readChunkBytes),
-	}
+	rs := t.newRun()
 	defer func() {
 		for _, tf := range rs.files {
 			tf.close()
@@ -319,13 +319,25 @@ func (t *Tailer) Run(ctx context.Context) error {
 	return nil
 }
 
+func (t *Tailer) newRun() *tailRun {
+	return &tailRun{
+		files:    map[fileID]*tfile{},
+		byPath:   map[string]*tfile{},
+		restored: map[fileID]checkpointEntry{},
+		reported: map[string]bool{},
+		buf:      make([]byte, t.o.readChunkBytes),
+	}
+}
+
 // finalReadTimeout bounds how long Run, once its context ended, reads and ships the files that are
 // gone.
 const finalReadTimeout = 5 * time.Second
 
 // finishGone runs when Run is ending: files deleted while open cannot be opened again by a restart,
-// so they are read to their current end and their last line is shipped even without a newline. The
-// sink gets at most finalReadTimeout for it.
+// so they are read up to the size they had when this final read started (a writer may go on
+// appending) and, when that is their end, their last line is shipped even without a newline. It
+// stops when finalReadTimeout has passed, so Run returns even when the sink is slower than the
+// writer; what it leaves unread is logged.
 func (t *Tailer) finishGone(ctx context.Context, rs *tailRun) {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReadTimeout)
 	defer cancel()
@@ -338,21 +350,41 @@ func (t *Tailer) finishGone(ctx context.Context, rs *tailRun) {
 		if !tf.gone {
 			continue
 		}
-		for {
-			n, err := t.readOnce(fctx, rs, tf)
-			if err != nil {
-				t.log.Warn("ship the rest of a deleted file", zap.String("file", tf.path), zap.Error(err))
-				return
-			}
-			if n == 0 {
-				break
-			}
-		}
-		if err := t.shipRest(fctx, rs, tf); err != nil {
+		if err := t.finishFile(fctx, rs, tf); err != nil {
 			t.log.Warn("ship the rest of a deleted file", zap.String("file", tf.path), zap.Error(err))
 			return
 		}
 	}
+}
+
+// finishFile reads a gone file up to its current size, or until ctx ends, and ships what it holds
+// back when that is the file's end.
+func (t *Tailer) finishFile(ctx context.Context, rs *tailRun, tf *tfile) error {
+	fi, err := tf.f.Stat()
+	if err != nil {
+		return err
+	}
+	end := fi.Size()
+	for tf.off+int64(len(tf.partial)) < end {
+		if err := ctx.Err(); err != nil {
+			break
+		}
+		n, err := t.readOnce(ctx, rs, tf)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if fi, err := tf.f.Stat(); err == nil && fi.Size() > tf.off+int64(len(tf.partial)) {
+		// Not its end: the rest cannot be read by a restart either.
+		t.log.Warn("deleted file not read to its end when the Tailer stopped: the lines after the offset are lost",
+			zap.String("file", tf.path), zap.Int64("offset", tf.delivered()), zap.Int64("size", fi.Size()),
+			zap.Int64("size_at_stop", end), zap.NamedError("reason", ctx.Err()))
+		return t.shipRest(ctx, rs, tf, false)
+	}
+	return t.shipRest(ctx, rs, tf, true)
 }
 
 // checkUnlinked marks tf gone (and unlinked) when its link count dropped to 0.
@@ -379,11 +411,14 @@ func (t *Tailer) markGone(rs *tailRun, tf *tfile, now time.Time) {
 		zap.Bool("deleted", tf.unlinked), zap.Duration("grace", t.o.deletedGrace))
 }
 
-// shipRest delivers what tf still holds back: its last line when it has no newline (tf will not be
-// read again), and a multiline record being joined.
-func (t *Tailer) shipRest(ctx context.Context, rs *tailRun, tf *tfile) error {
+// shipRest delivers what tf still holds back: a multiline record being joined and, when atEnd, its
+// last line when it has no newline (tf will not be read again).
+func (t *Tailer) shipRest(ctx context.Context, rs *tailRun, tf *tfile, atEnd bool) error {
 	rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
 	rest := len(tf.partial)
+	if !atEnd {
+		rest = 0 // the start of a line whose rest is not read
+	}
 	pend, pendOff := slices.Clone(tf.pend), tf.pendOff // t.line may change the record being joined
 	if tf.f != nil && rest > 0 && !tf.skipping {
 		t.line(rs, tf, tf.partial, tf.off, false)
@@ -674,8 +709,6 @@ func (t *Tailer) discover(rs *tailRun, c *candidate, first bool, now time.Time) 
 		rs.deferred = true
 		return
 	}
-	f := c.f
-	c.f = nil
 	start := int64(0)
 	var orig *tfile
 	switch {
@@ -683,13 +716,27 @@ func (t *Tailer) discover(rs *tailRun, c *candidate, first bool, now time.Time) 
 		start = c.size // a rotated file from before the first start
 	case !first:
 		var ok bool
-		if start, orig, ok = t.copyOf(rs, f, c); ok {
+		if start, orig, ok = t.copyOf(rs, c.f, c); ok {
+			if start > c.size {
+				// The original was delivered past the copy's end. Either the lines written between
+				// the copy and the truncation were read from it (then all of the copy is delivered),
+				// or the copy is still being written (a listing can see part of a write, ending
+				// inside a line): starting at its current end would ship the rest of that line as a
+				// line, and again what follows. Decide once it settled.
+				if now.Sub(c.mtime) < time.Second {
+					rs.deferred = true
+					return
+				}
+				start = c.size
+			}
 			t.log.Info("file is a copy of a tracked file", zap.String("file", c.path), zap.Int64("offset", start))
 			t.m.rotations.WithLabelValues("copy").Inc()
 		} else {
 			start = 0
 		}
 	}
+	f := c.f
+	c.f = nil
 	tf := &tfile{id: c.id, path: c.path, active: c.active, seen: true, f: f, off: start, done: start,
 		mtime: c.mtime, pendOff: -1, lastData: now, copyOf: orig}
 	t.updateFP(tf, c.size)
@@ -699,26 +746,23 @@ func (t *Tailer) discover(rs *tailRun, c *candidate, first bool, now time.Time) 
 }
 
 // copyOf looks for a tracked, restored or recently truncated file whose fingerprint the new file
-// shares (copytruncate): the new file is then read from where that one was delivered. When the
+// shares (copytruncate): the new file is then read from where that one was delivered (returned as
+// it is: it may lie past the copy's current end). When the
 // original is tracked and not truncated yet, it is returned: the copy waits for the truncation.
 func (t *Tailer) copyOf(rs *tailRun, f *os.File, c *candidate) (int64, *tfile, bool) {
 	for _, tf := range rs.files {
 		if tf.id == c.id || tf.copyOf != nil || !tf.active || tf.f == nil || !copyName(c.path, tf.path) {
 			continue
 		}
-		// Compare with the file as it is now (it may not be fingerprinted or read yet).
-		fi, err := tf.f.Stat()
-		if err != nil {
-			continue
+		if sameStart(f, c.size, tf.f) {
+			return tf.done, tf, true
 		}
-		n := min(c.size, fi.Size(), fpMax)
-		if n < 64 && (n != c.size || n != fi.Size() || n == 0) {
-			continue // too short to tell
-		}
-		fpNew, ok1 := fingerprint(f, n)
-		fpOld, ok2 := fingerprint(tf.f, n)
-		if ok1 && ok2 && fpNew == fpOld {
-			return min(tf.done, c.size), tf, true
+		// No match: tf may have been truncated after this scan checked it, and then the copy holds
+		// what tf held. Noticing the truncation now (after the comparison) puts tf's old fingerprint
+		// and delivered offset in rs.truncated, where the copy is looked up below; else the copy would
+		// be read from its start, shipping again what was delivered from tf.
+		if fi, err := tf.f.Stat(); err == nil {
+			t.checkReplaced(rs, tf, fi.Size())
 		}
 	}
 	var olds []oldFP
@@ -733,13 +777,27 @@ func (t *Tailer) copyOf(rs *tailRun, f *os.File, c *candidate) (int64, *tfile, b
 		if c.size < o.fpLen || !copyName(c.path, o.path) {
 			continue
 		}
-		// The original may have been read past the end of the copy (lines written between the copy
-		// and the truncation): then the whole copy is already delivered.
-		if fp, ok := fingerprint(f, o.fpLen); ok && fp == o.fp && min(o.done, c.size) > best {
-			best = min(o.done, c.size)
+		if fp, ok := fingerprint(f, o.fpLen); ok && fp == o.fp && o.done > best {
+			best = o.done
 		}
 	}
 	return best, nil, best >= 0
+}
+
+// sameStart reports whether the file f of size size begins like orig as it is now (orig may not be
+// fingerprinted or read yet).
+func sameStart(f *os.File, size int64, orig *os.File) bool {
+	fi, err := orig.Stat()
+	if err != nil {
+		return false
+	}
+	n := min(size, fi.Size(), fpMax)
+	if n < 64 && (n != size || n != fi.Size() || n == 0) {
+		return false // too short to tell
+	}
+	fpNew, ok1 := fingerprint(f, n)
+	fpOld, ok2 := fingerprint(orig, n)
+	return ok1 && ok2 && fpNew == fpOld
 }
 
 // copyName reports whether path is named like a rotated copy of orig: orig followed by "." or "-"
@@ -1023,7 +1081,7 @@ func (t *Tailer) idle(ctx context.Context, rs *tailRun) {
 		switch {
 		case tf.gone && (tf.f == nil || tf.eof && now.Sub(later(tf.lastData, tf.goneAt)) >= t.o.deletedGrace):
 			// Gone and not grown for the grace period: its last line has no newline.
-			if t.shipRest(ctx, rs, tf) != nil {
+			if t.shipRest(ctx, rs, tf, true) != nil {
 				return
 			}
 			t.drop(rs, tf)

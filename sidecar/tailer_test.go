@@ -169,6 +169,7 @@ func TestNewTailerValidates(t *testing.T) {
 		{"chunk too small", []string{"/x/*.log"}, sink, []Option{WithMaxLineBytes(100), WithReadChunkBytes(100)}, "WithReadChunkBytes"},
 		{"zero poll", []string{"/x/*.log"}, sink, []Option{WithPollInterval(0)}, "WithPollInterval"},
 		{"negative deleted grace", []string{"/x/*.log"}, sink, []Option{WithDeletedGrace(-time.Second)}, "WithDeletedGrace"},
+		{"unknown format", []string{"/x/*.log"}, NewWriterSink(&bytes.Buffer{}, WithFormat(7)), nil, "config WithFormat: unknown Format 7"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -272,12 +273,28 @@ func TestCopyTruncateCountsOnlyTheInherentWindow(t *testing.T) {
 			}
 		}
 	}
-	var got []shipped
+	// Wait until every line on disk is shipped. (Not for as many lines as are on disk: lines read from
+	// app.log before a truncation that are in no copy count too, so a count is reached early.)
+	allShipped := func() bool {
+		have := map[int]bool{}
+		for _, s := range readShipped(t, e.out) {
+			var n int
+			if _, err := fmt.Sscanf(s.Line, "n=%06d", &n); err == nil {
+				have[n] = true
+			}
+		}
+		for n := range onDisk {
+			if !have[n] {
+				return false
+			}
+		}
+		return true
+	}
 	deadline := time.Now().Add(60 * time.Second)
-	for got = readShipped(t, e.out); len(got) < len(onDisk) && time.Now().Before(deadline); got = readShipped(t, e.out) {
+	for !allShipped() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // a duplicate, if any, would show up now
 	stop()
 	missing := checkExactlyOnce(t, e.out, total)
 	window, missed := 0, 0
@@ -295,6 +312,126 @@ func TestCopyTruncateCountsOnlyTheInherentWindow(t *testing.T) {
 	}
 	if rotations < 20 {
 		t.Errorf("only %d rotations", rotations)
+	}
+}
+
+// A scan checks the tracked app.log before it opens the files that are new: when copytruncate's
+// truncation falls between the two, the copy is new while app.log does not look truncated yet. The
+// copy must still be read from where app.log had been delivered, not from its start (which shipped
+// the whole copy a second time: 128 duplicates in a TestCopyTruncateCountsOnlyTheInherentWindow run).
+// The scan is driven step by step here to put the truncation exactly there.
+func TestCopyFoundBeforeTheTruncationIsNoticed(t *testing.T) {
+	for _, regrown := range []int{0, 1, 10} { // lines app.log has again when the copy is looked at
+		t.Run(fmt.Sprintf("regrown %d lines", regrown), func(t *testing.T) {
+			e := newTailEnv(t)
+			app := filepath.Join(e.logs, "app.log")
+			old := numbered("old", 0, 200) // over 1 KiB: the copy is not deferred as maybe incomplete
+			appendFile(t, app, old...)
+			tl := e.tailer(t)
+			rs := tl.newRun()
+			ctx := context.Background()
+			tl.scan(rs, true)
+			if _, err := tl.readAll(ctx, rs); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(app)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(app+".1", data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// A scan has checked app.log (unchanged) and listed app.log.1; then the truncation comes,
+			// and then the scan opens app.log.1 as a new file.
+			if err := os.Truncate(app, 0); err != nil {
+				t.Fatal(err)
+			}
+			fresh := numbered("new", 0, regrown)
+			appendFile(t, app, fresh...)
+			c, ok := tl.openCandidate(rs, app+".1", false)
+			if !ok {
+				t.Fatal("app.log.1 not opened")
+			}
+			tl.discover(rs, &c, false, time.Now())
+			if rs.files[c.id] == nil {
+				t.Fatal("app.log.1 not taken up")
+			}
+			tl.reorder(rs)
+			for range 3 {
+				if _, err := tl.readAll(ctx, rs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rs.dirty = true
+			tl.commit(rs)
+			for _, tf := range rs.files {
+				tf.close()
+			}
+			if diff := cmp.Diff(append(old, fresh...), lines(readShipped(t, e.out))); diff != "" {
+				t.Errorf("shipped (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A listing can see copytruncate's copy while it is still being written: part of the write, ending
+// inside a line, shorter than what was delivered from the original. The copy must not be started at
+// that end (which shipped the rest of the cut line as a line, "yyyyyyyyyyy" in a
+// TestCopyTruncateCountsOnlyTheInherentWindow run, and again the lines after it).
+func TestCopySeenWhileBeingWritten(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	old := numbered("old", 0, 300) // 2700 bytes
+	appendFile(t, app, old...)
+	tl := e.tailer(t)
+	rs := tl.newRun()
+	ctx := context.Background()
+	step := func() {
+		t.Helper()
+		tl.scan(rs, false)
+		for range 3 {
+			if _, err := tl.readAll(ctx, rs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tl.scan(rs, true)
+	step()
+	data, err := os.ReadFile(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cut = 2004 // inside line 222, over 1 KiB
+	if err := os.WriteFile(app+".1", data[:cut], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(app, 0); err != nil {
+		t.Fatal(err)
+	}
+	step() // sees the truncation and the copy's first part
+	f, err := os.OpenFile(app+".1", os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data[cut:]); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	settled := time.Now().Add(-2 * time.Second)
+	if err := os.Chtimes(app+".1", settled, settled); err != nil {
+		t.Fatal(err)
+	}
+	step()
+	step()
+	tl.commit(rs)
+	for _, tf := range rs.files {
+		tf.close()
+	}
+	if diff := cmp.Diff(old, lines(readShipped(t, e.out))); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+	if tf := rs.byPath[app+".1"]; tf == nil || tf.done != int64(len(data)) {
+		t.Errorf("copy not tracked at its end (%d): %+v", len(data), tf)
 	}
 }
 
