@@ -1,7 +1,6 @@
 package workqueue
 
 import (
-	"slices"
 	"sync/atomic"
 )
 
@@ -106,13 +105,10 @@ func (r *readyQueue) push(e *entry) {
 	r.n.Add(1)
 }
 
-// pushRev queues es, all of priority p, last first.
-func (r *readyQueue) pushRev(p int, es []*entry) {
+// pushAll queues es, all of priority p, in order.
+func (r *readyQueue) pushAll(p int, es []*entry) {
 	l := r.lane(p)
-	l.buf = slices.Grow(l.buf, len(es))
-	for i := len(es) - 1; i >= 0; i-- {
-		l.buf = append(l.buf, es[i])
-	}
+	l.buf = append(l.buf, es...)
 	r.n.Add(int64(len(es)))
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 )
@@ -35,7 +36,7 @@ type entry struct {
 	notBefore int64  // clock value; 0: ready as soon as its key allows
 	deadline  int64  // clock value; 0: not leased
 	added     int64  // clock value (kept only with a journal)
-	next      *entry // leased list; inbox stack; free list
+	next      *entry // leased list; free list
 	prev      *entry // leased list
 	idx       int32  // index in the delayed heap
 	state     uint8
@@ -74,9 +75,11 @@ func (q *Memory) recycleLocked(e *entry) {
 	q.nfree++
 }
 
-// newEntry returns a recycled entry, or a new one. The hot-path Add calls it without mu: it takes
-// the entries acked since its last visit all at once, when mu is free, and hands them out one by one.
-func (q *Memory) newEntry() *entry {
+// push is the hot-path Add without mu: it makes a ready entry with the next ID on a recycled entry
+// (it takes the entries acked since its last visit all at once, when mu is free, and hands them out
+// one by one) or a new one, and appends it to the inbox. It returns the ID, and whether the inbox
+// was empty.
+func (q *Memory) push(payload []byte, prio int) (id string, first bool) {
 	q.sparesMu.Lock()
 	if q.spares == nil && q.mu.TryLock() {
 		q.spares, q.free, q.nfree = q.free, nil, 0
@@ -86,11 +89,50 @@ func (q *Memory) newEntry() *entry {
 	if e != nil {
 		q.spares, e.next = e.next, nil
 	}
+	n := q.seq.Add(1)
+	name := q.names.format(n)
 	q.sparesMu.Unlock()
 	if e == nil {
 		e = &entry{idx: -1}
 	}
-	return e
+	e.id, e.name = n, name
+	e.payload, e.prio, e.state = payload, prio, stReady
+	id = e.ids() // now: once in inMu is unlocked, e may be leased, acked and recycled
+	q.inMu.Lock()
+	first = len(q.in) == 0
+	if first {
+		q.inPrio, q.inMixed = prio, false
+		q.inFull.Store(true)
+	} else if prio != q.inPrio {
+		q.inMixed = true
+	}
+	q.in = append(q.in, e)
+	q.inMu.Unlock()
+	return id, first
+}
+
+// nameChunk is the size of the byte arrays the hot-path Adds cut the names of their items from.
+const nameChunk = 512
+
+// nameArena makes the names ("<id>.1") of the hot-path Adds' items: it cuts them from shared
+// arrays of nameChunk bytes instead of allocating each, so that an Add allocates nothing (a
+// recycled entry) or only the entry. The arrays hold no pointers: the garbage collector does not
+// scan them. A byte of an array is written once, before the string that holds it is made, and
+// never again. The cost: a string kept (an ID, a lease token) keeps its whole array alive.
+type nameArena struct {
+	buf []byte // the rest of the current array (len 0)
+}
+
+// format returns FormatLease(id, 1).
+func (a *nameArena) format(id uint64) string {
+	const maxLen = 20 + 2 // the digits of a uint64 and ".1"
+	if cap(a.buf) < maxLen {
+		a.buf = make([]byte, 0, nameChunk)
+	}
+	b := strconv.AppendUint(a.buf, id, 10)
+	b = append(b, '.', '1')
+	a.buf = b[len(b):]
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // keyState orders the live items of one key: q[0] is the one whose turn it is.
@@ -102,9 +144,10 @@ type keyState struct{ q []*entry }
 // is the engine of workqueue/bolt.
 //
 // The hot path (a keyless Add without delay, Lease or LeaseBatch, Ack or AckBatch) is built for
-// many items per second: such an Add takes no lock (it pushes onto a lock-free inbox that the next
-// Lease moves into the ready lanes in one batch) and allocates one string (the ID, which is also the
-// first lease's token); acked entries are reused; leases are kept in deadline order in a list (a
+// many items per second: such an Add does not take the queue's lock (it appends to an inbox, under
+// two short locks of its own, that the next Lease moves into the ready lanes in one batch without
+// touching the entries); it allocates nothing with a recycled entry (acked entries are reused; the
+// ID, which is also the first lease's token, is cut from a shared byte array, see nameArena); leases are kept in deadline order in a list (a
 // lease's deadline is now plus a fixed duration, so it goes at the tail), and only leased items are
 // indexed by ID. A Lease that finds nothing spins (yielding) for a few microseconds before it parks,
 // and only an Add that finds the inbox empty, and no Lease spinning, wakes a parked Lease, so a
@@ -119,12 +162,20 @@ type Memory struct {
 
 	// What an Add writes and what a Lease writes sit on separate cache lines, so that a producer
 	// and the workers on other cores do not invalidate each other's lines.
-	_     [64]byte
-	seq   atomic.Uint64
-	inbox atomic.Pointer[entry] // keyless, undelayed adds not yet in the ready lanes (a stack)
-	// The hot-path Adds' supply of recycled entries, refilled from free (see newEntry).
+	_   [64]byte
+	seq atomic.Uint64
+	// The inbox: what the hot-path Adds added, oldest first, not yet in the ready lanes. A Lease
+	// takes it all at once (drainLocked) without touching the entries, which with a backlog are no
+	// longer in any cache. inFull is len(in) > 0, for readers without inMu.
+	inMu    sync.Mutex
+	in      []*entry
+	inPrio  int  // the priority of in[0]
+	inMixed bool // some entry of in has another priority
+	inFull  atomic.Bool
+	// The hot-path Adds' supply of recycled entries (refilled from free, see push) and names.
 	sparesMu sync.Mutex
 	spares   *entry
+	names    nameArena
 	_        [64]byte
 
 	mu      sync.Mutex
@@ -282,30 +333,26 @@ func deadItem(r Record, reason string, t time.Time) DeadItem {
 	return DeadItem{ID: strconv.FormatUint(r.ID, 10), Key: r.Key, Payload: r.Payload, Attempts: r.Attempt, Reason: reason, Time: t}
 }
 
-// drainLocked moves the inbox into the ready lanes, oldest first. It touches each entry once (with
-// a backlog they are no longer in any cache): an entry of the inbox is marked ready when it is added
-// and keeps its stale inbox link until it is leased. Called with mu held.
+// drainLocked moves the inbox into the ready lanes, oldest first. With one priority (the common
+// case) it copies the pointers and touches no entry: an entry of the inbox is marked ready when it
+// is added. The inbox and scratch trade places, so that neither allocates in a steady flow.
+// Called with mu held.
 func (q *Memory) drainLocked() {
-	if q.inbox.Load() == nil {
+	if !q.inFull.Load() {
 		return
 	}
-	s := q.scratch[:0]
-	same, p := true, 0
-	for e := q.inbox.Swap(nil); e != nil; e = e.next {
-		if len(s) == 0 {
-			p = e.prio
-		} else if e.prio != p {
-			same = false
-		}
-		s = append(s, e)
-	}
+	q.inMu.Lock()
+	s, p, mixed := q.in, q.inPrio, q.inMixed
+	q.in = q.scratch[:0]
+	q.inFull.Store(false)
+	q.inMu.Unlock()
 	q.live += len(s)
-	if same {
-		q.ready.pushRev(p, s)
-	} else {
-		for i := len(s) - 1; i >= 0; i-- {
-			q.ready.push(s[i])
+	if mixed {
+		for _, e := range s {
+			q.ready.push(e)
 		}
+	} else {
+		q.ready.pushAll(p, s)
 	}
 	clear(s)
 	if cap(s) > 4096 {
@@ -356,7 +403,7 @@ func (q *Memory) wakeLocked() {
 
 // available reports, without the lock, whether a Lease may find something.
 func (q *Memory) available() bool {
-	return q.inbox.Load() != nil || q.ready.n.Load() > 0
+	return q.inFull.Load() || q.ready.n.Load() > 0
 }
 
 // stopSpinning uncounts a spinning Lease that leaves without an item, and hands its search on.
@@ -525,17 +572,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		if q.isClosed.Load() {
 			return "", ErrClosed
 		}
-		e := q.newEntry()
-		e.payload, e.prio, e.state = payload, opts.Priority, stReady
-		id := e.setID(q.seq.Add(1)) // before the push: from then on a Lease may take e
-		var old *entry
-		for {
-			old = q.inbox.Load()
-			e.next = old
-			if q.inbox.CompareAndSwap(old, e) {
-				break
-			}
-		}
+		id, first := q.push(payload, opts.Priority)
 		if q.isClosed.Load() {
 			// Closed while this pushed: no Lease will take the item, so do not report it added.
 			return "", ErrClosed
@@ -545,7 +582,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		// counting as spinning before it looks, and a parking Lease looks at the inbox after it
 		// counts as parked: so either a Lease sees this item or this sees nobody looking and
 		// wakes a parked one.
-		if old == nil && q.spinning.Load() == 0 && q.nparked.Load() > 0 {
+		if first && q.spinning.Load() == 0 && q.nparked.Load() > 0 {
 			q.lock()
 			q.drainLocked()
 			if q.ready.len() > 0 {
@@ -710,7 +747,7 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, error) {
 		w := q.spare.Get().(*waiter)
 		q.waiters = append(q.waiters, w)
 		q.nparked.Add(1)
-		if q.inbox.Load() != nil { // an Add that saw no parked Lease did not wake anyone
+		if q.inFull.Load() { // an Add that saw no parked Lease did not wake anyone
 			q.removeWaiter(w)
 			q.mu.Unlock()
 			q.spare.Put(w)

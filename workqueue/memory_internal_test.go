@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,5 +172,28 @@ func TestMemoryFreeListIsBoundedAndClean(t *testing.T) {
 func TestEntrySize(t *testing.T) {
 	if n := unsafe.Sizeof(entry{}); n > 128 {
 		t.Errorf("entry is %d bytes, want at most 128", n)
+	}
+}
+
+// The names the hot-path Adds cut from shared arrays are FormatLease's, across array boundaries
+// and for IDs of every length, and a name made earlier is never overwritten by a later one.
+func TestNameArena(t *testing.T) {
+	var a nameArena
+	var ids []uint64
+	for id := uint64(1); id < 3*nameChunk; id++ {
+		ids = append(ids, id)
+	}
+	for d, id := 0, uint64(9); d < 19; d, id = d+1, id*10+9 {
+		ids = append(ids, id, id+1)
+	}
+	ids = append(ids, math.MaxUint64)
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = a.format(id)
+	}
+	for i, id := range ids {
+		if want := FormatLease(id, 1); names[i] != want {
+			t.Errorf("name of %d: %q, want %q", id, names[i], want)
+		}
 	}
 }
