@@ -56,7 +56,13 @@ func loadAndCheckServerQueue(t *testing.T, addr string, srv *twemproxy.Server, d
 		}()
 	}
 	// The bound: the buffer's limit (4 MB) plus one batch of 64 requests per client.
-	const limit = 4<<20 + 3*64*(64<<10+64)
+	checkServerQueue(t, srv, 4<<20+3*64*(64<<10+64), d)
+}
+
+// checkServerQueue checks, for d, that the first server's queue never holds more than limit bytes
+// and that it did fill (to 4 MB).
+func checkServerQueue(t *testing.T, srv *twemproxy.Server, limit int64, d time.Duration) {
+	t.Helper()
 	var most int64
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
@@ -65,7 +71,7 @@ func loadAndCheckServerQueue(t *testing.T, addr string, srv *twemproxy.Server, d
 		if b > limit {
 			t.Fatalf("the server's queue holds %d bytes, more than %d", b, limit)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	if most < 4<<20 {
 		t.Fatalf("the queue never filled (at most %d bytes): the test did not load it", most)
@@ -359,18 +365,5 @@ func TestSlowServerOutputBounded(t *testing.T) {
 		}
 	}()
 	// The bound: the limit (4 MB) plus one batch of 64 requests.
-	const limit = 4<<20 + 64*(16<<10+64)
-	var most int64
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		b := srv.Snapshot()[0].Servers[0].InQueueBytes
-		most = max(most, b)
-		if b > limit {
-			t.Fatalf("the server's queue holds %d bytes, more than %d", b, limit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if most < 4<<20 {
-		t.Fatalf("the queue never filled (at most %d bytes): the test did not load it", most)
-	}
+	checkServerQueue(t, srv, 4<<20+64*(16<<10+64), 3*time.Second)
 }
