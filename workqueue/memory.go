@@ -97,7 +97,7 @@ func (q *Memory) push(payload []byte, prio int) (id string, first bool) {
 	}
 	e.id, e.name = n, name
 	e.payload, e.prio, e.state = payload, prio, stReady
-	id = e.ids() // now: once in inMu is unlocked, e may be leased, acked and recycled
+	id = e.ids() // now: once inMu is unlocked, e may be leased, acked and recycled
 	q.inMu.Lock()
 	first = len(q.in) == 0
 	if first {
