@@ -146,10 +146,13 @@ func killTest(t *testing.T, restartServer func() (*proc, string), serverKill boo
 	}
 	c.Close()
 	logPath := filepath.Join(t.TempDir(), "processed.log")
+	// A SIGKILLed worker cannot remove the work directories of the items it had in flight: they go
+	// under the test's own TMPDIR, which the test removes, not under the machine's /tmp.
+	workTmp := t.TempDir()
 	script := `printf '%s\n' "$(cat "$WORK_ITEM_FILE")" >> "$LOG"`
 	startWorker := func() *proc {
 		cmd := exec.Command(binary, "work", "-server", url, "-concurrency", strconv.Itoa(conc), "-max-attempts", "0", "--", "sh", "-c", script)
-		cmd.Env = append(os.Environ(), "LOG="+logPath)
+		cmd.Env = append(os.Environ(), "LOG="+logPath, "TMPDIR="+workTmp)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
