@@ -1,12 +1,10 @@
 package sidecar_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/podblocks/podblocks/sidecar"
@@ -109,34 +107,21 @@ func ExampleWithFormat() {
 	defer os.RemoveAll(dir)
 	os.WriteFile(filepath.Join(dir, "app.log"), []byte("started\nserving on :8080\n"), 0o644)
 
-	out := &lockedBuffer{}
-	sink := sidecar.NewWriterSink(out, sidecar.WithFormat(sidecar.FormatRaw)) // os.Stdout in a sidecar
+	out, err := os.Create(filepath.Join(dir, "stdout")) // os.Stdout in a sidecar
+	if err != nil {
+		panic(err)
+	}
+	defer out.Close()
+	sink := sidecar.NewWriterSink(out, sidecar.WithFormat(sidecar.FormatRaw))
 	tailer, err := sidecar.NewTailer([]string{filepath.Join(dir, "app.log")}, sink,
 		sidecar.WithCheckpoint(filepath.Join(dir, "state.json")))
 	if err != nil {
 		panic(err)
 	}
-	runUntil(tailer, func() bool { return len(splitLines(out.Bytes())) == 2 })
-	fmt.Print(string(out.Bytes()))
+	stdout := func() []byte { data, _ := os.ReadFile(out.Name()); return data }
+	runUntil(tailer, func() bool { return len(splitLines(stdout())) == 2 })
+	fmt.Print(string(stdout()))
 	// Output:
 	// started
 	// serving on :8080
-}
-
-// lockedBuffer is a bytes.Buffer safe for the sink's writer goroutine and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
 }

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/lifecycletest"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zapcore"
@@ -176,24 +176,6 @@ func TestMinLevelDrops(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the normalizer's writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
-}
-
 func TestRunSources(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -204,7 +186,7 @@ func TestRunSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	long := "msg=" + strings.Repeat("x", 100)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	n, err := New(Logfmt{}, &out, WithReader(strings.NewReader("src=reader\n"+long+"\nsrc=after_long")),
 		WithListener(ln), WithPacketConn(pc), WithMaxLineLength(32))
 	if err != nil {
@@ -250,7 +232,7 @@ func TestRunSources(t *testing.T) {
 }
 
 func TestRunReaderEOFReturns(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	n, err := New(JSON{}, &out, WithReader(strings.NewReader(`{"msg":"a"}`+"\n")))
 	if err != nil {
 		t.Fatal(err)

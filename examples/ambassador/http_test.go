@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,34 +13,17 @@ import (
 
 	"github.com/podblocks/podblocks/ambassadortest"
 	"github.com/podblocks/podblocks/internal/freeport"
+	"github.com/podblocks/podblocks/internal/syncbuf"
 )
 
 // TestMain is the package's only TestMain (the nutcracker tests share it).
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is a goroutine-safe stdout.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // start runs a subcommand until the test ends and waits until it serves on listen.
-func start(t *testing.T, run func(context.Context, []string, io.Writer) error, listen string, args ...string) *syncBuffer {
+func start(t *testing.T, run func(context.Context, []string, io.Writer) error, listen string, args ...string) *syncbuf.Buffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, append([]string{"-listen", listen}, args...), out) }()
 	t.Cleanup(func() {

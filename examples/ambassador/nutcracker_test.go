@@ -18,6 +18,7 @@ import (
 
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/internal/shardproc"
+	"github.com/podblocks/podblocks/internal/syncbuf"
 )
 
 // buildAmbassador builds this binary once per test.
@@ -117,7 +118,7 @@ func TestNutcrackerServeReload(t *testing.T) {
 		}
 	}
 	write(mcs[0])
-	logs := &syncBuffer{} // http_test.go
+	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "-c", conf, "-s", fmt.Sprint(statsPort), "-o", "stderr",
 		"-metrics", fmt.Sprintf("127.0.0.1:%d", metricsPort))
 	cmd.Stderr = logs

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
 
@@ -90,27 +91,10 @@ func term(t *testing.T, cmd *exec.Cmd) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
-}
-
 func TestStdoutSink(t *testing.T) {
 	dir := t.TempDir()
 	appendLines(t, filepath.Join(dir, "a.log"), `he said "hi"`, "tab\there")
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd := start(t, &out, "-glob", filepath.Join(dir, "*.log"), "-sink", "stdout")
 	await.True(t, "2 lines", 20*time.Second, func() bool { return bytes.Count(out.Bytes(), []byte("\n")) >= 2 })
 	term(t, cmd)
@@ -127,7 +111,7 @@ func TestStdoutRaw(t *testing.T) {
 	dir := t.TempDir()
 	app := filepath.Join(dir, "app.log")
 	appendLines(t, app, `he said "hi"`, "tab\there")
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd := start(t, &out, "-glob", app, "-format", "raw")
 	await.True(t, "2 lines", 20*time.Second, func() bool { return bytes.Count(out.Bytes(), []byte("\n")) >= 2 })
 	old, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND, 0)

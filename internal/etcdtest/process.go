@@ -6,12 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/podblocks/podblocks/internal/freeport"
+	"github.com/podblocks/podblocks/internal/syncbuf"
 )
 
 // BinaryPath is where Debian's etcd-server package installs the server (etcd 3.4 on Debian 12/13).
@@ -21,7 +21,7 @@ const BinaryPath = "/usr/bin/etcd"
 type Process struct {
 	Endpoint string // client URL
 	cmd      *exec.Cmd
-	out      *syncBuffer
+	out      *syncbuf.Buffer
 }
 
 // StartBinary starts the etcd binary at BinaryPath as a single-member cluster on random loopback
@@ -34,7 +34,7 @@ func StartBinary(t testing.TB) *Process {
 	}
 	client := "http://" + freeport.TCP(t)
 	peer := "http://" + freeport.TCP(t)
-	p := &Process{Endpoint: client, out: &syncBuffer{}}
+	p := &Process{Endpoint: client, out: &syncbuf.Buffer{}}
 	p.cmd = exec.Command(BinaryPath,
 		"--name", "bin",
 		"--data-dir", t.TempDir(),
@@ -85,21 +85,4 @@ func Version() string {
 	}
 	line, _, _ := bytes.Cut(out, []byte("\n"))
 	return string(line)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
