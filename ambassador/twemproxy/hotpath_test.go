@@ -93,6 +93,16 @@ func readCommand(br *bufio.Reader) ([]string, error) {
 
 func bulk(s string) string { return fmt.Sprintf("$%d\r\n%s\r\n", len(s), s) }
 
+// bigValues answers GET k with k+big for keys starting with "big", and with "v-"+k otherwise.
+func bigValues(big string) func(conn, n int, args []string) string {
+	return func(conn, n int, args []string) string {
+		if strings.HasPrefix(args[1], "big") {
+			return bulk(args[1] + big)
+		}
+		return bulk("v-" + args[1])
+	}
+}
+
 // pipeline sends every command at once and reads as many replies, as "$value", "-ERR ...", etc.
 func pipeline(t *testing.T, c *respClient, cmds [][]string) []string {
 	t.Helper()
@@ -290,12 +300,7 @@ func TestClientGoneWithRepliesPending(t *testing.T) {
 // another client on the same server connection is served meanwhile.
 func TestSlowReaderLargeReplies(t *testing.T) {
 	big := strings.Repeat("x", 64<<10)
-	be := startFakeRedis(t, func(conn, n int, args []string) string {
-		if strings.HasPrefix(args[1], "big") {
-			return bulk(args[1] + big)
-		}
-		return bulk("v-" + args[1])
-	})
+	be := startFakeRedis(t, bigValues(big))
 	addr, _ := startFakePool(t, "  server_connections: 1\n", be)
 	slow := dialResp(t, addr)
 	keys := numbered("big", 200) // ~13 MB of replies

@@ -101,12 +101,7 @@ func TestRunReturnsWhileServerStopsReading(t *testing.T) {
 // deadline) must keep working after that deadline has passed.
 func TestStalledClientWorksAfterWriteTimeout(t *testing.T) {
 	big := strings.Repeat("x", 64<<10)
-	be := startFakeRedis(t, func(conn, n int, args []string) string {
-		if strings.HasPrefix(args[1], "big") {
-			return bulk(args[1] + big)
-		}
-		return bulk("v-" + args[1])
-	})
+	be := startFakeRedis(t, bigValues(big))
 	addr, _, _ := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n", []string{be.addr()},
 		twemproxy.Protocols{Redis: &redis.Protocol{}}, twemproxy.WithClientWriteTimeout(time.Second))
 	slow := dialResp(t, addr)
