@@ -64,9 +64,7 @@ type client struct {
 func newClient(p *pool, conn net.Conn) *client {
 	c := &client{p: p, conn: conn, id: p.nextID.Add(1), kick: make(chan struct{}, 1),
 		space: make(chan struct{}, 1), drained: make(chan struct{})}
-	if raw := rawConn(conn); raw != nil && rawIOSupported {
-		c.nb = newNBWriter(raw)
-	}
+	c.nb = nbWriterFor(conn)
 	return c
 }
 

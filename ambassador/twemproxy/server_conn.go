@@ -104,7 +104,7 @@ func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) (owe, ful
 		sc.waiting = append(sc.waiting, r)
 		sc.waitBytes += len(r.Buf)
 		first := len(sc.waiting) == 1
-		full = sc.waitBytes >= maxServerOut
+		full = sc.fullLocked()
 		sc.mu.Unlock()
 		if first {
 			sc.signal()
@@ -114,16 +114,25 @@ func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) (owe, ful
 	sc.appendLocked(r, now)
 	owe = !sc.owed
 	sc.owed = true
-	full = len(sc.out)+sc.flushBytes >= maxServerOut
+	full = sc.fullLocked()
 	sc.mu.Unlock()
 	return owe, full
+}
+
+// fullLocked reports whether client readers must wait: while connected, the output buffer and the
+// batch being written reach maxServerOut; while not, the requests waiting for the connection do.
+func (sc *serverConn) fullLocked() bool {
+	if sc.sess == nil {
+		return sc.waitBytes >= maxServerOut
+	}
+	return len(sc.out)+sc.flushBytes >= maxServerOut
 }
 
 // waitForRoom blocks while the output buffer (or, while not connected, the queue of waiting
 // requests) is full.
 func (sc *serverConn) waitForRoom() {
 	sc.mu.Lock()
-	for !sc.closing && (sc.sess != nil && len(sc.out)+sc.flushBytes >= maxServerOut || sc.sess == nil && sc.waitBytes >= maxServerOut) {
+	for !sc.closing && sc.fullLocked() {
 		if sc.room == nil {
 			sc.room = make(chan struct{})
 		}
@@ -288,10 +297,7 @@ func (sc *serverConn) kill(s *session, err error, count bool, ds *dirtySet) {
 func (sc *serverConn) inQueue() (n int, bytes int64) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	for _, r := range sc.waiting {
-		bytes += int64(len(r.Buf))
-	}
-	return len(sc.waiting), bytes + int64(len(sc.out)+sc.flushBytes)
+	return len(sc.waiting), int64(sc.waitBytes + len(sc.out) + sc.flushBytes)
 }
 
 // close stops accepting requests; run finishes the queued ones and returns.
@@ -357,9 +363,7 @@ func (sc *serverConn) run(ctx context.Context) {
 			continue
 		}
 		s := &session{conn: conn, done: make(chan struct{})}
-		if raw := rawConn(conn); raw != nil && rawIOSupported {
-			s.nb = newNBWriter(raw)
-		}
+		s.nb = nbWriterFor(conn)
 		now := time.Now()
 		sc.mu.Lock()
 		sc.sess = s
@@ -393,9 +397,8 @@ func (sc *serverConn) run(ctx context.Context) {
 func (sc *serverConn) closeAndFail() {
 	sc.mu.Lock()
 	sc.closing = true
-	sc.roomLocked()
 	sc.mu.Unlock()
-	sc.failWaiting(ErrClosed)
+	sc.failWaiting(ErrClosed) // wakes the readers waiting for room
 }
 
 func (sc *serverConn) dial(ctx context.Context) (net.Conn, error) {
@@ -418,14 +421,11 @@ func (sc *serverConn) dial(ctx context.Context) (net.Conn, error) {
 		// up Run for the timeout.
 		stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 		err := handshake(conn, send, n)
-		if !stop() && err == nil {
-			err = ctx.Err()
+		if !stop() || err != nil && ctx.Err() != nil {
+			err = ctx.Err() // the handshake ended because ctx did
 		}
 		if err != nil {
 			conn.Close()
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
 			return nil, fmt.Errorf("handshake %s: %w", sc.srv.cfg.Addr, err)
 		}
 		_ = conn.SetDeadline(time.Time{})
