@@ -199,7 +199,7 @@ func (f *Fanout[Req, Resp, Out]) Do(ctx context.Context, req Req) (*Result[Resp,
 		if d := lctx.Done(); d == nil {
 			// Nothing can end the fan-out but its leaves: Do would only wait, so it calls the
 			// last shard itself instead of starting a goroutine for it.
-			if c.gated && pos == 0 && n > 0 {
+			if c.gated && pos == 0 { // n > 0: New refuses no leaves
 				c.spawn(n - 1)
 				c.runNext()
 			} else {
@@ -281,11 +281,15 @@ func (c *call[Req, Resp, Out]) spawn(k int) {
 
 // runNext is a gated shard's goroutine: it takes the next position and calls its shard.
 func (c *call[Req, Resp, Out]) runNext() {
-	i := int(c.next.Add(1) - 1)
-	if c.first != 0 {
-		i = (c.first + i) % int(c.n)
+	c.runOne(c.shardAt(int(c.next.Add(1)-1)), c.start)
+}
+
+// shardAt is the shard index of position j: positions start at shard first (canaries rotate it).
+func (c *call[Req, Resp, Out]) shardAt(j int) int {
+	if c.first == 0 {
+		return j
 	}
-	c.runOne(i, c.start)
+	return (c.first + j) % int(c.n)
 }
 
 // runTracked is the goroutine of a shard counted in f.wg: it takes the next position and calls
@@ -299,13 +303,12 @@ func (c *call[Req, Resp, Out]) runTracked() {
 // fan-out ended.
 func (c *call[Req, Resp, Out]) work() {
 	defer c.f.wg.Done()
-	n := int(c.n)
 	for !c.signalled.Load() && c.ctx.Err() == nil {
 		j := c.next.Add(1) - 1
 		if j >= c.end {
 			return
 		}
-		c.runOne((c.first+int(j))%n, time.Since(c.f.base))
+		c.runOne(c.shardAt(int(j)), time.Since(c.f.base))
 	}
 }
 
