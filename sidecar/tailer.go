@@ -943,7 +943,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	var plain, fast bool
 	if t.raw {
 		whole := data[:bytes.LastIndexByte(data, '\n')+1]
-		fast = t.o.multiline == nil && bytes.IndexByte(whole, 0) < 0 && utf8.Valid(whole)
+		fast = t.o.multiline == nil && !binaryText(whole)
 	} else {
 		plain = plainLines(data)
 		fast = plain && t.o.multiline == nil
@@ -1005,6 +1005,9 @@ func (t *Tailer) tooLong(tf *tfile, off int64) {
 		zap.Int("limit", t.o.maxLineBytes))
 }
 
+// binaryText reports whether b holds a NUL byte or is not valid UTF-8: such lines are skipped.
+func binaryText(b []byte) bool { return bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b) }
+
 // line handles one complete line; plain tells that it is known to need no JSON escaping.
 func (t *Tailer) line(rs *tailRun, tf *tfile, line []byte, off int64, plain bool) {
 	if len(line) > t.o.maxLineBytes {
@@ -1012,7 +1015,7 @@ func (t *Tailer) line(rs *tailRun, tf *tfile, line []byte, off int64, plain bool
 		return
 	}
 	plain = plain || isPlain(line)
-	if !plain && (bytes.IndexByte(line, 0) >= 0 || !utf8.Valid(line)) {
+	if !plain && binaryText(line) {
 		t.m.skipped.WithLabelValues("binary").Inc()
 		t.log.Warn("skip binary line", zap.String("file", tf.path), zap.Int64("offset", off))
 		return
