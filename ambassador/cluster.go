@@ -2,6 +2,7 @@ package ambassador
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -271,6 +272,15 @@ func (l Lease) Release() {
 // take it, and takes a circuit-breaker slot on it (waiting, while ctx allows, if the endpoint is at
 // its concurrency limit but under its pending limit). It does not allocate.
 func (c *Cluster) Acquire(ctx context.Context, key uint64, tried []*Backend) (Lease, error) {
+	return c.acquire(ctx, key, tried, true)
+}
+
+// errWouldWait is acquire's answer, when it must not wait, for an endpoint at its concurrency
+// limit with room among the pending requests.
+var errWouldWait = errors.New("ambassador: endpoint at its concurrency limit")
+
+// acquire is Acquire; with wait false it returns errWouldWait instead of waiting for a slot.
+func (c *Cluster) acquire(ctx context.Context, key uint64, tried []*Backend, wait bool) (Lease, error) {
 	s := c.snap.Load()
 	n := len(s.pick)
 	if n == 0 {
@@ -301,6 +311,11 @@ func (c *Cluster) Acquire(ctx context.Context, key uint64, tried []*Backend) (Le
 					s.bal.Done(i)
 					err = ErrOverloaded
 					continue
+				}
+				if !wait {
+					b.pending.Add(-1)
+					s.bal.Done(i)
+					return Lease{}, errWouldWait
 				}
 				select {
 				case b.sem <- struct{}{}:

@@ -2,9 +2,9 @@ package ambassador
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -29,7 +29,7 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // limitedConnReader reads from a connection at most remain bytes (the header size limit while
 // headers are read; unlimited otherwise).
 type limitedConnReader struct {
-	c      net.Conn
+	c      io.Reader
 	remain int64
 }
 
@@ -83,9 +83,10 @@ type connState struct{ active atomic.Bool }
 // connSet tracks client connections so shutdown can close the idle ones at once and the rest
 // after the grace period.
 type connSet struct {
-	mu      sync.Mutex
-	m       map[net.Conn]*connState
-	closing atomic.Bool
+	mu        sync.Mutex
+	m         map[net.Conn]*connState
+	closing   atomic.Bool
+	closedAll bool // guarded by mu
 }
 
 // add tracks c; nil means the proxy is shutting down.
@@ -109,6 +110,23 @@ func (s *connSet) remove(c net.Conn) {
 	s.mu.Unlock()
 }
 
+// adopt tracks c, handed over by an event loop, even while the set is closing (its buffered
+// request is served); nil means closeAll has run.
+func (s *connSet) adopt(c net.Conn) *connState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closedAll {
+		return nil
+	}
+	if s.m == nil {
+		s.m = map[net.Conn]*connState{}
+	}
+	st := &connState{}
+	st.active.Store(true)
+	s.m[c] = st
+	return st
+}
+
 // closeIdle marks the set closing and wakes every connection waiting for its next request.
 func (s *connSet) closeIdle() {
 	s.mu.Lock()
@@ -124,16 +142,23 @@ func (s *connSet) closeIdle() {
 func (s *connSet) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closedAll = true
 	for c := range s.m {
 		c.Close()
 	}
 }
 
 // serveH1 serves one client connection until it closes, fails, idles out or the proxy shuts down.
-func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState) {
+// pre holds bytes read from c already (at most the reader's 8 KiB), served first; first says that
+// no request was read from c yet; resume, if not nil, serves the first request instead of
+// ServeHTTP (it finishes one that the event loop started).
+func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState, pre []byte, first bool, resume http.HandlerFunc) {
 	hc := h1Pool.Get().(*h1Conn)
 	hc.p, hc.c, hc.remote, hc.hijacked, hc.wdl = p, c, c.RemoteAddr().String(), false, time.Time{}
 	hc.lr = limitedConnReader{c: c, remain: 1 << 62}
+	if len(pre) > 0 {
+		hc.lr.c = io.MultiReader(bytes.NewReader(pre), c)
+	}
 	hc.br.Reset(&hc.lr)
 	hc.bw.Reset(c)
 	hc.rs.reset(ctx)
@@ -148,9 +173,12 @@ func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState) {
 		h1Pool.Put(hc)
 	}()
 	cfg := &p.cfg
-	for first := true; ; first = false {
+	for ; ; first = false {
 		// Wait for the next request (keep-alive idle time), then read its header in time.
-		if hc.br.Buffered() == 0 {
+		if len(pre) > 0 {
+			pre = nil
+			hc.br.Peek(1) // the bytes read before are served even when the proxy is closing
+		} else if hc.br.Buffered() == 0 {
 			yieldBeforeRead(hc.br)
 			st.active.Store(false)
 			idle := cfg.idleTimeout
@@ -197,7 +225,11 @@ func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState) {
 				return
 			}
 		}
-		if !hc.serveOne(ctx, req) {
+		h := http.HandlerFunc(p.ServeHTTP)
+		if resume != nil {
+			h, resume = resume, nil
+		}
+		if !hc.serveOne(ctx, req, h) {
 			return
 		}
 	}
@@ -218,10 +250,26 @@ func (hc *h1Conn) badRequest(err error) {
 
 func (hc *h1Conn) rawError(status int, reason string) {
 	hc.setWriteDeadline()
-	body := fmt.Sprintf("ambassador: %d %s: %s\n", status, http.StatusText(status), reason)
-	fmt.Fprintf(hc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
-		status, http.StatusText(status), len(body), body)
+	hc.bw.Write(appendError(hc.bw.AvailableBuffer(), status, reason, true, false))
 	hc.bw.Flush()
+}
+
+// appendError appends a whole error answer (see errorBody) to dst; close adds Connection: close,
+// head leaves out the body (an answer to HEAD).
+func appendError(dst []byte, status int, reason string, close, head bool) []byte {
+	body := errorBody(status, reason)
+	dst = append(dst, statusLine(status)...)
+	dst = append(dst, "Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
+	if close {
+		dst = append(dst, "Connection: close\r\n"...)
+	}
+	dst = append(dst, "Content-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	if !head {
+		dst = append(dst, body...)
+	}
+	return dst
 }
 
 // setWriteDeadline keeps a write deadline between writeTimeout/2 and writeTimeout ahead, touching
@@ -239,7 +287,7 @@ func (hc *h1Conn) setWriteDeadline() {
 }
 
 // serveOne proxies one parsed request; false means the connection must close.
-func (hc *h1Conn) serveOne(ctx context.Context, req *http.Request) (keep bool) {
+func (hc *h1Conn) serveOne(ctx context.Context, req *http.Request, h http.HandlerFunc) (keep bool) {
 	cfg := &hc.p.cfg
 	if req.ProtoMajor != 1 {
 		hc.rawError(http.StatusHTTPVersionNotSupported, "unsupported protocol version")
@@ -273,7 +321,7 @@ func (hc *h1Conn) serveOne(ctx context.Context, req *http.Request) (keep bool) {
 	hc.closeAfter = req.Close || (req.ProtoMinor == 0 && !strings.EqualFold(req.Header.Get("Connection"), "keep-alive"))
 	hc.setWriteDeadline()
 
-	if !hc.serveHTTP(req) {
+	if !hc.serveHTTP(req, h) {
 		return false
 	}
 	if hc.hijacked {
@@ -312,9 +360,9 @@ func (hc *h1Conn) serveOne(ctx context.Context, req *http.Request) (keep bool) {
 	return !hc.closeAfter
 }
 
-// serveHTTP runs the proxy's handler, turning a panic (http.ErrAbortHandler for a response cut
+// serveHTTP runs h (the proxy's handler), turning a panic (http.ErrAbortHandler for a response cut
 // short, or a bug) into a closed connection.
-func (hc *h1Conn) serveHTTP(req *http.Request) (ok bool) {
+func (hc *h1Conn) serveHTTP(req *http.Request, h http.HandlerFunc) (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			if r != http.ErrAbortHandler {
@@ -323,7 +371,7 @@ func (hc *h1Conn) serveHTTP(req *http.Request) (ok bool) {
 			ok = false
 		}
 	}()
-	hc.p.ServeHTTP(hc, req)
+	h(hc, req)
 	return true
 }
 
@@ -341,6 +389,14 @@ var statusLines = func() []string {
 	return l
 }()
 
+// statusLine returns "HTTP/1.1 200 OK\r\n" and the like for code.
+func statusLine(code int) string {
+	if code >= 0 && code < len(statusLines) && statusLines[code] != "" {
+		return statusLines[code]
+	}
+	return "HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n"
+}
+
 // WriteHeader implements http.ResponseWriter: it writes the status line and headers, framing the
 // body by Content-Length when set and chunked otherwise.
 func (hc *h1Conn) WriteHeader(code int) {
@@ -352,15 +408,7 @@ func (hc *h1Conn) WriteHeader(code int) {
 	}
 	hc.wroteHdr, hc.status = true, code
 	bw := hc.bw
-	if code < len(statusLines) && statusLines[code] != "" {
-		bw.WriteString(statusLines[code])
-	} else {
-		bw.WriteString("HTTP/1.1 ")
-		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
-		bw.WriteByte(' ')
-		bw.WriteString(http.StatusText(code))
-		bw.WriteString("\r\n")
-	}
+	bw.WriteString(statusLine(code))
 	hc.noBody = hc.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 	if v := hc.hdr["Content-Length"]; len(v) == 1 {
 		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {

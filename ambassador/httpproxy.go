@@ -69,6 +69,10 @@ type HTTPProxy struct {
 	h2ln  *connListener
 	// sharedDone is the Done channel of the context all HTTP/1 requests of Run share.
 	sharedDone atomic.Pointer[<-chan struct{}]
+	reqCtx     atomic.Pointer[context.Context] // the context of Run's requests
+	loopServed atomic.Int64                    // requests answered by an event loop
+	handedOff  atomic.Int64                    // connections an event loop gave to the goroutine path
+	h1wg       sync.WaitGroup                  // HTTP/1 connection goroutines and event loops
 	upMu       sync.Mutex
 	upgrades   map[net.Conn]struct{} // hijacked client connections, closed at shutdown
 	upClosed   bool
@@ -148,7 +152,7 @@ func (p *HTTPProxy) Addr() net.Addr {
 }
 
 // Run listens and serves until ctx ends, and runs the proxy's clusters (the primary one and those
-// of WithSplits). Then it stops accepting, closes idle client connections, waits up to 10s for
+// of WithSplits) and its event loops (WithEventLoops). Then it stops accepting, closes idle client connections, waits up to 10s for
 // requests in flight, closes upgraded and remaining connections, and returns nil once every
 // goroutine has exited.
 func (p *HTTPProxy) Run(ctx context.Context) error {
@@ -186,6 +190,17 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 	defer reqCancel()
 	shared := reqCtx.Done()
 	p.sharedDone.Store(&shared)
+	p.reqCtx.Store(&reqCtx)
+	var lps *loops
+	if n := p.cfg.eventLoops; n != 0 && loopsSupported {
+		if n < 0 {
+			n = runtime.GOMAXPROCS(0)
+		}
+		if lps, err = newLoops(p, n, reqCtx); err != nil {
+			p.log.Warn("event loops unavailable; serving on goroutines", zap.Error(err))
+			lps = nil
+		}
+	}
 	clusters := []*Cluster{p.cluster}
 	for _, s := range p.cfg.splits {
 		clusters = append(clusters, s.Cluster)
@@ -201,7 +216,9 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	var conns sync.WaitGroup
+	if lps != nil {
+		lps.start(&p.h1wg)
+	}
 	acceptDone := make(chan struct{})
 	go func() {
 		defer close(acceptDone)
@@ -222,17 +239,18 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 				}
 			}
 			delay = 0
+			if lps != nil && lps.take(c) {
+				continue
+			}
 			st := p.conns.add(c)
 			if st == nil {
 				c.Close()
 				continue
 			}
-			conns.Add(1)
-			go func() {
-				defer conns.Done()
+			p.h1wg.Go(func() {
 				defer p.conns.remove(c)
-				p.serveH1(reqCtx, c, st)
-			}()
+				p.serveH1(reqCtx, c, st, nil, true, nil)
+			})
 		}
 	}()
 	close(p.ready)
@@ -246,6 +264,9 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 	ln.Close()
 	<-acceptDone
 	p.conns.closeIdle()
+	if lps != nil {
+		lps.broadcast(msgCloseIdle)
+	}
 	p.h2ln.Close()
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	if err := h2srv.Shutdown(sctx); err != nil {
@@ -255,7 +276,7 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 	<-h2done
 	allDone := make(chan struct{})
 	go func() {
-		conns.Wait()
+		p.h1wg.Wait()
 		close(allDone)
 	}()
 	select {
@@ -263,6 +284,9 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 	case <-time.After(10 * time.Second):
 		reqCancel()
 		p.conns.closeAll()
+		if lps != nil {
+			lps.broadcast(msgCloseAll)
+		}
 		<-allDone
 	}
 	p.upMu.Lock()
@@ -334,46 +358,95 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveUpgrade(w, r, cluster)
 		return
 	}
-	key := p.key(r)
-	retriable := isRetriable(r)
+	a := attempts{cluster: cluster, key: p.key(r), retriable: isRetriable(r)}
 	p.budget.active.Add(1)
 	defer p.budget.active.Add(-1)
+	p.retry(w, r, &a)
+}
 
-	var triedBuf [4]*Backend
-	tried := triedBuf[:0]
-	var last *tryError
-	for attempt := 0; attempt <= p.cfg.retries; attempt++ {
-		// A retry after an attempt that never reached a backend (the dial failed) is safe for any
-		// request and adds no load upstream, so it is not charged to the retry budget.
-		counted := false
-		if attempt > 0 {
-			unsent := last != nil && last.unsent
-			if !retriable && !unsent {
-				break
-			}
-			if !unsent {
-				if !p.budget.tryRetry() {
-					break
-				}
-				counted = true
-			}
-			cluster.metrics.retries.Inc()
+// attempts is one request's retry state: the goroutine path keeps it on its stack, the event loop
+// in its connection, and a request the loop hands over mid-try takes it along.
+type attempts struct {
+	cluster   *Cluster
+	key       uint64
+	retriable bool
+	next      int // the number of the next attempt (0 is the first try)
+	triedBuf  [4]*Backend
+	ntried    int
+	last      *tryError
+}
+
+func (a *attempts) tried() []*Backend { return a.triedBuf[:a.ntried] }
+
+// begin decides whether attempt a.next may run; counted reports that it took a slot of the retry
+// budget (give it back with doneRetry). A retry after an attempt that never reached a backend (the
+// dial failed) is safe for any request and adds no load upstream, so it is not charged.
+func (p *HTTPProxy) begin(a *attempts) (counted, ok bool) {
+	if a.next == 0 {
+		return false, true
+	}
+	unsent := a.last != nil && a.last.unsent
+	if !a.retriable && !unsent {
+		return false, false
+	}
+	if !unsent {
+		if !p.budget.tryRetry() {
+			return false, false
 		}
-		lease, err := cluster.Acquire(r.Context(), key, tried)
+		counted = true
+	}
+	a.cluster.metrics.retries.Inc()
+	return counted, true
+}
+
+// acquireFailed records that no endpoint could be leased for an attempt.
+func (a *attempts) acquireFailed(err error) {
+	if a.last == nil || errors.Is(err, ErrOverloaded) {
+		a.last = &tryError{status: http.StatusServiceUnavailable, err: err}
+	}
+}
+
+// failed records a failed try on b and moves to the next attempt.
+func (a *attempts) failed(terr *tryError, b *Backend) {
+	a.last = terr
+	if a.ntried < len(a.triedBuf) {
+		a.triedBuf[a.ntried] = b
+		a.ntried++
+	}
+	a.next++
+}
+
+// final is what the client gets when no attempt answered.
+func (a *attempts) final() *tryError {
+	if a.last == nil {
+		return &tryError{status: http.StatusServiceUnavailable, err: ErrNoEndpoint}
+	}
+	return a.last
+}
+
+// mayRetry reports whether the try now starting may leave a 502/503/504 answer to a retry.
+func (p *HTTPProxy) mayRetry(a *attempts) bool { return a.retriable && a.next < p.cfg.retries }
+
+// retry runs the attempts of a request from a.next on, and answers with the last failure if none
+// answered.
+func (p *HTTPProxy) retry(w http.ResponseWriter, r *http.Request, a *attempts) {
+	for a.next <= p.cfg.retries {
+		counted, ok := p.begin(a)
+		if !ok {
+			break
+		}
+		lease, err := a.cluster.Acquire(r.Context(), a.key, a.tried())
 		if err != nil {
 			if counted {
 				p.budget.doneRetry()
 			}
-			status := http.StatusServiceUnavailable
 			if r.Context().Err() != nil {
 				return
 			}
-			if last == nil || errors.Is(err, ErrOverloaded) {
-				last = &tryError{status: status, err: err}
-			}
+			a.acquireFailed(err)
 			break
 		}
-		done, terr := p.try(w, r, lease.Backend, retriable && attempt < p.cfg.retries)
+		done, terr := p.try(w, r, lease.Backend, p.mayRetry(a))
 		lease.Release()
 		if counted {
 			p.budget.doneRetry()
@@ -381,18 +454,18 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if done {
 			return
 		}
-		last = terr
-		if len(tried) < cap(tried) {
-			tried = append(tried, lease.Backend)
-		}
+		a.failed(terr, lease.Backend)
 		if r.Context().Err() != nil {
 			return
 		}
 	}
-	if last == nil {
-		last = &tryError{status: http.StatusServiceUnavailable, err: ErrNoEndpoint}
-	}
-	httpError(w, last.status, last.err.Error())
+	t := a.final()
+	httpError(w, t.status, t.err.Error())
+}
+
+// errorBody is the text of the proxy's own error answers.
+func errorBody(status int, reason string) string {
+	return fmt.Sprintf("ambassador: %d %s: %s\n", status, http.StatusText(status), reason)
 }
 
 func httpError(w http.ResponseWriter, status int, reason string) {
@@ -400,7 +473,7 @@ func httpError(w http.ResponseWriter, status int, reason string) {
 	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "ambassador: %d %s: %s\n", status, http.StatusText(status), reason)
+	io.WriteString(w, errorBody(status, reason))
 }
 
 // hopHeaders are connection-specific and never forwarded (RFC 9110 7.6.1).
@@ -417,18 +490,30 @@ var pastTime = time.Unix(1, 0)
 func (p *HTTPProxy) try(w http.ResponseWriter, r *http.Request, b *Backend, mayRetry bool) (done bool, terr *tryError) {
 	start := time.Now()
 	uc, resp, err := p.roundTrip(r, b, mayRetry || isRetriable(r))
+	return p.answer(w, r, b, start, uc, resp, err, mayRetry)
+}
+
+// tryFailed is the outcome of a try that failed with err before an answer (502, or 504 for a
+// timeout; unsent when the dial failed).
+func tryFailed(err error) *tryError {
+	var de *dialError
+	unsent := errors.As(err, &de)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &tryError{status: http.StatusGatewayTimeout, err: err, unsent: unsent}
+	}
+	return &tryError{status: http.StatusBadGateway, err: err, unsent: unsent}
+}
+
+// answer ends a try that started at start: it relays resp (read from uc) to w, or reports err.
+func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, start time.Time, uc *upConn,
+	resp *http.Response, err error, mayRetry bool) (done bool, terr *tryError) {
 	if err != nil {
 		b.c.Report(b, false, time.Since(start))
 		if r.Context().Err() != nil {
 			return true, nil
 		}
-		var de *dialError
-		unsent := errors.As(err, &de)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return false, &tryError{status: http.StatusGatewayTimeout, err: err, unsent: unsent}
-		}
-		return false, &tryError{status: http.StatusBadGateway, err: err, unsent: unsent}
+		return false, tryFailed(err)
 	}
 	b.c.Report(b, resp.StatusCode < 500, time.Since(start))
 	if mayRetry && (resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504) {
@@ -584,6 +669,11 @@ func (p *HTTPProxy) exchange(uc *upConn, r *http.Request) (*http.Response, error
 		return nil, err
 	}
 	yieldBeforeRead(uc.br)
+	return readAnswer(uc, r)
+}
+
+// readAnswer reads the response headers to r from uc.
+func readAnswer(uc *upConn, r *http.Request) (*http.Response, error) {
 	resp, err := uc.readResponse(r)
 	if err != nil {
 		return nil, err
@@ -838,6 +928,8 @@ func (p *HTTPProxy) Statusz() (string, []string, [][]string) {
 		{"requests in flight", strconv.FormatInt(p.budget.active.Load(), 10)},
 		{"retries in flight", strconv.FormatInt(p.budget.retries.Load(), 10)},
 		{"retry budget", fmt.Sprintf("%d%% (min %d)", p.budget.Percent, p.budget.MinConcurrent)},
+		{"answered by event loops", strconv.FormatInt(p.loopServed.Load(), 10)},
+		{"handed to goroutines by event loops", strconv.FormatInt(p.handedOff.Load(), 10)},
 	}
 	for i, s := range *p.splits.Load() {
 		rows = append(rows, []string{fmt.Sprintf("split %d", i), fmt.Sprintf("cluster=%s percent=%g header=%s cookie=%s",

@@ -25,7 +25,7 @@ func newHTTPProxy(t *testing.T, src ambassador.Source, opts ...ambassador.Option
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := ambassador.NewHTTPProxy("127.0.0.1:0", c, opts...)
+	p, err := ambassador.NewHTTPProxy("127.0.0.1:0", c, withPath(opts)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +530,8 @@ func FuzzHTTPProxyRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	p, err := ambassador.NewHTTPProxy("127.0.0.1:0", c, ambassador.WithServerTimeouts(200*time.Millisecond, time.Second, time.Second, 4<<10))
+	p, err := ambassador.NewHTTPProxy("127.0.0.1:0", c,
+		withPath([]ambassador.Option{ambassador.WithServerTimeouts(200*time.Millisecond, time.Second, time.Second, 4<<10)})...)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -42,6 +42,7 @@ type config struct {
 	writeTimeout   time.Duration
 	maxHeaderBytes int
 	maxIdlePerEp   int
+	eventLoops     int // -1: GOMAXPROCS
 }
 
 func defaults() config {
@@ -64,6 +65,7 @@ func defaults() config {
 		writeTimeout:   5 * time.Minute,
 		maxHeaderBytes: 64 << 10,
 		maxIdlePerEp:   512,
+		eventLoops:     -1,
 	}
 }
 
@@ -167,3 +169,13 @@ func WithServerTimeouts(readHeader, read, write time.Duration, maxHeaderBytes in
 
 // WithMaxIdlePerEndpoint bounds the idle upstream keep-alive connections kept per endpoint (default 512).
 func WithMaxIdlePerEndpoint(n int) Option { return optionFunc(func(c *config) { c.maxIdlePerEp = n }) }
+
+// WithEventLoops sets how many event loops (each on an OS thread of its own) an HTTPProxy serves
+// HTTP/1.x requests of the common shape on: a request without a body that is no upgrade, to an
+// endpoint answering with a Content-Length (or no) body. The loops relay such requests with
+// non-blocking sockets and their own epoll, which bounds every connection's wait by one pass of
+// its loop; everything else (request bodies, upgrades, h2c, chunked answers, a circuit breaker
+// that makes a request wait, heads that do not arrive whole) goes on on the goroutine path with
+// the same behaviour. Default: GOMAXPROCS when Run starts. 0 turns the loops off. Linux only;
+// elsewhere every request takes the goroutine path.
+func WithEventLoops(n int) Option { return optionFunc(func(c *config) { c.eventLoops = n }) }

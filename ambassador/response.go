@@ -87,27 +87,48 @@ func (uc *upConn) readResponse(req *http.Request) (*http.Response, error) {
 // simple shape, else returns errNotSimple.
 func (uc *upConn) parseSimple(head []byte, req *http.Request) (*http.Response, error) {
 	st := &uc.rs
+	resp, err := st.parse(head, req)
+	if err != nil {
+		return nil, err
+	}
+	st.body = clBody{r: uc.br, n: bodyLength(resp, req)}
+	resp.Body = &st.body
+	return resp, nil
+}
+
+// bodyLength is the length of the body that follows a simple response head.
+func bodyLength(resp *http.Response, req *http.Request) int64 {
+	if req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+		return 0
+	}
+	return resp.ContentLength
+}
+
+// statusOf parses a status line "HTTP/1.x SSS reason".
+func statusOf(line []byte) (code, minor int, ok bool) {
+	if len(line) < 12 || string(line[:7]) != "HTTP/1." || (line[7] != '0' && line[7] != '1') || line[8] != ' ' ||
+		(len(line) > 12 && line[12] != ' ') {
+		return 0, 0, false
+	}
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return 0, 0, false
+		}
+		code = code*10 + int(c-'0')
+	}
+	return code, int(line[7] - '0'), true
+}
+
+// parse parses a simple response head into st.resp (without a Body), else returns errNotSimple.
+func (st *respState) parse(head []byte, req *http.Request) (*http.Response, error) {
 	if !simpleHead(head) {
 		return nil, errNotSimple
 	}
 	i := bytes.Index(head, []byte("\r\n"))
-	line := head[:i]
-	// "HTTP/1.x SSS reason"
-	if len(line) < 12 || string(line[:7]) != "HTTP/1." || (line[7] != '0' && line[7] != '1') || line[8] != ' ' ||
-		(len(line) > 12 && line[12] != ' ') {
+	code, minor, ok := statusOf(head[:i])
+	if !ok || code < 200 || code > 999 {
 		return nil, errNotSimple
 	}
-	code := 0
-	for _, c := range line[9:12] {
-		if c < '0' || c > '9' {
-			return nil, errNotSimple
-		}
-		code = code*10 + int(c-'0')
-	}
-	if code < 200 || code > 999 {
-		return nil, errNotSimple
-	}
-	minor := int(line[7] - '0')
 	// One string holds every header value; values are substrings of it.
 	if st.hdr == nil {
 		st.hdr = make(http.Header, 8)
@@ -152,14 +173,9 @@ func (uc *upConn) parseSimple(head []byte, req *http.Request) (*http.Response, e
 		StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: minor,
 		Header: st.hdr, ContentLength: cl, Close: closeConn, Request: req,
 	}
-	st.body = clBody{r: uc.br, n: cl}
-	if noBody {
-		st.body.n = 0
-		if cl < 0 && req.Method != http.MethodHead {
-			st.resp.ContentLength = 0
-		}
+	if noBody && cl < 0 && req.Method != http.MethodHead {
+		st.resp.ContentLength = 0
 	}
-	st.resp.Body = &st.body
 	return &st.resp, nil
 }
 

@@ -1,0 +1,305 @@
+package ambassador_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador"
+	"github.com/podblocks/podblocks/ambassadortest"
+	"github.com/podblocks/podblocks/internal/loopback"
+)
+
+// pathEnv picks the HTTPProxy serving path the tests run on: unset, the event loops (the
+// default); "0", the goroutine path alone (TestHTTPProxyGoroutinePath re-runs the HTTPProxy
+// tests so).
+const pathEnv = "AMBASSADOR_TEST_EVENT_LOOPS"
+
+func goroutinePathOnly() bool { return os.Getenv(pathEnv) == "0" }
+
+// withPath adds the option for the serving path under test to opts.
+func withPath(opts []ambassador.Option) []ambassador.Option {
+	if goroutinePathOnly() {
+		return append(opts[:len(opts):len(opts)], ambassador.WithEventLoops(0))
+	}
+	return opts
+}
+
+// TestHTTPProxyGoroutinePath runs every HTTPProxy test again with the event loops off, so the
+// goroutine path, which serves every request the loops hand over, is tested whole on its own.
+func TestHTTPProxyGoroutinePath(t *testing.T) {
+	if goroutinePathOnly() {
+		t.Skip("this is the goroutine path run")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^(TestHTTPProxy|FuzzHTTPProxy)", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), pathEnv+"=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("HTTPProxy tests on the goroutine path: %v\n%s", err, out)
+	}
+	for _, want := range []string{"--- PASS: TestHTTPProxyForwards", "--- PASS: TestHTTPProxyServingPath", "--- PASS: FuzzHTTPProxyRequest"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("goroutine path run lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// statusz returns a row of the proxy's Statusz table.
+func statusz(t *testing.T, p *ambassador.HTTPProxy, key string) int64 {
+	t.Helper()
+	_, _, rows := p.Statusz()
+	for _, r := range rows {
+		if r[0] == key {
+			n, err := strconv.ParseInt(r[1], 10, 64)
+			if err != nil {
+				t.Fatalf("statusz %q = %q", key, r[1])
+			}
+			return n
+		}
+	}
+	t.Fatalf("statusz has no %q", key)
+	return 0
+}
+
+const (
+	loopAnswered = "answered by event loops"
+	loopHanded   = "handed to goroutines by event loops"
+)
+
+// TestHTTPProxyServingPath: the path under test is the one that serves.
+func TestHTTPProxyServingPath(t *testing.T) {
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	p, _, url := newHTTPProxy(t, ambassador.NewStatic(b.Endpoint()))
+	c := client(t)
+	for range 3 {
+		if code, body := get(t, c, url); code != 200 || body != "b\n" {
+			t.Fatalf("GET = %d %q", code, body)
+		}
+	}
+	got := statusz(t, p, loopAnswered)
+	if goroutinePathOnly() && got != 0 {
+		t.Errorf("event loops answered %d requests with the loops off", got)
+	}
+	if !goroutinePathOnly() && runtime.GOOS == "linux" && got != 3 {
+		t.Errorf("event loops answered %d requests, want 3", got)
+	}
+}
+
+// TestEventLoopHandsOver: requests and answers of another shape than the loops serve are handed
+// to the goroutine path, before the request is sent (a body) or after (a chunked answer), and the
+// client gets the same answers.
+func TestEventLoopHandsOver(t *testing.T) {
+	if runtime.GOOS != "linux" || goroutinePathOnly() {
+		t.Skip("event loops are off")
+	}
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	chunked := loopback.Serve(t, func(_ int, c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+		}
+	})
+	p, _, url := newHTTPProxy(t, ambassador.NewStatic(b.Endpoint()), ambassador.WithEventLoops(1))
+	c := client(t)
+	if code, body := get(t, c, url); code != 200 || body != "b\n" {
+		t.Fatalf("GET = %d %q", code, body)
+	}
+	if got := statusz(t, p, loopAnswered); got != 1 {
+		t.Errorf("loop answered %d, want 1", got)
+	}
+	// A body: the connection goes to the goroutine path before anything is sent.
+	resp, err := c.Post(url, "text/plain", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "b\n" {
+		t.Errorf("POST = %d %q", resp.StatusCode, body)
+	}
+	if got := statusz(t, p, loopHanded); got != 1 {
+		t.Errorf("handed over %d connections, want 1", got)
+	}
+
+	// A chunked answer: handed over with the try in flight; the next request on the same
+	// connection is served by the goroutine path too.
+	cp, _, curl := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: chunked}), ambassador.WithEventLoops(1),
+		ambassador.WithName("chunked"))
+	conn, err := net.Dial("tcp", cp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for i := range 2 {
+		io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 || string(body) != "abcde" {
+			t.Errorf("answer %d = %d %q (%v), want 200 abcde", i, resp.StatusCode, body, err)
+		}
+	}
+	if got, want := statusz(t, cp, loopHanded), int64(1); got != want {
+		t.Errorf("handed over %d connections, want %d", got, want)
+	}
+	if code, body := get(t, c, curl); code != 200 || body != "abcde" {
+		t.Errorf("GET chunked = %d %q", code, body)
+	}
+}
+
+// TestHTTPProxyShutdownFinishesInFlight: a request in flight when Run's context ends is answered
+// before Run returns.
+func TestHTTPProxyShutdownFinishesInFlight(t *testing.T) {
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	b.Set(ambassadortest.Behavior{Latency: 300 * time.Millisecond})
+	cl, err := ambassador.NewCluster(ambassador.NewStatic(b.Endpoint()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ambassador.NewHTTPProxy("127.0.0.1:0", cl, withPath(nil)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-p.Ready()
+	c := client(t)
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		resp, err := c.Get("http://" + p.Addr().String() + "/")
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- result{resp.StatusCode, string(body), err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); b.Count() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the request did not reach the backend")
+		}
+	}
+	cancel()
+	r := <-res
+	if r.err != nil || r.code != 200 || r.body != "b\n" {
+		t.Errorf("request in flight at shutdown = %d %q (%v), want 200 b", r.code, r.body, r.err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}
+
+// openFDs counts the process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count open files: %v", err)
+	}
+	return len(ents)
+}
+
+// TestHTTPProxyNoFDLeak: after serving requests of every path (answered by a loop, handed over
+// before and during a try, failed) and stopping, the proxy holds no file descriptor.
+func TestHTTPProxyNoFDLeak(t *testing.T) {
+	before := openFDs(t)
+	t.Run("traffic", func(t *testing.T) {
+		b := ambassadortest.NewHTTPBackend(t, "b")
+		down := ambassadortest.NewHTTPBackend(t, "down")
+		down.Stop()
+		chunked := loopback.Serve(t, func(_ int, c net.Conn) {
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n")
+			}
+		})
+		_, _, url := newHTTPProxy(t, ambassador.NewStatic(b.Endpoint(), down.Endpoint()),
+			ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: -1}))
+		_, _, curl := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: chunked}), ambassador.WithName("chunked"))
+		c := client(t)
+		for range 10 {
+			if code, _ := get(t, c, url); code != 200 {
+				t.Errorf("GET = %d", code)
+			}
+		}
+		resp, err := c.Post(url, "text/plain", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if code, body := get(t, c, curl); code != 200 || body != "x" {
+			t.Errorf("GET chunked = %d %q", code, body)
+		}
+	})
+	var after int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if after = openFDs(t); after <= before || time.Now().After(deadline) {
+			break
+		}
+	}
+	if after > before {
+		t.Errorf("%d open files after the proxy stopped, %d before", after, before)
+	}
+}
+
+// TestHTTPProxyPipelinedSplitHead: a pipelined request whose head arrives in two parts, the second
+// while the request before it is in flight, is answered at once, not after the header timeout.
+func TestHTTPProxyPipelinedSplitHead(t *testing.T) {
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	b.Set(ambassadortest.Behavior{Latency: 100 * time.Millisecond})
+	p, _, _ := newHTTPProxy(t, ambassador.NewStatic(b.Endpoint()))
+	conn, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	conn.SetDeadline(start.Add(20 * time.Second))
+	io.WriteString(conn, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HT")
+	time.Sleep(30 * time.Millisecond)
+	io.WriteString(conn, "TP/1.1\r\nHost: h\r\n\r\n")
+	br := bufio.NewReader(conn)
+	for i := range 2 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != "b\n" {
+			t.Errorf("answer %d = %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("two answers took %v, want about 200ms (not the 10s header timeout)", d)
+	}
+}

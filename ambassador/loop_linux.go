@@ -1,0 +1,1250 @@
+//go:build linux
+
+package ambassador
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"go.uber.org/zap"
+)
+
+// The event loops serve HTTP/1.x requests of the common shape without a goroutine per connection.
+// In a goroutine per connection, a read that finds nothing parks the goroutine until the runtime
+// polls the network, which it does only when every run queue is empty (or every 10 ms): under
+// load, a connection whose bytes have arrived waits behind every runnable goroutine, and the tail
+// latency grows several-fold. A loop instead owns its sockets (non-blocking, in its own
+// edge-triggered epoll, on a locked OS thread): each pass takes what epoll reports, and every
+// connection waits at most one pass.
+//
+// A loop takes a client connection from the accept goroutine and serves each request whose head
+// arrives whole with the fast parser's shape (no body, no upgrade, a Host) with the proxy's
+// retry loop: Cluster.acquire (without waiting), a pooled upstream connection of the loop (dials
+// run on a goroutine), writeRequest, the per-try timeout, and a response head that
+// respState.parse accepts (Content-Length or no body), relayed with the same header rules as the
+// goroutine path. Anything else is handed to the goroutine path with the bytes read so far: the
+// whole connection before a request is sent (serveH1 serves it from then on), or the connection,
+// the upstream connection and the request's attempts once it is sent (resume finishes the try
+// with http.ReadResponse and goes on with the retries). A request that must wait for a circuit
+// breaker slot waits on a goroutine, and the loop goes on with the lease.
+
+const (
+	clientBuf = 8 << 10 // a request head larger than this goes to the goroutine path
+	upBuf     = 16 << 10
+	epollET   = 1 << 31
+	sockFlags = syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET
+)
+
+// loopsSupported reports whether this platform has event loops.
+const loopsSupported = true
+
+// loops are an HTTPProxy's event loops.
+type loops struct {
+	all  []*loop
+	next atomic.Uint32
+}
+
+type msgKind uint8
+
+const (
+	msgConn      msgKind = iota // a new client connection: fd, remote
+	msgDialed                   // a dial for c finished: fd, or err
+	msgAcquired                 // an Acquire for c that had to wait finished: lease, or err
+	msgCloseIdle                // shutdown: close idle clients, the rest once their request is answered
+	msgCloseAll                 // the grace period is over: close everything
+)
+
+type msg struct {
+	kind   msgKind
+	fd     int
+	remote string
+	c      *sock
+	gen    uint64
+	lease  Lease
+	err    error
+}
+
+type loop struct {
+	p    *HTTPProxy
+	ctx  context.Context // the requests' context
+	epfd int
+	evfd int
+
+	mu     sync.Mutex
+	inbox  []msg
+	woken  bool
+	exited bool
+
+	socks    []*sock // by fd
+	clients  int
+	pools    map[*Backend][]*sock
+	async    sync.WaitGroup // dials and waiting Acquires
+	closing  bool
+	now      time.Time
+	tick     time.Duration
+	sweepAt  time.Time
+	gen      uint64
+	ready    []*sock // clients whose exchange ended, to serve their next request
+	sink     appendWriter
+	bw       *bufio.Writer
+	events   []syscall.EpollEvent
+	inboxBuf []msg
+}
+
+type sockKind uint8
+
+const (
+	clientSock sockKind = iota
+	upstreamSock
+)
+
+type phase uint8
+
+const (
+	pIdle    phase = iota // client: waiting for a request; upstream: pooled
+	pBusy                 // client: a request is in flight
+	pSending              // upstream: writing the request
+	pHead                 // upstream: waiting for the response head
+	pBody                 // upstream: relaying the body
+)
+
+// sock is one socket of a loop: a client connection or an upstream connection.
+type sock struct {
+	fd       int // -1 once closed
+	kind     sockKind
+	phase    phase
+	readable bool // epoll said so and no read since found it empty
+	writable bool
+	hup      bool      // the peer closed its side
+	deadline time.Time // zero: none
+	in       []byte    // data in in[r:w]
+	r, w     int
+	out      []byte // to write, from outOff
+	outOff   int
+
+	// client
+	remote  string
+	first   bool // no request read yet
+	partial bool // a request head is arriving
+	ex      exchange
+	rs      reqState
+
+	// upstream
+	b      *Backend
+	client *sock
+	rsp    respState
+}
+
+// exchange is a client's request in flight on the loop.
+type exchange struct {
+	a          attempts
+	req        *http.Request
+	headLen    int // the request head's length in the client's buffer (kept until the end)
+	closeAfter bool
+	active     bool // counted in the retry budget's requests in flight
+	lease      Lease
+	counted    bool // the current attempt holds a retry slot
+	mayRetry   bool
+	start      time.Time
+	reused     bool // the try runs on a pooled upstream connection
+	fresh      bool // the try was replayed on a new connection
+	waiting    bool // a dial or an Acquire is out for this exchange
+	up         *sock
+	gen        uint64 // tells a dial or Acquire result of this exchange from older ones
+	remaining  int64  // body bytes still to relay
+	keepUp     bool
+	bodyDone   bool // the whole answer is in out
+}
+
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// newLoops makes n loops; start runs them.
+func newLoops(p *HTTPProxy, n int, ctx context.Context) (*loops, error) {
+	ls := &loops{}
+	for range n {
+		l, err := newLoop(p, ctx)
+		if err != nil {
+			for _, l := range ls.all {
+				syscall.Close(l.epfd)
+				syscall.Close(l.evfd)
+			}
+			return nil, err
+		}
+		ls.all = append(ls.all, l)
+	}
+	return ls, nil
+}
+
+func newLoop(p *HTTPProxy, ctx context.Context) (*loop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if e != 0 {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", e)
+	}
+	evfd := int(r)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: int32(evfd)}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(evfd)
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	l := &loop{p: p, ctx: ctx, epfd: epfd, evfd: evfd, pools: map[*Backend][]*sock{},
+		events: make([]syscall.EpollEvent, 256)}
+	l.bw = bufio.NewWriterSize(&l.sink, 4<<10)
+	// Deadlines are checked every tick: a tenth of the shortest timeout, 1 ms to 100 ms.
+	l.tick = 100 * time.Millisecond
+	for _, d := range []time.Duration{p.cfg.readHeader, p.cfg.idleTimeout, p.cfg.perTryTimeout, p.cfg.writeTimeout} {
+		if d > 0 {
+			l.tick = min(l.tick, max(d/10, time.Millisecond))
+		}
+	}
+	return l, nil
+}
+
+// start runs every loop on a goroutine counted in wg.
+func (ls *loops) start(wg *sync.WaitGroup) {
+	for _, l := range ls.all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.run()
+		}()
+	}
+}
+
+// take moves an accepted connection to a loop; false means c is left to the caller.
+func (ls *loops) take(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	rc.Control(func(s uintptr) {
+		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
+		if e == 0 {
+			fd = int(r)
+		}
+	})
+	if fd < 0 {
+		return false
+	}
+	remote := c.RemoteAddr().String()
+	c.Close() // the duplicate stays open (and non-blocking) for the loop
+	l := ls.all[ls.next.Add(1)%uint32(len(ls.all))]
+	if !l.post(msg{kind: msgConn, fd: fd, remote: remote}) {
+		syscall.Close(fd)
+	}
+	return true
+}
+
+func (ls *loops) broadcast(k msgKind) {
+	for _, l := range ls.all {
+		l.post(msg{kind: k})
+	}
+}
+
+// post queues m for the loop and wakes it; false means the loop has exited.
+func (l *loop) post(m msg) bool {
+	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		return false
+	}
+	l.inbox = append(l.inbox, m)
+	wake := !l.woken
+	l.woken = true
+	l.mu.Unlock()
+	if wake {
+		one := uint64(1)
+		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.evfd), uintptr(unsafe.Pointer(&one)), 8)
+	}
+	return true
+}
+
+func epollWait(epfd int, events []syscall.EpollEvent, msec int) int {
+	var r uintptr
+	var e syscall.Errno
+	p := uintptr(unsafe.Pointer(&events[0]))
+	if msec == 0 {
+		r, _, e = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), p, uintptr(len(events)), 0, 0, 0)
+	} else {
+		r, _, e = syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), p, uintptr(len(events)), uintptr(msec), 0, 0)
+	}
+	if e != 0 {
+		return 0
+	}
+	return int(r)
+}
+
+func sysRead(fd int, b []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	return int(n), e
+}
+
+func sysWrite(fd int, b []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	return int(n), e
+}
+
+// run serves the loop's sockets until it is closing and has no client left.
+func (l *loop) run() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	l.now = time.Now()
+	l.sweepAt = l.now.Add(l.tick)
+	for !(l.closing && l.clients == 0) {
+		// Poll first without giving up the thread's P; block only when nothing is ready.
+		n := epollWait(l.epfd, l.events, 0)
+		if n == 0 {
+			msec := -1
+			if len(l.socks) > 0 {
+				msec = int(max(time.Until(l.sweepAt), time.Millisecond) / time.Millisecond)
+			}
+			n = epollWait(l.epfd, l.events, msec)
+		}
+		l.now = time.Now()
+		for _, ev := range l.events[:n] {
+			l.event(ev)
+		}
+		for len(l.ready) > 0 {
+			c := l.ready[len(l.ready)-1]
+			l.ready = l.ready[:len(l.ready)-1]
+			if c.fd >= 0 && c.phase == pIdle {
+				l.serveIdle(c)
+			}
+		}
+		if !l.now.Before(l.sweepAt) {
+			l.sweep()
+			l.sweepAt = l.now.Add(l.tick)
+		}
+	}
+	l.exit()
+}
+
+// exit closes what the loop still holds once no client is left.
+func (l *loop) exit() {
+	for b := range l.pools {
+		l.dropPool(b)
+	}
+	for _, s := range l.socks {
+		if s != nil && s.fd >= 0 && s.kind == upstreamSock {
+			l.closeSock(s)
+		}
+	}
+	l.async.Wait()
+	l.mu.Lock()
+	l.exited = true
+	inbox := l.inbox
+	l.inbox = nil
+	l.mu.Unlock()
+	for _, m := range inbox {
+		l.discard(m)
+	}
+	syscall.Close(l.epfd)
+	syscall.Close(l.evfd)
+}
+
+// discard drops a message nobody will serve.
+func (l *loop) discard(m msg) {
+	switch m.kind {
+	case msgConn, msgDialed:
+		if m.fd >= 0 {
+			syscall.Close(m.fd)
+		}
+	case msgAcquired:
+		if m.err == nil {
+			m.lease.Release()
+		}
+	}
+}
+
+func (l *loop) event(ev syscall.EpollEvent) {
+	fd := int(ev.Fd)
+	if fd == l.evfd {
+		l.drainInbox()
+		return
+	}
+	if fd >= len(l.socks) || l.socks[fd] == nil {
+		return
+	}
+	s := l.socks[fd]
+	e := ev.Events
+	if e&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+		s.hup = true
+	}
+	if e&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+		s.readable = true
+	}
+	if e&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+		s.writable = true
+	}
+	if s.kind == clientSock {
+		if s.writable && s.outOff < len(s.out) {
+			l.flushClient(s)
+		}
+		if s.fd >= 0 && s.phase == pIdle && s.readable {
+			l.readClient(s)
+		}
+		return
+	}
+	switch s.phase {
+	case pIdle:
+		if s.readable { // an idle upstream connection closed (or sent garbage)
+			l.closeSock(s)
+		}
+	case pSending:
+		if s.writable {
+			l.flushUp(s)
+		}
+	case pHead, pBody:
+		if s.readable {
+			l.readUp(s)
+		}
+	}
+}
+
+func (l *loop) drainInbox() {
+	var buf [8]byte
+	syscall.RawSyscall(syscall.SYS_READ, uintptr(l.evfd), uintptr(unsafe.Pointer(&buf[0])), 8)
+	l.mu.Lock()
+	inbox := l.inbox
+	l.inbox = l.inboxBuf[:0]
+	l.woken = false
+	l.mu.Unlock()
+	for i, m := range inbox {
+		l.handle(m)
+		inbox[i] = msg{}
+	}
+	l.inboxBuf = inbox[:0]
+}
+
+func (l *loop) handle(m msg) {
+	switch m.kind {
+	case msgConn:
+		if l.closing {
+			syscall.Close(m.fd)
+			return
+		}
+		c := &sock{fd: m.fd, kind: clientSock, remote: m.remote, first: true, writable: true,
+			in: make([]byte, clientBuf)}
+		c.rs.reset(l.ctx)
+		if !l.add(c) {
+			syscall.Close(m.fd)
+			return
+		}
+		l.clients++
+		l.serveIdle(c)
+	case msgDialed:
+		c := m.c
+		if c.fd < 0 || c.phase != pBusy || c.ex.gen != m.gen {
+			l.discard(m)
+			return
+		}
+		l.dialed(c, m.fd, m.err)
+	case msgAcquired:
+		c := m.c
+		if c.fd < 0 || c.phase != pBusy || c.ex.gen != m.gen {
+			l.discard(m)
+			return
+		}
+		c.ex.waiting = false
+		if m.err != nil {
+			l.acquireFailed(c, m.err)
+			return
+		}
+		l.tryOn(c, m.lease)
+	case msgCloseIdle:
+		l.closing = true
+		for _, s := range l.socks {
+			if s != nil && s.kind == clientSock && s.phase == pIdle && s.r == s.w {
+				l.closeClient(s)
+			}
+		}
+	case msgCloseAll:
+		l.closing = true
+		for _, s := range l.socks {
+			if s != nil && s.kind == clientSock {
+				l.closeClient(s)
+			}
+		}
+	}
+}
+
+// add registers s with the loop's epoll.
+func (l *loop) add(s *sock) bool {
+	ev := syscall.EpollEvent{Events: sockFlags, Fd: int32(s.fd)}
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+		return false
+	}
+	for s.fd >= len(l.socks) {
+		l.socks = append(l.socks, nil)
+	}
+	l.socks[s.fd] = s
+	return true
+}
+
+// forget removes s from the loop without closing its socket (it is handed over).
+func (l *loop) forget(s *sock) {
+	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, s.fd, nil)
+	l.socks[s.fd] = nil
+	s.fd = -1
+}
+
+func (l *loop) closeSock(s *sock) {
+	fd := s.fd
+	l.forget(s)
+	syscall.Close(fd)
+}
+
+// closeClient closes c, giving back what its request in flight holds.
+func (l *loop) closeClient(c *sock) {
+	if c.fd < 0 {
+		return
+	}
+	l.abandon(c)
+	l.clients--
+	l.closeSock(c)
+}
+
+// abandon gives back what c's exchange holds (the client is gone or the try was handed over).
+func (l *loop) abandon(c *sock) {
+	ex := &c.ex
+	l.gen++
+	ex.gen = l.gen // results still out are discarded
+	if ex.up != nil {
+		if ex.up.fd >= 0 {
+			l.closeSock(ex.up)
+		}
+		ex.up = nil
+	}
+	l.endTry(ex)
+	if ex.active {
+		ex.active = false
+		l.p.budget.active.Add(-1)
+	}
+}
+
+// endTry releases the current try's lease and retry slot.
+func (l *loop) endTry(ex *exchange) {
+	if ex.lease.Backend != nil {
+		ex.lease.Release()
+		ex.lease = Lease{}
+	}
+	if ex.counted {
+		ex.counted = false
+		l.p.budget.doneRetry()
+	}
+}
+
+// fill reads into s's buffer, moving unconsumed bytes to its start first; full means the buffer
+// holds only unconsumed bytes and nothing was read. n == 0 and e == 0 is the peer's end of file;
+// EAGAIN clears readable, and so does a short read unless the peer closed its side (a later byte
+// raises a new edge).
+func (s *sock) fill() (n int, e syscall.Errno, full bool) {
+	if s.w == len(s.in) {
+		if s.r == 0 {
+			return 0, 0, true
+		}
+		s.w = copy(s.in, s.in[s.r:s.w])
+		s.r = 0
+	}
+	space := len(s.in) - s.w
+	n, e = sysRead(s.fd, s.in[s.w:])
+	if e == syscall.EAGAIN {
+		s.readable = false
+		return 0, e, false
+	}
+	if e == 0 && n > 0 {
+		if n < space {
+			s.readable = s.hup
+		}
+		s.w += n
+	}
+	return n, e, false
+}
+
+// readClient reads what c sent while it waits for a request.
+func (l *loop) readClient(c *sock) {
+	for c.fd >= 0 && c.phase == pIdle && c.readable {
+		n, e, full := c.fill()
+		switch {
+		case full:
+			l.handOff(c) // a head larger than the buffer
+		case e == syscall.EAGAIN:
+		case e != 0 || n == 0:
+			l.closeClient(c) // gone (a partial head too: net/http drops it silently as well)
+		default:
+			l.serveNext(c)
+			continue
+		}
+		return
+	}
+}
+
+// serveIdle serves c, between requests: what it has buffered, then what it has sent since.
+func (l *loop) serveIdle(c *sock) {
+	l.serveNext(c)
+	if c.fd >= 0 && c.phase == pIdle && c.readable {
+		l.readClient(c)
+	}
+}
+
+// serveNext starts c's next request if its head is buffered, else waits for it.
+func (l *loop) serveNext(c *sock) {
+	cfg := &l.p.cfg
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+		if l.closing {
+			l.closeClient(c)
+			return
+		}
+		c.partial = false
+		if c.first {
+			c.deadline = l.after(cfg.readHeader)
+		} else {
+			c.deadline = l.after(cfg.idleTimeout)
+		}
+		return
+	}
+	buf := c.in[c.r:c.w]
+	if c.first {
+		if n := min(len(buf), len(h2Preface)); string(buf[:n]) == h2Preface[:n] {
+			l.handOff(c) // perhaps h2c: serveH1 tells
+			return
+		}
+	}
+	req, n := c.rs.parseRequest(buf)
+	if req == nil {
+		if bytes.Contains(buf, crlfcrlf) {
+			l.handOff(c) // another shape: the goroutine path parses and serves it
+			return
+		}
+		if !c.partial {
+			c.partial = true
+			c.deadline = l.after(cfg.readHeader)
+		}
+		return
+	}
+	if (req.ProtoAtLeast(1, 1) && req.Host == "") || isUpgrade(req) {
+		l.handOff(c) // the goroutine path answers 400, or upgrades
+		return
+	}
+	delete(req.Header, "Expect") // no body, so nothing to continue
+	req.RemoteAddr = c.remote
+	c.phase, c.first, c.partial, c.deadline = pBusy, false, false, time.Time{}
+	cluster := l.p.cluster
+	if ss := *l.p.splits.Load(); len(ss) > 0 {
+		for i := range ss {
+			if ss[i].match(req) {
+				cluster = ss[i].Cluster
+				break
+			}
+		}
+	}
+	l.gen++
+	c.ex = exchange{req: req, headLen: n, closeAfter: req.Close, gen: l.gen, active: true,
+		a: attempts{cluster: cluster, key: l.p.key(req), retriable: isRetriable(req)}}
+	l.p.budget.active.Add(1)
+	l.attempt(c)
+}
+
+// attempt runs c's next attempt, or answers with the last failure.
+func (l *loop) attempt(c *sock) {
+	ex := &c.ex
+	p := l.p
+	if ex.a.next > p.cfg.retries {
+		l.fail(c)
+		return
+	}
+	counted, ok := p.begin(&ex.a)
+	if !ok {
+		l.fail(c)
+		return
+	}
+	ex.counted = counted
+	lease, err := ex.a.cluster.acquire(l.ctx, ex.a.key, ex.a.tried(), false)
+	switch {
+	case errors.Is(err, errWouldWait):
+		// Wait for a slot on a goroutine, as the goroutine path does.
+		ex.waiting = true
+		cl, key, tried, gen := ex.a.cluster, ex.a.key, append([]*Backend(nil), ex.a.tried()...), ex.gen
+		l.async.Add(1)
+		go func() {
+			defer l.async.Done()
+			lease, err := cl.Acquire(l.ctx, key, tried)
+			m := msg{kind: msgAcquired, c: c, gen: gen, lease: lease, err: err}
+			if !l.post(m) {
+				l.discard(m)
+			}
+		}()
+	case err != nil:
+		l.acquireFailed(c, err)
+	default:
+		l.tryOn(c, lease)
+	}
+}
+
+func (l *loop) acquireFailed(c *sock, err error) {
+	l.endTry(&c.ex)
+	if l.ctx.Err() != nil {
+		l.closeClient(c)
+		return
+	}
+	c.ex.a.acquireFailed(err)
+	l.fail(c)
+}
+
+// tryOn starts a try of c's request on the lease's endpoint.
+func (l *loop) tryOn(c *sock, lease Lease) {
+	ex := &c.ex
+	ex.lease, ex.mayRetry, ex.start, ex.fresh = lease, l.p.mayRetry(&ex.a), l.now, false
+	l.connect(c)
+}
+
+// connect sends the try on a pooled connection, or dials one (on a goroutine).
+func (l *loop) connect(c *sock) {
+	ex := &c.ex
+	b := ex.lease.Backend
+	if !ex.fresh {
+		if u := l.pooled(b); u != nil {
+			ex.reused = true
+			l.send(c, u)
+			return
+		}
+	}
+	ex.reused, ex.waiting = false, true
+	gen, p := ex.gen, l.p
+	l.async.Add(1)
+	go func() {
+		defer l.async.Done()
+		fd := -1
+		nc, err := p.dialer.DialContext(l.ctx, "tcp", b.Addr)
+		if err == nil {
+			fd, err = takeFD(nc)
+		}
+		if err != nil {
+			err = &dialError{addr: b.Addr, err: err}
+		}
+		m := msg{kind: msgDialed, c: c, gen: gen, fd: fd, err: err}
+		if !l.post(m) {
+			l.discard(m)
+		}
+	}()
+}
+
+// takeFD returns a duplicate of nc's socket and closes nc.
+func takeFD(nc net.Conn) (int, error) {
+	defer nc.Close()
+	rc, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var e syscall.Errno
+	if cerr := rc.Control(func(s uintptr) {
+		var r uintptr
+		r, _, e = syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
+		fd = int(r)
+	}); cerr != nil {
+		return -1, cerr
+	}
+	if e != 0 {
+		return -1, os.NewSyscallError("fcntl", e)
+	}
+	return fd, nil
+}
+
+func (l *loop) dialed(c *sock, fd int, err error) {
+	ex := &c.ex
+	ex.waiting = false
+	b := ex.lease.Backend
+	if err == nil {
+		u := &sock{fd: fd, kind: upstreamSock, b: b, writable: true, in: make([]byte, upBuf)}
+		if l.add(u) {
+			l.send(c, u)
+			return
+		}
+		syscall.Close(fd)
+		err = &dialError{addr: b.Addr, err: errors.New("epoll_ctl failed")}
+	}
+	b.c.Report(b, false, l.now.Sub(ex.start))
+	l.tryFailed(c, tryFailed(err))
+}
+
+// pooled returns an idle connection to b, or nil.
+func (l *loop) pooled(b *Backend) *sock {
+	if b.retired.Load() {
+		l.dropPool(b)
+		return nil
+	}
+	st := l.pools[b]
+	for len(st) > 0 {
+		u := st[len(st)-1]
+		st[len(st)-1] = nil
+		st = st[:len(st)-1]
+		if u.fd >= 0 {
+			l.pools[b] = st
+			return u
+		}
+	}
+	delete(l.pools, b)
+	return nil
+}
+
+func (l *loop) pool(u *sock) {
+	b := u.b
+	st := l.pools[b]
+	// Drop connections closed while pooled.
+	k := 0
+	for _, v := range st {
+		if v.fd >= 0 {
+			st[k] = v
+			k++
+		}
+	}
+	clear(st[k:])
+	st = st[:k]
+	if l.closing || b.retired.Load() || len(st) >= l.p.cfg.maxIdlePerEp {
+		l.closeSock(u)
+		l.pools[b] = st
+		return
+	}
+	u.phase, u.client, u.deadline, u.r, u.w = pIdle, nil, time.Time{}, 0, 0
+	l.pools[b] = append(st, u)
+}
+
+func (l *loop) dropPool(b *Backend) {
+	for _, u := range l.pools[b] {
+		if u.fd >= 0 {
+			l.closeSock(u)
+		}
+	}
+	delete(l.pools, b)
+}
+
+// send writes c's request on u within the per-try timeout.
+func (l *loop) send(c *sock, u *sock) {
+	ex := &c.ex
+	ex.up, u.client, u.phase, u.r, u.w = u, c, pSending, 0, 0
+	l.sink.b = u.out[:0]
+	l.bw.Reset(&l.sink)
+	writeRequest(l.bw, ex.req) // no body: it cannot fail
+	u.out, u.outOff = l.sink.b, 0
+	l.sink.b = nil
+	u.deadline = l.after(l.p.cfg.perTryTimeout)
+	l.flushUp(u)
+}
+
+// flush writes s's pending output; done means all of it is written. EAGAIN clears writable.
+func (s *sock) flush() (done bool, e syscall.Errno) {
+	for s.outOff < len(s.out) {
+		n, e := sysWrite(s.fd, s.out[s.outOff:])
+		if e != 0 {
+			if e == syscall.EAGAIN {
+				s.writable = false
+			}
+			return false, e
+		}
+		s.outOff += n
+	}
+	s.out, s.outOff = s.out[:0], 0
+	return true, 0
+}
+
+// after is the deadline d from now (none when d <= 0).
+func (l *loop) after(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return l.now.Add(d)
+}
+
+func (l *loop) flushUp(u *sock) {
+	if done, e := u.flush(); !done {
+		if e != syscall.EAGAIN {
+			l.upFailed(u, os.NewSyscallError("write", e))
+		}
+		return
+	}
+	u.phase = pHead
+	if u.readable {
+		l.readUp(u)
+	}
+}
+
+// readUp reads u's answer while there is room for it.
+func (l *loop) readUp(u *sock) {
+	for u.fd >= 0 && u.readable && (u.phase == pHead || u.phase == pBody) {
+		c := u.client
+		if u.phase == pBody && c.outOff < len(c.out) {
+			return // the client has not taken the last part yet
+		}
+		n, e, full := u.fill()
+		if full {
+			l.handOffTry(c) // a response head larger than the buffer
+			return
+		}
+		if e == syscall.EAGAIN {
+			return
+		}
+		if e != 0 || n == 0 {
+			var err error = io.EOF
+			if e != 0 {
+				err = os.NewSyscallError("read", e)
+			} else if u.w > u.r || u.phase == pBody {
+				err = io.ErrUnexpectedEOF
+			}
+			if u.phase == pBody {
+				l.closeClient(c) // the answer is cut short: the client must see it cut
+				return
+			}
+			l.upFailed(u, err)
+			return
+		}
+		if u.phase == pHead {
+			l.head(u)
+		} else {
+			l.body(u)
+		}
+	}
+}
+
+// upFailed ends a try whose connection failed before an answer: a stale pooled connection is
+// replaced by a new one once (as roundTrip does); else the try failed.
+func (l *loop) upFailed(u *sock, err error) {
+	c := u.client
+	ex := &c.ex
+	l.closeSock(u)
+	ex.up = nil
+	b := ex.lease.Backend
+	timeout := errors.Is(err, os.ErrDeadlineExceeded)
+	replay := ex.mayRetry || isRetriable(ex.req)
+	if ex.reused && !ex.fresh && replay && !timeout && l.ctx.Err() == nil {
+		ex.fresh = true
+		l.connect(c)
+		return
+	}
+	b.c.Report(b, false, l.now.Sub(ex.start))
+	l.tryFailed(c, tryFailed(fmt.Errorf("endpoint %s: %w", b.Addr, err)))
+}
+
+// tryFailed moves c's request to its next attempt.
+func (l *loop) tryFailed(c *sock, terr *tryError) {
+	ex := &c.ex
+	b := ex.lease.Backend
+	l.endTry(ex)
+	ex.a.failed(terr, b)
+	if l.ctx.Err() != nil {
+		l.closeClient(c)
+		return
+	}
+	l.attempt(c)
+}
+
+// fail answers c's request with its last failure.
+func (l *loop) fail(c *sock) {
+	ex := &c.ex
+	t := ex.a.final()
+	c.out = appendError(c.out, t.status, t.err.Error(), ex.closeAfter, ex.req.Method == http.MethodHead)
+	ex.bodyDone = true
+	l.flushClient(c)
+}
+
+// head handles u's response head once it is buffered whole.
+func (l *loop) head(u *sock) {
+	c := u.client
+	ex := &c.ex
+	buf := u.in[u.r:u.w]
+	end := bytes.Index(buf, crlfcrlf)
+	if end < 0 {
+		return
+	}
+	b := ex.lease.Backend
+	line := buf[:bytes.IndexByte(buf, '\r')]
+	code, _, ok := statusOf(line)
+	if !ok {
+		l.handOffTry(c)
+		return
+	}
+	if ex.mayRetry && (code == 502 || code == 503 || code == 504) {
+		b.c.Report(b, false, l.now.Sub(ex.start))
+		l.closeSock(u)
+		ex.up = nil
+		l.tryFailed(c, &tryError{status: code, err: fmt.Errorf("endpoint %s answered %d", b.Addr, code)})
+		return
+	}
+	resp, err := u.rsp.parse(buf[:end+2], ex.req)
+	if err != nil {
+		l.handOffTry(c)
+		return
+	}
+	b.c.Report(b, code < 500, l.now.Sub(ex.start))
+	u.deadline = time.Time{}
+	u.r += end + 4
+	c.out = appendHead(c.out, resp, ex.req, ex.closeAfter)
+	ex.remaining = bodyLength(resp, ex.req)
+	ex.keepUp = !resp.Close
+	u.phase = pBody
+	l.body(u)
+}
+
+// appendHead appends the head of resp as the goroutine path writes it to a client.
+func appendHead(dst []byte, resp *http.Response, req *http.Request, closeAfter bool) []byte {
+	dst = append(dst, statusLine(resp.StatusCode)...)
+	drop := connectionTokens(resp.Header)
+	for k, vv := range resp.Header {
+		if hopHeaders[k] || drop[k] || k == "Content-Length" {
+			continue
+		}
+		for _, v := range vv {
+			dst = append(dst, k...)
+			dst = append(dst, ": "...)
+			dst = append(dst, v...)
+			dst = append(dst, "\r\n"...)
+		}
+	}
+	if resp.ContentLength >= 0 && req.Method != http.MethodHead {
+		dst = append(dst, "Content-Length: "...)
+		dst = fmt.Appendf(dst, "%d\r\n", resp.ContentLength)
+	} else {
+		for _, v := range resp.Header["Content-Length"] {
+			dst = append(dst, "Content-Length: "...)
+			dst = append(dst, v...)
+			dst = append(dst, "\r\n"...)
+		}
+	}
+	if closeAfter {
+		dst = append(dst, "Connection: close\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// body moves the body bytes u has buffered to the client.
+func (l *loop) body(u *sock) {
+	c := u.client
+	ex := &c.ex
+	k := int(min(ex.remaining, int64(u.w-u.r)))
+	c.out = append(c.out, u.in[u.r:u.r+k]...)
+	u.r += k
+	ex.remaining -= int64(k)
+	if ex.remaining == 0 {
+		if u.r != u.w {
+			ex.keepUp = false // bytes beyond the body
+		}
+		ex.up, u.client = nil, nil
+		l.endTry(ex)
+		if ex.keepUp {
+			l.pool(u)
+		} else {
+			l.closeSock(u)
+		}
+		ex.bodyDone = true
+	} else if u.r == u.w {
+		u.r, u.w = 0, 0
+	}
+	l.flushClient(c)
+}
+
+// flushClient writes c's pending output; once an answer is written whole, the exchange ends.
+func (l *loop) flushClient(c *sock) {
+	if done, e := c.flush(); !done {
+		if e == syscall.EAGAIN {
+			c.deadline = l.after(l.p.cfg.writeTimeout)
+		} else {
+			l.closeClient(c)
+		}
+		return
+	}
+	c.deadline = time.Time{}
+	ex := &c.ex
+	if c.phase != pBusy {
+		return
+	}
+	if !ex.bodyDone {
+		if u := ex.up; u != nil && u.readable {
+			l.readUp(u)
+		}
+		return
+	}
+	// The request is answered.
+	l.p.loopServed.Add(1)
+	ex.active = false
+	l.p.budget.active.Add(-1)
+	c.r += ex.headLen
+	ex.req = nil
+	c.phase = pIdle
+	if ex.closeAfter {
+		l.closeClient(c)
+		return
+	}
+	l.ready = append(l.ready, c)
+}
+
+// sweep acts on expired deadlines and on pools of endpoints that went away.
+func (l *loop) sweep() {
+	for _, s := range l.socks {
+		if s == nil || s.deadline.IsZero() || l.now.Before(s.deadline) {
+			continue
+		}
+		s.deadline = time.Time{}
+		if s.kind == clientSock {
+			l.closeClient(s) // idle, slow head, or a client not reading its answer
+			continue
+		}
+		if s.phase == pSending || s.phase == pHead {
+			l.upFailed(s, os.ErrDeadlineExceeded)
+		}
+	}
+	for b := range l.pools {
+		if b.retired.Load() {
+			l.dropPool(b)
+		}
+	}
+}
+
+// handOff gives c, between requests, to the goroutine path with the bytes it has read.
+func (l *loop) handOff(c *sock) {
+	pre := bytes.Clone(c.in[c.r:c.w])
+	fd, remote, first := c.fd, c.remote, c.first
+	l.clients--
+	l.forget(c)
+	l.p.serveHandedOff(fd, remote, pre, first, nil, nil)
+}
+
+// handOffTry gives c and its try in flight to the goroutine path: it reads the answer with
+// net/http and goes on with the request's attempts.
+func (l *loop) handOffTry(c *sock) {
+	ex := &c.ex
+	u := ex.up
+	pre := bytes.Clone(c.in[c.r:c.w])
+	answer := bytes.Clone(u.in[u.r:u.w])
+	a, lease, counted, start, mayRetry := ex.a, ex.lease, ex.counted, ex.start, ex.mayRetry
+	ufd, cfd, remote := u.fd, c.fd, c.remote
+	// The goroutine path owns these now.
+	ex.lease, ex.counted, ex.active, ex.up = Lease{}, false, false, nil
+	l.forget(u)
+	l.clients--
+	l.forget(c)
+	p := l.p
+	var once sync.Once
+	giveBack := func() {
+		once.Do(func() {
+			lease.Release()
+			if counted {
+				p.budget.doneRetry()
+			}
+			p.budget.active.Add(-1)
+		})
+	}
+	var uc *upConn
+	if nc, err := fdConn(ufd); err == nil {
+		uc = newUpConn(nc)
+		uc.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(answer), nc), 8<<10)
+	}
+	resume := func(w http.ResponseWriter, r *http.Request) {
+		defer giveBack()
+		b := lease.Backend
+		var resp *http.Response
+		err := errors.New("cannot take over the upstream connection")
+		if uc != nil {
+			if d := p.cfg.perTryTimeout; d > 0 {
+				uc.nc.SetDeadline(start.Add(d))
+			}
+			resp, err = readAnswer(uc, r)
+			if err != nil {
+				uc.nc.Close()
+				err = fmt.Errorf("endpoint %s: %w", b.Addr, err)
+			}
+		}
+		done, terr := p.answer(w, r, b, start, uc, resp, err, mayRetry)
+		giveBack()
+		if done {
+			return
+		}
+		a.failed(terr, b)
+		if r.Context().Err() != nil {
+			return
+		}
+		p.budget.active.Add(1) // retry counts the request in flight again, as ServeHTTP does
+		defer p.budget.active.Add(-1)
+		p.retry(w, r, &a)
+	}
+	abandon := func() {
+		if uc != nil {
+			uc.nc.Close()
+		}
+		giveBack()
+	}
+	p.serveHandedOff(cfd, remote, pre, false, resume, abandon)
+}
+
+// fdConn makes a net.Conn of a socket, taking it over.
+func fdConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "")
+	c, err := net.FileConn(f)
+	f.Close()
+	return c, err
+}
+
+// serveHandedOff serves a client connection on the goroutine path from now on (see serveH1); if
+// resume is set, abandon runs when resume did not (the connection could not be served).
+func (p *HTTPProxy) serveHandedOff(fd int, remote string, pre []byte, first bool, resume http.HandlerFunc, abandon func()) {
+	p.handedOff.Add(1)
+	p.h1wg.Add(1)
+	go func() {
+		defer p.h1wg.Done()
+		ran := false
+		if abandon != nil {
+			defer func() {
+				if !ran {
+					abandon()
+				}
+			}()
+		}
+		c, err := fdConn(fd)
+		if err != nil {
+			p.log.Warn("hand over connection", zap.String("remote", remote), zap.Error(err))
+			return
+		}
+		st := p.conns.adopt(c)
+		if st == nil {
+			c.Close()
+			return
+		}
+		defer p.conns.remove(c)
+		var h http.HandlerFunc
+		if resume != nil {
+			h = func(w http.ResponseWriter, r *http.Request) {
+				ran = true
+				resume(w, r)
+			}
+		}
+		p.serveH1(*p.reqCtx.Load(), c, st, pre, first, h)
+	}()
+}
