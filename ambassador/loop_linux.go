@@ -98,6 +98,7 @@ type loop struct {
 	sweepAt  time.Time
 	gen      uint64
 	ready    []*sock // clients whose exchange ended, to serve their next request
+	dirty    []*sock // sockets with output queued for the end of the pass
 	sink     appendWriter
 	bw       *bufio.Writer
 	events   []syscall.EpollEvent
@@ -127,6 +128,7 @@ type sock struct {
 	kind     sockKind
 	phase    phase
 	readable bool // epoll said so and no read since found it empty
+	queued   bool // in the loop's dirty list
 	writable bool
 	hup      bool      // the peer closed its side
 	deadline time.Time // zero: none
@@ -332,6 +334,40 @@ func (l *loop) run() {
 		for _, ev := range l.events[:n] {
 			l.event(ev)
 		}
+		if !l.now.Before(l.sweepAt) {
+			l.sweep()
+			l.sweepAt = l.now.Add(l.tick)
+		}
+		l.endPass()
+	}
+	l.exit()
+}
+
+// later queues s's output for the end of the pass: the answers of a pass wake their readers
+// together, as HAProxy's tasklets do, rather than one write at a time.
+func (l *loop) later(s *sock) {
+	if !s.queued {
+		s.queued = true
+		l.dirty = append(l.dirty, s)
+	}
+}
+
+// endPass writes what the pass queued and serves the clients whose exchange ended.
+func (l *loop) endPass() {
+	for len(l.dirty) > 0 || len(l.ready) > 0 {
+		for i := 0; i < len(l.dirty); i++ {
+			s := l.dirty[i]
+			s.queued = false
+			switch {
+			case s.fd < 0:
+			case s.kind == clientSock:
+				l.flushClient(s)
+			case s.phase == pSending:
+				l.flushUp(s)
+			}
+		}
+		clear(l.dirty)
+		l.dirty = l.dirty[:0]
 		for len(l.ready) > 0 {
 			c := l.ready[len(l.ready)-1]
 			l.ready = l.ready[:len(l.ready)-1]
@@ -339,12 +375,7 @@ func (l *loop) run() {
 				l.serveIdle(c)
 			}
 		}
-		if !l.now.Before(l.sweepAt) {
-			l.sweep()
-			l.sweepAt = l.now.Add(l.tick)
-		}
 	}
-	l.exit()
 }
 
 // exit closes what the loop still holds once no client is left.
@@ -858,7 +889,7 @@ func (l *loop) send(c *sock, u *sock) {
 	u.out, u.outOff = l.sink.b, 0
 	l.sink.b = nil
 	u.deadline = l.after(l.p.cfg.perTryTimeout)
-	l.flushUp(u)
+	l.later(u)
 }
 
 // flush writes s's pending output; done means all of it is written. EAGAIN clears writable.
@@ -973,7 +1004,7 @@ func (l *loop) fail(c *sock) {
 	t := ex.a.final()
 	c.out = appendError(c.out, t.status, t.err.Error(), ex.closeAfter, ex.req.Method == http.MethodHead)
 	ex.bodyDone = true
-	l.flushClient(c)
+	l.later(c)
 }
 
 // head handles u's response head once it is buffered whole.
@@ -1068,7 +1099,7 @@ func (l *loop) body(u *sock) {
 	} else if u.r == u.w {
 		u.r, u.w = 0, 0
 	}
-	l.flushClient(c)
+	l.later(c)
 }
 
 // flushClient writes c's pending output; once an answer is written whole, the exchange ends.
