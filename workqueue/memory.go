@@ -151,7 +151,8 @@ type keyState struct{ q []*entry }
 // lease's deadline is now plus a fixed duration, so it goes at the tail), and only leased items are
 // indexed by ID. A Lease that finds nothing spins (yielding) for a few microseconds before it parks,
 // and only an Add that finds the inbox empty, and no Lease spinning, wakes a parked Lease, so a
-// steady flow of items needs few wake-ups. LeaseBatch and AckBatch take the lock once per batch.
+// steady flow of items needs few wake-ups. LeaseBatch and AckBatch take the lock once per batch;
+// Lease hands out Items cut from blocks of itemBlock (one allocation per block, see itemLocked).
 type Memory struct {
 	cfg      memConfig
 	base     time.Time    // clock() is the monotonic time since: one clock read, not two
@@ -191,6 +192,7 @@ type Memory struct {
 	free    *entry    // entries of acked items, for Adds (linked by next)
 	nfree   int       // len(free)
 	waiters []*waiter // parked Lease calls, FIFO
+	items   []Item    // itemLocked's block
 	// spare holds idle waiters. It is per queue, not global: a waiter's channel belongs to the
 	// goroutines that made it (a testing/synctest bubble, say), like the queue itself.
 	spare   sync.Pool
@@ -201,19 +203,6 @@ type Memory struct {
 }
 
 var _ Batcher = (*Memory)(nil)
-
-// lock takes mu. The hot paths hold it for well under a microsecond, so a contender yields and
-// retries a few times before it parks on the mutex: parking and waking through the runtime costs
-// more than the critical section, and an Unlock with nobody parked is a single atomic operation.
-func (q *Memory) lock() {
-	for range 16 {
-		if q.mu.TryLock() {
-			return
-		}
-		runtime.Gosched()
-	}
-	q.mu.Lock()
-}
 
 // spinRounds is how many times a spinning Lease yields before it parks (some microseconds).
 const spinRounds = 64
@@ -410,7 +399,7 @@ func (q *Memory) available() bool {
 func (q *Memory) stopSpinning() {
 	q.spinning.Add(-1)
 	if q.nparked.Load() > 0 && q.available() {
-		q.lock()
+		q.mu.Lock()
 		q.drainLocked()
 		if q.ready.len() > 0 {
 			q.wakeLocked()
@@ -461,7 +450,7 @@ func (q *Memory) armLocked(now int64) {
 }
 
 func (q *Memory) onEvent() {
-	q.lock()
+	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.evAt = 0
 	if q.closed {
@@ -583,7 +572,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		// counts as parked: so either a Lease sees this item or this sees nobody looking and
 		// wakes a parked one.
 		if first && q.spinning.Load() == 0 && q.nparked.Load() > 0 {
-			q.lock()
+			q.mu.Lock()
 			q.drainLocked()
 			if q.ready.len() > 0 {
 				q.wakeLocked()
@@ -603,7 +592,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 	if opts.Delay > 0 {
 		e.notBefore = now + int64(opts.Delay)
 	}
-	q.lock()
+	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return "", ErrClosed
@@ -633,7 +622,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		rec := q.record(e)
 		q.mu.Unlock()
 		err := q.commit(Change{Op: OpPut, Record: rec})
-		q.lock()
+		q.mu.Lock()
 		if err != nil {
 			q.forget(e, now)
 			q.mu.Unlock()
@@ -647,11 +636,23 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 
 // Lease implements Queue.
 func (q *Memory) Lease(ctx context.Context) (*Item, error) {
-	it := make([]Item, 1)
-	if _, err := q.lease(ctx, it); err != nil {
-		return nil, err
+	_, it, err := q.lease(ctx, nil)
+	return it, err
+}
+
+// itemBlock is how many Items one allocation of Lease's makes (see itemLocked).
+const itemBlock = 16
+
+// itemLocked returns a new Item for Lease: the next one of a block of itemBlock, so that Lease
+// allocates once per itemBlock items. Each Item of a block is handed out once and then belongs to
+// its caller; an Item kept keeps its block alive. Called with mu held.
+func (q *Memory) itemLocked() *Item {
+	if len(q.items) == 0 {
+		q.items = make([]Item, itemBlock)
 	}
-	return &it[0], nil
+	it := &q.items[0]
+	q.items = q.items[1:]
+	return it
 }
 
 // LeaseBatch implements Batcher: one lock and one clock read lease up to len(dst) ready items.
@@ -659,16 +660,22 @@ func (q *Memory) LeaseBatch(ctx context.Context, dst []Item) (int, error) {
 	if len(dst) == 0 {
 		return 0, errEmptyBatch
 	}
-	return q.lease(ctx, dst)
+	n, _, err := q.lease(ctx, dst)
+	return n, err
 }
 
-// lease is Lease and LeaseBatch: it leases up to len(dst) > 0 items into dst.
+// lease is LeaseBatch, and Lease when dst is nil: it leases up to len(dst) > 0 items into dst,
+// or one into an Item of itemLocked's, and returns how many and the first.
 //
 // Wake-ups: an Add of the hot path wakes a parked Lease only when no Lease counts as spinning, so a
 // Lease that counts stops counting (under mu, before it drains the inbox) every time it looks: an
 // Add that saw it counted pushed its item before that, and the drain finds it; an Add after that
 // sees no spinner (or another one, which will look again) and wakes a parked Lease itself.
-func (q *Memory) lease(ctx context.Context, dst []Item) (int, error) {
+func (q *Memory) lease(ctx context.Context, dst []Item) (int, *Item, error) {
+	max := len(dst)
+	if dst == nil {
+		max = 1
+	}
 	spinning := false // counted in q.spinning
 	spun := 0
 	for {
@@ -676,29 +683,39 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, error) {
 			if spinning {
 				q.stopSpinning()
 			}
-			return 0, err
+			return 0, nil, err
 		}
 		now := q.clock()
-		q.lock()
+		q.mu.Lock()
 		if spinning {
 			spinning = false
 			q.spinning.Add(-1)
 		}
 		if q.closed {
 			q.mu.Unlock()
-			return 0, ErrClosed
+			return 0, nil, ErrClosed
 		}
 		q.drainLocked()
 		q.advance(now)
 		var changes []Change // buried items first, then the leases (with a journal)
+		var first *Item
 		n := 0
-		for n < len(dst) && q.ready.len() > 0 {
+		for n < max && q.ready.len() > 0 {
 			e := q.ready.pop()
 			if q.cfg.maxAttempts > 0 && e.attempt >= q.cfg.maxAttempts {
 				changes = append(changes, q.bury(e, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts), now))
 				continue
 			}
-			q.leaseLocked(e, now, &dst[n])
+			var it *Item
+			if dst != nil {
+				it = &dst[n]
+			} else {
+				it = q.itemLocked()
+			}
+			q.leaseLocked(e, now, it)
+			if n == 0 {
+				first = it
+			}
 			n++
 			if q.cfg.journal != nil {
 				changes = append(changes, Change{Op: OpPut, Record: q.record(e)})
@@ -717,16 +734,16 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, error) {
 				testHookUnlocked()
 			}
 			if q.cfg.journal == nil {
-				return n, nil
+				return n, first, nil
 			}
 			if lj, ok := q.cfg.journal.(LazyJournal); ok {
 				lj.CommitLater(changes)
-				return n, nil
+				return n, first, nil
 			}
 			if err := q.commit(changes...); err != nil {
-				return 0, err
+				return 0, nil, err
 			}
-			return n, nil
+			return n, first, nil
 		}
 		if spun < spinRounds && q.spinning.Load() < q.spinners {
 			// Spin: look again in a moment without the lock.
@@ -735,7 +752,7 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, error) {
 			q.mu.Unlock()
 			if err := q.commit(changes...); err != nil {
 				q.stopSpinning()
-				return 0, err
+				return 0, nil, err
 			}
 			for ; spun < spinRounds && !q.available(); spun++ {
 				runtime.Gosched()
@@ -760,7 +777,7 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, error) {
 				q.stopSpinning()
 			}
 			q.spare.Put(w)
-			return 0, err
+			return 0, nil, err
 		}
 		select {
 		case <-w.ch:
@@ -789,7 +806,7 @@ func (q *Memory) removeWaiter(w *waiter) bool {
 // dropWaiter removes w from the waiters. If it was woken meanwhile (it counts as spinning), it
 // consumes the wake-up and returns false.
 func (q *Memory) dropWaiter(w *waiter) bool {
-	q.lock()
+	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.removeWaiter(w) {
 		return true
@@ -834,7 +851,7 @@ func (q *Memory) Ack(ctx context.Context, lease string) error {
 	if err != nil {
 		return err
 	}
-	q.lock()
+	q.mu.Lock()
 	e, err := q.ackLocked(id, attempt)
 	q.checkDrained()
 	if err == nil {
@@ -854,7 +871,7 @@ func (q *Memory) Ack(ctx context.Context, lease string) error {
 func (q *Memory) AckBatch(ctx context.Context, leases []string) error {
 	var errs []error
 	var changes []Change
-	q.lock()
+	q.mu.Lock()
 	for i, lease := range leases {
 		id, attempt, err := ParseLease(lease)
 		if err == nil {
@@ -905,7 +922,7 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 		return fmt.Errorf("%w: negative delay %v", ErrInvalid, delay)
 	}
 	now := q.clock()
-	q.lock()
+	q.mu.Lock()
 	e, err := q.held(lease, now)
 	if err != nil {
 		q.mu.Unlock()
@@ -922,7 +939,7 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 		rec := q.record(e)
 		q.mu.Unlock()
 		err := q.commit(Change{Op: OpPut, Record: rec})
-		q.lock()
+		q.mu.Lock()
 		q.nheld--
 		// On a failed commit the item still becomes ready: the journal holds its older state.
 		q.makeVisible(e, q.clock())
@@ -940,7 +957,7 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 // last journaled deadline, which can only make the item come back earlier.
 func (q *Memory) Extend(ctx context.Context, lease string) (time.Time, error) {
 	now := q.clock()
-	q.lock()
+	q.mu.Lock()
 	defer q.mu.Unlock()
 	e, err := q.held(lease, now)
 	if err != nil {
@@ -955,7 +972,7 @@ func (q *Memory) Extend(ctx context.Context, lease string) (time.Time, error) {
 // Bury implements Queue.
 func (q *Memory) Bury(ctx context.Context, lease string, reason string) error {
 	now := q.clock()
-	q.lock()
+	q.mu.Lock()
 	e, err := q.held(lease, now)
 	if err != nil {
 		q.mu.Unlock()
@@ -973,7 +990,7 @@ func (q *Memory) Bury(ctx context.Context, lease string, reason string) error {
 
 // Dead implements Queue.
 func (q *Memory) Dead(ctx context.Context, max int) ([]DeadItem, error) {
-	q.lock()
+	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := len(q.dead)
 	if max >= 0 && max < n {
@@ -985,7 +1002,7 @@ func (q *Memory) Dead(ctx context.Context, max int) ([]DeadItem, error) {
 // Stats implements Queue.
 func (q *Memory) Stats(ctx context.Context) (Stats, error) {
 	now := q.clock()
-	q.lock()
+	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.closed {
 		q.drainLocked()
@@ -1001,7 +1018,7 @@ func (q *Memory) Stats(ctx context.Context) (Stats, error) {
 // Close stops the queue at once: Add and Lease return ErrClosed (blocked Leases too). Leases already
 // handed out may still be acked, nacked, extended or buried. Idempotent.
 func (q *Memory) Close() error {
-	q.lock()
+	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closeLocked()
 	return nil
@@ -1029,7 +1046,7 @@ func (q *Memory) closeLocked() {
 func (q *Memory) Shutdown(ctx context.Context) error {
 	for {
 		now := q.clock()
-		q.lock()
+		q.mu.Lock()
 		q.closeLocked()
 		q.advance(now)
 		if q.leased.n == 0 && q.nheld == 0 {

@@ -99,3 +99,47 @@ func TestMemoryWakeups(t *testing.T) {
 		}
 	}
 }
+
+// Lease cuts the Items it returns from shared blocks: an Item handed out belongs to its caller,
+// and no later Lease writes over it, across blocks and from several goroutines.
+func TestMemoryLeaseItemsStayTheCallers(t *testing.T) {
+	q := mustMemory(t)
+	ctx := context.Background()
+	const n = 200
+	want := make(map[string]string)
+	for i := range n {
+		p := fmt.Sprintf("p%d", i)
+		id, err := q.Add(ctx, []byte(p), workqueue.AddOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[id] = p
+	}
+	its := make([][]*workqueue.Item, 4)
+	var wg sync.WaitGroup
+	for g := range its {
+		wg.Go(func() {
+			for range n / len(its) {
+				it, err := q.Lease(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				its[g] = append(its[g], it)
+			}
+		})
+	}
+	wg.Wait()
+	seen := make(map[string]bool)
+	for _, l := range its {
+		for _, it := range l {
+			if seen[it.ID] || want[it.ID] != string(it.Payload) || it.Attempt != 1 || it.Lease != it.ID+".1" {
+				t.Errorf("item %+v: seen before %v, want payload %q, attempt 1, lease %s.1", *it, seen[it.ID], want[it.ID], it.ID)
+			}
+			seen[it.ID] = true
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct items leased, want %d", len(seen), n)
+	}
+}
