@@ -58,7 +58,9 @@ type execOptionFunc func(*execConfig)
 func (f execOptionFunc) applyExec(c *execConfig) { f(c) }
 
 // WithWorkRoot is where per-item work directories are made (and removed after each attempt).
-// Default os.TempDir().
+// Default os.TempDir(). Several ExecWorkers, in one process or many, may share it: each holds a
+// lock on the directories of its items in flight, and the first Handle of an ExecWorker removes
+// the directories nobody holds (see ExecWorker).
 func WithWorkRoot(dir string) ExecOption {
 	return execOptionFunc(func(c *execConfig) { c.workRoot = dir })
 }
@@ -86,9 +88,19 @@ func WithExecLogger(l *zap.Logger) ExecOption {
 // the whole process group is killed with SIGKILL, and after a normal exit any process the command
 // left behind in its group is killed too. Under a Pool the lease is extended for as long as the
 // command runs.
+//
+// # Work directories
+//
+// A work directory is WorkRoot/podblocks-item-<ID>-<random>; Handle removes it when the attempt
+// ends. A worker process that is SIGKILLed cannot, so each Handle holds an flock(2) lock on its
+// directory for as long as it uses it (the kernel drops it when the process dies, however it
+// dies), and the first Handle of an ExecWorker, before it makes its own, removes every
+// podblocks-item-* directory of the work root that nobody holds: those of dead workers. A worker
+// restarted after a kill cleans up after the one it replaces.
 type ExecWorker struct {
-	argv []string
-	cfg  execConfig
+	argv  []string
+	cfg   execConfig
+	swept sync.Once
 }
 
 var _ Handler = (*ExecWorker)(nil)
@@ -110,11 +122,16 @@ func NewExecWorker(argv []string, opts ...ExecOption) (*ExecWorker, error) {
 
 // Handle implements Handler.
 func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
-	dir, err := os.MkdirTemp(w.cfg.workRoot, "item-"+safeName(it.ID)+"-")
+	w.swept.Do(func() {
+		if n, err := sweepWorkDirs(w.cfg.workRoot); n > 0 || err != nil {
+			w.cfg.logger.Info("removed work directories of dead workers", zap.String("root", w.cfg.workRoot), zap.Int("removed", n), zap.Error(err))
+		}
+	})
+	dir, release, err := makeWorkDir(w.cfg.workRoot, it.ID)
 	if err != nil {
 		return fmt.Errorf("work dir: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	defer release()
 	itemFile := filepath.Join(dir, "item")
 	if err := os.WriteFile(itemFile, it.Payload, 0o600); err != nil {
 		return fmt.Errorf("write item: %w", err)
@@ -158,6 +175,84 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 		return &ExitError{Code: ee.ExitCode(), Stderr: stderr.String()}
 	}
 	return fmt.Errorf("wait: %w", err)
+}
+
+// workDirPrefix starts the name of every work directory, and only theirs: sweepWorkDirs removes
+// nothing else.
+const workDirPrefix = "podblocks-item-"
+
+// makeWorkDir makes a fresh work directory for item id in root and locks it (flock) until release,
+// which removes it and then unlocks it.
+func makeWorkDir(root, id string) (dir string, release func(), err error) {
+	for range 3 {
+		dir, err = os.MkdirTemp(root, workDirPrefix+safeName(id)+"-")
+		if err != nil {
+			return "", nil, err
+		}
+		f, err := os.Open(dir)
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", nil, err
+		}
+		if err := flock(f, syscall.LOCK_EX); err != nil {
+			f.Close()
+			os.RemoveAll(dir)
+			return "", nil, fmt.Errorf("lock %s: %w", dir, err)
+		}
+		// A sweep that listed the directory before the lock was taken removed it: make another.
+		held, err1 := f.Stat()
+		now, err2 := os.Lstat(dir)
+		if err1 == nil && err2 == nil && os.SameFile(held, now) {
+			return dir, func() {
+				os.RemoveAll(dir)
+				f.Close()
+			}, nil
+		}
+		f.Close()
+	}
+	return "", nil, fmt.Errorf("%s: removed by sweeps three times", root)
+}
+
+// sweepWorkDirs removes the work directories in root that no process holds locked: those whose
+// worker died before it could remove them. It returns how many it removed.
+func sweepWorkDirs(root string) (int, error) {
+	des, err := os.ReadDir(root)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, de := range des {
+		if !de.IsDir() || !strings.HasPrefix(de.Name(), workDirPrefix) {
+			continue
+		}
+		dir := filepath.Join(root, de.Name())
+		f, err := os.Open(dir)
+		if err != nil {
+			continue // gone meanwhile, or not ours to open
+		}
+		if flock(f, syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			// Nobody holds it: its worker is dead. Held while removing it, so that a worker that
+			// has just made it waits, sees it gone, and makes another.
+			if err := os.RemoveAll(dir); err != nil {
+				errs = append(errs, err)
+			} else {
+				n++
+			}
+		}
+		f.Close()
+	}
+	return n, errors.Join(errs...)
+}
+
+// flock applies flock(2) operation how to f, retrying when a signal interrupts it.
+func flock(f *os.File, how int) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
 }
 
 func killGroup(cmd *exec.Cmd) error {
