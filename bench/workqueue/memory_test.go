@@ -108,6 +108,26 @@ func BenchmarkPodblocksMemoryBatch(b *testing.B) {
 	})
 }
 
+// BenchmarkPodblocksPool: the same producer; a workqueue.Pool with 8 workers and a no-op handler
+// takes the items. This is what a user of the Pool gets: each item is leased with Lease and acked
+// with Ack, and the Pool adds its per-item work (a goroutine that extends the lease while the
+// handler runs, contexts, metrics).
+func BenchmarkPodblocksPool(b *testing.B) {
+	var once sync.Once // one of the flow's 8 workers runs the Pool; the others return
+	memoryFlow(b, func(ctx context.Context, q *workqueue.Memory, done func(int)) {
+		once.Do(func() {
+			p, err := workqueue.NewPool(q, workqueue.HandlerFunc(func(context.Context, *workqueue.Item) error {
+				done(1)
+				return nil
+			}), workqueue.WithConcurrency(workers), workqueue.WithProgressEvery(0))
+			if err != nil {
+				panic(err)
+			}
+			p.Run(ctx) // ErrClosed once the flow closes q
+		})
+	})
+}
+
 // BenchmarkClientGo: the same with client-go's typed queue (Add / Get / Done; distinct int items).
 func BenchmarkClientGo(b *testing.B) {
 	q := kwq.NewTyped[int]()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Work-queue comparisons, alternating runs, medians and ratios:
 #   memory queue vs client-go's workqueue (1 producer, 8 workers, no-op handler)   goal >= 2x
-#     (workers with Lease+Ack, and with LeaseBatch(64)+AckBatch; the goal is judged on the batch)
+#     (workers with Lease+Ack, and with LeaseBatch(64)+AckBatch; the goal is judged on the batch;
+#     and, for what a Pool user gets, a workqueue.Pool of 8 workers with a no-op handler)
 #   bolt queue, Add+Lease+Ack from 256 goroutines, durable                         goal >= 20k items/s
 #   jetstream queue vs a raw nats.go Fetch+Ack loop, same embedded nats-server    goal >= 0.8x
 # The peers are Go modules (client-go in this nested module; nats-server embedded), so nothing is
@@ -33,6 +34,7 @@ for i in $(seq "$runs"); do
 	add memory "$(bench mem.test BenchmarkPodblocksMemory 300000x)"
 	add clientgo "$(bench mem.test BenchmarkClientGo 300000x)"
 	add memorybatch "$(bench mem.test BenchmarkPodblocksMemoryBatch 300000x)"
+	add memorypool "$(bench mem.test BenchmarkPodblocksPool 300000x)"
 	add bolt "$(bench bolt.test BenchmarkBoltEnqueueAck 40000x)"
 	add rawbolt "$(bench bolt.test BenchmarkRawBoltBatch 10000x)"
 	add jsbatch "$(bench js.test BenchmarkQueueBatch 20000x)"
@@ -44,13 +46,20 @@ for i in $(seq "$runs"); do
 done
 
 printf '%-44s %14s\n' benchmark 'median items/s'
-for k in memory memorybatch clientgo bolt rawbolt jsbatch jsdefault jsraw; do
+for k in memory memorybatch memorypool clientgo bolt rawbolt jsbatch jsdefault jsraw; do
 	printf '%-44s %14.0f   (runs:%s)\n' "$k" "$(median "${results[$k]}")" "${results[$k]}"
 done
 ratio() { awk -v a="$(median "${results[$1]}")" -v b="$(median "${results[$2]}")" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 echo "memory, LeaseBatch+AckBatch / client-go: $(ratio memorybatch clientgo)x   (goal >= 2x)"
 echo "memory, Lease+Ack / client-go:           $(ratio memory clientgo)x"
+echo "memory, Pool (Lease+Ack) / client-go:     $(ratio memorypool clientgo)x"
+# rounds A B: the ratio of A to B in each round (the benchmarks of one round run back to back).
+rounds() { paste -d' ' <(tr ' ' '\n' <<<"${results[$1]}" | grep -v '^$') <(tr ' ' '\n' <<<"${results[$2]}" | grep -v '^$') |
+	awk '{ printf " %.2fx", $1 / $2 }'; }
+echo "  per round, LeaseBatch+AckBatch / client-go:$(rounds memorybatch clientgo)"
+echo "  per round, Lease+Ack / client-go:          $(rounds memory clientgo)"
+echo "  per round, Pool / client-go:               $(rounds memorypool clientgo)"
 echo "bolt durable enqueue+ack:           $(median "${results[bolt]}") items/s   (goal >= 20000)"
 echo "bolt / raw bbolt DB.Batch:          $(ratio bolt rawbolt)x"
 echo "jetstream (batch 100, plain ack) / raw Fetch+Ack: $(ratio jsbatch jsraw)x   (goal >= 0.8x)"
@@ -67,6 +76,7 @@ if [ -n "$RESULTS" ]; then
 		echo "memory vs client-go,podblocks,$(m memorybatch)"
 		echo "memory vs client-go,baseline,$(m clientgo)"
 		echo "memory vs client-go,podblocks Lease+Ack,$(m memory)"
+		echo "memory vs client-go,podblocks Pool,$(m memorypool)"
 		echo "bolt vs raw bbolt Batch,podblocks,$(m bolt)"
 		echo "bolt vs raw bbolt Batch,baseline,$(m rawbolt)"
 		echo "jetstream vs raw Fetch+Ack,podblocks,$(m jsbatch)"
