@@ -59,11 +59,30 @@ type client struct {
 	kick    chan struct{} // wakes the writer goroutine; capacity 1
 	space   chan struct{} // wakes the reader; capacity 1
 	drained chan struct{} // closed once the reader is done and every reply is written or dropped
+
+	// The read side, when the pool's poller reads the client (see clientPoller): whoever owns
+	// it uses pending, full and idleExpired; the poller hands it back through resume.
+	poller      *clientPoller     // nil: the goroutine always reads
+	resume      chan resumeReason // capacity 1
+	pending     []byte            // the start of a request the poller read
+	full        []*serverConn     // server connections to wait for room on
+	idleExpired bool              // the poller found the client idle: close it
+	pollClient
 }
+
+// resumeReason is why the poller gives a client's read side back to its goroutine.
+type resumeReason uint8
+
+const (
+	resumeRead  resumeReason = iota // read with blocking reads: end of stream, error, closed, idle, an incomplete request
+	resumeSpace                     // the client has too much unanswered or unwritten: wait for space
+	resumeRoom                      // wait for room on the server connections in full
+	resumeStop                      // the stream ended (quit, or a bad request answered)
+)
 
 func newClient(p *pool, conn net.Conn) *client {
 	c := &client{p: p, conn: conn, id: p.nextID.Add(1), kick: make(chan struct{}, 1),
-		space: make(chan struct{}, 1), drained: make(chan struct{})}
+		space: make(chan struct{}, 1), drained: make(chan struct{}), poller: p.poller, resume: make(chan resumeReason, 1)}
 	c.nb = nbWriterFor(conn)
 	return c
 }
@@ -85,20 +104,59 @@ func (c *client) serve() {
 	<-c.drained
 	close(c.kick)
 	<-writerDone
+	if c.poller != nil {
+		c.poller.forget(c)
+	}
 	c.conn.Close()
+}
+
+// closeConn closes the connection; a client the poller reads goes back to its goroutine, whose
+// read fails.
+func (c *client) closeConn() {
+	c.conn.Close()
+	if c.poller != nil {
+		c.poller.release(c)
+	}
 }
 
 func (c *client) readLoop() {
 	p := c.p
-	br := bufio.NewReaderSize(c.conn, ioBufSize)
+	var br *bufio.Reader // made when the goroutine first reads itself
 	batch := make([]*Request, 0, maxBatch)
 	var ds dirtySet
 	scratch := routeScratch{clientID: c.id, ds: &ds}
 	idle := p.opts.clientIdleTimeout
 	var deadlineSet time.Time
+	readSelf := false // read at least one request before handing the client to the poller again
 	for {
-		if br.Buffered() == 0 {
+		if br == nil || br.Buffered() == 0 {
+			if c.poller != nil && !readSelf {
+				if deadlineSet != (time.Time{}) {
+					_ = c.conn.SetReadDeadline(time.Time{}) // the poller's reads must not time out
+					deadlineSet = time.Time{}
+				}
+				if c.poller.adopt(c) {
+					switch <-c.resume {
+					case resumeStop:
+						return
+					case resumeSpace:
+						c.waitForSpace()
+						continue
+					case resumeRoom:
+						for i, sc := range c.full {
+							sc.waitForRoom()
+							c.full[i] = nil
+						}
+						c.full = c.full[:0]
+						continue
+					}
+				}
+				readSelf = true
+			}
 			c.waitForSpace()
+			if br == nil {
+				br = bufio.NewReaderSize(clientSource{c}, ioBufSize)
+			}
 			// Refresh the idle deadline only when a tenth of it has passed: a deadline update per
 			// read costs more than the rest of a small request.
 			if idle > 0 {
@@ -106,31 +164,20 @@ func (c *client) readLoop() {
 					deadlineSet = now
 					_ = c.conn.SetReadDeadline(now.Add(idle))
 				}
+				if c.idleExpired {
+					c.idleExpired = false
+					_ = c.conn.SetReadDeadline(time.Unix(1, 0))
+				}
 			}
 		}
 		r := getRequest()
 		err := p.proto.ReadRequest(br, r)
 		r.c = c
 		if err != nil {
-			var ce *ClientError
-			if errors.As(err, &ce) {
-				r.reset()
-				r.c = c
-				r.Local, r.Quit = true, true
-				r.Resp = append(r.Resp, ce.Reply...)
-				batch = append(batch, r)
-				p.clientErr.Add(1)
-			} else {
-				putRequest(r)
-				if errors.Is(err, io.EOF) {
-					p.clientEOF.Add(1)
-				} else {
-					p.clientErr.Add(1)
-				}
-			}
-			c.dispatch(batch, &scratch)
+			c.dispatch(c.readFailed(err, r, batch), &scratch)
 			return
 		}
+		readSelf = false
 		batch = append(batch, r)
 		if quit := r.Quit; quit || len(batch) == cap(batch) || !moreBuffered(br) {
 			c.dispatch(batch, &scratch) // r may be released from here on
@@ -140,6 +187,41 @@ func (c *client) readLoop() {
 			}
 		}
 	}
+}
+
+// readFailed handles a failed ReadRequest into r: a *ClientError becomes r's reply, written before
+// the connection closes, and joins batch; anything else releases r. It returns the last batch.
+func (c *client) readFailed(err error, r *Request, batch []*Request) []*Request {
+	p := c.p
+	var ce *ClientError
+	if errors.As(err, &ce) {
+		r.reset()
+		r.c = c
+		r.Local, r.Quit = true, true
+		r.Resp = append(r.Resp, ce.Reply...)
+		p.clientErr.Add(1)
+		return append(batch, r)
+	}
+	putRequest(r)
+	if errors.Is(err, io.EOF) {
+		p.clientEOF.Add(1)
+	} else {
+		p.clientErr.Add(1)
+	}
+	return batch
+}
+
+// clientSource is what a client's goroutine reads: the bytes the poller left, then the socket.
+type clientSource struct{ c *client }
+
+func (s clientSource) Read(b []byte) (int, error) {
+	c := s.c
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[:copy(c.pending, c.pending[n:])]
+		return n, nil
+	}
+	return c.conn.Read(b)
 }
 
 // waitForSpace blocks while the client has too much unanswered or unwritten.
@@ -180,7 +262,30 @@ func moreBuffered(br *bufio.Reader) bool {
 	return bytes.IndexByte(b, '\n') >= 0
 }
 
+// dispatch routes batch, flushes the server connections it wrote to, and waits while one of them
+// is full.
 func (c *client) dispatch(batch []*Request, scratch *routeScratch) {
+	c.route(batch, scratch)
+	if len(scratch.touched) > 0 {
+		// Let the other clients' readers that are ready run first: their requests join this
+		// flush (they see it owed), so one write carries many clients' requests, as in
+		// nutcracker's event loop. It yields with any GOMAXPROCS: yielding only at GOMAXPROCS=1
+		// (to spare an idle P's wake-up) was measured, and was slower with two Ps.
+		runtime.Gosched()
+	}
+	scratch.flush()
+	// Read no more while a server connection this batch filled holds its limit: a server that
+	// stops reading would otherwise let every client queue up to maxPending requests in it.
+	for i, sc := range scratch.full {
+		sc.waitForRoom()
+		scratch.full[i] = nil
+	}
+	scratch.full = scratch.full[:0]
+}
+
+// route queues batch for in-order replies and hands its requests to their server connections,
+// which it adds to scratch.touched (to flush) and scratch.full (to wait for). It clears batch.
+func (c *client) route(batch []*Request, scratch *routeScratch) {
 	if len(batch) == 0 {
 		return
 	}
@@ -221,26 +326,6 @@ func (c *client) dispatch(batch []*Request, scratch *routeScratch) {
 	if frags > 0 {
 		p.fragments.Add(int64(frags))
 	}
-	if len(scratch.touched) > 0 {
-		// Let the other clients' readers that are ready run first: their requests join this
-		// flush (they see it owed), so one write carries many clients' requests, as in
-		// nutcracker's event loop. It yields with any GOMAXPROCS: yielding only at GOMAXPROCS=1
-		// (to spare an idle P's wake-up) was measured, and was slower with two Ps.
-		runtime.Gosched()
-	}
-	for i, sc := range scratch.touched {
-		sc.flush(scratch.ds)
-		scratch.touched[i] = nil
-	}
-	scratch.touched = scratch.touched[:0]
-	scratch.ds.flush()
-	// Read no more while a server connection this batch filled holds its limit: a server that
-	// stops reading would otherwise let every client queue up to maxPending requests in it.
-	for i, sc := range scratch.full {
-		sc.waitForRoom()
-		scratch.full[i] = nil
-	}
-	scratch.full = scratch.full[:0]
 }
 
 // checkAuth answers password handshakes and, in a pool with redis_auth, every request of a
@@ -344,7 +429,7 @@ func (c *client) afterWriteLocked() {
 func (c *client) breakLocked() {
 	c.broken = true
 	c.out = c.out[:0]
-	c.conn.Close()
+	c.closeConn()
 }
 
 func (c *client) checkDrainedLocked() {
@@ -371,40 +456,7 @@ func (c *client) writeLoop() {
 	for range c.kick {
 		c.mu.Lock()
 		for c.stalled && len(c.out) > 0 && !c.broken {
-			whole := c.out
-			buf := whole
-			c.out, c.spare = c.spare[:0], nil
-			c.writing = len(buf)
-			for first := true; len(buf) > 0 && !c.broken; first = false {
-				c.mu.Unlock()
-				stallAt, wtAt := dl.arm(c.conn, wt, first)
-				n, err := c.conn.Write(buf)
-				buf = buf[n:]
-				c.mu.Lock()
-				c.writing = len(buf)
-				if n > 0 {
-					c.wakeReaderLocked()
-				}
-				if err == nil {
-					continue
-				}
-				now := time.Now()
-				switch {
-				case !errors.Is(err, os.ErrDeadlineExceeded):
-					c.breakLocked()
-				case !wtAt.IsZero() && !now.Before(wtAt):
-					c.breakLocked() // the client write timeout passed
-				case n == 0 && now.Sub(stallAt) >= stallTimeout*9/10 && len(buf)+len(c.out) > maxStalledOut:
-					c.p.log.Warn("client output buffer limit reached with no write progress: closing the client",
-						zap.Int("buffered", len(buf)+len(c.out)), zap.Duration("stalled", now.Sub(stallAt)),
-						zap.Stringer("client", c.conn.RemoteAddr()))
-					c.breakLocked()
-				}
-			}
-			c.writing = 0
-			if cap(whole) <= maxPooledBuf {
-				c.spare = whole[:0]
-			}
+			c.writeOutLocked(&dl, wt)
 		}
 		// The non-blocking writes that follow the stall check the write deadline too: clear it,
 		// or they fail once it passes and the client is cut off.
@@ -413,6 +465,53 @@ func (c *client) writeLoop() {
 		c.out = c.out[:0]
 		c.afterWriteLocked()
 		c.mu.Unlock()
+	}
+}
+
+// writeOutLocked takes the replies in out and writes them with blocking writes, unlocking mu
+// during each; it returns with mu held once they are written or the client is broken. Replies
+// that arrive meanwhile wait in a fresh out.
+func (c *client) writeOutLocked(dl *writeDeadline, wt time.Duration) {
+	whole := c.out
+	buf := whole
+	c.out, c.spare = c.spare[:0], nil
+	c.writing = len(buf)
+	for first := true; len(buf) > 0 && !c.broken; first = false {
+		c.mu.Unlock()
+		stallAt, wtAt := dl.arm(c.conn, wt, first)
+		n, err := c.conn.Write(buf)
+		buf = buf[n:]
+		c.mu.Lock()
+		c.writing = len(buf)
+		if n > 0 {
+			c.wakeReaderLocked()
+		}
+		if err != nil {
+			c.writeFailedLocked(err, n, len(buf), stallAt, wtAt)
+		}
+	}
+	c.writing = 0
+	if cap(whole) <= maxPooledBuf {
+		c.spare = whole[:0]
+	}
+}
+
+// writeFailedLocked decides, after a blocking write that wrote n bytes and left left of its buffer,
+// whether the client is broken: on a failure other than the write deadline, once the client write
+// timeout (wtAt, zero: none) has passed, or once the stall that began at stallAt has lasted
+// stallTimeout with more than maxStalledOut waiting. Otherwise the write is retried.
+func (c *client) writeFailedLocked(err error, n, left int, stallAt, wtAt time.Time) {
+	now := time.Now()
+	switch {
+	case !errors.Is(err, os.ErrDeadlineExceeded):
+		c.breakLocked()
+	case !wtAt.IsZero() && !now.Before(wtAt):
+		c.breakLocked() // the client write timeout passed
+	case n == 0 && now.Sub(stallAt) >= stallTimeout*9/10 && left+len(c.out) > maxStalledOut:
+		c.p.log.Warn("client output buffer limit reached with no write progress: closing the client",
+			zap.Int("buffered", left+len(c.out)), zap.Duration("stalled", now.Sub(stallAt)),
+			zap.Stringer("client", c.conn.RemoteAddr()))
+		c.breakLocked()
 	}
 }
 

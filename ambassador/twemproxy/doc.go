@@ -39,10 +39,15 @@
 //
 // # Concurrency
 //
-// A Server's methods are safe for concurrent use. Each client connection has a reader goroutine,
-// which parses requests and appends them to the server connections' buffers, flushing them itself
-// (group commit: one write can carry many clients' requests), and a writer goroutine that works
-// only while the client's socket is full. Each server connection has a reader goroutine, which
+// A Server's methods are safe for concurrent use. On Linux, one goroutine per pool reads the
+// requests of its clients (an epoll set waited on through Go's poller, as nutcracker's event loop):
+// it parses what each ready client sent, appends the requests to the server connections' buffers
+// and, after each round, writes every server connection it touched once. Each client connection
+// has a reader goroutine, which takes over while the client must wait (too much unanswered, a full
+// server connection), after a request the poller could not finish, at the end of its stream, and
+// everywhere but Linux; it flushes the server connections itself (group commit: one write can carry
+// many clients' requests). Each client also has a writer goroutine that works only while the
+// client's socket is full. Each server connection has a reader goroutine, which
 // completes the requests and writes the clients' ready replies straight to their sockets, and a
 // goroutine that dials it. Replies reach each client in the order of its requests.
 //

@@ -267,6 +267,16 @@ func (st *poolState) send(r *Request, s *server, scratch *routeScratch) {
 	}
 }
 
+// flush writes the server connections touched and then the replies in ds.
+func (s *routeScratch) flush() {
+	for i, sc := range s.touched {
+		sc.flush(s.ds)
+		s.touched[i] = nil
+	}
+	s.touched = s.touched[:0]
+	s.ds.flush()
+}
+
 // addConn adds sc to set unless it is there.
 func addConn(set []*serverConn, sc *serverConn) []*serverConn {
 	for _, t := range set {
@@ -431,6 +441,7 @@ type pool struct {
 	clientMu sync.Mutex
 	clients  map[*client]struct{}
 	nextID   atomic.Uint64
+	poller   *clientPoller // reads the clients' requests; nil: their goroutines do
 
 	clientEOF, clientErr, clientConns, serverEjects, forwardError, fragments atomic.Int64
 
@@ -472,6 +483,9 @@ func (p *pool) start(ctx context.Context) {
 func (p *pool) run(ctx context.Context) {
 	stop := context.AfterFunc(ctx, func() { p.ln.Close() })
 	defer stop()
+	if p.poller = newClientPoller(p); p.poller != nil {
+		p.poller.start()
+	}
 	for {
 		conn, err := p.ln.Accept()
 		if err != nil {
@@ -501,10 +515,13 @@ func (p *pool) run(ctx context.Context) {
 	p.ln.Close()
 	p.clientMu.Lock()
 	for c := range p.clients {
-		c.conn.Close()
+		c.closeConn()
 	}
 	p.clientMu.Unlock()
 	p.wg.Wait()
+	if p.poller != nil {
+		p.poller.close()
+	}
 	p.mu.Lock()
 	st := p.st
 	p.mu.Unlock()

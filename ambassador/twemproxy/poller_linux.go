@@ -1,0 +1,404 @@
+//go:build linux
+
+package twemproxy
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// clientPoller reads the requests of a pool's clients on one goroutine, as nutcracker's event
+// loop does: an epoll set of the client sockets, itself waited on through Go's poller, says which
+// clients sent something; the loop reads each once (a short read means the socket is drained, so
+// there is no read that finds it empty), routes the requests, and after the round writes every
+// server connection it touched once. One goroutine wakes per round instead of one per client and
+// request, which is what the Go scheduler charges most for with several Ps.
+//
+// The loop never blocks on anything but the epoll set. A client that must wait (it has too much
+// unanswered, a server connection it wrote to is full), whose stream ended or failed, or that sent
+// an incomplete request the loop cannot finish from what it read, goes back to its own goroutine
+// (client.readLoop), which reads with blocking reads as without a poller and gives it back once it
+// has read a request and its buffer is empty.
+type clientPoller struct {
+	p    *pool
+	epfd int
+	file *os.File
+	raw  syscall.RawConn
+	done chan struct{}
+
+	mu      sync.Mutex
+	clients map[int32]*client // registered clients by socket descriptor
+
+	// Used by the loop goroutine only.
+	events  []syscall.EpollEvent
+	nev     int
+	waitErr error
+	buf     []byte
+	src     sliceReader
+	br      *bufio.Reader
+	batch   []*Request
+	ds      dirtySet
+	scratch routeScratch
+}
+
+// The states of a client's read side.
+const (
+	pollOwn  = iota // the client's goroutine reads
+	pollIdle        // the poller reads it when it is readable
+	pollBusy        // the poller is reading it
+)
+
+// epollET is syscall.EPOLLET as the uint32 of EpollEvent.Events (the constant is negative).
+const epollET = 1 << 31
+
+// errIncomplete is what sliceReader returns past its bytes: the request is not all there yet.
+var errIncomplete = errors.New("twemproxy: incomplete request")
+
+// sliceReader reads b and then fails with errIncomplete.
+type sliceReader struct {
+	b   []byte
+	off int
+}
+
+func (s *sliceReader) Read(p []byte) (int, error) {
+	if s.off == len(s.b) {
+		return 0, errIncomplete
+	}
+	n := copy(p, s.b[s.off:])
+	s.off += n
+	return n, nil
+}
+
+// newClientPoller returns a poller for p's clients, or nil where it cannot make one (the
+// clients' goroutines then read).
+func newClientPoller(p *pool) *clientPoller {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		syscall.Close(epfd)
+		return nil
+	}
+	file := os.NewFile(uintptr(epfd), "epoll")
+	raw, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		return nil
+	}
+	cp := &clientPoller{p: p, epfd: epfd, file: file, raw: raw, done: make(chan struct{}),
+		clients: map[int32]*client{}, events: make([]syscall.EpollEvent, 128), buf: make([]byte, ioBufSize),
+		batch: make([]*Request, 0, maxBatch)}
+	cp.br = bufio.NewReaderSize(&cp.src, ioBufSize)
+	cp.scratch.ds = &cp.ds
+	// The epoll set must be pollable by Go's poller; a set deadline fails where it is not.
+	if err := file.SetReadDeadline(time.Time{}); err != nil {
+		file.Close()
+		return nil
+	}
+	return cp
+}
+
+// start runs the loop until close.
+func (cp *clientPoller) start() {
+	go func() {
+		defer close(cp.done)
+		cp.loop()
+	}()
+}
+
+// close stops the loop and waits for it; every client must have left it.
+func (cp *clientPoller) close() {
+	cp.file.Close()
+	<-cp.done
+}
+
+func (cp *clientPoller) wait(fd uintptr) bool {
+	for {
+		n, err := syscall.EpollWait(int(fd), cp.events, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		cp.nev, cp.waitErr = n, err
+		return n > 0 || err != nil
+	}
+}
+
+func (cp *clientPoller) loop() {
+	idle := cp.p.opts.clientIdleTimeout
+	sweepEvery := idle / 10
+	if idle > 0 {
+		_ = cp.file.SetReadDeadline(time.Now().Add(sweepEvery))
+	}
+	for {
+		err := cp.raw.Read(cp.wait)
+		if err == nil {
+			err = cp.waitErr
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			cp.sweep(idle)
+			_ = cp.file.SetReadDeadline(time.Now().Add(sweepEvery))
+			continue
+		}
+		if err != nil {
+			return
+		}
+		cp.round()
+	}
+}
+
+// round serves the clients of one epoll wait, then flushes the server connections they wrote to
+// and writes the replies the proxy answered itself.
+func (cp *clientPoller) round() {
+	now := time.Now().UnixNano()
+	for _, ev := range cp.events[:cp.nev] {
+		cp.mu.Lock()
+		c := cp.clients[ev.Fd]
+		cp.mu.Unlock()
+		if c == nil || !c.pollState.CompareAndSwap(pollIdle, pollBusy) {
+			continue // gone, or its goroutine reads
+		}
+		c.lastActive.Store(now)
+		if why, back := cp.serve(c); back {
+			c.pollState.Store(pollOwn)
+			c.resume <- why
+			continue
+		}
+		c.pollState.Store(pollIdle)
+		if c.kickOut.Load() && c.pollState.CompareAndSwap(pollIdle, pollOwn) {
+			c.resume <- resumeRead
+		}
+	}
+	cp.scratch.flush()
+}
+
+// serve reads and routes what client c sent; back reports that c must go back to its goroutine,
+// and why.
+func (cp *clientPoller) serve(c *client) (why resumeReason, back bool) {
+	p := c.p
+	cp.scratch.clientID = c.id
+	for {
+		c.mu.Lock()
+		room := c.roomLocked()
+		c.mu.Unlock()
+		if !room {
+			return resumeSpace, true
+		}
+		n, err := c.rr.read(cp.buf)
+		if err == syscall.EAGAIN {
+			return 0, false
+		}
+		if err != nil || n == 0 {
+			return resumeRead, true // the goroutine's read sees the end or the error itself
+		}
+		data := cp.buf[:n]
+		hadPending := len(c.pending) > 0
+		if hadPending {
+			c.pending = append(c.pending, data...)
+			data = c.pending
+		}
+		cp.src.b, cp.src.off = data, 0
+		cp.br.Reset(&cp.src)
+		consumed := 0
+		batch := cp.batch
+		var stop bool
+		for {
+			r := getRequest()
+			err := p.proto.ReadRequest(cp.br, r)
+			r.c = c
+			if err != nil {
+				if errors.Is(err, errIncomplete) {
+					putRequest(r)
+					break
+				}
+				batch = c.readFailed(err, r, batch)
+				stop = true
+				break
+			}
+			consumed = cp.src.off - cp.br.Buffered()
+			batch = append(batch, r)
+			if r.Quit {
+				stop = true
+				break
+			}
+			if len(batch) == cap(batch) {
+				c.route(batch, &cp.scratch)
+				batch = batch[:0]
+			}
+		}
+		c.route(batch, &cp.scratch)
+		cp.batch = batch[:0]
+		if stop {
+			return resumeStop, true
+		}
+		rest := data[consumed:]
+		// What is left is the start of a request: keep it for the next read, or let the
+		// goroutine finish it when this read added nothing complete or it is large.
+		switch {
+		case len(rest) == 0:
+			c.pending = c.pending[:0]
+		case hadPending && consumed == 0:
+			return resumeRead, true
+		case len(rest) > ioBufSize/2:
+			c.pending = append(c.pending[:0], rest...)
+			return resumeRead, true
+		default:
+			c.pending = append(c.pending[:0], rest...)
+		}
+		if len(cp.scratch.full) > 0 {
+			c.full = append(c.full[:0], cp.scratch.full...)
+			clear(cp.scratch.full)
+			cp.scratch.full = cp.scratch.full[:0]
+			return resumeRoom, true
+		}
+		if n < len(cp.buf) {
+			return 0, false // drained: the next byte brings another event
+		}
+	}
+}
+
+// sweep sends the clients idle in the poller for longer than idle back to their goroutines, which
+// close them as a read that timed out.
+func (cp *clientPoller) sweep(idle time.Duration) {
+	before := time.Now().Add(-idle).UnixNano()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for _, c := range cp.clients {
+		if c.lastActive.Load() < before && c.pollState.CompareAndSwap(pollIdle, pollOwn) {
+			c.idleExpired = true
+			c.resume <- resumeRead
+		}
+	}
+}
+
+// adopt gives client c's read side to the poller (called by c's goroutine, whose buffer is empty).
+// It reports false when the poller cannot take it; the goroutine then reads on.
+func (cp *clientPoller) adopt(c *client) bool {
+	if c.kickOut.Load() {
+		return false
+	}
+	if c.rr == nil {
+		rr, fd := newRawReader(c.conn)
+		if rr == nil {
+			return false
+		}
+		c.rr, c.fd = rr, fd
+	}
+	c.lastActive.Store(time.Now().UnixNano())
+	c.pollState.Store(pollIdle)
+	// Adding, or modifying, the registration reports the socket at once if it is readable.
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: c.fd}
+	op := syscall.EPOLL_CTL_MOD
+	if !c.registered {
+		op = syscall.EPOLL_CTL_ADD
+		cp.mu.Lock()
+		cp.clients[c.fd] = c
+		cp.mu.Unlock()
+	}
+	err := syscall.EpollCtl(cp.epfd, op, int(c.fd), &ev)
+	if err == syscall.EEXIST {
+		err = syscall.EpollCtl(cp.epfd, syscall.EPOLL_CTL_MOD, int(c.fd), &ev)
+	}
+	if err != nil {
+		if !c.registered {
+			cp.forget(c)
+		}
+		c.pollState.Store(pollOwn)
+		return false
+	}
+	c.registered = true
+	if c.kickOut.Load() && c.pollState.CompareAndSwap(pollIdle, pollOwn) {
+		return false // closed meanwhile: the goroutine reads (and fails)
+	}
+	return true
+}
+
+// release takes client c out of the poller after its connection was closed: its goroutine reads
+// and sees the connection closed. Safe to call from any goroutine, with c.mu held.
+func (cp *clientPoller) release(c *client) {
+	c.kickOut.Store(true)
+	if c.pollState.CompareAndSwap(pollIdle, pollOwn) {
+		c.resume <- resumeRead
+	}
+}
+
+// forget unregisters client c before its connection is closed for good.
+func (cp *clientPoller) forget(c *client) {
+	cp.mu.Lock()
+	if cp.clients[c.fd] == c {
+		delete(cp.clients, c.fd)
+	}
+	cp.mu.Unlock()
+}
+
+// pollClient is a client's state in the poller.
+type pollClient struct {
+	pollState  atomic.Int32 // pollOwn, pollIdle or pollBusy
+	kickOut    atomic.Bool  // the connection was closed: the goroutine must read (and fail)
+	lastActive atomic.Int64 // unix nanoseconds of the last round that read the client
+	rr         *rawReader   // set by the goroutine before the first adopt
+	fd         int32
+	registered bool // in the epoll set; used by the goroutine
+}
+
+// rawReader reads a socket without blocking through its raw connection, which keeps the
+// descriptor from being closed and reused during the read. Its callback is bound once, so a read
+// does not allocate. Used by the poller goroutine only.
+type rawReader struct {
+	raw syscall.RawConn
+	b   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+func newRawReader(conn any) (*rawReader, int32) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil, 0
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, 0
+	}
+	var fd int32 = -1
+	if raw.Control(func(f uintptr) { fd = int32(f) }) != nil || fd < 0 {
+		return nil, 0
+	}
+	rr := &rawReader{raw: raw}
+	rr.fn = rr.read1
+	return rr, fd
+}
+
+// read reads once into b: n > 0 bytes, 0 and nil at the end of the stream, or the error
+// (syscall.EAGAIN: nothing to read).
+func (rr *rawReader) read(b []byte) (int, error) {
+	rr.b, rr.n, rr.err = b, 0, nil
+	if err := rr.raw.Read(rr.fn); err != nil {
+		return 0, err
+	}
+	rr.b = nil
+	return rr.n, rr.err
+}
+
+func (rr *rawReader) read1(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), rr.b)
+		if err == syscall.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		rr.n, rr.err = n, err
+		return true
+	}
+}
+
+// polled reports whether the poller reads c.
+func (c *client) polled() bool { return c.pollState.Load() != pollOwn }

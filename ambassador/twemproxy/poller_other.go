@@ -1,0 +1,18 @@
+//go:build !linux
+
+package twemproxy
+
+// clientPoller is not available: every client's goroutine reads its requests.
+type clientPoller struct{}
+
+type pollClient struct{}
+
+func newClientPoller(*pool) *clientPoller { return nil }
+
+func (*clientPoller) start()             {}
+func (*clientPoller) close()             {}
+func (*clientPoller) adopt(*client) bool { return false }
+func (*clientPoller) release(*client)    {}
+func (*clientPoller) forget(*client)     {}
+
+func (*client) polled() bool { return false }

@@ -1,0 +1,149 @@
+package twemproxy_test
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador/redis"
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
+	"github.com/podblocks/podblocks/internal/await"
+)
+
+// echoLen answers SET k v with v's length and GET k with "v-"+k, so a reply shows that the
+// request reached the server whole.
+func echoLen(conn, n int, args []string) string {
+	if args[0] == "SET" {
+		return fmt.Sprintf(":%d\r\n", len(args[2]))
+	}
+	return bulk("v-" + args[1])
+}
+
+// Requests that arrive in pieces of any size, small ones and ones larger than a read, come out
+// whole and in order, on the poller (Linux) and on the goroutines that take over a client from it
+// mid-request.
+func TestRequestsSplitAcrossReads(t *testing.T) {
+	addr, _ := startFakePool(t, "", startFakeRedis(t, echoLen), startFakeRedis(t, echoLen))
+	for _, chunk := range []int{1, 7, 300, 5000, 40000} {
+		t.Run(fmt.Sprint(chunk), func(t *testing.T) {
+			c := dialResp(t, addr)
+			rng := rand.New(rand.NewPCG(uint64(chunk), 1))
+			var stream strings.Builder
+			var want []string
+			for i := range 60 {
+				k := fmt.Sprintf("k%d-%d", chunk, i)
+				if i%5 == 0 {
+					v := strings.Repeat("v", rng.IntN(min(3*16<<10, chunk*4096)))
+					stream.WriteString(encodeCmd("SET", k, v))
+					want = append(want, fmt.Sprintf(":%d", len(v)))
+					continue
+				}
+				stream.WriteString(encodeCmd("GET", k))
+				want = append(want, "$v-"+k)
+			}
+			go func() {
+				b := stream.String()
+				for len(b) > 0 {
+					n := min(len(b), 1+rng.IntN(chunk))
+					if _, err := io.WriteString(c.c, b[:n]); err != nil {
+						return
+					}
+					b = b[n:]
+					if rng.IntN(32) == 0 {
+						time.Sleep(time.Millisecond)
+					}
+				}
+			}()
+			_ = c.c.SetDeadline(time.Now().Add(30 * time.Second))
+			for i, w := range want {
+				if got := readReply(t, c.r); got != w {
+					t.Fatalf("reply %d = %.40q, want %.40q", i, got, w)
+				}
+			}
+		})
+	}
+}
+
+// Clients go (back) to the poller once their goroutine has nothing buffered: after a request that
+// arrived in pieces, after a stall of their replies, and when idle.
+func TestClientsReturnToPoller(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the poller is Linux-only")
+	}
+	big := strings.Repeat("x", 64<<10)
+	addr, srv, _ := twemproxytest.StartPool(t, "r", true, "", []string{startFakeRedis(t, bigValues(big)).addr()},
+		twemproxy.Protocols{Redis: &redis.Protocol{}})
+	polled := func(want int) {
+		t.Helper()
+		await.True(t, "every client on the poller", 10*time.Second, func() bool {
+			p, n := twemproxy.PolledClients(srv, "r")
+			return p == want && n == want
+		})
+	}
+	a, b := dialResp(t, addr), dialResp(t, addr)
+	if got := a.do(t, "GET", "x"); got != "$v-x" {
+		t.Fatalf("GET x = %q", got)
+	}
+	if got := b.do(t, "GET", "y"); got != "$v-y" {
+		t.Fatalf("GET y = %q", got)
+	}
+	polled(2)
+	// A request in two pieces, the second after the first has been read.
+	cmd := encodeCmd("GET", "split")
+	if _, err := io.WriteString(a.c, cmd[:5]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if _, err := io.WriteString(a.c, cmd[5:]); err != nil {
+		t.Fatal(err)
+	}
+	if got := readReply(t, a.r); got != "$v-split" {
+		t.Fatalf("GET split = %q", got)
+	}
+	// Replies that fill b's socket: its reader stops at 1 MB of replies not taken.
+	got := pipeline(t, b, gets(numbered("big", 100)...))
+	for i, g := range got {
+		if want := "$big" + fmt.Sprint(i) + big; g != want {
+			t.Fatalf("big reply %d: %d bytes, want %d", i, len(g), len(want))
+		}
+	}
+	polled(2)
+	if got := b.do(t, "GET", "z"); got != "$v-z" {
+		t.Fatalf("GET z = %q", got)
+	}
+}
+
+// A client that sends nothing for the idle timeout is closed, also while the poller reads it; one
+// that keeps sending is not.
+func TestIdleClientClosed(t *testing.T) {
+	be := startFakeRedis(t, echoLen)
+	addr, _, _ := twemproxytest.StartPool(t, "r", true, "", []string{be.addr()},
+		twemproxy.Protocols{Redis: &redis.Protocol{}}, twemproxy.WithClientIdleTimeout(300*time.Millisecond))
+	idle, busy := dialResp(t, addr), dialResp(t, addr)
+	if got := idle.do(t, "GET", "a"); got != "$v-a" {
+		t.Fatalf("GET a = %q", got)
+	}
+	start := time.Now()
+	deadline := start.Add(900 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if got := busy.do(t, "GET", "b"); got != "$v-b" {
+			t.Fatalf("GET b on the busy client = %q", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle.r.ReadByte(); err != io.EOF {
+		t.Fatalf("idle client: read = %v, want EOF", err)
+	}
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Fatalf("idle client closed after %v, before the 300ms timeout", waited)
+	}
+	if got := busy.do(t, "GET", "c"); got != "$v-c" {
+		t.Fatalf("GET c on the busy client = %q", got)
+	}
+}
