@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// countingSink encodes like WriterSink into io.Discard and counts records.
+// countingSink encodes like WriterSink into io.Discard and counts lines.
 type countingSink struct {
 	w *WriterSink
 	n atomic.Int64
@@ -21,7 +21,7 @@ type countingSink struct {
 func (c *countingSink) rawOutput() bool { return c.w.rawOutput() }
 
 func (c *countingSink) Write(ctx context.Context, recs []Record) error {
-	c.n.Add(int64(len(recs)))
+	c.n.Add(int64(recordLines(recs)))
 	return c.w.Write(ctx, recs)
 }
 

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -24,6 +25,18 @@ type Record struct {
 	Offset int64
 
 	plain bool // Line is known to need no JSON escaping
+	// lines > 1 makes the record a block: Line holds that many complete lines, separated by '\n',
+	// the first at Offset. The Tailer hands blocks only to the sinks of this package (blockSink).
+	lines int
+}
+
+// recordLines is how many lines recs hold.
+func recordLines(recs []Record) int {
+	n := 0
+	for i := range recs {
+		n += max(1, recs[i].lines)
+	}
+	return n
 }
 
 // Sink receives records from a Tailer.
@@ -88,31 +101,46 @@ func badBits(x uint64) uint64 {
 	return (x-lsb*0x20)&^x | (q-lsb)&^q | (b-lsb)&^b | x
 }
 
-// plainLines reports whether s holds only bytes that JSON takes as they are, apart from '\n': then
-// every line of s is plain (see isPlain).
-func plainLines(s []byte) bool {
+// scanText counts the '\n' bytes in s and reports whether s holds a flagged byte: with json, one that
+// JSON must escape other than '\n' (< 0x20, '"', '\\', >= 0x80: when none is flagged, every line of s
+// is plain, see isPlain); without, a NUL or a byte >= 0x80 (when none is flagged, no line of s is
+// binary, see binaryText). One pass over s.
+func scanText(s []byte, json bool) (newlines int, flagged bool) {
 	n := len(s) &^ 63
-	if !plainBlocks(s[:n]) {
-		return false
-	}
+	newlines, flagged = scanBlocks(s[:n], json)
 	for _, b := range s[n:] {
-		if (b < 0x20 && b != '\n') || b >= utf8.RuneSelf || b == '"' || b == '\\' {
-			return false
+		if b == '\n' {
+			newlines++
+		} else if flaggedByte(b, json) {
+			flagged = true
 		}
 	}
-	return true
+	return newlines, flagged
 }
 
-// plainBlocksGo is plainBlocks in Go, eight bytes at a time.
-func plainBlocksGo(s []byte) bool {
+// flaggedByte tells whether scanText flags b (not '\n').
+func flaggedByte(b byte, json bool) bool {
+	if json {
+		return b < 0x20 || b >= utf8.RuneSelf || b == '"' || b == '\\'
+	}
+	return b == 0 || b >= utf8.RuneSelf
+}
+
+// scanBlocksGo is scanBlocks in Go, eight bytes at a time.
+func scanBlocksGo(s []byte, json bool) (newlines int, flagged bool) {
 	n := len(s) &^ 63
-	for i := 0; i < n; i += 32 {
-		if (badNL(binary.LittleEndian.Uint64(s[i:]))|badNL(binary.LittleEndian.Uint64(s[i+8:]))|
-			badNL(binary.LittleEndian.Uint64(s[i+16:]))|badNL(binary.LittleEndian.Uint64(s[i+24:])))&msb != 0 {
-			return false
+	var bad uint64
+	for i := 0; i < n; i += 8 {
+		x := binary.LittleEndian.Uint64(s[i:])
+		nl := x ^ (lsb * '\n')
+		newlines += bits.OnesCount64(^((nl &^ msb) + lsb*0x7f | nl) & msb) // high bit set exactly where x has '\n'
+		if json {
+			bad |= badNL(x)
+		} else {
+			bad |= x | ^((x &^ msb) + lsb*0x7f | x) // high bit where x is >= 0x80 or 0
 		}
 	}
-	return true
+	return newlines, bad&msb != 0
 }
 
 // badNL has the high bit set in every byte of x that needs escaping and is not '\n' (and possibly in
@@ -225,8 +253,10 @@ const (
 	FormatRaw
 )
 
-// rawSink is implemented by the sinks that can write lines as they are (FormatRaw).
-type rawSink interface {
+// blockSink is implemented by the sinks of this package (their encoder): they take blocks of lines
+// in one Record (see Record.lines), and rawOutput tells that they write lines as they are
+// (FormatRaw).
+type blockSink interface {
 	rawOutput() bool
 }
 
@@ -286,13 +316,34 @@ func (e *encoder) appendBatch(dst []byte, recs []Record) []byte {
 	}
 	need := 0
 	for i := range recs {
-		need += len(recs[i].Line) + len(recs[i].File) + 48
+		need += len(recs[i].Line) + max(1, recs[i].lines)*(len(recs[i].File)+48)
 	}
 	dst = slices.Grow(dst, need)
 	for i := range recs {
-		dst = e.append(dst, &recs[i])
+		if recs[i].lines > 1 {
+			dst = e.appendBlock(dst, &recs[i])
+		} else {
+			dst = e.append(dst, &recs[i])
+		}
 	}
 	return dst
+}
+
+// appendBlock appends each line of the block r (see Record.lines) as its own record.
+func (e *encoder) appendBlock(dst []byte, r *Record) []byte {
+	line := Record{File: r.File, Offset: r.Offset, plain: r.plain}
+	s := r.Line
+	for {
+		i := bytes.IndexByte(s, '\n')
+		if i < 0 {
+			line.Line = s
+			return e.append(dst, &line)
+		}
+		line.Line = s[:i]
+		dst = e.append(dst, &line)
+		line.Offset += int64(i + 1)
+		s = s[i+1:]
+	}
 }
 
 // appendRaw appends each record's line and a newline. Lines that follow each other in one array,

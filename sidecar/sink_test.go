@@ -416,52 +416,65 @@ func FuzzIsPlain(f *testing.F) {
 	})
 }
 
-// plainLinesRef is plainLines one byte at a time.
-func plainLinesRef(s []byte) bool {
+// scanTextRef is scanText one byte at a time.
+func scanTextRef(s []byte, json bool) (newlines int, flagged bool) {
 	for _, b := range s {
-		if (b < 0x20 && b != '\n') || b >= 0x80 || b == '"' || b == '\\' {
-			return false
+		switch {
+		case b == '\n':
+			newlines++
+		case json && (b < 0x20 || b >= 0x80 || b == '"' || b == '\\'), !json && (b == 0 || b >= 0x80):
+			flagged = true
 		}
 	}
-	return true
+	return newlines, flagged
 }
 
-// TestPlainLines puts every byte value at every position of buffers of several lengths (around the
-// 16-, 32- and 64-byte steps), among plain bytes and among newlines.
-func TestPlainLines(t *testing.T) {
+// checkScanText compares scanText, scanBlocks and scanBlocksGo with scanTextRef on s in both modes.
+func checkScanText(t *testing.T, s []byte) {
+	t.Helper()
+	for _, json := range []bool{true, false} {
+		wantN, wantF := scanTextRef(s, json)
+		if n, f := scanText(s, json); n != wantN || f != wantF {
+			t.Fatalf("scanText(%q, json %v) = %d, %v, want %d, %v", s, json, n, f, wantN, wantF)
+		}
+		blocks := s[:len(s)&^63]
+		wantN, wantF = scanTextRef(blocks, json)
+		if n, f := scanBlocks(s, json); n != wantN || f != wantF {
+			t.Fatalf("scanBlocks(%q, json %v) = %d, %v, want %d, %v", s, json, n, f, wantN, wantF)
+		}
+		if n, f := scanBlocksGo(s, json); n != wantN || f != wantF {
+			t.Fatalf("scanBlocksGo(%q, json %v) = %d, %v, want %d, %v", s, json, n, f, wantN, wantF)
+		}
+	}
+}
+
+// TestScanText puts every byte value at every position of buffers of several lengths (around the
+// 16-, 32- and 64-byte steps), among plain bytes and among newlines, and counts newlines past the
+// 63 steps after which the assembly sums its per-byte counters.
+func TestScanText(t *testing.T) {
 	for _, n := range []int{1, 15, 16, 17, 63, 64, 65, 127, 128, 200} {
 		for _, fill := range []byte{'a', '\n', ' '} {
 			s := bytes.Repeat([]byte{fill}, n)
 			for pos := range n {
 				for b := range 256 {
 					s[pos] = byte(b)
-					want := plainLinesRef(s)
-					if got := plainLines(s); got != want {
-						t.Fatalf("len %d fill %q byte %#x at %d: plainLines = %v, want %v", n, fill, b, pos, got, want)
-					}
-					if got := plainBlocksGo(s); got != plainLinesRef(s[:n&^63]) {
-						t.Fatalf("len %d fill %q byte %#x at %d: plainBlocksGo = %v", n, fill, b, pos, got)
-					}
+					checkScanText(t, s)
 				}
 				s[pos] = fill
 			}
 		}
 	}
+	for _, n := range []int{63 * 64, 64 * 64, 65*64 + 7, 256 << 10} {
+		checkScanText(t, bytes.Repeat([]byte{'\n'}, n))
+		checkScanText(t, bytes.Repeat([]byte("a\n"), n/2))
+	}
 }
 
-func FuzzPlainLines(f *testing.F) {
+func FuzzScanText(f *testing.F) {
 	for _, tt := range jsonTests {
 		f.Add([]byte(strings.Repeat(tt.line+"\n", 9)))
 	}
-	f.Fuzz(func(t *testing.T, s []byte) {
-		want := plainLinesRef(s)
-		if got := plainLines(s); got != want {
-			t.Errorf("plainLines(%q) = %v, want %v", s, got, want)
-		}
-		if got := plainBlocksGo(s); got != plainLinesRef(s[:len(s)&^63]) {
-			t.Errorf("plainBlocksGo(%q) = %v", s, got)
-		}
-	})
+	f.Fuzz(func(t *testing.T, s []byte) { checkScanText(t, s) })
 }
 
 // TestJSONEncoderMatchesAppendJSON encodes batches with the sinks' encoder (file names encoded once,
@@ -605,4 +618,81 @@ func TestWithFormatRejectsUnknownValues(t *testing.T) {
 		}
 		fs.Close()
 	}
+}
+
+// checkBlock encodes data (complete lines) as the Tailer hands it to the sinks of this package, one
+// block record, and as one record per line, in both formats: the output must be the same.
+func checkBlock(t *testing.T, file string, data []byte, off int64) {
+	t.Helper()
+	if len(data) == 0 || data[len(data)-1] != '\n' {
+		data = append(data, '\n')
+	}
+	n, flagged := scanText(data, true)
+	var recs []Record
+	lineOff := off
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		line = line[:len(line)-1]
+		recs = append(recs, Record{File: file, Line: line, Offset: lineOff, plain: isPlain(line)})
+		lineOff += int64(len(line)) + 1
+	}
+	block := []Record{{File: file, Line: data[:len(data)-1], Offset: off, plain: !flagged, lines: n}}
+	if got := recordLines(block); got != len(recs) {
+		t.Fatalf("block of %q: %d lines, want %d", data, got, len(recs))
+	}
+	for _, f := range []Format{FormatJSON, FormatRaw} {
+		e := newEncoder(f)
+		want := e.appendBatch(nil, recs)
+		e = newEncoder(f)
+		if got := e.appendBatch(nil, block); !bytes.Equal(got, want) {
+			t.Fatalf("format %d, block of %q:\ngot  %q\nwant %q", f, data, got, want)
+		}
+	}
+}
+
+func TestBlockEncodesLikeItsLines(t *testing.T) {
+	var data []byte
+	for i := range 3000 {
+		data = fmt.Appendf(data, "line %d %s\n", i, jsonTests[i%len(jsonTests)].line)
+	}
+	checkBlock(t, "/var/log/app.log", data, 0)
+	checkBlock(t, `/var/log/"q".log`, data, 99_999_990)
+	checkBlock(t, "f", []byte("\n\n\n"), 7)
+	checkBlock(t, "f", []byte("one"), 7)
+}
+
+func FuzzBlock(f *testing.F) {
+	f.Add("/var/log/app.log", []byte("one\ntwo \"q\"\n\nthree\n"), int64(0))
+	f.Fuzz(func(t *testing.T, file string, data []byte, off int64) {
+		if off < 0 || off > 1<<50 {
+			off = 0
+		}
+		checkBlock(t, file, data, off)
+	})
+}
+
+// linesWithinRef is linesWithin line by line.
+func linesWithinRef(s []byte, max int) bool {
+	for _, line := range bytes.Split(s, []byte("\n")) {
+		if len(line) > max {
+			return false
+		}
+	}
+	return true
+}
+
+func FuzzLinesWithin(f *testing.F) {
+	f.Add([]byte("a\nbb\nccc\n"), uint8(2))
+	f.Add([]byte("a\nbb\nccc\n"), uint8(3))
+	f.Add([]byte("\n\n"), uint8(0))
+	f.Fuzz(func(t *testing.T, s []byte, max uint8) {
+		if len(s) == 0 || s[len(s)-1] != '\n' {
+			s = append(s, '\n')
+		}
+		if got, want := linesWithin(s, int(max)), linesWithinRef(s, int(max)); got != want {
+			t.Fatalf("linesWithin(%q, %d) = %v, want %v", s, max, got, want)
+		}
+	})
 }

@@ -56,7 +56,8 @@ type Tailer struct {
 	dirs  []string
 	sink  Sink
 	o     options
-	raw   bool // the sink writes lines as they are (rawSink): no line needs JSON escaping checked
+	block bool // the sink takes blocks of lines in one Record (blockSink)
+	raw   bool // the sink writes lines as they are: no line needs JSON escaping checked
 	log   *zap.Logger
 	m     *tailerMetrics
 	ready chan struct{}
@@ -112,8 +113,8 @@ func NewTailer(globs []string, sink Sink, opts ...Option) (*Tailer, error) {
 			return nil, err
 		}
 	}
-	if r, ok := sink.(rawSink); ok {
-		t.raw = r.rawOutput()
+	if b, ok := sink.(blockSink); ok {
+		t.block, t.raw = true, b.rawOutput()
 	}
 	t.m = newTailerMetrics(o.registerer)
 	return t, nil
@@ -937,18 +938,17 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	t.m.bytes.Add(float64(n))
 	data := buf[:np+n]
 	rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
-	// Usually no byte of the chunk needs JSON escaping: then no line needs checking on its own. A
-	// sink that writes lines as they are needs only binary lines found (a NUL or invalid UTF-8), which
-	// is a ~4x cheaper check of the chunk's complete lines.
-	var plain, fast bool
-	if t.raw {
-		whole := data[:bytes.LastIndexByte(data, '\n')+1]
-		fast = t.o.multiline == nil && !binaryText(whole)
-	} else {
-		plain = plainLines(data)
-		fast = plain && t.o.multiline == nil
-	}
 	start := 0
+	if t.block && t.o.multiline == nil && !tf.skipping {
+		start = t.appendBlock(rs, tf, data)
+	}
+	// Usually no byte of the chunk needs JSON escaping: then no line needs checking on its own.
+	var plain bool
+	if start < len(data) && !t.raw {
+		_, flagged := scanText(data[start:], true)
+		plain = !flagged
+	}
+	fast := plain && t.o.multiline == nil
 	for {
 		i := bytes.IndexByte(data[start:], '\n')
 		if i < 0 {
@@ -1005,6 +1005,38 @@ func (t *Tailer) tooLong(tf *tfile, off int64) {
 		zap.Int("limit", t.o.maxLineBytes))
 }
 
+// appendBlock appends the complete lines at the start of data as one block record (see Record.lines)
+// when no line among them is binary or over the limit, and returns the bytes they take; 0 when they
+// must be handled line by line. One pass over the bytes finds the newlines and flags the bytes that
+// need a closer look.
+func (t *Tailer) appendBlock(rs *tailRun, tf *tfile, data []byte) int {
+	end := bytes.LastIndexByte(data, '\n') + 1
+	if end == 0 {
+		return 0
+	}
+	whole := data[:end]
+	n, flagged := scanText(whole, !t.raw)
+	if flagged && binaryText(whole) || !linesWithin(whole, t.o.maxLineBytes) {
+		return 0
+	}
+	rs.recs = append(rs.recs, Record{File: tf.path, Line: whole[:end-1], Offset: tf.off, plain: !t.raw && !flagged, lines: n})
+	return end
+}
+
+// linesWithin reports whether every line of s, which holds complete lines each ending in '\n', has at
+// most max bytes: whether every max+1 bytes from a line's start hold a newline. Lines much shorter
+// than max make this a few short backward searches per max bytes.
+func linesWithin(s []byte, max int) bool {
+	for len(s) > max+1 {
+		i := bytes.LastIndexByte(s[:max+1], '\n')
+		if i < 0 {
+			return false
+		}
+		s = s[i+1:]
+	}
+	return true
+}
+
 // binaryText reports whether b holds a NUL byte or is not valid UTF-8: such lines are skipped.
 func binaryText(b []byte) bool { return bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b) }
 
@@ -1051,7 +1083,7 @@ func (t *Tailer) deliver(ctx context.Context, rs *tailRun) error {
 	for attempt := 1; ; attempt++ {
 		err := t.sink.Write(ctx, rs.recs)
 		if err == nil {
-			t.m.lines.Add(float64(len(rs.recs)))
+			t.m.lines.Add(float64(recordLines(rs.recs)))
 			return nil
 		}
 		t.m.sinkErrs.Inc()
