@@ -468,7 +468,16 @@ func (tf *tfile) reset(rs *tailRun) {
 	}
 	for _, c := range rs.files {
 		if c.copyOf == tf {
-			c.copyOf, c.off, c.done, c.eof = nil, tf.done, tf.done, false
+			// The copy was made before the truncation: what tf delivered past the copy's end was
+			// written after the copy, and is not in it. Its offset stays within the copy, or a restart
+			// would take the copy for a file truncated while stopped and read it all again.
+			start := tf.done
+			if c.f != nil {
+				if fi, err := c.f.Stat(); err == nil {
+					start = min(start, fi.Size())
+				}
+			}
+			c.copyOf, c.off, c.done, c.eof = nil, start, start, false
 		}
 	}
 	tf.off, tf.done, tf.partial, tf.skipping, tf.pend, tf.pendOff = 0, 0, tf.partial[:0], false, tf.pend[:0], -1

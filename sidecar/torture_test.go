@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -315,6 +316,32 @@ func TestCopyTruncateCountsOnlyTheInherentWindow(t *testing.T) {
 	}
 }
 
+// steppedTailer drives tl by hand: it scans once as on a first start and returns the run and a step
+// that scans and reads three times.
+func steppedTailer(t *testing.T, tl *Tailer) (*tailRun, func()) {
+	rs := tl.newRun()
+	step := func() {
+		t.Helper()
+		tl.scan(rs, false)
+		for range 3 {
+			if _, err := tl.readAll(context.Background(), rs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tl.scan(rs, true)
+	return rs, step
+}
+
+// stopStepped commits the checkpoint of a run driven by steppedTailer and closes its files.
+func stopStepped(tl *Tailer, rs *tailRun) {
+	rs.dirty = true
+	tl.commit(rs)
+	for _, tf := range rs.files {
+		tf.close()
+	}
+}
+
 // A scan checks the tracked app.log before it opens the files that are new: when copytruncate's
 // truncation falls between the two, the copy is new while app.log does not look truncated yet. The
 // copy must still be read from where app.log had been delivered, not from its start (which shipped
@@ -362,11 +389,7 @@ func TestCopyFoundBeforeTheTruncationIsNoticed(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			rs.dirty = true
-			tl.commit(rs)
-			for _, tf := range rs.files {
-				tf.close()
-			}
+			stopStepped(tl, rs)
 			if diff := cmp.Diff(append(old, fresh...), lines(readShipped(t, e.out))); diff != "" {
 				t.Errorf("shipped (-want +got):\n%s", diff)
 			}
@@ -384,18 +407,7 @@ func TestCopySeenWhileBeingWritten(t *testing.T) {
 	old := numbered("old", 0, 300) // 2700 bytes
 	appendFile(t, app, old...)
 	tl := e.tailer(t)
-	rs := tl.newRun()
-	ctx := context.Background()
-	step := func() {
-		t.Helper()
-		tl.scan(rs, false)
-		for range 3 {
-			if _, err := tl.readAll(ctx, rs); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	tl.scan(rs, true)
+	rs, step := steppedTailer(t, tl)
 	step()
 	data, err := os.ReadFile(app)
 	if err != nil {
@@ -423,15 +435,60 @@ func TestCopySeenWhileBeingWritten(t *testing.T) {
 	}
 	step()
 	step()
-	tl.commit(rs)
-	for _, tf := range rs.files {
-		tf.close()
-	}
+	stopStepped(tl, rs)
 	if diff := cmp.Diff(old, lines(readShipped(t, e.out))); diff != "" {
 		t.Errorf("shipped (-want +got):\n%s", diff)
 	}
 	if tf := rs.byPath[app+".1"]; tf == nil || tf.done != int64(len(data)) {
 		t.Errorf("copy not tracked at its end (%d): %+v", len(data), tf)
+	}
+}
+
+// A restart inside a copytruncate: the copy was found while app.log was not truncated yet, lines
+// appended to app.log after the copy were delivered from app.log, and then app.log was truncated. The
+// copy holds none of those lines: its delivered offset must not lie past its end, or a restart takes
+// the copy for a file truncated while stopped and ships all of it again.
+func TestRestartAfterCopyTruncateDoesNotReadTheCopyAgain(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	old := numbered("old", 0, 200) // over 1 KiB: the copy is not deferred as maybe incomplete
+	appendFile(t, app, old...)
+	tl := e.tailer(t)
+	rs, step := steppedTailer(t, tl)
+	step()
+	data, err := os.ReadFile(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(app+".1", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	step() // finds the copy; app.log is not truncated yet
+	if tf := rs.byPath[app+".1"]; tf == nil || tf.copyOf == nil {
+		t.Fatalf("copy not waiting for the truncation: %+v", tf)
+	}
+	mid := numbered("mid", 0, 50) // after the copy, before the truncation: only in app.log
+	appendFile(t, app, mid...)
+	step()
+	if err := os.Truncate(app, 0); err != nil {
+		t.Fatal(err)
+	}
+	step()
+	stopStepped(tl, rs)
+	if diff := cmp.Diff(append(slices.Clone(old), mid...), lines(readShipped(t, e.out))); diff != "" {
+		t.Fatalf("shipped before the restart (-want +got):\n%s", diff)
+	}
+
+	stop := runTailer(t, e.tailer(t))
+	fresh := numbered("new", 0, 5)
+	appendFile(t, app, fresh...)
+	await.True(t, "the new lines shipped", 30*time.Second, func() bool {
+		return slices.Contains(lines(readShipped(t, e.out)), fresh[len(fresh)-1])
+	})
+	stop()
+	want := append(append(slices.Clone(old), mid...), fresh...)
+	if diff := cmp.Diff(want, lines(readShipped(t, e.out))); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
 	}
 }
 
