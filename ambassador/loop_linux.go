@@ -31,7 +31,8 @@ import (
 // connection waits at most one pass.
 //
 // A loop takes a client connection from the accept goroutine and serves each request whose head
-// arrives whole with the fast parser's shape (no body, no upgrade, a Host) with the proxy's
+// (up to 8 KiB, within the header timeout) has the fast parser's shape (no body, no upgrade, a
+// Host) with the proxy's
 // retry loop: Cluster.acquire (without waiting), a pooled upstream connection of the loop (dials
 // run on a goroutine), writeRequest, the per-try timeout, and a response head that
 // respState.parse accepts (Content-Length or no body), relayed with the same header rules as the

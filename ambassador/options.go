@@ -174,8 +174,8 @@ func WithMaxIdlePerEndpoint(n int) Option { return optionFunc(func(c *config) { 
 // HTTP/1.x requests of the common shape on: a request without a body that is no upgrade, to an
 // endpoint answering with a Content-Length (or no) body. The loops relay such requests with
 // non-blocking sockets and their own epoll, which bounds every connection's wait by one pass of
-// its loop; everything else (request bodies, upgrades, h2c, chunked answers, a circuit breaker
-// that makes a request wait, heads that do not arrive whole) goes on on the goroutine path with
-// the same behaviour. Default: GOMAXPROCS when Run starts. 0 turns the loops off. Linux only;
+// its loop; everything else (request bodies, upgrades, h2c, chunked or close-delimited answers,
+// heads over 8 KiB) goes on on the goroutine path with the same behaviour. Idle upstream
+// connections are kept per loop, up to WithMaxIdlePerEndpoint each. Default: GOMAXPROCS when Run starts. 0 turns the loops off. Linux only;
 // elsewhere every request takes the goroutine path.
 func WithEventLoops(n int) Option { return optionFunc(func(c *config) { c.eventLoops = n }) }
