@@ -3,29 +3,46 @@ package workqueue
 import (
 	"context"
 	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// The outcomes of an item, indexes of poolMetrics.items and outcomeNames.
+const (
+	outcomeAcked = iota
+	outcomeRetried
+	outcomeBuried
+	outcomeReleased
+	outcomeLost
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"acked", "retried", "buried", "released", "lost"}
+
 type poolMetrics struct {
-	inflight prometheus.Gauge
-	items    *prometheus.CounterVec
-	duration prometheus.Histogram
-	attempts prometheus.Histogram
+	inflight prometheus.GaugeFunc
+	itemsVec *prometheus.CounterVec
+	items    [numOutcomes]prometheus.Counter // itemsVec's children, looked up once
+	duration *shardedHistogram
+	attempts *shardedHistogram
 	dead     prometheus.Counter
 	depth    prometheus.GaugeFunc
 }
 
 func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 	m := &poolMetrics{
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podblocks_workqueue_in_flight_items", Help: "Items being handled now."}),
-		items: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "podblocks_workqueue_items_total",
+		inflight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podblocks_workqueue_in_flight_items", Help: "Items being handled now."},
+			func() float64 { return float64(p.inflight.Load()) }),
+		itemsVec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "podblocks_workqueue_items_total",
 			Help: "Handled items by outcome (acked, retried, buried, released, lost)."}, []string{"outcome"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "podblocks_workqueue_handle_duration_seconds",
-			Help: "Time one attempt's handler ran.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
-		attempts: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "podblocks_workqueue_attempt_number",
-			Help: "Attempt number of each lease handled.", Buckets: []float64{1, 2, 3, 5, 10, 20}}),
+		duration: newShardedHistogram("podblocks_workqueue_handle_duration_seconds", "Time one attempt's handler ran.",
+			prometheus.ExponentialBuckets(0.001, 4, 10)),
+		attempts: newShardedHistogram("podblocks_workqueue_attempt_number", "Attempt number of each lease handled.",
+			[]float64{1, 2, 3, 5, 10, 20}),
 		dead: prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_workqueue_dead_letters_total", Help: "Items the pool buried."}),
 		depth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podblocks_workqueue_depth_items",
 			Help: "Items not yet acked or buried (ready, delayed and leased), read from the queue at scrape time."}, func() float64 {
@@ -38,12 +55,88 @@ func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 			return float64(s.Depth())
 		}),
 	}
+	for i, name := range outcomeNames {
+		m.items[i] = m.itemsVec.WithLabelValues(name)
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.inflight, m.items, m.duration, m.attempts, m.dead, m.depth} {
+		for _, c := range []prometheus.Collector{m.inflight, m.itemsVec, m.duration, m.attempts, m.dead, m.depth} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register metrics: %w", err)
 			}
 		}
 	}
 	return m, nil
+}
+
+// maxHistogramBuckets bounds a shardedHistogram's buckets, the +Inf one included.
+const maxHistogramBuckets = 16
+
+// shardedHistogram is a histogram into which each pool worker observes through its own shard, so
+// that workers handling items at once do not contend on the same counters; Collect sums the shards.
+type shardedHistogram struct {
+	desc    *prometheus.Desc
+	upper   []float64 // the buckets' upper bounds, +Inf excluded
+	created time.Time
+	mu      sync.Mutex
+	shards  []*histogramShard
+}
+
+// histogramShard has one writer. Its size, a multiple of 64 bytes, keeps shards on cache lines of
+// their own.
+type histogramShard struct {
+	h      *shardedHistogram
+	counts [maxHistogramBuckets]atomic.Uint64 // per bucket, not cumulative; the last used is +Inf
+	sum    atomic.Uint64                      // math.Float64bits of the sum
+	_      [48]byte
+}
+
+func newShardedHistogram(name, help string, upper []float64) *shardedHistogram {
+	if len(upper) >= maxHistogramBuckets {
+		panic("workqueue: too many histogram buckets")
+	}
+	return &shardedHistogram{desc: prometheus.NewDesc(name, help, nil, nil), upper: upper, created: time.Now()}
+}
+
+// shard returns a new shard of h for one writer.
+func (h *shardedHistogram) shard() *histogramShard {
+	s := &histogramShard{h: h}
+	h.mu.Lock()
+	h.shards = append(h.shards, s)
+	h.mu.Unlock()
+	return s
+}
+
+// Observe adds v; only the shard's writer calls it.
+func (s *histogramShard) Observe(v float64) {
+	i := 0
+	for i < len(s.h.upper) && v > s.h.upper[i] {
+		i++
+	}
+	s.counts[i].Add(1)
+	s.sum.Store(math.Float64bits(math.Float64frombits(s.sum.Load()) + v))
+}
+
+// Describe implements prometheus.Collector.
+func (h *shardedHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
+
+// Collect implements prometheus.Collector.
+func (h *shardedHistogram) Collect(ch chan<- prometheus.Metric) {
+	var counts [maxHistogramBuckets]uint64
+	var sum float64
+	h.mu.Lock()
+	for _, s := range h.shards {
+		for i := range len(h.upper) + 1 {
+			counts[i] += s.counts[i].Load()
+		}
+		sum += math.Float64frombits(s.sum.Load())
+	}
+	h.mu.Unlock()
+	buckets := make(map[float64]uint64, len(h.upper))
+	var n uint64
+	for i, u := range h.upper {
+		n += counts[i]
+		buckets[u] = n
+	}
+	n += counts[len(h.upper)]
+	ch <- prometheus.MustNewConstHistogramWithCreatedTimestamp(h.desc, n, sum, buckets, h.created)
 }

@@ -195,7 +195,8 @@ func (p *Pool) Run(ctx context.Context) error {
 }
 
 func (p *Pool) worker(ctx, work context.Context, n int) error {
-	log := p.cfg.logger.With(zap.Int("worker", n))
+	w := newPoolWorker(p, ctx, work, p.cfg.logger.With(zap.Int("worker", n)))
+	defer w.close()
 	for {
 		it, err := p.q.Lease(ctx)
 		if err != nil {
@@ -205,7 +206,7 @@ func (p *Pool) worker(ctx, work context.Context, n int) error {
 			if errors.Is(err, ErrClosed) {
 				return err
 			}
-			log.Warn("lease failed", zap.Error(err))
+			w.log.Warn("lease failed", zap.Error(err))
 			select {
 			case <-ctx.Done():
 				return nil
@@ -213,20 +214,129 @@ func (p *Pool) worker(ctx, work context.Context, n int) error {
 			}
 			continue
 		}
-		p.process(ctx, work, it, log)
+		w.process(it)
 	}
 }
 
+// outcomeBudget bounds each call that reports an item's outcome (Ack, Nack, Bury); a worker renews
+// its outcome ctx once less than outcomeRenew of it is left, so every call gets between the two.
+const (
+	outcomeBudget = 30 * time.Second
+	outcomeRenew  = 25 * time.Second
+)
+
+// poolWorker is one worker's state, reused from item to item so that an item costs no goroutine,
+// ticker or channel. Leases are extended by one timer per worker. The timer must fire at the latest
+// a third of the lease after the current item started; an item that starts while it is set to fire
+// by then leaves it alone, so a worker of short items touches the timer about once a third of a
+// lease rather than once an item. When it fires it extends an item that has run for at least half
+// of that third, or else sets itself for the item's third; firing between items, it is not set again.
+type poolWorker struct {
+	p    *Pool
+	log  *zap.Logger
+	work context.Context
+	// Items' contexts derive from detached, work without its cancellation, so that making and
+	// ending one does not take work's lock to (un)register it: when work ends, stopDrain's
+	// AfterFunc cancels the item in hand (and process cancels an item that starts later).
+	detached    context.Context
+	stopDrain   func() bool
+	base        context.Context // Run's ctx without its cancellation, for outcomes
+	octx        context.Context // bounded outcome ctx, renewed before its budget runs low
+	cancelOctx  context.CancelFunc
+	octxExpires time.Time
+	duration    *histogramShard // of p.m.duration
+	attempts    *histogramShard // of p.m.attempts
+
+	ext *time.Timer // fires extend
+	// mu guards the rest; extend holds it through a call of Extend, so that the worker, taking it
+	// when the handler returns, waits for an extension in flight (as it must before it reads lost
+	// and reports the outcome).
+	mu     sync.Mutex
+	it     *Item // nil between items
+	start  time.Time
+	every  time.Duration // a third of the item's lease when it started
+	cancel context.CancelCauseFunc
+	lost   bool
+	fireAt time.Time // when ext fires; zero when it is stopped
+}
+
+func newPoolWorker(p *Pool, ctx, work context.Context, log *zap.Logger) *poolWorker {
+	w := &poolWorker{p: p, log: log, work: work, base: context.WithoutCancel(ctx),
+		duration: p.m.duration.shard(), attempts: p.m.attempts.shard()}
+	w.detached = context.WithoutCancel(work)
+	w.stopDrain = context.AfterFunc(work, func() {
+		w.mu.Lock()
+		if w.cancel != nil {
+			w.cancel(context.Cause(work))
+		}
+		w.mu.Unlock()
+	})
+	w.ext = time.AfterFunc(time.Hour, w.extend)
+	w.ext.Stop()
+	return w
+}
+
+func (w *poolWorker) close() {
+	w.ext.Stop()
+	w.stopDrain()
+	if w.cancelOctx != nil {
+		w.cancelOctx()
+	}
+}
+
+// extend renews the current item's lease and re-arms the timer; it runs on the timer's goroutine.
+// A firing that was meant for an earlier item renews the current one early, which does no harm.
+func (w *poolWorker) extend() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.fireAt = time.Time{}
+	if w.it == nil || w.lost {
+		return
+	}
+	if now := time.Now(); now.Sub(w.start) < w.every/2 {
+		w.arm(w.start.Add(w.every).Sub(now), now)
+		return
+	}
+	ectx, c := context.WithTimeout(w.work, w.every)
+	_, err := w.p.q.Extend(ectx, w.it.Lease)
+	c()
+	if errors.Is(err, ErrLeaseLost) {
+		w.lost = true
+		w.cancel(ErrLeaseLost)
+		return
+	}
+	if err != nil {
+		w.log.Warn("extend failed", zap.String("id", w.it.ID), zap.Error(err))
+	}
+	w.arm(w.every, time.Now())
+}
+
+// arm sets ext to fire after d; w.mu is held.
+func (w *poolWorker) arm(d time.Duration, now time.Time) {
+	w.fireAt = now.Add(d)
+	w.ext.Reset(d)
+}
+
+// outcomeCtx returns a ctx with at least outcomeRenew left, for reporting an outcome at now: Run's
+// ctx may have ended.
+func (w *poolWorker) outcomeCtx(now time.Time) context.Context {
+	if w.octxExpires.Sub(now) < outcomeRenew {
+		if w.cancelOctx != nil {
+			w.cancelOctx()
+		}
+		w.octxExpires = now.Add(outcomeBudget)
+		w.octx, w.cancelOctx = context.WithDeadline(w.base, w.octxExpires)
+	}
+	return w.octx
+}
+
 // process runs one item to its outcome.
-func (p *Pool) process(ctx, work context.Context, it *Item, log *zap.Logger) {
+func (w *poolWorker) process(it *Item) {
+	p := w.p
 	p.inflight.Add(1)
-	p.m.inflight.Inc()
-	defer func() {
-		p.inflight.Add(-1)
-		p.m.inflight.Dec()
-	}()
-	p.m.attempts.Observe(float64(it.Attempt))
-	hctx, cancel := context.WithCancelCause(work)
+	defer p.inflight.Add(-1)
+	w.attempts.Observe(float64(it.Attempt))
+	hctx, cancel := context.WithCancelCause(w.detached)
 	defer cancel(nil)
 	if p.cfg.timeout > 0 {
 		var c context.CancelFunc
@@ -234,72 +344,54 @@ func (p *Pool) process(ctx, work context.Context, it *Item, log *zap.Logger) {
 		defer c()
 	}
 	// Keep the lease alive while the handler runs.
-	var lost atomic.Bool
-	extDone := make(chan struct{})
-	stopExt := make(chan struct{})
-	go func() {
-		defer close(extDone)
-		every := time.Until(it.Deadline) / 3
-		if every < 10*time.Millisecond {
-			every = 10 * time.Millisecond
-		}
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopExt:
-				return
-			case <-t.C:
-				ectx, c := context.WithTimeout(work, every)
-				_, err := p.q.Extend(ectx, it.Lease)
-				c()
-				if errors.Is(err, ErrLeaseLost) {
-					lost.Store(true)
-					cancel(ErrLeaseLost)
-					return
-				}
-				if err != nil {
-					log.Warn("extend failed", zap.String("id", it.ID), zap.Error(err))
-				}
-			}
-		}
-	}()
 	start := time.Now()
+	every := max(it.Deadline.Sub(start)/3, 10*time.Millisecond)
+	w.mu.Lock()
+	w.it, w.start, w.every, w.cancel, w.lost = it, start, every, cancel, false
+	if w.work.Err() != nil { // the drain budget ran out before this item started
+		cancel(context.Cause(w.work))
+	}
+	if w.fireAt.IsZero() || w.fireAt.Sub(start) > every {
+		w.arm(every, start)
+	}
+	w.mu.Unlock()
 	err := p.call(hctx, it)
-	close(stopExt)
-	<-extDone
-	p.m.duration.Observe(time.Since(start).Seconds())
+	w.mu.Lock()
+	lost := w.lost
+	w.it, w.cancel = nil, nil
+	w.mu.Unlock()
+	now := time.Now()
+	w.duration.Observe(now.Sub(start).Seconds())
 
-	// Outcomes are reported with a fresh, bounded ctx: Run's ctx may have ended.
-	octx, c := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer c()
+	octx := w.outcomeCtx(now)
+	log := w.log
 	var oerr error
-	outcome := ""
+	var outcome int
 	switch {
-	case lost.Load():
-		outcome = "lost"
+	case lost:
+		outcome = outcomeLost
 		p.lost.Add(1)
 		log.Warn("lease lost while handling", zap.String("id", it.ID), zap.Int("attempt", it.Attempt))
 	case err == nil:
-		outcome = "acked"
+		outcome = outcomeAcked
 		oerr = p.q.Ack(octx, it.Lease)
 		p.acked.Add(1)
 		if p.cfg.limiter != nil {
 			p.cfg.limiter.Forget(limiterKey(it))
 		}
-	case work.Err() != nil:
-		outcome = "released"
+	case w.work.Err() != nil:
+		outcome = outcomeReleased
 		oerr = p.q.Nack(octx, it.Lease, 0)
 		p.released.Add(1)
 	default:
 		var perm *PermanentError
 		if errors.As(err, &perm) || (p.cfg.maxAttempts > 0 && it.Attempt >= p.cfg.maxAttempts) {
-			outcome = "buried"
+			outcome = outcomeBuried
 			oerr = p.q.Bury(octx, it.Lease, err.Error())
 			p.buried.Add(1)
 			p.m.dead.Inc()
 		} else {
-			outcome = "retried"
+			outcome = outcomeRetried
 			delay := p.cfg.backoff(it.Attempt)
 			if p.cfg.limiter != nil {
 				delay = p.cfg.limiter.When(limiterKey(it))
@@ -307,11 +399,11 @@ func (p *Pool) process(ctx, work context.Context, it *Item, log *zap.Logger) {
 			oerr = p.q.Nack(octx, it.Lease, delay)
 			p.retried.Add(1)
 		}
-		log.Info("item failed", zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.String("outcome", outcome), zap.Error(err))
+		log.Info("item failed", zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.String("outcome", outcomeNames[outcome]), zap.Error(err))
 	}
-	p.m.items.WithLabelValues(outcome).Inc()
+	p.m.items[outcome].Inc()
 	if oerr != nil {
-		log.Warn("report outcome", zap.String("id", it.ID), zap.String("outcome", outcome), zap.Error(oerr))
+		log.Warn("report outcome", zap.String("id", it.ID), zap.String("outcome", outcomeNames[outcome]), zap.Error(oerr))
 	}
 }
 

@@ -91,6 +91,25 @@ func TestPoolHandlesEveryItem(t *testing.T) {
 	if acked != 100 {
 		t.Errorf("podblocks_workqueue_items_total{outcome=acked} = %v, want 100", acked)
 	}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "podblocks_workqueue_attempt_number": // every item on its first attempt
+			h := mf.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() != 100 || h.GetSampleSum() != 100 || h.GetBucket()[0].GetUpperBound() != 1 || h.GetBucket()[0].GetCumulativeCount() != 100 {
+				t.Errorf("attempt histogram %v, want 100 samples of 1", h)
+			}
+		case "podblocks_workqueue_handle_duration_seconds":
+			h := mf.GetMetric()[0].GetHistogram()
+			b := h.GetBucket()
+			if h.GetSampleCount() != 100 || len(b) != 10 || b[len(b)-1].GetCumulativeCount() != 100 {
+				t.Errorf("duration histogram %v, want 100 samples within 10 buckets", h)
+			}
+		case "podblocks_workqueue_in_flight_items":
+			if v := mf.GetMetric()[0].GetGauge().GetValue(); v != 0 {
+				t.Errorf("in-flight gauge %v after the drain, want 0", v)
+			}
+		}
+	}
 	_, header, rows := p.Statusz()
 	if diff := cmp.Diff([]string{"acked", "100"}, rows[2]); diff != "" || len(header) != 2 {
 		t.Errorf("Statusz acked row (-want +got):\n%s", diff)
@@ -162,6 +181,98 @@ func TestPoolExtendsLeaseWhileHandling(t *testing.T) {
 	stop()
 	if diff := cmp.Diff([]int{1}, attempts); diff != "" {
 		t.Errorf("attempts (-want +got):\n%s", diff)
+	}
+	if s, _ := q.Stats(context.Background()); s.Depth() != 0 {
+		t.Errorf("stats %+v after the ack, want an empty queue (an ack of an expired lease fails)", s)
+	}
+}
+
+// TestPoolExtendsLeaseAfterShortItems runs a slow item on a worker that has handled short ones
+// for about 160ms of its 600ms lease: the slow item starts while the extension timer set by the
+// first short item is still pending (due at about 200ms, a third of the lease), so that timer finds
+// it young and must set itself again for the slow item's own third. The slow item keeps its lease
+// and is acked on its first attempt.
+func TestPoolExtendsLeaseAfterShortItems(t *testing.T) {
+	t.Parallel()
+	q := mustMemory(t, workqueue.WithLeaseDuration(600*time.Millisecond))
+	var mu sync.Mutex
+	var first time.Time
+	slowAttempts := []int{}
+	p, _ := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		mu.Lock()
+		if first.IsZero() {
+			first = time.Now()
+		}
+		busy := time.Since(first) < 160*time.Millisecond
+		if string(it.Payload) == "slow" {
+			slowAttempts = append(slowAttempts, it.Attempt)
+		}
+		mu.Unlock()
+		if string(it.Payload) != "slow" {
+			if busy {
+				time.Sleep(time.Millisecond)
+			}
+			return nil
+		}
+		select {
+		case <-time.After(2 * time.Second): // more than three lease lengths
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}), workqueue.WithConcurrency(2)) // the second worker would lease the slow item if it expired
+	const short = 1000
+	for i := range short {
+		q.Add(context.Background(), []byte(strconv.Itoa(i)), workqueue.AddOptions{})
+	}
+	q.Add(context.Background(), []byte("slow"), workqueue.AddOptions{})
+	stop := runPool(t, p)
+	await.True(t, "the acks", 20*time.Second, func() bool { return p.Counts().Acked == short+1 })
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]int{1}, slowAttempts); diff != "" {
+		t.Errorf("attempts of the slow item (-want +got):\n%s", diff)
+	}
+	if c := p.Counts(); c.Retried != 0 || c.Lost != 0 {
+		t.Errorf("counts %+v, want no retries and no lost leases", c)
+	}
+	if s, _ := q.Stats(context.Background()); s.Depth() != 0 {
+		t.Errorf("stats %+v after the acks, want an empty queue (an ack of an expired lease fails)", s)
+	}
+}
+
+// lostQueue is a Memory whose Extend reports every lease lost.
+type lostQueue struct{ *workqueue.Memory }
+
+func (lostQueue) Extend(context.Context, string) (time.Time, error) {
+	return time.Time{}, workqueue.ErrLeaseLost
+}
+
+// TestPoolLeaseLostCancelsHandler: when Extend reports the lease lost, the running handler's ctx
+// ends with ErrLeaseLost as its cause and the item counts as lost, neither acked nor retried.
+func TestPoolLeaseLostCancelsHandler(t *testing.T) {
+	q := mustMemory(t, workqueue.WithLeaseDuration(300*time.Millisecond))
+	cause := make(chan error, 1)
+	p, _ := workqueue.NewPool(lostQueue{q}, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		select {
+		case <-ctx.Done():
+			cause <- context.Cause(ctx)
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			cause <- nil
+			return nil
+		}
+	}))
+	stop := runPool(t, p)
+	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
+	if err := <-cause; !errors.Is(err, workqueue.ErrLeaseLost) {
+		t.Errorf("handler ctx cause %v, want ErrLeaseLost", err)
+	}
+	await.True(t, "the lost count", 20*time.Second, func() bool { return p.Counts().Lost == 1 })
+	stop()
+	if c := p.Counts(); c.Acked != 0 || c.Retried != 0 || c.Lost != 1 {
+		t.Errorf("counts %+v, want only 1 lost", c)
 	}
 }
 
@@ -285,5 +396,8 @@ func TestExecWorkerUnderPoolKeepsLease(t *testing.T) {
 	stop()
 	if c := p.Counts(); c.Retried != 0 || c.Lost != 0 {
 		t.Errorf("counts %+v, want no retries and no lost leases", c)
+	}
+	if s, _ := q.Stats(context.Background()); s.Depth() != 0 {
+		t.Errorf("stats %+v after the ack, want an empty queue (an ack of an expired lease fails)", s)
 	}
 }

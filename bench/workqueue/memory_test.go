@@ -110,8 +110,8 @@ func BenchmarkPodblocksMemoryBatch(b *testing.B) {
 
 // BenchmarkPodblocksPool: the same producer; a workqueue.Pool with 8 workers and a no-op handler
 // takes the items. This is what a user of the Pool gets: each item is leased with Lease and acked
-// with Ack, and the Pool adds its per-item work (a goroutine that extends the lease while the
-// handler runs, contexts, metrics).
+// with Ack, and the Pool adds its per-item work (the item's context, its worker's lease-extension
+// timer, panic recovery, metrics).
 func BenchmarkPodblocksPool(b *testing.B) {
 	var once sync.Once // one of the flow's 8 workers runs the Pool; the others return
 	memoryFlow(b, func(ctx context.Context, q *workqueue.Memory, done func(int)) {
