@@ -107,8 +107,8 @@ type Pool struct {
 	ready   chan struct{}
 	started atomic.Bool
 
-	acked, retried, buried, released, lost atomic.Int64
-	inflight                               atomic.Int64
+	counts   [numOutcomes]atomic.Int64 // by outcome, as reported to the queue
+	inflight atomic.Int64
 }
 
 // NewPool validates its arguments and returns a pool that starts on Run.
@@ -180,8 +180,8 @@ func (p *Pool) Run(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					p.cfg.logger.Info("progress", zap.Int64("acked", p.acked.Load()), zap.Int64("retried", p.retried.Load()),
-						zap.Int64("buried", p.buried.Load()), zap.Int64("in_flight", p.inflight.Load()))
+					p.cfg.logger.Info("progress", zap.Int64("acked", p.counts[outcomeAcked].Load()), zap.Int64("retried", p.counts[outcomeRetried].Load()),
+						zap.Int64("buried", p.counts[outcomeBuried].Load()), zap.Int64("in_flight", p.inflight.Load()))
 				}
 			}
 		}()
@@ -370,26 +370,21 @@ func (w *poolWorker) process(it *Item) {
 	switch {
 	case lost:
 		outcome = outcomeLost
-		p.lost.Add(1)
 		log.Warn("lease lost while handling", zap.String("id", it.ID), zap.Int("attempt", it.Attempt))
 	case err == nil:
 		outcome = outcomeAcked
 		oerr = p.q.Ack(octx, it.Lease)
-		p.acked.Add(1)
 		if p.cfg.limiter != nil {
 			p.cfg.limiter.Forget(limiterKey(it))
 		}
 	case w.work.Err() != nil:
 		outcome = outcomeReleased
 		oerr = p.q.Nack(octx, it.Lease, 0)
-		p.released.Add(1)
 	default:
 		var perm *PermanentError
 		if errors.As(err, &perm) || (p.cfg.maxAttempts > 0 && it.Attempt >= p.cfg.maxAttempts) {
 			outcome = outcomeBuried
 			oerr = p.q.Bury(octx, it.Lease, err.Error())
-			p.buried.Add(1)
-			p.m.dead.Inc()
 		} else {
 			outcome = outcomeRetried
 			delay := p.cfg.backoff(it.Attempt)
@@ -397,14 +392,21 @@ func (w *poolWorker) process(it *Item) {
 				delay = p.cfg.limiter.When(limiterKey(it))
 			}
 			oerr = p.q.Nack(octx, it.Lease, delay)
-			p.retried.Add(1)
 		}
 		log.Info("item failed", zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.String("outcome", outcomeNames[outcome]), zap.Error(err))
 	}
-	p.m.items[outcome].Inc()
 	if oerr != nil {
 		log.Warn("report outcome", zap.String("id", it.ID), zap.String("outcome", outcomeNames[outcome]), zap.Error(oerr))
+		if errors.Is(oerr, ErrLeaseLost) {
+			// The queue did not take the outcome: the item comes back when its lease ends.
+			outcome = outcomeLost
+		}
 	}
+	if outcome == outcomeBuried {
+		p.m.dead.Inc()
+	}
+	p.counts[outcome].Add(1)
+	p.m.items[outcome].Inc()
 }
 
 var errTimeout = errors.New("workqueue: item timeout")
@@ -431,15 +433,18 @@ func (p *Pool) Statusz() (title string, header []string, rows [][]string) {
 	f := func(n int64) string { return strconv.FormatInt(n, 10) }
 	return "workqueue pool", []string{"key", "value"}, [][]string{
 		{"workers", strconv.Itoa(p.cfg.concurrency)}, {"in_flight", f(p.inflight.Load())},
-		{"acked", f(p.acked.Load())}, {"retried", f(p.retried.Load())}, {"buried", f(p.buried.Load())},
-		{"released", f(p.released.Load())}, {"lease_lost", f(p.lost.Load())},
+		{"acked", f(p.counts[outcomeAcked].Load())}, {"retried", f(p.counts[outcomeRetried].Load())}, {"buried", f(p.counts[outcomeBuried].Load())},
+		{"released", f(p.counts[outcomeReleased].Load())}, {"lease_lost", f(p.counts[outcomeLost].Load())},
 	}
 }
 
-// Counts is a snapshot of a pool's outcome counters.
+// Counts is a snapshot of a pool's outcome counters. An outcome counts once the queue took it: an
+// item whose lease was lost while it was handled, or whose Ack, Nack or Bury the queue refused with
+// ErrLeaseLost, counts as Lost (the queue hands it out again when the lease ends).
 type Counts struct{ Acked, Retried, Buried, Released, Lost int64 }
 
 // Counts returns the pool's outcome counters.
 func (p *Pool) Counts() Counts {
-	return Counts{p.acked.Load(), p.retried.Load(), p.buried.Load(), p.released.Load(), p.lost.Load()}
+	c := &p.counts
+	return Counts{c[outcomeAcked].Load(), c[outcomeRetried].Load(), c[outcomeBuried].Load(), c[outcomeReleased].Load(), c[outcomeLost].Load()}
 }

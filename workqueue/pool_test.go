@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -46,6 +47,25 @@ func runPool(t *testing.T, p *workqueue.Pool) (stop func() error) {
 	return stop
 }
 
+// itemsTotal returns podblocks_workqueue_items_total{outcome=outcome} from reg, or -1 without it.
+func itemsTotal(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "podblocks_workqueue_items_total" {
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == outcome {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
+
 func TestPoolHandlesEveryItem(t *testing.T) {
 	q := mustMemory(t)
 	reg := prometheus.NewRegistry()
@@ -78,17 +98,7 @@ func TestPoolHandlesEveryItem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acked := -1.0
-	for _, mf := range mfs {
-		if mf.GetName() == "podblocks_workqueue_items_total" {
-			for _, m := range mf.GetMetric() {
-				if m.GetLabel()[0].GetValue() == "acked" {
-					acked = m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	if acked != 100 {
+	if acked := itemsTotal(t, reg, "acked"); acked != 100 {
 		t.Errorf("podblocks_workqueue_items_total{outcome=acked} = %v, want 100", acked)
 	}
 	for _, mf := range mfs {
@@ -273,6 +283,45 @@ func TestPoolLeaseLostCancelsHandler(t *testing.T) {
 	stop()
 	if c := p.Counts(); c.Acked != 0 || c.Retried != 0 || c.Lost != 1 {
 		t.Errorf("counts %+v, want only 1 lost", c)
+	}
+}
+
+// ackLostQueue is a Memory whose first Ack is refused with ErrLeaseLost (and not passed on, so
+// the item comes back when its lease ends).
+type ackLostQueue struct {
+	*workqueue.Memory
+	refused atomic.Bool
+}
+
+func (q *ackLostQueue) Ack(ctx context.Context, lease string) error {
+	if q.refused.CompareAndSwap(false, true) {
+		return workqueue.ErrLeaseLost
+	}
+	return q.Memory.Ack(ctx, lease)
+}
+
+// TestPoolRefusedAckCountsLost: an Ack the queue refuses because the lease is gone is not an acked
+// item: it counts as lost, and the acked count and metric move only when the item comes back and
+// its Ack is taken.
+func TestPoolRefusedAckCountsLost(t *testing.T) {
+	q := &ackLostQueue{Memory: mustMemory(t, workqueue.WithLeaseDuration(200*time.Millisecond))}
+	reg := prometheus.NewRegistry()
+	p, err := workqueue.NewPool(q, workqueue.HandlerFunc(func(context.Context, *workqueue.Item) error { return nil }),
+		workqueue.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runPool(t, p)
+	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
+	await.True(t, "the second, taken ack", 20*time.Second, func() bool { return p.Counts().Acked == 1 })
+	stop()
+	if c := p.Counts(); c != (workqueue.Counts{Acked: 1, Lost: 1}) {
+		t.Errorf("counts %+v, want 1 acked and 1 lost", c)
+	}
+	for outcome, want := range map[string]float64{"acked": 1, "lost": 1} {
+		if got := itemsTotal(t, reg, outcome); got != want {
+			t.Errorf("items_total{outcome=%q} = %v, want %v", outcome, got, want)
+		}
 	}
 }
 
