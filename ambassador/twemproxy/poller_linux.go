@@ -15,9 +15,10 @@ import (
 // clientPoller reads the requests of a pool's clients on one goroutine, as nutcracker's event
 // loop does: an epoll set of the client sockets, itself waited on through Go's poller, says which
 // clients sent something; the loop reads each once (a short read means the socket is drained, so
-// there is no read that finds it empty), routes the requests, and after the round writes every
-// server connection it touched once. One goroutine wakes per round instead of one per client and
-// request, which is what the Go scheduler charges most for with several Ps.
+// there is no read that finds it empty, unless the event also reported the stream's end), routes
+// the requests, and after the round writes every server connection it touched once. One goroutine
+// wakes per round instead of one per client and request, which is what the Go scheduler charges
+// most for with several Ps.
 //
 // The loop never blocks on anything but the epoll set. A client that must wait (it has too much
 // unanswered, a server connection it wrote to is full), whose stream ended or failed, or that sent
@@ -55,6 +56,10 @@ const (
 
 // epollET is syscall.EPOLLET as the uint32 of EpollEvent.Events (the constant is negative).
 const epollET = 1 << 31
+
+// epollEnd are the events that say the stream ended or failed. Edge-triggered, they are reported
+// once, with the data that came before them.
+const epollEnd = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
 
 // errIncomplete is what sliceReader returns past its bytes: the request is not all there yet.
 var errIncomplete = errors.New("twemproxy: incomplete request")
@@ -164,7 +169,7 @@ func (cp *clientPoller) round() {
 			continue // gone, or its goroutine reads
 		}
 		c.lastActive.Store(now)
-		if why, back := cp.serve(c); back {
+		if why, back := cp.serve(c, ev.Events&epollEnd != 0); back {
 			c.pollState.Store(pollOwn)
 			c.resume <- why
 			continue
@@ -178,8 +183,9 @@ func (cp *clientPoller) round() {
 }
 
 // serve reads and routes what client c sent; back reports that c must go back to its goroutine,
-// and why.
-func (cp *clientPoller) serve(c *client) (why resumeReason, back bool) {
+// and why. ended says the event reported the end of the stream (or an error): c is then read
+// until the read that sees it, as no later event would come.
+func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back bool) {
 	p := c.p
 	cp.scratch.clientID = c.id
 	for {
@@ -256,8 +262,8 @@ func (cp *clientPoller) serve(c *client) (why resumeReason, back bool) {
 			cp.scratch.full = cp.scratch.full[:0]
 			return resumeRoom, true
 		}
-		if n < len(cp.buf) {
-			return 0, false // drained: the next byte brings another event
+		if n < len(cp.buf) && !ended {
+			return 0, false // drained: the next byte, or the end, brings another event
 		}
 	}
 }

@@ -4,15 +4,18 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/podblocks/podblocks/ambassador/memcache"
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/loopback"
 )
 
 // echoLen answers SET k v with v's length and GET k with "v-"+k, so a reply shows that the
@@ -146,4 +149,62 @@ func TestIdleClientClosed(t *testing.T) {
 	if got := busy.do(t, "GET", "c"); got != "$v-c" {
 		t.Fatalf("GET c on the busy client = %q", got)
 	}
+}
+
+// A client that sends its last requests and shuts its side down at once (nc -N, a script's pipe)
+// gets the replies and then the end of the stream, also when the poller finds the data and the
+// end in one readiness event: a short read does not mean the stream's end was seen. One that
+// closes right after requests with no reply (noreply) leaves the pool.
+func TestClientEndAfterRequests(t *testing.T) {
+	const clients = 20
+	t.Run("half-close", func(t *testing.T) { testHalfCloseAfterRequests(t, clients) })
+	t.Run("close after noreply", func(t *testing.T) { testCloseAfterNoreply(t, clients) })
+}
+
+func testHalfCloseAfterRequests(t *testing.T, clients int) {
+	addr, _ := startFakePool(t, "", startFakeRedis(t, echoLen))
+	for i := range clients {
+		c := dialResp(t, addr)
+		if got := c.do(t, "GET", "a"); got != "$v-a" { // the client goes to the poller
+			t.Fatalf("GET a = %q", got)
+		}
+		if _, err := io.WriteString(c.c, encodeCmd("GET", fmt.Sprint("b", i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if got := readReply(t, c.r); got != fmt.Sprint("$v-b", i) {
+			t.Fatalf("client %d: GET b = %q", i, got)
+		}
+		_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.r.ReadByte(); err != io.EOF {
+			t.Fatalf("client %d, after its half-close: read = %v, want EOF", i, err)
+		}
+		c.c.Close()
+	}
+}
+
+// memcache requests with no reply, then a close: nothing is written back, so nothing but the end
+// of the stream says the client is gone.
+func testCloseAfterNoreply(t *testing.T, clients int) {
+	be := loopback.Serve(t, func(_ int, c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	maddr, msrv, _ := twemproxytest.StartPool(t, "m", false, "", []string{be}, twemproxy.Protocols{Memcache: &memcache.Protocol{}})
+	for range clients {
+		c := dialResp(t, maddr)
+		if _, err := io.WriteString(c.c, "version\r\n"); err != nil { // answered by the proxy
+			t.Fatal(err)
+		}
+		if line, err := c.r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "VERSION") {
+			t.Fatalf("version = %q, %v", line, err)
+		}
+		if _, err := io.WriteString(c.c, "set k 0 0 1 noreply\r\nv\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		c.c.Close()
+	}
+	await.True(t, "every memcache client gone", 10*time.Second, func() bool {
+		_, n := twemproxy.PolledClients(msrv, "m")
+		return n == 0
+	})
 }
