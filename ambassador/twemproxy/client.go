@@ -143,11 +143,7 @@ func (c *client) readLoop() {
 						c.waitForSpace()
 						continue
 					case resumeRoom:
-						for i, sc := range c.full {
-							sc.waitForRoom()
-							c.full[i] = nil
-						}
-						c.full = c.full[:0]
+						c.full = waitForRoom(c.full)
 						continue
 					}
 				}
@@ -276,11 +272,16 @@ func (c *client) dispatch(batch []*Request, scratch *routeScratch) {
 	scratch.flush()
 	// Read no more while a server connection this batch filled holds its limit: a server that
 	// stops reading would otherwise let every client queue up to maxPending requests in it.
-	for i, sc := range scratch.full {
+	scratch.full = waitForRoom(scratch.full)
+}
+
+// waitForRoom waits for room on each server connection of full and returns full emptied.
+func waitForRoom(full []*serverConn) []*serverConn {
+	for i, sc := range full {
 		sc.waitForRoom()
-		scratch.full[i] = nil
+		full[i] = nil
 	}
-	scratch.full = scratch.full[:0]
+	return full[:0]
 }
 
 // route queues batch for in-order replies and hands its requests to their server connections,

@@ -239,28 +239,34 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 		}
 		c.route(batch, &cp.scratch)
 		cp.batch = batch[:0]
+		// The server connections c's requests filled are c's to wait for, never the next
+		// client's: take them out of the round's scratch whatever c does next.
+		if len(cp.scratch.full) > 0 && !stop {
+			c.full = append(c.full[:0], cp.scratch.full...)
+		}
+		clear(cp.scratch.full)
+		cp.scratch.full = cp.scratch.full[:0]
 		if stop {
 			return resumeStop, true
 		}
 		rest := data[consumed:]
 		// What is left is the start of a request: keep it for the next read, or let the
 		// goroutine finish it when this read added nothing complete or it is large.
+		finish := true
 		switch {
 		case len(rest) == 0:
 			c.pending = c.pending[:0]
-		case hadPending && consumed == 0:
-			return resumeRead, true
-		case len(rest) > ioBufSize/2:
-			c.pending = append(c.pending[:0], rest...)
-			return resumeRead, true
+			finish = false
+		case hadPending && consumed == 0: // pending is data
 		default:
 			c.pending = append(c.pending[:0], rest...)
+			finish = len(rest) > ioBufSize/2
 		}
-		if len(cp.scratch.full) > 0 {
-			c.full = append(c.full[:0], cp.scratch.full...)
-			clear(cp.scratch.full)
-			cp.scratch.full = cp.scratch.full[:0]
-			return resumeRoom, true
+		if len(c.full) > 0 {
+			return resumeRoom, true // then the goroutine gives c back, and the poller goes on
+		}
+		if finish {
+			return resumeRead, true
 		}
 		if n < len(cp.buf) && !ended {
 			return 0, false // drained: the next byte, or the end, brings another event

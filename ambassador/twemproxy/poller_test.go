@@ -208,3 +208,52 @@ func testCloseAfterNoreply(t *testing.T, clients int) {
 		return n == 0
 	})
 }
+
+// A server connection that is full holds up only the clients that wrote to it: the poller must
+// not hand the full connection to a client that did not fill it (here the one that filled it sent
+// QUIT after its request, and the client after it only uses the healthy server).
+func TestFullServerHoldsUpOnlyItsClients(t *testing.T) {
+	stuck := startStuckServer(t)
+	healthy := startFakeRedis(t, func(conn, n int, args []string) string { return "+OK\r\n" })
+	addr, srv, pc := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n",
+		[]string{stuck, healthy.addr()}, twemproxy.Protocols{Redis: &redis.Protocol{}})
+	keyStuck, keyHealthy := keysOn(t, pc, stuck, healthy.addr())
+	// Fill the stuck server's connection to its limit.
+	filler := dialResp(t, addr)
+	set := encodeCmd("SET", keyStuck, strings.Repeat("v", 64<<10))
+	go func() {
+		for range 1000 {
+			if _, err := io.WriteString(filler.c, set); err != nil {
+				return
+			}
+		}
+	}()
+	await.True(t, "the stuck server's queue full", 10*time.Second, func() bool {
+		for _, s := range srv.Snapshot()[0].Servers {
+			if s.Addr == stuck && s.InQueueBytes >= 4<<20 {
+				return true
+			}
+		}
+		return false
+	})
+	// One request for each server and QUIT, in one read: the stuck one finds the connection full.
+	q := dialResp(t, addr)
+	if _, err := io.WriteString(q.c, encodeCmd("GET", keyHealthy)+encodeCmd("GET", keyStuck)+encodeCmd("QUIT")); err != nil {
+		t.Fatal(err)
+	}
+	_ = q.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got := readReply(t, q.r); got != "+OK" {
+		t.Fatalf("GET %s before QUIT = %q", keyHealthy, got)
+	}
+	c := dialResp(t, addr)
+	for i := range 3 {
+		_ = c.c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c.c, encodeCmd("GET", keyHealthy)); err != nil {
+			t.Fatal(err)
+		}
+		line, err := c.r.ReadString('\n')
+		if err != nil || line != "+OK\r\n" {
+			t.Fatalf("GET %s #%d on the healthy server = %q, %v", keyHealthy, i, line, err)
+		}
+	}
+}

@@ -26,23 +26,7 @@ func TestStuckServerDoesNotBlockOthers(t *testing.T) {
 	healthy := startFakeRedis(t, func(conn, n int, args []string) string { return "+OK\r\n" })
 	addr, _, pc := twemproxytest.StartPool(t, "r", true, "  server_connections: 1\n",
 		[]string{stuck, healthy.addr()}, twemproxy.Protocols{Redis: &redis.Protocol{}})
-	// The placer routes exactly as the proxy does; PoolConfig.Servers is in name order, so match
-	// servers by address. Short sequential keys can all hash to one server of a two-server ring
-	// (fnv1a_64, as nutcracker), hence the many candidates.
-	placer := twemproxy.NewPlacer(pc, nil)
-	var keyStuck, keyHealthy string
-	for i := 0; i < 100000 && (keyStuck == "" || keyHealthy == ""); i++ {
-		k := fmt.Sprintf("user:%d:profile", i*7919)
-		switch pc.Servers[placer.Place([]byte(k))].Addr {
-		case stuck:
-			keyStuck = k
-		case healthy.addr():
-			keyHealthy = k
-		}
-	}
-	if keyStuck == "" || keyHealthy == "" {
-		t.Fatalf("no key split over the two servers (stuck %q, healthy %q)", keyStuck, keyHealthy)
-	}
+	keyStuck, keyHealthy := keysOn(t, pc, stuck, healthy.addr())
 	// One client pipelines requests to both servers, with values large enough to fill the stuck
 	// server's socket.
 	val := strings.Repeat("v", 100<<10)
@@ -60,6 +44,28 @@ func TestStuckServerDoesNotBlockOthers(t *testing.T) {
 	if got := c2.do(t, "GET", keyHealthy); got != "+OK" {
 		t.Fatalf("GET %s on the healthy server while the other is stuck = %q, want +OK", keyHealthy, got)
 	}
+}
+
+// keysOn returns a key that pc places on the server at addr a and one it places on the server at b.
+func keysOn(t *testing.T, pc *twemproxy.PoolConfig, a, b string) (keyA, keyB string) {
+	t.Helper()
+	// The placer routes exactly as the proxy does; PoolConfig.Servers is in name order, so match
+	// servers by address. Short sequential keys can all hash to one server of a two-server ring
+	// (fnv1a_64, as nutcracker), hence the many candidates.
+	placer := twemproxy.NewPlacer(pc, nil)
+	for i := 0; i < 100000 && (keyA == "" || keyB == ""); i++ {
+		k := fmt.Sprintf("user:%d:profile", i*7919)
+		switch pc.Servers[placer.Place([]byte(k))].Addr {
+		case a:
+			keyA = k
+		case b:
+			keyB = k
+		}
+	}
+	if keyA == "" || keyB == "" {
+		t.Fatalf("no key split over the two servers (%s: %q, %s: %q)", a, keyA, b, keyB)
+	}
+	return keyA, keyB
 }
 
 // startStuckServer starts a server that accepts connections and never reads from them (until the
