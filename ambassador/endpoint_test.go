@@ -144,7 +144,7 @@ func TestFileSourceReloads(t *testing.T) {
 	if err := os.WriteFile(path, []byte("- a:1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := &ambassador.File{Path: path}
+	f := &ambassador.File{Path: path, Poll: time.Hour} // only the watcher can bring a change in time
 	ctx := t.Context()
 	errc := make(chan error, 1)
 	go func() { errc <- f.Run(ctx) }()

@@ -182,9 +182,8 @@ func (f *File) Run(ctx context.Context) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if err := f.Load(); err != nil {
-		return err
-	}
+	// Watch before the first load: a change between the two is then either in what Load reads or
+	// an event, never missed until the next poll.
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch endpoints: %w", err)
@@ -192,6 +191,9 @@ func (f *File) Run(ctx context.Context) error {
 	defer w.Close()
 	if err := w.Add(filepath.Dir(f.Path)); err != nil {
 		return fmt.Errorf("watch endpoints: %w", err)
+	}
+	if err := f.Load(); err != nil {
+		return err
 	}
 	poll := f.Poll
 	if poll <= 0 {
