@@ -303,3 +303,32 @@ func TestHTTPProxyPipelinedSplitHead(t *testing.T) {
 		t.Errorf("two answers took %v, want about 200ms (not the 10s header timeout)", d)
 	}
 }
+
+// TestHTTPProxyBareLFRequest: a request whose lines end in a bare LF (which net/http accepts) is
+// answered at once, not dropped after the header timeout.
+func TestHTTPProxyBareLFRequest(t *testing.T) {
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	p, _, _ := newHTTPProxy(t, ambassador.NewStatic(b.Endpoint()))
+	for _, head := range []string{"GET / HTTP/1.1\nHost: h\n\n", "GET / HTTP/1.1\r\nHost: h\r\n\n"} {
+		conn, err := net.Dial("tcp", p.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		conn.SetDeadline(start.Add(20 * time.Second))
+		io.WriteString(conn, head)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			t.Fatalf("%q: no answer after %v: %v", head, time.Since(start).Round(time.Millisecond), err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != 200 || string(body) != "b\n" {
+			t.Errorf("%q = %d %q, want 200 b", head, resp.StatusCode, body)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%q answered after %v, want at once", head, d)
+		}
+	}
+}

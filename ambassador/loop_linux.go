@@ -673,7 +673,7 @@ func (l *loop) serveNext(c *sock) {
 	}
 	req, n := c.rs.parseRequest(buf)
 	if req == nil {
-		if bytes.Contains(buf, crlfcrlf) {
+		if headEnded(buf) {
 			l.handOff(c) // another shape: the goroutine path parses and serves it
 			return
 		}
@@ -1279,4 +1279,10 @@ func (p *HTTPProxy) serveHandedOff(fd int, remote string, pre []byte, first bool
 		}
 		p.serveH1(*p.reqCtx.Load(), c, st, pre, first, h)
 	}()
+}
+
+// headEnded reports whether b holds the end of a head as net/http finds it: an empty line (LF or
+// CRLF) after a line ending in LF or CRLF.
+func headEnded(b []byte) bool {
+	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
 }
