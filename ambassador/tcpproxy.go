@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,8 +17,11 @@ import (
 
 // TCPProxy is an L4 proxy over a Cluster: each client connection goes to one endpoint (dial
 // failures are retried on others), with a connect timeout, an idle timeout, a connection limit and
-// half-close. On Linux, bytes move with splice(2): the copy calls (*net.TCPConn).ReadFrom with the
-// other *net.TCPConn, never through a wrapper.
+// half-close. On Linux, bytes move with splice(2). Once its endpoint is dialed, a connection is
+// relayed by one of the proxy's event loops (WithEventLoops; see tcploop_linux.go), which splice
+// through a pipe of the connection; with the loops off (WithEventLoops(0)) a goroutine per
+// direction copies with (*net.TCPConn).ReadFrom from the other *net.TCPConn, never through a
+// wrapper, which the net package splices.
 type TCPProxy struct {
 	addr    string
 	cluster *Cluster
@@ -32,6 +36,8 @@ type TCPProxy struct {
 	total   atomic.Int64
 	refused atomic.Int64
 
+	loops *tcpLoops // nil: the goroutine path relays
+
 	mu     sync.Mutex
 	open   map[*net.TCPConn]struct{}
 	closed bool
@@ -42,7 +48,8 @@ type TCPProxy struct {
 const spliceChunk = 4 << 20
 
 // NewTCPProxy returns a proxy that will listen on addr and forward connections to cluster.
-// Options used: WithConnectTimeout, WithIdleTimeout, WithMaxConns, WithRetries, WithLogger.
+// Options used: WithConnectTimeout, WithIdleTimeout, WithMaxConns, WithRetries, WithLogger and
+// WithEventLoops (how many loops relay connections: default GOMAXPROCS, 0 the goroutine path).
 func NewTCPProxy(addr string, cluster *Cluster, opts ...Option) (*TCPProxy, error) {
 	if cluster == nil {
 		return nil, &ConfigError{Field: "cluster", Reason: "is nil"}
@@ -89,6 +96,17 @@ func (p *TCPProxy) Run(ctx context.Context) error {
 	ln, err := net.ListenTCP("tcp", la)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	var loopWG sync.WaitGroup
+	if n := p.cfg.eventLoops; n != 0 && loopsSupported {
+		if n < 0 {
+			n = runtime.GOMAXPROCS(0)
+		}
+		if p.loops, err = newTCPLoops(p, n); err != nil {
+			ln.Close()
+			return err
+		}
+		p.loops.start(&loopWG)
 	}
 	p.bound = ln.Addr()
 	ctx, cancel := context.WithCancel(ctx)
@@ -152,6 +170,10 @@ func (p *TCPProxy) Run(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+	if p.loops != nil {
+		p.loops.stop() // every connection handed to a loop is closed
+		loopWG.Wait()
+	}
 	cancel()
 	<-clusterErr
 	return runErr
@@ -182,7 +204,12 @@ func (p *TCPProxy) serve(ctx context.Context, client *net.TCPConn) {
 		p.refused.Add(1)
 		return
 	}
-	defer p.conns.Add(-1)
+	handed := false
+	defer func() {
+		if !handed {
+			p.conns.Add(-1)
+		}
+	}()
 	p.total.Add(1)
 	key := HashString(hostOnly(client.RemoteAddr().String()))
 
@@ -207,6 +234,12 @@ func (p *TCPProxy) serve(ctx context.Context, client *net.TCPConn) {
 			continue
 		}
 		up := nc.(*net.TCPConn)
+		if p.loops != nil && p.loops.take(client, up, lease) {
+			// The loop holds duplicates of both sockets, the lease and the connection's count.
+			handed = true
+			up.Close()
+			return
+		}
 		if !p.track(up) {
 			up.Close()
 			lease.Release()
@@ -279,6 +312,10 @@ func (p *TCPProxy) Statusz() (string, []string, [][]string) {
 	if a := p.Addr(); a != nil {
 		addr = a.String()
 	}
+	var relays, splices int64
+	if p.Addr() != nil && p.loops != nil { // Run sets loops before Ready
+		relays, splices = p.loops.counts()
+	}
 	return "ambassador tcp proxy", []string{"key", "value"}, [][]string{
 		{"listen", addr},
 		{"cluster", p.cluster.Name()},
@@ -286,5 +323,7 @@ func (p *TCPProxy) Statusz() (string, []string, [][]string) {
 		{"connections", strconv.FormatInt(p.total.Load(), 10)},
 		{"refused (limit)", strconv.FormatInt(p.refused.Load(), 10)},
 		{"max connections", strconv.Itoa(p.cfg.maxConns)},
+		{"relayed on event loops", strconv.FormatInt(relays, 10)},
+		{"splice calls on event loops", strconv.FormatInt(splices, 10)},
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +45,24 @@ func run(t testing.TB, c component) {
 	}
 }
 
+// tcpPathEnv picks the TCPProxy relay path the tests run on: unset, the event loops (the
+// default); "0", the goroutine path (TestTCPProxyGoroutinePath re-runs the TCPProxy tests so).
+const tcpPathEnv = "AMBASSADOR_TEST_TCP_EVENT_LOOPS"
+
+func tcpGoroutinePath() bool { return os.Getenv(tcpPathEnv) == "0" }
+
 func newTCPProxy(t *testing.T, src ambassador.Source, opts ...ambassador.Option) *ambassador.TCPProxy {
 	t.Helper()
+	p, _ := newTCPProxyCluster(t, src, opts...)
+	return p
+}
+
+// newTCPProxyCluster runs a TCPProxy over a new cluster of src on the relay path under test.
+func newTCPProxyCluster(t *testing.T, src ambassador.Source, opts ...ambassador.Option) (*ambassador.TCPProxy, *ambassador.Cluster) {
+	t.Helper()
+	if tcpGoroutinePath() {
+		opts = append(opts[:len(opts):len(opts)], ambassador.WithEventLoops(0))
+	}
 	c, err := ambassador.NewCluster(src, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +72,44 @@ func newTCPProxy(t *testing.T, src ambassador.Source, opts ...ambassador.Option)
 		t.Fatal(err)
 	}
 	run(t, p)
-	return p
+	return p, c
+}
+
+// tcpStatusz returns a row of the proxy's Statusz table.
+func tcpStatusz(t *testing.T, p *ambassador.TCPProxy, key string) int64 {
+	t.Helper()
+	_, _, rows := p.Statusz()
+	for _, r := range rows {
+		if r[0] == key {
+			n, err := strconv.ParseInt(r[1], 10, 64)
+			if err != nil {
+				t.Fatalf("statusz %q = %q", key, r[1])
+			}
+			return n
+		}
+	}
+	t.Fatalf("statusz has no %q row", key)
+	return 0
+}
+
+// TestTCPProxyGoroutinePath runs every TCPProxy test again with the event loops off, so the
+// goroutine path (ReadFrom splices) stays tested whole.
+func TestTCPProxyGoroutinePath(t *testing.T) {
+	if tcpGoroutinePath() {
+		t.Skip("this is the goroutine path run")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestTCPProxy", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), tcpPathEnv+"=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("TCPProxy tests on the goroutine path: %v\n%s", err, out)
+	}
+	for _, want := range []string{"--- PASS: TestTCPProxyEchoAndHalfClose", "--- PASS: TestTCPProxySplices",
+		"--- PASS: TestTCPProxyNoFDLeak", "--- PASS: TestTCPProxyStopClosesRelays"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("goroutine path run lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func TestTCPProxyEchoAndHalfClose(t *testing.T) {
@@ -132,10 +187,168 @@ func TestTCPProxySplices(t *testing.T) {
 	if _, err := io.ReadFull(c, make([]byte, len(msg))); err != nil {
 		t.Fatal(err)
 	}
-	// Both directions are inside a splice call now (waiting for more data) and hold a pipe each.
+	// Both directions hold a pipe each now: on the goroutine path inside a splice call (waiting
+	// for more data), on a loop the relay's own.
 	during := pipes(t)
 	if during <= before {
 		t.Errorf("pipes before %d, during the transfer %d: the proxy did not splice", before, during)
+	}
+	relayed, splices := tcpStatusz(t, p, "relayed on event loops"), tcpStatusz(t, p, "splice calls on event loops")
+	if tcpGoroutinePath() {
+		if relayed != 0 || splices != 0 {
+			t.Errorf("goroutine path: %d relayed and %d splice calls on event loops, want 0", relayed, splices)
+		}
+		return
+	}
+	// On a loop every byte goes through splice(2): at least a call into the pipe and one out of it
+	// each way (the echo), and more as more bytes move.
+	if relayed != 1 || splices < 4 {
+		t.Fatalf("loop path: %d relayed, %d splice calls; want 1 and >= 4", relayed, splices)
+	}
+	for range 8 {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, len(msg))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if more := tcpStatusz(t, p, "splice calls on event loops"); more < splices+4*8 {
+		t.Errorf("splice calls went from %d to %d over 8 more echoes of 64 KiB, want >= %d", splices, more, splices+32)
+	}
+}
+
+// TestTCPProxyNoFDLeak: after relaying connections that ended every way (both sides closed in
+// turn, a half-close, the idle timeout, the limit, a failed dial, open at stop) and stopping, the
+// proxy holds no file descriptor and every endpoint's active count is back to zero.
+func TestTCPProxyNoFDLeak(t *testing.T) {
+	before := openFDs(t)
+	t.Run("traffic", func(t *testing.T) {
+		b := ambassadortest.NewTCPBackend(t, "b")
+		dead := ambassadortest.NewTCPBackend(t, "dead")
+		dead.Stop()
+		p, cl := newTCPProxyCluster(t, ambassador.NewStatic(b.Endpoint(), dead.Endpoint()),
+			ambassador.WithIdleTimeout(time.Second), ambassador.WithMaxConns(3), ambassador.WithRetries(1))
+		// drained waits until the proxy counts n connections (a closed one ends asynchronously).
+		drained := func(n int64) {
+			t.Helper()
+			if !ambassadortest.WaitFor(t.Context(), 10*time.Second, func() bool { return tcpStatusz(t, p, "active connections") == n }) {
+				t.Fatalf("active connections %d, want %d", tcpStatusz(t, p, "active connections"), n)
+			}
+		}
+		echo := func() net.Conn {
+			c, err := net.Dial("tcp", p.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+				t.Fatalf("echo: %v", err)
+			}
+			return c
+		}
+		for range 4 {
+			echo().Close()
+			drained(0)
+		}
+		hc := echo()
+		hc.(*net.TCPConn).CloseWrite()
+		if _, err := hc.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("read after half-close = %v, want EOF (the backend's close relayed)", err)
+		}
+		hc.Close()
+		drained(0)
+		idle := echo()
+		defer idle.Close()
+		held := echo() // open when the proxy stops
+		defer held.Close()
+		third := echo()
+		over, err := net.Dial("tcp", p.Addr().String()) // over the limit of 3
+		if err != nil {
+			t.Fatal(err)
+		}
+		over.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := over.Read(make([]byte, 1)); err == nil {
+			t.Error("a connection over the limit read data")
+		}
+		over.Close()
+		third.Close()
+		// The idle one is closed by the proxy; held is kept busy.
+		deadline := time.Now().Add(5 * time.Second)
+		for tcpStatusz(t, p, "active connections") > 1 && time.Now().Before(deadline) {
+			held.Write([]byte("k"))
+			io.ReadFull(held, make([]byte, 1))
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := tcpStatusz(t, p, "active connections"); n != 1 {
+			t.Errorf("active connections %d, want 1 (the held one)", n)
+		}
+		eps, _ := cl.Status()
+		var active int64
+		for _, e := range eps {
+			active += e.Active
+		}
+		if active != 1 {
+			t.Errorf("endpoints' active connections sum to %d, want 1", active)
+		}
+	})
+	var after int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		// The goroutine path's splices leave pipes in the net package's pool until a GC.
+		runtime.GC()
+		if after = openFDs(t); after <= before || time.Now().After(deadline) {
+			break
+		}
+	}
+	if after > before {
+		t.Errorf("%d open files after the proxy stopped, %d before", after, before)
+	}
+}
+
+// TestTCPProxyStopClosesRelays: stopping the proxy closes the connections it relays, and Run
+// returns.
+func TestTCPProxyStopClosesRelays(t *testing.T) {
+	b := ambassadortest.NewTCPBackend(t, "b")
+	cl, err := ambassador.NewCluster(ambassador.NewStatic(b.Endpoint()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []ambassador.Option
+	if tcpGoroutinePath() {
+		opts = append(opts, ambassador.WithEventLoops(0))
+	}
+	p, err := ambassador.NewTCPProxy("127.0.0.1:0", cl, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-p.Ready()
+	c, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("x"))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return in 10s")
+	}
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Errorf("read %d bytes after stop, want the connection closed", n)
 	}
 }
 

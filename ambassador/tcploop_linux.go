@@ -1,0 +1,462 @@
+//go:build linux
+
+package ambassador
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// TCPProxy's event loops relay the bytes of connections whose endpoint is dialed: a goroutine per
+// connection accepts, balances and dials as on the goroutine path, then hands both sockets to a
+// loop (the fds duplicated with F_DUPFD_CLOEXEC, so they stay non-blocking and leave Go's
+// netpoller). A loop owns them in its own edge-triggered epoll on a locked OS thread, as
+// HTTPProxy's loops do (loop_linux.go), and moves each direction's bytes with splice(2) through a
+// pipe of the connection: socket to pipe, pipe to socket, SPLICE_F_NONBLOCK|SPLICE_F_MOVE, an
+// EAGAIN waiting for the next EPOLLIN of the source or EPOLLOUT of the destination. The bytes
+// never enter user space. On end of file from one side, the other side is shut down for writing
+// once the pipe is drained (half-close); the relay ends when both directions have, on an error
+// either way, or after the idle timeout with no byte moved.
+
+// spliceLen is what one splice into an empty pipe asks for; the pipe's capacity bounds it.
+const spliceLen = 1 << 20
+
+// relayBudget bounds the bytes one direction moves per pass before the loop serves others.
+const relayBudget = 1 << 20
+
+type tcpMsgKind uint8
+
+const (
+	tcpMsgRelay tcpMsgKind = iota // relay client and up for lease
+	tcpMsgClose                   // shutdown: close every relay and exit
+)
+
+type tcpMsg struct {
+	kind       tcpMsgKind
+	client, up int
+	lease      Lease
+}
+
+// tcpLoops are a TCPProxy's event loops.
+type tcpLoops struct {
+	all  []*tcpLoop
+	next atomic.Uint32
+}
+
+type tcpLoop struct {
+	p    *TCPProxy
+	epfd int
+	evfd int
+
+	mu     sync.Mutex
+	inbox  []tcpMsg
+	woken  bool
+	exited bool
+
+	splices atomic.Int64 // splice(2) calls, for Statusz and the test that proves the path
+	relays  atomic.Int64 // relays served
+
+	ends     []*relayEnd // by fd
+	open     map[*relay]struct{}
+	again    []*relay // relays that used their budget in a pass
+	now      time.Time
+	tick     time.Duration
+	sweepAt  time.Time
+	events   []syscall.EpollEvent
+	inboxBuf []tcpMsg
+}
+
+// relayEnd is one socket of a relay.
+type relayEnd struct {
+	r        *relay
+	fd       int
+	readable bool
+}
+
+// flow is one direction of a relay: src's bytes through the pipe to dst.
+type flow struct {
+	src, dst *relayEnd
+	pr, pw   int // the pipe's read and write ends
+	pending  int // bytes in the pipe
+	eof      bool
+	done     bool // dst is shut down for writing
+}
+
+type relay struct {
+	client, up relayEnd
+	in, out    flow // client to up, up to client
+	lease      Lease
+	active     time.Time // the last time a byte moved
+	queued     bool      // in again
+	closed     bool
+}
+
+// newTCPLoops makes n loops; start runs them.
+func newTCPLoops(p *TCPProxy, n int) (*tcpLoops, error) {
+	ls := &tcpLoops{}
+	for range n {
+		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err == nil {
+			r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+			if e != 0 {
+				syscall.Close(epfd)
+				err = e
+			} else {
+				l := &tcpLoop{p: p, epfd: epfd, evfd: int(r), open: map[*relay]struct{}{},
+					events: make([]syscall.EpollEvent, 256), tick: 100 * time.Millisecond}
+				if d := p.cfg.idleTimeout; d > 0 {
+					l.tick = min(l.tick, max(d/10, time.Millisecond))
+				}
+				ls.all = append(ls.all, l)
+				ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: int32(l.evfd)}
+				err = syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.evfd, &ev)
+			}
+		}
+		if err != nil {
+			for _, l := range ls.all {
+				syscall.Close(l.epfd)
+				syscall.Close(l.evfd)
+			}
+			return nil, fmt.Errorf("event loop: %w", err)
+		}
+	}
+	return ls, nil
+}
+
+// start runs every loop on a goroutine counted in wg.
+func (ls *tcpLoops) start(wg *sync.WaitGroup) {
+	for _, l := range ls.all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.run()
+		}()
+	}
+}
+
+// stop tells every loop to close its relays and exit.
+func (ls *tcpLoops) stop() {
+	for _, l := range ls.all {
+		l.post(tcpMsg{kind: tcpMsgClose})
+	}
+}
+
+// counts returns the relays served and the splice calls made, over all loops.
+func (ls *tcpLoops) counts() (relays, splices int64) {
+	for _, l := range ls.all {
+		relays += l.relays.Load()
+		splices += l.splices.Load()
+	}
+	return relays, splices
+}
+
+// dupFD duplicates c's descriptor (close-on-exec, non-blocking as Go made it); -1 if it cannot.
+func dupFD(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	rc.Control(func(s uintptr) {
+		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
+		if e == 0 {
+			fd = int(r)
+		}
+	})
+	return fd
+}
+
+// take hands client and up, with the lease on up's endpoint, to a loop, which releases the lease,
+// closes both and counts the connection out of the proxy's active ones when the relay ends. false
+// means nothing was taken: the caller still owns all of it.
+func (ls *tcpLoops) take(client, up net.Conn, lease Lease) bool {
+	cfd := dupFD(client)
+	if cfd < 0 {
+		return false
+	}
+	ufd := dupFD(up)
+	if ufd < 0 {
+		syscall.Close(cfd)
+		return false
+	}
+	l := ls.all[ls.next.Add(1)%uint32(len(ls.all))]
+	if !l.post(tcpMsg{kind: tcpMsgRelay, client: cfd, up: ufd, lease: lease}) {
+		syscall.Close(cfd)
+		syscall.Close(ufd)
+		return false
+	}
+	return true
+}
+
+// post queues m for the loop and wakes it; false means the loop has exited.
+func (l *tcpLoop) post(m tcpMsg) bool {
+	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		return false
+	}
+	l.inbox = append(l.inbox, m)
+	wake := !l.woken
+	l.woken = true
+	l.mu.Unlock()
+	if wake {
+		one := [8]byte{1}
+		sysWrite(l.evfd, one[:])
+	}
+	return true
+}
+
+// run relays until the proxy stops.
+func (l *tcpLoop) run() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	l.now = time.Now()
+	l.sweepAt = l.now.Add(l.tick)
+	for closing := false; !closing; {
+		n := epollWait(l.epfd, l.events, 0)
+		if n == 0 && len(l.again) == 0 {
+			msec := -1
+			if len(l.open) > 0 {
+				msec = int(max(time.Until(l.sweepAt), time.Millisecond) / time.Millisecond)
+			}
+			n = epollWait(l.epfd, l.events, msec)
+		}
+		l.now = time.Now()
+		for _, ev := range l.events[:n] {
+			if int(ev.Fd) == l.evfd {
+				closing = l.drainInbox()
+				continue
+			}
+			e := l.ends[ev.Fd]
+			if e == nil || e.r.closed {
+				continue
+			}
+			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+				e.readable = true
+			}
+			l.pump(e.r)
+		}
+		for len(l.again) > 0 {
+			again := l.again
+			l.again = nil
+			for _, r := range again {
+				r.queued = false
+				if !r.closed {
+					l.pump(r)
+				}
+			}
+			if len(l.again) > 0 {
+				break // the next pass polls first
+			}
+		}
+		if !l.now.Before(l.sweepAt) {
+			l.sweep()
+			l.sweepAt = l.now.Add(l.tick)
+		}
+	}
+	for r := range l.open {
+		l.close(r)
+	}
+	l.mu.Lock()
+	l.exited = true
+	inbox := l.inbox
+	l.inbox = nil
+	l.mu.Unlock()
+	for _, m := range inbox {
+		l.discard(m)
+	}
+	syscall.Close(l.epfd)
+	syscall.Close(l.evfd)
+}
+
+// drainInbox serves the posted messages; true means the proxy stops.
+func (l *tcpLoop) drainInbox() (closing bool) {
+	var buf [8]byte
+	sysRead(l.evfd, buf[:])
+	l.mu.Lock()
+	msgs := l.inbox
+	l.inbox = l.inboxBuf[:0]
+	l.woken = false
+	l.mu.Unlock()
+	for i, m := range msgs {
+		switch {
+		case closing:
+			l.discard(m)
+		case m.kind == tcpMsgClose:
+			closing = true
+		default:
+			l.relay(m)
+		}
+		msgs[i] = tcpMsg{}
+	}
+	l.inboxBuf = msgs[:0]
+	return closing
+}
+
+// discard undoes a relay message nobody will serve.
+func (l *tcpLoop) discard(m tcpMsg) {
+	if m.kind == tcpMsgRelay {
+		syscall.Close(m.client)
+		syscall.Close(m.up)
+		m.lease.Release()
+		l.p.conns.Add(-1)
+	}
+}
+
+// relay starts relaying m's sockets.
+func (l *tcpLoop) relay(m tcpMsg) {
+	r := &relay{lease: m.lease, active: l.now}
+	r.client = relayEnd{r: r, fd: m.client, readable: true}
+	r.up = relayEnd{r: r, fd: m.up, readable: true}
+	r.in = flow{src: &r.client, dst: &r.up, pr: -1, pw: -1}
+	r.out = flow{src: &r.up, dst: &r.client, pr: -1, pw: -1}
+	l.open[r] = struct{}{}
+	l.relays.Add(1)
+	for _, f := range []*flow{&r.in, &r.out} {
+		var p [2]int
+		if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+			l.p.log.Warn("relay pipe: " + err.Error())
+			l.close(r)
+			return
+		}
+		f.pr, f.pw = p[0], p[1]
+	}
+	for _, e := range []*relayEnd{&r.client, &r.up} {
+		for e.fd >= len(l.ends) {
+			l.ends = append(l.ends, nil)
+		}
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET, Fd: int32(e.fd)}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, e.fd, &ev); err != nil {
+			l.close(r)
+			return
+		}
+		l.ends[e.fd] = e
+	}
+	l.pump(r)
+}
+
+// close ends r: its sockets and pipes are closed, its lease released, its connection counted out.
+func (l *tcpLoop) close(r *relay) {
+	if r.closed {
+		return
+	}
+	r.closed = true
+	delete(l.open, r)
+	for _, e := range []*relayEnd{&r.client, &r.up} {
+		if e.fd < len(l.ends) && l.ends[e.fd] == e {
+			l.ends[e.fd] = nil
+			// Closing the fd would not remove it from the epoll set while another descriptor
+			// of the socket is open (the net.Conn it was duplicated from, until its owner closes it).
+			syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, e.fd, nil)
+		}
+		syscall.Close(e.fd)
+	}
+	for _, f := range []*flow{&r.in, &r.out} {
+		if f.pr >= 0 {
+			syscall.Close(f.pr)
+			syscall.Close(f.pw)
+		}
+	}
+	r.lease.Release()
+	l.p.conns.Add(-1)
+}
+
+// sweep closes the relays idle for the idle timeout.
+func (l *tcpLoop) sweep() {
+	idle := l.p.cfg.idleTimeout
+	if idle <= 0 {
+		return
+	}
+	for r := range l.open {
+		if l.now.Sub(r.active) >= idle {
+			l.close(r)
+		}
+	}
+}
+
+// pump moves what r's sockets allow both ways and ends r when both directions are done or one
+// fails.
+func (l *tcpLoop) pump(r *relay) {
+	for _, f := range []*flow{&r.in, &r.out} {
+		if f.done {
+			continue
+		}
+		if !l.move(r, f) {
+			l.close(r)
+			return
+		}
+	}
+	if r.in.done && r.out.done {
+		l.close(r)
+	}
+}
+
+// splice calls splice(2) from in to out, non-blocking, moving pages.
+func (l *tcpLoop) splice(in, out, n int) (int, syscall.Errno) {
+	l.splices.Add(1)
+	const flags = 0x1 | 0x2 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
+	m, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), flags)
+	return int(m), e
+}
+
+// move runs f until its source has nothing, its destination takes nothing more or its budget is
+// used; false means the relay failed.
+func (l *tcpLoop) move(r *relay, f *flow) bool {
+	for budget := relayBudget; ; {
+		if f.pending > 0 {
+			n, e := l.splice(f.pr, f.dst.fd, f.pending)
+			switch e {
+			case 0:
+				f.pending -= n
+				r.active = l.now
+				continue
+			case syscall.EAGAIN:
+				return true // EPOLLOUT on dst resumes
+			case syscall.EINTR:
+				continue
+			}
+			return false
+		}
+		if f.eof {
+			syscall.Shutdown(f.dst.fd, syscall.SHUT_WR)
+			f.done = true
+			return true
+		}
+		if !f.src.readable {
+			return true
+		}
+		if budget <= 0 {
+			if !r.queued {
+				r.queued = true
+				l.again = append(l.again, r)
+			}
+			return true
+		}
+		n, e := l.splice(f.src.fd, f.pw, spliceLen)
+		switch e {
+		case 0:
+			if n == 0 {
+				f.eof = true
+				continue
+			}
+			f.pending = n
+			budget -= n
+			r.active = l.now
+		case syscall.EAGAIN:
+			f.src.readable = false // EPOLLIN on src resumes
+			return true
+		case syscall.EINTR:
+		default:
+			return false
+		}
+	}
+}
