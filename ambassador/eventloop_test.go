@@ -332,3 +332,24 @@ func TestHTTPProxyBareLFRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPProxyBareLFResponse: an endpoint answer whose lines end in a bare LF (which net/http
+// accepts) is relayed at once, not timed out.
+func TestHTTPProxyBareLFResponse(t *testing.T) {
+	addr := loopback.Serve(t, func(_ int, c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\nContent-Length: 3\n\nok\n")
+		}
+	})
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: addr}),
+		ambassador.WithPerTryTimeout(3*time.Second), ambassador.WithRetries(0))
+	start := time.Now()
+	code, body := get(t, client(t), url)
+	if code != 200 || body != "ok\n" {
+		t.Errorf("GET = %d %q after %v, want 200 ok", code, body, time.Since(start).Round(time.Millisecond))
+	}
+}

@@ -1015,6 +1015,9 @@ func (l *loop) head(u *sock) {
 	buf := u.in[u.r:u.w]
 	end := bytes.Index(buf, crlfcrlf)
 	if end < 0 {
+		if headEnded(buf) {
+			l.handOffTry(c) // lines ending in a bare LF: net/http reads them
+		}
 		return
 	}
 	b := ex.lease.Backend
