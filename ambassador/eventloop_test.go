@@ -353,3 +353,25 @@ func TestHTTPProxyBareLFResponse(t *testing.T) {
 		t.Errorf("GET = %d %q after %v, want 200 ok", code, body, time.Since(start).Round(time.Millisecond))
 	}
 }
+
+// TestHTTPProxyKeyPanicKeepsServing: a KeyFunc that panics on one request costs that request its
+// connection; the proxy keeps serving everyone else (as it does for a panicking handler).
+func TestHTTPProxyKeyPanicKeepsServing(t *testing.T) {
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	key := func(r *http.Request) uint64 {
+		if r.Header.Get("X-Boom") != "" {
+			panic("boom")
+		}
+		return 0
+	}
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(b.Endpoint()), ambassador.WithKey(key))
+	c := client(t)
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("X-Boom", "1")
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	if code, body := get(t, c, url); code != 200 || body != "b\n" {
+		t.Errorf("GET after a KeyFunc panic = %d %q, want 200 b", code, body)
+	}
+}

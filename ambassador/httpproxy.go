@@ -345,15 +345,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusMethodNotAllowed, "CONNECT is not supported")
 		return
 	}
-	cluster := p.cluster
-	if ss := *p.splits.Load(); len(ss) > 0 {
-		for i := range ss {
-			if ss[i].match(r) {
-				cluster = ss[i].Cluster
-				break
-			}
-		}
-	}
+	cluster := p.clusterFor(r)
 	if isUpgrade(r) {
 		p.serveUpgrade(w, r, cluster)
 		return
@@ -362,6 +354,16 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.budget.active.Add(1)
 	defer p.budget.active.Add(-1)
 	p.retry(w, r, &a)
+}
+
+// clusterFor is the cluster r goes to: the first split it matches, else the primary cluster.
+func (p *HTTPProxy) clusterFor(r *http.Request) *Cluster {
+	for _, s := range *p.splits.Load() {
+		if s.match(r) {
+			return s.Cluster
+		}
+	}
+	return p.cluster
 }
 
 // attempts is one request's retry state: the goroutine path keeps it on its stack, the event loop

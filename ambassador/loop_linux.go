@@ -506,6 +506,10 @@ func (l *loop) handle(m msg) {
 			return
 		}
 		c.ex.waiting = false
+		if _, ok := m.err.(*panicError); ok {
+			l.closeClient(c) // as guard does
+			return
+		}
 		if m.err != nil {
 			l.acquireFailed(c, m.err)
 			return
@@ -689,21 +693,46 @@ func (l *loop) serveNext(c *sock) {
 	}
 	delete(req.Header, "Expect") // no body, so nothing to continue
 	req.RemoteAddr = c.remote
-	c.phase, c.first, c.partial, c.deadline = pBusy, false, false, time.Time{}
-	cluster := l.p.cluster
-	if ss := *l.p.splits.Load(); len(ss) > 0 {
-		for i := range ss {
-			if ss[i].match(req) {
-				cluster = ss[i].Cluster
-				break
-			}
-		}
+	var cluster *Cluster
+	var key uint64
+	if !l.guard(c, func() { cluster, key = l.p.clusterFor(req), l.p.key(req) }) {
+		return
 	}
+	c.phase, c.first, c.partial, c.deadline = pBusy, false, false, time.Time{}
 	l.gen++
 	c.ex = exchange{req: req, headLen: n, closeAfter: req.Close, gen: l.gen, active: true,
-		a: attempts{cluster: cluster, key: l.p.key(req), retriable: isRetriable(req)}}
+		a: attempts{cluster: cluster, key: key, retriable: isRetriable(req)}}
 	l.p.budget.active.Add(1)
 	l.attempt(c)
+}
+
+// panicError is a panic recovered from user code, as recovered reports it.
+type panicError struct{ v any }
+
+func (e *panicError) Error() string { return fmt.Sprint("panic: ", e.v) }
+
+// recovered runs f and returns the panic it raised, if any, logged as serveHTTP logs a handler's:
+// the event loops call user code (KeyFunc, Balancer) through it, where a panic would end the
+// process.
+func (p *HTTPProxy) recovered(f func()) (perr *panicError) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("handler panic", zap.Any("panic", r))
+			perr = &panicError{r}
+		}
+	}()
+	f()
+	return nil
+}
+
+// guard runs f, which calls user code (KeyFunc, Split matching, the Balancer); if it panics, c is
+// closed, as the goroutine path closes the connection of a panicking handler, and ok is false.
+func (l *loop) guard(c *sock, f func()) (ok bool) {
+	if l.p.recovered(f) != nil {
+		l.closeClient(c)
+		return false
+	}
+	return true
 }
 
 // attempt runs c's next attempt, or answers with the last failure.
@@ -720,7 +749,11 @@ func (l *loop) attempt(c *sock) {
 		return
 	}
 	ex.counted = counted
-	lease, err := ex.a.cluster.acquire(l.ctx, ex.a.key, ex.a.tried(), false)
+	var lease Lease
+	var err error
+	if !l.guard(c, func() { lease, err = ex.a.cluster.acquire(l.ctx, ex.a.key, ex.a.tried(), false) }) {
+		return
+	}
 	switch {
 	case errors.Is(err, errWouldWait):
 		// Wait for a slot on a goroutine, as the goroutine path does.
@@ -729,7 +762,11 @@ func (l *loop) attempt(c *sock) {
 		l.async.Add(1)
 		go func() {
 			defer l.async.Done()
-			lease, err := cl.Acquire(l.ctx, key, tried)
+			var lease Lease
+			var err error
+			if perr := l.p.recovered(func() { lease, err = cl.Acquire(l.ctx, key, tried) }); perr != nil {
+				err = perr
+			}
 			m := msg{kind: msgAcquired, c: c, gen: gen, lease: lease, err: err}
 			if !l.post(m) {
 				l.discard(m)
