@@ -339,7 +339,9 @@ func (cp *clientPoller) release(c *client) {
 	}
 }
 
-// forget unregisters client c before its connection is closed for good.
+// forget drops client c from the clients map before its connection is closed for good; closing
+// the socket takes it out of the epoll set. A map entry a newer client with c's descriptor number
+// took over is left alone.
 func (cp *clientPoller) forget(c *client) {
 	cp.mu.Lock()
 	if cp.clients[c.fd] == c {
@@ -353,7 +355,7 @@ type pollClient struct {
 	pollState  atomic.Int32 // pollOwn, pollIdle or pollBusy
 	kickOut    atomic.Bool  // the connection was closed: the goroutine must read (and fail)
 	lastActive atomic.Int64 // unix nanoseconds of the last round that read the client
-	rr         *rawReader   // set by the goroutine before the first adopt
+	rr         *rawReader   // set by the goroutine in its first adopt
 	fd         int32
 	registered bool // in the epoll set; used by the goroutine
 }

@@ -34,42 +34,78 @@ func TestRequestsSplitAcrossReads(t *testing.T) {
 	addr, _ := startFakePool(t, "", startFakeRedis(t, echoLen), startFakeRedis(t, echoLen))
 	for _, chunk := range []int{1, 7, 300, 5000, 40000} {
 		t.Run(fmt.Sprint(chunk), func(t *testing.T) {
-			c := dialResp(t, addr)
-			rng := rand.New(rand.NewPCG(uint64(chunk), 1))
-			var stream strings.Builder
-			var want []string
-			for i := range 60 {
-				k := fmt.Sprintf("k%d-%d", chunk, i)
-				if i%5 == 0 {
-					v := strings.Repeat("v", rng.IntN(min(3*16<<10, chunk*4096)))
-					stream.WriteString(encodeCmd("SET", k, v))
-					want = append(want, fmt.Sprintf(":%d", len(v)))
-					continue
-				}
-				stream.WriteString(encodeCmd("GET", k))
-				want = append(want, "$v-"+k)
-			}
-			go func() {
-				b := stream.String()
-				for len(b) > 0 {
-					n := min(len(b), 1+rng.IntN(chunk))
-					if _, err := io.WriteString(c.c, b[:n]); err != nil {
-						return
-					}
-					b = b[n:]
-					if rng.IntN(32) == 0 {
-						time.Sleep(time.Millisecond)
-					}
-				}
-			}()
-			_ = c.c.SetDeadline(time.Now().Add(30 * time.Second))
-			for i, w := range want {
-				if got := readReply(t, c.r); got != w {
-					t.Fatalf("reply %d = %.40q, want %.40q", i, got, w)
-				}
+			if err := sendSplit(dialResp(t, addr), uint64(chunk), chunk, 60, 5, min(3*16<<10, chunk*4096)); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
+}
+
+// The same with many clients at once, each moving between the poller and its goroutine while
+// the others do, over two connections per server, one server now and then slow to answer.
+func TestConcurrentClientsSplitAcrossReads(t *testing.T) {
+	slow := func(conn, n int, args []string) string {
+		if n%97 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		return echoLen(conn, n, args)
+	}
+	addr, _ := startFakePool(t, "  server_connections: 2\n", startFakeRedis(t, slow), startFakeRedis(t, echoLen))
+	chunks := []int{1, 7, 100, 300, 5000, 9000, 17000, 40000}
+	errs := make(chan error, 2*len(chunks))
+	for i := range 2 * len(chunks) {
+		c, chunk := dialResp(t, addr), chunks[i%len(chunks)]
+		n, vmax := 1500, 30000
+		if chunk < 300 {
+			n, vmax = 300, 200
+		}
+		go func() { errs <- sendSplit(c, uint64(i), chunk, n, 7, vmax) }()
+	}
+	for range 2 * len(chunks) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// sendSplit sends n requests on c in pieces of 1 to chunk bytes: GETs, and one in every setEvery
+// a SET of up to vmax bytes; and checks the replies (seed picks the values and the pieces).
+func sendSplit(c *respClient, seed uint64, chunk, n, setEvery, vmax int) error {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var stream strings.Builder
+	var want []string
+	for i := range n {
+		k := fmt.Sprintf("k%d-%d-%d", seed, chunk, i)
+		if i%setEvery == 0 {
+			v := strings.Repeat("v", rng.IntN(vmax))
+			stream.WriteString(encodeCmd("SET", k, v))
+			want = append(want, fmt.Sprintf(":%d", len(v)))
+			continue
+		}
+		stream.WriteString(encodeCmd("GET", k))
+		want = append(want, "$v-"+k)
+	}
+	wrng := rand.New(rand.NewPCG(seed, 2))
+	go func() {
+		b := stream.String()
+		for len(b) > 0 {
+			n := min(len(b), 1+wrng.IntN(chunk))
+			if _, err := io.WriteString(c.c, b[:n]); err != nil {
+				return
+			}
+			b = b[n:]
+			if wrng.IntN(32) == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	_ = c.c.SetDeadline(time.Now().Add(30 * time.Second))
+	for i, w := range want {
+		if got := readReplyErr(c.r); got != w {
+			return fmt.Errorf("chunk %d: reply %d = %.40q, want %.40q", chunk, i, got, w)
+		}
+	}
+	return nil
 }
 
 // Clients go (back) to the poller once their goroutine has nothing buffered: after a request that
