@@ -333,6 +333,59 @@ func TestHTTPProxyBareLFRequest(t *testing.T) {
 	}
 }
 
+// TestHTTPProxyStopWithStalledStream: Run returns after its grace period even when an endpoint
+// stalls in the middle of a streamed (chunked) answer that a client is reading.
+func TestHTTPProxyStopWithStalledStream(t *testing.T) {
+	upstream := make(chan net.Conn, 1)
+	addr := loopback.Serve(t, func(_ int, c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		upstream <- c
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+		io.Copy(io.Discard, c) // stalls until the proxy (or the test) closes c
+	})
+	cl, err := ambassador.NewCluster(ambassador.NewStatic(ambassador.Endpoint{Addr: addr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ambassador.NewHTTPProxy("127.0.0.1:0", cl, withPath(nil)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-p.Ready()
+	conn, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first" {
+		t.Fatalf("first chunk = %q, %v", first, err)
+	}
+	up := <-upstream
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("Run did not return 15s after its context ended (grace period 10s)")
+		up.Close() // the endpoint gives up, which lets Run return
+		<-done
+	}
+}
+
 // TestHTTPProxyBareLFResponse: an endpoint answer whose lines end in a bare LF (which net/http
 // accepts) is relayed at once, not timed out.
 func TestHTTPProxyBareLFResponse(t *testing.T) {

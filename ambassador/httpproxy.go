@@ -2,6 +2,7 @@ package ambassador
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -534,8 +535,13 @@ func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, s
 	// needs no socket read; otherwise lift the deadline so long bodies and streams can flow (the
 	// client's write timeout and disconnects still bound them). Pooled connections keep whatever
 	// deadline they have: exchange sets a fresh one before every use.
+	//
+	// Shutdown cancels the requests' context at the end of its grace period: then a stalled body
+	// must not keep Run waiting, so the connection gets a past deadline.
+	var stop func() bool
 	if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 		uc.nc.SetDeadline(time.Time{})
+		stop = context.AfterFunc(r.Context(), func() { uc.nc.SetDeadline(pastTime) })
 	}
 
 	// Write the response.
@@ -570,6 +576,9 @@ func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, s
 		h[k] = vv
 	}
 	resp.Body.Close()
+	if stop != nil && !stop() {
+		copyErr = cmp.Or(copyErr, r.Context().Err()) // the deadline is past: the connection is spent
+	}
 	if copyErr != nil || resp.Close {
 		uc.nc.Close()
 	} else {
