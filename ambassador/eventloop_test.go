@@ -386,6 +386,42 @@ func TestHTTPProxyStopWithStalledStream(t *testing.T) {
 	}
 }
 
+// TestHTTPProxyEndpointClosesAfterAnswer: an endpoint that closes its connection right after an
+// answer without saying so (no Connection: close) does not make the next, non-idempotent request
+// fail with 502 when the proxy has seen the close.
+func TestHTTPProxyEndpointClosesAfterAnswer(t *testing.T) {
+	addr := loopback.Serve(t, func(_ int, c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+		c.(*net.TCPConn).CloseWrite()
+		time.Sleep(20 * time.Millisecond) // the proxy has seen the FIN by now
+	})
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: addr}),
+		ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: -1}))
+	c := client(t)
+	bad := 0
+	for range 20 {
+		if code, _ := get(t, c, url); code != 200 {
+			t.Fatalf("GET = %d", code)
+		}
+		time.Sleep(30 * time.Millisecond)
+		resp, err := c.Post(url, "text/plain", strings.NewReader(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of 20 POSTs after an answer whose connection the endpoint closed got an error, want 0", bad)
+	}
+}
+
 // TestHTTPProxyBareLFResponse: an endpoint answer whose lines end in a bare LF (which net/http
 // accepts) is relayed at once, not timed out.
 func TestHTTPProxyBareLFResponse(t *testing.T) {

@@ -640,6 +640,12 @@ func (p *HTTPProxy) roundTrip(r *http.Request, b *Backend, replay bool) (*upConn
 		var uc *upConn
 		if !fresh {
 			uc = b.idle.get()
+			// A request that cannot be replayed must not go to a connection the endpoint has
+			// closed since it was pooled: it would fail where a new connection would not.
+			for uc != nil && !replay && !uc.open() {
+				uc.nc.Close()
+				uc = b.idle.get()
+			}
 		}
 		reused := uc != nil
 		if !reused {

@@ -827,6 +827,30 @@ func (l *loop) connect(c *sock) {
 	}()
 }
 
+// open reports whether uc's endpoint has neither closed its side nor sent anything since the last
+// answer, as far as the socket tells without waiting.
+func (uc *upConn) open() bool {
+	if uc.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := uc.nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	open := true
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		_, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		open = e == syscall.EAGAIN
+	})
+	return open
+}
+
 // takeFD returns a duplicate of nc's socket and closes nc.
 func takeFD(nc net.Conn) (int, error) {
 	defer nc.Close()
@@ -1126,8 +1150,8 @@ func (l *loop) body(u *sock) {
 	u.r += k
 	ex.remaining -= int64(k)
 	if ex.remaining == 0 {
-		if u.r != u.w {
-			ex.keepUp = false // bytes beyond the body
+		if u.r != u.w || u.hup {
+			ex.keepUp = false // bytes beyond the body, or the endpoint has closed its side
 		}
 		ex.up, u.client = nil, nil
 		l.endTry(ex)

@@ -23,3 +23,6 @@ func newLoops(*HTTPProxy, int, context.Context) (*loops, error) { return nil, ni
 func (*loops) start(*sync.WaitGroup)                            {}
 func (*loops) take(any) bool                                    { return false }
 func (*loops) broadcast(msgKind)                                {}
+
+// open reports whether uc's endpoint has not closed it; here it cannot tell without waiting.
+func (*upConn) open() bool { return true }
