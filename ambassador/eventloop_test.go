@@ -3,6 +3,7 @@ package ambassador_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -462,5 +463,71 @@ func TestHTTPProxyKeyPanicKeepsServing(t *testing.T) {
 	}
 	if code, body := get(t, c, url); code != 200 || body != "b\n" {
 		t.Errorf("GET after a KeyFunc panic = %d %q, want 200 b", code, body)
+	}
+}
+
+// TestEventLoopBodyDepthAndFairness: relaying a large body does not nest a call per buffer read,
+// and the loop answers another client meanwhile (the body flows at most passCap bytes a pass).
+func TestEventLoopBodyDepthAndFairness(t *testing.T) {
+	if runtime.GOOS != "linux" || goroutinePathOnly() {
+		t.Skip("event loops are off")
+	}
+	const size = 512 << 20
+	addr := loopback.Serve(t, func(_ int, c net.Conn) {
+		br := bufio.NewReader(c)
+		chunk := make([]byte, 256<<10)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", size)
+		for n := 0; n < size; n += len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	small := ambassadortest.NewHTTPBackend(t, "s")
+	split := ambassador.Split{Header: "X-Small", HeaderValue: "1"}
+	sc, err := ambassador.NewCluster(ambassador.NewStatic(small.Endpoint()), ambassador.WithName("small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	split.Cluster = sc
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: addr}), ambassador.WithEventLoops(1),
+		ambassador.WithSplits(split))
+	c := client(t)
+	get(t, c, url+"/warm", "X-Small", "1")
+	big, err := c.Get(url + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Body.Close()
+	done := make(chan int64)
+	go func() { n, _ := io.Copy(io.Discard, big.Body); done <- n }()
+	maxDepth, worst := 0, time.Duration(0)
+	buf := make([]byte, 1<<20)
+	for running := true; running; {
+		select {
+		case n := <-done:
+			if n != size {
+				t.Errorf("big body: %d bytes", n)
+			}
+			running = false
+			continue
+		default:
+		}
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if d := strings.Count(g, "(*loop).readUp("); d > maxDepth {
+				maxDepth = d
+			}
+		}
+		start := time.Now()
+		get(t, c, url+"/small", "X-Small", "1")
+		worst = max(worst, time.Since(start))
+	}
+	// The small GETs' latency is logged, not bounded: it depends on the machine's load.
+	t.Logf("deepest readUp nesting seen: %d; slowest small GET during the transfer: %v", maxDepth, worst)
+	if maxDepth > 2 {
+		t.Errorf("readUp nested %d deep while relaying a body", maxDepth)
 	}
 }

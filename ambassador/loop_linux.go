@@ -45,6 +45,9 @@ import (
 const (
 	clientBuf = 8 << 10 // a request head larger than this goes to the goroutine path
 	upBuf     = 16 << 10
+	// passCap bounds the body bytes a pass relays to one client: a body that flows as fast as
+	// both ends take it goes on in the next pass, after the sockets epoll has reported since.
+	passCap   = 64 << 10
 	epollET   = 1 << 31
 	sockFlags = syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET
 )
@@ -99,6 +102,8 @@ type loop struct {
 	sweepAt  time.Time
 	gen      uint64
 	ready    []*sock // clients whose exchange ended, to serve their next request
+	more     []*sock // clients that reached passCap with more body to relay, for the next pass
+	pass     uint64
 	dirty    []*sock // sockets with output queued for the end of the pass
 	sink     appendWriter
 	bw       *bufio.Writer
@@ -140,8 +145,10 @@ type sock struct {
 
 	// client
 	remote  string
-	first   bool // no request read yet
-	partial bool // a request head is arriving
+	first   bool   // no request read yet
+	partial bool   // a request head is arriving
+	pass    uint64 // the pass relayed counts in
+	relayed int    // body bytes relayed in that pass
 	ex      exchange
 	rs      reqState
 
@@ -322,9 +329,10 @@ func (l *loop) run() {
 	l.now = time.Now()
 	l.sweepAt = l.now.Add(l.tick)
 	for !(l.closing && l.clients == 0) {
+		l.pass++
 		// Poll first without giving up the thread's P; block only when nothing is ready.
 		n := epollWait(l.epfd, l.events, 0)
-		if n == 0 {
+		if n == 0 && len(l.more) == 0 {
 			msec := -1
 			if len(l.socks) > 0 {
 				msec = int(max(time.Until(l.sweepAt), time.Millisecond) / time.Millisecond)
@@ -335,6 +343,11 @@ func (l *loop) run() {
 		for _, ev := range l.events[:n] {
 			l.event(ev)
 		}
+		for i, c := range l.more {
+			l.later(c) // flushClient goes on relaying the body
+			l.more[i] = nil
+		}
+		l.more = l.more[:0]
 		if !l.now.Before(l.sweepAt) {
 			l.sweep()
 			l.sweepAt = l.now.Add(l.tick)
@@ -1147,6 +1160,10 @@ func (l *loop) body(u *sock) {
 	ex := &c.ex
 	k := int(min(ex.remaining, int64(u.w-u.r)))
 	c.out = append(c.out, u.in[u.r:u.r+k]...)
+	if c.pass != l.pass {
+		c.pass, c.relayed = l.pass, 0
+	}
+	c.relayed += k
 	u.r += k
 	ex.remaining -= int64(k)
 	if ex.remaining == 0 {
@@ -1184,6 +1201,10 @@ func (l *loop) flushClient(c *sock) {
 	}
 	if !ex.bodyDone {
 		if u := ex.up; u != nil && u.readable {
+			if c.pass == l.pass && c.relayed >= passCap {
+				l.more = append(l.more, c)
+				return
+			}
 			l.readUp(u)
 		}
 		return
