@@ -83,7 +83,7 @@ type HTTPProxy struct {
 // NewHTTPProxy returns a proxy that will listen on addr ("127.0.0.1:0" picks a port) and send
 // requests to cluster. Options used: WithRetries, WithRetryBudget, WithPerTryTimeout,
 // WithConnectTimeout, WithIdleTimeout, WithKey, WithSplits, WithServerTimeouts,
-// WithMaxIdlePerEndpoint, WithLogger.
+// WithMaxIdlePerEndpoint, WithEventLoops, WithLogger.
 func NewHTTPProxy(addr string, cluster *Cluster, opts ...Option) (*HTTPProxy, error) {
 	if cluster == nil {
 		return nil, &ConfigError{Field: "cluster", Reason: "is nil"}

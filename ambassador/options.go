@@ -167,7 +167,9 @@ func WithServerTimeouts(readHeader, read, write time.Duration, maxHeaderBytes in
 	})
 }
 
-// WithMaxIdlePerEndpoint bounds the idle upstream keep-alive connections kept per endpoint (default 512).
+// WithMaxIdlePerEndpoint bounds the idle upstream keep-alive connections kept per endpoint (default
+// 512). An HTTPProxy with event loops keeps a pool per loop and one for the goroutine path, each
+// bounded so: up to (loops+1)*n idle connections per endpoint.
 func WithMaxIdlePerEndpoint(n int) Option { return optionFunc(func(c *config) { c.maxIdlePerEp = n }) }
 
 // WithEventLoops sets how many event loops (each on an OS thread of its own) an HTTPProxy serves
@@ -176,6 +178,7 @@ func WithMaxIdlePerEndpoint(n int) Option { return optionFunc(func(c *config) { 
 // non-blocking sockets and their own epoll, which bounds every connection's wait by one pass of
 // its loop; everything else (request bodies, upgrades, h2c, chunked or close-delimited answers,
 // heads over 8 KiB) goes on on the goroutine path with the same behaviour. Idle upstream
-// connections are kept per loop, up to WithMaxIdlePerEndpoint each. Default: GOMAXPROCS when Run starts. 0 turns the loops off. Linux only;
-// elsewhere every request takes the goroutine path.
+// connections are kept per loop, up to WithMaxIdlePerEndpoint each. Default (and any negative n):
+// GOMAXPROCS when Run starts. 0 turns the loops off. Linux only; elsewhere every request takes the
+// goroutine path.
 func WithEventLoops(n int) Option { return optionFunc(func(c *config) { c.eventLoops = n }) }
