@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -246,22 +247,8 @@ func (ls *loops) start(wg *sync.WaitGroup) {
 
 // take moves an accepted connection to a loop; false means c is left to the caller.
 func (ls *loops) take(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
+	fd, err := dupSocket(c)
 	if err != nil {
-		return false
-	}
-	fd := -1
-	rc.Control(func(s uintptr) {
-		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
-		if e == 0 {
-			fd = int(r)
-		}
-	})
-	if fd < 0 {
 		return false
 	}
 	remote := c.RemoteAddr().String()
@@ -867,7 +854,16 @@ func (uc *upConn) open() bool {
 // takeFD returns a duplicate of nc's socket and closes nc.
 func takeFD(nc net.Conn) (int, error) {
 	defer nc.Close()
-	rc, err := nc.(syscall.Conn).SyscallConn()
+	return dupSocket(nc)
+}
+
+// dupSocket returns a duplicate of nc's socket (close-on-exec, non-blocking as nc's).
+func dupSocket(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return -1, err
 	}
@@ -1140,7 +1136,8 @@ func appendHead(dst []byte, resp *http.Response, req *http.Request, closeAfter b
 	}
 	if resp.ContentLength >= 0 && req.Method != http.MethodHead {
 		dst = append(dst, "Content-Length: "...)
-		dst = fmt.Appendf(dst, "%d\r\n", resp.ContentLength)
+		dst = strconv.AppendInt(dst, resp.ContentLength, 10)
+		dst = append(dst, "\r\n"...)
 	} else {
 		for _, v := range resp.Header["Content-Length"] {
 			dst = append(dst, "Content-Length: "...)
