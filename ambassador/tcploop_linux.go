@@ -155,36 +155,16 @@ func (ls *tcpLoops) counts() (relays, splices int64) {
 	return relays, splices
 }
 
-// dupFD duplicates c's descriptor (close-on-exec, non-blocking as Go made it); -1 if it cannot.
-func dupFD(c net.Conn) int {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return -1
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1
-	}
-	fd := -1
-	rc.Control(func(s uintptr) {
-		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
-		if e == 0 {
-			fd = int(r)
-		}
-	})
-	return fd
-}
-
 // take hands client and up, with the lease on up's endpoint, to a loop, which releases the lease,
 // closes both and counts the connection out of the proxy's active ones when the relay ends. false
 // means nothing was taken: the caller still owns all of it.
 func (ls *tcpLoops) take(client, up net.Conn, lease Lease) bool {
-	cfd := dupFD(client)
-	if cfd < 0 {
+	cfd, err := dupSocket(client)
+	if err != nil {
 		return false
 	}
-	ufd := dupFD(up)
-	if ufd < 0 {
+	ufd, err := dupSocket(up)
+	if err != nil {
 		syscall.Close(cfd)
 		return false
 	}
