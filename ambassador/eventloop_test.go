@@ -41,21 +41,31 @@ func TestHTTPProxyGoroutinePath(t *testing.T) {
 	if goroutinePathOnly() {
 		t.Skip("this is the goroutine path run")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run", "^(TestHTTPProxy|FuzzHTTPProxy)", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), pathEnv+"=0")
+	rerunOnGoroutinePath(t, pathEnv, "^(TestHTTPProxy|FuzzHTTPProxy)",
+		"TestHTTPProxyForwards", "TestHTTPProxyServingPath", "FuzzHTTPProxyRequest")
+}
+
+// rerunOnGoroutinePath runs the tests matching pattern in a child test binary with env=0 (the
+// event loops off) and fails unless the run passes, naming each test of want as passed.
+func rerunOnGoroutinePath(t *testing.T, env, pattern string, want ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run", pattern, "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env+"=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("HTTPProxy tests on the goroutine path: %v\n%s", err, out)
+		t.Fatalf("%s on the goroutine path: %v\n%s", pattern, err, out)
 	}
-	for _, want := range []string{"--- PASS: TestHTTPProxyForwards", "--- PASS: TestHTTPProxyServingPath", "--- PASS: FuzzHTTPProxyRequest"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("goroutine path run lacks %q:\n%s", want, out)
+	for _, name := range want {
+		if !strings.Contains(string(out), "--- PASS: "+name) {
+			t.Errorf("goroutine path run lacks a pass of %s:\n%s", name, out)
 		}
 	}
 }
 
-// statusz returns a row of the proxy's Statusz table.
-func statusz(t *testing.T, p *ambassador.HTTPProxy, key string) int64 {
+// statusz returns a row of a proxy's Statusz table.
+func statusz(t *testing.T, p interface {
+	Statusz() (string, []string, [][]string)
+}, key string) int64 {
 	t.Helper()
 	_, _, rows := p.Statusz()
 	for _, r := range rows {

@@ -7,9 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,41 +73,14 @@ func newTCPProxyCluster(t *testing.T, src ambassador.Source, opts ...ambassador.
 	return p, c
 }
 
-// tcpStatusz returns a row of the proxy's Statusz table.
-func tcpStatusz(t *testing.T, p *ambassador.TCPProxy, key string) int64 {
-	t.Helper()
-	_, _, rows := p.Statusz()
-	for _, r := range rows {
-		if r[0] == key {
-			n, err := strconv.ParseInt(r[1], 10, 64)
-			if err != nil {
-				t.Fatalf("statusz %q = %q", key, r[1])
-			}
-			return n
-		}
-	}
-	t.Fatalf("statusz has no %q row", key)
-	return 0
-}
-
 // TestTCPProxyGoroutinePath runs every TCPProxy test again with the event loops off, so the
 // goroutine path (ReadFrom splices) stays tested whole.
 func TestTCPProxyGoroutinePath(t *testing.T) {
 	if tcpGoroutinePath() {
 		t.Skip("this is the goroutine path run")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestTCPProxy", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), tcpPathEnv+"=0")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("TCPProxy tests on the goroutine path: %v\n%s", err, out)
-	}
-	for _, want := range []string{"--- PASS: TestTCPProxyEchoAndHalfClose", "--- PASS: TestTCPProxySplices",
-		"--- PASS: TestTCPProxyNoFDLeak", "--- PASS: TestTCPProxyStopClosesRelays"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("goroutine path run lacks %q:\n%s", want, out)
-		}
-	}
+	rerunOnGoroutinePath(t, tcpPathEnv, "^TestTCPProxy", "TestTCPProxyEchoAndHalfClose", "TestTCPProxySplices",
+		"TestTCPProxyNoFDLeak", "TestTCPProxyStopClosesRelays")
 }
 
 func TestTCPProxyEchoAndHalfClose(t *testing.T) {
@@ -193,7 +164,7 @@ func TestTCPProxySplices(t *testing.T) {
 	if during <= before {
 		t.Errorf("pipes before %d, during the transfer %d: the proxy did not splice", before, during)
 	}
-	relayed, splices := tcpStatusz(t, p, "relayed on event loops"), tcpStatusz(t, p, "splice calls on event loops")
+	relayed, splices := statusz(t, p, "relayed on event loops"), statusz(t, p, "splice calls on event loops")
 	if tcpGoroutinePath() {
 		if relayed != 0 || splices != 0 {
 			t.Errorf("goroutine path: %d relayed and %d splice calls on event loops, want 0", relayed, splices)
@@ -213,7 +184,7 @@ func TestTCPProxySplices(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if more := tcpStatusz(t, p, "splice calls on event loops"); more < splices+4*8 {
+	if more := statusz(t, p, "splice calls on event loops"); more < splices+4*8 {
 		t.Errorf("splice calls went from %d to %d over 8 more echoes of 64 KiB, want >= %d", splices, more, splices+32)
 	}
 }
@@ -232,8 +203,8 @@ func TestTCPProxyNoFDLeak(t *testing.T) {
 		// drained waits until the proxy counts n connections (a closed one ends asynchronously).
 		drained := func(n int64) {
 			t.Helper()
-			if !ambassadortest.WaitFor(t.Context(), 10*time.Second, func() bool { return tcpStatusz(t, p, "active connections") == n }) {
-				t.Fatalf("active connections %d, want %d", tcpStatusz(t, p, "active connections"), n)
+			if !ambassadortest.WaitFor(t.Context(), 10*time.Second, func() bool { return statusz(t, p, "active connections") == n }) {
+				t.Fatalf("active connections %d, want %d", statusz(t, p, "active connections"), n)
 			}
 		}
 		echo := func() net.Conn {
@@ -278,12 +249,12 @@ func TestTCPProxyNoFDLeak(t *testing.T) {
 		third.Close()
 		// The idle one is closed by the proxy; held is kept busy.
 		deadline := time.Now().Add(5 * time.Second)
-		for tcpStatusz(t, p, "active connections") > 1 && time.Now().Before(deadline) {
+		for statusz(t, p, "active connections") > 1 && time.Now().Before(deadline) {
 			held.Write([]byte("k"))
 			io.ReadFull(held, make([]byte, 1))
 			time.Sleep(20 * time.Millisecond)
 		}
-		if n := tcpStatusz(t, p, "active connections"); n != 1 {
+		if n := statusz(t, p, "active connections"); n != 1 {
 			t.Errorf("active connections %d, want 1 (the held one)", n)
 		}
 		eps, _ := cl.Status()
