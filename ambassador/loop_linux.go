@@ -86,30 +86,24 @@ type loop struct {
 	p    *HTTPProxy
 	ctx  context.Context // the requests' context
 	epfd int
-	evfd int
+	box  mailbox[msg]
 
-	mu     sync.Mutex
-	inbox  []msg
-	woken  bool
-	exited bool
-
-	socks    []*sock // by fd
-	clients  int
-	pools    map[*Backend][]*sock
-	async    sync.WaitGroup // dials and waiting Acquires
-	closing  bool
-	now      time.Time
-	tick     time.Duration
-	sweepAt  time.Time
-	gen      uint64
-	ready    []*sock // clients whose exchange ended, to serve their next request
-	more     []*sock // clients that reached passCap with more body to relay, for the next pass
-	pass     uint64
-	dirty    []*sock // sockets with output queued for the end of the pass
-	sink     appendWriter
-	bw       *bufio.Writer
-	events   []syscall.EpollEvent
-	inboxBuf []msg
+	socks   []*sock // by fd
+	clients int
+	pools   map[*Backend][]*sock
+	async   sync.WaitGroup // dials and waiting Acquires
+	closing bool
+	now     time.Time
+	tick    time.Duration
+	sweepAt time.Time
+	gen     uint64
+	ready   []*sock // clients whose exchange ended, to serve their next request
+	more    []*sock // clients that reached passCap with more body to relay, for the next pass
+	pass    uint64
+	dirty   []*sock // sockets with output queued for the end of the pass
+	sink    appendWriter
+	bw      *bufio.Writer
+	events  []syscall.EpollEvent
 }
 
 type sockKind uint8
@@ -195,7 +189,7 @@ func newLoops(p *HTTPProxy, n int, ctx context.Context) (*loops, error) {
 		if err != nil {
 			for _, l := range ls.all {
 				syscall.Close(l.epfd)
-				syscall.Close(l.evfd)
+				l.box.shut()
 			}
 			return nil, err
 		}
@@ -209,20 +203,12 @@ func newLoop(p *HTTPProxy, ctx context.Context) (*loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if e != 0 {
-		syscall.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", e)
-	}
-	evfd := int(r)
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: int32(evfd)}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, evfd, &ev); err != nil {
-		syscall.Close(epfd)
-		syscall.Close(evfd)
-		return nil, fmt.Errorf("epoll_ctl: %w", err)
-	}
-	l := &loop{p: p, ctx: ctx, epfd: epfd, evfd: evfd, pools: map[*Backend][]*sock{},
+	l := &loop{p: p, ctx: ctx, epfd: epfd, pools: map[*Backend][]*sock{},
 		events: make([]syscall.EpollEvent, 256)}
+	if err := l.box.open(epfd); err != nil {
+		syscall.Close(epfd)
+		return nil, err
+	}
 	l.bw = bufio.NewWriterSize(&l.sink, 4<<10)
 	// Deadlines are checked every tick: a tenth of the shortest timeout, 1 ms to 100 ms.
 	l.tick = 100 * time.Millisecond
@@ -267,22 +253,7 @@ func (ls *loops) broadcast(k msgKind) {
 }
 
 // post queues m for the loop and wakes it; false means the loop has exited.
-func (l *loop) post(m msg) bool {
-	l.mu.Lock()
-	if l.exited {
-		l.mu.Unlock()
-		return false
-	}
-	l.inbox = append(l.inbox, m)
-	wake := !l.woken
-	l.woken = true
-	l.mu.Unlock()
-	if wake {
-		one := uint64(1)
-		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.evfd), uintptr(unsafe.Pointer(&one)), 8)
-	}
-	return true
-}
+func (l *loop) post(m msg) bool { return l.box.post(m) }
 
 func epollWait(epfd int, events []syscall.EpollEvent, msec int) int {
 	var r uintptr
@@ -390,16 +361,10 @@ func (l *loop) exit() {
 		}
 	}
 	l.async.Wait()
-	l.mu.Lock()
-	l.exited = true
-	inbox := l.inbox
-	l.inbox = nil
-	l.mu.Unlock()
-	for _, m := range inbox {
+	for _, m := range l.box.shut() {
 		l.discard(m)
 	}
 	syscall.Close(l.epfd)
-	syscall.Close(l.evfd)
 }
 
 // discard drops a message nobody will serve.
@@ -418,7 +383,7 @@ func (l *loop) discard(m msg) {
 
 func (l *loop) event(ev syscall.EpollEvent) {
 	fd := int(ev.Fd)
-	if fd == l.evfd {
+	if fd == l.box.evfd {
 		l.drainInbox()
 		return
 	}
@@ -462,18 +427,11 @@ func (l *loop) event(ev syscall.EpollEvent) {
 }
 
 func (l *loop) drainInbox() {
-	var buf [8]byte
-	syscall.RawSyscall(syscall.SYS_READ, uintptr(l.evfd), uintptr(unsafe.Pointer(&buf[0])), 8)
-	l.mu.Lock()
-	inbox := l.inbox
-	l.inbox = l.inboxBuf[:0]
-	l.woken = false
-	l.mu.Unlock()
-	for i, m := range inbox {
+	msgs := l.box.take()
+	for _, m := range msgs {
 		l.handle(m)
-		inbox[i] = msg{}
 	}
-	l.inboxBuf = inbox[:0]
+	l.box.done(msgs)
 }
 
 func (l *loop) handle(m msg) {

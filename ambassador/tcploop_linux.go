@@ -51,24 +51,18 @@ type tcpLoops struct {
 type tcpLoop struct {
 	p    *TCPProxy
 	epfd int
-	evfd int
-
-	mu     sync.Mutex
-	inbox  []tcpMsg
-	woken  bool
-	exited bool
+	box  mailbox[tcpMsg]
 
 	splices atomic.Int64 // splice(2) calls, for Statusz and the test that proves the path
 	relays  atomic.Int64 // relays served
 
-	ends     []*relayEnd // by fd
-	open     map[*relay]struct{}
-	again    []*relay // relays that used their budget in a pass
-	now      time.Time
-	tick     time.Duration
-	sweepAt  time.Time
-	events   []syscall.EpollEvent
-	inboxBuf []tcpMsg
+	ends    []*relayEnd // by fd
+	open    map[*relay]struct{}
+	again   []*relay // relays that used their budget in a pass
+	now     time.Time
+	tick    time.Duration
+	sweepAt time.Time
+	events  []syscall.EpollEvent
 }
 
 // relayEnd is one socket of a relay.
@@ -102,25 +96,21 @@ func newTCPLoops(p *TCPProxy, n int) (*tcpLoops, error) {
 	for range n {
 		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if err == nil {
-			r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-			if e != 0 {
+			l := &tcpLoop{p: p, epfd: epfd, open: map[*relay]struct{}{},
+				events: make([]syscall.EpollEvent, 256), tick: 100 * time.Millisecond}
+			if d := p.cfg.idleTimeout; d > 0 {
+				l.tick = min(l.tick, max(d/10, time.Millisecond))
+			}
+			if err = l.box.open(epfd); err != nil {
 				syscall.Close(epfd)
-				err = e
 			} else {
-				l := &tcpLoop{p: p, epfd: epfd, evfd: int(r), open: map[*relay]struct{}{},
-					events: make([]syscall.EpollEvent, 256), tick: 100 * time.Millisecond}
-				if d := p.cfg.idleTimeout; d > 0 {
-					l.tick = min(l.tick, max(d/10, time.Millisecond))
-				}
 				ls.all = append(ls.all, l)
-				ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: int32(l.evfd)}
-				err = syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.evfd, &ev)
 			}
 		}
 		if err != nil {
 			for _, l := range ls.all {
 				syscall.Close(l.epfd)
-				syscall.Close(l.evfd)
+				l.box.shut()
 			}
 			return nil, fmt.Errorf("event loop: %w", err)
 		}
@@ -178,22 +168,7 @@ func (ls *tcpLoops) take(client, up net.Conn, lease Lease) bool {
 }
 
 // post queues m for the loop and wakes it; false means the loop has exited.
-func (l *tcpLoop) post(m tcpMsg) bool {
-	l.mu.Lock()
-	if l.exited {
-		l.mu.Unlock()
-		return false
-	}
-	l.inbox = append(l.inbox, m)
-	wake := !l.woken
-	l.woken = true
-	l.mu.Unlock()
-	if wake {
-		one := [8]byte{1}
-		sysWrite(l.evfd, one[:])
-	}
-	return true
-}
+func (l *tcpLoop) post(m tcpMsg) bool { return l.box.post(m) }
 
 // run relays until the proxy stops.
 func (l *tcpLoop) run() {
@@ -212,7 +187,7 @@ func (l *tcpLoop) run() {
 		}
 		l.now = time.Now()
 		for _, ev := range l.events[:n] {
-			if int(ev.Fd) == l.evfd {
+			if int(ev.Fd) == l.box.evfd {
 				closing = l.drainInbox()
 				continue
 			}
@@ -246,28 +221,16 @@ func (l *tcpLoop) run() {
 	for r := range l.open {
 		l.close(r)
 	}
-	l.mu.Lock()
-	l.exited = true
-	inbox := l.inbox
-	l.inbox = nil
-	l.mu.Unlock()
-	for _, m := range inbox {
+	for _, m := range l.box.shut() {
 		l.discard(m)
 	}
 	syscall.Close(l.epfd)
-	syscall.Close(l.evfd)
 }
 
 // drainInbox serves the posted messages; true means the proxy stops.
 func (l *tcpLoop) drainInbox() (closing bool) {
-	var buf [8]byte
-	sysRead(l.evfd, buf[:])
-	l.mu.Lock()
-	msgs := l.inbox
-	l.inbox = l.inboxBuf[:0]
-	l.woken = false
-	l.mu.Unlock()
-	for i, m := range msgs {
+	msgs := l.box.take()
+	for _, m := range msgs {
 		switch {
 		case closing:
 			l.discard(m)
@@ -276,9 +239,8 @@ func (l *tcpLoop) drainInbox() (closing bool) {
 		default:
 			l.relay(m)
 		}
-		msgs[i] = tcpMsg{}
 	}
-	l.inboxBuf = msgs[:0]
+	l.box.done(msgs)
 	return closing
 }
 

@@ -1,0 +1,82 @@
+package ambassador
+
+import (
+	"fmt"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// mailbox is an event loop's inbox: other goroutines post messages and wake the loop through an
+// eventfd in its epoll set; the loop takes them a batch at a time and shuts the box when it exits.
+type mailbox[M any] struct {
+	evfd  int
+	spare []M // the loop's: the last batch's slice, reused for the next
+
+	mu     sync.Mutex
+	inbox  []M
+	woken  bool
+	exited bool
+}
+
+// open makes the box's eventfd and adds it to the epoll set epfd (edge-triggered, readable).
+func (b *mailbox[M]) open(epfd int) error {
+	r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if e != 0 {
+		return fmt.Errorf("eventfd: %w", e)
+	}
+	b.evfd = int(r)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: int32(b.evfd)}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, b.evfd, &ev); err != nil {
+		syscall.Close(b.evfd)
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return nil
+}
+
+// post queues m and wakes the loop; false means the loop has exited.
+func (b *mailbox[M]) post(m M) bool {
+	b.mu.Lock()
+	if b.exited {
+		b.mu.Unlock()
+		return false
+	}
+	b.inbox = append(b.inbox, m)
+	wake := !b.woken
+	b.woken = true
+	b.mu.Unlock()
+	if wake {
+		one := uint64(1)
+		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(b.evfd), uintptr(unsafe.Pointer(&one)), 8)
+	}
+	return true
+}
+
+// take returns what was posted since the last take; the loop hands the slice back with done.
+func (b *mailbox[M]) take() []M {
+	var buf [8]byte
+	sysRead(b.evfd, buf[:])
+	b.mu.Lock()
+	msgs := b.inbox
+	b.inbox = b.spare[:0]
+	b.woken = false
+	b.mu.Unlock()
+	return msgs
+}
+
+// done takes back a batch from take, dropping its references, for reuse.
+func (b *mailbox[M]) done(msgs []M) {
+	clear(msgs)
+	b.spare = msgs[:0]
+}
+
+// shut refuses further posts, closes the eventfd and returns what was posted and not taken.
+func (b *mailbox[M]) shut() []M {
+	b.mu.Lock()
+	b.exited = true
+	msgs := b.inbox
+	b.inbox = nil
+	b.mu.Unlock()
+	syscall.Close(b.evfd)
+	return msgs
+}
