@@ -10,21 +10,50 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // TCPProxy's event loops relay the bytes of connections whose endpoint is dialed: a goroutine per
 // connection accepts, balances and dials as on the goroutine path, then hands both sockets to a
 // loop (the fds duplicated with F_DUPFD_CLOEXEC, so they stay non-blocking and leave Go's
 // netpoller). A loop owns them in its own edge-triggered epoll on a locked OS thread, as
-// HTTPProxy's loops do (loop_linux.go), and moves each direction's bytes with splice(2) through a
-// pipe of the connection: socket to pipe, pipe to socket, SPLICE_F_NONBLOCK|SPLICE_F_MOVE, an
-// EAGAIN waiting for the next EPOLLIN of the source or EPOLLOUT of the destination. The bytes
-// never enter user space. On end of file from one side, the other side is shut down for writing
-// once the pipe is drained (half-close); the relay ends when both directions have, on an error
-// either way, or after the idle timeout with no byte moved.
+// HTTPProxy's loops do (loop_linux.go), and moves each direction's bytes one of two ways:
+//
+//   - Copy (small messages, where every direction starts): one read of at most copyLen bytes into
+//     the loop's buffer and one send of them to the destination (what the destination does not
+//     take waits in the flow for its EPOLLOUT). A read that returns fewer bytes than asked
+//     drained the socket's receive queue at that moment (a stream socket's recv stops short only
+//     when the queue is empty), so the loop does not read again to see EAGAIN: the next byte to
+//     arrive raises a new edge (tcp_data_ready wakes the epoll item whether or not epoll
+//     reported it before), which the next epoll_wait returns. The rule is off for an end whose
+//     event reported EPOLLRDHUP/HUP/ERR (the end of the stream came with the edge already taken:
+//     read to EOF) or EPOLLPRI (urgent data stops a read short of the queue's end).
+//   - Splice (bulk): socket to a pipe of the flow, pipe to socket, with splice(2)
+//     (SPLICE_F_MOVE|SPLICE_F_NONBLOCK), the bytes never entering user space; an EAGAIN waits for
+//     the next EPOLLIN of the source or EPOLLOUT of the destination. A short splice proves
+//     nothing (a pipe can fill its slots with few bytes), so a splicing flow reads to EAGAIN.
+//
+// A copy read that fills the buffer switches its direction to splice; a splice that moves less
+// than copyLen switches it back. So a bulk transfer copies at most copyLen bytes at each switch
+// and splices the rest, and a request/response exchange of small messages makes one read and
+// one send per message and direction, as HAProxy's mode tcp does. The pipes are made on a
+// flow's first switch. On end of file from one side, the other side is shut down for writing
+// once the flow holds nothing (half-close); the relay ends when both directions have, on an
+// error either way, or after the idle timeout with no byte moved.
+
+// copyLen is the loop's copy buffer: a read that fills it switches the flow to splice.
+const copyLen = 16 << 10
 
 // spliceLen is what one splice into an empty pipe asks for; the pipe's capacity bounds it.
 const spliceLen = 1 << 20
+
+// tcpSockFlags are the events a relay's socket waits for: sockFlags and EPOLLPRI (urgent data,
+// which turns the short-read rule off for the socket).
+const tcpSockFlags = sockFlags | syscall.EPOLLPRI
+
+// afterShortRead, when set (by tests), runs on the loop right after a copy read returned fewer
+// bytes than asked, with the socket read: data that arrives then must still be relayed.
+var afterShortRead func(fd int)
 
 // relayBudget bounds the bytes one direction moves per pass before the loop serves others.
 const relayBudget = 1 << 20
@@ -54,7 +83,11 @@ type tcpLoop struct {
 	box  mailbox[tcpMsg]
 
 	splices atomic.Int64 // splice(2) calls, for Statusz and the test that proves the path
+	spliced atomic.Int64 // bytes spliced into pipes
+	copied  atomic.Int64 // bytes read into buf
 	relays  atomic.Int64 // relays served
+
+	buf []byte // the copy path's buffer, copyLen
 
 	ends    []*relayEnd // by fd
 	open    map[*relay]struct{}
@@ -70,13 +103,17 @@ type relayEnd struct {
 	r        *relay
 	fd       int
 	readable bool
+	toEnd    bool // an event reported the end of the stream, an error or urgent data: no short-read rule
 }
 
-// flow is one direction of a relay: src's bytes through the pipe to dst.
+// flow is one direction of a relay: src's bytes to dst, copied through the loop's buffer or
+// spliced through the flow's pipe.
 type flow struct {
 	src, dst *relayEnd
-	pr, pw   int // the pipe's read and write ends
-	pending  int // bytes in the pipe
+	splicing bool   // reads splice into the pipe (bulk); else they copy
+	pr, pw   int    // the pipe's read and write ends, -1 until the flow first splices
+	pending  int    // bytes in the pipe
+	held     []byte // copied bytes dst has not taken yet
 	eof      bool
 	done     bool // dst is shut down for writing
 }
@@ -96,7 +133,7 @@ func newTCPLoops(p *TCPProxy, n int) (*tcpLoops, error) {
 	for range n {
 		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if err == nil {
-			l := &tcpLoop{p: p, epfd: epfd, open: map[*relay]struct{}{},
+			l := &tcpLoop{p: p, epfd: epfd, open: map[*relay]struct{}{}, buf: make([]byte, copyLen),
 				events: make([]syscall.EpollEvent, 256), tick: 100 * time.Millisecond}
 			if d := p.cfg.idleTimeout; d > 0 {
 				l.tick = min(l.tick, max(d/10, time.Millisecond))
@@ -136,13 +173,16 @@ func (ls *tcpLoops) stop() {
 	}
 }
 
-// counts returns the relays served and the splice calls made, over all loops.
-func (ls *tcpLoops) counts() (relays, splices int64) {
+// counts returns, over all loops, the relays served, the splice calls made and the bytes read by
+// splice (into pipes) and by copy (into the loops' buffers).
+func (ls *tcpLoops) counts() (c tcpCounts) {
 	for _, l := range ls.all {
-		relays += l.relays.Load()
-		splices += l.splices.Load()
+		c.relays += l.relays.Load()
+		c.splices += l.splices.Load()
+		c.spliced += l.spliced.Load()
+		c.copied += l.copied.Load()
 	}
-	return relays, splices
+	return c
 }
 
 // take hands client and up, with the lease on up's endpoint, to a loop, which releases the lease,
@@ -195,8 +235,12 @@ func (l *tcpLoop) run() {
 			if e == nil || e.r.closed {
 				continue
 			}
-			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+			const toEnd = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR | syscall.EPOLLPRI
+			if ev.Events&(syscall.EPOLLIN|toEnd) != 0 {
 				e.readable = true
+			}
+			if ev.Events&toEnd != 0 {
+				e.toEnd = true
 			}
 			l.pump(e.r)
 		}
@@ -263,20 +307,11 @@ func (l *tcpLoop) relay(m tcpMsg) {
 	r.out = flow{src: &r.up, dst: &r.client, pr: -1, pw: -1}
 	l.open[r] = struct{}{}
 	l.relays.Add(1)
-	for _, f := range []*flow{&r.in, &r.out} {
-		var p [2]int
-		if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-			l.p.log.Warn("relay pipe: " + err.Error())
-			l.close(r)
-			return
-		}
-		f.pr, f.pw = p[0], p[1]
-	}
 	for _, e := range []*relayEnd{&r.client, &r.up} {
 		for e.fd >= len(l.ends) {
 			l.ends = append(l.ends, nil)
 		}
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET, Fd: int32(e.fd)}
+		ev := syscall.EpollEvent{Events: tcpSockFlags, Fd: int32(e.fd)}
 		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, e.fd, &ev); err != nil {
 			l.close(r)
 			return
@@ -350,15 +385,32 @@ func (l *tcpLoop) splice(in, out, n int) (int, syscall.Errno) {
 	return int(m), e
 }
 
+// send writes b to fd without blocking and without SIGPIPE.
+func send(fd int, b []byte) (int, syscall.Errno) {
+	const flags = syscall.MSG_DONTWAIT | syscall.MSG_NOSIGNAL
+	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), flags, 0, 0)
+	return int(n), e
+}
+
 // move runs f until its source has nothing, its destination takes nothing more or its budget is
 // used; false means the relay failed.
 func (l *tcpLoop) move(r *relay, f *flow) bool {
 	for budget := relayBudget; ; {
-		if f.pending > 0 {
-			n, e := l.splice(f.pr, f.dst.fd, f.pending)
+		if f.pending > 0 || len(f.held) > 0 {
+			var n int
+			var e syscall.Errno
+			if f.pending > 0 {
+				n, e = l.splice(f.pr, f.dst.fd, f.pending)
+			} else {
+				n, e = send(f.dst.fd, f.held)
+			}
 			switch e {
 			case 0:
-				f.pending -= n
+				if f.pending > 0 {
+					f.pending -= n
+				} else {
+					f.held = f.held[n:]
+				}
 				r.active = l.now
 				continue
 			case syscall.EAGAIN:
@@ -383,22 +435,86 @@ func (l *tcpLoop) move(r *relay, f *flow) bool {
 			}
 			return true
 		}
-		n, e := l.splice(f.src.fd, f.pw, spliceLen)
+		var n int
+		var e syscall.Errno
+		if f.splicing {
+			n, e = l.splice(f.src.fd, f.pw, spliceLen)
+		} else {
+			n, e = sysRead(f.src.fd, l.buf)
+		}
 		switch e {
 		case 0:
-			if n == 0 {
-				f.eof = true
-				continue
-			}
-			f.pending = n
-			budget -= n
-			r.active = l.now
 		case syscall.EAGAIN:
 			f.src.readable = false // EPOLLIN on src resumes
 			return true
 		case syscall.EINTR:
+			continue
 		default:
 			return false
 		}
+		if n == 0 {
+			f.eof = true
+			continue
+		}
+		budget -= n
+		r.active = l.now
+		if f.splicing {
+			l.spliced.Add(int64(n))
+			f.pending = n
+			f.splicing = n >= copyLen
+			continue
+		}
+		l.copied.Add(int64(n))
+		if n == len(l.buf) {
+			if err := l.pipe(f); err != nil {
+				l.p.log.Warn("relay pipe: " + err.Error())
+			} else {
+				f.splicing = true
+			}
+		} else if !f.src.toEnd {
+			// A short read drained the receive queue: wait for the next edge.
+			f.src.readable = false
+			if afterShortRead != nil {
+				afterShortRead(f.src.fd)
+			}
+		}
+		if !l.sendCopy(f, l.buf[:n]) {
+			return false
+		}
 	}
+}
+
+// sendCopy sends b, read into the loop's buffer, to f's destination and keeps what it does not
+// take in f.held; false means the send failed.
+func (l *tcpLoop) sendCopy(f *flow, b []byte) bool {
+	for {
+		n, e := send(f.dst.fd, b)
+		switch e {
+		case 0:
+			b = b[n:]
+			if len(b) > 0 {
+				continue
+			}
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			f.held = append(f.held[:0], b...) // EPOLLOUT on dst resumes
+		default:
+			return false
+		}
+		return true
+	}
+}
+
+// pipe makes f's pipe if it has none.
+func (l *tcpLoop) pipe(f *flow) error {
+	if f.pr >= 0 {
+		return nil
+	}
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		return err
+	}
+	f.pr, f.pw = p[0], p[1]
+	return nil
 }

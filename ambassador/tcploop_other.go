@@ -13,5 +13,5 @@ type tcpLoops struct{}
 func newTCPLoops(*TCPProxy, int) (*tcpLoops, error)      { return nil, nil }
 func (*tcpLoops) start(*sync.WaitGroup)                  {}
 func (*tcpLoops) stop()                                  {}
-func (*tcpLoops) counts() (relays, splices int64)        { return 0, 0 }
+func (*tcpLoops) counts() tcpCounts                      { return tcpCounts{} }
 func (*tcpLoops) take(client, up net.Conn, l Lease) bool { return false }

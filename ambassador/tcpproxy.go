@@ -18,8 +18,9 @@ import (
 // TCPProxy is an L4 proxy over a Cluster: each client connection goes to one endpoint (dial
 // failures are retried on others), with a connect timeout, an idle timeout, a connection limit and
 // half-close. On Linux, bytes move with splice(2). Once its endpoint is dialed, a connection is
-// relayed by one of the proxy's event loops (WithEventLoops; see tcploop_linux.go), which splice
-// through a pipe of the connection; with the loops off (WithEventLoops(0)) a goroutine per
+// relayed by one of the proxy's event loops (WithEventLoops; see tcploop_linux.go), which copy
+// small messages through a buffer of the loop and splice bulk through a pipe of the connection
+// (Statusz counts the bytes each way); with the loops off (WithEventLoops(0)) a goroutine per
 // direction copies with (*net.TCPConn).ReadFrom from the other *net.TCPConn, never through a
 // wrapper, which the net package splices.
 type TCPProxy struct {
@@ -312,9 +313,9 @@ func (p *TCPProxy) Statusz() (string, []string, [][]string) {
 	if a := p.Addr(); a != nil {
 		addr = a.String()
 	}
-	var relays, splices int64
+	var c tcpCounts
 	if p.Addr() != nil && p.loops != nil { // Run sets loops before Ready
-		relays, splices = p.loops.counts()
+		c = p.loops.counts()
 	}
 	return "ambassador tcp proxy", []string{"key", "value"}, [][]string{
 		{"listen", addr},
@@ -323,7 +324,17 @@ func (p *TCPProxy) Statusz() (string, []string, [][]string) {
 		{"connections", strconv.FormatInt(p.total.Load(), 10)},
 		{"refused (limit)", strconv.FormatInt(p.refused.Load(), 10)},
 		{"max connections", strconv.Itoa(p.cfg.maxConns)},
-		{"relayed on event loops", strconv.FormatInt(relays, 10)},
-		{"splice calls on event loops", strconv.FormatInt(splices, 10)},
+		{"relayed on event loops", strconv.FormatInt(c.relays, 10)},
+		{"splice calls on event loops", strconv.FormatInt(c.splices, 10)},
+		{"bytes spliced on event loops", strconv.FormatInt(c.spliced, 10)},
+		{"bytes copied on event loops", strconv.FormatInt(c.copied, 10)},
 	}
+}
+
+// tcpCounts are the event loops' counters in Statusz.
+type tcpCounts struct {
+	relays  int64 // relays served
+	splices int64 // splice(2) calls
+	spliced int64 // bytes read with splice into a pipe
+	copied  int64 // bytes read into a loop's buffer
 }

@@ -133,10 +133,13 @@ func pipes(t *testing.T) int {
 	return n
 }
 
-// TestTCPProxySplices proves the copy takes the splice(2) path: Go's net package splices
-// through a kernel pipe only when (*net.TCPConn).ReadFrom gets a *net.TCPConn (or an
-// io.LimitedReader over one), so pipes appear in this process while data flows. A wrapped
-// connection would copy through user-space buffers and create no pipe.
+// TestTCPProxySplices proves the copy takes the splice(2) path for bulk. Go's net package
+// splices through a kernel pipe only when (*net.TCPConn).ReadFrom gets a *net.TCPConn (or an
+// io.LimitedReader over one), so on the goroutine path pipes appear in this process while data
+// flows (a wrapped connection would copy through user-space buffers and create no pipe). On an
+// event loop, each direction copies a read of up to 16 KiB through the loop's buffer and
+// splices once a read fills it (tcploop_linux.go): small messages are copied and make no pipe,
+// bulk is spliced through the relay's pipes, which Statusz's byte counts show.
 func TestTCPProxySplices(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("splice is Linux-only")
@@ -151,32 +154,8 @@ func TestTCPProxySplices(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	msg := bytes.Repeat([]byte("x"), 64<<10)
-	if _, err := c.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(c, make([]byte, len(msg))); err != nil {
-		t.Fatal(err)
-	}
-	// Both directions hold a pipe each now: on the goroutine path inside a splice call (waiting
-	// for more data), on a loop the relay's own.
-	during := pipes(t)
-	if during <= before {
-		t.Errorf("pipes before %d, during the transfer %d: the proxy did not splice", before, during)
-	}
-	relayed, splices := statusz(t, p, "relayed on event loops"), statusz(t, p, "splice calls on event loops")
-	if tcpGoroutinePath() {
-		if relayed != 0 || splices != 0 {
-			t.Errorf("goroutine path: %d relayed and %d splice calls on event loops, want 0", relayed, splices)
-		}
-		return
-	}
-	// On a loop every byte goes through splice(2): at least a call into the pipe and one out of it
-	// each way (the echo), and more as more bytes move.
-	if relayed != 1 || splices < 4 {
-		t.Fatalf("loop path: %d relayed, %d splice calls; want 1 and >= 4", relayed, splices)
-	}
-	for range 8 {
+	echo := func(msg []byte) {
+		t.Helper()
 		if _, err := c.Write(msg); err != nil {
 			t.Fatal(err)
 		}
@@ -184,9 +163,57 @@ func TestTCPProxySplices(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if more := statusz(t, p, "splice calls on event loops"); more < splices+4*8 {
-		t.Errorf("splice calls went from %d to %d over 8 more echoes of 64 KiB, want >= %d", splices, more, splices+32)
+	counts := func() (splices, spliced, copied int64) {
+		return statusz(t, p, "splice calls on event loops"), statusz(t, p, "bytes spliced on event loops"),
+			statusz(t, p, "bytes copied on event loops")
 	}
+	if !tcpGoroutinePath() {
+		// Small messages: copied both ways, no splice, no pipe.
+		for range 10 {
+			echo([]byte("ping"))
+		}
+		splices, spliced, copied := counts()
+		if splices != 0 || spliced != 0 || copied != 2*10*4 || pipes(t) != before {
+			t.Errorf("10 echoes of 4 bytes: %d splice calls, %d bytes spliced, %d copied, %d pipes (%d before); want 0, 0, 80 and no new pipe",
+				splices, spliced, copied, pipes(t), before)
+		}
+	}
+	msg := bytes.Repeat([]byte("x"), 64<<10)
+	echo(msg)
+	// Both directions hold a pipe each now: on the goroutine path inside a splice call (waiting
+	// for more data), on a loop the relay's own.
+	during := pipes(t)
+	if during <= before {
+		t.Errorf("pipes before %d, during the transfer %d: the proxy did not splice", before, during)
+	}
+	relayed := statusz(t, p, "relayed on event loops")
+	splices, spliced, copied := counts()
+	if tcpGoroutinePath() {
+		if relayed != 0 || splices != 0 || spliced != 0 || copied != 0 {
+			t.Errorf("goroutine path: %d relayed, %d splice calls, %d bytes spliced and %d copied on event loops, want 0",
+				relayed, splices, spliced, copied)
+		}
+		return
+	}
+	if relayed != 1 || splices < 4 {
+		t.Fatalf("loop path: %d relayed, %d splice calls; want 1 and >= 4 (into the pipe and out of it, each way)", relayed, splices)
+	}
+	// Bulk: 8 echoes of 1 MiB. Each switch to splice copies at most one 16 KiB read, so most
+	// bytes are spliced.
+	big := bytes.Repeat([]byte("y"), 1<<20)
+	for range 8 {
+		echo(big)
+	}
+	splices2, spliced2, copied2 := counts()
+	moved := int64(2 * 8 * len(big))
+	if got := (spliced2 - spliced) + (copied2 - copied); got != moved {
+		t.Errorf("8 echoes of 1 MiB: %d bytes spliced and copied, want %d", got, moved)
+	}
+	if spliced2-spliced < moved/2 || splices2-splices < 2*2*8 {
+		t.Errorf("8 echoes of 1 MiB: %d of %d bytes spliced in %d splice calls, want more than half and >= 32 calls",
+			spliced2-spliced, moved, splices2-splices)
+	}
+	t.Logf("8 echoes of 1 MiB: %d bytes spliced, %d copied, %d splice calls", spliced2-spliced, copied2-copied, splices2-splices)
 }
 
 // TestTCPProxyNoFDLeak: after relaying connections that ended every way (both sides closed in

@@ -8,6 +8,8 @@
 #   GOFLAGS_EXTRA="-overlay x.json"  extra go build flags
 #   RESULTS=dir                             where the medians go as CSV for bench/plots.sh
 #                                           (default bench/results: ambassador-http.bars.csv, ambassador-tcp.bars.csv)
+#   ONLY=tcp | ONLY=http                    one kind only: its HAProxy mode and podblocks proxies, no direct
+#                                           target, no CSV written
 #
 # Everything runs as this user's processes on 127.0.0.1 high ports with configs in a temp dir.
 set -euo pipefail
@@ -16,6 +18,8 @@ RUNS=${RUNS:-5}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 RESULTS=${RESULTS:-bench/results}
+ONLY=${ONLY:-}
+case "$ONLY" in "" | tcp | http) ;; *) echo "ONLY must be tcp or http" >&2; exit 1 ;; esac
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need haproxy || ! need wrk; then
@@ -115,21 +119,21 @@ pids+=($!); HPID=$!
 # --- podblocks
 # shellcheck disable=SC2086
 go build ${GOFLAGS_EXTRA:-} -o "$tmp/ambassador" ./examples/ambassador
-PH=$(freeport); PH1=$(freeport); PT=$(freeport); PT1=$(freeport)
 B="127.0.0.1:$N1,127.0.0.1:$N2"
-"$tmp/ambassador" http -listen "127.0.0.1:$PH" -backends "$B" >/dev/null &
-pids+=($!); PHPID=$!
-GOMAXPROCS=1 "$tmp/ambassador" http -listen "127.0.0.1:$PH1" -backends "$B" >/dev/null &
-pids+=($!); PH1PID=$!
-"$tmp/ambassador" tcp -listen "127.0.0.1:$PT" -backends "$B" >/dev/null &
-pids+=($!); PTPID=$!
-GOMAXPROCS=1 "$tmp/ambassador" tcp -listen "127.0.0.1:$PT1" -backends "$B" >/dev/null &
-pids+=($!); PT1PID=$!
-for p in $HH $HT $PH $PH1 $PT $PT1; do waitport "$p"; done
-
 # name:port:pid (the pid whose CPU time is charged to the target: the proxy, or nginx for direct)
-targets=(direct:$N1:$NPID haproxy-http:$HH:$HPID podblocks-http:$PH:$PHPID podblocks-http-gomaxprocs1:$PH1:$PH1PID
-	haproxy-tcp:$HT:$HPID podblocks-tcp:$PT:$PTPID podblocks-tcp-gomaxprocs1:$PT1:$PT1PID)
+targets=()
+[ -z "$ONLY" ] && targets+=(direct:$N1:$NPID)
+for kind in http tcp; do
+	if [ -n "$ONLY" ] && [ "$ONLY" != "$kind" ]; then continue; fi
+	hport=$([ $kind = http ] && echo "$HH" || echo "$HT")
+	p0=$(freeport); p1=$(freeport)
+	"$tmp/ambassador" $kind -listen "127.0.0.1:$p0" -backends "$B" >/dev/null &
+	pids+=($!); pid0=$!
+	GOMAXPROCS=1 "$tmp/ambassador" $kind -listen "127.0.0.1:$p1" -backends "$B" >/dev/null &
+	pids+=($!); pid1=$!
+	targets+=(haproxy-$kind:$hport:$HPID podblocks-$kind:$p0:$pid0 podblocks-$kind-gomaxprocs1:$p1:$pid1)
+done
+for t in "${targets[@]}"; do IFS=: read -r _ port _ <<<"$t"; waitport "$port"; done
 # cputicks PID: user+system CPU time of a process, in clock ticks.
 cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
@@ -153,7 +157,7 @@ for r in $(seq "$RUNS"); do
 done
 
 mkdir -p "$RESULTS"
-python3 - "$tmp/results" "$RESULTS" <<'PY'
+python3 - "$tmp/results" "$RESULTS" "$ONLY" <<'PY'
 import re, statistics, sys
 def ms(s):
     m = re.match(r"([\d.]+)(us|ms|s)", s)
@@ -174,13 +178,19 @@ print(f"{'target':28} {'req/s (median)':>15} {'p99 ms (median)':>16} {'CPU us/re
 for t, (r, p) in med.items():
     print(f"{t:28} {r:15.0f} {p:16.2f} {mcpu[t]:20.1f}")
 print()
-for kind in ("http", "tcp"):
+only = sys.argv[3]
+kinds = (only,) if only else ("http", "tcp")
+for kind in kinds:
     hr, hp = med[f"haproxy-{kind}"]
     for t in (f"podblocks-{kind}", f"podblocks-{kind}-gomaxprocs1"):
         r, p = med[t]
         ok = "met" if r >= hr and (kind == "tcp" or p <= 1.2 * hp) else "NOT MET"
         c = mcpu[t] / mcpu[f"haproxy-{kind}"]
         print(f"{t:28} throughput {r/hr:5.2f}x haproxy   p99 {p/hp:5.2f}x haproxy   CPU/req {c:5.2f}x haproxy   goal {ok}")
+        rounds = ", ".join(f"{a/b:.2f}" for a, b in zip(rps[t], rps[f"haproxy-{kind}"]))
+        print(f"{'':28} throughput per round: {rounds}")
+if only:
+    sys.exit(0)  # a partial run does not overwrite the charts' data
 # The medians as printed above (same rounding), as group,series,value rows for bench/plots.sh.
 head = open(sys.argv[1]).readline().lstrip("# ").split()
 stamp = head[0].replace("T", " ").rstrip("Z")[:16] + " UTC"
