@@ -38,7 +38,7 @@ const (
 type client struct {
 	p      *pool
 	conn   net.Conn
-	nb     *nbWriter // nil: every write goes through the writer goroutine
+	nb     *rawIO // non-blocking writes; nil: every write goes through the writer goroutine
 	id     uint64
 	authed bool // used by the reader goroutine only
 
@@ -83,7 +83,7 @@ const (
 func newClient(p *pool, conn net.Conn) *client {
 	c := &client{p: p, conn: conn, id: p.nextID.Add(1), kick: make(chan struct{}, 1),
 		space: make(chan struct{}, 1), drained: make(chan struct{}), poller: p.poller, resume: make(chan resumeReason, 1)}
-	c.nb = nbWriterFor(conn)
+	c.nb = rawIOFor(conn)
 	return c
 }
 

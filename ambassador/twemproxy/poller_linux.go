@@ -125,7 +125,7 @@ func (cp *clientPoller) close() {
 
 func (cp *clientPoller) wait(fd uintptr) bool {
 	for {
-		n, err := syscall.EpollWait(int(fd), cp.events, 0)
+		n, err := sysEpollPoll(int(fd), cp.events)
 		if err == syscall.EINTR {
 			continue
 		}
@@ -195,7 +195,7 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 		if !room {
 			return resumeSpace, true
 		}
-		n, err := c.rr.read(cp.buf)
+		n, err := c.rr.readNow(cp.buf)
 		if err == syscall.EAGAIN {
 			return 0, false
 		}
@@ -355,23 +355,14 @@ type pollClient struct {
 	pollState  atomic.Int32 // pollOwn, pollIdle or pollBusy
 	kickOut    atomic.Bool  // the connection was closed: the goroutine must read (and fail)
 	lastActive atomic.Int64 // unix nanoseconds of the last round that read the client
-	rr         *rawReader   // set by the goroutine in its first adopt
+	rr         *rawIO       // set by the goroutine in its first adopt; read by the poller only
 	fd         int32
 	registered bool // in the epoll set; used by the goroutine
 }
 
-// rawReader reads a socket without blocking through its raw connection, which keeps the
-// descriptor from being closed and reused during the read. Its callback is bound once, so a read
-// does not allocate. Used by the poller goroutine only.
-type rawReader struct {
-	raw syscall.RawConn
-	b   []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool
-}
-
-func newRawReader(conn any) (*rawReader, int32) {
+// newRawReader returns a rawIO for reading conn, which the poller reads without waiting, and
+// its descriptor.
+func newRawReader(conn any) (*rawIO, int32) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil, 0
@@ -384,34 +375,7 @@ func newRawReader(conn any) (*rawReader, int32) {
 	if raw.Control(func(f uintptr) { fd = int32(f) }) != nil || fd < 0 {
 		return nil, 0
 	}
-	rr := &rawReader{raw: raw}
-	rr.fn = rr.read1
-	return rr, fd
-}
-
-// read reads once into b: n > 0 bytes, 0 and nil at the end of the stream, or the error
-// (syscall.EAGAIN: nothing to read).
-func (rr *rawReader) read(b []byte) (int, error) {
-	rr.b, rr.n, rr.err = b, 0, nil
-	if err := rr.raw.Read(rr.fn); err != nil {
-		return 0, err
-	}
-	rr.b = nil
-	return rr.n, rr.err
-}
-
-func (rr *rawReader) read1(fd uintptr) bool {
-	for {
-		n, err := syscall.Read(int(fd), rr.b)
-		if err == syscall.EINTR {
-			continue
-		}
-		if n < 0 {
-			n = 0
-		}
-		rr.n, rr.err = n, err
-		return true
-	}
+	return newRawIO(raw), fd
 }
 
 // polled reports whether the poller reads c.

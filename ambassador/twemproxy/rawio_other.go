@@ -6,9 +6,12 @@ import "syscall"
 
 const rawIOSupported = false
 
-// nbWriter is not available: every write goes through the client's writer goroutine.
-type nbWriter struct{}
+// rawIO is not available: every write goes through the client's writer goroutine, and server
+// connections are read through net.Conn.
+type rawIO struct{}
 
-func newNBWriter(syscall.RawConn) *nbWriter { return &nbWriter{} }
+func newRawIO(syscall.RawConn) *rawIO { return &rawIO{} }
 
-func (*nbWriter) Write([]byte) (int, error) { return 0, nil }
+func (*rawIO) Write([]byte) (int, error) { return 0, nil }
+
+func (*rawIO) Read([]byte) (int, error) { return 0, nil }

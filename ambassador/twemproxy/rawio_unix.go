@@ -10,26 +10,30 @@ import (
 
 const rawIOSupported = true
 
-// nbWriter writes to a socket without blocking. Its callback is bound once, so a write does not
-// allocate a closure. Not safe for concurrent use.
-type nbWriter struct {
-	raw syscall.RawConn
-	b   []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool
+// rawIO reads or writes a socket through its raw connection, which keeps the descriptor from
+// being closed and reused during the call, with the system calls of sysRead and sysWrite. Its
+// callbacks are bound once, so a call does not allocate a closure. Not safe for concurrent use:
+// a socket read on one goroutine and written on another has a rawIO for each.
+type rawIO struct {
+	raw  syscall.RawConn
+	b    []byte
+	n    int
+	err  error
+	wait bool // a read waits for data (Read) instead of reporting EAGAIN (readNow)
+	rfn  func(fd uintptr) bool
+	wfn  func(fd uintptr) bool
 }
 
-func newNBWriter(raw syscall.RawConn) *nbWriter {
-	w := &nbWriter{raw: raw}
-	w.fn = w.write
+func newRawIO(raw syscall.RawConn) *rawIO {
+	w := &rawIO{raw: raw}
+	w.rfn, w.wfn = w.read1, w.write1
 	return w
 }
 
 // Write writes as much of b as the socket takes at once.
-func (w *nbWriter) Write(b []byte) (int, error) {
+func (w *rawIO) Write(b []byte) (int, error) {
 	w.b, w.n, w.err = b, 0, nil
-	err := w.raw.Write(w.fn)
+	err := w.raw.Write(w.wfn)
 	n := w.n
 	if err == nil {
 		err = w.err
@@ -38,9 +42,9 @@ func (w *nbWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func (w *nbWriter) write(fd uintptr) bool {
+func (w *rawIO) write1(fd uintptr) bool {
 	for w.n < len(w.b) {
-		m, err := syscall.Write(int(fd), w.b[w.n:])
+		m, err := sysWrite(int(fd), w.b[w.n:])
 		if m > 0 {
 			w.n += m
 		}
@@ -57,4 +61,54 @@ func (w *nbWriter) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// readNow reads once into b without waiting: n > 0 bytes, 0 and nil at the end of the stream, or
+// the error (syscall.EAGAIN: nothing to read).
+func (w *rawIO) readNow(b []byte) (int, error) {
+	w.wait = false
+	return w.read(b)
+}
+
+// Read is io.Reader's Read: it waits (in Go's poller, so the connection's read deadline applies)
+// until the socket has data, its stream ended (io.EOF) or it failed.
+func (w *rawIO) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	w.wait = true
+	n, err := w.read(b)
+	switch {
+	case err == nil && n == 0:
+		return 0, io.EOF
+	case err != nil && err != syscall.EAGAIN:
+		if errno, ok := err.(syscall.Errno); ok {
+			err = os.NewSyscallError("read", errno)
+		}
+	}
+	return n, err
+}
+
+func (w *rawIO) read(b []byte) (int, error) {
+	w.b, w.n, w.err = b, 0, nil
+	if err := w.raw.Read(w.rfn); err != nil {
+		w.b = nil
+		return 0, err
+	}
+	w.b = nil
+	return w.n, w.err
+}
+
+func (w *rawIO) read1(fd uintptr) bool {
+	for {
+		n, err := sysRead(int(fd), w.b)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN && w.wait {
+			return false // Go's poller waits for the socket to be readable, then calls again
+		}
+		w.n, w.err = max(n, 0), err
+		return true
+	}
 }

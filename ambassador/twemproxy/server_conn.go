@@ -72,9 +72,10 @@ type serverConn struct {
 // session is one connection to the server.
 type session struct {
 	conn net.Conn
-	nb   *nbWriter // non-blocking writes; nil where raw socket I/O is unsupported
-	dead bool      // under serverConn.mu
-	err  error     // why it died; set before dead is visible to the reader
+	nb   *rawIO // non-blocking writes; nil where raw socket I/O is unsupported
+	rd   *rawIO // the reader's reads (nb's socket, but not concurrent with its writes); nil: conn
+	dead bool   // under serverConn.mu
+	err  error  // why it died; set before dead is visible to the reader
 	done chan struct{}
 }
 
@@ -363,7 +364,7 @@ func (sc *serverConn) run(ctx context.Context) {
 			continue
 		}
 		s := &session{conn: conn, done: make(chan struct{})}
-		s.nb = nbWriterFor(conn)
+		s.nb, s.rd = rawIOFor(conn), rawIOFor(conn)
 		now := time.Now()
 		sc.mu.Lock()
 		sc.sess = s
@@ -469,7 +470,11 @@ func (sc *serverConn) readLoop(s *session) {
 	var ds dirtySet
 	// Every read that can wait for the server first writes the replies completed so far, so a
 	// slowly arriving reply does not hold up the replies before it.
-	br := bufio.NewReaderSize(&flushingReader{r: s.conn, ds: &ds}, ioBufSize)
+	var src io.Reader = s.conn
+	if s.rd != nil {
+		src = s.rd // raw reads: no system call state, as for the client reads (see sysRead)
+	}
+	br := bufio.NewReaderSize(&flushingReader{r: src, ds: &ds}, ioBufSize)
 	var local []*Request
 	i := 0
 	// Counters are published in batches to keep atomics off the per-reply path.
