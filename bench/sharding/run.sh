@@ -4,7 +4,8 @@
 #   redis:    redis-benchmark -c 50 -t get,set -P 16 (and -P 1)
 #   memcache: memcaslap -T 1 -c 32
 # Runs direct / nutcracker / podblocks (default GOMAXPROCS) / podblocks (GOMAXPROCS=1) alternating,
-# ROUNDS times, and prints medians and ratios.
+# ROUNDS times (every other round in the reverse order, so that no peer always runs right after
+# another), and prints medians and ratios, then each round's ratio to nutcracker.
 #
 # Usage: bench/sharding/run.sh [ROUNDS]    (env: P16_N, P1_N, MC_SECS)
 #   RESULTS=dir   where the median rates go as CSV for bench/plots.sh (default bench/results:
@@ -14,8 +15,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-5}
-P16_N=${P16_N:-400000}
-P1_N=${P1_N:-60000}
+# Each run lasts about 1-2 s: at the earlier 400000 / 60000 a -P1 run lasted 0.6 s, and one
+# peer's run could fall in a neighbour's burst the next one missed (per-round ratios 0.72-1.23x).
+P16_N=${P16_N:-1000000}
+P1_N=${P1_N:-200000}
 MC_SECS=${MC_SECS:-5}
 RESULTS=${RESULTS-bench/results}
 
@@ -93,17 +96,21 @@ mc_run() {
   echo "$1 mc tps $tps 0" >> "$results"
 }
 
+declare -A redis_port=([direct]=$R1 [nutcracker]=$NR [podblocks]=$PR [podblocks-gmp1]=$QR)
+declare -A mc_servers=([direct]="127.0.0.1:$M1,127.0.0.1:$M2" [nutcracker]="127.0.0.1:$NM"
+  [podblocks]="127.0.0.1:$PM" [podblocks-gmp1]="127.0.0.1:$QM")
 alive() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "a peer (pid $p) died; stopping" >&2; exit 1; }; done; }
 echo "nproc=$(nproc) date=$(date -u +%FT%TZ) rounds=$ROUNDS load=$(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$ROUNDS"); do
   alive
   echo "round $r/$ROUNDS"
-  redis_run direct "$R1" 16 "$P16_N";   redis_run nutcracker "$NR" 16 "$P16_N"
-  redis_run podblocks "$PR" 16 "$P16_N"; redis_run podblocks-gmp1 "$QR" 16 "$P16_N"
-  redis_run direct "$R1" 1 "$P1_N";     redis_run nutcracker "$NR" 1 "$P1_N"
-  redis_run podblocks "$PR" 1 "$P1_N";  redis_run podblocks-gmp1 "$QR" 1 "$P1_N"
-  mc_run direct "127.0.0.1:$M1,127.0.0.1:$M2"; mc_run nutcracker "127.0.0.1:$NM"
-  mc_run podblocks "127.0.0.1:$PM";     mc_run podblocks-gmp1 "127.0.0.1:$QM"
+  peers=(direct nutcracker podblocks podblocks-gmp1)
+  [ $((r % 2)) -eq 1 ] || peers=(podblocks-gmp1 podblocks nutcracker direct)
+  for pipe in 16 1; do
+    n=$P16_N; [ "$pipe" = 1 ] && n=$P1_N
+    for peer in "${peers[@]}"; do redis_run "$peer" "${redis_port[$peer]}" "$pipe" "$n"; done
+  done
+  for peer in "${peers[@]}"; do mc_run "$peer" "${mc_servers[$peer]}"; done
 done
 
 [ -z "$RESULTS" ] || mkdir -p "$RESULTS"
@@ -124,6 +131,17 @@ for pipe, test in [("P16", "set"), ("P16", "get"), ("P1", "set"), ("P1", "get"),
         rate, p50 = med[(pipe, test, name)]
         ratio = f"{rate / base:.2f}x" if base else "-"
         print(f"{pipe:<12} {test:<5} {name:<15} {rate:>12.0f} {p50:>8.3f} {ratio:>14}")
+print("per-round ratios to nutcracker (the rounds in the order they ran; p50 ms podblocks/nutcracker at -P16)")
+for pipe, test in [("P16", "set"), ("P16", "get"), ("P1", "set"), ("P1", "get"), ("mc", "tps")]:
+    nc = rows.get((pipe, test, "nutcracker"))
+    for name in ["podblocks", "podblocks-gmp1"]:
+        pb = rows.get((pipe, test, name))
+        if not nc or not pb: continue
+        pairs = list(zip(pb[0], nc[0], pb[1], nc[1]))
+        line = " ".join(f"{a / b:.2f}" for a, b, _, _ in pairs)
+        if pipe == "P16":
+            line += "  p50 " + " ".join(f"{c:.2f}/{d:.2f}" for _, _, c, d in pairs)
+        print(f"{pipe:<4} {test:<4} {name:<15} min {min(a / b for a, b, _, _ in pairs):.2f}x  {line}")
 if sys.argv[2]:
     # The same medians as printed above, as text, for bench/plots.sh.
     p16, p1, secs = sys.argv[4:7]
