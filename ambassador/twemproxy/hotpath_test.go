@@ -457,3 +457,39 @@ func BenchmarkProxyPipelined(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*16), "ns/request")
 }
+
+// TestServerStatsCountRequests: a server's Requests and RequestBytes count what was sent to it,
+// OutQueue the requests sent and not answered yet, and both settle once the replies are read.
+func TestServerStatsCountRequests(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	be := startFakeRedis(t, func(conn, n int, args []string) string {
+		if args[1] == "slow" {
+			<-release
+		}
+		return bulk("v-" + args[1])
+	})
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	addr, srv := startFakePool(t, "", be)
+	c := dialResp(t, addr)
+	var b strings.Builder
+	b.WriteString(encodeCmd("GET", "slow"))
+	for _, k := range numbered("k", 99) {
+		b.WriteString(encodeCmd("GET", k))
+	}
+	if _, err := io.WriteString(c.c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, "100 requests sent and awaiting replies", 10*time.Second, func() bool {
+		s := srv.Snapshot()[0].Servers[0]
+		return s.Requests == 100 && s.OutQueue == 100 && s.RequestBytes == int64(b.Len())
+	})
+	once.Do(func() { close(release) })
+	for range 100 {
+		readReply(t, c.r)
+	}
+	await.True(t, "the replies to settle the out queue", 10*time.Second, func() bool {
+		s := srv.Snapshot()[0].Servers[0]
+		return s.Responses == 100 && s.OutQueue == 0 && s.Requests == 100
+	})
+}

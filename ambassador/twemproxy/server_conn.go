@@ -63,10 +63,14 @@ type serverConn struct {
 
 	wake chan struct{} // capacity 1: a pending wake-up is enough
 
+	// Counters of the requests appended, under mu: appendLocked runs once per request on the
+	// client poller's goroutine, where three atomic additions cost as much as the append.
+	requests, requestBytes int64
+	expected               int64 // requests appended that await a reply
+
 	connected                atomic.Bool
-	requests, requestBytes   atomic.Int64
 	responses, responseBytes atomic.Int64
-	outQueue                 atomic.Int64
+	settled                  atomic.Int64 // requests of expected answered or failed, added in batches
 }
 
 // session is one connection to the server.
@@ -157,13 +161,13 @@ func (sc *serverConn) roomLocked() {
 func (sc *serverConn) appendLocked(r *Request, now time.Time) {
 	r.sent = now
 	sc.out = append(sc.out, r.Buf...)
-	sc.requests.Add(1)
-	sc.requestBytes.Add(int64(len(r.Buf)))
+	sc.requests++
+	sc.requestBytes += int64(len(r.Buf))
 	if r.NoReply {
 		sc.noreply = append(sc.noreply, r)
 		return
 	}
-	sc.outQueue.Add(1)
+	sc.expected++
 	sc.inflight = append(sc.inflight, r)
 	if sc.readerIdle {
 		sc.readerIdle = false
@@ -286,7 +290,7 @@ func (sc *serverConn) kill(s *session, err error, count bool, ds *dirtySet) {
 	if count {
 		sc.st.failure(sc.srv)
 	}
-	sc.outQueue.Add(-int64(len(failed)))
+	sc.settled.Add(int64(len(failed)))
 	for _, r := range failed {
 		r.finish(err, ds)
 	}
@@ -295,10 +299,12 @@ func (sc *serverConn) kill(s *session, err error, count bool, ds *dirtySet) {
 	}
 }
 
-func (sc *serverConn) inQueue() (n int, bytes int64) {
+// queues returns the connection's request counters and queues for the stats.
+func (sc *serverConn) queues() (requests, requestBytes, inQueue, inQueueBytes, outQueue int64) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	return len(sc.waiting), int64(sc.waitBytes + len(sc.out) + sc.flushBytes)
+	return sc.requests, sc.requestBytes, int64(len(sc.waiting)), int64(sc.waitBytes + len(sc.out) + sc.flushBytes),
+		sc.expected - sc.settled.Load()
 }
 
 // close stops accepting requests; run finishes the queued ones and returns.
@@ -482,7 +488,7 @@ func (sc *serverConn) readLoop(s *session) {
 	publish := func() {
 		sc.responses.Add(nresp)
 		sc.responseBytes.Add(nbytes)
-		sc.outQueue.Add(-nresp)
+		sc.settled.Add(nresp)
 		nresp, nbytes = 0, 0
 	}
 	var deadline time.Time // the read deadline this goroutine set last
@@ -512,7 +518,7 @@ func (sc *serverConn) readLoop(s *session) {
 		err = s.err // the first cause, if something else killed the session
 		sc.mu.Unlock()
 		publish()
-		sc.outQueue.Add(-int64(len(local) - i))
+		sc.settled.Add(int64(len(local) - i))
 		for ; i < len(local); i++ {
 			local[i].finish(err, &ds)
 			local[i] = nil

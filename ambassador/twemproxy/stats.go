@@ -70,14 +70,14 @@ func (s *Server) Snapshot() []PoolStats {
 				if sc.connected.Load() {
 					ss.ServerConnections++
 				}
-				ss.Requests += sc.requests.Load()
-				ss.RequestBytes += sc.requestBytes.Load()
 				ss.Responses += sc.responses.Load()
 				ss.ResponseBytes += sc.responseBytes.Load()
-				n, b := sc.inQueue()
-				ss.InQueue += int64(n)
-				ss.InQueueBytes += b
-				ss.OutQueue += sc.outQueue.Load()
+				req, reqBytes, inq, inqBytes, outq := sc.queues()
+				ss.Requests += req
+				ss.RequestBytes += reqBytes
+				ss.InQueue += inq
+				ss.InQueueBytes += inqBytes
+				ss.OutQueue += outq
 			}
 			ps.Servers = append(ps.Servers, ss)
 		}
