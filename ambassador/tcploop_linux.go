@@ -20,8 +20,9 @@ import (
 // HTTPProxy's loops do (loop_linux.go), and moves each direction's bytes one of two ways:
 //
 //   - Copy (small messages, where every direction starts): one read of at most copyLen bytes into
-//     the loop's buffer and one send of them to the destination (what the destination does not
-//     take waits in the flow for its EPOLLOUT). A read that returns fewer bytes than asked
+//     the loop's buffer, kept in the flow, and one send of them to the destination at the end of
+//     the pass, as HTTPProxy's loops write (what the destination does not take waits in the flow
+//     for its EPOLLOUT). A read that returns fewer bytes than asked
 //     drained the socket's receive queue at that moment (a stream socket's recv stops short only
 //     when the queue is empty), so the loop does not read again to see EAGAIN: the next byte to
 //     arrive raises a new edge (tcp_data_ready wakes the epoll item whether or not epoll
@@ -92,6 +93,8 @@ type tcpLoop struct {
 	ends    []*relayEnd // by fd
 	open    map[*relay]struct{}
 	again   []*relay // relays that used their budget in a pass
+	sends   []*relay // relays with copied bytes to send at the end of the pass
+	sending bool     // the end of the pass: copied bytes go out as they are read
 	now     time.Time
 	tick    time.Duration
 	sweepAt time.Time
@@ -124,6 +127,7 @@ type relay struct {
 	lease      Lease
 	active     time.Time // the last time a byte moved
 	queued     bool      // in again
+	toSend     bool      // in sends
 	closed     bool
 }
 
@@ -257,6 +261,7 @@ func (l *tcpLoop) run() {
 				break // the next pass polls first
 			}
 		}
+		l.flush()
 		if !l.now.Before(l.sweepAt) {
 			l.sweep()
 			l.sweepAt = l.now.Add(l.tick)
@@ -396,6 +401,13 @@ func send(fd int, b []byte) (int, syscall.Errno) {
 // used; false means the relay failed.
 func (l *tcpLoop) move(r *relay, f *flow) bool {
 	for budget := relayBudget; ; {
+		if len(f.held) > 0 && !l.sending {
+			if !r.toSend {
+				r.toSend = true
+				l.sends = append(l.sends, r)
+			}
+			return true
+		}
 		if f.pending > 0 || len(f.held) > 0 {
 			var n int
 			var e syscall.Errno
@@ -409,7 +421,7 @@ func (l *tcpLoop) move(r *relay, f *flow) bool {
 				if f.pending > 0 {
 					f.pending -= n
 				} else {
-					f.held = f.held[n:]
+					f.held = f.held[:copy(f.held, f.held[n:])] // keeps the buffer for the next message
 				}
 				r.active = l.now
 				continue
@@ -478,10 +490,30 @@ func (l *tcpLoop) move(r *relay, f *flow) bool {
 				afterShortRead(f.src.fd)
 			}
 		}
-		if !l.sendCopy(f, l.buf[:n]) {
-			return false
+		if l.sending {
+			if !l.sendCopy(f, l.buf[:n]) {
+				return false
+			}
+		} else {
+			f.held = append(f.held[:0], l.buf[:n]...) // sent at the end of the pass
 		}
 	}
+}
+
+// flush sends what the pass copied, the relays' peers woken once per pass rather than as the
+// loop reads.
+func (l *tcpLoop) flush() {
+	l.sending = true
+	for i := 0; i < len(l.sends); i++ {
+		r := l.sends[i]
+		r.toSend = false
+		if !r.closed {
+			l.pump(r)
+		}
+	}
+	clear(l.sends)
+	l.sends = l.sends[:0]
+	l.sending = false
 }
 
 // sendCopy sends b, read into the loop's buffer, to f's destination and keeps what it does not
