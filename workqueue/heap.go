@@ -154,45 +154,207 @@ func (r *readyQueue) pop() *entry {
 	return nil
 }
 
-// leaseList holds leased entries in deadline order. A lease's deadline is the lease time plus a
-// fixed duration, so a new or extended lease nearly always goes at the tail: insert walks from there.
-type leaseList struct {
-	head, tail *entry
-	n          int
+// leaseRing holds the leases of a shard in deadline order: a lease's deadline is the lease time plus
+// a fixed duration, so a new or extended lease goes at the tail. It is a ring of records; removing a
+// lease clears its record in place (the entry keeps the record's position in idx, which a leased
+// entry does not use otherwise), so neither a lease nor an ack touches another entry. Cleared records
+// are dropped when they reach the head, and the ring is compacted when it is mostly holes. Leases
+// recorded concurrently can reach the ring a little out of deadline order; such a lease expires when
+// the one before it does, late by that skew.
+type leaseRing struct {
+	buf        []leaseRec // len 0 or a power of two
+	head, tail uint32     // positions: the records are [head, tail), modulo len(buf)
+	n          int        // live records
 }
 
-func (l *leaseList) insert(e *entry) {
-	p := l.tail
-	for p != nil && p.deadline > e.deadline {
-		p = p.prev
+type leaseRec struct {
+	e        *entry // nil: removed
+	deadline int64
+}
+
+func (r *leaseRing) push(e *entry) {
+	if r.tail-r.head == uint32(len(r.buf)) {
+		r.resize()
 	}
-	e.prev = p
-	if p == nil {
-		e.next = l.head
-		l.head = e
-	} else {
-		e.next = p.next
-		p.next = e
+	r.buf[r.tail&uint32(len(r.buf)-1)] = leaseRec{e, e.deadline}
+	e.idx = int32(r.tail)
+	r.tail++
+	r.n++
+}
+
+func (r *leaseRing) remove(e *entry) {
+	r.buf[uint32(e.idx)&uint32(len(r.buf)-1)].e = nil
+	e.idx = -1
+	r.n--
+	r.trim()
+}
+
+// first is the live record nearest the head, or nil.
+func (r *leaseRing) first() *leaseRec {
+	if r.head == r.tail {
+		return nil
 	}
-	if e.next == nil {
-		l.tail = e
-	} else {
-		e.next.prev = e
+	return &r.buf[r.head&uint32(len(r.buf)-1)]
+}
+
+// trim drops removed records from the head, so that the head record is live (or the ring empty).
+func (r *leaseRing) trim() {
+	mask := uint32(len(r.buf) - 1)
+	for r.head != r.tail && r.buf[r.head&mask].e == nil {
+		r.head++
+	}
+}
+
+// resize makes room in a full ring: it moves the live records, in order, to the start of a buffer
+// twice their number (at least 16), which compacts a ring of mostly holes instead of growing it.
+func (r *leaseRing) resize() {
+	size := 16
+	for size < 2*r.n+2 {
+		size *= 2
+	}
+	old, mask := r.buf, uint32(len(r.buf)-1)
+	r.buf = make([]leaseRec, size)
+	k := uint32(0)
+	for p := r.head; p != r.tail; p++ {
+		if rec := old[p&mask]; rec.e != nil {
+			r.buf[k] = rec
+			rec.e.idx = int32(k)
+			k++
+		}
+	}
+	r.head, r.tail = 0, k
+}
+
+// topPrio is the priority of the item pop would return; call it only when len() > 0.
+func (r *readyQueue) topPrio() int {
+	for _, l := range r.lanes {
+		if l.head != len(l.buf) {
+			return l.prio
+		}
+	}
+	return 0
+}
+
+// segSize is how many items one segment of a fastLane holds.
+const segSize = 512
+
+// laneSeg is one segment of a fastLane: the items of indexes base to base+segSize-1.
+type laneSeg struct {
+	base  uint64
+	slots [segSize]atomic.Pointer[entry] // nil: not published yet; never cleared
+	next  atomic.Pointer[laneSeg]        // set before the segment's last slot is published
+}
+
+// fastLane is the FIFO of hot-path Adds (keyless, ready at once, one priority at a time) that
+// Leases take from without the queue's lock: producers append under their own lock (put), which
+// publishes an item by storing it in its slot; a Lease claims the next index with one
+// compare-and-swap on head (claim), or a run of them (claimN), once it has seen the slot filled.
+// No counter is shared with the producers, so a producer and the Leases touch the same cache line
+// only where they meet in the same slots. Indexes below head are claimed. The segments form a list
+// from headSeg on, whose base is never above head, so a claimer that loaded headSeg before head
+// finds its index by walking forward.
+type fastLane struct {
+	head    atomic.Uint64
+	headSeg atomic.Pointer[laneSeg]
+	_       [48]byte
+	prio    atomic.Int64 // the priority of every item in the lane (push keeps it one)
+	tail    *laneSeg     // the producers' (under their lock), as is n
+	n       uint64       // indexes put
+}
+
+func (l *fastLane) init() {
+	s := &laneSeg{}
+	l.headSeg.Store(s)
+	l.tail = s
+}
+
+// put appends e and returns its index. Called with the producers' lock held.
+func (l *fastLane) put(e *entry) uint64 {
+	i := l.n
+	s := l.tail
+	k := i - s.base
+	if k == segSize-1 {
+		n := &laneSeg{base: s.base + segSize}
+		s.next.Store(n)
+		l.tail = n
 	}
 	l.n++
+	s.slots[k].Store(e)
+	return i
 }
 
-func (l *leaseList) remove(e *entry) {
-	if e.prev == nil {
-		l.head = e.next
-	} else {
-		e.prev.next = e.next
+// empty reports whether the producers have put every item claimed so far. Called with their lock
+// held.
+func (l *fastLane) empty() bool { return l.head.Load() >= l.n }
+
+// nonEmpty reports whether an item is there to claim.
+func (l *fastLane) nonEmpty() bool {
+	s := l.headSeg.Load()
+	h := l.head.Load()
+	for h-s.base >= segSize {
+		s = s.next.Load()
 	}
-	if e.next == nil {
-		l.tail = e.prev
-	} else {
-		e.next.prev = e.prev
+	return s.slots[h-s.base].Load() != nil
+}
+
+// claim takes the oldest item, or returns nil if there is none.
+func (l *fastLane) claim() *entry {
+	for {
+		s := l.headSeg.Load()
+		h := l.head.Load()
+		for h-s.base >= segSize {
+			s = s.next.Load()
+		}
+		k := h - s.base
+		e := s.slots[k].Load()
+		if e == nil {
+			return nil
+		}
+		if l.head.CompareAndSwap(h, h+1) {
+			if k == segSize-1 {
+				l.headSeg.CompareAndSwap(s, s.next.Load())
+			}
+			return e
+		}
 	}
-	e.next, e.prev = nil, nil
-	l.n--
+}
+
+// claimN takes up to max of the oldest items into dst (appending) and returns dst.
+func (l *fastLane) claimN(max int, dst []*entry) []*entry {
+	n0 := len(dst)
+	for {
+		dst = dst[:n0]
+		s := l.headSeg.Load()
+		h := l.head.Load()
+		for h-s.base >= segSize {
+			s = s.next.Load()
+		}
+		last := s // the segment of the last index seen
+		for i := h; len(dst)-n0 < max; i++ {
+			if i-last.base == segSize {
+				last = last.next.Load()
+				if last == nil {
+					break
+				}
+			}
+			e := last.slots[i-last.base].Load()
+			if e == nil {
+				break
+			}
+			dst = append(dst, e)
+		}
+		k := uint64(len(dst) - n0)
+		if k == 0 {
+			return dst
+		}
+		if l.head.CompareAndSwap(h, h+k) {
+			// Move headSeg on past the segments whose last index was claimed.
+			for e := h + k; e-s.base >= segSize; {
+				next := s.next.Load()
+				l.headSeg.CompareAndSwap(s, next)
+				s = next
+			}
+			return dst
+		}
+	}
 }

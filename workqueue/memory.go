@@ -3,6 +3,8 @@ package workqueue
 import (
 	"context"
 	"fmt"
+	"math"
+	"math/bits"
 	"runtime"
 	"sort"
 	"strconv"
@@ -36,9 +38,8 @@ type entry struct {
 	notBefore int64  // clock value; 0: ready as soon as its key allows
 	deadline  int64  // clock value; 0: not leased
 	added     int64  // clock value (kept only with a journal)
-	next      *entry // leased list; free list
-	prev      *entry // leased list
-	idx       int32  // index in the delayed heap
+	next      *entry // free list
+	idx       int32  // index in the delayed heap; position in the lease ring
 	state     uint8
 }
 
@@ -61,54 +62,56 @@ func (q *Memory) record(e *entry) Record {
 	}
 }
 
-// maxFree bounds the entries an idle queue keeps for reuse (about 1 MiB).
+// spareWait is how many Adds allocate their entries after push found no acked entries to reuse in
+// a shard, before it looks in the next.
+const spareWait = 16
+
+// maxFree bounds the entries an idle queue keeps for reuse (about 1 MiB), over all its shards.
 const maxFree = 4096
 
-// recycleLocked keeps the entry of an acked item, which nothing refers to any more, for a later
-// Add. Called with mu held.
-func (q *Memory) recycleLocked(e *entry) {
-	if q.nfree >= maxFree {
-		return
+// push is the hot-path Add without mu: under inMu, which only Adds take, it makes a ready entry with
+// the next ID on a recycled entry (it takes the entries acked in one shard at a time, when that
+// shard's lock is free, and hands them out one by one) or a new one, and appends it to the fast
+// lane. It returns the ID and the item's index in the lane; ok is false, and nothing is added, if
+// the lane holds items of another priority (the caller takes the slow path then).
+func (q *Memory) push(payload []byte, prio int) (id string, idx uint64, ok bool) {
+	l := &q.lane
+	q.inMu.Lock()
+	if int64(prio) != l.prio.Load() {
+		if !l.empty() {
+			q.inMu.Unlock()
+			return "", 0, false
+		}
+		l.prio.Store(int64(prio))
 	}
-	*e = entry{idx: -1, next: q.free}
-	q.free = e
-	q.nfree++
-}
-
-// push is the hot-path Add without mu: it makes a ready entry with the next ID on a recycled entry
-// (it takes the entries acked since its last visit all at once, when mu is free, and hands them out
-// one by one) or a new one, and appends it to the inbox. It returns the ID, and whether the inbox
-// was empty.
-func (q *Memory) push(payload []byte, prio int) (id string, first bool) {
-	q.sparesMu.Lock()
-	if q.spares == nil && q.mu.TryLock() {
-		q.spares, q.free, q.nfree = q.free, nil, 0
-		q.mu.Unlock()
+	if q.spares == nil && q.spareWait == 0 {
+		// Take a shard's acked entries; after finding none, allocate for a while before looking
+		// again (with a backlog the workers ack nothing to spare, and each look costs cache misses).
+		s := &q.shards[q.spareShard%nshards]
+		q.spareShard++
+		if s.mu.TryLock() {
+			q.spares, s.free, s.nfree = s.free, nil, 0
+			s.mu.Unlock()
+		}
+		if q.spares == nil {
+			q.spareWait = spareWait
+		}
+	} else if q.spareWait > 0 {
+		q.spareWait--
 	}
 	e := q.spares
 	if e != nil {
 		q.spares, e.next = e.next, nil
-	}
-	n := q.seq.Add(1)
-	name := q.names.format(n)
-	q.sparesMu.Unlock()
-	if e == nil {
+	} else {
 		e = &entry{idx: -1}
 	}
-	e.id, e.name = n, name
+	n := q.seq.Add(1)
+	e.id, e.name = n, q.names.format(n)
 	e.payload, e.prio, e.state = payload, prio, stReady
-	id = e.ids() // now: once inMu is unlocked, e may be leased, acked and recycled
-	q.inMu.Lock()
-	first = len(q.in) == 0
-	if first {
-		q.inPrio, q.inMixed = prio, false
-		q.inFull.Store(true)
-	} else if prio != q.inPrio {
-		q.inMixed = true
-	}
-	q.in = append(q.in, e)
+	id = e.ids() // now: once the item is in the lane, e may be leased, acked and recycled
+	idx = l.put(e)
 	q.inMu.Unlock()
-	return id, first
+	return id, idx, true
 }
 
 // nameChunk is the size of the byte arrays the hot-path Adds cut the names of their items from.
@@ -144,62 +147,86 @@ type keyState struct{ q []*entry }
 // is the engine of workqueue/bolt.
 //
 // The hot path (a keyless Add without delay, Lease or LeaseBatch, Ack or AckBatch) is built for
-// many items per second: such an Add does not take the queue's lock (it appends to an inbox, under
-// two short locks of its own, that the next Lease moves into the ready lanes in one batch without
-// touching the entries); it allocates nothing with a recycled entry (acked entries are reused; the
-// ID, which is also the first lease's token, is cut from a shared byte array, see nameArena); leases are kept in deadline order in a list (a
-// lease's deadline is now plus a fixed duration, so it goes at the tail), and only leased items are
-// indexed by ID. A Lease that finds nothing spins (yielding) for a few microseconds before it parks,
-// and only an Add that finds the inbox empty, and no Lease spinning, wakes a parked Lease, so a
-// steady flow of items needs few wake-ups. LeaseBatch and AckBatch take the lock once per batch;
-// Lease hands out Items cut from blocks of itemBlock (one allocation per block, see itemLocked).
+// many items per second and takes no lock that all workers share. Such an Add appends to the fast
+// lane under a lock of the Adds' own (see fastLane); it allocates nothing with a recycled entry
+// (acked entries are reused; the ID, which is also the first lease's token, is cut from a shared
+// byte array, see nameArena). A Lease claims the lane's oldest item with one compare-and-swap when
+// nothing else can come first (no item in the ready lanes, no delay due, no lease expired: three
+// atomic reads) and records its lease in the item's leaseShard, under that shard's lock only; an
+// Ack of a keyless item takes only that lock too. Everything else (keys, delays, nacks, expiries,
+// priorities other than the lane's, journals) goes through mu and the ready lanes, and whatever
+// puts an item into the ready lanes first moves the fast lane there, so that add order holds.
+// Leases are kept per shard in deadline order in a list (a lease's deadline is now plus a fixed
+// duration, so it goes at the tail); leaseMin is a lower bound of all their deadlines, so that
+// Leases look for expired ones only when one may be due. A Lease that finds nothing spins (yielding)
+// for a few microseconds before it parks; an Add wakes a parked Lease only when all items before
+// its own have been taken and no Lease is spinning, and a Lease that leaves items behind wakes the
+// next, so a steady flow of items needs few wake-ups. Lease hands out Items cut from blocks of
+// itemBlock (one allocation per block).
 type Memory struct {
-	cfg      memConfig
-	base     time.Time    // clock() is the monotonic time since: one clock read, not two
-	spinners int32        // how many Leases may spin at once (0 with GOMAXPROCS 1)
-	spinning atomic.Int32 // Leases looking for work that will see a new item without a wake-up
-	nparked  atomic.Int32 // len(waiters)
-	isClosed atomic.Bool
+	cfg       memConfig
+	base      time.Time    // clock() is the monotonic time since: one clock read, not two
+	spinners  int32        // how many Leases may spin at once (0 with GOMAXPROCS 1)
+	spinning  atomic.Int32 // Leases looking for work that will see a new item without a wake-up
+	nparked   atomic.Int32 // len(waiters)
+	isClosed  atomic.Bool
+	draining  atomic.Bool  // drainCh != nil: an Ack must check whether it ended the last lease
+	leaseMin  atomic.Int64 // clock value at or before every lease's deadline; math.MaxInt64: none
+	delayedAt atomic.Int64 // clock value when the first delayed item is due; math.MaxInt64: none
+	evAt      atomic.Int64 // clock value when the event timer fires; 0: not armed (written under mu)
 
 	// What an Add writes and what a Lease writes sit on separate cache lines, so that a producer
 	// and the workers on other cores do not invalidate each other's lines.
-	_   [64]byte
-	seq atomic.Uint64
-	// The inbox: what the hot-path Adds added, oldest first, not yet in the ready lanes. A Lease
-	// takes it all at once (drainLocked) without touching the entries, which with a backlog are no
-	// longer in any cache. inFull is len(in) > 0, for readers without inMu.
-	inMu    sync.Mutex
-	in      []*entry
-	inPrio  int  // the priority of in[0]
-	inMixed bool // some entry of in has another priority
-	inFull  atomic.Bool
-	// The hot-path Adds' supply of recycled entries (refilled from free, see push) and names.
-	sparesMu sync.Mutex
-	spares   *entry
-	names    nameArena
-	_        [64]byte
+	_    [64]byte
+	lane fastLane
+	seq  atomic.Uint64
+	// inMu serializes the hot-path Adds (see push); it guards spares, spareShard and names.
+	inMu       sync.Mutex
+	spares     *entry
+	spareShard uint
+	spareWait  int // Adds left before push looks for acked entries again
+	names      nameArena
+	_          [64]byte
+
+	shards [nshards]leaseShard
 
 	mu      sync.Mutex
-	leasedM idIndex // leased items by ID
-	live    int     // items out of the inbox, not yet acked or buried
-	nheld   int     // items in state stHeld
+	live    int // items in the ready lanes, delayed, waiting for their key, held or new (not leased)
+	nheld   int // items in state stHeld
 	ready   readyQueue
 	delayed entryHeap
-	leased  leaseList
 	keys    map[string]*keyState
 	dead    []DeadItem
-	scratch []*entry  // drainLocked's
-	free    *entry    // entries of acked items, for Adds (linked by next)
-	nfree   int       // len(free)
+	scratch []*entry  // drainLocked's and expireLocked's
 	waiters []*waiter // parked Lease calls, FIFO
-	items   []Item    // itemLocked's block
 	// spare holds idle waiters. It is per queue, not global: a waiter's channel belongs to the
 	// goroutines that made it (a testing/synctest bubble, say), like the queue itself.
 	spare   sync.Pool
 	drainCh chan struct{} // closed when the last lease ends while Shutdown waits
 	evTimer *time.Timer   // fires at evAt to run advance (due delays, expired leases) for waiters
-	evAt    int64         // clock value; 0: not armed
 	closed  bool
+}
+
+// shard is the leaseShard of item id.
+func (q *Memory) shard(id uint64) *leaseShard { return &q.shards[id&(nshards-1)] }
+
+// lowerLeaseMin makes leaseMin at most d.
+func (q *Memory) lowerLeaseMin(d int64) {
+	for {
+		m := q.leaseMin.Load()
+		if d >= m || q.leaseMin.CompareAndSwap(m, d) {
+			return
+		}
+	}
+}
+
+// leasedCount is how many items are leased.
+func (q *Memory) leasedCount() int64 {
+	var n int64
+	for i := range q.shards {
+		n += int64(q.shards[i].leased())
+	}
+	return n
 }
 
 var _ Batcher = (*Memory)(nil)
@@ -231,6 +258,9 @@ func NewMemory(opts ...Option) (*Memory, error) {
 		q.spinners = int32(p)
 	}
 	q.base = time.Now()
+	q.leaseMin.Store(math.MaxInt64)
+	q.delayedAt.Store(math.MaxInt64)
+	q.lane.init()
 	q.seq.Store(cfg.lastID)
 	q.spare.New = newWaiter
 	q.recover(cfg.recovered)
@@ -276,7 +306,7 @@ func (q *Memory) recover(recs []Record) {
 	recs = append([]Record(nil), recs...)
 	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
 	now := q.clock()
-	var live []*entry
+	var live, leased []*entry
 	for _, r := range recs {
 		if r.ID > q.seq.Load() {
 			q.seq.Store(r.ID)
@@ -290,7 +320,6 @@ func (q *Memory) recover(recs []Record) {
 			notBefore: q.clockOf(r.NotBefore), deadline: q.clockOf(r.Deadline), added: q.clockOf(r.Added), idx: -1,
 		}
 		e.setID(r.ID)
-		q.live++
 		if r.Key != "" {
 			ks := q.keys[r.Key]
 			if ks == nil {
@@ -304,12 +333,18 @@ func (q *Memory) recover(recs []Record) {
 	for _, e := range live {
 		if e.deadline != 0 && e.deadline > now {
 			e.state = stLeased
-			q.leased.insert(e)
-			q.leasedM.put(e)
+			leased = append(leased, e)
 			continue
 		}
+		q.live++
 		e.deadline = 0
 		e.state = stNew
+	}
+	// In deadline order, as each shard keeps them.
+	sort.SliceStable(leased, func(i, j int) bool { return leased[i].deadline < leased[j].deadline })
+	for _, e := range leased {
+		q.shard(e.id).insert(e)
+		q.lowerLeaseMin(e.deadline)
 	}
 	for _, e := range live {
 		if e.state == stNew {
@@ -322,27 +357,19 @@ func deadItem(r Record, reason string, t time.Time) DeadItem {
 	return DeadItem{ID: strconv.FormatUint(r.ID, 10), Key: r.Key, Payload: r.Payload, Attempts: r.Attempt, Reason: reason, Time: t}
 }
 
-// drainLocked moves the inbox into the ready lanes, oldest first. With one priority (the common
-// case) it copies the pointers and touches no entry: an entry of the inbox is marked ready when it
-// is added. The inbox and scratch trade places, so that neither allocates in a steady flow.
-// Called with mu held.
+// drainLocked moves the fast lane into the ready lanes, oldest first, so that what the caller puts
+// there next comes after it. It claims the lane's items at once and touches no entry: an entry of
+// the lane is marked ready when it is added, and the lane holds one priority. Called with mu held.
 func (q *Memory) drainLocked() {
-	if !q.inFull.Load() {
+	if !q.lane.nonEmpty() {
 		return
 	}
-	q.inMu.Lock()
-	s, p, mixed := q.in, q.inPrio, q.inMixed
-	q.in = q.scratch[:0]
-	q.inFull.Store(false)
-	q.inMu.Unlock()
-	q.live += len(s)
-	if mixed {
-		for _, e := range s {
-			q.ready.push(e)
-		}
-	} else {
-		q.ready.pushAll(p, s)
+	s := q.lane.claimN(math.MaxInt, q.scratch[:0])
+	if len(s) == 0 {
+		return
 	}
+	q.live += len(s)
+	q.ready.pushAll(s[0].prio, s)
 	clear(s)
 	if cap(s) > 4096 {
 		s = nil
@@ -361,14 +388,26 @@ func (q *Memory) makeVisible(e *entry, now int64) {
 	if e.notBefore > now {
 		e.state = stDelayed
 		q.delayed.push(e)
+		q.syncDelayed()
 		q.armLocked(now)
 		return
 	}
 	q.toReady(e)
 }
 
-// toReady queues e and makes sure a Lease will look for it. Called with mu held.
+// syncDelayed publishes when the first delayed item is due. Called with mu held.
+func (q *Memory) syncDelayed() {
+	at := int64(math.MaxInt64)
+	if e := q.delayed.top(); e != nil {
+		at = e.notBefore
+	}
+	q.delayedAt.Store(at)
+}
+
+// toReady queues e after the fast lane's items and makes sure a Lease will look for it. Called
+// with mu held.
 func (q *Memory) toReady(e *entry) {
+	q.drainLocked()
 	e.state = stReady
 	q.ready.push(e)
 	q.wakeLocked()
@@ -392,31 +431,49 @@ func (q *Memory) wakeLocked() {
 
 // available reports, without the lock, whether a Lease may find something.
 func (q *Memory) available() bool {
-	return q.inFull.Load() || q.ready.n.Load() > 0
+	return q.ready.n.Load() > 0 || q.lane.nonEmpty()
 }
 
-// stopSpinning uncounts a spinning Lease that leaves without an item, and hands its search on.
-func (q *Memory) stopSpinning() {
-	q.spinning.Add(-1)
-	if q.nparked.Load() > 0 && q.available() {
+// wakeIfIdle wakes a parked Lease if items are available, some Lease is parked and none spins:
+// what a Lease that leaves items behind, or stops spinning without one, does to hand the search on.
+func (q *Memory) wakeIfIdle() {
+	if q.nparked.Load() > 0 && q.spinning.Load() == 0 && q.available() {
 		q.mu.Lock()
-		q.drainLocked()
-		if q.ready.len() > 0 {
+		if q.available() {
 			q.wakeLocked()
 		}
 		q.mu.Unlock()
 	}
 }
 
-// leaseLocked leases e and copies it out to it: once mu is unlocked, the lease can expire, the item
-// be leased and acked by another Lease, and the entry be recycled for a new item. The caller arms
-// the event timer. Called with mu held.
-func (q *Memory) leaseLocked(e *entry, now int64, it *Item) {
+// stopSpinning uncounts a spinning Lease that leaves without an item, and hands its search on.
+func (q *Memory) stopSpinning() {
+	q.spinning.Add(-1)
+	q.wakeIfIdle()
+}
+
+// leaseEntry leases e, which the caller took out of every structure, and copies it out to it (or,
+// if it is nil, to a new Item from the shard's block), which it returns. The Item is complete
+// before the lease is in its shard: from then on the lease can expire, the item be leased and acked
+// by another Lease, and the entry be recycled for a new item. The caller arms the event timer.
+func (q *Memory) leaseEntry(e *entry, now int64, it *Item) *Item {
+	s := q.shard(e.id)
+	s.mu.Lock()
+	if it == nil {
+		it = s.item()
+	}
+	q.copyOut(e, now, it)
+	s.insert(e)
+	s.mu.Unlock()
+	q.lowerLeaseMin(e.deadline)
+	return it
+}
+
+// copyOut starts e's lease attempt at now and copies the item out to it.
+func (q *Memory) copyOut(e *entry, now int64, it *Item) {
 	e.attempt++
 	e.deadline = now + int64(q.cfg.lease)
 	e.state = stLeased
-	q.leased.insert(e)
-	q.leasedM.put(e)
 	tok := e.name
 	if e.attempt != 1 {
 		tok = FormatLease(e.id, e.attempt)
@@ -427,6 +484,31 @@ func (q *Memory) leaseLocked(e *entry, now int64, it *Item) {
 	}
 }
 
+// leaseEntries is leaseEntry for up to 64 entries into dst[:len(es)]: it takes each shard's lock
+// once.
+func (q *Memory) leaseEntries(es []*entry, now int64, dst []Item) {
+	for i, e := range es {
+		q.copyOut(e, now, &dst[i])
+	}
+	var done uint64 // bit i: es[i] is in its shard (and may be gone from it: do not read it again)
+	for i := range es {
+		if done&(1<<i) != 0 {
+			continue
+		}
+		sh := es[i].id & (nshards - 1)
+		s := &q.shards[sh]
+		s.mu.Lock()
+		for j := i; j < len(es); j++ {
+			if done&(1<<j) == 0 && es[j].id&(nshards-1) == sh {
+				s.insert(es[j])
+				done |= 1 << j
+			}
+		}
+		s.mu.Unlock()
+	}
+	q.lowerLeaseMin(now + int64(q.cfg.lease))
+}
+
 // armLocked makes the event timer fire by the next timed event (a delayed item coming due or a
 // lease expiring) while Leases are parked, so that they need no timers of their own. The timer is
 // re-armed only when the next event moves earlier. Called with mu held.
@@ -435,13 +517,13 @@ func (q *Memory) armLocked(now int64) {
 		return
 	}
 	next := q.nextEvent()
-	if next == 0 || (q.evAt != 0 && next >= q.evAt) {
+	if ev := q.evAt.Load(); next == 0 || (ev != 0 && next >= ev) {
 		return
 	}
 	if now == 0 {
 		now = q.clock()
 	}
-	q.evAt = next
+	q.evAt.Store(next)
 	if q.evTimer == nil {
 		q.evTimer = time.AfterFunc(time.Duration(next-now), q.onEvent)
 	} else {
@@ -452,7 +534,7 @@ func (q *Memory) armLocked(now int64) {
 func (q *Memory) onEvent() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.evAt = 0
+	q.evAt.Store(0)
 	if q.closed {
 		return
 	}
@@ -461,9 +543,9 @@ func (q *Memory) onEvent() {
 	q.armLocked(now)
 }
 
-// forget removes a live entry that is in no heap and hands its key's turn on. Called with mu held.
+// forget hands the key's turn of an entry that is in no heap and no shard on, as its item leaves
+// for good (acked or buried). Called with mu held.
 func (q *Memory) forget(e *entry, now int64) {
-	q.live--
 	if e.key == "" {
 		return
 	}
@@ -486,50 +568,102 @@ func (q *Memory) forget(e *entry, now int64) {
 	}
 }
 
-// unleaseLocked takes a leased entry out of the leased list and index. Called with mu held.
-func (q *Memory) unleaseLocked(e *entry) {
-	q.leased.remove(e)
-	q.leasedM.del(e.id)
-	e.deadline = 0
+// takeLeased ends the lease with this id and attempt if it is current (see leaseShard.held) and
+// returns its entry, out of its shard. Called with mu held (or, for keyless items, without).
+func (q *Memory) takeLeased(id uint64, attempt int, now int64) (*entry, error) {
+	s := q.shard(id)
+	s.mu.Lock()
+	e, err := s.held(id, attempt, now)
+	if err == nil {
+		s.unlease(e)
+		e.deadline = 0
+	}
+	s.mu.Unlock()
+	return e, err
+}
+
+// recycle keeps the entry of an acked item in its shard for a later Add.
+func (q *Memory) recycle(e *entry) {
+	s := q.shard(e.id)
+	s.mu.Lock()
+	s.recycle(e)
+	s.mu.Unlock()
 }
 
 // advance moves due delayed items to ready and expired leases back to ready. Called with mu held.
 func (q *Memory) advance(now int64) {
-	for {
-		e := q.delayed.top()
-		if e == nil || e.notBefore > now {
-			break
+	if now >= q.delayedAt.Load() {
+		for {
+			e := q.delayed.top()
+			if e == nil || e.notBefore > now {
+				break
+			}
+			q.delayed.pop()
+			q.toReady(e)
 		}
-		q.delayed.pop()
-		q.toReady(e)
+		q.syncDelayed()
 	}
-	for {
-		e := q.leased.head
-		if e == nil || e.deadline > now {
-			break
-		}
-		q.unleaseLocked(e)
-		q.toReady(e)
-		q.cfg.logger.Debug("lease expired", zap.Uint64("id", e.id), zap.Int("attempt", e.attempt))
+	if now >= q.leaseMin.Load() {
+		q.expireLocked(now)
 	}
 	q.checkDrained()
 }
 
-func (q *Memory) checkDrained() {
-	if q.drainCh != nil && q.leased.n == 0 && q.nheld == 0 {
-		close(q.drainCh)
-		q.drainCh = nil
+// expireLocked takes the leases whose deadline is not after now out of the shards and makes their
+// items ready again, earliest deadline first, and sets leaseMin to the earliest deadline left.
+// leaseMin is reset before the shards are read, so a lease recorded meanwhile lowers it after.
+// Called with mu held.
+func (q *Memory) expireLocked(now int64) {
+	q.leaseMin.Store(math.MaxInt64)
+	exp := q.scratch[:0]
+	first := int64(math.MaxInt64)
+	for i := range q.shards {
+		s := &q.shards[i]
+		s.mu.Lock()
+		for r := s.ring.first(); r != nil && r.deadline <= now; r = s.ring.first() {
+			e := r.e
+			s.unlease(e)
+			exp = append(exp, e)
+		}
+		if r := s.ring.first(); r != nil && r.deadline < first {
+			first = r.deadline
+		}
+		s.mu.Unlock()
+	}
+	q.lowerLeaseMin(first)
+	if len(exp) > 1 {
+		sort.Slice(exp, func(i, j int) bool {
+			a, b := exp[i], exp[j]
+			return a.deadline < b.deadline || (a.deadline == b.deadline && a.id < b.id)
+		})
+	}
+	q.scratch = nil // toReady drains the fast lane into q.scratch
+	for _, e := range exp {
+		e.deadline = 0
+		q.live++
+		q.toReady(e)
+		q.cfg.logger.Debug("lease expired", zap.Uint64("id", e.id), zap.Int("attempt", e.attempt))
+	}
+	clear(exp)
+	if q.scratch == nil {
+		q.scratch = exp
 	}
 }
 
-// nextEvent is when advance next has work, or zero. Called with mu held.
-func (q *Memory) nextEvent() int64 {
-	var t int64
-	if e := q.delayed.top(); e != nil {
-		t = e.notBefore
+func (q *Memory) checkDrained() {
+	if q.drainCh != nil && q.nheld == 0 && q.leasedCount() == 0 {
+		close(q.drainCh)
+		q.drainCh = nil
+		q.draining.Store(false)
 	}
-	if e := q.leased.head; e != nil && (t == 0 || e.deadline < t) {
-		t = e.deadline
+}
+
+// nextEvent is when advance next has work (or may have: leaseMin is a lower bound), or zero.
+// Called with mu held.
+func (q *Memory) nextEvent() int64 {
+	t := min(q.delayedAt.Load(), q.leaseMin.Load())
+	if t == math.MaxInt64 {
+		return 0
 	}
 	return t
 }
@@ -544,8 +678,8 @@ func (q *Memory) commit(ch ...Change) error {
 	return nil
 }
 
-// Test hooks, nil outside tests: testHookLeased runs in Lease with mu held right after an item is
-// leased, testHookUnlocked right after Lease unlocks mu to return it.
+// Test hooks, nil outside tests: testHookLeased runs in Lease right after an item is leased (with
+// mu held on the locked path), testHookUnlocked right before Lease returns it.
 var testHookLeased, testHookUnlocked func()
 
 // Add implements Queue.
@@ -557,29 +691,26 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		return "", fmt.Errorf("%w: negative delay %v", ErrInvalid, opts.Delay)
 	}
 	if opts.Key == "" && opts.Delay == 0 && q.cfg.journal == nil {
-		// The hot path: no lock; the next Lease moves the item into the ready lanes.
+		// The hot path: no lock of the workers'; a Lease takes the item from the fast lane.
 		if q.isClosed.Load() {
 			return "", ErrClosed
 		}
-		id, first := q.push(payload, opts.Priority)
-		if q.isClosed.Load() {
-			// Closed while this pushed: no Lease will take the item, so do not report it added.
-			return "", ErrClosed
-		}
-		// A Lease takes the whole inbox at once, so only the Add that found it empty decides
-		// whether to wake one: whoever takes its item takes the later ones too. A Lease stops
-		// counting as spinning before it looks, and a parking Lease looks at the inbox after it
-		// counts as parked: so either a Lease sees this item or this sees nobody looking and
-		// wakes a parked one.
-		if first && q.spinning.Load() == 0 && q.nparked.Load() > 0 {
-			q.mu.Lock()
-			q.drainLocked()
-			if q.ready.len() > 0 {
-				q.wakeLocked()
+		if id, idx, ok := q.push(payload, opts.Priority); ok {
+			if q.isClosed.Load() {
+				// Closed while this pushed: no Lease will take the item, so do not report it added.
+				return "", ErrClosed
 			}
-			q.mu.Unlock()
+			// A Lease that takes an item and sees more wakes the next (wakeIfIdle), so only an
+			// Add whose item is the first not taken decides whether to wake one. A Lease stops
+			// counting as spinning before it looks, and a parking Lease looks at the lane after it
+			// counts as parked: so either a Lease sees this item or this sees nobody looking and
+			// wakes a parked one.
+			if q.lane.head.Load() >= idx {
+				q.wakeIfIdle()
+			}
+			return id, nil
 		}
-		return id, nil
+		// The lane holds another priority: the slow path puts the item after them in order.
 	}
 	var now int64 // read only when needed: clock reads are a large part of an Add's cost
 	if opts.Delay > 0 || q.cfg.journal != nil {
@@ -624,6 +755,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		err := q.commit(Change{Op: OpPut, Record: rec})
 		q.mu.Lock()
 		if err != nil {
+			q.live--
 			q.forget(e, now)
 			q.mu.Unlock()
 			return "", err
@@ -640,22 +772,11 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 	return it, err
 }
 
-// itemBlock is how many Items one allocation of Lease's makes (see itemLocked).
-const itemBlock = 16
+// itemBlock is how many Items one allocation of Lease's makes (see leaseShard.item).
+const itemBlock = 4
 
-// itemLocked returns a new Item for Lease: the next one of a block of itemBlock, so that Lease
-// allocates once per itemBlock items. Each Item of a block is handed out once and then belongs to
-// its caller; an Item kept keeps its block alive. Called with mu held.
-func (q *Memory) itemLocked() *Item {
-	if len(q.items) == 0 {
-		q.items = make([]Item, itemBlock)
-	}
-	it := &q.items[0]
-	q.items = q.items[1:]
-	return it
-}
-
-// LeaseBatch implements Batcher: one lock and one clock read lease up to len(dst) ready items.
+// LeaseBatch implements Batcher: one clock read leases up to len(dst) ready items, and one lock
+// when they come from the ready lanes.
 func (q *Memory) LeaseBatch(ctx context.Context, dst []Item) (int, error) {
 	if len(dst) == 0 {
 		return 0, errEmptyBatch
@@ -664,13 +785,104 @@ func (q *Memory) LeaseBatch(ctx context.Context, dst []Item) (int, error) {
 	return n, err
 }
 
+// leaseFast is lease's path without mu: when nothing can come before the fast lane's items (no
+// item in the ready lanes, no delayed item due, no lease that may have expired), it claims up to
+// max of them and leases them into dst, or one into an Item of a shard's block when dst is nil. It
+// returns how many and the first; 0 when it did not find any (the caller takes the locked path).
+func (q *Memory) leaseFast(now int64, dst []Item, max int) (int, *Item, error) {
+	if q.ready.n.Load() != 0 || now >= q.delayedAt.Load() || now >= q.leaseMin.Load() {
+		return 0, nil, nil
+	}
+	var first *Item
+	n := 0
+	if max == 1 {
+		e := q.lane.claim()
+		if e == nil {
+			return 0, nil, nil
+		}
+		var it *Item
+		if dst != nil {
+			it = &dst[0]
+		}
+		first = q.leaseEntry(e, now, it)
+		n = 1
+	} else {
+		var buf [64]*entry
+		es := q.lane.claimN(min(max, len(buf)), buf[:0])
+		if len(es) == 0 {
+			return 0, nil, nil
+		}
+		q.leaseEntries(es, now, dst)
+		first, n = &dst[0], len(es)
+	}
+	if q.isClosed.Load() {
+		// Closed meanwhile: Shutdown may have counted the leases before these were recorded, so
+		// give the items back instead of handing them out.
+		q.unleaseClosed(dst, first, n)
+		return 0, nil, ErrClosed
+	}
+	if testHookLeased != nil {
+		testHookLeased()
+	}
+	q.wakeIfIdle() // hand the search on
+	if q.nparked.Load() > 0 {
+		// Parked Leases wait for the timer: make it fire by these leases' deadline.
+		if ev := q.evAt.Load(); ev == 0 || now+int64(q.cfg.lease) < ev {
+			q.mu.Lock()
+			q.armLocked(now)
+			q.mu.Unlock()
+		}
+	}
+	if testHookUnlocked != nil {
+		testHookUnlocked()
+	}
+	return n, first, nil
+}
+
+// unleaseClosed gives back the n items leaseFast leased (into dst, or first when dst is nil) once
+// the queue closed: they go back to the ready lanes as they were before the lease.
+func (q *Memory) unleaseClosed(dst []Item, first *Item, n int) {
+	q.mu.Lock()
+	for i := range n {
+		it := first
+		if dst != nil {
+			it = &dst[i]
+		}
+		id, attempt, err := ParseLease(it.Lease)
+		if err != nil {
+			continue
+		}
+		e, err := q.takeLeased(id, attempt, 0)
+		if err != nil {
+			continue // expired and made ready meanwhile
+		}
+		e.attempt--
+		q.live++
+		e.state = stReady
+		q.ready.push(e)
+	}
+	q.checkDrained()
+	q.mu.Unlock()
+}
+
+// popLocked takes the next item in order: the ready lanes' first unless the fast lane's priority is
+// higher (at the same priority the ready lanes' items came first: whatever put them there moved the
+// fast lane there first). Called with mu held.
+func (q *Memory) popLocked() *entry {
+	if q.ready.len() > 0 && (!q.lane.nonEmpty() || int64(q.ready.topPrio()) >= q.lane.prio.Load()) {
+		q.live--
+		return q.ready.pop()
+	}
+	return q.lane.claim()
+}
+
 // lease is LeaseBatch, and Lease when dst is nil: it leases up to len(dst) > 0 items into dst,
-// or one into an Item of itemLocked's, and returns how many and the first.
+// or one into an Item of a shard's block, and returns how many and the first.
 //
 // Wake-ups: an Add of the hot path wakes a parked Lease only when no Lease counts as spinning, so a
-// Lease that counts stops counting (under mu, before it drains the inbox) every time it looks: an
-// Add that saw it counted pushed its item before that, and the drain finds it; an Add after that
-// sees no spinner (or another one, which will look again) and wakes a parked Lease itself.
+// Lease that counts stops counting every time before it looks: an Add that saw it counted published
+// its item before that, and the Lease finds it; an Add after that sees no spinner (or another one,
+// which will look again) and wakes a parked Lease itself.
 func (q *Memory) lease(ctx context.Context, dst []Item) (int, *Item, error) {
 	max := len(dst)
 	if dst == nil {
@@ -685,23 +897,31 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, *Item, error) {
 			}
 			return 0, nil, err
 		}
-		now := q.clock()
-		q.mu.Lock()
 		if spinning {
 			spinning = false
 			q.spinning.Add(-1)
 		}
+		if q.isClosed.Load() {
+			return 0, nil, ErrClosed
+		}
+		now := q.clock()
+		if n, first, err := q.leaseFast(now, dst, max); n > 0 || err != nil {
+			return n, first, err
+		}
+		q.mu.Lock()
 		if q.closed {
 			q.mu.Unlock()
 			return 0, nil, ErrClosed
 		}
-		q.drainLocked()
 		q.advance(now)
 		var changes []Change // buried items first, then the leases (with a journal)
 		var first *Item
 		n := 0
-		for n < max && q.ready.len() > 0 {
-			e := q.ready.pop()
+		for n < max {
+			e := q.popLocked()
+			if e == nil {
+				break
+			}
 			if q.cfg.maxAttempts > 0 && e.attempt >= q.cfg.maxAttempts {
 				changes = append(changes, q.bury(e, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts), now))
 				continue
@@ -709,10 +929,8 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, *Item, error) {
 			var it *Item
 			if dst != nil {
 				it = &dst[n]
-			} else {
-				it = q.itemLocked()
 			}
-			q.leaseLocked(e, now, it)
+			it = q.leaseEntry(e, now, it)
 			if n == 0 {
 				first = it
 			}
@@ -726,7 +944,7 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, *Item, error) {
 			if testHookLeased != nil {
 				testHookLeased()
 			}
-			if q.ready.len() > 0 {
+			if q.available() {
 				q.wakeLocked() // hand the search on
 			}
 			q.mu.Unlock()
@@ -764,7 +982,7 @@ func (q *Memory) lease(ctx context.Context, dst []Item) (int, *Item, error) {
 		w := q.spare.Get().(*waiter)
 		q.waiters = append(q.waiters, w)
 		q.nparked.Add(1)
-		if q.inFull.Load() { // an Add that saw no parked Lease did not wake anyone
+		if q.lane.nonEmpty() { // an Add that saw no parked Lease did not wake anyone
 			q.removeWaiter(w)
 			q.mu.Unlock()
 			q.spare.Put(w)
@@ -815,7 +1033,7 @@ func (q *Memory) dropWaiter(w *waiter) bool {
 	return false
 }
 
-// bury moves a live entry that is in no heap to the dead letters. Called with mu held.
+// bury moves an entry that is in no heap and no shard to the dead letters. Called with mu held.
 func (q *Memory) bury(e *entry, reason string, now int64) Change {
 	q.forget(e, now)
 	rec := q.record(e)
@@ -825,40 +1043,15 @@ func (q *Memory) bury(e *entry, reason string, now int64) Change {
 	return Change{Op: OpBury, Record: rec}
 }
 
-// held finds the entry a lease token names, if the lease is current (with a zero now, a lease whose
-// deadline passed still counts until advance notices). Called with mu held.
-func (q *Memory) held(lease string, now int64) (*entry, error) {
-	id, attempt, err := ParseLease(lease)
-	if err != nil {
-		return nil, err
-	}
-	return q.heldID(id, attempt, now)
-}
-
-func (q *Memory) heldID(id uint64, attempt int, now int64) (*entry, error) {
-	e := q.leasedM.get(id)
-	if e == nil || e.attempt != attempt || (now != 0 && now >= e.deadline) {
-		return nil, ErrLeaseLost
-	}
-	return e, nil
-}
-
 // Ack implements Queue. It reads no clock: a lease whose deadline has passed can still be acked
 // until the queue has handed the item out again (the work was done, so that is harmless); after
-// that the old token gets ErrLeaseLost.
+// that the old token gets ErrLeaseLost. A keyless item's Ack takes only its shard's lock.
 func (q *Memory) Ack(ctx context.Context, lease string) error {
 	id, attempt, err := ParseLease(lease)
 	if err != nil {
 		return err
 	}
-	q.mu.Lock()
-	e, err := q.ackLocked(id, attempt)
-	q.checkDrained()
-	if err == nil {
-		q.recycleLocked(e)
-	}
-	q.mu.Unlock()
-	if err != nil {
+	if err := q.ack(id, attempt); err != nil {
 		return err
 	}
 	if q.cfg.journal == nil {
@@ -867,53 +1060,127 @@ func (q *Memory) Ack(ctx context.Context, lease string) error {
 	return q.commit(Change{Op: OpDelete, Record: Record{ID: id}})
 }
 
-// AckBatch implements Batcher: one lock acks every lease of leases (and one journal commit).
+// ack ends the lease attempt of item id, forgets the item and recycles its entry.
+func (q *Memory) ack(id uint64, attempt int) error {
+	s := q.shard(id)
+	s.mu.Lock()
+	e, err := s.held(id, attempt, 0)
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	if e.key == "" {
+		s.unlease(e)
+		s.recycle(e)
+		s.mu.Unlock()
+		if q.draining.Load() {
+			q.mu.Lock()
+			q.checkDrained()
+			q.mu.Unlock()
+		}
+		return nil
+	}
+	// A key's turn passes under mu, which comes before a shard's lock.
+	s.mu.Unlock()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e, err = q.takeLeased(id, attempt, 0)
+	if err != nil {
+		return err
+	}
+	q.forget(e, 0)
+	q.recycle(e)
+	q.checkDrained()
+	return nil
+}
+
+// AckBatch implements Batcher: it acks every lease of leases, taking the lock of each shard once
+// per 64 leases (and mu for keyed items), and makes one journal commit.
 func (q *Memory) AckBatch(ctx context.Context, leases []string) error {
 	var errs []error
-	var changes []Change
-	q.mu.Lock()
-	for i, lease := range leases {
-		id, attempt, err := ParseLease(lease)
-		if err == nil {
-			var e *entry
-			if e, err = q.ackLocked(id, attempt); err == nil {
-				q.recycleLocked(e)
-				if q.cfg.journal != nil {
-					changes = append(changes, Change{Op: OpDelete, Record: Record{ID: id}})
-				}
-				continue
-			}
-		}
+	setErr := func(i int, err error) {
 		if errs == nil {
 			errs = make([]error, len(leases))
 		}
 		errs[i] = err
 	}
-	q.checkDrained()
-	q.mu.Unlock()
-	if err := q.commit(changes...); err != nil {
-		if errs == nil {
-			errs = make([]error, len(leases))
+	var changes []Change
+	acked := func(id uint64) {
+		if q.cfg.journal != nil {
+			changes = append(changes, Change{Op: OpDelete, Record: Record{ID: id}})
 		}
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
+	}
+	var ids [64]uint64
+	var attempts [64]int
+	for base := 0; base < len(leases); base += len(ids) {
+		part := leases[base:min(base+len(ids), len(leases))]
+		var todo uint64 // bit i: part[i] parsed, not yet acked
+		for i, l := range part {
+			id, attempt, err := ParseLease(l)
+			if err != nil {
+				setErr(base+i, err)
+				continue
+			}
+			ids[i], attempts[i] = id, attempt
+			todo |= 1 << i
+		}
+		for todo != 0 {
+			i := bits.TrailingZeros64(todo)
+			sh := ids[i] & (nshards - 1)
+			s := &q.shards[sh]
+			var keyed uint64
+			s.mu.Lock()
+			for j := i; j < len(part); j++ {
+				if todo&(1<<j) == 0 || ids[j]&(nshards-1) != sh {
+					continue
+				}
+				todo &^= 1 << j
+				e, err := s.held(ids[j], attempts[j], 0)
+				switch {
+				case err != nil:
+					setErr(base+j, err)
+				case e.key != "":
+					keyed |= 1 << j
+				default:
+					s.unlease(e)
+					s.recycle(e)
+					acked(ids[j])
+				}
+			}
+			s.mu.Unlock()
+			for keyed != 0 {
+				j := bits.TrailingZeros64(keyed)
+				keyed &^= 1 << j
+				if err := q.ack(ids[j], attempts[j]); err != nil {
+					setErr(base+j, err)
+				} else {
+					acked(ids[j])
+				}
+			}
+		}
+	}
+	if q.draining.Load() {
+		q.mu.Lock()
+		q.checkDrained()
+		q.mu.Unlock()
+	}
+	if err := q.commit(changes...); err != nil {
+		for i := range leases {
+			if errs == nil || errs[i] == nil {
+				setErr(i, err)
 			}
 		}
 	}
 	return batchError(errs)
 }
 
-// ackLocked ends the lease attempt of item id and forgets the item; the caller recycles the entry
-// once it no longer needs it. Called with mu held.
-func (q *Memory) ackLocked(id uint64, attempt int) (*entry, error) {
-	e, err := q.heldID(id, attempt, 0)
+// heldLocked ends the lease a token names if it is current, for Nack and Bury. Called with mu held.
+func (q *Memory) heldLocked(lease string, now int64) (*entry, error) {
+	id, attempt, err := ParseLease(lease)
 	if err != nil {
 		return nil, err
 	}
-	q.unleaseLocked(e)
-	q.forget(e, 0)
-	return e, nil
+	return q.takeLeased(id, attempt, now)
 }
 
 // Nack implements Queue.
@@ -923,12 +1190,12 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 	}
 	now := q.clock()
 	q.mu.Lock()
-	e, err := q.held(lease, now)
+	e, err := q.heldLocked(lease, now)
 	if err != nil {
 		q.mu.Unlock()
 		return err
 	}
-	q.unleaseLocked(e)
+	q.live++
 	e.notBefore = 0
 	if delay > 0 {
 		e.notBefore = now + int64(delay)
@@ -953,19 +1220,26 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 	return nil
 }
 
-// Extend implements Queue. The new deadline is not journaled: after a crash the lease runs to its
-// last journaled deadline, which can only make the item come back earlier.
+// Extend implements Queue. It takes only the lease's shard's lock. The new deadline is not
+// journaled: after a crash the lease runs to its last journaled deadline, which can only make the
+// item come back earlier.
 func (q *Memory) Extend(ctx context.Context, lease string) (time.Time, error) {
-	now := q.clock()
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	e, err := q.held(lease, now)
+	id, attempt, err := ParseLease(lease)
 	if err != nil {
 		return time.Time{}, err
 	}
-	q.leased.remove(e)
+	now := q.clock()
+	s := q.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.held(id, attempt, now)
+	if err != nil {
+		return time.Time{}, err
+	}
+	s.unlease(e)
 	e.deadline = now + int64(q.cfg.lease)
-	q.leased.insert(e)
+	s.insert(e)
+	q.lowerLeaseMin(e.deadline)
 	return q.time(e.deadline), nil
 }
 
@@ -973,12 +1247,11 @@ func (q *Memory) Extend(ctx context.Context, lease string) (time.Time, error) {
 func (q *Memory) Bury(ctx context.Context, lease string, reason string) error {
 	now := q.clock()
 	q.mu.Lock()
-	e, err := q.held(lease, now)
+	e, err := q.heldLocked(lease, now)
 	if err != nil {
 		q.mu.Unlock()
 		return err
 	}
-	q.unleaseLocked(e)
 	ch := q.bury(e, reason, now)
 	q.checkDrained()
 	q.mu.Unlock()
@@ -1005,14 +1278,16 @@ func (q *Memory) Stats(ctx context.Context) (Stats, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.closed {
-		q.drainLocked()
 		q.advance(now)
-		if q.ready.len() > 0 {
+		if q.available() {
 			q.wakeLocked()
 		}
 	}
-	r, l := int64(q.ready.len()), int64(q.leased.n)
-	return Stats{Ready: r, Leased: l, Delayed: int64(q.live) - r - l, Dead: int64(len(q.dead))}, nil
+	r := int64(q.ready.len())
+	q.inMu.Lock()
+	inLane := int64(q.lane.n) - int64(q.lane.head.Load())
+	q.inMu.Unlock()
+	return Stats{Ready: r + max(inLane, 0), Leased: q.leasedCount(), Delayed: int64(q.live) - r, Dead: int64(len(q.dead))}, nil
 }
 
 // Close stops the queue at once: Add and Lease return ErrClosed (blocked Leases too). Leases already
@@ -1048,13 +1323,16 @@ func (q *Memory) Shutdown(ctx context.Context) error {
 		now := q.clock()
 		q.mu.Lock()
 		q.closeLocked()
-		q.advance(now)
-		if q.leased.n == 0 && q.nheld == 0 {
+		if q.drainCh == nil {
+			// Set before the leases are counted (checkDrained): an Ack that ends one after it
+			// counted its shard sees draining and checks again.
+			q.drainCh = make(chan struct{})
+			q.draining.Store(true)
+		}
+		q.advance(now) // checkDrained
+		if q.drainCh == nil {
 			q.mu.Unlock()
 			return nil
-		}
-		if q.drainCh == nil {
-			q.drainCh = make(chan struct{})
 		}
 		ch, next := q.drainCh, q.nextEvent()
 		q.mu.Unlock()

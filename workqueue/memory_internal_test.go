@@ -145,9 +145,13 @@ func TestMemoryFreeListIsBoundedAndClean(t *testing.T) {
 		}
 		done += k
 	}
-	q.mu.Lock()
-	nfree := q.nfree
-	q.mu.Unlock()
+	nfree := 0
+	for i := range q.shards {
+		s := &q.shards[i]
+		s.mu.Lock()
+		nfree += s.nfree
+		s.mu.Unlock()
+	}
 	if nfree != maxFree {
 		t.Errorf("%d entries kept after %d acks, want %d", nfree, n, maxFree)
 	}
