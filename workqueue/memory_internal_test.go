@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -199,5 +200,107 @@ func TestNameArena(t *testing.T) {
 		if want := FormatLease(id, 1); names[i] != want {
 			t.Errorf("name of %d: %q, want %q", id, names[i], want)
 		}
+	}
+}
+
+// Every item put in the fast lane is claimed exactly once, by claim or claimN from many goroutines
+// at once, across segments; one claimer alone gets them in put order.
+func TestFastLaneClaimsEachItemOnce(t *testing.T) {
+	const n = 5*segSize + 7
+	l := new(fastLane)
+	l.init()
+	es := make([]*entry, n)
+	for i := range es {
+		es[i] = &entry{id: uint64(i)}
+	}
+	var putMu sync.Mutex
+	put := func(from, to int) {
+		for i := from; i < to; i++ {
+			putMu.Lock()
+			l.put(es[i])
+			putMu.Unlock()
+		}
+	}
+	var seen [n]atomic.Int32
+	var wg sync.WaitGroup
+	var claimed atomic.Int64
+	wg.Go(func() { put(0, n) })
+	for w := range 4 {
+		wg.Go(func() {
+			var buf []*entry
+			for claimed.Load() < n {
+				if w%2 == 0 {
+					if e := l.claim(); e != nil {
+						seen[e.id].Add(1)
+						claimed.Add(1)
+					}
+					continue
+				}
+				buf = l.claimN(1+w*5, buf[:0])
+				for _, e := range buf {
+					seen[e.id].Add(1)
+				}
+				claimed.Add(int64(len(buf)))
+			}
+		})
+	}
+	wg.Wait()
+	for i := range seen {
+		if c := seen[i].Load(); c != 1 {
+			t.Fatalf("item %d claimed %d times", i, c)
+		}
+	}
+	if l.nonEmpty() || l.claim() != nil {
+		t.Error("lane not empty after every item was claimed")
+	}
+	// One claimer: put order.
+	l = new(fastLane)
+	l.init()
+	put(0, n)
+	for i := range n {
+		var e *entry
+		if i%3 == 0 {
+			e = l.claimN(1, nil)[0]
+		} else {
+			e = l.claim()
+		}
+		if e != es[i] {
+			t.Fatalf("claim %d: item %d, want %d", i, e.id, i)
+		}
+	}
+}
+
+// The lease ring keeps its live records in order through removals and resizes, keeps each entry's
+// position right, and compacts instead of growing when most records are removed.
+func TestLeaseRingOrderAndCompaction(t *testing.T) {
+	var r leaseRing
+	var live []*entry
+	for i := range 10000 {
+		e := &entry{id: uint64(i), deadline: int64(i)}
+		r.push(e)
+		live = append(live, e)
+		if i%10 != 0 { // keep one in ten
+			k := len(live) - 2
+			if k >= 0 && live[k].id%10 != 0 {
+				r.remove(live[k])
+				live = append(live[:k], live[k+1:]...)
+			}
+		}
+	}
+	if r.n != len(live) {
+		t.Fatalf("%d live records, want %d", r.n, len(live))
+	}
+	if len(r.buf) > 8*len(live) {
+		t.Errorf("ring of %d records for %d live ones", len(r.buf), len(live))
+	}
+	for _, e := range live {
+		f := r.first()
+		if f == nil || f.e != e || f.deadline != e.deadline {
+			t.Fatalf("first record %+v, want entry %d", f, e.id)
+		}
+		r.remove(e)
+	}
+	if r.first() != nil || r.n != 0 {
+		t.Errorf("ring not empty: n=%d", r.n)
 	}
 }

@@ -3,7 +3,9 @@ package workqueue_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,5 +143,55 @@ func TestMemoryLeaseItemsStayTheCallers(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Errorf("%d distinct items leased, want %d", len(seen), n)
+	}
+}
+
+// No Lease hands out an item after Shutdown returned: a Lease racing Shutdown either gets its item
+// before (and Shutdown waits for its ack) or gets ErrClosed. Workers check, between Lease and Ack,
+// whether Shutdown has returned: if it has, the lease was outstanding when it returned.
+func TestMemoryShutdownWaitsForRacingLeases(t *testing.T) {
+	ctx := context.Background()
+	for round := range 200 {
+		q, err := workqueue.NewMemory()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 64 {
+			if _, err := q.Add(ctx, nil, workqueue.AddOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var returned, late atomic.Bool
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					it, err := q.Lease(ctx)
+					if err != nil {
+						return
+					}
+					if returned.Load() {
+						late.Store(true)
+					}
+					if err := q.Ack(ctx, it.Lease); err != nil {
+						t.Errorf("Ack: %v", err)
+					}
+				}
+			})
+		}
+		if round%2 == 0 {
+			runtime.Gosched()
+		}
+		if err := q.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		returned.Store(true)
+		wg.Wait()
+		if late.Load() {
+			t.Fatalf("round %d: a Lease handed out an item after Shutdown returned", round)
+		}
+		if s, _ := q.Stats(ctx); s.Leased != 0 {
+			t.Fatalf("round %d: %d leased after Shutdown", round, s.Leased)
+		}
 	}
 }
