@@ -85,7 +85,10 @@ func TestTCPProxyGoroutinePath(t *testing.T) {
 
 func TestTCPProxyEchoAndHalfClose(t *testing.T) {
 	b1, b2 := ambassadortest.NewTCPBackend(t, "b1"), ambassadortest.NewTCPBackend(t, "b2")
-	p := newTCPProxy(t, ambassador.NewStatic(b1.Endpoint(), b2.Endpoint()))
+	p, cl := newTCPProxyCluster(t, ambassador.NewStatic(b1.Endpoint(), b2.Endpoint()))
+	// The proxy is Ready before its cluster's Run has taken the source's set, which makes a new
+	// balancer: a connection balanced before that would start the round robin over.
+	<-cl.Ready()
 	payload := make([]byte, 3<<20)
 	rand.Read(payload)
 	for range 4 {
