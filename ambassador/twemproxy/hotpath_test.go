@@ -493,3 +493,33 @@ func TestServerStatsCountRequests(t *testing.T) {
 		return s.Responses == 100 && s.OutQueue == 0 && s.Requests == 100
 	})
 }
+
+// TestTimeoutCountsFromEachRequest: the server timeout runs from each request's own send time,
+// also when the deadline set for an earlier request on the same connection passes while the
+// reader waits for a later one's reply (the reader keeps that deadline and moves it on when it
+// fires).
+func TestTimeoutCountsFromEachRequest(t *testing.T) {
+	be := startFakeRedis(t, func(conn, n int, args []string) string {
+		time.Sleep(400 * time.Millisecond) // "a" is answered 400 ms after it was sent, "b" 500 ms after
+		return bulk("v-" + args[1])
+	})
+	addr, srv := startFakePool(t, "  timeout: 600\n", be)
+	a, b := dialResp(t, addr), dialResp(t, addr)
+	start := time.Now()
+	if _, err := io.WriteString(a.c, encodeCmd("GET", "a")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := io.WriteString(b.c, encodeCmd("GET", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if g := readReply(t, a.r); g != "$v-a" {
+		t.Errorf("a: %q", g)
+	}
+	if g := readReply(t, b.r); g != "$v-b" {
+		t.Errorf("b, answered %v after a was sent (a's deadline passed meanwhile): %q", time.Since(start), g)
+	}
+	if n := srv.Snapshot()[0].Servers[0].ServerTimedout; n != 0 {
+		t.Errorf("server_timedout = %d, want 0", n)
+	}
+}

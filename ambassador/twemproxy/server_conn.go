@@ -480,7 +480,8 @@ func (sc *serverConn) readLoop(s *session) {
 	if s.rd != nil {
 		src = s.rd // raw reads: no system call state, as for the client reads (see sysRead)
 	}
-	br := bufio.NewReaderSize(&flushingReader{r: src, ds: &ds}, ioBufSize)
+	fr := &flushingReader{r: src, ds: &ds, conn: s.conn}
+	br := bufio.NewReaderSize(fr, ioBufSize)
 	var local []*Request
 	i := 0
 	// Counters are published in batches to keep atomics off the per-reply path.
@@ -491,7 +492,6 @@ func (sc *serverConn) readLoop(s *session) {
 		sc.settled.Add(nresp)
 		nresp, nbytes = 0, 0
 	}
-	var deadline time.Time // the read deadline this goroutine set last
 	// fail ends the session after err; a connection that ends while nothing is in flight (the
 	// server closed an idle connection) is not counted as a server failure.
 	fail := func(err error, count bool) {
@@ -532,6 +532,7 @@ func (sc *serverConn) readLoop(s *session) {
 			clear(local)
 			local, i = local[:0], 0
 			sc.mu.Lock()
+			waited := len(sc.inflight) == 0 // then the deadline is the one enqueue or the wait arms
 			for len(sc.inflight) == 0 {
 				if s.dead {
 					sc.mu.Unlock()
@@ -545,6 +546,7 @@ func (sc *serverConn) readLoop(s *session) {
 					return
 				}
 				sc.mu.Unlock()
+				fr.due = time.Time{} // a deadline that fires here is handled below
 				_, err := br.Peek(1)
 				sc.mu.Lock()
 				if err == nil {
@@ -577,15 +579,21 @@ func (sc *serverConn) readLoop(s *session) {
 				_ = s.conn.SetReadDeadline(sc.armed)
 			}
 			sc.readerIdle = false
-			deadline = sc.armed
+			if waited {
+				fr.armed = sc.armed
+			}
 			local, sc.inflight = sc.inflight, local
 			sc.mu.Unlock()
 		}
 		r := local[i]
 		if timeout > 0 {
-			if d := r.sent.Add(timeout); !d.Equal(deadline) {
-				deadline = d
-				_ = s.conn.SetReadDeadline(d)
+			// An armed deadline no later than r's is kept: if it fires before r's reply is in,
+			// fr moves it to r's. Moving it for every reply (each request of a round has its own
+			// time) cost a runtime timer update per reply.
+			fr.due = r.sent.Add(timeout)
+			if fr.armed.IsZero() || fr.armed.After(fr.due) {
+				fr.armed = fr.due
+				_ = s.conn.SetReadDeadline(fr.due)
 			}
 		}
 		n := len(r.Resp)
@@ -603,15 +611,27 @@ func (sc *serverConn) readLoop(s *session) {
 	}
 }
 
-// flushingReader reads from r after writing the replies collected in ds.
+// flushingReader reads from r after writing the replies collected in ds. While a reply is read
+// (due set), a read deadline (armed) that fires before due is moved to due and the read goes on.
 type flushingReader struct {
-	r  io.Reader
-	ds *dirtySet
+	r     io.Reader
+	ds    *dirtySet
+	conn  net.Conn
+	due   time.Time // the reply being read is overdue from then; zero: let every timeout through
+	armed time.Time // the read deadline set on conn
 }
 
 func (f *flushingReader) Read(b []byte) (int, error) {
 	if len(f.ds.clients) > 0 {
 		f.ds.flush()
 	}
-	return f.r.Read(b)
+	for {
+		n, err := f.r.Read(b)
+		var ne net.Error
+		if err == nil || f.due.IsZero() || !errors.As(err, &ne) || !ne.Timeout() || !time.Now().Before(f.due) {
+			return n, err
+		}
+		f.armed = f.due
+		_ = f.conn.SetReadDeadline(f.due)
+	}
 }
