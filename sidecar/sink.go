@@ -288,6 +288,9 @@ func (s *WriterSink) configErr() error { return s.err }
 // to an io.Writer such as os.Stdout. It is not a Committer: after a crash the lines since the last checkpoint are delivered again
 // (at-least-once). It is a Flusher: a batch is written by a background goroutine while the next one
 // is read and encoded (one batch in flight; Flush waits for it), so reading and writing overlap.
+// Raw lines to a pipe (on Linux) are written synchronously instead, and not copied: the Tailer reads
+// into the sink's buffers and Write splices the lines' pages into the pipe (vmsplice), pacing the
+// writes to the reader (see pipeOut).
 type WriterSink struct {
 	mu       sync.Mutex
 	w        io.Writer
@@ -297,6 +300,9 @@ type WriterSink struct {
 	inflight chan writeResult // result of the batch being written; nil when none
 	failed   []byte           // the unwritten rest of a batch whose write failed, written again first
 	err      error            // a ConfigError from the options: every Write returns it
+	// pipe is set when w is a pipe and the format raw: then Write writes synchronously, splicing the
+	// lines from the buffers the Tailer read them into (readBuffer) when it can.
+	pipe *pipeOut
 }
 
 // encoder appends records in a Format: as AppendJSON does, encoding each distinct file name once, or
@@ -355,17 +361,25 @@ func appendRaw(dst []byte, recs []Record) []byte {
 	}
 	dst = slices.Grow(dst, need)
 	for i := 0; i < len(recs); {
-		run := recs[i].Line
-		for i++; i < len(recs); i++ {
-			next, ok := joinLines(run, recs[i].Line)
-			if !ok {
-				break
-			}
-			run = next
-		}
+		var run []byte
+		run, i = nextRun(recs, i)
 		dst = append(append(dst, run...), '\n')
 	}
 	return dst
+}
+
+// nextRun returns the lines of recs[i:] that follow each other in one array, one newline apart, as
+// one slice (without the newline after the last), and the index of the record after them.
+func nextRun(recs []Record, i int) ([]byte, int) {
+	run := recs[i].Line
+	for i++; i < len(recs); i++ {
+		next, ok := joinLines(run, recs[i].Line)
+		if !ok {
+			break
+		}
+		run = next
+	}
+	return run, i
 }
 
 // joinLines returns a and b as one slice, newline included, when b starts in a's array right after
@@ -430,7 +444,43 @@ func digits8(v uint64) uint64 {
 // NewTailer and every Write return a ConfigError).
 func NewWriterSink(w io.Writer, opts ...Option) *WriterSink {
 	f := buildOptions(opts).format
-	return &WriterSink{w: w, enc: newEncoder(f), err: f.check()}
+	s := &WriterSink{w: w, enc: newEncoder(f), err: f.check()}
+	if f == FormatRaw {
+		s.pipe = newPipeOut(w)
+	}
+	return s
+}
+
+// readBuffer implements bufferSink: with a pipe, a buffer of n bytes whose lines Write can splice.
+func (s *WriterSink) readBuffer(n int) []byte {
+	if s.pipe == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pipe.readBuffer(n)
+}
+
+// writePipe writes recs into the pipe: each run of lines that follow each other in one array, with
+// the newline after it, as one piece (spliced when it lies in a buffer from readBuffer). A failed
+// write leaves the rest in failed, as a failed background write does: the next Write or Flush
+// writes it again and reports the error if that fails too. Called with mu held.
+func (s *WriterSink) writePipe(recs []Record) {
+	for i := 0; i < len(recs); {
+		var run []byte
+		run, i = nextRun(recs, i)
+		var b []byte
+		if len(run) < cap(run) && run[:len(run)+1][len(run)] == '\n' {
+			b = run[:len(run)+1]
+		} else {
+			s.bufs[0] = append(append(s.bufs[0][:0], run...), '\n')
+			b = s.bufs[0]
+		}
+		if n, err := s.pipe.write(b); err != nil {
+			s.failed = appendRaw(append(s.failed[:0], b[n:]...), recs[i:])
+			return
+		}
+	}
 }
 
 // Write implements Sink: it encodes recs, waits for the previous batch to be written, and starts
@@ -443,6 +493,10 @@ func (s *WriterSink) Write(_ context.Context, recs []Record) error {
 	defer s.mu.Unlock()
 	if err := s.settle(); err != nil {
 		return err
+	}
+	if s.pipe != nil {
+		s.writePipe(recs)
+		return nil
 	}
 	buf := s.enc.appendBatch(s.bufs[s.cur][:0], recs)
 	s.bufs[s.cur] = buf
