@@ -44,10 +44,15 @@ trap cleanup EXIT
 
 go build -o "$work/ambassador" ./examples/ambassador
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# 13 distinct free ports, taken at once: one at a time, the kernel could hand out the same port
+# twice (two pools on one listen address: the config is rejected).
+read -r R1 R2 M1 M2 NR NM PR PM QR QM S1 S2 S3 < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(13)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
 
-R1=$(port); R2=$(port); M1=$(port); M2=$(port)
 redis-server --port "$R1" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!)
 redis-server --port "$R2" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!)
 memcached -u nobody -l 127.0.0.1 -p "$M1" -U 0 -t 1 & pids+=($!)
@@ -75,11 +80,10 @@ memcache:
    - 127.0.0.1:$M2:1
 YAML
 }
-NR=$(port); NM=$(port); PR=$(port); PM=$(port); QR=$(port); QM=$(port)
 conf "$NR" "$NM" > "$work/nc.yml"; conf "$PR" "$PM" > "$work/pb.yml"; conf "$QR" "$QM" > "$work/pb1.yml"
-"$NUTCRACKER" -c "$work/nc.yml" -s "$(port)" -a 127.0.0.1 -o /dev/null & pids+=($!)
-"$work/ambassador" -c "$work/pb.yml" -s "$(port)" -o "$work/pb.log" & pids+=($!)
-GOMAXPROCS=1 "$work/ambassador" -c "$work/pb1.yml" -s "$(port)" -o "$work/pb1.log" & pids+=($!)
+"$NUTCRACKER" -c "$work/nc.yml" -s "$S1" -a 127.0.0.1 -o /dev/null & pids+=($!)
+"$work/ambassador" -c "$work/pb.yml" -s "$S2" -o "$work/pb.log" & pids+=($!)
+GOMAXPROCS=1 "$work/ambassador" -c "$work/pb1.yml" -s "$S3" -o "$work/pb1.log" & pids+=($!)
 for p in $NR $NM $PR $PM $QR $QM; do wait_port "$p"; done
 
 results=${RAW:-$work/results.txt}
