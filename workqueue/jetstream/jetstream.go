@@ -102,22 +102,25 @@ type Queue struct {
 	closeFn  context.CancelFunc
 
 	tokSeq    atomic.Uint64
-	fetchMu   sync.Mutex // one no-wait pull at a time
+	fetchMu   sync.Mutex             // one no-wait pull at a time
+	cur       atomic.Pointer[pulled] // the pull Leases take messages from
+	closed    atomic.Bool            // set under mu
 	mu        sync.Mutex
-	leases    map[string]*held
-	cur       *pulled // the pull Leases take messages from
+	leases    map[uint64]*held // by the counter that ends the token
 	lastSweep time.Time
-	closed    bool
 }
 
 var _ workqueue.Queue = (*Queue)(nil)
 
+// held is a lease handed out, with the Item Lease returned for it (one allocation for both).
 type held struct {
 	msg      jetstream.Msg
 	deadline time.Time
 	attempt  int
 	id       string
 	key      string
+	tok      string
+	item     workqueue.Item
 }
 
 type buffered struct {
@@ -136,10 +139,7 @@ type pulled struct {
 func (q *Queue) pull() (*pulled, error) {
 	q.fetchMu.Lock()
 	defer q.fetchMu.Unlock()
-	q.mu.Lock()
-	cur := q.cur
-	q.mu.Unlock()
-	if cur != nil {
+	if cur := q.cur.Load(); cur != nil {
 		return cur, nil
 	}
 	at := time.Now()
@@ -147,11 +147,37 @@ func (q *Queue) pull() (*pulled, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
-	cur = &pulled{b: b, at: at}
+	cur := &pulled{b: b, at: at}
 	q.mu.Lock()
-	q.cur = cur
+	closed := q.closed.Load()
+	if !closed {
+		q.cur.Store(cur)
+	}
 	q.mu.Unlock()
+	if closed {
+		release(cur)
+		return nil, workqueue.ErrClosed
+	}
 	return cur, nil
+}
+
+// release naks the messages of a pull that no Lease will take. A no-wait pull ends as soon as the
+// server has sent what it had; it does not wait longer than a second for that (what is left is
+// redelivered after AckWait).
+func release(cur *pulled) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case m, ok := <-cur.b.Messages():
+			if !ok {
+				return
+			}
+			_ = m.Nak()
+		case <-t.C:
+			return
+		}
+	}
 }
 
 // Open creates (or updates) the streams and the consumer for queue name on nc and returns the queue.
@@ -182,7 +208,7 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 		cfg: cfg, nc: nc, js: js, name: name,
 		stream: "WQ_" + name, dead: "WQ_" + name + "_DEAD",
 		prefix: "wq." + name, deadSubj: "wqdead." + name,
-		leases: make(map[string]*held),
+		leases: make(map[uint64]*held),
 	}
 	q.str, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:                 q.stream,
@@ -223,11 +249,7 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 	return q, nil
 }
 
-func (q *Queue) isClosed() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.closed
-}
+func (q *Queue) isClosed() bool { return q.closed.Load() }
 
 // Add implements workqueue.Queue. It returns once the stream has stored (and, with replicas,
 // replicated) the message.
@@ -304,29 +326,29 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 // on its way (a raw Fetch loop works the same way).
 func (q *Queue) next(ctx context.Context) (buffered, error) {
 	for q.cfg.batch > 1 {
-		q.mu.Lock()
-		cur := q.cur
-		q.mu.Unlock()
+		cur := q.cur.Load()
 		if cur == nil {
 			var err error
 			if cur, err = q.pull(); err != nil {
 				return buffered{}, err
 			}
 		}
+		var m jetstream.Msg
+		ok := false
 		select {
-		case m, ok := <-cur.b.Messages():
-			if ok {
-				cur.got.Store(true)
-				return buffered{m, cur.at}, nil
+		case m, ok = <-cur.b.Messages(): // most Leases find a message waiting
+		default:
+			select {
+			case m, ok = <-cur.b.Messages():
+			case <-ctx.Done():
+				return buffered{}, ctx.Err()
 			}
-		case <-ctx.Done():
-			return buffered{}, ctx.Err()
 		}
-		q.mu.Lock()
-		if q.cur == cur {
-			q.cur = nil
+		if ok {
+			cur.got.Store(true)
+			return buffered{m, cur.at}, nil
 		}
-		q.mu.Unlock()
+		q.cur.CompareAndSwap(cur, nil)
 		if !cur.got.Load() {
 			break // nothing there: wait for a message below
 		}
@@ -359,23 +381,23 @@ func (q *Queue) next(ctx context.Context) (buffered, error) {
 
 // take turns a delivered message into a lease, or handles it (delay, max attempts) and returns nil.
 func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
-	md, err := b.msg.Metadata()
-	if err != nil {
-		q.cfg.logger.Warn("message without metadata", zap.Error(err))
+	delivered, seq, ok := ackSeqs(b.msg.Reply())
+	if !ok {
+		q.cfg.logger.Warn("message without JetStream metadata", zap.String("reply", b.msg.Reply()))
 		return nil
 	}
 	h := b.msg.Headers()
-	attempt := int(md.NumDelivered)
+	attempt := int(delivered)
 	if nb := h.Get(HeaderNotBefore); nb != "" {
-		if md.NumDelivered == 1 {
+		if delivered == 1 {
 			n, _ := strconv.ParseInt(nb, 10, 64)
 			_ = b.msg.NakWithDelay(max(time.Until(time.Unix(0, n)), 0))
 			return nil
 		}
 		attempt--
 	}
-	id := strconv.FormatUint(md.Sequence.Stream, 10)
 	if q.cfg.maxAttempts > 0 && attempt > q.cfg.maxAttempts {
+		id := strconv.FormatUint(seq, 10)
 		if err := q.bury(ctx, b.msg, id, h.Get(HeaderKey), attempt-1, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts)); err != nil {
 			q.cfg.logger.Warn("bury failed", zap.String("id", id), zap.Error(err))
 		}
@@ -395,20 +417,77 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 	if p := h.Get(HeaderPriority); p != "" {
 		prio, _ = strconv.Atoi(p)
 	}
-	// The stream sequence and delivery count name one delivery; the queue's own counter makes the
-	// token unique to this Queue value as well. One allocation.
-	tb := make([]byte, 0, 64)
-	tb = append(tb, id...)
-	tb = append(tb, '.')
-	tb = strconv.AppendUint(tb, md.NumDelivered, 10)
-	tb = append(tb, '.')
-	tb = strconv.AppendUint(tb, q.tokSeq.Add(1), 36)
-	tok := string(tb)
+	// The token is <stream sequence>.<delivery count>.<the queue's own counter>: the first two name
+	// one delivery, the counter makes it unique to this Queue value as well. The ID is the token's
+	// first part, so the two take one allocation, and the lease and its Item another.
+	var tb [64]byte
+	t := strconv.AppendUint(tb[:0], seq, 10)
+	idLen := len(t)
+	t = append(t, '.')
+	t = strconv.AppendUint(t, delivered, 10)
+	t = append(t, '.')
+	n := q.tokSeq.Add(1)
+	t = strconv.AppendUint(t, n, 36)
+	tok := string(t)
+	key := h.Get(HeaderKey)
+	l := &held{msg: b.msg, deadline: deadline, attempt: attempt, id: tok[:idLen], key: key, tok: tok}
+	l.item = workqueue.Item{ID: l.id, Key: key, Payload: b.msg.Data(), Priority: prio, Attempt: attempt, Lease: tok, Deadline: deadline}
 	q.mu.Lock()
 	q.sweep(now)
-	q.leases[tok] = &held{msg: b.msg, deadline: deadline, attempt: attempt, id: id, key: h.Get(HeaderKey)}
+	q.leases[n] = l
 	q.mu.Unlock()
-	return &workqueue.Item{ID: id, Key: h.Get(HeaderKey), Payload: b.msg.Data(), Priority: prio, Attempt: attempt, Lease: tok, Deadline: deadline}
+	return &l.item
+}
+
+// ackSeqs reads the delivery count and the stream sequence from a JetStream message's reply
+// subject, without the allocation of Msg.Metadata:
+//
+//	$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
+//	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>[.<token>...]
+func ackSeqs(reply string) (delivered, seq uint64, ok bool) {
+	const prefix = "$JS.ACK."
+	if !strings.HasPrefix(reply, prefix) {
+		return 0, 0, false
+	}
+	// One pass for the dots after the prefix (strings.Cut per token cost more than the rest of a
+	// Lease): dots[k] ends token k.
+	var dots [6]int
+	n := 0
+	for i := len(prefix); i < len(reply); i++ {
+		if reply[i] == '.' {
+			if n < len(dots) {
+				dots[n] = i
+			}
+			n++
+		}
+	}
+	var at int // the index of the <delivered> token
+	switch tokens := n + 1; {
+	case tokens == 7:
+		at = 2
+	case tokens >= 9:
+		at = 4
+	default:
+		return 0, 0, false
+	}
+	delivered, ok1 := parseNum(reply[dots[at-1]+1 : dots[at]])
+	seq, ok2 := parseNum(reply[dots[at]+1 : dots[at+1]])
+	return delivered, seq, ok1 && ok2
+}
+
+// parseNum reads a decimal number of 1 to 19 digits.
+func parseNum(s string) (n uint64, ok bool) {
+	if len(s) == 0 || len(s) > 19 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i] - '0'
+		if c > 9 {
+			return 0, false
+		}
+		n = n*10 + uint64(c)
+	}
+	return n, true
 }
 
 // sweep forgets expired leases, at most once a second. Called with mu held.
@@ -426,18 +505,24 @@ func (q *Queue) sweep(now time.Time) {
 
 // claim looks a lease up; with remove, it is forgotten.
 func (q *Queue) claim(lease string, remove bool) (*held, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	h := q.leases[lease]
-	if h == nil {
+	// The token ends with the queue's counter in base 36, the map's key.
+	n, err := strconv.ParseUint(lease[strings.LastIndexByte(lease, '.')+1:], 36, 64)
+	if err != nil {
 		return nil, workqueue.ErrLeaseLost
 	}
-	if !time.Now().Before(h.deadline) {
-		delete(q.leases, lease)
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	h := q.leases[n]
+	if h == nil || h.tok != lease {
+		return nil, workqueue.ErrLeaseLost
+	}
+	if !now.Before(h.deadline) {
+		delete(q.leases, n)
 		return nil, workqueue.ErrLeaseLost
 	}
 	if remove {
-		delete(q.leases, lease)
+		delete(q.leases, n)
 	}
 	return h, nil
 }
@@ -585,32 +670,16 @@ func (q *Queue) Statusz() (title string, header []string, rows [][]string) {
 // Nak, and the connection stays open. Leases already handed out may still be acked. Idempotent.
 func (q *Queue) Close() error {
 	q.mu.Lock()
-	if q.closed {
+	if q.closed.Load() {
 		q.mu.Unlock()
 		return nil
 	}
-	q.closed = true
-	cur := q.cur
-	q.cur = nil
+	q.closed.Store(true)
+	cur := q.cur.Swap(nil)
 	q.mu.Unlock()
 	q.closeFn()
 	if cur != nil {
-		// A no-wait pull ends as soon as the server has sent what it had; do not wait longer
-		// than that for it (what is left is redelivered after AckWait).
-		t := time.NewTimer(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case m, ok := <-cur.b.Messages():
-				if !ok {
-					return nil
-				}
-				_ = m.Nak()
-				continue
-			case <-t.C:
-			}
-			break
-		}
+		release(cur)
 	}
 	return nil
 }
