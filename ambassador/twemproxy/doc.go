@@ -49,7 +49,10 @@
 // many clients' requests). Each client also has a writer goroutine that works only while the
 // client's socket is full. Each server connection has a reader goroutine, which
 // completes the requests and writes the clients' ready replies straight to their sockets, and a
-// goroutine that dials it. Replies reach each client in the order of its requests.
+// goroutine that dials it. Replies reach each client in the order of its requests. On Linux these
+// reads and writes of the sockets are raw system calls, which never block (a read that finds no data
+// waits in Go's poller) and do not enter the runtime's system call state, whose first entry after
+// the process was idle wakes the runtime's sysmon thread.
 //
 // # Limits
 //
