@@ -78,3 +78,11 @@ for v in "${variants[@]}"; do
 	awk -v v="$v" -v ms="$ms" -v n="$LINES" -v b="$bytes" -v t="$tail_ms" 'BEGIN {
 		printf "%-18s median %6d ms  %10.0f lines/s  %7.1f MB/s  ratio vs tail -F %.2fx\n", v, ms, n / (ms / 1000), b / (ms / 1000) / 1e6, t / ms }'
 done
+# Per round: tail -F's time over the follower's in the same round (the goal holds in every round).
+for v in "${variants[@]}"; do
+	[ "$v" = tail ] && continue
+	awk -v v="$v" -v t="${times[tail]}" -v f="${times[$v]}" 'BEGIN {
+		n = split(t, ts, " "); split(f, fs, " "); low = 0; line = ""
+		for (i = 1; i <= n; i++) { r = ts[i] / fs[i]; line = line sprintf(" %.2f", r); if (r < 1) low++ }
+		printf "%-18s per-round ratio:%s  (%d of %d rounds under 1.0x)\n", v, line, low, n }'
+done
