@@ -187,7 +187,7 @@ for kind in kinds:
         ok = "met" if r >= hr and (kind == "tcp" or p <= 1.2 * hp) else "NOT MET"
         c = mcpu[t] / mcpu[f"haproxy-{kind}"]
         print(f"{t:28} throughput {r/hr:5.2f}x haproxy   p99 {p/hp:5.2f}x haproxy   CPU/req {c:5.2f}x haproxy   goal {ok}")
-        rounds = ", ".join(f"{a/b:.2f}" for a, b in zip(rps[t], rps[f"haproxy-{kind}"]))
+        rounds = ", ".join(f"{a/b:.3f}" for a, b in zip(rps[t], rps[f"haproxy-{kind}"]))
         print(f"{'':28} throughput per round: {rounds}")
 if only:
     sys.exit(0)  # a partial run does not overwrite the charts' data
