@@ -7,8 +7,9 @@ import (
 )
 
 // Batcher is a Queue that leases and acks several items per call, the way a JetStream pull
-// consumer fetches a batch: one lock, one clock read and no allocation for the whole batch instead
-// of per item. Each item of a batch is leased exactly as Lease leases it (its own token, attempt and
+// consumer fetches a batch: one clock read and no allocation for the whole batch, and each lock the
+// batch needs taken once (Memory: the fast lane's claim and each lease shard's lock) instead of
+// per item. Each item of a batch is leased exactly as Lease leases it (its own token, attempt and
 // deadline; one key at a time; priorities first; delays and max attempts as usual), so a batch call
 // changes the cost, not the semantics. Memory (and so workqueue/bolt) implements it; the functions
 // LeaseBatch and AckBatch serve any Queue, falling back to one item per call.
