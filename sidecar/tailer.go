@@ -917,15 +917,15 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 			t.checkReplaced(rs, tf, fi.Size())
 		}
 	}
-	buf := rs.buf
+	buf, piece := rs.buf, len(rs.buf)
 	if t.bufs != nil {
 		if b := t.bufs.readBuffer(len(buf)); b != nil {
-			buf = b
+			buf, piece = b, readPiece
 		}
 	}
 	base := tf.off
 	np := copy(buf, tf.partial)
-	n, err := readAt(tf.f, buf[np:], tf.off+int64(np))
+	n, err := readAt(tf.f, buf[np:], tf.off+int64(np), piece)
 	if n == 0 {
 		tf.eof = true
 		if err != nil && err != io.EOF {
@@ -1015,16 +1015,19 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	return n, nil
 }
 
-// readPiece is the most readAt reads in one call: a read of 256 KiB from the page cache takes
-// longer than the Go runtime's sysmon tick (20µs), and sysmon then hands the P off and keeps polling
-// every 20µs while the reads go on (with GOMAXPROCS=1 in logship: ~8 ms of CPU per GB).
+// readPiece is the most readOnce reads in one call into a sink's buffer (a raw WriterSink on a
+// pipe, which has no goroutine of its own): a read of 256 KiB from the page cache takes longer than
+// the Go runtime's sysmon tick (20µs), and sysmon then hands the P off and keeps polling every 20µs
+// while the reads go on (with GOMAXPROCS=1 in logship: ~8 ms of CPU per GB). With a WriterSink's
+// writing goroutine, that hand-off is what lets it run while the Tailer reads (JSON ran ~10%
+// slower in bench/sidecar with 64 KiB reads), so the Tailer's own buffer is read in one call.
 const readPiece = 64 << 10
 
-// readAt reads len(b) bytes at off, like f.ReadAt, in calls of at most readPiece bytes.
-func readAt(f *os.File, b []byte, off int64) (int, error) {
+// readAt reads len(b) bytes at off, like f.ReadAt, in calls of at most piece bytes.
+func readAt(f *os.File, b []byte, off int64, piece int) (int, error) {
 	done := 0
 	for done < len(b) {
-		n, err := f.ReadAt(b[done:min(len(b), done+readPiece)], off+int64(done))
+		n, err := f.ReadAt(b[done:min(len(b), done+piece)], off+int64(done))
 		done += n
 		if err != nil {
 			return done, err
