@@ -873,7 +873,14 @@ func (q *Memory) popLocked() *entry {
 		q.live--
 		return q.ready.pop()
 	}
-	return q.lane.claim()
+	if e := q.lane.claim(); e != nil {
+		return e
+	}
+	if q.ready.len() > 0 { // a Lease without mu took the lane's items meanwhile
+		q.live--
+		return q.ready.pop()
+	}
+	return nil
 }
 
 // lease is LeaseBatch, and Lease when dst is nil: it leases up to len(dst) > 0 items into dst,
