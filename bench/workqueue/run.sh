@@ -37,13 +37,15 @@ for i in $(seq "$runs"); do
 	add memorypool "$(bench mem.test BenchmarkPodblocksPool 300000x)"
 	add bolt "$(bench bolt.test BenchmarkBoltEnqueueAck 40000x)"
 	add rawbolt "$(bench bolt.test BenchmarkRawBoltBatch 10000x)"
-	# jetstream: 100,000 items per run (about a second timed; 20,000 was too short to average out the
-	# machine's noise), the queue and the raw loop in turn first, the defaults (acks confirmed,
-	# ~15k items/s) at 20,000, informational.
+	# jetstream: 100,000 items per run (about a second timed; 20,000 was too short), the queue and
+	# the raw loop in turn first, and the raw loop once more (jsraw2: raw against raw, the noise floor
+	# of a ratio of two separate processes); the defaults (acks confirmed, ~15k items/s) at 20,000.
 	if ((i % 2)); then
 		add jsbatch "$(bench js.test BenchmarkQueueBatch 100000x)"
 		add jsraw "$(bench js.test BenchmarkRawFetchAck 100000x)"
+		add jsraw2 "$(bench js.test BenchmarkRawFetchAck 100000x)"
 	else
+		add jsraw2 "$(bench js.test BenchmarkRawFetchAck 100000x)"
 		add jsraw "$(bench js.test BenchmarkRawFetchAck 100000x)"
 		add jsbatch "$(bench js.test BenchmarkQueueBatch 100000x)"
 	fi
@@ -72,6 +74,7 @@ echo "bolt durable enqueue+ack:           $(median "${results[bolt]}") items/s  
 echo "bolt / raw bbolt DB.Batch:          $(ratio bolt rawbolt)x"
 echo "jetstream (batch 100, plain ack) / raw Fetch+Ack: $(ratio jsbatch jsraw)x   (goal >= 0.8x)"
 echo "  per round:                                     $(rounds jsbatch jsraw)"
+echo "  per round, raw / raw again (A/A, noise floor): $(rounds jsraw2 jsraw)"
 echo "jetstream (defaults) / raw Fetch+Ack:             $(ratio jsdefault jsraw)x"
 echo "jetstream interleaved rounds, queue/raw:          $(median "${results[jsinter]}")x   (runs:${results[jsinter]})"
 
