@@ -297,6 +297,20 @@ func (l *fastLane) nonEmpty() bool {
 	return s.slots[h-s.base].Load() != nil
 }
 
+// advance moves headSeg on to s, whose base is at or below head, unless it is there or beyond
+// already. Claimers that claimed segments' last indexes advance it in any order: a claimer that
+// moved it only from the segment it claimed in (and not when a later claimer had moved it first)
+// could leave it behind for good, which kept every segment after it, and the entries in their
+// slots, reachable, and made every claim walk the list from there.
+func (l *fastLane) advance(s *laneSeg) {
+	for {
+		c := l.headSeg.Load()
+		if c.base >= s.base || l.headSeg.CompareAndSwap(c, s) {
+			return
+		}
+	}
+}
+
 // claim takes the oldest item, or returns nil if there is none.
 func (l *fastLane) claim() *entry {
 	for {
@@ -312,7 +326,7 @@ func (l *fastLane) claim() *entry {
 		}
 		if l.head.CompareAndSwap(h, h+1) {
 			if k == segSize-1 {
-				l.headSeg.CompareAndSwap(s, s.next.Load())
+				l.advance(s.next.Load())
 			}
 			return e
 		}
@@ -348,11 +362,13 @@ func (l *fastLane) claimN(max int, dst []*entry) []*entry {
 			return dst
 		}
 		if l.head.CompareAndSwap(h, h+k) {
-			// Move headSeg on past the segments whose last index was claimed.
-			for e := h + k; e-s.base >= segSize; {
-				next := s.next.Load()
-				l.headSeg.CompareAndSwap(s, next)
-				s = next
+			// Move headSeg on to the segment of the new head if this claimed a segment's last
+			// index (so the segments up to it have their next set).
+			if t := s; h+k-t.base >= segSize {
+				for h+k-t.base >= segSize {
+					t = t.next.Load()
+				}
+				l.advance(t)
 			}
 			return dst
 		}

@@ -253,6 +253,9 @@ func TestFastLaneClaimsEachItemOnce(t *testing.T) {
 	if l.nonEmpty() || l.claim() != nil {
 		t.Error("lane not empty after every item was claimed")
 	}
+	if h, b := l.head.Load(), l.headSeg.Load().base; h-b >= segSize {
+		t.Errorf("head %d is %d segments past headSeg (base %d)", h, (h-b)/segSize, b)
+	}
 	// One claimer: put order.
 	l = new(fastLane)
 	l.init()
@@ -302,5 +305,42 @@ func TestLeaseRingOrderAndCompaction(t *testing.T) {
 	}
 	if r.first() != nil || r.n != 0 {
 		t.Errorf("ring not empty: n=%d", r.n)
+	}
+}
+
+// headSeg follows head also when claimers finish out of order: a claimer that claimed a segment's
+// last index but had not yet moved headSeg on (descheduled between its two steps) while another
+// claimed through the next segments must not leave headSeg behind for good (every segment after it
+// stayed reachable, with the entries in its slots, and every claim walked the list from there).
+func TestFastLaneHeadSegFollowsOutOfOrderClaims(t *testing.T) {
+	l := new(fastLane)
+	l.init()
+	for i := range 4 * segSize {
+		l.put(&entry{id: uint64(i)})
+	}
+	if got := len(l.claimN(segSize-1, nil)); got != segSize-1 {
+		t.Fatalf("claimN: %d items", got)
+	}
+	// A claims the first segment's last index: the compare-and-swap on head, then (later)
+	// headSeg's move from the segment it claimed in.
+	s0 := l.headSeg.Load()
+	if !l.head.CompareAndSwap(segSize-1, segSize) {
+		t.Fatal("head moved")
+	}
+	// B claims through the next two segments meanwhile, one by one and in a run.
+	for range segSize {
+		if l.claim() == nil {
+			t.Fatal("claim: lane empty")
+		}
+	}
+	if got := len(l.claimN(segSize+segSize/2, nil)); got != segSize+segSize/2 {
+		t.Fatalf("claimN: %d items", got)
+	}
+	// A moves headSeg on from where it claimed.
+	l.headSeg.CompareAndSwap(s0, s0.next.Load())
+	for l.claim() != nil {
+	}
+	if h, b := l.head.Load(), l.headSeg.Load().base; h != 4*segSize || h-b >= segSize {
+		t.Errorf("head %d, headSeg base %d: headSeg %d segments behind", h, b, (h-b)/segSize)
 	}
 }
