@@ -696,10 +696,9 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			return "", ErrClosed
 		}
 		if id, idx, ok := q.push(payload, opts.Priority); ok {
-			if q.isClosed.Load() {
-				// Closed while this pushed: no Lease will take the item, so do not report it added.
-				return "", ErrClosed
-			}
+			// The item is in the queue now, also if it closed meanwhile (then it stays there, as an
+			// item added before the close that no Lease took does, and Stats counts it; or a Lease
+			// that looked before the close has it already): so it is added.
 			// A Lease that takes an item and sees more wakes the next (wakeIfIdle), so only an
 			// Add whose item is the first not taken decides whether to wake one. A Lease stops
 			// counting as spinning before it looks, and a parking Lease looks at the lane after it
