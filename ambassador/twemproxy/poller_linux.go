@@ -301,9 +301,30 @@ func (cp *clientPoller) adopt(c *client) bool {
 		}
 		c.rr, c.fd = rr, fd
 	}
+	if c.register == nil {
+		c.register = func(uintptr) { c.regErr = cp.register(c) }
+	}
 	c.lastActive.Store(time.Now().UnixNano())
 	c.pollState.Store(pollIdle)
-	// Adding, or modifying, the registration reports the socket at once if it is readable.
+	// Registered inside Control, which holds the descriptor: a connection closed meanwhile (its
+	// number then maybe another socket's) fails here instead of registering that socket.
+	err := c.rr.raw.Control(c.register)
+	if err == nil {
+		err = c.regErr
+	}
+	if err != nil {
+		c.pollState.Store(pollOwn)
+		return false
+	}
+	if c.kickOut.Load() && c.pollState.CompareAndSwap(pollIdle, pollOwn) {
+		return false // closed meanwhile: the goroutine reads (and fails)
+	}
+	return true
+}
+
+// register adds c's socket to the epoll set, or modifies its registration; either reports the
+// socket at once if it is readable. It must run while c's descriptor is held (see adopt).
+func (cp *clientPoller) register(c *client) error {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: c.fd}
 	op := syscall.EPOLL_CTL_MOD
 	if !c.registered {
@@ -320,14 +341,10 @@ func (cp *clientPoller) adopt(c *client) bool {
 		if !c.registered {
 			cp.forget(c)
 		}
-		c.pollState.Store(pollOwn)
-		return false
+		return err
 	}
 	c.registered = true
-	if c.kickOut.Load() && c.pollState.CompareAndSwap(pollIdle, pollOwn) {
-		return false // closed meanwhile: the goroutine reads (and fails)
-	}
-	return true
+	return nil
 }
 
 // release takes client c out of the poller after its connection was closed: its goroutine reads
@@ -357,7 +374,9 @@ type pollClient struct {
 	lastActive atomic.Int64 // unix nanoseconds of the last round that read the client
 	rr         *rawIO       // set by the goroutine in its first adopt; read by the poller only
 	fd         int32
-	registered bool // in the epoll set; used by the goroutine
+	registered bool             // in the epoll set; used by the goroutine
+	register   func(fd uintptr) // cp.register(c) for rr's Control, bound once; sets regErr
+	regErr     error
 }
 
 // newRawReader returns a rawIO for reading conn, which the poller reads without waiting, and

@@ -1,0 +1,53 @@
+//go:build linux
+
+package twemproxy
+
+import (
+	"syscall"
+	"testing"
+)
+
+// A client whose connection was closed, and whose descriptor number another socket took since,
+// must not be registered in the epoll set: the registration must run while the descriptor is
+// held (inside the raw connection's Control), so it fails on the closed connection instead of
+// registering the other socket under this client. The close here falls in the window of
+// closeConn, between the socket's close and release setting kickOut.
+func TestAdoptClosedClientRegistersNoReusedDescriptor(t *testing.T) {
+	p := &pool{}
+	cp := newClientPoller(p)
+	if cp == nil {
+		t.Skip("no epoll set")
+	}
+	t.Cleanup(func() { cp.file.Close() })
+	a, _ := tcpPair(t)
+	c := newClient(p, a)
+	c.rr, c.fd = newRawReader(a) // the goroutine's first adopt, whose registration failed, set them
+	if c.rr == nil {
+		t.Fatal("no raw reader on a TCP connection")
+	}
+	a.Close()
+	// Take the lowest free descriptor numbers until c's old number is reused.
+	reused := -1
+	for range 256 {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Close(fd) })
+		if fd == int(c.fd) {
+			reused = fd
+			break
+		}
+	}
+	if reused < 0 {
+		t.Fatalf("descriptor %d was not reused", c.fd)
+	}
+	if cp.adopt(c) {
+		t.Fatalf("adopt registered descriptor %d, now another socket's, for a closed client", reused)
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.clients[c.fd] != nil {
+		t.Fatalf("the closed client is in the poller's map under descriptor %d", reused)
+	}
+}
