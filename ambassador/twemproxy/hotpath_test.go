@@ -258,31 +258,13 @@ func TestTimeoutMidBatch(t *testing.T) {
 // before the replies come back costs nothing else: the replies are dropped, other clients are
 // served, and no goroutine is left (goleak checks at the end).
 func TestClientGoneWithRepliesPending(t *testing.T) {
-	release := make(chan struct{})
-	var once sync.Once
-	be := startFakeRedis(t, func(conn, n int, args []string) string {
-		if args[1] == "slow" {
-			<-release
-		}
-		return bulk("v-" + args[1])
-	})
-	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	addr, srv := startFakePool(t, "", be)
-	gone := dialResp(t, addr)
-	var b strings.Builder
-	b.WriteString(encodeCmd("GET", "slow"))
-	for _, k := range numbered("k", 200) {
-		b.WriteString(encodeCmd("GET", k))
-	}
-	if _, err := io.WriteString(gone.c, b.String()); err != nil {
-		t.Fatal(err)
-	}
+	addr, srv, gone, _, release := pipelineBehindSlow(t, 200)
 	await.True(t, "the requests to reach the proxy", 10*time.Second, func() bool {
 		return srv.Snapshot()[0].Servers[0].Requests >= 1
 	})
 	gone.c.Close()
 	time.Sleep(50 * time.Millisecond)
-	once.Do(func() { close(release) })
+	release()
 	await.True(t, "the dropped replies to be read", 10*time.Second, func() bool {
 		return srv.Snapshot()[0].Servers[0].Responses == 201
 	})
@@ -461,30 +443,12 @@ func BenchmarkProxyPipelined(b *testing.B) {
 // TestServerStatsCountRequests: a server's Requests and RequestBytes count what was sent to it,
 // OutQueue the requests sent and not answered yet, and both settle once the replies are read.
 func TestServerStatsCountRequests(t *testing.T) {
-	release := make(chan struct{})
-	var once sync.Once
-	be := startFakeRedis(t, func(conn, n int, args []string) string {
-		if args[1] == "slow" {
-			<-release
-		}
-		return bulk("v-" + args[1])
-	})
-	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	addr, srv := startFakePool(t, "", be)
-	c := dialResp(t, addr)
-	var b strings.Builder
-	b.WriteString(encodeCmd("GET", "slow"))
-	for _, k := range numbered("k", 99) {
-		b.WriteString(encodeCmd("GET", k))
-	}
-	if _, err := io.WriteString(c.c, b.String()); err != nil {
-		t.Fatal(err)
-	}
+	_, srv, c, sent, release := pipelineBehindSlow(t, 99)
 	await.True(t, "100 requests sent and awaiting replies", 10*time.Second, func() bool {
 		s := srv.Snapshot()[0].Servers[0]
-		return s.Requests == 100 && s.OutQueue == 100 && s.RequestBytes == int64(b.Len())
+		return s.Requests == 100 && s.OutQueue == 100 && s.RequestBytes == int64(sent)
 	})
-	once.Do(func() { close(release) })
+	release()
 	for range 100 {
 		readReply(t, c.r)
 	}
@@ -522,4 +486,32 @@ func TestTimeoutCountsFromEachRequest(t *testing.T) {
 	if n := srv.Snapshot()[0].Servers[0].ServerTimedout; n != 0 {
 		t.Errorf("server_timedout = %d, want 0", n)
 	}
+}
+
+// pipelineBehindSlow starts a pool on a server that holds its reply to GET slow until release is
+// called (or the test ends), and sends GET slow and then GETs of n other keys on one client. It
+// returns the pool's address and server, the client and the bytes it sent.
+func pipelineBehindSlow(t *testing.T, n int) (addr string, srv *twemproxy.Server, c *respClient, sent int, release func()) {
+	t.Helper()
+	held := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(held) }) }
+	be := startFakeRedis(t, func(_, _ int, args []string) string {
+		if args[1] == "slow" {
+			<-held
+		}
+		return bulk("v-" + args[1])
+	})
+	t.Cleanup(release)
+	addr, srv = startFakePool(t, "", be)
+	c = dialResp(t, addr)
+	var b strings.Builder
+	b.WriteString(encodeCmd("GET", "slow"))
+	for _, k := range numbered("k", n) {
+		b.WriteString(encodeCmd("GET", k))
+	}
+	if _, err := io.WriteString(c.c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	return addr, srv, c, b.Len(), release
 }
