@@ -5,6 +5,7 @@ package twemproxy
 import (
 	"bufio"
 	"errors"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -381,20 +382,13 @@ type pollClient struct {
 
 // newRawReader returns a rawIO for reading conn, which the poller reads without waiting, and
 // its descriptor.
-func newRawReader(conn any) (*rawIO, int32) {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return nil, 0
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil, 0
-	}
+func newRawReader(conn net.Conn) (*rawIO, int32) {
+	rr := rawIOFor(conn)
 	var fd int32 = -1
-	if raw.Control(func(f uintptr) { fd = int32(f) }) != nil || fd < 0 {
+	if rr == nil || rr.raw.Control(func(f uintptr) { fd = int32(f) }) != nil || fd < 0 {
 		return nil, 0
 	}
-	return newRawIO(raw), fd
+	return rr, fd
 }
 
 // polled reports whether the poller reads c.
