@@ -7,9 +7,9 @@ import (
 )
 
 // Batcher is a Queue that leases and acks several items per call, the way a JetStream pull
-// consumer fetches a batch: one clock read and no allocation for the whole batch, and each lock the
-// batch needs taken once (Memory: the fast lane's claim and each lease shard's lock) instead of
-// per item. Each item of a batch is leased exactly as Lease leases it (its own token, attempt and
+// consumer fetches a batch: one clock read and no allocation for the whole batch, and fewer locks
+// than per item (Memory: for up to 64 keyless items of its hot path, one claim of the fast lane
+// and each lease shard's lock once; see the package doc for its other items). Each item of a batch is leased exactly as Lease leases it (its own token, attempt and
 // deadline; one key at a time; priorities first; delays and max attempts as usual), so a batch call
 // changes the cost, not the semantics. Memory (and so workqueue/bolt) implements it; the functions
 // LeaseBatch and AckBatch serve any Queue, falling back to one item per call.

@@ -10,8 +10,13 @@
 // LeaseBatch and AckBatch lease and ack many items per call, as a JetStream pull does: each item is
 // leased exactly as by Lease (its own token, attempt and deadline; key turns, priorities, delays
 // and max attempts as usual), but a backend that implements Batcher (Memory, and so workqueue/bolt)
-// takes its lock and reads the clock once per batch and fills the caller's slice without
-// allocating; for any other Queue they lease one item per call and ack one lease at a time. A
+// reads the clock once per batch, fills the caller's slice without allocating and takes its locks
+// per batch where it can: Memory claims up to 64 keyless items of its hot path with one
+// compare-and-swap and takes each lease shard's lock once for them, and acks up to 64 keyless
+// leases taking each shard's lock once; items from its locked path (keys, delays, nacks, expired
+// leases, other priorities, and all of workqueue/bolt's) take the queue's lock once per batch and
+// their shard's lock each, and a keyed item's ack takes both locks. For any other Queue they lease
+// one item per call and ack one lease at a time. A
 // worker that leases a batch holds every item of it while it handles the first, so batches suit
 // short handlers; the items' leases run from the batch's lease.
 //

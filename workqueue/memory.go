@@ -774,8 +774,9 @@ func (q *Memory) Lease(ctx context.Context) (*Item, error) {
 // itemBlock is how many Items one allocation of Lease's makes (see leaseShard.item).
 const itemBlock = 4
 
-// LeaseBatch implements Batcher: one clock read leases up to len(dst) ready items, and one lock
-// when they come from the ready lanes.
+// LeaseBatch implements Batcher: one clock read leases up to len(dst) ready items; from the fast
+// lane, up to 64 with one claim and each shard's lock once; from the ready lanes, with mu once and
+// each item's shard lock.
 func (q *Memory) LeaseBatch(ctx context.Context, dst []Item) (int, error) {
 	if len(dst) == 0 {
 		return 0, errEmptyBatch
