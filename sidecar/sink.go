@@ -288,9 +288,8 @@ func (s *WriterSink) configErr() error { return s.err }
 // to an io.Writer such as os.Stdout. It is not a Committer: after a crash the lines since the last checkpoint are delivered again
 // (at-least-once). It is a Flusher: a batch is written by a background goroutine while the next one
 // is read and encoded (one batch in flight; Flush waits for it), so reading and writing overlap.
-// Raw lines to a pipe (on Linux) are written synchronously instead, and not copied: the Tailer reads
-// into the sink's buffers and Write splices the lines' pages into the pipe (vmsplice), pacing the
-// writes to the reader (see pipeOut).
+// Raw lines to a pipe (on Linux) are written synchronously instead, from the buffer the Tailer read
+// them into, pacing the writes to the reader (see pipeOut).
 type WriterSink struct {
 	mu       sync.Mutex
 	w        io.Writer
@@ -300,8 +299,8 @@ type WriterSink struct {
 	inflight chan writeResult // result of the batch being written; nil when none
 	failed   []byte           // the unwritten rest of a batch whose write failed, written again first
 	err      error            // a ConfigError from the options: every Write returns it
-	// pipe is set when w is a pipe and the format raw: then Write writes synchronously, splicing the
-	// lines from the buffers the Tailer read them into (readBuffer) when it can.
+	// pipe is set when w is a pipe and the format raw: then Write writes synchronously, from the
+	// buffers the Tailer read the lines into when they follow each other there.
 	pipe *pipeOut
 }
 
@@ -451,18 +450,8 @@ func NewWriterSink(w io.Writer, opts ...Option) *WriterSink {
 	return s
 }
 
-// readBuffer implements bufferSink: with a pipe, a buffer of n bytes whose lines Write can splice.
-func (s *WriterSink) readBuffer(n int) []byte {
-	if s.pipe == nil {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pipe.readBuffer(n)
-}
-
 // writePipe writes recs into the pipe: each run of lines that follow each other in one array, with
-// the newline after it, as one piece (spliced when it lies in a buffer from readBuffer). A failed
+// the newline after it, as one piece. A failed
 // write leaves the rest in failed, as a failed background write does: the next Write or Flush
 // writes it again and reports the error if that fails too. Called with mu held.
 func (s *WriterSink) writePipe(recs []Record) {

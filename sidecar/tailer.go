@@ -56,9 +56,8 @@ type Tailer struct {
 	dirs  []string
 	sink  Sink
 	o     options
-	block bool       // the sink takes blocks of lines in one Record (blockSink)
-	bufs  bufferSink // the sink provides the buffers to read into, when not nil
-	raw   bool       // the sink writes lines as they are: no line needs JSON escaping checked
+	block bool // the sink takes blocks of lines in one Record (blockSink)
+	raw   bool // the sink writes lines as they are: no line needs JSON escaping checked
 	log   *zap.Logger
 	m     *tailerMetrics
 	ready chan struct{}
@@ -117,7 +116,6 @@ func NewTailer(globs []string, sink Sink, opts ...Option) (*Tailer, error) {
 	if b, ok := sink.(blockSink); ok {
 		t.block, t.raw = true, b.rawOutput()
 	}
-	t.bufs, _ = sink.(bufferSink)
 	t.m = newTailerMetrics(o.registerer)
 	return t, nil
 }
@@ -917,15 +915,10 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 			t.checkReplaced(rs, tf, fi.Size())
 		}
 	}
-	buf, piece := rs.buf, len(rs.buf)
-	if t.bufs != nil {
-		if b := t.bufs.readBuffer(len(buf)); b != nil {
-			buf, piece = b, readPiece
-		}
-	}
+	buf := rs.buf
 	base := tf.off
 	np := copy(buf, tf.partial)
-	n, err := readAt(tf.f, buf[np:], tf.off+int64(np), piece)
+	n, err := tf.f.ReadAt(buf[np:], tf.off+int64(np))
 	if n == 0 {
 		tf.eof = true
 		if err != nil && err != io.EOF {
@@ -1013,34 +1006,6 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	}
 	rs.dirty = true
 	return n, nil
-}
-
-// readPiece is the most readOnce reads in one call into a sink's buffer (a raw WriterSink on a
-// pipe, which has no goroutine of its own): a read of 256 KiB from the page cache takes longer than
-// the Go runtime's sysmon tick (20µs), and sysmon then hands the P off and keeps polling every 20µs
-// while the reads go on (with GOMAXPROCS=1 in logship: ~8 ms of CPU per GB). With a WriterSink's
-// writing goroutine, that hand-off is what lets it run while the Tailer reads (JSON ran ~10%
-// slower in bench/sidecar with 64 KiB reads), so the Tailer's own buffer is read in one call.
-const readPiece = 64 << 10
-
-// readAt reads len(b) bytes at off, like f.ReadAt, in calls of at most piece bytes.
-func readAt(f *os.File, b []byte, off int64, piece int) (int, error) {
-	done := 0
-	for done < len(b) {
-		n, err := f.ReadAt(b[done:min(len(b), done+piece)], off+int64(done))
-		done += n
-		if err != nil {
-			return done, err
-		}
-	}
-	return done, nil
-}
-
-// bufferSink is implemented by sinks that provide the buffers the Tailer reads into (a raw
-// WriterSink on a pipe splices the lines from them): readBuffer returns n bytes the Tailer may
-// overwrite, or nil to use the Tailer's own.
-type bufferSink interface {
-	readBuffer(n int) []byte
 }
 
 func (t *Tailer) tooLong(tf *tfile, off int64) {

@@ -18,7 +18,7 @@
 // SIGTERM or SIGINT stops it after committing the checkpoint.
 //
 // logship runs Go with GOMAXPROCS=1 unless the GOMAXPROCS environment variable is set: its work is
-// one reading goroutine and, for JSON, one writing goroutine (raw lines to a pipe are spliced into it
+// one reading goroutine and, for JSON, one writing goroutine (raw lines to a pipe are written to it
 // by the reading goroutine), and on a small node an idle Go scheduler thread
 // spinning for work takes CPU from the application beside it and from the reader of logship's
 // output (in bench/sidecar its runs spread far less, and were no slower, than with GOMAXPROCS=2).
