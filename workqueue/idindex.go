@@ -154,9 +154,12 @@ func (s *leaseShard) leased() int {
 }
 
 // recycle keeps the entry of an acked item, which nothing refers to any more, for a later Add, up
-// to maxFree/nshards per shard. Called with s.mu held.
+// to maxFree/nshards per shard. An entry it does not keep it clears all the same: a slot of the
+// fast lane's head segment may still point to it (until the segment is dropped, after the next
+// segSize Adds of the hot path), and must not keep its payload alive. Called with s.mu held.
 func (s *leaseShard) recycle(e *entry) {
 	if s.nfree >= maxFree/nshards {
+		*e = entry{}
 		return
 	}
 	*e = entry{idx: -1, next: s.free}

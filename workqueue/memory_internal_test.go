@@ -344,3 +344,47 @@ func TestFastLaneHeadSegFollowsOutOfOrderClaims(t *testing.T) {
 		t.Errorf("head %d, headSeg base %d: headSeg %d segments behind", h, b, (h-b)/segSize)
 	}
 }
+
+// An acked item's payload is not kept alive by the fast lane's slots: the segment at the head
+// still points to the entries of up to segSize-1 items claimed from it, and an entry the free
+// lists have no room for is dropped there, not recycled (which clears it).
+func TestFastLaneKeepsNoAckedPayload(t *testing.T) {
+	q, err := NewMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	const n = maxFree + segSize/2 // the free lists fill up; the head segment's items are dropped
+	for range n {
+		if _, err := q.Add(ctx, make([]byte, 1024), AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := make([]Item, 64)
+	for done := 0; done < n; {
+		k, err := q.LeaseBatch(ctx, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls := make([]string, k)
+		for i := range dst[:k] {
+			ls[i] = dst[i].Lease
+			dst[i] = Item{}
+		}
+		if err := q.AckBatch(ctx, ls); err != nil {
+			t.Fatal(err)
+		}
+		done += k
+	}
+	s := q.lane.headSeg.Load()
+	kept := 0
+	for i := range s.slots {
+		if e := s.slots[i].Load(); e != nil && e.payload != nil {
+			kept++
+		}
+	}
+	if kept > 0 {
+		t.Errorf("the fast lane's head segment keeps the payloads of %d acked items", kept)
+	}
+}
