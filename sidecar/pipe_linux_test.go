@@ -3,7 +3,9 @@
 package sidecar
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -186,5 +188,53 @@ func TestPipeReaderSplicingToSocketGetsTheLines(t *testing.T) {
 			}
 		}
 		t.Errorf("socket got %d bytes, want %d; %d bytes differ", len(out), want.Len(), bad)
+	}
+}
+
+// With a raw WriterSink on a pipe the Tailer reads in calls of readPiece bytes (raw preads), and
+// those return what f.ReadAt does: the bytes across the pieces' boundaries, io.EOF at the end. With
+// a JSON sink it reads in one call.
+func TestTailerReadsPipeSinkChunksInPieces(t *testing.T) {
+	app := filepath.Join(t.TempDir(), "app.log")
+	data := make([]byte, 3*readPiece+1234)
+	for i := range data {
+		data[i] = byte(i*7 + i>>16)
+	}
+	if err := os.WriteFile(app, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, w := newTestPipe(t, 64<<10)
+	tl, err := NewTailer([]string{app}, NewWriterSink(w, WithFormat(FormatRaw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.piece != readPiece {
+		t.Fatalf("piece %d with a raw pipe sink, want %d", tl.piece, readPiece)
+	}
+	for _, c := range []struct {
+		off, size int
+		eof       bool
+	}{{0, len(data), false}, {100, 2*readPiece + 5, false}, {100, len(data), true}, {len(data), 10, true}} {
+		b := make([]byte, c.size)
+		n, err := tl.readAt(f, b, int64(c.off))
+		want := data[c.off:min(len(data), c.off+c.size)]
+		if !bytes.Equal(b[:n], want) {
+			t.Errorf("readAt(off %d, %d bytes): %d bytes, not the file's %d", c.off, c.size, n, len(want))
+		}
+		if (err == io.EOF) != c.eof || err != nil && err != io.EOF {
+			t.Errorf("readAt(off %d, %d bytes): error %v, want EOF %v", c.off, c.size, err, c.eof)
+		}
+	}
+	js, err := NewTailer([]string{app}, NewWriterSink(w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js.piece != 0 {
+		t.Errorf("piece %d with a JSON sink, want 0 (one read call)", js.piece)
 	}
 }

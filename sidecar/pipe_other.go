@@ -2,10 +2,16 @@
 
 package sidecar
 
-import "io"
+import (
+	"io"
+	"os"
+)
 
 // pipeOut writes raw lines into a pipe synchronously on Linux only (see pipe_linux.go).
 type pipeOut struct{}
 
 func newPipeOut(io.Writer) *pipeOut            { return nil }
 func (p *pipeOut) write(b []byte) (int, error) { return 0, nil }
+
+// readRaw reads into b at off (f.ReadAt; the raw read is Linux only).
+func readRaw(f *os.File, b []byte, off int64) (int, error) { return f.ReadAt(b, off) }

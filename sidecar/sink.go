@@ -263,6 +263,14 @@ type blockSink interface {
 func (s *WriterSink) rawOutput() bool { return s.enc.raw }
 func (s *FileSink) rawOutput() bool   { return s.enc.raw }
 
+// syncSink is implemented by sinks that may write in the Tailer's goroutine, synchronously:
+// synchronous tells whether this one does (a raw WriterSink on a pipe).
+type syncSink interface {
+	synchronous() bool
+}
+
+func (s *WriterSink) synchronous() bool { return s.pipe != nil }
+
 // WithFormat sets the output format of WriterSink and FileSink (default FormatJSON). Another value
 // is a ConfigError: from OpenFileSink, and from NewTailer and every Write of a WriterSink.
 func WithFormat(f Format) Option {
