@@ -20,6 +20,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/podblocks/podblocks/internal/rawsys"
 	"go.uber.org/zap"
 )
 
@@ -255,31 +256,6 @@ func (ls *loops) broadcast(k msgKind) {
 // post queues m for the loop and wakes it; false means the loop has exited.
 func (l *loop) post(m msg) bool { return l.box.post(m) }
 
-func epollWait(epfd int, events []syscall.EpollEvent, msec int) int {
-	var r uintptr
-	var e syscall.Errno
-	p := uintptr(unsafe.Pointer(&events[0]))
-	if msec == 0 {
-		r, _, e = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), p, uintptr(len(events)), 0, 0, 0)
-	} else {
-		r, _, e = syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), p, uintptr(len(events)), uintptr(msec), 0, 0)
-	}
-	if e != 0 {
-		return 0
-	}
-	return int(r)
-}
-
-func sysRead(fd int, b []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	return int(n), e
-}
-
-func sysWrite(fd int, b []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	return int(n), e
-}
-
 // run serves the loop's sockets until it is closing and has no client left.
 func (l *loop) run() {
 	runtime.LockOSThread()
@@ -289,13 +265,13 @@ func (l *loop) run() {
 	for !(l.closing && l.clients == 0) {
 		l.pass++
 		// Poll first without giving up the thread's P; block only when nothing is ready.
-		n := epollWait(l.epfd, l.events, 0)
+		n, _ := rawsys.EpollWait(l.epfd, l.events, 0)
 		if n == 0 && len(l.more) == 0 {
 			msec := -1
 			if len(l.socks) > 0 {
 				msec = int(max(time.Until(l.sweepAt), time.Millisecond) / time.Millisecond)
 			}
-			n = epollWait(l.epfd, l.events, msec)
+			n, _ = rawsys.EpollWait(l.epfd, l.events, msec)
 		}
 		l.now = time.Now()
 		for _, ev := range l.events[:n] {
@@ -569,7 +545,7 @@ func (s *sock) fill() (n int, e syscall.Errno, full bool) {
 		s.r = 0
 	}
 	space := len(s.in) - s.w
-	n, e = sysRead(s.fd, s.in[s.w:])
+	n, e = rawsys.Read(s.fd, s.in[s.w:])
 	if e == syscall.EAGAIN {
 		s.readable = false
 		return 0, e, false
@@ -924,7 +900,7 @@ func (l *loop) send(c *sock, u *sock) {
 // flush writes s's pending output; done means all of it is written. EAGAIN clears writable.
 func (s *sock) flush() (done bool, e syscall.Errno) {
 	for s.outOff < len(s.out) {
-		n, e := sysWrite(s.fd, s.out[s.outOff:])
+		n, e := rawsys.Write(s.fd, s.out[s.outOff:])
 		if e != 0 {
 			if e == syscall.EAGAIN {
 				s.writable = false

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"github.com/podblocks/podblocks/internal/rawsys"
 )
 
 // mailbox is an event loop's inbox: other goroutines post messages and wake the loop through an
@@ -55,7 +57,7 @@ func (b *mailbox[M]) post(m M) bool {
 // take returns what was posted since the last take; the loop hands the slice back with done.
 func (b *mailbox[M]) take() []M {
 	var buf [8]byte
-	sysRead(b.evfd, buf[:])
+	rawsys.Read(b.evfd, buf[:])
 	b.mu.Lock()
 	msgs := b.inbox
 	b.inbox = b.spare[:0]

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/podblocks/podblocks/internal/rawsys"
 )
 
 // TCPProxy's event loops relay the bytes of connections whose endpoint is dialed: a goroutine per
@@ -225,7 +227,7 @@ func (l *tcpLoop) run() {
 	l.now = time.Now()
 	l.sweepAt = l.now.Add(l.tick)
 	for closing := false; !closing; {
-		n := epollWait(l.epfd, l.events, 0)
+		n, _ := rawsys.EpollWait(l.epfd, l.events, 0)
 		// Before blocking, give the CPU away a few times (sched_yield) and poll again: with
 		// relays open the next event is usually a peer's answer moments away, and a loop that
 		// blocks pays the sleep and wake-up and, on a locked thread in a blocking syscall, the
@@ -233,14 +235,14 @@ func (l *tcpLoop) run() {
 		// times (microseconds); with no relay open the loop blocks at once.
 		for i := 0; n == 0 && len(l.again) == 0 && len(l.open) > 0 && i < pollYields; i++ {
 			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
-			n = epollWait(l.epfd, l.events, 0)
+			n, _ = rawsys.EpollWait(l.epfd, l.events, 0)
 		}
 		if n == 0 && len(l.again) == 0 {
 			msec := -1
 			if len(l.open) > 0 {
 				msec = int(max(time.Until(l.sweepAt), time.Millisecond) / time.Millisecond)
 			}
-			n = epollWait(l.epfd, l.events, msec)
+			n, _ = rawsys.EpollWait(l.epfd, l.events, msec)
 		}
 		l.now = time.Now()
 		for _, ev := range l.events[:n] {
@@ -465,7 +467,7 @@ func (l *tcpLoop) move(r *relay, f *flow) bool {
 		if f.splicing {
 			n, e = l.splice(f.src.fd, f.pw, spliceLen)
 		} else {
-			n, e = sysRead(f.src.fd, l.buf)
+			n, e = rawsys.Read(f.src.fd, l.buf)
 		}
 		switch e {
 		case 0:

@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"unsafe"
+
+	"github.com/podblocks/podblocks/internal/rawsys"
 )
 
 // pipeOut writes the lines of a raw WriterSink into a pipe synchronously, straight from the
@@ -105,7 +107,7 @@ func (p *pipeOut) write(b []byte) (int, error) {
 	return done, nil
 }
 
-// writeRaw writes b with a raw write(2), which does not enter the Go runtime's syscall state (so
+// writeRaw writes b with a raw write(2) (internal/rawsys), which does not enter the Go runtime's syscall state (so
 // sysmon does not wake to hand the P off). Only for a b the pipe has room for: the call copies and
 // returns without blocking.
 func (p *pipeOut) writeRaw(b []byte) (int, error) {
@@ -113,7 +115,7 @@ func (p *pipeOut) writeRaw(b []byte) (int, error) {
 	var err error
 	cerr := p.rc.Control(func(fd uintptr) {
 		for done < len(b) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[done])), uintptr(len(b)-done))
+			r, e := rawsys.Write(int(fd), b[done:])
 			if e == syscall.EINTR {
 				continue
 			}
@@ -121,7 +123,7 @@ func (p *pipeOut) writeRaw(b []byte) (int, error) {
 				err = &os.PathError{Op: "write", Path: p.f.Name(), Err: e}
 				return
 			}
-			done += int(r)
+			done += r
 		}
 	})
 	if err == nil {
@@ -136,9 +138,6 @@ func readRaw(f *os.File, b []byte, off int64) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if unsafe.Sizeof(uintptr(0)) < 8 { // pread64 takes the offset in two registers there
-		return f.ReadAt(b, off)
-	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return f.ReadAt(b, off)
@@ -146,7 +145,7 @@ func readRaw(f *os.File, b []byte, off int64) (int, error) {
 	n := 0
 	cerr := rc.Control(func(fd uintptr) {
 		for {
-			r, _, e := syscall.RawSyscall6(syscall.SYS_PREAD64, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(off), 0, 0)
+			r, e := rawsys.Pread(int(fd), b, off)
 			if e == syscall.EINTR {
 				continue
 			}
@@ -154,7 +153,7 @@ func readRaw(f *os.File, b []byte, off int64) (int, error) {
 				err = &os.PathError{Op: "read", Path: f.Name(), Err: e}
 				return
 			}
-			n = int(r)
+			n = r
 			return
 		}
 	})

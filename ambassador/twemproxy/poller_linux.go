@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/podblocks/podblocks/internal/rawsys"
 )
 
 // clientPoller reads the requests of a pool's clients on one goroutine, as nutcracker's event
@@ -126,12 +128,15 @@ func (cp *clientPoller) close() {
 
 func (cp *clientPoller) wait(fd uintptr) bool {
 	for {
-		n, err := sysEpollPoll(int(fd), cp.events)
-		if err == syscall.EINTR {
+		n, e := rawsys.EpollPoll(int(fd), cp.events)
+		if e == syscall.EINTR {
 			continue
 		}
-		cp.nev, cp.waitErr = n, err
-		return n > 0 || err != nil
+		cp.nev, cp.waitErr = n, nil
+		if e != 0 {
+			cp.waitErr = e
+		}
+		return n > 0 || e != 0
 	}
 }
 

@@ -6,12 +6,14 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/podblocks/podblocks/internal/rawsys"
 )
 
 const rawIOSupported = true
 
 // rawIO reads or writes a socket through its raw connection, which keeps the descriptor from
-// being closed and reused during the call, with the system calls of sysRead and sysWrite. Its
+// being closed and reused during the call, with the raw system calls of internal/rawsys. Its
 // callbacks are bound once, so a call does not allocate a closure. Not safe for concurrent use:
 // a socket read on one goroutine and written on another has a rawIO for each.
 type rawIO struct {
@@ -44,16 +46,14 @@ func (w *rawIO) Write(b []byte) (int, error) {
 
 func (w *rawIO) write1(fd uintptr) bool {
 	for w.n < len(w.b) {
-		m, err := sysWrite(int(fd), w.b[w.n:])
-		if m > 0 {
-			w.n += m
-		}
+		m, e := rawsys.Write(int(fd), w.b[w.n:])
+		w.n += m
 		switch {
-		case err == syscall.EINTR:
-		case err == syscall.EAGAIN:
+		case e == syscall.EINTR:
+		case e == syscall.EAGAIN:
 			return true
-		case err != nil:
-			w.err = os.NewSyscallError("write", err)
+		case e != 0:
+			w.err = os.NewSyscallError("write", e)
 			return true
 		case m == 0:
 			w.err = io.ErrShortWrite
@@ -101,14 +101,17 @@ func (w *rawIO) read(b []byte) (int, error) {
 
 func (w *rawIO) read1(fd uintptr) bool {
 	for {
-		n, err := sysRead(int(fd), w.b)
-		if err == syscall.EINTR {
+		n, e := rawsys.Read(int(fd), w.b)
+		if e == syscall.EINTR {
 			continue
 		}
-		if err == syscall.EAGAIN && w.wait {
+		if e == syscall.EAGAIN && w.wait {
 			return false // Go's poller waits for the socket to be readable, then calls again
 		}
-		w.n, w.err = max(n, 0), err
+		w.n, w.err = n, nil
+		if e != 0 {
+			w.err = e
+		}
 		return true
 	}
 }

@@ -478,7 +478,7 @@ func (sc *serverConn) readLoop(s *session) {
 	// slowly arriving reply does not hold up the replies before it.
 	var src io.Reader = s.conn
 	if s.rd != nil {
-		src = s.rd // raw reads: no system call state, as for the client reads (see sysRead)
+		src = s.rd // raw reads: no system call state, as for the client reads (see rawIO)
 	}
 	fr := &flushingReader{r: src, ds: &ds, conn: s.conn}
 	br := bufio.NewReaderSize(fr, ioBufSize)
