@@ -84,10 +84,9 @@ type msg struct {
 }
 
 type loop struct {
-	p    *HTTPProxy
-	ctx  context.Context // the requests' context
-	epfd int
-	box  mailbox[msg]
+	p   *HTTPProxy
+	ctx context.Context // the requests' context
+	loopCore[msg]
 
 	socks   []*sock // by fd
 	clients int
@@ -95,7 +94,6 @@ type loop struct {
 	async   sync.WaitGroup // dials and waiting Acquires
 	closing bool
 	now     time.Time
-	tick    time.Duration
 	sweepAt time.Time
 	gen     uint64
 	ready   []*sock // clients whose exchange ended, to serve their next request
@@ -104,7 +102,6 @@ type loop struct {
 	dirty   []*sock // sockets with output queued for the end of the pass
 	sink    appendWriter
 	bw      *bufio.Writer
-	events  []syscall.EpollEvent
 }
 
 type sockKind uint8
@@ -189,8 +186,7 @@ func newLoops(p *HTTPProxy, n int, ctx context.Context) (*loops, error) {
 		l, err := newLoop(p, ctx)
 		if err != nil {
 			for _, l := range ls.all {
-				syscall.Close(l.epfd)
-				l.box.shut()
+				l.shut()
 			}
 			return nil, err
 		}
@@ -200,37 +196,16 @@ func newLoops(p *HTTPProxy, n int, ctx context.Context) (*loops, error) {
 }
 
 func newLoop(p *HTTPProxy, ctx context.Context) (*loop, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
-	}
-	l := &loop{p: p, ctx: ctx, epfd: epfd, pools: map[*Backend][]*sock{},
-		events: make([]syscall.EpollEvent, 256)}
-	if err := l.box.open(epfd); err != nil {
-		syscall.Close(epfd)
+	l := &loop{p: p, ctx: ctx, pools: map[*Backend][]*sock{}}
+	if err := l.open(p.cfg.readHeader, p.cfg.idleTimeout, p.cfg.perTryTimeout, p.cfg.writeTimeout); err != nil {
 		return nil, err
 	}
 	l.bw = bufio.NewWriterSize(&l.sink, 4<<10)
-	// Deadlines are checked every tick: a tenth of the shortest timeout, 1 ms to 100 ms.
-	l.tick = 100 * time.Millisecond
-	for _, d := range []time.Duration{p.cfg.readHeader, p.cfg.idleTimeout, p.cfg.perTryTimeout, p.cfg.writeTimeout} {
-		if d > 0 {
-			l.tick = min(l.tick, max(d/10, time.Millisecond))
-		}
-	}
 	return l, nil
 }
 
 // start runs every loop on a goroutine counted in wg.
-func (ls *loops) start(wg *sync.WaitGroup) {
-	for _, l := range ls.all {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.run()
-		}()
-	}
-}
+func (ls *loops) start(wg *sync.WaitGroup) { startLoops(ls.all, wg) }
 
 // take moves an accepted connection to a loop; false means c is left to the caller.
 func (ls *loops) take(c net.Conn) bool {
@@ -337,10 +312,9 @@ func (l *loop) exit() {
 		}
 	}
 	l.async.Wait()
-	for _, m := range l.box.shut() {
+	for _, m := range l.shut() {
 		l.discard(m)
 	}
-	syscall.Close(l.epfd)
 }
 
 // discard drops a message nobody will serve.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/podblocks/podblocks/internal/rawsys"
@@ -81,4 +82,52 @@ func (b *mailbox[M]) shut() []M {
 	b.mu.Unlock()
 	syscall.Close(b.evfd)
 	return msgs
+}
+
+// loopCore is what every event loop has: an epoll set with its mailbox's eventfd in it, the buffer
+// of events and the tick at which deadlines are checked.
+type loopCore[M any] struct {
+	epfd   int
+	box    mailbox[M]
+	events []syscall.EpollEvent
+	tick   time.Duration
+}
+
+// open makes the epoll set and the mailbox. The tick is a tenth of the shortest of timeouts that is
+// set, from 1 ms to 100 ms.
+func (c *loopCore[M]) open(timeouts ...time.Duration) error {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll_create1: %w", err)
+	}
+	if err := c.box.open(epfd); err != nil {
+		syscall.Close(epfd)
+		return err
+	}
+	c.epfd, c.events, c.tick = epfd, make([]syscall.EpollEvent, 256), 100*time.Millisecond
+	for _, d := range timeouts {
+		if d > 0 {
+			c.tick = min(c.tick, max(d/10, time.Millisecond))
+		}
+	}
+	return nil
+}
+
+// shut refuses further posts, closes the mailbox and the epoll set, and returns what was posted
+// and not taken.
+func (c *loopCore[M]) shut() []M {
+	msgs := c.box.shut()
+	syscall.Close(c.epfd)
+	return msgs
+}
+
+// startLoops runs every loop on a goroutine counted in wg.
+func startLoops[L interface{ run() }](all []L, wg *sync.WaitGroup) {
+	for _, l := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.run()
+		}()
+	}
 }

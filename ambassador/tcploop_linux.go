@@ -85,9 +85,8 @@ type tcpLoops struct {
 }
 
 type tcpLoop struct {
-	p    *TCPProxy
-	epfd int
-	box  mailbox[tcpMsg]
+	p *TCPProxy
+	loopCore[tcpMsg]
 
 	splices atomic.Int64 // splice(2) calls, for Statusz and the test that proves the path
 	spliced atomic.Int64 // bytes spliced into pipes
@@ -102,9 +101,7 @@ type tcpLoop struct {
 	sends   []*relay // relays with copied bytes to send at the end of the pass
 	sending bool     // the end of the pass: copied bytes go out as they are read
 	now     time.Time
-	tick    time.Duration
 	sweepAt time.Time
-	events  []syscall.EpollEvent
 }
 
 // relayEnd is one socket of a relay.
@@ -141,40 +138,20 @@ type relay struct {
 func newTCPLoops(p *TCPProxy, n int) (*tcpLoops, error) {
 	ls := &tcpLoops{}
 	for range n {
-		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-		if err == nil {
-			l := &tcpLoop{p: p, epfd: epfd, open: map[*relay]struct{}{}, buf: make([]byte, copyLen),
-				events: make([]syscall.EpollEvent, 256), tick: 100 * time.Millisecond}
-			if d := p.cfg.idleTimeout; d > 0 {
-				l.tick = min(l.tick, max(d/10, time.Millisecond))
-			}
-			if err = l.box.open(epfd); err != nil {
-				syscall.Close(epfd)
-			} else {
-				ls.all = append(ls.all, l)
-			}
-		}
-		if err != nil {
+		l := &tcpLoop{p: p, open: map[*relay]struct{}{}, buf: make([]byte, copyLen)}
+		if err := l.loopCore.open(p.cfg.idleTimeout); err != nil {
 			for _, l := range ls.all {
-				syscall.Close(l.epfd)
-				l.box.shut()
+				l.shut()
 			}
 			return nil, fmt.Errorf("event loop: %w", err)
 		}
+		ls.all = append(ls.all, l)
 	}
 	return ls, nil
 }
 
 // start runs every loop on a goroutine counted in wg.
-func (ls *tcpLoops) start(wg *sync.WaitGroup) {
-	for _, l := range ls.all {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.run()
-		}()
-	}
-}
+func (ls *tcpLoops) start(wg *sync.WaitGroup) { startLoops(ls.all, wg) }
 
 // stop tells every loop to close its relays and exit.
 func (ls *tcpLoops) stop() {
@@ -285,10 +262,9 @@ func (l *tcpLoop) run() {
 	for r := range l.open {
 		l.close(r)
 	}
-	for _, m := range l.box.shut() {
+	for _, m := range l.shut() {
 		l.discard(m)
 	}
-	syscall.Close(l.epfd)
 }
 
 // drainInbox serves the posted messages; true means the proxy stops.
