@@ -2,7 +2,6 @@ package ambassador_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -204,10 +203,7 @@ func TestHTTPProxyShutdownFinishesInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	<-p.Ready()
+	s := startStoppable(t, p)
 	c := client(t)
 	type result struct {
 		code int
@@ -230,17 +226,12 @@ func TestHTTPProxyShutdownFinishesInFlight(t *testing.T) {
 			t.Fatal("the request did not reach the backend")
 		}
 	}
-	cancel()
+	s.cancel() // Run's context ends while the request is in flight
 	r := <-res
 	if r.err != nil || r.code != 200 || r.body != "b\n" {
 		t.Errorf("request in flight at shutdown = %d %q (%v), want 200 b", r.code, r.body, r.err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	case <-time.After(10 * time.Second):
+	if !s.stop(t, 10*time.Second) {
 		t.Fatal("Run did not return")
 	}
 }
@@ -287,15 +278,7 @@ func TestHTTPProxyNoFDLeak(t *testing.T) {
 			t.Errorf("GET chunked = %d %q", code, body)
 		}
 	})
-	var after int
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if after = openFDs(t); after <= before || time.Now().After(deadline) {
-			break
-		}
-	}
-	if after > before {
-		t.Errorf("%d open files after the proxy stopped, %d before", after, before)
-	}
+	fdsBackTo(t, before, func() {})
 }
 
 // TestHTTPProxyPipelinedSplitHead: a pipelined request whose head arrives in two parts, the second
@@ -379,10 +362,7 @@ func TestHTTPProxyStopWithStalledStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	<-p.Ready()
+	s := startStoppable(t, p)
 	conn, err := net.Dial("tcp", p.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -399,16 +379,10 @@ func TestHTTPProxyStopWithStalledStream(t *testing.T) {
 		t.Fatalf("first chunk = %q, %v", first, err)
 	}
 	up := <-upstream
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	case <-time.After(15 * time.Second):
+	if !s.stop(t, 15*time.Second) {
 		t.Error("Run did not return 15s after its context ended (grace period 10s)")
 		up.Close() // the endpoint gives up, which lets Run return
-		<-done
+		<-s.done
 	}
 }
 

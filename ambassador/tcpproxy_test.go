@@ -43,6 +43,55 @@ func run(t testing.TB, c component) {
 	}
 }
 
+// stoppable is a component started by startStoppable, for tests that stop it themselves.
+type stoppable struct {
+	cancel context.CancelFunc
+	done   chan error // Run's result
+}
+
+// startStoppable starts c and waits until it is ready.
+func startStoppable(t testing.TB, c component) *stoppable {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := &stoppable{cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- c.Run(ctx) }()
+	<-c.Ready()
+	return s
+}
+
+// stop ends Run's context and waits up to within for Run to return, reporting an error it returns;
+// false means Run had not returned by then (s.done has its result later).
+func (s *stoppable) stop(t testing.TB, within time.Duration) bool {
+	t.Helper()
+	s.cancel()
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		return true
+	case <-time.After(within):
+		return false
+	}
+}
+
+// fdsBackTo waits up to 5 s, calling settle before each count, for the process's open files to be
+// no more than before, and reports it when they are not.
+func fdsBackTo(t *testing.T, before int, settle func()) {
+	t.Helper()
+	var after int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		settle()
+		if after = openFDs(t); after <= before || time.Now().After(deadline) {
+			break
+		}
+	}
+	if after > before {
+		t.Errorf("%d open files after the proxy stopped, %d before", after, before)
+	}
+}
+
 // tcpPathEnv picks the TCPProxy relay path the tests run on: unset, the event loops (the
 // default); "0", the goroutine path (TestTCPProxyGoroutinePath re-runs the TCPProxy tests so).
 const tcpPathEnv = "AMBASSADOR_TEST_TCP_EVENT_LOOPS"
@@ -296,17 +345,8 @@ func TestTCPProxyNoFDLeak(t *testing.T) {
 			t.Errorf("endpoints' active connections sum to %d, want 1", active)
 		}
 	})
-	var after int
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		// The goroutine path's splices leave pipes in the net package's pool until a GC.
-		runtime.GC()
-		if after = openFDs(t); after <= before || time.Now().After(deadline) {
-			break
-		}
-	}
-	if after > before {
-		t.Errorf("%d open files after the proxy stopped, %d before", after, before)
-	}
+	// The goroutine path's splices leave pipes in the net package's pool until a GC.
+	fdsBackTo(t, before, runtime.GC)
 }
 
 // TestTCPProxyStopClosesRelays: stopping the proxy closes the connections it relays, and Run
@@ -325,10 +365,7 @@ func TestTCPProxyStopClosesRelays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	<-p.Ready()
+	s := startStoppable(t, p)
 	c, err := net.Dial("tcp", p.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -339,13 +376,7 @@ func TestTCPProxyStopClosesRelays(t *testing.T) {
 	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	case <-time.After(10 * time.Second):
+	if !s.stop(t, 10*time.Second) {
 		t.Fatal("Run did not return in 10s")
 	}
 	if n, err := c.Read(make([]byte, 1)); err == nil {
