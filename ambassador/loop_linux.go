@@ -94,7 +94,6 @@ type loop struct {
 	async   sync.WaitGroup // dials and waiting Acquires
 	closing bool
 	now     time.Time
-	sweepAt time.Time
 	gen     uint64
 	ready   []*sock // clients whose exchange ended, to serve their next request
 	more    []*sock // clients that reached passCap with more body to relay, for the next pass
@@ -242,11 +241,7 @@ func (l *loop) run() {
 		// Poll first without giving up the thread's P; block only when nothing is ready.
 		n, _ := rawsys.EpollWait(l.epfd, l.events, 0)
 		if n == 0 && len(l.more) == 0 {
-			msec := -1
-			if len(l.socks) > 0 {
-				msec = int(max(time.Until(l.sweepAt), time.Millisecond) / time.Millisecond)
-			}
-			n, _ = rawsys.EpollWait(l.epfd, l.events, msec)
+			n = l.block(len(l.socks) > 0)
 		}
 		l.now = time.Now()
 		for _, ev := range l.events[:n] {

@@ -85,12 +85,13 @@ func (b *mailbox[M]) shut() []M {
 }
 
 // loopCore is what every event loop has: an epoll set with its mailbox's eventfd in it, the buffer
-// of events and the tick at which deadlines are checked.
+// of events, and the tick at which deadlines are checked with the time of the next check.
 type loopCore[M any] struct {
-	epfd   int
-	box    mailbox[M]
-	events []syscall.EpollEvent
-	tick   time.Duration
+	epfd    int
+	box     mailbox[M]
+	events  []syscall.EpollEvent
+	tick    time.Duration
+	sweepAt time.Time
 }
 
 // open makes the epoll set and the mailbox. The tick is a tenth of the shortest of timeouts that is
@@ -111,6 +112,17 @@ func (c *loopCore[M]) open(timeouts ...time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// block waits in epoll_wait for events into c.events and returns how many came: until the next
+// sweep when timed, else until an event.
+func (c *loopCore[M]) block(timed bool) int {
+	msec := -1
+	if timed {
+		msec = int(max(time.Until(c.sweepAt), time.Millisecond) / time.Millisecond)
+	}
+	n, _ := rawsys.EpollWait(c.epfd, c.events, msec)
+	return n
 }
 
 // shut refuses further posts, closes the mailbox and the epoll set, and returns what was posted

@@ -101,7 +101,6 @@ type tcpLoop struct {
 	sends   []*relay // relays with copied bytes to send at the end of the pass
 	sending bool     // the end of the pass: copied bytes go out as they are read
 	now     time.Time
-	sweepAt time.Time
 }
 
 // relayEnd is one socket of a relay.
@@ -215,11 +214,7 @@ func (l *tcpLoop) run() {
 			n, _ = rawsys.EpollWait(l.epfd, l.events, 0)
 		}
 		if n == 0 && len(l.again) == 0 {
-			msec := -1
-			if len(l.open) > 0 {
-				msec = int(max(time.Until(l.sweepAt), time.Millisecond) / time.Millisecond)
-			}
-			n, _ = rawsys.EpollWait(l.epfd, l.events, msec)
+			n = l.block(len(l.open) > 0)
 		}
 		l.now = time.Now()
 		for _, ev := range l.events[:n] {
