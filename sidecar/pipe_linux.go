@@ -132,35 +132,35 @@ func (p *pipeOut) writeRaw(b []byte) (int, error) {
 	return done, err
 }
 
-// readRaw reads into b at off with a raw pread(2): f is a regular file, whose reads copy from the
-// page cache, each of at most readPiece bytes, without entering the Go runtime's syscall state.
-func readRaw(f *os.File, b []byte, off int64) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
+// readRaw reads len(b) bytes at off, like f.ReadAt, in raw pread(2) calls of at most piece bytes:
+// f is a regular file, whose reads copy from the page cache without waiting, so they need not enter
+// the Go runtime's syscall state. One Control holds the descriptor for all of them.
+func readRaw(f *os.File, b []byte, off int64, piece int) (int, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return f.ReadAt(b, off)
 	}
-	n := 0
+	done := 0
 	cerr := rc.Control(func(fd uintptr) {
-		for {
-			r, e := rawsys.Pread(int(fd), b, off)
-			if e == syscall.EINTR {
-				continue
-			}
-			if e != 0 {
+		for done < len(b) {
+			n, e := rawsys.Pread(int(fd), b[done:min(len(b), done+piece)], off+int64(done))
+			switch {
+			case e == syscall.EINTR:
+			case e != 0:
 				err = &os.PathError{Op: "read", Path: f.Name(), Err: e}
 				return
+			case n == 0:
+				err = io.EOF
+				return
+			default:
+				done += n
 			}
-			n = r
-			return
 		}
 	})
 	if err == nil {
 		err = cerr
 	}
-	return n, err
+	return done, err
 }
 
 // pace sleeps paceSleep at a time, at most paceBudget times (2ms), before the write blocks in the

@@ -13,5 +13,5 @@ type pipeOut struct{}
 func newPipeOut(io.Writer) *pipeOut            { return nil }
 func (p *pipeOut) write(b []byte) (int, error) { return 0, nil }
 
-// readRaw reads into b at off (f.ReadAt; the raw read is Linux only).
-func readRaw(f *os.File, b []byte, off int64) (int, error) { return f.ReadAt(b, off) }
+// readRaw reads into b at off (f.ReadAt; the raw reads are Linux only).
+func readRaw(f *os.File, b []byte, off int64, _ int) (int, error) { return f.ReadAt(b, off) }

@@ -1027,18 +1027,7 @@ func (t *Tailer) readAt(f *os.File, b []byte, off int64) (int, error) {
 	if t.piece == 0 {
 		return f.ReadAt(b, off)
 	}
-	done := 0
-	for done < len(b) {
-		n, err := readRaw(f, b[done:min(len(b), done+t.piece)], off+int64(done))
-		done += n
-		if err != nil {
-			return done, err
-		}
-		if n == 0 {
-			return done, io.EOF
-		}
-	}
-	return done, nil
+	return readRaw(f, b, off, t.piece)
 }
 
 func (t *Tailer) tooLong(tf *tfile, off int64) {
