@@ -234,24 +234,14 @@ func (e *Exporter) Run(ctx context.Context) error {
 	return nil
 }
 
-// setReadBuffer enlarges a datagram socket's receive buffer, forcing past rmem_max when allowed.
+// setReadBuffer enlarges a datagram socket's receive buffer, forcing past rmem_max where the
+// platform allows it (see forceReadBuffer).
 func (e *Exporter) setReadBuffer(conn syscall.Conn) {
 	if e.o.readBuffer == 0 {
 		return
 	}
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return
-	}
-	var serr error
-	rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, e.o.readBuffer)
-		if serr != nil {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, e.o.readBuffer)
-		}
-	})
-	if serr != nil {
-		e.o.logger.Warn("set socket read buffer", zap.Int("bytes", e.o.readBuffer), zap.Error(serr))
+	if err := forceReadBuffer(conn, e.o.readBuffer); err != nil {
+		e.o.logger.Warn("set socket read buffer", zap.Int("bytes", e.o.readBuffer), zap.Error(err))
 	}
 }
 
