@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -134,7 +135,11 @@ func (c *Client) Add(ctx context.Context, payload []byte, o AddOptions) (string,
 	return out.ID, err
 }
 
-// Lease implements Queue.
+// Lease implements Queue. It long-polls the server. When ctx ends during a poll, Lease asks the
+// server to end the poll early (POST cancel) and still reads the poll's answer, for up to
+// cancelGrace: an item the server leased before the poll ended is returned (with a nil error, as a
+// Lease whose item came at the moment its ctx ended), rather than dropped on the way, where it would
+// stay leased to nobody until its lease expired and count an attempt.
 func (c *Client) Lease(ctx context.Context) (*Item, error) {
 	for {
 		if err := ctx.Err(); err != nil {
@@ -149,18 +154,63 @@ func (c *Client) Lease(ctx context.Context) (*Item, error) {
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}
-		var it itemJSON
-		code, err := c.do(ctx, http.MethodPost, "lease?wait="+wait.String(), nil, "", &it)
+		it, err := c.poll(ctx, wait)
 		if err != nil {
 			if ctx.Err() != nil && !errors.Is(err, ErrClosed) {
 				return nil, ctx.Err()
 			}
 			return nil, err
 		}
-		if code == http.StatusNoContent {
-			continue
+		if it != nil {
+			return it, nil
 		}
-		return &Item{ID: it.ID, Key: it.Key, Payload: it.Payload, Priority: it.Priority, Attempt: it.Attempt, Lease: it.Lease, Deadline: it.Deadline}, nil
+	}
+}
+
+// cancelGrace bounds how long a Lease whose ctx ended waits for the answer to its poll (the cancel
+// and the answer are one round trip each); after it the poll is abandoned, and the server gives
+// back an item it leases for it once it sees the client gone.
+const cancelGrace = 5 * time.Second
+
+// poll is one lease request of up to wait; a nil item means the server had none. The request does
+// not end with ctx: when ctx ends, endPoll asks the server to end the poll, and the answer, an item
+// or none, is read as usual.
+func (c *Client) poll(ctx context.Context, wait time.Duration) (*Item, error) {
+	id := strconv.FormatUint(rand.Uint64(), 36)
+	pctx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	answered, ended := make(chan struct{}), make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(ended)
+		c.endPoll(id, answered, abort)
+	})
+	var it itemJSON
+	code, err := c.do(pctx, http.MethodPost, "lease?wait="+wait.String()+"&poll="+id, nil, "", &it)
+	close(answered)
+	if !stop() {
+		<-ended
+	}
+	if err != nil || code == http.StatusNoContent {
+		return nil, err
+	}
+	return &Item{ID: it.ID, Key: it.Key, Payload: it.Payload, Priority: it.Priority, Attempt: it.Attempt, Lease: it.Lease, Deadline: it.Deadline}, nil
+}
+
+// endPoll asks the server to end poll id, whose ctx ended, and aborts the poll if its answer has
+// not come within cancelGrace.
+func (c *Client) endPoll(id string, answered <-chan struct{}, abort context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+	defer cancel()
+	select {
+	case <-answered:
+		return
+	default:
+	}
+	_, _ = c.do(ctx, http.MethodPost, "cancel?poll="+id, nil, "", nil)
+	select {
+	case <-answered:
+	case <-ctx.Done():
+		abort()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,7 +47,8 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // API serves a Queue over HTTP so that workers in any language can lease and ack:
 //
 //	POST /api/v1/queue/items?key=K&delay=DUR&priority=N   body: payload     -> 201 {"id":"..."}
-//	POST /api/v1/queue/lease?wait=DUR                                       -> 200 item JSON, or 204 if none came
+//	POST /api/v1/queue/lease?wait=DUR&poll=ID                               -> 200 item JSON, or 204 if none came
+//	POST /api/v1/queue/cancel?poll=ID                                       -> 204
 //	POST /api/v1/queue/ack     {"lease":"..."}                              -> 204
 //	POST /api/v1/queue/nack    {"lease":"...","delay":"DUR"}                -> 204
 //	POST /api/v1/queue/extend  {"lease":"..."}                              -> 200 {"deadline":"RFC 3339"}
@@ -54,13 +56,20 @@ func WithAPILogger(l *zap.Logger) APIOption {
 //	GET  /api/v1/queue/stats                                                -> 200 {"ready":N,"delayed":N,"leased":N,"dead":N}
 //	GET  /api/v1/queue/dead?max=N                                           -> 200 [dead item JSON]
 //
+// A lease request long-polls for up to wait. poll (optional, 1 to 64 bytes, unique per request)
+// names it, so that a client whose caller gave up can end the wait early with cancel and still read
+// the answer: an item leased before the wait ended is answered as usual, not dropped. A client that
+// goes away instead gets nothing, and an item leased for it is given back at once (released without
+// counting the attempt where the queue has a Release method, else nacked).
+//
 // An item is {"id","key","payload" (base64),"priority","attempt","lease","deadline"}. Errors are
 // {"error":"reason"} with 400 (bad input), 405, 409 (lease not held), 413 (payload too large) or 503
 // (queue closed).
 type API struct {
-	q   Queue
-	cfg apiConfig
-	mux *http.ServeMux
+	q     Queue
+	cfg   apiConfig
+	mux   *http.ServeMux
+	polls polls
 }
 
 // NewAPI returns the HTTP API over q.
@@ -75,6 +84,7 @@ func NewAPI(q Queue, opts ...APIOption) (*API, error) {
 	a := &API{q: q, cfg: cfg, mux: http.NewServeMux()}
 	a.mux.HandleFunc("POST "+APIPrefix+"items", a.add)
 	a.mux.HandleFunc("POST "+APIPrefix+"lease", a.lease)
+	a.mux.HandleFunc("POST "+APIPrefix+"cancel", a.cancelPoll)
 	a.mux.HandleFunc("POST "+APIPrefix+"ack", a.ack)
 	a.mux.HandleFunc("POST "+APIPrefix+"nack", a.nack)
 	a.mux.HandleFunc("POST "+APIPrefix+"extend", a.extend)
@@ -201,21 +211,157 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	it, err := a.q.Lease(ctx)
-	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
-		w.WriteHeader(http.StatusNoContent)
-		return
+	if id := r.URL.Query().Get("poll"); id != "" {
+		if err := a.polls.start(id, cancel); err != nil {
+			a.fail(w, err)
+			return
+		}
+		defer a.polls.end(id)
 	}
+	it, err := a.q.Lease(ctx)
 	if err != nil {
+		if ctx.Err() != nil && r.Context().Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			w.WriteHeader(http.StatusNoContent) // the wait ran out, or the client ended the poll
+			return
+		}
 		a.fail(w, err)
 		return
 	}
-	if r.Context().Err() != nil {
-		// The client went away with the item: give it back at once rather than wait for the lease.
-		_ = a.q.Nack(context.WithoutCancel(r.Context()), it.Lease, 0)
+	a.deliver(w, r, it)
+}
+
+// deliver answers a lease request with the item leased for it. An item whose answer cannot reach
+// the client (it went away, or the write failed) is given back at once, so that it neither waits for
+// its lease to expire nor, where the queue can release, counts an attempt nobody made.
+func (a *API) deliver(w http.ResponseWriter, r *http.Request, it *Item) {
+	err := r.Context().Err()
+	if err == nil {
+		b, _ := json.Marshal(itemJSON{it.ID, it.Key, it.Payload, it.Priority, it.Attempt, it.Lease, it.Deadline})
+		b = append(b, '\n')
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusOK)
+		if _, err = w.Write(b); err == nil {
+			// Flush now, to learn whether the answer left (a writer that cannot flush sends it later).
+			if err = http.NewResponseController(w).Flush(); errors.Is(err, http.ErrNotSupported) {
+				err = nil
+			}
+		}
+	}
+	if err == nil {
 		return
 	}
-	writeJSON(w, http.StatusOK, itemJSON{it.ID, it.Key, it.Payload, it.Priority, it.Attempt, it.Lease, it.Deadline})
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), giveBackTimeout)
+	defer cancel()
+	if rl, ok := a.q.(releaser); ok {
+		err = rl.Release(ctx, it.Lease)
+	} else {
+		err = a.q.Nack(ctx, it.Lease, 0)
+	}
+	if err != nil {
+		a.cfg.logger.Warn("give back undelivered item", zap.String("id", it.ID), zap.Error(err))
+	}
+}
+
+// giveBackTimeout bounds the Release or Nack of an item whose answer could not be delivered.
+const giveBackTimeout = 10 * time.Second
+
+// releaser is a Queue that can give a lease back as if it had not been made: the item is ready
+// again at once and the lease's attempt is not counted. The API releases this way an item it leased
+// for a client that was gone before the answer reached it; a Queue without Release gets a Nack
+// instead, which counts the attempt.
+type releaser interface {
+	Release(ctx context.Context, lease string) error
+}
+
+// cancelPoll ends the lease poll named by ?poll=ID early; its own request then answers as usual
+// (the item leased before the poll ended, or 204).
+func (a *API) cancelPoll(w http.ResponseWriter, r *http.Request) {
+	if err := a.polls.cancel(r.URL.Query().Get("poll")); err != nil {
+		a.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// pollTTL is how long a cancel that came before its poll is remembered, and maxEarly how many such
+// cancels are remembered at most (a poll whose cancel was not remembered waits out its wait).
+const (
+	pollTTL  = time.Minute
+	maxEarly = 1 << 16
+)
+
+// polls are the lease requests that name themselves (poll=ID) while they wait, so that a client
+// whose ctx ended can end its poll early and still read the answer, with an item leased meanwhile.
+type polls struct {
+	mu    sync.Mutex
+	live  map[string]context.CancelFunc
+	early map[string]time.Time // cancelled before they came, at this time
+	swept time.Time
+}
+
+func checkPollID(id string) error {
+	if id == "" || len(id) > 64 {
+		return badRequest("poll id %q: want 1 to 64 bytes", id)
+	}
+	return nil
+}
+
+// start registers poll id with the cancel func of its wait; a poll cancelled before it came is
+// cancelled at once.
+func (p *polls) start(id string, cancel context.CancelFunc) error {
+	if err := checkPollID(id); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.live[id]; ok {
+		return badRequest("poll id %q is in use", id)
+	}
+	if _, ok := p.early[id]; ok {
+		delete(p.early, id)
+		cancel()
+	}
+	if p.live == nil {
+		p.live = map[string]context.CancelFunc{}
+	}
+	p.live[id] = cancel
+	return nil
+}
+
+func (p *polls) end(id string) {
+	p.mu.Lock()
+	delete(p.live, id)
+	p.mu.Unlock()
+}
+
+// cancel ends poll id's wait, or remembers the cancel for a while if the poll has not come (yet).
+func (p *polls) cancel(id string) error {
+	if err := checkPollID(id); err != nil {
+		return err
+	}
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cancel, ok := p.live[id]; ok {
+		cancel()
+		return nil
+	}
+	if now.Sub(p.swept) > pollTTL {
+		p.swept = now
+		for k, t := range p.early {
+			if now.Sub(t) > pollTTL {
+				delete(p.early, k)
+			}
+		}
+	}
+	if len(p.early) < maxEarly {
+		if p.early == nil {
+			p.early = map[string]time.Time{}
+		}
+		p.early[id] = now
+	}
+	return nil
 }
 
 func (a *API) readLease(w http.ResponseWriter, r *http.Request) (leaseReq, bool) {

@@ -1,0 +1,223 @@
+package workqueue_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/workqueue"
+	"github.com/podblocks/podblocks/workqueuetest"
+)
+
+// holdQueue is a Queue whose Lease is slow to answer: once the queue under it has leased an item,
+// it says so on leased and holds the item until its ctx ends (the window in which the API has an
+// item its client may no longer want), and once its ctx ended without an item it returns only
+// after late. polls counts the Leases in progress.
+type holdQueue struct {
+	workqueue.Queue
+	leased chan *workqueue.Item
+	late   time.Duration
+	polls  atomic.Int32
+}
+
+func newHoldQueue(t *testing.T) *holdQueue {
+	return &holdQueue{Queue: newMemory(t, workqueuetest.Config{LeaseDuration: 10 * time.Second}), leased: make(chan *workqueue.Item, 1)}
+}
+
+func (h *holdQueue) Lease(ctx context.Context) (*workqueue.Item, error) {
+	h.polls.Add(1)
+	defer h.polls.Add(-1)
+	it, err := h.Queue.Lease(ctx)
+	if err != nil {
+		time.Sleep(h.late)
+		return nil, err
+	}
+	h.leased <- it
+	<-ctx.Done()
+	return it, nil
+}
+
+// releaseQueue is a holdQueue with a Release that records the leases it gets (and nacks them, so
+// that the item comes back).
+type releaseQueue struct {
+	*holdQueue
+	released chan string
+}
+
+func (r *releaseQueue) Release(ctx context.Context, lease string) error {
+	r.released <- lease
+	return r.Queue.Nack(ctx, lease, 0)
+}
+
+func serve(t *testing.T, q workqueue.Queue) (*httptest.Server, *workqueue.Client) {
+	api, err := workqueue.NewAPI(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	cl, err := workqueue.NewClient(srv.URL, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return srv, cl
+}
+
+func bg(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestClientLeaseCancelledAfterServerLeased: the client's ctx ends after the server leased an item
+// for it and before the answer came. The item must reach the caller, or be back in the queue at
+// once; either way on its first attempt. (The client used to drop the answer, and the server then
+// nacked the item, which counted the attempt: the next lease was attempt 2.)
+func TestClientLeaseCancelledAfterServerLeased(t *testing.T) {
+	hq := newHoldQueue(t)
+	_, cl := serve(t, hq)
+	id, err := hq.Add(bg(t), []byte("x"), workqueue.AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(bg(t))
+	go func() {
+		<-hq.leased
+		cancel()
+	}()
+	it, err := cl.Lease(ctx)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Lease: %v, want an item or context.Canceled", err)
+		}
+		// Not handed over: it must be ready again now, not after its lease.
+		lctx, lcancel := context.WithTimeout(bg(t), time.Second)
+		defer lcancel()
+		if it, err = hq.Queue.Lease(lctx); err != nil {
+			t.Fatalf("the item leased for the cancelled Lease is not back: %v", err)
+		}
+	}
+	if it.ID != id || it.Attempt != 1 {
+		t.Errorf("item %s attempt %d, want %s attempt 1 (no attempt counted for a lease nobody received)", it.ID, it.Attempt, id)
+	}
+	if err := hq.Queue.Ack(bg(t), it.Lease); err != nil {
+		t.Errorf("Ack: %v", err)
+	}
+}
+
+// TestClientLeaseWaitsForServerPoll: a Lease whose ctx ended returns only once the server's poll for
+// it has ended, so that no poll outlives it and leases an item that comes later for nobody (the
+// cause of workqueuetest's LeaseBatch flake over HTTP: its noLease left a poll behind that took the
+// item nacked next, counting an attempt).
+func TestClientLeaseWaitsForServerPoll(t *testing.T) {
+	hq := newHoldQueue(t)
+	hq.late = 500 * time.Millisecond
+	_, cl := serve(t, hq)
+	ctx, cancel := context.WithTimeout(bg(t), 300*time.Millisecond)
+	defer cancel()
+	if it, err := cl.Lease(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lease on an empty queue: %v, %v; want context.DeadlineExceeded", it, err)
+	}
+	if n := hq.polls.Load(); n != 0 {
+		t.Errorf("%d server polls still running after Lease returned, want 0", n)
+	}
+}
+
+// TestAPIReleasesItemOfGoneClient: a client that goes away (its request ends) after the server
+// leased an item for it gets nothing; the item is released (not nacked: a Release does not count
+// the attempt) when the queue can.
+func TestAPIReleasesItemOfGoneClient(t *testing.T) {
+	rq := &releaseQueue{holdQueue: newHoldQueue(t), released: make(chan string, 1)}
+	srv, _ := serve(t, rq)
+	if _, err := rq.Add(bg(t), []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(bg(t))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+workqueue.APIPrefix+"lease", nil)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := srv.Client().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	it := <-rq.leased
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the cancelled request got an answer")
+	}
+	select {
+	case l := <-rq.released:
+		if l != it.Lease {
+			t.Errorf("released %q, want the lease %q", l, it.Lease)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the item leased for the gone client was not released")
+	}
+}
+
+// failWriter is a ResponseWriter whose connection is gone: every write fails.
+type failWriter struct{ h http.Header }
+
+func (f *failWriter) Header() http.Header       { return f.h }
+func (f *failWriter) Write([]byte) (int, error) { return 0, errors.New("connection reset") }
+func (f *failWriter) WriteHeader(int)           {}
+
+// TestAPIGivesBackItemItCouldNotWrite: the answer with the item cannot be written (the request's
+// ctx is still alive): the item is given back at once rather than left leased to nobody.
+func TestAPIGivesBackItemItCouldNotWrite(t *testing.T) {
+	q := newMemory(t, workqueuetest.Config{LeaseDuration: 10 * time.Second})
+	api, err := workqueue.NewAPI(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Add(bg(t), []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequestWithContext(bg(t), http.MethodPost, workqueue.APIPrefix+"lease?wait=5s", nil)
+	api.ServeHTTP(&failWriter{h: http.Header{}}, req)
+	s, err := q.Stats(bg(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Ready != 1 || s.Leased != 0 {
+		t.Errorf("after a failed answer: %+v, want the item ready again", s)
+	}
+}
+
+// TestAPICancelBeforePoll: a cancel that reaches the server before its poll (they travel on two
+// connections) ends the poll as soon as it comes.
+func TestAPICancelBeforePoll(t *testing.T) {
+	hq := newHoldQueue(t)
+	srv, _ := serve(t, hq)
+	post := func(path string) int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(bg(t), 5*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+workqueue.APIPrefix+path, bytes.NewReader(nil))
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("cancel?poll=p1"); code != http.StatusNoContent {
+		t.Fatalf("cancel: %d, want 204", code)
+	}
+	if code := post("lease?wait=20s&poll=p1"); code != http.StatusNoContent {
+		t.Errorf("lease of a cancelled poll: %d, want 204", code)
+	}
+	for _, path := range []string{"cancel", "cancel?poll=" + string(bytes.Repeat([]byte("x"), 65)), "lease?poll=" + string(bytes.Repeat([]byte("x"), 65))} {
+		if code := post(path); code != http.StatusBadRequest {
+			t.Errorf("POST %s: %d, want 400", path, code)
+		}
+	}
+}
