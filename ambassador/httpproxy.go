@@ -139,7 +139,7 @@ func (p *HTTPProxy) SetSplits(ss ...Split) error {
 	return nil
 }
 
-// Ready is closed once Run is listening.
+// Ready is closed once Run is listening and its clusters have taken their sources' endpoints.
 func (p *HTTPProxy) Ready() <-chan struct{} { return p.ready }
 
 // Addr returns the listening address once Ready is closed (nil before).
@@ -217,6 +217,7 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	awaitReady(cctx, errs, clusters...) // before connections are balanced
 	if lps != nil {
 		lps.start(&p.h1wg)
 	}
@@ -920,6 +921,21 @@ func (p *HTTPProxy) serveUpgrade(w http.ResponseWriter, r *http.Request, cluster
 	cc.Close()
 	nc.Close()
 	<-done
+}
+
+// awaitReady waits until every cluster in cs is Ready (its Run has taken its source's set and
+// balances over it), ctx ends or errs has a cluster's Run result, which it leaves in errs.
+func awaitReady(ctx context.Context, errs chan error, cs ...*Cluster) {
+	for _, c := range cs {
+		select {
+		case <-c.Ready():
+		case err := <-errs:
+			errs <- err
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // runShared runs c until ctx ends; a cluster already run by someone else (a shared one) is left

@@ -33,6 +33,15 @@ func newHTTPProxy(t *testing.T, src ambassador.Source, opts ...ambassador.Option
 	return p, c, "http://" + p.Addr().String()
 }
 
+// TestHTTPProxyReadyAfterClusterLoaded checks the proxy is Ready only once its cluster's Run has
+// taken the source's endpoints.
+func TestHTTPProxyReadyAfterClusterLoaded(t *testing.T) {
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	checkReadyAfterCluster(t, b.Endpoint(), func(c *ambassador.Cluster) (component, error) {
+		return ambassador.NewHTTPProxy("127.0.0.1:0", c, withPath(nil)...)
+	})
+}
+
 func client(t *testing.T) *http.Client {
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)

@@ -71,7 +71,7 @@ func NewTCPProxy(addr string, cluster *Cluster, opts ...Option) (*TCPProxy, erro
 	}, nil
 }
 
-// Ready is closed once Run is listening.
+// Ready is closed once Run is listening and its cluster has taken its source's endpoints.
 func (p *TCPProxy) Ready() <-chan struct{} { return p.ready }
 
 // Addr returns the listening address once Ready is closed (nil before).
@@ -114,6 +114,7 @@ func (p *TCPProxy) Run(ctx context.Context) error {
 	defer cancel()
 	clusterErr := make(chan error, 1)
 	go func() { clusterErr <- runShared(ctx, p.cluster) }()
+	awaitReady(ctx, clusterErr, p.cluster)
 	close(p.ready)
 	p.log.Info("listening", zap.Stringer("addr", ln.Addr()))
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,11 +54,17 @@ type stoppable struct {
 // startStoppable starts c and waits until it is ready.
 func startStoppable(t testing.TB, c component) *stoppable {
 	t.Helper()
+	s := startUnready(c)
+	t.Cleanup(s.cancel)
+	<-c.Ready()
+	return s
+}
+
+// startUnready starts c without waiting for it to be ready.
+func startUnready(c component) *stoppable {
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	s := &stoppable{cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- c.Run(ctx) }()
-	<-c.Ready()
 	return s
 }
 
@@ -134,10 +142,7 @@ func TestTCPProxyGoroutinePath(t *testing.T) {
 
 func TestTCPProxyEchoAndHalfClose(t *testing.T) {
 	b1, b2 := ambassadortest.NewTCPBackend(t, "b1"), ambassadortest.NewTCPBackend(t, "b2")
-	p, cl := newTCPProxyCluster(t, ambassador.NewStatic(b1.Endpoint(), b2.Endpoint()))
-	// The proxy is Ready before its cluster's Run has taken the source's set, which makes a new
-	// balancer: a connection balanced before that would start the round robin over.
-	<-cl.Ready()
+	p, _ := newTCPProxyCluster(t, ambassador.NewStatic(b1.Endpoint(), b2.Endpoint()))
 	payload := make([]byte, 3<<20)
 	rand.Read(payload)
 	for range 4 {
@@ -167,6 +172,73 @@ func TestTCPProxyEchoAndHalfClose(t *testing.T) {
 	}
 	if b1.Conns() != 2 || b2.Conns() != 2 {
 		t.Errorf("connections per backend %d/%d, want 2/2 (round robin)", b1.Conns(), b2.Conns())
+	}
+}
+
+// gatedSource is a source whose Endpoints, after its first call (NewCluster's), waits until open
+// is closed: a cluster's Run takes its set only then.
+type gatedSource struct {
+	ambassador.Source
+	calls atomic.Int32
+	open  chan struct{}
+}
+
+func (s *gatedSource) Endpoints() ([]ambassador.Endpoint, <-chan struct{}) {
+	if s.calls.Add(1) > 1 {
+		<-s.open
+	}
+	return s.Source.Endpoints()
+}
+
+// TestTCPProxyReadyAfterClusterLoaded checks the proxy is Ready only once its cluster's Run has
+// taken the source's endpoints (a connection balanced before that would be balanced again from
+// the start: the round robin starts over with the set Run takes).
+func TestTCPProxyReadyAfterClusterLoaded(t *testing.T) {
+	var opts []ambassador.Option
+	if tcpGoroutinePath() {
+		opts = append(opts, ambassador.WithEventLoops(0))
+	}
+	checkReadyAfterCluster(t, ambassadortest.NewTCPBackend(t, "b").Endpoint(), func(c *ambassador.Cluster) (component, error) {
+		return ambassador.NewTCPProxy("127.0.0.1:0", c, opts...)
+	})
+}
+
+// checkReadyAfterCluster starts the proxy newProxy makes over a cluster of ep whose source holds
+// its set back from the cluster's Run, and checks the proxy is Ready only once the cluster is.
+func checkReadyAfterCluster(t *testing.T, ep ambassador.Endpoint, newProxy func(*ambassador.Cluster) (component, error)) {
+	t.Helper()
+	src := &gatedSource{Source: ambassador.NewStatic(ep), open: make(chan struct{})}
+	cl, err := ambassador.NewCluster(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newProxy(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startUnready(p)
+	defer func() {
+		if !s.stop(t, 10*time.Second) {
+			t.Error("Run did not return 10s after its context ended")
+		}
+	}()
+	release := sync.OnceFunc(func() { close(src.open) })
+	defer release() // before the stop: the cluster's Run waits for it
+	select {
+	case <-p.Ready():
+		t.Fatal("proxy Ready while its cluster's Run waits for the source's endpoints")
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	select {
+	case <-p.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("proxy not Ready 10s after the source gave its endpoints")
+	}
+	select {
+	case <-cl.Ready():
+	default:
+		t.Fatal("proxy Ready before its cluster")
 	}
 }
 
