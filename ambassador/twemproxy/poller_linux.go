@@ -30,7 +30,6 @@ import (
 // has read a request and its buffer is empty.
 type clientPoller struct {
 	p    *pool
-	epfd int
 	file *os.File
 	raw  syscall.RawConn
 	done chan struct{}
@@ -99,7 +98,7 @@ func newClientPoller(p *pool) *clientPoller {
 		file.Close()
 		return nil
 	}
-	cp := &clientPoller{p: p, epfd: epfd, file: file, raw: raw, done: make(chan struct{}),
+	cp := &clientPoller{p: p, file: file, raw: raw, done: make(chan struct{}),
 		clients: map[int32]*client{}, events: make([]syscall.EpollEvent, 128), buf: make([]byte, ioBufSize),
 		batch: make([]*Request, 0, maxBatch)}
 	cp.br = bufio.NewReaderSize(&cp.src, ioBufSize)
@@ -329,7 +328,8 @@ func (cp *clientPoller) adopt(c *client) bool {
 }
 
 // register adds c's socket to the epoll set, or modifies its registration; either reports the
-// socket at once if it is readable. It must run while c's descriptor is held (see adopt).
+// socket at once if it is readable. It must run while c's descriptor is held (see adopt); it
+// holds the epoll set's.
 func (cp *clientPoller) register(c *client) error {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: c.fd}
 	op := syscall.EPOLL_CTL_MOD
@@ -339,9 +339,20 @@ func (cp *clientPoller) register(c *client) error {
 		cp.clients[c.fd] = c
 		cp.mu.Unlock()
 	}
-	err := syscall.EpollCtl(cp.epfd, op, int(c.fd), &ev)
-	if err == syscall.EEXIST {
-		err = syscall.EpollCtl(cp.epfd, syscall.EPOLL_CTL_MOD, int(c.fd), &ev)
+	// The epoll set's descriptor is held too: closed by close meanwhile, its number could be
+	// another descriptor's (another pool's epoll set) by now.
+	c.ctlOp, c.ctlEv = op, ev
+	if c.ctl == nil {
+		c.ctl = func(epfd uintptr) {
+			c.ctlErr = syscall.EpollCtl(int(epfd), c.ctlOp, int(c.fd), &c.ctlEv)
+			if c.ctlErr == syscall.EEXIST {
+				c.ctlErr = syscall.EpollCtl(int(epfd), syscall.EPOLL_CTL_MOD, int(c.fd), &c.ctlEv)
+			}
+		}
+	}
+	err := cp.raw.Control(c.ctl)
+	if err == nil {
+		err = c.ctlErr
 	}
 	if err != nil {
 		if !c.registered {
@@ -383,6 +394,10 @@ type pollClient struct {
 	registered bool             // in the epoll set; used by the goroutine
 	register   func(fd uintptr) // cp.register(c) for rr's Control, bound once; sets regErr
 	regErr     error
+	ctl        func(epfd uintptr) // epoll_ctl(ctlOp, ctlEv) for the epoll set's Control, bound once
+	ctlOp      int
+	ctlEv      syscall.EpollEvent
+	ctlErr     error
 }
 
 // newRawReader returns a rawIO for reading conn, which the poller reads without waiting, and

@@ -51,3 +51,46 @@ func TestAdoptClosedClientRegistersNoReusedDescriptor(t *testing.T) {
 		t.Fatalf("the closed client is in the poller's map under descriptor %d", reused)
 	}
 }
+
+// A client adopted after the poller's epoll set was closed must not be registered in the epoll
+// set that took its descriptor number since (another pool's poller): epoll_ctl must run while the
+// set's descriptor is held (inside its raw connection's Control), so it fails on the closed set.
+func TestAdoptAfterPollerClosedRegistersInNoReusedEpollSet(t *testing.T) {
+	p := &pool{}
+	cp := newClientPoller(p)
+	if cp == nil {
+		t.Skip("no epoll set")
+	}
+	epfd := -1
+	if err := cp.raw.Control(func(fd uintptr) { epfd = int(fd) }); err != nil {
+		t.Fatal(err)
+	}
+	cp.file.Close()
+	// Take the lowest free descriptor numbers with epoll sets until the closed set's is reused.
+	other := -1
+	for range 256 {
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Close(fd) })
+		if fd == epfd {
+			other = fd
+			break
+		}
+	}
+	if other < 0 {
+		t.Fatalf("descriptor %d was not reused", epfd)
+	}
+	a, _ := tcpPair(t)
+	c := newClient(p, a)
+	if cp.adopt(c) {
+		t.Error("adopt reported a client registered in a closed poller")
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: c.fd}
+	if err := syscall.EpollCtl(other, syscall.EPOLL_CTL_ADD, int(c.fd), &ev); err == syscall.EEXIST {
+		t.Fatalf("the client's socket was registered in epoll set %d, which took the closed poller's descriptor", other)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+}
