@@ -126,6 +126,9 @@ func (p *Protocol) readOne(br *bufio.Reader, r *twemproxy.Request) (empty bool, 
 		return false, err
 	}
 	r.Buf, r.Scratch = r.Buf[:0], r.Scratch[:0]
+	if first[0] == '*' && readBuffered(br, r, maxSize, maxArgs) {
+		return false, p.classify(r)
+	}
 	if first[0] != '*' {
 		if empty, err := p.readInline(br, r); err != nil || empty {
 			return empty, err
@@ -178,6 +181,47 @@ func (p *Protocol) readOne(br *bufio.Reader, r *twemproxy.Request) (empty bool, 
 		}
 	}
 	return false, p.classify(r)
+}
+
+// readBuffered reads a multibulk request that br holds whole and that is valid and within the
+// limits, in one pass over br's buffer and one copy; it reports false, having read nothing, for
+// anything else, which readOne then reads piece by piece (and answers with the same errors).
+func readBuffered(br *bufio.Reader, r *twemproxy.Request, maxSize, maxArgs int) bool {
+	b, _ := br.Peek(br.Buffered())
+	n, off, ok := bufferedLen(b, 0)
+	if !ok || n <= 0 || n > maxArgs || n > len(b) {
+		return false
+	}
+	spans := r.Scratch[:0]
+	for range n {
+		if off >= len(b) || b[off] != '$' {
+			return false
+		}
+		size, end, ok := bufferedLen(b, off)
+		if !ok || size < 0 || end+size+2 > len(b) || end+size+2 > maxSize {
+			return false
+		}
+		if b[end+size] != '\r' || b[end+size+1] != '\n' {
+			return false
+		}
+		spans = append(spans, twemproxy.Span{Start: end, End: end + size})
+		off = end + size + 2
+	}
+	r.Scratch = spans
+	r.Buf = append(r.Buf[:0], b[:off]...)
+	_, _ = br.Discard(off)
+	return true
+}
+
+// bufferedLen parses the "*N" or "$N" line at b[off:], which must end in CRLF within b: the
+// number and the offset after the line.
+func bufferedLen(b []byte, off int) (n, end int, ok bool) {
+	i := bytes.IndexByte(b[off:], '\n')
+	if i < 3 || b[off+i-1] != '\r' {
+		return 0, 0, false
+	}
+	n, ok = parseLen(b[off+1 : off+i-1])
+	return n, off + i + 1, ok
 }
 
 func (p *Protocol) readInline(br *bufio.Reader, r *twemproxy.Request) (empty bool, err error) {
@@ -340,9 +384,40 @@ func (p *Protocol) local(r *twemproxy.Request, cmd string) error {
 
 // ReadResponse reads one complete reply of any RESP2 or RESP3 type.
 func (p *Protocol) ReadResponse(br *bufio.Reader, r *twemproxy.Request) error {
+	if b, _ := br.Peek(br.Buffered()); len(b) > 0 {
+		if n := bufferedReply(b); n > 0 {
+			r.Resp = append(r.Resp, b[:n]...)
+			_, _ = br.Discard(n)
+			return nil
+		}
+	}
 	var err error
 	r.Resp, err = readValue(br, r.Resp, 0)
 	return err
+}
+
+// bufferedReply returns the length of the simple or bulk reply at the start of b if b holds it
+// whole and readValue would take it as it is, or 0 (then readValue reads it).
+func bufferedReply(b []byte) int {
+	i := bytes.IndexByte(b, '\n')
+	if i < 2 || b[i-1] != '\r' {
+		return 0
+	}
+	switch b[0] {
+	case '+', '-', ':', ',', '_', '#', '(':
+		return i + 1
+	case '$', '!', '=':
+		n, ok := parseLen(b[1 : i-1])
+		switch {
+		case !ok:
+			return 0
+		case n < 0:
+			return i + 1
+		case i+1+n+2 <= len(b):
+			return i + 1 + n + 2
+		}
+	}
+	return 0
 }
 
 func readValue(br *bufio.Reader, dst []byte, depth int) ([]byte, error) {
@@ -363,7 +438,9 @@ func readValue(br *bufio.Reader, dst []byte, depth int) ([]byte, error) {
 		return dst, fmt.Errorf("%w: %q", twemproxy.ErrBadResponse, line)
 	}
 	dst = append(dst, line...)
-	switch line[0] {
+	// line is in br's buffer, which the reads of nested values can move: keep its type.
+	kind := line[0]
+	switch kind {
 	case '+', '-', ':', ',', '_', '#', '(':
 		return dst, nil
 	case '$', '!', '=':
@@ -388,7 +465,7 @@ func readValue(br *bufio.Reader, dst []byte, depth int) ([]byte, error) {
 		if !ok {
 			return dst, fmt.Errorf("%w: %q", twemproxy.ErrBadResponse, line)
 		}
-		if line[0] == '%' || line[0] == '|' {
+		if kind == '%' || kind == '|' {
 			n *= 2
 		}
 		for range n {
@@ -396,7 +473,7 @@ func readValue(br *bufio.Reader, dst []byte, depth int) ([]byte, error) {
 				return dst, err
 			}
 		}
-		if line[0] == '|' { // attributes precede the reply they describe
+		if kind == '|' { // attributes precede the reply they describe
 			return readValue(br, dst, depth+1)
 		}
 		return dst, nil

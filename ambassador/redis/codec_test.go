@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -46,7 +48,11 @@ var requestTests = []struct {
 }
 
 func parseAll(p *redis.Protocol, in string) ([]parsed, error) {
-	br := bufio.NewReaderSize(strings.NewReader(in), 16<<10)
+	return parseFrom(p, bufio.NewReaderSize(strings.NewReader(in), 16<<10))
+}
+
+// parseFrom parses every request br holds.
+func parseFrom(p *redis.Protocol, br *bufio.Reader) ([]parsed, error) {
 	var out []parsed
 	for {
 		var r twemproxy.Request
@@ -80,7 +86,23 @@ func TestReadRequest(t *testing.T) {
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
+			checkPathsAgree(t, p, []byte(tc.in))
 		})
+	}
+}
+
+// checkPathsAgree parses in from a reader that has it whole (ReadRequest takes the buffered fast
+// path) and from one that gives a byte per read (the piecewise path): the requests and the error
+// must be the same.
+func checkPathsAgree(t *testing.T, p *redis.Protocol, in []byte) {
+	t.Helper()
+	whole, werr := parseFrom(p, bufio.NewReaderSize(bytes.NewReader(in), 16<<10))
+	piece, perr := parseFrom(p, bufio.NewReaderSize(iotest.OneByteReader(bytes.NewReader(in)), 16<<10))
+	if fmt.Sprint(werr) != fmt.Sprint(perr) {
+		t.Fatalf("%q: error %v read whole, %v read a byte at a time", in, werr, perr)
+	}
+	if diff := cmp.Diff(piece, whole); diff != "" {
+		t.Fatalf("%q: read whole (-byte at a time +whole):\n%s", in, diff)
 	}
 }
 
@@ -158,6 +180,17 @@ func FuzzReadRequest(f *testing.F) {
 	})
 }
 
+// The buffered fast path of ReadRequest reads what the piecewise path reads, errors included.
+func FuzzReadRequestPaths(f *testing.F) {
+	for _, tc := range requestTests {
+		f.Add([]byte(tc.in))
+	}
+	f.Add([]byte("*2\r\n$3\r\nGET\r\n$1\r\naXY"))
+	f.Add([]byte("*1\r\n$-1\r\n"))
+	p := &redis.Protocol{MaxRequestSize: 64, MaxArgs: 8}
+	f.Fuzz(func(t *testing.T, data []byte) { checkPathsAgree(t, p, data) })
+}
+
 func FuzzReadResponse(f *testing.F) {
 	for _, tc := range responseTests {
 		f.Add([]byte(tc.in))
@@ -165,8 +198,15 @@ func FuzzReadResponse(f *testing.F) {
 	p := &redis.Protocol{}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r twemproxy.Request
-		if err := p.ReadResponse(bufio.NewReader(bytes.NewReader(data)), &r); err == nil && !bytes.HasPrefix(data, r.Resp) {
+		err := p.ReadResponse(bufio.NewReader(bytes.NewReader(data)), &r)
+		if err == nil && !bytes.HasPrefix(data, r.Resp) {
 			t.Fatalf("reply %q is not a prefix of the input", r.Resp)
+		}
+		// Read a byte at a time (no reply is buffered whole), the reply and the error are the same.
+		var piece twemproxy.Request
+		perr := p.ReadResponse(bufio.NewReader(iotest.OneByteReader(bytes.NewReader(data))), &piece)
+		if fmt.Sprint(err) != fmt.Sprint(perr) || (err == nil && !bytes.Equal(r.Resp, piece.Resp)) {
+			t.Fatalf("%q: %q, %v read whole; %q, %v a byte at a time", data, r.Resp, err, piece.Resp, perr)
 		}
 	})
 }
