@@ -28,7 +28,9 @@ type pipeOut struct {
 	f        *os.File // the pipe's write end
 	rc       syscall.RawConn
 	capacity int
+	free     int    // bytes the pipe surely has room for: as of the last FIONREAD, less those written since
 	written  uint64 // bytes written into the pipe through this pipeOut (tests)
+	waits    int    // calls of room (tests)
 }
 
 const (
@@ -54,82 +56,81 @@ func newPipeOut(w io.Writer) *pipeOut {
 		return nil
 	}
 	p := &pipeOut{f: f, rc: rc}
-	if p.capacity = p.pipeSize(); p.capacity <= 0 {
+	_ = rc.Control(func(fd uintptr) { p.capacity = pipeSize(int(fd)) })
+	if p.capacity <= 0 {
 		return nil
 	}
 	return p
 }
 
-// pipeSize is the pipe's capacity (F_GETPIPE_SZ), -1 on error.
-func (p *pipeOut) pipeSize() int {
-	size := -1
-	_ = p.rc.Control(func(fd uintptr) {
-		if r, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, fd, fGetPipeSz, 0); e == 0 {
-			size = int(r)
-		}
-	})
-	return size
+// pipeSize is the capacity of the pipe fd (F_GETPIPE_SZ), -1 on error.
+func pipeSize(fd int) int {
+	r, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(fd), fGetPipeSz, 0)
+	if e != 0 {
+		return -1
+	}
+	return int(r)
 }
 
-// unread is how many bytes the pipe holds (FIONREAD), -1 on error.
-func (p *pipeOut) unread() int {
+// unread is how many bytes the pipe fd holds (FIONREAD), -1 on error.
+func unread(fd int) int {
 	var n int32
-	ok := false
-	_ = p.rc.Control(func(fd uintptr) {
-		_, _, e := syscall.RawSyscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
-		ok = e == 0
-	})
-	if !ok {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); e != 0 {
 		return -1
 	}
 	return int(n)
 }
 
-// write writes b (complete lines) into the pipe. It returns how many bytes went in; an error
-// leaves the rest to the caller.
+// write writes b (complete lines) into the pipe in pieces of at most pipePiece bytes, all inside
+// one Control. It returns how many bytes went in; an error leaves the rest to the caller.
+//
+// A piece the pipe is known to have room for is a raw write(2) (internal/rawsys), which copies and
+// returns without blocking and does not enter the Go runtime's syscall state (so sysmon does not
+// wake to hand the P off). The room is learnt with FIONREAD (see room) and counted down by the
+// bytes written, so one FIONREAD serves as many pieces as fit: the reader only adds room meanwhile.
+// Only when the reader left too little room within the pacing budget does a piece go to f.Write,
+// which waits for room as the file does (blocking in the kernel, or in the runtime's poller).
 func (p *pipeOut) write(b []byte) (int, error) {
 	done := 0
-	for done < len(b) {
-		piece := b[done:min(len(b), done+pipePiece)]
-		var n int
-		var err error
-		if p.pace(len(piece)) {
-			n, err = p.writeRaw(piece)
-		} else {
-			n, err = p.f.Write(piece)
-		}
-		done += n
-		p.written += uint64(n)
-		if err != nil {
-			return done, err
-		}
-	}
-	return done, nil
-}
-
-// writeRaw writes b with a raw write(2) (internal/rawsys), which does not enter the Go runtime's syscall state (so
-// sysmon does not wake to hand the P off). Only for a b the pipe has room for: the call copies and
-// returns without blocking.
-func (p *pipeOut) writeRaw(b []byte) (int, error) {
-	done := 0
 	var err error
+	p.free = 0 // room counted in an earlier call may have been taken by another writer of the pipe
 	cerr := p.rc.Control(func(fd uintptr) {
-		for done < len(b) {
-			r, e := rawsys.Write(int(fd), b[done:])
-			if e == syscall.EINTR {
-				continue
+		for done < len(b) && err == nil {
+			piece := b[done:min(len(b), done+pipePiece)]
+			if p.free < len(piece) {
+				p.free = p.room(int(fd), len(piece))
 			}
-			if e != 0 {
-				err = &os.PathError{Op: "write", Path: p.f.Name(), Err: e}
-				return
+			var n int
+			if p.free >= len(piece) {
+				n, err = p.writeRaw(int(fd), piece)
+				p.free -= n
+			} else {
+				n, err = p.f.Write(piece)
 			}
-			done += r
+			done += n
+			p.written += uint64(n)
 		}
 	})
 	if err == nil {
 		err = cerr
 	}
 	return done, err
+}
+
+// writeRaw writes all of b, which the pipe fd has room for, in raw write calls.
+func (p *pipeOut) writeRaw(fd int, b []byte) (int, error) {
+	done := 0
+	for done < len(b) {
+		n, e := rawsys.Write(fd, b[done:])
+		switch {
+		case e == syscall.EINTR:
+		case e != 0:
+			return done, &os.PathError{Op: "write", Path: p.f.Name(), Err: e}
+		default:
+			done += n
+		}
+	}
+	return done, nil
 }
 
 // readRaw reads len(b) bytes at off, like f.ReadAt, in raw pread(2) calls of at most piece bytes:
@@ -163,43 +164,45 @@ func readRaw(f *os.File, b []byte, off int64, piece int) (int, error) {
 	return done, err
 }
 
-// pace sleeps paceSleep at a time, at most paceBudget times (2ms), before the write blocks in the
+// room sleeps paceSleep at a time, at most paceBudget times (2ms), before a write blocks in the
 // kernel instead.
 const (
 	paceSleep  = 50e3 // ns
 	paceBudget = 40
 )
 
-// pace waits, in short sleeps that do not involve the Go scheduler, until the pipe has room for n
-// bytes and the reader emptied at least half of it, or paceBudget ran out. It reports whether the
-// pipe surely has room for n bytes now: FIONREAD counts bytes, the pipe's capacity is in pages, and
-// the pages at the pipe's two ends may be partly filled, hence two pages of margin.
-func (p *pipeOut) pace(n int) bool {
-	u := p.unread()
+// room returns how many bytes the pipe fd surely has room for, waiting for at least n: when it has
+// less, room waits in short sleeps that do not involve the Go scheduler until the reader emptied
+// at least half of it, or paceBudget ran out (then it returns what there is, maybe less than n).
+// FIONREAD counts bytes, the pipe's capacity is in pages, and the pages at the pipe's two ends may
+// be partly filled, hence two pages of margin.
+func (p *pipeOut) room(fd, n int) int {
+	p.waits++
+	u := unread(fd)
 	if u < 0 {
-		return false
+		return 0
 	}
 	if u > p.capacity { // the reader enlarged the pipe
-		p.capacity = max(p.capacity, p.pipeSize())
+		p.capacity = max(p.capacity, pipeSize(fd))
 	}
 	if p.capacity-u >= n+pipeMargin {
-		return true
+		return p.capacity - u - pipeMargin
 	}
 	ts := syscall.Timespec{Nsec: paceSleep}
 	for range paceBudget {
 		// A raw nanosleep: through the runtime, every sleep over 20µs would hand the P off and
 		// keep sysmon polling at its fastest rate.
 		_, _, _ = syscall.RawSyscall(syscall.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
-		if u = p.unread(); u < 0 {
-			return false
+		if u = unread(fd); u < 0 {
+			return 0
 		}
 		if u <= p.capacity/2 {
-			return p.capacity-u >= n+pipeMargin
+			break
 		}
 	}
-	return false
+	return max(p.capacity-u-pipeMargin, 0)
 }
 
-// pipeMargin is the room beyond a write's bytes that pace wants before it reports room: the
-// partly filled pages at the pipe's head and tail.
+// pipeMargin is the room beyond a write's bytes that room keeps back: the partly filled pages at
+// the pipe's head and tail.
 const pipeMargin = 2 << 12

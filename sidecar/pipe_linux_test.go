@@ -41,30 +41,32 @@ func newTestPipe(t *testing.T, size int) (r, w *os.File) {
 	return r, w
 }
 
-// A raw WriterSink on a pipe writes the Tailer's lines synchronously from its read buffer, with
-// a reader that takes them slowly and in small pieces (the ring laps many times and the writer
-// waits for room), the same bytes as a file sink would get: binary and over-long lines skipped, a
-// line split across reads whole.
-func TestTailerSplicesRawLinesIntoPipe(t *testing.T) {
-	dir := t.TempDir()
-	app := filepath.Join(dir, "app.log")
-	var content []string
-	var want strings.Builder
-	for i := range 20000 {
+// pipeTestLines returns n numbered lines of 7 to 156 bytes and what a raw sink ships of them; with
+// odd, every 997th line holds a NUL byte (binary: skipped) and the one after it is over the 256-byte
+// limit of pipeTailer (skipped).
+func pipeTestLines(n int, odd bool) (content []string, want string) {
+	var b strings.Builder
+	for i := range n {
 		l := fmt.Sprintf("%06d %s", i, strings.Repeat("x", i%150))
-		switch i % 997 {
-		case 11:
+		switch {
+		case odd && i%997 == 11:
 			l += "\x00 binary"
-		case 12:
-			l = strings.Repeat("long ", 60) // over the 256-byte limit
+		case odd && i%997 == 12:
+			l = strings.Repeat("long ", 60)
 		default:
-			want.WriteString(l + "\n")
+			b.WriteString(l + "\n")
 		}
 		content = append(content, l)
 	}
-	appendFile(t, app, content[:10000]...)
-	r, w := newTestPipe(t, 16<<10)
-	sink := NewWriterSink(w, WithFormat(FormatRaw))
+	return content, b.String()
+}
+
+// pipeTailer returns a Tailer following dir/*.log with a raw WriterSink on a pipe of 16 KiB, lines
+// of at most 256 bytes and reads of 8 KiB, and the pipe's two ends.
+func pipeTailer(t *testing.T, dir string) (tl *Tailer, sink *WriterSink, r, w *os.File) {
+	t.Helper()
+	r, w = newTestPipe(t, 16<<10)
+	sink = NewWriterSink(w, WithFormat(FormatRaw))
 	if sink.pipe == nil {
 		t.Fatal("no pipeOut for a pipe")
 	}
@@ -73,10 +75,16 @@ func TestTailerSplicesRawLinesIntoPipe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tl, sink, r, w
+}
+
+// slowReader reads r to its end in reads of size bytes, sleeping 1ms every pause reads, and sends
+// what it read.
+func slowReader(r io.Reader, size, pause int) <-chan []byte {
 	got := make(chan []byte, 1)
 	go func() {
 		var out []byte
-		buf := make([]byte, 3000)
+		buf := make([]byte, size)
 		for i := 0; ; i++ {
 			n, err := r.Read(buf)
 			out = append(out, buf[:n]...)
@@ -84,11 +92,25 @@ func TestTailerSplicesRawLinesIntoPipe(t *testing.T) {
 				got <- out
 				return
 			}
-			if i%50 == 0 {
+			if i%pause == 0 {
 				time.Sleep(time.Millisecond)
 			}
 		}
 	}()
+	return got
+}
+
+// A raw WriterSink on a pipe writes the Tailer's lines synchronously from its read buffer, with
+// a reader that takes them slowly and in small pieces (the writer waits for room many times), the
+// same bytes as a file sink would get: binary and over-long lines skipped, a line split across reads
+// whole.
+func TestTailerSplicesRawLinesIntoPipe(t *testing.T) {
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app.log")
+	content, want := pipeTestLines(20000, true)
+	appendFile(t, app, content[:10000]...)
+	tl, sink, r, w := pipeTailer(t, dir)
+	got := slowReader(r, 3000, 50)
 	stop := runTailer(t, tl)
 	appendFile(t, app, content[10000:]...)
 	await.True(t, "every line seen", 30*time.Second, func() bool {
@@ -98,11 +120,11 @@ func TestTailerSplicesRawLinesIntoPipe(t *testing.T) {
 	stop()
 	w.Close()
 	out := <-got
-	if diff := cmp.Diff(want.String(), string(out)); diff != "" {
+	if diff := cmp.Diff(want, string(out)); diff != "" {
 		t.Errorf("pipe (-want +got):\n%s", diff)
 	}
-	if sink.pipe.written != uint64(want.Len()) {
-		t.Errorf("%d bytes written through the pipe path, want %d", sink.pipe.written, want.Len())
+	if sink.pipe.written != uint64(len(want)) {
+		t.Errorf("%d bytes written through the pipe path, want %d", sink.pipe.written, len(want))
 	}
 }
 
@@ -113,46 +135,22 @@ func TestTailerSplicesRawLinesIntoPipe(t *testing.T) {
 func TestPipeReaderSplicingToSocketGetsTheLines(t *testing.T) {
 	dir := t.TempDir()
 	app := filepath.Join(dir, "app.log")
-	var content []string
-	var want strings.Builder
-	for i := range 10000 {
-		l := fmt.Sprintf("%06d %s", i, strings.Repeat("x", i%150))
-		want.WriteString(l + "\n")
-		content = append(content, l)
-	}
-	r, w := newTestPipe(t, 16<<10)
-	sink := NewWriterSink(w, WithFormat(FormatRaw))
-	tl, err := NewTailer([]string{filepath.Join(dir, "*.log")}, sink, WithMaxLineBytes(256), WithReadChunkBytes(8<<10),
-		WithPollInterval(20*time.Millisecond), WithLogger(zaptest.NewLogger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	content, want := pipeTestLines(10000, false)
+	tl, _, r, w := pipeTailer(t, dir)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	got := make(chan []byte, 1)
+	conns := make(chan net.Conn, 1)
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
-			got <- nil
+			close(conns)
 			return
 		}
 		c.(*net.TCPConn).SetReadBuffer(16 << 10)
-		var out []byte
-		buf := make([]byte, 1000)
-		for i := 0; ; i++ {
-			n, err := c.Read(buf)
-			out = append(out, buf[:n]...)
-			if err != nil {
-				got <- out
-				return
-			}
-			if i%20 == 0 {
-				time.Sleep(time.Millisecond)
-			}
-		}
+		conns <- c
 	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -160,6 +158,12 @@ func TestPipeReaderSplicingToSocketGetsTheLines(t *testing.T) {
 	}
 	f, _ := c.(*net.TCPConn).File()
 	c.Close()
+	peer, ok := <-conns
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer peer.Close()
+	got := slowReader(peer, 1000, 20)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -180,14 +184,35 @@ func TestPipeReaderSplicingToSocketGetsTheLines(t *testing.T) {
 	w.Close()
 	<-done
 	out := <-got
-	if string(out) != want.String() {
+	if string(out) != want {
 		bad := 0
-		for i := range min(len(out), want.Len()) {
-			if out[i] != want.String()[i] {
+		for i := range min(len(out), len(want)) {
+			if out[i] != want[i] {
 				bad++
 			}
 		}
-		t.Errorf("socket got %d bytes, want %d; %d bytes differ", len(out), want.Len(), bad)
+		t.Errorf("socket got %d bytes, want %d; %d bytes differ", len(out), len(want), bad)
+	}
+}
+
+// pipeOut learns the pipe's room once (FIONREAD) and writes as many pieces into it as fit, instead
+// of asking before each piece (in bench/sidecar an ioctl per 4 KiB write, 22,400 per run).
+func TestPipeOutAsksForRoomOncePerFill(t *testing.T) {
+	r, w := newTestPipe(t, 1<<20)
+	p := newPipeOut(w)
+	if p == nil {
+		t.Fatal("no pipeOut for a pipe")
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	got := slowReader(r, 64<<10, 1<<30)
+	n, err := p.write(data)
+	w.Close()
+	out := <-got
+	if n != len(data) || err != nil || !bytes.Equal(out, data) {
+		t.Fatalf("write: %d bytes, %v; the reader got %d bytes (equal: %t), want %d", n, err, len(out), bytes.Equal(out, data), len(data))
+	}
+	if pieces := len(data) / pipePiece; p.waits > pieces/8 {
+		t.Errorf("%d pieces written after %d looks for room, want at least 8 pieces a look", pieces, p.waits)
 	}
 }
 
