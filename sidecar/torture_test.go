@@ -342,6 +342,34 @@ func stopStepped(tl *Tailer, rs *tailRun) {
 	}
 }
 
+// copyTruncateRun is a Tailer driven by steppedTailer that has delivered the lines old of app.log,
+// whose content, data, copytruncate is about to copy.
+type copyTruncateRun struct {
+	*tailEnv
+	app  string
+	old  []string
+	data []byte
+	tl   *Tailer
+	rs   *tailRun
+	step func()
+}
+
+// startCopyTruncate writes n lines "old-NNNN" to app.log and steps a Tailer until it delivered them.
+func startCopyTruncate(t *testing.T, n int) *copyTruncateRun {
+	t.Helper()
+	e := newTailEnv(t)
+	c := &copyTruncateRun{tailEnv: e, app: filepath.Join(e.logs, "app.log"), old: numbered("old", 0, n)}
+	appendFile(t, c.app, c.old...)
+	c.tl = e.tailer(t)
+	c.rs, c.step = steppedTailer(t, c.tl)
+	c.step()
+	var err error
+	if c.data, err = os.ReadFile(c.app); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // A scan checks the tracked app.log before it opens the files that are new: when copytruncate's
 // truncation falls between the two, the copy is new while app.log does not look truncated yet. The
 // copy must still be read from where app.log had been delivered, not from its start (which shipped
@@ -350,22 +378,9 @@ func stopStepped(tl *Tailer, rs *tailRun) {
 func TestCopyFoundBeforeTheTruncationIsNoticed(t *testing.T) {
 	for _, regrown := range []int{0, 1, 10} { // lines app.log has again when the copy is looked at
 		t.Run(fmt.Sprintf("regrown %d lines", regrown), func(t *testing.T) {
-			e := newTailEnv(t)
-			app := filepath.Join(e.logs, "app.log")
-			old := numbered("old", 0, 200) // over 1 KiB: the copy is not deferred as maybe incomplete
-			appendFile(t, app, old...)
-			tl := e.tailer(t)
-			rs := tl.newRun()
-			ctx := context.Background()
-			tl.scan(rs, true)
-			if _, err := tl.readAll(ctx, rs); err != nil {
-				t.Fatal(err)
-			}
-			data, err := os.ReadFile(app)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(app+".1", data, 0o644); err != nil {
+			c := startCopyTruncate(t, 200) // over 1 KiB: the copy is not deferred as maybe incomplete
+			app, tl, rs := c.app, c.tl, c.rs
+			if err := os.WriteFile(app+".1", c.data, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			// A scan has checked app.log (unchanged) and listed app.log.1; then the truncation comes,
@@ -375,22 +390,22 @@ func TestCopyFoundBeforeTheTruncationIsNoticed(t *testing.T) {
 			}
 			fresh := numbered("new", 0, regrown)
 			appendFile(t, app, fresh...)
-			c, ok := tl.openCandidate(rs, app+".1", false)
+			cand, ok := tl.openCandidate(rs, app+".1", false)
 			if !ok {
 				t.Fatal("app.log.1 not opened")
 			}
-			tl.discover(rs, &c, false, time.Now())
-			if rs.files[c.id] == nil {
+			tl.discover(rs, &cand, false, time.Now())
+			if rs.files[cand.id] == nil {
 				t.Fatal("app.log.1 not taken up")
 			}
 			tl.reorder(rs)
 			for range 3 {
-				if _, err := tl.readAll(ctx, rs); err != nil {
+				if _, err := tl.readAll(context.Background(), rs); err != nil {
 					t.Fatal(err)
 				}
 			}
 			stopStepped(tl, rs)
-			if diff := cmp.Diff(append(old, fresh...), lines(readShipped(t, e.out))); diff != "" {
+			if diff := cmp.Diff(append(c.old, fresh...), lines(readShipped(t, c.out))); diff != "" {
 				t.Errorf("shipped (-want +got):\n%s", diff)
 			}
 		})
@@ -402,17 +417,8 @@ func TestCopyFoundBeforeTheTruncationIsNoticed(t *testing.T) {
 // that end (which shipped the rest of the cut line as a line, "yyyyyyyyyyy" in a
 // TestCopyTruncateCountsOnlyTheInherentWindow run, and again the lines after it).
 func TestCopySeenWhileBeingWritten(t *testing.T) {
-	e := newTailEnv(t)
-	app := filepath.Join(e.logs, "app.log")
-	old := numbered("old", 0, 300) // 2700 bytes
-	appendFile(t, app, old...)
-	tl := e.tailer(t)
-	rs, step := steppedTailer(t, tl)
-	step()
-	data, err := os.ReadFile(app)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startCopyTruncate(t, 300) // 2700 bytes
+	app, data, tl, rs, step := c.app, c.data, c.tl, c.rs, c.step
 	const cut = 2004 // inside line 222, over 1 KiB
 	if err := os.WriteFile(app+".1", data[:cut], 0o644); err != nil {
 		t.Fatal(err)
@@ -436,7 +442,7 @@ func TestCopySeenWhileBeingWritten(t *testing.T) {
 	step()
 	step()
 	stopStepped(tl, rs)
-	if diff := cmp.Diff(old, lines(readShipped(t, e.out))); diff != "" {
+	if diff := cmp.Diff(c.old, lines(readShipped(t, c.out))); diff != "" {
 		t.Errorf("shipped (-want +got):\n%s", diff)
 	}
 	if tf := rs.byPath[app+".1"]; tf == nil || tf.done != int64(len(data)) {
@@ -449,18 +455,9 @@ func TestCopySeenWhileBeingWritten(t *testing.T) {
 // copy holds none of those lines: its delivered offset must not lie past its end, or a restart takes
 // the copy for a file truncated while stopped and ships all of it again.
 func TestRestartAfterCopyTruncateDoesNotReadTheCopyAgain(t *testing.T) {
-	e := newTailEnv(t)
-	app := filepath.Join(e.logs, "app.log")
-	old := numbered("old", 0, 200) // over 1 KiB: the copy is not deferred as maybe incomplete
-	appendFile(t, app, old...)
-	tl := e.tailer(t)
-	rs, step := steppedTailer(t, tl)
-	step()
-	data, err := os.ReadFile(app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(app+".1", data, 0o644); err != nil {
+	c := startCopyTruncate(t, 200) // over 1 KiB: the copy is not deferred as maybe incomplete
+	e, app, old, tl, rs, step := c.tailEnv, c.app, c.old, c.tl, c.rs, c.step
+	if err := os.WriteFile(app+".1", c.data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	step() // finds the copy; app.log is not truncated yet
