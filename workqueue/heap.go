@@ -85,10 +85,23 @@ func (h *entryHeap) down(i0 int) bool {
 	return i > i0
 }
 
-// readyQueue holds ready entries: one FIFO lane per priority, higher priorities first.
+// readyQueue holds ready entries: one FIFO lane per priority, higher priorities first. While it
+// holds any, the fast lane is blocked (see fastLane): only a Lease that holds the queue's lock,
+// and so takes these first, may claim from it.
 type readyQueue struct {
 	lanes []*lane      // by priority, highest first
 	n     atomic.Int64 // changed under the queue's lock; read without it by spinning Leases
+	fast  *fastLane
+}
+
+// count adds k to n and blocks the fast lane when n leaves 0 or unblocks it when n reaches 0.
+func (r *readyQueue) count(k int64) {
+	switch n := r.n.Add(k); {
+	case n == k:
+		r.fast.head.Or(laneBlocked)
+	case n == 0:
+		r.fast.head.And(^laneBlocked)
+	}
 }
 
 type lane struct {
@@ -102,14 +115,14 @@ func (r *readyQueue) len() int { return int(r.n.Load()) }
 func (r *readyQueue) push(e *entry) {
 	l := r.lane(e.prio)
 	l.buf = append(l.buf, e)
-	r.n.Add(1)
+	r.count(1)
 }
 
 // pushAll queues es, all of priority p, in order.
 func (r *readyQueue) pushAll(p int, es []*entry) {
 	l := r.lane(p)
 	l.buf = append(l.buf, es...)
-	r.n.Add(int64(len(es)))
+	r.count(int64(len(es)))
 }
 
 // lane returns the lane of priority p, adding it if needed.
@@ -136,7 +149,7 @@ func (r *readyQueue) pop() *entry {
 		e := l.buf[l.head]
 		l.buf[l.head] = nil
 		l.head++
-		r.n.Add(-1)
+		r.count(-1)
 		switch {
 		case l.head == len(l.buf):
 			l.buf, l.head = l.buf[:0], 0
@@ -233,144 +246,4 @@ func (r *readyQueue) topPrio() int {
 		}
 	}
 	return 0
-}
-
-// segSize is how many items one segment of a fastLane holds.
-const segSize = 512
-
-// laneSeg is one segment of a fastLane: the items of indexes base to base+segSize-1.
-type laneSeg struct {
-	base  uint64
-	slots [segSize]atomic.Pointer[entry] // nil: not published yet; never cleared
-	next  atomic.Pointer[laneSeg]        // set before the segment's last slot is published
-}
-
-// fastLane is the FIFO of hot-path Adds (keyless, ready at once, one priority at a time) that
-// Leases take from without the queue's lock: producers append under their own lock (put), which
-// publishes an item by storing it in its slot; a Lease claims the next index with one
-// compare-and-swap on head (claim), or a run of them (claimN), once it has seen the slot filled.
-// No counter is shared with the producers, so a producer and the Leases touch the same cache line
-// only where they meet in the same slots. Indexes below head are claimed. The segments form a list
-// from headSeg on, whose base is never above head, so a claimer that loaded headSeg before head
-// finds its index by walking forward.
-type fastLane struct {
-	head    atomic.Uint64
-	headSeg atomic.Pointer[laneSeg]
-	_       [48]byte
-	prio    atomic.Int64 // the priority of every item in the lane (push keeps it one)
-	tail    *laneSeg     // the producers' (under their lock), as is n
-	n       uint64       // indexes put
-}
-
-func (l *fastLane) init() {
-	s := &laneSeg{}
-	l.headSeg.Store(s)
-	l.tail = s
-}
-
-// put appends e and returns its index. Called with the producers' lock held.
-func (l *fastLane) put(e *entry) uint64 {
-	i := l.n
-	s := l.tail
-	k := i - s.base
-	if k == segSize-1 {
-		n := &laneSeg{base: s.base + segSize}
-		s.next.Store(n)
-		l.tail = n
-	}
-	l.n++
-	s.slots[k].Store(e)
-	return i
-}
-
-// empty reports whether the producers have put every item claimed so far. Called with their lock
-// held.
-func (l *fastLane) empty() bool { return l.head.Load() >= l.n }
-
-// nonEmpty reports whether an item is there to claim.
-func (l *fastLane) nonEmpty() bool {
-	s := l.headSeg.Load()
-	h := l.head.Load()
-	for h-s.base >= segSize {
-		s = s.next.Load()
-	}
-	return s.slots[h-s.base].Load() != nil
-}
-
-// advance moves headSeg on to s, whose base is at or below head, unless it is there or beyond
-// already. Claimers that claimed segments' last indexes advance it in any order: a claimer that
-// moved it only from the segment it claimed in (and not when a later claimer had moved it first)
-// could leave it behind for good, which kept every segment after it, and the entries in their
-// slots, reachable, and made every claim walk the list from there.
-func (l *fastLane) advance(s *laneSeg) {
-	for {
-		c := l.headSeg.Load()
-		if c.base >= s.base || l.headSeg.CompareAndSwap(c, s) {
-			return
-		}
-	}
-}
-
-// claim takes the oldest item, or returns nil if there is none.
-func (l *fastLane) claim() *entry {
-	for {
-		s := l.headSeg.Load()
-		h := l.head.Load()
-		for h-s.base >= segSize {
-			s = s.next.Load()
-		}
-		k := h - s.base
-		e := s.slots[k].Load()
-		if e == nil {
-			return nil
-		}
-		if l.head.CompareAndSwap(h, h+1) {
-			if k == segSize-1 {
-				l.advance(s.next.Load())
-			}
-			return e
-		}
-	}
-}
-
-// claimN takes up to max of the oldest items into dst (appending) and returns dst.
-func (l *fastLane) claimN(max int, dst []*entry) []*entry {
-	n0 := len(dst)
-	for {
-		dst = dst[:n0]
-		s := l.headSeg.Load()
-		h := l.head.Load()
-		for h-s.base >= segSize {
-			s = s.next.Load()
-		}
-		last := s // the segment of the last index seen
-		for i := h; len(dst)-n0 < max; i++ {
-			if i-last.base == segSize {
-				last = last.next.Load()
-				if last == nil {
-					break
-				}
-			}
-			e := last.slots[i-last.base].Load()
-			if e == nil {
-				break
-			}
-			dst = append(dst, e)
-		}
-		k := uint64(len(dst) - n0)
-		if k == 0 {
-			return dst
-		}
-		if l.head.CompareAndSwap(h, h+k) {
-			// Move headSeg on to the segment of the new head if this claimed a segment's last
-			// index (so the segments up to it have their next set).
-			if t := s; h+k-t.base >= segSize {
-				for h+k-t.base >= segSize {
-					t = t.next.Load()
-				}
-				l.advance(t)
-			}
-			return dst
-		}
-	}
 }

@@ -112,7 +112,7 @@ const nshards = 16
 // leaseShard holds the leases of the items whose ID is its number modulo nshards: in deadline order
 // and by ID, with its own lock, so that a Lease of the hot path and an Ack of a keyless item take
 // only the lock of their item's shard, not the queue's. It also keeps the entries of the items
-// acked there for later Adds, and the block Lease cuts Items from. Lock order: the queue's mu, then
+// acked there for the Leases of items from the fast lane, and the block Lease cuts Items from. Lock order: the queue's mu, then
 // a shard's mu; never two shards at once.
 type leaseShard struct {
 	mu    sync.Mutex
@@ -153,18 +153,27 @@ func (s *leaseShard) leased() int {
 	return s.ring.n
 }
 
-// recycle keeps the entry of an acked item, which nothing refers to any more, for a later Add, up
-// to maxFree/nshards per shard. An entry it does not keep it clears all the same: a slot of the
-// fast lane's head segment may still point to it (until the segment is dropped, after the next
-// segSize Adds of the hot path), and must not keep its payload alive. Called with s.mu held.
+// recycle keeps the entry of an acked item, which nothing refers to any more, for a later Lease,
+// up to maxFree/nshards per shard. Called with s.mu held.
 func (s *leaseShard) recycle(e *entry) {
 	if s.nfree >= maxFree/nshards {
-		*e = entry{}
 		return
 	}
 	*e = entry{idx: -1, next: s.free}
 	s.free = e
 	s.nfree++
+}
+
+// entry returns a zero entry for a lease: an acked one from the free list, or a new one. Called
+// with s.mu held.
+func (s *leaseShard) entry() *entry {
+	e := s.free
+	if e == nil {
+		return &entry{idx: -1}
+	}
+	s.free, e.next = e.next, nil
+	s.nfree--
+	return e
 }
 
 // item returns a new Item for Lease: the next one of a block of itemBlock, so that Lease

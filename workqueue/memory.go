@@ -62,18 +62,13 @@ func (q *Memory) record(e *entry) Record {
 	}
 }
 
-// spareWait is how many Adds allocate their entries after push found no acked entries to reuse in
-// a shard, before it looks in the next.
-const spareWait = 16
-
 // maxFree bounds the entries an idle queue keeps for reuse (about 1 MiB), over all its shards.
 const maxFree = 4096
 
-// push is the hot-path Add without mu: under inMu, which only Adds take, it makes a ready entry with
-// the next ID on a recycled entry (it takes the entries acked in one shard at a time, when that
-// shard's lock is free, and hands them out one by one) or a new one, and appends it to the fast
-// lane. It returns the ID and the item's index in the lane; ok is false, and nothing is added, if
-// the lane holds items of another priority (the caller takes the slow path then).
+// push is the hot-path Add without mu: under inMu, which only Adds take, it gives the item the next
+// ID and appends it to the fast lane (by value: it gets an entry only when it leaves the lane). It
+// returns the ID and the item's index in the lane; ok is false, and nothing is added, if the lane
+// holds items of another priority (the caller takes the slow path then).
 func (q *Memory) push(payload []byte, prio int) (id string, idx uint64, ok bool) {
 	l := &q.lane
 	q.inMu.Lock()
@@ -84,55 +79,53 @@ func (q *Memory) push(payload []byte, prio int) (id string, idx uint64, ok bool)
 		}
 		l.prio.Store(int64(prio))
 	}
-	if q.spares == nil && q.spareWait == 0 {
-		// Take a shard's acked entries; after finding none, allocate for a while before looking
-		// again (with a backlog the workers ack nothing to spare, and each look costs cache misses).
-		s := &q.shards[q.spareShard%nshards]
-		q.spareShard++
-		if s.mu.TryLock() {
-			q.spares, s.free, s.nfree = s.free, nil, 0
-			s.mu.Unlock()
-		}
-		if q.spares == nil {
-			q.spareWait = spareWait
-		}
-	} else if q.spareWait > 0 {
-		q.spareWait--
-	}
-	e := q.spares
-	if e != nil {
-		q.spares, e.next = e.next, nil
-	} else {
-		e = &entry{idx: -1}
-	}
 	n := q.seq.Add(1)
-	e.id, e.name = n, q.names.format(n)
-	e.payload, e.prio, e.state = payload, prio, stReady
-	id = e.ids() // now: once the item is in the lane, e may be leased, acked and recycled
-	idx = l.put(e)
+	name := q.names.format(n)
+	idx = l.put(n, prio, name, payload)
 	q.inMu.Unlock()
-	return id, idx, true
+	return name[:len(name)-2], idx, true
 }
 
 // nameChunk is the size of the byte arrays the hot-path Adds cut the names of their items from.
 const nameChunk = 512
 
 // nameArena makes the names ("<id>.1") of the hot-path Adds' items: it cuts them from shared
-// arrays of nameChunk bytes instead of allocating each, so that an Add allocates nothing (a
-// recycled entry) or only the entry. The arrays hold no pointers: the garbage collector does not
+// arrays of nameChunk bytes instead of allocating each, so that an Add allocates nothing but its
+// share of an array and of a lane segment. The arrays hold no pointers: the garbage collector does not
 // scan them. A byte of an array is written once, before the string that holds it is made, and
 // never again. The cost: a string kept (an ID, a lease token) keeps its whole array alive.
 type nameArena struct {
-	buf []byte // the rest of the current array (len 0)
+	buf  []byte   // the rest of the current array (len 0)
+	last uint64   // the ID of the last name made
+	dig  [20]byte // its digits are dig[:nd]
+	nd   int
 }
 
-// format returns FormatLease(id, 1).
+// format returns FormatLease(id, 1). The hot-path Adds' IDs mostly follow each other, so it counts
+// the last ID's digits up by one instead of formatting each (the divisions were a tenth of an Add).
 func (a *nameArena) format(id uint64) string {
 	const maxLen = 20 + 2 // the digits of a uint64 and ".1"
 	if cap(a.buf) < maxLen {
 		a.buf = make([]byte, 0, nameChunk)
 	}
-	b := strconv.AppendUint(a.buf, id, 10)
+	if id == a.last+1 && a.nd > 0 {
+		i := a.nd - 1
+		for i >= 0 && a.dig[i] == '9' {
+			a.dig[i] = '0'
+			i--
+		}
+		if i >= 0 {
+			a.dig[i]++
+		} else { // 99...9 + 1: one digit more
+			a.dig[a.nd] = '0'
+			a.dig[0] = '1'
+			a.nd++
+		}
+	} else {
+		a.nd = len(strconv.AppendUint(a.dig[:0], id, 10))
+	}
+	a.last = id
+	b := append(a.buf, a.dig[:a.nd]...)
 	b = append(b, '.', '1')
 	a.buf = b[len(b):]
 	return unsafe.String(unsafe.SliceData(b), len(b))
@@ -148,12 +141,13 @@ type keyState struct{ q []*entry }
 //
 // The hot path (a keyless Add without delay, Lease or LeaseBatch, Ack or AckBatch) is built for
 // many items per second and takes no lock that all workers share. Such an Add appends to the fast
-// lane under a lock of the Adds' own (see fastLane); it allocates nothing with a recycled entry
-// (acked entries are reused; the ID, which is also the first lease's token, is cut from a shared
-// byte array, see nameArena). A Lease claims the lane's oldest item with one compare-and-swap when
-// nothing else can come first (no item in the ready lanes, no delay due, no lease expired: three
-// atomic reads) and records its lease in the item's leaseShard, under that shard's lock only; an
-// Ack of a keyless item takes only that lock too. Everything else (keys, delays, nacks, expiries,
+// lane under a lock of the Adds' own (see fastLane), by value: the item has no entry while it waits
+// there, and the ID, which is also the first lease's token, is cut from a shared byte array (see
+// nameArena). A Lease claims the lane's oldest item with one compare-and-swap when nothing else can
+// come first (no item in the ready lanes: the lane is blocked then; no delay due, no lease expired:
+// two atomic reads), and records its lease in the item's leaseShard, under that shard's lock only,
+// on an entry of an item acked there before (or a new one); an Ack of a keyless item takes only
+// that lock too and leaves the entry there. Everything else (keys, delays, nacks, expiries,
 // priorities other than the lane's, journals) goes through mu and the ready lanes, and whatever
 // puts an item into the ready lanes first moves the fast lane there, so that add order holds.
 // Leases are kept per shard in deadline order in a list (a lease's deadline is now plus a fixed
@@ -180,13 +174,10 @@ type Memory struct {
 	_    [64]byte
 	lane fastLane
 	seq  atomic.Uint64
-	// inMu serializes the hot-path Adds (see push); it guards spares, spareShard and names.
-	inMu       sync.Mutex
-	spares     *entry
-	spareShard uint
-	spareWait  int // Adds left before push looks for acked entries again
-	names      nameArena
-	_          [64]byte
+	// inMu serializes the hot-path Adds (see push); it guards names.
+	inMu  sync.Mutex
+	names nameArena
+	_     [64]byte
 
 	shards [nshards]leaseShard
 
@@ -197,8 +188,10 @@ type Memory struct {
 	delayed entryHeap
 	keys    map[string]*keyState
 	dead    []DeadItem
-	scratch []*entry  // drainLocked's and expireLocked's
-	waiters []*waiter // parked Lease calls, FIFO
+	scratch []*entry // drainLocked's and expireLocked's
+	// laneScratch is drainLocked's: up to 4096 items claimed at once.
+	laneScratch []laneItem
+	waiters     []*waiter // parked Lease calls, FIFO
 	// spare holds idle waiters. It is per queue, not global: a waiter's channel belongs to the
 	// goroutines that made it (a testing/synctest bubble, say), like the queue itself.
 	spare   sync.Pool
@@ -261,6 +254,7 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	q.leaseMin.Store(math.MaxInt64)
 	q.delayedAt.Store(math.MaxInt64)
 	q.lane.init()
+	q.ready.fast = &q.lane
 	q.seq.Store(cfg.lastID)
 	q.spare.New = newWaiter
 	q.recover(cfg.recovered)
@@ -364,17 +358,35 @@ func (q *Memory) drainLocked() {
 	if !q.lane.nonEmpty() {
 		return
 	}
-	s := q.lane.claimN(math.MaxInt, q.scratch[:0])
-	if len(s) == 0 {
-		return
+	li := q.laneScratch
+	for {
+		li = q.lane.claimN(4096, li[:0], true)
+		if len(li) == 0 {
+			break
+		}
+		s := q.scratch[:0]
+		for i := range li {
+			s = append(s, laneEntry(&li[i]))
+		}
+		q.live += len(s)
+		q.ready.pushAll(s[0].prio, s)
+		clear(s)
+		q.scratch = s
+		clear(li)
 	}
-	q.live += len(s)
-	q.ready.pushAll(s[0].prio, s)
-	clear(s)
-	if cap(s) > 4096 {
-		s = nil
-	}
-	q.scratch = s
+	q.laneScratch = li
+}
+
+// laneEntry makes a ready entry for an item out of the fast lane.
+func laneEntry(li *laneItem) *entry {
+	e := &entry{idx: -1}
+	e.fromLane(li)
+	return e
+}
+
+// fromLane makes the recycled (zero) entry e the entry of an item out of the fast lane.
+func (e *entry) fromLane(li *laneItem) {
+	e.id, e.name, e.payload, e.prio, e.state = li.id, li.name, li.payload, li.prio, stReady
 }
 
 // makeVisible puts an entry that is not in any heap where it belongs. Called with mu held.
@@ -465,7 +477,25 @@ func (q *Memory) leaseEntry(e *entry, now int64, it *Item) *Item {
 	q.copyOut(e, now, it)
 	s.insert(e)
 	s.mu.Unlock()
-	q.lowerLeaseMin(e.deadline)
+	q.lowerLeaseMin(now + int64(q.cfg.lease)) // e.deadline, which e may no longer hold now
+	return it
+}
+
+// leaseLane leases an item it claimed from the fast lane, on an entry from its shard's free list,
+// and copies it out to it (or, if it is nil, to a new Item from the shard's block), which it
+// returns; as leaseEntry.
+func (q *Memory) leaseLane(li *laneItem, now int64, it *Item) *Item {
+	s := q.shard(li.id)
+	s.mu.Lock()
+	if it == nil {
+		it = s.item()
+	}
+	e := s.entry()
+	e.fromLane(li)
+	q.copyOut(e, now, it)
+	s.insert(e)
+	s.mu.Unlock()
+	q.lowerLeaseMin(now + int64(q.cfg.lease)) // e.deadline, which e may no longer hold now
 	return it
 }
 
@@ -484,23 +514,22 @@ func (q *Memory) copyOut(e *entry, now int64, it *Item) {
 	}
 }
 
-// leaseEntries is leaseEntry for up to 64 entries into dst[:len(es)]: it takes each shard's lock
-// once.
-func (q *Memory) leaseEntries(es []*entry, now int64, dst []Item) {
-	for i, e := range es {
-		q.copyOut(e, now, &dst[i])
-	}
-	var done uint64 // bit i: es[i] is in its shard (and may be gone from it: do not read it again)
-	for i := range es {
+// leaseLanes is leaseLane for up to 64 items into dst[:len(lis)]: it takes each shard's lock once.
+func (q *Memory) leaseLanes(lis []laneItem, now int64, dst []Item) {
+	var done uint64 // bit i: lis[i] is leased
+	for i := range lis {
 		if done&(1<<i) != 0 {
 			continue
 		}
-		sh := es[i].id & (nshards - 1)
+		sh := lis[i].id & (nshards - 1)
 		s := &q.shards[sh]
 		s.mu.Lock()
-		for j := i; j < len(es); j++ {
-			if done&(1<<j) == 0 && es[j].id&(nshards-1) == sh {
-				s.insert(es[j])
+		for j := i; j < len(lis); j++ {
+			if done&(1<<j) == 0 && lis[j].id&(nshards-1) == sh {
+				e := s.entry()
+				e.fromLane(&lis[j])
+				q.copyOut(e, now, &dst[j])
+				s.insert(e)
 				done |= 1 << j
 			}
 		}
@@ -682,6 +711,10 @@ func (q *Memory) commit(ch ...Change) error {
 // mu held on the locked path), testHookUnlocked right before Lease returns it.
 var testHookLeased, testHookUnlocked func()
 
+// testHookFastChecked, nil outside tests, runs in a Lease between its decision to take the fast
+// lane and its claim there.
+var testHookFastChecked func()
+
 // Add implements Queue.
 func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (string, error) {
 	if err := ctx.Err(); err != nil {
@@ -704,7 +737,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			// counting as spinning before it looks, and a parking Lease looks at the lane after it
 			// counts as parked: so either a Lease sees this item or this sees nobody looking and
 			// wakes a parked one.
-			if q.lane.head.Load() >= idx {
+			if q.lane.claimed() >= idx {
 				q.wakeIfIdle()
 			}
 			return id, nil
@@ -786,34 +819,38 @@ func (q *Memory) LeaseBatch(ctx context.Context, dst []Item) (int, error) {
 }
 
 // leaseFast is lease's path without mu: when nothing can come before the fast lane's items (no
-// item in the ready lanes, no delayed item due, no lease that may have expired), it claims up to
-// max of them and leases them into dst, or one into an Item of a shard's block when dst is nil. It
-// returns how many and the first; 0 when it did not find any (the caller takes the locked path).
+// item in the ready lanes: the claim checks that, see fastLane; no delayed item due, no lease that
+// may have expired), it claims up to max of them and leases them into dst, or one into an Item of
+// a shard's block when dst is nil. It returns how many and the first; 0 when it did not find any
+// (the caller takes the locked path).
 func (q *Memory) leaseFast(now int64, dst []Item, max int) (int, *Item, error) {
-	if q.ready.n.Load() != 0 || now >= q.delayedAt.Load() || now >= q.leaseMin.Load() {
+	if now >= q.delayedAt.Load() || now >= q.leaseMin.Load() {
 		return 0, nil, nil
+	}
+	if testHookFastChecked != nil {
+		testHookFastChecked()
 	}
 	var first *Item
 	n := 0
 	if max == 1 {
-		e := q.lane.claim()
-		if e == nil {
+		li, ok := q.lane.claim(false)
+		if !ok {
 			return 0, nil, nil
 		}
 		var it *Item
 		if dst != nil {
 			it = &dst[0]
 		}
-		first = q.leaseEntry(e, now, it)
+		first = q.leaseLane(&li, now, it)
 		n = 1
 	} else {
-		var buf [64]*entry
-		es := q.lane.claimN(min(max, len(buf)), buf[:0])
-		if len(es) == 0 {
+		var buf [64]laneItem
+		lis := q.lane.claimN(min(max, len(buf)), buf[:0], false)
+		if len(lis) == 0 {
 			return 0, nil, nil
 		}
-		q.leaseEntries(es, now, dst)
-		first, n = &dst[0], len(es)
+		q.leaseLanes(lis, now, dst)
+		first, n = &dst[0], len(lis)
 	}
 	if q.isClosed.Load() {
 		// Closed meanwhile: Shutdown may have counted the leases before these were recorded, so
@@ -873,8 +910,8 @@ func (q *Memory) popLocked() *entry {
 		q.live--
 		return q.ready.pop()
 	}
-	if e := q.lane.claim(); e != nil {
-		return e
+	if li, ok := q.lane.claim(true); ok {
+		return laneEntry(&li)
 	}
 	if q.ready.len() > 0 { // a Lease without mu took the lane's items meanwhile
 		q.live--
@@ -1292,7 +1329,7 @@ func (q *Memory) Stats(ctx context.Context) (Stats, error) {
 	}
 	r := int64(q.ready.len())
 	q.inMu.Lock()
-	inLane := int64(q.lane.n) - int64(q.lane.head.Load())
+	inLane := int64(q.lane.n) - int64(q.lane.claimed())
 	q.inMu.Unlock()
 	return Stats{Ready: r + max(inLane, 0), Leased: q.leasedCount(), Delayed: int64(q.live) - r, Dead: int64(len(q.dead))}, nil
 }

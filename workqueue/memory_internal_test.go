@@ -78,20 +78,9 @@ func TestMemoryAddDuringLeaseWakesAnotherLease(t *testing.T) {
 // Lease must copy the item out before it unlocks: a Lease descheduled past its lease duration can
 // find its entry expired, leased and acked by another worker, and recycled for a new item.
 func TestMemoryLeaseCopiesBeforeUnlock(t *testing.T) {
-	q, err := NewMemory(WithLeaseDuration(20 * time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := memoryWithA(t, WithLeaseDuration(20*time.Millisecond))
 	ctx := context.Background()
-	if _, err := q.Add(ctx, []byte("A"), AddOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	var once atomic.Bool
-	testHookUnlocked = func() {
-		if !once.CompareAndSwap(false, true) {
-			return
-		}
+	testHookUnlocked, _ = firstCall(func() {
 		time.Sleep(40 * time.Millisecond) // past the lease: A expires
 		it, err := q.Lease(ctx)
 		if err != nil {
@@ -104,7 +93,7 @@ func TestMemoryLeaseCopiesBeforeUnlock(t *testing.T) {
 		if _, err := q.Add(ctx, []byte("B"), AddOptions{}); err != nil { // may reuse A's entry
 			t.Errorf("Add B: %v", err)
 		}
-	}
+	})
 	defer func() { testHookUnlocked = nil }()
 	it, err := q.Lease(ctx)
 	if err != nil {
@@ -209,17 +198,20 @@ func TestFastLaneClaimsEachItemOnce(t *testing.T) {
 	const n = 5*segSize + 7
 	l := new(fastLane)
 	l.init()
-	es := make([]*entry, n)
-	for i := range es {
-		es[i] = &entry{id: uint64(i)}
-	}
 	var putMu sync.Mutex
-	put := func(from, to int) {
+	put := func(from, to int) { // item i has ID i+1 and payload "i"
 		for i := from; i < to; i++ {
 			putMu.Lock()
-			l.put(es[i])
+			l.put(uint64(i+1), 0, "", []byte(fmt.Sprint(i)))
 			putMu.Unlock()
 		}
+	}
+	check := func(li laneItem) int {
+		i := int(li.id) - 1
+		if string(li.payload) != fmt.Sprint(i) {
+			t.Errorf("item %d claimed with payload %q", i, li.payload)
+		}
+		return i
 	}
 	var seen [n]atomic.Int32
 	var wg sync.WaitGroup
@@ -227,18 +219,18 @@ func TestFastLaneClaimsEachItemOnce(t *testing.T) {
 	wg.Go(func() { put(0, n) })
 	for w := range 4 {
 		wg.Go(func() {
-			var buf []*entry
+			var buf []laneItem
 			for claimed.Load() < n {
 				if w%2 == 0 {
-					if e := l.claim(); e != nil {
-						seen[e.id].Add(1)
+					if li, ok := l.claim(false); ok {
+						seen[check(li)].Add(1)
 						claimed.Add(1)
 					}
 					continue
 				}
-				buf = l.claimN(1+w*5, buf[:0])
-				for _, e := range buf {
-					seen[e.id].Add(1)
+				buf = l.claimN(1+w*5, buf[:0], false)
+				for _, li := range buf {
+					seen[check(li)].Add(1)
 				}
 				claimed.Add(int64(len(buf)))
 			}
@@ -250,7 +242,7 @@ func TestFastLaneClaimsEachItemOnce(t *testing.T) {
 			t.Fatalf("item %d claimed %d times", i, c)
 		}
 	}
-	if l.nonEmpty() || l.claim() != nil {
+	if _, ok := l.claim(false); ok || l.nonEmpty() {
 		t.Error("lane not empty after every item was claimed")
 	}
 	if h, b := l.head.Load(), l.headSeg.Load().base; h-b >= segSize {
@@ -261,14 +253,14 @@ func TestFastLaneClaimsEachItemOnce(t *testing.T) {
 	l.init()
 	put(0, n)
 	for i := range n {
-		var e *entry
+		var li laneItem
 		if i%3 == 0 {
-			e = l.claimN(1, nil)[0]
+			li = l.claimN(1, nil, false)[0]
 		} else {
-			e = l.claim()
+			li, _ = l.claim(false)
 		}
-		if e != es[i] {
-			t.Fatalf("claim %d: item %d, want %d", i, e.id, i)
+		if got := check(li); got != i {
+			t.Fatalf("claim %d: item %d, want %d", i, got, i)
 		}
 	}
 }
@@ -316,9 +308,9 @@ func TestFastLaneHeadSegFollowsOutOfOrderClaims(t *testing.T) {
 	l := new(fastLane)
 	l.init()
 	for i := range 4 * segSize {
-		l.put(&entry{id: uint64(i)})
+		l.put(uint64(i+1), 0, "", nil)
 	}
-	if got := len(l.claimN(segSize-1, nil)); got != segSize-1 {
+	if got := len(l.claimN(segSize-1, nil, false)); got != segSize-1 {
 		t.Fatalf("claimN: %d items", got)
 	}
 	// A claims the first segment's last index: the compare-and-swap on head, then (later)
@@ -329,25 +321,27 @@ func TestFastLaneHeadSegFollowsOutOfOrderClaims(t *testing.T) {
 	}
 	// B claims through the next two segments meanwhile, one by one and in a run.
 	for range segSize {
-		if l.claim() == nil {
+		if _, ok := l.claim(false); !ok {
 			t.Fatal("claim: lane empty")
 		}
 	}
-	if got := len(l.claimN(segSize+segSize/2, nil)); got != segSize+segSize/2 {
+	if got := len(l.claimN(segSize+segSize/2, nil, false)); got != segSize+segSize/2 {
 		t.Fatalf("claimN: %d items", got)
 	}
 	// A moves headSeg on from where it claimed.
 	l.headSeg.CompareAndSwap(s0, s0.next.Load())
-	for l.claim() != nil {
+	for {
+		if _, ok := l.claim(false); !ok {
+			break
+		}
 	}
 	if h, b := l.head.Load(), l.headSeg.Load().base; h != 4*segSize || h-b >= segSize {
 		t.Errorf("head %d, headSeg base %d: headSeg %d segments behind", h, b, (h-b)/segSize)
 	}
 }
 
-// An acked item's payload is not kept alive by the fast lane's slots: the segment at the head
-// still points to the entries of up to segSize-1 items claimed from it, and an entry the free
-// lists have no room for is dropped there, not recycled (which clears it).
+// An acked item's payload is not kept alive by the fast lane's slots: the segment at the head holds
+// up to segSize-1 items claimed from it, and a claim clears their slots' pointers.
 func TestFastLaneKeepsNoAckedPayload(t *testing.T) {
 	q, err := NewMemory()
 	if err != nil {
@@ -380,11 +374,82 @@ func TestFastLaneKeepsNoAckedPayload(t *testing.T) {
 	s := q.lane.headSeg.Load()
 	kept := 0
 	for i := range s.slots {
-		if e := s.slots[i].Load(); e != nil && e.payload != nil {
+		if s.slots[i].payload != nil {
 			kept++
 		}
 	}
 	if kept > 0 {
 		t.Errorf("the fast lane's head segment keeps the payloads of %d acked items", kept)
 	}
+}
+
+// A Lease that decided to take the fast lane (the ready lanes looked empty) must not claim an item
+// from it that came after items the locked path moved into the ready lanes meanwhile: the check of
+// the ready lanes and the claim were two steps, so a keyed Add (which moves the lane's items into
+// the ready lanes, then queues its own) and a hot-path Add between them let the Lease hand out the
+// newest item before older ones, or a lower priority before a higher one.
+func TestMemoryFastLeaseKeepsOrderWithReadyLanes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mid    AddOptions // added in the Lease's window, through the locked path
+		want   string
+		wantAt int // the priority of the item wanted
+	}{
+		{"add order", AddOptions{Key: "k"}, "A", 0},
+		{"priority", AddOptions{Priority: 1}, "H", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := memoryWithA(t)
+			ctx := context.Background()
+			var called func() bool
+			testHookFastChecked, called = firstCall(func() {
+				mid := "K"
+				if tc.mid.Priority != 0 {
+					mid = "H"
+				}
+				if _, err := q.Add(ctx, []byte(mid), tc.mid); err != nil {
+					t.Errorf("Add %s: %v", mid, err)
+				}
+				if _, err := q.Add(ctx, []byte("X"), AddOptions{}); err != nil {
+					t.Errorf("Add X: %v", err)
+				}
+			})
+			defer func() { testHookFastChecked = nil }()
+			it, err := q.Lease(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !called() {
+				t.Fatal("the Lease did not take the fast lane")
+			}
+			if string(it.Payload) != tc.want || it.Priority != tc.wantAt {
+				t.Errorf("leased %q (priority %d), want %q (priority %d)", it.Payload, it.Priority, tc.want, tc.wantAt)
+			}
+		})
+	}
+}
+
+// memoryWithA is a new queue, closed when the test ends, with one item added: "A".
+func memoryWithA(t *testing.T, opts ...Option) *Memory {
+	t.Helper()
+	q, err := NewMemory(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	if _, err := q.Add(context.Background(), []byte("A"), AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// firstCall returns a hook that runs f on its first call only, and a func that reports whether
+// it was called.
+func firstCall(f func()) (hook func(), called func() bool) {
+	var once atomic.Bool
+	return func() {
+		if once.CompareAndSwap(false, true) {
+			f()
+		}
+	}, once.Load
 }

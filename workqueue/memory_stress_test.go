@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -307,4 +309,74 @@ func TestMemoryStressShutdownMidFlight(t *testing.T) {
 			return
 		}
 	}
+}
+
+// One producer and one consumer, the producer mixing hot-path Adds with Adds of the locked path
+// (keyed, or of another priority): the consumer always gets the highest priority first and, within
+// a priority, the oldest. With one producer every item was added before the next one's Add began,
+// and with one consumer an item not leased yet is still in the queue, so a Lease that returns item
+// X must have handed out already every item added before X at X's priority or above.
+func TestMemoryStressOrderOneProducerOneConsumer(t *testing.T) {
+	n := 200000
+	if testing.Short() {
+		n = 20000
+	}
+	q, err := workqueue.NewMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// The schedule: the options of item i, known to the consumer in advance.
+	r := rand.New(rand.NewPCG(7, 7))
+	opts := make([]workqueue.AddOptions, n)
+	const prios = 2         // 0 and 1
+	var byPrio [prios][]int // the items of each priority, in add order
+	for i := range opts {
+		switch x := r.IntN(100); {
+		case x < 12:
+			opts[i].Key = fmt.Sprint("k", i) // the locked path, no dedup
+		case x < 20:
+			opts[i].Priority = 1
+		}
+		byPrio[opts[i].Priority] = append(byPrio[opts[i].Priority], i)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range opts {
+			if _, err := q.Add(ctx, []byte(strconv.Itoa(i)), opts[i]); err != nil {
+				t.Errorf("Add %d: %v", i, err)
+				return
+			}
+			if i%64 == 0 {
+				runtime.Gosched() // let the consumer catch up and look again
+			}
+		}
+	})
+	leased := make([]bool, n)
+	var next [prios]int // byPrio[p][next[p]] is the oldest item of priority p not leased yet
+	var errs int
+	for range n {
+		it, err := q.Lease(ctx)
+		if err != nil {
+			t.Fatalf("Lease: %v", err)
+		}
+		x, _ := strconv.Atoi(string(it.Payload))
+		leased[x] = true
+		for p := opts[x].Priority; p < prios; p++ {
+			for next[p] < len(byPrio[p]) && leased[byPrio[p][next[p]]] {
+				next[p]++
+			}
+			if next[p] < len(byPrio[p]) && byPrio[p][next[p]] < x && errs < 10 {
+				errs++
+				t.Errorf("leased item %d (priority %d, key %q) before item %d (priority %d), added earlier",
+					x, opts[x].Priority, opts[x].Key, byPrio[p][next[p]], p)
+			}
+		}
+		if err := q.Ack(ctx, it.Lease); err != nil {
+			t.Fatalf("Ack: %v", err)
+		}
+	}
+	wg.Wait()
 }
