@@ -10,6 +10,11 @@
 #     its A/A noise floor, raw against raw)
 # The peers are Go modules (client-go in this nested module; nats-server embedded), so nothing is
 # installed with apt-get. RUNS=N sets the number of alternating runs (default 5).
+# The memory benchmarks run in both of client-go's modes, pinned with -test.cpu, alternating in
+# every round: cpu 1 (producer and workers on one P: client-go's fast mode, which a busy machine
+# gives it by chance) and cpu 2 (every hand-off may cross cores: its slow mode). Each mode gets its
+# own medians and per-round ratios; the goal holds only if it holds in both.
+# ONLY=memory runs only the memory benchmarks (no bolt, no jetstream).
 # RESULTS=DIR: where the medians go as CSV for bench/plots.sh (default bench/results:
 # workqueue.bars.csv, a tile per queue, podblocks beside its baseline); RESULTS= for none.
 set -euo pipefail
@@ -19,12 +24,17 @@ RESULTS=${RESULTS-$PWD/../results}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
+only=${ONLY:-}
 go test -c -o "$tmp/mem.test" .
-(cd ../.. && go test -c -o "$tmp/bolt.test" ./workqueue/bolt && go test -c -o "$tmp/js.test" ./workqueue/jetstream)
+if [ "$only" != memory ]; then
+	(cd ../.. && go test -c -o "$tmp/bolt.test" ./workqueue/bolt && go test -c -o "$tmp/js.test" ./workqueue/jetstream)
+fi
 
-# bench BIN NAME BENCHTIME: prints the items/s of one run of benchmark NAME.
+# bench BIN NAME BENCHTIME [ARGS...]: prints the items/s of one run of benchmark NAME.
 bench() {
-	(cd "$tmp" && "./$1" -test.run '^$' -test.bench "^$2\$" -test.benchtime "$3" -test.benchmem) |
+	local bin=$1 name=$2 benchtime=$3
+	shift 3
+	(cd "$tmp" && "./$bin" -test.run '^$' -test.bench "^$name\$" -test.benchtime "$benchtime" -test.benchmem "$@") |
 		awk '/items\/s/ { for (i = 1; i <= NF; i++) if ($(i) == "items/s") print $(i-1) }'
 }
 
@@ -32,12 +42,28 @@ declare -A results
 add() { results[$1]="${results[$1]:-} $2"; }
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
+# memrounds I: the memory benchmarks of round I in both modes, the mode first in odd rounds
+# alternating with the other, and within a mode podblocks and client-go alternating too.
+memrounds() {
+	local cpus="1 2"
+	((i % 2)) || cpus="2 1"
+	for c in $cpus; do
+		if ((i % 2)); then
+			add "memory$c" "$(bench mem.test BenchmarkPodblocksMemory 300000x -test.cpu "$c")"
+			add "clientgo$c" "$(bench mem.test BenchmarkClientGo 300000x -test.cpu "$c")"
+		else
+			add "clientgo$c" "$(bench mem.test BenchmarkClientGo 300000x -test.cpu "$c")"
+			add "memory$c" "$(bench mem.test BenchmarkPodblocksMemory 300000x -test.cpu "$c")"
+		fi
+		add "memorybatch$c" "$(bench mem.test BenchmarkPodblocksMemoryBatch 300000x -test.cpu "$c")"
+		add "memorypool$c" "$(bench mem.test BenchmarkPodblocksPool 300000x -test.cpu "$c")"
+	done
+}
+
 for i in $(seq "$runs"); do
 	echo "run $i/$runs" >&2
-	add memory "$(bench mem.test BenchmarkPodblocksMemory 300000x)"
-	add clientgo "$(bench mem.test BenchmarkClientGo 300000x)"
-	add memorybatch "$(bench mem.test BenchmarkPodblocksMemoryBatch 300000x)"
-	add memorypool "$(bench mem.test BenchmarkPodblocksPool 300000x)"
+	memrounds
+	[ "$only" = memory ] && continue
 	add bolt "$(bench bolt.test BenchmarkBoltEnqueueAck 40000x)"
 	add rawbolt "$(bench bolt.test BenchmarkRawBoltBatch 10000x)"
 	# jetstream: 100,000 items per run (about a second timed; 20,000 was too short), the queue and
@@ -59,20 +85,30 @@ for i in $(seq "$runs"); do
 done
 
 printf '%-44s %14s\n' benchmark 'median items/s'
-for k in memory memorybatch memorypool clientgo bolt rawbolt jsbatch jsdefault jsraw; do
+keys="memory1 memorybatch1 memorypool1 clientgo1 memory2 memorybatch2 memorypool2 clientgo2"
+[ "$only" = memory ] || keys="$keys bolt rawbolt jsbatch jsdefault jsraw"
+for k in $keys; do
 	printf '%-44s %14.0f   (runs:%s)\n' "$k" "$(median "${results[$k]}")" "${results[$k]}"
 done
 ratio() { awk -v a="$(median "${results[$1]}")" -v b="$(median "${results[$2]}")" 'BEGIN { printf "%.2f", a / b }'; }
-echo
-echo "memory, Lease+Ack / client-go:           $(ratio memory clientgo)x   (goal >= 2x)"
-echo "memory, LeaseBatch+AckBatch / client-go: $(ratio memorybatch clientgo)x"
-echo "memory, Pool (Lease+Ack) / client-go:     $(ratio memorypool clientgo)x"
 # rounds A B: the ratio of A to B in each round (the benchmarks of one round run back to back).
 rounds() { paste -d' ' <(tr ' ' '\n' <<<"${results[$1]}" | grep -v '^$') <(tr ' ' '\n' <<<"${results[$2]}" | grep -v '^$') |
 	awk '{ printf " %.2fx", $1 / $2 }'; }
-echo "  per round, LeaseBatch+AckBatch / client-go:$(rounds memorybatch clientgo)"
-echo "  per round, Lease+Ack / client-go:          $(rounds memory clientgo)"
-echo "  per round, Pool / client-go:               $(rounds memorypool clientgo)"
+# met A B: how many rounds have A at 2x B or more.
+met() { paste -d' ' <(tr ' ' '\n' <<<"${results[$1]}" | grep -v '^$') <(tr ' ' '\n' <<<"${results[$2]}" | grep -v '^$') |
+	awk '$1 >= 2 * $2 { n++ } END { printf "%d of %d", n, NR }'; }
+for c in 1 2; do
+	echo
+	echo "-test.cpu $c (client-go's $([ $c = 1 ] && echo fast || echo slow) mode):"
+	echo "memory, Lease+Ack / client-go:           $(ratio memory$c clientgo$c)x   (goal >= 2x; rounds at 2x or more: $(met memory$c clientgo$c))"
+	echo "memory, LeaseBatch+AckBatch / client-go: $(ratio memorybatch$c clientgo$c)x"
+	echo "memory, Pool (Lease+Ack) / client-go:     $(ratio memorypool$c clientgo$c)x"
+	echo "  per round, Lease+Ack / client-go:          $(rounds memory$c clientgo$c)"
+	echo "  per round, LeaseBatch+AckBatch / client-go:$(rounds memorybatch$c clientgo$c)"
+	echo "  per round, Pool / client-go:               $(rounds memorypool$c clientgo$c)"
+done
+[ "$only" = memory ] && exit 0
+echo
 echo "bolt durable enqueue+ack:           $(median "${results[bolt]}") items/s   (goal >= 20000)"
 echo "bolt / raw bbolt DB.Batch:          $(ratio bolt rawbolt)x"
 echo "jetstream (batch 100, plain ack) / raw Fetch+Ack: $(ratio jsbatch jsraw)x"
@@ -82,16 +118,18 @@ echo "jetstream (defaults) / raw Fetch+Ack:             $(ratio jsdefault jsraw)
 echo "jetstream interleaved rounds, queue/raw:          $(median "${results[jsinter]}")x   (goal >= 0.8x; runs:${results[jsinter]})"
 
 if [ -n "$RESULTS" ]; then
-	# The medians printed above (same rounding), for bench/plots.sh.
+	# The medians printed above (same rounding), for bench/plots.sh; the memory tiles in both modes.
 	mkdir -p "$RESULTS"
 	m() { printf '%.0f' "$(median "${results[$1]}")"; }
 	{
 		echo "# work queues vs a baseline: median items/s of $runs runs, $(date -u "+%F %H:%M UTC") | | items/s"
 		echo "group,series,value"
-		echo "memory vs client-go,podblocks,$(m memory)"
-		echo "memory vs client-go,baseline,$(m clientgo)"
-		echo "memory vs client-go,podblocks LeaseBatch+AckBatch,$(m memorybatch)"
-		echo "memory vs client-go,podblocks Pool,$(m memorypool)"
+		for c in 1 2; do
+			echo "memory vs client-go (-test.cpu $c),podblocks,$(m memory$c)"
+			echo "memory vs client-go (-test.cpu $c),baseline,$(m clientgo$c)"
+			echo "memory vs client-go (-test.cpu $c),podblocks LeaseBatch+AckBatch,$(m memorybatch$c)"
+			echo "memory vs client-go (-test.cpu $c),podblocks Pool,$(m memorypool$c)"
+		done
 		echo "bolt vs raw bbolt Batch,podblocks,$(m bolt)"
 		echo "bolt vs raw bbolt Batch,baseline,$(m rawbolt)"
 		echo "jetstream vs raw Fetch+Ack,podblocks,$(m jsbatch)"
