@@ -2,7 +2,6 @@ package ambassador
 
 import (
 	"fmt"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -93,13 +92,6 @@ type loopCore[M any] struct {
 	events  []syscall.EpollEvent
 	tick    time.Duration
 	sweepAt time.Time
-
-	// Set by openParked: the epoll set in the runtime's netpoller, for park.
-	file     *os.File
-	raw      syscall.RawConn
-	deadline time.Time          // file's read deadline
-	poll     func(uintptr) bool // polls the set into events and nready; false when it found none
-	nready   int
 }
 
 // open makes the epoll set and the mailbox. The tick is a tenth of the shortest of timeouts that is
@@ -133,62 +125,11 @@ func (c *loopCore[M]) block(timed bool) int {
 	return n
 }
 
-// openParked is open for a loop that waits with park: the epoll set goes into the runtime's
-// netpoller (an epoll set is readable while it has events), so a loop with nothing to do parks
-// its goroutine as a socket read does, and the thread that finds the set readable runs it.
-func (c *loopCore[M]) openParked(timeouts ...time.Duration) error {
-	if err := c.open(timeouts...); err != nil {
-		return err
-	}
-	if err := syscall.SetNonblock(c.epfd, true); err != nil {
-		c.shut()
-		return fmt.Errorf("epoll set non-blocking: %w", err)
-	}
-	c.file = os.NewFile(uintptr(c.epfd), "epoll")
-	raw, err := c.file.SyscallConn()
-	if err == nil {
-		err = c.file.SetReadDeadline(time.Time{}) // fails unless the file is in the netpoller
-	}
-	if err != nil {
-		c.shut()
-		return fmt.Errorf("epoll set in the netpoller: %w", err)
-	}
-	c.raw = raw
-	c.poll = func(fd uintptr) bool {
-		c.nready, _ = rawsys.EpollPoll(int(fd), c.events)
-		return c.nready > 0
-	}
-	return nil
-}
-
-// park waits for events into c.events and returns how many came, as block does, with the
-// goroutine parked in the runtime's netpoller rather than its thread in epoll_wait: the runtime
-// sees no system call, so its processor is neither taken by sysmon nor handed to another thread.
-func (c *loopCore[M]) park(timed bool) int {
-	var at time.Time
-	if timed {
-		at = c.sweepAt
-	}
-	if !at.Equal(c.deadline) {
-		c.file.SetReadDeadline(at)
-		c.deadline = at
-	}
-	c.nready = 0
-	if err := c.raw.Read(c.poll); err != nil {
-		return 0 // the deadline: the sweep is due
-	}
-	return c.nready
-}
-
 // shut refuses further posts, closes the mailbox and the epoll set, and returns what was posted
 // and not taken.
 func (c *loopCore[M]) shut() []M {
 	msgs := c.box.shut()
-	if c.file != nil {
-		c.file.Close()
-	} else {
-		syscall.Close(c.epfd)
-	}
+	syscall.Close(c.epfd)
 	return msgs
 }
 

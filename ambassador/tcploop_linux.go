@@ -5,6 +5,7 @@ package ambassador
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,13 +18,8 @@ import (
 // TCPProxy's event loops relay the bytes of connections whose endpoint is dialed: a goroutine per
 // connection accepts, balances and dials as on the goroutine path, then hands both sockets to a
 // loop (the fds duplicated with F_DUPFD_CLOEXEC, so they stay non-blocking and leave Go's
-// netpoller). A loop owns them in its own edge-triggered epoll, as HTTPProxy's loops do
-// (loop_linux.go), but on a goroutine of its own rather than a locked OS thread: its epoll set is
-// itself in the netpoller, and a loop with nothing to do parks as a goroutine reading a socket
-// does (loopCore.park), so the runtime never sees it in a blocking system call. At GOMAXPROCS=1 a
-// loop blocked in epoll_wait lost its processor to sysmon after 20 us, which woke another thread
-// to take it, and the wake-up had to get it back; parked, the thread that finds the set readable
-// runs the loop. Each loop moves each direction's bytes one of two ways:
+// netpoller). A loop owns them in its own edge-triggered epoll on a locked OS thread, as
+// HTTPProxy's loops do (loop_linux.go), and moves each direction's bytes one of two ways:
 //
 //   - Copy (small messages, where every direction starts): one read of at most copyLen bytes into
 //     the loop's buffer, kept in the flow, and one send of them to the destination at the end of
@@ -52,7 +48,7 @@ import (
 const copyLen = 16 << 10
 
 // pollYields is how many times a loop with relays open yields the CPU and polls again before it
-// parks.
+// blocks in epoll_wait.
 const pollYields = 8
 
 // spliceLen is what one splice into an empty pipe asks for; the pipe's capacity bounds it.
@@ -142,7 +138,7 @@ func newTCPLoops(p *TCPProxy, n int) (*tcpLoops, error) {
 	ls := &tcpLoops{}
 	for range n {
 		l := &tcpLoop{p: p, open: map[*relay]struct{}{}, buf: make([]byte, copyLen)}
-		if err := l.openParked(p.cfg.idleTimeout); err != nil {
+		if err := l.loopCore.open(p.cfg.idleTimeout); err != nil {
 			for _, l := range ls.all {
 				l.shut()
 			}
@@ -202,20 +198,23 @@ func (l *tcpLoop) post(m tcpMsg) bool { return l.box.post(m) }
 
 // run relays until the proxy stops.
 func (l *tcpLoop) run() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	l.now = time.Now()
 	l.sweepAt = l.now.Add(l.tick)
 	for closing := false; !closing; {
 		n, _ := rawsys.EpollWait(l.epfd, l.events, 0)
-		// Before parking, give the CPU away a few times (sched_yield) and poll again: with
+		// Before blocking, give the CPU away a few times (sched_yield) and poll again: with
 		// relays open the next event is usually a peer's answer moments away, and a loop that
-		// parks pays the sleep and wake-up of its thread. When nothing else is runnable this
-		// spins pollYields times (microseconds); with no relay open the loop parks at once.
+		// blocks pays the sleep and wake-up and, on a locked thread in a blocking syscall, the
+		// runtime's hand-off of its P. When nothing else is runnable this spins pollYields
+		// times (microseconds); with no relay open the loop blocks at once.
 		for i := 0; n == 0 && len(l.again) == 0 && len(l.open) > 0 && i < pollYields; i++ {
 			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 			n, _ = rawsys.EpollWait(l.epfd, l.events, 0)
 		}
 		if n == 0 && len(l.again) == 0 {
-			n = l.park(len(l.open) > 0)
+			n = l.block(len(l.open) > 0)
 		}
 		l.now = time.Now()
 		for _, ev := range l.events[:n] {
