@@ -274,6 +274,8 @@ type releaser interface {
 	Release(ctx context.Context, lease string) error
 }
 
+var _ releaser = (*Memory)(nil) // and so the bolt queue, which embeds it
+
 // cancelPoll ends the lease poll named by ?poll=ID early; its own request then answers as usual
 // (the item leased before the poll ended, or 204).
 func (a *API) cancelPoll(w http.ResponseWriter, r *http.Request) {

@@ -1232,12 +1232,28 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 	if delay < 0 {
 		return fmt.Errorf("%w: negative delay %v", ErrInvalid, delay)
 	}
+	return q.giveBack(lease, delay, false)
+}
+
+// Release gives a lease back as if it had not been made: the item is ready again at once and the
+// lease's attempt is not counted, so the next lease has the same attempt number and lease token.
+// It is for a lease whose token never reached anyone (the HTTP API releases the item it leased
+// for a client that was gone before the answer got to it); a worker that saw the item uses Nack.
+func (q *Memory) Release(ctx context.Context, lease string) error {
+	return q.giveBack(lease, 0, true)
+}
+
+// giveBack ends a lease and makes the item ready after delay, uncounting the attempt for Release.
+func (q *Memory) giveBack(lease string, delay time.Duration, uncount bool) error {
 	now := q.clock()
 	q.mu.Lock()
 	e, err := q.heldLocked(lease, now)
 	if err != nil {
 		q.mu.Unlock()
 		return err
+	}
+	if uncount {
+		e.attempt--
 	}
 	q.live++
 	e.notBefore = 0

@@ -2,6 +2,7 @@ package workqueue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -193,5 +194,44 @@ func TestMemoryShutdownWaitsForRacingLeases(t *testing.T) {
 		if s, _ := q.Stats(ctx); s.Leased != 0 {
 			t.Fatalf("round %d: %d leased after Shutdown", round, s.Leased)
 		}
+	}
+}
+
+// TestMemoryReleaseDoesNotCountTheAttempt: a released lease neither counts toward MaxAttempts nor
+// stays valid, and the item is leased again at once with the same attempt number.
+func TestMemoryReleaseDoesNotCountTheAttempt(t *testing.T) {
+	ctx := context.Background()
+	q, err := workqueue.NewMemory(workqueue.WithMaxAttempts(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // with MaxAttempts 1, a counted attempt would bury the item on the second lease
+		it, err := q.Lease(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it.Attempt != 1 {
+			t.Fatalf("attempt %d after releases, want 1", it.Attempt)
+		}
+		if err := q.Release(ctx, it.Lease); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Release(ctx, it.Lease); !errors.Is(err, workqueue.ErrLeaseLost) {
+			t.Fatalf("second Release of one lease: %v, want ErrLeaseLost", err)
+		}
+	}
+	it, err := q.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Ack(ctx, it.Lease); err != nil {
+		t.Fatal(err)
+	}
+	if dead, _ := q.Dead(ctx, 10); len(dead) != 0 {
+		t.Fatalf("released item buried: %+v", dead)
 	}
 }

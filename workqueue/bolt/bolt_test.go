@@ -109,3 +109,41 @@ func TestReopen(t *testing.T) {
 		t.Errorf("new item ID %s, want 6", id)
 	}
 }
+
+// TestReleaseSurvivesReopen: Release journals the uncounted attempt, so after a restart the item
+// is leased with the attempt number it had before the released lease.
+func TestReleaseSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "q.db")
+	q, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	it, err := q.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Release(ctx, it.Lease); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err = bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	it, err = q.Lease(lctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Attempt != 1 {
+		t.Fatalf("attempt %d after a release and a restart, want 1", it.Attempt)
+	}
+}
