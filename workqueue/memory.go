@@ -358,11 +358,18 @@ func (q *Memory) drainLocked() {
 	if !q.lane.nonEmpty() {
 		return
 	}
+	// Block Leases without the lock before claiming: between the claim and the push below, one
+	// could otherwise claim an item added after these and hand it out before them. The push keeps
+	// the lane blocked (see readyQueue.count); nothing else can have unblocked it, as mu is held.
+	q.lane.head.Or(laneBlocked)
 	li := q.laneScratch
 	for {
 		li = q.lane.claimN(4096, li[:0], true)
 		if len(li) == 0 {
 			break
+		}
+		if testHookDrainClaimed != nil {
+			testHookDrainClaimed()
 		}
 		s := q.scratch[:0]
 		for i := range li {
@@ -375,6 +382,9 @@ func (q *Memory) drainLocked() {
 		clear(li)
 	}
 	q.laneScratch = li
+	if q.ready.len() == 0 {
+		q.lane.head.And(^laneBlocked) // nothing was pushed after all
+	}
 }
 
 // laneEntry makes a ready entry for an item out of the fast lane.
@@ -714,6 +724,10 @@ var testHookLeased, testHookUnlocked func()
 // testHookFastChecked, nil outside tests, runs in a Lease between its decision to take the fast
 // lane and its claim there.
 var testHookFastChecked func()
+
+// testHookDrainClaimed, nil outside tests, runs in drainLocked between its claim of the fast
+// lane's items and their push into the ready lanes.
+var testHookDrainClaimed func()
 
 // Add implements Queue.
 func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (string, error) {

@@ -453,3 +453,44 @@ func firstCall(f func()) (hook func(), called func() bool) {
 		}
 	}, once.Load
 }
+
+// TestMemoryFastLeaseDuringDrainKeepsOrder: drainLocked (here a keyed Add's) claims the fast
+// lane's items and then pushes them into the ready lanes. A Lease without the lock in between
+// must not take an item added after the claim (X) while the older one it claimed (A) is on its
+// way to the ready lanes.
+func TestMemoryFastLeaseDuringDrainKeepsOrder(t *testing.T) {
+	q := memoryWithA(t)
+	ctx := context.Background()
+	var fast []byte
+	var called func() bool
+	testHookDrainClaimed, called = firstCall(func() {
+		if _, err := q.Add(ctx, []byte("X"), AddOptions{}); err != nil {
+			t.Errorf("Add X: %v", err)
+		}
+		// What a Lease without the lock does at this moment (it cannot wait for mu here).
+		n, it, err := q.leaseFast(q.clock(), nil, 1)
+		if err != nil {
+			t.Errorf("leaseFast: %v", err)
+		}
+		if n > 0 {
+			fast = it.Payload
+		}
+	})
+	defer func() { testHookDrainClaimed = nil }()
+	if _, err := q.Add(ctx, []byte("K"), AddOptions{Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if !called() {
+		t.Fatal("the keyed Add did not drain the fast lane")
+	}
+	if fast != nil {
+		t.Fatalf("a Lease without the lock took %q while the older A was moving to the ready lanes", fast)
+	}
+	it, err := q.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(it.Payload) != "A" {
+		t.Errorf("leased %q, want A", it.Payload)
+	}
+}
