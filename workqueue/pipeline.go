@@ -326,12 +326,13 @@ func (h *holder) extendLoop(ctx context.Context, every time.Duration, log *zap.L
 	}
 }
 
-// release nacks what is still held (at shutdown) so that it is redelivered at once.
+// release gives back what is still held (at shutdown) so that it is redelivered at once; it was
+// only held, so where the queue can, the attempt is not counted.
 func (h *holder) release(ctx context.Context) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for k, x := range h.items {
-		_ = x.q.Nack(ctx, x.it.Lease, 0)
+		_ = releaseLease(ctx, x.q, x.it.Lease)
 		delete(h.items, k)
 	}
 }

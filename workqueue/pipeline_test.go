@@ -207,3 +207,34 @@ func TestStageConstructorsValidate(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// TestJoinShutdownDoesNotCountHeldAttempts: an item that waited at the barrier when the Join
+// stopped was never processed, so giving it back must not use up one of its attempts (with max
+// attempts, every restart of a Join would otherwise move waiting items toward the dead letters).
+func TestJoinShutdownDoesNotCountHeldAttempts(t *testing.T) {
+	left, right, out := mustMemory(t), mustMemory(t), mustMemory(t)
+	j, err := workqueue.NewJoin([]workqueue.Queue{left, right}, out, nil, func(parts [][]byte) ([]byte, error) {
+		return bytes.Join(parts, []byte("+")), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx) }()
+	addAll(t, left, func(p string) string { return p[:1] }, "a-left")
+	await.True(t, "the Join to hold a-left", 20*time.Second, func() bool { s, _ := left.Stats(context.Background()); return s.Leased == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer lcancel()
+	it, err := left.Lease(lctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Attempt != 1 {
+		t.Fatalf("a-left given back by a stopping Join comes with attempt %d, want 1", it.Attempt)
+	}
+}

@@ -139,3 +139,12 @@ func parseDigits(s string, max uint64) (uint64, bool) {
 	}
 	return n, true
 }
+
+// releaseLease gives back a lease whose item was not worked on: with the queue's Release where it
+// has one (the attempt is not counted), else with a Nack without delay (it is).
+func releaseLease(ctx context.Context, q Queue, lease string) error {
+	if rl, ok := q.(releaser); ok {
+		return rl.Release(ctx, lease)
+	}
+	return q.Nack(ctx, lease, 0)
+}
