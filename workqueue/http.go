@@ -309,8 +309,9 @@ func checkPollID(id string) error {
 	return nil
 }
 
-// start registers poll id with the cancel func of its wait; a poll cancelled before it came is
-// cancelled at once.
+// start registers poll id with the cancel func of its wait; a poll cancelled before it came, less
+// than pollTTL ago, is cancelled at once (an older cancel is not remembered: it may still be in
+// early, as cancel sweeps only now and then).
 func (p *polls) start(id string, cancel context.CancelFunc) error {
 	if err := checkPollID(id); err != nil {
 		return err
@@ -320,9 +321,11 @@ func (p *polls) start(id string, cancel context.CancelFunc) error {
 	if _, ok := p.live[id]; ok {
 		return badRequest("poll id %q is in use", id)
 	}
-	if _, ok := p.early[id]; ok {
+	if at, ok := p.early[id]; ok {
 		delete(p.early, id)
-		cancel()
+		if time.Since(at) <= pollTTL {
+			cancel()
+		}
 	}
 	if p.live == nil {
 		p.live = map[string]context.CancelFunc{}
