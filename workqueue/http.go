@@ -253,28 +253,13 @@ func (a *API) deliver(w http.ResponseWriter, r *http.Request, it *Item) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), giveBackTimeout)
 	defer cancel()
-	if rl, ok := a.q.(releaser); ok {
-		err = rl.Release(ctx, it.Lease)
-	} else {
-		err = a.q.Nack(ctx, it.Lease, 0)
-	}
-	if err != nil {
+	if err := releaseLease(ctx, a.q, it.Lease); err != nil {
 		a.cfg.logger.Warn("give back undelivered item", zap.String("id", it.ID), zap.Error(err))
 	}
 }
 
 // giveBackTimeout bounds the Release or Nack of an item whose answer could not be delivered.
 const giveBackTimeout = 10 * time.Second
-
-// releaser is a Queue that can give a lease back as if it had not been made: the item is ready
-// again at once and the lease's attempt is not counted. The API releases this way an item it leased
-// for a client that was gone before the answer reached it; a Queue without Release gets a Nack
-// instead, which counts the attempt.
-type releaser interface {
-	Release(ctx context.Context, lease string) error
-}
-
-var _ releaser = (*Memory)(nil) // and so the bolt queue, which embeds it
 
 // cancelPoll ends the lease poll named by ?poll=ID early; its own request then answers as usual
 // (the item leased before the poll ended, or 204).

@@ -140,8 +140,18 @@ func parseDigits(s string, max uint64) (uint64, bool) {
 	return n, true
 }
 
+// releaser is a Queue that can give a lease back as if it had not been made: the item is ready
+// again at once and the lease's attempt is not counted (Memory, and the bolt queue, which embeds it).
+type releaser interface {
+	Release(ctx context.Context, lease string) error
+}
+
+var _ releaser = (*Memory)(nil)
+
 // releaseLease gives back a lease whose item was not worked on: with the queue's Release where it
-// has one (the attempt is not counted), else with a Nack without delay (it is).
+// has one (the attempt is not counted), else with a Nack without delay (it is). The HTTP API gives
+// back this way an item it leased for a client that was gone before the answer reached it, and a
+// stopping Join the items it held at its barrier.
 func releaseLease(ctx context.Context, q Queue, lease string) error {
 	if rl, ok := q.(releaser); ok {
 		return rl.Release(ctx, lease)
