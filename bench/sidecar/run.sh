@@ -22,7 +22,8 @@ if ! command -v tail >/dev/null; then apt-get install -y -qq coreutils >/dev/nul
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/logship" ./examples/logship
+# Built as images/build.sh builds the shipped image's binary (static, no cgo, stripped): what a user runs.
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$work/logship" ./examples/logship
 half=$((LINES / 2))
 gen() { awk -v from="$1" -v n="$2" 'BEGIN { for (i = from; i < from + n; i++)
 	printf "2026-11-25T23:00:00.000Z INFO request handled path=/api/v1/items/%d status=200 dur=%dms\n", i, i % 97 }'; }
