@@ -26,8 +26,13 @@ func fingerprint(r io.ReaderAt, n int64) (fp string, ok bool) {
 	if int64(got) < n && err != nil {
 		return "", false
 	}
-	sum := sha256.Sum256(buf[:n])
-	return hex.EncodeToString(sum[:16]), true
+	return hashFP(buf[:n]), true
+}
+
+// hashFP is the fingerprint of a file whose first bytes are b.
+func hashFP(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // checkpointEntry is one file's persisted state.

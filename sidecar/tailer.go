@@ -3,8 +3,6 @@ package sidecar
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -154,6 +152,10 @@ type tfile struct {
 	done     int64  // offset up to which lines are delivered
 	fp       string
 	fpLen    int64
+	// head holds the fpLen bytes fp was computed from, so that checking the file's start compares
+	// bytes instead of hashing them; nil for a file restored from a checkpoint until its start was
+	// checked once against fp.
+	head     []byte
 	skipping bool // inside an over-long line
 	eof      bool // the latest read found no data
 	lastData time.Time
@@ -183,6 +185,7 @@ type tailRun struct {
 	restored   map[fileID]checkpointEntry
 	reported   map[string]bool
 	buf        []byte
+	fpBuf      []byte // fpMax bytes for reading a file's start
 	arena      []byte
 	recs       []Record
 	dirty      bool
@@ -333,6 +336,7 @@ func (t *Tailer) newRun() *tailRun {
 		restored: map[fileID]checkpointEntry{},
 		reported: map[string]bool{},
 		buf:      make([]byte, t.o.readChunkBytes),
+		fpBuf:    make([]byte, fpMax),
 	}
 }
 
@@ -487,7 +491,7 @@ func (tf *tfile) reset(rs *tailRun) {
 		}
 	}
 	tf.off, tf.done, tf.partial, tf.skipping, tf.pend, tf.pendOff = 0, 0, tf.partial[:0], false, tf.pend[:0], -1
-	tf.fp, tf.fpLen = "", 0
+	tf.fp, tf.fpLen, tf.head = "", 0, tf.head[:0]
 	tf.eof = false
 	rs.dirty = true
 }
@@ -661,7 +665,7 @@ func (t *Tailer) openCandidate(rs *tailRun, path string, active bool) (candidate
 // rescan updates a tracked file from a listing; false means its inode was reused for another file.
 func (t *Tailer) rescan(rs *tailRun, tf *tfile, c *candidate) bool {
 	if tf.f == nil {
-		if fp, ok := fingerprint(c.f, tf.fpLen); !ok || fp != tf.fp {
+		if !tf.startIs(c.f, rs.fpBuf) {
 			return false
 		}
 		if c.size > tf.off+int64(len(tf.partial)) {
@@ -691,13 +695,42 @@ func (t *Tailer) checkReplaced(rs *tailRun, tf *tfile, size int64) {
 		tf.reset(rs)
 		return
 	}
-	if tf.fpLen > 0 {
-		if fp, ok := fingerprint(tf.f, tf.fpLen); !ok || fp != tf.fp {
-			t.log.Info("file content replaced", zap.String("file", tf.path))
-			t.m.rotations.WithLabelValues("truncate").Inc()
-			tf.reset(rs)
-		}
+	if !tf.startIs(tf.f, rs.fpBuf) {
+		t.log.Info("file content replaced", zap.String("file", tf.path))
+		t.m.rotations.WithLabelValues("truncate").Inc()
+		tf.reset(rs)
 	}
+}
+
+// startIs reports whether f begins with the fpLen bytes tf's fingerprint covers, reading them into
+// scratch (fpMax bytes). It compares them with tf.head; only when those bytes are not known yet
+// (restored from a checkpoint) does it hash them, and then keeps them when they match.
+func (tf *tfile) startIs(f *os.File, scratch []byte) bool {
+	if tf.fpLen == 0 {
+		return true
+	}
+	b := scratch[:tf.fpLen]
+	if got, err := f.ReadAt(b, 0); int64(got) < tf.fpLen && err != nil {
+		return false
+	}
+	return tf.headIs(b)
+}
+
+// headIs reports whether b, the first fpLen bytes of a file, are the bytes tf's fingerprint covers.
+func (tf *tfile) headIs(b []byte) bool {
+	if tf.head != nil {
+		return bytes.Equal(b, tf.head)
+	}
+	if hashFP(b) != tf.fp {
+		return false
+	}
+	tf.head = slices.Clone(b)
+	return true
+}
+
+// setFP makes b, the file's first bytes, what tf's fingerprint covers.
+func (tf *tfile) setFP(b []byte) {
+	tf.fp, tf.fpLen, tf.head = hashFP(b), int64(len(b)), append(tf.head[:0], b...)
 }
 
 // restore resumes a file from its checkpoint entry; false when the fingerprint does not match.
@@ -755,7 +788,7 @@ func (t *Tailer) discover(rs *tailRun, c *candidate, first bool, now time.Time) 
 	c.f = nil
 	tf := &tfile{id: c.id, path: c.path, active: c.active, seen: true, f: f, off: start, done: start,
 		mtime: c.mtime, pendOff: -1, lastData: now, copyOf: orig}
-	t.updateFP(tf, c.size)
+	t.updateFP(rs, tf, c.size)
 	rs.files[c.id] = tf
 	rs.dirty = true
 	t.log.Debug("new file", zap.String("file", c.path), zap.Uint64("inode", c.id.ino), zap.Int64("offset", start))
@@ -841,25 +874,22 @@ func (t *Tailer) drop(rs *tailRun, tf *tfile) {
 	}
 }
 
-func (t *Tailer) updateFP(tf *tfile, size int64) {
+func (t *Tailer) updateFP(rs *tailRun, tf *tfile, size int64) {
 	if tf.f == nil || tf.fpLen >= fpMax || size <= tf.fpLen {
 		return
 	}
 	n := min(size, fpMax)
-	var buf [fpMax]byte
-	if got, err := tf.f.ReadAt(buf[:n], 0); int64(got) < n && err != nil {
+	buf := rs.fpBuf[:n]
+	if got, err := tf.f.ReadAt(buf, 0); int64(got) < n && err != nil {
 		return
 	}
 	// Extend the fingerprint only if the bytes it covers are unchanged: the file may have been
 	// truncated and rewritten since it was read (copytruncate), and then it must not take the new
 	// content's fingerprint with the old content's offsets.
-	if tf.fpLen > 0 {
-		if old := sha256.Sum256(buf[:tf.fpLen]); hex.EncodeToString(old[:16]) != tf.fp {
-			return
-		}
+	if tf.fpLen > 0 && !tf.headIs(buf[:tf.fpLen]) {
+		return
 	}
-	sum := sha256.Sum256(buf[:n])
-	tf.fp, tf.fpLen = hex.EncodeToString(sum[:16]), n
+	tf.setFP(buf)
 }
 
 func (t *Tailer) reportOnce(rs *tailRun, path, what string, err error) {
@@ -940,7 +970,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		// Checked after the read: if the file was truncated (copytruncate) and regrown before or
 		// during the read, these bytes may be the new content at the old offset. Drop them and start
 		// over; the old content's tail is in the copy.
-		if fp, ok := fingerprint(tf.f, tf.fpLen); !ok || fp != tf.fp {
+		if !tf.startIs(tf.f, rs.fpBuf) {
 			t.log.Info("file content replaced", zap.String("file", tf.path))
 			t.m.rotations.WithLabelValues("truncate").Inc()
 			tf.reset(rs)
@@ -1004,11 +1034,9 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	if base == 0 && tf.fpLen < fpMax && int64(len(data)) > tf.fpLen {
 		// The file's first bytes are in hand: fingerprint them without reading again (a truncation
 		// right now must not leave a delivered file without a fingerprint).
-		n := min(len(data), fpMax)
-		sum := sha256.Sum256(data[:n])
-		tf.fp, tf.fpLen = hex.EncodeToString(sum[:16]), int64(n)
+		tf.setFP(data[:min(len(data), fpMax)])
 	} else {
-		t.updateFP(tf, tf.off+int64(len(tf.partial)))
+		t.updateFP(rs, tf, tf.off+int64(len(tf.partial)))
 	}
 	rs.dirty = true
 	return n, nil

@@ -655,3 +655,58 @@ func TestTailerRawSkipsWhatJSONSkips(t *testing.T) {
 		t.Errorf("raw (-want +got):\n%s", diff)
 	}
 }
+
+// TestStartIsComparesTheFingerprintedBytes checks the start-of-file check that runs after every
+// read: it compares the bytes the fingerprint covers directly, and a file restored from a checkpoint
+// (only the hash known) is checked by its hash until its bytes are in hand. A truncation and rewrite
+// of the same length is caught either way.
+func TestStartIsComparesTheFingerprintedBytes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	old := []byte("old-0\nold-1\n")
+	if err := os.WriteFile(path, append(old, "more\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	scratch := make([]byte, fpMax)
+
+	var fresh tfile
+	fresh.setFP(old)
+	restored := tfile{fp: hashFP(old), fpLen: int64(len(old))}
+	for _, c := range []struct {
+		name string
+		tf   *tfile
+	}{{"fingerprinted here", &fresh}, {"restored", &restored}} {
+		if !c.tf.startIs(f, scratch) {
+			t.Errorf("%s: unchanged start not recognised", c.name)
+		}
+	}
+	if !bytes.Equal(restored.head, old) {
+		t.Errorf("restored: head = %q after a matching check, want %q", restored.head, old)
+	}
+
+	if err := os.WriteFile(path, []byte("new-0\nnew-1\nmore\n"), 0o644); err != nil { // truncates and rewrites
+		t.Fatal(err)
+	}
+	unchecked := tfile{fp: hashFP(old), fpLen: int64(len(old))}
+	for _, c := range []struct {
+		name string
+		tf   *tfile
+	}{{"fingerprinted here", &fresh}, {"restored", &restored}, {"restored, not checked before", &unchecked}} {
+		if c.tf.startIs(f, scratch) {
+			t.Errorf("%s: rewritten start not noticed", c.name)
+		}
+	}
+	if unchecked.head != nil {
+		t.Errorf("restored, not checked before: head = %q after a mismatch, want nil", unchecked.head)
+	}
+	if err := os.Truncate(path, 4); err != nil {
+		t.Fatal(err)
+	}
+	if fresh.startIs(f, scratch) {
+		t.Error("start shorter than the fingerprint not noticed")
+	}
+}
