@@ -14,6 +14,12 @@
 // Close ends blocked Leases with workqueue.ErrClosed and naks messages pulled but not yet handed
 // out; leases already handed out can still be acked, and expire on the server otherwise.
 //
+// A Lease that gives up (its ctx done) while waiting leaves its pull request running, for up to 5s
+// or until ctx's deadline, to a goroutine: a message the server delivers to it is handed to the next
+// Lease, or nacked if none comes within a second (a quarter of the lease, if shorter), so it is never
+// stranded until AckWait. A nacked delivery still counts: NATS counts every delivery toward the
+// item's attempt number, and nothing takes one back. Close waits for these goroutines.
+//
 // # Concurrency
 //
 // Safe for concurrent use, and any number of processes may open the same queue name: they share

@@ -105,6 +105,8 @@ type Queue struct {
 	fetchMu   sync.Mutex             // one no-wait pull at a time
 	cur       atomic.Pointer[pulled] // the pull Leases take messages from
 	closed    atomic.Bool            // set under mu
+	spare     chan buffered          // unbuffered: messages of pulls whose Lease gave up, for the next Lease
+	orphans   sync.WaitGroup         // the goroutines that hand those messages on (added under mu)
 	mu        sync.Mutex
 	leases    map[uint64]*held // by the counter that ends the token
 	lastSweep time.Time
@@ -209,6 +211,7 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 		stream: "WQ_" + name, dead: "WQ_" + name + "_DEAD",
 		prefix: "wq." + name, deadSubj: "wqdead." + name,
 		leases: make(map[uint64]*held),
+		spare:  make(chan buffered),
 	}
 	q.str, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:                 q.stream,
@@ -325,6 +328,11 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 // With a fetch batch, messages are handed out as they arrive, while the rest of the pull is still
 // on its way (a raw Fetch loop works the same way).
 func (q *Queue) next(ctx context.Context) (buffered, error) {
+	select {
+	case b := <-q.spare: // a message for a Lease that gave up comes first
+		return b, nil
+	default:
+	}
 	for q.cfg.batch > 1 {
 		cur := q.cur.Load()
 		if cur == nil {
@@ -340,6 +348,8 @@ func (q *Queue) next(ctx context.Context) (buffered, error) {
 		default:
 			select {
 			case m, ok = <-cur.b.Messages():
+			case b := <-q.spare:
+				return b, nil
 			case <-ctx.Done():
 				return buffered{}, ctx.Err()
 			}
@@ -353,30 +363,115 @@ func (q *Queue) next(ctx context.Context) (buffered, error) {
 			break // nothing there: wait for a message below
 		}
 	}
-	// Only a blocking pull needs to end when the queue closes.
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	stop := context.AfterFunc(q.closeCtx, cancel)
-	defer stop()
-	if dl, _ := fctx.Deadline(); time.Until(dl) < 5*time.Millisecond {
-		// Too close to the deadline for a pull request (Fetch refuses one that is already due).
-		<-fctx.Done()
-		return buffered{}, ctx.Err()
+	return q.await(ctx)
+}
+
+// await waits for one message from a blocking pull of its own or from a pull whose Lease gave up.
+//
+// The pull does not end with ctx: cut short by a cancel, the client library drops a message that
+// the server has just delivered to it, which then counts as a delivery (an attempt) and comes back
+// only after AckWait. Instead, a Lease that gives up leaves its pull to a goroutine (orphan), which
+// hands its message, if one comes, to the next Lease. The pull keeps ctx's deadline, capped at 5s,
+// and ends when the queue closes.
+func (q *Queue) await(ctx context.Context) (buffered, error) {
+	dl := time.Now().Add(5 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
 	}
+	if time.Until(dl) < 5*time.Millisecond {
+		// Too close to the deadline for a pull request (Fetch refuses one that is already due).
+		select {
+		case b := <-q.spare:
+			return b, nil
+		case <-ctx.Done():
+			return buffered{}, ctx.Err()
+		}
+	}
+	fctx, cancel := context.WithDeadline(q.closeCtx, dl)
 	batch, err := q.cons.Fetch(1, jetstream.FetchContext(fctx))
 	if err != nil {
+		cancel()
 		if ctx.Err() != nil {
 			return buffered{}, ctx.Err()
 		}
 		return buffered{}, fmt.Errorf("fetch: %w", err)
 	}
-	for m := range batch.Messages() {
-		return buffered{m, time.Now()}, nil
+	select {
+	case m, ok := <-batch.Messages():
+		cancel()
+		if ok {
+			return buffered{m, time.Now()}, nil
+		}
+	case b := <-q.spare:
+		q.orphan(batch, cancel)
+		return b, nil
+	case <-ctx.Done():
+		q.orphan(batch, cancel)
+		return buffered{}, ctx.Err()
 	}
 	if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 		return buffered{}, fmt.Errorf("fetch: %w", err)
 	}
 	return buffered{}, nil
+}
+
+// orphan leaves a blocking pull whose Lease has gone to a goroutine that hands its message to the
+// next Lease. cancel ends the pull's context.
+func (q *Queue) orphan(batch jetstream.MessageBatch, cancel context.CancelFunc) {
+	q.mu.Lock()
+	closed := q.closed.Load()
+	if !closed {
+		q.orphans.Add(1)
+	}
+	q.mu.Unlock()
+	if closed {
+		cancel() // Close has cancelled it already: the pull ends at once
+		for m := range batch.Messages() {
+			giveBack(m)
+		}
+		return
+	}
+	go func() {
+		defer q.orphans.Done()
+		defer cancel()
+		for m := range batch.Messages() {
+			q.handOff(buffered{m, time.Now()})
+		}
+	}()
+}
+
+// handOff gives a message to the next Lease. If none comes within a second (or a quarter of the
+// lease, if shorter), or the queue closes, the message is nacked so that the server redelivers it at
+// once instead of after AckWait; its delivery has been counted all the same (NATS counts every
+// delivery, and a Nak cannot take one back), so that item's next lease shows one attempt more.
+func (q *Queue) handOff(b buffered) {
+	t := time.NewTimer(min(q.cfg.ackWait/4, time.Second))
+	defer t.Stop()
+	select {
+	case q.spare <- b:
+	case <-t.C:
+		giveBack(b.msg)
+	case <-q.closeCtx.Done():
+		giveBack(b.msg)
+	}
+}
+
+// giveBack naks a message no Lease took; a delayed item's first delivery keeps the rest of its delay.
+func giveBack(m jetstream.Msg) {
+	if nb := m.Headers().Get(HeaderNotBefore); nb != "" {
+		if delivered, _, ok := ackSeqs(m.Reply()); ok && delivered == 1 {
+			holdUntil(m, nb)
+			return
+		}
+	}
+	_ = m.Nak()
+}
+
+// holdUntil naks a delayed item's first delivery with the rest of its delay (nb is its not-before
+// header).
+func holdUntil(m jetstream.Msg, nb string) {
+	n, _ := strconv.ParseInt(nb, 10, 64)
+	_ = m.NakWithDelay(max(time.Until(time.Unix(0, n)), 0))
 }
 
 // take turns a delivered message into a lease, or handles it (delay, max attempts) and returns nil.
@@ -390,8 +485,7 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 	attempt := int(delivered)
 	if nb := h.Get(HeaderNotBefore); nb != "" {
 		if delivered == 1 {
-			n, _ := strconv.ParseInt(nb, 10, 64)
-			_ = b.msg.NakWithDelay(max(time.Until(time.Unix(0, n)), 0))
+			holdUntil(b.msg, nb)
 			return nil
 		}
 		attempt--
@@ -666,8 +760,9 @@ func (q *Queue) Statusz() (title string, header []string, rows [][]string) {
 	return "workqueue (jetstream " + q.name + ")", []string{"key", "value"}, rows
 }
 
-// Close stops the queue: blocked Leases return ErrClosed, buffered messages are released with a
-// Nak, and the connection stays open. Leases already handed out may still be acked. Idempotent.
+// Close stops the queue: blocked Leases return ErrClosed, buffered messages (and those waiting for
+// the next Lease after theirs gave up) are released with a Nak, and the connection stays open. It
+// returns once the goroutines that held such messages have exited. Leases already handed out may still be acked. Idempotent.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	if q.closed.Load() {
@@ -681,5 +776,6 @@ func (q *Queue) Close() error {
 	if cur != nil {
 		release(cur)
 	}
+	q.orphans.Wait()
 	return nil
 }

@@ -18,6 +18,22 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// startConn starts a single node and connects to it; both end with the test.
+func startConn(t *testing.T) *nats.Conn {
+	t.Helper()
+	node, err := natstest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(node.Shutdown)
+	nc, err := nats.Connect(node.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
 var queueN atomic.Int64
 
 func TestConformance(t *testing.T) {
@@ -47,16 +63,7 @@ func TestConformance(t *testing.T) {
 // TestPoolPanicDeadLetters runs a Pool over a JetStream queue whose handler panics: the item is
 // retried, then (after the queue's max attempts) published to the dead-letter stream.
 func TestPoolPanicDeadLetters(t *testing.T) {
-	node, err := natstest.Start(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Shutdown()
-	nc, err := nats.Connect(node.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := startConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	q, err := wqjs.Open(ctx, nc, "panics", wqjs.WithMaxAttempts(2), wqjs.WithLeaseDuration(5*time.Second))
