@@ -23,20 +23,6 @@ import (
 
 const warmUp = 2000
 
-func benchNode(b *testing.B) (*nats.Conn, *natstest.Node) {
-	node, err := natstest.Start(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(node.Shutdown)
-	nc, err := nats.Connect(node.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	return nc, node
-}
-
 // msgCount is the server's count of protocol messages in (from clients) and out (to clients).
 func msgCount(b *testing.B, node *natstest.Node) (in, out int64) {
 	v, err := node.Server.Varz(nil)
@@ -141,7 +127,7 @@ func benchConsume(b *testing.B, nc *nats.Conn, node *natstest.Node, prefix strin
 }
 
 func benchQueue(b *testing.B, opts ...wqjs.Option) {
-	nc, node := benchNode(b)
+	nc, node := startNode(b)
 	q, err := wqjs.Open(context.Background(), nc, "bench", opts...)
 	if err != nil {
 		b.Fatal(err)
@@ -164,7 +150,7 @@ func BenchmarkQueueSingle(b *testing.B) { benchQueue(b, wqjs.WithFetchBatch(1)) 
 // BenchmarkRawFetchAck is the baseline: a WorkQueue stream, a durable pull consumer, Fetch(100) and
 // msg.Ack() for each message.
 func BenchmarkRawFetchAck(b *testing.B) {
-	nc, node := benchNode(b)
+	nc, node := startNode(b)
 	js, _ := jetstream.New(nc)
 	cons := rawConsumer(b, js)
 	benchConsume(b, nc, node, "raw", func(n int) { consumeRaw(b, cons, n) })
@@ -176,7 +162,7 @@ func BenchmarkRawFetchAck(b *testing.B) {
 // sides under the same load. A first round, not timed, warms both up. Run with -benchtime 1x
 // (each iteration is 20 rounds).
 func BenchmarkInterleaved(b *testing.B) {
-	nc, _ := benchNode(b)
+	nc, _ := startNode(b)
 	ctx := context.Background()
 	js, _ := jetstream.New(nc)
 	q, err := wqjs.Open(ctx, nc, "inter", wqjs.WithFetchBatch(100), wqjs.WithAsyncAck())

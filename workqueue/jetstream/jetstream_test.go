@@ -18,19 +18,26 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// startConn starts a single node and connects to it; both end with the test.
-func startConn(t *testing.T) *nats.Conn {
-	t.Helper()
-	node, err := natstest.Start(t.TempDir())
+// startNode starts a single node and connects to it; both end with the test or benchmark.
+func startNode(tb testing.TB) (*nats.Conn, *natstest.Node) {
+	tb.Helper()
+	node, err := natstest.Start(tb.TempDir())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(node.Shutdown)
+	tb.Cleanup(node.Shutdown)
 	nc, err := nats.Connect(node.URL())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(nc.Close)
+	tb.Cleanup(nc.Close)
+	return nc, node
+}
+
+// startConn is startNode for a test that needs only the connection.
+func startConn(t *testing.T) *nats.Conn {
+	t.Helper()
+	nc, _ := startNode(t)
 	return nc
 }
 
