@@ -695,11 +695,19 @@ func (t *Tailer) checkReplaced(rs *tailRun, tf *tfile, size int64) {
 		tf.reset(rs)
 		return
 	}
-	if !tf.startIs(tf.f, rs.fpBuf) {
-		t.log.Info("file content replaced", zap.String("file", tf.path))
-		t.m.rotations.WithLabelValues("truncate").Inc()
-		tf.reset(rs)
+	t.resetIfStartChanged(rs, tf)
+}
+
+// resetIfStartChanged resets tf, counting a truncation, when the file's first bytes are no longer
+// those its fingerprint covers (copytruncate and regrowth); it reports whether it did.
+func (t *Tailer) resetIfStartChanged(rs *tailRun, tf *tfile) bool {
+	if tf.startIs(tf.f, rs.fpBuf) {
+		return false
 	}
+	t.log.Info("file content replaced", zap.String("file", tf.path))
+	t.m.rotations.WithLabelValues("truncate").Inc()
+	tf.reset(rs)
+	return true
 }
 
 // startIs reports whether f begins with the fpLen bytes tf's fingerprint covers, reading them into
@@ -970,10 +978,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		// Checked after the read: if the file was truncated (copytruncate) and regrown before or
 		// during the read, these bytes may be the new content at the old offset. Drop them and start
 		// over; the old content's tail is in the copy.
-		if !tf.startIs(tf.f, rs.fpBuf) {
-			t.log.Info("file content replaced", zap.String("file", tf.path))
-			t.m.rotations.WithLabelValues("truncate").Inc()
-			tf.reset(rs)
+		if t.resetIfStartChanged(rs, tf) {
 			return n, nil
 		}
 	}
