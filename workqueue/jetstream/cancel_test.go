@@ -136,3 +136,48 @@ func TestCancelledLeaseNoTaker(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseKeepsDelayOfPulledItems: a delayed item whose first delivery sits in a batch pull when
+// the queue closes is given back with the rest of its delay, not made ready at once.
+func TestCloseKeepsDelayOfPulledItems(t *testing.T) {
+	nc := startConn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	open := func() *wqjs.Queue {
+		q, err := wqjs.Open(ctx, nc, "closedelay", wqjs.WithLeaseDuration(30*time.Second), wqjs.WithFetchBatch(10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	q := open()
+	if _, err := q.Add(ctx, []byte("now"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const delay = 4 * time.Second
+	added := time.Now()
+	later, err := q.Add(ctx, []byte("later"), workqueue.AddOptions{Delay: delay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := q.Lease(ctx) // the batch pull brings "later" too; it stays in the pull
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Ack(ctx, it.Lease); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+
+	q = open()
+	defer q.Close()
+	lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer lcancel()
+	it, err = q.Lease(lctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(added); it.ID != later || waited < delay {
+		t.Errorf("leased %s (%q) %v after its Add; want %s not before its delay %v", it.ID, it.Payload, waited, later, delay)
+	}
+}

@@ -163,9 +163,9 @@ func (q *Queue) pull() (*pulled, error) {
 	return cur, nil
 }
 
-// release naks the messages of a pull that no Lease will take. A no-wait pull ends as soon as the
-// server has sent what it had; it does not wait longer than a second for that (what is left is
-// redelivered after AckWait).
+// release gives back (giveBack) the messages of a pull that no Lease will take. A no-wait pull
+// ends as soon as the server has sent what it had; it does not wait longer than a second for that
+// (what is left is redelivered after AckWait).
 func release(cur *pulled) {
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
@@ -175,7 +175,7 @@ func release(cur *pulled) {
 			if !ok {
 				return
 			}
-			_ = m.Nak()
+			giveBack(m)
 		case <-t.C:
 			return
 		}
