@@ -15,10 +15,22 @@ import (
 // buffer the Tailer read them into (no copy into a sink buffer, no writing goroutine), and paces
 // its writes to the reader.
 //
-// It copies the bytes into the pipe with write(2). Handing the pipe the read buffer's pages
-// instead (vmsplice) saved a copy, but the pipe's reader may splice them on, into a socket say,
-// where they stay referenced after they left the pipe: a buffer the Tailer reads into again then
-// changes bytes already sent (TestPipeReaderSplicingToSocketGetsTheLines).
+// Lines that are a file's bytes (Record.from) go into the pipe as the file's page-cache pages,
+// without a copy: before the Tailer reads a chunk it has the sink capture the same byte range of
+// the file into a staging pipe (splice(2) from the file, see capture), and the lines are then moved
+// from there into the output pipe (splice between the pipes). Capturing before the read, the
+// staging pipe holds the pages the read copied from, so the bytes shipped are the bytes the Tailer
+// read and checked, as with a write; a file truncated and regrown in between fails the Tailer's
+// start check after the read and nothing of that chunk is shipped. Page-cache pages are not
+// rewritten when the file is appended to or truncated to zero (truncation drops them from the file,
+// its later bytes go to new pages), so the pipe's bytes stay what was read even when its reader
+// splices them on into a socket, where they stay referenced after they left the pipe
+// (TestPipeReaderSplicingToSocketGetsTheLines). Only an in-place rewrite of bytes still in the pipe,
+// or a truncation to a size inside their page (which zeroes the page's rest), changes them; an
+// append-only log does neither. Other bytes (the rest of a line read after the capture, lines
+// after a skipped one, a file system without splice) are copied with write(2). Handing the pipe the
+// read buffer's pages instead (vmsplice) was wrong: a buffer the Tailer reads into again changed
+// bytes a reader had spliced on into a socket.
 //
 // Writes are paced: when the pipe has no room for the next piece, pipeOut sleeps (50µs at a time,
 // up to 2ms) until the reader emptied half of it, instead of blocking in the kernel, which wakes the
@@ -30,10 +42,27 @@ type pipeOut struct {
 	capacity int
 	free     int    // bytes the pipe surely has room for: as of the last FIONREAD, less those written since
 	written  uint64 // bytes written into the pipe through this pipeOut (tests)
+	spliced  uint64 // of them, moved from the staging pipe (tests)
 	waits    int    // calls of room (tests)
+	// splices holds, oldest first, where in the bytes written (counted as written) each splice of
+	// the ones still in the pipe ended (see reserve).
+	splices []uint64
+	st      stage
+}
+
+// stage is the staging pipe that holds a range of a file's page-cache pages (see capture).
+type stage struct {
+	r, w int      // its ends; -1 while not open
+	f    *os.File // the file whose bytes it holds
+	off  int64    // the file offset of its first byte
+	n    int      // how many bytes it holds
+	// unsupported is set when splice from a file failed as not supported (a file system without
+	// it, a seccomp filter): not tried again.
+	unsupported bool
 }
 
 const (
+	fSetPipeSz = 1031 // F_SETPIPE_SZ
 	fGetPipeSz = 1032 // F_GETPIPE_SZ
 	// pipePiece is the most one write call moves, as much as `tail -F` writes: the pipe's reader
 	// waits for the pipe's lock while a write copies, and short writes keep those waits short (in
@@ -55,7 +84,7 @@ func newPipeOut(w io.Writer) *pipeOut {
 	if err != nil {
 		return nil
 	}
-	p := &pipeOut{f: f, rc: rc}
+	p := &pipeOut{f: f, rc: rc, st: stage{r: -1, w: -1}}
 	_ = rc.Control(func(fd uintptr) { p.capacity = pipeSize(int(fd)) })
 	if p.capacity <= 0 {
 		return nil
@@ -81,8 +110,10 @@ func unread(fd int) int {
 	return int(n)
 }
 
-// write writes b (complete lines) into the pipe in pieces of at most pipePiece bytes, all inside
-// one Control. It returns how many bytes went in; an error leaves the rest to the caller.
+// write writes b (complete lines) into the pipe, all inside one Control. When from is set, b is
+// from's bytes at off followed in the file by a newline (a Record.from), and what of it the staging
+// pipe holds is moved from there (spliceStaged). The rest goes in pieces of at most pipePiece bytes.
+// It returns how many bytes went in; an error leaves the rest to the caller.
 //
 // A piece the pipe is known to have room for is a raw write(2) (internal/rawsys), which copies and
 // returns without blocking and does not enter the Go runtime's syscall state (so sysmon does not
@@ -90,11 +121,14 @@ func unread(fd int) int {
 // bytes written, so one FIONREAD serves as many pieces as fit: the reader only adds room meanwhile.
 // Only when the reader left too little room within the pacing budget does a piece go to f.Write,
 // which waits for room as the file does (blocking in the kernel, or in the runtime's poller).
-func (p *pipeOut) write(b []byte) (int, error) {
+func (p *pipeOut) write(b []byte, from *os.File, off int64) (int, error) {
 	done := 0
 	var err error
 	p.free = 0 // room counted in an earlier call may have been taken by another writer of the pipe
 	cerr := p.rc.Control(func(fd uintptr) {
+		if from != nil {
+			done = p.spliceStaged(int(fd), from, off, len(b))
+		}
 		for done < len(b) && err == nil {
 			piece := b[done:min(len(b), done+pipePiece)]
 			if p.free < len(piece) {
@@ -114,7 +148,131 @@ func (p *pipeOut) write(b []byte) (int, error) {
 	if err == nil {
 		err = cerr
 	}
+	if p.st.n > 0 && (err != nil || p.st.f != from || p.st.off != off+int64(len(b))) {
+		// It holds bytes written from b meanwhile, or bytes of another place.
+		p.dropStage()
+	}
 	return done, err
+}
+
+// Splice flags.
+const (
+	spliceMove     = 1 // SPLICE_F_MOVE
+	spliceNonblock = 2 // SPLICE_F_NONBLOCK
+)
+
+// splice moves up to n bytes from in (at *off when off is not nil) to out without waiting for
+// room or data (raw: the calls below take page-cache pages or move pipe buffers, nothing waits).
+func splice(in int, off *int64, out, n int) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), uintptr(unsafe.Pointer(off)), uintptr(out), 0,
+		uintptr(n), spliceMove|spliceNonblock)
+	return int(r), e
+}
+
+// stageSize is the capacity asked for the staging pipe: a read chunk and the line carried over.
+const stageSize = 1 << 20
+
+// capture puts the n bytes of f at off into the staging pipe, as far as they exist yet and fit,
+// before the Tailer reads them (see pipeOut). It keeps what the pipe holds when that starts at off
+// of f (the rest of the previous chunk's capture: the line it ended in and what followed) and adds
+// the bytes after it; anything else there is dropped first. Best effort: what is not captured is
+// written from the Tailer's buffer.
+func (p *pipeOut) capture(f *os.File, off int64, n int) {
+	st := &p.st
+	if st.unsupported {
+		return
+	}
+	if st.n > 0 && (st.f != f || st.off != off) {
+		p.dropStage()
+	}
+	if st.n == 0 {
+		st.f, st.off = f, off
+	}
+	if st.n >= n {
+		return
+	}
+	if st.r < 0 {
+		var fds [2]int
+		if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+			return
+		}
+		st.r, st.w = fds[0], fds[1]
+		_, _, _ = syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(st.w), fSetPipeSz, stageSize)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		for st.n < n {
+			at := st.off + int64(st.n)
+			k, e := splice(int(fd), &at, st.w, n-st.n)
+			switch {
+			case e == syscall.EINTR:
+			case e == syscall.EINVAL || e == syscall.ENOSYS || e == syscall.EOPNOTSUPP || e == syscall.EPERM:
+				st.unsupported = true
+				return
+			case e != 0 || k == 0: // full (EAGAIN), the file's end, or an error the read will report
+				return
+			default:
+				st.n += k
+			}
+		}
+	})
+	if st.unsupported {
+		p.dropStage()
+	}
+}
+
+// spliceStaged moves the first bytes of the staging pipe, up to n, into the pipe fd when they are
+// from's bytes at off, pacing like write. It returns how many it moved; it stops early when the
+// pipe's reader left no room within the pacing budget (write then blocks for the rest) or the pipe
+// failed (write then reports it).
+func (p *pipeOut) spliceStaged(fd int, from *os.File, off int64, n int) int {
+	st := &p.st
+	if st.n == 0 || st.f != from || st.off != off {
+		return 0
+	}
+	done, tries := 0, 0
+	for want := min(n, st.n); done < want; {
+		if p.free <= spliceSlack {
+			// Ask for room for no more than half the pipe, which room waits for.
+			if p.free = p.room(fd, min(want-done, p.capacity/2)+spliceSlack); p.free <= spliceSlack {
+				break
+			}
+		}
+		k, e := splice(st.r, nil, fd, min(want-done, p.free-spliceSlack))
+		switch {
+		case e == syscall.EINTR:
+		case e == syscall.EAGAIN:
+			// Out of slots though FIONREAD shows room (partly filled pages): wait for the reader.
+			if tries++; tries > paceBudget {
+				return done
+			}
+			p.free = 0
+		case e != 0 || k == 0:
+			return done
+		default:
+			done += k
+			st.n -= k
+			st.off += int64(k)
+			p.free -= k + spliceSlack
+			p.written += uint64(k)
+			p.spliced += uint64(k)
+			p.splices = append(p.splices, p.written)
+		}
+	}
+	return done
+}
+
+// dropStage closes the staging pipe, releasing the pages it holds; capture opens a new one.
+func (p *pipeOut) dropStage() {
+	st := &p.st
+	if st.r >= 0 {
+		syscall.Close(st.r)
+		syscall.Close(st.w)
+	}
+	st.r, st.w, st.f, st.n = -1, -1, nil, 0
 }
 
 // writeRaw writes all of b, which the pipe fd has room for, in raw write calls.
@@ -174,8 +332,9 @@ const (
 // room returns how many bytes the pipe fd surely has room for, waiting for at least n: when it has
 // less, room waits in short sleeps that do not involve the Go scheduler until the reader emptied
 // at least half of it, or paceBudget ran out (then it returns what there is, maybe less than n).
-// FIONREAD counts bytes, the pipe's capacity is in pages, and the pages at the pipe's two ends may
-// be partly filled, hence two pages of margin.
+// FIONREAD counts bytes, the pipe's capacity is in pages (slots of a page or less), and the pages
+// at the pipe's two ends may be partly filled, hence two pages of margin, and more for the partly
+// filled pages that splices leave in it (see reserve).
 func (p *pipeOut) room(fd, n int) int {
 	p.waits++
 	u := unread(fd)
@@ -185,8 +344,8 @@ func (p *pipeOut) room(fd, n int) int {
 	if u > p.capacity { // the reader enlarged the pipe
 		p.capacity = max(p.capacity, pipeSize(fd))
 	}
-	if p.capacity-u >= n+pipeMargin {
-		return p.capacity - u - pipeMargin
+	if free := p.capacity - u - pipeMargin - p.reserve(u); free >= n {
+		return free
 	}
 	ts := syscall.Timespec{Nsec: paceSleep}
 	for range paceBudget {
@@ -200,9 +359,29 @@ func (p *pipeOut) room(fd, n int) int {
 			break
 		}
 	}
-	return max(p.capacity-u-pipeMargin, 0)
+	return max(p.capacity-u-pipeMargin-p.reserve(u), 0)
 }
 
 // pipeMargin is the room beyond a write's bytes that room keeps back: the partly filled pages at
 // the pipe's head and tail.
 const pipeMargin = 2 << 12
+
+// spliceSlack is the room a splice into the pipe may take beyond its bytes: a spliced range
+// takes a slot for each page it touches, so up to two partly filled ones at its ends, and the
+// write after it cannot fill up the last of them (only pages written by write are merged into),
+// one more. Without counting them, a pipe holding many short spliced ranges could have no slot
+// left while FIONREAD shows room, and a raw write would block in the kernel.
+const spliceSlack = 3 << 12
+
+// reserve is the room kept back for the splices whose bytes are still in the pipe, which holds u
+// bytes: spliceSlack for each splice that ended after the first byte the reader has not taken
+// (counting all of u as this pipeOut's bytes, which over-counts when other processes write too).
+func (p *pipeOut) reserve(u int) int {
+	taken := p.written - uint64(u)
+	i := 0
+	for i < len(p.splices) && p.splices[i] <= taken {
+		i++
+	}
+	p.splices = p.splices[:copy(p.splices, p.splices[i:])]
+	return len(p.splices) * spliceSlack
+}

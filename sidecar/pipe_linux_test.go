@@ -61,11 +61,11 @@ func pipeTestLines(n int, odd bool) (content []string, want string) {
 	return content, b.String()
 }
 
-// pipeTailer returns a Tailer following dir/*.log with a raw WriterSink on a pipe of 16 KiB, lines
+// pipeTailer returns a Tailer following dir/*.log with a raw WriterSink on a pipe of 64 KiB, lines
 // of at most 256 bytes and reads of 8 KiB, and the pipe's two ends.
 func pipeTailer(t *testing.T, dir string) (tl *Tailer, sink *WriterSink, r, w *os.File) {
 	t.Helper()
-	r, w = newTestPipe(t, 16<<10)
+	r, w = newTestPipe(t, 64<<10)
 	sink = NewWriterSink(w, WithFormat(FormatRaw))
 	if sink.pipe == nil {
 		t.Fatal("no pipeOut for a pipe")
@@ -126,6 +126,92 @@ func TestTailerSplicesRawLinesIntoPipe(t *testing.T) {
 	if sink.pipe.written != uint64(len(want)) {
 		t.Errorf("%d bytes written through the pipe path, want %d", sink.pipe.written, len(want))
 	}
+	// Most lines go in as the file's pages: all but the rest of a line read after the capture,
+	// and the lines after a skipped one up to the next read.
+	if sink.pipe.spliced < sink.pipe.written/2 {
+		t.Errorf("%d of %d bytes spliced from the file, want at least half", sink.pipe.spliced, sink.pipe.written)
+	}
+}
+
+// The pipe holds the file's page-cache pages of the lines shipped (see pipeOut): a truncation
+// (copytruncate) and new lines written over the same offsets, while the old lines still wait in
+// the pipe, change nothing of what the reader gets.
+func TestSplicedLinesSurviveTruncation(t *testing.T) {
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app.log")
+	var old, new []string
+	for i := range 3000 {
+		old = append(old, fmt.Sprintf("old %06d %s", i, strings.Repeat("o", i%50)))
+		new = append(new, fmt.Sprintf("new %06d %s", i, strings.Repeat("n", i%50)))
+	}
+	appendFile(t, app, old...)
+	r, w := newTestPipe(t, 1<<20)
+	sink := NewWriterSink(w, WithFormat(FormatRaw))
+	tl, err := NewTailer([]string{filepath.Join(dir, "*.log")}, sink, WithPollInterval(10*time.Millisecond),
+		WithLogger(zaptest.NewLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runTailer(t, tl)
+	await.True(t, "old lines shipped", 20*time.Second, func() bool { return counterValue(tl.m.lines) == float64(len(old)) })
+	if err := os.Truncate(app, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, app, new...)
+	await.True(t, "new lines shipped", 20*time.Second, func() bool { return counterValue(tl.m.lines) == float64(len(old)+len(new)) })
+	stop()
+	if sink.pipe.spliced == 0 {
+		t.Fatal("nothing spliced: the test does not test what it is for")
+	}
+	got := slowReader(r, 64<<10, 1<<30)
+	w.Close()
+	want := strings.Join(old, "\n") + "\n" + strings.Join(new, "\n") + "\n"
+	if diff := cmp.Diff(want, string(<-got)); diff != "" {
+		t.Errorf("pipe (-want +got):\n%s", diff)
+	}
+}
+
+// Each splice takes a slot of the pipe for each page it touches, however few bytes it moves, and
+// pipeOut counts them: short spliced ranges into a pipe whose reader is away fill its slots long
+// before FIONREAD shows it full, and a raw write into a pipe without a free slot blocks in the
+// kernel (or fails on a non-blocking pipe, like this one) instead of waiting for the reader.
+func TestPipeOutCountsSlotsOfSplices(t *testing.T) {
+	app := filepath.Join(t.TempDir(), "app.log")
+	var lines []string
+	for i := range 200 {
+		lines = append(lines, fmt.Sprintf("line %03d", i))
+	}
+	appendFile(t, app, lines...)
+	f, err := os.Open(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, w := newTestPipe(t, 64<<10) // 16 slots
+	p := newPipeOut(w)
+	defer p.dropStage()
+	res := make(chan []byte, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond) // away while the slots fill
+		res <- <-slowReader(r, 4096, 1<<30)
+	}()
+	var off int64
+	for _, l := range lines {
+		b := []byte(l + "\n")
+		p.capture(f, off, len(b))
+		if n, err := p.write(b, f, off); n != len(b) || err != nil {
+			t.Fatalf("write of the line at %d: %d bytes, %v", off, n, err)
+		}
+		off += int64(len(b))
+	}
+	w.Close()
+	want := strings.Join(lines, "\n") + "\n"
+	if out := <-res; string(out) != want {
+		t.Errorf("the reader got %d bytes, want %d", len(out), len(want))
+	}
+	if p.spliced == 0 {
+		t.Error("nothing spliced: the test does not test what it is for")
+	}
 }
 
 // A raw WriterSink's pipe may be read by a program that splices it on into a socket (Go's
@@ -136,7 +222,7 @@ func TestPipeReaderSplicingToSocketGetsTheLines(t *testing.T) {
 	dir := t.TempDir()
 	app := filepath.Join(dir, "app.log")
 	content, want := pipeTestLines(10000, false)
-	tl, _, r, w := pipeTailer(t, dir)
+	tl, sink, r, w := pipeTailer(t, dir)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -193,6 +279,9 @@ func TestPipeReaderSplicingToSocketGetsTheLines(t *testing.T) {
 		}
 		t.Errorf("socket got %d bytes, want %d; %d bytes differ", len(out), len(want), bad)
 	}
+	if sink.pipe.spliced == 0 {
+		t.Error("nothing spliced from the file: the file's pages were not tested")
+	}
 }
 
 // pipeOut learns the pipe's room once (FIONREAD) and writes as many pieces into it as fit, instead
@@ -205,7 +294,7 @@ func TestPipeOutAsksForRoomOncePerFill(t *testing.T) {
 	}
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	got := slowReader(r, 64<<10, 1<<30)
-	n, err := p.write(data)
+	n, err := p.write(data, nil, 0)
 	w.Close()
 	out := <-got
 	if n != len(data) || err != nil || !bytes.Equal(out, data) {

@@ -10,8 +10,10 @@ import (
 // pipeOut writes raw lines into a pipe synchronously on Linux only (see pipe_linux.go).
 type pipeOut struct{}
 
-func newPipeOut(io.Writer) *pipeOut            { return nil }
-func (p *pipeOut) write(b []byte) (int, error) { return 0, nil }
+func newPipeOut(io.Writer) *pipeOut                                 { return nil }
+func (p *pipeOut) write(b []byte, _ *os.File, _ int64) (int, error) { return 0, nil }
+func (p *pipeOut) capture(*os.File, int64, int)                     {}
+func (p *pipeOut) dropStage()                                       {}
 
 // readRaw reads into b at off (f.ReadAt; the raw reads are Linux only).
 func readRaw(f *os.File, b []byte, off int64, _ int) (int, error) { return f.ReadAt(b, off) }

@@ -28,6 +28,10 @@ type Record struct {
 	// lines > 1 makes the record a block: Line holds that many complete lines, separated by '\n',
 	// the first at Offset. The Tailer hands blocks only to the sinks of this package (blockSink).
 	lines int
+	// from, when set, is the file Line was read from: Line and the newline after it are its bytes
+	// at Offset, and so are the lines after it in the same array (a stager may ship them from
+	// the file's pages).
+	from *os.File
 }
 
 // recordLines is how many lines recs hold.
@@ -271,6 +275,30 @@ type syncSink interface {
 
 func (s *WriterSink) synchronous() bool { return s.pipe != nil }
 
+// stager is implemented by sinks that can ship lines from the file's pages instead of from the
+// Tailer's read buffer (a raw WriterSink on a pipe, on Linux): the Tailer calls stage before it
+// reads n bytes of f at off, and unstage when Run ends.
+type stager interface {
+	stage(f *os.File, off int64, n int)
+	unstage()
+}
+
+func (s *WriterSink) stage(f *os.File, off int64, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pipe != nil {
+		s.pipe.capture(f, off, n)
+	}
+}
+
+func (s *WriterSink) unstage() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pipe != nil {
+		s.pipe.dropStage()
+	}
+}
+
 // WithFormat sets the output format of WriterSink and FileSink (default FormatJSON). Another value
 // is a ConfigError: from OpenFileSink, and from NewTailer and every Write of a WriterSink.
 func WithFormat(f Format) Option {
@@ -296,8 +324,8 @@ func (s *WriterSink) configErr() error { return s.err }
 // to an io.Writer such as os.Stdout. It is not a Committer: after a crash the lines since the last checkpoint are delivered again
 // (at-least-once). It is a Flusher: a batch is written by a background goroutine while the next one
 // is read and encoded (one batch in flight; Flush waits for it), so reading and writing overlap.
-// Raw lines to a pipe (on Linux) are written synchronously instead, from the buffer the Tailer read
-// them into, pacing the writes to the reader (see pipeOut).
+// Raw lines to a pipe (on Linux) are written synchronously instead, as the file's pages or from the
+// buffer the Tailer read them into, pacing the writes to the reader (see pipeOut).
 type WriterSink struct {
 	mu       sync.Mutex
 	w        io.Writer
@@ -464,6 +492,7 @@ func NewWriterSink(w io.Writer, opts ...Option) *WriterSink {
 // writes it again and reports the error if that fails too. Called with mu held.
 func (s *WriterSink) writePipe(recs []Record) {
 	for i := 0; i < len(recs); {
+		from, off := recs[i].from, recs[i].Offset
 		var run []byte
 		run, i = nextRun(recs, i)
 		var b []byte
@@ -471,9 +500,9 @@ func (s *WriterSink) writePipe(recs []Record) {
 			b = run[:len(run)+1]
 		} else {
 			s.bufs[0] = append(append(s.bufs[0][:0], run...), '\n')
-			b = s.bufs[0]
+			b, from = s.bufs[0], nil
 		}
-		if n, err := s.pipe.write(b); err != nil {
+		if n, err := s.pipe.write(b, from, off); err != nil {
 			s.failed = appendRaw(append(s.failed[:0], b[n:]...), recs[i:])
 			return
 		}

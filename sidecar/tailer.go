@@ -59,9 +59,11 @@ type Tailer struct {
 	// piece, when not 0, is the most one read call takes (see readPiece): the sink writes
 	// synchronously, so nothing else runs while the Tailer reads.
 	piece int
-	log   *zap.Logger
-	m     *tailerMetrics
-	ready chan struct{}
+	// stager, when set, captures each range of a file before the Tailer reads it (see stager).
+	stager stager
+	log    *zap.Logger
+	m      *tailerMetrics
+	ready  chan struct{}
 
 	mu   sync.Mutex
 	rows [][]string
@@ -119,6 +121,9 @@ func NewTailer(globs []string, sink Sink, opts ...Option) (*Tailer, error) {
 	}
 	if s, ok := sink.(syncSink); ok && s.synchronous() {
 		t.piece = readPiece
+		if o.multiline == nil { // joined records are not the file's bytes
+			t.stager, _ = sink.(stager)
+		}
 	}
 	t.m = newTailerMetrics(o.registerer)
 	return t, nil
@@ -205,6 +210,9 @@ func (t *Tailer) Run(ctx context.Context) error {
 			tf.close()
 		}
 	}()
+	if t.stager != nil {
+		defer t.stager.unstage()
+	}
 	first := true
 	if t.o.checkpoint != "" {
 		st, found, err := loadCheckpoint(t.o.checkpoint)
@@ -962,6 +970,10 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	buf := rs.buf
 	base := tf.off
 	np := copy(buf, tf.partial)
+	if t.stager != nil {
+		// Before the read: the staged bytes are then the ones read (see pipeOut).
+		t.stager.stage(tf.f, tf.off, len(buf))
+	}
 	n, err := t.readAt(tf.f, buf[np:], tf.off+int64(np))
 	if n == 0 {
 		tf.eof = true
@@ -1011,7 +1023,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 			continue
 		}
 		if fast && i <= t.o.maxLineBytes {
-			rs.recs = append(rs.recs, Record{File: tf.path, Line: line, Offset: lineOff, plain: plain})
+			rs.recs = append(rs.recs, Record{File: tf.path, Line: line, Offset: lineOff, plain: plain, from: tf.f})
 			continue
 		}
 		t.line(rs, tf, line, lineOff, plain)
@@ -1083,7 +1095,7 @@ func (t *Tailer) appendBlock(rs *tailRun, tf *tfile, data []byte) int {
 	if flagged && binaryText(whole) || !linesWithin(whole, t.o.maxLineBytes) {
 		return 0
 	}
-	rs.recs = append(rs.recs, Record{File: tf.path, Line: whole[:end-1], Offset: tf.off, plain: !t.raw && !flagged, lines: n})
+	rs.recs = append(rs.recs, Record{File: tf.path, Line: whole[:end-1], Offset: tf.off, plain: !t.raw && !flagged, lines: n, from: tf.f})
 	return end
 }
 
