@@ -24,7 +24,9 @@ import (
 //   - Copy (small messages, where every direction starts): one read of at most copyLen bytes into
 //     the loop's buffer, kept in the flow, and one send of them to the destination at the end of
 //     the pass, as HTTPProxy's loops write (what the destination does not take waits in the flow
-//     for its EPOLLOUT). A read that returns fewer bytes than asked
+//     for its EPOLLOUT). The pass's sends go out together in one io_uring_enter where the kernel
+//     allows (sendRing, uring_linux.go), else one sendto(2) each. A read that returns fewer bytes
+//     than asked
 //     drained the socket's receive queue at that moment (a stream socket's recv stops short only
 //     when the queue is empty), so the loop does not read again to see EAGAIN: the next byte to
 //     arrive raises a new edge (tcp_data_ready wakes the epoll item whether or not epoll
@@ -92,8 +94,13 @@ type tcpLoop struct {
 	spliced atomic.Int64 // bytes spliced into pipes
 	copied  atomic.Int64 // bytes read into buf
 	relays  atomic.Int64 // relays served
+	batched atomic.Int64 // sends made through ring
+	enters  atomic.Int64 // io_uring_enter calls made for them
 
 	buf []byte // the copy path's buffer, copyLen
+
+	ring  *sendRing // nil: sends are sendto(2) calls
+	batch sendBatch // the pass's sends through ring
 
 	ends    []*relayEnd // by fd
 	open    map[*relay]struct{}
@@ -140,13 +147,36 @@ func newTCPLoops(p *TCPProxy, n int) (*tcpLoops, error) {
 		l := &tcpLoop{p: p, open: map[*relay]struct{}{}, buf: make([]byte, copyLen)}
 		if err := l.loopCore.open(p.cfg.idleTimeout); err != nil {
 			for _, l := range ls.all {
-				l.shut()
+				l.release()
 			}
 			return nil, fmt.Errorf("event loop: %w", err)
+		}
+		if !noSendRing {
+			r, err := newSendRing(sendRingSize)
+			if err != nil && len(ls.all) == 0 {
+				p.log.Info("TCP event loops send with sendto(2): " + err.Error())
+			}
+			l.ring = r
 		}
 		ls.all = append(ls.all, l)
 	}
 	return ls, nil
+}
+
+// noSendRing, when set (by tests), makes new loops send with sendto(2) only.
+var noSendRing bool
+
+// sendRingSize is how many sends one io_uring_enter makes at most.
+const sendRingSize = 256
+
+// release closes what a loop holds besides its relays: the ring, the epoll set and the mailbox,
+// returning the messages posted and not taken.
+func (l *tcpLoop) release() []tcpMsg {
+	if l.ring != nil {
+		l.ring.close()
+		l.ring = nil
+	}
+	return l.shut()
 }
 
 // start runs every loop on a goroutine counted in wg.
@@ -167,6 +197,8 @@ func (ls *tcpLoops) counts() (c tcpCounts) {
 		c.splices += l.splices.Load()
 		c.spliced += l.spliced.Load()
 		c.copied += l.copied.Load()
+		c.batched += l.batched.Load()
+		c.enters += l.enters.Load()
 	}
 	return c
 }
@@ -257,7 +289,7 @@ func (l *tcpLoop) run() {
 	for r := range l.open {
 		l.close(r)
 	}
-	for _, m := range l.shut() {
+	for _, m := range l.release() {
 		l.discard(m)
 	}
 }
@@ -490,6 +522,9 @@ func (l *tcpLoop) move(r *relay, f *flow) bool {
 // loop reads.
 func (l *tcpLoop) flush() {
 	l.sending = true
+	if l.ring != nil {
+		l.sendBatched()
+	}
 	for i := 0; i < len(l.sends); i++ {
 		r := l.sends[i]
 		r.toSend = false
@@ -535,4 +570,84 @@ func (l *tcpLoop) pipe(f *flow) error {
 	}
 	f.pr, f.pw = p[0], p[1]
 	return nil
+}
+
+// sendBatch is a pass's sends through a loop's ring: for each, the flow, its relay, the
+// destination, the bytes and, after the call, the result.
+type sendBatch struct {
+	flows  []*flow
+	relays []*relay
+	fds    []int
+	bufs   [][]byte
+	res    []sendResult
+}
+
+func (b *sendBatch) add(r *relay, f *flow) {
+	b.flows, b.relays = append(b.flows, f), append(b.relays, r)
+	b.fds, b.bufs = append(b.fds, f.dst.fd), append(b.bufs, f.held)
+}
+
+func (b *sendBatch) reset() {
+	clear(b.flows)
+	clear(b.relays)
+	clear(b.bufs)
+	b.flows, b.relays, b.fds, b.bufs = b.flows[:0], b.relays[:0], b.fds[:0], b.bufs[:0]
+}
+
+// sendBatched sends the copied bytes of the pass's relays through the ring, sendRingSize sends per
+// io_uring_enter; what a destination does not take stays in its flow, and flush's pump goes on as
+// after a sendto. Should the ring fail, the loop goes back to sendto(2) for good: sends the ring
+// never took are left for it, and a relay whose send may or may not have happened is closed.
+func (l *tcpLoop) sendBatched() {
+	b := &l.batch
+	do := func() {
+		if len(b.fds) == 0 || l.ring == nil {
+			return
+		}
+		if cap(b.res) < len(b.fds) {
+			b.res = make([]sendResult, sendRingSize)
+		}
+		b.res = b.res[:len(b.fds)]
+		calls, taken, err := l.ring.sendAll(b.fds, b.bufs, b.res)
+		l.enters.Add(int64(calls))
+		for i, res := range b.res {
+			f, r := b.flows[i], b.relays[i]
+			switch {
+			case !res.done:
+				if !taken {
+					l.close(r)
+				}
+			case res.e == 0:
+				l.batched.Add(1)
+				f.held = f.held[:copy(f.held, f.held[res.n:])]
+				r.active = l.now
+			case res.e == syscall.EAGAIN || res.e == syscall.EINTR:
+				l.batched.Add(1) // pump sends again and waits for EPOLLOUT on EAGAIN
+			default:
+				l.batched.Add(1)
+				l.close(r)
+			}
+		}
+		if err != 0 {
+			l.p.log.Warn("TCP event loop: io_uring_enter failed, sending with sendto(2) from now on: " + err.Error())
+			l.ring.close()
+			l.ring = nil
+		}
+		b.reset()
+	}
+	for _, r := range l.sends {
+		if r.closed {
+			continue
+		}
+		for _, f := range []*flow{&r.in, &r.out} {
+			if f.done || f.pending > 0 || len(f.held) == 0 {
+				continue
+			}
+			b.add(r, f)
+			if len(b.fds) == sendRingSize {
+				do()
+			}
+		}
+	}
+	do()
 }

@@ -19,8 +19,9 @@ import (
 // failures are retried on others), with a connect timeout, an idle timeout, a connection limit and
 // half-close. On Linux, bytes move with splice(2). Once its endpoint is dialed, a connection is
 // relayed by one of the proxy's event loops (WithEventLoops; see tcploop_linux.go), which copy
-// small messages through a buffer of the loop and splice bulk through a pipe of the connection
-// (Statusz counts the bytes each way); with the loops off (WithEventLoops(0)) a goroutine per
+// small messages through a buffer of the loop, sending a pass's messages in one io_uring_enter
+// where the kernel allows it, and splice bulk through a pipe of the connection (Statusz counts the
+// bytes each way and the sends); with the loops off (WithEventLoops(0)) a goroutine per
 // direction copies with (*net.TCPConn).ReadFrom from the other *net.TCPConn, never through a
 // wrapper, which the net package splices.
 type TCPProxy struct {
@@ -329,6 +330,8 @@ func (p *TCPProxy) Statusz() (string, []string, [][]string) {
 		{"splice calls on event loops", strconv.FormatInt(c.splices, 10)},
 		{"bytes spliced on event loops", strconv.FormatInt(c.spliced, 10)},
 		{"bytes copied on event loops", strconv.FormatInt(c.copied, 10)},
+		{"sends through io_uring on event loops", strconv.FormatInt(c.batched, 10)},
+		{"io_uring_enter calls on event loops", strconv.FormatInt(c.enters, 10)},
 	}
 }
 
@@ -338,4 +341,6 @@ type tcpCounts struct {
 	splices int64 // splice(2) calls
 	spliced int64 // bytes read with splice into a pipe
 	copied  int64 // bytes read into a loop's buffer
+	batched int64 // sends made through a loop's io_uring
+	enters  int64 // io_uring_enter calls made for them
 }

@@ -1,0 +1,190 @@
+//go:build linux
+
+package ambassador
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+)
+
+// sendRing is a small io_uring through which a TCP event loop makes the sends of a pass
+// (IORING_OP_SEND, MSG_DONTWAIT|MSG_NOSIGNAL) in one io_uring_enter instead of one sendto(2) each.
+//
+// Why: on a machine where the proxy shares its CPUs with its peers, a send that wakes a peer
+// often has the scheduler place the peer on the proxy's CPU, and the proxy is preempted when that
+// sendto returns: the peer handles the one message, sleeps, and the proxy's next send wakes it
+// again. One io_uring_enter makes every send of the pass before the proxy can be preempted (the
+// kernel preempts a task only on its way back to user space, unless it is built for full
+// preemption), so each woken peer finds all of its messages at once.
+//
+// Every send is issued inline: with MSG_DONTWAIT io_uring completes a send that finds the socket
+// buffer full with -EAGAIN instead of arming a poll, so all completions are posted by the time
+// io_uring_enter returns; sendAll still waits for every completion before it returns, so no buffer
+// is referenced by the kernel once it has.
+type sendRing struct {
+	fd                     int
+	sqRing, cqRing, sqeMem []byte
+	sqHead, sqTail         *uint32
+	sqMask                 uint32
+	sqArray                []uint32
+	sqes                   []ringSQE
+	cqHead, cqTail         *uint32
+	cqMask                 uint32
+	cqes                   []ringCQE
+	entries                int // sends per io_uring_enter at most
+}
+
+// ringSQE is struct io_uring_sqe (64 bytes), with the fields a send sets.
+type ringSQE struct {
+	opcode   uint8
+	flags    uint8
+	ioprio   uint16
+	fd       int32
+	off      uint64
+	addr     uint64
+	len      uint32
+	msgFlags uint32
+	userData uint64
+	_        [3]uint64
+}
+
+// ringCQE is struct io_uring_cqe (16 bytes).
+type ringCQE struct {
+	userData uint64
+	res      int32
+	flags    uint32
+}
+
+// ringOffsets is struct io_sqring_offsets or io_cqring_offsets: the same size and, for the fields
+// used here (head, tail, ring mask), the same layout; f[6] is the SQ ring's array or the CQ ring's
+// cqes.
+type ringOffsets struct {
+	head, tail, ringMask, ringEntries uint32
+	f                                 [4]uint32
+	userAddr                          uint64
+}
+
+// ringParams is struct io_uring_params.
+type ringParams struct {
+	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFd uint32
+	resv                                                                   [3]uint32
+	sqOff, cqOff                                                           ringOffsets
+}
+
+const (
+	sysIOUringSetup      = 425 // the same number on every architecture
+	sysIOUringEnter      = 426
+	ioringOpSend         = 26
+	ioringEnterGetEvents = 1
+	ioringOffCQRing      = 0x8000000
+	ioringOffSQEs        = 0x10000000
+	// ioringSetupSubmitAll (Linux 5.18) submits every SQE of a call even if one fails. It is
+	// required: a kernel without it is refused, so every kernel that makes a ring also has
+	// IORING_OP_SEND (5.6).
+	ioringSetupSubmitAll = 1 << 7
+)
+
+// newSendRing makes a ring for up to entries sends per call. Where io_uring is missing, disabled
+// (kernel.io_uring_disabled) or refused by a seccomp filter, it returns the error and the loop sends
+// with sendto(2).
+func newSendRing(entries int) (*sendRing, error) {
+	p := ringParams{flags: ioringSetupSubmitAll}
+	fd, _, e := syscall.RawSyscall(sysIOUringSetup, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
+	if e != 0 {
+		return nil, fmt.Errorf("io_uring_setup: %w", e)
+	}
+	syscall.CloseOnExec(int(fd))
+	r := &sendRing{fd: int(fd), entries: int(p.sqEntries)}
+	var err error
+	mmap := func(off int64, size int) []byte {
+		if err != nil {
+			return nil
+		}
+		var m []byte
+		m, err = syscall.Mmap(r.fd, off, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)
+		return m
+	}
+	r.sqRing = mmap(0, int(p.sqOff.f[2])+int(p.sqEntries)*4)
+	r.cqRing = mmap(ioringOffCQRing, int(p.cqOff.f[1])+int(p.cqEntries)*int(unsafe.Sizeof(ringCQE{})))
+	r.sqeMem = mmap(ioringOffSQEs, int(p.sqEntries)*int(unsafe.Sizeof(ringSQE{})))
+	if err != nil {
+		r.close()
+		return nil, fmt.Errorf("io_uring mmap: %w", err)
+	}
+	u32 := func(b []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
+	r.sqHead, r.sqTail, r.sqMask = u32(r.sqRing, p.sqOff.head), u32(r.sqRing, p.sqOff.tail), *u32(r.sqRing, p.sqOff.ringMask)
+	r.sqArray = unsafe.Slice(u32(r.sqRing, p.sqOff.f[2]), p.sqEntries)
+	r.sqes = unsafe.Slice((*ringSQE)(unsafe.Pointer(&r.sqeMem[0])), p.sqEntries)
+	r.cqHead, r.cqTail, r.cqMask = u32(r.cqRing, p.cqOff.head), u32(r.cqRing, p.cqOff.tail), *u32(r.cqRing, p.cqOff.ringMask)
+	r.cqes = unsafe.Slice((*ringCQE)(unsafe.Pointer(&r.cqRing[p.cqOff.f[1]])), p.cqEntries)
+	return r, nil
+}
+
+// close unmaps the ring and closes it.
+func (r *sendRing) close() {
+	for _, m := range [][]byte{r.sqeMem, r.cqRing, r.sqRing} {
+		if m != nil {
+			syscall.Munmap(m)
+		}
+	}
+	syscall.Close(r.fd)
+}
+
+// sendResult is one send's outcome: bytes sent, or the error (EAGAIN: the socket buffer is full).
+type sendResult struct {
+	n    int
+	e    syscall.Errno
+	done bool // the send completed; false only for sends the ring never took (see sendAll)
+}
+
+// sendAll sends bufs[i] (non-empty) to fds[i] for every i, at most r.entries of them, in one
+// io_uring_enter, and sets res[i]. calls counts the io_uring_enter calls made. A non-zero errno is
+// the ring's own failure: sends it had not taken are left with res[i].done false (not sent), and
+// it waited for every send it had taken, unless waiting failed too (taken is then false, and the
+// unfinished sends' outcome is unknown).
+func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []sendResult) (calls int, taken bool, err syscall.Errno) {
+	clear(res)
+	tail := *r.sqTail // only this loop writes the tail; the kernel only reads it
+	for i, fd := range fds {
+		idx := (tail + uint32(i)) & r.sqMask
+		r.sqes[idx] = ringSQE{opcode: ioringOpSend, fd: int32(fd), addr: uint64(uintptr(unsafe.Pointer(&bufs[i][0]))),
+			len: uint32(len(bufs[i])), msgFlags: syscall.MSG_DONTWAIT | syscall.MSG_NOSIGNAL, userData: uint64(i)}
+		r.sqArray[idx] = idx
+	}
+	end := tail + uint32(len(fds))
+	atomic.StoreUint32(r.sqTail, end)
+	defer runtime.KeepAlive(bufs)
+	got := 0
+	reap := func() {
+		head := atomic.LoadUint32(r.cqHead)
+		for ctail := atomic.LoadUint32(r.cqTail); head != ctail; head++ {
+			c := r.cqes[head&r.cqMask]
+			if c.res < 0 {
+				res[c.userData] = sendResult{e: syscall.Errno(-c.res), done: true}
+			} else {
+				res[c.userData] = sendResult{n: int(c.res), done: true}
+			}
+			got++
+		}
+		atomic.StoreUint32(r.cqHead, head)
+	}
+	for got < len(fds) {
+		calls++
+		_, _, e := syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(end-atomic.LoadUint32(r.sqHead)),
+			uintptr(len(fds)-got), ioringEnterGetEvents, 0, 0)
+		reap()
+		if e == 0 || e == syscall.EINTR {
+			continue
+		}
+		if left := end - atomic.LoadUint32(r.sqHead); got+int(left) == len(fds) {
+			// Every send not completed was never taken: take those SQEs back.
+			atomic.StoreUint32(r.sqTail, end-left)
+			return calls, true, e
+		}
+		return calls, false, e
+	}
+	return calls, true, 0
+}
