@@ -159,7 +159,17 @@ func (s *leaseShard) recycle(e *entry) {
 	if s.nfree >= maxFree/nshards {
 		return
 	}
-	*e = entry{idx: -1, next: s.free}
+	// Field by field, and the pointers only where set: *e = entry{...} would put every pointer
+	// field through the write barrier while the garbage collector marks.
+	e.id, e.prio, e.attempt, e.notBefore, e.deadline, e.added, e.idx, e.state = 0, 0, 0, 0, 0, 0, -1, 0
+	e.name = ""
+	if e.key != "" {
+		e.key = ""
+	}
+	if e.payload != nil {
+		e.payload = nil
+	}
+	e.next = s.free
 	s.free = e
 	s.nfree++
 }

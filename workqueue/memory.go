@@ -396,7 +396,10 @@ func laneEntry(li *laneItem) *entry {
 
 // fromLane makes the recycled (zero) entry e the entry of an item out of the fast lane.
 func (e *entry) fromLane(li *laneItem) {
-	e.id, e.name, e.payload, e.prio, e.state = li.id, li.name, li.payload, li.prio, stReady
+	e.id, e.name, e.prio, e.state = li.id, li.name, li.prio, stReady
+	if li.payload != nil { // e's is nil: no pointer write (and write barrier) for none
+		e.payload = li.payload
+	}
 }
 
 // makeVisible puts an entry that is not in any heap where it belongs. Called with mu held.
@@ -518,10 +521,19 @@ func (q *Memory) copyOut(e *entry, now int64, it *Item) {
 	if e.attempt != 1 {
 		tok = FormatLease(e.id, e.attempt)
 	}
-	*it = Item{
-		ID: e.ids(), Key: e.key, Payload: e.payload, Priority: e.prio,
-		Attempt: e.attempt, Lease: tok, Deadline: q.time(e.deadline),
+	// Field by field, and the key and payload only when either side has one: a fresh Item is
+	// zero, and while the garbage collector marks, every pointer written costs a write barrier (a
+	// struct copy puts all of an Item's through the bulk barrier).
+	it.ID = e.ids()
+	if e.key != "" || it.Key != "" {
+		it.Key = e.key
 	}
+	if e.payload != nil || it.Payload != nil {
+		it.Payload = e.payload
+	}
+	it.Priority, it.Attempt = e.prio, e.attempt
+	it.Lease = tok
+	it.Deadline = q.time(e.deadline)
 }
 
 // leaseLanes is leaseLane for up to 64 items into dst[:len(lis)]: it takes each shard's lock once.

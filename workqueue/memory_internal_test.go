@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -166,6 +168,80 @@ func TestMemoryFreeListIsBoundedAndClean(t *testing.T) {
 func TestEntrySize(t *testing.T) {
 	if n := unsafe.Sizeof(entry{}); n > 128 {
 		t.Errorf("entry is %d bytes, want at most 128", n)
+	}
+}
+
+// A lane segment fills the runtime's largest small size class (32 KiB) with slots: a segment that
+// left room for another slot would make every item of a backlog cost more than its 56 bytes.
+func TestLaneSegmentFillsSizeClass(t *testing.T) {
+	seg, slot := unsafe.Sizeof(laneSeg{}), unsafe.Sizeof(laneSlot{})
+	if seg > 32<<10 || seg+slot <= 32<<10 {
+		t.Errorf("a lane segment is %d bytes (slots of %d), want at most 32 KiB with no room for another slot", seg, slot)
+	}
+}
+
+// recycle clears an acked item's entry field by field: whatever it held, the entry on the free list
+// is a zero entry (idx -1) linked to the one before, so a field added to entry is cleared there too.
+func TestRecycleClearsEveryField(t *testing.T) {
+	prev := &entry{idx: -1}
+	e := new(entry)
+	v := reflect.ValueOf(e).Elem()
+	for i := range v.NumField() {
+		f := reflect.NewAt(v.Field(i).Type(), unsafe.Pointer(v.Field(i).UnsafeAddr())).Elem()
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("x")
+		case reflect.Slice:
+			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+		case reflect.Pointer:
+			f.Set(reflect.New(f.Type().Elem()))
+		case reflect.Int, reflect.Int32, reflect.Int64:
+			f.SetInt(7)
+		case reflect.Uint8, reflect.Uint64:
+			f.SetUint(7)
+		default:
+			t.Fatalf("entry field %s of kind %s: set it here", v.Type().Field(i).Name, f.Kind())
+		}
+	}
+	s := &leaseShard{free: prev, nfree: 1}
+	s.recycle(e)
+	if want := (entry{idx: -1, next: prev}); !reflect.DeepEqual(*e, want) || s.free != e || s.nfree != 2 {
+		t.Errorf("recycled entry %+v (free list head %p, %d entries), want %+v (head %p, 2)", *e, s.free, s.nfree, want, e)
+	}
+}
+
+// Add, Lease and Ack of a keyless item allocate only the Item that Lease hands out (112 bytes, in
+// blocks), the item's slot in the fast lane (56 bytes, in segments) and its name (a few bytes of a
+// shared array): under 180 bytes an item (the lane's segments used to take 64 bytes an item).
+func TestMemoryHotPathBytesPerItem(t *testing.T) {
+	q, err := NewMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	cycle := func(n int) {
+		for range n {
+			if _, err := q.Add(ctx, nil, AddOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			it, err := q.Lease(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Ack(ctx, it.Lease); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cycle(1000) // the shards' rings, indexes and free lists
+	const n = 100_000
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cycle(n)
+	runtime.ReadMemStats(&after)
+	if per := float64(after.TotalAlloc-before.TotalAlloc) / n; per > 180 {
+		t.Errorf("Add+Lease+Ack allocated %.1f bytes an item, want at most 180", per)
 	}
 }
 
