@@ -5,10 +5,12 @@ package workqueue
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	kwq "k8s.io/client-go/util/workqueue"
 
@@ -141,4 +143,87 @@ func BenchmarkClientGo(b *testing.B) {
 			done(1)
 		}
 	}, q.ShutDown)
+}
+
+// BenchmarkChannelFloor is not a queue: the same producer and 8 workers hand ints over a buffered
+// Go channel (room for 1024), with nothing else per item (no dedup, no leases, no unbounded
+// backlog). It is a floor for this machine and mode: what one hand-off between the producer and the
+// workers costs with the runtime's own primitive, to set beside the 2x-client-go goal.
+func BenchmarkChannelFloor(b *testing.B) {
+	ch := make(chan int, 1024)
+	flow(b, func(i int) { ch <- i }, func(done func(int)) {
+		for range ch {
+			done(1)
+		}
+	}, func() { close(ch) })
+}
+
+// apiFloor is not a queue either: it does per item only what the Queue API makes every backend do
+// (an ID string for Add to return, a fresh *Item for Lease to hand out, with its lease token and a
+// deadline read from the clock, and a token for Ack to parse) over the channel of
+// BenchmarkChannelFloor. The names ("<id>.1": the ID and the first token) are cut from shared
+// 512-byte arrays, as the Memory queue cuts them. It keeps no lease table, no dedup, no order and
+// no backlog of its own: whatever a queue costs beyond it is its bookkeeping.
+type apiFloor struct {
+	ch   chan string
+	base time.Time
+	n    uint64
+	buf  []byte
+}
+
+func (f *apiFloor) add() string {
+	f.n++
+	if cap(f.buf) < 22 { // f.buf is the rest of the array, len 0
+		f.buf = make([]byte, 0, 512)
+	}
+	b := strconv.AppendUint(f.buf, f.n, 10)
+	b = append(b, '.', '1')
+	f.buf = b[len(b):]
+	name := unsafe.String(unsafe.SliceData(b), len(b))
+	f.ch <- name
+	return name[:len(name)-2]
+}
+
+// lease hands out the next name as an Item cut from the caller's block of 4 (the Memory queue cuts
+// its Items from blocks of 4 too, per lease shard; a worker's own block takes no lock).
+//
+//go:noinline
+func (f *apiFloor) lease(block *[]workqueue.Item) (*workqueue.Item, bool) {
+	name, ok := <-f.ch
+	if !ok {
+		return nil, false
+	}
+	if len(*block) == 0 {
+		*block = make([]workqueue.Item, 4)
+	}
+	it := &(*block)[0]
+	*block = (*block)[1:]
+	it.ID, it.Attempt, it.Lease = name[:len(name)-2], 1, name
+	it.Deadline = f.base.Add(time.Since(f.base) + 30*time.Second)
+	return it, true
+}
+
+func (f *apiFloor) ack(lease string) error {
+	_, _, err := workqueue.ParseLease(lease)
+	return err
+}
+
+// BenchmarkAPIFloor: the same producer and 8 workers over apiFloor (see there): the per-item cost the
+// API implies, with the runtime's channel for the hand-off.
+func BenchmarkAPIFloor(b *testing.B) {
+	f := &apiFloor{ch: make(chan string, 1024), base: time.Now()}
+	var ids atomic.Int64 // keeps add's result alive
+	flow(b, func(int) { ids.Add(int64(len(f.add()))) }, func(done func(int)) {
+		var block []workqueue.Item
+		for {
+			it, ok := f.lease(&block)
+			if !ok {
+				return
+			}
+			if err := f.ack(it.Lease); err != nil {
+				panic(err)
+			}
+			done(1)
+		}
+	}, func() { close(f.ch) })
 }

@@ -3,7 +3,9 @@
 #   memory queue vs client-go's workqueue (1 producer, 8 workers, no-op handler)   goal >= 2x
 #     (workers with Lease+Ack, the like-for-like of client-go's Get/Done and the goal's figure, and with
 #     LeaseBatch(64)+AckBatch;
-#     and, for what a Pool user gets, a workqueue.Pool of 8 workers with a no-op handler)
+#     and, for what a Pool user gets, a workqueue.Pool of 8 workers with a no-op handler;
+#     and two floors in the same rounds, not queues: the same flow over a bare Go channel, and over
+#     a channel plus only the per-item work the Queue API implies (BenchmarkAPIFloor))
 #   bolt queue, Add+Lease+Ack from 256 goroutines, durable                         goal >= 20k items/s
 #   jetstream queue vs a raw nats.go Fetch+Ack loop, same embedded nats-server    goal >= 0.8x
 #     (judged on the interleaved rounds in one process; the separate-process ratio is printed with
@@ -57,6 +59,10 @@ memrounds() {
 		fi
 		add "memorybatch$c" "$(bench mem.test BenchmarkPodblocksMemoryBatch 300000x -test.cpu "$c")"
 		add "memorypool$c" "$(bench mem.test BenchmarkPodblocksPool 300000x -test.cpu "$c")"
+		# The floors of this round and mode (not queues): a bare channel hand-off, and the same with
+		# only the per-item work the Queue API implies (ID, *Item with token and deadline, parse).
+		add "chanfloor$c" "$(bench mem.test BenchmarkChannelFloor 300000x -test.cpu "$c")"
+		add "apifloor$c" "$(bench mem.test BenchmarkAPIFloor 300000x -test.cpu "$c")"
 	done
 }
 
@@ -85,7 +91,7 @@ for i in $(seq "$runs"); do
 done
 
 printf '%-44s %14s\n' benchmark 'median items/s'
-keys="memory1 memorybatch1 memorypool1 clientgo1 memory2 memorybatch2 memorypool2 clientgo2"
+keys="memory1 memorybatch1 memorypool1 clientgo1 apifloor1 chanfloor1 memory2 memorybatch2 memorypool2 clientgo2 apifloor2 chanfloor2"
 [ "$only" = memory ] || keys="$keys bolt rawbolt jsbatch jsdefault jsraw"
 for k in $keys; do
 	printf '%-44s %14.0f   (runs:%s)\n' "$k" "$(median "${results[$k]}")" "${results[$k]}"
@@ -106,6 +112,12 @@ for c in 1 2; do
 	echo "  per round, Lease+Ack / client-go:          $(rounds memory$c clientgo$c)"
 	echo "  per round, LeaseBatch+AckBatch / client-go:$(rounds memorybatch$c clientgo$c)"
 	echo "  per round, Pool / client-go:               $(rounds memorypool$c clientgo$c)"
+	echo "floors (not queues; what 2x client-go means here):"
+	echo "API floor / client-go:                   $(ratio apifloor$c clientgo$c)x   (rounds at 2x or more: $(met apifloor$c clientgo$c))"
+	echo "channel floor / client-go:               $(ratio chanfloor$c clientgo$c)x"
+	echo "Lease+Ack / API floor:                   $(ratio memory$c apifloor$c)x"
+	echo "  per round, API floor / client-go:          $(rounds apifloor$c clientgo$c)"
+	echo "  per round, Lease+Ack / API floor:          $(rounds memory$c apifloor$c)"
 done
 [ "$only" = memory ] && exit 0
 echo
