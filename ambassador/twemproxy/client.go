@@ -78,6 +78,7 @@ const (
 	resumeSpace                     // the client has too much unanswered or unwritten: wait for space
 	resumeRoom                      // wait for room on the server connections in full
 	resumeStop                      // the stream ended (quit, or a bad request answered)
+	resumeCheck                     // a server session: see whether the oldest request is overdue
 )
 
 func newClient(p *pool, conn net.Conn) *client {

@@ -3,13 +3,10 @@ package twemproxy
 // PolledClients returns how many of the clients of pool the poller reads (pollIdle or pollBusy)
 // and how many clients the pool has.
 func PolledClients(s *Server, pool string) (polled, total int) {
-	s.mu.Lock()
-	pr := s.running[pool]
-	s.mu.Unlock()
-	if pr == nil {
+	p := runningPool(s, pool)
+	if p == nil {
 		return 0, 0
 	}
-	p := pr.p
 	p.clientMu.Lock()
 	defer p.clientMu.Unlock()
 	for c := range p.clients {
@@ -19,4 +16,39 @@ func PolledClients(s *Server, pool string) (polled, total int) {
 		}
 	}
 	return polled, total
+}
+
+// PolledSessions returns how many of the server sessions of pool the poller reads (pollIdle or
+// pollBusy) and how many sessions the pool has.
+func PolledSessions(s *Server, pool string) (polled, total int) {
+	p := runningPool(s, pool)
+	if p == nil {
+		return 0, 0
+	}
+	p.mu.RLock()
+	st := p.st
+	p.mu.RUnlock()
+	for _, srv := range st.servers {
+		for _, sc := range srv.conns {
+			sc.mu.Lock()
+			if s := sc.sess; s != nil {
+				total++
+				if s.polled() {
+					polled++
+				}
+			}
+			sc.mu.Unlock()
+		}
+	}
+	return polled, total
+}
+
+// runningPool returns the running pool of that name, or nil.
+func runningPool(s *Server, name string) *pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pr := s.running[name]; pr != nil {
+		return pr.p
+	}
+	return nil
 }

@@ -23,6 +23,11 @@ import (
 // wakes per round instead of one per client and request, which is what the Go scheduler charges
 // most for with several Ps.
 //
+// The server sessions' sockets are in the same epoll set: the loop reads their replies too, and
+// completes their requests, so that one goroutine reads both sides as nutcracker's one thread
+// does, instead of the poller and a reader goroutine per session waking each other on two
+// threads (see serverConn.readLoop and handOver).
+//
 // The loop never blocks on anything but the epoll set. A client that must wait (it has too much
 // unanswered, a server connection it wrote to is full), whose stream ended or failed, or that sent
 // an incomplete request the loop cannot finish from what it read, goes back to its own goroutine
@@ -34,8 +39,9 @@ type clientPoller struct {
 	raw  syscall.RawConn
 	done chan struct{}
 
-	mu      sync.Mutex
-	clients map[int32]*client // registered clients by socket descriptor
+	mu       sync.Mutex
+	clients  map[int32]*client  // registered clients by socket descriptor
+	sessions map[int32]*session // registered server sessions by socket descriptor
 
 	// Used by the loop goroutine only.
 	events  []syscall.EpollEvent
@@ -58,6 +64,10 @@ const (
 
 // epollET is syscall.EPOLLET as the uint32 of EpollEvent.Events (the constant is negative).
 const epollET = 1 << 31
+
+// padSession marks a server session's registration in EpollEvent.Pad (the upper half of the
+// event's data, which the kernel hands back as it was given); a client's is 0.
+const padSession = 1
 
 // epollEnd are the events that say the stream ended or failed. Edge-triggered, they are reported
 // once, with the data that came before them.
@@ -99,7 +109,7 @@ func newClientPoller(p *pool) *clientPoller {
 		return nil
 	}
 	cp := &clientPoller{p: p, file: file, raw: raw, done: make(chan struct{}),
-		clients: map[int32]*client{}, events: make([]syscall.EpollEvent, 128), buf: make([]byte, ioBufSize),
+		clients: map[int32]*client{}, sessions: map[int32]*session{}, events: make([]syscall.EpollEvent, 128), buf: make([]byte, ioBufSize),
 		batch: make([]*Request, 0, maxBatch)}
 	cp.br = bufio.NewReaderSize(&cp.src, ioBufSize)
 	cp.scratch.ds = &cp.ds
@@ -167,6 +177,10 @@ func (cp *clientPoller) loop() {
 func (cp *clientPoller) round() {
 	now := time.Now().UnixNano()
 	for _, ev := range cp.events[:cp.nev] {
+		if ev.Pad == padSession {
+			cp.roundSession(ev)
+			continue
+		}
 		cp.mu.Lock()
 		c := cp.clients[ev.Fd]
 		cp.mu.Unlock()
@@ -200,21 +214,13 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 		if !room {
 			return resumeSpace, true
 		}
-		n, err := c.rr.readNow(cp.buf)
+		data, n, hadPending, err := cp.fill(c.rr, &c.pending)
 		if err == syscall.EAGAIN {
 			return 0, false
 		}
 		if err != nil || n == 0 {
 			return resumeRead, true // the goroutine's read sees the end or the error itself
 		}
-		data := cp.buf[:n]
-		hadPending := len(c.pending) > 0
-		if hadPending {
-			c.pending = append(c.pending, data...)
-			data = c.pending
-		}
-		cp.src.b, cp.src.off = data, 0
-		cp.br.Reset(&cp.src)
 		consumed := 0
 		batch := cp.batch
 		var stop bool
@@ -279,6 +285,24 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 	}
 }
 
+// fill reads rr once, without waiting, into the poller's buffer and sets the poller's reader on
+// the bytes to parse: what the last read left in pending (hadPending), then what this one read
+// (n bytes). n is 0 with err (syscall.EAGAIN: nothing to read) or at the end of the stream.
+func (cp *clientPoller) fill(rr *rawIO, pending *[]byte) (data []byte, n int, hadPending bool, err error) {
+	n, err = rr.readNow(cp.buf)
+	if err != nil || n == 0 {
+		return nil, n, false, err
+	}
+	data = cp.buf[:n]
+	if hadPending = len(*pending) > 0; hadPending {
+		*pending = append(*pending, data...)
+		data = *pending
+	}
+	cp.src.b, cp.src.off = data, 0
+	cp.br.Reset(&cp.src)
+	return data, n, hadPending, nil
+}
+
 // sweep sends the clients idle in the poller for longer than idle back to their goroutines, which
 // close them as a read that timed out.
 func (cp *clientPoller) sweep(idle time.Duration) {
@@ -307,81 +331,114 @@ func (cp *clientPoller) adopt(c *client) bool {
 		c.rr, c.fd = rr, fd
 	}
 	if c.register == nil {
-		c.register = func(uintptr) { c.regErr = cp.register(c) }
+		c.register = func(uintptr) { c.regErr = cp.register(&c.pollClient, c, nil) }
 	}
 	c.lastActive.Store(time.Now().UnixNano())
-	c.pollState.Store(pollIdle)
+	return c.enter()
+}
+
+// enter hands e's read side to the poller through e.register; it reports false when the poller
+// cannot take it, or when e was closed meanwhile: the goroutine then reads (and fails).
+func (e *pollClient) enter() bool {
+	e.pollState.Store(pollIdle)
 	// Registered inside Control, which holds the descriptor: a connection closed meanwhile (its
 	// number then maybe another socket's) fails here instead of registering that socket.
-	err := c.rr.raw.Control(c.register)
+	err := e.rr.raw.Control(e.register)
 	if err == nil {
-		err = c.regErr
+		err = e.regErr
 	}
 	if err != nil {
-		c.pollState.Store(pollOwn)
+		e.pollState.Store(pollOwn)
 		return false
 	}
-	if c.kickOut.Load() && c.pollState.CompareAndSwap(pollIdle, pollOwn) {
+	if e.kickOut.Load() && e.pollState.CompareAndSwap(pollIdle, pollOwn) {
 		return false // closed meanwhile: the goroutine reads (and fails)
 	}
 	return true
 }
 
-// register adds c's socket to the epoll set, or modifies its registration; either reports the
-// socket at once if it is readable. It must run while c's descriptor is held (see adopt); it
-// holds the epoll set's.
-func (cp *clientPoller) register(c *client) error {
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: c.fd}
-	op := syscall.EPOLL_CTL_MOD
-	if !c.registered {
-		op = syscall.EPOLL_CTL_ADD
+// register adds e's socket to the epoll set, or modifies its registration; either reports the
+// socket at once if it is readable. e is client c's or server session s's (the other is nil). It
+// must run while e's descriptor is held (see enter); it holds the epoll set's.
+func (cp *clientPoller) register(e *pollClient, c *client, s *session) error {
+	var pad int32
+	if s != nil {
+		pad = padSession
+	}
+	if !e.registered {
 		cp.mu.Lock()
-		cp.clients[c.fd] = c
+		if s != nil {
+			cp.sessions[e.fd] = s
+		} else {
+			cp.clients[e.fd] = c
+		}
 		cp.mu.Unlock()
 	}
-	// The epoll set's descriptor is held too: closed by close meanwhile, its number could be
-	// another descriptor's (another pool's epoll set) by now.
-	c.ctlOp, c.ctlEv = op, ev
-	if c.ctl == nil {
-		c.ctl = func(epfd uintptr) {
-			c.ctlErr = syscall.EpollCtl(int(epfd), c.ctlOp, int(c.fd), &c.ctlEv)
-			if c.ctlErr == syscall.EEXIST {
-				c.ctlErr = syscall.EpollCtl(int(epfd), syscall.EPOLL_CTL_MOD, int(c.fd), &c.ctlEv)
+	if err := cp.ctl(e, pad); err != nil {
+		if !e.registered {
+			if s != nil {
+				cp.forgetSession(s)
+			} else {
+				cp.forget(c)
 			}
-		}
-	}
-	err := cp.raw.Control(c.ctl)
-	if err == nil {
-		err = c.ctlErr
-	}
-	if err != nil {
-		if !c.registered {
-			cp.forget(c)
 		}
 		return err
 	}
-	c.registered = true
+	e.registered = true
 	return nil
+}
+
+// ctl adds e's socket to the epoll set (or modifies its registration), with pad in the event's
+// data.
+func (cp *clientPoller) ctl(e *pollClient, pad int32) error {
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: e.fd, Pad: pad}
+	op := syscall.EPOLL_CTL_MOD
+	if !e.registered {
+		op = syscall.EPOLL_CTL_ADD
+	}
+	// The epoll set's descriptor is held too: closed by close meanwhile, its number could be
+	// another descriptor's (another pool's epoll set) by now.
+	e.ctlOp, e.ctlEv = op, ev
+	if e.ctlFn == nil {
+		e.ctlFn = func(epfd uintptr) {
+			e.ctlErr = syscall.EpollCtl(int(epfd), e.ctlOp, int(e.fd), &e.ctlEv)
+			if e.ctlErr == syscall.EEXIST {
+				e.ctlErr = syscall.EpollCtl(int(epfd), syscall.EPOLL_CTL_MOD, int(e.fd), &e.ctlEv)
+			}
+		}
+	}
+	err := cp.raw.Control(e.ctlFn)
+	if err == nil {
+		err = e.ctlErr
+	}
+	return err
 }
 
 // release takes client c out of the poller after its connection was closed: its goroutine reads
 // and sees the connection closed. Safe to call from any goroutine, with c.mu held.
-func (cp *clientPoller) release(c *client) {
-	c.kickOut.Store(true)
-	if c.pollState.CompareAndSwap(pollIdle, pollOwn) {
-		c.resume <- resumeRead
+func (cp *clientPoller) release(c *client) { c.evict(c.resume) }
+
+// evict takes e out of the poller for good: if the poller has it, resume hands it back to e's
+// goroutine; if the poller is reading it now, the poller hands it back when it is done.
+func (e *pollClient) evict(resume chan<- resumeReason) {
+	e.kickOut.Store(true)
+	if e.pollState.CompareAndSwap(pollIdle, pollOwn) {
+		resume <- resumeRead
 	}
 }
 
 // forget drops client c from the clients map before its connection is closed for good; closing
 // the socket takes it out of the epoll set. A map entry a newer client with c's descriptor number
 // took over is left alone.
-func (cp *clientPoller) forget(c *client) {
-	cp.mu.Lock()
-	if cp.clients[c.fd] == c {
-		delete(cp.clients, c.fd)
+func (cp *clientPoller) forget(c *client) { forgetEntry(&cp.mu, cp.clients, c.fd, c) }
+
+// forgetEntry deletes m[fd] under mu if it is v.
+func forgetEntry[T comparable](mu *sync.Mutex, m map[int32]T, fd int32, v T) {
+	mu.Lock()
+	if m[fd] == v {
+		delete(m, fd)
 	}
-	cp.mu.Unlock()
+	mu.Unlock()
 }
 
 // pollClient is a client's state in the poller.
@@ -392,9 +449,9 @@ type pollClient struct {
 	rr         *rawIO       // set by the goroutine in its first adopt; read by the poller only
 	fd         int32
 	registered bool             // in the epoll set; used by the goroutine
-	register   func(fd uintptr) // cp.register(c) for rr's Control, bound once; sets regErr
+	register   func(fd uintptr) // registers in the epoll set, for rr's Control, bound once; sets regErr
 	regErr     error
-	ctl        func(epfd uintptr) // epoll_ctl(ctlOp, ctlEv) for the epoll set's Control, bound once
+	ctlFn      func(epfd uintptr) // epoll_ctl(ctlOp, ctlEv) for the epoll set's Control, bound once
 	ctlOp      int
 	ctlEv      syscall.EpollEvent
 	ctlErr     error
@@ -413,3 +470,119 @@ func newRawReader(conn net.Conn) (*rawIO, int32) {
 
 // polled reports whether the poller reads c.
 func (c *client) polled() bool { return c.pollState.Load() != pollOwn }
+
+// roundSession serves the server session of event ev: the poller reads its replies and completes
+// their requests, unless its goroutine reads it.
+func (cp *clientPoller) roundSession(ev syscall.EpollEvent) {
+	cp.mu.Lock()
+	s := cp.sessions[ev.Fd]
+	cp.mu.Unlock()
+	if s == nil || !s.pollState.CompareAndSwap(pollIdle, pollBusy) {
+		return
+	}
+	if cp.serveSession(s, ev.Events&epollEnd != 0) {
+		s.pollState.Store(pollOwn)
+		s.resume <- resumeRead
+		return
+	}
+	s.pollState.Store(pollIdle)
+	if (s.kickOut.Load() || s.wantBack.Load()) && s.pollState.CompareAndSwap(pollIdle, pollOwn) {
+		s.resume <- resumeCheck
+	}
+}
+
+// serveSession reads the replies session s's server sent and completes their requests into the
+// round's dirty set, as its goroutine's readLoop would; it reports that the goroutine must read:
+// the stream ended or failed, data came with nothing in flight, a reply is bad (the goroutine's
+// read of the same bytes fails the session), or a large reply is only partly there. ended says
+// the event reported the end of the stream: s is then read until the read that sees it.
+func (cp *clientPoller) serveSession(s *session, ended bool) (back bool) {
+	sc := s.sc
+	rs := &s.rs
+	proto := sc.st.proto
+	defer rs.publish(sc)
+	for {
+		data, n, hadPending, err := cp.fill(s.rr, &rs.pending)
+		if err == syscall.EAGAIN {
+			return false
+		}
+		if err != nil || n == 0 {
+			return true // the goroutine's read sees the end or the error itself
+		}
+		consumed := 0
+		bad := false
+		for consumed < len(data) {
+			if rs.i == len(rs.local) {
+				sc.mu.Lock()
+				ok := rs.takeLocked(sc)
+				sc.mu.Unlock()
+				if !ok {
+					bad = true // unsolicited data
+					break
+				}
+			}
+			r := rs.local[rs.i]
+			m := len(r.Resp)
+			if err := proto.ReadResponse(cp.br, r); err != nil {
+				r.Resp = r.Resp[:m]
+				bad = !errors.Is(err, errIncomplete)
+				break
+			}
+			consumed = cp.src.off - cp.br.Buffered()
+			rs.completed(sc, r, m, &cp.ds)
+		}
+		rest := data[consumed:]
+		switch {
+		case len(rest) == 0:
+			rs.pending = rs.pending[:0]
+		case hadPending && consumed == 0: // pending is data
+		default:
+			rs.pending = append(rs.pending[:0], rest...)
+		}
+		if bad || len(rest) > ioBufSize/2 {
+			return true
+		}
+		if n < len(cp.buf) && !ended {
+			return false // drained: the next byte, or the end, brings another event
+		}
+	}
+}
+
+// adoptSession gives server session s's read side to the poller (called by its goroutine, which
+// has nothing buffered). It reports false when the poller cannot take it; the goroutine then
+// reads on.
+func (cp *clientPoller) adoptSession(s *session) bool {
+	if s.kickOut.Load() || s.rr == nil {
+		return false
+	}
+	if s.register == nil {
+		s.register = func(uintptr) { s.regErr = cp.register(&s.pollClient, nil, s) }
+	}
+	return s.enter()
+}
+
+// takeBack takes session s's read side back from the poller if the poller is not reading it
+// now; then it reports true. Otherwise the poller gives it back once it is done (s.wantBack).
+func (cp *clientPoller) takeBack(s *session) bool {
+	return s.pollState.CompareAndSwap(pollIdle, pollOwn)
+}
+
+// releaseSession takes session s out of the poller for good after its connection was closed (or
+// its server connection is closing): its goroutine reads. Safe to call from any goroutine.
+func (cp *clientPoller) releaseSession(s *session) { s.evict(s.resume) }
+
+// forgetSession drops session s from the sessions map before its connection is closed.
+func (cp *clientPoller) forgetSession(s *session) {
+	if s.rr != nil {
+		forgetEntry(&cp.mu, cp.sessions, s.fd, s)
+	}
+}
+
+// setPollReader gives s the reader the poller reads its replies with.
+func (s *session) setPollReader() { s.rr, s.fd = newRawReader(s.conn) }
+
+// kicked reports whether s was taken out of the poller for good.
+func (s *session) kicked() bool { return s.kickOut.Load() }
+
+// polled reports whether the poller reads s's replies.
+func (s *session) polled() bool { return s.pollState.Load() != pollOwn }

@@ -15,4 +15,13 @@ func (*clientPoller) adopt(*client) bool { return false }
 func (*clientPoller) release(*client)    {}
 func (*clientPoller) forget(*client)     {}
 
+func (*clientPoller) adoptSession(*session) bool { return false }
+func (*clientPoller) takeBack(*session) bool     { return false }
+func (*clientPoller) releaseSession(*session)    {}
+func (*clientPoller) forgetSession(*session)     {}
+
+func (*session) setPollReader() {}
+func (*session) kicked() bool   { return true }
+func (*session) polled() bool   { return false }
+
 func (*client) polled() bool { return false }

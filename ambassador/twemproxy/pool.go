@@ -96,6 +96,7 @@ type poolState struct {
 	nejected    atomic.Int32
 	rebuildMu   sync.Mutex
 
+	poller       *clientPoller // the pool's, which reads the server sessions' replies too; nil: their goroutines do
 	serverEjects *atomic.Int64 // the pool's counter (survives reloads)
 	log          *zap.Logger
 
@@ -475,6 +476,10 @@ func (p *pool) listen() error {
 // start starts the pool's servers; it must be called before run, and before any swap.
 func (p *pool) start(ctx context.Context) {
 	p.mu.Lock()
+	if p.poller = newClientPoller(p); p.poller != nil {
+		p.poller.start()
+	}
+	p.st.poller = p.poller
 	p.st.start(ctx)
 	p.mu.Unlock()
 }
@@ -483,9 +488,6 @@ func (p *pool) start(ctx context.Context) {
 func (p *pool) run(ctx context.Context) {
 	stop := context.AfterFunc(ctx, func() { p.ln.Close() })
 	defer stop()
-	if p.poller = newClientPoller(p); p.poller != nil {
-		p.poller.start()
-	}
 	for {
 		conn, err := p.ln.Accept()
 		if err != nil {
@@ -539,6 +541,7 @@ func (p *pool) currentCfg() *PoolConfig {
 // the old servers finish what they were sent and are closed.
 func (p *pool) swap(ctx context.Context, cfg *PoolConfig) {
 	st := newPoolState(cfg, p.proto, &p.serverEjects, p.log)
+	st.poller = p.poller
 	st.start(ctx)
 	p.mu.Lock()
 	old := p.st

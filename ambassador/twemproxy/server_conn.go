@@ -37,9 +37,10 @@ type server struct {
 
 // serverConn is one of a server's server_connections. Client readers append their requests'
 // bytes to its output buffer and flush it themselves (group commit: whoever finds the buffer
-// unflushed writes everything queued so far, so there is no writer goroutine); the session's
-// reader goroutine reads the replies in order and completes the requests, writing the replies
-// straight to their clients. The run goroutine only dials and watches sessions.
+// unflushed writes everything queued so far, so there is no writer goroutine); the pool's poller
+// (or, when the poller gives it back, the session's reader goroutine) reads the replies in order
+// and completes the requests, writing the replies straight to their clients. The run goroutine
+// only dials and watches sessions.
 type serverConn struct {
 	srv *server
 	st  *poolState
@@ -58,6 +59,7 @@ type serverConn struct {
 	waitBytes  int        // the bytes of the waiting requests
 	closing    bool
 	readerIdle bool          // the reader waits for a reply with no request taken: enqueue arms the deadline
+	pollWatch  bool          // the poller reads sess's replies and its timer is not armed: enqueue arms it
 	armed      time.Time     // the read deadline enqueue armed
 	room       chan struct{} // closed when out shrinks below maxServerOut; nil: nobody waits
 
@@ -75,12 +77,65 @@ type serverConn struct {
 
 // session is one connection to the server.
 type session struct {
+	sc   *serverConn
 	conn net.Conn
 	nb   *rawIO // non-blocking writes; nil where raw socket I/O is unsupported
 	rd   *rawIO // the reader's reads (nb's socket, but not concurrent with its writes); nil: conn
 	dead bool   // under serverConn.mu
 	err  error  // why it died; set before dead is visible to the reader
 	done chan struct{}
+
+	// The read side. Whoever owns it (the reader goroutine, or the pool's poller while the
+	// goroutine waits on resume) uses rs; see serverConn.handOver.
+	rs       replyState
+	resume   chan resumeReason // capacity 1: the poller gives the read side back
+	timer    *time.Timer       // while polled: fires when the oldest request in flight may be overdue
+	wantBack atomic.Bool       // the goroutine asks the poller to give the read side back
+	pollClient
+}
+
+// replyState is a session's reply reading: the requests taken from inflight (local[i:] still
+// await their replies, in order), the counters not yet published, and the start of a reply the
+// poller read (the goroutine reads it first).
+type replyState struct {
+	local         []*Request
+	i             int
+	nresp, nbytes int64
+	pending       []byte
+}
+
+// publish adds the counters of the replies read so far to sc's.
+func (rs *replyState) publish(sc *serverConn) {
+	if rs.nresp == 0 {
+		return
+	}
+	sc.responses.Add(rs.nresp)
+	sc.responseBytes.Add(rs.nbytes)
+	sc.settled.Add(rs.nresp)
+	rs.nresp, rs.nbytes = 0, 0
+}
+
+// takeLocked makes sc's requests in flight the next ones to read replies for; it reports false when
+// there are none. local[i:] must be empty.
+func (rs *replyState) takeLocked(sc *serverConn) bool {
+	if len(sc.inflight) == 0 {
+		return false
+	}
+	clear(rs.local)
+	rs.local, sc.inflight = sc.inflight, rs.local[:0]
+	rs.i = 0
+	return true
+}
+
+// oldestLocked returns the oldest request awaiting its reply, or nil.
+func (rs *replyState) oldestLocked(sc *serverConn) *Request {
+	if rs.i < len(rs.local) {
+		return rs.local[rs.i]
+	}
+	if len(sc.inflight) > 0 {
+		return sc.inflight[0]
+	}
+	return nil
 }
 
 func newServerConn(srv *server, st *poolState) *serverConn {
@@ -174,6 +229,12 @@ func (sc *serverConn) appendLocked(r *Request, now time.Time) {
 		if t := sc.st.cfg.Timeout; t > 0 {
 			sc.armed = now.Add(t)
 			_ = sc.sess.conn.SetReadDeadline(sc.armed)
+		}
+	}
+	if sc.pollWatch {
+		sc.pollWatch = false
+		if t := sc.st.cfg.Timeout; t > 0 && sc.sess.timer != nil {
+			sc.sess.timer.Reset(t)
 		}
 	}
 }
@@ -282,11 +343,18 @@ func (sc *serverConn) kill(s *session, err error, count bool, ds *dirtySet) {
 		sc.inflight, sc.noreply = nil, nil
 		sc.out = sc.out[:0]
 		sc.readerIdle = false
+		sc.pollWatch = false
 		sc.owed = false
 		sc.roomLocked()
 	}
 	sc.mu.Unlock()
+	if cp := sc.st.poller; cp != nil {
+		cp.forgetSession(s)
+	}
 	s.conn.Close()
+	if cp := sc.st.poller; cp != nil {
+		cp.releaseSession(s) // its goroutine reads, and sees the connection closed
+	}
 	if count {
 		sc.st.failure(sc.srv)
 	}
@@ -313,7 +381,13 @@ func (sc *serverConn) close() {
 	sc.closing = true
 	sc.roomLocked()
 	s := sc.finishedLocked()
+	live := sc.sess
 	sc.mu.Unlock()
+	if cp := sc.st.poller; cp != nil && live != nil {
+		// The session's goroutine finishes it, once its requests are answered: take its read
+		// side back from the poller for good.
+		cp.releaseSession(live)
+	}
 	if s != nil {
 		var ds dirtySet
 		sc.kill(s, ErrClosed, false, &ds)
@@ -369,8 +443,11 @@ func (sc *serverConn) run(ctx context.Context) {
 			sc.st.failure(sc.srv)
 			continue
 		}
-		s := &session{conn: conn, done: make(chan struct{})}
+		s := &session{sc: sc, conn: conn, done: make(chan struct{}), resume: make(chan resumeReason, 1)}
 		s.nb, s.rd = rawIOFor(conn), rawIOFor(conn)
+		if sc.st.poller != nil {
+			s.setPollReader() // before any goroutine sees s: kill reads its descriptor
+		}
 		now := time.Now()
 		sc.mu.Lock()
 		sc.sess = s
@@ -468,30 +545,31 @@ func handshake(conn net.Conn, send []byte, n int) error {
 
 // readLoop reads session s's replies in order until it dies. It takes the in-flight requests in
 // batches, completes each with its reply, and writes the clients' replies before each read from
-// the server: once per read when replies arrive whole.
+// the server: once per read when replies arrive whole. With a poller, it hands the reading to the
+// poller's loop whenever it has nothing buffered (see handOver), and reads itself only what the
+// poller gives back.
 func (sc *serverConn) readLoop(s *session) {
 	defer close(s.done)
 	timeout := sc.st.cfg.Timeout
 	proto := sc.st.proto
+	cp := sc.st.poller
 	var ds dirtySet
+	rs := &s.rs
 	// Every read that can wait for the server first writes the replies completed so far, so a
 	// slowly arriving reply does not hold up the replies before it.
 	var src io.Reader = s.conn
 	if s.rd != nil {
 		src = s.rd // raw reads: no system call state, as for the client reads (see rawIO)
 	}
-	fr := &flushingReader{r: src, ds: &ds, conn: s.conn}
+	fr := &flushingReader{r: pendingReader{rs: rs, r: src}, ds: &ds, conn: s.conn}
 	br := bufio.NewReaderSize(fr, ioBufSize)
-	var local []*Request
-	i := 0
-	// Counters are published in batches to keep atomics off the per-reply path.
-	var nresp, nbytes int64
-	publish := func() {
-		sc.responses.Add(nresp)
-		sc.responseBytes.Add(nbytes)
-		sc.settled.Add(nresp)
-		nresp, nbytes = 0, 0
+	polling := cp != nil && s.rd != nil
+	if polling && timeout > 0 {
+		s.timer = time.NewTimer(time.Hour)
+		s.timer.Stop()
+		defer s.timer.Stop()
 	}
+	readSelf := false // read at least one reply before handing the session to the poller again
 	// fail ends the session after err; a connection that ends while nothing is in flight (the
 	// server closed an idle connection) is not counted as a server failure.
 	fail := func(err error, count bool) {
@@ -517,20 +595,28 @@ func (sc *serverConn) readLoop(s *session) {
 		sc.mu.Lock()
 		err = s.err // the first cause, if something else killed the session
 		sc.mu.Unlock()
-		publish()
-		sc.settled.Add(int64(len(local) - i))
-		for ; i < len(local); i++ {
-			local[i].finish(err, &ds)
-			local[i] = nil
+		rs.publish(sc)
+		sc.settled.Add(int64(len(rs.local) - rs.i))
+		for ; rs.i < len(rs.local); rs.i++ {
+			rs.local[rs.i].finish(err, &ds)
+			rs.local[rs.i] = nil
 		}
 		ds.flush()
 	}
 	for {
-		if i == len(local) {
-			publish()
+		if polling && !readSelf && br.Buffered() == 0 && len(rs.pending) == 0 {
+			rs.publish(sc)
 			ds.flush()
-			clear(local)
-			local, i = local[:0], 0
+			if fr.armed != (time.Time{}) {
+				_ = s.conn.SetReadDeadline(time.Time{}) // the poller's reads must not time out
+				fr.armed = time.Time{}
+			}
+			sc.handOver(s, cp)
+			readSelf = true
+		}
+		if rs.i == len(rs.local) {
+			rs.publish(sc)
+			ds.flush()
 			sc.mu.Lock()
 			waited := len(sc.inflight) == 0 // then the deadline is the one enqueue or the wait arms
 			for len(sc.inflight) == 0 {
@@ -582,10 +668,10 @@ func (sc *serverConn) readLoop(s *session) {
 			if waited {
 				fr.armed = sc.armed
 			}
-			local, sc.inflight = sc.inflight, local
+			rs.takeLocked(sc)
 			sc.mu.Unlock()
 		}
-		r := local[i]
+		r := rs.local[rs.i]
 		if timeout > 0 {
 			// An armed deadline no later than r's is kept: if it fires before r's reply is in,
 			// fr moves it to r's. Moving it for every reply (each request of a round has its own
@@ -602,13 +688,96 @@ func (sc *serverConn) readLoop(s *session) {
 			fail(err, true)
 			return
 		}
-		nresp++
-		nbytes += int64(len(r.Resp) - n)
-		local[i] = nil
-		i++
-		sc.st.success(sc.srv)
-		r.finish(nil, &ds) // r may be released from here on
+		readSelf = false
+		rs.completed(sc, r, n, &ds)
 	}
+}
+
+// completed counts the reply just read into r (whose reply began at Resp[n:]) and completes r,
+// the oldest request awaiting its reply. r may be released from here on.
+func (rs *replyState) completed(sc *serverConn, r *Request, n int, ds *dirtySet) {
+	rs.nresp++
+	rs.nbytes += int64(len(r.Resp) - n)
+	rs.local[rs.i] = nil
+	rs.i++
+	sc.st.success(sc.srv)
+	r.finish(nil, ds)
+}
+
+// handOver gives session s's read side to the poller and waits until the poller gives it back, or
+// until the oldest request in flight is overdue, which the goroutine's read then reports. It
+// returns with the read side the goroutine's. The session's timer fires at the earliest moment a
+// request in flight can be overdue (enqueue arms it when none was); it is moved only when it fires.
+func (sc *serverConn) handOver(s *session, cp *clientPoller) {
+	timeout := sc.st.cfg.Timeout
+	var fired <-chan time.Time
+	if s.timer != nil {
+		fired = s.timer.C
+	}
+	for {
+		// The timer is armed for the oldest request in flight, or by enqueue for the next one.
+		sc.mu.Lock()
+		sc.pollWatch = false
+		if s.timer != nil {
+			if r := s.rs.oldestLocked(sc); r != nil {
+				s.timer.Reset(time.Until(r.sent.Add(timeout)))
+			} else {
+				s.timer.Stop()
+				sc.pollWatch = true
+			}
+		}
+		sc.mu.Unlock()
+		if !cp.adoptSession(s) {
+			sc.stopWatch(s)
+			return
+		}
+		var why resumeReason
+		select {
+		case why = <-s.resume:
+		case <-fired:
+			s.wantBack.Store(true)
+			why = resumeCheck
+			if !cp.takeBack(s) {
+				why = <-s.resume // the poller reads it now; it gives it back after
+			}
+		}
+		s.wantBack.Store(false)
+		sc.stopWatch(s)
+		if why != resumeCheck {
+			return
+		}
+		// The timer fired: the goroutine reads if the oldest request is overdue (its read
+		// deadline is then past), or if the session was closed; else back to the poller.
+		sc.mu.Lock()
+		r := s.rs.oldestLocked(sc)
+		overdue := r != nil && !time.Now().Before(r.sent.Add(timeout))
+		sc.mu.Unlock()
+		if overdue || s.kicked() {
+			return
+		}
+	}
+}
+
+// stopWatch stops enqueue from arming s's timer: the goroutine reads.
+func (sc *serverConn) stopWatch(s *session) {
+	sc.mu.Lock()
+	sc.pollWatch = false
+	sc.mu.Unlock()
+}
+
+// pendingReader reads what the poller left of a partial reply, then r.
+type pendingReader struct {
+	rs *replyState
+	r  io.Reader
+}
+
+func (p pendingReader) Read(b []byte) (int, error) {
+	if rs := p.rs; len(rs.pending) > 0 {
+		n := copy(b, rs.pending)
+		rs.pending = rs.pending[:copy(rs.pending, rs.pending[n:])]
+		return n, nil
+	}
+	return p.r.Read(b)
 }
 
 // flushingReader reads from r after writing the replies collected in ds. While a reply is read
