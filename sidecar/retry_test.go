@@ -104,6 +104,9 @@ func TestHTTPSinkOutageHoldsOffsets(t *testing.T) {
 		defer func() { <-mu }()
 		return len(got) >= 3
 	})
+	// The server has the lines before the sink has its answer: stopping now could cancel the
+	// request, leaving them undelivered for the Tailer (offset 0, sent again after a restart).
+	await.True(t, "3 lines delivered", 20*time.Second, func() bool { return counterValue(tl.m.lines) >= 3 })
 	stop()
 	mu <- struct{}{}
 	defer func() { <-mu }()
