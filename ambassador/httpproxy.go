@@ -72,6 +72,7 @@ type HTTPProxy struct {
 	sharedDone atomic.Pointer[<-chan struct{}]
 	reqCtx     atomic.Pointer[context.Context] // the context of Run's requests
 	loopServed atomic.Int64                    // requests answered by an event loop
+	ringCounts ringCounts                      // the event loops' writes through io_uring
 	handedOff  atomic.Int64                    // connections an event loop gave to the goroutine path
 	h1wg       sync.WaitGroup                  // HTTP/1 connection goroutines and event loops
 	upMu       sync.Mutex
@@ -963,6 +964,8 @@ func (p *HTTPProxy) Statusz() (string, []string, [][]string) {
 		{"retry budget", fmt.Sprintf("%d%% (min %d)", p.budget.Percent, p.budget.MinConcurrent)},
 		{"answered by event loops", strconv.FormatInt(p.loopServed.Load(), 10)},
 		{"handed to goroutines by event loops", strconv.FormatInt(p.handedOff.Load(), 10)},
+		{"writes through io_uring on event loops", strconv.FormatInt(p.ringCounts.batched.Load(), 10)},
+		{"io_uring_enter calls on event loops", strconv.FormatInt(p.ringCounts.enters.Load(), 10)},
 	}
 	for i, s := range *p.splits.Load() {
 		rows = append(rows, []string{fmt.Sprintf("split %d", i), fmt.Sprintf("cluster=%s percent=%g header=%s cookie=%s",

@@ -99,6 +99,7 @@ type loop struct {
 	more    []*sock // clients that reached passCap with more body to relay, for the next pass
 	pass    uint64
 	dirty   []*sock // sockets with output queued for the end of the pass
+	batch   sendBatch[*sock]
 	sink    appendWriter
 	bw      *bufio.Writer
 }
@@ -134,6 +135,7 @@ type sock struct {
 	r, w     int
 	out      []byte // to write, from outOff
 	outOff   int
+	werr     syscall.Errno // a write through the ring failed so (EAGAIN: the buffer is full): flush reports it
 
 	// client
 	remote  string
@@ -189,6 +191,9 @@ func newLoops(p *HTTPProxy, n int, ctx context.Context) (*loops, error) {
 			}
 			return nil, err
 		}
+		if l.ringErr != nil && len(ls.all) == 0 {
+			p.log.Info("HTTP event loops write with write(2): " + l.ringErr.Error())
+		}
 		ls.all = append(ls.all, l)
 	}
 	return ls, nil
@@ -196,6 +201,7 @@ func newLoops(p *HTTPProxy, n int, ctx context.Context) (*loops, error) {
 
 func newLoop(p *HTTPProxy, ctx context.Context) (*loop, error) {
 	l := &loop{p: p, ctx: ctx, pools: map[*Backend][]*sock{}}
+	l.counts = &p.ringCounts
 	if err := l.open(p.cfg.readHeader, p.cfg.idleTimeout, p.cfg.perTryTimeout, p.cfg.writeTimeout); err != nil {
 		return nil, err
 	}
@@ -273,6 +279,9 @@ func (l *loop) later(s *sock) {
 // endPass writes what the pass queued and serves the clients whose exchange ended.
 func (l *loop) endPass() {
 	for len(l.dirty) > 0 || len(l.ready) > 0 {
+		if l.ring != nil {
+			l.writeBatched()
+		}
 		for i := 0; i < len(l.dirty); i++ {
 			s := l.dirty[i]
 			s.queued = false
@@ -294,6 +303,30 @@ func (l *loop) endPass() {
 			}
 		}
 	}
+}
+
+// writeBatched writes the output the pass queued through the ring, in one io_uring_enter, before
+// endPass flushes each socket: flush then finds what was written gone, and the error or EAGAIN
+// of a write that failed in werr. A write the ring never made is left to flush; a socket whose
+// write may or may not have happened fails with EIO.
+func (l *loop) writeBatched() {
+	for _, s := range l.dirty {
+		if s.fd >= 0 && (s.kind == clientSock || s.phase == pSending) && s.outOff < len(s.out) && s.werr == 0 {
+			l.batch.add(s, s.fd, s.out[s.outOff:])
+		}
+	}
+	sendBatched(&l.loopCore, &l.batch, func(s *sock, res sendResult, known bool) {
+		switch {
+		case !res.done:
+			if !known {
+				s.werr = syscall.EIO
+			}
+		case res.e == 0:
+			s.outOff += res.n
+		case res.e != syscall.EINTR:
+			s.werr = res.e
+		}
+	}, func(msg string) { l.p.log.Warn("HTTP event loop: " + msg) })
 }
 
 // exit closes what the loop still holds once no client is left.
@@ -868,6 +901,13 @@ func (l *loop) send(c *sock, u *sock) {
 
 // flush writes s's pending output; done means all of it is written. EAGAIN clears writable.
 func (s *sock) flush() (done bool, e syscall.Errno) {
+	if e := s.werr; e != 0 {
+		s.werr = 0
+		if e == syscall.EAGAIN {
+			s.writable = false
+		}
+		return false, e
+	}
 	for s.outOff < len(s.out) {
 		n, e := rawsys.Write(s.fd, s.out[s.outOff:])
 		if e != 0 {

@@ -3,6 +3,7 @@ package ambassador
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -92,6 +93,16 @@ type loopCore[M any] struct {
 	events  []syscall.EpollEvent
 	tick    time.Duration
 	sweepAt time.Time
+
+	ring    *sendRing   // nil: the loop sends with one system call per send
+	ringErr error       // why ring is nil, when io_uring_setup failed
+	counts  *ringCounts // set before open to share; else open makes the loop's own
+}
+
+// ringCounts count a loop's sends through its ring, for Statusz.
+type ringCounts struct {
+	batched atomic.Int64 // sends made through a ring
+	enters  atomic.Int64 // io_uring_enter calls made for them
 }
 
 // open makes the epoll set and the mailbox. The tick is a tenth of the shortest of timeouts that is
@@ -106,6 +117,12 @@ func (c *loopCore[M]) open(timeouts ...time.Duration) error {
 		return err
 	}
 	c.epfd, c.events, c.tick = epfd, make([]syscall.EpollEvent, 256), 100*time.Millisecond
+	if !noSendRing {
+		c.ring, c.ringErr = newSendRing(sendRingSize)
+	}
+	if c.counts == nil {
+		c.counts = new(ringCounts)
+	}
 	for _, d := range timeouts {
 		if d > 0 {
 			c.tick = min(c.tick, max(d/10, time.Millisecond))
@@ -125,11 +142,15 @@ func (c *loopCore[M]) block(timed bool) int {
 	return n
 }
 
-// shut refuses further posts, closes the mailbox and the epoll set, and returns what was posted
+// shut refuses further posts, closes the mailbox, the epoll set and the ring, and returns what was posted
 // and not taken.
 func (c *loopCore[M]) shut() []M {
 	msgs := c.box.shut()
 	syscall.Close(c.epfd)
+	if c.ring != nil {
+		c.ring.close()
+		c.ring = nil
+	}
 	return msgs
 }
 
@@ -142,4 +163,65 @@ func startLoops[L interface{ run() }](all []L, wg *sync.WaitGroup) {
 			l.run()
 		}()
 	}
+}
+
+// noSendRing, when set (by tests), makes new loops send with one system call per send.
+var noSendRing bool
+
+// sendRingSize is how many sends one io_uring_enter makes at most.
+const sendRingSize = 256
+
+// sendBatch is a loop pass's sends through the loop's ring: what each is for, its destination and
+// its bytes.
+type sendBatch[T any] struct {
+	items []T
+	fds   []int
+	bufs  [][]byte
+	res   []sendResult
+}
+
+// add queues a send of p (non-empty) to fd for item.
+func (b *sendBatch[T]) add(item T, fd int, p []byte) {
+	b.items, b.fds, b.bufs = append(b.items, item), append(b.fds, fd), append(b.bufs, p)
+}
+
+// sendBatched makes b's sends through c's ring, sendRingSize per io_uring_enter, calls each with
+// every send's item and result, and empties b. A send whose result is not done was not made, or,
+// when known is false, may or may not have been. Should the ring fail, c goes back to one system
+// call per send for good, and warn is told why.
+func sendBatched[M, T any](c *loopCore[M], b *sendBatch[T], each func(item T, r sendResult, known bool), warn func(string)) {
+	for start := 0; start < len(b.fds); start += sendRingSize {
+		end := min(start+sendRingSize, len(b.fds))
+		res := b.res[:0]
+		if c.ring != nil {
+			if cap(b.res) < sendRingSize {
+				b.res = make([]sendResult, sendRingSize)
+			}
+			res = b.res[:end-start]
+		}
+		known := true
+		if c.ring != nil {
+			calls, taken, err := c.ring.sendAll(b.fds[start:end], b.bufs[start:end], res)
+			c.counts.enters.Add(int64(calls))
+			known = taken
+			if err != 0 {
+				warn("io_uring_enter failed, sending with one system call per send from now on: " + err.Error())
+				c.ring.close()
+				c.ring = nil
+			}
+		}
+		for i, item := range b.items[start:end] {
+			var r sendResult
+			if i < len(res) {
+				r = res[i]
+			}
+			if r.done {
+				c.counts.batched.Add(1)
+			}
+			each(item, r, known)
+		}
+	}
+	clear(b.items)
+	clear(b.bufs)
+	b.items, b.fds, b.bufs = b.items[:0], b.fds[:0], b.bufs[:0]
 }

@@ -119,22 +119,9 @@ func TestTCPLoopShortReadRule(t *testing.T) {
 // with EAGAIN and wait for EPOLLOUT. Every byte must arrive in order either way, and the counters
 // must show which path the sends took.
 func TestTCPLoopSendRing(t *testing.T) {
-	ring, err := newSendRing(sendRingSize)
-	if err != nil {
-		t.Logf("io_uring unavailable (%v): only the sendto path runs", err)
-	} else {
-		ring.close()
-	}
-	for _, tc := range []struct {
-		name string
-		off  bool
-	}{{"io_uring", false}, {"sendto", true}} {
+	for _, tc := range sendRingCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			if !tc.off && ring == nil {
-				t.Skip("io_uring unavailable")
-			}
-			noSendRing = tc.off
-			defer func() { noSendRing = false }()
+			tc.setup(t)
 			flood := floodServer(t)
 			cl, err := NewCluster(NewStatic(Endpoint{Addr: echoServer(t)}))
 			if err != nil {
@@ -195,20 +182,8 @@ func TestTCPLoopSendRing(t *testing.T) {
 				t.Errorf("flood: %d bytes, %v; want %d bytes, in order", len(got), err, len(floodBytes()))
 			}
 
-			_, _, rows := p.Statusz()
-			_, _, frows := fp.Statusz()
-			count := func(key string) (n int64) {
-				for _, rs := range [][][]string{rows, frows} {
-					for _, r := range rs {
-						if r[0] == key {
-							v, _ := strconv.ParseInt(r[1], 10, 64)
-							n += v
-						}
-					}
-				}
-				return n
-			}
-			batched, enters := count("sends through io_uring on event loops"), count("io_uring_enter calls on event loops")
+			batched := statuszCount("sends through io_uring on event loops", p, fp)
+			enters := statuszCount("io_uring_enter calls on event loops", p, fp)
 			t.Logf("%d sends through io_uring in %d io_uring_enter calls", batched, enters)
 			if tc.off && (batched != 0 || enters != 0) {
 				t.Errorf("sendto path: %d sends through io_uring, %d io_uring_enter calls; want 0", batched, enters)
@@ -218,6 +193,35 @@ func TestTCPLoopSendRing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sendRingCases are the two ways a loop sends: through io_uring (skipped where the kernel refuses
+// it) and with a system call per send. setup picks the case's way for the loops the test makes.
+func sendRingCases(t *testing.T) []struct {
+	name  string
+	off   bool
+	setup func(*testing.T)
+} {
+	ring, err := newSendRing(sendRingSize)
+	if err != nil {
+		t.Logf("io_uring unavailable (%v): only the one-call-per-send path runs", err)
+	} else {
+		ring.close()
+	}
+	set := func(off bool) func(*testing.T) {
+		return func(t *testing.T) {
+			if !off && ring == nil {
+				t.Skip("io_uring unavailable")
+			}
+			noSendRing = off
+			t.Cleanup(func() { noSendRing = false })
+		}
+	}
+	return []struct {
+		name  string
+		off   bool
+		setup func(*testing.T)
+	}{{"io_uring", false, set(false)}, {"one call per send", true, set(true)}}
 }
 
 // floodBytes is what floodServer writes to each connection: 2000 numbered lines of about 1 KiB.
@@ -275,6 +279,15 @@ func runTCPProxy(t *testing.T, cl *Cluster) *TCPProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runProxy(t, p)
+}
+
+// runProxy runs p until the test ends and returns it once Ready.
+func runProxy[P interface {
+	Run(context.Context) error
+	Ready() <-chan struct{}
+}](t *testing.T, p P) P {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -286,4 +299,20 @@ func runTCPProxy(t *testing.T, cl *Cluster) *TCPProxy {
 	})
 	<-p.Ready()
 	return p
+}
+
+// statuszCount sums key's values in the Statusz tables of ps.
+func statuszCount(key string, ps ...interface {
+	Statusz() (string, []string, [][]string)
+}) (n int64) {
+	for _, p := range ps {
+		_, _, rows := p.Statusz()
+		for _, r := range rows {
+			if r[0] == key {
+				v, _ := strconv.ParseInt(r[1], 10, 64)
+				n += v
+			}
+		}
+	}
+	return n
 }

@@ -94,13 +94,9 @@ type tcpLoop struct {
 	spliced atomic.Int64 // bytes spliced into pipes
 	copied  atomic.Int64 // bytes read into buf
 	relays  atomic.Int64 // relays served
-	batched atomic.Int64 // sends made through ring
-	enters  atomic.Int64 // io_uring_enter calls made for them
 
-	buf []byte // the copy path's buffer, copyLen
-
-	ring  *sendRing // nil: sends are sendto(2) calls
-	batch sendBatch // the pass's sends through ring
+	buf   []byte               // the copy path's buffer, copyLen
+	batch sendBatch[relayFlow] // the pass's sends through the ring
 
 	ends    []*relayEnd // by fd
 	open    map[*relay]struct{}
@@ -147,36 +143,16 @@ func newTCPLoops(p *TCPProxy, n int) (*tcpLoops, error) {
 		l := &tcpLoop{p: p, open: map[*relay]struct{}{}, buf: make([]byte, copyLen)}
 		if err := l.loopCore.open(p.cfg.idleTimeout); err != nil {
 			for _, l := range ls.all {
-				l.release()
+				l.shut()
 			}
 			return nil, fmt.Errorf("event loop: %w", err)
 		}
-		if !noSendRing {
-			r, err := newSendRing(sendRingSize)
-			if err != nil && len(ls.all) == 0 {
-				p.log.Info("TCP event loops send with sendto(2): " + err.Error())
-			}
-			l.ring = r
+		if l.ringErr != nil && len(ls.all) == 0 {
+			p.log.Info("TCP event loops send with sendto(2): " + l.ringErr.Error())
 		}
 		ls.all = append(ls.all, l)
 	}
 	return ls, nil
-}
-
-// noSendRing, when set (by tests), makes new loops send with sendto(2) only.
-var noSendRing bool
-
-// sendRingSize is how many sends one io_uring_enter makes at most.
-const sendRingSize = 256
-
-// release closes what a loop holds besides its relays: the ring, the epoll set and the mailbox,
-// returning the messages posted and not taken.
-func (l *tcpLoop) release() []tcpMsg {
-	if l.ring != nil {
-		l.ring.close()
-		l.ring = nil
-	}
-	return l.shut()
 }
 
 // start runs every loop on a goroutine counted in wg.
@@ -197,8 +173,8 @@ func (ls *tcpLoops) counts() (c tcpCounts) {
 		c.splices += l.splices.Load()
 		c.spliced += l.spliced.Load()
 		c.copied += l.copied.Load()
-		c.batched += l.batched.Load()
-		c.enters += l.enters.Load()
+		c.batched += l.counts.batched.Load()
+		c.enters += l.counts.enters.Load()
 	}
 	return c
 }
@@ -289,7 +265,7 @@ func (l *tcpLoop) run() {
 	for r := range l.open {
 		l.close(r)
 	}
-	for _, m := range l.release() {
+	for _, m := range l.shut() {
 		l.discard(m)
 	}
 }
@@ -572,82 +548,41 @@ func (l *tcpLoop) pipe(f *flow) error {
 	return nil
 }
 
-// sendBatch is a pass's sends through a loop's ring: for each, the flow, its relay, the
-// destination, the bytes and, after the call, the result.
-type sendBatch struct {
-	flows  []*flow
-	relays []*relay
-	fds    []int
-	bufs   [][]byte
-	res    []sendResult
+// relayFlow is a flow with its relay, for a send through the ring.
+type relayFlow struct {
+	r *relay
+	f *flow
 }
 
-func (b *sendBatch) add(r *relay, f *flow) {
-	b.flows, b.relays = append(b.flows, f), append(b.relays, r)
-	b.fds, b.bufs = append(b.fds, f.dst.fd), append(b.bufs, f.held)
-}
-
-func (b *sendBatch) reset() {
-	clear(b.flows)
-	clear(b.relays)
-	clear(b.bufs)
-	b.flows, b.relays, b.fds, b.bufs = b.flows[:0], b.relays[:0], b.fds[:0], b.bufs[:0]
-}
-
-// sendBatched sends the copied bytes of the pass's relays through the ring, sendRingSize sends per
-// io_uring_enter; what a destination does not take stays in its flow, and flush's pump goes on as
-// after a sendto. Should the ring fail, the loop goes back to sendto(2) for good: sends the ring
-// never took are left for it, and a relay whose send may or may not have happened is closed.
+// sendBatched sends the copied bytes of the pass's relays through the ring; what a destination
+// does not take stays in its flow, and flush's pump goes on as after a sendto. A send the ring
+// never made is left to the pump's sendto; a relay whose send may or may not have happened is
+// closed.
 func (l *tcpLoop) sendBatched() {
-	b := &l.batch
-	do := func() {
-		if len(b.fds) == 0 || l.ring == nil {
-			return
-		}
-		if cap(b.res) < len(b.fds) {
-			b.res = make([]sendResult, sendRingSize)
-		}
-		b.res = b.res[:len(b.fds)]
-		calls, taken, err := l.ring.sendAll(b.fds, b.bufs, b.res)
-		l.enters.Add(int64(calls))
-		for i, res := range b.res {
-			f, r := b.flows[i], b.relays[i]
-			switch {
-			case !res.done:
-				if !taken {
-					l.close(r)
-				}
-			case res.e == 0:
-				l.batched.Add(1)
-				f.held = f.held[:copy(f.held, f.held[res.n:])]
-				r.active = l.now
-			case res.e == syscall.EAGAIN || res.e == syscall.EINTR:
-				l.batched.Add(1) // pump sends again and waits for EPOLLOUT on EAGAIN
-			default:
-				l.batched.Add(1)
-				l.close(r)
-			}
-		}
-		if err != 0 {
-			l.p.log.Warn("TCP event loop: io_uring_enter failed, sending with sendto(2) from now on: " + err.Error())
-			l.ring.close()
-			l.ring = nil
-		}
-		b.reset()
-	}
 	for _, r := range l.sends {
 		if r.closed {
 			continue
 		}
 		for _, f := range []*flow{&r.in, &r.out} {
-			if f.done || f.pending > 0 || len(f.held) == 0 {
-				continue
-			}
-			b.add(r, f)
-			if len(b.fds) == sendRingSize {
-				do()
+			if !f.done && f.pending == 0 && len(f.held) > 0 {
+				l.batch.add(relayFlow{r, f}, f.dst.fd, f.held)
 			}
 		}
 	}
-	do()
+	sendBatched(&l.loopCore, &l.batch, func(rf relayFlow, res sendResult, known bool) {
+		f, r := rf.f, rf.r
+		switch {
+		case !res.done:
+			if !known {
+				l.close(r)
+			}
+		case res.e == 0:
+			f.held = f.held[:copy(f.held, f.held[res.n:])]
+			r.active = l.now
+		case res.e == syscall.EAGAIN || res.e == syscall.EINTR:
+			// the pump sends again and waits for EPOLLOUT on EAGAIN
+		default:
+			l.close(r)
+		}
+	}, func(msg string) { l.p.log.Warn("TCP event loop: " + msg) })
 }
