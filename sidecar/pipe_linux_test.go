@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,13 +67,20 @@ func pipeTestLines(n int, odd bool) (content []string, want string) {
 // of at most 256 bytes and reads of 8 KiB, and the pipe's two ends.
 func pipeTailer(t *testing.T, dir string) (tl *Tailer, sink *WriterSink, r, w *os.File) {
 	t.Helper()
-	r, w = newTestPipe(t, 64<<10)
+	return rawPipeTailer(t, dir, 64<<10, WithMaxLineBytes(256), WithReadChunkBytes(8<<10))
+}
+
+// rawPipeTailer returns a Tailer following dir/*.log, polling every 20ms, with a raw WriterSink on a
+// pipe of size bytes and opts, and the pipe's two ends.
+func rawPipeTailer(t *testing.T, dir string, size int, opts ...Option) (tl *Tailer, sink *WriterSink, r, w *os.File) {
+	t.Helper()
+	r, w = newTestPipe(t, size)
 	sink = NewWriterSink(w, WithFormat(FormatRaw))
 	if sink.pipe == nil {
 		t.Fatal("no pipeOut for a pipe")
 	}
-	tl, err := NewTailer([]string{filepath.Join(dir, "*.log")}, sink, WithMaxLineBytes(256), WithReadChunkBytes(8<<10),
-		WithPollInterval(20*time.Millisecond), WithLogger(zaptest.NewLogger(t)))
+	opts = append(opts, WithPollInterval(20*time.Millisecond), WithLogger(zaptest.NewLogger(t)))
+	tl, err := NewTailer([]string{filepath.Join(dir, "*.log")}, sink, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,13 +154,7 @@ func TestSplicedLinesSurviveTruncation(t *testing.T) {
 		new = append(new, fmt.Sprintf("new %06d %s", i, strings.Repeat("n", i%50)))
 	}
 	appendFile(t, app, old...)
-	r, w := newTestPipe(t, 1<<20)
-	sink := NewWriterSink(w, WithFormat(FormatRaw))
-	tl, err := NewTailer([]string{filepath.Join(dir, "*.log")}, sink, WithPollInterval(10*time.Millisecond),
-		WithLogger(zaptest.NewLogger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tl, sink, r, w := rawPipeTailer(t, dir, 1<<20)
 	stop := runTailer(t, tl)
 	await.True(t, "old lines shipped", 20*time.Second, func() bool { return counterValue(tl.m.lines) == float64(len(old)) })
 	if err := os.Truncate(app, 0); err != nil {
@@ -168,6 +171,43 @@ func TestSplicedLinesSurviveTruncation(t *testing.T) {
 	want := strings.Join(old, "\n") + "\n" + strings.Join(new, "\n") + "\n"
 	if diff := cmp.Diff(want, string(<-got)); diff != "" {
 		t.Errorf("pipe (-want +got):\n%s", diff)
+	}
+}
+
+// Lines spliced from the files of a log rotated by rename every 10 to 60 lines, with lines written
+// to the old descriptor after the rename, reach the pipe once each and whole: the staged bytes of
+// one file are never taken for another's.
+func TestSplicedRotationShipsEveryLineOnce(t *testing.T) {
+	dir := t.TempDir()
+	const total = 3000
+	tl, sink, r, w := rawPipeTailer(t, dir, 64<<10)
+	got := slowReader(r, 3000, 20)
+	stop := runTailer(t, tl)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("writer seed %d", seed)
+	if _, err := rotatingWriter(dir, total, 0, rand.New(rand.NewPCG(seed, 1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, "every line shipped", 30*time.Second, func() bool { return counterValue(tl.m.lines) >= total })
+	stop()
+	w.Close()
+	counts := make([]int, total)
+	for _, l := range strings.Split(strings.TrimSuffix(string(<-got), "\n"), "\n") {
+		num, rest, ok := strings.Cut(strings.TrimPrefix(l, "n="), " ")
+		n, err := strconv.Atoi(num)
+		if !strings.HasPrefix(l, "n=") || !ok || len(num) != 6 || err != nil || n >= total ||
+			rest != "late" && strings.Trim(rest, "x") != "" {
+			t.Fatalf("line %q is not one the writer wrote", l)
+		}
+		counts[n]++
+	}
+	for n, c := range counts {
+		if c != 1 {
+			t.Errorf("line %d shipped %d times", n, c)
+		}
+	}
+	if sink.pipe.spliced == 0 {
+		t.Error("nothing spliced from the files: the splice path was not tested")
 	}
 }
 
