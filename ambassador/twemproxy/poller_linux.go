@@ -53,6 +53,7 @@ type clientPoller struct {
 	batch   []*Request
 	ds      dirtySet
 	scratch routeScratch
+	waitFn  func(fd uintptr) bool // wait, bound once: a method value made per round cost an allocation
 }
 
 // The states of a client's read side.
@@ -112,6 +113,7 @@ func newClientPoller(p *pool) *clientPoller {
 		clients: map[int32]*client{}, sessions: map[int32]*session{}, events: make([]syscall.EpollEvent, 128), buf: make([]byte, ioBufSize),
 		batch: make([]*Request, 0, maxBatch)}
 	cp.br = bufio.NewReaderSize(&cp.src, ioBufSize)
+	cp.waitFn = cp.wait
 	cp.scratch.ds = &cp.ds
 	// The epoll set must be pollable by Go's poller; a set deadline fails where it is not.
 	if err := file.SetReadDeadline(time.Time{}); err != nil {
@@ -156,7 +158,7 @@ func (cp *clientPoller) loop() {
 		_ = cp.file.SetReadDeadline(time.Now().Add(sweepEvery))
 	}
 	for {
-		err := cp.raw.Read(cp.wait)
+		err := cp.raw.Read(cp.waitFn)
 		if err == nil {
 			err = cp.waitErr
 		}

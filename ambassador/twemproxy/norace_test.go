@@ -1,0 +1,5 @@
+//go:build !race
+
+package twemproxy_test
+
+const raceEnabled = false
