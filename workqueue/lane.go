@@ -4,7 +4,7 @@ import "sync/atomic"
 
 // segSize is how many items one segment of a fastLane holds: as many as fill the runtime's
 // largest small size class, 32 KiB (512 left 4 KiB of each segment's allocation unused, 64 bytes
-// an item instead of 56).
+// an item instead of 56). The count is for 64-bit platforms; elsewhere a segment is smaller.
 const segSize = 584
 
 // laneBlocked is the bit of fastLane.head that blocks claims without the queue's lock.
