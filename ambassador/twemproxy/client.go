@@ -64,7 +64,7 @@ type client struct {
 	// it uses pending, full and idleExpired; the poller hands it back through resume.
 	poller      *clientPoller     // nil: the goroutine always reads
 	resume      chan resumeReason // capacity 1
-	pending     []byte            // the start of a request the poller read
+	pending     leftover          // the start of a request the poller read, and its read's error
 	full        []*serverConn     // server connections to wait for room on
 	idleExpired bool              // the poller found the client idle: close it
 	pollClient
@@ -213,12 +213,29 @@ type clientSource struct{ c *client }
 
 func (s clientSource) Read(b []byte) (int, error) {
 	c := s.c
-	if len(c.pending) > 0 {
-		n := copy(b, c.pending)
-		c.pending = c.pending[:copy(c.pending, c.pending[n:])]
-		return n, nil
+	if n, ok, err := c.pending.read(b); ok {
+		return n, err
 	}
 	return c.conn.Read(b)
+}
+
+// leftover is what the poller read from a socket and leaves to the goroutine that reads it next:
+// the start of a request or reply, then the error of the read after it. Linux reports a socket's
+// error to one read only: the goroutine's own read would find the end of the stream instead.
+type leftover struct {
+	b   []byte
+	err error
+}
+
+// read reads what is left into p, then the error; ok is false when nothing is left (the caller
+// reads the socket).
+func (l *leftover) read(p []byte) (n int, ok bool, err error) {
+	if len(l.b) > 0 {
+		n = copy(p, l.b)
+		l.b = l.b[:copy(l.b, l.b[n:])]
+		return n, true, nil
+	}
+	return 0, l.err != nil, l.err
 }
 
 // waitForSpace blocks while the client has too much unanswered or unwritten.

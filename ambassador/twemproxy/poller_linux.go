@@ -221,7 +221,7 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 			return 0, false
 		}
 		if err != nil || n == 0 {
-			return resumeRead, true // the goroutine's read sees the end or the error itself
+			return resumeRead, true // the goroutine's read sees the end, or the error fill kept
 		}
 		consumed := 0
 		batch := cp.batch
@@ -268,11 +268,11 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 		finish := true
 		switch {
 		case len(rest) == 0:
-			c.pending = c.pending[:0]
+			c.pending.b = c.pending.b[:0]
 			finish = false
 		case hadPending && consumed == 0: // pending is data
 		default:
-			c.pending = append(c.pending[:0], rest...)
+			c.pending.b = append(c.pending.b[:0], rest...)
 			finish = len(rest) > ioBufSize/2
 		}
 		if len(c.full) > 0 {
@@ -289,16 +289,21 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 
 // fill reads rr once, without waiting, into the poller's buffer and sets the poller's reader on
 // the bytes to parse: what the last read left in pending (hadPending), then what this one read
-// (n bytes). n is 0 with err (syscall.EAGAIN: nothing to read) or at the end of the stream.
-func (cp *clientPoller) fill(rr *rawIO, pending *[]byte) (data []byte, n int, hadPending bool, err error) {
+// (n bytes). n is 0 with err (syscall.EAGAIN: nothing to read) or at the end of the stream. An
+// error other than EAGAIN is kept in pending for the goroutine's reader, which must report it: the
+// socket reports it to this read only.
+func (cp *clientPoller) fill(rr *rawIO, pending *leftover) (data []byte, n int, hadPending bool, err error) {
 	n, err = rr.readNow(cp.buf)
 	if err != nil || n == 0 {
+		if err != nil && err != syscall.EAGAIN {
+			pending.err = readError(err)
+		}
 		return nil, n, false, err
 	}
 	data = cp.buf[:n]
-	if hadPending = len(*pending) > 0; hadPending {
-		*pending = append(*pending, data...)
-		data = *pending
+	if hadPending = len(pending.b) > 0; hadPending {
+		pending.b = append(pending.b, data...)
+		data = pending.b
 	}
 	cp.src.b, cp.src.off = data, 0
 	cp.br.Reset(&cp.src)
@@ -509,7 +514,7 @@ func (cp *clientPoller) serveSession(s *session, ended bool) (back bool) {
 			return false
 		}
 		if err != nil || n == 0 {
-			return true // the goroutine's read sees the end or the error itself
+			return true // the goroutine's read sees the end, or the error fill kept
 		}
 		consumed := 0
 		bad := false
@@ -536,10 +541,10 @@ func (cp *clientPoller) serveSession(s *session, ended bool) (back bool) {
 		rest := data[consumed:]
 		switch {
 		case len(rest) == 0:
-			rs.pending = rs.pending[:0]
+			rs.pending.b = rs.pending.b[:0]
 		case hadPending && consumed == 0: // pending is data
 		default:
-			rs.pending = append(rs.pending[:0], rest...)
+			rs.pending.b = append(rs.pending.b[:0], rest...)
 		}
 		if bad || len(rest) > ioBufSize/2 {
 			return true

@@ -5,6 +5,7 @@ package twemproxy
 import (
 	"syscall"
 	"testing"
+	"time"
 )
 
 // A client whose connection was closed, and whose descriptor number another socket took since,
@@ -92,5 +93,55 @@ func TestAdoptAfterPollerClosedRegistersInNoReusedEpollSet(t *testing.T) {
 		t.Fatalf("the client's socket was registered in epoll set %d, which took the closed poller's descriptor", other)
 	} else if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A session killed while its goroutine first registers it with the poller leaves no entry in the
+// poller's map once the goroutine is done: kill's removal from the map can run before the
+// registration adds the entry (the registration holds the descriptor, so kill's close waits for
+// it and the registration succeeds).
+func TestKilledSessionLeavesNoMapEntry(t *testing.T) {
+	p := &pool{}
+	cp := newClientPoller(p)
+	if cp == nil {
+		t.Skip("no epoll set")
+	}
+	t.Cleanup(func() { cp.file.Close() })
+	st := &poolState{cfg: &PoolConfig{}, poller: cp}
+	sc := newServerConn(&server{}, st)
+	a, b := tcpPair(t)
+	t.Cleanup(func() { b.Close() })
+	s := &session{sc: sc, conn: a, done: make(chan struct{}), resume: make(chan resumeReason, 1)}
+	s.nb, s.rd = rawIOFor(a), rawIOFor(a)
+	s.setPollReader()
+	sc.sess = s
+	killed := make(chan struct{})
+	s.register = func(uintptr) {
+		go func() {
+			defer close(killed)
+			var ds dirtySet
+			sc.kill(s, ErrClosed, false, &ds)
+			ds.flush()
+		}()
+		for {
+			sc.mu.Lock()
+			dead := s.dead
+			sc.mu.Unlock()
+			if dead {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // kill takes s out of the map, then its close waits for this Control
+		s.regErr = cp.register(&s.pollClient, nil, s)
+	}
+	go sc.readLoop(s)
+	<-s.done
+	<-killed
+	cp.mu.Lock()
+	n := len(cp.sessions)
+	cp.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d dead sessions left in the poller's map", n)
 	}
 }

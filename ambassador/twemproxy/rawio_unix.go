@@ -82,11 +82,18 @@ func (w *rawIO) Read(b []byte) (int, error) {
 	case err == nil && n == 0:
 		return 0, io.EOF
 	case err != nil && err != syscall.EAGAIN:
-		if errno, ok := err.(syscall.Errno); ok {
-			err = os.NewSyscallError("read", errno)
-		}
+		err = readError(err)
 	}
 	return n, err
+}
+
+// readError is what Read returns for the error of a read: a system call's error as an
+// *os.SyscallError, as net.Conn's reads report it.
+func readError(err error) error {
+	if errno, ok := err.(syscall.Errno); ok {
+		return os.NewSyscallError("read", errno)
+	}
+	return err
 }
 
 func (w *rawIO) read(b []byte) (int, error) {

@@ -96,12 +96,12 @@ type session struct {
 
 // replyState is a session's reply reading: the requests taken from inflight (local[i:] still
 // await their replies, in order), the counters not yet published, and the start of a reply the
-// poller read (the goroutine reads it first).
+// poller read, with its read's error (the goroutine reads them first).
 type replyState struct {
 	local         []*Request
 	i             int
 	nresp, nbytes int64
-	pending       []byte
+	pending       leftover
 }
 
 // publish adds the counters of the replies read so far to sc's.
@@ -553,6 +553,11 @@ func (sc *serverConn) readLoop(s *session) {
 	timeout := sc.st.cfg.Timeout
 	proto := sc.st.proto
 	cp := sc.st.poller
+	if cp != nil {
+		// kill takes s out of the poller's map, but a first registration (which only this
+		// goroutine makes) can add it after that: take it out once s is done for sure.
+		defer cp.forgetSession(s)
+	}
 	var ds dirtySet
 	rs := &s.rs
 	// Every read that can wait for the server first writes the replies completed so far, so a
@@ -604,7 +609,7 @@ func (sc *serverConn) readLoop(s *session) {
 		ds.flush()
 	}
 	for {
-		if polling && !readSelf && br.Buffered() == 0 && len(rs.pending) == 0 {
+		if polling && !readSelf && br.Buffered() == 0 && len(rs.pending.b) == 0 {
 			rs.publish(sc)
 			ds.flush()
 			if fr.armed != (time.Time{}) {
@@ -765,17 +770,15 @@ func (sc *serverConn) stopWatch(s *session) {
 	sc.mu.Unlock()
 }
 
-// pendingReader reads what the poller left of a partial reply, then r.
+// pendingReader reads what the poller left of a partial reply (and its read's error), then r.
 type pendingReader struct {
 	rs *replyState
 	r  io.Reader
 }
 
 func (p pendingReader) Read(b []byte) (int, error) {
-	if rs := p.rs; len(rs.pending) > 0 {
-		n := copy(b, rs.pending)
-		rs.pending = rs.pending[:copy(rs.pending, rs.pending[n:])]
-		return n, nil
+	if n, ok, err := p.rs.pending.read(b); ok {
+		return n, err
 	}
 	return p.r.Read(b)
 }

@@ -134,6 +134,19 @@ func TestPollerReadsServerReplies(t *testing.T) {
 	})
 }
 
+// awaitPolledOne waits, on Linux, until the poller reads the one client or server session of pool
+// r that count (twemproxy.PolledClients or twemproxy.PolledSessions) finds.
+func awaitPolledOne(t *testing.T, what string, srv *twemproxy.Server, count func(*twemproxy.Server, string) (polled, total int)) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return
+	}
+	await.True(t, what+" read by the poller", 10*time.Second, func() bool {
+		polled, total := count(srv, "r")
+		return polled == 1 && total == 1
+	})
+}
+
 // A request the server never answers times out after the pool's timeout also while the poller
 // reads the session: its timer hands the session back to its goroutine, whose read deadline has
 // passed.
@@ -149,12 +162,7 @@ func TestTimeoutWhilePolled(t *testing.T) {
 	if g := c.do(t, "GET", "a"); g != "$v-a" {
 		t.Fatalf("GET a: %q", g)
 	}
-	if runtime.GOOS == "linux" {
-		await.True(t, "the session read by the poller", 10*time.Second, func() bool {
-			polled, total := twemproxy.PolledSessions(srv, "r")
-			return total == 1 && polled == 1
-		})
-	}
+	awaitPolledOne(t, "the session", srv, twemproxy.PolledSessions)
 	start := time.Now()
 	_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c.c, encodeCmd("GET", "hang")); err != nil {
