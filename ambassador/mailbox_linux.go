@@ -117,9 +117,7 @@ func (c *loopCore[M]) open(timeouts ...time.Duration) error {
 		return err
 	}
 	c.epfd, c.events, c.tick = epfd, make([]syscall.EpollEvent, 256), 100*time.Millisecond
-	if !noSendRing {
-		c.ring, c.ringErr = newSendRing(sendRingSize)
-	}
+	c.ring, c.ringErr = newSendRing(sendRingSize)
 	if c.counts == nil {
 		c.counts = new(ringCounts)
 	}
@@ -164,9 +162,6 @@ func startLoops[L interface{ run() }](all []L, wg *sync.WaitGroup) {
 		}()
 	}
 }
-
-// noSendRing, when set (by tests), makes new loops send with one system call per send.
-var noSendRing bool
 
 // sendRingSize is how many sends one io_uring_enter makes at most.
 const sendRingSize = 256

@@ -5,15 +5,20 @@ package ambassador
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // echoServer accepts on a loopback port and echoes each connection until its EOF, then closes it.
@@ -121,7 +126,7 @@ func TestTCPLoopShortReadRule(t *testing.T) {
 func TestTCPLoopSendRing(t *testing.T) {
 	for _, tc := range sendRingCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.setup(t)
+			log := tc.setup(t)
 			flood := floodServer(t)
 			cl, err := NewCluster(NewStatic(Endpoint{Addr: echoServer(t)}))
 			if err != nil {
@@ -131,8 +136,8 @@ func TestTCPLoopSendRing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := runTCPProxy(t, cl)
-			fp := runTCPProxy(t, fcl)
+			p := runTCPProxy(t, cl, log)
+			fp := runTCPProxy(t, fcl, log)
 
 			var wg sync.WaitGroup
 			errs := make(chan error, 8)
@@ -184,44 +189,199 @@ func TestTCPLoopSendRing(t *testing.T) {
 
 			batched := statuszCount("sends through io_uring on event loops", p, fp)
 			enters := statuszCount("io_uring_enter calls on event loops", p, fp)
-			t.Logf("%d sends through io_uring in %d io_uring_enter calls", batched, enters)
-			if tc.off && (batched != 0 || enters != 0) {
-				t.Errorf("sendto path: %d sends through io_uring, %d io_uring_enter calls; want 0", batched, enters)
-			}
-			if !tc.off && (batched < 8*200 || enters == 0) {
-				t.Errorf("io_uring path: %d sends through io_uring in %d calls; want at least %d", batched, enters, 8*200)
-			}
+			tc.check(t, batched, enters, 8*200, 2)
 		})
 	}
 }
 
-// sendRingCases are the two ways a loop sends: through io_uring (skipped where the kernel refuses
-// it) and with a system call per send. setup picks the case's way for the loops the test makes.
-func sendRingCases(t *testing.T) []struct {
-	name  string
-	off   bool
-	setup func(*testing.T)
-} {
+// TestTCPLoopSendRingUnknownOutcome: should io_uring_enter fail after the kernel took a pass's
+// sends, with their completions lost, whether their bytes went out is unknown: the relays of those
+// sends are closed, not sent again (the peer would read bytes twice) nor left waiting, and the loop
+// sends with sendto(2) from then on. The hook makes its 21st call's sends, drops their completions
+// and fails; the connection relayed then must end (its client reads EOF or a reset, not a timeout,
+// and no echo differs), and a new connection must be relayed whole.
+func TestTCPLoopSendRingUnknownOutcome(t *testing.T) {
+	if why := probeSendRing(); why != "" {
+		t.Skip("io_uring unavailable: " + why)
+	}
+	const ok = 20
+	calls, _ := loseCompletions(t, ok, func(*sendRing) bool { return true })
+	core, logs := observer.New(zap.InfoLevel)
+	cl, err := NewCluster(NewStatic(Endpoint{Addr: echoServer(t)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := runTCPProxy(t, cl, WithLogger(zap.New(core)))
+	echo := func(n int) (int, error) {
+		c, err := net.Dial("tcp", p.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		for j := range n {
+			msg := fmt.Appendf(nil, "message %03d", j)
+			if _, err := c.Write(msg); err != nil {
+				return j, err
+			}
+			got := make([]byte, len(msg))
+			if _, err := io.ReadFull(c, got); err != nil {
+				return j, err
+			}
+			if !bytes.Equal(got, msg) {
+				t.Fatalf("message %d: echo %q; want %q", j, got, msg)
+			}
+		}
+		return n, nil
+	}
+	j, err := echo(100)
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) || calls.Load() != ok+1 {
+		t.Fatalf("the relay when io_uring_enter failed: %d messages echoed, then %v, %d io_uring_enter calls; want an error that is not a timeout, %d calls",
+			j, err, calls.Load(), ok+1)
+	}
+	t.Logf("the relay ended after %d messages: %v", j, err)
+	if j, err := echo(50); err != nil {
+		t.Fatalf("a new connection after the failure: %d messages echoed, then %v", j, err)
+	}
+	if n := logs.FilterMessageSnippet("io_uring_enter failed").Len(); n != 1 || calls.Load() != ok+1 {
+		t.Errorf("%d failures logged, %d io_uring_enter calls; want 1, %d (sendto(2) from the failure on)", n, calls.Load(), ok+1)
+	}
+}
+
+// loseCompletions has, until the test ends (set it before the proxy is made), the first
+// io_uring_enter call after ok calls for which pick is true make its sends, drop their completions
+// and fail with EIO, as if the kernel took the sends and waiting for them failed. It returns the
+// counts of the calls made and of the calls pick chose.
+func loseCompletions(t *testing.T, ok int64, pick func(*sendRing) bool) (calls, picked *atomic.Int64) {
+	calls, picked = new(atomic.Int64), new(atomic.Int64)
+	enter := ioUringEnter
+	t.Cleanup(func() { ioUringEnter = enter })
+	ioUringEnter = func(r *sendRing, toSubmit, minComplete uint32) syscall.Errno {
+		lose := calls.Load() >= ok && pick(r)
+		e := enter(r, toSubmit, minComplete)
+		if calls.Add(1) > ok && lose && e == 0 && picked.Add(1) == 1 {
+			atomic.StoreUint32(r.cqHead, atomic.LoadUint32(r.cqTail))
+			return syscall.EIO
+		}
+		return e
+	}
+	return calls, picked
+}
+
+// sendRingCase is one way a test's loops send: through io_uring; with one system call per send
+// because io_uring_setup is refused with EPERM (as the default seccomp profiles of Docker >= 25 and
+// containerd 2.0 refuse it); or through io_uring until io_uring_enter is refused, after enterOK
+// calls, from when on every loop must send with one system call per send, no byte lost or repeated.
+type sendRingCase struct {
+	name      string
+	ring      bool  // the case needs a working io_uring
+	failSetup bool  // io_uring_setup is refused
+	enterOK   int64 // > 0: io_uring_enter calls allowed before every later one is refused
+
+	unavailable string // why io_uring does not work here ("" if it does)
+	logs        *observer.ObservedLogs
+	setups      atomic.Int64 // io_uring_setup calls
+	refused     atomic.Int64 // io_uring_enter calls refused
+}
+
+// sendRingCases are the cases. The io_uring cases are skipped where a ring cannot make one send
+// (a seccomp filter may allow io_uring_setup and refuse io_uring_enter).
+func sendRingCases(t *testing.T) []*sendRingCase {
+	why := probeSendRing()
+	if why != "" {
+		t.Logf("io_uring unavailable (%s): only the cases without it run", why)
+	}
+	cases := []*sendRingCase{
+		{name: "io_uring", ring: true},
+		{name: "io_uring_setup refused", failSetup: true},
+		{name: "io_uring_enter refused mid-run", ring: true, enterOK: 50},
+	}
+	for _, c := range cases {
+		c.unavailable = why
+	}
+	return cases
+}
+
+// probeSendRing makes a ring and one send through it on a socket pair, as a loop does: "" if both
+// work, else why not.
+func probeSendRing() string {
 	ring, err := newSendRing(sendRingSize)
 	if err != nil {
-		t.Logf("io_uring unavailable (%v): only the one-call-per-send path runs", err)
-	} else {
-		ring.close()
+		return err.Error()
 	}
-	set := func(off bool) func(*testing.T) {
-		return func(t *testing.T) {
-			if !off && ring == nil {
-				t.Skip("io_uring unavailable")
-			}
-			noSendRing = off
-			t.Cleanup(func() { noSendRing = false })
+	defer ring.close()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "socketpair: " + err.Error()
+	}
+	defer syscall.Close(fds[0])
+	defer syscall.Close(fds[1])
+	res := make([]sendResult, 1)
+	if _, _, e := ring.sendAll(fds[:1], [][]byte{[]byte("x")}, res); e != 0 {
+		return "io_uring_enter: " + e.Error()
+	}
+	if res[0] != (sendResult{n: 1, done: true}) {
+		return fmt.Sprintf("a send through io_uring: %+v", res[0])
+	}
+	return ""
+}
+
+// setup installs the case's io_uring system calls until the test ends (after its proxies stop:
+// cleanups run last first, so setup comes before the proxies are made) and returns the option that
+// has a proxy log to c.logs.
+func (c *sendRingCase) setup(t *testing.T) Option {
+	if c.ring && c.unavailable != "" {
+		t.Skip("io_uring unavailable: " + c.unavailable)
+	}
+	setup, enter := ioUringSetup, ioUringEnter
+	t.Cleanup(func() { ioUringSetup, ioUringEnter = setup, enter })
+	ioUringSetup = func(entries uint32, p *ringParams) (int, syscall.Errno) {
+		c.setups.Add(1)
+		if c.failSetup {
+			return -1, syscall.EPERM
+		}
+		return setup(entries, p)
+	}
+	var calls atomic.Int64
+	ioUringEnter = func(r *sendRing, toSubmit, minComplete uint32) syscall.Errno {
+		if c.enterOK > 0 && calls.Add(1) > c.enterOK {
+			c.refused.Add(1) // as a seccomp filter does: the kernel takes nothing
+			return syscall.EPERM
+		}
+		return enter(r, toSubmit, minComplete)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	c.logs = logs
+	return WithLogger(zap.New(core))
+}
+
+// check tells whether the counters and the logs show the case's path: sends of at least want
+// through io_uring in enters io_uring_enter calls, made by loops event loops (each its proxy's
+// only one).
+func (c *sendRingCase) check(t *testing.T, sends, enters, want, loops int64) {
+	t.Helper()
+	setupLogs := int64(c.logs.FilterMessageSnippet("io_uring_setup: operation not permitted").Len())
+	enterLogs := int64(c.logs.FilterMessageSnippet("io_uring_enter failed").Len())
+	t.Logf("%d sends through io_uring in %d io_uring_enter calls (%d refused); logged %d setup and %d enter failures",
+		sends, enters, c.refused.Load(), setupLogs, enterLogs)
+	switch {
+	case c.failSetup:
+		if sends != 0 || enters != 0 || c.setups.Load() != loops || setupLogs != loops {
+			t.Errorf("io_uring_setup refused: %d sends through io_uring, %d io_uring_enter calls, %d setups, %d logged; want 0, 0, %d, %d",
+				sends, enters, c.setups.Load(), setupLogs, loops, loops)
+		}
+	case c.enterOK > 0:
+		// Each loop is refused once, then sends without the ring: no later call is refused.
+		if c.refused.Load() != loops || enters != c.enterOK+loops || enterLogs != loops || sends == 0 {
+			t.Errorf("io_uring_enter refused after %d calls: %d refused, %d calls, %d logged, %d sends through io_uring; want %d, %d, %d, > 0",
+				c.enterOK, c.refused.Load(), enters, enterLogs, sends, loops, c.enterOK+loops, loops)
+		}
+	default:
+		if sends < want || enters == 0 || setupLogs+enterLogs != 0 {
+			t.Errorf("io_uring path: %d sends through io_uring in %d calls, %d failures logged; want at least %d, and none",
+				sends, enters, setupLogs+enterLogs, want)
 		}
 	}
-	return []struct {
-		name  string
-		off   bool
-		setup func(*testing.T)
-	}{{"io_uring", false, set(false)}, {"one call per send", true, set(true)}}
 }
 
 // floodBytes is what floodServer writes to each connection: 2000 numbered lines of about 1 KiB.
@@ -273,9 +433,9 @@ func floodServer(t *testing.T) string {
 }
 
 // runTCPProxy runs a TCPProxy on one event loop over cl until the test ends.
-func runTCPProxy(t *testing.T, cl *Cluster) *TCPProxy {
+func runTCPProxy(t *testing.T, cl *Cluster, opts ...Option) *TCPProxy {
 	t.Helper()
-	p, err := NewTCPProxy("127.0.0.1:0", cl, WithEventLoops(1))
+	p, err := NewTCPProxy("127.0.0.1:0", cl, append([]Option{WithEventLoops(1)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,6 @@ type sendRing struct {
 	cqHead, cqTail         *uint32
 	cqMask                 uint32
 	cqes                   []ringCQE
-	entries                int // sends per io_uring_enter at most
 }
 
 // ringSQE is struct io_uring_sqe (64 bytes), with the fields a send sets.
@@ -59,8 +58,8 @@ type ringCQE struct {
 }
 
 // ringOffsets is struct io_sqring_offsets or io_cqring_offsets: the same size and, for the fields
-// used here (head, tail, ring mask), the same layout; f[6] is the SQ ring's array or the CQ ring's
-// cqes.
+// used here (head, tail, ring mask), the same layout; f[2] is the SQ ring's array (after flags and
+// dropped), f[1] the CQ ring's cqes (after overflow).
 type ringOffsets struct {
 	head, tail, ringMask, ringEntries uint32
 	f                                 [4]uint32
@@ -87,17 +86,32 @@ const (
 	ioringSetupSubmitAll = 1 << 7
 )
 
+// ioUringSetup and ioUringEnter are io_uring_setup(2) and io_uring_enter(2) (the latter with
+// IORING_ENTER_GETEVENTS). Tests replace them to have io_uring refused, at setup or in the middle of
+// a run, as a container's seccomp profile or a kernel with io_uring disabled refuses it.
+var (
+	ioUringSetup = func(entries uint32, p *ringParams) (int, syscall.Errno) {
+		fd, _, e := syscall.RawSyscall(sysIOUringSetup, uintptr(entries), uintptr(unsafe.Pointer(p)), 0)
+		return int(fd), e
+	}
+	ioUringEnter = func(r *sendRing, toSubmit, minComplete uint32) syscall.Errno {
+		_, _, e := syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete),
+			ioringEnterGetEvents, 0, 0)
+		return e
+	}
+)
+
 // newSendRing makes a ring for up to entries sends per call. Where io_uring is missing, disabled
 // (kernel.io_uring_disabled) or refused by a seccomp filter, it returns the error and the loop sends
 // with sendto(2).
 func newSendRing(entries int) (*sendRing, error) {
 	p := ringParams{flags: ioringSetupSubmitAll}
-	fd, _, e := syscall.RawSyscall(sysIOUringSetup, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
+	fd, e := ioUringSetup(uint32(entries), &p)
 	if e != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", e)
 	}
-	syscall.CloseOnExec(int(fd))
-	r := &sendRing{fd: int(fd), entries: int(p.sqEntries)}
+	// The descriptor is close-on-exec already: io_uring_setup always makes it so.
+	r := &sendRing{fd: fd}
 	var err error
 	mmap := func(off int64, size int) []byte {
 		if err != nil {
@@ -140,11 +154,11 @@ type sendResult struct {
 	done bool // the send completed; false only for sends the ring never took (see sendAll)
 }
 
-// sendAll sends bufs[i] (non-empty) to fds[i] for every i, at most r.entries of them, in one
-// io_uring_enter, and sets res[i]. calls counts the io_uring_enter calls made. A non-zero errno is
-// the ring's own failure: sends it had not taken are left with res[i].done false (not sent), and
-// it waited for every send it had taken, unless waiting failed too (taken is then false, and the
-// unfinished sends' outcome is unknown).
+// sendAll sends bufs[i] (non-empty) to fds[i] for every i, at most the entries the ring was made
+// for, in one io_uring_enter, and sets res[i]. calls counts the io_uring_enter calls made. A
+// non-zero errno is the ring's own failure: sends it had not taken are left with res[i].done false
+// (not sent), and it waited for every send it had taken, unless waiting failed too (taken is then
+// false, and the unfinished sends' outcome is unknown).
 func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []sendResult) (calls int, taken bool, err syscall.Errno) {
 	clear(res)
 	tail := *r.sqTail // only this loop writes the tail; the kernel only reads it
@@ -173,8 +187,7 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []sendResult) (calls in
 	}
 	for got < len(fds) {
 		calls++
-		_, _, e := syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(end-atomic.LoadUint32(r.sqHead)),
-			uintptr(len(fds)-got), ioringEnterGetEvents, 0, 0)
+		e := ioUringEnter(r, end-atomic.LoadUint32(r.sqHead), uint32(len(fds)-got))
 		reap()
 		if e == 0 || e == syscall.EINTR {
 			continue
