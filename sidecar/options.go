@@ -54,7 +54,8 @@ type options struct {
 	noWatch        bool
 
 	// WriterSink, FileSink.
-	format Format
+	format         Format
+	spliceFromFile bool
 
 	// Reloader, Syncer, Supervisor, HTTPSink.
 	debounce   time.Duration

@@ -43,6 +43,20 @@ func newTestPipe(t *testing.T, size int) (r, w *os.File) {
 	return r, w
 }
 
+// createOpen writes data into a new file at path and opens it for reading until the test ends.
+func createOpen(t *testing.T, path string, data []byte) *os.File {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
 // pipeTestLines returns n numbered lines of 7 to 156 bytes and what a raw sink ships of them; with
 // odd, every 997th line holds a NUL byte (binary: skipped) and the one after it is over the 256-byte
 // limit of pipeTailer (skipped).
@@ -64,18 +78,18 @@ func pipeTestLines(n int, odd bool) (content []string, want string) {
 }
 
 // pipeTailer returns a Tailer following dir/*.log with a raw WriterSink on a pipe of 64 KiB, lines
-// of at most 256 bytes and reads of 8 KiB, and the pipe's two ends.
-func pipeTailer(t *testing.T, dir string) (tl *Tailer, sink *WriterSink, r, w *os.File) {
+// of at most 256 bytes and reads of 8 KiB, and opts, and the pipe's two ends.
+func pipeTailer(t *testing.T, dir string, opts ...Option) (tl *Tailer, sink *WriterSink, r, w *os.File) {
 	t.Helper()
-	return rawPipeTailer(t, dir, 64<<10, WithMaxLineBytes(256), WithReadChunkBytes(8<<10))
+	return rawPipeTailer(t, dir, 64<<10, append(opts, WithMaxLineBytes(256), WithReadChunkBytes(8<<10))...)
 }
 
 // rawPipeTailer returns a Tailer following dir/*.log, polling every 20ms, with a raw WriterSink on a
-// pipe of size bytes and opts, and the pipe's two ends.
+// pipe of size bytes and opts (given to both), and the pipe's two ends.
 func rawPipeTailer(t *testing.T, dir string, size int, opts ...Option) (tl *Tailer, sink *WriterSink, r, w *os.File) {
 	t.Helper()
 	r, w = newTestPipe(t, size)
-	sink = NewWriterSink(w, WithFormat(FormatRaw))
+	sink = NewWriterSink(w, append(opts, WithFormat(FormatRaw))...)
 	if sink.pipe == nil {
 		t.Fatal("no pipeOut for a pipe")
 	}
@@ -109,16 +123,25 @@ func slowReader(r io.Reader, size, pause int) <-chan []byte {
 	return got
 }
 
-// A raw WriterSink on a pipe writes the Tailer's lines synchronously from its read buffer, with
-// a reader that takes them slowly and in small pieces (the writer waits for room many times), the
-// same bytes as a file sink would get: binary and over-long lines skipped, a line split across reads
-// whole.
+// A raw WriterSink on a pipe writes the Tailer's lines synchronously from its read buffer (or
+// WithSpliceFromFile as the file's pages), with a reader that takes them slowly and in small pieces
+// (the writer waits for room many times), the same bytes as a file sink would get: binary and
+// over-long lines skipped, a line split across reads whole.
 func TestTailerSplicesRawLinesIntoPipe(t *testing.T) {
+	t.Run("write", func(t *testing.T) { testTailerRawLinesIntoPipe(t, false) })
+	t.Run("splice", func(t *testing.T) { testTailerRawLinesIntoPipe(t, true) })
+}
+
+func testTailerRawLinesIntoPipe(t *testing.T, splice bool) {
 	dir := t.TempDir()
 	app := filepath.Join(dir, "app.log")
 	content, want := pipeTestLines(20000, true)
 	appendFile(t, app, content[:10000]...)
-	tl, sink, r, w := pipeTailer(t, dir)
+	var opts []Option
+	if splice {
+		opts = append(opts, WithSpliceFromFile())
+	}
+	tl, sink, r, w := pipeTailer(t, dir, opts...)
 	got := slowReader(r, 3000, 50)
 	stop := runTailer(t, tl)
 	appendFile(t, app, content[10000:]...)
@@ -135,10 +158,13 @@ func TestTailerSplicesRawLinesIntoPipe(t *testing.T) {
 	if sink.pipe.written != uint64(len(want)) {
 		t.Errorf("%d bytes written through the pipe path, want %d", sink.pipe.written, len(want))
 	}
-	// Most lines go in as the file's pages: all but the rest of a line read after the capture,
-	// and the lines after a skipped one up to the next read.
-	if sink.pipe.spliced < sink.pipe.written/2 {
+	// Spliced, most lines go in as the file's pages: all but the rest of a line read after the
+	// capture, and the lines after a skipped one up to the next read. By default none does.
+	if splice && sink.pipe.spliced < sink.pipe.written/2 {
 		t.Errorf("%d of %d bytes spliced from the file, want at least half", sink.pipe.spliced, sink.pipe.written)
+	}
+	if !splice && sink.pipe.spliced != 0 {
+		t.Errorf("%d bytes spliced from the file without WithSpliceFromFile", sink.pipe.spliced)
 	}
 }
 
@@ -154,7 +180,7 @@ func TestSplicedLinesSurviveTruncation(t *testing.T) {
 		new = append(new, fmt.Sprintf("new %06d %s", i, strings.Repeat("n", i%50)))
 	}
 	appendFile(t, app, old...)
-	tl, sink, r, w := rawPipeTailer(t, dir, 1<<20)
+	tl, sink, r, w := rawPipeTailer(t, dir, 1<<20, WithSpliceFromFile())
 	stop := runTailer(t, tl)
 	await.True(t, "old lines shipped", 20*time.Second, func() bool { return counterValue(tl.m.lines) == float64(len(old)) })
 	if err := os.Truncate(app, 0); err != nil {
@@ -180,7 +206,7 @@ func TestSplicedLinesSurviveTruncation(t *testing.T) {
 func TestSplicedRotationShipsEveryLineOnce(t *testing.T) {
 	dir := t.TempDir()
 	const total = 3000
-	tl, sink, r, w := rawPipeTailer(t, dir, 64<<10)
+	tl, sink, r, w := rawPipeTailer(t, dir, 64<<10, WithSpliceFromFile())
 	got := slowReader(r, 3000, 20)
 	stop := runTailer(t, tl)
 	seed := uint64(time.Now().UnixNano())
@@ -262,7 +288,7 @@ func TestPipeReaderSplicingToSocketGetsTheLines(t *testing.T) {
 	dir := t.TempDir()
 	app := filepath.Join(dir, "app.log")
 	content, want := pipeTestLines(10000, false)
-	tl, sink, r, w := pipeTailer(t, dir)
+	tl, sink, r, w := pipeTailer(t, dir, WithSpliceFromFile())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -345,7 +371,7 @@ func TestPipeOutAsksForRoomOncePerFill(t *testing.T) {
 	}
 }
 
-// With a raw WriterSink on a pipe the Tailer reads in calls of readPiece bytes (raw preads), and
+// With a raw WriterSink on a pipe the Tailer reads in calls of readPiece bytes (preads), and
 // those return what f.ReadAt does: the bytes across the pieces' boundaries, io.EOF at the end. With
 // a JSON sink it reads in one call.
 func TestTailerReadsPipeSinkChunksInPieces(t *testing.T) {
@@ -354,14 +380,7 @@ func TestTailerReadsPipeSinkChunksInPieces(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i*7 + i>>16)
 	}
-	if err := os.WriteFile(app, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := createOpen(t, app, data)
 	_, w := newTestPipe(t, 64<<10)
 	tl, err := NewTailer([]string{app}, NewWriterSink(w, WithFormat(FormatRaw)))
 	if err != nil {

@@ -15,5 +15,5 @@ func (p *pipeOut) write(b []byte, _ *os.File, _ int64) (int, error) { return 0, 
 func (p *pipeOut) capture(*os.File, int64, int)                     {}
 func (p *pipeOut) dropStage()                                       {}
 
-// readRaw reads into b at off (f.ReadAt; the raw reads are Linux only).
-func readRaw(f *os.File, b []byte, off int64, _ int) (int, error) { return f.ReadAt(b, off) }
+// readPieces reads into b at off (f.ReadAt; the reads in pieces are Linux only).
+func readPieces(f *os.File, b []byte, off int64, _ int) (int, error) { return f.ReadAt(b, off) }

@@ -122,7 +122,9 @@ func NewTailer(globs []string, sink Sink, opts ...Option) (*Tailer, error) {
 	if s, ok := sink.(syncSink); ok && s.synchronous() {
 		t.piece = readPiece
 		if o.multiline == nil { // joined records are not the file's bytes
-			t.stager, _ = sink.(stager)
+			if st, ok := sink.(stager); ok && st.splicing() {
+				t.stager = st
+			}
 		}
 	}
 	t.m = newTailerMetrics(o.registerer)
@@ -1023,7 +1025,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 			continue
 		}
 		if fast && i <= t.o.maxLineBytes {
-			rs.recs = append(rs.recs, Record{File: tf.path, Line: line, Offset: lineOff, plain: plain, from: tf.f})
+			rs.recs = append(rs.recs, Record{File: tf.path, Line: line, Offset: lineOff, plain: plain})
 			continue
 		}
 		t.line(rs, tf, line, lineOff, plain)
@@ -1067,12 +1069,12 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 const readPiece = 64 << 10
 
 // readAt reads len(b) bytes at off, like f.ReadAt; with t.piece set, in calls of at most t.piece
-// bytes that do not enter the Go runtime's syscall state (see readRaw).
+// bytes (see readPieces).
 func (t *Tailer) readAt(f *os.File, b []byte, off int64) (int, error) {
 	if t.piece == 0 {
 		return f.ReadAt(b, off)
 	}
-	return readRaw(f, b, off, t.piece)
+	return readPieces(f, b, off, t.piece)
 }
 
 func (t *Tailer) tooLong(tf *tfile, off int64) {
