@@ -135,7 +135,8 @@ func TestStdoutRaw(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"-sink", "stdout"}, {"-glob", "/x/*.log", "-sink", "kafka:x"}, {"-glob", "/x/*/y.log"},
-		{"-glob", "/x/*.log", "-format", "xml"}, {"-glob", "/x/*.log", "-format", "raw", "-sink", "http://127.0.0.1:1/"}} {
+		{"-glob", "/x/*.log", "-format", "xml"}, {"-glob", "/x/*.log", "-format", "raw", "-sink", "http://127.0.0.1:1/"},
+		{"-glob", "/x/*.log", "-splice"}} {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		if err == nil {
 			t.Errorf("logship %v: exit 0, want an error", args)
