@@ -8,7 +8,8 @@
 # logship runs in both output formats: `-format raw` prints the lines as read, the same bytes as
 # `tail -F` (the like-for-like comparison, and logship's use as Kubernetes' streaming sidecar);
 # the default `-format json` prints one {"file":...,"line":...,"offset":N} object per line, ~1.75x
-# the bytes. Each with and without a checkpoint (-state). json-floor is a reference, not a follower:
+# the bytes. Each with and without a checkpoint (-state). logship-raw-splice is raw with -splice (lines
+# shipped as the file's page-cache pages; append-only logs only). json-floor is a reference, not a follower:
 # `cat` of the JSON lines logship prints for the file, into the same `head`: what those bytes cost the
 # pipe and the reader from a plain `cat`.
 #
@@ -43,6 +44,7 @@ one() {
 	tail) cmd=(tail -F -n +1 "$d/app.log") ;;
 	logship-raw) cmd=("$work/logship" -glob "$d/*.log" -sink stdout -format raw) ;;
 	logship-raw-state) cmd=("$work/logship" -glob "$d/*.log" -state "$d/state.json" -sink stdout -format raw) ;;
+	logship-raw-splice) cmd=("$work/logship" -glob "$d/*.log" -sink stdout -format raw -splice) ;;
 	logship-json) cmd=("$work/logship" -glob "$d/*.log" -sink stdout) ;;
 	logship-json-state) cmd=("$work/logship" -glob "$d/*.log" -state "$d/state.json" -sink stdout) ;;
 	json-floor) cmd=(cat "$work/json") ;;
@@ -57,14 +59,16 @@ one() {
 
 # Before timing anything: -format raw must print exactly the file's bytes, like tail -F.
 mkdir -p "$work/check"; cat "$work/half1" "$work/half2" > "$work/check/app.log"
-head -n "$LINES" < <("$work/logship" -glob "$work/check/app.log" -format raw 2>/dev/null & echo $! > "$work/pid"; wait) > "$work/check/out"
-kill "$(cat "$work/pid")" 2>/dev/null || true
-cmp -s "$work/check/app.log" "$work/check/out" || { echo "logship -format raw output differs from the file" >&2; exit 1; }
+for splice in "" -splice; do
+	head -n "$LINES" < <("$work/logship" -glob "$work/check/app.log" -format raw $splice 2>/dev/null & echo $! > "$work/pid"; wait) > "$work/check/out"
+	kill "$(cat "$work/pid")" 2>/dev/null || true
+	cmp -s "$work/check/app.log" "$work/check/out" || { echo "logship -format raw $splice output differs from the file" >&2; exit 1; }
+done
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A times
-variants=(tail logship-raw logship-raw-state logship-json logship-json-state json-floor)
+variants=(tail logship-raw logship-raw-splice logship-raw-state logship-json logship-json-state json-floor)
 for ((r = 1; r <= RUNS; r++)); do
 	for v in "${variants[@]}"; do
 		ms=$(one "$v")
