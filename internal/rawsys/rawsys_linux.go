@@ -11,17 +11,6 @@ func Read(fd int, b []byte) (int, syscall.Errno) {
 	return wrote(b, n, e)
 }
 
-// Pread is pread(2) as a raw system call: for regular files, whose reads do not wait. Where a
-// uintptr is narrower than the offset (pread64 takes it in two registers there), it goes through
-// package syscall.
-func Pread(fd int, b []byte, off int64) (int, syscall.Errno) {
-	if unsafe.Sizeof(uintptr(0)) < 8 {
-		return errno(syscall.Pread(fd, b, off))
-	}
-	n, _, e := syscall.RawSyscall6(syscall.SYS_PREAD64, uintptr(fd), uintptr(ptr(b)), uintptr(len(b)), uintptr(off), 0, 0)
-	return wrote(b, n, e)
-}
-
 // Write is write(2) as a raw system call.
 func Write(fd int, b []byte) (int, syscall.Errno) {
 	raceRead(b)

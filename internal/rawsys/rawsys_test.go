@@ -3,8 +3,6 @@
 package rawsys_test
 
 import (
-	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -41,25 +39,5 @@ func TestPipeReadWrite(t *testing.T) {
 	}
 	if _, e := rawsys.Write(-1, []byte("x")); e != syscall.EBADF {
 		t.Fatalf("write to -1: %v, want EBADF", e)
-	}
-}
-
-func TestPread(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(path, []byte("0123456789"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4)
-	n, e := rawsys.Pread(int(f.Fd()), buf, 3)
-	if e != 0 || string(buf[:n]) != "3456" {
-		t.Fatalf("pread at 3: %q, %v; want 3456", buf[:n], e)
-	}
-	if n, e := rawsys.Pread(int(f.Fd()), buf, 10); n != 0 || e != 0 {
-		t.Fatalf("pread at the end: %d, %v; want 0, 0", n, e)
 	}
 }
