@@ -5,8 +5,11 @@ package twemproxy
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +68,10 @@ const (
 
 // epollET is syscall.EPOLLET as the uint32 of EpollEvent.Events (the constant is negative).
 const epollET = 1 << 31
+
+// testHookRoundSession, set by tests only, runs at the start of every server session's event in
+// the poller's round (a test makes the poller lag with it).
+var testHookRoundSession func()
 
 // padSession marks a server session's registration in EpollEvent.Pad (the upper half of the
 // event's data, which the kernel hands back as it was given); a client's is 0.
@@ -345,7 +352,10 @@ func (cp *clientPoller) adopt(c *client) bool {
 }
 
 // enter hands e's read side to the poller through e.register; it reports false when the poller
-// cannot take it, or when e was closed meanwhile: the goroutine then reads (and fails).
+// cannot take it, or when e was closed meanwhile: the goroutine then reads (and fails). It also
+// reports true when the registration failed but the poller had claimed e meanwhile (from a stale
+// event of e's descriptor) and has handed it back: the reason is in e's resume channel, where the
+// goroutine waits as after any hand-back.
 func (e *pollClient) enter() bool {
 	e.pollState.Store(pollIdle)
 	// Registered inside Control, which holds the descriptor: a connection closed meanwhile (its
@@ -355,7 +365,14 @@ func (e *pollClient) enter() bool {
 		err = e.regErr
 	}
 	if err != nil {
-		e.pollState.Store(pollOwn)
+		// Taken back only from pollIdle: while the poller reads e (pollBusy, a round never
+		// blocks) wait until it is done, and either handed e back or left it idle.
+		for !e.pollState.CompareAndSwap(pollIdle, pollOwn) {
+			if e.pollState.Load() == pollOwn {
+				return true
+			}
+			runtime.Gosched()
+		}
 		return false
 	}
 	if e.kickOut.Load() && e.pollState.CompareAndSwap(pollIdle, pollOwn) {
@@ -481,6 +498,9 @@ func (c *client) polled() bool { return c.pollState.Load() != pollOwn }
 // roundSession serves the server session of event ev: the poller reads its replies and completes
 // their requests, unless its goroutine reads it.
 func (cp *clientPoller) roundSession(ev syscall.EpollEvent) {
+	if testHookRoundSession != nil {
+		testHookRoundSession()
+	}
 	cp.mu.Lock()
 	s := cp.sessions[ev.Fd]
 	cp.mu.Unlock()
@@ -551,6 +571,35 @@ func (cp *clientPoller) serveSession(s *session, ended bool) (back bool) {
 		}
 		if n < len(cp.buf) && !ended {
 			return false // drained: the next byte, or the end, brings another event
+		}
+	}
+}
+
+// readWaiting reads what session s's socket holds, without waiting, into the bytes its goroutine
+// parses first (rs.pending), with the end of the stream or the error that follows them: called by
+// the goroutine when it took the read side back with the oldest request overdue, whose read would
+// fail at once (its deadline has passed) without reading a reply that is already in.
+func (s *session) readWaiting() {
+	pb := &s.rs.pending
+	if s.rr == nil || pb.err != nil {
+		return
+	}
+	for {
+		start := len(pb.b)
+		pb.b = slices.Grow(pb.b, ioBufSize)
+		n, err := s.rr.readNow(pb.b[start : start+ioBufSize])
+		pb.b = pb.b[:start+n]
+		switch {
+		case err == syscall.EAGAIN:
+			return
+		case err != nil:
+			pb.err = readError(err)
+			return
+		case n == 0:
+			pb.err = io.EOF
+			return
+		case n < ioBufSize:
+			return // drained
 		}
 	}
 }

@@ -3,6 +3,7 @@
 package twemproxy
 
 import (
+	"errors"
 	"syscall"
 	"testing"
 	"time"
@@ -144,4 +145,66 @@ func TestKilledSessionLeavesNoMapEntry(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d dead sessions left in the poller's map", n)
 	}
+}
+
+// enterFailingWhileClaimed runs e.enter with a registration that fails after the poller claimed e
+// from a stale event (pollIdle to pollBusy), and that the poller then, after a while, finishes by
+// storing end (and, for pollOwn, handing e back through resume with resumeStop). It returns what
+// enter reported, e's state when it returned, and e's state once the poller is done.
+func enterFailingWhileClaimed(t *testing.T, end int32) (entered bool, state, after int32, resume chan resumeReason) {
+	a, _ := tcpPair(t)
+	e := &pollClient{}
+	if e.rr, e.fd = newRawReader(a); e.rr == nil {
+		t.Fatal("no raw reader on a TCP connection")
+	}
+	resume = make(chan resumeReason, 1)
+	poller := make(chan struct{})
+	e.register = func(uintptr) {
+		if !e.pollState.CompareAndSwap(pollIdle, pollBusy) {
+			t.Error("enter did not make e idle before registering it")
+		}
+		e.regErr = errors.New("registration failed")
+		go func() {
+			defer close(poller)
+			time.Sleep(50 * time.Millisecond) // the poller reads e meanwhile
+			e.pollState.Store(end)
+			if end == pollOwn {
+				resume <- resumeStop
+			}
+		}()
+	}
+	entered = e.enter()
+	state = e.pollState.Load()
+	<-poller
+	return entered, state, e.pollState.Load(), resume
+}
+
+// A registration that fails after the poller claimed the connection from a stale event must not
+// take the read side back while the poller reads it: enter waits for the poller to be done, and
+// then either the poller handed it back through resume (enter reports true: the goroutine waits
+// there, as for any hand-back) or left it idle (enter takes it back and reports false).
+func TestEnterFailingWhilePollerReads(t *testing.T) {
+	t.Run("handed back", func(t *testing.T) {
+		entered, state, _, resume := enterFailingWhileClaimed(t, pollOwn)
+		if !entered {
+			t.Fatalf("enter reported the goroutine reads (state %d) while the poller read the connection and then handed it back", state)
+		}
+		select {
+		case why := <-resume:
+			if why != resumeStop {
+				t.Fatalf("resume = %d, want the poller's resumeStop", why)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no hand-back in resume")
+		}
+	})
+	t.Run("left idle", func(t *testing.T) {
+		entered, state, after, resume := enterFailingWhileClaimed(t, pollIdle)
+		if entered || state != pollOwn || after != pollOwn {
+			t.Fatalf("enter = %v with state %d (%d once the poller is done) after a failed registration, the poller not handing back; want false, pollOwn (pollOwn)", entered, state, after)
+		}
+		if len(resume) != 0 {
+			t.Fatal("a hand-back in resume")
+		}
+	})
 }

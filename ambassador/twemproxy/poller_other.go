@@ -21,6 +21,7 @@ func (*clientPoller) releaseSession(*session)    {}
 func (*clientPoller) forgetSession(*session)     {}
 
 func (*session) setPollReader() {}
+func (*session) readWaiting()   {}
 func (*session) kicked() bool   { return true }
 func (*session) polled() bool   { return false }
 

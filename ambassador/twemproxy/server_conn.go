@@ -752,12 +752,19 @@ func (sc *serverConn) handOver(s *session, cp *clientPoller) {
 			return
 		}
 		// The timer fired: the goroutine reads if the oldest request is overdue (its read
-		// deadline is then past), or if the session was closed; else back to the poller.
+		// deadline is then past, so what is in the socket is read here first), or if the session
+		// was closed; else back to the poller.
 		sc.mu.Lock()
 		r := s.rs.oldestLocked(sc)
 		overdue := r != nil && !time.Now().Before(r.sent.Add(timeout))
 		sc.mu.Unlock()
-		if overdue || s.kicked() {
+		if overdue {
+			// The poller may have lagged behind a reply already in: the goroutine's read, whose
+			// deadline has passed, would fail without reading it.
+			s.readWaiting()
+			return
+		}
+		if s.kicked() {
 			return
 		}
 	}
