@@ -762,7 +762,8 @@ func (q *Queue) Statusz() (title string, header []string, rows [][]string) {
 
 // Close stops the queue: blocked Leases return ErrClosed, buffered messages (and those waiting for
 // the next Lease after theirs gave up) are released with a Nak, and the connection stays open. It
-// returns once the goroutines that held such messages have exited. Leases already handed out may still be acked. Idempotent.
+// returns once the goroutines that held such messages have exited. Leases already handed out may
+// still be acked. Idempotent.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	if q.closed.Load() {
