@@ -305,38 +305,6 @@ func (p *pipeOut) writeRaw(fd int, b []byte) (int, error) {
 	return done, nil
 }
 
-// readPieces reads len(b) bytes at off, like f.ReadAt, in pread(2) calls of at most piece bytes
-// (see readPiece), all in one Control. They are not raw calls: a read of pages not in the page
-// cache waits for the file system (FUSE, NFS), and a raw call would hold up every stop-the-world of
-// the Go runtime meanwhile (TestColdFileReadDoesNotHoldUpGC).
-func readPieces(f *os.File, b []byte, off int64, piece int) (int, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return f.ReadAt(b, off)
-	}
-	done := 0
-	cerr := rc.Control(func(fd uintptr) {
-		for done < len(b) {
-			n, e := syscall.Pread(int(fd), b[done:min(len(b), done+piece)], off+int64(done))
-			switch {
-			case e == syscall.EINTR:
-			case e != nil:
-				err = &os.PathError{Op: "read", Path: f.Name(), Err: e}
-				return
-			case n == 0:
-				err = io.EOF
-				return
-			default:
-				done += n
-			}
-		}
-	})
-	if err == nil {
-		err = cerr
-	}
-	return done, err
-}
-
 // room sleeps paceSleep at a time, at most paceBudget times (2ms), before a write blocks in the
 // kernel instead.
 const (

@@ -14,6 +14,3 @@ func newPipeOut(io.Writer) *pipeOut                                 { return nil
 func (p *pipeOut) write(b []byte, _ *os.File, _ int64) (int, error) { return 0, nil }
 func (p *pipeOut) capture(*os.File, int64, int)                     {}
 func (p *pipeOut) dropStage()                                       {}
-
-// readPieces reads into b at off (f.ReadAt; the reads in pieces are Linux only).
-func readPieces(f *os.File, b []byte, off int64, _ int) (int, error) { return f.ReadAt(b, off) }

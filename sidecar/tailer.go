@@ -1077,6 +1077,22 @@ func (t *Tailer) readAt(f *os.File, b []byte, off int64) (int, error) {
 	return readPieces(f, b, off, t.piece)
 }
 
+// readPieces reads len(b) bytes at off, like f.ReadAt, in f.ReadAt calls of at most piece bytes
+// (see readPiece). They go through the Go runtime's syscall state: a read of pages not in the page
+// cache waits for the file system (FUSE, NFS), and a raw call would hold up every stop-the-world of
+// the Go runtime meanwhile (TestColdFileReadDoesNotHoldUpGC).
+func readPieces(f *os.File, b []byte, off int64, piece int) (int, error) {
+	done := 0
+	for done < len(b) {
+		n, err := f.ReadAt(b[done:min(len(b), done+piece)], off+int64(done))
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
 func (t *Tailer) tooLong(tf *tfile, off int64) {
 	t.m.skipped.WithLabelValues("too_long").Inc()
 	t.log.Warn("skip line over the limit", zap.String("file", tf.path), zap.Int64("offset", off),
