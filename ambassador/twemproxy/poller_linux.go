@@ -269,19 +269,10 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 		if stop {
 			return resumeStop, true
 		}
-		rest := data[consumed:]
 		// What is left is the start of a request: keep it for the next read, or let the
 		// goroutine finish it when this read added nothing complete or it is large.
-		finish := true
-		switch {
-		case len(rest) == 0:
-			c.pending.b = c.pending.b[:0]
-			finish = false
-		case hadPending && consumed == 0: // pending is data
-		default:
-			c.pending.b = append(c.pending.b[:0], rest...)
-			finish = len(rest) > ioBufSize/2
-		}
+		rest := c.pending.keep(data, consumed, hadPending)
+		finish := len(rest) > 0 && (hadPending && consumed == 0 || len(rest) > ioBufSize/2)
 		if len(c.full) > 0 {
 			return resumeRoom, true // then the goroutine gives c back, and the poller goes on
 		}
@@ -315,6 +306,20 @@ func (cp *clientPoller) fill(rr *rawIO, pending *leftover) (data []byte, n int, 
 	cp.src.b, cp.src.off = data, 0
 	cp.br.Reset(&cp.src)
 	return data, n, hadPending, nil
+}
+
+// keep keeps rest, what is left of data past consumed, in l for the next read, and returns it.
+// data is fill's: l's own bytes when hadPending, which then need no copy if none was consumed.
+func (l *leftover) keep(data []byte, consumed int, hadPending bool) (rest []byte) {
+	rest = data[consumed:]
+	switch {
+	case len(rest) == 0:
+		l.b = l.b[:0]
+	case hadPending && consumed == 0: // l is data
+	default:
+		l.b = append(l.b[:0], rest...)
+	}
+	return rest
 }
 
 // sweep sends the clients idle in the poller for longer than idle back to their goroutines, which
@@ -558,14 +563,7 @@ func (cp *clientPoller) serveSession(s *session, ended bool) (back bool) {
 			consumed = cp.src.off - cp.br.Buffered()
 			rs.completed(sc, r, m, &cp.ds)
 		}
-		rest := data[consumed:]
-		switch {
-		case len(rest) == 0:
-			rs.pending.b = rs.pending.b[:0]
-		case hadPending && consumed == 0: // pending is data
-		default:
-			rs.pending.b = append(rs.pending.b[:0], rest...)
-		}
+		rest := rs.pending.keep(data, consumed, hadPending)
 		if bad || len(rest) > ioBufSize/2 {
 			return true
 		}
