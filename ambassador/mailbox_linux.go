@@ -187,15 +187,13 @@ func (b *sendBatch[T]) add(item T, fd int, p []byte) {
 func sendBatched[M, T any](c *loopCore[M], b *sendBatch[T], each func(item T, r sendResult, known bool), warn func(string)) {
 	for start := 0; start < len(b.fds); start += sendRingSize {
 		end := min(start+sendRingSize, len(b.fds))
-		res := b.res[:0]
+		var res []sendResult // stays empty once the ring is gone: the sends are left undone
+		known := true
 		if c.ring != nil {
 			if cap(b.res) < sendRingSize {
 				b.res = make([]sendResult, sendRingSize)
 			}
 			res = b.res[:end-start]
-		}
-		known := true
-		if c.ring != nil {
 			calls, taken, err := c.ring.sendAll(b.fds[start:end], b.bufs[start:end], res)
 			c.counts.enters.Add(int64(calls))
 			known = taken
