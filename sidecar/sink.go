@@ -28,9 +28,9 @@ type Record struct {
 	// lines > 1 makes the record a block: Line holds that many complete lines, separated by '\n',
 	// the first at Offset. The Tailer hands blocks only to the sinks of this package (blockSink).
 	lines int
-	// from, when set, is the file Line was read from: Line and the newline after it are its bytes
-	// at Offset, and so are the lines after it in the same array (a stager may ship them from
-	// the file's pages).
+	// from, set only by a Tailer that stages its reads (Tailer.stager, WithSpliceFromFile), is the
+	// file Line was read from: Line and the newline after it are its bytes at Offset, and so are the
+	// lines after it in the same array (the stager may ship them from the file's pages).
 	from *os.File
 }
 
@@ -514,9 +514,6 @@ func (s *WriterSink) writePipe(recs []Record) {
 		var run []byte
 		run, i = nextRun(recs, i)
 		var b []byte
-		if !s.splice {
-			from = nil // written from the read buffer
-		}
 		if len(run) < cap(run) && run[:len(run)+1][len(run)] == '\n' {
 			b = run[:len(run)+1]
 		} else {

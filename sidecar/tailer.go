@@ -1113,7 +1113,11 @@ func (t *Tailer) appendBlock(rs *tailRun, tf *tfile, data []byte) int {
 	if flagged && binaryText(whole) || !linesWithin(whole, t.o.maxLineBytes) {
 		return 0
 	}
-	rs.recs = append(rs.recs, Record{File: tf.path, Line: whole[:end-1], Offset: tf.off, plain: !t.raw && !flagged, lines: n, from: tf.f})
+	rec := Record{File: tf.path, Line: whole[:end-1], Offset: tf.off, plain: !t.raw && !flagged, lines: n}
+	if t.stager != nil {
+		rec.from = tf.f
+	}
+	rs.recs = append(rs.recs, rec)
 	return end
 }
 
