@@ -197,17 +197,25 @@ func (cp *clientPoller) round() {
 			continue // gone, or its goroutine reads
 		}
 		c.lastActive.Store(now)
-		if why, back := cp.serve(c, ev.Events&epollEnd != 0); back {
-			c.pollState.Store(pollOwn)
-			c.resume <- why
-			continue
-		}
-		c.pollState.Store(pollIdle)
-		if c.kickOut.Load() && c.pollState.CompareAndSwap(pollIdle, pollOwn) {
-			c.resume <- resumeRead
-		}
+		why, back := cp.serve(c, ev.Events&epollEnd != 0)
+		c.leave(c.resume, back, why, nil, resumeRead)
 	}
 	cp.scratch.flush()
+}
+
+// leave ends the poller's turn on e (pollBusy): back hands e to its goroutine, through resume,
+// with why. Otherwise e is idle again, unless it was evicted meanwhile or want (if not nil) says
+// its goroutine asked for it back: then it goes back with again.
+func (e *pollClient) leave(resume chan<- resumeReason, back bool, why resumeReason, want *atomic.Bool, again resumeReason) {
+	if back {
+		e.pollState.Store(pollOwn)
+		resume <- why
+		return
+	}
+	e.pollState.Store(pollIdle)
+	if (e.kickOut.Load() || want != nil && want.Load()) && e.pollState.CompareAndSwap(pollIdle, pollOwn) {
+		resume <- again
+	}
 }
 
 // serve reads and routes what client c sent; back reports that c must go back to its goroutine,
@@ -512,15 +520,8 @@ func (cp *clientPoller) roundSession(ev syscall.EpollEvent) {
 	if s == nil || !s.pollState.CompareAndSwap(pollIdle, pollBusy) {
 		return
 	}
-	if cp.serveSession(s, ev.Events&epollEnd != 0) {
-		s.pollState.Store(pollOwn)
-		s.resume <- resumeRead
-		return
-	}
-	s.pollState.Store(pollIdle)
-	if (s.kickOut.Load() || s.wantBack.Load()) && s.pollState.CompareAndSwap(pollIdle, pollOwn) {
-		s.resume <- resumeCheck
-	}
+	back := cp.serveSession(s, ev.Events&epollEnd != 0)
+	s.leave(s.resume, back, resumeRead, &s.wantBack, resumeCheck)
 }
 
 // serveSession reads the replies session s's server sent and completes their requests into the
