@@ -81,6 +81,13 @@ type HTTPProxy struct {
 	upWG       sync.WaitGroup
 }
 
+// ringCounts count event loops' sends through io_uring, for Statusz (mailbox_linux.go); they stay
+// zero where there are no event loops.
+type ringCounts struct {
+	batched atomic.Int64 // sends made through a ring
+	enters  atomic.Int64 // io_uring_enter calls made for them
+}
+
 // NewHTTPProxy returns a proxy that will listen on addr ("127.0.0.1:0" picks a port) and send
 // requests to cluster. Options used: WithRetries, WithRetryBudget, WithPerTryTimeout,
 // WithConnectTimeout, WithIdleTimeout, WithKey, WithSplits, WithServerTimeouts,

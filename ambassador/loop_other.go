@@ -5,16 +5,12 @@ package ambassador
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 )
 
 // loopsSupported reports whether this platform has event loops (see loop_linux.go).
 const loopsSupported = false
 
 type loops struct{}
-
-// ringCounts stay zero here: there is no io_uring (see mailbox_linux.go).
-type ringCounts struct{ batched, enters atomic.Int64 }
 
 type msgKind uint8
 

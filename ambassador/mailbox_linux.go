@@ -3,7 +3,6 @@ package ambassador
 import (
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -97,12 +96,6 @@ type loopCore[M any] struct {
 	ring    *sendRing   // nil: the loop sends with one system call per send
 	ringErr error       // why ring is nil, when io_uring_setup failed
 	counts  *ringCounts // set before open to share; else open makes the loop's own
-}
-
-// ringCounts count a loop's sends through its ring, for Statusz.
-type ringCounts struct {
-	batched atomic.Int64 // sends made through a ring
-	enters  atomic.Int64 // io_uring_enter calls made for them
 }
 
 // open makes the epoll set and the mailbox. The tick is a tenth of the shortest of timeouts that is
