@@ -733,7 +733,7 @@ func (sc *serverConn) handOver(s *session, cp *clientPoller) {
 		}
 		sc.mu.Unlock()
 		if !cp.adoptSession(s) {
-			sc.stopWatch(s)
+			sc.stopWatch()
 			return
 		}
 		var why resumeReason
@@ -747,7 +747,7 @@ func (sc *serverConn) handOver(s *session, cp *clientPoller) {
 			}
 		}
 		s.wantBack.Store(false)
-		sc.stopWatch(s)
+		sc.stopWatch()
 		if why != resumeCheck {
 			return
 		}
@@ -770,8 +770,8 @@ func (sc *serverConn) handOver(s *session, cp *clientPoller) {
 	}
 }
 
-// stopWatch stops enqueue from arming s's timer: the goroutine reads.
-func (sc *serverConn) stopWatch(s *session) {
+// stopWatch stops enqueue from arming the session's timer: its goroutine reads.
+func (sc *serverConn) stopWatch() {
 	sc.mu.Lock()
 	sc.pollWatch = false
 	sc.mu.Unlock()
