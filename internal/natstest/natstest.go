@@ -48,16 +48,60 @@ func (n *Node) Shutdown() {
 	})
 }
 
+// errListen marks a start that failed because a listener could not bind its port.
+var errListen = errors.New("natstest: listen")
+
+// fatalLog is a nats-server Logger that keeps the first Fatalf message and drops everything else.
+// nats-server reports a port it cannot bind through Fatalf and then keeps running without that
+// listener, so without it a start would wait out the whole ready timeout.
+type fatalLog struct {
+	mu    sync.Mutex
+	fatal string
+}
+
+func (l *fatalLog) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fatal == "" {
+		l.fatal = fmt.Sprintf(format, v...)
+	}
+}
+
+func (l *fatalLog) failed() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}
+
+func (*fatalLog) Noticef(string, ...any) {}
+func (*fatalLog) Warnf(string, ...any)   {}
+func (*fatalLog) Errorf(string, ...any)  {}
+func (*fatalLog) Debugf(string, ...any)  {}
+func (*fatalLog) Tracef(string, ...any)  {}
+
+// readyTimeout bounds how long startNode waits for a node's listeners.
+const readyTimeout = 60 * time.Second
+
 func startNode(opts *server.Options) (*Node, error) {
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
+	log := &fatalLog{}
+	s.SetLogger(log, false, false)
 	s.Start()
-	if !s.ReadyForConnections(60 * time.Second) {
+	fail := func(err error) (*Node, error) {
 		s.Shutdown()
 		s.WaitForShutdown()
-		return nil, fmt.Errorf("%w: %s accepts no connections", ErrNotReady, opts.ServerName)
+		return nil, err
+	}
+	for deadline := time.Now().Add(readyTimeout); !s.ReadyForConnections(100 * time.Millisecond); {
+		if msg := log.failed(); msg != "" {
+			return fail(fmt.Errorf("%w: %s: %s", errListen, opts.ServerName, msg))
+		}
+		if time.Now().After(deadline) {
+			return fail(fmt.Errorf("%w: %s accepts no connections", ErrNotReady, opts.ServerName))
+		}
 	}
 	return &Node{Name: opts.ServerName, Server: s}, nil
 }
@@ -100,20 +144,42 @@ func StartCluster(dir string, size int) (*Cluster, error) {
 	if size < 1 {
 		return nil, fmt.Errorf("natstest: cluster size %d", size)
 	}
+	var err error
+	for range clusterAttempts {
+		var c *Cluster
+		if c, err = startCluster(dir, size); !errors.Is(err, errListen) {
+			return c, err
+		}
+	}
+	return nil, err
+}
+
+// clusterAttempts is how many times StartCluster picks fresh route ports after one was taken.
+const clusterAttempts = 5
+
+// reservePort returns a loopback port that was free a moment ago.
+var reservePort = func() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startCluster(dir string, size int) (*Cluster, error) {
 	// Route ports are reserved up front so that every node can list every other as a route (the
-	// mesh then survives losing any one node). A reserved port could be taken by someone else before
-	// the node binds it; that fails the start with a clear error rather than silently.
+	// mesh then survives losing any one node). Another socket can take a reserved port before its
+	// node binds it (an outgoing connection's ephemeral port, say); startNode reports that as
+	// errListen and StartCluster tries again with new ports.
 	ports := make([]int, size)
+	var routes []string
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := reservePort()
 		if err != nil {
 			return nil, fmt.Errorf("natstest: reserve route port: %w", err)
 		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	var routes []string
-	for _, p := range ports {
+		ports[i] = p
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
 	c := &Cluster{Nodes: make([]*Node, size)}
@@ -124,11 +190,7 @@ func StartCluster(dir string, size int) (*Cluster, error) {
 		o := baseOptions(name, filepath.Join(dir, name))
 		o.Cluster = server.ClusterOpts{Name: "podblocks", Host: "127.0.0.1", Port: ports[i]}
 		o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.Nodes[i], errs[i] = startNode(o)
-		}()
+		wg.Go(func() { c.Nodes[i], errs[i] = startNode(o) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -50,5 +51,42 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Shutdown()
+	publishOne(t, c.URLs(), 3)
+}
+
+// TestClusterRoutePortTaken occupies the first route port StartCluster reserves, as another socket
+// can between the reservation and the bind, and checks that the cluster still starts, promptly, on
+// other ports.
+func TestClusterRoutePortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	orig := reservePort
+	defer func() { reservePort = orig }()
+	handed := false
+	reservePort = func() (int, error) {
+		if !handed {
+			handed = true
+			return takenPort, nil
+		}
+		return orig()
+	}
+	start := time.Now()
+	c, err := StartCluster(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Shutdown()
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("start took %v; a taken port should be noticed at once", d)
+	}
+	for _, n := range c.Nodes {
+		if a := n.Server.ClusterAddr(); a == nil || a.Port == takenPort {
+			t.Errorf("%s: route address %v, taken port %d", n.Name, n.Server.ClusterAddr(), takenPort)
+		}
+	}
 	publishOne(t, c.URLs(), 3)
 }
