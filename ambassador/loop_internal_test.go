@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/podblocks/podblocks/internal/uring/uringtest"
 	"go.uber.org/zap/zaptest/observer"
 )
 
@@ -106,13 +108,13 @@ func TestHTTPLoopSendRing(t *testing.T) {
 // client, drops the completions and fails. The client must read every answer it gets whole and
 // once, then EOF, and a new connection must be served.
 func TestHTTPLoopSendRingUnknownOutcome(t *testing.T) {
-	if why := probeSendRing(); why != "" {
+	if why := uringtest.Probe(); why != "" {
 		t.Skip("io_uring unavailable: " + why)
 	}
 	var clientPort atomic.Int64 // the client's port: the hook fails a call that writes to it
-	calls, failed := loseCompletions(t, 20, func(r *sendRing) bool {
-		for i, end := atomic.LoadUint32(r.sqHead), atomic.LoadUint32(r.sqTail); i != end; i++ {
-			sa, _ := syscall.Getpeername(int(r.sqes[r.sqArray[i&r.sqMask]].fd))
+	calls, failed := uringtest.LoseCompletions(t, 20, func(fds []int) bool {
+		for _, fd := range fds {
+			sa, _ := syscall.Getpeername(fd)
 			if a, ok := sa.(*syscall.SockaddrInet4); ok && int64(a.Port) == clientPort.Load() {
 				return true
 			}

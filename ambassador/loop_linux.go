@@ -21,6 +21,7 @@ import (
 	"unsafe"
 
 	"github.com/podblocks/podblocks/internal/rawsys"
+	"github.com/podblocks/podblocks/internal/uring"
 	"go.uber.org/zap"
 )
 
@@ -99,7 +100,7 @@ type loop struct {
 	more    []*sock // clients that reached passCap with more body to relay, for the next pass
 	pass    uint64
 	dirty   []*sock // sockets with output queued for the end of the pass
-	batch   sendBatch[*sock]
+	batch   uring.Batch[*sock]
 	sink    appendWriter
 	bw      *bufio.Writer
 }
@@ -314,19 +315,19 @@ func (l *loop) endPass() {
 func (l *loop) writeBatched() {
 	for _, s := range l.dirty {
 		if s.fd >= 0 && (s.kind == clientSock || s.phase == pSending) && s.outOff < len(s.out) && s.werr == 0 {
-			l.batch.add(s, s.fd, s.out[s.outOff:])
+			l.batch.Add(s, s.fd, s.out[s.outOff:])
 		}
 	}
-	sendBatched(&l.loopCore, &l.batch, func(s *sock, res sendResult, known bool) {
+	sendBatched(&l.loopCore, &l.batch, func(s *sock, res uring.Result, known bool) {
 		switch {
-		case !res.done:
+		case !res.Done:
 			if !known {
 				s.werr = syscall.EIO
 			}
-		case res.e == 0:
-			s.outOff += res.n
-		case res.e != syscall.EINTR:
-			s.werr = res.e
+		case res.Err == 0:
+			s.outOff += res.N
+		case res.Err != syscall.EINTR:
+			s.werr = res.Err
 		}
 	}, func(msg string) { l.p.log.Warn("HTTP event loop: " + msg) })
 }

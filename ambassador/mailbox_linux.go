@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/podblocks/podblocks/internal/rawsys"
+	"github.com/podblocks/podblocks/internal/uring"
 )
 
 // mailbox is an event loop's inbox: other goroutines post messages and wake the loop through an
@@ -93,7 +94,7 @@ type loopCore[M any] struct {
 	tick    time.Duration
 	sweepAt time.Time
 
-	ring    *sendRing   // nil: the loop sends with one system call per send
+	ring    *uring.Ring // nil: the loop sends with one system call per send
 	ringErr error       // why ring is nil, when io_uring_setup failed
 	counts  *ringCounts // set before open to share; else open makes the loop's own
 }
@@ -110,7 +111,7 @@ func (c *loopCore[M]) open(timeouts ...time.Duration) error {
 		return err
 	}
 	c.epfd, c.events, c.tick = epfd, make([]syscall.EpollEvent, 256), 100*time.Millisecond
-	c.ring, c.ringErr = newSendRing(sendRingSize)
+	c.ring, c.ringErr = uring.New(sendRingSize)
 	if c.counts == nil {
 		c.counts = new(ringCounts)
 	}
@@ -139,7 +140,7 @@ func (c *loopCore[M]) shut() []M {
 	msgs := c.box.shut()
 	syscall.Close(c.epfd)
 	if c.ring != nil {
-		c.ring.close()
+		c.ring.Close()
 		c.ring = nil
 	}
 	return msgs
@@ -159,55 +160,20 @@ func startLoops[L interface{ run() }](all []L, wg *sync.WaitGroup) {
 // sendRingSize is how many sends one io_uring_enter makes at most.
 const sendRingSize = 256
 
-// sendBatch is a loop pass's sends through the loop's ring: what each is for, its destination and
-// its bytes.
-type sendBatch[T any] struct {
-	items []T
-	fds   []int
-	bufs  [][]byte
-	res   []sendResult
-}
-
-// add queues a send of p (non-empty) to fd for item.
-func (b *sendBatch[T]) add(item T, fd int, p []byte) {
-	b.items, b.fds, b.bufs = append(b.items, item), append(b.fds, fd), append(b.bufs, p)
-}
-
-// sendBatched makes b's sends through c's ring, sendRingSize per io_uring_enter, calls each with
-// every send's item and result, and empties b. A send whose result is not done was not made, or,
-// when known is false, may or may not have been. Should the ring fail, c goes back to one system
+// sendBatched makes b's sends through c's ring (uring.Batch.Send), counting them in c.counts, and
+// calls each with every send's item and result. Should the ring fail, c goes back to one system
 // call per send for good, and warn is told why.
-func sendBatched[M, T any](c *loopCore[M], b *sendBatch[T], each func(item T, r sendResult, known bool), warn func(string)) {
-	for start := 0; start < len(b.fds); start += sendRingSize {
-		end := min(start+sendRingSize, len(b.fds))
-		var res []sendResult // stays empty once the ring is gone: the sends are left undone
-		known := true
-		if c.ring != nil {
-			if cap(b.res) < sendRingSize {
-				b.res = make([]sendResult, sendRingSize)
-			}
-			res = b.res[:end-start]
-			calls, taken, err := c.ring.sendAll(b.fds[start:end], b.bufs[start:end], res)
-			c.counts.enters.Add(int64(calls))
-			known = taken
-			if err != 0 {
-				warn("io_uring_enter failed, sending with one system call per send from now on: " + err.Error())
-				c.ring.close()
-				c.ring = nil
-			}
+func sendBatched[M, T any](c *loopCore[M], b *uring.Batch[T], each func(item T, r uring.Result, known bool), warn func(string)) {
+	enters, err := b.Send(c.ring, func(item T, r uring.Result, known bool) {
+		if r.Done {
+			c.counts.batched.Add(1)
 		}
-		for i, item := range b.items[start:end] {
-			var r sendResult
-			if i < len(res) {
-				r = res[i]
-			}
-			if r.done {
-				c.counts.batched.Add(1)
-			}
-			each(item, r, known)
-		}
+		each(item, r, known)
+	})
+	c.counts.enters.Add(int64(enters))
+	if err != 0 {
+		warn("io_uring_enter failed, sending with one system call per send from now on: " + err.Error())
+		c.ring.Close()
+		c.ring = nil
 	}
-	clear(b.items)
-	clear(b.bufs)
-	b.items, b.fds, b.bufs = b.items[:0], b.fds[:0], b.bufs[:0]
 }

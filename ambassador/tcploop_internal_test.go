@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/podblocks/podblocks/internal/uring/uringtest"
 	"go.uber.org/zap/zaptest/observer"
 )
 
@@ -201,11 +203,11 @@ func TestTCPLoopSendRing(t *testing.T) {
 // and fails; the connection relayed then must end (its client reads EOF or a reset, not a timeout,
 // and no echo differs), and a new connection must be relayed whole.
 func TestTCPLoopSendRingUnknownOutcome(t *testing.T) {
-	if why := probeSendRing(); why != "" {
+	if why := uringtest.Probe(); why != "" {
 		t.Skip("io_uring unavailable: " + why)
 	}
 	const ok = 20
-	calls, _ := loseCompletions(t, ok, func(*sendRing) bool { return true })
+	calls, _ := uringtest.LoseCompletions(t, ok, func([]int) bool { return true })
 	core, logs := observer.New(zap.InfoLevel)
 	cl, err := NewCluster(NewStatic(Endpoint{Addr: echoServer(t)}))
 	if err != nil {
@@ -248,26 +250,6 @@ func TestTCPLoopSendRingUnknownOutcome(t *testing.T) {
 	}
 }
 
-// loseCompletions has, until the test ends (set it before the proxy is made), the first
-// io_uring_enter call after ok calls for which pick is true make its sends, drop their completions
-// and fail with EIO, as if the kernel took the sends and waiting for them failed. It returns the
-// counts of the calls made and of the calls pick chose.
-func loseCompletions(t *testing.T, ok int64, pick func(*sendRing) bool) (calls, picked *atomic.Int64) {
-	calls, picked = new(atomic.Int64), new(atomic.Int64)
-	enter := ioUringEnter
-	t.Cleanup(func() { ioUringEnter = enter })
-	ioUringEnter = func(r *sendRing, toSubmit, minComplete uint32) syscall.Errno {
-		lose := calls.Load() >= ok && pick(r)
-		e := enter(r, toSubmit, minComplete)
-		if calls.Add(1) > ok && lose && e == 0 && picked.Add(1) == 1 {
-			atomic.StoreUint32(r.cqHead, atomic.LoadUint32(r.cqTail))
-			return syscall.EIO
-		}
-		return e
-	}
-	return calls, picked
-}
-
 // sendRingCase is one way a test's loops send: through io_uring; with one system call per send
 // because io_uring_setup is refused with EPERM (as the default seccomp profiles of Docker >= 25 and
 // containerd 2.0 refuse it); or through io_uring until io_uring_enter is refused, after enterOK
@@ -280,14 +262,13 @@ type sendRingCase struct {
 
 	unavailable string // why io_uring does not work here ("" if it does)
 	logs        *observer.ObservedLogs
-	setups      atomic.Int64 // io_uring_setup calls
-	refused     atomic.Int64 // io_uring_enter calls refused
+	counts      *uringtest.Counts
 }
 
 // sendRingCases are the cases. The io_uring cases are skipped where a ring cannot make one send
 // (a seccomp filter may allow io_uring_setup and refuse io_uring_enter).
 func sendRingCases(t *testing.T) []*sendRingCase {
-	why := probeSendRing()
+	why := uringtest.Probe()
 	if why != "" {
 		t.Logf("io_uring unavailable (%s): only the cases without it run", why)
 	}
@@ -302,30 +283,6 @@ func sendRingCases(t *testing.T) []*sendRingCase {
 	return cases
 }
 
-// probeSendRing makes a ring and one send through it on a socket pair, as a loop does: "" if both
-// work, else why not.
-func probeSendRing() string {
-	ring, err := newSendRing(sendRingSize)
-	if err != nil {
-		return err.Error()
-	}
-	defer ring.close()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return "socketpair: " + err.Error()
-	}
-	defer syscall.Close(fds[0])
-	defer syscall.Close(fds[1])
-	res := make([]sendResult, 1)
-	if _, _, e := ring.sendAll(fds[:1], [][]byte{[]byte("x")}, res); e != 0 {
-		return "io_uring_enter: " + e.Error()
-	}
-	if res[0] != (sendResult{n: 1, done: true}) {
-		return fmt.Sprintf("a send through io_uring: %+v", res[0])
-	}
-	return ""
-}
-
 // setup installs the case's io_uring system calls until the test ends (after its proxies stop:
 // cleanups run last first, so setup comes before the proxies are made) and returns the option that
 // has a proxy log to c.logs.
@@ -333,23 +290,11 @@ func (c *sendRingCase) setup(t *testing.T) Option {
 	if c.ring && c.unavailable != "" {
 		t.Skip("io_uring unavailable: " + c.unavailable)
 	}
-	setup, enter := ioUringSetup, ioUringEnter
-	t.Cleanup(func() { ioUringSetup, ioUringEnter = setup, enter })
-	ioUringSetup = func(entries uint32, p *ringParams) (int, syscall.Errno) {
-		c.setups.Add(1)
-		if c.failSetup {
-			return -1, syscall.EPERM
-		}
-		return setup(entries, p)
+	f := uringtest.Faults{EnterOK: c.enterOK}
+	if c.failSetup {
+		f.SetupErr = syscall.EPERM
 	}
-	var calls atomic.Int64
-	ioUringEnter = func(r *sendRing, toSubmit, minComplete uint32) syscall.Errno {
-		if c.enterOK > 0 && calls.Add(1) > c.enterOK {
-			c.refused.Add(1) // as a seccomp filter does: the kernel takes nothing
-			return syscall.EPERM
-		}
-		return enter(r, toSubmit, minComplete)
-	}
+	c.counts = uringtest.Inject(t, f)
 	core, logs := observer.New(zap.InfoLevel)
 	c.logs = logs
 	return WithLogger(zap.New(core))
@@ -363,18 +308,18 @@ func (c *sendRingCase) check(t *testing.T, sends, enters, want, loops int64) {
 	setupLogs := int64(c.logs.FilterMessageSnippet("io_uring_setup: operation not permitted").Len())
 	enterLogs := int64(c.logs.FilterMessageSnippet("io_uring_enter failed").Len())
 	t.Logf("%d sends through io_uring in %d io_uring_enter calls (%d refused); logged %d setup and %d enter failures",
-		sends, enters, c.refused.Load(), setupLogs, enterLogs)
+		sends, enters, c.counts.Refused.Load(), setupLogs, enterLogs)
 	switch {
 	case c.failSetup:
-		if sends != 0 || enters != 0 || c.setups.Load() != loops || setupLogs != loops {
+		if sends != 0 || enters != 0 || c.counts.Setups.Load() != loops || setupLogs != loops {
 			t.Errorf("io_uring_setup refused: %d sends through io_uring, %d io_uring_enter calls, %d setups, %d logged; want 0, 0, %d, %d",
-				sends, enters, c.setups.Load(), setupLogs, loops, loops)
+				sends, enters, c.counts.Setups.Load(), setupLogs, loops, loops)
 		}
 	case c.enterOK > 0:
 		// Each loop is refused once, then sends without the ring: no later call is refused.
-		if c.refused.Load() != loops || enters != c.enterOK+loops || enterLogs != loops || sends == 0 {
+		if c.counts.Refused.Load() != loops || enters != c.enterOK+loops || enterLogs != loops || sends == 0 {
 			t.Errorf("io_uring_enter refused after %d calls: %d refused, %d calls, %d logged, %d sends through io_uring; want %d, %d, %d, > 0",
-				c.enterOK, c.refused.Load(), enters, enterLogs, sends, loops, c.enterOK+loops, loops)
+				c.enterOK, c.counts.Refused.Load(), enters, enterLogs, sends, loops, c.enterOK+loops, loops)
 		}
 	default:
 		if sends < want || enters == 0 || setupLogs+enterLogs != 0 {

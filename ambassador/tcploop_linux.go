@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/podblocks/podblocks/internal/rawsys"
+	"github.com/podblocks/podblocks/internal/uring"
 )
 
 // TCPProxy's event loops relay the bytes of connections whose endpoint is dialed: a goroutine per
@@ -25,8 +26,7 @@ import (
 //     the loop's buffer, kept in the flow, and one send of them to the destination at the end of
 //     the pass, as HTTPProxy's loops write (what the destination does not take waits in the flow
 //     for its EPOLLOUT). The pass's sends go out together in one io_uring_enter where the kernel
-//     allows (sendRing, uring_linux.go), else one sendto(2) each. A read that returns fewer bytes
-//     than asked
+//     allows (internal/uring), else one sendto(2) each. A read that returns fewer bytes than asked
 //     drained the socket's receive queue at that moment (a stream socket's recv stops short only
 //     when the queue is empty), so the loop does not read again to see EAGAIN: the next byte to
 //     arrive raises a new edge (tcp_data_ready wakes the epoll item whether or not epoll
@@ -95,8 +95,8 @@ type tcpLoop struct {
 	copied  atomic.Int64 // bytes read into buf
 	relays  atomic.Int64 // relays served
 
-	buf   []byte               // the copy path's buffer, copyLen
-	batch sendBatch[relayFlow] // the pass's sends through the ring
+	buf   []byte                 // the copy path's buffer, copyLen
+	batch uring.Batch[relayFlow] // the pass's sends through the ring
 
 	ends    []*relayEnd // by fd
 	open    map[*relay]struct{}
@@ -567,21 +567,21 @@ func (l *tcpLoop) sendBatched() {
 		}
 		for _, f := range []*flow{&r.in, &r.out} {
 			if !f.done && f.pending == 0 && len(f.held) > 0 {
-				l.batch.add(relayFlow{r, f}, f.dst.fd, f.held)
+				l.batch.Add(relayFlow{r, f}, f.dst.fd, f.held)
 			}
 		}
 	}
-	sendBatched(&l.loopCore, &l.batch, func(rf relayFlow, res sendResult, known bool) {
+	sendBatched(&l.loopCore, &l.batch, func(rf relayFlow, res uring.Result, known bool) {
 		f, r := rf.f, rf.r
 		switch {
-		case !res.done:
+		case !res.Done:
 			if !known {
 				l.close(r)
 			}
-		case res.e == 0:
-			f.held = f.held[:copy(f.held, f.held[res.n:])]
+		case res.Err == 0:
+			f.held = f.held[:copy(f.held, f.held[res.N:])]
 			r.active = l.now
-		case res.e == syscall.EAGAIN || res.e == syscall.EINTR:
+		case res.Err == syscall.EAGAIN || res.Err == syscall.EINTR:
 			// the pump sends again and waits for EPOLLOUT on EAGAIN
 		default:
 			l.close(r)

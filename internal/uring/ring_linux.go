@@ -1,6 +1,6 @@
 //go:build linux
 
-package ambassador
+package uring
 
 import (
 	"fmt"
@@ -8,23 +8,12 @@ import (
 	"sync/atomic"
 	"syscall"
 	"unsafe"
+
+	"github.com/podblocks/podblocks/internal/uring/internal/hook"
 )
 
-// sendRing is a small io_uring through which a TCP event loop makes the sends of a pass
-// (IORING_OP_SEND, MSG_DONTWAIT|MSG_NOSIGNAL) in one io_uring_enter instead of one sendto(2) each.
-//
-// Why: on a machine where the proxy shares its CPUs with its peers, a send that wakes a peer
-// often has the scheduler place the peer on the proxy's CPU, and the proxy is preempted when that
-// sendto returns: the peer handles the one message, sleeps, and the proxy's next send wakes it
-// again. One io_uring_enter makes every send of the pass before the proxy can be preempted (the
-// kernel preempts a task only on its way back to user space, unless it is built for full
-// preemption), so each woken peer finds all of its messages at once.
-//
-// Every send is issued inline: with MSG_DONTWAIT io_uring completes a send that finds the socket
-// buffer full with -EAGAIN instead of arming a poll, so all completions are posted by the time
-// io_uring_enter returns; sendAll still waits for every completion before it returns, so no buffer
-// is referenced by the kernel once it has.
-type sendRing struct {
+// Ring is a small io_uring through which one goroutine makes many sends in one io_uring_enter.
+type Ring struct {
 	fd                     int
 	sqRing, cqRing, sqeMem []byte
 	sqHead, sqTail         *uint32
@@ -74,8 +63,6 @@ type ringParams struct {
 }
 
 const (
-	sysIOUringSetup      = 425 // the same number on every architecture
-	sysIOUringEnter      = 426
 	ioringOpSend         = 26
 	ioringEnterGetEvents = 1
 	ioringOffCQRing      = 0x8000000
@@ -86,32 +73,27 @@ const (
 	ioringSetupSubmitAll = 1 << 7
 )
 
-// ioUringSetup and ioUringEnter are io_uring_setup(2) and io_uring_enter(2) (the latter with
-// IORING_ENTER_GETEVENTS). Tests replace them to have io_uring refused, at setup or in the middle of
-// a run, as a container's seccomp profile or a kernel with io_uring disabled refuses it.
-var (
-	ioUringSetup = func(entries uint32, p *ringParams) (int, syscall.Errno) {
-		fd, _, e := syscall.RawSyscall(sysIOUringSetup, uintptr(entries), uintptr(unsafe.Pointer(p)), 0)
+// New makes a ring for up to entries sends per io_uring_enter (the kernel may round entries up:
+// Entries tells). Where io_uring is missing, disabled or refused it returns the error
+// ("io_uring_setup: " and the errno), and the caller sends with one system call per send.
+func New(entries int) (*Ring, error) {
+	p := ringParams{flags: ioringSetupSubmitAll}
+	setup := func() (int, syscall.Errno) {
+		fd, _, e := syscall.RawSyscall(sysIOUringSetup, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
 		return int(fd), e
 	}
-	ioUringEnter = func(r *sendRing, toSubmit, minComplete uint32) syscall.Errno {
-		_, _, e := syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete),
-			ioringEnterGetEvents, 0, 0)
-		return e
+	var fd int
+	var e syscall.Errno
+	if hook.Setup != nil {
+		fd, e = hook.Setup(setup)
+	} else {
+		fd, e = setup()
 	}
-)
-
-// newSendRing makes a ring for up to entries sends per call. Where io_uring is missing, disabled
-// (kernel.io_uring_disabled) or refused by a seccomp filter, it returns the error and the loop sends
-// with sendto(2).
-func newSendRing(entries int) (*sendRing, error) {
-	p := ringParams{flags: ioringSetupSubmitAll}
-	fd, e := ioUringSetup(uint32(entries), &p)
 	if e != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", e)
 	}
 	// The descriptor is close-on-exec already: io_uring_setup always makes it so.
-	r := &sendRing{fd: fd}
+	r := &Ring{fd: fd}
 	var err error
 	mmap := func(off int64, size int) []byte {
 		if err != nil {
@@ -125,7 +107,7 @@ func newSendRing(entries int) (*sendRing, error) {
 	r.cqRing = mmap(ioringOffCQRing, int(p.cqOff.f[1])+int(p.cqEntries)*int(unsafe.Sizeof(ringCQE{})))
 	r.sqeMem = mmap(ioringOffSQEs, int(p.sqEntries)*int(unsafe.Sizeof(ringSQE{})))
 	if err != nil {
-		r.close()
+		r.Close()
 		return nil, fmt.Errorf("io_uring mmap: %w", err)
 	}
 	u32 := func(b []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
@@ -137,8 +119,11 @@ func newSendRing(entries int) (*sendRing, error) {
 	return r, nil
 }
 
-// close unmaps the ring and closes it.
-func (r *sendRing) close() {
+// Entries is how many sends one io_uring_enter makes at most.
+func (r *Ring) Entries() int { return len(r.sqes) }
+
+// Close unmaps the ring and closes it.
+func (r *Ring) Close() {
 	for _, m := range [][]byte{r.sqeMem, r.cqRing, r.sqRing} {
 		if m != nil {
 			syscall.Munmap(m)
@@ -147,21 +132,15 @@ func (r *sendRing) close() {
 	syscall.Close(r.fd)
 }
 
-// sendResult is one send's outcome: bytes sent, or the error (EAGAIN: the socket buffer is full).
-type sendResult struct {
-	n    int
-	e    syscall.Errno
-	done bool // the send completed; false only for sends the ring never took (see sendAll)
-}
-
-// sendAll sends bufs[i] (non-empty) to fds[i] for every i, at most the entries the ring was made
-// for, in one io_uring_enter, and sets res[i]. calls counts the io_uring_enter calls made. A
-// non-zero errno is the ring's own failure: sends it had not taken are left with res[i].done false
-// (not sent), and it waited for every send it had taken, unless waiting failed too (taken is then
-// false, and the unfinished sends' outcome is unknown).
-func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []sendResult) (calls int, taken bool, err syscall.Errno) {
+// SendAll sends bufs[i] (non-empty) to fds[i] for every i, at most Entries of them, in one
+// io_uring_enter, and sets res[i]. calls counts the io_uring_enter calls made (more than one only
+// when a call is interrupted). A non-zero errno is the ring's own failure: sends it had not taken
+// are left with res[i].Done false (not sent), and it waited for every send it had taken, unless
+// waiting failed too (taken is then false, and the unfinished sends' outcome is unknown). After a
+// failure the ring must be closed, not used again.
+func (r *Ring) SendAll(fds []int, bufs [][]byte, res []Result) (calls int, taken bool, err syscall.Errno) {
 	clear(res)
-	tail := *r.sqTail // only this loop writes the tail; the kernel only reads it
+	tail := *r.sqTail // only this goroutine writes the tail; the kernel only reads it
 	for i, fd := range fds {
 		idx := (tail + uint32(i)) & r.sqMask
 		r.sqes[idx] = ringSQE{opcode: ioringOpSend, fd: int32(fd), addr: uint64(uintptr(unsafe.Pointer(&bufs[i][0]))),
@@ -177,9 +156,9 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []sendResult) (calls in
 		for ctail := atomic.LoadUint32(r.cqTail); head != ctail; head++ {
 			c := r.cqes[head&r.cqMask]
 			if c.res < 0 {
-				res[c.userData] = sendResult{e: syscall.Errno(-c.res), done: true}
+				res[c.userData] = Result{Err: syscall.Errno(-c.res), Done: true}
 			} else {
-				res[c.userData] = sendResult{n: int(c.res), done: true}
+				res[c.userData] = Result{N: int(c.res), Done: true}
 			}
 			got++
 		}
@@ -187,7 +166,7 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []sendResult) (calls in
 	}
 	for got < len(fds) {
 		calls++
-		e := ioUringEnter(r, end-atomic.LoadUint32(r.sqHead), uint32(len(fds)-got))
+		e := r.enter(end-atomic.LoadUint32(r.sqHead), uint32(len(fds)-got))
 		reap()
 		if e == 0 || e == syscall.EINTR {
 			continue
@@ -200,4 +179,28 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []sendResult) (calls in
 		return calls, false, e
 	}
 	return calls, true, 0
+}
+
+// enter is io_uring_enter(2) with IORING_ENTER_GETEVENTS, or the test hook's stand-in.
+func (r *Ring) enter(toSubmit, minComplete uint32) syscall.Errno {
+	call := func() syscall.Errno {
+		_, _, e := syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete),
+			ioringEnterGetEvents, 0, 0)
+		return e
+	}
+	if hook.Enter == nil {
+		return call()
+	}
+	return hook.Enter(&hook.Call{Enter: call, Pending: r.pending, Drop: func() {
+		atomic.StoreUint32(r.cqHead, atomic.LoadUint32(r.cqTail))
+	}})
+}
+
+// pending returns the descriptors of the sends submitted and not yet taken by the kernel.
+func (r *Ring) pending() []int {
+	var fds []int
+	for i, end := atomic.LoadUint32(r.sqHead), atomic.LoadUint32(r.sqTail); i != end; i++ {
+		fds = append(fds, int(r.sqes[r.sqArray[i&r.sqMask]].fd))
+	}
+	return fds
 }

@@ -1,0 +1,192 @@
+//go:build linux
+
+package uring_test
+
+import (
+	"bytes"
+	"fmt"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/podblocks/podblocks/internal/uring"
+	"github.com/podblocks/podblocks/internal/uring/uringtest"
+)
+
+// pairs makes n non-blocking socket pairs, closed when the test ends: the first of each is sent
+// on, the second read.
+func pairs(t *testing.T, n int) (send, recv []int) {
+	t.Helper()
+	for range n {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Close(fds[0]); syscall.Close(fds[1]) })
+		send, recv = append(send, fds[0]), append(recv, fds[1])
+	}
+	return send, recv
+}
+
+// readAll returns what is queued on fd.
+func readAll(t *testing.T, fd int) string {
+	t.Helper()
+	var b bytes.Buffer
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := syscall.Read(fd, buf)
+		if n <= 0 || err != nil {
+			return b.String()
+		}
+		b.Write(buf[:n])
+	}
+}
+
+func newRing(t *testing.T, entries int) *uring.Ring {
+	t.Helper()
+	if why := uringtest.Probe(); why != "" {
+		t.Skip("io_uring unavailable: " + why)
+	}
+	r, err := uring.New(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+type outcome struct {
+	Item  int
+	Res   uring.Result
+	Known bool
+}
+
+// TestBatchSend sends on 20 sockets through a ring of 8 entries: three io_uring_enter calls, every
+// result in the order added, every byte on its socket.
+func TestBatchSend(t *testing.T) {
+	r := newRing(t, 8)
+	if r.Entries() != 8 {
+		t.Fatalf("Entries() = %d, want 8", r.Entries())
+	}
+	send, recv := pairs(t, 20)
+	var b uring.Batch[int]
+	var want []outcome
+	for i, fd := range send {
+		msg := fmt.Sprintf("message %d", i)
+		b.Add(i, fd, []byte(msg))
+		want = append(want, outcome{i, uring.Result{N: len(msg), Done: true}, true})
+	}
+	if b.Len() != 20 {
+		t.Fatalf("Len() = %d, want 20", b.Len())
+	}
+	var got []outcome
+	enters, err := b.Send(r, func(item int, res uring.Result, known bool) { got = append(got, outcome{item, res, known}) })
+	if enters != 3 || err != 0 {
+		t.Errorf("Send: %d io_uring_enter calls, %v; want 3, none", enters, err)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("results (-want +got):\n%s", d)
+	}
+	for i, fd := range recv {
+		if s := readAll(t, fd); s != fmt.Sprintf("message %d", i) {
+			t.Errorf("socket %d read %q", i, s)
+		}
+	}
+	if b.Len() != 0 {
+		t.Errorf("Len() after Send = %d, want 0", b.Len())
+	}
+}
+
+// TestSendFull: a send to a socket whose buffer is full completes with EAGAIN (not a poll that
+// waits), a send that partly fits with the bytes it took, and the ring goes on.
+func TestSendFull(t *testing.T) {
+	r := newRing(t, 4)
+	send, recv := pairs(t, 2)
+	big := bytes.Repeat([]byte("x"), 8<<20)
+	res := make([]uring.Result, 2)
+	if _, _, e := r.SendAll(send, [][]byte{big, []byte("y")}, res); e != 0 {
+		t.Fatal(e)
+	}
+	if !res[0].Done || res[0].Err != 0 || res[0].N <= 0 || res[0].N >= len(big) || res[1] != (uring.Result{N: 1, Done: true}) {
+		t.Fatalf("results %+v; want a short send of the 8 MiB, then 1 byte", res)
+	}
+	if _, _, e := r.SendAll(send[:1], [][]byte{big}, res[:1]); e != 0 || res[0] != (uring.Result{Err: syscall.EAGAIN, Done: true}) {
+		t.Fatalf("a send to the full socket: %+v, %v; want EAGAIN", res[0], e)
+	}
+	if n := len(readAll(t, recv[0])); n == 0 {
+		t.Fatal("nothing read")
+	}
+}
+
+// TestSetupRefused: New reports io_uring_setup's refusal, and a nil ring makes no send.
+func TestSetupRefused(t *testing.T) {
+	c := uringtest.Inject(t, uringtest.Faults{SetupErr: syscall.EPERM})
+	r, err := uring.New(8)
+	if r != nil || err == nil || err.Error() != "io_uring_setup: operation not permitted" || c.Setups.Load() != 1 {
+		t.Fatalf("New: %v, %v, %d setups; want nil, io_uring_setup: operation not permitted, 1", r, err, c.Setups.Load())
+	}
+	send, _ := pairs(t, 2)
+	var b uring.Batch[int]
+	b.Add(0, send[0], []byte("a"))
+	b.Add(1, send[1], []byte("b"))
+	var got []outcome
+	enters, e := b.Send(nil, func(item int, res uring.Result, known bool) { got = append(got, outcome{item, res, known}) })
+	if d := cmp.Diff([]outcome{{0, uring.Result{}, true}, {1, uring.Result{}, true}}, got); d != "" || enters != 0 || e != 0 {
+		t.Errorf("Send without a ring: %d calls, %v, results (-want +got):\n%s", enters, e, d)
+	}
+}
+
+// TestEnterRefused: once io_uring_enter is refused, Send reports it and leaves every send of the
+// batch not done, its outcome known (nothing was taken), the later chunks not tried.
+func TestEnterRefused(t *testing.T) {
+	r := newRing(t, 2)
+	c := uringtest.Inject(t, uringtest.Faults{EnterOK: 1})
+	send, recv := pairs(t, 5)
+	var b uring.Batch[int]
+	for i, fd := range send {
+		b.Add(i, fd, []byte{'a' + byte(i)})
+	}
+	var got []outcome
+	enters, err := b.Send(r, func(item int, res uring.Result, known bool) { got = append(got, outcome{item, res, known}) })
+	sent := uring.Result{N: 1, Done: true}
+	want := []outcome{{0, sent, true}, {1, sent, true}, {2, uring.Result{}, true}, {3, uring.Result{}, true}, {4, uring.Result{}, true}}
+	if d := cmp.Diff(want, got); d != "" || enters != 2 || err != syscall.EPERM || c.Refused.Load() != 1 {
+		t.Errorf("Send: %d calls, %v, %d refused; want 2, EPERM, 1; results (-want +got):\n%s", enters, err, c.Refused.Load(), d)
+	}
+	for i, fd := range recv {
+		if s, w := readAll(t, fd), map[bool]string{true: string(rune('a' + i)), false: ""}[i < 2]; s != w {
+			t.Errorf("socket %d read %q, want %q", i, s, w)
+		}
+	}
+}
+
+// TestLoseCompletions: when io_uring_enter fails after the kernel took the sends, their outcome is
+// unknown to the caller (known false), though the bytes went out.
+func TestLoseCompletions(t *testing.T) {
+	r := newRing(t, 4)
+	send, recv := pairs(t, 2)
+	calls, picked := uringtest.LoseCompletions(t, 1, func(fds []int) bool {
+		return len(fds) == 1 && fds[0] == send[1]
+	})
+	var b uring.Batch[int]
+	var got []outcome
+	each := func(item int, res uring.Result, known bool) { got = append(got, outcome{item, res, known}) }
+	b.Add(0, send[1], []byte("first"))
+	if _, err := b.Send(r, each); err != 0 {
+		t.Fatal(err)
+	}
+	b.Add(1, send[0], []byte("other"))
+	if _, err := b.Send(r, each); err != 0 {
+		t.Fatal(err)
+	}
+	b.Add(2, send[1], []byte("lost"))
+	_, err := b.Send(r, each)
+	want := []outcome{{0, uring.Result{N: 5, Done: true}, true}, {1, uring.Result{N: 5, Done: true}, true}, {2, uring.Result{}, false}}
+	if d := cmp.Diff(want, got); d != "" || err != syscall.EIO || calls.Load() != 3 || picked.Load() != 1 {
+		t.Errorf("Send: %v, %d calls, %d picked; want EIO, 3, 1; results (-want +got):\n%s", err, calls.Load(), picked.Load(), d)
+	}
+	if s := readAll(t, recv[1]); s != "firstlost" {
+		t.Errorf("read %q, want %q", s, "firstlost")
+	}
+}
