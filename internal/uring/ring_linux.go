@@ -181,19 +181,27 @@ func (r *Ring) SendAll(fds []int, bufs [][]byte, res []Result) (calls int, taken
 	return calls, true, 0
 }
 
-// enter is io_uring_enter(2) with IORING_ENTER_GETEVENTS, or the test hook's stand-in.
+// enter is io_uring_enter(2) with IORING_ENTER_GETEVENTS, or the test hook's stand-in. The
+// hook's closures are made only when a hook is set: the send path does not allocate.
 func (r *Ring) enter(toSubmit, minComplete uint32) syscall.Errno {
-	call := func() syscall.Errno {
-		_, _, e := syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete),
-			ioringEnterGetEvents, 0, 0)
-		return e
+	if hook.Enter != nil {
+		return r.hookedEnter(toSubmit, minComplete)
 	}
-	if hook.Enter == nil {
-		return call()
-	}
-	return hook.Enter(&hook.Call{Enter: call, Pending: r.pending, Drop: func() {
-		atomic.StoreUint32(r.cqHead, atomic.LoadUint32(r.cqTail))
-	}})
+	return r.sysEnter(toSubmit, minComplete)
+}
+
+func (r *Ring) sysEnter(toSubmit, minComplete uint32) syscall.Errno {
+	_, _, e := syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete),
+		ioringEnterGetEvents, 0, 0)
+	return e
+}
+
+func (r *Ring) hookedEnter(toSubmit, minComplete uint32) syscall.Errno {
+	return hook.Enter(&hook.Call{
+		Enter:   func() syscall.Errno { return r.sysEnter(toSubmit, minComplete) },
+		Pending: r.pending,
+		Drop:    func() { atomic.StoreUint32(r.cqHead, atomic.LoadUint32(r.cqTail)) },
+	})
 }
 
 // pending returns the descriptors of the sends submitted and not yet taken by the kernel.

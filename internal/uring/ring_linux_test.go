@@ -190,3 +190,31 @@ func TestLoseCompletions(t *testing.T) {
 		t.Errorf("read %q, want %q", s, "firstlost")
 	}
 }
+
+// TestSendAllocs: a batch's sends through a ring allocate nothing once the batch has grown (an
+// event loop sends so on every pass).
+func TestSendAllocs(t *testing.T) {
+	r := newRing(t, 8)
+	send, recv := pairs(t, 4)
+	var b uring.Batch[int]
+	msg := []byte("x")
+	sent := 0
+	pass := func() {
+		for i, fd := range send {
+			b.Add(i, fd, msg)
+		}
+		if _, err := b.Send(r, func(_ int, res uring.Result, _ bool) { sent += res.N }); err != 0 {
+			t.Fatal(err)
+		}
+		for _, fd := range recv {
+			syscall.Read(fd, make([]byte, 0, 1)[:1])
+		}
+	}
+	pass()
+	if n := testing.AllocsPerRun(100, pass); n != 0 {
+		t.Errorf("%v allocations per batch of sends, want 0", n)
+	}
+	if sent != 4*102 {
+		t.Errorf("%d bytes sent, want %d", sent, 4*102)
+	}
+}
