@@ -1,11 +1,19 @@
 package workqueue
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // segSize is how many items one segment of a fastLane holds: as many as fill the runtime's
-// largest small size class, 32 KiB (512 left 4 KiB of each segment's allocation unused, 64 bytes
-// an item instead of 56). The count is for 64-bit platforms; elsewhere a segment is smaller.
-const segSize = 584
+// largest small size class, 32 KiB, with the segment's header (see laneSeg). The count is for
+// 64-bit platforms; elsewhere a segment is smaller.
+const segSize = 1344
+
+// segChunks bounds how many name arrays (see nameArena) the names of one segment's items come
+// from: an array holds at least minChunkNames names, and the first name may come from an array
+// begun in the segment before.
+const segChunks = (segSize-1)/minChunkNames + 2
 
 // laneBlocked is the bit of fastLane.head that blocks claims without the queue's lock.
 const laneBlocked uint64 = 1 << 63
@@ -19,21 +27,49 @@ type laneItem struct {
 	payload []byte
 }
 
-// laneSlot holds one laneItem by value. id is 0 until the item is published; the fields are
-// written before that and read only by the claimer that won the item's index, which clears the
-// pointers then, so that the segment keeps no payload alive.
+// laneSlot holds one laneItem by value, without a pointer: the name is its segment's name array
+// chunk, at off, nlen bytes long (nlen 0: ""), and a payload (if pay) is in the segment's
+// payloads. id is 0 until the item is published; the fields are written before that and read
+// only by the claimer that won the item's index.
 type laneSlot struct {
-	id      atomic.Uint64
-	prio    int
-	name    string
-	payload []byte
+	id    atomic.Uint64
+	prio  int
+	off   uint16
+	chunk uint8
+	nlen  uint8
+	pay   bool
 }
 
-// laneSeg is one segment of a fastLane: the items of indexes base to base+segSize-1.
+// laneSeg is one segment of a fastLane: the items of indexes base to base+segSize-1. Its
+// pointers come first, and its slots hold none: the garbage collector scans a segment's
+// header (its pointer words end there) and not its slots, so a backlog of items costs it a
+// few pointers a segment instead of one or two an item. The names of the segment's items are
+// in the name arrays of chunks (a pointer each, where the items' names would take one an
+// item), which the producers append to as they cut names from a new one; the payloads are in
+// payloads, made with the segment's first payload (a segment of items without one has none).
 type laneSeg struct {
-	base  uint64
-	slots [segSize]laneSlot
-	next  atomic.Pointer[laneSeg] // set before the segment's last slot is published
+	next     atomic.Pointer[laneSeg] // set before the segment's last slot is published
+	payloads *[segSize][]byte
+	chunks   [segChunks]*[nameChunk]byte
+	nchunks  int // the producers'
+	base     uint64
+	slots    [segSize]laneSlot
+}
+
+// take moves the item out of slot k, whose index the caller claimed. It writes to the segment
+// only to drop a payload, so that the segment keeps no payload alive.
+func (s *laneSeg) take(k uint64) laneItem {
+	sl := &s.slots[k]
+	it := laneItem{id: sl.id.Load(), prio: sl.prio}
+	if sl.nlen != 0 {
+		it.name = unsafe.String(&s.chunks[sl.chunk][sl.off], int(sl.nlen))
+	}
+	if sl.pay {
+		p := &s.payloads[k]
+		it.payload = *p
+		*p = nil
+	}
+	return it
 }
 
 // fastLane is the FIFO of hot-path Adds (keyless, ready at once, one priority at a time) that
@@ -41,7 +77,8 @@ type laneSeg struct {
 // writes an item into its slot by value and publishes it by storing its ID; a Lease claims the
 // next index with one compare-and-swap on head (claim), or a run of them (claimN), once it has
 // seen the slot published. The items need no entry of their own while they wait, so a backlog
-// costs 56 bytes an item in segments of segSize, and the entry is taken when the item is leased,
+// costs 24 bytes an item in segments of segSize (and its name, a few bytes of a shared array), none
+// of which the garbage collector scans, and the entry is taken when the item is leased,
 // from the free list of the shard that records the lease (where acked items leave theirs).
 // No counter is shared with the producers, so a producer and the Leases touch the same cache line
 // only where they meet in the same slots. Indexes below head are claimed. The segments form a list
@@ -69,8 +106,9 @@ func (l *fastLane) init() {
 	l.tail = s
 }
 
-// put appends an item (id > 0) and returns its index. Called with the producers' lock held.
-func (l *fastLane) put(id uint64, prio int, name string, payload []byte) uint64 {
+// put appends an item (id > 0) and returns its index. Its name is "" or cut from the name
+// array chunk. Called with the producers' lock held.
+func (l *fastLane) put(id uint64, prio int, name string, chunk *[nameChunk]byte, payload []byte) uint64 {
 	i := l.n
 	s := l.tail
 	k := i - s.base
@@ -81,9 +119,22 @@ func (l *fastLane) put(id uint64, prio int, name string, payload []byte) uint64 
 	}
 	l.n++
 	sl := &s.slots[k]
-	sl.prio, sl.name = prio, name
-	if payload != nil { // the slot's is nil (take cleared it, or the segment is new)
-		sl.payload = payload
+	sl.prio = prio
+	if name != "" {
+		if s.nchunks == 0 || s.chunks[s.nchunks-1] != chunk {
+			s.chunks[s.nchunks] = chunk // segChunks bounds nchunks
+			s.nchunks++
+		}
+		sl.chunk = uint8(s.nchunks - 1)
+		sl.off = uint16(uintptr(unsafe.Pointer(unsafe.StringData(name))) - uintptr(unsafe.Pointer(chunk)))
+		sl.nlen = uint8(len(name))
+	}
+	if payload != nil {
+		if s.payloads == nil {
+			s.payloads = new([segSize][]byte)
+		}
+		s.payloads[k] = payload
+		sl.pay = true
 	}
 	sl.id.Store(id)
 	return i
@@ -120,16 +171,6 @@ func (l *fastLane) advance(s *laneSeg) {
 	}
 }
 
-// take moves the item out of a slot whose index the caller claimed.
-func (sl *laneSlot) take() laneItem {
-	it := laneItem{id: sl.id.Load(), prio: sl.prio, name: sl.name, payload: sl.payload}
-	sl.name = ""
-	if it.payload != nil {
-		sl.payload = nil
-	}
-	return it
-}
-
 // claim takes the oldest item; ok is false if there is none or the lane is blocked and the caller
 // does not hold the queue's lock (locked).
 func (l *fastLane) claim(locked bool) (it laneItem, ok bool) {
@@ -148,7 +189,7 @@ func (l *fastLane) claim(locked bool) (it laneItem, ok bool) {
 			return laneItem{}, false
 		}
 		if l.head.CompareAndSwap(hw, hw+1) {
-			it = s.slots[k].take()
+			it = s.take(k)
 			if k == segSize-1 {
 				l.advance(s.next.Load())
 			}
@@ -193,7 +234,7 @@ func (l *fastLane) claimN(max int, dst []laneItem, locked bool) []laneItem {
 			if i-t.base == segSize {
 				t = t.next.Load()
 			}
-			dst = append(dst, t.slots[i-t.base].take())
+			dst = append(dst, t.take(i-t.base))
 		}
 		// Move headSeg on to the segment of the new head if this claimed a segment's last index
 		// (so the segments up to it have their next set).

@@ -81,7 +81,7 @@ func (q *Memory) push(payload []byte, prio int) (id string, idx uint64, ok bool)
 	}
 	n := q.seq.Add(1)
 	name := q.names.format(n)
-	idx = l.put(n, prio, name, payload)
+	idx = l.put(n, prio, name, q.names.cur, payload)
 	q.inMu.Unlock()
 	return name[:len(name)-2], idx, true
 }
@@ -89,24 +89,32 @@ func (q *Memory) push(payload []byte, prio int) (id string, idx uint64, ok bool)
 // nameChunk is the size of the byte arrays the hot-path Adds cut the names of their items from.
 const nameChunk = 512
 
+// maxNameLen is the longest name: the digits of a uint64 and ".1".
+const maxNameLen = 20 + 2
+
+// minChunkNames is how many names an array of nameChunk bytes holds at least (see segChunks).
+const minChunkNames = nameChunk / maxNameLen
+
 // nameArena makes the names ("<id>.1") of the hot-path Adds' items: it cuts them from shared
 // arrays of nameChunk bytes instead of allocating each, so that an Add allocates nothing but its
 // share of an array and of a lane segment. The arrays hold no pointers: the garbage collector does not
 // scan them. A byte of an array is written once, before the string that holds it is made, and
 // never again. The cost: a string kept (an ID, a lease token) keeps its whole array alive.
 type nameArena struct {
-	buf  []byte   // the rest of the current array (len 0)
-	last uint64   // the ID of the last name made
-	dig  [20]byte // its digits are dig[:nd]
+	cur  *[nameChunk]byte // the array the last name was cut from
+	buf  []byte           // the rest of cur (len 0)
+	last uint64           // the ID of the last name made
+	dig  [20]byte         // its digits are dig[:nd]
 	nd   int
 }
 
-// format returns FormatLease(id, 1). The hot-path Adds' IDs mostly follow each other, so it counts
-// the last ID's digits up by one instead of formatting each (the divisions were a tenth of an Add).
+// format returns FormatLease(id, 1), cut from a.cur. The hot-path Adds' IDs mostly follow each
+// other, so it counts the last ID's digits up by one instead of formatting each (the divisions
+// were a tenth of an Add).
 func (a *nameArena) format(id uint64) string {
-	const maxLen = 20 + 2 // the digits of a uint64 and ".1"
-	if cap(a.buf) < maxLen {
-		a.buf = make([]byte, 0, nameChunk)
+	if cap(a.buf) < maxNameLen {
+		a.cur = new([nameChunk]byte)
+		a.buf = a.cur[:0]
 	}
 	if id == a.last+1 && a.nd > 0 {
 		i := a.nd - 1
