@@ -79,7 +79,8 @@ func (q *Memory) push(payload []byte, prio int) (id string, idx uint64, ok bool)
 		}
 		l.prio.Store(int64(prio))
 	}
-	n := q.seq.Add(1)
+	q.seq++
+	n := q.seq
 	name := q.names.format(n)
 	idx = l.put(n, prio, name, q.names.cur, payload)
 	q.inMu.Unlock()
@@ -92,19 +93,25 @@ const nameChunk = 512
 // maxNameLen is the longest name: the digits of a uint64 and ".1".
 const maxNameLen = 20 + 2
 
-// minChunkNames is how many names an array of nameChunk bytes holds at least (see segChunks).
-const minChunkNames = nameChunk / maxNameLen
+// nameCopy is how many bytes nameArena.format writes for a name: the name and room to spare, in
+// one copy of a fixed size (a copy of the name's own length was a call to memmove).
+const nameCopy = 24
+
+// minChunkNames is how many names an array of nameChunk bytes holds at least (see segChunks):
+// format cuts names from it while nameCopy bytes are left.
+const minChunkNames = (nameChunk-nameCopy)/maxNameLen + 1
 
 // nameArena makes the names ("<id>.1") of the hot-path Adds' items: it cuts them from shared
 // arrays of nameChunk bytes instead of allocating each, so that an Add allocates nothing but its
 // share of an array and of a lane segment. The arrays hold no pointers: the garbage collector does not
-// scan them. A byte of an array is written once, before the string that holds it is made, and
-// never again. The cost: a string kept (an ID, a lease token) keeps its whole array alive.
+// scan them. A byte of an array is written only before a string holds it (format writes past the
+// end of a name, where the next one goes), never after. The cost: a string kept (an ID, a lease
+// token) keeps its whole array alive.
 type nameArena struct {
 	cur  *[nameChunk]byte // the array the last name was cut from
 	buf  []byte           // the rest of cur (len 0)
 	last uint64           // the ID of the last name made
-	dig  [20]byte         // its digits are dig[:nd]
+	dig  [nameCopy]byte   // the last name: its digits dig[:nd], then ".1"
 	nd   int
 }
 
@@ -112,7 +119,7 @@ type nameArena struct {
 // other, so it counts the last ID's digits up by one instead of formatting each (the divisions
 // were a tenth of an Add).
 func (a *nameArena) format(id uint64) string {
-	if cap(a.buf) < maxNameLen {
+	if cap(a.buf) < nameCopy {
 		a.cur = new([nameChunk]byte)
 		a.buf = a.cur[:0]
 	}
@@ -128,15 +135,18 @@ func (a *nameArena) format(id uint64) string {
 			a.dig[a.nd] = '0'
 			a.dig[0] = '1'
 			a.nd++
+			a.dig[a.nd], a.dig[a.nd+1] = '.', '1'
 		}
 	} else {
 		a.nd = len(strconv.AppendUint(a.dig[:0], id, 10))
+		a.dig[a.nd], a.dig[a.nd+1] = '.', '1'
 	}
 	a.last = id
-	b := append(a.buf, a.dig[:a.nd]...)
-	b = append(b, '.', '1')
-	a.buf = b[len(b):]
-	return unsafe.String(unsafe.SliceData(b), len(b))
+	n := a.nd + 2
+	*(*[nameCopy]byte)(a.buf[:nameCopy]) = a.dig
+	name := unsafe.String(unsafe.SliceData(a.buf), n)
+	a.buf = a.buf[n:n]
+	return name
 }
 
 // keyState orders the live items of one key: q[0] is the one whose turn it is.
@@ -181,9 +191,11 @@ type Memory struct {
 	// and the workers on other cores do not invalidate each other's lines.
 	_    [64]byte
 	lane fastLane
-	seq  atomic.Uint64
-	// inMu serializes the hot-path Adds (see push); it guards names.
+	// inMu serializes the hot-path Adds (see push); it guards names and seq, the last ID given
+	// (the slow path takes it for its IDs too: a plain counter costs an Add one locked
+	// instruction less than an atomic one).
 	inMu  sync.Mutex
+	seq   uint64
 	names nameArena
 	_     [64]byte
 
@@ -263,7 +275,7 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	q.delayedAt.Store(math.MaxInt64)
 	q.lane.init()
 	q.ready.fast = &q.lane
-	q.seq.Store(cfg.lastID)
+	q.seq = cfg.lastID
 	q.spare.New = newWaiter
 	q.recover(cfg.recovered)
 	return q, nil
@@ -310,8 +322,8 @@ func (q *Memory) recover(recs []Record) {
 	now := q.clock()
 	var live, leased []*entry
 	for _, r := range recs {
-		if r.ID > q.seq.Load() {
-			q.seq.Store(r.ID)
+		if r.ID > q.seq {
+			q.seq = r.ID
 		}
 		if r.Dead {
 			q.dead = append(q.dead, deadItem(r, r.Reason, r.Added))
@@ -810,7 +822,11 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			q.keys[opts.Key] = ks
 		}
 	}
-	id := e.setID(q.seq.Add(1))
+	q.inMu.Lock()
+	q.seq++
+	seq := q.seq
+	q.inMu.Unlock()
+	id := e.setID(seq)
 	q.live++
 	if ks != nil {
 		ks.q = append(ks.q, e)
