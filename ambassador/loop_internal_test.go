@@ -182,3 +182,96 @@ func sizedBackend(t *testing.T) string {
 	t.Cleanup(backend.Close)
 	return strings.TrimPrefix(backend.URL, "http://")
 }
+
+// TestLoopsYieldBeforeBlocking: with a connection open, an event loop that finds nothing ready
+// yields the CPU and polls again (pollYields times) before it blocks in epoll_wait, the HTTP loops
+// as the TCP loops; with none open it blocks at once, so an idle proxy does not spin. A client makes
+// 20 keep-alive exchanges through each proxy and stays connected: the loop, finding nothing more to
+// do, must yield pollYields times (again after each timed wait for its sweep). Once the client has
+// gone, the count must stay still.
+func TestLoopsYieldBeforeBlocking(t *testing.T) {
+	var yields atomic.Int64
+	yield := schedYield
+	t.Cleanup(func() { schedYield = yield })
+	schedYield = func() {
+		yields.Add(1)
+		yield()
+	}
+	cl, err := NewCluster(NewStatic(Endpoint{Addr: sizedBackend(t)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hp, err := NewHTTPProxy("127.0.0.1:0", cl, WithEventLoops(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runProxy(t, hp)
+	tcl, err := NewCluster(NewStatic(Endpoint{Addr: echoServer(t)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := runTCPProxy(t, tcl)
+
+	for _, tc := range []struct {
+		name     string
+		addr     string
+		exchange func(c net.Conn, br *bufio.Reader) error
+	}{
+		{"HTTP", hp.Addr().String(), func(c net.Conn, br *bufio.Reader) error {
+			if _, err := io.WriteString(c, "GET /10 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				return err
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			_, err = io.Copy(io.Discard, resp.Body)
+			return err
+		}},
+		{"TCP", tp.Addr().String(), func(c net.Conn, br *bufio.Reader) error {
+			if _, err := io.WriteString(c, "ping\n"); err != nil {
+				return err
+			}
+			_, err := br.ReadString('\n')
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			br := bufio.NewReader(c)
+			before := yields.Load()
+			for range 20 {
+				if err := tc.exchange(c, br); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for deadline := time.Now().Add(5 * time.Second); yields.Load()-before < pollYields; {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d yields in 5 s with a client connected, want at least %d", yields.Load()-before, pollYields)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			c.Close()
+			// The loop sees the close, then its count stops; from then on it must stay still.
+			last := yields.Load()
+			for deadline := time.Now().Add(5 * time.Second); ; last = yields.Load() {
+				time.Sleep(50 * time.Millisecond)
+				if yields.Load() == last {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the loop still yields 5 s after its only client left (%d yields)", yields.Load())
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+			if n := yields.Load() - last; n != 0 {
+				t.Errorf("%d yields in 200 ms with no client connected, want 0", n)
+			}
+		})
+	}
+}

@@ -247,8 +247,9 @@ func (l *loop) run() {
 	l.sweepAt = l.now.Add(l.tick)
 	for !(l.closing && l.clients == 0) {
 		l.pass++
-		// Poll first without giving up the thread's P; block only when nothing is ready.
-		n, _ := rawsys.EpollWait(l.epfd, l.events, 0)
+		// Poll first without giving up the thread's P, and yield a few times with clients
+		// connected (loopCore.poll); block only when nothing is ready.
+		n := l.poll(len(l.more) == 0 && l.clients > 0)
 		if n == 0 && len(l.more) == 0 {
 			n = l.block(len(l.socks) > 0)
 		}

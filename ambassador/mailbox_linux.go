@@ -123,6 +123,26 @@ func (c *loopCore[M]) open(timeouts ...time.Duration) error {
 	return nil
 }
 
+// poll returns how many events are ready now, in c.events. With spin set and none ready, it first
+// gives the CPU away (sched_yield) and polls again, up to pollYields times: with connections open
+// the next event is usually a peer's answer moments away, and a loop that blocks pays the sleep
+// and wake-up and, on a locked thread in a blocking syscall, the runtime's hand-off of its P. When
+// nothing else is runnable this spins pollYields times (microseconds).
+func (c *loopCore[M]) poll(spin bool) int {
+	n, _ := rawsys.EpollWait(c.epfd, c.events, 0)
+	for i := 0; n == 0 && spin && i < pollYields; i++ {
+		schedYield()
+		n, _ = rawsys.EpollWait(c.epfd, c.events, 0)
+	}
+	return n
+}
+
+// pollYields is how many times poll yields the CPU and polls again before the loop blocks.
+const pollYields = 8
+
+// schedYield is sched_yield(2); tests count the calls.
+var schedYield = func() { syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) }
+
 // block waits in epoll_wait for events into c.events and returns how many came: until the next
 // sweep when timed, else until an event.
 func (c *loopCore[M]) block(timed bool) int {

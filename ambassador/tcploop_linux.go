@@ -49,10 +49,6 @@ import (
 // copyLen is the loop's copy buffer: a read that fills it switches the flow to splice.
 const copyLen = 16 << 10
 
-// pollYields is how many times a loop with relays open yields the CPU and polls again before it
-// blocks in epoll_wait.
-const pollYields = 8
-
 // spliceLen is what one splice into an empty pipe asks for; the pipe's capacity bounds it.
 const spliceLen = 1 << 20
 
@@ -213,16 +209,9 @@ func (l *tcpLoop) run() {
 	l.now = time.Now()
 	l.sweepAt = l.now.Add(l.tick)
 	for closing := false; !closing; {
-		n, _ := rawsys.EpollWait(l.epfd, l.events, 0)
-		// Before blocking, give the CPU away a few times (sched_yield) and poll again: with
-		// relays open the next event is usually a peer's answer moments away, and a loop that
-		// blocks pays the sleep and wake-up and, on a locked thread in a blocking syscall, the
-		// runtime's hand-off of its P. When nothing else is runnable this spins pollYields
-		// times (microseconds); with no relay open the loop blocks at once.
-		for i := 0; n == 0 && len(l.again) == 0 && len(l.open) > 0 && i < pollYields; i++ {
-			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
-			n, _ = rawsys.EpollWait(l.epfd, l.events, 0)
-		}
+		// Poll, and before blocking yield a few times (loopCore.poll); with no relay open the
+		// loop blocks at once.
+		n := l.poll(len(l.again) == 0 && len(l.open) > 0)
 		if n == 0 && len(l.again) == 0 {
 			n = l.block(len(l.open) > 0)
 		}
