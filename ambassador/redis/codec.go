@@ -214,14 +214,22 @@ func readBuffered(br *bufio.Reader, r *twemproxy.Request, maxSize, maxArgs int) 
 }
 
 // bufferedLen parses the "*N" or "$N" line at b[off:], which must end in CRLF within b: the
-// number and the offset after the line.
+// number and the offset after the line. It takes only 1 to 18 digits (no sign): readBuffered's
+// caller reads anything else piece by piece. The digits are scanned in place, without a search
+// for the line's end first: a length line is a few bytes.
 func bufferedLen(b []byte, off int) (n, end int, ok bool) {
-	i := bytes.IndexByte(b[off:], '\n')
-	if i < 3 || b[off+i-1] != '\r' {
+	i := off + 1
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	if d := i - off - 1; d < 1 || d > 18 || i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' {
 		return 0, 0, false
 	}
-	n, ok = parseLen(b[off+1 : off+i-1])
-	return n, off + i + 1, ok
+	return n, i + 2, true
 }
 
 func (p *Protocol) readInline(br *bufio.Reader, r *twemproxy.Request) (empty bool, err error) {
@@ -297,7 +305,10 @@ func (p *Protocol) classify(r *twemproxy.Request) error {
 		up[i] = c
 	}
 	cmd := up[:len(name)]
-	info, ok := commands[string(cmd)]
+	info, ok := cmdInfo{}, false
+	if len(cmd) > 0 {
+		info, ok = lookup(cmd)
+	}
 	if !ok {
 		return localErr(r, "unsupported command '%s' (not forwarded by the sharding proxy)", sanitize(name))
 	}

@@ -18,6 +18,50 @@ type cmdInfo struct {
 	arity int // minimum number of arguments, the command included
 }
 
+// cmdTableSize is the size of lookup's table: a power of two, over four times the commands.
+const cmdTableSize = 1024
+
+// cmdTable is commands as an open-addressing table indexed by cmdSlot: a lookup costs a few loads
+// and one comparison, where the map's string hash cost about 4% of the proxy's time at -P16.
+var cmdTable = buildTable(commands)
+
+type cmdEntry struct {
+	name string
+	info cmdInfo
+}
+
+// cmdSlot is the first slot of the table where the upper-case name up may be.
+func cmdSlot(up []byte) uint {
+	n := len(up)
+	h := uint(n)*0x9e3779b1 ^ uint(up[0])<<8 ^ uint(up[n-1])*0x85eb ^ uint(up[n/2])*0xc2b3 ^ uint(up[(n-1)/3])<<16
+	return (h ^ h>>10) & (cmdTableSize - 1)
+}
+
+func buildTable(cmds map[string]cmdInfo) *[cmdTableSize]cmdEntry {
+	var t [cmdTableSize]cmdEntry
+	for name, info := range cmds {
+		i := cmdSlot([]byte(name))
+		for t[i].name != "" {
+			i = (i + 1) & (cmdTableSize - 1)
+		}
+		t[i] = cmdEntry{name, info}
+	}
+	return &t
+}
+
+// lookup finds the command with the upper-case name up (not empty).
+func lookup(up []byte) (cmdInfo, bool) {
+	for i := cmdSlot(up); ; i = (i + 1) & (cmdTableSize - 1) {
+		e := &cmdTable[i]
+		if e.name == string(up) {
+			return e.info, true
+		}
+		if e.name == "" {
+			return cmdInfo{}, false
+		}
+	}
+}
+
 // commands lists what the proxy forwards (keyed by upper-case name). Commands that act on the
 // whole server or on several keys that could live on different shards (KEYS, SCAN, RENAME, SUNION,
 // transactions, pub/sub, blocking pops) are not forwarded: they get an error reply.
