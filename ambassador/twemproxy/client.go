@@ -68,6 +68,7 @@ type client struct {
 	full        []*serverConn     // server connections to wait for room on
 	idleExpired bool              // the poller found the client idle: close it
 	pollClient
+	ringWrite // the poller's write through its ring, under mu
 }
 
 // resumeReason is why the poller gives a client's read side back to its goroutine.
@@ -329,7 +330,7 @@ func (c *client) route(batch []*Request, scratch *routeScratch) {
 		}
 	}
 	if local {
-		c.drainLocked()
+		c.drainLocked(scratch.ds.rc)
 	}
 	c.mu.Unlock()
 	if local {
@@ -340,6 +341,7 @@ func (c *client) route(batch []*Request, scratch *routeScratch) {
 	for _, r := range batch[:k] {
 		frags += st.route(r, scratch) // r may be released from here on
 	}
+	scratch.enqueue()
 	clear(batch)
 	p.mu.RUnlock()
 	if frags > 0 {
@@ -373,8 +375,8 @@ func (c *client) checkAuth(cfg *PoolConfig, r *Request) {
 }
 
 // drainLocked moves the replies of the complete requests at the head of the queue to out, in
-// order, and releases the requests.
-func (c *client) drainLocked() {
+// order, and releases the requests (into rc).
+func (c *client) drainLocked(rc *reqCache) {
 	p := c.p
 	n := 0
 	for c.head < len(c.queue) {
@@ -400,7 +402,7 @@ func (c *client) drainLocked() {
 			c.out = append(c.out, r.Resp...)
 			c.quit = r.Quit
 		}
-		putRequest(r)
+		rc.put(r)
 	}
 	if c.head == len(c.queue) {
 		c.queue, c.head = c.queue[:0], 0

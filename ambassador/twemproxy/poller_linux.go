@@ -55,6 +55,8 @@ type clientPoller struct {
 	br      *bufio.Reader
 	batch   []*Request
 	ds      dirtySet
+	rc      reqCache   // the requests the loop released, for its next ones
+	answers []*Request // the requests a session's read answered, to complete together
 	scratch routeScratch
 	waitFn  func(fd uintptr) bool // wait, bound once: a method value made per round cost an allocation
 }
@@ -122,11 +124,13 @@ func newClientPoller(p *pool) *clientPoller {
 	cp.br = bufio.NewReaderSize(&cp.src, ioBufSize)
 	cp.waitFn = cp.wait
 	cp.scratch.ds = &cp.ds
+	cp.ds.rc = &cp.rc
 	// The epoll set must be pollable by Go's poller; a set deadline fails where it is not.
 	if err := file.SetReadDeadline(time.Time{}); err != nil {
 		file.Close()
 		return nil
 	}
+	cp.ds.ring = newReplyRing(p.log)
 	return cp
 }
 
@@ -134,6 +138,7 @@ func newClientPoller(p *pool) *clientPoller {
 func (cp *clientPoller) start() {
 	go func() {
 		defer close(cp.done)
+		defer cp.ds.ring.close()
 		cp.loop()
 	}()
 }
@@ -242,12 +247,12 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 		batch := cp.batch
 		var stop bool
 		for {
-			r := getRequest()
+			r := cp.rc.get()
 			err := p.proto.ReadRequest(cp.br, r)
 			r.c = c
 			if err != nil {
 				if errors.Is(err, errIncomplete) {
-					putRequest(r)
+					cp.rc.put(r)
 					break
 				}
 				batch = c.readFailed(err, r, batch)
@@ -562,8 +567,13 @@ func (cp *clientPoller) serveSession(s *session, ended bool) (back bool) {
 				break
 			}
 			consumed = cp.src.off - cp.br.Buffered()
-			rs.completed(sc, r, m, &cp.ds)
+			rs.answered(sc, r, m)
+			cp.answers = append(cp.answers, r)
 		}
+		// The replies of one client's requests, next to each other in the server's stream, are
+		// completed under one lock of the client's.
+		finishAll(cp.answers, &cp.ds)
+		cp.answers = cp.answers[:0]
 		rest := rs.pending.keep(data, consumed, hadPending)
 		if bad || len(rest) > ioBufSize/2 {
 			return true

@@ -149,21 +149,26 @@ func (sc *serverConn) signal() {
 	}
 }
 
-// enqueue appends r for the server at time now. It reports whether the caller must flush the
-// output buffer (owe: false when r is waiting for a connection, or when another goroutine owes a
-// flush that will carry r's bytes) and whether the buffer is full, in which case the caller must
-// waitForRoom before it reads more requests. It never blocks on the network.
-func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) (owe, full bool) {
+// enqueue appends rs, in order, for the server at time now. It reports whether the caller must
+// flush the output buffer (owe: false when rs are waiting for a connection, or when another
+// goroutine owes a flush that will carry their bytes) and whether the buffer is full, in which
+// case the caller must waitForRoom before it reads more requests. It never blocks on the network.
+// The requests may be released from here on.
+func (sc *serverConn) enqueue(rs []*Request, now time.Time, ds *dirtySet) (owe, full bool) {
 	sc.mu.Lock()
 	if sc.closing {
 		sc.mu.Unlock()
-		r.finish(ErrClosed, ds)
+		for _, r := range rs {
+			r.finish(ErrClosed, ds)
+		}
 		return false, false
 	}
 	if sc.sess == nil {
-		sc.waiting = append(sc.waiting, r)
-		sc.waitBytes += len(r.Buf)
-		first := len(sc.waiting) == 1
+		first := len(sc.waiting) == 0
+		for _, r := range rs {
+			sc.waiting = append(sc.waiting, r)
+			sc.waitBytes += len(r.Buf)
+		}
 		full = sc.fullLocked()
 		sc.mu.Unlock()
 		if first {
@@ -171,7 +176,9 @@ func (sc *serverConn) enqueue(r *Request, now time.Time, ds *dirtySet) (owe, ful
 		}
 		return false, full
 	}
-	sc.appendLocked(r, now)
+	for _, r := range rs {
+		sc.appendLocked(r, now)
+	}
 	owe = !sc.owed
 	sc.owed = true
 	full = sc.fullLocked()
@@ -701,12 +708,18 @@ func (sc *serverConn) readLoop(s *session) {
 // completed counts the reply just read into r (whose reply began at Resp[n:]) and completes r,
 // the oldest request awaiting its reply. r may be released from here on.
 func (rs *replyState) completed(sc *serverConn, r *Request, n int, ds *dirtySet) {
+	rs.answered(sc, r, n)
+	r.finish(nil, ds)
+}
+
+// answered counts the reply just read into r (whose reply began at Resp[n:]) and takes r, the
+// oldest request awaiting its reply, off local; the caller completes it.
+func (rs *replyState) answered(sc *serverConn, r *Request, n int) {
 	rs.nresp++
 	rs.nbytes += int64(len(r.Resp) - n)
 	rs.local[rs.i] = nil
 	rs.i++
 	sc.st.success(sc.srv)
-	r.finish(nil, ds)
 }
 
 // handOver gives session s's read side to the poller and waits until the poller gives it back, or
