@@ -118,6 +118,13 @@ for c in 1 2; do
 	echo "Lease+Ack / API floor:                   $(ratio memory$c apifloor$c)x"
 	echo "  per round, API floor / client-go:          $(rounds apifloor$c clientgo$c)"
 	echo "  per round, Lease+Ack / API floor:          $(rounds memory$c apifloor$c)"
+	# What 2x client-go leaves per item, beside what the API's own work takes: the time an item may
+	# take at 2x (half of client-go's), the API floor's time less the channel floor's (the API's
+	# per-item work without the hand-off), the channel floor's (a hand-off) and Lease+Ack's.
+	echo "  per round, ns an item: 2x budget | API work (API floor - channel floor) | channel hand-off | Lease+Ack"
+	paste -d' ' <(tr ' ' '\n' <<<"${results[clientgo$c]}" | grep -v '^$') <(tr ' ' '\n' <<<"${results[apifloor$c]}" | grep -v '^$') \
+		<(tr ' ' '\n' <<<"${results[chanfloor$c]}" | grep -v '^$') <(tr ' ' '\n' <<<"${results[memory$c]}" | grep -v '^$') |
+		awk '{ printf "    %4.0f | %4.0f | %4.0f | %4.0f\n", 1e9 / (2 * $1), 1e9 / $2 - 1e9 / $3, 1e9 / $3, 1e9 / $4 }'
 done
 [ "$only" = memory ] && exit 0
 echo
