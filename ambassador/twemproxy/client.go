@@ -68,7 +68,6 @@ type client struct {
 	full        []*serverConn     // server connections to wait for room on
 	idleExpired bool              // the poller found the client idle: close it
 	pollClient
-	ringWrite // the poller's write through its ring, under mu
 }
 
 // resumeReason is why the poller gives a client's read side back to its goroutine.

@@ -130,7 +130,6 @@ func newClientPoller(p *pool) *clientPoller {
 		file.Close()
 		return nil
 	}
-	cp.ds.ring = newReplyRing(p.log)
 	return cp
 }
 
@@ -138,7 +137,6 @@ func newClientPoller(p *pool) *clientPoller {
 func (cp *clientPoller) start() {
 	go func() {
 		defer close(cp.done)
-		defer cp.ds.ring.close()
 		cp.loop()
 	}()
 }

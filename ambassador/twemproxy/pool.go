@@ -134,12 +134,10 @@ func finishAll(rs []*Request, ds *dirtySet) {
 }
 
 // dirtySet collects the clients with replies to write, so that each gets one write per batch.
-// rc, if not nil, is the goroutine's stash the requests drained into the clients' output go to;
-// ring, if not nil, writes the clients (the poller's, through io_uring).
+// rc, if not nil, is the goroutine's stash the requests drained into the clients' output go to.
 type dirtySet struct {
 	clients []*client
 	rc      *reqCache
-	ring    *replyRing
 }
 
 func (ds *dirtySet) add(c *client) {
@@ -150,11 +148,6 @@ func (ds *dirtySet) add(c *client) {
 }
 
 func (ds *dirtySet) flush() {
-	if ds.ring != nil {
-		ds.ring.writeAll(ds.clients)
-		ds.clients = ds.clients[:0]
-		return
-	}
 	for i, c := range ds.clients {
 		c.mu.Lock()
 		c.writeLocked()
