@@ -12,6 +12,8 @@
 #                 sharding.bars.csv, one tile per load and test, a bar per peer); RESULTS= for none
 #   RAW=file      append every round's figures to file and take the medians over all of its rounds,
 #                 so that a long run can be split into calls (RAW=/tmp/r run.sh 3; RAW=/tmp/r run.sh 2)
+#   BASE=bin      also run this examples/ambassador binary (an earlier build: the A of an A/B in the
+#                 same run) as peer "podblocks-base", default GOMAXPROCS, in the same rotation
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-5}
@@ -44,11 +46,11 @@ trap cleanup EXIT
 
 go build -o "$work/ambassador" ./examples/ambassador
 
-# 13 distinct free ports, taken at once: one at a time, the kernel could hand out the same port
+# 16 distinct free ports, taken at once: one at a time, the kernel could hand out the same port
 # twice (two pools on one listen address: the config is rejected).
-read -r R1 R2 M1 M2 NR NM PR PM QR QM S1 S2 S3 < <(python3 -c '
+read -r R1 R2 M1 M2 NR NM PR PM QR QM S1 S2 S3 BR BM S4 < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(13)]
+ss = [socket.socket() for _ in range(16)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
@@ -85,6 +87,11 @@ conf "$NR" "$NM" > "$work/nc.yml"; conf "$PR" "$PM" > "$work/pb.yml"; conf "$QR"
 "$work/ambassador" -c "$work/pb.yml" -s "$S2" -o "$work/pb.log" & pids+=($!)
 GOMAXPROCS=1 "$work/ambassador" -c "$work/pb1.yml" -s "$S3" -o "$work/pb1.log" & pids+=($!)
 for p in $NR $NM $PR $PM $QR $QM; do wait_port "$p"; done
+if [ -n "${BASE:-}" ]; then
+  conf "$BR" "$BM" > "$work/pbb.yml"
+  "$BASE" -c "$work/pbb.yml" -s "$S4" -o "$work/pbb.log" & pids+=($!)
+  for p in $BR $BM; do wait_port "$p"; done
+fi
 
 results=${RAW:-$work/results.txt}
 touch "$results"
@@ -100,16 +107,18 @@ mc_run() {
   echo "$1 mc tps $tps 0" >> "$results"
 }
 
-declare -A redis_port=([direct]=$R1 [nutcracker]=$NR [podblocks]=$PR [podblocks-gmp1]=$QR)
+declare -A redis_port=([direct]=$R1 [nutcracker]=$NR [podblocks]=$PR [podblocks-gmp1]=$QR [podblocks-base]=$BR)
 declare -A mc_servers=([direct]="127.0.0.1:$M1,127.0.0.1:$M2" [nutcracker]="127.0.0.1:$NM"
-  [podblocks]="127.0.0.1:$PM" [podblocks-gmp1]="127.0.0.1:$QM")
+  [podblocks]="127.0.0.1:$PM" [podblocks-gmp1]="127.0.0.1:$QM" [podblocks-base]="127.0.0.1:$BM")
 alive() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "a peer (pid $p) died; stopping" >&2; exit 1; }; done; }
-echo "nproc=$(nproc) date=$(date -u +%FT%TZ) rounds=$ROUNDS load=$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "nproc=$(nproc) date=$(date -u +%FT%TZ) rounds=$ROUNDS load=$(cut -d' ' -f1-3 /proc/loadavg)${BASE:+ base=$BASE}"
+all=(direct nutcracker podblocks podblocks-gmp1)
+[ -z "${BASE:-}" ] || all+=(podblocks-base)
 for r in $(seq "$ROUNDS"); do
   alive
   echo "round $r/$ROUNDS"
-  peers=(direct nutcracker podblocks podblocks-gmp1)
-  [ $((r % 2)) -eq 1 ] || peers=(podblocks-gmp1 podblocks nutcracker direct)
+  peers=("${all[@]}")
+  [ $((r % 2)) -eq 1 ] || peers=($(printf '%s\n' "${all[@]}" | tac))
   for pipe in 16 1; do
     n=$P16_N; [ "$pipe" = 1 ] && n=$P1_N
     for peer in "${peers[@]}"; do redis_run "$peer" "${redis_port[$peer]}" "$pipe" "$n"; done
@@ -130,7 +139,7 @@ print(f"medians over {nrounds} rounds")
 print(f"{'load':<12} {'test':<5} {'peer':<15} {'median rate':>12} {'p50 ms':>8} {'vs nutcracker':>14}")
 for pipe, test in [("P16", "set"), ("P16", "get"), ("P1", "set"), ("P1", "get"), ("mc", "tps")]:
     base = med.get((pipe, test, "nutcracker"), (0, 0))[0]
-    for name in ["direct", "nutcracker", "podblocks", "podblocks-gmp1"]:
+    for name in ["direct", "nutcracker", "podblocks", "podblocks-gmp1", "podblocks-base"]:
         if (pipe, test, name) not in med: continue
         rate, p50 = med[(pipe, test, name)]
         ratio = f"{rate / base:.2f}x" if base else "-"
@@ -138,7 +147,7 @@ for pipe, test in [("P16", "set"), ("P16", "get"), ("P1", "set"), ("P1", "get"),
 print("per-round ratios to nutcracker (the rounds in the order they ran; p50 ms podblocks/nutcracker at -P16)")
 for pipe, test in [("P16", "set"), ("P16", "get"), ("P1", "set"), ("P1", "get"), ("mc", "tps")]:
     nc = rows.get((pipe, test, "nutcracker"))
-    for name in ["podblocks", "podblocks-gmp1"]:
+    for name in ["podblocks", "podblocks-gmp1", "podblocks-base"]:
         pb = rows.get((pipe, test, name))
         if not nc or not pb: continue
         pairs = list(zip(pb[0], nc[0], pb[1], nc[1]))
