@@ -235,6 +235,8 @@ type poolWorker struct {
 	p    *Pool
 	log  *zap.Logger
 	work context.Context
+	// epoch is when the worker started; now reads the time from it (see there).
+	epoch time.Time
 	// Items' contexts derive from detached, work without its cancellation, so that making and
 	// ending one does not take work's lock to (un)register it: when work ends, stopDrain's
 	// AfterFunc cancels the item in hand (and process cancels an item that starts later).
@@ -261,7 +263,7 @@ type poolWorker struct {
 }
 
 func newPoolWorker(p *Pool, ctx, work context.Context, log *zap.Logger) *poolWorker {
-	w := &poolWorker{p: p, log: log, work: work, base: context.WithoutCancel(ctx),
+	w := &poolWorker{p: p, log: log, work: work, epoch: time.Now(), base: context.WithoutCancel(ctx),
 		duration: p.m.duration.shard(), attempts: p.m.attempts.shard()}
 	w.detached = context.WithoutCancel(work)
 	w.stopDrain = context.AfterFunc(work, func() {
@@ -284,6 +286,12 @@ func (w *poolWorker) close() {
 	}
 }
 
+// now is the time, read as the monotonic time since epoch: one clock read where time.Now makes two
+// (the wall clock's and the monotonic clock's; two of an item's five were these). The worker only
+// compares its times and subtracts them, which uses their monotonic readings; their wall clock is
+// epoch's advanced by as much.
+func (w *poolWorker) now() time.Time { return w.epoch.Add(time.Since(w.epoch)) }
+
 // extend renews the current item's lease and re-arms the timer; it runs on the timer's goroutine.
 // A firing that was meant for an earlier item renews the current one early, which does no harm.
 func (w *poolWorker) extend() {
@@ -293,7 +301,7 @@ func (w *poolWorker) extend() {
 	if w.it == nil || w.lost {
 		return
 	}
-	if now := time.Now(); now.Sub(w.start) < w.every/2 {
+	if now := w.now(); now.Sub(w.start) < w.every/2 {
 		w.arm(w.start.Add(w.every).Sub(now), now)
 		return
 	}
@@ -308,7 +316,7 @@ func (w *poolWorker) extend() {
 	if err != nil {
 		w.log.Warn("extend failed", zap.String("id", w.it.ID), zap.Error(err))
 	}
-	w.arm(w.every, time.Now())
+	w.arm(w.every, w.now())
 }
 
 // arm sets ext to fire after d; w.mu is held.
@@ -344,7 +352,7 @@ func (w *poolWorker) process(it *Item) {
 		defer c()
 	}
 	// Keep the lease alive while the handler runs.
-	start := time.Now()
+	start := w.now()
 	every := max(it.Deadline.Sub(start)/3, 10*time.Millisecond)
 	w.mu.Lock()
 	w.it, w.start, w.every, w.cancel, w.lost = it, start, every, cancel, false
@@ -360,7 +368,7 @@ func (w *poolWorker) process(it *Item) {
 	lost := w.lost
 	w.it, w.cancel = nil, nil
 	w.mu.Unlock()
-	now := time.Now()
+	now := w.now()
 	w.duration.Observe(now.Sub(start).Seconds())
 
 	octx := w.outcomeCtx(now)
