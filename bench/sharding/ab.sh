@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# A/B of examples/ambassador builds against nutcracker on two redis shards, with the proxies' CPU
+# per request: nutcracker and each BIN (default GOMAXPROCS, or GMP=n) alternate, every other round
+# in the reverse order; each test (TESTS, default set,get) runs redis-benchmark -c50 -P16 (and -P1
+# with P1RUN=1) per peer, and the proxy's utime+stime (/proc/PID/stat) over the run gives its CPU
+# per request, steadier than the rates on a shared machine. Prints per test and peer the median
+# rate, p50, CPU per request (every round's) and every round's ratio to nutcracker.
+#
+# Usage: bench/sharding/ab.sh ROUNDS BIN...    (env: N16 N1 TESTS P1RUN GMP)
+#   Build each BIN from a git archive: (git archive C | tar -x -C /tmp/t) && go build ./examples/ambassador
+set -uo pipefail
+ROUNDS=$1; shift; bins=("$@")
+N16=${N16:-1000000}; N1=${N1:-200000}; TESTS=${TESTS:-set,get}; GMP=${GMP:-}
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+read -r R1 R2 NR P0 P1 P2 P3 S0 S1 S2 S3 S4 < <(python3 -c '
+import socket
+ss=[socket.socket() for _ in range(12)]
+for s in ss: s.bind(("127.0.0.1",0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+ports=($P0 $P1 $P2 $P3); sports=($S1 $S2 $S3 $S4)
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
+redis-server --port $R1 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!)
+redis-server --port $R2 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!)
+wait_port $R1; wait_port $R2
+conf() { printf 'redis:\n  listen: 127.0.0.1:%s\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n  timeout: 400\n  servers:\n   - 127.0.0.1:%s:1\n   - 127.0.0.1:%s:1\n' $1 $R1 $R2; }
+conf $NR > $work/nc.yml
+/usr/sbin/nutcracker -c $work/nc.yml -s $S0 -a 127.0.0.1 -o /dev/null & pids+=($!); ncpid=$!
+declare -A port ppid
+names=(nutcracker); port[nutcracker]=$NR; ppid[nutcracker]=$ncpid
+for i in "${!bins[@]}"; do
+  conf ${ports[$i]} > $work/pb$i.yml
+  env ${GMP:+GOMAXPROCS=$GMP} ${bins[$i]} -c $work/pb$i.yml -s ${sports[$i]} -o $work/pb$i.log & pids+=($!)
+  nm=$(basename ${bins[$i]}); names+=($nm); port[$nm]=${ports[$i]}; ppid[$nm]=$!
+done
+wait_port $NR; for i in "${!bins[@]}"; do wait_port ${ports[$i]}; done
+echo "start $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg) tests=$TESTS N16=$N16 P1=${P1RUN:-0} GMP=${GMP:-default}"
+res=$work/res
+for r in $(seq $ROUNDS); do
+  order=("${names[@]}"); [ $((r%2)) -eq 0 ] && order=($(printf '%s\n' "${names[@]}" | tac))
+  pipes=16; [ "${P1RUN:-0}" = 1 ] && pipes="16 1"
+  for pipe in $pipes; do
+    n=$N16; [ $pipe = 1 ] && n=$N1
+    for t in ${TESTS//,/ }; do
+    for nm in "${order[@]}"; do
+      c0=$(awk '{print $14+$15}' /proc/${ppid[$nm]}/stat)
+      redis-benchmark -h 127.0.0.1 -p ${port[$nm]} -c 50 -t $t -P $pipe -n $n --csv 2>/dev/null |
+        awk -F'","' -v name=$nm -v pipe=$pipe -v r=$r 'NR>1 { t=$1; gsub(/"/,"",t); printf "%s %s %s %s %s %s ", r, name, "P" pipe, tolower(t), $2, $5 }' >> $res
+      c1=$(awk '{print $14+$15}' /proc/${ppid[$nm]}/stat)
+      echo "$(( (c1-c0)*10000 )) $n" | awk '{printf "%.3f\n", $1/$2}' >> $res
+    done
+    done
+  done
+done
+python3 - $res "${names[@]}" <<'PY'
+import sys, collections, statistics
+rows=collections.defaultdict(dict)
+for l in open(sys.argv[1]):
+    r,name,pipe,t,rate,p50,cpu=l.split(); rows[(pipe,t)].setdefault(name,[]).append((float(rate),float(p50),float(cpu)))
+names=sys.argv[2:]
+for key in sorted(rows):
+    d=rows[key]; nc=d.get('nutcracker',[])
+    print(key[0],key[1])
+    for nm in names:
+        v=d.get(nm,[])
+        if not v: continue
+        rat=[a[0]/b[0] for a,b in zip(v,nc)]
+        print(f"  {nm:<14} med {statistics.median(x[0] for x in v):>9.0f} p50 {statistics.median(x[1] for x in v):.3f} us/req {statistics.median(x[2] for x in v):.3f} [" + " ".join(f"{x[2]:.2f}" for x in v) + "]  ratios "+" ".join(f"{x:.2f}" for x in rat)+f"  med {statistics.median(rat):.2f} min {min(rat):.2f}")
+PY
