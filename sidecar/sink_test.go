@@ -429,7 +429,8 @@ func scanTextRef(s []byte, json bool) (newlines int, flagged bool) {
 	return newlines, flagged
 }
 
-// checkScanText compares scanText, scanBlocks and scanBlocksGo with scanTextRef on s in both modes.
+// checkScanText compares scanText, scanBlocks, scanBlocksGo and each scanImpls with scanTextRef on s
+// in both modes.
 func checkScanText(t *testing.T, s []byte) {
 	t.Helper()
 	for _, json := range []bool{true, false} {
@@ -445,12 +446,17 @@ func checkScanText(t *testing.T, s []byte) {
 		if n, f := scanBlocksGo(s, json); n != wantN || f != wantF {
 			t.Fatalf("scanBlocksGo(%q, json %v) = %d, %v, want %d, %v", s, json, n, f, wantN, wantF)
 		}
+		for name, scan := range scanImpls() {
+			if n, f := scan(s, json); n != wantN || f != wantF {
+				t.Fatalf("%s(%q, json %v) = %d, %v, want %d, %v", name, s, json, n, f, wantN, wantF)
+			}
+		}
 	}
 }
 
 // TestScanText puts every byte value at every position of buffers of several lengths (around the
 // 16-, 32- and 64-byte steps), among plain bytes and among newlines, and counts newlines past the
-// 63 steps after which the assembly sums its per-byte counters.
+// 63 (SSE2) and 127 (AVX2) steps after which the assembly sums its per-byte counters.
 func TestScanText(t *testing.T) {
 	for _, n := range []int{1, 15, 16, 17, 63, 64, 65, 127, 128, 200} {
 		for _, fill := range []byte{'a', '\n', ' '} {
@@ -464,7 +470,7 @@ func TestScanText(t *testing.T) {
 			}
 		}
 	}
-	for _, n := range []int{63 * 64, 64 * 64, 65*64 + 7, 256 << 10} {
+	for _, n := range []int{63 * 64, 64 * 64, 65*64 + 7, 127 * 64, 128 * 64, 129*64 + 7, 256 << 10} {
 		checkScanText(t, bytes.Repeat([]byte{'\n'}, n))
 		checkScanText(t, bytes.Repeat([]byte("a\n"), n/2))
 	}
