@@ -17,6 +17,10 @@ const (
 	DefaultMaxArgs        = 1 << 20  // arguments of one request
 	maxDepth              = 64       // nesting of a reply
 	maxInline             = 16 << 10 // an inline command line
+	// maxLenDigits is the most digits a "*N" / "$N" line may have: as many as an int always holds
+	// (18 where int has 64 bits, 9 where it has 32), so that a longer number is refused instead
+	// of wrapping round.
+	maxLenDigits = 9 * (strconv.IntSize / 32)
 )
 
 var (
@@ -84,7 +88,7 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 
 // parseLen parses the decimal integer of a "*N" / "$N" line (without prefix and CRLF).
 func parseLen(b []byte) (int, bool) {
-	if len(b) == 0 || len(b) > 18 {
+	if len(b) == 0 || len(b) > maxLenDigits {
 		return 0, false
 	}
 	neg := false
@@ -214,7 +218,7 @@ func readBuffered(br *bufio.Reader, r *twemproxy.Request, maxSize, maxArgs int) 
 }
 
 // bufferedLen parses the "*N" or "$N" line at b[off:], which must end in CRLF within b: the
-// number and the offset after the line. It takes only 1 to 18 digits (no sign): readBuffered's
+// number and the offset after the line. It takes only 1 to maxLenDigits digits (no sign): readBuffered's
 // caller reads anything else piece by piece. The digits are scanned in place, without a search
 // for the line's end first: a length line is a few bytes.
 func bufferedLen(b []byte, off int) (n, end int, ok bool) {
@@ -226,7 +230,7 @@ func bufferedLen(b []byte, off int) (n, end int, ok bool) {
 		}
 		n = n*10 + int(c-'0')
 	}
-	if d := i - off - 1; d < 1 || d > 18 || i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' {
+	if d := i - off - 1; d < 1 || d > maxLenDigits || i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' {
 		return 0, 0, false
 	}
 	return n, i + 2, true
@@ -296,7 +300,7 @@ func (p *Protocol) classify(r *twemproxy.Request) error {
 	name := a.arg(0)
 	var up [24]byte
 	if len(name) > len(up) {
-		return localErr(r, "unknown command '%.24s'", name)
+		return localErr(r, "unknown command '%s'", sanitize(name[:len(up)]))
 	}
 	for i, c := range name {
 		if 'a' <= c && c <= 'z' {

@@ -45,6 +45,13 @@ var requestTests = []struct {
 	{"truncated", "*2\r\n$3\r\nGET\r\n$1\r\n", nil, true},
 	{"too many args", "*99999999\r\n", nil, true},
 	{"bare LF", "*1\n", nil, true},
+	// A long unknown name is cut to 24 bytes and sanitized like any other: CRLF in it must not
+	// end the error line and start a reply the client did not ask for.
+	{"long name with CRLF", encode(strings.Repeat("A", 20) + "\r\n+OK" + strings.Repeat("B", 10)), []parsed{
+		{Local: "-ERR unknown command 'AAAAAAAAAAAAAAAAAAAA??+O'\r\n"}}, false},
+	// Lengths past what a 32-bit int holds are refused, not wrapped round (to 1 and 3 here).
+	{"array length past 32 bits", "*4294967297\r\n$3\r\nGET\r\n", nil, true},
+	{"bulk length past 32 bits", "*1\r\n$4294967299\r\nGET\r\n", nil, true},
 }
 
 func parseAll(p *redis.Protocol, in string) ([]parsed, error) {
