@@ -36,7 +36,7 @@ func (b *Batch[T]) Len() int { return len(b.items) }
 func (b *Batch[T]) Send(r *Ring, each func(item T, res Result, known bool)) (enters int, err syscall.Errno) {
 	step := len(b.fds)
 	if r != nil {
-		step = r.Entries()
+		step = max(r.Entries(), 1) // a closed ring has no entries: its SendAll fails with EBADF
 		if len(b.res) < step {
 			b.res = make([]Result, step)
 		}

@@ -23,9 +23,17 @@
 // not make is left not done, and the caller must Close the ring and send with one system call per
 // send from then on; a send whose outcome the failure made unknown is reported so (known false).
 //
+// # Lifecycle and cleanup
+//
+// New makes a ring; Close unmaps it and closes its descriptor, and the ring makes no send after
+// that (SendAll reports EBADF). Close is idempotent: a second Close does nothing. A Batch holds
+// nothing to release. After an error from Batch.Send (or Ring.SendAll), Close the ring and send
+// with one system call per send from then on: a failed ring is not used again, and its submission
+// queue is left as the failure found it.
+//
 // # Concurrency
 //
-// A Ring and a Batch belong to one goroutine (an event loop). Close is not idempotent.
+// A Ring and a Batch belong to one goroutine (an event loop), Close included.
 //
 // # Tests
 //

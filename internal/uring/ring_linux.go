@@ -122,24 +122,39 @@ func New(entries int) (*Ring, error) {
 // Entries is how many sends one io_uring_enter makes at most.
 func (r *Ring) Entries() int { return len(r.sqes) }
 
-// Close unmaps the ring and closes it.
+// Close unmaps the ring and closes its descriptor. Close is idempotent: a second Close does
+// nothing, so it cannot unmap memory or close a descriptor that has since been given to someone
+// else.
 func (r *Ring) Close() {
+	if r.fd < 0 {
+		return
+	}
 	for _, m := range [][]byte{r.sqeMem, r.cqRing, r.sqRing} {
 		if m != nil {
 			syscall.Munmap(m)
 		}
 	}
 	syscall.Close(r.fd)
+	r.fd = -1
+	r.sqRing, r.cqRing, r.sqeMem = nil, nil, nil
+	r.sqHead, r.sqTail, r.cqHead, r.cqTail = nil, nil, nil, nil
+	r.sqArray, r.sqes, r.cqes = nil, nil, nil
 }
 
 // SendAll sends bufs[i] (non-empty) to fds[i] for every i, at most Entries of them, in one
 // io_uring_enter, and sets res[i]. calls counts the io_uring_enter calls made (more than one only
 // when a call is interrupted). A non-zero errno is the ring's own failure: sends it had not taken
 // are left with res[i].Done false (not sent), and it waited for every send it had taken, unless
-// waiting failed too (taken is then false, and the unfinished sends' outcome is unknown). After a
-// failure the ring must be closed, not used again.
+// waiting failed too (taken is then false, and the unfinished sends' outcome is unknown).
+//
+// After a failure the ring must be closed, not used again: SendAll leaves the sends the kernel
+// did not take in the submission queue (it does not take them back), so a later SendAll on the
+// ring would submit them again. A closed ring takes no send and reports EBADF.
 func (r *Ring) SendAll(fds []int, bufs [][]byte, res []Result) (calls int, taken bool, err syscall.Errno) {
 	clear(res)
+	if r.fd < 0 {
+		return 0, true, syscall.EBADF
+	}
 	tail := *r.sqTail // only this goroutine writes the tail; the kernel only reads it
 	for i, fd := range fds {
 		idx := (tail + uint32(i)) & r.sqMask
@@ -171,12 +186,9 @@ func (r *Ring) SendAll(fds []int, bufs [][]byte, res []Result) (calls int, taken
 		if e == 0 || e == syscall.EINTR {
 			continue
 		}
-		if left := end - atomic.LoadUint32(r.sqHead); got+int(left) == len(fds) {
-			// Every send not completed was never taken: take those SQEs back.
-			atomic.StoreUint32(r.sqTail, end-left)
-			return calls, true, e
-		}
-		return calls, false, e
+		// taken: every send not completed was never taken by the kernel (its outcome is known).
+		left := end - atomic.LoadUint32(r.sqHead)
+		return calls, got+int(left) == len(fds), e
 	}
 	return calls, true, 0
 }

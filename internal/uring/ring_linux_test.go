@@ -5,6 +5,8 @@ package uring_test
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -126,15 +128,31 @@ func TestSetupRefused(t *testing.T) {
 	if r != nil || err == nil || err.Error() != "io_uring_setup: operation not permitted" || c.Setups.Load() != 1 {
 		t.Fatalf("New: %v, %v, %d setups; want nil, io_uring_setup: operation not permitted, 1", r, err, c.Setups.Load())
 	}
-	send, _ := pairs(t, 2)
+	if enters, e := sendNone(t, nil); enters != 0 || e != 0 {
+		t.Errorf("Send without a ring: %d calls, %v; want 0, none", enters, e)
+	}
+}
+
+// sendNone sends "a" and "b", each on a new socket pair, through r, which must make neither: it
+// checks each is left not done with its outcome known and nothing is read, and returns Send's
+// io_uring_enter calls and error.
+func sendNone(t *testing.T, r *uring.Ring) (enters int, err syscall.Errno) {
+	t.Helper()
+	send, recv := pairs(t, 2)
 	var b uring.Batch[int]
 	b.Add(0, send[0], []byte("a"))
 	b.Add(1, send[1], []byte("b"))
 	var got []outcome
-	enters, e := b.Send(nil, func(item int, res uring.Result, known bool) { got = append(got, outcome{item, res, known}) })
-	if d := cmp.Diff([]outcome{{0, uring.Result{}, true}, {1, uring.Result{}, true}}, got); d != "" || enters != 0 || e != 0 {
-		t.Errorf("Send without a ring: %d calls, %v, results (-want +got):\n%s", enters, e, d)
+	enters, err = b.Send(r, func(item int, res uring.Result, known bool) { got = append(got, outcome{item, res, known}) })
+	if d := cmp.Diff([]outcome{{0, uring.Result{}, true}, {1, uring.Result{}, true}}, got); d != "" {
+		t.Errorf("results (-want +got):\n%s", d)
 	}
+	for i, fd := range recv {
+		if s := readAll(t, fd); s != "" {
+			t.Errorf("socket %d read %q, want nothing", i, s)
+		}
+	}
+	return enters, err
 }
 
 // TestEnterRefused: once io_uring_enter is refused, Send reports it and leaves every send of the
@@ -216,5 +234,81 @@ func TestSendAllocs(t *testing.T) {
 	}
 	if sent != 4*102 {
 		t.Errorf("%d bytes sent, want %d", sent, 4*102)
+	}
+}
+
+// TestCloseTwice: a second Close does nothing, even when the ring's descriptor number has been
+// given to someone else in between.
+func TestCloseTwice(t *testing.T) {
+	r := newRing(t, 8)
+	r.Close()
+	var p [2]int // opened after the first Close: takes the ring's descriptor number, if free
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(p[0]); syscall.Close(p[1]) })
+	r.Close()
+	if n, err := syscall.Write(p[1], []byte("x")); n != 1 || err != nil {
+		t.Fatalf("write to the pipe after the second Close: %d, %v", n, err)
+	}
+	if s := readAll(t, p[0]); s != "x" {
+		t.Fatalf("read %q from the pipe after the second Close, want %q", s, "x")
+	}
+}
+
+// TestSendAfterClose: a closed ring makes no send: Send reports EBADF and leaves every send not
+// done, its outcome known.
+func TestSendAfterClose(t *testing.T) {
+	r := newRing(t, 8)
+	r.Close()
+	if enters, err := sendNone(t, r); enters != 0 || err != syscall.EBADF {
+		t.Errorf("Send on a closed ring: %d calls, %v; want 0, EBADF", enters, err)
+	}
+}
+
+// TestCloseReleases: Close unmaps the ring and closes its descriptor: after 100 rings are made and
+// closed, the process has as many descriptors and io_uring mappings as before.
+func TestCloseReleases(t *testing.T) {
+	if why := uringtest.Probe(); why != "" {
+		t.Skip("io_uring unavailable, no ring to release: " + why)
+	}
+	count := func() (fds, maps int) {
+		t.Helper()
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile("/proc/self/maps")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "io_uring") {
+				maps++
+			}
+		}
+		return len(ents), maps
+	}
+	fds0, maps0 := count()
+	var rings []*uring.Ring
+	for range 100 {
+		r, err := uring.New(8)
+		if err != nil {
+			for _, r := range rings {
+				r.Close()
+			}
+			t.Fatal(err)
+		}
+		rings = append(rings, r)
+	}
+	// The counts see the rings: each has a descriptor and three mappings.
+	if fds, maps := count(); fds < fds0+100 || maps < maps0+300 {
+		t.Errorf("with 100 rings open: %d descriptors, %d io_uring mappings; want at least %d, %d", fds, maps, fds0+100, maps0+300)
+	}
+	for _, r := range rings {
+		r.Close()
+	}
+	if fds, maps := count(); fds != fds0 || maps != maps0 {
+		t.Errorf("after 100 rings closed: %d descriptors, %d io_uring mappings; want %d, %d as before", fds, maps, fds0, maps0)
 	}
 }

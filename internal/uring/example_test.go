@@ -1,0 +1,69 @@
+//go:build unix
+
+package uring_test
+
+import (
+	"fmt"
+	"syscall"
+
+	"github.com/podblocks/podblocks/internal/uring"
+)
+
+// ExampleBatch sends a pass's messages, each on its own socket, in one io_uring_enter. Where
+// io_uring is missing or refused (or on a system other than Linux), New fails, the ring is nil,
+// and every send is left not done: the example makes it with one system call, so the output is
+// the same either way.
+func ExampleBatch() {
+	var send, recv []int
+	for range 3 {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer syscall.Close(fds[0])
+		defer syscall.Close(fds[1])
+		send, recv = append(send, fds[0]), append(recv, fds[1])
+	}
+
+	ring, err := uring.New(8) // nil and an error where io_uring is missing or refused
+	if err == nil {
+		defer ring.Close() // Close is idempotent: this is harmless after the Close below
+	}
+
+	msgs := []string{"alpha", "beta", "gamma"}
+	var b uring.Batch[int] // the item is the message's index
+	for i, m := range msgs {
+		b.Add(i, send[i], []byte(m))
+	}
+	_, errno := b.Send(ring, func(i int, res uring.Result, known bool) {
+		switch {
+		case res.Done && res.Err != 0:
+			fmt.Printf("send %d: %v\n", i, res.Err)
+		case !res.Done && known: // not made by the ring: one system call
+			if _, err := syscall.Write(send[i], []byte(msgs[i])); err != nil {
+				fmt.Printf("send %d: %v\n", i, err)
+			}
+		case !res.Done:
+			fmt.Printf("send %d: outcome unknown\n", i)
+		}
+	})
+	if errno != 0 { // the ring failed: close it, and send with one system call from now on
+		ring.Close()
+		ring = nil
+	}
+
+	buf := make([]byte, 16)
+	for i, fd := range recv {
+		n, err := syscall.Read(fd, buf)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("socket %d: %s\n", i, buf[:n])
+	}
+	// Output:
+	// socket 0: alpha
+	// socket 1: beta
+	// socket 2: gamma
+}
