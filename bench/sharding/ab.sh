@@ -4,7 +4,10 @@
 # in the reverse order; each test (TESTS, default set,get) runs redis-benchmark -c50 -P16 (and -P1
 # with P1RUN=1) per peer, and the proxy's utime+stime (/proc/PID/stat) over the run gives its CPU
 # per request, steadier than the rates on a shared machine. Prints per test and peer the median
-# rate, p50, CPU per request (every round's) and every round's ratio to nutcracker.
+# rate, p50, CPU per request (every round's), the two redis-servers' and redis-benchmark's CPU per
+# request during that peer's runs (what the proxy's batching costs the others), and every round's
+# ratio to nutcracker. A BIN may be a script that execs a build (e.g. with GOMAXPROCS=1 set), so
+# that one run compares the same build under two settings.
 #
 # Usage: bench/sharding/ab.sh ROUNDS BIN...    (env: N16 N1 TESTS P1RUN GMP)
 #   Build each BIN from a git archive: (git archive C | tar -x -C /tmp/t) && go build ./examples/ambassador
@@ -21,8 +24,8 @@ for s in ss: s.bind(("127.0.0.1",0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 ports=($P0 $P1 $P2 $P3); sports=($S1 $S2 $S3 $S4)
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
-redis-server --port $R1 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!)
-redis-server --port $R2 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!)
+redis-server --port $R1 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!); rpids=($!)
+redis-server --port $R2 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!); rpids+=($!)
 wait_port $R1; wait_port $R2
 conf() { printf 'redis:\n  listen: 127.0.0.1:%s\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n  timeout: 400\n  servers:\n   - 127.0.0.1:%s:1\n   - 127.0.0.1:%s:1\n' $1 $R1 $R2; }
 conf $NR > $work/nc.yml
@@ -37,6 +40,7 @@ done
 wait_port $NR; for i in "${!bins[@]}"; do wait_port ${ports[$i]}; done
 echo "start $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg) tests=$TESTS N16=$N16 P1=${P1RUN:-0} GMP=${GMP:-default}"
 res=$work/res
+rcpu() { cat /proc/${rpids[0]}/stat /proc/${rpids[1]}/stat | awk '{s+=$14+$15} END{print s}'; }
 for r in $(seq $ROUNDS); do
   order=("${names[@]}"); [ $((r%2)) -eq 0 ] && order=($(printf '%s\n' "${names[@]}" | tac))
   pipes=16; [ "${P1RUN:-0}" = 1 ] && pipes="16 1"
@@ -44,11 +48,11 @@ for r in $(seq $ROUNDS); do
     n=$N16; [ $pipe = 1 ] && n=$N1
     for t in ${TESTS//,/ }; do
     for nm in "${order[@]}"; do
-      c0=$(awk '{print $14+$15}' /proc/${ppid[$nm]}/stat)
-      redis-benchmark -h 127.0.0.1 -p ${port[$nm]} -c 50 -t $t -P $pipe -n $n --csv 2>/dev/null |
+      c0=$(awk '{print $14+$15}' /proc/${ppid[$nm]}/stat); rc0=$(rcpu)
+      /usr/bin/time -f "%U %S" -o $work/bt redis-benchmark -h 127.0.0.1 -p ${port[$nm]} -c 50 -t $t -P $pipe -n $n --csv 2>/dev/null |
         awk -F'","' -v name=$nm -v pipe=$pipe -v r=$r 'NR>1 { t=$1; gsub(/"/,"",t); printf "%s %s %s %s %s %s ", r, name, "P" pipe, tolower(t), $2, $5 }' >> $res
-      c1=$(awk '{print $14+$15}' /proc/${ppid[$nm]}/stat)
-      echo "$(( (c1-c0)*10000 )) $n" | awk '{printf "%.3f\n", $1/$2}' >> $res
+      c1=$(awk '{print $14+$15}' /proc/${ppid[$nm]}/stat); rc1=$(rcpu)
+      echo "$(( (c1-c0)*10000 )) $(( (rc1-rc0)*10000 )) $(cat $work/bt) $n" | awk '{printf "%.3f %.3f %.3f\n", $1/$5, $2/$5, ($3+$4)*1e6/$5}' >> $res
     done
     done
   done
@@ -57,7 +61,7 @@ python3 - $res "${names[@]}" <<'PY'
 import sys, collections, statistics
 rows=collections.defaultdict(dict)
 for l in open(sys.argv[1]):
-    r,name,pipe,t,rate,p50,cpu=l.split(); rows[(pipe,t)].setdefault(name,[]).append((float(rate),float(p50),float(cpu)))
+    r,name,pipe,t,rate,p50,cpu,rc,bc=l.split(); rows[(pipe,t)].setdefault(name,[]).append((float(rate),float(p50),float(cpu),float(rc),float(bc)))
 names=sys.argv[2:]
 for key in sorted(rows):
     d=rows[key]; nc=d.get('nutcracker',[])
@@ -66,5 +70,5 @@ for key in sorted(rows):
         v=d.get(nm,[])
         if not v: continue
         rat=[a[0]/b[0] for a,b in zip(v,nc)]
-        print(f"  {nm:<14} med {statistics.median(x[0] for x in v):>9.0f} p50 {statistics.median(x[1] for x in v):.3f} us/req {statistics.median(x[2] for x in v):.3f} [" + " ".join(f"{x[2]:.2f}" for x in v) + "]  ratios "+" ".join(f"{x:.2f}" for x in rat)+f"  med {statistics.median(rat):.2f} min {min(rat):.2f}")
+        print(f"  {nm:<14} med {statistics.median(x[0] for x in v):>9.0f} p50 {statistics.median(x[1] for x in v):.3f} us/req {statistics.median(x[2] for x in v):.3f} [" + " ".join(f"{x[2]:.2f}" for x in v) + f"] redis {statistics.median(x[3] for x in v):.3f} bench {statistics.median(x[4] for x in v):.3f}  ratios "+" ".join(f"{x:.2f}" for x in rat)+f"  med {statistics.median(rat):.2f} min {min(rat):.2f}")
 PY
