@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -159,19 +158,22 @@ func (p *Proc) Start() error {
 }
 
 // Pause stops the process with SIGSTOP: it keeps its sockets but answers nothing, like a hung
-// server. Resume continues it.
-func (p *Proc) Pause() error { return p.signal(syscall.SIGSTOP) }
+// server. Resume continues it. On systems without SIGSTOP (Windows) it returns an error wrapping
+// errors.ErrUnsupported.
+func (p *Proc) Pause() error { return p.control(stopProcess) }
 
-// Resume continues a paused process.
-func (p *Proc) Resume() error { return p.signal(syscall.SIGCONT) }
+// Resume continues a paused process (SIGCONT). On systems without SIGCONT (Windows) it returns an
+// error wrapping errors.ErrUnsupported.
+func (p *Proc) Resume() error { return p.control(continueProcess) }
 
-func (p *Proc) signal(sig os.Signal) error {
+// control applies f to the running process.
+func (p *Proc) control(f func(*os.Process) error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd == nil {
 		return errors.New("shardproc: not running")
 	}
-	return p.cmd.Process.Signal(sig)
+	return f(p.cmd.Process)
 }
 
 // Stop kills the process and waits for it to exit. It is a no-op on a stopped process.
