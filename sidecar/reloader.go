@@ -29,10 +29,11 @@ import (
 type Action func(ctx context.Context) error
 
 // SignalPID returns an Action sending sig to the process with the given PID (in a pod: a container
-// sharing the PID namespace).
+// sharing the PID namespace). Where processes cannot be signalled (Windows) the Action returns an
+// error wrapping errors.ErrUnsupported.
 func SignalPID(pid int, sig syscall.Signal) Action {
 	return func(context.Context) error {
-		if err := syscall.Kill(pid, sig); err != nil {
+		if err := signalProcess(pid, sig); err != nil {
 			return fmt.Errorf("signal %d: %w", pid, err)
 		}
 		return nil
@@ -41,12 +42,17 @@ func SignalPID(pid int, sig syscall.Signal) Action {
 
 // SignalName returns an Action sending sig to every process whose executable name (the base name of
 // argv[0], or the kernel's comm) is name, found in procRoot (default "/proc" when empty). The calling
-// process is never signalled. No match is an error (retried: the process may not be up yet).
+// process is never signalled. No match is an error (retried: the process may not be up yet). Where
+// processes cannot be signalled (Windows) the Action returns an error wrapping errors.ErrUnsupported
+// without looking for processes.
 func SignalName(procRoot, name string, sig syscall.Signal) Action {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
 	return func(context.Context) error {
+		if errNoSignals != nil {
+			return errNoSignals
+		}
 		pids, err := findProcesses(procRoot, name)
 		if err != nil {
 			return err
@@ -56,7 +62,7 @@ func SignalName(procRoot, name string, sig syscall.Signal) Action {
 		}
 		var errs []error
 		for _, pid := range pids {
-			if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			if err := signalProcess(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 				errs = append(errs, fmt.Errorf("signal %d: %w", pid, err))
 			}
 		}

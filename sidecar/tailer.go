@@ -23,8 +23,8 @@ import (
 
 // Tailer follows the files matching its glob patterns and hands their lines to a Sink.
 //
-// Files are identified by device and inode plus a fingerprint of their first bytes (up to 1 KiB), not
-// by path, so:
+// Files are identified by device and inode (on Windows: volume serial number and file index) plus a
+// fingerprint of their first bytes (up to 1 KiB), not by path, so:
 //   - a file renamed away from the pattern by rotation (app.log -> app.log.1) is read to its end, from
 //     its open descriptor and under its new name, also after a restart;
 //   - rotated siblings of a matching file (names matching PATTERN.* or PATTERN-*, except compressed
@@ -414,7 +414,7 @@ func (t *Tailer) checkUnlinked(rs *tailRun, tf *tfile, now time.Time) {
 		return
 	}
 	if fi, err := tf.f.Stat(); err == nil {
-		if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
+		if _, nlink, ok := fileIdentity(tf.f, fi); ok && nlink == 0 {
 			tf.unlinked = true
 			t.markGone(rs, tf, now)
 		}
@@ -660,16 +660,14 @@ func (t *Tailer) openCandidate(rs *tailRun, path string, active bool) (candidate
 		t.reportOnce(rs, path, "stat", err)
 		return candidate{}, false
 	}
-	sys, ok := fi.Sys().(*syscall.Stat_t)
+	id, _, ok := fileIdentity(f, fi)
 	if !fi.Mode().IsRegular() || !ok {
 		f.Close()
 		t.reportOnce(rs, path, "not a regular file", nil)
 		return candidate{}, false
 	}
 	delete(rs.reported, path)
-	return candidate{path: path, active: active, size: fi.Size(), mtime: fi.ModTime(), f: f,
-		id: fileID{uint64(sys.Dev), uint64(sys.Ino)}, //nolint:unconvert // int type differs by platform
-	}, true
+	return candidate{path: path, active: active, size: fi.Size(), mtime: fi.ModTime(), f: f, id: id}, true
 }
 
 // rescan updates a tracked file from a listing; false means its inode was reused for another file.

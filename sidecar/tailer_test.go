@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -280,12 +279,12 @@ func TestTailerReusedInodeToldApartByFingerprint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := fi.Sys().(*syscall.Stat_t)
+	id := statID(t, app, fi)
 	// The checkpoint says this inode was another file, read up to offset 6.
 	other := strings.NewReader("old-0\nold-1\n")
 	fp, _ := fingerprint(other, 12)
 	err = writeCheckpoint(e.state, checkpointState{Version: 1, Files: []checkpointEntry{{
-		Path: app, Dev: uint64(st.Dev), Ino: uint64(st.Ino), FP: fp, FPLen: 12, Offset: 6, //nolint:unconvert
+		Path: app, Dev: id.dev, Ino: id.ino, FP: fp, FPLen: 12, Offset: 6,
 	}}})
 	if err != nil {
 		t.Fatal(err)
@@ -331,9 +330,7 @@ func TestTailerSkipsBadInputAndGoesOn(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(e.logs, "dir.log"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mkfifo(filepath.Join(e.logs, "fifo.log"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mkfifo(t, filepath.Join(e.logs, "fifo.log"))
 	appendFile(t, app, "ok-0", strings.Repeat("z", 300), "ok-1", "bin\x00ary", "bad\xffutf8", "ok-2")
 	// An over-long line without a newline yet, finished later.
 	f, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND, 0)
@@ -514,8 +511,8 @@ func TestTailerShipsDeletedFileWhenStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCP := []checkpointEntry{{Path: app, Dev: uint64(fi.Sys().(*syscall.Stat_t).Dev), Ino: fi.Sys().(*syscall.Stat_t).Ino,
-		Offset: fi.Size(), Unlinked: true}}
+	id := statID(t, app, fi)
+	wantCP := []checkpointEntry{{Path: app, Dev: id.dev, Ino: id.ino, Offset: fi.Size(), Unlinked: true}}
 	if diff := cmp.Diff(wantCP, st.Files, cmpopts.IgnoreFields(checkpointEntry{}, "FP", "FPLen")); diff != "" {
 		t.Errorf("checkpoint (-want +got):\n%s", diff)
 	}
@@ -568,11 +565,11 @@ func TestTailerRestartNeverResumesDeletedFileEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys := fi.Sys().(*syscall.Stat_t)
+	id := statID(t, app, fi)
 	fp, _ := fingerprint(bytes.NewReader(data), int64(len(data)))
 	// What an earlier run left: a deleted file with this inode and these first bytes, read to the
 	// middle of its third line.
-	st := checkpointState{Version: 1, Files: []checkpointEntry{{Path: app, Dev: uint64(sys.Dev), Ino: sys.Ino,
+	st := checkpointState{Version: 1, Files: []checkpointEntry{{Path: app, Dev: id.dev, Ino: id.ino,
 		FP: fp, FPLen: int64(len(data)), Offset: 15, Unlinked: true}}}
 	if err := writeCheckpoint(e.state, st); err != nil {
 		t.Fatal(err)
