@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -97,6 +96,14 @@ func WithExecLogger(l *zap.Logger) ExecOption {
 // dies), and the first Handle of an ExecWorker, before it makes its own, removes every
 // podblocks-item-* directory of the work root that nobody holds: those of dead workers. A worker
 // restarted after a kill cleans up after the one it replaces.
+//
+// # Windows
+//
+// Windows has neither process groups to signal nor flock(2). There the ExecWorker kills only the
+// command's own process (processes it started are left running), and its work directories are not
+// locked: the first Handle logs that work-dir locks are not supported (an error wrapping
+// errors.ErrUnsupported) and removes nothing, so the directories of killed workers stay in the
+// work root.
 type ExecWorker struct {
 	argv  []string
 	cfg   execConfig
@@ -152,7 +159,7 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), w.cfg.env...)
 	cmd.Env = append(cmd.Env, EnvItemFile+"="+itemFile, EnvOutputDir+"="+out, EnvItemID+"="+it.ID, EnvAttempt+"="+strconv.Itoa(it.Attempt))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = groupAttr()
 	cmd.Cancel = func() error { return killGroup(cmd) }
 	cmd.WaitDelay = w.cfg.killGrace
 	stderr := &tailWriter{max: 4096}
@@ -180,91 +187,6 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 // workDirPrefix starts the name of every work directory, and only theirs: sweepWorkDirs removes
 // nothing else.
 const workDirPrefix = "podblocks-item-"
-
-// makeWorkDir makes a fresh work directory for item id in root and locks it (flock) until release,
-// which removes it and then unlocks it.
-func makeWorkDir(root, id string) (dir string, release func(), err error) {
-	for range 3 {
-		dir, err = os.MkdirTemp(root, workDirPrefix+safeName(id)+"-")
-		if err != nil {
-			return "", nil, err
-		}
-		f, err := os.Open(dir)
-		if err != nil {
-			os.RemoveAll(dir)
-			return "", nil, err
-		}
-		if err := flock(f, syscall.LOCK_EX); err != nil {
-			f.Close()
-			os.RemoveAll(dir)
-			return "", nil, fmt.Errorf("lock %s: %w", dir, err)
-		}
-		// A sweep that listed the directory before the lock was taken removed it: make another.
-		held, err1 := f.Stat()
-		now, err2 := os.Lstat(dir)
-		if err1 == nil && err2 == nil && os.SameFile(held, now) {
-			return dir, func() {
-				os.RemoveAll(dir)
-				f.Close()
-			}, nil
-		}
-		f.Close()
-	}
-	return "", nil, fmt.Errorf("%s: removed by sweeps three times", root)
-}
-
-// sweepWorkDirs removes the work directories in root that no process holds locked: those whose
-// worker died before it could remove them. It returns how many it removed.
-func sweepWorkDirs(root string) (int, error) {
-	des, err := os.ReadDir(root)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	var errs []error
-	for _, de := range des {
-		if !de.IsDir() || !strings.HasPrefix(de.Name(), workDirPrefix) {
-			continue
-		}
-		dir := filepath.Join(root, de.Name())
-		f, err := os.Open(dir)
-		if err != nil {
-			continue // gone meanwhile, or not ours to open
-		}
-		if flock(f, syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			// Nobody holds it: its worker is dead. Held while removing it, so that a worker that
-			// has just made it waits, sees it gone, and makes another.
-			if err := os.RemoveAll(dir); err != nil {
-				errs = append(errs, err)
-			} else {
-				n++
-			}
-		}
-		f.Close()
-	}
-	return n, errors.Join(errs...)
-}
-
-// flock applies flock(2) operation how to f, retrying when a signal interrupts it.
-func flock(f *os.File, how int) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), how)
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
-
-func killGroup(cmd *exec.Cmd) error {
-	if cmd.Process == nil {
-		return nil
-	}
-	err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	if errors.Is(err, syscall.ESRCH) {
-		return os.ErrProcessDone
-	}
-	return err
-}
 
 func safeName(s string) string {
 	b := []byte(s)

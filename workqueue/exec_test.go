@@ -1,8 +1,11 @@
+//go:build unix
+
 package workqueue_test
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,4 +133,34 @@ func TestExecWorkerSweepsDeadWorkersDirs(t *testing.T) {
 	if _, err := os.Stat(aDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a's work directory after its Handle: %v, want it removed", err)
 	}
+}
+
+// TestExecWorkerKillsProcessGroup checks that a timeout kills the command and its children.
+func TestExecWorkerKillsProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", `sleep 300 & echo $! > "$PIDFILE"; wait`}, workqueue.WithEnv("PIDFILE="+pidFile))
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := w.Handle(ctx, &workqueue.Item{ID: "slow", Attempt: 1})
+	if err == nil {
+		t.Fatal("Handle returned nil for a killed command")
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("Handle took %v after the timeout", el)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("child pid: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	await.True(t, "the background child to die", 20*time.Second, func() bool {
+		err := syscall.Kill(pid, 0)
+		if err == nil {
+			// A zombie still answers kill 0; it is dead if its state is Z.
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			return strings.Contains(string(st), ") Z ")
+		}
+		return errors.Is(err, syscall.ESRCH)
+	})
 }

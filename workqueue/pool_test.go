@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -401,36 +400,6 @@ echo done`
 	if _, err := workqueue.NewExecWorker(nil); !errors.Is(err, workqueue.ErrInvalid) {
 		t.Errorf("NewExecWorker(nil): %v, want ErrInvalid", err)
 	}
-}
-
-// TestExecWorkerKillsProcessGroup checks that a timeout kills the command and its children.
-func TestExecWorkerKillsProcessGroup(t *testing.T) {
-	pidFile := filepath.Join(t.TempDir(), "child.pid")
-	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", `sleep 300 & echo $! > "$PIDFILE"; wait`}, workqueue.WithEnv("PIDFILE="+pidFile))
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err := w.Handle(ctx, &workqueue.Item{ID: "slow", Attempt: 1})
-	if err == nil {
-		t.Fatal("Handle returned nil for a killed command")
-	}
-	if el := time.Since(start); el > 10*time.Second {
-		t.Errorf("Handle took %v after the timeout", el)
-	}
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatalf("child pid: %v", err)
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	await.True(t, "the background child to die", 20*time.Second, func() bool {
-		err := syscall.Kill(pid, 0)
-		if err == nil {
-			// A zombie still answers kill 0; it is dead if its state is Z.
-			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-			return strings.Contains(string(st), ") Z ")
-		}
-		return errors.Is(err, syscall.ESRCH)
-	})
 }
 
 // TestExecWorkerUnderPoolKeepsLease runs a command longer than the lease: it is acked on the first attempt.

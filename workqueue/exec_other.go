@@ -1,0 +1,44 @@
+//go:build !unix
+
+package workqueue
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+)
+
+// errNoWorkDirLocks is what sweepWorkDirs returns where work directories cannot be locked (no
+// flock(2), as on Windows): the directories of killed workers are left in the work root.
+var errNoWorkDirLocks = fmt.Errorf("workqueue: work-dir locks are not supported on %s, work directories of dead workers are not removed: %w",
+	runtime.GOOS, errors.ErrUnsupported)
+
+// groupAttr is nil: without process groups to signal (Windows), the command is started as usual.
+func groupAttr() *syscall.SysProcAttr { return nil }
+
+// makeWorkDir makes a fresh work directory for item id in root; release removes it. Without
+// work-dir locks it is not locked, and not held open (on Windows an open directory cannot be
+// removed).
+func makeWorkDir(root, id string) (dir string, release func(), err error) {
+	dir, err = os.MkdirTemp(root, workDirPrefix+safeName(id)+"-")
+	if err != nil {
+		return "", nil, err
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+// sweepWorkDirs removes nothing: without locks a dead worker's directory cannot be told from a
+// live one's. It returns errNoWorkDirLocks, which the first Handle logs.
+func sweepWorkDirs(string) (int, error) { return 0, errNoWorkDirLocks }
+
+// killGroup kills the command's own process: the ExecWorker process-group kill is not supported
+// without process groups (Windows), so processes the command started are left running.
+func killGroup(cmd *exec.Cmd) error {
+	if cmd.Process == nil {
+		return nil
+	}
+	return cmd.Process.Kill()
+}
