@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -111,16 +110,6 @@ func benchDo(b *testing.B, ctx context.Context, leaves []scatter.Leaf[int, int],
 	}
 	reportCPU(b, cpu)
 	f.Wait()
-}
-
-// cpuTime is the process's user+system CPU time. The benchmark machines are shared and loaded,
-// so wall-clock ns/op mostly measures waiting for a CPU; CPU time per op is what the code costs.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func reportCPU(b *testing.B, start time.Duration) {
