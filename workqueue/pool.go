@@ -287,9 +287,10 @@ func (w *poolWorker) close() {
 }
 
 // now is the time, read as the monotonic time since epoch: one clock read where time.Now makes two
-// (the wall clock's and the monotonic clock's; two of an item's five were these). The worker only
-// compares its times and subtracts them, which uses their monotonic readings; their wall clock is
-// epoch's advanced by as much.
+// (the wall clock's and the monotonic clock's). Its wall clock is epoch's advanced by as much, so
+// it misses steps of the system clock: use it only for times compared with, or subtracted from,
+// other times of the worker's (which then use their monotonic readings), never with a time from
+// elsewhere such as an item's Deadline.
 func (w *poolWorker) now() time.Time { return w.epoch.Add(time.Since(w.epoch)) }
 
 // extend renews the current item's lease and re-arms the timer; it runs on the timer's goroutine.
@@ -351,8 +352,11 @@ func (w *poolWorker) process(it *Item) {
 		hctx, c = context.WithTimeoutCause(hctx, p.cfg.timeout, errTimeout)
 		defer c()
 	}
-	// Keep the lease alive while the handler runs.
-	start := w.now()
+	// Keep the lease alive while the handler runs. start is read with time.Now, not w.now: it is
+	// compared with it.Deadline, which has no monotonic reading when it came over the wire (Client),
+	// and then the wall clocks are subtracted; w.now's wall clock is epoch's and misses any step of
+	// the system clock since then.
+	start := time.Now()
 	every := max(it.Deadline.Sub(start)/3, 10*time.Millisecond)
 	w.mu.Lock()
 	w.it, w.start, w.every, w.cancel, w.lost = it, start, every, cancel, false
