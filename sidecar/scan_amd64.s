@@ -213,30 +213,3 @@ avxdone:
 	SETNE        flagged+40(FP)
 	VZEROUPPER
 	RET
-
-// func cpuAVX2() bool
-// Whether the processor has AVX2 and the operating system saves the YMM registers (OSXSAVE, and
-// XCR0 enables the SSE and AVX state).
-TEXT ·cpuAVX2(SB), NOSPLIT, $0-1
-	MOVL   $1, AX
-	XORL   CX, CX
-	CPUID
-	ANDL   $(1<<27 | 1<<28), CX // OSXSAVE, AVX
-	CMPL   CX, $(1<<27 | 1<<28)
-	JNE    noavx2
-	XORL   CX, CX
-	XGETBV
-	ANDL   $6, AX
-	CMPL   AX, $6
-	JNE    noavx2
-	MOVL   $7, AX
-	XORL   CX, CX
-	CPUID
-	BTL    $5, BX // AVX2
-	JCC    noavx2
-	MOVB   $1, ret+0(FP)
-	RET
-
-noavx2:
-	MOVB $0, ret+0(FP)
-	RET
