@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"strings"
@@ -32,8 +33,13 @@ func main() {
 	}
 }
 
-var signals = map[string]syscall.Signal{"HUP": syscall.SIGHUP, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
-	"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT}
+// signals are the -signal names; signalsOS adds the operating system's own (USR1, USR2 on Unix).
+var signals = func() map[string]syscall.Signal {
+	m := map[string]syscall.Signal{"HUP": syscall.SIGHUP, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT,
+		"QUIT": syscall.SIGQUIT}
+	maps.Copy(m, signalsOS)
+	return m
+}()
 
 func run(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reloader", flag.ContinueOnError)
