@@ -10,6 +10,17 @@ import (
 	"testing"
 )
 
+// Port returns a loopback TCP port no listener had a moment ago, for callers without a testing.TB
+// (benchmark harnesses, helpers that return errors).
+func Port() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
 // TCP returns a 127.0.0.1:port address no TCP listener had a moment ago.
 func TCP(t testing.TB) string {
 	t.Helper()

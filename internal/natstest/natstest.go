@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,6 +24,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/podblocks/podblocks/internal/freeport"
 )
 
 // ErrNotReady is returned when a server or cluster does not become ready in time.
@@ -157,15 +158,8 @@ func StartCluster(dir string, size int) (*Cluster, error) {
 // clusterAttempts is how many times StartCluster picks fresh route ports after one was taken.
 const clusterAttempts = 5
 
-// reservePort returns a loopback port that was free a moment ago.
-var reservePort = func() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// reservePort returns a loopback port that was free a moment ago; tests replace it.
+var reservePort = freeport.Port
 
 func startCluster(dir string, size int) (*Cluster, error) {
 	// Route ports are reserved up front so that every node can list every other as a route (the

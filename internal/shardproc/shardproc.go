@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/podblocks/podblocks/internal/freeport"
 )
 
 // Well-known binary paths (Debian packages memcached, redis-server, nutcracker).
@@ -43,15 +45,8 @@ type Proc struct {
 	done chan struct{}
 }
 
-// FreePort returns a currently unused loopback TCP port.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort returns a currently unused loopback TCP port (freeport.Port).
+func FreePort() (int, error) { return freeport.Port() }
 
 // FreePorts returns n distinct currently unused loopback TCP ports.
 func FreePorts(n int) ([]int, error) {
