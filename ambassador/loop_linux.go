@@ -192,8 +192,8 @@ func newLoops(p *HTTPProxy, n int, ctx context.Context) (*loops, error) {
 			}
 			return nil, err
 		}
-		// Every loop's io_uring_setup fails alike (the same kernel, the same seccomp filter):
-		// the first loop's error is logged for all.
+		// Every loop's ring fails alike (uring.New asks the kernel once and remembers a
+		// refusal): the first loop's error is logged for all.
 		if l.ringErr != nil && len(ls.all) == 0 {
 			p.log.Info("HTTP event loops write with write(2): " + l.ringErr.Error())
 		}

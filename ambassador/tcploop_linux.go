@@ -143,8 +143,8 @@ func newTCPLoops(p *TCPProxy, n int) (*tcpLoops, error) {
 			}
 			return nil, fmt.Errorf("event loop: %w", err)
 		}
-		// Every loop's io_uring_setup fails alike (the same kernel, the same seccomp filter):
-		// the first loop's error is logged for all.
+		// Every loop's ring fails alike (uring.New asks the kernel once and remembers a
+		// refusal): the first loop's error is logged for all.
 		if l.ringErr != nil && len(ls.all) == 0 {
 			p.log.Info("TCP event loops send with sendto(2): " + l.ringErr.Error())
 		}

@@ -19,9 +19,11 @@
 // New fails where io_uring is missing, disabled (kernel.io_uring_disabled), refused by a seccomp
 // filter (the default profiles of Docker >= 25 and containerd 2.0, gVisor), on kernels before 5.18
 // (IORING_SETUP_SUBMIT_ALL is required) and on every system but Linux: the caller then sends with
-// one system call per send. Should io_uring_enter fail later, Send reports it, every send it could
-// not make is left not done, and the caller must Close the ring and send with one system call per
-// send from then on; a send whose outcome the failure made unknown is reported so (known false).
+// one system call per send. Such a refusal lasts: New remembers it and fails at once from then on,
+// so a process asks the kernel once however many event loops make rings. Should io_uring_enter
+// fail later, Send reports it, every send it could not make is left not done, and the caller must
+// Close the ring and send with one system call per send from then on; a send whose outcome the
+// failure made unknown is reported so (known false).
 //
 // # Lifecycle and cleanup
 //

@@ -76,7 +76,15 @@ const (
 // New makes a ring for up to entries sends per io_uring_enter (the kernel may round entries up:
 // Entries tells). Where io_uring is missing, disabled or refused it returns the error
 // ("io_uring_setup: " and the errno), and the caller sends with one system call per send.
+//
+// A refusal that lasts as long as the process (see refusedForGood) is remembered: later calls
+// return the same error without asking the kernel again, so a process whose every event loop
+// makes a ring asks once where io_uring is refused.
 func New(entries int) (*Ring, error) {
+	gen := hook.Gen.Load()
+	if r := refusal.Load(); r != nil && r.gen == gen {
+		return nil, r.err
+	}
 	p := ringParams{flags: ioringSetupSubmitAll}
 	setup := func() (int, syscall.Errno) {
 		fd, _, e := syscall.RawSyscall(sysIOUringSetup, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
@@ -90,7 +98,11 @@ func New(entries int) (*Ring, error) {
 		fd, e = setup()
 	}
 	if e != 0 {
-		return nil, fmt.Errorf("io_uring_setup: %w", e)
+		err := fmt.Errorf("io_uring_setup: %w", e)
+		if refusedForGood(e) {
+			refusal.Store(&refused{err: err, gen: gen})
+		}
+		return nil, err
 	}
 	// The descriptor is close-on-exec already: io_uring_setup always makes it so.
 	r := &Ring{fd: fd}
@@ -117,6 +129,29 @@ func New(entries int) (*Ring, error) {
 	r.cqHead, r.cqTail, r.cqMask = u32(r.cqRing, p.cqOff.head), u32(r.cqRing, p.cqOff.tail), *u32(r.cqRing, p.cqOff.ringMask)
 	r.cqes = unsafe.Slice((*ringCQE)(unsafe.Pointer(&r.cqRing[p.cqOff.f[1]])), p.cqEntries)
 	return r, nil
+}
+
+// refused is a remembered refusal of io_uring_setup, with the generation of the test hooks
+// (hook.Gen) it was seen under: a test that installs or removes a fault has New ask again.
+type refused struct {
+	err error
+	gen uint64
+}
+
+// refusal is the process's remembered refusal of io_uring_setup, nil until there is one.
+var refusal atomic.Pointer[refused]
+
+// refusedForGood reports whether io_uring_setup's error e holds for the rest of the process:
+// io_uring missing (ENOSYS: not built in, or an emulated kernel such as gVisor), disabled
+// (kernel.io_uring_disabled: EPERM) or refused by a seccomp filter (EPERM or EACCES), or a kernel
+// before 5.18 that does not know IORING_SETUP_SUBMIT_ALL (EINVAL). Running out of memory or
+// descriptors (ENOMEM, EMFILE, ENFILE) may pass, and is not remembered.
+func refusedForGood(e syscall.Errno) bool {
+	switch e {
+	case syscall.ENOSYS, syscall.EPERM, syscall.EACCES, syscall.EINVAL:
+		return true
+	}
+	return false
 }
 
 // Entries is how many sends one io_uring_enter makes at most.

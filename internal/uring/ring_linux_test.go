@@ -133,6 +133,39 @@ func TestSetupRefused(t *testing.T) {
 	}
 }
 
+// TestSetupRefusedOnce: a lasting refusal of io_uring_setup (EPERM, as a seccomp filter or
+// kernel.io_uring_disabled) is asked for once: later calls of New fail alike without asking the
+// kernel. One that may pass (EMFILE: out of descriptors) is asked for again, and a refusal is
+// forgotten when the fault is removed.
+func TestSetupRefusedOnce(t *testing.T) {
+	for _, tc := range []struct {
+		errno  syscall.Errno
+		setups int64 // io_uring_setup calls for 4 rings
+	}{{syscall.EPERM, 1}, {syscall.ENOSYS, 1}, {syscall.EINVAL, 1}, {syscall.EMFILE, 4}} {
+		t.Run(tc.errno.Error(), func(t *testing.T) {
+			c := uringtest.Inject(t, uringtest.Faults{SetupErr: tc.errno})
+			want := "io_uring_setup: " + tc.errno.Error()
+			for i := range 4 {
+				if r, err := uring.New(8); r != nil || err == nil || err.Error() != want {
+					t.Fatalf("New #%d: %v, %v; want nil, %s", i+1, r, err, want)
+				}
+			}
+			if n := c.Setups.Load(); n != tc.setups {
+				t.Errorf("%d io_uring_setup calls for 4 rings, want %d", n, tc.setups)
+			}
+		})
+	}
+	// The faults are gone: New asks the kernel again, with a fault that counts.
+	c := uringtest.Inject(t, uringtest.Faults{})
+	r, err := uring.New(8)
+	if err == nil {
+		r.Close()
+	}
+	if c.Setups.Load() != 1 {
+		t.Errorf("New after the refusals ended: %d io_uring_setup calls, want 1 (a refusal forgotten)", c.Setups.Load())
+	}
+}
+
 // sendNone sends "a" and "b", each on a new socket pair, through r, which must make neither: it
 // checks each is left not done with its outcome known and nothing is read, and returns Send's
 // io_uring_enter calls and error.

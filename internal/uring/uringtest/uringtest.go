@@ -1,8 +1,9 @@
 // Package uringtest has io_uring refused or its completions lost, as a kernel or a seccomp filter
 // would, for the tests of packages that send through package uring's rings. Each function installs
 // its fault until the test ends; install it before the code under test makes its rings, and stop
-// that code before the test ends (cleanups run last first). The faults are process-wide: tests that
-// install them must not run in parallel.
+// that code before the test ends (cleanups run last first). Installing or removing a fault has
+// uring.New forget a refusal of io_uring_setup it remembered: the next New asks again. The faults
+// are process-wide: tests that install them must not run in parallel.
 package uringtest
 
 import (
@@ -32,7 +33,11 @@ type Counts struct {
 func Inject(tb testing.TB, f Faults) *Counts {
 	c := new(Counts)
 	setup, enter := hook.Setup, hook.Enter
-	tb.Cleanup(func() { hook.Setup, hook.Enter = setup, enter })
+	tb.Cleanup(func() {
+		hook.Setup, hook.Enter = setup, enter
+		hook.Gen.Add(1)
+	})
+	defer hook.Gen.Add(1)
 	hook.Setup = func(real func() (int, syscall.Errno)) (int, syscall.Errno) {
 		c.Setups.Add(1)
 		if f.SetupErr != 0 {
@@ -61,7 +66,11 @@ func Inject(tb testing.TB, f Faults) *Counts {
 func LoseCompletions(tb testing.TB, ok int64, pick func(fds []int) bool) (calls, picked *atomic.Int64) {
 	calls, picked = new(atomic.Int64), new(atomic.Int64)
 	enter := hook.Enter
-	tb.Cleanup(func() { hook.Enter = enter })
+	tb.Cleanup(func() {
+		hook.Enter = enter
+		hook.Gen.Add(1)
+	})
+	defer hook.Gen.Add(1)
 	hook.Enter = func(call *hook.Call) syscall.Errno {
 		lose := calls.Load() >= ok && pick(call.Pending())
 		e := next(enter, call)

@@ -2,7 +2,10 @@
 // production, where rings make the real system calls.
 package hook
 
-import "syscall"
+import (
+	"sync/atomic"
+	"syscall"
+)
 
 // Call is one io_uring_enter a ring is about to make.
 type Call struct {
@@ -16,4 +19,7 @@ var (
 	Setup func(real func() (int, syscall.Errno)) (int, syscall.Errno)
 	// Enter, if set, is called in place of io_uring_enter.
 	Enter func(c *Call) syscall.Errno
+	// Gen counts the changes of Setup and Enter: package uring forgets a refusal of io_uring_setup
+	// that it remembered under other hooks.
+	Gen atomic.Uint64
 )
