@@ -97,6 +97,7 @@ type Queue struct {
 	dead     string
 	prefix   string
 	deadSubj string
+	nextSubj string // the consumer's pull request subject, for waitPull
 
 	closeCtx context.Context
 	closeFn  context.CancelFunc
@@ -106,7 +107,7 @@ type Queue struct {
 	cur       atomic.Pointer[pulled] // the pull Leases take messages from
 	closed    atomic.Bool            // set under mu
 	spare     chan buffered          // unbuffered: messages of pulls whose Lease gave up, for the next Lease
-	orphans   sync.WaitGroup         // the goroutines that hand those messages on (added under mu)
+	pulls     sync.WaitGroup         // blocking pulls: Leases in await, orphans (Add under mu, before closed)
 	mu        sync.Mutex
 	leases    map[uint64]*held // by the counter that ends the token
 	lastSweep time.Time
@@ -116,7 +117,7 @@ var _ workqueue.Queue = (*Queue)(nil)
 
 // held is a lease handed out, with the Item Lease returned for it (one allocation for both).
 type held struct {
-	msg      jetstream.Msg
+	msg      delivery
 	deadline time.Time
 	attempt  int
 	id       string
@@ -126,7 +127,7 @@ type held struct {
 }
 
 type buffered struct {
-	msg  jetstream.Msg
+	msg  delivery
 	recv time.Time // no later than the server delivered it
 }
 
@@ -213,6 +214,7 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 		leases: make(map[uint64]*held),
 		spare:  make(chan buffered),
 	}
+	q.nextSubj = "$JS.API.CONSUMER.MSG.NEXT." + q.stream + "." + ConsumerName
 	q.str, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:                 q.stream,
 		Subjects:             []string{q.prefix + ".>"},
@@ -368,18 +370,18 @@ func (q *Queue) next(ctx context.Context) (buffered, error) {
 
 // await waits for one message from a blocking pull of its own or from a pull whose Lease gave up.
 //
-// The pull does not end with ctx: cut short by a cancel, the client library drops a message that
-// the server has just delivered to it, which then counts as a delivery (an attempt) and comes back
-// only after AckWait. Instead, a Lease that gives up leaves its pull to a goroutine (orphan), which
-// hands its message, if one comes, to the next Lease. The pull keeps ctx's deadline, capped at 5s,
-// and ends when the queue closes.
+// The pull does not end with ctx: cut short, it could lose a message the server is delivering to it
+// right then (stop gets that back, but it then counts as a delivery, an attempt). Instead, a Lease
+// that gives up leaves its pull to a goroutine (orphan), which hands its message, if one comes, to
+// the next Lease. The pull keeps ctx's deadline, capped at 5s, and Close stops it.
 func (q *Queue) await(ctx context.Context) (buffered, error) {
 	dl := time.Now().Add(5 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
-	if time.Until(dl) < 5*time.Millisecond {
-		// Too close to the deadline for a pull request (Fetch refuses one that is already due).
+	wait := time.Until(dl)
+	if wait < 5*time.Millisecond {
+		// Too close to the deadline for a pull request.
 		select {
 		case b := <-q.spare:
 			return b, nil
@@ -387,57 +389,94 @@ func (q *Queue) await(ctx context.Context) (buffered, error) {
 			return buffered{}, ctx.Err()
 		}
 	}
-	fctx, cancel := context.WithDeadline(q.closeCtx, dl)
-	batch, err := q.cons.Fetch(1, jetstream.FetchContext(fctx))
+	// Close waits for the pull to end and give back what it brought.
+	q.mu.Lock()
+	if q.closed.Load() {
+		q.mu.Unlock()
+		return buffered{}, workqueue.ErrClosed
+	}
+	q.pulls.Add(1)
+	q.mu.Unlock()
+	defer q.pulls.Done()
+	// The server ends the request a little before dl (as Fetch does with a context deadline), so
+	// that its end arrives before ctx's.
+	p, err := q.startPull(wait - min(wait/10, time.Second))
 	if err != nil {
-		cancel()
 		if ctx.Err() != nil {
 			return buffered{}, ctx.Err()
 		}
-		return buffered{}, fmt.Errorf("fetch: %w", err)
+		return buffered{}, fmt.Errorf("pull: %w", err)
 	}
-	select {
-	case m, ok := <-batch.Messages():
-		cancel()
-		if ok {
-			return buffered{m, time.Now()}, nil
+	b, running, err := q.follow(ctx, p, q.spare)
+	if running {
+		q.orphan(p)
+	}
+	return b, err
+}
+
+// follow waits for what a pull brings: its message (b.msg set), its end (b.msg nil), or Close,
+// which stops it and gives back what it brought (ErrClosed). A Lease passes q.spare and its ctx as
+// well: a message from spare, or ctx's end (its error), returns with running set, the pull still
+// going; an orphan passes a nil spare and a ctx that never ends.
+func (q *Queue) follow(ctx context.Context, p *waitPull, spare chan buffered) (b buffered, running bool, err error) {
+	// Should the server's end of the pull be lost (a reconnect), it ends a second after it was due.
+	t := time.NewTimer(time.Until(p.expires) + time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case m := <-p.ch:
+			switch st := pullStatus(m); st {
+			case "":
+				p.done()
+				return buffered{coreMsg{m}, time.Now()}, false, nil
+			case "100": // a heartbeat
+			case "404", "408":
+				p.done()
+				return buffered{}, false, nil
+			default:
+				p.done()
+				return buffered{}, false, fmt.Errorf("pull: status %s %s", st, m.Header.Get("Description"))
+			}
+		case b := <-spare:
+			return b, true, nil
+		case <-ctx.Done():
+			return buffered{}, true, ctx.Err()
+		case <-q.closeCtx.Done():
+			giveBackAll(p.stop())
+			return buffered{}, false, workqueue.ErrClosed
+		case <-t.C:
+			giveBackAll(p.stop())
+			return buffered{}, false, nil
 		}
-	case b := <-q.spare:
-		q.orphan(batch, cancel)
-		return b, nil
-	case <-ctx.Done():
-		q.orphan(batch, cancel)
-		return buffered{}, ctx.Err()
 	}
-	if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-		return buffered{}, fmt.Errorf("fetch: %w", err)
-	}
-	return buffered{}, nil
 }
 
 // orphan leaves a blocking pull whose Lease has gone to a goroutine that hands its message to the
-// next Lease. cancel ends the pull's context.
-func (q *Queue) orphan(batch jetstream.MessageBatch, cancel context.CancelFunc) {
+// next Lease.
+func (q *Queue) orphan(p *waitPull) {
 	q.mu.Lock()
 	closed := q.closed.Load()
 	if !closed {
-		q.orphans.Add(1)
+		q.pulls.Add(1)
 	}
 	q.mu.Unlock()
 	if closed {
-		cancel() // Close has cancelled it already: the pull ends at once
-		for m := range batch.Messages() {
-			giveBack(m)
-		}
+		giveBackAll(p.stop())
 		return
 	}
 	go func() {
-		defer q.orphans.Done()
-		defer cancel()
-		for m := range batch.Messages() {
-			q.handOff(buffered{m, time.Now()})
+		defer q.pulls.Done()
+		if b, _, _ := q.follow(context.Background(), p, nil); b.msg != nil {
+			q.handOff(b)
 		}
 	}()
+}
+
+// giveBackAll gives back the messages a stopped pull brought.
+func giveBackAll(ms []*nats.Msg) {
+	for _, m := range ms {
+		giveBack(coreMsg{m})
+	}
 }
 
 // handOff gives a message to the next Lease. If none comes within a second (or a quarter of the
@@ -457,7 +496,7 @@ func (q *Queue) handOff(b buffered) {
 }
 
 // giveBack naks a message no Lease took; a delayed item's first delivery keeps the rest of its delay.
-func giveBack(m jetstream.Msg) {
+func giveBack(m delivery) {
 	if nb := m.Headers().Get(HeaderNotBefore); nb != "" {
 		if delivered, _, ok := ackSeqs(m.Reply()); ok && delivered == 1 {
 			holdUntil(m, nb)
@@ -469,7 +508,7 @@ func giveBack(m jetstream.Msg) {
 
 // holdUntil naks a delayed item's first delivery with the rest of its delay (nb is its not-before
 // header).
-func holdUntil(m jetstream.Msg, nb string) {
+func holdUntil(m delivery, nb string) {
 	n, _ := strconv.ParseInt(nb, 10, 64)
 	_ = m.NakWithDelay(max(time.Until(time.Unix(0, n)), 0))
 }
@@ -683,7 +722,7 @@ func (q *Queue) Bury(ctx context.Context, lease string, reason string) error {
 	return q.bury(ctx, h.msg, h.id, h.key, h.attempt, reason)
 }
 
-func (q *Queue) bury(ctx context.Context, msg jetstream.Msg, id, key string, attempts int, reason string) error {
+func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts int, reason string) error {
 	m := nats.NewMsg(q.deadSubj)
 	m.Data = msg.Data()
 	m.Header.Set(HeaderID, id)
@@ -760,10 +799,13 @@ func (q *Queue) Statusz() (title string, header []string, rows [][]string) {
 	return "workqueue (jetstream " + q.name + ")", []string{"key", "value"}, rows
 }
 
-// Close stops the queue: blocked Leases return ErrClosed, buffered messages (and those waiting for
-// the next Lease after theirs gave up) are released with a Nak, and the connection stays open. It
-// returns once the goroutines that held such messages have exited. Leases already handed out may
-// still be acked. Idempotent.
+// Close stops the queue: blocked Leases return ErrClosed, and the messages pulled but not handed
+// out are given back at once (a Nak; a delayed item keeps the rest of its delay) so that another
+// consumer gets them without waiting out AckWait: those buffered from a batch pull, those waiting
+// for the next Lease after theirs gave up, and those the server sends to a blocking pull as it is
+// stopped. The connection stays open. Close returns once the blocking pulls have ended and the
+// goroutines that held such messages have exited. Leases already handed out may still be acked.
+// Idempotent.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	if q.closed.Load() {
@@ -777,6 +819,6 @@ func (q *Queue) Close() error {
 	if cur != nil {
 		release(cur)
 	}
-	q.orphans.Wait()
+	q.pulls.Wait()
 	return nil
 }

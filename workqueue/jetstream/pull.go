@@ -1,0 +1,117 @@
+package jetstream
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// delivery is what the queue uses of a message the consumer delivered: a jetstream.Msg from a
+// batch pull, or a coreMsg from a waitPull.
+type delivery interface {
+	Data() []byte
+	Headers() nats.Header
+	Reply() string
+	Ack() error
+	DoubleAck(ctx context.Context) error
+	Nak() error
+	NakWithDelay(delay time.Duration) error
+	InProgress() error
+}
+
+// coreMsg is a delivery received on a plain subscription: nats.Msg's own JetStream methods
+// acknowledge it on its reply subject.
+type coreMsg struct{ m *nats.Msg }
+
+func (c coreMsg) Data() []byte                        { return c.m.Data }
+func (c coreMsg) Headers() nats.Header                { return c.m.Header }
+func (c coreMsg) Reply() string                       { return c.m.Reply }
+func (c coreMsg) Ack() error                          { return c.m.Ack() }
+func (c coreMsg) DoubleAck(ctx context.Context) error { return c.m.AckSync(nats.Context(ctx)) }
+func (c coreMsg) Nak() error                          { return c.m.Nak() }
+func (c coreMsg) NakWithDelay(d time.Duration) error  { return c.m.NakWithDelay(d) }
+func (c coreMsg) InProgress() error                   { return c.m.InProgress() }
+
+// drainWait bounds how long stop waits for the server to confirm that it dropped a pull's
+// interest (one round trip on a working connection).
+const drainWait = 2 * time.Second
+
+// waitPull is a blocking pull request for one message on an inbox of its own.
+//
+// It replaces jetstream's Fetch there because a Fetch cut short (its context cancelled) drops what
+// the server has already sent to it: a message in flight was counted as a delivery and came back
+// only after AckWait. stop drains the subscription instead: the server drops the interest (and with
+// it the pull request), and every message it sent before that still arrives, to be given back.
+type waitPull struct {
+	sub     *nats.Subscription
+	ch      chan *nats.Msg // the message, and the status that ends a pull without one; never closed
+	gone    chan struct{}  // closed when the subscription is removed (drained, unsubscribed, conn closed)
+	expires time.Time      // when the server ends the request
+}
+
+// startPull asks the consumer for one message, waiting on the server at most until expires.
+func (q *Queue) startPull(expires time.Duration) (*waitPull, error) {
+	p := &waitPull{
+		// One message, the status that may follow a pull (408 when it expires) and slack: a message
+		// that finds the channel full is dropped by nats.go as a slow consumer's.
+		ch:      make(chan *nats.Msg, 4),
+		gone:    make(chan struct{}),
+		expires: time.Now().Add(expires),
+	}
+	inbox := q.nc.NewInbox()
+	sub, err := q.nc.ChanSubscribe(inbox, p.ch)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	sub.SetClosedHandler(func(string) { once.Do(func() { close(p.gone) }) })
+	p.sub = sub
+	req := strconv.AppendInt([]byte(`{"batch":1,"expires":`), expires.Nanoseconds(), 10)
+	req = append(req, '}')
+	if err := q.nc.PublishRequest(q.nextSubj, inbox, req); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	return p, nil
+}
+
+// pullStatus is "" for a delivery, and otherwise the status code of a message the server sent
+// about the pull (as nats.go's own pulls tell them apart): 404 (nothing there) and 408 (expired)
+// end it, 100 is a heartbeat, and others are errors that end it too.
+func pullStatus(m *nats.Msg) string {
+	if len(m.Data) > 0 || len(m.Header) == 0 {
+		return ""
+	}
+	return m.Header.Get("Status")
+}
+
+// done ends a pull that the server has finished (it sent its message or its end status).
+func (p *waitPull) done() { _ = p.sub.Unsubscribe() }
+
+// stop ends a pull the server may still serve and returns the messages it sent before it dropped
+// the pull's interest. On a broken connection it waits at most drainWait and returns what came.
+func (p *waitPull) stop() []*nats.Msg {
+	if err := p.sub.Drain(); err == nil {
+		t := time.NewTimer(drainWait)
+		select {
+		case <-p.gone:
+		case <-t.C:
+			_ = p.sub.Unsubscribe()
+		}
+		t.Stop()
+	}
+	var out []*nats.Msg
+	for {
+		select {
+		case m := <-p.ch:
+			if pullStatus(m) == "" {
+				out = append(out, m)
+			}
+		default:
+			return out
+		}
+	}
+}
