@@ -183,23 +183,50 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 
 // newLoops makes n loops; start runs them.
 func newLoops(p *HTTPProxy, n int, ctx context.Context) (*loops, error) {
-	ls := &loops{}
+	all, err := makeLoops(n, func() (*loop, error) { return newLoop(p, ctx) }, p.log,
+		"HTTP event loops write with write(2): ")
+	if err != nil {
+		return nil, err
+	}
+	return &loops{all: all}, nil
+}
+
+// makeLoops makes n loops with mk, or none: should one fail, those made are shut. Where the loops
+// have no ring, why is logged once, after fallback: every loop's ring fails alike (uring.New asks
+// the kernel once and remembers a refusal).
+func makeLoops[M any, L interface {
+	shut() []M
+	setupErr() error
+}](n int, mk func() (L, error), log *zap.Logger, fallback string) ([]L, error) {
+	var all []L
 	for range n {
-		l, err := newLoop(p, ctx)
+		l, err := mk()
 		if err != nil {
-			for _, l := range ls.all {
+			for _, l := range all {
 				l.shut()
 			}
 			return nil, err
 		}
-		// Every loop's ring fails alike (uring.New asks the kernel once and remembers a
-		// refusal): the first loop's error is logged for all.
-		if l.ringErr != nil && len(ls.all) == 0 {
-			p.log.Info("HTTP event loops write with write(2): " + l.ringErr.Error())
+		if err := l.setupErr(); err != nil && len(all) == 0 {
+			log.Info(fallback + err.Error())
 		}
-		ls.all = append(ls.all, l)
+		all = append(all, l)
 	}
-	return ls, nil
+	return all, nil
+}
+
+// setupErr is why the loop has no ring (nil when it has one, or lost it since).
+func (c *loopCore[M]) setupErr() error { return c.ringErr }
+
+// sendPass makes b's sends through c's ring and calls sent with each send's item and outcome
+// (uring.Result.Outcome: n bytes sent; err the send's failure, EIO if its outcome is unknown; a
+// send not made, n and err zero, is left to the caller's system call). Should the ring fail, c
+// sends with one system call per send from then on, and log says why, after what.
+func sendPass[M, T any](c *loopCore[M], b *uring.Batch[T], log *zap.Logger, what string, sent func(item T, n int, err syscall.Errno)) {
+	sendBatched(c, b, func(item T, r uring.Result, known bool) {
+		n, err := r.Outcome(known)
+		sent(item, n, err)
+	}, func(msg string) { log.Warn(what + msg) })
 }
 
 func newLoop(p *HTTPProxy, ctx context.Context) (*loop, error) {
@@ -319,18 +346,10 @@ func (l *loop) writeBatched() {
 			l.batch.Add(s, s.fd, s.out[s.outOff:])
 		}
 	}
-	sendBatched(&l.loopCore, &l.batch, func(s *sock, res uring.Result, known bool) {
-		switch {
-		case !res.Done:
-			if !known {
-				s.werr = syscall.EIO
-			}
-		case res.Err == 0:
-			s.outOff += res.N
-		case res.Err != syscall.EINTR:
-			s.werr = res.Err
-		}
-	}, func(msg string) { l.p.log.Warn("HTTP event loop: " + msg) })
+	sendPass(&l.loopCore, &l.batch, l.p.log, "HTTP event loop: ", func(s *sock, n int, err syscall.Errno) {
+		s.outOff += n
+		s.werr = err
+	})
 }
 
 // exit closes what the loop still holds once no client is left.

@@ -134,23 +134,17 @@ type relay struct {
 
 // newTCPLoops makes n loops; start runs them.
 func newTCPLoops(p *TCPProxy, n int) (*tcpLoops, error) {
-	ls := &tcpLoops{}
-	for range n {
+	all, err := makeLoops(n, func() (*tcpLoop, error) {
 		l := &tcpLoop{p: p, open: map[*relay]struct{}{}, buf: make([]byte, copyLen)}
 		if err := l.loopCore.open(p.cfg.idleTimeout); err != nil {
-			for _, l := range ls.all {
-				l.shut()
-			}
 			return nil, fmt.Errorf("event loop: %w", err)
 		}
-		// Every loop's ring fails alike (uring.New asks the kernel once and remembers a
-		// refusal): the first loop's error is logged for all.
-		if l.ringErr != nil && len(ls.all) == 0 {
-			p.log.Info("TCP event loops send with sendto(2): " + l.ringErr.Error())
-		}
-		ls.all = append(ls.all, l)
+		return l, nil
+	}, p.log, "TCP event loops send with sendto(2): ")
+	if err != nil {
+		return nil, err
 	}
-	return ls, nil
+	return &tcpLoops{all: all}, nil
 }
 
 // start runs every loop on a goroutine counted in wg.
@@ -560,20 +554,14 @@ func (l *tcpLoop) sendBatched() {
 			}
 		}
 	}
-	sendBatched(&l.loopCore, &l.batch, func(rf relayFlow, res uring.Result, known bool) {
+	sendPass(&l.loopCore, &l.batch, l.p.log, "TCP event loop: ", func(rf relayFlow, n int, err syscall.Errno) {
 		f, r := rf.f, rf.r
-		switch {
-		case !res.Done:
-			if !known {
-				l.close(r)
-			}
-		case res.Err == 0:
-			f.held = f.held[:copy(f.held, f.held[res.N:])]
+		if n > 0 {
+			f.held = f.held[:copy(f.held, f.held[n:])]
 			r.active = l.now
-		case res.Err == syscall.EAGAIN || res.Err == syscall.EINTR:
-			// the pump sends again and waits for EPOLLOUT on EAGAIN
-		default:
+		}
+		if err != 0 && err != syscall.EAGAIN { // on EAGAIN the pump sends again and waits for EPOLLOUT
 			l.close(r)
 		}
-	}, func(msg string) { l.p.log.Warn("TCP event loop: " + msg) })
+	})
 }

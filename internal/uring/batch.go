@@ -9,6 +9,24 @@ type Result struct {
 	Done bool // the send completed; false for a send the ring did not make (see Batch.Send)
 }
 
+// Outcome is what a send's result, as Batch.Send reports it, leaves to a caller that makes with
+// one system call per send what the ring did not: n bytes went out (the caller sends the rest),
+// and err, if not zero, is the send's failure (EAGAIN: the socket buffer is full, wait until it is
+// writable), or EIO when known is false (the ring may or may not have made the send: sending again
+// could repeat bytes, not sending could lose them, so the caller must end the connection). A send
+// the ring did not make, or that was interrupted (EINTR), is (0, 0): the caller makes it.
+func (r Result) Outcome(known bool) (n int, err syscall.Errno) {
+	switch {
+	case !r.Done && !known:
+		return 0, syscall.EIO
+	case !r.Done, r.Err == syscall.EINTR:
+		return 0, 0
+	case r.Err != 0:
+		return 0, r.Err
+	}
+	return r.N, 0
+}
+
 // Batch is the sends of a pass, each with the item it is for (what the caller needs to apply its
 // result). Its zero value is empty and ready.
 type Batch[T any] struct {

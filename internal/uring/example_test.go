@@ -37,15 +37,14 @@ func ExampleBatch() {
 		b.Add(i, send[i], []byte(m))
 	}
 	_, errno := b.Send(ring, func(i int, res uring.Result, known bool) {
+		n, err := res.Outcome(known)
 		switch {
-		case res.Done && res.Err != 0:
-			fmt.Printf("send %d: %v\n", i, res.Err)
-		case !res.Done && known: // not made by the ring: one system call
-			if _, err := syscall.Write(send[i], []byte(msgs[i])); err != nil {
+		case err != 0: // EIO: the outcome is unknown
+			fmt.Printf("send %d: %v\n", i, err)
+		case n < len(msgs[i]): // what the ring did not send: one system call
+			if _, err := syscall.Write(send[i], []byte(msgs[i][n:])); err != nil {
 				fmt.Printf("send %d: %v\n", i, err)
 			}
-		case !res.Done:
-			fmt.Printf("send %d: outcome unknown\n", i)
 		}
 	})
 	if errno != 0 { // the ring failed: close it, and send with one system call from now on
