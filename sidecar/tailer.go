@@ -193,6 +193,7 @@ type tailRun struct {
 	reported   map[string]bool
 	buf        []byte
 	fpBuf      []byte // fpMax bytes for reading a file's start
+	startReads int    // reads of tracked files' first bytes (start checks, fingerprint updates), which tests count
 	arena      []byte
 	recs       []Record
 	dirty      bool
@@ -673,7 +674,7 @@ func (t *Tailer) openCandidate(rs *tailRun, path string, active bool) (candidate
 // rescan updates a tracked file from a listing; false means its inode was reused for another file.
 func (t *Tailer) rescan(rs *tailRun, tf *tfile, c *candidate) bool {
 	if tf.f == nil {
-		if !tf.startIs(c.f, rs.fpBuf) {
+		if !tf.startIs(rs, c.f, 0) {
 			return false
 		}
 		if c.size > tf.off+int64(len(tf.partial)) {
@@ -703,13 +704,14 @@ func (t *Tailer) checkReplaced(rs *tailRun, tf *tfile, size int64) {
 		tf.reset(rs)
 		return
 	}
-	t.resetIfStartChanged(rs, tf)
+	t.resetIfStartChanged(rs, tf, 0)
 }
 
 // resetIfStartChanged resets tf, counting a truncation, when the file's first bytes are no longer
-// those its fingerprint covers (copytruncate and regrowth); it reports whether it did.
-func (t *Tailer) resetIfStartChanged(rs *tailRun, tf *tfile) bool {
-	if tf.startIs(tf.f, rs.fpBuf) {
+// those its fingerprint covers (copytruncate and regrowth); it reports whether it did. Otherwise
+// the fingerprint grows to the first grow bytes, as startIs does.
+func (t *Tailer) resetIfStartChanged(rs *tailRun, tf *tfile, grow int64) bool {
+	if tf.startIs(rs, tf.f, grow) {
 		return false
 	}
 	t.log.Info("file content replaced", zap.String("file", tf.path))
@@ -719,17 +721,29 @@ func (t *Tailer) resetIfStartChanged(rs *tailRun, tf *tfile) bool {
 }
 
 // startIs reports whether f begins with the fpLen bytes tf's fingerprint covers, reading them into
-// scratch (fpMax bytes). It compares them with tf.head; only when those bytes are not known yet
-// (restored from a checkpoint) does it hash them, and then keeps them when they match.
-func (tf *tfile) startIs(f *os.File, scratch []byte) bool {
+// rs.fpBuf. It compares them with tf.head; only when those bytes are not known yet (a file being
+// restored from a checkpoint) does it hash them, and then keeps them when they match.
+//
+// With grow beyond fpLen (the end of what was just read from f), the same read takes the file's
+// first min(grow, fpMax) bytes, and when the start matches, the fingerprint grows to cover them as
+// updateFP would, which then has nothing left to read.
+func (tf *tfile) startIs(rs *tailRun, f *os.File, grow int64) bool {
 	if tf.fpLen == 0 {
 		return true
 	}
-	b := scratch[:tf.fpLen]
-	if got, err := f.ReadAt(b, 0); int64(got) < tf.fpLen && err != nil {
+	b := rs.fpBuf[:max(tf.fpLen, min(grow, fpMax))]
+	rs.startReads++
+	got, err := f.ReadAt(b, 0)
+	if int64(got) < tf.fpLen && err != nil {
 		return false
 	}
-	return tf.headIs(b)
+	if !tf.headIs(b[:tf.fpLen]) {
+		return false
+	}
+	if int64(got) > tf.fpLen {
+		tf.setFP(b[:got])
+	}
+	return true
 }
 
 // headIs reports whether b, the first fpLen bytes of a file, are the bytes tf's fingerprint covers.
@@ -749,13 +763,18 @@ func (tf *tfile) setFP(b []byte) {
 	tf.fp, tf.fpLen, tf.head = hashFP(b), int64(len(b)), append(tf.head[:0], b...)
 }
 
-// restore resumes a file from its checkpoint entry; false when the fingerprint does not match.
+// restore resumes a file from its checkpoint entry; false when the fingerprint does not match. It
+// reads the file's start once: startIs hashes those bytes against the entry's fingerprint and keeps
+// them as tf.head, so that the checks after reads compare them instead of hashing a second read.
 func (t *Tailer) restore(rs *tailRun, e checkpointEntry, c *candidate) bool {
-	if fp, ok := fingerprint(c.f, e.FPLen); !ok || fp != e.FP {
-		return false
+	if e.FPLen == 0 && e.FP != "" {
+		return false // no bytes can have that fingerprint
 	}
 	tf := &tfile{id: c.id, path: c.path, active: c.active, seen: true, f: c.f, off: e.Offset, done: e.Offset,
 		fp: e.FP, fpLen: e.FPLen, mtime: c.mtime, pendOff: -1, lastData: time.Now()}
+	if !tf.startIs(rs, c.f, 0) {
+		return false
+	}
 	c.f = nil
 	rs.files[c.id] = tf
 	t.log.Debug("resume file", zap.String("file", c.path), zap.Uint64("inode", c.id.ino), zap.Int64("offset", e.Offset))
@@ -896,6 +915,7 @@ func (t *Tailer) updateFP(rs *tailRun, tf *tfile, size int64) {
 	}
 	n := min(size, fpMax)
 	buf := rs.fpBuf[:n]
+	rs.startReads++
 	if got, err := tf.f.ReadAt(buf, 0); int64(got) < n && err != nil {
 		return
 	}
@@ -990,7 +1010,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		// Checked after the read: if the file was truncated (copytruncate) and regrown before or
 		// during the read, these bytes may be the new content at the old offset. Drop them and start
 		// over; the old content's tail is in the copy.
-		if t.resetIfStartChanged(rs, tf) {
+		if t.resetIfStartChanged(rs, tf, tf.off+int64(np+n)) {
 			return n, nil
 		}
 	}
