@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/podblocks/podblocks/internal/loopback"
 	"github.com/podblocks/podblocks/internal/uring/uringtest"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -273,5 +274,183 @@ func TestLoopsYieldBeforeBlocking(t *testing.T) {
 				t.Errorf("%d yields in 200 ms with no client connected, want 0", n)
 			}
 		})
+	}
+}
+
+// cannedHeads answers each request on a connection with the head its path names (the same bytes
+// for GET and HEAD) and, but for HEAD, the 6-byte body "hello\n", after which it closes the
+// connection if the head has no Content-Length. It reads requests raw and allocates nothing per
+// request.
+func cannedHeads(t *testing.T, heads map[string]string) string {
+	type answer struct {
+		head, full []byte // to HEAD, to others
+		closes     bool   // the body is delimited by the connection's close
+	}
+	answers := map[string]answer{}
+	for path, h := range heads {
+		answers[path] = answer{[]byte(h), []byte(h + "hello\n"), !strings.Contains(h, "Content-Length")}
+	}
+	return loopback.Serve(t, func(_ int, c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadSlice('\n') // "METHOD /path[?query] HTTP/1.1"
+			if err != nil {
+				return
+			}
+			method, rest, _ := bytes.Cut(line, []byte(" "))
+			target, _, _ := bytes.Cut(rest, []byte(" "))
+			path, _, _ := bytes.Cut(target, []byte("?"))
+			a, ok := answers[string(path)]
+			for ok && len(line) != 2 { // the rest of the head, to its blank line
+				if line, err = br.ReadSlice('\n'); err != nil {
+					return
+				}
+			}
+			if !ok {
+				return
+			}
+			out, head := a.full, string(method) == http.MethodHead
+			if head {
+				out = a.head
+			}
+			if _, err := c.Write(out); err != nil || (!head && a.closes) {
+				return
+			}
+		}
+	})
+}
+
+// answeredReaches waits up to 5 s for p's event loops to count want answers (a loop counts an
+// answer once it has written it: the client may have read it first) and returns the count.
+func answeredReaches(p *HTTPProxy, want int64) int64 {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := statuszCount("answered by event loops", p)
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestHTTPLoopAllocs pins what an event loop allocates for a request of the common shape on a
+// keep-alive connection: one allocation, the string parseRequest makes of the request head. The
+// response head, the same bytes as the last on its upstream connection, is not parsed again
+// (parseHead), and nothing else allocates.
+func TestHTTPLoopAllocs(t *testing.T) {
+	const head = "HTTP/1.1 200 OK\r\nServer: canned\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\n"
+	cl, err := NewCluster(NewStatic(Endpoint{Addr: cannedHeads(t, map[string]string{"/index.html": head})}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewHTTPProxy("127.0.0.1:0", cl, WithEventLoops(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runProxy(t, p)
+	c, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	req := []byte("GET /index.html?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n")
+	body := make([]byte, 6)
+	var failed error
+	get := func() { // reads raw, as BenchmarkHTTPProxyRequest: the client allocates nothing
+		if failed != nil {
+			return
+		}
+		if _, failed = c.Write(req); failed != nil {
+			return
+		}
+		line, err := br.ReadSlice('\n')
+		if err != nil || !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
+			failed = fmt.Errorf("status line %q: %v", line, err)
+			return
+		}
+		for len(line) != 2 {
+			if line, failed = br.ReadSlice('\n'); failed != nil {
+				return
+			}
+		}
+		if _, err := io.ReadFull(br, body); err != nil || string(body) != "hello\n" {
+			failed = fmt.Errorf("body %q: %v", body, err)
+		}
+	}
+	for range 10 {
+		get()
+	}
+	n := testing.AllocsPerRun(200, get)
+	t.Logf("%v allocations per request", n)
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	if answered := answeredReaches(p, 211); answered != 211 { // AllocsPerRun runs get once more
+		t.Fatalf("%d requests answered by the event loop, want 211", answered)
+	}
+	if n > 1 {
+		t.Errorf("%v allocations per request, want at most 1 (the request head's string)", n)
+	}
+}
+
+// TestHTTPLoopResponseHeadReuse: a response head is parsed again unless its bytes and its
+// request's method are the last one's on the connection. One client makes GETs and HEADs on one
+// keep-alive connection (the loop keeps one upstream connection) for heads that differ in one
+// header, each the same bytes for GET and HEAD: every answer must carry its own head's header,
+// and a HEAD's answer no body even after a GET's of the same head (and a GET's its body after a
+// HEAD's). Last, a head without Content-Length: simple for HEAD, but for GET a body delimited by
+// the connection's close, which the loop hands to the goroutine path (were the HEAD's parse reused
+// for the GET, the loop would take the body for one of length -1).
+func TestHTTPLoopResponseHeadReuse(t *testing.T) {
+	heads := map[string]string{
+		"/a": "HTTP/1.1 200 OK\r\nX-Head: a\r\nContent-Length: 6\r\n\r\n",
+		"/b": "HTTP/1.1 200 OK\r\nX-Head: b\r\nContent-Length: 6\r\n\r\n",
+		"/c": "HTTP/1.1 200 OK\r\nX-Head: c\r\n\r\n",
+	}
+	cl, err := NewCluster(NewStatic(Endpoint{Addr: cannedHeads(t, heads)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewHTTPProxy("127.0.0.1:0", cl, WithEventLoops(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runProxy(t, p)
+	c, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	steps := []struct{ method, path string }{
+		{"GET", "/a"}, {"GET", "/a"}, {"HEAD", "/a"}, {"HEAD", "/a"}, {"GET", "/a"},
+		{"GET", "/b"}, {"GET", "/a"}, {"HEAD", "/b"}, {"GET", "/b"}, {"GET", "/b"},
+		{"HEAD", "/c"}, {"GET", "/c"},
+	}
+	for i, st := range steps {
+		req, err := http.NewRequest(st.method, "http://x"+st.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\n\r\n", st.method, st.path); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			t.Fatalf("step %d, %s %s: %v", i, st.method, st.path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := map[bool]string{true: "", false: "hello\n"}[st.method == "HEAD"]
+		if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Head") != st.path[1:] || string(body) != want {
+			t.Fatalf("step %d, %s %s: %d, X-Head %q, body %q, %v; want 200, %q, %q",
+				i, st.method, st.path, resp.StatusCode, resp.Header.Get("X-Head"), body, err, st.path[1:], want)
+		}
+	}
+	if answered := answeredReaches(p, int64(len(steps)-1)); answered != int64(len(steps)-1) {
+		t.Errorf("%d requests answered by the event loop, want %d (all but the last)", answered, len(steps)-1)
 	}
 }

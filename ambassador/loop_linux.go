@@ -148,9 +148,11 @@ type sock struct {
 	rs      reqState
 
 	// upstream
-	b      *Backend
-	client *sock
-	rsp    respState
+	b        *Backend
+	client   *sock
+	rsp      respState
+	lastHead []byte // the head rsp holds the parse of, with its request's method; empty: none
+	lastFor  string
 }
 
 // exchange is a client's request in flight on the loop.
@@ -1070,7 +1072,7 @@ func (l *loop) head(u *sock) {
 		l.tryFailed(c, &tryError{status: code, err: fmt.Errorf("endpoint %s answered %d", b.Addr, code)})
 		return
 	}
-	resp, err := u.rsp.parse(buf[:end+2], ex.req)
+	resp, err := u.parseHead(buf[:end+2], ex.req)
 	if err != nil {
 		l.handOffTry(c)
 		return
@@ -1083,6 +1085,25 @@ func (l *loop) head(u *sock) {
 	ex.keepUp = !resp.Close
 	u.phase = pBody
 	l.body(u)
+}
+
+// parseHead parses u's response head to req (respState.parse), or returns the last one's parse
+// when head and req's method are those of the last: an endpoint on a keep-alive connection mostly
+// answers alike (nginx's Date changes once a second), and parse copies each head into a new
+// string. The loop only reads the response, within head, so the last parse is as good as a new
+// one.
+func (u *sock) parseHead(head []byte, req *http.Request) (*http.Response, error) {
+	if len(u.lastHead) > 0 && req.Method == u.lastFor && bytes.Equal(head, u.lastHead) {
+		u.rsp.resp.Request = req
+		return &u.rsp.resp, nil
+	}
+	resp, err := u.rsp.parse(head, req)
+	if err != nil {
+		u.lastHead = u.lastHead[:0]
+		return nil, err
+	}
+	u.lastHead, u.lastFor = append(u.lastHead[:0], head...), req.Method
+	return resp, nil
 }
 
 // appendHead appends the head of resp as the goroutine path writes it to a client.
