@@ -320,6 +320,29 @@ func cannedHeads(t *testing.T, heads map[string]string) string {
 	})
 }
 
+// cannedClient runs an HTTPProxy on one event loop over cannedHeads(heads) until the test ends,
+// and returns it with a client connection to it (closed when the test ends, within 20 s from now)
+// and the connection's reader.
+func cannedClient(t *testing.T, heads map[string]string) (*HTTPProxy, net.Conn, *bufio.Reader) {
+	t.Helper()
+	cl, err := NewCluster(NewStatic(Endpoint{Addr: cannedHeads(t, heads)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewHTTPProxy("127.0.0.1:0", cl, WithEventLoops(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runProxy(t, p)
+	c, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return p, c, bufio.NewReader(c)
+}
+
 // answeredReaches waits up to 5 s for p's event loops to count want answers (a loop counts an
 // answer once it has written it: the client may have read it first) and returns the count.
 func answeredReaches(p *HTTPProxy, want int64) int64 {
@@ -339,22 +362,7 @@ func answeredReaches(p *HTTPProxy, want int64) int64 {
 // (parseHead), and nothing else allocates.
 func TestHTTPLoopAllocs(t *testing.T) {
 	const head = "HTTP/1.1 200 OK\r\nServer: canned\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\n"
-	cl, err := NewCluster(NewStatic(Endpoint{Addr: cannedHeads(t, map[string]string{"/index.html": head})}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewHTTPProxy("127.0.0.1:0", cl, WithEventLoops(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runProxy(t, p)
-	c, err := net.Dial("tcp", p.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	br := bufio.NewReader(c)
+	p, c, br := cannedClient(t, map[string]string{"/index.html": head})
 	req := []byte("GET /index.html?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n")
 	body := make([]byte, 6)
 	var failed error
@@ -409,22 +417,7 @@ func TestHTTPLoopResponseHeadReuse(t *testing.T) {
 		"/b": "HTTP/1.1 200 OK\r\nX-Head: b\r\nContent-Length: 6\r\n\r\n",
 		"/c": "HTTP/1.1 200 OK\r\nX-Head: c\r\n\r\n",
 	}
-	cl, err := NewCluster(NewStatic(Endpoint{Addr: cannedHeads(t, heads)}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewHTTPProxy("127.0.0.1:0", cl, WithEventLoops(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runProxy(t, p)
-	c, err := net.Dial("tcp", p.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	p, c, br := cannedClient(t, heads)
 	steps := []struct{ method, path string }{
 		{"GET", "/a"}, {"GET", "/a"}, {"HEAD", "/a"}, {"HEAD", "/a"}, {"GET", "/a"},
 		{"GET", "/b"}, {"GET", "/a"}, {"HEAD", "/b"}, {"GET", "/b"}, {"GET", "/b"},
