@@ -373,8 +373,12 @@ func (s *routeScratch) enqueue() {
 	s.pend = s.pend[:0]
 }
 
-// flush writes the server connections touched and then the replies in ds.
+// flush writes the replies in ds, then the server connections touched, then the replies their
+// writes completed or failed. Replies go first: a write to a server that sleeps wakes it, and the
+// scheduler often runs it at once on the writer's CPU (at -P1 nearly all of the poller's context
+// switches were there), which held up the replies written after it.
 func (s *routeScratch) flush() {
+	s.ds.flush()
 	for i, sc := range s.touched {
 		sc.flush(s.ds)
 		s.touched[i] = nil
