@@ -14,30 +14,7 @@
 set -uo pipefail
 ROUNDS=$1; shift; bins=("$@")
 N16=${N16:-1000000}; N1=${N1:-200000}; TESTS=${TESTS:-set,get}; GMP=${GMP:-}
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-read -r R1 R2 NR P0 P1 P2 P3 S0 S1 S2 S3 S4 < <(python3 -c '
-import socket
-ss=[socket.socket() for _ in range(12)]
-for s in ss: s.bind(("127.0.0.1",0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
-ports=($P0 $P1 $P2 $P3); sports=($S1 $S2 $S3 $S4)
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
-redis-server --port $R1 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!); rpids=($!)
-redis-server --port $R2 --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!); rpids+=($!)
-wait_port $R1; wait_port $R2
-conf() { printf 'redis:\n  listen: 127.0.0.1:%s\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n  timeout: 400\n  servers:\n   - 127.0.0.1:%s:1\n   - 127.0.0.1:%s:1\n' $1 $R1 $R2; }
-conf $NR > $work/nc.yml
-/usr/sbin/nutcracker -c $work/nc.yml -s $S0 -a 127.0.0.1 -o /dev/null & pids+=($!); ncpid=$!
-declare -A port ppid
-names=(nutcracker); port[nutcracker]=$NR; ppid[nutcracker]=$ncpid
-for i in "${!bins[@]}"; do
-  conf ${ports[$i]} > $work/pb$i.yml
-  env ${GMP:+GOMAXPROCS=$GMP} ${bins[$i]} -c $work/pb$i.yml -s ${sports[$i]} -o $work/pb$i.log & pids+=($!)
-  nm=$(basename ${bins[$i]}); names+=($nm); port[$nm]=${ports[$i]}; ppid[$nm]=$!
-done
-wait_port $NR; for i in "${!bins[@]}"; do wait_port ${ports[$i]}; done
+. "$(dirname "$0")/peers.sh"
 echo "start $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg) tests=$TESTS N16=$N16 P1=${P1RUN:-0} GMP=${GMP:-default}"
 res=$work/res
 rcpu() { cat /proc/${rpids[0]}/stat /proc/${rpids[1]}/stat | awk '{s+=$14+$15} END{print s}'; }
