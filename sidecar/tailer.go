@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -647,7 +646,7 @@ func (t *Tailer) scan(rs *tailRun, first bool) {
 
 // openCandidate opens a listed file and identifies it by its descriptor.
 func (t *Tailer) openCandidate(rs *tailRun, path string, active bool) (candidate, bool) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := openLog(path)
 	if os.IsNotExist(err) {
 		return candidate{}, false
 	}
