@@ -44,7 +44,9 @@ const drainWait = 2 * time.Second
 // It replaces jetstream's Fetch there because a Fetch cut short (its context cancelled) drops what
 // the server has already sent to it: a message in flight was counted as a delivery and came back
 // only after AckWait. stop drains the subscription instead: the server drops the interest (and with
-// it the pull request), and every message it sent before that still arrives, to be given back.
+// it the pull request), and every message it sent before that still arrives, to be given back. What
+// is left is the server's own window: a message it has chosen for the request but not yet sent when
+// the interest goes is not delivered, and comes back after AckWait.
 type waitPull struct {
 	sub     *nats.Subscription
 	ch      chan *nats.Msg // the message, and the status that ends a pull without one; never closed
@@ -52,7 +54,7 @@ type waitPull struct {
 	expires time.Time      // when the server ends the request
 }
 
-// startPull asks the consumer for one message, waiting on the server at most until expires.
+// startPull asks the consumer for one message; the server keeps the request for at most expires.
 func (q *Queue) startPull(expires time.Duration) (*waitPull, error) {
 	p := &waitPull{
 		// One message, the status that may follow a pull (408 when it expires) and slack: a message
