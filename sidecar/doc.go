@@ -54,4 +54,7 @@
 // Committer sink, so is what had been shipped from it after that commit, which the restart rolls
 // back); the Tailer commits right after reading from such a file, and a restart logs each such
 // entry with its delivered offset and never resumes it (the inode may hold a new file by then).
+//
+// On Windows the Tailer opens files sharing read, write and delete access, so a writer can rename or
+// delete a followed file (rotation) as on Unix.
 package sidecar
