@@ -151,8 +151,8 @@ type sock struct {
 	b        *Backend
 	client   *sock
 	rsp      respState
-	lastHead []byte // the head rsp holds the parse of, with its request's method; empty: none
-	lastFor  string
+	lastHead []byte // the response head rsp holds the parse of (parseHead); empty: none
+	lastFor  string // the method of the request lastHead answered
 }
 
 // exchange is a client's request in flight on the loop.
