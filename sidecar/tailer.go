@@ -673,7 +673,7 @@ func (t *Tailer) openCandidate(rs *tailRun, path string, active bool) (candidate
 // rescan updates a tracked file from a listing; false means its inode was reused for another file.
 func (t *Tailer) rescan(rs *tailRun, tf *tfile, c *candidate) bool {
 	if tf.f == nil {
-		if !tf.startIs(rs, c.f, 0) {
+		if !tf.startIs(rs, c.f, 0, nil) {
 			return false
 		}
 		if c.size > tf.off+int64(len(tf.partial)) {
@@ -703,14 +703,14 @@ func (t *Tailer) checkReplaced(rs *tailRun, tf *tfile, size int64) {
 		tf.reset(rs)
 		return
 	}
-	t.resetIfStartChanged(rs, tf, 0)
+	t.resetIfStartChanged(rs, tf, 0, nil)
 }
 
 // resetIfStartChanged resets tf, counting a truncation, when the file's first bytes are no longer
-// those its fingerprint covers (copytruncate and regrowth); it reports whether it did. Otherwise
-// the fingerprint grows to the first grow bytes, as startIs does.
-func (t *Tailer) resetIfStartChanged(rs *tailRun, tf *tfile, grow int64) bool {
-	if tf.startIs(rs, tf.f, grow) {
+// those its fingerprint covers, or data, just read at base, is no longer there (copytruncate and
+// regrowth); it reports whether it did. Otherwise the fingerprint grows over data, as startIs does.
+func (t *Tailer) resetIfStartChanged(rs *tailRun, tf *tfile, base int64, data []byte) bool {
+	if tf.startIs(rs, tf.f, base, data) {
 		return false
 	}
 	t.log.Info("file content replaced", zap.String("file", tf.path))
@@ -723,24 +723,32 @@ func (t *Tailer) resetIfStartChanged(rs *tailRun, tf *tfile, grow int64) bool {
 // rs.fpBuf. It compares them with tf.head; only when those bytes are not known yet (a file being
 // restored from a checkpoint) does it hash them, and then keeps them when they match.
 //
-// With grow beyond fpLen (the end of what was just read from f), the same read takes the file's
-// first min(grow, fpMax) bytes, and when the start matches, the fingerprint grows to cover them as
-// updateFP would, which then has nothing left to read.
-func (tf *tfile) startIs(rs *tailRun, f *os.File, grow int64) bool {
+// With data, what was just read from f at base, the same read takes the file's first bytes up to
+// the end of data (fpMax at most). Where they overlap data they must equal it: otherwise the file
+// was truncated and rewritten since data was read, with the same first fpLen bytes, and startIs
+// reports false. When all matches, the fingerprint grows to cover those bytes as updateFP would,
+// which then has nothing left to read; it never takes bytes that differ from what was read, which
+// would leave the copy of a copytruncate unrecognised.
+func (tf *tfile) startIs(rs *tailRun, f *os.File, base int64, data []byte) bool {
 	if tf.fpLen == 0 {
 		return true
 	}
-	b := rs.fpBuf[:max(tf.fpLen, min(grow, fpMax))]
+	end := base + int64(len(data))
+	b := rs.fpBuf[:max(tf.fpLen, min(end, fpMax))]
 	rs.startReads++
 	got, err := f.ReadAt(b, 0)
 	if int64(got) < tf.fpLen && err != nil {
 		return false
 	}
+	b = b[:got]
 	if !tf.headIs(b[:tf.fpLen]) {
 		return false
 	}
+	if lo, hi := base, min(int64(got), end); lo < hi && !bytes.Equal(b[lo:hi], data[:hi-lo]) {
+		return false
+	}
 	if int64(got) > tf.fpLen {
-		tf.setFP(b[:got])
+		tf.setFP(b)
 	}
 	return true
 }
@@ -771,7 +779,7 @@ func (t *Tailer) restore(rs *tailRun, e checkpointEntry, c *candidate) bool {
 	}
 	tf := &tfile{id: c.id, path: c.path, active: c.active, seen: true, f: c.f, off: e.Offset, done: e.Offset,
 		fp: e.FP, fpLen: e.FPLen, mtime: c.mtime, pendOff: -1, lastData: time.Now()}
-	if !tf.startIs(rs, c.f, 0) {
+	if !tf.startIs(rs, c.f, 0, nil) {
 		return false
 	}
 	c.f = nil
@@ -1007,9 +1015,10 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	}
 	if tf.active && tf.fpLen > 0 {
 		// Checked after the read: if the file was truncated (copytruncate) and regrown before or
-		// during the read, these bytes may be the new content at the old offset. Drop them and start
-		// over; the old content's tail is in the copy.
-		if t.resetIfStartChanged(rs, tf, tf.off+int64(np+n)) {
+		// during the read, these bytes may be the new content at the old offset, and if after it,
+		// they are no longer in the file. Drop them and start over; the old content's tail is in
+		// the copy.
+		if t.resetIfStartChanged(rs, tf, base, buf[:np+n]) {
 			return n, nil
 		}
 	}

@@ -677,7 +677,7 @@ func TestStartIsComparesTheFingerprintedBytes(t *testing.T) {
 		name string
 		tf   *tfile
 	}{{"fingerprinted here", &fresh}, {"restored", &restored}} {
-		if !c.tf.startIs(rs, f, 0) {
+		if !c.tf.startIs(rs, f, 0, nil) {
 			t.Errorf("%s: unchanged start not recognised", c.name)
 		}
 	}
@@ -693,7 +693,7 @@ func TestStartIsComparesTheFingerprintedBytes(t *testing.T) {
 		name string
 		tf   *tfile
 	}{{"fingerprinted here", &fresh}, {"restored", &restored}, {"restored, not checked before", &unchecked}} {
-		if c.tf.startIs(rs, f, 0) {
+		if c.tf.startIs(rs, f, 0, nil) {
 			t.Errorf("%s: rewritten start not noticed", c.name)
 		}
 	}
@@ -703,7 +703,7 @@ func TestStartIsComparesTheFingerprintedBytes(t *testing.T) {
 	if err := os.Truncate(path, 4); err != nil {
 		t.Fatal(err)
 	}
-	if fresh.startIs(rs, f, 0) {
+	if fresh.startIs(rs, f, 0, nil) {
 		t.Error("start shorter than the fingerprint not noticed")
 	}
 }
