@@ -12,10 +12,11 @@
 // # Cleanup
 //
 // Close ends blocked Leases with workqueue.ErrClosed and naks messages pulled but not yet handed
-// out, including one the server is sending to a blocking pull as Close stops it (the pull's
+// out, including one the server has sent to a blocking pull as Close stops it (the pull's
 // subscription is drained, not dropped), so that other consumers get them at once rather than after
 // the lease duration; leases already handed out can still be acked, and expire on the server
-// otherwise.
+// otherwise. One the server has picked for the pull but not yet sent when the pull's interest goes
+// is not delivered, and comes back after the lease duration (see waitPull in pull.go).
 //
 // A Lease that gives up (its ctx done) while waiting leaves its pull request running, for up to 5s
 // or until ctx's deadline, to a goroutine: a message the server delivers to it is handed to the next

@@ -802,10 +802,10 @@ func (q *Queue) Statusz() (title string, header []string, rows [][]string) {
 // Close stops the queue: blocked Leases return ErrClosed, and the messages pulled but not handed
 // out are given back at once (a Nak; a delayed item keeps the rest of its delay) so that another
 // consumer gets them without waiting out AckWait: those buffered from a batch pull, those waiting
-// for the next Lease after theirs gave up, and those the server sends to a blocking pull as it is
-// stopped. The connection stays open. Close returns once the blocking pulls have ended and the
-// goroutines that held such messages have exited. Leases already handed out may still be acked.
-// Idempotent.
+// for the next Lease after theirs gave up, and those the server has sent to a blocking pull as it
+// is stopped (see waitPull for the window left). The connection stays open. Close returns once
+// the blocking pulls have ended and the goroutines that held such messages have exited. Leases
+// already handed out may still be acked. Idempotent.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	if q.closed.Load() {
