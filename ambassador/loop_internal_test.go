@@ -404,31 +404,53 @@ func TestHTTPLoopAllocs(t *testing.T) {
 }
 
 // TestHTTPLoopResponseHeadReuse: a response head is parsed again unless its bytes and its
-// request's method are the last one's on the connection. One client makes GETs and HEADs on one
-// keep-alive connection (the loop keeps one upstream connection) for heads that differ in one
-// header, each the same bytes for GET and HEAD: every answer must carry its own head's header,
-// and a HEAD's answer no body even after a GET's of the same head (and a GET's its body after a
-// HEAD's). Last, a head without Content-Length: simple for HEAD, but for GET a body delimited by
-// the connection's close, which the loop hands to the goroutine path (were the HEAD's parse reused
-// for the GET, the loop would take the body for one of length -1).
+// request's method are the last one's on the upstream connection, and the head relayed is made
+// again unless the client's wish to close is the same too. Clients make GETs and HEADs, one at a
+// time (the loop keeps one upstream connection), for heads that differ in one header, each the
+// same bytes for GET and HEAD: every answer must carry its own head's header, a HEAD's answer no
+// body even after a GET's of the same head (and a GET's its body after a HEAD's), an answer to a
+// "Connection: close" request that header (and then the end of the connection) though the last
+// answer of the same head did not, and the next keep-alive answer not. Last, a head without
+// Content-Length: simple for HEAD, but for GET a body delimited by the connection's close, which
+// the loop hands to the goroutine path (were the HEAD's parse reused for the GET, the loop would
+// take the body for one of length -1).
 func TestHTTPLoopResponseHeadReuse(t *testing.T) {
 	heads := map[string]string{
 		"/a": "HTTP/1.1 200 OK\r\nX-Head: a\r\nContent-Length: 6\r\n\r\n",
 		"/b": "HTTP/1.1 200 OK\r\nX-Head: b\r\nContent-Length: 6\r\n\r\n",
 		"/c": "HTTP/1.1 200 OK\r\nX-Head: c\r\n\r\n",
 	}
-	p, c, br := cannedClient(t, heads)
-	steps := []struct{ method, path string }{
-		{"GET", "/a"}, {"GET", "/a"}, {"HEAD", "/a"}, {"HEAD", "/a"}, {"GET", "/a"},
-		{"GET", "/b"}, {"GET", "/a"}, {"HEAD", "/b"}, {"GET", "/b"}, {"GET", "/b"},
-		{"HEAD", "/c"}, {"GET", "/c"},
+	p, c0, br0 := cannedClient(t, heads)
+	conns := []net.Conn{c0, nil, nil}
+	brs := []*bufio.Reader{br0, nil, nil}
+	steps := []struct {
+		conn         int
+		method, path string
+		close        bool
+	}{
+		{0, "GET", "/a", false}, {0, "GET", "/a", false}, {0, "HEAD", "/a", false}, {0, "HEAD", "/a", false},
+		{0, "GET", "/a", false}, {0, "GET", "/b", false}, {0, "GET", "/a", false}, {0, "HEAD", "/b", false},
+		{0, "GET", "/b", false}, {0, "GET", "/b", false},
+		{1, "GET", "/b", true}, {2, "GET", "/b", false}, {2, "GET", "/b", false},
+		{0, "HEAD", "/c", false}, {0, "GET", "/c", false},
 	}
 	for i, st := range steps {
+		if conns[st.conn] == nil {
+			c, err := net.Dial("tcp", p.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			conns[st.conn], brs[st.conn] = c, bufio.NewReader(c)
+		}
+		c, br := conns[st.conn], brs[st.conn]
 		req, err := http.NewRequest(st.method, "http://x"+st.path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\n\r\n", st.method, st.path); err != nil {
+		closing := map[bool]string{true: "Connection: close\r\n"}[st.close]
+		if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\n%s\r\n", st.method, st.path, closing); err != nil {
 			t.Fatal(err)
 		}
 		resp, err := http.ReadResponse(br, req)
@@ -438,9 +460,14 @@ func TestHTTPLoopResponseHeadReuse(t *testing.T) {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		want := map[bool]string{true: "", false: "hello\n"}[st.method == "HEAD"]
-		if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Head") != st.path[1:] || string(body) != want {
-			t.Fatalf("step %d, %s %s: %d, X-Head %q, body %q, %v; want 200, %q, %q",
-				i, st.method, st.path, resp.StatusCode, resp.Header.Get("X-Head"), body, err, st.path[1:], want)
+		if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Head") != st.path[1:] || string(body) != want || resp.Close != st.close {
+			t.Fatalf("step %d, %s %s: %d, X-Head %q, body %q, close %v, %v; want 200, %q, %q, close %v",
+				i, st.method, st.path, resp.StatusCode, resp.Header.Get("X-Head"), body, resp.Close, err, st.path[1:], want, st.close)
+		}
+		if st.close {
+			if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("step %d: read after the answer to a close = %d, %v; want EOF", i, n, err)
+			}
 		}
 	}
 	if answered := answeredReaches(p, int64(len(steps)-1)); answered != int64(len(steps)-1) {

@@ -153,6 +153,8 @@ type sock struct {
 	rsp      respState
 	lastHead []byte // the response head rsp holds the parse of (parseHead); empty: none
 	lastFor  string // the method of the request lastHead answered
+	lastOut  []byte // the head relayed for lastHead (relayHead); empty: none
+	outClose bool   // lastOut tells the client the connection closes
 }
 
 // exchange is a client's request in flight on the loop.
@@ -1080,7 +1082,7 @@ func (l *loop) head(u *sock) {
 	b.c.Report(b, code < 500, l.now.Sub(ex.start))
 	u.deadline = time.Time{}
 	u.r += end + 4
-	c.out = appendHead(c.out, resp, ex.req, ex.closeAfter)
+	c.out = u.relayHead(c.out, resp, ex.req, ex.closeAfter)
 	ex.remaining = bodyLength(resp, ex.req)
 	ex.keepUp = !resp.Close
 	u.phase = pBody
@@ -1097,13 +1099,27 @@ func (u *sock) parseHead(head []byte, req *http.Request) (*http.Response, error)
 		u.rsp.resp.Request = req
 		return &u.rsp.resp, nil
 	}
+	u.lastHead, u.lastOut = u.lastHead[:0], u.lastOut[:0]
 	resp, err := u.rsp.parse(head, req)
 	if err != nil {
-		u.lastHead = u.lastHead[:0]
 		return nil, err
 	}
 	u.lastHead, u.lastFor = append(u.lastHead[:0], head...), req.Method
 	return resp, nil
+}
+
+// relayHead appends to dst the head of resp, parsed by parseHead, as appendHead does, or the head
+// it appended last when resp is the last parse and closeAfter the same: appendHead's output
+// depends only on resp, req's method (both the same while parseHead reuses its parse) and
+// closeAfter.
+func (u *sock) relayHead(dst []byte, resp *http.Response, req *http.Request, closeAfter bool) []byte {
+	if len(u.lastOut) > 0 && u.outClose == closeAfter {
+		return append(dst, u.lastOut...)
+	}
+	n := len(dst)
+	dst = appendHead(dst, resp, req, closeAfter)
+	u.lastOut, u.outClose = append(u.lastOut[:0], dst[n:]...), closeAfter
+	return dst
 }
 
 // appendHead appends the head of resp as the goroutine path writes it to a client.
