@@ -10,6 +10,8 @@
 #                                           (default bench/results: ambassador-http.bars.csv, ambassador-tcp.bars.csv)
 #   ONLY=tcp | ONLY=http                    one kind only: its HAProxy mode and podblocks proxies, no direct
 #                                           target, no CSV written
+#   BASE=path/to/ambassador                 also run this (older) build as base-<kind> targets beside the
+#                                           current one, for A/B in the same hold (no CSV written)
 #
 # Everything runs as this user's processes on 127.0.0.1 high ports with configs in a temp dir.
 set -euo pipefail
@@ -132,6 +134,14 @@ for kind in http tcp; do
 	GOMAXPROCS=1 "$tmp/ambassador" $kind -listen "127.0.0.1:$p1" -backends "$B" >/dev/null &
 	pids+=($!); pid1=$!
 	targets+=(haproxy-$kind:$hport:$HPID podblocks-$kind:$p0:$pid0 podblocks-$kind-gomaxprocs1:$p1:$pid1)
+	if [ -n "${BASE:-}" ]; then
+		p2=$(freeport); p3=$(freeport)
+		"$BASE" $kind -listen "127.0.0.1:$p2" -backends "$B" >/dev/null &
+		pids+=($!); pid2=$!
+		GOMAXPROCS=1 "$BASE" $kind -listen "127.0.0.1:$p3" -backends "$B" >/dev/null &
+		pids+=($!); pid3=$!
+		targets+=(base-$kind:$p2:$pid2 base-$kind-gomaxprocs1:$p3:$pid3)
+	fi
 done
 for t in "${targets[@]}"; do IFS=: read -r _ port _ <<<"$t"; waitport "$port"; done
 # cputicks PID: user+system CPU time of a process, in clock ticks.
@@ -142,7 +152,10 @@ for t in "${targets[@]}"; do IFS=: read -r _ port _ <<<"$t"; wrk -t1 -c"$CONNS" 
 
 echo "# $(date -u +%FT%TZ) nproc=$(nproc) runs=$RUNS duration=$DURATION wrk -t1 -c$CONNS" | tee "$tmp/results"
 for r in $(seq "$RUNS"); do
-	for t in "${targets[@]}"; do
+	# every other round in the reverse order, so that no target always follows the same one
+	order=("${targets[@]}")
+	if ((r % 2 == 0)); then order=(); for ((i = ${#targets[@]} - 1; i >= 0; i--)); do order+=("${targets[$i]}"); done; fi
+	for t in "${order[@]}"; do
 		IFS=: read -r name port pid <<<"$t"
 		c0=$(cputicks "$pid")
 		out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
@@ -157,7 +170,7 @@ for r in $(seq "$RUNS"); do
 done
 
 mkdir -p "$RESULTS"
-python3 - "$tmp/results" "$RESULTS" "$ONLY" <<'PY'
+python3 - "$tmp/results" "$RESULTS" "$ONLY" "${BASE:-}" <<'PY'
 import re, statistics, sys
 def ms(s):
     m = re.match(r"([\d.]+)(us|ms|s)", s)
@@ -182,15 +195,23 @@ only = sys.argv[3]
 kinds = (only,) if only else ("http", "tcp")
 for kind in kinds:
     hr, hp = med[f"haproxy-{kind}"]
-    for t in (f"podblocks-{kind}", f"podblocks-{kind}-gomaxprocs1"):
+    for t in (f"podblocks-{kind}", f"podblocks-{kind}-gomaxprocs1", f"base-{kind}", f"base-{kind}-gomaxprocs1"):
+        if t not in med:
+            continue
         r, p = med[t]
         ok = "met" if r >= hr and (kind == "tcp" or p <= 1.2 * hp) else "NOT MET"
         c = mcpu[t] / mcpu[f"haproxy-{kind}"]
         print(f"{t:28} throughput {r/hr:5.2f}x haproxy   p99 {p/hp:5.2f}x haproxy   CPU/req {c:5.2f}x haproxy   goal {ok}")
         rounds = ", ".join(f"{a/b:.3f}" for a, b in zip(rps[t], rps[f"haproxy-{kind}"]))
         print(f"{'':28} throughput per round: {rounds}")
-if only:
-    sys.exit(0)  # a partial run does not overwrite the charts' data
+for kind in kinds:
+    for g in ("", "-gomaxprocs1"):
+        t, b = f"podblocks-{kind}{g}", f"base-{kind}{g}"
+        if b in cpu:
+            rr = ", ".join(f"{x/y:.3f}" for x, y in zip(cpu[t], cpu[b]))
+            print(f"{t:28} CPU/req over {b}, per round: {rr}")
+if only or sys.argv[4]:
+    sys.exit(0)  # a partial or A/B run does not overwrite the charts' data
 # The medians as printed above (same rounding), as group,series,value rows for bench/plots.sh.
 head = open(sys.argv[1]).readline().lstrip("# ").split()
 stamp = head[0].replace("T", " ").rstrip("Z")[:16] + " UTC"
