@@ -184,8 +184,9 @@ func (cp *clientPoller) loop() {
 	}
 }
 
-// round serves the clients of one epoll wait, then flushes the server connections they wrote to
-// and writes the replies the proxy answered itself.
+// round serves the clients of one epoll wait, then (routeScratch.flush) writes the replies that are
+// ready, the proxy's own answers among them, before the server connections they wrote to: a write
+// to a server wakes it, and it may take this CPU before the replies go out.
 func (cp *clientPoller) round() {
 	now := time.Now().UnixNano()
 	for _, ev := range cp.events[:cp.nev] {
