@@ -71,6 +71,9 @@ const (
 	// required: a kernel without it is refused, so every kernel that makes a ring also has
 	// IORING_OP_SEND (5.6).
 	ioringSetupSubmitAll = 1 << 7
+	// maxEntries is IORING_MAX_ENTRIES: io_uring_setup refuses more entries (without
+	// IORING_SETUP_CLAMP) and none with EINVAL, as it refuses a flag it does not know.
+	maxEntries = 32768
 )
 
 // New makes a ring for up to entries sends per io_uring_enter (the kernel may round entries up:
@@ -79,8 +82,13 @@ const (
 //
 // A refusal that lasts as long as the process (see refusedForGood) is remembered: later calls
 // return the same error without asking the kernel again, so a process whose every event loop
-// makes a ring asks once where io_uring is refused.
+// makes a ring asks once where io_uring is refused. entries out of the kernel's range (1 to
+// maxEntries) is the caller's error, not the kernel's refusal: New returns it without asking the
+// kernel and remembers nothing, since the kernel's EINVAL would look like an old kernel's.
 func New(entries int) (*Ring, error) {
+	if entries < 1 || entries > maxEntries {
+		return nil, fmt.Errorf("io_uring: %d entries, want 1 to %d", entries, maxEntries)
+	}
 	gen := hook.Gen.Load()
 	if r := refusal.Load(); r != nil && r.gen == gen {
 		return nil, r.err
@@ -144,8 +152,9 @@ var refusal atomic.Pointer[refused]
 // refusedForGood reports whether io_uring_setup's error e holds for the rest of the process:
 // io_uring missing (ENOSYS: not built in, or an emulated kernel such as gVisor), disabled
 // (kernel.io_uring_disabled: EPERM) or refused by a seccomp filter (EPERM or EACCES), or a kernel
-// before 5.18 that does not know IORING_SETUP_SUBMIT_ALL (EINVAL). Running out of memory or
-// descriptors (ENOMEM, EMFILE, ENFILE) may pass, and is not remembered.
+// before 5.18 that does not know IORING_SETUP_SUBMIT_ALL (EINVAL: New asks only with entries the
+// kernel takes, so that is the EINVAL left). Running out of memory or descriptors (ENOMEM, EMFILE,
+// ENFILE) may pass, and is not remembered.
 func refusedForGood(e syscall.Errno) bool {
 	switch e {
 	case syscall.ENOSYS, syscall.EPERM, syscall.EACCES, syscall.EINVAL:

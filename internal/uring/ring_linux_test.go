@@ -166,6 +166,28 @@ func TestSetupRefusedOnce(t *testing.T) {
 	}
 }
 
+// TestSetupBadEntries: entries out of the kernel's range is the caller's error, which New returns
+// without asking the kernel (whose EINVAL would read as an old kernel's) and does not remember: a
+// ring of valid entries is asked for next.
+func TestSetupBadEntries(t *testing.T) {
+	c := uringtest.Inject(t, uringtest.Faults{})
+	for _, entries := range []int{0, -1, 32769, 1 << 20} {
+		if r, err := uring.New(entries); r != nil || err == nil || strings.HasPrefix(err.Error(), "io_uring_setup") {
+			t.Errorf("New(%d): %v, %v; want nil and an error about the entries", entries, r, err)
+		}
+	}
+	if n := c.Setups.Load(); n != 0 {
+		t.Errorf("%d io_uring_setup calls for bad entries, want 0", n)
+	}
+	r, err := uring.New(8)
+	if err == nil {
+		r.Close()
+	}
+	if n := c.Setups.Load(); n != 1 || (err != nil && err.Error() == "io_uring_setup: invalid argument") {
+		t.Errorf("New(8) after bad entries: %v, %d io_uring_setup calls; want the kernel asked once, no EINVAL", err, n)
+	}
+}
+
 // sendNone sends "a" and "b", each on a new socket pair, through r, which must make neither: it
 // checks each is left not done with its outcome known and nothing is read, and returns Send's
 // io_uring_enter calls and error.
