@@ -59,17 +59,26 @@ type laneSeg struct {
 // take moves the item out of slot k, whose index the caller claimed. It writes to the segment
 // only to drop a payload, so that the segment keeps no payload alive.
 func (s *laneSeg) take(k uint64) laneItem {
+	id, prio, name, payload := s.takeParts(k)
+	return laneItem{id: id, prio: prio, name: name, payload: payload}
+}
+
+// takeParts is take with the item's fields as results, which stay in registers: a Lease of one
+// item writes them into its entry without a laneItem on the stack between (a laneItem returned by
+// value went through the stack in 8-byte stores and came back in 16-byte loads, which the store
+// buffer cannot forward: a stall of every Lease).
+func (s *laneSeg) takeParts(k uint64) (id uint64, prio int, name string, payload []byte) {
 	sl := &s.slots[k]
-	it := laneItem{id: sl.id.Load(), prio: sl.prio}
+	id, prio = sl.id.Load(), sl.prio
 	if sl.nlen != 0 {
-		it.name = unsafe.String(&s.chunks[sl.chunk][sl.off], int(sl.nlen))
+		name = unsafe.String(&s.chunks[sl.chunk][sl.off], int(sl.nlen))
 	}
 	if sl.pay {
 		p := &s.payloads[k]
-		it.payload = *p
+		payload = *p
 		*p = nil
 	}
-	return it
+	return id, prio, name, payload
 }
 
 // fastLane is the FIFO of hot-path Adds (keyless, ready at once, one priority at a time) that
@@ -174,26 +183,36 @@ func (l *fastLane) advance(s *laneSeg) {
 // claim takes the oldest item; ok is false if there is none or the lane is blocked and the caller
 // does not hold the queue's lock (locked).
 func (l *fastLane) claim(locked bool) (it laneItem, ok bool) {
+	s, k, ok := l.claimSlot(locked)
+	if !ok {
+		return laneItem{}, false
+	}
+	return s.take(k), true
+}
+
+// claimSlot claims the oldest item as claim does, but leaves it in its slot: the caller owns slot
+// k of s and takes the item out with s.take or s.takeParts.
+func (l *fastLane) claimSlot(locked bool) (s *laneSeg, k uint64, ok bool) {
 	for {
-		s := l.headSeg.Load()
+		s = l.headSeg.Load()
 		hw := l.head.Load()
 		if hw&laneBlocked != 0 && !locked {
-			return laneItem{}, false
+			return nil, 0, false
 		}
 		h := hw &^ laneBlocked
 		for h-s.base >= segSize {
 			s = s.next.Load()
 		}
-		k := h - s.base
+		k = h - s.base
 		if s.slots[k].id.Load() == 0 {
-			return laneItem{}, false
+			return nil, 0, false
 		}
 		if l.head.CompareAndSwap(hw, hw+1) {
-			it = s.take(k)
 			if k == segSize-1 {
+				// s stays reachable through the caller's pointer until it takes the item.
 				l.advance(s.next.Load())
 			}
-			return it, true
+			return s, k, true
 		}
 	}
 }

@@ -123,30 +123,44 @@ func (a *nameArena) format(id uint64) string {
 		a.cur = new([nameChunk]byte)
 		a.buf = a.cur[:0]
 	}
+	dst := (*[nameCopy]byte)(a.buf[:nameCopy])
 	if id == a.last+1 && a.nd > 0 {
-		i := a.nd - 1
-		for i >= 0 && a.dig[i] == '9' {
-			a.dig[i] = '0'
-			i--
-		}
-		if i >= 0 {
-			a.dig[i]++
-		} else { // 99...9 + 1: one digit more
-			a.dig[a.nd] = '0'
-			a.dig[0] = '1'
-			a.nd++
-			a.dig[a.nd], a.dig[a.nd+1] = '.', '1'
-		}
+		// Copy the last name first and count up both copies after: the copy's wide loads of
+		// bytes that this call had just stored one by one could not be forwarded from the store
+		// buffer, a stall of every Add. dig's stores are a call old when the next one copies.
+		*dst = a.dig
+		countUp(dst, a.nd)
+		a.nd = countUp(&a.dig, a.nd)
 	} else {
 		a.nd = len(strconv.AppendUint(a.dig[:0], id, 10))
 		a.dig[a.nd], a.dig[a.nd+1] = '.', '1'
+		*dst = a.dig
 	}
 	a.last = id
 	n := a.nd + 2
-	*(*[nameCopy]byte)(a.buf[:nameCopy]) = a.dig
 	name := unsafe.String(unsafe.SliceData(a.buf), n)
 	a.buf = a.buf[n:n]
 	return name
+}
+
+// countUp adds one to the decimal number in d[:nd], which ".1" follows, and returns its new
+// number of digits.
+func countUp(d *[nameCopy]byte, nd int) int {
+	i := nd - 1
+	for i >= 0 && d[i] == '9' {
+		d[i] = '0'
+		i--
+	}
+	if i >= 0 {
+		d[i]++
+		return nd
+	}
+	// 99...9 + 1: one digit more
+	d[nd] = '0'
+	d[0] = '1'
+	nd++
+	d[nd], d[nd+1] = '.', '1'
+	return nd
 }
 
 // keyState orders the live items of one key: q[0] is the one whose turn it is.
@@ -415,10 +429,13 @@ func laneEntry(li *laneItem) *entry {
 }
 
 // fromLane makes the recycled (zero) entry e the entry of an item out of the fast lane.
-func (e *entry) fromLane(li *laneItem) {
-	e.id, e.name, e.prio, e.state = li.id, li.name, li.prio, stReady
-	if li.payload != nil { // e's is nil: no pointer write (and write barrier) for none
-		e.payload = li.payload
+func (e *entry) fromLane(li *laneItem) { e.setLane(li.id, li.prio, li.name, li.payload) }
+
+// setLane is fromLane with the item's fields (see laneSeg.takeParts).
+func (e *entry) setLane(id uint64, prio int, name string, payload []byte) {
+	e.id, e.name, e.prio, e.state = id, name, prio, stReady
+	if payload != nil { // e's is nil: no pointer write (and write barrier) for none
+		e.payload = payload
 	}
 }
 
@@ -514,17 +531,18 @@ func (q *Memory) leaseEntry(e *entry, now int64, it *Item) *Item {
 	return it
 }
 
-// leaseLane leases an item it claimed from the fast lane, on an entry from its shard's free list,
-// and copies it out to it (or, if it is nil, to a new Item from the shard's block), which it
-// returns; as leaseEntry.
-func (q *Memory) leaseLane(li *laneItem, now int64, it *Item) *Item {
-	s := q.shard(li.id)
+// leaseLane leases the item of slot k of seg, which the caller claimed from the fast lane, on an
+// entry from its shard's free list, and copies it out to it (or, if it is nil, to a new Item from
+// the shard's block), which it returns; as leaseEntry.
+func (q *Memory) leaseLane(seg *laneSeg, k uint64, now int64, it *Item) *Item {
+	id, prio, name, payload := seg.takeParts(k)
+	s := q.shard(id)
 	s.mu.Lock()
 	if it == nil {
 		it = s.item()
 	}
 	e := s.entry()
-	e.fromLane(li)
+	e.setLane(id, prio, name, payload)
 	q.copyOut(e, now, it)
 	s.insert(e)
 	s.mu.Unlock()
@@ -883,7 +901,7 @@ func (q *Memory) leaseFast(now int64, dst []Item, max int) (int, *Item, error) {
 	var first *Item
 	n := 0
 	if max == 1 {
-		li, ok := q.lane.claim(false)
+		seg, k, ok := q.lane.claimSlot(false)
 		if !ok {
 			return 0, nil, nil
 		}
@@ -891,7 +909,7 @@ func (q *Memory) leaseFast(now int64, dst []Item, max int) (int, *Item, error) {
 		if dst != nil {
 			it = &dst[0]
 		}
-		first = q.leaseLane(&li, now, it)
+		first = q.leaseLane(seg, k, now, it)
 		n = 1
 	} else {
 		var buf [64]laneItem

@@ -130,6 +130,16 @@ func parseDigits(s string, max uint64) (uint64, bool) {
 		return 0, false
 	}
 	var n uint64
+	if len(s) <= 9 { // at most 999999999: no overflow, and one check of max at the end
+		for i := 0; i < len(s); i++ {
+			c := uint64(s[i] - '0')
+			if c > 9 {
+				return 0, false
+			}
+			n = n*10 + c
+		}
+		return n, n <= max
+	}
 	for i := 0; i < len(s); i++ {
 		c := uint64(s[i] - '0')
 		if c > 9 || n > (max-c)/10 {

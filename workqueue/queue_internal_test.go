@@ -6,10 +6,12 @@ import (
 	"testing"
 )
 
-// parseDigits must accept exactly what strconv.ParseUint(s, 10, bits) accepts, with the same value.
+// parseDigits must accept exactly what strconv.ParseUint(s, 10, bits) accepts, with the same value
+// (the seeds include both sides of its 9-digit fast path, with a bad byte at its last digit).
 func FuzzParseDigits(f *testing.F) {
 	for _, s := range []string{"0", "7", "007", "", "+1", "-1", "1_0", "0x1", " 1", "2147483647", "2147483648",
-		"18446744073709551615", "18446744073709551616", "99999999999999999999", "00000000000000000000001"} {
+		"18446744073709551615", "18446744073709551616", "99999999999999999999", "00000000000000000000001",
+		"999999999", "1000000000", "00000000:", "12345678/", "0000000000", "4294967295"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
