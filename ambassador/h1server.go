@@ -409,7 +409,7 @@ func (hc *h1Conn) WriteHeader(code int) {
 	hc.wroteHdr, hc.status = true, code
 	bw := hc.bw
 	bw.WriteString(statusLine(code))
-	hc.noBody = hc.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	hc.noBody = hc.req.Method == http.MethodHead || noBodyStatus(code)
 	if v := hc.hdr["Content-Length"]; len(v) == 1 {
 		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
 			hc.clen = n

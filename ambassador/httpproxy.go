@@ -562,7 +562,8 @@ func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, s
 		}
 		h[k] = vv
 	}
-	if resp.ContentLength >= 0 && r.Method != http.MethodHead && !isDecimal(h["Content-Length"], resp.ContentLength) {
+	if resp.ContentLength >= 0 && r.Method != http.MethodHead && !noBodyStatus(resp.StatusCode) &&
+		!isDecimal(h["Content-Length"], resp.ContentLength) {
 		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}
 	if len(resp.Trailer) > 0 {

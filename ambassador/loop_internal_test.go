@@ -320,16 +320,16 @@ func cannedHeads(t *testing.T, heads map[string]string) string {
 	})
 }
 
-// cannedClient runs an HTTPProxy on one event loop over cannedHeads(heads) until the test ends,
-// and returns it with a client connection to it (closed when the test ends, within 20 s from now)
-// and the connection's reader.
-func cannedClient(t *testing.T, heads map[string]string) (*HTTPProxy, net.Conn, *bufio.Reader) {
+// cannedClient runs an HTTPProxy on one event loop (unless opts say otherwise) over
+// cannedHeads(heads) until the test ends, and returns it with a client connection to it (closed
+// when the test ends, within 20 s from now) and the connection's reader.
+func cannedClient(t *testing.T, heads map[string]string, opts ...Option) (*HTTPProxy, net.Conn, *bufio.Reader) {
 	t.Helper()
 	cl, err := NewCluster(NewStatic(Endpoint{Addr: cannedHeads(t, heads)}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewHTTPProxy("127.0.0.1:0", cl, WithEventLoops(1))
+	p, err := NewHTTPProxy("127.0.0.1:0", cl, append([]Option{WithEventLoops(1)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,5 +472,55 @@ func TestHTTPLoopResponseHeadReuse(t *testing.T) {
 	}
 	if answered := answeredReaches(p, int64(len(steps)-1)); answered != int64(len(steps)-1) {
 		t.Errorf("%d requests answered by the event loop, want %d (all but the last)", answered, len(steps)-1)
+	}
+}
+
+// TestHTTPLoopNoBodyStatusLength: an answer with no body by its status (204, 304) whose endpoint
+// sent no Content-Length is relayed without one, on the event loop and on the goroutine path: a
+// 204 must not carry the header (RFC 9110, 8.6), and a 304's, when sent, is the length of the
+// representation the client has, not 0. One the endpoint sent is relayed as it is; HEAD's too.
+func TestHTTPLoopNoBodyStatusLength(t *testing.T) {
+	heads := map[string]string{
+		"/204":    "HTTP/1.1 204 No Content\r\nX-Head: 204\r\n\r\n",
+		"/304":    "HTTP/1.1 304 Not Modified\r\nEtag: \"x\"\r\n\r\n",
+		"/304-cl": "HTTP/1.1 304 Not Modified\r\nEtag: \"x\"\r\nContent-Length: 6\r\n\r\n",
+	}
+	steps := []struct{ method, path, length string }{
+		{"GET", "/204", ""}, {"GET", "/304", ""}, {"GET", "/304-cl", "6"},
+		{"HEAD", "/204", ""}, {"HEAD", "/304", ""}, {"HEAD", "/304-cl", "6"},
+	}
+	for _, loops := range []int{1, 0} {
+		t.Run(fmt.Sprintf("loops=%d", loops), func(t *testing.T) {
+			p, c, br := cannedClient(t, heads, WithEventLoops(loops))
+			for i, st := range steps {
+				if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\n\r\n", st.method, st.path); err != nil {
+					t.Fatal(err)
+				}
+				var length []string
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						t.Fatalf("step %d, %s %s: %v", i, st.method, st.path, err)
+					}
+					if line == "\r\n" {
+						break
+					}
+					if k, v, _ := strings.Cut(line, ":"); strings.EqualFold(k, "Content-Length") {
+						length = append(length, strings.TrimSpace(v))
+					}
+				}
+				var want []string
+				if st.length != "" {
+					want = []string{st.length}
+				}
+				if strings.Join(length, ",") != strings.Join(want, ",") || len(length) != len(want) {
+					t.Errorf("step %d, %s %s: Content-Length %q, want %q", i, st.method, st.path, length, want)
+				}
+			}
+			want := int64(len(steps) * loops)
+			if answered := answeredReaches(p, want); answered != want {
+				t.Errorf("%d requests answered by the event loop, want %d", answered, want)
+			}
+		})
 	}
 }

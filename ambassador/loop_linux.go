@@ -1137,7 +1137,7 @@ func appendHead(dst []byte, resp *http.Response, req *http.Request, closeAfter b
 			dst = append(dst, "\r\n"...)
 		}
 	}
-	if resp.ContentLength >= 0 && req.Method != http.MethodHead {
+	if resp.ContentLength >= 0 && req.Method != http.MethodHead && !noBodyStatus(resp.StatusCode) {
 		dst = append(dst, "Content-Length: "...)
 		dst = strconv.AppendInt(dst, resp.ContentLength, 10)
 		dst = append(dst, "\r\n"...)

@@ -98,10 +98,18 @@ func (uc *upConn) parseSimple(head []byte, req *http.Request) (*http.Response, e
 
 // bodyLength is the length of the body that follows a simple response head.
 func bodyLength(resp *http.Response, req *http.Request) int64 {
-	if req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+	if req.Method == http.MethodHead || noBodyStatus(resp.StatusCode) {
 		return 0
 	}
 	return resp.ContentLength
+}
+
+// noBodyStatus reports whether an answer of status code (>= 200) has no body whatever its
+// Content-Length says: 204 and 304 (RFC 9110, 6.4.1). A 204 must not have the header, and a
+// 304's, if any, is the length of the representation the client holds (RFC 9110, 8.6): a proxy
+// relays the endpoint's, never one of its own.
+func noBodyStatus(code int) bool {
+	return code == http.StatusNoContent || code == http.StatusNotModified
 }
 
 // statusOf parses a status line "HTTP/1.x SSS reason".
@@ -165,7 +173,7 @@ func (st *respState) parse(head []byte, req *http.Request) (*http.Response, erro
 	} else if minor == 0 && containsToken(conn, "keep-alive") {
 		closeConn = false
 	}
-	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	noBody := req.Method == http.MethodHead || noBodyStatus(code)
 	if cl < 0 && !noBody {
 		return nil, errNotSimple // close-delimited body
 	}
