@@ -13,7 +13,8 @@ import (
 // head already buffered, HTTP/1.0 or 1.1, a known method other than CONNECT, an origin-form target
 // made of characters net/url keeps as they are, no body (no Content-Length other than 0, no
 // Transfer-Encoding), no folded lines, no Trailer or Pragma header. It fills the connection's
-// reused Request, URL and header map with one string allocation; anything else goes to
+// reused Request, URL and header map with one string allocation (none when the head's bytes are
+// the last head's on the connection, from the target on); anything else goes to
 // http.ReadRequest, which has consumed nothing yet. TestParseRequestMatchesNetHTTP and
 // FuzzParseRequest compare the two.
 
@@ -154,6 +155,11 @@ type reqState struct {
 	url  url.URL
 	hdr  http.Header
 	vals []string
+	// text is the string parseRequest made last of a head, from its target on. The next head of
+	// the same bytes (a client repeating its request on a keep-alive connection) is parsed from it
+	// again: the parse is the same, and no new string is made. Strings do not change, so the
+	// requests parsed from it may share it.
+	text string
 }
 
 // reset prepares st for a connection whose requests run under ctx.
@@ -168,6 +174,7 @@ func (st *reqState) reset(ctx context.Context) {
 func (st *reqState) release() {
 	st.req = http.Request{}
 	st.url = url.URL{}
+	st.text = ""
 	clear(st.hdr)
 	clear(st.vals[:cap(st.vals)])
 	st.vals = st.vals[:0]
@@ -230,8 +237,13 @@ func (st *reqState) parseRequest(buf []byte) (*http.Request, int) {
 		}
 	}
 
-	// One string holds the target and every header value.
-	s := string(head[sp1+1:])
+	// One string holds the target and every header value: the last head's when the bytes are the
+	// same (the comparison does not allocate).
+	s := st.text
+	if string(head[sp1+1:]) != s {
+		s = string(head[sp1+1:])
+		st.text = s
+	}
 	uri := s[:len(target)]
 	clear(st.hdr)
 	vals, ok := parseHeaderBlock(s[i-sp1+1:], st.hdr, st.vals[:0])

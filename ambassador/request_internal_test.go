@@ -143,6 +143,44 @@ func TestParseRequestReuse(t *testing.T) {
 	}
 }
 
+// TestParseRequestSameBytes: a head of the same bytes as the last on the state (from its target
+// on) is parsed from the last one's string, without allocating, and every request parsed on one
+// state, in any order, is the one a fresh state parses: a method that differs (HEAD after GET of
+// the same target and headers), a Connection: close, another target, an HTTP/1.0 line, and the
+// first head again after others.
+func TestParseRequestSameBytes(t *testing.T) {
+	heads := []string{
+		"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: u\r\nAccept: */*\r\n\r\n",
+		"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: u\r\nAccept: */*\r\n\r\n",
+		"HEAD /a?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: u\r\nAccept: */*\r\n\r\n",
+		"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: u\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+		"GET /a?x=2 HTTP/1.1\r\nHost: h\r\nUser-Agent: u\r\nAccept: */*\r\n\r\n",
+		"GET /a?x=2 HTTP/1.0\r\nHost: h\r\nUser-Agent: u\r\nAccept: */*\r\n\r\n",
+		"GET /a?x=2 HTTP/1.0\r\nHost: h\r\nUser-Agent: u\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\n",
+		"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: u\r\nAccept: */*\r\n\r\n",
+	}
+	var st reqState
+	st.reset(context.Background())
+	for i, h := range heads {
+		got, n := st.parseRequest([]byte(h))
+		if got == nil {
+			t.Fatalf("head %d %q not parsed in place", i, h)
+		}
+		var fresh reqState
+		fresh.reset(context.Background())
+		want, wn := fresh.parseRequest([]byte(h))
+		if diff := cmp.Diff(toParsed(want, wn), toParsed(got, n)); diff != "" {
+			t.Errorf("head %d %q on a used state (-fresh +used):\n%s", i, h, diff)
+		}
+		delete(got.Header, "Expect") // as the event loop does, between its parse and the next
+	}
+	same := []byte(heads[0])
+	st.parseRequest(same)
+	if n := testing.AllocsPerRun(100, func() { st.parseRequest(same) }); n != 0 {
+		t.Errorf("the last head again: %v allocations, want 0", n)
+	}
+}
+
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range requestSeeds {
 		f.Add([]byte(s))
