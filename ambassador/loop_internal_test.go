@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.uber.org/zap"
 
 	"github.com/podblocks/podblocks/internal/loopback"
@@ -520,6 +521,46 @@ func TestHTTPLoopNoBodyStatusLength(t *testing.T) {
 			want := int64(len(steps) * loops)
 			if answered := answeredReaches(p, want); answered != want {
 				t.Errorf("%d requests answered by the event loop, want %d", answered, want)
+			}
+		})
+	}
+}
+
+// ringlessLoop is a loop for makeLoops whose ring failed with err (nil: it has one).
+type ringlessLoop struct{ err error }
+
+func (l ringlessLoop) shut() []msg     { return nil }
+func (l ringlessLoop) setupErr() error { return l.err }
+
+// TestMakeLoopsLogsRingless: loops without a ring are logged once, with the first one's error,
+// whichever loop it is: a ring may fail for a while (EMFILE) in a later loop only.
+func TestMakeLoopsLogsRingless(t *testing.T) {
+	emfile := errors.New("io_uring_setup: too many open files")
+	for _, tc := range []struct {
+		name string
+		errs []error
+		want []string
+	}{
+		{"all rings", []error{nil, nil, nil}, nil},
+		{"no ring", []error{emfile, emfile, emfile}, []string{"fallback: " + emfile.Error()}},
+		{"a later loop without", []error{nil, emfile, nil}, []string{"fallback: " + emfile.Error()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zap.InfoLevel)
+			i := 0
+			all, err := makeLoops(len(tc.errs), func() (ringlessLoop, error) {
+				i++
+				return ringlessLoop{tc.errs[i-1]}, nil
+			}, zap.New(core), "fallback: ")
+			if err != nil || len(all) != len(tc.errs) {
+				t.Fatalf("makeLoops: %d loops, %v; want %d", len(all), err, len(tc.errs))
+			}
+			var got []string
+			for _, e := range logs.All() {
+				got = append(got, e.Message)
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("logged (-want +got):\n%s", d)
 			}
 		})
 	}

@@ -195,14 +195,16 @@ func newLoops(p *HTTPProxy, n int, ctx context.Context) (*loops, error) {
 	return &loops{all: all}, nil
 }
 
-// makeLoops makes n loops with mk, or none: should one fail, those made are shut. Where the loops
-// have no ring, why is logged once, after fallback: every loop's ring fails alike (uring.New asks
-// the kernel once and remembers a refusal).
+// makeLoops makes n loops with mk, or none: should one fail, those made are shut. Where loops
+// have no ring, why is logged once, after fallback, for the first of them: a lasting refusal fails
+// every loop's ring alike (uring.New asks the kernel once and remembers it), and one that may pass
+// (out of memory or descriptors) may fail any of them, the first or a later one.
 func makeLoops[M any, L interface {
 	shut() []M
 	setupErr() error
 }](n int, mk func() (L, error), log *zap.Logger, fallback string) ([]L, error) {
 	var all []L
+	logged := false
 	for range n {
 		l, err := mk()
 		if err != nil {
@@ -211,8 +213,9 @@ func makeLoops[M any, L interface {
 			}
 			return nil, err
 		}
-		if err := l.setupErr(); err != nil && len(all) == 0 {
+		if err := l.setupErr(); err != nil && !logged {
 			log.Info(fallback + err.Error())
+			logged = true
 		}
 		all = append(all, l)
 	}
