@@ -59,16 +59,17 @@ type h1Conn struct {
 	hijacked bool
 
 	// per response
-	hdr        http.Header
-	wroteHdr   bool
-	status     int
-	chunked    bool
-	noBody     bool
-	closeAfter bool
-	clen       int64 // declared Content-Length, -1 if none
-	written    int64
-	req        *http.Request
-	trailers   []string // names announced in Trailer, sent after a chunked body
+	hdr         http.Header
+	wroteHdr    bool
+	status      int
+	chunked     bool
+	noBody      bool
+	closeAfter  bool
+	keepAlive10 bool  // the request asked for keep-alive on HTTP/1.0 (see keepAlive10)
+	clen        int64 // declared Content-Length, -1 if none
+	written     int64
+	req         *http.Request
+	trailers    []string // names announced in Trailer, sent after a chunked body
 
 	rs reqState // the fast request parser's reused request
 }
@@ -250,19 +251,50 @@ func (hc *h1Conn) badRequest(err error) {
 
 func (hc *h1Conn) rawError(status int, reason string) {
 	hc.setWriteDeadline()
-	hc.bw.Write(appendError(hc.bw.AvailableBuffer(), status, reason, true, false))
+	hc.bw.Write(appendError(hc.bw.AvailableBuffer(), status, reason, connClose, false))
 	hc.bw.Flush()
 }
 
-// appendError appends a whole error answer (see errorBody) to dst; close adds Connection: close,
+// connHeader is the Connection header an answer carries.
+type connHeader uint8
+
+const (
+	connNone      connHeader = iota // none: an HTTP/1.1 connection that stays open
+	connClose                       // Connection: close
+	connKeepAlive                   // Connection: keep-alive: an HTTP/1.0 connection that stays open
+)
+
+// connHeaderFor returns the Connection header of an answer after which the connection closes
+// (closeAfter) or stays open, to a request that asked for keep-alive on HTTP/1.0 (keepAlive10) or
+// not.
+func connHeaderFor(closeAfter, keepAlive10 bool) connHeader {
+	switch {
+	case closeAfter:
+		return connClose
+	case keepAlive10:
+		return connKeepAlive
+	}
+	return connNone
+}
+
+// line returns the header line of h ("" for connNone).
+func (h connHeader) line() string {
+	switch h {
+	case connClose:
+		return "Connection: close\r\n"
+	case connKeepAlive:
+		return "Connection: keep-alive\r\n"
+	}
+	return ""
+}
+
+// appendError appends a whole error answer (see errorBody) to dst with the Connection header conn;
 // head leaves out the body (an answer to HEAD).
-func appendError(dst []byte, status int, reason string, close, head bool) []byte {
+func appendError(dst []byte, status int, reason string, conn connHeader, head bool) []byte {
 	body := errorBody(status, reason)
 	dst = append(dst, statusLine(status)...)
 	dst = append(dst, "Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
-	if close {
-		dst = append(dst, "Connection: close\r\n"...)
-	}
+	dst = append(dst, conn.line()...)
 	dst = append(dst, "Content-Length: "...)
 	dst = strconv.AppendInt(dst, int64(len(body)), 10)
 	dst = append(dst, "\r\n\r\n"...)
@@ -318,7 +350,10 @@ func (hc *h1Conn) serveOne(ctx context.Context, req *http.Request, h http.Handle
 
 	clear(hc.hdr)
 	hc.req, hc.wroteHdr, hc.status, hc.chunked, hc.noBody, hc.clen, hc.written = req, false, 0, false, false, -1, 0
-	hc.closeAfter = req.Close || (req.ProtoMinor == 0 && !strings.EqualFold(req.Header.Get("Connection"), "keep-alive"))
+	// req.Close says whether the client asked to close, for either parser (an HTTP/1.0 request
+	// without a keep-alive token does).
+	hc.keepAlive10 = keepAlive10(req)
+	hc.closeAfter = req.Close || (req.ProtoMinor == 0 && !hc.keepAlive10)
 	hc.setWriteDeadline()
 
 	if !hc.serveHTTP(req, h) {
@@ -448,9 +483,7 @@ func (hc *h1Conn) WriteHeader(code int) {
 	if hc.chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	if hc.closeAfter {
-		bw.WriteString("Connection: close\r\n")
-	}
+	bw.WriteString(connHeaderFor(hc.closeAfter, hc.keepAlive10).line())
 	bw.WriteString("\r\n")
 }
 

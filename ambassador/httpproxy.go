@@ -480,12 +480,16 @@ func errorBody(status int, reason string) string {
 	return fmt.Sprintf("ambassador: %d %s: %s\n", status, http.StatusText(status), reason)
 }
 
+// httpError answers with the proxy's own error, as appendError does on the event loops: with a
+// Content-Length, so an HTTP/1.0 connection that asked for keep-alive stays open after it.
 func httpError(w http.ResponseWriter, status int, reason string) {
+	body := errorBody(status, reason)
 	h := w.Header()
 	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
-	io.WriteString(w, errorBody(status, reason))
+	io.WriteString(w, body)
 }
 
 // hopHeaders are connection-specific and never forwarded (RFC 9110 7.6.1).

@@ -283,6 +283,12 @@ func TestLoopsYieldBeforeBlocking(t *testing.T) {
 // connection if the head has no Content-Length. It reads requests raw and allocates nothing per
 // request.
 func cannedHeads(t *testing.T, heads map[string]string) string {
+	addr, _ := cannedCounted(t, heads)
+	return addr
+}
+
+// cannedCounted is cannedHeads that also returns the count of connections it accepted.
+func cannedCounted(t *testing.T, heads map[string]string) (string, *atomic.Int64) {
 	type answer struct {
 		head, full []byte // to HEAD, to others
 		closes     bool   // the body is delimited by the connection's close
@@ -291,7 +297,9 @@ func cannedHeads(t *testing.T, heads map[string]string) string {
 	for path, h := range heads {
 		answers[path] = answer{[]byte(h), []byte(h + "hello\n"), !strings.Contains(h, "Content-Length")}
 	}
+	accepted := new(atomic.Int64)
 	return loopback.Serve(t, func(_ int, c net.Conn) {
+		accepted.Add(1)
 		br := bufio.NewReader(c)
 		for {
 			line, err := br.ReadSlice('\n') // "METHOD /path[?query] HTTP/1.1"
@@ -318,7 +326,7 @@ func cannedHeads(t *testing.T, heads map[string]string) string {
 				return
 			}
 		}
-	})
+	}), accepted
 }
 
 // cannedClient runs an HTTPProxy on one event loop (unless opts say otherwise) over
@@ -326,7 +334,13 @@ func cannedHeads(t *testing.T, heads map[string]string) string {
 // when the test ends, within 20 s from now) and the connection's reader.
 func cannedClient(t *testing.T, heads map[string]string, opts ...Option) (*HTTPProxy, net.Conn, *bufio.Reader) {
 	t.Helper()
-	cl, err := NewCluster(NewStatic(Endpoint{Addr: cannedHeads(t, heads)}))
+	return proxyClient(t, cannedHeads(t, heads), opts...)
+}
+
+// proxyClient is cannedClient over the endpoint at addr.
+func proxyClient(t *testing.T, addr string, opts ...Option) (*HTTPProxy, net.Conn, *bufio.Reader) {
+	t.Helper()
+	cl, err := NewCluster(NewStatic(Endpoint{Addr: addr}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,6 +538,111 @@ func TestHTTPLoopNoBodyStatusLength(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHTTPKeepAlive10: an HTTP/1.0 request with a keep-alive token in Connection (any case, among
+// other tokens) is answered with Connection: keep-alive and its connection stays open, on the event
+// loop and on the goroutine path alike, for relayed answers and the proxy's own errors; one
+// without is answered with Connection: close and its connection closed; HTTP/1.1 answers carry no
+// Connection header. The requests alternate between the kinds on one upstream connection, whose
+// relayed head the event loop caches (one connection until /gone, which the endpoint closes): a
+// head made for one kind of client never goes to another.
+func TestHTTPKeepAlive10(t *testing.T) {
+	const head = "HTTP/1.1 200 OK\r\nServer: canned\r\nContent-Length: 6\r\n\r\n"
+	steps := []struct {
+		path, proto, conn string // conn: the request's Connection header, if any
+		status            int
+		want              []string // the answer's Connection headers
+		closes            bool     // the proxy closes the connection after the answer
+	}{
+		{"/a", "HTTP/1.1", "", 200, nil, false},
+		{"/a", "HTTP/1.0", "keep-alive", 200, []string{"keep-alive"}, false},
+		{"/a", "HTTP/1.1", "", 200, nil, false},
+		{"/a", "HTTP/1.0", "Keep-Alive, foo", 200, []string{"keep-alive"}, false},
+		{"/a", "HTTP/1.0", "foo ,KEEP-ALIVE", 200, []string{"keep-alive"}, false},
+		{"/a", "HTTP/1.1", "keep-alive", 200, nil, false},
+		{"/a", "HTTP/1.0", "keep-alive", 200, []string{"keep-alive"}, false},
+		{"/gone", "HTTP/1.0", "keep-alive", http.StatusBadGateway, []string{"keep-alive"}, false},
+		{"/a", "HTTP/1.0", "keep-alive", 200, []string{"keep-alive"}, false},
+		{"/a", "HTTP/1.0", "", 200, []string{"close"}, true},
+	}
+	for _, loops := range []int{1, 0} {
+		t.Run(fmt.Sprintf("loops=%d", loops), func(t *testing.T) {
+			addr, accepted := cannedCounted(t, map[string]string{"/a": head})
+			p, c, br := proxyClient(t, addr, WithEventLoops(loops), WithRetries(0))
+			for i, st := range steps {
+				if n := accepted.Load(); st.path == "/gone" && n != 1 {
+					t.Fatalf("step %d: %d upstream connections so far, want 1", i, n)
+				}
+				req := "GET " + st.path + " " + st.proto + "\r\nHost: x\r\n"
+				if st.conn != "" {
+					req += "Connection: " + st.conn + "\r\n"
+				}
+				if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				status, conn, err := readTestAnswer(br)
+				if err != nil {
+					t.Fatalf("step %d, %s %s %q: %v", i, st.path, st.proto, st.conn, err)
+				}
+				if status != st.status {
+					t.Errorf("step %d, %s %s %q: status %d, want %d", i, st.path, st.proto, st.conn, status, st.status)
+				}
+				if d := cmp.Diff(st.want, conn); d != "" {
+					t.Errorf("step %d, %s %s %q: Connection (-want +got):\n%s", i, st.path, st.proto, st.conn, d)
+				}
+				if st.closes {
+					if b, err := br.ReadByte(); err != io.EOF {
+						t.Errorf("step %d: read %q, %v after the answer; want io.EOF", i, b, err)
+					}
+				}
+			}
+			want := int64(len(steps) * loops)
+			if answered := answeredReaches(p, want); answered != want {
+				t.Errorf("%d requests answered by the event loop, want %d", answered, want)
+			}
+		})
+	}
+}
+
+// readTestAnswer reads an answer with a Content-Length from br and returns its status and Connection
+// header values.
+func readTestAnswer(br *bufio.Reader) (status int, conn []string, err error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return 0, nil, err
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return 0, nil, fmt.Errorf("status line %q", line)
+	}
+	if status, err = strconv.Atoi(f[1]); err != nil {
+		return 0, nil, fmt.Errorf("status line %q", line)
+	}
+	length := -1
+	for {
+		if line, err = br.ReadString('\n'); err != nil {
+			return 0, nil, err
+		}
+		if line == "\r\n" {
+			break
+		}
+		k, v, _ := strings.Cut(line, ":")
+		v = strings.TrimSpace(v)
+		switch http.CanonicalHeaderKey(k) {
+		case "Connection":
+			conn = append(conn, v)
+		case "Content-Length":
+			if length, err = strconv.Atoi(v); err != nil {
+				return 0, nil, fmt.Errorf("header %q", line)
+			}
+		}
+	}
+	if length < 0 {
+		return 0, nil, errors.New("no Content-Length")
+	}
+	_, err = br.Discard(length)
+	return status, conn, err
 }
 
 // ringlessLoop is a loop for makeLoops whose ring failed with err (nil: it has one).

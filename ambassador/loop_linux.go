@@ -151,10 +151,10 @@ type sock struct {
 	b        *Backend
 	client   *sock
 	rsp      respState
-	lastHead []byte // the response head rsp holds the parse of (parseHead); empty: none
-	lastFor  string // the method of the request lastHead answered
-	lastOut  []byte // the head relayed for lastHead (relayHead); empty: none
-	outClose bool   // lastOut tells the client the connection closes
+	lastHead []byte     // the response head rsp holds the parse of (parseHead); empty: none
+	lastFor  string     // the method of the request lastHead answered
+	lastOut  []byte     // the head relayed for lastHead (relayHead); empty: none
+	outConn  connHeader // the Connection header lastOut carries
 }
 
 // exchange is a client's request in flight on the loop.
@@ -163,6 +163,7 @@ type exchange struct {
 	req        *http.Request
 	headLen    int // the request head's length in the client's buffer (kept until the end)
 	closeAfter bool
+	keepAlive  bool // the request asked for keep-alive on HTTP/1.0 (see keepAlive10)
 	active     bool // counted in the retry budget's requests in flight
 	lease      Lease
 	counted    bool // the current attempt holds a retry slot
@@ -666,7 +667,7 @@ func (l *loop) serveNext(c *sock) {
 	}
 	c.phase, c.first, c.partial, c.deadline = pBusy, false, false, time.Time{}
 	l.gen++
-	c.ex = exchange{req: req, headLen: n, closeAfter: req.Close, gen: l.gen, active: true,
+	c.ex = exchange{req: req, headLen: n, closeAfter: req.Close, keepAlive: keepAlive10(req), gen: l.gen, active: true,
 		a: attempts{cluster: cluster, key: key, retriable: isRetriable(req)}}
 	l.p.budget.active.Add(1)
 	l.attempt(c)
@@ -1029,6 +1030,9 @@ func (l *loop) upFailed(u *sock, err error) {
 	l.tryFailed(c, tryFailed(fmt.Errorf("endpoint %s: %w", b.Addr, err)))
 }
 
+// conn returns the Connection header of ex's answer.
+func (ex *exchange) conn() connHeader { return connHeaderFor(ex.closeAfter, ex.keepAlive) }
+
 // tryFailed moves c's request to its next attempt.
 func (l *loop) tryFailed(c *sock, terr *tryError) {
 	ex := &c.ex
@@ -1046,7 +1050,7 @@ func (l *loop) tryFailed(c *sock, terr *tryError) {
 func (l *loop) fail(c *sock) {
 	ex := &c.ex
 	t := ex.a.final()
-	c.out = appendError(c.out, t.status, t.err.Error(), ex.closeAfter, ex.req.Method == http.MethodHead)
+	c.out = appendError(c.out, t.status, t.err.Error(), ex.conn(), ex.req.Method == http.MethodHead)
 	ex.bodyDone = true
 	l.later(c)
 }
@@ -1085,7 +1089,7 @@ func (l *loop) head(u *sock) {
 	b.c.Report(b, code < 500, l.now.Sub(ex.start))
 	u.deadline = time.Time{}
 	u.r += end + 4
-	c.out = u.relayHead(c.out, resp, ex.req, ex.closeAfter)
+	c.out = u.relayHead(c.out, resp, ex.req, ex.conn())
 	ex.remaining = bodyLength(resp, ex.req)
 	ex.keepUp = !resp.Close
 	u.phase = pBody
@@ -1112,21 +1116,22 @@ func (u *sock) parseHead(head []byte, req *http.Request) (*http.Response, error)
 }
 
 // relayHead appends to dst the head of resp, parsed by parseHead, as appendHead does, or the head
-// it appended last when resp is the last parse and closeAfter the same: appendHead's output
-// depends only on resp, req's method (both the same while parseHead reuses its parse) and
-// closeAfter.
-func (u *sock) relayHead(dst []byte, resp *http.Response, req *http.Request, closeAfter bool) []byte {
-	if len(u.lastOut) > 0 && u.outClose == closeAfter {
+// it appended last when resp is the last parse and conn the same: appendHead's output depends only
+// on resp, req's method (both the same while parseHead reuses its parse) and conn (which tells an
+// HTTP/1.0 keep-alive client from others, not only a closing connection from an open one).
+func (u *sock) relayHead(dst []byte, resp *http.Response, req *http.Request, conn connHeader) []byte {
+	if len(u.lastOut) > 0 && u.outConn == conn {
 		return append(dst, u.lastOut...)
 	}
 	n := len(dst)
-	dst = appendHead(dst, resp, req, closeAfter)
-	u.lastOut, u.outClose = append(u.lastOut[:0], dst[n:]...), closeAfter
+	dst = appendHead(dst, resp, req, conn)
+	u.lastOut, u.outConn = append(u.lastOut[:0], dst[n:]...), conn
 	return dst
 }
 
-// appendHead appends the head of resp as the goroutine path writes it to a client.
-func appendHead(dst []byte, resp *http.Response, req *http.Request, closeAfter bool) []byte {
+// appendHead appends the head of resp as the goroutine path writes it to a client, with the
+// Connection header conn.
+func appendHead(dst []byte, resp *http.Response, req *http.Request, conn connHeader) []byte {
 	dst = append(dst, statusLine(resp.StatusCode)...)
 	drop := connectionTokens(resp.Header)
 	for k, vv := range resp.Header {
@@ -1151,9 +1156,7 @@ func appendHead(dst []byte, resp *http.Response, req *http.Request, closeAfter b
 			dst = append(dst, "\r\n"...)
 		}
 	}
-	if closeAfter {
-		dst = append(dst, "Connection: close\r\n"...)
-	}
+	dst = append(dst, conn.line()...)
 	return append(dst, "\r\n"...)
 }
 

@@ -140,6 +140,13 @@ func containsToken(vv []string, token string) bool {
 	return false
 }
 
+// keepAlive10 reports whether req is an HTTP/1.0 request that asks to keep its connection open: a
+// keep-alive token among Connection's (as net/http matches it). Its answer, if the connection does
+// stay open, says so with Connection: keep-alive, or the client would wait for the close.
+func keepAlive10(req *http.Request) bool {
+	return req.ProtoMajor == 1 && req.ProtoMinor == 0 && containsToken(req.Header["Connection"], "keep-alive")
+}
+
 func indexByteString(s string, c byte) int {
 	for i := 0; i < len(s); i++ {
 		if s[i] == c {
