@@ -1,0 +1,462 @@
+package jetstream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/podblocks/podblocks/workqueue"
+	wqjs "github.com/podblocks/podblocks/workqueue/jetstream"
+)
+
+// leaseResult is what a Lease run in a goroutine returned.
+type leaseResult struct {
+	it  *workqueue.Item
+	err error
+}
+
+// goLease runs q.Lease(ctx) in a goroutine.
+func goLease(ctx context.Context, q *wqjs.Queue) <-chan leaseResult {
+	ch := make(chan leaseResult, 1)
+	go func() {
+		it, err := q.Lease(ctx)
+		ch <- leaseResult{it, err}
+	}()
+	return ch
+}
+
+// spyPulls subscribes (on its own connection) to the pull requests of queue name's consumer: the
+// server gets them all the same, and the test learns each pull's reply subject.
+func spyPulls(t *testing.T, url, name string) *nats.Subscription {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sub, err := nc.SubscribeSync("$JS.API.CONSUMER.MSG.NEXT.WQ_" + name + "." + wqjs.ConsumerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
+// nextPull waits for the next pull request the spy sees and returns its reply subject.
+func nextPull(t *testing.T, spy *nats.Subscription) string {
+	t.Helper()
+	m, err := spy.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no pull request within 5s: %v", err)
+	}
+	return m.Reply
+}
+
+// TestPullStatus sends a status message of the kind the server sends about a pull (Status and
+// Description headers, no payload) to the inbox of a Lease's blocking pull. A heartbeat (100)
+// leaves the pull waiting; 404 and 408 end it without a message and the Lease keeps waiting on a
+// new pull; any other status ends the Lease with an error that names it. In every case the next
+// item added is leased at once, at attempt 1: the server's own request for the ended pull, which
+// it still holds, has lost its interest and is skipped.
+func TestPullStatus(t *testing.T) {
+	nc, node := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for i, c := range []struct {
+		status, desc string
+		fails        bool // Lease returns an error naming the status
+		repulls      bool // the pull ends and the Lease starts another
+	}{
+		{status: "100", desc: "Idle Heartbeat"},
+		{status: "404", desc: "No Messages", repulls: true},
+		{status: "408", desc: "Request Timeout", repulls: true},
+		{status: "409", desc: "Exceeded MaxWaiting", fails: true},
+		{status: "409", desc: "Consumer Deleted", fails: true},
+		{status: "409", desc: "Leadership Change", fails: true},
+		{status: "409", desc: "Message Size Exceeds MaxBytes", fails: true},
+		{status: "400", desc: "Bad Request", fails: true},
+		{status: "503", fails: true},
+	} {
+		t.Run(c.status+" "+c.desc, func(t *testing.T) {
+			name := fmt.Sprintf("status%d", i)
+			q, err := wqjs.Open(ctx, nc, name, wqjs.WithFetchBatch(1), wqjs.WithLeaseDuration(30*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			spy := spyPulls(t, node.URL(), name)
+			lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+			defer lcancel()
+			leased := goLease(lctx, q)
+			reply := nextPull(t, spy)
+			st := nats.NewMsg(reply)
+			st.Header.Set("Status", c.status)
+			if c.desc != "" {
+				st.Header.Set("Description", c.desc)
+			}
+			if err := nc.PublishMsg(st); err != nil {
+				t.Fatal(err)
+			}
+			if c.fails {
+				r := <-leased
+				if r.err == nil || errors.Is(r.err, workqueue.ErrClosed) || errors.Is(r.err, context.DeadlineExceeded) ||
+					!strings.Contains(r.err.Error(), c.status) || !strings.Contains(r.err.Error(), c.desc) {
+					t.Fatalf("Lease after status %s %s: %v, %v; want an error naming the status", c.status, c.desc, r.it, r.err)
+				}
+				leased = goLease(lctx, q)
+			}
+			if c.fails || c.repulls {
+				nextPull(t, spy) // the new pull is on the server: the item goes to it
+			}
+			added := time.Now()
+			id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := <-leased
+			if r.err != nil {
+				t.Fatalf("Lease after status %s %s and an add: %v", c.status, c.desc, r.err)
+			}
+			if waited := time.Since(added); r.it.ID != id || r.it.Attempt != 1 || waited > 5*time.Second {
+				t.Errorf("leased %s at attempt %d %v after the add; want %s at attempt 1 at once", r.it.ID, r.it.Attempt, waited, id)
+			}
+			if n, _, _ := spy.Pending(); !c.fails && !c.repulls && n != 0 {
+				t.Errorf("%d new pulls after status %s %s, want the pull to go on", n, c.status, c.desc)
+			}
+		})
+	}
+}
+
+// TestLeaseOnClosedConn: with the caller's connection closed, a Lease cannot start its pull and
+// returns that error at once (not ErrClosed: the queue is open), for either fetch batch.
+func TestLeaseOnClosedConn(t *testing.T) {
+	_, node := startNode(t)
+	for _, batch := range []int{1, 10} {
+		nc, err := nats.Connect(node.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		q, err := wqjs.Open(ctx, nc, fmt.Sprintf("closedconn%d", batch), wqjs.WithFetchBatch(batch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+		start := time.Now()
+		it, err := q.Lease(ctx)
+		if !errors.Is(err, nats.ErrConnectionClosed) || time.Since(start) > time.Second {
+			t.Errorf("batch %d: Lease on a closed connection: %v, %v after %v; want nats.ErrConnectionClosed at once", batch, it, err, time.Since(start))
+		}
+		q.Close()
+		cancel()
+	}
+}
+
+// TestLeaseRequestNotSent: while the connection is down and has no reconnect buffer, the pull's
+// request cannot be sent: Lease returns that error at once and leaves no subscription behind.
+func TestLeaseRequestNotSent(t *testing.T) {
+	_, node := startNode(t)
+	nc, err := nats.Connect(node.URL(), nats.ReconnectBufSize(-1), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := wqjs.Open(ctx, nc, "nobuf", wqjs.WithFetchBatch(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	subs := nc.NumSubscriptions()
+	node.Shutdown()
+	for !nc.IsReconnecting() {
+		if ctx.Err() != nil {
+			t.Fatal("the connection did not notice the server's shutdown")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	it, err := q.Lease(ctx)
+	if !errors.Is(err, nats.ErrReconnectBufExceeded) || time.Since(start) > time.Second {
+		t.Errorf("Lease while reconnecting: %v, %v after %v; want nats.ErrReconnectBufExceeded at once", it, err, time.Since(start))
+	}
+	if n := nc.NumSubscriptions(); n != subs {
+		t.Errorf("%d subscriptions after the failed Lease, want %d as before it", n, subs)
+	}
+}
+
+// TestCloseOnBrokenConn: Close while a Lease waits on a connection on which the server no longer
+// answers does not wait for the drain of the pull's subscription (nats.go's flush would wait 10s):
+// it returns within drainWait (2s) and some slack, and the Lease returns ErrClosed.
+func TestCloseOnBrokenConn(t *testing.T) {
+	_, node := startNode(t)
+	px := startProxy(t, node.URL())
+	nc, err := nats.Connect(px.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, batch := range []int{1, 10} {
+		name := fmt.Sprintf("broken%d", batch)
+		q, err := wqjs.Open(ctx, nc, name, wqjs.WithFetchBatch(batch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leased := goLease(ctx, q)
+		waitForPull(ctx, t, nc, name)
+		px.pause()
+		start := time.Now()
+		q.Close()
+		if took := time.Since(start); took > 4*time.Second {
+			t.Errorf("batch %d: Close took %v on a broken connection, want about 2s (drainWait)", batch, took)
+		}
+		if r := <-leased; !errors.Is(r.err, workqueue.ErrClosed) {
+			t.Errorf("batch %d: Lease: %v, %v; want ErrClosed", batch, r.it, r.err)
+		}
+		px.resume()
+	}
+}
+
+// TestPullEndLost: when nothing the server sends reaches the client any more, the end of a Lease's
+// pull (its 408) is lost: the Lease ends the pull itself a second after it was due, gives up the
+// drain after drainWait, and pulls again (the server gets the new request: the other direction
+// works). Once the connection works again, an item added is leased at once, at attempt 1.
+func TestPullEndLost(t *testing.T) {
+	_, node := startNode(t)
+	px := startProxy(t, node.URL())
+	nc, err := nats.Connect(px.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q, err := wqjs.Open(ctx, nc, "endlost", wqjs.WithFetchBatch(1), wqjs.WithLeaseDuration(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	spy := spyPulls(t, node.URL(), "endlost")
+	leased := goLease(ctx, q)
+	nextPull(t, spy)
+	first := time.Now()
+	px.pause()
+	// The pull expires after 4.5s (5s less a tenth), the Lease gives up on it a second later and
+	// on its drain 2s after that.
+	if _, err := spy.NextMsg(12 * time.Second); err != nil {
+		t.Fatalf("no new pull within 12s of the first, whose end was lost: %v", err)
+	}
+	if gap := time.Since(first); gap < 5*time.Second {
+		t.Errorf("new pull %v after the first, before the first was due to end", gap)
+	}
+	px.resume()
+	added := time.Now()
+	id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-leased
+	if r.err != nil {
+		t.Fatalf("Lease: %v", r.err)
+	}
+	if waited := time.Since(added); r.it.ID != id || r.it.Attempt != 1 || waited > 7*time.Second {
+		t.Errorf("leased %s at attempt %d %v after the add; want %s at attempt 1 within a pull's expiry", r.it.ID, r.it.Attempt, waited, id)
+	}
+}
+
+// TestLeaseServerShutdown: a server shutting down ends the pulls waiting on it with 409 Server
+// Shutdown: a Lease waiting then returns an error naming it, and Close returns at once.
+func TestLeaseServerShutdown(t *testing.T) {
+	nc, node := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := wqjs.Open(ctx, nc, "shutdown", wqjs.WithFetchBatch(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leased := goLease(ctx, q)
+	waitForPull(ctx, t, nc, "shutdown")
+	node.Shutdown()
+	if r := <-leased; r.err == nil || !strings.Contains(r.err.Error(), "409 Server Shutdown") {
+		t.Errorf("Lease across a server shutdown: %v, %v; want an error naming 409 Server Shutdown", r.it, r.err)
+	}
+	start := time.Now()
+	q.Close()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Close took %v", took)
+	}
+}
+
+// TestLeaseExceededMaxWaiting: with the consumer's waiting list full (512 pulls from elsewhere), the
+// server refuses a Lease's pull with 409 Exceeded MaxWaiting: Lease returns that error. Once those
+// pulls are gone a Lease gets the item at attempt 1; nothing was delivered to the refused pull.
+func TestLeaseExceededMaxWaiting(t *testing.T) {
+	nc, node := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q, err := wqjs.Open(ctx, nc, "maxwaiting", wqjs.WithFetchBatch(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	other, err := nats.Connect(node.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	inbox := other.NewInbox()
+	sub, err := other.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, "WQ_maxwaiting", wqjs.ConsumerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range ci.Config.MaxWaiting {
+		if err := other.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.WQ_maxwaiting."+wqjs.ConsumerName, inbox, []byte(`{"batch":1,"expires":50000000000}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	it, err := q.Lease(ctx)
+	if err == nil || !strings.Contains(err.Error(), "409 Exceeded MaxWaiting") {
+		t.Fatalf("Lease with %d pulls waiting: %v, %v; want an error naming 409 Exceeded MaxWaiting", ci.Config.MaxWaiting, it, err)
+	}
+	if err := sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server drops pulls without interest when it looks at them: at the latest a second on.
+	for {
+		lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+		it, err = q.Lease(lctx)
+		lcancel()
+		if err == nil || !strings.Contains(err.Error(), "409 Exceeded MaxWaiting") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || it.ID != id || it.Attempt != 1 {
+		t.Fatalf("Lease once the other pulls are gone: %v, %v; want %s at attempt 1", it, err, id)
+	}
+}
+
+// proxy relays TCP connections to a server; pause holds back what the server sends (the client
+// stays connected and its own bytes still go through) until resume. etcdtest.Proxy holds both
+// directions, and TestPullEndLost needs the client's new pull to reach the server while the
+// server's replies are held.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	gate   chan struct{} // closed while traffic from the server flows
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: strings.TrimPrefix(target, "nats://"), gate: make(chan struct{})}
+	close(p.gate)
+	p.wg.Go(p.accept)
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *proxy) url() string { return "nats://" + p.ln.Addr().String() }
+
+func (p *proxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, s)
+		p.mu.Unlock()
+		p.wg.Go(func() { _, _ = io.Copy(s, c); s.Close() })
+		p.wg.Go(func() {
+			defer c.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := s.Read(buf)
+				if n > 0 {
+					p.mu.Lock()
+					gate := p.gate
+					p.mu.Unlock()
+					<-gate
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+}
+
+func (p *proxy) pause() {
+	p.mu.Lock()
+	p.gate = make(chan struct{})
+	p.mu.Unlock()
+}
+
+func (p *proxy) resume() {
+	p.mu.Lock()
+	select {
+	case <-p.gate:
+	default:
+		close(p.gate)
+	}
+	p.mu.Unlock()
+}
+
+func (p *proxy) close() {
+	p.resume()
+	p.ln.Close()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
