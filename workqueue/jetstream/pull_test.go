@@ -460,3 +460,37 @@ func (p *proxy) close() {
 	p.mu.Unlock()
 	p.wg.Wait()
 }
+
+// TestLeaseConsumerDeleted: deleting the consumer ends a waiting Lease's pull with 409 Consumer
+// Deleted, and then nothing answers the pull requests (503): each Lease returns an error naming the
+// status at once, and Close returns.
+func TestLeaseConsumerDeleted(t *testing.T) {
+	nc := startConn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := wqjs.Open(ctx, nc, "consdeleted", wqjs.WithFetchBatch(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leased := goLease(ctx, q)
+	waitForPull(ctx, t, nc, "consdeleted")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, "WQ_consdeleted", wqjs.ConsumerName); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-leased; r.err == nil || !strings.Contains(r.err.Error(), "409 Consumer Deleted") {
+		t.Errorf("Lease as its consumer is deleted: %v, %v; want an error naming 409 Consumer Deleted", r.it, r.err)
+	}
+	start := time.Now()
+	if it, err := q.Lease(ctx); err == nil || !strings.Contains(err.Error(), "503") || time.Since(start) > time.Second {
+		t.Errorf("Lease without a consumer: %v, %v after %v; want an error naming 503 at once", it, err, time.Since(start))
+	}
+	start = time.Now()
+	q.Close()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Close took %v", took)
+	}
+}
