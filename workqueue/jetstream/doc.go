@@ -24,6 +24,17 @@
 // stranded until AckWait. A nacked delivery still counts: NATS counts every delivery toward the
 // item's attempt number, and nothing takes one back. Close waits for these goroutines.
 //
+// # Lease errors
+//
+// A Lease waiting on an empty queue pulls again when the server ends its pull with a status that
+// passes with the server's condition: 409 Leadership Change, 409 Server Shutdown (the client
+// reconnects to another node of a cluster), 409 Exceeded MaxWaiting, and 503 (no responders:
+// JetStream is unavailable for a moment, as during a failover). It waits 50ms before the first new
+// pull, doubling to 1s, and logs these at most once a second; its ctx and Close end the wait at
+// once. Other statuses (409 Consumer Deleted, 400 Bad Request, 409 Message Size Exceeds MaxBytes,
+// ...) end the Lease with an error naming the status, and a connection closed under a waiting
+// Lease ends it at once with an error wrapping nats.ErrConnectionClosed.
+//
 // # Concurrency
 //
 // Safe for concurrent use, and any number of processes may open the same queue name: they share

@@ -111,6 +111,7 @@ type Queue struct {
 	mu        sync.Mutex
 	leases    map[uint64]*held // by the counter that ends the token
 	lastSweep time.Time
+	repullLog atomic.Int64 // unix nanoseconds of the last logRepull line
 }
 
 var _ workqueue.Queue = (*Queue)(nil)
@@ -298,8 +299,10 @@ func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptio
 	}
 }
 
-// Lease implements workqueue.Queue.
+// Lease implements workqueue.Queue. A pull that ends with a transient status (see
+// statusError.transient) is made again after a backoff; other errors end the Lease.
 func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
+	backoff := repullMin
 	for {
 		if q.isClosed() {
 			return nil, workqueue.ErrClosed
@@ -315,8 +318,25 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, err
+			var se *statusError
+			if !errors.As(err, &se) || !se.transient() {
+				return nil, err
+			}
+			q.logRepull(se, backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-q.closeCtx.Done():
+				t.Stop()
+				return nil, workqueue.ErrClosed
+			}
+			backoff = min(2*backoff, repullMax)
+			continue
 		}
+		backoff = repullMin
 		if b.msg == nil {
 			continue
 		}
@@ -324,6 +344,18 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 			return it, nil
 		}
 	}
+}
+
+// logRepull logs a pull that ended with a transient status, at most once per repullLogEvery
+// across the queue's Leases.
+func (q *Queue) logRepull(se *statusError, backoff time.Duration) {
+	now := time.Now().UnixNano()
+	last := q.repullLog.Load()
+	if now-last < int64(repullLogEvery) || !q.repullLog.CompareAndSwap(last, now) {
+		return
+	}
+	q.cfg.logger.Info("pull ended by the server, pulling again", zap.String("status", se.code),
+		zap.String("description", se.desc), zap.Duration("backoff", backoff))
 }
 
 // next returns one message from the current pull or a new one, or a nil message when a pull expired.
@@ -435,8 +467,14 @@ func (q *Queue) follow(ctx context.Context, p *waitPull, spare chan buffered) (b
 				return buffered{}, false, nil
 			default:
 				p.done()
-				return buffered{}, false, fmt.Errorf("pull: status %s %s", st, m.Header.Get("Description"))
+				return buffered{}, false, &statusError{st, m.Header.Get("Description")}
 			}
+		case <-p.gone:
+			// The subscription went while the pull was on: the connection was closed.
+			if q.nc.IsClosed() {
+				return buffered{}, false, fmt.Errorf("pull: %w", nats.ErrConnectionClosed)
+			}
+			return buffered{}, false, errors.New("pull: subscription closed")
 		case b := <-spare:
 			return b, true, nil
 		case <-ctx.Done():

@@ -117,3 +117,38 @@ func (p *waitPull) stop() []*nats.Msg {
 		}
 	}
 }
+
+// statusError is a status other than a heartbeat or an end that the server sent about a pull.
+type statusError struct{ code, desc string }
+
+func (e *statusError) Error() string {
+	if e.desc == "" {
+		return "pull: status " + e.code
+	}
+	return "pull: status " + e.code + " " + e.desc
+}
+
+// transient reports whether the status passes with the server's condition, so that a new pull may
+// succeed: a leader moving or a server shutting down (the client reconnects to another node), the
+// consumer's waiting list full, or no responder (JetStream unavailable for a moment, as in a
+// failover). Others (Consumer Deleted, Bad Request, Message Size Exceeds MaxBytes, ...) are not.
+func (e *statusError) transient() bool {
+	switch e.code {
+	case "503":
+		return true
+	case "409":
+		switch e.desc {
+		case "Leadership Change", "Server Shutdown", "Exceeded MaxWaiting":
+			return true
+		}
+	}
+	return false
+}
+
+// Backoff between pulls that ended with a transient status: from repullMin doubling to repullMax.
+const (
+	repullMin = 50 * time.Millisecond
+	repullMax = time.Second
+	// repullLogEvery spaces the queue's log lines about such pulls.
+	repullLogEvery = time.Second
+)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/workqueue"
 	wqjs "github.com/podblocks/podblocks/workqueue/jetstream"
@@ -66,9 +68,11 @@ func nextPull(t *testing.T, spy *nats.Subscription) string {
 // TestPullStatus sends a status message of the kind the server sends about a pull (Status and
 // Description headers, no payload) to the inbox of a Lease's blocking pull. A heartbeat (100)
 // leaves the pull waiting; 404 and 408 end it without a message and the Lease keeps waiting on a
-// new pull; any other status ends the Lease with an error that names it. In every case the next
-// item added is leased at once, at attempt 1: the server's own request for the ended pull, which
-// it still holds, has lost its interest and is skipped.
+// new pull; so do the statuses of a passing server condition (409 Leadership Change, Server
+// Shutdown, Exceeded MaxWaiting; 503), after a short backoff; any other status ends the Lease with
+// an error that names it. In every case the next item added is leased at once, at attempt 1: the
+// server's own request for the ended pull, which it still holds, has lost its interest and is
+// skipped.
 func TestPullStatus(t *testing.T) {
 	nc, node := startNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -81,12 +85,13 @@ func TestPullStatus(t *testing.T) {
 		{status: "100", desc: "Idle Heartbeat"},
 		{status: "404", desc: "No Messages", repulls: true},
 		{status: "408", desc: "Request Timeout", repulls: true},
-		{status: "409", desc: "Exceeded MaxWaiting", fails: true},
+		{status: "409", desc: "Exceeded MaxWaiting", repulls: true},
+		{status: "409", desc: "Leadership Change", repulls: true},
+		{status: "409", desc: "Server Shutdown", repulls: true},
+		{status: "503", repulls: true},
 		{status: "409", desc: "Consumer Deleted", fails: true},
-		{status: "409", desc: "Leadership Change", fails: true},
 		{status: "409", desc: "Message Size Exceeds MaxBytes", fails: true},
 		{status: "400", desc: "Bad Request", fails: true},
-		{status: "503", fails: true},
 	} {
 		t.Run(c.status+" "+c.desc, func(t *testing.T) {
 			name := fmt.Sprintf("status%d", i)
@@ -118,6 +123,11 @@ func TestPullStatus(t *testing.T) {
 			}
 			if c.fails || c.repulls {
 				nextPull(t, spy) // the new pull is on the server: the item goes to it
+			}
+			select {
+			case r := <-leased:
+				t.Fatalf("Lease after status %s %s and a new pull: %v, %v; want it waiting", c.status, c.desc, r.it, r.err)
+			default:
 			}
 			added := time.Now()
 			id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{})
@@ -279,7 +289,8 @@ func TestPullEndLost(t *testing.T) {
 }
 
 // TestLeaseServerShutdown: a server shutting down ends the pulls waiting on it with 409 Server
-// Shutdown: a Lease waiting then returns an error naming it, and Close returns at once.
+// Shutdown, a passing condition (in a cluster the client reconnects to another node): a Lease
+// waiting then keeps waiting, pulling again, and Close ends it with ErrClosed.
 func TestLeaseServerShutdown(t *testing.T) {
 	nc, node := startNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -291,19 +302,26 @@ func TestLeaseServerShutdown(t *testing.T) {
 	leased := goLease(ctx, q)
 	waitForPull(ctx, t, nc, "shutdown")
 	node.Shutdown()
-	if r := <-leased; r.err == nil || !strings.Contains(r.err.Error(), "409 Server Shutdown") {
-		t.Errorf("Lease across a server shutdown: %v, %v; want an error naming 409 Server Shutdown", r.it, r.err)
+	select {
+	case r := <-leased:
+		t.Fatalf("Lease across a server shutdown: %v, %v; want it waiting", r.it, r.err)
+	case <-time.After(2 * time.Second):
 	}
 	start := time.Now()
 	q.Close()
-	if took := time.Since(start); took > time.Second {
+	if r := <-leased; !errors.Is(r.err, workqueue.ErrClosed) {
+		t.Errorf("Lease after Close: %v, %v; want ErrClosed", r.it, r.err)
+	}
+	// Close may wait drainWait (2s) for the drain of a pull sent while the connection is down.
+	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("Close took %v", took)
 	}
 }
 
 // TestLeaseExceededMaxWaiting: with the consumer's waiting list full (512 pulls from elsewhere), the
-// server refuses a Lease's pull with 409 Exceeded MaxWaiting: Lease returns that error. Once those
-// pulls are gone a Lease gets the item at attempt 1; nothing was delivered to the refused pull.
+// server refuses a Lease's pull with 409 Exceeded MaxWaiting, a passing condition: the Lease keeps
+// pulling, and once those pulls are gone it gets the item added at attempt 1; nothing was
+// delivered to the refused pulls.
 func TestLeaseExceededMaxWaiting(t *testing.T) {
 	nc, node := startNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -343,9 +361,16 @@ func TestLeaseExceededMaxWaiting(t *testing.T) {
 	if err := other.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	it, err := q.Lease(ctx)
-	if err == nil || !strings.Contains(err.Error(), "409 Exceeded MaxWaiting") {
-		t.Fatalf("Lease with %d pulls waiting: %v, %v; want an error naming 409 Exceeded MaxWaiting", ci.Config.MaxWaiting, it, err)
+	spy := spyPulls(t, node.URL(), "maxwaiting")
+	leased := goLease(ctx, q)
+	// Refused, the Lease pulls again: the first pull and two more.
+	for range 3 {
+		nextPull(t, spy)
+	}
+	select {
+	case r := <-leased:
+		t.Fatalf("Lease with %d pulls waiting: %v, %v; want it waiting", ci.Config.MaxWaiting, r.it, r.err)
+	default:
 	}
 	if err := sub.Unsubscribe(); err != nil {
 		t.Fatal(err)
@@ -354,18 +379,11 @@ func TestLeaseExceededMaxWaiting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The server drops pulls without interest when it looks at them: at the latest a second on.
-	for {
-		lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
-		it, err = q.Lease(lctx)
-		lcancel()
-		if err == nil || !strings.Contains(err.Error(), "409 Exceeded MaxWaiting") {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil || it.ID != id || it.Attempt != 1 {
-		t.Fatalf("Lease once the other pulls are gone: %v, %v; want %s at attempt 1", it, err, id)
+	// The server drops pulls without interest when it looks at them: at the latest a second on,
+	// and the Lease pulls again within a second (its backoff's cap).
+	r := <-leased
+	if r.err != nil || r.it.ID != id || r.it.Attempt != 1 {
+		t.Fatalf("Lease once the other pulls are gone: %v, %v; want %s at attempt 1", r.it, r.err, id)
 	}
 }
 
@@ -462,13 +480,15 @@ func (p *proxy) close() {
 }
 
 // TestLeaseConsumerDeleted: deleting the consumer ends a waiting Lease's pull with 409 Consumer
-// Deleted, and then nothing answers the pull requests (503): each Lease returns an error naming the
-// status at once, and Close returns.
+// Deleted, which the Lease returns as an error naming it. Then nothing answers the pull requests
+// (503, as while JetStream fails over): a Lease keeps pulling, with a backoff, until its ctx ends,
+// or Close ends it at once.
 func TestLeaseConsumerDeleted(t *testing.T) {
 	nc := startConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	q, err := wqjs.Open(ctx, nc, "consdeleted", wqjs.WithFetchBatch(1))
+	core, logs := observer.New(zap.InfoLevel)
+	q, err := wqjs.Open(ctx, nc, "consdeleted", wqjs.WithFetchBatch(1), wqjs.WithLogger(zap.New(core)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,13 +504,52 @@ func TestLeaseConsumerDeleted(t *testing.T) {
 	if r := <-leased; r.err == nil || !strings.Contains(r.err.Error(), "409 Consumer Deleted") {
 		t.Errorf("Lease as its consumer is deleted: %v, %v; want an error naming 409 Consumer Deleted", r.it, r.err)
 	}
+	// A subscriber to the pull subject would answer the pulls: count them as the connection's
+	// messages out instead.
+	sent := nc.Stats().OutMsgs
+	lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer lcancel()
 	start := time.Now()
-	if it, err := q.Lease(ctx); err == nil || !strings.Contains(err.Error(), "503") || time.Since(start) > time.Second {
-		t.Errorf("Lease without a consumer: %v, %v after %v; want an error naming 503 at once", it, err, time.Since(start))
+	if it, err := q.Lease(lctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Lease without a consumer: %v, %v after %v; want it pulling until its ctx ends", it, err, time.Since(start))
 	}
+	// 50+100+200+400+800ms of backoff fit in 2s: at least 4 pulls, and no more than a few dozen.
+	if n := nc.Stats().OutMsgs - sent; n < 4 || n > 40 {
+		t.Errorf("%d pulls in 2s without a consumer, want a backoff from 50ms doubling to 1s", n)
+	}
+	// Logged at most once a second.
+	if n := logs.FilterField(zap.String("status", "503")).Len(); n < 1 || n > 3 {
+		t.Errorf("%d log lines about 503 in 2s, want 1 to 3 (at most one a second)", n)
+	}
+	leased = goLease(ctx, q)
+	time.Sleep(300 * time.Millisecond)
 	start = time.Now()
 	q.Close()
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("Close took %v", took)
+	}
+	if r := <-leased; !errors.Is(r.err, workqueue.ErrClosed) || time.Since(start) > time.Second {
+		t.Errorf("Lease without a consumer, after Close: %v, %v after %v; want ErrClosed at once", r.it, r.err, time.Since(start))
+	}
+}
+
+// TestLeaseConnClosed: a Lease waiting on its pull when the caller closes the connection returns
+// nats.ErrConnectionClosed at once, not when the pull was due to end.
+func TestLeaseConnClosed(t *testing.T) {
+	nc := startConn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := wqjs.Open(ctx, nc, "connclosed", wqjs.WithFetchBatch(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	leased := goLease(ctx, q)
+	waitForPull(ctx, t, nc, "connclosed")
+	start := time.Now()
+	nc.Close()
+	r := <-leased
+	if !errors.Is(r.err, nats.ErrConnectionClosed) || time.Since(start) > time.Second {
+		t.Errorf("Lease as the connection closes: %v, %v after %v; want nats.ErrConnectionClosed at once", r.it, r.err, time.Since(start))
 	}
 }

@@ -88,3 +88,28 @@ func TestClaimForeignToken(t *testing.T) {
 		t.Errorf("claim(%q) after the foreign tokens: %v", it.Lease, err)
 	}
 }
+
+// TestStatusError: a status error names the status, with no trailing space when the server sent
+// no description, and only the statuses of a passing condition are transient.
+func TestStatusError(t *testing.T) {
+	for _, c := range []struct {
+		code, desc, want string
+		transient        bool
+	}{
+		{"503", "", "pull: status 503", true},
+		{"409", "Leadership Change", "pull: status 409 Leadership Change", true},
+		{"409", "Server Shutdown", "pull: status 409 Server Shutdown", true},
+		{"409", "Exceeded MaxWaiting", "pull: status 409 Exceeded MaxWaiting", true},
+		{"409", "Consumer Deleted", "pull: status 409 Consumer Deleted", false},
+		{"409", "Message Size Exceeds MaxBytes", "pull: status 409 Message Size Exceeds MaxBytes", false},
+		{"400", "Bad Request", "pull: status 400 Bad Request", false},
+	} {
+		e := &statusError{c.code, c.desc}
+		if got := e.Error(); got != c.want {
+			t.Errorf("statusError{%q, %q}.Error() = %q, want %q", c.code, c.desc, got, c.want)
+		}
+		if got := e.transient(); got != c.transient {
+			t.Errorf("statusError{%q, %q}.transient() = %v, want %v", c.code, c.desc, got, c.transient)
+		}
+	}
+}
