@@ -326,6 +326,13 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
+			case b := <-q.spare: // an earlier Lease's pull brought a message: take it now, or
+				// handOff naks it and its next delivery counts one attempt more
+				t.Stop()
+				if it := q.take(ctx, b); it != nil {
+					return it, nil
+				}
+				continue
 			case <-ctx.Done():
 				t.Stop()
 				return nil, ctx.Err()

@@ -553,3 +553,57 @@ func TestLeaseConnClosed(t *testing.T) {
 		t.Errorf("Lease as the connection closes: %v, %v after %v; want nats.ErrConnectionClosed at once", r.it, r.err, time.Since(start))
 	}
 }
+
+// TestLeaseInBackoffTakesSpare: a Lease waiting out the backoff after transient pull statuses takes
+// a message an earlier, cancelled Lease's pull brings, at once and at attempt 1, instead of leaving
+// it to handOff, which naks it after a quarter of the lease (here 500ms, less than the backoff) so
+// that it comes back at attempt 2.
+func TestLeaseInBackoffTakesSpare(t *testing.T) {
+	nc, node := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q, err := wqjs.Open(ctx, nc, "backoffspare", wqjs.WithFetchBatch(1), wqjs.WithLeaseDuration(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	spy := spyPulls(t, node.URL(), "backoffspare")
+
+	// Lease A's pull stays out after A gives up: it brings the next message, for the next Lease.
+	actx, acancel := context.WithCancel(ctx)
+	a := goLease(actx, q)
+	nextPull(t, spy)
+	acancel()
+	if r := <-a; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled Lease: %v, %v", r.it, r.err)
+	}
+
+	// Lease B's own pulls end with a transient status five times: its backoff grows to 800ms.
+	b := goLease(ctx, q)
+	for range 5 {
+		st := nats.NewMsg(nextPull(t, spy))
+		st.Header.Set("Status", "409")
+		st.Header.Set("Description", "Leadership Change")
+		if err := nc.PublishMsg(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	added := time.Now()
+	id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-b
+	if r.err != nil {
+		t.Fatalf("Lease in backoff: %v", r.err)
+	}
+	if waited := time.Since(added); r.it.ID != id || r.it.Attempt != 1 || waited > 400*time.Millisecond {
+		t.Errorf("leased %s at attempt %d %v after the add; want %s at attempt 1 within 400ms", r.it.ID, r.it.Attempt, waited, id)
+	}
+	if err := q.Ack(ctx, r.it.Lease); err != nil {
+		t.Fatal(err)
+	}
+}
