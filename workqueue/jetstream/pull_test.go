@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/podblocks/podblocks/internal/faultproxy"
 	"github.com/podblocks/podblocks/workqueue"
 	wqjs "github.com/podblocks/podblocks/workqueue/jetstream"
 )
@@ -34,6 +32,25 @@ func goLease(ctx context.Context, q *wqjs.Queue) <-chan leaseResult {
 		ch <- leaseResult{it, err}
 	}()
 	return ch
+}
+
+// addAndLease adds an item and checks that the Lease whose result comes on leased gets it, at
+// attempt 1, within limit of the add (what names the Lease in a failure); it returns the item.
+func addAndLease(ctx context.Context, t *testing.T, q *wqjs.Queue, leased <-chan leaseResult, limit time.Duration, what string) *workqueue.Item {
+	t.Helper()
+	added := time.Now()
+	id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-leased
+	if r.err != nil {
+		t.Fatalf("%s: %v", what, r.err)
+	}
+	if waited := time.Since(added); r.it.ID != id || r.it.Attempt != 1 || waited > limit {
+		t.Errorf("%s: leased %s at attempt %d %v after the add; want %s at attempt 1 within %v", what, r.it.ID, r.it.Attempt, waited, id, limit)
+	}
+	return r.it
 }
 
 // spyPulls subscribes (on its own connection) to the pull requests of queue name's consumer: the
@@ -129,18 +146,7 @@ func TestPullStatus(t *testing.T) {
 				t.Fatalf("Lease after status %s %s and a new pull: %v, %v; want it waiting", c.status, c.desc, r.it, r.err)
 			default:
 			}
-			added := time.Now()
-			id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := <-leased
-			if r.err != nil {
-				t.Fatalf("Lease after status %s %s and an add: %v", c.status, c.desc, r.err)
-			}
-			if waited := time.Since(added); r.it.ID != id || r.it.Attempt != 1 || waited > 5*time.Second {
-				t.Errorf("leased %s at attempt %d %v after the add; want %s at attempt 1 at once", r.it.ID, r.it.Attempt, waited, id)
-			}
+			addAndLease(ctx, t, q, leased, 5*time.Second, "Lease after status "+c.status+" "+c.desc+" and an add")
 			if n, _, _ := spy.Pending(); !c.fails && !c.repulls && n != 0 {
 				t.Errorf("%d new pulls after status %s %s, want the pull to go on", n, c.status, c.desc)
 			}
@@ -212,8 +218,8 @@ func TestLeaseRequestNotSent(t *testing.T) {
 // it returns within drainWait (2s) and some slack, and the Lease returns ErrClosed.
 func TestCloseOnBrokenConn(t *testing.T) {
 	_, node := startNode(t)
-	px := startProxy(t, node.URL())
-	nc, err := nats.Connect(px.url())
+	px := faultproxy.New(t, strings.TrimPrefix(node.URL(), "nats://"))
+	nc, err := nats.Connect("nats://" + px.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +234,7 @@ func TestCloseOnBrokenConn(t *testing.T) {
 		}
 		leased := goLease(ctx, q)
 		waitForPull(ctx, t, nc, name)
-		px.pause()
+		px.PauseReplies()
 		start := time.Now()
 		q.Close()
 		if took := time.Since(start); took > 4*time.Second {
@@ -237,7 +243,7 @@ func TestCloseOnBrokenConn(t *testing.T) {
 		if r := <-leased; !errors.Is(r.err, workqueue.ErrClosed) {
 			t.Errorf("batch %d: Lease: %v, %v; want ErrClosed", batch, r.it, r.err)
 		}
-		px.resume()
+		px.Resume()
 	}
 }
 
@@ -247,8 +253,8 @@ func TestCloseOnBrokenConn(t *testing.T) {
 // works). Once the connection works again, an item added is leased at once, at attempt 1.
 func TestPullEndLost(t *testing.T) {
 	_, node := startNode(t)
-	px := startProxy(t, node.URL())
-	nc, err := nats.Connect(px.url())
+	px := faultproxy.New(t, strings.TrimPrefix(node.URL(), "nats://"))
+	nc, err := nats.Connect("nats://" + px.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +270,7 @@ func TestPullEndLost(t *testing.T) {
 	leased := goLease(ctx, q)
 	nextPull(t, spy)
 	first := time.Now()
-	px.pause()
+	px.PauseReplies()
 	// The pull expires after 4.5s (5s less a tenth), the Lease gives up on it a second later and
 	// on its drain 2s after that.
 	if _, err := spy.NextMsg(12 * time.Second); err != nil {
@@ -273,19 +279,8 @@ func TestPullEndLost(t *testing.T) {
 	if gap := time.Since(first); gap < 5*time.Second {
 		t.Errorf("new pull %v after the first, before the first was due to end", gap)
 	}
-	px.resume()
-	added := time.Now()
-	id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := <-leased
-	if r.err != nil {
-		t.Fatalf("Lease: %v", r.err)
-	}
-	if waited := time.Since(added); r.it.ID != id || r.it.Attempt != 1 || waited > 7*time.Second {
-		t.Errorf("leased %s at attempt %d %v after the add; want %s at attempt 1 within a pull's expiry", r.it.ID, r.it.Attempt, waited, id)
-	}
+	px.Resume()
+	addAndLease(ctx, t, q, leased, 7*time.Second, "Lease after the lost pull end") // within a pull's expiry
 }
 
 // TestLeaseServerShutdown: a server shutting down ends the pulls waiting on it with 409 Server
@@ -385,98 +380,6 @@ func TestLeaseExceededMaxWaiting(t *testing.T) {
 	if r.err != nil || r.it.ID != id || r.it.Attempt != 1 {
 		t.Fatalf("Lease once the other pulls are gone: %v, %v; want %s at attempt 1", r.it, r.err, id)
 	}
-}
-
-// proxy relays TCP connections to a server; pause holds back what the server sends (the client
-// stays connected and its own bytes still go through) until resume. etcdtest.Proxy holds both
-// directions, and TestPullEndLost needs the client's new pull to reach the server while the
-// server's replies are held.
-type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	gate   chan struct{} // closed while traffic from the server flows
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: strings.TrimPrefix(target, "nats://"), gate: make(chan struct{})}
-	close(p.gate)
-	p.wg.Go(p.accept)
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *proxy) url() string { return "nats://" + p.ln.Addr().String() }
-
-func (p *proxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		p.mu.Unlock()
-		p.wg.Go(func() { _, _ = io.Copy(s, c); s.Close() })
-		p.wg.Go(func() {
-			defer c.Close()
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := s.Read(buf)
-				if n > 0 {
-					p.mu.Lock()
-					gate := p.gate
-					p.mu.Unlock()
-					<-gate
-					if _, err := c.Write(buf[:n]); err != nil {
-						return
-					}
-				}
-				if err != nil {
-					return
-				}
-			}
-		})
-	}
-}
-
-func (p *proxy) pause() {
-	p.mu.Lock()
-	p.gate = make(chan struct{})
-	p.mu.Unlock()
-}
-
-func (p *proxy) resume() {
-	p.mu.Lock()
-	select {
-	case <-p.gate:
-	default:
-		close(p.gate)
-	}
-	p.mu.Unlock()
-}
-
-func (p *proxy) close() {
-	p.resume()
-	p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
 }
 
 // TestLeaseConsumerDeleted: deleting the consumer ends a waiting Lease's pull with 409 Consumer
@@ -591,19 +494,8 @@ func TestLeaseInBackoffTakesSpare(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	added := time.Now()
-	id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := <-b
-	if r.err != nil {
-		t.Fatalf("Lease in backoff: %v", r.err)
-	}
-	if waited := time.Since(added); r.it.ID != id || r.it.Attempt != 1 || waited > 400*time.Millisecond {
-		t.Errorf("leased %s at attempt %d %v after the add; want %s at attempt 1 within 400ms", r.it.ID, r.it.Attempt, waited, id)
-	}
-	if err := q.Ack(ctx, r.it.Lease); err != nil {
+	it := addAndLease(ctx, t, q, b, 400*time.Millisecond, "Lease in backoff")
+	if err := q.Ack(ctx, it.Lease); err != nil {
 		t.Fatal(err)
 	}
 }
