@@ -2,8 +2,11 @@ package shardproc
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +71,15 @@ func TestPauseResumeStopRestart(t *testing.T) {
 	}
 	if err := p.Pause(); err != nil {
 		t.Fatal(err)
+	}
+	if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid)); err == nil {
+		// Pause returns once every thread has stopped, not when SIGSTOP is merely sent.
+		for _, task := range tasks {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", p.cmd.Process.Pid, task.Name()))
+			if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] != 'T' {
+				t.Fatalf("thread %s of the paused process in state %c, want T", task.Name(), b[i+2])
+			}
+		}
 	}
 	var ne net.Error
 	if line, err := version(c, br, 300*time.Millisecond); !errors.As(err, &ne) || !ne.Timeout() || line != "" {
