@@ -33,6 +33,12 @@ import (
 //     is read from where the original had been delivered, so only the lines written between the
 //     copy and the truncation are lost (inherent to copytruncate).
 //
+// NUL bytes at a file's end are taken for space reserved ahead of the writer (fallocate, ftruncate
+// up) that it writes its lines into: they are read once written, or once the file has more bytes
+// after them (a hole, read as the start of the next line, which is then skipped as binary), and the
+// fingerprint stops before them. Reserved space larger than the read chunk (WithReadChunkBytes) is
+// read as a line over the limit: lines written into it later are not read.
+//
 // A file deleted (or moved out of the watched directories) while the Tailer has it open is read on
 // from that descriptor, where a writer holding it open still appends, until it has not grown for the
 // grace period (WithDeletedGrace, default 5s) or Run ends, which first reads it up to the size it has
@@ -765,8 +771,15 @@ func (tf *tfile) headIs(b []byte) bool {
 	return true
 }
 
-// setFP makes b, the file's first bytes, what tf's fingerprint covers.
+// setFP makes b, the file's first bytes, what tf's fingerprint covers, less the NUL bytes at its
+// end: they may be space reserved ahead of the writer (see unwritten), and its writing them is not
+// a new file.
 func (tf *tfile) setFP(b []byte) {
+	b = bytes.TrimRight(b, "\x00")
+	if len(b) == 0 {
+		tf.fp, tf.fpLen, tf.head = "", 0, tf.head[:0]
+		return
+	}
 	tf.fp, tf.fpLen, tf.head = hashFP(b), int64(len(b)), append(tf.head[:0], b...)
 }
 
@@ -1002,6 +1015,9 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		t.stager.stage(tf.f, tf.off, len(buf))
 	}
 	n, err := t.readAt(tf.f, buf[np:], tf.off+int64(np))
+	if n > 0 && buf[np+n-1] == 0 {
+		n = unwritten(tf.f, buf, np, n, tf.off)
+	}
 	if n == 0 {
 		tf.eof = true
 		if err != nil && err != io.EOF {
@@ -1085,6 +1101,23 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	}
 	rs.dirty = true
 	return n, nil
+}
+
+// unwritten returns how many of the n bytes just read into buf after its np held-back ones (buf[0]
+// is at the file offset off) are written: NUL bytes at their end that reach the file's end are
+// space reserved ahead of the writer (fallocate, ftruncate up), which it then writes its lines into.
+// They are read again once written, or once the file has more bytes after them (a hole).
+func unwritten(f *os.File, buf []byte, np, n int, off int64) int {
+	end := np + n
+	if end == len(buf) { // a full read: the file may go on
+		if fi, err := f.Stat(); err != nil || fi.Size() > off+int64(end) {
+			return n
+		}
+	}
+	for end > np && buf[end-1] == 0 {
+		end--
+	}
+	return end - np
 }
 
 // readPiece is the most one read call takes when the sink writes synchronously (a raw WriterSink
