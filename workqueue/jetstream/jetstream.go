@@ -112,6 +112,10 @@ type Queue struct {
 	leases    map[uint64]*held // by the counter that ends the token
 	lastSweep time.Time
 	repullLog atomic.Int64 // unix nanoseconds of the last logRepull line
+
+	// subscribed, if set (by tests), runs in startPull between the subscription and its closed
+	// handler.
+	subscribed func(*nats.Subscription)
 }
 
 var _ workqueue.Queue = (*Queue)(nil)
@@ -478,10 +482,7 @@ func (q *Queue) follow(ctx context.Context, p *waitPull, spare chan buffered) (b
 			}
 		case <-p.gone:
 			// The subscription went while the pull was on: the connection was closed.
-			if q.nc.IsClosed() {
-				return buffered{}, false, fmt.Errorf("pull: %w", nats.ErrConnectionClosed)
-			}
-			return buffered{}, false, errors.New("pull: subscription closed")
+			return buffered{}, false, fmt.Errorf("pull: %w", q.subGone())
 		case b := <-spare:
 			return b, true, nil
 		case <-ctx.Done():
@@ -495,6 +496,19 @@ func (q *Queue) follow(ctx context.Context, p *waitPull, spare chan buffered) (b
 		}
 	}
 }
+
+// subGone is the error of a pull whose subscription went away under it: nats.ErrConnectionClosed
+// when the connection was closed, else errSubClosed.
+func (q *Queue) subGone() error {
+	if q.nc.IsClosed() {
+		return nats.ErrConnectionClosed
+	}
+	return errSubClosed
+}
+
+// errSubClosed is a pull's subscription removed by something other than the pull itself, such as
+// a drain of the connection.
+var errSubClosed = errors.New("subscription closed")
 
 // orphan leaves a blocking pull whose Lease has gone to a goroutine that hands its message to the
 // next Lease.

@@ -68,8 +68,18 @@ func (q *Queue) startPull(expires time.Duration) (*waitPull, error) {
 	if err != nil {
 		return nil, err
 	}
+	if q.subscribed != nil {
+		q.subscribed(sub)
+	}
 	var once sync.Once
 	sub.SetClosedHandler(func(string) { once.Do(func() { close(p.gone) }) })
+	if !sub.IsValid() {
+		// The subscription went before it had the handler (the connection closed or drained in
+		// between), which then never runs: the pull would wait for its fallback timer. nats.go
+		// marks a subscription invalid and calls its handler under one lock, so one of the two
+		// tells.
+		return nil, q.subGone()
+	}
 	p.sub = sub
 	req := strconv.AppendInt([]byte(`{"batch":1,"expires":`), expires.Nanoseconds(), 10)
 	req = append(req, '}')

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/podblocks/podblocks/internal/natstest"
 	"github.com/podblocks/podblocks/workqueue"
 )
 
@@ -111,5 +112,37 @@ func TestStatusError(t *testing.T) {
 		if got := e.transient(); got != c.transient {
 			t.Errorf("statusError{%q, %q}.transient() = %v, want %v", c.code, c.desc, got, c.transient)
 		}
+	}
+}
+
+// TestPullSubGoneBeforeHandler: a pull's subscription that goes away (here unsubscribed, as a
+// drain of the connection removes it) after it was made but before startPull set its closed
+// handler never runs that handler. The Lease must learn it at once from the subscription itself,
+// not wait for the pull's fallback timer (about 5.5s) and then pull again into the same state.
+func TestPullSubGoneBeforeHandler(t *testing.T) {
+	node, err := natstest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown()
+	nc, err := nats.Connect(node.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := Open(ctx, nc, "subgone", WithFetchBatch(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.subscribed = func(sub *nats.Subscription) { _ = sub.Unsubscribe() }
+	lctx, lcancel := context.WithTimeout(ctx, 8*time.Second)
+	defer lcancel()
+	start := time.Now()
+	it, err := q.Lease(lctx)
+	if !errors.Is(err, errSubClosed) || time.Since(start) > time.Second {
+		t.Errorf("Lease whose pull's subscription went before its handler: %v, %v after %v; want errSubClosed at once", it, err, time.Since(start))
 	}
 }
