@@ -9,7 +9,9 @@
 # ratio to nutcracker. A BIN may be a script that execs a build (e.g. with GOMAXPROCS=1 set), so
 # that one run compares the same build under two settings.
 #
-# Usage: bench/sharding/ab.sh ROUNDS BIN...    (env: N16 N1 TESTS P1RUN GMP)
+# Usage: bench/sharding/ab.sh ROUNDS BIN...    (env: N16 N1 TESTS P1RUN GMP AA DIRECT)
+#   AA=1 adds a second nutcracker and DIRECT=1 a lone redis-server (see peers.sh): at -P1 they show
+#   the spread of identical peers' per-round ratios and redis-benchmark's own ceiling.
 #   Build each BIN from a git archive: (git archive C | tar -x -C /tmp/t) && go build ./examples/ambassador
 set -uo pipefail
 ROUNDS=$1; shift; bins=("$@")

@@ -3,13 +3,17 @@
 #   work      a temporary directory, removed on exit with every process started here
 #   rpids     the redis-servers' pids
 #   names     nutcracker, then each BIN's base name; port[NAME] and ppid[NAME] its port and pid
-# Needs bins (an array) and GMP set.
+# Needs bins (an array) and GMP set. Two more peers on request, to show how far apart identical
+# peers land and where the load generator's own ceiling is:
+#   AA=1      nutcracker2, a second nutcracker on the same config (an A/A of nutcracker)
+#   DIRECT=1  direct, a third redis-server alone (no proxy, no sharding): redis-benchmark's
+#             ceiling on this machine; its "proxy" CPU is that redis-server's
 work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-read -r R1 R2 NR P0 P1 P2 P3 S0 S1 S2 S3 S4 < <(python3 -c '
+read -r R1 R2 NR P0 P1 P2 P3 S0 S1 S2 S3 S4 NR2 S5 RD < <(python3 -c '
 import socket
-ss=[socket.socket() for _ in range(12)]
+ss=[socket.socket() for _ in range(15)]
 for s in ss: s.bind(("127.0.0.1",0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 ports=($P0 $P1 $P2 $P3); sports=($S1 $S2 $S3 $S4)
@@ -22,9 +26,18 @@ conf $NR > $work/nc.yml
 /usr/sbin/nutcracker -c $work/nc.yml -s $S0 -a 127.0.0.1 -o /dev/null & pids+=($!); ncpid=$!
 declare -A port ppid
 names=(nutcracker); port[nutcracker]=$NR; ppid[nutcracker]=$ncpid
+if [ "${AA:-0}" = 1 ]; then
+  conf $NR2 > $work/nc2.yml
+  /usr/sbin/nutcracker -c $work/nc2.yml -s $S5 -a 127.0.0.1 -o /dev/null & pids+=($!)
+  names+=(nutcracker2); port[nutcracker2]=$NR2; ppid[nutcracker2]=$!
+fi
+if [ "${DIRECT:-0}" = 1 ]; then
+  redis-server --port $RD --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >/dev/null & pids+=($!)
+  names+=(direct); port[direct]=$RD; ppid[direct]=$!
+fi
 for i in "${!bins[@]}"; do
   conf ${ports[$i]} > $work/pb$i.yml
   env ${GMP:+GOMAXPROCS=$GMP} ${bins[$i]} -c $work/pb$i.yml -s ${sports[$i]} -o $work/pb$i.log & pids+=($!)
   nm=$(basename ${bins[$i]}); names+=($nm); port[$nm]=${ports[$i]}; ppid[$nm]=$!
 done
-wait_port $NR; for i in "${!bins[@]}"; do wait_port ${ports[$i]}; done
+for nm in "${names[@]}"; do wait_port ${port[$nm]}; done
