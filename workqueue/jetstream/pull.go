@@ -26,14 +26,27 @@ type delivery interface {
 // acknowledge it on its reply subject.
 type coreMsg struct{ m *nats.Msg }
 
-func (c coreMsg) Data() []byte                        { return c.m.Data }
-func (c coreMsg) Headers() nats.Header                { return c.m.Header }
-func (c coreMsg) Reply() string                       { return c.m.Reply }
-func (c coreMsg) Ack() error                          { return c.m.Ack() }
-func (c coreMsg) DoubleAck(ctx context.Context) error { return c.m.AckSync(nats.Context(ctx)) }
-func (c coreMsg) Nak() error                          { return c.m.Nak() }
-func (c coreMsg) NakWithDelay(d time.Duration) error  { return c.m.NakWithDelay(d) }
-func (c coreMsg) InProgress() error                   { return c.m.InProgress() }
+func (c coreMsg) Data() []byte                       { return c.m.Data }
+func (c coreMsg) Headers() nats.Header               { return c.m.Header }
+func (c coreMsg) Reply() string                      { return c.m.Reply }
+func (c coreMsg) Ack() error                         { return c.m.Ack() }
+func (c coreMsg) Nak() error                         { return c.m.Nak() }
+func (c coreMsg) NakWithDelay(d time.Duration) error { return c.m.NakWithDelay(d) }
+func (c coreMsg) InProgress() error                  { return c.m.InProgress() }
+
+// ackTimeout bounds a DoubleAck whose ctx has no deadline, as nats.go's jetstream does its API
+// calls (its DefaultTimeout): a server that never answers would otherwise hold Ack forever.
+const ackTimeout = 5 * time.Second
+
+// DoubleAck acks and waits for the server's confirmation, within ctx's deadline or ackTimeout.
+func (c coreMsg) DoubleAck(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ackTimeout)
+		defer cancel()
+	}
+	return c.m.AckSync(nats.Context(ctx))
+}
 
 // drainWait bounds how long stop waits for the server to confirm that it dropped a pull's
 // interest (one round trip on a working connection).

@@ -499,3 +499,48 @@ func TestLeaseInBackoffTakesSpare(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAckServerSilent: Ack waits for the server's confirmation; when the server never answers
+// (its replies held) and the caller's ctx has no deadline, Ack gives up after nats.go's default
+// API timeout (5s) with an error, for either fetch batch. An item from a blocking pull (fetch
+// batch 1) used to be acked with no bound at all: Ack hung until the server answered.
+func TestAckServerSilent(t *testing.T) {
+	_, node := startNode(t)
+	px := faultproxy.New(t, strings.TrimPrefix(node.URL(), "nats://"))
+	nc, err := nats.Connect("nats://" + px.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, batch := range []int{1, 10} {
+		q, err := wqjs.Open(ctx, nc, fmt.Sprintf("silent%d", batch), wqjs.WithFetchBatch(batch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		it, err := q.Lease(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		px.PauseReplies()
+		acked := make(chan error, 1)
+		start := time.Now()
+		go func() { acked <- q.Ack(context.Background(), it.Lease) }()
+		select {
+		case err := <-acked:
+			if err == nil || time.Since(start) < 4*time.Second {
+				t.Errorf("batch %d: Ack with the server silent: %v after %v; want an error after about 5s", batch, err, time.Since(start))
+			}
+		case <-time.After(8 * time.Second):
+			t.Errorf("batch %d: Ack with the server silent still waiting after 8s; want an error after about 5s", batch)
+			px.Resume()
+			<-acked
+		}
+		px.Resume()
+		q.Close()
+	}
+}
