@@ -136,12 +136,22 @@ type buffered struct {
 	recv time.Time // no later than the server delivered it
 }
 
-// pulled is a no-wait pull whose messages are being handed out.
+// pulled is a no-wait pull whose messages are being handed out: Leases take them from its channel
+// as they arrive, and the one that takes its end (its status, or the last message of a whole batch)
+// ends it for all (endPull).
 type pulled struct {
-	b   jetstream.MessageBatch
-	at  time.Time // when it was requested: its messages' AckWait started later
-	got atomic.Bool
+	p    *waitPull
+	at   time.Time     // when it was requested: its messages' AckWait started later
+	n    atomic.Int32  // messages taken from it
+	fin  chan struct{} // closed when it has ended
+	err  error         // the status it ended with, if an error; set before fin is closed
+	once sync.Once
+	lost *time.Timer // ends it should its answer not come within pullLost (a reconnect)
 }
+
+// pullLost bounds how long a no-wait pull may take to bring its answer: the server sends it at
+// once, and nats.go's own Fetch gives up after a second without a message.
+const pullLost = 2 * time.Second
 
 // pull starts a no-wait pull of up to a batch, unless another Lease has just started one.
 func (q *Queue) pull() (*pulled, error) {
@@ -151,11 +161,13 @@ func (q *Queue) pull() (*pulled, error) {
 		return cur, nil
 	}
 	at := time.Now()
-	b, err := q.cons.FetchNoWait(q.cfg.batch)
+	p, err := q.startPull(q.cfg.batch, 0)
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
-	cur := &pulled{b: b, at: at}
+	cur := &pulled{p: p, at: at, fin: make(chan struct{})}
+	// The timer's endPull does not touch lost, which is set after the timer starts.
+	cur.lost = time.AfterFunc(pullLost, func() { q.endPull(cur, nil, false) })
 	q.mu.Lock()
 	closed := q.closed.Load()
 	if !closed {
@@ -163,29 +175,42 @@ func (q *Queue) pull() (*pulled, error) {
 	}
 	q.mu.Unlock()
 	if closed {
-		release(cur)
+		q.release(cur)
 		return nil, workqueue.ErrClosed
 	}
 	return cur, nil
 }
 
-// release gives back (giveBack) the messages of a pull that no Lease will take. A no-wait pull
-// ends as soon as the server has sent what it had; it does not wait longer than a second for that
-// (what is left is redelivered after AckWait).
-func release(cur *pulled) {
-	t := time.NewTimer(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case m, ok := <-cur.b.Messages():
-			if !ok {
+// endPull ends a no-wait pull, once: its subscription goes, Leases waiting on it wake and learn err,
+// and the messages left in its channel (only when it ended before the server's answer did: the
+// timer, a closed connection) are given back. stopTimer is false when the timer itself ends it.
+func (q *Queue) endPull(cur *pulled, err error, stopTimer bool) {
+	cur.once.Do(func() {
+		if stopTimer {
+			cur.lost.Stop()
+		}
+		cur.err = err
+		cur.p.done()
+		q.cur.CompareAndSwap(cur, nil)
+		close(cur.fin)
+		for {
+			select {
+			case m := <-cur.p.ch:
+				if pullStatus(m) == "" {
+					giveBack(coreMsg{m})
+				}
+			default:
 				return
 			}
-			giveBack(m)
-		case <-t.C:
-			return
 		}
-	}
+	})
+}
+
+// release gives back (giveBack) the messages of a pull that no Lease will take, including those the
+// server is still sending (the pull is stopped as a blocking pull is, within drainWait).
+func (q *Queue) release(cur *pulled) {
+	giveBackAll(cur.p.stop())
+	q.endPull(cur, nil, true)
 }
 
 // Open creates (or updates) the streams and the consumer for queue name on nc and returns the queue.
@@ -386,26 +411,42 @@ func (q *Queue) next(ctx context.Context) (buffered, error) {
 				return buffered{}, err
 			}
 		}
-		var m jetstream.Msg
-		ok := false
+		var m *nats.Msg
 		select {
-		case m, ok = <-cur.b.Messages(): // most Leases find a message waiting
+		case m = <-cur.p.ch: // most Leases find a message waiting
 		default:
 			select {
-			case m, ok = <-cur.b.Messages():
+			case m = <-cur.p.ch:
+			case <-cur.fin:
+			case <-cur.p.gone: // removed under the pull (a closed connection), unless it ended
+				q.endPull(cur, fmt.Errorf("fetch: %w", q.subGone()), true)
 			case b := <-q.spare:
 				return b, nil
 			case <-ctx.Done():
 				return buffered{}, ctx.Err()
 			}
 		}
-		if ok {
-			cur.got.Store(true)
-			return buffered{m, cur.at}, nil
+		if m != nil {
+			st := pullStatus(m)
+			if st == "" {
+				if cur.n.Add(1) == int32(q.cfg.batch) {
+					q.endPull(cur, nil, true) // the server sends nothing after a whole batch
+				}
+				return buffered{coreMsg{m}, cur.at}, nil
+			}
+			end, err := statusEnd(st, m)
+			if !end {
+				continue
+			}
+			q.endPull(cur, err, true)
 		}
-		q.cur.CompareAndSwap(cur, nil)
-		if !cur.got.Load() {
-			break // nothing there: wait for a message below
+		// The pull has ended: with its status's error, if any (a transient one makes Lease pull
+		// again after a backoff), else empty-handed (wait below) or after messages (pull again).
+		if cur.err != nil {
+			return buffered{}, cur.err
+		}
+		if cur.n.Load() == 0 {
+			break
 		}
 	}
 	return q.await(ctx)
@@ -443,7 +484,7 @@ func (q *Queue) await(ctx context.Context) (buffered, error) {
 	defer q.pulls.Done()
 	// The server ends the request a little before dl (as Fetch does with a context deadline), so
 	// that its end arrives before ctx's.
-	p, err := q.startPull(wait - min(wait/10, time.Second))
+	p, err := q.startPull(1, wait-min(wait/10, time.Second))
 	if err != nil {
 		if ctx.Err() != nil {
 			return buffered{}, ctx.Err()
@@ -468,17 +509,14 @@ func (q *Queue) follow(ctx context.Context, p *waitPull, spare chan buffered) (b
 	for {
 		select {
 		case m := <-p.ch:
-			switch st := pullStatus(m); st {
-			case "":
+			st := pullStatus(m)
+			if st == "" {
 				p.done()
 				return buffered{coreMsg{m}, time.Now()}, false, nil
-			case "100": // a heartbeat
-			case "404", "408":
+			}
+			if end, err := statusEnd(st, m); end {
 				p.done()
-				return buffered{}, false, nil
-			default:
-				p.done()
-				return buffered{}, false, &statusError{st, m.Header.Get("Description")}
+				return buffered{}, false, err
 			}
 		case <-p.gone:
 			// The subscription went while the pull was on: the connection was closed.
@@ -876,7 +914,7 @@ func (q *Queue) Close() error {
 	q.mu.Unlock()
 	q.closeFn()
 	if cur != nil {
-		release(cur)
+		q.release(cur)
 	}
 	q.pulls.Wait()
 	return nil

@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// delivery is what the queue uses of a message the consumer delivered: a jetstream.Msg from a
-// batch pull, or a coreMsg from a waitPull.
+// delivery is what the queue uses of a message the consumer delivered: a coreMsg from a pull, or
+// a stand-in in tests.
 type delivery interface {
 	Data() []byte
 	Headers() nats.Header
@@ -52,27 +52,32 @@ func (c coreMsg) DoubleAck(ctx context.Context) error {
 // interest (one round trip on a working connection).
 const drainWait = 2 * time.Second
 
-// waitPull is a blocking pull request for one message on an inbox of its own.
+// waitPull is a pull request on an inbox of its own: a blocking pull for one message (a Lease
+// waiting on an empty queue) or a no-wait pull for up to a batch (see pulled).
 //
-// It replaces jetstream's Fetch there because a Fetch cut short (its context cancelled) drops what
-// the server has already sent to it: a message in flight was counted as a delivery and came back
-// only after AckWait. stop drains the subscription instead: the server drops the interest (and with
-// it the pull request), and every message it sent before that still arrives, to be given back. What
+// It replaces jetstream's Fetch because a Fetch cut short (its context cancelled) drops what the
+// server has already sent to it: a message in flight was counted as a delivery and came back only
+// after AckWait. stop drains the subscription instead: the server drops the interest (and with it
+// the pull request), and every message it sent before that still arrives, to be given back. What
 // is left is the server's own window: a message it has chosen for the request but not yet sent when
-// the interest goes is not delivered, and comes back after AckWait.
+// the interest goes is not delivered, and comes back after AckWait. It also sees every status the
+// server sends about the pull as it is (Fetch folds some into errors without their code and drops
+// others), so that both kinds of pull treat them alike (statusEnd).
 type waitPull struct {
 	sub     *nats.Subscription
-	ch      chan *nats.Msg // the message, and the status that ends a pull without one; never closed
+	ch      chan *nats.Msg // the messages, and the status that ends a pull; never closed
 	gone    chan struct{}  // closed when the subscription is removed (drained, unsubscribed, conn closed)
-	expires time.Time      // when the server ends the request
+	expires time.Time      // when the server ends the request (a blocking pull)
 }
 
-// startPull asks the consumer for one message; the server keeps the request for at most expires.
-func (q *Queue) startPull(expires time.Duration) (*waitPull, error) {
+// startPull asks the consumer for up to batch messages. With expires > 0 the server keeps the
+// request for at most expires; with 0 it answers at once with what it has (no_wait), ending with a
+// status unless it sent a whole batch.
+func (q *Queue) startPull(batch int, expires time.Duration) (*waitPull, error) {
 	p := &waitPull{
-		// One message, the status that may follow a pull (408 when it expires) and slack: a message
-		// that finds the channel full is dropped by nats.go as a slow consumer's.
-		ch:      make(chan *nats.Msg, 4),
+		// The messages, the status that may follow them (404 or 408) and slack: a message that
+		// finds the channel full is dropped by nats.go as a slow consumer's.
+		ch:      make(chan *nats.Msg, batch+3),
 		gone:    make(chan struct{}),
 		expires: time.Now().Add(expires),
 	}
@@ -94,7 +99,12 @@ func (q *Queue) startPull(expires time.Duration) (*waitPull, error) {
 		return nil, q.subGone()
 	}
 	p.sub = sub
-	req := strconv.AppendInt([]byte(`{"batch":1,"expires":`), expires.Nanoseconds(), 10)
+	req := strconv.AppendInt(append(make([]byte, 0, 48), `{"batch":`...), int64(batch), 10)
+	if expires > 0 {
+		req = strconv.AppendInt(append(req, `,"expires":`...), expires.Nanoseconds(), 10)
+	} else {
+		req = append(req, `,"no_wait":true`...)
+	}
 	req = append(req, '}')
 	if err := q.nc.PublishRequest(q.nextSubj, inbox, req); err != nil {
 		_ = sub.Unsubscribe()
@@ -111,6 +121,19 @@ func pullStatus(m *nats.Msg) string {
 		return ""
 	}
 	return m.Header.Get("Status")
+}
+
+// statusEnd tells what a status the server sent about a pull (pullStatus, not "") does to it: a
+// heartbeat (100) leaves it on; 404 (nothing there) and 408 (expired, or a no-wait pull served
+// short) end it; any other status ends it with a *statusError.
+func statusEnd(st string, m *nats.Msg) (end bool, err error) {
+	switch st {
+	case "100":
+		return false, nil
+	case "404", "408":
+		return true, nil
+	}
+	return true, &statusError{st, m.Header.Get("Description")}
 }
 
 // done ends a pull that the server has finished (it sent its message or its end status).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -497,6 +498,96 @@ func TestLeaseInBackoffTakesSpare(t *testing.T) {
 	it := addAndLease(ctx, t, q, b, 400*time.Millisecond, "Lease in backoff")
 	if err := q.Ack(ctx, it.Lease); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNoWaitPullStatus: with a fetch batch, a Lease first makes a no-wait pull, and it treats the
+// status that ends one as it treats the end of a blocking pull (TestPullStatus): a passing server
+// condition makes it pull again after a backoff, logged; any other status ends the Lease with an
+// error that names it. The test plays the server for the pulls (the consumer is deleted, so its
+// subscription to the pull subject is the only responder), ends every no-wait pull with the status
+// and leaves blocking pulls unanswered. The Lease used to drop the status and make a blocking
+// pull at once, so it neither reported a lasting fault nor backed off from a passing one.
+func TestNoWaitPullStatus(t *testing.T) {
+	nc, node := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		status, desc string
+		fails        bool
+	}{
+		{status: "409", desc: "Leadership Change"},
+		{status: "409", desc: "Server Shutdown"},
+		{status: "409", desc: "Exceeded MaxWaiting"},
+		{status: "409", desc: "Consumer Deleted", fails: true},
+		{status: "409", desc: "Message Size Exceeds MaxBytes", fails: true},
+		{status: "400", desc: "Bad Request", fails: true},
+	} {
+		t.Run(c.status+" "+c.desc, func(t *testing.T) {
+			name := fmt.Sprintf("nowait%d", i)
+			core, logs := observer.New(zap.InfoLevel)
+			q, err := wqjs.Open(ctx, nc, name, wqjs.WithFetchBatch(10), wqjs.WithLogger(zap.New(core)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			if err := js.DeleteConsumer(ctx, "WQ_"+name, wqjs.ConsumerName); err != nil {
+				t.Fatal(err)
+			}
+			fake, err := nats.Connect(node.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fake.Close()
+			var noWait, blocking atomic.Int64
+			_, err = fake.Subscribe("$JS.API.CONSUMER.MSG.NEXT.WQ_"+name+"."+wqjs.ConsumerName, func(m *nats.Msg) {
+				if !strings.Contains(string(m.Data), `"no_wait":true`) {
+					blocking.Add(1)
+					return
+				}
+				noWait.Add(1)
+				st := nats.NewMsg(m.Reply)
+				st.Header.Set("Status", c.status)
+				st.Header.Set("Description", c.desc)
+				_ = fake.PublishMsg(st)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fake.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+			defer lcancel()
+			start := time.Now()
+			leased := goLease(lctx, q)
+			if c.fails {
+				r := <-leased
+				if r.err == nil || !strings.Contains(r.err.Error(), c.status+" "+c.desc) || time.Since(start) > time.Second {
+					t.Errorf("Lease after a no-wait pull ended with %s %s: %v, %v after %v; want an error naming the status at once", c.status, c.desc, r.it, r.err, time.Since(start))
+				}
+				return
+			}
+			// Backoff 50, 100, 200, 400ms: the fifth pull 750ms after the first.
+			time.Sleep(1500 * time.Millisecond)
+			select {
+			case r := <-leased:
+				t.Fatalf("Lease after no-wait pulls ended with %s %s: %v, %v; want it waiting", c.status, c.desc, r.it, r.err)
+			default:
+			}
+			if n, b := noWait.Load(), blocking.Load(); n < 4 || n > 8 || b != 0 {
+				t.Errorf("%d no-wait and %d blocking pulls in 1.5s of %s %s; want 4 to 8 no-wait pulls spaced by the backoff", n, b, c.status, c.desc)
+			}
+			if n := logs.FilterField(zap.String("status", c.status)).FilterField(zap.String("description", c.desc)).Len(); n < 1 || n > 2 {
+				t.Errorf("%d log lines about %s %s in 1.5s, want 1 or 2 (at most one a second)", n, c.status, c.desc)
+			}
+			lcancel()
+			<-leased
+		})
 	}
 }
 
