@@ -371,6 +371,11 @@ func TestLeaseExceededMaxWaiting(t *testing.T) {
 	if err := sub.Unsubscribe(); err != nil {
 		t.Fatal(err)
 	}
+	// The server must have the unsubscribe before the add: until then it may deliver the item to
+	// one of those pulls, which counts an attempt.
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{})
 	if err != nil {
 		t.Fatal(err)
