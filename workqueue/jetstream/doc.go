@@ -26,14 +26,21 @@
 //
 // # Lease errors
 //
-// A Lease waiting on an empty queue pulls again when the server ends its pull with a status that
-// passes with the server's condition: 409 Leadership Change, 409 Server Shutdown (the client
-// reconnects to another node of a cluster), 409 Exceeded MaxWaiting, and 503 (no responders:
-// JetStream is unavailable for a moment, as during a failover). It waits 50ms before the first new
-// pull, doubling to 1s, and logs these at most once a second; its ctx and Close end the wait at
-// once. Other statuses (409 Consumer Deleted, 400 Bad Request, 409 Message Size Exceeds MaxBytes,
-// ...) end the Lease with an error naming the status, and a connection closed under a waiting
-// Lease ends it at once with an error wrapping nats.ErrConnectionClosed.
+// A Lease pulls again when the server ends its pull (the no-wait pull of a fetch batch, or the
+// blocking pull of a Lease waiting on an empty queue) with a status that passes with the server's
+// condition: 409 Leadership Change, 409 Server Shutdown (the client reconnects to another node of a
+// cluster), 409 Exceeded MaxWaiting, and 503 (no responders: JetStream is unavailable for a moment,
+// as during a failover). It waits 50ms before the first new pull, doubling to 1s, and logs these at
+// most once a second; its ctx and Close end the wait at once. Other statuses (409 Consumer Deleted,
+// 400 Bad Request, 409 Message Size Exceeds MaxBytes, ...) end the Lease with an error naming the
+// status, and a connection closed under a waiting Lease ends it at once with an error wrapping
+// nats.ErrConnectionClosed.
+//
+// A deleted consumer (or stream) ends Leases with an error wrapping ErrConsumerGone: 409 Consumer
+// Deleted for a pull waiting as it goes; after that, pulls get 503 as in a failover, so on a 503
+// the queue asks the server for the consumer (at most once a second, for up to a second) and ends
+// the Lease if the server says it is not found. No answer counts as a failover. Open makes the
+// consumer again.
 //
 // # Concurrency
 //

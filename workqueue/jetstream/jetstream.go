@@ -111,7 +111,9 @@ type Queue struct {
 	mu        sync.Mutex
 	leases    map[uint64]*held // by the counter that ends the token
 	lastSweep time.Time
-	repullLog atomic.Int64 // unix nanoseconds of the last logRepull line
+	repullLog atomic.Int64            // unix nanoseconds of the last logRepull line
+	goneCheck atomic.Int64            // unix nanoseconds of the last question of consumerGone
+	gone      atomic.Pointer[verdict] // its last answer if the consumer was not found, else nil
 
 	// subscribed, if set (by tests), runs in startPull between the subscription and its closed
 	// handler.
@@ -351,6 +353,11 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 			if !errors.As(err, &se) || !se.transient() {
 				return nil, err
 			}
+			if se.code == "503" {
+				if err := q.consumerGone(ctx); err != nil {
+					return nil, err
+				}
+			}
 			q.logRepull(se, backoff)
 			t := time.NewTimer(backoff)
 			select {
@@ -380,6 +387,38 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 			return it, nil
 		}
 	}
+}
+
+// verdict is the server's answer, at unix nanoseconds at, that the consumer is not found.
+type verdict struct {
+	at  int64
+	err error
+}
+
+// consumerGone tells a consumer that no longer exists from a JetStream that does not answer for a
+// moment, both of which end pulls with 503 (no responders): it asks the server for the consumer's
+// info, and returns an error wrapping ErrConsumerGone if the server says that the consumer, or its
+// stream, is not found. No answer (a failover) is not a verdict. One Lease asks at a time, at most
+// once per goneCheckEvery; the others go by the last answer if it is that recent (one asked a
+// moment ago, or is asking now).
+func (q *Queue) consumerGone(ctx context.Context) error {
+	now := time.Now().UnixNano()
+	last := q.goneCheck.Load()
+	if now-last >= int64(goneCheckEvery) && q.goneCheck.CompareAndSwap(last, now) {
+		cctx, cancel := context.WithTimeout(ctx, goneCheckWait)
+		_, err := q.cons.Info(cctx)
+		cancel()
+		switch {
+		case err == nil:
+			q.gone.Store(nil)
+		case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+			q.gone.Store(&verdict{now, err})
+		}
+	}
+	if v := q.gone.Load(); v != nil && now-v.at < int64(goneCheckEvery+goneCheckWait) {
+		return fmt.Errorf("pull: status 503: %w: %s of stream %s: %w", ErrConsumerGone, ConsumerName, q.stream, v.err)
+	}
+	return nil
 }
 
 // logRepull logs a pull that ended with a transient status, at most once per repullLogEvery

@@ -174,6 +174,14 @@ func (e *statusError) Error() string {
 	return "pull: status " + e.code + " " + e.desc
 }
 
+// Unwrap makes 409 Consumer Deleted an ErrConsumerGone.
+func (e *statusError) Unwrap() error {
+	if e.code == "409" && e.desc == "Consumer Deleted" {
+		return ErrConsumerGone
+	}
+	return nil
+}
+
 // transient reports whether the status passes with the server's condition, so that a new pull may
 // succeed: a leader moving or a server shutting down (the client reconnects to another node), the
 // consumer's waiting list full, or no responder (JetStream unavailable for a moment, as in a
@@ -197,4 +205,8 @@ const (
 	repullMax = time.Second
 	// repullLogEvery spaces the queue's log lines about such pulls.
 	repullLogEvery = time.Second
+	// goneCheckEvery spaces the queue's questions whether its consumer still exists, asked when
+	// pulls get no responder (503); goneCheckWait bounds each.
+	goneCheckEvery = time.Second
+	goneCheckWait  = time.Second
 )

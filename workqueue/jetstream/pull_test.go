@@ -388,58 +388,100 @@ func TestLeaseExceededMaxWaiting(t *testing.T) {
 	}
 }
 
-// TestLeaseConsumerDeleted: deleting the consumer ends a waiting Lease's pull with 409 Consumer
-// Deleted, which the Lease returns as an error naming it. Then nothing answers the pull requests
-// (503, as while JetStream fails over): a Lease keeps pulling, with a backoff, until its ctx ends,
-// or Close ends it at once.
+// TestLeaseConsumerDeleted: deleting the consumer (or its stream) ends a waiting Lease's pull with
+// 409 Consumer Deleted, which the Lease returns as an error naming it and wrapping
+// ErrConsumerGone. Then nothing answers the pull requests (503, as while JetStream fails over), but
+// the server, asked for the consumer, says it is not found: a Lease then returns ErrConsumerGone at
+// once. It used to pull again and again until its ctx ended.
 func TestLeaseConsumerDeleted(t *testing.T) {
 	nc := startConn(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	core, logs := observer.New(zap.InfoLevel)
-	q, err := wqjs.Open(ctx, nc, "consdeleted", wqjs.WithFetchBatch(1), wqjs.WithLogger(zap.New(core)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	leased := goLease(ctx, q)
-	waitForPull(ctx, t, nc, "consdeleted")
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := js.DeleteConsumer(ctx, "WQ_consdeleted", wqjs.ConsumerName); err != nil {
+	for _, c := range []struct {
+		batch  int
+		stream bool // delete the stream, not only the consumer
+	}{{1, false}, {10, false}, {1, true}} {
+		name := fmt.Sprintf("consdeleted%d", c.batch)
+		if c.stream {
+			name = "streamdeleted"
+		}
+		t.Run(name, func(t *testing.T) {
+			q, err := wqjs.Open(ctx, nc, name, wqjs.WithFetchBatch(c.batch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			leased := goLease(ctx, q)
+			waitForPull(ctx, t, nc, name)
+			if c.stream {
+				err = js.DeleteStream(ctx, "WQ_"+name)
+			} else {
+				err = js.DeleteConsumer(ctx, "WQ_"+name, wqjs.ConsumerName)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := <-leased; !errors.Is(r.err, wqjs.ErrConsumerGone) || !strings.Contains(r.err.Error(), "409 Consumer Deleted") {
+				t.Errorf("Lease as its consumer is deleted: %v, %v; want ErrConsumerGone naming 409 Consumer Deleted", r.it, r.err)
+			}
+			for i := range 3 {
+				lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+				start := time.Now()
+				it, err := q.Lease(lctx)
+				lcancel()
+				if !errors.Is(err, wqjs.ErrConsumerGone) || time.Since(start) > time.Second {
+					t.Errorf("Lease %d without a consumer: %v, %v after %v; want ErrConsumerGone at once", i, it, err, time.Since(start))
+				}
+			}
+			start := time.Now()
+			q.Close()
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("Close took %v", took)
+			}
+		})
+	}
+}
+
+// TestLeaseNoResponders: while pulls get 503 (no responders) but the server still has the consumer
+// (JetStream unavailable for a moment, as in a failover), a Lease keeps pulling, with a backoff from
+// 50ms doubling to 1s, logged at most once a second, and gets the item added once pulls work again.
+func TestLeaseNoResponders(t *testing.T) {
+	nc, node := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	core, logs := observer.New(zap.InfoLevel)
+	q, err := wqjs.Open(ctx, nc, "noresponders", wqjs.WithFetchBatch(1), wqjs.WithLogger(zap.New(core)))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if r := <-leased; r.err == nil || !strings.Contains(r.err.Error(), "409 Consumer Deleted") {
-		t.Errorf("Lease as its consumer is deleted: %v, %v; want an error naming 409 Consumer Deleted", r.it, r.err)
+	defer q.Close()
+	spy := spyPulls(t, node.URL(), "noresponders")
+	leased := goLease(ctx, q)
+	// 50+100+200+400+800ms of backoff: six pulls in the first 2s, the seventh at 2.55s.
+	pulls := 0
+	for start := time.Now(); time.Since(start) < 2*time.Second; pulls++ {
+		st := nats.NewMsg(nextPull(t, spy))
+		st.Header.Set("Status", "503")
+		if err := nc.PublishMsg(st); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// A subscriber to the pull subject would answer the pulls: count them as the connection's
-	// messages out instead.
-	sent := nc.Stats().OutMsgs
-	lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
-	defer lcancel()
-	start := time.Now()
-	if it, err := q.Lease(lctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Lease without a consumer: %v, %v after %v; want it pulling until its ctx ends", it, err, time.Since(start))
+	if pulls < 4 || pulls > 10 {
+		t.Errorf("%d pulls in 2s of 503, want a backoff from 50ms doubling to 1s", pulls)
 	}
-	// 50+100+200+400+800ms of backoff fit in 2s: at least 4 pulls, and no more than a few dozen.
-	if n := nc.Stats().OutMsgs - sent; n < 4 || n > 40 {
-		t.Errorf("%d pulls in 2s without a consumer, want a backoff from 50ms doubling to 1s", n)
-	}
-	// Logged at most once a second.
 	if n := logs.FilterField(zap.String("status", "503")).Len(); n < 1 || n > 3 {
-		t.Errorf("%d log lines about 503 in 2s, want 1 to 3 (at most one a second)", n)
+		t.Errorf("%d log lines about 503 in about 2s, want 1 to 3 (at most one a second)", n)
 	}
-	leased = goLease(ctx, q)
-	time.Sleep(300 * time.Millisecond)
-	start = time.Now()
-	q.Close()
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("Close took %v", took)
+	select {
+	case r := <-leased:
+		t.Fatalf("Lease while pulls get 503 and the consumer exists: %v, %v; want it waiting", r.it, r.err)
+	default:
 	}
-	if r := <-leased; !errors.Is(r.err, workqueue.ErrClosed) || time.Since(start) > time.Second {
-		t.Errorf("Lease without a consumer, after Close: %v, %v after %v; want ErrClosed at once", r.it, r.err, time.Since(start))
-	}
+	nextPull(t, spy) // the backoff is at its cap: the next pull, unanswered, waits for the item
+	addAndLease(ctx, t, q, leased, 5*time.Second, "Lease after the 503s")
 }
 
 // TestLeaseConnClosed: a Lease waiting on its pull when the caller closes the connection returns
