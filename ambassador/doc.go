@@ -44,7 +44,7 @@
 // swaps immutable snapshots atomically, so requests in flight keep the view they started with.
 //
 // On Linux, HTTPProxy serves HTTP/1.x requests without a body on event loops (WithEventLoops;
-// one per GOMAXPROCS by default, each on a locked OS thread with its own epoll and upstream
+// one per two Ps by default, each on a locked OS thread with its own epoll and upstream
 // keep-alive connections), and hands every other request, with its connection, to a goroutine
 // per connection; both paths share the retry, balancing, breaker and error code. The loops stop
 // with Run.

@@ -119,6 +119,24 @@ func TestHTTPProxyServingPath(t *testing.T) {
 	}
 }
 
+// TestHTTPProxyDefaultEventLoops: without WithEventLoops an HTTPProxy serves on one event loop per
+// two Ps (at least one), so that each loop's thread finds a CPU when its connections have bytes.
+func TestHTTPProxyDefaultEventLoops(t *testing.T) {
+	if runtime.GOOS != "linux" || goroutinePathOnly() {
+		t.Skip("event loops are Linux only, and off in this run")
+	}
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	for _, tc := range []struct{ procs, want int64 }{{1, 1}, {2, 1}, {3, 2}, {4, 2}} {
+		t.Run(fmt.Sprintf("GOMAXPROCS=%d", tc.procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(int(tc.procs))) // read when Run starts
+			p, _, _ := newHTTPProxy(t, ambassador.NewStatic(b.Endpoint()))
+			if got := statusz(t, p, "event loops"); got != tc.want {
+				t.Errorf("event loops at GOMAXPROCS=%d: %d, want %d", tc.procs, got, tc.want)
+			}
+		})
+	}
+}
+
 // TestEventLoopHandsOver: requests and answers of another shape than the loops serve are handed
 // to the goroutine path, before the request is sent (a body) or after (a chunked answer), and the
 // client gets the same answers.

@@ -74,6 +74,7 @@ type HTTPProxy struct {
 	loopServed atomic.Int64                    // requests answered by an event loop
 	ringCounts ringCounts                      // the event loops' writes through io_uring
 	handedOff  atomic.Int64                    // connections an event loop gave to the goroutine path
+	loopCount  atomic.Int32                    // the event loops Run serves on; 0: none
 	h1wg       sync.WaitGroup                  // HTTP/1 connection goroutines and event loops
 	upMu       sync.Mutex
 	upgrades   map[net.Conn]struct{} // hijacked client connections, closed at shutdown
@@ -203,11 +204,13 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 	var lps *loops
 	if n := p.cfg.eventLoops; n != 0 && loopsSupported {
 		if n < 0 {
-			n = runtime.GOMAXPROCS(0)
+			n = defaultHTTPLoops(runtime.GOMAXPROCS(0))
 		}
 		if lps, err = newLoops(p, n, reqCtx); err != nil {
 			p.log.Warn("event loops unavailable; serving on goroutines", zap.Error(err))
 			lps = nil
+		} else {
+			p.loopCount.Store(int32(n))
 		}
 	}
 	clusters := []*Cluster{p.cluster}
@@ -962,6 +965,14 @@ func runShared(ctx context.Context, c *Cluster) error {
 	return err
 }
 
+// defaultHTTPLoops is how many event loops an HTTPProxy serves on by default with procs Ps: one
+// per two, at least one. A loop's connections wait whenever its thread waits for a CPU, and the
+// proxy shares the machine with the app and the endpoints: with a loop per P on 2 CPUs under wrk
+// and two nginx workers, each loop's thread ran under half the time, its connections waiting
+// behind the other loop and the load, where one loop ran over 90% of the time for about the same
+// throughput and a shorter tail (BENCHMARKS.md).
+func defaultHTTPLoops(procs int) int { return max(1, (procs+1)/2) }
+
 // Statusz is the proxy's key/value table for a /statusz page.
 func (p *HTTPProxy) Statusz() (string, []string, [][]string) {
 	addr := p.addr
@@ -974,6 +985,7 @@ func (p *HTTPProxy) Statusz() (string, []string, [][]string) {
 		{"requests in flight", strconv.FormatInt(p.budget.active.Load(), 10)},
 		{"retries in flight", strconv.FormatInt(p.budget.retries.Load(), 10)},
 		{"retry budget", fmt.Sprintf("%d%% (min %d)", p.budget.Percent, p.budget.MinConcurrent)},
+		{"event loops", strconv.Itoa(int(p.loopCount.Load()))},
 		{"answered by event loops", strconv.FormatInt(p.loopServed.Load(), 10)},
 		{"handed to goroutines by event loops", strconv.FormatInt(p.handedOff.Load(), 10)},
 		{"writes through io_uring on event loops", strconv.FormatInt(p.ringCounts.batched.Load(), 10)},

@@ -42,7 +42,7 @@ type config struct {
 	writeTimeout   time.Duration
 	maxHeaderBytes int
 	maxIdlePerEp   int
-	eventLoops     int // -1: GOMAXPROCS
+	eventLoops     int // -1: the proxy's default (defaultHTTPLoops, GOMAXPROCS for TCP)
 }
 
 func defaults() config {
@@ -179,6 +179,8 @@ func WithMaxIdlePerEndpoint(n int) Option { return optionFunc(func(c *config) { 
 // its loop; everything else (request bodies, upgrades, h2c, chunked or close-delimited answers,
 // heads over 8 KiB) goes on on the goroutine path with the same behaviour. Idle upstream
 // connections are kept per loop, up to WithMaxIdlePerEndpoint each. Default (and any negative n):
-// GOMAXPROCS when Run starts. 0 turns the loops off. Linux only; elsewhere every request takes the
-// goroutine path.
+// one loop per two Ps (GOMAXPROCS when Run starts, halved and rounded up), so that a loop's thread
+// finds a CPU free when its connections have bytes: the app and the endpoints on the same machine
+// need CPUs too. (A TCPProxy's default is GOMAXPROCS loops.) 0 turns the loops off. Linux only;
+// elsewhere every request takes the goroutine path.
 func WithEventLoops(n int) Option { return optionFunc(func(c *config) { c.eventLoops = n }) }
