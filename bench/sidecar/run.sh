@@ -22,7 +22,9 @@
 # raw per-round ratios spread 0.70-1.99, against 0.90-1.27 in the quieter holds at 1,000,000 lines
 # (whose rounds take 150-180 ms). So 1,000,000 stays the default; the larger file shows the
 # throughput with less weight on process start (logship reaches its first line ~15 ms after exec
-# on this VM, tail -F in ~5 ms).
+# on this VM, tail -F in ~5 ms). Followers run in a fixed order after tail; in an A/A run at 10M
+# lines the same binary ran ~5% slower right after tail -F than one slot later (none at 1M), so
+# compare two builds with their slots swapped in a second run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LINES=${LINES:-1000000}
