@@ -771,11 +771,8 @@ func (tf *tfile) headIs(b []byte) bool {
 	return true
 }
 
-// setFP makes b, the file's first bytes, what tf's fingerprint covers, less the NUL bytes at its
-// end: they may be space reserved ahead of the writer (see unwritten), and its writing them is not
-// a new file.
+// setFP makes b, the file's first bytes, what tf's fingerprint covers; none when b is empty.
 func (tf *tfile) setFP(b []byte) {
-	b = bytes.TrimRight(b, "\x00")
 	if len(b) == 0 {
 		tf.fp, tf.fpLen, tf.head = "", 0, tf.head[:0]
 		return
@@ -944,6 +941,13 @@ func (t *Tailer) updateFP(rs *tailRun, tf *tfile, size int64) {
 	// content's fingerprint with the old content's offsets.
 	if tf.fpLen > 0 && !tf.headIs(buf[:tf.fpLen]) {
 		return
+	}
+	// NUL bytes at the end of bytes not read yet may be space reserved ahead of the writer (see
+	// unwritten), which its writing them must not make a new file: the fingerprint stops before
+	// them. NUL bytes that were read (a hole, lines after them) are the file's, and it covers them.
+	read := max(tf.fpLen, tf.off+int64(len(tf.partial)))
+	for int64(len(buf)) > read && buf[len(buf)-1] == 0 {
+		buf = buf[:len(buf)-1]
 	}
 	tf.setFP(buf)
 }

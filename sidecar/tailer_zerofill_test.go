@@ -3,9 +3,13 @@ package sidecar
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/podblocks/podblocks/internal/await"
 )
 
 // TestZeroFilledEndIsNotReadYet: a log pre-extended with zeros (fallocate, ftruncate up: space
@@ -71,4 +75,78 @@ func TestZeroFilledEndIsNotReadYet(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHoleAtTheStartIsFingerprinted: NUL bytes followed by lines (a hole: a writer without O_APPEND
+// went on at its offset after copytruncate) are content the Tailer has read, not space reserved
+// ahead of the writer, and the fingerprint covers them. It stopped before every NUL at the end of
+// the fingerprinted bytes: a file whose first KiB is a hole had none, so copytruncate's copy of it
+// was read again from its start (duplicates), and the file rewritten while the Tailer was stopped
+// was resumed at the old offset (the new lines before it lost).
+func TestHoleAtTheStartIsFingerprinted(t *testing.T) {
+	const hole = 2000
+	// writeHole makes app.log a hole of 2000 bytes and lines a-0000..a-0009 written after it; the
+	// first is read with the hole, as a binary line, and skipped.
+	writeHole := func(t *testing.T, app string) {
+		t.Helper()
+		f, err := os.OpenFile(app, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt([]byte(strings.Join(numbered("a", 0, 10), "\n")+"\n"), hole); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := numbered("a", 1, 10)
+
+	t.Run("copytruncate", func(t *testing.T) {
+		e := newTailEnv(t)
+		app := filepath.Join(e.logs, "app.log")
+		writeHole(t, app)
+		tl := e.tailer(t)
+		rs, step := steppedTailer(t, tl)
+		step()
+		data, err := os.ReadFile(app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(app+".1", data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(app, 0); err != nil {
+			t.Fatal(err)
+		}
+		appendFile(t, app, "b-0000")
+		step()
+		stopStepped(tl, rs)
+		if diff := cmp.Diff(append(read, "b-0000"), lines(readShipped(t, e.out))); diff != "" {
+			t.Errorf("shipped (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("rewritten while stopped", func(t *testing.T) {
+		e := newTailEnv(t)
+		app := filepath.Join(e.logs, "app.log")
+		writeHole(t, app)
+		stop := runTailer(t, e.tailer(t))
+		e.waitLines(t, len(read))
+		stop()
+		// Rewritten in place (same inode), longer than the offset delivered.
+		c := numbered("c", 0, 400)
+		if err := os.Truncate(app, 0); err != nil {
+			t.Fatal(err)
+		}
+		appendFile(t, app, c...)
+		stop = runTailer(t, e.tailer(t))
+		var got []string
+		await.True(t, "c-0399 shipped", 30*time.Second, func() bool {
+			got = lines(readShipped(t, e.out))
+			return len(got) > 0 && got[len(got)-1] == "c-0399"
+		})
+		stop()
+		if diff := cmp.Diff(append(read, c...), got); diff != "" {
+			t.Errorf("shipped (-want +got):\n%s", diff)
+		}
+	})
 }
