@@ -29,7 +29,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 LINES=${LINES:-1000000}
 RUNS=${RUNS:-5}
-VARIANTS=${VARIANTS:-tail logship-raw logship-raw-splice logship-raw-state logship-json logship-json-state json-floor}
+all="tail logship-raw logship-raw-splice logship-raw-state logship-json logship-json-state json-floor"
+VARIANTS=${VARIANTS:-$all}
+read -r -a variants <<< "$VARIANTS"
+# Before any round: a misspelt name would time an empty command, and without tail (the ratios'
+# reference) the summary would fail after every round had run.
+for v in "${variants[@]}"; do
+	[[ " $all " == *" $v "* ]] || { echo "VARIANTS: unknown variant $v (known: $all)" >&2; exit 2; }
+done
+[[ " ${variants[*]} " == *" tail "* ]] || { echo "VARIANTS must include tail: the ratios are to tail -F" >&2; exit 2; }
 if ! command -v tail >/dev/null; then apt-get install -y -qq coreutils >/dev/null; fi
 
 work=$(mktemp -d)
@@ -44,7 +52,7 @@ gen "$half" $((LINES - half)) > "$work/half2"
 bytes=$(( $(stat -c %s "$work/half1") + $(stat -c %s "$work/half2") ))
 # The JSON lines logship prints for the whole file, for the json-floor reference: `cat` of them into
 # the same `head` shows how long the pipe and the reader take for that many bytes alone.
-if [[ " $VARIANTS " == *" json-floor "* ]]; then
+if [[ " ${variants[*]} " == *" json-floor "* ]]; then
 	cat "$work/half1" "$work/half2" | awk -v f="$work/run/app.log" '{ printf "{\"file\":\"%s\",\"line\":\"%s\",\"offset\":%d}\n", f, $0, off; off += length($0) + 1 }' > "$work/json"
 fi
 
@@ -81,7 +89,6 @@ done
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A times
-read -r -a variants <<< "$VARIANTS"
 for ((r = 1; r <= RUNS; r++)); do
 	for v in "${variants[@]}"; do
 		ms=$(one "$v")
