@@ -18,6 +18,11 @@
 // otherwise. One the server has picked for the pull but not yet sent when the pull's interest goes
 // is not delivered, and comes back after the lease duration (see waitPull in pull.go).
 //
+// With a fetch batch, the messages a no-wait pull brought wait for the next Leases however long
+// that takes (one that waited more than a quarter of the lease is refreshed as it is handed out). A
+// no-wait pull of which nothing is waiting 2s after it started is dropped as lost (a reconnect); a
+// message the server sends it after that comes back after the lease duration.
+//
 // A Lease that gives up (its ctx done) while waiting leaves its pull request running, for up to 5s
 // or until ctx's deadline, to a goroutine: a message the server delivers to it is handed to the next
 // Lease, or nacked if none comes within a second (a quarter of the lease, if shorter), so it is never

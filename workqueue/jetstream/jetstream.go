@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -148,12 +149,31 @@ type pulled struct {
 	fin  chan struct{} // closed when it has ended
 	err  error         // the status it ended with, if an error; set before fin is closed
 	once sync.Once
-	lost *time.Timer // ends it should its answer not come within pullLost (a reconnect)
+	lost atomic.Pointer[time.Timer] // runs lostCheck every pullLost until the pull ends
 }
 
 // pullLost bounds how long a no-wait pull may take to bring its answer: the server sends it at
-// once, and nats.go's own Fetch gives up after a second without a message.
+// once, and nats.go's own Fetch gives up after a second without a message. A message the server
+// sends to a pull after that (its answer later than pullLost) is dropped with the pull's
+// subscription and comes back after AckWait.
 const pullLost = 2 * time.Second
+
+// lostCheck ends a no-wait pull whose answer is lost (a reconnect): nothing of it is waiting in
+// its channel pullLost after the pull, or after the last check. Messages waiting there (or its
+// status behind them) mean the answer came and waits for Leases to take it, however long that
+// takes (take refreshes or drops a message that waited long): it checks again pullLost later.
+func (q *Queue) lostCheck(cur *pulled) {
+	select {
+	case <-cur.fin:
+		return
+	default:
+	}
+	if len(cur.p.ch) > 0 {
+		cur.lost.Load().Reset(pullLost)
+		return
+	}
+	q.endPull(cur, nil)
+}
 
 // pull starts a no-wait pull of up to a batch, unless another Lease has just started one.
 func (q *Queue) pull() (*pulled, error) {
@@ -168,8 +188,10 @@ func (q *Queue) pull() (*pulled, error) {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
 	cur := &pulled{p: p, at: at, fin: make(chan struct{})}
-	// The timer's endPull does not touch lost, which is set after the timer starts.
-	cur.lost = time.AfterFunc(pullLost, func() { q.endPull(cur, nil, false) })
+	// Armed once stored, so that lostCheck and endPull always find it.
+	lost := time.AfterFunc(math.MaxInt64, func() { q.lostCheck(cur) })
+	cur.lost.Store(lost)
+	lost.Reset(pullLost)
 	q.mu.Lock()
 	closed := q.closed.Load()
 	if !closed {
@@ -184,27 +206,16 @@ func (q *Queue) pull() (*pulled, error) {
 }
 
 // endPull ends a no-wait pull, once: its subscription goes, Leases waiting on it wake and learn err,
-// and the messages left in its channel (only when it ended before the server's answer did: the
-// timer, a closed connection) are given back. stopTimer is false when the timer itself ends it.
-func (q *Queue) endPull(cur *pulled, err error, stopTimer bool) {
+// and the messages left in its channel (only when it ended before Leases took its whole answer:
+// one that came just as lostCheck ended it, a closed connection, Close) are given back.
+func (q *Queue) endPull(cur *pulled, err error) {
 	cur.once.Do(func() {
-		if stopTimer {
-			cur.lost.Stop()
-		}
+		cur.lost.Load().Stop()
 		cur.err = err
 		cur.p.done()
 		q.cur.CompareAndSwap(cur, nil)
 		close(cur.fin)
-		for {
-			select {
-			case m := <-cur.p.ch:
-				if pullStatus(m) == "" {
-					giveBack(coreMsg{m})
-				}
-			default:
-				return
-			}
-		}
+		giveBackAll(cur.p.rest())
 	})
 }
 
@@ -212,7 +223,7 @@ func (q *Queue) endPull(cur *pulled, err error, stopTimer bool) {
 // server is still sending (the pull is stopped as a blocking pull is, within drainWait).
 func (q *Queue) release(cur *pulled) {
 	giveBackAll(cur.p.stop())
-	q.endPull(cur, nil, true)
+	q.endPull(cur, nil)
 }
 
 // Open creates (or updates) the streams and the consumer for queue name on nc and returns the queue.
@@ -458,7 +469,7 @@ func (q *Queue) next(ctx context.Context) (buffered, error) {
 			case m = <-cur.p.ch:
 			case <-cur.fin:
 			case <-cur.p.gone: // removed under the pull (a closed connection), unless it ended
-				q.endPull(cur, fmt.Errorf("fetch: %w", q.subGone()), true)
+				q.endPull(cur, fmt.Errorf("fetch: %w", q.subGone()))
 			case b := <-q.spare:
 				return b, nil
 			case <-ctx.Done():
@@ -469,7 +480,7 @@ func (q *Queue) next(ctx context.Context) (buffered, error) {
 			st := pullStatus(m)
 			if st == "" {
 				if cur.n.Add(1) == int32(q.cfg.batch) {
-					q.endPull(cur, nil, true) // the server sends nothing after a whole batch
+					q.endPull(cur, nil) // the server sends nothing after a whole batch
 				}
 				return buffered{coreMsg{m}, cur.at}, nil
 			}
@@ -477,7 +488,7 @@ func (q *Queue) next(ctx context.Context) (buffered, error) {
 			if !end {
 				continue
 			}
-			q.endPull(cur, err, true)
+			q.endPull(cur, err)
 		}
 		// The pull has ended: with its status's error, if any (a transient one makes Lease pull
 		// again after a backoff), else empty-handed (wait below) or after messages (pull again).

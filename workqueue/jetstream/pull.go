@@ -151,6 +151,11 @@ func (p *waitPull) stop() []*nats.Msg {
 		}
 		t.Stop()
 	}
+	return p.rest()
+}
+
+// rest takes the messages waiting in the pull's channel, without the statuses.
+func (p *waitPull) rest() []*nats.Msg {
 	var out []*nats.Msg
 	for {
 		select {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/internal/faultproxy"
+	"github.com/podblocks/podblocks/internal/natstest"
 	"github.com/podblocks/podblocks/workqueue"
 	wqjs "github.com/podblocks/podblocks/workqueue/jetstream"
 )
@@ -218,13 +219,7 @@ func TestLeaseRequestNotSent(t *testing.T) {
 // answers does not wait for the drain of the pull's subscription (nats.go's flush would wait 10s):
 // it returns within drainWait (2s) and some slack, and the Lease returns ErrClosed.
 func TestCloseOnBrokenConn(t *testing.T) {
-	_, node := startNode(t)
-	px := faultproxy.New(t, strings.TrimPrefix(node.URL(), "nats://"))
-	nc, err := nats.Connect("nats://" + px.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _, px := startProxied(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, batch := range []int{1, 10} {
@@ -253,13 +248,7 @@ func TestCloseOnBrokenConn(t *testing.T) {
 // drain after drainWait, and pulls again (the server gets the new request: the other direction
 // works). Once the connection works again, an item added is leased at once, at attempt 1.
 func TestPullEndLost(t *testing.T) {
-	_, node := startNode(t)
-	px := faultproxy.New(t, strings.TrimPrefix(node.URL(), "nats://"))
-	nc, err := nats.Connect("nats://" + px.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, node, px := startProxied(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	q, err := wqjs.Open(ctx, nc, "endlost", wqjs.WithFetchBatch(1), wqjs.WithLeaseDuration(30*time.Second))
@@ -548,6 +537,45 @@ func TestLeaseInBackoffTakesSpare(t *testing.T) {
 	}
 }
 
+// startProxied starts a single node and connects to it through a fault proxy; all end with the
+// test.
+func startProxied(t *testing.T) (*nats.Conn, *natstest.Node, *faultproxy.Proxy) {
+	t.Helper()
+	_, node := startNode(t)
+	px := faultproxy.New(t, strings.TrimPrefix(node.URL(), "nats://"))
+	nc, err := nats.Connect("nats://" + px.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, node, px
+}
+
+// playPulls deletes queue name's consumer (on nc) and answers its pull requests instead of the server:
+// answer gets each request on a connection of its own (fake), which closes when the test ends.
+func playPulls(ctx context.Context, t *testing.T, nc *nats.Conn, url, name string, answer func(fake *nats.Conn, req *nats.Msg)) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, "WQ_"+name, wqjs.ConsumerName); err != nil {
+		t.Fatal(err)
+	}
+	fake, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	_, err = fake.Subscribe("$JS.API.CONSUMER.MSG.NEXT.WQ_"+name+"."+wqjs.ConsumerName, func(m *nats.Msg) { answer(fake, m) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestNoWaitPullStatus: with a fetch batch, a Lease first makes a no-wait pull, and it treats the
 // status that ends one as it treats the end of a blocking pull (TestPullStatus): a passing server
 // condition makes it pull again after a backoff, logged; any other status ends the Lease with an
@@ -559,10 +587,6 @@ func TestNoWaitPullStatus(t *testing.T) {
 	nc, node := startNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for i, c := range []struct {
 		status, desc string
 		fails        bool
@@ -582,16 +606,8 @@ func TestNoWaitPullStatus(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer q.Close()
-			if err := js.DeleteConsumer(ctx, "WQ_"+name, wqjs.ConsumerName); err != nil {
-				t.Fatal(err)
-			}
-			fake, err := nats.Connect(node.URL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fake.Close()
 			var noWait, blocking atomic.Int64
-			_, err = fake.Subscribe("$JS.API.CONSUMER.MSG.NEXT.WQ_"+name+"."+wqjs.ConsumerName, func(m *nats.Msg) {
+			playPulls(ctx, t, nc, node.URL(), name, func(fake *nats.Conn, m *nats.Msg) {
 				if !strings.Contains(string(m.Data), `"no_wait":true`) {
 					blocking.Add(1)
 					return
@@ -602,12 +618,6 @@ func TestNoWaitPullStatus(t *testing.T) {
 				st.Header.Set("Description", c.desc)
 				_ = fake.PublishMsg(st)
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := fake.Flush(); err != nil {
-				t.Fatal(err)
-			}
 			lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
 			defer lcancel()
 			start := time.Now()
@@ -643,13 +653,7 @@ func TestNoWaitPullStatus(t *testing.T) {
 // API timeout (5s) with an error, for either fetch batch. An item from a blocking pull (fetch
 // batch 1) used to be acked with no bound at all: Ack hung until the server answered.
 func TestAckServerSilent(t *testing.T) {
-	_, node := startNode(t)
-	px := faultproxy.New(t, strings.TrimPrefix(node.URL(), "nats://"))
-	nc, err := nats.Connect("nats://" + px.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _, px := startProxied(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, batch := range []int{1, 10} {
@@ -680,5 +684,92 @@ func TestAckServerSilent(t *testing.T) {
 		}
 		px.Resume()
 		q.Close()
+	}
+}
+
+// TestFetchBatchKeepsPulled: the messages a no-wait pull of a fetch batch brought wait for the
+// next Leases however long the worker of the first one takes, as WithFetchBatch says (they count as
+// leased from the pull and are refreshed when handed out). The 2s bound on a no-wait pull is for
+// an answer that never comes: it used to end the pull 2s after it started even when its answer had
+// come, and nak the messages no Lease had taken yet, each of which then came back at attempt 2
+// (and, with WithMaxAttempts, towards burial without ever being worked on).
+func TestFetchBatchKeepsPulled(t *testing.T) {
+	nc := startConn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q, err := wqjs.Open(ctx, nc, "keeppulled", wqjs.WithFetchBatch(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	const items = 5
+	for range items {
+		if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if it, err := q.Lease(ctx); err != nil || it.Attempt != 1 {
+		t.Fatalf("first Lease: %v, %v; want an item at attempt 1", it, err)
+	}
+	// The first item's worker works for longer than the no-wait pull's 2s bound; nothing can be
+	// polled for, since what must not happen is a Nak.
+	time.Sleep(3 * time.Second)
+	for i := 1; i < items; i++ {
+		lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+		it, err := q.Lease(lctx)
+		lcancel()
+		if err != nil || it.Attempt != 1 {
+			t.Errorf("Lease %d, 3s after the pull: %v, %v; want an item at attempt 1", i, it, err)
+		}
+	}
+}
+
+// TestNoWaitPullAnswerLost: a no-wait pull whose answer never comes, wholly or after part of it
+// (a reconnect lost it), ends once nothing of it is left to take 2s after it started, and the
+// Lease goes on: with a blocking pull if the pull brought nothing, else with a new no-wait pull.
+// The test plays the server, as TestNoWaitPullStatus does.
+func TestNoWaitPullAnswerLost(t *testing.T) {
+	nc, node := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, part := range []bool{false, true} {
+		name := fmt.Sprintf("answerlost%t", part)
+		t.Run(name, func(t *testing.T) {
+			q, err := wqjs.Open(ctx, nc, name, wqjs.WithFetchBatch(10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			noWait := make(chan time.Time, 10)
+			blocking := make(chan time.Time, 10)
+			playPulls(ctx, t, nc, node.URL(), name, func(fake *nats.Conn, m *nats.Msg) {
+				if !strings.Contains(string(m.Data), `"no_wait":true`) {
+					blocking <- time.Now()
+					return
+				}
+				noWait <- time.Now()
+				if part { // a message without JetStream metadata, which the Lease drops
+					_ = fake.Publish(m.Reply, []byte("x"))
+				}
+			})
+			lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+			defer lcancel()
+			leased := goLease(lctx, q)
+			first := <-noWait
+			next := blocking
+			if part {
+				next = noWait
+			}
+			select {
+			case at := <-next:
+				if gap := at.Sub(first); gap < time.Second || gap > 4*time.Second {
+					t.Errorf("next pull %v after a no-wait pull whose answer was lost; want about 2s", gap)
+				}
+			case <-time.After(6 * time.Second):
+				t.Errorf("no next pull within 6s of a no-wait pull whose answer was lost")
+			}
+			lcancel()
+			<-leased
+		})
 	}
 }
