@@ -146,3 +146,37 @@ func TestPullSubGoneBeforeHandler(t *testing.T) {
 		t.Errorf("Lease whose pull's subscription went before its handler: %v, %v after %v; want errSubClosed at once", it, err, time.Since(start))
 	}
 }
+
+// infoStub is a consumer whose Info fails with err.
+type infoStub struct {
+	jetstream.Consumer
+	err error
+}
+
+func (s infoStub) Info(context.Context) (*jetstream.ConsumerInfo, error) { return nil, s.err }
+
+// TestConsumerGoneVerdict: after a 503, only the server's word that the consumer (10014) or its
+// stream (10059) is not found ends a Lease with ErrConsumerGone. Any other answer, as JetStream
+// gives during a leader change (10008 temporarily unavailable, a consumer offline, no responders,
+// a timeout), leaves the Lease waiting for the failover to pass.
+func TestConsumerGoneVerdict(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		gone bool
+	}{
+		{jetstream.ErrConsumerNotFound, true},
+		{&jetstream.APIError{Code: 404, ErrorCode: jetstream.JSErrCodeStreamNotFound, Description: "stream not found"}, true},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}, false},
+		{&jetstream.APIError{Code: 500, ErrorCode: 10119, Description: "consumer is offline"}, false},
+		{&jetstream.APIError{Code: 404, Description: "not found, no error code"}, false},
+		{jetstream.ErrJetStreamNotEnabled, false},
+		{nats.ErrNoResponders, false},
+		{context.DeadlineExceeded, false},
+	} {
+		q := &Queue{cons: infoStub{err: c.err}, stream: "WQ_verdict"}
+		err := q.consumerGone(context.Background())
+		if gone := errors.Is(err, ErrConsumerGone); gone != c.gone {
+			t.Errorf("consumer info failing with %v: %v; want gone %t", c.err, err, c.gone)
+		}
+	}
+}
