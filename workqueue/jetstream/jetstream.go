@@ -569,7 +569,7 @@ func (q *Queue) follow(ctx context.Context, p *waitPull, spare chan buffered) (b
 				return buffered{}, false, err
 			}
 		case <-p.gone:
-			// The subscription went while the pull was on: the connection was closed.
+			// The subscription went while the pull was on: the connection was closed or drained.
 			return buffered{}, false, fmt.Errorf("pull: %w", q.subGone())
 		case b := <-spare:
 			return b, true, nil
