@@ -404,7 +404,7 @@ func (t *Tailer) finishFile(ctx context.Context, rs *tailRun, tf *tfile) error {
 			break
 		}
 	}
-	if fi, err := tf.f.Stat(); err == nil && fi.Size() > tf.off+int64(len(tf.partial)) {
+	if fi, err := tf.f.Stat(); err == nil && fi.Size() > tf.off+int64(len(tf.partial)) && !onlyZeros(rs, tf, fi.Size()) {
 		// Not its end: the rest cannot be read by a restart either.
 		t.log.Warn("deleted file not read to its end when the Tailer stopped: the lines after the offset are lost",
 			zap.String("file", tf.path), zap.Int64("offset", tf.delivered()), zap.Int64("size", fi.Size()),
@@ -412,6 +412,20 @@ func (t *Tailer) finishFile(ctx context.Context, rs *tailRun, tf *tfile) error {
 		return t.shipRest(ctx, rs, tf, false)
 	}
 	return t.shipRest(ctx, rs, tf, true)
+}
+
+// onlyZeros reports whether tf's bytes from its read offset to size are all NUL bytes: space
+// reserved ahead of the writer that readOnce leaves unread (see unwritten), not lines.
+func onlyZeros(rs *tailRun, tf *tfile, size int64) bool {
+	from := tf.off + int64(len(tf.partial))
+	if size-from > int64(len(rs.buf)) {
+		return false // more than one read leaves unread
+	}
+	b := rs.buf[:size-from]
+	if n, _ := tf.f.ReadAt(b, from); n < len(b) {
+		return false
+	}
+	return len(bytes.TrimLeft(b, "\x00")) == 0
 }
 
 // checkUnlinked marks tf gone (and unlinked) when its link count dropped to 0.

@@ -462,6 +462,20 @@ func (e *tailEnv) deletedWhileOpen(t *testing.T, first string, opts ...Option) (
 	return tl, app, w, stop
 }
 
+// deletedWithUnreadLines is deletedWhileOpen with "before" and no watch, poll or grace period
+// ending during the test, and 20 lines and a last one without a newline written after the
+// deletion: only the final read of Run can see them. want is every line.
+func (e *tailEnv) deletedWithUnreadLines(t *testing.T) (tl *Tailer, app string, w *os.File, stop func(), want []string) {
+	t.Helper()
+	tl, app, w, stop = e.deletedWhileOpen(t, "before", WithoutWatch(), WithPollInterval(time.Hour), WithDeletedGrace(time.Hour))
+	want = append([]string{"before"}, numbered("after", 0, 20)...)
+	for _, l := range want[1:] {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprint(w, "last, without a newline")
+	return tl, app, w, stop, append(want, "last, without a newline")
+}
+
 // A writer that holds its log open goes on appending after the file was deleted (a rotation that
 // deletes instead of renaming, or a cleanup racing the writer): only the Tailer's descriptor still
 // sees those lines, so it must keep reading the deleted file, not read it to its end once and drop it.
@@ -492,13 +506,7 @@ func TestTailerReadsDeletedFileWhileTheWriterAppends(t *testing.T) {
 func TestTailerShipsDeletedFileWhenStopped(t *testing.T) {
 	e := newTailEnv(t)
 	// No inotify and no poll during the test: only the final read can see what follows.
-	_, app, w, stop := e.deletedWhileOpen(t, "before", WithoutWatch(), WithPollInterval(time.Hour), WithDeletedGrace(time.Hour))
-	want := append([]string{"before"}, numbered("after", 0, 20)...)
-	for _, l := range want[1:] {
-		fmt.Fprintln(w, l)
-	}
-	fmt.Fprint(w, "last, without a newline")
-	want = append(want, "last, without a newline")
+	_, app, w, stop, want := e.deletedWithUnreadLines(t)
 	stop()
 	if diff := cmp.Diff(want, lines(readShipped(t, e.out))); diff != "" {
 		t.Errorf("shipped (-want +got):\n%s", diff)

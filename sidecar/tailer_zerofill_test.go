@@ -150,3 +150,24 @@ func TestHoleAtTheStartIsFingerprinted(t *testing.T) {
 		}
 	})
 }
+
+// TestDeletedFileEndingInZerosShippedWhenStopped: when Run ends, a deleted file whose only unread
+// bytes are NUL bytes at its end (space reserved ahead of the writer, see unwritten) is at its end,
+// and its last line is shipped even without a newline, as after the grace period. The final read
+// compared its offset with the file's size, took the NUL bytes for lines it could not read, warned
+// that they were lost and kept the last line back.
+func TestDeletedFileEndingInZerosShippedWhenStopped(t *testing.T) {
+	e := newTailEnv(t)
+	_, _, w, stop, want := e.deletedWithUnreadLines(t)
+	fi, err := w.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Truncate(fi.Size() + 4096); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if diff := cmp.Diff(want, lines(readShipped(t, e.out))); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+}
