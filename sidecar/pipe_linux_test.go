@@ -170,7 +170,9 @@ func testTailerRawLinesIntoPipe(t *testing.T, splice bool) {
 
 // The pipe holds the file's page-cache pages of the lines shipped (see pipeOut): a truncation
 // (copytruncate) and new lines written over the same offsets, while the old lines still wait in
-// the pipe, change nothing of what the reader gets.
+// the pipe, change nothing of what the reader gets. The reader starts once the new lines are in
+// the file: the Tailer reads lines appended one at a time in small pieces, and each splice takes a
+// slot of the pipe, so the new lines alone can fill its slots before they are all shipped.
 func TestSplicedLinesSurviveTruncation(t *testing.T) {
 	dir := t.TempDir()
 	app := filepath.Join(dir, "app.log")
@@ -187,13 +189,13 @@ func TestSplicedLinesSurviveTruncation(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendFile(t, app, new...)
+	got := slowReader(r, 64<<10, 1<<30)
 	await.True(t, "new lines shipped", 20*time.Second, func() bool { return counterValue(tl.m.lines) == float64(len(old)+len(new)) })
 	stop()
+	w.Close()
 	if sink.pipe.spliced == 0 {
 		t.Fatal("nothing spliced: the test does not test what it is for")
 	}
-	got := slowReader(r, 64<<10, 1<<30)
-	w.Close()
 	want := strings.Join(old, "\n") + "\n" + strings.Join(new, "\n") + "\n"
 	if diff := cmp.Diff(want, string(<-got)); diff != "" {
 		t.Errorf("pipe (-want +got):\n%s", diff)
