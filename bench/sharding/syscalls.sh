@@ -7,7 +7,9 @@
 # redis-benchmark's own system calls, epoll_waits, context switches and CPU are counted too: a proxy
 # that answers sooner or in smaller bursts makes the load generator work more per request.
 #
-# Usage: bench/sharding/syscalls.sh ROUNDS BIN...    (env: N16 N1 TESTS PIPES GMP)
+# Usage: bench/sharding/syscalls.sh ROUNDS BIN...    (env: N16 N1 TESTS PIPES GMP AA DIRECT)
+#   AA=1 and DIRECT=1 add peers.sh's reference peers; for direct, the redis columns count the two
+#   shard servers, which it does not use, so they read about 0.
 set -uo pipefail
 ROUNDS=$1; shift; bins=("$@")
 N16=${N16:-1000000}; N1=${N1:-200000}; TESTS=${TESTS:-set,get}; PIPES=${PIPES:-16 1}; GMP=${GMP:-}
