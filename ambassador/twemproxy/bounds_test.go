@@ -59,22 +59,29 @@ func loadAndCheckServerQueue(t *testing.T, addr string, srv *twemproxy.Server, d
 	checkServerQueue(t, srv, 4<<20+3*64*(64<<10+64), d)
 }
 
-// checkServerQueue checks, for d, that the first server's queue never holds more than limit bytes
-// and that it did fill (to 4 MB).
+// checkServerQueue waits up to 30 s for the first server's queue to fill (to 4 MB), then checks
+// for d more that it never holds more than limit bytes; the bound is checked from the start. The
+// wait to fill is generous because under -race on a loaded machine the proxy may take its
+// clients' bytes hardly faster than a slow server drains them.
 func checkServerQueue(t *testing.T, srv *twemproxy.Server, limit int64, d time.Duration) {
 	t.Helper()
 	var most int64
-	deadline := time.Now().Add(d)
+	deadline := time.Now().Add(30 * time.Second)
+	filled := false
 	for time.Now().Before(deadline) {
 		b := srv.Snapshot()[0].Servers[0].InQueueBytes
 		most = max(most, b)
 		if b > limit {
 			t.Fatalf("the server's queue holds %d bytes, more than %d", b, limit)
 		}
+		if !filled && most >= 4<<20 {
+			filled = true
+			deadline = time.Now().Add(d)
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if most < 4<<20 {
-		t.Fatalf("the queue never filled (at most %d bytes): the test did not load it", most)
+	if !filled {
+		t.Fatalf("the queue never filled (at most %d bytes in 30 s): the test did not load it", most)
 	}
 }
 
@@ -335,13 +342,14 @@ func TestReadyRepliesStopReader(t *testing.T) {
 }
 
 // The bound on a server connection's output counts the batch being written too: here the server
-// reads slowly (64 KB every 5 ms), so a flush writing a few megabytes lasts while the buffer fills
-// again, and one client sends SETs of 16 KB.
+// reads slowly (8 KB every 5 ms, at most 1.6 MB/s, so that the queue fills even when the proxy runs
+// slowly under -race), so a flush writing a few megabytes lasts while the buffer fills again, and
+// one client sends SETs of 16 KB.
 func TestSlowServerOutputBounded(t *testing.T) {
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
 	slow := loopback.Serve(t, func(i int, c net.Conn) {
-		buf := make([]byte, 64<<10)
+		buf := make([]byte, 8<<10)
 		for {
 			select {
 			case <-stop:
