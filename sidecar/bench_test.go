@@ -109,3 +109,34 @@ func BenchmarkAppendJSON(b *testing.B) {
 		buf = AppendJSON(buf[:0], r)
 	}
 }
+
+// BenchmarkTrimZeros measures trimZeros against the byte-at-a-time loop it replaced, on a read
+// ending in a few NUL bytes and on one full of them.
+func BenchmarkTrimZeros(b *testing.B) {
+	for _, zeros := range []int{16, 256 << 10} {
+		buf := make([]byte, 256<<10)
+		for i := range buf[:len(buf)-zeros] {
+			buf[i] = 'x'
+		}
+		b.Run(fmt.Sprintf("%d/baseline-loop", zeros), func(b *testing.B) {
+			b.SetBytes(int64(zeros))
+			for b.Loop() {
+				end := len(buf)
+				for end > 0 && buf[end-1] == 0 {
+					end--
+				}
+				if end != len(buf)-zeros {
+					b.Fatal(end)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("%d/trimZeros", zeros), func(b *testing.B) {
+			b.SetBytes(int64(zeros))
+			for b.Loop() {
+				if n := len(trimZeros(buf)); n != len(buf)-zeros {
+					b.Fatal(n)
+				}
+			}
+		})
+	}
+}

@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -34,10 +36,13 @@ import (
 //     copy and the truncation are lost (inherent to copytruncate).
 //
 // NUL bytes at a file's end are taken for space reserved ahead of the writer (fallocate, ftruncate
-// up) that it writes its lines into: they are read once written, or once the file has more bytes
-// after them (a hole, read as the start of the next line, which is then skipped as binary), and the
-// fingerprint stops before them. Reserved space larger than the read chunk (WithReadChunkBytes) is
-// read as a line over the limit: lines written into it later are not read.
+// up) that it writes its lines into from its start, of any size: they are read once written, or once
+// the file has a byte other than NUL after them (a hole, or NUL bytes that are content, read as the
+// start of the next line, which is then skipped as binary or over the limit), and the fingerprint
+// stops before them. The bytes of reserved space beyond one read (WithReadChunkBytes) are checked
+// once, skipping holes (SEEK_DATA on Linux), then again only when the file grows or shrinks, or 5s
+// later (see unwritten): lines written into the space out of order, more than one read past the
+// lines before them, are read up to 5s late.
 //
 // A file deleted (or moved out of the watched directories) while the Tailer has it open is read on
 // from that descriptor, where a writer holding it open still appends, until it has not grown for the
@@ -178,6 +183,12 @@ type tfile struct {
 	// until that file is truncated, then starts where it had been delivered.
 	copyOf *tfile
 	misses int // consecutive listings that did not show the file
+	// zerosTo, zerosAt: the file's bytes from the end of a full read that ended in NUL bytes up to
+	// zerosTo were all NUL at zerosAt (see unwritten). dataAt, when not 0, is the offset of a byte
+	// other than NUL found after such a read.
+	zerosTo int64
+	zerosAt time.Time
+	dataAt  int64
 }
 
 // oldFP remembers a truncated file's fingerprint so that its copy is recognised.
@@ -199,6 +210,8 @@ type tailRun struct {
 	buf        []byte
 	fpBuf      []byte // fpMax bytes for reading a file's start
 	startReads int    // reads of tracked files' first bytes (start checks, fingerprint updates), which tests count
+	zeroBuf    []byte // for checking that bytes after a read are NUL (see findData); allocated on first use
+	zeroReads  int64  // bytes read to check that bytes after a read are NUL, which tests count
 	arena      []byte
 	recs       []Record
 	dirty      bool
@@ -417,15 +430,8 @@ func (t *Tailer) finishFile(ctx context.Context, rs *tailRun, tf *tfile) error {
 // onlyZeros reports whether tf's bytes from its read offset to size are all NUL bytes: space
 // reserved ahead of the writer that readOnce leaves unread (see unwritten), not lines.
 func onlyZeros(rs *tailRun, tf *tfile, size int64) bool {
-	from := tf.off + int64(len(tf.partial))
-	if size-from > int64(len(rs.buf)) {
-		return false // more than one read leaves unread
-	}
-	b := rs.buf[:size-from]
-	if n, _ := tf.f.ReadAt(b, from); n < len(b) {
-		return false
-	}
-	return len(bytes.TrimLeft(b, "\x00")) == 0
+	at, err := findData(rs, tf.f, tf.off+int64(len(tf.partial)), size)
+	return err == nil && at == size
 }
 
 // checkUnlinked marks tf gone (and unlinked) when its link count dropped to 0.
@@ -523,6 +529,7 @@ func (tf *tfile) reset(rs *tailRun) {
 	tf.off, tf.done, tf.partial, tf.skipping, tf.pend, tf.pendOff = 0, 0, tf.partial[:0], false, tf.pend[:0], -1
 	tf.fp, tf.fpLen, tf.head = "", 0, tf.head[:0]
 	tf.eof = false
+	tf.zerosTo, tf.zerosAt, tf.dataAt = 0, time.Time{}, 0
 	rs.dirty = true
 }
 
@@ -1034,7 +1041,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	}
 	n, err := t.readAt(tf.f, buf[np:], tf.off+int64(np))
 	if n > 0 && buf[np+n-1] == 0 {
-		n = unwritten(tf.f, buf, np, n, tf.off)
+		n = unwritten(rs, tf, np, n)
 	}
 	if n == 0 {
 		tf.eof = true
@@ -1121,21 +1128,122 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	return n, nil
 }
 
-// unwritten returns how many of the n bytes just read into buf after its np held-back ones (buf[0]
-// is at the file offset off) are written: NUL bytes at their end that reach the file's end are
-// space reserved ahead of the writer (fallocate, ftruncate up), which it then writes its lines into.
-// They are read again once written, or once the file has more bytes after them (a hole).
-func unwritten(f *os.File, buf []byte, np, n int, off int64) int {
+// unwritten returns how many of the n bytes just read into rs.buf after its np held-back ones
+// (rs.buf[0] is at the file offset tf.off), which end in a NUL byte, are written. NUL bytes at their
+// end that reach the file's end are space reserved ahead of the writer (fallocate, ftruncate up),
+// which it then writes its lines into from its start: they are left unread, and read again once
+// written (the next read from tf.off sees that), or once the file has a byte other than NUL after
+// them (a hole, or NUL bytes that are content, are then read as such).
+//
+// A full read may end inside reserved space larger than a read: the bytes after it up to the file's
+// end are then checked too (see zerosAfter), once, not on every poll of a file at its end.
+func unwritten(rs *tailRun, tf *tfile, np, n int) int {
 	end := np + n
-	if end == len(buf) { // a full read: the file may go on
-		if fi, err := f.Stat(); err != nil || fi.Size() > off+int64(end) {
+	if end == len(rs.buf) { // a full read: the file may go on
+		fi, err := tf.f.Stat()
+		if err != nil {
+			return n
+		}
+		if size, from := fi.Size(), tf.off+int64(end); size > from && !zerosAfter(rs, tf, from, size) {
 			return n
 		}
 	}
-	for end > np && buf[end-1] == 0 {
-		end--
+	return len(trimZeros(rs.buf[np:end]))
+}
+
+// zeroRecheck is how long the NUL bytes found after a full read (see zerosAfter) are taken to stay
+// NUL while the file keeps its size.
+const zeroRecheck = 5 * time.Second
+
+// zerosAfter reports whether tf's bytes from from, the end of a full read that ended in NUL bytes,
+// up to size, the file's size, are all NUL. The bytes checked are remembered: a writer fills
+// reserved space from its start, which the reads from tf.off see, so while the file keeps its size
+// they are not read again on every poll, only once zeroRecheck passed (a writer filling the space
+// out of order is then seen). When the file grew, only the new bytes are checked.
+func zerosAfter(rs *tailRun, tf *tfile, from, size int64) bool {
+	if tf.dataAt >= from && tf.dataAt < size {
+		// Found before: the NUL bytes up to there are content, read on through them.
+		var b [1]byte
+		if k, _ := tf.f.ReadAt(b[:], tf.dataAt); k == 1 && b[0] != 0 {
+			return false
+		}
+		tf.dataAt = 0
 	}
-	return end - np
+	now := time.Now()
+	if tf.zerosTo < from || tf.zerosTo > size || now.Sub(tf.zerosAt) >= zeroRecheck {
+		tf.zerosTo, tf.zerosAt = from, now // check them all
+	}
+	at, err := findData(rs, tf.f, tf.zerosTo, size)
+	if err != nil {
+		return true // not known to be written: read again on the next poll
+	}
+	if at < size {
+		tf.dataAt = at
+		return false
+	}
+	tf.zerosTo = size
+	return true
+}
+
+// seekData is lseek(2)'s SEEK_DATA on Linux.
+const seekData = 3
+
+// findData returns the offset of f's first byte other than NUL from from up to size, or size when
+// there is none. It skips what the file system reports as holes (SEEK_DATA on Linux; an ftruncate
+// up, and on ext4 and XFS fallocated space whose pages are not in the page cache) and reads the
+// rest.
+func findData(rs *tailRun, f *os.File, from, size int64) (int64, error) {
+	if rs.zeroBuf == nil {
+		rs.zeroBuf = make([]byte, 64<<10)
+	}
+	for from < size {
+		if runtime.GOOS == "linux" {
+			p, err := f.Seek(from, seekData)
+			if errors.Is(err, syscall.ENXIO) || err == nil && p >= size {
+				return size, nil // holes up to the end
+			}
+			if err == nil && p > from {
+				from = p
+			}
+		}
+		b := rs.zeroBuf[:min(int64(len(rs.zeroBuf)), size-from)]
+		k, err := f.ReadAt(b, from)
+		rs.zeroReads += int64(k)
+		if i := k - len(trimZerosLeft(b[:k])); i < k {
+			return from + int64(i), nil
+		}
+		if err == io.EOF {
+			return size, nil // the file shrank
+		}
+		if err != nil {
+			return 0, err
+		}
+		from += int64(k)
+	}
+	return size, nil
+}
+
+// zeroBlock is compared with blocks of bytes to skip NUL bytes faster than one at a time.
+var zeroBlock [4 << 10]byte
+
+// trimZeros returns b without the NUL bytes at its end: whole blocks of them compared at once, the
+// rest one at a time (as fast as bytes.TrimRight's loop without its call).
+func trimZeros(b []byte) []byte {
+	for k := len(b) - len(zeroBlock); k >= 0 && b[k] == 0 && bytes.Equal(b[k:], zeroBlock[:]); k -= len(zeroBlock) {
+		b = b[:k]
+	}
+	for len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// trimZerosLeft returns b without the NUL bytes at its start.
+func trimZerosLeft(b []byte) []byte {
+	for len(b) >= len(zeroBlock) && bytes.Equal(b[:len(zeroBlock)], zeroBlock[:]) {
+		b = b[len(zeroBlock):]
+	}
+	return bytes.TrimLeft(b, "\x00")
 }
 
 // readPiece is the most one read call takes when the sink writes synchronously (a raw WriterSink

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,16 +47,7 @@ func TestZeroFilledEndIsNotReadYet(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if c.extendFirst {
-				extend()
-			}
-			tl := e.tailer(t)
-			rs, step := steppedTailer(t, tl)
-			step()
-			if !c.extendFirst {
-				extend()
-				step() // reads the zeros
-			}
+			tl, rs, step := e.steppedAround(t, c.extendFirst, extend) // after: the step reads the zeros
 			if c.appendAfter {
 				appendFile(t, app, "b-0000", "b-0001")
 			} else {
@@ -155,19 +147,24 @@ func TestHoleAtTheStartIsFingerprinted(t *testing.T) {
 // bytes are NUL bytes at its end (space reserved ahead of the writer, see unwritten) is at its end,
 // and its last line is shipped even without a newline, as after the grace period. The final read
 // compared its offset with the file's size, took the NUL bytes for lines it could not read, warned
-// that they were lost and kept the last line back.
+// that they were lost and kept the last line back; it still did so for more NUL bytes than one read
+// (256 KiB) holds.
 func TestDeletedFileEndingInZerosShippedWhenStopped(t *testing.T) {
-	e := newTailEnv(t)
-	_, _, w, stop, want := e.deletedWithUnreadLines(t)
-	fi, err := w.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Truncate(fi.Size() + 4096); err != nil {
-		t.Fatal(err)
-	}
-	stop()
-	if diff := cmp.Diff(want, lines(readShipped(t, e.out))); diff != "" {
-		t.Errorf("shipped (-want +got):\n%s", diff)
+	for _, zeros := range []int64{4096, 4 << 20} {
+		t.Run(fmt.Sprint(zeros), func(t *testing.T) {
+			e := newTailEnv(t)
+			_, _, w, stop, want := e.deletedWithUnreadLines(t)
+			fi, err := w.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Truncate(fi.Size() + zeros); err != nil {
+				t.Fatal(err)
+			}
+			stop()
+			if diff := cmp.Diff(want, lines(readShipped(t, e.out))); diff != "" {
+				t.Errorf("shipped (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
