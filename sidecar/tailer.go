@@ -42,7 +42,8 @@ import (
 // stops before them. The bytes of reserved space beyond one read (WithReadChunkBytes) are checked
 // once, skipping holes (SEEK_DATA on Linux), then again only when the file grows or shrinks, or 5s
 // later (see unwritten): lines written into the space out of order, more than one read past the
-// lines before them, are read up to 5s late.
+// lines before them, are read up to 5s late. With WithSpliceFromFile, the lines of a file found to
+// have such space are copied, not spliced: a stage of it may hold the space as it was before.
 //
 // A file deleted (or moved out of the watched directories) while the Tailer has it open is read on
 // from that descriptor, where a writer holding it open still appends, until it has not grown for the
@@ -189,6 +190,11 @@ type tfile struct {
 	zerosTo int64
 	zerosAt time.Time
 	dataAt  int64
+	// reserved is set once a read left NUL bytes at its end unread (see unwritten): space that the
+	// writer fills in place, which a stage (see stager) may hold as it was before (tmpfs stages a
+	// hole or fallocated space as the kernel's shared zero page, which the writer's lines do not
+	// change). The file's lines are then copied from the read buffer, not spliced from a stage.
+	reserved bool
 }
 
 // oldFP remembers a truncated file's fingerprint so that its copy is recognised.
@@ -1035,13 +1041,15 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	buf := rs.buf
 	base := tf.off
 	np := copy(buf, tf.partial)
-	if t.stager != nil {
+	if t.stager != nil && !tf.reserved {
 		// Before the read: the staged bytes are then the ones read (see pipeOut).
 		t.stager.stage(tf.f, tf.off, len(buf))
 	}
 	n, err := t.readAt(tf.f, buf[np:], tf.off+int64(np))
 	if n > 0 && buf[np+n-1] == 0 {
-		n = unwritten(rs, tf, np, n)
+		k := unwritten(rs, tf, np, n)
+		tf.reserved = tf.reserved || k < n // before appendBlock: this read's lines are not spliced either
+		n = k
 	}
 	if n == 0 {
 		tf.eof = true
@@ -1299,7 +1307,7 @@ func (t *Tailer) appendBlock(rs *tailRun, tf *tfile, data []byte) int {
 		return 0
 	}
 	rec := Record{File: tf.path, Line: whole[:end-1], Offset: tf.off, plain: !t.raw && !flagged, lines: n}
-	if t.stager != nil {
+	if t.stager != nil && !tf.reserved {
 		rec.from = tf.f
 	}
 	rs.recs = append(rs.recs, rec)

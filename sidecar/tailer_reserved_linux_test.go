@@ -3,12 +3,16 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // fallocate reserves the bytes as unwritten extents (on ext4 and XFS: reported as holes by
@@ -37,19 +41,71 @@ func mmapWrite(t *testing.T, f *os.File, off int64, b []byte) {
 	}
 }
 
+// reserveWrite is a way to reserve space in a file and a way to write lines into it.
+type reserveWrite struct {
+	name    string
+	reserve reserveFunc
+	write   writeAtFunc
+}
+
+// linuxReserveWrites are the ways besides ftruncate(2) and pwrite(2), which every system has.
+var linuxReserveWrites = []reserveWrite{
+	{"ftruncate, mmap", truncateUp, mmapWrite},
+	{"fallocate, pwrite", fallocate, pwrite},
+	{"fallocate, mmap", fallocate, mmapWrite},
+}
+
 // TestLinesWrittenIntoReservedSpaceLinux is TestLinesWrittenIntoReservedSpace with the space
 // reserved by fallocate(2) and the lines written through a shared mapping.
 func TestLinesWrittenIntoReservedSpaceLinux(t *testing.T) {
-	for _, c := range []struct {
-		name    string
-		reserve reserveFunc
-		write   writeAtFunc
-	}{
-		{"ftruncate, mmap", truncateUp, mmapWrite},
-		{"fallocate, pwrite", fallocate, pwrite},
-		{"fallocate, mmap", fallocate, mmapWrite},
-	} {
+	for _, c := range linuxReserveWrites {
 		t.Run(c.name, func(t *testing.T) { testLinesWrittenIntoReservedSpace(t, c.reserve, c.write) })
+	}
+}
+
+// TestLinesWrittenIntoReservedSpaceSpliced: with WithSpliceFromFile, lines written into space
+// reserved ahead of the writer reach the pipe as they were written, on tmpfs too. The Tailer staged
+// a read's range of the file before the read, and the stage outlives a read that leaves reserved
+// space unread; tmpfs stages a hole (or fallocated space) as the kernel's shared zero page, which
+// the lines written there later do not change, so the pipe got NUL bytes where the Tailer had read
+// and counted the lines.
+func TestLinesWrittenIntoReservedSpaceSpliced(t *testing.T) {
+	for _, c := range append(linuxReserveWrites, reserveWrite{"ftruncate, pwrite", truncateUp, pwrite}) {
+		for _, reserved := range []int64{64 << 10, 1 << 20} { // within one read, and more than one
+			t.Run(fmt.Sprintf("%s, %d", c.name, reserved), func(t *testing.T) {
+				for fs, dir := range rewriteDirs(t) {
+					t.Run(fs, func(t *testing.T) {
+						// One page of lines: the reserved space starts on a page of its own.
+						a := numbered("a", 0, 100)
+						a = append(a, strings.Repeat("p", 4096-7*100-1))
+						app := filepath.Join(dir, "app.log")
+						appendFile(t, app, a...)
+						f, err := os.OpenFile(app, os.O_RDWR, 0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer f.Close()
+						c.reserve(t, f, 4096, reserved)
+						tl, _, r, w := rawPipeTailer(t, dir, 1<<20, WithSpliceFromFile())
+						if tl.stager == nil {
+							t.Fatal("the Tailer does not stage its reads: the test does not test what it is for")
+						}
+						rs, step := steppedTailer(t, tl)
+						step()
+						b := numbered("b", 0, 10)
+						c.write(t, f, 4096, []byte(strings.Join(b, "\n")+"\n"))
+						step()
+						stopStepped(tl, rs)
+						tl.stager.unstage()
+						w.Close()
+						got := <-slowReader(r, 64<<10, 1<<30)
+						if diff := cmp.Diff(strings.Join(append(a, b...), "\n")+"\n", string(got)); diff != "" {
+							t.Errorf("pipe (-want +got):\n%s", diff)
+						}
+					})
+				}
+			})
+		}
 	}
 }
 
