@@ -16,7 +16,8 @@
 # every round: cpu 1 (producer and workers on one P: client-go's fast mode, which a busy machine
 # gives it by chance) and cpu 2 (every hand-off may cross cores: its slow mode). Each mode gets its
 # own medians and per-round ratios; the goal holds only if it holds in both.
-# ONLY=memory runs only the memory benchmarks (no bolt, no jetstream).
+# ONLY=LIST runs only the named queues' benchmarks, a comma-separated subset of memory,bolt,jetstream
+# (default all three); RESULTS is then not written, since its chart needs all three.
 # RESULTS=DIR: where the medians go as CSV for bench/plots.sh (default bench/results:
 # workqueue.bars.csv, a tile per queue, podblocks beside its baseline); RESULTS= for none.
 set -euo pipefail
@@ -26,11 +27,19 @@ RESULTS=${RESULTS-$PWD/../results}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-only=${ONLY:-}
-go test -c -o "$tmp/mem.test" .
-if [ "$only" != memory ]; then
-	(cd ../.. && go test -c -o "$tmp/bolt.test" ./workqueue/bolt && go test -c -o "$tmp/js.test" ./workqueue/jetstream)
-fi
+only=${ONLY:-memory,bolt,jetstream}
+for q in ${only//,/ }; do
+	case $q in
+	memory | bolt | jetstream) ;;
+	*) echo "ONLY: unknown queue $q (want a comma-separated subset of memory,bolt,jetstream)" >&2 && exit 2 ;;
+	esac
+done
+[ "$only" = memory,bolt,jetstream ] || RESULTS=
+# want Q: whether queue Q's benchmarks run.
+want() { [[ ",$only," == *",$1,"* ]]; }
+if want memory; then go test -c -o "$tmp/mem.test" .; fi
+if want bolt; then (cd ../.. && go test -c -o "$tmp/bolt.test" ./workqueue/bolt); fi
+if want jetstream; then (cd ../.. && go test -c -o "$tmp/js.test" ./workqueue/jetstream); fi
 
 # bench BIN NAME BENCHTIME [ARGS...]: prints the items/s of one run of benchmark NAME.
 bench() {
@@ -68,10 +77,12 @@ memrounds() {
 
 for i in $(seq "$runs"); do
 	echo "run $i/$runs" >&2
-	memrounds
-	[ "$only" = memory ] && continue
-	add bolt "$(bench bolt.test BenchmarkBoltEnqueueAck 40000x)"
-	add rawbolt "$(bench bolt.test BenchmarkRawBoltBatch 10000x)"
+	if want memory; then memrounds; fi
+	if want bolt; then
+		add bolt "$(bench bolt.test BenchmarkBoltEnqueueAck 40000x)"
+		add rawbolt "$(bench bolt.test BenchmarkRawBoltBatch 10000x)"
+	fi
+	want jetstream || continue
 	# jetstream: 100,000 items per run (about a second timed; 20,000 was too short), the queue and
 	# the raw loop in turn first, and the raw loop once more (jsraw2: raw against raw, the noise floor
 	# of a ratio of two separate processes); the defaults (acks confirmed, ~15k items/s) at 20,000.
@@ -91,8 +102,10 @@ for i in $(seq "$runs"); do
 done
 
 printf '%-44s %14s\n' benchmark 'median items/s'
-keys="memory1 memorybatch1 memorypool1 clientgo1 apifloor1 chanfloor1 memory2 memorybatch2 memorypool2 clientgo2 apifloor2 chanfloor2"
-[ "$only" = memory ] || keys="$keys bolt rawbolt jsbatch jsdefault jsraw"
+keys=
+want memory && keys="memory1 memorybatch1 memorypool1 clientgo1 apifloor1 chanfloor1 memory2 memorybatch2 memorypool2 clientgo2 apifloor2 chanfloor2"
+want bolt && keys="$keys bolt rawbolt"
+want jetstream && keys="$keys jsbatch jsdefault jsraw"
 for k in $keys; do
 	printf '%-44s %14.0f   (runs:%s)\n' "$k" "$(median "${results[$k]}")" "${results[$k]}"
 done
@@ -103,7 +116,7 @@ rounds() { paste -d' ' <(tr ' ' '\n' <<<"${results[$1]}" | grep -v '^$') <(tr ' 
 # met A B: how many rounds have A at 2x B or more.
 met() { paste -d' ' <(tr ' ' '\n' <<<"${results[$1]}" | grep -v '^$') <(tr ' ' '\n' <<<"${results[$2]}" | grep -v '^$') |
 	awk '$1 >= 2 * $2 { n++ } END { printf "%d of %d", n, NR }'; }
-for c in 1 2; do
+want memory && for c in 1 2; do
 	echo
 	echo "-test.cpu $c (client-go's $([ $c = 1 ] && echo fast || echo slow) mode):"
 	echo "memory, Lease+Ack / client-go:           $(ratio memory$c clientgo$c)x   (goal >= 2x; rounds at 2x or more: $(met memory$c clientgo$c))"
@@ -126,10 +139,13 @@ for c in 1 2; do
 		<(tr ' ' '\n' <<<"${results[chanfloor$c]}" | grep -v '^$') <(tr ' ' '\n' <<<"${results[memory$c]}" | grep -v '^$') |
 		awk '{ printf "    %4.0f | %4.0f | %4.0f | %4.0f\n", 1e9 / (2 * $1), 1e9 / $2 - 1e9 / $3, 1e9 / $3, 1e9 / $4 }'
 done
-[ "$only" = memory ] && exit 0
+if want bolt; then
+	echo
+	echo "bolt durable enqueue+ack:           $(median "${results[bolt]}") items/s   (goal >= 20000)"
+	echo "bolt / raw bbolt DB.Batch:          $(ratio bolt rawbolt)x"
+fi
+want jetstream || exit 0
 echo
-echo "bolt durable enqueue+ack:           $(median "${results[bolt]}") items/s   (goal >= 20000)"
-echo "bolt / raw bbolt DB.Batch:          $(ratio bolt rawbolt)x"
 echo "jetstream (batch 100, plain ack) / raw Fetch+Ack: $(ratio jsbatch jsraw)x"
 echo "  per round:                                     $(rounds jsbatch jsraw)"
 echo "  per round, raw / raw again (A/A, noise floor): $(rounds jsraw2 jsraw)"
