@@ -195,6 +195,8 @@ type tfile struct {
 	// hole or fallocated space as the kernel's shared zero page, which the writer's lines do not
 	// change). The file's lines are then copied from the read buffer, not spliced from a stage.
 	reserved bool
+	// dataTo: the file's bytes before it were data, not holes, when last checked (see stageable).
+	dataTo int64
 }
 
 // oldFP remembers a truncated file's fingerprint so that its copy is recognised.
@@ -535,7 +537,7 @@ func (tf *tfile) reset(rs *tailRun) {
 	tf.off, tf.done, tf.partial, tf.skipping, tf.pend, tf.pendOff = 0, 0, tf.partial[:0], false, tf.pend[:0], -1
 	tf.fp, tf.fpLen, tf.head = "", 0, tf.head[:0]
 	tf.eof = false
-	tf.zerosTo, tf.zerosAt, tf.dataAt = 0, time.Time{}, 0
+	tf.zerosTo, tf.zerosAt, tf.dataAt, tf.dataTo = 0, time.Time{}, 0, 0
 	rs.dirty = true
 }
 
@@ -1043,7 +1045,9 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	np := copy(buf, tf.partial)
 	if t.stager != nil && !tf.reserved {
 		// Before the read: the staged bytes are then the ones read (see pipeOut).
-		t.stager.stage(tf.f, tf.off, len(buf))
+		if k := stageable(tf, len(buf)); k > 0 {
+			t.stager.stage(tf.f, tf.off, k)
+		}
 	}
 	n, err := t.readAt(tf.f, buf[np:], tf.off+int64(np))
 	if n > 0 && buf[np+n-1] == 0 {
@@ -1193,8 +1197,35 @@ func zerosAfter(rs *tailRun, tf *tfile, from, size int64) bool {
 	return true
 }
 
-// seekData is lseek(2)'s SEEK_DATA on Linux.
-const seekData = 3
+// seekData and seekHole are lseek(2)'s SEEK_DATA and SEEK_HOLE on Linux.
+const (
+	seekData = 3
+	seekHole = 4
+)
+
+// stageable returns how many of the n bytes of tf from tf.off the Tailer may stage before reading
+// them (see stager): those before the file's first hole (SEEK_HOLE on Linux), which tmpfs also
+// reports for fallocated space not written yet. tmpfs stages such space as the kernel's shared zero
+// page, which lines the writer writes there do not change, so a writer filling reserved space
+// between the stage and the read, up to the read's end (which then ends in a line and leaves
+// nothing to mark the file reserved), would have NUL bytes shipped for the lines read. Data stays
+// data in an append-only file, so the bytes found to be data are remembered (tf.dataTo) and only
+// the bytes after them are checked: on tmpfs SEEK_HOLE walks the file's pages from where it starts.
+func stageable(tf *tfile, n int) int {
+	if runtime.GOOS != "linux" {
+		return n
+	}
+	end := tf.off + int64(n)
+	if tf.dataTo < end {
+		from := max(tf.off, tf.dataTo)
+		p, err := tf.f.Seek(from, seekHole)
+		if err != nil {
+			return int(max(0, tf.dataTo-tf.off)) // ENXIO: at the file's end
+		}
+		tf.dataTo = p
+	}
+	return int(max(0, min(end, tf.dataTo)-tf.off))
+}
 
 // findData returns the offset of f's first byte other than NUL from from up to size, or size when
 // there is none. It skips what the file system reports as holes (SEEK_DATA on Linux; an ftruncate

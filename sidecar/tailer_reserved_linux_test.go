@@ -63,6 +63,36 @@ func TestLinesWrittenIntoReservedSpaceLinux(t *testing.T) {
 	}
 }
 
+// splicedReserved writes the lines a, one page of them, to dir/app.log, reserves n bytes after them
+// and returns a descriptor of the file for writing into them and a Tailer of dir with a raw
+// WriterSink on a pipe of 1 MiB that splices (WithSpliceFromFile), and the pipe's two ends.
+func splicedReserved(t *testing.T, dir string, a []string, reserve reserveFunc, n int64) (f *os.File, tl *Tailer, r, w *os.File) {
+	t.Helper()
+	app := filepath.Join(dir, "app.log")
+	appendFile(t, app, a...)
+	f, err := os.OpenFile(app, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	reserve(t, f, 4096, n)
+	tl, _, r, w = rawPipeTailer(t, dir, 1<<20, WithSpliceFromFile())
+	if tl.stager == nil {
+		t.Fatal("the Tailer does not stage its reads: the test does not test what it is for")
+	}
+	return f, tl, r, w
+}
+
+// checkPipe closes the pipe's write end w and checks that its read end r holds the lines want.
+func checkPipe(t *testing.T, r, w *os.File, want []string) {
+	t.Helper()
+	w.Close()
+	got := <-slowReader(r, 64<<10, 1<<30)
+	if diff := cmp.Diff(strings.Join(want, "\n")+"\n", string(got)); diff != "" {
+		t.Errorf("pipe (-want +got):\n%s", diff)
+	}
+}
+
 // TestLinesWrittenIntoReservedSpaceSpliced: with WithSpliceFromFile, lines written into space
 // reserved ahead of the writer reach the pipe as they were written, on tmpfs too. The Tailer staged
 // a read's range of the file before the read, and the stage outlives a read that leaves reserved
@@ -78,18 +108,7 @@ func TestLinesWrittenIntoReservedSpaceSpliced(t *testing.T) {
 						// One page of lines: the reserved space starts on a page of its own.
 						a := numbered("a", 0, 100)
 						a = append(a, strings.Repeat("p", 4096-7*100-1))
-						app := filepath.Join(dir, "app.log")
-						appendFile(t, app, a...)
-						f, err := os.OpenFile(app, os.O_RDWR, 0)
-						if err != nil {
-							t.Fatal(err)
-						}
-						defer f.Close()
-						c.reserve(t, f, 4096, reserved)
-						tl, _, r, w := rawPipeTailer(t, dir, 1<<20, WithSpliceFromFile())
-						if tl.stager == nil {
-							t.Fatal("the Tailer does not stage its reads: the test does not test what it is for")
-						}
+						f, tl, r, w := splicedReserved(t, dir, a, c.reserve, reserved)
 						rs, step := steppedTailer(t, tl)
 						step()
 						b := numbered("b", 0, 10)
@@ -97,15 +116,64 @@ func TestLinesWrittenIntoReservedSpaceSpliced(t *testing.T) {
 						step()
 						stopStepped(tl, rs)
 						tl.stager.unstage()
-						w.Close()
-						got := <-slowReader(r, 64<<10, 1<<30)
-						if diff := cmp.Diff(strings.Join(append(a, b...), "\n")+"\n", string(got)); diff != "" {
-							t.Errorf("pipe (-want +got):\n%s", diff)
-						}
+						checkPipe(t, r, w, append(a, b...))
 					})
 				}
 			})
 		}
+	}
+}
+
+// stageThen is a stager that runs then once, right after the first stage: a writer acting between
+// the Tailer's stage of a range and its read of it.
+type stageThen struct {
+	stager
+	then func()
+}
+
+func (s *stageThen) stage(f *os.File, off int64, n int) {
+	s.stager.stage(f, off, n)
+	if then := s.then; then != nil {
+		s.then = nil
+		then()
+	}
+}
+
+// TestReservedSpaceFilledBetweenStageAndReadSpliced: with WithSpliceFromFile, space reserved ahead of
+// the writer that it fills, up to the end of the Tailer's read, after the Tailer staged the range and
+// before it read it, reaches the pipe as written. The read then ends in a line, not in NUL bytes, so
+// nothing marks the file reserved, and on tmpfs the stage holds the space as the shared zero page.
+func TestReservedSpaceFilledBetweenStageAndReadSpliced(t *testing.T) {
+	for _, c := range append(linuxReserveWrites, reserveWrite{"ftruncate, pwrite", truncateUp, pwrite}) {
+		t.Run(c.name, func(t *testing.T) {
+			for fs, dir := range rewriteDirs(t) {
+				t.Run(fs, func(t *testing.T) {
+					// Lines of 64 bytes: one page of a lines, then 16 pages of b lines that fill the
+					// reserved space exactly.
+					line := func(p string, i int) string { return fmt.Sprintf("%s-%04d %s", p, i, strings.Repeat("x", 56)) }
+					var a, b []string
+					for i := range 64 {
+						a = append(a, line("a", i))
+					}
+					for i := range 16 * 64 {
+						b = append(b, line("b", i))
+					}
+					f, tl, r, w := splicedReserved(t, dir, a, c.reserve, 16*4096)
+					st := &stageThen{stager: tl.stager, then: func() {
+						c.write(t, f, 4096, []byte(strings.Join(b, "\n")+"\n"))
+					}}
+					tl.stager = st
+					rs, step := steppedTailer(t, tl)
+					step()
+					if st.then != nil {
+						t.Fatal("the Tailer did not stage a read")
+					}
+					stopStepped(tl, rs)
+					st.unstage()
+					checkPipe(t, r, w, append(a, b...))
+				})
+			}
+		})
 	}
 }
 
