@@ -3,9 +3,13 @@
 package sidecar
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/podblocks/podblocks/internal/rawsys"
@@ -13,7 +17,8 @@ import (
 
 // pipeOut writes the lines of a raw WriterSink into a pipe synchronously, straight from the
 // buffer the Tailer read them into (no copy into a sink buffer, no writing goroutine), and paces
-// its writes to the reader.
+// its writes to the reader. A JSON WriterSink's goroutine writes its batches into a pipe with it too,
+// unpaced (see paced). Either way a write waits for room only while its ctx lasts (see write).
 //
 // By default the lines are written with write(2), a copy of the bytes the Tailer read: what the
 // pipe holds is then the pipe's own, whatever happens to the file afterwards.
@@ -37,21 +42,32 @@ import (
 // bytes a reader had spliced on into a socket.
 //
 // Writes are paced: when the pipe has no room for the next piece, pipeOut sleeps (50µs at a time,
-// up to 2ms) until the reader emptied half of it, instead of blocking in the kernel, which wakes the
+// up to 2ms) until the reader emptied half of it, instead of waiting in the kernel, which wakes the
 // writer each time the reader frees a page (a wake-up every 8 KiB read by `head`, ~11,000 per
 // 92 MB in bench/sidecar, and with them the Go runtime's sysmon polling every 20µs).
 type pipeOut struct {
 	f        *os.File // the pipe's write end
 	rc       syscall.RawConn
 	capacity int
-	free     int    // bytes the pipe surely has room for: as of the last FIONREAD, less those written since
-	written  uint64 // bytes written into the pipe through this pipeOut (tests)
-	spliced  uint64 // of them, moved from the staging pipe (tests)
-	waits    int    // calls of room (tests)
-	// splices holds, oldest first, where in the bytes written (counted as written) each splice of
-	// the ones still in the pipe ended (see reserve).
-	splices []uint64
-	st      stage
+	// paced is set for a writer that may hold its thread while it waits for room (the Tailer's own
+	// goroutine, for raw lines): room then sleeps in raw calls first (see room). A writer beside the
+	// Tailer (the JSON writing goroutine) waits in ppoll at once, which hands the P off.
+	paced   bool
+	free    int    // bytes the pipe surely has room for: as of the last FIONREAD, less those written since
+	written uint64 // bytes written into the pipe through this pipeOut (tests)
+	spliced uint64 // of them, moved from the staging pipe (tests)
+	waits   int    // calls of room (tests)
+	// slack holds, oldest first, the writes and splices of the ones still in the pipe that take
+	// more of its room than their bytes (see reserve), and slackRoom the sum of their extra room.
+	slack     []slack
+	slackRoom int
+	st        stage
+}
+
+// slack is a write or splice into the pipe that takes room beyond its bytes: partly filled pages.
+type slack struct {
+	end  uint64 // where in the bytes written (counted as written) it ended
+	room int    // the room it takes beyond its bytes
 }
 
 // stage is the staging pipe that holds a range of a file's page-cache pages (see capture).
@@ -74,8 +90,8 @@ const (
 	pipePiece = 4 << 10
 )
 
-// newPipeOut returns a pipeOut when w is the write end of a pipe, else nil.
-func newPipeOut(w io.Writer) *pipeOut {
+// newPipeOut returns a pipeOut when w is the write end of a pipe, else nil; paced: see pipeOut.paced.
+func newPipeOut(w io.Writer, paced bool) *pipeOut {
 	f, ok := w.(*os.File)
 	if !ok {
 		return nil
@@ -88,7 +104,7 @@ func newPipeOut(w io.Writer) *pipeOut {
 	if err != nil {
 		return nil
 	}
-	p := &pipeOut{f: f, rc: rc, st: stage{r: -1, w: -1}}
+	p := &pipeOut{f: f, rc: rc, paced: paced, st: stage{r: -1, w: -1}}
 	_ = rc.Control(func(fd uintptr) { p.capacity = pipeSize(int(fd)) })
 	if p.capacity <= 0 {
 		return nil
@@ -123,9 +139,10 @@ func unread(fd int) int {
 // returns without blocking and does not enter the Go runtime's syscall state (so sysmon does not
 // wake to hand the P off). The room is learnt with FIONREAD (see room) and counted down by the
 // bytes written, so one FIONREAD serves as many pieces as fit: the reader only adds room meanwhile.
-// Only when the reader left too little room within the pacing budget does a piece go to f.Write,
-// which waits for room as the file does (blocking in the kernel, or in the runtime's poller).
-func (p *pipeOut) write(b []byte, from *os.File, off int64) (int, error) {
+// Only when the reader left too little room within the pacing budget does a piece wait for room in
+// the kernel (writeWhenRoom), and that wait ends with ctx: a reader that stopped reading cannot keep
+// the Tailer from stopping. A write that gives up returns ctx's error with the bytes written so far.
+func (p *pipeOut) write(ctx context.Context, b []byte, from *os.File, off int64) (int, error) {
 	done := 0
 	var err error
 	p.free = 0 // room counted in an earlier call may have been taken by another writer of the pipe
@@ -142,11 +159,22 @@ func (p *pipeOut) write(b []byte, from *os.File, off int64) (int, error) {
 			if p.free >= len(piece) {
 				n, err = p.writeRaw(int(fd), piece)
 				p.free -= n
+				if errors.Is(err, syscall.EAGAIN) {
+					// A non-blocking pipe with less room than counted (another writer took it):
+					// wait for room.
+					err, p.free = nil, 0
+				}
 			} else {
-				n, err = p.f.Write(piece)
+				n, err = p.writeWhenRoom(ctx, int(fd), piece)
 			}
 			done += n
 			p.written += uint64(n)
+			if rest := n % pipePage; rest != 0 {
+				// Its last page is partly filled: a write after it that does not fit in the
+				// page's rest takes a new slot and leaves the rest empty.
+				p.addSlack(pipePage - rest)
+				p.free -= pipePage - rest
+			}
 		}
 	})
 	if err == nil {
@@ -240,7 +268,7 @@ func (p *pipeOut) capture(f *os.File, off int64, n int) {
 
 // spliceStaged moves the first bytes of the staging pipe, up to n, into the pipe fd when they are
 // from's bytes at off, pacing like write. It returns how many it moved; it stops early when the
-// pipe's reader left no room within the pacing budget (write then blocks for the rest) or the pipe
+// pipe's reader left no room within the pacing budget (write then waits for the rest) or the pipe
 // failed (write then reports it).
 func (p *pipeOut) spliceStaged(fd int, from *os.File, off int64, n int) int {
 	st := &p.st
@@ -273,7 +301,7 @@ func (p *pipeOut) spliceStaged(fd int, from *os.File, off int64, n int) int {
 			p.free -= k + spliceSlack
 			p.written += uint64(k)
 			p.spliced += uint64(k)
-			p.splices = append(p.splices, p.written)
+			p.addSlack(spliceSlack)
 		}
 	}
 	return done
@@ -305,19 +333,63 @@ func (p *pipeOut) writeRaw(fd int, b []byte) (int, error) {
 	return done, nil
 }
 
-// room sleeps paceSleep at a time, at most paceBudget times (2ms), before a write blocks in the
-// kernel instead.
+// pollSlice is the longest writeWhenRoom waits in one ppoll before it looks at its ctx again: how
+// late a write waiting for a stalled reader notices that the Tailer is stopping.
+const pollSlice = 20 * time.Millisecond
+
+// writeWhenRoom writes piece, at most pipePiece (PIPE_BUF) bytes, into the pipe fd once the pipe has
+// room for it, or gives up without writing when ctx is done. It waits for POLLOUT in ppoll, through
+// the runtime's syscall state (the P is handed off while it waits, as in a blocking write), at most
+// pollSlice at a time, looking at ctx in between. POLLOUT means a free slot, which takes a write of
+// up to PIPE_BUF bytes whole: the write does not block (unless another writer of the pipe took the
+// slot meanwhile: on a non-blocking descriptor the write fails with EAGAIN and the wait goes on, on
+// a blocking one it waits in the kernel as f.Write did). A pipe without readers reports POLLERR,
+// and the write then fails with EPIPE.
+func (p *pipeOut) writeWhenRoom(ctx context.Context, fd int, piece []byte) (int, error) {
+	pfd := struct {
+		fd              int32
+		events, revents int16
+	}{fd: int32(fd), events: pollOut}
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("wait for room in pipe %s: %w", p.f.Name(), err)
+		}
+		ts := syscall.NsecToTimespec(int64(pollSlice)) // ppoll leaves the time not slept in it
+		r, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1,
+			uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		switch {
+		case e == syscall.EINTR || e == 0 && r == 0: // interrupted, or no room within pollSlice
+			continue
+		case e != 0:
+			return 0, &os.PathError{Op: "ppoll", Path: p.f.Name(), Err: e}
+		}
+		n, err := syscall.Write(fd, piece)
+		switch {
+		case err == syscall.EAGAIN || err == syscall.EINTR:
+		case err != nil:
+			return 0, &os.PathError{Op: "write", Path: p.f.Name(), Err: err}
+		default:
+			return n, nil // all of piece (PIPE_BUF bytes go whole); the caller writes any rest
+		}
+	}
+}
+
+// pollOut is POLLOUT.
+const pollOut = 0x4
+
+// room sleeps paceSleep at a time, at most paceBudget times (2ms), before a write waits for room in
+// the kernel instead (writeWhenRoom).
 const (
 	paceSleep  = 50e3 // ns
 	paceBudget = 40
 )
 
-// room returns how many bytes the pipe fd surely has room for, waiting for at least n: when it has
-// less, room waits in short sleeps that do not involve the Go scheduler until the reader emptied
-// at least half of it, or paceBudget ran out (then it returns what there is, maybe less than n).
-// FIONREAD counts bytes, the pipe's capacity is in pages (slots of a page or less), and the pages
-// at the pipe's two ends may be partly filled, hence two pages of margin, and more for the partly
-// filled pages that splices leave in it (see reserve).
+// room returns how many bytes the pipe fd surely has room for, waiting for at least n when paced:
+// when it has less, room waits in short sleeps that do not involve the Go scheduler until the
+// reader emptied at least half of it, or paceBudget ran out (then it returns what there is, maybe
+// less than n). FIONREAD counts bytes, the pipe's capacity is in pages (slots of a page or less),
+// and the pages at the pipe's two ends may be partly filled, hence two pages of margin, and more for
+// the partly filled pages that short writes and splices leave in it (see reserve).
 func (p *pipeOut) room(fd, n int) int {
 	p.waits++
 	u := unread(fd)
@@ -327,8 +399,8 @@ func (p *pipeOut) room(fd, n int) int {
 	if u > p.capacity { // the reader enlarged the pipe
 		p.capacity = max(p.capacity, pipeSize(fd))
 	}
-	if free := p.capacity - u - pipeMargin - p.reserve(u); free >= n {
-		return free
+	if free := p.capacity - u - pipeMargin - p.reserve(u); free >= n || !p.paced {
+		return max(free, 0)
 	}
 	ts := syscall.Timespec{Nsec: paceSleep}
 	for range paceBudget {
@@ -349,6 +421,9 @@ func (p *pipeOut) room(fd, n int) int {
 // the pipe's head and tail.
 const pipeMargin = 2 << 12
 
+// pipePage is the size of a pipe's slot (a page).
+const pipePage = 4 << 10
+
 // spliceSlack is the room a splice into the pipe may take beyond its bytes: a spliced range
 // takes a slot for each page it touches, so up to two partly filled ones at its ends, and the
 // write after it cannot fill up the last of them (only pages written by write are merged into),
@@ -356,19 +431,31 @@ const pipeMargin = 2 << 12
 // left while FIONREAD shows room, and a raw write would block in the kernel.
 const spliceSlack = 3 << 12
 
-// reserve is the room kept back for the splices whose bytes are still in the pipe, which holds u
-// bytes: spliceSlack for each splice that ended after the first byte the reader has not taken
-// (counting all of u as this pipeOut's bytes, which over-counts when other processes write too:
-// when they hold more than all this pipeOut wrote, none of its splices is known to be taken).
+// addSlack records that the write or splice that ended at p.written takes room more than its bytes.
+func (p *pipeOut) addSlack(room int) {
+	p.slack = append(p.slack, slack{end: p.written, room: room})
+	p.slackRoom += room
+}
+
+// reserve is the room kept back for the writes and splices whose bytes are still in the pipe, which
+// holds u bytes, beyond their bytes: spliceSlack for each splice, and for each write that ended
+// inside a page the rest of that page (such writes, each shorter than a page, could otherwise fill
+// all slots while FIONREAD shows room, and a raw write would block in the kernel: nothing
+// interrupts it, not even a stop), counting those that ended after the first byte the reader has
+// not taken (counting all of u as this pipeOut's bytes, which over-counts when other processes
+// write too: when they hold more than all this pipeOut wrote, none of its writes is known to be
+// taken).
 func (p *pipeOut) reserve(u int) int {
 	var taken uint64
 	if uint64(u) < p.written {
 		taken = p.written - uint64(u)
 	}
 	i := 0
-	for i < len(p.splices) && p.splices[i] <= taken {
-		i++
+	for ; i < len(p.slack) && p.slack[i].end <= taken; i++ {
+		p.slackRoom -= p.slack[i].room
 	}
-	p.splices = p.splices[:copy(p.splices, p.splices[i:])]
-	return len(p.splices) * spliceSlack
+	if i > 0 {
+		p.slack = p.slack[:copy(p.slack, p.slack[i:])]
+	}
+	return p.slackRoom
 }

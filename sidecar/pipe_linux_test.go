@@ -4,6 +4,7 @@ package sidecar
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -256,7 +257,7 @@ func TestPipeOutCountsSlotsOfSplices(t *testing.T) {
 	}
 	defer f.Close()
 	r, w := newTestPipe(t, 64<<10) // 16 slots
-	p := newPipeOut(w)
+	p := newPipeOut(w, true)
 	defer p.dropStage()
 	res := make(chan []byte, 1)
 	go func() {
@@ -267,7 +268,7 @@ func TestPipeOutCountsSlotsOfSplices(t *testing.T) {
 	for _, l := range lines {
 		b := []byte(l + "\n")
 		p.capture(f, off, len(b))
-		if n, err := p.write(b, f, off); n != len(b) || err != nil {
+		if n, err := p.write(context.Background(), b, f, off); n != len(b) || err != nil {
 			t.Fatalf("write of the line at %d: %d bytes, %v", off, n, err)
 		}
 		off += int64(len(b))
@@ -356,13 +357,13 @@ func TestPipeReaderSplicingToSocketGetsTheLines(t *testing.T) {
 // of asking before each piece (in bench/sidecar an ioctl per 4 KiB write, 22,400 per run).
 func TestPipeOutAsksForRoomOncePerFill(t *testing.T) {
 	r, w := newTestPipe(t, 1<<20)
-	p := newPipeOut(w)
+	p := newPipeOut(w, true)
 	if p == nil {
 		t.Fatal("no pipeOut for a pipe")
 	}
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	got := slowReader(r, 64<<10, 1<<30)
-	n, err := p.write(data, nil, 0)
+	n, err := p.write(context.Background(), data, nil, 0)
 	w.Close()
 	out := <-got
 	if n != len(data) || err != nil || !bytes.Equal(out, data) {

@@ -3,14 +3,15 @@
 package sidecar
 
 import (
+	"context"
 	"io"
 	"os"
 )
 
-// pipeOut writes raw lines into a pipe synchronously on Linux only (see pipe_linux.go).
+// pipeOut writes lines into a pipe on Linux only (see pipe_linux.go).
 type pipeOut struct{}
 
-func newPipeOut(io.Writer) *pipeOut                                 { return nil }
-func (p *pipeOut) write(b []byte, _ *os.File, _ int64) (int, error) { return 0, nil }
-func (p *pipeOut) capture(*os.File, int64, int)                     {}
-func (p *pipeOut) dropStage()                                       {}
+func newPipeOut(io.Writer, bool) *pipeOut                                      { return nil }
+func (p *pipeOut) write(context.Context, []byte, *os.File, int64) (int, error) { return 0, nil }
+func (p *pipeOut) capture(*os.File, int64, int)                                {}
+func (p *pipeOut) dropStage()                                                  {}

@@ -151,7 +151,12 @@ func TestPunchHoleKeepsShippedLines(t *testing.T) {
 // taken, and all keep their room (the count wrapped around and dropped them all: reserve 0, then
 // raw writes into a pipe short of slots).
 func TestPipeOutReserveKeepsSplicesWhenOthersFillThePipe(t *testing.T) {
-	p := &pipeOut{written: 3 << 12, splices: []uint64{1 << 12, 2 << 12}}
+	p := &pipeOut{written: 3 << 12}
+	p.written = 1 << 12
+	p.addSlack(spliceSlack)
+	p.written = 2 << 12
+	p.addSlack(spliceSlack)
+	p.written = 3 << 12
 	if got := p.reserve(64 << 10); got != 2*spliceSlack {
 		t.Errorf("reserve with the pipe holding more than was written through it: %d, want %d", got, 2*spliceSlack)
 	}
@@ -161,8 +166,8 @@ func TestPipeOutReserveKeepsSplicesWhenOthersFillThePipe(t *testing.T) {
 	if got := p.reserve(2<<12 - 1); got != spliceSlack {
 		t.Errorf("reserve with the first splice taken: %d, want %d", got, spliceSlack)
 	}
-	if got := p.reserve(0); got != 0 || len(p.splices) != 0 {
-		t.Errorf("reserve with the pipe empty: %d (%d splices kept), want 0", got, len(p.splices))
+	if got := p.reserve(0); got != 0 || len(p.slack) != 0 {
+		t.Errorf("reserve with the pipe empty: %d (%d splices kept), want 0", got, len(p.slack))
 	}
 }
 
@@ -190,7 +195,7 @@ func TestColdFileReadDoesNotHoldUpGC(t *testing.T) {
 		}},
 		{"splice", func(t *testing.T, f *os.File) int {
 			_, w := newTestPipe(t, 1<<20)
-			p := newPipeOut(w)
+			p := newPipeOut(w, true)
 			defer p.dropStage()
 			p.capture(f, 0, len(data))
 			return p.st.n

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -273,7 +274,7 @@ type syncSink interface {
 	synchronous() bool
 }
 
-func (s *WriterSink) synchronous() bool { return s.pipe != nil }
+func (s *WriterSink) synchronous() bool { return s.pipe != nil && s.enc.raw }
 
 // stager is implemented by sinks that can ship lines from the file's pages instead of from the
 // Tailer's read buffer (a raw WriterSink on a pipe, on Linux, WithSpliceFromFile): when splicing
@@ -341,6 +342,14 @@ func (s *WriterSink) configErr() error { return s.err }
 // Raw lines to a pipe (on Linux) are written synchronously instead, from the buffer the Tailer read
 // them into (or, WithSpliceFromFile, as the file's pages), pacing the writes to the reader (see
 // pipeOut).
+//
+// A write into a pipe (on Linux; raw or JSON), or into a writer with write deadlines (a net.Conn, an
+// *os.File the Go runtime polls), waits for a slow reader as long as the ctx of the Write that
+// started it lasts, and no longer: when the reader stalls (a hung log collector), the Tailer still
+// stops when its ctx ends. The lines the writer did not take are kept and written first by the next
+// Write, and the Tailer commits no offset past them (Flush reports them); a restart ships them
+// again. Other writers (a blocking socket or terminal, on other systems a blocking pipe) are written
+// to without a bound: a write that never returns keeps the Tailer from stopping.
 type WriterSink struct {
 	mu       sync.Mutex
 	w        io.Writer
@@ -350,8 +359,10 @@ type WriterSink struct {
 	inflight chan writeResult // result of the batch being written; nil when none
 	failed   []byte           // the unwritten rest of a batch whose write failed, written again first
 	err      error            // a ConfigError from the options: every Write returns it
-	// pipe is set when w is a pipe and the format raw: then Write writes synchronously, from the
-	// buffers the Tailer read the lines into when they follow each other there.
+	// pipe is set when w is a pipe (Linux). Writes into it wait for room only as long as the ctx of
+	// the Write that started them lasts (pipeOut.write). With the raw format, Write writes
+	// synchronously, from the buffers the Tailer read the lines into when they follow each other
+	// there; JSON lines are written by the background goroutine.
 	pipe *pipeOut
 	// splice is set with pipe and WithSpliceFromFile: lines go into the pipe as the file's pages.
 	splice bool
@@ -497,18 +508,17 @@ func digits8(v uint64) uint64 {
 func NewWriterSink(w io.Writer, opts ...Option) *WriterSink {
 	o := buildOptions(opts)
 	s := &WriterSink{w: w, enc: newEncoder(o.format), err: o.format.check()}
-	if o.format == FormatRaw {
-		s.pipe = newPipeOut(w)
-		s.splice = s.pipe != nil && o.spliceFromFile
-	}
+	s.pipe = newPipeOut(w, o.format == FormatRaw)
+	s.splice = s.pipe != nil && o.format == FormatRaw && o.spliceFromFile
 	return s
 }
 
 // writePipe writes recs into the pipe: each run of lines that follow each other in one array, with
-// the newline after it, as one piece. A failed
-// write leaves the rest in failed, as a failed background write does: the next Write or Flush
-// writes it again and reports the error if that fails too. Called with mu held.
-func (s *WriterSink) writePipe(recs []Record) {
+// the newline after it, as one piece. A failed write, or one that gave up waiting for room because
+// ctx ended, leaves the rest in failed, as a failed background write does: the next Write or Flush
+// writes it again and reports the error if that fails too (and the Tailer commits no offset past
+// them meanwhile: it flushes first). Called with mu held.
+func (s *WriterSink) writePipe(ctx context.Context, recs []Record) {
 	for i := 0; i < len(recs); {
 		from, off := recs[i].from, recs[i].Offset
 		var run []byte
@@ -520,7 +530,7 @@ func (s *WriterSink) writePipe(recs []Record) {
 			s.bufs[0] = append(append(s.bufs[0][:0], run...), '\n')
 			b, from = s.bufs[0], nil
 		}
-		if n, err := s.pipe.write(b, from, off); err != nil {
+		if n, err := s.pipe.write(ctx, b, from, off); err != nil {
 			s.failed = appendRaw(append(s.failed[:0], b[n:]...), recs[i:])
 			return
 		}
@@ -529,17 +539,17 @@ func (s *WriterSink) writePipe(recs []Record) {
 
 // Write implements Sink: it encodes recs, waits for the previous batch to be written, and starts
 // writing this one.
-func (s *WriterSink) Write(_ context.Context, recs []Record) error {
+func (s *WriterSink) Write(ctx context.Context, recs []Record) error {
 	if s.err != nil {
 		return s.err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.settle(); err != nil {
+	if err := s.settle(ctx); err != nil {
 		return err
 	}
-	if s.pipe != nil {
-		s.writePipe(recs)
+	if s.pipe != nil && s.enc.raw {
+		s.writePipe(ctx, recs)
 		return nil
 	}
 	buf := s.enc.appendBatch(s.bufs[s.cur][:0], recs)
@@ -548,10 +558,10 @@ func (s *WriterSink) Write(_ context.Context, recs []Record) error {
 		return nil
 	}
 	ch := make(chan writeResult, 1)
-	go func(w io.Writer, b []byte) {
-		n, err := writePieces(w, b)
+	go func(b []byte) {
+		n, err := s.writeOut(ctx, b)
 		ch <- writeResult{n, err}
-	}(s.w, buf)
+	}(buf)
 	s.inflight = ch
 	s.cur ^= 1
 	return nil
@@ -569,8 +579,34 @@ type writeResult struct {
 	err error
 }
 
+// writeDeadliner is implemented by writers whose writes a deadline cuts off: a net.Conn, an
+// *os.File the Go runtime polls (a non-blocking pipe or socket; SetWriteDeadline fails on others).
+type writeDeadliner interface {
+	SetWriteDeadline(t time.Time) error
+}
+
 // writePieces writes b to w in pieces of at most writePiece bytes and returns how many were written.
-func writePieces(w io.Writer, b []byte) (int, error) {
+// When w has write deadlines, the write is cut off when ctx ends (at once when it already has), with
+// a deadline in the past that stays until a write with a live ctx: the Tailer's stop does not wait
+// for a reader that stalled.
+func writePieces(ctx context.Context, w io.Writer, b []byte) (int, error) {
+	if d, ok := w.(writeDeadliner); ok {
+		switch {
+		case ctx.Err() != nil:
+			_ = d.SetWriteDeadline(time.Unix(1, 0))
+		case d.SetWriteDeadline(time.Time{}) == nil && ctx.Done() != nil:
+			cut := make(chan struct{})
+			stop := context.AfterFunc(ctx, func() {
+				_ = d.SetWriteDeadline(time.Unix(1, 0))
+				close(cut)
+			})
+			defer func() {
+				if !stop() {
+					<-cut // set before a later write lifts it
+				}
+			}()
+		}
+	}
 	done := 0
 	for done < len(b) {
 		n, err := w.Write(b[done:min(len(b), done+writePiece)])
@@ -582,8 +618,18 @@ func writePieces(w io.Writer, b []byte) (int, error) {
 	return done, nil
 }
 
-// settle waits for the batch in flight and rewrites a failed one. Called with mu held.
-func (s *WriterSink) settle() error {
+// writeOut writes b to w: into a pipe with pipeOut, which waits for room only while ctx lasts,
+// else in pieces (writePieces). It does not touch the sink's buffers or state other than pipe's.
+func (s *WriterSink) writeOut(ctx context.Context, b []byte) (int, error) {
+	if s.pipe != nil {
+		return s.pipe.write(ctx, b, nil, 0)
+	}
+	return writePieces(ctx, s.w, b)
+}
+
+// settle waits for the batch in flight and rewrites a failed one; on a pipe, that write waits for
+// room only while ctx lasts. Called with mu held.
+func (s *WriterSink) settle(ctx context.Context) error {
 	if s.inflight != nil {
 		r := <-s.inflight
 		s.inflight = nil
@@ -592,7 +638,7 @@ func (s *WriterSink) settle() error {
 		}
 	}
 	if len(s.failed) > 0 {
-		n, err := writePieces(s.w, s.failed)
+		n, err := s.writeOut(ctx, s.failed)
 		s.failed = s.failed[:copy(s.failed, s.failed[n:])]
 		if err != nil {
 			return fmt.Errorf("write records: %w", err)
@@ -601,11 +647,17 @@ func (s *WriterSink) settle() error {
 	return nil
 }
 
-// Flush implements Flusher.
+// Flush implements Flusher. It waits for the batch in flight (whose write ends with the ctx of the
+// Write that started it, see WriterSink), then writes the rest of a batch whose write failed or
+// gave up again, but without waiting for the reader when w is a pipe or has write deadlines: Flush
+// has no ctx to end that wait, and the Tailer flushes when Run stops too. What is left is reported
+// and stays for the next Write.
 func (s *WriterSink) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.settle()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no waiting
+	return s.settle(ctx)
 }
 
 // FileSink appends records as JSON lines (or raw lines, WithFormat(FormatRaw)) to a file and is a

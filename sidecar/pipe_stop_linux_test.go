@@ -1,0 +1,298 @@
+//go:build linux
+
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/podblocks/podblocks/internal/await"
+)
+
+// pipeHolds is how many bytes the pipe r holds (FIONREAD).
+func pipeHolds(t *testing.T, r *os.File) int {
+	t.Helper()
+	rc, err := r.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := -1
+	if err := rc.Control(func(fd uintptr) { n = unread(int(fd)) }); err != nil || n < 0 {
+		t.Fatalf("FIONREAD: %v", err)
+	}
+	return n
+}
+
+// awaitFull waits until the pipe r holds at least n bytes and the same number for d: its writer is
+// waiting for room.
+func awaitFull(t *testing.T, r *os.File, n int, d time.Duration) {
+	t.Helper()
+	last, since := -1, time.Now()
+	await.True(t, "the pipe to stay full", 20*time.Second, func() bool {
+		if h := pipeHolds(t, r); h != last {
+			last, since = h, time.Now()
+		}
+		return last >= n && time.Since(since) >= d
+	})
+}
+
+// stopWhileStalled cancels Run (running in done's goroutine, ended by cancel) and waits at most
+// stopBound for it to return. When it does not, the test fails, and the pipe r is read until Run
+// returns, so that nothing outlives the test; what that read got is discarded.
+func stopWhileStalled(t *testing.T, cancel context.CancelFunc, done <-chan error, r, w *os.File) {
+	t.Helper()
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v after its ctx ended, want nil", err)
+		}
+		t.Logf("Run returned %v after its ctx ended", time.Since(start).Round(time.Millisecond))
+		return
+	case <-time.After(stopBound):
+	}
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		_, _ = io.Copy(io.Discard, r)
+	}()
+	<-done
+	w.Close()
+	<-drained
+	t.Fatalf("Run did not return within %v of its ctx ending while nobody read its pipe", stopBound)
+}
+
+// stopTailer returns a Tailer following dir/*.log like pipeTailer's (lines of at most 256 bytes,
+// reads of 8 KiB, polling every 20ms), with a WriterSink in format f on a new pipe of 64 KiB, and
+// opts (given to both), and the pipe's two ends.
+func stopTailer(t *testing.T, dir string, f Format, opts ...Option) (tl *Tailer, r, w *os.File) {
+	t.Helper()
+	r, w = newTestPipe(t, 64<<10)
+	opts = append(opts, WithFormat(f), WithMaxLineBytes(256), WithReadChunkBytes(8<<10))
+	sink := NewWriterSink(w, opts...)
+	tl, err := NewTailer([]string{filepath.Join(dir, "*.log")}, sink,
+		append(opts, WithPollInterval(20*time.Millisecond), WithLogger(zaptest.NewLogger(t)))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tl, r, w
+}
+
+// output is what a WriterSink in a format writes of a file's lines: out(i) is the output of the
+// lines from the i-th on, and offsets[i] the file offset of the i-th line (offsets[len(lines)] the
+// file's size).
+type output struct {
+	lines   []string
+	offsets []int64
+	format  Format
+	file    string
+}
+
+func newOutput(file string, f Format, lines []string) *output {
+	s := &output{lines: lines, offsets: make([]int64, len(lines)+1), format: f, file: file}
+	for i, l := range lines {
+		s.offsets[i+1] = s.offsets[i] + int64(len(l)) + 1
+	}
+	return s
+}
+
+func (s *output) out(from int) string {
+	var b []byte
+	for i := from; i < len(s.lines); i++ {
+		if s.format == FormatRaw {
+			b = append(append(b, s.lines[i]...), '\n')
+		} else {
+			b = AppendJSON(b, Record{File: s.file, Line: []byte(s.lines[i]), Offset: s.offsets[i]})
+		}
+	}
+	return string(b)
+}
+
+// line is the index of the line at file offset off, -1 when no line starts there.
+func (s *output) line(off int64) int {
+	i, ok := slices.BinarySearch(s.offsets, off)
+	if !ok {
+		return -1
+	}
+	return i
+}
+
+// A Tailer whose WriterSink writes into a pipe whose reader stopped reading (a stalled log
+// collector) still stops when its ctx ends: Run returns within the final read's budget instead of
+// waiting for room forever. Its checkpoint is not past the lines the pipe took, and a restart with a
+// reader ships every line after it: none lost, and none twice within one Run. Raw lines (written
+// synchronously, copied or spliced) and JSON lines (written by the sink's goroutine) alike.
+func TestTailerStopsWhilePipeReaderStalls(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		format Format
+		opts   []Option
+	}{
+		{"raw", FormatRaw, nil},
+		{"raw-splice", FormatRaw, []Option{WithSpliceFromFile()}},
+		{"json", FormatJSON, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			app := filepath.Join(dir, "app.log")
+			lines, content := pipeTestLines(30000, false) // ~2.4 MB, 37 times the pipe
+			if err := os.WriteFile(app, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := newOutput(app, c.format, lines)
+			all := want.out(0)
+			cp := filepath.Join(dir, "state.json")
+			opts := append([]Option{WithCheckpoint(cp), WithCommitInterval(5 * time.Millisecond)}, c.opts...)
+
+			// First Run: the reader takes 400 KiB, a piece a millisecond (the Tailer commits
+			// meanwhile), then stops reading.
+			tl, r, w := stopTailer(t, dir, c.format, opts...)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- tl.Run(ctx) }()
+			got := make([]byte, 400<<10)
+			for i := 0; i < len(got); i += 8 << 10 {
+				if _, err := io.ReadFull(r, got[i:i+8<<10]); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			// The pipe fills up and stays as full for 200 ms: the sink waits for room.
+			awaitFull(t, r, 16<<10, 200*time.Millisecond)
+			stopWhileStalled(t, cancel, done, r, w)
+
+			// What the reader could still get: what the pipe holds.
+			rest := make([]byte, pipeHolds(t, r))
+			if _, err := io.ReadFull(r, rest); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, rest...)
+			if !strings.HasPrefix(all, string(got)) {
+				t.Fatalf("first Run shipped %d bytes that are not the output of the file's first lines (a line lost or twice)", len(got))
+			}
+			took := want.offsets[bytes.Count(got, []byte("\n"))] // the file offset after the last whole line the pipe took
+			st, found, err := loadCheckpoint(cp)
+			if err != nil || !found || len(st.Files) != 1 {
+				t.Fatalf("checkpoint: %+v, found %t, %v", st, found, err)
+			}
+			off := st.Files[0].Offset
+			if off > took {
+				t.Fatalf("checkpoint at offset %d, past the lines the pipe took (up to offset %d): a restart loses the lines between", off, took)
+			}
+			from := want.line(off)
+			if from < 0 {
+				t.Fatalf("checkpoint at offset %d, inside a line", off)
+			}
+			t.Logf("first Run: the pipe took the lines up to offset %d of %d, checkpoint at %d", took, len(content), off)
+
+			// Second Run with a reader: every line after the checkpoint, once.
+			tl, r, w = stopTailer(t, dir, c.format, opts...)
+			ctx, cancel = context.WithCancel(context.Background())
+			go func() { done <- tl.Run(ctx) }()
+			rest2 := want.out(from)
+			again := make([]byte, len(rest2))
+			_, err = io.ReadFull(r, again)
+			cancel()
+			if rerr := <-done; rerr != nil {
+				t.Errorf("second Run = %v", rerr)
+			}
+			w.Close()
+			if err != nil {
+				t.Fatalf("second Run shipped %d bytes, want %d: %v", len(again), len(rest2), err)
+			}
+			if string(again) != rest2 {
+				t.Fatalf("second Run did not ship the file's lines from the checkpoint (offset %d) on", off)
+			}
+			if extra, _ := io.ReadAll(r); len(extra) > 0 {
+				t.Errorf("second Run shipped %d bytes more than the lines after the checkpoint", len(extra))
+			}
+		})
+	}
+}
+
+// newBlockingPipe returns a pipe of size bytes whose write end is in blocking mode, as a stdout
+// handed over by a parent usually is (os.Pipe's ends are non-blocking).
+func newBlockingPipe(t *testing.T, size int) (r, w *os.File) {
+	t.Helper()
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fds[1]), fSetPipeSz, uintptr(size)); e != 0 {
+		t.Fatal(e)
+	}
+	if err := syscall.SetNonblock(fds[0], true); err != nil {
+		t.Fatal(err)
+	}
+	r, w = os.NewFile(uintptr(fds[0]), "r"), os.NewFile(uintptr(fds[1]), "w")
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+// Writes shorter than a page each take a slot of the pipe when they do not fit in the last one's
+// rest: a pipe of 16 slots (64 KiB) holding 16 writes of 3000 bytes is full though FIONREAD shows
+// 17 KiB free. pipeOut counts those slots: it waits for room instead of making a write that blocks in
+// the kernel (a raw call, which nothing interrupts), so a write into a pipe nobody reads gives up
+// when its ctx ends.
+func TestPipeOutCountsSlotsOfShortWrites(t *testing.T) {
+	// A write blocked in a raw call holds up every stop of the world: no collection may start
+	// before the pipe is read again, or the test hangs instead of failing.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	for _, paced := range []bool{true, false} {
+		r, w := newBlockingPipe(t, 64<<10) // 16 slots
+		p := newPipeOut(w, paced)
+		if p == nil {
+			t.Fatal("no pipeOut for a pipe")
+		}
+		piece := bytes.Repeat([]byte("x"), 3000)
+		ctx, cancel := context.WithCancel(context.Background())
+		type result struct {
+			n   int
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			total := 0
+			for {
+				n, err := p.write(ctx, piece, nil, 0)
+				total += n
+				if err != nil || ctx.Err() != nil {
+					done <- result{total, err}
+					return
+				}
+			}
+		}()
+		awaitFull(t, r, 1, 100*time.Millisecond)
+		cancel()
+		var res result
+		select {
+		case res = <-done:
+		case <-time.After(time.Second):
+			drained := make(chan struct{})
+			go func() { defer close(drained); _, _ = io.Copy(io.Discard, r) }()
+			<-done
+			w.Close()
+			<-drained
+			t.Fatalf("paced %t: a write into a full pipe did not give up within 1s of its ctx ending", paced)
+		}
+		if !errors.Is(res.err, context.Canceled) {
+			t.Errorf("paced %t: write error %v, want %v", paced, res.err, context.Canceled)
+		}
+		if h := pipeHolds(t, r); h != res.n || res.n < 16*len(piece) {
+			t.Errorf("paced %t: %d bytes written, the pipe holds %d; want them equal and at least %d", paced, res.n, h, 16*len(piece))
+		}
+	}
+}
