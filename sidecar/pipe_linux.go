@@ -158,7 +158,6 @@ func (p *pipeOut) write(ctx context.Context, b []byte, from *os.File, off int64)
 			var n int
 			if p.free >= len(piece) {
 				n, err = p.writeRaw(int(fd), piece)
-				p.free -= n
 				if errors.Is(err, syscall.EAGAIN) {
 					// A non-blocking pipe with less room than counted (another writer took it):
 					// wait for room.
@@ -167,6 +166,9 @@ func (p *pipeOut) write(ctx context.Context, b []byte, from *os.File, off int64)
 			} else {
 				n, err = p.writeWhenRoom(ctx, int(fd), piece)
 			}
+			// Counted down also after writeWhenRoom: the room counted before it was less than
+			// the piece it wrote, so none is left for the next piece, which asks again.
+			p.free -= n
 			done += n
 			p.written += uint64(n)
 			if rest := n % pipePage; rest != 0 {

@@ -296,3 +296,61 @@ func TestPipeOutCountsSlotsOfShortWrites(t *testing.T) {
 		}
 	}
 }
+
+// A write whose first piece waited for room in ppoll (writeWhenRoom) took a slot the count of room
+// did not know of: the room counted before it is gone. A shorter piece after it must not be written
+// on that count, or a raw write(2) into a full blocking pipe blocks in the kernel, where neither
+// the write's ctx nor a stop can end it (the count was not lowered by the bytes writeWhenRoom wrote).
+func TestPipeOutCountsRoomTakenWhileWaiting(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // see TestPipeOutCountsSlotsOfShortWrites
+	r, w := newBlockingPipe(t, 64<<10)               // 16 slots
+	// 12 full slots and 3 of 2100 bytes (not merged: 2 do not fit in one page): 1 slot free, and
+	// room counts 64 KiB - 55452 bytes held - 2 pages of margin = 1892 bytes free.
+	fill := append(bytes.Repeat([]byte("f"), 12<<12), bytes.Repeat([]byte("g"), 2100)...)
+	for _, b := range [][]byte{fill, fill[:2100], fill[:2100]} {
+		if n, err := w.Write(b); n != len(b) || err != nil {
+			t.Fatalf("fill: %d, %v", n, err)
+		}
+	}
+	for _, paced := range []bool{true, false} {
+		p := newPipeOut(w, paced)
+		if p == nil {
+			t.Fatal("no pipeOut for a pipe")
+		}
+		held := pipeHolds(t, r)
+		// A piece of a page waits for the free slot and takes it; the piece of 1000 bytes after it
+		// must wait for room too, and give up when ctx ends.
+		b := bytes.Repeat([]byte("x"), pipePiece+1000)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		type result struct {
+			n   int
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			n, err := p.write(ctx, b, nil, 0)
+			done <- result{n, err}
+		}()
+		var res result
+		select {
+		case res = <-done:
+		case <-time.After(5 * time.Second):
+			got := make([]byte, 1<<20)
+			_, _ = r.Read(got) // lets the write end (r is non-blocking)
+			cancel()
+			<-done
+			t.Fatalf("paced %t: the write did not give up within 5s of a ctx of 200ms (blocked in the kernel)", paced)
+		}
+		cancel()
+		if !errors.Is(res.err, context.DeadlineExceeded) || res.n != pipePiece {
+			t.Errorf("paced %t: write = %d, %v; want %d, %v", paced, res.n, res.err, pipePiece, context.DeadlineExceeded)
+		}
+		if h := pipeHolds(t, r); h != held+res.n {
+			t.Errorf("paced %t: the pipe holds %d bytes, want %d", paced, h, held+res.n)
+		}
+		// Free one slot again for the next case: read one page of the 12 (a whole slot).
+		if _, err := io.ReadFull(r, make([]byte, 4<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
