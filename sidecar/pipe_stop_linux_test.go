@@ -354,3 +354,56 @@ func TestPipeOutCountsRoomTakenWhileWaiting(t *testing.T) {
 		}
 	}
 }
+
+// The final read of a file deleted while open (finishGone) has finalReadTimeout to ship its lines to
+// a reader that is slow but reads, since a restart cannot read them. A JSON WriterSink writes each
+// batch from its goroutine with the ctx of the Write that started it: the last batch of the final
+// read must keep that budget until the Tailer's last Flush, not lose it when the final read returns
+// (its lines were cut off in a full pipe and lost). Raw lines, written synchronously, alike.
+func TestDeletedFileShippedToSlowPipeReaderAtStop(t *testing.T) {
+	for _, f := range []Format{FormatJSON, FormatRaw} {
+		dir := t.TempDir()
+		app := filepath.Join(dir, "app.log")
+		lines, content := pipeTestLines(5000, false) // ~400 KB, 6 times the pipe
+		if err := os.WriteFile(app, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want := newOutput(app, f, lines).out(0)
+		tl, r, w := stopTailer(t, dir, f)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- tl.Run(ctx) }()
+		// Nobody reads until the sink waits for room; then the file is deleted, Run told to stop,
+		// and the reader takes 4 KiB a millisecond (the Tailer writes faster: the pipe stays full).
+		awaitFull(t, r, 16<<10, 100*time.Millisecond)
+		if err := os.Remove(app); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan []byte, 1)
+		go func() {
+			var b []byte
+			buf := make([]byte, 4<<10)
+			for {
+				n, err := r.Read(buf)
+				b = append(b, buf[:n]...)
+				if err != nil {
+					got <- b
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("format %d: Run = %v", f, err)
+		}
+		w.Close()
+		out := string(<-got)
+		if !strings.HasPrefix(want, out) {
+			t.Fatalf("format %d: shipped %d bytes that are not the output of the file's first lines", f, len(out))
+		}
+		if len(out) != len(want) {
+			t.Errorf("format %d: the reader got %d bytes of the deleted file's %d: its last lines were lost", f, len(out), len(want))
+		}
+	}
+}

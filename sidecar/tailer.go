@@ -360,7 +360,11 @@ func (t *Tailer) Run(ctx context.Context) error {
 			t.scan(rs, false)
 		}
 	}
-	t.finishGone(ctx, rs)
+	// The final read and the commit after it share one budget: a sink writing in the background
+	// (a JSON WriterSink) writes the final read's last batch with its ctx until the commit's Flush.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReadTimeout)
+	defer cancel()
+	t.finishGone(fctx, rs)
 	rs.dirty = true
 	t.commit(rs)
 	return nil
@@ -384,11 +388,9 @@ const finalReadTimeout = 5 * time.Second
 // finishGone runs when Run is ending: files deleted while open cannot be opened again by a restart,
 // so they are read up to the size they had when this final read started (a writer may go on
 // appending) and, when that is their end, their last line is shipped even without a newline. It
-// stops when finalReadTimeout has passed, so Run returns even when the sink is slower than the
-// writer; what it leaves unread is logged.
-func (t *Tailer) finishGone(ctx context.Context, rs *tailRun) {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReadTimeout)
-	defer cancel()
+// stops when ctx ends (Run gives it finalReadTimeout), so Run returns even when the sink is slower
+// than the writer; what it leaves unread is logged.
+func (t *Tailer) finishGone(fctx context.Context, rs *tailRun) {
 	now := time.Now()
 	for _, tf := range rs.order {
 		if tf.f == nil || tf.copyOf != nil {
