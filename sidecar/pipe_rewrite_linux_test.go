@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/podblocks/podblocks/internal/await"
 )
 
@@ -203,9 +205,8 @@ func TestColdFileReadDoesNotHoldUpGC(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := createOpen(t, filepath.Join(fuse.dir, tc.name+".log"), data)
-			const fadvDontneed = 4
-			if _, _, e := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvDontneed, 0, 0); e != 0 {
-				t.Fatalf("fadvise: %v", e)
+			if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+				t.Fatalf("fadvise: %v", err)
 			}
 			if err := fuse.daemon.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
