@@ -156,7 +156,7 @@ func (p *pipeOut) write(ctx context.Context, b []byte, from *os.File, off int64)
 				p.free = p.room(int(fd), len(piece))
 			}
 			var n int
-			if p.free >= len(piece) {
+			if smallPages && p.free >= len(piece) {
 				n, err = p.writeRaw(int(fd), piece)
 				if errors.Is(err, syscall.EAGAIN) {
 					// A non-blocking pipe with less room than counted (another writer took it):
@@ -425,6 +425,13 @@ const pipeMargin = 2 << 12
 
 // pipePage is the size of a pipe's slot (a page).
 const pipePage = 4 << 10
+
+// smallPages: the kernel's pages are pipePage bytes, as the count of room assumes (pipeMargin,
+// spliceSlack, the rest of a page a short write leaves). With larger pages (64 KiB on some arm64 and
+// ppc64le kernels) a pipe has fewer, larger slots than counted, and a raw write on that count could
+// block in the kernel, where no stop ends it; there every piece waits for a free slot in
+// writeWhenRoom instead (a ppoll more per piece). A var for the tests.
+var smallPages = os.Getpagesize() == pipePage
 
 // spliceSlack is the room a splice into the pipe may take beyond its bytes: a spliced range
 // takes a slot for each page it touches, so up to two partly filled ones at its ends, and the

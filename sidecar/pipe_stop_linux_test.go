@@ -251,6 +251,16 @@ func TestPipeOutCountsSlotsOfShortWrites(t *testing.T) {
 	// A write blocked in a raw call holds up every stop of the world: no collection may start
 	// before the pipe is read again, or the test hangs instead of failing.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	t.Run("4KiB pages", func(t *testing.T) { shortWritesGiveUp(t) })
+	// Where pages are larger than the count of room assumes, every piece waits in writeWhenRoom.
+	defer func(was bool) { smallPages = was }(smallPages)
+	smallPages = false
+	t.Run("larger pages", func(t *testing.T) { shortWritesGiveUp(t) })
+}
+
+// shortWritesGiveUp fills a blocking pipe of 16 slots with writes of 3000 bytes and checks that the
+// writer gives up when its ctx ends, having written exactly what the pipe holds.
+func shortWritesGiveUp(t *testing.T) {
 	for _, paced := range []bool{true, false} {
 		r, w := newBlockingPipe(t, 64<<10) // 16 slots
 		p := newPipeOut(w, paced)
@@ -405,5 +415,35 @@ func TestDeletedFileShippedToSlowPipeReaderAtStop(t *testing.T) {
 		if len(out) != len(want) {
 			t.Errorf("format %d: the reader got %d bytes of the deleted file's %d: its last lines were lost", f, len(out), len(want))
 		}
+	}
+}
+
+// Where every piece waits for a free slot (pages larger than the count of room assumes), a write
+// with a reader still delivers every byte in order.
+func TestPipeOutLargerPagesDeliversInOrder(t *testing.T) {
+	defer func(was bool) { smallPages = was }(smallPages)
+	smallPages = false
+	r, w := newBlockingPipe(t, 64<<10)
+	p := newPipeOut(w, true)
+	if p == nil {
+		t.Fatal("no pipeOut for a pipe")
+	}
+	want := make([]byte, 3<<20)
+	for i := range want {
+		want[i] = byte(i % 251)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(r, int64(len(want))))
+		got <- b
+	}()
+	for off := 0; off < len(want); off += 10000 { // batches that end inside pages
+		b := want[off:min(len(want), off+10000)]
+		if n, err := p.write(context.Background(), b, nil, 0); n != len(b) || err != nil {
+			t.Fatalf("write at %d: %d of %d bytes, %v", off, n, len(b), err)
+		}
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("read %d bytes, not the %d written in order", len(b), len(want))
 	}
 }
