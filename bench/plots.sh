@@ -6,14 +6,18 @@
 #   NAME.cdf.csv      rows series,value         CDF per series (log x) and a tail tile in nines
 # The first line of a CSV may be a comment "# title | x label | y label".
 set -euo pipefail
+# Files named as arguments are taken relative to the caller's directory, before the cd below.
+files=()
+for f in "$@"; do
+	[ -e "$f" ] || { echo "plots.sh: no such file: $f" >&2; exit 2; }
+	files+=("$(realpath "$f")")
+done
 cd "$(dirname "$0")"
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; s=${s%"${s##*[![:space:]]}"}; printf '%s' "$s"; }
-files=("$@")
 [ ${#files[@]} -gt 0 ] || files=(results/*.csv)
 go build -o /tmp/podblocks-plot.$$ ./plot
 trap 'rm -f /tmp/podblocks-plot.$$' EXIT
 for f in "${files[@]}"; do
-	[ -e "$f" ] || continue
 	kind=${f%.csv}; kind=${kind##*.}
 	extra=()
 	case $kind in
