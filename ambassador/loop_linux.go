@@ -23,6 +23,7 @@ import (
 	"github.com/podblocks/podblocks/internal/rawsys"
 	"github.com/podblocks/podblocks/internal/uring"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // The event loops serve HTTP/1.x requests of the common shape without a goroutine per connection.
@@ -811,7 +812,7 @@ func (uc *upConn) open() bool {
 	open := true
 	rc.Control(func(fd uintptr) {
 		var b [1]byte
-		_, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		_, _, e := syscall.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		open = e == syscall.EAGAIN
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/podblocks/podblocks/internal/rawsys"
 	"github.com/podblocks/podblocks/internal/uring"
+	"golang.org/x/sys/unix"
 )
 
 // TCPProxy's event loops relay the bytes of connections whose endpoint is dialed: a goroutine per
@@ -372,7 +373,7 @@ func (l *tcpLoop) splice(in, out, n int) (int, syscall.Errno) {
 // send writes b to fd without blocking and without SIGPIPE.
 func send(fd int, b []byte) (int, syscall.Errno) {
 	const flags = syscall.MSG_DONTWAIT | syscall.MSG_NOSIGNAL
-	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), flags, 0, 0)
+	n, _, e := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), flags, 0, 0)
 	return int(n), e
 }
 
