@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/internal/await"
 )
@@ -380,15 +384,9 @@ func TestDeletedFileShippedToSlowPipeReaderAtStop(t *testing.T) {
 		}
 		want := newOutput(app, f, lines).out(0)
 		tl, r, w := stopTailer(t, dir, f)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- tl.Run(ctx) }()
 		// Nobody reads until the sink waits for room; then the file is deleted, Run told to stop,
 		// and the reader takes 4 KiB a millisecond (the Tailer writes faster: the pipe stays full).
-		awaitFull(t, r, 16<<10, 100*time.Millisecond)
-		if err := os.Remove(app); err != nil {
-			t.Fatal(err)
-		}
+		cancel, done := runThenDeleteWhenFull(t, tl, r, app)
 		got := make(chan []byte, 1)
 		go func() {
 			var b []byte
@@ -446,4 +444,81 @@ func TestPipeOutLargerPagesDeliversInOrder(t *testing.T) {
 	if b := <-got; !bytes.Equal(b, want) {
 		t.Fatalf("read %d bytes, not the %d written in order", len(b), len(want))
 	}
+}
+
+// A file deleted while open whose lines were all read and handed to the sink before Run was told to
+// stop, but are not all in the pipe yet (its slow reader lets a write wait for room): those lines get
+// the final read's budget too, whether the file is still in its grace period or was dropped after it,
+// since a restart cannot read them again. A JSON batch written with Run's ctx was cut off in a full
+// pipe when that ctx ended, and the final commit's Flush, which does not wait, left the rest
+// unwritten: lost. (Raw lines in the grace period passed already.)
+func TestDeletedFileHeldInSinkShippedToSlowPipeReaderAtStop(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		grace time.Duration
+	}{
+		{"in grace", time.Hour},
+		{"dropped", 0},
+	} {
+		for _, f := range []Format{FormatJSON, FormatRaw} {
+			if f == FormatRaw && c.grace == 0 {
+				continue // the Tailer waits in its synchronous write: not idle, it does not drop the file
+			}
+			t.Run(fmt.Sprintf("%s/format %d", c.name, f), func(t *testing.T) {
+				dir := t.TempDir()
+				app := filepath.Join(dir, "app.log")
+				lines, content := pipeTestLines(2500, false) // ~200 KB, 3 times the pipe: one read
+				if err := os.WriteFile(app, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				want := newOutput(app, f, lines).out(0)
+				r, w := newTestPipe(t, 64<<10)
+				opts := []Option{WithFormat(f), WithMaxLineBytes(256), WithReadChunkBytes(1 << 20)}
+				core, logs := observer.New(zapcore.DebugLevel)
+				tl, err := NewTailer([]string{filepath.Join(dir, "*.log")}, NewWriterSink(w, opts...),
+					append(opts, WithPollInterval(20*time.Millisecond), WithDeletedGrace(c.grace), WithLogger(zap.New(core)))...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The whole file is one read and one batch; nobody reads until its write waits for
+				// room. Then the file is deleted (and, without a grace period, dropped), Run is told
+				// to stop, and the reader takes 4 KiB a millisecond.
+				cancel, done := runThenDeleteWhenFull(t, tl, r, app)
+				if c.grace == 0 {
+					await.True(t, "the deleted file to be dropped", 20*time.Second, func() bool {
+						return logs.FilterMessage("drop file").Len() > 0
+					})
+				}
+				got := slowReader(r, 4<<10, 1)
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run = %v", err)
+				}
+				w.Close()
+				out := string(<-got)
+				if !strings.HasPrefix(want, out) {
+					t.Fatalf("shipped %d bytes that are not the output of the file's first lines", len(out))
+				}
+				if len(out) != len(want) {
+					t.Errorf("the reader got %d bytes of the deleted file's %d: its last lines were lost", len(out), len(want))
+				}
+			})
+		}
+	}
+}
+
+// runThenDeleteWhenFull starts tl.Run, waits until its sink waits for room in the pipe r that nobody
+// reads, and deletes the file app. It returns Run's cancel and where Run's result goes.
+func runThenDeleteWhenFull(t *testing.T, tl *Tailer, r *os.File, app string) (context.CancelFunc, <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tl.Run(ctx) }()
+	awaitFull(t, r, 16<<10, 100*time.Millisecond)
+	if err := os.Remove(app); err != nil {
+		cancel()
+		<-done
+		t.Fatal(err)
+	}
+	return cancel, done
 }

@@ -647,6 +647,19 @@ func (s *WriterSink) settle(ctx context.Context) error {
 	return nil
 }
 
+// drainer is implemented by sinks whose Flush does not wait for a slow reader (a WriterSink): drain
+// flushes as Flush does, but waits for the reader while ctx lasts. The Tailer drains when it stops
+// with lines of gone files, which a restart cannot read again, perhaps still in the sink.
+type drainer interface {
+	drain(ctx context.Context) error
+}
+
+func (s *WriterSink) drain(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settle(ctx)
+}
+
 // Flush implements Flusher. It waits for the batch in flight (whose write ends with the ctx of the
 // Write that started it, see WriterSink), then writes the rest of a batch whose write failed or
 // gave up again, but without waiting for the reader when w is a pipe or has write deadlines: Flush

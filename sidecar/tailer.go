@@ -226,6 +226,9 @@ type tailRun struct {
 	urgent     bool // a gone file was read from: commit now, a restart cannot read it again
 	deferred   bool
 	lastCommit time.Time
+	// goneDropped is set when a gone file was dropped since the sink last flushed: the sink may
+	// still hold its lines (see finishGone).
+	goneDropped bool
 }
 
 // Run follows the files until ctx ends, then reads the files deleted while open up to the size they
@@ -364,7 +367,14 @@ func (t *Tailer) Run(ctx context.Context) error {
 	// (a JSON WriterSink) writes the final read's last batch with its ctx until the commit's Flush.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReadTimeout)
 	defer cancel()
-	t.finishGone(fctx, rs)
+	if t.finishGone(fctx, rs) {
+		// Lines of gone files read before the stop may still be in the sink (a batch cut off when
+		// ctx ended): a restart cannot read them again, so they get the rest of the budget too.
+		// Without gone files the commit's Flush does not wait: a restart ships what the sink held.
+		if d, ok := t.sink.(drainer); ok {
+			_ = d.drain(fctx) // the commit's Flush reports what is left
+		}
+	}
 	rs.dirty = true
 	t.commit(rs)
 	return nil
@@ -389,9 +399,11 @@ const finalReadTimeout = 5 * time.Second
 // so they are read up to the size they had when this final read started (a writer may go on
 // appending) and, when that is their end, their last line is shipped even without a newline. It
 // stops when ctx ends (Run gives it finalReadTimeout), so Run returns even when the sink is slower
-// than the writer; what it leaves unread is logged.
-func (t *Tailer) finishGone(fctx context.Context, rs *tailRun) {
+// than the writer; what it leaves unread is logged. It reports whether the sink may hold lines of
+// files that are gone: there are such files, or one was dropped since the sink last flushed.
+func (t *Tailer) finishGone(fctx context.Context, rs *tailRun) (goneInSink bool) {
 	now := time.Now()
+	goneInSink = rs.goneDropped
 	for _, tf := range rs.order {
 		if tf.f == nil || tf.copyOf != nil {
 			continue
@@ -400,11 +412,13 @@ func (t *Tailer) finishGone(fctx context.Context, rs *tailRun) {
 		if !tf.gone {
 			continue
 		}
+		goneInSink = true
 		if err := t.finishFile(fctx, rs, tf); err != nil {
 			t.log.Warn("ship the rest of a deleted file", zap.String("file", tf.path), zap.Error(err))
-			return
+			return goneInSink
 		}
 	}
+	return goneInSink
 }
 
 // finishFile reads a gone file up to its current size, or until ctx ends, and ships what it holds
@@ -946,6 +960,7 @@ func (t *Tailer) drop(rs *tailRun, tf *tfile) {
 	tf.close()
 	delete(rs.files, tf.id)
 	rs.dirty = true
+	rs.goneDropped = rs.goneDropped || tf.gone
 	for _, c := range rs.files {
 		if c.copyOf == tf {
 			c.copyOf = nil
@@ -1476,6 +1491,7 @@ func (t *Tailer) commit(rs *tailRun) {
 			return
 		}
 	}
+	rs.goneDropped = false // the sink holds nothing of them
 	st := checkpointState{Version: 1, Files: make([]checkpointEntry, 0, len(rs.files))}
 	rows := make([][]string, 0, len(rs.files))
 	for _, tf := range rs.files {
