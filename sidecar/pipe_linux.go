@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/podblocks/podblocks/internal/rawsys"
+	"golang.org/x/sys/unix"
 )
 
 // pipeOut writes the lines of a raw WriterSink into a pipe synchronously, straight from the
@@ -348,22 +349,18 @@ const pollSlice = 20 * time.Millisecond
 // a blocking one it waits in the kernel as f.Write did). A pipe without readers reports POLLERR,
 // and the write then fails with EPIPE.
 func (p *pipeOut) writeWhenRoom(ctx context.Context, fd int, piece []byte) (int, error) {
-	pfd := struct {
-		fd              int32
-		events, revents int16
-	}{fd: int32(fd), events: pollOut}
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 	for {
 		if err := ctx.Err(); err != nil {
 			return 0, fmt.Errorf("wait for room in pipe %s: %w", p.f.Name(), err)
 		}
-		ts := syscall.NsecToTimespec(int64(pollSlice)) // ppoll leaves the time not slept in it
-		r, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1,
-			uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		ts := unix.NsecToTimespec(int64(pollSlice)) // ppoll leaves the time not slept in it
+		r, err := unix.Ppoll(pfd, &ts, nil)         // through the runtime's syscall state
 		switch {
-		case e == syscall.EINTR || e == 0 && r == 0: // interrupted, or no room within pollSlice
+		case err == unix.EINTR || err == nil && r == 0: // interrupted, or no room within pollSlice
 			continue
-		case e != 0:
-			return 0, &os.PathError{Op: "ppoll", Path: p.f.Name(), Err: e}
+		case err != nil:
+			return 0, &os.PathError{Op: "ppoll", Path: p.f.Name(), Err: err}
 		}
 		n, err := syscall.Write(fd, piece)
 		switch {
@@ -375,9 +372,6 @@ func (p *pipeOut) writeWhenRoom(ctx context.Context, fd int, piece []byte) (int,
 		}
 	}
 }
-
-// pollOut is POLLOUT.
-const pollOut = 0x4
 
 // room sleeps paceSleep at a time, at most paceBudget times (2ms), before a write waits for room in
 // the kernel instead (writeWhenRoom).

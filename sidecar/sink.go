@@ -668,10 +668,15 @@ func (s *WriterSink) drain(ctx context.Context) error {
 func (s *WriterSink) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // no waiting
-	return s.settle(ctx)
+	return s.settle(noWait)
 }
+
+// noWait is a ctx that has ended: a write given it does not wait for room (see Flush).
+var noWait = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // FileSink appends records as JSON lines (or raw lines, WithFormat(FormatRaw)) to a file and is a
 // Committer: its mark is the file's length,

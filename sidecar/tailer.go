@@ -991,10 +991,8 @@ func (t *Tailer) updateFP(rs *tailRun, tf *tfile, size int64) {
 	// NUL bytes at the end of bytes not read yet may be space reserved ahead of the writer (see
 	// unwritten), which its writing them must not make a new file: the fingerprint stops before
 	// them. NUL bytes that were read (a hole, lines after them) are the file's, and it covers them.
-	read := max(tf.fpLen, tf.off+int64(len(tf.partial)))
-	for int64(len(buf)) > read && buf[len(buf)-1] == 0 {
-		buf = buf[:len(buf)-1]
-	}
+	read := int(min(max(tf.fpLen, tf.off+int64(len(tf.partial))), int64(len(buf))))
+	buf = buf[:max(read, len(trimZeros(buf)))]
 	tf.setFP(buf)
 }
 
