@@ -414,8 +414,7 @@ type verdict struct {
 // moment ago, or is asking now).
 func (q *Queue) consumerGone(ctx context.Context) error {
 	now := time.Now().UnixNano()
-	last := q.goneCheck.Load()
-	if now-last >= int64(goneCheckEvery) && q.goneCheck.CompareAndSwap(last, now) {
+	if claimEvery(&q.goneCheck, now, goneCheckEvery) {
 		cctx, cancel := context.WithTimeout(ctx, goneCheckWait)
 		_, err := q.cons.Info(cctx)
 		cancel()
@@ -435,13 +434,18 @@ func (q *Queue) consumerGone(ctx context.Context) error {
 // logRepull logs a pull that ended with a transient status, at most once per repullLogEvery
 // across the queue's Leases.
 func (q *Queue) logRepull(se *statusError, backoff time.Duration) {
-	now := time.Now().UnixNano()
-	last := q.repullLog.Load()
-	if now-last < int64(repullLogEvery) || !q.repullLog.CompareAndSwap(last, now) {
+	if !claimEvery(&q.repullLog, time.Now().UnixNano(), repullLogEvery) {
 		return
 	}
 	q.cfg.logger.Info("pull ended by the server, pulling again", zap.String("status", se.code),
 		zap.String("description", se.desc), zap.Duration("backoff", backoff))
+}
+
+// claimEvery reports whether the caller, at unix nanoseconds now, is the one of the queue's Leases
+// to act: at most once per every, by when it last did, stored in last.
+func claimEvery(last *atomic.Int64, now int64, every time.Duration) bool {
+	l := last.Load()
+	return now-l >= int64(every) && last.CompareAndSwap(l, now)
 }
 
 // next returns one message from the current pull or a new one, or a nil message when a pull expired.
