@@ -11,7 +11,9 @@
 # the bytes. Each with and without a checkpoint (-state). logship-raw-splice is raw with -splice (lines
 # shipped as the file's page-cache pages; append-only logs only). json-floor is a reference, not a follower:
 # `cat` of the JSON lines logship prints for the file, into the same `head`: what those bytes cost the
-# pipe and the reader from a plain `cat`.
+# pipe and the reader from a plain `cat`. tail-again is `tail -F` once more, a reference too: its
+# per-round ratio (tail's time over its own) is how far rounds spread when nothing differs, the noise
+# floor of every other variant's per-round ratios.
 #
 #   bench/sidecar/run.sh            # LINES=1000000 RUNS=5
 #   LINES=10000000 RUNS=7 bench/sidecar/run.sh     # ~0.9 GB, rounds of 1-2 s
@@ -29,7 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 LINES=${LINES:-1000000}
 RUNS=${RUNS:-5}
-all="tail logship-raw logship-raw-splice logship-raw-state logship-json logship-json-state json-floor"
+all="tail logship-raw logship-raw-splice logship-raw-state logship-json logship-json-state json-floor tail-again"
 VARIANTS=${VARIANTS:-$all}
 read -r -a variants <<< "$VARIANTS"
 # Before any round: a misspelt name would time an empty command, and without tail (the ratios'
@@ -62,7 +64,7 @@ one() {
 	rm -rf "$d"; mkdir "$d"; cp "$work/half1" "$d/app.log"
 	local cmd
 	case $1 in
-	tail) cmd=(tail -F -n +1 "$d/app.log") ;;
+	tail | tail-again) cmd=(tail -F -n +1 "$d/app.log") ;;
 	logship-raw) cmd=("$work/logship" -glob "$d/*.log" -sink stdout -format raw) ;;
 	logship-raw-state) cmd=("$work/logship" -glob "$d/*.log" -state "$d/state.json" -sink stdout -format raw) ;;
 	logship-raw-splice) cmd=("$work/logship" -glob "$d/*.log" -sink stdout -format raw -splice) ;;
