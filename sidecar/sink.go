@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -348,7 +349,9 @@ func (s *WriterSink) configErr() error { return s.err }
 // started it lasts, and no longer: when the reader stalls (a hung log collector), the Tailer still
 // stops when its ctx ends. The lines the writer did not take are kept and written first by the next
 // Write, and the Tailer commits no offset past them (Flush reports them); a restart ships them
-// again. Other writers (a blocking socket or terminal, on other systems a blocking pipe) are written
+// again. The cut is a write deadline in the past, which replaces a write deadline set on w, and the
+// next Write lifts it to none; the sink sets no other deadline, so one set on w otherwise holds.
+// Other writers (a blocking socket or terminal, on other systems a blocking pipe) are written
 // to without a bound: a write that never returns keeps the Tailer from stopping.
 type WriterSink struct {
 	mu       sync.Mutex
@@ -366,6 +369,10 @@ type WriterSink struct {
 	pipe *pipeOut
 	// splice is set with pipe and WithSpliceFromFile: lines go into the pipe as the file's pages.
 	splice bool
+	// cut is set while w has the write deadline in the past that writePieces set to cut off a write
+	// whose ctx ended; the next write with a live ctx lifts it. Writes are one at a time, but ctx's
+	// AfterFunc sets it on a goroutine of its own.
+	cut atomic.Bool
 }
 
 // encoder appends records in a Format: as AppendJSON does, encoding each distinct file name once, or
@@ -588,16 +595,21 @@ type writeDeadliner interface {
 // writePieces writes b to w in pieces of at most writePiece bytes and returns how many were written.
 // When w has write deadlines, the write is cut off when ctx ends (at once when it already has), with
 // a deadline in the past that stays until a write with a live ctx: the Tailer's stop does not wait
-// for a reader that stalled.
-func writePieces(ctx context.Context, w io.Writer, b []byte) (int, error) {
-	if d, ok := w.(writeDeadliner); ok {
+// for a reader that stalled. The sink touches w's deadline for that only: a deadline the user set
+// stays until a cut replaces it, and a write lifts only a cut the sink made (to no deadline).
+func (s *WriterSink) writePieces(ctx context.Context, b []byte) (int, error) {
+	if d, ok := s.w.(writeDeadliner); ok {
+		live := ctx.Err() == nil
 		switch {
-		case ctx.Err() != nil:
-			_ = d.SetWriteDeadline(time.Unix(1, 0))
-		case d.SetWriteDeadline(time.Time{}) == nil && ctx.Done() != nil:
+		case !live:
+			s.cutOff(d)
+		case s.cut.Load() && d.SetWriteDeadline(time.Time{}) == nil:
+			s.cut.Store(false) // lifted; no AfterFunc runs now: the last one ended before this write
+		}
+		if live && ctx.Done() != nil { // a ctx ending from here on is seen by the AfterFunc
 			cut := make(chan struct{})
 			stop := context.AfterFunc(ctx, func() {
-				_ = d.SetWriteDeadline(time.Unix(1, 0))
+				s.cutOff(d)
 				close(cut)
 			})
 			defer func() {
@@ -609,7 +621,7 @@ func writePieces(ctx context.Context, w io.Writer, b []byte) (int, error) {
 	}
 	done := 0
 	for done < len(b) {
-		n, err := w.Write(b[done:min(len(b), done+writePiece)])
+		n, err := s.w.Write(b[done:min(len(b), done+writePiece)])
 		done += n
 		if err != nil {
 			return done, err
@@ -618,13 +630,21 @@ func writePieces(ctx context.Context, w io.Writer, b []byte) (int, error) {
 	return done, nil
 }
 
+// cutOff sets a write deadline in the past on d (w) and remembers it when d took it (see cut).
+func (s *WriterSink) cutOff(d writeDeadliner) {
+	if d.SetWriteDeadline(time.Unix(1, 0)) == nil {
+		s.cut.Store(true)
+	}
+}
+
 // writeOut writes b to w: into a pipe with pipeOut, which waits for room only while ctx lasts,
-// else in pieces (writePieces). It does not touch the sink's buffers or state other than pipe's.
+// else in pieces (writePieces). It does not touch the sink's buffers or state other than pipe's and
+// cut.
 func (s *WriterSink) writeOut(ctx context.Context, b []byte) (int, error) {
 	if s.pipe != nil {
 		return s.pipe.write(ctx, b, nil, 0)
 	}
-	return writePieces(ctx, s.w, b)
+	return s.writePieces(ctx, b)
 }
 
 // settle waits for the batch in flight and rewrites a failed one; on a pipe, that write waits for

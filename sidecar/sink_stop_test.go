@@ -2,9 +2,11 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +75,58 @@ func TestWriterSinkCutsOffStalledWriterWhenCtxEnds(t *testing.T) {
 		if diff := cmp.Diff(want.String(), string(got)+string(<-read)); diff != "" {
 			t.Errorf("format %d: the reader got (-want +got):\n%s", f, diff)
 		}
+	}
+}
+
+// A write deadline the user set on the net.Conn they handed WriterSink stays set: the sink touches
+// the deadline only to cut off a write whose ctx ended, and lifts only a cut it made itself. It
+// used to clear the deadline at the start of every write, so a write on the conn after the sink's
+// waited for a reader without bound instead of failing at the user's deadline.
+func TestWriterSinkKeepsUsersWriteDeadline(t *testing.T) {
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	deadline := time.Now().Add(2 * time.Second) // the sink's small write is done long before
+	if err := c1.SetWriteDeadline(deadline); err != nil {
+		t.Fatal(err)
+	}
+	s := NewWriterSink(c1, WithFormat(FormatRaw))
+	read := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, len("one\ntwo\n"))
+		_, _ = io.ReadFull(c2, b)
+		read <- b
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Write(ctx, []Record{{File: "f", Line: []byte("one")}}); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	if err := s.Write(context.Background(), []Record{{File: "f", Line: []byte("two")}}); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatalf("Flush = %v", err)
+	}
+	cancel() // after the writes: nothing to cut off
+	if got := string(<-read); got != "one\ntwo\n" {
+		t.Fatalf("the reader got %q, want %q", got, "one\ntwo\n")
+	}
+	// Nobody reads now: a write on the conn ends at the user's deadline.
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := c1.Write([]byte("three\n"))
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("a write after the deadline = %v, want %v", err, os.ErrDeadlineExceeded)
+		}
+		if early := time.Until(deadline); early > 0 {
+			t.Errorf("the write failed %v before the deadline", early)
+		}
+	case <-time.After(time.Until(deadline) + stopBound):
+		c2.Close()
+		<-wrote
+		t.Fatalf("a write with nobody reading did not end within %v of the user's write deadline: the sink cleared it", stopBound)
 	}
 }
