@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -1212,12 +1211,6 @@ func zerosAfter(rs *tailRun, tf *tfile, from, size int64) bool {
 	return true
 }
 
-// seekData and seekHole are lseek(2)'s SEEK_DATA and SEEK_HOLE on Linux.
-const (
-	seekData = 3
-	seekHole = 4
-)
-
 // stageable returns how many of the n bytes of tf from tf.off the Tailer may stage before reading
 // them (see stager): those before the file's first hole (SEEK_HOLE on Linux), which tmpfs also
 // reports for fallocated space not written yet. tmpfs stages such space as the kernel's shared zero
@@ -1227,13 +1220,13 @@ const (
 // data in an append-only file, so the bytes found to be data are remembered (tf.dataTo) and only
 // the bytes after them are checked: on tmpfs SEEK_HOLE walks the file's pages from where it starts.
 func stageable(tf *tfile, n int) int {
-	if runtime.GOOS != "linux" {
-		return n
-	}
 	end := tf.off + int64(n)
 	if tf.dataTo < end {
 		from := max(tf.off, tf.dataTo)
-		p, err := tf.f.Seek(from, seekHole)
+		p, err := seekHole(tf.f, from)
+		if errors.Is(err, errors.ErrUnsupported) {
+			return n
+		}
 		if err != nil {
 			return int(max(0, tf.dataTo-tf.off)) // ENXIO: at the file's end
 		}
@@ -1251,14 +1244,12 @@ func findData(rs *tailRun, f *os.File, from, size int64) (int64, error) {
 		rs.zeroBuf = make([]byte, 64<<10)
 	}
 	for from < size {
-		if runtime.GOOS == "linux" {
-			p, err := f.Seek(from, seekData)
-			if errors.Is(err, syscall.ENXIO) || err == nil && p >= size {
-				return size, nil // holes up to the end
-			}
-			if err == nil && p > from {
-				from = p
-			}
+		p, err := seekData(f, from) // ErrUnsupported: read it all
+		if errors.Is(err, syscall.ENXIO) || err == nil && p >= size {
+			return size, nil // holes up to the end
+		}
+		if err == nil && p > from {
+			from = p
 		}
 		b := rs.zeroBuf[:min(int64(len(rs.zeroBuf)), size-from)]
 		k, err := f.ReadAt(b, from)
