@@ -178,17 +178,22 @@ func TestReservedSpaceFilledBetweenStageAndReadSpliced(t *testing.T) {
 }
 
 // BenchmarkPollReservedEnd measures one read of a file at its end, after its lines, when 32 MiB are
-// reserved after them (ftruncate up, fallocate): what the Tailer does on each poll of such a file on Linux.
-// "remembered" is the Tailer as it is (the bytes after one read were found NUL once); "checked" checks
-// them again on every poll, what remembering them saves; "no-reserve" is a file without them.
+// reserved after them (ftruncate up, fallocate; fallocate-256MiB reserves 256 MiB): what the Tailer
+// does on each poll of such a file on Linux. "remembered" is the Tailer as it is (the bytes after one
+// read were found NUL once); "checked" checks them again on every poll, as the recheck every
+// zeroRecheck does; "no-reserve" is a file without them.
 func BenchmarkPollReservedEnd(b *testing.B) {
 	const reserved = 32 << 20
-	reserve := map[string]func(f *os.File, off int64) error{
-		"no-reserve": func(*os.File, int64) error { return nil },
-		"ftruncate":  func(f *os.File, off int64) error { return f.Truncate(off + reserved) },
-		"fallocate":  func(f *os.File, off int64) error { return syscall.Fallocate(int(f.Fd()), 0, off, reserved) },
+	fallocate := func(n int64) func(f *os.File, off int64) error {
+		return func(f *os.File, off int64) error { return syscall.Fallocate(int(f.Fd()), 0, off, n) }
 	}
-	for _, kind := range []string{"no-reserve", "ftruncate", "fallocate"} {
+	reserve := map[string]func(f *os.File, off int64) error{
+		"no-reserve":       func(*os.File, int64) error { return nil },
+		"ftruncate":        func(f *os.File, off int64) error { return f.Truncate(off + reserved) },
+		"fallocate":        fallocate(reserved),
+		"fallocate-256MiB": fallocate(256 << 20),
+	}
+	for _, kind := range []string{"no-reserve", "ftruncate", "fallocate", "fallocate-256MiB"} {
 		for _, recheck := range []bool{false, true} {
 			if kind == "no-reserve" && recheck {
 				continue
@@ -233,5 +238,80 @@ func BenchmarkPollReservedEnd(b *testing.B) {
 				tf.close()
 			})
 		}
+	}
+}
+
+// cacheFile reads all of f, as another reader of the file does: its pages are then in the page
+// cache, where SEEK_DATA reports fallocated space as data on ext4 and XFS.
+func cacheFile(t *testing.T, f *os.File) {
+	t.Helper()
+	if _, err := io.Copy(io.Discard, io.NewSectionReader(f, 0, 1<<62)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRecheckOfReservedSpaceReadsLittle: the recheck of fallocated space after a file's lines
+// (every zeroRecheck) reads next to none of the space, while a writer fills it from its start and
+// when another reader cached its pages, and it still finds lines written far into the space out of
+// order, before and after they reached the disk. On ext4 and XFS, SEEK_DATA reports fallocated
+// space whose pages are in the page cache as data, and the Tailer's reads cache them (the kernel
+// reads ahead of them): each recheck read all of the space, 32 MiB here, every 5 s.
+func TestRecheckOfReservedSpaceReadsLittle(t *testing.T) {
+	// recheckBound is the most a step with a recheck may read: a chunk of findData's, nothing that
+	// grows with the reserved space.
+	const reserved, recheckBound = 32 << 20, 64 << 10
+	for _, c := range []struct {
+		name  string
+		write writeAtFunc
+		sync  bool // the lines out of order reach the disk before the recheck: their pages are clean
+	}{
+		{"pwrite", pwrite, false},
+		{"mmap", mmapWrite, false},
+		{"pwrite, fsync", pwrite, true},
+		{"mmap, fsync", mmapWrite, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, f, a, start := newLinesEnv(t)
+			tl, rs, step := e.steppedAround(t, true, func() { fallocate(t, f, start, reserved) })
+			recheck := func(what string) {
+				t.Helper()
+				for _, tf := range rs.files {
+					tf.zerosAt = tf.zerosAt.Add(-zeroRecheck)
+				}
+				before := rs.zeroReads
+				step()
+				if n := rs.zeroReads - before; n > recheckBound {
+					t.Errorf("a recheck %s read %d bytes of the %d reserved, want at most %d", what, n, reserved, recheckBound)
+				}
+			}
+			want, off := a, start
+			for i := range 10 {
+				var b strings.Builder
+				for j := range 1000 {
+					l := fmt.Sprintf("b-%02d-%04d %s", i, j, strings.Repeat("x", 80))
+					want = append(want, l)
+					b.WriteString(l + "\n")
+				}
+				c.write(t, f, off, []byte(b.String()))
+				off += int64(b.Len())
+				recheck("while the writer fills the space")
+			}
+			cacheFile(t, f)
+			recheck("of the space another reader cached")
+			c.write(t, f, off+3<<20, []byte("c-0000\nc-0001\n"))
+			if c.sync {
+				if err := f.Sync(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cacheFile(t, f)
+			recheck("after lines were written into the space out of order")
+			step()
+			stopStepped(tl, rs)
+			// c-0000 is read with the NUL bytes before it, as one line over the limit.
+			if diff := cmp.Diff(append(want, "c-0001"), lines(readShipped(t, e.out))); diff != "" {
+				t.Errorf("shipped (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
