@@ -350,7 +350,9 @@ func (s *WriterSink) configErr() error { return s.err }
 // stops when its ctx ends. The lines the writer did not take are kept and written first by the next
 // Write, and the Tailer commits no offset past them (Flush reports them); a restart ships them
 // again. The cut is a write deadline in the past, which replaces a write deadline set on w, and the
-// next Write lifts it to none; the sink sets no other deadline, so one set on w otherwise holds.
+// next Write with a live ctx lifts it to none, whoever set w's deadline since (a net.Conn cannot
+// report its deadline, so a cut cannot restore it); the sink sets no other deadline, so one set on w
+// holds while no cut comes.
 // Other writers (a blocking socket or terminal, on other systems a blocking pipe) are written
 // to without a bound: a write that never returns keeps the Tailer from stopping.
 type WriterSink struct {
@@ -596,7 +598,8 @@ type writeDeadliner interface {
 // When w has write deadlines, the write is cut off when ctx ends (at once when it already has), with
 // a deadline in the past that stays until a write with a live ctx: the Tailer's stop does not wait
 // for a reader that stalled. The sink touches w's deadline for that only: a deadline the user set
-// stays until a cut replaces it, and a write lifts only a cut the sink made (to no deadline).
+// stays until a cut replaces it, and a write lifts w's deadline (to none) only after the sink made
+// a cut, whoever set the deadline since.
 func (s *WriterSink) writePieces(ctx context.Context, b []byte) (int, error) {
 	if d, ok := s.w.(writeDeadliner); ok {
 		live := ctx.Err() == nil
