@@ -55,6 +55,13 @@
 // back); the Tailer commits right after reading from such a file, and a restart logs each such
 // entry with its delivered offset and never resumes it (the inode may hold a new file by then).
 //
+// Reserved space and NUL bytes: NUL bytes up to a file's end are taken for space reserved ahead of
+// the writer (fallocate, ftruncate up, log4j2's memory-mapped appender) and read once written, however
+// many. NUL bytes followed by other bytes are the file's: where they start a line (a writer that
+// reserved space crashed, and its restart appended after what it never wrote) they are skipped, the
+// checkpoint moves past them and the line after them is shipped; after other bytes of a line they make
+// it binary, and it is skipped.
+//
 // On Windows the Tailer opens files sharing read, write and delete access, so a writer can rename or
 // delete a followed file (rotation) as on Unix.
 package sidecar

@@ -36,13 +36,25 @@ import (
 //
 // NUL bytes at a file's end are taken for space reserved ahead of the writer (fallocate, ftruncate
 // up) that it writes its lines into from its start, of any size: they are read once written, or once
-// the file has a byte other than NUL after them (a hole, or NUL bytes that are content, read as the
-// start of the next line, which is then skipped as binary or over the limit), and the fingerprint
-// stops before them. The bytes of reserved space beyond one read (WithReadChunkBytes) are checked
-// once, skipping holes (SEEK_DATA on Linux), then again only when the file grows or shrinks, or 5s
-// later (see unwritten): lines written into the space out of order, more than one read past the
-// lines before them, are read up to 5s late. With WithSpliceFromFile, the lines of a file found to
-// have such space are copied, not spliced: a stage of it may hold the space as it was before.
+// the file has a byte other than NUL after them (a hole, or space a writer reserved and never wrote
+// before it crashed, and its restart appended after it), and the fingerprint stops before them. The
+// bytes of reserved space beyond one read (WithReadChunkBytes) are checked once, skipping holes
+// (SEEK_DATA on Linux), then again only when the file grows or shrinks, or 5s later (see
+// unwritten): lines written into the space out of order, more than one read past the lines before
+// them, are read up to 5s late. With WithSpliceFromFile, the lines of a file found to have such
+// space are copied, not spliced: a stage of it may hold the space as it was before.
+//
+// NUL bytes at the start of a line, followed by another byte, are not part of it, however many: the
+// Tailer skips them (its offset, and so the checkpoint, moves past them, also inside a run longer
+// than one read) and the line starts at the first byte after them that is not NUL, so the first
+// line a writer appends after space it never wrote is shipped (an empty line when a newline follows
+// the NUL bytes). With WithMultiline such a run ends the record being joined, as a line matching
+// the start pattern would, and the line after it starts a record: a writer that crashed and
+// restarted does not go on with a record it began before. Each run is logged once (Info, with the
+// file and the run's offset and length) and counted in
+// podblocks_sidecar_tailer_skipped_total{reason="nul"}. NUL bytes after other bytes of a line are
+// the line's: it is skipped as binary (or over the limit), also when a line the writer had begun
+// before it crashed runs into the NUL bytes.
 //
 // A file deleted (or moved out of the watched directories) while the Tailer has it open is read on
 // from that descriptor, where a writer holding it open still appends, until it has not grown for the
@@ -196,6 +208,9 @@ type tfile struct {
 	reserved bool
 	// dataTo: the file's bytes before it were data, not holes, when last checked (see stageable).
 	dataTo int64
+	// nulFrom, nulTo: the run of NUL bytes at a line's start being skipped (see skipNULs) spans the
+	// file's bytes from nulFrom to nulTo; nulTo is 0 when none is.
+	nulFrom, nulTo int64
 }
 
 // oldFP remembers a truncated file's fingerprint so that its copy is recognised.
@@ -553,6 +568,7 @@ func (tf *tfile) reset(rs *tailRun) {
 	tf.fp, tf.fpLen, tf.head = "", 0, tf.head[:0]
 	tf.eof = false
 	tf.zerosTo, tf.zerosAt, tf.dataAt, tf.dataTo = 0, time.Time{}, 0, 0
+	tf.nulFrom, tf.nulTo = 0, 0
 	rs.dirty = true
 }
 
@@ -989,7 +1005,8 @@ func (t *Tailer) updateFP(rs *tailRun, tf *tfile, size int64) {
 	}
 	// NUL bytes at the end of bytes not read yet may be space reserved ahead of the writer (see
 	// unwritten), which its writing them must not make a new file: the fingerprint stops before
-	// them. NUL bytes that were read (a hole, lines after them) are the file's, and it covers them.
+	// them. NUL bytes that were read or skipped (a hole, lines after them) are the file's, and it
+	// covers them.
 	read := int(min(max(tf.fpLen, tf.off+int64(len(tf.partial))), int64(len(buf))))
 	buf = buf[:max(read, len(trimZeros(buf)))]
 	tf.setFP(buf)
@@ -1124,6 +1141,15 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		t.line(rs, tf, line, lineOff, plain)
 	}
 	rest := data[start:]
+	if !tf.skipping && len(rest) > 0 && rest[0] == 0 {
+		// A line starting with NUL bytes (not in tf.partial: its first byte never is NUL). Those up to
+		// the end of rest are followed by other bytes in the file (see unwritten): they are skipped
+		// too, and the run goes on in the next read.
+		k := len(rest) - len(trimZerosLeft(rest))
+		t.skipNULs(rs, tf, tf.off+int64(start), k, k < len(rest))
+		start += k
+		rest = rest[k:]
+	}
 	consumed := int64(start)
 	if !tf.skipping && len(rest) > t.o.maxLineBytes {
 		t.tooLong(tf, tf.off+consumed)
@@ -1159,19 +1185,20 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 // end that reach the file's end are space reserved ahead of the writer (fallocate, ftruncate up),
 // which it then writes its lines into from its start: they are left unread, and read again once
 // written (the next read from tf.off sees that), or once the file has a byte other than NUL after
-// them (a hole, or NUL bytes that are content, are then read as such).
+// them (a hole, or space its writer never wrote before it crashed: then read, and where they start a
+// line, skipped; see skipNULs).
 //
 // A full read may end inside reserved space larger than a read: the bytes after it up to the file's
 // end are then checked too (see zerosAfter), once, not on every poll of a file at its end.
 func unwritten(rs *tailRun, tf *tfile, np, n int) int {
 	end := np + n
 	if end == len(rs.buf) { // a full read: the file may go on
-		fi, err := tf.f.Stat()
-		if err != nil {
-			return n
-		}
-		if size, from := fi.Size(), tf.off+int64(end); size > from && !zerosAfter(rs, tf, from, size) {
-			return n
+		// Without its size, what follows is not known: the NUL bytes stay unread (the Tailer skips
+		// the ones it reads at a line's start, see skipNULs), and are read again on the next poll.
+		if fi, err := tf.f.Stat(); err == nil {
+			if size, from := fi.Size(), tf.off+int64(end); size > from && !zerosAfter(rs, tf, from, size) {
+				return n
+			}
 		}
 	}
 	return len(trimZeros(rs.buf[np:end]))
@@ -1383,8 +1410,15 @@ func linesWithin(s []byte, max int) bool {
 // binaryText reports whether b holds a NUL byte or is not valid UTF-8: such lines are skipped.
 func binaryText(b []byte) bool { return bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b) }
 
-// line handles one complete line; plain tells that it is known to need no JSON escaping.
+// line handles one complete line; plain tells that it is known to need no JSON escaping. The fast
+// paths of readOnce (appendBlock, and the lines of a chunk needing no JSON escaping) leave every line
+// of a chunk holding a NUL byte to it, so the NUL bytes at a line's start are skipped here.
 func (t *Tailer) line(rs *tailRun, tf *tfile, line []byte, off int64, plain bool) {
+	if len(line) > 0 && line[0] == 0 {
+		k := len(line) - len(trimZerosLeft(line))
+		t.skipNULs(rs, tf, off, k, true) // a newline follows
+		line, off = line[k:], off+int64(k)
+	}
 	if len(line) > t.o.maxLineBytes {
 		t.tooLong(tf, off)
 		return
@@ -1405,6 +1439,25 @@ func (t *Tailer) line(rs *tailRun, tf *tfile, line []byte, off int64, plain bool
 	}
 	t.flushPending(rs, tf)
 	tf.pend, tf.pendOff = append(tf.pend[:0], line...), off
+}
+
+// skipNULs skips the k NUL bytes at off that start a line of tf (see Tailer): they are not part of
+// it. ended tells that a byte other than NUL follows them in what was read; otherwise the run goes on
+// in the next read, which starts at off+k, and is logged (once) when it ends. With WithMultiline the
+// run ends the record being joined.
+func (t *Tailer) skipNULs(rs *tailRun, tf *tfile, off int64, k int, ended bool) {
+	if tf.nulTo != off { // else the run read up to off goes on
+		tf.nulFrom = off
+	}
+	tf.nulTo = off + int64(k)
+	t.flushPending(rs, tf)
+	if !ended {
+		return
+	}
+	t.m.skipped.WithLabelValues("nul").Inc()
+	t.log.Info("skip NUL bytes before a line", zap.String("file", tf.path), zap.Int64("offset", tf.nulFrom),
+		zap.Int64("bytes", tf.nulTo-tf.nulFrom))
+	tf.nulFrom, tf.nulTo = 0, 0
 }
 
 // flushPending moves tf's joined multiline record into the batch.

@@ -29,9 +29,9 @@ func TestZeroFilledEndIsNotReadYet(t *testing.T) {
 	}{
 		{name: "extended after the first read", want: append(numbered("a", 0, 10), "b-0000", "b-0001")},
 		{name: "extended before the first read", extendFirst: true, want: append(numbered("a", 0, 10), "b-0000", "b-0001")},
-		// A hole followed by lines (ftruncate up, then appends): as before, the zeros are read as the
-		// start of the first line after them, which is skipped as binary.
-		{name: "lines appended after the zeros", appendAfter: true, want: append(numbered("a", 0, 10), "b-0001")},
+		// A hole followed by lines (ftruncate up, then appends): the zeros start the first line after
+		// them, and are skipped (they were read with it, and it was skipped as binary).
+		{name: "lines appended after the zeros", appendAfter: true, want: append(numbered("a", 0, 10), "b-0000", "b-0001")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newTailEnv(t)
@@ -70,15 +70,15 @@ func TestZeroFilledEndIsNotReadYet(t *testing.T) {
 }
 
 // TestHoleAtTheStartIsFingerprinted: NUL bytes followed by lines (a hole: a writer without O_APPEND
-// went on at its offset after copytruncate) are content the Tailer has read, not space reserved
-// ahead of the writer, and the fingerprint covers them. It stopped before every NUL at the end of
-// the fingerprinted bytes: a file whose first KiB is a hole had none, so copytruncate's copy of it
-// was read again from its start (duplicates), and the file rewritten while the Tailer was stopped
-// was resumed at the old offset (the new lines before it lost).
+// went on at its offset after copytruncate) are content the Tailer has read (and skipped), not space
+// reserved ahead of the writer, and the fingerprint covers them. It stopped before every NUL at the
+// end of the fingerprinted bytes: a file whose first KiB is a hole had none, so copytruncate's copy
+// of it was read again from its start (duplicates), and the file rewritten while the Tailer was
+// stopped was resumed at the old offset (the new lines before it lost).
 func TestHoleAtTheStartIsFingerprinted(t *testing.T) {
 	const hole = 2000
 	// writeHole makes app.log a hole of 2000 bytes and lines a-0000..a-0009 written after it; the
-	// first is read with the hole, as a binary line, and skipped.
+	// hole is skipped (see skipNULs) and the lines are read.
 	writeHole := func(t *testing.T, app string) {
 		t.Helper()
 		f, err := os.OpenFile(app, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
@@ -90,7 +90,7 @@ func TestHoleAtTheStartIsFingerprinted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	read := numbered("a", 1, 10)
+	read := numbered("a", 0, 10)
 
 	t.Run("copytruncate", func(t *testing.T) {
 		e := newTailEnv(t)
