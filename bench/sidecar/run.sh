@@ -17,16 +17,20 @@
 #
 #   bench/sidecar/run.sh            # LINES=1000000 RUNS=5
 #   LINES=10000000 RUNS=7 bench/sidecar/run.sh     # ~0.9 GB, rounds of 1-2 s
-#   VARIANTS="tail logship-raw logship-raw-splice" bench/sidecar/run.sh   # some variants only, tail first
+#   VARIANTS="tail logship-raw logship-raw-splice" bench/sidecar/run.sh   # some variants only (tail among them)
 #
 # A larger file does not make the per-round ratios steadier on the 2-core VM: in holds with both
 # sizes (2026-11-27), at LINES=10000000 tail -F's own rounds varied between 1.2 and 2.3 s and the
 # raw per-round ratios spread 0.70-1.99, against 0.90-1.27 in the quieter holds at 1,000,000 lines
 # (whose rounds take 150-180 ms). So 1,000,000 stays the default; the larger file shows the
 # throughput with less weight on process start (logship reaches its first line ~15 ms after exec
-# on this VM, tail -F in ~5 ms). Followers run in a fixed order after tail; in an A/A run at 10M
-# lines the same binary ran ~5% slower right after tail -F than one slot later (none at 1M), so
-# compare two builds with their slots swapped in a second run.
+# on this VM, tail -F in ~5 ms). A round's slots are not alike: in A/A runs at 1M lines (2026-11-27)
+# tail-again ran 0.89-0.97x of tail -F in the third slot and 1.04x in the second; at 10M lines the
+# same binary ran ~5% slower right after tail -F than one slot later. So the order turns from round
+# to round: the order given rotated by one slot a round, then the reverse order rotated likewise
+# (with three variants, all six orders in six rounds), so that each variant runs in each slot and
+# after each other one alike, and the medians carry no slot's bias when RUNS is a multiple of twice
+# the number of variants.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LINES=${LINES:-1000000}
@@ -91,8 +95,14 @@ done
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A times
+nv=${#variants[@]}
+reversed=()
+for ((i = nv - 1; i >= 0; i--)); do reversed+=("${variants[i]}"); done
 for ((r = 1; r <= RUNS; r++)); do
-	for v in "${variants[@]}"; do
+	k=$(((r - 1) % (2 * nv)))
+	if ((k < nv)); then base=("${variants[@]}"); else base=("${reversed[@]}"); k=$((k - nv)); fi
+	order=("${base[@]:k}" "${base[@]:0:k}")
+	for v in "${order[@]}"; do
 		ms=$(one "$v")
 		times[$v]+="$ms "
 		echo "run $r $v: ${ms} ms" >&2
