@@ -1265,33 +1265,54 @@ func stageable(tf *tfile, n int) int {
 // findData returns the offset of f's first byte other than NUL from from up to size, or size when
 // there is none. It skips what the file system reports as holes (SEEK_DATA on Linux; an ftruncate
 // up, and on ext4 and XFS fallocated space whose pages are not in the page cache) and reads the
-// rest.
+// rest. The Tailer read the bytes before from.
 //
 // On ext4 and XFS, SEEK_DATA reports fallocated space whose pages are in the page cache as data,
 // and any read caches them, the Tailer's own and the readahead the kernel adds to each read: every
-// check read all of the space (32 MiB took 2 ms), and kept it cached for the next one. So the range's
-// clean pages are dropped first (dropCached; pages the writer dirtied or maps stay, and what it
-// wrote that reached the disk is data on the disk), and each read stops where SEEK_HOLE says the
-// data ends, so that the kernel reads nothing ahead into the space. The check then costs what the
-// writer's bytes in the range do, not what the reserved space does.
+// check read all of the space (32 MiB took 2 ms), and kept it cached for the next one. So the clean
+// pages of the bytes to check are dropped first (dropCached; pages the writer dirtied or maps stay,
+// and what it wrote that reached the disk is data on the disk), and each read stops where SEEK_HOLE
+// says the data ends, so that the kernel reads nothing ahead into the space. The check then costs
+// what the writer's bytes in the range do, not what the reserved space does.
+//
+// The pages are dropped in windows, each one only once the bytes before it were found NUL, so that
+// lines after the space (a writer that restarted after it), which the Tailer reads next, keep
+// theirs but for those of one window: the first dropWindow bytes, each next one twice the one
+// before, each rounded up to end on a multiple of folioMax (the kernel drops only whole folios). A
+// window that starts inside a folio leaves it: when the data from the window's start runs through
+// it, the window is dropped again from the folioMax block holding its start (bytes the Tailer read
+// or found NUL).
 func findData(rs *tailRun, f *os.File, from, size int64) (int64, error) {
 	if rs.zeroBuf == nil {
 		rs.zeroBuf = make([]byte, 64<<10)
 	}
-	if from < size {
-		dropCached(f, from, size-from)
-	}
+	// The bytes from from up to dropTo are in the window being checked, whose pages were dropped from
+	// dropFrom on.
+	window, dropFrom, dropTo := int64(dropWindow), int64(-1), from
 	for from < size {
+		if from >= dropTo {
+			dropFrom, dropTo = from, min(size, (from+window+folioMax-1)/folioMax*folioMax)
+			dropCached(f, dropFrom, dropTo)
+			window *= 2
+		}
 		p, err := seekData(f, from) // ErrUnsupported: read it all
 		if errors.Is(err, syscall.ENXIO) || err == nil && p >= size {
 			return size, nil // holes up to the end
 		}
 		if err == nil && p > from {
-			from = p
+			if from = p; from >= dropTo {
+				continue // past the window: drop the next one before reading
+			}
 		}
-		end := size
-		if h, err := seekHole(f, from); err == nil && h > from && h < end {
-			end = h // not past the data: the kernel would read ahead into the space
+		end := dropTo
+		if h, err := seekHole(f, from); err == nil && h > from {
+			if h >= dropTo && from == dropFrom && from%folioMax != 0 {
+				// Data through the window from its start, which may be a folio that starts before it.
+				dropFrom = from / folioMax * folioMax
+				dropCached(f, dropFrom, dropTo)
+				continue
+			}
+			end = min(end, h) // not past the data: the kernel would read ahead into the space
 		}
 		b := rs.zeroBuf[:min(int64(len(rs.zeroBuf)), end-from)]
 		k, err := f.ReadAt(b, from)
@@ -1309,6 +1330,16 @@ func findData(rs *tailRun, f *os.File, from, size int64) (int64, error) {
 	}
 	return size, nil
 }
+
+// dropWindow is the size of the first window of bytes whose pages findData drops, before rounding.
+const dropWindow = 64 << 10
+
+// folioMax is the size of the largest block of a file that the page cache holds as one (a folio;
+// the PMD size on x86-64 and on arm64 with 4 KiB pages), which starts on a multiple of its size.
+// The kernel drops only whole ones: a window of findData's that ended inside one (a reader's
+// readahead, the Tailer's own too, caches reserved space in folios of up to 2 MiB) left it, and the
+// check read it. Larger folios, elsewhere, are read.
+const folioMax = 2 << 20
 
 // zeroBlock is compared with blocks of bytes to skip NUL bytes faster than one at a time.
 var zeroBlock [4 << 10]byte

@@ -11,8 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 // fallocate reserves the bytes as unwritten extents (on ext4 and XFS: reported as holes by
@@ -311,6 +313,73 @@ func TestRecheckOfReservedSpaceReadsLittle(t *testing.T) {
 			// The NUL bytes before c-0000 are skipped, not read as the start of the line.
 			if diff := cmp.Diff(append(want, "c-0000", "c-0001"), lines(readShipped(t, e.out))); diff != "" {
 				t.Errorf("shipped (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// cachedBytes returns how many of f's n bytes from off, a multiple of the page size, are in the
+// page cache (mincore(2) of a mapping of them, which does not fault them in).
+func cachedBytes(t *testing.T, f *os.File, off, n int64) int64 {
+	t.Helper()
+	m, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Skipf("mmap: %v", err)
+	}
+	defer unix.Munmap(m)
+	page := int64(os.Getpagesize())
+	v := make([]byte, (n+page-1)/page)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&v[0]))); e != 0 {
+		t.Skipf("mincore: %v", e)
+	}
+	var cached int64
+	for _, b := range v {
+		cached += int64(b & 1)
+	}
+	return min(n, cached*page)
+}
+
+// TestCheckOfNULBytesKeepsTheCacheOfLinesAfterThem: the check whether NUL bytes after a full read
+// have other bytes after them (a writer that restarted after space it reserved and never wrote)
+// drops the page cache of next to none of the lines after them, which the Tailer reads next. It
+// dropped that of all of the file after the read, 16 MiB of lines here, and the Tailer then read
+// them from the disk again (and on ext4 the drop started writing back the lines not yet written).
+func TestCheckOfNULBytesKeepsTheCacheOfLinesAfterThem(t *testing.T) {
+	const gap, backlog = 1 << 20, 16 << 20
+	var text []byte
+	for i := 0; len(text) < backlog; i++ {
+		text = fmt.Appendf(text, "b-%06d %s\n", i, strings.Repeat("x", 91))
+	}
+	text = text[:backlog]
+	for _, cached := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NUL bytes cached %v", cached), func(t *testing.T) {
+			f, err := os.OpenFile(filepath.Join(t.TempDir(), "app.log"), os.O_RDWR|os.O_CREATE, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			line := []byte("a-0000\n")
+			pwrite(t, f, 0, line)
+			start := int64(os.Getpagesize())
+			fallocate(t, f, start, gap)
+			pwrite(t, f, start+gap, text)
+			if err := f.Sync(); err != nil { // clean pages, which a drop drops
+				t.Fatal(err)
+			}
+			if cached {
+				cacheFile(t, f) // another reader read the reserved space
+			}
+			if n := cachedBytes(t, f, start+gap, backlog); n < backlog {
+				t.Skipf("%d of the %d bytes of lines just written are in the page cache", n, backlog)
+			}
+			at, err := findData(&tailRun{}, f, int64(len(line)), start+gap+backlog)
+			if err != nil || at != start+gap {
+				t.Fatalf("findData = %d, %v, want %d (the first line after the NUL bytes)", at, err, start+gap)
+			}
+			// The kernel drops whole folios: the window holding the first line after the NUL bytes
+			// ends on the first multiple of folioMax past its start.
+			if n := backlog - cachedBytes(t, f, start+gap, backlog); n > folioMax {
+				t.Errorf("%d bytes of the lines after the NUL bytes are no longer in the page cache, want at most %d", n, folioMax)
 			}
 		})
 	}
