@@ -17,13 +17,14 @@ func seekData(f *os.File, off int64) (int64, error) { return f.Seek(off, unix.SE
 func seekHole(f *os.File, off int64) (int64, error) { return f.Seek(off, unix.SEEK_HOLE) }
 
 // dropCached drops the clean pages of f's bytes from off up to end from the page cache
-// (posix_fadvise(2)'s POSIX_FADV_DONTNEED), as the kernel's reclaim may at any time: only whole
-// folios in the range, and of them not one that a writer dirtied (the call starts writing those
-// back) or maps. Errors are ignored: the pages then stay.
-func dropCached(f *os.File, off, end int64) {
+// (posix_fadvise(2)'s POSIX_FADV_DONTNEED), as the kernel's reclaim may at any time, and returns how
+// many bytes it asked for: only whole folios in the range, and of them not one that a writer
+// dirtied (the call starts writing those back) or maps. Errors are ignored: the pages then stay.
+func dropCached(f *os.File, off, end int64) int64 {
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return
+		return 0
 	}
 	_ = rc.Control(func(fd uintptr) { _ = unix.Fadvise(int(fd), off, end-off, unix.FADV_DONTNEED) })
+	return end - off
 }
