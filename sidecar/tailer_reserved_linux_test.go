@@ -260,6 +260,9 @@ func cacheFile(t *testing.T, f *os.File) {
 // the page cache as data, and the Tailer's reads cache them (the kernel reads ahead of them): each
 // recheck read all of the space, 32 MiB here, every 5 s.
 func TestRecheckOfReservedSpaceReadsLittle(t *testing.T) {
+	if !reportsHoles(t, t.TempDir()) {
+		t.Skip("the file system of the temporary directory reports space just fallocated as data, not as a hole (SEEK_HOLE; fuse-overlayfs, NFS before 4.2): every recheck reads all of the space there")
+	}
 	// recheckBound is the most a step with a recheck may read: a chunk of findData's, nothing that
 	// grows with the reserved space.
 	const reserved, recheckBound = 32 << 20, 64 << 10
