@@ -43,7 +43,7 @@ func newTailerMetrics(r prometheus.Registerer) *tailerMetrics {
 		})),
 		skipped: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podblocks_sidecar_tailer_skipped_total",
-			Help: "Lines or files skipped, by reason (too_long, binary, unreadable).",
+			Help: "Lines, files, or runs of NUL bytes at a line's start skipped, by reason (too_long, binary, unreadable, nul).",
 		}, []string{"reason"})),
 		rotations: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podblocks_sidecar_tailer_rotations_total",
