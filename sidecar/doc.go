@@ -60,7 +60,9 @@
 // many. NUL bytes followed by other bytes are the file's: where they start a line (a writer that
 // reserved space crashed, and its restart appended after what it never wrote) they are skipped, the
 // checkpoint moves past them and the line after them is shipped; after other bytes of a line they make
-// it binary, and it is skipped.
+// it binary, and it is skipped. NUL bytes are read once more before that: a read that caught a writer
+// filling reserved space in the middle of a write (NUL bytes it was replacing, then bytes it wrote
+// next) is read again from that line's start, and the line is shipped whole.
 //
 // On Windows the Tailer opens files sharing read, write and delete access, so a writer can rename or
 // delete a followed file (rotation) as on Unix.

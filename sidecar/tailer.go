@@ -54,7 +54,12 @@ import (
 // file and the run's offset and length) and counted in
 // podblocks_sidecar_tailer_skipped_total{reason="nul"}. NUL bytes after other bytes of a line are
 // the line's: it is skipped as binary (or over the limit), also when a line the writer had begun
-// before it crashed runs into the NUL bytes.
+// before it crashed runs into the NUL bytes. Before the Tailer skips NUL bytes, or a line or its
+// rest for holding them, it reads them once more: a read can catch a writer filling reserved space
+// in the middle of a write, with NUL bytes it was replacing before bytes it wrote next. When they
+// changed, the read ends at their line's start and the next one reads the line again (on the next
+// poll when nothing before it was read); NUL bytes still NUL then stay so, as the writer fills the
+// space from its start (see torn).
 //
 // A file deleted (or moved out of the watched directories) while the Tailer has it open is read on
 // from that descriptor, where a writer holding it open still appends, until it has not grown for the
@@ -235,9 +240,13 @@ type tailRun struct {
 	buf        []byte
 	fpBuf      []byte // fpMax bytes for reading a file's start
 	startReads int    // reads of tracked files' first bytes (start checks, fingerprint updates), which tests count
-	zeroBuf    []byte // for checking that bytes after a read are NUL (see findData); allocated on first use
+	zeroBuf    []byte // for checking the bytes after a read (see findData) and NUL bytes read (see torn); see checkBuf
 	zeroReads  int64  // bytes read to check that bytes after a read are NUL, which tests count
+	rereads    int64  // bytes read again to check NUL bytes read (see torn), which tests count
 	dropped    int64  // bytes whose clean pages findData asked the kernel to drop, which tests count
+	// readDone, when set, runs right after each read of a file's lines: tests change the file there,
+	// as a writer racing the read would.
+	readDone   func()
 	arena      []byte
 	recs       []Record
 	dirty      bool
@@ -1086,6 +1095,9 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		}
 	}
 	n, err := t.readAt(tf.f, buf[np:], tf.off+int64(np))
+	if rs.readDone != nil {
+		rs.readDone()
+	}
 	if n > 0 && buf[np+n-1] == 0 {
 		k := unwritten(rs, tf, np, n)
 		tf.reserved = tf.reserved || k < n // before appendBlock: this read's lines are not spliced either
@@ -1128,12 +1140,19 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		plain = !flagged
 	}
 	fast := plain && t.o.multiline == nil
+	// cut: NUL bytes that a line or rest held changed in the file since the read (see torn): the read
+	// ends at that line's start, and the next one reads it again. A fast chunk holds no NUL byte.
+	cut := false
 	for {
 		i := bytes.IndexByte(data[start:], '\n')
 		if i < 0 {
 			break
 		}
 		line, lineOff := data[start:start+i], tf.off+int64(start)
+		if !fast && torn(rs, tf, lineOff, line) {
+			cut = true
+			break
+		}
 		start += i + 1
 		if tf.skipping {
 			tf.skipping = false
@@ -1146,10 +1165,13 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		t.line(rs, tf, line, lineOff, plain)
 	}
 	rest := data[start:]
+	if cut || !fast && torn(rs, tf, tf.off+int64(start), rest) {
+		cut, rest = true, rest[:0]
+	}
 	if !tf.skipping && len(rest) > 0 && rest[0] == 0 {
-		// A line starting with NUL bytes (not in tf.partial: its first byte never is NUL). Those up to
-		// the end of rest are followed by other bytes in the file (see unwritten): they are skipped
-		// too, and the run goes on in the next read.
+		// A line starting with NUL bytes (not in tf.partial: its first byte never is NUL), read again
+		// (see torn). Those up to the end of rest are followed by other bytes in the file (see
+		// unwritten): they are skipped too, and the run goes on in the next read.
 		k := len(rest) - len(trimZerosLeft(rest))
 		t.skipNULs(rs, tf, tf.off+int64(start), k, k < len(rest))
 		start += k
@@ -1174,14 +1196,19 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		return 0, err
 	}
 	tf.done = tf.delivered()
-	if base == 0 && tf.fpLen < fpMax && int64(len(data)) > tf.fpLen {
+	if held := int(consumed) + len(tf.partial); base == 0 && tf.fpLen < fpMax && int64(held) > tf.fpLen {
 		// The file's first bytes are in hand: fingerprint them without reading again (a truncation
-		// right now must not leave a delivered file without a fingerprint).
-		tf.setFP(data[:min(len(data), fpMax)])
+		// right now must not leave a delivered file without a fingerprint). Not those after a cut.
+		tf.setFP(data[:min(held, fpMax)])
 	} else {
 		t.updateFP(rs, tf, tf.off+int64(len(tf.partial)))
 	}
 	rs.dirty = true
+	if cut && consumed == 0 {
+		// Nothing read but bytes a writer is changing: read them again on the next poll, not at once
+		// (readAll and Run go on reading while reads return bytes).
+		return 0, nil
+	}
 	return n, nil
 }
 
@@ -1295,9 +1322,7 @@ func stageable(tf *tfile, n int) int {
 // Podman's root; NFS before 4.2) all of the space, which every check then reads from the page cache
 // instead of through the file system again (32 MiB took 14 ms on fuse-overlayfs, 3.7 ms cached).
 func findData(rs *tailRun, tf *tfile, from, size int64) (int64, error) {
-	if rs.zeroBuf == nil {
-		rs.zeroBuf = make([]byte, 64<<10)
-	}
+	zeroBuf := rs.checkBuf()
 	f := tf.f
 	// The bytes from from up to dropTo are in the window being checked, whose pages were dropped from
 	// dropFrom on; -1 when they were not (bytes tf keeps).
@@ -1339,7 +1364,7 @@ func findData(rs *tailRun, tf *tfile, from, size int64) (int64, error) {
 				}
 			}
 		}
-		b := rs.zeroBuf[:min(int64(len(rs.zeroBuf)), end-from)]
+		b := zeroBuf[:min(int64(len(zeroBuf)), end-from)]
 		k, err := f.ReadAt(b, from)
 		rs.zeroReads += int64(k)
 		if i := k - len(trimZerosLeft(b[:k])); i < k {
@@ -1354,6 +1379,42 @@ func findData(rs *tailRun, tf *tfile, from, size int64) (int64, error) {
 		from += int64(k)
 	}
 	return size, nil
+}
+
+// checkBuf returns rs.zeroBuf, allocated on first use.
+func (rs *tailRun) checkBuf() []byte {
+	if rs.zeroBuf == nil {
+		rs.zeroBuf = make([]byte, 64<<10)
+	}
+	return rs.zeroBuf
+}
+
+// torn reports whether b, bytes of tf at off that readOnce read and is about to skip, ship without
+// their NUL bytes or hold back, holds a NUL byte and the file no longer holds b from there on. A
+// writer filling reserved space from its start (ftruncate up, then pwrite; or mmap) can be caught in
+// the middle of a write, the pages of a read being copied one at a time: the read then holds NUL
+// bytes the writer was replacing, and after them bytes it wrote next, or, at a full read's end, only
+// NUL bytes, with bytes it wrote next found after the read (see zerosAfter). Read as they are, the
+// NUL bytes would be skipped before the line's tail, or make the line binary. So they are read once
+// more: bytes that changed are read again from their line's start by the next read. Bytes still NUL
+// stay NUL: the writer filled them before the bytes seen after them, which were read before.
+// Only lines and rests holding a NUL byte are read again, at most once each per read.
+func torn(rs *tailRun, tf *tfile, off int64, b []byte) bool {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return false
+	}
+	buf := rs.checkBuf()
+	for b, off = b[i:], off+int64(i); len(b) > 0; {
+		c := buf[:min(len(buf), len(b))]
+		k, _ := tf.f.ReadAt(c, off)
+		rs.rereads += int64(k)
+		if k < len(c) || !bytes.Equal(c, b[:k]) {
+			return true // changed, or no longer there (a truncation, which the next read sees)
+		}
+		b, off = b[k:], off+int64(k)
+	}
+	return false
 }
 
 // dropWindow is the size of the first window of bytes whose pages findData drops, before rounding.

@@ -49,6 +49,25 @@ type blockRecordingSink struct {
 
 func (s *blockRecordingSink) rawOutput() bool { return s.raw }
 
+// recordingTailer returns a Tailer of e's files *.log with the line limit maxLine, reads of chunk
+// bytes and log, and the lines it ships: to a sink taking blocks of lines in the raw or JSON format
+// (kind "raw", "json"), or line by line (any other kind).
+func recordingTailer(t *testing.T, e *tailEnv, kind string, maxLine, chunk int, log *zap.Logger) (*Tailer, *recordingSink) {
+	t.Helper()
+	rec := &recordingSink{}
+	var sink Sink = rec
+	if kind == "raw" || kind == "json" {
+		b := &blockRecordingSink{raw: kind == "raw"}
+		rec, sink = &b.recordingSink, b
+	}
+	tl, err := NewTailer([]string{filepath.Join(e.logs, "*.log")}, sink, WithMaxLineBytes(maxLine),
+		WithReadChunkBytes(chunk), WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tl, rec
+}
+
 // linesAt returns the lines ls as a file holds them from off on, each with its offset.
 func linesAt(file string, off int64, ls ...string) []shipped {
 	var out []shipped
@@ -111,22 +130,8 @@ func TestNULRunBeforeNewLinesIsSkipped(t *testing.T) {
 func testNULRunBeforeNewLines(t *testing.T, maxLine, chunk, nuls int, sinkKind, how string, readFirst bool) {
 	e, f, a, size := newLinesEnv(t)
 	app := f.Name()
-	var rec *recordingSink
-	var sink Sink
-	switch sinkKind {
-	case "raw", "json":
-		b := &blockRecordingSink{raw: sinkKind == "raw"}
-		rec, sink = &b.recordingSink, b
-	default:
-		rec = &recordingSink{}
-		sink = rec
-	}
 	core, logs := observer.New(zapcore.InfoLevel)
-	tl, err := NewTailer([]string{filepath.Join(e.logs, "*.log")}, sink, WithMaxLineBytes(maxLine),
-		WithReadChunkBytes(chunk), WithLogger(zap.New(core)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tl, rec := recordingTailer(t, e, sinkKind, maxLine, chunk, zap.New(core))
 	if tl.block != (sinkKind != "line by line") || tl.raw != (sinkKind == "raw") {
 		t.Fatalf("sink %s: block %v, raw %v", sinkKind, tl.block, tl.raw)
 	}
