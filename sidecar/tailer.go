@@ -1129,6 +1129,9 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	t.m.bytes.Add(float64(n))
 	data := buf[:np+n]
 	rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
+	if tf.nulTo != 0 && tf.nulTo == tf.off && data[0] != 0 {
+		t.skipNULs(rs, tf, tf.off, 0, true) // the run skipped up to the previous read's end ended there
+	}
 	start := 0
 	if t.block && t.o.multiline == nil && !tf.skipping {
 		start = t.appendBlock(rs, tf, data)
@@ -1560,8 +1563,9 @@ func (t *Tailer) line(rs *tailRun, tf *tfile, line []byte, off int64, plain bool
 
 // skipNULs skips the k NUL bytes at off that start a line of tf (see Tailer): they are not part of
 // it. ended tells that a byte other than NUL follows them in what was read; otherwise the run goes on
-// in the next read, which starts at off+k, and is logged (once) when it ends. With WithMultiline the
-// run ends the record being joined.
+// in the next read, which starts at off+k, and is logged (once) when it ends: in that read, also at
+// its first byte (readOnce then calls skipNULs with k 0). With WithMultiline the run ends the record
+// being joined.
 func (t *Tailer) skipNULs(rs *tailRun, tf *tfile, off int64, k int, ended bool) {
 	if tf.nulTo != off { // else the run read up to off goes on
 		tf.nulFrom = off

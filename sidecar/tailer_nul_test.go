@@ -357,3 +357,42 @@ func TestUnwrittenWithoutSizeLeavesNULBytes(t *testing.T) {
 		t.Errorf("unwritten = %d, want %d (the bytes before the NUL bytes)", got, n)
 	}
 }
+
+// TestNULRunEndingAtReadEndIsLogged: a run of NUL bytes before a line that ends exactly at a read's
+// end (the next read starts with the line after it) is counted and logged once, with its offset and
+// length, like any other run, also when it spans reads. Nothing ended such a run: it was neither
+// counted nor logged.
+func TestNULRunEndingAtReadEndIsLogged(t *testing.T) {
+	const chunk = 4096
+	for _, reads := range []int{1, 2} {
+		t.Run(fmt.Sprint("reads ", reads), func(t *testing.T) {
+			e := newTailEnv(t)
+			app := filepath.Join(e.logs, "app.log")
+			a, b := numbered("a", 0, 10), numbered("b", 0, 2)
+			head := strings.Join(a, "\n") + "\n"
+			content := head + strings.Repeat("\x00", reads*chunk-len(head)) + strings.Join(b, "\n") + "\n"
+			if err := os.WriteFile(app, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			core, logs := observer.New(zapcore.InfoLevel)
+			tl := e.tailer(t, WithMaxLineBytes(256), WithReadChunkBytes(chunk), WithLogger(zap.New(core)))
+			rs, step := steppedTailer(t, tl)
+			step()
+			stopStepped(tl, rs)
+			want := append(linesAt(app, 0, a...), linesAt(app, int64(reads*chunk), b...)...)
+			if diff := cmp.Diff(want, readShipped(t, e.out)); diff != "" {
+				t.Errorf("shipped (-want +got):\n%s", diff)
+			}
+			if n := counterValue(tl.m.skipped.WithLabelValues("nul")); n != 1 {
+				t.Errorf("skipped{reason=nul} = %v, want 1", n)
+			}
+			wantLog := []map[string]any{{"file": app, "offset": int64(len(head)), "bytes": int64(reads*chunk - len(head))}}
+			if diff := cmp.Diff(wantLog, nulSkips(logs)); diff != "" {
+				t.Errorf("logged NUL runs (-want +got):\n%s", diff)
+			}
+			if tf := rs.order[0]; tf.nulTo != 0 {
+				t.Errorf("run still open up to offset %d after it ended", tf.nulTo)
+			}
+		})
+	}
+}
