@@ -18,13 +18,21 @@ func seekHole(f *os.File, off int64) (int64, error) { return f.Seek(off, unix.SE
 
 // dropCached drops the clean pages of f's bytes from off up to end from the page cache
 // (posix_fadvise(2)'s POSIX_FADV_DONTNEED), as the kernel's reclaim may at any time, and returns how
-// many bytes it asked for: only whole folios in the range, and of them not one that a writer
-// dirtied (the call starts writing those back) or maps. Errors are ignored: the pages then stay.
+// many bytes it asked to drop (0 when it could not ask): only whole folios in the range, and of
+// them not one that a writer dirtied (the call starts writing those back) or maps. Errors are
+// ignored: the pages then stay. An empty range asks nothing (a length of 0 would mean "to the end").
 func dropCached(f *os.File, off, end int64) int64 {
+	if end <= off {
+		return 0
+	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return 0
 	}
-	_ = rc.Control(func(fd uintptr) { _ = unix.Fadvise(int(fd), off, end-off, unix.FADV_DONTNEED) })
+	asked := false
+	_ = rc.Control(func(fd uintptr) { asked = unix.Fadvise(int(fd), off, end-off, unix.FADV_DONTNEED) == nil })
+	if !asked {
+		return 0
+	}
 	return end - off
 }

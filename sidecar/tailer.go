@@ -217,8 +217,9 @@ type tfile struct {
 	// file's bytes from nulFrom to nulTo; nulTo is 0 when none is.
 	nulFrom, nulTo int64
 	// keepFrom, keepTo: the file's bytes from keepFrom up to keepTo were data right after findData
-	// dropped their pages, which it does not do again (see findData).
+	// dropped their pages at keepAt, which it does not do again for keepFor (see findData).
 	keepFrom, keepTo int64
+	keepAt           time.Time
 }
 
 // oldFP remembers a truncated file's fingerprint so that its copy is recognised.
@@ -1300,7 +1301,7 @@ func stageable(tf *tfile, n int) int {
 // findData returns the offset of tf's first byte other than NUL from from up to size, or size when
 // there is none. It skips what the file system reports as holes (SEEK_DATA on Linux; an ftruncate
 // up, and on ext4 and XFS fallocated space whose pages are not in the page cache) and reads the
-// rest. The Tailer read the bytes before from.
+// rest. The bytes before from were read by the Tailer or found NUL by an earlier check.
 //
 // On ext4 and XFS, SEEK_DATA reports fallocated space whose pages are in the page cache as data,
 // and any read caches them, the Tailer's own and the readahead the kernel adds to each read: every
@@ -1319,8 +1320,9 @@ func stageable(tf *tfile, n int) int {
 // or found NUL).
 //
 // Bytes that the file system still reports as data right after their pages were dropped are not
-// dropped again (tf.keepFrom, tf.keepTo): dropping them makes no hole, it only has the next check
-// read them from the disk. Those are NUL bytes the writer wrote, pages it dirtied or maps, and on a
+// dropped again for keepFor (tf.keepFrom, tf.keepTo): dropping them makes no hole, it only has the
+// next check read them from the disk. Those are NUL bytes the writer wrote, pages it dirtied or
+// maps (which may pass, hence the minute), and on a
 // file system that reports no holes (SEEK_HOLE is the file's end: fuse-overlayfs, rootless
 // Podman's root; NFS before 4.2) all of the space, which every check then reads from the page cache
 // instead of through the file system again (32 MiB took 14 ms on fuse-overlayfs, 3.7 ms cached).
@@ -1330,14 +1332,20 @@ func findData(rs *tailRun, tf *tfile, from, size int64) (int64, error) {
 	// The bytes from from up to dropTo are in the window being checked, whose pages were dropped from
 	// dropFrom on; -1 when they were not (bytes tf keeps).
 	window, dropFrom, dropTo := int64(dropWindow), int64(-1), from
+	if tf.keepTo > 0 && time.Since(tf.keepAt) >= keepFor {
+		tf.keepFrom, tf.keepTo = 0, 0
+	}
 	for from < size {
 		if from >= dropTo {
 			if from >= tf.keepFrom && from < tf.keepTo {
 				dropFrom, dropTo = -1, min(size, tf.keepTo)
 			} else {
-				dropFrom, dropTo = from, min(size, (from+window+folioMax-1)/folioMax*folioMax)
+				dropFrom, dropTo = from, size
+				if window < size-from-folioMax { // else the window reaches the end (no overflow)
+					dropTo = (from + window + folioMax - 1) / folioMax * folioMax
+					window = min(2*window, maxDropWindow)
+				}
 				rs.dropped += dropCached(f, dropFrom, dropTo)
-				window *= 2
 			}
 		}
 		p, err := seekData(f, from) // ErrUnsupported: read it all
@@ -1361,7 +1369,7 @@ func findData(rs *tailRun, tf *tfile, from, size int64) (int64, error) {
 			if dropFrom >= 0 {
 				// Data right after its pages were dropped: not dropped again.
 				if from < tf.keepFrom || from > tf.keepTo {
-					tf.keepFrom, tf.keepTo = from, end
+					tf.keepFrom, tf.keepTo, tf.keepAt = from, end, time.Now()
 				} else {
 					tf.keepTo = max(tf.keepTo, end)
 				}
@@ -1420,8 +1428,19 @@ func torn(rs *tailRun, tf *tfile, off int64, b []byte) bool {
 	return false
 }
 
-// dropWindow is the size of the first window of bytes whose pages findData drops, before rounding.
-const dropWindow = 64 << 10
+// dropWindow is the size of the first window of bytes whose pages findData drops, before rounding,
+// and maxDropWindow the largest, so that doubling it never overflows.
+const (
+	dropWindow    = 64 << 10
+	maxDropWindow = 1 << 50
+)
+
+// keepFor is how long findData leaves bytes that were data right after their pages were dropped
+// (tf.keepFrom, tf.keepTo) alone. What kept them may pass: a writer that mapped its reserved space
+// and died leaves pages that can be dropped once unmapped, and without an end to the keep every
+// check would read them from then on. After keepFor they are dropped once more: on a file system
+// without holes that costs one check through it a minute (14 ms for 32 MiB on fuse-overlayfs).
+const keepFor = time.Minute
 
 // folioMax is the size of the largest block of a file that the page cache holds as one (a folio;
 // the PMD size on x86-64 and on arm64 with 4 KiB pages), which starts on a multiple of its size.

@@ -375,15 +375,7 @@ func TestCheckOfNULBytesKeepsTheCacheOfLinesAfterThem(t *testing.T) {
 	text = text[:backlog]
 	for _, cached := range []bool{false, true} {
 		t.Run(fmt.Sprintf("NUL bytes cached %v", cached), func(t *testing.T) {
-			f, err := os.OpenFile(filepath.Join(t.TempDir(), "app.log"), os.O_RDWR|os.O_CREATE, 0o644)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			line := []byte("a-0000\n")
-			pwrite(t, f, 0, line)
-			start := int64(os.Getpagesize())
-			fallocate(t, f, start, gap)
+			f, from, start := lineThenReserved(t, t.TempDir(), gap)
 			pwrite(t, f, start+gap, text)
 			if err := f.Sync(); err != nil { // clean pages, which a drop drops
 				t.Fatal(err)
@@ -394,7 +386,7 @@ func TestCheckOfNULBytesKeepsTheCacheOfLinesAfterThem(t *testing.T) {
 			if n := cachedBytes(t, f, start+gap, backlog); n < backlog {
 				t.Skipf("%d of the %d bytes of lines just written are in the page cache", n, backlog)
 			}
-			at, err := findData(&tailRun{}, &tfile{f: f}, int64(len(line)), start+gap+backlog)
+			at, err := findData(&tailRun{}, &tfile{f: f}, from, start+gap+backlog)
 			if err != nil || at != start+gap {
 				t.Fatalf("findData = %d, %v, want %d (the first line after the NUL bytes)", at, err, start+gap)
 			}
