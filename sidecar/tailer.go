@@ -213,6 +213,9 @@ type tfile struct {
 	reserved bool
 	// dataTo: the file's bytes before it were data, not holes, when last checked (see stageable).
 	dataTo int64
+	// torn: the last read ended at bytes a writer was changing (see torn) having taken nothing, so
+	// it returned 0 though the file goes on.
+	torn bool
 	// nulFrom, nulTo: the run of NUL bytes at a line's start being skipped (see skipNULs) spans the
 	// file's bytes from nulFrom to nulTo; nulTo is 0 when none is.
 	nulFrom, nulTo int64
@@ -466,7 +469,14 @@ func (t *Tailer) finishFile(ctx context.Context, rs *tailRun, tf *tfile) error {
 			return err
 		}
 		if n == 0 {
-			break
+			if !tf.torn {
+				break
+			}
+			// Bytes a writer is changing: read them again once it is done, while ctx lasts.
+			select {
+			case <-ctx.Done():
+			case <-time.After(tornRetry):
+			}
 		}
 	}
 	if fi, err := tf.f.Stat(); err == nil && fi.Size() > tf.off+int64(len(tf.partial)) && !onlyZeros(rs, tf, fi.Size()) {
@@ -825,11 +835,27 @@ func (tf *tfile) startIs(rs *tailRun, f *os.File, base int64, data []byte) bool 
 	if !tf.headIs(b[:tf.fpLen]) {
 		return false
 	}
-	if lo, hi := base, min(int64(got), end); lo < hi && !bytes.Equal(b[lo:hi], data[:hi-lo]) {
+	if lo, hi := base, min(int64(got), end); lo < hi && !sameButNUL(data[:hi-lo], b[lo:hi]) {
 		return false
 	}
 	if int64(got) > tf.fpLen {
 		tf.setFP(b)
+	}
+	return true
+}
+
+// sameButNUL reports whether read, bytes a read returned, equals now, the same bytes read later,
+// but for NUL bytes in read: bytes a writer filling reserved space wrote after the read (see torn),
+// which the read of its lines finds and reads again. Only bytes the read saw otherwise that changed
+// tell a file truncated and written again.
+func sameButNUL(read, now []byte) bool {
+	if bytes.Equal(read, now) {
+		return true
+	}
+	for i, c := range read {
+		if c != now[i] && c != 0 {
+			return false
+		}
 	}
 	return true
 }
@@ -1080,6 +1106,7 @@ func (t *Tailer) readAll(ctx context.Context, rs *tailRun) (progress bool, err e
 
 // readOnce reads one chunk of tf, delivers its complete lines and returns the bytes read.
 func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, error) {
+	tf.torn = false
 	if tf.eof && tf.active {
 		// Coming back from the file's end: it may have been truncated and regrown meanwhile.
 		if fi, err := tf.f.Stat(); err == nil {
@@ -1208,9 +1235,9 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 		t.updateFP(rs, tf, tf.off+int64(len(tf.partial)))
 	}
 	rs.dirty = true
-	if cut && consumed == 0 {
+	if tf.torn = cut && consumed == 0; tf.torn {
 		// Nothing read but bytes a writer is changing: read them again on the next poll, not at once
-		// (readAll and Run go on reading while reads return bytes).
+		// (readAll and Run go on reading while reads return bytes); finishFile waits tornRetry.
 		return 0, nil
 	}
 	return n, nil
@@ -1322,10 +1349,10 @@ func stageable(tf *tfile, n int) int {
 // Bytes that the file system still reports as data right after their pages were dropped are not
 // dropped again for keepFor (tf.keepFrom, tf.keepTo): dropping them makes no hole, it only has the
 // next check read them from the disk. Those are NUL bytes the writer wrote, pages it dirtied or
-// maps (which may pass, hence the minute), and on a
-// file system that reports no holes (SEEK_HOLE is the file's end: fuse-overlayfs, rootless
-// Podman's root; NFS before 4.2) all of the space, which every check then reads from the page cache
-// instead of through the file system again (32 MiB took 14 ms on fuse-overlayfs, 3.7 ms cached).
+// maps (which may pass, hence the time limit), and on a file system that reports no holes
+// (SEEK_HOLE is the file's end: fuse-overlayfs, rootless Podman's root; NFS before 4.2) all of the
+// space, which every check then reads from the page cache instead of through the file system again
+// (32 MiB took 14 ms on fuse-overlayfs, 3.7 ms cached).
 func findData(rs *tailRun, tf *tfile, from, size int64) (int64, error) {
 	zeroBuf := rs.checkBuf()
 	f := tf.f
@@ -1368,7 +1395,7 @@ func findData(rs *tailRun, tf *tfile, from, size int64) (int64, error) {
 			end = min(end, h) // not past the data: the kernel would read ahead into the space
 			if dropFrom >= 0 {
 				// Data right after its pages were dropped: not dropped again.
-				if from < tf.keepFrom || from > tf.keepTo {
+				if tf.keepTo == 0 || from < tf.keepFrom || from > tf.keepTo {
 					tf.keepFrom, tf.keepTo, tf.keepAt = from, end, time.Now()
 				} else {
 					tf.keepTo = max(tf.keepTo, end)
@@ -1427,6 +1454,10 @@ func torn(rs *tailRun, tf *tfile, off int64, b []byte) bool {
 	}
 	return false
 }
+
+// tornRetry is how long the final read of a deleted file (finishFile) waits before it reads bytes a
+// writer was changing (see torn) again.
+const tornRetry = time.Millisecond
 
 // dropWindow is the size of the first window of bytes whose pages findData drops, before rounding,
 // and maxDropWindow the largest, so that doubling it never overflows.

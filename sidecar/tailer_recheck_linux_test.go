@@ -157,3 +157,41 @@ func lineThenReserved(t *testing.T, dir string, n int64) (f *os.File, from, star
 	fallocate(t, f, start, n)
 	return f, int64(len(line)), start
 }
+
+// TestKeptBytesFromTheFileStart: bytes kept from offset 0 (a file that is all reserved space, the
+// final check of a deleted one) got no keepAt, so the next check took them as kept long ago and
+// dropped them again.
+func TestKeptBytesFromTheFileStart(t *testing.T) {
+	const reserved = 8 << 20
+	dir := t.TempDir()
+	if !reportsHoles(t, dir) || !mappedSpaceDropsToHoles(t, dir) {
+		t.Skip("fallocated space read through a mapping does not turn into a hole again once dropped here (tmpfs keeps such pages as data)")
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "app.log"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fallocate(t, f, 0, reserved)
+	m, err := unix.Mmap(int(f.Fd()), 0, reserved, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Skipf("mmap: %v", err)
+	}
+	defer unix.Munmap(m)
+	var sum byte
+	for i := 0; i < len(m); i += os.Getpagesize() {
+		sum += m[i]
+	}
+	tf, rs := &tfile{f: f}, &tailRun{}
+	if at, err := findData(rs, tf, 0, reserved); err != nil || at != reserved || sum != 0 {
+		t.Fatalf("findData = %d, %v, want %d", at, err, reserved)
+	}
+	if tf.keepTo == 0 {
+		t.Skip("mapped pages were dropped or not reported as data here: nothing to keep")
+	}
+	dropped := rs.dropped
+	findData(rs, tf, 0, reserved)
+	if rs.dropped != dropped {
+		t.Errorf("the second check asked to drop %d bytes kept %v ago from offset 0, want none", rs.dropped-dropped, time.Since(tf.keepAt))
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/zap"
@@ -306,4 +307,74 @@ func TestConcurrentFillOfReservedSpace(t *testing.T) {
 			t.Errorf("skipped{reason=%q} = %v, want 0", reason, got)
 		}
 	}
+}
+
+// TestTornReadInFinalReadOfDeletedFile: the final read of a deleted file at stop (finishFile)
+// reads it to the size it had; a read caught in the middle of a write (see
+// TestTornReadOfReservedSpaceIsReadAgain) returns nothing, and finishFile took that for the file's
+// end: the lines from there on were logged as lost, and a restart cannot reopen the file. Now it
+// reads such bytes again until they settle or its ctx ends.
+func TestTornReadInFinalReadOfDeletedFile(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	ls, offs := tornLines(60)
+	k := slices.IndexFunc(offs, func(o int64) bool { return o >= 2*fpMax }) // after the fingerprinted bytes
+	tl, rec, rs, _ := shippedThenTorn(t, e, app, ls, offs, k)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tl.finishFile(ctx, rs, rs.order[0]); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(linesAt(app, 0, ls...), rec.got); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+}
+
+// TestTornReadInTheFingerprintedBytes: a read caught in the middle of a write (see
+// TestTornReadOfReservedSpaceIsReadAgain) within a file's first fpMax bytes, which the Tailer
+// checks against the file after each read for a truncation, was taken for one: the file was read
+// again from 0, its lines shipped twice, and a truncation logged and counted. Now the bytes the read
+// saw NUL and the file holds since are a write after the read, and the line holding them is read
+// again.
+func TestTornReadInTheFingerprintedBytes(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	ls, offs := tornLines(10)
+	const k = 3 // within the first fpMax bytes
+	if offs[k]+10 > fpMax {
+		t.Fatalf("line %d at %d is not within the first %d bytes", k, offs[k], fpMax)
+	}
+	tl, rec, _, step := shippedThenTorn(t, e, app, ls, offs, k)
+	step()
+	step()
+	if diff := cmp.Diff(linesAt(app, 0, ls...), rec.got); diff != "" {
+		t.Errorf("shipped (-want +got):\n%s", diff)
+	}
+	if got := counterValue(tl.m.rotations.WithLabelValues("truncate")); got != 0 {
+		t.Errorf("rotations{truncate} = %v, want 0", got)
+	}
+}
+
+// shippedThenTorn has a stepped Tailer (raw lines, 4 KiB reads) ship the lines of ls before line k
+// from app, then makes app hold all of ls with line k's first 10 bytes NUL, as a writer filling
+// reserved space leaves them, until right after the Tailer's next read, when it writes them.
+func shippedThenTorn(t *testing.T, e *tailEnv, app string, ls []string, offs []int64, k int) (*Tailer, *recordingSink, *tailRun, func()) {
+	t.Helper()
+	content := []byte(strings.Join(ls, "\n") + "\n")
+	if err := os.WriteFile(app, content[:offs[k]], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tl, rec := recordingTailer(t, e, "raw", 256, 4096, zap.NewNop())
+	rs, step := steppedTailer(t, tl)
+	t.Cleanup(func() { stopStepped(tl, rs) })
+	step()
+	write := tornFile(t, app, content, offs[k], offs[k]+10)
+	armed := true
+	rs.readDone = func() {
+		if armed {
+			armed = false
+			write()
+		}
+	}
+	return tl, rec, rs, step
 }
