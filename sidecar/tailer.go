@@ -815,7 +815,8 @@ func (t *Tailer) resetIfStartChanged(rs *tailRun, tf *tfile, base int64, data []
 // restored from a checkpoint) does it hash them, and then keeps them when they match.
 //
 // With data, what was just read from f at base, the same read takes the file's first bytes up to
-// the end of data (fpMax at most). Where they overlap data they must equal it: otherwise the file
+// the end of data (fpMax at most). Where they overlap data they must equal it, but for bytes data
+// holds as NUL in a file no shorter than data (a write after the read, see torn): otherwise the file
 // was truncated and rewritten since data was read, with the same first fpLen bytes, and startIs
 // reports false. When all matches, the fingerprint grows to cover those bytes as updateFP would,
 // which then has nothing left to read; it never takes bytes that differ from what was read, which
@@ -835,8 +836,12 @@ func (tf *tfile) startIs(rs *tailRun, f *os.File, base int64, data []byte) bool 
 	if !tf.headIs(b[:tf.fpLen]) {
 		return false
 	}
-	if lo, hi := base, min(int64(got), end); lo < hi && !sameButNUL(data[:hi-lo], b[lo:hi]) {
-		return false
+	if lo, hi := base, min(int64(got), end); lo < hi && !bytes.Equal(b[lo:hi], data[:hi-lo]) {
+		// Only bytes the read saw NUL differ, in a file no shorter than the read (reserved space
+		// never shrinks as it is filled): a write after the read (see torn), whose line the read
+		// finds and reads again; the fingerprint does not take them. Else the file was truncated and
+		// written again.
+		return int64(got) >= min(end, fpMax) && sameButNUL(data[:hi-lo], b[lo:hi])
 	}
 	if int64(got) > tf.fpLen {
 		tf.setFP(b)
@@ -845,13 +850,8 @@ func (tf *tfile) startIs(rs *tailRun, f *os.File, base int64, data []byte) bool 
 }
 
 // sameButNUL reports whether read, bytes a read returned, equals now, the same bytes read later,
-// but for NUL bytes in read: bytes a writer filling reserved space wrote after the read (see torn),
-// which the read of its lines finds and reads again. Only bytes the read saw otherwise that changed
-// tell a file truncated and written again.
+// but for NUL bytes in read.
 func sameButNUL(read, now []byte) bool {
-	if bytes.Equal(read, now) {
-		return true
-	}
 	for i, c := range read {
 		if c != now[i] && c != 0 {
 			return false

@@ -378,3 +378,30 @@ func shippedThenTorn(t *testing.T, e *tailEnv, app string, ls []string, offs []i
 	}
 	return tl, rec, rs, step
 }
+
+// TestTruncatedAndRewrittenDuringATornRead: a file truncated and written again, with the same first
+// bytes and shorter than the read, right after a read that saw NUL bytes is a truncation, not a
+// write into reserved space after the read: the Tailer reads the file again from 0.
+func TestTruncatedAndRewrittenDuringATornRead(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	ls, offs := tornLines(10)
+	const k = 3
+	tl, rec, rs, step := shippedThenTorn(t, e, app, ls, offs, k)
+	rewritten := append(slices.Clone(ls[:k]), "NEW")
+	rs.readDone = func() {
+		rs.readDone = nil
+		if err := os.WriteFile(app, []byte(strings.Join(rewritten, "\n")+"\n"), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	step()
+	step()
+	if got := counterValue(tl.m.rotations.WithLabelValues("truncate")); got != 1 {
+		t.Errorf("rotations{truncate} = %v, want 1", got)
+	}
+	want := linesAt(app, 0, rewritten...)
+	if n := len(rec.got); n < len(want) || !cmp.Equal(want, rec.got[n-len(want):]) {
+		t.Errorf("shipped %v, want it to end with the rewritten file's lines %v", rec.got, want)
+	}
+}
