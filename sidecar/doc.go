@@ -62,7 +62,9 @@
 // checkpoint moves past them and the line after them is shipped; after other bytes of a line they make
 // it binary, and it is skipped. NUL bytes are read once more before that: a read that caught a writer
 // filling reserved space in the middle of a write (NUL bytes it was replacing, then bytes it wrote
-// next) is read again from that line's start, and the line is shipped whole.
+// next) is read again from that line's start, and the line is shipped whole. The writer must fill
+// reserved space in order, as those do: lines written later into NUL bytes that bytes written past
+// them made the file's own are lost.
 //
 // On Windows the Tailer opens files sharing read, write and delete access, so a writer can rename or
 // delete a followed file (rotation) as on Unix.

@@ -40,9 +40,13 @@ import (
 // before it crashed, and its restart appended after it), and the fingerprint stops before them. The
 // bytes of reserved space beyond one read (WithReadChunkBytes) are checked once, skipping holes
 // (SEEK_DATA on Linux), then again only when the file grows or shrinks, or 5s later (see
-// unwritten): lines written into the space out of order, more than one read past the lines before
-// them, are read up to 5s late. With WithSpliceFromFile, the lines of a file found to have such
-// space are copied, not spliced: a stage of it may hold the space as it was before.
+// unwritten). The writer must fill the space in order: once bytes other than NUL follow NUL bytes,
+// those NUL bytes are the file's own (skipped at a line's start, see below), so lines written out of
+// order are read (up to 5s late when more than one read past the lines before them), but lines
+// written later into the NUL bytes before them are lost, or, within the file's first KiB (its
+// fingerprint), taken for a rewrite of the file, which is then read again from its start. With
+// WithSpliceFromFile, the lines of a file found to have such space are copied, not spliced: a stage
+// of it may hold the space as it was before.
 //
 // NUL bytes at the start of a line, followed by another byte, are not part of it, however many: the
 // Tailer skips them (its offset, and so the checkpoint, moves past them, also inside a run longer
@@ -52,7 +56,8 @@ import (
 // the start pattern would, and the line after it starts a record: a writer that crashed and
 // restarted does not go on with a record it began before. Each run is logged once (Info, with the
 // file and the run's offset and length) and counted in
-// podblocks_sidecar_tailer_skipped_total{reason="nul"}. NUL bytes after other bytes of a line are
+// podblocks_sidecar_tailer_skipped_total{reason="nul"}; of a run a restart cuts, the restarted
+// Tailer logs and counts the rest, from the checkpoint's offset. NUL bytes after other bytes of a line are
 // the line's: it is skipped as binary (or over the limit), also when a line the writer had begun
 // before it crashed runs into the NUL bytes. Before the Tailer skips NUL bytes, or a line or its
 // rest for holding them, it reads them once more: a read can catch a writer filling reserved space
