@@ -557,7 +557,7 @@ func (s *WriterSink) Write(ctx context.Context, recs []Record) error {
 	if err := s.settle(ctx); err != nil {
 		return err
 	}
-	if s.pipe != nil && s.enc.raw {
+	if s.synchronous() {
 		s.writePipe(ctx, recs)
 		return nil
 	}

@@ -205,22 +205,29 @@ type tfile struct {
 	// until that file is truncated, then starts where it had been delivered.
 	copyOf *tfile
 	misses int // consecutive listings that did not show the file
+	// nulState is what the Tailer learnt of the file's NUL bytes and holes, which a truncation
+	// (reset) forgets at once.
+	nulState
+	// reserved is set once a read left NUL bytes at its end unread (see unwritten): space that the
+	// writer fills in place, which a stage (see stager) may hold as it was before (tmpfs stages a
+	// hole or fallocated space as the kernel's shared zero page, which the writer's lines do not
+	// change). The file's lines are then copied from the read buffer, not spliced from a stage.
+	reserved bool
+	// torn: the last read ended at bytes a writer was changing (see torn) having taken nothing, so
+	// it returned 0 though the file goes on.
+	torn bool
+}
+
+// nulState is a tfile's knowledge of its NUL bytes and holes (see tfile.nulState).
+type nulState struct {
 	// zerosTo, zerosAt: the file's bytes from the end of a full read that ended in NUL bytes up to
 	// zerosTo were all NUL at zerosAt (see unwritten). dataAt, when not 0, is the offset of a byte
 	// other than NUL found after such a read.
 	zerosTo int64
 	zerosAt time.Time
 	dataAt  int64
-	// reserved is set once a read left NUL bytes at its end unread (see unwritten): space that the
-	// writer fills in place, which a stage (see stager) may hold as it was before (tmpfs stages a
-	// hole or fallocated space as the kernel's shared zero page, which the writer's lines do not
-	// change). The file's lines are then copied from the read buffer, not spliced from a stage.
-	reserved bool
 	// dataTo: the file's bytes before it were data, not holes, when last checked (see stageable).
 	dataTo int64
-	// torn: the last read ended at bytes a writer was changing (see torn) having taken nothing, so
-	// it returned 0 though the file goes on.
-	torn bool
 	// nulFrom, nulTo: the run of NUL bytes at a line's start being skipped (see skipNULs) spans the
 	// file's bytes from nulFrom to nulTo; nulTo is 0 when none is.
 	nulFrom, nulTo int64
@@ -596,9 +603,7 @@ func (tf *tfile) reset(rs *tailRun) {
 	tf.off, tf.done, tf.partial, tf.skipping, tf.pend, tf.pendOff = 0, 0, tf.partial[:0], false, tf.pend[:0], -1
 	tf.fp, tf.fpLen, tf.head = "", 0, tf.head[:0]
 	tf.eof = false
-	tf.zerosTo, tf.zerosAt, tf.dataAt, tf.dataTo = 0, time.Time{}, 0, 0
-	tf.nulFrom, tf.nulTo = 0, 0
-	tf.keepFrom, tf.keepTo = 0, 0
+	tf.nulState = nulState{}
 	rs.dirty = true
 }
 
