@@ -817,7 +817,7 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 		e.added = now
 	}
 	if opts.Delay > 0 {
-		e.notBefore = now + int64(opts.Delay)
+		e.notBefore = after(now, opts.Delay)
 	}
 	q.mu.Lock()
 	if q.closed {
@@ -832,7 +832,15 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			last := ks.q[len(ks.q)-1]
 			if last.attempt == 0 && last.state != stNew && last.state != stLeased {
 				id := last.ids()
+				rec, changed := q.hastenLocked(last, e.notBefore, now)
 				q.mu.Unlock()
+				if changed && q.cfg.journal != nil {
+					if _, ok := q.cfg.journal.(LazyJournal); !ok {
+						if err := q.commit(Change{Op: OpPut, Record: rec}); err != nil {
+							return "", err
+						}
+					}
+				}
 				return id, nil
 			}
 		} else {
@@ -864,6 +872,45 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 	q.makeVisible(e, now)
 	q.mu.Unlock()
 	return id, nil
+}
+
+// after is the clock value d after now, saturating: a delay too long for the clock never comes due.
+func after(now int64, d time.Duration) int64 {
+	if int64(d) > math.MaxInt64-now {
+		return math.MaxInt64
+	}
+	return now + int64(d)
+}
+
+// hastenLocked applies an Add absorbed by e, a waiting item of the same key never leased: the item
+// becomes ready no later than the absorbed add asked (notBefore, 0 for now), as if both adds had
+// been kept and the earlier one had run. It reports whether e changed and, if so, e's record; a
+// LazyJournal has it already (in order with the leases that follow under mu), any other journal
+// must commit it. Called with mu held.
+func (q *Memory) hastenLocked(e *entry, notBefore, now int64) (Record, bool) {
+	if e.state != stDelayed && e.state != stParked || notBefore >= e.notBefore && notBefore != 0 {
+		return Record{}, false
+	}
+	e.notBefore = notBefore
+	if e.state == stDelayed {
+		if notBefore <= now { // 0 (no delay) or due already
+			q.delayed.remove(int(e.idx))
+			q.syncDelayed()
+			q.toReady(e)
+		} else {
+			q.delayed.up(int(e.idx))
+			q.syncDelayed()
+			q.armLocked(now) // after syncDelayed: it reads delayedAt
+		}
+	}
+	if q.cfg.journal == nil {
+		return Record{}, true
+	}
+	rec := q.record(e)
+	if lj, ok := q.cfg.journal.(LazyJournal); ok {
+		lj.CommitLater([]Change{{Op: OpPut, Record: rec}})
+	}
+	return rec, true
 }
 
 // Lease implements Queue.
@@ -1327,7 +1374,7 @@ func (q *Memory) giveBack(lease string, delay time.Duration, uncount bool) error
 	q.live++
 	e.notBefore = 0
 	if delay > 0 {
-		e.notBefore = now + int64(delay)
+		e.notBefore = after(now, delay)
 	}
 	if q.cfg.journal != nil {
 		e.state = stHeld

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -233,5 +234,40 @@ func TestMemoryReleaseDoesNotCountTheAttempt(t *testing.T) {
 	}
 	if dead, _ := q.Dead(ctx, 10); len(dead) != 0 {
 		t.Fatalf("released item buried: %+v", dead)
+	}
+}
+
+// A delay too long for the queue's clock never comes due; it must not wrap around to ready now.
+func TestMemoryHugeDelayNeverComesDue(t *testing.T) {
+	ctx := context.Background()
+	q, err := workqueue.NewMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	time.Sleep(2 * time.Millisecond) // a clock value past the start, so that now + MaxInt64 overflows
+	if _, err := q.Add(ctx, []byte("add"), workqueue.AddOptions{Delay: math.MaxInt64}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Add(ctx, []byte("nack"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	it, err := q.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(it.Payload) != "nack" {
+		t.Fatalf("leased %q first, want the undelayed item", it.Payload)
+	}
+	if err := q.Nack(ctx, it.Lease, math.MaxInt64); err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if it, err := q.Lease(lctx); err == nil {
+		t.Fatalf("leased %q, delayed by %v", it.Payload, time.Duration(math.MaxInt64))
+	}
+	if s, err := q.Stats(ctx); err != nil || s.Delayed != 2 {
+		t.Fatalf("stats %+v, %v: want 2 delayed", s, err)
 	}
 }

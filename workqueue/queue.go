@@ -55,7 +55,10 @@ type Queue interface {
 type AddOptions struct {
 	// Key deduplicates: while an item with this key waits to be leased, further adds with the key
 	// return its ID. Backends that support it (Memory, bolt) also never lease two items with the same
-	// key at once, and an add while the key is leased is kept and becomes ready after the ack.
+	// key at once, and an add while the key is leased is kept and becomes ready after the ack. The
+	// waiting item keeps its payload and priority; in Memory and bolt it becomes ready no later than
+	// the absorbed add's Delay asked (as client-go's Add after AddAfter runs the key now), while the
+	// jetstream backend keeps the first add's not-before.
 	Key string
 	// Delay makes the item ready only after this long (not-before).
 	Delay time.Duration

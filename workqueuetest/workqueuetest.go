@@ -46,7 +46,8 @@ type suite struct {
 func WithoutPriority() Option { return func(s *suite) { s.noPriority = true } }
 
 // WithoutKeyTurns skips the check that an add while its key is leased waits for the ack and is then
-// delivered (for backends that absorb such an add into the leased item).
+// delivered, and the check that an add absorbed by a delayed item of its key brings that item
+// forward (for backends that absorb such adds into the item as it was first added).
 func WithoutKeyTurns() Option { return func(s *suite) { s.noKeyTurns = true } }
 
 const wait = 20 * time.Second // generous: CI machines are shared
@@ -78,6 +79,7 @@ func TestQueue(t *testing.T, newQueue NewQueue, opts ...Option) {
 		{"Delay", false, def, testDelay},
 		{"KeyDedup", false, def, testKeyDedup},
 		{"KeyTurns", s.noKeyTurns, def, testKeyTurns},
+		{"KeyAbsorbedAddHastens", s.noKeyTurns, def, testKeyHastens},
 		{"MaxAttemptsDeadLetters", false, Config{LeaseDuration: 10 * time.Second, MaxAttempts: 2}, testMaxAttempts},
 		{"Bury", false, def, testBury},
 		{"UnknownLease", false, def, testUnknownLease},
@@ -404,6 +406,34 @@ func testKeyDedup(t *testing.T, q workqueue.Queue) {
 		t.Errorf("leased %q, want v3", it.Payload)
 	}
 	ack(t, q, it)
+}
+
+// testKeyHastens: an add absorbed by a delayed item of its key makes the item ready no later than the
+// add asked, as client-go's Add after AddAfter processes the key now.
+func testKeyHastens(t *testing.T, q workqueue.Queue) {
+	id := add(t, q, "v1", workqueue.AddOptions{Key: "now", Delay: time.Hour})
+	if id2 := add(t, q, "v2", workqueue.AddOptions{Key: "now"}); id2 != id {
+		t.Fatalf("second add of the waiting key got ID %s, want %s", id2, id)
+	}
+	it := lease(t, q)
+	if diff := cmp.Diff([]string{id, "v1"}, []string{it.ID, string(it.Payload)}); diff != "" {
+		t.Errorf("item after an undelayed add of its key (-want +got):\n%s", diff)
+	}
+	ack(t, q, it)
+
+	start := time.Now()
+	id = add(t, q, "w1", workqueue.AddOptions{Key: "soon", Delay: time.Hour})
+	add(t, q, "w2", workqueue.AddOptions{Key: "soon", Delay: 500 * time.Millisecond})
+	add(t, q, "w3", workqueue.AddOptions{Key: "soon", Delay: 2 * time.Hour}) // a later one moves nothing
+	it = lease(t, q)
+	if el := time.Since(start); el < 450*time.Millisecond {
+		t.Errorf("item leased after %v, before the 500ms the second add asked", el)
+	}
+	if diff := cmp.Diff([]string{id, "w1"}, []string{it.ID, string(it.Payload)}); diff != "" {
+		t.Errorf("item after a shorter delay of its key (-want +got):\n%s", diff)
+	}
+	ack(t, q, it)
+	noLease(t, q, 300*time.Millisecond)
 }
 
 func testKeyTurns(t *testing.T, q workqueue.Queue) {
