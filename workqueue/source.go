@@ -86,7 +86,8 @@ func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
 	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, ready: make(chan struct{})}, nil
 }
 
-// Ready is closed after the first successful poll.
+// Ready is closed after the first poll that read the list, even if some of its items failed (see
+// Poll): an item the source cannot serve must not keep the component unready.
 func (s *Source) Ready() <-chan struct{} { return s.ready }
 
 // Run polls until ctx ends; it returns nil then. Poll errors are logged and retried next interval.
@@ -96,17 +97,20 @@ func (s *Source) Run(ctx context.Context) error {
 	readyClosed := false
 	for {
 		n, err := s.Poll(ctx)
+		var ie *itemErrors
+		listed := err == nil || errors.As(err, &ie)
 		switch {
-		case err != nil && ctx.Err() == nil:
+		case ctx.Err() != nil:
+		case !listed:
 			s.cfg.logger.Warn("poll source", zap.String("source", s.base), zap.Error(err))
-		case err == nil:
-			if n > 0 {
-				s.cfg.logger.Info("items added", zap.Int("count", n))
-			}
-			if !readyClosed {
-				close(s.ready)
-				readyClosed = true
-			}
+		case ie != nil:
+			s.cfg.logger.Warn("items not added", zap.String("source", s.base), zap.Int("added", n), zap.Int("failed", ie.failed), zap.Error(err))
+		case n > 0:
+			s.cfg.logger.Info("items added", zap.Int("count", n))
+		}
+		if listed && !readyClosed {
+			close(s.ready)
+			readyClosed = true
 		}
 		select {
 		case <-ctx.Done():
@@ -119,8 +123,11 @@ func (s *Source) Run(ctx context.Context) error {
 // ErrSource is returned by Poll when the source answers something that is not the interface.
 var ErrSource = errors.New("workqueue: bad item source answer")
 
-// Poll lists the source once and adds the new items; it returns how many it added. Run calls it;
-// it is exported for one-shot use. Not safe for concurrent use with Run.
+// Poll lists the source once and adds the new items; it returns how many it added. An item that
+// fails (its GET or its Add) does not hold up the items listed after it, and is not marked seen, so
+// the next Poll tries it again; the error then names the items that failed (after the whole list).
+// When ctx ends or the queue closes, the items not yet tried are left for the next Poll. Run calls
+// it; it is exported for one-shot use. Not safe for concurrent use with Run.
 func (s *Source) Poll(ctx context.Context) (int, error) {
 	var list ItemList
 	if err := s.get(ctx, "/api/v1/items", &list); err != nil {
@@ -131,20 +138,21 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 	}
 	listed := make(map[string]bool, len(list.Items))
 	added := 0
+	var failed itemErrors
+	stop := false
 	for _, name := range list.Items {
 		if name == "" || listed[name] {
 			continue
 		}
 		listed[name] = true
-		if s.seen[name] {
+		if s.seen[name] || stop {
 			continue
 		}
-		var it ItemData
-		if err := s.get(ctx, "/api/v1/items/"+url.PathEscape(name), &it); err != nil {
-			return added, fmt.Errorf("item %q: %w", name, err)
-		}
-		if _, err := s.q.Add(ctx, []byte(it.Data), AddOptions{Key: name}); err != nil {
-			return added, fmt.Errorf("add %q: %w", name, err)
+		if err := s.add(ctx, name); err != nil {
+			failed.add(err)
+			// The other items would fail alike.
+			stop = ctx.Err() != nil || errors.Is(err, ErrClosed)
+			continue
 		}
 		s.seen[name] = true
 		added++
@@ -154,8 +162,56 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 			delete(s.seen, name)
 		}
 	}
+	if failed.failed > 0 {
+		return added, &failed
+	}
 	return added, nil
 }
+
+// add fetches item name and adds it to the queue with the name as key.
+func (s *Source) add(ctx context.Context, name string) error {
+	var it ItemData
+	if err := s.get(ctx, "/api/v1/items/"+url.PathEscape(name), &it); err != nil {
+		return fmt.Errorf("item %q: %w", name, err)
+	}
+	if _, err := s.q.Add(ctx, []byte(it.Data), AddOptions{Key: name}); err != nil {
+		return fmt.Errorf("add %q: %w", name, err)
+	}
+	return nil
+}
+
+// maxItemErrs is how many item errors a Poll's error keeps (and names); it counts the others.
+const maxItemErrs = 10
+
+// itemErrors is the error of a Poll that read the list but could not add some of its items.
+type itemErrors struct {
+	errs   []error // the first maxItemErrs
+	failed int     // items that failed, in errs or not
+}
+
+func (e *itemErrors) add(err error) {
+	if len(e.errs) < maxItemErrs {
+		e.errs = append(e.errs, err)
+	}
+	e.failed++
+}
+
+func (e *itemErrors) Error() string {
+	var b strings.Builder
+	for i, err := range e.errs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	if more := e.failed - len(e.errs); more > 0 {
+		fmt.Fprintf(&b, "; and %d more items", more)
+	}
+	return b.String()
+}
+
+// Unwrap returns the errors kept, so errors.Is and errors.As see them.
+func (e *itemErrors) Unwrap() []error { return e.errs }
 
 func (s *Source) get(ctx context.Context, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)

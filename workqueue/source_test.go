@@ -3,22 +3,31 @@ package workqueue_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/workqueue"
 )
 
-// bookSource serves the book's item-source interface from a map.
+// bookSource serves the book's item-source interface from a map. It lists the map's names, sorted,
+// or, when list is not nil, the names in list, in that order (a name listed but not in the map
+// answers 404); gets counts the GETs of each item.
 type bookSource struct {
 	mu    sync.Mutex
 	items map[string]string
+	list  []string
+	gets  map[string]int
 }
 
 func (b *bookSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -30,10 +39,17 @@ func (b *bookSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			l.Items = append(l.Items, k)
 		}
 		sort.Strings(l.Items)
+		if b.list != nil {
+			l.Items = b.list
+		}
 		json.NewEncoder(w).Encode(l)
 		return
 	}
 	name := strings.TrimPrefix(r.URL.Path, "/api/v1/items/")
+	if b.gets == nil {
+		b.gets = map[string]int{}
+	}
+	b.gets[name]++
 	v, ok := b.items[name]
 	if !ok {
 		http.NotFound(w, r)
@@ -42,15 +58,22 @@ func (b *bookSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(workqueue.ItemData{Kind: "Item", APIVersion: "v1", Data: json.RawMessage(v)})
 }
 
-func TestSourcePoll(t *testing.T) {
-	src := &bookSource{items: map[string]string{"a": `{"n":1}`, "b": `{"n":2}`}}
+// serveSource serves src and returns a Source over it feeding a new Memory.
+func serveSource(t *testing.T, src *bookSource, opts ...workqueue.SourceOption) (*workqueue.Source, *workqueue.Memory) {
+	t.Helper()
 	srv := httptest.NewServer(src)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	q := mustMemory(t)
-	s, err := workqueue.NewSource(srv.URL, q)
+	s, err := workqueue.NewSource(srv.URL, q, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, q
+}
+
+func TestSourcePoll(t *testing.T) {
+	src := &bookSource{items: map[string]string{"a": `{"n":1}`, "b": `{"n":2}`}}
+	s, q := serveSource(t, src)
 	ctx := context.Background()
 	steps := []struct {
 		change func()
@@ -78,20 +101,114 @@ func TestSourcePoll(t *testing.T) {
 			t.Errorf("step %d: Poll = %d, %v; want %d, nil", i, n, err, st.want)
 		}
 	}
+	got := drain(t, q)
+	// "a" was added twice, but the second add was absorbed by the first (not yet leased) item.
+	if diff := cmp.Diff([]string{`a={"n":1}`, `b={"n":2}`, `c={"n":3}`}, got); diff != "" {
+		t.Errorf("queued items (-want +got):\n%s", diff)
+	}
+}
+
+// drain leases and acks every item q has ready, and returns them as "key=payload", sorted.
+func drain(t *testing.T, q workqueue.Queue) []string {
+	t.Helper()
 	var got []string
 	for {
-		lctx, cancel := context.WithTimeout(ctx, 100e6)
-		it, err := q.Lease(lctx)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		it, err := q.Lease(ctx)
 		cancel()
 		if err != nil {
 			break
 		}
 		got = append(got, it.Key+"="+string(it.Payload))
-		q.Ack(ctx, it.Lease)
+		if err := q.Ack(context.Background(), it.Lease); err != nil {
+			t.Fatal(err)
+		}
 	}
 	sort.Strings(got)
-	// "a" was added twice, but the second add was absorbed by the first (not yet leased) item.
-	if diff := cmp.Diff([]string{`a={"n":1}`, `b={"n":2}`, `c={"n":3}`}, got); diff != "" {
-		t.Errorf("queued items (-want +got):\n%s", diff)
+	return got
+}
+
+// TestSourceBadItemDoesNotBlockOthers: an item the source lists but cannot serve neither holds up
+// the items listed after it nor keeps the names that left the list remembered; it is tried again
+// on every Poll (it was not added, so it is not seen), and added once the source serves it.
+func TestSourceBadItemDoesNotBlockOthers(t *testing.T) {
+	src := &bookSource{items: map[string]string{"a": `1`, "c": `3`}, list: []string{"a", "gone", "c"}}
+	s, q := serveSource(t, src)
+	ctx := context.Background()
+	poll := func(step string, want int, wantErr bool) {
+		t.Helper()
+		n, err := s.Poll(ctx)
+		if !wantErr && (n != want || err != nil) {
+			t.Errorf("%s: Poll = %d, %v; want %d, nil", step, n, err, want)
+		}
+		if wantErr && (n != want || !errors.Is(err, workqueue.ErrSource) || !strings.Contains(fmt.Sprint(err), `"gone"`)) {
+			t.Errorf("%s: Poll = %d, %v; want %d and an ErrSource naming \"gone\"", step, n, err, want)
+		}
+	}
+	for i := range 3 {
+		want := 0
+		if i == 0 {
+			want = 2
+		}
+		poll(fmt.Sprintf("poll %d of a, gone, c", i), want, true)
+	}
+	if diff := cmp.Diff([]string{"a=1", "c=3"}, drain(t, q)); diff != "" {
+		t.Errorf("queued items after 3 polls (-want +got):\n%s", diff)
+	}
+	src.mu.Lock()
+	if g := src.gets["gone"]; g != 3 {
+		t.Errorf("GET gone %d times in 3 polls, want 3 (tried again each poll)", g)
+	}
+	// a and c leave the list: they must be forgotten although gone fails.
+	src.items, src.list = map[string]string{"b": `2`}, []string{"gone", "b"}
+	src.mu.Unlock()
+	poll("poll of gone, b", 1, true)
+	// gone is served now, and a and c are back: all three are new.
+	src.mu.Lock()
+	src.items, src.list = map[string]string{"a": `4`, "b": `2`, "c": `5`, "gone": `6`}, nil
+	src.mu.Unlock()
+	poll("poll of a, b, c, gone served", 3, false)
+	if diff := cmp.Diff([]string{"a=4", "b=2", "c=5", "gone=6"}, drain(t, q)); diff != "" {
+		t.Errorf("queued items at the end (-want +got):\n%s", diff)
+	}
+}
+
+// TestSourceReadyDespiteBadItem: a Source whose list names an item it cannot serve still becomes
+// ready (it read the list and added the other items), rather than never, and logs the item.
+func TestSourceReadyDespiteBadItem(t *testing.T) {
+	src := &bookSource{items: map[string]string{"a": `1`}, list: []string{"gone", "a"}}
+	core, logs := observer.New(zap.InfoLevel)
+	s, _ := serveSource(t, src, workqueue.WithPollInterval(10*time.Millisecond), workqueue.WithSourceLogger(zap.New(core)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-s.Ready():
+	case <-time.After(10 * time.Second):
+		t.Error("Source with one bad item not ready after 10s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v, want nil", err)
+	}
+	w := logs.FilterMessage("items not added").All()
+	if len(w) == 0 || w[0].Level != zap.WarnLevel || w[0].ContextMap()["added"] != int64(1) || w[0].ContextMap()["failed"] != int64(1) {
+		t.Errorf("logs %v; want a warning \"items not added\" with added 1, failed 1", logs.All())
+	}
+}
+
+// TestSourceManyBadItems: a Poll's error names the first items that failed and counts the others,
+// so that a source with many broken items does not make one huge log line per poll.
+func TestSourceManyBadItems(t *testing.T) {
+	src := &bookSource{items: map[string]string{"ok": `1`}}
+	for i := range 12 {
+		src.list = append(src.list, fmt.Sprintf("bad%02d", i))
+	}
+	src.list = append(src.list, "ok")
+	s, _ := serveSource(t, src)
+	n, err := s.Poll(context.Background())
+	if n != 1 || !errors.Is(err, workqueue.ErrSource) || !strings.Contains(fmt.Sprint(err), `"bad09"`) ||
+		strings.Contains(fmt.Sprint(err), `"bad10"`) || !strings.HasSuffix(fmt.Sprint(err), "; and 2 more items") {
+		t.Errorf("Poll = %d, %v; want 1 and an ErrSource naming bad00 to bad09 and counting 2 more", n, err)
 	}
 }
