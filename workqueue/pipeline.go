@@ -14,8 +14,11 @@ import (
 // Pipeline stages move items between queues ("Designing Distributed Systems", ch. 11-12: event-driven
 // batch processing). Each is a Component: Run leases from its input(s) until ctx ends, adds what it
 // produces to its output(s), and acks the input only after every add succeeded, so a crash between
-// the two repeats the add (at least once). An input item's Key is kept on what it produces. Stages
-// compose by sharing queues: one stage's output is the next one's input.
+// the two repeats the add (at least once). An input item's Key is kept on what a Copier, Filter,
+// Sharder, Merger or Join produces, so the output queue's key rules apply to it as to any keyed Add
+// (an add absorbed by a waiting item of its key ends there; use keyless items where every item must
+// travel on); a Splitter's parts and a Reduce's result are keyless items of their own. Stages compose
+// by sharing queues: one stage's output is the next one's input.
 
 // StageOption configures a pipeline stage.
 type StageOption interface{ applyStage(*stageConfig) }
@@ -61,6 +64,7 @@ func stageCfg(opts []StageOption) stageConfig {
 type emit struct {
 	q       Queue
 	payload []byte
+	key     string
 }
 
 // mover is the loop every one-input stage shares: lease, map to adds, add, ack.
@@ -99,7 +103,7 @@ func (m *mover) handle(ctx context.Context, it *Item) {
 		}
 		return
 	}
-	if err := addAll(octx, outs, it.Key); err != nil {
+	if err := addAll(octx, outs); err != nil {
 		m.cfg.logger.Warn("output add failed; input will be retried", zap.String("id", it.ID), zap.Error(err))
 		_ = m.in.Nack(octx, it.Lease, m.cfg.retry)
 		return
@@ -109,9 +113,9 @@ func (m *mover) handle(ctx context.Context, it *Item) {
 	}
 }
 
-func addAll(ctx context.Context, outs []emit, key string) error {
+func addAll(ctx context.Context, outs []emit) error {
 	for _, e := range outs {
-		if _, err := e.q.Add(ctx, e.payload, AddOptions{Key: key}); err != nil {
+		if _, err := e.q.Add(ctx, e.payload, AddOptions{Key: e.key}); err != nil {
 			return err
 		}
 	}
@@ -158,7 +162,7 @@ func NewCopier(in Queue, outs []Queue, opts ...StageOption) (*Copier, error) {
 	return &Copier{mover{in: in, cfg: stageCfg(opts), f: func(it *Item) ([]emit, error) {
 		e := make([]emit, len(outs))
 		for i, q := range outs {
-			e[i] = emit{q, it.Payload}
+			e[i] = emit{q, it.Payload, it.Key}
 		}
 		return e, nil
 	}}}, nil
@@ -177,7 +181,7 @@ func NewFilter(in, out Queue, keep func(*Item) bool, opts ...StageOption) (*Filt
 	}
 	return &Filter{mover{in: in, cfg: stageCfg(opts), f: func(it *Item) ([]emit, error) {
 		if keep(it) {
-			return []emit{{out, it.Payload}}, nil
+			return []emit{{out, it.Payload, it.Key}}, nil
 		}
 		return nil, nil
 	}}}, nil
@@ -187,7 +191,8 @@ func NewFilter(in, out Queue, keep func(*Item) bool, opts ...StageOption) (*Filt
 func (f *Filter) Run(ctx context.Context) error { return runMover(ctx, &f.m) }
 
 // Splitter turns each input item into any number of parts and adds each part to the output that
-// route picks (a negative index drops the part). split returning an error buries the input item.
+// route picks (a negative index drops the part) as a keyless item. split returning an error buries
+// the input item.
 type Splitter struct{ m mover }
 
 // NewSplitter returns a splitter from in to outs.
@@ -210,7 +215,7 @@ func NewSplitter(in Queue, outs []Queue, split func(*Item) ([][]byte, error), ro
 			if i >= len(outs) {
 				return nil, fmt.Errorf("route picked output %d of %d", i, len(outs))
 			}
-			e = append(e, emit{outs[i], p})
+			e = append(e, emit{outs[i], p, ""}) // a part is an item of its own: with the input's key, parts would absorb each other
 		}
 		return e, nil
 	}}}, nil
@@ -241,7 +246,7 @@ func NewSharder(in Queue, outs []Queue, opts ...StageOption) (*Sharder, error) {
 		if k == "" {
 			k = it.ID
 		}
-		return []emit{{outs[ShardOf(k, len(outs))], it.Payload}}, nil
+		return []emit{{outs[ShardOf(k, len(outs))], it.Payload, it.Key}}, nil
 	}}}, nil
 }
 
@@ -259,7 +264,7 @@ func NewMerger(ins []Queue, out Queue, opts ...StageOption) (*Merger, error) {
 	cfg := stageCfg(opts)
 	m := &Merger{}
 	for _, in := range ins {
-		m.ms = append(m.ms, &mover{in: in, cfg: cfg, f: func(it *Item) ([]emit, error) { return []emit{{out, it.Payload}}, nil }})
+		m.ms = append(m.ms, &mover{in: in, cfg: cfg, f: func(it *Item) ([]emit, error) { return []emit{{out, it.Payload, it.Key}}, nil }})
 	}
 	return m, nil
 }

@@ -139,6 +139,34 @@ func TestSplitter(t *testing.T) {
 	await.True(t, "the bad item to be buried", 20*time.Second, func() bool { s, _ := in.Stats(context.Background()); return s.Dead == 1 })
 }
 
+// A keyed input's parts are items of their own: with the input's key they would absorb each other in
+// the output and all but the first would be lost once the input is acked.
+func TestSplitterKeepsEveryPartOfAKeyedItem(t *testing.T) {
+	in, out := mustMemory(t), mustMemory(t)
+	sp, _ := workqueue.NewSplitter(in, []workqueue.Queue{out},
+		func(it *workqueue.Item) ([][]byte, error) { return bytes.Split(it.Payload, []byte(",")), nil },
+		func([]byte) int { return 0 })
+	runStages(t, sp)
+	addAll(t, in, func(string) string { return "order-7" }, "1,2,3")
+	var got []string
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		it, err := out.Lease(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after parts %q: %v", got, err)
+		}
+		got = append(got, string(it.Payload)+"/"+it.Key)
+		if err := out.Ack(context.Background(), it.Lease); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sort.Strings(got)
+	if diff := cmp.Diff([]string{"1/", "2/", "3/"}, got); diff != "" {
+		t.Errorf("parts as payload/key (-want +got):\n%s", diff)
+	}
+}
+
 func TestJoin(t *testing.T) {
 	left, right, out := mustMemory(t), mustMemory(t), mustMemory(t)
 	j, _ := workqueue.NewJoin([]workqueue.Queue{left, right}, out, nil, func(parts [][]byte) ([]byte, error) {

@@ -386,9 +386,6 @@ func (w *poolWorker) process(it *Item) {
 	case err == nil:
 		outcome = outcomeAcked
 		oerr = p.q.Ack(octx, it.Lease)
-		if p.cfg.limiter != nil {
-			p.cfg.limiter.Forget(limiterKey(it))
-		}
 	case w.work.Err() != nil:
 		outcome = outcomeReleased
 		oerr = p.q.Nack(octx, it.Lease, 0)
@@ -413,6 +410,9 @@ func (w *poolWorker) process(it *Item) {
 			// The queue did not take the outcome: the item comes back when its lease ends.
 			outcome = outcomeLost
 		}
+	}
+	if p.cfg.limiter != nil && (outcome == outcomeAcked || outcome == outcomeBuried) {
+		p.cfg.limiter.Forget(limiterKey(it)) // the item is gone: its failures need no keeping
 	}
 	if outcome == outcomeBuried {
 		p.m.dead.Inc()

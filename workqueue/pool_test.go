@@ -154,6 +154,26 @@ func TestPoolPanicRetriedThenBuried(t *testing.T) {
 	}
 }
 
+// A buried item is gone for good: the rate limiter must not keep its failures (a keyless item's
+// history is kept by its ID, so it would grow with every dead letter).
+func TestPoolLimiterForgetsBuriedItems(t *testing.T) {
+	q := mustMemory(t)
+	lim := workqueue.NewItemExponentialLimiter(time.Millisecond, 10*time.Millisecond)
+	p, _ := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		return errors.New("fails")
+	}), workqueue.WithPoolMaxAttempts(3), workqueue.WithRateLimiter(lim))
+	stop := runPool(t, p)
+	id, _ := q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
+	await.True(t, "a dead letter", 20*time.Second, func() bool { s, _ := q.Stats(context.Background()); return s.Dead == 1 })
+	stop()
+	if n := lim.Retries(id); n != 0 {
+		t.Errorf("limiter keeps %d failures of the buried item %s, want none", n, id)
+	}
+	if c := p.Counts(); c.Retried != 2 || c.Buried != 1 {
+		t.Errorf("counts %+v, want 2 retried and 1 buried", c)
+	}
+}
+
 func TestPoolPermanentErrorBuriesAtOnce(t *testing.T) {
 	q := mustMemory(t)
 	p, _ := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {

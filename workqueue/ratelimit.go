@@ -123,7 +123,7 @@ func AddRateLimited(ctx context.Context, q Queue, l RateLimiter, payload []byte,
 }
 
 // WithRateLimiter makes the pool's retry delays come from l (keyed by item key, or ID when it has
-// none), forgetting the key when its item succeeds. It replaces WithBackoff.
+// none), forgetting the key when its item succeeds or is buried. It replaces WithBackoff.
 func WithRateLimiter(l RateLimiter) PoolOption {
 	return poolOptionFunc(func(c *poolConfig) { c.limiter = l })
 }
