@@ -56,11 +56,14 @@ func WithAPILogger(l *zap.Logger) APIOption {
 //	GET  /api/v1/queue/stats                                                -> 200 {"ready":N,"delayed":N,"leased":N,"dead":N}
 //	GET  /api/v1/queue/dead?max=N                                           -> 200 [dead item JSON]
 //
-// A lease request long-polls for up to wait. poll (optional, 1 to 64 bytes, unique per request)
-// names it, so that a client whose caller gave up can end the wait early with cancel and still read
-// the answer: an item leased before the wait ended is answered as usual, not dropped. A client that
-// goes away instead gets nothing, and an item leased for it is given back at once (released without
-// counting the attempt where the queue has a Release method, else nacked).
+// A lease request long-polls for up to wait: 30s when absent, at most the max wait (WithMaxWait).
+// wait=0 does not wait for an item to come: the answer is an item that is ready now, or 204 at once
+// (the queue gets up to 50ms to hand a ready item out). A negative or malformed wait is 400. poll
+// (optional, 1 to 64 bytes, unique per request) names it, so that a client whose caller gave up can
+// end the wait early with cancel and still read the answer: an item leased before the wait ended is
+// answered as usual, not dropped. A client that goes away instead gets nothing, and an item leased
+// for it is given back at once (released without counting the attempt where the queue has a
+// Release method, else nacked).
 //
 // An item is {"id","key","payload" (base64),"priority","attempt","lease","deadline"}. Errors are
 // {"error":"reason"} with 400 (bad input), 405, 409 (lease not held), 413 (payload too large) or 503
@@ -197,17 +200,26 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
 }
 
+// defaultWait is how long a lease request without wait long-polls (at most the API's max wait), and
+// noWait how long the queue gets to hand out an item that is ready when a request says wait=0 (a
+// round trip to a remote backend such as JetStream).
+const (
+	defaultWait = 30 * time.Second
+	noWait      = 50 * time.Millisecond
+)
+
 func (a *API) lease(w http.ResponseWriter, r *http.Request) {
-	wait, err := parseDur("wait", r.URL.Query().Get("wait"))
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	if wait == 0 || wait > a.cfg.maxWait {
-		wait = min(30*time.Second, a.cfg.maxWait)
-		if q := r.URL.Query().Get("wait"); q != "" {
-			wait = a.cfg.maxWait
+	wait := min(defaultWait, a.cfg.maxWait)
+	if s := r.URL.Query().Get("wait"); s != "" {
+		d, err := parseDur("wait", s)
+		if err != nil {
+			a.fail(w, err)
+			return
 		}
+		if d == 0 {
+			d = noWait
+		}
+		wait = min(d, a.cfg.maxWait)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()

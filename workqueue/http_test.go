@@ -1,11 +1,13 @@
 package workqueue_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/podblocks/podblocks/workqueue"
 	"github.com/podblocks/podblocks/workqueuetest"
@@ -45,6 +47,7 @@ func TestAPIBadInput(t *testing.T) {
 		{"negative delay", "POST", "items?delay=-1s", "x", 400, "delay"},
 		{"bad priority", "POST", "items?priority=high", "x", 400, "priority"},
 		{"bad wait", "POST", "lease?wait=forever", "", 400, "wait"},
+		{"negative wait", "POST", "lease?wait=-1s", "", 400, "wait"},
 		{"ack not JSON", "POST", "ack", "lease=1.1", 400, "JSON"},
 		{"ack unknown field", "POST", "ack", `{"lease":"1.1","x":1}`, 400, "unknown field"},
 		{"ack no lease", "POST", "ack", `{}`, 400, "lease"},
@@ -81,5 +84,53 @@ func TestAPIPayloadLimit(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized add: %d, want 413", resp.StatusCode)
+	}
+}
+
+// TestAPILeaseWait: wait=0 does not wait (an item ready now, else 204 at once), an absent wait
+// long-polls for the default capped by the max wait, and a longer wait is capped too.
+func TestAPILeaseWait(t *testing.T) {
+	const maxWait = 300 * time.Millisecond
+	q := newMemory(t, workqueuetest.Config{LeaseDuration: 10 * time.Second})
+	short, _ := workqueue.NewAPI(q, workqueue.WithMaxWait(maxWait))
+	long, _ := workqueue.NewAPI(q, workqueue.WithMaxWait(5*time.Second)) // the old wait=0
+	tests := []struct {
+		name     string
+		api      *workqueue.API
+		query    string
+		add      string // added before the lease
+		want     int
+		body     string // in the answer
+		min, max time.Duration
+	}{
+		{"no wait, empty", long, "?wait=0s", "", 204, "", 0, 2 * time.Second},
+		{"no wait without unit, empty", long, "?wait=0", "", 204, "", 0, 2 * time.Second},
+		{"no wait, item ready", long, "?wait=0s", "x", 200, `"payload":"eA=="`, 0, 2 * time.Second},
+		{"default wait", short, "", "", 204, "", maxWait, 5 * time.Second},
+		{"wait over the max", short, "?wait=1h", "", 204, "", maxWait, 5 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.api)
+			defer srv.Close()
+			hc := srv.Client()
+			hc.Timeout = 10 * time.Second
+			if tc.add != "" {
+				if _, err := q.Add(context.Background(), []byte(tc.add), workqueue.AddOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			resp, err := hc.Post(srv.URL+workqueue.APIPrefix+"lease"+tc.query, "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			took := time.Since(start)
+			if resp.StatusCode != tc.want || !strings.Contains(string(b), tc.body) || took < tc.min || took > tc.max {
+				t.Errorf("POST lease%s: %d %q after %v; want %d with %q after %v to %v", tc.query, resp.StatusCode, b, took, tc.want, tc.body, tc.min, tc.max)
+			}
+		})
 	}
 }
