@@ -9,7 +9,7 @@
 # ratio to nutcracker. A BIN may be a script that execs a build (e.g. with GOMAXPROCS=1 set), so
 # that one run compares the same build under two settings.
 #
-# Usage: bench/sharding/ab.sh ROUNDS BIN...    (env: N16 N1 TESTS P1RUN GMP AA DIRECT)
+# Usage: bench/sharding/ab.sh ROUNDS BIN...    (env: N16 N1 TESTS P1RUN GMP AA DIRECT PIN)
 #   AA=1 adds a second nutcracker and DIRECT=1 a lone redis-server (see peers.sh): at -P1 they show
 #   the spread of identical peers' per-round ratios and redis-benchmark's own ceiling.
 #   Build each BIN from a git archive: (git archive C | tar -x -C /tmp/t) && go build ./examples/ambassador
@@ -17,7 +17,7 @@ set -uo pipefail
 ROUNDS=$1; shift; bins=("$@")
 N16=${N16:-1000000}; N1=${N1:-200000}; TESTS=${TESTS:-set,get}; GMP=${GMP:-}
 . "$(dirname "$0")/peers.sh"
-echo "start $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg) tests=$TESTS N16=$N16 P1=${P1RUN:-0} GMP=${GMP:-default}"
+echo "start $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg) tests=$TESTS N16=$N16 P1=${P1RUN:-0} GMP=${GMP:-default} PIN=${PIN:-0}"
 res=$work/res
 rcpu() { cat /proc/${rpids[0]}/stat /proc/${rpids[1]}/stat | awk '{s+=$14+$15} END{print s}'; }
 for r in $(seq $ROUNDS); do
@@ -28,7 +28,7 @@ for r in $(seq $ROUNDS); do
     for t in ${TESTS//,/ }; do
     for nm in "${order[@]}"; do
       c0=$(awk '{print $14+$15}' /proc/${ppid[$nm]}/stat); rc0=$(rcpu)
-      /usr/bin/time -f "%U %S" -o $work/bt redis-benchmark -h 127.0.0.1 -p ${port[$nm]} -c 50 -t $t -P $pipe -n $n --csv 2>/dev/null |
+      "${pin_gen[@]}" /usr/bin/time -f "%U %S" -o $work/bt redis-benchmark -h 127.0.0.1 -p ${port[$nm]} -c 50 -t $t -P $pipe -n $n --csv 2>/dev/null |
         awk -F'","' -v name=$nm -v pipe=$pipe -v r=$r 'NR>1 { t=$1; gsub(/"/,"",t); printf "%s %s %s %s %s %s ", r, name, "P" pipe, tolower(t), $2, $5 }' >> $res
       c1=$(awk '{print $14+$15}' /proc/${ppid[$nm]}/stat); rc1=$(rcpu)
       echo "$(( (c1-c0)*10000 )) $(( (rc1-rc0)*10000 )) $(cat $work/bt) $n" | awk '{printf "%.3f %.3f %.3f\n", $1/$5, $2/$5, ($3+$4)*1e6/$5}' >> $res
