@@ -91,6 +91,8 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrLeaseLost, ae)
 		case http.StatusBadRequest:
 			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrInvalid, ae)
+		case http.StatusRequestEntityTooLarge:
+			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrTooLarge, ae)
 		case http.StatusServiceUnavailable:
 			if strings.Contains(e.Error, ErrClosed.Error()) {
 				return resp.StatusCode, fmt.Errorf("%w (%v)", ErrClosed, ae)

@@ -30,7 +30,9 @@ type apiOptionFunc func(*apiConfig)
 
 func (f apiOptionFunc) applyAPI(c *apiConfig) { f(c) }
 
-// WithMaxPayload limits an added payload's size; larger adds get 413. Default 16 MiB.
+// WithMaxPayload limits an added payload's size; larger adds get 413, as do adds the queue refuses
+// with ErrTooLarge (the jetstream backend takes no more than the NATS server's max_payload, 1 MiB
+// by default). Default 16 MiB.
 func WithMaxPayload(n int64) APIOption { return apiOptionFunc(func(c *apiConfig) { c.maxPayload = n }) }
 
 // WithMaxWait caps how long a lease request may long-poll. Default 60s (keep it below the HTTP
@@ -142,7 +144,7 @@ func (a *API) fail(w http.ResponseWriter, err error) {
 		code = http.StatusBadRequest
 	case errors.Is(err, ErrClosed):
 		code = http.StatusServiceUnavailable
-	case errors.As(err, &mbe):
+	case errors.As(err, &mbe), errors.Is(err, ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable

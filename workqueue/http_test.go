@@ -2,6 +2,7 @@ package workqueue_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -84,6 +85,14 @@ func TestAPIPayloadLimit(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized add: %d, want 413", resp.StatusCode)
+	}
+	cl, err := workqueue.NewClient(srv.URL, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.Add(context.Background(), make([]byte, 11), workqueue.AddOptions{}); !errors.Is(err, workqueue.ErrTooLarge) {
+		t.Errorf("Client.Add of an oversized payload: %v, want ErrTooLarge", err)
 	}
 }
 

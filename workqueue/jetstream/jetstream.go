@@ -300,7 +300,9 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 func (q *Queue) isClosed() bool { return q.closed.Load() }
 
 // Add implements workqueue.Queue. It returns once the stream has stored (and, with replicas,
-// replicated) the message.
+// replicated) the message. A payload that does not fit in the NATS server's max_payload (1 MiB by
+// default) together with the item's headers (the key, delay and priority: a few dozen bytes and the
+// key's length) is refused with an error wrapping workqueue.ErrTooLarge.
 func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptions) (string, error) {
 	if q.isClosed() {
 		return "", workqueue.ErrClosed
@@ -322,10 +324,18 @@ func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptio
 	if opts.Priority != 0 {
 		m.Header.Set(HeaderPriority, strconv.Itoa(opts.Priority))
 	}
+	// The server takes no message whose payload and headers are larger than its max_payload.
+	if limit, size := q.nc.MaxPayload(), int64(m.Size()-len(m.Subject)); limit > 0 && size > limit {
+		return "", fmt.Errorf("%w: %d bytes with the item's %d bytes of headers, more than the NATS server's max_payload of %d",
+			workqueue.ErrTooLarge, len(payload), size-int64(len(payload)), limit)
+	}
 	for try := 0; ; try++ {
 		ack, err := q.js.PublishMsg(ctx, m)
 		if err == nil {
 			return strconv.FormatUint(ack.Sequence, 10), nil
+		}
+		if errors.Is(err, nats.ErrMaxPayload) { // a server with a smaller max_payload since the check
+			return "", fmt.Errorf("publish: %w (%w)", workqueue.ErrTooLarge, err)
 		}
 		if opts.Key == "" || !strings.Contains(err.Error(), "maximum messages per subject") || try >= 3 {
 			return "", fmt.Errorf("publish: %w", err)

@@ -1,8 +1,14 @@
 package jetstream_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,5 +109,61 @@ func TestPoolPanicDeadLetters(t *testing.T) {
 	}
 	if n := calls.Load(); n != 2 {
 		t.Errorf("handler called %d times, want 2", n)
+	}
+}
+
+// TestAddTooLarge: an add that does not fit in the server's max_payload with its headers is refused
+// with ErrTooLarge before it is sent (one that just fits is stored), the HTTP API answers it with
+// 413 and a reason rather than 500, its Client sees ErrTooLarge, and the queue keeps serving.
+func TestAddTooLarge(t *testing.T) {
+	nc := startConn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q, err := wqjs.Open(ctx, nc, "large")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	limit := int(nc.MaxPayload())
+	// A keyed add's headers: the status line, "Pb-Key: k1" and the blank line that ends them.
+	fits := limit - len("NATS/1.0\r\n"+wqjs.HeaderKey+": k1\r\n\r\n")
+	if _, err := q.Add(ctx, make([]byte, fits), workqueue.AddOptions{Key: "k1"}); err != nil {
+		t.Errorf("Add of %d bytes with key k1 (max_payload %d): %v, want it stored", fits, limit, err)
+	}
+	_, err = q.Add(ctx, make([]byte, fits+1), workqueue.AddOptions{Key: "k2"})
+	if !errors.Is(err, workqueue.ErrTooLarge) || !strings.Contains(fmt.Sprint(err), "max_payload") {
+		t.Errorf("Add of %d bytes with key k2 (max_payload %d): %v, want ErrTooLarge naming max_payload", fits+1, limit, err)
+	}
+
+	api, err := workqueue.NewAPI(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	big := make([]byte, 2<<20)
+	resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+"items", "application/octet-stream", bytes.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "max_payload") {
+		t.Errorf("POST of 2 MiB: %d %s; want 413 naming max_payload", resp.StatusCode, b)
+	}
+	cl, err := workqueue.NewClient(srv.URL, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.Add(ctx, big, workqueue.AddOptions{}); !errors.Is(err, workqueue.ErrTooLarge) {
+		t.Errorf("Client.Add of 2 MiB: %v, want ErrTooLarge", err)
+	}
+
+	if _, err := cl.Add(ctx, []byte("small"), workqueue.AddOptions{}); err != nil {
+		t.Errorf("Client.Add of a small payload after the large ones: %v", err)
+	}
+	if s, err := q.Stats(ctx); err != nil || s.Ready != 2 {
+		t.Errorf("Stats = %+v, %v; want the item that fit and the small one ready", s, err)
 	}
 }
