@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,7 +50,9 @@ type execConfig struct {
 	outputRoot string
 	env        []string
 	logger     *zap.Logger
-	killGrace  time.Duration
+	// outputGrace is how long Handle waits, once the command's group is killed, for its output
+	// pipes to close before it stops reading them.
+	outputGrace time.Duration
 }
 
 type execOptionFunc func(*execConfig)
@@ -75,7 +78,8 @@ func WithEnv(kv ...string) ExecOption {
 	return execOptionFunc(func(c *execConfig) { c.env = append(c.env, kv...) })
 }
 
-// WithExecLogger receives the command's output, one log entry per line. Default zap.NewNop().
+// WithExecLogger receives the command's output, one log entry per line ("command output", with
+// fields stream and line). Default zap.NewNop().
 func WithExecLogger(l *zap.Logger) ExecOption {
 	return execOptionFunc(func(c *execConfig) { c.logger = l })
 }
@@ -85,8 +89,17 @@ func WithExecLogger(l *zap.Logger) ExecOption {
 // WORK_ITEM_FILE and OUTPUT_DIR set, in its own process group. Exit 0 acks; a non-zero exit is an
 // *ExitError (the pool retries). When the handler's ctx ends (item timeout, lease lost, drain budget)
 // the whole process group is killed with SIGKILL, and after a normal exit any process the command
-// left behind in its group is killed too. Under a Pool the lease is extended for as long as the
-// command runs.
+// left behind in its group is killed too, at once. Under a Pool the lease is extended for as long as
+// the command runs.
+//
+// # Output
+//
+// The command's standard output and error are logged line by line (WithExecLogger), to the last
+// partial line, and the last few KiB of its standard error are kept for the *ExitError. The
+// outcome follows the exit status of the command's own process alone: processes it left running do
+// not delay Handle, and nothing the command wrote before it ended is lost. A process that left the
+// command's group (setsid) and holds its output open is not killed and not waited for: Handle reads
+// what it writes for a moment (200 ms) after the command ends, then stops reading.
 //
 // # Work directories
 //
@@ -100,10 +113,11 @@ func WithExecLogger(l *zap.Logger) ExecOption {
 // # Windows
 //
 // Windows has neither process groups to signal nor flock(2). There the ExecWorker kills only the
-// command's own process (processes it started are left running), and its work directories are not
-// locked: the first Handle logs that work-dir locks are not supported (an error wrapping
-// errors.ErrUnsupported) and removes nothing, so the directories of killed workers stay in the
-// work root.
+// command's own process (processes it started are left running; when they hold its output open,
+// Handle stops reading it 200 ms after the command ends, and what the pipe holds then is not
+// logged), and its work directories are not locked: the first Handle logs that work-dir locks are
+// not supported (an error wrapping errors.ErrUnsupported) and removes nothing, so the directories
+// of killed workers stay in the work root.
 type ExecWorker struct {
 	argv  []string
 	cfg   execConfig
@@ -114,7 +128,7 @@ var _ Handler = (*ExecWorker)(nil)
 
 // NewExecWorker returns a worker for the command argv (argv[0] is looked up in PATH when run).
 func NewExecWorker(argv []string, opts ...ExecOption) (*ExecWorker, error) {
-	cfg := execConfig{workRoot: os.TempDir(), logger: zap.NewNop(), killGrace: 2 * time.Second}
+	cfg := execConfig{workRoot: os.TempDir(), logger: zap.NewNop(), outputGrace: 200 * time.Millisecond}
 	for _, o := range opts {
 		o.applyExec(&cfg)
 	}
@@ -161,16 +175,33 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	cmd.Env = append(cmd.Env, EnvItemFile+"="+itemFile, EnvOutputDir+"="+out, EnvItemID+"="+it.ID, EnvAttempt+"="+strconv.Itoa(it.Attempt))
 	cmd.SysProcAttr = groupAttr()
 	cmd.Cancel = func() error { return killGroup(cmd) }
-	cmd.WaitDelay = w.cfg.killGrace
-	stderr := &tailWriter{max: 4096}
-	cmd.Stdout = &lineLogger{log: log, stream: "stdout"}
-	cmd.Stderr = multiWriter{&lineLogger{log: log, stream: "stderr"}, stderr}
+	// The command writes to pipes of ours (*os.File), not to pipes exec.Cmd copies from: so Wait
+	// returns when the command exits, not when every process holding its output has closed it.
+	outPipe, err := newOutputPipe()
+	if err != nil {
+		return fmt.Errorf("stdout pipe: %w", err)
+	}
+	errPipe, err := newOutputPipe()
+	if err != nil {
+		outPipe.discard()
+		return fmt.Errorf("stderr pipe: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = outPipe.w, errPipe.w
 	if err := cmd.Start(); err != nil {
+		outPipe.discard()
+		errPipe.discard()
 		return Permanent(fmt.Errorf("start %s: %w", w.argv[0], err))
 	}
+	stdoutLog := &lineLogger{log: log, stream: "stdout"}
+	stderrLog := &lineLogger{log: log, stream: "stderr"}
+	stderr := &tailWriter{max: 4096}
+	outPipe.start(stdoutLog)
+	errPipe.start(multiWriter{stderrLog, stderr})
 	err = cmd.Wait()
 	_ = killGroup(cmd) // anything the command left running in its group
-	cmd.Stdout.(*lineLogger).flush()
+	finishOutput(w.cfg.outputGrace, outPipe, errPipe)
+	stdoutLog.flush()
+	stderrLog.flush()
 	if err == nil {
 		return nil
 	}
@@ -199,6 +230,80 @@ func safeName(s string) string {
 		b = b[:64]
 	}
 	return string(b)
+}
+
+// outputPipe carries one of the command's output streams to a writer.
+type outputPipe struct {
+	r, w *os.File      // read end; write end, which the command gets
+	done chan struct{} // closed when copy returns
+}
+
+func newOutputPipe() (*outputPipe, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	return &outputPipe{r: r, w: w, done: make(chan struct{})}, nil
+}
+
+// discard closes both ends of a pipe whose command did not start.
+func (p *outputPipe) discard() {
+	p.r.Close()
+	p.w.Close()
+}
+
+// start closes the write end, which the started command holds now, and copies what the pipe
+// carries to dst until every process holding the write end has closed it, or until stop.
+func (p *outputPipe) start(dst io.Writer) {
+	p.w.Close()
+	go p.copy(dst)
+}
+
+func (p *outputPipe) copy(dst io.Writer) {
+	defer close(p.done)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := p.r.Read(buf)
+		if n > 0 {
+			dst.Write(buf[:n])
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) { // stopped: take what the pipe holds, no more
+			readBuffered(p.r, dst, buf, maxBuffered)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// maxBuffered bounds what copy reads after stop, so that a process that keeps writing cannot keep
+// it reading. It is the largest pipe buffer Linux lets an unprivileged process ask for by default
+// (fs.pipe-max-size): a pipe holds no more than that of what the command wrote and copy has not read.
+const maxBuffered = 1 << 20
+
+// stop makes copy return without waiting for the writers: its Read fails at once, and it reads what
+// the pipe holds already (readBuffered). Where pipes have no deadlines (Windows) stop closes the
+// read end instead, and what the pipe holds is dropped.
+func (p *outputPipe) stop() {
+	if p.r.SetReadDeadline(time.Unix(1, 0)) != nil {
+		p.r.Close()
+	}
+}
+
+// finishOutput waits for the copies of pipes to end, stops those still running after grace (a
+// process outside the command's group holds the pipe open), and closes the read ends.
+func finishOutput(grace time.Duration, pipes ...*outputPipe) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	for _, p := range pipes {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			p.stop()
+			<-p.done
+		}
+		p.r.Close()
+	}
 }
 
 // lineLogger logs each complete line written to it.

@@ -5,6 +5,7 @@ package workqueue
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -33,6 +34,10 @@ func makeWorkDir(root, id string) (dir string, release func(), err error) {
 // sweepWorkDirs removes nothing: without locks a dead worker's directory cannot be told from a
 // live one's. It returns errNoWorkDirLocks, which the first Handle logs.
 func sweepWorkDirs(string) (int, error) { return 0, errNoWorkDirLocks }
+
+// readBuffered reads nothing: without non-blocking reads of the descriptor (Windows pipes have no
+// deadlines, and outputPipe.stop closes them) what a pipe holds after stop is dropped.
+func readBuffered(*os.File, io.Writer, []byte, int) {}
 
 // killGroup kills the command's own process: the ExecWorker process-group kill is not supported
 // without process groups (Windows), so processes the command started are left running.

@@ -12,9 +12,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/workqueue"
@@ -149,12 +155,202 @@ func TestExecWorkerKillsProcessGroup(t *testing.T) {
 	if el := time.Since(start); el > 10*time.Second {
 		t.Errorf("Handle took %v after the timeout", el)
 	}
-	b, err := os.ReadFile(pidFile)
+	awaitDead(t, readPid(t, pidFile))
+}
+
+// The outcome follows the command's exit status even when it leaves processes behind that hold its
+// output open: those in its process group are killed as soon as it exits, and one that left the
+// group (setsid) is not waited for. What the command wrote before it ended is logged, to the last
+// partial line.
+func TestExecWorkerLeftBehindProcesses(t *testing.T) {
+	// Each script starts a child in the command's group that would outlive it, and writes its pid
+	// to $CHILD; $ESCAPEE gets the pid of a process that left the group, where a script starts one.
+	const (
+		child   = `sleep 300 & echo $! > "$CHILD"` + "\n"
+		escapee = `setsid sh -c 'echo $$ > "$ESCAPEE.tmp" && mv "$ESCAPEE.tmp" "$ESCAPEE" && exec sleep 300' &
+while [ ! -e "$ESCAPEE" ]; do sleep 0.01; done
+`
+	)
+	var numbers []string
+	for i := 1; i <= 20000; i++ { // 109 KB: more than a pipe holds
+		numbers = append(numbers, strconv.Itoa(i))
+	}
+	isExit3 := func(err error) bool {
+		var ee *workqueue.ExitError
+		return errors.As(err, &ee) && ee.Code == 3 && strings.Contains(ee.Stderr, "boom")
+	}
+	for _, tc := range []struct {
+		name       string
+		script     string
+		timeout    time.Duration // 0: none
+		escapes    bool          // the script starts a process that leaves the group
+		errOK      func(error) bool
+		wantErr    string
+		wantStdout []string
+		wantStderr []string
+	}{{
+		name:       "exit 0 acks",
+		script:     child + "seq 1 20000\necho to-stderr >&2\nprintf 'err tail' >&2\nprintf 'no newline'\nexit 0",
+		errOK:      func(err error) bool { return err == nil },
+		wantErr:    "nil",
+		wantStdout: append(slices.Clone(numbers), "no newline"),
+		wantStderr: []string{"to-stderr", "err tail"},
+	}, {
+		name:       "exit 3 retries",
+		script:     child + "echo out\necho boom >&2\nexit 3",
+		errOK:      isExit3,
+		wantErr:    "an *ExitError with code 3 and stderr boom",
+		wantStdout: []string{"out"},
+		wantStderr: []string{"boom"},
+	}, {
+		name:       "exit 0 with an escaped process acks",
+		script:     child + escapee + "echo done\nexit 0",
+		escapes:    true,
+		errOK:      func(err error) bool { return err == nil },
+		wantErr:    "nil",
+		wantStdout: []string{"done"},
+	}, {
+		name:       "exit 3 with an escaped process retries",
+		script:     child + escapee + "echo out\necho boom >&2\nexit 3",
+		escapes:    true,
+		errOK:      isExit3,
+		wantErr:    "an *ExitError with code 3 and stderr boom",
+		wantStdout: []string{"out"},
+		wantStderr: []string{"boom"},
+	}, {
+		name:       "timeout with an escaped process kills the group",
+		script:     child + escapee + "echo started\nwait",
+		timeout:    500 * time.Millisecond,
+		escapes:    true,
+		errOK:      func(err error) bool { return errors.Is(err, context.DeadlineExceeded) },
+		wantErr:    "an error wrapping context.DeadlineExceeded",
+		wantStdout: []string{"started"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			childFile, escapeeFile := filepath.Join(dir, "child"), filepath.Join(dir, "escapee")
+			if tc.escapes {
+				killEscapee(t, escapeeFile)
+			}
+			core, logs := observer.New(zap.InfoLevel)
+			w, err := workqueue.NewExecWorker([]string{"sh", "-c", tc.script},
+				workqueue.WithEnv("CHILD="+childFile, "ESCAPEE="+escapeeFile), workqueue.WithExecLogger(zap.New(core)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if tc.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
+				defer cancel()
+			}
+			start := time.Now()
+			err = w.Handle(ctx, &workqueue.Item{ID: "left", Attempt: 1})
+			// Before the fix Handle waited 2 s (exec.Cmd.WaitDelay) for the pipes to close.
+			if el := time.Since(start) - tc.timeout; el > 1500*time.Millisecond {
+				t.Errorf("Handle took %v after the command ended", el)
+			}
+			if !tc.errOK(err) {
+				t.Errorf("Handle: %v, want %s", err, tc.wantErr)
+			}
+			awaitDead(t, readPid(t, childFile))
+			lines := map[string][]string{}
+			for _, e := range logs.FilterMessage("command output").All() {
+				m := e.ContextMap()
+				s, _ := m["stream"].(string)
+				l, _ := m["line"].(string)
+				lines[s] = append(lines[s], l)
+			}
+			if diff := cmp.Diff(tc.wantStdout, lines["stdout"]); diff != "" {
+				t.Errorf("stdout lines logged (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantStderr, lines["stderr"]); diff != "" {
+				t.Errorf("stderr lines logged (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// When a process that left the command's group holds its output open, Handle stops reading at a
+// bound; what the command wrote before it ended is logged still, however slow the logger was.
+func TestExecWorkerLogsOutputHeldOpenBySlowLogger(t *testing.T) {
+	dir := t.TempDir()
+	escapeeFile, loggedFile := filepath.Join(dir, "escapee"), filepath.Join(dir, "logged")
+	killEscapee(t, escapeeFile)
+	// The first line stalls the logger for longer than Handle waits for the pipes to close; the
+	// command writes the rest (less than a pipe holds) meanwhile, and exits.
+	var once sync.Once
+	slow := zap.Hooks(func(e zapcore.Entry) error {
+		if e.Message == "command output" {
+			once.Do(func() {
+				os.WriteFile(loggedFile, nil, 0o644)
+				time.Sleep(time.Second)
+			})
+		}
+		return nil
+	})
+	core, logs := observer.New(zap.InfoLevel)
+	script := `setsid sh -c 'echo $$ > "$ESCAPEE.tmp" && mv "$ESCAPEE.tmp" "$ESCAPEE" && exec sleep 300' &
+while [ ! -e "$ESCAPEE" ]; do sleep 0.01; done
+echo first
+while [ ! -e "$LOGGED" ]; do sleep 0.01; done
+seq 1 2000`
+	w, err := workqueue.NewExecWorker([]string{"sh", "-c", script},
+		workqueue.WithEnv("ESCAPEE="+escapeeFile, "LOGGED="+loggedFile), workqueue.WithExecLogger(zap.New(core, slow)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Handle(context.Background(), &workqueue.Item{ID: "slow-log", Attempt: 1}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	want := []string{"first"}
+	for i := 1; i <= 2000; i++ {
+		want = append(want, strconv.Itoa(i))
+	}
+	var got []string
+	for _, e := range logs.FilterMessage("command output").FilterField(zap.String("stream", "stdout")).All() {
+		l, _ := e.ContextMap()["line"].(string)
+		got = append(got, l)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("stdout lines logged (-want +got):\n%s", diff)
+	}
+}
+
+// killEscapee skips t where there is no setsid(1); else it kills, when t ends, the process whose
+// pid a command wrote to file: one that left the command's group, which the ExecWorker leaves
+// running.
+func killEscapee(t *testing.T, file string) {
+	t.Helper()
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skipf("no setsid(1) to leave the process group: %v", err)
+	}
+	t.Cleanup(func() {
+		b, err := os.ReadFile(file)
+		if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+}
+
+// readPid reads the pid a command wrote to file.
+func readPid(t *testing.T, file string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatalf("child pid: %v", err)
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	await.True(t, "the background child to die", 20*time.Second, func() bool {
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		t.Fatalf("child pid %q: %v", b, err)
+	}
+	return pid
+}
+
+// awaitDead waits for process pid to be dead (gone, or a zombie).
+func awaitDead(t *testing.T, pid int) {
+	t.Helper()
+	await.True(t, fmt.Sprintf("process %d to die", pid), 20*time.Second, func() bool {
 		err := syscall.Kill(pid, 0)
 		if err == nil {
 			// A zombie still answers kill 0; it is dead if its state is Z.

@@ -5,6 +5,7 @@ package workqueue
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,6 +88,31 @@ func flock(f *os.File, how int) error {
 		if err != syscall.EINTR {
 			return err
 		}
+	}
+}
+
+// readBuffered copies to dst what pipe r holds, up to max bytes, without waiting for more. r's
+// reads have failed at their deadline (outputPipe.stop), so it reads the descriptor itself, which
+// is non-blocking (os.Pipe makes it so where reads can have deadlines).
+func readBuffered(r *os.File, dst io.Writer, buf []byte, max int) {
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return
+	}
+	for max > 0 {
+		var n int
+		var rerr error
+		if err := rc.Control(func(fd uintptr) { n, rerr = syscall.Read(int(fd), buf[:min(len(buf), max)]) }); err != nil {
+			return
+		}
+		if rerr == syscall.EINTR {
+			continue
+		}
+		if rerr != nil || n <= 0 { // EAGAIN: read all it holds; 0: no writers left
+			return
+		}
+		dst.Write(buf[:n])
+		max -= n
 	}
 }
 
