@@ -190,6 +190,11 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	if err := cmd.Start(); err != nil {
 		outPipe.discard()
 		errPipe.discard()
+		if ctx.Err() != nil {
+			// The item's time ran out (or its lease was lost, or the pool drains) before the
+			// command could start: nothing says the command cannot run, so this is no dead letter.
+			return fmt.Errorf("start %s: %w", w.argv[0], context.Cause(ctx))
+		}
 		return Permanent(fmt.Errorf("start %s: %w", w.argv[0], err))
 	}
 	stdoutLog := &lineLogger{log: log, stream: "stdout"}

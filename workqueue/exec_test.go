@@ -142,6 +142,23 @@ func TestExecWorkerSweepsDeadWorkersDirs(t *testing.T) {
 }
 
 // TestExecWorkerKillsProcessGroup checks that a timeout kills the command and its children.
+// A command that cannot start because the item's ctx ended first (its timeout, a lost lease, a drain)
+// is retried, not buried: only a command that cannot start at all is a permanent failure.
+func TestExecWorkerEndedContextIsNotPermanent(t *testing.T) {
+	w, _ := workqueue.NewExecWorker([]string{"true"})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("lease lost"))
+	err := w.Handle(ctx, &workqueue.Item{ID: "late", Attempt: 1})
+	var perm *workqueue.PermanentError
+	if err == nil || errors.As(err, &perm) || !strings.Contains(err.Error(), "lease lost") {
+		t.Errorf("Handle with an ended ctx: %v, want a retryable error with the ctx's cause", err)
+	}
+	w, _ = workqueue.NewExecWorker([]string{"/nonexistent/podblocks-command"})
+	if err := w.Handle(context.Background(), &workqueue.Item{ID: "never", Attempt: 1}); !errors.As(err, &perm) {
+		t.Errorf("Handle of a command that cannot start: %v, want a PermanentError", err)
+	}
+}
+
 func TestExecWorkerKillsProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", `sleep 300 & echo $! > "$PIDFILE"; wait`}, workqueue.WithEnv("PIDFILE="+pidFile))
