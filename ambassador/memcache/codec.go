@@ -137,20 +137,23 @@ func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 	case "set", "add", "replace", "append", "prepend", "cas":
 		return p.storage(br, r, body, string(cmd) == "cas")
 	case "delete", "incr", "decr", "touch":
+		// delete <key> [0] [noreply]; incr|decr <key> <value> [noreply]; touch <key> <exptime> [noreply]
 		var tok [maxTokens]twemproxy.Span
 		n := fields(body, 0, tok[:])
-		min, max := 2, 3 // delete <key> [noreply]
-		if string(cmd) != "delete" {
-			min, max = 3, 4 // incr|decr <key> <value> [noreply], touch <key> <exptime> [noreply]
-		} else if n == 4 && string(body[tok[2].Start:tok[2].End]) == "0" {
-			max = 4 // delete <key> 0 [noreply], the old form
-		}
-		if n < min || n > max || !validKey(body[tok[1].Start:tok[1].End]) {
+		if n < 2 || n > 4 {
 			return local(r, replyBadFormat)
 		}
-		if n > min && string(body[tok[n-1].Start:tok[n-1].End]) == "noreply" {
-			r.NoReply = true
-		} else if n > min && !(string(cmd) == "delete" && n == 3) {
+		r.NoReply = noReply(body, tok[:n])
+		args := n
+		if r.NoReply {
+			args--
+		}
+		ok := args == 3
+		if string(cmd) == "delete" {
+			// The server answers a third token other than 0 itself (an error) when it can.
+			ok = args == 2 || args == 3 && (!r.NoReply || string(body[tok[2].Start:tok[2].End]) == "0")
+		}
+		if !ok || !validKey(body[tok[1].Start:tok[1].End]) {
 			return local(r, replyBadFormat)
 		}
 		r.Kind = kindLine
@@ -209,6 +212,25 @@ func (p *Protocol) retrieval(r *twemproxy.Request, body []byte, cmdLen, skip int
 	return nil
 }
 
+// noReply reports whether a command's last token (of tok, at least three) is "noreply": memcached
+// then sends no reply to the command at all, its errors included.
+func noReply(body []byte, tok []twemproxy.Span) bool {
+	if len(tok) < 3 {
+		return false
+	}
+	last := tok[len(tok)-1]
+	return string(body[last.Start:last.End]) == "noreply"
+}
+
+// clientError is the error that closes the connection after reply, or silently for a noreply
+// request.
+func clientError(r *twemproxy.Request, reply []byte, err error) error {
+	if r.NoReply {
+		reply = nil
+	}
+	return &twemproxy.ClientError{Reply: reply, Err: err}
+}
+
 func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, cas bool) error {
 	var tok [maxTokens]twemproxy.Span
 	n := fields(body, 0, tok[:])
@@ -219,6 +241,11 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 	if n < want || n > want+1 {
 		return local(r, replyBadFormat)
 	}
+	// Every error from here on is silent for a noreply command, as with memcached.
+	r.NoReply = noReply(body, tok[:n])
+	if n == want+1 && !r.NoReply {
+		return local(r, replyBadFormat)
+	}
 	size, err := strconv.Atoi(string(body[tok[4].Start:tok[4].End]))
 	if err != nil || size < 0 || !isNum(body[tok[2].Start:tok[2].End], false) || !isNum(body[tok[3].Start:tok[3].End], true) ||
 		(cas && !isNum(body[tok[5].Start:tok[5].End], false)) {
@@ -227,29 +254,22 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 	if !validKey(body[tok[1].Start:tok[1].End]) {
 		// Swallow the data block, as memcached does, so the connection stays in step.
 		if size > 64*p.maxValue() {
-			return &twemproxy.ClientError{Reply: replyBadFormat, Err: fmt.Errorf("memcache: value of %d bytes", size)}
+			return clientError(r, replyBadFormat, fmt.Errorf("memcache: value of %d bytes", size))
 		}
 		if _, err := br.Discard(size + 2); err != nil {
 			return err
 		}
 		return local(r, replyBadFormat)
 	}
-	if n == want+1 {
-		if string(body[tok[want].Start:tok[want].End]) != "noreply" {
-			return local(r, replyBadFormat)
-		}
-		r.NoReply = true
-	}
 	if size > p.maxValue() {
 		// Swallow the data block so the connection stays usable, as memcached does; far larger
 		// than the limit, close instead.
 		if size > 64*p.maxValue() {
-			return &twemproxy.ClientError{Reply: replyTooLarge, Err: fmt.Errorf("memcache: value of %d bytes", size)}
+			return clientError(r, replyTooLarge, fmt.Errorf("memcache: value of %d bytes", size))
 		}
 		if _, err := br.Discard(size + 2); err != nil {
 			return err
 		}
-		r.NoReply = false
 		return local(r, replyTooLarge)
 	}
 	start := len(r.Buf)
@@ -261,7 +281,7 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 		return err
 	}
 	if r.Buf[len(r.Buf)-2] != '\r' || r.Buf[len(r.Buf)-1] != '\n' {
-		return &twemproxy.ClientError{Reply: replyBadChunk, Err: ErrBadDataChunk}
+		return clientError(r, replyBadChunk, ErrBadDataChunk)
 	}
 	r.Kind = kindStorage
 	r.Keys = append(r.Keys[:0], tok[1])

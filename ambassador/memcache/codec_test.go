@@ -62,6 +62,13 @@ var requestTests = []struct {
 	{"get without key", "get\r\n", []parsed{{Local: "ERROR\r\n"}}, false},
 	{"bad set", "set k x 0 1\r\n", []parsed{{Local: "CLIENT_ERROR bad command line format\r\n"}}, false},
 	{"too large", "set k 0 0 20\r\n01234567890123456789\r\nget a\r\n", []parsed{{Local: "SERVER_ERROR object too large for cache\r\n"}, {Keys: []string{"a"}}}, false},
+	{"too large noreply", "set k 0 0 20 noreply\r\n01234567890123456789\r\nget a\r\n",
+		[]parsed{{Local: "SERVER_ERROR object too large for cache\r\n", NoReply: true}, {Keys: []string{"a"}}}, false},
+	{"malformed noreply", "set k 0 0 -1 noreply\r\ncas k 0 0 1 noreply\r\ndelete k 5 noreply\r\nincr k noreply\r\n", []parsed{
+		{Local: "CLIENT_ERROR bad command line format\r\n", NoReply: true}, {Local: "CLIENT_ERROR bad command line format\r\n", NoReply: true},
+		{Local: "CLIENT_ERROR bad command line format\r\n", NoReply: true}, {Local: "CLIENT_ERROR bad command line format\r\n", NoReply: true}}, false},
+	{"noreply out of place", "delete noreply\r\ndelete k a b noreply\r\ndelete k 0 noreply\r\n", []parsed{
+		{Keys: []string{"noreply"}}, {Local: "CLIENT_ERROR bad command line format\r\n"}, {Keys: []string{"k"}, NoReply: true}}, false},
 	{"long key", "get " + strings.Repeat("k", 251) + "\r\n", []parsed{{Local: "CLIENT_ERROR bad command line format\r\n"}}, false},
 	{"version quit", "version\r\nquit\r\n", []parsed{{Local: "VERSION podblocks\r\n"}, {Quit: true}}, false},
 	{"bad chunk", "set k 0 0 1\r\nxyz\r\n", nil, true},

@@ -7,7 +7,9 @@
 // a value at most Protocol.MaxValueSize (1 MiB by default). An oversized value is swallowed and
 // answered "SERVER_ERROR object too large for cache", an unknown command "ERROR", a malformed one
 // "CLIENT_ERROR bad command line format"; the connection stays usable, as with memcached. A line
-// too long or a corrupt data block closes that client's connection after an error reply.
+// too long or a corrupt data block closes that client's connection after an error reply. A command
+// that ends with noreply gets no reply at all, as with memcached: not even an error, whether the
+// proxy answers it (an oversized value, a malformed command) or its server fails.
 //
 // # Lifecycle
 //

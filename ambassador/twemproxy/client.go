@@ -393,12 +393,18 @@ func (c *client) drainLocked(rc *reqCache) {
 				p.proto.Merge(r, r.frags)
 			case r.err != nil:
 				p.forwardError.Add(1)
-				r.Resp = p.proto.ErrorReply(r.Resp[:0], r.err)
+				if !r.NoReply {
+					r.Resp = p.proto.ErrorReply(r.Resp[:0], r.err)
+				}
 			}
 		}
 		c.ready -= r.readyBytes
 		if !c.broken && !c.quit {
-			c.out = append(c.out, r.Resp...)
+			// A noreply request gets no reply on any path (an error, a local answer): the
+			// client reads none, and one would shift every later reply.
+			if !r.NoReply {
+				c.out = append(c.out, r.Resp...)
+			}
 			c.quit = r.Quit
 		}
 		rc.put(r)

@@ -68,15 +68,16 @@ func TestRoundFlushWritesRepliesBeforeRequests(t *testing.T) {
 	sc.out = append(sc.out, "*1\r\n$4\r\nPING\r\n"...)
 	sc.owed = true
 
-	// A noreply request in the server's batch: its client is completed by the server write and
-	// must be written in the same flush.
+	// A noreply request in the server's batch: the server write completes it, which releases
+	// the reply queued behind it in its client; that reply must be written in the same flush.
 	c2, c2Peer := tcpPair(t)
 	nr := &client{conn: c2, kick: make(chan struct{}, 1), space: make(chan struct{}, 1), drained: make(chan struct{})}
 	nr.nb = rawIOFor(loggedConn{TCPConn: c2.(*net.TCPConn), name: "noreply client", log: &log})
 	nr.p = &pool{}
-	r := &Request{c: nr, NoReply: true, Local: true}
-	r.Resp = append(r.Resp, "noreply done\r\n"...)
-	nr.queue = append(nr.queue, r)
+	r := &Request{c: nr, NoReply: true}
+	next := &Request{c: nr, Local: true, done: true}
+	next.Resp = append(next.Resp, "noreply done\r\n"...)
+	nr.queue = append(nr.queue, r, next)
 	sc.noreply = append(sc.noreply, r)
 
 	var ds dirtySet

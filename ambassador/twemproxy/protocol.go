@@ -21,7 +21,9 @@ type Request struct {
 	Resp []byte
 	// Kind is a protocol-specific command class (for example, which reply shape to expect).
 	Kind uint8
-	// NoReply: the server sends no reply to this request (memcache "noreply").
+	// NoReply: the client gets no reply to this request (memcache "noreply"): the server sends
+	// none, and the proxy writes none either, not even when the request fails or is answered
+	// locally (Resp is dropped).
 	NoReply bool
 	// Local: the proxy answers the request itself; Resp already holds the reply.
 	Local bool
