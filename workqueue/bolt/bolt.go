@@ -19,6 +19,7 @@ var (
 	bucketDead  = []byte("dead")
 	bucketMeta  = []byte("meta")
 	keyLastID   = []byte("last-id")
+	keyEpoch    = []byte("epoch") // how many times the file was opened (see the package doc)
 )
 
 // ErrCorrupt is returned by Open when a stored record cannot be decoded.
@@ -61,26 +62,39 @@ func WithOpenTimeout(d time.Duration) Option { return optionFunc(func(c *config)
 // cannot). Default false: every commit is fsynced.
 func WithNoSync() Option { return optionFunc(func(c *config) { c.noSync = true }) }
 
-// WithAsyncAck lets Ack and AckBatch return before their commit: the acks go into the next commit,
-// which happens within a few milliseconds. A crash in that window hands the items out again (at
-// least once, as always). Adds stay synchronous. Default false.
+// WithAsyncAck lets Ack and AckBatch return before their commit, as Lease always does: the acks go
+// into the next commit, which happens within flushDelay (5ms) plus one fsync. A crash in that window
+// hands the items out again (at least once, as always). Adds stay synchronous. Default false.
 func WithAsyncAck() Option { return optionFunc(func(c *config) { c.asyncAck = true }) }
 
-// flushDelay is how long an async ack may wait for a commit to carry it.
+// flushDelay is how long a change that did not wait for its commit (a lease, an async ack) may wait
+// for a commit to carry it, when no other commit comes first.
 const flushDelay = 5 * time.Millisecond
 
-// Queue is a durable work queue in one bbolt file. It is a workqueue.Memory whose every state change
-// is committed to the file before it takes effect (see workqueue.Journal), so a process crash loses
-// no added item: on Open, waiting items are ready again, and items that were leased stay leased until
-// their lease deadline and then come back.
+// Queue is a durable work queue in one bbolt file. It is a workqueue.Memory whose state changes are
+// committed to the file (see workqueue.Journal): an Add, Ack, Nack, Release and Bury return after
+// their commit, so a process crash loses no added item and brings back no acked one.
+//
+// A Lease does not wait for its commit: the lease (its attempt count and deadline) goes into the
+// next commit, which some other call's commit or, on a queue that sees none, a flush makes within
+// flushDelay (5ms) plus one fsync (see workqueue.LazyJournal). On Open after a crash, an item whose
+// lease was committed stays leased until that lease's deadline (an Extend is not committed: the
+// deadline of the lease as taken) and then comes back with its next attempt; an item whose lease
+// the crash caught in that window is ready at once and is leased again under the same attempt
+// number. Lease tokens name the Open that handed them out (see the package doc), so the token of a lease
+// the crash lost never matches the new lease: its holder's Ack, Extend, Nack or Bury gets
+// workqueue.ErrLeaseLost, while the token of a committed lease keeps working across restarts.
 //
 // Commits are group-committed: while one goroutine commits (one fsync), the changes of every other
 // goroutine queue up and go into the next transaction together, so throughput grows with concurrency
-// without any added delay. An Add and an Ack (and Nack, Bury) return after their commit; a Lease
-// does not wait for one: its attempt count goes into the next commit (see workqueue.LazyJournal).
+// without any added delay.
 type Queue struct {
 	*workqueue.Memory
 	db *bbolt.DB
+
+	epoch     uint64                // this Open's number, in every lease token it hands out
+	suffix    string                // "@<epoch>", the end of those tokens
+	recovered map[uint64]leaseStamp // the leases found in the file by Open; never changed after
 
 	mu         sync.Mutex
 	pending    []*commitReq
@@ -97,6 +111,7 @@ type Queue struct {
 var (
 	_ workqueue.Queue       = (*Queue)(nil)
 	_ workqueue.LazyJournal = (*Queue)(nil)
+	_ workqueue.Batcher     = (*Queue)(nil)
 )
 
 type commitReq struct {
@@ -115,23 +130,35 @@ func Open(path string, opts ...Option) (*Queue, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	var recs []workqueue.Record
-	var lastID uint64
+	var lastID, epoch uint64
+	recovered := map[uint64]leaseStamp{}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketItems, bucketDead, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		if v := tx.Bucket(bucketMeta).Get(keyLastID); len(v) == 8 {
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyLastID); len(v) == 8 {
 			lastID = binary.BigEndian.Uint64(v)
+		}
+		if v := meta.Get(keyEpoch); len(v) == 8 {
+			epoch = binary.BigEndian.Uint64(v)
+		}
+		epoch++ // committed with this transaction, before any lease of this Open
+		if err := meta.Put(keyEpoch, binary.BigEndian.AppendUint64(nil, epoch)); err != nil {
+			return err
 		}
 		for _, name := range [][]byte{bucketItems, bucketDead} {
 			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
-				r, err := decode(v)
+				r, leaseEpoch, err := decode(v)
 				if err != nil {
 					return fmt.Errorf("%w: key %x: %v", ErrCorrupt, k, err)
 				}
 				recs = append(recs, r)
+				if !r.Dead && !r.Deadline.IsZero() {
+					recovered[r.ID] = leaseStamp{attempt: r.Attempt, epoch: leaseEpoch}
+				}
 				return nil
 			})
 			if err != nil {
@@ -144,7 +171,7 @@ func Open(path string, opts ...Option) (*Queue, error) {
 		db.Close()
 		return nil, fmt.Errorf("recover %s: %w", path, err)
 	}
-	q := &Queue{db: db, asyncAck: cfg.asyncAck}
+	q := &Queue{db: db, asyncAck: cfg.asyncAck, epoch: epoch, suffix: tokenSuffix(epoch), recovered: recovered}
 	mem, err := workqueue.NewMemory(append(cfg.mem, workqueue.WithJournal(q, recs, lastID))...)
 	if err != nil {
 		db.Close()
@@ -160,11 +187,7 @@ func (q *Queue) Commit(changes []workqueue.Change) error {
 	if q.asyncAck && onlyAcks(changes) {
 		q.mu.Lock()
 		q.pending = append(q.pending, &commitReq{changes: changes})
-		if !q.flushing && !q.closed {
-			q.flushing = true
-			q.flushWG.Add(1)
-			q.flushTimer = time.AfterFunc(flushDelay, q.flush)
-		}
+		q.scheduleFlushLocked()
 		q.mu.Unlock()
 		return nil
 	}
@@ -180,7 +203,7 @@ func (q *Queue) Commit(changes []workqueue.Change) error {
 		batch := q.pending
 		q.pending = nil
 		q.mu.Unlock()
-		err := q.db.Update(func(tx *bbolt.Tx) error { return apply(tx, batch) })
+		err := q.db.Update(func(tx *bbolt.Tx) error { return apply(tx, batch, q.epoch) })
 		for _, b := range batch {
 			if b.done != nil {
 				b.done <- err
@@ -205,7 +228,9 @@ func onlyAcks(changes []workqueue.Change) bool {
 	return len(changes) > 0
 }
 
-func apply(tx *bbolt.Tx, batch []*commitReq) error {
+// apply writes batch's changes in tx; a lease among them (a record with a deadline) is stamped with
+// epoch, the Open that handed it out.
+func apply(tx *bbolt.Tx, batch []*commitReq, epoch uint64) error {
 	items, dead, meta := tx.Bucket(bucketItems), tx.Bucket(bucketDead), tx.Bucket(bucketMeta)
 	var maxID uint64
 	var k [8]byte
@@ -215,13 +240,17 @@ func apply(tx *bbolt.Tx, batch []*commitReq) error {
 			var err error
 			switch c.Op {
 			case workqueue.OpPut:
-				err = items.Put(k[:], encode(c.Record))
+				var leaseEpoch uint64
+				if !c.Record.Deadline.IsZero() {
+					leaseEpoch = epoch
+				}
+				err = items.Put(k[:], encode(c.Record, leaseEpoch))
 				maxID = max(maxID, c.Record.ID)
 			case workqueue.OpDelete:
 				err = items.Delete(k[:])
 			case workqueue.OpBury:
 				if err = items.Delete(k[:]); err == nil {
-					err = dead.Put(k[:], encode(c.Record))
+					err = dead.Put(k[:], encode(c.Record, 0))
 				}
 			}
 			if err != nil {
@@ -238,7 +267,18 @@ func apply(tx *bbolt.Tx, batch []*commitReq) error {
 	return nil
 }
 
-// flush commits what async acks left pending (unless another commit took it meanwhile).
+// scheduleFlushLocked makes a flush commit what is pending within flushDelay, unless one is
+// scheduled already, a commit is running (it goes on until nothing is pending), or the queue is
+// closing (Close commits what is pending itself). Called with mu held.
+func (q *Queue) scheduleFlushLocked() {
+	if !q.flushing && !q.committing && !q.closed {
+		q.flushing = true
+		q.flushWG.Add(1)
+		q.flushTimer = time.AfterFunc(flushDelay, q.flush)
+	}
+}
+
+// flush commits what async acks and leases left pending (unless another commit took it meanwhile).
 func (q *Queue) flush() {
 	defer q.flushWG.Done()
 	q.mu.Lock()
@@ -250,10 +290,12 @@ func (q *Queue) flush() {
 	}
 }
 
-// CommitLater implements workqueue.LazyJournal: the changes go into the next commit.
+// CommitLater implements workqueue.LazyJournal: the changes go into the next commit, which happens
+// within flushDelay even if no Add or Ack comes to make one.
 func (q *Queue) CommitLater(changes []workqueue.Change) {
 	q.mu.Lock()
 	q.pending = append(q.pending, &commitReq{changes: changes})
+	q.scheduleFlushLocked()
 	q.mu.Unlock()
 }
 
@@ -292,10 +334,17 @@ func (q *Queue) Statusz() (title string, header []string, rows [][]string) {
 	return "workqueue (bolt " + q.db.Path() + ")", header, rows
 }
 
-const recVersion = 1
+// The record formats: version 1 (before lease epochs) and version 2, which adds after the dead flag
+// the epoch of the Open that handed out the record's lease (0 when it has none). A version 1
+// record's lease has epoch 0, as have the tokens of that version.
+const (
+	recVersion1 = 1
+	recVersion  = 2
+)
 
-func encode(r workqueue.Record) []byte {
-	b := make([]byte, 0, 64+len(r.Key)+len(r.Reason)+len(r.Payload))
+// encode is r in the record format, with its lease's epoch.
+func encode(r workqueue.Record, leaseEpoch uint64) []byte {
+	b := make([]byte, 0, 72+len(r.Key)+len(r.Reason)+len(r.Payload))
 	b = append(b, recVersion)
 	b = binary.BigEndian.AppendUint64(b, r.ID)
 	b = binary.AppendVarint(b, int64(r.Attempt))
@@ -308,6 +357,7 @@ func encode(r workqueue.Record) []byte {
 	} else {
 		b = append(b, 0)
 	}
+	b = binary.AppendUvarint(b, leaseEpoch)
 	b = binary.AppendUvarint(b, uint64(len(r.Key)))
 	b = append(b, r.Key...)
 	b = binary.AppendUvarint(b, uint64(len(r.Reason)))
@@ -329,36 +379,44 @@ func fromNano(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-func decode(b []byte) (workqueue.Record, error) {
-	var r workqueue.Record
-	if len(b) < 9 || b[0] != recVersion {
-		return r, errors.New("bad header")
+// decode reads a record of either version, and its lease's epoch.
+func decode(b []byte) (r workqueue.Record, leaseEpoch uint64, err error) {
+	if len(b) < 9 || b[0] != recVersion1 && b[0] != recVersion {
+		return r, 0, errors.New("bad header")
 	}
+	version := b[0]
 	r.ID = binary.BigEndian.Uint64(b[1:9])
 	b = b[9:]
 	var ints [5]int64
 	for i := range ints {
 		v, n := binary.Varint(b)
 		if n <= 0 {
-			return r, errors.New("bad varint")
+			return r, 0, errors.New("bad varint")
 		}
 		ints[i], b = v, b[n:]
 	}
 	r.Attempt, r.Priority = int(ints[0]), int(ints[1])
 	r.NotBefore, r.Deadline, r.Added = fromNano(ints[2]), fromNano(ints[3]), fromNano(ints[4])
 	if len(b) < 1 {
-		return r, errors.New("short record")
+		return r, 0, errors.New("short record")
 	}
 	r.Dead, b = b[0] == 1, b[1:]
+	if version == recVersion {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return r, 0, errors.New("bad epoch")
+		}
+		leaseEpoch, b = v, b[n:]
+	}
 	var strs [2]string
 	for i := range strs {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || uint64(len(b)-n) < l {
-			return r, errors.New("bad string")
+			return r, 0, errors.New("bad string")
 		}
 		strs[i], b = string(b[n:n+int(l)]), b[n+int(l):]
 	}
 	r.Key, r.Reason = strs[0], strs[1]
 	r.Payload = append([]byte{}, b...)
-	return r, nil
+	return r, leaseEpoch, nil
 }

@@ -18,8 +18,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newBolt(t *testing.T, c workqueuetest.Config) workqueue.Queue {
-	q, err := bolt.Open(filepath.Join(t.TempDir(), "q.db"), bolt.WithLeaseDuration(c.LeaseDuration), bolt.WithMaxAttempts(c.MaxAttempts))
+// openT opens the queue at path, closed when the test ends.
+func openT(t *testing.T, path string, opts ...bolt.Option) *bolt.Queue {
+	t.Helper()
+	q, err := bolt.Open(path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,16 +29,15 @@ func newBolt(t *testing.T, c workqueuetest.Config) workqueue.Queue {
 	return q
 }
 
+func newBolt(t *testing.T, c workqueuetest.Config) workqueue.Queue {
+	return openT(t, filepath.Join(t.TempDir(), "q.db"), bolt.WithLeaseDuration(c.LeaseDuration), bolt.WithMaxAttempts(c.MaxAttempts))
+}
+
 func TestConformance(t *testing.T) { workqueuetest.TestQueue(t, newBolt) }
 
 func TestConformanceAsyncAck(t *testing.T) {
 	workqueuetest.TestQueue(t, func(t *testing.T, c workqueuetest.Config) workqueue.Queue {
-		q, err := bolt.Open(filepath.Join(t.TempDir(), "q.db"), bolt.WithLeaseDuration(c.LeaseDuration), bolt.WithMaxAttempts(c.MaxAttempts), bolt.WithAsyncAck())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { q.Close() })
-		return q
+		return openT(t, filepath.Join(t.TempDir(), "q.db"), bolt.WithLeaseDuration(c.LeaseDuration), bolt.WithMaxAttempts(c.MaxAttempts), bolt.WithAsyncAck())
 	})
 }
 

@@ -1,6 +1,22 @@
 // Package bolt is the durable workqueue.Queue for one machine: a workqueue.Memory whose state
-// changes are group-committed to a go.etcd.io/bbolt file before they take effect, so an added item
-// survives a process crash, and leased items come back when their leases expire after a restart.
+// changes are group-committed to a go.etcd.io/bbolt file, so an added item survives a process
+// crash.
+//
+// # Crashes and restarts
+//
+// Add, Ack (unless WithAsyncAck), Nack, Release and Bury return after their commit. Lease returns
+// before it: the lease is committed within a few milliseconds (a flush 5ms after it, or any earlier
+// commit), and a crash in that window hands the item out again at once after the restart, under
+// the same attempt number. A lease that was committed survives the restart: its item stays leased
+// until the deadline the lease was taken with (Extend is not committed) and then comes back.
+//
+// Lease tokens are "<id>.<attempt>@<epoch>", where epoch counts the Opens of the file (each Open
+// commits the next one before it hands out a lease). A token of the current Open is checked as
+// Memory checks its own; a token of an earlier Open holds a lease only if the file had that lease
+// (item, attempt and epoch) when it was opened. So the holder of a lease the crash lost gets
+// workqueue.ErrLeaseLost and never shares the item's new lease, while the holder of a committed
+// lease can Extend and Ack it across restarts. Tokens without an epoch, handed out before epochs
+// existed, count as epoch 0, as do the leases stored then.
 //
 // # Lifecycle
 //
@@ -9,10 +25,12 @@
 //
 // # Cleanup
 //
-// Close (or Shutdown, which drains first) commits what is pending and closes the file. Idempotent.
+// Close (or Shutdown, which drains first) waits for a scheduled flush, commits what is pending and
+// closes the file. Idempotent.
 //
 // # Concurrency
 //
 // Safe for concurrent use; throughput grows with the number of concurrent callers because their
-// changes share commits (one fsync for many).
+// changes share commits (one fsync for many). A flush runs on a timer goroutine at most flushDelay
+// after a lease or async ack that no other commit carried; Close stops or waits for it.
 package bolt
