@@ -103,8 +103,9 @@ type Stats struct {
 // Depth is the number of items not yet acked or buried.
 func (s Stats) Depth() int64 { return s.Ready + s.Delayed + s.Leased }
 
-// FormatLease and ParseLease are the lease token format of Memory and workqueue/bolt: "<id>.<attempt>".
-// A token of an earlier attempt never matches the current one.
+// FormatLease and ParseLease are the lease token format of Memory: "<id>.<attempt>" (workqueue/bolt
+// adds "@<epoch>", the run of the file that issued it). A token of an earlier attempt never matches
+// the current one.
 func FormatLease(id uint64, attempt int) string {
 	b := make([]byte, 0, 24)
 	b = strconv.AppendUint(b, id, 10)
