@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/textproto"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,6 +33,41 @@ const (
 	HeaderReason    = "Pb-Reason"     // on dead letters: why it was buried
 	HeaderTime      = "Pb-Time"       // on dead letters: when it was buried (RFC 3339)
 )
+
+// MaxReasonLen bounds a dead letter's reason, in bytes. Bury, and an item running out of
+// attempts, record a longer reason cut at a rune boundary and marked with a trailing "..." to fit
+// in MaxReasonLen bytes (or fewer, should an item have less room under the server's max_payload
+// than Add reserves for its dead letter: one added by an older version, or a server whose
+// max_payload has shrunk since).
+const MaxReasonLen = 1024
+
+// deadHeaderRoom is the most a dead letter's headers take besides its key's: the header block's
+// "NATS/1.0" line and final CRLF, and per header its name, ": ", its value at its longest and CRLF
+// (1159 bytes). A key takes its name, its value and 4 bytes more, on the item as on its dead letter.
+const deadHeaderRoom = len("NATS/1.0\r\n\r\n") +
+	len(HeaderID) + 4 + 20 + // a stream sequence, a uint64
+	len(HeaderAttempts) + 4 + 20 + // an int
+	len(HeaderReason) + 4 + MaxReasonLen +
+	len(HeaderTime) + 4 + len(time.RFC3339Nano) // longer than any time it formats in UTC
+
+// reasonCut marks a reason cut to fit (cutReason).
+const reasonCut = "..."
+
+// cutReason returns reason if it has at most n bytes, else its longest prefix that ends at a rune
+// boundary and, with reasonCut after it, has at most n bytes ("" for an n too small for reasonCut).
+func cutReason(reason string, n int) string {
+	if len(reason) <= n {
+		return reason
+	}
+	if n < len(reasonCut) {
+		return ""
+	}
+	i := n - len(reasonCut)
+	for i > 0 && !utf8.RuneStart(reason[i]) {
+		i--
+	}
+	return reason[:i] + reasonCut
+}
 
 // Option configures a Queue.
 type Option interface{ apply(*config) }
@@ -300,9 +337,12 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 func (q *Queue) isClosed() bool { return q.closed.Load() }
 
 // Add implements workqueue.Queue. It returns once the stream has stored (and, with replicas,
-// replicated) the message. A payload that does not fit in the NATS server's max_payload (1 MiB by
-// default) together with the item's headers (the key, delay and priority: a few dozen bytes and the
-// key's length) is refused with an error wrapping workqueue.ErrTooLarge.
+// replicated) the message. A payload is refused with an error wrapping workqueue.ErrTooLarge unless
+// it fits in the NATS server's max_payload (1 MiB by default) together with the headers of its dead
+// letter at their longest, so that it can always be buried: its ID, attempt count, time and a
+// reason of up to MaxReasonLen bytes take 1159 bytes, and a key 10 bytes more than its length
+// (these are more than the item's own headers, the key, delay and priority). So the largest
+// payload is max_payload-1159 bytes, or max_payload-1169-len(key) with a key.
 func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptions) (string, error) {
 	if q.isClosed() {
 		return "", workqueue.ErrClosed
@@ -324,9 +364,14 @@ func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptio
 	if opts.Priority != 0 {
 		m.Header.Set(HeaderPriority, strconv.Itoa(opts.Priority))
 	}
-	// The server takes no message whose payload and headers are larger than its max_payload.
-	if limit, size := q.nc.MaxPayload(), int64(m.Size()-len(m.Subject)); limit > 0 && size > limit {
-		return "", fmt.Errorf("%w: %d bytes with the item's %d bytes of headers, more than the NATS server's max_payload of %d",
+	// The server takes no message whose payload and headers are larger than its max_payload: not
+	// the item, nor its dead letter, whose headers are longer (bury).
+	dead := len(payload) + deadHeaderRoom
+	if opts.Key != "" {
+		dead += len(HeaderKey) + 4 + len(textproto.TrimString(opts.Key)) // as nats.Msg counts it
+	}
+	if limit, size := q.nc.MaxPayload(), int64(max(m.Size()-len(m.Subject), dead)); limit > 0 && size > limit {
+		return "", fmt.Errorf("%w: %d bytes with the %d bytes of headers of its dead letter at their longest, more than the NATS server's max_payload of %d",
 			workqueue.ErrTooLarge, len(payload), size-int64(len(payload)), limit)
 	}
 	for try := 0; ; try++ {
@@ -874,7 +919,7 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 	return h.deadline, nil
 }
 
-// Bury implements workqueue.Queue.
+// Bury implements workqueue.Queue. A reason longer than MaxReasonLen bytes is cut to it.
 func (q *Queue) Bury(ctx context.Context, lease string, reason string) error {
 	h, err := q.claim(lease, true)
 	if err != nil {
@@ -883,6 +928,9 @@ func (q *Queue) Bury(ctx context.Context, lease string, reason string) error {
 	return q.bury(ctx, h.msg, h.id, h.key, h.attempt, reason)
 }
 
+// bury publishes an item's dead letter and acks the item, for Bury and for an item out of
+// attempts. The dead letter's headers are those Add leaves room for (deadHeaderRoom), the reason
+// cut to MaxReasonLen bytes, or to what room max_payload leaves for it if less.
 func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts int, reason string) error {
 	m := nats.NewMsg(q.deadSubj)
 	m.Data = msg.Data()
@@ -891,8 +939,13 @@ func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts
 		m.Header.Set(HeaderKey, key)
 	}
 	m.Header.Set(HeaderAttempts, strconv.Itoa(attempts))
-	m.Header.Set(HeaderReason, reason)
 	m.Header.Set(HeaderTime, time.Now().UTC().Format(time.RFC3339Nano))
+	room := int64(MaxReasonLen)
+	if limit := q.nc.MaxPayload(); limit > 0 {
+		room = min(room, limit-int64(m.Size()-len(m.Subject)+len(HeaderReason)+4))
+	}
+	reason = cutReason(reason, int(room))
+	m.Header.Set(HeaderReason, reason)
 	if _, err := q.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publish dead letter %s: %w", id, err)
 	}

@@ -112,9 +112,10 @@ func TestPoolPanicDeadLetters(t *testing.T) {
 	}
 }
 
-// TestAddTooLarge: an add that does not fit in the server's max_payload with its headers is refused
-// with ErrTooLarge before it is sent (one that just fits is stored), the HTTP API answers it with
-// 413 and a reason rather than 500, its Client sees ErrTooLarge, and the queue keeps serving.
+// TestAddTooLarge: an add that does not fit in the server's max_payload with its headers (those
+// of its dead letter, see TestBuryLargest) is refused with ErrTooLarge before it is sent (one that
+// just fits is stored), the HTTP API answers it with 413 and a reason rather than 500, its Client
+// sees ErrTooLarge, and the queue keeps serving.
 func TestAddTooLarge(t *testing.T) {
 	nc := startConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -125,8 +126,7 @@ func TestAddTooLarge(t *testing.T) {
 	}
 	defer q.Close()
 	limit := int(nc.MaxPayload())
-	// A keyed add's headers: the status line, "Pb-Key: k1" and the blank line that ends them.
-	fits := limit - len("NATS/1.0\r\n"+wqjs.HeaderKey+": k1\r\n\r\n")
+	fits := largestAdd(limit, "k1")
 	if _, err := q.Add(ctx, make([]byte, fits), workqueue.AddOptions{Key: "k1"}); err != nil {
 		t.Errorf("Add of %d bytes with key k1 (max_payload %d): %v, want it stored", fits, limit, err)
 	}
