@@ -31,8 +31,8 @@ type apiOptionFunc func(*apiConfig)
 func (f apiOptionFunc) applyAPI(c *apiConfig) { f(c) }
 
 // WithMaxPayload limits an added payload's size; larger adds get 413, as do adds the queue refuses
-// with ErrTooLarge (the jetstream backend takes no more than the NATS server's max_payload, 1 MiB
-// by default). Default 16 MiB.
+// with ErrTooLarge (the jetstream backend takes a little less than the NATS server's max_payload,
+// 1 MiB by default: room is kept for the item's dead letter). Default 16 MiB.
 func WithMaxPayload(n int64) APIOption { return apiOptionFunc(func(c *apiConfig) { c.maxPayload = n }) }
 
 // WithMaxWait caps how long a lease request may long-poll. Default 60s (keep it below the HTTP

@@ -19,8 +19,9 @@ var (
 	// ErrInvalid is returned for bad arguments (an empty token, a negative delay, a bad key).
 	ErrInvalid = errors.New("workqueue: invalid argument")
 	// ErrTooLarge is returned by Add for a payload larger than the queue can store (the jetstream
-	// backend: larger than the NATS server's max_payload with the item's headers), and by Client's
-	// Add when the API answers 413. The API answers it with 413.
+	// backend: one that would not fit in the NATS server's max_payload with the headers of its dead
+	// letter, see jetstream.Queue.Add), and by Client's Add when the API answers 413. The API
+	// answers it with 413.
 	ErrTooLarge = errors.New("workqueue: payload too large")
 )
 
