@@ -35,7 +35,8 @@
 // Requests in flight when Run's context ends get an error reply if their client is still
 // connected. On Reload, pools that keep their listen address keep their client connections; the
 // replaced servers' connections finish the requests already sent to them (up to twice the pool's
-// timeout, or 30s) and are then closed.
+// timeout, or 30s, or until the pool closes) and are then closed. Reload does not wait for them;
+// Run does.
 //
 // # Concurrency
 //

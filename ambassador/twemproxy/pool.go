@@ -542,9 +542,11 @@ type pool struct {
 	log   *zap.Logger
 	opts  *options
 
-	mu  sync.RWMutex
-	st  *poolState
-	cfg *PoolConfig
+	mu       sync.RWMutex
+	st       *poolState
+	cfg      *PoolConfig
+	stopping bool           // run is returning: swap starts no more states
+	retiring sync.WaitGroup // the states swap replaced, until they are closed; Add under mu
 
 	ln       net.Listener
 	total    *atomic.Int64 // the server's count of accepted connections
@@ -634,10 +636,12 @@ func (p *pool) run(ctx context.Context) {
 		p.poller.close()
 	}
 	p.mu.Lock()
+	p.stopping = true
 	st := p.st
 	p.mu.Unlock()
 	st.cancel()
 	st.wg.Wait()
+	p.retiring.Wait() // their contexts, derived from ctx, have ended too
 }
 
 func (p *pool) currentCfg() *PoolConfig {
@@ -646,19 +650,29 @@ func (p *pool) currentCfg() *PoolConfig {
 	return p.cfg
 }
 
-// swap makes cfg the pool's configuration, keeping the listener and the client connections;
-// the old servers finish what they were sent and are closed.
+// swap makes cfg the pool's configuration, keeping the listener and the client connections. It
+// returns at once: the old servers finish what they were sent and are closed in the background
+// (retiring, which run waits for). ctx is the pool's, the one run got: its end cuts them off, and
+// the new servers run under it.
 func (p *pool) swap(ctx context.Context, cfg *PoolConfig) {
 	st := newPoolState(cfg, p.proto, &p.serverEjects, p.log)
 	st.poller = p.poller
-	st.start(ctx)
 	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		return // run is returning: the pool serves nothing more
+	}
+	st.start(ctx)
 	old := p.st
 	p.st, p.cfg = st, cfg
+	p.retiring.Add(1)
 	p.mu.Unlock()
 	grace := 30 * time.Second
 	if cfg.Timeout > 0 {
 		grace = 2 * cfg.Timeout
 	}
-	old.retire(grace)
+	go func() {
+		defer p.retiring.Done()
+		old.retire(grace)
+	}()
 }

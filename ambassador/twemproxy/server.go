@@ -39,6 +39,7 @@ type Server struct {
 
 type poolRun struct {
 	p      *pool
+	ctx    context.Context // the pool's lifetime: a Reload's new servers run under it
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -155,7 +156,7 @@ func (s *Server) shutdown() {
 // startPool must be called with s.mu held.
 func (s *Server) startPool(p *pool) {
 	ctx, cancel := context.WithCancel(s.ctx)
-	r := &poolRun{p: p, cancel: cancel, done: make(chan struct{})}
+	r := &poolRun{p: p, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	s.running[p.name] = r
 	s.order = appendUnique(s.order, p.name)
 	p.start(ctx)
@@ -173,8 +174,10 @@ func appendUnique(list []string, v string) []string {
 
 // Reload switches to cfg. Pools whose listen address and kind (memcache/redis) are unchanged keep
 // their listener and client connections and get the new servers and options; requests already
-// sent finish on the old servers. New pools start listening; removed pools close. If cfg cannot
-// be applied (a new address cannot be bound), nothing changes and the error is returned.
+// sent finish on the old servers, which Reload does not wait for (they close in the background, cut
+// off once the pool's timeout has passed twice, or 30s, or when the pool closes). New pools start
+// listening; removed pools close. If cfg cannot be applied (a new address cannot be bound), nothing
+// changes and the error is returned.
 func (s *Server) Reload(cfg *Config) error {
 	if cfg == nil || len(cfg.Pools) == 0 {
 		return &ConfigError{Err: errors.New("has no pools")}
@@ -236,7 +239,7 @@ func (s *Server) Reload(cfg *Config) error {
 	for _, ch := range changes {
 		switch {
 		case ch.keep != nil:
-			ch.keep.p.swap(s.ctx, ch.pc)
+			ch.keep.p.swap(ch.keep.ctx, ch.pc) // the old servers drain without s.mu held
 		default:
 			if ch.replace != nil {
 				ch.replace.cancel()

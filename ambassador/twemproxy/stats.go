@@ -169,8 +169,9 @@ func (s *Server) serveStats(ctx context.Context, ln net.Listener) {
 			}
 			continue
 		}
+		doc := s.StatsJSON() // before the deadline, which bounds the write only
 		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = c.Write(s.StatsJSON())
+		_, _ = c.Write(doc)
 		c.Close()
 	}
 }
