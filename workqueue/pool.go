@@ -235,7 +235,7 @@ type poolWorker struct {
 	p    *Pool
 	log  *zap.Logger
 	work context.Context
-	// epoch is when the worker started; now reads the time from it (see there).
+	// epoch is when the worker started; its times are durations since then (see since).
 	epoch time.Time
 	// Items' contexts derive from detached, work without its cancellation, so that making and
 	// ending one does not take work's lock to (un)register it: when work ends, stopDrain's
@@ -245,7 +245,7 @@ type poolWorker struct {
 	base        context.Context // Run's ctx without its cancellation, for outcomes
 	octx        context.Context // bounded outcome ctx, renewed before its budget runs low
 	cancelOctx  context.CancelFunc
-	octxExpires time.Time
+	octxExpires time.Duration   // since epoch
 	duration    *histogramShard // of p.m.duration
 	attempts    *histogramShard // of p.m.attempts
 
@@ -254,12 +254,12 @@ type poolWorker struct {
 	// when the handler returns, waits for an extension in flight (as it must before it reads lost
 	// and reports the outcome).
 	mu     sync.Mutex
-	it     *Item // nil between items
-	start  time.Time
+	it     *Item         // nil between items
+	start  time.Duration // since epoch
 	every  time.Duration // a third of the item's lease when it started
 	cancel context.CancelCauseFunc
 	lost   bool
-	fireAt time.Time // when ext fires; zero when it is stopped
+	fireAt time.Duration // since epoch, when ext fires; 0 when it is stopped
 }
 
 func newPoolWorker(p *Pool, ctx, work context.Context, log *zap.Logger) *poolWorker {
@@ -286,24 +286,32 @@ func (w *poolWorker) close() {
 	}
 }
 
-// now is the time, read as the monotonic time since epoch: one clock read where time.Now makes two
-// (the wall clock's and the monotonic clock's). Its wall clock is epoch's advanced by as much, so
-// it misses steps of the system clock: use it only for times compared with, or subtracted from,
-// other times of the worker's (which then use their monotonic readings), never with a time from
-// elsewhere such as an item's Deadline.
-func (w *poolWorker) now() time.Time { return w.epoch.Add(time.Since(w.epoch)) }
+// since is the monotonic time since epoch: one clock read where time.Now makes two (the wall
+// clock's and the monotonic clock's), and plain arithmetic after it.
+func (w *poolWorker) since() time.Duration { return time.Since(w.epoch) }
+
+// leaseLeft is how much of a lease with deadline d is left at start (since epoch). A deadline with a
+// monotonic reading (one made in this process: Memory, bolt, jetstream) is compared on the monotonic
+// clock with no further clock read; one without (it came over the wire: Client) on the wall clock,
+// read now, since the system clock may have stepped since epoch.
+func (w *poolWorker) leaseLeft(d time.Time, start time.Duration) time.Duration {
+	if d != d.Round(0) { // Round(0) strips only the monotonic reading, so they differ if it has one
+		return d.Sub(w.epoch) - start
+	}
+	return time.Until(d)
+}
 
 // extend renews the current item's lease and re-arms the timer; it runs on the timer's goroutine.
 // A firing that was meant for an earlier item renews the current one early, which does no harm.
 func (w *poolWorker) extend() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.fireAt = time.Time{}
+	w.fireAt = 0
 	if w.it == nil || w.lost {
 		return
 	}
-	if now := w.now(); now.Sub(w.start) < w.every/2 {
-		w.arm(w.start.Add(w.every).Sub(now), now)
+	if now := w.since(); now-w.start < w.every/2 {
+		w.arm(w.start+w.every-now, now)
 		return
 	}
 	ectx, c := context.WithTimeout(w.work, w.every)
@@ -317,24 +325,24 @@ func (w *poolWorker) extend() {
 	if err != nil {
 		w.log.Warn("extend failed", zap.String("id", w.it.ID), zap.Error(err))
 	}
-	w.arm(w.every, w.now())
+	w.arm(w.every, w.since())
 }
 
-// arm sets ext to fire after d; w.mu is held.
-func (w *poolWorker) arm(d time.Duration, now time.Time) {
-	w.fireAt = now.Add(d)
+// arm sets ext to fire after d, at now (since epoch); w.mu is held.
+func (w *poolWorker) arm(d, now time.Duration) {
+	w.fireAt = now + d
 	w.ext.Reset(d)
 }
 
 // outcomeCtx returns a ctx with at least outcomeRenew left, for reporting an outcome at now: Run's
 // ctx may have ended.
-func (w *poolWorker) outcomeCtx(now time.Time) context.Context {
-	if w.octxExpires.Sub(now) < outcomeRenew {
+func (w *poolWorker) outcomeCtx(now time.Duration) context.Context {
+	if w.octx == nil || w.octxExpires-now < outcomeRenew {
 		if w.cancelOctx != nil {
 			w.cancelOctx()
 		}
-		w.octxExpires = now.Add(outcomeBudget)
-		w.octx, w.cancelOctx = context.WithDeadline(w.base, w.octxExpires)
+		w.octxExpires = now + outcomeBudget
+		w.octx, w.cancelOctx = context.WithDeadline(w.base, w.epoch.Add(w.octxExpires))
 	}
 	return w.octx
 }
@@ -352,18 +360,15 @@ func (w *poolWorker) process(it *Item) {
 		hctx, c = context.WithTimeoutCause(hctx, p.cfg.timeout, errTimeout)
 		defer c()
 	}
-	// Keep the lease alive while the handler runs. start is read with time.Now, not w.now: it is
-	// compared with it.Deadline, which has no monotonic reading when it came over the wire (Client),
-	// and then the wall clocks are subtracted; w.now's wall clock is epoch's and misses any step of
-	// the system clock since then.
-	start := time.Now()
-	every := max(it.Deadline.Sub(start)/3, 10*time.Millisecond)
+	// Keep the lease alive while the handler runs.
+	start := w.since()
+	every := max(w.leaseLeft(it.Deadline, start)/3, 10*time.Millisecond)
 	w.mu.Lock()
 	w.it, w.start, w.every, w.cancel, w.lost = it, start, every, cancel, false
 	if w.work.Err() != nil { // the drain budget ran out before this item started
 		cancel(context.Cause(w.work))
 	}
-	if w.fireAt.IsZero() || w.fireAt.Sub(start) > every {
+	if w.fireAt == 0 || w.fireAt-start > every {
 		w.arm(every, start)
 	}
 	w.mu.Unlock()
@@ -372,8 +377,8 @@ func (w *poolWorker) process(it *Item) {
 	lost := w.lost
 	w.it, w.cancel = nil, nil
 	w.mu.Unlock()
-	now := w.now()
-	w.duration.Observe(now.Sub(start).Seconds())
+	now := w.since()
+	w.duration.Observe((now - start).Seconds())
 
 	octx := w.outcomeCtx(now)
 	log := w.log

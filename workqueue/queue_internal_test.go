@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // parseDigits must accept exactly what strconv.ParseUint(s, 10, bits) accepts, with the same value
@@ -26,4 +27,29 @@ func FuzzParseDigits(f *testing.F) {
 			}
 		}
 	})
+}
+
+// leaseLeft takes a deadline made in this process on the monotonic clock and one that came over the
+// wire (no monotonic reading) on the wall clock; both give the time left.
+func TestPoolWorkerLeaseLeft(t *testing.T) {
+	w := &poolWorker{epoch: time.Now().Add(-time.Hour)}
+	local := time.Now().Add(30 * time.Second) // leased, then started
+	start := w.since()
+	for _, tc := range []struct {
+		name string
+		d    time.Time
+	}{{"monotonic", local}, {"wall clock only", local.Round(0)}, {"parsed", mustParse(t, local.Format(time.RFC3339Nano))}} {
+		if left := w.leaseLeft(tc.d, start); left < 29*time.Second || left > 30*time.Second {
+			t.Errorf("%s: %v left of a lease ending in 30s", tc.name, left)
+		}
+	}
+}
+
+func mustParse(t *testing.T, s string) time.Time {
+	t.Helper()
+	tm, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tm
 }
