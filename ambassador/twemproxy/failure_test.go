@@ -2,7 +2,9 @@ package twemproxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +16,9 @@ import (
 
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/shardproc"
 )
 
@@ -411,4 +415,34 @@ func TestPreconnect(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// server_ejected_at is in microseconds since the epoch, as nutcracker's (nc_usec_now), in the
+// stats JSON and in Snapshot.
+func TestEjectedAtInMicroseconds(t *testing.T) {
+	dead := freeport.TCP(t)
+	addr, srv, _ := twemproxytest.StartPool(t, "r", true,
+		"  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 600000\n",
+		[]string{dead}, twemproxy.Protocols{Redis: &redis.Protocol{}})
+	before := time.Now().UnixMicro()
+	if got := dialResp(t, addr).do(t, "GET", "k"); !strings.HasPrefix(got, "-") {
+		t.Fatalf("GET on a dead server = %q, want an error", got)
+	}
+	await.True(t, "the dead server's ejection", 30*time.Second, func() bool { return srv.Snapshot()[0].Servers[0].Ejected })
+	after := time.Now().UnixMicro()
+	if at := srv.Snapshot()[0].Servers[0].ServerEjectedAt; at < before || at > after {
+		t.Errorf("ServerEjectedAt = %d, want microseconds in [%d, %d]", at, before, after)
+	}
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(srv.StatsJSON()))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	pool, _ := doc["r"].(map[string]any)
+	server, _ := pool[dead].(map[string]any)
+	at, err := server["server_ejected_at"].(json.Number).Int64()
+	if err != nil || at < before || at > after {
+		t.Errorf("stats server_ejected_at = %v (%v), want microseconds in [%d, %d]", server["server_ejected_at"], err, before, after)
+	}
 }

@@ -463,7 +463,7 @@ func (st *poolState) failure(s *server) {
 	s.failures.Store(0)
 	now := time.Now()
 	s.nextRetry.Store(now.Add(st.cfg.ServerRetryTimeout).UnixNano())
-	s.ejectedAt.Store(now.Unix())
+	s.ejectedAt.Store(now.UnixMicro())
 	st.serverEjects.Add(1)
 	st.log.Warn("server ejected", zap.String("pool", st.cfg.Name), zap.String("server", s.cfg.Name),
 		zap.Duration("retry", st.cfg.ServerRetryTimeout))

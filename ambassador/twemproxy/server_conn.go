@@ -30,7 +30,7 @@ type server struct {
 
 	failures  atomic.Int32
 	nextRetry atomic.Int64 // unix nanoseconds until which the server is ejected; 0: live
-	ejectedAt atomic.Int64 // unix seconds of the last ejection
+	ejectedAt atomic.Int64 // unix microseconds of the last ejection (nutcracker's server_ejected_at)
 
 	eof, errs, timedout atomic.Int64
 }

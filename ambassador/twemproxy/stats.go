@@ -31,7 +31,7 @@ type ServerStats struct {
 	ServerErr         int64
 	ServerTimedout    int64
 	ServerConnections int64
-	ServerEjectedAt   int64
+	ServerEjectedAt   int64 // unix microseconds of the last ejection, as nutcracker's; 0: never
 	Requests          int64
 	RequestBytes      int64
 	Responses         int64
