@@ -134,7 +134,8 @@ func ReadFile(path string) (*Config, error) {
 
 // Parse parses a twemproxy YAML configuration: a mapping of pool names to pool mappings. Every key
 // nutcracker documents is accepted (plus the extensions described on PoolConfig); any other key is a
-// *ConfigError naming the key and its line.
+// *ConfigError naming the key and its line, and so is what nutcracker -t rejects among the values,
+// such as redis_auth in a memcache pool.
 func Parse(data []byte) (*Config, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -185,6 +186,7 @@ func parsePool(k, v *yaml.Node) (*PoolConfig, error) {
 	var (
 		timeout, retry, failLimit, serverConns, backlog = -1, -1, -1, -1, -1
 		hc                                              = -1
+		authLine                                        int // the line of redis_auth's value
 	)
 	cerr := func(line int, key string, format string, args ...any) error {
 		return &ConfigError{Line: line, Pool: p.Name, Key: key, Err: fmt.Errorf(format, args...)}
@@ -230,7 +232,10 @@ func parsePool(k, v *yaml.Node) (*PoolConfig, error) {
 		case "redis":
 			p.Redis, err = parseBool(vn.Value)
 		case "redis_auth":
-			p.RedisAuth = vn.Value
+			p.RedisAuth, authLine = vn.Value, vn.Line
+			if vn.Value == "" {
+				err = errors.New("is empty") // nutcracker rejects it, as any empty value
+			}
 		case "redis_db":
 			p.RedisDB, err = parseNum(vn.Value)
 		case "tcpkeepalive":
@@ -277,6 +282,10 @@ func parsePool(k, v *yaml.Node) (*PoolConfig, error) {
 	}
 	if p.Listen == "" {
 		return nil, &ConfigError{Line: p.Line, Pool: p.Name, Key: "listen", Err: errors.New("is missing")}
+	}
+	// As nutcracker: a memcache pool has no password to check. (redis_db it accepts, and ignores.)
+	if p.RedisAuth != "" && !p.Redis {
+		return nil, &ConfigError{Line: authLine, Pool: p.Name, Key: "redis_auth", Err: errors.New("is only valid for a redis pool")}
 	}
 	if len(p.Servers) == 0 {
 		return nil, &ConfigError{Line: p.Line, Pool: p.Name, Key: "servers", Err: errors.New("pool has no servers")}

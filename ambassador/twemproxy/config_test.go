@@ -2,6 +2,10 @@ package twemproxy_test
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/shardproc"
 )
 
 const fullConfig = `alpha:
@@ -89,6 +94,9 @@ var badConfigs = []struct {
 	{"duplicate key", "p:\n  listen: 127.0.0.1:1\n  listen: 127.0.0.1:2\n  servers:\n   - 1.1.1.1:1:1\n", "listen", 3},
 	{"same listen", "p:\n  listen: 127.0.0.1:1\n  servers:\n   - 1.1.1.1:1:1\nq:\n  listen: 127.0.0.1:1\n  servers:\n   - 1.1.1.1:1:1\n", "listen", 5},
 	{"servers not a list", "p:\n  listen: 127.0.0.1:1\n  servers: 1.1.1.1:1:1\n", "servers", 3},
+	{"redis_auth in a memcache pool", "p:\n  listen: 127.0.0.1:1\n  redis_auth: secret\n  servers:\n   - 1.1.1.1:1:1\n", "redis_auth", 3},
+	{"redis_auth before redis: false", "p:\n  listen: 127.0.0.1:1\n  redis_auth: secret\n  redis: false\n  servers:\n   - 1.1.1.1:1:1\n", "redis_auth", 3},
+	{"empty redis_auth", "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_auth: \"\"\n  servers:\n   - 1.1.1.1:1:1\n", "redis_auth", 4},
 	{"not yaml", "p: [\n", "", 0},
 	{"empty", "", "", 0},
 }
@@ -210,6 +218,56 @@ func TestContinuumWeights(t *testing.T) {
 	for h := uint32(0); h < 1<<31; h += 1 << 24 {
 		if got := k.Dispatch(h); got != 1 {
 			t.Fatalf("only server 1 is live, Dispatch(%d) = %d", h, got)
+		}
+	}
+}
+
+// The redis-only keys in a memcache pool, and an empty password, are judged as `nutcracker -t`
+// judges them: redis_auth is only valid for a redis pool; redis_db is accepted (and ignored).
+var redisKeyConfigs = []struct {
+	name, pool string
+	ok         bool
+}{
+	{"redis_auth in a memcache pool", "  redis_auth: secret\n", false},
+	{"redis_auth with redis: false", "  redis: false\n  redis_auth: secret\n", false},
+	{"redis_auth before redis: true", "  redis_auth: secret\n  redis: true\n", true},
+	{"empty redis_auth", "  redis: true\n  redis_auth: \"\"\n", false},
+	{"redis_db in a memcache pool", "  redis_db: 3\n", true},
+	{"redis_db with redis: false", "  redis: false\n  redis_db: 2\n", true},
+	{"redis_auth and redis_db", "  redis: true\n  redis_auth: secret\n  redis_db: 2\n", true},
+}
+
+func redisKeyConfig(pool string) string {
+	return "alpha:\n  listen: 127.0.0.1:22121\n" + pool + "  servers:\n   - 127.0.0.1:11211:1\n"
+}
+
+func TestParseRedisKeys(t *testing.T) {
+	for _, tc := range redisKeyConfigs {
+		_, err := twemproxy.Parse([]byte(redisKeyConfig(tc.pool)))
+		var ce *twemproxy.ConfigError
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v, want the config accepted", tc.name, err)
+		case !tc.ok && (!errors.As(err, &ce) || ce.Key != "redis_auth" || ce.Line < 3):
+			t.Errorf("%s: error %v, want a *ConfigError naming redis_auth and its line", tc.name, err)
+		}
+	}
+}
+
+// TestRedisKeysMatchNutcracker checks the table above against Debian's nutcracker -t.
+func TestRedisKeysMatchNutcracker(t *testing.T) {
+	if !shardproc.Have(shardproc.NutcrackerPath) {
+		t.Skipf("%s is not installed (Debian package nutcracker); skipping", shardproc.NutcrackerPath)
+	}
+	dir := t.TempDir()
+	for i, tc := range redisKeyConfigs {
+		path := filepath.Join(dir, fmt.Sprintf("c%d.yml", i))
+		if err := os.WriteFile(path, []byte(redisKeyConfig(tc.pool)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(shardproc.NutcrackerPath, "-t", "-c", path).CombinedOutput()
+		if ok := err == nil; ok != tc.ok {
+			t.Errorf("%s: nutcracker -t: %v %s; the table says valid=%v", tc.name, err, out, tc.ok)
 		}
 	}
 }
