@@ -92,9 +92,13 @@ type Queue struct {
 	*workqueue.Memory
 	db *bbolt.DB
 
-	epoch     uint64                // this Open's number, in every lease token it hands out
-	suffix    string                // "@<epoch>", the end of those tokens
-	recovered map[uint64]leaseStamp // the leases found in the file by Open; never changed after
+	epoch  uint64 // this Open's number, in every lease token it hands out
+	suffix string // "@<epoch>", the end of those tokens
+
+	// recovered holds the leases found in the file by Open that have not ended through this Queue:
+	// an Ack, Nack, Release or Bury with a recovered lease's token removes it (see memLease).
+	recMu     sync.Mutex
+	recovered map[uint64]leaseStamp
 
 	mu         sync.Mutex
 	pending    []*commitReq

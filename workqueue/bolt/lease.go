@@ -19,9 +19,16 @@ func tokenSuffix(epoch uint64) string { return "@" + strconv.FormatUint(epoch, 1
 
 // memLease returns the Memory token ("<id>.<attempt>") within lease, a token of this queue
 // ("<id>.<attempt>@<epoch>", see the package doc), if lease can hold a lease now: when it is of this
-// Open's epoch, or of the epoch that the file's record of that lease names. Memory then judges if
-// it does. Else it returns ErrLeaseLost.
-func (q *Queue) memLease(lease string) (string, error) {
+// Open's epoch, or when it is the token of a lease that Open recovered from the file and that has
+// not ended since. Memory then judges if it does. Else it returns ErrLeaseLost.
+//
+// ends says that the caller ends the lease (Ack, Nack, Release, Bury): a recovered lease's token is
+// then forgotten before Memory ends the lease, so it never holds the item's next lease, which a
+// Release hands out under the same attempt number and so the same Memory token. Forgetting first
+// keeps the next holder's token from meeting the old one still remembered; if Memory finds the
+// lease not held, it had ended already (expired), and an item that expired is leased again under
+// the next attempt, so the old token holds none of its later leases either.
+func (q *Queue) memLease(lease string, ends bool) (string, error) {
 	if strings.HasSuffix(lease, q.suffix) {
 		return lease[:len(lease)-len(q.suffix)], nil
 	}
@@ -37,7 +44,14 @@ func (q *Queue) memLease(lease string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if q.recovered[id] != (leaseStamp{attempt: attempt, epoch: epoch}) {
+	q.recMu.Lock()
+	held, ok := q.recovered[id]
+	ok = ok && held == leaseStamp{attempt: attempt, epoch: epoch}
+	if ok && ends {
+		delete(q.recovered, id)
+	}
+	q.recMu.Unlock()
+	if !ok {
 		return "", workqueue.ErrLeaseLost
 	}
 	return mem, nil
@@ -65,7 +79,7 @@ func (q *Queue) LeaseBatch(ctx context.Context, dst []workqueue.Item) (int, erro
 
 // Ack implements workqueue.Queue.
 func (q *Queue) Ack(ctx context.Context, lease string) error {
-	mem, err := q.memLease(lease)
+	mem, err := q.memLease(lease, true)
 	if err != nil {
 		return err
 	}
@@ -82,14 +96,17 @@ func (q *Queue) AckBatch(ctx context.Context, leases []string) error {
 	mem = mem[:len(leases)]
 	for i, l := range leases {
 		// A token that holds no lease stays "": Memory gives it ErrLeaseLost in its place.
-		mem[i], _ = q.memLease(l)
+		mem[i], _ = q.memLease(l, true)
 	}
 	return q.Memory.AckBatch(ctx, mem)
 }
 
 // Nack implements workqueue.Queue.
 func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) error {
-	mem, err := q.memLease(lease)
+	if delay < 0 {
+		return q.Memory.Nack(ctx, lease, delay) // ErrInvalid, before memLease forgets a lease that goes on
+	}
+	mem, err := q.memLease(lease, true)
 	if err != nil {
 		return err
 	}
@@ -98,7 +115,7 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 
 // Release gives a leased item back at once without counting the attempt (see Memory.Release).
 func (q *Queue) Release(ctx context.Context, lease string) error {
-	mem, err := q.memLease(lease)
+	mem, err := q.memLease(lease, true)
 	if err != nil {
 		return err
 	}
@@ -108,7 +125,7 @@ func (q *Queue) Release(ctx context.Context, lease string) error {
 // Extend implements workqueue.Queue. The new deadline is not committed: after a crash the lease
 // runs to its last committed deadline.
 func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
-	mem, err := q.memLease(lease)
+	mem, err := q.memLease(lease, false)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -117,7 +134,7 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 
 // Bury implements workqueue.Queue.
 func (q *Queue) Bury(ctx context.Context, lease string, reason string) error {
-	mem, err := q.memLease(lease)
+	mem, err := q.memLease(lease, true)
 	if err != nil {
 		return err
 	}
