@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -96,9 +97,14 @@ type Queue struct {
 	suffix string // "@<epoch>", the end of those tokens
 
 	// recovered holds the leases found in the file by Open that have not ended through this Queue:
-	// an Ack, Nack, Release or Bury with a recovered lease's token removes it (see memLease).
-	recMu     sync.Mutex
-	recovered map[uint64]leaseStamp
+	// an Ack, Nack, Release or Bury with a recovered lease's token removes it (see memLease). An
+	// entry whose lease expired stays: its token matches no later lease of the item, which Memory
+	// hands out under the next attempt.
+	// nrecovered is its length, read without recMu so that a queue with no recovered lease left
+	// checks the tokens of this Open with no lock.
+	recMu      sync.Mutex
+	recovered  map[uint64]*recLease
+	nrecovered atomic.Int64
 
 	mu         sync.Mutex
 	pending    []*commitReq
@@ -135,7 +141,7 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	}
 	var recs []workqueue.Record
 	var lastID, epoch uint64
-	recovered := map[uint64]leaseStamp{}
+	recovered := map[uint64]*recLease{}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketItems, bucketDead, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -161,7 +167,7 @@ func Open(path string, opts ...Option) (*Queue, error) {
 				}
 				recs = append(recs, r)
 				if !r.Dead && !r.Deadline.IsZero() {
-					recovered[r.ID] = leaseStamp{attempt: r.Attempt, epoch: leaseEpoch}
+					recovered[r.ID] = &recLease{id: r.ID, leaseStamp: leaseStamp{attempt: r.Attempt, epoch: leaseEpoch}}
 				}
 				return nil
 			})
@@ -176,6 +182,7 @@ func Open(path string, opts ...Option) (*Queue, error) {
 		return nil, fmt.Errorf("recover %s: %w", path, err)
 	}
 	q := &Queue{db: db, asyncAck: cfg.asyncAck, epoch: epoch, suffix: tokenSuffix(epoch), recovered: recovered}
+	q.nrecovered.Store(int64(len(recovered)))
 	mem, err := workqueue.NewMemory(append(cfg.mem, workqueue.WithJournal(q, recs, lastID))...)
 	if err != nil {
 		db.Close()

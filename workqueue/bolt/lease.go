@@ -17,44 +17,107 @@ type leaseStamp struct {
 
 func tokenSuffix(epoch uint64) string { return "@" + strconv.FormatUint(epoch, 10) }
 
+// recLease is a lease that Open found in the file, under the token of an earlier Open.
+type recLease struct {
+	id uint64
+	leaseStamp
+	ending chan struct{} // made when an Ack, Nack, Release or Bury starts to end the lease; closed once it has
+}
+
 // memLease returns the Memory token ("<id>.<attempt>") within lease, a token of this queue
-// ("<id>.<attempt>@<epoch>", see the package doc), if lease can hold a lease now: when it is of this
-// Open's epoch, or when it is the token of a lease that Open recovered from the file and that has
-// not ended since. Memory then judges if it does. Else it returns ErrLeaseLost.
+// ("<id>.<attempt>@<epoch>", see the package doc), if lease can hold a lease now: when it is the
+// token of a lease that Open recovered from the file and that has not ended since, or when it is of
+// this Open's epoch and names no such lease (this Open never handed that one out, though Memory's
+// token for it is the same). Memory then judges if it does. Else it returns ErrLeaseLost.
 //
-// ends says that the caller ends the lease (Ack, Nack, Release, Bury): a recovered lease's token is
-// then forgotten before Memory ends the lease, so it never holds the item's next lease, which a
-// Release hands out under the same attempt number and so the same Memory token. Forgetting first
-// keeps the next holder's token from meeting the old one still remembered; if Memory finds the
-// lease not held, it had ended already (expired), and an item that expired is leased again under
-// the next attempt, so the old token holds none of its later leases either.
-func (q *Queue) memLease(lease string, ends bool) (string, error) {
+// ends says that the caller ends the lease (Ack, Nack, Release, Bury). For a recovered lease's
+// token memLease then marks the lease as ending and returns it, and the caller calls q.ended with it
+// once Memory has ended the lease (or found it ended: expired, which leases the item again under the
+// next attempt, a token the recovered one never matches). From then on the recovered token holds
+// nothing, not even the item's next lease, which a Release hands out under the same attempt and so
+// the same Memory token; a token of this Open that names the lease waits for its end meanwhile.
+func (q *Queue) memLease(lease string, ends bool) (string, *recLease, error) {
 	if strings.HasSuffix(lease, q.suffix) {
-		return lease[:len(lease)-len(q.suffix)], nil
+		mem := lease[:len(lease)-len(q.suffix)]
+		if q.nrecovered.Load() > 0 && q.recoveredHeld(mem) {
+			return "", nil, workqueue.ErrLeaseLost
+		}
+		return mem, nil, nil
 	}
 	mem, epoch := lease, uint64(0)
 	if i := strings.LastIndexByte(lease, '@'); i >= 0 {
 		e, err := strconv.ParseUint(lease[i+1:], 10, 64)
 		if err != nil {
-			return "", workqueue.ErrLeaseLost
+			return "", nil, workqueue.ErrLeaseLost
 		}
 		mem, epoch = lease[:i], e
 	}
 	id, attempt, err := workqueue.ParseLease(mem)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	q.recMu.Lock()
-	held, ok := q.recovered[id]
-	ok = ok && held == leaseStamp{attempt: attempt, epoch: epoch}
-	if ok && ends {
-		delete(q.recovered, id)
+	defer q.recMu.Unlock()
+	r := q.recovered[id]
+	if r == nil || r.leaseStamp != (leaseStamp{attempt: attempt, epoch: epoch}) {
+		return "", nil, workqueue.ErrLeaseLost
 	}
+	if !ends {
+		return mem, nil, nil
+	}
+	if r.ending != nil {
+		return "", nil, workqueue.ErrLeaseLost // another call ends it
+	}
+	r.ending = make(chan struct{})
+	return mem, r, nil
+}
+
+// ended forgets r, a recovered lease that memLease marked as ending, once Memory has ended it.
+func (q *Queue) ended(r *recLease) {
+	q.recMu.Lock()
+	delete(q.recovered, r.id)
+	q.nrecovered.Store(int64(len(q.recovered)))
 	q.recMu.Unlock()
-	if !ok {
-		return "", workqueue.ErrLeaseLost
+	close(r.ending)
+}
+
+// recoveredHeld reports whether mem, the Memory token within a token of this Open, names a
+// recovered lease that has not ended, which this Open cannot have handed out. While a call ends
+// that lease it waits: the lease a Release hands out next has this token.
+func (q *Queue) recoveredHeld(mem string) bool {
+	id, attempt, err := workqueue.ParseLease(mem)
+	if err != nil {
+		return false // Memory refuses it
 	}
-	return mem, nil
+	for {
+		q.recMu.Lock()
+		r := q.recovered[id]
+		var ending chan struct{}
+		if r != nil {
+			ending = r.ending
+		}
+		q.recMu.Unlock()
+		if r == nil || r.attempt != attempt {
+			return false
+		}
+		if ending == nil {
+			return true
+		}
+		<-ending
+	}
+}
+
+// end runs do, the Memory call that ends the lease a token names, with its Memory token.
+func (q *Queue) end(lease string, do func(mem string) error) error {
+	mem, r, err := q.memLease(lease, true)
+	if err != nil {
+		return err
+	}
+	err = do(mem)
+	if r != nil {
+		q.ended(r)
+	}
+	return err
 }
 
 // Lease implements workqueue.Queue (see Memory.Lease); the token names this Open.
@@ -79,11 +142,7 @@ func (q *Queue) LeaseBatch(ctx context.Context, dst []workqueue.Item) (int, erro
 
 // Ack implements workqueue.Queue.
 func (q *Queue) Ack(ctx context.Context, lease string) error {
-	mem, err := q.memLease(lease, true)
-	if err != nil {
-		return err
-	}
-	return q.Memory.Ack(ctx, mem)
+	return q.end(lease, func(mem string) error { return q.Memory.Ack(ctx, mem) })
 }
 
 // AckBatch implements workqueue.Batcher.
@@ -94,38 +153,39 @@ func (q *Queue) AckBatch(ctx context.Context, leases []string) error {
 		mem = make([]string, 0, len(leases))
 	}
 	mem = mem[:len(leases)]
+	var recs []*recLease
 	for i, l := range leases {
 		// A token that holds no lease stays "": Memory gives it ErrLeaseLost in its place.
-		mem[i], _ = q.memLease(l, true)
+		var r *recLease
+		mem[i], r, _ = q.memLease(l, true)
+		if r != nil {
+			recs = append(recs, r)
+		}
 	}
-	return q.Memory.AckBatch(ctx, mem)
+	err := q.Memory.AckBatch(ctx, mem)
+	for _, r := range recs {
+		q.ended(r)
+	}
+	return err
 }
 
 // Nack implements workqueue.Queue.
 func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) error {
 	if delay < 0 {
-		return q.Memory.Nack(ctx, lease, delay) // ErrInvalid, before memLease forgets a lease that goes on
+		return q.Memory.Nack(ctx, lease, delay) // ErrInvalid, and the lease goes on
 	}
-	mem, err := q.memLease(lease, true)
-	if err != nil {
-		return err
-	}
-	return q.Memory.Nack(ctx, mem, delay)
+	return q.end(lease, func(mem string) error { return q.Memory.Nack(ctx, mem, delay) })
 }
 
 // Release gives a leased item back at once without counting the attempt (see Memory.Release).
 func (q *Queue) Release(ctx context.Context, lease string) error {
-	mem, err := q.memLease(lease, true)
-	if err != nil {
-		return err
-	}
-	return q.Memory.Release(ctx, mem)
+	return q.end(lease, func(mem string) error { return q.Memory.Release(ctx, mem) })
 }
 
 // Extend implements workqueue.Queue. The new deadline is not committed: after a crash the lease
 // runs to its last committed deadline.
 func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
-	mem, err := q.memLease(lease, false)
+	mem, _, err := q.memLease(lease, false)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -134,9 +194,5 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 
 // Bury implements workqueue.Queue.
 func (q *Queue) Bury(ctx context.Context, lease string, reason string) error {
-	mem, err := q.memLease(lease, true)
-	if err != nil {
-		return err
-	}
-	return q.Memory.Bury(ctx, mem, reason)
+	return q.end(lease, func(mem string) error { return q.Memory.Bury(ctx, mem, reason) })
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +27,32 @@ func recoveredLease(t *testing.T) (*bolt.Queue, *workqueue.Item) {
 		t.Fatal(err)
 	}
 	return openT(t, path, bolt.WithLeaseDuration(time.Minute)), it
+}
+
+// recoveredLeases is recoveredLease for n items.
+func recoveredLeases(t *testing.T, n int) (*bolt.Queue, []string) {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "q.db")
+	q, err := bolt.Open(path, bolt.WithLeaseDuration(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leases []string
+	for range n {
+		if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		it, err := q.Lease(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, it.Lease)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return openT(t, path, bolt.WithLeaseDuration(time.Minute)), leases
 }
 
 // TestEndedRecoveredLeaseTokenHoldsNoLaterLease: once a lease recovered from the file ends, its
@@ -89,27 +117,8 @@ func TestRecoveredLeaseOutlivesRejectedNack(t *testing.T) {
 // same time (run with -race); each ends once, and the queue is empty after.
 func TestRecoveredLeasesConcurrently(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "q.db")
-	q, err := bolt.Open(path, bolt.WithLeaseDuration(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 64
-	var leases []string
-	for range n {
-		if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		it, err := q.Lease(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leases = append(leases, it.Lease)
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	q = openT(t, path, bolt.WithLeaseDuration(time.Minute))
+	q, leases := recoveredLeases(t, n)
 	errs := make(chan error, 4*n)
 	var wg sync.WaitGroup
 	for i, l := range leases {
@@ -156,4 +165,196 @@ func TestRecoveredLeasesConcurrently(t *testing.T) {
 	if st.Leased != 0 || st.Ready != 0 {
 		t.Errorf("stats %+v, want every recovered lease ended", st)
 	}
+}
+
+// TestCurrentTokenHoldsNoRecoveredLease: a token with this Open's epoch that this Open never handed
+// out ("1.1@2" for the recovered "1.1@1") holds nothing; once the recovered lease is released, the
+// same token handed out for the item's next lease holds that one.
+func TestCurrentTokenHoldsNoRecoveredLease(t *testing.T) {
+	ctx := context.Background()
+	q, a := recoveredLease(t)
+	at := strings.LastIndexByte(a.Lease, '@')
+	epoch, err := strconv.ParseUint(a.Lease[at+1:], 10, 64)
+	if err != nil {
+		t.Fatalf("token %q: %v", a.Lease, err)
+	}
+	alias := a.Lease[:at+1] + strconv.FormatUint(epoch+1, 10)
+	for _, op := range []struct {
+		name string
+		do   func() error
+	}{
+		{"Extend", func() error { _, err := q.Extend(ctx, alias); return err }},
+		{"Ack", func() error { return q.Ack(ctx, alias) }},
+		{"AckBatch", func() error { return q.AckBatch(ctx, []string{alias}) }},
+		{"Nack", func() error { return q.Nack(ctx, alias, 0) }},
+		{"Release", func() error { return q.Release(ctx, alias) }},
+		{"Bury", func() error { return q.Bury(ctx, alias, "alias") }},
+	} {
+		if err := op.do(); !errors.Is(err, workqueue.ErrLeaseLost) {
+			t.Errorf("%s with %q, a token never handed out, on the recovered lease %q: %v, want ErrLeaseLost", op.name, alias, a.Lease, err)
+		}
+	}
+	if err := q.Release(ctx, a.Lease); err != nil {
+		t.Fatalf("Release of the recovered lease: %v", err)
+	}
+	b, err := q.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Lease != alias {
+		t.Fatalf("lease after the Release %q, want %q", b.Lease, alias)
+	}
+	if err := q.Ack(ctx, b.Lease); err != nil {
+		t.Errorf("Ack by the holder of %q: %v", b.Lease, err)
+	}
+}
+
+// TestMalformedTokens: tokens that are malformed, or name a lease that is not held, never panic
+// and never match (ErrLeaseLost or ErrInvalid); the recovered and the current lease survive them.
+func TestMalformedTokens(t *testing.T) {
+	ctx := context.Background()
+	// The current epoch is 2, item 1 has a recovered lease of epoch 1, item 2 one of this Open.
+	q, recovered := recoveredLeases(t, 1)
+	if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := q.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := recovered[0]
+	if old != "1.1@1" || cur.Lease != "2.1@2" {
+		t.Fatalf("leases %q and %q, want 1.1@1 and 2.1@2", old, cur.Lease)
+	}
+	lostOrInvalid := func(err error) bool {
+		return errors.Is(err, workqueue.ErrLeaseLost) || errors.Is(err, workqueue.ErrInvalid)
+	}
+	bad := []string{"", "@", "@1", "@2", "1.1@", "1.1@x", "1.1@99999999999999999999", "1.1@-1", "1.1@+1",
+		"1.1@1@1", "1.1@1@2", "2.1@2@2", "2.1@1", "1.2@1", "2.2@2", "1.1@0", "1.1", "2.1", "2.1@3", "1.1@2",
+		"1.1@18446744073709551615", "1.1@18446744073709551616", ".1@2", "2.@2", "2.0@2", "2.-1@2", "@@",
+		"1.1@ 1", "1.1@1 ", " 1.1@1", "1.1@1\x00", "2.1\x00@2", "99999999999999999999.1@2", "2.99999999999@2"}
+	for _, l := range bad {
+		for name, err := range map[string]error{
+			"Ack":      q.Ack(ctx, l),
+			"Extend":   func() error { _, err := q.Extend(ctx, l); return err }(),
+			"Nack":     q.Nack(ctx, l, 0),
+			"Release":  q.Release(ctx, l),
+			"Bury":     q.Bury(ctx, l, "r"),
+			"AckBatch": q.AckBatch(ctx, []string{l}),
+		} {
+			if !lostOrInvalid(err) {
+				t.Errorf("%s(%q) = %v, want ErrLeaseLost or ErrInvalid", name, l, err)
+			}
+		}
+	}
+	if _, err := q.Extend(ctx, old); err != nil {
+		t.Errorf("Extend of the recovered lease: %v", err)
+	}
+	if _, err := q.Extend(ctx, cur.Lease); err != nil {
+		t.Errorf("Extend of the current lease: %v", err)
+	}
+	// One AckBatch with the recovered lease, a malformed token, the current lease, the recovered
+	// lease again and a token of an epoch that never held item 2.
+	err = q.AckBatch(ctx, []string{old, "1.1@", cur.Lease, old, "2.1@1"})
+	var be *workqueue.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("AckBatch: %v, want a BatchError", err)
+	}
+	for i, e := range be.Errs {
+		if want := i == 1 || i == 3 || i == 4; want != errors.Is(e, workqueue.ErrLeaseLost) {
+			t.Errorf("AckBatch token %d: %v, want ErrLeaseLost %v", i, e, want)
+		}
+	}
+	st, err := q.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Depth() != 0 {
+		t.Errorf("stats %+v, want both leases acked", st)
+	}
+}
+
+// TestAckBatchManyTokens: one AckBatch of more than 64 tokens (the wrapper's buffer), leases
+// recovered and current, and tokens that hold nothing.
+func TestAckBatchManyTokens(t *testing.T) {
+	ctx := context.Background()
+	q, leases := recoveredLeases(t, 50)
+	for range 50 {
+		if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		it, err := q.Lease(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, it.Lease, "junk@"+it.Lease)
+	}
+	err := q.AckBatch(ctx, leases)
+	var be *workqueue.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("AckBatch: %v, want a BatchError", err)
+	}
+	for i, e := range be.Errs {
+		if junk := i >= 50 && (i-50)%2 == 1; (e != nil) != junk {
+			t.Errorf("AckBatch token %d %q: %v", i, leases[i], e)
+		}
+	}
+	st, err := q.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Depth() != 0 {
+		t.Errorf("stats %+v, want every lease acked", st)
+	}
+}
+
+// TestReleasedRecoveredLeasesNextHolders: recovered leases released while other goroutines lease
+// the items again (under the same tokens but for the epoch) and ack them: every new holder's Ack
+// succeeds, even one that comes while the Release is still under way.
+func TestReleasedRecoveredLeasesNextHolders(t *testing.T) {
+	ctx := context.Background()
+	const n = 64
+	q, leases := recoveredLeases(t, n)
+	var wg sync.WaitGroup
+	for _, l := range leases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := q.Release(ctx, l); err != nil {
+				t.Errorf("Release of the recovered lease %q: %v", l, err)
+			}
+		}()
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	items := make(chan *workqueue.Item)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				it, err := q.Lease(lctx)
+				if err != nil {
+					return
+				}
+				select {
+				case items <- it:
+				case <-lctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	for range n {
+		select {
+		case it := <-items:
+			if err := q.Ack(ctx, it.Lease); err != nil {
+				t.Errorf("Ack by the next holder %q: %v", it.Lease, err)
+			}
+		case <-lctx.Done():
+			t.Fatal("released items not leased again")
+		}
+	}
+	cancel()
+	wg.Wait()
 }
