@@ -289,9 +289,15 @@ func (q *Queue) scheduleFlushLocked() {
 	}
 }
 
+// testHookFlush, when not nil, is called by every flush as it starts.
+var testHookFlush func()
+
 // flush commits what async acks and leases left pending (unless another commit took it meanwhile).
 func (q *Queue) flush() {
 	defer q.flushWG.Done()
+	if testHookFlush != nil {
+		testHookFlush()
+	}
 	q.mu.Lock()
 	q.flushing = false
 	empty := len(q.pending) == 0
