@@ -60,7 +60,8 @@ func WithLogger(l *zap.Logger) Option {
 func WithOpenTimeout(d time.Duration) Option { return optionFunc(func(c *config) { c.timeout = d }) }
 
 // WithNoSync skips fsync (faster, but a machine crash can lose acknowledged adds; a process crash
-// cannot). Default false: every commit is fsynced.
+// cannot). Default false: every commit is fsynced. Open still fsyncs once, after it commits its
+// epoch (see the package doc).
 func WithNoSync() Option { return optionFunc(func(c *config) { c.noSync = true }) }
 
 // WithAsyncAck lets Ack and AckBatch return before their commit, as Lease always does: the acks go
@@ -181,6 +182,14 @@ func Open(path string, opts ...Option) (*Queue, error) {
 		db.Close()
 		return nil, fmt.Errorf("recover %s: %w", path, err)
 	}
+	if cfg.noSync {
+		// The epoch must be on disk before a lease of this Open: a machine crash that lost it would
+		// give the next Open this epoch again, and this Open's tokens would match its leases.
+		if err := syncDB(db); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("sync %s: %w", path, err)
+		}
+	}
 	q := &Queue{db: db, asyncAck: cfg.asyncAck, epoch: epoch, suffix: tokenSuffix(epoch), recovered: recovered}
 	q.nrecovered.Store(int64(len(recovered)))
 	mem, err := workqueue.NewMemory(append(cfg.mem, workqueue.WithJournal(q, recs, lastID))...)
@@ -192,6 +201,9 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	cfg.logger.Info("queue opened", zap.String("path", path), zap.Int("records", len(recs)))
 	return q, nil
 }
+
+// syncDB fsyncs the file (a variable for tests).
+var syncDB = (*bbolt.DB).Sync
 
 // Commit implements workqueue.Journal with group commit.
 func (q *Queue) Commit(changes []workqueue.Change) error {

@@ -11,14 +11,14 @@
 // until the deadline the lease was taken with (Extend is not committed) and then comes back.
 //
 // Lease tokens are "<id>.<attempt>@<epoch>", where epoch counts the Opens of the file (each Open
-// commits the next one before it hands out a lease). A token of the current Open is checked as
-// Memory checks its own, but never holds a lease recovered from the file; a token of an earlier
-// Open holds a lease only if the file had that lease (item, attempt and epoch) when it was opened,
-// and only until that lease ends (an Ack, Nack, Release, Bury or its deadline): never a later lease
-// of the item. So the holder of a lease the crash lost gets workqueue.ErrLeaseLost and never shares
-// the item's new lease, while the holder of a committed lease can Extend and Ack it across
-// restarts. Tokens without an epoch, handed out before epochs existed, count as epoch 0, as do the
-// leases stored then.
+// commits the next one, fsynced even with WithNoSync, before it hands out a lease). A token of the
+// current Open is checked as Memory checks its own, but never holds a lease recovered from the
+// file; a token of an earlier Open holds a lease only if the file had that lease (item, attempt and
+// epoch) when it was opened, and only until that lease ends (an Ack, Nack, Release, Bury or its
+// deadline): never a later lease of the item. So the holder of a lease the crash lost gets
+// workqueue.ErrLeaseLost and never shares the item's new lease, while the holder of a committed
+// lease can Extend and Ack it across restarts. Tokens without an epoch, handed out before epochs
+// existed, count as epoch 0, as do the leases stored then.
 //
 // # Lifecycle
 //
