@@ -7,12 +7,15 @@ import (
 	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
 )
 
-// BenchmarkReadRequest parses pipelined GETs, and SETs shaped as redis-benchmark's.
+// BenchmarkReadRequest parses pipelined GETs and SETs shaped as redis-benchmark's, and 4-key MGETs.
 func BenchmarkReadRequest(b *testing.B) {
 	b.Run("get", func(b *testing.B) {
 		twemproxytest.BenchmarkReadRequest(b, &redis.Protocol{}, encode("GET", "key:000123"), 5)
 	})
 	b.Run("set", func(b *testing.B) {
 		twemproxytest.BenchmarkReadRequest(b, &redis.Protocol{}, encode("SET", "key:__rand_int__", "xxx"), 7)
+	})
+	b.Run("mget", func(b *testing.B) {
+		twemproxytest.BenchmarkReadRequest(b, &redis.Protocol{}, encode("MGET", "key:000001", "key:000002", "key:000003", "key:000004"), 11)
 	})
 }

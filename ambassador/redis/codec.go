@@ -282,7 +282,7 @@ func grow(b []byte, n int) []byte {
 	return b[:len(b)+n]
 }
 
-func (r2 *reqArgs) arg(i int) []byte { return r2.r.Buf[r2.r.Scratch[i].Start:r2.r.Scratch[i].End] }
+func (r2 reqArgs) arg(i int) []byte { return r2.r.Buf[r2.r.Scratch[i].Start:r2.r.Scratch[i].End] }
 
 type reqArgs struct{ r *twemproxy.Request }
 
@@ -309,15 +309,15 @@ func (p *Protocol) classify(r *twemproxy.Request) error {
 		up[i] = c
 	}
 	cmd := up[:len(name)]
-	info, ok := cmdInfo{}, false
+	var info *cmdInfo
 	if len(cmd) > 0 {
-		info, ok = lookup(cmd)
+		info = lookup(cmd)
 	}
-	if !ok {
+	if info == nil {
 		return localErr(r, "unsupported command '%s' (not forwarded by the sharding proxy)", sanitize(name))
 	}
 	nargs := len(r.Scratch)
-	if nargs < info.arity {
+	if nargs < int(info.arity) {
 		return localErr(r, "wrong number of arguments for '%s' command", bytes.ToLower(cmd))
 	}
 	r.Keys = r.Keys[:0]
@@ -345,14 +345,82 @@ func (p *Protocol) classify(r *twemproxy.Request) error {
 			r.Keys = append(r.Keys, r.Scratch[i])
 		}
 		r.MultiKey = len(r.Keys) > 1
-	case shapeEval:
-		nk, ok := parseLen(a.arg(2))
-		if !ok || nk < 1 || nk > nargs-3 {
-			return localErr(r, "EVAL needs at least one key to be routed by the sharding proxy")
+	case shapeNoKey:
+		// No key: the pool sends it where an empty key goes (the hash 0).
+	case shapeKeys, shapeEval:
+		if !countedKeys(r, info) {
+			if info.shape == shapeEval {
+				return localErr(r, "EVAL needs at least one key to be routed by the sharding proxy")
+			}
+			// A bad key count: sent, as nutcracker does, by the first argument, for the server
+			// to answer with its error.
+			r.Keys = append(r.Keys[:0], r.Scratch[1])
 		}
-		r.Keys = append(r.Keys, r.Scratch[3])
+		r.MultiKey = len(r.Keys) > 1
+	case shapeStore:
+		r.Keys = append(r.Keys, r.Scratch[1])
+		storeKeys(r, int(info.opts))
+		r.MultiKey = len(r.Keys) > 1
 	}
 	return nil
+}
+
+// countedKeys appends the keys of a shapeKeys or shapeEval command to r.Keys: the arguments
+// info.first..info.last, then as many as the argument info.numkeys says. It reports false if that
+// count is not a number from 1 to the arguments left.
+func countedKeys(r *twemproxy.Request, info *cmdInfo) bool {
+	nargs := len(r.Scratch)
+	if info.first > 0 {
+		last := min(int(info.last), nargs-1)
+		r.Keys = append(r.Keys, r.Scratch[info.first:last+1]...)
+	}
+	if info.numkeys == 0 {
+		return true
+	}
+	at := int(info.numkeys)
+	nk, ok := parseLen(reqArgs{r}.arg(at))
+	if !ok || nk < 1 || nk > nargs-at-1 {
+		return false
+	}
+	r.Keys = append(r.Keys, r.Scratch[at+1:at+1+nk]...)
+	return true
+}
+
+// storeKeys appends to r.Keys the keys of SORT's STORE option and GEORADIUS' STORE and STOREDIST,
+// looking at the options from the argument opts on. It skips the values of the options that take
+// some (BY, GET, LIMIT, COUNT), as redis does, so that a pattern named "store" is not taken for
+// the option.
+func storeKeys(r *twemproxy.Request, opts int) {
+	a := reqArgs{r}
+	for i := opts; i < len(r.Scratch); i++ {
+		switch opt := a.arg(i); {
+		case equalFold(opt, "STORE") || equalFold(opt, "STOREDIST"):
+			if i+1 < len(r.Scratch) {
+				i++
+				r.Keys = append(r.Keys, r.Scratch[i])
+			}
+		case equalFold(opt, "BY") || equalFold(opt, "GET") || equalFold(opt, "COUNT"):
+			i++
+		case equalFold(opt, "LIMIT"):
+			i += 2
+		}
+	}
+}
+
+// equalFold reports whether b is the upper-case ASCII word up in any case.
+func equalFold(b []byte, up string) bool {
+	if len(b) != len(up) {
+		return false
+	}
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != up[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func sanitize(b []byte) []byte {
@@ -497,15 +565,24 @@ func readValue(br *bufio.Reader, dst []byte, depth int) ([]byte, error) {
 }
 
 // Fragment builds the command for the keys with the given indexes (MGET, DEL, UNLINK, EXISTS,
-// TOUCH: those keys; MSET: their key value pairs).
+// TOUCH: those keys; MSET: their key value pairs). A command whose keys must share a server is
+// not split: the pool asks for fragments when its keys are on different servers, and Merge then
+// refuses it; its fragments are "PING key", which change nothing on the servers.
 func (p *Protocol) Fragment(r *twemproxy.Request, keys []int, frag *twemproxy.Request) {
 	a := reqArgs{r}
 	shape := cmdShape(r.Kind)
+	frag.Kind = r.Kind
+	if shape.together() {
+		key := r.Key(keys[0])
+		frag.Buf = append(frag.Buf[:0], "*2\r\n$4\r\nPING\r\n"...)
+		frag.Buf = appendBulk(frag.Buf, key)
+		frag.Keys = append(frag.Keys[:0], twemproxy.Span{Start: len(frag.Buf) - 2 - len(key), End: len(frag.Buf) - 2})
+		return
+	}
 	n := 1 + len(keys)
 	if shape == shapeMSet {
 		n = 1 + 2*len(keys)
 	}
-	frag.Kind = r.Kind
 	frag.Buf = append(frag.Buf[:0], '*')
 	frag.Buf = strconv.AppendInt(frag.Buf, int64(n), 10)
 	frag.Buf = append(frag.Buf, crlf...)
@@ -522,8 +599,13 @@ func (p *Protocol) Fragment(r *twemproxy.Request, keys []int, frag *twemproxy.Re
 }
 
 // Merge combines the fragments' replies: MGET's arrays back into key order, the integers of
-// DEL/UNLINK/EXISTS/TOUCH added up, MSET's "+OK". The first failed fragment's error wins.
+// DEL/UNLINK/EXISTS/TOUCH added up, MSET's "+OK". The first failed fragment's error wins. A
+// command whose keys must share a server gets an error that says they do not.
 func (p *Protocol) Merge(r *twemproxy.Request, frags []*twemproxy.Request) {
+	if cmdShape(r.Kind).together() {
+		r.Resp = appendSpreadErr(r.Resp[:0], reqArgs{r}.arg(0))
+		return
+	}
 	for _, f := range frags {
 		if err := f.Err(); err != nil {
 			r.Resp = p.ErrorReply(r.Resp[:0], err)
@@ -576,6 +658,19 @@ func (p *Protocol) Merge(r *twemproxy.Request, frags []*twemproxy.Request) {
 		}
 		r.Scratch = next
 	}
+}
+
+// appendSpreadErr appends the error reply to a command (named name) whose keys are on different
+// servers.
+func appendSpreadErr(dst, name []byte) []byte {
+	dst = append(dst, "-ERR keys of '"...)
+	for _, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, "' are on different servers; use hash_tag to keep them on one\r\n"...)
 }
 
 // splitArray records in f.Scratch the span of each element of the array reply in f.Resp.

@@ -39,8 +39,15 @@ var requestTests = []struct {
 	{"unsupported stays usable", encode("FLUSHALL") + encode("GET", "a"), []parsed{
 		{Local: "-ERR unsupported command 'FLUSHALL' (not forwarded by the sharding proxy)\r\n"},
 		{Keys: []string{"a"}, Buf: encode("GET", "a")}}, false},
-	{"eval", encode("EVAL", "s", "2", "k1", "k2"), []parsed{{Keys: []string{"k1"}, Buf: encode("EVAL", "s", "2", "k1", "k2")}}, false},
 	{"eval no keys", encode("EVAL", "s", "0", "arg"), []parsed{{Local: "-ERR EVAL needs at least one key to be routed by the sharding proxy\r\n"}}, false},
+	{"pfadd key only", encode("PFADD", "h"), []parsed{{Keys: []string{"h"}, Buf: encode("PFADD", "h")}}, false},
+	{"sort key only", encode("sort", "l"), []parsed{{Keys: []string{"l"}, Buf: encode("sort", "l")}}, false},
+	{"command", encode("COMMAND") + encode("command", "info", "get") + encode("LOLWUT", "VERSION", "5"), []parsed{
+		{Buf: encode("COMMAND")}, {Buf: encode("command", "info", "get")}, {Buf: encode("LOLWUT", "VERSION", "5")}}, false},
+	{"eval no key count", encode("EVAL", "s", "0"), []parsed{{Local: "-ERR EVAL needs at least one key to be routed by the sharding proxy\r\n"}}, false},
+	{"eval too few keys", encode("EVALSHA", "s", "3", "k1", "k2"), []parsed{{Local: "-ERR EVAL needs at least one key to be routed by the sharding proxy\r\n"}}, false},
+	{"zdiff bad key count", encode("ZDIFF", "x", "a"), []parsed{{Keys: []string{"x"}, Buf: encode("ZDIFF", "x", "a")}}, false},
+	{"zunionstore too few keys", encode("ZUNIONSTORE", "d", "3", "a", "b"), []parsed{{Keys: []string{"d"}, Buf: encode("ZUNIONSTORE", "d", "3", "a", "b")}}, false},
 	{"bad length", "*2\r\n$x\r\n", nil, true},
 	{"truncated", "*2\r\n$3\r\nGET\r\n$1\r\n", nil, true},
 	{"too many args", "*99999999\r\n", nil, true},
@@ -52,6 +59,81 @@ var requestTests = []struct {
 	// Lengths past what a 32-bit int holds are refused, not wrapped round (to 1 and 3 here).
 	{"array length past 32 bits", "*4294967297\r\n$3\r\nGET\r\n", nil, true},
 	{"bulk length past 32 bits", "*1\r\n$4294967299\r\nGET\r\n", nil, true},
+}
+
+// keyTests are commands whose keys must share a server: where each takes its keys from.
+var keyTests = []struct {
+	args []string
+	keys []string
+}{
+	{[]string{"EVAL", "s", "2", "k1", "k2", "argv"}, []string{"k1", "k2"}},
+	{[]string{"evalsha", "sha", "1", "k1", "argv"}, []string{"k1"}},
+	{[]string{"RPOPLPUSH", "src", "dst"}, []string{"src", "dst"}},
+	{[]string{"SMOVE", "src", "dst", "m"}, []string{"src", "dst"}},
+	{[]string{"LMOVE", "src", "dst", "LEFT", "RIGHT"}, []string{"src", "dst"}},
+	{[]string{"COPY", "src", "dst", "DB", "0", "REPLACE"}, []string{"src", "dst"}},
+	{[]string{"ZRANGESTORE", "dst", "src", "0", "-1"}, []string{"dst", "src"}},
+	{[]string{"GEOSEARCHSTORE", "dst", "src", "FROMMEMBER", "m", "BYRADIUS", "1", "km", "STOREDIST"}, []string{"dst", "src"}},
+	{[]string{"PFMERGE", "dst"}, []string{"dst"}},
+	{[]string{"PFMERGE", "dst", "h1", "h2"}, []string{"dst", "h1", "h2"}},
+	{[]string{"PFCOUNT", "h1", "h2"}, []string{"h1", "h2"}},
+	{[]string{"SDIFF", "s1"}, []string{"s1"}},
+	{[]string{"SDIFF", "s1", "s2", "s3"}, []string{"s1", "s2", "s3"}},
+	{[]string{"SINTER", "s1", "s2"}, []string{"s1", "s2"}},
+	{[]string{"SUNION", "s1", "s2"}, []string{"s1", "s2"}},
+	{[]string{"SDIFFSTORE", "d", "s1"}, []string{"d", "s1"}},
+	{[]string{"SINTERSTORE", "d", "s1", "s2"}, []string{"d", "s1", "s2"}},
+	{[]string{"sunionstore", "d", "s1", "s2"}, []string{"d", "s1", "s2"}},
+	{[]string{"ZDIFF", "2", "z1", "z2", "WITHSCORES"}, []string{"z1", "z2"}},
+	{[]string{"ZINTER", "1", "z1", "WEIGHTS", "2"}, []string{"z1"}},
+	{[]string{"ZUNION", "2", "z1", "z2", "AGGREGATE", "MAX"}, []string{"z1", "z2"}},
+	{[]string{"ZDIFFSTORE", "d", "2", "z1", "z2"}, []string{"d", "z1", "z2"}},
+	{[]string{"ZINTERSTORE", "d", "1", "z1", "WEIGHTS", "2"}, []string{"d", "z1"}},
+	{[]string{"ZUNIONSTORE", "d", "2", "z1", "z2", "WEIGHTS", "1", "2"}, []string{"d", "z1", "z2"}},
+	// SORT's BY and GET patterns are not keys the proxy can see; "store" after GET is a pattern.
+	{[]string{"SORT", "l", "BY", "w_*", "LIMIT", "0", "10", "GET", "store", "ALPHA", "store", "dst"}, []string{"l", "dst"}},
+	{[]string{"SORT", "l", "LIMIT", "store", "store", "DESC"}, []string{"l"}},
+	{[]string{"GEORADIUS", "g", "0", "0", "1", "km", "COUNT", "5", "ANY", "STORE", "d1", "STOREDIST", "d2"}, []string{"g", "d1", "d2"}},
+	{[]string{"GEORADIUSBYMEMBER", "g", "m", "1", "km", "STOREDIST", "d"}, []string{"g", "d"}},
+	{[]string{"GEORADIUS", "g", "0", "0", "1", "km", "STORE"}, []string{"g"}},
+	{[]string{"BITFIELD", "b", "GET", "u8", "0"}, []string{"b"}},
+}
+
+// TestKeyPositions: a command whose keys must share a server lists every key, in order, and is
+// forwarded whole (split only to be refused, when its keys are on different servers).
+func TestKeyPositions(t *testing.T) {
+	p := &redis.Protocol{}
+	for _, tc := range keyTests {
+		in := encode(tc.args...)
+		got, err := parseAll(p, in)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		want := []parsed{{Keys: tc.keys, Multi: len(tc.keys) > 1, Buf: in}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%v (-want +got):\n%s", tc.args, diff)
+		}
+	}
+}
+
+// TestSpreadKeysRefused: when the pool finds the keys of such a command on different servers,
+// the fragments it sends are harmless PINGs and the client gets an error that says why.
+func TestSpreadKeysRefused(t *testing.T) {
+	p := &redis.Protocol{}
+	r, frags := split(t, p, []string{"smove", "{a}s", "{b}s", "m"}, []int{0}, []int{1})
+	if diff := cmp.Diff([]string{encode("PING", "{a}s"), encode("PING", "{b}s")}, bufs(frags)); diff != "" {
+		t.Errorf("fragments (-want +got):\n%s", diff)
+	}
+	if got := string(frags[1].Key(0)); got != "{b}s" {
+		t.Errorf("fragment key %q, want {b}s", got)
+	}
+	frags[0].Resp = []byte("$4\r\n{a}s\r\n")
+	frags[1].Resp = []byte("-ERR some failure\r\n")
+	p.Merge(r, frags)
+	want := "-ERR keys of 'smove' are on different servers; use hash_tag to keep them on one\r\n"
+	if diff := cmp.Diff(want, string(r.Resp)); diff != "" {
+		t.Errorf("merge (-want +got):\n%s", diff)
+	}
 }
 
 func parseAll(p *redis.Protocol, in string) ([]parsed, error) {
@@ -141,28 +223,54 @@ func TestReadResponse(t *testing.T) {
 
 func TestFragmentMerge(t *testing.T) {
 	p := &redis.Protocol{}
-	var r twemproxy.Request
-	if err := p.ReadRequest(bufio.NewReader(strings.NewReader(encode("MGET", "a", "b", "c"))), &r); err != nil {
-		t.Fatal(err)
-	}
-	f0, f1 := &twemproxy.Request{}, &twemproxy.Request{}
-	p.Fragment(&r, []int{0, 2}, f0)
-	p.Fragment(&r, []int{1}, f1)
-	if diff := cmp.Diff([]string{encode("MGET", "a", "c"), encode("MGET", "b")}, []string{string(f0.Buf), string(f1.Buf)}); diff != "" {
+	r, frags := split(t, p, []string{"MGET", "a", "b", "c"}, []int{0, 2}, []int{1})
+	if diff := cmp.Diff([]string{encode("MGET", "a", "c"), encode("MGET", "b")}, bufs(frags)); diff != "" {
 		t.Errorf("fragments (-want +got):\n%s", diff)
 	}
 	r.KeyFrag = []int{0, 1, 0}
-	f0.Resp = []byte("*2\r\n$1\r\nA\r\n$-1\r\n")
-	f1.Resp = []byte("*1\r\n$1\r\nB\r\n")
-	p.Merge(&r, []*twemproxy.Request{f0, f1})
+	frags[0].Resp = []byte("*2\r\n$1\r\nA\r\n$-1\r\n")
+	frags[1].Resp = []byte("*1\r\n$1\r\nB\r\n")
+	p.Merge(r, frags)
 	if diff := cmp.Diff("*3\r\n$1\r\nA\r\n$1\r\nB\r\n$-1\r\n", string(r.Resp)); diff != "" {
 		t.Errorf("merge (-want +got):\n%s", diff)
 	}
 }
 
+// split parses the command args and makes a fragment of it for each group of key indexes.
+func split(t *testing.T, p *redis.Protocol, args []string, groups ...[]int) (*twemproxy.Request, []*twemproxy.Request) {
+	t.Helper()
+	var r twemproxy.Request
+	if err := p.ReadRequest(bufio.NewReader(strings.NewReader(encode(args...))), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Local {
+		t.Fatalf("%q answered by the proxy: %q", args, r.Resp)
+	}
+	var frags []*twemproxy.Request
+	for _, keys := range groups {
+		f := &twemproxy.Request{}
+		p.Fragment(&r, keys, f)
+		frags = append(frags, f)
+	}
+	return &r, frags
+}
+
+func bufs(rs []*twemproxy.Request) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, string(r.Buf))
+	}
+	return out
+}
+
+var crlf = []byte("\r\n")
+
 func FuzzReadRequest(f *testing.F) {
 	for _, tc := range requestTests {
 		f.Add([]byte(tc.in))
+	}
+	for _, tc := range keyTests {
+		f.Add([]byte(encode(tc.args...)))
 	}
 	p := &redis.Protocol{MaxRequestSize: 4096, MaxArgs: 64}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -175,7 +283,7 @@ func FuzzReadRequest(f *testing.F) {
 			if r.Local {
 				continue
 			}
-			if len(r.Keys) == 0 || r.Buf[0] != '*' {
+			if (len(r.Keys) == 0 && !keyless(r.Buf)) || r.Buf[0] != '*' {
 				t.Fatalf("forwardable request %q without keys or not RESP", r.Buf)
 			}
 			// What is forwarded must parse again as the same command.
@@ -185,6 +293,17 @@ func FuzzReadRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// keyless reports whether the RESP command buf ("*N\r\n$L\r\nNAME\r\n...") is one that has no
+// key (COMMAND, LOLWUT).
+func keyless(buf []byte) bool {
+	parts := bytes.SplitN(buf, crlf, 4)
+	if len(parts) < 4 {
+		return false
+	}
+	name := strings.ToUpper(string(parts[2]))
+	return name == "COMMAND" || name == "LOLWUT"
 }
 
 // The buffered fast path of ReadRequest reads what the piecewise path reads, errors included.

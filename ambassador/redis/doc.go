@@ -2,13 +2,41 @@
 // (ambassador/twemproxy): a streaming codec for RESP2 requests (and inline commands, forwarded
 // as RESP) whose replies, RESP3 types included, are passed through as the server sent them.
 //
-// Single-key commands are routed by their key; MGET, MSET, DEL, UNLINK, EXISTS and TOUCH are split
-// across shards and merged in order (MGET's array in key order, the integers added up, MSET's
-// "+OK"); EVAL/EVALSHA are routed by their first key; PING, ECHO, QUIT and SELECT 0 are answered
-// by the proxy. In a pool with redis_auth, clients must AUTH with that password first (the proxy
-// authenticates to the servers itself, and selects redis_db). Commands that span the keyspace or
-// need connection state (KEYS, SCAN, MULTI, SUBSCRIBE, blocking pops, HELLO, ...) get
-// "-ERR unsupported command" and the connection stays usable.
+// # Commands
+//
+// The proxy forwards every command that nutcracker 0.5.0 forwards, and a few more with one key
+// (EXPIRETIME, PEXPIRETIME, SORT_RO, GEORADIUS_RO, GEORADIUSBYMEMBER_RO). They are routed so:
+//
+//   - Commands with one key (GET, SET, HSET, LPUSH, ZADD, BITFIELD, ...) go to the key's server.
+//   - MGET, DEL, UNLINK, EXISTS, TOUCH and MSET are split across servers and merged in order
+//     (MGET's array in key order, the integers added up, MSET's "+OK").
+//   - Commands with several keys go whole to the server of their keys: RPOPLPUSH, LMOVE, SMOVE,
+//     COPY, SDIFF, SINTER, SUNION and their STORE forms, PFCOUNT, PFMERGE, ZRANGESTORE,
+//     GEOSEARCHSTORE (every key argument); ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE (the destination
+//     and the numkeys keys); ZUNION, ZINTER, ZDIFF (the numkeys keys); EVAL and EVALSHA (the
+//     numkeys keys; at least one); SORT and GEORADIUS/GEORADIUSBYMEMBER (the key and the keys of
+//     their STORE and STOREDIST options). Keep such keys on one server with the pool's hash_tag
+//     ("{user:1}:a", "{user:1}:b").
+//   - COMMAND and LOLWUT, which have no key, go to the server that an empty key maps to; every
+//     server of a pool answers them alike.
+//   - PING, ECHO, QUIT and SELECT 0 are answered by the proxy. In a pool with redis_auth, clients
+//     must AUTH with that password first (the proxy authenticates to the servers itself, and
+//     selects redis_db).
+//
+// The one difference from nutcracker: where the proxy sees every key of a command and they are on
+// different servers, it refuses the command with "-ERR keys of '<command>' are on different
+// servers; use hash_tag to keep them on one" and does not run it (each of those servers gets a
+// PING); nutcracker runs it on the server of its first key, where the other keys are not. So
+// ZUNION, ZINTER and ZDIFF go to their keys' server too, where nutcracker routes them by their
+// numkeys argument. SORT's BY and GET patterns name keys the proxy cannot see: they are read on
+// the sorted key's server, as with nutcracker.
+//
+// The commands that nutcracker does not forward either get "-ERR unsupported command" and the
+// connection stays usable: those that span the keyspace or the server (KEYS, SCAN, RANDOMKEY,
+// FLUSHALL, INFO, CONFIG, SCRIPT, FUNCTION, ...), need connection state (MULTI/EXEC/WATCH,
+// SUBSCRIBE, blocking commands such as BLPOP, BLMOVE and BZPOPMIN, HELLO, CLIENT, ...), and
+// others such as RENAME, MSETNX, BITOP, MIGRATE, MOVE, OBJECT, FCALL, PUBLISH and the stream
+// commands (XADD, ...).
 //
 // Limits: a request is at most Protocol.MaxRequestSize bytes (64 MiB by default) and
 // Protocol.MaxArgs arguments; a request over them, or one that is not valid RESP, gets
