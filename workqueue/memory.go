@@ -832,14 +832,12 @@ func (q *Memory) Add(ctx context.Context, payload []byte, opts AddOptions) (stri
 			last := ks.q[len(ks.q)-1]
 			if last.attempt == 0 && last.state != stNew && last.state != stLeased {
 				id := last.ids()
-				rec, changed := q.hastenLocked(last, e.notBefore, now)
-				q.mu.Unlock()
-				if changed && q.cfg.journal != nil {
-					if _, ok := q.cfg.journal.(LazyJournal); !ok {
-						if err := q.commit(Change{Op: OpPut, Record: rec}); err != nil {
-							return "", err
-						}
-					}
+				if !q.hastenLocked(last, e.notBefore, now) {
+					q.mu.Unlock()
+					return id, nil
+				}
+				if err := q.commitHeldUnlock(last); err != nil {
+					return "", err
 				}
 				return id, nil
 			}
@@ -884,14 +882,26 @@ func after(now int64, d time.Duration) int64 {
 
 // hastenLocked applies an Add absorbed by e, a waiting item of the same key never leased: the item
 // becomes ready no later than the absorbed add asked (notBefore, 0 for now), as if both adds had
-// been kept and the earlier one had run. It reports whether e changed and, if so, e's record; a
-// LazyJournal has it already (in order with the leases that follow under mu), any other journal
-// must commit it. Called with mu held.
-func (q *Memory) hastenLocked(e *entry, notBefore, now int64) (Record, bool) {
-	if e.state != stDelayed && e.state != stParked || notBefore >= e.notBefore && notBefore != 0 {
-		return Record{}, false
+// been kept and the earlier one had run. An add that would not bring it forward changes nothing (and
+// writes nothing). A LazyJournal gets e's new record at once, in order with the leases that follow
+// under mu. With any other journal, e is taken out of sight (stHeld) and hastenLocked returns
+// true: the caller then calls commitHeldUnlock. Called with mu held.
+func (q *Memory) hastenLocked(e *entry, notBefore, now int64) bool {
+	if e.state != stDelayed && e.state != stParked || e.notBefore == 0 || notBefore != 0 && notBefore >= e.notBefore {
+		return false
 	}
 	e.notBefore = notBefore
+	if q.cfg.journal != nil {
+		if _, lazy := q.cfg.journal.(LazyJournal); !lazy {
+			if e.state == stDelayed {
+				q.delayed.remove(int(e.idx))
+				q.syncDelayed()
+			}
+			e.state = stHeld
+			q.nheld++
+			return true
+		}
+	}
 	if e.state == stDelayed {
 		if notBefore <= now { // 0 (no delay) or due already
 			q.delayed.remove(int(e.idx))
@@ -903,14 +913,26 @@ func (q *Memory) hastenLocked(e *entry, notBefore, now int64) (Record, bool) {
 			q.armLocked(now) // after syncDelayed: it reads delayedAt
 		}
 	}
-	if q.cfg.journal == nil {
-		return Record{}, true
-	}
-	rec := q.record(e)
 	if lj, ok := q.cfg.journal.(LazyJournal); ok {
-		lj.CommitLater([]Change{{Op: OpPut, Record: rec}})
+		lj.CommitLater([]Change{{Op: OpPut, Record: q.record(e)}})
 	}
-	return rec, true
+	return false
+}
+
+// commitHeldUnlock commits the record of e, an item held out of sight (stHeld, counted in nheld),
+// without mu, then makes it visible and unlocks mu: no lease of it, and so no ack, can reach the
+// journal before this put. On a failed commit the item still becomes visible: the journal holds its
+// older state. Called with mu held; returns with it released.
+func (q *Memory) commitHeldUnlock(e *entry) error {
+	rec := q.record(e)
+	q.mu.Unlock()
+	err := q.commit(Change{Op: OpPut, Record: rec})
+	q.mu.Lock()
+	q.nheld--
+	q.makeVisible(e, q.clock())
+	q.checkDrained()
+	q.mu.Unlock()
+	return err
 }
 
 // Lease implements Queue.
@@ -1379,16 +1401,7 @@ func (q *Memory) giveBack(lease string, delay time.Duration, uncount bool) error
 	if q.cfg.journal != nil {
 		e.state = stHeld
 		q.nheld++
-		rec := q.record(e)
-		q.mu.Unlock()
-		err := q.commit(Change{Op: OpPut, Record: rec})
-		q.mu.Lock()
-		q.nheld--
-		// On a failed commit the item still becomes ready: the journal holds its older state.
-		q.makeVisible(e, q.clock())
-		q.checkDrained()
-		q.mu.Unlock()
-		return err
+		return q.commitHeldUnlock(e)
 	}
 	q.makeVisible(e, now)
 	q.checkDrained()

@@ -271,3 +271,146 @@ func TestMemoryHugeDelayNeverComesDue(t *testing.T) {
 		t.Fatalf("stats %+v, %v: want 2 delayed", s, err)
 	}
 }
+
+// journalLog is a plain (not lazy) Journal that keeps the last record of each ID, as bolt does, and
+// counts its puts; hold, if set, runs before each change outside the lock.
+type journalLog struct {
+	mu   sync.Mutex
+	recs map[uint64]workqueue.Record
+	puts int
+	hold func(workqueue.Change)
+}
+
+func (j *journalLog) Commit(ch []workqueue.Change) error {
+	for _, c := range ch {
+		if j.hold != nil {
+			j.hold(c)
+		}
+		j.mu.Lock()
+		switch c.Op {
+		case workqueue.OpPut:
+			j.puts++
+			j.recs[c.Record.ID] = c.Record
+		default:
+			delete(j.recs, c.Record.ID)
+		}
+		j.mu.Unlock()
+	}
+	return nil
+}
+
+// journaledMemory is a Memory queue over a new journalLog, closed when the test ends.
+func journaledMemory(t *testing.T) (*workqueue.Memory, *journalLog) {
+	j := &journalLog{recs: map[uint64]workqueue.Record{}}
+	q, err := workqueue.NewMemory(workqueue.WithJournal(j, nil, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q, j
+}
+
+func (j *journalLog) state() (int, int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.recs), j.puts
+}
+
+// With a plain journal, an item an absorbed add brings forward stays out of sight until its new
+// record is committed: were it leased and acked first, the late put would bring the acked item back
+// into the journal (and deliver it again after a restart).
+func TestMemoryHastenedItemWaitsForItsJournalRecord(t *testing.T) {
+	ctx := context.Background()
+	q, j := journaledMemory(t)
+	if _, err := q.Add(ctx, []byte("v1"), workqueue.AddOptions{Key: "k", Delay: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	j.hold = func(c workqueue.Change) {
+		if c.Op == workqueue.OpPut && c.Record.NotBefore.IsZero() && c.Record.Attempt == 0 {
+			once.Do(func() { close(held); <-release }) // the absorbed add's put, held up
+		}
+	}
+	added := make(chan error, 1)
+	go func() {
+		_, err := q.Add(ctx, []byte("v2"), workqueue.AddOptions{Key: "k"})
+		added <- err
+	}()
+	<-held
+	lctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	if it, err := q.Lease(lctx); err == nil {
+		t.Errorf("leased %q before the absorbed add's record was committed", it.Payload)
+	}
+	cancel()
+	close(release)
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	it, err := q.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Ack(ctx, it.Lease); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := j.state(); n != 0 {
+		t.Errorf("the journal holds %d records after the only item was acked", n)
+	}
+}
+
+// An absorbed add that would not bring its item forward (no delay, and the item waits only for its
+// key's turn) changes nothing, so nothing is written.
+func TestMemoryAbsorbedAddWritesNothingWhenNothingChanges(t *testing.T) {
+	ctx := context.Background()
+	q, j := journaledMemory(t)
+	for _, p := range []string{"leased", "parked"} {
+		if _, err := q.Add(ctx, []byte(p), workqueue.AddOptions{Key: "hot"}); err != nil {
+			t.Fatal(err)
+		}
+		if p == "leased" {
+			if _, err := q.Lease(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, before := j.state()
+	for range 100 {
+		if _, err := q.Add(ctx, []byte("again"), workqueue.AddOptions{Key: "hot"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, after := j.state(); after != before {
+		t.Errorf("100 absorbed adds that changed nothing wrote %d records", after-before)
+	}
+}
+
+// An item parked behind its key's lease is brought forward too: after the ack it is ready at once.
+func TestMemoryParkedItemHastened(t *testing.T) {
+	ctx := context.Background()
+	q, err := workqueue.NewMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if _, err := q.Add(ctx, []byte("first"), workqueue.AddOptions{Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := q.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := q.Add(ctx, []byte("parked"), workqueue.AddOptions{Key: "k", Delay: time.Hour})
+	if id2, _ := q.Add(ctx, []byte("now"), workqueue.AddOptions{Key: "k"}); id2 != id {
+		t.Fatalf("add while parked got %s, want the parked %s", id2, id)
+	}
+	if err := q.Ack(ctx, first.Lease); err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	it, err := q.Lease(lctx)
+	if err != nil || it.ID != id {
+		t.Fatalf("after the ack: %v, %v; want the parked item %s at once", it, err, id)
+	}
+}
