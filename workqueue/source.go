@@ -126,8 +126,10 @@ var ErrSource = errors.New("workqueue: bad item source answer")
 // Poll lists the source once and adds the new items; it returns how many it added. An item that
 // fails (its GET or its Add) does not hold up the items listed after it, and is not marked seen, so
 // the next Poll tries it again; the error then names the items that failed (after the whole list).
-// When ctx ends or the queue closes, the items not yet tried are left for the next Poll. Run calls
-// it; it is exported for one-shot use. Not safe for concurrent use with Run.
+// When ctx ends, the queue closes or the source cannot be reached (no answer within the HTTP
+// client's timeout, a refused connection), the items not yet tried are left for the next Poll: the
+// others would wait alike. Run calls it; it is exported for one-shot use. Not safe for concurrent
+// use with Run.
 func (s *Source) Poll(ctx context.Context) (int, error) {
 	var list ItemList
 	if err := s.get(ctx, "/api/v1/items", &list); err != nil {
@@ -151,7 +153,8 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 		if err := s.add(ctx, name); err != nil {
 			failed.add(err)
 			// The other items would fail alike.
-			stop = ctx.Err() != nil || errors.Is(err, ErrClosed)
+			var down *unreachable
+			stop = ctx.Err() != nil || errors.Is(err, ErrClosed) || errors.As(err, &down)
 			continue
 		}
 		s.seen[name] = true
@@ -179,6 +182,12 @@ func (s *Source) add(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// unreachable is an error of the transport to the source (as opposed to an answer it gave).
+type unreachable struct{ err error }
+
+func (e *unreachable) Error() string { return e.err.Error() }
+func (e *unreachable) Unwrap() error { return e.err }
 
 // maxItemErrs is how many item errors a Poll's error keeps (and names); it counts the others.
 const maxItemErrs = 10
@@ -220,7 +229,7 @@ func (s *Source) get(ctx context.Context, path string, out any) error {
 	}
 	resp, err := s.cfg.hc.Do(req)
 	if err != nil {
-		return err
+		return &unreachable{err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -228,7 +237,7 @@ func (s *Source) get(ctx context.Context, path string, out any) error {
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return err
+		return &unreachable{err}
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("%w: GET %s: %v", ErrSource, path, err)

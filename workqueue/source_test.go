@@ -212,3 +212,35 @@ func TestSourceManyBadItems(t *testing.T) {
 		t.Errorf("Poll = %d, %v; want 1 and an ErrSource naming bad00 to bad09 and counting 2 more", n, err)
 	}
 }
+
+// A source whose item endpoint does not answer ends the Poll at the first item it times out on: going
+// on would wait the HTTP client's timeout once for every listed item. The items are tried again at
+// the next Poll.
+func TestSourceUnreachableItemsEndThePoll(t *testing.T) {
+	names := make([]string, 20)
+	for i := range names {
+		names[i] = fmt.Sprintf("item-%02d", i)
+	}
+	hang := make(chan struct{})
+	defer close(hang)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/items" {
+			json.NewEncoder(w).Encode(workqueue.ItemList{Kind: "ItemList", APIVersion: "v1", Items: names})
+			return
+		}
+		select { // an item GET hangs until the test ends
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	s, err := workqueue.NewSource(srv.URL, mustMemory(t), workqueue.WithSourceHTTPClient(&http.Client{Timeout: 100 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	n, err := s.Poll(context.Background())
+	if el := time.Since(start); n != 0 || err == nil || el > 2*time.Second {
+		t.Errorf("Poll of 20 items that never answer: %d added, err %v, took %v; want an error within a few client timeouts", n, err, el)
+	}
+}
