@@ -99,7 +99,8 @@ func WithExecLogger(l *zap.Logger) ExecOption {
 // outcome follows the exit status of the command's own process alone: processes it left running do
 // not delay Handle, and nothing the command wrote before it ended is lost. A process that left the
 // command's group (setsid) and holds its output open is not killed and not waited for: Handle reads
-// what it writes for a moment (200 ms) after the command ends, then stops reading.
+// what it writes for a moment (200 ms) after the command ends, then takes what the pipe still holds
+// without waiting, at most 1 MiB a stream (logging that may take longer than the 200 ms), and stops.
 //
 // # Work directories
 //

@@ -141,7 +141,6 @@ func TestExecWorkerSweepsDeadWorkersDirs(t *testing.T) {
 	}
 }
 
-// TestExecWorkerKillsProcessGroup checks that a timeout kills the command and its children.
 // A command that cannot start because the item's ctx ended first (its timeout, a lost lease, a drain)
 // is retried, not buried: only a command that cannot start at all is a permanent failure.
 func TestExecWorkerEndedContextIsNotPermanent(t *testing.T) {
@@ -159,6 +158,7 @@ func TestExecWorkerEndedContextIsNotPermanent(t *testing.T) {
 	}
 }
 
+// TestExecWorkerKillsProcessGroup checks that a timeout kills the command and its children.
 func TestExecWorkerKillsProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	w, _ := workqueue.NewExecWorker([]string{"sh", "-c", `sleep 300 & echo $! > "$PIDFILE"; wait`}, workqueue.WithEnv("PIDFILE="+pidFile))

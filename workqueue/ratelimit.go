@@ -123,7 +123,10 @@ func AddRateLimited(ctx context.Context, q Queue, l RateLimiter, payload []byte,
 }
 
 // WithRateLimiter makes the pool's retry delays come from l (keyed by item key, or ID when it has
-// none), forgetting the key when its item succeeds or is buried. It replaces WithBackoff.
+// none), forgetting the key when the Pool acks or buries its item. An item the queue buries itself
+// (its WithMaxAttempts, at lease time) never reaches the Pool: its key is not forgotten then, so give
+// the queue no attempt limit of its own, or a higher one, when the Pool has a limiter and a
+// WithPoolMaxAttempts. It replaces WithBackoff.
 func WithRateLimiter(l RateLimiter) PoolOption {
 	return poolOptionFunc(func(c *poolConfig) { c.limiter = l })
 }
