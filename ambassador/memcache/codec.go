@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
@@ -24,6 +25,9 @@ const (
 	MaxKeyLength        = 250     // memcached's key length limit
 	maxTokens           = 8       // tokens of a non-retrieval command line
 	maxLine             = 16 << 10
+	// maxCommandLine bounds a command line other than get and gets, with its line end: memcached
+	// closes a connection whose unfinished line passes 2048 bytes, unless it is a get or gets.
+	maxCommandLine = 2048
 )
 
 var (
@@ -31,6 +35,8 @@ var (
 	ErrLineTooLong = errors.New("memcache: line too long")
 	// ErrBadDataChunk: a storage command's data block does not end with \r\n.
 	ErrBadDataChunk = errors.New("memcache: bad data chunk")
+	// ErrNULByte: a command line other than get and gets holds a NUL byte.
+	ErrNULByte = errors.New("memcache: NUL byte in a command line")
 )
 
 var (
@@ -39,7 +45,11 @@ var (
 	replyTooLarge  = []byte("SERVER_ERROR object too large for cache\r\n")
 	replyBadChunk  = []byte("CLIENT_ERROR bad data chunk\r\n")
 	replyLineLong  = []byte("CLIENT_ERROR line too long\r\n")
-	endLine        = []byte("END\r\n")
+	replyBadDelta  = []byte("CLIENT_ERROR invalid numeric delta argument\r\n")
+	replyBadExpiry = []byte("CLIENT_ERROR invalid exptime argument\r\n")
+	// replyDeleteUsage is memcached's reply, two spaces included.
+	replyDeleteUsage = []byte("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n")
+	endLine          = []byte("END\r\n")
 )
 
 // Protocol is memcache's ASCII protocol for twemproxy pools. The zero value is ready to use with
@@ -111,6 +121,11 @@ func local(r *twemproxy.Request, reply []byte) error {
 }
 
 // ReadRequest reads one command.
+//
+// A command the proxy forwards is one memcached reads exactly as the proxy did, so that the
+// server sends exactly the replies the proxy waits for on a connection other clients share: a
+// command memcached would reject or read otherwise is answered here (with memcached's reply, its
+// data block consumed), never forwarded.
 func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 	line, err := readLine(br)
 	if err != nil {
@@ -131,34 +146,22 @@ func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 	}
 	switch string(cmd) {
 	case "get", "gets":
-		return p.retrieval(r, body, len(cmd), 0)
+		return p.retrieval(r, body, len(cmd), false)
 	case "gat", "gats":
-		return p.retrieval(r, body, len(cmd), 1)
+		if err := checkLine(line); err != nil {
+			return err
+		}
+		return p.retrieval(r, body, len(cmd), true)
 	case "set", "add", "replace", "append", "prepend", "cas":
+		if err := checkLine(line); err != nil {
+			return err
+		}
 		return p.storage(br, r, body, string(cmd) == "cas")
 	case "delete", "incr", "decr", "touch":
-		// delete <key> [0] [noreply]; incr|decr <key> <value> [noreply]; touch <key> <exptime> [noreply]
-		var tok [maxTokens]twemproxy.Span
-		n := fields(body, 0, tok[:])
-		if n < 2 || n > 4 {
-			return local(r, replyBadFormat)
+		if err := checkLine(line); err != nil {
+			return err
 		}
-		r.NoReply = noReply(body, tok[:n])
-		args := n
-		if r.NoReply {
-			args--
-		}
-		ok := args == 3
-		if string(cmd) == "delete" {
-			// The server answers a third token other than 0 itself (an error) when it can.
-			ok = args == 2 || args == 3 && (!r.NoReply || string(body[tok[2].Start:tok[2].End]) == "0")
-		}
-		if !ok || !validKey(body[tok[1].Start:tok[1].End]) {
-			return local(r, replyBadFormat)
-		}
-		r.Kind = kindLine
-		r.Keys = append(r.Keys[:0], tok[1])
-		return nil
+		return lineCommand(r, body, string(cmd))
 	case "version":
 		v := p.Version
 		if v == "" {
@@ -175,8 +178,71 @@ func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 	return local(r, replyError)
 }
 
-// retrieval parses get/gets (skip 0) and gat/gats (skip 1: the exptime before the keys).
-func (p *Protocol) retrieval(r *twemproxy.Request, body []byte, cmdLen, skip int) error {
+// checkLine refuses, closing the connection, a command line that memcached would not read as
+// the proxy does: one with a NUL byte (memcached's command ends there, so a trailing noreply the
+// proxy does not see could silence the server's reply), or one longer than maxCommandLine
+// (memcached closes a connection whose unfinished line passes 2048 bytes, unless it is a get or
+// gets, failing every request of other clients queued on it).
+func checkLine(line []byte) error {
+	if len(line) > maxCommandLine {
+		return &twemproxy.ClientError{Reply: replyLineLong, Err: ErrLineTooLong}
+	}
+	if bytes.IndexByte(line, 0) >= 0 {
+		return &twemproxy.ClientError{Reply: replyBadFormat, Err: ErrNULByte}
+	}
+	return nil
+}
+
+// lineCommand parses delete <key> [0] [noreply], incr|decr <key> <delta> [x], touch <key>
+// <exptime> [x] with memcached's token counts and replies; an unknown last token is ignored, as
+// memcached ignores it, and "noreply" there silences the reply.
+func lineCommand(r *twemproxy.Request, body []byte, cmd string) error {
+	var tok [maxTokens]twemproxy.Span
+	n := fields(body, 0, tok[:])
+	least := 3
+	if cmd == "delete" {
+		least = 2
+	}
+	if n < least || n > 4 {
+		return local(r, replyError)
+	}
+	r.NoReply = noReply(body, tok[:n])
+	key := span(body, tok[1])
+	switch cmd {
+	case "delete":
+		if n > 2 {
+			zero := string(span(body, tok[2])) == "0"
+			if !(n == 3 && (zero || r.NoReply) || n == 4 && zero && r.NoReply) {
+				return local(r, replyDeleteUsage)
+			}
+		}
+		if !validKey(key) {
+			return local(r, replyBadFormat)
+		}
+	case "incr", "decr":
+		if !validKey(key) {
+			return local(r, replyBadFormat)
+		}
+		if !cUint64(span(body, tok[2])) {
+			return local(r, replyBadDelta)
+		}
+	default: // touch
+		if !validKey(key) {
+			return local(r, replyBadFormat)
+		}
+		if _, ok := cInt32(span(body, tok[2])); !ok {
+			return local(r, replyBadExpiry)
+		}
+	}
+	r.Kind = kindLine
+	r.Keys = append(r.Keys[:0], tok[1])
+	return nil
+}
+
+func span(body []byte, s twemproxy.Span) []byte { return body[s.Start:s.End] }
+
+// retrieval parses get/gets and, with touch, gat/gats (the exptime before the keys).
+func (p *Protocol) retrieval(r *twemproxy.Request, body []byte, cmdLen int, touch bool) error {
 	r.Kind = kindGet
 	r.Keys = r.Keys[:0]
 	i := cmdLen
@@ -193,7 +259,10 @@ func (p *Protocol) retrieval(r *twemproxy.Request, body []byte, cmdLen, skip int
 		for j < len(body) && body[j] != ' ' {
 			j++
 		}
-		if idx < skip {
+		if touch && idx == 0 {
+			if _, ok := cInt32(body[i:j]); !ok {
+				return local(r, replyBadExpiry)
+			}
 			prefixEnd = j
 		} else {
 			if !validKey(body[i:j]) {
@@ -205,6 +274,9 @@ func (p *Protocol) retrieval(r *twemproxy.Request, body []byte, cmdLen, skip int
 		i = j
 	}
 	if len(r.Keys) == 0 {
+		if touch && idx == 1 {
+			return local(r, endLine) // memcached touches no key and answers END
+		}
 		return local(r, replyError)
 	}
 	r.MultiKey = len(r.Keys) > 1
@@ -218,8 +290,7 @@ func noReply(body []byte, tok []twemproxy.Span) bool {
 	if len(tok) < 3 {
 		return false
 	}
-	last := tok[len(tok)-1]
-	return string(body[last.Start:last.End]) == "noreply"
+	return string(span(body, tok[len(tok)-1])) == "noreply"
 }
 
 // clientError is the error that closes the connection after reply, or silently for a noreply
@@ -231,6 +302,10 @@ func clientError(r *twemproxy.Request, reply []byte, err error) error {
 	return &twemproxy.ClientError{Reply: reply, Err: err}
 }
 
+// storage parses set/add/replace/append/prepend <key> <flags> <exptime> <bytes> [x] and cas <key>
+// <flags> <exptime> <bytes> <cas unique> [x], each number as memcached parses it. A command the
+// proxy answers itself has its data block consumed whenever its length can be read, so that the
+// client gets exactly one reply.
 func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, cas bool) error {
 	var tok [maxTokens]twemproxy.Span
 	n := fields(body, 0, tok[:])
@@ -238,39 +313,28 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 	if cas {
 		want = 6
 	}
+	if n < 5 {
+		return local(r, replyError) // no length: nothing to consume
+	}
+	size, sizeOK := dataLength(span(body, tok[4]))
 	if n < want || n > want+1 {
-		return local(r, replyBadFormat)
+		// memcached answers ERROR (and reads the data block as a command).
+		if sizeOK {
+			return p.swallow(br, r, size, replyError)
+		}
+		return local(r, replyError)
 	}
 	// Every error from here on is silent for a noreply command, as with memcached.
 	r.NoReply = noReply(body, tok[:n])
-	if n == want+1 && !r.NoReply {
+	if !sizeOK {
 		return local(r, replyBadFormat)
 	}
-	size, err := strconv.Atoi(string(body[tok[4].Start:tok[4].End]))
-	if err != nil || size < 0 || !isNum(body[tok[2].Start:tok[2].End], false) || !isNum(body[tok[3].Start:tok[3].End], true) ||
-		(cas && !isNum(body[tok[5].Start:tok[5].End], false)) {
-		return local(r, replyBadFormat)
-	}
-	if !validKey(body[tok[1].Start:tok[1].End]) {
-		// Swallow the data block, as memcached does, so the connection stays in step.
-		if size > 64*p.maxValue() {
-			return clientError(r, replyBadFormat, fmt.Errorf("memcache: value of %d bytes", size))
-		}
-		if _, err := br.Discard(size + 2); err != nil {
-			return err
-		}
-		return local(r, replyBadFormat)
+	if !validKey(span(body, tok[1])) || !cUint64(span(body, tok[2])) || !validExptime(span(body, tok[3])) ||
+		cas && !cUint64(span(body, tok[5])) {
+		return p.swallow(br, r, size, replyBadFormat)
 	}
 	if size > p.maxValue() {
-		// Swallow the data block so the connection stays usable, as memcached does; far larger
-		// than the limit, close instead.
-		if size > 64*p.maxValue() {
-			return clientError(r, replyTooLarge, fmt.Errorf("memcache: value of %d bytes", size))
-		}
-		if _, err := br.Discard(size + 2); err != nil {
-			return err
-		}
-		return local(r, replyTooLarge)
+		return p.swallow(br, r, size, replyTooLarge)
 	}
 	start := len(r.Buf)
 	r.Buf = grow(r.Buf, size+2)
@@ -288,6 +352,19 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 	return nil
 }
 
+// swallow consumes a refused storage command's data block of size bytes and answers reply, as
+// memcached does for a value too large, so that the connection stays in step; far larger than
+// the value limit, it closes the connection instead.
+func (p *Protocol) swallow(br *bufio.Reader, r *twemproxy.Request, size int, reply []byte) error {
+	if size > 64*p.maxValue() {
+		return clientError(r, reply, fmt.Errorf("memcache: value of %d bytes", size))
+	}
+	if _, err := br.Discard(size + 2); err != nil {
+		return err
+	}
+	return local(r, reply)
+}
+
 // validKey: at most MaxKeyLength bytes, no control characters (the protocol's rule for keys).
 func validKey(k []byte) bool {
 	if len(k) == 0 || len(k) > MaxKeyLength {
@@ -301,20 +378,81 @@ func validKey(k []byte) bool {
 	return true
 }
 
-// isNum reports whether b is a decimal number (with an optional leading '-' if signed).
-func isNum(b []byte, signed bool) bool {
-	if signed && len(b) > 1 && b[0] == '-' {
-		b = b[1:]
+// The numbers below are parsed as memcached 1.6 (64-bit Linux) parses them, with its safe_strtol,
+// safe_strtoul and safe_strtoull: C's strtol/strtoul/strtoull in base 10, which skip leading
+// white space, take a sign, and stop at the first non-digit, which must be the token's end or
+// white space (memcached ignores what follows it).
+
+// cSpace reports whether C's isspace holds for c (in the C locale).
+func cSpace(c byte) bool { return c == ' ' || '\t' <= c && c <= '\r' }
+
+// cNumber parses b as strtoull does: mag is the magnitude, neg whether a '-' came before it; ok is
+// false for no digits, another character after them, or a magnitude past 2^64-1 (ERANGE).
+func cNumber(b []byte) (mag uint64, neg, ok bool) {
+	i := 0
+	for i < len(b) && cSpace(b[i]) {
+		i++
 	}
-	if len(b) == 0 || len(b) > 20 {
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
+		i++
+	}
+	start := i
+	for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+		d := uint64(b[i] - '0')
+		if mag > math.MaxUint64/10 || mag == math.MaxUint64/10 && d > math.MaxUint64%10 {
+			return 0, false, false
+		}
+		mag = mag*10 + d
+	}
+	if i == start || i < len(b) && !cSpace(b[i]) {
+		return 0, false, false
+	}
+	return mag, neg, true
+}
+
+// cUint64 reports whether memcached's safe_strtoull (cas unique, incr/decr delta) or
+// safe_strtoul (flags, then truncated to 32 bits) accepts b: strtoull's value, refused when it
+// is 2^63 or more and b holds a '-' (safe_strtoull looks only before the number's end: a '-'
+// after it is refused here and accepted there, which only makes the proxy stricter).
+func cUint64(b []byte) bool {
+	mag, neg, ok := cNumber(b)
+	if !ok {
 		return false
 	}
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
+	if neg {
+		mag = -mag
 	}
-	return true
+	return int64(mag) >= 0 || bytes.IndexByte(b, '-') < 0
+}
+
+// cInt32 is memcached's safe_strtol: strtol into a 64-bit long (ERANGE past it), then truncated
+// to 32 bits.
+func cInt32(b []byte) (int32, bool) {
+	mag, neg, ok := cNumber(b)
+	if !ok || !neg && mag > math.MaxInt64 || neg && mag > 1<<63 {
+		return 0, false
+	}
+	v := int64(mag)
+	if neg {
+		v = -v
+	}
+	return int32(v), true
+}
+
+func validExptime(b []byte) bool {
+	_, ok := cInt32(b)
+	return ok
+}
+
+// dataLength is a storage command's <bytes> as memcached reads it: safe_strtol, then at least 0
+// and at most INT_MAX-2.
+func dataLength(b []byte) (int, bool) {
+	v, ok := cInt32(b)
+	if !ok || v < 0 || v > math.MaxInt32-2 {
+		return 0, false
+	}
+	return int(v), true
 }
 
 // grow extends b by n bytes.

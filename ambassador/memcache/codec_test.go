@@ -45,6 +45,14 @@ func parse(p *memcache.Protocol, in string) ([]parsed, error) {
 	}
 }
 
+// memcached's error replies.
+const (
+	badFormat   = "CLIENT_ERROR bad command line format\r\n"
+	badDelta    = "CLIENT_ERROR invalid numeric delta argument\r\n"
+	badExptime  = "CLIENT_ERROR invalid exptime argument\r\n"
+	deleteUsage = "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+)
+
 var requestTests = []struct {
 	name, in string
 	want     []parsed
@@ -60,15 +68,51 @@ var requestTests = []struct {
 	{"incr touch", "incr k 1\r\ntouch k 10 noreply\r\n", []parsed{{Keys: []string{"k"}}, {Keys: []string{"k"}, NoReply: true}}, false},
 	{"unknown", "flush_all\r\nget a\r\n", []parsed{{Local: "ERROR\r\n"}, {Keys: []string{"a"}}}, false},
 	{"get without key", "get\r\n", []parsed{{Local: "ERROR\r\n"}}, false},
-	{"bad set", "set k x 0 1\r\n", []parsed{{Local: "CLIENT_ERROR bad command line format\r\n"}}, false},
+	{"bad set", "set k x 0 1\r\nx\r\nget a\r\n", []parsed{{Local: "CLIENT_ERROR bad command line format\r\n"}, {Keys: []string{"a"}}}, false},
 	{"too large", "set k 0 0 20\r\n01234567890123456789\r\nget a\r\n", []parsed{{Local: "SERVER_ERROR object too large for cache\r\n"}, {Keys: []string{"a"}}}, false},
 	{"too large noreply", "set k 0 0 20 noreply\r\n01234567890123456789\r\nget a\r\n",
 		[]parsed{{Local: "SERVER_ERROR object too large for cache\r\n", NoReply: true}, {Keys: []string{"a"}}}, false},
-	{"malformed noreply", "set k 0 0 -1 noreply\r\ncas k 0 0 1 noreply\r\ndelete k 5 noreply\r\nincr k noreply\r\n", []parsed{
+	{"malformed noreply", "set k 0 0 -1 noreply\r\ncas k 0 0 1 noreply\r\nx\r\ndelete k 5 noreply\r\nincr k noreply\r\n", []parsed{
 		{Local: "CLIENT_ERROR bad command line format\r\n", NoReply: true}, {Local: "CLIENT_ERROR bad command line format\r\n", NoReply: true},
-		{Local: "CLIENT_ERROR bad command line format\r\n", NoReply: true}, {Local: "CLIENT_ERROR bad command line format\r\n", NoReply: true}}, false},
+		{Local: deleteUsage, NoReply: true}, {Local: badDelta, NoReply: true}}, false},
 	{"noreply out of place", "delete noreply\r\ndelete k a b noreply\r\ndelete k 0 noreply\r\n", []parsed{
-		{Keys: []string{"noreply"}}, {Local: "CLIENT_ERROR bad command line format\r\n"}, {Keys: []string{"k"}, NoReply: true}}, false},
+		{Keys: []string{"noreply"}}, {Local: "ERROR\r\n"}, {Keys: []string{"k"}, NoReply: true}}, false},
+
+	// Every number is read as memcached 1.6 reads it; one it refuses is answered here, the data
+	// block consumed, and never forwarded: memcached would run the data block as a command and
+	// send its reply on a connection other clients share.
+	{"flags past 2^64-1", "set x 18446744073709551616 0 10 noreply\r\nget secret\r\nget a\r\n",
+		[]parsed{{Local: badFormat, NoReply: true}, {Keys: []string{"a"}}}, false},
+	{"negative flags", "set k -1 0 1\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
+	{"flags memcached truncates", "set k 4294967296 0 1\r\nx\r\nset k -0 0 1\r\nx\r\n", []parsed{{Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
+	{"exptime past int64", "set x 0 99999999999999999999 10 noreply\r\nget secret\r\nget a\r\n",
+		[]parsed{{Local: badFormat, NoReply: true}, {Keys: []string{"a"}}}, false},
+	{"exptime 2^63", "set k 0 9223372036854775808 1\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
+	{"exptime int64 bounds", "set k 0 -9223372036854775808 1\r\nx\r\nset k 0 4294967296 1\r\nx\r\n", []parsed{{Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
+	{"cas unique past 2^64-1", "cas k 0 0 1 18446744073709551616\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
+	{"negative cas unique", "cas k 0 0 1 -1\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
+	{"cas unique 2^64-1", "cas k 0 0 1 18446744073709551615\r\nx\r\n", []parsed{{Keys: []string{"k"}}}, false},
+	{"length memcached truncates", "set k 0 0 4294967297\r\nx\r\n", []parsed{{Keys: []string{"k"}}}, false},
+	{"length past int32", "set k 0 0 2147483648\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
+	{"numbers with C white space", "set k \t1 +0 1\tjunk\r\nx\r\nset k 0 0 1\r\r\nx\r\n", []parsed{{Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
+	{"bad key consumes data", "set a\x01b 0 0 1\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
+	{"incr delta", "incr k 18446744073709551616\r\nincr k -1\r\ndecr k 18446744073709551615\r\n",
+		[]parsed{{Local: badDelta}, {Local: badDelta}, {Keys: []string{"k"}}}, false},
+	{"touch exptime", "touch k 99999999999999999999\r\ntouch k 4294967296 noreply\r\n",
+		[]parsed{{Local: badExptime}, {Keys: []string{"k"}, NoReply: true}}, false},
+	{"gat exptime", "gat 99999999999999999999 a\r\ngats x a\r\ngat 1\r\n", []parsed{{Local: badExptime}, {Local: badExptime}, {Local: "END\r\n"}}, false},
+	{"delete hold time", "delete k 1\r\n", []parsed{{Local: deleteUsage}}, false},
+	// memcached reads a command line only up to a NUL byte: it would take this set as noreply.
+	{"NUL byte", "set k 0 0 1 noreply\x00x\r\nx\r\n", nil, true},
+	// memcached closes a connection whose unfinished line (not a get) passes 2048 bytes.
+	{"command line over 2048 bytes", "delete" + strings.Repeat(" ", 2048) + "k\r\n", nil, true},
+
+	// A last token memcached does not know is ignored; too many tokens are answered ERROR, the
+	// data block consumed: one reply either way.
+	{"unknown last token", "set k 0 0 1 NOREPLY\r\nx\r\ncas k 0 0 1 2 noreplx\r\nx\r\nincr k 1 x\r\ntouch k 1 x\r\n",
+		[]parsed{{Keys: []string{"k"}}, {Keys: []string{"k"}}, {Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
+	{"too many tokens", "set k 0 0 1 noreply x\r\nx\r\ncas k 0 0 1\r\nx\r\nget a\r\n",
+		[]parsed{{Local: "ERROR\r\n"}, {Local: "ERROR\r\n"}, {Keys: []string{"a"}}}, false},
 	{"long key", "get " + strings.Repeat("k", 251) + "\r\n", []parsed{{Local: "CLIENT_ERROR bad command line format\r\n"}}, false},
 	{"version quit", "version\r\nquit\r\n", []parsed{{Local: "VERSION podblocks\r\n"}, {Quit: true}}, false},
 	{"bad chunk", "set k 0 0 1\r\nxyz\r\n", nil, true},

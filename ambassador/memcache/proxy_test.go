@@ -141,7 +141,11 @@ func TestProxyCommands(t *testing.T) {
 		{"get big\r\n", "END\r\n"},
 		{"set k" + strings.Repeat("k", 300) + " 0 0 1\r\nx\r\n", "CLIENT_ERROR bad command line format\r\n"},
 		{"version\r\n", "VERSION podblocks\r\n"},
-		{"incr\r\n", "CLIENT_ERROR bad command line format\r\n"},
+		{"incr\r\n", "ERROR\r\n"},
+		// memcached ignores a last token it does not know: one reply, no shift.
+		{"set t 0 0 1 NOREPLY\r\nx\r\n", "STORED\r\n"},
+		{"set t 0 0 1 noreplx\r\ny\r\nget t\r\n", "STORED\r\n"},
+		{"", "VALUE t 0 1\r\ny\r\nEND\r\n"},
 	}
 	for _, s := range steps {
 		c.send(s.send)
