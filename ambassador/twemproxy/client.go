@@ -391,11 +391,10 @@ func (c *client) drainLocked(rc *reqCache) {
 			case len(r.frags) > 0:
 				r.Resp = r.Resp[:0]
 				p.proto.Merge(r, r.frags)
-			case r.err != nil:
+			case r.err != nil && !r.NoReply:
+				// A failed noreply request is dropped uncounted, as nutcracker drops it.
 				p.forwardError.Add(1)
-				if !r.NoReply {
-					r.Resp = p.proto.ErrorReply(r.Resp[:0], r.err)
-				}
+				r.Resp = p.proto.ErrorReply(r.Resp[:0], r.err)
 			}
 		}
 		c.ready -= r.readyBytes
