@@ -364,17 +364,22 @@ func (q *Queue) Statusz() (title string, header []string, rows [][]string) {
 }
 
 // The record formats: version 1 (before lease epochs) and version 2, which adds after the dead flag
-// the epoch of the Open that handed out the record's lease (0 when it has none). A version 1
-// record's lease has epoch 0, as have the tokens of that version.
+// the epoch of the Open that handed out the record's lease. A version 1 record's lease has epoch 0,
+// as have the tokens of that version. encode writes version 2 only for a lease with an epoch, so a
+// file whose leases have all ended opens with a binary that knows version 1 only.
 const (
 	recVersion1 = 1
 	recVersion  = 2
 )
 
-// encode is r in the record format, with its lease's epoch.
+// encode is r in the record format, with its lease's epoch: version 1 when that is 0.
 func encode(r workqueue.Record, leaseEpoch uint64) []byte {
 	b := make([]byte, 0, 72+len(r.Key)+len(r.Reason)+len(r.Payload))
-	b = append(b, recVersion)
+	version := byte(recVersion)
+	if leaseEpoch == 0 {
+		version = recVersion1
+	}
+	b = append(b, version)
 	b = binary.BigEndian.AppendUint64(b, r.ID)
 	b = binary.AppendVarint(b, int64(r.Attempt))
 	b = binary.AppendVarint(b, int64(r.Priority))
@@ -386,7 +391,9 @@ func encode(r workqueue.Record, leaseEpoch uint64) []byte {
 	} else {
 		b = append(b, 0)
 	}
-	b = binary.AppendUvarint(b, leaseEpoch)
+	if version == recVersion {
+		b = binary.AppendUvarint(b, leaseEpoch)
+	}
 	b = binary.AppendUvarint(b, uint64(len(r.Key)))
 	b = append(b, r.Key...)
 	b = binary.AppendUvarint(b, uint64(len(r.Reason)))

@@ -1,36 +1,149 @@
 package bolt
 
 import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/podblocks/podblocks/workqueue"
 )
 
+// TestEncodeDecode round-trips records of both versions: version 1 when the lease has no epoch (or
+// there is no lease), version 2 when it has one.
 func TestEncodeDecode(t *testing.T) {
 	now := time.Unix(0, time.Now().UnixNano())
-	tests := []workqueue.Record{
+	recs := []workqueue.Record{
 		{ID: 1},
 		{ID: 2, Key: "k", Payload: []byte("p"), Priority: -3, Attempt: 2, NotBefore: now, Deadline: now.Add(time.Second), Added: now},
 		{ID: 3, Dead: true, Reason: "max attempts", Payload: []byte{0, 1, 2}},
 	}
-	for i, r := range tests {
-		epoch := uint64(i * 1000)
-		got, gotEpoch, err := decode(encode(r, epoch))
+	for _, r := range recs {
+		for _, epoch := range []uint64{0, 1, 1 << 40} {
+			b := encode(r, epoch)
+			if want := map[bool]byte{true: recVersion1, false: recVersion}[epoch == 0]; b[0] != want {
+				t.Errorf("encode(%+v, epoch %d) has version %d, want %d", r, epoch, b[0], want)
+			}
+			got, gotEpoch, err := decode(b)
+			if err != nil {
+				t.Fatalf("decode(encode(%+v, %d)): %v", r, epoch, err)
+			}
+			want := r
+			if want.Payload == nil {
+				want.Payload = []byte{}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("round trip with epoch %d (-want +got):\n%s", epoch, diff)
+			}
+			if gotEpoch != epoch {
+				t.Errorf("round trip of epoch %d: %d", epoch, gotEpoch)
+			}
+		}
+	}
+}
+
+// decodeVersion1 is decode as it was before lease epochs (version 1 only), what an older binary
+// reads a file with.
+func decodeVersion1(b []byte) (workqueue.Record, error) {
+	var r workqueue.Record
+	if len(b) < 9 || b[0] != recVersion1 {
+		return r, errors.New("bad header")
+	}
+	r.ID = binary.BigEndian.Uint64(b[1:9])
+	b = b[9:]
+	var ints [5]int64
+	for i := range ints {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return r, errors.New("bad varint")
+		}
+		ints[i], b = v, b[n:]
+	}
+	r.Attempt, r.Priority = int(ints[0]), int(ints[1])
+	r.NotBefore, r.Deadline, r.Added = fromNano(ints[2]), fromNano(ints[3]), fromNano(ints[4])
+	if len(b) < 1 {
+		return r, errors.New("short record")
+	}
+	r.Dead, b = b[0] == 1, b[1:]
+	var strs [2]string
+	for i := range strs {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l {
+			return r, errors.New("bad string")
+		}
+		strs[i], b = string(b[n:n+int(l)]), b[n+int(l):]
+	}
+	r.Key, r.Reason = strs[0], strs[1]
+	r.Payload = append([]byte{}, b...)
+	return r, nil
+}
+
+// TestFileWithoutLeasesReadsAsVersion1: every record of a file whose leases have all ended (acked,
+// nacked, released, buried) decodes with the version 1 decoder, so an older binary can open it.
+func TestFileWithoutLeasesReadsAsVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "q.db")
+	q, err := Open(path, WithLeaseDuration(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if _, err := q.Add(ctx, []byte{byte(i)}, workqueue.AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := []func(string) error{
+		func(l string) error { return q.Ack(ctx, l) },
+		func(l string) error { return q.Nack(ctx, l, time.Hour) },
+		func(l string) error { return q.Release(ctx, l) },
+		func(l string) error { return q.Bury(ctx, l, "r") },
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, f := range end {
+		it, err := q.Lease(lctx)
 		if err != nil {
-			t.Fatalf("decode(encode(%+v)): %v", r, err)
+			t.Fatal(err)
 		}
-		if r.Payload == nil {
-			r.Payload = []byte{}
+		if err := f(it.Lease); err != nil {
+			t.Fatal(err)
 		}
-		if diff := cmp.Diff(r, got); diff != "" {
-			t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n := 0
+	err = db.View(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketItems, bucketDead} {
+			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+				n++
+				if _, err := decodeVersion1(v); err != nil {
+					return fmt.Errorf("%s record %x: %v", name, k, err)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 		}
-		if gotEpoch != epoch {
-			t.Errorf("round trip of epoch %d: %d", epoch, gotEpoch)
-		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	if n != 5 {
+		t.Errorf("%d records in the file, want 5 (6 added, 1 acked)", n)
 	}
 }
 
