@@ -90,6 +90,12 @@ const flushDelay = 5 * time.Millisecond
 // Commits are group-committed: while one goroutine commits (one fsync), the changes of every other
 // goroutine queue up and go into the next transaction together, so throughput grows with concurrency
 // without any added delay.
+//
+// A commit that fails returns its error to the calls that wait for it: their changes are made in
+// memory and not tried again, so the file keeps the older state of those items until a later change
+// of each is committed. The changes in it that no call waits for (leases, async acks) are tried again
+// with the next commit, or by a flush flushDelay later if none comes, until one succeeds; Close's
+// own commit is their last try, and its error is Close's.
 type Queue struct {
 	*workqueue.Memory
 	db *bbolt.DB
@@ -202,8 +208,11 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	return q, nil
 }
 
-// syncDB fsyncs the file (a variable for tests).
-var syncDB = (*bbolt.DB).Sync
+// syncDB fsyncs the file, and commitTx runs a commit's transaction (variables for tests).
+var (
+	syncDB   = (*bbolt.DB).Sync
+	commitTx = (*bbolt.DB).Update
+)
 
 // Commit implements workqueue.Journal with group commit.
 func (q *Queue) Commit(changes []workqueue.Change) error {
@@ -226,19 +235,41 @@ func (q *Queue) Commit(changes []workqueue.Change) error {
 		batch := q.pending
 		q.pending = nil
 		q.mu.Unlock()
-		err := q.db.Update(func(tx *bbolt.Tx) error { return apply(tx, batch, q.epoch) })
+		err := commitTx(q.db, func(tx *bbolt.Tx) error { return apply(tx, batch, q.epoch) })
+		var again []*commitReq
 		for _, b := range batch {
 			if b.done != nil {
 				b.done <- err
+			} else if err != nil {
+				again = append(again, b)
 			}
 		}
 		q.mu.Lock()
-		if len(q.pending) == 0 {
+		if len(again) > 0 {
+			// No caller waits for these (leases, async acks): they go before the changes that came
+			// since, into the next try. That is this loop's if a caller waits for it, else a flush's.
+			q.pending = append(again, q.pending...)
+			if !anyWaits(q.pending) {
+				q.committing = false
+				q.scheduleFlushLocked()
+			}
+		}
+		if !q.committing || len(q.pending) == 0 {
 			q.committing = false
 			q.mu.Unlock()
 			return <-r.done
 		}
 	}
+}
+
+// anyWaits reports whether a caller waits for one of reqs.
+func anyWaits(reqs []*commitReq) bool {
+	for _, r := range reqs {
+		if r.done != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // onlyAcks reports whether changes are acks (of one Ack or one AckBatch) and nothing else.
@@ -315,7 +346,7 @@ func (q *Queue) flush() {
 	empty := len(q.pending) == 0
 	q.mu.Unlock()
 	if !empty {
-		_ = q.Commit(nil) // an error here resurfaces on the next synchronous commit's retry of the same state
+		_ = q.Commit(nil) // on an error, Commit schedules the next try
 	}
 }
 
