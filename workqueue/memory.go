@@ -887,7 +887,16 @@ func after(now int64, d time.Duration) int64 {
 // under mu. With any other journal, e is taken out of sight (stHeld) and hastenLocked returns
 // true: the caller then calls commitHeldUnlock. Called with mu held.
 func (q *Memory) hastenLocked(e *entry, notBefore, now int64) bool {
-	if e.state != stDelayed && e.state != stParked || e.notBefore == 0 || notBefore != 0 && notBefore >= e.notBefore {
+	if e.notBefore == 0 || notBefore != 0 && notBefore >= e.notBefore {
+		return false
+	}
+	if e.state == stHeld {
+		// Its commit is under way: it becomes visible by its notBefore as it is then. The journal
+		// keeps the record being committed, so a crash loses only this hastening.
+		e.notBefore = notBefore
+		return false
+	}
+	if e.state != stDelayed && e.state != stParked {
 		return false
 	}
 	e.notBefore = notBefore

@@ -414,3 +414,44 @@ func TestMemoryParkedItemHastened(t *testing.T) {
 		t.Fatalf("after the ack: %v, %v; want the parked item %s at once", it, err, id)
 	}
 }
+
+// A second absorbed add that arrives while the first one's record is being committed still brings
+// the item forward.
+func TestMemorySecondAbsorbedAddWhileHeld(t *testing.T) {
+	ctx := context.Background()
+	q, j := journaledMemory(t)
+	if _, err := q.Add(ctx, []byte("v1"), workqueue.AddOptions{Key: "k", Delay: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	j.hold = func(c workqueue.Change) {
+		if c.Op == workqueue.OpPut && !c.Record.NotBefore.IsZero() && c.Record.Attempt == 0 && c.Record.NotBefore.Before(time.Now().Add(time.Hour/2)) {
+			once.Do(func() { close(held); <-release }) // the 10-minute add's put, held up
+		}
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := q.Add(ctx, []byte("v2"), workqueue.AddOptions{Key: "k", Delay: 10 * time.Minute})
+		first <- err
+	}()
+	<-held
+	second := make(chan error, 1)
+	go func() {
+		_, err := q.Add(ctx, []byte("v3"), workqueue.AddOptions{Key: "k"})
+		second <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let the second add reach the queue while the first is held
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := q.Lease(lctx); err != nil {
+		t.Fatalf("after an undelayed add of its key: %v; want the item now", err)
+	}
+}
