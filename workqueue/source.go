@@ -126,9 +126,10 @@ var ErrSource = errors.New("workqueue: bad item source answer")
 // Poll lists the source once and adds the new items; it returns how many it added. An item that
 // fails (its GET or its Add) does not hold up the items listed after it, and is not marked seen, so
 // the next Poll tries it again; the error then names the items that failed (after the whole list).
-// When ctx ends, the queue closes or the source cannot be reached (no answer within the HTTP
-// client's timeout, a refused connection), the items not yet tried are left for the next Poll: the
-// others would wait alike. Run calls it; it is exported for one-shot use. Not safe for concurrent
+// When ctx ends, the queue closes or the source cannot be reached (two items in a row without an
+// answer within the HTTP client's timeout, or with a refused connection), the items not yet tried are
+// left for the next Poll: the others would wait alike. One such item alone (its GET aborted or too
+// slow) does not stop the Poll. Run calls it; it is exported for one-shot use. Not safe for concurrent
 // use with Run.
 func (s *Source) Poll(ctx context.Context) (int, error) {
 	var list ItemList
@@ -142,6 +143,7 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 	added := 0
 	var failed itemErrors
 	stop := false
+	down := 0 // items in a row whose GET got no answer
 	for _, name := range list.Items {
 		if name == "" || listed[name] {
 			continue
@@ -152,11 +154,17 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 		}
 		if err := s.add(ctx, name); err != nil {
 			failed.add(err)
+			var u *unreachable
+			if errors.As(err, &u) {
+				down++
+			} else {
+				down = 0
+			}
 			// The other items would fail alike.
-			var down *unreachable
-			stop = ctx.Err() != nil || errors.Is(err, ErrClosed) || errors.As(err, &down)
+			stop = ctx.Err() != nil || errors.Is(err, ErrClosed) || down >= 2
 			continue
 		}
+		down = 0
 		s.seen[name] = true
 		added++
 	}

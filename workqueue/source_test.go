@@ -244,3 +244,26 @@ func TestSourceUnreachableItemsEndThePoll(t *testing.T) {
 		t.Errorf("Poll of 20 items that never answer: %d added, err %v, took %v; want an error within a few client timeouts", n, err, el)
 	}
 }
+
+// One item whose GET gets no answer (the source aborts it) does not stop the Poll: the items after
+// it are added, at every Poll.
+func TestSourceOneUnansweredItemDoesNotStopThePoll(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v1/items":
+			json.NewEncoder(w).Encode(workqueue.ItemList{Kind: "ItemList", APIVersion: "v1", Items: []string{"poison", "a", "b"}})
+		case "/api/v1/items/poison":
+			panic(http.ErrAbortHandler) // the client sees the connection end: no answer
+		default:
+			json.NewEncoder(w).Encode(workqueue.ItemData{Kind: "Item", APIVersion: "v1", Data: json.RawMessage(`{}`)})
+		}
+	}))
+	defer srv.Close()
+	s, err := workqueue.NewSource(srv.URL, mustMemory(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Poll(context.Background()); n != 2 || err == nil {
+		t.Errorf("Poll past one unanswered item: %d added, err %v; want the 2 after it and an error", n, err)
+	}
+}
