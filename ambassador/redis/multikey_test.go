@@ -220,3 +220,25 @@ func TestArityNoStricterThanRedis(t *testing.T) {
 		}
 	}
 }
+
+// Under random distribution a key has no server of its own: a command that needs its keys together
+// goes whole to one server, as nutcracker sends it, instead of being refused whenever two of its keys
+// were placed apart.
+func TestMultiKeyCommandsRandomDistribution(t *testing.T) {
+	needRedis(t)
+	backends := startRedis(t, 2)
+	addr, _, _ := startProxy(t, "  hash: murmur\n  distribution: random\n", backends, &redis.Protocol{})
+	c := dial(t, addr)
+	for i := range 20 {
+		for _, s := range []keyStep{
+			{args: []string{"RPOPLPUSH", "l", "l"}, want: "nil"},
+			{args: []string{"PFCOUNT", "h", "h"}, want: ":0"},
+			{args: []string{"EVAL", "return #KEYS", "2", "a", "b"}, want: ":2"},
+			{args: []string{"SUNIONSTORE", "d", "s1", "s2"}, want: ":0"},
+		} {
+			if got := c.must(t, s.args...); got != s.want {
+				t.Fatalf("try %d: %q answered %q, want %q", i, s.args, got, s.want)
+			}
+		}
+	}
+}

@@ -229,7 +229,10 @@ func (st *poolState) retire(grace time.Duration) {
 // It returns the number of fragments r was split into (0: sent whole). r may be complete and
 // released before route returns, except for the fragments' count.
 func (st *poolState) route(r *Request, scratch *routeScratch) int {
-	if !r.MultiKey || len(r.Keys) < 2 {
+	// Under random distribution a key has no server: placing each key of a multi-key request on
+	// its own would split MGET for nothing and refuse every command that needs its keys together
+	// (nutcracker runs them), so the request goes whole to one server, as a single key would.
+	if !r.MultiKey || len(r.Keys) < 2 || st.cfg.Distribution == Random {
 		var key []byte
 		if len(r.Keys) > 0 {
 			key = r.Key(0)
