@@ -310,6 +310,19 @@ func journaledMemory(t *testing.T) (*workqueue.Memory, *journalLog) {
 	return q, j
 }
 
+// holdFirstPut makes the first put of a record that match accepts wait, outside the journal's lock,
+// until release is closed; held is closed when it starts waiting.
+func (j *journalLog) holdFirstPut(match func(workqueue.Record) bool) (held, release chan struct{}) {
+	held, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	j.hold = func(c workqueue.Change) {
+		if c.Op == workqueue.OpPut && match(c.Record) {
+			once.Do(func() { close(held); <-release })
+		}
+	}
+	return held, release
+}
+
 func (j *journalLog) state() (int, int) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -325,13 +338,7 @@ func TestMemoryHastenedItemWaitsForItsJournalRecord(t *testing.T) {
 	if _, err := q.Add(ctx, []byte("v1"), workqueue.AddOptions{Key: "k", Delay: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	j.hold = func(c workqueue.Change) {
-		if c.Op == workqueue.OpPut && c.Record.NotBefore.IsZero() && c.Record.Attempt == 0 {
-			once.Do(func() { close(held); <-release }) // the absorbed add's put, held up
-		}
-	}
+	held, release := j.holdFirstPut(func(r workqueue.Record) bool { return r.NotBefore.IsZero() && r.Attempt == 0 }) // the absorbed add's
 	added := make(chan error, 1)
 	go func() {
 		_, err := q.Add(ctx, []byte("v2"), workqueue.AddOptions{Key: "k"})
@@ -423,13 +430,9 @@ func TestMemorySecondAbsorbedAddWhileHeld(t *testing.T) {
 	if _, err := q.Add(ctx, []byte("v1"), workqueue.AddOptions{Key: "k", Delay: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	j.hold = func(c workqueue.Change) {
-		if c.Op == workqueue.OpPut && !c.Record.NotBefore.IsZero() && c.Record.Attempt == 0 && c.Record.NotBefore.Before(time.Now().Add(time.Hour/2)) {
-			once.Do(func() { close(held); <-release }) // the 10-minute add's put, held up
-		}
-	}
+	held, release := j.holdFirstPut(func(r workqueue.Record) bool { // the 10-minute add's
+		return !r.NotBefore.IsZero() && r.Attempt == 0 && r.NotBefore.Before(time.Now().Add(time.Hour/2))
+	})
 	first := make(chan error, 1)
 	go func() {
 		_, err := q.Add(ctx, []byte("v2"), workqueue.AddOptions{Key: "k", Delay: 10 * time.Minute})
