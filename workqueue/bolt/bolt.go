@@ -73,6 +73,11 @@ func WithAsyncAck() Option { return optionFunc(func(c *config) { c.asyncAck = tr
 // for a commit to carry it, when no other commit comes first.
 const flushDelay = 5 * time.Millisecond
 
+// maxFlushDelay bounds how long a flush waits after commits that failed in a row: the wait doubles
+// from flushDelay with each failure, so a disk that keeps failing (full, read-only) is tried about
+// once a second, not 200 times.
+const maxFlushDelay = time.Second
+
 // Queue is a durable work queue in one bbolt file. It is a workqueue.Memory whose state changes are
 // committed to the file (see workqueue.Journal): an Add, Ack, Nack, Release and Bury return after
 // their commit, so a process crash loses no added item and brings back no acked one.
@@ -94,8 +99,10 @@ const flushDelay = 5 * time.Millisecond
 // A commit that fails returns its error to the calls that wait for it: their changes are made in
 // memory and not tried again, so the file keeps the older state of those items until a later change
 // of each is committed. The changes in it that no call waits for (leases, async acks) are tried again
-// with the next commit, or by a flush flushDelay later if none comes, until one succeeds; Close's
-// own commit is their last try, and its error is Close's.
+// with the next commit, or by a flush if none comes, until one succeeds; Close's own commit is
+// their last try, and its error is Close's. The flush waits flushDelay after one failed commit and
+// twice as long after each further one in a row, up to a second; the first failure of a run is
+// logged at error level with its error, and the first success after it at info level.
 type Queue struct {
 	*workqueue.Memory
 	db *bbolt.DB
@@ -113,7 +120,10 @@ type Queue struct {
 	recovered  map[uint64]*recLease
 	nrecovered atomic.Int64
 
+	logger *zap.Logger
+
 	mu         sync.Mutex
+	failures   int // commits that failed in a row; a flush waits longer after each
 	pending    []*commitReq
 	committing bool
 	asyncAck   bool
@@ -196,7 +206,7 @@ func Open(path string, opts ...Option) (*Queue, error) {
 			return nil, fmt.Errorf("sync %s: %w", path, err)
 		}
 	}
-	q := &Queue{db: db, asyncAck: cfg.asyncAck, epoch: epoch, suffix: tokenSuffix(epoch), recovered: recovered}
+	q := &Queue{db: db, logger: cfg.logger, asyncAck: cfg.asyncAck, epoch: epoch, suffix: tokenSuffix(epoch), recovered: recovered}
 	q.nrecovered.Store(int64(len(recovered)))
 	mem, err := workqueue.NewMemory(append(cfg.mem, workqueue.WithJournal(q, recs, lastID))...)
 	if err != nil {
@@ -245,6 +255,7 @@ func (q *Queue) Commit(changes []workqueue.Change) error {
 			}
 		}
 		q.mu.Lock()
+		q.noteCommitLocked(err)
 		if len(again) > 0 {
 			// No caller waits for these (leases, async acks): they go before the changes that came
 			// since, into the next try. That is this loop's if a caller waits for it, else a flush's.
@@ -259,6 +270,21 @@ func (q *Queue) Commit(changes []workqueue.Change) error {
 			q.mu.Unlock()
 			return <-r.done
 		}
+	}
+}
+
+// noteCommitLocked counts the commits that failed in a row and logs when such a run starts and
+// ends. Called with mu held.
+func (q *Queue) noteCommitLocked(err error) {
+	switch {
+	case err != nil:
+		q.failures++
+		if q.failures == 1 {
+			q.logger.Error("commit failed; leases and acks no caller waits for will be tried again", zap.Error(err))
+		}
+	case q.failures > 0:
+		q.logger.Info("commit succeeded after failures", zap.Int("failed", q.failures))
+		q.failures = 0
 	}
 }
 
@@ -321,15 +347,26 @@ func apply(tx *bbolt.Tx, batch []*commitReq, epoch uint64) error {
 	return nil
 }
 
-// scheduleFlushLocked makes a flush commit what is pending within flushDelay, unless one is
-// scheduled already, a commit is running (it goes on until nothing is pending), or the queue is
-// closing (Close commits what is pending itself). Called with mu held.
+// scheduleFlushLocked makes a flush commit what is pending within flushDelay (longer after failed
+// commits, see flushWaitLocked), unless one is scheduled already, a commit is running (it goes on
+// until nothing is pending), or the queue is closing (Close commits what is pending itself). Called
+// with mu held.
 func (q *Queue) scheduleFlushLocked() {
 	if !q.flushing && !q.committing && !q.closed {
 		q.flushing = true
 		q.flushWG.Add(1)
-		q.flushTimer = time.AfterFunc(flushDelay, q.flush)
+		q.flushTimer = time.AfterFunc(q.flushWaitLocked(), q.flush)
 	}
+}
+
+// flushWaitLocked is how long the next flush waits: flushDelay, doubled for each commit that failed
+// in a row, at most maxFlushDelay.
+func (q *Queue) flushWaitLocked() time.Duration {
+	d := flushDelay
+	for i := 0; i < q.failures && d < maxFlushDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxFlushDelay)
 }
 
 // testHookFlush, when not nil, is called by every flush as it starts.

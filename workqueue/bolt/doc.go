@@ -34,5 +34,6 @@
 //
 // Safe for concurrent use; throughput grows with the number of concurrent callers because their
 // changes share commits (one fsync for many). A flush runs on a timer goroutine at most flushDelay
-// after a lease or async ack that no other commit carried; Close stops or waits for it.
+// after a lease or async ack that no other commit carried (longer while commits fail: the wait
+// doubles with each failure in a row, up to a second); Close stops or waits for it.
 package bolt
