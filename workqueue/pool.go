@@ -373,12 +373,17 @@ func (w *poolWorker) process(it *Item) {
 	}
 	w.mu.Unlock()
 	err := p.call(hctx, it)
-	w.mu.Lock()
+	now := w.since()
+	w.duration.Observe((now - start).Seconds())
+	if !w.mu.TryLock() {
+		// An Extend is running: wait for it, then read the clock again, as the outcome ctx counts
+		// from the end of that wait (the handler's duration above does not include it).
+		w.mu.Lock()
+		now = w.since()
+	}
 	lost := w.lost
 	w.it, w.cancel = nil, nil
 	w.mu.Unlock()
-	now := w.since()
-	w.duration.Observe((now - start).Seconds())
 
 	octx := w.outcomeCtx(now)
 	log := w.log

@@ -344,6 +344,58 @@ func TestPoolRefusedAckCountsLost(t *testing.T) {
 	}
 }
 
+// slowExtendQueue's Extend says it started on started and then hangs until its ctx ends.
+type slowExtendQueue struct {
+	*workqueue.Memory
+	started chan struct{}
+	once    sync.Once
+}
+
+func (q *slowExtendQueue) Extend(ctx context.Context, lease string) (time.Time, error) {
+	q.once.Do(func() { close(q.started) })
+	<-ctx.Done()
+	return time.Time{}, ctx.Err()
+}
+
+// TestPoolDurationIsTheHandlers: the handle-duration metric is the time the handler ran, without
+// the wait for an extension of its lease that was running when it returned.
+func TestPoolDurationIsTheHandlers(t *testing.T) {
+	t.Parallel()
+	q := &slowExtendQueue{Memory: mustMemory(t, workqueue.WithLeaseDuration(3*time.Second)), started: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	var ran atomic.Int64 // the handler's time, ns
+	p, err := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		start := time.Now()
+		<-q.started // an extension starts (about a third of the lease in) and hangs for its timeout
+		time.Sleep(50 * time.Millisecond)
+		ran.Store(int64(time.Since(start)))
+		return nil
+	}), workqueue.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runPool(t, p)
+	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
+	await.True(t, "the ack", 20*time.Second, func() bool { return p.Counts().Acked == 1 })
+	stop()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "podblocks_workqueue_handle_duration_seconds" {
+			h := mf.GetMetric()[0].GetHistogram()
+			handler := time.Duration(ran.Load())
+			// The extension waits up to a third of the lease (1s) more; the metric must not.
+			if got := time.Duration(h.GetSampleSum() * 1e9); h.GetSampleCount() != 1 || got < handler || got > handler+300*time.Millisecond {
+				t.Fatalf("handle duration %v in %d samples, want one of the handler's %v", got, h.GetSampleCount(), handler)
+			}
+			return
+		}
+	}
+	t.Fatal("no podblocks_workqueue_handle_duration_seconds")
+}
+
 func TestPoolItemTimeoutRetries(t *testing.T) {
 	q := mustMemory(t)
 	p, _ := workqueue.NewPool(q, workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
