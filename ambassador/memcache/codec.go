@@ -329,7 +329,7 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 	if !sizeOK {
 		return local(r, replyBadFormat)
 	}
-	if !validKey(span(body, tok[1])) || !cUint64(span(body, tok[2])) || !validExptime(span(body, tok[3])) ||
+	if !validKey(span(body, tok[1])) || !cUint32(span(body, tok[2])) || !validExptime(span(body, tok[3])) ||
 		cas && !cUint64(span(body, tok[5])) {
 		return p.swallow(br, r, size, replyBadFormat)
 	}
@@ -378,10 +378,13 @@ func validKey(k []byte) bool {
 	return true
 }
 
-// The numbers below are parsed as memcached 1.6 (64-bit Linux) parses them, with its safe_strtol,
-// safe_strtoul and safe_strtoull: C's strtol/strtoul/strtoull in base 10, which skip leading
-// white space, take a sign, and stop at the first non-digit, which must be the token's end or
-// white space (memcached ignores what follows it).
+// The numbers below are parsed as memcached 1.6 parses them, with its safe_strtol, safe_strtoul and
+// safe_strtoull: C's strtol/strtoul/strtoull in base 10, which skip leading white space, take a
+// sign, and stop at the first non-digit, which must be the token's end or white space (memcached
+// ignores what follows it). A flags, exptime or length value past 32 bits is refused here: a 64-bit
+// memcached cuts it to 32 bits, but a 32-bit one refuses it (strtol's ERANGE) without consuming
+// the data block, which it would then run as a command on a connection other clients share. No
+// client sends such values.
 
 // cSpace reports whether C's isspace holds for c (in the C locale).
 func cSpace(c byte) bool { return c == ' ' || '\t' <= c && c <= '\r' }
@@ -411,10 +414,10 @@ func cNumber(b []byte) (mag uint64, neg, ok bool) {
 	return mag, neg, true
 }
 
-// cUint64 reports whether memcached's safe_strtoull (cas unique, incr/decr delta) or
-// safe_strtoul (flags, then truncated to 32 bits) accepts b: strtoull's value, refused when it
-// is 2^63 or more and b holds a '-' (safe_strtoull looks only before the number's end: a '-'
-// after it is refused here and accepted there, which only makes the proxy stricter).
+// cUint64 reports whether memcached's safe_strtoull (cas unique, incr/decr delta) accepts b:
+// strtoull's value, refused when it is 2^63 or more and b holds a '-' (safe_strtoull looks only
+// before the number's end: a '-' after it is refused here and accepted there, which only makes the
+// proxy stricter).
 func cUint64(b []byte) bool {
 	mag, neg, ok := cNumber(b)
 	if !ok {
@@ -426,11 +429,16 @@ func cUint64(b []byte) bool {
 	return int64(mag) >= 0 || bytes.IndexByte(b, '-') < 0
 }
 
-// cInt32 is memcached's safe_strtol: strtol into a 64-bit long (ERANGE past it), then truncated
-// to 32 bits.
+// cUint32 is memcached's safe_strtoul (flags) within 32 bits: 0 to 2^32-1, or "-0".
+func cUint32(b []byte) bool {
+	mag, neg, ok := cNumber(b)
+	return ok && mag <= math.MaxUint32 && (!neg || mag == 0)
+}
+
+// cInt32 is memcached's safe_strtol (exptime, length) within 32 bits.
 func cInt32(b []byte) (int32, bool) {
 	mag, neg, ok := cNumber(b)
-	if !ok || !neg && mag > math.MaxInt64 || neg && mag > 1<<63 {
+	if !ok || !neg && mag > math.MaxInt32 || neg && mag > -math.MinInt32 {
 		return 0, false
 	}
 	v := int64(mag)
@@ -445,8 +453,8 @@ func validExptime(b []byte) bool {
 	return ok
 }
 
-// dataLength is a storage command's <bytes> as memcached reads it: safe_strtol, then at least 0
-// and at most INT_MAX-2.
+// dataLength is a storage command's <bytes> as memcached reads it: safe_strtol (within 32 bits),
+// then at least 0 and at most INT_MAX-2.
 func dataLength(b []byte) (int, bool) {
 	v, ok := cInt32(b)
 	if !ok || v < 0 || v > math.MaxInt32-2 {

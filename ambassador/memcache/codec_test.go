@@ -78,29 +78,34 @@ var requestTests = []struct {
 	{"noreply out of place", "delete noreply\r\ndelete k a b noreply\r\ndelete k 0 noreply\r\n", []parsed{
 		{Keys: []string{"noreply"}}, {Local: "ERROR\r\n"}, {Keys: []string{"k"}, NoReply: true}}, false},
 
-	// Every number is read as memcached 1.6 reads it; one it refuses is answered here, the data
-	// block consumed, and never forwarded: memcached would run the data block as a command and
+	// Every number is read as memcached 1.6 reads it; one it refuses, or a 64-bit memcached cuts
+	// to 32 bits and a 32-bit one refuses, is answered here, the data block consumed when its
+	// length can be read, and never forwarded: memcached would run the data block as a command and
 	// send its reply on a connection other clients share.
 	{"flags past 2^64-1", "set x 18446744073709551616 0 10 noreply\r\nget secret\r\nget a\r\n",
 		[]parsed{{Local: badFormat, NoReply: true}, {Keys: []string{"a"}}}, false},
 	{"negative flags", "set k -1 0 1\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
-	{"flags memcached truncates", "set k 4294967296 0 1\r\nx\r\nset k -0 0 1\r\nx\r\n", []parsed{{Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
+	{"flags past 32 bits", "set k 4294967296 0 1\r\nx\r\nset k -0 0 1\r\nx\r\nset k 4294967295 0 1\r\nx\r\n",
+		[]parsed{{Local: badFormat}, {Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
 	{"exptime past int64", "set x 0 99999999999999999999 10 noreply\r\nget secret\r\nget a\r\n",
 		[]parsed{{Local: badFormat, NoReply: true}, {Keys: []string{"a"}}}, false},
 	{"exptime 2^63", "set k 0 9223372036854775808 1\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
-	{"exptime int64 bounds", "set k 0 -9223372036854775808 1\r\nx\r\nset k 0 4294967296 1\r\nx\r\n", []parsed{{Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
+	{"exptime int32 bounds", "set k 0 -2147483649 1\r\nx\r\nset k 0 2147483648 1 noreply\r\nx\r\nset k 0 -2147483648 1\r\nx\r\nset k 0 2147483647 1\r\nx\r\n",
+		[]parsed{{Local: badFormat}, {Local: badFormat, NoReply: true}, {Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
 	{"cas unique past 2^64-1", "cas k 0 0 1 18446744073709551616\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
 	{"negative cas unique", "cas k 0 0 1 -1\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
 	{"cas unique 2^64-1", "cas k 0 0 1 18446744073709551615\r\nx\r\n", []parsed{{Keys: []string{"k"}}}, false},
-	{"length memcached truncates", "set k 0 0 4294967297\r\nx\r\n", []parsed{{Keys: []string{"k"}}}, false},
+	// A 32-bit memcached reads no length here and runs the data block as a command, as the proxy does.
+	{"length past 32 bits", "set k 0 0 4294967297\r\nx\r\n", []parsed{{Local: badFormat}, {Local: "ERROR\r\n"}}, false},
 	{"length past int32", "set k 0 0 2147483648\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
 	{"numbers with C white space", "set k \t1 +0 1\tjunk\r\nx\r\nset k 0 0 1\r\r\nx\r\n", []parsed{{Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
 	{"bad key consumes data", "set a\x01b 0 0 1\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
 	{"incr delta", "incr k 18446744073709551616\r\nincr k -1\r\ndecr k 18446744073709551615\r\n",
 		[]parsed{{Local: badDelta}, {Local: badDelta}, {Keys: []string{"k"}}}, false},
-	{"touch exptime", "touch k 99999999999999999999\r\ntouch k 4294967296 noreply\r\n",
-		[]parsed{{Local: badExptime}, {Keys: []string{"k"}, NoReply: true}}, false},
-	{"gat exptime", "gat 99999999999999999999 a\r\ngats x a\r\ngat 1\r\n", []parsed{{Local: badExptime}, {Local: badExptime}, {Local: "END\r\n"}}, false},
+	{"touch exptime", "touch k 99999999999999999999\r\ntouch k 4294967296 noreply\r\ntouch k 2147483647\r\n",
+		[]parsed{{Local: badExptime}, {Local: badExptime, NoReply: true}, {Keys: []string{"k"}}}, false},
+	{"gat exptime", "gat 99999999999999999999 a\r\ngats x a\r\ngat 1\r\ngat -2147483649 a\r\n",
+		[]parsed{{Local: badExptime}, {Local: badExptime}, {Local: "END\r\n"}, {Local: badExptime}}, false},
 	{"delete hold time", "delete k 1\r\n", []parsed{{Local: deleteUsage}}, false},
 	// memcached reads a command line only up to a NUL byte: it would take this set as noreply.
 	{"NUL byte", "set k 0 0 1 noreply\x00x\r\nx\r\n", nil, true},
