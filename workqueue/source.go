@@ -66,7 +66,8 @@ type Source struct {
 	base  string
 	q     Queue
 	cfg   sourceConfig
-	seen  map[string]bool
+	seen  map[string]bool // added
+	retry map[string]bool // failed at the last try: tried after the names not tried yet
 	ready chan struct{}
 }
 
@@ -83,7 +84,7 @@ func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
 	if q == nil || cfg.interval <= 0 || cfg.hc == nil {
 		return nil, fmt.Errorf("%w: nil queue or client, or non-positive interval", ErrInvalid)
 	}
-	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, ready: make(chan struct{})}, nil
+	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, retry: map[string]bool{}, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed after the first poll that read the list, even if some of its items failed (see
@@ -125,7 +126,8 @@ var ErrSource = errors.New("workqueue: bad item source answer")
 
 // Poll lists the source once and adds the new items; it returns how many it added. An item that
 // fails (its GET or its Add) does not hold up the items listed after it, and is not marked seen, so
-// the next Poll tries it again; the error then names the items that failed (after the whole list).
+// a later Poll tries it again, after the items it has not tried yet (so failing items listed first
+// cannot keep the others out); the error then names the items that failed (after the whole list).
 // When ctx ends, the queue closes or the source cannot be reached (two items in a row without an
 // answer within the HTTP client's timeout, or with a refused connection), the items not yet tried are
 // left for the next Poll: the others would wait alike. One such item alone (its GET aborted or too
@@ -144,16 +146,13 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 	var failed itemErrors
 	stop := false
 	down := 0 // items in a row whose GET got no answer
-	for _, name := range list.Items {
-		if name == "" || listed[name] {
-			continue
-		}
-		listed[name] = true
-		if s.seen[name] || stop {
-			continue
+	try := func(name string) {
+		if stop {
+			return
 		}
 		if err := s.add(ctx, name); err != nil {
 			failed.add(err)
+			s.retry[name] = true
 			var u *unreachable
 			if errors.As(err, &u) {
 				down++
@@ -162,15 +161,35 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 			}
 			// The other items would fail alike.
 			stop = ctx.Err() != nil || errors.Is(err, ErrClosed) || down >= 2
-			continue
+			return
 		}
 		down = 0
+		delete(s.retry, name)
 		s.seen[name] = true
 		added++
 	}
-	for name := range s.seen {
-		if !listed[name] {
-			delete(s.seen, name)
+	var again []string
+	for _, name := range list.Items {
+		if name == "" || listed[name] {
+			continue
+		}
+		listed[name] = true
+		switch {
+		case s.seen[name]:
+		case s.retry[name]:
+			again = append(again, name)
+		default:
+			try(name)
+		}
+	}
+	for _, name := range again {
+		try(name)
+	}
+	for _, m := range []map[string]bool{s.seen, s.retry} {
+		for name := range m {
+			if !listed[name] {
+				delete(m, name)
+			}
 		}
 	}
 	if failed.failed > 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -265,5 +266,50 @@ func TestSourceOneUnansweredItemDoesNotStopThePoll(t *testing.T) {
 	}
 	if n, err := s.Poll(context.Background()); n != 2 || err == nil {
 		t.Errorf("Poll past one unanswered item: %d added, err %v; want the 2 after it and an error", n, err)
+	}
+}
+
+// Two items in a row whose GET gets no answer end a Poll, but they cannot keep the items listed
+// after them out for good: a later Poll tries the items that failed before after the others.
+func TestSourceFailedItemsTriedLast(t *testing.T) {
+	var mu sync.Mutex
+	var order []string // the item GETs of the last Poll
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/items" {
+			mu.Lock()
+			order = nil
+			mu.Unlock()
+			json.NewEncoder(w).Encode(workqueue.ItemList{Kind: "ItemList", APIVersion: "v1", Items: []string{"poison1", "poison2", "a", "b"}})
+			return
+		}
+		name := strings.TrimPrefix(r.URL.Path, "/api/v1/items/")
+		mu.Lock()
+		order = append(order, name)
+		mu.Unlock()
+		if strings.HasPrefix(name, "poison") {
+			panic(http.ErrAbortHandler) // no answer
+		}
+		json.NewEncoder(w).Encode(workqueue.ItemData{Kind: "Item", APIVersion: "v1", Data: json.RawMessage(`{}`)})
+	}))
+	defer srv.Close()
+	q := mustMemory(t)
+	s, err := workqueue.NewSource(srv.URL, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Poll(context.Background()); n != 0 || err == nil {
+		t.Fatalf("first Poll: %d added, err %v; want it ended by the two unanswered items", n, err)
+	}
+	if n, err := s.Poll(context.Background()); n != 2 || err == nil {
+		t.Fatalf("second Poll: %d added, err %v; want a and b added and the poison items failing again", n, err)
+	}
+	mu.Lock()
+	got := slices.Compact(order) // net/http tries a GET that got no answer once more on a new connection
+	mu.Unlock()
+	if diff := cmp.Diff([]string{"a", "b", "poison1", "poison2"}, got); diff != "" {
+		t.Errorf("second Poll's GETs (-want +got):\n%s", diff)
+	}
+	if st, _ := q.Stats(context.Background()); st.Ready != 2 {
+		t.Errorf("queue %+v, want a and b ready", st)
 	}
 }
