@@ -11,6 +11,12 @@
 // that ends with noreply gets no reply at all, as with memcached: not even an error, whether the
 // proxy answers it (an oversized value, a malformed command) or its server fails.
 //
+// Only commands memcached parses exactly as the codec does are forwarded: numbers are read as
+// memcached's safe_strtol/safe_strtoul/safe_strtoull read them, and a flags, exptime or length
+// value past 32 bits (which a 64-bit memcached cuts and a 32-bit one refuses) is answered here as
+// malformed. A command memcached would refuse without consuming its data block would have that
+// block run as a command, and its reply would reach another client sharing the server connection.
+//
 // # Lifecycle
 //
 // Protocol has no lifecycle: it is a value passed to twemproxy.NewServer in twemproxy.Protocols.
