@@ -4,6 +4,11 @@
 // stream WQ_<name>_DEAD and acked. With WithReplicas(3) on a 3-node cluster, an add that returned
 // nil survives the loss of a node.
 //
+// An item with a key has the key's base64 in its subject, so that the stream (one message per
+// subject) keeps one item per key, and the key itself in the header HeaderKey, or, for a key a
+// NATS header would not carry unchanged (control bytes, surrounding spaces), its base64 in the
+// header HeaderKeyB64; either way Item.Key and DeadItem.Key are the key byte for byte.
+//
 // # Lifecycle
 //
 // Open creates or updates the streams and the consumer (it takes a ctx because it talks to the

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/textproto"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,14 +24,83 @@ import (
 
 // Headers this backend sets on messages.
 const (
-	HeaderKey       = "Pb-Key"        // the item's dedup key
+	HeaderKey       = "Pb-Key"        // the item's dedup key, unless HeaderKeyB64 carries it
 	HeaderNotBefore = "Pb-Not-Before" // unix nanoseconds before which the item is not delivered
 	HeaderPriority  = "Pb-Priority"   // recorded, not used for ordering
 	HeaderID        = "Pb-Id"         // on dead letters: the item's ID
 	HeaderAttempts  = "Pb-Attempts"   // on dead letters: deliveries used
 	HeaderReason    = "Pb-Reason"     // on dead letters: why it was buried
 	HeaderTime      = "Pb-Time"       // on dead letters: when it was buried (RFC 3339)
+
+	// HeaderKeyB64 carries, in place of HeaderKey, the base64 (RawURLEncoding, as in the item's
+	// subject) of a key that a NATS header would not carry unchanged: one with a byte below 0x20
+	// other than tab, or 0x7f (nats.go turns CR and LF into spaces, and Go's net/textproto, which
+	// other clients read headers with, refuses the others), or with a space or tab first or last
+	// (nats.go trims them).
+	HeaderKeyB64 = "Pb-Key-B64"
 )
+
+// MaxKeyLen bounds a key, in bytes: Add refuses a longer one with an error wrapping
+// workqueue.ErrInvalid. The item's subject holds the key's base64, and a subject that makes the
+// publish's control line longer than the server's max_control_line (4096 bytes by default) gets
+// the connection closed by the server; 2048 bytes leave the control line (a subject of at most
+// 2801 bytes with the longest queue name, the reply subject and the sizes) well within the default.
+const MaxKeyLen = 2048
+
+// keyAsIs reports whether a NATS header carries key unchanged: every byte is a tab, 0x20-0x7e or
+// 0x80 and above, and neither the first nor the last is a space or a tab.
+func keyAsIs(key string) bool {
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	if n := len(key); n > 0 && (key[0] == ' ' || key[0] == '\t' || key[n-1] == ' ' || key[n-1] == '\t') {
+		return false
+	}
+	return true
+}
+
+// setKey records a non-empty key in h, in HeaderKey or, if a header does not carry it unchanged,
+// in HeaderKeyB64; getKey reads it back.
+func setKey(h nats.Header, key string) {
+	if keyAsIs(key) {
+		h.Set(HeaderKey, key)
+	} else {
+		h.Set(HeaderKeyB64, base64.RawURLEncoding.EncodeToString([]byte(key)))
+	}
+}
+
+// keySize is the size of the header setKey records key in, as nats.Msg counts it: its name, ": ",
+// its value and CRLF. 0 for no key.
+func keySize(key string) int {
+	switch {
+	case key == "":
+		return 0
+	case keyAsIs(key):
+		return len(HeaderKey) + 4 + len(key)
+	default:
+		return len(HeaderKeyB64) + 4 + base64.RawURLEncoding.EncodedLen(len(key))
+	}
+}
+
+// getKey returns the key setKey recorded in h ("" for none). A message written before
+// HeaderKeyB64 has only HeaderKey, read as it is; a HeaderKeyB64 that is not base64 (not written
+// by setKey) is returned as it is, so nothing of it is lost.
+func getKey(h nats.Header) string {
+	if k := h.Get(HeaderKey); k != "" {
+		return k
+	}
+	b64 := h.Get(HeaderKeyB64)
+	if b64 == "" {
+		return ""
+	}
+	k, err := base64.RawURLEncoding.DecodeString(b64)
+	if err != nil {
+		return b64
+	}
+	return string(k)
+}
 
 // MaxReasonLen bounds a dead letter's reason, in bytes. Bury, and an item running out of
 // attempts, record a longer reason cut at a rune boundary and marked with a trailing "..." to fit
@@ -43,7 +111,7 @@ const MaxReasonLen = 1024
 
 // deadHeaderRoom is the most a dead letter's headers take besides its key's: the header block's
 // "NATS/1.0" line and final CRLF, and per header its name, ": ", its value at its longest and CRLF
-// (1159 bytes). A key takes its name, its value and 4 bytes more, on the item as on its dead letter.
+// (1159 bytes). A key takes keySize more, on the item as on its dead letter.
 const deadHeaderRoom = len("NATS/1.0\r\n\r\n") +
 	len(HeaderID) + 4 + 20 + // a stream sequence, a uint64
 	len(HeaderAttempts) + 4 + 20 + // an int
@@ -337,12 +405,22 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 func (q *Queue) isClosed() bool { return q.closed.Load() }
 
 // Add implements workqueue.Queue. It returns once the stream has stored (and, with replicas,
-// replicated) the message. A payload is refused with an error wrapping workqueue.ErrTooLarge unless
-// it fits in the NATS server's max_payload (1 MiB by default) together with the headers of its dead
-// letter at their longest, so that it can always be buried: its ID, attempt count, time and a
-// reason of up to MaxReasonLen bytes take 1159 bytes, and a key 10 bytes more than its length
-// (these are more than the item's own headers, the key, delay and priority). So the largest
-// payload is max_payload-1159 bytes, or max_payload-1169-len(key) with a key.
+// replicated) the message.
+//
+// A key comes back byte for byte in Item.Key and DeadItem.Key, whatever bytes it holds. The
+// item's subject ends in its base64 (RawURLEncoding), which deduplicates it; the header HeaderKey
+// holds the key as is, or, for a key a NATS header would not carry unchanged (see HeaderKeyB64),
+// the header HeaderKeyB64 holds its base64 instead. A key longer than MaxKeyLen bytes is refused
+// with an error wrapping workqueue.ErrInvalid.
+//
+// A payload is refused with an error wrapping workqueue.ErrTooLarge unless it fits in the NATS
+// server's max_payload (1 MiB by default) together with the headers of its dead letter at their
+// longest, so that it can always be buried: its ID, attempt count, time and a reason of up to
+// MaxReasonLen bytes take 1159 bytes, and a key in HeaderKey 10 bytes more than its length, in
+// HeaderKeyB64 14 bytes more than its base64's (ceil(4*len(key)/3)) (these are more than the
+// item's own headers, the key, delay and priority). So the largest payload is max_payload-1159
+// bytes, or max_payload-1169-len(key) with a key in HeaderKey, max_payload-1173-len(base64) with
+// one in HeaderKeyB64.
 func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptions) (string, error) {
 	if q.isClosed() {
 		return "", workqueue.ErrClosed
@@ -350,11 +428,15 @@ func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptio
 	if opts.Delay < 0 {
 		return "", fmt.Errorf("%w: negative delay %v", workqueue.ErrInvalid, opts.Delay)
 	}
+	if len(opts.Key) > MaxKeyLen {
+		return "", fmt.Errorf("%w: key of %d bytes, more than MaxKeyLen (%d): the subject holding its base64 would pass the NATS server's control line limit",
+			workqueue.ErrInvalid, len(opts.Key), MaxKeyLen)
+	}
 	m := nats.NewMsg("")
 	m.Data = payload
 	if opts.Key != "" {
 		m.Subject = q.prefix + ".k." + base64.RawURLEncoding.EncodeToString([]byte(opts.Key))
-		m.Header.Set(HeaderKey, opts.Key)
+		setKey(m.Header, opts.Key)
 	} else {
 		m.Subject = q.prefix + ".u." + nuid.Next()
 	}
@@ -366,10 +448,7 @@ func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptio
 	}
 	// The server takes no message whose payload and headers are larger than its max_payload: not
 	// the item, nor its dead letter, whose headers are longer (bury).
-	dead := len(payload) + deadHeaderRoom
-	if opts.Key != "" {
-		dead += len(HeaderKey) + 4 + len(textproto.TrimString(opts.Key)) // as nats.Msg counts it
-	}
+	dead := len(payload) + deadHeaderRoom + keySize(opts.Key)
 	if limit, size := q.nc.MaxPayload(), int64(max(m.Size()-len(m.Subject), dead)); limit > 0 && size > limit {
 		return "", fmt.Errorf("%w: %d bytes with the %d bytes of headers of its dead letter at their longest, more than the NATS server's max_payload of %d",
 			workqueue.ErrTooLarge, len(payload), size-int64(len(payload)), limit)
@@ -737,7 +816,7 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 	}
 	if q.cfg.maxAttempts > 0 && attempt > q.cfg.maxAttempts {
 		id := strconv.FormatUint(seq, 10)
-		if err := q.bury(ctx, b.msg, id, h.Get(HeaderKey), attempt-1, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts)); err != nil {
+		if err := q.bury(ctx, b.msg, id, getKey(h), attempt-1, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts)); err != nil {
 			q.cfg.logger.Warn("bury failed", zap.String("id", id), zap.Error(err))
 		}
 		return nil
@@ -768,7 +847,7 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 	n := q.tokSeq.Add(1)
 	t = strconv.AppendUint(t, n, 36)
 	tok := string(t)
-	key := h.Get(HeaderKey)
+	key := getKey(h)
 	l := &held{msg: b.msg, deadline: deadline, attempt: attempt, id: tok[:idLen], key: key, tok: tok}
 	l.item = workqueue.Item{ID: l.id, Key: key, Payload: b.msg.Data(), Priority: prio, Attempt: attempt, Lease: tok, Deadline: deadline}
 	q.mu.Lock()
@@ -936,7 +1015,7 @@ func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts
 	m.Data = msg.Data()
 	m.Header.Set(HeaderID, id)
 	if key != "" {
-		m.Header.Set(HeaderKey, key)
+		setKey(m.Header, key)
 	}
 	m.Header.Set(HeaderAttempts, strconv.Itoa(attempts))
 	m.Header.Set(HeaderTime, time.Now().UTC().Format(time.RFC3339Nano))
@@ -977,7 +1056,7 @@ func (q *Queue) Dead(ctx context.Context, max int) ([]workqueue.DeadItem, error)
 		}
 		n, _ := strconv.Atoi(m.Header.Get(HeaderAttempts))
 		t, _ := time.Parse(time.RFC3339Nano, m.Header.Get(HeaderTime))
-		out = append(out, workqueue.DeadItem{ID: m.Header.Get(HeaderID), Key: m.Header.Get(HeaderKey), Payload: m.Data, Attempts: n, Reason: m.Header.Get(HeaderReason), Time: t})
+		out = append(out, workqueue.DeadItem{ID: m.Header.Get(HeaderID), Key: getKey(m.Header), Payload: m.Data, Attempts: n, Reason: m.Header.Get(HeaderReason), Time: t})
 	}
 	return out, nil
 }

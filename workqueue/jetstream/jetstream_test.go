@@ -47,6 +47,17 @@ func startConn(t *testing.T) *nats.Conn {
 	return nc
 }
 
+// openQueue opens the queue name on nc; it is closed when the test ends.
+func openQueue(ctx context.Context, t *testing.T, nc *nats.Conn, name string, opts ...wqjs.Option) *wqjs.Queue {
+	t.Helper()
+	q, err := wqjs.Open(ctx, nc, name, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
 var queueN atomic.Int64
 
 func TestConformance(t *testing.T) {
