@@ -111,7 +111,8 @@ type Queue struct {
 	suffix string // "@<epoch>", the end of those tokens
 
 	// recovered holds the leases found in the file by Open that have not ended through this Queue:
-	// an Ack, Nack, Release or Bury with a recovered lease's token removes it (see memLease). An
+	// an Ack, Nack, Release or Bury with a recovered lease's token removes it once Memory has ended
+	// it, or Lease as it hands out the item's next lease, whichever comes first (see memLease). An
 	// entry whose lease expired stays: its token matches no later lease of the item, which Memory
 	// hands out under the next attempt.
 	// nrecovered is its length, read without recMu so that a queue with no recovered lease left

@@ -21,21 +21,23 @@ func tokenSuffix(epoch uint64) string { return "@" + strconv.FormatUint(epoch, 1
 type recLease struct {
 	id uint64
 	leaseStamp
-	ending chan struct{} // made when an Ack, Nack, Release or Bury starts to end the lease; closed once it has
+	ending bool // an Ack, Nack, Release or Bury ends the lease; set and read with recMu held
 }
 
 // memLease returns the Memory token ("<id>.<attempt>") within lease, a token of this queue
 // ("<id>.<attempt>@<epoch>", see the package doc), if lease can hold a lease now: when it is the
-// token of a lease that Open recovered from the file and that has not ended since, or when it is of
-// this Open's epoch and names no such lease (this Open never handed that one out, though Memory's
-// token for it is the same). Memory then judges if it does. Else it returns ErrLeaseLost.
+// token of a lease that Open recovered from the file and that no call has started to end, or when
+// it is of this Open's epoch and names no such lease, ending or not (this Open never handed that
+// one out, though Memory's token for it is the same). Memory then judges if it does. Else it
+// returns ErrLeaseLost at once: memLease never waits for another call.
 //
 // ends says that the caller ends the lease (Ack, Nack, Release, Bury). For a recovered lease's
 // token memLease then marks the lease as ending and returns it, and the caller calls q.ended with it
 // once Memory has ended the lease (or found it ended: expired, which leases the item again under the
 // next attempt, a token the recovered one never matches). From then on the recovered token holds
-// nothing, not even the item's next lease, which a Release hands out under the same attempt and so
-// the same Memory token; a token of this Open that names the lease waits for its end meanwhile.
+// nothing, for Extend neither, and not the item's next lease, which a Release hands out under the
+// same attempt and so the same Memory token. Lease forgets the recovered lease as it hands that one
+// out (see forgetRecovered), so its holder's token of this Open holds it even before q.ended.
 func (q *Queue) memLease(lease string, ends bool) (string, *recLease, error) {
 	if strings.HasSuffix(lease, q.suffix) {
 		mem := lease[:len(lease)-len(q.suffix)]
@@ -59,52 +61,60 @@ func (q *Queue) memLease(lease string, ends bool) (string, *recLease, error) {
 	q.recMu.Lock()
 	defer q.recMu.Unlock()
 	r := q.recovered[id]
-	if r == nil || r.leaseStamp != (leaseStamp{attempt: attempt, epoch: epoch}) {
-		return "", nil, workqueue.ErrLeaseLost
+	if r == nil || r.leaseStamp != (leaseStamp{attempt: attempt, epoch: epoch}) || r.ending {
+		return "", nil, workqueue.ErrLeaseLost // not recovered, ended, or another call ends it
 	}
-	if !ends {
-		return mem, nil, nil
+	if ends {
+		r.ending = true
+		return mem, r, nil
 	}
-	if r.ending != nil {
-		return "", nil, workqueue.ErrLeaseLost // another call ends it
-	}
-	r.ending = make(chan struct{})
-	return mem, r, nil
+	return mem, nil, nil
 }
 
-// ended forgets r, a recovered lease that memLease marked as ending, once Memory has ended it.
+// ended forgets r, a recovered lease that memLease marked as ending, once Memory has ended it
+// (unless Lease forgot it first).
 func (q *Queue) ended(r *recLease) {
 	q.recMu.Lock()
-	delete(q.recovered, r.id)
-	q.nrecovered.Store(int64(len(q.recovered)))
+	if q.recovered[r.id] == r {
+		q.forgetLocked(r.id)
+	}
 	q.recMu.Unlock()
-	close(r.ending)
+}
+
+// forgetLocked forgets the recovered lease of item id. Called with recMu held.
+func (q *Queue) forgetLocked(id uint64) {
+	delete(q.recovered, id)
+	q.nrecovered.Store(int64(len(q.recovered)))
+}
+
+// forgetRecovered is called by Lease with the Memory token mem of a lease it is about to hand out:
+// a recovered lease of that item that a call is ending has ended in Memory (Memory hands out an
+// item only once its lease ended), and is forgotten now, before the new holder has its token,
+// which after a Release is the same Memory token.
+func (q *Queue) forgetRecovered(mem string) {
+	id, _, err := workqueue.ParseLease(mem)
+	if err != nil {
+		return
+	}
+	q.recMu.Lock()
+	if r := q.recovered[id]; r != nil && r.ending {
+		q.forgetLocked(id)
+	}
+	q.recMu.Unlock()
 }
 
 // recoveredHeld reports whether mem, the Memory token within a token of this Open, names a
-// recovered lease that has not ended, which this Open cannot have handed out. While a call ends
-// that lease it waits: the lease a Release hands out next has this token.
+// recovered lease that Lease has not forgotten (ending or not), which this Open cannot have
+// handed out.
 func (q *Queue) recoveredHeld(mem string) bool {
 	id, attempt, err := workqueue.ParseLease(mem)
 	if err != nil {
 		return false // Memory refuses it
 	}
-	for {
-		q.recMu.Lock()
-		r := q.recovered[id]
-		var ending chan struct{}
-		if r != nil {
-			ending = r.ending
-		}
-		q.recMu.Unlock()
-		if r == nil || r.attempt != attempt {
-			return false
-		}
-		if ending == nil {
-			return true
-		}
-		<-ending
-	}
+	q.recMu.Lock()
+	r := q.recovered[id]
+	q.recMu.Unlock()
+	return r != nil && r.attempt == attempt
 }
 
 // end runs do, the Memory call that ends the lease a token names, with its Memory token.
@@ -126,6 +136,9 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 	if err != nil {
 		return nil, err
 	}
+	if q.nrecovered.Load() > 0 {
+		q.forgetRecovered(it.Lease)
+	}
 	it.Lease += q.suffix
 	return it, nil
 }
@@ -134,7 +147,11 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 // costs one allocation per item.
 func (q *Queue) LeaseBatch(ctx context.Context, dst []workqueue.Item) (int, error) {
 	n, err := q.Memory.LeaseBatch(ctx, dst)
+	rec := q.nrecovered.Load() > 0
 	for i := range dst[:n] {
+		if rec {
+			q.forgetRecovered(dst[i].Lease)
+		}
 		dst[i].Lease += q.suffix
 	}
 	return n, err

@@ -3,6 +3,7 @@ package bolt_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -167,18 +168,25 @@ func TestRecoveredLeasesConcurrently(t *testing.T) {
 	}
 }
 
+// nextEpochAlias is the token of the next Open (the one that recovered lease) for the same Memory
+// token: "1.1@2" for "1.1@1", a token that Open never handed out.
+func nextEpochAlias(t *testing.T, lease string) string {
+	t.Helper()
+	at := strings.LastIndexByte(lease, '@')
+	epoch, err := strconv.ParseUint(lease[at+1:], 10, 64)
+	if err != nil {
+		t.Fatalf("token %q: %v", lease, err)
+	}
+	return lease[:at+1] + strconv.FormatUint(epoch+1, 10)
+}
+
 // TestCurrentTokenHoldsNoRecoveredLease: a token with this Open's epoch that this Open never handed
 // out ("1.1@2" for the recovered "1.1@1") holds nothing; once the recovered lease is released, the
 // same token handed out for the item's next lease holds that one.
 func TestCurrentTokenHoldsNoRecoveredLease(t *testing.T) {
 	ctx := context.Background()
 	q, a := recoveredLease(t)
-	at := strings.LastIndexByte(a.Lease, '@')
-	epoch, err := strconv.ParseUint(a.Lease[at+1:], 10, 64)
-	if err != nil {
-		t.Fatalf("token %q: %v", a.Lease, err)
-	}
-	alias := a.Lease[:at+1] + strconv.FormatUint(epoch+1, 10)
+	alias := nextEpochAlias(t, a.Lease)
 	for _, op := range []struct {
 		name string
 		do   func() error
@@ -357,4 +365,97 @@ func TestReleasedRecoveredLeasesNextHolders(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
+}
+
+// within runs f and fails the test if it has not returned within 10s.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s still blocked after 10s", what)
+	}
+}
+
+// TestCrossedTokensNeverBlock: an AckBatch with a recovered lease's token and the token of this
+// Open for the same Memory token ("1.1@1" and "1.1@2"), alone or crossed with another AckBatch,
+// returns at once: the recovered lease is acked and the other token gets ErrLeaseLost; later calls
+// with that token get ErrLeaseLost too, at once.
+func TestCrossedTokensNeverBlock(t *testing.T) {
+	ctx := context.Background()
+	lost := func(err error) bool { return errors.Is(err, workqueue.ErrLeaseLost) }
+	// batchErrs is the error of each token of an AckBatch.
+	batchErrs := func(t *testing.T, n int, err error) []error {
+		t.Helper()
+		var be *workqueue.BatchError
+		if !errors.As(err, &be) || len(be.Errs) != n {
+			t.Fatalf("AckBatch: %v, want a BatchError of %d", err, n)
+		}
+		return be.Errs
+	}
+	for _, aliasFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("aliasFirst=%v", aliasFirst), func(t *testing.T) {
+			q, a := recoveredLease(t)
+			alias := nextEpochAlias(t, a.Lease)
+			batch, recIdx := []string{a.Lease, alias}, 0
+			if aliasFirst {
+				batch, recIdx = []string{alias, a.Lease}, 1
+			}
+			var err error
+			within(t, fmt.Sprintf("AckBatch(%q)", batch), func() { err = q.AckBatch(ctx, batch) })
+			for i, e := range batchErrs(t, 2, err) {
+				if i == recIdx && e != nil || i != recIdx && !lost(e) {
+					t.Errorf("AckBatch(%q) token %d: %v", batch, i, e)
+				}
+			}
+			for name, do := range map[string]func() error{
+				"Ack":    func() error { return q.Ack(ctx, alias) },
+				"Extend": func() error { _, err := q.Extend(ctx, alias); return err },
+				"Nack":   func() error { return q.Nack(ctx, alias, 0) },
+			} {
+				within(t, name+"("+alias+")", func() { err = do() })
+				if !lost(err) {
+					t.Errorf("%s(%q) after the AckBatch: %v, want ErrLeaseLost", name, alias, err)
+				}
+			}
+		})
+	}
+	t.Run("two batches", func(t *testing.T) {
+		// Each batch ends half of the recovered leases and names the other half under this
+		// Open's epoch, which the other batch ends meanwhile.
+		const n = 64
+		q, leases := recoveredLeases(t, 2*n)
+		var a, b []string
+		for i := range n {
+			a = append(a, leases[i])
+			b = append(b, leases[n+i])
+		}
+		for i := range n {
+			a = append(a, nextEpochAlias(t, leases[n+i]))
+			b = append(b, nextEpochAlias(t, leases[i]))
+		}
+		var errA, errB error
+		within(t, "crossed AckBatches", func() {
+			var wg sync.WaitGroup
+			wg.Go(func() { errA = q.AckBatch(ctx, a) })
+			wg.Go(func() { errB = q.AckBatch(ctx, b) })
+			wg.Wait()
+		})
+		for _, errs := range [][]error{batchErrs(t, 2*n, errA), batchErrs(t, 2*n, errB)} {
+			for i, e := range errs {
+				if i < n && e != nil || i >= n && !lost(e) {
+					t.Errorf("crossed AckBatch token %d: %v", i, e)
+				}
+			}
+		}
+		st, err := q.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Depth() != 0 {
+			t.Errorf("stats %+v, want every recovered lease acked", st)
+		}
+	})
 }
