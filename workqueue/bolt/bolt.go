@@ -110,13 +110,13 @@ type Queue struct {
 	epoch  uint64 // this Open's number, in every lease token it hands out
 	suffix string // "@<epoch>", the end of those tokens
 
-	// recovered holds the leases found in the file by Open that have not ended through this Queue:
-	// an Ack, Nack, Release or Bury with a recovered lease's token removes it once Memory has ended
-	// it, or Lease as it hands out the item's next lease, whichever comes first (see memLease). An
-	// entry whose lease expired stays: its token matches no later lease of the item, which Memory
-	// hands out under the next attempt.
+	// recovered holds the leases found in the file by Open that are not known to have ended: an
+	// Ack, Nack, Release or Bury with a recovered lease's token removes it once Memory has ended it,
+	// and Lease as it hands out the item's next lease (see memLease and forgetRecovered), so one that
+	// ran out goes when its item is leased again. Until then, or for good if Memory buries the item
+	// for its attempts instead, it stays, and Memory refuses its token.
 	// nrecovered is its length, read without recMu so that a queue with no recovered lease left
-	// checks the tokens of this Open with no lock.
+	// checks the tokens of this Open, and leases, with no lock.
 	recMu      sync.Mutex
 	recovered  map[uint64]*recLease
 	nrecovered atomic.Int64

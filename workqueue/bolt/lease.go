@@ -88,16 +88,17 @@ func (q *Queue) forgetLocked(id uint64) {
 }
 
 // forgetRecovered is called by Lease with the Memory token mem of a lease it is about to hand out:
-// a recovered lease of that item that a call is ending has ended in Memory (Memory hands out an
-// item only once its lease ended), and is forgotten now, before the new holder has its token,
-// which after a Release is the same Memory token.
+// a recovered lease of that item has ended in Memory (Memory hands out an item only once its lease
+// ended: by its deadline, or by a call that is still ending it), and is forgotten now, before the
+// new holder has its token, which after a Release is the same Memory token. Its own token then
+// gets ErrLeaseLost from memLease.
 func (q *Queue) forgetRecovered(mem string) {
 	id, _, err := workqueue.ParseLease(mem)
 	if err != nil {
 		return
 	}
 	q.recMu.Lock()
-	if r := q.recovered[id]; r != nil && r.ending {
+	if q.recovered[id] != nil {
 		q.forgetLocked(id)
 	}
 	q.recMu.Unlock()
@@ -130,7 +131,8 @@ func (q *Queue) end(lease string, do func(mem string) error) error {
 	return err
 }
 
-// Lease implements workqueue.Queue (see Memory.Lease); the token names this Open.
+// Lease implements workqueue.Queue (see Memory.Lease); the token names this Open. A lease recovered
+// from the file for the item has ended, and is forgotten: its token holds nothing from now on.
 func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 	it, err := q.Memory.Lease(ctx)
 	if err != nil {

@@ -3,6 +3,7 @@ package bolt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -66,5 +67,45 @@ func TestEndingRecoveredTokenExtendsNothing(t *testing.T) {
 	q.ended(r)
 	if err := q.Ack(ctx, next.Lease); err != nil {
 		t.Errorf("Ack by the next holder %q: %v", next.Lease, err)
+	}
+}
+
+// TestExpiredRecoveredLeaseIsForgotten: a recovered lease that ran out is forgotten when Lease or
+// LeaseBatch hands out its item again, so the tokens of this Open are checked with no lock from
+// then on; its token still holds nothing, and the new holder's holds the new lease.
+func TestExpiredRecoveredLeaseIsForgotten(t *testing.T) {
+	ctx := context.Background()
+	for name, lease := range map[string]func(ctx context.Context, q *Queue) (*workqueue.Item, error){
+		"Lease": func(ctx context.Context, q *Queue) (*workqueue.Item, error) { return q.Lease(ctx) },
+		"LeaseBatch": func(ctx context.Context, q *Queue) (*workqueue.Item, error) {
+			dst := make([]workqueue.Item, 4)
+			n, err := q.LeaseBatch(ctx, dst)
+			if err != nil || n != 1 {
+				return nil, fmt.Errorf("LeaseBatch leased %d: %w", n, err)
+			}
+			return &dst[0], nil
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			q, old := openRecovered(t, 100*time.Millisecond)
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			it, err := lease(lctx, q) // waits for the recovered lease to run out
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := q.nrecovered.Load(); n != 0 {
+				t.Errorf("%d recovered leases left after the only one ran out and its item was leased again", n)
+			}
+			if _, err := q.Extend(ctx, old); !errors.Is(err, workqueue.ErrLeaseLost) {
+				t.Errorf("Extend(%q) of the forgotten lease: %v, want ErrLeaseLost", old, err)
+			}
+			if err := q.Ack(ctx, old); !errors.Is(err, workqueue.ErrLeaseLost) {
+				t.Errorf("Ack(%q) of the forgotten lease: %v, want ErrLeaseLost", old, err)
+			}
+			if err := q.Ack(ctx, it.Lease); err != nil {
+				t.Errorf("Ack by the new holder %q: %v", it.Lease, err)
+			}
+		})
 	}
 }
