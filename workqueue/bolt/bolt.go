@@ -434,8 +434,11 @@ func (q *Queue) Statusz() (title string, header []string, rows [][]string) {
 
 // The record formats: version 1 (before lease epochs) and version 2, which adds after the dead flag
 // the epoch of the Open that handed out the record's lease. A version 1 record's lease has epoch 0,
-// as have the tokens of that version. encode writes version 2 only for a lease with an epoch, so a
-// file whose leases have all ended opens with a binary that knows version 1 only.
+// as have the tokens of that version. encode writes version 2 only for a lease with an epoch. An
+// Ack, Nack, Release or Bury rewrites its lease's record as version 1 (or deletes it), but a lease
+// that runs out writes nothing: its record stays version 2 until its item's next lease ends by one
+// of those. So a binary that knows version 1 only opens a file whose every lease with an epoch
+// ended by Ack, Nack, Release or Bury.
 const (
 	recVersion1 = 1
 	recVersion  = 2

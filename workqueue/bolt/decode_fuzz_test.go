@@ -118,12 +118,24 @@ func TestFileWithoutLeasesReadsAsVersion1(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
+	n, err := readVersion1(t, path)
+	if err != nil {
+		t.Error(err)
+	}
+	if n != 5 {
+		t.Errorf("%d records in the file, want 5 (6 added, 1 acked)", n)
+	}
+}
+
+// readVersion1 reads every record of the closed file at path with the version 1 decoder, as an
+// older binary would: how many there are, and the first error.
+func readVersion1(t *testing.T, path string) (n int, err error) {
+	t.Helper()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	n := 0
 	err = db.View(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketItems, bucketDead} {
 			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
@@ -139,11 +151,48 @@ func TestFileWithoutLeasesReadsAsVersion1(t *testing.T) {
 		}
 		return nil
 	})
+	return n, err
+}
+
+// TestExpiredLeaseKeepsVersion2UntilNextLeaseEnds: a lease that ran out writes nothing, so its
+// record stays version 2 (an older binary cannot open the file), even after a Shutdown, until the
+// item's next lease ends by a Nack (see the record formats).
+func TestExpiredLeaseKeepsVersion2UntilNextLeaseEnds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "q.db")
+	q, err := Open(path, WithLeaseDuration(50*time.Millisecond))
 	if err != nil {
-		t.Error(err)
+		t.Fatal(err)
 	}
-	if n != 5 {
-		t.Errorf("%d records in the file, want 5 (6 added, 1 acked)", n)
+	if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Lease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Shutdown(ctx); err != nil { // returns once the lease ran out
+		t.Fatal(err)
+	}
+	if _, err := readVersion1(t, path); err == nil {
+		t.Error("the record of a lease that ran out reads as version 1, want version 2")
+	}
+	q, err = Open(path, WithLeaseDuration(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := q.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Nack(ctx, it.Lease, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := readVersion1(t, path); err != nil || n != 1 {
+		t.Errorf("after the next lease was nacked: %d records, %v; want 1 that reads as version 1", n, err)
 	}
 }
 

@@ -18,7 +18,10 @@
 // deadline): never a later lease of the item. So the holder of a lease the crash lost gets
 // workqueue.ErrLeaseLost and never shares the item's new lease, while the holder of a committed
 // lease can Extend and Ack it across restarts. Tokens without an epoch, handed out before epochs
-// existed, count as epoch 0, as do the leases stored then.
+// existed, count as epoch 0, as do the leases stored then. A binary from before epochs opens the
+// file only while no record holds a lease with an epoch: when every lease handed out since ended by
+// Ack, Nack, Release or Bury. A lease that ran out keeps its record until its item's next lease
+// ends so (a Shutdown drains the leases held, not those).
 //
 // # Lifecycle
 //
