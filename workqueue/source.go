@@ -1,6 +1,7 @@
 package workqueue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +69,8 @@ type Source struct {
 	q     Queue
 	cfg   sourceConfig
 	seen  map[string]bool // added
-	retry map[string]bool // failed at the last try: tried after the names not tried yet
+	retry map[string]int  // failed at its last try, by the number of the Poll that tried it
+	polls int             // Polls that read the list
 	ready chan struct{}
 }
 
@@ -84,7 +87,7 @@ func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
 	if q == nil || cfg.interval <= 0 || cfg.hc == nil {
 		return nil, fmt.Errorf("%w: nil queue or client, or non-positive interval", ErrInvalid)
 	}
-	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, retry: map[string]bool{}, ready: make(chan struct{})}, nil
+	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, retry: map[string]int{}, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed after the first poll that read the list, even if some of its items failed (see
@@ -126,8 +129,9 @@ var ErrSource = errors.New("workqueue: bad item source answer")
 
 // Poll lists the source once and adds the new items; it returns how many it added. An item that
 // fails (its GET or its Add) does not hold up the items listed after it, and is not marked seen, so
-// a later Poll tries it again, after the items it has not tried yet (so failing items listed first
-// cannot keep the others out); the error then names the items that failed (after the whole list).
+// a later Poll tries it again, after the items it has not tried yet and the failed items it tried
+// less recently (so failing items cannot keep the others out, whatever their place in the list);
+// the error then names the items that failed (after the whole list).
 // When ctx ends, the queue closes or the source cannot be reached (two items in a row without an
 // answer within the HTTP client's timeout, or with a refused connection), the items not yet tried are
 // left for the next Poll: the others would wait alike. One such item alone (its GET aborted or too
@@ -141,6 +145,7 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 	if list.Kind != "" && list.Kind != "ItemList" {
 		return 0, fmt.Errorf("%w: list kind %q", ErrSource, list.Kind)
 	}
+	s.polls++
 	listed := make(map[string]bool, len(list.Items))
 	added := 0
 	var failed itemErrors
@@ -152,7 +157,7 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 		}
 		if err := s.add(ctx, name); err != nil {
 			failed.add(err)
-			s.retry[name] = true
+			s.retry[name] = s.polls
 			var u *unreachable
 			if errors.As(err, &u) {
 				down++
@@ -174,22 +179,29 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 			continue
 		}
 		listed[name] = true
-		switch {
-		case s.seen[name]:
-		case s.retry[name]:
-			again = append(again, name)
-		default:
-			try(name)
+		if s.seen[name] {
+			continue
 		}
+		if _, ok := s.retry[name]; ok {
+			again = append(again, name)
+			continue
+		}
+		try(name)
 	}
+	// The failed items tried least recently first: those a Poll stopped before come before those
+	// that stopped it.
+	slices.SortStableFunc(again, func(a, b string) int { return cmp.Compare(s.retry[a], s.retry[b]) })
 	for _, name := range again {
 		try(name)
 	}
-	for _, m := range []map[string]bool{s.seen, s.retry} {
-		for name := range m {
-			if !listed[name] {
-				delete(m, name)
-			}
+	for name := range s.seen {
+		if !listed[name] {
+			delete(s.seen, name)
+		}
+	}
+	for name := range s.retry {
+		if !listed[name] {
+			delete(s.retry, name)
 		}
 	}
 	if failed.failed > 0 {

@@ -313,3 +313,45 @@ func TestSourceFailedItemsTriedLast(t *testing.T) {
 		t.Errorf("queue %+v, want a and b ready", st)
 	}
 }
+
+// An item that failed once, listed after two items that never answer, is not kept out by them: the
+// failed items a Poll stopped before are tried, at the next Poll, before those that stopped it.
+func TestSourceFailedOnceNotStarvedByUnanswered(t *testing.T) {
+	var mu sync.Mutex
+	gets := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/items" {
+			json.NewEncoder(w).Encode(workqueue.ItemList{Kind: "ItemList", APIVersion: "v1", Items: []string{"poison1", "poison2", "c"}})
+			return
+		}
+		name := strings.TrimPrefix(r.URL.Path, "/api/v1/items/")
+		mu.Lock()
+		gets[name]++
+		n := gets[name]
+		mu.Unlock()
+		switch {
+		case strings.HasPrefix(name, "poison"):
+			panic(http.ErrAbortHandler) // no answer
+		case n == 1:
+			http.Error(w, "busy", http.StatusServiceUnavailable) // c fails once
+		default:
+			json.NewEncoder(w).Encode(workqueue.ItemData{Kind: "Item", APIVersion: "v1", Data: json.RawMessage(`{}`)})
+		}
+	}))
+	defer srv.Close()
+	q := mustMemory(t)
+	s, err := workqueue.NewSource(srv.URL, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for range 4 {
+		n, _ := s.Poll(context.Background())
+		total += n
+	}
+	if total != 1 {
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("4 Polls added %d items (GETs %v); want c added once its 503 has passed", total, gets)
+	}
+}
