@@ -101,8 +101,10 @@ const maxFlushDelay = time.Second
 // of each is committed. The changes in it that no call waits for (leases, async acks) are tried again
 // with the next commit, or by a flush if none comes, until one succeeds; Close's own commit is
 // their last try, and its error is Close's. The flush waits flushDelay after one failed commit and
-// twice as long after each further one in a row, up to a second; the first failure of a run is
-// logged at error level with its error, and the first success after it at info level.
+// twice as long after each further one in a row, up to a second, and flushDelay again from the
+// first commit that succeeds. A failed commit that leaves such changes to try again is logged at
+// error level with its error, once in a run of failures and at most once a minute (a caller that
+// waits gets the error itself), and the success that ends a logged run at info level.
 type Queue struct {
 	*workqueue.Memory
 	db *bbolt.DB
@@ -124,7 +126,9 @@ type Queue struct {
 	logger *zap.Logger
 
 	mu         sync.Mutex
-	failures   int // commits that failed in a row; a flush waits longer after each
+	failures   int       // commits that failed in a row; a flush waits longer after each
+	failLogged bool      // this run of failures was logged
+	failLogAt  time.Time // when a failure was last logged
 	pending    []*commitReq
 	committing bool
 	asyncAck   bool
@@ -256,7 +260,7 @@ func (q *Queue) Commit(changes []workqueue.Change) error {
 			}
 		}
 		q.mu.Lock()
-		q.noteCommitLocked(err)
+		q.noteCommitLocked(err, len(again) > 0)
 		if len(again) > 0 {
 			// No caller waits for these (leases, async acks): they go before the changes that came
 			// since, into the next try. That is this loop's if a caller waits for it, else a flush's.
@@ -274,18 +278,32 @@ func (q *Queue) Commit(changes []workqueue.Change) error {
 	}
 }
 
-// noteCommitLocked counts the commits that failed in a row and logs when such a run starts and
-// ends. Called with mu held.
-func (q *Queue) noteCommitLocked(err error) {
-	switch {
-	case err != nil:
+// failLogEvery bounds how often a failed commit is logged.
+const failLogEvery = time.Minute
+
+// noteCommitLocked counts the commits that failed in a row, for the flush's wait, and logs a
+// failure that leaves changes to try again (retry) that no caller waits for, once in a run and at
+// most once every failLogEvery, and the success that ends a logged run. Called with mu held.
+func (q *Queue) noteCommitLocked(err error, retry bool) {
+	if err != nil {
 		q.failures++
-		if q.failures == 1 {
+		if retry && !q.failLogged && time.Since(q.failLogAt) >= failLogEvery {
+			q.failLogged, q.failLogAt = true, time.Now()
 			q.logger.Error("commit failed; leases and acks no caller waits for will be tried again", zap.Error(err))
 		}
-	case q.failures > 0:
+		return
+	}
+	if q.failures == 0 {
+		return
+	}
+	if q.failLogged {
 		q.logger.Info("commit succeeded after failures", zap.Int("failed", q.failures))
-		q.failures = 0
+		q.failLogged = false
+	}
+	q.failures = 0
+	// A flush scheduled while commits failed may be up to maxFlushDelay away: bring it to flushDelay.
+	if q.flushing && q.flushTimer.Stop() {
+		q.flushTimer.Reset(flushDelay)
 	}
 }
 
@@ -361,10 +379,10 @@ func (q *Queue) scheduleFlushLocked() {
 }
 
 // flushWaitLocked is how long the next flush waits: flushDelay, doubled for each commit that failed
-// in a row, at most maxFlushDelay.
+// in a row after the first, at most maxFlushDelay.
 func (q *Queue) flushWaitLocked() time.Duration {
 	d := flushDelay
-	for i := 0; i < q.failures && d < maxFlushDelay; i++ {
+	for i := 1; i < q.failures && d < maxFlushDelay; i++ {
 		d *= 2
 	}
 	return min(d, maxFlushDelay)
