@@ -37,6 +37,10 @@ var (
 	ErrBadDataChunk = errors.New("memcache: bad data chunk")
 	// ErrNULByte: a command line other than get and gets holds a NUL byte.
 	ErrNULByte = errors.New("memcache: NUL byte in a command line")
+	// ErrLengthRange: a storage command's length fits 64 bits but not 32, and its low 32 bits are
+	// a length, so that a 64-bit memcached would read a data block of that length and a 32-bit one
+	// none: the proxy cannot tell where the client's next command starts.
+	ErrLengthRange = errors.New("memcache: data length past 32 bits")
 )
 
 var (
@@ -317,6 +321,12 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 		return local(r, replyError) // no length: nothing to consume
 	}
 	size, sizeOK := dataLength(span(body, tok[4]))
+	if !sizeOK && lengthPast32(span(body, tok[4])) {
+		if n >= want && n <= want+1 {
+			r.NoReply = noReply(body, tok[:n])
+		}
+		return clientError(r, replyBadFormat, ErrLengthRange)
+	}
 	if n < want || n > want+1 {
 		// memcached answers ERROR (and reads the data block as a command).
 		if sizeOK {
@@ -451,6 +461,21 @@ func cInt32(b []byte) (int32, bool) {
 func validExptime(b []byte) bool {
 	_, ok := cInt32(b)
 	return ok
+}
+
+// lengthPast32 reports whether b is a length a 64-bit memcached reads a data block of (strtol into
+// 64 bits, cut to 32, then 0 to INT_MAX-2) and a 32-bit one refuses (past 32 bits).
+func lengthPast32(b []byte) bool {
+	mag, neg, ok := cNumber(b)
+	if !ok || !neg && mag > math.MaxInt64 || neg && mag > 1<<63 {
+		return false // past 64 bits: both refuse it
+	}
+	v := int64(mag)
+	if neg {
+		v = -v
+	}
+	cut := int32(v)
+	return int64(cut) != v && cut >= 0 && cut <= math.MaxInt32-2
 }
 
 // dataLength is a storage command's <bytes> as memcached reads it: safe_strtol (within 32 bits),

@@ -95,8 +95,11 @@ var requestTests = []struct {
 	{"cas unique past 2^64-1", "cas k 0 0 1 18446744073709551616\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
 	{"negative cas unique", "cas k 0 0 1 -1\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
 	{"cas unique 2^64-1", "cas k 0 0 1 18446744073709551615\r\nx\r\n", []parsed{{Keys: []string{"k"}}}, false},
-	// A 32-bit memcached reads no length here and runs the data block as a command, as the proxy does.
-	{"length past 32 bits", "set k 0 0 4294967297\r\nx\r\n", []parsed{{Local: badFormat}, {Local: "ERROR\r\n"}}, false},
+	// A 64-bit memcached reads a block of a length's low 32 bits, a 32-bit one none: the proxy
+	// cannot tell where the next command starts, and closes the connection.
+	{"length past 32 bits", "set k 0 0 4294967297\r\nx\r\n", nil, true},
+	{"negative length past 32 bits", "set k 0 0 -4294967295 noreply\r\nx\r\n", nil, true},
+	{"length past 64 bits", "set k 0 0 18446744073709551616\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
 	{"length past int32", "set k 0 0 2147483648\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},
 	{"numbers with C white space", "set k \t1 +0 1\tjunk\r\nx\r\nset k 0 0 1\r\r\nx\r\n", []parsed{{Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
 	{"bad key consumes data", "set a\x01b 0 0 1\r\nx\r\nget a\r\n", []parsed{{Local: badFormat}, {Keys: []string{"a"}}}, false},

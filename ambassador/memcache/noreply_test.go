@@ -145,7 +145,7 @@ func TestNoReplyLocalErrorsSendNothing(t *testing.T) {
 func TestNoReplyBadChunkClosesSilently(t *testing.T) {
 	needMemcached(t)
 	addr, _ := startProxy(t, "", startMemcached(t, 1), &memcache.Protocol{MaxValueSize: 1024})
-	for _, send := range []string{"set k 0 0 2 noreply\r\nabcdef\r\n", "set k 0 0 999999999 noreply\r\n"} {
+	for _, send := range []string{"set k 0 0 2 noreply\r\nabcdef\r\n", "set k 0 0 999999999 noreply\r\n", "set k 0 0 4294967297 noreply\r\nx\r\n"} {
 		c := dial(t, addr)
 		c.send(send)
 		if b, err := io.ReadAll(c.r); len(b) != 0 || err != nil {
