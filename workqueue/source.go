@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -65,13 +66,16 @@ func WithSourceLogger(l *zap.Logger) SourceOption {
 // A name that leaves the list is forgotten, so it is added again if it comes back. After a restart
 // every listed item is added again (at least once).
 type Source struct {
-	base  string
-	q     Queue
-	cfg   sourceConfig
-	seen  map[string]bool // added
-	retry map[string]int  // failed at its last try, by the number of the Poll that tried it
-	polls int             // Polls that read the list
-	ready chan struct{}
+	base string
+	q    Queue
+	cfg  sourceConfig
+	seen map[string]bool // added
+	// waiting holds the listed names not added yet that a Poll failed on or stopped before: the
+	// number of the name's last try (of all Polls' tries), or for a name never tried, the number of
+	// the last try before the Poll that first stopped before it.
+	waiting map[string]int
+	tries   int // item tries of all Polls
+	ready   chan struct{}
 }
 
 // NewSource returns a Source that feeds q from the source at base (e.g. "http://127.0.0.1:8081").
@@ -87,7 +91,7 @@ func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
 	if q == nil || cfg.interval <= 0 || cfg.hc == nil {
 		return nil, fmt.Errorf("%w: nil queue or client, or non-positive interval", ErrInvalid)
 	}
-	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, retry: map[string]int{}, ready: make(chan struct{})}, nil
+	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, waiting: map[string]int{}, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed after the first poll that read the list, even if some of its items failed (see
@@ -129,9 +133,10 @@ var ErrSource = errors.New("workqueue: bad item source answer")
 
 // Poll lists the source once and adds the new items; it returns how many it added. An item that
 // fails (its GET or its Add) does not hold up the items listed after it, and is not marked seen, so
-// a later Poll tries it again, after the items it has not tried yet and the failed items it tried
-// less recently (so failing items cannot keep the others out, whatever their place in the list);
-// the error then names the items that failed (after the whole list).
+// a later Poll tries it again; the error then names the items that failed (after the whole list).
+// A Poll tries the items it has not added least recently tried first (an item a Poll stopped before
+// counts as tried just before that Poll's own tries), new ones last in list order: failing items
+// cannot keep the others out, whatever their place in the list or how many new ones come.
 // When ctx ends, the queue closes or the source cannot be reached (two items in a row without an
 // answer within the HTTP client's timeout, or with a refused connection), the items not yet tried are
 // left for the next Poll: the others would wait alike. One such item alone (its GET aborted or too
@@ -145,19 +150,40 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 	if list.Kind != "" && list.Kind != "ItemList" {
 		return 0, fmt.Errorf("%w: list kind %q", ErrSource, list.Kind)
 	}
-	s.polls++
+	start := s.tries
 	listed := make(map[string]bool, len(list.Items))
 	added := 0
 	var failed itemErrors
 	stop := false
 	down := 0 // items in a row whose GET got no answer
-	try := func(name string) {
-		if stop {
-			return
+	var todo []string
+	for _, name := range list.Items {
+		if name == "" || listed[name] {
+			continue
 		}
+		listed[name] = true
+		if !s.seen[name] {
+			todo = append(todo, name)
+		}
+	}
+	last := func(name string) int { // when name was last tried; a new one, after all
+		if n, ok := s.waiting[name]; ok {
+			return n
+		}
+		return math.MaxInt
+	}
+	slices.SortStableFunc(todo, func(a, b string) int { return cmp.Compare(last(a), last(b)) })
+	for _, name := range todo {
+		if stop {
+			if _, ok := s.waiting[name]; !ok {
+				s.waiting[name] = start // before this Poll's tries
+			}
+			continue
+		}
+		s.tries++
 		if err := s.add(ctx, name); err != nil {
 			failed.add(err)
-			s.retry[name] = s.polls
+			s.waiting[name] = s.tries
 			var u *unreachable
 			if errors.As(err, &u) {
 				down++
@@ -166,42 +192,21 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 			}
 			// The other items would fail alike.
 			stop = ctx.Err() != nil || errors.Is(err, ErrClosed) || down >= 2
-			return
+			continue
 		}
 		down = 0
-		delete(s.retry, name)
+		delete(s.waiting, name)
 		s.seen[name] = true
 		added++
-	}
-	var again []string
-	for _, name := range list.Items {
-		if name == "" || listed[name] {
-			continue
-		}
-		listed[name] = true
-		if s.seen[name] {
-			continue
-		}
-		if _, ok := s.retry[name]; ok {
-			again = append(again, name)
-			continue
-		}
-		try(name)
-	}
-	// The failed items tried least recently first: those a Poll stopped before come before those
-	// that stopped it.
-	slices.SortStableFunc(again, func(a, b string) int { return cmp.Compare(s.retry[a], s.retry[b]) })
-	for _, name := range again {
-		try(name)
 	}
 	for name := range s.seen {
 		if !listed[name] {
 			delete(s.seen, name)
 		}
 	}
-	for name := range s.retry {
+	for name := range s.waiting {
 		if !listed[name] {
-			delete(s.retry, name)
+			delete(s.waiting, name)
 		}
 	}
 	if failed.failed > 0 {

@@ -355,3 +355,46 @@ func TestSourceFailedOnceNotStarvedByUnanswered(t *testing.T) {
 		t.Fatalf("4 Polls added %d items (GETs %v); want c added once its 503 has passed", total, gets)
 	}
 }
+
+// An item that failed once is tried again though every Poll lists new items that get no answer
+// and end it: it has waited longer than they have.
+func TestSourceFailedItemNotStarvedByNewOnes(t *testing.T) {
+	var mu sync.Mutex
+	polls, xGets := 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/api/v1/items/")
+		if strings.HasPrefix(name, "new") {
+			panic(http.ErrAbortHandler) // no answer
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/api/v1/items" {
+			polls++
+			items := []string{"x"}
+			for i := range polls { // two new unanswered items a Poll, listed first
+				items = append([]string{fmt.Sprintf("new%d-a", i), fmt.Sprintf("new%d-b", i)}, items...)
+			}
+			json.NewEncoder(w).Encode(workqueue.ItemList{Kind: "ItemList", APIVersion: "v1", Items: items})
+			return
+		}
+		if xGets++; xGets == 1 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(workqueue.ItemData{Kind: "Item", APIVersion: "v1", Data: json.RawMessage(`{}`)})
+	}))
+	defer srv.Close()
+	q := mustMemory(t)
+	s, err := workqueue.NewSource(srv.URL, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := 0
+	for range 4 {
+		n, _ := s.Poll(context.Background())
+		added += n
+	}
+	if added != 1 {
+		t.Fatalf("4 Polls added %d items; want x added once its 503 has passed", added)
+	}
+}
