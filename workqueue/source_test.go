@@ -339,17 +339,7 @@ func TestSourceFailedOnceNotStarvedByUnanswered(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	q := mustMemory(t)
-	s, err := workqueue.NewSource(srv.URL, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0
-	for range 4 {
-		n, _ := s.Poll(context.Background())
-		total += n
-	}
-	if total != 1 {
+	if total := pollAdded(t, srv.URL, 4); total != 1 {
 		mu.Lock()
 		defer mu.Unlock()
 		t.Fatalf("4 Polls added %d items (GETs %v); want c added once its 503 has passed", total, gets)
@@ -384,17 +374,22 @@ func TestSourceFailedItemNotStarvedByNewOnes(t *testing.T) {
 		json.NewEncoder(w).Encode(workqueue.ItemData{Kind: "Item", APIVersion: "v1", Data: json.RawMessage(`{}`)})
 	}))
 	defer srv.Close()
-	q := mustMemory(t)
-	s, err := workqueue.NewSource(srv.URL, q)
+	if added := pollAdded(t, srv.URL, 4); added != 1 {
+		t.Fatalf("4 Polls added %d items; want x added once its 503 has passed", added)
+	}
+}
+
+// pollAdded polls the source at url n times into a new Memory and returns how many items it added.
+func pollAdded(t *testing.T, url string, n int) int {
+	t.Helper()
+	s, err := workqueue.NewSource(url, mustMemory(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	added := 0
-	for range 4 {
-		n, _ := s.Poll(context.Background())
-		added += n
+	for range n {
+		k, _ := s.Poll(context.Background())
+		added += k
 	}
-	if added != 1 {
-		t.Fatalf("4 Polls added %d items; want x added once its 503 has passed", added)
-	}
+	return added
 }
