@@ -321,12 +321,6 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 		return local(r, replyError) // no length: nothing to consume
 	}
 	size, sizeOK := dataLength(span(body, tok[4]))
-	if !sizeOK && lengthPast32(span(body, tok[4])) {
-		if n >= want && n <= want+1 {
-			r.NoReply = noReply(body, tok[:n])
-		}
-		return clientError(r, replyBadFormat, ErrLengthRange)
-	}
 	if n < want || n > want+1 {
 		// memcached answers ERROR (and reads the data block as a command).
 		if sizeOK {
@@ -337,6 +331,9 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 	// Every error from here on is silent for a noreply command, as with memcached.
 	r.NoReply = noReply(body, tok[:n])
 	if !sizeOK {
+		if readsBlock64(body, tok[:n], cas) {
+			return clientError(r, replyBadFormat, ErrLengthRange)
+		}
 		return local(r, replyBadFormat)
 	}
 	if !validKey(span(body, tok[1])) || !cUint32(span(body, tok[2])) || !validExptime(span(body, tok[3])) ||
@@ -445,15 +442,25 @@ func cUint32(b []byte) bool {
 	return ok && mag <= math.MaxUint32 && (!neg || mag == 0)
 }
 
-// cInt32 is memcached's safe_strtol (exptime, length) within 32 bits.
-func cInt32(b []byte) (int32, bool) {
+// cLong is C's strtol into a 64-bit long (ERANGE past it), as a 64-bit memcached's safe_strtol
+// reads before it cuts the value to 32 bits.
+func cLong(b []byte) (int64, bool) {
 	mag, neg, ok := cNumber(b)
-	if !ok || !neg && mag > math.MaxInt32 || neg && mag > -math.MinInt32 {
+	if !ok || !neg && mag > math.MaxInt64 || neg && mag > 1<<63 {
 		return 0, false
 	}
 	v := int64(mag)
 	if neg {
 		v = -v
+	}
+	return v, true
+}
+
+// cInt32 is memcached's safe_strtol (exptime, length) within 32 bits.
+func cInt32(b []byte) (int32, bool) {
+	v, ok := cLong(b)
+	if !ok || v != int64(int32(v)) {
+		return 0, false
 	}
 	return int32(v), true
 }
@@ -463,19 +470,21 @@ func validExptime(b []byte) bool {
 	return ok
 }
 
-// lengthPast32 reports whether b is a length a 64-bit memcached reads a data block of (strtol into
-// 64 bits, cut to 32, then 0 to INT_MAX-2) and a 32-bit one refuses (past 32 bits).
-func lengthPast32(b []byte) bool {
-	mag, neg, ok := cNumber(b)
-	if !ok || !neg && mag > math.MaxInt64 || neg && mag > 1<<63 {
-		return false // past 64 bits: both refuse it
+// readsBlock64 reports whether a 64-bit memcached reads the data block of a storage command with
+// the right number of tokens, tok, whose length the proxy refuses: it checks the key's length, then
+// reads flags, exptime and length into 64 bits (safe_strtoul, safe_strtol) and the cas unique
+// (safe_strtoull), and cuts the length to 32 bits, which must then be 0 to INT_MAX-2. A 32-bit
+// memcached refuses a length past 32 bits without reading a block.
+func readsBlock64(body []byte, tok []twemproxy.Span, cas bool) bool {
+	if len(span(body, tok[1])) > MaxKeyLength || !cUint64(span(body, tok[2])) || cas && !cUint64(span(body, tok[5])) {
+		return false
 	}
-	v := int64(mag)
-	if neg {
-		v = -v
+	if _, ok := cLong(span(body, tok[3])); !ok {
+		return false
 	}
+	v, ok := cLong(span(body, tok[4]))
 	cut := int32(v)
-	return int64(cut) != v && cut >= 0 && cut <= math.MaxInt32-2
+	return ok && int64(cut) != v && cut >= 0 && cut <= math.MaxInt32-2
 }
 
 // dataLength is a storage command's <bytes> as memcached reads it: safe_strtol (within 32 bits),
