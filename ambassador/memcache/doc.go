@@ -14,9 +14,11 @@
 // Only commands memcached parses exactly as the codec does are forwarded: numbers are read as
 // memcached's safe_strtol/safe_strtoul/safe_strtoull read them, and a flags, exptime or length
 // value past 32 bits (which a 64-bit memcached cuts and a 32-bit one refuses) is answered here as
-// malformed; for a length whose low 32 bits a 64-bit memcached would read as one, the connection
-// is then closed, as no one knows where the client's next command starts. A command memcached would refuse without consuming its data block would have that
+// malformed. A command memcached would refuse without consuming its data block would have that
 // block run as a command, and its reply would reach another client sharing the server connection.
+// Where a 64-bit memcached would read the data block of a length's low 32 bits (every other field
+// passing its checks) and a 32-bit one none, no one knows where the client's next command starts:
+// the connection is closed after the error reply.
 //
 // # Lifecycle
 //
