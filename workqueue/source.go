@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -134,9 +133,11 @@ var ErrSource = errors.New("workqueue: bad item source answer")
 // Poll lists the source once and adds the new items; it returns how many it added. An item that
 // fails (its GET or its Add) does not hold up the items listed after it, and is not marked seen, so
 // a later Poll tries it again; the error then names the items that failed (after the whole list).
-// A Poll tries the items it has not added least recently tried first (an item a Poll stopped before
-// counts as tried just before that Poll's own tries), new ones last in list order: failing items
-// cannot keep the others out, whatever their place in the list or how many new ones come.
+// A Poll tries the items it has not added least recently tried first, each group in list order: an
+// item a Poll stopped before counts as tried just before that Poll's tries, unless it was tried
+// earlier, and an item not waiting from an earlier Poll (new, or back on the list) counts as tried
+// just before this one's, ahead of the item tried last. So failing items cannot keep the others
+// out, whatever their place in the list, how many new ones come, or how often a name comes and goes.
 // When ctx ends, the queue closes or the source cannot be reached (two items in a row without an
 // answer within the HTTP client's timeout, or with a refused connection), the items not yet tried are
 // left for the next Poll: the others would wait alike. One such item alone (its GET aborted or too
@@ -166,13 +167,19 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 			todo = append(todo, name)
 		}
 	}
-	last := func(name string) int { // when name was last tried; a new one, after all
+	// Least recently tried first; a new name counts as tried just before this Poll, and goes before
+	// the name tried last (which may have ended the last Poll).
+	last := func(name string) (int, int) {
 		if n, ok := s.waiting[name]; ok {
-			return n
+			return n, 1
 		}
-		return math.MaxInt
+		return start, 0
 	}
-	slices.SortStableFunc(todo, func(a, b string) int { return cmp.Compare(last(a), last(b)) })
+	slices.SortStableFunc(todo, func(a, b string) int {
+		na, oa := last(a)
+		nb, ob := last(b)
+		return cmp.Or(cmp.Compare(na, nb), cmp.Compare(oa, ob))
+	})
 	for _, name := range todo {
 		if stop {
 			if _, ok := s.waiting[name]; !ok {
