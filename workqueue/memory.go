@@ -884,8 +884,9 @@ func after(now int64, d time.Duration) int64 {
 // becomes ready no later than the absorbed add asked (notBefore, 0 for now), as if both adds had
 // been kept and the earlier one had run. An add that would not bring it forward changes nothing (and
 // writes nothing). A LazyJournal gets e's new record at once, in order with the leases that follow
-// under mu. With any other journal, e is taken out of sight (stHeld) and hastenLocked returns
-// true: the caller then calls commitHeldUnlock. Called with mu held.
+// under mu. With any other journal, e leaves the delayed heap and hastenLocked returns true: the
+// caller then calls commitHeldUnlock, still under mu, which holds it out of sight. Called with mu
+// held.
 func (q *Memory) hastenLocked(e *entry, notBefore, now int64) bool {
 	if e.notBefore == 0 || notBefore != 0 && notBefore >= e.notBefore {
 		return false
@@ -906,8 +907,6 @@ func (q *Memory) hastenLocked(e *entry, notBefore, now int64) bool {
 				q.delayed.remove(int(e.idx))
 				q.syncDelayed()
 			}
-			e.state = stHeld
-			q.nheld++
 			return true
 		}
 	}
@@ -928,11 +927,13 @@ func (q *Memory) hastenLocked(e *entry, notBefore, now int64) bool {
 	return false
 }
 
-// commitHeldUnlock commits the record of e, an item held out of sight (stHeld, counted in nheld),
-// without mu, then makes it visible and unlocks mu: no lease of it, and so no ack, can reach the
-// journal before this put. On a failed commit the item still becomes visible: the journal holds its
+// commitHeldUnlock holds e out of sight (stHeld, counted in nheld), commits its record without mu,
+// then makes it visible and unlocks mu: no lease of it, and so no ack, can reach the journal before
+// this put. On a failed commit the item still becomes visible: the journal holds its
 // older state. Called with mu held; returns with it released.
 func (q *Memory) commitHeldUnlock(e *entry) error {
+	e.state = stHeld
+	q.nheld++
 	rec := q.record(e)
 	q.mu.Unlock()
 	err := q.commit(Change{Op: OpPut, Record: rec})
@@ -1408,8 +1409,6 @@ func (q *Memory) giveBack(lease string, delay time.Duration, uncount bool) error
 		e.notBefore = after(now, delay)
 	}
 	if q.cfg.journal != nil {
-		e.state = stHeld
-		q.nheld++
 		return q.commitHeldUnlock(e)
 	}
 	q.makeVisible(e, now)
