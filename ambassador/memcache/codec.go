@@ -234,7 +234,7 @@ func lineCommand(r *twemproxy.Request, body []byte, cmd string) error {
 		if !validKey(key) {
 			return local(r, replyBadFormat)
 		}
-		if _, ok := cInt32(span(body, tok[2])); !ok {
+		if !validExptime(span(body, tok[2])) {
 			return local(r, replyBadExpiry)
 		}
 	}
@@ -264,7 +264,7 @@ func (p *Protocol) retrieval(r *twemproxy.Request, body []byte, cmdLen int, touc
 			j++
 		}
 		if touch && idx == 0 {
-			if _, ok := cInt32(body[i:j]); !ok {
+			if !validExptime(body[i:j]) {
 				return local(r, replyBadExpiry)
 			}
 			prefixEnd = j
@@ -465,6 +465,7 @@ func cInt32(b []byte) (int32, bool) {
 	return int32(v), true
 }
 
+// validExptime reports whether memcached (either build) reads b as an exptime.
 func validExptime(b []byte) bool {
 	_, ok := cInt32(b)
 	return ok
