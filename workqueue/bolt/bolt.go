@@ -114,9 +114,10 @@ type Queue struct {
 
 	// recovered holds the leases found in the file by Open that are not known to have ended: an
 	// Ack, Nack, Release or Bury with a recovered lease's token removes it once Memory has ended it,
-	// and Lease as it hands out the item's next lease (see memLease and forgetRecovered), so one that
-	// ran out goes when its item is leased again. Until then, or for good if Memory buries the item
-	// for its attempts instead, it stays, and Memory refuses its token.
+	// Lease as it hands out the item's next lease (see memLease and forgetRecovered), so one that
+	// ran out goes when its item is leased again, and a journal change that removes the item (see
+	// forgetRemoved), so one that ran out on the item's last attempt goes when Memory buries it.
+	// Until then it stays, and Memory refuses its token.
 	// nrecovered is its length, read without recMu so that a queue with no recovered lease left
 	// checks the tokens of this Open, and leases, with no lock.
 	recMu      sync.Mutex
@@ -231,6 +232,7 @@ var (
 
 // Commit implements workqueue.Journal with group commit.
 func (q *Queue) Commit(changes []workqueue.Change) error {
+	q.forgetRemoved(changes)
 	if q.asyncAck && onlyAcks(changes) {
 		q.mu.Lock()
 		q.pending = append(q.pending, &commitReq{changes: changes})
@@ -409,6 +411,7 @@ func (q *Queue) flush() {
 // CommitLater implements workqueue.LazyJournal: the changes go into the next commit, which happens
 // within flushDelay even if no Add or Ack comes to make one.
 func (q *Queue) CommitLater(changes []workqueue.Change) {
+	q.forgetRemoved(changes)
 	q.mu.Lock()
 	q.pending = append(q.pending, &commitReq{changes: changes})
 	q.scheduleFlushLocked()

@@ -104,6 +104,23 @@ func (q *Queue) forgetRecovered(mem string) {
 	q.recMu.Unlock()
 }
 
+// forgetRemoved forgets the recovered leases of the items that changes remove (acked or buried).
+// Memory makes such a change before it hands it to the journal, and never leases the item again,
+// which is when Lease would forget the lease: an item buried for its attempts when its recovered
+// lease ran out would keep it for good, and every token of this Open would be checked under recMu.
+func (q *Queue) forgetRemoved(changes []workqueue.Change) {
+	if q.nrecovered.Load() == 0 {
+		return
+	}
+	q.recMu.Lock()
+	for _, c := range changes {
+		if c.Op != workqueue.OpPut && q.recovered[c.Record.ID] != nil {
+			q.forgetLocked(c.Record.ID)
+		}
+	}
+	q.recMu.Unlock()
+}
+
 // recoveredHeld reports whether mem, the Memory token within a token of this Open, names a
 // recovered lease that Lease has not forgotten (ending or not), which this Open cannot have
 // handed out.

@@ -12,13 +12,14 @@ import (
 )
 
 // openRecovered adds an item to a new file, leases it for d, closes the queue (which commits the
-// lease) and opens the file again: the queue it returns holds the item under the recovered lease
-// old ("1.1@1").
-func openRecovered(t *testing.T, d time.Duration) (q *Queue, old string) {
+// lease) and opens the file again, both times with opts: the queue it returns holds the item under
+// the recovered lease old ("1.1@1").
+func openRecovered(t *testing.T, d time.Duration, opts ...Option) (q *Queue, old string) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "q.db")
-	q1, err := Open(path, WithLeaseDuration(d))
+	opts = append([]Option{WithLeaseDuration(d)}, opts...)
+	q1, err := Open(path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func openRecovered(t *testing.T, d time.Duration) (q *Queue, old string) {
 	if err := q1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q, err = Open(path, WithLeaseDuration(d))
+	q, err = Open(path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,5 +108,28 @@ func TestExpiredRecoveredLeaseIsForgotten(t *testing.T) {
 				t.Errorf("Ack by the new holder %q: %v", it.Lease, err)
 			}
 		})
+	}
+}
+
+// TestBuriedRecoveredLeaseIsForgotten: a recovered lease that runs out on the item's last attempt
+// is forgotten when Memory buries the item instead of leasing it again, so the tokens of this Open
+// are checked with no lock from then on; the recovered token holds nothing.
+func TestBuriedRecoveredLeaseIsForgotten(t *testing.T) {
+	ctx := context.Background()
+	q, old := openRecovered(t, 100*time.Millisecond, WithMaxAttempts(1))
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if it, err := q.Lease(lctx); !errors.Is(err, context.DeadlineExceeded) { // buries the item as its lease runs out
+		t.Fatalf("Lease: %v, %v; want no item before the deadline", it, err)
+	}
+	dead, err := q.Dead(ctx, 10)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("Dead: %v, %v; want the one item buried for its attempts", dead, err)
+	}
+	if n := q.nrecovered.Load(); n != 0 {
+		t.Errorf("%d recovered leases left after the only one ran out and its item was buried", n)
+	}
+	if err := q.Ack(ctx, old); !errors.Is(err, workqueue.ErrLeaseLost) {
+		t.Errorf("Ack(%q) of the buried item's lease: %v, want ErrLeaseLost", old, err)
 	}
 }
