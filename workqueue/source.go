@@ -69,13 +69,21 @@ type Source struct {
 	q    Queue
 	cfg  sourceConfig
 	seen map[string]bool // added
-	// waiting holds the listed names not added yet that a Poll failed on or stopped before: the
-	// number of the name's last try (of all Polls' tries), or for a name never tried, the number of
-	// the last try before the Poll that first stopped before it.
-	waiting map[string]int
+	// waiting holds the names not added yet that a Poll failed on or stopped before, unless they
+	// have been off the list for more than waitKept Polls in a row.
+	waiting map[string]waitMark
 	tries   int // item tries of all Polls
 	ready   chan struct{}
 }
+
+// waitMark is a waiting name's place: try is the number of its last try (of all Polls' tries), or
+// for a name never tried, of the last try before the Poll that first stopped before it; absent
+// counts the Polls in a row that did not list it.
+type waitMark struct{ try, absent int }
+
+// waitKept is how many Polls in a row a waiting name may be off the list and keep its place; one
+// that comes back after more counts as new.
+const waitKept = 10
 
 // NewSource returns a Source that feeds q from the source at base (e.g. "http://127.0.0.1:8081").
 func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
@@ -90,7 +98,7 @@ func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
 	if q == nil || cfg.interval <= 0 || cfg.hc == nil {
 		return nil, fmt.Errorf("%w: nil queue or client, or non-positive interval", ErrInvalid)
 	}
-	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, waiting: map[string]int{}, ready: make(chan struct{})}, nil
+	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, waiting: map[string]waitMark{}, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed after the first poll that read the list, even if some of its items failed (see
@@ -135,9 +143,10 @@ var ErrSource = errors.New("workqueue: bad item source answer")
 // a later Poll tries it again; the error then names the items that failed (after the whole list).
 // A Poll tries the items it has not added least recently tried first, each group in list order: an
 // item a Poll stopped before counts as tried just before that Poll's tries, unless it was tried
-// earlier, and an item not waiting from an earlier Poll (new, or back on the list) counts as tried
-// just before this one's, ahead of the item tried last. So failing items cannot keep the others
-// out, whatever their place in the list, how many new ones come, or how often a name comes and goes.
+// earlier, and a new item counts as tried just before this one's, ahead of the item tried last. An
+// item that leaves the list keeps its place for up to 10 Polls in a row, and counts as new if it
+// comes back later. So failing items cannot keep the others out, whatever their place in the list,
+// how many new ones come, or how often a name comes and goes (if not for longer than that).
 // When ctx ends, the queue closes or the source cannot be reached (two items in a row without an
 // answer within the HTTP client's timeout, or with a refused connection), the items not yet tried are
 // left for the next Poll: the others would wait alike. One such item alone (its GET aborted or too
@@ -170,8 +179,8 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 	// Least recently tried first; a new name counts as tried just before this Poll, and goes before
 	// the name tried last (which may have ended the last Poll).
 	last := func(name string) (int, int) {
-		if n, ok := s.waiting[name]; ok {
-			return n, 1
+		if w, ok := s.waiting[name]; ok {
+			return w.try, 1
 		}
 		return start, 0
 	}
@@ -183,14 +192,14 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 	for _, name := range todo {
 		if stop {
 			if _, ok := s.waiting[name]; !ok {
-				s.waiting[name] = start // before this Poll's tries
+				s.waiting[name] = waitMark{try: start} // before this Poll's tries
 			}
 			continue
 		}
 		s.tries++
 		if err := s.add(ctx, name); err != nil {
 			failed.add(err)
-			s.waiting[name] = s.tries
+			s.waiting[name] = waitMark{try: s.tries}
 			var u *unreachable
 			if errors.As(err, &u) {
 				down++
@@ -211,10 +220,17 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 			delete(s.seen, name)
 		}
 	}
-	for name := range s.waiting {
-		if !listed[name] {
+	for name, w := range s.waiting {
+		switch {
+		case listed[name]:
+			w.absent = 0
+		case w.absent >= waitKept:
 			delete(s.waiting, name)
+			continue
+		default:
+			w.absent++
 		}
+		s.waiting[name] = w
 	}
 	if failed.failed > 0 {
 		return added, &failed
