@@ -465,7 +465,8 @@ func cInt32(b []byte) (int32, bool) {
 	return int32(v), true
 }
 
-// validExptime reports whether memcached (either build) reads b as an exptime.
+// validExptime reports whether both memcached builds read b as the same exptime (safe_strtol within
+// 32 bits).
 func validExptime(b []byte) bool {
 	_, ok := cInt32(b)
 	return ok

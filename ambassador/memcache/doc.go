@@ -7,18 +7,19 @@
 // a value at most Protocol.MaxValueSize (1 MiB by default). An oversized value is swallowed and
 // answered "SERVER_ERROR object too large for cache", an unknown command "ERROR", a malformed one
 // "CLIENT_ERROR bad command line format"; the connection stays usable, as with memcached. A line
-// too long or a corrupt data block closes that client's connection after an error reply. A command
-// that ends with noreply gets no reply at all, as with memcached: not even an error, whether the
-// proxy answers it (an oversized value, a malformed command) or its server fails.
+// too long, a corrupt data block or a value over 64 times MaxValueSize (which memcached would read
+// and drop) closes that client's connection after an error reply. A command that ends with
+// noreply gets no reply at all, as with memcached: not even an error, whether the proxy answers it
+// (an oversized value, a malformed command) or its server fails.
 //
 // Only commands memcached parses exactly as the codec does are forwarded: numbers are read as
 // memcached's safe_strtol/safe_strtoul/safe_strtoull read them, and a flags, exptime or length
 // value past 32 bits (which a 64-bit memcached cuts and a 32-bit one refuses) is answered here as
 // malformed. A command memcached would refuse without consuming its data block would have that
 // block run as a command, and its reply would reach another client sharing the server connection.
-// Where a 64-bit memcached would read the data block of a length's low 32 bits (every other field
-// passing its checks) and a 32-bit one none, no one knows where the client's next command starts:
-// the connection is closed after the error reply.
+// Where a 64-bit memcached would cut the length to its low 32 bits and read that many bytes (every
+// other field passing its checks) while a 32-bit one reads none, no one knows where the client's
+// next command starts: the connection is closed after the error reply.
 //
 // # Lifecycle
 //
