@@ -24,7 +24,9 @@ const (
 	DefaultMaxValueSize = 1 << 20 // memcached's default item size limit
 	MaxKeyLength        = 250     // memcached's key length limit
 	maxTokens           = 8       // tokens of a non-retrieval command line
-	maxLine             = 16 << 10
+	// maxGetLine bounds a get or gets command line, with its line end: memcached reads one of any
+	// length, a multi-get of many keys.
+	maxGetLine = 1 << 20
 	// maxCommandLine bounds a command line other than get and gets, with its line end: memcached
 	// closes a connection whose unfinished line passes 2048 bytes, unless it is a get or gets.
 	maxCommandLine = 2048
@@ -85,6 +87,31 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	return line, err
 }
 
+// readCommand appends the next command line, with its line end, to dst[:0]. A line longer than
+// br's buffer is read on only for get and gets (after at most 100 leading spaces), as memcached
+// does, up to maxGetLine.
+func readCommand(br *bufio.Reader, dst []byte) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	dst = append(dst[:0], line...)
+	for err == bufio.ErrBufferFull {
+		if len(dst) > maxGetLine || !longGet(dst) {
+			return dst, ErrLineTooLong
+		}
+		line, err = br.ReadSlice('\n')
+		dst = append(dst, line...)
+	}
+	if len(dst) > maxGetLine {
+		return dst, ErrLineTooLong
+	}
+	return dst, err
+}
+
+// longGet reports whether memcached reads on an unfinished line that starts with b: a get or gets.
+func longGet(b []byte) bool {
+	cmd := bytes.TrimLeft(b, " ")
+	return len(b)-len(cmd) <= 100 && (bytes.HasPrefix(cmd, []byte("get ")) || bytes.HasPrefix(cmd, []byte("gets ")))
+}
+
 // fields splits line (without its line ending) on spaces into at most len(out) spans; n is how
 // many there are (n > len(out) means too many).
 func fields(line []byte, off int, out []twemproxy.Span) int {
@@ -131,7 +158,9 @@ func local(r *twemproxy.Request, reply []byte) error {
 // command memcached would reject or read otherwise is answered here (with memcached's reply, its
 // data block consumed), never forwarded.
 func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
-	line, err := readLine(br)
+	var err error
+	r.Buf, err = readCommand(br, r.Buf)
+	line := r.Buf
 	if err != nil {
 		if err == ErrLineTooLong {
 			return &twemproxy.ClientError{Reply: replyLineLong, Err: err}
@@ -141,21 +170,25 @@ func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 		}
 		return err
 	}
-	r.Buf = append(r.Buf[:0], line...)
-	body := trimEOL(r.Buf)
-	sp := bytes.IndexByte(body, ' ')
-	cmd := body
-	if sp >= 0 {
-		cmd = body[:sp]
+	body := trimEOL(line)
+	// memcached skips spaces before the command, as between its tokens.
+	cmdStart := 0
+	for cmdStart < len(body) && body[cmdStart] == ' ' {
+		cmdStart++
 	}
+	cmdEnd := cmdStart + bytes.IndexByte(body[cmdStart:], ' ')
+	if cmdEnd < cmdStart {
+		cmdEnd = len(body)
+	}
+	cmd := body[cmdStart:cmdEnd]
 	switch string(cmd) {
 	case "get", "gets":
-		return p.retrieval(r, body, len(cmd), false)
+		return p.retrieval(r, body, cmdEnd, false)
 	case "gat", "gats":
 		if err := checkLine(line); err != nil {
 			return err
 		}
-		return p.retrieval(r, body, len(cmd), true)
+		return p.retrieval(r, body, cmdEnd, true)
 	case "set", "add", "replace", "append", "prepend", "cas":
 		if err := checkLine(line); err != nil {
 			return err
@@ -245,13 +278,14 @@ func lineCommand(r *twemproxy.Request, body []byte, cmd string) error {
 
 func span(body []byte, s twemproxy.Span) []byte { return body[s.Start:s.End] }
 
-// retrieval parses get/gets and, with touch, gat/gats (the exptime before the keys).
-func (p *Protocol) retrieval(r *twemproxy.Request, body []byte, cmdLen int, touch bool) error {
+// retrieval parses get/gets and, with touch, gat/gats (the exptime before the keys); the command
+// ends at cmdEnd.
+func (p *Protocol) retrieval(r *twemproxy.Request, body []byte, cmdEnd int, touch bool) error {
 	r.Kind = kindGet
 	r.Keys = r.Keys[:0]
-	i := cmdLen
+	i := cmdEnd
 	idx := 0
-	prefixEnd := cmdLen
+	prefixEnd := cmdEnd
 	for i < len(body) {
 		for i < len(body) && body[i] == ' ' {
 			i++

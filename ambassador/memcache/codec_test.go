@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -138,6 +139,14 @@ var requestTests = []struct {
 	{"bad chunk", "set k 0 0 1\r\nxyz\r\n", nil, true},
 	{"truncated", "set k 0 0 10\r\nabc", nil, true},
 	{"line too long", strings.Repeat("g", 20000) + "\r\n", nil, true},
+	{"leading spaces", "  get a\r\n   set k 0 0 1\r\nx\r\n delete k\r\n", []parsed{{Keys: []string{"a"}}, {Keys: []string{"k"}}, {Keys: []string{"k"}}}, false},
+	{"get line past the read buffer", "get " + strings.Repeat("k ", 15000) + "a\r\nget b\r\n",
+		[]parsed{{Keys: append(slices.Repeat([]string{"k"}, 15000), "a"), Multi: true}, {Keys: []string{"b"}}}, false},
+	{"gets line past the read buffer, 100 spaces first", strings.Repeat(" ", 100) + "gets " + strings.Repeat("k ", 15000) + "a\r\n",
+		[]parsed{{Keys: append(slices.Repeat([]string{"k"}, 15000), "a"), Multi: true}}, false},
+	{"get line past the read buffer, 101 spaces first", strings.Repeat(" ", 101) + "get " + strings.Repeat("k ", 15000) + "a\r\n", nil, true},
+	{"gat line past the read buffer", "gat 0 " + strings.Repeat("k ", 15000) + "a\r\n", nil, true},
+	{"get line past 1 MiB", "get " + strings.Repeat("k ", 1<<19) + "\r\n", nil, true},
 }
 
 func TestReadRequest(t *testing.T) {

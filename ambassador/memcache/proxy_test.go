@@ -176,47 +176,57 @@ func TestProxyCommands(t *testing.T) {
 
 // TestMultiGetAcrossShards stores keys spread over three servers and reads them back with one
 // multi-key get; every server must have been asked (fragments) and every value must come back.
+// A multi-get is split over the servers and merged, also one whose line is many times the proxy's
+// read buffer (memcached reads a get line of any length), after which the connection still serves.
 func TestMultiGetAcrossShards(t *testing.T) {
 	needMemcached(t)
 	backends := startMemcached(t, 3)
 	addr, srv := startProxy(t, "  hash: murmur\n", backends, &memcache.Protocol{})
-	c := dial(t, addr)
-	var keys []string
-	want := map[string]string{}
-	var b strings.Builder
-	for i := range 60 {
-		k := fmt.Sprintf("mk%d", i)
-		v := fmt.Sprintf("v%d", i*i)
-		keys = append(keys, k)
-		want[k] = v
-		fmt.Fprintf(&b, "set %s 0 0 %d\r\n%s\r\n", k, len(v), v)
-	}
-	c.send(b.String())
-	for range keys {
-		if l := c.line(); l != "STORED\r\n" {
-			t.Fatalf("set: %q", l)
-		}
-	}
-	c.send("get " + strings.Join(keys, " ") + " missing1 missing2\r\n")
-	got := map[string]string{}
-	for {
-		l := c.line()
-		if l == "END\r\n" {
-			break
-		}
-		var k string
-		var f, n int
-		if _, err := fmt.Sscanf(l, "VALUE %s %d %d", &k, &f, &n); err != nil {
-			t.Fatalf("%q: %v", l, err)
-		}
-		got[k] = strings.TrimSuffix(c.line(), "\r\n")
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("multi-get (-want +got):\n%s", diff)
-	}
-	st := srv.Snapshot()
-	if st[0].Fragments < 3 {
-		t.Errorf("fragments = %d, want the get split over 3 servers", st[0].Fragments)
+	for _, n := range []int{60, 6000} {
+		t.Run(fmt.Sprint(n, " keys"), func(t *testing.T) {
+			c := dial(t, addr)
+			var keys []string
+			want := map[string]string{}
+			var b strings.Builder
+			for i := range n {
+				k := fmt.Sprintf("multiget-%d-key-%d", n, i)
+				v := fmt.Sprintf("v%d", i*i)
+				keys = append(keys, k)
+				want[k] = v
+				fmt.Fprintf(&b, "set %s 0 0 %d\r\n%s\r\n", k, len(v), v)
+			}
+			c.send(b.String())
+			for range keys {
+				if l := c.line(); l != "STORED\r\n" {
+					t.Fatalf("set: %q", l)
+				}
+			}
+			before := srv.Snapshot()[0].Fragments
+			c.send("  get " + strings.Join(keys, " ") + " missing1 missing2\r\n")
+			got := map[string]string{}
+			for {
+				l := c.line()
+				if l == "END\r\n" {
+					break
+				}
+				var k string
+				var f, n int
+				if _, err := fmt.Sscanf(l, "VALUE %s %d %d", &k, &f, &n); err != nil {
+					t.Fatalf("%q: %v", l, err)
+				}
+				got[k] = strings.TrimSuffix(c.line(), "\r\n")
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("multi-get (-want +got):\n%s", diff)
+			}
+			if frags := srv.Snapshot()[0].Fragments - before; frags < 3 {
+				t.Errorf("fragments = %d, want the get split over 3 servers", frags)
+			}
+			c.send("get " + keys[0] + "\r\n")
+			if got, want := c.reply(), "VALUE "+keys[0]+" 0 2\r\nv0\r\nEND\r\n"; got != want {
+				t.Errorf("get after the multi-get: %q, want %q", got, want)
+			}
+		})
 	}
 }
 
