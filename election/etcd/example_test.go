@@ -16,7 +16,7 @@ import (
 )
 
 // Campaign on an etcd cluster and fence the leader's writes with the term's token. (Compiled, not
-// run: it needs an etcd cluster; the tests run the same code against embedded etcd.)
+// run: it needs an etcd cluster; Example_embedded runs a hand-over on embedded etcd.)
 func Example() {
 	run := func(ctx context.Context) error {
 		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://127.0.0.1:2379"}})
