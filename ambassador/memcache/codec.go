@@ -53,6 +53,7 @@ var (
 	replyLineLong  = []byte("CLIENT_ERROR line too long\r\n")
 	replyBadDelta  = []byte("CLIENT_ERROR invalid numeric delta argument\r\n")
 	replyBadExpiry = []byte("CLIENT_ERROR invalid exptime argument\r\n")
+	replyGetLarge  = []byte("SERVER_ERROR out of memory writing get response\r\n")
 	// replyDeleteUsage is memcached's reply, two spaces included.
 	replyDeleteUsage = []byte("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n")
 	endLine          = []byte("END\r\n")
@@ -63,6 +64,10 @@ var (
 type Protocol struct {
 	// MaxValueSize bounds a stored value and a value read from a server (0: DefaultMaxValueSize).
 	MaxValueSize int
+	// MaxReplySize bounds the reply to one get, gets, gat or gats, every server's part together
+	// (0: 64 times MaxValueSize). A larger one is read and dropped, and the client gets memcached's
+	// "SERVER_ERROR out of memory writing get response" instead.
+	MaxReplySize int
 	// Version is what "version" answers (default "podblocks").
 	Version string
 }
@@ -77,6 +82,13 @@ func (p *Protocol) maxValue() int {
 		return p.MaxValueSize
 	}
 	return DefaultMaxValueSize
+}
+
+func (p *Protocol) maxReply() int {
+	if p.MaxReplySize > 0 {
+		return p.MaxReplySize
+	}
+	return 64 * p.maxValue()
 }
 
 func readLine(br *bufio.Reader) ([]byte, error) {
@@ -170,17 +182,23 @@ func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 		}
 		return err
 	}
-	body := trimEOL(line)
-	// memcached skips spaces before the command, as between its tokens.
-	cmdStart := 0
-	for cmdStart < len(body) && body[cmdStart] == ' ' {
-		cmdStart++
+	// memcached skips spaces before the command, as between its tokens; the proxy drops them, so
+	// that what it forwards never starts with one: memcached closes a connection whose unfinished
+	// line passes 2048 bytes with more than 100 spaces first, even a get.
+	if len(line) > 0 && line[0] == ' ' {
+		n := 1
+		for n < len(line) && line[n] == ' ' {
+			n++
+		}
+		line = line[:copy(line, line[n:])]
+		r.Buf = line
 	}
-	cmdEnd := cmdStart + bytes.IndexByte(body[cmdStart:], ' ')
-	if cmdEnd < cmdStart {
+	body := trimEOL(line)
+	cmdEnd := bytes.IndexByte(body, ' ')
+	if cmdEnd < 0 {
 		cmdEnd = len(body)
 	}
-	cmd := body[cmdStart:cmdEnd]
+	cmd := body[:cmdEnd]
 	switch string(cmd) {
 	case "get", "gets":
 		return p.retrieval(r, body, cmdEnd, false)
@@ -553,13 +571,19 @@ func (p *Protocol) ReadResponse(br *bufio.Reader, r *twemproxy.Request) error {
 		r.Resp = append(r.Resp, line...)
 		return nil
 	}
+	// Past maxReply, the rest of the reply is read and dropped, and the reply is replyGetLarge.
+	from, over := len(r.Resp), false
 	for {
 		line, err := readLine(br)
 		if err != nil {
 			return errUnexpected(err)
 		}
-		r.Resp = append(r.Resp, line...)
 		if !bytes.HasPrefix(line, []byte("VALUE ")) {
+			if over {
+				r.Resp = append(r.Resp[:from], replyGetLarge...)
+				return nil
+			}
+			r.Resp = append(r.Resp, line...)
 			return nil // END, or an error line
 		}
 		body := trimEOL(line)
@@ -572,6 +596,13 @@ func (p *Protocol) ReadResponse(br *bufio.Reader, r *twemproxy.Request) error {
 		if err != nil || size < 0 || size > 64*p.maxValue() {
 			return fmt.Errorf("%w: %q", twemproxy.ErrBadResponse, line)
 		}
+		if over = over || len(r.Resp)-from+len(line)+size+2+len(endLine) > p.maxReply(); over {
+			if _, err := br.Discard(size + 2); err != nil {
+				return errUnexpected(err)
+			}
+			continue
+		}
+		r.Resp = append(r.Resp, line...)
 		start := len(r.Resp)
 		r.Resp = grow(r.Resp, size+2)
 		if _, err := io.ReadFull(br, r.Resp[start:]); err != nil {
@@ -603,8 +634,9 @@ func (p *Protocol) Fragment(r *twemproxy.Request, keys []int, frag *twemproxy.Re
 }
 
 // Merge joins the fragments' VALUE blocks under one END. If a fragment failed, the reply is that
-// fragment's error.
+// fragment's error, and if the blocks together pass MaxReplySize, replyGetLarge.
 func (p *Protocol) Merge(r *twemproxy.Request, frags []*twemproxy.Request) {
+	size := len(endLine)
 	for _, f := range frags {
 		if err := f.Err(); err != nil {
 			r.Resp = p.ErrorReply(r.Resp[:0], err)
@@ -614,6 +646,11 @@ func (p *Protocol) Merge(r *twemproxy.Request, frags []*twemproxy.Request) {
 			r.Resp = append(r.Resp[:0], f.Resp...)
 			return
 		}
+		size += len(f.Resp) - len(endLine)
+	}
+	if size > p.maxReply() {
+		r.Resp = append(r.Resp[:0], replyGetLarge...)
+		return
 	}
 	for _, f := range frags {
 		r.Resp = append(r.Resp, f.Resp[:len(f.Resp)-len(endLine)]...)

@@ -211,10 +211,74 @@ func TestFragmentMerge(t *testing.T) {
 	}
 }
 
+// Spaces before a command are dropped from what is forwarded, also from a split get's fragments:
+// memcached closes a connection on a get line past 2048 bytes with more than 100 spaces first when
+// the line reaches it in pieces.
+func TestLeadingSpacesNotForwarded(t *testing.T) {
+	p := &memcache.Protocol{}
+	spaces := strings.Repeat(" ", 200)
+	for _, in := range []string{spaces + "get a b\r\n", spaces + "set a 0 0 1\r\nx\r\n", " gets a b\r\n"} {
+		var r twemproxy.Request
+		if err := p.ReadRequest(bufio.NewReader(strings.NewReader(in)), &r); err != nil || r.Local {
+			t.Fatalf("ReadRequest(%q): %v, local reply %q", in, err, r.Resp)
+		}
+		if want := strings.TrimLeft(in, " "); string(r.Buf) != want {
+			t.Errorf("ReadRequest(%q) forwards %q, want %q", in, r.Buf, want)
+		}
+		if r.MultiKey {
+			var frag twemproxy.Request
+			p.Fragment(&r, []int{1}, &frag)
+			if got := string(frag.Buf); strings.HasPrefix(got, " ") || !strings.HasSuffix(got, " b\r\n") {
+				t.Errorf("fragment of %q for b: %q", in, got)
+			}
+		}
+	}
+}
+
+// A retrieval's reply past MaxReplySize, read from one server or merged from several, becomes
+// memcached's out-of-memory error; the rest of the server's reply is read, so the next one is read
+// in step.
+func TestReplyOverMaxReplySize(t *testing.T) {
+	const block = "VALUE a 0 10\r\n0123456789\r\n" // 26 bytes; with END, two make 57
+	const large = "SERVER_ERROR out of memory writing get response\r\n"
+	for _, tc := range []struct {
+		max  int
+		want string
+	}{
+		{57, block + block + "END\r\n"},
+		{56, large},
+	} {
+		p := &memcache.Protocol{MaxValueSize: 10, MaxReplySize: tc.max}
+		var r twemproxy.Request
+		if err := p.ReadRequest(bufio.NewReader(strings.NewReader("get a a\r\n")), &r); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(strings.NewReader(block + block + "END\r\nSTORED\r\n"))
+		if err := p.ReadResponse(br, &r); err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Resp) != tc.want {
+			t.Errorf("MaxReplySize %d: reply %q, want %q", tc.max, r.Resp, tc.want)
+		}
+		if rest, _ := io.ReadAll(br); string(rest) != "STORED\r\n" {
+			t.Errorf("MaxReplySize %d: left unread %q, want the next reply", tc.max, rest)
+		}
+
+		f1 := &twemproxy.Request{Resp: []byte(block + "END\r\n")}
+		f2 := &twemproxy.Request{Resp: []byte(block + "END\r\n")}
+		var merged twemproxy.Request
+		p.Merge(&merged, []*twemproxy.Request{f1, f2})
+		if string(merged.Resp) != tc.want {
+			t.Errorf("MaxReplySize %d: merged %q, want %q", tc.max, merged.Resp, tc.want)
+		}
+	}
+}
+
 func FuzzReadRequest(f *testing.F) {
 	for _, tc := range requestTests {
 		f.Add([]byte(tc.in))
 	}
+	f.Add([]byte(strings.Repeat(" ", 200) + "get " + strings.Repeat("k ", 1500) + "\r\n"))
 	p := &memcache.Protocol{MaxValueSize: 64}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(data), 16<<10)
@@ -228,6 +292,14 @@ func FuzzReadRequest(f *testing.F) {
 			}
 			if len(r.Keys) == 0 || !bytes.HasSuffix(r.Buf, []byte("\n")) { // memcached also accepts a bare \n
 				t.Fatalf("forwardable request %q without keys or line end", r.Buf)
+			}
+			// memcached closes a connection on an unfinished line past 2048 bytes unless it starts
+			// with get or gets, with no more than 100 spaces first.
+			if r.Buf[0] == ' ' {
+				t.Fatalf("forwardable request %.40q... starts with a space", r.Buf)
+			}
+			if line := r.Buf[:bytes.IndexByte(r.Buf, '\n')+1]; len(line) > 2048 && !bytes.HasPrefix(line, []byte("get ")) && !bytes.HasPrefix(line, []byte("gets ")) {
+				t.Fatalf("forwardable line of %d bytes %.40q... is not a get or gets", len(line), line)
 			}
 			for i := range r.Keys {
 				if k := r.Key(i); len(k) == 0 || len(k) > memcache.MaxKeyLength || bytes.ContainsAny(k, " \r\n") {

@@ -4,14 +4,19 @@
 // version and quit, with noreply.
 //
 // Limits: a get or gets line is at most 1 MiB (memcached reads one of any length: a multi-get of
-// many keys), any other command line at most 2048 bytes, a key at most 250 bytes without control
-// characters, a value at most Protocol.MaxValueSize (1 MiB by default). An oversized value is
-// swallowed and answered "SERVER_ERROR object too large for cache", an unknown command "ERROR", a
-// malformed one "CLIENT_ERROR bad command line format"; the connection stays usable, as with
-// memcached. A line too long, a corrupt data block or a value over 64 times MaxValueSize (which
-// memcached would read and drop) closes that client's connection after an error reply. A command
-// that ends with noreply gets no reply at all, as with memcached: not even an error, whether the
-// proxy answers it (an oversized value, a malformed command) or its server fails.
+// many keys; past the proxy's 16 KiB read buffer, only with at most 100 spaces first, as memcached),
+// the line of another command the proxy forwards at most 2048 bytes, and of one it answers itself
+// (version, quit, an unknown command) at most 16 KiB. Spaces before a command are skipped, as
+// memcached does, and not forwarded. A key is at most 250 bytes without control characters, a value
+// at most Protocol.MaxValueSize (1 MiB by default), the reply to one retrieval at most
+// Protocol.MaxReplySize (64 MiB by default; a larger one is read and dropped, and answered
+// "SERVER_ERROR out of memory writing get response"). An oversized value is swallowed and
+// answered "SERVER_ERROR object too large for cache", an unknown command "ERROR", a malformed one
+// "CLIENT_ERROR bad command line format"; the connection stays usable, as with memcached. A line
+// too long, a corrupt data block or a value over 64 times MaxValueSize (which memcached would read
+// and drop) closes that client's connection after an error reply. A command that ends with noreply
+// gets no reply at all, as with memcached: not even an error, whether the proxy answers it (an
+// oversized value, a malformed command) or its server fails.
 //
 // Only commands memcached parses exactly as the codec does are forwarded: numbers are read as
 // memcached's safe_strtol/safe_strtoul/safe_strtoull read them, and a flags, exptime or length

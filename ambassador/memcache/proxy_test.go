@@ -337,3 +337,26 @@ func TestClientConnectionsLimit(t *testing.T) {
 		t.Errorf("admitted client after the limit: %q", got)
 	}
 }
+
+// A get whose reply would pass MaxReplySize gets memcached's out-of-memory error, and its client
+// and the server connection go on: a key asked for many times in one line cannot make the proxy
+// hold many times its value.
+func TestMultiGetReplyOverMaxReplySize(t *testing.T) {
+	needMemcached(t)
+	backends := startMemcached(t, 2)
+	addr, _ := startProxy(t, "", backends, &memcache.Protocol{MaxReplySize: 1 << 20})
+	c := dial(t, addr)
+	value := strings.Repeat("v", 100<<10)
+	c.send(fmt.Sprintf("set big 0 0 %d\r\n%s\r\n", len(value), value))
+	if l := c.line(); l != "STORED\r\n" {
+		t.Fatalf("set: %q", l)
+	}
+	c.send("get" + strings.Repeat(" big", 20) + "\r\n") // 2 MB of reply
+	if got, want := c.reply(), "SERVER_ERROR out of memory writing get response\r\n"; got != want {
+		t.Errorf("get of 20 times 100 KiB: %.80q, want %q", got, want)
+	}
+	c.send("get big big\r\n")
+	if got, want := c.reply(), strings.Repeat(fmt.Sprintf("VALUE big 0 %d\r\n%s\r\n", len(value), value), 2)+"END\r\n"; got != want {
+		t.Errorf("get of 2 times 100 KiB after: %d bytes %.60q..., want %d bytes", len(got), got, len(want))
+	}
+}
