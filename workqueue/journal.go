@@ -24,6 +24,10 @@ const (
 	OpPut    ChangeOp = iota + 1 // store (insert or replace) Record
 	OpDelete                     // remove the record with Record.ID (acked)
 	OpBury                       // remove the live record and store it as dead
+	// OpExtend stores Record, a lease's new deadline, only if the stored record holds that lease
+	// (the same attempt, leased): an Extend that lost a race with the lease's end changes nothing.
+	// The lease stays the one stored, from whichever run of the queue it was handed out by.
+	OpExtend
 )
 
 // Change is one state change of an item.

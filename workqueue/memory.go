@@ -1417,9 +1417,10 @@ func (q *Memory) giveBack(lease string, delay time.Duration, uncount bool) error
 	return nil
 }
 
-// Extend implements Queue. It takes only the lease's shard's lock. The new deadline is not
-// journaled: after a crash the lease runs to its last journaled deadline, which can only make the
-// item come back earlier.
+// Extend implements Queue. It takes only the lease's shard's lock. A LazyJournal gets the new
+// deadline (OpExtend) with its next commit, so that after a crash a holder that kept extending its
+// lease can go on; another Journal does not, and after a crash the lease runs to its last journaled
+// deadline, which can only make the item come back earlier.
 func (q *Memory) Extend(ctx context.Context, lease string) (time.Time, error) {
 	id, attempt, err := ParseLease(lease)
 	if err != nil {
@@ -1437,6 +1438,11 @@ func (q *Memory) Extend(ctx context.Context, lease string) (time.Time, error) {
 	e.deadline = now + int64(q.cfg.lease)
 	s.insert(e)
 	q.lowerLeaseMin(e.deadline)
+	if lj, ok := q.cfg.journal.(LazyJournal); ok {
+		// Under the shard's lock, so that it goes into the journal before the delete of an Ack
+		// that ends this lease (an Ack takes the lock, then commits).
+		lj.CommitLater([]Change{{Op: OpExtend, Record: q.record(e)}})
+	}
 	return q.time(e.deadline), nil
 }
 

@@ -84,9 +84,10 @@ const maxFlushDelay = time.Second
 //
 // A Lease does not wait for its commit: the lease (its attempt count and deadline) goes into the
 // next commit, which some other call's commit or, on a queue that sees none, a flush makes within
-// flushDelay (5ms) plus one fsync (see workqueue.LazyJournal). On Open after a crash, an item whose
-// lease was committed stays leased until that lease's deadline (an Extend is not committed: the
-// deadline of the lease as taken) and then comes back with its next attempt; an item whose lease
+// flushDelay (5ms) plus one fsync (see workqueue.LazyJournal), and so does an Extend's new deadline.
+// On Open after a crash, an item whose lease was committed stays leased until that lease's last
+// committed deadline (its holder can extend it again meanwhile) and then comes back with its next
+// attempt; an item whose lease
 // the crash caught in that window is ready at once and is leased again under the same attempt
 // number. Lease tokens name the Open that handed them out (see the package doc), so the token of a lease
 // the crash lost never matches the new lease: its holder's Ack, Extend, Nack or Bury gets
@@ -347,6 +348,8 @@ func apply(tx *bbolt.Tx, batch []*commitReq, epoch uint64) error {
 				}
 				err = items.Put(k[:], encode(c.Record, leaseEpoch))
 				maxID = max(maxID, c.Record.ID)
+			case workqueue.OpExtend:
+				err = extend(items, k[:], c.Record)
 			case workqueue.OpDelete:
 				err = items.Delete(k[:])
 			case workqueue.OpBury:
@@ -366,6 +369,21 @@ func apply(tx *bbolt.Tx, batch []*commitReq, epoch uint64) error {
 		}
 	}
 	return nil
+}
+
+// extend stores r, a lease's new deadline, if the record stored under k holds that lease (the same
+// attempt, leased), with the stored record's lease epoch: a lease recovered from an earlier Open
+// keeps that Open's epoch, so its holder's token goes on holding it after the next restart too.
+func extend(items *bbolt.Bucket, k []byte, r workqueue.Record) error {
+	v := items.Get(k)
+	if v == nil {
+		return nil // acked or buried
+	}
+	stored, leaseEpoch, err := decode(v)
+	if err != nil || stored.Attempt != r.Attempt || stored.Deadline.IsZero() {
+		return nil // another lease, or none: this Extend lost the race with its lease's end
+	}
+	return items.Put(k, encode(r, leaseEpoch))
 }
 
 // scheduleFlushLocked makes a flush commit what is pending within flushDelay (longer after failed

@@ -4,11 +4,12 @@
 //
 // # Crashes and restarts
 //
-// Add, Ack (unless WithAsyncAck), Nack, Release and Bury return after their commit. Lease returns
-// before it: the lease is committed within a few milliseconds (a flush 5ms after it, or any earlier
-// commit), and a crash in that window hands the item out again at once after the restart, under
-// the same attempt number. A lease that was committed survives the restart: its item stays leased
-// until the deadline the lease was taken with (Extend is not committed) and then comes back.
+// Add, Ack (unless WithAsyncAck), Nack, Release and Bury return after their commit. Lease and
+// Extend return before it: the lease, or its new deadline, is committed within a few milliseconds
+// (a flush 5ms after it, or any earlier commit), and a crash in that window hands the item out
+// again at once after the restart, under the same attempt number (or ends the lease at its
+// previous deadline). A lease that was committed survives the restart: its item stays leased until
+// the last committed deadline, and its holder can go on extending it, then it comes back.
 //
 // Lease tokens are "<id>.<attempt>@<epoch>", where epoch counts the Opens of the file (each Open
 // commits the next one, fsynced even with WithNoSync, before it hands out a lease). A token of the

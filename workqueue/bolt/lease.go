@@ -114,7 +114,7 @@ func (q *Queue) forgetRemoved(changes []workqueue.Change) {
 	}
 	q.recMu.Lock()
 	for _, c := range changes {
-		if c.Op != workqueue.OpPut && q.recovered[c.Record.ID] != nil {
+		if (c.Op == workqueue.OpDelete || c.Op == workqueue.OpBury) && q.recovered[c.Record.ID] != nil {
 			q.forgetLocked(c.Record.ID)
 		}
 	}
@@ -218,8 +218,9 @@ func (q *Queue) Release(ctx context.Context, lease string) error {
 	return q.end(lease, func(mem string) error { return q.Memory.Release(ctx, mem) })
 }
 
-// Extend implements workqueue.Queue. The new deadline is not committed: after a crash the lease
-// runs to its last committed deadline.
+// Extend implements workqueue.Queue. The new deadline is committed with the next commit (within
+// flushDelay): after a crash the lease runs to its last committed deadline, and its holder can
+// extend it again, with the same token.
 func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 	mem, _, err := q.memLease(lease, false)
 	if err != nil {
