@@ -364,31 +364,35 @@ func NewJoin(ins []Queue, out Queue, key func(*Item) string, combine func(parts 
 	return &Join{ins: append([]Queue(nil), ins...), out: out, key: key, combine: combine, cfg: stageCfg(opts)}, nil
 }
 
-// Run implements lifecycle.Component.
+// Run implements lifecycle.Component: one lease loop per input. It returns when ctx ends (nil) or
+// when a loop ends by itself (an input closed: ErrClosed); a barrier needs all its inputs, so then
+// the other loops are stopped too. Either way the items still held are given back.
 func (j *Join) Run(ctx context.Context) error {
 	h := &holder{items: map[string]heldItem{}}
 	var mu sync.Mutex
 	pending := map[string][]*Item{} // join key -> one slot per input
-	var wg sync.WaitGroup
-	extCtx, stopExt := context.WithCancel(ctx)
-	wg.Add(1)
-	go func() { defer wg.Done(); h.extendLoop(extCtx, time.Second, j.cfg.logger) }()
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var loops, ext sync.WaitGroup
+	ext.Add(1)
+	go func() { defer ext.Done(); h.extendLoop(lctx, time.Second, j.cfg.logger) }()
 	errs := make([]error, len(j.ins))
 	for i, in := range j.ins {
-		wg.Add(1)
+		loops.Add(1)
 		go func() {
-			defer wg.Done()
+			defer loops.Done()
+			defer stop()
 			for {
-				it, err := in.Lease(ctx)
+				it, err := in.Lease(lctx)
 				if err != nil {
-					if ctx.Err() != nil {
+					if lctx.Err() != nil {
 						return
 					}
 					if errors.Is(err, ErrClosed) {
 						errs[i] = err
 						return
 					}
-					if !sleepCtx(ctx, j.cfg.retry) {
+					if !sleepCtx(lctx, j.cfg.retry) {
 						return
 					}
 					continue
@@ -416,15 +420,14 @@ func (j *Join) Run(ctx context.Context) error {
 				}
 				mu.Unlock()
 				if complete {
-					j.emit(ctx, h, slots)
+					j.emit(lctx, h, slots)
 				}
 			}
 		}()
 	}
-	// The lease loops end with ctx; then stop extending and release what is held.
-	<-ctx.Done()
-	stopExt()
-	wg.Wait()
+	loops.Wait()
+	stop()
+	ext.Wait()
 	h.release(context.WithoutCancel(ctx))
 	if ctx.Err() != nil {
 		return nil

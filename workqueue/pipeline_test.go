@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -264,5 +265,52 @@ func TestJoinShutdownDoesNotCountHeldAttempts(t *testing.T) {
 	}
 	if it.Attempt != 1 {
 		t.Fatalf("a-left given back by a stopping Join comes with attempt %d, want 1", it.Attempt)
+	}
+}
+
+// TestJoinReturnsWhenInputsClose: like every other stage, a Join whose inputs close returns
+// ErrClosed instead of waiting for its ctx (which would lose the error). One closed input is enough
+// (no key can complete without it), and what the Join held from the others goes back to them.
+func TestJoinReturnsWhenInputsClose(t *testing.T) {
+	for name, closeBoth := range map[string]bool{"both": true, "one": false} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a, _ := workqueue.NewMemory()
+				b, _ := workqueue.NewMemory()
+				defer b.Close()
+				out, _ := workqueue.NewMemory()
+				defer out.Close()
+				j, err := workqueue.NewJoin([]workqueue.Queue{a, b}, out, nil, func(p [][]byte) ([]byte, error) { return nil, nil })
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				done := make(chan error, 1)
+				go func() { done <- j.Run(ctx) }()
+				b.Add(ctx, []byte("held"), workqueue.AddOptions{Key: "k"})
+				synctest.Wait()
+				a.Close()
+				if closeBoth {
+					b.Close()
+				}
+				time.Sleep(time.Minute) // fake time: anything the Join would wait for has passed
+				select {
+				case err := <-done:
+					if !errors.Is(err, workqueue.ErrClosed) {
+						t.Errorf("Join over closed inputs returned %v, want ErrClosed", err)
+					}
+				default:
+					cancel()
+					t.Fatalf("Join still running after its inputs closed; after cancel it returned %v", <-done)
+				}
+				if closeBoth {
+					return
+				}
+				if s, _ := b.Stats(ctx); s.Ready != 1 || s.Leased != 0 {
+					t.Errorf("the item the Join held from the open input: %+v, want it ready again", s)
+				}
+			})
+		})
 	}
 }
