@@ -92,6 +92,22 @@ func WithExecLogger(l *zap.Logger) ExecOption {
 // left behind in its group is killed too, at once. Under a Pool the lease is extended for as long as
 // the command runs.
 //
+// # Starting the command
+//
+// NewExecWorker resolves the command once, as exec.Command does: a name without a path separator
+// is looked up in PATH, and one found only through a relative PATH entry is refused (exec.ErrDot,
+// unless GODEBUG=execerrdot=0); a path with a separator is used as it is. A relative result is
+// relative to the current directory when NewExecWorker is called, not to the item's work directory
+// where the command runs. A command that is not found or not executable is an error wrapping
+// ErrInvalid, so a worker with a typo fails when it starts, before it takes any item.
+//
+// A command that fails to start later (its binary removed or replaced, fork failing with EAGAIN, a
+// work directory or payload file that cannot be written because the disk is full) returns an
+// ordinary error: the pool retries the item with its backoff and buries it only after its max
+// attempts, since the cause is the machine's, not the item's. The one start failure that is the
+// item's own is an item ID holding a NUL byte, which no environment variable can carry: that is a
+// *PermanentError.
+//
 // # Output
 //
 // The command's standard output and error are logged line by line (WithExecLogger), to the last
@@ -120,14 +136,17 @@ func WithExecLogger(l *zap.Logger) ExecOption {
 // not supported (an error wrapping errors.ErrUnsupported) and removes nothing, so the directories
 // of killed workers stay in the work root.
 type ExecWorker struct {
-	argv  []string
+	argv  []string // as given: argv[0] is the command's argv[0]
+	path  string   // argv[0] resolved, absolute
 	cfg   execConfig
 	swept sync.Once
 }
 
 var _ Handler = (*ExecWorker)(nil)
 
-// NewExecWorker returns a worker for the command argv (argv[0] is looked up in PATH when run).
+// NewExecWorker returns a worker for the command argv. It resolves argv[0] now, as exec.Command
+// would (see ExecWorker), and returns an error wrapping ErrInvalid when the command is not found
+// or not executable, or when an argument or WithEnv entry holds a NUL byte.
 func NewExecWorker(argv []string, opts ...ExecOption) (*ExecWorker, error) {
 	cfg := execConfig{workRoot: os.TempDir(), logger: zap.NewNop(), outputGrace: 200 * time.Millisecond}
 	for _, o := range opts {
@@ -136,14 +155,37 @@ func NewExecWorker(argv []string, opts ...ExecOption) (*ExecWorker, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, fmt.Errorf("%w: empty command", ErrInvalid)
 	}
+	// No process can be started with these: every item would fail on them.
+	for _, a := range argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			return nil, fmt.Errorf("%w: command argument %q holds a NUL byte", ErrInvalid, a)
+		}
+	}
+	for _, kv := range cfg.env {
+		if strings.IndexByte(kv, 0) >= 0 {
+			return nil, fmt.Errorf("%w: environment entry %q holds a NUL byte", ErrInvalid, kv)
+		}
+	}
+	path, err := exec.LookPath(argv[0]) // its error names argv[0]
+	if err != nil {
+		return nil, fmt.Errorf("%w: command: %w", ErrInvalid, err)
+	}
+	// The command runs in the item's work directory (exec.Cmd.Dir), where a relative path would
+	// name another file.
+	if path, err = filepath.Abs(path); err != nil {
+		return nil, fmt.Errorf("%w: command %q: %w", ErrInvalid, argv[0], err)
+	}
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
 	}
-	return &ExecWorker{argv: append([]string(nil), argv...), cfg: cfg}, nil
+	return &ExecWorker{argv: append([]string(nil), argv...), path: path, cfg: cfg}, nil
 }
 
 // Handle implements Handler.
 func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
+	if strings.IndexByte(it.ID, 0) >= 0 {
+		return Permanent(fmt.Errorf("%w: item ID %q holds a NUL byte: it cannot go in %s", ErrInvalid, it.ID, EnvItemID))
+	}
 	w.swept.Do(func() {
 		if n, err := sweepWorkDirs(w.cfg.workRoot); n > 0 || err != nil {
 			w.cfg.logger.Info("removed work directories of dead workers", zap.String("root", w.cfg.workRoot), zap.Int("removed", n), zap.Error(err))
@@ -170,7 +212,8 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	}
 
 	log := w.cfg.logger.With(zap.String("id", it.ID), zap.Int("attempt", it.Attempt))
-	cmd := exec.CommandContext(ctx, w.argv[0], w.argv[1:]...)
+	cmd := exec.CommandContext(ctx, w.path, w.argv[1:]...)
+	cmd.Args[0] = w.argv[0] // as exec.Command(argv[0]) has it
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), w.cfg.env...)
 	cmd.Env = append(cmd.Env, EnvItemFile+"="+itemFile, EnvOutputDir+"="+out, EnvItemID+"="+it.ID, EnvAttempt+"="+strconv.Itoa(it.Attempt))
@@ -196,7 +239,9 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 			// command could start: nothing says the command cannot run, so this is no dead letter.
 			return fmt.Errorf("start %s: %w", w.argv[0], context.Cause(ctx))
 		}
-		return Permanent(fmt.Errorf("start %s: %w", w.argv[0], err))
+		// The command resolved when the worker was made: what fails now (the binary removed,
+		// fork's EAGAIN, ...) is the machine's doing, and may pass. The pool retries.
+		return fmt.Errorf("start %s: %w", w.argv[0], err)
 	}
 	stdoutLog := &lineLogger{log: log, stream: "stdout"}
 	stderrLog := &lineLogger{log: log, stream: "stderr"}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,7 +143,7 @@ func TestExecWorkerSweepsDeadWorkersDirs(t *testing.T) {
 }
 
 // A command that cannot start because the item's ctx ended first (its timeout, a lost lease, a drain)
-// is retried, not buried: only a command that cannot start at all is a permanent failure.
+// is retried, not buried.
 func TestExecWorkerEndedContextIsNotPermanent(t *testing.T) {
 	w, _ := workqueue.NewExecWorker([]string{"true"})
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -152,9 +153,189 @@ func TestExecWorkerEndedContextIsNotPermanent(t *testing.T) {
 	if err == nil || errors.As(err, &perm) || !strings.Contains(err.Error(), "lease lost") {
 		t.Errorf("Handle with an ended ctx: %v, want a retryable error with the ctx's cause", err)
 	}
-	w, _ = workqueue.NewExecWorker([]string{"/nonexistent/podblocks-command"})
-	if err := w.Handle(context.Background(), &workqueue.Item{ID: "never", Attempt: 1}); !errors.As(err, &perm) {
-		t.Errorf("Handle of a command that cannot start: %v, want a PermanentError", err)
+}
+
+// writeScript writes a shell script that exits with code 0 to dir/name (making dir), with mode
+// perm, and returns its path.
+func writeScript(t *testing.T, dir, name string, perm os.FileMode) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\nexit 0\n"), perm); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, perm); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	return p
+}
+
+// NewExecWorker refuses, naming it, a command that exec.Command could not run: before the fix it
+// took any, and each item's first attempt failed to start it.
+func TestNewExecWorkerRefusesCommandsThatCannotRun(t *testing.T) {
+	dir := t.TempDir()
+	writeScript(t, dir, "noexec.sh", 0o644)
+	writeScript(t, dir, "dottool", 0o755)
+	writeScript(t, filepath.Join(dir, "bin"), "tool", 0o755)
+	t.Chdir(dir)
+	for _, tc := range []struct {
+		name    string
+		argv    []string
+		opts    []workqueue.ExecOption
+		path    string // PATH while NewExecWorker runs ("": unchanged)
+		wantIs  error  // besides ErrInvalid
+		mention string // what the message must name
+	}{
+		{name: "missing path", argv: []string{"/nonexistent/podblocks-command"}, wantIs: fs.ErrNotExist, mention: "/nonexistent/podblocks-command"},
+		{name: "missing in PATH", argv: []string{"podblocks-no-such-command", "x"}, wantIs: exec.ErrNotFound, mention: "podblocks-no-such-command"},
+		{name: "not executable, relative", argv: []string{"./noexec.sh"}, wantIs: fs.ErrPermission, mention: "./noexec.sh"},
+		{name: "not executable, absolute", argv: []string{filepath.Join(dir, "noexec.sh")}, wantIs: fs.ErrPermission, mention: filepath.Join(dir, "noexec.sh")},
+		{name: "a directory", argv: []string{"./bin"}, wantIs: syscall.EISDIR, mention: "./bin"},
+		{name: "found in a relative PATH entry", argv: []string{"tool"}, path: "bin", wantIs: exec.ErrDot, mention: "tool"},
+		{name: "found in an empty PATH entry (the current directory)", argv: []string{"dottool"}, path: ":/nonexistent", wantIs: exec.ErrDot, mention: "dottool"},
+		{name: "NUL in an argument", argv: []string{"sh", "-c", "true\x00"}, mention: "NUL"},
+		{name: "NUL in the environment", argv: []string{"sh"}, opts: []workqueue.ExecOption{workqueue.WithEnv("A=\x00")}, mention: "NUL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.path != "" {
+				t.Setenv("PATH", tc.path)
+			}
+			w, err := workqueue.NewExecWorker(tc.argv, tc.opts...)
+			if w != nil || !errors.Is(err, workqueue.ErrInvalid) || (tc.wantIs != nil && !errors.Is(err, tc.wantIs)) ||
+				!strings.Contains(fmt.Sprint(err), tc.mention) {
+				t.Errorf("NewExecWorker(%q): %v (a worker: %t); want no worker, and an error wrapping ErrInvalid and %v that names %q",
+					tc.argv, err, w != nil, tc.wantIs, tc.mention)
+			}
+		})
+	}
+}
+
+// The command is resolved as exec.Command resolves it, in the current directory of the caller of
+// NewExecWorker, not in the item's work directory where it runs; its argv[0] is the one given.
+func TestExecWorkerResolvesCommandLikeExecCommand(t *testing.T) {
+	dir := t.TempDir()
+	writeScript(t, filepath.Join(dir, "bin"), "tool", 0o755)
+	writeScript(t, dir, "tool.sh", 0o755)
+	t.Chdir(dir)
+	handle := func(t *testing.T, argv []string, opts ...workqueue.ExecOption) {
+		t.Helper()
+		w, err := workqueue.NewExecWorker(argv, opts...)
+		if err != nil {
+			t.Fatalf("NewExecWorker(%q): %v", argv, err)
+		}
+		if err := w.Handle(context.Background(), &workqueue.Item{ID: "x", Attempt: 1}); err != nil {
+			t.Errorf("Handle of %q: %v", argv, err)
+		}
+	}
+	t.Run("relative path", func(t *testing.T) { handle(t, []string{"./tool.sh"}) })
+	t.Run("relative PATH entry with GODEBUG=execerrdot=0", func(t *testing.T) {
+		t.Setenv("PATH", "bin")
+		t.Setenv("GODEBUG", "execerrdot=0")
+		handle(t, []string{"tool"})
+	})
+	t.Run("argv[0] as given", func(t *testing.T) {
+		if _, err := os.Stat("/proc/self/cmdline"); err != nil {
+			t.Skipf("no /proc/self/cmdline to read argv from: %v", err)
+		}
+		out := t.TempDir()
+		handle(t, []string{"sh", "-c", `tr '\0' '\n' < /proc/$$/cmdline > "$OUTPUT_DIR/argv"; true`}, workqueue.WithOutputRoot(out))
+		b, err := os.ReadFile(filepath.Join(out, "x", "argv"))
+		if got, _, _ := strings.Cut(string(b), "\n"); err != nil || got != "sh" {
+			t.Errorf("the command's argv[0]: %q (%v), want %q", got, err, "sh")
+		}
+	})
+}
+
+// A command that cannot start after NewExecWorker resolved it (removed, made not executable) gets
+// a retryable error, not a PermanentError; before the fix each item was buried on its first attempt.
+func TestExecWorkerStartFailureIsRetryable(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		breakCmd func(path string) error
+		wantIs   error
+	}{
+		{"removed", os.Remove, fs.ErrNotExist},
+		{"made not executable", func(p string) error { return os.Chmod(p, 0o644) }, fs.ErrPermission},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := writeScript(t, t.TempDir(), "cmd.sh", 0o755)
+			w, err := workqueue.NewExecWorker([]string{cmd})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Handle(context.Background(), &workqueue.Item{ID: "ok", Attempt: 1}); err != nil {
+				t.Fatalf("Handle before the command broke: %v", err)
+			}
+			if err := tc.breakCmd(cmd); err != nil {
+				t.Fatal(err)
+			}
+			err = w.Handle(context.Background(), &workqueue.Item{ID: "broken", Attempt: 1})
+			var perm *workqueue.PermanentError
+			if err == nil || errors.As(err, &perm) || !errors.Is(err, tc.wantIs) {
+				t.Errorf("Handle: %v, want a retryable error wrapping %v", err, tc.wantIs)
+			}
+		})
+	}
+	// The one start failure that is the item's own: an ID no environment variable can carry.
+	w, err := workqueue.NewExecWorker([]string{"true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var perm *workqueue.PermanentError
+	if err := w.Handle(context.Background(), &workqueue.Item{ID: "a\x00b", Attempt: 1}); !errors.As(err, &perm) {
+		t.Errorf("Handle of an item whose ID holds a NUL byte: %v, want a PermanentError", err)
+	}
+}
+
+// Under a Pool a command that vanished is retried with backoff and buried after its 3 attempts,
+// whether the queue's max attempts or the pool's decide; before the fix it was buried at once.
+func TestExecWorkerStartFailureUnderPoolUsesMaxAttempts(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		qopts      []workqueue.Option
+		popts      []workqueue.PoolOption
+		wantCounts workqueue.Counts
+	}{
+		{"queue WithMaxAttempts(3)", []workqueue.Option{workqueue.WithMaxAttempts(3)}, nil, workqueue.Counts{Retried: 3}},
+		{"pool WithPoolMaxAttempts(3)", nil, []workqueue.PoolOption{workqueue.WithPoolMaxAttempts(3)}, workqueue.Counts{Retried: 2, Buried: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := writeScript(t, t.TempDir(), "cmd.sh", 0o755)
+			w, err := workqueue.NewExecWorker([]string{cmd})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(cmd); err != nil {
+				t.Fatal(err)
+			}
+			q := mustMemory(t, tc.qopts...)
+			p, err := workqueue.NewPool(q, w, append([]workqueue.PoolOption{workqueue.WithProgressEvery(0),
+				workqueue.WithBackoff(func(int) time.Duration { return 10 * time.Millisecond })}, tc.popts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := runPool(t, p)
+			ctx := context.Background()
+			if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			var dead []workqueue.DeadItem
+			await.True(t, "the item to be buried", 20*time.Second, func() bool {
+				dead, err = q.Dead(ctx, 10)
+				return err == nil && len(dead) > 0
+			})
+			if err := stop(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if len(dead) != 1 || dead[0].Attempts != 3 {
+				t.Errorf("dead letters %+v, want one item buried after 3 attempts", dead)
+			}
+			if diff := cmp.Diff(tc.wantCounts, p.Counts()); diff != "" {
+				t.Errorf("pool counts (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
