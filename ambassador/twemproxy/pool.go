@@ -552,6 +552,9 @@ type pool struct {
 	retiring sync.WaitGroup // the states swap replaced, until they are closed; Add under mu
 
 	ln       net.Listener
+	sock     os.FileInfo // the unix socket file ln bound, at sockPath; nil for TCP
+	sockPath string
+	lnClose  sync.Once
 	total    *atomic.Int64 // the server's count of accepted connections
 	clientMu sync.Mutex
 	clients  map[*client]struct{}
@@ -574,16 +577,53 @@ func (p *pool) listen() error {
 	cfg := p.cfg
 	lc := net.ListenConfig{}
 	if cfg.ListenNetwork == "unix" {
-		_ = os.Remove(cfg.ListenAddr)
+		_ = os.Remove(cfg.ListenAddr) // a stale socket file; Reload never binds a path a pool of its own holds
 	}
 	ln, err := lc.Listen(context.Background(), cfg.ListenNetwork, cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("pool %s: listen: %w", cfg.Name, err)
 	}
-	if cfg.ListenNetwork == "unix" && cfg.ListenPerm != 0 {
-		_ = os.Chmod(cfg.ListenAddr, cfg.ListenPerm)
-	}
 	p.ln = ln
+	if ul, ok := ln.(*net.UnixListener); ok {
+		// Closing must not unlink a socket file a newer listener has bound at the same path:
+		// closeListener removes the file only if it is still this listener's.
+		ul.SetUnlinkOnClose(false)
+		p.sockPath = cfg.ListenAddr
+		p.sock, _ = os.Lstat(cfg.ListenAddr)
+		if cfg.ListenPerm != 0 {
+			if err := os.Chmod(cfg.ListenAddr, cfg.ListenPerm); err != nil {
+				p.closeListener()
+				return fmt.Errorf("pool %s: listen: %w", cfg.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// closeListener closes the pool's listener (again: it does nothing) and, for a unix socket, removes
+// its file if the file at the path is still the one it bound.
+func (p *pool) closeListener() {
+	p.lnClose.Do(func() {
+		p.ln.Close()
+		if p.sock == nil {
+			return
+		}
+		if fi, err := os.Lstat(p.sockPath); err == nil && os.SameFile(fi, p.sock) {
+			_ = os.Remove(p.sockPath)
+		}
+	})
+}
+
+// chmod gives the pool's unix socket file cfg's permission, if cfg sets one that differs from the
+// pool's.
+func (p *pool) chmod(cfg *PoolConfig) error {
+	old := p.currentCfg()
+	if p.sock == nil || cfg.ListenPerm == 0 || cfg.ListenPerm == old.ListenPerm {
+		return nil
+	}
+	if err := os.Chmod(p.sockPath, cfg.ListenPerm); err != nil {
+		return fmt.Errorf("pool %s: listen: %w", cfg.Name, err)
+	}
 	return nil
 }
 
@@ -600,7 +640,7 @@ func (p *pool) start(ctx context.Context) {
 
 // run serves the pool until ctx ends; p.ln must be open and start called.
 func (p *pool) run(ctx context.Context) {
-	stop := context.AfterFunc(ctx, func() { p.ln.Close() })
+	stop := context.AfterFunc(ctx, p.closeListener)
 	defer stop()
 	for {
 		conn, err := p.ln.Accept()
@@ -628,7 +668,7 @@ func (p *pool) run(ctx context.Context) {
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); c.serve() }()
 	}
-	p.ln.Close()
+	p.closeListener()
 	p.clientMu.Lock()
 	for c := range p.clients {
 		c.closeConn()

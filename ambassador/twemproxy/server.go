@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,7 +106,7 @@ func (s *Server) Run(ctx context.Context) error {
 		p := newPool(pc, s.protoFor(pc), s.opts, &s.totalConns)
 		if err := p.listen(); err != nil {
 			for _, q := range pools {
-				q.ln.Close()
+				q.closeListener()
 			}
 			s.closed = true
 			s.mu.Unlock()
@@ -173,7 +174,8 @@ func appendUnique(list []string, v string) []string {
 }
 
 // Reload switches to cfg. Pools whose listen address and kind (memcache/redis) are unchanged keep
-// their listener and client connections and get the new servers and options; requests already
+// their listener and client connections (a new permission of a unix socket is applied to its file)
+// and get the new servers and options; requests already
 // sent finish on the old servers, which Reload does not wait for (they close in the background, cut
 // off once the pool's timeout has passed twice, or 30s, or when the pool closes). New pools start
 // listening; removed pools close. If cfg cannot be applied (a new address cannot be bound), nothing
@@ -202,7 +204,7 @@ func (s *Server) Reload(cfg *Config) error {
 		wanted[pc.Name] = true
 		old := s.running[pc.Name]
 		switch {
-		case old != nil && old.p.cfg.Listen == pc.Listen && old.p.cfg.Redis == pc.Redis:
+		case old != nil && listenKey(old.p.cfg) == listenKey(pc) && old.p.cfg.Redis == pc.Redis:
 			changes = append(changes, change{pc: pc, keep: old})
 		default:
 			changes = append(changes, change{pc: pc, replace: old})
@@ -215,13 +217,13 @@ func (s *Server) Reload(cfg *Config) error {
 		if ch.keep != nil {
 			continue
 		}
-		if s.listenHeld(ch.pc.Listen) {
+		if s.listenHeld(listenKey(ch.pc)) {
 			continue
 		}
 		p := newPool(ch.pc, s.protoFor(ch.pc), s.opts, &s.totalConns)
 		if err := p.listen(); err != nil {
 			for _, q := range opened {
-				q.ln.Close()
+				q.closeListener()
 			}
 			return fmt.Errorf("twemproxy: reload: %w", err)
 		}
@@ -239,6 +241,9 @@ func (s *Server) Reload(cfg *Config) error {
 	for _, ch := range changes {
 		switch {
 		case ch.keep != nil:
+			if err := ch.keep.p.chmod(ch.pc); err != nil {
+				errs = append(errs, err)
+			}
 			ch.keep.p.swap(ch.keep.ctx, ch.pc) // the old servers drain without s.mu held
 		default:
 			if ch.replace != nil {
@@ -266,11 +271,21 @@ func (s *Server) Reload(cfg *Config) error {
 	return errors.Join(errs...)
 }
 
-func (s *Server) listenHeld(listen string) bool {
+func (s *Server) listenHeld(key string) bool {
 	for _, r := range s.running {
-		if r.p.cfg.Listen == listen {
+		if listenKey(r.p.cfg) == key {
 			return true
 		}
 	}
 	return false
+}
+
+// listenKey identifies the socket a pool listens on: a pool whose key is unchanged keeps its listener
+// (a change of the unix socket's permission alone is applied to the file).
+func listenKey(pc *PoolConfig) string {
+	addr := pc.ListenAddr
+	if pc.ListenNetwork == "unix" {
+		addr = filepath.Clean(addr)
+	}
+	return pc.ListenNetwork + " " + addr
 }

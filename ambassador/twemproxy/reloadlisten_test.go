@@ -1,0 +1,104 @@
+package twemproxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador/memcache"
+	"github.com/podblocks/podblocks/ambassador/redis"
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/lifecycletest"
+)
+
+// bothProtocols serves memcache and redis pools.
+var bothProtocols = twemproxy.Protocols{Memcache: &memcache.Protocol{}, Redis: &redis.Protocol{}}
+
+// kindClient is a client connection to a pool, which tells the pool's kind by a command the proxy
+// answers itself.
+type kindClient struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialKind(t *testing.T, network, addr string) *kindClient {
+	t.Helper()
+	c, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &kindClient{c: c, r: bufio.NewReader(c)}
+}
+
+// kind sends memcache "version", then redis PING, and returns "memcache" or "redis" by which one
+// was answered, or the error that ended the connection.
+func (k *kindClient) kind() (string, error) {
+	_ = k.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := k.c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+		return "", err
+	}
+	line, err := k.r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if line == "+PONG\r\n" {
+		return "redis", nil
+	}
+	// A memcache pool refuses the RESP array: ask it its version on a fresh line.
+	if _, err := k.c.Write([]byte("version\r\n")); err != nil {
+		return "", err
+	}
+	for !strings.HasPrefix(line, "VERSION ") {
+		if line, err = k.r.ReadString('\n'); err != nil {
+			return "", err
+		}
+	}
+	return "memcache", nil
+}
+
+// Changing only the permission of a pool's unix socket keeps the pool's listener and its clients
+// and applies the permission to the socket file; the old code moved the pool, and the old
+// listener's close unlinked the new socket's file.
+func TestReloadUnixPermissionKeepsSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "p.sock")
+	yml := func(perm string) string {
+		return fmt.Sprintf("a:\n  listen: %s %s\n  servers:\n   - 127.0.0.1:1:1\n", sock, perm)
+	}
+	srv, err := twemproxy.NewServer(parseConfig(t, yml("0666")), bothProtocols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := lifecycletest.StartReady(t, srv, 10*time.Second)
+	c := dialKind(t, "unix", sock)
+	if k, err := c.kind(); k != "memcache" {
+		t.Fatalf("before the reload: %q, %v", k, err)
+	}
+	if err := srv.Reload(parseConfig(t, yml("0660"))); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatalf("after the reload the pool's socket file is gone: %v", err)
+	}
+	if got := fi.Mode().Perm(); got != 0o660 {
+		t.Errorf("socket permission after the reload = %o, want 660", got)
+	}
+	if k, err := c.kind(); k != "memcache" {
+		t.Errorf("the client connected before the reload: %q, %v", k, err)
+	}
+	if k, err := dialKind(t, "unix", sock).kind(); k != "memcache" {
+		t.Errorf("a new client after the reload: %q, %v", k, err)
+	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("the socket file is left after Run returned: %v", err)
+	}
+}
