@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,11 +15,13 @@ import (
 // Pipeline stages move items between queues ("Designing Distributed Systems", ch. 11-12: event-driven
 // batch processing). Each is a Component: Run leases from its input(s) until ctx ends, adds what it
 // produces to its output(s), and acks the input only after every add succeeded, so a crash between
-// the two repeats the add (at least once). An input item's Key is kept on what a Copier, Filter,
-// Sharder, Merger or Join produces, so the output queue's key rules apply to it as to any keyed Add
-// (an add absorbed by a waiting item of its key ends there; use keyless items where every item must
-// travel on); a Splitter's parts and a Reduce's result are keyless items of their own. Stages compose
-// by sharing queues: one stage's output is the next one's input.
+// the two repeats the add (at least once). An add that fails is tried again while the stage holds
+// the input item (see WithStageRetry), so an outage of the output uses up none of the input's
+// attempts; a closed output ends Run with ErrClosed. An input item's Key is kept on what a Copier,
+// Filter, Sharder, Merger or Join produces, so the output queue's key rules apply to it as to any
+// keyed Add (an add absorbed by a waiting item of its key ends there; use keyless items where every
+// item must travel on); a Splitter's parts and a Reduce's result are keyless items of their own.
+// Stages compose by sharing queues: one stage's output is the next one's input.
 
 // StageOption configures a pipeline stage.
 type StageOption interface{ applyStage(*stageConfig) }
@@ -38,8 +41,9 @@ func WithStageLogger(l *zap.Logger) StageOption {
 	return stageOptionFunc(func(c *stageConfig) { c.logger = l })
 }
 
-// WithStageRetry is how long an input item waits before it is retried after an output add failed.
-// Default 1s.
+// WithStageRetry is how long a stage waits before it tries again an output add that failed (then
+// twice as long each time, up to 8 times this, extending the leases of the input items it holds), a
+// lease that failed, or (Join) an input item whose join key already waits at the barrier. Default 1s.
 func WithStageRetry(d time.Duration) StageOption {
 	return stageOptionFunc(func(c *stageConfig) { c.retry = d })
 }
@@ -69,9 +73,9 @@ type emit struct {
 
 // mover is the loop every one-input stage shares: lease, map to adds, add, ack.
 type mover struct {
-	in  Queue
-	cfg stageConfig
-	f   func(it *Item) ([]emit, error) // an error buries the input item
+	in Queue
+	o  *outlet
+	f  func(it *Item) ([]emit, error) // an error buries the input item
 }
 
 func (m *mover) run(ctx context.Context) error {
@@ -84,42 +88,137 @@ func (m *mover) run(ctx context.Context) error {
 			if errors.Is(err, ErrClosed) {
 				return err
 			}
-			m.cfg.logger.Warn("lease failed", zap.Error(err))
-			if !sleepCtx(ctx, m.cfg.retry) {
+			m.o.cfg.logger.Warn("lease failed", zap.Error(err))
+			if !sleepCtx(ctx, m.o.cfg.retry) {
 				return nil
 			}
 			continue
 		}
-		m.handle(ctx, it)
-	}
-}
-
-func (m *mover) handle(ctx context.Context, it *Item) {
-	octx := context.WithoutCancel(ctx) // finish the item even if ctx ends now
-	outs, err := m.f(it)
-	if err != nil {
-		if berr := m.in.Bury(octx, it.Lease, err.Error()); berr != nil {
-			m.cfg.logger.Warn("bury failed", zap.String("id", it.ID), zap.Error(berr))
-		}
-		return
-	}
-	if err := addAll(octx, outs); err != nil {
-		m.cfg.logger.Warn("output add failed; input will be retried", zap.String("id", it.ID), zap.Error(err))
-		_ = m.in.Nack(octx, it.Lease, m.cfg.retry)
-		return
-	}
-	if err := m.in.Ack(octx, it.Lease); err != nil {
-		m.cfg.logger.Warn("ack failed; the item may be processed again", zap.String("id", it.ID), zap.Error(err))
-	}
-}
-
-func addAll(ctx context.Context, outs []emit) error {
-	for _, e := range outs {
-		if _, err := e.q.Add(ctx, e.payload, AddOptions{Key: e.key}); err != nil {
+		if err := m.handle(ctx, it); err != nil {
 			return err
 		}
 	}
+}
+
+func (m *mover) handle(ctx context.Context, it *Item) error {
+	outs, err := m.f(it)
+	if err != nil {
+		if berr := m.in.Bury(context.WithoutCancel(ctx), it.Lease, err.Error()); berr != nil {
+			m.o.cfg.logger.Warn("bury failed", zap.String("id", it.ID), zap.Error(berr))
+		}
+		return nil
+	}
+	return m.o.deliver(ctx, []heldItem{{m.in, it}}, outs)
+}
+
+// errOutputClosed ends a stage whose output queue was closed.
+var errOutputClosed = fmt.Errorf("stage output: %w", ErrClosed)
+
+// backoffCap is how many times the stage's retry delay deliver waits at most between two tries.
+const backoffCap = 8
+
+// outlet makes a stage's output adds for the input items it holds, and acks the items.
+type outlet struct {
+	cfg  stageConfig
+	down atomic.Bool // an add failed and none has succeeded since: the outage is logged
+}
+
+func newOutlet(opts []StageOption) *outlet { return &outlet{cfg: stageCfg(opts)} }
+
+// deliver makes the adds outs, in order, for the input items held, and acks the items once all are
+// made. It does not nack an item whose add failed: that would use up one of its attempts, and a
+// short outage of the output would send the input to the dead letters. It holds the items instead,
+// extending their leases, and tries the adds not made yet again after the stage's retry delay
+// (doubled each time, up to backoffCap times it). It ends
+//   - when every add is made: it acks the items;
+//   - when ctx ends or a lease is lost: it gives the items back (where the queue can, without
+//     counting the attempt);
+//   - when the output refuses an add for good (ErrTooLarge, ErrInvalid): it buries the items;
+//   - when the output is closed: it gives the items back and returns errOutputClosed.
+//
+// Adds made before it gave up are made again with the items' next delivery, as after a crash.
+func (o *outlet) deliver(ctx context.Context, held []heldItem, outs []emit) error {
+	octx := context.WithoutCancel(ctx) // finish the items even if ctx ends now
+	base := max(o.cfg.retry, time.Millisecond)
+	wait := base
+	deadlines := make([]time.Time, len(held))
+	for i, x := range held {
+		deadlines[i] = x.it.Deadline
+	}
+	for {
+		var err error
+		for len(outs) > 0 {
+			if _, err = outs[0].q.Add(octx, outs[0].payload, AddOptions{Key: outs[0].key}); err != nil {
+				break
+			}
+			outs = outs[1:]
+		}
+		if err == nil {
+			break
+		}
+		switch {
+		case errors.Is(err, ErrClosed):
+			o.giveBack(octx, held)
+			return errOutputClosed
+		case errors.Is(err, ErrTooLarge), errors.Is(err, ErrInvalid):
+			for _, x := range held {
+				if berr := x.q.Bury(octx, x.it.Lease, "output add: "+err.Error()); berr != nil {
+					o.cfg.logger.Warn("bury failed", zap.String("id", x.it.ID), zap.Error(berr))
+				}
+			}
+			return nil
+		}
+		if o.down.CompareAndSwap(false, true) {
+			o.cfg.logger.Warn("output add failed; holding the input until it works", zap.Error(err))
+		}
+		if !o.extend(octx, held, deadlines) || !sleepCtx(ctx, pause(wait, deadlines)) {
+			o.giveBack(octx, held)
+			return nil
+		}
+		wait = min(2*wait, backoffCap*base)
+	}
+	if o.down.CompareAndSwap(true, false) {
+		o.cfg.logger.Info("output add works again")
+	}
+	for _, x := range held {
+		if err := x.q.Ack(octx, x.it.Lease); err != nil {
+			o.cfg.logger.Warn("ack failed; the item may be processed again", zap.String("id", x.it.ID), zap.Error(err))
+		}
+	}
 	return nil
+}
+
+// extend renews the leases of held and records their deadlines. It reports false when one is lost
+// (or its queue closed); another error (the input unreachable too) leaves the lease to the next try.
+func (o *outlet) extend(ctx context.Context, held []heldItem, deadlines []time.Time) bool {
+	for i, x := range held {
+		d, err := x.q.Extend(ctx, x.it.Lease)
+		switch {
+		case err == nil:
+			deadlines[i] = d
+		case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrClosed):
+			o.cfg.logger.Warn("input lease lost while the output was down; giving the input back", zap.String("id", x.it.ID), zap.Error(err))
+			return false
+		}
+	}
+	return true
+}
+
+// pause is wait, shortened to half the time left on the shortest lease.
+func pause(wait time.Duration, deadlines []time.Time) time.Duration {
+	for _, d := range deadlines {
+		if left := time.Until(d) / 2; left > 0 && left < wait {
+			wait = left
+		}
+	}
+	return wait
+}
+
+// giveBack returns the items held to their queues, without counting the attempt where it can.
+func (o *outlet) giveBack(ctx context.Context, held []heldItem) {
+	for _, x := range held {
+		_ = releaseLease(ctx, x.q, x.it.Lease)
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -159,7 +258,7 @@ func NewCopier(in Queue, outs []Queue, opts ...StageOption) (*Copier, error) {
 		return nil, fmt.Errorf("%w: copier needs an input and at least one output", ErrInvalid)
 	}
 	outs = append([]Queue(nil), outs...)
-	return &Copier{mover{in: in, cfg: stageCfg(opts), f: func(it *Item) ([]emit, error) {
+	return &Copier{mover{in: in, o: newOutlet(opts), f: func(it *Item) ([]emit, error) {
 		e := make([]emit, len(outs))
 		for i, q := range outs {
 			e[i] = emit{q, it.Payload, it.Key}
@@ -179,7 +278,7 @@ func NewFilter(in, out Queue, keep func(*Item) bool, opts ...StageOption) (*Filt
 	if err := checkQueues(in, out); err != nil || keep == nil {
 		return nil, fmt.Errorf("%w: filter needs an input, an output and a predicate", ErrInvalid)
 	}
-	return &Filter{mover{in: in, cfg: stageCfg(opts), f: func(it *Item) ([]emit, error) {
+	return &Filter{mover{in: in, o: newOutlet(opts), f: func(it *Item) ([]emit, error) {
 		if keep(it) {
 			return []emit{{out, it.Payload, it.Key}}, nil
 		}
@@ -201,7 +300,7 @@ func NewSplitter(in Queue, outs []Queue, split func(*Item) ([][]byte, error), ro
 		return nil, fmt.Errorf("%w: splitter needs an input, outputs, split and route", ErrInvalid)
 	}
 	outs = append([]Queue(nil), outs...)
-	return &Splitter{mover{in: in, cfg: stageCfg(opts), f: func(it *Item) ([]emit, error) {
+	return &Splitter{mover{in: in, o: newOutlet(opts), f: func(it *Item) ([]emit, error) {
 		parts, err := split(it)
 		if err != nil {
 			return nil, err
@@ -241,7 +340,7 @@ func NewSharder(in Queue, outs []Queue, opts ...StageOption) (*Sharder, error) {
 		return nil, fmt.Errorf("%w: sharder needs an input and at least one output", ErrInvalid)
 	}
 	outs = append([]Queue(nil), outs...)
-	return &Sharder{mover{in: in, cfg: stageCfg(opts), f: func(it *Item) ([]emit, error) {
+	return &Sharder{mover{in: in, o: newOutlet(opts), f: func(it *Item) ([]emit, error) {
 		k := it.Key
 		if k == "" {
 			k = it.ID
@@ -261,27 +360,38 @@ func NewMerger(ins []Queue, out Queue, opts ...StageOption) (*Merger, error) {
 	if err := checkQueues(append([]Queue{out}, ins...)...); err != nil || len(ins) == 0 {
 		return nil, fmt.Errorf("%w: merger needs inputs and an output", ErrInvalid)
 	}
-	cfg := stageCfg(opts)
+	o := newOutlet(opts) // one output, one outage to log
 	m := &Merger{}
 	for _, in := range ins {
-		m.ms = append(m.ms, &mover{in: in, cfg: cfg, f: func(it *Item) ([]emit, error) { return []emit{{out, it.Payload, it.Key}}, nil }})
+		m.ms = append(m.ms, &mover{in: in, o: o, f: func(it *Item) ([]emit, error) { return []emit{{out, it.Payload, it.Key}}, nil }})
 	}
 	return m, nil
 }
 
-// Run implements lifecycle.Component: one loop per input; it returns when all have.
+// Run implements lifecycle.Component: one loop per input; it returns when all have. A closed input
+// ends its loop; a closed output ends them all.
 func (m *Merger) Run(ctx context.Context) error {
+	mctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
 	errs := make([]error, len(m.ms))
 	for i, mv := range m.ms {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = runMover(ctx, mv) }()
+		go func() {
+			defer wg.Done()
+			if errs[i] = runMover(mctx, mv); errors.Is(errs[i], errOutputClosed) {
+				stop()
+			}
+		}()
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
 	return errors.Join(errs...)
 }
 
-// held is an input item a barrier stage holds (leased) until it can emit.
+// heldItem is an input item a stage holds (leased) until its output adds are made.
 type heldItem struct {
 	q  Queue
 	it *Item
@@ -350,7 +460,7 @@ type Join struct {
 	out     Queue
 	key     func(*Item) string
 	combine func(parts [][]byte) ([]byte, error)
-	cfg     stageConfig
+	o       *outlet
 }
 
 // NewJoin returns a join of ins into out. key nil joins on Item.Key.
@@ -361,12 +471,12 @@ func NewJoin(ins []Queue, out Queue, key func(*Item) string, combine func(parts 
 	if key == nil {
 		key = func(it *Item) string { return it.Key }
 	}
-	return &Join{ins: append([]Queue(nil), ins...), out: out, key: key, combine: combine, cfg: stageCfg(opts)}, nil
+	return &Join{ins: append([]Queue(nil), ins...), out: out, key: key, combine: combine, o: newOutlet(opts)}, nil
 }
 
 // Run implements lifecycle.Component: one lease loop per input. It returns when ctx ends (nil) or
-// when a loop ends by itself (an input closed: ErrClosed); a barrier needs all its inputs, so then
-// the other loops are stopped too. Either way the items still held are given back.
+// when a loop ends by itself (an input or the output closed: ErrClosed); a barrier needs all its
+// inputs, so then the other loops are stopped too. Either way the items still held are given back.
 func (j *Join) Run(ctx context.Context) error {
 	h := &holder{items: map[string]heldItem{}}
 	var mu sync.Mutex
@@ -375,7 +485,7 @@ func (j *Join) Run(ctx context.Context) error {
 	defer stop()
 	var loops, ext sync.WaitGroup
 	ext.Add(1)
-	go func() { defer ext.Done(); h.extendLoop(lctx, time.Second, j.cfg.logger) }()
+	go func() { defer ext.Done(); h.extendLoop(lctx, time.Second, j.o.cfg.logger) }()
 	errs := make([]error, len(j.ins))
 	for i, in := range j.ins {
 		loops.Add(1)
@@ -392,7 +502,7 @@ func (j *Join) Run(ctx context.Context) error {
 						errs[i] = err
 						return
 					}
-					if !sleepCtx(lctx, j.cfg.retry) {
+					if !sleepCtx(lctx, j.o.cfg.retry) {
 						return
 					}
 					continue
@@ -406,7 +516,7 @@ func (j *Join) Run(ctx context.Context) error {
 				}
 				if slots[i] != nil { // this input already gave one for k: try this one later
 					mu.Unlock()
-					_ = in.Nack(context.WithoutCancel(ctx), it.Lease, j.cfg.retry)
+					_ = in.Nack(context.WithoutCancel(ctx), it.Lease, j.o.cfg.retry)
 					continue
 				}
 				slots[i] = it
@@ -420,7 +530,9 @@ func (j *Join) Run(ctx context.Context) error {
 				}
 				mu.Unlock()
 				if complete {
-					j.emit(lctx, h, slots)
+					if errs[i] = j.emit(lctx, h, slots); errs[i] != nil {
+						return
+					}
 				}
 			}
 		}()
@@ -435,8 +547,7 @@ func (j *Join) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (j *Join) emit(ctx context.Context, h *holder, slots []*Item) {
-	octx := context.WithoutCancel(ctx)
+func (j *Join) emit(ctx context.Context, h *holder, slots []*Item) error {
 	xs := make([]heldItem, len(slots))
 	parts := make([][]byte, len(slots))
 	for i, it := range slots {
@@ -447,20 +558,11 @@ func (j *Join) emit(ctx context.Context, h *holder, slots []*Item) {
 	payload, err := j.combine(parts)
 	if err != nil {
 		for _, x := range xs {
-			_ = x.q.Bury(octx, x.it.Lease, "join combine: "+err.Error())
+			_ = x.q.Bury(context.WithoutCancel(ctx), x.it.Lease, "join combine: "+err.Error())
 		}
-		return
+		return nil
 	}
-	if _, err := j.out.Add(octx, payload, AddOptions{Key: slots[0].Key}); err != nil {
-		j.cfg.logger.Warn("join output add failed; parts will be retried", zap.Error(err))
-		for _, x := range xs {
-			_ = x.q.Nack(octx, x.it.Lease, j.cfg.retry)
-		}
-		return
-	}
-	for _, x := range xs {
-		_ = x.q.Ack(octx, x.it.Lease)
-	}
+	return j.o.deliver(ctx, xs, []emit{{j.out, payload, slots[0].Key}})
 }
 
 // Reduce collects up to n input items (or whatever arrived within WithFlushAfter of the first one),
@@ -470,7 +572,7 @@ type Reduce struct {
 	out    Queue
 	n      int
 	reduce func(payloads [][]byte) ([]byte, error)
-	cfg    stageConfig
+	o      *outlet
 }
 
 // NewReduce returns a reduce stage from in to out. Keep WithFlushAfter well under in's lease.
@@ -478,7 +580,7 @@ func NewReduce(in, out Queue, n int, reduce func(payloads [][]byte) ([]byte, err
 	if err := checkQueues(in, out); err != nil || n < 1 || reduce == nil {
 		return nil, fmt.Errorf("%w: reduce needs an input, an output, n >= 1 and a function", ErrInvalid)
 	}
-	return &Reduce{in: in, out: out, n: n, reduce: reduce, cfg: stageCfg(opts)}, nil
+	return &Reduce{in: in, out: out, n: n, reduce: reduce, o: newOutlet(opts)}, nil
 }
 
 // Run implements lifecycle.Component.
@@ -495,12 +597,14 @@ func (r *Reduce) Run(ctx context.Context) error {
 			}
 			batch = append(batch, it)
 			if len(batch) == 1 {
-				lctx, cancel = context.WithTimeout(ctx, r.cfg.maxWait)
+				lctx, cancel = context.WithTimeout(ctx, r.o.cfg.maxWait)
 			}
 		}
 		cancel()
 		if len(batch) > 0 {
-			r.emit(context.WithoutCancel(ctx), batch)
+			if err := r.emit(ctx, batch); err != nil && ctx.Err() == nil {
+				return err
+			}
 		}
 		switch {
 		case ctx.Err() != nil:
@@ -508,35 +612,27 @@ func (r *Reduce) Run(ctx context.Context) error {
 		case errors.Is(lerr, ErrClosed):
 			return lerr
 		case len(batch) == 0 && lerr != nil:
-			r.cfg.logger.Warn("lease failed", zap.Error(lerr))
-			if !sleepCtx(ctx, r.cfg.retry) {
+			r.o.cfg.logger.Warn("lease failed", zap.Error(lerr))
+			if !sleepCtx(ctx, r.o.cfg.retry) {
 				return nil
 			}
 		}
 	}
 }
 
-func (r *Reduce) emit(ctx context.Context, batch []*Item) {
+func (r *Reduce) emit(ctx context.Context, batch []*Item) error {
 	payloads := make([][]byte, len(batch))
+	held := make([]heldItem, len(batch))
 	for i, it := range batch {
 		payloads[i] = it.Payload
+		held[i] = heldItem{r.in, it}
 	}
 	out, err := r.reduce(payloads)
-	if err == nil {
-		_, err = r.out.Add(ctx, out, AddOptions{})
-		if err != nil {
-			r.cfg.logger.Warn("reduce output add failed; batch will be retried", zap.Error(err))
-			for _, it := range batch {
-				_ = r.in.Nack(ctx, it.Lease, r.cfg.retry)
-			}
-			return
-		}
+	if err != nil {
 		for _, it := range batch {
-			_ = r.in.Ack(ctx, it.Lease)
+			_ = r.in.Bury(context.WithoutCancel(ctx), it.Lease, "reduce: "+err.Error())
 		}
-		return
+		return nil
 	}
-	for _, it := range batch {
-		_ = r.in.Bury(ctx, it.Lease, "reduce: "+err.Error())
-	}
+	return r.o.deliver(ctx, held, []emit{{r.out, out, ""}})
 }

@@ -6,11 +6,16 @@ import (
 	"errors"
 	"sort"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/workqueue"
@@ -313,4 +318,224 @@ func TestJoinReturnsWhenInputsClose(t *testing.T) {
 			})
 		})
 	}
+}
+
+// outage is an output queue whose Add fails until a time (a backend during a failover), with err,
+// or with an error of its own when err is nil.
+type outage struct {
+	*workqueue.Memory
+	until  time.Time
+	err    error
+	failed atomic.Int64
+}
+
+func (q *outage) Add(ctx context.Context, payload []byte, opts workqueue.AddOptions) (string, error) {
+	if time.Now().Before(q.until) {
+		q.failed.Add(1)
+		if q.err != nil {
+			return "", q.err
+		}
+		return "", errors.New("output backend unavailable")
+	}
+	return q.Memory.Add(ctx, payload, opts)
+}
+
+func stage[T component](c T, err error) (component, error) { return c, err }
+
+// stageCase builds a kind of stage from inputs to out. Fed the keyless items "0" to "4" on each
+// input, it makes want items, and while its output is down it holds (leased) held input items.
+type stageCase struct {
+	name               string
+	inputs, want, held int
+	build              func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error)
+}
+
+var stageCases = []stageCase{
+	{"copier", 1, 5, 1, func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error) {
+		return stage(workqueue.NewCopier(ins[0], []workqueue.Queue{out}, opts...))
+	}},
+	{"filter", 1, 5, 1, func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error) {
+		return stage(workqueue.NewFilter(ins[0], out, func(*workqueue.Item) bool { return true }, opts...))
+	}},
+	{"splitter", 1, 5, 1, func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error) {
+		return stage(workqueue.NewSplitter(ins[0], []workqueue.Queue{out},
+			func(it *workqueue.Item) ([][]byte, error) { return [][]byte{it.Payload}, nil }, func([]byte) int { return 0 }, opts...))
+	}},
+	{"sharder", 1, 5, 1, func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error) {
+		return stage(workqueue.NewSharder(ins[0], []workqueue.Queue{out}, opts...))
+	}},
+	{"merger", 2, 10, 2, func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error) {
+		return stage(workqueue.NewMerger(ins, out, opts...))
+	}},
+	// One loop waits on the output with the first pair; the other holds the rest of its input at the
+	// barrier.
+	{"join", 2, 5, 6, func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error) {
+		return stage(workqueue.NewJoin(ins, out, func(it *workqueue.Item) string { return string(it.Payload) },
+			func(parts [][]byte) ([]byte, error) { return bytes.Join(parts, []byte("+")), nil }, opts...))
+	}},
+	{"reduce", 1, 3, 2, func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error) {
+		return stage(workqueue.NewReduce(ins[0], out, 2, func(ps [][]byte) ([]byte, error) { return bytes.Join(ps, nil), nil }, opts...))
+	}},
+}
+
+// eachStage runs test for every stage case in a synctest bubble (fake time), with the case's
+// inputs, made with inOpts and fed "0" to "4", and build, which makes the case's stage to out with
+// opts after a retry delay and a flush delay of 100ms.
+func eachStage(t *testing.T, inOpts []workqueue.Option, test func(t *testing.T, tc stageCase, ins []*workqueue.Memory, build func(out workqueue.Queue, opts ...workqueue.StageOption) component)) {
+	for _, tc := range stageCases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var qs []workqueue.Queue
+				var ins []*workqueue.Memory
+				for range tc.inputs {
+					in := mustMemory(t, inOpts...)
+					for i := range 5 {
+						if _, err := in.Add(context.Background(), []byte(strconv.Itoa(i)), workqueue.AddOptions{}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					qs, ins = append(qs, in), append(ins, in)
+				}
+				build := func(out workqueue.Queue, opts ...workqueue.StageOption) component {
+					opts = append([]workqueue.StageOption{workqueue.WithStageRetry(100 * time.Millisecond), workqueue.WithFlushAfter(100 * time.Millisecond)}, opts...)
+					st, err := tc.build(qs, out, opts...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return st
+				}
+				test(t, tc, ins, build)
+			})
+		})
+	}
+}
+
+// runFor runs c for d of (fake) time, then stops it and returns Run's error; if Run returned by
+// itself before, it returns that error and true.
+func runFor(c component, d time.Duration) (err error, returned bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	time.Sleep(d)
+	select {
+	case err := <-done:
+		return err, true
+	default:
+		cancel()
+		return <-done, false
+	}
+}
+
+// TestStagesRideOutAnOutputOutage: a stage whose output fails for a while holds its input items,
+// leased, until the output works again, instead of nacking them: a nack uses up an attempt, and a 5s
+// failover would have sent every input item to the dead letters. Every item arrives once, no input
+// lease runs out (they are 2s, shorter than the outage), and the outage is logged once.
+func TestStagesRideOutAnOutputOutage(t *testing.T) {
+	inOpts := []workqueue.Option{workqueue.WithMaxAttempts(3), workqueue.WithLeaseDuration(2 * time.Second)}
+	eachStage(t, inOpts, func(t *testing.T, tc stageCase, ins []*workqueue.Memory, build func(workqueue.Queue, ...workqueue.StageOption) component) {
+		ctx := context.Background()
+		out := &outage{Memory: mustMemory(t), until: time.Now().Add(5 * time.Second)}
+		core, logs := observer.New(zapcore.InfoLevel)
+		st := build(out, workqueue.WithStageLogger(zap.New(core)))
+		go func() {
+			time.Sleep(4500 * time.Millisecond) // late in the outage
+			leased := int64(0)
+			for _, in := range ins {
+				s, _ := in.Stats(ctx)
+				leased += s.Leased
+			}
+			if leased != int64(tc.held) {
+				t.Errorf("input items leased late in the outage: %d, want the %d the stage holds", leased, tc.held)
+			}
+		}()
+		if err, _ := runFor(st, time.Minute); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if out.failed.Load() == 0 {
+			t.Fatal("no output add failed: the test tests nothing")
+		}
+		if s, _ := out.Stats(ctx); s.Ready != int64(tc.want) {
+			t.Errorf("output after the outage: %+v, want %d items ready (each once)", s, tc.want)
+		}
+		for i, in := range ins {
+			if s, _ := in.Stats(ctx); s != (workqueue.Stats{}) {
+				t.Errorf("input %d after the outage: %+v, want every item acked and none dead", i, s)
+			}
+		}
+		var msgs []string
+		for _, e := range logs.All() {
+			msgs = append(msgs, e.Level.String()+" "+e.Message)
+		}
+		if diff := cmp.Diff([]string{"warn output add failed; holding the input until it works", "info output add works again"}, msgs); diff != "" {
+			t.Errorf("log (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// checkGivenBack checks that every input item is ready again without an attempt counted.
+func checkGivenBack(t *testing.T, ins []*workqueue.Memory) {
+	t.Helper()
+	for i, in := range ins {
+		if s, _ := in.Stats(context.Background()); s != (workqueue.Stats{Ready: 5}) {
+			t.Errorf("input %d: %+v, want its 5 items ready", i, s)
+			continue
+		}
+		for range 5 {
+			it, err := in.Lease(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if it.Attempt != 1 {
+				t.Errorf("input %d: item %s comes back with attempt %d, want 1 (never worked on)", i, it.Payload, it.Attempt)
+			}
+		}
+	}
+}
+
+// TestStagesGiveBackTheirInputWhenStoppedDuringAnOutage: a stage stopped while its output is down
+// gives back what it holds, without using up an attempt (where the queue can).
+func TestStagesGiveBackTheirInputWhenStoppedDuringAnOutage(t *testing.T) {
+	eachStage(t, nil, func(t *testing.T, tc stageCase, ins []*workqueue.Memory, build func(workqueue.Queue, ...workqueue.StageOption) component) {
+		out := &outage{Memory: mustMemory(t), until: time.Now().Add(time.Hour)}
+		if err, returned := runFor(build(out), 10*time.Second); err != nil || returned {
+			t.Fatalf("Run returned %v by itself: %v, want nil when stopped", returned, err)
+		}
+		checkGivenBack(t, ins)
+	})
+}
+
+// TestStagesStopWhenTheirOutputCloses: a closed output ends the stage with ErrClosed (instead of a
+// retry loop that can never succeed), and the input items go back to their queues.
+func TestStagesStopWhenTheirOutputCloses(t *testing.T) {
+	eachStage(t, nil, func(t *testing.T, tc stageCase, ins []*workqueue.Memory, build func(workqueue.Queue, ...workqueue.StageOption) component) {
+		out := mustMemory(t)
+		out.Close()
+		if err, returned := runFor(build(out), time.Minute); !returned || !errors.Is(err, workqueue.ErrClosed) {
+			t.Fatalf("Run over a closed output: returned by itself %v, with %v; want ErrClosed", returned, err)
+		}
+		checkGivenBack(t, ins)
+	})
+}
+
+// TestStagesBuryWhatTheirOutputRefuses: an add the output refuses for good (too large) is not
+// retried forever: the input items go to the dead letters with the reason.
+func TestStagesBuryWhatTheirOutputRefuses(t *testing.T) {
+	eachStage(t, nil, func(t *testing.T, tc stageCase, ins []*workqueue.Memory, build func(workqueue.Queue, ...workqueue.StageOption) component) {
+		out := &outage{Memory: mustMemory(t), until: time.Now().Add(time.Hour), err: workqueue.ErrTooLarge}
+		if err, _ := runFor(build(out), time.Minute); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		for i, in := range ins {
+			dead, _ := in.Dead(context.Background(), 10)
+			if len(dead) != 5 {
+				t.Errorf("input %d: %d items dead, want 5", i, len(dead))
+			}
+			for _, d := range dead {
+				if !strings.Contains(d.Reason, workqueue.ErrTooLarge.Error()) {
+					t.Errorf("input %d: dead item %s with reason %q, want the output's refusal", i, d.Payload, d.Reason)
+				}
+			}
+		}
+	})
 }
