@@ -45,11 +45,11 @@ type poolRun struct {
 	done   chan struct{}
 }
 
-// NewServer checks cfg against the protocols and returns a Server; it starts nothing.
+// NewServer checks cfg and returns a Server; it starts nothing. A Config built in Go rather than by
+// Parse must set what Parse would have (Distribution, ServerConnections >= 1, every server's Network,
+// Addr, Weight >= 1 and unique Name, ...): what is missing or invalid is a *ConfigError naming the
+// pool and the field.
 func NewServer(cfg *Config, protos Protocols, opts ...Option) (*Server, error) {
-	if cfg == nil || len(cfg.Pools) == 0 {
-		return nil, &ConfigError{Err: errors.New("has no pools")}
-	}
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt.apply(o)
@@ -67,7 +67,11 @@ func NewServer(cfg *Config, protos Protocols, opts ...Option) (*Server, error) {
 	return s, nil
 }
 
+// check validates cfg, and that the Server has a protocol for each of its pools.
 func (s *Server) check(cfg *Config) error {
+	if err := validate(cfg); err != nil {
+		return err
+	}
 	for _, pc := range cfg.Pools {
 		if s.protoFor(pc) == nil {
 			return &ConfigError{Line: pc.Line, Pool: pc.Name, Key: "redis", Err: errors.New("no protocol implementation for this pool kind")}
@@ -179,11 +183,8 @@ func appendUnique(list []string, v string) []string {
 // sent finish on the old servers, which Reload does not wait for (they close in the background, cut
 // off once the pool's timeout has passed twice, or 30s, or when the pool closes). New pools start
 // listening; removed pools close. If cfg cannot be applied (a new address cannot be bound), nothing
-// changes and the error is returned.
+// changes and the error is returned; so it is if cfg is invalid (see NewServer).
 func (s *Server) Reload(cfg *Config) error {
-	if cfg == nil || len(cfg.Pools) == 0 {
-		return &ConfigError{Err: errors.New("has no pools")}
-	}
 	if err := s.check(cfg); err != nil {
 		return err
 	}

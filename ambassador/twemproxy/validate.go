@@ -1,0 +1,131 @@
+package twemproxy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+// validate checks what serving cfg needs, so that a Config built in Go rather than by Parse gets a
+// *ConfigError naming the pool and the field instead of a panic or a pool that serves nothing: the
+// checks Parse makes, and the values Parse would have given a default, must be set. It changes
+// nothing in cfg.
+func validate(cfg *Config) error {
+	if cfg == nil || len(cfg.Pools) == 0 {
+		return &ConfigError{Err: errors.New("has no pools")}
+	}
+	names := map[string]bool{}
+	listens := map[string]string{}
+	for _, pc := range cfg.Pools {
+		if pc == nil {
+			return &ConfigError{Err: errors.New("has a nil pool")}
+		}
+		if pc.Name == "" {
+			return &ConfigError{Line: pc.Line, Err: errors.New("pool name must be a non-empty string")}
+		}
+		if names[pc.Name] {
+			return &ConfigError{Line: pc.Line, Pool: pc.Name, Err: errors.New("duplicate pool name")}
+		}
+		names[pc.Name] = true
+		if err := validatePool(pc); err != nil {
+			return err
+		}
+		key := listenKey(pc)
+		if other, ok := listens[key]; ok {
+			return &ConfigError{Line: pc.Line, Pool: pc.Name, Key: "listen",
+				Err: fmt.Errorf("same listen address %q as pool %q", pc.ListenAddr, other)}
+		}
+		listens[key] = pc.Name
+	}
+	return nil
+}
+
+// validatePool checks one pool; the error names the YAML key, and the PoolConfig field.
+func validatePool(pc *PoolConfig) error {
+	bad := func(key, format string, args ...any) error {
+		return &ConfigError{Line: pc.Line, Pool: pc.Name, Key: key, Err: fmt.Errorf(format, args...)}
+	}
+	switch pc.ListenNetwork {
+	case "tcp", "unix":
+	default:
+		return bad("listen", `ListenNetwork %q is not "tcp" or "unix"`, pc.ListenNetwork)
+	}
+	if pc.ListenAddr == "" {
+		return bad("listen", "ListenAddr is empty")
+	}
+	if pc.ListenPerm != 0 && (pc.ListenNetwork != "unix" || pc.ListenPerm&^os.ModePerm != 0) {
+		return bad("listen", "ListenPerm %v is not a permission of a unix socket file", pc.ListenPerm)
+	}
+	if pc.Hash != "" {
+		if _, err := LookupHash(pc.Hash); err != nil {
+			return &ConfigError{Line: pc.Line, Pool: pc.Name, Key: "hash", Err: err}
+		}
+		if pc.HashFunc == nil && pc.Hash != DefaultHash {
+			return bad("hash", "HashFunc is nil while Hash is %q: set it to LookupHash's", pc.Hash)
+		}
+	}
+	if pc.HashTag != "" && len(pc.HashTag) != 2 {
+		return bad("hash_tag", "HashTag %q is not two characters", pc.HashTag)
+	}
+	switch pc.Distribution {
+	case Ketama, Modula, Random:
+	default:
+		return &ConfigError{Line: pc.Line, Pool: pc.Name, Key: "distribution",
+			Err: fmt.Errorf("%w: Distribution %q", ErrUnknownDistribution, pc.Distribution)}
+	}
+	for _, f := range []struct {
+		key, field string
+		v          int64
+	}{
+		{"timeout", "Timeout", int64(pc.Timeout)},
+		{"backlog", "Backlog", int64(pc.Backlog)},
+		{"client_connections", "ClientConnections", int64(pc.ClientConnections)},
+		{"redis_db", "RedisDB", int64(pc.RedisDB)},
+		{"server_retry_timeout", "ServerRetryTimeout", int64(pc.ServerRetryTimeout)},
+		{"server_failure_limit", "ServerFailureLimit", int64(pc.ServerFailureLimit)},
+		{"health_check_interval", "HealthCheckInterval", int64(pc.HealthCheckInterval)},
+	} {
+		if f.v < 0 {
+			return bad(f.key, "%s is negative", f.field)
+		}
+	}
+	if pc.ServerConnections < 1 {
+		return bad("server_connections", "ServerConnections is %d, want at least 1", pc.ServerConnections)
+	}
+	if pc.RedisAuth != "" && !pc.Redis {
+		return bad("redis_auth", "is only valid for a redis pool")
+	}
+	if len(pc.Servers) == 0 {
+		return bad("servers", "pool has no servers")
+	}
+	names := map[string]bool{}
+	for i, sc := range pc.Servers {
+		bad := func(format string, args ...any) error {
+			line := sc.Line
+			if line == 0 {
+				line = pc.Line
+			}
+			return &ConfigError{Line: line, Pool: pc.Name, Key: "servers",
+				Err: fmt.Errorf("Servers[%d]: "+format, append([]any{i}, args...)...)}
+		}
+		switch sc.Network {
+		case "tcp", "unix":
+		default:
+			return bad(`Network %q is not "tcp" or "unix"`, sc.Network)
+		}
+		if sc.Addr == "" {
+			return bad("Addr is empty")
+		}
+		if sc.Weight < 1 {
+			return bad("Weight is %d, want at least 1", sc.Weight)
+		}
+		if sc.Name == "" {
+			return bad("Name is empty: ketama hashes it")
+		}
+		if names[sc.Name] {
+			return bad("servers with same name %q", sc.Name)
+		}
+		names[sc.Name] = true
+	}
+	return nil
+}

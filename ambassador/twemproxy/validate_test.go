@@ -1,0 +1,120 @@
+package twemproxy_test
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador/redis"
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/freeport"
+	"github.com/podblocks/podblocks/lifecycletest"
+)
+
+// handBuilt is a redis pool built in Go, as Parse would have built it, listening on listen and
+// forwarding to the server at addr.
+func handBuilt(listen, addr string) *twemproxy.PoolConfig {
+	return &twemproxy.PoolConfig{
+		Name: "a", Listen: listen, ListenNetwork: "tcp", ListenAddr: listen, Redis: true,
+		Distribution: twemproxy.Ketama, ServerConnections: 1, ServerRetryTimeout: time.Second, ServerFailureLimit: 2,
+		Servers: []twemproxy.ServerConfig{{Network: "tcp", Addr: addr, Weight: 1, Name: "s0"}},
+	}
+}
+
+// A Config built in Go that lacks what Parse would have set, or sets what Parse rejects, gets a
+// *ConfigError naming the pool and the key from NewServer, instead of a Server whose first request
+// panics (ServerConnections 0 divided by zero) or places keys wrongly.
+func TestNewServerValidatesHandBuiltConfig(t *testing.T) {
+	protos := bothProtocols
+	if _, err := twemproxy.NewServer(&twemproxy.Config{Pools: []*twemproxy.PoolConfig{handBuilt("127.0.0.1:1", "127.0.0.1:2")}}, protos); err != nil {
+		t.Fatalf("a complete hand-built config: %v", err)
+	}
+	for _, tc := range []struct {
+		name, key string
+		edit      func(p *twemproxy.PoolConfig)
+	}{
+		{"zero server connections", "server_connections", func(p *twemproxy.PoolConfig) { p.ServerConnections = 0 }},
+		{"no servers", "servers", func(p *twemproxy.PoolConfig) { p.Servers = nil }},
+		{"zero weight", "servers", func(p *twemproxy.PoolConfig) { p.Servers[0].Weight = 0 }},
+		{"server without a name", "servers", func(p *twemproxy.PoolConfig) { p.Servers[0].Name = "" }},
+		{"server without a network", "servers", func(p *twemproxy.PoolConfig) { p.Servers[0].Network = "" }},
+		{"server without an address", "servers", func(p *twemproxy.PoolConfig) { p.Servers[0].Addr = "" }},
+		{"servers with one name", "servers", func(p *twemproxy.PoolConfig) { p.Servers = append(p.Servers, p.Servers[0]) }},
+		{"no distribution", "distribution", func(p *twemproxy.PoolConfig) { p.Distribution = "" }},
+		{"unknown hash", "hash", func(p *twemproxy.PoolConfig) { p.Hash = "sha1" }},
+		{"hash without its function", "hash", func(p *twemproxy.PoolConfig) { p.Hash = "md5" }},
+		{"one-character hash tag", "hash_tag", func(p *twemproxy.PoolConfig) { p.HashTag = "{" }},
+		{"no listen network", "listen", func(p *twemproxy.PoolConfig) { p.ListenNetwork = "" }},
+		{"no listen address", "listen", func(p *twemproxy.PoolConfig) { p.ListenAddr = "" }},
+		{"permission of a TCP listener", "listen", func(p *twemproxy.PoolConfig) { p.ListenPerm = 0o600 }},
+		{"socket mode beyond a permission", "listen", func(p *twemproxy.PoolConfig) {
+			p.ListenNetwork, p.ListenAddr, p.ListenPerm = "unix", "/tmp/x.sock", os.ModeSetuid|0o600
+		}},
+		{"negative timeout", "timeout", func(p *twemproxy.PoolConfig) { p.Timeout = -time.Second }},
+		{"negative retry timeout", "server_retry_timeout", func(p *twemproxy.PoolConfig) { p.ServerRetryTimeout = -1 }},
+		{"negative failure limit", "server_failure_limit", func(p *twemproxy.PoolConfig) { p.ServerFailureLimit = -1 }},
+		{"negative client connections", "client_connections", func(p *twemproxy.PoolConfig) { p.ClientConnections = -1 }},
+		{"negative health check interval", "health_check_interval", func(p *twemproxy.PoolConfig) { p.HealthCheckInterval = -1 }},
+		{"redis_auth in a memcache pool", "redis_auth", func(p *twemproxy.PoolConfig) { p.Redis, p.RedisAuth = false, "pw" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pc := handBuilt("127.0.0.1:1", "127.0.0.1:2")
+			tc.edit(pc)
+			_, err := twemproxy.NewServer(&twemproxy.Config{Pools: []*twemproxy.PoolConfig{pc}}, bothProtocols)
+			var ce *twemproxy.ConfigError
+			if !errors.As(err, &ce) || ce.Pool != "a" || ce.Key != tc.key {
+				t.Errorf("NewServer = %v, want a *ConfigError for pool \"a\", key %q", err, tc.key)
+			}
+		})
+	}
+	t.Run("two pools of one name", func(t *testing.T) {
+		_, err := twemproxy.NewServer(&twemproxy.Config{Pools: []*twemproxy.PoolConfig{
+			handBuilt("127.0.0.1:1", "127.0.0.1:2"), handBuilt("127.0.0.1:3", "127.0.0.1:2")}}, protos)
+		var ce *twemproxy.ConfigError
+		if !errors.As(err, &ce) || ce.Pool != "a" {
+			t.Errorf("NewServer = %v, want a *ConfigError for pool \"a\"", err)
+		}
+	})
+	t.Run("two pools on one address", func(t *testing.T) {
+		b := handBuilt("127.0.0.1:1", "127.0.0.1:2")
+		b.Name = "b"
+		_, err := twemproxy.NewServer(&twemproxy.Config{Pools: []*twemproxy.PoolConfig{
+			handBuilt("127.0.0.1:1", "127.0.0.1:2"), b}}, protos)
+		var ce *twemproxy.ConfigError
+		if !errors.As(err, &ce) || ce.Pool != "b" || ce.Key != "listen" {
+			t.Errorf("NewServer = %v, want a *ConfigError for pool \"b\", key \"listen\"", err)
+		}
+	})
+}
+
+// Reload rejects a hand-built pool with ServerConnections 0, and the pool keeps serving its old
+// configuration: with the old code the first request after the reload panicked (integer divide by
+// zero), taking every pool down.
+func TestReloadValidatesHandBuiltConfig(t *testing.T) {
+	be, _ := dialedRedis(t)
+	addr := freeport.TCP(t)
+	srv, err := twemproxy.NewServer(&twemproxy.Config{Pools: []*twemproxy.PoolConfig{handBuilt(addr, be)}},
+		twemproxy.Protocols{Redis: &redis.Protocol{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := lifecycletest.StartReady(t, srv, 10*time.Second)
+	c := dialResp(t, addr)
+	if got := c.do(t, "GET", "k"); got != "+OK" {
+		t.Fatalf("GET before the reload = %q", got)
+	}
+	bad := handBuilt(addr, be)
+	bad.ServerConnections = 0
+	err = srv.Reload(&twemproxy.Config{Pools: []*twemproxy.PoolConfig{bad}})
+	var ce *twemproxy.ConfigError
+	if !errors.As(err, &ce) || ce.Pool != "a" || ce.Key != "server_connections" {
+		t.Errorf("Reload = %v, want a *ConfigError for pool \"a\", key \"server_connections\"", err)
+	}
+	if got := c.do(t, "GET", "k"); got != "+OK" {
+		t.Errorf("GET after the rejected reload = %q", got)
+	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
