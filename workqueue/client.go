@@ -16,6 +16,12 @@ import (
 	"time"
 )
 
+// ErrUnavailable is returned by a Client whose server could not be reached (connection refused or
+// reset, for example while it restarts) or answered 503 (its queue closed, or it is stopping). It
+// is temporary: the call may be tried again, as a Pool does with Lease. ErrClosed, from a Client,
+// means that the Client itself was closed.
+var ErrUnavailable = errors.New("workqueue: server unavailable")
+
 // Client is a Queue served by an API elsewhere (examples/workqueue serve). Lease long-polls.
 type Client struct {
 	base string
@@ -72,14 +78,20 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if c.closeCtx.Err() != nil {
+		switch {
+		case c.closeCtx.Err() != nil:
 			return 0, ErrClosed
+		case ctx.Err() != nil:
+			return 0, err
 		}
-		return 0, err
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
+		if c.closeCtx.Err() == nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w: read answer: %w", ErrUnavailable, err)
+		}
 		return resp.StatusCode, err
 	}
 	if resp.StatusCode >= 400 {
@@ -94,9 +106,8 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 		case http.StatusRequestEntityTooLarge:
 			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrTooLarge, ae)
 		case http.StatusServiceUnavailable:
-			if strings.Contains(e.Error, ErrClosed.Error()) {
-				return resp.StatusCode, fmt.Errorf("%w (%v)", ErrClosed, ae)
-			}
+			// The server's queue closed, or the server is stopping: a restart, most likely.
+			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrUnavailable, ae)
 		}
 		return resp.StatusCode, ae
 	}

@@ -28,7 +28,10 @@
 // Constructors (NewMemory, NewPool, NewExecWorker, NewAPI, NewClient, NewSource) validate and start
 // nothing. Pool and Source are components: Run blocks until ctx ends and returns only after every
 // goroutine it started has exited; Pool then drains (in-flight items get WithDrainTimeout to finish,
-// the rest are released). A queue is ready when constructed.
+// the rest are released). A queue is ready when constructed. A Pool's Run also returns, with
+// ErrClosed, once the queue closed under it; a Client whose server cannot be reached or is stopping
+// returns ErrUnavailable instead (ErrClosed only after its own Close), which a Pool retries until
+// the server is back, so that workers outlive a server's restart.
 //
 // # Cleanup
 //

@@ -69,12 +69,16 @@ func WithAPILogger(l *zap.Logger) APIOption {
 //
 // An item is {"id","key","payload" (base64),"priority","attempt","lease","deadline"}. Errors are
 // {"error":"reason"} with 400 (bad input), 405, 409 (lease not held), 413 (payload too large) or 503
-// (queue closed).
+// (queue closed, or lease requests stopped by StopPolls: the server is stopping); Client takes 503
+// for ErrUnavailable, and a Pool over a Client retries until the server is back.
 type API struct {
 	q     Queue
 	cfg   apiConfig
 	mux   *http.ServeMux
 	polls polls
+
+	stopped   context.Context // done once StopPolls was called
+	stopPolls context.CancelFunc
 }
 
 // NewAPI returns the HTTP API over q.
@@ -87,6 +91,7 @@ func NewAPI(q Queue, opts ...APIOption) (*API, error) {
 		return nil, fmt.Errorf("%w: nil queue, or non-positive max payload or wait", ErrInvalid)
 	}
 	a := &API{q: q, cfg: cfg, mux: http.NewServeMux()}
+	a.stopped, a.stopPolls = context.WithCancel(context.Background())
 	a.mux.HandleFunc("POST "+APIPrefix+"items", a.add)
 	a.mux.HandleFunc("POST "+APIPrefix+"lease", a.lease)
 	a.mux.HandleFunc("POST "+APIPrefix+"cancel", a.cancelPoll)
@@ -98,6 +103,17 @@ func NewAPI(q Queue, opts ...APIOption) (*API, error) {
 	a.mux.HandleFunc("GET "+APIPrefix+"dead", a.dead)
 	return a, nil
 }
+
+// StopPolls ends the lease requests that are waiting for an item (each answers 204, as when its
+// wait runs out, or the item leased for it) and makes later lease requests answer 503 at once;
+// every other request is served as before. A server that stops calls it before http.Server's
+// Shutdown, which then need not wait out the long polls while in-flight acks, nacks and the like
+// complete, and closes the queue after Shutdown returned. The API does not wait for anything.
+// Idempotent.
+func (a *API) StopPolls() { a.stopPolls() }
+
+// errStopping is the answer to a lease request after StopPolls.
+var errStopping = errors.New("workqueue: server stopping")
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
@@ -142,7 +158,7 @@ func (a *API) fail(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, ErrInvalid):
 		code = http.StatusBadRequest
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrClosed), errors.Is(err, errStopping):
 		code = http.StatusServiceUnavailable
 	case errors.As(err, &mbe), errors.Is(err, ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
@@ -223,8 +239,13 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = min(d, a.cfg.maxWait)
 	}
+	if a.stopped.Err() != nil {
+		a.fail(w, errStopping)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
+	defer context.AfterFunc(a.stopped, cancel)()
 	if id := r.URL.Query().Get("poll"); id != "" {
 		if err := a.polls.start(id, cancel); err != nil {
 			a.fail(w, err)

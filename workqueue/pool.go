@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -109,6 +110,7 @@ type Pool struct {
 
 	counts   [numOutcomes]atomic.Int64 // by outcome, as reported to the queue
 	inflight atomic.Int64
+	outage   atomic.Bool // a Lease failed and none has worked since (logged once per outage)
 }
 
 // NewPool validates its arguments and returns a pool that starts on Run.
@@ -144,7 +146,9 @@ func (p *Pool) Ready() <-chan struct{} { return p.ready }
 
 // Run leases and handles items until ctx ends, then drains: in-flight handlers get the drain budget
 // to finish, and items still running after it are released. It returns nil when ctx ended it, or
-// ErrClosed if the queue closed under it, after every worker has exited. A Pool runs once.
+// ErrClosed if the queue closed under it (each worker stops at its next Lease), after every worker
+// has exited. Any other Lease error (a Client's ErrUnavailable while its server restarts) is logged
+// once and retried, with a backoff of up to 5s, until the queue answers. A Pool runs once.
 func (p *Pool) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return errors.New("workqueue: pool already ran")
@@ -169,34 +173,55 @@ func (p *Pool) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	if p.cfg.progress > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTicker(p.cfg.progress)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					p.cfg.logger.Info("progress", zap.Int64("acked", p.counts[outcomeAcked].Load()), zap.Int64("retried", p.counts[outcomeRetried].Load()),
-						zap.Int64("buried", p.counts[outcomeBuried].Load()), zap.Int64("in_flight", p.inflight.Load()))
-				}
-			}
-		}()
-	}
+	// The progress logger stops when ctx ends or when every worker has exited (the queue closed).
+	workersDone := make(chan struct{})
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		if p.cfg.progress > 0 {
+			p.logProgress(ctx, workersDone)
+		}
+	}()
 	close(p.ready)
 	wg.Wait()
+	close(workersDone)
+	<-progressDone
 	if closedErr.Load() && ctx.Err() == nil {
 		return ErrClosed
 	}
 	return nil
 }
 
+// logProgress logs the pool's counts every progress interval until ctx ends or stop is closed.
+func (p *Pool) logProgress(ctx context.Context, stop <-chan struct{}) {
+	t := time.NewTicker(p.cfg.progress)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stop:
+			return
+		case <-t.C:
+			p.cfg.logger.Info("progress", zap.Int64("acked", p.counts[outcomeAcked].Load()), zap.Int64("retried", p.counts[outcomeRetried].Load()),
+				zap.Int64("buried", p.counts[outcomeBuried].Load()), zap.Int64("in_flight", p.inflight.Load()))
+		}
+	}
+}
+
+// leaseRetryMin and leaseRetryMax bound how long a worker waits before it leases again after a
+// failed Lease (a Client whose server is down or restarting): the wait doubles from the first to
+// the second, each wait drawn at random from its upper half so that many workers do not come back
+// at once.
+const (
+	leaseRetryMin = 250 * time.Millisecond
+	leaseRetryMax = 5 * time.Second
+)
+
 func (p *Pool) worker(ctx, work context.Context, n int) error {
 	w := newPoolWorker(p, ctx, work, p.cfg.logger.With(zap.Int("worker", n)))
 	defer w.close()
+	retry := time.Duration(0)
 	for {
 		it, err := p.q.Lease(ctx)
 		if err != nil {
@@ -206,13 +231,24 @@ func (p *Pool) worker(ctx, work context.Context, n int) error {
 			if errors.Is(err, ErrClosed) {
 				return err
 			}
-			w.log.Warn("lease failed", zap.Error(err))
+			// The queue is unreachable: retry until it answers, and say so once per outage (for
+			// the pool, not per worker).
+			if p.outage.CompareAndSwap(false, true) {
+				w.log.Warn("lease failed; retrying until the queue answers", zap.Error(err))
+			}
+			retry = min(max(2*retry, leaseRetryMin), leaseRetryMax)
+			t := time.NewTimer(retry/2 + rand.N(retry/2+1))
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return nil
-			case <-time.After(500 * time.Millisecond):
+			case <-t.C:
 			}
 			continue
+		}
+		retry = 0
+		if p.outage.Load() && p.outage.CompareAndSwap(true, false) {
+			w.log.Info("lease works again")
 		}
 		w.process(it)
 	}

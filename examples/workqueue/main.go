@@ -169,11 +169,25 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	stopSrc()
 	<-srcDone
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	q.Close() // ends long-polling leases so Shutdown does not wait for them
-	err = srv.Shutdown(sctx)
+	err = stopServing(srv, api, q, 5*time.Second)
 	<-errc
+	return err
+}
+
+// stopServing stops srv, which serves api over q, and then closes q: the HTTP server first, so
+// that the acks, nacks and extensions in flight complete (a queue closed under them would refuse
+// them, and their items would be done again). StopPolls ends the long-polling leases, so that
+// Shutdown need not wait for them; the workers retry until a server is back. Requests still running
+// after grace are cut off.
+func stopServing(srv *http.Server, api *workqueue.API, q io.Closer, grace time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	api.StopPolls()
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		srv.Close()
+	}
+	q.Close()
 	return err
 }
 
@@ -259,7 +273,7 @@ func work(ctx context.Context, args []string) error {
 	err = p.Run(ctx)
 	cnt := p.Counts()
 	log.Info("worker stopped", zap.Int64("acked", cnt.Acked), zap.Int64("retried", cnt.Retried), zap.Int64("buried", cnt.Buried))
-	if err != nil && !strings.Contains(err.Error(), "closed") {
+	if err != nil && !errors.Is(err, workqueue.ErrClosed) {
 		return err
 	}
 	return nil

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/podblocks/podblocks/internal/natstest"
 	"github.com/podblocks/podblocks/workqueue"
+	"github.com/podblocks/podblocks/workqueue/bolt"
 )
 
 var binary string
@@ -314,5 +318,203 @@ func TestWorkExitsWhenIdle(t *testing.T) {
 	}
 	if out, err := exec.Command(binary, "work", "-server", url, "-exit-when-idle", "-1s", "--", "true").CombinedOutput(); err == nil {
 		t.Errorf("negative -exit-when-idle accepted: %s", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestWorkOutlivesServeRestart: serve stops gracefully (SIGTERM) and starts again on the same file
+// and address; the work process that was running goes on, and processes the items enqueued after the
+// restart. (Its workers used to take the stopping server's 503 "closed" for the end of the queue and
+// exit, leaving work alive and idle.)
+func TestWorkOutlivesServeRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	srv, url := startServe(t, "-backend", "bolt", "-path", path, "-http", "127.0.0.1:0")
+	addr := strings.TrimPrefix(url, "http://")
+	c, err := workqueue.NewClient(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	add := func(p string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.Add(ctx, []byte(p), workqueue.AddOptions{Key: p}); err != nil {
+			t.Fatalf("Add %s: %v", p, err)
+		}
+	}
+	add("before")
+
+	outDir := t.TempDir()
+	var stderr syncBuffer
+	cmd := exec.Command(binary, "work", "-server", url, "-concurrency", "2", "-output", outDir, "--", "sh", "-c", `cp "$WORK_ITEM_FILE" "$OUTPUT_DIR/result"`)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(w.done) }()
+	t.Cleanup(w.kill)
+	processed := func() map[string]bool {
+		got := map[string]bool{}
+		dirs, _ := os.ReadDir(outDir)
+		for _, d := range dirs {
+			if b, err := os.ReadFile(filepath.Join(outDir, d.Name(), "result")); err == nil {
+				got[string(b)] = true
+			}
+		}
+		return got
+	}
+	await.True(t, "the first item processed", 30*time.Second, func() bool { return processed()["before"] })
+
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-srv.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not exit within 20s of SIGTERM")
+	}
+	if code := srv.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("serve exited %d after SIGTERM, want 0", code)
+	}
+	await.True(t, "work to log that the server is away", 30*time.Second, func() bool { return strings.Contains(stderr.String(), "lease failed") })
+
+	startServe(t, "-backend", "bolt", "-path", path, "-http", addr)
+	after := []string{"after-1", "after-2", "after-3", "after-4"}
+	for _, p := range after {
+		add(p)
+	}
+	await.True(t, "the items enqueued after the restart processed", 60*time.Second, func() bool {
+		got := processed()
+		for _, p := range after {
+			if !got[p] {
+				return false
+			}
+		}
+		return true
+	})
+	select {
+	case <-w.done:
+		t.Fatalf("work exited (%v); want the same process to go on", w.cmd.ProcessState)
+	default:
+	}
+	if n := strings.Count(stderr.String(), "lease failed"); n != 1 {
+		t.Errorf("work logged the outage %d times, want once:\n%s", n, stderr.String())
+	}
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	<-w.done
+	if code := w.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("work exited %d after SIGTERM, want 0", code)
+	}
+}
+
+// slowAck is a queue whose Ack waits for release before acking, and which says when it has closed.
+type slowAck struct {
+	workqueue.Queue
+	acking, release, closed chan struct{}
+}
+
+func (s *slowAck) Ack(ctx context.Context, lease string) error {
+	close(s.acking)
+	<-s.release
+	return s.Queue.Ack(ctx, lease)
+}
+
+func (s *slowAck) Close() error {
+	defer close(s.closed)
+	return s.Queue.Close()
+}
+
+// TestStopServingLetsAcksInFlightComplete: serve, stopping, lets an ack that is in flight complete
+// before it closes the queue, and ends a waiting lease without waiting out its long poll. (It used to
+// close the queue first, which refused the ack with 409: the worker's item would be done again.)
+func TestStopServingLetsAcksInFlightComplete(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	b, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &slowAck{Queue: b, acking: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	it, err := q.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := workqueue.NewAPI(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	c, err := workqueue.NewClient("http://"+ln.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	leased := make(chan error, 1)
+	go func() { _, err := c.Lease(ctx); leased <- err }() // waits: the queue is empty
+	acked := make(chan error, 1)
+	go func() { acked <- c.Ack(ctx, it.Lease) }()
+	<-q.acking
+
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- stopServing(srv, api, q, 10*time.Second) }()
+	select { // a queue closed now would refuse the ack
+	case <-q.closed:
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(q.release)
+	if err := <-acked; err != nil {
+		t.Errorf("the ack in flight when serve stopped: %v", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("stopServing: %v", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("stopping took %v: it waited for the lease's long poll", el)
+	}
+	if err := <-leased; !errors.Is(err, workqueue.ErrUnavailable) {
+		t.Errorf("the waiting lease: %v, want ErrUnavailable", err)
+	}
+	<-served
+	select {
+	case <-q.closed:
+	default:
+		t.Fatal("the queue was not closed")
+	}
+	b, err = bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if s, _ := b.Stats(ctx); s.Depth() != 0 {
+		t.Errorf("the file holds %+v after the ack, want nothing", s)
 	}
 }
