@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -696,18 +697,28 @@ func (p *pool) currentCfg() *PoolConfig {
 // swap makes cfg the pool's configuration, keeping the listener and the client connections. It
 // returns at once: the old servers finish what they were sent and are closed in the background
 // (retiring, which run waits for). ctx is the pool's, the one run got: its end cuts them off, and
-// the new servers run under it.
+// the new servers run under it. A cfg that serves as the pool's does (it may differ in lines, or in
+// the socket's permission, which Reload applies) changes nothing but the pool's cfg; otherwise the
+// servers that keep their name and address keep their state (see carry).
 func (p *pool) swap(ctx context.Context, cfg *PoolConfig) {
+	p.mu.Lock()
+	if sameServing(p.cfg, cfg) {
+		p.cfg = cfg
+		p.mu.Unlock()
+		return
+	}
+	old := p.st
+	p.mu.Unlock()
 	st := newPoolState(cfg, p.proto, &p.serverEjects, p.log)
 	st.poller = p.poller
+	st.carry(old)
 	p.mu.Lock()
 	if p.stopping {
 		p.mu.Unlock()
 		return // run is returning: the pool serves nothing more
 	}
 	st.start(ctx)
-	old := p.st
-	p.st, p.cfg = st, cfg
+	p.st, p.cfg = st, cfg // old is still p.st: swaps are serialized by the Server's mu
 	p.retiring.Add(1)
 	p.mu.Unlock()
 	grace := 30 * time.Second
@@ -718,4 +729,68 @@ func (p *pool) swap(ctx context.Context, cfg *PoolConfig) {
 		defer p.retiring.Done()
 		old.retire(grace)
 	}()
+}
+
+// sameServing reports whether a and b configure a pool's servers and its handling of requests
+// alike: they may differ in their line numbers and in the listen directive, which the caller
+// compares (listenKey) and applies (chmod).
+func sameServing(a, b *PoolConfig) bool {
+	if reflect.ValueOf(a.HashFunc).Pointer() != reflect.ValueOf(b.HashFunc).Pointer() || len(a.Servers) != len(b.Servers) {
+		return false
+	}
+	for i := range a.Servers {
+		x, y := a.Servers[i], b.Servers[i]
+		x.Line, y.Line = 0, 0
+		if x != y {
+			return false
+		}
+	}
+	x, y := *a, *b
+	for _, c := range []*PoolConfig{&x, &y} {
+		c.Line, c.Listen, c.ListenNetwork, c.ListenAddr, c.ListenPerm = 0, "", "", "", 0
+		c.HashFunc, c.Servers = nil, nil
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// carry gives st's servers the state old's server of the same name, network and address had: its
+// ejection (retry time and consecutive failures, unless st's pool no longer ejects), the time of its
+// last ejection and its counters, so that a reload neither sends traffic to a server ejected a moment
+// before nor resets its stats. What old's servers count after carry (the requests they finish while
+// they drain) is not carried. st must not have started.
+func (st *poolState) carry(old *poolState) {
+	byName := make(map[string]*server, len(old.servers))
+	for _, s := range old.servers {
+		byName[s.cfg.Name] = s
+	}
+	ejected := false
+	for _, s := range st.servers {
+		o := byName[s.cfg.Name]
+		if o == nil || o.cfg.Network != s.cfg.Network || o.cfg.Addr != s.cfg.Addr {
+			continue
+		}
+		if st.cfg.AutoEjectHosts {
+			s.failures.Store(o.failures.Load())
+			if nr := o.nextRetry.Load(); nr != 0 {
+				s.nextRetry.Store(nr)
+				ejected = true
+			}
+		}
+		s.ejectedAt.Store(o.ejectedAt.Load())
+		s.eof.Store(o.eof.Load())
+		s.errs.Store(o.errs.Load())
+		s.timedout.Store(o.timedout.Load())
+		for i, oc := range o.conns {
+			sc := s.conns[i%len(s.conns)]
+			oc.mu.Lock()
+			sc.requests += oc.requests
+			sc.requestBytes += oc.requestBytes
+			oc.mu.Unlock()
+			sc.responses.Add(oc.responses.Load())
+			sc.responseBytes.Add(oc.responseBytes.Load())
+		}
+	}
+	if ejected {
+		st.rebuild() // the distribution without the ejected servers, and their retry time
+	}
 }

@@ -179,11 +179,12 @@ func appendUnique(list []string, v string) []string {
 
 // Reload switches to cfg. Pools whose listen address and kind (memcache/redis) are unchanged keep
 // their listener and client connections (a new permission of a unix socket is applied to its file)
-// and get the new servers and options; requests already
-// sent finish on the old servers, which Reload does not wait for (they close in the background, cut
-// off once the pool's timeout has passed twice, or 30s, or when the pool closes). New pools start
-// listening; removed pools close. If cfg cannot be applied (a new address cannot be bound), nothing
-// changes and the error is returned; so it is if cfg is invalid (see NewServer).
+// and get the new servers and options: a pool whose configuration is otherwise unchanged is left as
+// it is, and servers that keep their name and address keep their ejection and their counters.
+// Requests already sent finish on the old servers, which Reload does not wait for (they close in the
+// background, cut off once the pool's timeout has passed twice, or 30s, or when the pool closes).
+// New pools start listening; removed pools close. If cfg cannot be applied (a new address cannot be
+// bound), nothing changes and the error is returned; so it is if cfg is invalid (see NewServer).
 func (s *Server) Reload(cfg *Config) error {
 	if err := s.check(cfg); err != nil {
 		return err
