@@ -33,7 +33,10 @@ type Client struct {
 	own      *http.Transport // made by NewClient; its idle connections are closed by Close
 }
 
-var _ Queue = (*Client)(nil)
+var (
+	_ Queue    = (*Client)(nil)
+	_ releaser = (*Client)(nil)
+)
 
 // NewClient returns a client for the API at base (for example "http://127.0.0.1:8080"). hc nil means
 // a client of its own with no overall timeout (Lease long-polls; every call is bounded by its ctx),
@@ -238,6 +241,19 @@ func (c *Client) Nack(ctx context.Context, lease string, delay time.Duration) er
 		return fmt.Errorf("%w: negative delay %v", ErrInvalid, delay)
 	}
 	return c.postLease(ctx, "nack", leaseReq{Lease: lease, Delay: delay.String()}, nil)
+}
+
+// Release gives back a lease whose item was not worked on, or whose work was abandoned (a Pool
+// draining): the item is ready again at once, and the attempt is not counted where the server's
+// queue can release (Memory, workqueue/bolt); elsewhere the server nacks it without delay. A server
+// without the release endpoint (404 or 405: an older one) gets a Nack without delay instead.
+func (c *Client) Release(ctx context.Context, lease string) error {
+	err := c.postLease(ctx, "release", leaseReq{Lease: lease}, nil)
+	var ae *apiError
+	if errors.As(err, &ae) && (ae.code == http.StatusNotFound || ae.code == http.StatusMethodNotAllowed) {
+		return c.Nack(ctx, lease, 0)
+	}
+	return err
 }
 
 // Extend implements Queue.

@@ -53,6 +53,7 @@ func WithAPILogger(l *zap.Logger) APIOption {
 //	POST /api/v1/queue/cancel?poll=ID                                       -> 204
 //	POST /api/v1/queue/ack     {"lease":"..."}                              -> 204
 //	POST /api/v1/queue/nack    {"lease":"...","delay":"DUR"}                -> 204
+//	POST /api/v1/queue/release {"lease":"..."}                              -> 204
 //	POST /api/v1/queue/extend  {"lease":"..."}                              -> 200 {"deadline":"RFC 3339"}
 //	POST /api/v1/queue/bury    {"lease":"...","reason":"..."}               -> 204
 //	GET  /api/v1/queue/stats                                                -> 200 {"ready":N,"delayed":N,"leased":N,"dead":N}
@@ -66,6 +67,12 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // answered as usual, not dropped. A client that goes away instead gets nothing, and an item leased
 // for it is given back at once (released without counting the attempt where the queue has a
 // Release method, else nacked).
+//
+// release gives back a leased item that was not worked on, or whose work was abandoned (a worker
+// stopping: Pool's drain): the item is ready again at once and, where the queue has a Release
+// method (Memory, workqueue/bolt), the attempt is not counted, so it neither brings the item nearer
+// to max attempts nor changes its lease token; elsewhere (workqueue/jetstream) it is a nack without
+// delay. A worker that tried the item and failed uses nack.
 //
 // An item is {"id","key","payload" (base64),"priority","attempt","lease","deadline"}. Errors are
 // {"error":"reason"} with 400 (bad input), 405, 409 (lease not held), 413 (payload too large) or 503
@@ -97,6 +104,7 @@ func NewAPI(q Queue, opts ...APIOption) (*API, error) {
 	a.mux.HandleFunc("POST "+APIPrefix+"cancel", a.cancelPoll)
 	a.mux.HandleFunc("POST "+APIPrefix+"ack", a.ack)
 	a.mux.HandleFunc("POST "+APIPrefix+"nack", a.nack)
+	a.mux.HandleFunc("POST "+APIPrefix+"release", a.release)
 	a.mux.HandleFunc("POST "+APIPrefix+"extend", a.extend)
 	a.mux.HandleFunc("POST "+APIPrefix+"bury", a.bury)
 	a.mux.HandleFunc("GET "+APIPrefix+"stats", a.stats)
@@ -426,6 +434,18 @@ func (a *API) nack(w http.ResponseWriter, r *http.Request) {
 		err = a.q.Nack(r.Context(), lr.Lease, d)
 	}
 	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) release(w http.ResponseWriter, r *http.Request) {
+	lr, ok := a.readLease(w, r)
+	if !ok {
+		return
+	}
+	if err := releaseLease(r.Context(), a.q, lr.Lease); err != nil {
 		a.fail(w, err)
 		return
 	}

@@ -87,7 +87,9 @@ func WithPoolMaxAttempts(n int) PoolOption {
 }
 
 // WithDrainTimeout is how long in-flight items may still run after Run's ctx ends; then their
-// handlers are cancelled and the items released (nacked without delay). Default 10s.
+// handlers are cancelled and the items released: given back, ready at once, without counting the
+// attempt where the queue can release (Memory, workqueue/bolt, and a Client of a server over one of
+// them), else nacked without delay. Default 10s.
 func WithDrainTimeout(d time.Duration) PoolOption {
 	return poolOptionFunc(func(c *poolConfig) { c.drain = d })
 }
@@ -433,8 +435,9 @@ func (w *poolWorker) process(it *Item) {
 		outcome = outcomeAcked
 		oerr = p.q.Ack(octx, it.Lease)
 	case w.work.Err() != nil:
+		// Abandoned, not failed: where the queue can release, the attempt is not counted.
 		outcome = outcomeReleased
-		oerr = p.q.Nack(octx, it.Lease, 0)
+		oerr = releaseLease(octx, p.q, it.Lease)
 	default:
 		var perm *PermanentError
 		if errors.As(err, &perm) || (p.cfg.maxAttempts > 0 && it.Attempt >= p.cfg.maxAttempts) {
