@@ -451,7 +451,11 @@ func (w *poolWorker) process(it *Item) {
 			}
 			oerr = p.q.Nack(octx, it.Lease, delay)
 		}
-		log.Info("item failed", zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.String("outcome", outcomeNames[outcome]), zap.Error(err))
+		lvl := zap.InfoLevel
+		if outcome == outcomeBuried {
+			lvl = zap.WarnLevel // given up on: an operator must see it at the default level
+		}
+		log.Log(lvl, "item failed", zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.String("outcome", outcomeNames[outcome]), zap.Error(err))
 	}
 	if oerr != nil {
 		log.Warn("report outcome", zap.String("id", it.ID), zap.String("outcome", outcomeNames[outcome]), zap.Error(oerr))

@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/workqueue"
@@ -489,5 +491,38 @@ func TestExecWorkerUnderPoolKeepsLease(t *testing.T) {
 	}
 	if s, _ := q.Stats(context.Background()); s.Depth() != 0 {
 		t.Errorf("stats %+v after the ack, want an empty queue (an ack of an expired lease fails)", s)
+	}
+}
+
+// TestPoolLogsBuriedAtWarn: a buried item is logged at Warn, which `work` shows by default (it was
+// Info, like a retry); a retry stays at Info.
+func TestPoolLogsBuriedAtWarn(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"max attempts", errors.New("fails")},
+		{"permanent", workqueue.Permanent(errors.New("bad input"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := mustMemory(t)
+			core, logs := observer.New(zap.WarnLevel)
+			p, err := workqueue.NewPool(q, workqueue.HandlerFunc(func(context.Context, *workqueue.Item) error { return tc.err }),
+				workqueue.WithPoolMaxAttempts(2), workqueue.WithBackoff(func(int) time.Duration { return 0 }), workqueue.WithLogger(zap.New(core)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := runPool(t, p)
+			id, _ := q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
+			await.True(t, "a dead letter", 20*time.Second, func() bool { s, _ := q.Stats(context.Background()); return s.Dead == 1 })
+			stop()
+			var got []string
+			for _, e := range logs.FilterMessage("item failed").All() {
+				got = append(got, fmt.Sprintf("%v %v %v", e.Level, e.ContextMap()["id"], e.ContextMap()["outcome"]))
+			}
+			if diff := cmp.Diff([]string{"warn " + id + " buried"}, got); diff != "" {
+				t.Errorf("item failed entries at Warn (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
