@@ -615,19 +615,6 @@ func (p *pool) closeListener() {
 	})
 }
 
-// chmod gives the pool's unix socket file cfg's permission, if cfg sets one that differs from the
-// pool's.
-func (p *pool) chmod(cfg *PoolConfig) error {
-	old := p.currentCfg()
-	if p.sock == nil || cfg.ListenPerm == 0 || cfg.ListenPerm == old.ListenPerm {
-		return nil
-	}
-	if err := os.Chmod(p.sockPath, cfg.ListenPerm); err != nil {
-		return fmt.Errorf("pool %s: listen: %w", cfg.Name, err)
-	}
-	return nil
-}
-
 // start starts the pool's servers; it must be called before run, and before any swap.
 func (p *pool) start(ctx context.Context) {
 	p.mu.Lock()
@@ -686,6 +673,13 @@ func (p *pool) run(ctx context.Context) {
 	st.cancel()
 	st.wg.Wait()
 	p.retiring.Wait() // their contexts, derived from ctx, have ended too
+}
+
+// state returns the pool's current poolState.
+func (p *pool) state() *poolState {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.st
 }
 
 func (p *pool) currentCfg() *PoolConfig {

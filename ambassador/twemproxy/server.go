@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,8 @@ type Server struct {
 	closed  bool
 
 	totalConns atomic.Int64
+
+	listenHook func(network, addr string) error // tests: an error fails the bind of that address
 }
 
 type poolRun struct {
@@ -107,8 +110,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	pools := make([]*pool, 0, len(s.cfg.Pools))
 	for _, pc := range s.cfg.Pools {
-		p := newPool(pc, s.protoFor(pc), s.opts, &s.totalConns)
-		if err := p.listen(); err != nil {
+		p, err := s.openPool(pc)
+		if err != nil {
 			for _, q := range pools {
 				q.closeListener()
 			}
@@ -183,8 +186,17 @@ func appendUnique(list []string, v string) []string {
 // it is, and servers that keep their name and address keep their ejection and their counters.
 // Requests already sent finish on the old servers, which Reload does not wait for (they close in the
 // background, cut off once the pool's timeout has passed twice, or 30s, or when the pool closes).
-// New pools start listening; removed pools close. If cfg cannot be applied (a new address cannot be
-// bound), nothing changes and the error is returned; so it is if cfg is invalid (see NewServer).
+// New pools start listening; removed pools close; a pool whose address or kind changes closes, with
+// its clients, and starts anew on its new address.
+//
+// Reload applies all of cfg or nothing: if cfg is invalid (see NewServer) or a new address cannot
+// be bound, it returns the error and every pool serves as before. It binds the new addresses first,
+// while the old pools serve; an address a pool of the old configuration holds (pools that swap
+// addresses, a pool that changes kind, a removed pool's address taken by another) is bound only
+// once all the others are, by stopping the pools that hold it; if one of those binds fails, the
+// stopped pools are started again on their addresses with the configuration they served (their
+// clients are then lost) and the error is returned. Two pools that swap their addresses thus serve
+// the new mapping.
 func (s *Server) Reload(cfg *Config) error {
 	if err := s.check(cfg); err != nil {
 		return err
@@ -194,75 +206,95 @@ func (s *Server) Reload(cfg *Config) error {
 	if s.ctx == nil || s.closed {
 		return ErrClosed
 	}
-	type change struct {
-		pc      *PoolConfig
-		keep    *poolRun // swap in place
-		replace *poolRun // stop, then start fresh
-		fresh   *pool
-	}
-	var changes []change
-	wanted := map[string]bool{}
+	var (
+		keep    []keptPool
+		fresh   []*PoolConfig           // pools that need a new listener, in config order
+		closing = map[string]*poolRun{} // by name: the pools removed, or replaced by a fresh one
+	)
 	for _, pc := range cfg.Pools {
-		wanted[pc.Name] = true
 		old := s.running[pc.Name]
-		switch {
-		case old != nil && listenKey(old.p.cfg) == listenKey(pc) && old.p.cfg.Redis == pc.Redis:
-			changes = append(changes, change{pc: pc, keep: old})
-		default:
-			changes = append(changes, change{pc: pc, replace: old})
-		}
-	}
-	// Open the new listeners first, so a bind failure changes nothing. A pool that moves to an
-	// address another running pool (or its own old self) holds is bound after that one stops.
-	var opened []*pool
-	for i, ch := range changes {
-		if ch.keep != nil {
+		if old != nil && listenKey(old.p.cfg) == listenKey(pc) && old.p.cfg.Redis == pc.Redis {
+			keep = append(keep, keptPool{old, pc})
 			continue
 		}
-		if s.listenHeld(listenKey(ch.pc)) {
-			continue
+		fresh = append(fresh, pc)
+		if old != nil {
+			closing[pc.Name] = old
 		}
-		p := newPool(ch.pc, s.protoFor(ch.pc), s.opts, &s.totalConns)
-		if err := p.listen(); err != nil {
-			for _, q := range opened {
-				q.closeListener()
-			}
-			return fmt.Errorf("twemproxy: reload: %w", err)
-		}
-		opened = append(opened, p)
-		changes[i].fresh = p
 	}
 	for name, r := range s.running {
-		if !wanted[name] {
-			r.cancel()
-			<-r.done
-			delete(s.running, name)
+		if cfg.Pool(name) == nil {
+			closing[name] = r
 		}
 	}
-	var errs []error
-	for _, ch := range changes {
-		switch {
-		case ch.keep != nil:
-			if err := ch.keep.p.chmod(ch.pc); err != nil {
-				errs = append(errs, err)
-			}
-			ch.keep.p.swap(ch.keep.ctx, ch.pc) // the old servers drain without s.mu held
-		default:
-			if ch.replace != nil {
-				ch.replace.cancel()
-				<-ch.replace.done
-				delete(s.running, ch.pc.Name)
-			}
-			p := ch.fresh
-			if p == nil {
-				p = newPool(ch.pc, s.protoFor(ch.pc), s.opts, &s.totalConns)
-				if err := p.listen(); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-			}
-			s.startPool(p)
+	// The addresses the closing pools hold, by listen key. A kept pool holds no fresh pool's address:
+	// validate refused two pools on one.
+	holder := map[string]*poolRun{}
+	for _, r := range closing {
+		holder[listenKey(r.p.cfg)] = r
+	}
+
+	restoreModes, err := chmodKept(keep)
+	if err != nil {
+		return fmt.Errorf("twemproxy: reload: %w", err)
+	}
+	opened := map[string]*pool{}
+	closeOpened := func() {
+		for _, p := range opened {
+			p.closeListener()
 		}
+	}
+	// Bind every address no pool holds, while every pool serves.
+	var held []*PoolConfig
+	for _, pc := range fresh {
+		if holder[listenKey(pc)] != nil {
+			held = append(held, pc)
+			continue
+		}
+		p, err := s.openPool(pc)
+		if err != nil {
+			closeOpened()
+			restoreModes()
+			return fmt.Errorf("twemproxy: reload: %w", err)
+		}
+		opened[pc.Name] = p
+	}
+	// Then stop the pools holding the other addresses, and bind those.
+	stopped := map[*poolRun]bool{}
+	for _, pc := range held {
+		if r := holder[listenKey(pc)]; !stopped[r] {
+			stopped[r] = true
+			r.cancel()
+			<-r.done
+		}
+	}
+	for _, pc := range held {
+		p, err := s.openPool(pc)
+		if err != nil {
+			closeOpened()
+			restoreModes()
+			return errors.Join(fmt.Errorf("twemproxy: reload: %w", err), s.restart(stopped))
+		}
+		opened[pc.Name] = p
+	}
+
+	// Nothing can fail from here on.
+	for name, r := range closing {
+		if !stopped[r] {
+			r.cancel()
+			<-r.done
+		}
+		delete(s.running, name)
+	}
+	for _, k := range keep {
+		k.r.p.swap(k.r.ctx, k.pc) // the old servers drain without s.mu held
+	}
+	for _, pc := range fresh {
+		p := opened[pc.Name]
+		if old := closing[pc.Name]; old != nil {
+			p.st.carry(old.p.state()) // a pool that moves keeps its servers' ejections and counters
+		}
+		s.startPool(p)
 	}
 	s.order = s.order[:0]
 	for _, pc := range cfg.Pools {
@@ -270,16 +302,80 @@ func (s *Server) Reload(cfg *Config) error {
 	}
 	s.cfg = cfg
 	s.opts.log.Info("configuration reloaded", zap.Int("pools", len(cfg.Pools)))
+	return nil
+}
+
+// restart starts the stopped pools again, each on its address with the configuration it served and
+// its servers' state; a pool whose address cannot be bound again no longer serves, and the error
+// says so. s.mu must be held.
+func (s *Server) restart(stopped map[*poolRun]bool) error {
+	var errs []error
+	for r := range stopped {
+		pc := r.p.currentCfg()
+		p, err := s.openPool(pc)
+		if err != nil {
+			delete(s.running, pc.Name)
+			errs = append(errs, fmt.Errorf("twemproxy: reload: pool %s stopped and could not be restarted: %w", pc.Name, err))
+			continue
+		}
+		p.st.carry(r.p.state())
+		s.startPool(p)
+	}
 	return errors.Join(errs...)
 }
 
-func (s *Server) listenHeld(key string) bool {
-	for _, r := range s.running {
-		if listenKey(r.p.cfg) == key {
-			return true
+// openPool makes the pool for pc and opens its listener.
+func (s *Server) openPool(pc *PoolConfig) (*pool, error) {
+	if s.listenHook != nil {
+		if err := s.listenHook(pc.ListenNetwork, pc.ListenAddr); err != nil {
+			return nil, fmt.Errorf("pool %s: listen: %w", pc.Name, err)
 		}
 	}
-	return false
+	p := newPool(pc, s.protoFor(pc), s.opts, &s.totalConns)
+	if err := p.listen(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// keptPool is a running pool that a Reload keeps, with its new configuration.
+type keptPool struct {
+	r  *poolRun
+	pc *PoolConfig
+}
+
+// chmodKept gives the unix sockets of the kept pools their new permission; on an error it restores
+// the modes it changed and returns the error. restore restores them, for a reload that fails later.
+func chmodKept(keep []keptPool) (restore func(), err error) {
+	type mode struct {
+		path string
+		mode os.FileMode
+	}
+	var changed []mode
+	restore = func() {
+		for _, m := range changed {
+			_ = os.Chmod(m.path, m.mode)
+		}
+	}
+	for _, k := range keep {
+		path := k.r.p.sockPath
+		if k.r.p.sock == nil || k.pc.ListenPerm == 0 {
+			continue
+		}
+		fi, err := os.Stat(path)
+		if err == nil && fi.Mode().Perm() == k.pc.ListenPerm {
+			continue
+		}
+		if err == nil {
+			err = os.Chmod(path, k.pc.ListenPerm)
+		}
+		if err != nil {
+			restore()
+			return nil, fmt.Errorf("pool %s: listen: %w", k.pc.Name, err)
+		}
+		changed = append(changed, mode{path, fi.Mode().Perm()})
+	}
+	return restore, nil
 }
 
 // listenKey identifies the socket a pool listens on: a pool whose key is unchanged keeps its listener
