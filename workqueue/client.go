@@ -202,6 +202,7 @@ func (c *Client) poll(ctx context.Context, wait time.Duration) (*Item, error) {
 	})
 	var it itemJSON
 	code, err := c.do(pctx, http.MethodPost, "lease?wait="+wait.String()+"&poll="+id, nil, "", &it)
+	got := time.Now()
 	close(answered)
 	if !stop() {
 		<-ended
@@ -209,7 +210,19 @@ func (c *Client) poll(ctx context.Context, wait time.Duration) (*Item, error) {
 	if err != nil || code == http.StatusNoContent {
 		return nil, err
 	}
-	return &Item{ID: it.ID, Key: it.Key, Payload: it.Payload, Priority: it.Priority, Attempt: it.Attempt, Lease: it.Lease, Deadline: it.Deadline}, nil
+	return &Item{ID: it.ID, Key: it.Key, Payload: it.Payload, Priority: it.Priority, Attempt: it.Attempt, Lease: it.Lease, Deadline: localDeadline(it.Deadline, it.TTL, got)}, nil
+}
+
+// localDeadline is the deadline of a lease by this process's clock: at when plus the lease's ttl as
+// the server wrote it, or else, from a server that does not write ttl, its deadline by its own
+// clock. when is at or after the server wrote ttl, so the deadline is late by at most the answer's
+// way back. Made from time.Now, it has a monotonic reading: a Pool compares it on the monotonic
+// clock, which no step of the system clock moves.
+func localDeadline(deadline time.Time, ttl string, when time.Time) time.Time {
+	if d, err := time.ParseDuration(ttl); err == nil && d >= 0 {
+		return when.Add(d)
+	}
+	return deadline
 }
 
 // endPoll asks the server to end poll id, whose ctx ended, and aborts the poll if its answer has
@@ -258,9 +271,12 @@ func (c *Client) Release(ctx context.Context, lease string) error {
 
 // Extend implements Queue.
 func (c *Client) Extend(ctx context.Context, lease string) (time.Time, error) {
-	var out struct{ Deadline time.Time }
-	err := c.postLease(ctx, "extend", leaseReq{Lease: lease}, &out)
-	return out.Deadline, err
+	var out extendJSON
+	sent := time.Now() // before the server wrote ttl: the local deadline errs early, by the round trip at most
+	if err := c.postLease(ctx, "extend", leaseReq{Lease: lease}, &out); err != nil {
+		return time.Time{}, err
+	}
+	return localDeadline(out.Deadline, out.TTL, sent), nil
 }
 
 // Bury implements Queue.

@@ -54,7 +54,7 @@ func WithAPILogger(l *zap.Logger) APIOption {
 //	POST /api/v1/queue/ack     {"lease":"..."}                              -> 204
 //	POST /api/v1/queue/nack    {"lease":"...","delay":"DUR"}                -> 204
 //	POST /api/v1/queue/release {"lease":"..."}                              -> 204
-//	POST /api/v1/queue/extend  {"lease":"..."}                              -> 200 {"deadline":"RFC 3339"}
+//	POST /api/v1/queue/extend  {"lease":"..."}                              -> 200 {"deadline":"RFC 3339","ttl":"DUR"}
 //	POST /api/v1/queue/bury    {"lease":"...","reason":"..."}               -> 204
 //	GET  /api/v1/queue/stats                                                -> 200 {"ready":N,"delayed":N,"leased":N,"dead":N}
 //	GET  /api/v1/queue/dead?max=N                                           -> 200 [dead item JSON]
@@ -74,7 +74,10 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // to max attempts nor changes its lease token; elsewhere (workqueue/jetstream) it is a nack without
 // delay. A worker that tried the item and failed uses nack.
 //
-// An item is {"id","key","payload" (base64),"priority","attempt","lease","deadline"}. Errors are
+// An item is {"id","key","payload" (base64),"priority","attempt","lease","deadline","ttl"}. deadline
+// is when the lease ends by the server's clock; ttl is how much of the lease was left when the
+// answer was written (a duration such as "29.998s"), so that a client whose clock differs from the
+// server's can compute the deadline by its own (Client does). Errors are
 // {"error":"reason"} with 400 (bad input), 405, 409 (lease not held), 413 (payload too large) or 503
 // (queue closed, or lease requests stopped by StopPolls: the server is stopping); Client takes 503
 // for ErrUnavailable, and a Pool over a Client retries until the server is back.
@@ -135,7 +138,17 @@ type itemJSON struct {
 	Attempt  int       `json:"attempt"`
 	Lease    string    `json:"lease"`
 	Deadline time.Time `json:"deadline"`
+	TTL      string    `json:"ttl,omitempty"` // the lease left when the answer was written
 }
+
+// extendJSON is extend's answer.
+type extendJSON struct {
+	Deadline time.Time `json:"deadline"`
+	TTL      string    `json:"ttl,omitempty"`
+}
+
+// ttl is the lease left until d, as the API writes it.
+func ttl(d time.Time) string { return max(time.Until(d), 0).String() }
 
 type deadJSON struct {
 	ID       string    `json:"id"`
@@ -279,7 +292,7 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) {
 func (a *API) deliver(w http.ResponseWriter, r *http.Request, it *Item) {
 	err := r.Context().Err()
 	if err == nil {
-		b, _ := json.Marshal(itemJSON{it.ID, it.Key, it.Payload, it.Priority, it.Attempt, it.Lease, it.Deadline})
+		b, _ := json.Marshal(itemJSON{it.ID, it.Key, it.Payload, it.Priority, it.Attempt, it.Lease, it.Deadline, ttl(it.Deadline)})
 		b = append(b, '\n')
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
@@ -462,7 +475,7 @@ func (a *API) extend(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]time.Time{"deadline": d})
+	writeJSON(w, http.StatusOK, extendJSON{d, ttl(d)})
 }
 
 func (a *API) bury(w http.ResponseWriter, r *http.Request) {

@@ -329,9 +329,10 @@ func (w *poolWorker) close() {
 func (w *poolWorker) since() time.Duration { return time.Since(w.epoch) }
 
 // leaseLeft is how much of a lease with deadline d is left at start (since epoch). A deadline with a
-// monotonic reading (one made in this process: Memory, bolt, jetstream) is compared on the monotonic
-// clock with no further clock read; one without (it came over the wire: Client) on the wall clock,
-// read now, since the system clock may have stepped since epoch.
+// monotonic reading (one made in this process: Memory, bolt, jetstream, and Client from the lease's
+// ttl) is compared on the monotonic clock with no further clock read; one without (it came over the
+// wire: a Client of a server that sends no ttl) on the wall clock, read now, since the system clock
+// may have stepped since epoch.
 func (w *poolWorker) leaseLeft(d time.Time, start time.Duration) time.Duration {
 	if d != d.Round(0) { // Round(0) strips only the monotonic reading, so they differ if it has one
 		return d.Sub(w.epoch) - start
