@@ -397,46 +397,93 @@ type heldItem struct {
 	it *Item
 }
 
-// holder keeps the leases of held items alive.
+// holder keeps the leases of held items alive: each is extended once a third of the time its lease
+// had left, when it was taken or last extended, has passed, so leases of any length hold.
 type holder struct {
 	mu    sync.Mutex
-	items map[string]heldItem // by lease token
+	items map[string]heldItem  // by lease token
+	due   map[string]time.Time // by lease token: when to extend the item next
+	wake  chan struct{}        // an item came: extendLoop looks at its due time
+}
+
+func newHolder() *holder {
+	return &holder{items: map[string]heldItem{}, due: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+}
+
+// renewAt is when to extend a lease that has until deadline, at now.
+func renewAt(now, deadline time.Time) time.Time {
+	if deadline.IsZero() {
+		return now.Add(time.Second)
+	}
+	return now.Add(deadline.Sub(now) / 3)
 }
 
 func (h *holder) add(x heldItem) {
 	h.mu.Lock()
 	h.items[x.it.Lease] = x
+	h.due[x.it.Lease] = renewAt(time.Now(), x.it.Deadline)
 	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (h *holder) remove(xs []heldItem) {
 	h.mu.Lock()
 	for _, x := range xs {
 		delete(h.items, x.it.Lease)
+		delete(h.due, x.it.Lease)
 	}
 	h.mu.Unlock()
 }
 
-// extendLoop extends every held lease every interval until ctx ends.
-func (h *holder) extendLoop(ctx context.Context, every time.Duration, log *zap.Logger) {
-	t := time.NewTicker(every)
+// extendLoop extends each held lease when it is due until ctx ends; it looks at least once a
+// second. A failed Extend is logged and tried again a second later.
+func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
+	t := time.NewTimer(time.Second)
 	defer t.Stop()
+	var xs []heldItem
 	for {
+		now := time.Now()
+		next := now.Add(time.Second)
+		xs = xs[:0]
+		h.mu.Lock()
+		for k, d := range h.due {
+			if !d.After(now) {
+				xs = append(xs, h.items[k])
+			} else if d.Before(next) {
+				next = d
+			}
+		}
+		h.mu.Unlock()
+		for _, x := range xs {
+			deadline, err := x.q.Extend(ctx, x.it.Lease)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				log.Warn("extend held item", zap.String("id", x.it.ID), zap.Error(err))
+			}
+			h.mu.Lock()
+			if _, held := h.items[x.it.Lease]; held {
+				if err != nil {
+					h.due[x.it.Lease] = time.Now().Add(time.Second)
+				} else {
+					h.due[x.it.Lease] = renewAt(time.Now(), deadline)
+				}
+			}
+			h.mu.Unlock()
+		}
+		if len(xs) > 0 {
+			continue // their new due times may be the next
+		}
+		t.Reset(time.Until(next))
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		h.mu.Lock()
-		xs := make([]heldItem, 0, len(h.items))
-		for _, x := range h.items {
-			xs = append(xs, x)
-		}
-		h.mu.Unlock()
-		for _, x := range xs {
-			if _, err := x.q.Extend(ctx, x.it.Lease); err != nil && ctx.Err() == nil {
-				log.Warn("extend held item", zap.String("id", x.it.ID), zap.Error(err))
-			}
+		case <-h.wake:
 		}
 	}
 }
@@ -449,6 +496,7 @@ func (h *holder) release(ctx context.Context) {
 	for k, x := range h.items {
 		_ = releaseLease(ctx, x.q, x.it.Lease)
 		delete(h.items, k)
+		delete(h.due, k)
 	}
 }
 
@@ -478,14 +526,14 @@ func NewJoin(ins []Queue, out Queue, key func(*Item) string, combine func(parts 
 // when a loop ends by itself (an input or the output closed: ErrClosed); a barrier needs all its
 // inputs, so then the other loops are stopped too. Either way the items still held are given back.
 func (j *Join) Run(ctx context.Context) error {
-	h := &holder{items: map[string]heldItem{}}
+	h := newHolder()
 	var mu sync.Mutex
 	pending := map[string][]*Item{} // join key -> one slot per input
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var loops, ext sync.WaitGroup
 	ext.Add(1)
-	go func() { defer ext.Done(); h.extendLoop(lctx, time.Second, j.o.cfg.logger) }()
+	go func() { defer ext.Done(); h.extendLoop(lctx, j.o.cfg.logger) }()
 	errs := make([]error, len(j.ins))
 	for i, in := range j.ins {
 		loops.Add(1)

@@ -273,6 +273,49 @@ func TestJoinShutdownDoesNotCountHeldAttempts(t *testing.T) {
 	}
 }
 
+// TestJoinHoldsShortLeases: an item waits at the barrier for many times its lease and is neither
+// redelivered nor retried: its lease is extended before it runs out, whatever its length.
+func TestJoinHoldsShortLeases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		left, _ := workqueue.NewMemory(workqueue.WithLeaseDuration(300 * time.Millisecond))
+		defer left.Close()
+		right, _ := workqueue.NewMemory()
+		defer right.Close()
+		out, _ := workqueue.NewMemory()
+		defer out.Close()
+		j, err := workqueue.NewJoin([]workqueue.Queue{left, right}, out, nil, func(parts [][]byte) ([]byte, error) {
+			return bytes.Join(parts, []byte("+")), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- j.Run(ctx) }()
+		left.Add(ctx, []byte("l"), workqueue.AddOptions{Key: "k"})
+		time.Sleep(5 * time.Second) // 16 leases
+		right.Add(ctx, []byte("r"), workqueue.AddOptions{Key: "k"})
+		it, err := out.Lease(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(it.Payload) != "l+r" {
+			t.Errorf("joined %q, want l+r", it.Payload)
+		}
+		synctest.Wait()
+		if s, _ := left.Stats(ctx); s.Depth() != 0 {
+			t.Errorf("left after the join: %+v, want empty (the held item acked, not redelivered)", s)
+		}
+		if s, _ := out.Stats(ctx); s.Depth() != 1 {
+			t.Errorf("output: %+v, want only the one joined item", s)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // TestJoinReturnsWhenInputsClose: like every other stage, a Join whose inputs close returns
 // ErrClosed instead of waiting for its ctx (which would lose the error). One closed input is enough
 // (no key can complete without it), and what the Join held from the others goes back to them.
