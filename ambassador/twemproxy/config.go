@@ -135,11 +135,22 @@ func ReadFile(path string) (*Config, error) {
 // Parse parses a twemproxy YAML configuration: a mapping of pool names to pool mappings. Every key
 // nutcracker documents is accepted (plus the extensions described on PoolConfig); any other key is a
 // *ConfigError naming the key and its line, and so is what nutcracker -t rejects among the values,
-// such as redis_auth in a memcache pool.
+// such as redis_auth in a memcache pool. The file holds one YAML document: a second one, after
+// "---", is a *ConfigError naming its line, as nutcracker -t rejects it.
 func Parse(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, &ConfigError{Err: fmt.Errorf("yaml: %w", err)}
+	}
+	// nutcracker -t rejects a file of several documents; reading only the first would silently
+	// leave the pools after a "---" unserved.
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, &ConfigError{Err: fmt.Errorf("yaml: %w", err)}
+		}
+		return nil, &ConfigError{Line: next.Line, Err: errors.New("second YAML document: the file must hold only one")}
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return nil, &ConfigError{Err: errors.New("has no pools")}

@@ -2,7 +2,6 @@ package twemproxy_test
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -256,18 +255,59 @@ func TestParseRedisKeys(t *testing.T) {
 
 // TestRedisKeysMatchNutcracker checks the table above against Debian's nutcracker -t.
 func TestRedisKeysMatchNutcracker(t *testing.T) {
+	for _, tc := range redisKeyConfigs {
+		if ok, out := nutcrackerAccepts(t, redisKeyConfig(tc.pool)); ok != tc.ok {
+			t.Errorf("%s: nutcracker -t: %s; the table says valid=%v", tc.name, out, tc.ok)
+		}
+	}
+}
+
+// nutcrackerAccepts reports whether Debian's nutcracker -t accepts the configuration, with its
+// output; it skips the test when nutcracker is not installed.
+func nutcrackerAccepts(t *testing.T, yaml string) (bool, []byte) {
+	t.Helper()
 	if !shardproc.Have(shardproc.NutcrackerPath) {
 		t.Skipf("%s is not installed (Debian package nutcracker); skipping", shardproc.NutcrackerPath)
 	}
-	dir := t.TempDir()
-	for i, tc := range redisKeyConfigs {
-		path := filepath.Join(dir, fmt.Sprintf("c%d.yml", i))
-		if err := os.WriteFile(path, []byte(redisKeyConfig(tc.pool)), 0o600); err != nil {
-			t.Fatal(err)
+	path := filepath.Join(t.TempDir(), "nutcracker.yml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(shardproc.NutcrackerPath, "-t", "-c", path).CombinedOutput()
+	return err == nil, out
+}
+
+// Configurations Parse and `nutcracker -t` must judge alike: a file holds one YAML document.
+var nutcrackerJudged = []struct {
+	name, yaml string
+	ok         bool
+	line       int // of the *ConfigError when !ok
+}{
+	{"one document", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n", true, 0},
+	{"second document", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n---\n" +
+		"b:\n  listen: 127.0.0.1:22122\n  servers:\n   - 127.0.0.1:11211:1\n", false, 5},
+	{"empty second document", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n---\n", false, 5},
+	{"second document of a comment", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n---\n# b\n", false, 5},
+}
+
+func TestParseJudgedAsNutcracker(t *testing.T) {
+	for _, tc := range nutcrackerJudged {
+		_, err := twemproxy.Parse([]byte(tc.yaml))
+		var ce *twemproxy.ConfigError
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v, want the config accepted", tc.name, err)
+		case !tc.ok && (!errors.As(err, &ce) || ce.Line != tc.line):
+			t.Errorf("%s: error %v, want a *ConfigError at line %d", tc.name, err, tc.line)
 		}
-		out, err := exec.Command(shardproc.NutcrackerPath, "-t", "-c", path).CombinedOutput()
-		if ok := err == nil; ok != tc.ok {
-			t.Errorf("%s: nutcracker -t: %v %s; the table says valid=%v", tc.name, err, out, tc.ok)
+	}
+}
+
+// TestJudgedMatchesNutcracker checks the table above against Debian's nutcracker -t.
+func TestJudgedMatchesNutcracker(t *testing.T) {
+	for _, tc := range nutcrackerJudged {
+		if ok, out := nutcrackerAccepts(t, tc.yaml); ok != tc.ok {
+			t.Errorf("%s: nutcracker -t: %s; the table says valid=%v", tc.name, out, tc.ok)
 		}
 	}
 }
