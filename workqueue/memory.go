@@ -1384,9 +1384,10 @@ func (q *Memory) Nack(ctx context.Context, lease string, delay time.Duration) er
 
 // Release gives a lease back as if it had not been made: the item is ready again at once and the
 // lease's attempt is not counted, so the next lease has the same attempt number and lease token.
-// It is for a lease whose item nobody worked on, given back by the only holder of its token (the
-// HTTP API for a client that was gone before the answer reached it, a stopping Join for the items
-// at its barrier); a worker that tried the item uses Nack.
+// It is for a lease whose item nobody worked on, or whose work was abandoned rather than failed,
+// given back by the only holder of its token (the HTTP API for a client that was gone before the
+// answer reached it, a stopping Join for the items at its barrier, a Pool's drain for the items its
+// budget cut off); a worker that tried the item and failed uses Nack.
 func (q *Memory) Release(ctx context.Context, lease string) error {
 	return q.giveBack(lease, 0, true)
 }

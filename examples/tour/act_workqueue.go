@@ -44,8 +44,14 @@ func playWorkqueue(ctx context.Context, s *stage) (string, error) {
 	served := make(chan struct{})
 	go func() { defer close(served); srv.Serve(ln) }()
 	defer func() {
-		q.Close() // ends long polls
-		srv.Close()
+		// As examples/workqueue serve stops: end the long polls, finish what is in flight, then
+		// (the deferred q.Close above) close the queue.
+		api.StopPolls()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			srv.Close()
+		}
 		<-served
 	}()
 	url := "http://" + ln.Addr().String()

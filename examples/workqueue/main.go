@@ -33,7 +33,11 @@ import (
 
 func main() {
 	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "workqueue:", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "workqueue: ") { // the package's errors say it already
+			msg = "workqueue: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
 		os.Exit(2)
 	}
 }
