@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -62,7 +63,8 @@ type PoolConfig struct {
 	Line int // line of the pool's name in the file
 
 	// Listen is the "listen:" value as written; ListenNetwork is "tcp" or "unix" and ListenAddr the
-	// host:port or socket path; ListenPerm the socket file's mode ("/path 0666"), 0 if unset.
+	// host:port as Go writes it ("[::1]:22121" for nutcracker's "::1:22121") or the socket path;
+	// ListenPerm the socket file's mode ("/path 0666"), 0 if unset.
 	Listen        string
 	ListenNetwork string
 	ListenAddr    string
@@ -107,7 +109,7 @@ type PoolConfig struct {
 type ServerConfig struct {
 	Spec    string // "host:port:weight" or "/path:weight", without the name
 	Network string // "tcp" or "unix"
-	Addr    string // "host:port" or "/path"
+	Addr    string // "host:port" ("[::1]:6379" for nutcracker's "::1:6379") or "/path"
 	Weight  int
 	// Name is what ketama hashes: the configured name if any, else "host:port" ("host" alone when the
 	// port is 11211).
@@ -405,8 +407,17 @@ func (p *PoolConfig) setListen(v string) error {
 		return fmt.Errorf(`has an invalid port in "hostname:port" format string: %w`, err)
 	}
 	p.ListenNetwork = "tcp"
-	p.ListenAddr = v
+	p.ListenAddr = joinHostPort(v[:i], v[i+1:])
 	return nil
+}
+
+// joinHostPort makes the address Go dials or listens on from nutcracker's "host:port", split at
+// the last colon: "::1:22121" becomes "[::1]:22121". A host already in brackets keeps one pair.
+func joinHostPort(host, port string) string {
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // parseServer parses "host:port:weight [name]" or "/path/unix_socket:weight [name]".
@@ -444,7 +455,8 @@ func parseServer(v string) (ServerConfig, error) {
 		if err != nil {
 			return s, err
 		}
-		s.Network, s.Addr = "tcp", addr
+		// Name keeps nutcracker's hashing string, "::1:6379" as written; Addr is what Go dials.
+		s.Network, s.Addr = "tcp", joinHostPort(addr[:j], addr[j+1:])
 		s.Name = addr
 		if port == ketamaDefaultPort {
 			s.Name = addr[:j]

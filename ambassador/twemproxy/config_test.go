@@ -2,6 +2,7 @@ package twemproxy_test
 
 import (
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -277,7 +278,8 @@ func nutcrackerAccepts(t *testing.T, yaml string) (bool, []byte) {
 	return err == nil, out
 }
 
-// Configurations Parse and `nutcracker -t` must judge alike: a file holds one YAML document.
+// Configurations Parse and `nutcracker -t` must judge alike: a file holds one YAML document, and
+// nutcracker's IPv6 "host:port" forms (split at the last colon) are valid.
 var nutcrackerJudged = []struct {
 	name, yaml string
 	ok         bool
@@ -288,6 +290,7 @@ var nutcrackerJudged = []struct {
 		"b:\n  listen: 127.0.0.1:22122\n  servers:\n   - 127.0.0.1:11211:1\n", false, 5},
 	{"empty second document", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n---\n", false, 5},
 	{"second document of a comment", "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n---\n# b\n", false, 5},
+	{"IPv6 listen and servers", "a:\n  listen: ::1:22121\n  servers:\n   - ::1:6379:1\n   - ::1:11211:2\n   - ::1:6380:1 c\n", true, 0},
 }
 
 func TestParseJudgedAsNutcracker(t *testing.T) {
@@ -309,5 +312,38 @@ func TestJudgedMatchesNutcracker(t *testing.T) {
 		if ok, out := nutcrackerAccepts(t, tc.yaml); ok != tc.ok {
 			t.Errorf("%s: nutcracker -t: %s; the table says valid=%v", tc.name, out, tc.ok)
 		}
+	}
+}
+
+// nutcracker splits "host:port" and "host:port:weight" at the last colons; the addresses Parse
+// gives must be ones Go can dial and listen on, while Name keeps the string nutcracker hashes.
+func TestParseIPv6(t *testing.T) {
+	cfg, err := twemproxy.Parse([]byte("a:\n  listen: ::1:22121\n  servers:\n   - ::1:6379:1\n" +
+		"   - ::1:11211:2\n   - fe80::1%eth0:6380:1 c\n   - \"[::1]:6381:1\"\n" +
+		"b:\n  listen: \"[::1]:22122\"\n  servers:\n   - 127.0.0.1:6379:1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type addr struct{ Addr, Name string }
+	var got []addr
+	for _, s := range cfg.Pools[0].Servers {
+		got = append(got, addr{s.Addr, s.Name})
+	}
+	want := []addr{ // sorted by name, as nutcracker
+		{"[fe80::1%eth0]:6380", "c"},
+		{"[::1]:11211", "::1"},
+		{"[::1]:6379", "::1:6379"},
+		{"[::1]:6381", "[::1]:6381"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("servers (-want +got):\n%s", diff)
+	}
+	for _, a := range append([]string{cfg.Pools[0].ListenAddr, cfg.Pools[1].ListenAddr}, want[0].Addr, want[1].Addr) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			t.Errorf("SplitHostPort(%q): %v", a, err)
+		}
+	}
+	if got := []string{cfg.Pools[0].ListenAddr, cfg.Pools[1].ListenAddr}; !cmp.Equal(got, []string{"[::1]:22121", "[::1]:22122"}) {
+		t.Errorf("ListenAddr = %q, want [::1]:22121 and [::1]:22122", got)
 	}
 }
