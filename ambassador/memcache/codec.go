@@ -68,9 +68,15 @@ type Protocol struct {
 	// (0: 64 times MaxValueSize). A larger one is read and dropped, and the client gets memcached's
 	// "SERVER_ERROR out of memory writing get response" instead.
 	MaxReplySize int
-	// Version is what "version" answers (default "podblocks").
+	// Version is what "version" answers (default DefaultVersion). Clients read it: libmemcached
+	// (memcping, memcached_version) fails unless it starts with a numeric major.minor.micro.
 	Version string
 }
+
+// DefaultVersion is what "version" answers when Protocol.Version is empty: memcached 1.5.3 is
+// the oldest whose text protocol has every command the codec forwards (gat and gats came in
+// 1.5.3), and the suffix names the proxy.
+const DefaultVersion = "1.5.3-podblocks"
 
 var _ twemproxy.Protocol = (*Protocol)(nil)
 
@@ -220,7 +226,7 @@ func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 	case "version":
 		v := p.Version
 		if v == "" {
-			v = "podblocks"
+			v = DefaultVersion
 		}
 		r.Local = true
 		r.Resp = append(append(append(r.Resp[:0], "VERSION "...), v...), "\r\n"...)

@@ -132,7 +132,7 @@ var requestTests = []struct {
 	{"too many tokens", "set k 0 0 1 noreply x\r\nx\r\ncas k 0 0 1\r\nx\r\nget a\r\n",
 		[]parsed{{Local: "ERROR\r\n"}, {Local: "ERROR\r\n"}, {Keys: []string{"a"}}}, false},
 	{"long key", "get " + strings.Repeat("k", 251) + "\r\n", []parsed{{Local: "CLIENT_ERROR bad command line format\r\n"}}, false},
-	{"version quit", "version\r\nquit\r\n", []parsed{{Local: "VERSION podblocks\r\n"}, {Quit: true}}, false},
+	{"version quit", "version\r\nquit\r\n", []parsed{{Local: "VERSION " + memcache.DefaultVersion + "\r\n"}, {Quit: true}}, false},
 	{"too large, 64 times the limit", "set k 0 0 640\r\n" + strings.Repeat("x", 640) + "\r\nget a\r\n",
 		[]parsed{{Local: "SERVER_ERROR object too large for cache\r\n"}, {Keys: []string{"a"}}}, false},
 	{"too large, over 64 times the limit", "set k 0 0 641\r\n" + strings.Repeat("x", 641) + "\r\nget a\r\n", nil, true},

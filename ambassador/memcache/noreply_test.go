@@ -29,7 +29,7 @@ func deadAddr(t *testing.T) string {
 func expectOnly(t *testing.T, c *conn, send string) {
 	t.Helper()
 	c.send(send + "version\r\n")
-	if got := c.reply(); got != "VERSION podblocks\r\n" {
+	if got := c.reply(); got != "VERSION "+memcache.DefaultVersion+"\r\n" {
 		if len(send) > 80 {
 			send = send[:80] + "..."
 		}

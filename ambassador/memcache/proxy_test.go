@@ -140,7 +140,7 @@ func TestProxyCommands(t *testing.T) {
 		{"set big 0 0 2000\r\n" + strings.Repeat("x", 2000) + "\r\n", "SERVER_ERROR object too large for cache\r\n"},
 		{"get big\r\n", "END\r\n"},
 		{"set k" + strings.Repeat("k", 300) + " 0 0 1\r\nx\r\n", "CLIENT_ERROR bad command line format\r\n"},
-		{"version\r\n", "VERSION podblocks\r\n"},
+		{"version\r\n", "VERSION " + memcache.DefaultVersion + "\r\n"},
 		{"incr\r\n", "ERROR\r\n"},
 		// memcached ignores a last token it does not know: one reply, no shift.
 		{"set t 0 0 1 NOREPLY\r\nx\r\n", "STORED\r\n"},
@@ -323,7 +323,7 @@ func TestClientConnectionsLimit(t *testing.T) {
 	a, b := dial(t, addr), dial(t, addr)
 	for _, c := range []*conn{a, b} {
 		c.send("version\r\n")
-		if got := c.line(); got != "VERSION podblocks\r\n" {
+		if got := c.line(); got != "VERSION "+memcache.DefaultVersion+"\r\n" {
 			t.Fatalf("admitted client: %q", got)
 		}
 	}
