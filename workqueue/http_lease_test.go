@@ -55,11 +55,18 @@ func (r *releaseQueue) Release(ctx context.Context, lease string) error {
 }
 
 func serve(t *testing.T, q workqueue.Queue) (*httptest.Server, *workqueue.Client) {
+	t.Helper()
 	api, err := workqueue.NewAPI(q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api)
+	return serveHandler(t, api)
+}
+
+// serveHandler serves h and returns the server and a Client of it, both closed when the test ends.
+func serveHandler(t *testing.T, h http.Handler) (*httptest.Server, *workqueue.Client) {
+	t.Helper()
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	cl, err := workqueue.NewClient(srv.URL, srv.Client())
 	if err != nil {

@@ -150,7 +150,9 @@ func (p *Pool) Ready() <-chan struct{} { return p.ready }
 // to finish, and items still running after it are released. It returns nil when ctx ended it, or
 // ErrClosed if the queue closed under it (each worker stops at its next Lease), after every worker
 // has exited. Any other Lease error (a Client's ErrUnavailable while its server restarts) is logged
-// once and retried, with a backoff of up to 5s, until the queue answers. A Pool runs once.
+// once and retried, with a backoff of up to 5s, until the queue answers; an item's Ack, Nack or Bury
+// that gets ErrUnavailable is made again the same way, for up to 30s (within the drain budget while
+// draining), so work finished during a restart of the server is not done again. A Pool runs once.
 func (p *Pool) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return errors.New("workqueue: pool already ran")
@@ -434,7 +436,7 @@ func (w *poolWorker) process(it *Item) {
 		log.Warn("lease lost while handling", zap.String("id", it.ID), zap.Int("attempt", it.Attempt))
 	case err == nil:
 		outcome = outcomeAcked
-		oerr = p.q.Ack(octx, it.Lease)
+		oerr = w.report(octx, func(ctx context.Context) error { return p.q.Ack(ctx, it.Lease) })
 	case w.work.Err() != nil:
 		// Abandoned, not failed: where the queue can release, the attempt is not counted.
 		outcome = outcomeReleased
@@ -443,14 +445,14 @@ func (w *poolWorker) process(it *Item) {
 		var perm *PermanentError
 		if errors.As(err, &perm) || (p.cfg.maxAttempts > 0 && it.Attempt >= p.cfg.maxAttempts) {
 			outcome = outcomeBuried
-			oerr = p.q.Bury(octx, it.Lease, err.Error())
+			oerr = w.report(octx, func(ctx context.Context) error { return p.q.Bury(ctx, it.Lease, err.Error()) })
 		} else {
 			outcome = outcomeRetried
 			delay := p.cfg.backoff(it.Attempt)
 			if p.cfg.limiter != nil {
 				delay = p.cfg.limiter.When(limiterKey(it))
 			}
-			oerr = p.q.Nack(octx, it.Lease, delay)
+			oerr = w.report(octx, func(ctx context.Context) error { return p.q.Nack(ctx, it.Lease, delay) })
 		}
 		lvl := zap.InfoLevel
 		if outcome == outcomeBuried {
@@ -473,6 +475,31 @@ func (w *poolWorker) process(it *Item) {
 	}
 	p.counts[outcome].Add(1)
 	p.m.items[outcome].Inc()
+}
+
+// report makes an outcome call, and makes it again while the queue is unavailable (a Client whose
+// server restarts, which a bolt queue's leases outlive), waiting leaseRetryMin, doubling up to
+// leaseRetryMax, until ctx (the outcome's budget) ends or the drain budget runs out. Otherwise the
+// item would be done again once its lease ran out.
+func (w *poolWorker) report(ctx context.Context, call func(context.Context) error) error {
+	wait := leaseRetryMin
+	for {
+		err := call(ctx)
+		if err == nil || !errors.Is(err, ErrUnavailable) || w.work.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-w.work.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, leaseRetryMax)
+	}
 }
 
 var errTimeout = errors.New("workqueue: item timeout")

@@ -94,21 +94,23 @@ func (s *swapServer) serve(t *testing.T, q workqueue.Queue) {
 	s.h.Store(&h)
 }
 
+// swapServed serves q through a swapServer, and returns it and a Client of it (closed, with the
+// server, when the test ends).
+func swapServed(t *testing.T, q workqueue.Queue) (*swapServer, *workqueue.Client) {
+	t.Helper()
+	ss := &swapServer{}
+	ss.serve(t, q)
+	_, cl := serveHandler(t, ss)
+	return ss, cl
+}
+
 // TestPoolOverClientOutlivesServerRestart: the server's queue closes (a server stopping) and a new
 // one takes its place; a Pool over a Client keeps leasing, from the new queue, and logs the outage
 // once. (The Client used to turn the server's 503 "closed" into ErrClosed, and each worker that got
 // it exited for good.)
 func TestPoolOverClientOutlivesServerRestart(t *testing.T) {
-	var ss swapServer
 	q1 := mustMemory(t)
-	ss.serve(t, q1)
-	srv := httptest.NewServer(&ss)
-	defer srv.Close()
-	cl, err := workqueue.NewClient(srv.URL, srv.Client())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	ss, cl := swapServed(t, q1)
 	core, logs := observer.New(zap.WarnLevel)
 	r := startPool(t, cl, workqueue.WithConcurrency(2), workqueue.WithLogger(zap.New(core)))
 	p, ctx := r.p, bg(t)
