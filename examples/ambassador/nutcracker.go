@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,7 +32,8 @@ const nutcrackerUsage = `Usage: ambassador [-?hVt] [-c conf file] [-s stats port
 
 Serves every pool of a twemproxy (nutcracker) YAML configuration; keys land on the same
 servers as under nutcracker. SIGHUP or a change of the config file reloads it without dropping
-client connections; an invalid new config is logged and the old one keeps serving.
+client connections; an invalid new config is logged and the old one keeps serving. SIGHUP also
+reopens the -o log file, for logrotate.
 
 Options:
   -h, --help             : this help
@@ -114,11 +116,16 @@ func runNutcracker(args []string) (int, error) {
 		return 0, nil
 	}
 
-	log, err := nutcrackerLogger(output, verbose)
+	log, logFile, err := nutcrackerLogger(output, verbose)
 	if err != nil {
 		return 1, err
 	}
-	defer func() { _ = log.Sync() }()
+	defer func() {
+		_ = log.Sync()
+		if logFile != nil {
+			_ = logFile.Close()
+		}
+	}()
 	cfg, err := twemproxy.ReadFile(conf)
 	if err != nil {
 		return 1, err
@@ -149,7 +156,7 @@ func runNutcracker(args []string) (int, error) {
 	} else {
 		errc <- nil
 	}
-	go func() { errc <- watchReload(ctx, conf, srv, log) }()
+	go func() { errc <- watchReload(ctx, conf, srv, log, logFile) }()
 	var first error
 	for range 3 {
 		if err := <-errc; err != nil && first == nil {
@@ -167,8 +174,10 @@ func protocols() twemproxy.Protocols {
 	return twemproxy.Protocols{Memcache: &memcache.Protocol{}, Redis: &redis.Protocol{}}
 }
 
-// nutcrackerLogger maps nutcracker's verbosity (0-11, default 5 = notice) onto zap levels.
-func nutcrackerLogger(output string, verbose int) (*zap.Logger, error) {
+// nutcrackerLogger maps nutcracker's verbosity (0-11, default 5 = notice) onto zap levels. When
+// output names a file (not "", "stderr" or "stdout"), the logger writes through the returned
+// logFile, which SIGHUP reopens as nutcracker does, for logrotate; the caller closes it.
+func nutcrackerLogger(output string, verbose int) (log *zap.Logger, logFile *reopenFile, err error) {
 	level := zapcore.InfoLevel
 	switch {
 	case verbose <= 3:
@@ -180,12 +189,83 @@ func nutcrackerLogger(output string, verbose int) (*zap.Logger, error) {
 	}
 	cfg := zap.NewProductionConfig()
 	cfg.Level = zap.NewAtomicLevelAt(level)
-	cfg.OutputPaths = []string{"stderr"}
-	if output != "" {
-		cfg.OutputPaths = []string{output}
+	switch output {
+	case "", "stderr", "stdout":
+		cfg.OutputPaths = []string{"stderr"}
+		if output != "" {
+			cfg.OutputPaths = []string{output}
+		}
+		cfg.ErrorOutputPaths = cfg.OutputPaths
+		log, err = cfg.Build()
+		return log, nil, err
 	}
-	cfg.ErrorOutputPaths = cfg.OutputPaths
-	return cfg.Build()
+	if logFile, err = openReopenFile(output); err != nil {
+		return nil, nil, err
+	}
+	// What cfg.Build makes of a production config, over the reopenable file.
+	core := zapcore.NewSamplerWithOptions(zapcore.NewCore(zapcore.NewJSONEncoder(cfg.EncoderConfig), logFile, cfg.Level),
+		time.Second, cfg.Sampling.Initial, cfg.Sampling.Thereafter)
+	return zap.New(core, zap.ErrorOutput(logFile), zap.AddCaller(), zap.AddStacktrace(zapcore.ErrorLevel)), logFile, nil
+}
+
+// reopenFile is the -o log file: a zapcore.WriteSyncer whose file Reopen replaces with a new one
+// at the same path, so that a log rotated away (renamed) stops receiving lines after SIGHUP.
+type reopenFile struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func openReopenFile(path string) (*reopenFile, error) {
+	f, err := openLogFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &reopenFile{path: path, f: f}, nil
+}
+
+func openLogFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log file: %w", err)
+	}
+	return f, nil
+}
+
+func (r *reopenFile) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Write(p)
+}
+
+func (r *reopenFile) Sync() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Sync()
+}
+
+// Reopen opens the path anew and closes the old file after the swap; when the open fails, the
+// old file stays in use.
+func (r *reopenFile) Reopen() error {
+	f, err := openLogFile(r.path)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	old := r.f
+	r.f = f
+	r.mu.Unlock()
+	if err := old.Close(); err != nil {
+		return fmt.Errorf("close the old log file: %w", err)
+	}
+	return nil
+}
+
+// Close closes the current file.
+func (r *reopenFile) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Close()
 }
 
 func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
@@ -211,8 +291,8 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) er
 
 // watchReload reloads the configuration on SIGHUP and when the file (or, for a Kubernetes
 // ConfigMap volume, its directory's ..data link) changes. A config that does not parse or apply
-// is logged and the running one keeps serving.
-func watchReload(ctx context.Context, path string, srv *twemproxy.Server, log *zap.Logger) error {
+// is logged and the running one keeps serving. SIGHUP also reopens logFile, when not nil.
+func watchReload(ctx context.Context, path string, srv *twemproxy.Server, log *zap.Logger, logFile *reopenFile) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -253,6 +333,11 @@ func watchReload(ctx context.Context, path string, srv *twemproxy.Server, log *z
 		case <-ctx.Done():
 			return nil
 		case <-hup:
+			if logFile != nil {
+				if err := logFile.Reopen(); err != nil {
+					log.Error("log file reopen failed", zap.Error(err))
+				}
+			}
 			reload("SIGHUP")
 		case ev, ok := <-w.Events:
 			if !ok {

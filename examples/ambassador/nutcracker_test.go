@@ -79,6 +79,37 @@ func ncWait(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// startAmbassador runs bin with args, its stderr to stderr, until the test ends: then it sends
+// SIGTERM and fails the test unless the binary exits 0 within 20s. When the test failed, it logs
+// what log returns.
+func startAmbassador(t *testing.T, bin string, stderr io.Writer, log func() string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("exit after SIGTERM: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Error("no exit within 20s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("ambassador log:\n%s", log())
+		}
+	})
+	return cmd
+}
+
 // TestNutcrackerServeReload runs the binary on a memcache pool, then grows the pool by SIGHUP and
 // by rewriting the file, and checks that one client connection keeps working throughout, that keys
 // follow the new config, that an invalid config is rejected while the old one keeps serving, that
@@ -119,30 +150,8 @@ func TestNutcrackerServeReload(t *testing.T) {
 	}
 	write(mcs[0])
 	logs := &syncbuf.Buffer{}
-	cmd := exec.Command(bin, "-c", conf, "-s", fmt.Sprint(statsPort), "-o", "stderr",
+	cmd := startAmbassador(t, bin, logs, logs.String, "-c", conf, "-s", fmt.Sprint(statsPort), "-o", "stderr",
 		"-metrics", fmt.Sprintf("127.0.0.1:%d", metricsPort))
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("exit after SIGTERM: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Error("no exit within 20s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("ambassador log:\n%s", logs.String())
-		}
-	}()
 	var c net.Conn
 	ncWait(t, "the pool to listen", func() bool {
 		var err error
