@@ -180,11 +180,13 @@ func Parse(data []byte) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		if other, ok := listens[p.Listen]; ok {
+		// By the address listened on, as NewServer checks it: "/a.sock 0666" and "/a//a.sock" are
+		// both /a.sock, "::1:22121" and "[::1]:22121" both [::1]:22121.
+		if other, ok := listens[listenKey(p)]; ok {
 			return nil, &ConfigError{Line: k.Line, Pool: p.Name, Key: "listen",
 				Err: fmt.Errorf("same listen address %q as pool %q", p.Listen, other)}
 		}
-		listens[p.Listen] = p.Name
+		listens[listenKey(p)] = p.Name
 		cfg.Pools = append(cfg.Pools, p)
 	}
 	return cfg, nil

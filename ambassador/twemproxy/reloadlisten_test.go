@@ -102,3 +102,25 @@ func TestReloadUnixPermissionKeepsSocket(t *testing.T) {
 		t.Errorf("the socket file is left after Run returned: %v", err)
 	}
 }
+
+// A kept pool whose socket file someone removed does not fail a Reload that leaves its permission
+// as it was (here one that adds a pool): there is nothing of this reload's to apply to it.
+func TestReloadWithSocketFileGone(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	srv, run := startKinds(t, a+" 0666", b)
+	if err := os.Remove(a); err != nil {
+		t.Fatal(err)
+	}
+	c := filepath.Join(dir, "c.sock")
+	extra := "c:\n  listen: " + c + "\n  servers:\n   - 127.0.0.1:1:1\n"
+	if err := srv.Reload(parseConfig(t, kindsYAML(a+" 0666", b, extra))); err != nil {
+		t.Errorf("Reload adding pool c: %v", err)
+	}
+	if _, err := os.Stat(c); err != nil {
+		t.Errorf("pool c's socket: %v", err)
+	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Error(err)
+	}
+}

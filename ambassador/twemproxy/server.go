@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -203,7 +204,7 @@ func (s *Server) Reload(cfg *Config) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ctx == nil || s.closed {
+	if s.ctx == nil || s.closed || s.ctx.Err() != nil { // Run is returning: its pools are closing
 		return ErrClosed
 	}
 	var (
@@ -359,10 +360,13 @@ func chmodKept(keep []keptPool) (restore func(), err error) {
 	}
 	for _, k := range keep {
 		path := k.r.p.sockPath
-		if k.r.p.sock == nil || k.pc.ListenPerm == 0 {
+		if k.r.p.sock == nil || k.pc.ListenPerm == 0 || k.pc.ListenPerm == k.r.p.cfg.ListenPerm {
 			continue
 		}
 		fi, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed under the pool (nothing of this reload's to fail on): no file to chmod
+		}
 		if err == nil && fi.Mode().Perm() == k.pc.ListenPerm {
 			continue
 		}

@@ -119,9 +119,6 @@ func validatePool(pc *PoolConfig) error {
 		if sc.Weight < 1 {
 			return bad("Weight is %d, want at least 1", sc.Weight)
 		}
-		if sc.Name == "" {
-			return bad("Name is empty: ketama hashes it")
-		}
 		if names[sc.Name] {
 			return bad("servers with same name %q", sc.Name)
 		}

@@ -37,7 +37,6 @@ func TestNewServerValidatesHandBuiltConfig(t *testing.T) {
 		{"zero server connections", "server_connections", func(p *twemproxy.PoolConfig) { p.ServerConnections = 0 }},
 		{"no servers", "servers", func(p *twemproxy.PoolConfig) { p.Servers = nil }},
 		{"zero weight", "servers", func(p *twemproxy.PoolConfig) { p.Servers[0].Weight = 0 }},
-		{"server without a name", "servers", func(p *twemproxy.PoolConfig) { p.Servers[0].Name = "" }},
 		{"server without a network", "servers", func(p *twemproxy.PoolConfig) { p.Servers[0].Network = "" }},
 		{"server without an address", "servers", func(p *twemproxy.PoolConfig) { p.Servers[0].Addr = "" }},
 		{"servers with one name", "servers", func(p *twemproxy.PoolConfig) { p.Servers = append(p.Servers, p.Servers[0]) }},
@@ -116,5 +115,30 @@ func TestReloadValidatesHandBuiltConfig(t *testing.T) {
 	}
 	if err := run.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// What Parse accepts, NewServer accepts (a server with an empty host, which nutcracker names ""),
+// and two listen directives for one address are refused by Parse already (so -t refuses them),
+// however they are spelled: a socket's permission, a doubled slash, IPv6 with or without brackets.
+func TestParsedConfigValidates(t *testing.T) {
+	cfg, err := twemproxy.Parse([]byte("a:\n  listen: 127.0.0.1:22121\n  servers:\n   - :11211:1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := twemproxy.NewServer(cfg, bothProtocols); err != nil {
+		t.Errorf("Parse accepted a server with an empty host, NewServer refused it: %v", err)
+	}
+	dir := t.TempDir()
+	for name, pair := range map[string][2]string{
+		"permission":   {dir + "/a.sock 0666", dir + "/a.sock"},
+		"double slash": {dir + "/a.sock", dir + "//a.sock"},
+		"ipv6":         {"::1:22121", `"[::1]:22121"`},
+	} {
+		y := "a:\n  listen: " + pair[0] + "\n  servers:\n   - 127.0.0.1:11211:1\nb:\n  listen: " + pair[1] + "\n  servers:\n   - 127.0.0.1:11211:1\n"
+		var ce *twemproxy.ConfigError
+		if _, err := twemproxy.Parse([]byte(y)); !errors.As(err, &ce) || ce.Key != "listen" {
+			t.Errorf("%s: Parse of two pools on %s and %s: %v, want a ConfigError on listen", name, pair[0], pair[1], err)
+		}
 	}
 }

@@ -108,7 +108,12 @@ func runNutcracker(args []string) (int, error) {
 		return 1, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if test {
-		if _, err := twemproxy.ReadFile(conf); err != nil {
+		// NewServer checks what a run would (and starts nothing), so -t accepts only what serves.
+		cfg, err := twemproxy.ReadFile(conf)
+		if err == nil {
+			_, err = twemproxy.NewServer(cfg, protocols())
+		}
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "nutcracker: configuration file '%s' syntax is invalid\n%v\n", conf, err)
 			return 1, nil
 		}
@@ -149,6 +154,11 @@ func runNutcracker(args []string) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	// SIGHUP's handler is in place before the pools listen: a SIGHUP sent as soon as they answer
+	// must reload, not end the process (its default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Run(ctx) }()
 	if metricsAddr != "" {
@@ -156,7 +166,7 @@ func runNutcracker(args []string) (int, error) {
 	} else {
 		errc <- nil
 	}
-	go func() { errc <- watchReload(ctx, conf, srv, log, logFile) }()
+	go func() { errc <- watchReload(ctx, hup, conf, srv, log, logFile) }()
 	var first error
 	for range 3 {
 		if err := <-errc; err != nil && first == nil {
@@ -291,11 +301,9 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) er
 
 // watchReload reloads the configuration on SIGHUP and when the file (or, for a Kubernetes
 // ConfigMap volume, its directory's ..data link) changes. A config that does not parse or apply
-// is logged and the running one keeps serving. SIGHUP also reopens logFile, when not nil.
-func watchReload(ctx context.Context, path string, srv *twemproxy.Server, log *zap.Logger, logFile *reopenFile) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// is logged and the running one keeps serving. SIGHUP (hup, registered by the caller) also reopens
+// logFile, when not nil.
+func watchReload(ctx context.Context, hup <-chan os.Signal, path string, srv *twemproxy.Server, log *zap.Logger, logFile *reopenFile) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
