@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,7 +78,10 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // An item is {"id","key","payload" (base64),"priority","attempt","lease","deadline","ttl"}. deadline
 // is when the lease ends by the server's clock; ttl is how much of the lease was left when the
 // answer was written (a duration such as "29.998s"), so that a client whose clock differs from the
-// server's can compute the deadline by its own (Client does). Errors are
+// server's can compute the deadline by its own (Client does). lease is an opaque token; over a
+// Memory it ends with "~" and the Memory's random run number, so that a token from before a
+// restart of the server (whose new Memory numbers its items from 1 again) gets 409 rather than
+// naming another item's lease. Errors are
 // {"error":"reason"} with 400 (bad input), 405, 409 (lease not held), 413 (payload too large) or 503
 // (queue closed, or lease requests stopped by StopPolls: the server is stopping); Client takes 503
 // for ErrUnavailable, and a Pool over a Client retries until the server is back.
@@ -89,6 +93,13 @@ type API struct {
 
 	stopped   context.Context // done once StopPolls was called
 	stopPolls context.CancelFunc
+
+	// run, for a Memory queue, ends the lease tokens this API hands out ("~" and the Memory's
+	// random run number): a Memory of a restarted server numbers its items from 1 again, so a token
+	// from before the restart (a worker's Ack made again while the server was away) would name
+	// another item's lease. A token without it gets ErrLeaseLost. Empty for other queues, whose
+	// tokens name their run themselves (workqueue/bolt) or are the server's (JetStream).
+	run string
 }
 
 // NewAPI returns the HTTP API over q.
@@ -101,6 +112,9 @@ func NewAPI(q Queue, opts ...APIOption) (*API, error) {
 		return nil, fmt.Errorf("%w: nil queue, or non-positive max payload or wait", ErrInvalid)
 	}
 	a := &API{q: q, cfg: cfg, mux: http.NewServeMux()}
+	if m, ok := q.(*Memory); ok {
+		a.run = "~" + strconv.FormatUint(m.run, 36)
+	}
 	a.stopped, a.stopPolls = context.WithCancel(context.Background())
 	a.mux.HandleFunc("POST "+APIPrefix+"items", a.add)
 	a.mux.HandleFunc("POST "+APIPrefix+"lease", a.lease)
@@ -292,7 +306,7 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) {
 func (a *API) deliver(w http.ResponseWriter, r *http.Request, it *Item) {
 	err := r.Context().Err()
 	if err == nil {
-		b, _ := json.Marshal(itemJSON{it.ID, it.Key, it.Payload, it.Priority, it.Attempt, it.Lease, it.Deadline, ttl(it.Deadline)})
+		b, _ := json.Marshal(itemJSON{it.ID, it.Key, it.Payload, it.Priority, it.Attempt, it.Lease + a.run, it.Deadline, ttl(it.Deadline)})
 		b = append(b, '\n')
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
@@ -425,12 +439,28 @@ func (a *API) readLease(w http.ResponseWriter, r *http.Request) (leaseReq, bool)
 	return lr, true
 }
 
+// queueLease is the queue's token within lease, a token of this API (see run), or ErrLeaseLost for
+// a token handed out by another run of the server (or never).
+func (a *API) queueLease(lease string) (string, error) {
+	if a.run == "" {
+		return lease, nil
+	}
+	if l, ok := strings.CutSuffix(lease, a.run); ok {
+		return l, nil
+	}
+	return "", ErrLeaseLost
+}
+
 func (a *API) ack(w http.ResponseWriter, r *http.Request) {
 	lr, ok := a.readLease(w, r)
 	if !ok {
 		return
 	}
-	if err := a.q.Ack(r.Context(), lr.Lease); err != nil {
+	lease, err := a.queueLease(lr.Lease)
+	if err == nil {
+		err = a.q.Ack(r.Context(), lease)
+	}
+	if err != nil {
 		a.fail(w, err)
 		return
 	}
@@ -443,8 +473,12 @@ func (a *API) nack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d, err := parseDur("delay", lr.Delay)
+	var lease string
 	if err == nil {
-		err = a.q.Nack(r.Context(), lr.Lease, d)
+		lease, err = a.queueLease(lr.Lease)
+	}
+	if err == nil {
+		err = a.q.Nack(r.Context(), lease, d)
 	}
 	if err != nil {
 		a.fail(w, err)
@@ -458,7 +492,11 @@ func (a *API) release(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := releaseLease(r.Context(), a.q, lr.Lease); err != nil {
+	lease, err := a.queueLease(lr.Lease)
+	if err == nil {
+		err = releaseLease(r.Context(), a.q, lease)
+	}
+	if err != nil {
 		a.fail(w, err)
 		return
 	}
@@ -470,7 +508,11 @@ func (a *API) extend(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d, err := a.q.Extend(r.Context(), lr.Lease)
+	lease, err := a.queueLease(lr.Lease)
+	var d time.Time
+	if err == nil {
+		d, err = a.q.Extend(r.Context(), lease)
+	}
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -483,7 +525,11 @@ func (a *API) bury(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := a.q.Bury(r.Context(), lr.Lease, lr.Reason); err != nil {
+	lease, err := a.queueLease(lr.Lease)
+	if err == nil {
+		err = a.q.Bury(r.Context(), lease, lr.Reason)
+	}
+	if err != nil {
 		a.fail(w, err)
 		return
 	}

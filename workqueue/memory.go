@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"math/rand/v2"
 	"runtime"
 	"sort"
 	"strconv"
@@ -232,6 +233,9 @@ type Memory struct {
 	drainCh chan struct{} // closed when the last lease ends while Shutdown waits
 	evTimer *time.Timer   // fires at evAt to run advance (due delays, expired leases) for waiters
 	closed  bool
+	// run is random, this queue's: the HTTP API ends its lease tokens with it, so that a server's
+	// next run (a new Memory, numbering items from 1 again) refuses a token of this one.
+	run uint64
 }
 
 // shard is the leaseShard of item id.
@@ -285,6 +289,7 @@ func NewMemory(opts ...Option) (*Memory, error) {
 		q.spinners = int32(p)
 	}
 	q.base = time.Now()
+	q.run = rand.Uint64()
 	q.leaseMin.Store(math.MaxInt64)
 	q.delayedAt.Store(math.MaxInt64)
 	q.lane.init()

@@ -410,13 +410,19 @@ func newHolder() *holder {
 	return &holder{items: map[string]heldItem{}, due: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
-// renewAt is when to extend a lease that has until deadline, at now.
+// renewAt is when to extend a lease that has until deadline, at now: a third of the time left, a
+// second for a deadline not known or already past (the lease may be lost; the next Extend says),
+// and never sooner than minRenew.
 func renewAt(now, deadline time.Time) time.Time {
-	if deadline.IsZero() {
+	left := deadline.Sub(now)
+	if deadline.IsZero() || left <= 0 {
 		return now.Add(time.Second)
 	}
-	return now.Add(deadline.Sub(now) / 3)
+	return now.Add(max(left/3, minRenew))
 }
+
+// minRenew bounds how often a held item is extended.
+const minRenew = 10 * time.Millisecond
 
 func (h *holder) add(x heldItem) {
 	h.mu.Lock()
@@ -444,7 +450,7 @@ func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
 	var xs []heldItem
-	for {
+	for ctx.Err() == nil {
 		now := time.Now()
 		next := now.Add(time.Second)
 		xs = xs[:0]

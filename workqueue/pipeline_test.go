@@ -582,3 +582,54 @@ func TestStagesBuryWhatTheirOutputRefuses(t *testing.T) {
 		}
 	})
 }
+
+// pastDeadline hands out leases whose deadlines read as already past, as a Client's do from a
+// server without ttl whose clock is behind.
+type pastDeadline struct {
+	*workqueue.Memory
+	extends atomic.Int64
+}
+
+func (q *pastDeadline) Lease(ctx context.Context) (*workqueue.Item, error) {
+	it, err := q.Memory.Lease(ctx)
+	if it != nil {
+		it.Deadline = time.Now().Add(-time.Minute)
+	}
+	return it, err
+}
+
+func (q *pastDeadline) Extend(ctx context.Context, lease string) (time.Time, error) {
+	q.extends.Add(1)
+	_, err := q.Memory.Extend(ctx, lease)
+	return time.Now().Add(-time.Minute), err
+}
+
+// TestJoinHolderWithPastDeadlines: a held item whose deadline reads as past is extended once a
+// second, not in a loop, and Run returns when its ctx ends (the loop used to spin and never look).
+func TestJoinHolderWithPastDeadlines(t *testing.T) {
+	left := &pastDeadline{Memory: mustMemory(t)}
+	right, out := mustMemory(t), mustMemory(t)
+	j, err := workqueue.NewJoin([]workqueue.Queue{left, right}, out, nil, func(p [][]byte) ([]byte, error) { return nil, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := left.Add(bg(t), []byte("l"), workqueue.AddOptions{Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx) }()
+	time.Sleep(1500 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still running 5s after its ctx ended")
+	}
+	if n := left.extends.Load(); n > 5 {
+		t.Errorf("%d Extends in 1.5s, want about one a second", n)
+	}
+}

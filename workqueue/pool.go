@@ -89,7 +89,8 @@ func WithPoolMaxAttempts(n int) PoolOption {
 // WithDrainTimeout is how long in-flight items may still run after Run's ctx ends; then their
 // handlers are cancelled and the items released: given back, ready at once, without counting the
 // attempt where the queue can release (Memory, workqueue/bolt, and a Client of a server over one of
-// them), else nacked without delay. Default 10s.
+// them), else nacked without delay. Default 10s. A call that reports an item's outcome (the
+// releases among them) ends at the latest outcomeGrace (2s) after the budget, so Run returns by then.
 func WithDrainTimeout(d time.Duration) PoolOption {
 	return poolOptionFunc(func(c *poolConfig) { c.drain = d })
 }
@@ -151,8 +152,8 @@ func (p *Pool) Ready() <-chan struct{} { return p.ready }
 // ErrClosed if the queue closed under it (each worker stops at its next Lease), after every worker
 // has exited. Any other Lease error (a Client's ErrUnavailable while its server restarts) is logged
 // once and retried, with a backoff of up to 5s, until the queue answers; an item's Ack, Nack or Bury
-// that gets ErrUnavailable is made again the same way, for up to 30s (within the drain budget while
-// draining), so work finished during a restart of the server is not done again. A Pool runs once.
+// that gets ErrUnavailable is made again the same way, for up to 30s and not past the drain budget,
+// so work finished during a restart of the server is not done again. A Pool runs once.
 func (p *Pool) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return errors.New("workqueue: pool already ran")
@@ -165,6 +166,12 @@ func (p *Pool) Run(ctx context.Context) error {
 		context.AfterFunc(work, func() { t.Stop() })
 	})
 	defer stopDrain()
+	// Outcome calls outlive ctx, not work by more than outcomeGrace: the items the budget cut off
+	// are released in that time, and a call in flight to a queue that hangs ends then.
+	outcomes, cancelOutcomes := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelOutcomes()
+	stopOutcomes := context.AfterFunc(work, func() { time.AfterFunc(outcomeGrace, cancelOutcomes) })
+	defer stopOutcomes()
 
 	var wg sync.WaitGroup
 	var closedErr atomic.Bool
@@ -172,7 +179,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.worker(ctx, work, i); errors.Is(err, ErrClosed) {
+			if err := p.worker(ctx, work, outcomes, i); errors.Is(err, ErrClosed) {
 				closedErr.Store(true)
 			}
 		}()
@@ -222,8 +229,8 @@ const (
 	leaseRetryMax = 5 * time.Second
 )
 
-func (p *Pool) worker(ctx, work context.Context, n int) error {
-	w := newPoolWorker(p, ctx, work, p.cfg.logger.With(zap.Int("worker", n)))
+func (p *Pool) worker(ctx, work, outcomes context.Context, n int) error {
+	w := newPoolWorker(p, work, outcomes, p.cfg.logger.With(zap.Int("worker", n)))
 	defer w.close()
 	retry := time.Duration(0)
 	for {
@@ -263,6 +270,7 @@ func (p *Pool) worker(ctx, work context.Context, n int) error {
 const (
 	outcomeBudget = 30 * time.Second
 	outcomeRenew  = 25 * time.Second
+	outcomeGrace  = 2 * time.Second // after the drain budget
 )
 
 // poolWorker is one worker's state, reused from item to item so that an item costs no goroutine,
@@ -282,7 +290,7 @@ type poolWorker struct {
 	// AfterFunc cancels the item in hand (and process cancels an item that starts later).
 	detached    context.Context
 	stopDrain   func() bool
-	base        context.Context // Run's ctx without its cancellation, for outcomes
+	base        context.Context // for outcomes: Run's ctx without its cancellation, ended outcomeGrace after work
 	octx        context.Context // bounded outcome ctx, renewed before its budget runs low
 	cancelOctx  context.CancelFunc
 	octxExpires time.Duration   // since epoch
@@ -302,8 +310,8 @@ type poolWorker struct {
 	fireAt time.Duration // since epoch, when ext fires; 0 when it is stopped
 }
 
-func newPoolWorker(p *Pool, ctx, work context.Context, log *zap.Logger) *poolWorker {
-	w := &poolWorker{p: p, log: log, work: work, epoch: time.Now(), base: context.WithoutCancel(ctx),
+func newPoolWorker(p *Pool, work, outcomes context.Context, log *zap.Logger) *poolWorker {
+	w := &poolWorker{p: p, log: log, work: work, epoch: time.Now(), base: outcomes,
 		duration: p.m.duration.shard(), attempts: p.m.attempts.shard()}
 	w.detached = context.WithoutCancel(work)
 	w.stopDrain = context.AfterFunc(work, func() {

@@ -11,6 +11,11 @@ import (
 	"github.com/podblocks/podblocks/workqueue"
 )
 
+// away answers every request as a stopping server does.
+var away http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	http.Error(w, `{"error":"workqueue: server stopping"}`, http.StatusServiceUnavailable)
+})
+
 // TestPoolReportsOutcomeAfterServerRestart: an item finished while its server is away (answering
 // 503, as a stopping one does) is acked once the server is back, not done again when its lease runs
 // out: the Pool makes the Ack again while the queue is unavailable.
@@ -30,12 +35,9 @@ func TestPoolReportsOutcomeAfterServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	stop := runPool(t, p)
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	}()
@@ -43,9 +45,6 @@ func TestPoolReportsOutcomeAfterServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-started
-	var away http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, `{"error":"workqueue: server stopping"}`, http.StatusServiceUnavailable)
-	})
 	ss.h.Store(&away)
 	close(finish)
 	time.Sleep(time.Second) // the Ack fails, and is made again, while the server is away
@@ -59,5 +58,96 @@ func TestPoolReportsOutcomeAfterServerRestart(t *testing.T) {
 	}
 	if c := p.Counts(); c.Acked != 1 {
 		t.Errorf("counts %+v, want one acked", c)
+	}
+}
+
+// TestStaleTokenMissesRestartedMemory: a Memory of a restarted server numbers its items from 1
+// again, so a worker's Ack made again with a token from before the restart must not end the lease
+// another worker holds on the new queue's item 1: the API's tokens name the Memory that made them.
+func TestStaleTokenMissesRestartedMemory(t *testing.T) {
+	q1 := mustMemory(t)
+	ss, cl := swapServed(t, q1)
+	started, finish := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	h := workqueue.HandlerFunc(func(ctx context.Context, it *workqueue.Item) error {
+		if calls.Add(1) == 1 {
+			close(started)
+			<-finish
+			return nil
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	p, err := workqueue.NewPool(cl, h, workqueue.WithConcurrency(1), workqueue.WithProgressEvery(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runPool(t, p)
+	if _, err := q1.Add(bg(t), []byte("old"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	ss.h.Store(&away)
+	close(finish) // its Ack fails while the server is away, and is made again
+	q2 := mustMemory(t)
+	if _, err := q2.Add(bg(t), []byte("new"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := q2.Lease(bg(t)) // another worker holds the new queue's item 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.serve(t, q2)
+	await.True(t, "the old item's outcome", 20*time.Second, func() bool { return p.Counts() != (workqueue.Counts{}) })
+	if err := stop(); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if err := q2.Nack(bg(t), b.Lease, 0); err != nil {
+		t.Errorf("the other worker's Nack of the new item: %v, want its lease intact", err)
+	}
+	if s, _ := q2.Stats(bg(t)); s.Depth() != 1 {
+		t.Errorf("the restarted queue: %+v, want its one item", s)
+	}
+}
+
+// TestDrainBoundsOutcomeCall: an Ack in flight to a server that took it and hangs ends within the
+// outcome grace (2s) after the drain budget, and Run returns; it used to hold Run for the whole
+// outcome budget (30s).
+func TestDrainBoundsOutcomeCall(t *testing.T) {
+	q := mustMemory(t)
+	api, err := workqueue.NewAPI(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hang := make(chan struct{})
+	defer close(hang)
+	var acking atomic.Bool
+	_, cl := serveHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == workqueue.APIPrefix+"ack" {
+			acking.Store(true)
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		api.ServeHTTP(w, r)
+	}))
+	p, err := workqueue.NewPool(cl, ackAll, workqueue.WithDrainTimeout(200*time.Millisecond), workqueue.WithProgressEvery(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runPool(t, p)
+	if _, err := q.Add(bg(t), []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, "the ack in flight", 20*time.Second, acking.Load)
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(6 * time.Second):
+		t.Errorf("Run still running 6s after ctx ended, with a drain budget of 200ms and a grace of 2s")
+		<-stopped
 	}
 }
