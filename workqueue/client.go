@@ -108,8 +108,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrInvalid, ae)
 		case http.StatusRequestEntityTooLarge:
 			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrTooLarge, ae)
-		case http.StatusServiceUnavailable:
-			// The server's queue closed, or the server is stopping: a restart, most likely.
+		case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+			// The server's queue closed, or the server is stopping (a restart, most likely), or a
+			// proxy in front of it cannot reach it.
 			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrUnavailable, ae)
 		}
 		return resp.StatusCode, ae

@@ -243,8 +243,11 @@ func (p *Pool) worker(ctx, work, outcomes context.Context, n int) error {
 				return err
 			}
 			// The queue is unreachable: retry until it answers, and say so once per outage (for
-			// the pool, not per worker).
-			if p.outage.CompareAndSwap(false, true) {
+			// the pool, not per worker). Another error (a wrong URL's 404, a 500) is said at each
+			// try, so that it is seen.
+			if !errors.Is(err, ErrUnavailable) {
+				w.log.Warn("lease failed; retrying", zap.Error(err))
+			} else if p.outage.CompareAndSwap(false, true) {
 				w.log.Warn("lease failed; retrying until the queue answers", zap.Error(err))
 			}
 			retry = min(max(2*retry, leaseRetryMin), leaseRetryMax)
@@ -470,10 +473,9 @@ func (w *poolWorker) process(it *Item) {
 	}
 	if oerr != nil {
 		log.Warn("report outcome", zap.String("id", it.ID), zap.String("outcome", outcomeNames[outcome]), zap.Error(oerr))
-		if errors.Is(oerr, ErrLeaseLost) {
-			// The queue did not take the outcome: the item comes back when its lease ends.
-			outcome = outcomeLost
-		}
+		// The queue did not take the outcome (lease lost, or no answer): the item comes back when
+		// its lease ends.
+		outcome = outcomeLost
 	}
 	if p.cfg.limiter != nil && (outcome == outcomeAcked || outcome == outcomeBuried) {
 		p.cfg.limiter.Forget(limiterKey(it)) // the item is gone: its failures need no keeping

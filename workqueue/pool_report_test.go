@@ -2,10 +2,14 @@ package workqueue_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/workqueue"
@@ -149,5 +153,38 @@ func TestDrainBoundsOutcomeCall(t *testing.T) {
 	case <-time.After(6 * time.Second):
 		t.Errorf("Run still running 6s after ctx ended, with a drain budget of 200ms and a grace of 2s")
 		<-stopped
+	}
+	if c := p.Counts(); c != (workqueue.Counts{Lost: 1}) {
+		t.Errorf("counts %+v, want the one item lost (its Ack did not reach the queue), not acked", c)
+	}
+}
+
+// TestPoolLogsEveryLeaseErrorButUnavailable: a Lease error other than ErrUnavailable (a wrong
+// server URL's 404) is logged at each try, so that it is seen; a 502 or 504 of a proxy in front of
+// the server is ErrUnavailable, logged once per outage.
+func TestPoolLogsEveryLeaseErrorButUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		many   bool
+	}{{http.StatusNotFound, true}, {http.StatusBadGateway, false}, {http.StatusGatewayTimeout, false}} {
+		t.Run(http.StatusText(tc.status), func(t *testing.T) {
+			_, cl := serveHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, `{"error":"no"}`, tc.status)
+			}))
+			if _, err := cl.Lease(bg(t)); errors.Is(err, workqueue.ErrUnavailable) == tc.many {
+				t.Errorf("Lease answered %d: %v, ErrUnavailable %v", tc.status, err, !tc.many)
+			}
+			core, logs := observer.New(zap.WarnLevel)
+			p, err := workqueue.NewPool(cl, ackAll, workqueue.WithConcurrency(1), workqueue.WithLogger(zap.New(core)), workqueue.WithProgressEvery(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := runPool(t, p)
+			time.Sleep(1500 * time.Millisecond) // tries at about 0.25, 0.75 and 1.5s
+			stop()
+			if n := logs.FilterMessageSnippet("lease failed").Len(); tc.many && n < 2 || !tc.many && n != 1 {
+				t.Errorf("%d lease failures logged in 1.5s of %d answers, want %s", n, tc.status, map[bool]string{true: "one a try", false: "one"}[tc.many])
+			}
+		})
 	}
 }
