@@ -17,7 +17,8 @@ import (
 )
 
 // ErrUnavailable is returned by a Client whose server could not be reached (connection refused or
-// reset, for example while it restarts) or answered 503 (its queue closed, or it is stopping). It
+// reset, for example while it restarts) or answered 503 (its queue closed, or it is stopping), or
+// whose proxy answered 502 or 504 for it. It
 // is temporary: the call may be tried again, as a Pool does with Lease. ErrClosed, from a Client,
 // means that the Client itself was closed.
 var ErrUnavailable = errors.New("workqueue: server unavailable")

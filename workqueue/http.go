@@ -79,12 +79,12 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // is when the lease ends by the server's clock; ttl is how much of the lease was left when the
 // answer was written (a duration such as "29.998s"), so that a client whose clock differs from the
 // server's can compute the deadline by its own (Client does). lease is an opaque token; over a
-// Memory it ends with "~" and the Memory's random run number, so that a token from before a
-// restart of the server (whose new Memory numbers its items from 1 again) gets 409 rather than
-// naming another item's lease. Errors are
-// {"error":"reason"} with 400 (bad input), 405, 409 (lease not held), 413 (payload too large) or 503
-// (queue closed, or lease requests stopped by StopPolls: the server is stopping); Client takes 503
-// for ErrUnavailable, and a Pool over a Client retries until the server is back.
+// Memory without a Journal it ends with "~" and the Memory's random run number, so that a token
+// from before a restart of the server (whose new Memory numbers its items from 1 again) gets 409
+// rather than naming another item's lease. Errors are {"error":"reason"} with 400 (bad input),
+// 405, 409 (lease not held), 413 (payload too large) or 503 (queue closed, or lease requests
+// stopped by StopPolls: the server is stopping); Client takes 503 for ErrUnavailable, and a Pool
+// over a Client retries until the server is back.
 type API struct {
 	q     Queue
 	cfg   apiConfig
@@ -98,7 +98,8 @@ type API struct {
 	// random run number): a Memory of a restarted server numbers its items from 1 again, so a token
 	// from before the restart (a worker's Ack made again while the server was away) would name
 	// another item's lease. A token without it gets ErrLeaseLost. Empty for other queues, whose
-	// tokens name their run themselves (workqueue/bolt) or are the server's (JetStream).
+	// tokens name their run themselves (workqueue/bolt), outlive it (a Memory with a Journal, which
+	// numbers on from its records) or are the server's (JetStream).
 	run string
 }
 
@@ -112,7 +113,7 @@ func NewAPI(q Queue, opts ...APIOption) (*API, error) {
 		return nil, fmt.Errorf("%w: nil queue, or non-positive max payload or wait", ErrInvalid)
 	}
 	a := &API{q: q, cfg: cfg, mux: http.NewServeMux()}
-	if m, ok := q.(*Memory); ok {
+	if m, ok := q.(*Memory); ok && m.cfg.journal == nil {
 		a.run = "~" + strconv.FormatUint(m.run, 36)
 	}
 	a.stopped, a.stopPolls = context.WithCancel(context.Background())

@@ -63,6 +63,20 @@ func serve(t *testing.T, q workqueue.Queue) (*httptest.Server, *workqueue.Client
 	return serveHandler(t, api)
 }
 
+// leasedOverHTTP serves m, adds an item to it, and leases it through a Client of the server.
+func leasedOverHTTP(t *testing.T, m *workqueue.Memory) (*workqueue.Client, *workqueue.Item) {
+	t.Helper()
+	_, cl := serve(t, m)
+	if _, err := m.Add(bg(t), []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	it, err := cl.Lease(bg(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, it
+}
+
 // serveHandler serves h and returns the server and a Client of it, both closed when the test ends.
 func serveHandler(t *testing.T, h http.Handler) (*httptest.Server, *workqueue.Client) {
 	t.Helper()

@@ -90,7 +90,8 @@ func WithPoolMaxAttempts(n int) PoolOption {
 // handlers are cancelled and the items released: given back, ready at once, without counting the
 // attempt where the queue can release (Memory, workqueue/bolt, and a Client of a server over one of
 // them), else nacked without delay. Default 10s. A call that reports an item's outcome (the
-// releases among them) ends at the latest outcomeGrace (2s) after the budget, so Run returns by then.
+// releases among them) ends at the latest outcomeGrace (2s) after the budget, so Run returns by
+// then unless a handler goes on past its ctx.
 func WithDrainTimeout(d time.Duration) PoolOption {
 	return poolOptionFunc(func(c *poolConfig) { c.drain = d })
 }
@@ -113,8 +114,13 @@ type Pool struct {
 
 	counts   [numOutcomes]atomic.Int64 // by outcome, as reported to the queue
 	inflight atomic.Int64
-	outage   atomic.Bool // a Lease failed and none has worked since (logged once per outage)
+	outage   atomic.Bool  // a Lease failed and none has worked since (logged once per outage)
+	errLogAt atomic.Int64 // unix nanos when another Lease error was last logged
 }
+
+// leaseErrLogEvery bounds how often a pool logs a Lease error other than an outage's (a variable for
+// tests).
+var leaseErrLogEvery = 10 * time.Second
 
 // NewPool validates its arguments and returns a pool that starts on Run.
 func NewPool(q Queue, h Handler, opts ...PoolOption) (*Pool, error) {
@@ -150,10 +156,11 @@ func (p *Pool) Ready() <-chan struct{} { return p.ready }
 // Run leases and handles items until ctx ends, then drains: in-flight handlers get the drain budget
 // to finish, and items still running after it are released. It returns nil when ctx ended it, or
 // ErrClosed if the queue closed under it (each worker stops at its next Lease), after every worker
-// has exited. Any other Lease error (a Client's ErrUnavailable while its server restarts) is logged
-// once and retried, with a backoff of up to 5s, until the queue answers; an item's Ack, Nack or Bury
-// that gets ErrUnavailable is made again the same way, for up to 30s and not past the drain budget,
-// so work finished during a restart of the server is not done again. A Pool runs once.
+// has exited. Any other Lease error is retried, with a backoff of up to 5s, until the queue
+// answers: a Client's ErrUnavailable (its server restarts) is logged once an outage, others every
+// 10s. An item's Ack, Nack or Bury that gets ErrUnavailable is made again the same way, for up to
+// 30s and not past the drain budget, so work finished during a restart of the server is not done
+// again. A Pool runs once.
 func (p *Pool) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return errors.New("workqueue: pool already ran")
@@ -170,8 +177,21 @@ func (p *Pool) Run(ctx context.Context) error {
 	// are released in that time, and a call in flight to a queue that hangs ends then.
 	outcomes, cancelOutcomes := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelOutcomes()
-	stopOutcomes := context.AfterFunc(work, func() { time.AfterFunc(outcomeGrace, cancelOutcomes) })
-	defer stopOutcomes()
+	var graceMu sync.Mutex
+	var grace *time.Timer
+	stopOutcomes := context.AfterFunc(work, func() {
+		graceMu.Lock()
+		grace = time.AfterFunc(outcomeGrace, cancelOutcomes)
+		graceMu.Unlock()
+	})
+	defer func() {
+		stopOutcomes()
+		graceMu.Lock()
+		if grace != nil {
+			grace.Stop()
+		}
+		graceMu.Unlock()
+	}()
 
 	var wg sync.WaitGroup
 	var closedErr atomic.Bool
@@ -243,10 +263,13 @@ func (p *Pool) worker(ctx, work, outcomes context.Context, n int) error {
 				return err
 			}
 			// The queue is unreachable: retry until it answers, and say so once per outage (for
-			// the pool, not per worker). Another error (a wrong URL's 404, a 500) is said at each
-			// try, so that it is seen.
+			// the pool, not per worker). Another error (a wrong URL's 404, a 500, a deleted
+			// consumer) is said again every leaseErrLogEvery, so that it stays seen.
 			if !errors.Is(err, ErrUnavailable) {
-				w.log.Warn("lease failed; retrying", zap.Error(err))
+				now, last := time.Now().UnixNano(), p.errLogAt.Load()
+				if now-last >= int64(leaseErrLogEvery) && p.errLogAt.CompareAndSwap(last, now) {
+					w.log.Warn("lease failed; retrying", zap.Error(err))
+				}
 			} else if p.outage.CompareAndSwap(false, true) {
 				w.log.Warn("lease failed; retrying until the queue answers", zap.Error(err))
 			}
@@ -542,8 +565,9 @@ func (p *Pool) Statusz() (title string, header []string, rows [][]string) {
 }
 
 // Counts is a snapshot of a pool's outcome counters. An outcome counts once the queue took it: an
-// item whose lease was lost while it was handled, or whose Ack, Nack or Bury the queue refused with
-// ErrLeaseLost, counts as Lost (the queue hands it out again when the lease ends).
+// item whose lease was lost while it was handled, or whose Ack, Nack, Bury or release the queue did
+// not take (ErrLeaseLost, or no answer), counts as Lost (the queue hands it out again when the
+// lease ends).
 type Counts struct{ Acked, Retried, Buried, Released, Lost int64 }
 
 // Counts returns the pool's outcome counters.

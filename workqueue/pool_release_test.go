@@ -67,14 +67,7 @@ func TestPoolOverClientDrainDoesNotCountAttempt(t *testing.T) {
 // lease not held is 409 (ErrLeaseLost); a server without the endpoint gets a Nack instead.
 func TestClientRelease(t *testing.T) {
 	m := mustMemory(t)
-	_, cl := serve(t, m)
-	if _, err := m.Add(bg(t), []byte("x"), workqueue.AddOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	it, err := cl.Lease(bg(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, it := leasedOverHTTP(t, m)
 	if err := cl.Release(bg(t), it.Lease); err != nil {
 		t.Fatalf("Release: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -159,31 +160,58 @@ func TestDrainBoundsOutcomeCall(t *testing.T) {
 	}
 }
 
-// TestPoolLogsEveryLeaseErrorButUnavailable: a Lease error other than ErrUnavailable (a wrong
-// server URL's 404) is logged at each try, so that it is seen; a 502 or 504 of a proxy in front of
-// the server is ErrUnavailable, logged once per outage.
-func TestPoolLogsEveryLeaseErrorButUnavailable(t *testing.T) {
+// TestPoolLogsLeaseErrors: a Lease error other than ErrUnavailable (a wrong server URL's 404) is
+// logged again every leaseErrLogEvery (here 500ms), once for the pool however many workers try, so
+// that it is seen but floods nothing; a 502 or 504 of a proxy in front of the server is
+// ErrUnavailable, logged once per outage.
+func TestPoolLogsLeaseErrors(t *testing.T) {
+	defer workqueue.SetLeaseErrLogEvery(500 * time.Millisecond)()
 	for _, tc := range []struct {
-		status int
-		many   bool
-	}{{http.StatusNotFound, true}, {http.StatusBadGateway, false}, {http.StatusGatewayTimeout, false}} {
+		status   int
+		min, max int
+	}{{http.StatusNotFound, 2, 4}, {http.StatusBadGateway, 1, 1}, {http.StatusGatewayTimeout, 1, 1}} {
 		t.Run(http.StatusText(tc.status), func(t *testing.T) {
 			_, cl := serveHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				http.Error(w, `{"error":"no"}`, tc.status)
 			}))
-			if _, err := cl.Lease(bg(t)); errors.Is(err, workqueue.ErrUnavailable) == tc.many {
-				t.Errorf("Lease answered %d: %v, ErrUnavailable %v", tc.status, err, !tc.many)
+			if _, err := cl.Lease(bg(t)); errors.Is(err, workqueue.ErrUnavailable) != (tc.status != http.StatusNotFound) {
+				t.Errorf("Lease answered %d: %v", tc.status, err)
 			}
 			core, logs := observer.New(zap.WarnLevel)
-			p, err := workqueue.NewPool(cl, ackAll, workqueue.WithConcurrency(1), workqueue.WithLogger(zap.New(core)), workqueue.WithProgressEvery(0))
+			p, err := workqueue.NewPool(cl, ackAll, workqueue.WithConcurrency(32), workqueue.WithLogger(zap.New(core)), workqueue.WithProgressEvery(0))
 			if err != nil {
 				t.Fatal(err)
 			}
 			stop := runPool(t, p)
-			time.Sleep(1500 * time.Millisecond) // tries at about 0.25, 0.75 and 1.5s
+			time.Sleep(1200 * time.Millisecond)
 			stop()
-			if n := logs.FilterMessageSnippet("lease failed").Len(); tc.many && n < 2 || !tc.many && n != 1 {
-				t.Errorf("%d lease failures logged in 1.5s of %d answers, want %s", n, tc.status, map[bool]string{true: "one a try", false: "one"}[tc.many])
+			if n := logs.FilterMessageSnippet("lease failed").Len(); n < tc.min || n > tc.max {
+				t.Errorf("%d lease failures logged in 1.2s of %d answers to 32 workers, want %d to %d", n, tc.status, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+// nopJournal takes every change and keeps nothing.
+type nopJournal struct{}
+
+func (nopJournal) Commit([]workqueue.Change) error { return nil }
+
+// TestAPITokensOfJournaledMemory: a Memory with a Journal numbers on from its records after a
+// restart and keeps their leases, so its tokens over HTTP are the queue's own and outlive the
+// server's run; a Memory without one gets tokens of this run only.
+func TestAPITokensOfJournaledMemory(t *testing.T) {
+	for name, opts := range map[string][]workqueue.Option{
+		"journal":    {workqueue.WithJournal(nopJournal{}, nil, 0)},
+		"no journal": nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			cl, it := leasedOverHTTP(t, mustMemory(t, opts...))
+			if own := !strings.Contains(it.Lease, "~"); own != (opts != nil) {
+				t.Errorf("token %q over HTTP; want the queue's own token %v", it.Lease, opts != nil)
+			}
+			if err := cl.Ack(bg(t), it.Lease); err != nil {
+				t.Errorf("Ack(%q): %v", it.Lease, err)
 			}
 		})
 	}
