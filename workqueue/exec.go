@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,14 +157,13 @@ func NewExecWorker(argv []string, opts ...ExecOption) (*ExecWorker, error) {
 		return nil, fmt.Errorf("%w: empty command", ErrInvalid)
 	}
 	// No process can be started with these: every item would fail on them.
-	for _, a := range argv {
-		if strings.IndexByte(a, 0) >= 0 {
-			return nil, fmt.Errorf("%w: command argument %q holds a NUL byte", ErrInvalid, a)
-		}
-	}
-	for _, kv := range cfg.env {
-		if strings.IndexByte(kv, 0) >= 0 {
-			return nil, fmt.Errorf("%w: environment entry %q holds a NUL byte", ErrInvalid, kv)
+	for i, s := range slices.Concat(argv, cfg.env) {
+		if strings.IndexByte(s, 0) >= 0 {
+			what := "command argument"
+			if i >= len(argv) {
+				what = "environment entry"
+			}
+			return nil, fmt.Errorf("%w: %s %q holds a NUL byte", ErrInvalid, what, s)
 		}
 	}
 	path, err := exec.LookPath(argv[0]) // its error names argv[0]

@@ -240,10 +240,11 @@ func (s *Server) Reload(cfg *Config) error {
 		return fmt.Errorf("twemproxy: reload: %w", err)
 	}
 	opened := map[string]*pool{}
-	closeOpened := func() {
+	undo := func() { // what this reload did so far, but for stopping pools (see restart)
 		for _, p := range opened {
 			p.closeListener()
 		}
+		restoreModes()
 	}
 	// Bind every address no pool holds, while every pool serves.
 	var held []*PoolConfig
@@ -254,8 +255,7 @@ func (s *Server) Reload(cfg *Config) error {
 		}
 		p, err := s.openPool(pc)
 		if err != nil {
-			closeOpened()
-			restoreModes()
+			undo()
 			return fmt.Errorf("twemproxy: reload: %w", err)
 		}
 		opened[pc.Name] = p
@@ -272,8 +272,7 @@ func (s *Server) Reload(cfg *Config) error {
 	for _, pc := range held {
 		p, err := s.openPool(pc)
 		if err != nil {
-			closeOpened()
-			restoreModes()
+			undo()
 			return errors.Join(fmt.Errorf("twemproxy: reload: %w", err), s.restart(stopped))
 		}
 		opened[pc.Name] = p

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/internal/testbin"
 
 	"github.com/podblocks/podblocks/internal/natstest"
@@ -321,24 +321,6 @@ func TestWorkExitsWhenIdle(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestWorkOutlivesServeRestart: serve stops gracefully (SIGTERM) and starts again on the same file
 // and address; the work process that was running goes on, and processes the items enqueued after the
 // restart. (Its workers used to take the stopping server's 503 "closed" for the end of the queue and
@@ -363,7 +345,7 @@ func TestWorkOutlivesServeRestart(t *testing.T) {
 	add("before")
 
 	outDir := t.TempDir()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	cmd := exec.Command(binary, "work", "-server", url, "-concurrency", "2", "-output", outDir, "--", "sh", "-c", `cp "$WORK_ITEM_FILE" "$OUTPUT_DIR/result"`)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
