@@ -124,3 +124,29 @@ func TestReloadWithSocketFileGone(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A kept pool's socket path that now holds another file (the pool's socket removed, another made
+// there) is not chmodded by a Reload that changes the pool's permission: the file is not the pool's.
+func TestReloadLeavesAnotherFileAtSocketPath(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	srv, run := startKinds(t, a+" 0666", b)
+	if err := os.Remove(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(parseConfig(t, kindsYAML(a+" 0644", b, ""))); err != nil {
+		t.Errorf("Reload: %v", err)
+	}
+	if fi, err := os.Stat(a); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the other file at the pool's path: %v, %v; want it left at 0600", fi.Mode(), err)
+	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(a); err != nil {
+		t.Errorf("the other file after the pool stopped: %v; want it left in place", err)
+	}
+}

@@ -362,9 +362,11 @@ func chmodKept(keep []keptPool) (restore func(), err error) {
 		if k.r.p.sock == nil || k.pc.ListenPerm == 0 || k.pc.ListenPerm == k.r.p.cfg.ListenPerm {
 			continue
 		}
-		fi, err := os.Stat(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed under the pool (nothing of this reload's to fail on): no file to chmod
+		fi, err := os.Lstat(path)
+		if errors.Is(err, fs.ErrNotExist) || err == nil && !os.SameFile(fi, k.r.p.sock) {
+			// Removed under the pool, or replaced by another's file: not the pool's to chmod, and
+			// nothing of this reload's to fail on.
+			continue
 		}
 		if err == nil && fi.Mode().Perm() == k.pc.ListenPerm {
 			continue
