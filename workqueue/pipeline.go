@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -120,7 +119,7 @@ const backoffCap = 8
 // outlet makes a stage's output adds for the input items it holds, and acks the items.
 type outlet struct {
 	cfg  stageConfig
-	down atomic.Bool // an add failed and none has succeeded since: the outage is logged
+	down outage // of the output's adds
 }
 
 func newOutlet(opts []StageOption) *outlet { return &outlet{cfg: stageCfg(opts)} }
@@ -168,18 +167,14 @@ func (o *outlet) deliver(ctx context.Context, held []heldItem, outs []emit) erro
 			}
 			return nil
 		}
-		if o.down.CompareAndSwap(false, true) {
-			o.cfg.logger.Warn("output add failed; holding the input until it works", zap.Error(err))
-		}
+		o.down.fail(o.cfg.logger, "output add failed; holding the input until it works", err)
 		if !o.extend(octx, held, deadlines) || !sleepCtx(ctx, pause(wait, deadlines)) {
 			o.giveBack(octx, held)
 			return nil
 		}
 		wait = min(2*wait, backoffCap*base)
 	}
-	if o.down.CompareAndSwap(true, false) {
-		o.cfg.logger.Info("output add works again")
-	}
+	o.down.ok(o.cfg.logger, "output add works again")
 	for _, x := range held {
 		if err := x.q.Ack(octx, x.it.Lease); err != nil {
 			o.cfg.logger.Warn("ack failed; the item may be processed again", zap.String("id", x.it.ID), zap.Error(err))

@@ -114,8 +114,23 @@ type Pool struct {
 
 	counts   [numOutcomes]atomic.Int64 // by outcome, as reported to the queue
 	inflight atomic.Int64
-	outage   atomic.Bool  // a Lease failed and none has worked since (logged once per outage)
+	outage   outage       // of Lease
 	errLogAt atomic.Int64 // unix nanos when another Lease error was last logged
+}
+
+// outage logs a run of failures once, as it starts, and its end.
+type outage struct{ on atomic.Bool }
+
+func (o *outage) fail(log *zap.Logger, msg string, err error) {
+	if o.on.CompareAndSwap(false, true) {
+		log.Warn(msg, zap.Error(err))
+	}
+}
+
+func (o *outage) ok(log *zap.Logger, msg string) {
+	if o.on.Load() && o.on.CompareAndSwap(true, false) {
+		log.Info(msg)
+	}
 }
 
 // leaseErrLogEvery bounds how often a pool logs a Lease error other than an outage's (a variable for
@@ -270,8 +285,8 @@ func (p *Pool) worker(ctx, work, outcomes context.Context, n int) error {
 				if now-last >= int64(leaseErrLogEvery) && p.errLogAt.CompareAndSwap(last, now) {
 					w.log.Warn("lease failed; retrying", zap.Error(err))
 				}
-			} else if p.outage.CompareAndSwap(false, true) {
-				w.log.Warn("lease failed; retrying until the queue answers", zap.Error(err))
+			} else {
+				p.outage.fail(w.log, "lease failed; retrying until the queue answers", err)
 			}
 			retry = min(max(2*retry, leaseRetryMin), leaseRetryMax)
 			t := time.NewTimer(retry/2 + rand.N(retry/2+1))
@@ -284,9 +299,7 @@ func (p *Pool) worker(ctx, work, outcomes context.Context, n int) error {
 			continue
 		}
 		retry = 0
-		if p.outage.Load() && p.outage.CompareAndSwap(true, false) {
-			w.log.Info("lease works again")
-		}
+		p.outage.ok(w.log, "lease works again")
 		w.process(it)
 	}
 }
