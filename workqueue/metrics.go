@@ -61,7 +61,7 @@ func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.inflight, m.itemsVec, m.duration, m.attempts, m.dead, m.depth} {
 			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register metrics: %w", err)
+				return nil, fmt.Errorf("register metrics (a second pool on one registerer needs WithPoolName): %w", err)
 			}
 		}
 	}

@@ -62,6 +62,7 @@ type poolConfig struct {
 	drain       time.Duration
 	progress    time.Duration
 	limiter     RateLimiter
+	name        string
 }
 
 type poolOptionFunc func(*poolConfig)
@@ -84,6 +85,13 @@ func WithBackoff(b Backoff) PoolOption { return poolOptionFunc(func(c *poolConfi
 // WithPoolMaxAttempts buries an item whose attempt n failed. Default 0: the queue's own limit decides.
 func WithPoolMaxAttempts(n int) PoolOption {
 	return poolOptionFunc(func(c *poolConfig) { c.maxAttempts = n })
+}
+
+// WithPoolName names the pool: its metrics carry the label pool="name" and its log lines the field
+// pool, so that several pools can register with one registerer (unnamed, the second one's metrics
+// collide with the first's).
+func WithPoolName(name string) PoolOption {
+	return poolOptionFunc(func(c *poolConfig) { c.name = name })
 }
 
 // WithDrainTimeout is how long in-flight items may still run after Run's ctx ends; then their
@@ -156,8 +164,15 @@ func NewPool(q Queue, h Handler, opts ...PoolOption) (*Pool, error) {
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
 	}
+	reg := cfg.reg
+	if cfg.name != "" {
+		cfg.logger = cfg.logger.With(zap.String("pool", cfg.name))
+		if reg != nil {
+			reg = prometheus.WrapRegistererWith(prometheus.Labels{"pool": cfg.name}, reg)
+		}
+	}
 	p := &Pool{q: q, h: h, cfg: cfg, ready: make(chan struct{})}
-	m, err := newPoolMetrics(cfg.reg, p)
+	m, err := newPoolMetrics(reg, p)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/workqueue"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // away answers every request as a stopping server does.
@@ -214,5 +215,42 @@ func TestAPITokensOfJournaledMemory(t *testing.T) {
 				t.Errorf("Ack(%q): %v", it.Lease, err)
 			}
 		})
+	}
+}
+
+// TestPoolsNamedShareRegisterer: two pools named with WithPoolName register with one registerer,
+// their metrics told apart by the pool label; two unnamed ones collide, with an error that says how.
+func TestPoolsNamedShareRegisterer(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for _, name := range []string{"thumbnails", "reports"} {
+		if _, err := workqueue.NewPool(mustMemory(t), ackAll, workqueue.WithRegisterer(reg), workqueue.WithPoolName(name)); err != nil {
+			t.Fatalf("pool %s: %v", name, err)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pools := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() == "podblocks_workqueue_in_flight_items" {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "pool" {
+						pools[l.GetValue()] = true
+					}
+				}
+			}
+		}
+	}
+	if !pools["thumbnails"] || !pools["reports"] || len(pools) != 2 {
+		t.Errorf("in-flight gauges for pools %v, want thumbnails and reports", pools)
+	}
+	unnamed := prometheus.NewRegistry()
+	if _, err := workqueue.NewPool(mustMemory(t), ackAll, workqueue.WithRegisterer(unnamed)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := workqueue.NewPool(mustMemory(t), ackAll, workqueue.WithRegisterer(unnamed)); err == nil || !strings.Contains(err.Error(), "WithPoolName") {
+		t.Errorf("a second unnamed pool on one registerer: %v, want an error naming WithPoolName", err)
 	}
 }

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/podblocks/podblocks/workqueue"
@@ -231,6 +233,7 @@ func work(ctx context.Context, args []string) error {
 	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, let running items finish for this long, then release them")
 	verbose := fs.Bool("v", false, "log at info level (command output included)")
 	idle := fs.Duration("exit-when-idle", 0, "exit 0 once the queue has had nothing ready, delayed or leased for this long, so a Job's pods complete (0: run until SIGTERM)")
+	metricsAddr := fs.String("metrics", "", "serve the pool's Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090; default: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -256,10 +259,19 @@ func work(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
 	p, err := workqueue.NewPool(c, w, workqueue.WithConcurrency(*conc), workqueue.WithItemTimeout(*timeout),
-		workqueue.WithPoolMaxAttempts(*maxAttempts), workqueue.WithDrainTimeout(*drain), workqueue.WithLogger(log))
+		workqueue.WithPoolMaxAttempts(*maxAttempts), workqueue.WithDrainTimeout(*drain), workqueue.WithLogger(log),
+		workqueue.WithRegisterer(reg))
 	if err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		stop, err := serveMetrics(*metricsAddr, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if *idle > 0 {
 		var stop context.CancelFunc
@@ -281,6 +293,28 @@ func work(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// serveMetrics serves reg's metrics at http://addr/metrics until stop.
+func serveMetrics(addr string, reg *prometheus.Registry, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("work: -metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics server", zap.Error(err))
+		}
+	}()
+	return func() {
+		srv.Close()
+		<-done
+	}, nil
 }
 
 // exitWhenIdle calls stop once q has been empty (nothing ready, delayed or leased, by any worker) for

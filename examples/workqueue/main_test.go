@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/internal/testbin"
 
@@ -93,13 +95,29 @@ func TestServeEnqueueWork(t *testing.T) {
 	script := `p=$(cat "$WORK_ITEM_FILE")
 if [ "$p" = fail-once ] && [ "$WORK_ITEM_ATTEMPT" = 1 ]; then exit 1; fi
 echo "$p" | tr a-z A-Z > "$OUTPUT_DIR/result"`
-	w, _ := start(t, "work", "-server", url, "-concurrency", "2", "-output", outDir, "--", "sh", "-c", script)
+	metrics := freeport.TCP(t)
+	w, _ := start(t, "work", "-server", url, "-concurrency", "2", "-output", outDir, "-metrics", metrics, "--", "sh", "-c", script)
 	c, _ := workqueue.NewClient(url, nil)
 	defer c.Close()
 	await.True(t, "all items acked", 30*time.Second, func() bool {
 		s, err := c.Stats(context.Background())
 		return err == nil && s.Depth() == 0
 	})
+	// The pool's metrics, on -metrics: three acked, one retried (fail-once's first attempt).
+	var scraped string
+	await.True(t, "the metrics to count the outcomes", 10*time.Second, func() bool {
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		scraped = string(b)
+		return strings.Contains(scraped, `podblocks_workqueue_items_total{outcome="acked"} 3`)
+	})
+	if !strings.Contains(scraped, `podblocks_workqueue_items_total{outcome="retried"} 1`) {
+		t.Errorf("metrics without one retried item:\n%s", scraped)
+	}
 	w.cmd.Process.Signal(syscall.SIGTERM)
 	<-w.done
 	if code := w.cmd.ProcessState.ExitCode(); code != 0 {
