@@ -425,95 +425,69 @@ func (p *polls) cancel(id string) error {
 	return nil
 }
 
-func (a *API) readLease(w http.ResponseWriter, r *http.Request) (leaseReq, bool) {
-	var lr leaseReq
+// readLease reads a lease request: 400 for bad input (and, withDelay, a bad delay), then 409 for a
+// token this API did not hand out (see run). The request it returns holds the queue's token.
+func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) (lr leaseReq, delay time.Duration, ok bool) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&lr); err != nil {
 		a.fail(w, badRequest("body must be JSON like {\"lease\":\"...\"}: %v", err))
-		return lr, false
+		return lr, 0, false
 	}
 	if lr.Lease == "" {
 		a.fail(w, badRequest("missing \"lease\""))
-		return lr, false
+		return lr, 0, false
 	}
-	return lr, true
+	var err error
+	if withDelay {
+		delay, err = parseDur("delay", lr.Delay)
+	}
+	if err == nil && a.run != "" {
+		var own bool
+		if lr.Lease, own = strings.CutSuffix(lr.Lease, a.run); !own {
+			err = ErrLeaseLost // handed out by another run of the server, or never
+		}
+	}
+	if err != nil {
+		a.fail(w, err)
+		return lr, 0, false
+	}
+	return lr, delay, true
 }
 
-// queueLease is the queue's token within lease, a token of this API (see run), or ErrLeaseLost for
-// a token handed out by another run of the server (or never).
-func (a *API) queueLease(lease string) (string, error) {
-	if a.run == "" {
-		return lease, nil
+// noContent answers 204, or err.
+func (a *API) noContent(w http.ResponseWriter, err error) {
+	if err != nil {
+		a.fail(w, err)
+		return
 	}
-	if l, ok := strings.CutSuffix(lease, a.run); ok {
-		return l, nil
-	}
-	return "", ErrLeaseLost
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *API) ack(w http.ResponseWriter, r *http.Request) {
-	lr, ok := a.readLease(w, r)
-	if !ok {
-		return
+	if lr, _, ok := a.readLease(w, r, false); ok {
+		a.noContent(w, a.q.Ack(r.Context(), lr.Lease))
 	}
-	lease, err := a.queueLease(lr.Lease)
-	if err == nil {
-		err = a.q.Ack(r.Context(), lease)
-	}
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *API) nack(w http.ResponseWriter, r *http.Request) {
-	lr, ok := a.readLease(w, r)
-	if !ok {
-		return
+	if lr, d, ok := a.readLease(w, r, true); ok {
+		a.noContent(w, a.q.Nack(r.Context(), lr.Lease, d))
 	}
-	d, err := parseDur("delay", lr.Delay)
-	var lease string
-	if err == nil {
-		lease, err = a.queueLease(lr.Lease)
-	}
-	if err == nil {
-		err = a.q.Nack(r.Context(), lease, d)
-	}
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *API) release(w http.ResponseWriter, r *http.Request) {
-	lr, ok := a.readLease(w, r)
-	if !ok {
-		return
+	if lr, _, ok := a.readLease(w, r, false); ok {
+		a.noContent(w, releaseLease(r.Context(), a.q, lr.Lease))
 	}
-	lease, err := a.queueLease(lr.Lease)
-	if err == nil {
-		err = releaseLease(r.Context(), a.q, lease)
-	}
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *API) extend(w http.ResponseWriter, r *http.Request) {
-	lr, ok := a.readLease(w, r)
+	lr, _, ok := a.readLease(w, r, false)
 	if !ok {
 		return
 	}
-	lease, err := a.queueLease(lr.Lease)
-	var d time.Time
-	if err == nil {
-		d, err = a.q.Extend(r.Context(), lease)
-	}
+	d, err := a.q.Extend(r.Context(), lr.Lease)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -522,19 +496,9 @@ func (a *API) extend(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) bury(w http.ResponseWriter, r *http.Request) {
-	lr, ok := a.readLease(w, r)
-	if !ok {
-		return
+	if lr, _, ok := a.readLease(w, r, false); ok {
+		a.noContent(w, a.q.Bury(r.Context(), lr.Lease, lr.Reason))
 	}
-	lease, err := a.queueLease(lr.Lease)
-	if err == nil {
-		err = a.q.Bury(r.Context(), lease, lr.Reason)
-	}
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *API) stats(w http.ResponseWriter, r *http.Request) {

@@ -196,32 +196,18 @@ func (p *Pool) Run(ctx context.Context) error {
 		return errors.New("workqueue: pool already ran")
 	}
 	// Handlers run under work, which outlives ctx by the drain budget.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
-	stopDrain := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(p.cfg.drain, cancelWork)
-		context.AfterFunc(work, func() { t.Stop() })
-	})
-	defer stopDrain()
 	// Outcome calls outlive ctx, not work by more than outcomeGrace: the items the budget cut off
 	// are released in that time, and a call in flight to a queue that hangs ends then.
 	outcomes, cancelOutcomes := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelOutcomes()
-	var graceMu sync.Mutex
-	var grace *time.Timer
-	stopOutcomes := context.AfterFunc(work, func() {
-		graceMu.Lock()
-		grace = time.AfterFunc(outcomeGrace, cancelOutcomes)
-		graceMu.Unlock()
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(p.cfg.drain, cancelWork)
+		g := time.AfterFunc(p.cfg.drain+outcomeGrace, cancelOutcomes)
+		context.AfterFunc(outcomes, func() { t.Stop(); g.Stop() }) // Run returned, or g fired
 	})
-	defer func() {
-		stopOutcomes()
-		graceMu.Lock()
-		if grace != nil {
-			grace.Stop()
-		}
-		graceMu.Unlock()
-	}()
+	defer stopDrain()
 
 	var wg sync.WaitGroup
 	var closedErr atomic.Bool
@@ -304,12 +290,8 @@ func (p *Pool) worker(ctx, work, outcomes context.Context, n int) error {
 				p.outage.fail(w.log, "lease failed; retrying until the queue answers", err)
 			}
 			retry = min(max(2*retry, leaseRetryMin), leaseRetryMax)
-			t := time.NewTimer(retry/2 + rand.N(retry/2+1))
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !sleepCtx(ctx, retry/2+rand.N(retry/2+1)) {
 				return nil
-			case <-t.C:
 			}
 			continue
 		}

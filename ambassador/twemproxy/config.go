@@ -166,7 +166,6 @@ func Parse(data []byte) (*Config, error) {
 	}
 	cfg := &Config{}
 	names := map[string]bool{}
-	listens := map[string]string{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		if k.Kind != yaml.ScalarNode || k.Value == "" {
@@ -180,14 +179,12 @@ func Parse(data []byte) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		// By the address listened on, as NewServer checks it: "/a.sock 0666" and "/a//a.sock" are
-		// both /a.sock, "::1:22121" and "[::1]:22121" both [::1]:22121.
-		if other, ok := listens[listenKey(p)]; ok {
-			return nil, &ConfigError{Line: k.Line, Pool: p.Name, Key: "listen",
-				Err: fmt.Errorf("same listen address %q as pool %q", p.Listen, other)}
-		}
-		listens[listenKey(p)] = p.Name
 		cfg.Pools = append(cfg.Pools, p)
+	}
+	// What NewServer checks, Parse does: two pools on one address ("/a.sock 0666" and "/a//a.sock"
+	// are both /a.sock), and every field a run needs.
+	if err := validate(cfg); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
