@@ -79,19 +79,9 @@ type mover struct {
 
 func (m *mover) run(ctx context.Context) error {
 	for {
-		it, err := m.in.Lease(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, ErrClosed) {
-				return err
-			}
-			m.o.cfg.logger.Warn("lease failed", zap.Error(err))
-			if !sleepCtx(ctx, m.o.cfg.retry) {
-				return nil
-			}
-			continue
+		it, err := m.o.lease(ctx, m.in)
+		if it == nil {
+			return err
 		}
 		if err := m.handle(ctx, it); err != nil {
 			return err
@@ -102,9 +92,7 @@ func (m *mover) run(ctx context.Context) error {
 func (m *mover) handle(ctx context.Context, it *Item) error {
 	outs, err := m.f(it)
 	if err != nil {
-		if berr := m.in.Bury(context.WithoutCancel(ctx), it.Lease, err.Error()); berr != nil {
-			m.o.cfg.logger.Warn("bury failed", zap.String("id", it.ID), zap.Error(berr))
-		}
+		m.o.bury(context.WithoutCancel(ctx), []heldItem{{m.in, it}}, err.Error())
 		return nil
 	}
 	return m.o.deliver(ctx, []heldItem{{m.in, it}}, outs)
@@ -160,11 +148,7 @@ func (o *outlet) deliver(ctx context.Context, held []heldItem, outs []emit) erro
 			o.giveBack(octx, held)
 			return errOutputClosed
 		case errors.Is(err, ErrTooLarge), errors.Is(err, ErrInvalid):
-			for _, x := range held {
-				if berr := x.q.Bury(octx, x.it.Lease, "output add: "+err.Error()); berr != nil {
-					o.cfg.logger.Warn("bury failed", zap.String("id", x.it.ID), zap.Error(berr))
-				}
-			}
+			o.bury(octx, held, "output add: "+err.Error())
 			return nil
 		}
 		o.down.fail(o.cfg.logger, "output add failed; holding the input until it works", err)
@@ -210,6 +194,35 @@ func pause(wait time.Duration, deadlines []time.Time) time.Duration {
 }
 
 // giveBack returns the items held to their queues, without counting the attempt where it can.
+// lease leases an item from q, again after the stage's retry delay while Lease fails, but for
+// ErrClosed, which it returns, and the end of ctx (no item, no error).
+func (o *outlet) lease(ctx context.Context, q Queue) (*Item, error) {
+	for {
+		it, err := q.Lease(ctx)
+		switch {
+		case err == nil:
+			return it, nil
+		case ctx.Err() != nil:
+			return nil, nil
+		case errors.Is(err, ErrClosed):
+			return nil, err
+		}
+		o.cfg.logger.Warn("lease failed", zap.Error(err))
+		if !sleepCtx(ctx, o.cfg.retry) {
+			return nil, nil
+		}
+	}
+}
+
+// bury buries the held items for reason, logging a Bury that fails.
+func (o *outlet) bury(ctx context.Context, held []heldItem, reason string) {
+	for _, x := range held {
+		if err := x.q.Bury(ctx, x.it.Lease, reason); err != nil {
+			o.cfg.logger.Warn("bury failed", zap.String("id", x.it.ID), zap.Error(err))
+		}
+	}
+}
+
 func (o *outlet) giveBack(ctx context.Context, held []heldItem) {
 	for _, x := range held {
 		_ = releaseLease(ctx, x.q, x.it.Lease)
@@ -542,19 +555,10 @@ func (j *Join) Run(ctx context.Context) error {
 			defer loops.Done()
 			defer stop()
 			for {
-				it, err := in.Lease(lctx)
-				if err != nil {
-					if lctx.Err() != nil {
-						return
-					}
-					if errors.Is(err, ErrClosed) {
-						errs[i] = err
-						return
-					}
-					if !sleepCtx(lctx, j.o.cfg.retry) {
-						return
-					}
-					continue
+				it, err := j.o.lease(lctx, in)
+				if it == nil {
+					errs[i] = err
+					return
 				}
 				k := j.key(it)
 				mu.Lock()
@@ -606,9 +610,7 @@ func (j *Join) emit(ctx context.Context, h *holder, slots []*Item) error {
 	h.remove(xs)
 	payload, err := j.combine(parts)
 	if err != nil {
-		for _, x := range xs {
-			_ = x.q.Bury(context.WithoutCancel(ctx), x.it.Lease, "join combine: "+err.Error())
-		}
+		j.o.bury(context.WithoutCancel(ctx), xs, "join combine: "+err.Error())
 		return nil
 	}
 	return j.o.deliver(ctx, xs, []emit{{j.out, payload, slots[0].Key}})
@@ -678,9 +680,7 @@ func (r *Reduce) emit(ctx context.Context, batch []*Item) error {
 	}
 	out, err := r.reduce(payloads)
 	if err != nil {
-		for _, it := range batch {
-			_ = r.in.Bury(context.WithoutCancel(ctx), it.Lease, "reduce: "+err.Error())
-		}
+		r.o.bury(context.WithoutCancel(ctx), held, "reduce: "+err.Error())
 		return nil
 	}
 	return r.o.deliver(ctx, held, []emit{{r.out, out, ""}})
