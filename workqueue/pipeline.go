@@ -41,8 +41,8 @@ func WithStageLogger(l *zap.Logger) StageOption {
 }
 
 // WithStageRetry is how long a stage waits before it tries again an output add that failed (then
-// twice as long each time, up to 8 times this, extending the leases of the input items it holds), a
-// lease that failed, or (Join) an input item whose join key already waits at the barrier. Default 1s.
+// twice as long each time, up to 8 times this, extending the leases of the input items it holds), or
+// a lease that failed. Default 1s.
 func WithStageRetry(d time.Duration) StageOption {
 	return stageOptionFunc(func(c *stageConfig) { c.retry = d })
 }
@@ -516,7 +516,12 @@ func (h *holder) release(ctx context.Context) {
 
 // Join is a barrier: it holds items from each of its inputs until every input has delivered an item
 // with the same join key, then adds combine(payloads, in input order) to out and acks the parts.
-// Held items' leases are extended while they wait; at shutdown they are released.
+// An item whose input already has one waiting at its key's barrier waits behind it: each input's
+// items of a key join in the order they were leased, the first with the first of every other input,
+// and so on. Held items' leases are extended while they wait, however many wait and for however
+// long; at shutdown they are released, so waiting uses up none of their attempts. (With Item.Key as
+// join key, a Memory or bolt input never leases a second item of a key while the Join holds one, so
+// there only a custom key func or another backend makes items wait behind each other.)
 type Join struct {
 	ins     []Queue
 	out     Queue
@@ -542,7 +547,7 @@ func NewJoin(ins []Queue, out Queue, key func(*Item) string, combine func(parts 
 func (j *Join) Run(ctx context.Context) error {
 	h := newHolder()
 	var mu sync.Mutex
-	pending := map[string][]*Item{} // join key -> one slot per input
+	pending := barriers{n: len(j.ins), keys: map[string][][]*Item{}}
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var loops, ext sync.WaitGroup
@@ -562,27 +567,10 @@ func (j *Join) Run(ctx context.Context) error {
 				}
 				k := j.key(it)
 				mu.Lock()
-				slots := pending[k]
-				if slots == nil {
-					slots = make([]*Item, len(j.ins))
-					pending[k] = slots
-				}
-				if slots[i] != nil { // this input already gave one for k: try this one later
-					mu.Unlock()
-					_ = in.Nack(context.WithoutCancel(ctx), it.Lease, j.o.cfg.retry)
-					continue
-				}
-				slots[i] = it
 				h.add(heldItem{in, it})
-				complete := true
-				for _, s := range slots {
-					complete = complete && s != nil
-				}
-				if complete {
-					delete(pending, k)
-				}
+				slots := pending.arrive(k, i, it)
 				mu.Unlock()
-				if complete {
+				if slots != nil {
 					if errs[i] = j.emit(lctx, h, slots); errs[i] != nil {
 						return
 					}
@@ -598,6 +586,42 @@ func (j *Join) Run(ctx context.Context) error {
 		return nil
 	}
 	return errors.Join(errs...)
+}
+
+// barriers are a Join's barriers: for each join key, the items of each input that wait at it, in
+// lease order.
+type barriers struct {
+	n    int                  // inputs
+	keys map[string][][]*Item // join key -> per input, the items waiting
+}
+
+// arrive puts it, from input i, at key k's barrier. Once every input has an item there it takes
+// the first of each off and returns them, in input order; else nil. An arrival completes at most one
+// set: before it, some input had none, and only input i gained one.
+func (b barriers) arrive(k string, i int, it *Item) []*Item {
+	w := b.keys[k]
+	if w == nil {
+		w = make([][]*Item, b.n)
+		b.keys[k] = w
+	}
+	w[i] = append(w[i], it)
+	for _, q := range w {
+		if len(q) == 0 {
+			return nil
+		}
+	}
+	slots := make([]*Item, b.n)
+	left := false
+	for x, q := range w {
+		slots[x] = q[0]
+		q[0] = nil // not kept by the array
+		w[x] = q[1:]
+		left = left || len(w[x]) > 0
+	}
+	if !left {
+		delete(b.keys, k)
+	}
+	return slots
 }
 
 func (j *Join) emit(ctx context.Context, h *holder, slots []*Item) error {

@@ -633,3 +633,86 @@ func TestJoinHolderWithPastDeadlines(t *testing.T) {
 		t.Errorf("%d Extends in 1.5s, want about one a second", n)
 	}
 }
+
+// counting counts the items leased from a Memory (and keeps its Release).
+type counting struct {
+	*workqueue.Memory
+	leases atomic.Int64
+}
+
+func (q *counting) Lease(ctx context.Context) (*workqueue.Item, error) {
+	it, err := q.Memory.Lease(ctx)
+	if it != nil {
+		q.leases.Add(1)
+	}
+	return it, err
+}
+
+// TestJoinHoldsSecondItemsOfAKey: items of one input whose join key already waits at the barrier
+// wait behind it, held, and join in lease order with the next items of the key from the other
+// input. They used to be nacked until the first one's partner came, an attempt each time, so a
+// burst of them went to the dead letters (here, with 2 attempts, after 0.2s). Held, they are
+// leased once each (no loop), their short leases are extended, and a stopping Join gives them back
+// without counting an attempt.
+func TestJoinHoldsSecondItemsOfAKey(t *testing.T) {
+	for _, stop := range []bool{false, true} {
+		t.Run(map[bool]string{false: "joined", true: "stopped"}[stop], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				leftMem := mustMemory(t, workqueue.WithMaxAttempts(2), workqueue.WithLeaseDuration(300*time.Millisecond))
+				left := &counting{Memory: leftMem}
+				right, out := mustMemory(t), mustMemory(t)
+				j, err := workqueue.NewJoin([]workqueue.Queue{left, right}, out,
+					func(it *workqueue.Item) string { return string(it.Payload[:1]) },
+					func(parts [][]byte) ([]byte, error) { return bytes.Join(parts, []byte("+")), nil },
+					workqueue.WithStageRetry(100*time.Millisecond))
+				if err != nil {
+					t.Fatal(err)
+				}
+				jctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				done := make(chan error, 1)
+				go func() { done <- j.Run(jctx) }()
+				addAll(t, left, noKey, "k1", "k2", "k3")
+				time.Sleep(10 * time.Second) // 33 leases, 100 retry delays
+				if n := left.leases.Load(); n != 3 {
+					t.Errorf("left items leased %d times while they waited, want 3 (once each)", n)
+				}
+				if s, _ := leftMem.Stats(ctx); s != (workqueue.Stats{Leased: 3}) {
+					t.Errorf("left while its items wait for their partners: %+v, want the 3 held", s)
+				}
+				if stop {
+					cancel()
+					if err := <-done; err != nil {
+						t.Fatal(err)
+					}
+					for n := range 3 {
+						lctx, lcancel := context.WithTimeout(ctx, time.Second)
+						it, err := leftMem.Lease(lctx)
+						lcancel()
+						if err != nil {
+							t.Fatalf("%d of the 3 left items given back by a stopping Join: %v", n, err)
+						}
+						if it.Attempt != 1 {
+							t.Errorf("%s given back by a stopping Join with attempt %d, want 1", it.Payload, it.Attempt)
+						}
+						leftMem.Ack(ctx, it.Lease)
+					}
+					return
+				}
+				addAll(t, right, noKey, "ka", "kb", "kc")
+				if diff := cmp.Diff([]string{"k1+ka", "k2+kb", "k3+kc"}, take(t, out, 3)); diff != "" {
+					t.Errorf("joined (-want +got):\n%s", diff)
+				}
+				synctest.Wait()
+				if s, _ := leftMem.Stats(ctx); s != (workqueue.Stats{}) {
+					t.Errorf("left after the joins: %+v, want every item acked, none dead", s)
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
+}
