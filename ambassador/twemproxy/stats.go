@@ -87,6 +87,8 @@ func (s *Server) Snapshot() []PoolStats {
 }
 
 // StatsJSON returns the stats document nutcracker serves on its stats port, with the same fields.
+// Pool and server names are written as nutcracker writes them, but for the quote, the backslash and
+// the control characters, which are escaped so that the document is always valid JSON.
 func (s *Server) StatsJSON() []byte {
 	pools := s.Snapshot()
 	var curr int64
@@ -95,7 +97,7 @@ func (s *Server) StatsJSON() []byte {
 	}
 	b := make([]byte, 0, 1024)
 	b = append(b, `{"service":"nutcracker", "source":`...)
-	b = strconv.AppendQuote(b, s.opts.source)
+	b = appendJSONString(b, s.opts.source)
 	b = append(b, `, "version":"0.5.0-podblocks", "uptime":`...)
 	up := int64(0)
 	if !s.started.IsZero() {
@@ -108,7 +110,7 @@ func (s *Server) StatsJSON() []byte {
 	b = appendField(b, "curr_connections", curr)
 	for _, p := range pools {
 		b = append(b, ", "...)
-		b = strconv.AppendQuote(b, p.Name)
+		b = appendJSONString(b, p.Name)
 		b = append(b, `: {"client_eof":`...)
 		b = strconv.AppendInt(b, p.ClientEOF, 10)
 		b = appendField(b, "client_err", p.ClientErr)
@@ -118,7 +120,7 @@ func (s *Server) StatsJSON() []byte {
 		b = appendField(b, "fragments", p.Fragments)
 		for _, sv := range p.Servers {
 			b = append(b, ", "...)
-			b = strconv.AppendQuote(b, sv.Name)
+			b = appendJSONString(b, sv.Name)
 			b = append(b, `: {"server_eof":`...)
 			b = strconv.AppendInt(b, sv.ServerEOF, 10)
 			b = appendField(b, "server_err", sv.ServerErr)
@@ -139,6 +141,31 @@ func (s *Server) StatsJSON() []byte {
 	}
 	b = append(b, "}\n"...)
 	return b
+}
+
+// appendJSONString appends s as a JSON string the way nutcracker writes names: every byte as it is
+// (HTML characters and non-ASCII text included), but for the quote, the backslash and the control
+// characters, which JSON must escape and nutcracker does not (its document is then not JSON).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 func appendField(b []byte, name string, v int64) []byte {

@@ -1,0 +1,63 @@
+package twemproxy_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/freeport"
+	"github.com/podblocks/podblocks/lifecycletest"
+)
+
+// Pool and server names go into the stats JSON as nutcracker writes them, byte for byte ("<", "&",
+// non-ASCII letters and U+00A0 raw), but for the quote, the backslash and the control characters,
+// which JSON must escape: the document stays valid JSON and decodes to the configured names. The
+// old code quoted them as Go does (\x01, \U000e0001, \u00a0), which is not JSON or not what
+// nutcracker writes.
+func TestStatsJSONNames(t *testing.T) {
+	const (
+		poolName   = "p<&>\x01\t\u00a0é\U000e0001\"q\\"
+		serverName = "s<1>&\"x\x7f"
+		otherName  = "t\x02"
+	)
+	yml := `"p<&>\x01\t\u00a0é\U000e0001\"q\\":
+  listen: ` + freeport.TCP(t) + `
+  servers:
+   - "127.0.0.1:1:1 s<1>&\"x\x7f"
+   - "127.0.0.1:2:1 t\x02"
+`
+	cfg := parseConfig(t, yml)
+	if got := cfg.Pools[0].Name; got != poolName {
+		t.Fatalf("pool name %q, want %q", got, poolName)
+	}
+	srv, err := twemproxy.NewServer(cfg, bothProtocols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := lifecycletest.StartReady(t, srv, 10*time.Second)
+	doc := srv.StatsJSON()
+	for _, want := range []string{
+		"\"p<&>\\u0001\\t\u00a0é\U000e0001\\\"q\\\\\": {",
+		"\"s<1>&\\\"x\x7f\": {",
+		"\"t\\u0002\": {",
+	} {
+		if !bytes.Contains(doc, []byte(want)) {
+			t.Errorf("stats JSON lacks %q:\n%q", want, doc)
+		}
+	}
+	var parsed map[string]any
+	if err := json.Unmarshal(doc, &parsed); err != nil {
+		t.Fatalf("stats JSON is not valid JSON: %v\n%q", err, doc)
+	}
+	pool, _ := parsed[poolName].(map[string]any)
+	for _, name := range []string{serverName, otherName} {
+		if _, ok := pool[name].(map[string]any); !ok {
+			t.Errorf("stats JSON: pool %q has no server %q: %v", poolName, name, parsed)
+		}
+	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
