@@ -1,10 +1,33 @@
 package twemproxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 )
+
+// ResolveListen resolves the host of every TCP pool's listen address, as nutcracker does when it
+// reads its configuration: nutcracker -t refuses a configuration whose listen host does not
+// resolve (a server's host it resolves only when it connects, so a server's is not checked). The
+// error is a *ConfigError naming the pool and its "listen" key. Run and Reload resolve the hosts
+// themselves when they bind; ResolveListen is for checking a configuration without serving it.
+func ResolveListen(ctx context.Context, cfg *Config) error {
+	for _, pc := range cfg.Pools {
+		if pc.ListenNetwork != "tcp" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(pc.ListenAddr)
+		if err == nil && host != "" {
+			_, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+		if err != nil {
+			return &ConfigError{Line: pc.Line, Pool: pc.Name, Key: "listen", Err: fmt.Errorf("resolve %q: %w", pc.ListenAddr, err)}
+		}
+	}
+	return nil
+}
 
 // validate checks what serving cfg needs, so that a Config built in Go rather than by Parse gets a
 // *ConfigError naming the pool and the field instead of a panic or a pool that serves nothing: the

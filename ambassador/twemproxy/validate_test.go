@@ -142,3 +142,22 @@ func TestParsedConfigValidates(t *testing.T) {
 		}
 	}
 }
+
+// ResolveListen refuses a TCP listen host that does not resolve, naming the pool and the key, as
+// nutcracker -t does; IP literals, an empty host and unix sockets pass, and so does a server host
+// that does not resolve (nutcracker resolves it when it connects).
+func TestResolveListen(t *testing.T) {
+	cfg := parseConfig(t, "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - nohost.invalid:11211:1\n"+
+		"b:\n  listen: \"[::1]:22122\"\n  servers:\n   - 127.0.0.1:11211:1\n"+
+		"c:\n  listen: :22123\n  servers:\n   - 127.0.0.1:11211:1\n"+
+		"d:\n  listen: /tmp/nohost.invalid.sock\n  servers:\n   - 127.0.0.1:11211:1\n")
+	if err := twemproxy.ResolveListen(t.Context(), cfg); err != nil {
+		t.Errorf("ResolveListen: %v", err)
+	}
+	cfg = parseConfig(t, "a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n"+
+		"b:\n  listen: nohost.invalid:22122\n  servers:\n   - 127.0.0.1:11211:1\n")
+	var ce *twemproxy.ConfigError
+	if err := twemproxy.ResolveListen(t.Context(), cfg); !errors.As(err, &ce) || ce.Pool != "b" || ce.Key != "listen" || ce.Line != 5 {
+		t.Errorf("ResolveListen = %v, want a *ConfigError for pool b's listen on line 5", err)
+	}
+}

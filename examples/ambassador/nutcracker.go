@@ -108,10 +108,16 @@ func runNutcracker(args []string) (int, error) {
 		return 1, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if test {
-		// NewServer checks what a run would (and starts nothing), so -t accepts only what serves.
+		// NewServer checks what a run would (and starts nothing), so -t accepts only what serves;
+		// and a listen host must resolve, as nutcracker -t requires.
 		cfg, err := twemproxy.ReadFile(conf)
 		if err == nil {
 			_, err = twemproxy.NewServer(cfg, protocols())
+		}
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err = twemproxy.ResolveListen(ctx, cfg)
+			cancel()
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "nutcracker: configuration file '%s' syntax is invalid\n%v\n", conf, err)

@@ -37,8 +37,14 @@ func TestNutcrackerTestConf(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yml")
 	bad := filepath.Join(dir, "bad.yml")
+	// As nutcracker -t: a listen host that does not resolve is invalid, a server host is not
+	// (nutcracker resolves it when it connects).
+	badListen := filepath.Join(dir, "badlisten.yml")
+	lazyServer := filepath.Join(dir, "lazyserver.yml")
 	os.WriteFile(good, []byte("a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n"), 0o600)
 	os.WriteFile(bad, []byte("a:\n  listen: 127.0.0.1:22121\n  sever_connections: 2\n  servers:\n   - 127.0.0.1:11211:1\n"), 0o600)
+	os.WriteFile(badListen, []byte("a:\n  listen: nohost.invalid:22121\n  servers:\n   - 127.0.0.1:11211:1\n"), 0o600)
+	os.WriteFile(lazyServer, []byte("a:\n  listen: localhost:22121\n  servers:\n   - nohost.invalid:11211:1\n"), 0o600)
 	for _, tc := range []struct {
 		file string
 		code int
@@ -46,6 +52,8 @@ func TestNutcrackerTestConf(t *testing.T) {
 	}{
 		{good, 0, []string{"syntax is ok"}},
 		{bad, 1, []string{"syntax is invalid", "line 3", `"sever_connections"`, "unknown"}},
+		{badListen, 1, []string{"syntax is invalid", "line 1", `pool "a"`, `"listen"`, "nohost.invalid"}},
+		{lazyServer, 0, []string{"syntax is ok"}},
 	} {
 		var stderr bytes.Buffer
 		cmd := exec.Command(bin, "-t", "-c", tc.file)
