@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -58,15 +59,20 @@ func runNutcracker(args []string) (int, error) {
 		conf, statsAddr, output, pidFile, metricsAddr string
 		statsPort, verbose, interval, mbuf            int
 		test, version, help                           bool
+		badValue                                      string // nutcracker's message for a bad number
 	)
-	str := func(p *string, def string, names ...string) {
+	needs := map[string]string{} // what each option's argument is, by name, for its message
+	str := func(p *string, def, what string, names ...string) {
 		for _, n := range names {
 			fs.StringVar(p, n, def, "")
+			needs[n] = what
 		}
 	}
-	num := func(p *int, def int, names ...string) {
+	num := func(p *int, def int, check func(name string, n int) string, names ...string) {
+		*p = def
 		for _, n := range names {
-			fs.IntVar(p, n, def, "")
+			fs.Var(&numFlag{p: p, name: names[0], check: check, bad: &badValue}, n, "")
+			needs[n] = "a number"
 		}
 	}
 	boolean := func(p *bool, names ...string) {
@@ -74,15 +80,15 @@ func runNutcracker(args []string) (int, error) {
 			fs.BoolVar(p, n, false, "")
 		}
 	}
-	str(&conf, "conf/nutcracker.yml", "c", "conf-file")
-	str(&statsAddr, "127.0.0.1", "a", "stats-addr")
-	str(&output, "", "o", "output")
-	str(&pidFile, "", "p", "pid-file")
-	str(&metricsAddr, "", "metrics")
-	num(&statsPort, 22222, "s", "stats-port")
-	num(&verbose, 5, "v", "verbose")
-	num(&interval, 30000, "i", "stats-interval")
-	num(&mbuf, 16384, "m", "mbuf-size")
+	str(&conf, "conf/nutcracker.yml", "a file name", "c", "conf-file")
+	str(&statsAddr, "127.0.0.1", "a string", "a", "stats-addr")
+	str(&output, "", "a file name", "o", "output")
+	str(&pidFile, "", "a file name", "p", "pid-file")
+	str(&metricsAddr, "", "an address", "metrics")
+	num(&statsPort, 22222, validPort, "s", "stats-port")
+	num(&verbose, 5, nil, "v", "verbose")
+	num(&interval, 30000, nil, "i", "stats-interval")
+	num(&mbuf, 16384, mbufSize, "m", "mbuf-size")
 	boolean(&test, "t", "test-conf")
 	boolean(&version, "V", "version")
 	boolean(&help, "h", "help", "?")
@@ -90,7 +96,7 @@ func runNutcracker(args []string) (int, error) {
 	boolean(&daemon, "d", "daemonize")
 	boolean(&describe, "D", "describe-stats")
 	if err := fs.Parse(args); err != nil {
-		fmt.Fprint(os.Stderr, nutcrackerUsage)
+		fmt.Fprintf(os.Stderr, "ambassador: %s\n%s", flagError(err, badValue, needs), nutcrackerUsage)
 		return 1, nil
 	}
 	switch {
@@ -184,6 +190,72 @@ func runNutcracker(args []string) (int, error) {
 		return 1, first
 	}
 	return 0, nil
+}
+
+// numFlag is a number option, read as nutcracker reads it: digits only. A bad value leaves
+// nutcracker's message for it in *bad.
+type numFlag struct {
+	p     *int
+	name  string                          // the option's short name, which the message uses
+	check func(name string, n int) string // nutcracker's message for a number it refuses, or ""
+	bad   *string
+}
+
+func (f *numFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*f.p)
+}
+
+func (f *numFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	msg := ""
+	switch {
+	case err != nil || s == "" || s[0] < '0' || s[0] > '9':
+		msg = "option -" + f.name + " requires a number"
+	case f.check != nil:
+		msg = f.check(f.name, n)
+	}
+	if msg != "" {
+		*f.bad = msg
+		return errors.New(msg)
+	}
+	*f.p = n
+	return nil
+}
+
+func validPort(name string, n int) string {
+	if n < 1 || n > 65535 {
+		return fmt.Sprintf("option -%s value %d is not a valid port", name, n)
+	}
+	return ""
+}
+
+func mbufSize(name string, n int) string {
+	switch {
+	case n <= 0:
+		return "option -" + name + " requires a non-zero number"
+	case n < 512 || n > 16<<20:
+		return "mbuf chunk size must be between 512 and 16777216 bytes"
+	}
+	return ""
+}
+
+// flagError says in nutcracker's words what is wrong with the command line: err is fs.Parse's,
+// badValue what a numFlag left, needs what each option's argument is.
+func flagError(err error, badValue string, needs map[string]string) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return "invalid option -- '" + name + "'"
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok && needs[name] != "" {
+		return "option -" + name + " requires " + needs[name]
+	}
+	if badValue != "" {
+		return badValue
+	}
+	return msg
 }
 
 func protocols() twemproxy.Protocols {

@@ -76,6 +76,54 @@ func TestNutcrackerTestConf(t *testing.T) {
 	}
 }
 
+// A bad command line gets nutcracker's message for it, then the usage, and exit status 1, as
+// nutcracker does; the old code printed the usage alone, or took a bad -s or -m value and failed
+// later on something else.
+func TestNutcrackerFlagErrors(t *testing.T) {
+	bin := buildAmbassador(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-x"}, "ambassador: invalid option -- 'x'"},
+		{[]string{"--bogus"}, "ambassador: invalid option -- 'bogus'"},
+		{[]string{"-s", "abc"}, "ambassador: option -s requires a number"},
+		{[]string{"--stats-port=-1"}, "ambassador: option -s requires a number"},
+		{[]string{"-s", "70000"}, "ambassador: option -s value 70000 is not a valid port"},
+		{[]string{"-s", "0"}, "ambassador: option -s value 0 is not a valid port"},
+		{[]string{"-s"}, "ambassador: option -s requires a number"},
+		{[]string{"-c"}, "ambassador: option -c requires a file name"},
+		{[]string{"-t", "-conf-file"}, "ambassador: option -conf-file requires a file name"},
+		{[]string{"-a"}, "ambassador: option -a requires a string"},
+		{[]string{"-metrics"}, "ambassador: option -metrics requires an address"},
+		{[]string{"-v", "x"}, "ambassador: option -v requires a number"},
+		{[]string{"-i", "-5"}, "ambassador: option -i requires a number"},
+		{[]string{"-m", "0"}, "ambassador: option -m requires a non-zero number"},
+		{[]string{"-m", "1"}, "ambassador: mbuf chunk size must be between 512 and 16777216 bytes"},
+		{[]string{"-t=maybe"}, "ambassador: invalid boolean value"},
+	} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 1 {
+			t.Errorf("%q: %v, want exit status 1", tc.args, err)
+		}
+		first, rest, _ := strings.Cut(stderr.String(), "\n")
+		if !strings.HasPrefix(first, tc.want) || !strings.HasPrefix(rest, "Usage: ambassador ") {
+			t.Errorf("%q: stderr %q, want a line starting %q, then the usage", tc.args, stderr.String(), tc.want)
+		}
+	}
+	// A good value of each is taken: -t on a good config exits 0.
+	good := filepath.Join(t.TempDir(), "good.yml")
+	os.WriteFile(good, []byte("a:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:11211:1\n"), 0o600)
+	cmd := exec.Command(bin, "-t", "-c", good, "-s", "65535", "-v", "11", "-i", "0", "-m", "512", "-a", "127.0.0.1", "-metrics", "127.0.0.1:0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("good options: %v\n%s", err, out)
+	}
+}
+
 func ncWait(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
