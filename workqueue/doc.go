@@ -40,6 +40,30 @@
 // removes each item's work directory, and kills the command's process group when the handler's ctx
 // ends (timeout, lost lease, drain budget).
 //
+// # Metrics
+//
+// WithRegisterer registers a component's metrics (nil, the default: they exist but are not
+// registered). A Pool's, labelled pool="name" with WithPoolName:
+//
+//	podblocks_workqueue_in_flight_items            gauge      items being handled
+//	podblocks_workqueue_items_total{outcome}       counter    acked, retried, buried, released, lost
+//	podblocks_workqueue_handle_duration_seconds    histogram  one attempt's handler
+//	podblocks_workqueue_attempt_number             histogram  the attempt of each lease handled
+//	podblocks_workqueue_dead_letters_total         counter    items the pool buried
+//	podblocks_workqueue_depth_items                gauge      the queue's Stats().Depth(), at scrape time
+//
+// A Memory queue's (and so workqueue/bolt's; workqueue/jetstream has the first two), labelled
+// queue="name" with WithQueueName, all read from the queue at scrape time (see
+// NewStatsCollector), so that Add, Lease and Ack pay nothing for them:
+//
+//	podblocks_workqueue_queue_items{state}               gauge    ready, delayed, leased, dead (Stats)
+//	podblocks_workqueue_queue_stats_errors_total         counter  scrapes whose Stats failed
+//	podblocks_workqueue_queue_added_total                counter  items created since NewMemory
+//	podblocks_workqueue_queue_expired_leases_total       counter  leases that ran out
+//
+// Pools that share a registerer need WithPoolName, and queues WithQueueName, each its own name;
+// the constructor returns the registerer's error otherwise. Close unregisters a queue's metrics.
+//
 // # Concurrency
 //
 // Queues, Pool, API and Client are safe for concurrent use. A Memory queue never leases two items

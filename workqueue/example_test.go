@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/podblocks/podblocks/workqueue"
 )
@@ -135,4 +139,42 @@ func ExampleExecWorker() {
 	fmt.Print(string(b))
 	// Output:
 	// RESIZE CAT.PNG
+}
+
+// Queues named with WithQueueName share a registerer; their metrics are read from the queues when
+// the registerer's gatherer is scraped (here by Gather), so Add, Lease and Ack pay nothing for them.
+func ExampleWithRegisterer() {
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	thumbs, _ := workqueue.NewMemory(workqueue.WithRegisterer(reg), workqueue.WithQueueName("thumbnails"))
+	defer thumbs.Close()
+	reports, _ := workqueue.NewMemory(workqueue.WithRegisterer(reg), workqueue.WithQueueName("reports"))
+	defer reports.Close()
+
+	thumbs.Add(ctx, []byte("cat.png"), workqueue.AddOptions{})
+	thumbs.Add(ctx, []byte("dog.png"), workqueue.AddOptions{})
+	thumbs.Lease(ctx)
+	reports.Add(ctx, []byte("weekly"), workqueue.AddOptions{Delay: time.Hour})
+
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "podblocks_workqueue_queue_items" {
+			var b strings.Builder
+			expfmt.MetricFamilyToText(&b, mf)
+			for l := range strings.Lines(b.String()) {
+				if !strings.HasPrefix(l, "#") {
+					fmt.Print(l)
+				}
+			}
+		}
+	}
+	// Output:
+	// podblocks_workqueue_queue_items{queue="reports",state="dead"} 0
+	// podblocks_workqueue_queue_items{queue="reports",state="delayed"} 1
+	// podblocks_workqueue_queue_items{queue="reports",state="leased"} 0
+	// podblocks_workqueue_queue_items{queue="reports",state="ready"} 0
+	// podblocks_workqueue_queue_items{queue="thumbnails",state="dead"} 0
+	// podblocks_workqueue_queue_items{queue="thumbnails",state="delayed"} 0
+	// podblocks_workqueue_queue_items{queue="thumbnails",state="leased"} 1
+	// podblocks_workqueue_queue_items{queue="thumbnails",state="ready"} 1
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -236,6 +237,14 @@ type Memory struct {
 	// run is random, this queue's: the HTTP API ends its lease tokens with it, so that a server's
 	// next run (a new Memory, numbering items from 1 again) refuses a token of this one.
 	run uint64
+
+	// For the metrics, which read them at scrape time (see counts): seq as NewMemory left it, and
+	// the leases that expired (under mu; expireLocked counts them, off the hot path).
+	seq0    uint64
+	expired uint64
+	// metricsReg is the registerer the metrics are registered with until Close (under mu).
+	metricsReg prometheus.Registerer
+	metrics    prometheus.Collector
 }
 
 // shard is the leaseShard of item id.
@@ -265,7 +274,8 @@ var _ Batcher = (*Memory)(nil)
 // spinRounds is how many times a spinning Lease yields before it parks (some microseconds).
 const spinRounds = 64
 
-// NewMemory returns an empty queue (or one recovered from WithJournal's records).
+// NewMemory returns an empty queue (or one recovered from WithJournal's records). With
+// WithRegisterer it registers the queue's metrics, and returns the registerer's error if that fails.
 func NewMemory(opts ...Option) (*Memory, error) {
 	cfg := memConfig{lease: 30 * time.Second, logger: zap.NewNop()}
 	for _, o := range opts {
@@ -297,7 +307,30 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	q.seq = cfg.lastID
 	q.spare.New = newWaiter
 	q.recover(cfg.recovered)
+	q.seq0 = q.seq
+	if cfg.name != "" {
+		q.cfg.logger = cfg.logger.With(zap.String("queue", cfg.name))
+	}
+	if cfg.reg != nil {
+		c := newMemoryCollector(q)
+		if err := cfg.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register queue metrics (queues that share a registerer need names: WithQueueName): %w", err)
+		}
+		q.metricsReg, q.metrics = cfg.reg, c
+	}
 	return q, nil
+}
+
+// counts are what the queue counted since NewMemory, for its metrics: the IDs it handed out and
+// the leases that expired.
+func (q *Memory) counts() (added, expired uint64) {
+	q.inMu.Lock()
+	added = q.seq - q.seq0
+	q.inMu.Unlock()
+	q.mu.Lock()
+	expired = q.expired
+	q.mu.Unlock()
+	return added, expired
 }
 
 // clock reads the time as the queue keeps it: one plus the nanoseconds since base on the monotonic
@@ -732,6 +765,7 @@ func (q *Memory) expireLocked(now int64) {
 		})
 	}
 	q.scratch = nil // toReady drains the fast lane into q.scratch
+	q.expired += uint64(len(exp))
 	for _, e := range exp {
 		e.deadline = 0
 		q.live++
@@ -1500,11 +1534,17 @@ func (q *Memory) Stats(ctx context.Context) (Stats, error) {
 }
 
 // Close stops the queue at once: Add and Lease return ErrClosed (blocked Leases too). Leases already
-// handed out may still be acked, nacked, extended or buried. Idempotent.
+// handed out may still be acked, nacked, extended or buried. It unregisters the queue's metrics
+// (see WithRegisterer). Idempotent.
 func (q *Memory) Close() error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	q.closeLocked()
+	reg := q.metricsReg
+	q.metricsReg = nil
+	q.mu.Unlock()
+	if reg != nil {
+		reg.Unregister(q.metrics)
+	}
 	return nil
 }
 

@@ -17,6 +17,8 @@ type memConfig struct {
 	recovered   []Record
 	lastID      uint64
 	logger      *zap.Logger
+	reg         prometheus.Registerer
+	name        string
 }
 
 type optionFunc func(*memConfig)
@@ -39,6 +41,15 @@ func WithJournal(j Journal, recovered []Record, lastID uint64) Option {
 	return optionFunc(func(c *memConfig) { c.journal = j; c.recovered = recovered; c.lastID = lastID })
 }
 
+// WithQueueName names the queue: its metrics carry the label queue="name" and its log lines the
+// field queue, so that several queues can register with one registerer. Queues that share a
+// registerer must all be named (workqueue/jetstream's are, by their stream's name), each
+// differently: NewMemory returns the registerer's error for an unnamed one beside another queue,
+// or a name taken. Default "".
+func WithQueueName(name string) Option {
+	return optionFunc(func(c *memConfig) { c.name = name })
+}
+
 // CommonOption is an option that every podblocks component in this package takes.
 type CommonOption interface {
 	Option
@@ -55,9 +66,11 @@ func WithLogger(l *zap.Logger) CommonOption { return loggerOption{l} }
 
 type registererOption struct{ r prometheus.Registerer }
 
-func (o registererOption) apply(*memConfig)        {}
+func (o registererOption) apply(c *memConfig)      { c.reg = o.r }
 func (o registererOption) applyPool(c *poolConfig) { c.reg = o.r }
 
 // WithRegisterer registers the component's metrics with r. Default nil: metrics exist but are not
-// registered.
+// registered. The package doc lists them. A Memory queue's are read from the queue when r's
+// gatherer is scraped (see NewStatsCollector), cost its calls nothing, and are unregistered by
+// Close.
 func WithRegisterer(r prometheus.Registerer) CommonOption { return registererOption{r} }
