@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	bbolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
@@ -35,6 +36,7 @@ type config struct {
 	noSync   bool
 	asyncAck bool
 	logger   *zap.Logger
+	name     string
 }
 
 type optionFunc func(*config)
@@ -54,6 +56,19 @@ func WithMaxAttempts(n int) Option {
 // WithLogger sets the logger. Default zap.NewNop().
 func WithLogger(l *zap.Logger) Option {
 	return optionFunc(func(c *config) { c.logger = l; c.mem = append(c.mem, workqueue.WithLogger(l)) })
+}
+
+// WithRegisterer registers the queue's metrics with r: those of workqueue.Memory (see
+// workqueue.WithRegisterer and workqueue.NewStatsCollector), read at scrape time. Close
+// unregisters them. Default nil: not registered.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return optionFunc(func(c *config) { c.mem = append(c.mem, workqueue.WithRegisterer(r)) })
+}
+
+// WithQueueName names the queue in its metrics (the label queue="name") and log lines, so that
+// several queues can register with one registerer (see workqueue.WithQueueName). Default "".
+func WithQueueName(name string) Option {
+	return optionFunc(func(c *config) { c.name = name; c.mem = append(c.mem, workqueue.WithQueueName(name)) })
 }
 
 // WithOpenTimeout bounds how long Open waits for another process's lock on the file. Default 5s.
@@ -158,6 +173,12 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	cfg := config{timeout: 5 * time.Second, logger: zap.NewNop()}
 	for _, o := range opts {
 		o.apply(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = zap.NewNop()
+	}
+	if cfg.name != "" {
+		cfg.logger = cfg.logger.With(zap.String("queue", cfg.name))
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: cfg.timeout, NoSync: cfg.noSync, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {

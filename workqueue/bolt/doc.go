@@ -24,6 +24,13 @@
 // Ack, Nack, Release or Bury. A lease that ran out keeps its record until its item's next lease
 // ends so (a Shutdown drains the leases held, not those).
 //
+// # Metrics
+//
+// WithRegisterer registers the metrics of the queue's workqueue.Memory (see the workqueue package
+// doc), read at scrape time: podblocks_workqueue_queue_items{state}, ..._added_total (since Open),
+// ..._expired_leases_total and ..._stats_errors_total, labelled queue="name" with WithQueueName.
+// Close unregisters them.
+//
 // # Lifecycle
 //
 // Open opens (or creates) the file, recovers the items and starts nothing. The file is locked while
