@@ -52,6 +52,14 @@
 // the Lease if the server says it is not found. No answer counts as a failover. Open makes the
 // consumer again.
 //
+// # Metrics
+//
+// WithRegisterer registers podblocks_workqueue_queue_items{state} and
+// podblocks_workqueue_queue_stats_errors_total, labelled queue="<name>" (see
+// workqueue.NewStatsCollector): each scrape reads Stats, two JetStream API requests bounded by 2s;
+// a failed one is logged and counted, and leaves the gauges out of that scrape. Close
+// unregisters them.
+//
 // # Concurrency
 //
 // Safe for concurrent use, and any number of processes may open the same queue name: they share

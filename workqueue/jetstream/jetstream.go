@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/podblocks/podblocks/workqueue"
@@ -147,6 +148,7 @@ type config struct {
 	batch       int
 	asyncAck    bool
 	logger      *zap.Logger
+	reg         prometheus.Registerer
 }
 
 type optionFunc func(*config)
@@ -175,6 +177,18 @@ func WithAsyncAck() Option { return optionFunc(func(c *config) { c.asyncAck = tr
 
 // WithLogger sets the logger. Default zap.NewNop().
 func WithLogger(l *zap.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
+
+// WithRegisterer registers the queue's metrics with r: podblocks_workqueue_queue_items{state} and
+// podblocks_workqueue_queue_stats_errors_total with the label queue="<name>" (see
+// workqueue.NewStatsCollector), read with Stats (two JetStream API requests, up to 2s) when r's
+// gatherer is scraped. Ready is the consumer's pending count, leased its ack-pending count (nacked
+// and delayed items included), dead the dead-letter stream's messages; delayed is always 0. A
+// failed Stats is logged and counted, and leaves the gauges out of that scrape. Open returns the
+// registerer's error if r has a queue of this name already, or an unnamed one (see
+// workqueue.WithQueueName); Close unregisters them. Default nil: not registered.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return optionFunc(func(c *config) { c.reg = r })
+}
 
 // ConsumerName is the durable pull consumer every Queue of one name shares.
 const ConsumerName = "workers"
@@ -207,6 +221,10 @@ type Queue struct {
 
 	closeCtx context.Context
 	closeFn  context.CancelFunc
+
+	// metricsReg is the registerer the metrics are registered with until Close (under mu).
+	metricsReg prometheus.Registerer
+	metrics    prometheus.Collector
 
 	tokSeq    atomic.Uint64
 	fetchMu   sync.Mutex             // one no-wait pull at a time
@@ -397,6 +415,13 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer: %w", err)
+	}
+	if cfg.reg != nil {
+		c := workqueue.NewStatsCollector(name, q.Stats, cfg.logger)
+		if err := cfg.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register queue metrics of %s (queues that share a registerer need names, each its own): %w", name, err)
+		}
+		q.metricsReg, q.metrics = cfg.reg, c
 	}
 	q.closeCtx, q.closeFn = context.WithCancel(context.Background())
 	return q, nil
@@ -1098,7 +1123,8 @@ func (q *Queue) Statusz() (title string, header []string, rows [][]string) {
 // for the next Lease after theirs gave up, and those the server has sent to a blocking pull as it
 // is stopped (see waitPull for the window left). The connection stays open. Close returns once
 // the blocking pulls have ended and the goroutines that held such messages have exited. Leases
-// already handed out may still be acked. Idempotent.
+// already handed out may still be acked. It unregisters the queue's metrics (see WithRegisterer).
+// Idempotent.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	if q.closed.Load() {
@@ -1107,7 +1133,12 @@ func (q *Queue) Close() error {
 	}
 	q.closed.Store(true)
 	cur := q.cur.Swap(nil)
+	reg := q.metricsReg
+	q.metricsReg = nil
 	q.mu.Unlock()
+	if reg != nil {
+		reg.Unregister(q.metrics)
+	}
 	q.closeFn()
 	if cur != nil {
 		q.release(cur)

@@ -1,0 +1,92 @@
+package jetstream_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/workqueue"
+	wqjs "github.com/podblocks/podblocks/workqueue/jetstream"
+)
+
+// scrapeQueue scrapes g as Prometheus does (a failed collector would make it answer 500) and
+// returns the samples of the queue metrics.
+func scrapeQueue(t *testing.T, g prometheus.Gatherer) []string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		t.Errorf("scrape: %d %s", rec.Code, rec.Body)
+	}
+	var out []string
+	for l := range strings.Lines(rec.Body.String()) {
+		if strings.HasPrefix(l, "podblocks_workqueue_queue_") {
+			out = append(out, strings.TrimSuffix(l, "\n"))
+		}
+	}
+	return out
+}
+
+// TestMetrics checks the queue's metrics against a known state (one item each ready, leased and
+// dead), labelled with the queue's name; a second queue of the name on the registerer is refused;
+// a scrape whose Stats fails, its connection closed, leaves the gauges out and counts the failure.
+func TestMetrics(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nc := startConn(t)
+	reg := prometheus.NewRegistry()
+	q := openQueue(ctx, t, nc, "jobs", wqjs.WithRegisterer(reg), wqjs.WithFetchBatch(1), wqjs.WithLeaseDuration(time.Minute))
+	for _, p := range []string{"a", "b", "c", "d"} {
+		if _, err := q.Add(ctx, []byte(p), workqueue.AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		it, err := q.Lease(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch i {
+		case 0:
+			err = q.Ack(ctx, it.Lease)
+		case 1:
+			err = q.Bury(ctx, it.Lease, "bad input")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{
+		`podblocks_workqueue_queue_items{queue="jobs",state="dead"} 1`,
+		`podblocks_workqueue_queue_items{queue="jobs",state="delayed"} 0`,
+		`podblocks_workqueue_queue_items{queue="jobs",state="leased"} 1`,
+		`podblocks_workqueue_queue_items{queue="jobs",state="ready"} 1`,
+		`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 0`,
+	}
+	var got []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last scrape: %q", got)
+		}
+	}()
+	await.True(t, "the server's counts", 10*time.Second, func() bool {
+		got = scrapeQueue(t, reg)
+		return cmp.Equal(want, got)
+	})
+	if _, err := wqjs.Open(ctx, nc, "jobs", wqjs.WithRegisterer(reg)); err == nil || !strings.Contains(err.Error(), "need names") {
+		t.Errorf("a second queue jobs on the registerer: %v, want the registerer's error", err)
+	}
+
+	nc.Close()
+	got = scrapeQueue(t, reg)
+	if diff := cmp.Diff([]string{`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 1`}, got); diff != "" {
+		t.Errorf("a scrape with the connection closed (-want +got):\n%s", diff)
+	}
+}
