@@ -93,22 +93,26 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	source := fs.String("source", "", "also feed the queue from a book-style item source at this URL (GET /api/v1/items)")
 	poll := fs.Duration("poll", 5*time.Second, "how often to list the -source")
 	verbose := fs.Bool("v", false, "log at info level")
+	metricsAddr := fs.String("metrics", "", "serve the queue's Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090; default: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := newLogger(*verbose)
 	defer log.Sync()
 
+	reg := prometheus.NewRegistry()
 	var q workqueue.Queue
 	switch *backend {
 	case "memory":
-		m, err := workqueue.NewMemory(workqueue.WithLeaseDuration(*lease), workqueue.WithMaxAttempts(*maxAttempts), workqueue.WithLogger(log))
+		m, err := workqueue.NewMemory(workqueue.WithLeaseDuration(*lease), workqueue.WithMaxAttempts(*maxAttempts), workqueue.WithLogger(log),
+			workqueue.WithRegisterer(reg))
 		if err != nil {
 			return err
 		}
 		q = m
 	case "bolt":
-		b, err := bolt.Open(*path, bolt.WithLeaseDuration(*lease), bolt.WithMaxAttempts(*maxAttempts), bolt.WithLogger(log))
+		b, err := bolt.Open(*path, bolt.WithLeaseDuration(*lease), bolt.WithMaxAttempts(*maxAttempts), bolt.WithLogger(log),
+			bolt.WithRegisterer(reg))
 		if err != nil {
 			return err
 		}
@@ -120,7 +124,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer nc.Close()
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		j, err := wqjs.Open(octx, nc, *name, wqjs.WithLeaseDuration(*lease), wqjs.WithMaxAttempts(*maxAttempts), wqjs.WithReplicas(*replicas), wqjs.WithLogger(log))
+		j, err := wqjs.Open(octx, nc, *name, wqjs.WithLeaseDuration(*lease), wqjs.WithMaxAttempts(*maxAttempts), wqjs.WithReplicas(*replicas), wqjs.WithLogger(log),
+			wqjs.WithRegisterer(reg))
 		cancel()
 		if err != nil {
 			return err
@@ -130,6 +135,13 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("-backend %q: want memory, bolt or jetstream", *backend)
 	}
 	defer q.Close()
+	if *metricsAddr != "" {
+		stop, err := serveMetrics("serve", *metricsAddr, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	api, err := workqueue.NewAPI(q, workqueue.WithAPILogger(log), workqueue.WithMaxWait(60*time.Second))
 	if err != nil {
@@ -267,7 +279,7 @@ func work(ctx context.Context, args []string) error {
 		return err
 	}
 	if *metricsAddr != "" {
-		stop, err := serveMetrics(*metricsAddr, reg, log)
+		stop, err := serveMetrics("work", *metricsAddr, reg, log)
 		if err != nil {
 			return err
 		}
@@ -295,11 +307,12 @@ func work(ctx context.Context, args []string) error {
 	return nil
 }
 
-// serveMetrics serves reg's metrics at http://addr/metrics until stop.
-func serveMetrics(addr string, reg *prometheus.Registry, log *zap.Logger) (stop func(), err error) {
+// serveMetrics serves reg's metrics at http://addr/metrics until stop; cmd names the subcommand
+// in its error.
+func serveMetrics(cmd, addr string, reg *prometheus.Registry, log *zap.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("work: -metrics: %w", err)
+		return nil, fmt.Errorf("%s: -metrics: %w", cmd, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

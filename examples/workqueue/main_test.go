@@ -104,17 +104,7 @@ echo "$p" | tr a-z A-Z > "$OUTPUT_DIR/result"`
 		return err == nil && s.Depth() == 0
 	})
 	// The pool's metrics, on -metrics: three acked, one retried (fail-once's first attempt).
-	var scraped string
-	await.True(t, "the metrics to count the outcomes", 10*time.Second, func() bool {
-		resp, err := http.Get("http://" + metrics + "/metrics")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		scraped = string(b)
-		return strings.Contains(scraped, `podblocks_workqueue_items_total{outcome="acked"} 3`)
-	})
+	scraped := awaitMetrics(t, metrics, `podblocks_workqueue_items_total{outcome="acked"} 3`)
 	if !strings.Contains(scraped, `podblocks_workqueue_items_total{outcome="retried"} 1`) {
 		t.Errorf("metrics without one retried item:\n%s", scraped)
 	}
@@ -250,6 +240,76 @@ func killTest(t *testing.T, restartServer func() (*proc, string), serverKill boo
 	}
 	if len(m) != n {
 		t.Errorf("%d distinct payloads processed, want %d", len(m), n)
+	}
+}
+
+// awaitMetrics scrapes http://addr/metrics until the scrape has every line of want, and returns
+// the last scrape.
+func awaitMetrics(t *testing.T, addr string, want ...string) string {
+	t.Helper()
+	var scraped string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last scrape:\n%s", scraped)
+		}
+	}()
+	await.True(t, "the metrics "+strings.Join(want, ", "), 10*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		scraped = string(b)
+		for _, w := range want {
+			if !strings.Contains(scraped, w) {
+				return false
+			}
+		}
+		return true
+	})
+	return scraped
+}
+
+// TestServeMetrics: serve -metrics exposes the queue's metrics, of each backend; a -metrics address
+// that cannot be bound is an error naming the subcommand and flag.
+func TestServeMetrics(t *testing.T) {
+	node, err := natstest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown()
+	for _, tc := range []struct {
+		backend string
+		args    []string
+		want    []string
+	}{
+		{"memory", nil, []string{`podblocks_workqueue_queue_items{state="ready"} 1`, `podblocks_workqueue_queue_items{state="leased"} 1`, "podblocks_workqueue_queue_added_total 2"}},
+		{"bolt", []string{"-path", filepath.Join(t.TempDir(), "q.db")}, []string{`podblocks_workqueue_queue_items{state="ready"} 1`, `podblocks_workqueue_queue_items{state="leased"} 1`, "podblocks_workqueue_queue_added_total 2"}},
+		// The lease's pull takes both items (a fetch batch of 10): both are ack-pending.
+		{"jetstream", []string{"-nats", node.URL(), "-name", "thumbs"}, []string{`podblocks_workqueue_queue_items{queue="thumbs",state="leased"} 2`, `podblocks_workqueue_queue_stats_errors_total{queue="thumbs"} 0`}},
+	} {
+		t.Run(tc.backend, func(t *testing.T) {
+			metrics := freeport.TCP(t)
+			_, url := startServe(t, append([]string{"-backend", tc.backend, "-http", "127.0.0.1:0", "-metrics", metrics}, tc.args...)...)
+			c, _ := workqueue.NewClient(url, nil)
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for _, p := range []string{"cat.png", "dog.png"} {
+				if _, err := c.Add(ctx, []byte(p), workqueue.AddOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := c.Lease(ctx); err != nil {
+				t.Fatal(err)
+			}
+			awaitMetrics(t, metrics, tc.want...)
+		})
+	}
+	out, err := exec.Command(binary, "serve", "-http", "127.0.0.1:0", "-metrics", "256.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "serve: -metrics:") {
+		t.Errorf("serve -metrics 256.0.0.1:0: %v, %s; want an error naming serve and -metrics", err, out)
 	}
 }
 
