@@ -23,6 +23,12 @@
 // somaxconn; "random" picks a server per request like nutcracker but from Go's generator. The
 // extensions no_reshard and health_check_interval are rejected by nutcracker itself.
 //
+// tcpkeepalive sets SO_KEEPALIVE on client connections with the kernel's timing
+// (net.ipv4.tcp_keepalive_*), as nutcracker does, and also on server connections, which nutcracker
+// 0.5.0 leaves without it: there Go's 15 s idle time and interval apply, so that a server that
+// vanished (a NAT or conntrack entry dropped, a host gone) is found while the connection is idle
+// rather than by the next request's timeout.
+//
 // # Lifecycle
 //
 // NewServer validates and starts nothing. Run listens on every pool's address (and the stats

@@ -1,5 +1,7 @@
 package twemproxy
 
+import "net"
+
 // PolledClients returns how many of the clients of pool the poller reads (pollIdle or pollBusy)
 // and how many clients the pool has.
 func PolledClients(s *Server, pool string) (polled, total int) {
@@ -51,4 +53,19 @@ func runningPool(s *Server, name string) *pool {
 		return pr.p
 	}
 	return nil
+}
+
+// ClientConns returns the connections of the clients of pool.
+func ClientConns(s *Server, pool string) []net.Conn {
+	p := runningPool(s, pool)
+	if p == nil {
+		return nil
+	}
+	p.clientMu.Lock()
+	defer p.clientMu.Unlock()
+	var conns []net.Conn
+	for c := range p.clients {
+		conns = append(conns, c.conn)
+	}
+	return conns
 }

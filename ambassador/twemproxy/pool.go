@@ -576,7 +576,7 @@ func newPool(cfg *PoolConfig, proto Protocol, o *options, total *atomic.Int64) *
 
 func (p *pool) listen() error {
 	cfg := p.cfg
-	lc := net.ListenConfig{}
+	lc := net.ListenConfig{KeepAlive: -1} // run sets a client's keepalive, as tcpkeepalive says
 	if cfg.ListenNetwork == "unix" {
 		_ = os.Remove(cfg.ListenAddr) // a stale socket file; Reload never binds a path a pool of its own holds
 	}
@@ -643,9 +643,14 @@ func (p *pool) run(ctx context.Context) {
 			}
 			continue
 		}
-		if max := p.currentCfg().ClientConnections; max > 0 && p.clientConns.Load() >= int64(max) {
+		cfg := p.currentCfg()
+		if max := cfg.ClientConnections; max > 0 && p.clientConns.Load() >= int64(max) {
 			conn.Close()
 			continue
+		}
+		if tc, ok := conn.(*net.TCPConn); ok && cfg.TCPKeepalive {
+			// SO_KEEPALIVE with the kernel's timing, as nutcracker sets it on client connections.
+			_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1})
 		}
 		c := newClient(p, conn)
 		p.clientMu.Lock()
