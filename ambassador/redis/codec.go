@@ -457,10 +457,13 @@ func (p *Protocol) local(r *twemproxy.Request, cmd string) error {
 		r.Quit = true
 		r.Resp = append(r.Resp, replyOK...)
 	case "SELECT":
-		if len(r.Scratch) != 2 || string(a.arg(1)) != "0" {
-			return localErr(r, "SELECT is not allowed: the sharding proxy serves DB 0 only")
+		if len(r.Scratch) != 2 {
+			return localErr(r, "wrong number of arguments for 'select' command")
 		}
-		r.Resp = append(r.Resp, replyOK...)
+		// The pool answers it (SelectReply): it knows the database its servers are on.
+		r.Select = true
+		r.Keys = append(r.Keys[:0], r.Scratch[1])
+		r.Resp = append(r.Resp, "-ERR SELECT is handled by the pool\r\n"...)
 	}
 	return nil
 }
@@ -765,7 +768,16 @@ func (p *Protocol) AuthReply(dst []byte, status twemproxy.AuthStatus) []byte {
 	}
 }
 
-// Handshake sends AUTH (redis_auth) and SELECT (redis_db) on new server connections.
+// SelectReply answers a client's SELECT: +OK for db, the pool's redis_db, an error otherwise.
+func (p *Protocol) SelectReply(dst []byte, db int, ok bool) []byte {
+	if ok {
+		return append(dst, replyOK...)
+	}
+	return fmt.Appendf(dst, "-ERR SELECT is not allowed: the sharding proxy serves DB %d only\r\n", db)
+}
+
+// Handshake sends AUTH (redis_auth) and SELECT (redis_db) on new server connections; a server
+// that refuses either (SELECT of a database it does not have) fails the connection.
 func (p *Protocol) Handshake(pc *twemproxy.PoolConfig) ([]byte, int) {
 	var b []byte
 	n := 0

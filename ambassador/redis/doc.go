@@ -19,9 +19,10 @@
 //     ("{user:1}:a", "{user:1}:b").
 //   - COMMAND and LOLWUT, which have no key, go to the server that an empty key maps to; every
 //     server of a pool answers them alike.
-//   - PING, ECHO, QUIT and SELECT 0 are answered by the proxy. In a pool with redis_auth, clients
-//     must AUTH with that password first (the proxy authenticates to the servers itself, and
-//     selects redis_db).
+//   - PING, ECHO and QUIT are answered by the proxy, and so is SELECT: +OK for the pool's
+//     redis_db (0 by default), the database the proxy selects on every server connection, and an
+//     error naming it for any other. In a pool with redis_auth, clients must AUTH with that
+//     password first (the proxy authenticates to the servers itself).
 //
 // The one difference from nutcracker: where the proxy sees every key of a command and they are on
 // different servers, it refuses the command with "-ERR keys of '<command>' are on different
@@ -30,6 +31,12 @@
 // ZUNION, ZINTER and ZDIFF go to their keys' server too, where nutcracker routes them by their
 // numkeys argument. SORT's BY and GET patterns name keys the proxy cannot see: they are read on
 // the sorted key's server, as with nutcracker.
+//
+// redis_db: like nutcracker, the proxy sends SELECT on each new server connection when redis_db is
+// not 0; unlike nutcracker 0.5.0, which drops the reply unread, it checks it. A server that refuses
+// the database (redis_db at or over its "databases") fails the connection, and the requests get
+// that error, where nutcracker goes on and reads and writes the keys in database 0. Nutcracker
+// closes a client connection that sends SELECT; the proxy answers it as above.
 //
 // The commands that nutcracker does not forward either get "-ERR unsupported command" and the
 // connection stays usable: those that span the keyspace or the server (KEYS, SCAN, RANDOMKEY,

@@ -129,7 +129,9 @@ func TestBadInput(t *testing.T) {
 }
 
 // TestAuthAndDB: with redis_auth the proxy authenticates to the servers and requires clients to
-// AUTH with the same password, as nutcracker does; redis_db selects the servers' database.
+// AUTH with the same password, as nutcracker does; redis_db selects the servers' database. A
+// client's SELECT of that database is answered +OK, of any other an error that names the pool's
+// (the old code answered +OK to SELECT 0, whose keys then went to DB 3, and refused SELECT 3).
 func TestAuthAndDB(t *testing.T) {
 	needRedis(t)
 	backends := startRedis(t, 2)
@@ -147,7 +149,13 @@ func TestAuthAndDB(t *testing.T) {
 		{[]string{"GET", "a"}, "-NOAUTH Authentication required."},
 		{[]string{"AUTH", "wrong"}, "-WRONGPASS invalid username-password pair or user is disabled."},
 		{[]string{"SET", "a", "1"}, "-NOAUTH Authentication required."},
+		{[]string{"SELECT", "3"}, "-NOAUTH Authentication required."},
 		{[]string{"AUTH", "s3cret"}, "+OK"},
+		{[]string{"SELECT", "3"}, "+OK"},
+		{[]string{"SELECT", "0"}, "-ERR SELECT is not allowed: the sharding proxy serves DB 3 only"},
+		{[]string{"SELECT", "03"}, "-ERR SELECT is not allowed: the sharding proxy serves DB 3 only"},
+		{[]string{"SELECT"}, "-ERR wrong number of arguments for 'select' command"},
+		{[]string{"SELECT", "3", "4"}, "-ERR wrong number of arguments for 'select' command"},
 		{[]string{"SET", "a", "1"}, "+OK"},
 		{[]string{"MSET", "b", "2", "c", "3", "d", "4"}, "+OK"},
 		{[]string{"MGET", "a", "b", "c", "d"}, "[$1 $2 $3 $4]"},
@@ -174,5 +182,19 @@ func TestAuthAndDB(t *testing.T) {
 	addr2, _, _ := startProxy(t, "", plain, &redis.Protocol{})
 	if got := dial(t, addr2).must(t, "AUTH", "x"); !strings.HasPrefix(got, "-ERR AUTH <password> called without any password") {
 		t.Errorf("AUTH without redis_auth: %s", got)
+	}
+}
+
+// A redis_db the servers do not have fails their connections, and requests get the server's
+// refusal, where nutcracker 0.5.0 drops the SELECT reply unread and goes on in database 0.
+func TestRedisDBOutOfRange(t *testing.T) {
+	needRedis(t)
+	backends := startRedis(t, 1)
+	addr, _, _ := startProxy(t, "  redis_db: 20\n", backends, &redis.Protocol{})
+	if got := dial(t, addr).must(t, "SET", "a", "1"); !strings.Contains(got, "DB index is out of range") {
+		t.Errorf("SET with redis_db 20 = %q, want the server's refusal of SELECT 20", got)
+	}
+	if got := dial(t, backends[0].Addr).must(t, "EXISTS", "a"); got != ":0" {
+		t.Errorf("EXISTS a in database 0 = %s, want :0", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -313,6 +314,9 @@ func (c *client) route(batch []*Request, scratch *routeScratch) {
 	st := p.st
 	local := false
 	for _, r := range batch {
+		if r.Select {
+			c.answerSelect(st.cfg, r)
+		}
 		c.checkAuth(st.cfg, r)
 		local = local || r.Local
 	}
@@ -346,6 +350,20 @@ func (c *client) route(batch []*Request, scratch *routeScratch) {
 	if frags > 0 {
 		p.fragments.Add(int64(frags))
 	}
+}
+
+// answerSelect answers a client's selection of a database: a success for the pool's redis_db, the
+// database of its server connections, an error for any other. (checkAuth, after it, answers it
+// instead while the client must authenticate.)
+func (c *client) answerSelect(cfg *PoolConfig, r *Request) {
+	r.Local, r.MultiKey = true, false
+	sel, ok := c.p.proto.(Selector)
+	if !ok {
+		r.Resp = c.p.proto.ErrorReply(r.Resp[:0], errors.New("unsupported command"))
+		return
+	}
+	match := len(r.Keys) == 1 && string(r.Key(0)) == strconv.Itoa(cfg.RedisDB)
+	r.Resp = sel.SelectReply(r.Resp[:0], cfg.RedisDB, match)
 }
 
 // checkAuth answers password handshakes and, in a pool with redis_auth, every request of a

@@ -34,6 +34,9 @@ type Request struct {
 	// Auth: the request is a password handshake (redis AUTH); Keys[0] is the password. The pool
 	// answers it itself, through the protocol's Authenticator.
 	Auth bool
+	// Select: the request selects a database (redis SELECT); Keys[0] is the database it names. The
+	// pool answers it itself, through the protocol's Selector.
+	Select bool
 	// Scratch is free for the Protocol to use (for example, element spans while merging).
 	Scratch []Span
 	// KeyFrag, for a split request, gives for each key the index of the fragment that carries it.
@@ -59,7 +62,7 @@ func (r *Request) Key(i int) []byte { return r.Buf[r.Keys[i].Start:r.Keys[i].End
 
 func (r *Request) reset() {
 	r.Buf, r.Keys, r.Resp, r.Scratch, r.KeyFrag = r.Buf[:0], r.Keys[:0], r.Resp[:0], r.Scratch[:0], r.KeyFrag[:0]
-	r.Kind, r.NoReply, r.Local, r.Quit, r.MultiKey, r.Auth = 0, false, false, false, false, false
+	r.Kind, r.NoReply, r.Local, r.Quit, r.MultiKey, r.Auth, r.Select = 0, false, false, false, false, false, false
 	r.frags, r.err, r.server, r.c, r.parent, r.left, r.done, r.readyBytes = r.frags[:0], nil, nil, nil, nil, 0, false, 0
 }
 
@@ -108,6 +111,15 @@ const (
 type Authenticator interface {
 	// AuthReply appends the reply for status.
 	AuthReply(dst []byte, status AuthStatus) []byte
+}
+
+// Selector is implemented by protocols whose clients can select a database (redis SELECT). The
+// pool's servers are on one database, redis_db, which the proxy selects on each server connection
+// (Protocol.Handshake): a client may select that one, and no other.
+type Selector interface {
+	// SelectReply appends the reply to a client's selection of a database: a success when ok (the
+	// client named db), else an error that names db, the one database the pool serves.
+	SelectReply(dst []byte, db int, ok bool) []byte
 }
 
 // ClientError is a request a client got wrong badly enough that its connection is closed; Reply is
