@@ -14,9 +14,11 @@ import (
 // Pipeline stages move items between queues ("Designing Distributed Systems", ch. 11-12: event-driven
 // batch processing). Each is a Component: Run leases from its input(s) until ctx ends, adds what it
 // produces to its output(s), and acks the input only after every add succeeded, so a crash between
-// the two repeats the add (at least once). An add that fails is tried again while the stage holds
-// the input item (see WithStageRetry), so an outage of the output uses up none of the input's
-// attempts; a closed output ends Run with ErrClosed. An input item's Key is kept on what a Copier,
+// the two repeats the add (at least once). An add that fails, or gets no answer within half the
+// time left on the input's lease, is tried again while the stage holds the input item (see
+// WithStageRetry), so an outage of the output, or one that hangs, uses up none of the input's
+// attempts; a closed output ends Run with ErrClosed. An add in flight when ctx ends is waited for,
+// up to that half lease, so that its input item is acked rather than added again. An input item's Key is kept on what a Copier,
 // Filter, Sharder, Merger or Join produces, so the output queue's key rules apply to it as to any
 // keyed Add (an add absorbed by a waiting item of its key ends there; use keyless items where every
 // item must travel on); a Splitter's parts and a Reduce's result are keyless items of their own.
@@ -116,7 +118,9 @@ func newOutlet(opts []StageOption) *outlet { return &outlet{cfg: stageCfg(opts)}
 // made. It does not nack an item whose add failed: that would use up one of its attempts, and a
 // short outage of the output would send the input to the dead letters. It holds the items instead,
 // extending their leases, and tries the adds not made yet again after the stage's retry delay
-// (doubled each time, up to backoffCap times it). It ends
+// (doubled each time, up to backoffCap times it). An add gets addWait: one the output does not
+// answer in time (a server that stopped answering without closing) fails like any other, while
+// the leases still have time left to be extended. It ends
 //   - when every add is made: it acks the items;
 //   - when ctx ends or a lease is lost: it gives the items back (where the queue can, without
 //     counting the attempt);
@@ -135,7 +139,7 @@ func (o *outlet) deliver(ctx context.Context, held []heldItem, outs []emit) erro
 	for {
 		var err error
 		for len(outs) > 0 {
-			if _, err = outs[0].q.Add(octx, outs[0].payload, AddOptions{Key: outs[0].key}); err != nil {
+			if err = o.add(octx, outs[0], deadlines); err != nil {
 				break
 			}
 			outs = outs[1:]
@@ -143,7 +147,9 @@ func (o *outlet) deliver(ctx context.Context, held []heldItem, outs []emit) erro
 		if err == nil {
 			break
 		}
+		var slow *addTimeout
 		switch {
+		case errors.As(err, &slow): // the output's outage, whatever error the queue made of it
 		case errors.Is(err, ErrClosed):
 			o.giveBack(octx, held)
 			return errOutputClosed
@@ -167,6 +173,37 @@ func (o *outlet) deliver(ctx context.Context, held []heldItem, outs []emit) erro
 	return nil
 }
 
+// add makes the add e, giving up after addWait.
+func (o *outlet) add(ctx context.Context, e emit, deadlines []time.Time) error {
+	d := o.addWait(deadlines)
+	actx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	_, err := e.q.Add(actx, e.payload, AddOptions{Key: e.key})
+	if err != nil && actx.Err() != nil {
+		return &addTimeout{d, err}
+	}
+	return err
+}
+
+// addTimeout is an output add that got no answer within d.
+type addTimeout struct {
+	d   time.Duration
+	err error
+}
+
+func (e *addTimeout) Error() string { return fmt.Sprintf("no answer within %v: %v", e.d, e.err) }
+func (e *addTimeout) Unwrap() error { return e.err }
+
+// addWait bounds one output add: half the time left on the shortest lease held, so that the leases
+// can still be extended after an add the output does not answer; backoffCap times the retry delay
+// when no deadline is known (or all read as past).
+func (o *outlet) addWait(deadlines []time.Time) time.Duration {
+	if left, ok := shortestLeft(deadlines); ok {
+		return max(left/2, minRenew)
+	}
+	return backoffCap * max(o.cfg.retry, time.Millisecond)
+}
+
 // extend renews the leases of held and records their deadlines. It reports false when one is lost
 // (or its queue closed); another error (the input unreachable too) leaves the lease to the next try.
 func (o *outlet) extend(ctx context.Context, held []heldItem, deadlines []time.Time) bool {
@@ -185,15 +222,25 @@ func (o *outlet) extend(ctx context.Context, held []heldItem, deadlines []time.T
 
 // pause is wait, shortened to half the time left on the shortest lease.
 func pause(wait time.Duration, deadlines []time.Time) time.Duration {
-	for _, d := range deadlines {
-		if left := time.Until(d) / 2; left > 0 && left < wait {
-			wait = left
-		}
+	if left, ok := shortestLeft(deadlines); ok {
+		return min(wait, left/2)
 	}
 	return wait
 }
 
-// giveBack returns the items held to their queues, without counting the attempt where it can.
+// shortestLeft is the time left on the shortest lease of deadlines not past; false if there is
+// none (none known, or all read as past).
+func shortestLeft(deadlines []time.Time) (time.Duration, bool) {
+	var left time.Duration
+	ok := false
+	for _, d := range deadlines {
+		if l := time.Until(d); l > 0 && (!ok || l < left) {
+			left, ok = l, true
+		}
+	}
+	return left, ok
+}
+
 // lease leases an item from q, again after the stage's retry delay while Lease fails, but for
 // ErrClosed, which it returns, and the end of ctx (no item, no error).
 func (o *outlet) lease(ctx context.Context, q Queue) (*Item, error) {
@@ -223,6 +270,7 @@ func (o *outlet) bury(ctx context.Context, held []heldItem, reason string) {
 	}
 }
 
+// giveBack returns the items held to their queues, without counting the attempt where it can.
 func (o *outlet) giveBack(ctx context.Context, held []heldItem) {
 	for _, x := range held {
 		_ = releaseLease(ctx, x.q, x.it.Lease)
@@ -406,7 +454,8 @@ type heldItem struct {
 }
 
 // holder keeps the leases of held items alive: each is extended once a third of the time its lease
-// had left, when it was taken or last extended, has passed, so leases of any length hold.
+// had left, when it was taken or last extended, has passed, so leases of any length hold. It keeps
+// each held Item's Deadline up to date (under mu), so that after remove it is the lease's.
 type holder struct {
 	mu    sync.Mutex
 	items map[string]heldItem  // by lease token
@@ -485,6 +534,7 @@ func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
 					h.due[x.it.Lease] = time.Now().Add(time.Second)
 				} else {
 					h.due[x.it.Lease] = renewAt(time.Now(), deadline)
+					x.it.Deadline = deadline // for deliver, once the item is removed
 				}
 			}
 			h.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -498,22 +499,30 @@ func TestStagesRideOutAnOutputOutage(t *testing.T) {
 		if out.failed.Load() == 0 {
 			t.Fatal("no output add failed: the test tests nothing")
 		}
-		if s, _ := out.Stats(ctx); s.Ready != int64(tc.want) {
-			t.Errorf("output after the outage: %+v, want %d items ready (each once)", s, tc.want)
-		}
-		for i, in := range ins {
-			if s, _ := in.Stats(ctx); s != (workqueue.Stats{}) {
-				t.Errorf("input %d after the outage: %+v, want every item acked and none dead", i, s)
-			}
-		}
-		var msgs []string
-		for _, e := range logs.All() {
-			msgs = append(msgs, e.Level.String()+" "+e.Message)
-		}
-		if diff := cmp.Diff([]string{"warn output add failed; holding the input until it works", "info output add works again"}, msgs); diff != "" {
-			t.Errorf("log (-want +got):\n%s", diff)
-		}
+		checkRodeOut(t, tc, ins, out, logs)
 	})
+}
+
+// checkRodeOut checks what a stage left after an outage of its output: every item in the output
+// once, every input item acked (none dead), and the outage logged once, with its end.
+func checkRodeOut(t *testing.T, tc stageCase, ins []*workqueue.Memory, out workqueue.Queue, logs *observer.ObservedLogs) {
+	t.Helper()
+	ctx := context.Background()
+	if s, _ := out.Stats(ctx); s.Ready != int64(tc.want) {
+		t.Errorf("output after the outage: %+v, want %d items ready (each once)", s, tc.want)
+	}
+	for i, in := range ins {
+		if s, _ := in.Stats(ctx); s != (workqueue.Stats{}) {
+			t.Errorf("input %d after the outage: %+v, want every item acked and none dead", i, s)
+		}
+	}
+	var msgs []string
+	for _, e := range logs.All() {
+		msgs = append(msgs, e.Level.String()+" "+e.Message)
+	}
+	if diff := cmp.Diff([]string{"warn output add failed; holding the input until it works", "info output add works again"}, msgs); diff != "" {
+		t.Errorf("log (-want +got):\n%s", diff)
+	}
 }
 
 // checkGivenBack checks that every input item is ready again without an attempt counted.
@@ -634,6 +643,27 @@ func TestJoinHolderWithPastDeadlines(t *testing.T) {
 	}
 }
 
+// startJoin runs a Join of ins into out, joining parts with "+", until the returned stop or the
+// end of the test, and checks that its Run returns nil.
+func startJoin(t *testing.T, ins []workqueue.Queue, out workqueue.Queue, key func(*workqueue.Item) string, opts ...workqueue.StageOption) (stop func()) {
+	t.Helper()
+	j, err := workqueue.NewJoin(ins, out, key, func(parts [][]byte) ([]byte, error) { return bytes.Join(parts, []byte("+")), nil }, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx) }()
+	stop = sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Join Run: %v", err)
+		}
+	})
+	t.Cleanup(stop)
+	return stop
+}
+
 // counting counts the items leased from a Memory (and keeps its Release).
 type counting struct {
 	*workqueue.Memory
@@ -662,17 +692,8 @@ func TestJoinHoldsSecondItemsOfAKey(t *testing.T) {
 				leftMem := mustMemory(t, workqueue.WithMaxAttempts(2), workqueue.WithLeaseDuration(300*time.Millisecond))
 				left := &counting{Memory: leftMem}
 				right, out := mustMemory(t), mustMemory(t)
-				j, err := workqueue.NewJoin([]workqueue.Queue{left, right}, out,
-					func(it *workqueue.Item) string { return string(it.Payload[:1]) },
-					func(parts [][]byte) ([]byte, error) { return bytes.Join(parts, []byte("+")), nil },
-					workqueue.WithStageRetry(100*time.Millisecond))
-				if err != nil {
-					t.Fatal(err)
-				}
-				jctx, cancel := context.WithCancel(ctx)
-				defer cancel()
-				done := make(chan error, 1)
-				go func() { done <- j.Run(jctx) }()
+				stopJoin := startJoin(t, []workqueue.Queue{left, right}, out,
+					func(it *workqueue.Item) string { return string(it.Payload[:1]) }, workqueue.WithStageRetry(100*time.Millisecond))
 				addAll(t, left, noKey, "k1", "k2", "k3")
 				time.Sleep(10 * time.Second) // 33 leases, 100 retry delays
 				if n := left.leases.Load(); n != 3 {
@@ -682,10 +703,7 @@ func TestJoinHoldsSecondItemsOfAKey(t *testing.T) {
 					t.Errorf("left while its items wait for their partners: %+v, want the 3 held", s)
 				}
 				if stop {
-					cancel()
-					if err := <-done; err != nil {
-						t.Fatal(err)
-					}
+					stopJoin()
 					for n := range 3 {
 						lctx, lcancel := context.WithTimeout(ctx, time.Second)
 						it, err := leftMem.Lease(lctx)
@@ -708,11 +726,94 @@ func TestJoinHoldsSecondItemsOfAKey(t *testing.T) {
 				if s, _ := leftMem.Stats(ctx); s != (workqueue.Stats{}) {
 					t.Errorf("left after the joins: %+v, want every item acked, none dead", s)
 				}
-				cancel()
-				if err := <-done; err != nil {
-					t.Fatal(err)
-				}
 			})
 		})
 	}
+}
+
+// hung is an output queue whose server stops answering until a time without closing: an Add begun
+// before then gets no answer until its ctx ends, or, after a minute, the connection breaks.
+type hung struct {
+	*workqueue.Memory
+	until time.Time
+	hangs atomic.Int64
+}
+
+func (q *hung) Add(ctx context.Context, payload []byte, opts workqueue.AddOptions) (string, error) {
+	if time.Now().Before(q.until) {
+		q.hangs.Add(1)
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Minute):
+			return "", errors.New("connection reset by peer")
+		}
+	}
+	return q.Memory.Add(ctx, payload, opts)
+}
+
+// TestStagesRideOutAHungOutput: an output add that gets no answer is given up in time to extend
+// the input's leases, and then tried again like one that failed, while the stage holds the input.
+// An add without a deadline waited for as long as the output hung, and the input leases (2s) ran
+// out under it: each was an attempt counted, and with one attempt a dead letter.
+func TestStagesRideOutAHungOutput(t *testing.T) {
+	inOpts := []workqueue.Option{workqueue.WithMaxAttempts(1), workqueue.WithLeaseDuration(2 * time.Second)}
+	eachStage(t, inOpts, func(t *testing.T, tc stageCase, ins []*workqueue.Memory, build func(workqueue.Queue, ...workqueue.StageOption) component) {
+		out := &hung{Memory: mustMemory(t), until: time.Now().Add(10 * time.Second)}
+		core, logs := observer.New(zapcore.InfoLevel)
+		st := build(out, workqueue.WithStageLogger(zap.New(core)))
+		if err, _ := runFor(st, 2*time.Minute); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if out.hangs.Load() == 0 {
+			t.Fatal("no output add hung: the test tests nothing")
+		}
+		checkRodeOut(t, tc, ins, out, logs)
+	})
+}
+
+// TestStagesStopDuringAHungOutput: a stage stopped while its output add hangs returns within half
+// the input's lease (30s), and gives back what it holds without an attempt counted. It used to wait
+// for the add as long as the output hung, the input's leases running out meanwhile.
+func TestStagesStopDuringAHungOutput(t *testing.T) {
+	eachStage(t, nil, func(t *testing.T, tc stageCase, ins []*workqueue.Memory, build func(workqueue.Queue, ...workqueue.StageOption) component) {
+		out := &hung{Memory: mustMemory(t), until: time.Now().Add(time.Hour)}
+		start := time.Now()
+		if err, returned := runFor(build(out), 10*time.Second); err != nil || returned {
+			t.Fatalf("Run returned %v by itself: %v, want nil when stopped", returned, err)
+		}
+		if d := time.Since(start) - 10*time.Second; d > 15*time.Second {
+			t.Errorf("Run returned %v after its ctx ended, want at most half the input's 30s lease", d)
+		}
+		checkGivenBack(t, ins)
+	})
+}
+
+// TestJoinRidesOutAHungOutputAfterAWait: an item a Join waited with at the barrier, for many times
+// its lease, goes to a hung output with the deadline its last extension gave, so that the add is
+// given up in time to extend it. With the deadline of its first lease, long past, the add waited
+// half the partner's (30s) lease, 50 times the waiting item's.
+func TestJoinRidesOutAHungOutputAfterAWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		left := mustMemory(t, workqueue.WithMaxAttempts(1), workqueue.WithLeaseDuration(300*time.Millisecond))
+		right := mustMemory(t, workqueue.WithMaxAttempts(1))
+		out := &hung{Memory: mustMemory(t), until: time.Now().Add(10 * time.Second)}
+		startJoin(t, []workqueue.Queue{left, right}, out, nil)
+		addAll(t, left, func(string) string { return "k" }, "l")
+		time.Sleep(5 * time.Second)
+		addAll(t, right, func(string) string { return "k" }, "r")
+		if diff := cmp.Diff([]string{"l+r"}, take(t, out, 1)); diff != "" {
+			t.Errorf("joined (-want +got):\n%s", diff)
+		}
+		if out.hangs.Load() == 0 {
+			t.Fatal("no output add hung: the test tests nothing")
+		}
+		synctest.Wait()
+		for name, q := range map[string]*workqueue.Memory{"left": left, "right": right} {
+			if s, _ := q.Stats(ctx); s != (workqueue.Stats{}) {
+				t.Errorf("%s after the join: %+v, want its item acked, not dead", name, s)
+			}
+		}
+	})
 }
