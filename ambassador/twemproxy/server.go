@@ -207,63 +207,86 @@ func (s *Server) Reload(cfg *Config) error {
 	if s.ctx == nil || s.closed || s.ctx.Err() != nil { // Run is returning: its pools are closing
 		return ErrClosed
 	}
-	var (
-		keep    []keptPool
-		fresh   []*PoolConfig           // pools that need a new listener, in config order
-		closing = map[string]*poolRun{} // by name: the pools removed, or replaced by a fresh one
-	)
+	plan := s.planReload(cfg)
+	restoreModes, err := chmodKept(plan.keep)
+	if err != nil {
+		return fmt.Errorf("twemproxy: reload: %w", err)
+	}
+	opened, held, err := s.bindFree(plan)
+	if err != nil {
+		restoreModes()
+		return fmt.Errorf("twemproxy: reload: %w", err)
+	}
+	stopped, err := s.bindHeld(plan, held, opened)
+	if err != nil {
+		restoreModes()
+		return errors.Join(fmt.Errorf("twemproxy: reload: %w", err), s.restart(stopped))
+	}
+	s.commitReload(cfg, plan, opened, stopped)
+	return nil
+}
+
+// reloadPlan is what a Reload does with each pool.
+type reloadPlan struct {
+	keep    []keptPool          // running pools that keep their listener, with their new config
+	fresh   []*PoolConfig       // pools that need a new listener, in config order
+	closing map[string]*poolRun // by name: the pools removed, or replaced by a fresh one
+	holder  map[string]*poolRun // by listen key: the closing pool that holds the address
+}
+
+// planReload sorts the pools of cfg and the running ones into a reloadPlan. s.mu must be held.
+func (s *Server) planReload(cfg *Config) *reloadPlan {
+	plan := &reloadPlan{closing: map[string]*poolRun{}, holder: map[string]*poolRun{}}
 	for _, pc := range cfg.Pools {
 		old := s.running[pc.Name]
 		if old != nil && listenKey(old.p.cfg) == listenKey(pc) && old.p.cfg.Redis == pc.Redis {
-			keep = append(keep, keptPool{old, pc})
+			plan.keep = append(plan.keep, keptPool{old, pc})
 			continue
 		}
-		fresh = append(fresh, pc)
+		plan.fresh = append(plan.fresh, pc)
 		if old != nil {
-			closing[pc.Name] = old
+			plan.closing[pc.Name] = old
 		}
 	}
 	for name, r := range s.running {
 		if cfg.Pool(name) == nil {
-			closing[name] = r
+			plan.closing[name] = r
 		}
 	}
-	// The addresses the closing pools hold, by listen key. A kept pool holds no fresh pool's address:
-	// validate refused two pools on one.
-	holder := map[string]*poolRun{}
-	for _, r := range closing {
-		holder[listenKey(r.p.cfg)] = r
+	// A kept pool holds no fresh pool's address: validate refused two pools on one.
+	for _, r := range plan.closing {
+		plan.holder[listenKey(r.p.cfg)] = r
 	}
+	return plan
+}
 
-	restoreModes, err := chmodKept(keep)
-	if err != nil {
-		return fmt.Errorf("twemproxy: reload: %w", err)
-	}
-	opened := map[string]*pool{}
-	undo := func() { // what this reload did so far, but for stopping pools (see restart)
-		for _, p := range opened {
-			p.closeListener()
-		}
-		restoreModes()
-	}
-	// Bind every address no pool holds, while every pool serves.
-	var held []*PoolConfig
-	for _, pc := range fresh {
-		if holder[listenKey(pc)] != nil {
+// bindFree opens the listeners of the fresh pools whose address no pool holds, while every pool
+// serves, and returns them by pool name, with the fresh pools whose address a closing pool holds.
+// On an error it closes what it opened. s.mu must be held.
+func (s *Server) bindFree(plan *reloadPlan) (opened map[string]*pool, held []*PoolConfig, err error) {
+	opened = map[string]*pool{}
+	for _, pc := range plan.fresh {
+		if plan.holder[listenKey(pc)] != nil {
 			held = append(held, pc)
 			continue
 		}
 		p, err := s.openPool(pc)
 		if err != nil {
-			undo()
-			return fmt.Errorf("twemproxy: reload: %w", err)
+			closeListeners(opened)
+			return nil, nil, err
 		}
 		opened[pc.Name] = p
 	}
-	// Then stop the pools holding the other addresses, and bind those.
-	stopped := map[*poolRun]bool{}
+	return opened, held, nil
+}
+
+// bindHeld stops the closing pools that hold the addresses of the held pools and opens the held
+// pools' listeners, adding them to opened. It returns the pools it stopped; on an error it closes
+// every listener in opened, and the caller restarts the stopped pools. s.mu must be held.
+func (s *Server) bindHeld(plan *reloadPlan, held []*PoolConfig, opened map[string]*pool) (stopped map[*poolRun]bool, err error) {
+	stopped = map[*poolRun]bool{}
 	for _, pc := range held {
-		if r := holder[listenKey(pc)]; !stopped[r] {
+		if r := plan.holder[listenKey(pc)]; !stopped[r] {
 			stopped[r] = true
 			r.cancel()
 			<-r.done
@@ -272,26 +295,37 @@ func (s *Server) Reload(cfg *Config) error {
 	for _, pc := range held {
 		p, err := s.openPool(pc)
 		if err != nil {
-			undo()
-			return errors.Join(fmt.Errorf("twemproxy: reload: %w", err), s.restart(stopped))
+			closeListeners(opened)
+			return stopped, err
 		}
 		opened[pc.Name] = p
 	}
+	return stopped, nil
+}
 
-	// Nothing can fail from here on.
-	for name, r := range closing {
+func closeListeners(opened map[string]*pool) {
+	for _, p := range opened {
+		p.closeListener()
+	}
+}
+
+// commitReload makes cfg the served configuration once every listener of plan is open: it closes
+// the closing pools (but those bindHeld stopped already), swaps the kept pools' configurations and
+// starts the fresh pools. Nothing in it can fail. s.mu must be held.
+func (s *Server) commitReload(cfg *Config, plan *reloadPlan, opened map[string]*pool, stopped map[*poolRun]bool) {
+	for name, r := range plan.closing {
 		if !stopped[r] {
 			r.cancel()
 			<-r.done
 		}
 		delete(s.running, name)
 	}
-	for _, k := range keep {
+	for _, k := range plan.keep {
 		k.r.p.swap(k.r.ctx, k.pc) // the old servers drain without s.mu held
 	}
-	for _, pc := range fresh {
+	for _, pc := range plan.fresh {
 		p := opened[pc.Name]
-		if old := closing[pc.Name]; old != nil {
+		if old := plan.closing[pc.Name]; old != nil {
 			p.st.carry(old.p.state()) // a pool that moves keeps its servers' ejections and counters
 		}
 		s.startPool(p)
@@ -302,7 +336,6 @@ func (s *Server) Reload(cfg *Config) error {
 	}
 	s.cfg = cfg
 	s.opts.log.Info("configuration reloaded", zap.Int("pools", len(cfg.Pools)))
-	return nil
 }
 
 // restart starts the stopped pools again, each on its address with the configuration it served and
