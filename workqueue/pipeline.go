@@ -708,39 +708,31 @@ func NewReduce(in, out Queue, n int, reduce func(payloads [][]byte) ([]byte, err
 	return &Reduce{in: in, out: out, n: n, reduce: reduce, o: newOutlet(opts)}, nil
 }
 
-// Run implements lifecycle.Component.
+// Run implements lifecycle.Component. A Lease that fails is tried again after the stage's retry
+// delay (while a batch fills, until its flush delay is up), as in every stage.
 func (r *Reduce) Run(ctx context.Context) error {
 	for {
-		var batch []*Item
-		var lerr error
-		lctx, cancel := ctx, context.CancelFunc(func() {})
+		it, err := r.o.lease(ctx, r.in)
+		if it == nil {
+			return err
+		}
+		batch := []*Item{it}
+		fctx, cancel := context.WithTimeout(ctx, r.o.cfg.maxWait)
 		for len(batch) < r.n {
-			it, err := r.in.Lease(lctx)
-			if err != nil {
-				lerr = err
+			if it, err = r.o.lease(fctx, r.in); it == nil {
 				break
 			}
 			batch = append(batch, it)
-			if len(batch) == 1 {
-				lctx, cancel = context.WithTimeout(ctx, r.o.cfg.maxWait)
-			}
 		}
 		cancel()
-		if len(batch) > 0 {
-			if err := r.emit(ctx, batch); err != nil && ctx.Err() == nil {
-				return err
-			}
+		if err := r.emit(ctx, batch); err != nil && ctx.Err() == nil {
+			return err
 		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(lerr, ErrClosed):
-			return lerr
-		case len(batch) == 0 && lerr != nil:
-			r.o.cfg.logger.Warn("lease failed", zap.Error(lerr))
-			if !sleepCtx(ctx, r.o.cfg.retry) {
-				return nil
-			}
+		case err != nil: // the input closed
+			return err
 		}
 	}
 }

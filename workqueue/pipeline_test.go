@@ -516,13 +516,18 @@ func checkRodeOut(t *testing.T, tc stageCase, ins []*workqueue.Memory, out workq
 			t.Errorf("input %d after the outage: %+v, want every item acked and none dead", i, s)
 		}
 	}
+	if diff := cmp.Diff([]string{"warn output add failed; holding the input until it works", "info output add works again"}, logLines(logs)); diff != "" {
+		t.Errorf("log (-want +got):\n%s", diff)
+	}
+}
+
+// logLines is what was logged, as "level message" a line.
+func logLines(logs *observer.ObservedLogs) []string {
 	var msgs []string
 	for _, e := range logs.All() {
 		msgs = append(msgs, e.Level.String()+" "+e.Message)
 	}
-	if diff := cmp.Diff([]string{"warn output add failed; holding the input until it works", "info output add works again"}, msgs); diff != "" {
-		t.Errorf("log (-want +got):\n%s", diff)
-	}
+	return msgs
 }
 
 // checkGivenBack checks that every input item is ready again without an attempt counted.
@@ -814,6 +819,49 @@ func TestJoinRidesOutAHungOutputAfterAWait(t *testing.T) {
 			if s, _ := q.Stats(ctx); s != (workqueue.Stats{}) {
 				t.Errorf("%s after the join: %+v, want its item acked, not dead", name, s)
 			}
+		}
+	})
+}
+
+// flaky is an input queue whose Lease fails once, on call fail.
+type flaky struct {
+	*workqueue.Memory
+	fail, calls atomic.Int64
+}
+
+func (q *flaky) Lease(ctx context.Context) (*workqueue.Item, error) {
+	if q.calls.Add(1) == q.fail.Load() {
+		return nil, errors.New("input unavailable")
+	}
+	return q.Memory.Lease(ctx)
+}
+
+// TestReduceRidesOutALeaseErrorInABatch: a Lease that fails while a batch fills is logged and tried
+// again, as any stage's, until the batch is full or its flush delay is up; the batch gets the
+// items that arrive in that time. Reduce used to emit the partial batch at once, and not log why.
+func TestReduceRidesOutALeaseErrorInABatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		in := &flaky{Memory: mustMemory(t)}
+		in.fail.Store(2)
+		out := mustMemory(t)
+		core, logs := observer.New(zapcore.InfoLevel)
+		r, err := workqueue.NewReduce(in, out, 2, func(ps [][]byte) ([]byte, error) { return bytes.Join(ps, []byte("+")), nil },
+			workqueue.WithFlushAfter(time.Second), workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithStageLogger(zap.New(core)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addAll(t, in, noKey, "1", "2")
+		if err, _ := runFor(r, 10*time.Second); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if s, _ := out.Stats(context.Background()); s.Ready != 1 {
+			t.Errorf("output: %+v, want the one batch of both items", s)
+		}
+		if diff := cmp.Diff([]string{"1+2"}, take(t, out, 1)); diff != "" {
+			t.Errorf("batch (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"warn lease failed"}, logLines(logs)); diff != "" {
+			t.Errorf("log (-want +got):\n%s", diff)
 		}
 	})
 }
