@@ -58,6 +58,19 @@ func checkKinds(t *testing.T, srv *twemproxy.Server, network string, want map[st
 	}
 }
 
+// checkUnchanged checks that srv serves after a failed reload as before it: old is its Config, want
+// and pools are as checkKinds takes them, and kept, a connection to a redis pool, is still served.
+func checkUnchanged(t *testing.T, srv *twemproxy.Server, old *twemproxy.Config, want map[string]string, kept *kindClient, pools ...string) {
+	t.Helper()
+	checkKinds(t, srv, "tcp", want, pools...)
+	if k, err := kept.kind(); k != "redis" {
+		t.Errorf("the kept pool's client after the failed reload: %q, %v", k, err)
+	}
+	if srv.Config() != old {
+		t.Error("Config() changed")
+	}
+}
+
 // Two pools that swap their listen addresses serve the new mapping after the reload: the old code
 // skipped both binds as held, then bound the first pool's new address while the other pool still
 // held it, and reported success with that pool not listening. Unix sockets swap too, and each
@@ -155,13 +168,7 @@ func TestReloadRestartsStoppedPoolsWhenABindFails(t *testing.T) {
 		t.Errorf("Reload = %v, want %v", err, errTaken)
 	}
 	twemproxy.FailListen(srv, nil)
-	checkKinds(t, srv, "tcp", map[string]string{addrA: "memcache", addrB: "redis", addrK: "redis"}, "a", "b", "k")
-	if k, err := ck.kind(); k != "redis" {
-		t.Errorf("the kept pool's client after the failed reload: %q, %v", k, err)
-	}
-	if srv.Config() != old {
-		t.Error("Config() changed")
-	}
+	checkUnchanged(t, srv, old, map[string]string{addrA: "memcache", addrB: "redis", addrK: "redis"}, ck, "a", "b", "k")
 	if err := run.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -193,11 +196,16 @@ func appendUnique(list []string, v string) []string {
 // Reload applies all of cfg or nothing: if cfg is invalid (see NewServer) or a new address cannot
 // be bound, it returns the error and every pool serves as before. It binds the new addresses first,
 // while the old pools serve; an address a pool of the old configuration holds (pools that swap
-// addresses, a pool that changes kind, a removed pool's address taken by another) is bound only
-// once all the others are, by stopping the pools that hold it; if one of those binds fails, the
-// stopped pools are started again on their addresses with the configuration they served (their
-// clients are then lost) and the error is returned. Two pools that swap their addresses thus serve
-// the new mapping.
+// addresses, a pool that changes kind, a removed pool's address taken by another, a pool moved to
+// another host on its port, such as 127.0.0.1:22121 to 0.0.0.0:22121) is bound only once all the
+// others are, by stopping the pools that hold it; if one of those binds fails, the stopped pools
+// are started again on their addresses with the configuration they served (their clients are then
+// lost) and the error is returned. Two pools that swap their addresses thus serve the new mapping.
+// A port that a pool keeping its address listens on cannot be taken by another pool on an
+// overlapping host (a wildcard, the same address, a name): that bind fails with an error that
+// names the pool. Listeners do not set SO_REUSEPORT, which would let two bind one port at once:
+// it would also let any other process of the same user bind a pool's port and take a share of its
+// connections unnoticed.
 func (s *Server) Reload(cfg *Config) error {
 	if err := s.check(cfg); err != nil {
 		return err
@@ -228,15 +236,42 @@ func (s *Server) Reload(cfg *Config) error {
 
 // reloadPlan is what a Reload does with each pool.
 type reloadPlan struct {
-	keep    []keptPool          // running pools that keep their listener, with their new config
-	fresh   []*PoolConfig       // pools that need a new listener, in config order
-	closing map[string]*poolRun // by name: the pools removed, or replaced by a fresh one
-	holder  map[string]*poolRun // by listen key: the closing pool that holds the address
+	keep    []keptPool            // running pools that keep their listener, with their new config
+	fresh   []*PoolConfig         // pools that need a new listener, in config order
+	closing map[string]*poolRun   // by name: the pools removed, or replaced by a fresh one
+	holder  map[string][]*poolRun // by bindKey: the closing pools that listen there
+}
+
+// holders returns the closing pools whose listener occupies pc's address: the one on pc's socket
+// path, or those on pc's TCP port on a host that may overlap pc's (see hostsOverlap).
+func (plan *reloadPlan) holders(pc *PoolConfig) []*poolRun {
+	var rs []*poolRun
+	for _, r := range plan.holder[bindKey(pc)] {
+		if hostsOverlap(r.p.cfg, pc) {
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+// explainBind adds to err, pc's failed bind, why: a kept pool listens on the same port on a host
+// that overlaps pc's, and serves on through the reload.
+func (plan *reloadPlan) explainBind(pc *PoolConfig, err error) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	for _, k := range plan.keep {
+		if bindKey(k.pc) == bindKey(pc) && hostsOverlap(k.pc, pc) {
+			return fmt.Errorf("%w (pool %q listens on %s, the same port, and keeps it through this reload: "+
+				"move one of the two pools to another port)", err, k.pc.Name, k.pc.ListenAddr)
+		}
+	}
+	return err
 }
 
 // planReload sorts the pools of cfg and the running ones into a reloadPlan. s.mu must be held.
 func (s *Server) planReload(cfg *Config) *reloadPlan {
-	plan := &reloadPlan{closing: map[string]*poolRun{}, holder: map[string]*poolRun{}}
+	plan := &reloadPlan{closing: map[string]*poolRun{}, holder: map[string][]*poolRun{}}
 	for _, pc := range cfg.Pools {
 		old := s.running[pc.Name]
 		if old != nil && listenKey(old.p.cfg) == listenKey(pc) && old.p.cfg.Redis == pc.Redis {
@@ -253,9 +288,9 @@ func (s *Server) planReload(cfg *Config) *reloadPlan {
 			plan.closing[name] = r
 		}
 	}
-	// A kept pool holds no fresh pool's address: validate refused two pools on one.
 	for _, r := range plan.closing {
-		plan.holder[listenKey(r.p.cfg)] = r
+		k := bindKey(r.p.cfg)
+		plan.holder[k] = append(plan.holder[k], r)
 	}
 	return plan
 }
@@ -266,14 +301,14 @@ func (s *Server) planReload(cfg *Config) *reloadPlan {
 func (s *Server) bindFree(plan *reloadPlan) (opened map[string]*pool, held []*PoolConfig, err error) {
 	opened = map[string]*pool{}
 	for _, pc := range plan.fresh {
-		if plan.holder[listenKey(pc)] != nil {
+		if len(plan.holders(pc)) > 0 {
 			held = append(held, pc)
 			continue
 		}
 		p, err := s.openPool(pc)
 		if err != nil {
 			closeListeners(opened)
-			return nil, nil, err
+			return nil, nil, plan.explainBind(pc, err)
 		}
 		opened[pc.Name] = p
 	}
@@ -286,17 +321,19 @@ func (s *Server) bindFree(plan *reloadPlan) (opened map[string]*pool, held []*Po
 func (s *Server) bindHeld(plan *reloadPlan, held []*PoolConfig, opened map[string]*pool) (stopped map[*poolRun]bool, err error) {
 	stopped = map[*poolRun]bool{}
 	for _, pc := range held {
-		if r := plan.holder[listenKey(pc)]; !stopped[r] {
-			stopped[r] = true
-			r.cancel()
-			<-r.done
+		for _, r := range plan.holders(pc) {
+			if !stopped[r] {
+				stopped[r] = true
+				r.cancel()
+				<-r.done
+			}
 		}
 	}
 	for _, pc := range held {
 		p, err := s.openPool(pc)
 		if err != nil {
 			closeListeners(opened)
-			return stopped, err
+			return stopped, plan.explainBind(pc, err)
 		}
 		opened[pc.Name] = p
 	}
@@ -414,6 +451,35 @@ func chmodKept(keep []keptPool) (restore func(), err error) {
 		changed = append(changed, mode{path, fi.Mode().Perm()})
 	}
 	return restore, nil
+}
+
+// bindKey identifies what a pool's listener occupies: its unix socket's path, or its TCP port, on
+// which a listener on another host may conflict with it (see hostsOverlap).
+func bindKey(pc *PoolConfig) string {
+	if pc.ListenNetwork == "tcp" {
+		if _, port, err := net.SplitHostPort(pc.ListenAddr); err == nil {
+			return "tcp :" + port
+		}
+	}
+	return listenKey(pc)
+}
+
+// hostsOverlap reports whether the listeners of a and b, which have one bindKey, may conflict: a
+// unix socket path always does; TCP hosts do when they are equal, when either is a wildcard
+// (0.0.0.0, ::, empty), or when either is a name, whose address is known only when it is bound.
+// Other IP addresses on one port can both be bound.
+func hostsOverlap(a, b *PoolConfig) bool {
+	if a.ListenNetwork != "tcp" {
+		return true
+	}
+	ha, _, _ := net.SplitHostPort(a.ListenAddr)
+	hb, _, _ := net.SplitHostPort(b.ListenAddr)
+	ia, errA := netip.ParseAddr(ha)
+	ib, errB := netip.ParseAddr(hb)
+	if ha == hb || errA != nil || errB != nil || ia.IsUnspecified() || ib.IsUnspecified() {
+		return true
+	}
+	return ia.Unmap() == ib.Unmap()
 }
 
 // listenKey identifies the socket a pool listens on: a pool whose key is unchanged keeps its listener

@@ -1,0 +1,104 @@
+package twemproxy_test
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/freeport"
+)
+
+// A reload that moves a pool to another host on the same port (127.0.0.1:P to 0.0.0.0:P, and
+// back, or to a host name) serves the new address: the old code bound it while the old listener
+// still held the port, and failed with "address already in use". A pool of another name that
+// takes the port of a removed pool on another host works alike. The other pools keep their
+// clients.
+func TestReloadRespelledListenAddress(t *testing.T) {
+	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+	for _, tc := range []struct {
+		name, from, to string
+		moveTo         func(to, b string) string // the new config, a pool on to
+	}{
+		{"loopback to any", "127.0.0.1", "0.0.0.0", func(to, b string) string { return kindsYAML(to, b, "") }},
+		{"any to loopback", "0.0.0.0", "127.0.0.1", func(to, b string) string { return kindsYAML(to, b, "") }},
+		{"address to name", "127.0.0.1", "localhost", func(to, b string) string { return kindsYAML(to, b, "") }},
+		{"removed pool's port", "127.0.0.1", "0.0.0.0", func(to, b string) string {
+			return "b:\n  listen: " + b + "\n  redis: true\n  servers:\n   - 127.0.0.1:1:1\n" +
+				"c:\n  listen: " + to + "\n  servers:\n   - 127.0.0.1:1:1\n"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, addrB := port(freeport.TCP(t)), freeport.TCP(t)
+			from, to := net.JoinHostPort(tc.from, p), net.JoinHostPort(tc.to, p)
+			srv, run := startKinds(t, from, addrB)
+			cb := dialKind(t, "tcp", addrB)
+			cfg := parseConfig(t, tc.moveTo(to, addrB))
+			if err := srv.Reload(cfg); err != nil {
+				t.Fatalf("Reload from %s to %s: %v", from, to, err)
+			}
+			if srv.Config() != cfg {
+				t.Error("Config() is not the reloaded configuration")
+			}
+			pools := []string{"a", "b"}
+			if cfg.Pool("c") != nil {
+				pools = []string{"b", "c"}
+			}
+			checkKinds(t, srv, "tcp", map[string]string{net.JoinHostPort("127.0.0.1", p): "memcache"}, pools...)
+			if k, err := cb.kind(); k != "redis" {
+				t.Errorf("the kept pool's client after the reload: %q, %v", k, err)
+			}
+			if err := run.Stop(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// When the respelled address cannot be bound, the reload fails and changes nothing: the pool
+// serves again on its old address, and the other pools keep their clients.
+func TestReloadRespelledAddressRollsBack(t *testing.T) {
+	_, p, _ := net.SplitHostPort(freeport.TCP(t))
+	addrB := freeport.TCP(t)
+	from, to := "127.0.0.1:"+p, "0.0.0.0:"+p
+	srv, run := startKinds(t, from, addrB)
+	old := srv.Config()
+	cb := dialKind(t, "tcp", addrB)
+	errTaken := errors.New("taken by another process")
+	twemproxy.FailListen(srv, func(network, addr string) error {
+		if addr == to {
+			return errTaken
+		}
+		return nil
+	})
+	if err := srv.Reload(parseConfig(t, kindsYAML(to, addrB, ""))); !errors.Is(err, errTaken) {
+		t.Errorf("Reload = %v, want %v", err, errTaken)
+	}
+	twemproxy.FailListen(srv, nil)
+	checkUnchanged(t, srv, old, map[string]string{from: "memcache", addrB: "redis"}, cb, "a", "b")
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A pool that moves onto the port a kept pool listens on, on another host, cannot be bound while
+// that pool serves: the reload fails, and its error says which pool holds the port and what to do.
+func TestReloadOntoKeptPoolsPortSaysWhy(t *testing.T) {
+	_, p, _ := net.SplitHostPort(freeport.TCP(t))
+	addrA, addrB := "127.0.0.1:"+p, freeport.TCP(t)
+	srv, run := startKinds(t, addrA, addrB)
+	old := srv.Config()
+	err := srv.Reload(parseConfig(t, kindsYAML(addrA, "0.0.0.0:"+p, "")))
+	if err == nil || !strings.Contains(err.Error(), `pool "a"`) || !strings.Contains(err.Error(), "same port") {
+		t.Errorf("Reload = %v, want an error naming pool a, which keeps the same port", err)
+	}
+	checkKinds(t, srv, "tcp", map[string]string{addrA: "memcache", addrB: "redis"}, "a", "b")
+	if srv.Config() != old {
+		t.Error("Config() changed")
+	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
