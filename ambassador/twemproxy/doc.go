@@ -21,7 +21,11 @@
 // answered by the proxy; stats are current rather than aggregated every -i interval, and
 // out_queue_bytes is not tracked (always 0); "backlog" is parsed but Go listens with the kernel's
 // somaxconn; "random" picks a server per request like nutcracker but from Go's generator. The
-// extensions no_reshard and health_check_interval are rejected by nutcracker itself.
+// extensions no_reshard and health_check_interval are rejected by nutcracker itself. Pool and
+// server names in the stats JSON are nutcracker's bytes but for a quote, a backslash or a control
+// character, which are escaped: nutcracker writes them raw, and its document is then not JSON. A
+// redis pool's SELECT of redis_db on a new server connection must succeed (nutcracker drops the
+// reply, and a database the server lacks leaves the keys in database 0); see package redis.
 //
 // tcpkeepalive sets SO_KEEPALIVE on client connections with the kernel's timing
 // (net.ipv4.tcp_keepalive_*), as nutcracker does, and also on server connections, which nutcracker
