@@ -23,6 +23,16 @@
 // Delivery is at least once: an item is leased to one holder at a time and comes back when its
 // lease expires, when it is nacked, or when its holder dies; so handlers must be idempotent.
 //
+// A Source adds each name its item source lists once while the name stays listed, with the name
+// as key; a name listed again after it left the list, and every listed name after a restart, is
+// added again (at least once; so is a name whose Add failed but was made, as a Client's can be).
+// A name whose GET or Add fails is not marked added, and later Polls try it again, least recently
+// tried first, until it is added or leaves the list. A failing name that leaves the list keeps its
+// place for 10 Polls off the list, then counts as new (a Source forgets names gone for good): that
+// changes only its turn, never how often it is added. But a name listed for single Polls more than
+// 10 Polls apart takes its turn behind the names that failed before, each time: while items the
+// source leaves unanswered are among them (two in a row end a Poll), it may never be added.
+//
 // # Lifecycle
 //
 // Constructors (NewMemory, NewPool, NewExecWorker, NewAPI, NewClient, NewSource) validate and start

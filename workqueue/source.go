@@ -63,7 +63,8 @@ func WithSourceLogger(l *zap.Logger) SourceOption {
 // Source is a Component that adapts a book-style item source into a Queue: it polls the list, and
 // adds every name it has not seen listed before with the item's data as payload and the name as key.
 // A name that leaves the list is forgotten, so it is added again if it comes back. After a restart
-// every listed item is added again (at least once).
+// every listed item is added again (at least once). A name whose item fails is tried again by later
+// Polls, in the order Poll says.
 type Source struct {
 	base string
 	q    Queue
@@ -146,7 +147,10 @@ var ErrSource = errors.New("workqueue: bad item source answer")
 // earlier, and a new item counts as tried just before this one's, ahead of the item tried last. An
 // item that leaves the list keeps its place for up to 10 Polls in a row, and counts as new if it
 // comes back later. So failing items cannot keep the others out, whatever their place in the list,
-// how many new ones come, or how often a name comes and goes (if not for longer than that).
+// how many new ones come, or how often a name comes and goes (if not for longer than that). An
+// item that counts as new again loses only its place: it was not added, so it is added once, in its
+// turn; but listed for single Polls more than 10 apart, it takes its turn behind the failing items
+// each time, and unanswered ones among them can end every Poll before it.
 // When ctx ends, the queue closes or the source cannot be reached (two items in a row without an
 // answer within the HTTP client's timeout, or with a refused connection), the items not yet tried are
 // left for the next Poll: the others would wait alike. One such item alone (its GET aborted or too
