@@ -314,7 +314,7 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	if cfg.reg != nil {
 		c := newMemoryCollector(q)
 		if err := cfg.reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register queue metrics (queues that share a registerer need names: WithQueueName): %w", err)
+			return nil, registerQueueErr(cfg.name, err)
 		}
 		q.metricsReg, q.metrics = cfg.reg, c
 	}
@@ -1539,13 +1539,20 @@ func (q *Memory) Stats(ctx context.Context) (Stats, error) {
 func (q *Memory) Close() error {
 	q.mu.Lock()
 	q.closeLocked()
+	q.mu.Unlock()
+	q.unregister()
+	return nil
+}
+
+// unregister unregisters the queue's metrics, once.
+func (q *Memory) unregister() {
+	q.mu.Lock()
 	reg := q.metricsReg
 	q.metricsReg = nil
 	q.mu.Unlock()
 	if reg != nil {
 		reg.Unregister(q.metrics)
 	}
-	return nil
 }
 
 func (q *Memory) closeLocked() {
@@ -1566,8 +1573,10 @@ func (q *Memory) closeLocked() {
 }
 
 // Shutdown is client-go's ShutDownWithDrain: it closes the queue for Add and Lease and waits until
-// every lease handed out has ended (acked, nacked, buried or expired), or ctx ends (ctx.Err()).
+// every lease handed out has ended (acked, nacked, buried or expired), or ctx ends (ctx.Err()). As
+// it returns it unregisters the queue's metrics, as Close does.
 func (q *Memory) Shutdown(ctx context.Context) error {
+	defer q.unregister()
 	for {
 		now := q.clock()
 		q.mu.Lock()

@@ -151,11 +151,11 @@ func TestQueuesShareRegisterer(t *testing.T) {
 	mustMemory(t, workqueue.WithRegisterer(unnamed))
 	_, err := workqueue.NewMemory(workqueue.WithRegisterer(unnamed))
 	var are prometheus.AlreadyRegisteredError
-	if !errors.As(err, &are) || !strings.Contains(err.Error(), "WithQueueName") {
-		t.Errorf("a second unnamed queue on one registerer: %v, want an AlreadyRegisteredError naming WithQueueName", err)
+	if !errors.As(err, &are) || !strings.Contains(err.Error(), "an unnamed queue is registered already") || !strings.Contains(err.Error(), "WithQueueName") {
+		t.Errorf("a second unnamed queue on one registerer: %v, want an AlreadyRegisteredError saying an unnamed queue is registered and naming WithQueueName", err)
 	}
-	if _, err := workqueue.NewMemory(workqueue.WithRegisterer(reg), workqueue.WithQueueName("reports")); !errors.As(err, &are) {
-		t.Errorf("a second queue named reports: %v, want an AlreadyRegisteredError", err)
+	if _, err := workqueue.NewMemory(workqueue.WithRegisterer(reg), workqueue.WithQueueName("reports")); !errors.As(err, &are) || !strings.Contains(err.Error(), `a queue named "reports" is registered already`) {
+		t.Errorf("a second queue named reports: %v, want an AlreadyRegisteredError saying the name is taken", err)
 	}
 
 	reports.Close()
@@ -164,6 +164,15 @@ func TestQueuesShareRegisterer(t *testing.T) {
 	reports.Close()                                                      // again: unregisters nothing of again's
 	if diff := cmp.Diff(want, added()); diff != "" {
 		t.Errorf("after a Close and a new queue of its name (-want +got):\n%s", diff)
+	}
+
+	// Shutdown, client-go's ShutDownWithDrain, which a caller may use instead of Close, also
+	// unregisters: a queue of the name can be made again.
+	if err := again.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := workqueue.NewMemory(workqueue.WithRegisterer(reg), workqueue.WithQueueName("reports")); err != nil {
+		t.Errorf("a queue named reports after the last one's Shutdown: %v", err)
 	}
 }
 

@@ -419,7 +419,7 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 	if cfg.reg != nil {
 		c := workqueue.NewStatsCollector(name, q.Stats, cfg.logger)
 		if err := cfg.reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register queue metrics of %s (queues that share a registerer need names, each its own): %w", name, err)
+			return nil, fmt.Errorf("register queue metrics of %s: a queue of this name, or an unnamed one, is registered already (close it first): %w", name, err)
 		}
 		q.metricsReg, q.metrics = cfg.reg, c
 	}
@@ -1093,12 +1093,13 @@ func (q *Queue) Stats(ctx context.Context) (workqueue.Stats, error) {
 	if err != nil {
 		return workqueue.Stats{}, fmt.Errorf("consumer info: %w", err)
 	}
-	var dead int64
-	if s, err := q.js.Stream(ctx, q.dead); err == nil {
-		if info, err := s.Info(ctx); err == nil {
-			dead = int64(info.State.Msgs)
-		}
+	// Open made the dead-letter stream: without it (deleted, or no answer in time) the dead count
+	// is unknown, and an error, not 0.
+	s, err := q.js.Stream(ctx, q.dead)
+	if err != nil {
+		return workqueue.Stats{}, fmt.Errorf("dead stream info: %w", err)
 	}
+	dead := int64(s.CachedInfo().State.Msgs) // Stream fetched it just now
 	return workqueue.Stats{Ready: int64(ci.NumPending), Leased: int64(ci.NumAckPending), Dead: dead}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -80,13 +81,27 @@ func TestMetrics(t *testing.T) {
 		got = scrapeQueue(t, reg)
 		return cmp.Equal(want, got)
 	})
-	if _, err := wqjs.Open(ctx, nc, "jobs", wqjs.WithRegisterer(reg)); err == nil || !strings.Contains(err.Error(), "need names") {
+	if _, err := wqjs.Open(ctx, nc, "jobs", wqjs.WithRegisterer(reg)); err == nil || !strings.Contains(err.Error(), "registered already") {
 		t.Errorf("a second queue jobs on the registerer: %v, want the registerer's error", err)
+	}
+
+	// Without its dead-letter stream the queue cannot count its dead: the scrape says so (an
+	// error counted, no gauges) instead of a dead count of 0.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, "WQ_jobs_DEAD"); err != nil {
+		t.Fatal(err)
+	}
+	got = scrapeQueue(t, reg)
+	if diff := cmp.Diff([]string{`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 1`}, got); diff != "" {
+		t.Errorf("a scrape without the dead-letter stream (-want +got):\n%s", diff)
 	}
 
 	nc.Close()
 	got = scrapeQueue(t, reg)
-	if diff := cmp.Diff([]string{`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 1`}, got); diff != "" {
+	if diff := cmp.Diff([]string{`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 2`}, got); diff != "" {
 		t.Errorf("a scrape with the connection closed (-want +got):\n%s", diff)
 	}
 }
