@@ -62,7 +62,9 @@ func TestPoolReportsOutcomeAfterServerRestart(t *testing.T) {
 	if n := calls.Load(); n != 1 {
 		t.Errorf("the handler ran %d times, want once", n)
 	}
-	if c := p.Counts(); c.Acked != 1 {
+	// The pool counts the outcome once its Ack call returns, a moment after the queue has it.
+	await.True(t, "the pool to count the ack", 20*time.Second, func() bool { return p.Counts() != (workqueue.Counts{}) })
+	if c := p.Counts(); c != (workqueue.Counts{Acked: 1}) {
 		t.Errorf("counts %+v, want one acked", c)
 	}
 }
