@@ -3,7 +3,6 @@ package workqueue_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -11,28 +10,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/podblocks/podblocks/internal/promscrape"
 	"github.com/podblocks/podblocks/workqueue"
 )
 
-// queueLines scrapes g as Prometheus does and returns the lines of the queue metrics: their
-// samples and TYPE lines, in the scrape's order.
-func queueLines(t *testing.T, g prometheus.Gatherer) []string {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	var out []string
-	for l := range strings.Lines(rec.Body.String()) {
-		if strings.HasPrefix(l, "podblocks_workqueue_queue_") || strings.HasPrefix(l, "# TYPE podblocks_workqueue_queue_") {
-			out = append(out, strings.TrimSuffix(l, "\n"))
-		}
-	}
-	if rec.Code != 200 {
-		t.Errorf("scrape: %d %s", rec.Code, rec.Body)
-	}
-	return out
-}
+// queueMetrics are the prefixes of the queue metrics' samples and TYPE lines.
+var queueMetrics = []string{"podblocks_workqueue_queue_", "# TYPE podblocks_workqueue_queue_"}
 
 // memoryWithMetrics is a Memory queue with leases of lease and its metrics registered with the
 // registry returned. Both end with the test.
@@ -85,7 +69,7 @@ func TestMemoryMetrics(t *testing.T) {
 			"# TYPE podblocks_workqueue_queue_stats_errors_total counter",
 			"podblocks_workqueue_queue_stats_errors_total 0",
 		}
-		if diff := cmp.Diff(want, queueLines(t, reg)); diff != "" {
+		if diff := cmp.Diff(want, promscrape.Lines(t, reg, queueMetrics...)); diff != "" {
 			t.Errorf("metrics (-want +got):\n%s", diff)
 		}
 	})
@@ -102,7 +86,7 @@ func TestMemoryMetricsExpireAtScrape(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second)
-		got := queueLines(t, reg)
+		got := promscrape.Lines(t, reg, queueMetrics...)
 		for _, want := range []string{"podblocks_workqueue_queue_expired_leases_total 1", `podblocks_workqueue_queue_items{state="ready"} 1`, `podblocks_workqueue_queue_items{state="leased"} 0`} {
 			if !strings.Contains(strings.Join(got, "\n"), want) {
 				t.Errorf("scrape without %q:\n%s", want, strings.Join(got, "\n"))
@@ -128,7 +112,7 @@ func TestQueuesShareRegisterer(t *testing.T) {
 	reports.Add(ctx, []byte("q3"), workqueue.AddOptions{Delay: time.Hour})
 	added := func() []string {
 		var out []string
-		for _, l := range queueLines(t, reg) {
+		for _, l := range promscrape.Lines(t, reg, queueMetrics...) {
 			if strings.HasPrefix(l, "podblocks_workqueue_queue_added_total") || strings.HasPrefix(l, `podblocks_workqueue_queue_items{queue="reports",state="delayed"}`) {
 				out = append(out, l)
 			}
@@ -191,8 +175,8 @@ func TestStatsCollectorFailure(t *testing.T) {
 				reg := prometheus.NewRegistry()
 				reg.MustRegister(workqueue.NewStatsCollector("jobs", stats, nil))
 				start := time.Now()
-				queueLines(t, reg)
-				got := queueLines(t, reg)
+				promscrape.Lines(t, reg, queueMetrics...)
+				got := promscrape.Lines(t, reg, queueMetrics...)
 				if d := time.Since(start); d != 4*time.Second && name == "hang" || d != 0 && name == "error" {
 					t.Errorf("two scrapes took %v, want the 2s timeout each at most", d)
 				}

@@ -3,33 +3,17 @@ package bolt_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/podblocks/podblocks/internal/promscrape"
 	"github.com/podblocks/podblocks/workqueue"
 	"github.com/podblocks/podblocks/workqueue/bolt"
 )
-
-// queueSamples scrapes g as Prometheus does and returns the samples of the queue metrics.
-func queueSamples(t *testing.T, g prometheus.Gatherer) []string {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	var out []string
-	for l := range strings.Lines(rec.Body.String()) {
-		if strings.HasPrefix(l, "podblocks_workqueue_queue_") {
-			out = append(out, strings.TrimSuffix(l, "\n"))
-		}
-	}
-	return out
-}
 
 // TestMetrics checks the queue's metrics against a known state, before and after a reopen on the
 // same registerer (Close unregistered them), and that a second queue of the name is refused with
@@ -76,7 +60,7 @@ func TestMetrics(t *testing.T) {
 			`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 0`,
 		}
 	}
-	if diff := cmp.Diff(state(5), queueSamples(t, reg)); diff != "" {
+	if diff := cmp.Diff(state(5), promscrape.Lines(t, reg, "podblocks_workqueue_queue_")); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)
 	}
 	other := filepath.Join(t.TempDir(), "other.db")
@@ -87,12 +71,12 @@ func TestMetrics(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := queueSamples(t, reg); len(got) != 0 {
+	if got := promscrape.Lines(t, reg, "podblocks_workqueue_queue_"); len(got) != 0 {
 		t.Errorf("metrics after Close: %q, want none", got)
 	}
 
 	openT(t, path, opts...) // the lease committed before the Close stays leased
-	if diff := cmp.Diff(state(0), queueSamples(t, reg)); diff != "" {
+	if diff := cmp.Diff(state(0), promscrape.Lines(t, reg, "podblocks_workqueue_queue_")); diff != "" {
 		t.Errorf("metrics after a reopen (-want +got):\n%s", diff)
 	}
 }

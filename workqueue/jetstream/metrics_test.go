@@ -2,7 +2,6 @@ package jetstream_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -10,30 +9,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/promscrape"
 	"github.com/podblocks/podblocks/workqueue"
 	wqjs "github.com/podblocks/podblocks/workqueue/jetstream"
 )
-
-// scrapeQueue scrapes g as Prometheus does (a failed collector would make it answer 500) and
-// returns the samples of the queue metrics.
-func scrapeQueue(t *testing.T, g prometheus.Gatherer) []string {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if rec.Code != 200 {
-		t.Errorf("scrape: %d %s", rec.Code, rec.Body)
-	}
-	var out []string
-	for l := range strings.Lines(rec.Body.String()) {
-		if strings.HasPrefix(l, "podblocks_workqueue_queue_") {
-			out = append(out, strings.TrimSuffix(l, "\n"))
-		}
-	}
-	return out
-}
 
 // TestMetrics checks the queue's metrics against a known state (one item each ready, leased and
 // dead), labelled with the queue's name; a second queue of the name on the registerer is refused;
@@ -78,7 +59,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}()
 	await.True(t, "the server's counts", 10*time.Second, func() bool {
-		got = scrapeQueue(t, reg)
+		got = promscrape.Lines(t, reg, "podblocks_workqueue_queue_")
 		return cmp.Equal(want, got)
 	})
 	if _, err := wqjs.Open(ctx, nc, "jobs", wqjs.WithRegisterer(reg)); err == nil || !strings.Contains(err.Error(), "registered already") {
@@ -94,13 +75,13 @@ func TestMetrics(t *testing.T) {
 	if err := js.DeleteStream(ctx, "WQ_jobs_DEAD"); err != nil {
 		t.Fatal(err)
 	}
-	got = scrapeQueue(t, reg)
+	got = promscrape.Lines(t, reg, "podblocks_workqueue_queue_")
 	if diff := cmp.Diff([]string{`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 1`}, got); diff != "" {
 		t.Errorf("a scrape without the dead-letter stream (-want +got):\n%s", diff)
 	}
 
 	nc.Close()
-	got = scrapeQueue(t, reg)
+	got = promscrape.Lines(t, reg, "podblocks_workqueue_queue_")
 	if diff := cmp.Diff([]string{`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 2`}, got); diff != "" {
 		t.Errorf("a scrape with the connection closed (-want +got):\n%s", diff)
 	}
