@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -88,7 +89,8 @@ func (s *Server) Snapshot() []PoolStats {
 
 // StatsJSON returns the stats document nutcracker serves on its stats port, with the same fields.
 // Pool and server names are written as nutcracker writes them, but for the quote, the backslash and
-// the control characters, which are escaped so that the document is always valid JSON.
+// the control characters, which are escaped, and bytes that are not UTF-8 (possible only in a Config
+// built in Go, or WithSource), each written as U+FFFD: the document is always valid JSON.
 func (s *Server) StatsJSON() []byte {
 	pools := s.Snapshot()
 	var curr int64
@@ -145,12 +147,21 @@ func (s *Server) StatsJSON() []byte {
 
 // appendJSONString appends s as a JSON string the way nutcracker writes names: every byte as it is
 // (HTML characters and non-ASCII text included), but for the quote, the backslash and the control
-// characters, which JSON must escape and nutcracker does not (its document is then not JSON).
+// characters, which JSON must escape and nutcracker does not (its document is then not JSON), and
+// each byte that is not part of valid UTF-8, which is written as \ufffd, as encoding/json does.
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				b = append(b, `\ufffd`...)
+				continue
+			}
+			b = append(b, s[i:i+n]...)
+			i += n - 1
 		case c == '"' || c == '\\':
 			b = append(b, '\\', c)
 		case c == '\n':

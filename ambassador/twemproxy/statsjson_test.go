@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/internal/freeport"
@@ -55,6 +56,37 @@ func TestStatsJSONNames(t *testing.T) {
 	for _, name := range []string{serverName, otherName} {
 		if _, ok := pool[name].(map[string]any); !ok {
 			t.Errorf("stats JSON: pool %q has no server %q: %v", poolName, name, parsed)
+		}
+	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A name or source with bytes that are not UTF-8 (only the Go API can make one: a Config built by
+// hand, WithSource) is written with U+FFFD for each such byte, as encoding/json does, so the
+// document stays UTF-8 and valid JSON; valid UTF-8 around it stays raw. The old code copied the
+// bytes, and the document was not UTF-8.
+func TestStatsJSONInvalidUTF8(t *testing.T) {
+	cfg := parseConfig(t, "p:\n  listen: "+freeport.TCP(t)+"\n  servers:\n   - 127.0.0.1:1:1 s\n")
+	cfg.Pools[0].Name = "p\xffé\xe2\x82"
+	cfg.Pools[0].Servers[0].Name = "s\xc0\x80"
+	srv, err := twemproxy.NewServer(cfg, bothProtocols, twemproxy.WithSource("h\xfe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := lifecycletest.StartReady(t, srv, 10*time.Second)
+	doc := srv.StatsJSON()
+	if !utf8.Valid(doc) || !json.Valid(doc) {
+		t.Errorf("stats JSON is not UTF-8 or not JSON:\n%q", doc)
+	}
+	for _, want := range []string{
+		`"source":"h\ufffd"`,
+		`"p\ufffdé\ufffd\ufffd": {`,
+		`"s\ufffd\ufffd": {`,
+	} {
+		if !bytes.Contains(doc, []byte(want)) {
+			t.Errorf("stats JSON lacks %q:\n%q", want, doc)
 		}
 	}
 	if err := run.Stop(10 * time.Second); err != nil {
