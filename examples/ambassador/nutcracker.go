@@ -28,7 +28,7 @@ import (
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 )
 
-const nutcrackerUsage = `Usage: ambassador [-?hVt] [-c conf file] [-s stats port] [-a stats addr]
+const nutcrackerUsage = `Usage: ambassador [-hVt] [-c conf file] [-s stats port] [-a stats addr]
                   [-o output file] [-v verbosity level] [-metrics addr]
 
 Serves every pool of a twemproxy (nutcracker) YAML configuration; keys land on the same
@@ -68,10 +68,10 @@ func runNutcracker(args []string) (int, error) {
 			needs[n] = what
 		}
 	}
-	num := func(p *int, def int, check func(name string, n int) string, names ...string) {
+	num := func(p *int, def int, notNum string, check func(name string, n int) string, names ...string) {
 		*p = def
 		for _, n := range names {
-			fs.Var(&numFlag{p: p, name: names[0], check: check, bad: &badValue}, n, "")
+			fs.Var(&numFlag{p: p, name: names[0], notNum: notNum, check: check, bad: &badValue}, n, "")
 			needs[n] = "a number"
 		}
 	}
@@ -85,13 +85,15 @@ func runNutcracker(args []string) (int, error) {
 	str(&output, "", "a file name", "o", "output")
 	str(&pidFile, "", "a file name", "p", "pid-file")
 	str(&metricsAddr, "", "an address", "metrics")
-	num(&statsPort, 22222, validPort, "s", "stats-port")
-	num(&verbose, 5, nil, "v", "verbose")
-	num(&interval, 30000, nil, "i", "stats-interval")
-	num(&mbuf, 16384, mbufSize, "m", "mbuf-size")
+	// What nutcracker 0.5.0 says of a value that is not a number differs by option; of a missing
+	// value it says "requires a number" for each (needs).
+	num(&statsPort, 22222, "a number", validPort, "s", "stats-port")
+	num(&verbose, 5, "a number", nil, "v", "verbose")
+	num(&interval, 30000, "a number", nil, "i", "stats-interval")
+	num(&mbuf, 16384, "a non-zero number", mbufSize, "m", "mbuf-size")
 	boolean(&test, "t", "test-conf")
 	boolean(&version, "V", "version")
-	boolean(&help, "h", "help", "?")
+	boolean(&help, "h", "help") // -? is an invalid option to nutcracker 0.5.0: exit 1 with the usage
 	var daemon, describe bool
 	boolean(&daemon, "d", "daemonize")
 	boolean(&describe, "D", "describe-stats")
@@ -195,10 +197,11 @@ func runNutcracker(args []string) (int, error) {
 // numFlag is a number option, read as nutcracker reads it: digits only. A bad value leaves
 // nutcracker's message for it in *bad.
 type numFlag struct {
-	p     *int
-	name  string                          // the option's short name, which the message uses
-	check func(name string, n int) string // nutcracker's message for a number it refuses, or ""
-	bad   *string
+	p      *int
+	name   string                          // the option's short name, which the message uses
+	notNum string                          // what nutcracker says the option requires of a value that is not a number
+	check  func(name string, n int) string // nutcracker's message for a number it refuses, or ""
+	bad    *string
 }
 
 func (f *numFlag) String() string {
@@ -213,7 +216,7 @@ func (f *numFlag) Set(s string) error {
 	msg := ""
 	switch {
 	case err != nil || s == "" || s[0] < '0' || s[0] > '9':
-		msg = "option -" + f.name + " requires a number"
+		msg = "option -" + f.name + " requires " + f.notNum
 	case f.check != nil:
 		msg = f.check(f.name, n)
 	}

@@ -76,9 +76,10 @@ func TestNutcrackerTestConf(t *testing.T) {
 	}
 }
 
-// A bad command line gets nutcracker's message for it, then the usage, and exit status 1, as
+// A bad command line gets nutcracker 0.5.0's message for it, then the usage, and exit status 1, as
 // nutcracker does; the old code printed the usage alone, or took a bad -s or -m value and failed
-// later on something else.
+// later on something else, said "requires a number" for a -m that is not one (nutcracker: "requires
+// a non-zero number"), and printed the help and exited 0 on -? (nutcracker: invalid option).
 func TestNutcrackerFlagErrors(t *testing.T) {
 	bin := buildAmbassador(t)
 	for _, tc := range []struct {
@@ -99,6 +100,14 @@ func TestNutcrackerFlagErrors(t *testing.T) {
 		{[]string{"-v", "x"}, "ambassador: option -v requires a number"},
 		{[]string{"-i", "-5"}, "ambassador: option -i requires a number"},
 		{[]string{"-m", "0"}, "ambassador: option -m requires a non-zero number"},
+		{[]string{"-m", "abc"}, "ambassador: option -m requires a non-zero number"},
+		{[]string{"-m", "-5"}, "ambassador: option -m requires a non-zero number"},
+		{[]string{"--mbuf-size=12x"}, "ambassador: option -m requires a non-zero number"},
+		{[]string{"-m"}, "ambassador: option -m requires a number"},
+		{[]string{"-v", "-1"}, "ambassador: option -v requires a number"},
+		{[]string{"-i", "5x"}, "ambassador: option -i requires a number"},
+		{[]string{"-s", "+80"}, "ambassador: option -s requires a number"},
+		{[]string{"-?"}, "ambassador: invalid option -- '?'"},
 		{[]string{"-m", "1"}, "ambassador: mbuf chunk size must be between 512 and 16777216 bytes"},
 		{[]string{"-t=maybe"}, "ambassador: invalid boolean value"},
 	} {
@@ -113,6 +122,13 @@ func TestNutcrackerFlagErrors(t *testing.T) {
 		first, rest, _ := strings.Cut(stderr.String(), "\n")
 		if !strings.HasPrefix(first, tc.want) || !strings.HasPrefix(rest, "Usage: ambassador ") {
 			t.Errorf("%q: stderr %q, want a line starting %q, then the usage", tc.args, stderr.String(), tc.want)
+		}
+	}
+	// -h and --help print the help on stdout and exit 0, as nutcracker's.
+	for _, arg := range []string{"-h", "--help", "-help"} {
+		out, err := exec.Command(bin, arg).Output()
+		if err != nil || !strings.HasPrefix(string(out), "Usage: ambassador ") {
+			t.Errorf("%s: %v, stdout %q; want the usage and exit 0", arg, err, out)
 		}
 	}
 	// A good value of each is taken: -t on a good config exits 0.
