@@ -93,6 +93,7 @@ var badConfigs = []struct {
 	{"no servers", "p:\n  listen: 127.0.0.1:1\n", "servers", 1},
 	{"duplicate key", "p:\n  listen: 127.0.0.1:1\n  listen: 127.0.0.1:2\n  servers:\n   - 1.1.1.1:1:1\n", "listen", 3},
 	{"same listen", "p:\n  listen: 127.0.0.1:1\n  servers:\n   - 1.1.1.1:1:1\nq:\n  listen: 127.0.0.1:1\n  servers:\n   - 1.1.1.1:1:1\n", "listen", 5},
+	{"same listen port spelled with a zero", "p:\n  listen: 127.0.0.1:1\n  servers:\n   - 1.1.1.1:1:1\nq:\n  listen: 127.0.0.1:01\n  servers:\n   - 1.1.1.1:1:1\n", "listen", 5},
 	{"servers not a list", "p:\n  listen: 127.0.0.1:1\n  servers: 1.1.1.1:1:1\n", "servers", 3},
 	{"redis_auth in a memcache pool", "p:\n  listen: 127.0.0.1:1\n  redis_auth: secret\n  servers:\n   - 1.1.1.1:1:1\n", "redis_auth", 3},
 	{"redis_auth before redis: false", "p:\n  listen: 127.0.0.1:1\n  redis_auth: secret\n  redis: false\n  servers:\n   - 1.1.1.1:1:1\n", "redis_auth", 3},

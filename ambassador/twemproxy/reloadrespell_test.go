@@ -102,3 +102,25 @@ func TestReloadOntoKeptPoolsPortSaysWhy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A listen port spelled with leading zeros (127.0.0.1:022121, which nutcracker -t accepts) is the
+// same port as without them: a reload to the same address spelled so keeps the pool and its
+// clients, and back. The old code compared the ports as written, moved the pool, and failed to
+// bind the port its own listener held with "address already in use".
+func TestReloadPortWithLeadingZero(t *testing.T) {
+	_, p, _ := net.SplitHostPort(freeport.TCP(t))
+	addrA, addrB := "127.0.0.1:"+p, freeport.TCP(t)
+	srv, run := startKinds(t, addrA, addrB)
+	ca := dialKind(t, "tcp", addrA)
+	for _, listen := range []string{"127.0.0.1:0" + p, "127.0.0.1:00" + p, addrA} {
+		if err := srv.Reload(parseConfig(t, kindsYAML(listen, addrB, ""))); err != nil {
+			t.Fatalf("Reload to %s: %v", listen, err)
+		}
+		if k, err := ca.kind(); k != "memcache" {
+			t.Errorf("after the reload to %s, pool a's client: %q, %v", listen, k, err)
+		}
+	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -184,10 +185,10 @@ func appendUnique(list []string, v string) []string {
 	return append(list, v)
 }
 
-// Reload switches to cfg. Pools whose listen address and kind (memcache/redis) are unchanged keep
-// their listener and client connections (a new permission of a unix socket is applied to its file)
-// and get the new servers and options: a pool whose configuration is otherwise unchanged is left as
-// it is, and servers that keep their name and address keep their ejection and their counters.
+// Reload switches to cfg. Pools whose listen address (a TCP port compared by number: 022121 is
+// 22121) and kind (memcache/redis) are unchanged keep their listener and client connections (a new
+// permission of a unix socket is applied to its file) and get the new servers and options: a pool
+// whose configuration is otherwise unchanged is left as it is, and servers that keep their name and address keep their ejection and their counters.
 // Requests already sent finish on the old servers, which Reload does not wait for (they close in the
 // background, cut off once the pool's timeout has passed twice, or 30s, or when the pool closes).
 // New pools start listening; removed pools close; a pool whose address or kind changes closes, with
@@ -457,11 +458,24 @@ func chmodKept(keep []keptPool) (restore func(), err error) {
 // which a listener on another host may conflict with it (see hostsOverlap).
 func bindKey(pc *PoolConfig) string {
 	if pc.ListenNetwork == "tcp" {
-		if _, port, err := net.SplitHostPort(pc.ListenAddr); err == nil {
+		if _, port, ok := tcpHostPort(pc.ListenAddr); ok {
 			return "tcp :" + port
 		}
 	}
 	return listenKey(pc)
+}
+
+// tcpHostPort splits a TCP listen address into its host and its port; a port that is a number is
+// written without leading zeros, as the port Go binds ("127.0.0.1:022121" is port 22121).
+func tcpHostPort(addr string) (host, port string, ok bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", false
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+		port = strconv.FormatUint(n, 10)
+	}
+	return host, port, true
 }
 
 // hostsOverlap reports whether the listeners of a and b, which have one bindKey, may conflict: a
@@ -483,11 +497,17 @@ func hostsOverlap(a, b *PoolConfig) bool {
 }
 
 // listenKey identifies the socket a pool listens on: a pool whose key is unchanged keeps its listener
-// (a change of the unix socket's permission alone is applied to the file).
+// (a change of the unix socket's permission alone is applied to the file). A TCP port is compared
+// by number, a unix socket's path once cleaned.
 func listenKey(pc *PoolConfig) string {
 	addr := pc.ListenAddr
-	if pc.ListenNetwork == "unix" {
+	switch pc.ListenNetwork {
+	case "unix":
 		addr = filepath.Clean(addr)
+	case "tcp":
+		if host, port, ok := tcpHostPort(addr); ok {
+			addr = net.JoinHostPort(host, port)
+		}
 	}
 	return pc.ListenNetwork + " " + addr
 }
