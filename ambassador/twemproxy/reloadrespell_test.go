@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,6 +121,30 @@ func TestReloadPortWithLeadingZero(t *testing.T) {
 			t.Errorf("after the reload to %s, pool a's client: %q, %v", listen, k, err)
 		}
 	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A pool moved on its port to a host that overlaps the host of a kept pool on that port (a on
+// 127.0.0.1:P to 0.0.0.0:P, b kept on 127.0.0.2:P) cannot be bound while b serves: the reload is
+// refused, with an error that names b, before anything is stopped, and a keeps its clients. The old
+// code stopped a (its address counted as held by its old self), failed the bind, and started a again
+// with its clients gone.
+func TestReloadMoveOntoKeptPoolsPortKeepsClients(t *testing.T) {
+	_, p, _ := net.SplitHostPort(freeport.TCP(t))
+	addrA, addrB := "127.0.0.1:"+p, "127.0.0.2:"+p
+	srv, run := startKinds(t, addrA, addrB)
+	old := srv.Config()
+	ca, cb := dialKind(t, "tcp", addrA), dialKind(t, "tcp", addrB)
+	err := srv.Reload(parseConfig(t, kindsYAML("0.0.0.0:"+p, addrB, "")))
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), `pool "b"`) || !strings.Contains(err.Error(), "same port") {
+		t.Errorf("Reload = %v, want address in use, naming pool b, which keeps the same port", err)
+	}
+	if k, err := ca.kind(); k != "memcache" {
+		t.Errorf("pool a's client after the refused reload: %q, %v", k, err)
+	}
+	checkUnchanged(t, srv, old, map[string]string{addrA: "memcache", addrB: "redis"}, cb, "a", "b")
 	if err := run.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}

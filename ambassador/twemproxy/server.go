@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -195,18 +196,23 @@ func appendUnique(list []string, v string) []string {
 // its clients, and starts anew on its new address.
 //
 // Reload applies all of cfg or nothing: if cfg is invalid (see NewServer) or a new address cannot
-// be bound, it returns the error and every pool serves as before. It binds the new addresses first,
-// while the old pools serve; an address a pool of the old configuration holds (pools that swap
-// addresses, a pool that changes kind, a removed pool's address taken by another, a pool moved to
-// another host on its port, such as 127.0.0.1:22121 to 0.0.0.0:22121) is bound only once all the
-// others are, by stopping the pools that hold it; if one of those binds fails, the stopped pools
-// are started again on their addresses with the configuration they served (their clients are then
-// lost) and the error is returned. Two pools that swap their addresses thus serve the new mapping.
-// A port that a pool keeping its address listens on cannot be taken by another pool on an
-// overlapping host (a wildcard, the same address, a name): that bind fails with an error that
-// names the pool. Listeners do not set SO_REUSEPORT, which would let two bind one port at once:
-// it would also let any other process of the same user bind a pool's port and take a share of its
-// connections unnoticed.
+// be bound, it returns the error and every pool serves as before. A port that a pool keeping its
+// address listens on cannot be taken by another pool, or a moved one, on an overlapping host: when
+// both hosts are IP addresses, equal or either a wildcard (0.0.0.0, ::), Reload refuses cfg before it
+// changes anything, with an error (syscall.EADDRINUSE) that names the kept pool; when one is a host
+// name, the bind fails with that error. Reload then binds the new addresses while the old pools
+// serve; an address a pool of the old configuration holds (pools that swap addresses, a pool that
+// changes kind, a removed pool's address taken by another, a pool moved to another host on its
+// port, such as 127.0.0.1:22121 to 0.0.0.0:22121) is bound only once all the others are, by
+// stopping the pools that hold it. Two pools that swap their addresses thus serve the new mapping.
+//
+// A failed reload costs clients only there: if one of those binds fails, the stopped pools are
+// started again on their old addresses with the configuration they served, but the clients they
+// had are closed. The bind of an address a pool of the old configuration holds fails only for what
+// Reload cannot know before it tries: another process holds the address (or an address that
+// overlaps it on its port), or its host is a name that resolves onto a kept pool's port. Listeners
+// do not set SO_REUSEPORT, which would let two bind one port at once: it would also let any other
+// process of the same user bind a pool's port and take a share of its connections unnoticed.
 func (s *Server) Reload(cfg *Config) error {
 	if err := s.check(cfg); err != nil {
 		return err
@@ -217,6 +223,9 @@ func (s *Server) Reload(cfg *Config) error {
 		return ErrClosed
 	}
 	plan := s.planReload(cfg)
+	if err := plan.refuseKept(); err != nil {
+		return fmt.Errorf("twemproxy: reload: %w", err)
+	}
 	restoreModes, err := chmodKept(plan.keep)
 	if err != nil {
 		return fmt.Errorf("twemproxy: reload: %w", err)
@@ -255,6 +264,21 @@ func (plan *reloadPlan) holders(pc *PoolConfig) []*poolRun {
 	return rs
 }
 
+// refuseKept returns the error of the first fresh pool whose bind is certain to fail because a kept
+// pool listens on its port, on a host that collides with its (see hostsCollide), or nil. Reload asks
+// before it stops or binds anything: bindHeld would stop the pool before its bind failed.
+func (plan *reloadPlan) refuseKept() error {
+	for _, pc := range plan.fresh {
+		for _, k := range plan.keep {
+			if bindKey(k.pc) == bindKey(pc) && hostsCollide(k.pc, pc) {
+				return fmt.Errorf("pool %s: listen %s %s: %w%s", pc.Name, pc.ListenNetwork, pc.ListenAddr,
+					syscall.EADDRINUSE, keptHolds(k.pc))
+			}
+		}
+	}
+	return nil
+}
+
 // explainBind adds to err, pc's failed bind, why: a kept pool listens on the same port on a host
 // that overlaps pc's, and serves on through the reload.
 func (plan *reloadPlan) explainBind(pc *PoolConfig, err error) error {
@@ -263,11 +287,16 @@ func (plan *reloadPlan) explainBind(pc *PoolConfig, err error) error {
 	}
 	for _, k := range plan.keep {
 		if bindKey(k.pc) == bindKey(pc) && hostsOverlap(k.pc, pc) {
-			return fmt.Errorf("%w (pool %q listens on %s, the same port, and keeps it through this reload: "+
-				"move one of the two pools to another port)", err, k.pc.Name, k.pc.ListenAddr)
+			return fmt.Errorf("%w%s", err, keptHolds(k.pc))
 		}
 	}
 	return err
+}
+
+// keptHolds says why a bind on the port of kept, a pool that keeps its address, fails.
+func keptHolds(kept *PoolConfig) string {
+	return fmt.Sprintf(" (pool %q listens on %s, the same port, and keeps it through this reload: "+
+		"move one of the two pools to another port)", kept.Name, kept.ListenAddr)
 }
 
 // planReload sorts the pools of cfg and the running ones into a reloadPlan. s.mu must be held.
@@ -486,14 +515,43 @@ func hostsOverlap(a, b *PoolConfig) bool {
 	if a.ListenNetwork != "tcp" {
 		return true
 	}
-	ha, _, _ := net.SplitHostPort(a.ListenAddr)
-	hb, _, _ := net.SplitHostPort(b.ListenAddr)
-	ia, errA := netip.ParseAddr(ha)
-	ib, errB := netip.ParseAddr(hb)
-	if ha == hb || errA != nil || errB != nil || ia.IsUnspecified() || ib.IsUnspecified() {
+	ha, ia, okA := listenIP(a)
+	hb, ib, okB := listenIP(b)
+	return ha == hb || !okA || !okB || ia.IsUnspecified() || ib.IsUnspecified() || ia == ib
+}
+
+// hostsCollide reports whether the listeners of a and b, which have one bindKey, certainly
+// conflict: a unix socket path does; TCP hosts do when both are IP addresses, and they are equal
+// or either is a wildcard. Go listens on a wildcard for IPv4 and IPv6 at once where the system
+// lets it (Linux does): there a wildcard of either family collides with every address, elsewhere
+// with its own family's.
+func hostsCollide(a, b *PoolConfig) bool {
+	if a.ListenNetwork != "tcp" {
 		return true
 	}
-	return ia.Unmap() == ib.Unmap()
+	_, ia, okA := listenIP(a)
+	_, ib, okB := listenIP(b)
+	switch {
+	case !okA || !okB:
+		return false
+	case ia == ib:
+		return true
+	case ia.IsUnspecified() || ib.IsUnspecified():
+		return ia.Is4() == ib.Is4() || runtime.GOOS == "linux"
+	}
+	return false
+}
+
+// listenIP returns the host of pc's TCP listen address and, if the host is an IP address, the
+// address (unmapped from IPv6, so that ::ffff:127.0.0.1 is 127.0.0.1), with ok true. An empty
+// host is the IPv6 wildcard, which Go listens on for an empty host.
+func listenIP(pc *PoolConfig) (host string, ip netip.Addr, ok bool) {
+	host, _, _ = net.SplitHostPort(pc.ListenAddr)
+	if host == "" {
+		return host, netip.IPv6Unspecified(), true
+	}
+	ip, err := netip.ParseAddr(host)
+	return host, ip.Unmap(), err == nil
 }
 
 // listenKey identifies the socket a pool listens on: a pool whose key is unchanged keeps its listener
