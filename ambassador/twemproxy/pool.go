@@ -578,7 +578,9 @@ func (p *pool) listen() error {
 	cfg := p.cfg
 	lc := net.ListenConfig{KeepAlive: -1} // run sets a client's keepalive, as tcpkeepalive says
 	if cfg.ListenNetwork == "unix" {
-		_ = os.Remove(cfg.ListenAddr) // a stale socket file; Reload never binds a path a pool of its own holds
+		// A stale socket file: Reload never binds a path to a socket file that a running pool of
+		// its own listens on, by that path or another (see planReload).
+		_ = os.Remove(cfg.ListenAddr)
 	}
 	ln, err := lc.Listen(context.Background(), cfg.ListenNetwork, cfg.ListenAddr)
 	if err != nil {
@@ -599,6 +601,17 @@ func (p *pool) listen() error {
 		}
 	}
 	return nil
+}
+
+// socketAt reports whether pc's listen address names the socket file the pool's listener bound,
+// by its path or by another (a symlinked directory on the way, a hard link). The file is the pool's
+// listening socket while the pool runs, unless someone removed it: then no path names it.
+func (p *pool) socketAt(pc *PoolConfig) bool {
+	if p.sock == nil || pc.ListenNetwork != "unix" {
+		return false
+	}
+	fi, err := os.Lstat(pc.ListenAddr)
+	return err == nil && os.SameFile(fi, p.sock)
 }
 
 // closeListener closes the pool's listener (again: it does nothing) and, for a unix socket, removes

@@ -2,17 +2,20 @@ package twemproxy_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/podblocks/podblocks/ambassador/memcache"
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/lifecycletest"
 )
 
@@ -148,5 +151,89 @@ func TestReloadLeavesAnotherFileAtSocketPath(t *testing.T) {
 	}
 	if _, err := os.Stat(a); err != nil {
 		t.Errorf("the other file after the pool stopped: %v; want it left in place", err)
+	}
+}
+
+// symlinkedDir makes dir/real and dir/link -> real, and returns the paths of name in each.
+func symlinkedDir(t *testing.T, name string) (real, link string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "real"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "real", name), filepath.Join(dir, "link", name)
+}
+
+// foreignTCP returns an address that a listener other than the Server's holds until the test ends.
+func foreignTCP(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
+
+// A pool's socket reached by another path (a directory of it symlinked) is the pool's socket: a
+// reload that moves the pool there keeps it and its clients, also when the reload fails on
+// another pool's address, which another process holds; a new pool on the old path is refused, with
+// an error naming the pool that keeps the socket. The old code counted the new path as another
+// address: its bind removed the live socket file, the failed reload closed the new listener, and
+// the pool served on with no file to reach it by.
+func TestReloadSocketThroughSymlinkedDir(t *testing.T) {
+	real, link := symlinkedDir(t, "a.sock")
+	addrB := freeport.TCP(t)
+	srv, run := startKinds(t, real, addrB)
+	ca := dialKind(t, "unix", real)
+	taken := "c:\n  listen: " + foreignTCP(t) + "\n  servers:\n   - 127.0.0.1:1:1\n"
+	if err := srv.Reload(parseConfig(t, kindsYAML(link, addrB, taken))); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("Reload adding pool c on a taken address = %v, want address in use", err)
+	}
+	checkKinds(t, srv, "unix", map[string]string{real: "memcache", link: "memcache"}, "a", "b")
+	if err := srv.Reload(parseConfig(t, kindsYAML(link, addrB, ""))); err != nil {
+		t.Errorf("Reload to the path through the link: %v", err)
+	}
+	other := "c:\n  listen: " + real + "\n  servers:\n   - 127.0.0.1:1:1\n"
+	err := srv.Reload(parseConfig(t, kindsYAML(link, addrB, other)))
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), `pool "a"`) {
+		t.Errorf("Reload adding pool c on pool a's socket = %v, want address in use, naming pool a", err)
+	}
+	checkKinds(t, srv, "unix", map[string]string{real: "memcache", link: "memcache"}, "a", "b")
+	if k, err := ca.kind(); k != "memcache" {
+		t.Errorf("pool a's client after the reloads: %q, %v", k, err)
+	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(real); !os.IsNotExist(err) {
+		t.Errorf("the socket file is left after Run returned: %v", err)
+	}
+}
+
+// A new pool on another path to a socket that a closing pool holds waits for that pool to stop, as
+// on the same path: when the reload fails on an address another process holds, the closing pool
+// serves on, reachable. The old code removed its socket file to bind the new pool, and the failed
+// reload removed the new pool's.
+func TestReloadHeldSocketThroughSymlinkedDir(t *testing.T) {
+	real, link := symlinkedDir(t, "a.sock")
+	addrB := freeport.TCP(t)
+	srv, run := startKinds(t, real, addrB)
+	ca := dialKind(t, "unix", real)
+	extra := "c:\n  listen: " + link + "\n  servers:\n   - 127.0.0.1:1:1\n" +
+		"d:\n  listen: " + foreignTCP(t) + "\n  servers:\n   - 127.0.0.1:1:1\n"
+	moved := filepath.Join(filepath.Dir(real), "moved.sock")
+	if err := srv.Reload(parseConfig(t, kindsYAML(moved, addrB, extra))); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("Reload = %v, want address in use", err)
+	}
+	checkKinds(t, srv, "unix", map[string]string{real: "memcache"}, "a", "b")
+	if k, err := ca.kind(); k != "memcache" {
+		t.Errorf("pool a's client after the failed reload: %q, %v", k, err)
+	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -186,25 +186,28 @@ func appendUnique(list []string, v string) []string {
 	return append(list, v)
 }
 
-// Reload switches to cfg. Pools whose listen address (a TCP port compared by number: 022121 is
-// 22121) and kind (memcache/redis) are unchanged keep their listener and client connections (a new
-// permission of a unix socket is applied to its file) and get the new servers and options: a pool
-// whose configuration is otherwise unchanged is left as it is, and servers that keep their name and address keep their ejection and their counters.
-// Requests already sent finish on the old servers, which Reload does not wait for (they close in the
-// background, cut off once the pool's timeout has passed twice, or 30s, or when the pool closes).
-// New pools start listening; removed pools close; a pool whose address or kind changes closes, with
-// its clients, and starts anew on its new address.
+// Reload switches to cfg. Pools whose listen address and kind (memcache/redis) are unchanged keep
+// their listener and client connections (a new permission of a unix socket is applied to its file)
+// and get the new servers and options: a pool whose configuration is otherwise unchanged is left as
+// it is, and servers that keep their name and address keep their ejection and their counters. A TCP
+// port is compared by number (022121 is 22121); a unix socket path that names the pool's socket
+// file by another path (through a symlinked directory) is the same address. Requests already sent
+// finish on the old servers, which Reload does not wait for (they close in the background, cut off
+// once the pool's timeout has passed twice, or 30s, or when the pool closes). New pools start
+// listening; removed pools close; a pool whose address or kind changes closes, with its clients,
+// and starts anew on its new address.
 //
 // Reload applies all of cfg or nothing: if cfg is invalid (see NewServer) or a new address cannot
 // be bound, it returns the error and every pool serves as before. A port that a pool keeping its
-// address listens on cannot be taken by another pool, or a moved one, on an overlapping host: when
-// both hosts are IP addresses, equal or either a wildcard (0.0.0.0, ::), Reload refuses cfg before it
-// changes anything, with an error (syscall.EADDRINUSE) that names the kept pool; when one is a host
-// name, the bind fails with that error. Reload then binds the new addresses while the old pools
-// serve; an address a pool of the old configuration holds (pools that swap addresses, a pool that
-// changes kind, a removed pool's address taken by another, a pool moved to another host on its
-// port, such as 127.0.0.1:22121 to 0.0.0.0:22121) is bound only once all the others are, by
-// stopping the pools that hold it. Two pools that swap their addresses thus serve the new mapping.
+// address listens on cannot be taken by another pool, or a moved one, on an overlapping host, nor
+// its socket file by another path: when both hosts are IP addresses, equal or either a wildcard
+// (0.0.0.0, ::), or for the socket file, Reload refuses cfg before it changes anything, with an
+// error (syscall.EADDRINUSE) that names the kept pool; when either host is a name, the bind fails
+// with that error. Reload then binds the new addresses while the old pools serve; an address a
+// pool of the old configuration holds (pools that swap addresses, a pool that changes kind, a
+// removed pool's address taken by another, a pool moved to another host on its port, such as
+// 127.0.0.1:22121 to 0.0.0.0:22121) is bound only once all the others are, by stopping the pools
+// that hold it. Two pools that swap their addresses thus serve the new mapping.
 //
 // A failed reload costs clients only there: if one of those binds fails, the stopped pools are
 // started again on their old addresses with the configuration they served, but the clients they
@@ -249,19 +252,7 @@ type reloadPlan struct {
 	keep    []keptPool            // running pools that keep their listener, with their new config
 	fresh   []*PoolConfig         // pools that need a new listener, in config order
 	closing map[string]*poolRun   // by name: the pools removed, or replaced by a fresh one
-	holder  map[string][]*poolRun // by bindKey: the closing pools that listen there
-}
-
-// holders returns the closing pools whose listener occupies pc's address: the one on pc's socket
-// path, or those on pc's TCP port on a host that may overlap pc's (see hostsOverlap).
-func (plan *reloadPlan) holders(pc *PoolConfig) []*poolRun {
-	var rs []*poolRun
-	for _, r := range plan.holder[bindKey(pc)] {
-		if hostsOverlap(r.p.cfg, pc) {
-			rs = append(rs, r)
-		}
-	}
-	return rs
+	holders map[string][]*poolRun // by fresh pool's name: the closing pools whose listener occupies its address
 }
 
 // refuseKept returns the error of the first fresh pool whose bind is certain to fail because a kept
@@ -270,7 +261,7 @@ func (plan *reloadPlan) holders(pc *PoolConfig) []*poolRun {
 func (plan *reloadPlan) refuseKept() error {
 	for _, pc := range plan.fresh {
 		for _, k := range plan.keep {
-			if bindKey(k.pc) == bindKey(pc) && hostsCollide(k.pc, pc) {
+			if bindKey(k.pc) == bindKey(pc) && hostsCollide(k.pc, pc) || k.r.p.socketAt(pc) {
 				return fmt.Errorf("pool %s: listen %s %s: %w%s", pc.Name, pc.ListenNetwork, pc.ListenAddr,
 					syscall.EADDRINUSE, keptHolds(k.pc))
 			}
@@ -293,18 +284,27 @@ func (plan *reloadPlan) explainBind(pc *PoolConfig, err error) error {
 	return err
 }
 
-// keptHolds says why a bind on the port of kept, a pool that keeps its address, fails.
+// keptHolds says why a bind on the port or the socket file of kept, a pool that keeps its
+// address, fails.
 func keptHolds(kept *PoolConfig) string {
+	if kept.ListenNetwork == "unix" {
+		return fmt.Sprintf(" (pool %q listens on %s, the same socket file, and keeps it through this reload: "+
+			"move one of the two pools to another path)", kept.Name, kept.ListenAddr)
+	}
 	return fmt.Sprintf(" (pool %q listens on %s, the same port, and keeps it through this reload: "+
 		"move one of the two pools to another port)", kept.Name, kept.ListenAddr)
 }
 
-// planReload sorts the pools of cfg and the running ones into a reloadPlan. s.mu must be held.
+// planReload sorts the pools of cfg and the running ones into a reloadPlan. A pool keeps its
+// listener when its address is the same, or names the socket file it listens on by another path
+// (through a symlinked directory, say). It looks at the socket files before anything is stopped,
+// while each running pool's file is in place. s.mu must be held.
 func (s *Server) planReload(cfg *Config) *reloadPlan {
-	plan := &reloadPlan{closing: map[string]*poolRun{}, holder: map[string][]*poolRun{}}
+	plan := &reloadPlan{closing: map[string]*poolRun{}, holders: map[string][]*poolRun{}}
 	for _, pc := range cfg.Pools {
 		old := s.running[pc.Name]
-		if old != nil && listenKey(old.p.cfg) == listenKey(pc) && old.p.cfg.Redis == pc.Redis {
+		if old != nil && old.p.cfg.Redis == pc.Redis &&
+			(listenKey(old.p.cfg) == listenKey(pc) || old.p.socketAt(pc)) {
 			plan.keep = append(plan.keep, keptPool{old, pc})
 			continue
 		}
@@ -318,9 +318,14 @@ func (s *Server) planReload(cfg *Config) *reloadPlan {
 			plan.closing[name] = r
 		}
 	}
-	for _, r := range plan.closing {
-		k := bindKey(r.p.cfg)
-		plan.holder[k] = append(plan.holder[k], r)
+	// The closing pools whose listener occupies a fresh pool's address: the one on its socket file
+	// (by its path or another), or those on its TCP port on a host that may overlap its.
+	for _, pc := range plan.fresh {
+		for _, r := range plan.closing {
+			if bindKey(r.p.cfg) == bindKey(pc) && hostsOverlap(r.p.cfg, pc) || r.p.socketAt(pc) {
+				plan.holders[pc.Name] = append(plan.holders[pc.Name], r)
+			}
+		}
 	}
 	return plan
 }
@@ -331,7 +336,7 @@ func (s *Server) planReload(cfg *Config) *reloadPlan {
 func (s *Server) bindFree(plan *reloadPlan) (opened map[string]*pool, held []*PoolConfig, err error) {
 	opened = map[string]*pool{}
 	for _, pc := range plan.fresh {
-		if len(plan.holders(pc)) > 0 {
+		if len(plan.holders[pc.Name]) > 0 {
 			held = append(held, pc)
 			continue
 		}
@@ -351,7 +356,7 @@ func (s *Server) bindFree(plan *reloadPlan) (opened map[string]*pool, held []*Po
 func (s *Server) bindHeld(plan *reloadPlan, held []*PoolConfig, opened map[string]*pool) (stopped map[*poolRun]bool, err error) {
 	stopped = map[*poolRun]bool{}
 	for _, pc := range held {
-		for _, r := range plan.holders(pc) {
+		for _, r := range plan.holders[pc.Name] {
 			if !stopped[r] {
 				stopped[r] = true
 				r.cancel()
