@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,11 +15,14 @@ import (
 // Pipeline stages move items between queues ("Designing Distributed Systems", ch. 11-12: event-driven
 // batch processing). Each is a Component: Run leases from its input(s) until ctx ends, adds what it
 // produces to its output(s), and acks the input only after every add succeeded, so a crash between
-// the two repeats the add (at least once). An add that fails, or gets no answer within half the
-// time left on the input's lease, is tried again while the stage holds the input item (see
-// WithStageRetry), so an outage of the output, or one that hangs, uses up none of the input's
-// attempts; a closed output ends Run with ErrClosed. An add in flight when ctx ends is waited for,
-// up to that half lease, so that its input item is acked rather than added again. An input item's Key is kept on what a Copier,
+// the two repeats the add (at least once). While a stage makes the adds of an input item, it keeps
+// the item's lease alive, so an output that answers slowly is simply waited for. An add that fails,
+// or that gets no answer for long (a server that hangs without closing; see WithStageRetry), is
+// tried again while the stage holds the input item, so an outage of the output uses up none of the
+// input's attempts; a closed output ends Run with ErrClosed. A lease lost meanwhile ends the work
+// on its item, which comes again with its adds (at least once). When ctx ends, an add in flight is
+// waited for 1s more, so that its input item is acked rather than added again if it is answered;
+// then the stage gives back what it holds. An input item's Key is kept on what a Copier,
 // Filter, Sharder, Merger or Join produces, so the output queue's key rules apply to it as to any
 // keyed Add (an add absorbed by a waiting item of its key ends there; use keyless items where every
 // item must travel on); a Splitter's parts and a Reduce's result are keyless items of their own.
@@ -43,8 +47,13 @@ func WithStageLogger(l *zap.Logger) StageOption {
 }
 
 // WithStageRetry is how long a stage waits before it tries again an output add that failed (then
-// twice as long each time, up to 8 times this, extending the leases of the input items it holds), or
-// a lease that failed. Default 1s.
+// twice as long each time, up to 8 times this), or a lease that failed. An output add the output
+// has not answered within 8 times this, or twice as long as it took to answer its last add if that
+// is longer, is given up as hung and tried again, each time with twice the wait. While adds are made
+// the stage extends the leases of the input items it holds at a third of their length, but at most
+// this apart for a lease whose deadline tells it nothing: none, or past, or by another machine's
+// clock (a Client's from a server that writes no ttl); so keep it under a third of such an input's
+// lease. Default 1s.
 func WithStageRetry(d time.Duration) StageOption {
 	return stageOptionFunc(func(c *stageConfig) { c.retry = d })
 }
@@ -80,165 +89,302 @@ type mover struct {
 }
 
 func (m *mover) run(ctx context.Context) error {
+	sc, end := newStageCtx(ctx)
+	defer end()
 	for {
 		it, err := m.o.lease(ctx, m.in)
 		if it == nil {
 			return err
 		}
-		if err := m.handle(ctx, it); err != nil {
+		if err := m.handle(sc, it); err != nil {
 			return err
 		}
 	}
 }
 
-func (m *mover) handle(ctx context.Context, it *Item) error {
+func (m *mover) handle(sc stageCtx, it *Item) error {
 	outs, err := m.f(it)
 	if err != nil {
-		m.o.bury(context.WithoutCancel(ctx), []heldItem{{m.in, it}}, err.Error())
+		m.o.bury(sc.in, []heldItem{{m.in, it}}, err.Error())
 		return nil
 	}
-	return m.o.deliver(ctx, []heldItem{{m.in, it}}, outs)
+	return m.o.deliver(sc, []heldItem{{m.in, it}}, outs)
 }
 
 // errOutputClosed ends a stage whose output queue was closed.
 var errOutputClosed = fmt.Errorf("stage output: %w", ErrClosed)
 
-// backoffCap is how many times the stage's retry delay deliver waits at most between two tries.
-const backoffCap = 8
+// errInputLost ends the work on input items one of whose leases was lost.
+var errInputLost = errors.New("input lease lost")
+
+const (
+	// backoffCap is how many times the stage's retry delay deliver waits at most between two tries,
+	// and at first for an add's answer.
+	backoffCap = 8
+	// maxAddWait bounds how long deliver waits for an add's answer.
+	maxAddWait = time.Hour
+	// stopGrace is how long after a stage's ctx ended an output add in flight is still waited for.
+	stopGrace = time.Second
+)
 
 // outlet makes a stage's output adds for the input items it holds, and acks the items.
 type outlet struct {
-	cfg  stageConfig
-	down outage // of the output's adds
+	cfg      stageConfig
+	down     outage       // of the output's adds
+	inDown   outage       // of the Extends of held input items
+	answered atomic.Int64 // how long the output took to answer the last add it made (a Duration)
 }
 
 func newOutlet(opts []StageOption) *outlet { return &outlet{cfg: stageCfg(opts)} }
 
+// stageCtx is what a stage's calls run under: run is Run's ctx (leases and pauses end with it);
+// adds, for output adds, ends stopGrace after run, so that an add in flight then may still be
+// answered and its input acked rather than added again; in, for the calls on the inputs that
+// finish the items held (acks, releases, buries), does not end with run.
+type stageCtx struct{ run, adds, in context.Context }
+
+// newStageCtx returns the stageCtx of a Run with ctx, and a func that ends it, to call before Run
+// returns.
+func newStageCtx(ctx context.Context) (stageCtx, func()) {
+	adds, endAdds := outlive(ctx, stopGrace)
+	return stageCtx{ctx, adds, context.WithoutCancel(ctx)}, endAdds
+}
+
+// outlive returns a ctx that ends grace after ctx ends, and a func that ends it at once and waits
+// for the goroutine that counts the grace, if it started.
+func outlive(ctx context.Context, grace time.Duration) (context.Context, func()) {
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	exited := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(exited)
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-c.Done():
+		}
+	})
+	return c, func() {
+		cancel()
+		if !stop() {
+			<-exited
+		}
+	}
+}
+
 // deliver makes the adds outs, in order, for the input items held, and acks the items once all are
 // made. It does not nack an item whose add failed: that would use up one of its attempts, and a
 // short outage of the output would send the input to the dead letters. It holds the items instead,
-// extending their leases, and tries the adds not made yet again after the stage's retry delay
-// (doubled each time, up to backoffCap times it). An add gets addWait: one the output does not
-// answer in time (a server that stopped answering without closing) fails like any other, while
-// the leases still have time left to be extended. It ends
+// and tries the adds not made yet again (see addAll). While it works it keeps their leases alive
+// (see keep), so that an output that answers slowly is waited for, however long the adds of an
+// item take together. It ends
 //   - when every add is made: it acks the items;
-//   - when ctx ends or a lease is lost: it gives the items back (where the queue can, without
-//     counting the attempt);
+//   - when the stage stops (its ctx ended and an add in flight got stopGrace more) or a lease is
+//     lost: it gives the items back (where the queue can, without counting the attempt);
 //   - when the output refuses an add for good (ErrTooLarge, ErrInvalid): it buries the items;
 //   - when the output is closed: it gives the items back and returns errOutputClosed.
 //
-// Adds made before it gave up are made again with the items' next delivery, as after a crash.
-func (o *outlet) deliver(ctx context.Context, held []heldItem, outs []emit) error {
-	octx := context.WithoutCancel(ctx) // finish the items even if ctx ends now
-	base := max(o.cfg.retry, time.Millisecond)
-	wait := base
-	deadlines := make([]time.Time, len(held))
-	for i, x := range held {
-		deadlines[i] = x.it.Deadline
-	}
-	for {
-		var err error
-		for len(outs) > 0 {
-			if err = o.add(octx, outs[0], deadlines); err != nil {
-				break
-			}
-			outs = outs[1:]
-		}
-		if err == nil {
-			break
-		}
-		var slow *addTimeout
+// Adds made before it gave up are made again with the items' next delivery, as after a crash; an
+// item is never acked before all its adds were made.
+func (o *outlet) deliver(sc stageCtx, held []heldItem, outs []emit) error {
+	if len(outs) > 0 {
+		k := o.keep(sc.adds, held)
+		err := o.addAll(sc.run, k.work, outs)
+		k.stop()
 		switch {
-		case errors.As(err, &slow): // the output's outage, whatever error the queue made of it
-		case errors.Is(err, ErrClosed):
-			o.giveBack(octx, held)
-			return errOutputClosed
+		case errors.Is(err, errOutputClosed):
+			o.giveBack(sc.in, held)
+			return err
 		case errors.Is(err, ErrTooLarge), errors.Is(err, ErrInvalid):
-			o.bury(octx, held, "output add: "+err.Error())
+			o.bury(sc.in, held, "output add: "+err.Error())
+			return nil
+		case err != nil: // stopped, or a lease lost
+			o.giveBack(sc.in, held)
 			return nil
 		}
-		o.down.fail(o.cfg.logger, "output add failed; holding the input until it works", err)
-		if !o.extend(octx, held, deadlines) || !sleepCtx(ctx, pause(wait, deadlines)) {
-			o.giveBack(octx, held)
-			return nil
-		}
-		wait = min(2*wait, backoffCap*base)
 	}
-	o.down.ok(o.cfg.logger, "output add works again")
 	for _, x := range held {
-		if err := x.q.Ack(octx, x.it.Lease); err != nil {
+		if err := x.q.Ack(sc.in, x.it.Lease); err != nil {
 			o.cfg.logger.Warn("ack failed; the item may be processed again", zap.String("id", x.it.ID), zap.Error(err))
 		}
 	}
 	return nil
 }
 
-// add makes the add e, giving up after addWait.
-func (o *outlet) add(ctx context.Context, e emit, deadlines []time.Time) error {
-	d := o.addWait(deadlines)
-	actx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	_, err := e.q.Add(actx, e.payload, AddOptions{Key: e.key})
-	if err != nil && actx.Err() != nil {
-		return &addTimeout{d, err}
-	}
-	return err
-}
-
-// addTimeout is an output add that got no answer within d.
-type addTimeout struct {
-	d   time.Duration
-	err error
-}
-
-func (e *addTimeout) Error() string { return fmt.Sprintf("no answer within %v: %v", e.d, e.err) }
-func (e *addTimeout) Unwrap() error { return e.err }
-
-// addWait bounds one output add: half the time left on the shortest lease held, so that the leases
-// can still be extended after an add the output does not answer; backoffCap times the retry delay
-// when no deadline is known (or all read as past).
-func (o *outlet) addWait(deadlines []time.Time) time.Duration {
-	if left, ok := shortestLeft(deadlines); ok {
-		return max(left/2, minRenew)
-	}
-	return backoffCap * max(o.cfg.retry, time.Millisecond)
-}
-
-// extend renews the leases of held and records their deadlines. It reports false when one is lost
-// (or its queue closed); another error (the input unreachable too) leaves the lease to the next try.
-func (o *outlet) extend(ctx context.Context, held []heldItem, deadlines []time.Time) bool {
-	for i, x := range held {
-		d, err := x.q.Extend(ctx, x.it.Lease)
+// addAll makes the adds outs, in order, under work. An add that fails, or that the output has not
+// answered within addWait (a server that stopped answering without closing), is tried again after
+// the stage's retry delay (doubled each time, up to backoffCap times it), with twice the wait after
+// an add that got no answer: so an output slower than any one wait still gets its adds through,
+// and one that hangs is asked again. An outage is logged once, and its end. addAll returns nil once
+// every add is made; errOutputClosed, or the output's refusal for good (ErrTooLarge, ErrInvalid);
+// or, once work ends (or run ends between two tries), why.
+func (o *outlet) addAll(run, work context.Context, outs []emit) error {
+	base := max(o.cfg.retry, time.Millisecond)
+	pause, wait := base, o.addWait(base)
+	for {
+		var err error
+		hung := false
+		for len(outs) > 0 {
+			if hung, err = o.add(work, outs[0], wait); err != nil {
+				break
+			}
+			outs = outs[1:]
+		}
 		switch {
 		case err == nil:
-			deadlines[i] = d
-		case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrClosed):
-			o.cfg.logger.Warn("input lease lost while the output was down; giving the input back", zap.String("id", x.it.ID), zap.Error(err))
-			return false
+			o.down.ok(o.cfg.logger, "output add works again")
+			return nil
+		case work.Err() != nil:
+			return context.Cause(work)
+		case hung: // the output's outage, whatever error the queue made of it
+			wait = min(2*wait, maxAddWait)
+		case errors.Is(err, ErrClosed):
+			return errOutputClosed
+		case errors.Is(err, ErrTooLarge), errors.Is(err, ErrInvalid):
+			return err
 		}
+		o.down.fail(o.cfg.logger, "output add failed; holding the input until it works", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-run.Done():
+			t.Stop()
+			return run.Err()
+		case <-work.Done():
+			t.Stop()
+			return context.Cause(work)
+		}
+		pause = min(2*pause, backoffCap*base)
 	}
-	return true
 }
 
-// pause is wait, shortened to half the time left on the shortest lease.
-func pause(wait time.Duration, deadlines []time.Time) time.Duration {
-	if left, ok := shortestLeft(deadlines); ok {
-		return min(wait, left/2)
-	}
-	return wait
+// addWait is how long addAll first waits for an add's answer: backoffCap times the retry delay
+// base, or twice as long as the output took to answer the last add it made, whichever is longer.
+func (o *outlet) addWait(base time.Duration) time.Duration {
+	return min(max(backoffCap*base, 2*time.Duration(o.answered.Load())), maxAddWait)
 }
 
-// shortestLeft is the time left on the shortest lease of deadlines not past; false if there is
-// none (none known, or all read as past).
-func shortestLeft(deadlines []time.Time) (time.Duration, bool) {
-	var left time.Duration
-	ok := false
-	for _, d := range deadlines {
-		if l := time.Until(d); l > 0 && (!ok || l < left) {
-			left, ok = l, true
+// add makes the add e under work, and gives it up as hung (true) if the output has not answered
+// within wait.
+func (o *outlet) add(work context.Context, e emit, wait time.Duration) (hung bool, err error) {
+	actx, cancel := context.WithTimeout(work, wait)
+	defer cancel()
+	start := time.Now()
+	if _, err = e.q.Add(actx, e.payload, AddOptions{Key: e.key}); err == nil {
+		o.answered.Store(int64(time.Since(start)))
+		return false, nil
+	}
+	if actx.Err() != nil && work.Err() == nil {
+		return true, fmt.Errorf("no answer within %v: %w", wait, err)
+	}
+	return false, err
+}
+
+// keeper keeps the leases of the input items deliver holds alive while it makes their adds.
+type keeper struct {
+	work context.Context // the adds': ends with keep's ctx, or when a lease is lost
+	lose context.CancelCauseFunc
+	t    *time.Timer   // starts the keeping goroutine when the first lease is due
+	done chan struct{} // closed when the keeping goroutine returned
+}
+
+// keep extends the leases of held, each when renewIn says, until stop: from a goroutine of its own,
+// which starts only once the first is due (most adds are made before). A lease lost (or its queue
+// closed) ends work with errInputLost, so that deliver gives up the add in flight and gives the
+// items back: the item may be leased to another holder by now, and it is not acked without its
+// adds; they are made again with its next delivery (at least once). A failed Extend is tried again
+// after the stage's retry delay. The Extends use work.
+func (o *outlet) keep(ctx context.Context, held []heldItem) *keeper {
+	work, lose := context.WithCancelCause(ctx)
+	k := &keeper{work: work, lose: lose, done: make(chan struct{})}
+	now := time.Now()
+	first := o.renewIn(now, held[0].it.Deadline)
+	for _, x := range held[1:] {
+		first = min(first, o.renewIn(now, x.it.Deadline))
+	}
+	k.t = time.AfterFunc(first, func() {
+		defer close(k.done)
+		o.keepAlive(work, held, now, lose)
+	})
+	return k
+}
+
+// stop ends work and the keeping, giving up an Extend in flight, and waits for it.
+func (k *keeper) stop() {
+	k.lose(nil)
+	if !k.t.Stop() {
+		<-k.done
+	}
+}
+
+// keepAlive is keep's goroutine; the items were taken (or last extended) at start.
+func (o *outlet) keepAlive(ctx context.Context, held []heldItem, start time.Time, lose context.CancelCauseFunc) {
+	log := o.cfg.logger
+	due := make([]time.Time, len(held))
+	for i, x := range held {
+		due[i] = start.Add(o.renewIn(start, x.it.Deadline))
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i, x := range held {
+			if time.Now().Before(due[i]) {
+				continue
+			}
+			d, err := x.q.Extend(ctx, x.it.Lease)
+			now := time.Now()
+			switch {
+			case err == nil:
+				due[i] = now.Add(o.renewIn(now, d))
+				o.inDown.ok(log, "extend held input works again")
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrClosed):
+				log.Warn("input lease lost; giving the input back", zap.String("id", x.it.ID), zap.Error(err))
+				lose(errInputLost)
+				return
+			default:
+				due[i] = now.Add(max(o.cfg.retry, minRenew))
+				o.inDown.fail(log, "extend held input failed; trying again", err)
+			}
+		}
+		t.Reset(time.Until(earliest(due)))
+	}
+}
+
+// earliest is the earliest of ts (not empty).
+func earliest(ts []time.Time) time.Time {
+	e := ts[0]
+	for _, t := range ts[1:] {
+		if t.Before(e) {
+			e = t
 		}
 	}
-	return left, ok
+	return e
+}
+
+// renewIn is how long after now deliver extends a held lease that runs until deadline: a third of
+// the time left (at least minRenew), so that leases of any length hold; but at most the stage's
+// retry delay when deadline is not by this process's clock (it has no monotonic reading: it came
+// over the wire, as a Client's from a server that writes no ttl, and the two clocks may disagree by
+// more than a lease), and the retry delay when it tells nothing (zero, or past: the next Extend says
+// whether the lease is lost).
+func (o *outlet) renewIn(now, deadline time.Time) time.Duration {
+	every := max(o.cfg.retry, minRenew)
+	left := deadline.Sub(now)
+	switch {
+	case deadline.IsZero() || left <= 0:
+		return every
+	case deadline == deadline.Round(0): // no monotonic reading
+		return max(min(left/3, every), minRenew)
+	}
+	return max(left/3, minRenew)
 }
 
 // lease leases an item from q, again after the stage's retry delay while Lease fails, but for
@@ -600,6 +746,8 @@ func (j *Join) Run(ctx context.Context) error {
 	pending := barriers{n: len(j.ins), keys: map[string][][]*Item{}}
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
+	sc, end := newStageCtx(lctx)
+	defer end()
 	var loops, ext sync.WaitGroup
 	ext.Add(1)
 	go func() { defer ext.Done(); h.extendLoop(lctx, j.o.cfg.logger) }()
@@ -621,7 +769,7 @@ func (j *Join) Run(ctx context.Context) error {
 				slots := pending.arrive(k, i, it)
 				mu.Unlock()
 				if slots != nil {
-					if errs[i] = j.emit(lctx, h, slots); errs[i] != nil {
+					if errs[i] = j.emit(sc, h, slots); errs[i] != nil {
 						return
 					}
 				}
@@ -631,7 +779,7 @@ func (j *Join) Run(ctx context.Context) error {
 	loops.Wait()
 	stop()
 	ext.Wait()
-	h.release(context.WithoutCancel(ctx))
+	h.release(sc.in)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -674,7 +822,7 @@ func (b barriers) arrive(k string, i int, it *Item) []*Item {
 	return slots
 }
 
-func (j *Join) emit(ctx context.Context, h *holder, slots []*Item) error {
+func (j *Join) emit(sc stageCtx, h *holder, slots []*Item) error {
 	xs := make([]heldItem, len(slots))
 	parts := make([][]byte, len(slots))
 	for i, it := range slots {
@@ -684,10 +832,10 @@ func (j *Join) emit(ctx context.Context, h *holder, slots []*Item) error {
 	h.remove(xs)
 	payload, err := j.combine(parts)
 	if err != nil {
-		j.o.bury(context.WithoutCancel(ctx), xs, "join combine: "+err.Error())
+		j.o.bury(sc.in, xs, "join combine: "+err.Error())
 		return nil
 	}
-	return j.o.deliver(ctx, xs, []emit{{j.out, payload, slots[0].Key}})
+	return j.o.deliver(sc, xs, []emit{{j.out, payload, slots[0].Key}})
 }
 
 // Reduce collects up to n input items (or whatever arrived within WithFlushAfter of the first one),
@@ -711,6 +859,8 @@ func NewReduce(in, out Queue, n int, reduce func(payloads [][]byte) ([]byte, err
 // Run implements lifecycle.Component. A Lease that fails is tried again after the stage's retry
 // delay (while a batch fills, until its flush delay is up), as in every stage.
 func (r *Reduce) Run(ctx context.Context) error {
+	sc, end := newStageCtx(ctx)
+	defer end()
 	for {
 		it, err := r.o.lease(ctx, r.in)
 		if it == nil {
@@ -725,7 +875,7 @@ func (r *Reduce) Run(ctx context.Context) error {
 			batch = append(batch, it)
 		}
 		cancel()
-		if err := r.emit(ctx, batch); err != nil && ctx.Err() == nil {
+		if err := r.emit(sc, batch); err != nil && ctx.Err() == nil {
 			return err
 		}
 		switch {
@@ -737,7 +887,7 @@ func (r *Reduce) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Reduce) emit(ctx context.Context, batch []*Item) error {
+func (r *Reduce) emit(sc stageCtx, batch []*Item) error {
 	payloads := make([][]byte, len(batch))
 	held := make([]heldItem, len(batch))
 	for i, it := range batch {
@@ -746,8 +896,8 @@ func (r *Reduce) emit(ctx context.Context, batch []*Item) error {
 	}
 	out, err := r.reduce(payloads)
 	if err != nil {
-		r.o.bury(context.WithoutCancel(ctx), held, "reduce: "+err.Error())
+		r.o.bury(sc.in, held, "reduce: "+err.Error())
 		return nil
 	}
-	return r.o.deliver(ctx, held, []emit{{r.out, out, ""}})
+	return r.o.deliver(sc, held, []emit{{r.out, out, ""}})
 }

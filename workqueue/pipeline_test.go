@@ -757,8 +757,8 @@ func (q *hung) Add(ctx context.Context, payload []byte, opts workqueue.AddOption
 	return q.Memory.Add(ctx, payload, opts)
 }
 
-// TestStagesRideOutAHungOutput: an output add that gets no answer is given up in time to extend
-// the input's leases, and then tried again like one that failed, while the stage holds the input.
+// TestStagesRideOutAHungOutput: an output add that gets no answer is given up and tried again like
+// one that failed, while the stage holds the input and keeps its leases alive.
 // An add without a deadline waited for as long as the output hung, and the input leases (2s) ran
 // out under it: each was an attempt counted, and with one attempt a dead letter.
 func TestStagesRideOutAHungOutput(t *testing.T) {
@@ -795,8 +795,8 @@ func TestStagesStopDuringAHungOutput(t *testing.T) {
 }
 
 // TestJoinRidesOutAHungOutputAfterAWait: an item a Join waited with at the barrier, for many times
-// its lease, goes to a hung output with the deadline its last extension gave, so that the add is
-// given up in time to extend it. With the deadline of its first lease, long past, the add waited
+// its lease, goes to a hung output with the deadline its last extension gave, by which its lease is
+// kept alive while the add hangs. With the deadline of its first lease, long past, the add waited
 // half the partner's (30s) lease, 50 times the waiting item's.
 func TestJoinRidesOutAHungOutputAfterAWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -862,6 +862,258 @@ func TestReduceRidesOutALeaseErrorInABatch(t *testing.T) {
 		}
 		if diff := cmp.Diff([]string{"warn lease failed"}, logLines(logs)); diff != "" {
 			t.Errorf("log (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// slowOut is an output that works but answers every Add after lat. With madeFirst it makes the
+// item before it waits (a server whose answer is slow: an add given up may have been made), else
+// after (a slow server that gives up with its client).
+type slowOut struct {
+	*workqueue.Memory
+	lat       time.Duration
+	madeFirst bool
+	calls     atomic.Int64
+}
+
+func (q *slowOut) Add(ctx context.Context, payload []byte, opts workqueue.AddOptions) (string, error) {
+	q.calls.Add(1)
+	var id string
+	var err error
+	if q.madeFirst {
+		id, err = q.Memory.Add(context.Background(), payload, opts)
+	}
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-time.After(q.lat):
+	}
+	if q.madeFirst {
+		return id, err
+	}
+	return q.Memory.Add(ctx, payload, opts)
+}
+
+// TestStagesWaitForASlowOutput: an output that works but answers each add in 0.6 of the input's
+// lease gets every add through once, and the input is acked. The add used to be given up after half
+// the lease left, and after each extension tried again with half a lease, forever: the input was
+// never acked, and an output that made the item before its slow answer got it again each time.
+func TestStagesWaitForASlowOutput(t *testing.T) {
+	for _, madeFirst := range []bool{false, true} {
+		t.Run(map[bool]string{false: "slow-server", true: "slow-answer"}[madeFirst], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				in := mustMemory(t, workqueue.WithMaxAttempts(1), workqueue.WithLeaseDuration(time.Second))
+				out := &slowOut{Memory: mustMemory(t), lat: 600 * time.Millisecond, madeFirst: madeFirst}
+				core, logs := observer.New(zapcore.InfoLevel)
+				c, err := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithStageLogger(zap.New(core)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				addAll(t, in, noKey, "x")
+				if err, _ := runFor(c, 30*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				checkAddedOnce(t, in, out, 1, logs)
+			})
+		})
+	}
+}
+
+// TestStagesGetAddsThroughAnOutputSlowerThanTheirWait: an output that answers in 2s, slower than the
+// 0.8s a stage waits at first for an answer (8 retry delays), still gets the adds: each one given up
+// is tried again with twice the wait, and the next items get twice the last answer's time. The
+// input (1s leases) is held meanwhile, the wait logged once as an outage.
+func TestStagesGetAddsThroughAnOutputSlowerThanTheirWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		in := mustMemory(t, workqueue.WithMaxAttempts(1), workqueue.WithLeaseDuration(time.Second))
+		out := &slowOut{Memory: mustMemory(t), lat: 2 * time.Second}
+		core, logs := observer.New(zapcore.InfoLevel)
+		c, err := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithStageLogger(zap.New(core)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addAll(t, in, noKey, "1", "2", "3")
+		if err, _ := runFor(c, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		// The first item's add waits 0.8s, 1.6s, then 3.2s: answered; the others' 4s at once.
+		if n := out.calls.Load(); n != 5 {
+			t.Errorf("%d output adds, want 5", n)
+		}
+		if s, _ := out.Stats(ctx); s != (workqueue.Stats{Ready: 3}) {
+			t.Errorf("output: %+v, want the 3 items once each", s)
+		}
+		if s, _ := in.Stats(ctx); s != (workqueue.Stats{}) {
+			t.Errorf("input: %+v, want every item acked", s)
+		}
+		if diff := cmp.Diff([]string{"warn output add failed; holding the input until it works", "info output add works again"}, logLines(logs)); diff != "" {
+			t.Errorf("log (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestSplitterKeepsItsInputLeasedThroughItsParts: the adds of one item's parts take longer, all
+// together, than the input's lease; the lease is extended meanwhile, so each part is added once and
+// nothing is logged. The later parts of an item used to get ever shorter waits and time out on a
+// healthy output (an outage logged, and parts added twice).
+func TestSplitterKeepsItsInputLeasedThroughItsParts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		in := mustMemory(t, workqueue.WithMaxAttempts(3), workqueue.WithLeaseDuration(time.Second))
+		out := &slowOut{Memory: mustMemory(t), lat: 120 * time.Millisecond, madeFirst: true}
+		core, logs := observer.New(zapcore.InfoLevel)
+		s, err := workqueue.NewSplitter(in, []workqueue.Queue{out}, func(it *workqueue.Item) ([][]byte, error) {
+			var ps [][]byte
+			for i := range 10 {
+				ps = append(ps, append(append([]byte(nil), it.Payload...), byte('0'+i)))
+			}
+			return ps, nil
+		}, func([]byte) int { return 0 }, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithStageLogger(zap.New(core)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addAll(t, in, noKey, "a", "b", "c", "d", "e")
+		if err, _ := runFor(s, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		checkAddedOnce(t, in, out, 50, logs)
+	})
+}
+
+// checkAddedOnce checks that a stage from in to out made each of its want adds once, with one call
+// each, acked every input item, and logged nothing.
+func checkAddedOnce(t *testing.T, in workqueue.Queue, out *slowOut, want int64, logs *observer.ObservedLogs) {
+	t.Helper()
+	ctx := context.Background()
+	if n := out.calls.Load(); n != want {
+		t.Errorf("%d output adds, want %d", n, want)
+	}
+	if s, _ := out.Stats(ctx); s != (workqueue.Stats{Ready: want}) {
+		t.Errorf("output: %+v, want its %d items once each", s, want)
+	}
+	if s, _ := in.Stats(ctx); s != (workqueue.Stats{}) {
+		t.Errorf("input: %+v, want every item acked", s)
+	}
+	if diff := cmp.Diff([]string(nil), logLines(logs)); diff != "" {
+		t.Errorf("log (-want +got):\n%s", diff)
+	}
+}
+
+// wireDeadlines is an input whose leases' deadlines are not this process's: zero (shift 0), or as a
+// Client gets them from a server that writes no ttl, by the server's clock (shift from this one's),
+// with no monotonic reading.
+type wireDeadlines struct {
+	*workqueue.Memory
+	shift time.Duration
+}
+
+func (q *wireDeadlines) fix(d time.Time) time.Time {
+	if q.shift == 0 {
+		return time.Time{}
+	}
+	return d.Add(q.shift).Round(0)
+}
+
+func (q *wireDeadlines) Lease(ctx context.Context) (*workqueue.Item, error) {
+	it, err := q.Memory.Lease(ctx)
+	if it != nil {
+		it.Deadline = q.fix(it.Deadline)
+	}
+	return it, err
+}
+
+func (q *wireDeadlines) Extend(ctx context.Context, lease string) (time.Time, error) {
+	d, err := q.Memory.Extend(ctx, lease)
+	if err != nil {
+		return d, err
+	}
+	return q.fix(d), nil
+}
+
+// TestStagesHoldInputsOfUnknownDeadlineThroughAHungOutput: with deadlines that tell nothing (zero,
+// or by a server's clock an hour behind or ahead), a stage holds its input (5s leases) through a 20s
+// hang of its output, extending it at the retry delay. The add used to wait 8 retry delays, or half
+// of an hour-long lease that was not one, and the lease ran out under it: with one attempt, a dead
+// letter.
+func TestStagesHoldInputsOfUnknownDeadlineThroughAHungOutput(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		shift time.Duration
+	}{{"zero", 0}, {"server-behind-1h", -time.Hour}, {"server-ahead-1h", time.Hour}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				mem := mustMemory(t, workqueue.WithMaxAttempts(1), workqueue.WithLeaseDuration(5*time.Second))
+				in := &wireDeadlines{Memory: mem, shift: tc.shift}
+				out := &hung{Memory: mustMemory(t), until: time.Now().Add(20 * time.Second)}
+				c, err := workqueue.NewCopier(in, []workqueue.Queue{out})
+				if err != nil {
+					t.Fatal(err)
+				}
+				addAll(t, mem, noKey, "x")
+				if err, _ := runFor(c, 90*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				if out.hangs.Load() == 0 {
+					t.Fatal("no output add hung: the test tests nothing")
+				}
+				if s, _ := out.Stats(ctx); s != (workqueue.Stats{Ready: 1}) {
+					t.Errorf("output: %+v, want the item once", s)
+				}
+				if s, _ := mem.Stats(ctx); s != (workqueue.Stats{}) {
+					t.Errorf("input: %+v, want the item acked, none dead", s)
+				}
+			})
+		})
+	}
+}
+
+// stolen is an input whose leases are taken away once leased: Extend says ErrLeaseLost. It counts
+// Acks.
+type stolen struct {
+	*workqueue.Memory
+	acks atomic.Int64
+}
+
+func (q *stolen) Extend(ctx context.Context, lease string) (time.Time, error) {
+	return time.Time{}, workqueue.ErrLeaseLost
+}
+
+func (q *stolen) Ack(ctx context.Context, lease string) error {
+	q.acks.Add(1)
+	return q.Memory.Ack(ctx, lease)
+}
+
+// TestStagesLetGoOfAnInputWhoseLeaseIsLost: a lease found lost while the output add hangs ends the
+// work on the item at once (at its first extension, a third of the lease in): the add is given up
+// and the item never acked without its output; it comes again, and with it the add.
+func TestStagesLetGoOfAnInputWhoseLeaseIsLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		in := &stolen{Memory: mustMemory(t, workqueue.WithLeaseDuration(3*time.Second))}
+		out := &hung{Memory: mustMemory(t), until: time.Now().Add(time.Hour)}
+		core, logs := observer.New(zapcore.InfoLevel)
+		c, err := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithStageLogger(zap.New(core)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addAll(t, in, noKey, "x")
+		if err, _ := runFor(c, 1500*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if n := out.hangs.Load(); n != 2 {
+			t.Errorf("%d output adds in 1.5s, want 2: the first given up at the loss (1s), then the item's next delivery's", n)
+		}
+		if n := in.acks.Load(); n != 0 {
+			t.Errorf("%d acks of an item whose output add was never made", n)
+		}
+		lines := logLines(logs)
+		if len(lines) == 0 {
+			t.Error("the lost lease was not logged")
+		}
+		for _, l := range lines {
+			if l != "warn input lease lost; giving the input back" {
+				t.Errorf("logged %q, want only the lost leases (one a delivery)", l)
+			}
 		}
 	})
 }
