@@ -9,3 +9,7 @@ func SetLeaseErrLogEvery(d time.Duration) (restore func()) {
 	leaseErrLogEvery = d
 	return func() { leaseErrLogEvery = old }
 }
+
+// StopGrace is how long after its ctx ended a stage waits for an output add in flight; its calls on
+// its inputs give up StopGrace after that.
+const StopGrace = stopGrace

@@ -22,7 +22,9 @@ import (
 // input's attempts; a closed output ends Run with ErrClosed. A lease lost meanwhile ends the work
 // on its item, which comes again with its adds (at least once). When ctx ends, an add in flight is
 // waited for 1s more, so that its input item is acked rather than added again if it is answered;
-// then the stage gives back what it holds. An input item's Key is kept on what a Copier,
+// then the stage gives back what it holds. The calls a stage makes on its inputs after ctx ended
+// give up 2s after it ended, so Run returns within about 2s even if input and output both hang
+// (but for a Queue that ignores ctx). An input item's Key is kept on what a Copier,
 // Filter, Sharder, Merger or Join produces, so the output queue's key rules apply to it as to any
 // keyed Add (an add absorbed by a waiting item of its key ends there; use keyless items where every
 // item must travel on); a Splitter's parts and a Reduce's result are keyless items of their own.
@@ -123,7 +125,8 @@ const (
 	backoffCap = 8
 	// maxAddWait bounds how long deliver waits for an add's answer.
 	maxAddWait = time.Hour
-	// stopGrace is how long after a stage's ctx ended an output add in flight is still waited for.
+	// stopGrace is how long after a stage's ctx ended an output add in flight is still waited for;
+	// the calls on the inputs that finish what the stage holds give up stopGrace after that.
 	stopGrace = time.Second
 )
 
@@ -140,14 +143,16 @@ func newOutlet(opts []StageOption) *outlet { return &outlet{cfg: stageCfg(opts)}
 // stageCtx is what a stage's calls run under: run is Run's ctx (leases and pauses end with it);
 // adds, for output adds, ends stopGrace after run, so that an add in flight then may still be
 // answered and its input acked rather than added again; in, for the calls on the inputs that
-// finish the items held (acks, releases, buries), does not end with run.
+// finish the items held (extends while adds run, acks, releases, buries), ends 2*stopGrace after
+// run, so that a stopped stage returns soon even if its input hangs.
 type stageCtx struct{ run, adds, in context.Context }
 
 // newStageCtx returns the stageCtx of a Run with ctx, and a func that ends it, to call before Run
 // returns.
 func newStageCtx(ctx context.Context) (stageCtx, func()) {
 	adds, endAdds := outlive(ctx, stopGrace)
-	return stageCtx{ctx, adds, context.WithoutCancel(ctx)}, endAdds
+	in, endIn := outlive(ctx, 2*stopGrace)
+	return stageCtx{ctx, adds, in}, func() { endAdds(); endIn() }
 }
 
 // outlive returns a ctx that ends grace after ctx ends, and a func that ends it at once and waits

@@ -1117,3 +1117,100 @@ func TestStagesLetGoOfAnInputWhoseLeaseIsLost(t *testing.T) {
 		}
 	})
 }
+
+// hungIn is an input whose server stops answering from a time for an hour: Extend, Ack, Release
+// and Nack get no answer until their ctx ends or the hour is over.
+type hungIn struct {
+	*workqueue.Memory
+	from time.Time
+}
+
+func (q *hungIn) hang(ctx context.Context) error {
+	if now := time.Now(); now.Before(q.from) || !now.Before(q.from.Add(time.Hour)) {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(q.from.Add(time.Hour))):
+		return nil
+	}
+}
+
+func (q *hungIn) Extend(ctx context.Context, lease string) (time.Time, error) {
+	if err := q.hang(ctx); err != nil {
+		return time.Time{}, err
+	}
+	return q.Memory.Extend(ctx, lease)
+}
+
+func (q *hungIn) Ack(ctx context.Context, lease string) error {
+	if err := q.hang(ctx); err != nil {
+		return err
+	}
+	return q.Memory.Ack(ctx, lease)
+}
+
+func (q *hungIn) Release(ctx context.Context, lease string) error {
+	if err := q.hang(ctx); err != nil {
+		return err
+	}
+	return q.Memory.Release(ctx, lease)
+}
+
+func (q *hungIn) Nack(ctx context.Context, lease string, delay time.Duration) error {
+	if err := q.hang(ctx); err != nil {
+		return err
+	}
+	return q.Memory.Nack(ctx, lease, delay)
+}
+
+// TestStagesStopWhileInputAndOutputHang: a stage stopped while its output add and its input (one
+// server) both hang returns at most 2*StopGrace after its ctx ended: the add in flight gets
+// StopGrace, then the calls giving the input back the rest. It used to wait for the input's
+// answer without a limit (59m55s, when it came after an hour).
+func TestStagesStopWhileInputAndOutputHang(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		feed  map[int][]string // input -> payloads
+		build func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error)
+	}{
+		{"copier", map[int][]string{0: {"x"}}, func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error) {
+			return stage(workqueue.NewCopier(ins[0], []workqueue.Queue{out}, opts...))
+		}},
+		// "a" goes to the output; "b" waits at the barrier, held.
+		{"join", map[int][]string{0: {"a", "b"}, 1: {"a"}}, func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error) {
+			return stage(workqueue.NewJoin(ins, out, func(it *workqueue.Item) string { return string(it.Payload) },
+				func(parts [][]byte) ([]byte, error) { return bytes.Join(parts, []byte("+")), nil }, opts...))
+		}},
+		{"reduce", map[int][]string{0: {"1", "2"}}, func(ins []workqueue.Queue, out workqueue.Queue, opts ...workqueue.StageOption) (component, error) {
+			return stage(workqueue.NewReduce(ins[0], out, 2, func(ps [][]byte) ([]byte, error) { return bytes.Join(ps, nil), nil }, opts...))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				var ins []workqueue.Queue
+				for i := range len(tc.feed) {
+					mem := mustMemory(t, workqueue.WithLeaseDuration(2*time.Second))
+					addAll(t, mem, noKey, tc.feed[i]...)
+					ins = append(ins, &hungIn{Memory: mem, from: start.Add(100 * time.Millisecond)})
+				}
+				out := &hung{Memory: mustMemory(t), until: start.Add(time.Hour)}
+				st, err := tc.build(ins, out, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithFlushAfter(50*time.Millisecond))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err, returned := runFor(st, 5*time.Second); err != nil || returned {
+					t.Fatalf("Run returned %v by itself: %v, want nil when stopped", returned, err)
+				}
+				if out.hangs.Load() == 0 {
+					t.Fatal("no output add hung: the test tests nothing")
+				}
+				if d := time.Since(start) - 5*time.Second; d > 2*workqueue.StopGrace {
+					t.Errorf("Run returned %v after its ctx ended, want at most %v", d, 2*workqueue.StopGrace)
+				}
+			})
+		})
+	}
+}
