@@ -10,6 +10,7 @@ import (
 
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/internal/freeport"
+	"github.com/podblocks/podblocks/lifecycletest"
 )
 
 // A reload that moves a pool to another host on the same port (127.0.0.1:P to 0.0.0.0:P, and
@@ -145,6 +146,33 @@ func TestReloadMoveOntoKeptPoolsPortKeepsClients(t *testing.T) {
 		t.Errorf("pool a's client after the refused reload: %q, %v", k, err)
 	}
 	checkUnchanged(t, srv, old, map[string]string{addrA: "memcache", addrB: "redis"}, cb, "a", "b")
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Port 0 (any free port, which only a Config built in Go can ask for) never collides: each
+// listener gets a port of its own. A reload that adds a pool on 0.0.0.0:0 beside a kept pool on
+// 127.0.0.1:0 succeeds; the old code took the two for one port and refused the reload.
+func TestReloadPortZeroNeverCollides(t *testing.T) {
+	addrB := freeport.TCP(t)
+	cfg := parseConfig(t, kindsYAML("127.0.0.1:1", addrB, ""))
+	cfg.Pools[0].ListenAddr = "127.0.0.1:0" // Parse refuses port 0
+	srv, err := twemproxy.NewServer(cfg, bothProtocols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := lifecycletest.StartReady(t, srv, 10*time.Second)
+	cb := dialKind(t, "tcp", addrB)
+	cfg = parseConfig(t, kindsYAML("127.0.0.1:1", addrB, "c:\n  listen: 127.0.0.1:2\n  servers:\n   - 127.0.0.1:1:1\n"))
+	cfg.Pools[0].ListenAddr, cfg.Pools[2].ListenAddr = "127.0.0.1:0", "0.0.0.0:0"
+	if err := srv.Reload(cfg); err != nil {
+		t.Errorf("Reload adding a pool on 0.0.0.0:0 beside a kept pool on 127.0.0.1:0: %v", err)
+	}
+	checkKinds(t, srv, "tcp", map[string]string{addrB: "redis"}, "a", "b", "c")
+	if k, err := cb.kind(); k != "redis" {
+		t.Errorf("the kept pool's client after the reload: %q, %v", k, err)
+	}
 	if err := run.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}

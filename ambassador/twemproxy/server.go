@@ -515,10 +515,13 @@ func tcpHostPort(addr string) (host, port string, ok bool) {
 // hostsOverlap reports whether the listeners of a and b, which have one bindKey, may conflict: a
 // unix socket path always does; TCP hosts do when they are equal, when either is a wildcard
 // (0.0.0.0, ::, empty), or when either is a name, whose address is known only when it is bound.
-// Other IP addresses on one port can both be bound.
+// Other IP addresses on one port can both be bound, and so can any hosts on port 0 (see anyPort).
 func hostsOverlap(a, b *PoolConfig) bool {
 	if a.ListenNetwork != "tcp" {
 		return true
+	}
+	if anyPort(a) {
+		return false
 	}
 	ha, ia, okA := listenIP(a)
 	hb, ib, okB := listenIP(b)
@@ -529,10 +532,13 @@ func hostsOverlap(a, b *PoolConfig) bool {
 // conflict: a unix socket path does; TCP hosts do when both are IP addresses, and they are equal
 // or either is a wildcard. Go listens on a wildcard for IPv4 and IPv6 at once where the system
 // lets it (Linux does): there a wildcard of either family collides with every address, elsewhere
-// with its own family's.
+// with its own family's. Hosts on port 0 never collide (see anyPort).
 func hostsCollide(a, b *PoolConfig) bool {
 	if a.ListenNetwork != "tcp" {
 		return true
+	}
+	if anyPort(a) {
+		return false
 	}
 	_, ia, okA := listenIP(a)
 	_, ib, okB := listenIP(b)
@@ -545,6 +551,13 @@ func hostsCollide(a, b *PoolConfig) bool {
 		return ia.Is4() == ib.Is4() || runtime.GOOS == "linux"
 	}
 	return false
+}
+
+// anyPort reports whether pc's TCP listen port is 0: the system picks a free port for each such
+// listener (only a Config built in Go can ask for it), so it never conflicts with another.
+func anyPort(pc *PoolConfig) bool {
+	_, port, ok := tcpHostPort(pc.ListenAddr)
+	return ok && port == "0"
 }
 
 // listenIP returns the host of pc's TCP listen address and, if the host is an IP address, the
