@@ -1,9 +1,11 @@
 package twemproxy
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,5 +41,50 @@ func TestCloseListenerKeepsNewerSocketFile(t *testing.T) {
 	newer.closeListener()
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("the newer listener's close left its socket file: %v", err)
+	}
+}
+
+// hostsCollide, which refuses a reload before anything stops, never says that two hosts on one port
+// collide when both can be bound, and on Linux agrees with the bind wherever either host is a
+// wildcard, a name's too (the old code left a wildcard beside a name to the bind, which failed once
+// the moved pool was stopped); hostsOverlap, which orders the binds, never says that two hosts do
+// not overlap when the second bind fails. A host this machine cannot bind is skipped.
+func TestHostsCollideAgreesWithBind(t *testing.T) {
+	hosts := []string{"127.0.0.1", "127.0.0.2", "0.0.0.0", "::", "", "::1", "::ffff:127.0.0.1", "::ffff:0.0.0.0", "localhost"}
+	lc := net.ListenConfig{KeepAlive: -1}
+	for _, held := range hosts {
+		for _, other := range hosts {
+			if held == other {
+				continue
+			}
+			probe, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, port, _ := net.SplitHostPort(probe.Addr().String())
+			probe.Close()
+			a := &PoolConfig{ListenNetwork: "tcp", ListenAddr: net.JoinHostPort(held, port)}
+			b := &PoolConfig{ListenNetwork: "tcp", ListenAddr: net.JoinHostPort(other, port)}
+			first, err := lc.Listen(context.Background(), "tcp", a.ListenAddr)
+			if err != nil {
+				t.Logf("%s cannot be bound here: %v", a.ListenAddr, err)
+				continue
+			}
+			second, err := lc.Listen(context.Background(), "tcp", b.ListenAddr)
+			if second != nil {
+				second.Close()
+			}
+			first.Close()
+			fails := err != nil
+			_, ia, okA := listenIP(a)
+			_, ib, okB := listenIP(b)
+			wildcard := okA && ia.IsUnspecified() || okB && ib.IsUnspecified()
+			if collide := hostsCollide(a, b); collide && !fails || !collide && fails && wildcard && runtime.GOOS == "linux" {
+				t.Errorf("hostsCollide(%s, %s) = %v, but binding both: %v", a.ListenAddr, b.ListenAddr, collide, err)
+			}
+			if !hostsOverlap(a, b) && fails {
+				t.Errorf("hostsOverlap(%s, %s) = false, but binding both: %v", a.ListenAddr, b.ListenAddr, err)
+			}
+		}
 	}
 }

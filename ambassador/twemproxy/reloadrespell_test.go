@@ -3,6 +3,7 @@ package twemproxy_test
 import (
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -131,23 +132,32 @@ func TestReloadPortWithLeadingZero(t *testing.T) {
 // 127.0.0.1:P to 0.0.0.0:P, b kept on 127.0.0.2:P) cannot be bound while b serves: the reload is
 // refused, with an error that names b, before anything is stopped, and a keeps its clients. The old
 // code stopped a (its address counted as held by its old self), failed the bind, and started a again
-// with its clients gone.
+// with its clients gone. A wildcard collides with a kept pool whose host is a name too (b on
+// localhost:P), whatever address the name resolved to: Go listens on a wildcard for IPv4 and IPv6
+// at once; until this was fixed, a name was left to the bind, which failed after a was stopped.
 func TestReloadMoveOntoKeptPoolsPortKeepsClients(t *testing.T) {
-	_, p, _ := net.SplitHostPort(freeport.TCP(t))
-	addrA, addrB := "127.0.0.1:"+p, "127.0.0.2:"+p
-	srv, run := startKinds(t, addrA, addrB)
-	old := srv.Config()
-	ca, cb := dialKind(t, "tcp", addrA), dialKind(t, "tcp", addrB)
-	err := srv.Reload(parseConfig(t, kindsYAML("0.0.0.0:"+p, addrB, "")))
-	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), `pool "b"`) || !strings.Contains(err.Error(), "same port") {
-		t.Errorf("Reload = %v, want address in use, naming pool b, which keeps the same port", err)
-	}
-	if k, err := ca.kind(); k != "memcache" {
-		t.Errorf("pool a's client after the refused reload: %q, %v", k, err)
-	}
-	checkUnchanged(t, srv, old, map[string]string{addrA: "memcache", addrB: "redis"}, cb, "a", "b")
-	if err := run.Stop(10 * time.Second); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct{ a, b string }{{"127.0.0.1", "127.0.0.2"}, {"127.0.0.2", "localhost"}} {
+		t.Run(tc.b, func(t *testing.T) {
+			if tc.b != "127.0.0.2" && runtime.GOOS != "linux" {
+				t.Skip("a wildcard listens on both families only on Linux")
+			}
+			_, p, _ := net.SplitHostPort(freeport.TCP(t))
+			addrA, addrB := net.JoinHostPort(tc.a, p), net.JoinHostPort(tc.b, p)
+			srv, run := startKinds(t, addrA, addrB)
+			old := srv.Config()
+			ca, cb := dialKind(t, "tcp", addrA), dialKind(t, "tcp", addrB)
+			err := srv.Reload(parseConfig(t, kindsYAML("0.0.0.0:"+p, addrB, "")))
+			if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), `pool "b"`) || !strings.Contains(err.Error(), "same port") {
+				t.Errorf("Reload = %v, want address in use, naming pool b, which keeps the same port", err)
+			}
+			if k, err := ca.kind(); k != "memcache" {
+				t.Errorf("pool a's client after the refused reload: %q, %v", k, err)
+			}
+			checkUnchanged(t, srv, old, map[string]string{addrA: "memcache", addrB: "redis"}, cb, "a", "b")
+			if err := run.Stop(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

@@ -197,25 +197,28 @@ func appendUnique(list []string, v string) []string {
 // listening; removed pools close; a pool whose address or kind changes closes, with its clients,
 // and starts anew on its new address.
 //
-// Reload applies all of cfg or nothing: if cfg is invalid (see NewServer) or a new address cannot
-// be bound, it returns the error and every pool serves as before. A port that a pool keeping its
-// address listens on cannot be taken by another pool, or a moved one, on an overlapping host, nor
-// its socket file by another path: when both hosts are IP addresses, equal or either a wildcard
-// (0.0.0.0, ::), or for the socket file, Reload refuses cfg before it changes anything, with an
-// error (syscall.EADDRINUSE) that names the kept pool; when either host is a name, the bind fails
-// with that error. Reload then binds the new addresses while the old pools serve; an address a
-// pool of the old configuration holds (pools that swap addresses, a pool that changes kind, a
-// removed pool's address taken by another, a pool moved to another host on its port, such as
-// 127.0.0.1:22121 to 0.0.0.0:22121) is bound only once all the others are, by stopping the pools
-// that hold it. Two pools that swap their addresses thus serve the new mapping.
+// Reload applies all of cfg or nothing: if cfg is invalid (see NewServer) or a new address
+// cannot be bound, it returns the error and every pool serves as before. A port that a pool
+// keeping its address listens on cannot be taken by another pool, or a moved one, on an
+// overlapping host, nor its socket file by another path: when the hosts are equal IP addresses,
+// or either is a wildcard (0.0.0.0, ::, empty), which on Linux collides with any host on its
+// port, a name too, or for the socket file, Reload refuses cfg before it changes anything, with
+// an error (syscall.EADDRINUSE) that names the kept pool; when either host is a name and neither
+// a wildcard (or off Linux), the bind fails with that error. Reload then binds the new addresses
+// while the old pools serve; an address a pool of the old configuration holds (pools that swap
+// addresses, a pool that changes kind, a removed pool's address taken by another, a pool moved
+// to another host on its port, such as 127.0.0.1:22121 to 0.0.0.0:22121) is bound only once all
+// the others are, by stopping the pools that hold it. Two pools that swap their addresses thus
+// serve the new mapping.
 //
 // A failed reload costs clients only there: if one of those binds fails, the stopped pools are
 // started again on their old addresses with the configuration they served, but the clients they
-// had are closed. The bind of an address a pool of the old configuration holds fails only for what
-// Reload cannot know before it tries: another process holds the address (or an address that
-// overlaps it on its port), or its host is a name that resolves onto a kept pool's port. Listeners
-// do not set SO_REUSEPORT, which would let two bind one port at once: it would also let any other
-// process of the same user bind a pool's port and take a share of its connections unnoticed.
+// had are closed. The bind of an address a pool of the old configuration holds fails only for
+// what Reload cannot know before it tries: another process holds the address (or an address that
+// overlaps it on its port), or a host name, its own or a kept pool's on its port, resolves onto
+// the other's address (off Linux, also a name beside a wildcard). Listeners do not set
+// SO_REUSEPORT, which would let two bind one port at once: it would also let any other process
+// of the same user bind a pool's port and take a share of its connections unnoticed.
 func (s *Server) Reload(cfg *Config) error {
 	if err := s.check(cfg); err != nil {
 		return err
@@ -529,10 +532,11 @@ func hostsOverlap(a, b *PoolConfig) bool {
 }
 
 // hostsCollide reports whether the listeners of a and b, which have one bindKey, certainly
-// conflict: a unix socket path does; TCP hosts do when both are IP addresses, and they are equal
-// or either is a wildcard. Go listens on a wildcard for IPv4 and IPv6 at once where the system
-// lets it (Linux does): there a wildcard of either family collides with every address, elsewhere
-// with its own family's. Hosts on port 0 never collide (see anyPort).
+// conflict: a unix socket path does; TCP hosts do when both are IP addresses and equal, or when
+// either is a wildcard (0.0.0.0, ::, empty). Go listens on a wildcard for IPv4 and IPv6 at once where
+// the system lets it (Linux does): there a wildcard collides with every host, a name too, whatever
+// it resolves to; elsewhere with its own family's addresses only, and not with a name, whose family
+// is known only when it is bound. Hosts on port 0 never collide (see anyPort).
 func hostsCollide(a, b *PoolConfig) bool {
 	if a.ListenNetwork != "tcp" {
 		return true
@@ -543,14 +547,14 @@ func hostsCollide(a, b *PoolConfig) bool {
 	_, ia, okA := listenIP(a)
 	_, ib, okB := listenIP(b)
 	switch {
-	case !okA || !okB:
-		return false
-	case ia == ib:
+	case okA && okB && ia == ib:
 		return true
-	case ia.IsUnspecified() || ib.IsUnspecified():
-		return ia.Is4() == ib.Is4() || runtime.GOOS == "linux"
+	case !(okA && ia.IsUnspecified()) && !(okB && ib.IsUnspecified()):
+		return false // no wildcard
+	case okA && okB && ia.Is4() == ib.Is4():
+		return true
 	}
-	return false
+	return runtime.GOOS == "linux"
 }
 
 // anyPort reports whether pc's TCP listen port is 0: the system picks a free port for each such
