@@ -93,24 +93,26 @@ type mover struct {
 func (m *mover) run(ctx context.Context) error {
 	sc, end := newStageCtx(ctx)
 	defer end()
+	k := m.o.newKeeper(sc)
+	defer k.close()
 	for {
 		it, err := m.o.lease(ctx, m.in)
 		if it == nil {
 			return err
 		}
-		if err := m.handle(sc, it); err != nil {
+		if err := m.handle(sc, k, it); err != nil {
 			return err
 		}
 	}
 }
 
-func (m *mover) handle(sc stageCtx, it *Item) error {
+func (m *mover) handle(sc stageCtx, k *keeper, it *Item) error {
 	outs, err := m.f(it)
 	if err != nil {
 		m.o.bury(sc.in, []heldItem{{m.in, it}}, err.Error())
 		return nil
 	}
-	return m.o.deliver(sc, []heldItem{{m.in, it}}, outs)
+	return m.o.deliver(sc, k, []heldItem{{m.in, it}}, outs)
 }
 
 // errOutputClosed ends a stage whose output queue was closed.
@@ -182,7 +184,7 @@ func outlive(ctx context.Context, grace time.Duration) (context.Context, func())
 // made. It does not nack an item whose add failed: that would use up one of its attempts, and a
 // short outage of the output would send the input to the dead letters. It holds the items instead,
 // and tries the adds not made yet again (see addAll). While it works it keeps their leases alive
-// (see keep), so that an output that answers slowly is waited for, however long the adds of an
+// (see keeper), so that an output that answers slowly is waited for, however long the adds of an
 // item take together. It ends
 //   - when every add is made: it acks the items;
 //   - when the stage stops (its ctx ended and an add in flight got stopGrace more) or a lease is
@@ -192,11 +194,10 @@ func outlive(ctx context.Context, grace time.Duration) (context.Context, func())
 //
 // Adds made before it gave up are made again with the items' next delivery, as after a crash; an
 // item is never acked before all its adds were made.
-func (o *outlet) deliver(sc stageCtx, held []heldItem, outs []emit) error {
+func (o *outlet) deliver(sc stageCtx, k *keeper, held []heldItem, outs []emit) error {
 	if len(outs) > 0 {
-		k := o.keep(sc.adds, held)
-		err := o.addAll(sc.run, k.work, outs)
-		k.stop()
+		err := o.addAll(sc.run, k.start(held), outs)
+		k.end()
 		switch {
 		case errors.Is(err, errOutputClosed):
 			o.giveBack(sc.in, held)
@@ -286,81 +287,170 @@ func (o *outlet) add(work context.Context, e emit, wait time.Duration) (hung boo
 	return false, err
 }
 
-// keeper keeps the leases of the input items deliver holds alive while it makes their adds.
+// keeper keeps the leases of the input items a stage loop's deliver holds alive while it makes their
+// adds. A loop has one, reused from item to item, so that keeping the leases of an item whose adds
+// are answered soon costs no timer, goroutine or context of its own: one timer (armed lazily, as a
+// Pool worker's) fires when the first held lease is due; one armed to fire by then already is left
+// alone, so a loop of quick adds touches it about once a third of a lease rather than once an item.
+// Firing between items, it is not set again. The adds' ctx is kept from item to item until a lost
+// lease (or the end of an Extend in flight) cancels it.
 type keeper struct {
-	work context.Context // the adds': ends with keep's ctx, or when a lease is lost
+	o    *outlet
+	ctx  context.Context // the loop's stageCtx's adds
+	t    *time.Timer     // runs fire
+	work context.Context // the adds' and Extends', reused until it ends: with ctx, or cancelled by lose
 	lose context.CancelCauseFunc
-	t    *time.Timer   // starts the keeping goroutine when the first lease is due
-	done chan struct{} // closed when the keeping goroutine returned
+	// mu guards the rest; fire does not hold it through its Extends (see end).
+	mu        sync.Mutex
+	held      []heldItem // nil between items
+	due       []time.Time
+	lost      bool      // a lease of held was lost: keep no more
+	fireAt    time.Time // when t fires; zero when it is stopped or fired
+	scheduled int       // firings of t that have not taken mu yet
+	extending bool      // fire makes Extends, without mu
+	idle      chan struct{}
+	closed    bool
 }
 
-// keep extends the leases of held, each when renewIn says, until stop: from a goroutine of its own,
-// which starts only once the first is due (most adds are made before). A lease lost (or its queue
-// closed) ends work with errInputLost, so that deliver gives up the add in flight and gives the
-// items back: the item may be leased to another holder by now, and it is not acked without its
-// adds; they are made again with its next delivery (at least once). A failed Extend is tried again
-// after the stage's retry delay. The Extends use work.
-func (o *outlet) keep(ctx context.Context, held []heldItem) *keeper {
-	work, lose := context.WithCancelCause(ctx)
-	k := &keeper{work: work, lose: lose, done: make(chan struct{})}
-	now := time.Now()
-	first := o.renewIn(now, held[0].it.Deadline)
-	for _, x := range held[1:] {
-		first = min(first, o.renewIn(now, x.it.Deadline))
-	}
-	k.t = time.AfterFunc(first, func() {
-		defer close(k.done)
-		o.keepAlive(work, held, now, lose)
-	})
+// newKeeper returns the keeper of one stage loop, which calls close before it returns.
+func (o *outlet) newKeeper(sc stageCtx) *keeper {
+	k := &keeper{o: o, ctx: sc.adds}
+	k.t = time.AfterFunc(time.Hour, k.fire)
+	k.t.Stop()
 	return k
 }
 
-// stop ends work and the keeping, giving up an Extend in flight, and waits for it.
-func (k *keeper) stop() {
-	k.lose(nil)
-	if !k.t.Stop() {
-		<-k.done
+// close stops the timer and waits for a firing that started.
+func (k *keeper) close() {
+	k.mu.Lock()
+	k.closed = true
+	if k.t.Stop() {
+		k.scheduled--
+	}
+	if k.lose != nil {
+		k.lose(nil)
+	}
+	wait := k.scheduled > 0
+	if wait {
+		k.idle = make(chan struct{})
+	}
+	idle := k.idle
+	k.mu.Unlock()
+	if wait {
+		<-idle
 	}
 }
 
-// keepAlive is keep's goroutine; the items were taken (or last extended) at start.
-func (o *outlet) keepAlive(ctx context.Context, held []heldItem, start time.Time, lose context.CancelCauseFunc) {
-	log := o.cfg.logger
-	due := make([]time.Time, len(held))
+// start keeps the leases of held, each when renewIn says, until end, and returns the ctx of their
+// adds. A lease lost (or its queue closed) ends it with errInputLost, so that deliver gives up the
+// add in flight and gives the items back: the item may be leased to another holder by now, and it is
+// not acked without its adds; they are made again with its next delivery (at least once). A failed
+// Extend is tried again after the stage's retry delay. The Extends use the returned ctx.
+func (k *keeper) start(held []heldItem) context.Context {
+	now := time.Now()
+	k.mu.Lock()
+	if k.work == nil || k.work.Err() != nil {
+		k.work, k.lose = context.WithCancelCause(k.ctx)
+	}
+	k.held, k.lost = held, false
+	k.due = k.due[:0]
+	for _, x := range held {
+		k.due = append(k.due, now.Add(k.o.renewIn(now, x.it.Deadline)))
+	}
+	if first := earliest(k.due); k.fireAt.IsZero() || k.fireAt.After(first) {
+		k.arm(first.Sub(now), first)
+	}
+	k.mu.Unlock()
+	return k.work
+}
+
+// end stops keeping the leases start was given, giving up an Extend in flight and waiting for it.
+func (k *keeper) end() {
+	k.mu.Lock()
+	k.held = nil
+	wait := k.extending
+	if wait {
+		k.lose(nil) // the next start takes a new work
+		k.idle = make(chan struct{})
+	}
+	idle := k.idle
+	k.mu.Unlock()
+	if wait {
+		<-idle
+	}
+}
+
+// arm sets t to fire after d, at fireAt; k.mu is held.
+func (k *keeper) arm(d time.Duration, fireAt time.Time) {
+	k.fireAt = fireAt
+	if !k.t.Reset(d) {
+		k.scheduled++
+	}
+}
+
+// fire extends the held leases that are due and sets t for the next; it runs on t's goroutine.
+// A firing meant for an earlier item only sets t for the current one's first.
+func (k *keeper) fire() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.scheduled--
+	if k.closed {
+		if k.scheduled == 0 && k.idle != nil {
+			close(k.idle)
+		}
+		return
+	}
+	k.fireAt = time.Time{}
+	if k.held == nil || k.lost {
+		return
+	}
+	held, due, work := k.held, k.due, k.work
+	k.extending = true
+	k.mu.Unlock()
+	lost := k.extend(work, held, due)
+	k.mu.Lock()
+	k.extending = false
+	if k.held == nil { // end waits
+		close(k.idle)
+		k.idle = nil
+		return
+	}
+	if lost {
+		k.lost = true
+		k.lose(errInputLost)
+		return
+	}
+	if work.Err() == nil {
+		next := earliest(due)
+		k.arm(time.Until(next), next)
+	}
+}
+
+// extend extends the leases of held that are due (by due, which it updates) under work, and reports
+// whether one was lost.
+func (k *keeper) extend(work context.Context, held []heldItem, due []time.Time) (lost bool) {
+	o, log := k.o, k.o.cfg.logger
 	for i, x := range held {
-		due[i] = start.Add(o.renewIn(start, x.it.Deadline))
-	}
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		if time.Now().Before(due[i]) {
+			continue
 		}
-		for i, x := range held {
-			if time.Now().Before(due[i]) {
-				continue
-			}
-			d, err := x.q.Extend(ctx, x.it.Lease)
-			now := time.Now()
-			switch {
-			case err == nil:
-				due[i] = now.Add(o.renewIn(now, d))
-				o.inDown.ok(log, "extend held input works again")
-			case ctx.Err() != nil:
-				return
-			case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrClosed):
-				log.Warn("input lease lost; giving the input back", zap.String("id", x.it.ID), zap.Error(err))
-				lose(errInputLost)
-				return
-			default:
-				due[i] = now.Add(max(o.cfg.retry, minRenew))
-				o.inDown.fail(log, "extend held input failed; trying again", err)
-			}
+		d, err := x.q.Extend(work, x.it.Lease)
+		now := time.Now()
+		switch {
+		case err == nil:
+			due[i] = now.Add(o.renewIn(now, d))
+			o.inDown.ok(log, "extend held input works again")
+		case work.Err() != nil:
+			return false
+		case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrClosed):
+			log.Warn("input lease lost; giving the input back", zap.String("id", x.it.ID), zap.Error(err))
+			return true
+		default:
+			due[i] = now.Add(max(o.cfg.retry, minRenew))
+			o.inDown.fail(log, "extend held input failed; trying again", err)
 		}
-		t.Reset(time.Until(earliest(due)))
 	}
+	return false
 }
 
 // earliest is the earliest of ts (not empty).
@@ -762,6 +852,8 @@ func (j *Join) Run(ctx context.Context) error {
 		go func() {
 			defer loops.Done()
 			defer stop()
+			kp := j.o.newKeeper(sc)
+			defer kp.close()
 			for {
 				it, err := j.o.lease(lctx, in)
 				if it == nil {
@@ -774,7 +866,7 @@ func (j *Join) Run(ctx context.Context) error {
 				slots := pending.arrive(k, i, it)
 				mu.Unlock()
 				if slots != nil {
-					if errs[i] = j.emit(sc, h, slots); errs[i] != nil {
+					if errs[i] = j.emit(sc, kp, h, slots); errs[i] != nil {
 						return
 					}
 				}
@@ -827,7 +919,7 @@ func (b barriers) arrive(k string, i int, it *Item) []*Item {
 	return slots
 }
 
-func (j *Join) emit(sc stageCtx, h *holder, slots []*Item) error {
+func (j *Join) emit(sc stageCtx, k *keeper, h *holder, slots []*Item) error {
 	xs := make([]heldItem, len(slots))
 	parts := make([][]byte, len(slots))
 	for i, it := range slots {
@@ -840,7 +932,7 @@ func (j *Join) emit(sc stageCtx, h *holder, slots []*Item) error {
 		j.o.bury(sc.in, xs, "join combine: "+err.Error())
 		return nil
 	}
-	return j.o.deliver(sc, xs, []emit{{j.out, payload, slots[0].Key}})
+	return j.o.deliver(sc, k, xs, []emit{{j.out, payload, slots[0].Key}})
 }
 
 // Reduce collects up to n input items (or whatever arrived within WithFlushAfter of the first one),
@@ -866,6 +958,8 @@ func NewReduce(in, out Queue, n int, reduce func(payloads [][]byte) ([]byte, err
 func (r *Reduce) Run(ctx context.Context) error {
 	sc, end := newStageCtx(ctx)
 	defer end()
+	k := r.o.newKeeper(sc)
+	defer k.close()
 	for {
 		it, err := r.o.lease(ctx, r.in)
 		if it == nil {
@@ -880,7 +974,7 @@ func (r *Reduce) Run(ctx context.Context) error {
 			batch = append(batch, it)
 		}
 		cancel()
-		if err := r.emit(sc, batch); err != nil && ctx.Err() == nil {
+		if err := r.emit(sc, k, batch); err != nil && ctx.Err() == nil {
 			return err
 		}
 		switch {
@@ -892,7 +986,7 @@ func (r *Reduce) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Reduce) emit(sc stageCtx, batch []*Item) error {
+func (r *Reduce) emit(sc stageCtx, k *keeper, batch []*Item) error {
 	payloads := make([][]byte, len(batch))
 	held := make([]heldItem, len(batch))
 	for i, it := range batch {
@@ -904,5 +998,5 @@ func (r *Reduce) emit(sc stageCtx, batch []*Item) error {
 		r.o.bury(sc.in, held, "reduce: "+err.Error())
 		return nil
 	}
-	return r.o.deliver(sc, held, []emit{{r.out, out, ""}})
+	return r.o.deliver(sc, k, held, []emit{{r.out, out, ""}})
 }
