@@ -21,7 +21,9 @@
 // answered by the proxy; stats are current rather than aggregated every -i interval, and
 // out_queue_bytes is not tracked (always 0); "backlog" is parsed but Go listens with the kernel's
 // somaxconn; "random" picks a server per request like nutcracker but from Go's generator. The
-// extensions no_reshard and health_check_interval are rejected by nutcracker itself. Pool and
+// extensions no_reshard and health_check_interval are rejected by nutcracker itself. Two pools whose
+// listen addresses collide on one port (0.0.0.0:22121 beside 127.0.0.2:22121) are a *ConfigError:
+// nutcracker -t accepts them, and nutcracker then fails to bind the second when it starts. Pool and
 // server names in the stats JSON are nutcracker's bytes but for a quote, a backslash or a control
 // character, which are escaped: nutcracker writes them raw, and its document is then not JSON; a
 // byte that is not UTF-8 (only a Config built in Go can hold one) is written as U+FFFD. A

@@ -60,6 +60,13 @@ func TestReloadRespelledListenAddress(t *testing.T) {
 	}
 }
 
+// relisten sets the listen address of cfg's pool i to addr, as a Config built in Go may have it:
+// Parse refuses two pools whose addresses collide, which these tests give Reload.
+func relisten(cfg *twemproxy.Config, i int, addr string) *twemproxy.Config {
+	cfg.Pools[i].ListenAddr = addr
+	return cfg
+}
+
 // When the respelled address cannot be bound, the reload fails and changes nothing: the pool
 // serves again on its old address, and the other pools keep their clients.
 func TestReloadRespelledAddressRollsBack(t *testing.T) {
@@ -88,12 +95,13 @@ func TestReloadRespelledAddressRollsBack(t *testing.T) {
 
 // A pool that moves onto the port a kept pool listens on, on another host, cannot be bound while
 // that pool serves: the reload fails, and its error says which pool holds the port and what to do.
+// (Parse refuses such a config, which a Config built in Go can hold: see relisten.)
 func TestReloadOntoKeptPoolsPortSaysWhy(t *testing.T) {
 	_, p, _ := net.SplitHostPort(freeport.TCP(t))
 	addrA, addrB := "127.0.0.1:"+p, freeport.TCP(t)
 	srv, run := startKinds(t, addrA, addrB)
 	old := srv.Config()
-	err := srv.Reload(parseConfig(t, kindsYAML(addrA, "0.0.0.0:"+p, "")))
+	err := srv.Reload(relisten(parseConfig(t, kindsYAML(addrA, "0.0.0.0:1", "")), 1, "0.0.0.0:"+p))
 	if err == nil || !strings.Contains(err.Error(), `pool "a"`) || !strings.Contains(err.Error(), "same port") {
 		t.Errorf("Reload = %v, want an error naming pool a, which keeps the same port", err)
 	}
@@ -146,7 +154,7 @@ func TestReloadMoveOntoKeptPoolsPortKeepsClients(t *testing.T) {
 			srv, run := startKinds(t, addrA, addrB)
 			old := srv.Config()
 			ca, cb := dialKind(t, "tcp", addrA), dialKind(t, "tcp", addrB)
-			err := srv.Reload(parseConfig(t, kindsYAML("0.0.0.0:"+p, addrB, "")))
+			err := srv.Reload(relisten(parseConfig(t, kindsYAML("0.0.0.0:1", addrB, "")), 0, "0.0.0.0:"+p))
 			if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), `pool "b"`) || !strings.Contains(err.Error(), "same port") {
 				t.Errorf("Reload = %v, want address in use, naming pool b, which keeps the same port", err)
 			}
@@ -183,6 +191,32 @@ func TestReloadPortZeroNeverCollides(t *testing.T) {
 	if k, err := cb.kind(); k != "redis" {
 		t.Errorf("the kept pool's client after the reload: %q, %v", k, err)
 	}
+	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A reload whose new pools collide with each other (a moved on its port from 127.0.0.1:P to
+// 0.0.0.0:P, a new pool c on 127.0.0.2:P) is refused before anything is stopped, with a
+// *ConfigError naming both, and a keeps its clients. The old code compared the new addresses only
+// with the kept pools': it bound c, stopped a, failed a's bind, and started a again with its clients
+// closed.
+func TestReloadRefusesCollidingNewPools(t *testing.T) {
+	_, p, _ := net.SplitHostPort(freeport.TCP(t))
+	addrA, addrB := "127.0.0.1:"+p, freeport.TCP(t)
+	srv, run := startKinds(t, addrA, addrB)
+	old := srv.Config()
+	ca, cb := dialKind(t, "tcp", addrA), dialKind(t, "tcp", addrB)
+	c := "c:\n  listen: 127.0.0.2:" + p + "\n  servers:\n   - 127.0.0.1:1:1\n"
+	cfg := relisten(parseConfig(t, kindsYAML("0.0.0.0:1", addrB, c)), 0, "0.0.0.0:"+p)
+	var ce *twemproxy.ConfigError
+	if err := srv.Reload(cfg); !errors.As(err, &ce) || ce.Pool != "c" || ce.Key != "listen" || !strings.Contains(err.Error(), `pool "a"`) {
+		t.Errorf("Reload = %v, want a ConfigError on pool c's listen, naming pool a", err)
+	}
+	if k, err := ca.kind(); k != "memcache" {
+		t.Errorf("pool a's client after the refused reload: %q, %v", k, err)
+	}
+	checkUnchanged(t, srv, old, map[string]string{addrA: "memcache", addrB: "redis"}, cb, "a", "b")
 	if err := run.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}

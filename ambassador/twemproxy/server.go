@@ -186,36 +186,40 @@ func appendUnique(list []string, v string) []string {
 	return append(list, v)
 }
 
-// Reload switches to cfg. Pools whose listen address and kind (memcache/redis) are unchanged keep
-// their listener and client connections (a new permission of a unix socket is applied to its file)
-// and get the new servers and options: a pool whose configuration is otherwise unchanged is left as
-// it is, and servers that keep their name and address keep their ejection and their counters. A TCP
-// port is compared by number (022121 is 22121); a unix socket path that names the pool's socket
-// file by another path (through a symlinked directory) is the same address. Requests already sent
-// finish on the old servers, which Reload does not wait for (they close in the background, cut off
-// once the pool's timeout has passed twice, or 30s, or when the pool closes). New pools start
-// listening; removed pools close; a pool whose address or kind changes closes, with its clients,
-// and starts anew on its new address.
+// Reload switches to cfg. Pools whose listen address and kind (memcache/redis) are unchanged
+// keep their listener and client connections (a new permission of a unix socket is applied to
+// its file) and get the new servers and options: a pool whose configuration is otherwise
+// unchanged is left as it is, and servers that keep their name and address keep their ejection
+// and their counters. A TCP port is compared by number (022121 is 22121); a unix socket path
+// that names the pool's socket file by another path (through a symlinked directory, or a hard
+// link) is the same address; a symlink to the socket file itself is another: the pool moves
+// there, its clients closed, and its new socket replaces the symlink. Requests already sent
+// finish on the old servers, which Reload does not wait for (they close in the background, cut
+// off once the pool's timeout has passed twice, or 30s, or when the pool closes). New pools
+// start listening; removed pools close; a pool whose address or kind changes closes, with its
+// clients, and starts anew on its new address.
 //
 // Reload applies all of cfg or nothing: if cfg is invalid (see NewServer) or a new address
-// cannot be bound, it returns the error and every pool serves as before. A port that a pool
-// keeping its address listens on cannot be taken by another pool, or a moved one, on an
-// overlapping host, nor its socket file by another path: when the hosts are equal IP addresses,
-// or either is a wildcard (0.0.0.0, ::, empty), which on Linux collides with any host on its
-// port, a name too, or for the socket file, Reload refuses cfg before it changes anything, with
-// an error (syscall.EADDRINUSE) that names the kept pool; when either host is a name and neither
-// a wildcard (or off Linux), the bind fails with that error. Reload then binds the new addresses
-// while the old pools serve; an address a pool of the old configuration holds (pools that swap
-// addresses, a pool that changes kind, a removed pool's address taken by another, a pool moved
-// to another host on its port, such as 127.0.0.1:22121 to 0.0.0.0:22121) is bound only once all
-// the others are, by stopping the pools that hold it. Two pools that swap their addresses thus
-// serve the new mapping.
+// cannot be bound, it returns the error and every pool serves as before. Two pools of cfg whose
+// TCP addresses certainly collide on one port, kept, moved or new, make cfg invalid: equal IP
+// addresses, or a wildcard (0.0.0.0, ::, empty) beside another address of its family, or on
+// Linux beside any host, a name too (Go listens on a wildcard for IPv4 and IPv6 at once there);
+// the error is a *ConfigError that names both pools and wraps syscall.EADDRINUSE. A new or moved
+// pool on a kept pool's socket file by another path is refused too, with an error
+// (syscall.EADDRINUSE) that names the kept pool. Either way Reload refuses cfg before it changes
+// anything. Where a host is a name and the other host not a wildcard (or off Linux), whether
+// they collide is known only at the bind, which fails with that error. Reload then binds the new
+// addresses while the old pools serve; an address a pool of the old configuration holds (pools
+// that swap addresses, a pool that changes kind, a removed pool's address taken by another, a
+// pool moved to another host on its port, such as 127.0.0.1:22121 to 0.0.0.0:22121) is bound
+// only once all the others are, by stopping the pools that hold it. Two pools that swap their
+// addresses thus serve the new mapping.
 //
 // A failed reload costs clients only there: if one of those binds fails, the stopped pools are
 // started again on their old addresses with the configuration they served, but the clients they
 // had are closed. The bind of an address a pool of the old configuration holds fails only for
 // what Reload cannot know before it tries: another process holds the address (or an address that
-// overlaps it on its port), or a host name, its own or a kept pool's on its port, resolves onto
+// overlaps it on its port), or a host name on its port, its own or another pool's, resolves onto
 // the other's address (off Linux, also a name beside a wildcard). Listeners do not set
 // SO_REUSEPORT, which would let two bind one port at once: it would also let any other process
 // of the same user bind a pool's port and take a share of its connections unnoticed.
@@ -258,13 +262,14 @@ type reloadPlan struct {
 	holders map[string][]*poolRun // by fresh pool's name: the closing pools whose listener occupies its address
 }
 
-// refuseKept returns the error of the first fresh pool whose bind is certain to fail because a kept
-// pool listens on its port, on a host that collides with its (see hostsCollide), or nil. Reload asks
-// before it stops or binds anything: bindHeld would stop the pool before its bind failed.
+// refuseKept returns the error of the first fresh pool that names a kept pool's socket file by
+// another path, or nil: its bind would remove the kept pool's file. Reload asks before it stops or
+// binds anything. (A fresh pool's TCP address that certainly collides with a kept pool's makes cfg
+// invalid: see validate.)
 func (plan *reloadPlan) refuseKept() error {
 	for _, pc := range plan.fresh {
 		for _, k := range plan.keep {
-			if bindKey(k.pc) == bindKey(pc) && hostsCollide(k.pc, pc) || k.r.p.socketAt(pc) {
+			if k.r.p.socketAt(pc) {
 				return fmt.Errorf("pool %s: listen %s %s: %w%s", pc.Name, pc.ListenNetwork, pc.ListenAddr,
 					syscall.EADDRINUSE, keptHolds(k.pc))
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 )
 
 // ResolveListen resolves the host of every TCP pool's listen address, as nutcracker does when it
@@ -31,14 +32,17 @@ func ResolveListen(ctx context.Context, cfg *Config) error {
 
 // validate checks what serving cfg needs, so that a Config built in Go rather than by Parse gets a
 // *ConfigError naming the pool and the field instead of a panic or a pool that serves nothing: the
-// checks Parse makes, and the values Parse would have given a default, must be set. It changes
-// nothing in cfg.
+// checks Parse makes, and the values Parse would have given a default, must be set. Two pools may
+// not listen on one address, nor on TCP addresses that certainly collide (see hostsCollide), which
+// can never both be bound (the error wraps syscall.EADDRINUSE): so a Reload refuses them before it
+// stops any pool. It changes nothing in cfg.
 func validate(cfg *Config) error {
 	if cfg == nil || len(cfg.Pools) == 0 {
 		return &ConfigError{Err: errors.New("has no pools")}
 	}
 	names := map[string]bool{}
 	listens := map[string]string{}
+	var tcp []*PoolConfig
 	for _, pc := range cfg.Pools {
 		if pc == nil {
 			return &ConfigError{Err: errors.New("has a nil pool")}
@@ -59,6 +63,18 @@ func validate(cfg *Config) error {
 				Err: fmt.Errorf("same listen address %q as pool %q", pc.ListenAddr, other)}
 		}
 		listens[key] = pc.Name
+		if pc.ListenNetwork != "tcp" {
+			continue
+		}
+		for _, other := range tcp {
+			if bindKey(other) == bindKey(pc) && hostsCollide(other, pc) {
+				return &ConfigError{Line: pc.Line, Pool: pc.Name, Key: "listen",
+					Err: fmt.Errorf("listen address %q collides with pool %q's %q, on the same port: %w "+
+						"(a wildcard host takes the port on every address): move one of the two pools to another port",
+						pc.ListenAddr, other.Name, other.ListenAddr, syscall.EADDRINUSE)}
+			}
+		}
+		tcp = append(tcp, pc)
 	}
 	return nil
 }

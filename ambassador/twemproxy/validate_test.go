@@ -3,6 +3,8 @@ package twemproxy_test
 import (
 	"errors"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,5 +161,53 @@ func TestResolveListen(t *testing.T) {
 	var ce *twemproxy.ConfigError
 	if err := twemproxy.ResolveListen(t.Context(), cfg); !errors.As(err, &ce) || ce.Pool != "b" || ce.Key != "listen" || ce.Line != 5 {
 		t.Errorf("ResolveListen = %v, want a *ConfigError for pool b's listen on line 5", err)
+	}
+}
+
+// Two pools whose listen addresses certainly collide on one port (equal IP addresses spelled two
+// ways, or a wildcard beside any host: Go listens on a wildcard for IPv4 and IPv6 at once on
+// Linux) are refused by Parse, and so by -t, and by NewServer, with a *ConfigError on the second
+// pool's listen, at its line, that names the first: nutcracker -t accepts them, and nutcracker fails to bind
+// the second when it starts. Hosts that may both be bound on one port pass, and so does port 0,
+// which gets each listener a port of its own.
+func TestValidateRefusesCollidingListens(t *testing.T) {
+	two := func(a, b string) string {
+		return "a:\n  listen: " + a + "\n  servers:\n   - 127.0.0.1:11211:1\nb:\n  listen: " + b + "\n  servers:\n   - 127.0.0.1:11211:1\n"
+	}
+	collide := [][2]string{
+		{"0.0.0.0:22121", "127.0.0.2:22121"},
+		{"127.0.0.1:22121", "0.0.0.0:022121"},
+		{`"[::]:22121"`, "127.0.0.1:22121"},
+		{":22121", `"[::1]:22121"`},
+		{"127.0.0.1:22121", `"[::ffff:127.0.0.1]:22121"`},
+	}
+	if runtime.GOOS == "linux" {
+		collide = append(collide, [2]string{"localhost:22121", "0.0.0.0:22121"})
+	}
+	for _, pair := range collide {
+		_, err := twemproxy.Parse([]byte(two(pair[0], pair[1])))
+		var ce *twemproxy.ConfigError
+		if !errors.As(err, &ce) || ce.Pool != "b" || ce.Key != "listen" || ce.Line != 5 || !strings.Contains(err.Error(), `pool "a"`) {
+			t.Errorf("Parse of pools on %s and %s: %v, want a ConfigError on pool b's listen, line 5, naming pool a", pair[0], pair[1], err)
+		}
+	}
+	for _, pair := range [][2]string{
+		{"127.0.0.1:22121", "127.0.0.2:22121"},
+		{"127.0.0.1:22121", "localhost:22121"},
+		{"0.0.0.0:22121", "0.0.0.0:22122"},
+	} {
+		if _, err := twemproxy.Parse([]byte(two(pair[0], pair[1]))); err != nil {
+			t.Errorf("Parse of pools on %s and %s: %v", pair[0], pair[1], err)
+		}
+	}
+	a, b := handBuilt("0.0.0.0:22121", "127.0.0.1:2"), handBuilt("127.0.0.2:22121", "127.0.0.1:2")
+	b.Name = "b"
+	var ce *twemproxy.ConfigError
+	if _, err := twemproxy.NewServer(&twemproxy.Config{Pools: []*twemproxy.PoolConfig{a, b}}, bothProtocols); !errors.As(err, &ce) || ce.Pool != "b" || ce.Key != "listen" {
+		t.Errorf("NewServer of pools on %s and %s: %v, want a ConfigError on pool b's listen", a.ListenAddr, b.ListenAddr, err)
+	}
+	a.ListenAddr, b.ListenAddr = "0.0.0.0:0", "127.0.0.2:0"
+	if _, err := twemproxy.NewServer(&twemproxy.Config{Pools: []*twemproxy.PoolConfig{a, b}}, bothProtocols); err != nil {
+		t.Errorf("NewServer of pools on %s and %s: %v", a.ListenAddr, b.ListenAddr, err)
 	}
 }
