@@ -21,9 +21,12 @@
 // answered by the proxy; stats are current rather than aggregated every -i interval, and
 // out_queue_bytes is not tracked (always 0); "backlog" is parsed but Go listens with the kernel's
 // somaxconn; "random" picks a server per request like nutcracker but from Go's generator. The
-// extensions no_reshard and health_check_interval are rejected by nutcracker itself. Two pools whose
-// listen addresses collide on one port (0.0.0.0:22121 beside 127.0.0.2:22121) are a *ConfigError:
-// nutcracker -t accepts them, and nutcracker then fails to bind the second when it starts. Pool and
+// extensions no_reshard and health_check_interval are rejected by nutcracker itself. A pool on
+// 0.0.0.0 (or ::) listens on IPv4 and IPv6 at once, as Go listens, where nutcracker's 0.0.0.0 is
+// IPv4 only; so two pools whose listen addresses collide on one port here are a *ConfigError, in
+// -t too: 0.0.0.0:22121 beside 127.0.0.2:22121 (nutcracker -t accepts it and nutcracker then fails
+// to bind the second when it starts), and 0.0.0.0:22121 beside ::1:22121 (which nutcracker runs,
+// its 0.0.0.0 leaving IPv6 free). Pool and
 // server names in the stats JSON are nutcracker's bytes but for a quote, a backslash or a control
 // character, which are escaped: nutcracker writes them raw, and its document is then not JSON; a
 // byte that is not UTF-8 (only a Config built in Go can hold one) is written as U+FFFD. A
