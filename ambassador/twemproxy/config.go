@@ -184,7 +184,7 @@ func Parse(data []byte) (*Config, error) {
 	// What NewServer checks, Parse does: two pools on one address ("/a.sock 0666" and "/a//a.sock"
 	// are both /a.sock) or on colliding ones (0.0.0.0:22121 and 127.0.0.2:22121), and every field
 	// a run needs.
-	if err := validate(cfg); err != nil {
+	if err := validate(cfg, nil); err != nil {
 		return nil, err
 	}
 	return cfg, nil

@@ -21,17 +21,24 @@
 // answered by the proxy; stats are current rather than aggregated every -i interval, and
 // out_queue_bytes is not tracked (always 0); "backlog" is parsed but Go listens with the kernel's
 // somaxconn; "random" picks a server per request like nutcracker but from Go's generator. The
-// extensions no_reshard and health_check_interval are rejected by nutcracker itself. A pool on
-// 0.0.0.0 (or ::) listens on IPv4 and IPv6 at once, as Go listens, where nutcracker's 0.0.0.0 is
-// IPv4 only; so two pools whose listen addresses collide on one port here are a *ConfigError, in
-// -t too: 0.0.0.0:22121 beside 127.0.0.2:22121 (nutcracker -t accepts it and nutcracker then fails
-// to bind the second when it starts), and 0.0.0.0:22121 beside ::1:22121 (which nutcracker runs,
-// its 0.0.0.0 leaving IPv6 free). Pool and
+// extensions no_reshard and health_check_interval are rejected by nutcracker itself. Pool and
 // server names in the stats JSON are nutcracker's bytes but for a quote, a backslash or a control
 // character, which are escaped: nutcracker writes them raw, and its document is then not JSON; a
 // byte that is not UTF-8 (only a Config built in Go can hold one) is written as U+FFFD. A
 // redis pool's SELECT of redis_db on a new server connection must succeed (nutcracker drops the
 // reply, and a database the server lacks leaves the keys in database 0); see package redis.
+//
+// Listen addresses (and the stats address) are bound as nutcracker binds them: on the host's IP
+// address, or the first address a name resolves to, with a socket of that address's family. So
+// 0.0.0.0 takes the port on IPv4 only, and 0.0.0.0:22121 beside ::1:22121 (or fd00::2:22121, or
+// fe80::1%eth0:22121) runs here as under nutcracker: a client of [::1]:22121 reaches the second
+// pool, and without it is refused. :: takes the port on IPv4 and IPv6, as nutcracker's does under
+// Linux's default net.ipv6.bindv6only=0 (here it does whatever that setting is). An empty host,
+// which nutcracker refuses, listens as ::. What still differs is -t (and Parse, NewServer and
+// Reload): two pools whose listen addresses certainly collide on one port are a *ConfigError,
+// where nutcracker -t accepts them and nutcracker then fails to bind the second when it starts:
+// 0.0.0.0:22121 beside 127.0.0.2:22121, or :::22121 (::) beside any host on port 22121 (see
+// [Server.Reload]).
 //
 // tcpkeepalive sets SO_KEEPALIVE on client connections with the kernel's timing
 // (net.ipv4.tcp_keepalive_*), as nutcracker does, and also on server connections, which nutcracker

@@ -69,3 +69,6 @@ func ClientConns(s *Server, pool string) []net.Conn {
 	}
 	return conns
 }
+
+// MachineHosts returns this machine's addresses beyond loopback (see machineHosts).
+var MachineHosts = machineHosts

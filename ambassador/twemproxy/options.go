@@ -48,8 +48,9 @@ func WithRegisterer(r prometheus.Registerer) Option {
 }
 
 // WithStatsAddr serves nutcracker's stats JSON on addr (for example "127.0.0.1:22222"): every
-// connection gets one JSON document and is closed, as with nutcracker's -s/-a. Default: no stats
-// listener (Stats still returns the document).
+// connection gets one JSON document and is closed, as with nutcracker's -s/-a. addr is bound as a
+// pool's listen address is, as nutcracker binds it (0.0.0.0 takes the port on IPv4 only). Default:
+// no stats listener (Stats still returns the document).
 func WithStatsAddr(addr string) Option {
 	return optionFunc(func(o *options) { o.statsAddr = addr })
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"sync"
@@ -582,7 +583,13 @@ func (p *pool) listen() error {
 		// its own listens on, by that path or another (see planReload).
 		_ = os.Remove(cfg.ListenAddr)
 	}
-	ln, err := lc.Listen(context.Background(), cfg.ListenNetwork, cfg.ListenAddr)
+	var ln net.Listener
+	var err error
+	if cfg.ListenNetwork == "tcp" {
+		ln, err = listenTCP(context.Background(), &lc, cfg.ListenAddr)
+	} else {
+		ln, err = lc.Listen(context.Background(), cfg.ListenNetwork, cfg.ListenAddr)
+	}
 	if err != nil {
 		return fmt.Errorf("pool %s: listen: %w", cfg.Name, err)
 	}
@@ -601,6 +608,41 @@ func (p *pool) listen() error {
 		}
 	}
 	return nil
+}
+
+// listenTCP listens on a TCP listen address as nutcracker binds it: on the first address its host
+// resolves to (an IP address is its own; the resolver orders a name's addresses as getaddrinfo does,
+// by RFC 6724), with a socket of that address's family. An IPv4 address, 0.0.0.0 included, and one
+// written IPv4-mapped (::ffff:127.0.0.1), is listened on with "tcp4", so 0.0.0.0 takes the port on
+// IPv4 only and leaves it free on every IPv6 address; an IPv6 address with "tcp6", but :: with
+// "tcp", which takes the port on IPv4 and IPv6 at once, as nutcracker's :: does where the kernel's
+// net.ipv6.bindv6only is 0 (Linux's default). An empty host, which nutcracker refuses, is listened
+// on with "tcp", as ::. The host is resolved at each bind, so a name follows its address.
+func listenTCP(ctx context.Context, lc *net.ListenConfig, addr string) (net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return lc.Listen(ctx, "tcp", addr)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err == nil && len(ips) == 0 {
+			err = &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+		if err != nil {
+			return nil, &net.OpError{Op: "listen", Net: "tcp", Err: err}
+		}
+		ip = ips[0]
+	}
+	ip = ip.Unmap()
+	network := "tcp6"
+	switch {
+	case ip.Is4():
+		network = "tcp4"
+	case ip.IsUnspecified():
+		network = "tcp"
+	}
+	return lc.Listen(ctx, network, net.JoinHostPort(ip.String(), port))
 }
 
 // socketAt reports whether pc's listen address names the socket file the pool's listener bound,

@@ -64,7 +64,7 @@ func NewServer(cfg *Config, protos Protocols, opts ...Option) (*Server, error) {
 		opt.apply(o)
 	}
 	s := &Server{protos: protos, opts: o, cfg: cfg, ready: make(chan struct{}), running: map[string]*poolRun{}}
-	if err := s.check(cfg); err != nil {
+	if err := s.check(cfg, nil); err != nil {
 		return nil, err
 	}
 	s.metrics = newCollector(s)
@@ -77,8 +77,8 @@ func NewServer(cfg *Config, protos Protocols, opts ...Option) (*Server, error) {
 }
 
 // check validates cfg, and that the Server has a protocol for each of its pools.
-func (s *Server) check(cfg *Config) error {
-	if err := validate(cfg); err != nil {
+func (s *Server) check(cfg *Config, kept map[*PoolConfig]net.Addr) error {
+	if err := validate(cfg, kept); err != nil {
 		return err
 	}
 	for _, pc := range cfg.Pools {
@@ -202,13 +202,18 @@ func appendUnique(list []string, v string) []string {
 // Reload applies all of cfg or nothing: if cfg is invalid (see NewServer) or a new address
 // cannot be bound, it returns the error and every pool serves as before. Two pools of cfg whose
 // TCP addresses certainly collide on one port, kept, moved or new, make cfg invalid: equal IP
-// addresses, or a wildcard (0.0.0.0, ::, empty) beside another address of its family, or on
-// Linux beside any host, a name too (Go listens on a wildcard for IPv4 and IPv6 at once there);
-// the error is a *ConfigError that names both pools and wraps syscall.EADDRINUSE. A new or moved
-// pool on a kept pool's socket file by another path is refused too, with an error
+// addresses, a wildcard beside an address of its family (0.0.0.0 beside 127.0.0.2, :: beside
+// ::1), or on Linux :: (or an empty host) beside any host, a name too, which Go listens on for
+// IPv4 and IPv6 at once as nutcracker does; 0.0.0.0 is IPv4 only, as nutcracker binds it, and
+// leaves the port free on IPv6 addresses (see hostsCollide). A kept pool counts by the address its
+// listener is bound to, so a kept pool on a name collides with a new 0.0.0.0 on its port if the
+// name was bound on an IPv4 address. The error is a *ConfigError on the new or moved pool of the
+// two (on the later one if both are), which names the other and wraps syscall.EADDRINUSE. A new or
+// moved pool on a kept pool's socket file by another path is refused too, with an error
 // (syscall.EADDRINUSE) that names the kept pool. Either way Reload refuses cfg before it changes
-// anything. Where a host is a name and the other host not a wildcard (or off Linux), whether
-// they collide is known only at the bind, which fails with that error. Reload then binds the new
+// anything. Where one host is a name, not a kept pool's, and the other is not :: (or an empty
+// host) on Linux, whether they collide is known only at the bind (a name is bound on the first
+// address it resolves to), which fails with that error. Reload then binds the new
 // addresses while the old pools serve; an address a pool of the old configuration holds (pools
 // that swap addresses, a pool that changes kind, a removed pool's address taken by another, a
 // pool moved to another host on its port, such as 127.0.0.1:22121 to 0.0.0.0:22121) is bound
@@ -220,15 +225,15 @@ func appendUnique(list []string, v string) []string {
 // had are closed. The bind of an address a pool of the old configuration holds fails only for
 // what Reload cannot know before it tries: another process holds the address (or an address that
 // overlaps it on its port), or a host name on its port, its own or another pool's, resolves onto
-// the other's address (off Linux, also a name beside a wildcard). Listeners do not set
-// SO_REUSEPORT, which would let two bind one port at once: it would also let any other process
-// of the same user bind a pool's port and take a share of its connections unnoticed.
+// the other's address, or onto IPv4 beside 0.0.0.0 (off Linux, also a name beside ::). Listeners
+// do not set SO_REUSEPORT, which would let two bind one port at once: it would also let any other
+// process of the same user bind a pool's port and take a share of its connections unnoticed.
 func (s *Server) Reload(cfg *Config) error {
-	if err := s.check(cfg); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.check(cfg, s.keptListeners(cfg)); err != nil {
+		return err
+	}
 	if s.ctx == nil || s.closed || s.ctx.Err() != nil { // Run is returning: its pools are closing
 		return ErrClosed
 	}
@@ -310,14 +315,12 @@ func keptHolds(kept *PoolConfig) string {
 func (s *Server) planReload(cfg *Config) *reloadPlan {
 	plan := &reloadPlan{closing: map[string]*poolRun{}, holders: map[string][]*poolRun{}}
 	for _, pc := range cfg.Pools {
-		old := s.running[pc.Name]
-		if old != nil && old.p.cfg.Redis == pc.Redis &&
-			(listenKey(old.p.cfg) == listenKey(pc) || old.p.socketAt(pc)) {
-			plan.keep = append(plan.keep, keptPool{old, pc})
+		if r := s.keeps(pc); r != nil {
+			plan.keep = append(plan.keep, keptPool{r, pc})
 			continue
 		}
 		plan.fresh = append(plan.fresh, pc)
-		if old != nil {
+		if old := s.running[pc.Name]; old != nil {
 			plan.closing[pc.Name] = old
 		}
 	}
@@ -336,6 +339,35 @@ func (s *Server) planReload(cfg *Config) *reloadPlan {
 		}
 	}
 	return plan
+}
+
+// keeps returns the running pool that keeps its listener for pc in a Reload, or nil: the pool of
+// pc's name if it is of pc's kind and pc's listen address is its own, or names the socket file it
+// listens on by another path. s.mu must be held.
+func (s *Server) keeps(pc *PoolConfig) *poolRun {
+	old := s.running[pc.Name]
+	if old != nil && old.p.cfg.Redis == pc.Redis && (listenKey(old.p.cfg) == listenKey(pc) || old.p.socketAt(pc)) {
+		return old
+	}
+	return nil
+}
+
+// keptListeners returns, for each TCP pool of cfg that keeps its listener in a Reload (see keeps),
+// the address the listener is bound to. s.mu must be held.
+func (s *Server) keptListeners(cfg *Config) map[*PoolConfig]net.Addr {
+	kept := map[*PoolConfig]net.Addr{}
+	if cfg == nil {
+		return kept
+	}
+	for _, pc := range cfg.Pools {
+		if pc == nil || pc.ListenNetwork != "tcp" {
+			continue
+		}
+		if r := s.keeps(pc); r != nil {
+			kept[pc] = r.p.ln.Addr()
+		}
+	}
+	return kept
 }
 
 // bindFree opens the listeners of the fresh pools whose address no pool holds, while every pool
@@ -521,9 +553,11 @@ func tcpHostPort(addr string) (host, port string, ok bool) {
 }
 
 // hostsOverlap reports whether the listeners of a and b, which have one bindKey, may conflict: a
-// unix socket path always does; TCP hosts do when they are equal, when either is a wildcard
-// (0.0.0.0, ::, empty), or when either is a name, whose address is known only when it is bound.
-// Other IP addresses on one port can both be bound, and so can any hosts on port 0 (see anyPort).
+// unix socket path always does; TCP hosts do when they are equal, when either is a name, whose
+// address is known only when it is bound, or when either is a wildcard beside an address of its
+// family, or :: (or an empty host) beside any host (see listenTCP). Other IP addresses on one port
+// can both be bound, 0.0.0.0 beside an IPv6 address too, and so can any hosts on port 0 (see
+// anyPort).
 func hostsOverlap(a, b *PoolConfig) bool {
 	if a.ListenNetwork != "tcp" {
 		return true
@@ -533,15 +567,22 @@ func hostsOverlap(a, b *PoolConfig) bool {
 	}
 	ha, ia, okA := listenIP(a)
 	hb, ib, okB := listenIP(b)
-	return ha == hb || !okA || !okB || ia.IsUnspecified() || ib.IsUnspecified() || ia == ib
+	if ha == hb || !okA || !okB || ia == ib {
+		return true
+	}
+	wa, wb := ia.IsUnspecified(), ib.IsUnspecified()
+	return (wa || wb) && (ia.Is4() == ib.Is4() || wa && ia.Is6() || wb && ib.Is6())
 }
 
 // hostsCollide reports whether the listeners of a and b, which have one bindKey, certainly
-// conflict: a unix socket path does; TCP hosts do when both are IP addresses and equal, or when
-// either is a wildcard (0.0.0.0, ::, empty). Go listens on a wildcard for IPv4 and IPv6 at once where
-// the system lets it (Linux does): there a wildcard collides with every host, a name too, whatever
-// it resolves to; elsewhere with its own family's addresses only, and not with a name, whose family
-// is known only when it is bound. Hosts on port 0 never collide (see anyPort).
+// conflict: a unix socket path does; TCP hosts do when both are IP addresses and equal, when a
+// wildcard is beside an address of its family (0.0.0.0 beside 127.0.0.2 or ::ffff:127.0.0.2, ::
+// beside ::1), and on Linux when :: (or an empty host) is beside any other host, 0.0.0.0 and a name
+// too, whatever it resolves to: Go listens on :: for IPv4 and IPv6 at once where the system lets
+// it (see listenTCP), and Linux does; elsewhere :: is taken for an IPv6 wildcard only. 0.0.0.0
+// listens on IPv4 only: it never collides with an IPv6 address, and with a name only if the name
+// resolves to an IPv4 address, which is known when it is bound. Hosts on port 0 never collide (see
+// anyPort).
 func hostsCollide(a, b *PoolConfig) bool {
 	if a.ListenNetwork != "tcp" {
 		return true
@@ -551,15 +592,41 @@ func hostsCollide(a, b *PoolConfig) bool {
 	}
 	_, ia, okA := listenIP(a)
 	_, ib, okB := listenIP(b)
+	wa, wb := okA && ia.IsUnspecified(), okB && ib.IsUnspecified()
 	switch {
 	case okA && okB && ia == ib:
 		return true
-	case !(okA && ia.IsUnspecified()) && !(okB && ib.IsUnspecified()):
+	case !wa && !wb:
 		return false // no wildcard
 	case okA && okB && ia.Is4() == ib.Is4():
 		return true
 	}
-	return runtime.GOOS == "linux"
+	return (wa && ia.Is6() || wb && ib.Is6()) && runtime.GOOS == "linux"
+}
+
+// collisionWhy explains, for TCP listen addresses a and b that hostsCollide says collide, what the
+// wildcard host of either takes of the port (that of ::, which takes more, if both are wildcards),
+// as " (...)"; it is "" when neither host is a wildcard.
+func collisionWhy(a, b *PoolConfig) string {
+	ha, ia, okA := listenIP(a)
+	hb, ib, okB := listenIP(b)
+	wa, wb := okA && ia.IsUnspecified(), okB && ib.IsUnspecified()
+	if !wa || wb && ib.Is6() {
+		ha, ia, wa = hb, ib, wb
+	}
+	what := fmt.Sprintf("the wildcard host %q", ha)
+	if ha == "" {
+		what = "an empty host"
+	}
+	switch {
+	case !wa:
+		return ""
+	case ia.Is4():
+		return " (" + what + " takes the port on every IPv4 address)"
+	case runtime.GOOS == "linux":
+		return " (" + what + " takes the port on every address, IPv4 and IPv6)"
+	}
+	return " (" + what + " takes the port on every IPv6 address)"
 }
 
 // anyPort reports whether pc's TCP listen port is 0: the system picks a free port for each such

@@ -186,8 +186,10 @@ func appendField(b []byte, name string, v int64) []byte {
 	return strconv.AppendInt(b, v, 10)
 }
 
+// listenStats opens the stats listener on addr as a pool's listener on its TCP address is opened
+// (see listenTCP).
 func listenStats(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenTCP(context.Background(), &net.ListenConfig{}, addr)
 	if err != nil {
 		return nil, errors.Join(errors.New("twemproxy: stats listener"), err)
 	}

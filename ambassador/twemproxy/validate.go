@@ -33,10 +33,11 @@ func ResolveListen(ctx context.Context, cfg *Config) error {
 // validate checks what serving cfg needs, so that a Config built in Go rather than by Parse gets a
 // *ConfigError naming the pool and the field instead of a panic or a pool that serves nothing: the
 // checks Parse makes, and the values Parse would have given a default, must be set. Two pools may
-// not listen on one address, nor on TCP addresses that certainly collide (see hostsCollide), which
+// not listen on one address, nor on TCP addresses that certainly collide (see collision), which
 // can never both be bound (the error wraps syscall.EADDRINUSE): so a Reload refuses them before it
-// stops any pool. It changes nothing in cfg.
-func validate(cfg *Config) error {
+// stops any pool. kept, nil but in a Reload, holds the address that each pool keeping its listener
+// through the Reload is bound to. It changes nothing in cfg.
+func validate(cfg *Config, kept map[*PoolConfig]net.Addr) error {
 	if cfg == nil || len(cfg.Pools) == 0 {
 		return &ConfigError{Err: errors.New("has no pools")}
 	}
@@ -67,16 +68,46 @@ func validate(cfg *Config) error {
 			continue
 		}
 		for _, other := range tcp {
-			if bindKey(other) == bindKey(pc) && hostsCollide(other, pc) {
-				return &ConfigError{Line: pc.Line, Pool: pc.Name, Key: "listen",
-					Err: fmt.Errorf("listen address %q collides with pool %q's %q, on the same port: %w "+
-						"(a wildcard host takes the port on every address): move one of the two pools to another port",
-						pc.ListenAddr, other.Name, other.ListenAddr, syscall.EADDRINUSE)}
+			if err := collision(other, pc, kept); err != nil {
+				return err
 			}
 		}
 		tcp = append(tcp, pc)
 	}
 	return nil
+}
+
+// collision returns a *ConfigError if the listen addresses of the TCP pools a and b, a before b in
+// the configuration, certainly collide on one port (see hostsCollide), or else nil. A pool in kept,
+// which keeps its listener through a Reload, is compared by the address its listener is bound to, so
+// that a host that is a name counts as the address it was bound on. The error is on the pool that
+// is not kept, new or moving, if only one is, and else on b; it names the other.
+func collision(a, b *PoolConfig, kept map[*PoolConfig]net.Addr) error {
+	ba, bb := boundAs(a, kept[a]), boundAs(b, kept[b])
+	if bindKey(ba) != bindKey(bb) || !hostsCollide(ba, bb) {
+		return nil
+	}
+	on, other, bound := b, a, kept[a]
+	if kept[b] != nil && kept[a] == nil {
+		on, other, bound = a, b, kept[b]
+	}
+	where := ""
+	if bound != nil && listenKey(boundAs(other, bound)) != listenKey(other) {
+		where = fmt.Sprintf(" (bound to %s)", bound)
+	}
+	return &ConfigError{Line: on.Line, Pool: on.Name, Key: "listen",
+		Err: fmt.Errorf("listen address %q collides with pool %q's %q%s, on the same port: %w%s: "+
+			"move one of the two pools to another port",
+			on.ListenAddr, other.Name, other.ListenAddr, where, syscall.EADDRINUSE, collisionWhy(ba, bb))}
+}
+
+// boundAs returns pc, or if bound is not nil the TCP listen address of a pool bound to bound, for
+// comparing with other listen addresses.
+func boundAs(pc *PoolConfig, bound net.Addr) *PoolConfig {
+	if bound == nil {
+		return pc
+	}
+	return &PoolConfig{ListenNetwork: "tcp", ListenAddr: bound.String()}
 }
 
 // validatePool checks one pool; the error names the YAML key, and the PoolConfig field.

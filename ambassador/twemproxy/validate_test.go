@@ -165,11 +165,13 @@ func TestResolveListen(t *testing.T) {
 }
 
 // Two pools whose listen addresses certainly collide on one port (equal IP addresses spelled two
-// ways, or a wildcard beside any host: Go listens on a wildcard for IPv4 and IPv6 at once on
-// Linux) are refused by Parse, and so by -t, and by NewServer, with a *ConfigError on the second
-// pool's listen, at its line, that names the first: nutcracker -t accepts them, and nutcracker fails to bind
-// the second when it starts. Hosts that may both be bound on one port pass, and so does port 0,
-// which gets each listener a port of its own.
+// ways, a wildcard beside an address of its family, or on Linux :: beside any host, which it
+// listens on for IPv4 and IPv6 at once as nutcracker does) are refused by Parse, and so by -t, and
+// by NewServer, with a *ConfigError on the second pool's listen, at its line, that names the first:
+// nutcracker -t accepts them, and nutcracker fails to bind the second when it starts. Hosts that
+// may both be bound on one port pass: 0.0.0.0, which is IPv4 only, beside an IPv6 address (which
+// nutcracker runs; the old code refused it) or a name (which only the bind can tell); and so does
+// port 0, which gets each listener a port of its own.
 func TestValidateRefusesCollidingListens(t *testing.T) {
 	two := func(a, b string) string {
 		return "a:\n  listen: " + a + "\n  servers:\n   - 127.0.0.1:11211:1\nb:\n  listen: " + b + "\n  servers:\n   - 127.0.0.1:11211:1\n"
@@ -182,7 +184,7 @@ func TestValidateRefusesCollidingListens(t *testing.T) {
 		{"127.0.0.1:22121", `"[::ffff:127.0.0.1]:22121"`},
 	}
 	if runtime.GOOS == "linux" {
-		collide = append(collide, [2]string{"localhost:22121", "0.0.0.0:22121"})
+		collide = append(collide, [2]string{"localhost:22121", `"[::]:22121"`}, [2]string{"0.0.0.0:22121", `"[::]:22121"`})
 	}
 	for _, pair := range collide {
 		_, err := twemproxy.Parse([]byte(two(pair[0], pair[1])))
@@ -195,6 +197,11 @@ func TestValidateRefusesCollidingListens(t *testing.T) {
 		{"127.0.0.1:22121", "127.0.0.2:22121"},
 		{"127.0.0.1:22121", "localhost:22121"},
 		{"0.0.0.0:22121", "0.0.0.0:22122"},
+		{"0.0.0.0:22121", "::1:22121"},
+		{"::ffff:0.0.0.0:22121", "::1:22121"},
+		{"0.0.0.0:22121", "fd00::2:22121"},
+		{"0.0.0.0:22121", "fe80::1%eth0:22121"},
+		{"0.0.0.0:22121", "localhost:22121"},
 	} {
 		if _, err := twemproxy.Parse([]byte(two(pair[0], pair[1]))); err != nil {
 			t.Errorf("Parse of pools on %s and %s: %v", pair[0], pair[1], err)
