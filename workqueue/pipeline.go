@@ -302,13 +302,12 @@ type keeper struct {
 	lose context.CancelCauseFunc
 	// mu guards the rest; fire does not hold it through its Extends (see end).
 	mu        sync.Mutex
-	held      []heldItem      // nil between items
-	due       []time.Time     // of held: when to extend each next
-	wait      []time.Duration // of held: how long to wait for each one's Extend (extendWait)
-	lost      bool            // a lease of held was lost: keep no more
-	fireAt    time.Time       // when t fires; zero when it is stopped or fired
-	scheduled int             // firings of t that have not taken mu yet
-	extending bool            // fire makes Extends, without mu
+	held      []heldItem // nil between items
+	due       []time.Time
+	lost      bool      // a lease of held was lost: keep no more
+	fireAt    time.Time // when t fires; zero when it is stopped or fired
+	scheduled int       // firings of t that have not taken mu yet
+	extending bool      // fire makes Extends, without mu
 	idle      chan struct{}
 	closed    bool
 }
@@ -345,10 +344,8 @@ func (k *keeper) close() {
 // start keeps the leases of held, each when renewIn says, until end, and returns the ctx of their
 // adds. A lease lost (or its queue closed) ends it with errInputLost, so that deliver gives up the
 // add in flight and gives the items back: the item may be leased to another holder by now, and it is
-// not acked without its adds; they are made again with its next delivery (at least once). An Extend
-// is given up as extendWait says, so that one without an answer holds up neither the other leases
-// nor a second try; a failed one is tried again after the stage's retry delay or half of its
-// renewal interval, whichever is sooner. The Extends use the returned ctx.
+// not acked without its adds; they are made again with its next delivery (at least once). A failed
+// Extend is tried again after the stage's retry delay. The Extends use the returned ctx.
 func (k *keeper) start(held []heldItem) context.Context {
 	now := time.Now()
 	k.mu.Lock()
@@ -356,10 +353,9 @@ func (k *keeper) start(held []heldItem) context.Context {
 		k.work, k.lose = context.WithCancelCause(k.ctx)
 	}
 	k.held, k.lost = held, false
-	k.due, k.wait = k.due[:0], k.wait[:0]
+	k.due = k.due[:0]
 	for _, x := range held {
 		k.due = append(k.due, now.Add(k.o.renewIn(now, x.it.Deadline)))
-		k.wait = append(k.wait, k.o.extendWait(now, x.it.Deadline))
 	}
 	if first := earliest(k.due); k.fireAt.IsZero() || k.fireAt.After(first) {
 		k.arm(first.Sub(now), first)
@@ -408,10 +404,10 @@ func (k *keeper) fire() {
 	if k.held == nil || k.lost {
 		return
 	}
-	held, due, wait, work := k.held, k.due, k.wait, k.work
+	held, due, work := k.held, k.due, k.work
 	k.extending = true
 	k.mu.Unlock()
-	lost := k.extend(work, held, due, wait)
+	lost := k.extend(work, held, due)
 	k.mu.Lock()
 	k.extending = false
 	if k.held == nil { // end waits
@@ -430,29 +426,27 @@ func (k *keeper) fire() {
 	}
 }
 
-// extend extends the leases of held that are due (by due, waiting for each Extend as wait says;
-// it updates both) under work, and reports whether one was lost.
-func (k *keeper) extend(work context.Context, held []heldItem, due []time.Time, wait []time.Duration) (lost bool) {
+// extend extends the leases of held that are due (by due, which it updates) under work, and reports
+// whether one was lost.
+func (k *keeper) extend(work context.Context, held []heldItem, due []time.Time) (lost bool) {
 	o, log := k.o, k.o.cfg.logger
 	for i, x := range held {
 		if time.Now().Before(due[i]) {
 			continue
 		}
-		ectx, cancel := context.WithTimeout(work, wait[i])
-		d, err := x.q.Extend(ectx, x.it.Lease)
-		cancel()
+		d, err := x.q.Extend(work, x.it.Lease)
 		now := time.Now()
 		switch {
 		case err == nil:
-			due[i], wait[i] = now.Add(o.renewIn(now, d)), o.extendWait(now, d)
+			due[i] = now.Add(o.renewIn(now, d))
 			o.inDown.ok(log, "extend held input works again")
 		case work.Err() != nil:
 			return false
 		case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrClosed):
 			log.Warn("input lease lost; giving the input back", zap.String("id", x.it.ID), zap.Error(err))
 			return true
-		default: // no answer in wait[i] included
-			due[i] = now.Add(max(min(wait[i]/4, o.cfg.retry), minRenew))
+		default:
+			due[i] = now.Add(max(o.cfg.retry, minRenew))
 			o.inDown.fail(log, "extend held input failed; trying again", err)
 		}
 	}
@@ -477,23 +471,7 @@ func earliest(ts []time.Time) time.Time {
 // more than a lease), and the retry delay when it tells nothing (zero, or past: the next Extend says
 // whether the lease is lost).
 func (o *outlet) renewIn(now, deadline time.Time) time.Duration {
-	return renewEvery(now, deadline, max(o.cfg.retry, minRenew))
-}
-
-// extendWait is how long deliver waits for an Extend it makes at a lease's renewal (renewIn), before
-// it gives up and tries again: as a Pool worker does, the renewal interval (a third of the time
-// left, at most the retry delay for a deadline not by this process's clock, so that a try after one
-// without an answer still comes before the lease ends), and 8 retry delays for a deadline that
-// tells nothing of the lease's length (zero, or past).
-func (o *outlet) extendWait(now, deadline time.Time) time.Duration {
-	if deadline.IsZero() || !deadline.After(now) {
-		return 8 * max(o.cfg.retry, minRenew)
-	}
-	return o.renewIn(now, deadline)
-}
-
-// renewEvery is renewIn with every in place of the stage's retry delay.
-func renewEvery(now, deadline time.Time, every time.Duration) time.Duration {
+	every := max(o.cfg.retry, minRenew)
 	left := deadline.Sub(now)
 	switch {
 	case deadline.IsZero() || left <= 0:
@@ -730,11 +708,16 @@ func newHolder() *holder {
 	return &holder{items: map[string]heldItem{}, due: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
-// holdEvery is how long after now the holder extends a lease that runs until deadline, and how
-// long it waits for that Extend: renewEvery's rule, with a second in place of the retry delay (a
-// deadline not by this process's clock is extended at least once a second, however far off it
-// reads).
-func holdEvery(now, deadline time.Time) time.Duration { return renewEvery(now, deadline, time.Second) }
+// renewAt is when to extend a lease that has until deadline, at now: a third of the time left, a
+// second for a deadline not known or already past (the lease may be lost; the next Extend says),
+// and never sooner than minRenew.
+func renewAt(now, deadline time.Time) time.Time {
+	left := deadline.Sub(now)
+	if deadline.IsZero() || left <= 0 {
+		return now.Add(time.Second)
+	}
+	return now.Add(max(left/3, minRenew))
+}
 
 // minRenew bounds how often a held item is extended.
 const minRenew = 10 * time.Millisecond
@@ -742,8 +725,7 @@ const minRenew = 10 * time.Millisecond
 func (h *holder) add(x heldItem) {
 	h.mu.Lock()
 	h.items[x.it.Lease] = x
-	now := time.Now()
-	h.due[x.it.Lease] = now.Add(holdEvery(now, x.it.Deadline))
+	h.due[x.it.Lease] = renewAt(time.Now(), x.it.Deadline)
 	h.mu.Unlock()
 	select {
 	case h.wake <- struct{}{}:
@@ -780,10 +762,7 @@ func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
 		}
 		h.mu.Unlock()
 		for _, x := range xs {
-			// x.it.Deadline is this loop's to write (below); it reads its own last write.
-			ectx, cancel := context.WithTimeout(ctx, holdEvery(time.Now(), x.it.Deadline))
-			deadline, err := x.q.Extend(ectx, x.it.Lease)
-			cancel()
+			deadline, err := x.q.Extend(ctx, x.it.Lease)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -795,8 +774,7 @@ func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
 				if err != nil {
 					h.due[x.it.Lease] = time.Now().Add(time.Second)
 				} else {
-					now := time.Now()
-					h.due[x.it.Lease] = now.Add(holdEvery(now, deadline))
+					h.due[x.it.Lease] = renewAt(time.Now(), deadline)
 					x.it.Deadline = deadline // for deliver, once the item is removed
 				}
 			}

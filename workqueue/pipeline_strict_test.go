@@ -61,8 +61,12 @@ func (q *strictIn) sweepLocked(now time.Time) {
 	}
 }
 
+// Lease hands out the first ready item, as Memory does only while ctx has not ended.
 func (q *strictIn) Lease(ctx context.Context) (*workqueue.Item, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		q.mu.Lock()
 		now := time.Now()
 		q.sweepLocked(now)
