@@ -32,8 +32,11 @@
 // address, or the first address a name resolves to, with a socket of that address's family. So
 // 0.0.0.0 takes the port on IPv4 only, and 0.0.0.0:22121 beside ::1:22121 (or fd00::2:22121, or
 // fe80::1%eth0:22121) runs here as under nutcracker: a client of [::1]:22121 reaches the second
-// pool, and without it is refused. :: takes the port on IPv4 and IPv6, as nutcracker's does under
-// Linux's default net.ipv6.bindv6only=0 (here it does whatever that setting is). An empty host,
+// pool, and without it is refused. A name is bound on one address only: localhost, where
+// /etc/hosts lists "::1 localhost" (Kubernetes pods do), on ::1, so clients of 127.0.0.1 are
+// refused, as under nutcracker; write the address to choose it. :: takes the port on IPv4 and
+// IPv6, as nutcracker's does under Linux's default net.ipv6.bindv6only=0; here it does so whatever
+// that setting says (Go clears IPV6_V6ONLY on the socket). An empty host,
 // which nutcracker refuses, listens as ::. What still differs is -t (and Parse, NewServer and
 // Reload): two pools whose listen addresses certainly collide on one port are a *ConfigError,
 // where nutcracker -t accepts them and nutcracker then fails to bind the second when it starts:

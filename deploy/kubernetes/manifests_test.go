@@ -528,8 +528,30 @@ func TestAmbassadorConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nutcracker.yml: %v", err)
 	}
-	if p := cfg.Pool("cache"); p == nil {
+	p := cfg.Pool("cache")
+	if p == nil {
 		t.Fatal("nutcracker.yml: no pool cache")
+	}
+
+	// A kubelet sends its probes to the pod IP: the ambassador's startup probe must not target the
+	// pool, which listens on loopback, but a port that listens on every address.
+	d := find(load(t)["ambassador.yaml"], "Deployment", "ambassador-app")
+	var amb *container
+	for i, c := range d.Spec.Template.Spec.InitContainers {
+		if c.Name == "ambassador" {
+			amb = &d.Spec.Template.Spec.InitContainers[i]
+		}
+	}
+	if amb == nil || amb.StartupProbe == nil || amb.StartupProbe.TCPSocket == nil {
+		t.Fatal("ambassador.yaml: no ambassador init container with a tcpSocket startupProbe")
+	}
+	port, _ := portOf(*amb, amb.StartupProbe.TCPSocket.Port)
+	host, lport, _ := net.SplitHostPort(p.ListenAddr)
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() && lport == strconv.Itoa(port) {
+		t.Errorf("the startupProbe targets port %d, where the pool listens on %s: the kubelet cannot reach it", port, p.ListenAddr)
+	}
+	if m, ok := argValue(amb.Args, "metrics"); !ok || !strings.HasSuffix(m, ":"+strconv.Itoa(port)) || strings.HasPrefix(m, "127.") {
+		t.Errorf("the startupProbe targets port %d, not the -metrics address on every interface (%q)", port, m)
 	}
 }
 

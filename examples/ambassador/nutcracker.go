@@ -176,7 +176,17 @@ func runNutcracker(args []string) (int, error) {
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Run(ctx) }()
 	if metricsAddr != "" {
-		go func() { errc <- serveMetrics(ctx, metricsAddr, reg) }()
+		// Listen once the pools do, so that an answer on the metrics port means the pools are up:
+		// the pools listen on 127.0.0.1 in a pod, where a kubelet's tcpSocket probe cannot reach
+		// them, and deploy/kubernetes probes this port instead.
+		go func() {
+			select {
+			case <-srv.Ready():
+				errc <- serveMetrics(ctx, metricsAddr, reg)
+			case <-ctx.Done():
+				errc <- nil
+			}
+		}()
 	} else {
 		errc <- nil
 	}
