@@ -15,6 +15,7 @@ import (
 
 	"github.com/podblocks/podblocks/ambassador/memcache"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/shardproc"
 )
 
@@ -22,22 +23,11 @@ import (
 // unavailable.
 func freeIPv6Port(t *testing.T) int {
 	t.Helper()
-	port, err := freePortOn("[::1]:0")
+	port, err := freeport.On("[::1]:0")
 	if err != nil {
 		t.Skipf("IPv6 loopback ::1 is unavailable (%v); skipping", err)
 	}
 	return port
-}
-
-// freePortOn returns a port that no listener had a moment ago on the host of addr (port 0), or the
-// error of listening there.
-func freePortOn(addr string) (int, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // startMemcached6 runs memcached on ::1 for the length of the test and returns its port.

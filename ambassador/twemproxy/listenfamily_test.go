@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/lifecycletest"
 )
 
 // dualFreePort returns a port that no listener had a moment ago on any address, IPv4 or IPv6.
 func dualFreePort(t *testing.T) string {
 	t.Helper()
-	port, err := freePortOn("[::]:0")
+	port, err := freeport.On("[::]:0")
 	if err != nil {
 		t.Fatal(err)
 	}

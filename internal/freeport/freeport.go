@@ -12,8 +12,12 @@ import (
 
 // Port returns a loopback TCP port no listener had a moment ago, for callers without a testing.TB
 // (benchmark harnesses, helpers that return errors).
-func Port() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func Port() (int, error) { return On("127.0.0.1:0") }
+
+// On returns a TCP port no listener had a moment ago on the host of addr (whose port is 0: "[::1]:0",
+// "[::]:0" for every address), or the error of listening there (a host this machine lacks).
+func On(addr string) (int, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return 0, err
 	}
