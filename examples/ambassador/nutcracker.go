@@ -3,9 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -29,12 +28,16 @@ import (
 )
 
 const nutcrackerUsage = `Usage: ambassador [-hVt] [-c conf file] [-s stats port] [-a stats addr]
-                  [-o output file] [-v verbosity level] [-metrics addr]
+                  [-o output file] [-v verbosity level] [--metrics addr]
 
 Serves every pool of a twemproxy (nutcracker) YAML configuration; keys land on the same
 servers as under nutcracker. SIGHUP or a change of the config file reloads it without dropping
 client connections; an invalid new config is logged and the old one keeps serving. SIGHUP also
 reopens the -o log file, for logrotate.
+
+The command line is read as nutcracker 0.5.0 reads it (getopt_long): -tc FILE, -cFILE,
+--conf-file=FILE, --conf-file FILE and unique prefixes such as --conf=FILE; options may follow
+other arguments, which are ignored with a warning, as nutcracker ignores them; -- ends the options.
 
 Options:
   -h, --help             : this help
@@ -48,94 +51,189 @@ Options:
   -i, --stats-interval=N : accepted for compatibility (stats here are always current)
   -p, --pid-file=S       : set pid file (default: none)
   -m, --mbuf-size=N      : accepted for compatibility (buffers here grow as needed)
-  -metrics ADDR          : serve Prometheus metrics on http://ADDR/metrics (default: off)
+  --metrics=ADDR         : serve Prometheus metrics on http://ADDR/metrics (default: off);
+                           also -metrics ADDR; never abbreviated
 `
+
+// nutcrackerOptions are nutcracker 0.5.0's options (its short option string is
+// "hVtdDv:o:c:s:i:a:p:m:"), and podblocks' own --metrics, which nutcracker refuses in every
+// spelling that the ambassador takes (-metrics is -m "etrics" to nutcracker, not a number).
+var nutcrackerOptions = []optSpec{
+	{short: 'h', long: "help"},
+	{short: 'V', long: "version"},
+	{short: 't', long: "test-conf"},
+	{short: 'd', long: "daemonize"},
+	{short: 'D', long: "describe-stats"},
+	{short: 'v', long: "verbose", hasArg: true},
+	{short: 'o', long: "output", hasArg: true},
+	{short: 'c', long: "conf-file", hasArg: true},
+	{short: 's', long: "stats-port", hasArg: true},
+	{short: 'i', long: "stats-interval", hasArg: true},
+	{short: 'a', long: "stats-addr", hasArg: true},
+	{short: 'p', long: "pid-file", hasArg: true},
+	{short: 'm', long: "mbuf-size", hasArg: true},
+	{long: "metrics", hasArg: true, own: true},
+}
+
+// nutcrackerArgs is what a command line sets.
+type nutcrackerArgs struct {
+	conf, statsAddr, output, pidFile, metricsAddr string
+	statsPort, verbose, interval, mbuf            int
+	test, version, help, daemon, describe         bool
+	ignored                                       []string // the arguments that are not options
+}
+
+// parseNutcrackerArgs reads args as nutcracker 0.5.0 does, with podblocks' --metrics: with
+// getopt_long (permuting the arguments unless posixlyCorrect, for POSIXLY_CORRECT in the
+// environment) and its checks of each value, in the order of the options. The error is
+// nutcracker's message for the first problem (for an unknown or ambiguous long option,
+// nutcracker prints a NUL byte where this names the option).
+//
+// Unlike nutcracker's nc_atoi, which wraps a number of 2^31 or more around modulo 2^32 (so that
+// "-s 4294967297" is port 1), it says that such a number is not one.
+func parseNutcrackerArgs(args []string, posixlyCorrect bool) (nutcrackerArgs, error) {
+	a := nutcrackerArgs{conf: "conf/nutcracker.yml", statsAddr: "127.0.0.1", statsPort: 22222, verbose: 5,
+		interval: 30000, mbuf: 16384}
+	opts, operands, gerr := getoptLong(args, nutcrackerOptions, !posixlyCorrect)
+	for _, o := range opts {
+		if msg := a.set(o.spec, o.value); msg != "" {
+			return a, errors.New(msg)
+		}
+	}
+	if gerr != nil {
+		return a, errors.New(nutcrackerOptionError(gerr))
+	}
+	a.ignored = operands
+	return a, nil
+}
+
+// set takes one option, as nutcracker's nc_get_options does, and returns nutcracker's message
+// for a value it refuses, or "".
+func (a *nutcrackerArgs) set(spec *optSpec, v string) string {
+	var n int
+	var isNum bool
+	if spec.hasArg {
+		n, isNum = ncAtoi(v)
+	}
+	notNum := "option -" + string(spec.short) + " requires a number"
+	switch spec.short {
+	case 'h':
+		a.help = true
+	case 'V':
+		a.version = true
+	case 't':
+		a.test = true
+	case 'd':
+		a.daemon = true
+	case 'D':
+		a.describe = true
+	case 'o':
+		a.output = v
+	case 'c':
+		a.conf = v
+	case 'a':
+		a.statsAddr = v
+	case 'p':
+		a.pidFile = v
+	case 'v':
+		if !isNum {
+			return notNum
+		}
+		a.verbose = n
+	case 'i':
+		if !isNum {
+			return notNum
+		}
+		a.interval = n
+	case 's':
+		switch {
+		case !isNum:
+			return notNum
+		case n < 1 || n > 65535:
+			return fmt.Sprintf("option -s value %d is not a valid port", n)
+		}
+		a.statsPort = n
+	case 'm':
+		switch {
+		case !isNum || n == 0:
+			return "option -m requires a non-zero number"
+		case n < 512 || n > 16<<20:
+			return "mbuf chunk size must be between 512 and 16777216 bytes"
+		}
+		a.mbuf = n
+	case 0: // --metrics, the only option without a letter
+		a.metricsAddr = v
+	}
+	return ""
+}
+
+// ncAtoi reads s as nutcracker's nc_atoi does: digits only, at least one; but a number over
+// 2^31-1, which nc_atoi wraps around, is not one here.
+func ncAtoi(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	n := 0
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		if n = n*10 + int(s[i]-'0'); n > math.MaxInt32 {
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// nutcrackerOptionError is nutcracker's message for an option that getopt_long refuses. It
+// depends on optopt alone: the letter of an option whose value is missing says what the value is
+// ("option -c requires a file name"); any other letter is an invalid option. Where nutcracker
+// prints optopt 0 (a NUL byte) for a long option it does not know, or a prefix of several, this
+// names the option, and the options it is a prefix of.
+func nutcrackerOptionError(e *getoptError) string {
+	switch e.opt {
+	case 'o', 'c', 'p':
+		return "option -" + string(e.opt) + " requires a file name"
+	case 'm', 'v', 's', 'i':
+		return "option -" + string(e.opt) + " requires a number"
+	case 'a':
+		return "option -" + string(e.opt) + " requires a string"
+	case 0:
+		switch {
+		case e.missing: // --metrics, the only option without a letter
+			return "option -" + e.spec.long + " requires an address"
+		case len(e.ambiguous) > 0:
+			return "invalid option -- '" + e.name + "' (ambiguous: " + strings.Join(e.ambiguous, ", ") + ")"
+		}
+		return "invalid option -- '" + e.name + "'"
+	}
+	return "invalid option -- '" + string([]byte{e.opt}) + "'"
+}
 
 // runNutcracker is the twemproxy-compatible mode of the ambassador binary.
 func runNutcracker(args []string) (int, error) {
-	fs := flag.NewFlagSet("ambassador", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var (
-		conf, statsAddr, output, pidFile, metricsAddr string
-		statsPort, verbose, interval, mbuf            int
-		test, version, help                           bool
-		badValue                                      string // nutcracker's message for a bad number
-	)
-	needs := map[string]string{} // what each option's argument is, by name, for its message
-	str := func(p *string, def, what string, names ...string) {
-		for _, n := range names {
-			fs.StringVar(p, n, def, "")
-			needs[n] = what
-		}
-	}
-	num := func(p *int, def int, notNum string, check func(name string, n int) string, names ...string) {
-		*p = def
-		for _, n := range names {
-			fs.Var(&numFlag{p: p, name: names[0], notNum: notNum, check: check, bad: &badValue}, n, "")
-			needs[n] = "a number"
-		}
-	}
-	boolean := func(p *bool, names ...string) {
-		for _, n := range names {
-			fs.BoolVar(p, n, false, "")
-		}
-	}
-	str(&conf, "conf/nutcracker.yml", "a file name", "c", "conf-file")
-	str(&statsAddr, "127.0.0.1", "a string", "a", "stats-addr")
-	str(&output, "", "a file name", "o", "output")
-	str(&pidFile, "", "a file name", "p", "pid-file")
-	str(&metricsAddr, "", "an address", "metrics")
-	// What nutcracker 0.5.0 says of a value that is not a number differs by option; of a missing
-	// value it says "requires a number" for each (needs).
-	num(&statsPort, 22222, "a number", validPort, "s", "stats-port")
-	num(&verbose, 5, "a number", nil, "v", "verbose")
-	num(&interval, 30000, "a number", nil, "i", "stats-interval")
-	num(&mbuf, 16384, "a non-zero number", mbufSize, "m", "mbuf-size")
-	boolean(&test, "t", "test-conf")
-	boolean(&version, "V", "version")
-	boolean(&help, "h", "help") // -? is an invalid option to nutcracker 0.5.0: exit 1 with the usage
-	var daemon, describe bool
-	boolean(&daemon, "d", "daemonize")
-	boolean(&describe, "D", "describe-stats")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(os.Stderr, "ambassador: %s\n%s", flagError(err, badValue, needs), nutcrackerUsage)
+	_, posixlyCorrect := os.LookupEnv("POSIXLY_CORRECT")
+	a, err := parseNutcrackerArgs(args, posixlyCorrect)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ambassador: %v\n%s", err, nutcrackerUsage)
 		return 1, nil
 	}
+	// In nutcracker's order: -h, -V and -D exit before -t, and -t before -d daemonizes.
 	switch {
-	case help:
+	case a.help:
 		fmt.Fprint(os.Stdout, nutcrackerUsage)
 		return 0, nil
-	case version:
+	case a.version:
 		fmt.Fprintln(os.Stdout, "This is podblocks ambassador, twemproxy-compatible (nutcracker 0.5.0 placement)")
 		return 0, nil
-	case daemon:
-		return 1, errors.New("-d (daemonize) is not supported: run the ambassador under a supervisor")
-	case describe:
+	case a.describe:
 		return 1, errors.New("-D is not supported: see the README for the stats fields, which are nutcracker's")
-	case fs.NArg() > 0:
-		return 1, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case a.test:
+		return testConf(a.conf, a.ignored), nil
+	case a.daemon:
+		return 1, errors.New("-d (daemonize) is not supported: run the ambassador under a supervisor")
 	}
-	if test {
-		// NewServer checks what a run would (and starts nothing), so -t accepts only what serves;
-		// and a listen host must resolve, as nutcracker -t requires.
-		cfg, err := twemproxy.ReadFile(conf)
-		if err == nil {
-			_, err = twemproxy.NewServer(cfg, protocols())
-		}
-		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err = twemproxy.ResolveListen(ctx, cfg)
-			cancel()
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "nutcracker: configuration file '%s' syntax is invalid\n%v\n", conf, err)
-			return 1, nil
-		}
-		fmt.Fprintf(os.Stderr, "nutcracker: configuration file '%s' syntax is ok\n", conf)
-		return 0, nil
-	}
-
-	log, logFile, err := nutcrackerLogger(output, verbose)
+	log, logFile, err := nutcrackerLogger(a.output, a.verbose)
 	if err != nil {
 		return 1, err
 	}
@@ -145,21 +243,24 @@ func runNutcracker(args []string) (int, error) {
 			_ = logFile.Close()
 		}
 	}()
-	cfg, err := twemproxy.ReadFile(conf)
+	if len(a.ignored) > 0 {
+		log.Warn(ignoredArgs, zap.Strings("args", a.ignored))
+	}
+	cfg, err := twemproxy.ReadFile(a.conf)
 	if err != nil {
 		return 1, err
 	}
-	if pidFile != "" {
-		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	if a.pidFile != "" {
+		if err := os.WriteFile(a.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			return 1, err
 		}
-		defer os.Remove(pidFile)
+		defer os.Remove(a.pidFile)
 	}
 	reg := prometheus.NewRegistry()
 	host, _ := os.Hostname()
 	srv, err := twemproxy.NewServer(cfg, protocols(),
 		twemproxy.WithLogger(log), twemproxy.WithRegisterer(reg), twemproxy.WithSource(host),
-		twemproxy.WithStatsAddr(net.JoinHostPort(statsAddr, strconv.Itoa(statsPort))))
+		twemproxy.WithStatsAddr(net.JoinHostPort(a.statsAddr, strconv.Itoa(a.statsPort))))
 	if err != nil {
 		return 1, err
 	}
@@ -175,14 +276,14 @@ func runNutcracker(args []string) (int, error) {
 	defer signal.Stop(hup)
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Run(ctx) }()
-	if metricsAddr != "" {
+	if a.metricsAddr != "" {
 		// Listen once the pools do, so that an answer on the metrics port means the pools are up:
 		// the pools listen on 127.0.0.1 in a pod, where a kubelet's tcpSocket probe cannot reach
 		// them, and deploy/kubernetes probes this port instead.
 		go func() {
 			select {
 			case <-srv.Ready():
-				errc <- serveMetrics(ctx, metricsAddr, reg)
+				errc <- serveMetrics(ctx, a.metricsAddr, reg)
 			case <-ctx.Done():
 				errc <- nil
 			}
@@ -190,7 +291,7 @@ func runNutcracker(args []string) (int, error) {
 	} else {
 		errc <- nil
 	}
-	go func() { errc <- watchReload(ctx, hup, conf, srv, log, logFile) }()
+	go func() { errc <- watchReload(ctx, hup, a.conf, srv, log, logFile) }()
 	var first error
 	for range 3 {
 		if err := <-errc; err != nil && first == nil {
@@ -204,71 +305,34 @@ func runNutcracker(args []string) (int, error) {
 	return 0, nil
 }
 
-// numFlag is a number option, read as nutcracker reads it: digits only. A bad value leaves
-// nutcracker's message for it in *bad.
-type numFlag struct {
-	p      *int
-	name   string                          // the option's short name, which the message uses
-	notNum string                          // what nutcracker says the option requires of a value that is not a number
-	check  func(name string, n int) string // nutcracker's message for a number it refuses, or ""
-	bad    *string
-}
+// ignoredArgs is the warning for the arguments that are not options, which nutcracker ignores.
+const ignoredArgs = "arguments that are not options are ignored, as nutcracker ignores them"
 
-func (f *numFlag) String() string {
-	if f.p == nil {
-		return ""
+// testConf is -t: it says on stderr, in nutcracker's words, whether the config file conf would
+// serve, and returns the exit status. NewServer checks what a run would (and starts nothing), so
+// -t accepts only what serves; and a listen host must resolve, as nutcracker -t requires. The
+// arguments that are not options (ignored) get a warning after the verdict.
+func testConf(conf string, ignored []string) int {
+	cfg, err := twemproxy.ReadFile(conf)
+	if err == nil {
+		_, err = twemproxy.NewServer(cfg, protocols())
 	}
-	return strconv.Itoa(*f.p)
-}
-
-func (f *numFlag) Set(s string) error {
-	n, err := strconv.Atoi(s)
-	msg := ""
-	switch {
-	case err != nil || s == "" || s[0] < '0' || s[0] > '9':
-		msg = "option -" + f.name + " requires " + f.notNum
-	case f.check != nil:
-		msg = f.check(f.name, n)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = twemproxy.ResolveListen(ctx, cfg)
+		cancel()
 	}
-	if msg != "" {
-		*f.bad = msg
-		return errors.New(msg)
+	code := 0
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nutcracker: configuration file '%s' syntax is invalid\n%v\n", conf, err)
+		code = 1
+	} else {
+		fmt.Fprintf(os.Stderr, "nutcracker: configuration file '%s' syntax is ok\n", conf)
 	}
-	*f.p = n
-	return nil
-}
-
-func validPort(name string, n int) string {
-	if n < 1 || n > 65535 {
-		return fmt.Sprintf("option -%s value %d is not a valid port", name, n)
+	if len(ignored) > 0 {
+		fmt.Fprintf(os.Stderr, "ambassador: %s: %q\n", ignoredArgs, ignored)
 	}
-	return ""
-}
-
-func mbufSize(name string, n int) string {
-	switch {
-	case n <= 0:
-		return "option -" + name + " requires a non-zero number"
-	case n < 512 || n > 16<<20:
-		return "mbuf chunk size must be between 512 and 16777216 bytes"
-	}
-	return ""
-}
-
-// flagError says in nutcracker's words what is wrong with the command line: err is fs.Parse's,
-// badValue what a numFlag left, needs what each option's argument is.
-func flagError(err error, badValue string, needs map[string]string) string {
-	msg := err.Error()
-	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
-		return "invalid option -- '" + name + "'"
-	}
-	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok && needs[name] != "" {
-		return "option -" + name + " requires " + needs[name]
-	}
-	if badValue != "" {
-		return badValue
-	}
-	return msg
+	return code
 }
 
 func protocols() twemproxy.Protocols {
