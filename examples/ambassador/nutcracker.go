@@ -92,9 +92,15 @@ type nutcrackerArgs struct {
 // Unlike nutcracker's nc_atoi, which wraps a number of 2^31 or more around modulo 2^32 (so that
 // "-s 4294967297" is port 1), it says that such a number is not one.
 func parseNutcrackerArgs(args []string, posixlyCorrect bool) (nutcrackerArgs, error) {
+	return readNutcrackerArgs(args, nutcrackerOptions, posixlyCorrect)
+}
+
+// readNutcrackerArgs is parseNutcrackerArgs with the options specs, a subset of
+// nutcrackerOptions (the fuzz test compares a command line's outcome without --metrics).
+func readNutcrackerArgs(args []string, specs []optSpec, posixlyCorrect bool) (nutcrackerArgs, error) {
 	a := nutcrackerArgs{conf: "conf/nutcracker.yml", statsAddr: "127.0.0.1", statsPort: 22222, verbose: 5,
 		interval: 30000, mbuf: 16384}
-	opts, operands, gerr := getoptLong(args, nutcrackerOptions, !posixlyCorrect)
+	opts, operands, gerr := getoptLong(args, specs, !posixlyCorrect)
 	for _, o := range opts {
 		if msg := a.set(o.spec, o.value); msg != "" {
 			return a, errors.New(msg)
