@@ -458,7 +458,8 @@ func startAmbassador(t *testing.T, bin string, stderr io.Writer, log func() stri
 // TestNutcrackerServeReload runs the binary on a memcache pool, then grows the pool by SIGHUP and
 // by rewriting the file, and checks that one client connection keeps working throughout, that keys
 // follow the new config, that an invalid config is rejected while the old one keeps serving, that
-// the stats port answers nutcracker's JSON, and that SIGTERM exits 0.
+// the stats port answers nutcracker's JSON, and that SIGTERM exits 0. An argument that is not an
+// option is ignored with a warning (before, it was refused).
 func TestNutcrackerServeReload(t *testing.T) {
 	if !shardproc.Have(shardproc.MemcachedPath) {
 		t.Skipf("%s is not installed (Debian package memcached); skipping", shardproc.MemcachedPath)
@@ -495,7 +496,8 @@ func TestNutcrackerServeReload(t *testing.T) {
 	}
 	write(mcs[0])
 	logs := &syncbuf.Buffer{}
-	cmd := startAmbassador(t, bin, logs, logs.String, "-c", conf, "-s", fmt.Sprint(statsPort), "-o", "stderr",
+	// "stray" is not an option: it is ignored, as nutcracker ignores it, with a warning.
+	cmd := startAmbassador(t, bin, logs, logs.String, "-c", conf, "stray", "-s", fmt.Sprint(statsPort), "-o", "stderr",
 		"-metrics", fmt.Sprintf("127.0.0.1:%d", metricsPort))
 	var c net.Conn
 	ncWait(t, "the pool to listen", func() bool {
@@ -503,6 +505,9 @@ func TestNutcrackerServeReload(t *testing.T) {
 		c, err = net.Dial("tcp", listen)
 		return err == nil
 	})
+	if want := `"msg":"arguments that are not options are ignored, as nutcracker ignores them","args":["stray"]`; !strings.Contains(logs.String(), want) {
+		t.Errorf("the log lacks %s", want)
+	}
 	defer c.Close()
 	r := bufio.NewReader(c)
 	set := func(k string) string {
