@@ -96,7 +96,7 @@ func (m *mover) run(ctx context.Context) error {
 	k := m.o.newKeeper(sc)
 	defer k.close()
 	for {
-		it, err := m.o.lease(ctx, m.in)
+		it, err := m.o.lease(ctx, sc.in, m.in)
 		if it == nil {
 			return err
 		}
@@ -483,11 +483,16 @@ func (o *outlet) renewIn(now, deadline time.Time) time.Duration {
 }
 
 // lease leases an item from q, again after the stage's retry delay while Lease fails, but for
-// ErrClosed, which it returns, and the end of ctx (no item, no error).
-func (o *outlet) lease(ctx context.Context, q Queue) (*Item, error) {
+// ErrClosed, which it returns, and the end of ctx (no item, no error). An item a Queue hands out
+// after ctx ended (a Client whose answer crossed the end, or a Queue that ignores ctx) is given back
+// under back, not processed: else a stopped stage would go on while its input has items.
+func (o *outlet) lease(ctx, back context.Context, q Queue) (*Item, error) {
 	for {
 		it, err := q.Lease(ctx)
 		switch {
+		case err == nil && ctx.Err() != nil:
+			_ = releaseLease(back, q, it.Lease)
+			return nil, nil
 		case err == nil:
 			return it, nil
 		case ctx.Err() != nil:
@@ -855,7 +860,7 @@ func (j *Join) Run(ctx context.Context) error {
 			kp := j.o.newKeeper(sc)
 			defer kp.close()
 			for {
-				it, err := j.o.lease(lctx, in)
+				it, err := j.o.lease(lctx, sc.in, in)
 				if it == nil {
 					errs[i] = err
 					return
@@ -961,14 +966,14 @@ func (r *Reduce) Run(ctx context.Context) error {
 	k := r.o.newKeeper(sc)
 	defer k.close()
 	for {
-		it, err := r.o.lease(ctx, r.in)
+		it, err := r.o.lease(ctx, sc.in, r.in)
 		if it == nil {
 			return err
 		}
 		batch := []*Item{it}
 		fctx, cancel := context.WithTimeout(ctx, r.o.cfg.maxWait)
 		for len(batch) < r.n {
-			if it, err = r.o.lease(fctx, r.in); it == nil {
+			if it, err = r.o.lease(fctx, sc.in, r.in); it == nil {
 				break
 			}
 			batch = append(batch, it)
