@@ -43,6 +43,39 @@ type ServerStats struct {
 	OutQueueBytes     int64 // not tracked: always 0
 }
 
+// StatsField is one field of a pool or of a server in the stats document (StatsJSON).
+type StatsField struct {
+	Name   string // as in the document: client_eof
+	Server bool   // a field of each server; else of each pool
+	Help   string
+}
+
+// StatsFields returns the fields of the stats document's pools and servers, in the document's order,
+// each with what it counts: what nutcracker -D prints.
+func StatsFields() []StatsField { return append([]StatsField(nil), statsFields...) }
+
+var statsFields = []StatsField{
+	{"client_eof", false, "client connections the client closed"},
+	{"client_err", false, "client connections closed on an error"},
+	{"client_connections", false, "open client connections"},
+	{"server_ejects", false, "times a server of the pool was ejected"},
+	{"forward_error", false, "requests answered with an error because their server failed"},
+	{"fragments", false, "parts multi-key requests were split into"},
+	{"server_eof", true, "server connections the server closed"},
+	{"server_err", true, "server connection errors (dial, read, write)"},
+	{"server_timedout", true, "requests whose response did not come within the pool's timeout"},
+	{"server_connections", true, "open server connections"},
+	{"server_ejected_at", true, "when the server was last ejected, microseconds since the Unix epoch; 0: never"},
+	{"requests", true, "requests sent to the server"},
+	{"request_bytes", true, "bytes of the requests sent to the server"},
+	{"responses", true, "responses read from the server"},
+	{"response_bytes", true, "bytes of the responses read from the server"},
+	{"in_queue", true, "requests waiting to be sent to the server"},
+	{"in_queue_bytes", true, "bytes of the requests waiting to be sent"},
+	{"out_queue", true, "requests sent, waiting for their response"},
+	{"out_queue_bytes", true, "bytes of the requests waiting for their response (not counted: always 0)"},
+}
+
 // Snapshot returns every pool's counters, pools in configuration order.
 func (s *Server) Snapshot() []PoolStats {
 	s.mu.Lock()

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/lifecycletest"
@@ -90,6 +92,72 @@ func TestStatsJSONInvalidUTF8(t *testing.T) {
 		}
 	}
 	if err := run.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// StatsFields lists the document's pool and server fields, in its order: what -D prints is what
+// the stats port serves.
+func TestStatsFieldsMatchDocument(t *testing.T) {
+	cfg := parseConfig(t, "alpha:\n  listen: "+freeport.TCP(t)+"\n  servers:\n   - 127.0.0.1:1:1 one\n")
+	srv, err := twemproxy.NewServer(cfg, bothProtocols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lifecycletest.StartReady(t, srv, 10*time.Second)
+	var pool, server []string
+	dec := json.NewDecoder(bytes.NewReader(srv.StatsJSON()))
+	if _, err := dec.Token(); err != nil { // the document's '{'
+		t.Fatal(err)
+	}
+	walkKeys(t, dec, 0, func(depth int, key string, object bool) {
+		switch {
+		case depth == 2 && !object:
+			pool = append(pool, key)
+		case depth == 3:
+			server = append(server, key)
+		}
+	})
+	var wantPool, wantServer []string
+	for _, f := range twemproxy.StatsFields() {
+		if f.Server {
+			wantServer = append(wantServer, f.Name)
+		} else {
+			wantPool = append(wantPool, f.Name)
+		}
+		if f.Help == "" {
+			t.Errorf("field %s has no help", f.Name)
+		}
+	}
+	if diff := cmp.Diff(wantPool, pool); diff != "" {
+		t.Errorf("pool fields (-StatsFields +document):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantServer, server); diff != "" {
+		t.Errorf("server fields (-StatsFields +document):\n%s", diff)
+	}
+}
+
+// walkKeys reads the members of the JSON object whose '{' dec has read, at depth, to its '}',
+// calling visit with each key in order (and whether its value is an object, which it walks).
+func walkKeys(t *testing.T, dec *json.Decoder, depth int, visit func(depth int, key string, object bool)) {
+	t.Helper()
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := tok.(string)
+		val, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		object := val == json.Delim('{')
+		visit(depth+1, key, object)
+		if object {
+			walkKeys(t, dec, depth+1, visit)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // '}'
 		t.Fatal(err)
 	}
 }

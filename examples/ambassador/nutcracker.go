@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -27,7 +28,7 @@ import (
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 )
 
-const nutcrackerUsage = `Usage: ambassador [-hVt] [-c conf file] [-s stats port] [-a stats addr]
+const nutcrackerUsage = `Usage: ambassador [-hVtD] [-c conf file] [-s stats port] [-a stats addr]
                   [-o output file] [-v verbosity level] [--metrics addr]
 
 Serves every pool of a twemproxy (nutcracker) YAML configuration; keys land on the same
@@ -43,6 +44,7 @@ Options:
   -h, --help             : this help
   -V, --version          : show version and exit
   -t, --test-conf        : test configuration for syntax errors and exit
+  -D, --describe-stats   : print stats description and exit
   -c, --conf-file=S      : set configuration file (default: conf/nutcracker.yml)
   -s, --stats-port=N     : set stats monitoring port (default: 22222)
   -a, --stats-addr=S     : set stats monitoring ip (default: 127.0.0.1)
@@ -233,7 +235,8 @@ func runNutcracker(args []string) (int, error) {
 		fmt.Fprintln(os.Stdout, "This is podblocks ambassador, twemproxy-compatible (nutcracker 0.5.0 placement)")
 		return 0, nil
 	case a.describe:
-		return 1, errors.New("-D is not supported: see the README for the stats fields, which are nutcracker's")
+		describeStats(os.Stdout)
+		return 0, nil
 	case a.test:
 		return testConf(a.conf, a.ignored), nil
 	case a.daemon:
@@ -532,6 +535,23 @@ func watchReload(ctx context.Context, hup <-chan os.Signal, path string, srv *tw
 			}
 			lastMod = fi.ModTime()
 			reload("file change")
+		}
+	}
+}
+
+// describeStats prints the stats document's pool and server fields, as nutcracker -D does (in its
+// layout, with podblocks' own words for each).
+func describeStats(w io.Writer) {
+	for _, server := range []bool{false, true} {
+		if server {
+			fmt.Fprint(w, "\nserver stats:\n")
+		} else {
+			fmt.Fprint(w, "pool stats:\n")
+		}
+		for _, f := range twemproxy.StatsFields() {
+			if f.Server == server {
+				fmt.Fprintf(w, "  %-19s \"%s\"\n", f.Name, f.Help)
+			}
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/internal/shardproc"
 	"github.com/podblocks/podblocks/internal/syncbuf"
@@ -243,9 +244,7 @@ var nutcrackerCommandLines = []struct {
 	{args: []string{"--he"}, nc: cliOutcome{0, usageLine}},
 	{args: []string{"-t", "--h"}, nc: cliOutcome{0, usageLine}},
 	{args: []string{"-Vt", "-c", "good.yml"}, nc: cliOutcome{0, ""}},
-	{args: []string{"-t", "-c", "good.yml", "-D"}, nc: cliOutcome{0, "pool stats:"},
-		amb: &cliOutcome{1, "PROG: -D is not supported: see the README for the stats fields, which are nutcracker's"},
-		why: "-D (describe stats) is not supported"},
+	{args: []string{"-t", "-c", "good.yml", "-D"}, nc: cliOutcome{0, "pool stats:"}},
 	// Invalid options.
 	{args: []string{"-x", "-t", "-c", "good.yml"}, nc: cliOutcome{1, "PROG: invalid option -- 'x'"}},
 	{args: []string{"-?"}, nc: cliOutcome{1, "PROG: invalid option -- '?'"}},
@@ -411,6 +410,38 @@ func TestNutcrackerCommandLine(t *testing.T) {
 	if !haveNutcracker {
 		t.Skipf("%s is not installed (Debian package nutcracker): the table's nutcracker outcomes were not checked", shardproc.NutcrackerPath)
 	}
+}
+
+// -D lists the stats fields nutcracker -D lists, in its sections and order (the words are podblocks'
+// own).
+func TestNutcrackerDescribeStats(t *testing.T) {
+	var out bytes.Buffer
+	describeStats(&out)
+	got := statsDescriptionNames(out.String())
+	if len(got) != len(twemproxy.StatsFields())+2 {
+		t.Fatalf("-D printed %d names and headings, want %d:\n%s", len(got), len(twemproxy.StatsFields())+2, out.String())
+	}
+	if _, err := os.Stat(shardproc.NutcrackerPath); err != nil {
+		t.Skipf("%s is not installed (Debian package nutcracker): -D's names were not compared with it", shardproc.NutcrackerPath)
+	}
+	nc, _ := exec.Command(shardproc.NutcrackerPath, "-D").CombinedOutput()
+	if diff := cmp.Diff(statsDescriptionNames(string(nc)), got); diff != "" {
+		t.Errorf("-D (-nutcracker +ambassador):\n%s", diff)
+	}
+}
+
+// statsDescriptionNames returns the section headings of a -D listing and the field names under them.
+func statsDescriptionNames(s string) []string {
+	var names []string
+	for _, l := range strings.Split(s, "\n") {
+		switch {
+		case strings.HasSuffix(l, "stats:"):
+			names = append(names, l)
+		case strings.HasPrefix(l, "  "):
+			names = append(names, strings.Fields(l)[0])
+		}
+	}
+	return names
 }
 
 func ncWait(t *testing.T, what string, cond func() bool) {
