@@ -48,7 +48,8 @@ type getoptError struct {
 //
 // It returns the options in the order of args and the operands; when it refuses an option, it
 // returns the options and operands before it and what it refused. The long names in specs must
-// differ (getopt_long would not call a prefix of two entries with the same name ambiguous).
+// differ: a prefix of two entries is always ambiguous here (getopt_long lets it pass when the two
+// entries take the same argument and return the same value, which nutcracker's table never has).
 func getoptLong(args []string, specs []optSpec, permute bool) (opts []optArg, operands []string, err *getoptError) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]

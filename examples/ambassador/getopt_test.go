@@ -107,8 +107,8 @@ func TestGetoptLong(t *testing.T) {
 	}
 }
 
-// An exact long name wins over the longer names it is a prefix of, and the same option found
-// twice is not ambiguous; an own option is found by its full name only.
+// An exact long name wins over the longer names it is a prefix of; an own option is found by its
+// full name only.
 func TestGetoptLongPrefixes(t *testing.T) {
 	specs := []optSpec{{long: "conf", hasArg: true}, {long: "conf-file", hasArg: true}, {long: "co", own: true}}
 	for _, c := range []struct {

@@ -39,6 +39,7 @@ reopens the -o log file, for logrotate.
 The command line is read as nutcracker 0.5.0 reads it (getopt_long): -tc FILE, -cFILE,
 --conf-file=FILE, --conf-file FILE and unique prefixes such as --conf=FILE; options may follow
 other arguments, which are ignored with a warning, as nutcracker ignores them; -- ends the options.
+A first argument of http or tcp is not ignored: it selects the ambassador's other modes.
 
 Options:
   -h, --help             : this help
@@ -119,9 +120,9 @@ func readNutcrackerArgs(args []string, specs []optSpec, posixlyCorrect bool) (nu
 // for a value it refuses, or "".
 func (a *nutcrackerArgs) set(spec *optSpec, v string) string {
 	var n int
-	var isNum bool
+	var isNum, huge bool
 	if spec.hasArg {
-		n, isNum = ncAtoi(v)
+		n, isNum, huge = ncAtoi(v)
 	}
 	notNum := "option -" + string(spec.short) + " requires a number"
 	switch spec.short {
@@ -155,6 +156,8 @@ func (a *nutcrackerArgs) set(spec *optSpec, v string) string {
 		a.interval = n
 	case 's':
 		switch {
+		case huge: // nutcracker reports the number it wrapped to
+			return fmt.Sprintf("option -s value %s is not a valid port", v)
 		case !isNum:
 			return notNum
 		case n < 1 || n > 65535:
@@ -163,9 +166,9 @@ func (a *nutcrackerArgs) set(spec *optSpec, v string) string {
 		a.statsPort = n
 	case 'm':
 		switch {
-		case !isNum || n == 0:
+		case !isNum && !huge || n == 0 && isNum:
 			return "option -m requires a non-zero number"
-		case n < 512 || n > 16<<20:
+		case huge || n < 512 || n > 16<<20:
 			return "mbuf chunk size must be between 512 and 16777216 bytes"
 		}
 		a.mbuf = n
@@ -176,21 +179,28 @@ func (a *nutcrackerArgs) set(spec *optSpec, v string) string {
 }
 
 // ncAtoi reads s as nutcracker's nc_atoi does: digits only, at least one; but a number over
-// 2^31-1, which nc_atoi wraps around, is not one here.
-func ncAtoi(s string) (int, bool) {
+// 2^31-1 is not one here. nutcracker refuses 2^31 to 2^32-1 too (as not a number) and wraps
+// 2^32 and more around modulo 2^32; huge reports such a number, which -s and -m refuse with
+// their out-of-range message, as nutcracker does for most of them.
+func ncAtoi(s string) (n int, ok, huge bool) {
 	if s == "" {
-		return 0, false
+		return 0, false, false
 	}
-	n := 0
 	for i := range len(s) {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, false
+			return 0, false, false
 		}
-		if n = n*10 + int(s[i]-'0'); n > math.MaxInt32 {
-			return 0, false
+		if n < 1<<32 {
+			n = n*10 + int(s[i]-'0')
 		}
 	}
-	return n, true
+	switch {
+	case n >= 1<<32:
+		return 0, false, true
+	case n > math.MaxInt32:
+		return 0, false, false
+	}
+	return n, true, false
 }
 
 // nutcrackerOptionError is nutcracker's message for an option that getopt_long refuses. It
