@@ -65,6 +65,26 @@ type apiError struct {
 
 func (e *apiError) Error() string { return fmt.Sprintf("server answered %d: %s", e.code, e.msg) }
 
+// maxReason bounds the reason taken from an error answer that is not the API's JSON.
+const maxReason = 200
+
+// reason is the reason in error answer b: its "error" field, or else (a proxy's answer, or an old
+// server's plain-text 404 and 405) its text, cut to maxReason bytes.
+func reason(b []byte) string {
+	var e struct{ Error string }
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	s := strings.TrimSpace(strings.ToValidUTF8(string(b), "\uFFFD"))
+	if len(s) > maxReason {
+		s = strings.ToValidUTF8(s[:maxReason], "") + "..."
+	}
+	if s == "" {
+		return "(no reason given)"
+	}
+	return s
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) (int, error) {
 	if c.closeCtx.Err() != nil {
 		return 0, ErrClosed
@@ -99,9 +119,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 		return resp.StatusCode, err
 	}
 	if resp.StatusCode >= 400 {
-		var e struct{ Error string }
-		_ = json.Unmarshal(b, &e)
-		ae := &apiError{resp.StatusCode, e.Error}
+		ae := &apiError{resp.StatusCode, reason(b)}
 		switch resp.StatusCode {
 		case http.StatusConflict:
 			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrLeaseLost, ae)

@@ -82,9 +82,10 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // Memory without a Journal it ends with "~" and the Memory's random run number, so that a token
 // from before a restart of the server (whose new Memory numbers its items from 1 again) gets 409
 // rather than naming another item's lease. Errors are {"error":"reason"} with 400 (bad input),
-// 405, 409 (lease not held), 413 (payload too large) or 503 (queue closed, or lease requests
-// stopped by StopPolls: the server is stopping); Client takes 503 for ErrUnavailable, and a Pool
-// over a Client retries until the server is back.
+// 404 (no such endpoint), 405 (wrong method; the Allow header names the right one), 409 (lease not
+// held), 413 (payload too large) or 503 (queue closed, or lease requests stopped by StopPolls: the
+// server is stopping); Client takes 503 for ErrUnavailable, and a Pool over a Client retries until
+// the server is back.
 type API struct {
 	q     Queue
 	cfg   apiConfig
@@ -117,17 +118,40 @@ func NewAPI(q Queue, opts ...APIOption) (*API, error) {
 		a.run = "~" + strconv.FormatUint(m.run, 36)
 	}
 	a.stopped, a.stopPolls = context.WithCancel(context.Background())
-	a.mux.HandleFunc("POST "+APIPrefix+"items", a.add)
-	a.mux.HandleFunc("POST "+APIPrefix+"lease", a.lease)
-	a.mux.HandleFunc("POST "+APIPrefix+"cancel", a.cancelPoll)
-	a.mux.HandleFunc("POST "+APIPrefix+"ack", a.ack)
-	a.mux.HandleFunc("POST "+APIPrefix+"nack", a.nack)
-	a.mux.HandleFunc("POST "+APIPrefix+"release", a.release)
-	a.mux.HandleFunc("POST "+APIPrefix+"extend", a.extend)
-	a.mux.HandleFunc("POST "+APIPrefix+"bury", a.bury)
-	a.mux.HandleFunc("GET "+APIPrefix+"stats", a.stats)
-	a.mux.HandleFunc("GET "+APIPrefix+"dead", a.dead)
+	// The patterns name no method: ServeMux would answer a wrong method, and any path it does not
+	// know, in plain text. allow and notFound answer them in JSON with a reason.
+	for path, h := range map[string]http.HandlerFunc{
+		"items": a.add, "lease": a.lease, "cancel": a.cancelPoll, "ack": a.ack, "nack": a.nack,
+		"release": a.release, "extend": a.extend, "bury": a.bury,
+	} {
+		a.mux.Handle(APIPrefix+path, allow(http.MethodPost, h))
+	}
+	a.mux.Handle(APIPrefix+"stats", allow(http.MethodGet, a.stats))
+	a.mux.Handle(APIPrefix+"dead", allow(http.MethodGet, a.dead))
+	a.mux.HandleFunc("/", notFound)
 	return a, nil
+}
+
+// allow serves h for requests of method (GET also for HEAD, as ServeMux does), and answers other
+// methods 405 with an Allow header and a JSON reason.
+func allow(method string, h http.HandlerFunc) http.HandlerFunc {
+	allowed := method
+	if method == http.MethodGet {
+		allowed = "GET, HEAD"
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && (method != http.MethodGet || r.Method != http.MethodHead) {
+			w.Header().Set("Allow", allowed)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed for %s: use %s", r.Method, r.URL.Path, method))
+			return
+		}
+		h(w, r)
+	}
+}
+
+// notFound answers a path the API does not serve: 404 with a JSON reason.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s: the API serves %s{items,lease,cancel,ack,nack,release,extend,bury,stats,dead}", r.URL.Path, APIPrefix))
 }
 
 // StopPolls ends the lease requests that are waiting for an item (each answers 204, as when its
@@ -204,7 +228,12 @@ func (a *API) fail(w http.ResponseWriter, err error) {
 	if code == http.StatusInternalServerError {
 		a.cfg.logger.Warn("queue error", zap.Error(err))
 	}
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+	writeError(w, code, err.Error())
+}
+
+// writeError answers code with {"error":reason}.
+func writeError(w http.ResponseWriter, code int, reason string) {
+	writeJSON(w, code, map[string]string{"error": reason})
 }
 
 func badRequest(format string, args ...any) error {
