@@ -95,6 +95,7 @@ func (c *client) serve() {
 		delete(c.p.clients, c)
 		c.p.clientMu.Unlock()
 		c.p.clientConns.Add(-1)
+		c.p.conns.close()
 	}()
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); c.writeLoop() }()

@@ -12,6 +12,11 @@
 // serves nutcracker's stats JSON and Prometheus metrics. The wire protocols are in the sibling
 // packages memcache and redis.
 //
+// The stats JSON's curr_connections and total_connections count what nutcracker's do (every struct
+// conn in its nc_connection.c): each pool's listener, each client connection, and each server
+// connection from its dial on, so that a refused dial adds to the total only. Neither counts the
+// stats port's connections nor the health checks' probes (an extension).
+//
 // Placement is checked against Debian's nutcracker 0.5.0 binary by this package's tests. Where
 // twemproxy's releases differ, this package follows 0.5.0: "crc16" is 0.5.0's XMODEM variant.
 //

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -15,15 +14,15 @@ import (
 // pool's socket file in place (Go's UnixListener unlinks its path on Close).
 func TestCloseListenerKeepsNewerSocketFile(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "p.sock")
-	var total atomic.Int64
+	var conns connCounts
 	cfg := &PoolConfig{Name: "a", Listen: sock, ListenNetwork: "unix", ListenAddr: sock,
 		Distribution: Ketama, ServerConnections: 1,
 		Servers: []ServerConfig{{Network: "tcp", Addr: "127.0.0.1:1", Weight: 1, Name: "s"}}}
-	older := newPool(cfg, nil, defaultOptions(), &total)
+	older := newPool(cfg, nil, defaultOptions(), &conns)
 	if err := older.listen(); err != nil {
 		t.Fatal(err)
 	}
-	newer := newPool(cfg, nil, defaultOptions(), &total)
+	newer := newPool(cfg, nil, defaultOptions(), &conns)
 	if err := newer.listen(); err != nil {
 		older.closeListener()
 		t.Fatal(err)
@@ -56,10 +55,10 @@ func TestCloseListenerKeepsNewerSocketFile(t *testing.T) {
 func TestHostsCollideAgreesWithBind(t *testing.T) {
 	hosts := append([]string{"127.0.0.1", "127.0.0.2", "0.0.0.0", "::", "", "::1", "::ffff:127.0.0.1", "::ffff:0.0.0.0", "localhost"},
 		machineHosts(t)...)
-	var total atomic.Int64
+	var conns connCounts
 	listen := func(addr string) (*pool, error) {
 		p := newPool(&PoolConfig{Name: "p", ListenNetwork: "tcp", ListenAddr: addr, Distribution: Ketama, ServerConnections: 1,
-			Servers: []ServerConfig{{Network: "tcp", Addr: "127.0.0.1:1", Weight: 1, Name: "s"}}}, nil, defaultOptions(), &total)
+			Servers: []ServerConfig{{Network: "tcp", Addr: "127.0.0.1:1", Weight: 1, Name: "s"}}}, nil, defaultOptions(), &conns)
 		return p, p.listen()
 	}
 	bindable := map[string]bool{}

@@ -172,6 +172,7 @@ type poolState struct {
 
 	poller       *clientPoller // the pool's, which reads the server sessions' replies too; nil: their goroutines do
 	serverEjects *atomic.Int64 // the pool's counter (survives reloads)
+	conns        *connCounts   // the server's count of connections
 	log          *zap.Logger
 
 	ctx    context.Context
@@ -179,8 +180,8 @@ type poolState struct {
 	wg     sync.WaitGroup
 }
 
-func newPoolState(cfg *PoolConfig, proto Protocol, ejects *atomic.Int64, log *zap.Logger) *poolState {
-	st := &poolState{cfg: cfg, proto: proto, serverEjects: ejects, log: log}
+func newPoolState(cfg *PoolConfig, proto Protocol, ejects *atomic.Int64, conns *connCounts, log *zap.Logger) *poolState {
+	st := &poolState{cfg: cfg, proto: proto, serverEjects: ejects, conns: conns, log: log}
 	for i, sc := range cfg.Servers {
 		s := &server{cfg: sc, idx: i}
 		for range cfg.ServerConnections {
@@ -557,7 +558,7 @@ type pool struct {
 	sock     os.FileInfo // the unix socket file ln bound, at sockPath; nil for TCP
 	sockPath string
 	lnClose  sync.Once
-	total    *atomic.Int64 // the server's count of accepted connections
+	conns    *connCounts // the server's count of connections
 	clientMu sync.Mutex
 	clients  map[*client]struct{}
 	nextID   atomic.Uint64
@@ -568,10 +569,10 @@ type pool struct {
 	wg sync.WaitGroup
 }
 
-func newPool(cfg *PoolConfig, proto Protocol, o *options, total *atomic.Int64) *pool {
-	p := &pool{name: cfg.Name, proto: proto, opts: o, cfg: cfg, clients: map[*client]struct{}{}, total: total,
+func newPool(cfg *PoolConfig, proto Protocol, o *options, conns *connCounts) *pool {
+	p := &pool{name: cfg.Name, proto: proto, opts: o, cfg: cfg, clients: map[*client]struct{}{}, conns: conns,
 		log: o.log.With(zap.String("pool", cfg.Name))}
-	p.st = newPoolState(cfg, proto, &p.serverEjects, p.log)
+	p.st = newPoolState(cfg, proto, &p.serverEjects, conns, p.log)
 	return p
 }
 
@@ -594,6 +595,7 @@ func (p *pool) listen() error {
 		return fmt.Errorf("pool %s: listen: %w", cfg.Name, err)
 	}
 	p.ln = ln
+	p.conns.open() // closeListener closes it
 	if ul, ok := ln.(*net.UnixListener); ok {
 		// Closing must not unlink a socket file a newer listener has bound at the same path:
 		// closeListener removes the file only if it is still this listener's.
@@ -661,6 +663,7 @@ func (p *pool) socketAt(pc *PoolConfig) bool {
 func (p *pool) closeListener() {
 	p.lnClose.Do(func() {
 		p.ln.Close()
+		p.conns.close()
 		if p.sock == nil {
 			return
 		}
@@ -712,7 +715,7 @@ func (p *pool) run(ctx context.Context) {
 		p.clients[c] = struct{}{}
 		p.clientMu.Unlock()
 		p.clientConns.Add(1)
-		p.total.Add(1)
+		p.conns.open()
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); c.serve() }()
 	}
@@ -763,7 +766,7 @@ func (p *pool) swap(ctx context.Context, cfg *PoolConfig) {
 	}
 	old := p.st
 	p.mu.Unlock()
-	st := newPoolState(cfg, p.proto, &p.serverEjects, p.log)
+	st := newPoolState(cfg, p.proto, &p.serverEjects, p.conns, p.log)
 	st.poller = p.poller
 	st.carry(old)
 	p.mu.Lock()

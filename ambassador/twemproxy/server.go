@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,7 +41,7 @@ type Server struct {
 	ctx     context.Context
 	closed  bool
 
-	totalConns atomic.Int64
+	conns connCounts // curr_connections and total_connections
 
 	listenHook func(network, addr string) error // tests: an error fails the bind of that address
 }
@@ -476,7 +475,7 @@ func (s *Server) openPool(pc *PoolConfig) (*pool, error) {
 			return nil, fmt.Errorf("pool %s: listen: %w", pc.Name, err)
 		}
 	}
-	p := newPool(pc, s.protoFor(pc), s.opts, &s.totalConns)
+	p := newPool(pc, s.protoFor(pc), s.opts, &s.conns)
 	if err := p.listen(); err != nil {
 		return nil, err
 	}

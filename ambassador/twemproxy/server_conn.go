@@ -439,8 +439,10 @@ func (sc *serverConn) run(ctx context.Context) {
 			}
 		}
 		first = false
+		sc.st.conns.open() // as nutcracker counts a server connection: before it connects
 		conn, err := sc.dial(ctx)
 		if err != nil {
+			sc.st.conns.close()
 			if ctx.Err() != nil {
 				sc.closeAndFail()
 				return
@@ -478,6 +480,7 @@ func (sc *serverConn) run(ctx context.Context) {
 			<-s.done
 		}
 		sc.connected.Store(false)
+		sc.st.conns.close()
 		if ctx.Err() != nil {
 			sc.closeAndFail()
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -76,6 +77,16 @@ var statsFields = []StatsField{
 	{"out_queue_bytes", true, "bytes of the requests waiting for their response (not counted: always 0)"},
 }
 
+// connCounts counts connections as nutcracker's curr_connections and total_connections do: each
+// pool's listener, each client connection, and each server connection from the moment it is dialed
+// (a dial that fails counts in the total). The stats listener's connections and the health checks'
+// probes (an extension) are not counted.
+type connCounts struct{ curr, total atomic.Int64 }
+
+// open counts a connection that opens; close one that closes.
+func (c *connCounts) open()  { c.curr.Add(1); c.total.Add(1) }
+func (c *connCounts) close() { c.curr.Add(-1) }
+
 // Snapshot returns every pool's counters, pools in configuration order.
 func (s *Server) Snapshot() []PoolStats {
 	s.mu.Lock()
@@ -126,10 +137,6 @@ func (s *Server) Snapshot() []PoolStats {
 // built in Go, or WithSource), each written as U+FFFD: the document is always valid JSON.
 func (s *Server) StatsJSON() []byte {
 	pools := s.Snapshot()
-	var curr int64
-	for _, p := range pools {
-		curr += p.ClientConnections
-	}
 	b := make([]byte, 0, 1024)
 	b = append(b, `{"service":"nutcracker", "source":`...)
 	b = appendJSONString(b, s.opts.source)
@@ -141,8 +148,8 @@ func (s *Server) StatsJSON() []byte {
 	b = strconv.AppendInt(b, up, 10)
 	b = append(b, `, "timestamp":`...)
 	b = strconv.AppendInt(b, time.Now().Unix(), 10)
-	b = appendField(b, "total_connections", s.totalConns.Load())
-	b = appendField(b, "curr_connections", curr)
+	b = appendField(b, "total_connections", s.conns.total.Load())
+	b = appendField(b, "curr_connections", s.conns.curr.Load())
 	for _, p := range pools {
 		b = append(b, ", "...)
 		b = appendJSONString(b, p.Name)
