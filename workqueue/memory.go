@@ -345,12 +345,17 @@ func (q *Memory) time(c int64) time.Time {
 	return q.base.Add(time.Duration(c - 1))
 }
 
-// clockOf converts a time to a clock value; the zero time is 0.
+// clockOf converts a time to a clock value; the zero time is 0. It saturates as after does: a time
+// too far ahead for the clock (a record's delay of hundreds of years) is math.MaxInt64, never due.
 func (q *Memory) clockOf(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
-	c := int64(t.Sub(q.base)) + 1
+	d := t.Sub(q.base) // saturated by Sub itself
+	if d == math.MaxInt64 {
+		return math.MaxInt64
+	}
+	c := int64(d) + 1
 	if c == 0 { // a nanosecond before base
 		c = -1
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -533,12 +534,27 @@ func encode(r workqueue.Record, leaseEpoch uint64) []byte {
 	return append(b, r.Payload...)
 }
 
+// unixNano is t in nanoseconds since 1970, 0 for the zero time. It saturates where
+// time.Time.UnixNano is undefined (after 2262, before 1678): a delay too long for the clock, which
+// workqueue.Memory saturates to hundreds of years, stays in the future across a restart rather
+// than wrapping around to the past (ready at once).
 func unixNano(t time.Time) int64 {
-	if t.IsZero() {
+	switch {
+	case t.IsZero():
 		return 0
+	case t.After(maxNano):
+		return math.MaxInt64
+	case t.Before(minNano):
+		return math.MinInt64
 	}
 	return t.UnixNano()
 }
+
+// maxNano and minNano are the times UnixNano is defined between.
+var (
+	maxNano = time.Unix(0, math.MaxInt64)
+	minNano = time.Unix(0, math.MinInt64)
+)
 
 func fromNano(n int64) time.Time {
 	if n == 0 {
