@@ -464,12 +464,12 @@ func earliest(ts []time.Time) time.Time {
 	return e
 }
 
-// renewIn is how long after now deliver extends a held lease that runs until deadline: a third of
-// the time left (at least minRenew), so that leases of any length hold; but at most the stage's
-// retry delay when deadline is not by this process's clock (it has no monotonic reading: it came
-// over the wire, as a Client's from a server that writes no ttl, and the two clocks may disagree by
-// more than a lease), and the retry delay when it tells nothing (zero, or past: the next Extend says
-// whether the lease is lost).
+// renewIn is how long after now a stage (deliver's keeper, a Join's holder) extends a held lease
+// that runs until deadline: a third of the time left (at least minRenew), so that leases of any
+// length hold; but at most the stage's retry delay when deadline is not by this process's clock (it
+// has no monotonic reading: it came over the wire, as a Client's from a server that writes no ttl,
+// and the two clocks may disagree by more than a lease), and the retry delay when it tells nothing
+// (zero, or past: the next Extend says whether the lease is lost).
 func (o *outlet) renewIn(now, deadline time.Time) time.Duration {
 	every := max(o.cfg.retry, minRenew)
 	left := deadline.Sub(now)
@@ -699,29 +699,19 @@ type heldItem struct {
 	it *Item
 }
 
-// holder keeps the leases of held items alive: each is extended once a third of the time its lease
-// had left, when it was taken or last extended, has passed, so leases of any length hold. It keeps
-// each held Item's Deadline up to date (under mu), so that after remove it is the lease's.
+// holder keeps the leases of held items alive: each is extended when the stage's renewIn says, so
+// that leases of any length hold, and deadlines that came over the wire too. It keeps each held
+// Item's Deadline up to date (under mu), so that after remove it is the lease's.
 type holder struct {
+	o     *outlet
 	mu    sync.Mutex
 	items map[string]heldItem  // by lease token
 	due   map[string]time.Time // by lease token: when to extend the item next
 	wake  chan struct{}        // an item came: extendLoop looks at its due time
 }
 
-func newHolder() *holder {
-	return &holder{items: map[string]heldItem{}, due: map[string]time.Time{}, wake: make(chan struct{}, 1)}
-}
-
-// renewAt is when to extend a lease that has until deadline, at now: a third of the time left, a
-// second for a deadline not known or already past (the lease may be lost; the next Extend says),
-// and never sooner than minRenew.
-func renewAt(now, deadline time.Time) time.Time {
-	left := deadline.Sub(now)
-	if deadline.IsZero() || left <= 0 {
-		return now.Add(time.Second)
-	}
-	return now.Add(max(left/3, minRenew))
+func newHolder(o *outlet) *holder {
+	return &holder{o: o, items: map[string]heldItem{}, due: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 // minRenew bounds how often a held item is extended.
@@ -730,7 +720,8 @@ const minRenew = 10 * time.Millisecond
 func (h *holder) add(x heldItem) {
 	h.mu.Lock()
 	h.items[x.it.Lease] = x
-	h.due[x.it.Lease] = renewAt(time.Now(), x.it.Deadline)
+	now := time.Now()
+	h.due[x.it.Lease] = now.Add(h.o.renewIn(now, x.it.Deadline))
 	h.mu.Unlock()
 	select {
 	case h.wake <- struct{}{}:
@@ -779,7 +770,8 @@ func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
 				if err != nil {
 					h.due[x.it.Lease] = time.Now().Add(time.Second)
 				} else {
-					h.due[x.it.Lease] = renewAt(time.Now(), deadline)
+					now := time.Now()
+					h.due[x.it.Lease] = now.Add(h.o.renewIn(now, deadline))
 					x.it.Deadline = deadline // for deliver, once the item is removed
 				}
 			}
@@ -841,7 +833,7 @@ func NewJoin(ins []Queue, out Queue, key func(*Item) string, combine func(parts 
 // when a loop ends by itself (an input or the output closed: ErrClosed); a barrier needs all its
 // inputs, so then the other loops are stopped too. Either way the items still held are given back.
 func (j *Join) Run(ctx context.Context) error {
-	h := newHolder()
+	h := newHolder(j.o)
 	var mu sync.Mutex
 	pending := barriers{n: len(j.ins), keys: map[string][][]*Item{}}
 	lctx, stop := context.WithCancel(ctx)

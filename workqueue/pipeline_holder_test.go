@@ -1,0 +1,56 @@
+package workqueue_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/podblocks/podblocks/workqueue"
+)
+
+// TestJoinHoldsWireDeadlinesAtTheBarrier: an item waits 10s at a Join's barrier; its input's
+// deadlines are by a server's clock an hour ahead or behind, with no monotonic reading (a Client of
+// a server that writes no ttl), 2s leases, one attempt. The holder extends it at the retry delay, as
+// the keeper does such a lease, and the item joins once, acked. The holder used to trust the
+// deadline an hour ahead and wait 20 minutes to extend: the lease ran out, and with one attempt the
+// item went to the dead letters.
+func TestJoinHoldsWireDeadlinesAtTheBarrier(t *testing.T) {
+	for _, shift := range []time.Duration{time.Hour, -time.Hour} {
+		t.Run(shift.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				left := mustMemory(t, workqueue.WithMaxAttempts(1), workqueue.WithLeaseDuration(2*time.Second))
+				right, out := mustMemory(t), mustMemory(t)
+				j, err := workqueue.NewJoin([]workqueue.Queue{&wireDeadlines{Memory: left, shift: shift}, right}, out, nil,
+					func(ps [][]byte) ([]byte, error) { return bytes.Join(ps, []byte("+")), nil }, workqueue.WithStageRetry(100*time.Millisecond))
+				if err != nil {
+					t.Fatal(err)
+				}
+				addAll(t, left, func(string) string { return "k" }, "l")
+				rctx, cancel := context.WithCancel(ctx)
+				done := make(chan error, 1)
+				go func() { done <- j.Run(rctx) }()
+				time.Sleep(10 * time.Second)
+				addAll(t, right, func(string) string { return "k" }, "r")
+				synctest.Wait()
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				if s, _ := left.Stats(ctx); s != (workqueue.Stats{}) {
+					t.Errorf("left after the join: %+v, want its item acked, not dead", s)
+				}
+				if s, _ := out.Stats(ctx); s != (workqueue.Stats{Ready: 1}) {
+					t.Fatalf("output: %+v, want the one joined item", s)
+				}
+				if diff := cmp.Diff([]string{"l+r"}, take(t, out, 1)); diff != "" {
+					t.Errorf("joined (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
