@@ -61,7 +61,8 @@ type execOptionFunc func(*execConfig)
 func (f execOptionFunc) applyExec(c *execConfig) { f(c) }
 
 // WithWorkRoot is where per-item work directories are made (and removed after each attempt).
-// Default os.TempDir(). Several ExecWorkers, in one process or many, may share it: each holds a
+// Default os.TempDir(). A relative DIR is relative to the current directory when NewExecWorker is
+// called. Several ExecWorkers, in one process or many, may share it: each holds a
 // lock on the directories of its items in flight, and the first Handle of an ExecWorker removes
 // the directories nobody holds (see ExecWorker).
 func WithWorkRoot(dir string) ExecOption {
@@ -69,7 +70,8 @@ func WithWorkRoot(dir string) ExecOption {
 }
 
 // WithOutputRoot keeps results: OUTPUT_DIR is DIR/<item ID>, emptied before each attempt and kept
-// after it. Default "": OUTPUT_DIR is inside the work directory and removed with it.
+// after it. Default "": OUTPUT_DIR is inside the work directory and removed with it. A relative DIR
+// is relative to the current directory when NewExecWorker is called (OUTPUT_DIR is absolute).
 func WithOutputRoot(dir string) ExecOption {
 	return execOptionFunc(func(c *execConfig) { c.outputRoot = dir })
 }
@@ -174,6 +176,18 @@ func NewExecWorker(argv []string, opts ...ExecOption) (*ExecWorker, error) {
 	// name another file.
 	if path, err = filepath.Abs(path); err != nil {
 		return nil, fmt.Errorf("%w: command %q: %w", ErrInvalid, argv[0], err)
+	}
+	// So must the roots be absolute: the command gets OUTPUT_DIR and WORK_ITEM_FILE, which a
+	// relative root would make relative to this process's directory, not to the command's.
+	for _, d := range []*string{&cfg.workRoot, &cfg.outputRoot} {
+		if *d == "" { // the default
+			continue
+		}
+		abs, err := filepath.Abs(*d)
+		if err != nil {
+			return nil, fmt.Errorf("%w: directory %q: %w", ErrInvalid, *d, err)
+		}
+		*d = abs
 	}
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
