@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 )
 
 // The outcomes of an item, indexes of poolMetrics.items and outcomeNames.
@@ -30,7 +31,7 @@ type poolMetrics struct {
 	duration *shardedHistogram
 	attempts *shardedHistogram
 	dead     prometheus.Counter
-	depth    prometheus.GaugeFunc
+	depth    *depthCollector
 }
 
 func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
@@ -43,17 +44,8 @@ func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 			prometheus.ExponentialBuckets(0.001, 4, 10)),
 		attempts: newShardedHistogram("podblocks_workqueue_attempt_number", "Attempt number of each lease handled.",
 			[]float64{1, 2, 3, 5, 10, 20}),
-		dead: prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_workqueue_dead_letters_total", Help: "Items the pool buried."}),
-		depth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podblocks_workqueue_depth_items",
-			Help: "Items not yet acked or buried (ready, delayed and leased), read from the queue at scrape time."}, func() float64 {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			s, err := p.q.Stats(ctx)
-			if err != nil {
-				return -1
-			}
-			return float64(s.Depth())
-		}),
+		dead:  prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_workqueue_dead_letters_total", Help: "Items the pool buried."}),
+		depth: newDepthCollector(p.q.Stats, p.cfg.logger),
 	}
 	for i, name := range outcomeNames {
 		m.items[i] = m.itemsVec.WithLabelValues(name)
@@ -66,6 +58,48 @@ func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// depthCollector exports a pool's podblocks_workqueue_depth_items, read from its queue's Stats at
+// each scrape as the queue's own statsCollector reads its counts: a failed read is logged at warn
+// level and counted in podblocks_workqueue_depth_stats_errors_total, and that scrape leaves the
+// gauge out, rather than reporting a value that no queue holds.
+type depthCollector struct {
+	stats  func(context.Context) (Stats, error)
+	log    *zap.Logger
+	depth  *prometheus.Desc
+	errors prometheus.Counter
+}
+
+func newDepthCollector(stats func(context.Context) (Stats, error), log *zap.Logger) *depthCollector {
+	return &depthCollector{
+		stats: stats,
+		log:   log,
+		depth: prometheus.NewDesc("podblocks_workqueue_depth_items",
+			"Items not yet acked or buried (ready, delayed and leased), read from the queue at scrape time.", nil, nil),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_workqueue_depth_stats_errors_total",
+			Help: "Scrapes at which reading the queue's Stats failed (they left out podblocks_workqueue_depth_items)."}),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.depth
+	ch <- c.errors.Desc()
+}
+
+// Collect implements prometheus.Collector.
+func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	s, err := c.stats(ctx)
+	cancel()
+	if err != nil {
+		c.errors.Inc()
+		c.log.Warn("queue depth for metrics", zap.Error(err))
+	} else {
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(s.Depth()))
+	}
+	ch <- c.errors
 }
 
 // maxHistogramBuckets bounds a shardedHistogram's buckets, the +Inf one included.
