@@ -16,7 +16,7 @@ const (
 	DefaultMaxRequestSize = 64 << 20 // bytes of one request
 	DefaultMaxArgs        = 1 << 20  // arguments of one request
 	maxDepth              = 64       // nesting of a reply
-	maxInline             = 16 << 10 // an inline command line
+	maxInline             = 64 << 10 // an inline command line, as redis' PROTO_INLINE_MAX_SIZE
 	// maxLenDigits is the most digits a "*N" / "$N" line may have: as many as an int always holds
 	// (18 where int has 64 bits, 9 where it has 32), so that a longer number is refused instead
 	// of wrapping round.
@@ -236,9 +236,22 @@ func bufferedLen(b []byte, off int) (n, end int, ok bool) {
 	return n, i + 2, true
 }
 
+// readInline reads an inline command: a line split into arguments as redis' sdssplitargs splits
+// it, and forwarded as RESP.
 func (p *Protocol) readInline(br *bufio.Reader, r *twemproxy.Request) (empty bool, err error) {
+	maxSize, maxArgs := p.limits()
+	limit := min(maxInline, maxSize)
 	line, err := br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull || len(line) > maxInline {
+	if err == bufio.ErrBufferFull {
+		// Longer than br's buffer: gather it in r.Buf, which the arguments then follow.
+		r.Buf = append(r.Buf, line...)
+		for err == bufio.ErrBufferFull && len(r.Buf) <= limit {
+			line, err = br.ReadSlice('\n')
+			r.Buf = append(r.Buf, line...)
+		}
+		line = r.Buf
+	}
+	if len(line) > limit+1 || err == bufio.ErrBufferFull {
 		return false, protoErr("too big inline request")
 	}
 	if err != nil {
@@ -247,22 +260,170 @@ func (p *Protocol) readInline(br *bufio.Reader, r *twemproxy.Request) (empty boo
 		}
 		return false, err
 	}
-	body := bytes.TrimRight(line, "\r\n")
-	var args [][]byte
-	for f := range bytes.FieldsSeq(body) {
-		args = append(args, f)
+	// Like redis, take off the LF and one CR before it; any other CR separates arguments.
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
 	}
-	if len(args) == 0 {
-		return true, nil // an empty line: redis ignores it
+	if bytes.IndexByte(line, 0) >= 0 {
+		// redis looks for the line's end with strchr, which stops at a NUL: it never runs such a
+		// line, and waits for more until the request is too big.
+		return false, protoErr("NUL byte in inline request")
 	}
+	// The arguments, decoded, go to r.Buf after the line if it is there, then the RESP command
+	// after them, which is then moved to r.Buf's start.
+	for rest := skipBlanks(line); len(rest) > 0; rest = skipBlanks(rest) {
+		if len(r.Scratch) == maxArgs {
+			return false, &twemproxy.ClientError{Reply: []byte("-ERR Protocol error: too many arguments\r\n"), Err: ErrTooLarge}
+		}
+		start := len(r.Buf)
+		if r.Buf, rest, err = appendInlineArg(r.Buf, rest); err != nil {
+			return false, err
+		}
+		r.Scratch = append(r.Scratch, twemproxy.Span{Start: start, End: len(r.Buf)})
+	}
+	if len(r.Scratch) == 0 {
+		r.Buf = r.Buf[:0]
+		return true, nil // a blank line: redis ignores it
+	}
+	cmd := len(r.Buf)
 	r.Buf = append(r.Buf, '*')
-	r.Buf = strconv.AppendInt(r.Buf, int64(len(args)), 10)
+	r.Buf = strconv.AppendInt(r.Buf, int64(len(r.Scratch)), 10)
 	r.Buf = append(r.Buf, crlf...)
-	for _, a := range args {
-		r.Buf = appendBulk(r.Buf, a)
-		r.Scratch = append(r.Scratch, twemproxy.Span{Start: len(r.Buf) - 2 - len(a), End: len(r.Buf) - 2})
+	for i, s := range r.Scratch {
+		r.Buf = appendBulk(r.Buf, r.Buf[s.Start:s.End])
+		r.Scratch[i] = twemproxy.Span{Start: len(r.Buf) - 2 - (s.End - s.Start) - cmd, End: len(r.Buf) - 2 - cmd}
 	}
+	if len(r.Buf)-cmd > maxSize {
+		return false, &twemproxy.ClientError{Reply: []byte("-ERR Protocol error: request too large\r\n"), Err: ErrTooLarge}
+	}
+	r.Buf = r.Buf[:copy(r.Buf, r.Buf[cmd:])]
 	return false, nil
+}
+
+// errUnbalanced is redis' reply to an inline command with a quote not closed, or closed and not
+// followed by a blank.
+var errUnbalanced = &twemproxy.ClientError{
+	Reply: []byte("-ERR Protocol error: unbalanced quotes in request\r\n"),
+	Err:   fmt.Errorf("%w: unbalanced quotes in inline request", ErrProtocol),
+}
+
+// isBlank is C's isspace: what sdssplitargs skips between arguments, and what may follow a
+// closing quote (space, \t, \n, \v, \f, \r).
+func isBlank(c byte) bool { return c == ' ' || c-'\t' <= '\r'-'\t' }
+
+func skipBlanks(b []byte) []byte {
+	for len(b) > 0 && isBlank(b[0]) {
+		b = b[1:]
+	}
+	return b
+}
+
+// appendInlineArg appends to dst the argument that line starts with (line is not empty and does
+// not start with a blank), decoded as sdssplitargs does, and returns the rest of the line after
+// it. The argument ends at a space, \t, \r or \n outside quotes (\v and \f are part of it).
+// Quotes may start anywhere in it: in double quotes, \xHH is a byte given in hex, \n \r \t \b
+// \a the control characters, and a backslash before any other character that character; in
+// single quotes, \' is a quote and nothing else is escaped. A closing quote must be followed by a
+// blank or the line's end.
+func appendInlineArg(dst, line []byte) ([]byte, []byte, error) {
+	i := 0
+	for i < len(line) {
+		switch line[i] {
+		case ' ', '\t', '\r', '\n':
+			return dst, line[i+1:], nil
+		case '"':
+			return appendDoubleQuoted(dst, line, i+1)
+		case '\'':
+			return appendSingleQuoted(dst, line, i+1)
+		}
+		j := i + 1
+		for j < len(line) && !special(line[j]) {
+			j++
+		}
+		dst = append(dst, line[i:j]...)
+		i = j
+	}
+	return dst, nil, nil
+}
+
+// special reports whether c ends an unquoted run of an inline argument.
+func special(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' || c == '\''
+}
+
+// appendDoubleQuoted appends the double-quoted part of an argument from line[i] (after the quote).
+func appendDoubleQuoted(dst, line []byte, i int) ([]byte, []byte, error) {
+	for i < len(line) {
+		c := line[i]
+		switch {
+		case c == '"':
+			return closeQuote(dst, line, i)
+		case c != '\\' || i+1 == len(line):
+			dst = append(dst, c)
+			i++
+		case line[i+1] == 'x' && i+3 < len(line) && isHex(line[i+2]) && isHex(line[i+3]):
+			dst = append(dst, unhex(line[i+2])<<4|unhex(line[i+3]))
+			i += 4
+		default:
+			c = line[i+1]
+			switch c {
+			case 'n':
+				c = '\n'
+			case 'r':
+				c = '\r'
+			case 't':
+				c = '\t'
+			case 'b':
+				c = '\b'
+			case 'a':
+				c = '\a'
+			}
+			dst = append(dst, c)
+			i += 2
+		}
+	}
+	return dst, nil, errUnbalanced
+}
+
+// appendSingleQuoted appends the single-quoted part of an argument from line[i] (after the quote).
+func appendSingleQuoted(dst, line []byte, i int) ([]byte, []byte, error) {
+	for i < len(line) {
+		switch c := line[i]; {
+		case c == '\'':
+			return closeQuote(dst, line, i)
+		case c == '\\' && i+1 < len(line) && line[i+1] == '\'':
+			dst = append(dst, '\'')
+			i += 2
+		default:
+			dst = append(dst, c)
+			i++
+		}
+	}
+	return dst, nil, errUnbalanced
+}
+
+// closeQuote ends the argument at the closing quote line[i], which must be followed by a blank or
+// the line's end.
+func closeQuote(dst, line []byte, i int) ([]byte, []byte, error) {
+	if i+1 < len(line) && !isBlank(line[i+1]) {
+		return dst, nil, errUnbalanced
+	}
+	return dst, line[i+1:], nil
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 func appendBulk(b, a []byte) []byte {

@@ -34,6 +34,11 @@ var requestTests = []struct {
 	{"mset", encode("MSET", "a", "1", "b", "2"), []parsed{{Keys: []string{"a", "b"}, Multi: true, Buf: encode("MSET", "a", "1", "b", "2")}}, false},
 	{"mset odd", encode("MSET", "a", "1", "b"), []parsed{{Local: "-ERR wrong number of arguments for 'mset' command\r\n"}}, false},
 	{"inline", "GET  a\r\n", []parsed{{Keys: []string{"a"}, Buf: encode("GET", "a")}}, false},
+	{"inline quotes", "SET k \"a b\\x41\" 'c\\'d' \"\"\r\n", []parsed{{Keys: []string{"k"}, Buf: encode("SET", "k", "a bA", "c'd", "")}}, false},
+	{"inline unbalanced", "GET \"a\r\n", nil, true},
+	{"inline quote not followed by blank", "GET 'a'b\r\n", nil, true},
+	{"inline NUL", "GET a\x00\r\n", nil, true},
+	{"inline too many args", "DEL" + strings.Repeat(" k", 1000) + "\r\n", nil, true},
 	{"empty lines skipped", "\r\n*0\r\n" + encode("PING"), []parsed{{Local: "+PONG\r\n"}}, false},
 	{"binary key", encode("GET", "a\r\nb"), []parsed{{Keys: []string{"a\r\nb"}, Buf: encode("GET", "a\r\nb")}}, false},
 	{"unsupported stays usable", encode("FLUSHALL") + encode("GET", "a"), []parsed{

@@ -45,6 +45,15 @@
 // others such as RENAME, MSETNX, BITOP, MIGRATE, MOVE, OBJECT, FCALL, PUBLISH and the stream
 // commands (XADD, ...).
 //
+// Inline commands (a line of text, as typed into telnet) are split into arguments as redis splits
+// them: at blanks, with double quotes (and the escapes \xHH, \n, \r, \t, \b, \a, and a
+// backslash before any other character for that character) and single quotes (\' the only escape)
+// around arguments with blanks. Like redis, a line with unbalanced quotes, or a closing quote not
+// followed by a blank, gets "-ERR Protocol error: unbalanced quotes in request" and one over
+// 64 KiB "-ERR Protocol error: too big inline request", and the connection is closed. A line with a
+// NUL byte, which redis never runs (it waits for more until the line is too big), gets a protocol
+// error at once. Nutcracker closes the connection on any inline command.
+//
 // Limits: a request is at most Protocol.MaxRequestSize bytes (64 MiB by default) and
 // Protocol.MaxArgs arguments; a request over them, or one that is not valid RESP, gets
 // "-ERR Protocol error: ..." and that client's connection is closed.
