@@ -511,7 +511,7 @@ func (p *Protocol) classify(r *twemproxy.Request) error {
 	case shapeKeys, shapeEval:
 		if !countedKeys(r, info) {
 			if info.shape == shapeEval {
-				return localErr(r, "EVAL needs at least one key to be routed by the sharding proxy")
+				return evalKeyCountErr(r, string(cmd), a.arg(int(info.numkeys)))
 			}
 			// A bad key count: sent, as nutcracker does, by the first argument, for the server
 			// to answer with its error.
@@ -545,6 +545,32 @@ func countedKeys(r *twemproxy.Request, info *cmdInfo) bool {
 	}
 	r.Keys = append(r.Keys, r.Scratch[at+1:at+1+nk]...)
 	return true
+}
+
+// evalKeyCountErr answers the command cmd (EVAL, EVALSHA, EVAL_RO, EVALSHA_RO) whose key count
+// nk the proxy cannot route by: where redis refuses the count, with redis' error; where redis
+// would run the script without keys (0), with an error that says the proxy cannot.
+func evalKeyCountErr(r *twemproxy.Request, cmd string, nk []byte) error {
+	switch n, ok := redisInt(nk); {
+	case !ok:
+		return localErr(r, "value is not an integer or out of range")
+	case n < 0:
+		return localErr(r, "Number of keys can't be negative")
+	case n == 0:
+		return localErr(r, "%s needs at least one key to be routed by the sharding proxy", cmd)
+	}
+	return localErr(r, "Number of keys can't be greater than number of args")
+}
+
+// redisInt parses b as redis' string2ll does: a 64-bit decimal integer with an optional minus
+// sign and no leading zero ("0" itself, but not "-0", "00" or "+1").
+func redisInt(b []byte) (int64, bool) {
+	digits := bytes.TrimPrefix(b, []byte("-"))
+	if len(b) > 20 || len(digits) == 0 || digits[0] < '0' || digits[0] > '9' || (digits[0] == '0' && len(b) > 1) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil
 }
 
 // storeKeys appends to r.Keys the keys of SORT's STORE option and GEORADIUS' STORE and STOREDIST,

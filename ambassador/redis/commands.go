@@ -145,8 +145,9 @@ func buildCommands() map[string]cmdInfo {
 	keys(8, 1, 2, 0, "GEOSEARCHSTORE")
 	keys(3, 0, 0, 1, "ZDIFF", "ZINTER", "ZUNION")
 	keys(4, 1, 1, 2, "ZDIFFSTORE", "ZINTERSTORE", "ZUNIONSTORE")
-	commands["EVAL"] = cmdInfo{shape: shapeEval, arity: 3, numkeys: 2}
-	commands["EVALSHA"] = cmdInfo{shape: shapeEval, arity: 3, numkeys: 2}
+	for _, n := range []string{"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO"} {
+		commands[n] = cmdInfo{shape: shapeEval, arity: 3, numkeys: 2}
+	}
 	commands["SORT"] = cmdInfo{shape: shapeStore, arity: 2, opts: 2}
 	commands["GEORADIUS"] = cmdInfo{shape: shapeStore, arity: 6, opts: 6}
 	commands["GEORADIUSBYMEMBER"] = cmdInfo{shape: shapeStore, arity: 5, opts: 5}

@@ -4,8 +4,9 @@
 //
 // # Commands
 //
-// The proxy forwards every command that nutcracker 0.5.0 forwards, and a few more with one key
-// (EXPIRETIME, PEXPIRETIME, SORT_RO, GEORADIUS_RO, GEORADIUSBYMEMBER_RO). They are routed so:
+// The proxy forwards every command that nutcracker 0.5.0 forwards, and a few more (EXPIRETIME,
+// PEXPIRETIME, SORT_RO, GEORADIUS_RO, GEORADIUSBYMEMBER_RO with one key; EVAL_RO and
+// EVALSHA_RO). They are routed so:
 //
 //   - Commands with one key (GET, SET, HSET, LPUSH, ZADD, BITFIELD, ...) go to the key's server.
 //   - MGET, DEL, UNLINK, EXISTS, TOUCH and MSET are split across servers and merged in order
@@ -13,8 +14,8 @@
 //   - Commands with several keys go whole to the server of their keys: RPOPLPUSH, LMOVE, SMOVE,
 //     COPY, SDIFF, SINTER, SUNION and their STORE forms, PFCOUNT, PFMERGE, ZRANGESTORE,
 //     GEOSEARCHSTORE (every key argument); ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE (the destination
-//     and the numkeys keys); ZUNION, ZINTER, ZDIFF (the numkeys keys); EVAL and EVALSHA (the
-//     numkeys keys; at least one); SORT and GEORADIUS/GEORADIUSBYMEMBER (the key and the keys of
+//     and the numkeys keys); ZUNION, ZINTER, ZDIFF (the numkeys keys); EVAL, EVALSHA, EVAL_RO
+//     and EVALSHA_RO (the numkeys keys; at least one); SORT and GEORADIUS/GEORADIUSBYMEMBER (the key and the keys of
 //     their STORE and STOREDIST options). Keep such keys on one server with the pool's hash_tag
 //     ("{user:1}:a", "{user:1}:b").
 //   - COMMAND and LOLWUT, which have no key, go to the server that an empty key maps to; every
@@ -37,6 +38,12 @@
 // the database (redis_db at or over its "databases") fails the connection, and the requests get
 // that error, where nutcracker goes on and reads and writes the keys in database 0. Nutcracker
 // closes a client connection that sends SELECT; the proxy answers it as above.
+//
+// A script (EVAL, ...) with no keys gets "-ERR EVAL needs at least one key to be routed by the
+// sharding proxy" (naming the command), and one whose key count redis refuses (not a number,
+// negative, more than the arguments) gets redis' error; nutcracker closes the connection for
+// both, except where the count is more than the arguments but at least one key is there, which it
+// sends to that key's server, which answers with its error.
 //
 // The commands that nutcracker does not forward either get "-ERR unsupported command" and the
 // connection stays usable: those that span the keyspace or the server (KEYS, SCAN, RANDOMKEY,
