@@ -83,9 +83,9 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // from before a restart of the server (whose new Memory numbers its items from 1 again) gets 409
 // rather than naming another item's lease. Errors are {"error":"reason"} with 400 (bad input),
 // 404 (no such endpoint), 405 (wrong method; the Allow header names the right one), 409 (lease not
-// held), 413 (payload too large) or 503 (queue closed, or lease requests stopped by StopPolls: the
-// server is stopping); Client takes 503 for ErrUnavailable, and a Pool over a Client retries until
-// the server is back.
+// held), 413 (payload too large, or a lease request's body over 64 KiB) or 503 (queue closed, or
+// lease requests stopped by StopPolls: the server is stopping); Client takes 503 for
+// ErrUnavailable, and a Pool over a Client retries until the server is back.
 type API struct {
 	q     Queue
 	cfg   apiConfig
@@ -454,13 +454,24 @@ func (p *polls) cancel(id string) error {
 	return nil
 }
 
-// readLease reads a lease request: 400 for bad input (and, withDelay, a bad delay), then 409 for a
-// token this API did not hand out (see run). The request it returns holds the queue's token.
+// maxLeaseBody limits the body of a lease request (ack, nack, release, extend, bury); a larger one
+// gets 413.
+const maxLeaseBody = 64 << 10
+
+// readLease reads a lease request: 413 for a body over maxLeaseBody, 400 for bad input (and,
+// withDelay, a bad delay), then 409 for a token this API did not hand out (see run). The request it
+// returns holds the queue's token.
 func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) (lr leaseReq, delay time.Duration, ok bool) {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLeaseBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&lr); err != nil {
-		a.fail(w, badRequest("body must be JSON like {\"lease\":\"...\"}: %v", err))
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			err = fmt.Errorf("body larger than %d bytes: %w", mbe.Limit, err) // 413, not 400
+		} else {
+			err = badRequest("body must be JSON like {\"lease\":\"...\"}: %v", err)
+		}
+		a.fail(w, err)
 		return lr, 0, false
 	}
 	if lr.Lease == "" {
