@@ -12,6 +12,11 @@
 // serves nutcracker's stats JSON and Prometheus metrics. The wire protocols are in the sibling
 // packages memcache and redis.
 //
+// A request whose server failed gets nutcracker's error reply: the strerror text of the errno
+// behind the failure ("-ERR Connection refused", "SERVER_ERROR Connection timed out"; see
+// ServerError), also when every server is ejected; the details (the server's address, Go's wording)
+// are logged as warnings, at most one a second per server.
+//
 // The stats JSON's curr_connections and total_connections count what nutcracker's do (every struct
 // conn in its nc_connection.c): each pool's listener, each client connection, and each server
 // connection from its dial on, so that a refused dial adds to the total only. Neither counts the

@@ -3,6 +3,8 @@ package twemproxy
 import (
 	"errors"
 	"fmt"
+	"net"
+	"syscall"
 )
 
 var (
@@ -47,3 +49,71 @@ func (e *ConfigError) Error() string {
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ServerError is the error a request gets when its server failed it (Request.Err). Error is the
+// text of the client's error reply, the one nutcracker 0.5.0 sends: the strerror text of the errno
+// behind the failure ("Connection refused" for a refused dial and for a key with no live server,
+// "Connection timed out", "Connection reset by peer", "Invalid argument" for a reply the proxy cannot
+// parse), or "unknown" for a server that closed the connection; a redis server's refusal of the
+// connection's AUTH or SELECT (which nutcracker does not check) is "handshake rejected: " and the
+// server's error. Err is the failure itself, with its details (such as the server's address), which
+// the proxy logs.
+type ServerError struct {
+	Text string
+	Err  error
+}
+
+func (e *ServerError) Error() string { return e.Text }
+func (e *ServerError) Unwrap() error { return e.Err }
+
+// The ServerErrors of the sentinels, made once: a pool whose servers are all ejected fails every
+// request with one.
+var (
+	errNoLiveReply  = &ServerError{Text: strerror(syscall.ECONNREFUSED), Err: ErrNoLiveServers}
+	errTimeoutReply = &ServerError{Text: strerror(syscall.ETIMEDOUT), Err: ErrTimeout}
+)
+
+// serverError returns err as the *ServerError a request gets for it (the one err wraps, if any).
+// ErrClosed (the proxy, not the server, ended the request) and ErrServerEjected (the extension
+// no_reshard's, which nutcracker has no reply for) are returned as they are.
+func serverError(err error) error {
+	switch err {
+	case ErrClosed, ErrServerEjected:
+		return err
+	case ErrNoLiveServers:
+		return errNoLiveReply
+	case ErrTimeout:
+		return errTimeoutReply
+	}
+	if se, ok := errors.AsType[*ServerError](err); ok {
+		return se
+	}
+	return &ServerError{Text: errnoText(err), Err: err}
+}
+
+// errnoText is nutcracker's text for a failure: strerror of the errno behind it.
+func errnoText(err error) string {
+	var errno syscall.Errno
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrNoLiveServers):
+		return strerror(syscall.ECONNREFUSED)
+	case errors.Is(err, ErrTimeout), errors.As(err, &ne) && ne.Timeout():
+		return strerror(syscall.ETIMEDOUT)
+	case errors.Is(err, ErrBadResponse):
+		return strerror(syscall.EINVAL) // nutcracker's parser fails the connection with EINVAL
+	case errors.As(err, &errno):
+		return strerror(errno)
+	default:
+		return "unknown" // no errno (the server closed the connection): nutcracker's "unknown"
+	}
+}
+
+// strerror is the C library's text for errno: Go's, which is the same but for its first letter.
+func strerror(errno syscall.Errno) string {
+	s := errno.Error()
+	if s != "" && 'a' <= s[0] && s[0] <= 'z' {
+		s = string(s[0]-'a'+'A') + s[1:]
+	}
+	return s
+}

@@ -93,7 +93,7 @@ func (r *Request) finish(err error, ds *dirtySet) {
 func (r *Request) finishLocked(err error) bool {
 	c := r.c
 	if err != nil {
-		r.err = err
+		r.err = serverError(err)
 	}
 	r.done = true
 	// Count the reply toward the client's limit on replies not taken until it is drained.

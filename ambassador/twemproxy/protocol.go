@@ -54,7 +54,8 @@ type Request struct {
 	readyBytes int
 }
 
-// Err is the error that replaced the server's reply (nil if the server answered).
+// Err is the error that replaced the server's reply (nil if the server answered): a *ServerError,
+// whose text is nutcracker's, when the server failed, or ErrClosed when the proxy closed.
 func (r *Request) Err() error { return r.err }
 
 // Key returns the i-th key.

@@ -8,9 +8,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 const (
@@ -33,6 +36,17 @@ type server struct {
 	ejectedAt atomic.Int64 // unix microseconds of the last ejection (nutcracker's server_ejected_at)
 
 	eof, errs, timedout atomic.Int64
+
+	warns logLimit // the warnings of its failures
+}
+
+// warn logs a failure of the server with its details (the client gets nutcracker's short text:
+// see ServerError), at most once a second.
+func (s *server) warn(log *zap.Logger, msg string, err error) {
+	if ok, held := s.warns.allow(); ok {
+		log.Warn(msg, zap.String("server", s.cfg.Name), zap.String("addr", s.cfg.Addr), zap.Error(err),
+			zap.Int64("suppressed", held))
+	}
 }
 
 // serverConn is one of a server's server_connections. Client readers append their requests'
@@ -447,6 +461,7 @@ func (sc *serverConn) run(ctx context.Context) {
 				sc.closeAndFail()
 				return
 			}
+			sc.srv.warn(sc.st.log, "server connect failed", err)
 			sc.failWaiting(err)
 			sc.srv.errs.Add(1)
 			sc.st.failure(sc.srv)
@@ -547,7 +562,8 @@ func handshake(conn net.Conn, send []byte, n int) error {
 			return err
 		}
 		if len(line) == 0 || line[0] != '+' {
-			return fmt.Errorf("rejected: %q", line)
+			refusal := strings.TrimSpace(strings.TrimPrefix(string(line), "-"))
+			return &ServerError{Text: "handshake rejected: " + refusal, Err: fmt.Errorf("rejected: %q", line)}
 		}
 	}
 	return nil
@@ -610,6 +626,9 @@ func (sc *serverConn) readLoop(s *session) {
 		sc.mu.Lock()
 		err = s.err // the first cause, if something else killed the session
 		sc.mu.Unlock()
+		if count {
+			sc.srv.warn(sc.st.log, "server connection failed", err)
+		}
 		rs.publish(sc)
 		sc.settled.Add(int64(len(rs.local) - rs.i))
 		for ; rs.i < len(rs.local); rs.i++ {
