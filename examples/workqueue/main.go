@@ -28,13 +28,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/podblocks/podblocks/lifecycle"
 	"github.com/podblocks/podblocks/workqueue"
 	"github.com/podblocks/podblocks/workqueue/bolt"
 	wqjs "github.com/podblocks/podblocks/workqueue/jetstream"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		msg := err.Error()
 		if !strings.HasPrefix(msg, "workqueue: ") { // the package's errors say it already
 			msg = "workqueue: " + msg
@@ -50,22 +51,44 @@ const usage = `usage:
   workqueue work -server URL -concurrency N -- CMD ARGS...
 `
 
-func run(args []string, stdin io.Reader, stdout io.Writer) error {
+// run runs the command in args. Help (-h, -help, --help or help instead of a command, or -h after
+// one) prints the usage on stderr, as the flag package does, and is not an error (exit 0), as the
+// adapters' -h is not.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(strings.TrimSpace(usage))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var err error
 	switch args[0] {
 	case "serve":
-		return serve(ctx, args[1:], stdout)
+		err = serve(ctx, args[1:], stdout, stderr)
 	case "enqueue":
-		return enqueue(ctx, args[1:], stdin, stdout)
+		err = enqueue(ctx, args[1:], stdin, stdout, stderr)
 	case "work":
-		return work(ctx, args[1:])
+		err = work(ctx, args[1:], stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stderr, usage)
+		return nil
 	default:
 		return fmt.Errorf("unknown command %q; %s", args[0], strings.TrimSpace(usage))
 	}
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the flag set printed the usage
+	}
+	return err
+}
+
+// newFlagSet is the flag set of subcommand cmd, whose usage line is synopsis; it prints on stderr.
+func newFlagSet(cmd, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: workqueue %s %s\n", cmd, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
 }
 
 func newLogger(verbose bool) *zap.Logger {
@@ -80,8 +103,8 @@ func newLogger(verbose bool) *zap.Logger {
 	return l
 }
 
-func serve(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "-backend memory|bolt|jetstream [-path FILE] [-nats URL] -http ADDR", stderr)
 	backend := fs.String("backend", "memory", "queue backend: memory, bolt or jetstream")
 	path := fs.String("path", "workqueue.db", "bolt: the queue file")
 	natsURL := fs.String("nats", nats.DefaultURL, "jetstream: NATS server URL(s), comma-separated")
@@ -96,6 +119,22 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	metricsAddr := fs.String("metrics", "", "serve the queue's Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090; default: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// Checked before anything is opened or served: a bad flag leaves no file behind (bolt) and is
+	// named in the error.
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	case *backend != "memory" && *backend != "bolt" && *backend != "jetstream":
+		return fmt.Errorf("serve: -backend %q: want memory, bolt or jetstream", *backend)
+	case *lease <= 0:
+		return fmt.Errorf("serve: -lease %v: must be positive", *lease)
+	case *maxAttempts < 0:
+		return fmt.Errorf("serve: -max-attempts %d: must be 0 (unlimited) or more", *maxAttempts)
+	case *replicas < 1:
+		return fmt.Errorf("serve: -replicas %d: must be 1 or more", *replicas)
+	case *poll <= 0:
+		return fmt.Errorf("serve: -poll %v: must be positive", *poll)
 	}
 	log := newLogger(*verbose)
 	defer log.Sync()
@@ -131,10 +170,15 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		q = j
-	default:
-		return fmt.Errorf("-backend %q: want memory, bolt or jetstream", *backend)
 	}
 	defer q.Close()
+	var src *workqueue.Source
+	if *source != "" {
+		var err error
+		if src, err = workqueue.NewSource(*source, q, workqueue.WithPollInterval(*poll), workqueue.WithSourceLogger(log)); err != nil {
+			return fmt.Errorf("serve: -source: %w", err)
+		}
+	}
 	if *metricsAddr != "" {
 		stop, err := serveMetrics("serve", *metricsAddr, reg, log)
 		if err != nil {
@@ -168,12 +212,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	srcDone := make(chan error, 1)
 	srcCtx, stopSrc := context.WithCancel(ctx)
 	defer stopSrc()
-	if *source != "" {
-		src, err := workqueue.NewSource(*source, q, workqueue.WithPollInterval(*poll), workqueue.WithSourceLogger(log))
-		if err != nil {
-			srv.Close()
-			return err
-		}
+	if src != nil {
 		go func() { srcDone <- src.Run(srcCtx) }()
 	} else {
 		srcDone <- nil
@@ -209,14 +248,17 @@ func stopServing(srv *http.Server, api *workqueue.API, q io.Closer, grace time.D
 	return err
 }
 
-func enqueue(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
-	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
+func enqueue(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("enqueue", "-server URL [-key K] < payload", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "queue server URL")
 	key := fs.String("key", "", "dedup key")
 	delay := fs.Duration("delay", 0, "not before this delay")
 	prio := fs.Int("priority", 0, "priority (higher first)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("enqueue: unexpected arguments %q: the payload is read from stdin", fs.Args())
 	}
 	payload, err := io.ReadAll(io.LimitReader(stdin, 64<<20))
 	if err != nil {
@@ -235,8 +277,8 @@ func enqueue(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	return nil
 }
 
-func work(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("work", flag.ContinueOnError)
+func work(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("work", "-server URL -concurrency N -- CMD ARGS...", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "queue server URL")
 	conc := fs.Int("concurrency", 1, "items run at once")
 	timeout := fs.Duration("timeout", 0, "kill an item's command (and its process group) after this long (0: never)")
@@ -308,7 +350,8 @@ func work(ctx context.Context, args []string) error {
 }
 
 // serveMetrics serves reg's metrics at http://addr/metrics until stop; cmd names the subcommand
-// in its error.
+// in its error. The server is lifecycle's, as the other examples' are, with read, write and idle
+// timeouts and a header size limit (DESIGN.md: every listener has them).
 func serveMetrics(cmd, addr string, reg *prometheus.Registry, log *zap.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -316,16 +359,22 @@ func serveMetrics(cmd, addr string, reg *prometheus.Registry, log *zap.Logger) (
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
+	srv, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}, ln)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("%s: -metrics: %w", cmd, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Run(ctx); err != nil {
 			log.Warn("metrics server", zap.Error(err))
 		}
 	}()
 	return func() {
-		srv.Close()
+		cancel()
 		<-done
 	}, nil
 }

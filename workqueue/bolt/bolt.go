@@ -38,6 +38,7 @@ type config struct {
 	asyncAck bool
 	logger   *zap.Logger
 	name     string
+	bad      []error // invalid options, refused before the file is opened
 }
 
 type optionFunc func(*config)
@@ -46,12 +47,22 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 // WithLeaseDuration sets how long a lease lasts without Extend. Default 30s.
 func WithLeaseDuration(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.mem = append(c.mem, workqueue.WithLeaseDuration(d)) })
+	return optionFunc(func(c *config) {
+		if d <= 0 {
+			c.bad = append(c.bad, fmt.Errorf("%w: lease duration %v must be positive", workqueue.ErrInvalid, d))
+		}
+		c.mem = append(c.mem, workqueue.WithLeaseDuration(d))
+	})
 }
 
 // WithMaxAttempts buries an item instead of leasing it for attempt n+1. Default 0: unlimited.
 func WithMaxAttempts(n int) Option {
-	return optionFunc(func(c *config) { c.mem = append(c.mem, workqueue.WithMaxAttempts(n)) })
+	return optionFunc(func(c *config) {
+		if n < 0 {
+			c.bad = append(c.bad, fmt.Errorf("%w: max attempts %d must not be negative", workqueue.ErrInvalid, n))
+		}
+		c.mem = append(c.mem, workqueue.WithMaxAttempts(n))
+	})
 }
 
 // WithLogger sets the logger. Default zap.NewNop().
@@ -174,6 +185,9 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	cfg := config{timeout: 5 * time.Second, logger: zap.NewNop()}
 	for _, o := range opts {
 		o.apply(&cfg)
+	}
+	if err := errors.Join(cfg.bad...); err != nil {
+		return nil, err // before the file is created
 	}
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
