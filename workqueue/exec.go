@@ -26,14 +26,20 @@ const (
 	EnvAttempt   = "WORK_ITEM_ATTEMPT" // the attempt number, from 1
 )
 
-// ExitError is returned by ExecWorker.Handle when the command exits non-zero (or is killed).
+// ExitError is returned by ExecWorker.Handle when the command exits non-zero (or is killed by a
+// signal it was not sent by the ExecWorker: the OOM killer's SIGKILL, say). Its message says which:
+// "command exited with code 3: <last line of stderr>", "command killed by signal 9 (killed): ...".
 type ExitError struct {
-	Code   int    // exit code; -1 when killed by a signal
-	Stderr string // the last few KiB of its standard error
+	Code   int       // exit code; -1 when killed by a signal
+	Signal os.Signal // the signal that killed the command; nil when it exited
+	Stderr string    // the last few KiB of its standard error
 }
 
 func (e *ExitError) Error() string {
 	s := "command exited with code " + strconv.Itoa(e.Code)
+	if e.Signal != nil {
+		s = "command killed by signal " + signalName(e.Signal)
+	}
 	if t := strings.TrimSpace(e.Stderr); t != "" {
 		if i := strings.LastIndexByte(t, '\n'); i >= 0 {
 			t = t[i+1:]
@@ -275,7 +281,7 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return &ExitError{Code: ee.ExitCode(), Stderr: stderr.String()}
+		return &ExitError{Code: ee.ExitCode(), Signal: exitSignal(ee.ProcessState), Stderr: stderr.String()}
 	}
 	return fmt.Errorf("wait: %w", err)
 }

@@ -47,3 +47,10 @@ func killGroup(cmd *exec.Cmd) error {
 	}
 	return cmd.Process.Kill()
 }
+
+// exitSignal is nil: without wait statuses that carry a signal (Windows), a killed process has an
+// exit code of its own.
+func exitSignal(*os.ProcessState) os.Signal { return nil }
+
+// signalName names s.
+func signalName(s os.Signal) string { return s.String() }

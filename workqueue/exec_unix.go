@@ -126,3 +126,19 @@ func killGroup(cmd *exec.Cmd) error {
 	}
 	return err
 }
+
+// exitSignal is the signal that killed the process of ps, or nil if it exited.
+func exitSignal(ps *os.ProcessState) os.Signal {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal()
+	}
+	return nil
+}
+
+// signalName names s with its number, as "9 (killed)".
+func signalName(s os.Signal) string {
+	if n, ok := s.(syscall.Signal); ok {
+		return fmt.Sprintf("%d (%v)", int(n), n)
+	}
+	return s.String()
+}
