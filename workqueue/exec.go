@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,6 +101,20 @@ func WithExecLogger(l *zap.Logger) ExecOption {
 // the whole process group is killed with SIGKILL, and after a normal exit any process the command
 // left behind in its group is killed too, at once. Under a Pool the lease is extended for as long as
 // the command runs.
+//
+// # When the worker dies
+//
+// On Linux the command is started with a parent-death signal (PR_SET_PDEATHSIG): when the worker
+// process dies, however it dies (SIGKILL, the OOM killer), the kernel kills the command with
+// SIGKILL, so an item redone elsewhere is not still being done here. Each command running holds
+// an OS thread of the worker for this (Handle locks its goroutine to the thread that started the
+// command until it has been waited for). The signal reaches the command's own process alone:
+// processes it started live on (their parent is then init), still writing to OUTPUT_DIR, unless
+// they are in a container that ends with the worker (a pod's). A command that runs its work as a
+// child (sh script.sh running convert) is therefore better written to exec it (exec convert ...).
+// The kernel also clears the signal when the command executes a set-user-ID or set-group-ID
+// binary or one with file capabilities. Elsewhere (macOS, the BSDs, Windows) a command outlives
+// a worker killed with SIGKILL.
 //
 // # Starting the command
 //
@@ -238,6 +253,15 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	cmd.Env = append(os.Environ(), w.cfg.env...)
 	cmd.Env = append(cmd.Env, EnvItemFile+"="+itemFile, EnvOutputDir+"="+out, EnvItemID+"="+it.ID, EnvAttempt+"="+strconv.Itoa(it.Attempt))
 	cmd.SysProcAttr = groupAttr()
+	if cmd.SysProcAttr != nil && dieWithParent(cmd.SysProcAttr) {
+		// The parent-death signal comes when the thread that started the command exits, not the
+		// process; and Go ends a thread when a goroutine locked to it returns. Unlocked, this
+		// goroutine could leave its thread, while the command runs, to such a goroutine, and the
+		// command would be killed. Locked, the thread runs nothing else until Handle returns,
+		// after Wait.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	cmd.Cancel = func() error { return killGroup(cmd) }
 	// The command writes to pipes of ours (*os.File), not to pipes exec.Cmd copies from: so Wait
 	// returns when the command exits, not when every process holding its output has closed it.
