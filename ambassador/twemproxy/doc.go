@@ -12,6 +12,12 @@
 // serves nutcracker's stats JSON and Prometheus metrics. The wire protocols are in the sibling
 // packages memcache and redis.
 //
+// client_connections, which nutcracker 0.5.0 parses and ignores, is enforced as twemproxy documents
+// it, as the most client connections the pool accepts: a connection past it is closed at once,
+// counted in PoolStats.ClientRejected and podblocks_sharding_client_rejected_total (not in the stats
+// JSON's client_err, which counts the errors of accepted clients), and logged as a warning, at most
+// one a second.
+//
 // A request whose server failed gets nutcracker's error reply: the strerror text of the errno
 // behind the failure ("-ERR Connection refused", "SERVER_ERROR Connection timed out"; see
 // ServerError), also when every server is ejected; the details (the server's address, Go's wording)

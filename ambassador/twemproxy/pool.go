@@ -566,6 +566,9 @@ type pool struct {
 
 	clientEOF, clientErr, clientConns, serverEjects, forwardError, fragments atomic.Int64
 
+	clientRejected atomic.Int64 // connections closed at once: client_connections were open
+	rejectWarns    logLimit
+
 	wg sync.WaitGroup
 }
 
@@ -703,6 +706,14 @@ func (p *pool) run(ctx context.Context) {
 		}
 		cfg := p.currentCfg()
 		if max := cfg.ClientConnections; max > 0 && p.clientConns.Load() >= int64(max) {
+			// nutcracker 0.5.0 parses client_connections and ignores it; twemproxy documents it as
+			// the most client connections the pool accepts, so a connection past it is closed.
+			p.clientRejected.Add(1)
+			if ok, held := p.rejectWarns.allow(); ok {
+				p.log.Warn("client_connections reached: closing a new client connection",
+					zap.Int("client_connections", max), zap.Stringer("client", conn.RemoteAddr()),
+					zap.Int64("suppressed", held))
+			}
 			conn.Close()
 			continue
 		}

@@ -21,7 +21,11 @@ type PoolStats struct {
 	ServerEjects      int64
 	ForwardError      int64
 	Fragments         int64
-	Servers           []ServerStats
+	// ClientRejected counts the connections closed at once because the pool had client_connections
+	// open (nutcracker 0.5.0 does not enforce the limit); it is not in the stats JSON, whose
+	// client_err counts the errors of accepted clients, as nutcracker's does.
+	ClientRejected int64
+	Servers        []ServerStats
 }
 
 // ServerStats is a snapshot of one server's counters, named as in nutcracker's stats.
@@ -105,7 +109,7 @@ func (s *Server) Snapshot() []PoolStats {
 		p.mu.RUnlock()
 		ps := PoolStats{Name: p.name, ClientEOF: p.clientEOF.Load(), ClientErr: p.clientErr.Load(),
 			ClientConnections: p.clientConns.Load(), ServerEjects: p.serverEjects.Load(),
-			ForwardError: p.forwardError.Load(), Fragments: p.fragments.Load()}
+			ForwardError: p.forwardError.Load(), Fragments: p.fragments.Load(), }
 		for _, srv := range st.servers {
 			nr := srv.nextRetry.Load()
 			ss := ServerStats{Name: srv.cfg.Name, Addr: srv.cfg.Addr, Ejected: nr != 0 && nr > now,
@@ -292,6 +296,7 @@ var metricDefs = []metricDef{
 	{"podblocks_sharding_client_connections", "Open client connections.", true, false},
 	{"podblocks_sharding_client_eof_total", "Client connections closed by the client.", false, false},
 	{"podblocks_sharding_client_errors_total", "Client connections closed on an error.", false, false},
+	{"podblocks_sharding_client_rejected_total", "Client connections closed at once because the pool had client_connections open.", false, false},
 	{"podblocks_sharding_server_ejects_total", "Times a server was ejected.", false, false},
 	{"podblocks_sharding_forward_errors_total", "Requests answered with an error because their server failed.", false, false},
 	{"podblocks_sharding_fragments_total", "Fragments multi-key requests were split into.", false, false},
@@ -339,6 +344,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit("podblocks_sharding_client_connections", p.ClientConnections, p.Name)
 		emit("podblocks_sharding_client_eof_total", p.ClientEOF, p.Name)
 		emit("podblocks_sharding_client_errors_total", p.ClientErr, p.Name)
+		emit("podblocks_sharding_client_rejected_total", p.ClientRejected, p.Name)
 		emit("podblocks_sharding_server_ejects_total", p.ServerEjects, p.Name)
 		emit("podblocks_sharding_forward_errors_total", p.ForwardError, p.Name)
 		emit("podblocks_sharding_fragments_total", p.Fragments, p.Name)
