@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
+	"slices"
 
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 )
@@ -598,8 +598,8 @@ func (p *Protocol) ReadResponse(br *bufio.Reader, r *twemproxy.Request) error {
 		if n < 4 || n > 5 {
 			return fmt.Errorf("%w: %q", twemproxy.ErrBadResponse, line)
 		}
-		size, err := strconv.Atoi(string(body[tok[3].Start:tok[3].End]))
-		if err != nil || size < 0 || size > 64*p.maxValue() {
+		size, ok := decimal(span(body, tok[3]))
+		if !ok || size > 64*p.maxValue() {
 			return fmt.Errorf("%w: %q", twemproxy.ErrBadResponse, line)
 		}
 		if over = over || len(r.Resp)-from+len(line)+size+2+len(endLine) > p.maxReply(); over {
@@ -639,8 +639,61 @@ func (p *Protocol) Fragment(r *twemproxy.Request, keys []int, frag *twemproxy.Re
 	frag.Buf = append(frag.Buf, "\r\n"...)
 }
 
-// Merge joins the fragments' VALUE blocks under one END. If a fragment failed, the reply is that
-// fragment's error, and if the blocks together pass MaxReplySize, replyGetLarge.
+// decimal parses b, a VALUE line's <bytes>: decimal digits, as memcached writes them.
+func decimal(b []byte) (int, bool) {
+	v := 0
+	for _, c := range b {
+		if c < '0' || c > '9' || v > (math.MaxInt-9)/10 {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+	}
+	return v, len(b) > 0
+}
+
+// blockFor returns the length of the VALUE block at the start of b ("VALUE <key> <flags> <bytes>
+// [<cas unique>]\r\n<data>\r\n", as ReadResponse reads it) if that block is whole and its key is
+// key, else 0.
+func blockFor(b, key []byte) int {
+	const value = "VALUE "
+	if !bytes.HasPrefix(b, []byte(value)) {
+		return 0
+	}
+	k := len(value)
+	for k < len(b) && b[k] == ' ' {
+		k++
+	}
+	// A key has no spaces or control characters: b holds it as its second token only if a space
+	// follows it on the line.
+	end := k + len(key)
+	if end >= len(b) || !bytes.Equal(b[k:end], key) || b[end] != ' ' {
+		return 0
+	}
+	nl := bytes.IndexByte(b[end:], '\n')
+	if nl < 0 {
+		return 0
+	}
+	nl += end
+	var tok [4]twemproxy.Span
+	rest := trimEOL(b[end : nl+1])
+	if n := fields(rest, 0, tok[:]); n < 2 || n > 3 { // <flags> <bytes> [<cas unique>]
+		return 0
+	}
+	size, ok := decimal(span(rest, tok[1]))
+	if !ok || size > len(b)-nl-1-2 {
+		return 0
+	}
+	return nl + 1 + size + 2
+}
+
+// Merge joins the fragments' VALUE blocks under one END in the order of the request's keys, as
+// memcached answers the whole request: it sends each hit's block in the order the keys were asked,
+// a repeated key's once per time it was asked, and nothing for a miss. So the block for key i is
+// the next one of its fragment (r.KeyFrag[i]) if that block's key is key i, and key i is a miss
+// otherwise. A block no key took (from a server that answered in another order) is not lost: it
+// follows the others, in fragment order. If a fragment failed, the reply is that fragment's error;
+// if a fragment's reply does not end with END (a server's error line), that reply; and if the
+// blocks together pass MaxReplySize, replyGetLarge.
 func (p *Protocol) Merge(r *twemproxy.Request, frags []*twemproxy.Request) {
 	size := len(endLine)
 	for _, f := range frags {
@@ -658,10 +711,33 @@ func (p *Protocol) Merge(r *twemproxy.Request, frags []*twemproxy.Request) {
 		r.Resp = append(r.Resp[:0], replyGetLarge...)
 		return
 	}
-	for _, f := range frags {
-		r.Resp = append(r.Resp, f.Resp[:len(f.Resp)-len(endLine)]...)
+	r.Resp = slices.Grow(r.Resp[:0], size)
+	// next[f] is the part of fragment f's reply not merged yet; it lives in r.Scratch past the
+	// command's prefix (Fragment is done with it), which keeps its capacity from one request to the
+	// next.
+	base := len(r.Scratch)
+	r.Scratch = slices.Grow(r.Scratch, len(frags))[:base+len(frags)]
+	next := r.Scratch[base:]
+	for f := range next {
+		next[f] = twemproxy.Span{End: len(frags[f].Resp) - len(endLine)}
+	}
+	if len(r.KeyFrag) == len(r.Keys) {
+		for i, f := range r.KeyFrag {
+			if f < 0 || f >= len(frags) {
+				continue
+			}
+			resp, at := frags[f].Resp, &next[f]
+			if n := blockFor(resp[at.Start:at.End], r.Key(i)); n > 0 {
+				r.Resp = append(r.Resp, resp[at.Start:at.Start+n]...)
+				at.Start += n
+			}
+		}
+	}
+	for f, at := range next {
+		r.Resp = append(r.Resp, frags[f].Resp[at.Start:at.End]...)
 	}
 	r.Resp = append(r.Resp, endLine...)
+	r.Scratch = r.Scratch[:base]
 }
 
 // ErrorReply is "SERVER_ERROR <err>".

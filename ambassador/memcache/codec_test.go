@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -327,5 +328,157 @@ func FuzzReadResponse(f *testing.F) {
 		if err := p.ReadResponse(bufio.NewReader(bytes.NewReader(data)), &r); err == nil && !bytes.HasPrefix(data, r.Resp) {
 			t.Fatalf("response %q is not a prefix of the input", r.Resp)
 		}
+	})
+}
+
+// split parses line and splits it as the pool does: key i goes to fragment frag[i] (numbered from
+// 0 in order of first use); each fragment's reply is what memcached sends for its keys, a block
+// for each key in hits (whose value is value(key)), read back with ReadResponse.
+func split(tb testing.TB, p *memcache.Protocol, line string, frag []int, hits map[string]bool, value func(k string) string) (*twemproxy.Request, []*twemproxy.Request) {
+	tb.Helper()
+	r := &twemproxy.Request{}
+	if err := p.ReadRequest(bufio.NewReader(strings.NewReader(line)), r); err != nil || r.Local {
+		tb.Fatalf("ReadRequest(%q): %v, local reply %q", line, err, r.Resp)
+	}
+	var frags []*twemproxy.Request
+	var keys [][]int
+	for i := range r.Keys {
+		f := frag[i%len(frag)]
+		for f >= len(frags) {
+			frags, keys = append(frags, &twemproxy.Request{}), append(keys, nil)
+		}
+		r.KeyFrag = append(r.KeyFrag, f)
+		keys[f] = append(keys[f], i)
+	}
+	for f, fr := range frags {
+		p.Fragment(r, keys[f], fr)
+		resp := memcachedReply(r, keys[f], hits, value)
+		if err := p.ReadResponse(bufio.NewReader(strings.NewReader(resp)), fr); err != nil {
+			tb.Fatalf("fragment %q: reply %q: %v", fr.Buf, resp, err)
+		}
+	}
+	return r, frags
+}
+
+// memcachedReply is memcached's reply to the retrieval r of its keys with the given indexes (all
+// of them if nil): a block per hit, in order.
+func memcachedReply(r *twemproxy.Request, keys []int, hits map[string]bool, value func(k string) string) string {
+	if keys == nil {
+		keys = make([]int, len(r.Keys))
+		for i := range keys {
+			keys[i] = i
+		}
+	}
+	gets := bytes.HasPrefix(r.Buf, []byte("gets ")) || bytes.HasPrefix(r.Buf, []byte("gats "))
+	var b strings.Builder
+	for _, i := range keys {
+		if k := string(r.Key(i)); hits[k] {
+			v := value(k)
+			fmt.Fprintf(&b, "VALUE %s %d %d", k, len(k), len(v))
+			if gets {
+				fmt.Fprintf(&b, " %d", 100+len(v))
+			}
+			fmt.Fprintf(&b, "\r\n%s\r\n", v)
+		}
+	}
+	return b.String() + "END\r\n"
+}
+
+func valueOf(k string) string { return "v-" + k }
+
+// Merge lists the blocks in the order of the request's keys, as memcached answers the whole
+// request, whichever fragment each came from.
+func TestMergeKeyOrder(t *testing.T) {
+	hits := map[string]bool{"k1": true, "k2": true, "k3": true, "k7": true, "a": true, "VALUE": true, "END": true}
+	for _, tc := range []struct {
+		line string
+		frag []int
+	}{
+		{"get k1 k2 k7 k3\r\n", []int{0, 1, 0, 2}},
+		{"get k1 k0 k1\r\n", []int{0, 1, 0}},
+		{"gets k1 k0 k1\r\n", []int{0, 1, 0}},
+		{"gets k9 k1 k7 k2 k8 k3 k7 k1\r\n", []int{0, 1, 1, 0, 2, 2, 1, 1}},
+		{"gat 10 k7 k1 k2\r\n", []int{0, 0, 1}},
+		{"gats 10 k0 k1 k9 k2\r\n", []int{0, 1, 0, 1}},
+		{"get k4 k5 k6\r\n", []int{0, 1, 2}},        // every key a miss
+		{"get VALUE END a\r\n", []int{0, 1, 0}},     // keys that look like the reply's words
+		{"get a a a a a\r\n", []int{0, 1, 0, 1, 1}}, // one key, asked on two servers
+	} {
+		p := &memcache.Protocol{}
+		r, frags := split(t, p, tc.line, tc.frag, hits, valueOf)
+		p.Merge(r, frags)
+		if diff := cmp.Diff(memcachedReply(r, nil, hits, valueOf), string(r.Resp)); diff != "" {
+			t.Errorf("%q split %v (-want +got):\n%s", tc.line, tc.frag, diff)
+		}
+		if len(r.Scratch) != 1 {
+			t.Errorf("%q: Scratch holds %d spans after Merge, want 1: the command's prefix", tc.line, len(r.Scratch))
+		}
+	}
+}
+
+// A fragment's reply that is not blocks under END is the reply (a server's error); blocks a server
+// sent in another order than asked, or for keys not asked, are kept, after the others.
+func TestMergeOddReplies(t *testing.T) {
+	p := &memcache.Protocol{}
+	var r twemproxy.Request
+	if err := p.ReadRequest(bufio.NewReader(strings.NewReader("get a b c d\r\n")), &r); err != nil {
+		t.Fatal(err)
+	}
+	r.KeyFrag = []int{0, 1, 0, 1}
+	block := func(k string) string { return "VALUE " + k + " 0 1\r\n" + k + "\r\n" }
+	for _, tc := range []struct {
+		name, f0, f1, want string
+	}{
+		{"in order", block("a") + block("c") + "END\r\n", block("b") + "END\r\n", block("a") + block("b") + block("c") + "END\r\n"},
+		{"server error", block("a") + "END\r\n", "SERVER_ERROR out of memory\r\n", "SERVER_ERROR out of memory\r\n"},
+		{"server order", block("c") + block("a") + "END\r\n", block("d") + block("b") + "END\r\n",
+			block("c") + block("d") + block("a") + block("b") + "END\r\n"},
+		{"key not asked", block("x") + block("a") + "END\r\n", block("b") + "END\r\n", block("b") + block("x") + block("a") + "END\r\n"},
+		// Not blocks, but ending with END: joined as they are (ReadResponse makes no such reply).
+		{"not blocks", "VALUE a 0 9\r\na\r\nEND\r\n", "garbage END\r\n", "VALUE a 0 9\r\na\r\ngarbage END\r\n"},
+	} {
+		f0, f1 := &twemproxy.Request{Resp: []byte(tc.f0)}, &twemproxy.Request{Resp: []byte(tc.f1)}
+		r.Resp = append(r.Resp[:0], "stale"...)
+		p.Merge(&r, []*twemproxy.Request{f0, f1})
+		if diff := cmp.Diff(tc.want, string(r.Resp)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
+// FuzzMerge splits a retrieval of the keys in line over up to 8 servers (frag) with the hits in
+// hits, and checks that Merge answers as memcached answers the whole request; then it merges
+// arbitrary fragment replies (junk), which must not panic.
+func FuzzMerge(f *testing.F) {
+	f.Add("get k1 k2 k7 k3", []byte{0, 1, 0, 2}, uint64(0xff), []byte("VALUE k1 0 1\r\nx\r\nEND\r\n"))
+	f.Add("gets k1 k0 k1", []byte{0, 1}, uint64(0b101), []byte("SERVER_ERROR x\r\n"))
+	f.Add("gats 0 VALUE END a a", []byte{3, 1, 4}, uint64(0b1011), []byte("VALUE a 0 -1\r\nEND\r\n"))
+	f.Fuzz(func(t *testing.T, line string, frag []byte, hitBits uint64, junk []byte) {
+		p := &memcache.Protocol{}
+		var r twemproxy.Request
+		if err := p.ReadRequest(bufio.NewReader(strings.NewReader(line+"\r\n")), &r); err != nil || r.Local || len(r.Keys) < 2 || len(frag) == 0 {
+			return
+		}
+		frag = frag[:min(len(frag), len(r.Keys))]
+		ids := map[byte]int{} // the pool numbers fragments in order of first use
+		numbered := make([]int, len(frag))
+		for i, b := range frag {
+			if _, ok := ids[b%8]; !ok {
+				ids[b%8] = len(ids)
+			}
+			numbered[i] = ids[b%8]
+		}
+		hits := map[string]bool{}
+		for i := range r.Keys {
+			hits[string(r.Key(i))] = hitBits&(1<<(i%64)) != 0
+		}
+		value := func(k string) string { return strings.Repeat(k, 2) }
+		req, frags := split(t, p, line+"\r\n", numbered, hits, value)
+		p.Merge(req, frags)
+		if want := memcachedReply(req, nil, hits, value); string(req.Resp) != want {
+			t.Fatalf("%q split %v: merged %q, want %q", line, numbered, req.Resp, want)
+		}
+		frags[0].Resp = append(frags[0].Resp[:0], junk...)
+		p.Merge(req, frags)
 	})
 }

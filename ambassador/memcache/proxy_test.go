@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,7 +176,8 @@ func TestProxyCommands(t *testing.T) {
 }
 
 // TestMultiGetAcrossShards stores keys spread over three servers and reads them back with one
-// multi-key get; every server must have been asked (fragments) and every value must come back.
+// multi-key get; every server must have been asked (fragments) and every value must come back, in
+// the order of the keys asked.
 // A multi-get is split over the servers and merged, also one whose line is many times the proxy's
 // read buffer (memcached reads a get line of any length), after which the connection still serves.
 func TestMultiGetAcrossShards(t *testing.T) {
@@ -204,6 +206,7 @@ func TestMultiGetAcrossShards(t *testing.T) {
 			before := srv.Snapshot()[0].Fragments
 			c.send("  get " + strings.Join(keys, " ") + " missing1 missing2\r\n")
 			got := map[string]string{}
+			var order []string
 			for {
 				l := c.line()
 				if l == "END\r\n" {
@@ -215,9 +218,13 @@ func TestMultiGetAcrossShards(t *testing.T) {
 					t.Fatalf("%q: %v", l, err)
 				}
 				got[k] = strings.TrimSuffix(c.line(), "\r\n")
+				order = append(order, k)
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("multi-get (-want +got):\n%s", diff)
+			}
+			if !slices.Equal(keys, order) {
+				t.Errorf("multi-get answered the keys out of the order asked (first 8: %q)", order[:min(8, len(order))])
 			}
 			if frags := srv.Snapshot()[0].Fragments - before; frags < 3 {
 				t.Errorf("fragments = %d, want the get split over 3 servers", frags)
