@@ -380,7 +380,10 @@ func (p *Protocol) storage(br *bufio.Reader, r *twemproxy.Request, body []byte, 
 	}
 	size, sizeOK := dataLength(span(body, tok[4]))
 	if n < want || n > want+1 {
-		// memcached answers ERROR (and reads the data block as a command).
+		// memcached answers ERROR and then reads the data block as a command ("cas a 0 0 1\r\n"
+		// then "get a\r\n": ERROR, then END), as it does after a bad key or number below. The
+		// proxy, here as there, consumes a block whose length it can read and answers ERROR alone:
+		// one reply to one command. Without a length there is no block: the next line is a command.
 		if sizeOK {
 			return p.swallow(br, r, size, replyError)
 		}
