@@ -109,7 +109,7 @@ func (s *Server) Snapshot() []PoolStats {
 		p.mu.RUnlock()
 		ps := PoolStats{Name: p.name, ClientEOF: p.clientEOF.Load(), ClientErr: p.clientErr.Load(),
 			ClientConnections: p.clientConns.Load(), ServerEjects: p.serverEjects.Load(),
-			ForwardError: p.forwardError.Load(), Fragments: p.fragments.Load(), }
+			ForwardError: p.forwardError.Load(), Fragments: p.fragments.Load(), ClientRejected: p.clientRejected.Load()}
 		for _, srv := range st.servers {
 			nr := srv.nextRetry.Load()
 			ss := ServerStats{Name: srv.cfg.Name, Addr: srv.cfg.Addr, Ejected: nr != 0 && nr > now,
