@@ -191,6 +191,13 @@ type keyState struct{ q []*entry }
 // its own have been taken and no Lease is spinning, and a Lease that leaves items behind wakes the
 // next, so a steady flow of items needs few wake-ups. Lease hands out Items cut from blocks of
 // itemBlock (one allocation per block).
+//
+// Memory use: the queue keeps every payload in RAM, live or dead. A live item (ready, delayed,
+// leased or waiting for its key) holds its payload until it is acked; a dead letter (buried, or
+// past WithMaxAttempts) keeps its payload in the dead list, and dead letters accumulate: nothing
+// removes them (Dead only lists them; there is no call that deletes them), so a queue that buries
+// items grows until it is closed. With a Journal (workqueue/bolt) the same holds across restarts:
+// every record, live or dead, is read back into RAM.
 type Memory struct {
 	cfg       memConfig
 	base      time.Time    // clock() is the monotonic time since: one clock read, not two

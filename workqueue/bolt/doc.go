@@ -24,6 +24,15 @@
 // Ack, Nack, Release or Bury. A lease that ran out keeps its record until its item's next lease
 // ends so (a Shutdown drains the leases held, not those).
 //
+// # Memory and disk
+//
+// The file is the journal of a workqueue.Memory, not a store it reads on demand: Open reads every
+// record into RAM, and every payload stays in RAM, as in the file, for as long as its item is kept.
+// A live item's goes when it is acked; a dead letter (buried, or past WithMaxAttempts) keeps its
+// payload in RAM and in the file, and dead letters accumulate: neither this package nor workqueue
+// has a way to remove them (Dead only lists them). So the process needs RAM for the payloads of its
+// backlog plus those of every dead letter the file has collected, however old.
+//
 // # Metrics
 //
 // WithRegisterer registers the metrics of the queue's workqueue.Memory (see the workqueue package
