@@ -471,7 +471,7 @@ func (st *poolState) failure(s *server) {
 	s.nextRetry.Store(now.Add(st.cfg.ServerRetryTimeout).UnixNano())
 	s.ejectedAt.Store(now.UnixMicro())
 	st.serverEjects.Add(1)
-	st.log.Warn("server ejected", zap.String("pool", st.cfg.Name), zap.String("server", s.cfg.Name),
+	st.log.Warn("server ejected", zap.String("server", s.cfg.Name),
 		zap.Duration("retry", st.cfg.ServerRetryTimeout))
 	st.rebuild()
 }
@@ -489,7 +489,7 @@ func (st *poolState) readmit(s *server) {
 	}
 	s.failures.Store(0)
 	s.nextRetry.Store(0)
-	st.log.Info("server readmitted", zap.String("pool", st.cfg.Name), zap.String("server", s.cfg.Name))
+	st.log.Info("server readmitted", zap.String("server", s.cfg.Name))
 	st.rebuild()
 }
 
