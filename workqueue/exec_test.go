@@ -427,12 +427,13 @@ while [ ! -e "$ESCAPEE" ]; do sleep 0.01; done
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			childFile, escapeeFile := filepath.Join(dir, "child"), filepath.Join(dir, "escapee")
+			doneFile := filepath.Join(dir, "done") // touched as the shell exits (not when it is killed)
 			if tc.escapes {
 				killEscapee(t, escapeeFile)
 			}
 			core, logs := observer.New(zap.InfoLevel)
-			w, err := workqueue.NewExecWorker([]string{"sh", "-c", tc.script},
-				workqueue.WithEnv("CHILD="+childFile, "ESCAPEE="+escapeeFile), workqueue.WithExecLogger(zap.New(core)))
+			w, err := workqueue.NewExecWorker([]string{"sh", "-c", `trap ': > "$DONE"' EXIT` + "\n" + tc.script},
+				workqueue.WithEnv("CHILD="+childFile, "ESCAPEE="+escapeeFile, "DONE="+doneFile), workqueue.WithExecLogger(zap.New(core)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -444,8 +445,16 @@ while [ ! -e "$ESCAPEE" ]; do sleep 0.01; done
 			}
 			start := time.Now()
 			err = w.Handle(ctx, &workqueue.Item{ID: "left", Attempt: 1})
-			// Before the fix Handle waited 2 s (exec.Cmd.WaitDelay) for the pipes to close.
-			if el := time.Since(start) - tc.timeout; el > 1500*time.Millisecond {
+			// Before the fix Handle waited 2 s (exec.Cmd.WaitDelay) for the pipes to close. The
+			// command's end is when its shell exited, or its timeout where it was killed: the
+			// script's own run time, long on a loaded machine, is not counted.
+			ended := start.Add(tc.timeout)
+			if fi, err := os.Stat(doneFile); err == nil {
+				ended = fi.ModTime()
+			} else if tc.timeout == 0 {
+				t.Errorf("the shell did not say when it exited: %v", err)
+			}
+			if el := time.Since(ended); el > 1500*time.Millisecond {
 				t.Errorf("Handle took %v after the command ended", el)
 			}
 			if !tc.errOK(err) {
