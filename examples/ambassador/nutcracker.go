@@ -30,6 +30,7 @@ import (
 
 const nutcrackerUsage = `Usage: ambassador [-hVtD] [-c conf file] [-s stats port] [-a stats addr]
                   [-o output file] [-v verbosity level] [--metrics addr]
+                  [--memcache-max-value-size bytes] [--redis-max-request-size bytes]
 
 Serves every pool of a twemproxy (nutcracker) YAML configuration; keys land on the same
 servers as under nutcracker. SIGHUP or a change of the config file reloads it without dropping
@@ -56,6 +57,11 @@ Options:
   -m, --mbuf-size=N      : accepted for compatibility (buffers here grow as needed)
   --metrics=ADDR         : serve Prometheus metrics on http://ADDR/metrics (default: off);
                            also -metrics ADDR; never abbreviated
+  --memcache-max-value-size=N : the largest memcache value stored or read, in bytes
+                           (default: 1048576, memcached's default; raise it to match
+                           memcached -I); never abbreviated
+  --redis-max-request-size=N  : the largest redis request, in bytes (default: 67108864);
+                           never abbreviated
 `
 
 // nutcrackerOptions are nutcracker 0.5.0's options (its short option string is
@@ -76,11 +82,14 @@ var nutcrackerOptions = []optSpec{
 	{short: 'p', long: "pid-file", hasArg: true},
 	{short: 'm', long: "mbuf-size", hasArg: true},
 	{long: "metrics", hasArg: true, own: true},
+	{long: "memcache-max-value-size", hasArg: true, own: true},
+	{long: "redis-max-request-size", hasArg: true, own: true},
 }
 
 // nutcrackerArgs is what a command line sets.
 type nutcrackerArgs struct {
 	conf, statsAddr, output, pidFile, metricsAddr string
+	memcacheMaxValue, redisMaxRequest             int // 0: the protocol's default
 	statsPort, verbose, interval, mbuf            int
 	test, version, help, daemon, describe         bool
 	ignored                                       []string // the arguments that are not options
@@ -172,8 +181,20 @@ func (a *nutcrackerArgs) set(spec *optSpec, v string) string {
 			return "mbuf chunk size must be between 512 and 16777216 bytes"
 		}
 		a.mbuf = n
-	case 0: // --metrics, the only option without a letter
-		a.metricsAddr = v
+	case 0: // podblocks' own options, which have no letter
+		switch spec.long {
+		case "metrics":
+			a.metricsAddr = v
+		case "memcache-max-value-size", "redis-max-request-size":
+			if !isNum || n == 0 {
+				return "option --" + spec.long + " requires a non-zero number of bytes"
+			}
+			if spec.long == "redis-max-request-size" {
+				a.redisMaxRequest = n
+			} else {
+				a.memcacheMaxValue = n
+			}
+		}
 	}
 	return ""
 }
@@ -218,8 +239,10 @@ func nutcrackerOptionError(e *getoptError) string {
 		return "option -" + string(e.opt) + " requires a string"
 	case 0:
 		switch {
-		case e.missing: // --metrics, the only option without a letter
+		case e.missing && e.spec.long == "metrics": // podblocks' own options, which have no letter
 			return "option -" + e.spec.long + " requires an address"
+		case e.missing:
+			return "option --" + e.spec.long + " requires a number"
 		case len(e.ambiguous) > 0:
 			return "invalid option -- '" + e.name + "' (ambiguous: " + strings.Join(e.ambiguous, ", ") + ")"
 		}
@@ -277,7 +300,7 @@ func runNutcracker(args []string) (int, error) {
 	}
 	reg := prometheus.NewRegistry()
 	host, _ := os.Hostname()
-	srv, err := twemproxy.NewServer(cfg, protocols(),
+	srv, err := twemproxy.NewServer(cfg, protocols(a),
 		twemproxy.WithLogger(log), twemproxy.WithRegisterer(reg), twemproxy.WithSource(host),
 		twemproxy.WithStatsAddr(net.JoinHostPort(a.statsAddr, strconv.Itoa(a.statsPort))))
 	if err != nil {
@@ -334,7 +357,7 @@ const ignoredArgs = "arguments that are not options are ignored, as nutcracker i
 func testConf(conf string, ignored []string) int {
 	cfg, err := twemproxy.ReadFile(conf)
 	if err == nil {
-		_, err = twemproxy.NewServer(cfg, protocols())
+		_, err = twemproxy.NewServer(cfg, protocols(nutcrackerArgs{}))
 	}
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -354,8 +377,10 @@ func testConf(conf string, ignored []string) int {
 	return code
 }
 
-func protocols() twemproxy.Protocols {
-	return twemproxy.Protocols{Memcache: &memcache.Protocol{}, Redis: &redis.Protocol{}}
+// protocols returns the pools' protocols with the size limits of a's options.
+func protocols(a nutcrackerArgs) twemproxy.Protocols {
+	return twemproxy.Protocols{Memcache: &memcache.Protocol{MaxValueSize: a.memcacheMaxValue},
+		Redis: &redis.Protocol{MaxRequestSize: a.redisMaxRequest}}
 }
 
 // nutcrackerLogger maps nutcracker's verbosity (0-11, default 5 = notice) onto zap levels. When
