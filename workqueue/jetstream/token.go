@@ -121,13 +121,7 @@ func (q *Queue) fenceSubject(seq uint64) string {
 // server itself takes an ack, a nak or progress of an earlier delivery as one of the current one
 // (it looks only at the stream sequence), so a Queue that did not hand a lease out asks the fence
 // whether a later delivery has been leased (remote). Only redeliveries pay for it.
-//
-// It does not end with the Lease's ctx (only after ackTimeout): the item is delivered, and a fence
-// given up would give it back and count a delivery more, so that Leases that give up sooner than
-// a round trip would never get a redelivered item.
 func (q *Queue) fence(ctx context.Context, seq, delivered uint64) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
-	defer cancel()
 	_, err := q.js.Publish(ctx, q.fenceSubject(seq), strconv.AppendUint(nil, delivered, 10))
 	return err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
@@ -257,48 +256,4 @@ func TestAckRetryAfterNATSRestart(t *testing.T) {
 		t.Fatalf("Ack retried after the server came back: %v, want nil", err)
 	}
 	wantDone(ctx, t, q)
-}
-
-// TestLeaseOverHTTPReplicas is the audit's case at the user's level: two HTTP APIs over two Queues
-// of one name (replicas of `examples/workqueue serve` behind a balancer); a lease from replica A is
-// extended on B (it was 409 "lease not held") and acked on A.
-func TestLeaseOverHTTPReplicas(t *testing.T) {
-	_, node := startNode(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	client := func(q *wqjs.Queue) *workqueue.Client {
-		api, err := workqueue.NewAPI(q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := httptest.NewServer(api)
-		t.Cleanup(srv.Close)
-		c, err := workqueue.NewClient(srv.URL, srv.Client())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	a := client(openOn(ctx, t, node.URL(), "http", wqjs.WithFetchBatch(1)))
-	b := client(openOn(ctx, t, node.URL(), "http", wqjs.WithFetchBatch(1)))
-	if _, err := a.Add(ctx, []byte("job"), workqueue.AddOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	it, err := a.Lease(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Extend(ctx, it.Lease); err != nil {
-		t.Fatalf("extend on replica B: %v", err)
-	}
-	if err := a.Ack(ctx, it.Lease); err != nil {
-		t.Fatalf("ack on replica A: %v", err)
-	}
-	if s, err := b.Stats(ctx); err != nil || s.Ready != 0 || s.Leased != 0 {
-		t.Errorf("Stats = %+v, %v; want nothing ready or leased", s, err)
-	}
-	if err := b.Ack(ctx, it.Lease); !errors.Is(err, workqueue.ErrLeaseLost) {
-		t.Errorf("second ack, on replica B: %v, want ErrLeaseLost", err)
-	}
 }
