@@ -9,34 +9,10 @@
 // NATS header would not carry unchanged (control bytes, surrounding spaces), its base64 in the
 // header HeaderKeyB64; either way Item.Key and DeadItem.Key are the key byte for byte.
 //
-// # Leases
-//
-// A lease token names one delivery (its stream sequence, delivery count and consumer sequence, see
-// token in token.go), so any Queue of the name, in any process, acts on it: a second replica of a
-// service, or the same service after a restart. The Queue that handed a lease out knows it until
-// its deadline; another one (or this one past the deadline it knows, as when the lease was extended
-// elsewhere) asks the server: the item must still be in the stream, and the stream WQL_<name>
-// (subjects wqlease.<name>.>) must hold no fence of a later delivery, which a Queue records before
-// it hands out a redelivered item. Such a lookup costs two round trips. The server alone would not
-// tell: it takes an ack, a nak or progress on an earlier delivery's subject as one of the item's
-// current delivery. A lease ended through a Queue that did not hand it out is told to the one that
-// did (a message on wqend.<name>, which every Queue subscribes to from Open to Close), so that it
-// forgets the lease too.
-//
-// What is left: an old token acts on its item between the server's redelivery and the new
-// holder's fence (a round trip), after a nak or an expiry until the item is leased again, and at the
-// Queue that handed it out until the message of its end through another Queue arrives; a fence is
-// kept for 7 days after the item's last redelivery. Tokens are not credentials: one who can read
-// the stream can make one.
-//
-// A lease is ended (forgotten) only once the server has its ack, so an Ack that failed (the server
-// out of reach) can be made again.
-//
 // # Lifecycle
 //
 // Open creates or updates the streams and the consumer (it takes a ctx because it talks to the
-// server) and subscribes to wqend.<name> (see Leases); it starts no goroutine of its own. The
-// *nats.Conn stays the caller's.
+// server) and starts nothing. The *nats.Conn stays the caller's.
 //
 // # Cleanup
 //
@@ -87,6 +63,5 @@
 // # Concurrency
 //
 // Safe for concurrent use, and any number of processes may open the same queue name: they share
-// the consumer, each message is leased to one of them at a time, and any of them acts on a lease
-// (see Leases).
+// the consumer, and each message is leased to one of them at a time.
 package jetstream

@@ -219,18 +219,6 @@ type Queue struct {
 	deadSubj string
 	nextSubj string // the consumer's pull request subject, for waitPull
 
-	// For leases handed out by other Queues of this name (token.go): the consumer's creation time
-	// (unix nanoseconds) that tokens carry, the stream of lease fences and its subjects' prefix,
-	// and the prefix of the consumer's ack subjects.
-	epoch       uint64
-	fences      jetstream.Stream
-	fencePrefix string
-	ackPrefix   string
-	// endSubj carries the tokens of leases ended through a Queue that did not hand them out, so
-	// that the one that did forgets them (ended); endSub is this Queue's subscription to it.
-	endSubj string
-	endSub  *nats.Subscription
-
 	closeCtx context.Context
 	closeFn  context.CancelFunc
 
@@ -238,13 +226,14 @@ type Queue struct {
 	metricsReg prometheus.Registerer
 	metrics    prometheus.Collector
 
+	tokSeq    atomic.Uint64
 	fetchMu   sync.Mutex             // one no-wait pull at a time
 	cur       atomic.Pointer[pulled] // the pull Leases take messages from
 	closed    atomic.Bool            // set under mu
 	spare     chan buffered          // unbuffered: messages of pulls whose Lease gave up, for the next Lease
 	pulls     sync.WaitGroup         // blocking pulls: Leases in await, orphans (Add under mu, before closed)
 	mu        sync.Mutex
-	leases    map[uint64]*held // those this Queue handed out, by the consumer sequence of the delivery
+	leases    map[uint64]*held // by the counter that ends the token
 	lastSweep time.Time
 	repullLog atomic.Int64            // unix nanoseconds of the last logRepull line
 	goneCheck atomic.Int64            // unix nanoseconds of the last question of consumerGone
@@ -265,8 +254,6 @@ type held struct {
 	id       string
 	key      string
 	tok      string
-	dseq     uint64 // the delivery's consumer sequence, its key in leases
-	remote   bool   // found by remote, not handed out by this Queue
 	item     workqueue.Item
 }
 
@@ -429,33 +416,12 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 	if err != nil {
 		return nil, fmt.Errorf("create consumer: %w", err)
 	}
-	q.epoch = uint64(q.cons.CachedInfo().Created.UnixNano())
-	q.ackPrefix = "$JS.ACK." + q.stream + "." + ConsumerName + "."
-	q.fencePrefix = "wqlease." + name + "."
-	q.fences, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              fenceStream(name),
-		Subjects:          []string{q.fencePrefix + ">"},
-		MaxMsgsPerSubject: 1,
-		MaxAge:            fenceAge,
-		Storage:           jetstream.FileStorage,
-		Replicas:          cfg.replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", fenceStream(name), err)
-	}
 	if cfg.reg != nil {
 		c := workqueue.NewStatsCollector(name, q.Stats, cfg.logger)
 		if err := cfg.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register queue metrics of %s: a queue of this name, or an unnamed one, is registered already (close it first): %w", name, err)
 		}
 		q.metricsReg, q.metrics = cfg.reg, c
-	}
-	q.endSubj = "wqend." + name
-	if q.endSub, err = nc.Subscribe(q.endSubj, q.ended); err != nil {
-		if q.metricsReg != nil {
-			q.metricsReg.Unregister(q.metrics)
-		}
-		return nil, fmt.Errorf("subscribe %s: %w", q.endSubj, err)
 	}
 	q.closeCtx, q.closeFn = context.WithCancel(context.Background())
 	return q, nil
@@ -842,7 +808,7 @@ func (q *Queue) handOff(b buffered) {
 // giveBack naks a message no Lease took; a delayed item's first delivery keeps the rest of its delay.
 func giveBack(m delivery) {
 	if nb := m.Headers().Get(HeaderNotBefore); nb != "" {
-		if delivered, _, _, ok := ackSeqs(m.Reply()); ok && delivered == 1 {
+		if delivered, _, ok := ackSeqs(m.Reply()); ok && delivered == 1 {
 			holdUntil(m, nb)
 			return
 		}
@@ -859,7 +825,7 @@ func holdUntil(m delivery, nb string) {
 
 // take turns a delivered message into a lease, or handles it (delay, max attempts) and returns nil.
 func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
-	delivered, seq, dseq, ok := ackSeqs(b.msg.Reply())
+	delivered, seq, ok := ackSeqs(b.msg.Reply())
 	if !ok {
 		q.cfg.logger.Warn("message without JetStream metadata", zap.String("reply", b.msg.Reply()))
 		return nil
@@ -890,46 +856,45 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 			deadline = now.Add(q.cfg.ackWait)
 		}
 	}
-	if attempt > 1 {
-		// Earlier leases of the item may be out there: fence them off before this one is handed out.
-		if err := q.fence(ctx, seq, delivered); err != nil {
-			q.cfg.logger.Warn("lease fence failed, item given back", zap.Uint64("id", seq), zap.Error(err))
-			giveBack(b.msg)
-			return nil
-		}
-	}
 	var prio int
 	if p := h.Get(HeaderPriority); p != "" {
 		prio, _ = strconv.Atoi(p)
 	}
-	// The token names the delivery (see token), so that any Queue of this name can act on it. The ID
-	// is the token's first part, so the two take one allocation, and the lease and its Item another.
-	var tb [maxTokenLen]byte
-	tok := string(q.appendToken(tb[:0], token{seq: seq, delivered: delivered, dseq: dseq}))
-	idLen := strings.IndexByte(tok, '.')
+	// The token is <stream sequence>.<delivery count>.<the queue's own counter>: the first two name
+	// one delivery, the counter makes it unique to this Queue value as well. The ID is the token's
+	// first part, so the two take one allocation, and the lease and its Item another.
+	var tb [64]byte
+	t := strconv.AppendUint(tb[:0], seq, 10)
+	idLen := len(t)
+	t = append(t, '.')
+	t = strconv.AppendUint(t, delivered, 10)
+	t = append(t, '.')
+	n := q.tokSeq.Add(1)
+	t = strconv.AppendUint(t, n, 36)
+	tok := string(t)
 	key := getKey(h)
-	l := &held{msg: b.msg, deadline: deadline, attempt: attempt, id: tok[:idLen], key: key, tok: tok, dseq: dseq}
+	l := &held{msg: b.msg, deadline: deadline, attempt: attempt, id: tok[:idLen], key: key, tok: tok}
 	l.item = workqueue.Item{ID: l.id, Key: key, Payload: b.msg.Data(), Priority: prio, Attempt: attempt, Lease: tok, Deadline: deadline}
 	q.mu.Lock()
 	q.sweep(now)
-	q.leases[dseq] = l
+	q.leases[n] = l
 	q.mu.Unlock()
 	return &l.item
 }
 
-// ackSeqs reads the delivery count, the stream sequence and the consumer sequence from a JetStream
-// message's reply subject, without the allocation of Msg.Metadata:
+// ackSeqs reads the delivery count and the stream sequence from a JetStream message's reply
+// subject, without the allocation of Msg.Metadata:
 //
 //	$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 //	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>[.<token>...]
-func ackSeqs(reply string) (delivered, seq, dseq uint64, ok bool) {
+func ackSeqs(reply string) (delivered, seq uint64, ok bool) {
 	const prefix = "$JS.ACK."
 	if !strings.HasPrefix(reply, prefix) {
-		return 0, 0, 0, false
+		return 0, 0, false
 	}
 	// One pass for the dots after the prefix (strings.Cut per token cost more than the rest of a
 	// Lease): dots[k] ends token k.
-	var dots [7]int
+	var dots [6]int
 	n := 0
 	for i := len(prefix); i < len(reply); i++ {
 		if reply[i] == '.' {
@@ -946,12 +911,11 @@ func ackSeqs(reply string) (delivered, seq, dseq uint64, ok bool) {
 	case tokens >= 9:
 		at = 4
 	default:
-		return 0, 0, 0, false
+		return 0, 0, false
 	}
 	delivered, ok1 := parseNum(reply[dots[at-1]+1 : dots[at]])
 	seq, ok2 := parseNum(reply[dots[at]+1 : dots[at+1]])
-	dseq, ok3 := parseNum(reply[dots[at+1]+1 : dots[at+2]])
-	return delivered, seq, dseq, ok1 && ok2 && ok3
+	return delivered, seq, ok1 && ok2
 }
 
 // parseNum reads a decimal number of 1 to 19 digits.
@@ -982,57 +946,33 @@ func (q *Queue) sweep(now time.Time) {
 	}
 }
 
-// claim finds the lease a token names: the one this Queue handed out, while its deadline has not
-// passed, else (a lease handed out by another Queue of this name, by this one before a restart, or
-// extended through another Queue past the deadline this one knows) what the server says of it
-// (remote). A token this queue cannot have made, or one whose lease is over, is ErrLeaseLost.
-func (q *Queue) claim(ctx context.Context, lease string) (*held, error) {
-	t, ok := q.parseToken(lease)
-	if !ok {
+// claim looks a lease up; with remove, it is forgotten.
+func (q *Queue) claim(lease string, remove bool) (*held, error) {
+	// The token ends with the queue's counter in base 36, the map's key.
+	n, err := strconv.ParseUint(lease[strings.LastIndexByte(lease, '.')+1:], 36, 64)
+	if err != nil {
 		return nil, workqueue.ErrLeaseLost
 	}
 	now := time.Now()
 	q.mu.Lock()
-	h := q.leases[t.dseq]
-	if h != nil && h.tok == lease && now.Before(h.deadline) {
-		q.mu.Unlock()
-		return h, nil
+	defer q.mu.Unlock()
+	h := q.leases[n]
+	if h == nil || h.tok != lease {
+		return nil, workqueue.ErrLeaseLost
 	}
-	q.mu.Unlock()
-	return q.remote(ctx, t, lease)
+	if !now.Before(h.deadline) {
+		delete(q.leases, n)
+		return nil, workqueue.ErrLeaseLost
+	}
+	if remove {
+		delete(q.leases, n)
+	}
+	return h, nil
 }
 
-// forget drops a lease once the server has its end (an ack, a nak): this Queue's own, or, for one
-// found by remote, the Queue's that handed it out, told on endSubj (ended).
-func (q *Queue) forget(h *held) {
-	if h.remote {
-		_ = q.nc.Publish(q.endSubj, []byte(h.tok))
-		return
-	}
-	q.drop(h.dseq, h.tok)
-}
-
-// drop forgets the lease with this token if this Queue handed it out.
-func (q *Queue) drop(dseq uint64, tok string) {
-	q.mu.Lock()
-	if h := q.leases[dseq]; h != nil && h.tok == tok {
-		delete(q.leases, dseq)
-	}
-	q.mu.Unlock()
-}
-
-// ended forgets a lease that a Queue which did not hand it out has ended (forget).
-func (q *Queue) ended(m *nats.Msg) {
-	if t, ok := q.parseToken(string(m.Data)); ok {
-		q.drop(t.dseq, string(m.Data))
-	}
-}
-
-// Ack implements workqueue.Queue. The lease is ended only once the server has the ack (with
-// WithAsyncAck, once it is sent), so that an Ack that failed, as with the server out of reach,
-// can be made again.
+// Ack implements workqueue.Queue.
 func (q *Queue) Ack(ctx context.Context, lease string) error {
-	h, err := q.claim(ctx, lease)
+	h, err := q.claim(lease, true)
 	if err != nil {
 		return err
 	}
@@ -1044,7 +984,6 @@ func (q *Queue) Ack(ctx context.Context, lease string) error {
 	if err != nil {
 		return fmt.Errorf("ack %s: %w", h.id, err)
 	}
-	q.forget(h)
 	return nil
 }
 
@@ -1053,7 +992,7 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	if delay < 0 {
 		return fmt.Errorf("%w: negative delay %v", workqueue.ErrInvalid, delay)
 	}
-	h, err := q.claim(ctx, lease)
+	h, err := q.claim(lease, true)
 	if err != nil {
 		return err
 	}
@@ -1065,13 +1004,12 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	if err != nil {
 		return fmt.Errorf("nak %s: %w", h.id, err)
 	}
-	q.forget(h)
 	return nil
 }
 
 // Extend implements workqueue.Queue.
 func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
-	h, err := q.claim(ctx, lease)
+	h, err := q.claim(lease, false)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -1087,15 +1025,11 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 
 // Bury implements workqueue.Queue. A reason longer than MaxReasonLen bytes is cut to it.
 func (q *Queue) Bury(ctx context.Context, lease string, reason string) error {
-	h, err := q.claim(ctx, lease)
+	h, err := q.claim(lease, true)
 	if err != nil {
 		return err
 	}
-	if err := q.bury(ctx, h.msg, h.id, h.key, h.attempt, reason); err != nil {
-		return err
-	}
-	q.forget(h)
-	return nil
+	return q.bury(ctx, h.msg, h.id, h.key, h.attempt, reason)
 }
 
 // bury publishes an item's dead letter and acks the item, for Bury and for an item out of
@@ -1190,9 +1124,8 @@ func (q *Queue) Statusz() (title string, header []string, rows [][]string) {
 // for the next Lease after theirs gave up, and those the server has sent to a blocking pull as it
 // is stopped (see waitPull for the window left). The connection stays open. Close returns once
 // the blocking pulls have ended and the goroutines that held such messages have exited. Leases
-// already handed out may still be acked, through this Queue or any other of the name. It
-// unregisters the queue's metrics (see WithRegisterer) and ends its subscription to
-// wqend.<name> (see Leases in the package doc). Idempotent.
+// already handed out may still be acked. It unregisters the queue's metrics (see WithRegisterer).
+// Idempotent.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	if q.closed.Load() {
@@ -1208,9 +1141,6 @@ func (q *Queue) Close() error {
 		reg.Unregister(q.metrics)
 	}
 	q.closeFn()
-	if q.endSub != nil {
-		_ = q.endSub.Unsubscribe()
-	}
 	if cur != nil {
 		q.release(cur)
 	}

@@ -40,17 +40,12 @@ const ackTimeout = 5 * time.Second
 
 // DoubleAck acks and waits for the server's confirmation, within ctx's deadline or ackTimeout.
 func (c coreMsg) DoubleAck(ctx context.Context) error {
-	ctx, cancel := ackContext(ctx)
-	defer cancel()
-	return c.m.AckSync(nats.Context(ctx))
-}
-
-// ackContext is ctx, bounded by ackTimeout if it has no deadline.
-func ackContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ackTimeout)
+		defer cancel()
 	}
-	return context.WithTimeout(ctx, ackTimeout)
+	return c.m.AckSync(nats.Context(ctx))
 }
 
 // drainWait bounds how long stop waits for the server to confirm that it dropped a pull's
