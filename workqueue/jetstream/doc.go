@@ -63,5 +63,9 @@
 // # Concurrency
 //
 // Safe for concurrent use, and any number of processes may open the same queue name: they share
-// the consumer, and each message is leased to one of them at a time.
+// the consumer, and each message is leased to one of them at a time. A lease is held by the Queue
+// that issued it: Extend, Ack, Nack and Bury of its token on another Queue (another process, or
+// this one reopened) return ErrLeaseLost, and the item comes back after its AckWait. So a service
+// that hands leases to remote workers (examples/workqueue serve) runs one Queue per name, and its
+// restart costs the items in flight a redo.
 package jetstream
