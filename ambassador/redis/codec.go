@@ -551,6 +551,13 @@ func countedKeys(r *twemproxy.Request, info *cmdInfo) bool {
 // nk the proxy cannot route by: where redis refuses the count, with redis' error; where redis
 // would run the script without keys (0), with an error that says the proxy cannot.
 func evalKeyCountErr(r *twemproxy.Request, cmd string, nk []byte) error {
+	if len(cmd) >= 7 && equalFold([]byte(cmd[:7]), "EVALSHA") && len(reqArgs{r}.arg(1)) != 40 {
+		// redis looks a script up before it reads the key count, and no sha of another length
+		// names one.
+		r.Local = true
+		r.Resp = append(r.Resp[:0], "-NOSCRIPT No matching script. Please use EVAL.\r\n"...)
+		return nil
+	}
 	switch n, ok := redisInt(nk); {
 	case !ok:
 		return localErr(r, "value is not an integer or out of range")

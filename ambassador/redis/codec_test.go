@@ -23,6 +23,10 @@ type parsed struct {
 	Buf   string
 }
 
+// sha40 is a script sha of the length redis looks up (redis answers NOSCRIPT to another length
+// before it reads the key count).
+var sha40 = strings.Repeat("0", 40)
+
 var requestTests = []struct {
 	name, in string
 	want     []parsed
@@ -45,9 +49,10 @@ var requestTests = []struct {
 		{Local: "-ERR unsupported command 'FLUSHALL' (not forwarded by the sharding proxy)\r\n"},
 		{Keys: []string{"a"}, Buf: encode("GET", "a")}}, false},
 	{"eval no keys", encode("EVAL", "s", "0", "arg"), []parsed{{Local: "-ERR EVAL needs at least one key to be routed by the sharding proxy\r\n"}}, false},
-	{"evalsha no keys", encode("evalsha", "s", "0", "arg"), []parsed{{Local: "-ERR EVALSHA needs at least one key to be routed by the sharding proxy\r\n"}}, false},
+	{"evalsha no keys", encode("evalsha", sha40, "0", "arg"), []parsed{{Local: "-ERR EVALSHA needs at least one key to be routed by the sharding proxy\r\n"}}, false},
 	{"eval_ro no keys", encode("EVAL_RO", "s", "0"), []parsed{{Local: "-ERR EVAL_RO needs at least one key to be routed by the sharding proxy\r\n"}}, false},
-	{"evalsha_ro", encode("EVALSHA_RO", "s", "1", "k"), []parsed{{Keys: []string{"k"}, Buf: encode("EVALSHA_RO", "s", "1", "k")}}, false},
+	{"evalsha_ro", encode("EVALSHA_RO", sha40, "1", "k"), []parsed{{Keys: []string{"k"}, Buf: encode("EVALSHA_RO", sha40, "1", "k")}}, false},
+	{"evalsha short sha", encode("EVALSHA", "s", "3", "k1"), []parsed{{Local: "-NOSCRIPT No matching script. Please use EVAL.\r\n"}}, false},
 	{"eval negative key count", encode("EVAL", "s", "-1", "k"), []parsed{{Local: "-ERR Number of keys can't be negative\r\n"}}, false},
 	{"eval key count not a number", encode("EVAL", "s", "-0", "k"), []parsed{{Local: "-ERR value is not an integer or out of range\r\n"}}, false},
 	{"pfadd key only", encode("PFADD", "h"), []parsed{{Keys: []string{"h"}, Buf: encode("PFADD", "h")}}, false},
@@ -55,7 +60,7 @@ var requestTests = []struct {
 	{"command", encode("COMMAND") + encode("command", "info", "get") + encode("LOLWUT", "VERSION", "5"), []parsed{
 		{Buf: encode("COMMAND")}, {Buf: encode("command", "info", "get")}, {Buf: encode("LOLWUT", "VERSION", "5")}}, false},
 	{"eval no key count", encode("EVAL", "s", "0"), []parsed{{Local: "-ERR EVAL needs at least one key to be routed by the sharding proxy\r\n"}}, false},
-	{"eval too few keys", encode("EVALSHA", "s", "3", "k1", "k2"), []parsed{{Local: "-ERR Number of keys can't be greater than number of args\r\n"}}, false},
+	{"eval too few keys", encode("EVALSHA", sha40, "3", "k1", "k2"), []parsed{{Local: "-ERR Number of keys can't be greater than number of args\r\n"}}, false},
 	{"zdiff bad key count", encode("ZDIFF", "x", "a"), []parsed{{Keys: []string{"x"}, Buf: encode("ZDIFF", "x", "a")}}, false},
 	{"zunionstore too few keys", encode("ZUNIONSTORE", "d", "3", "a", "b"), []parsed{{Keys: []string{"d"}, Buf: encode("ZUNIONSTORE", "d", "3", "a", "b")}}, false},
 	{"bad length", "*2\r\n$x\r\n", nil, true},

@@ -57,7 +57,9 @@
 // backslash before any other character for that character) and single quotes (\' the only escape)
 // around arguments with blanks. Like redis, a line with unbalanced quotes, or a closing quote not
 // followed by a blank, gets "-ERR Protocol error: unbalanced quotes in request" and one over
-// 64 KiB "-ERR Protocol error: too big inline request", and the connection is closed. A line with a
+// 64 KiB "-ERR Protocol error: too big inline request", and the connection is closed (redis refuses
+// a line only when 64 KiB of it have come without its end, so it runs a longer line that arrives
+// in one read, up to about 80 KiB; the proxy refuses every line over 64 KiB). A line with a
 // NUL byte, which redis never runs (it waits for more until the line is too big), gets a protocol
 // error at once. Nutcracker closes the connection on any inline command.
 //

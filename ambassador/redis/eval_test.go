@@ -36,6 +36,10 @@ func TestEvalKeyCountLikeRedis(t *testing.T) {
 		{args: []string{"EVAL", "return 1", "00", "a"}},
 		{args: []string{"EVAL", "return 1", "99999999999999999999", "a"}},
 		{args: []string{"EVAL", "return 1", "", "a"}},
+		{args: []string{"EVALSHA", "abc", "3", "a"}}, // a short sha: redis' NOSCRIPT comes first
+		{args: []string{"EVALSHA", "abc", "-1"}},
+		{args: []string{"evalsha_ro", "abc", "x", "a"}},
+		{args: []string{"EVALSHA", "abc", "0"}},
 		{args: []string{"EVAL", "return 1", "0"}, want: "-ERR EVAL needs at least one key to be routed by the sharding proxy"},
 		{args: []string{"evalsha", sha, "0", "x"}, want: "-ERR EVALSHA needs at least one key to be routed by the sharding proxy"},
 		{args: []string{"Eval_Ro", "return 1", "0"}, want: "-ERR EVAL_RO needs at least one key to be routed by the sharding proxy"},
