@@ -186,7 +186,10 @@ func (a *nutcrackerArgs) set(spec *optSpec, v string) string {
 		case "metrics":
 			a.metricsAddr = v
 		case "memcache-max-value-size", "redis-max-request-size":
-			if !isNum || n == 0 {
+			switch {
+			case huge || !isNum && v != "" && strings.Trim(v, "0123456789") == "":
+				return "option --" + spec.long + " value " + v + " is over the largest size, 2147483647"
+			case !isNum || n == 0:
 				return "option --" + spec.long + " requires a non-zero number of bytes"
 			}
 			if spec.long == "redis-max-request-size" {

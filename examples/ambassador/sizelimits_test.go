@@ -23,6 +23,8 @@ func TestSizeLimitOptions(t *testing.T) {
 		{args: []string{"-memcache-max-value-size", "2097152"}, value: 2 << 20},
 		{args: []string{"--memcache-max-value-size=0"}, wantErrContains: "requires a non-zero number of bytes"},
 		{args: []string{"--redis-max-request-size=4m"}, wantErrContains: "requires a non-zero number of bytes"},
+		{args: []string{"--redis-max-request-size=2147483648"}, wantErrContains: "value 2147483648 is over the largest size, 2147483647"},
+		{args: []string{"--memcache-max-value-size=99999999999999999999"}, wantErrContains: "is over the largest size"},
 		{args: []string{"--redis-max-request-size"}, wantErrContains: "option --redis-max-request-size requires a number"},
 		{args: []string{"--memcache-max=4194304"}, wantErrContains: "invalid option"},
 	} {
