@@ -16,6 +16,7 @@ import (
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
 	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
+	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/internal/freeport"
 )
 
@@ -49,12 +50,19 @@ func TestServerErrorReplies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			core, logs := observer.New(zapcore.WarnLevel)
-			addr, _, _ := twemproxytest.StartPool(t, "r", true, tc.extra, []string{tc.backend(t)}, redisProto,
+			addr, srv, _ := twemproxytest.StartPool(t, "r", true, tc.extra, []string{tc.backend(t)}, redisProto,
 				twemproxy.WithLogger(zap.New(core)))
 			c := dialResp(t, addr)
 			for i, want := range tc.want {
 				if got := c.do(t, "GET", "k"); got != want {
 					t.Errorf("reply %d: got %q, want %q", i, got, want)
+				}
+				// The second reply is the one to a pool with no live server: the first
+				// failure ejected the only one (server_failure_limit 1).
+				if tc.name == "all ejected" && i == 0 {
+					await.True(t, "the server's ejection", 10*time.Second, func() bool {
+						return srv.Snapshot()[0].Servers[0].Ejected
+					})
 				}
 			}
 			if tc.name == "refused" {
