@@ -255,6 +255,13 @@ type held struct {
 	key      string
 	tok      string
 	item     workqueue.Item
+
+	// ending is set (under mu) while an Ack, Nack or Bury of the lease waits for the server, and
+	// cleared if that fails: any other use of the lease meanwhile gets ErrLeaseLost.
+	ending bool
+	// deadSent is set once Bury has published the item's dead letter, so that a Bury retried
+	// after its ack failed does not publish it again. Only the end holding ending uses it.
+	deadSent bool
 }
 
 type buffered struct {
@@ -841,7 +848,8 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 	}
 	if q.cfg.maxAttempts > 0 && attempt > q.cfg.maxAttempts {
 		id := strconv.FormatUint(seq, 10)
-		if err := q.bury(ctx, b.msg, id, getKey(h), attempt-1, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts)); err != nil {
+		var sent bool
+		if err := q.bury(ctx, b.msg, id, getKey(h), attempt-1, fmt.Sprintf("max attempts (%d) used", q.cfg.maxAttempts), &sent); err != nil {
 			q.cfg.logger.Warn("bury failed", zap.String("id", id), zap.Error(err))
 		}
 		return nil
@@ -946,33 +954,48 @@ func (q *Queue) sweep(now time.Time) {
 	}
 }
 
-// claim looks a lease up; with remove, it is forgotten.
-func (q *Queue) claim(lease string, remove bool) (*held, error) {
+// claim looks a lease up, at its counter n; with end, it is marked as ending, and the caller
+// settles it (settle) once the server has answered. A lease that is expired, unknown or ending
+// gets ErrLeaseLost.
+func (q *Queue) claim(lease string, end bool) (h *held, n uint64, err error) {
 	// The token ends with the queue's counter in base 36, the map's key.
-	n, err := strconv.ParseUint(lease[strings.LastIndexByte(lease, '.')+1:], 36, 64)
+	n, err = strconv.ParseUint(lease[strings.LastIndexByte(lease, '.')+1:], 36, 64)
 	if err != nil {
-		return nil, workqueue.ErrLeaseLost
+		return nil, 0, workqueue.ErrLeaseLost
 	}
 	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	h := q.leases[n]
-	if h == nil || h.tok != lease {
-		return nil, workqueue.ErrLeaseLost
+	h = q.leases[n]
+	if h == nil || h.tok != lease || h.ending {
+		return nil, 0, workqueue.ErrLeaseLost
 	}
 	if !now.Before(h.deadline) {
 		delete(q.leases, n)
-		return nil, workqueue.ErrLeaseLost
+		return nil, 0, workqueue.ErrLeaseLost
 	}
-	if remove {
-		delete(q.leases, n)
-	}
-	return h, nil
+	h.ending = end
+	return h, n, nil
 }
 
-// Ack implements workqueue.Queue.
+// settle ends what claim(lease, true) began: the lease is forgotten if the server confirmed its
+// end (err nil), else it is held again, so that the end can be retried within its deadline (an Ack
+// that failed while NATS was unreachable, say).
+func (q *Queue) settle(h *held, n uint64, err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	h.ending = false
+	if err == nil && q.leases[n] == h {
+		delete(q.leases, n)
+	}
+}
+
+// Ack implements workqueue.Queue. The lease is held until the server confirms the ack (or, with
+// WithAsyncAck, the ack is sent), so an Ack that fails (NATS unreachable) can be retried within
+// the lease. Of concurrent ends of one lease, those that begin while another waits for the server
+// get ErrLeaseLost, whatever its outcome.
 func (q *Queue) Ack(ctx context.Context, lease string) error {
-	h, err := q.claim(lease, true)
+	h, n, err := q.claim(lease, true)
 	if err != nil {
 		return err
 	}
@@ -981,18 +1004,19 @@ func (q *Queue) Ack(ctx context.Context, lease string) error {
 	} else {
 		err = h.msg.DoubleAck(ctx)
 	}
+	q.settle(h, n, err)
 	if err != nil {
 		return fmt.Errorf("ack %s: %w", h.id, err)
 	}
 	return nil
 }
 
-// Nack implements workqueue.Queue.
+// Nack implements workqueue.Queue. Like Ack, it holds the lease until the nak is sent.
 func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) error {
 	if delay < 0 {
 		return fmt.Errorf("%w: negative delay %v", workqueue.ErrInvalid, delay)
 	}
-	h, err := q.claim(lease, true)
+	h, n, err := q.claim(lease, true)
 	if err != nil {
 		return err
 	}
@@ -1001,6 +1025,7 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	} else {
 		err = h.msg.Nak()
 	}
+	q.settle(h, n, err)
 	if err != nil {
 		return fmt.Errorf("nak %s: %w", h.id, err)
 	}
@@ -1009,7 +1034,7 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 
 // Extend implements workqueue.Queue.
 func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
-	h, err := q.claim(lease, false)
+	h, _, err := q.claim(lease, false)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -1023,19 +1048,24 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 	return h.deadline, nil
 }
 
-// Bury implements workqueue.Queue. A reason longer than MaxReasonLen bytes is cut to it.
+// Bury implements workqueue.Queue. A reason longer than MaxReasonLen bytes is cut to it. Like
+// Ack, it holds the lease until the server confirms the ack; a Bury retried after its dead letter
+// was published does not publish it again.
 func (q *Queue) Bury(ctx context.Context, lease string, reason string) error {
-	h, err := q.claim(lease, true)
+	h, n, err := q.claim(lease, true)
 	if err != nil {
 		return err
 	}
-	return q.bury(ctx, h.msg, h.id, h.key, h.attempt, reason)
+	err = q.bury(ctx, h.msg, h.id, h.key, h.attempt, reason, &h.deadSent)
+	q.settle(h, n, err)
+	return err
 }
 
-// bury publishes an item's dead letter and acks the item, for Bury and for an item out of
-// attempts. The dead letter's headers are those Add leaves room for (deadHeaderRoom), the reason
-// cut to MaxReasonLen bytes, or to what room max_payload leaves for it if less.
-func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts int, reason string) error {
+// bury publishes an item's dead letter, unless *sent says it has been, and acks the item, for
+// Bury and for an item out of attempts. The dead letter's headers are those Add leaves room for
+// (deadHeaderRoom), the reason cut to MaxReasonLen bytes, or to what room max_payload leaves for
+// it if less.
+func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts int, reason string, sent *bool) error {
 	m := nats.NewMsg(q.deadSubj)
 	m.Data = msg.Data()
 	m.Header.Set(HeaderID, id)
@@ -1050,8 +1080,11 @@ func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts
 	}
 	reason = cutReason(reason, int(room))
 	m.Header.Set(HeaderReason, reason)
-	if _, err := q.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("publish dead letter %s: %w", id, err)
+	if !*sent {
+		if _, err := q.js.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("publish dead letter %s: %w", id, err)
+		}
+		*sent = true
 	}
 	if err := msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("ack buried %s: %w", id, err)
