@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -782,40 +781,28 @@ type heldItem struct {
 }
 
 // holder keeps the leases of held items alive: each is extended when the stage's renewIn says, so
-// that leases of any length hold, and deadlines that came over the wire too; the Extends that are
-// due together are made side by side, each waited for as extendHeld says. It keeps each held Item's
-// Deadline up to date (under mu), so that after take it is the lease's. An item whose lease it
-// finds lost (or whose queue closed) it holds no more: it calls lost for it, and the item comes
-// again with its next delivery.
+// that leases of any length hold, and deadlines that came over the wire too. It keeps each held
+// Item's Deadline up to date (under mu), so that after remove it is the lease's.
 type holder struct {
 	o     *outlet
-	lost  func(heldItem) // called without mu
 	mu    sync.Mutex
-	idle  sync.Cond          // with mu: an Extend in flight ended
-	items map[*Item]*holding // by item (two queues' lease tokens may be the same)
-	wake  chan struct{}      // an item came: extendLoop looks at its due time
+	items map[string]heldItem  // by lease token
+	due   map[string]time.Time // by lease token: when to extend the item next
+	wake  chan struct{}        // an item came: extendLoop looks at its due time
 }
 
-// holding is an item a holder holds.
-type holding struct {
-	x    heldItem
-	keep leaseKeep
-	busy bool // its Extend is in flight
-}
-
-func newHolder(o *outlet, lost func(heldItem)) *holder {
-	h := &holder{o: o, lost: lost, items: map[*Item]*holding{}, wake: make(chan struct{}, 1)}
-	h.idle.L = &h.mu
-	return h
+func newHolder(o *outlet) *holder {
+	return &holder{o: o, items: map[string]heldItem{}, due: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 // minRenew bounds how often a held item is extended.
 const minRenew = 10 * time.Millisecond
 
 func (h *holder) add(x heldItem) {
-	now := time.Now()
 	h.mu.Lock()
-	h.items[x.it] = &holding{x: x, keep: leaseKeep{due: now.Add(h.o.renewIn(now, x.it.Deadline)), deadline: x.it.Deadline}}
+	h.items[x.it.Lease] = x
+	now := time.Now()
+	h.due[x.it.Lease] = now.Add(h.o.renewIn(now, x.it.Deadline))
 	h.mu.Unlock()
 	select {
 	case h.wake <- struct{}{}:
@@ -823,47 +810,55 @@ func (h *holder) add(x heldItem) {
 	}
 }
 
-// take holds xs no more, once no Extend of theirs is in flight, and returns those that were still
-// held: an item missing from them had its lease lost.
-func (h *holder) take(xs []heldItem) []heldItem {
+func (h *holder) remove(xs []heldItem) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for slices.ContainsFunc(xs, func(x heldItem) bool { hd := h.items[x.it]; return hd != nil && hd.busy }) {
-		h.idle.Wait()
-	}
-	held := make([]heldItem, 0, len(xs))
 	for _, x := range xs {
-		if h.items[x.it] != nil {
-			held = append(held, x)
-			delete(h.items, x.it)
-		}
+		delete(h.items, x.it.Lease)
+		delete(h.due, x.it.Lease)
 	}
-	return held
+	h.mu.Unlock()
 }
 
 // extendLoop extends each held lease when it is due until ctx ends; it looks at least once a
-// second.
-func (h *holder) extendLoop(ctx context.Context) {
+// second. A failed Extend is logged and tried again a second later.
+func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
-	var due []*holding
-	var keep []leaseKeep
+	var xs []heldItem
 	for ctx.Err() == nil {
 		now := time.Now()
 		next := now.Add(time.Second)
-		due, keep = due[:0], keep[:0]
+		xs = xs[:0]
 		h.mu.Lock()
-		for _, hd := range h.items {
-			if !hd.keep.due.After(now) {
-				hd.busy = true
-				due, keep = append(due, hd), append(keep, hd.keep)
-			} else if hd.keep.due.Before(next) {
-				next = hd.keep.due
+		for k, d := range h.due {
+			if !d.After(now) {
+				xs = append(xs, h.items[k])
+			} else if d.Before(next) {
+				next = d
 			}
 		}
 		h.mu.Unlock()
-		if len(due) > 0 {
-			h.extend(ctx, due, keep)
+		for _, x := range xs {
+			deadline, err := x.q.Extend(ctx, x.it.Lease)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				log.Warn("extend held item", zap.String("id", x.it.ID), zap.Error(err))
+			}
+			h.mu.Lock()
+			if _, held := h.items[x.it.Lease]; held {
+				if err != nil {
+					h.due[x.it.Lease] = time.Now().Add(time.Second)
+				} else {
+					now := time.Now()
+					h.due[x.it.Lease] = now.Add(h.o.renewIn(now, deadline))
+					x.it.Deadline = deadline // for deliver, once the item is removed
+				}
+			}
+			h.mu.Unlock()
+		}
+		if len(xs) > 0 {
 			continue // their new due times may be the next
 		}
 		t.Reset(time.Until(next))
@@ -876,43 +871,15 @@ func (h *holder) extendLoop(ctx context.Context) {
 	}
 }
 
-// extend extends the leases of due, side by side, with keep (their leaseKeeps, copied so that the
-// Extends run without mu), and then lets go of those found lost.
-func (h *holder) extend(ctx context.Context, due []*holding, keep []leaseKeep) {
-	lost := make([]bool, len(due))
-	sideBySide(len(due), func(i int) {
-		lost[i] = errors.Is(h.o.extendHeld(ctx, due[i].x, &keep[i]), errInputLost)
-	})
-	var gone []heldItem
-	h.mu.Lock()
-	for i, hd := range due {
-		hd.busy = false
-		switch {
-		case lost[i]:
-			delete(h.items, hd.x.it)
-			gone = append(gone, hd.x)
-		default:
-			hd.keep = keep[i]
-			if !keep[i].deadline.IsZero() {
-				hd.x.it.Deadline = keep[i].deadline // for deliver, once the item is taken
-			}
-		}
-	}
-	h.idle.Broadcast()
-	h.mu.Unlock()
-	for _, x := range gone {
-		h.lost(x)
-	}
-}
-
 // release gives back what is still held (at shutdown) so that it is redelivered at once; it was
 // only held, so where the queue can, the attempt is not counted.
 func (h *holder) release(ctx context.Context) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for k, hd := range h.items {
-		_ = releaseLease(ctx, hd.x.q, hd.x.it.Lease)
+	for k, x := range h.items {
+		_ = releaseLease(ctx, x.q, x.it.Lease)
 		delete(h.items, k)
+		delete(h.due, k)
 	}
 }
 
@@ -921,9 +888,7 @@ func (h *holder) release(ctx context.Context) {
 // An item whose input already has one waiting at its key's barrier waits behind it: each input's
 // items of a key join in the order they were leased, the first with the first of every other input,
 // and so on. Held items' leases are extended while they wait, however many wait and for however
-// long; at shutdown they are released, so waiting uses up none of their attempts. A held item whose
-// lease is found lost (or whose input closed) is no longer held: the barrier waits for its next
-// delivery, and the other parts of its key are neither joined with it nor acked. (With Item.Key as
+// long; at shutdown they are released, so waiting uses up none of their attempts. (With Item.Key as
 // join key, a Memory or bolt input never leases a second item of a key while the Join holds one, so
 // there only a custom key func or another backend makes items wait behind each other.)
 type Join struct {
@@ -949,21 +914,16 @@ func NewJoin(ins []Queue, out Queue, key func(*Item) string, combine func(parts 
 // when a loop ends by itself (an input or the output closed: ErrClosed); a barrier needs all its
 // inputs, so then the other loops are stopped too. Either way the items still held are given back.
 func (j *Join) Run(ctx context.Context) error {
+	h := newHolder(j.o)
 	var mu sync.Mutex
 	pending := barriers{n: len(j.ins), keys: map[string][][]*Item{}}
-	h := newHolder(j.o, func(x heldItem) { // its lease lost: the barrier waits for its next delivery
-		k := j.key(x.it)
-		mu.Lock()
-		pending.drop(k, x.it)
-		mu.Unlock()
-	})
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
 	sc, end := newStageCtx(lctx)
 	defer end()
 	var loops, ext sync.WaitGroup
 	ext.Add(1)
-	go func() { defer ext.Done(); h.extendLoop(lctx) }()
+	go func() { defer ext.Done(); h.extendLoop(lctx, j.o.cfg.logger) }()
 	errs := make([]error, len(j.ins))
 	for i, in := range j.ins {
 		loops.Add(1)
@@ -1037,21 +997,6 @@ func (b barriers) arrive(k string, i int, it *Item) []*Item {
 	return slots
 }
 
-// drop takes it off key k's barrier, if it waits there.
-func (b barriers) drop(k string, it *Item) {
-	w := b.keys[k]
-	left := false
-	for x, q := range w {
-		if y := slices.Index(q, it); y >= 0 {
-			w[x] = slices.Delete(q, y, y+1)
-		}
-		left = left || len(w[x]) > 0
-	}
-	if w != nil && !left {
-		delete(b.keys, k)
-	}
-}
-
 func (j *Join) emit(sc stageCtx, k *keeper, h *holder, slots []*Item) error {
 	xs := make([]heldItem, len(slots))
 	parts := make([][]byte, len(slots))
@@ -1059,11 +1004,7 @@ func (j *Join) emit(sc stageCtx, k *keeper, h *holder, slots []*Item) error {
 		xs[i] = heldItem{j.ins[i], it}
 		parts[i] = it.Payload
 	}
-	if held := h.take(xs); len(held) < len(xs) {
-		// A part's lease was lost: that part comes again, and the others, given back, with it.
-		j.o.giveBack(sc.in, held)
-		return nil
-	}
+	h.remove(xs)
 	payload, err := j.combine(parts)
 	if err != nil {
 		j.o.bury(sc.in, xs, "join combine: "+err.Error())
