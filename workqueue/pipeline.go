@@ -55,9 +55,7 @@ func WithStageLogger(l *zap.Logger) StageOption {
 // the stage extends the leases of the input items it holds at a third of their length, but at most
 // this apart for a lease whose deadline tells it nothing: none, or past, or by another machine's
 // clock (a Client's from a server that writes no ttl); so keep it under a third of such an input's
-// lease. An Extend not answered within this, or twice as long as the input took to answer the last
-// one, is given up and tried again at once with twice the wait (but never beyond the lease's end).
-// Default 1s.
+// lease. Default 1s.
 func WithStageRetry(d time.Duration) StageOption {
 	return stageOptionFunc(func(c *stageConfig) { c.retry = d })
 }
@@ -136,11 +134,10 @@ const (
 
 // outlet makes a stage's output adds for the input items it holds, and acks the items.
 type outlet struct {
-	cfg         stageConfig
-	down        outage       // of the output's adds
-	inDown      outage       // of the Extends of held input items
-	answered    atomic.Int64 // how long the output took to answer the last add it made (a Duration)
-	extAnswered atomic.Int64 // how long an input took to answer the last Extend (a Duration)
+	cfg      stageConfig
+	down     outage       // of the output's adds
+	inDown   outage       // of the Extends of held input items
+	answered atomic.Int64 // how long the output took to answer the last add it made (a Duration)
 }
 
 func newOutlet(opts []StageOption) *outlet { return &outlet{cfg: stageCfg(opts)} }
@@ -271,36 +268,20 @@ func (o *outlet) addAll(run, work context.Context, outs []emit) error {
 // addWait is how long addAll first waits for an add's answer: backoffCap times the retry delay
 // base, or twice as long as the output took to answer the last add it made, whichever is longer.
 func (o *outlet) addWait(base time.Duration) time.Duration {
-	return answerWait(backoffCap*base, &o.answered)
-}
-
-// answerWait is how long a stage first waits for the answer to a call (an add, an Extend): floor, or
-// twice as long as the last answer of its kind took (answered, a Duration), whichever is longer, at
-// most maxAddWait. A call not answered within it is given up and tried again with twice the wait.
-func answerWait(floor time.Duration, answered *atomic.Int64) time.Duration {
-	return min(max(floor, 2*time.Duration(answered.Load())), maxAddWait)
+	return min(max(backoffCap*base, 2*time.Duration(o.answered.Load())), maxAddWait)
 }
 
 // add makes the add e under work, and gives it up as hung (true) if the output has not answered
 // within wait.
 func (o *outlet) add(work context.Context, e emit, wait time.Duration) (hung bool, err error) {
-	return answerWithin(work, wait, &o.answered, func(ctx context.Context) error {
-		_, err := e.q.Add(ctx, e.payload, AddOptions{Key: e.key})
-		return err
-	})
-}
-
-// answerWithin makes call under work, and gives it up as hung (true) if it has not answered within
-// wait. The time an answer took goes to answered (a Duration; see answerWait).
-func answerWithin(work context.Context, wait time.Duration, answered *atomic.Int64, call func(context.Context) error) (hung bool, err error) {
-	ctx, cancel := context.WithTimeout(work, wait)
+	actx, cancel := context.WithTimeout(work, wait)
 	defer cancel()
 	start := time.Now()
-	if err = call(ctx); err == nil {
-		answered.Store(int64(time.Since(start)))
+	if _, err = e.q.Add(actx, e.payload, AddOptions{Key: e.key}); err == nil {
+		o.answered.Store(int64(time.Since(start)))
 		return false, nil
 	}
-	if ctx.Err() != nil && work.Err() == nil {
+	if actx.Err() != nil && work.Err() == nil {
 		return true, fmt.Errorf("no answer within %v: %w", wait, err)
 	}
 	return false, err
@@ -321,12 +302,12 @@ type keeper struct {
 	lose context.CancelCauseFunc
 	// mu guards the rest; fire does not hold it through its Extends (see end).
 	mu        sync.Mutex
-	held      []heldItem  // nil between items
-	keep      []leaseKeep // of held
-	lost      bool        // a lease of held was lost: keep no more
-	fireAt    time.Time   // when t fires; zero when it is stopped or fired
-	scheduled int         // firings of t that have not taken mu yet
-	extending bool        // fire makes Extends, without mu
+	held      []heldItem // nil between items
+	due       []time.Time
+	lost      bool      // a lease of held was lost: keep no more
+	fireAt    time.Time // when t fires; zero when it is stopped or fired
+	scheduled int       // firings of t that have not taken mu yet
+	extending bool      // fire makes Extends, without mu
 	idle      chan struct{}
 	closed    bool
 }
@@ -364,8 +345,7 @@ func (k *keeper) close() {
 // adds. A lease lost (or its queue closed) ends it with errInputLost, so that deliver gives up the
 // add in flight and gives the items back: the item may be leased to another holder by now, and it is
 // not acked without its adds; they are made again with its next delivery (at least once). A failed
-// Extend, or one not answered in time, is tried again (see extendHeld). The Extends use the
-// returned ctx.
+// Extend is tried again after the stage's retry delay. The Extends use the returned ctx.
 func (k *keeper) start(held []heldItem) context.Context {
 	now := time.Now()
 	k.mu.Lock()
@@ -373,11 +353,11 @@ func (k *keeper) start(held []heldItem) context.Context {
 		k.work, k.lose = context.WithCancelCause(k.ctx)
 	}
 	k.held, k.lost = held, false
-	k.keep = k.keep[:0]
+	k.due = k.due[:0]
 	for _, x := range held {
-		k.keep = append(k.keep, leaseKeep{due: now.Add(k.o.renewIn(now, x.it.Deadline)), deadline: x.it.Deadline})
+		k.due = append(k.due, now.Add(k.o.renewIn(now, x.it.Deadline)))
 	}
-	if first := earliest(k.keep); k.fireAt.IsZero() || k.fireAt.After(first) {
+	if first := earliest(k.due); k.fireAt.IsZero() || k.fireAt.After(first) {
 		k.arm(first.Sub(now), first)
 	}
 	k.mu.Unlock()
@@ -424,10 +404,10 @@ func (k *keeper) fire() {
 	if k.held == nil || k.lost {
 		return
 	}
-	held, keep, work := k.held, k.keep, k.work
+	held, due, work := k.held, k.due, k.work
 	k.extending = true
 	k.mu.Unlock()
-	lost := k.extend(work, held, keep)
+	lost := k.extend(work, held, due)
 	k.mu.Lock()
 	k.extending = false
 	if k.held == nil { // end waits
@@ -441,105 +421,44 @@ func (k *keeper) fire() {
 		return
 	}
 	if work.Err() == nil {
-		next := earliest(keep)
+		next := earliest(due)
 		k.arm(time.Until(next), next)
 	}
 }
 
-// extend extends the leases of held that are due (by keep, which it updates) under work, and
-// reports whether one was lost. It makes the Extends of several due leases side by side, so that one
-// whose answer is slow (or never comes) holds up none of the others; the last due it makes itself,
-// so that keeping one lease starts no goroutine.
-func (k *keeper) extend(work context.Context, held []heldItem, keep []leaseKeep) (lost bool) {
-	now := time.Now()
-	var due []int
-	for i := range held {
-		if !now.Before(keep[i].due) {
-			due = append(due, i)
+// extend extends the leases of held that are due (by due, which it updates) under work, and reports
+// whether one was lost.
+func (k *keeper) extend(work context.Context, held []heldItem, due []time.Time) (lost bool) {
+	o, log := k.o, k.o.cfg.logger
+	for i, x := range held {
+		if time.Now().Before(due[i]) {
+			continue
+		}
+		d, err := x.q.Extend(work, x.it.Lease)
+		now := time.Now()
+		switch {
+		case err == nil:
+			due[i] = now.Add(o.renewIn(now, d))
+			o.inDown.ok(log, "extend held input works again")
+		case work.Err() != nil:
+			return false
+		case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrClosed):
+			log.Warn("input lease lost; giving the input back", zap.String("id", x.it.ID), zap.Error(err))
+			return true
+		default:
+			due[i] = now.Add(max(o.cfg.retry, minRenew))
+			o.inDown.fail(log, "extend held input failed; trying again", err)
 		}
 	}
-	var lostOne atomic.Bool
-	sideBySide(len(due), func(i int) {
-		if errors.Is(k.o.extendHeld(work, held[due[i]], &keep[due[i]]), errInputLost) {
-			lostOne.Store(true)
-		}
-	})
-	return lostOne.Load()
+	return false
 }
 
-// sideBySide runs f(0) to f(n-1) at once, the last on the calling goroutine (so that one starts no
-// goroutine), and returns when all have.
-func sideBySide(n int, f func(i int)) {
-	var wg sync.WaitGroup
-	for i := range n - 1 {
-		wg.Go(func() { f(i) })
-	}
-	if n > 0 {
-		f(n - 1)
-	}
-	wg.Wait()
-}
-
-// leaseKeep is what a stage knows of a held lease it keeps alive.
-type leaseKeep struct {
-	due      time.Time     // when to extend it next
-	deadline time.Time     // the lease's, as last told
-	hung     time.Duration // how long the last Extend was waited for, if it got no answer; else 0
-}
-
-// extendHeld extends the lease of x under ctx, and sets kp for the next Extend. It waits for the
-// answer as extendWait says, so that an Extend that never answers (a remote queue over a dead
-// connection) does not hold up a second try while the lease runs out. It returns errInputLost when
-// the lease is lost (or its queue closed), logged; ctx's error once ctx ended; else nil: an Extend
-// that got no answer in time is tried again at once, with twice the wait; one that failed, after the
-// stage's retry delay, or sooner (renewIn) for a lease that has less left. The input's outage is
-// logged once, and its end.
-func (o *outlet) extendHeld(ctx context.Context, x heldItem, kp *leaseKeep) error {
-	log := o.cfg.logger
-	wait := o.extendWait(time.Now(), kp)
-	var d time.Time
-	hung, err := answerWithin(ctx, wait, &o.extAnswered, func(ctx context.Context) (err error) {
-		d, err = x.q.Extend(ctx, x.it.Lease)
-		return err
-	})
-	now := time.Now()
-	switch {
-	case err == nil:
-		*kp = leaseKeep{due: now.Add(o.renewIn(now, d)), deadline: d}
-		o.inDown.ok(log, "extend held input works again")
-		return nil
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case hung:
-		kp.hung, kp.due = wait, now
-	case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrClosed):
-		log.Warn("input lease lost; giving the input back", zap.String("id", x.it.ID), zap.Error(err))
-		return errInputLost
-	default:
-		kp.due = now.Add(min(max(o.cfg.retry, minRenew), o.renewIn(now, kp.deadline)))
-	}
-	o.inDown.fail(log, "extend held input failed; trying again", err)
-	return nil
-}
-
-// extendWait is how long extendHeld waits for an Extend's answer, at now, of the lease kp keeps:
-// as an add's (answerWait), the stage's retry delay, or twice as long as the last Extend answered
-// took, whichever is longer; twice as long as the last try if that got no answer; but at most the
-// time the lease has left, when its deadline tells (after that, the answer comes too late).
-func (o *outlet) extendWait(now time.Time, kp *leaseKeep) time.Duration {
-	w := max(answerWait(max(o.cfg.retry, minRenew), &o.extAnswered), min(2*kp.hung, maxAddWait))
-	if left := kp.deadline.Sub(now); !kp.deadline.IsZero() && left > 0 {
-		w = min(w, max(left, minRenew))
-	}
-	return w
-}
-
-// earliest is the earliest due of ks (not empty).
-func earliest(ks []leaseKeep) time.Time {
-	e := ks[0].due
-	for _, k := range ks[1:] {
-		if k.due.Before(e) {
-			e = k.due
+// earliest is the earliest of ts (not empty).
+func earliest(ts []time.Time) time.Time {
+	e := ts[0]
+	for _, t := range ts[1:] {
+		if t.Before(e) {
+			e = t
 		}
 	}
 	return e

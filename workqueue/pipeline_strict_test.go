@@ -29,8 +29,7 @@ type strictIn struct {
 	ok         func(payload string) bool
 	lost       map[string]bool // ids whose every Extend says lost (once)
 	extends    int
-	hangExt    map[int]bool  // extend calls (1-based) that get no answer until their ctx ends
-	extLat     time.Duration // how long every other Extend takes to answer (unless its ctx ends first)
+	hangExt    map[int]bool // extend calls (1-based) that get no answer until their ctx ends
 }
 
 type strictItem struct {
@@ -115,15 +114,6 @@ func (q *strictIn) Extend(ctx context.Context, token string) (time.Time, error) 
 		q.mu.Unlock()
 		<-ctx.Done()
 		return time.Time{}, ctx.Err()
-	}
-	if lat := q.extLat; lat > 0 {
-		q.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
-		case <-time.After(lat):
-		}
-		q.mu.Lock()
 	}
 	defer q.mu.Unlock()
 	it, err := q.take("extend", token)
