@@ -82,10 +82,7 @@ func WithItemTimeout(d time.Duration) PoolOption {
 // WithBackoff sets the retry delay policy. Default DefaultBackoff.
 func WithBackoff(b Backoff) PoolOption { return poolOptionFunc(func(c *poolConfig) { c.backoff = b }) }
 
-// WithPoolMaxAttempts buries an item whose attempt n failed, and, without running it, an item leased
-// for a later attempt: attempt n then reported no outcome, as when the item kills the worker that
-// handles it (the reason of its dead letter says so). Attempts are numbered from 1 (Item.Attempt).
-// Default 0: the queue's own limit decides.
+// WithPoolMaxAttempts buries an item whose attempt n failed. Default 0: the queue's own limit decides.
 func WithPoolMaxAttempts(n int) PoolOption {
 	return poolOptionFunc(func(c *poolConfig) { c.maxAttempts = n })
 }
@@ -441,20 +438,37 @@ func (w *poolWorker) process(it *Item) {
 	p.inflight.Add(1)
 	defer p.inflight.Add(-1)
 	w.attempts.Observe(float64(it.Attempt))
-	var err error
-	var lost bool
-	var now time.Duration
-	// An item leased past the max attempts was leased for the last one, and no failure of that
-	// attempt was reported: whatever handled it died (as when the item kills its worker) or lost
-	// its lease. Run again, it could kill worker after worker for ever.
-	unrun := p.cfg.maxAttempts > 0 && it.Attempt > p.cfg.maxAttempts
-	if unrun {
-		err = fmt.Errorf("%w: leased for attempt %d of at most %d; the earlier attempts reported no outcome (the worker likely died handling the item, or lost its lease)",
-			errAttemptsUsed, it.Attempt, p.cfg.maxAttempts)
-		now = w.since()
-	} else {
-		lost, now, err = w.handle(it)
+	hctx, cancel := context.WithCancelCause(w.detached)
+	defer cancel(nil)
+	if p.cfg.timeout > 0 {
+		var c context.CancelFunc
+		hctx, c = context.WithTimeoutCause(hctx, p.cfg.timeout, errTimeout)
+		defer c()
 	}
+	// Keep the lease alive while the handler runs.
+	start := w.since()
+	every := max(w.leaseLeft(it.Deadline, start)/3, 10*time.Millisecond)
+	w.mu.Lock()
+	w.it, w.start, w.every, w.cancel, w.lost = it, start, every, cancel, false
+	if w.work.Err() != nil { // the drain budget ran out before this item started
+		cancel(context.Cause(w.work))
+	}
+	if w.fireAt == 0 || w.fireAt-start > every {
+		w.arm(every, start)
+	}
+	w.mu.Unlock()
+	err := p.call(hctx, it)
+	now := w.since()
+	w.duration.Observe((now - start).Seconds())
+	if !w.mu.TryLock() {
+		// An Extend is running: wait for it, then read the clock again, as the outcome ctx counts
+		// from the end of that wait (the handler's duration above does not include it).
+		w.mu.Lock()
+		now = w.since()
+	}
+	lost := w.lost
+	w.it, w.cancel = nil, nil
+	w.mu.Unlock()
 
 	octx := w.outcomeCtx(now)
 	log := w.log
@@ -467,7 +481,7 @@ func (w *poolWorker) process(it *Item) {
 	case err == nil:
 		outcome = outcomeAcked
 		oerr = w.report(octx, func(ctx context.Context) error { return p.q.Ack(ctx, it.Lease) })
-	case w.work.Err() != nil && !unrun:
+	case w.work.Err() != nil:
 		// Abandoned, not failed: where the queue can release, the attempt is not counted.
 		outcome = outcomeReleased
 		oerr = releaseLease(octx, p.q, it.Lease)
@@ -506,44 +520,6 @@ func (w *poolWorker) process(it *Item) {
 	p.m.items[outcome].Inc()
 }
 
-// handle runs the handler on it, extending its lease meanwhile. It returns whether the lease was
-// lost, when (since epoch) the outcome may be reported, and the handler's error.
-func (w *poolWorker) handle(it *Item) (lost bool, now time.Duration, err error) {
-	p := w.p
-	hctx, cancel := context.WithCancelCause(w.detached)
-	defer cancel(nil)
-	if p.cfg.timeout > 0 {
-		var c context.CancelFunc
-		hctx, c = context.WithTimeoutCause(hctx, p.cfg.timeout, errTimeout)
-		defer c()
-	}
-	// Keep the lease alive while the handler runs.
-	start := w.since()
-	every := max(w.leaseLeft(it.Deadline, start)/3, 10*time.Millisecond)
-	w.mu.Lock()
-	w.it, w.start, w.every, w.cancel, w.lost = it, start, every, cancel, false
-	if w.work.Err() != nil { // the drain budget ran out before this item started
-		cancel(context.Cause(w.work))
-	}
-	if w.fireAt == 0 || w.fireAt-start > every {
-		w.arm(every, start)
-	}
-	w.mu.Unlock()
-	err = p.call(hctx, it)
-	now = w.since()
-	w.duration.Observe((now - start).Seconds())
-	if !w.mu.TryLock() {
-		// An Extend is running: wait for it, then read the clock again, as the outcome ctx counts
-		// from the end of that wait (the handler's duration above does not include it).
-		w.mu.Lock()
-		now = w.since()
-	}
-	lost = w.lost
-	w.it, w.cancel = nil, nil
-	w.mu.Unlock()
-	return lost, now, err
-}
-
 // report makes an outcome call, and makes it again while the queue is unavailable (a Client whose
 // server restarts, which a bolt queue's leases outlive), waiting leaseRetryMin, doubling up to
 // leaseRetryMax, until ctx (the outcome's budget) ends or the drain budget runs out. Otherwise the
@@ -570,10 +546,6 @@ func (w *poolWorker) report(ctx context.Context, call func(context.Context) erro
 }
 
 var errTimeout = errors.New("workqueue: item timeout")
-
-// errAttemptsUsed starts the reason of an item that a pool buries without running it: it was
-// leased past its max attempts.
-var errAttemptsUsed = errors.New("max attempts used")
 
 func limiterKey(it *Item) string {
 	if it.Key != "" {
