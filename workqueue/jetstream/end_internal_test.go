@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -96,10 +97,16 @@ func (m *failAck) DoubleAck(ctx context.Context) error {
 // TestBuryRetryAfterAckFailed: a Bury whose dead letter was published but whose ack failed keeps
 // the lease, and its retry acks the item without publishing the dead letter again.
 func TestBuryRetryAfterAckFailed(t *testing.T) {
+	for _, lostReply := range []bool{false, true} {
+		t.Run(fmt.Sprintf("publish reply lost %v", lostReply), func(t *testing.T) { testBuryRetryAfterAckFailed(t, lostReply) })
+	}
+}
+
+func testBuryRetryAfterAckFailed(t *testing.T, lostReply bool) {
 	nc := startConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	q, err := Open(ctx, nc, "buryretry")
+	q, err := Open(ctx, nc, fmt.Sprintf("buryretry%v", lostReply))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +125,15 @@ func TestBuryRetryAfterAckFailed(t *testing.T) {
 	q.mu.Unlock()
 	if err := q.Bury(ctx, it.Lease, "poison"); err == nil || errors.Is(err, workqueue.ErrLeaseLost) {
 		t.Fatalf("Bury whose ack failed: %v, want an error other than ErrLeaseLost", err)
+	}
+	if lostReply {
+		// The dead letter was stored but its publish's reply never came (a publish sent from the
+		// reconnect buffer after its ctx ended): the retry publishes it again.
+		q.mu.Lock()
+		for _, h := range q.leases {
+			h.deadSent = false
+		}
+		q.mu.Unlock()
 	}
 	if err := q.Bury(ctx, it.Lease, "poison"); err != nil {
 		t.Fatalf("Bury retried: %v", err)

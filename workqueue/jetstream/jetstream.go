@@ -1074,6 +1074,10 @@ func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts
 	}
 	m.Header.Set(HeaderAttempts, strconv.Itoa(attempts))
 	m.Header.Set(HeaderTime, time.Now().UTC().Format(time.RFC3339Nano))
+	// The message ID makes the dead stream drop a second dead letter of the item within its
+	// duplicate window (2 min by default): a retry whose first publish was stored though its reply
+	// never came, a burial repeated after a redelivery. Its room comes out of the reason's.
+	m.Header.Set(jetstream.MsgIDHeader, q.stream+"."+id)
 	room := int64(MaxReasonLen)
 	if limit := q.nc.MaxPayload(); limit > 0 {
 		room = min(room, limit-int64(m.Size()-len(m.Subject)+len(HeaderReason)+4))
