@@ -210,21 +210,22 @@ func ncAtoi(s string) (n int, ok, huge bool) {
 	if s == "" {
 		return 0, false, false
 	}
+	var v uint64 // not int: 2^32 overflows a 32-bit int
 	for i := range len(s) {
 		if s[i] < '0' || s[i] > '9' {
 			return 0, false, false
 		}
-		if n < 1<<32 {
-			n = n*10 + int(s[i]-'0')
+		if v < 1<<32 {
+			v = v*10 + uint64(s[i]-'0')
 		}
 	}
 	switch {
-	case n >= 1<<32:
+	case v >= 1<<32:
 		return 0, false, true
-	case n > math.MaxInt32:
+	case v > math.MaxInt32:
 		return 0, false, false
 	}
-	return n, true, false
+	return int(v), true, false
 }
 
 // nutcrackerOptionError is nutcracker's message for an option that getopt_long refuses. It
