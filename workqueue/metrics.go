@@ -90,13 +90,7 @@ func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
-	s, err := c.stats(ctx)
-	cancel()
-	if err != nil {
-		c.errors.Inc()
-		c.log.Warn("queue depth for metrics", zap.Error(err))
-	} else {
+	if s, ok := scrapeStats(c.stats, c.errors, c.log, "queue depth for metrics"); ok {
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(s.Depth()))
 	}
 	ch <- c.errors

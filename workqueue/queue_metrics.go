@@ -82,13 +82,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
-	s, err := c.stats(ctx)
-	cancel()
-	if err != nil {
-		c.errors.Inc()
-		c.log.Warn("queue stats for metrics", zap.Error(err))
-	} else {
+	if s, ok := scrapeStats(c.stats, c.errors, c.log, "queue stats for metrics"); ok {
 		for i, v := range [...]int64{s.Ready, s.Delayed, s.Leased, s.Dead} {
 			ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(v), stateNames[i])
 		}
@@ -130,4 +124,18 @@ func registerQueueErr(name string, err error) error {
 	default:
 		return fmt.Errorf("register queue metrics: a queue named %q is registered already (close it first, or give this one another name): %w", name, err)
 	}
+}
+
+// scrapeStats reads stats for a scrape, bounded by statsTimeout; a failed read is counted in
+// errors and logged as what, and reported not ok, so that the scrape leaves its gauges out.
+func scrapeStats(stats func(context.Context) (Stats, error), errors prometheus.Counter, log *zap.Logger, what string) (Stats, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	s, err := stats(ctx)
+	if err != nil {
+		errors.Inc()
+		log.Warn(what, zap.Error(err))
+		return Stats{}, false
+	}
+	return s, true
 }
