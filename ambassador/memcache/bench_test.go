@@ -1,6 +1,8 @@
 package memcache_test
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -16,7 +18,8 @@ func BenchmarkReadRequest(b *testing.B) {
 
 // BenchmarkMerge merges a gets of n keys split over 3 servers, one key in 5 a miss, with 64-byte
 // values. Its "concat-only" sub-benchmark is the baseline: joining the fragments' VALUE blocks
-// under one END in fragment order, the least any merge does.
+// under one END in fragment order, the least any merge does. "read+merge" reads the fragments'
+// replies with ReadResponse before it merges them, as the proxy does.
 func BenchmarkMerge(b *testing.B) {
 	for _, n := range []int{16, 100} {
 		p := &memcache.Protocol{}
@@ -42,6 +45,27 @@ func BenchmarkMerge(b *testing.B) {
 		b.Run(fmt.Sprintf("keys=%d/memcache", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
+				r.Resp = r.Resp[:0]
+				p.Merge(r, frags)
+			}
+		})
+		replies := make([][]byte, len(frags))
+		for f, fr := range frags {
+			replies[f] = bytes.Clone(fr.Resp)
+		}
+		b.Run(fmt.Sprintf("keys=%d/read+merge", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var rd bytes.Reader
+			br := bufio.NewReader(&rd)
+			for b.Loop() {
+				for f, fr := range frags {
+					rd.Reset(replies[f])
+					br.Reset(&rd)
+					fr.Resp = fr.Resp[:0]
+					if err := p.ReadResponse(br, fr); err != nil {
+						b.Fatal(err)
+					}
+				}
 				r.Resp = r.Resp[:0]
 				p.Merge(r, frags)
 			}

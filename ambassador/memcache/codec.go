@@ -570,7 +570,9 @@ func grow(b []byte, n int) []byte {
 	return b[:len(b)+n]
 }
 
-// ReadResponse reads the server's reply to r.
+// ReadResponse reads the server's reply to r. For a fragment (marked by Fragment), it records
+// where each VALUE block's key starts and where the block ends, so that Merge need not parse the
+// reply again.
 func (p *Protocol) ReadResponse(br *bufio.Reader, r *twemproxy.Request) error {
 	if r.Kind != kindGet {
 		line, err := readLine(br)
@@ -582,6 +584,11 @@ func (p *Protocol) ReadResponse(br *bufio.Reader, r *twemproxy.Request) error {
 	}
 	// Past maxReply, the rest of the reply is read and dropped, and the reply is replyGetLarge.
 	from, over := len(r.Resp), false
+	record := len(r.Scratch) > 0 && r.Scratch[0].Start == blocksMark
+	if record {
+		r.Scratch = r.Scratch[:1]
+		r.Scratch[0].End = -1 // not recorded, until the reply is in whole
+	}
 	for {
 		line, err := readLine(br)
 		if err != nil {
@@ -593,6 +600,12 @@ func (p *Protocol) ReadResponse(br *bufio.Reader, r *twemproxy.Request) error {
 				return nil
 			}
 			r.Resp = append(r.Resp, line...)
+			// The blocks are recorded for a reply that is blocks from Resp's start under END, as
+			// Merge reads it: an error line, or blocks after something else, are read there as
+			// they are.
+			if record && from == 0 && bytes.Equal(line, endLine) {
+				r.Scratch[0].End = len(r.Resp)
+			}
 			return nil // END, or an error line
 		}
 		body := trimEOL(line)
@@ -611,13 +624,29 @@ func (p *Protocol) ReadResponse(br *bufio.Reader, r *twemproxy.Request) error {
 			}
 			continue
 		}
+		key := len(r.Resp) + tok[1].Start
 		r.Resp = append(r.Resp, line...)
 		start := len(r.Resp)
 		r.Resp = grow(r.Resp, size+2)
 		if _, err := io.ReadFull(br, r.Resp[start:]); err != nil {
 			return errUnexpected(err)
 		}
+		if record {
+			r.Scratch = append(r.Scratch, twemproxy.Span{Start: key, End: len(r.Resp)})
+		}
 	}
+}
+
+// blocksMark, as Scratch[0].Start of a retrieval's fragment, asks ReadResponse to record the VALUE
+// blocks of the reply in Scratch: Scratch[0].End is then the length of the reply they were
+// recorded in (-1 if none were), and each Scratch[1+j] is block j's key start and block end.
+// The span of a command's prefix, Scratch[0] of a request ReadRequest read, never starts below 0.
+const blocksMark = -1
+
+// recorded reports whether ReadResponse recorded the VALUE blocks of f's reply: not if f is no
+// fragment, its reply is not blocks under END, or the reply changed since.
+func recorded(f *twemproxy.Request) bool {
+	return len(f.Scratch) > 0 && f.Scratch[0].Start == blocksMark && f.Scratch[0].End == len(f.Resp)
 }
 
 func errUnexpected(err error) error {
@@ -633,6 +662,7 @@ func (p *Protocol) Fragment(r *twemproxy.Request, keys []int, frag *twemproxy.Re
 	frag.Kind = r.Kind
 	frag.Buf = append(frag.Buf[:0], r.Buf[prefix.Start:prefix.End]...)
 	frag.Keys = frag.Keys[:0]
+	frag.Scratch = append(frag.Scratch[:0], twemproxy.Span{Start: blocksMark, End: -1})
 	for _, k := range keys {
 		frag.Buf = append(frag.Buf, ' ')
 		s := len(frag.Buf)
@@ -715,32 +745,58 @@ func (p *Protocol) Merge(r *twemproxy.Request, frags []*twemproxy.Request) {
 		return
 	}
 	r.Resp = slices.Grow(r.Resp[:0], size)
-	// next[f] is the part of fragment f's reply not merged yet; it lives in r.Scratch past the
-	// command's prefix (Fragment is done with it), which keeps its capacity from one request to the
-	// next.
+	// For fragment f, next[2f] is the part of its reply not merged yet and next[2f+1] its blocks
+	// that ReadResponse recorded and Merge has not taken yet: Start indexes them in the fragment's
+	// Scratch, up to End, which is -1 when none were recorded and the reply is parsed instead. They
+	// live in r.Scratch past the command's prefix (Fragment is done with it), which keeps its
+	// capacity from one request to the next.
 	base := len(r.Scratch)
-	r.Scratch = slices.Grow(r.Scratch, len(frags))[:base+len(frags)]
+	r.Scratch = slices.Grow(r.Scratch, 2*len(frags))[:base+2*len(frags)]
 	next := r.Scratch[base:]
-	for f := range next {
-		next[f] = twemproxy.Span{End: len(frags[f].Resp) - len(endLine)}
+	for f, fr := range frags {
+		next[2*f] = twemproxy.Span{End: len(fr.Resp) - len(endLine)}
+		next[2*f+1] = twemproxy.Span{Start: 1, End: -1}
+		if recorded(fr) {
+			next[2*f+1].End = len(fr.Scratch)
+		}
 	}
 	if len(r.KeyFrag) == len(r.Keys) {
 		for i, f := range r.KeyFrag {
 			if f < 0 || f >= len(frags) {
 				continue
 			}
-			resp, at := frags[f].Resp, &next[f]
-			if n := blockFor(resp[at.Start:at.End], r.Key(i)); n > 0 {
-				r.Resp = append(r.Resp, resp[at.Start:at.Start+n]...)
-				at.Start += n
+			resp, at, blocks := frags[f].Resp, &next[2*f], &next[2*f+1]
+			end := 0
+			if blocks.End < 0 {
+				if n := blockFor(resp[at.Start:at.End], r.Key(i)); n > 0 {
+					end = at.Start + n
+				}
+			} else if blocks.Start < blocks.End {
+				end = recordedFor(resp, *at, frags[f].Scratch[blocks.Start], r.Key(i))
+			}
+			if end > 0 {
+				r.Resp = append(r.Resp, resp[at.Start:end]...)
+				at.Start = end
+				blocks.Start++
 			}
 		}
 	}
-	for f, at := range next {
+	for f := range frags {
+		at := next[2*f]
 		r.Resp = append(r.Resp, frags[f].Resp[at.Start:at.End]...)
 	}
 	r.Resp = append(r.Resp, endLine...)
 	r.Scratch = r.Scratch[:base]
+}
+
+// recordedFor is blockFor for the recorded block b, the next one in resp's part at: the end of
+// that block in resp if its key is key, else 0.
+func recordedFor(resp []byte, at, b twemproxy.Span, key []byte) int {
+	k := b.Start + len(key)
+	if b.Start < at.Start || k >= b.End || b.End > at.End || !bytes.Equal(resp[b.Start:k], key) || resp[k] != ' ' {
+		return 0
+	}
+	return b.End
 }
 
 // ErrorReply is "SERVER_ERROR <err>".
