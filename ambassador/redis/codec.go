@@ -16,7 +16,13 @@ const (
 	DefaultMaxRequestSize = 64 << 20 // bytes of one request
 	DefaultMaxArgs        = 1 << 20  // arguments of one request
 	maxDepth              = 64       // nesting of a reply
-	maxInline             = 64 << 10 // an inline command line, as redis' PROTO_INLINE_MAX_SIZE
+	// maxInlineLine bounds an inline command line, its CRLF included, as redis-server 7 bounds a
+	// line sent in one write on a new connection. redis refuses a line only when, after a read, it
+	// holds more than PROTO_INLINE_MAX_SIZE (64 KiB) of it without its LF; and it reads a new
+	// connection 16 KiB first, then up to 80 KiB in all, less the 10 bytes of its buffer's header
+	// (jemalloc's 80 KiB size class, for the 64 KiB its buffer asks for then). So it runs a line of
+	// up to 81910 bytes that comes at once, and refuses a longer one.
+	maxInlineLine = 80<<10 - 10
 	// maxLenDigits is the most digits a "*N" / "$N" line may have: as many as an int always holds
 	// (18 where int has 64 bits, 9 where it has 32), so that a longer number is refused instead
 	// of wrapping round.
@@ -240,7 +246,7 @@ func bufferedLen(b []byte, off int) (n, end int, ok bool) {
 // it, and forwarded as RESP.
 func (p *Protocol) readInline(br *bufio.Reader, r *twemproxy.Request) (empty bool, err error) {
 	maxSize, maxArgs := p.limits()
-	limit := min(maxInline, maxSize)
+	limit := min(maxInlineLine, maxSize+1)
 	line, err := br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
 		// Longer than br's buffer: gather it in r.Buf, which the arguments then follow.
@@ -251,7 +257,7 @@ func (p *Protocol) readInline(br *bufio.Reader, r *twemproxy.Request) (empty boo
 		}
 		line = r.Buf
 	}
-	if len(line) > limit+1 || err == bufio.ErrBufferFull {
+	if len(line) > limit || err == bufio.ErrBufferFull {
 		return false, protoErr("too big inline request")
 	}
 	if err != nil {

@@ -57,11 +57,16 @@
 // backslash before any other character for that character) and single quotes (\' the only escape)
 // around arguments with blanks. Like redis, a line with unbalanced quotes, or a closing quote not
 // followed by a blank, gets "-ERR Protocol error: unbalanced quotes in request" and one over
-// 64 KiB "-ERR Protocol error: too big inline request", and the connection is closed (redis refuses
-// a line only when 64 KiB of it have come without its end, so it runs a longer line that arrives
-// in one read, up to about 80 KiB; the proxy refuses every line over 64 KiB). A line with a
-// NUL byte, which redis never runs (it waits for more until the line is too big), gets a protocol
-// error at once. Nutcracker closes the connection on any inline command.
+// 81910 bytes (its CRLF included) "-ERR Protocol error: too big inline request", and the
+// connection is closed. That is the longest line redis-server 7 runs when it comes in one write
+// on a new connection: redis refuses a line only when, after one of its reads, it holds more than
+// 64 KiB of it without its end, and it reads a new connection 16 KiB, then up to 81910 bytes in
+// all. Where redis' reads fall otherwise the two differ: redis refuses a line of more than 64 KiB
+// that comes slowly, in pieces, which the proxy runs; and redis may run a longer line after other
+// requests, once its buffer has grown (a line of up to 163830 bytes after a PING sent with it),
+// which the proxy refuses. A line with a NUL byte, which redis never runs (it waits for more
+// until the line is too big), gets a protocol error at once. Nutcracker closes the connection on
+// any inline command.
 //
 // Limits: a request is at most Protocol.MaxRequestSize bytes (64 MiB by default) and
 // Protocol.MaxArgs arguments; a request over them, or one that is not valid RESP, gets

@@ -42,10 +42,18 @@ var inlineLines = []string{
 	`RPUSH l ` + strings.Repeat(`"x y" `, 3000),
 	`RPUSH l ` + strings.Repeat("v", 20000),
 	`RPUSH l ` + strings.Repeat("v", 65000),
-	// Over redis' 64 KiB (PROTO_INLINE_MAX_SIZE); redis reads 16 KiB at a time and checks the size
-	// after each read, so it takes lines of up to 80 KiB when the reads fall so.
+	// Over redis' 64 KiB (PROTO_INLINE_MAX_SIZE), which redis checks only when a read leaves it
+	// without the line's end: sent at once on a new connection, it runs lines of up to 81910
+	// bytes, CRLF included, and refuses longer ones.
+	inlineOfSize(64<<10 + 2),
+	inlineOfSize(70000),
+	inlineOfSize(81910),
+	inlineOfSize(81911),
 	`RPUSH l ` + strings.Repeat("v", 100000),
 }
+
+// inlineOfSize is an inline RPUSH of n bytes with its CRLF.
+func inlineOfSize(n int) string { return "RPUSH l " + strings.Repeat("v", n-len("RPUSH l \r\n")) }
 
 // TestInlineLikeRedis sends each inline line to redis-server directly, and as the RESP command
 // that the codec makes of it (or, where the codec refuses it, its error reply): the replies,
@@ -150,6 +158,22 @@ func TestInlineThroughProxy(t *testing.T) {
 	}
 }
 
+// TestLongInlineThroughProxy sends inline commands longer than redis' 64 KiB at once, each on a
+// new connection, to redis-server and to the proxy in front of another one: the replies must be
+// the same (redis runs them up to 81910 bytes; the proxy refused every one over 64 KiB).
+func TestLongInlineThroughProxy(t *testing.T) {
+	needRedis(t)
+	direct := startRedis(t, 1)[0].Addr
+	proxy, _, _ := startProxy(t, "", startRedis(t, 1), &redis.Protocol{})
+	for _, n := range []int{64<<10 + 1, 64<<10 + 2, 70000, 81910} {
+		in := []byte("SET k " + strings.Repeat("v", n-len("SET k \r\n")) + "\r\nSTRLEN k\r\nQUIT\r\n")
+		want, got := exchange(t, direct, in), exchange(t, proxy, in)
+		if diff := cmp.Diff(string(want), string(got)); diff != "" {
+			t.Errorf("line of %d bytes: replies (-redis +proxy):\n%s", n, diff)
+		}
+	}
+}
+
 // splitArgs splits an inline line as redis' sdssplitargs (sds.c) does, step by step as its C
 // code walks a NUL-terminated string; ok is false for unbalanced quotes.
 func splitArgs(line []byte) (args []string, ok bool) {
@@ -240,7 +264,7 @@ func FuzzInline(f *testing.F) {
 		var ce *twemproxy.ClientError
 		errors.As(err, &ce)
 		switch {
-		case len(line) > 64<<10:
+		case len(in) > 81910:
 			if ce == nil || string(ce.Reply) != "-ERR Protocol error: too big inline request\r\n" {
 				t.Fatalf("%.40q, %d bytes: %v, want too big", line, len(line), err)
 			}
