@@ -142,9 +142,12 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 	return resp.StatusCode, nil
 }
 
+// postLease posts lr to path. A token that is not shaped like one is not sent: it gets
+// ErrLeaseLost with the reason, as from every Queue a token it did not hand out (the server would
+// answer 400, ErrInvalid).
 func (c *Client) postLease(ctx context.Context, path string, lr leaseReq, out any) error {
-	if lr.Lease == "" {
-		return ErrLeaseLost
+	if err := checkToken(lr.Lease); err != nil {
+		return fmt.Errorf("%w: %w", ErrLeaseLost, err)
 	}
 	b, _ := json.Marshal(lr)
 	_, err := c.do(ctx, http.MethodPost, path, bytes.NewReader(b), "application/json", out)
@@ -184,7 +187,8 @@ func (c *Client) Lease(ctx context.Context) (*Item, error) {
 		wait := 30 * time.Second
 		if dl, ok := ctx.Deadline(); ok {
 			// Ask the server to give up a little before our deadline, so the answer still arrives.
-			wait = min(wait, time.Until(dl)*9/10)
+			left := time.Until(dl)
+			wait = min(wait, left-left/10) // not left*9/10: a deadline decades ahead would overflow
 		}
 		if wait < time.Millisecond {
 			<-ctx.Done()

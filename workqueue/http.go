@@ -81,9 +81,12 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // server's can compute the deadline by its own (Client does). lease is an opaque token; over a
 // Memory without a Journal it ends with "~" and the Memory's random run number, so that a token
 // from before a restart of the server (whose new Memory numbers its items from 1 again) gets 409
-// rather than naming another item's lease. Errors are {"error":"reason"} with 400 (bad input),
-// 404 (no such endpoint), 405 (wrong method; the Allow header names the right one), 409 (lease not
-// held), 413 (payload too large, or a lease request's body over 64 KiB) or 503 (queue closed, or
+// rather than naming another item's lease. A lease request's "lease" is the token as the item had
+// it; one that is not shaped like a token ("<id>.<attempt>" in decimal digits, then nothing or a
+// suffix beginning with ".", "@" or "~": an item's ID, say) is bad input, 400, while a token of that
+// shape that is not held (unknown, expired, of an earlier attempt or of another run, already acked)
+// is 409. Errors are {"error":"reason"} with 400 (bad input), 404 (no such endpoint), 405 (wrong
+// method; the Allow header names the right one), 409 (lease not held), 413 (payload too large, or a lease request's body over 64 KiB) or 503 (queue closed, or
 // lease requests stopped by StopPolls: the server is stopping); Client takes 503 for
 // ErrUnavailable, and a Pool over a Client retries until the server is back.
 type API struct {
@@ -207,7 +210,9 @@ type leaseReq struct {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // reasons such as "<id>.<attempt>" stay readable
+	_ = enc.Encode(v)
 }
 
 func (a *API) fail(w http.ResponseWriter, err error) {
@@ -458,9 +463,9 @@ func (p *polls) cancel(id string) error {
 // gets 413.
 const maxLeaseBody = 64 << 10
 
-// readLease reads a lease request: 413 for a body over maxLeaseBody, 400 for bad input (and,
-// withDelay, a bad delay), then 409 for a token this API did not hand out (see run). The request it
-// returns holds the queue's token.
+// readLease reads a lease request: 413 for a body over maxLeaseBody, 400 for bad input (a token
+// that is not shaped like one, see checkToken, and, withDelay, a bad delay), then 409 for a token
+// this API did not hand out (see run). The request it returns holds the queue's token.
 func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) (lr leaseReq, delay time.Duration, ok bool) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLeaseBody))
 	dec.DisallowUnknownFields()
@@ -478,8 +483,10 @@ func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) 
 		a.fail(w, badRequest("missing \"lease\""))
 		return lr, 0, false
 	}
-	var err error
-	if withDelay {
+	err := checkToken(lr.Lease)
+	if err != nil {
+		err = badRequest("%v", err)
+	} else if withDelay {
 		delay, err = parseDur("delay", lr.Delay)
 	}
 	if err == nil && a.run != "" {
@@ -493,6 +500,35 @@ func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) 
 		return lr, 0, false
 	}
 	return lr, delay, true
+}
+
+// checkToken reports whether lease is shaped like a lease token of any backend, so that a client's
+// mistake (garbage, or an item's ID sent for its lease) is told apart from a lease that is not held:
+// decimal digits, ".", decimal digits (Memory's "<id>.<attempt>", see FormatLease), then nothing or
+// a suffix that begins with "." (workqueue/jetstream's counter), "@" (workqueue/bolt's epoch) or "~"
+// (the API's run, see API.run). Its error names the shape; the API answers it with 400 and Client,
+// which does not send such a token, with ErrLeaseLost, as every Queue does for a token it did not
+// hand out.
+func checkToken(lease string) error {
+	i := digits(lease, 0)
+	j := i + 1
+	ok := i > 0 && i < len(lease) && lease[i] == '.'
+	if ok {
+		j = digits(lease, j)
+		ok = j > i+1 && (j == len(lease) || j+1 < len(lease) && strings.IndexByte(".@~", lease[j]) >= 0)
+	}
+	if !ok {
+		return fmt.Errorf("lease %.80q is not a lease token: want the lease field of a leased item (not its id): <id>.<attempt> in decimal digits and the server's suffix, such as 12.1~k3x9", lease)
+	}
+	return nil
+}
+
+// digits is the index of the first byte at or after i of s that is not a decimal digit.
+func digits(s string, i int) int {
+	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 // noContent answers 204, or err.

@@ -1,7 +1,9 @@
 package workqueue_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -113,5 +115,65 @@ func TestClientReleaseFallsBackOnJSON405(t *testing.T) {
 	}))
 	if err := cl.Release(bg(t), "1.1"); err != nil || !nacked.Load() {
 		t.Errorf("Release against a server without release: %v, nacked %v; want a nack", err, nacked.Load())
+	}
+}
+
+// TestAPIMalformedLease: a lease request whose "lease" is not shaped like a lease token (garbage,
+// or an item's ID sent by mistake) gets 400 naming the shape, on every lease endpoint; a token of
+// the right shape that is not held (unknown, of another run of the server, already acked) gets
+// 409, as before. A Client does not send a malformed token: it returns ErrLeaseLost at once, as
+// every Queue does for a token it did not hand out, with the reason; for the server's 400 it
+// returns ErrInvalid, and ErrLeaseLost only for its 409.
+func TestAPIMalformedLease(t *testing.T) {
+	q := newMemory(t, workqueuetest.Config{LeaseDuration: 10e9})
+	srv, cl := serve(t, q)
+	if _, err := q.Add(bg(t), []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	it, err := cl.Lease(bg(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Ack(bg(t), it.Lease); err != nil {
+		t.Fatal(err)
+	}
+	post := func(path, lease string) (int, string) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"lease": lease})
+		resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+path, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, path := range []string{"ack", "nack", "release", "extend", "bury"} {
+		for _, lease := range []string{"garbage", "1", it.ID, "1.", ".1", "1.x", "x.1", "1.1 ", "1.-1", "1.1~", "1.1#x"} {
+			if code, body := post(path, lease); code != http.StatusBadRequest || !strings.Contains(body, "<id>.<attempt>") {
+				t.Errorf("%s {\"lease\":%q}: %d %q, want 400 naming the token's shape", path, lease, code, body)
+			}
+		}
+		for _, lease := range []string{"41.1", "41.1~zz", "41.1@3", "41.1.a", it.Lease} {
+			if code, body := post(path, lease); code != http.StatusConflict || !strings.Contains(body, "lease not held") {
+				t.Errorf("%s {\"lease\":%q}: %d %q, want 409 lease not held", path, lease, code, body)
+			}
+		}
+	}
+	if err := cl.Ack(bg(t), "garbage"); !errors.Is(err, workqueue.ErrLeaseLost) || errors.Is(err, workqueue.ErrInvalid) || !strings.Contains(err.Error(), "<id>.<attempt>") {
+		t.Errorf("Client.Ack of a malformed token: %v, want ErrLeaseLost naming the token's shape", err)
+	}
+	if err := cl.Ack(bg(t), it.Lease); !errors.Is(err, workqueue.ErrLeaseLost) || errors.Is(err, workqueue.ErrInvalid) {
+		t.Errorf("Client.Ack of an acked token: %v, want ErrLeaseLost", err)
+	}
+
+	// A server that answers 400 (one that checks tokens of another shape) gives ErrInvalid.
+	_, cl400 := serveHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":"lease \"1.1\" is not a lease token"}`)
+	}))
+	if err := cl400.Ack(bg(t), "1.1"); !errors.Is(err, workqueue.ErrInvalid) || errors.Is(err, workqueue.ErrLeaseLost) {
+		t.Errorf("Client.Ack answered 400: %v, want ErrInvalid and not ErrLeaseLost", err)
 	}
 }
