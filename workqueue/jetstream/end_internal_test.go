@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,4 +153,31 @@ func testBuryRetryAfterAckFailed(t *testing.T, lostReply bool) {
 	if st != (workqueue.Stats{Dead: 1}) {
 		t.Errorf("stats %+v after the retried Bury, want 1 dead and nothing else", st)
 	}
+}
+
+// progressMsg is a delivered message whose InProgress succeeds at once.
+type progressMsg struct{ fakeMsg }
+
+func (*progressMsg) InProgress() error { return nil }
+
+// TestExtendConcurrent: Extends of one lease from several goroutines (a heartbeat and a handler's
+// own, say) each return a deadline a lease duration after the call began. Extend used to read the
+// deadline it returned after letting go of the lock, racing the others' writes (go test -race).
+func TestExtendConcurrent(t *testing.T) {
+	q := &Queue{cfg: config{ackWait: time.Minute, logger: zap.NewNop()}, leases: make(map[uint64]*held)}
+	it := q.take(context.Background(), buffered{msg: &progressMsg{fakeMsg{reply: "$JS.ACK.WQ_a.workers.1.9.9.0.0"}}, recv: time.Now()})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				before := time.Now()
+				d, err := q.Extend(context.Background(), it.Lease)
+				if err != nil || d.Before(before.Add(q.cfg.ackWait)) {
+					t.Errorf("Extend begun at %v: %v, %v; want a deadline a minute later or more", before, d, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

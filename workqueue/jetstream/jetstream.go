@@ -1042,10 +1042,11 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 	if err := h.msg.InProgress(); err != nil {
 		return time.Time{}, fmt.Errorf("in progress %s: %w", h.id, err)
 	}
+	d := now.Add(q.cfg.ackWait)
 	q.mu.Lock()
-	h.deadline = now.Add(q.cfg.ackWait)
+	h.deadline = d
 	q.mu.Unlock()
-	return h.deadline, nil
+	return d, nil
 }
 
 // Bury implements workqueue.Queue. A reason longer than MaxReasonLen bytes is cut to it. Like
