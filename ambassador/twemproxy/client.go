@@ -30,6 +30,14 @@ const (
 	// neither is one whose replies are complete but held behind an unanswered request.
 	maxStalledOut = 32 << 20
 	stallTimeout  = 5 * time.Second
+	// After the reply to a request refused with a *ClientError, the proxy shuts its side of the
+	// connection and reads what the client still sends, until the client closes its side, for at
+	// most lingerBytes and lingerTimeout, before it closes the connection: closing a socket with
+	// unread bytes in it sends a reset, which can make the client lose the reply (the rest of an
+	// oversized request is such bytes). A client that sends more, or for longer, may still get the
+	// reset.
+	lingerBytes   = 64 << 20
+	lingerTimeout = 2 * time.Second
 )
 
 // client is one client connection. Its reader goroutine parses batches of requests, queues them
@@ -53,6 +61,8 @@ type client struct {
 	stalled   bool // the writer goroutine owns writing out
 	broken    bool // the connection failed or was closed: replies are dropped
 	quit      bool // a quit (or fatal error) reply is in out: close once it is written
+	linger    bool // with quit: the reply refuses a request; linger before closing
+	lingering bool // the reply refusing a request is written and the write side shut: linger
 	readDone  bool
 	waiting   bool // the reader waits for space
 	drainedOK bool
@@ -110,7 +120,21 @@ func (c *client) serve() {
 	if c.poller != nil {
 		c.poller.forget(c)
 	}
+	c.mu.Lock()
+	lingering := c.lingering
+	c.mu.Unlock()
+	if lingering {
+		c.lingerRead()
+	}
 	c.conn.Close()
+}
+
+// lingerRead reads and drops what the client sends after its refused request, until the client
+// closes its side or fails, lingerBytes or lingerTimeout; the pool's Run closing the connection
+// ends it too.
+func (c *client) lingerRead() {
+	_ = c.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.CopyN(io.Discard, c.conn, lingerBytes)
 }
 
 // closeConn closes the connection; a client the poller reads goes back to its goroutine, whose
@@ -196,7 +220,7 @@ func (c *client) readFailed(err error, r *Request, batch []*Request) []*Request 
 	if errors.As(err, &ce) {
 		r.reset()
 		r.c = c
-		r.Local, r.Quit = true, true
+		r.Local, r.Quit, r.linger = true, true, true
 		r.Resp = append(r.Resp, ce.Reply...)
 		p.clientErr.Add(1)
 		return append(batch, r)
@@ -423,7 +447,7 @@ func (c *client) drainLocked(rc *reqCache) {
 			if !r.NoReply {
 				c.out = append(c.out, r.Resp...)
 			}
-			c.quit = r.Quit
+			c.quit, c.linger = r.Quit, r.linger
 		}
 		rc.put(r)
 	}
@@ -464,10 +488,23 @@ func (c *client) writeLocked() {
 
 func (c *client) afterWriteLocked() {
 	if c.quit && !c.broken {
-		c.breakLocked()
+		if c.linger && c.closeWrite() {
+			// The reply to a refused request is written: serve lingers before it closes.
+			c.broken, c.lingering = true, true
+			c.out = c.out[:0]
+		} else {
+			c.breakLocked()
+		}
 	}
 	c.wakeReaderLocked()
 	c.checkDrainedLocked()
+}
+
+// closeWrite shuts the connection's write side (a TCP or Unix socket), after the last reply; it
+// reports whether it did.
+func (c *client) closeWrite() bool {
+	cw, ok := c.conn.(interface{ CloseWrite() error })
+	return ok && cw.CloseWrite() == nil
 }
 
 func (c *client) breakLocked() {

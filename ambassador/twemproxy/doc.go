@@ -33,8 +33,12 @@
 //
 // # Differences from nutcracker
 //
-// Unsupported commands get an error reply instead of a closed connection; memcache "version" is
-// answered by the proxy; stats are current rather than aggregated every -i interval, and
+// Unsupported commands get an error reply instead of a closed connection. A request the protocol
+// refuses by closing the connection (an oversized or malformed one) gets its error reply, then the
+// end of the stream, and what the client still sends is read and dropped (up to 64 MiB, for up to
+// 2s) before the connection closes: nutcracker, like redis-server, closes it with the rest of the
+// request unread, which sends a reset, so that the client's write fails and it may never read the
+// reply. memcache "version" is answered by the proxy; stats are current rather than aggregated every -i interval, and
 // out_queue_bytes is not tracked (always 0); "backlog" is parsed but Go listens with the kernel's
 // somaxconn; "random" picks a server per request like nutcracker but from Go's generator. The
 // extensions no_reshard and health_check_interval are rejected by nutcracker itself. Pool and
