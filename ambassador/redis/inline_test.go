@@ -160,12 +160,13 @@ func TestInlineThroughProxy(t *testing.T) {
 
 // TestLongInlineThroughProxy sends inline commands longer than redis' 64 KiB at once, each on a
 // new connection, to redis-server and to the proxy in front of another one: the replies must be
-// the same (redis runs them up to 81910 bytes; the proxy refused every one over 64 KiB).
+// the same (redis runs them up to 81910 bytes and refuses longer ones; the proxy refused every one
+// over 64 KiB).
 func TestLongInlineThroughProxy(t *testing.T) {
 	needRedis(t)
 	direct := startRedis(t, 1)[0].Addr
 	proxy, _, _ := startProxy(t, "", startRedis(t, 1), &redis.Protocol{})
-	for _, n := range []int{64<<10 + 1, 64<<10 + 2, 70000, 81910} {
+	for _, n := range []int{64<<10 + 1, 64<<10 + 2, 70000, 81910, 81911, 100000} {
 		in := []byte("SET k " + strings.Repeat("v", n-len("SET k \r\n")) + "\r\nSTRLEN k\r\nQUIT\r\n")
 		want, got := exchange(t, direct, in), exchange(t, proxy, in)
 		if diff := cmp.Diff(string(want), string(got)); diff != "" {
