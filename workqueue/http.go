@@ -81,14 +81,20 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // server's can compute the deadline by its own (Client does). lease is an opaque token; over a
 // Memory without a Journal it ends with "~" and the Memory's random run number, so that a token
 // from before a restart of the server (whose new Memory numbers its items from 1 again) gets 409
-// rather than naming another item's lease. A lease request's "lease" is the token as the item had
-// it; one that is not shaped like a token ("<id>.<attempt>" in decimal digits, then nothing or a
-// suffix beginning with ".", "@" or "~": an item's ID, say) is bad input, 400, while a token of that
-// shape that is not held (unknown, expired, of an earlier attempt or of another run, already acked)
-// is 409. Errors are {"error":"reason"} with 400 (bad input), 404 (no such endpoint), 405 (wrong
-// method; the Allow header names the right one), 409 (lease not held), 413 (payload too large, or a lease request's body over 64 KiB) or 503 (queue closed, or
-// lease requests stopped by StopPolls: the server is stopping); Client takes 503 for
-// ErrUnavailable, and a Pool over a Client retries until the server is back.
+// rather than naming another item's lease.
+//
+// The body of a lease request (ack, nack, release, extend, bury) is one JSON object of the fields
+// shown: an unknown field, or anything but white space after the object, is 400. Its "lease" is the
+// token as the item had it: one that is not shaped like a token ("<id>.<attempt>" in decimal
+// digits, then nothing or a suffix beginning with ".", "@" or "~"; an item's ID, say) is 400, while
+// a token of that shape that is not held (unknown, expired, of an earlier attempt or of another
+// run, already acked) is 409.
+//
+// Errors are {"error":"reason"} with 400 (bad input), 404 (no such endpoint), 405 (wrong method;
+// the Allow header names the right one), 409 (lease not held), 413 (payload too large, or a lease
+// request's body over 64 KiB) or 503 (queue closed, or lease requests stopped by StopPolls: the
+// server is stopping); Client takes 503 for ErrUnavailable, and a Pool over a Client retries until
+// the server is back.
 type API struct {
 	q     Queue
 	cfg   apiConfig
@@ -463,13 +469,18 @@ func (p *polls) cancel(id string) error {
 // gets 413.
 const maxLeaseBody = 64 << 10
 
-// readLease reads a lease request: 413 for a body over maxLeaseBody, 400 for bad input (a token
-// that is not shaped like one, see checkToken, and, withDelay, a bad delay), then 409 for a token
-// this API did not hand out (see run). The request it returns holds the queue's token.
+// readLease reads a lease request: 413 for a body over maxLeaseBody, 400 for bad input (a body
+// that is not one JSON object of known fields, a token that is not shaped like one, see
+// checkToken, and, withDelay, a bad delay), then 409 for a token this API did not hand out (see
+// run). The request it returns holds the queue's token.
 func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) (lr leaseReq, delay time.Duration, ok bool) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLeaseBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&lr); err != nil {
+	err := dec.Decode(&lr)
+	if err == nil {
+		err = atEnd(dec)
+	}
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			err = fmt.Errorf("body larger than %d bytes: %w", mbe.Limit, err) // 413, not 400
@@ -483,7 +494,7 @@ func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) 
 		a.fail(w, badRequest("missing \"lease\""))
 		return lr, 0, false
 	}
-	err := checkToken(lr.Lease)
+	err = checkToken(lr.Lease)
 	if err != nil {
 		err = badRequest("%v", err)
 	} else if withDelay {
@@ -500,6 +511,20 @@ func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) 
 		return lr, 0, false
 	}
 	return lr, delay, true
+}
+
+// atEnd reports whether dec, having decoded a body's JSON value, is at the end of the body (white
+// space aside): trailing data is an error, rather than ignored, as an unknown field is.
+func atEnd(dec *json.Decoder) error {
+	_, err := dec.Token()
+	var mbe *http.MaxBytesError
+	switch {
+	case err == io.EOF:
+		return nil
+	case errors.As(err, &mbe):
+		return err
+	}
+	return errors.New("data after the JSON object")
 }
 
 // checkToken reports whether lease is shaped like a lease token of any backend, so that a client's

@@ -36,3 +36,42 @@ func TestAPILeaseBodyTooLarge(t *testing.T) {
 		t.Errorf("Client.Bury with an oversized reason: %v, want ErrTooLarge", err)
 	}
 }
+
+// TestAPILeaseBodyTrailingData: a lease request body holds one JSON object: anything but white
+// space after it is 400 on every lease endpoint, as an unknown field is, rather than ignored.
+func TestAPILeaseBodyTrailingData(t *testing.T) {
+	_, srv := newServed(t, workqueuetest.Config{LeaseDuration: 10e9})
+	for _, path := range []string{"ack", "nack", "release", "extend", "bury"} {
+		for _, tc := range []struct {
+			body   string
+			code   int
+			reason string
+		}{
+			{`{"lease":"41.1"} trailing`, 400, "after the JSON object"},
+			{`{"lease":"41.1"}{"lease":"42.1"}`, 400, "after the JSON object"},
+			{`{"lease":"41.1"} {}`, 400, "after the JSON object"},
+			{`{"lease":"41.1"}]`, 400, "after the JSON object"},
+			{"{\"lease\":\"41.1\"} \r\n\t", 409, "lease not held"}, // white space is not data
+		} {
+			resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+path, "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code || !strings.Contains(string(b), tc.reason) {
+				t.Errorf("%s %q: %d %q, want %d with %q", path, tc.body, resp.StatusCode, b, tc.code, tc.reason)
+			}
+		}
+	}
+	// White space after the object counts towards the body's limit.
+	body := `{"lease":"41.1"}` + strings.Repeat(" ", 64<<10)
+	resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+"ack", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("ack with %d bytes of white space after the object: %d, want 413", len(body)-16, resp.StatusCode)
+	}
+}
