@@ -1,0 +1,76 @@
+// Package cmdline ends the example commands the way the flag package ends its own (a flag set made
+// with flag.ExitOnError), while their run functions return errors: help asked for (-h, -help,
+// --help) prints the usage and exits 0, it is no error; a command line the command cannot read
+// exits 2; any other error exits 1.
+//
+// A command parses its flag sets (made with flag.ContinueOnError, so that they print a mistake and
+// the usage and return) with [Parse], returns its other command-line mistakes (a stray argument, an
+// unknown subcommand) as [Usagef] errors, and ends main with [Exit].
+package cmdline
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// UsageError is a command line the command cannot read (exit status 2), such as an unknown flag, a
+// flag value of the wrong type, a stray argument or an unknown subcommand.
+type UsageError struct {
+	Err     error
+	printed bool // the flag set printed Err, and the usage, already
+}
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a *UsageError with the message fmt.Errorf(format, args...) makes.
+func Usagef(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// Parse parses args with fs, as fs.Parse does, for a flag set made with flag.ContinueOnError,
+// which prints the usage on -h and a mistake with the usage itself. Parse returns flag.ErrHelp as
+// it is for help, and a mistake as a *UsageError that [Report] does not print again.
+func Parse(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return &UsageError{Err: err, printed: true}
+}
+
+// Status is the exit status for err (which may wrap what this package returns): 0 for nil and for
+// flag.ErrHelp, 2 for a *UsageError, 1 for any other error.
+func Status(err error) int {
+	var u *UsageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &u):
+		return 2
+	}
+	return 1
+}
+
+// Report writes err on w as the line "name: err", unless it is nil, help, or a mistake its flag set
+// printed already, and returns Status(err).
+func Report(w io.Writer, name string, err error) int {
+	status := Status(err)
+	var u *UsageError
+	if status != 0 && !(errors.As(err, &u) && u.printed) {
+		fmt.Fprintf(w, "%s: %v\n", name, err)
+	}
+	return status
+}
+
+// Exit ends the process after err, a command's result: it reports err on stderr and exits with its
+// status (see [Report]). On nil it returns, and main goes on.
+func Exit(name string, err error) {
+	if err != nil {
+		os.Exit(Report(os.Stderr, name, err))
+	}
+}

@@ -1,0 +1,77 @@
+package cmdline_test
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/podblocks/podblocks/internal/cmdline"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// parse parses args with a ContinueOnError flag set that has -n (an int) and prints on flagOut.
+func parse(flagOut *strings.Builder, args ...string) error {
+	fs := flag.NewFlagSet("cmd", flag.ContinueOnError)
+	fs.SetOutput(flagOut)
+	fs.Int("n", 0, "a number")
+	return cmdline.Parse(fs, args)
+}
+
+// TestReport: what a command's result prints and the status it exits with, for results from
+// Parse, Usagef and elsewhere, as they are and wrapped.
+func TestReport(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string // parsed by parse when err is nil
+		err     error
+		status  int
+		flagOut string // what the flag set printed, up to its first newline
+		report  string // what Report printed
+	}{
+		{name: "flags read", args: []string{"-n", "3"}, status: 0},
+		{name: "help", args: []string{"-h"}, status: 0, flagOut: "Usage of cmd:"},
+		{name: "long help", args: []string{"--help"}, status: 0, flagOut: "Usage of cmd:"},
+		{name: "unknown flag", args: []string{"-x"}, status: 2, flagOut: "flag provided but not defined: -x"},
+		{name: "bad value", args: []string{"-n", "many"}, status: 2, flagOut: `invalid value "many" for flag -n: parse error`},
+		{name: "missing value", args: []string{"-n"}, status: 2, flagOut: "flag needs an argument: -n"},
+		{name: "nil", err: nil, status: 0},
+		{name: "usage error", err: cmdline.Usagef("unknown command %q", "x"), status: 2, report: "cmd: unknown command \"x\"\n"},
+		{name: "wrapped usage error", err: fmt.Errorf("leaf: %w", cmdline.Usagef("stray argument")), status: 2, report: "cmd: leaf: stray argument\n"},
+		{name: "wrapped help", err: fmt.Errorf("leaf: %w", flag.ErrHelp), status: 0},
+		{name: "other error", err: errors.New("listen: address in use"), status: 1, report: "cmd: listen: address in use\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var flagOut, report strings.Builder
+			err := tc.err
+			if tc.args != nil {
+				err = parse(&flagOut, tc.args...)
+			}
+			status := cmdline.Report(&report, "cmd", err)
+			first, _, _ := strings.Cut(flagOut.String(), "\n")
+			got := fmt.Sprintf("status %d, flag set %q, report %q", status, first, report.String())
+			want := fmt.Sprintf("status %d, flag set %q, report %q", tc.status, tc.flagOut, tc.report)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Report after %v (-want +got):\n%s", err, diff)
+			}
+			if s := cmdline.Status(err); s != tc.status {
+				t.Errorf("Status(%v) = %d, want %d", err, s, tc.status)
+			}
+		})
+	}
+}
+
+// A mistake Parse returns is a *UsageError that unwraps to the flag package's error.
+func TestParseErrorIsUsageError(t *testing.T) {
+	var out strings.Builder
+	err := parse(&out, "-x")
+	var u *cmdline.UsageError
+	if !errors.As(err, &u) || u.Err == nil || u.Err.Error() != err.Error() || !strings.Contains(out.String(), u.Err.Error()) {
+		t.Errorf("Parse(-x) = %#v; want a *UsageError holding the error the flag set printed (%q)", err, out.String())
+	}
+}
