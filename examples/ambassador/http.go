@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/ambassador"
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/lifecycle"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -161,7 +162,7 @@ func runProxy(ctx context.Context, name string, httpMode bool, args []string, st
 	var f proxyFlags
 	f.register(fs, httpMode)
 	extraOption := extra(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	eps, err := f.endpoints()

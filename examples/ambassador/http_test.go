@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/podblocks/podblocks/ambassadortest"
+	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
 	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/syncbuf"
 )
@@ -94,6 +96,15 @@ func TestFlagErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSubcommandHelpAndUnknownFlag: the http and tcp subcommands read their flags as the flag
+// package's commands do: -h prints the usage and exits 0, an unknown flag exits 2. (The nutcracker
+// command line keeps nutcracker's statuses; see TestNutcrackerFlagErrors.)
+func TestSubcommandHelpAndUnknownFlag(t *testing.T) {
+	bin := buildAmbassador(t)
+	cmdlinetest.TestHelpAndBadFlag(t, "-per-try-timeout", exec.Command(bin, "http"))
+	cmdlinetest.TestHelpAndBadFlag(t, "-max-conns", exec.Command(bin, "tcp"))
 }
 
 func TestTCPSubcommand(t *testing.T) {

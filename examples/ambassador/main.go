@@ -7,8 +7,9 @@
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/podblocks/podblocks/internal/cmdline"
 )
 
 func main() {
@@ -25,8 +26,5 @@ func main() {
 			os.Exit(code)
 		}
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ambassador:", err)
-		os.Exit(1)
-	}
+	cmdline.Exit("ambassador", err) // the http and tcp subcommands' -h exits 0, a bad flag 2
 }

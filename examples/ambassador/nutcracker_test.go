@@ -248,7 +248,7 @@ var nutcrackerCommandLines = []struct {
 	{args: []string{"-t", "-c", "good.yml", "-D"}, nc: cliOutcome{0, "pool stats:"}},
 	// The ambassador's other modes.
 	{args: []string{"tcp", "-t", "-c", "good.yml"}, nc: cliOutcome{0, okLine},
-		amb: &cliOutcome{1, "flag provided but not defined: -t"}, why: whyMode},
+		amb: &cliOutcome{2, "flag provided but not defined: -t"}, why: whyMode}, // 2: Go's flag package's status
 	{args: []string{"-t", "-c", "good.yml", "tcp"}, nc: cliOutcome{0, okLine}}, // a later one is ignored
 	// Invalid options.
 	{args: []string{"-x", "-t", "-c", "good.yml"}, nc: cliOutcome{1, "PROG: invalid option -- 'x'"}},

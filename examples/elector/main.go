@@ -38,16 +38,14 @@ import (
 
 	"github.com/podblocks/podblocks/election"
 	"github.com/podblocks/podblocks/election/etcd"
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/lifecycle"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "elector:", err)
-		os.Exit(1)
-	}
+	cmdline.Exit("elector", run(ctx, os.Args[1:], os.Stderr, nil))
 }
 
 type config struct {
@@ -71,11 +69,11 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.id, "id", host, "this candidate's ID (unique per candidate; default the hostname, the pod name in Kubernetes)")
 	fs.StringVar(&c.http, "http", "127.0.0.1:4040", "address of the leader API and probes (loopback by default)")
 	fs.DurationVar(&c.ttl, "ttl", etcd.DefaultTTL, "lease TTL (-backend etcd; whole seconds; the server may raise it to its minimum)")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return c, cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 	switch c.backend {
 	case "etcd":

@@ -6,18 +6,29 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"go.uber.org/goleak"
 
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
 	"github.com/podblocks/podblocks/internal/etcdtest"
+	"github.com/podblocks/podblocks/internal/testbin"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, etcdtest.IgnoreOptions()...) }
+// bin is the built elector, for the tests of its command line; the others run it in-process.
+var bin string
+
+func TestMain(m *testing.M) { testbin.Main(m, "elector", &bin, etcdtest.IgnoreOptions()...) }
+
+// TestHelpAndUnknownFlag: -h prints the usage and exits 0; an unknown flag exits 2 with the flag
+// package's message, as flag.ExitOnError would.
+func TestHelpAndUnknownFlag(t *testing.T) {
+	cmdlinetest.TestHelpAndBadFlag(t, "-ttl", exec.Command(bin))
+}
 
 func TestParseRejectsBadFlags(t *testing.T) {
 	tests := []struct {

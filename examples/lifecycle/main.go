@@ -26,14 +26,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/lifecycle"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Getenv); err != nil {
-		fmt.Fprintln(os.Stderr, "lifecycle:", err)
-		os.Exit(1)
-	}
+	cmdline.Exit("lifecycle", run(os.Args[1:], os.Getenv))
 }
 
 type config struct {
@@ -76,11 +74,11 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "initial log level (change it at runtime with PUT /logz)")
 	fs.BoolVar(&c.Pprof, "pprof", env("PPROF", "") == "true", "serve /debug/pprof/ on the hook server")
 	fs.DurationVar(&c.MaxWork, "max-work", time.Minute, "the longest /work?ms= accepted")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return c, cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 	return c, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
 	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
@@ -144,4 +145,10 @@ func TestBadInput(t *testing.T) {
 	if err := exec.Command(binary, "-grace", "1s", "-propagation", "5s").Run(); err == nil {
 		t.Error("propagation longer than grace: exit 0, want an error")
 	}
+}
+
+// TestHelpAndUnknownFlag: -h prints the usage and exits 0; an unknown flag exits 2 with the flag
+// package's message, as flag.ExitOnError would.
+func TestHelpAndUnknownFlag(t *testing.T) {
+	cmdlinetest.TestHelpAndBadFlag(t, "-propagation", exec.Command(binary))
 }

@@ -43,6 +43,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/sidecar"
 	"go.uber.org/zap"
 )
@@ -51,10 +52,7 @@ func main() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "logship:", err)
-		os.Exit(1)
-	}
+	cmdline.Exit("logship", run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -69,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	multiline := fs.String("multiline", "", "regexp that starts a record; other lines join the previous one")
 	splice := fs.Bool("splice", false, "with -format raw to a pipe: ship lines as the file's page-cache pages (less CPU); only for append-only logs: an in-place rewrite, a truncation to a non-zero length or a punched hole changes lines already shipped")
 	verbose := fs.Bool("v", false, "debug logging on stderr")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	if *glob == "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
 	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
@@ -360,4 +361,10 @@ func TestReusedInodeToldApart(t *testing.T) {
 	if diff := cmp.Diff([]string{"old-0", "old-1", "new-0-longer", "new-1-longer"}, got); diff != "" {
 		t.Errorf("shipped (-want +got):\n%s", diff)
 	}
+}
+
+// TestHelpAndUnknownFlag: -h prints the usage and exits 0; an unknown flag exits 2 with the flag
+// package's message, as flag.ExitOnError would.
+func TestHelpAndUnknownFlag(t *testing.T) {
+	cmdlinetest.TestHelpAndBadFlag(t, "-glob", exec.Command(bin))
 }

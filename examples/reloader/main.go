@@ -22,15 +22,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/sidecar"
 	"go.uber.org/zap"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "reloader:", err)
-		os.Exit(1)
-	}
+	cmdline.Exit("reloader", run(os.Args[1:], os.Stderr))
 }
 
 // signals are the -signal names; signalsOS adds the operating system's own (USR1, USR2 on Unix).
@@ -52,7 +50,7 @@ func run(args []string, stderr io.Writer) error {
 	sigName := fs.String("signal", "HUP", "signal for -pid/-process: HUP, USR1, USR2, TERM, INT, QUIT")
 	debounce := fs.Duration("debounce", 100*time.Millisecond, "wait for changes to settle")
 	poll := fs.Duration("poll", 10*time.Second, "rescan period (catches what inotify misses)")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	if *watch == "" {

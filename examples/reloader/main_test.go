@@ -15,6 +15,7 @@ import (
 
 	"github.com/podblocks/podblocks/sidecartest"
 
+	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
 
@@ -78,4 +79,10 @@ func TestBadFlags(t *testing.T) {
 			t.Errorf("reloader %v: err %v, output %q; want a failure with a reason", args, err, out)
 		}
 	}
+}
+
+// TestHelpAndUnknownFlag: -h prints the usage and exits 0; an unknown flag exits 2 with the flag
+// package's message, as flag.ExitOnError would.
+func TestHelpAndUnknownFlag(t *testing.T) {
+	cmdlinetest.TestHelpAndBadFlag(t, "-watch", exec.Command(bin))
 }

@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/lifecycle"
 	"github.com/podblocks/podblocks/scatter"
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,17 +47,16 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "scatter:", err)
-		os.Exit(1)
-	}
+	cmdline.Exit("scatter", err)
 }
 
 const usage = "usage: scatter leaf|root|demo [flags] (scatter CMD -h for the flags)"
 
+// run runs the command in args. Help (-h, -help, --help or help instead of a command) prints the
+// usage on stderr, as the commands' flag sets do, and returns flag.ErrHelp.
 func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		return cmdline.Usagef(usage)
 	}
 	switch args[0] {
 	case "leaf":
@@ -65,8 +65,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runRoot(ctx, args[1:], out)
 	case "demo":
 		return runDemo(ctx, args[1:], out)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(os.Stderr, usage)
+		return flag.ErrHelp
 	}
-	return fmt.Errorf("unknown command %q; %s", args[0], usage)
+	return cmdline.Usagef("unknown command %q; %s", args[0], usage)
 }
 
 // serve runs h on addr until ctx ends, printing "listening http://ADDR" once it listens.
@@ -102,7 +105,7 @@ func runLeaf(ctx context.Context, args []string, out io.Writer) error {
 	seed := fs.Uint64("seed", 1, "corpus seed (every leaf and replica must use the same)")
 	slowProb := fs.Float64("slow-prob", 0, "fraction of queries that take -slow longer (to watch hedging)")
 	slow := fs.Duration("slow", 200*time.Millisecond, "extra latency of slow queries")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	if *shards < 1 || *shard < 0 || *shard >= *shards || *docs < 1 || *slowProb < 0 || *slowProb > 1 {
@@ -220,7 +223,7 @@ func runRoot(ctx context.Context, args []string, out io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:9000", "address to serve on")
 	spec := fs.String("leaves", "", "shards: comma separated; replicas of a shard separated by '|'")
 	cfg := rootConfig{}.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
@@ -271,7 +274,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	slowProb := fs.Float64("slow-prob", 0.02, "fraction of leaf queries that are slow")
 	slow := fs.Duration("slow", 200*time.Millisecond, "extra latency of slow leaf queries")
 	cfg := rootConfig{}.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	if *nshards < 1 || *replicas < 1 || *queries < 1 {

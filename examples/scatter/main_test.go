@@ -7,10 +7,12 @@ import (
 	"flag"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
 	"github.com/podblocks/podblocks/scatter"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -147,6 +149,36 @@ func TestBadCommands(t *testing.T) {
 	for _, args := range [][]string{{}, {"nope"}, {"leaf", "-shard", "3", "-shards", "2"}, {"root", "-leaves", ""}, {"demo", "-shards", "0"}} {
 		if err := run(t.Context(), args, &bytes.Buffer{}); err == nil {
 			t.Errorf("run(%q) succeeded", args)
+		}
+	}
+}
+
+// scatterCmd is this test binary re-executed as the scatter command (see TestMain), with args.
+func scatterCmd(t *testing.T, args ...string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "SCATTER_EXAMPLE_MAIN=1")
+	return cmd
+}
+
+// TestHelpAndUsageErrors: help (scatter -h, scatter CMD -h) prints the usage and exits 0; a command
+// line scatter cannot read (no command, an unknown one, an unknown flag) exits 2 with the reason,
+// as the flag package's commands do.
+func TestHelpAndUsageErrors(t *testing.T) {
+	for cmd, usage := range map[string]string{"leaf": "-shards", "root": "-leaves", "demo": "-replicas"} {
+		cmdlinetest.TestHelpAndBadFlag(t, usage, scatterCmd(t, cmd))
+	}
+	for _, help := range []string{"-h", "-help", "--help", "help"} {
+		if status, out := cmdlinetest.Run(t, scatterCmd(t, help)); status != 0 || !strings.Contains(out, "usage: scatter leaf|root|demo") {
+			t.Errorf("scatter %s: exit %d, output %q; want 0 and the usage", help, status, out)
+		}
+	}
+	for _, args := range [][]string{{}, {"nope"}, {"-no-such-flag"}} {
+		if status, out := cmdlinetest.Run(t, scatterCmd(t, args...)); status != 2 || !strings.Contains(out, "usage: scatter leaf|root|demo") {
+			t.Errorf("scatter %q: exit %d, output %q; want 2 and the usage", args, status, out)
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -24,16 +23,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/sidecar"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "syncer:", err)
-		os.Exit(1)
-	}
+	cmdline.Exit("syncer", run(os.Args[1:], os.Stderr))
 }
 
 type list []string
@@ -54,7 +51,7 @@ func run(args []string, stderr io.Writer) error {
 	var execs, hooks list
 	fs.Var(&execs, "exec", "command run (by sh -c) after each publish; repeatable, run in order")
 	fs.Var(&hooks, "webhook", "URL POSTed after each publish (after -exec); repeatable, run in order")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	if *root == "" || (*repo == "") == (*url == "") {

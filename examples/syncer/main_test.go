@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
 	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
@@ -93,4 +94,10 @@ func TestBadFlags(t *testing.T) {
 			t.Errorf("syncer %v: err %v, output %q; want a failure with a reason", args, err, out)
 		}
 	}
+}
+
+// TestHelpAndUnknownFlag: -h prints the usage and exits 0; an unknown flag exits 2 with the flag
+// package's message, as flag.ExitOnError would.
+func TestHelpAndUnknownFlag(t *testing.T) {
+	cmdlinetest.TestHelpAndBadFlag(t, "-root", exec.Command(bin))
 }
