@@ -74,11 +74,13 @@ var (
 )
 
 // serverError returns err as the *ServerError a request gets for it (the one err wraps, if any).
-// ErrClosed (the proxy, not the server, ended the request) and ErrServerEjected (the extension
-// no_reshard's, which nutcracker has no reply for) are returned as they are.
+// ErrClosed (the proxy, not the server, ended the request), ErrServerEjected (the extension
+// no_reshard's, which nutcracker has no reply for) and nil are returned as they are. It allocates
+// for an error that is none of these and wraps no *ServerError: a failure that fails many requests
+// makes their error once (finishEach).
 func serverError(err error) error {
 	switch err {
-	case ErrClosed, ErrServerEjected:
+	case nil, ErrClosed, ErrServerEjected:
 		return err
 	case ErrNoLiveServers:
 		return errNoLiveReply

@@ -88,6 +88,18 @@ func (r *Request) finish(err error, ds *dirtySet) {
 	ds.add(c)
 }
 
+// finishEach completes each request of rs with err, as finish does, and clears rs. err is made
+// the requests' *ServerError once for all of them, not once a request, so that a failure that
+// fails many requests (a dial that fails, a connection that dies with requests in flight) does
+// not allocate for each.
+func finishEach(rs []*Request, err error, ds *dirtySet) {
+	err = serverError(err)
+	for i, r := range rs {
+		r.finish(err, ds)
+		rs[i] = nil
+	}
+}
+
 // finishLocked completes r with err under its client's mu; it reports whether r's client request
 // (r, or the split request r is a fragment of) is now complete.
 func (r *Request) finishLocked(err error) bool {

@@ -172,9 +172,7 @@ func (sc *serverConn) enqueue(rs []*Request, now time.Time, ds *dirtySet) (owe, 
 	sc.mu.Lock()
 	if sc.closing {
 		sc.mu.Unlock()
-		for _, r := range rs {
-			r.finish(ErrClosed, ds)
-		}
+		finishEach(rs, ErrClosed, ds)
 		return false, false
 	}
 	if sc.sess == nil {
@@ -322,10 +320,7 @@ func (sc *serverConn) flushBlocked(s *session, buf []byte, n int, nr []*Request)
 // wrote completes a flushed batch: the no-reply requests finish, a failed write kills the session,
 // and the buffers go back for reuse. It returns with mu held.
 func (sc *serverConn) wrote(s *session, buf []byte, nr []*Request, err error, ds *dirtySet) {
-	for i, r := range nr {
-		r.finish(err, ds)
-		nr[i] = nil
-	}
+	finishEach(nr, err, ds)
 	if err != nil {
 		sc.srv.errs.Add(1)
 		sc.kill(s, err, true, ds)
@@ -380,12 +375,9 @@ func (sc *serverConn) kill(s *session, err error, count bool, ds *dirtySet) {
 		sc.st.failure(sc.srv)
 	}
 	sc.settled.Add(int64(len(failed)))
-	for _, r := range failed {
-		r.finish(err, ds)
-	}
-	for _, r := range nr {
-		r.finish(err, ds)
-	}
+	err = serverError(err) // once for both
+	finishEach(failed, err, ds)
+	finishEach(nr, err, ds)
 }
 
 // queues returns the connection's request counters and queues for the stats.
@@ -424,9 +416,7 @@ func (sc *serverConn) failWaiting(err error) {
 	sc.roomLocked()
 	sc.mu.Unlock()
 	var ds dirtySet
-	for _, r := range w {
-		r.finish(err, &ds)
-	}
+	finishEach(w, err, &ds)
 	ds.flush()
 }
 
@@ -631,10 +621,8 @@ func (sc *serverConn) readLoop(s *session) {
 		}
 		rs.publish(sc)
 		sc.settled.Add(int64(len(rs.local) - rs.i))
-		for ; rs.i < len(rs.local); rs.i++ {
-			rs.local[rs.i].finish(err, &ds)
-			rs.local[rs.i] = nil
-		}
+		finishEach(rs.local[rs.i:], err, &ds)
+		rs.i = len(rs.local)
 		ds.flush()
 	}
 	for {
