@@ -81,7 +81,9 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // server's can compute the deadline by its own (Client does). lease is an opaque token; over a
 // Memory without a Journal it ends with "~" and the Memory's random run number, so that a token
 // from before a restart of the server (whose new Memory numbers its items from 1 again) gets 409
-// rather than naming another item's lease.
+// rather than naming another item's lease. A dead item is {"id","key","payload" (base64),"attempts",
+// "reason","time"}. Every answer has each field shown, "" or 0 as it may be: a keyless item's
+// "key" is "", an empty payload's "payload" is "" (never null), a priority of 0 is "priority":0.
 //
 // The body of a lease request (ack, nack, release, extend, bury) is one JSON object of the fields
 // shown: an unknown field, or anything but white space after the object, is 400. Its "lease" is the
@@ -177,22 +179,32 @@ var errStopping = errors.New("workqueue: server stopping")
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
 
-// itemJSON is an item on the wire.
+// itemJSON is an item on the wire. Its fields, and those of the other answers, are all written
+// every time, "" or 0 as they may be (Payload is never nil, see wirePayload), so that a client in
+// any language reads each without checking whether it is there.
 type itemJSON struct {
 	ID       string    `json:"id"`
-	Key      string    `json:"key,omitempty"`
+	Key      string    `json:"key"`
 	Payload  []byte    `json:"payload"`
-	Priority int       `json:"priority,omitempty"`
+	Priority int       `json:"priority"`
 	Attempt  int       `json:"attempt"`
 	Lease    string    `json:"lease"`
 	Deadline time.Time `json:"deadline"`
-	TTL      string    `json:"ttl,omitempty"` // the lease left when the answer was written
+	TTL      string    `json:"ttl"` // the lease left when the answer was written
 }
 
 // extendJSON is extend's answer.
 type extendJSON struct {
 	Deadline time.Time `json:"deadline"`
-	TTL      string    `json:"ttl,omitempty"`
+	TTL      string    `json:"ttl"`
+}
+
+// wirePayload is p as an answer carries it: an empty payload is "", not null, however it was added.
+func wirePayload(p []byte) []byte {
+	if p == nil {
+		return []byte{}
+	}
+	return p
 }
 
 // ttl is the lease left until d, as the API writes it.
@@ -200,7 +212,7 @@ func ttl(d time.Time) string { return max(time.Until(d), 0).String() }
 
 type deadJSON struct {
 	ID       string    `json:"id"`
-	Key      string    `json:"key,omitempty"`
+	Key      string    `json:"key"`
 	Payload  []byte    `json:"payload"`
 	Attempts int       `json:"attempts"`
 	Reason   string    `json:"reason"`
@@ -347,7 +359,7 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) {
 func (a *API) deliver(w http.ResponseWriter, r *http.Request, it *Item) {
 	err := r.Context().Err()
 	if err == nil {
-		b, _ := json.Marshal(itemJSON{it.ID, it.Key, it.Payload, it.Priority, it.Attempt, it.Lease + a.run, it.Deadline, ttl(it.Deadline)})
+		b, _ := json.Marshal(itemJSON{it.ID, it.Key, wirePayload(it.Payload), it.Priority, it.Attempt, it.Lease + a.run, it.Deadline, ttl(it.Deadline)})
 		b = append(b, '\n')
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
@@ -628,6 +640,7 @@ func (a *API) dead(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]deadJSON, 0, len(d))
 	for _, x := range d {
+		x.Payload = wirePayload(x.Payload)
 		out = append(out, deadJSON(x))
 	}
 	writeJSON(w, http.StatusOK, out)

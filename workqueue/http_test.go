@@ -2,13 +2,18 @@ package workqueue_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/podblocks/podblocks/workqueue"
 	"github.com/podblocks/podblocks/workqueuetest"
@@ -141,5 +146,76 @@ func TestAPILeaseWait(t *testing.T) {
 				t.Errorf("POST lease%s: %d %q after %v; want %d with %q after %v to %v", tc.query, resp.StatusCode, b, took, tc.want, tc.body, tc.min, tc.max)
 			}
 		})
+	}
+}
+
+// TestAPIJSONShapes: every answer carries each field its shape documents, zero or empty as it may
+// be, so that a client in any language can read a field without checking whether it is there: a
+// keyless item at priority 0 still has "key":"" and "priority":0.
+func TestAPIJSONShapes(t *testing.T) {
+	q, srv := newServed(t, workqueuetest.Config{LeaseDuration: 10 * time.Second})
+	// call makes a request and decodes its answer, if any, into out.
+	call := func(method, path, body string, out any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+workqueue.APIPrefix+path, strings.NewReader(body))
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode >= 300 || out != nil && json.Unmarshal(b, out) != nil {
+			t.Fatalf("%s %s: %d %q, want 2xx and JSON", method, path, resp.StatusCode, b)
+		}
+	}
+	fields := func(m map[string]any) []string {
+		return slices.Sorted(maps.Keys(m))
+	}
+	if _, err := q.Add(bg(t), []byte("x"), workqueue.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var item, ext, stats map[string]any
+	call("POST", "lease?wait=5s", "", &item)
+	if diff := cmp.Diff([]string{"attempt", "deadline", "id", "key", "lease", "payload", "priority", "ttl"}, fields(item)); diff != "" {
+		t.Errorf("item fields (-want +got):\n%s", diff)
+	}
+	if item["key"] != "" || item["priority"] != 0.0 {
+		t.Errorf("keyless item at priority 0: key %#v, priority %#v", item["key"], item["priority"])
+	}
+	lease := `{"lease":"` + item["lease"].(string) + `"}`
+	call("POST", "extend", lease, &ext)
+	if diff := cmp.Diff([]string{"deadline", "ttl"}, fields(ext)); diff != "" {
+		t.Errorf("extend fields (-want +got):\n%s", diff)
+	}
+	call("POST", "bury", lease, nil)
+	var dead []map[string]any
+	call("GET", "dead", "", &dead)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead items, want 1", len(dead))
+	}
+	if diff := cmp.Diff([]string{"attempts", "id", "key", "payload", "reason", "time"}, fields(dead[0])); diff != "" {
+		t.Errorf("dead item fields (-want +got):\n%s", diff)
+	}
+	// An empty payload is "", not null, whether it was added as nil or empty.
+	for _, payload := range [][]byte{nil, {}} {
+		if _, err := q.Add(bg(t), payload, workqueue.AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var empty map[string]any
+		call("POST", "lease?wait=5s", "", &empty)
+		if empty["payload"] != "" {
+			t.Errorf("item added with payload %#v: payload %#v, want \"\"", payload, empty["payload"])
+		}
+		call("POST", "bury", `{"lease":"`+empty["lease"].(string)+`"}`, nil)
+	}
+	call("GET", "dead", "", &dead)
+	for _, d := range dead[1:] {
+		if d["payload"] != "" {
+			t.Errorf("dead item with an empty payload: payload %#v, want \"\"", d["payload"])
+		}
+	}
+	call("GET", "stats", "", &stats)
+	if diff := cmp.Diff([]string{"dead", "delayed", "leased", "ready"}, fields(stats)); diff != "" {
+		t.Errorf("stats fields (-want +got):\n%s", diff)
 	}
 }
