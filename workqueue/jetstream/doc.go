@@ -68,4 +68,9 @@
 // this one reopened) return ErrLeaseLost, and the item comes back after its AckWait. So a service
 // that hands leases to remote workers (examples/workqueue serve) runs one Queue per name, and its
 // restart costs the items in flight a redo.
+//
+// Uses of one lease take turns: an Ack, Nack, Extend or Bury that begins while another waits for
+// the server waits for that one's answer (within its ctx and the lease's deadline). After an end
+// the server confirmed, it gets ErrLeaseLost; after one that failed (NATS unreachable), or an
+// Extend, it goes ahead, so that a caller can retry an end that failed.
 package jetstream

@@ -13,61 +13,164 @@ import (
 	"github.com/podblocks/podblocks/workqueue"
 )
 
-// heldAck is a delivered message whose DoubleAck waits for an answer on its channel.
-type heldAck struct {
+// endMsg is a delivered message whose DoubleAck, Nak, NakWithDelay and InProgress each say on
+// calls that they were called ("ack", "nak", "progress") and return what comes on answer.
+type endMsg struct {
 	fakeMsg
-	calls  chan struct{} // gets a value as DoubleAck starts waiting
+	calls  chan string
 	answer chan error
 }
 
-func (m *heldAck) DoubleAck(ctx context.Context) error {
-	m.calls <- struct{}{}
+func (m *endMsg) wait(call string) error {
+	m.calls <- call
 	return <-m.answer
 }
 
-// TestConcurrentEnds: while an Ack of a lease waits for the server, another Ack, a Bury and an
-// Extend of it get ErrLeaseLost, so that two ends never both act; if that Ack fails, the lease is
-// held again and a retry acks it; once acked, the lease is gone. A lease whose Ack failed still
-// expires at its deadline.
+func (m *endMsg) DoubleAck(context.Context) error  { return m.wait("ack") }
+func (m *endMsg) Nak() error                       { return m.wait("nak") }
+func (m *endMsg) NakWithDelay(time.Duration) error { return m.wait("nak") }
+func (m *endMsg) InProgress() error                { return m.wait("progress") }
+
+// TestConcurrentEnds: an Ack, Nack, Extend or Bury of a lease that another of them is using waits
+// for it to learn the server's answer. After an end the server confirmed, the lease is gone: the
+// waiter gets ErrLeaseLost without touching the message. After one that failed (NATS unreachable),
+// or after an Extend, the lease is still held and the waiter goes ahead, as the caller's retry
+// would. A waiter's ctx and the lease's deadline end its wait. Before, a use that began while an
+// end waited for the server got ErrLeaseLost whatever that end's outcome, so a caller whose first
+// end failed could not retry. A lease whose end failed still expires at its deadline.
 func TestConcurrentEnds(t *testing.T) {
 	q := &Queue{cfg: config{ackWait: time.Minute, logger: zap.NewNop()}, leases: make(map[uint64]*held)}
-	msg := &heldAck{fakeMsg: fakeMsg{reply: "$JS.ACK.WQ_a.workers.1.9.9.0.0"}, calls: make(chan struct{}), answer: make(chan error)}
-	it := q.take(context.Background(), buffered{msg: msg, recv: time.Now()})
-	ctx := context.Background()
-	others := func(when string) {
+	msg := &endMsg{fakeMsg: fakeMsg{reply: "$JS.ACK.WQ_a.workers.1.9.9.0.0"}, calls: make(chan string), answer: make(chan error)}
+	bg := context.Background()
+	use := map[string]func(ctx context.Context, lease string) error{
+		"Ack":    func(ctx context.Context, lease string) error { return q.Ack(ctx, lease) },
+		"Nack":   func(ctx context.Context, lease string) error { return q.Nack(ctx, lease, 0) },
+		"Extend": func(ctx context.Context, lease string) error { _, err := q.Extend(ctx, lease); return err },
+		"Bury":   func(ctx context.Context, lease string) error { return q.Bury(ctx, lease, "x") },
+	}
+	call := map[string]string{"Ack": "ack", "Nack": "nak", "Extend": "progress"}
+	goUse := func(ctx context.Context, name, lease string) <-chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- use[name](ctx, lease) }()
+		return ch
+	}
+	// begin starts name and waits until it asks the server.
+	begin := func(name, lease string) <-chan error {
 		t.Helper()
-		if err := q.Ack(ctx, it.Lease); !errors.Is(err, workqueue.ErrLeaseLost) {
-			t.Errorf("second Ack %s: %v, want ErrLeaseLost", when, err)
+		done := goUse(bg, name, lease)
+		if c := <-msg.calls; c != call[name] {
+			t.Fatalf("%s asked the server %q, want %q", name, c, call[name])
 		}
-		if err := q.Bury(ctx, it.Lease, "x"); !errors.Is(err, workqueue.ErrLeaseLost) {
-			t.Errorf("Bury %s: %v, want ErrLeaseLost", when, err)
-		}
-		if _, err := q.Extend(ctx, it.Lease); !errors.Is(err, workqueue.ErrLeaseLost) {
-			t.Errorf("Extend %s: %v, want ErrLeaseLost", when, err)
+		return done
+	}
+	// waiting checks that what was started on done neither returned nor asked the server.
+	waiting := func(what string, done <-chan error) {
+		t.Helper()
+		select {
+		case err := <-done:
+			t.Fatalf("%s while another use of the lease waits for the server: %v, want it waiting", what, err)
+		case c := <-msg.calls:
+			t.Fatalf("%s asked the server %q while another use of the lease waits for it", what, c)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	errDown := errors.New("server down")
-	for _, answer := range []error{errDown, nil} {
-		acked := make(chan error, 1)
-		go func() { acked <- q.Ack(ctx, it.Lease) }()
-		<-msg.calls
-		others("while an Ack waits for the server")
-		msg.answer <- answer
-		if err := <-acked; !errors.Is(err, answer) {
-			t.Fatalf("Ack answered %v: %v", answer, err)
+
+	// The first use fails (or is an Extend): the second goes ahead and its answer holds.
+	for _, c := range []struct {
+		first  string
+		answer error
+		second string
+	}{
+		{"Ack", errDown, "Ack"},
+		{"Ack", errDown, "Nack"},
+		{"Nack", errDown, "Extend"},
+		{"Extend", errDown, "Ack"},
+		{"Extend", nil, "Nack"},
+	} {
+		what := fmt.Sprintf("%s after a %s that returned %v", c.second, c.first, c.answer)
+		lease := q.take(bg, buffered{msg: msg, recv: time.Now()}).Lease
+		first := begin(c.first, lease)
+		second := goUse(bg, c.second, lease)
+		waiting(what, second)
+		msg.answer <- c.answer
+		if err := <-first; !errors.Is(err, c.answer) {
+			t.Fatalf("%s answered %v: %v", c.first, c.answer, err)
 		}
-	}
-	others("after the Ack")
-	if len(q.leases) != 0 {
-		t.Errorf("%d leases held after the Ack, want 0", len(q.leases))
+		if got := <-msg.calls; got != call[c.second] {
+			t.Fatalf("%s asked the server %q, want %q", what, got, call[c.second])
+		}
+		msg.answer <- nil
+		if err := <-second; err != nil {
+			t.Errorf("%s: %v, want nil", what, err)
+		}
+		if c.second != "Extend" {
+			if err := q.Ack(bg, lease); !errors.Is(err, workqueue.ErrLeaseLost) {
+				t.Errorf("Ack after the %s: %v, want ErrLeaseLost", what, err)
+			}
+		}
+		q.mu.Lock()
+		clear(q.leases)
+		q.mu.Unlock()
 	}
 
-	it = q.take(context.Background(), buffered{msg: msg, recv: time.Now()})
-	acked := make(chan error, 1)
-	go func() { acked <- q.Ack(ctx, it.Lease) }()
-	<-msg.calls
+	// The first use is an end the server confirms: the others get ErrLeaseLost.
+	for _, first := range []string{"Ack", "Nack"} {
+		lease := q.take(bg, buffered{msg: msg, recv: time.Now()}).Lease
+		done := begin(first, lease)
+		var others []<-chan error
+		for _, name := range []string{"Ack", "Nack", "Extend", "Bury"} {
+			others = append(others, goUse(bg, name, lease))
+			waiting(name, others[len(others)-1])
+		}
+		msg.answer <- nil
+		if err := <-done; err != nil {
+			t.Fatalf("%s: %v", first, err)
+		}
+		for i, name := range []string{"Ack", "Nack", "Extend", "Bury"} {
+			if err := <-others[i]; !errors.Is(err, workqueue.ErrLeaseLost) {
+				t.Errorf("%s begun while a %s waited for the server, which confirmed it: %v, want ErrLeaseLost", name, first, err)
+			}
+		}
+		if len(q.leases) != 0 {
+			t.Errorf("%d leases held after the %s, want 0", len(q.leases), first)
+		}
+	}
+
+	// A waiter's ctx ends its wait; so does the lease's deadline.
+	lease := q.take(bg, buffered{msg: msg, recv: time.Now()}).Lease
+	done := begin("Ack", lease)
+	ctx, cancel := context.WithCancel(bg)
+	second := goUse(ctx, "Ack", lease)
+	waiting("Ack", second)
+	cancel()
+	if err := <-second; !errors.Is(err, context.Canceled) {
+		t.Errorf("Ack waiting for another when its ctx ends: %v, want context.Canceled", err)
+	}
+	q.mu.Lock()
+	for _, h := range q.leases {
+		h.deadline = time.Now().Add(100 * time.Millisecond)
+	}
+	q.mu.Unlock()
+	second = goUse(bg, "Nack", lease)
+	select {
+	case err := <-second:
+		if !errors.Is(err, workqueue.ErrLeaseLost) {
+			t.Errorf("Nack waiting for an Ack past the lease's deadline: %v, want ErrLeaseLost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Nack waiting for an Ack still waits 10s past the lease's deadline")
+	}
 	msg.answer <- errDown
-	if err := <-acked; !errors.Is(err, errDown) {
+	if err := <-done; !errors.Is(err, errDown) {
+		t.Fatalf("Ack answered %v: %v", errDown, err)
+	}
+
+	// A lease whose Ack failed is held until its deadline, and not after.
+	lease = q.take(bg, buffered{msg: msg, recv: time.Now()}).Lease
+	done = begin("Ack", lease)
+	msg.answer <- errDown
+	if err := <-done; !errors.Is(err, errDown) {
 		t.Fatalf("Ack answered %v: %v", errDown, err)
 	}
 	q.mu.Lock()
@@ -75,7 +178,7 @@ func TestConcurrentEnds(t *testing.T) {
 		h.deadline = time.Now().Add(-time.Millisecond)
 	}
 	q.mu.Unlock()
-	if err := q.Ack(ctx, it.Lease); !errors.Is(err, workqueue.ErrLeaseLost) {
+	if err := q.Ack(bg, lease); !errors.Is(err, workqueue.ErrLeaseLost) {
 		t.Errorf("Ack retried after the deadline: %v, want ErrLeaseLost", err)
 	}
 }

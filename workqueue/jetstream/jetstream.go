@@ -256,11 +256,13 @@ type held struct {
 	tok      string
 	item     workqueue.Item
 
-	// ending is set (under mu) while an Ack, Nack or Bury of the lease waits for the server, and
-	// cleared if that fails: any other use of the lease meanwhile gets ErrLeaseLost.
-	ending bool
+	// busy is set (under mu) while an Ack, Nack, Extend or Bury of the lease has its turn (claim):
+	// others wait for it to settle, so that each learns what the one before did. settled, made
+	// (under mu) by the first of them to wait, is closed when it settles.
+	busy    bool
+	settled chan struct{}
 	// deadSent is set once Bury has published the item's dead letter, so that a Bury retried
-	// after its ack failed does not publish it again. Only the end holding ending uses it.
+	// after its ack failed does not publish it again. Only the use holding busy uses it.
 	deadSent bool
 }
 
@@ -954,48 +956,88 @@ func (q *Queue) sweep(now time.Time) {
 	}
 }
 
-// claim looks a lease up, at its counter n; with end, it is marked as ending, and the caller
-// settles it (settle) once the server has answered. A lease that is expired, unknown or ending
+// claim looks a lease up, at its counter n, and takes its turn: the caller uses it alone until it
+// settles it (settle) with the server's answer. While another Ack, Nack, Extend or Bury of the
+// lease has the turn, claim waits for that one to settle: after an end the server confirmed the
+// lease is gone, after one that failed it is still held, as a retry finds it. ctx ends the wait
+// with its error, and the lease's deadline with ErrLeaseLost. A lease that is expired or unknown
 // gets ErrLeaseLost.
-func (q *Queue) claim(lease string, end bool) (h *held, n uint64, err error) {
+func (q *Queue) claim(ctx context.Context, lease string) (h *held, n uint64, err error) {
 	// The token ends with the queue's counter in base 36, the map's key.
 	n, err = strconv.ParseUint(lease[strings.LastIndexByte(lease, '.')+1:], 36, 64)
 	if err != nil {
 		return nil, 0, workqueue.ErrLeaseLost
 	}
-	now := time.Now()
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	h = q.leases[n]
-	if h == nil || h.tok != lease || h.ending {
-		return nil, 0, workqueue.ErrLeaseLost
+	for {
+		now := time.Now()
+		q.mu.Lock()
+		h = q.leases[n]
+		if h == nil || h.tok != lease {
+			q.mu.Unlock()
+			return nil, 0, workqueue.ErrLeaseLost
+		}
+		if !now.Before(h.deadline) {
+			delete(q.leases, n)
+			q.mu.Unlock()
+			return nil, 0, workqueue.ErrLeaseLost
+		}
+		if !h.busy {
+			h.busy = true
+			q.mu.Unlock()
+			return h, n, nil
+		}
+		if h.settled == nil {
+			h.settled = make(chan struct{})
+		}
+		settled, left := h.settled, h.deadline.Sub(now)
+		q.mu.Unlock()
+		if err := waitTurn(ctx, settled, left); err != nil {
+			return nil, 0, err
+		}
 	}
-	if !now.Before(h.deadline) {
-		delete(q.leases, n)
-		return nil, 0, workqueue.ErrLeaseLost
-	}
-	h.ending = end
-	return h, n, nil
 }
 
-// settle ends what claim(lease, true) began: the lease is forgotten if the server confirmed its
-// end (err nil), else it is held again, so that the end can be retried within its deadline (an Ack
-// that failed while NATS was unreachable, say).
-func (q *Queue) settle(h *held, n uint64, err error) {
+// waitTurn waits for settled to be closed, at most left (then the caller finds the lease expired);
+// ctx's end ends it with ctx's error.
+func waitTurn(ctx context.Context, settled <-chan struct{}, left time.Duration) error {
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-settled:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// settle gives back the turn claim took, and wakes the uses of the lease waiting for it. With end,
+// the lease is forgotten: the server has confirmed its end. A failed end leaves it held, so that
+// it can be retried within its deadline (an Ack that failed while NATS was unreachable, say); a
+// non-zero deadline is the lease's new one (an Extend's).
+func (q *Queue) settle(h *held, n uint64, end bool, deadline time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	h.ending = false
-	if err == nil && q.leases[n] == h {
+	h.busy = false
+	if h.settled != nil {
+		close(h.settled)
+		h.settled = nil
+	}
+	if !deadline.IsZero() {
+		h.deadline = deadline
+	}
+	if end && q.leases[n] == h {
 		delete(q.leases, n)
 	}
 }
 
 // Ack implements workqueue.Queue. The lease is held until the server confirms the ack (or, with
 // WithAsyncAck, the ack is sent), so an Ack that fails (NATS unreachable) can be retried within
-// the lease. Of concurrent ends of one lease, those that begin while another waits for the server
-// get ErrLeaseLost, whatever its outcome.
+// the lease. Uses of one lease take turns: an Ack, Nack, Extend or Bury that begins while another
+// waits for the server waits for its answer, and gets ErrLeaseLost if that was a confirmed end,
+// else goes ahead (within ctx and the lease's deadline).
 func (q *Queue) Ack(ctx context.Context, lease string) error {
-	h, n, err := q.claim(lease, true)
+	h, n, err := q.claim(ctx, lease)
 	if err != nil {
 		return err
 	}
@@ -1004,7 +1046,7 @@ func (q *Queue) Ack(ctx context.Context, lease string) error {
 	} else {
 		err = h.msg.DoubleAck(ctx)
 	}
-	q.settle(h, n, err)
+	q.settle(h, n, err == nil, time.Time{})
 	if err != nil {
 		return fmt.Errorf("ack %s: %w", h.id, err)
 	}
@@ -1016,7 +1058,7 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	if delay < 0 {
 		return fmt.Errorf("%w: negative delay %v", workqueue.ErrInvalid, delay)
 	}
-	h, n, err := q.claim(lease, true)
+	h, n, err := q.claim(ctx, lease)
 	if err != nil {
 		return err
 	}
@@ -1025,27 +1067,26 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	} else {
 		err = h.msg.Nak()
 	}
-	q.settle(h, n, err)
+	q.settle(h, n, err == nil, time.Time{})
 	if err != nil {
 		return fmt.Errorf("nak %s: %w", h.id, err)
 	}
 	return nil
 }
 
-// Extend implements workqueue.Queue.
+// Extend implements workqueue.Queue. It takes its turn with the lease's other uses as Ack does.
 func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
-	h, _, err := q.claim(lease, false)
+	h, n, err := q.claim(ctx, lease)
 	if err != nil {
 		return time.Time{}, err
 	}
 	now := time.Now()
 	if err := h.msg.InProgress(); err != nil {
+		q.settle(h, n, false, time.Time{})
 		return time.Time{}, fmt.Errorf("in progress %s: %w", h.id, err)
 	}
 	d := now.Add(q.cfg.ackWait)
-	q.mu.Lock()
-	h.deadline = d
-	q.mu.Unlock()
+	q.settle(h, n, false, d)
 	return d, nil
 }
 
@@ -1053,12 +1094,12 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 // Ack, it holds the lease until the server confirms the ack; a Bury retried after its dead letter
 // was published does not publish it again.
 func (q *Queue) Bury(ctx context.Context, lease string, reason string) error {
-	h, n, err := q.claim(lease, true)
+	h, n, err := q.claim(ctx, lease)
 	if err != nil {
 		return err
 	}
 	err = q.bury(ctx, h.msg, h.id, h.key, h.attempt, reason, &h.deadSent)
-	q.settle(h, n, err)
+	q.settle(h, n, err == nil, time.Time{})
 	return err
 }
 

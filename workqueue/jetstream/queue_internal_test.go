@@ -62,11 +62,11 @@ func TestTakeClaimAllocs(t *testing.T) {
 	var it *workqueue.Item
 	allocs := testing.AllocsPerRun(1000, func() {
 		it = q.take(ctx, buffered{msg: msg, recv: time.Now()})
-		h, n, err := q.claim(it.Lease, true)
+		h, n, err := q.claim(ctx, it.Lease)
 		if err != nil {
 			t.Fatal(err)
 		}
-		q.settle(h, n, nil)
+		q.settle(h, n, true, time.Time{})
 	})
 	if allocs > 3 {
 		t.Errorf("take + claim + settle: %.1f allocations, want <= 3", allocs)
@@ -83,11 +83,11 @@ func TestClaimForeignToken(t *testing.T) {
 	it := q.take(context.Background(), buffered{msg: &fakeMsg{reply: "$JS.ACK.WQ_a.workers.1.9.9.0.0"}, recv: time.Now()})
 	counter := it.Lease[strings.LastIndexByte(it.Lease, '.'):]
 	for _, tok := range []string{"8.1" + counter, "9.2" + counter, "", ".", "9.1.", "9.1.zz!"} {
-		if _, _, err := q.claim(tok, true); !errors.Is(err, workqueue.ErrLeaseLost) {
+		if _, _, err := q.claim(context.Background(), tok); !errors.Is(err, workqueue.ErrLeaseLost) {
 			t.Errorf("claim(%q) = %v, want ErrLeaseLost", tok, err)
 		}
 	}
-	if _, _, err := q.claim(it.Lease, true); err != nil {
+	if _, _, err := q.claim(context.Background(), it.Lease); err != nil {
 		t.Errorf("claim(%q) after the foreign tokens: %v", it.Lease, err)
 	}
 }
