@@ -278,6 +278,10 @@ func (q *Memory) leasedCount() int64 {
 
 var _ Batcher = (*Memory)(nil)
 
+// maxLease is the longest lease, about 146 years (half of what time.Duration holds): a longer
+// WithLeaseDuration is taken as it, a lease that never runs out in practice.
+const maxLease = math.MaxInt64 / 2
+
 // spinRounds is how many times a spinning Lease yields before it parks (some microseconds).
 const spinRounds = 64
 
@@ -294,6 +298,9 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	if cfg.maxAttempts < 0 {
 		return nil, fmt.Errorf("%w: max attempts %d must not be negative", ErrInvalid, cfg.maxAttempts)
 	}
+	// A deadline is the clock plus the lease, and the clock starts at 0: capped, the sum cannot
+	// overflow before the process has run for as long as maxLease.
+	cfg.lease = min(cfg.lease, maxLease)
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
 	}

@@ -25,7 +25,8 @@ type optionFunc func(*memConfig)
 
 func (f optionFunc) apply(c *memConfig) { f(c) }
 
-// WithLeaseDuration sets how long a lease lasts without Extend. Default 30s.
+// WithLeaseDuration sets how long a lease lasts without Extend. Default 30s. A duration longer than
+// about 146 years (math.MaxInt64/2) is taken as that long: a lease that never runs out.
 func WithLeaseDuration(d time.Duration) Option {
 	return optionFunc(func(c *memConfig) { c.lease = d })
 }

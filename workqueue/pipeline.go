@@ -261,14 +261,14 @@ func (o *outlet) addAll(run, work context.Context, outs []emit) error {
 			t.Stop()
 			return context.Cause(work)
 		}
-		pause = min(2*pause, backoffCap*base)
+		pause = min(mulDur(pause, 2), mulDur(base, backoffCap))
 	}
 }
 
 // addWait is how long addAll first waits for an add's answer: backoffCap times the retry delay
 // base, or twice as long as the output took to answer the last add it made, whichever is longer.
 func (o *outlet) addWait(base time.Duration) time.Duration {
-	return min(max(backoffCap*base, 2*time.Duration(o.answered.Load())), maxAddWait)
+	return min(max(mulDur(base, backoffCap), 2*time.Duration(o.answered.Load())), maxAddWait)
 }
 
 // add makes the add e under work, and gives it up as hung (true) if the output has not answered

@@ -204,7 +204,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer cancelWork()
 	stopDrain := context.AfterFunc(ctx, func() {
 		t := time.AfterFunc(p.cfg.drain, cancelWork)
-		g := time.AfterFunc(p.cfg.drain+outcomeGrace, cancelOutcomes)
+		g := time.AfterFunc(addDur(p.cfg.drain, outcomeGrace), cancelOutcomes)
 		context.AfterFunc(outcomes, func() { t.Stop(); g.Stop() }) // Run returned, or g fired
 	})
 	defer stopDrain()

@@ -39,7 +39,7 @@ func (l *ItemExponentialLimiter) When(key string) time.Duration {
 	n := l.failures[key]
 	l.failures[key] = n + 1
 	d := float64(l.base) * math.Pow(2, float64(n))
-	if d > float64(l.max) || math.IsInf(d, 0) {
+	if d >= float64(l.max) || math.IsInf(d, 0) { // float64(math.MaxInt64) is 2^63, past any Duration
 		return l.max
 	}
 	return time.Duration(d)
