@@ -27,16 +27,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podblocks/podblocks/adapter/health"
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/lifecycle"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "health-adapter:", err)
-		os.Exit(1)
-	}
+	cmdline.Exit("health-adapter", run(ctx, os.Args[1:], os.Stderr, nil))
 }
 
 type checkFlags struct {
@@ -87,10 +85,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, started chan<- st
 	fs.Var(checkFlags{lifecycle.Livez, &specs}, "livez", "liveness check KIND=TARGET (repeatable)")
 	fs.Var(checkFlags{lifecycle.Readyz, &specs}, "readyz", "readiness check KIND=TARGET (repeatable)")
 	fs.Var(checkFlags{lifecycle.Startupz, &specs}, "startupz", "startup check KIND=TARGET (repeatable)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	for i := range specs {

@@ -26,16 +26,14 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/podblocks/podblocks/adapter/logs"
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/sidecar"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "log-adapter:", err)
-		os.Exit(1)
-	}
+	cmdline.Exit("log-adapter", run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 func pairs(s string) (map[string]string, error) {
@@ -76,10 +74,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	input := fs.String("input", "stdin", "stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH, unixgram:PATH")
 	state := fs.String("state", "", "checkpoint file for file: inputs (offsets survive restarts)")
 	output := fs.String("output", "stdout", "stdout or file:PATH")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 

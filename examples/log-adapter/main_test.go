@@ -5,17 +5,27 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/podblocks/podblocks/adaptertest"
+	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
+	"github.com/podblocks/podblocks/internal/testbin"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// bin is the built log-adapter, for the tests of its command line; the others call run in-process.
+var bin string
+
+func TestMain(m *testing.M) { testbin.Main(m, "log-adapter", &bin) }
+
+// TestHelpAndUnknownFlag: -h prints the usage and exits 0; an unknown flag exits 2 with the flag
+// package's message, as flag.ExitOnError would.
+func TestHelpAndUnknownFlag(t *testing.T) {
+	cmdlinetest.TestHelpAndBadFlag(t, "-format", exec.Command(bin))
+}
 
 func TestStdin(t *testing.T) {
 	var out, errb bytes.Buffer

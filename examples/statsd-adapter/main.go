@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,14 +29,12 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/podblocks/podblocks/adapter/statsd"
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/lifecycle"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "statsd-adapter:", err)
-		os.Exit(1)
-	}
+	cmdline.Exit("statsd-adapter", run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 type config struct {
@@ -77,7 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		"statsd.relay.address", "statsd.relay.packet-length", "debug.dump-fsm", "web.config.file"} {
 		fs.String(name, "", "accepted for statsd_exporter compatibility; ignored")
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -89,9 +86,6 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 func run(args []string, stdout, stderr io.Writer) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	var mapping *statsd.MappingConfig
