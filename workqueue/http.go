@@ -93,8 +93,9 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // run, already acked) is 409.
 //
 // Errors are {"error":"reason"} with 400 (bad input), 404 (no such endpoint), 405 (wrong method;
-// the Allow header names the right one), 409 (lease not held), 413 (payload too large, or a lease
-// request's body over 64 KiB) or 503 (queue closed, or lease requests stopped by StopPolls: the
+// the Allow header names the right one), 409 (lease not held), 413 (a payload over WithMaxPayload
+// or that the queue refuses as too large, or a lease request's body over 64 KiB; the reason names
+// the limit in bytes) or 503 (queue closed, or lease requests stopped by StopPolls: the
 // server is stopping); Client takes 503 for ErrUnavailable, and a Pool over a Client retries until
 // the server is back.
 type API struct {
@@ -295,7 +296,12 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 	}
 	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.maxPayload))
 	if err != nil {
-		a.fail(w, fmt.Errorf("read payload: %w", err))
+		if e := overLimit("payload", err); e != nil {
+			err = e
+		} else {
+			err = fmt.Errorf("read payload: %w", err)
+		}
+		a.fail(w, err)
 		return
 	}
 	id, err := a.q.Add(r.Context(), payload, o)
@@ -304,6 +310,16 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+}
+
+// overLimit is err, from reading a body that went over its limit, with what and the limit named
+// (the API answers it 413); nil for any other error.
+func overLimit(what string, err error) error {
+	var mbe *http.MaxBytesError
+	if !errors.As(err, &mbe) {
+		return nil
+	}
+	return fmt.Errorf("%s larger than %d bytes, the server's limit: %w", what, mbe.Limit, err)
 }
 
 // defaultWait is how long a lease request without wait long-polls (at most the API's max wait), and
@@ -493,9 +509,8 @@ func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) 
 		err = atEnd(dec)
 	}
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			err = fmt.Errorf("body larger than %d bytes: %w", mbe.Limit, err) // 413, not 400
+		if e := overLimit("body", err); e != nil {
+			err = e // 413, not 400
 		} else {
 			err = badRequest("body must be JSON like {\"lease\":\"...\"}: %v", err)
 		}

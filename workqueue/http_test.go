@@ -87,17 +87,18 @@ func TestAPIPayloadLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Errorf("oversized add: %d, want 413", resp.StatusCode)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "payload larger than 10 bytes") {
+		t.Errorf("oversized add: %d %q, want 413 naming the limit, 10 bytes", resp.StatusCode, b)
 	}
 	cl, err := workqueue.NewClient(srv.URL, srv.Client())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := cl.Add(context.Background(), make([]byte, 11), workqueue.AddOptions{}); !errors.Is(err, workqueue.ErrTooLarge) {
-		t.Errorf("Client.Add of an oversized payload: %v, want ErrTooLarge", err)
+	if _, err := cl.Add(context.Background(), make([]byte, 11), workqueue.AddOptions{}); !errors.Is(err, workqueue.ErrTooLarge) || !strings.Contains(err.Error(), "10 bytes") {
+		t.Errorf("Client.Add of an oversized payload: %v, want ErrTooLarge naming the limit", err)
 	}
 }
 
