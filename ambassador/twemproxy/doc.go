@@ -74,7 +74,8 @@
 // NewServer validates and starts nothing. Run listens on every pool's address (and the stats
 // address, with WithStatsAddr), closes Ready, and serves until its context ends; it then closes the
 // listeners, the client and server connections, and returns nil after every goroutine has exited.
-// Reload swaps in a new configuration while Run is running.
+// Reload swaps in a new configuration while Run is running; before Run, it replaces the
+// configuration Run will serve.
 //
 // # Cleanup
 //

@@ -18,7 +18,7 @@ var (
 	ErrServerEjected = errors.New("twemproxy: server ejected")
 	// ErrTimeout is the error a request gets when its server did not answer within the pool's timeout.
 	ErrTimeout = errors.New("twemproxy: server timed out")
-	// ErrClosed is returned by methods of a Server whose Run has returned.
+	// ErrClosed is returned by methods of a Server whose Run has returned (or is returning).
 	ErrClosed = errors.New("twemproxy: closed")
 )
 

@@ -198,6 +198,10 @@ func appendUnique(list []string, v string) []string {
 // start listening; removed pools close; a pool whose address or kind changes closes, with its
 // clients, and starts anew on its new address.
 //
+// Reload before Run replaces the configuration Run will serve, checked as NewServer checks it: a
+// reload trigger (SIGHUP, a file watch) that fires while the server starts is then not lost.
+// After Run has returned, or once its context has ended, Reload returns ErrClosed.
+//
 // Reload applies all of cfg or nothing: if cfg is invalid (see NewServer) or a new address
 // cannot be bound, it returns the error and every pool serves as before. Two pools of cfg whose
 // TCP addresses certainly collide on one port, kept, moved or new, make cfg invalid: equal IP
@@ -233,8 +237,13 @@ func (s *Server) Reload(cfg *Config) error {
 	if err := s.check(cfg, s.keptListeners(cfg)); err != nil {
 		return err
 	}
-	if s.ctx == nil || s.closed || s.ctx.Err() != nil { // Run is returning: its pools are closing
+	if s.closed || s.ctx != nil && s.ctx.Err() != nil { // Run is returning: its pools are closing
 		return ErrClosed
+	}
+	if s.ctx == nil { // before Run: nothing listens yet, and Run serves cfg
+		s.cfg = cfg
+		s.opts.log.Info("configuration replaced before Run", zap.Int("pools", len(cfg.Pools)))
+		return nil
 	}
 	plan := s.planReload(cfg)
 	if err := plan.refuseKept(); err != nil {
