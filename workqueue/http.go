@@ -18,6 +18,14 @@ import (
 // APIPrefix is where API serves the queue.
 const APIPrefix = "/api/v1/queue/"
 
+// APIMaxKeyLen bounds the key of an add the API takes, in bytes (any bytes: the key is
+// percent-encoded in the query); a longer one is 400. It is workqueue/jetstream's MaxKeyLen, the
+// least of the backends' limits (Memory and workqueue/bolt have none of their own), so that a key
+// the API takes is taken whichever queue serves it; and percent-encoded, 3 bytes a byte at most,
+// such a key keeps the request line under 8 KiB, the limit of common proxies (nginx's
+// large_client_header_buffers, Apache's LimitRequestLine), so it passes one in front of the API.
+const APIMaxKeyLen = 2048
+
 // APIOption configures an API.
 type APIOption interface{ applyAPI(*apiConfig) }
 
@@ -59,6 +67,9 @@ func WithAPILogger(l *zap.Logger) APIOption {
 //	POST /api/v1/queue/bury    {"lease":"...","reason":"..."}               -> 204
 //	GET  /api/v1/queue/stats                                                -> 200 {"ready":N,"delayed":N,"leased":N,"dead":N}
 //	GET  /api/v1/queue/dead?max=N                                           -> 200 [dead item JSON]
+//
+// An add's key is at most APIMaxKeyLen (2048) bytes, any bytes, percent-encoded in the query, and its
+// payload at most WithMaxPayload (16 MiB by default); a longer key is 400, a larger payload 413.
 //
 // A lease request long-polls for up to wait: 30s when absent, at most the max wait (WithMaxWait).
 // wait=0 does not wait for an item to come: the answer is an item that is ready now, or 204 at once
@@ -280,8 +291,8 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 	var err error
 	qv := r.URL.Query()
 	o.Key = qv.Get("key")
-	if len(o.Key) > 1024 {
-		a.fail(w, badRequest("key longer than 1024 bytes"))
+	if len(o.Key) > APIMaxKeyLen {
+		a.fail(w, badRequest("key of %d bytes is longer than the API's limit of %d bytes", len(o.Key), APIMaxKeyLen))
 		return
 	}
 	if o.Delay, err = parseDur("delay", qv.Get("delay")); err != nil {

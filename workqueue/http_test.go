@@ -220,3 +220,41 @@ func TestAPIJSONShapes(t *testing.T) {
 		t.Errorf("stats fields (-want +got):\n%s", diff)
 	}
 }
+
+// TestAPIKeyLimit: the API takes a key of up to APIMaxKeyLen (2048) bytes, any bytes (each goes
+// percent-encoded in the query), and gives it back byte for byte; a longer one is 400 naming the
+// limit, and a Client takes that for ErrInvalid.
+func TestAPIKeyLimit(t *testing.T) {
+	q, srv := newServed(t, workqueuetest.Config{LeaseDuration: 10 * time.Second})
+	cl, err := workqueue.NewClient(srv.URL, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	longest := strings.Repeat("\xff&=%", workqueue.APIMaxKeyLen/4)
+	if workqueue.APIMaxKeyLen != 2048 || len(longest) != workqueue.APIMaxKeyLen {
+		t.Fatalf("APIMaxKeyLen %d, key of %d bytes; want 2048, as workqueue/jetstream's MaxKeyLen", workqueue.APIMaxKeyLen, len(longest))
+	}
+	if _, err := cl.Add(bg(t), []byte("x"), workqueue.AddOptions{Key: longest}); err != nil {
+		t.Fatalf("Client.Add with a key of %d bytes: %v", len(longest), err)
+	}
+	it, err := q.Lease(bg(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Key != longest {
+		t.Errorf("key of the item added over HTTP: %d bytes %.20q..., want the %d added", len(it.Key), it.Key, len(longest))
+	}
+	resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+"items?key="+strings.Repeat("k", workqueue.APIMaxKeyLen+1), "", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "key of 2049 bytes is longer than the API's limit of 2048 bytes") {
+		t.Errorf("add with a key of 2049 bytes: %d %q, want 400 naming the limit", resp.StatusCode, b)
+	}
+	if _, err := cl.Add(bg(t), []byte("x"), workqueue.AddOptions{Key: longest + "k"}); !errors.Is(err, workqueue.ErrInvalid) {
+		t.Errorf("Client.Add with a key of %d bytes: %v, want ErrInvalid", len(longest)+1, err)
+	}
+}
