@@ -52,6 +52,21 @@
 // the Lease if the server says it is not found. No answer counts as a failover. Open makes the
 // consumer again.
 //
+// # Unavailable
+//
+// While the server cannot be reached or does not answer, the calls that talk to it return an
+// error wrapping workqueue.ErrUnavailable, as a workqueue.Client's calls do while its server
+// restarts, so that a workqueue.Pool retries an item's Ack, Nack or Bury until the server is back
+// rather than give the item up: the connection is reconnecting and cannot take the request (it
+// has no reconnect buffer, nats.ReconnectBufSize(-1), or the buffer is full); a request got no
+// answer within the call's bound (5s when its ctx has no deadline; a call whose own ctx ended
+// returns that ctx's error); no responder answered (JetStream not up, as in a failover); or the
+// JetStream cluster is temporarily unavailable. Nack and Extend send without waiting for an
+// answer, so they say so only when the connection cannot take their message. A Lease says so
+// when it cannot send its pull; one whose pull the connection buffers waits for the server. A
+// closed connection (its owner's Close, or nats.go giving up reconnecting) is not unavailable,
+// since no retry on it can succeed: its errors wrap nats.ErrConnectionClosed.
+//
 // # Metrics
 //
 // WithRegisterer registers podblocks_workqueue_queue_items{state} and

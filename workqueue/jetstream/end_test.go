@@ -3,14 +3,10 @@ package jetstream_test
 import (
 	"context"
 	"errors"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"github.com/podblocks/podblocks/workqueue"
 )
@@ -22,29 +18,8 @@ import (
 // came back after its lease, to be done again. The connection buffers nothing while it
 // reconnects, so that a Nak (which does not wait for the server) fails in the outage too.
 func TestEndRetryAfterNATSRestart(t *testing.T) {
-	dir := t.TempDir()
-	start := func(port int) *server.Server {
-		t.Helper()
-		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, JetStream: true, StoreDir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			s.Shutdown()
-			t.Fatal("server not ready")
-		}
-		return s
-	}
-	s := start(server.RANDOM_PORT)
-	defer func() { s.Shutdown(); s.WaitForShutdown() }()
-	_, portStr, _ := net.SplitHostPort(s.Addr().String())
-	port, _ := strconv.Atoi(portStr)
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	srv := startRestartable(t)
+	nc := connectUnbuffered(t, srv.url())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	q := openQueue(ctx, t, nc, "natsrestart")
@@ -67,11 +42,8 @@ func TestEndRetryAfterNATSRestart(t *testing.T) {
 		}
 		leases[i] = it.Lease
 	}
-	s.Shutdown()
-	s.WaitForShutdown()
-	for nc.Status() == nats.CONNECTED && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	srv.stop()
+	waitDisconnected(ctx, t, nc)
 	for i, e := range ends {
 		ectx, ecancel := context.WithTimeout(ctx, time.Second)
 		err := e.end(ectx, leases[i])
@@ -80,7 +52,7 @@ func TestEndRetryAfterNATSRestart(t *testing.T) {
 			t.Fatalf("%s with the server down: %v, want an error other than ErrLeaseLost", e.name, err)
 		}
 	}
-	s = start(port)
+	srv.start()
 	for i, e := range ends {
 		var err error
 		for {

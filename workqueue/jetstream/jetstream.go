@@ -496,7 +496,7 @@ func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptio
 			return "", fmt.Errorf("publish: %w (%w)", workqueue.ErrTooLarge, err)
 		}
 		if opts.Key == "" || !strings.Contains(err.Error(), "maximum messages per subject") || try >= 3 {
-			return "", fmt.Errorf("publish: %w", err)
+			return "", fmt.Errorf("publish: %w", unavailable(ctx, err))
 		}
 		// The key's item is still in the stream: return its ID (unless it was acked meanwhile).
 		raw, gerr := q.str.GetLastMsgForSubject(ctx, m.Subject)
@@ -504,7 +504,7 @@ func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptio
 			return strconv.FormatUint(raw.Sequence, 10), nil
 		}
 		if !errors.Is(gerr, jetstream.ErrMsgNotFound) {
-			return "", fmt.Errorf("look up key %q: %w", opts.Key, gerr)
+			return "", fmt.Errorf("look up key %q: %w", opts.Key, unavailable(ctx, gerr))
 		}
 	}
 }
@@ -530,7 +530,7 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 			}
 			var se *statusError
 			if !errors.As(err, &se) || !se.transient() {
-				return nil, err
+				return nil, unavailable(ctx, err)
 			}
 			if se.code == "503" {
 				if err := q.consumerGone(ctx); err != nil {
@@ -1048,7 +1048,7 @@ func (q *Queue) Ack(ctx context.Context, lease string) error {
 	}
 	q.settle(h, n, err == nil, time.Time{})
 	if err != nil {
-		return fmt.Errorf("ack %s: %w", h.id, err)
+		return fmt.Errorf("ack %s: %w", h.id, unavailable(ctx, err))
 	}
 	return nil
 }
@@ -1069,7 +1069,7 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	}
 	q.settle(h, n, err == nil, time.Time{})
 	if err != nil {
-		return fmt.Errorf("nak %s: %w", h.id, err)
+		return fmt.Errorf("nak %s: %w", h.id, unavailable(ctx, err))
 	}
 	return nil
 }
@@ -1083,7 +1083,7 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 	now := time.Now()
 	if err := h.msg.InProgress(); err != nil {
 		q.settle(h, n, false, time.Time{})
-		return time.Time{}, fmt.Errorf("in progress %s: %w", h.id, err)
+		return time.Time{}, fmt.Errorf("in progress %s: %w", h.id, unavailable(ctx, err))
 	}
 	d := now.Add(q.cfg.ackWait)
 	q.settle(h, n, false, d)
@@ -1128,12 +1128,12 @@ func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts
 	m.Header.Set(HeaderReason, reason)
 	if !*sent {
 		if _, err := q.js.PublishMsg(ctx, m); err != nil {
-			return fmt.Errorf("publish dead letter %s: %w", id, err)
+			return fmt.Errorf("publish dead letter %s: %w", id, unavailable(ctx, err))
 		}
 		*sent = true
 	}
 	if err := msg.DoubleAck(ctx); err != nil {
-		return fmt.Errorf("ack buried %s: %w", id, err)
+		return fmt.Errorf("ack buried %s: %w", id, unavailable(ctx, err))
 	}
 	q.cfg.logger.Info("item buried", zap.String("id", id), zap.Int("attempts", attempts), zap.String("reason", reason))
 	return nil
@@ -1143,11 +1143,11 @@ func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts
 func (q *Queue) Dead(ctx context.Context, max int) ([]workqueue.DeadItem, error) {
 	s, err := q.js.Stream(ctx, q.dead)
 	if err != nil {
-		return nil, fmt.Errorf("dead stream: %w", err)
+		return nil, fmt.Errorf("dead stream: %w", unavailable(ctx, err))
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("dead stream info: %w", err)
+		return nil, fmt.Errorf("dead stream info: %w", unavailable(ctx, err))
 	}
 	var out []workqueue.DeadItem
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0 && (max < 0 || len(out) < max); seq++ {
@@ -1156,7 +1156,7 @@ func (q *Queue) Dead(ctx context.Context, max int) ([]workqueue.DeadItem, error)
 			continue
 		}
 		if err != nil {
-			return out, fmt.Errorf("dead letter %d: %w", seq, err)
+			return out, fmt.Errorf("dead letter %d: %w", seq, unavailable(ctx, err))
 		}
 		n, _ := strconv.Atoi(m.Header.Get(HeaderAttempts))
 		t, _ := time.Parse(time.RFC3339Nano, m.Header.Get(HeaderTime))
@@ -1170,13 +1170,13 @@ func (q *Queue) Dead(ctx context.Context, max int) ([]workqueue.DeadItem, error)
 func (q *Queue) Stats(ctx context.Context) (workqueue.Stats, error) {
 	ci, err := q.cons.Info(ctx)
 	if err != nil {
-		return workqueue.Stats{}, fmt.Errorf("consumer info: %w", err)
+		return workqueue.Stats{}, fmt.Errorf("consumer info: %w", unavailable(ctx, err))
 	}
 	// Open made the dead-letter stream: without it (deleted, or no answer in time) the dead count
 	// is unknown, and an error, not 0.
 	s, err := q.js.Stream(ctx, q.dead)
 	if err != nil {
-		return workqueue.Stats{}, fmt.Errorf("dead stream info: %w", err)
+		return workqueue.Stats{}, fmt.Errorf("dead stream info: %w", unavailable(ctx, err))
 	}
 	dead := int64(s.CachedInfo().State.Msgs) // Stream fetched it just now
 	return workqueue.Stats{Ready: int64(ci.NumPending), Leased: int64(ci.NumAckPending), Dead: dead}, nil
