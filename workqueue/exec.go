@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,9 +77,14 @@ func WithWorkRoot(dir string) ExecOption {
 	return execOptionFunc(func(c *execConfig) { c.workRoot = dir })
 }
 
-// WithOutputRoot keeps results: OUTPUT_DIR is DIR/<item ID>, emptied before each attempt and kept
-// after it. Default "": OUTPUT_DIR is inside the work directory and removed with it. A relative DIR
-// is relative to the current directory when NewExecWorker is called (OUTPUT_DIR is absolute).
+// WithOutputRoot keeps results: OUTPUT_DIR is DIR/<item ID>, empty when each attempt starts and
+// kept after it. What an earlier run left in DIR/<item ID> is never removed: it is moved to
+// DIR/<item ID>.<n> (the first n free), be it an earlier attempt's partial results or another
+// item's (an ID a queue handed out again: Memory numbers its items anew after a restart; or one
+// whose name in DIR is the same: characters other than ASCII letters, digits, '-' and '_' become
+// '_', and only the first 64 count). Default "": OUTPUT_DIR is inside the work directory and
+// removed with it. A relative DIR is relative to the current directory when NewExecWorker is
+// called (OUTPUT_DIR is absolute).
 func WithOutputRoot(dir string) ExecOption {
 	return execOptionFunc(func(c *execConfig) { c.outputRoot = dir })
 }
@@ -238,8 +244,10 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	out := filepath.Join(dir, "output")
 	if w.cfg.outputRoot != "" {
 		out = filepath.Join(w.cfg.outputRoot, safeName(it.ID))
-		if err := os.RemoveAll(out); err != nil {
-			return fmt.Errorf("clear output dir: %w", err)
+		if kept, err := keepOutput(out); err != nil {
+			return fmt.Errorf("keep the output found in the output dir: %w", err)
+		} else if kept != "" {
+			w.cfg.logger.Info("moved the output found in the output dir aside", zap.String("id", it.ID), zap.String("to", kept))
 		}
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
@@ -313,6 +321,41 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 // workDirPrefix starts the name of every work directory, and only theirs: sweepWorkDirs removes
 // nothing else.
 const workDirPrefix = "podblocks-item-"
+
+// keepOutput moves what an earlier run left in the output dir out (an earlier attempt of the item,
+// or another item whose ID has the same name: a Memory queue numbers its items anew after a
+// restart) to out.<n>, the first n free, and returns where; it returns "" when out is empty or
+// missing. No item's output dir is named so: safeName makes no dots.
+func keepOutput(out string) (string, error) {
+	f, err := os.Open(out)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err == nil {
+		_, err = f.Readdirnames(1)
+		f.Close()
+		if err == io.EOF { // empty
+			return "", nil
+		}
+	}
+	// Not empty, or not a directory we can read: moved as it is.
+	for n := 1; ; n++ {
+		kept := out + "." + strconv.Itoa(n)
+		if _, err := os.Lstat(kept); err == nil {
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		// A directory that appeared at kept meanwhile (another worker's) makes Rename fail, or,
+		// if it is empty, is replaced: nothing is lost either way.
+		if err := os.Rename(out, kept); errors.Is(err, fs.ErrExist) {
+			continue
+		} else if err != nil {
+			return "", err
+		}
+		return kept, nil
+	}
+}
 
 func safeName(s string) string {
 	b := []byte(s)

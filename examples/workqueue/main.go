@@ -282,7 +282,7 @@ func work(ctx context.Context, args []string, stderr io.Writer) error {
 	server := fs.String("server", "http://127.0.0.1:8080", "queue server URL")
 	conc := fs.Int("concurrency", 1, "items run at once")
 	timeout := fs.Duration("timeout", 0, "kill an item's command (and its process group) after this long (0: never)")
-	output := fs.String("output", "", "keep results: OUTPUT_DIR is DIR/<item ID> (default: a temporary directory per item)")
+	output := fs.String("output", "", "keep results: OUTPUT_DIR is DIR/<item ID>, empty at each attempt; what an earlier run left there is moved to DIR/<item ID>.N (default: a temporary directory per item)")
 	maxAttempts := fs.Int("max-attempts", 5, "bury an item whose attempt N failed (0: retry forever)")
 	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, let running items finish for this long, then release them")
 	verbose := fs.Bool("v", false, "log at info level (command output included)")
