@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -88,19 +87,29 @@ func run(ctx context.Context, args []string, stderr io.Writer, started chan<- st
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
+	if len(specs) == 0 && *config == "" {
+		return cmdline.Usagef("no checks: give -livez, -readyz, -startupz or -config")
+	}
+	switch { // 0 is allowed: health.Spec documents what each zero means
+	case *interval < 0:
+		return cmdline.Usagef("-interval %v: want 0 or more", *interval)
+	case *timeout < 0:
+		return cmdline.Usagef("-timeout %v: want 0 or more", *timeout)
+	case *failures < 0:
+		return cmdline.Usagef("-failure-threshold %d: want 0 or more", *failures)
+	case *successes < 0:
+		return cmdline.Usagef("-success-threshold %d: want 0 or more", *successes)
+	}
 	for i := range specs {
 		specs[i].Interval, specs[i].Timeout = *interval, *timeout
 		specs[i].FailureThreshold, specs[i].SuccessThreshold = *failures, *successes
 	}
 	if *config != "" {
-		more, err := health.LoadConfig(*config)
+		more, err := health.LoadConfig(*config) // a config with no checks is an error
 		if err != nil {
 			return err
 		}
 		specs = append(specs, more...)
-	}
-	if len(specs) == 0 {
-		return errors.New("no checks: give -livez, -readyz, -startupz or -config")
 	}
 	log, err := zap.NewProduction()
 	if err != nil {

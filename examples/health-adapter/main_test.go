@@ -86,6 +86,29 @@ func TestProbes(t *testing.T) {
 	}
 }
 
+// TestUsageErrors: a flag value the adapter cannot use is a usage error (exit 2, naming the flag);
+// a -config it cannot read exits 1.
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		status int
+		msg    string
+	}{
+		{nil, 2, "health-adapter: no checks: give -livez, -readyz, -startupz or -config"},
+		{[]string{"-readyz", "ftp=x"}, 2, `invalid value "ftp=x" for flag -readyz: unknown check kind "ftp"`},
+		{[]string{"-readyz", "tcp=127.0.0.1:1", "-interval", "-1s"}, 2, "health-adapter: -interval -1s: want 0 or more"},
+		{[]string{"-readyz", "tcp=127.0.0.1:1", "-timeout", "-1s"}, 2, "health-adapter: -timeout -1s: want 0 or more"},
+		{[]string{"-readyz", "tcp=127.0.0.1:1", "-failure-threshold", "-1"}, 2, "health-adapter: -failure-threshold -1: want 0 or more"},
+		{[]string{"-readyz", "tcp=127.0.0.1:1", "-success-threshold", "-1"}, 2, "health-adapter: -success-threshold -1: want 0 or more"},
+		{[]string{"-config", "/nonexistent/checks.yml"}, 1, "health-adapter: health: read config:"},
+	} {
+		c := exec.Command(bin, tc.args...)
+		if status, out := cmdlinetest.Run(t, c); status != tc.status || !strings.Contains(out, tc.msg) {
+			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c, status, out, tc.status, tc.msg)
+		}
+	}
+}
+
 func TestBadArgs(t *testing.T) {
 	for _, args := range [][]string{{}, {"-readyz", "ftp=x"}, {"-readyz", "nope"}, {"-config", "/nonexistent"}} {
 		if err := run(context.Background(), args, io.Discard, nil); err == nil {

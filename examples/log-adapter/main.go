@@ -91,16 +91,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "regex":
 		r, err := logs.NewRegex(*expr)
 		if err != nil {
-			return fmt.Errorf("-regex: %w", err)
+			return cmdline.Usagef("-regex: %w", err)
 		}
 		f = r
 	default:
-		return fmt.Errorf("-format: unknown %q", *format)
+		return cmdline.Usagef("-format %q: want logfmt, json, regex, clf, common or combined", *format)
 	}
 	var opts []logs.Option
 	renames, err := pairs(*rename)
 	if err != nil {
-		return fmt.Errorf("-rename: %w", err)
+		return cmdline.Usagef("-rename: %w", err)
 	}
 	opts = append(opts, logs.WithRename(renames))
 	if l := list(*levelFields); l != nil {
@@ -117,43 +117,65 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	lm, err := pairs(*levelMap)
 	if err != nil {
-		return fmt.Errorf("-level-map: %w", err)
+		return cmdline.Usagef("-level-map: %w", err)
 	}
 	levels := map[string]zapcore.Level{}
 	for k, v := range lm {
 		l, err := zapcore.ParseLevel(v)
 		if err != nil {
-			return fmt.Errorf("-level-map %s: %w", k, err)
+			return cmdline.Usagef("-level-map %s: %w", k, err)
 		}
 		levels[k] = l
 	}
 	opts = append(opts, logs.WithLevelMap(levels))
 	st, err := pairs(*static)
 	if err != nil {
-		return fmt.Errorf("-static: %w", err)
+		return cmdline.Usagef("-static: %w", err)
 	}
 	for k, v := range st {
 		opts = append(opts, logs.WithStatic(k, v))
 	}
 	ml, err := zapcore.ParseLevel(*minLevel)
 	if err != nil {
-		return fmt.Errorf("-min-level: %w", err)
+		return cmdline.Usagef("-min-level: %w", err)
 	}
 	opts = append(opts, logs.WithMinLevel(ml))
+	outPath, toFile := strings.CutPrefix(*output, "file:")
+	if !toFile && *output != "stdout" {
+		return cmdline.Usagef("-output %q: want stdout or file:PATH", *output)
+	}
+
+	// Every flag is checked before anything is opened; the Tailer (which opens nothing until it
+	// runs) checks the -input glob, and gets its normalizer once that is made.
+	kind, addr, _ := strings.Cut(*input, ":")
+	var tailer *sidecar.Tailer
+	var tailed sink
+	switch kind {
+	case "stdin", "tcp", "unix", "udp", "unixgram":
+	case "file":
+		topts := []sidecar.Option{sidecar.WithLogger(zap.NewNop())}
+		if *state != "" {
+			topts = append(topts, sidecar.WithCheckpoint(*state))
+		}
+		tailer, err = sidecar.NewTailer([]string{addr}, &tailed, topts...)
+		if ce := (*sidecar.ConfigError)(nil); errors.As(err, &ce) {
+			return cmdline.Usagef("%w", err)
+		} else if err != nil {
+			return err
+		}
+	default:
+		return cmdline.Usagef("-input %q: want stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH or unixgram:PATH", *input)
+	}
 
 	var out io.Writer = stdout
-	if p, ok := strings.CutPrefix(*output, "file:"); ok {
-		file, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if toFile {
+		file, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
 			return err
 		}
 		defer file.Close()
 		out = file
-	} else if *output != "stdout" {
-		return fmt.Errorf("-output: unknown %q", *output)
 	}
-
-	kind, addr, _ := strings.Cut(*input, ":")
 	switch kind {
 	case "stdin":
 		opts = append(opts, logs.WithReader(stdin))
@@ -169,33 +191,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return err
 		}
 		opts = append(opts, logs.WithPacketConn(pc))
-	case "file":
-	default:
-		return fmt.Errorf("-input: unknown %q", *input)
 	}
 	n, err := logs.New(f, out, opts...)
 	if err != nil {
 		return err
 	}
-	if kind != "file" {
+	if tailer == nil {
 		return n.Run(ctx)
 	}
-	var topts []sidecar.Option
-	if *state != "" {
-		topts = append(topts, sidecar.WithCheckpoint(*state))
-	}
-	topts = append(topts, sidecar.WithLogger(zap.NewNop()))
-	t, err := sidecar.NewTailer([]string{addr}, sink{n}, topts...)
-	if err != nil {
-		return err
-	}
-	return t.Run(ctx)
+	tailed.n = n
+	return tailer.Run(ctx)
 }
 
 // sink hands a Tailer's records to the normalizer.
 type sink struct{ n *logs.Normalizer }
 
-func (s sink) Write(ctx context.Context, recs []sidecar.Record) error {
+func (s *sink) Write(ctx context.Context, recs []sidecar.Record) error {
 	for _, r := range recs {
 		if err := s.n.Line(r.Line); errors.Is(err, logs.ErrWrite) {
 			return err

@@ -69,6 +69,39 @@ func TestFileInput(t *testing.T) {
 	}
 }
 
+// TestUsageErrors: a flag value the adapter cannot use is a usage error (exit 2, naming the flag),
+// found before it opens anything; an -output it cannot open exits 1.
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.json")
+	for _, tc := range []struct {
+		args   []string
+		status int
+		msg    string
+	}{
+		{[]string{"-format", "xml"}, 2, `log-adapter: -format "xml": want logfmt, json, regex, clf, common or combined`},
+		{[]string{"-format", "regex"}, 2, "log-adapter: -regex: logs: regex"},
+		{[]string{"-format", "regex", "-regex", "(no names)"}, 2, "log-adapter: -regex: logs: regex"},
+		{[]string{"-rename", "nokey"}, 2, `log-adapter: -rename: "nokey" is not key=value`},
+		{[]string{"-level-map", "x"}, 2, `log-adapter: -level-map: "x" is not key=value`},
+		{[]string{"-level-map", "x=loud"}, 2, `log-adapter: -level-map x: unrecognized level: "loud"`},
+		{[]string{"-static", "=v"}, 2, `log-adapter: -static: "=v" is not key=value`},
+		{[]string{"-min-level", "loud"}, 2, `log-adapter: -min-level: unrecognized level: "loud"`},
+		{[]string{"-input", "carrier-pigeon:x", "-output", "file:" + out}, 2, `log-adapter: -input "carrier-pigeon:x": want stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH or unixgram:PATH`},
+		{[]string{"-input", "file:" + dir + "/*/a.log", "-output", "file:" + out}, 2, "log-adapter: sidecar: config globs:"},
+		{[]string{"-output", "ftp:x"}, 2, `log-adapter: -output "ftp:x": want stdout or file:PATH`},
+		{[]string{"-output", "file:" + filepath.Join(dir, "no-such-dir", "out.json")}, 1, "log-adapter: open "},
+	} {
+		c := exec.Command(bin, tc.args...)
+		if status, out := cmdlinetest.Run(t, c); status != tc.status || !strings.Contains(out, tc.msg) {
+			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c, status, out, tc.status, tc.msg)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("after usage errors: stat %s: %v; want it not created", out, err)
+	}
+}
+
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"-format", "xml"}, {"-format", "regex", "-regex", "(no names)"},
 		{"-rename", "nokey"}, {"-input", "carrier-pigeon:x"}, {"-min-level", "loud"}} {

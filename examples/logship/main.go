@@ -33,7 +33,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -71,24 +70,44 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *glob == "" {
-		return errors.New("-glob is required")
+		return cmdline.Usagef("-glob is required")
 	}
 	var sinkOpts []sidecar.Option
 	switch *format {
 	case "json":
 	case "raw":
 		if *sinkSpec != "stdout" && !strings.HasPrefix(*sinkSpec, "file:") {
-			return fmt.Errorf("-format raw: only with -sink stdout or file:PATH (the HTTP sink sends JSON lines)")
+			return cmdline.Usagef("-format raw: only with -sink stdout or file:PATH (the HTTP sink sends JSON lines)")
 		}
 		sinkOpts = append(sinkOpts, sidecar.WithFormat(sidecar.FormatRaw))
 		if *splice {
 			sinkOpts = append(sinkOpts, sidecar.WithSpliceFromFile())
 		}
 	default:
-		return fmt.Errorf("-format %q: want json or raw", *format)
+		return cmdline.Usagef("-format %q: want json or raw", *format)
 	}
 	if *splice && *format != "raw" {
-		return errors.New("-splice: only with -format raw")
+		return cmdline.Usagef("-splice: only with -format raw")
+	}
+	if *poll <= 0 {
+		return cmdline.Usagef("-poll %v: want more than 0", *poll)
+	}
+	if *maxLine <= 0 {
+		return cmdline.Usagef("-max-line %d: want more than 0", *maxLine)
+	}
+	opts := []sidecar.Option{sidecar.WithPollInterval(*poll), sidecar.WithMaxLineBytes(*maxLine)}
+	if *maxLine >= 256<<10 {
+		opts = append(opts, sidecar.WithReadChunkBytes(*maxLine*2))
+	}
+	if *state != "" {
+		opts = append(opts, sidecar.WithCheckpoint(*state))
+	}
+	if *multiline != "" {
+		re, err := regexp.Compile(*multiline)
+		if err != nil {
+			return cmdline.Usagef("-multiline: %w", err)
+		}
+		opts = append(opts, sidecar.WithMultiline(re, 0))
 	}
 	cfg := zap.NewProductionConfig()
 	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
@@ -100,6 +119,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	opts = append(opts, sidecar.WithLogger(log))
 
 	var sink sidecar.Sink
 	switch kind, rest, _ := strings.Cut(*sinkSpec, ":"); {
@@ -122,28 +142,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		hsink, err := sidecar.NewHTTPSink(u, sidecar.WithLogger(log))
 		if err != nil {
-			return err
+			return cmdline.Usagef("-sink %q: %w", *sinkSpec, err) // a URL it cannot use
 		}
 		sink = hsink
 	default:
-		return fmt.Errorf("-sink %q: want stdout, file:PATH or http:URL", *sinkSpec)
-	}
-	opts := []sidecar.Option{sidecar.WithLogger(log), sidecar.WithPollInterval(*poll), sidecar.WithMaxLineBytes(*maxLine)}
-	if *maxLine >= 256<<10 {
-		opts = append(opts, sidecar.WithReadChunkBytes(*maxLine*2))
-	}
-	if *state != "" {
-		opts = append(opts, sidecar.WithCheckpoint(*state))
-	}
-	if *multiline != "" {
-		re, err := regexp.Compile(*multiline)
-		if err != nil {
-			return fmt.Errorf("-multiline: %w", err)
-		}
-		opts = append(opts, sidecar.WithMultiline(re, 0))
+		return cmdline.Usagef("-sink %q: want stdout, file:PATH or http:URL", *sinkSpec)
 	}
 	tailer, err := sidecar.NewTailer(strings.Split(*glob, ","), sink, opts...)
-	if err != nil {
+	if ce := (*sidecar.ConfigError)(nil); errors.As(err, &ce) {
+		return cmdline.Usagef("%w", err) // a -glob pattern it cannot follow; the other values are checked above
+	} else if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

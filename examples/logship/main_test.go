@@ -134,16 +134,31 @@ func TestStdoutRaw(t *testing.T) {
 	}
 }
 
+// TestBadFlags: a flag value logship cannot use, found before it starts, is a usage error (exit 2,
+// naming the flag); a failure while starting, such as a sink it cannot open, exits 1.
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-sink", "stdout"}, {"-glob", "/x/*.log", "-sink", "kafka:x"}, {"-glob", "/x/*/y.log"},
-		{"-glob", "/x/*.log", "-format", "xml"}, {"-glob", "/x/*.log", "-format", "raw", "-sink", "http://127.0.0.1:1/"},
-		{"-glob", "/x/*.log", "-splice"}} {
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		if err == nil {
-			t.Errorf("logship %v: exit 0, want an error", args)
-		}
-		if !strings.Contains(string(out), "logship:") {
-			t.Errorf("logship %v: output %q has no reason", args, out)
+	missing := filepath.Join(t.TempDir(), "no-such-dir", "out.jsonl")
+	for _, tc := range []struct {
+		args   []string
+		status int
+		msg    string
+	}{
+		{[]string{"-sink", "stdout"}, 2, "logship: -glob is required"},
+		{[]string{"-glob", "/x/*.log", "-sink", "kafka:x"}, 2, `logship: -sink "kafka:x": want stdout, file:PATH or http:URL`},
+		{[]string{"-glob", "/x/*.log", "-sink", "file:"}, 2, `logship: -sink "file:"`},
+		{[]string{"-glob", "/x/*.log", "-sink", "http:nohost"}, 2, `logship: -sink "http:nohost"`},
+		{[]string{"-glob", "/x/*/y.log"}, 2, `logship: sidecar: config globs: "/x/*/y.log": wildcards only in the last element`},
+		{[]string{"-glob", "/x/*.log", "-format", "xml"}, 2, `logship: -format "xml": want json or raw`},
+		{[]string{"-glob", "/x/*.log", "-format", "raw", "-sink", "http://127.0.0.1:1/"}, 2, "logship: -format raw: only with -sink stdout or file:PATH"},
+		{[]string{"-glob", "/x/*.log", "-splice"}, 2, "logship: -splice: only with -format raw"},
+		{[]string{"-glob", "/x/*.log", "-multiline", "("}, 2, "logship: -multiline: error parsing regexp"},
+		{[]string{"-glob", "/x/*.log", "-poll", "0s"}, 2, "logship: -poll 0s: want more than 0"},
+		{[]string{"-glob", "/x/*.log", "-max-line", "0"}, 2, "logship: -max-line 0: want more than 0"},
+		{[]string{"-glob", "/x/*.log", "-sink", "file:" + missing}, 1, "logship: open sink:"},
+	} {
+		c := exec.Command(bin, tc.args...)
+		if status, out := cmdlinetest.Run(t, c); status != tc.status || !strings.Contains(out, tc.msg) {
+			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c, status, out, tc.status, tc.msg)
 		}
 	}
 }

@@ -11,11 +11,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"maps"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -54,22 +54,36 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	if *watch == "" {
-		return errors.New("-watch is required")
+		return cmdline.Usagef("-watch is required")
 	}
 	sig, ok := signals[strings.TrimPrefix(strings.ToUpper(*sigName), "SIG")]
 	if !ok {
-		return fmt.Errorf("-signal %q: unknown", *sigName)
+		return cmdline.Usagef("-signal %q: unknown", *sigName)
 	}
 	var action sidecar.Action
 	switch n := btoi(*webhook != "") + btoi(*pid != 0) + btoi(*process != ""); {
 	case n != 1:
-		return errors.New("want exactly one of -webhook, -pid and -process")
+		return cmdline.Usagef("want exactly one of -webhook, -pid and -process")
 	case *webhook != "":
+		if u, err := url.Parse(*webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cmdline.Usagef("-webhook %q: want an http or https URL", *webhook)
+		}
+		if _, err := http.NewRequest(*method, *webhook, nil); err != nil {
+			return cmdline.Usagef("-method %q: %w", *method, err)
+		}
 		action = sidecar.Webhook(nil, *method, *webhook)
+	case *pid < 0: // kill(2) would signal a process group, or (-1) every process it may
+		return cmdline.Usagef("-pid %d: want a process ID above 0", *pid)
 	case *pid != 0:
 		action = sidecar.SignalPID(*pid, sig)
 	default:
 		action = sidecar.SignalName("", *process, sig)
+	}
+	if *poll <= 0 {
+		return cmdline.Usagef("-poll %v: want more than 0", *poll)
+	}
+	if *debounce < 0 {
+		return cmdline.Usagef("-debounce %v: want 0 or more", *debounce)
 	}
 	log, err := zap.NewProduction()
 	if err != nil {

@@ -72,11 +72,28 @@ func TestWebhookAfterConfigMapUpdates(t *testing.T) {
 	}
 }
 
+// TestBadFlags: a flag value the reloader cannot use is a usage error (exit 2, naming the flag),
+// found before it watches anything.
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{{}, {"-watch", "/tmp"}, {"-watch", "/tmp", "-pid", "1", "-process", "x"}, {"-watch", "/tmp", "-pid", "1", "-signal", "BOGUS"}} {
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "reloader:") {
-			t.Errorf("reloader %v: err %v, output %q; want a failure with a reason", args, err, out)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{nil, "reloader: -watch is required"},
+		{[]string{"-watch", dir}, "reloader: want exactly one of -webhook, -pid and -process"},
+		{[]string{"-watch", dir, "-pid", "1", "-process", "x"}, "reloader: want exactly one of -webhook, -pid and -process"},
+		{[]string{"-watch", dir, "-pid", "1", "-signal", "BOGUS"}, `reloader: -signal "BOGUS": unknown`},
+		// kill(2) sends a signal to every process it may for -1, and to a process group below that.
+		{[]string{"-watch", dir, "-pid", "-1"}, "reloader: -pid -1: want a process ID above 0"},
+		{[]string{"-watch", dir, "-webhook", "127.0.0.1:9090/-/reload"}, `reloader: -webhook "127.0.0.1:9090/-/reload": want an http or https URL`},
+		{[]string{"-watch", dir, "-webhook", "http://127.0.0.1:1/", "-method", "RE LOAD"}, `reloader: -method "RE LOAD": net/http: invalid method`},
+		{[]string{"-watch", dir, "-pid", "1", "-poll", "0s"}, "reloader: -poll 0s: want more than 0"},
+		{[]string{"-watch", dir, "-pid", "1", "-debounce", "-1s"}, "reloader: -debounce -1s: want 0 or more"},
+	} {
+		c := exec.Command(bin, tc.args...)
+		if status, out := cmdlinetest.Run(t, c); status != 2 || !strings.Contains(out, tc.msg) {
+			t.Errorf("%s: exit %d, output %q; want exit 2 and %q", c, status, out, tc.msg)
 		}
 	}
 }

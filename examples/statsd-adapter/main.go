@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,6 +47,9 @@ type config struct {
 	dogstatsd, influx, librato, sfx bool
 	checkConfig                     bool
 	logLevel                        string
+
+	level zapcore.Level // logLevel, parsed
+	mode  uint32        // unixMode, parsed
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -80,6 +84,24 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	level, err := zapcore.ParseLevel(c.logLevel)
+	if err != nil {
+		return nil, cmdline.Usagef("--log.level: %w", err)
+	}
+	c.level = level
+	mode, err := strconv.ParseUint(c.unixMode, 8, 32)
+	if err != nil {
+		return nil, cmdline.Usagef("--statsd.unixsocket-mode %q: want an octal mode", c.unixMode)
+	}
+	c.mode = uint32(mode)
+	switch {
+	case c.readers < 0:
+		return nil, cmdline.Usagef("--statsd.readers %d: want 0 or more", c.readers)
+	case c.readBuffer < 0:
+		return nil, cmdline.Usagef("--statsd.read-buffer %d: want 0 or more", c.readBuffer)
+	case !strings.HasPrefix(c.telemetryPath, "/"):
+		return nil, cmdline.Usagef("--web.telemetry-path %q: want a path starting with /", c.telemetryPath)
+	}
 	return c, nil
 }
 
@@ -98,12 +120,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "configuration OK")
 		return nil
 	}
-	level, err := zapcore.ParseLevel(c.logLevel)
-	if err != nil {
-		return fmt.Errorf("--log.level: %w", err)
-	}
 	zc := zap.NewProductionConfig()
-	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.Level = zap.NewAtomicLevelAt(c.level)
 	zc.OutputPaths, zc.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
 	log, err := zc.Build()
 	if err != nil {
@@ -111,10 +129,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	defer log.Sync()
 
-	mode, err := strconv.ParseUint(c.unixMode, 8, 32)
-	if err != nil {
-		return fmt.Errorf("--statsd.unixsocket-mode: %w", err)
-	}
 	var formats statsd.TagFormat
 	if c.dogstatsd {
 		formats |= statsd.DogStatsDTags
@@ -132,7 +146,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exp, err := statsd.New(
-		statsd.WithUDP(c.udp), statsd.WithTCP(c.tcp), statsd.WithUnixgram(c.unixgram, uint32(mode)),
+		statsd.WithUDP(c.udp), statsd.WithTCP(c.tcp), statsd.WithUnixgram(c.unixgram, c.mode),
 		statsd.WithMapping(mapping), statsd.WithTagFormats(formats), statsd.WithReadBuffer(c.readBuffer),
 		statsd.WithReaders(c.readers), statsd.WithLogger(log.Named("statsd")), statsd.WithRegisterer(reg),
 	)
@@ -159,9 +173,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 
+	metrics := promhttp.HandlerFor(prometheus.Gatherers{reg, exp},
+		promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 16})
 	mux := http.NewServeMux()
-	mux.Handle(c.telemetryPath, promhttp.HandlerFor(prometheus.Gatherers{reg, exp},
-		promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 16}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "OK") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -192,8 +206,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(w, "<html><head><title>statsd adapter</title></head><body><h1>podblocks statsd adapter</h1>"+
 			"<p><a href=%q>Metrics</a></p></body></html>", c.telemetryPath)
 	})
+	// The metrics path is matched as it is, not as a ServeMux pattern (whose syntax would refuse,
+	// or read wildcards and a method in, a path statsd_exporter serves), ahead of the other endpoints.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == c.telemetryPath {
+			metrics.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 	web, err := lifecycle.NewHTTPServer(&http.Server{
-		Handler: mux, ReadTimeout: 10 * time.Second, WriteTimeout: 60 * time.Second,
+		Handler: handler, ReadTimeout: 10 * time.Second, WriteTimeout: 60 * time.Second,
 		MaxHeaderBytes: 16 << 10,
 	}, c.webAddr)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/podblocks/podblocks/adaptertest"
 	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
 	"github.com/podblocks/podblocks/internal/freeport"
+	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
 
@@ -85,6 +87,64 @@ func TestDropIn(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("did not stop after /-/quit")
+	}
+}
+
+// TestUsageErrors: a flag value the adapter cannot use is a usage error (exit 2, naming the flag),
+// found before it listens; a mapping config it cannot read exits 1.
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		status int
+		msg    string
+	}{
+		{[]string{"--log.level=loud"}, 2, `statsd-adapter: --log.level: unrecognized level: "loud"`},
+		{[]string{"--statsd.unixsocket-mode=u+rw"}, 2, `statsd-adapter: --statsd.unixsocket-mode "u+rw": want an octal mode`},
+		{[]string{"--statsd.readers=-1"}, 2, "statsd-adapter: --statsd.readers -1: want 0 or more"},
+		{[]string{"--statsd.read-buffer=-1"}, 2, "statsd-adapter: --statsd.read-buffer -1: want 0 or more"},
+		// These made the mux panic (its pattern syntax) rather than name the flag.
+		{[]string{"--web.telemetry-path="}, 2, `statsd-adapter: --web.telemetry-path "": want a path starting with /`},
+		{[]string{"--web.telemetry-path=metrics"}, 2, `statsd-adapter: --web.telemetry-path "metrics": want a path starting with /`},
+		{[]string{"--statsd.mapping-config=/nonexistent/mapping.yml"}, 1, "statsd-adapter: "},
+	} {
+		args := append([]string{"--statsd.listen-udp=", "--statsd.listen-tcp=", "--web.listen-address=127.0.0.1:0"}, tc.args...)
+		c := exec.Command(bin, args...)
+		if status, out := cmdlinetest.Run(t, c); status != tc.status || !strings.Contains(out, tc.msg) {
+			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c, status, out, tc.status, tc.msg)
+		}
+	}
+}
+
+// TestTelemetryPath: the metrics are served at exactly --web.telemetry-path, whatever it holds:
+// ServeMux's pattern syntax ({wildcards}, a method before a space) does not apply to it, and a path
+// taken by another endpoint is the metrics'.
+func TestTelemetryPath(t *testing.T) {
+	for _, path := range []string{"/metrics", "/stats/{all}", "/{x", "/a b", "/-/healthy"} {
+		t.Run(path, func(t *testing.T) {
+			web := freeport.TCP(t)
+			cmd := exec.Command(bin, "--statsd.listen-udp=", "--statsd.listen-tcp=", "--web.listen-address="+web,
+				"--web.telemetry-path="+path, "--log.level=error")
+			var stderr syncbuf.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				if t.Failed() {
+					t.Logf("stderr: %s", stderr.Bytes())
+				}
+			}()
+			u := "http://" + web + (&url.URL{Path: path}).EscapedPath()
+			adaptertest.Eventually(t, 30*time.Second, func() bool {
+				v, err := adaptertest.Scrape(u)
+				return err == nil && v["go_goroutines"] > 0
+			}, "metrics at "+u)
+			if v, err := adaptertest.Scrape("http://" + web + "/other"); err == nil {
+				t.Errorf("GET /other scraped %d series, want a 404", len(v))
+			}
+		})
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -38,13 +39,21 @@ type list []string
 func (l *list) String() string     { return strings.Join(*l, ",") }
 func (l *list) Set(v string) error { *l = append(*l, v); return nil }
 
+// httpURL returns a usage error naming flag unless u is an http or https URL with a host.
+func httpURL(flag, u string) error {
+	if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return cmdline.Usagef("%s %q: want an http or https URL", flag, u)
+	}
+	return nil
+}
+
 func run(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("syncer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	root := fs.String("root", "", "directory holding the published revisions and the link")
 	repo := fs.String("repo", "", "git repository (URL or path) to sync")
 	ref := fs.String("ref", "HEAD", "git branch, tag or commit")
-	url := fs.String("url", "", "tar or tar.gz archive URL to sync (instead of -repo)")
+	archive := fs.String("url", "", "tar or tar.gz archive URL to sync (instead of -repo)")
 	link := fs.String("link", "current", "name of the published symlink under -root")
 	interval := fs.Duration("interval", time.Minute, "sync period (0: only at start, on SIGHUP and POST /sync)")
 	addr := fs.String("http", "", "listen address for POST/GET /sync (empty: none)")
@@ -54,15 +63,28 @@ func run(args []string, stderr io.Writer) error {
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
-	if *root == "" || (*repo == "") == (*url == "") {
-		return errors.New("want -root and exactly one of -repo and -url")
+	if *root == "" || (*repo == "") == (*archive == "") {
+		return cmdline.Usagef("want -root and exactly one of -repo and -url")
+	}
+	if *archive != "" {
+		if err := httpURL("-url", *archive); err != nil {
+			return err
+		}
+	}
+	for _, u := range hooks {
+		if err := httpURL("-webhook", u); err != nil {
+			return err
+		}
+	}
+	if *interval < 0 {
+		return cmdline.Usagef("-interval %v: want 0 or more", *interval)
 	}
 	log, err := zap.NewProduction()
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	var src sidecar.Source = &sidecar.HTTPArchiveSource{URL: *url}
+	var src sidecar.Source = &sidecar.HTTPArchiveSource{URL: *archive}
 	if *repo != "" {
 		src = &sidecar.GitSource{Repo: *repo, Ref: *ref}
 	}
@@ -75,7 +97,9 @@ func run(args []string, stderr io.Writer) error {
 	}
 	s, err := sidecar.NewSyncer(*root, src, sidecar.WithInterval(*interval), sidecar.WithLinkName(*link),
 		sidecar.WithHooks(actions...), sidecar.WithLogger(log))
-	if err != nil {
+	if ce := (*sidecar.ConfigError)(nil); errors.As(err, &ce) {
+		return cmdline.Usagef("%w", err) // a -link it cannot use; the other values are checked above
+	} else if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

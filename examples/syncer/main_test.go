@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -87,11 +88,33 @@ func TestSyncsArchiveRunsHooksOnSignalAndHTTP(t *testing.T) {
 	}
 }
 
+// TestBadFlags: a flag value the syncer cannot use is a usage error (exit 2, naming the flag),
+// found before it syncs anything; a failure while starting, such as a busy -http port, exits 1.
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{{}, {"-root", "/tmp/x"}, {"-root", "/tmp/x", "-repo", "r", "-url", "u"}} {
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "syncer:") {
-			t.Errorf("syncer %v: err %v, output %q; want a failure with a reason", args, err, out)
+	root := filepath.Join(t.TempDir(), "root")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	const want = "syncer: want -root and exactly one of -repo and -url"
+	for _, tc := range []struct {
+		args   []string
+		status int
+		msg    string
+	}{
+		{nil, 2, want},
+		{[]string{"-root", root}, 2, want},
+		{[]string{"-root", root, "-repo", "r", "-url", "u"}, 2, want},
+		{[]string{"-root", root, "-url", "example.com/site.tgz"}, 2, `syncer: -url "example.com/site.tgz": want an http or https URL`},
+		{[]string{"-root", root, "-repo", "r", "-webhook", "ftp://example.com/"}, 2, `syncer: -webhook "ftp://example.com/": want an http or https URL`},
+		{[]string{"-root", root, "-repo", "r", "-interval", "-1s"}, 2, "syncer: -interval -1s: want 0 or more"},
+		{[]string{"-root", root, "-repo", "r", "-link", "a/b"}, 2, `syncer: sidecar: config WithLinkName: "a/b": want a plain name`},
+		{[]string{"-root", root, "-url", "http://127.0.0.1:1/site.tgz", "-http", busy.Addr().String()}, 1, "syncer: listen tcp " + busy.Addr().String()},
+	} {
+		c := exec.Command(bin, tc.args...)
+		if status, out := cmdlinetest.Run(t, c); status != tc.status || !strings.Contains(out, tc.msg) {
+			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c, status, out, tc.status, tc.msg)
 		}
 	}
 }
