@@ -25,6 +25,17 @@ const (
 	Random Distribution = "random"
 )
 
+// distributions lists the values of Distribution, as twemproxy's "distribution:" accepts them.
+var distributions = []string{string(Ketama), string(Modula), string(Random)}
+
+func (d Distribution) known() bool {
+	switch d {
+	case Ketama, Modula, Random:
+		return true
+	}
+	return false
+}
+
 // Defaults twemproxy applies to unset pool directives.
 const (
 	DefaultHash               = "fnv1a_64"
@@ -223,18 +234,19 @@ func parsePool(k, v *yaml.Node) (*PoolConfig, error) {
 			err = p.setListen(vn.Value)
 		case "hash":
 			p.Hash = vn.Value
-			p.HashFunc, err = LookupHash(vn.Value)
+			p.HashFunc = hashes[vn.Value]
+			if p.HashFunc == nil {
+				err = errHashNotOneOf
+			}
 		case "hash_tag":
 			if len(vn.Value) != 2 {
 				err = errors.New("is not a valid hash tag string with two characters")
 			}
 			p.HashTag = vn.Value
 		case "distribution":
-			switch d := Distribution(vn.Value); d {
-			case Ketama, Modula, Random:
-				p.Distribution = d
-			default:
-				err = fmt.Errorf("%w: %q", ErrUnknownDistribution, vn.Value)
+			p.Distribution = Distribution(vn.Value)
+			if !p.Distribution.known() {
+				err = errDistNotOneOf
 			}
 		case "timeout":
 			timeout, err = parseNum(vn.Value)
@@ -260,7 +272,7 @@ func parsePool(k, v *yaml.Node) (*PoolConfig, error) {
 		case "server_connections":
 			serverConns, err = parseNum(vn.Value)
 			if err == nil && serverConns == 0 {
-				err = errors.New("cannot be 0")
+				err = errors.New("must be at least 1")
 			}
 		case "server_retry_timeout":
 			retry, err = parseNum(vn.Value)
@@ -290,6 +302,9 @@ func parsePool(k, v *yaml.Node) (*PoolConfig, error) {
 			return nil, cerr(kn.Line, key, "is an unknown directive")
 		}
 		if err != nil {
+			if key != "redis_auth" { // a password is never written to a message
+				err = fmt.Errorf("%q %w", vn.Value, err)
+			}
 			return nil, &ConfigError{Line: vn.Line, Pool: p.Name, Key: key, Err: err}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 )
 
@@ -22,8 +23,26 @@ var (
 	ErrClosed = errors.New("twemproxy: closed")
 )
 
+// notOneOfError is a value of a configuration key that is not one of those the key accepts; it is
+// the key's sentinel (ErrUnknownHash, ErrUnknownDistribution). Its text follows the value, which
+// the ConfigError's text puts before it: `"md4" is not one of crc16, ...`.
+type notOneOfError struct {
+	sentinel error
+	accepted []string
+}
+
+func (e *notOneOfError) Error() string { return "is not one of " + strings.Join(e.accepted, ", ") }
+func (e *notOneOfError) Unwrap() error { return e.sentinel }
+
+var (
+	errHashNotOneOf = &notOneOfError{ErrUnknownHash, HashNames()}
+	errDistNotOneOf = &notOneOfError{ErrUnknownDistribution, distributions}
+)
+
 // ConfigError is a problem in a twemproxy YAML configuration. It names the pool, the key and the
-// line (1-based; 0 when the problem has no single line, such as a missing key).
+// line (1-based; 0 when the problem has no single line, such as a missing key); Err names the bad
+// value, but a redis_auth password, and for a key with a set of values (hash, distribution, a
+// boolean) the values it accepts.
 type ConfigError struct {
 	Line int
 	Pool string

@@ -127,8 +127,8 @@ func validatePool(pc *PoolConfig) error {
 		return bad("listen", "ListenPerm %v is not a permission of a unix socket file", pc.ListenPerm)
 	}
 	if pc.Hash != "" {
-		if _, err := LookupHash(pc.Hash); err != nil {
-			return &ConfigError{Line: pc.Line, Pool: pc.Name, Key: "hash", Err: err}
+		if hashes[pc.Hash] == nil {
+			return bad("hash", "Hash %q %w", pc.Hash, errHashNotOneOf)
 		}
 		if pc.HashFunc == nil && pc.Hash != DefaultHash {
 			return bad("hash", "HashFunc is nil while Hash is %q: set it to LookupHash's", pc.Hash)
@@ -137,11 +137,8 @@ func validatePool(pc *PoolConfig) error {
 	if pc.HashTag != "" && len(pc.HashTag) != 2 {
 		return bad("hash_tag", "HashTag %q is not two characters", pc.HashTag)
 	}
-	switch pc.Distribution {
-	case Ketama, Modula, Random:
-	default:
-		return &ConfigError{Line: pc.Line, Pool: pc.Name, Key: "distribution",
-			Err: fmt.Errorf("%w: Distribution %q", ErrUnknownDistribution, pc.Distribution)}
+	if !pc.Distribution.known() {
+		return bad("distribution", "Distribution %q %w", pc.Distribution, errDistNotOneOf)
 	}
 	for _, f := range []struct {
 		key, field string
