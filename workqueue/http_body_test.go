@@ -2,7 +2,6 @@ package workqueue_test
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,14 +16,8 @@ func TestAPILeaseBodyTooLarge(t *testing.T) {
 	_, srv := newServed(t, workqueuetest.Config{LeaseDuration: 10e9})
 	body := `{"lease":"1.1","reason":"` + strings.Repeat("x", 64<<10) + `"}`
 	for _, path := range []string{"ack", "nack", "release", "extend", "bury"} {
-		resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "larger than 65536 bytes") {
-			t.Errorf("%s with a %d-byte body: %d %q, want 413 saying it is too large", path, len(body), resp.StatusCode, b)
+		if code, b := apiCall(t, srv, "POST", path, body); code != http.StatusRequestEntityTooLarge || !strings.Contains(b, "larger than 65536 bytes") {
+			t.Errorf("%s with a %d-byte body: %d %q, want 413 saying it is too large", path, len(body), code, b)
 		}
 	}
 	cl, err := workqueue.NewClient(srv.URL, srv.Client())
@@ -53,25 +46,14 @@ func TestAPILeaseBodyTrailingData(t *testing.T) {
 			{`{"lease":"41.1"}]`, 400, "after the JSON object"},
 			{"{\"lease\":\"41.1\"} \r\n\t", 409, "lease not held"}, // white space is not data
 		} {
-			resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+path, "application/json", strings.NewReader(tc.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.code || !strings.Contains(string(b), tc.reason) {
-				t.Errorf("%s %q: %d %q, want %d with %q", path, tc.body, resp.StatusCode, b, tc.code, tc.reason)
+			if code, b := apiCall(t, srv, "POST", path, tc.body); code != tc.code || !strings.Contains(b, tc.reason) {
+				t.Errorf("%s %q: %d %q, want %d with %q", path, tc.body, code, b, tc.code, tc.reason)
 			}
 		}
 	}
 	// White space after the object counts towards the body's limit.
 	body := `{"lease":"41.1"}` + strings.Repeat(" ", 64<<10)
-	resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+"ack", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Errorf("ack with %d bytes of white space after the object: %d, want 413", len(body)-16, resp.StatusCode)
+	if code, b := apiCall(t, srv, "POST", "ack", body); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("ack with %d bytes of white space after the object: %d %q, want 413", len(body)-16, code, b)
 	}
 }

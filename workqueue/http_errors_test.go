@@ -1,7 +1,6 @@
 package workqueue_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -140,13 +139,7 @@ func TestAPIMalformedLease(t *testing.T) {
 	post := func(path, lease string) (int, string) {
 		t.Helper()
 		body, _ := json.Marshal(map[string]string{"lease": lease})
-		resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+path, "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return apiCall(t, srv, "POST", path, string(body))
 	}
 	for _, path := range []string{"ack", "nack", "release", "extend", "bury"} {
 		for _, lease := range []string{"garbage", "1", it.ID, "1.", ".1", "1.x", "x.1", "1.1 ", "1.-1", "1.1~", "1.1#x"} {

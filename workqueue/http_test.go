@@ -30,6 +30,29 @@ func newServed(t *testing.T, c workqueuetest.Config) (*workqueue.Memory, *httpte
 	return q, srv
 }
 
+// apiCall makes a request of the API that srv serves (path is what follows APIPrefix) and returns
+// the answer's status and body. A request that fails is a test error, with status 0; it may be
+// called from any goroutine.
+func apiCall(t *testing.T, srv *httptest.Server, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+workqueue.APIPrefix+path, strings.NewReader(body))
+	if err != nil {
+		t.Errorf("%s %s: %v", method, path, err)
+		return 0, ""
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, path, err)
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Errorf("%s %s: read answer: %v", method, path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
 func TestClientConformance(t *testing.T) {
 	workqueuetest.TestQueue(t, func(t *testing.T, c workqueuetest.Config) workqueue.Queue {
 		_, srv := newServed(t, c)
@@ -64,15 +87,8 @@ func TestAPIBadInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(tc.method, srv.URL+workqueue.APIPrefix+tc.path, strings.NewReader(tc.body))
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != tc.want || !strings.Contains(string(b), tc.reason) {
-				t.Errorf("%s %s: %d %q, want %d with %q", tc.method, tc.path, resp.StatusCode, b, tc.want, tc.reason)
+			if code, b := apiCall(t, srv, tc.method, tc.path, tc.body); code != tc.want || !strings.Contains(b, tc.reason) {
+				t.Errorf("%s %s: %d %q, want %d with %q", tc.method, tc.path, code, b, tc.want, tc.reason)
 			}
 		})
 	}
@@ -83,14 +99,8 @@ func TestAPIPayloadLimit(t *testing.T) {
 	api, _ := workqueue.NewAPI(q, workqueue.WithMaxPayload(10))
 	srv := httptest.NewServer(api)
 	defer srv.Close()
-	resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+"items", "application/octet-stream", strings.NewReader(strings.Repeat("x", 11)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "payload larger than 10 bytes") {
-		t.Errorf("oversized add: %d %q, want 413 naming the limit, 10 bytes", resp.StatusCode, b)
+	if code, b := apiCall(t, srv, "POST", "items", strings.Repeat("x", 11)); code != http.StatusRequestEntityTooLarge || !strings.Contains(b, "payload larger than 10 bytes") {
+		t.Errorf("oversized add: %d %q, want 413 naming the limit, 10 bytes", code, b)
 	}
 	cl, err := workqueue.NewClient(srv.URL, srv.Client())
 	if err != nil {
@@ -158,15 +168,8 @@ func TestAPIJSONShapes(t *testing.T) {
 	// call makes a request and decodes its answer, if any, into out.
 	call := func(method, path, body string, out any) {
 		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+workqueue.APIPrefix+path, strings.NewReader(body))
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 300 || out != nil && json.Unmarshal(b, out) != nil {
-			t.Fatalf("%s %s: %d %q, want 2xx and JSON", method, path, resp.StatusCode, b)
+		if code, b := apiCall(t, srv, method, path, body); code < 200 || code >= 300 || out != nil && json.Unmarshal([]byte(b), out) != nil {
+			t.Fatalf("%s %s: %d %q, want 2xx and JSON", method, path, code, b)
 		}
 	}
 	fields := func(m map[string]any) []string {
@@ -245,14 +248,8 @@ func TestAPIKeyLimit(t *testing.T) {
 	if it.Key != longest {
 		t.Errorf("key of the item added over HTTP: %d bytes %.20q..., want the %d added", len(it.Key), it.Key, len(longest))
 	}
-	resp, err := srv.Client().Post(srv.URL+workqueue.APIPrefix+"items?key="+strings.Repeat("k", workqueue.APIMaxKeyLen+1), "", strings.NewReader("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "key of 2049 bytes is longer than the API's limit of 2048 bytes") {
-		t.Errorf("add with a key of 2049 bytes: %d %q, want 400 naming the limit", resp.StatusCode, b)
+	if code, b := apiCall(t, srv, "POST", "items?key="+strings.Repeat("k", workqueue.APIMaxKeyLen+1), "x"); code != http.StatusBadRequest || !strings.Contains(b, "key of 2049 bytes is longer than the API's limit of 2048 bytes") {
+		t.Errorf("add with a key of 2049 bytes: %d %q, want 400 naming the limit", code, b)
 	}
 	if _, err := cl.Add(bg(t), []byte("x"), workqueue.AddOptions{Key: longest + "k"}); !errors.Is(err, workqueue.ErrInvalid) {
 		t.Errorf("Client.Add with a key of %d bytes: %v, want ErrInvalid", len(longest)+1, err)
