@@ -61,8 +61,9 @@
 // has no reconnect buffer, nats.ReconnectBufSize(-1), or the buffer is full); a request got no
 // answer within the call's bound (5s when its ctx has no deadline; a call whose own ctx ended
 // returns that ctx's error); no responder answered (JetStream not up, as in a failover); or the
-// JetStream cluster is temporarily unavailable. Nack and Extend send without waiting for an
-// answer, so they say so only when the connection cannot take their message. A Lease says so
+// JetStream cluster is temporarily unavailable. Ack, Nack and Extend wait for the server's answer
+// (Ack and Nack not with WithAsyncAck: they then say so only when the connection cannot take their
+// message), so an Extend's deadline is one the server has. A Lease says so
 // when it cannot send its pull; one whose pull the connection buffers waits for the server. A
 // closed connection (its owner's Close, or nats.go giving up reconnecting) is not unavailable,
 // since no retry on it can succeed: its errors wrap nats.ErrConnectionClosed.

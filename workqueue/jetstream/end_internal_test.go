@@ -13,8 +13,8 @@ import (
 	"github.com/podblocks/podblocks/workqueue"
 )
 
-// endMsg is a delivered message whose DoubleAck, Nak, NakWithDelay and InProgress each say on
-// calls that they were called ("ack", "nak", "progress") and return what comes on answer.
+// endMsg is a delivered message whose DoubleAck, NakSync and InProgressSync each say on calls
+// that they were called ("ack", "nak", "progress") and return what comes on answer.
 type endMsg struct {
 	fakeMsg
 	calls  chan string
@@ -26,10 +26,9 @@ func (m *endMsg) wait(call string) error {
 	return <-m.answer
 }
 
-func (m *endMsg) DoubleAck(context.Context) error  { return m.wait("ack") }
-func (m *endMsg) Nak() error                       { return m.wait("nak") }
-func (m *endMsg) NakWithDelay(time.Duration) error { return m.wait("nak") }
-func (m *endMsg) InProgress() error                { return m.wait("progress") }
+func (m *endMsg) DoubleAck(context.Context) error              { return m.wait("ack") }
+func (m *endMsg) NakSync(context.Context, time.Duration) error { return m.wait("nak") }
+func (m *endMsg) InProgressSync(context.Context) error         { return m.wait("progress") }
 
 // TestConcurrentEnds: an Ack, Nack, Extend or Bury of a lease that another of them is using waits
 // for it to learn the server's answer. After an end the server confirmed, the lease is gone: the
@@ -258,10 +257,10 @@ func testBuryRetryAfterAckFailed(t *testing.T, lostReply bool) {
 	}
 }
 
-// progressMsg is a delivered message whose InProgress succeeds at once.
+// progressMsg is a delivered message whose InProgressSync succeeds at once.
 type progressMsg struct{ fakeMsg }
 
-func (*progressMsg) InProgress() error { return nil }
+func (*progressMsg) InProgressSync(context.Context) error { return nil }
 
 // TestExtendConcurrent: Extends of one lease from several goroutines (a heartbeat and a handler's
 // own, say) each return a deadline a lease duration after the call began. Extend used to read the

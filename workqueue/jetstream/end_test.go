@@ -16,7 +16,7 @@ import (
 // does its work, as a Pool's retry of an end that failed with ErrUnavailable needs. Each used to
 // forget the lease before the server answered, so that the retry got ErrLeaseLost and the item
 // came back after its lease, to be done again. The connection buffers nothing while it
-// reconnects, so that a Nak (which does not wait for the server) fails in the outage too.
+// reconnects, so that each fails at once in the outage.
 func TestEndRetryAfterNATSRestart(t *testing.T) {
 	srv := startRestartable(t)
 	nc := connectUnbuffered(t, srv.url())

@@ -171,8 +171,9 @@ func WithReplicas(n int) Option { return optionFunc(func(c *config) { c.replicas
 // exactly one per Lease.
 func WithFetchBatch(n int) Option { return optionFunc(func(c *config) { c.batch = n }) }
 
-// WithAsyncAck makes Ack fire-and-forget (a lost ack means a redelivery). Default: Ack waits for the
-// server's confirmation, so an item is gone when Ack returns.
+// WithAsyncAck makes Ack and Nack fire-and-forget (a lost ack means a redelivery, a lost nak a
+// redelivery after the lease). Default: they wait for the server's confirmation, so an item is gone
+// (or back) when Ack (or Nack) returns.
 func WithAsyncAck() Option { return optionFunc(func(c *config) { c.asyncAck = true }) }
 
 // WithLogger sets the logger. Default zap.NewNop().
@@ -1053,7 +1054,8 @@ func (q *Queue) Ack(ctx context.Context, lease string) error {
 	return nil
 }
 
-// Nack implements workqueue.Queue. Like Ack, it holds the lease until the nak is sent.
+// Nack implements workqueue.Queue. Like Ack, it holds the lease until the server confirms the nak
+// (or, with WithAsyncAck, the nak is sent), and takes its turn with the lease's other uses.
 func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) error {
 	if delay < 0 {
 		return fmt.Errorf("%w: negative delay %v", workqueue.ErrInvalid, delay)
@@ -1062,9 +1064,12 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	if err != nil {
 		return err
 	}
-	if delay > 0 {
+	switch {
+	case !q.cfg.asyncAck:
+		err = h.msg.NakSync(ctx, delay)
+	case delay > 0:
 		err = h.msg.NakWithDelay(delay)
-	} else {
+	default:
 		err = h.msg.Nak()
 	}
 	q.settle(h, n, err == nil, time.Time{})
@@ -1074,14 +1079,16 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	return nil
 }
 
-// Extend implements workqueue.Queue. It takes its turn with the lease's other uses as Ack does.
+// Extend implements workqueue.Queue. It returns once the server has confirmed the new lease, a
+// lease duration from when Extend sent it, and takes its turn with the lease's other uses as Ack
+// does.
 func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 	h, n, err := q.claim(ctx, lease)
 	if err != nil {
 		return time.Time{}, err
 	}
 	now := time.Now()
-	if err := h.msg.InProgress(); err != nil {
+	if err := h.msg.InProgressSync(ctx); err != nil {
 		q.settle(h, n, false, time.Time{})
 		return time.Time{}, fmt.Errorf("in progress %s: %w", h.id, unavailable(ctx, err))
 	}

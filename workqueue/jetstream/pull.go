@@ -10,7 +10,8 @@ import (
 )
 
 // delivery is what the queue uses of a message the consumer delivered: a coreMsg from a pull, or
-// a stand-in in tests.
+// a stand-in in tests. Ack, Nak, NakWithDelay and InProgress send without waiting for the server;
+// DoubleAck, NakSync and InProgressSync wait for its confirmation.
 type delivery interface {
 	Data() []byte
 	Headers() nats.Header
@@ -19,7 +20,9 @@ type delivery interface {
 	DoubleAck(ctx context.Context) error
 	Nak() error
 	NakWithDelay(delay time.Duration) error
+	NakSync(ctx context.Context, delay time.Duration) error // a delay > 0 as NakWithDelay's
 	InProgress() error
+	InProgressSync(ctx context.Context) error
 }
 
 // coreMsg is a delivery received on a plain subscription: nats.Msg's own JetStream methods
@@ -34,18 +37,44 @@ func (c coreMsg) Nak() error                         { return c.m.Nak() }
 func (c coreMsg) NakWithDelay(d time.Duration) error { return c.m.NakWithDelay(d) }
 func (c coreMsg) InProgress() error                  { return c.m.InProgress() }
 
-// ackTimeout bounds a DoubleAck whose ctx has no deadline, as nats.go's jetstream does its API
-// calls (its DefaultTimeout): a server that never answers would otherwise hold Ack forever.
+// ackTimeout bounds a DoubleAck, NakSync or InProgressSync whose ctx has no deadline, as nats.go's
+// jetstream does its API calls (its DefaultTimeout): a server that never answers would otherwise
+// hold Ack forever.
 const ackTimeout = 5 * time.Second
+
+// confirmCtx is ctx, bounded by ackTimeout if it has no deadline, as a nats.go AckOpt.
+func confirmCtx(ctx context.Context) (nats.AckOpt, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return nats.Context(ctx), func() {}
+	}
+	ctx, cancel := context.WithTimeout(ctx, ackTimeout)
+	return nats.Context(ctx), cancel
+}
 
 // DoubleAck acks and waits for the server's confirmation, within ctx's deadline or ackTimeout.
 func (c coreMsg) DoubleAck(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, ackTimeout)
-		defer cancel()
+	o, cancel := confirmCtx(ctx)
+	defer cancel()
+	return c.m.AckSync(o)
+}
+
+// NakSync naks, with delay if it is > 0, and waits for the server's confirmation, within ctx's
+// deadline or ackTimeout.
+func (c coreMsg) NakSync(ctx context.Context, delay time.Duration) error {
+	o, cancel := confirmCtx(ctx)
+	defer cancel()
+	if delay > 0 {
+		return c.m.NakWithDelay(delay, o)
 	}
-	return c.m.AckSync(nats.Context(ctx))
+	return c.m.Nak(o)
+}
+
+// InProgressSync resets the message's AckWait and waits for the server's confirmation, within
+// ctx's deadline or ackTimeout.
+func (c coreMsg) InProgressSync(ctx context.Context) error {
+	o, cancel := confirmCtx(ctx)
+	defer cancel()
+	return c.m.InProgress(o)
 }
 
 // drainWait bounds how long stop waits for the server to confirm that it dropped a pull's

@@ -51,6 +51,9 @@ func (m *fakeMsg) Reply() string        { return m.reply }
 func (m *fakeMsg) Headers() nats.Header { return nil }
 func (m *fakeMsg) Data() []byte         { return []byte("payload") }
 
+func (m *fakeMsg) NakSync(context.Context, time.Duration) error { panic("fakeMsg: NakSync called") }
+func (m *fakeMsg) InProgressSync(context.Context) error         { panic("fakeMsg: InProgressSync called") }
+
 // TestTakeClaimAllocs bounds the queue's own allocations per item (take a delivered message as a
 // lease, find it again and forget it on Ack): the heap profile shows two, the lease with its Item
 // and the token (the ID is part of it); testing.AllocsPerRun counts three. Before, take also

@@ -140,9 +140,11 @@ func runCalls(calls map[string]func(context.Context) error, names []string, mk f
 // buffer at once (the connection refuses the publish), with the server down and a reconnect
 // buffer, or with it silent, once the call's request got no answer within its bound (its ctx has
 // none: 5s). A Lease on a connection that buffers its pull waits for the server instead (see
-// TestLeaseServerShutdown). They used to return nats.go's errors as they were.
+// TestLeaseServerShutdown). They used to return nats.go's errors as they were, and Nack and
+// Extend, which did not wait for the server's answer, nil while it was down (their message waiting
+// in the reconnect buffer) or silent.
 func TestUnavailable(t *testing.T) {
-	all := []string{"Add", "Ack", "Bury", "Stats", "Dead"}
+	all := []string{"Add", "Ack", "Nack", "Extend", "Bury", "Stats", "Dead"}
 	for _, c := range []struct {
 		name  string
 		dial  func(t *testing.T) (nc *nats.Conn, cut func())
@@ -156,7 +158,7 @@ func TestUnavailable(t *testing.T) {
 			}
 			t.Cleanup(node.Shutdown)
 			return connectUnbuffered(t, node.URL()), node.Shutdown
-		}, append(all, "Nack", "Extend", "Lease"), time.Second},
+		}, append(all, "Lease"), time.Second},
 		{"down", func(t *testing.T) (*nats.Conn, func()) {
 			node, err := natstest.Start(t.TempDir())
 			if err != nil {
@@ -202,7 +204,7 @@ func TestUnavailable(t *testing.T) {
 // while the server was silent returns the ctx's error, and one on a closed connection
 // nats.ErrConnectionClosed.
 func TestNotUnavailable(t *testing.T) {
-	names := []string{"Add", "Ack", "Bury", "Stats", "Dead"}
+	names := []string{"Add", "Ack", "Nack", "Extend", "Bury", "Stats", "Dead"}
 	nc, _, px := startProxied(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
