@@ -87,6 +87,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, started chan<- st
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
+		return cmdline.Usagef("unexpected arguments %q", fs.Args())
+	}
 	if len(specs) == 0 && *config == "" {
 		return cmdline.Usagef("no checks: give -livez, -readyz, -startupz or -config")
 	}

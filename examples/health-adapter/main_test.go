@@ -95,6 +95,8 @@ func TestUsageErrors(t *testing.T) {
 		msg    string
 	}{
 		{nil, 2, "health-adapter: no checks: give -livez, -readyz, -startupz or -config"},
+		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
+		{[]string{"-admin", "127.0.0.1:0", "-readyz", "exec=true", "extra", "-interval", "1s"}, 2, `health-adapter: unexpected arguments ["extra" "-interval" "1s"]`},
 		{[]string{"-readyz", "ftp=x"}, 2, `invalid value "ftp=x" for flag -readyz: unknown check kind "ftp"`},
 		{[]string{"-readyz", "tcp=127.0.0.1:1", "-interval", "-1s"}, 2, "health-adapter: -interval -1s: want 0 or more"},
 		{[]string{"-readyz", "tcp=127.0.0.1:1", "-timeout", "-1s"}, 2, "health-adapter: -timeout -1s: want 0 or more"},

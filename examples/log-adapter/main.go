@@ -77,6 +77,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
+		return cmdline.Usagef("unexpected arguments %q", fs.Args())
+	}
 
 	var f logs.Format
 	switch *format {

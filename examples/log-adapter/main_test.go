@@ -80,6 +80,8 @@ func TestUsageErrors(t *testing.T) {
 		msg    string
 	}{
 		{[]string{"-format", "xml"}, 2, `log-adapter: -format "xml": want logfmt, json, regex, clf, common or combined`},
+		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
+		{[]string{"access.log", "-format", "combined"}, 2, `log-adapter: unexpected arguments ["access.log" "-format" "combined"]`},
 		{[]string{"-format", "regex"}, 2, "log-adapter: -regex: logs: regex"},
 		{[]string{"-format", "regex", "-regex", "(no names)"}, 2, "log-adapter: -regex: logs: regex"},
 		{[]string{"-rename", "nokey"}, 2, `log-adapter: -rename: "nokey" is not key=value`},

@@ -69,6 +69,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
+		return cmdline.Usagef("unexpected arguments %q", fs.Args())
+	}
 	if *glob == "" {
 		return cmdline.Usagef("-glob is required")
 	}

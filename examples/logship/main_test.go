@@ -144,6 +144,8 @@ func TestBadFlags(t *testing.T) {
 		msg    string
 	}{
 		{[]string{"-sink", "stdout"}, 2, "logship: -glob is required"},
+		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
+		{[]string{"-glob", "/x/*.log", "oops", "-sink", "kafka:x"}, 2, `logship: unexpected arguments ["oops" "-sink" "kafka:x"]`},
 		{[]string{"-glob", "/x/*.log", "-sink", "kafka:x"}, 2, `logship: -sink "kafka:x": want stdout, file:PATH or http:URL`},
 		{[]string{"-glob", "/x/*.log", "-sink", "file:"}, 2, `logship: -sink "file:"`},
 		{[]string{"-glob", "/x/*.log", "-sink", "http:nohost"}, 2, `logship: -sink "http:nohost"`},

@@ -53,6 +53,9 @@ func run(args []string, stderr io.Writer) error {
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
+		return cmdline.Usagef("unexpected arguments %q", fs.Args())
+	}
 	if *watch == "" {
 		return cmdline.Usagef("-watch is required")
 	}

@@ -81,6 +81,8 @@ func TestBadFlags(t *testing.T) {
 		msg  string
 	}{
 		{nil, "reloader: -watch is required"},
+		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
+		{[]string{"-watch", dir, "-pid", "1", "extra", "-signal", "USR1"}, `reloader: unexpected arguments ["extra" "-signal" "USR1"]`},
 		{[]string{"-watch", dir}, "reloader: want exactly one of -webhook, -pid and -process"},
 		{[]string{"-watch", dir, "-pid", "1", "-process", "x"}, "reloader: want exactly one of -webhook, -pid and -process"},
 		{[]string{"-watch", dir, "-pid", "1", "-signal", "BOGUS"}, `reloader: -signal "BOGUS": unknown`},

@@ -81,8 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if err := cmdline.Parse(fs, args); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
+		return nil, cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 	level, err := zapcore.ParseLevel(c.logLevel)
 	if err != nil {

@@ -99,6 +99,7 @@ func TestUsageErrors(t *testing.T) {
 		msg    string
 	}{
 		{[]string{"--log.level=loud"}, 2, `statsd-adapter: --log.level: unrecognized level: "loud"`},
+		{[]string{"mapping.yml"}, 2, `statsd-adapter: unexpected arguments ["mapping.yml"]`},
 		{[]string{"--statsd.unixsocket-mode=u+rw"}, 2, `statsd-adapter: --statsd.unixsocket-mode "u+rw": want an octal mode`},
 		{[]string{"--statsd.readers=-1"}, 2, "statsd-adapter: --statsd.readers -1: want 0 or more"},
 		{[]string{"--statsd.read-buffer=-1"}, 2, "statsd-adapter: --statsd.read-buffer -1: want 0 or more"},

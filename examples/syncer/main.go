@@ -63,6 +63,9 @@ func run(args []string, stderr io.Writer) error {
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
+		return cmdline.Usagef("unexpected arguments %q", fs.Args())
+	}
 	if *root == "" || (*repo == "") == (*archive == "") {
 		return cmdline.Usagef("want -root and exactly one of -repo and -url")
 	}

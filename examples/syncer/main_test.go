@@ -106,6 +106,8 @@ func TestBadFlags(t *testing.T) {
 		{nil, 2, want},
 		{[]string{"-root", root}, 2, want},
 		{[]string{"-root", root, "-repo", "r", "-url", "u"}, 2, want},
+		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
+		{[]string{"-root", root, "-url", "http://127.0.0.1:1/site.tgz", "extra", "-interval", "0"}, 2, `syncer: unexpected arguments ["extra" "-interval" "0"]`},
 		{[]string{"-root", root, "-url", "example.com/site.tgz"}, 2, `syncer: -url "example.com/site.tgz": want an http or https URL`},
 		{[]string{"-root", root, "-repo", "r", "-webhook", "ftp://example.com/"}, 2, `syncer: -webhook "ftp://example.com/": want an http or https URL`},
 		{[]string{"-root", root, "-repo", "r", "-interval", "-1s"}, 2, "syncer: -interval -1s: want 0 or more"},
