@@ -195,8 +195,21 @@ func outlive(ctx context.Context, grace time.Duration) (context.Context, func())
 // Adds made before it gave up are made again with the items' next delivery, as after a crash; an
 // item is never acked before all its adds were made.
 func (o *outlet) deliver(sc stageCtx, k *keeper, held []heldItem, outs []emit) error {
+	var work context.Context
 	if len(outs) > 0 {
-		err := o.addAll(sc.run, k.start(held), outs)
+		work = k.start(held)
+	}
+	return o.deliverHeld(sc, k, work, held, outs)
+}
+
+// deliverHeld is deliver once k keeps the leases of held (with outs to add), under work, the ctx
+// k.start returned.
+func (o *outlet) deliverHeld(sc stageCtx, k *keeper, work context.Context, held []heldItem, outs []emit) error {
+	if len(outs) > 0 {
+		err := context.Cause(work) // a lease lost before the adds (a Reduce's, as its batch filled)
+		if err == nil {
+			err = o.addAll(sc.run, work, outs)
+		}
 		k.end()
 		switch {
 		case errors.Is(err, errOutputClosed):
@@ -364,7 +377,23 @@ func (k *keeper) start(held []heldItem) context.Context {
 	return k.work
 }
 
-// end stops keeping the leases start was given, giving up an Extend in flight and waiting for it.
+// hold keeps the lease of x too, from now until end, as start does those it was given: a Reduce
+// holds each item of a batch from its lease on, as the batch fills. It is called between start
+// and end.
+func (k *keeper) hold(x heldItem) {
+	now := time.Now()
+	due := now.Add(k.o.renewIn(now, x.it.Deadline))
+	k.mu.Lock()
+	k.held = append(k.held, x) // past the held that a fire in flight extends: it reads none of x
+	k.due = append(k.due, due)
+	if !k.extending && (k.fireAt.IsZero() || k.fireAt.After(due)) { // else fire sets t after its Extends
+		k.arm(due.Sub(now), due)
+	}
+	k.mu.Unlock()
+}
+
+// end stops keeping the leases start (and hold) was given, giving up an Extend in flight and
+// waiting for it.
 func (k *keeper) end() {
 	k.mu.Lock()
 	k.held = nil
@@ -420,8 +449,9 @@ func (k *keeper) fire() {
 		k.lose(errInputLost)
 		return
 	}
+	copy(k.due, due) // hold may have moved k.due to a larger array meanwhile
 	if work.Err() == nil {
-		next := earliest(due)
+		next := earliest(k.due)
 		k.arm(time.Until(next), next)
 	}
 }
@@ -933,7 +963,9 @@ func (j *Join) emit(sc stageCtx, k *keeper, h *holder, slots []*Item) error {
 }
 
 // Reduce collects up to n input items (or whatever arrived within WithFlushAfter of the first one),
-// adds reduce(payloads) to out as one item, and acks the batch.
+// adds reduce(payloads) to out as one item, and acks the batch. The leases of a batch's items are
+// extended from the moment each is leased, as the batch fills and while its result is added; a
+// lease lost while the batch fills ends the filling, and the batch is given back.
 type Reduce struct {
 	in     Queue
 	out    Queue
@@ -942,7 +974,7 @@ type Reduce struct {
 	o      *outlet
 }
 
-// NewReduce returns a reduce stage from in to out. Keep WithFlushAfter well under in's lease.
+// NewReduce returns a reduce stage from in to out.
 func NewReduce(in, out Queue, n int, reduce func(payloads [][]byte) ([]byte, error), opts ...StageOption) (*Reduce, error) {
 	if err := checkQueues(in, out); err != nil || n < 1 || reduce == nil {
 		return nil, fmt.Errorf("%w: reduce needs an input, an output, n >= 1 and a function", ErrInvalid)
@@ -963,15 +995,19 @@ func (r *Reduce) Run(ctx context.Context) error {
 			return err
 		}
 		batch := []*Item{it}
+		work := k.start([]heldItem{{r.in, it}})
 		fctx, cancel := context.WithTimeout(ctx, r.o.cfg.maxWait)
+		stop := context.AfterFunc(work, cancel) // a lease lost: the batch goes back as it is
 		for len(batch) < r.n {
 			if it, err = r.o.lease(fctx, sc.in, r.in); it == nil {
 				break
 			}
 			batch = append(batch, it)
+			k.hold(heldItem{r.in, it})
 		}
+		stop()
 		cancel()
-		if err := r.emit(sc, k, batch); err != nil && ctx.Err() == nil {
+		if err := r.emit(sc, k, work, batch); err != nil && ctx.Err() == nil {
 			return err
 		}
 		switch {
@@ -983,7 +1019,7 @@ func (r *Reduce) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Reduce) emit(sc stageCtx, k *keeper, batch []*Item) error {
+func (r *Reduce) emit(sc stageCtx, k *keeper, work context.Context, batch []*Item) error {
 	payloads := make([][]byte, len(batch))
 	held := make([]heldItem, len(batch))
 	for i, it := range batch {
@@ -992,8 +1028,9 @@ func (r *Reduce) emit(sc stageCtx, k *keeper, batch []*Item) error {
 	}
 	out, err := r.reduce(payloads)
 	if err != nil {
+		k.end()
 		r.o.bury(sc.in, held, "reduce: "+err.Error())
 		return nil
 	}
-	return r.o.deliver(sc, k, held, []emit{{r.out, out, ""}})
+	return r.o.deliverHeld(sc, k, work, held, []emit{{r.out, out, ""}})
 }

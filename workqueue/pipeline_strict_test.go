@@ -302,11 +302,7 @@ func TestKeeperRandomLeasesAndAdds(t *testing.T) {
 						id := fmt.Sprintf("i%02d", i)
 						ids = append(ids, id)
 						for _, in := range ins {
-							l := leases[rng.Intn(len(leases))]
-							if kind == "reduce3" && l < 300*time.Millisecond {
-								l = 300 * time.Millisecond // a batch fills unextended (documented)
-							}
-							in.put(id, "p"+id, l)
+							in.put(id, "p"+id, leases[rng.Intn(len(leases))])
 						}
 					}
 					opts := []workqueue.StageOption{workqueue.WithStageRetry(20 * time.Millisecond), workqueue.WithFlushAfter(20 * time.Millisecond)}
