@@ -74,9 +74,13 @@ func WithAPILogger(l *zap.Logger) APIOption {
 // A lease request long-polls for up to wait: 30s when absent, at most the max wait (WithMaxWait).
 // wait=0 does not wait for an item to come: the answer is an item that is ready now, or 204 at once
 // (the queue gets up to 50ms to hand a ready item out). A negative or malformed wait is 400. poll
-// (optional, 1 to 64 bytes, unique per request) names it, so that a client whose caller gave up can
-// end the wait early with cancel and still read the answer: an item leased before the wait ended is
-// answered as usual, not dropped. A client that goes away instead gets nothing, and an item leased
+// (optional, 1 to 64 bytes) names it, so that a client whose caller gave up can end the wait early
+// with cancel and still read the answer: an item leased before the wait ended is answered as usual,
+// not dropped. No two lease requests wait under one poll ID at a time: one whose ID names a request
+// still waiting is 400 at once (the waiting one goes on, and a cancel of the ID ends it), and an ID
+// may be used again once its request was answered; a random ID of 8 bytes or more (Client's are)
+// does not meet another client's. A cancel of an ID that no request waits under ends the first
+// that comes with it within a minute (the cancel overtook its poll). A client that goes away instead gets nothing, and an item leased
 // for it is given back at once (released without counting the attempt where the queue has a
 // Release method, else nacked).
 //
@@ -454,7 +458,7 @@ func (p *polls) start(id string, cancel context.CancelFunc) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.live[id]; ok {
-		return badRequest("poll id %q is in use", id)
+		return badRequest("poll id %q is in use by a lease request still waiting: give each request an ID of its own", id)
 	}
 	if at, ok := p.early[id]; ok {
 		delete(p.early, id)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -240,5 +241,43 @@ func TestAPICancelBeforePoll(t *testing.T) {
 		if code := post(path); code != http.StatusBadRequest {
 			t.Errorf("POST %s: %d, want 400", path, code)
 		}
+	}
+}
+
+// TestAPIPollIDInUse: a lease request whose poll ID names a poll still waiting is refused with
+// 400 saying so (a cancel by that ID could not tell the two apart), and the waiting poll is left
+// alone: it still ends by its own cancel.
+func TestAPIPollIDInUse(t *testing.T) {
+	hq := newHoldQueue(t)
+	srv, _ := serve(t, hq)
+	first := make(chan int, 1)
+	go func() {
+		code, _ := apiCall(t, srv, "POST", "lease?wait=20s&poll=p1", "")
+		first <- code
+	}()
+	// The API registers a poll before it calls the queue's Lease.
+	for deadline := time.Now().Add(5 * time.Second); hq.polls.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("first poll did not reach the queue in 5s")
+		}
+	}
+	if code, body := apiCall(t, srv, "POST", "lease?wait=0&poll=p1", ""); code != http.StatusBadRequest || !strings.Contains(body, `poll id \"p1\" is in use by a lease request still waiting`) {
+		t.Errorf("second lease with a poll ID in use: %d %q, want 400 saying it is in use", code, body)
+	}
+	select {
+	case code := <-first:
+		t.Fatalf("first poll ended (%d) when the second came", code)
+	default:
+	}
+	if code, body := apiCall(t, srv, "POST", "cancel?poll=p1", ""); code != http.StatusNoContent {
+		t.Fatalf("cancel: %d %q", code, body)
+	}
+	select {
+	case code := <-first:
+		if code != http.StatusNoContent {
+			t.Errorf("cancelled first poll: %d, want 204", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("first poll still waiting 5s after its cancel")
 	}
 }
