@@ -72,7 +72,7 @@
 //
 // WithRegisterer registers podblocks_workqueue_queue_items{state} and
 // podblocks_workqueue_queue_stats_errors_total, labelled queue="<name>" (see
-// workqueue.NewStatsCollector): each scrape reads Stats, two JetStream API requests bounded by 2s;
+// workqueue.NewStatsCollector): each scrape reads Stats, three JetStream API requests bounded by 2s;
 // a failed one is logged and counted, and leaves the gauges out of that scrape. Close
 // unregisters them.
 //

@@ -181,9 +181,8 @@ func WithLogger(l *zap.Logger) Option { return optionFunc(func(c *config) { c.lo
 
 // WithRegisterer registers the queue's metrics with r: podblocks_workqueue_queue_items{state} and
 // podblocks_workqueue_queue_stats_errors_total with the label queue="<name>" (see
-// workqueue.NewStatsCollector), read with Stats (two JetStream API requests, up to 2s) when r's
-// gatherer is scraped. Ready is the consumer's pending count, leased its ack-pending count (nacked
-// and delayed items included), dead the dead-letter stream's messages; delayed is always 0. A
+// workqueue.NewStatsCollector), read with Stats (three JetStream API requests, up to 2s) when r's
+// gatherer is scraped. Ready, leased and dead are as Stats reports them; delayed is always 0. A
 // failed Stats is logged and counted, and leaves the gauges out of that scrape. Open returns the
 // registerer's error if r has a queue of this name already, or an unnamed one (see
 // workqueue.WithQueueName); Close unregisters them. Default nil: not registered.
@@ -1172,12 +1171,21 @@ func (q *Queue) Dead(ctx context.Context, max int) ([]workqueue.DeadItem, error)
 	return out, nil
 }
 
-// Stats implements workqueue.Queue: Ready is the consumer's undelivered count, Leased its
-// unacknowledged deliveries (including nacked and delayed items waiting for redelivery).
+// Stats implements workqueue.Queue with three JetStream API requests: Leased is the consumer's
+// unacknowledged deliveries (its ack-pending count, including nacked and delayed items waiting for
+// redelivery), Ready the stream's other messages (those never delivered), Dead the dead-letter
+// stream's messages; Delayed is always 0. An Add, Lease or Ack that has returned is counted. (The
+// consumer's own pending count is not used for Ready: the server raises it on another goroutine
+// after it has answered the publish, so it could miss an Add that had returned.) Under concurrent
+// Acks, Ready may be off by those that land between the requests.
 func (q *Queue) Stats(ctx context.Context) (workqueue.Stats, error) {
 	ci, err := q.cons.Info(ctx)
 	if err != nil {
 		return workqueue.Stats{}, fmt.Errorf("consumer info: %w", unavailable(ctx, err))
+	}
+	si, err := q.str.Info(ctx)
+	if err != nil {
+		return workqueue.Stats{}, fmt.Errorf("stream info: %w", unavailable(ctx, err))
 	}
 	// Open made the dead-letter stream: without it (deleted, or no answer in time) the dead count
 	// is unknown, and an error, not 0.
@@ -1186,7 +1194,8 @@ func (q *Queue) Stats(ctx context.Context) (workqueue.Stats, error) {
 		return workqueue.Stats{}, fmt.Errorf("dead stream info: %w", unavailable(ctx, err))
 	}
 	dead := int64(s.CachedInfo().State.Msgs) // Stream fetched it just now
-	return workqueue.Stats{Ready: int64(ci.NumPending), Leased: int64(ci.NumAckPending), Dead: dead}, nil
+	leased := int64(ci.NumAckPending)
+	return workqueue.Stats{Ready: max(int64(si.State.Msgs)-leased, 0), Leased: leased, Dead: dead}, nil
 }
 
 // Statusz reports the queue's counts for a status page.
