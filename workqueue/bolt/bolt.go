@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -197,7 +198,7 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: cfg.timeout, NoSync: cfg.noSync, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	var recs []workqueue.Record
 	var lastID, epoch uint64
@@ -259,6 +260,16 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	q.Memory = mem
 	cfg.logger.Info("queue opened", zap.String("path", path), zap.Int("records", len(recs)))
 	return q, nil
+}
+
+// openError is err, from bbolt.Open of path, with the path named once: the OS's error of opening
+// the file (a missing directory, say) names it already.
+func openError(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Op == "open" && pe.Path == path {
+		return err
+	}
+	return fmt.Errorf("open %s: %w", path, err)
 }
 
 // syncDB fsyncs the file, and commitTx runs a commit's transaction (variables for tests).

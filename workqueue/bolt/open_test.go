@@ -2,8 +2,10 @@ package bolt_test
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/podblocks/podblocks/workqueue"
@@ -31,5 +33,19 @@ func TestOpenRefusesBadOptionsWithoutCreatingTheFile(t *testing.T) {
 				t.Errorf("Open with a bad option left the file: %v", err)
 			}
 		})
+	}
+}
+
+// TestOpenMissingDirNamesPathOnce: an Open whose file cannot be made says so as the OS does,
+// naming the path once, and is fs.ErrNotExist for a missing directory.
+func TestOpenMissingDirNamesPathOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing", "q.db")
+	q, err := bolt.Open(path)
+	if err == nil {
+		q.Close()
+		t.Fatal("Open in a missing directory: no error")
+	}
+	if !errors.Is(err, fs.ErrNotExist) || strings.Count(err.Error(), path) != 1 || !strings.HasPrefix(err.Error(), "open "+path+": ") {
+		t.Errorf("Open in a missing directory: %q, want fs.ErrNotExist as \"open %s: ...\", the path once", err, path)
 	}
 }
