@@ -68,15 +68,17 @@ type Protocol struct {
 	// (0: 64 times MaxValueSize). A larger one is read and dropped, and the client gets memcached's
 	// "SERVER_ERROR out of memory writing get response" instead.
 	MaxReplySize int
-	// Version is what "version" answers (default DefaultVersion). Clients read it: libmemcached
-	// (memcping, memcached_version) fails unless it starts with a numeric major.minor.micro.
+	// Version, when set, is what the proxy answers "version" with itself ("VERSION " and it),
+	// without a server. Clients read it: libmemcached (memcping, memcached_version) fails unless it
+	// starts with a numeric major.minor.micro. Empty (the default): "version" goes to a server, as
+	// nutcracker 0.5.0 sends it, and the client gets that server's reply (its memcached version),
+	// or the pool's error when the server failed ("SERVER_ERROR Connection refused"). The server
+	// is the one an empty key goes to (hash 0 on the pool's distribution; under random, any), as
+	// nutcracker places a request without a key; nutcracker 0.5.0 itself takes the key of
+	// "version" from a key position it never set, so which of several servers it asks is not
+	// defined there.
 	Version string
 }
-
-// DefaultVersion is what "version" answers when Protocol.Version is empty: memcached 1.5.3 is
-// the oldest whose text protocol has every command the codec forwards (gat and gats came in
-// 1.5.3), and the suffix names the proxy.
-const DefaultVersion = "1.5.3-podblocks"
 
 var _ twemproxy.Protocol = (*Protocol)(nil)
 
@@ -224,12 +226,18 @@ func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 		}
 		return lineCommand(r, body, string(cmd))
 	case "version":
-		v := p.Version
-		if v == "" {
-			v = DefaultVersion
+		if p.Version != "" {
+			r.Local = true
+			r.Resp = append(append(append(r.Resp[:0], "VERSION "...), p.Version...), "\r\n"...)
+			return nil
 		}
-		r.Local = true
-		r.Resp = append(append(append(r.Resp[:0], "VERSION "...), v...), "\r\n"...)
+		if err := checkLine(line); err != nil {
+			return err
+		}
+		// No key: the pool sends it where nutcracker does. memcached answers it whatever follows
+		// "version", noreply too.
+		r.Kind = kindLine
+		r.Keys = r.Keys[:0]
 		return nil
 	case "quit":
 		r.Local, r.Quit = true, true

@@ -133,7 +133,9 @@ var requestTests = []struct {
 	{"too many tokens", "set k 0 0 1 noreply x\r\nx\r\ncas k 0 0 1\r\nx\r\nget a\r\n",
 		[]parsed{{Local: "ERROR\r\n"}, {Local: "ERROR\r\n"}, {Keys: []string{"a"}}}, false},
 	{"long key", "get " + strings.Repeat("k", 251) + "\r\n", []parsed{{Local: "CLIENT_ERROR bad command line format\r\n"}}, false},
-	{"version quit", "version\r\nquit\r\n", []parsed{{Local: "VERSION " + memcache.DefaultVersion + "\r\n"}, {Quit: true}}, false},
+	// version is forwarded, with no key, and memcached answers it whatever follows, noreply too.
+	{"version quit", "version\r\nversion x noreply\r\nquit\r\n", []parsed{{}, {}, {Quit: true}}, false},
+	{"version over 2048 bytes", "version" + strings.Repeat(" ", 2048) + "\r\n", nil, true},
 	{"too large, 64 times the limit", "set k 0 0 640\r\n" + strings.Repeat("x", 640) + "\r\nget a\r\n",
 		[]parsed{{Local: "SERVER_ERROR object too large for cache\r\n"}, {Keys: []string{"a"}}}, false},
 	{"too large, over 64 times the limit", "set k 0 0 641\r\n" + strings.Repeat("x", 641) + "\r\nget a\r\n", nil, true},
@@ -175,6 +177,7 @@ func TestReadResponse(t *testing.T) {
 		{"value with CRLF inside", "get a b\r\n", "VALUE a 0 4\r\na\r\nb\r\nVALUE b 0 0 77\r\n\r\nEND\r\n", "VALUE a 0 4\r\na\r\nb\r\nVALUE b 0 0 77\r\n\r\nEND\r\n"},
 		{"get error", "get a\r\n", "SERVER_ERROR out of memory\r\n", "SERVER_ERROR out of memory\r\n"},
 		{"stored", "set a 0 0 1\r\nx\r\n", "STORED\r\n", "STORED\r\n"},
+		{"version", "version\r\n", "VERSION 1.6.18\r\nEXTRA", "VERSION 1.6.18\r\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -291,7 +294,10 @@ func FuzzReadRequest(f *testing.F) {
 			if r.Local {
 				continue
 			}
-			if len(r.Keys) == 0 || !bytes.HasSuffix(r.Buf, []byte("\n")) { // memcached also accepts a bare \n
+			// Only "version" goes without a key.
+			line := bytes.TrimSuffix(bytes.TrimSuffix(r.Buf, []byte("\n")), []byte("\r"))
+			version := string(line) == "version" || bytes.HasPrefix(line, []byte("version "))
+			if len(r.Keys) == 0 && !version || !bytes.HasSuffix(r.Buf, []byte("\n")) { // memcached also accepts a bare \n
 				t.Fatalf("forwardable request %q without keys or line end", r.Buf)
 			}
 			// memcached closes a connection on an unfinished line past 2048 bytes unless it starts

@@ -6,7 +6,7 @@
 // Limits: a get or gets line is at most 1 MiB (memcached reads one of any length: a multi-get of
 // many keys; past the proxy's 16 KiB read buffer, only with at most 100 spaces first, as memcached),
 // the line of another command the proxy forwards at most 2048 bytes, and of one it answers itself
-// (version, quit, an unknown command) at most 16 KiB. Spaces before a command are skipped, as
+// (quit, an unknown command, version when Protocol.Version is set) at most 16 KiB. Spaces before a command are skipped, as
 // memcached does, and not forwarded. A key is at most 250 bytes without control characters, a value
 // at most Protocol.MaxValueSize (1 MiB by default), the reply to one retrieval at most
 // Protocol.MaxReplySize (64 MiB by default; a larger one is read and dropped, and answered
@@ -17,6 +17,12 @@
 // and drop) closes that client's connection after an error reply. A command that ends with noreply
 // gets no reply at all, as with memcached: not even an error, whether the proxy answers it (an
 // oversized value, a malformed command) or its server fails.
+//
+// "version" is forwarded, as nutcracker 0.5.0 forwards it, to the server an empty key goes to,
+// and answered with that server's version (or the pool's error, when it failed); set
+// Protocol.Version to have the proxy answer it instead. Unlike nutcracker, which closes the
+// connection, the proxy forwards "version" with more tokens after it ("version noreply"), which
+// memcached answers.
 //
 // Only commands memcached parses exactly as the codec does are forwarded: numbers are read as
 // memcached's safe_strtol/safe_strtoul/safe_strtoull read them, and a flags, exptime or length

@@ -25,11 +25,13 @@ func deadAddr(t *testing.T) string {
 }
 
 // expectOnly sends send and then "version", and checks that the version's reply is the first and
-// only thing the connection gets: a noreply request must not shift the replies after it.
+// only thing the connection gets: a noreply request must not shift the replies after it. A
+// forwarded version shares the noreply request's server connection, and a reply to it taken for the
+// version's would show; a pool whose server does not run answers it itself (localVersion).
 func expectOnly(t *testing.T, c *conn, send string) {
 	t.Helper()
 	c.send(send + "version\r\n")
-	if got := c.reply(); got != "VERSION "+memcache.DefaultVersion+"\r\n" {
+	if got := c.reply(); !libmemcachedVersion.MatchString(got) {
 		if len(send) > 80 {
 			send = send[:80] + "..."
 		}
@@ -42,7 +44,7 @@ func expectOnly(t *testing.T, c *conn, send string) {
 // for it: only the get's failure is counted.
 func TestNoReplyDeadServerSendsNothing(t *testing.T) {
 	addr, srv, _ := twemproxytest.StartPool(t, "mc", false, "  timeout: 400\n", []string{deadAddr(t)},
-		twemproxy.Protocols{Memcache: &memcache.Protocol{}})
+		twemproxy.Protocols{Memcache: &memcache.Protocol{Version: localVersion}})
 	c := dial(t, addr)
 	for _, send := range []string{"set a 0 0 1 noreply\r\nx\r\n", "delete a noreply\r\n", "incr a 1 noreply\r\n",
 		"touch a 10 noreply\r\n", "delete a 0 noreply\r\n"} {
@@ -62,7 +64,7 @@ func TestNoReplyDeadServerSendsNothing(t *testing.T) {
 func TestNoReplyEjectedServerSendsNothing(t *testing.T) {
 	addr, srv, _ := twemproxytest.StartPool(t, "mc", false,
 		"  timeout: 400\n  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 600000\n",
-		[]string{deadAddr(t)}, twemproxy.Protocols{Memcache: &memcache.Protocol{}})
+		[]string{deadAddr(t)}, twemproxy.Protocols{Memcache: &memcache.Protocol{Version: localVersion}})
 	c := dial(t, addr)
 	c.send("get a\r\n")
 	if got := c.reply(); !strings.HasPrefix(got, "SERVER_ERROR ") {

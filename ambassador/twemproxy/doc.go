@@ -38,9 +38,11 @@
 // end of the stream, and what the client still sends is read and dropped (up to 64 MiB, for up to
 // 2s) before the connection closes: nutcracker, like redis-server, closes it with the rest of the
 // request unread, which sends a reset, so that the client's write fails and it may never read the
-// reply. memcache "version" is answered by the proxy; stats are current rather than aggregated every -i interval, and
-// out_queue_bytes is not tracked (always 0); "backlog" is parsed but Go listens with the kernel's
-// somaxconn; "random" picks a server per request like nutcracker but from Go's generator. The
+// reply. memcache "version" goes to the server an empty key goes to, where nutcracker 0.5.0 picks
+// the server by a key it never set (see package memcache). Stats are current rather than
+// aggregated every -i interval, and out_queue_bytes is not tracked (always 0); "backlog" is parsed
+// but Go listens with the kernel's somaxconn; "random" picks a server per request like nutcracker
+// but from Go's generator. The
 // extensions no_reshard and health_check_interval are rejected by nutcracker itself. Pool and
 // server names in the stats JSON are nutcracker's bytes but for a quote, a backslash or a control
 // character, which are escaped: nutcracker writes them raw, and its document is then not JSON; a

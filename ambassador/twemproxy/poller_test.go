@@ -225,7 +225,7 @@ func testHalfCloseAfterRequests(t *testing.T, clients int) {
 // of the stream says the client is gone.
 func testCloseAfterNoreply(t *testing.T, clients int) {
 	be := loopback.Serve(t, func(_ int, c net.Conn) { _, _ = io.Copy(io.Discard, c) })
-	maddr, msrv, _ := twemproxytest.StartPool(t, "m", false, "", []string{be}, twemproxy.Protocols{Memcache: &memcache.Protocol{}})
+	maddr, msrv, _ := twemproxytest.StartPool(t, "m", false, "", []string{be}, twemproxy.Protocols{Memcache: &memcache.Protocol{Version: "1.6.0"}})
 	for range clients {
 		c := dialResp(t, maddr)
 		if _, err := io.WriteString(c.c, "version\r\n"); err != nil { // answered by the proxy

@@ -19,8 +19,9 @@ import (
 	"github.com/podblocks/podblocks/lifecycletest"
 )
 
-// bothProtocols serves memcache and redis pools.
-var bothProtocols = twemproxy.Protocols{Memcache: &memcache.Protocol{}, Redis: &redis.Protocol{}}
+// bothProtocols serves memcache and redis pools. Its memcache pools answer "version" themselves
+// (kindClient asks it of pools whose servers do not run).
+var bothProtocols = twemproxy.Protocols{Memcache: &memcache.Protocol{Version: "1.6.0"}, Redis: &redis.Protocol{}}
 
 // kindClient is a client connection to a pool, which tells the pool's kind by a command the proxy
 // answers itself.
