@@ -30,8 +30,14 @@ type Action func(ctx context.Context) error
 
 // SignalPID returns an Action sending sig to the process with the given PID (in a pod: a container
 // sharing the PID namespace). Where processes cannot be signalled (Windows) the Action returns an
-// error wrapping errors.ErrUnsupported.
+// error wrapping errors.ErrUnsupported. A pid of 0 or less names no one process (kill(2) would signal
+// a process group, or every process the caller may signal): the Action signals nothing and returns a
+// *ConfigError.
 func SignalPID(pid int, sig syscall.Signal) Action {
+	if pid <= 0 {
+		err := &ConfigError{Field: "SignalPID", Reason: fmt.Sprintf("pid %d: want a positive process ID", pid)}
+		return func(context.Context) error { return err }
+	}
 	return func(context.Context) error {
 		if err := signalProcess(pid, sig); err != nil {
 			return fmt.Errorf("signal %d: %w", pid, err)

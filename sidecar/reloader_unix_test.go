@@ -77,3 +77,16 @@ func TestSignalNameWithoutProcessIsAnError(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNoProcess", err)
 	}
 }
+
+// TestSignalPIDRefusesNonPositive: kill(2) reads a pid of 0 as the caller's process group and -1 as
+// every process it may signal, so SignalPID must not pass them on. Signal 0 only checks permission,
+// so the old code's kill(-1, 0) succeeded here without sending anything.
+func TestSignalPIDRefusesNonPositive(t *testing.T) {
+	for _, pid := range []int{0, -1, -2} {
+		err := sidecar.SignalPID(pid, syscall.Signal(0))(context.Background())
+		var ce *sidecar.ConfigError
+		if !errors.As(err, &ce) {
+			t.Errorf("SignalPID(%d): %v, want a *ConfigError", pid, err)
+		}
+	}
+}
