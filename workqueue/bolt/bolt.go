@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"go.uber.org/zap"
 
 	"github.com/podblocks/podblocks/workqueue"
@@ -28,6 +29,10 @@ var (
 
 // ErrCorrupt is returned by Open when a stored record cannot be decoded.
 var ErrCorrupt = errors.New("workqueue/bolt: corrupt record")
+
+// ErrLocked is returned by Open when another Open holds the file, in this process or another,
+// for as long as Open waited (WithOpenTimeout).
+var ErrLocked = errors.New("workqueue/bolt: file locked by another Open, in this process or another")
 
 // Option configures a Queue.
 type Option interface{ apply(*config) }
@@ -84,7 +89,10 @@ func WithQueueName(name string) Option {
 	return optionFunc(func(c *config) { c.name = name; c.mem = append(c.mem, workqueue.WithQueueName(name)) })
 }
 
-// WithOpenTimeout bounds how long Open waits for another process's lock on the file. Default 5s.
+// WithOpenTimeout bounds how long Open waits for the file while another Open holds it (in this
+// process or another: the lock is the OS's, on the open file), then fails with ErrLocked. Default
+// 5s. 0 waits for as long as the file is held (bbolt's Options.Timeout). bbolt tries the lock
+// every 50ms, so a d of 50ms or less, or negative, tries it once.
 func WithOpenTimeout(d time.Duration) Option { return optionFunc(func(c *config) { c.timeout = d }) }
 
 // WithNoSync skips fsync (faster, but a machine crash can lose acknowledged adds; a process crash
@@ -198,7 +206,7 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: cfg.timeout, NoSync: cfg.noSync, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
-		return nil, openError(path, err)
+		return nil, openError(path, cfg.timeout, err)
 	}
 	var recs []workqueue.Record
 	var lastID, epoch uint64
@@ -262,12 +270,16 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	return q, nil
 }
 
-// openError is err, from bbolt.Open of path, with the path named once: the OS's error of opening
-// the file (a missing directory, say) names it already.
-func openError(path string, err error) error {
+// openError is err, from bbolt.Open of path with lock timeout wait, with the path named once (the
+// OS's error of opening the file, a missing directory say, names it already), and bbolt's
+// "timeout" said as what it is: ErrLocked, after wait.
+func openError(path string, wait time.Duration, err error) error {
 	var pe *fs.PathError
-	if errors.As(err, &pe) && pe.Op == "open" && pe.Path == path {
+	switch {
+	case errors.As(err, &pe) && pe.Op == "open" && pe.Path == path:
 		return err
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("open %s: %w: gave up after %v (WithOpenTimeout; bbolt: %w)", path, ErrLocked, wait, err)
 	}
 	return fmt.Errorf("open %s: %w", path, err)
 }

@@ -43,7 +43,8 @@
 // # Lifecycle
 //
 // Open opens (or creates) the file, recovers the items and starts nothing. The file is locked while
-// open: a second Open waits up to WithOpenTimeout.
+// open: a second Open of it, in this process or another, waits up to WithOpenTimeout (5s by
+// default) for Close, then returns ErrLocked.
 //
 // # Cleanup
 //

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/podblocks/podblocks/workqueue"
 	"github.com/podblocks/podblocks/workqueue/bolt"
@@ -33,6 +36,28 @@ func TestOpenRefusesBadOptionsWithoutCreatingTheFile(t *testing.T) {
 				t.Errorf("Open with a bad option left the file: %v", err)
 			}
 		})
+	}
+}
+
+// TestOpenLockedSaysSo: an Open of a file that another Open holds (here, in this process) waits
+// for WithOpenTimeout and then says that the file is locked and how long it waited, naming the path
+// once; the error is ErrLocked (and still bbolt's ErrTimeout).
+func TestOpenLockedSaysSo(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	openT(t, path)
+	start := time.Now()
+	q, err := bolt.Open(path, bolt.WithOpenTimeout(300*time.Millisecond))
+	took := time.Since(start)
+	if err == nil {
+		q.Close()
+		t.Fatal("second Open of a file held by another: no error")
+	}
+	want := "open " + path + ": workqueue/bolt: file locked by another Open, in this process or another: gave up after 300ms (WithOpenTimeout"
+	if !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), path) != 1 || !errors.Is(err, bolt.ErrLocked) || !errors.Is(err, berrors.ErrTimeout) {
+		t.Errorf("second Open: %v, want ErrLocked (and bbolt's ErrTimeout) beginning %q", err, want)
+	}
+	if took < 200*time.Millisecond || took > 5*time.Second {
+		t.Errorf("second Open gave up after %v, want about 300ms", took)
 	}
 }
 
