@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,5 +147,39 @@ func TestReleaseSurvivesReopen(t *testing.T) {
 	}
 	if it.Attempt != 1 {
 		t.Fatalf("attempt %d after a release and a restart, want 1", it.Attempt)
+	}
+}
+
+// TestLongKeySurvivesReopen: the queue sets no limit of its own on a key (see the package doc's
+// Limits): one longer than jetstream's and the HTTP API's 2048 bytes, and than bbolt's own
+// MaxKeySize (the key lives in its item's record, a bbolt value, not a bbolt key), is kept byte
+// for byte across a reopen, and still deduplicates.
+func TestLongKeySurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "q.db")
+	key := strings.Repeat("k\x00\xff", 40000/3+1)
+	q, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{Key: key})
+	if err != nil {
+		t.Fatalf("Add with a key of %d bytes: %v", len(key), err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = openT(t, path)
+	if again, err := q.Add(ctx, []byte("y"), workqueue.AddOptions{Key: key}); err != nil || again != id {
+		t.Errorf("Add with the key again after reopen: %q, %v; want the waiting item's ID %q", again, err, id)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	it, err := q.Lease(lctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Key != key || string(it.Payload) != "x" {
+		t.Errorf("item after reopen: key of %d bytes (same: %v), payload %q; want the %d-byte key and \"x\"", len(it.Key), it.Key == key, it.Payload, len(key))
 	}
 }

@@ -33,6 +33,14 @@
 // has a way to remove them (Dead only lists them). So the process needs RAM for the payloads of its
 // backlog plus those of every dead letter the file has collected, however old.
 //
+// # Limits
+//
+// The queue sets no limit of its own on a key, a payload or a bury reason: each is kept whole in
+// its item's record, one bbolt value (which bbolt bounds at 2 GiB less 2 bytes, for the key,
+// payload and reason together), and in RAM. A queue served over HTTP takes a key of at most
+// workqueue.APIMaxKeyLen (2048) bytes and a payload of at most the API's WithMaxPayload (16 MiB by
+// default); workqueue/jetstream takes keys of up to its MaxKeyLen, the same 2048 bytes.
+//
 // # Metrics
 //
 // WithRegisterer registers the metrics of the queue's workqueue.Memory (see the workqueue package
