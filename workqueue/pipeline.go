@@ -96,7 +96,7 @@ func (m *mover) run(ctx context.Context) error {
 	k := m.o.newKeeper(sc)
 	defer k.close()
 	for {
-		it, err := m.o.lease(ctx, sc.in, m.in)
+		it, err := m.o.lease(sc.run, sc, m.in)
 		if it == nil {
 			return err
 		}
@@ -512,16 +512,18 @@ func (o *outlet) renewIn(now, deadline time.Time) time.Duration {
 	return max(left/3, minRenew)
 }
 
-// lease leases an item from q, again after the stage's retry delay while Lease fails, but for
-// ErrClosed, which it returns, and the end of ctx (no item, no error). An item a Queue hands out
-// after ctx ended (a Client whose answer crossed the end, or a Queue that ignores ctx) is given back
-// under back, not processed: else a stopped stage would go on while its input has items.
-func (o *outlet) lease(ctx, back context.Context, q Queue) (*Item, error) {
+// lease leases an item from q under ctx (sc.run, or one that ends sooner: a Reduce's flush delay),
+// again after the stage's retry delay while Lease fails, but for ErrClosed, which it returns, and
+// the end of ctx (no item, no error). An item a Queue hands out after the stage stopped (sc.run
+// ended: a Client whose answer crossed the end, or a Queue that ignores ctx) is given back under
+// sc.in, not processed: else a stopped stage would go on while its input has items. One handed out
+// as a shorter ctx ends while the stage runs is the stage's, and returned.
+func (o *outlet) lease(ctx context.Context, sc stageCtx, q Queue) (*Item, error) {
 	for {
 		it, err := q.Lease(ctx)
 		switch {
-		case err == nil && ctx.Err() != nil:
-			_ = releaseLease(back, q, it.Lease)
+		case err == nil && sc.run.Err() != nil:
+			_ = releaseLease(sc.in, q, it.Lease)
 			return nil, nil
 		case err == nil:
 			return it, nil
@@ -882,7 +884,7 @@ func (j *Join) Run(ctx context.Context) error {
 			kp := j.o.newKeeper(sc)
 			defer kp.close()
 			for {
-				it, err := j.o.lease(lctx, sc.in, in)
+				it, err := j.o.lease(sc.run, sc, in)
 				if it == nil {
 					errs[i] = err
 					return
@@ -990,7 +992,7 @@ func (r *Reduce) Run(ctx context.Context) error {
 	k := r.o.newKeeper(sc)
 	defer k.close()
 	for {
-		it, err := r.o.lease(ctx, sc.in, r.in)
+		it, err := r.o.lease(sc.run, sc, r.in)
 		if it == nil {
 			return err
 		}
@@ -999,11 +1001,14 @@ func (r *Reduce) Run(ctx context.Context) error {
 		fctx, cancel := context.WithTimeout(ctx, r.o.cfg.maxWait)
 		stop := context.AfterFunc(work, cancel) // a lease lost: the batch goes back as it is
 		for len(batch) < r.n {
-			if it, err = r.o.lease(fctx, sc.in, r.in); it == nil {
+			if it, err = r.o.lease(fctx, sc, r.in); it == nil {
 				break
 			}
 			batch = append(batch, it)
 			k.hold(heldItem{r.in, it})
+			if fctx.Err() != nil { // leased as the flush delay ran out: the batch goes now
+				break
+			}
 		}
 		stop()
 		cancel()
