@@ -23,6 +23,11 @@
 // otherwise. One the server has picked for the pull but not yet sent when the pull's interest goes
 // is not delivered, and comes back after the lease duration (see waitPull in pull.go).
 //
+// The queue keeps what it needs of a lease handed out (the item, payload and all) until the
+// server confirms its end, or, at the latest, about a second after its deadline: one never ended,
+// or whose end failed and was not retried (its connection gone for good), is forgotten then,
+// whether or not the queue is used again, before or after Close.
+//
 // With a fetch batch, the messages a no-wait pull brought wait for the next Leases however long
 // that takes (one that waited more than a quarter of the lease is refreshed as it is handed out). A
 // no-wait pull of which nothing is waiting 2s after it started is dropped as lost (a reconnect); a

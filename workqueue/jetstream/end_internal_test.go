@@ -283,3 +283,35 @@ func TestExtendConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// downMsg is a delivered message whose DoubleAck fails, as it does with NATS unreachable.
+type downMsg struct{ fakeMsg }
+
+func (*downMsg) DoubleAck(context.Context) error { return errors.New("server down") }
+
+// TestLeasesForgottenAtDeadline: a lease whose Ack failed (held for a retry), and one never ended,
+// are forgotten, payload and all, a little after their deadline even if the queue is never used
+// again, as when its connection is gone for good. They used to be forgotten only by a later Lease
+// (or a use of the lease itself), so a queue that leased no more kept them as long as it lived.
+func TestLeasesForgottenAtDeadline(t *testing.T) {
+	q := &Queue{cfg: config{ackWait: 200 * time.Millisecond, logger: zap.NewNop()}, leases: make(map[uint64]*held)}
+	msg := &downMsg{fakeMsg{reply: "$JS.ACK.WQ_a.workers.1.9.9.0.0"}}
+	failed := q.take(context.Background(), buffered{msg: msg, recv: time.Now()})
+	q.take(context.Background(), buffered{msg: msg, recv: time.Now()})
+	if err := q.Ack(context.Background(), failed.Lease); err == nil {
+		t.Fatal("Ack of a message whose ack fails: nil")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q.mu.Lock()
+		n := len(q.leases)
+		q.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leases still held 5s after their 200ms deadline", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -226,15 +226,18 @@ type Queue struct {
 	metricsReg prometheus.Registerer
 	metrics    prometheus.Collector
 
-	tokSeq    atomic.Uint64
-	fetchMu   sync.Mutex             // one no-wait pull at a time
-	cur       atomic.Pointer[pulled] // the pull Leases take messages from
-	closed    atomic.Bool            // set under mu
-	spare     chan buffered          // unbuffered: messages of pulls whose Lease gave up, for the next Lease
-	pulls     sync.WaitGroup         // blocking pulls: Leases in await, orphans (Add under mu, before closed)
-	mu        sync.Mutex
-	leases    map[uint64]*held // by the counter that ends the token
-	lastSweep time.Time
+	tokSeq  atomic.Uint64
+	fetchMu sync.Mutex             // one no-wait pull at a time
+	cur     atomic.Pointer[pulled] // the pull Leases take messages from
+	closed  atomic.Bool            // set under mu
+	spare   chan buffered          // unbuffered: messages of pulls whose Lease gave up, for the next Lease
+	pulls   sync.WaitGroup         // blocking pulls: Leases in await, orphans (Add under mu, before closed)
+	mu      sync.Mutex
+	leases  map[uint64]*held // by the counter that ends the token
+	// sweeper runs sweep every sweepEvery while leases has any (sweeping, under mu), so that a
+	// lease is forgotten after its deadline whether or not the queue is used again.
+	sweeper   *time.Timer
+	sweeping  bool
 	repullLog atomic.Int64            // unix nanoseconds of the last logRepull line
 	goneCheck atomic.Int64            // unix nanoseconds of the last question of consumerGone
 	gone      atomic.Pointer[verdict] // its last answer if the consumer was not found, else nil
@@ -886,8 +889,10 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 	l := &held{msg: b.msg, deadline: deadline, attempt: attempt, id: tok[:idLen], key: key, tok: tok}
 	l.item = workqueue.Item{ID: l.id, Key: key, Payload: b.msg.Data(), Priority: prio, Attempt: attempt, Lease: tok, Deadline: deadline}
 	q.mu.Lock()
-	q.sweep(now)
 	q.leases[n] = l
+	if !q.sweeping {
+		q.armSweep()
+	}
 	q.mu.Unlock()
 	return &l.item
 }
@@ -943,16 +948,36 @@ func parseNum(s string) (n uint64, ok bool) {
 	return n, true
 }
 
-// sweep forgets expired leases, at most once a second. Called with mu held.
-func (q *Queue) sweep(now time.Time) {
-	if now.Sub(q.lastSweep) < time.Second {
+// sweepEvery is how often expired leases are forgotten while any are held.
+const sweepEvery = time.Second
+
+// armSweep has sweep run sweepEvery from now. Called with mu held, when leases has gained one and
+// no sweep is due.
+func (q *Queue) armSweep() {
+	q.sweeping = true
+	if q.sweeper == nil {
+		q.sweeper = time.AfterFunc(sweepEvery, q.sweep)
 		return
 	}
-	q.lastSweep = now
+	q.sweeper.Reset(sweepEvery)
+}
+
+// sweep forgets expired leases (one never ended, or whose end failed and was not retried: a
+// connection gone for good), and runs again sweepEvery later while any are left. It outlives
+// Close until then, since leases handed out may still be used after it.
+func (q *Queue) sweep() {
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	for k, h := range q.leases {
 		if !now.Before(h.deadline) {
 			delete(q.leases, k)
 		}
+	}
+	if len(q.leases) > 0 {
+		q.sweeper.Reset(sweepEvery)
+	} else {
+		q.sweeping = false
 	}
 }
 
