@@ -69,11 +69,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.id, "id", host, "this candidate's ID (unique per candidate; default the hostname, the pod name in Kubernetes)")
 	fs.StringVar(&c.http, "http", "127.0.0.1:4040", "address of the leader API and probes (loopback by default)")
 	fs.DurationVar(&c.ttl, "ttl", etcd.DefaultTTL, "lease TTL (-backend etcd; whole seconds; the server may raise it to its minimum)")
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 	switch c.backend {
 	case "etcd":

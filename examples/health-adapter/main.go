@@ -84,11 +84,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, started chan<- st
 	fs.Var(checkFlags{lifecycle.Livez, &specs}, "livez", "liveness check KIND=TARGET (repeatable)")
 	fs.Var(checkFlags{lifecycle.Readyz, &specs}, "readyz", "readiness check KIND=TARGET (repeatable)")
 	fs.Var(checkFlags{lifecycle.Startupz, &specs}, "startupz", "startup check KIND=TARGET (repeatable)")
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
-		return cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 	if len(specs) == 0 && *config == "" {
 		return cmdline.Usagef("no checks: give -livez, -readyz, -startupz or -config")

@@ -74,11 +74,8 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "initial log level (change it at runtime with PUT /logz)")
 	fs.BoolVar(&c.Pprof, "pprof", env("PPROF", "") == "true", "serve /debug/pprof/ on the hook server")
 	fs.DurationVar(&c.MaxWork, "max-work", time.Minute, "the longest /work?ms= accepted")
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 	return c, nil
 }

@@ -74,11 +74,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	input := fs.String("input", "stdin", "stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH, unixgram:PATH")
 	state := fs.String("state", "", "checkpoint file for file: inputs (offsets survive restarts)")
 	output := fs.String("output", "stdout", "stdout or file:PATH")
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
-		return cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 
 	var f logs.Format

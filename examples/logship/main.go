@@ -66,11 +66,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	multiline := fs.String("multiline", "", "regexp that starts a record; other lines join the previous one")
 	splice := fs.Bool("splice", false, "with -format raw to a pipe: ship lines as the file's page-cache pages (less CPU); only for append-only logs: an in-place rewrite, a truncation to a non-zero length or a punched hole changes lines already shipped")
 	verbose := fs.Bool("v", false, "debug logging on stderr")
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
-		return cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 	if *glob == "" {
 		return cmdline.Usagef("-glob is required")

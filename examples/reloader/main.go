@@ -50,11 +50,8 @@ func run(args []string, stderr io.Writer) error {
 	sigName := fs.String("signal", "HUP", "signal for -pid/-process: HUP, USR1, USR2, TERM, INT, QUIT")
 	debounce := fs.Duration("debounce", 100*time.Millisecond, "wait for changes to settle")
 	poll := fs.Duration("poll", 10*time.Second, "rescan period (catches what inotify misses)")
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
-		return cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 	if *watch == "" {
 		return cmdline.Usagef("-watch is required")

@@ -78,11 +78,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		"statsd.relay.address", "statsd.relay.packet-length", "debug.dump-fsm", "web.config.file"} {
 		fs.String(name, "", "accepted for statsd_exporter compatibility; ignored")
 	}
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
-		return nil, cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 	level, err := zapcore.ParseLevel(c.logLevel)
 	if err != nil {

@@ -60,11 +60,8 @@ func run(args []string, stderr io.Writer) error {
 	var execs, hooks list
 	fs.Var(&execs, "exec", "command run (by sh -c) after each publish; repeatable, run in order")
 	fs.Var(&hooks, "webhook", "URL POSTed after each publish (after -exec); repeatable, run in order")
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 { // the flag package stops at the first argument that is no flag
-		return cmdline.Usagef("unexpected arguments %q", fs.Args())
 	}
 	if *root == "" || (*repo == "") == (*archive == "") {
 		return cmdline.Usagef("want -root and exactly one of -repo and -url")

@@ -43,6 +43,19 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	return &UsageError{Err: err, printed: true}
 }
 
+// ParseFlags is [Parse] for a command that takes no arguments but flags: an argument left over
+// (the flag package stops at the first one that is no flag, and drops the flags after it) is a
+// *UsageError naming what was left.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
+	if err := Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return Usagef("unexpected arguments %q", fs.Args())
+	}
+	return nil
+}
+
 // Status is the exit status for err (which may wrap what this package returns): 0 for nil and for
 // flag.ErrHelp, 2 for a *UsageError, 1 for any other error.
 func Status(err error) int {

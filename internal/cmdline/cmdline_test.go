@@ -75,3 +75,26 @@ func TestParseErrorIsUsageError(t *testing.T) {
 		t.Errorf("Parse(-x) = %#v; want a *UsageError holding the error the flag set printed (%q)", err, out.String())
 	}
 }
+
+// ParseFlags refuses what the flag package leaves over, and passes help and mistakes on as Parse does.
+func TestParseFlags(t *testing.T) {
+	fs := func() *flag.FlagSet {
+		fs := flag.NewFlagSet("cmd", flag.ContinueOnError)
+		fs.SetOutput(new(strings.Builder))
+		fs.Int("n", 0, "a number")
+		return fs
+	}
+	if err := cmdline.ParseFlags(fs(), []string{"-n", "1"}); err != nil {
+		t.Errorf("-n 1: %v", err)
+	}
+	if err := cmdline.ParseFlags(fs(), []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+	err := cmdline.ParseFlags(fs(), []string{"-n", "1", "x", "-n", "2"})
+	if cmdline.Status(err) != 2 || err.Error() != `unexpected arguments ["x" "-n" "2"]` {
+		t.Errorf("stray argument: %v (status %d), want a usage error naming what was left", err, cmdline.Status(err))
+	}
+	if err := cmdline.ParseFlags(fs(), []string{"-m"}); cmdline.Status(err) != 2 {
+		t.Errorf("-m: %v, want a usage error", err)
+	}
+}
