@@ -105,11 +105,11 @@ func runLeaf(ctx context.Context, args []string, out io.Writer) error {
 	seed := fs.Uint64("seed", 1, "corpus seed (every leaf and replica must use the same)")
 	slowProb := fs.Float64("slow-prob", 0, "fraction of queries that take -slow longer (to watch hedging)")
 	slow := fs.Duration("slow", 200*time.Millisecond, "extra latency of slow queries")
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *shards < 1 || *shard < 0 || *shard >= *shards || *docs < 1 || *slowProb < 0 || *slowProb > 1 {
-		return errors.New("leaf: need 0 <= -shard < -shards, -docs >= 1, -slow-prob in [0, 1]")
+		return cmdline.Usagef("leaf: need 0 <= -shard < -shards, -docs >= 1, -slow-prob in [0, 1]")
 	}
 	ix := buildIndex(generate(*seed, *docs), *shard, *shards)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(*shard)))
@@ -223,15 +223,15 @@ func runRoot(ctx context.Context, args []string, out io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:9000", "address to serve on")
 	spec := fs.String("leaves", "", "shards: comma separated; replicas of a shard separated by '|'")
 	cfg := rootConfig{}.register(fs)
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	client := scatter.NewHTTPClient()
 	defer client.CloseIdleConnections()
 	f, err := newSearch(*spec, cfg, reg, client)
-	if err != nil {
-		return err
+	if err != nil { // everything newSearch is given comes from the flags
+		return cmdline.Usagef("root: %w", err)
 	}
 	defer f.Wait()
 	return serve(ctx, *listen, rootHandler(f, reg), out)
@@ -274,11 +274,11 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	slowProb := fs.Float64("slow-prob", 0.02, "fraction of leaf queries that are slow")
 	slow := fs.Duration("slow", 200*time.Millisecond, "extra latency of slow leaf queries")
 	cfg := rootConfig{}.register(fs)
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *nshards < 1 || *replicas < 1 || *queries < 1 {
-		return errors.New("demo: -shards, -replicas and -queries must be at least 1")
+		return cmdline.Usagef("demo: -shards, -replicas and -queries must be at least 1")
 	}
 	lctx, stopLeaves := context.WithCancel(ctx)
 	var cmds []*exec.Cmd

@@ -181,6 +181,23 @@ func TestHelpAndUsageErrors(t *testing.T) {
 			t.Errorf("scatter %q: exit %d, output %q; want 2 and the usage", args, status, out)
 		}
 	}
+	// A stray argument (the flag package stops there and drops the flags after it) and a flag value
+	// the command cannot use are usage errors too, named in the message.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"leaf", "extra", "-listen", "127.0.0.1:1"}, `unexpected arguments ["extra" "-listen" "127.0.0.1:1"]`},
+		{[]string{"leaf", "-shards", "0"}, "-shards"},
+		{[]string{"leaf", "-slow-prob", "2"}, "-slow-prob"},
+		{[]string{"root", "-leaves", ""}, "root: "},
+		{[]string{"demo", "-replicas", "0"}, "-replicas"},
+		{[]string{"demo", "stray"}, `unexpected arguments ["stray"]`},
+	} {
+		if status, out := cmdlinetest.Run(t, scatterCmd(t, c.args...)); status != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("scatter %q: exit %d, output %q; want 2 and %q", c.args, status, out, c.want)
+		}
+	}
 }
 
 func flagSet() *flag.FlagSet { return flag.NewFlagSet("test", flag.ContinueOnError) }

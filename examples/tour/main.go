@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/lifecycle"
 )
 
@@ -40,14 +41,36 @@ func main() {
 	if role := childRole(os.Args); role != "" {
 		os.Exit(runChild(role))
 	}
-	serve := flag.String("serve", "", "after the acts, keep running with the hook server on this address")
-	actTimeout := flag.Duration("act-timeout", 20*time.Second, "the longest one act may take")
-	flag.Parse()
-	code, err := tour(context.Background(), os.Stdout, acts(), *actTimeout, *serve)
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		cmdline.Exit("tour", err)
+	}
+	code, err := tour(context.Background(), os.Stdout, acts(), o.actTimeout, o.serve)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tour:", err)
 	}
 	os.Exit(code)
+}
+
+type options struct {
+	serve      string
+	actTimeout time.Duration
+}
+
+// parseFlags reads the command line; a mistake is printed on stderr with the usage.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("tour", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.serve, "serve", "", "after the acts, keep running with the hook server on this address")
+	fs.DurationVar(&o.actTimeout, "act-timeout", 20*time.Second, "the longest one act may take")
+	if err := cmdline.ParseFlags(fs, args); err != nil {
+		return o, err
+	}
+	if o.actTimeout <= 0 {
+		return o, cmdline.Usagef("-act-timeout %v: want a positive duration", o.actTimeout)
+	}
+	return o, nil
 }
 
 type outcome struct {
