@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/podblocks/podblocks/internal/jsonstr"
 )
 
 // Record is one shipped line (or joined multiline record).
@@ -84,10 +86,8 @@ func appendJSONRest(dst []byte, r Record) []byte {
 	return append(appendUint(dst, r.Offset), '}', '\n')
 }
 
-const hexDigits = "0123456789abcdef"
-
 func appendJSONString(dst []byte, s string) []byte {
-	return appendJSONBytes(dst, []byte(s))
+	return jsonstr.AppendString(dst, s)
 }
 
 const (
@@ -184,59 +184,7 @@ func isPlain(s []byte) bool {
 }
 
 // appendJSONBytes appends s as a JSON string, eight plain bytes at a time.
-func appendJSONBytes(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start, i := 0, 0
-	for i < len(s) {
-		for i+8 <= len(s) && plainWord(binary.LittleEndian.Uint64(s[i:])) {
-			i += 8
-		}
-		if i >= len(s) {
-			break
-		}
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+func appendJSONBytes(dst, s []byte) []byte { return jsonstr.Append(dst, s) }
 
 // Flusher is implemented by sinks whose Write may return while the batch is still being written in
 // the background. The Tailer calls Flush before it commits offsets and before Run returns; Flush

@@ -46,7 +46,8 @@
 // extensions no_reshard and health_check_interval are rejected by nutcracker itself. Pool and
 // server names in the stats JSON are nutcracker's bytes but for a quote, a backslash or a control
 // character, which are escaped: nutcracker writes them raw, and its document is then not JSON; a
-// byte that is not UTF-8 (only a Config built in Go can hold one) is written as U+FFFD. A
+// byte that is not UTF-8 (only a Config built in Go can hold one) is written as U+FFFD, and U+2028
+// and U+2029 as \u2028 and \u2029, as encoding/json writes them (the same text once decoded). A
 // redis pool's SELECT of redis_db on a new server connection must succeed (nutcracker drops the
 // reply, and a database the server lacks leaves the keys in database 0); see package redis.
 //

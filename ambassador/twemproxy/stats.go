@@ -7,9 +7,10 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podblocks/podblocks/internal/jsonstr"
 )
 
 // PoolStats is a snapshot of one pool's counters, named as in nutcracker's stats.
@@ -137,13 +138,14 @@ func (s *Server) Snapshot() []PoolStats {
 
 // StatsJSON returns the stats document nutcracker serves on its stats port, with the same fields.
 // Pool and server names are written as nutcracker writes them, but for the quote, the backslash and
-// the control characters, which are escaped, and bytes that are not UTF-8 (possible only in a Config
-// built in Go, or WithSource), each written as U+FFFD: the document is always valid JSON.
+// the control characters, which are escaped, bytes that are not UTF-8 (possible only in a Config
+// built in Go, or WithSource), each written as U+FFFD, and U+2028 and U+2029, written \u2028 and
+// \u2029 as encoding/json writes them (see internal/jsonstr): the document is always valid JSON.
 func (s *Server) StatsJSON() []byte {
 	pools := s.Snapshot()
 	b := make([]byte, 0, 1024)
 	b = append(b, `{"service":"nutcracker", "source":`...)
-	b = appendJSONString(b, s.opts.source)
+	b = jsonstr.AppendString(b, s.opts.source)
 	b = append(b, `, "version":"0.5.0-podblocks", "uptime":`...)
 	up := int64(0)
 	if !s.started.IsZero() {
@@ -156,7 +158,7 @@ func (s *Server) StatsJSON() []byte {
 	b = appendField(b, "curr_connections", s.conns.curr.Load())
 	for _, p := range pools {
 		b = append(b, ", "...)
-		b = appendJSONString(b, p.Name)
+		b = jsonstr.AppendString(b, p.Name)
 		b = append(b, `: {"client_eof":`...)
 		b = strconv.AppendInt(b, p.ClientEOF, 10)
 		b = appendField(b, "client_err", p.ClientErr)
@@ -166,7 +168,7 @@ func (s *Server) StatsJSON() []byte {
 		b = appendField(b, "fragments", p.Fragments)
 		for _, sv := range p.Servers {
 			b = append(b, ", "...)
-			b = appendJSONString(b, sv.Name)
+			b = jsonstr.AppendString(b, sv.Name)
 			b = append(b, `: {"server_eof":`...)
 			b = strconv.AppendInt(b, sv.ServerEOF, 10)
 			b = appendField(b, "server_err", sv.ServerErr)
@@ -187,40 +189,6 @@ func (s *Server) StatsJSON() []byte {
 	}
 	b = append(b, "}\n"...)
 	return b
-}
-
-// appendJSONString appends s as a JSON string the way nutcracker writes names: every byte as it is
-// (HTML characters and non-ASCII text included), but for the quote, the backslash and the control
-// characters, which JSON must escape and nutcracker does not (its document is then not JSON), and
-// each byte that is not part of valid UTF-8, which is written as \ufffd, as encoding/json does.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= utf8.RuneSelf:
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && n == 1 {
-				b = append(b, `\ufffd`...)
-				continue
-			}
-			b = append(b, s[i:i+n]...)
-			i += n - 1
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c == '\n':
-			b = append(b, '\\', 'n')
-		case c == '\r':
-			b = append(b, '\\', 'r')
-		case c == '\t':
-			b = append(b, '\\', 't')
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }
 
 func appendField(b []byte, name string, v int64) []byte {

@@ -67,13 +67,13 @@ func TestStatsJSONNames(t *testing.T) {
 
 // A name or source with bytes that are not UTF-8 (only the Go API can make one: a Config built by
 // hand, WithSource) is written with U+FFFD for each such byte, as encoding/json does, so the
-// document stays UTF-8 and valid JSON; valid UTF-8 around it stays raw. The old code copied the
-// bytes, and the document was not UTF-8.
+// document stays UTF-8 and valid JSON; valid UTF-8 around it stays raw, but for U+2028, written
+// \u2028 as encoding/json writes it. The old code copied the bytes, and the document was not UTF-8.
 func TestStatsJSONInvalidUTF8(t *testing.T) {
 	cfg := parseConfig(t, "p:\n  listen: "+freeport.TCP(t)+"\n  servers:\n   - 127.0.0.1:1:1 s\n")
 	cfg.Pools[0].Name = "p\xffé\xe2\x82"
 	cfg.Pools[0].Servers[0].Name = "s\xc0\x80"
-	srv, err := twemproxy.NewServer(cfg, bothProtocols, twemproxy.WithSource("h\xfe"))
+	srv, err := twemproxy.NewServer(cfg, bothProtocols, twemproxy.WithSource("h\xfe\u2028"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestStatsJSONInvalidUTF8(t *testing.T) {
 		t.Errorf("stats JSON is not UTF-8 or not JSON:\n%q", doc)
 	}
 	for _, want := range []string{
-		`"source":"h\ufffd"`,
+		`"source":"h\ufffd\u2028"`,
 		`"p\ufffdé\ufffd\ufffd": {`,
 		`"s\ufffd\ufffd": {`,
 	} {
