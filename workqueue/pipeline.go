@@ -733,17 +733,19 @@ type heldItem struct {
 
 // holder keeps the leases of held items alive: each is extended when the stage's renewIn says, so
 // that leases of any length hold, and deadlines that came over the wire too. It keeps each held
-// Item's Deadline up to date (under mu), so that after remove it is the lease's.
+// Item's Deadline up to date (under mu), so that after remove it is the lease's. It keeps items by
+// *Item, not by lease token: the inputs are different queues, and two queues may hand out the same
+// token (two Memory queues' first items are both "1.1").
 type holder struct {
 	o     *outlet
 	mu    sync.Mutex
-	items map[string]heldItem  // by lease token
-	due   map[string]time.Time // by lease token: when to extend the item next
-	wake  chan struct{}        // an item came: extendLoop looks at its due time
+	items map[*Item]heldItem
+	due   map[*Item]time.Time // when to extend the item next
+	wake  chan struct{}       // an item came: extendLoop looks at its due time
 }
 
 func newHolder(o *outlet) *holder {
-	return &holder{o: o, items: map[string]heldItem{}, due: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	return &holder{o: o, items: map[*Item]heldItem{}, due: map[*Item]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 // minRenew bounds how often a held item is extended.
@@ -751,9 +753,9 @@ const minRenew = 10 * time.Millisecond
 
 func (h *holder) add(x heldItem) {
 	h.mu.Lock()
-	h.items[x.it.Lease] = x
+	h.items[x.it] = x
 	now := time.Now()
-	h.due[x.it.Lease] = now.Add(h.o.renewIn(now, x.it.Deadline))
+	h.due[x.it] = now.Add(h.o.renewIn(now, x.it.Deadline))
 	h.mu.Unlock()
 	select {
 	case h.wake <- struct{}{}:
@@ -764,8 +766,8 @@ func (h *holder) add(x heldItem) {
 func (h *holder) remove(xs []heldItem) {
 	h.mu.Lock()
 	for _, x := range xs {
-		delete(h.items, x.it.Lease)
-		delete(h.due, x.it.Lease)
+		delete(h.items, x.it)
+		delete(h.due, x.it)
 	}
 	h.mu.Unlock()
 }
@@ -798,12 +800,12 @@ func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
 				log.Warn("extend held item", zap.String("id", x.it.ID), zap.Error(err))
 			}
 			h.mu.Lock()
-			if _, held := h.items[x.it.Lease]; held {
+			if _, held := h.items[x.it]; held {
 				if err != nil {
-					h.due[x.it.Lease] = time.Now().Add(time.Second)
+					h.due[x.it] = time.Now().Add(time.Second)
 				} else {
 					now := time.Now()
-					h.due[x.it.Lease] = now.Add(h.o.renewIn(now, deadline))
+					h.due[x.it] = now.Add(h.o.renewIn(now, deadline))
 					x.it.Deadline = deadline // for deliver, once the item is removed
 				}
 			}

@@ -54,3 +54,45 @@ func TestJoinHoldsWireDeadlinesAtTheBarrier(t *testing.T) {
 		})
 	}
 }
+
+// TestJoinHoldsPartsOfTwoInputsWithTheSameLeaseToken: two Memory inputs hand out the same lease
+// tokens ("1.1" for the first item of each). Left's item of key a and right's of key b wait at the
+// barrier for 2s, ten times their lease, then their partners come: both join, every part acked
+// once. The Join's holder kept held items by lease token, so one input's item took the other's
+// place: the other's lease was not extended and ran out, its stale lease was joined (its ack
+// failed), and its next delivery waited at the barrier for a partner that had come and gone.
+func TestJoinHoldsPartsOfTwoInputsWithTheSameLeaseToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		left := mustMemory(t, workqueue.WithLeaseDuration(200*time.Millisecond))
+		right := mustMemory(t, workqueue.WithLeaseDuration(200*time.Millisecond))
+		out := mustMemory(t)
+		j, err := workqueue.NewJoin([]workqueue.Queue{left, right}, out, nil,
+			func(ps [][]byte) ([]byte, error) { return bytes.Join(ps, []byte("+")), nil }, workqueue.WithStageRetry(50*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := func(p string) string { return p }
+		addAll(t, left, same, "a")
+		addAll(t, right, same, "b")
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- j.Run(rctx) }()
+		time.Sleep(2 * time.Second)
+		addAll(t, left, same, "b")
+		addAll(t, right, same, "a")
+		time.Sleep(time.Second)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		for name, in := range map[string]*workqueue.Memory{"left": left, "right": right} {
+			if s, _ := in.Stats(ctx); s != (workqueue.Stats{}) {
+				t.Errorf("%s after the joins: %+v, want every part acked", name, s)
+			}
+		}
+		if diff := cmp.Diff([]string{"a+a", "b+b"}, take(t, out, 2)); diff != "" {
+			t.Errorf("joined (-want +got):\n%s", diff)
+		}
+	})
+}
