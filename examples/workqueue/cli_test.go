@@ -102,3 +102,29 @@ func TestMetricsServerLimitsHeaders(t *testing.T) {
 		t.Errorf("a 100 KiB header to -metrics: %d, want 431", resp.StatusCode)
 	}
 }
+
+// TestExitStatuses: a command line the binary cannot use exits 2 naming the reason, a failure while
+// running exits 1, as the other example binaries do (internal/cmdline).
+func TestExitStatuses(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage:"},
+		{[]string{"nope"}, 2, `unknown command "nope"`},
+		{[]string{"serve", "-no-such-flag"}, 2, "-no-such-flag"},
+		{[]string{"work", "-server", "http://127.0.0.1:1"}, 2, "no command after --"},
+		{[]string{"work", "-concurrency", "0", "--", "true"}, 2, "work: "},
+		{[]string{"enqueue", "-server", "ftp://x"}, 2, "-server"},
+		{[]string{"enqueue", "-server", "http://127.0.0.1:1"}, 1, "unavailable"},
+		{[]string{"serve", "-backend", "bolt", "-path", filepath.Join(dir, "no", "such", "dir", "q.db"), "-http", "127.0.0.1:0"}, 1, "no such file or directory"},
+		{[]string{"work", "-server", "http://127.0.0.1:1", "--", filepath.Join(dir, "no-such-command")}, 1, "no-such-command"},
+	} {
+		code, _, stderr := runBinary(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "workqueue: workqueue: ") {
+			t.Errorf("workqueue %q: exit %d, stderr %q; want %d and %q", tc.args, code, stderr, tc.code, tc.want)
+		}
+	}
+}

@@ -28,22 +28,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/lifecycle"
 	"github.com/podblocks/podblocks/workqueue"
 	"github.com/podblocks/podblocks/workqueue/bolt"
 	wqjs "github.com/podblocks/podblocks/workqueue/jetstream"
 )
 
+// main exits as the flag package's commands do (internal/cmdline): 0 on help, 2 on a command line
+// it cannot use, 1 on a failure while running.
 func main() {
-	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "workqueue: ") { // the package's errors say it already
-			msg = "workqueue: " + msg
-		}
-		fmt.Fprintln(os.Stderr, msg)
-		os.Exit(2)
+	err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	if err != nil && strings.HasPrefix(err.Error(), "workqueue: ") {
+		err = unprefixed{err} // the package's errors say it already
 	}
+	cmdline.Exit("workqueue", err)
 }
+
+// unprefixed is err without the "workqueue: " its message starts with.
+type unprefixed struct{ err error }
+
+func (u unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "workqueue: ") }
+func (u unprefixed) Unwrap() error { return u.err }
 
 const usage = `usage:
   workqueue serve -backend memory|bolt|jetstream [-path FILE] [-nats URL] -http ADDR
@@ -56,7 +62,7 @@ const usage = `usage:
 // adapters' -h is not.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(strings.TrimSpace(usage))
+		return cmdline.Usagef("%s", strings.TrimSpace(usage))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -72,7 +78,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q; %s", args[0], strings.TrimSpace(usage))
+		return cmdline.Usagef("unknown command %q; %s", args[0], strings.TrimSpace(usage))
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // the flag set printed the usage
@@ -117,24 +123,24 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	poll := fs.Duration("poll", 5*time.Second, "how often to list the -source")
 	verbose := fs.Bool("v", false, "log at info level")
 	metricsAddr := fs.String("metrics", "", "serve the queue's Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090; default: none)")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	// Checked before anything is opened or served: a bad flag leaves no file behind (bolt) and is
 	// named in the error.
 	switch {
 	case fs.NArg() > 0:
-		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+		return cmdline.Usagef("serve: unexpected arguments %q", fs.Args())
 	case *backend != "memory" && *backend != "bolt" && *backend != "jetstream":
-		return fmt.Errorf("serve: -backend %q: want memory, bolt or jetstream", *backend)
+		return cmdline.Usagef("serve: -backend %q: want memory, bolt or jetstream", *backend)
 	case *lease <= 0:
-		return fmt.Errorf("serve: -lease %v: must be positive", *lease)
+		return cmdline.Usagef("serve: -lease %v: must be positive", *lease)
 	case *maxAttempts < 0:
-		return fmt.Errorf("serve: -max-attempts %d: must be 0 (unlimited) or more", *maxAttempts)
+		return cmdline.Usagef("serve: -max-attempts %d: must be 0 (unlimited) or more", *maxAttempts)
 	case *replicas < 1:
-		return fmt.Errorf("serve: -replicas %d: must be 1 or more", *replicas)
+		return cmdline.Usagef("serve: -replicas %d: must be 1 or more", *replicas)
 	case *poll <= 0:
-		return fmt.Errorf("serve: -poll %v: must be positive", *poll)
+		return cmdline.Usagef("serve: -poll %v: must be positive", *poll)
 	}
 	log := newLogger(*verbose)
 	defer log.Sync()
@@ -176,7 +182,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *source != "" {
 		var err error
 		if src, err = workqueue.NewSource(*source, q, workqueue.WithPollInterval(*poll), workqueue.WithSourceLogger(log)); err != nil {
-			return fmt.Errorf("serve: -source: %w", err)
+			return cmdline.Usagef("serve: -source: %w", err)
 		}
 	}
 	if *metricsAddr != "" {
@@ -254,21 +260,21 @@ func enqueue(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	key := fs.String("key", "", "dedup key")
 	delay := fs.Duration("delay", 0, "not before this delay")
 	prio := fs.Int("priority", 0, "priority (higher first)")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("enqueue: unexpected arguments %q: the payload is read from stdin", fs.Args())
+		return cmdline.Usagef("enqueue: unexpected arguments %q: the payload is read from stdin", fs.Args())
 	}
+	c, err := workqueue.NewClient(*server, &http.Client{Timeout: 30 * time.Second})
+	if err != nil { // NewClient only checks the URL
+		return cmdline.Usagef("enqueue: -server: %w", err)
+	}
+	defer c.Close()
 	payload, err := io.ReadAll(io.LimitReader(stdin, 64<<20))
 	if err != nil {
 		return err
 	}
-	c, err := workqueue.NewClient(*server, &http.Client{Timeout: 30 * time.Second})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
 	id, err := c.Add(ctx, payload, workqueue.AddOptions{Key: *key, Delay: *delay, Priority: *prio})
 	if err != nil {
 		return err
@@ -288,21 +294,21 @@ func work(ctx context.Context, args []string, stderr io.Writer) error {
 	verbose := fs.Bool("v", false, "log at info level (command output included)")
 	idle := fs.Duration("exit-when-idle", 0, "exit 0 once the queue has had nothing ready, delayed or leased for this long, so a Job's pods complete (0: run until SIGTERM)")
 	metricsAddr := fs.String("metrics", "", "serve the pool's Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090; default: none)")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
 	if *idle < 0 {
-		return errors.New("work: -exit-when-idle must be >= 0")
+		return cmdline.Usagef("work: -exit-when-idle must be >= 0")
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {
-		return errors.New("work: no command after --")
+		return cmdline.Usagef("work: no command after --")
 	}
 	log := newLogger(*verbose)
 	defer log.Sync()
 	c, err := workqueue.NewClient(*server, nil)
-	if err != nil {
-		return err
+	if err != nil { // NewClient only checks the URL
+		return cmdline.Usagef("work: -server: %w", err)
 	}
 	defer c.Close()
 	opts := []workqueue.ExecOption{workqueue.WithExecLogger(log.Named("cmd"))}
@@ -317,8 +323,8 @@ func work(ctx context.Context, args []string, stderr io.Writer) error {
 	p, err := workqueue.NewPool(c, w, workqueue.WithConcurrency(*conc), workqueue.WithItemTimeout(*timeout),
 		workqueue.WithPoolMaxAttempts(*maxAttempts), workqueue.WithDrainTimeout(*drain), workqueue.WithLogger(log),
 		workqueue.WithRegisterer(reg))
-	if err != nil {
-		return err
+	if err != nil { // the options come from the flags
+		return cmdline.Usagef("work: %w", err)
 	}
 	if *metricsAddr != "" {
 		stop, err := serveMetrics("work", *metricsAddr, reg, log)
