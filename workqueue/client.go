@@ -142,15 +142,19 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 	return resp.StatusCode, nil
 }
 
-// postLease posts lr to path. A token that is not shaped like one is not sent: it gets
-// ErrLeaseLost with the reason, as from every Queue a token it did not hand out (the server would
-// answer 400, ErrInvalid).
+// postLease posts lr to path. The token is the server's queue's and opaque here (a user's own Queue
+// behind the API may shape its tokens as it likes), so the server judges it: a 400 for it (a token
+// the server cannot read) is ErrLeaseLost as well as ErrInvalid, as every Queue answers a token it
+// did not hand out with ErrLeaseLost.
 func (c *Client) postLease(ctx context.Context, path string, lr leaseReq, out any) error {
-	if err := checkToken(lr.Lease); err != nil {
-		return fmt.Errorf("%w: %w", ErrLeaseLost, err)
+	if lr.Lease == "" {
+		return ErrLeaseLost
 	}
 	b, _ := json.Marshal(lr)
 	_, err := c.do(ctx, http.MethodPost, path, bytes.NewReader(b), "application/json", out)
+	if errors.Is(err, ErrInvalid) {
+		err = fmt.Errorf("%w: %w", ErrLeaseLost, err)
+	}
 	return err
 }
 

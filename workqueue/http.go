@@ -102,10 +102,11 @@ func WithAPILogger(l *zap.Logger) APIOption {
 //
 // The body of a lease request (ack, nack, release, extend, bury) is one JSON object of the fields
 // shown: an unknown field, or anything but white space after the object, is 400. Its "lease" is the
-// token as the item had it: one that is not shaped like a token ("<id>.<attempt>" in decimal
-// digits, then nothing or a suffix beginning with ".", "@" or "~"; an item's ID, say) is 400, while
-// a token of that shape that is not held (unknown, expired, of an earlier attempt or of another
-// run, already acked) is 409.
+// token as the item had it. Over a Memory, one that is not shaped like a token ("<id>.<attempt>" in
+// decimal digits, then nothing or a suffix beginning with ".", "@" or "~"; an item's ID, say) is
+// 400, while a token of that shape that is not held (unknown, expired, of an earlier attempt or of
+// another run, already acked) is 409; over other queues, whose tokens the API does not know, a
+// token the queue does not hold is 409, whatever its shape.
 //
 // Errors are {"error":"reason"} with 400 (bad input), 404 (no such endpoint), 405 (wrong method;
 // the Allow header names the right one), 409 (lease not held), 413 (a payload over WithMaxPayload
@@ -513,8 +514,8 @@ func (p *polls) cancel(id string) error {
 const maxLeaseBody = 64 << 10
 
 // readLease reads a lease request: 413 for a body over maxLeaseBody, 400 for bad input (a body
-// that is not one JSON object of known fields, a token that is not shaped like one, see
-// checkToken, and, withDelay, a bad delay), then 409 for a token this API did not hand out (see
+// that is not one JSON object of known fields, over a Memory a token that is not shaped like one,
+// see checkToken, and, withDelay, a bad delay), then 409 for a token this API did not hand out (see
 // run). The request it returns holds the queue's token.
 func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) (lr leaseReq, delay time.Duration, ok bool) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLeaseBody))
@@ -536,7 +537,9 @@ func (a *API) readLease(w http.ResponseWriter, r *http.Request, withDelay bool) 
 		a.fail(w, badRequest("missing \"lease\""))
 		return lr, 0, false
 	}
-	err = checkToken(lr.Lease)
+	if _, ours := a.q.(*Memory); ours { // other queues' tokens are theirs to judge (409)
+		err = checkToken(lr.Lease)
+	}
 	if err != nil {
 		err = badRequest("%v", err)
 	} else if withDelay {
@@ -569,13 +572,14 @@ func atEnd(dec *json.Decoder) error {
 	return errors.New("data after the JSON object")
 }
 
-// checkToken reports whether lease is shaped like a lease token of any backend, so that a client's
-// mistake (garbage, or an item's ID sent for its lease) is told apart from a lease that is not held:
-// decimal digits, ".", decimal digits (Memory's "<id>.<attempt>", see FormatLease), then nothing or
-// a suffix that begins with "." (workqueue/jetstream's counter), "@" (workqueue/bolt's epoch) or "~"
-// (the API's run, see API.run). Its error names the shape; the API answers it with 400 and Client,
-// which does not send such a token, with ErrLeaseLost, as every Queue does for a token it did not
-// hand out.
+// checkToken reports whether lease is shaped like a token an API over a Memory hands out, so that a
+// client's mistake (garbage, or an item's ID sent for its lease) is told apart from a lease that is
+// not held: decimal digits, ".", decimal digits (Memory's "<id>.<attempt>", see FormatLease), then
+// nothing or a suffix that begins with "." (workqueue/jetstream's counter), "@" (workqueue/bolt's
+// epoch) or "~" (the API's run, see API.run). Its error names the shape; the API answers it with
+// 400, and Client takes that 400 for ErrLeaseLost (and ErrInvalid). The API checks only a Memory's
+// tokens: Item.Lease is opaque, and another Queue, a user's own among them, may shape its tokens as
+// it likes.
 func checkToken(lease string) error {
 	i := digits(lease, 0)
 	j := i + 1
