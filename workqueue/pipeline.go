@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -735,17 +736,19 @@ type heldItem struct {
 // that leases of any length hold, and deadlines that came over the wire too. It keeps each held
 // Item's Deadline up to date (under mu), so that after remove it is the lease's. It keeps items by
 // *Item, not by lease token: the inputs are different queues, and two queues may hand out the same
-// token (two Memory queues' first items are both "1.1").
+// token (two Memory queues' first items are both "1.1"). An item whose Extend says its lease is
+// lost (or its queue closed) it no longer extends: it calls lost with it (see extendLoop).
 type holder struct {
 	o     *outlet
+	lost  func(heldItem) // called without mu
 	mu    sync.Mutex
 	items map[*Item]heldItem
 	due   map[*Item]time.Time // when to extend the item next
 	wake  chan struct{}       // an item came: extendLoop looks at its due time
 }
 
-func newHolder(o *outlet) *holder {
-	return &holder{o: o, items: map[*Item]heldItem{}, due: map[*Item]time.Time{}, wake: make(chan struct{}, 1)}
+func newHolder(o *outlet, lost func(heldItem)) *holder {
+	return &holder{o: o, lost: lost, items: map[*Item]heldItem{}, due: map[*Item]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 // minRenew bounds how often a held item is extended.
@@ -763,17 +766,24 @@ func (h *holder) add(x heldItem) {
 	}
 }
 
-func (h *holder) remove(xs []heldItem) {
+// remove holds its no more, and reports whether each of them was still held.
+func (h *holder) remove(its ...*Item) bool {
 	h.mu.Lock()
-	for _, x := range xs {
-		delete(h.items, x.it)
-		delete(h.due, x.it)
+	defer h.mu.Unlock()
+	all := true
+	for _, it := range its {
+		_, held := h.items[it]
+		all = all && held
+		delete(h.items, it)
+		delete(h.due, it)
 	}
-	h.mu.Unlock()
+	return all
 }
 
 // extendLoop extends each held lease when it is due until ctx ends; it looks at least once a
-// second. A failed Extend is logged and tried again a second later.
+// second. A failed Extend is logged and tried again a second later, but for one that says the
+// lease is lost or its queue closed: for such an item, if it is still held, lost is called, which
+// is to take it off the holder with remove (a Join takes it off its barrier too).
 func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
@@ -799,17 +809,24 @@ func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
 				}
 				log.Warn("extend held item", zap.String("id", x.it.ID), zap.Error(err))
 			}
+			gone := errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrClosed)
 			h.mu.Lock()
-			if _, held := h.items[x.it]; held {
-				if err != nil {
+			_, held := h.items[x.it]
+			if held {
+				switch {
+				case gone: // lost takes it off
+				case err != nil:
 					h.due[x.it] = time.Now().Add(time.Second)
-				} else {
+				default:
 					now := time.Now()
 					h.due[x.it] = now.Add(h.o.renewIn(now, deadline))
 					x.it.Deadline = deadline // for deliver, once the item is removed
 				}
 			}
 			h.mu.Unlock()
+			if held && gone {
+				h.lost(x)
+			}
 		}
 		if len(xs) > 0 {
 			continue // their new due times may be the next
@@ -841,7 +858,9 @@ func (h *holder) release(ctx context.Context) {
 // An item whose input already has one waiting at its key's barrier waits behind it: each input's
 // items of a key join in the order they were leased, the first with the first of every other input,
 // and so on. Held items' leases are extended while they wait, however many wait and for however
-// long; at shutdown they are released, so waiting uses up none of their attempts. (With Item.Key as
+// long; at shutdown they are released, so waiting uses up none of their attempts. A waiting item
+// whose lease is found lost (or whose input closed) waits no more: the barrier waits for its next
+// delivery, and the other parts of its key are neither joined with it nor acked. (With Item.Key as
 // join key, a Memory or bolt input never leases a second item of a key while the Join holds one, so
 // there only a custom key func or another backend makes items wait behind each other.)
 type Join struct {
@@ -867,9 +886,17 @@ func NewJoin(ins []Queue, out Queue, key func(*Item) string, combine func(parts 
 // when a loop ends by itself (an input or the output closed: ErrClosed); a barrier needs all its
 // inputs, so then the other loops are stopped too. Either way the items still held are given back.
 func (j *Join) Run(ctx context.Context) error {
-	h := newHolder(j.o)
-	var mu sync.Mutex
+	var mu sync.Mutex // guards pending, and the holder's items with it
 	pending := barriers{n: len(j.ins), keys: map[string][][]*Item{}}
+	var h *holder
+	h = newHolder(j.o, func(x heldItem) { // its lease lost: the barrier waits for its next delivery
+		k := j.key(x.it)
+		mu.Lock()
+		if h.remove(x.it) { // not taken by a set meanwhile
+			pending.drop(k, x.it)
+		}
+		mu.Unlock()
+	})
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
 	sc, end := newStageCtx(lctx)
@@ -895,9 +922,12 @@ func (j *Join) Run(ctx context.Context) error {
 				mu.Lock()
 				h.add(heldItem{in, it})
 				slots := pending.arrive(k, i, it)
+				if slots != nil {
+					h.remove(slots...)
+				}
 				mu.Unlock()
 				if slots != nil {
-					if errs[i] = j.emit(sc, kp, h, slots); errs[i] != nil {
+					if errs[i] = j.emit(sc, kp, slots); errs[i] != nil {
 						return
 					}
 				}
@@ -950,14 +980,28 @@ func (b barriers) arrive(k string, i int, it *Item) []*Item {
 	return slots
 }
 
-func (j *Join) emit(sc stageCtx, k *keeper, h *holder, slots []*Item) error {
+// drop takes it off key k's barrier, if it waits there.
+func (b barriers) drop(k string, it *Item) {
+	w := b.keys[k]
+	left := false
+	for x, q := range w {
+		if y := slices.Index(q, it); y >= 0 {
+			w[x] = slices.Delete(q, y, y+1)
+		}
+		left = left || len(w[x]) > 0
+	}
+	if w != nil && !left {
+		delete(b.keys, k)
+	}
+}
+
+func (j *Join) emit(sc stageCtx, k *keeper, slots []*Item) error {
 	xs := make([]heldItem, len(slots))
 	parts := make([][]byte, len(slots))
 	for i, it := range slots {
 		xs[i] = heldItem{j.ins[i], it}
 		parts[i] = it.Payload
 	}
-	h.remove(xs)
 	payload, err := j.combine(parts)
 	if err != nil {
 		j.o.bury(sc.in, xs, "join combine: "+err.Error())

@@ -96,3 +96,42 @@ func TestJoinHoldsPartsOfTwoInputsWithTheSameLeaseToken(t *testing.T) {
 		}
 	})
 }
+
+// TestJoinWaitsForAPartWhoseLeaseWasLost: the left part of key "a" waits at the barrier, and its
+// input says its lease is lost at the first Extend (and delivers it again). The Join holds it no
+// more: the barrier waits for its next delivery, and joins that with the right part, which comes
+// 2s later; every part acked once, with the output made, no ack of a lost lease. The holder used to
+// go on extending the lost lease, and the Join joined it and acked it (a lease it no longer had),
+// while the part's next delivery waited at the barrier for a partner that had come and gone.
+func TestJoinWaitsForAPartWhoseLeaseWasLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		left, right := newStrictIn(), newStrictIn()
+		left.put("A", "a", 300*time.Millisecond)
+		left.lost["A"] = true
+		out := newStrictOut(func(string, int) time.Duration { return 0 })
+		left.ok = func(string) bool { return out.has("a+a") }
+		right.ok = left.ok
+		j, err := workqueue.NewJoin([]workqueue.Queue{left, right}, out, nil,
+			func(ps [][]byte) ([]byte, error) { return bytes.Join(ps, []byte("+")), nil }, workqueue.WithStageRetry(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- j.Run(ctx) }()
+		time.Sleep(2 * time.Second)
+		right.put("A", "a", 300*time.Millisecond)
+		time.Sleep(2 * time.Second)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		out.mu.Lock()
+		if diff := cmp.Diff(map[string]int{"a+a": 1}, out.made); diff != "" {
+			t.Errorf("made (-want +got):\n%s", diff)
+		}
+		out.mu.Unlock()
+		left.report(t, []string{"A"})
+		right.report(t, []string{"A"})
+	})
+}
