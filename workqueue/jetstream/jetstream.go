@@ -1040,7 +1040,7 @@ func waitTurn(ctx context.Context, settled <-chan struct{}, left time.Duration) 
 // the lease is forgotten: the server has confirmed its end. A failed end leaves it held, so that
 // it can be retried within its deadline (an Ack that failed while NATS was unreachable, say); a
 // non-zero deadline is the lease's new one (an Extend's).
-func (q *Queue) settle(h *held, n uint64, end bool, deadline time.Time) {
+func (q *Queue) settle(h *held, n uint64, end bool, deadline time.Time) (stillHeld bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	h.busy = false
@@ -1048,12 +1048,14 @@ func (q *Queue) settle(h *held, n uint64, end bool, deadline time.Time) {
 		close(h.settled)
 		h.settled = nil
 	}
-	if !deadline.IsZero() {
+	stillHeld = q.leases[n] == h
+	if !deadline.IsZero() && stillHeld {
 		h.deadline = deadline
 	}
-	if end && q.leases[n] == h {
+	if end && stillHeld {
 		delete(q.leases, n)
 	}
+	return stillHeld
 }
 
 // Ack implements workqueue.Queue. The lease is held until the server confirms the ack (or, with
@@ -1111,13 +1113,37 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	q.mu.Lock()
+	old := h.deadline
+	q.mu.Unlock()
 	now := time.Now()
-	if err := h.msg.InProgressSync(ctx); err != nil {
+	// The server's answer counts only within the lease: after its deadline the message may have
+	// been delivered again, and the server still answers an in-progress for it. So the wait ends
+	// there, and a later answer, or a lease forgotten meanwhile (a turn-waiting end gave up at the
+	// deadline), is a lost lease, not an extension.
+	until := old
+	if _, ok := ctx.Deadline(); !ok && now.Add(5*time.Second).Before(until) {
+		until = now.Add(5 * time.Second) // nats.go's own bound for a ctx without a deadline
+	}
+	ictx, cancel := context.WithDeadline(ctx, until)
+	err = h.msg.InProgressSync(ictx)
+	cancel()
+	late := !time.Now().Before(old)
+	if err != nil {
 		q.settle(h, n, false, time.Time{})
+		if late && ctx.Err() == nil {
+			return time.Time{}, fmt.Errorf("%w: in progress %s: no answer within the lease", workqueue.ErrLeaseLost, h.id)
+		}
 		return time.Time{}, fmt.Errorf("in progress %s: %w", h.id, unavailable(ctx, err))
 	}
+	if late {
+		q.settle(h, n, false, time.Time{})
+		return time.Time{}, fmt.Errorf("%w: in progress %s: answered after the lease's deadline", workqueue.ErrLeaseLost, h.id)
+	}
 	d := now.Add(q.cfg.ackWait)
-	q.settle(h, n, false, d)
+	if !q.settle(h, n, false, d) {
+		return time.Time{}, fmt.Errorf("%w: %s: lease forgotten while its extension was on its way", workqueue.ErrLeaseLost, h.id)
+	}
 	return d, nil
 }
 
