@@ -546,6 +546,7 @@ func (cp *clientPoller) serveSession(s *session, ended bool) (back bool) {
 		if err != nil || n == 0 {
 			return true // the goroutine's read sees the end, or the error fill kept
 		}
+		rs.readAt = time.Now()
 		consumed := 0
 		bad := false
 		for consumed < len(data) {
@@ -597,6 +598,9 @@ func (s *session) readWaiting() {
 		pb.b = slices.Grow(pb.b, ioBufSize)
 		n, err := s.rr.readNow(pb.b[start : start+ioBufSize])
 		pb.b = pb.b[:start+n]
+		if n > 0 {
+			s.rs.readAt = time.Now()
+		}
 		switch {
 		case err == syscall.EAGAIN:
 			return

@@ -860,6 +860,7 @@ func (st *poolState) carry(old *poolState) {
 		s.eof.Store(o.eof.Load())
 		s.errs.Store(o.errs.Load())
 		s.timedout.Store(o.timedout.Load())
+		s.resp.carry(&o.resp)
 		for i, oc := range o.conns {
 			sc := s.conns[i%len(s.conns)]
 			oc.mu.Lock()

@@ -36,6 +36,7 @@ type server struct {
 	ejectedAt atomic.Int64 // unix microseconds of the last ejection (nutcracker's server_ejected_at)
 
 	eof, errs, timedout atomic.Int64
+	resp                serverResponseTimes
 
 	warns logLimit // the warnings of its failures
 }
@@ -116,6 +117,11 @@ type replyState struct {
 	i             int
 	nresp, nbytes int64
 	pending       leftover
+	// readAt is the time of the last read from the socket: a reply read from what it brought was
+	// answered then. One clock reading per read, not per reply, for times, the replies' response
+	// times not yet published.
+	readAt time.Time
+	times  responseTimes
 }
 
 // publish adds the counters of the replies read so far to sc's.
@@ -126,6 +132,7 @@ func (rs *replyState) publish(sc *serverConn) {
 	sc.responses.Add(rs.nresp)
 	sc.responseBytes.Add(rs.nbytes)
 	sc.settled.Add(rs.nresp)
+	sc.srv.resp.publish(&rs.times)
 	rs.nresp, rs.nbytes = 0, 0
 }
 
@@ -725,6 +732,7 @@ func (rs *replyState) completed(sc *serverConn, r *Request, n int, ds *dirtySet)
 // answered counts the reply just read into r (whose reply began at Resp[n:]) and takes r, the
 // oldest request awaiting its reply, off local; the caller completes it.
 func (rs *replyState) answered(sc *serverConn, r *Request, n int) {
+	rs.times.add(rs.readAt.Sub(r.sent))
 	rs.nresp++
 	rs.nbytes += int64(len(r.Resp) - n)
 	rs.local[rs.i] = nil
@@ -810,7 +818,11 @@ func (p pendingReader) Read(b []byte) (int, error) {
 	if n, ok, err := p.rs.pending.read(b); ok {
 		return n, err
 	}
-	return p.r.Read(b)
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.rs.readAt = time.Now()
+	}
+	return n, err
 }
 
 // flushingReader reads from r after writing the replies collected in ds. While a reply is read

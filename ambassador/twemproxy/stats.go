@@ -94,14 +94,7 @@ func (c *connCounts) close() { c.curr.Add(-1) }
 
 // Snapshot returns every pool's counters, pools in configuration order.
 func (s *Server) Snapshot() []PoolStats {
-	s.mu.Lock()
-	var pools []*pool
-	for _, name := range s.order {
-		if r := s.running[name]; r != nil {
-			pools = append(pools, r.p)
-		}
-	}
-	s.mu.Unlock()
+	pools := s.runningPools()
 	out := make([]PoolStats, 0, len(pools))
 	now := time.Now().UnixNano()
 	for _, p := range pools {
@@ -246,12 +239,26 @@ func (s *Server) Statusz() (title string, header []string, rows [][]string) {
 	return "sharding proxy (twemproxy-compatible)", header, rows
 }
 
+// runningPools returns the running pools in configuration order.
+func (s *Server) runningPools() []*pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pools []*pool
+	for _, name := range s.order {
+		if r := s.running[name]; r != nil {
+			pools = append(pools, r.p)
+		}
+	}
+	return pools
+}
+
 // Collector returns the proxy's Prometheus collector (registered already under WithRegisterer).
 func (s *Server) Collector() prometheus.Collector { return s.metrics }
 
 type collector struct {
 	s     *Server
 	descs map[string]*prometheus.Desc
+	resp  *prometheus.Desc // podblocks_sharding_server_response_seconds
 }
 
 type metricDef struct {
@@ -289,6 +296,10 @@ func newCollector(s *Server) *collector {
 		}
 		c.descs[d.name] = prometheus.NewDesc(d.name, d.help, labels, nil)
 	}
+	c.resp = prometheus.NewDesc("podblocks_sharding_server_response_seconds",
+		"Time from a request's queueing for the server to the read that brought its reply (the proxy's "+
+			"write, the network and the server), for each reply read from the server.",
+		[]string{"pool", "server"}, nil)
 	return c
 }
 
@@ -296,6 +307,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
+	ch <- c.resp
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -331,6 +343,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			emit("podblocks_sharding_server_ejected", ej, p.Name, sv.Name)
 			emit("podblocks_sharding_server_in_queue_requests", sv.InQueue, p.Name, sv.Name)
 			emit("podblocks_sharding_server_out_queue_requests", sv.OutQueue, p.Name, sv.Name)
+		}
+	}
+	for _, p := range c.s.runningPools() {
+		p.mu.RLock()
+		st := p.st
+		p.mu.RUnlock()
+		for _, srv := range st.servers {
+			count, sum, buckets := srv.resp.histogram()
+			ch <- prometheus.MustNewConstHistogram(c.resp, count, sum, buckets, p.name, srv.cfg.Name)
 		}
 	}
 }
