@@ -11,19 +11,28 @@ import (
 	"github.com/podblocks/podblocks/workqueue"
 )
 
-// An Extend whose answer comes after the lease's deadline extends nothing: the message may have
-// been delivered again by then, and the server answers an in-progress for it all the same.
-func TestExtendAnsweredAfterDeadline(t *testing.T) {
+type extendResult struct {
+	d   time.Time
+	err error
+}
+
+// extendWaiting leases an item of a 300ms lease and starts an Extend of it, which waits for msg's
+// answer; its result comes on the channel.
+func extendWaiting(t *testing.T) (*Queue, *endMsg, *workqueue.Item, <-chan extendResult) {
+	t.Helper()
 	q := &Queue{cfg: config{ackWait: 300 * time.Millisecond, logger: zap.NewNop()}, leases: make(map[uint64]*held)}
 	msg := &endMsg{fakeMsg: fakeMsg{reply: "$JS.ACK.WQ_a.workers.1.9.9.0.0"}, calls: make(chan string), answer: make(chan error)}
 	it := q.take(context.Background(), buffered{msg: msg, recv: time.Now()})
-	type res struct {
-		d   time.Time
-		err error
-	}
-	done := make(chan res, 1)
-	go func() { d, err := q.Extend(context.Background(), it.Lease); done <- res{d, err} }()
+	done := make(chan extendResult, 1)
+	go func() { d, err := q.Extend(context.Background(), it.Lease); done <- extendResult{d, err} }()
 	<-msg.calls
+	return q, msg, it, done
+}
+
+// An Extend whose answer comes after the lease's deadline extends nothing: the message may have
+// been delivered again by then, and the server answers an in-progress for it all the same.
+func TestExtendAnsweredAfterDeadline(t *testing.T) {
+	_, msg, it, done := extendWaiting(t)
 	time.Sleep(time.Until(it.Deadline) + 100*time.Millisecond) // the server answers late
 	select {
 	case msg.answer <- nil:
@@ -37,16 +46,7 @@ func TestExtendAnsweredAfterDeadline(t *testing.T) {
 // An Extend does not succeed on a lease forgotten while its answer was on its way (a Nack waiting
 // for its turn gave up at the deadline and dropped the lease).
 func TestExtendOnForgottenLease(t *testing.T) {
-	q := &Queue{cfg: config{ackWait: 300 * time.Millisecond, logger: zap.NewNop()}, leases: make(map[uint64]*held)}
-	msg := &endMsg{fakeMsg: fakeMsg{reply: "$JS.ACK.WQ_a.workers.1.9.9.0.0"}, calls: make(chan string), answer: make(chan error)}
-	it := q.take(context.Background(), buffered{msg: msg, recv: time.Now()})
-	type res struct {
-		d   time.Time
-		err error
-	}
-	ext := make(chan res, 1)
-	go func() { d, err := q.Extend(context.Background(), it.Lease); ext <- res{d, err} }()
-	<-msg.calls
+	q, msg, it, ext := extendWaiting(t)
 	if err := q.Nack(context.Background(), it.Lease, 0); !errors.Is(err, workqueue.ErrLeaseLost) {
 		t.Fatalf("Nack waiting past the deadline: %v", err)
 	}
