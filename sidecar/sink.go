@@ -95,17 +95,9 @@ const (
 	msb = 0x8080808080808080
 )
 
-// plainWord reports whether none of the 8 bytes of x needs escaping: no control byte (< 0x20), no
-// '"', no '\\' and no byte >= 0x80.
-func plainWord(x uint64) bool { return badBits(x)&msb == 0 }
-
-// badBits has the high bit of a byte set (at least for the first such byte) where x holds a byte
-// that needs escaping.
-func badBits(x uint64) uint64 {
-	q := x ^ (lsb * '"')
-	b := x ^ (lsb * '\\')
-	return (x-lsb*0x20)&^x | (q-lsb)&^q | (b-lsb)&^b | x
-}
+// plainWord and badBits are jsonstr's word tests, under the names the scanners below use.
+func plainWord(x uint64) bool { return jsonstr.PlainWord(x) }
+func badBits(x uint64) uint64 { return jsonstr.BadBits(x) }
 
 // scanText counts the '\n' bytes in s and reports whether s holds a flagged byte: with json, one that
 // JSON must escape other than '\n' (< 0x20, '"', '\\', >= 0x80: when none is flagged, every line of s

@@ -21,12 +21,16 @@ const (
 	msb = 0x8080808080808080
 )
 
-// plainWord reports whether none of the 8 bytes of x needs escaping: no control byte (< 0x20), no
+// PlainWord reports whether none of the 8 bytes of x needs escaping: no control byte (< 0x20), no
 // '"', no '\\' and no byte >= 0x80.
-func plainWord(x uint64) bool {
+func PlainWord(x uint64) bool { return BadBits(x)&msb == 0 }
+
+// BadBits has the high bit of a byte set (at least for the first such byte) where x holds a byte
+// that needs escaping, so that several words' results can be or-ed before one test.
+func BadBits(x uint64) uint64 {
 	q := x ^ (lsb * '"')
 	b := x ^ (lsb * '\\')
-	return ((x-lsb*0x20)&^x|(q-lsb)&^q|(b-lsb)&^b|x)&msb == 0
+	return (x-lsb*0x20)&^x | (q-lsb)&^q | (b-lsb)&^b | x
 }
 
 // AppendString appends s to dst as a JSON string, quotes included.
@@ -37,7 +41,7 @@ func Append(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start, i := 0, 0
 	for i < len(s) {
-		for i+8 <= len(s) && plainWord(binary.LittleEndian.Uint64(s[i:])) {
+		for i+8 <= len(s) && PlainWord(binary.LittleEndian.Uint64(s[i:])) {
 			i += 8
 		}
 		if i >= len(s) {
