@@ -10,10 +10,12 @@ package etcdtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,33 +53,55 @@ type member struct {
 func NewServer(t testing.TB) *Cluster { return NewCluster(t, 1) }
 
 // NewCluster starts an n-member embedded etcd cluster, waits until every member is ready, and stops
-// it when the test ends.
+// it when the test ends. Ports are picked before etcd binds them, so another process can take one in
+// between; then the members started so far are stopped and the cluster starts again on new ports
+// (at most startTries times).
 func NewCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	for try := 1; ; try++ {
+		c, err := newCluster(t, n)
+		if err == nil {
+			t.Cleanup(c.close)
+			return c
+		}
+		c.close()
+		if !errors.Is(err, syscall.EADDRINUSE) || try == startTries {
+			t.Fatalf("etcdtest: start cluster: %v", err)
+		}
+		t.Logf("etcdtest: start cluster on new ports: %v", err)
+	}
+}
+
+const startTries = 3
+
+// pickAddr returns a loopback host:port to listen on; tests replace it to hand out a taken port.
+var pickAddr = freeport.TCP
+
+func newCluster(t testing.TB, n int) (*Cluster, error) {
 	c := &Cluster{t: t}
 	var parts []string
 	for i := range n {
 		m := &member{
 			name:      fmt.Sprintf("m%d", i),
 			dir:       t.TempDir(),
-			clientURL: url.URL{Scheme: "http", Host: freeport.TCP(t)},
-			peerURL:   url.URL{Scheme: "http", Host: freeport.TCP(t)},
+			clientURL: url.URL{Scheme: "http", Host: pickAddr(t)},
+			peerURL:   url.URL{Scheme: "http", Host: pickAddr(t)},
 		}
 		c.members = append(c.members, m)
 		parts = append(parts, m.name+"="+m.peerURL.String())
 	}
 	c.initial = strings.Join(parts, ",")
-	t.Cleanup(c.close)
 	errs := make(chan error, n)
 	for i := range c.members {
 		go func() { errs <- c.start(i) }()
 	}
+	var first error
 	for range n {
-		if err := <-errs; err != nil {
-			t.Fatalf("etcdtest: start cluster: %v", err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	return c
+	return c, first
 }
 
 func (c *Cluster) config(m *member) *embed.Config {
@@ -111,10 +135,16 @@ func (c *Cluster) start(i int) error {
 	}
 	var e *embed.Etcd
 	var err error
-	// A port we just closed may linger for a moment; retry the listen briefly.
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	// A restarted member must have its old ports (the peer URL is its identity in the cluster), and a
+	// port it just closed may linger for a moment: retry the listen briefly. A first start gives up at
+	// once, and NewCluster picks new ports.
+	wait := time.Duration(0)
+	if m.startedOne {
+		wait = 10 * time.Second
+	}
+	for deadline := time.Now().Add(wait); ; {
 		e, err = embed.StartEtcd(c.config(m))
-		if err == nil || time.Now().After(deadline) || !strings.Contains(err.Error(), "address already in use") {
+		if err == nil || time.Now().After(deadline) || !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
