@@ -38,18 +38,8 @@ import (
 // main exits as the flag package's commands do (internal/cmdline): 0 on help, 2 on a command line
 // it cannot use, 1 on a failure while running.
 func main() {
-	err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	if err != nil && strings.HasPrefix(err.Error(), "workqueue: ") {
-		err = unprefixed{err} // the package's errors say it already
-	}
-	cmdline.Exit("workqueue", err)
+	cmdline.Exit("workqueue", run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
-
-// unprefixed is err without the "workqueue: " its message starts with.
-type unprefixed struct{ err error }
-
-func (u unprefixed) Error() string { return strings.TrimPrefix(u.err.Error(), "workqueue: ") }
-func (u unprefixed) Unwrap() error { return u.err }
 
 const usage = `usage:
   workqueue serve -backend memory|bolt|jetstream [-path FILE] [-nats URL] -http ADDR

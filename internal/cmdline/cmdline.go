@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // UsageError is a command line the command cannot read (exit status 2), such as an unknown flag, a
@@ -69,13 +70,18 @@ func Status(err error) int {
 	return 1
 }
 
-// Report writes err on w as the line "name: err", unless it is nil, help, or a mistake its flag set
-// printed already, and returns Status(err).
+// Report writes err on w as the line "name: err" (or "err" when its message starts with "name: "
+// already, as a package's errors of the same name do), unless it is nil, help, or a mistake its flag
+// set printed already, and returns Status(err).
 func Report(w io.Writer, name string, err error) int {
 	status := Status(err)
 	var u *UsageError
 	if status != 0 && !(errors.As(err, &u) && u.printed) {
-		fmt.Fprintf(w, "%s: %v\n", name, err)
+		if msg := err.Error(); strings.HasPrefix(msg, name+": ") {
+			fmt.Fprintln(w, msg)
+		} else {
+			fmt.Fprintf(w, "%s: %s\n", name, msg)
+		}
 	}
 	return status
 }

@@ -45,6 +45,8 @@ func TestReport(t *testing.T) {
 		{name: "wrapped usage error", err: fmt.Errorf("leaf: %w", cmdline.Usagef("stray argument")), status: 2, report: "cmd: leaf: stray argument\n"},
 		{name: "wrapped help", err: fmt.Errorf("leaf: %w", flag.ErrHelp), status: 0},
 		{name: "other error", err: errors.New("listen: address in use"), status: 1, report: "cmd: listen: address in use\n"},
+		{name: "error named already", err: fmt.Errorf("cmd: open q: %w", errors.New("locked")), status: 1, report: "cmd: open q: locked\n"},
+		{name: "name inside a word", err: errors.New("cmdx: broken"), status: 1, report: "cmd: cmdx: broken\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var flagOut, report strings.Builder
