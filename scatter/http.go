@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -210,7 +211,8 @@ func (l *HTTPLeaf[Req, Resp]) Call(ctx context.Context, req Req) (Resp, error) {
 
 // ParseShards parses a shard list: shards separated by commas, the replicas of a shard by '|',
 // for example "http://a:1|http://b:1,http://c:1" (two shards, the first with two replicas).
-// Spaces around items are ignored; empty shards or replicas are an error.
+// Spaces around items are ignored. An empty shard or replica, or a replica that is not an http://
+// or https:// URL with a host, is an error naming it.
 func ParseShards(spec string) ([][]string, error) {
 	if strings.TrimSpace(spec) == "" {
 		return nil, fmt.Errorf("parse shards: %w", ErrNoLeaves)
@@ -223,6 +225,9 @@ func ParseShards(spec string) ([][]string, error) {
 			if r == "" {
 				return nil, fmt.Errorf("parse shards: shard %d has an empty replica", i)
 			}
+			if err := checkLeafURL(r); err != nil {
+				return nil, fmt.Errorf("parse shards: shard %d: %w", i, err)
+			}
 			reps = append(reps, r)
 		}
 		out = append(out, reps)
@@ -230,8 +235,26 @@ func ParseShards(spec string) ([][]string, error) {
 	return out, nil
 }
 
+// checkLeafURL accepts an absolute http or https URL with a host: what HTTPLeaf can POST to.
+func checkLeafURL(s string) error {
+	if isLeafURL(s) {
+		return nil
+	}
+	msg := fmt.Sprintf("leaf URL %q: want http:// or https:// and a host", s)
+	if u, err := url.Parse(s); (err != nil || u.Scheme != "http" && u.Scheme != "https") && !strings.Contains(s, "://") && isLeafURL("http://"+s) {
+		msg += fmt.Sprintf(" (as in %q)", "http://"+s) // a bare host:port, most likely
+	}
+	return errors.New(msg)
+}
+
+func isLeafURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
 // HTTPShards builds one leaf per shard of spec (see ParseShards): an HTTPLeaf for a single URL,
-// a ReplicaSet of HTTPLeaves for several. client nil means one NewHTTPClient shared by all.
+// a ReplicaSet of HTTPLeaves for several. client nil means one NewHTTPClient shared by all. A URL
+// that is not http:// or https:// with a host is an error naming it, as in ParseShards.
 func HTTPShards[Req, Resp any](spec [][]string, client *http.Client) ([]Leaf[Req, Resp], error) {
 	if len(spec) == 0 {
 		return nil, ErrNoLeaves
@@ -243,6 +266,9 @@ func HTTPShards[Req, Resp any](spec [][]string, client *http.Client) ([]Leaf[Req
 	for i, urls := range spec {
 		reps := make([]Leaf[Req, Resp], len(urls))
 		for j, u := range urls {
+			if err := checkLeafURL(u); err != nil {
+				return nil, fmt.Errorf("shard %d: %w", i, err)
+			}
 			reps[j] = NewHTTPLeaf[Req, Resp](u, client)
 		}
 		if len(reps) == 1 {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,10 @@ func TestParseShards(t *testing.T) {
 		{spec: "", err: true},
 		{spec: "a,,b", err: true},
 		{spec: "a||b", err: true},
+		{spec: "http://a,,http://b", err: true},
+		{spec: "http://a||http://b", err: true},
+		{spec: "https://a:443/search?x=1", want: [][]string{{"https://a:443/search?x=1"}}},
+		{spec: "HTTP://a", want: [][]string{{"HTTP://a"}}},
 	}
 	for _, tt := range tests {
 		got, err := scatter.ParseShards(tt.spec)
@@ -116,8 +121,34 @@ func TestParseShards(t *testing.T) {
 	}
 }
 
+// TestShardsRejectBadURLs: a leaf that is not an http or https URL with a host (a bare
+// host:port above all) is refused when the list is read, naming the value, instead of every query
+// failing later with the URL parser's message.
+func TestShardsRejectBadURLs(t *testing.T) {
+	tests := []struct{ spec, want string }{
+		{"127.0.0.1:9101", `parse shards: shard 0: leaf URL "127.0.0.1:9101": want http:// or https:// and a host (as in "http://127.0.0.1:9101")`},
+		{"http://a, localhost:9101", `parse shards: shard 1: leaf URL "localhost:9101": want http:// or https:// and a host (as in "http://localhost:9101")`},
+		{"http://a|ftp://b", `parse shards: shard 0: leaf URL "ftp://b": want http:// or https:// and a host`},
+		{"http://", `parse shards: shard 0: leaf URL "http://": want http:// or https:// and a host`},
+		{"http:/a", `parse shards: shard 0: leaf URL "http:/a": want http:// or https:// and a host`},
+		{"/search", `parse shards: shard 0: leaf URL "/search": want http:// or https:// and a host`},
+		{"http://a b", `parse shards: shard 0: leaf URL "http://a b": want http:// or https:// and a host`},
+	}
+	for _, tt := range tests {
+		got, err := scatter.ParseShards(tt.spec)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("ParseShards(%q) = %q, %v; want error %q", tt.spec, got, err, tt.want)
+		}
+		// A list built by hand gets the same check.
+		leaves, err := scatter.HTTPShards[addReq, addResp]([][]string{{"http://ok"}, strings.Split(tt.spec, "|")}, nil)
+		if err == nil || !strings.Contains(err.Error(), "shard 1: leaf URL") {
+			t.Errorf("HTTPShards(%q) = %v, %v; want an error naming shard 1's URL", tt.spec, leaves, err)
+		}
+	}
+}
+
 func FuzzParseShards(f *testing.F) {
-	for _, s := range []string{"http://a", "http://a|http://b, http://c", "", "a,,b", "a||b", " | "} {
+	for _, s := range []string{"http://a", "http://a|http://b, http://c", "", "a,,b", "a||b", " | ", "127.0.0.1:9101", "https://a:443/x?y=1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, spec string) {
@@ -132,6 +163,9 @@ func FuzzParseShards(f *testing.F) {
 			for _, r := range sh {
 				if r == "" || strings.ContainsAny(r, ",|") || r != strings.TrimSpace(r) {
 					t.Fatalf("bad replica %q from %q", r, spec)
+				}
+				if u, err := url.Parse(r); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					t.Fatalf("replica %q from %q is not an http(s) URL with a host", r, spec)
 				}
 			}
 		}
