@@ -40,11 +40,15 @@ func startRedis(t *testing.T, n int) []*shardproc.Proc {
 // startProxy serves one redis pool "r" over backends with the extra pool lines.
 func startProxy(t *testing.T, extra string, backends []*shardproc.Proc, proto *redis.Protocol) (string, *twemproxy.Server, *twemproxy.PoolConfig) {
 	t.Helper()
-	addrs := make([]string, len(backends))
-	for i, p := range backends {
+	return twemproxytest.StartPool(t, "r", true, extra, procAddrs(backends), twemproxy.Protocols{Redis: proto})
+}
+
+func procAddrs(ps []*shardproc.Proc) []string {
+	addrs := make([]string, len(ps))
+	for i, p := range ps {
 		addrs[i] = p.Addr
 	}
-	return twemproxytest.StartPool(t, "r", true, extra, addrs, twemproxy.Protocols{Redis: proto})
+	return addrs
 }
 
 // client is a minimal RESP client for tests.

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
 )
 
 // inlineLines are inline commands (each followed by CRLF when sent) whose arguments redis'
@@ -98,26 +98,13 @@ func TestInlineLikeRedis(t *testing.T) {
 	}
 }
 
-// exchange sends in on a new connection to addr and returns all it reads until the server
-// closes the connection.
+// exchange sends in on a new connection to addr, writing while it reads (the server may close
+// the connection before it has read everything: a refused request), and returns all it reads
+// until the server closes the connection.
 func exchange(t *testing.T, addr string, in []byte) []byte {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	// The server may close the connection before it has read everything (a refused request):
-	// write while reading, and let the write fail.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = c.Write(in)
-	}()
-	out, err := io.ReadAll(c)
-	<-done
-	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+	out, _, err := twemproxytest.SendAndRead(t, addr, in)
+	if err != nil && !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("%.40q: %v", in, err)
 	}
 	return out

@@ -3,9 +3,6 @@ package redis_test
 import (
 	"crypto/sha1"
 	"encoding/hex"
-	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/ambassador/twemproxy/twemproxytest"
 	"github.com/podblocks/podblocks/internal/shardproc"
 )
 
@@ -179,26 +177,7 @@ func TestMultiKeyCommands(t *testing.T) {
 // startProxy gets, and returns its address.
 func startNutcracker(t *testing.T, extra string, backends []*shardproc.Proc) string {
 	t.Helper()
-	ports, err := shardproc.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	var conf strings.Builder
-	fmt.Fprintf(&conf, "r:\n  listen: %s\n  redis: true\n%s  servers:\n", listen, extra)
-	for _, b := range backends {
-		fmt.Fprintf(&conf, "   - %s:1\n", b.Addr)
-	}
-	path := filepath.Join(t.TempDir(), "nutcracker.yml")
-	if err := os.WriteFile(path, []byte(conf.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := shardproc.StartNutcracker(path, ports[1], listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Stop)
-	return listen
+	return twemproxytest.StartNutcracker(t, "r", true, extra, procAddrs(backends))
 }
 
 // TestArityNoStricterThanRedis: the proxy asks no command for more arguments than redis does,

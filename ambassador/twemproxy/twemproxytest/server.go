@@ -3,6 +3,8 @@ package twemproxytest
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,16 +25,7 @@ func StartPool(t *testing.T, name string, redis bool, extra string, backends []s
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s:\n  listen: %s\n", name, addr)
-	if redis {
-		b.WriteString("  redis: true\n")
-	}
-	fmt.Fprintf(&b, "%s  servers:\n", extra)
-	for _, be := range backends {
-		fmt.Fprintf(&b, "   - %s:1\n", be)
-	}
-	cfg, err := twemproxy.Parse([]byte(b.String()))
+	cfg, err := twemproxy.Parse(poolYAML(name, addr, redis, extra, backends))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,4 +50,44 @@ func StartPool(t *testing.T, name string, redis bool, extra string, backends []s
 		t.Fatal("proxy not ready")
 	}
 	return addr, srv, cfg.Pools[0]
+}
+
+// StartNutcracker runs Debian's nutcracker (twemproxy 0.5.0) with the pool StartPool runs for the
+// same arguments, on a free loopback port, for the length of the test, and returns the pool's
+// address: a test can send the same bytes to both. It skips the test when nutcracker is not
+// installed.
+func StartNutcracker(t *testing.T, name string, redis bool, extra string, backends []string) string {
+	t.Helper()
+	if !shardproc.Have(shardproc.NutcrackerPath) {
+		t.Skipf("%s is not installed (Debian package nutcracker): not compared with nutcracker", shardproc.NutcrackerPath)
+	}
+	ports, err := shardproc.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	path := filepath.Join(t.TempDir(), "nutcracker.yml")
+	if err := os.WriteFile(path, poolYAML(name, addr, redis, extra, backends), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := shardproc.StartNutcracker(path, ports[1], addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Stop)
+	return addr
+}
+
+// poolYAML is the configuration of one pool, name, listening on addr over backends.
+func poolYAML(name, addr string, redis bool, extra string, backends []string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:\n  listen: %s\n", name, addr)
+	if redis {
+		b.WriteString("  redis: true\n")
+	}
+	fmt.Fprintf(&b, "%s  servers:\n", extra)
+	for _, be := range backends {
+		fmt.Fprintf(&b, "   - %s:1\n", be)
+	}
+	return []byte(b.String())
 }
