@@ -43,6 +43,9 @@ var (
 	// a length, so that a 64-bit memcached would read a data block of that length and a 32-bit one
 	// none: the proxy cannot tell where the client's next command starts.
 	ErrLengthRange = errors.New("memcache: data length past 32 bits")
+	// ErrVersionArgs: "version" has something after it but spaces, which nutcracker refuses by
+	// closing the connection without a reply.
+	ErrVersionArgs = errors.New("memcache: version with arguments")
 )
 
 var (
@@ -226,6 +229,11 @@ func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 		}
 		return lineCommand(r, body, string(cmd))
 	case "version":
+		if len(bytes.TrimLeft(body[cmdEnd:], " ")) > 0 {
+			// nutcracker 0.5.0 closes the connection, with no reply, of a "version" with anything
+			// but spaces after it ("version noreply", which memcached answers).
+			return &twemproxy.ClientError{Err: ErrVersionArgs}
+		}
 		if p.Version != "" {
 			r.Local = true
 			r.Resp = append(append(append(r.Resp[:0], "VERSION "...), p.Version...), "\r\n"...)
@@ -234,8 +242,7 @@ func (p *Protocol) ReadRequest(br *bufio.Reader, r *twemproxy.Request) error {
 		if err := checkLine(line); err != nil {
 			return err
 		}
-		// No key: the pool sends it where nutcracker does. memcached answers it whatever follows
-		// "version", noreply too.
+		// No key: the pool sends it where nutcracker does.
 		r.Kind = kindLine
 		r.Keys = r.Keys[:0]
 		return nil

@@ -133,8 +133,11 @@ var requestTests = []struct {
 	{"too many tokens", "set k 0 0 1 noreply x\r\nx\r\ncas k 0 0 1\r\nx\r\nget a\r\n",
 		[]parsed{{Local: "ERROR\r\n"}, {Local: "ERROR\r\n"}, {Keys: []string{"a"}}}, false},
 	{"long key", "get " + strings.Repeat("k", 251) + "\r\n", []parsed{{Local: "CLIENT_ERROR bad command line format\r\n"}}, false},
-	// version is forwarded, with no key, and memcached answers it whatever follows, noreply too.
-	{"version quit", "version\r\nversion x noreply\r\nquit\r\n", []parsed{{}, {}, {Quit: true}}, false},
+	// version is forwarded, with no key; with anything after it but spaces, which memcached
+	// answers, it closes the connection, as nutcracker closes it.
+	{"version quit", "version\r\nversion  \r\nquit\r\n", []parsed{{}, {}, {Quit: true}}, false},
+	{"version with arguments", "version\r\nversion x noreply\r\nquit\r\n", []parsed{{}}, true},
+	{"version noreply", "version noreply\r\n", nil, true},
 	{"version over 2048 bytes", "version" + strings.Repeat(" ", 2048) + "\r\n", nil, true},
 	{"too large, 64 times the limit", "set k 0 0 640\r\n" + strings.Repeat("x", 640) + "\r\nget a\r\n",
 		[]parsed{{Local: "SERVER_ERROR object too large for cache\r\n"}, {Keys: []string{"a"}}}, false},
@@ -294,9 +297,9 @@ func FuzzReadRequest(f *testing.F) {
 			if r.Local {
 				continue
 			}
-			// Only "version" goes without a key.
+			// Only "version", with nothing after it but spaces, goes without a key.
 			line := bytes.TrimSuffix(bytes.TrimSuffix(r.Buf, []byte("\n")), []byte("\r"))
-			version := string(line) == "version" || bytes.HasPrefix(line, []byte("version "))
+			version := string(bytes.TrimRight(line, " ")) == "version"
 			if len(r.Keys) == 0 && !version || !bytes.HasSuffix(r.Buf, []byte("\n")) { // memcached also accepts a bare \n
 				t.Fatalf("forwardable request %q without keys or line end", r.Buf)
 			}

@@ -20,9 +20,10 @@
 //
 // "version" is forwarded, as nutcracker 0.5.0 forwards it, to the server an empty key goes to,
 // and answered with that server's version (or the pool's error, when it failed); set
-// Protocol.Version to have the proxy answer it instead. Unlike nutcracker, which closes the
-// connection, the proxy forwards "version" with more tokens after it ("version noreply"), which
-// memcached answers.
+// Protocol.Version to have the proxy answer it instead. A "version" with anything but spaces after
+// it ("version x", "version noreply", which memcached answers) closes the connection with no reply,
+// as nutcracker 0.5.0 closes it (ErrVersionArgs): the client gets the replies to the requests it
+// sent before, then the end of the stream.
 //
 // Only commands memcached parses exactly as the codec does are forwarded: numbers are read as
 // memcached's safe_strtol/safe_strtoul/safe_strtoull read them, and a flags, exptime or length

@@ -119,7 +119,7 @@ func TestVersionAsNutcracker(t *testing.T) {
 		pc := cfg.Pools[i]
 		want := fmt.Sprintf("VERSION 9.9.%d\r\n", slices.Index(servers, pc.Servers[twemproxy.NewPlacer(pc, nil).Place(nil)].Addr))
 		c := dial(t, fmt.Sprintf("127.0.0.1:%d", ours[i]))
-		c.send("version\r\nversion noreply\r\n") // memcached answers both
+		c.send("version\r\nversion \r\n") // spaces after it are allowed, by nutcracker too
 		for range 2 {
 			if got := c.line(); got != want {
 				t.Errorf("pool %s: version = %q, want %q (the server of an empty key)", p.name, got, want)
@@ -192,4 +192,53 @@ func TestVersionAnsweredLocally(t *testing.T) {
 	if got, want := c.line(), "VERSION "+localVersion+"\r\n"; got != want {
 		t.Errorf("version = %q, want %q", got, want)
 	}
+}
+
+// "version" with anything but spaces after it closes the connection without a reply, as
+// nutcracker 0.5.0 closes it (measured: no byte, then the end of the stream; memcached answers
+// "version noreply" and "version x"). The proxy used to forward it and send the server's VERSION.
+// The same bytes go to Debian's nutcracker over the same server, where what it does is certain: one
+// command, or commands it answers before the one it refuses. After a reply to requests sent before
+// it, which nutcracker may drop, the proxy's stream ends as well.
+func TestVersionWithArgumentsAsNutcracker(t *testing.T) {
+	servers := fakeVersions(t, 1)
+	protos := twemproxy.Protocols{Memcache: &memcache.Protocol{}}
+	addr, _, _ := twemproxytest.StartPool(t, "mc", false, "", servers, protos)
+	local, _, _ := twemproxytest.StartPool(t, "mc", false, "", servers,
+		twemproxy.Protocols{Memcache: &memcache.Protocol{Version: localVersion}})
+	cases := []struct {
+		in, want string
+		nc       bool // compared with nutcracker
+	}{
+		{"version x\r\n", "", true},
+		{"version noreply\r\n", "", true},
+		{"version   1 2\r\n", "", true},
+		{"version  \r\nquit\r\n", "VERSION 9.9.0\r\n", true},
+		{"version\r\nversion x\r\nversion\r\n", "VERSION 9.9.0\r\n", false},
+	}
+	for _, tc := range cases {
+		if got := untilEOF(t, addr, tc.in); got != tc.want {
+			t.Errorf("%q: read %q, want %q and the end of the stream", tc.in, got, tc.want)
+		}
+	}
+	if got := untilEOF(t, local, "version x\r\n"); got != "" {
+		t.Errorf("with Protocol.Version: %q: read %q, want the end of the stream", "version x\r\n", got)
+	}
+	nc := twemproxytest.StartNutcracker(t, "mc", false, "", servers)
+	for _, tc := range cases {
+		if got := untilEOF(t, nc, tc.in); tc.nc && got != tc.want {
+			t.Errorf("nutcracker: %q: read %q, want %q and the end of the stream", tc.in, got, tc.want)
+		}
+	}
+}
+
+// untilEOF writes in on a new connection to addr and returns what it reads to the end of the
+// stream; a read that fails otherwise (a reset, no end within 30 s) is appended as <error>.
+func untilEOF(t *testing.T, addr, in string) string {
+	t.Helper()
+	out, _, err := twemproxytest.SendAndRead(t, addr, []byte(in))
+	if err != nil {
+		return fmt.Sprintf("%s<%v>", out, err)
+	}
+	return string(out)
 }
