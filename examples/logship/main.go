@@ -72,6 +72,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if *glob == "" {
 		return cmdline.Usagef("-glob is required")
 	}
+	globs, err := cmdline.List("glob", *glob)
+	if err != nil {
+		return err
+	}
 	var sinkOpts []sidecar.Option
 	switch *format {
 	case "json":
@@ -88,6 +92,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if *splice && *format != "raw" {
 		return cmdline.Usagef("-splice: only with -format raw")
+	}
+	if *splice && *sinkSpec != "stdout" { // the file sink writes the bytes it is given
+		return cmdline.Usagef("-splice: only with -sink stdout")
+	}
+	if *splice && *multiline != "" { // a joined record is no run of the file's bytes
+		return cmdline.Usagef("-splice: not with -multiline")
 	}
 	if *poll <= 0 {
 		return cmdline.Usagef("-poll %v: want more than 0", *poll)
@@ -121,20 +131,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer func() { _ = log.Sync() }()
 	opts = append(opts, sidecar.WithLogger(log))
 
+	// The whole command line is checked before the file sink is opened (created): the -glob patterns
+	// by a Tailer over a sink that opens nothing, which NewTailer checks as it would the real one.
+	kind, rest, _ := strings.Cut(*sinkSpec, ":")
 	var sink sidecar.Sink
-	switch kind, rest, _ := strings.Cut(*sinkSpec, ":"); {
+	switch {
 	case *sinkSpec == "stdout":
-		if f, ok := stdout.(*os.File); ok {
-			growPipe(f)
-		}
 		sink = sidecar.NewWriterSink(stdout, sinkOpts...)
 	case kind == "file" && rest != "":
-		fsink, err := sidecar.OpenFileSink(rest, sinkOpts...)
-		if err != nil {
-			return err
-		}
-		defer fsink.Close()
-		sink = fsink
+		sink = sidecar.NewWriterSink(io.Discard, sinkOpts...) // the file is opened below
 	case kind == "http" || kind == "https":
 		u := rest
 		if strings.HasPrefix(rest, "//") { // -sink http://host/path
@@ -148,11 +153,24 @@ func run(args []string, stdout, stderr io.Writer) error {
 	default:
 		return cmdline.Usagef("-sink %q: want stdout, file:PATH or http:URL", *sinkSpec)
 	}
-	tailer, err := sidecar.NewTailer(strings.Split(*glob, ","), sink, opts...)
+	tailer, err := sidecar.NewTailer(globs, sink, opts...)
 	if ce := (*sidecar.ConfigError)(nil); errors.As(err, &ce) {
 		return cmdline.Usagef("%w", err) // a -glob pattern it cannot follow; the other values are checked above
 	} else if err != nil {
 		return err
+	}
+	if kind == "file" {
+		fsink, err := sidecar.OpenFileSink(rest, sinkOpts...)
+		if err != nil {
+			return err
+		}
+		defer fsink.Close()
+		if tailer, err = sidecar.NewTailer(globs, fsink, opts...); err != nil {
+			return err
+		}
+	}
+	if f, ok := stdout.(*os.File); ok && *sinkSpec == "stdout" {
+		growPipe(f)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -135,33 +135,60 @@ func TestStdoutRaw(t *testing.T) {
 }
 
 // TestBadFlags: a flag value logship cannot use, found before it starts, is a usage error (exit 2,
-// naming the flag); a failure while starting, such as a sink it cannot open, exits 1.
+// naming the flag) that leaves the -sink file alone; a failure while starting, such as a sink it
+// cannot open, exits 1.
 func TestBadFlags(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "no-such-dir", "out.jsonl")
-	for _, tc := range []struct {
-		args   []string
-		status int
-		msg    string
-	}{
-		{[]string{"-sink", "stdout"}, 2, "logship: -glob is required"},
+	dir := t.TempDir()
+	missing, out := filepath.Join(dir, "no-such-dir", "out.jsonl"), filepath.Join(dir, "out.jsonl")
+	sink := "file:" + out
+	cmdlinetest.TestExits(t, exec.Command(bin), []cmdlinetest.Exit{
+		{Args: []string{"-sink", "stdout"}, Status: 2, Stderr: "logship: -glob is required"},
 		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
-		{[]string{"-glob", "/x/*.log", "oops", "-sink", "kafka:x"}, 2, `logship: unexpected arguments ["oops" "-sink" "kafka:x"]`},
-		{[]string{"-glob", "/x/*.log", "-sink", "kafka:x"}, 2, `logship: -sink "kafka:x": want stdout, file:PATH or http:URL`},
-		{[]string{"-glob", "/x/*.log", "-sink", "file:"}, 2, `logship: -sink "file:"`},
-		{[]string{"-glob", "/x/*.log", "-sink", "http:nohost"}, 2, `logship: -sink "http:nohost"`},
-		{[]string{"-glob", "/x/*/y.log"}, 2, `logship: sidecar: config globs: "/x/*/y.log": wildcards only in the last element`},
-		{[]string{"-glob", "/x/*.log", "-format", "xml"}, 2, `logship: -format "xml": want json or raw`},
-		{[]string{"-glob", "/x/*.log", "-format", "raw", "-sink", "http://127.0.0.1:1/"}, 2, "logship: -format raw: only with -sink stdout or file:PATH"},
-		{[]string{"-glob", "/x/*.log", "-splice"}, 2, "logship: -splice: only with -format raw"},
-		{[]string{"-glob", "/x/*.log", "-multiline", "("}, 2, "logship: -multiline: error parsing regexp"},
-		{[]string{"-glob", "/x/*.log", "-poll", "0s"}, 2, "logship: -poll 0s: want more than 0"},
-		{[]string{"-glob", "/x/*.log", "-max-line", "0"}, 2, "logship: -max-line 0: want more than 0"},
-		{[]string{"-glob", "/x/*.log", "-sink", "file:" + missing}, 1, "logship: open sink:"},
-	} {
-		c := exec.Command(bin, tc.args...)
-		if status, out := cmdlinetest.Run(t, c); status != tc.status || !strings.Contains(out, tc.msg) {
-			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c, status, out, tc.status, tc.msg)
+		{Args: []string{"-glob", "/x/*.log", "oops", "-sink", "kafka:x"}, Status: 2, Stderr: `logship: unexpected arguments ["oops" "-sink" "kafka:x"]`},
+		{Args: []string{"-glob", "/x/*.log", "-sink", "kafka:x"}, Status: 2, Stderr: `logship: -sink "kafka:x": want stdout, file:PATH or http:URL`},
+		{Args: []string{"-glob", "/x/*.log", "-sink", "file:"}, Status: 2, Stderr: `logship: -sink "file:"`},
+		{Args: []string{"-glob", "/x/*.log", "-sink", "http:nohost"}, Status: 2, Stderr: `logship: -sink "http:nohost"`},
+		{Args: []string{"-glob", "/x/*/y.log"}, Status: 2, Stderr: `logship: sidecar: config globs: "/x/*/y.log": wildcards only in the last element`},
+		// An empty item would be the pattern ".".
+		{Args: []string{"-glob", "/x/*.log,", "-sink", sink}, Status: 2, Stderr: `logship: -glob "/x/*.log,": empty item in the comma-separated list`},
+		{Args: []string{"-glob", ",", "-sink", sink}, Status: 2, Stderr: `logship: -glob ",": empty item in the comma-separated list`},
+		{Args: []string{"-glob", "/x/*.log", "-format", "xml"}, Status: 2, Stderr: `logship: -format "xml": want json or raw`},
+		{Args: []string{"-glob", "/x/*.log", "-format", "raw", "-sink", "http://127.0.0.1:1/"}, Status: 2, Stderr: "logship: -format raw: only with -sink stdout or file:PATH"},
+		{Args: []string{"-glob", "/x/*.log", "-splice"}, Status: 2, Stderr: "logship: -splice: only with -format raw"},
+		// Neither the file sink nor joined records splice: -splice would be ignored.
+		{Args: []string{"-glob", "/x/*.log", "-format", "raw", "-splice", "-sink", sink}, Status: 2, Stderr: "logship: -splice: only with -sink stdout"},
+		{Args: []string{"-glob", "/x/*.log", "-format", "raw", "-splice", "-multiline", "^\\S"}, Status: 2, Stderr: "logship: -splice: not with -multiline"},
+		{Args: []string{"-glob", "/x/*.log", "-multiline", "("}, Status: 2, Stderr: "logship: -multiline: error parsing regexp"},
+		{Args: []string{"-glob", "/x/*.log", "-poll", "0s"}, Status: 2, Stderr: "logship: -poll 0s: want more than 0"},
+		{Args: []string{"-glob", "/x/*.log", "-max-line", "0"}, Status: 2, Stderr: "logship: -max-line 0: want more than 0"},
+		{Args: []string{"-glob", "/x/*.log", "-sink", "file:" + missing}, Status: 1, Stderr: "logship: open sink:"},
+	})
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("after usage errors: stat %s: %v; want it not created", out, err)
+	}
+}
+
+// TestUsageErrorLeavesSink: a -glob the Tailer refuses is a usage error found before the file sink
+// is opened: the sink is not created, and one that exists is not touched.
+func TestUsageErrorLeavesSink(t *testing.T) {
+	dir := t.TempDir()
+	out, kept := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "kept.jsonl")
+	must(t, os.WriteFile(kept, []byte("{\"file\":\"a\",\"line\":\"x\"}\n"), 0o644))
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	must(t, os.Chtimes(kept, old, old))
+	const globs = `logship: sidecar: config globs: "/x/*/y.log": wildcards only in the last element`
+	cmdlinetest.TestExits(t, exec.Command(bin, "-glob", "/x/*/y.log"), []cmdlinetest.Exit{
+		{Args: []string{"-sink", "file:" + out}, Status: 2, Stderr: globs},
+		{Args: []string{"-sink", "file:" + out, "-state", filepath.Join(dir, "state.json")}, Status: 2, Stderr: globs},
+		{Args: []string{"-sink", "file:" + kept, "-format", "raw"}, Status: 2, Stderr: globs},
+	})
+	for _, p := range []string{out, filepath.Join(dir, "state.json")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("after a usage error: stat %s: %v; want it not created", p, err)
 		}
+	}
+	if fi, err := os.Stat(kept); err != nil || !fi.ModTime().Equal(old) || fi.Size() == 0 {
+		t.Errorf("after a usage error: stat %s: %v, %v; want it as it was (modified %v)", kept, fi, err, old)
 	}
 }
 
