@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -51,11 +52,13 @@ func pairs(s string) (map[string]string, error) {
 	return m, nil
 }
 
-func list(s string) []string {
-	if s == "" {
-		return nil
+// parseLevel reads the level name v of flag (zap's names; "", which zap reads as info, is refused).
+func parseLevel(flag, v string) (zapcore.Level, error) {
+	l, err := zapcore.ParseLevel(v)
+	if err != nil || v == "" {
+		return l, cmdline.Usagef("%s: level %q: want debug, info, warn, error or fatal", flag, v)
 	}
-	return strings.Split(s, ",")
+	return l, nil
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -75,6 +78,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	state := fs.String("state", "", "checkpoint file for file: inputs (offsets survive restarts)")
 	output := fs.String("output", "stdout", "stdout or file:PATH")
 	if err := cmdline.ParseFlags(fs, args); err != nil {
+		return err
+	}
+	kind, addr, hasAddr := strings.Cut(*input, ":")
+	if err := cmdline.OnlyWith(fs, *format == "regex", "-format regex", "regex"); err != nil {
+		return err
+	}
+	if err := cmdline.OnlyWith(fs, kind == "file", "-input file:GLOB", "state"); err != nil {
 		return err
 	}
 
@@ -102,18 +112,34 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return cmdline.Usagef("-rename: %w", err)
 	}
+	for k, v := range renames {
+		if v == "" {
+			return cmdline.Usagef("-rename %s: no new name", k)
+		}
+	}
 	opts = append(opts, logs.WithRename(renames))
-	if l := list(*levelFields); l != nil {
-		opts = append(opts, logs.WithLevelFields(l...))
-	}
-	if l := list(*timeFields); l != nil {
-		opts = append(opts, logs.WithTimeFields(l...))
-	}
-	if l := list(*msgFields); l != nil {
-		opts = append(opts, logs.WithMessageFields(l...))
+	for _, l := range []struct {
+		name, value string
+		option      func(...string) logs.Option
+	}{
+		{"level-field", *levelFields, logs.WithLevelFields},
+		{"time-field", *timeFields, logs.WithTimeFields},
+		{"message-field", *msgFields, logs.WithMessageFields},
+	} {
+		keys, err := cmdline.List(l.name, l.value)
+		if err != nil {
+			return err
+		}
+		if keys != nil {
+			opts = append(opts, l.option(keys...))
+		}
 	}
 	if *timeLayouts != "" {
-		opts = append(opts, logs.WithTimeLayouts(append(strings.Split(*timeLayouts, "|"), logs.DefaultTimeLayouts...)...))
+		layouts := strings.Split(*timeLayouts, "|")
+		if slices.Contains(layouts, "") {
+			return cmdline.Usagef("-time-layout %q: empty layout", *timeLayouts)
+		}
+		opts = append(opts, logs.WithTimeLayouts(append(layouts, logs.DefaultTimeLayouts...)...))
 	}
 	lm, err := pairs(*levelMap)
 	if err != nil {
@@ -121,11 +147,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	levels := map[string]zapcore.Level{}
 	for k, v := range lm {
-		l, err := zapcore.ParseLevel(v)
-		if err != nil {
-			return cmdline.Usagef("-level-map %s: %w", k, err)
+		if levels[k], err = parseLevel("-level-map "+k, v); err != nil {
+			return err
 		}
-		levels[k] = l
 	}
 	opts = append(opts, logs.WithLevelMap(levels))
 	st, err := pairs(*static)
@@ -135,24 +159,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	for k, v := range st {
 		opts = append(opts, logs.WithStatic(k, v))
 	}
-	ml, err := zapcore.ParseLevel(*minLevel)
+	ml, err := parseLevel("-min-level", *minLevel)
 	if err != nil {
-		return cmdline.Usagef("-min-level: %w", err)
+		return err
 	}
 	opts = append(opts, logs.WithMinLevel(ml))
 	outPath, toFile := strings.CutPrefix(*output, "file:")
-	if !toFile && *output != "stdout" {
+	if (!toFile && *output != "stdout") || (toFile && outPath == "") {
 		return cmdline.Usagef("-output %q: want stdout or file:PATH", *output)
 	}
 
 	// Every flag is checked before anything is opened; the Tailer (which opens nothing until it
 	// runs) checks the -input glob, and gets its normalizer once that is made.
-	kind, addr, _ := strings.Cut(*input, ":")
+	stdinOK := kind == "stdin" && !hasAddr
+	if !stdinOK && (addr == "" || !slices.Contains([]string{"file", "tcp", "udp", "unix", "unixgram"}, kind)) {
+		return cmdline.Usagef("-input %q: want stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH or unixgram:PATH", *input)
+	}
 	var tailer *sidecar.Tailer
 	var tailed sink
-	switch kind {
-	case "stdin", "tcp", "unix", "udp", "unixgram":
-	case "file":
+	if kind == "file" {
 		topts := []sidecar.Option{sidecar.WithLogger(zap.NewNop())}
 		if *state != "" {
 			topts = append(topts, sidecar.WithCheckpoint(*state))
@@ -163,8 +188,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		} else if err != nil {
 			return err
 		}
-	default:
-		return cmdline.Usagef("-input %q: want stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH or unixgram:PATH", *input)
 	}
 
 	var out io.Writer = stdout

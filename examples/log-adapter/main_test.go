@@ -69,38 +69,51 @@ func TestFileInput(t *testing.T) {
 	}
 }
 
-// TestUsageErrors: a flag value the adapter cannot use is a usage error (exit 2, naming the flag),
-// found before it opens anything; an -output it cannot open exits 1.
+// TestUsageErrors: a flag value the adapter cannot use, or one it would ignore, is a usage error
+// (exit 2, naming the flag), found before it opens anything; an -output it cannot open exits 1.
 func TestUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.json")
-	for _, tc := range []struct {
-		args   []string
-		status int
-		msg    string
-	}{
-		{[]string{"-format", "xml"}, 2, `log-adapter: -format "xml": want logfmt, json, regex, clf, common or combined`},
+	state := filepath.Join(dir, "state")
+	const levels = "want debug, info, warn, error or fatal"
+	cmdlinetest.TestExits(t, exec.Command(bin), []cmdlinetest.Exit{
+		{Args: []string{"-format", "xml"}, Status: 2, Stderr: `log-adapter: -format "xml": want logfmt, json, regex, clf, common or combined`},
 		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
-		{[]string{"access.log", "-format", "combined"}, 2, `log-adapter: unexpected arguments ["access.log" "-format" "combined"]`},
-		{[]string{"-format", "regex"}, 2, "log-adapter: -regex: logs: regex"},
-		{[]string{"-format", "regex", "-regex", "(no names)"}, 2, "log-adapter: -regex: logs: regex"},
-		{[]string{"-rename", "nokey"}, 2, `log-adapter: -rename: "nokey" is not key=value`},
-		{[]string{"-level-map", "x"}, 2, `log-adapter: -level-map: "x" is not key=value`},
-		{[]string{"-level-map", "x=loud"}, 2, `log-adapter: -level-map x: unrecognized level: "loud"`},
-		{[]string{"-static", "=v"}, 2, `log-adapter: -static: "=v" is not key=value`},
-		{[]string{"-min-level", "loud"}, 2, `log-adapter: -min-level: unrecognized level: "loud"`},
-		{[]string{"-input", "carrier-pigeon:x", "-output", "file:" + out}, 2, `log-adapter: -input "carrier-pigeon:x": want stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH or unixgram:PATH`},
-		{[]string{"-input", "file:" + dir + "/*/a.log", "-output", "file:" + out}, 2, "log-adapter: sidecar: config globs:"},
-		{[]string{"-output", "ftp:x"}, 2, `log-adapter: -output "ftp:x": want stdout or file:PATH`},
-		{[]string{"-output", "file:" + filepath.Join(dir, "no-such-dir", "out.json")}, 1, "log-adapter: open "},
-	} {
-		c := exec.Command(bin, tc.args...)
-		if status, out := cmdlinetest.Run(t, c); status != tc.status || !strings.Contains(out, tc.msg) {
-			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c, status, out, tc.status, tc.msg)
+		{Args: []string{"access.log", "-format", "combined"}, Status: 2, Stderr: `log-adapter: unexpected arguments ["access.log" "-format" "combined"]`},
+		{Args: []string{"-format", "regex"}, Status: 2, Stderr: "log-adapter: -regex: logs: regex"},
+		{Args: []string{"-format", "regex", "-regex", "(no names)"}, Status: 2, Stderr: "log-adapter: -regex: logs: regex"},
+		// -regex only means something with -format regex, -state only with a file: input.
+		{Args: []string{"-regex", "^(?P<msg>.*)$"}, Status: 2, Stderr: "log-adapter: -regex: only with -format regex"},
+		{Args: []string{"-format", "json", "-regex", "^(?P<msg>.*)$", "-output", "file:" + out}, Status: 2, Stderr: "log-adapter: -regex: only with -format regex"},
+		{Args: []string{"-state", state}, Status: 2, Stderr: "log-adapter: -state: only with -input file:GLOB"},
+		{Args: []string{"-input", "tcp:127.0.0.1:0", "-state", state, "-output", "file:" + out}, Status: 2, Stderr: "log-adapter: -state: only with -input file:GLOB"},
+		{Args: []string{"-rename", "nokey"}, Status: 2, Stderr: `log-adapter: -rename: "nokey" is not key=value`},
+		{Args: []string{"-rename", "lvl="}, Status: 2, Stderr: "log-adapter: -rename lvl: no new name"},
+		{Args: []string{"-level-field", "level,,lvl"}, Status: 2, Stderr: `log-adapter: -level-field "level,,lvl": empty item in the comma-separated list`},
+		{Args: []string{"-time-field", ","}, Status: 2, Stderr: `log-adapter: -time-field ",": empty item in the comma-separated list`},
+		{Args: []string{"-message-field", "msg,"}, Status: 2, Stderr: `log-adapter: -message-field "msg,": empty item in the comma-separated list`},
+		{Args: []string{"-time-layout", "2006-01-02||15:04"}, Status: 2, Stderr: `log-adapter: -time-layout "2006-01-02||15:04": empty layout`},
+		{Args: []string{"-level-map", "x"}, Status: 2, Stderr: `log-adapter: -level-map: "x" is not key=value`},
+		{Args: []string{"-level-map", "x=loud"}, Status: 2, Stderr: `log-adapter: -level-map x: level "loud": ` + levels},
+		{Args: []string{"-level-map", "x="}, Status: 2, Stderr: `log-adapter: -level-map x: level "": ` + levels},
+		{Args: []string{"-static", "=v"}, Status: 2, Stderr: `log-adapter: -static: "=v" is not key=value`},
+		{Args: []string{"-min-level", "loud"}, Status: 2, Stderr: `log-adapter: -min-level: level "loud": ` + levels},
+		{Args: []string{"-min-level", ""}, Status: 2, Stderr: `log-adapter: -min-level: level "": ` + levels},
+		{Args: []string{"-input", "carrier-pigeon:x", "-output", "file:" + out}, Status: 2, Stderr: `log-adapter: -input "carrier-pigeon:x": want stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH or unixgram:PATH`},
+		// An address after stdin would be ignored; an empty one after another kind is none.
+		{Args: []string{"-input", "stdin:x"}, Status: 2, Stderr: `log-adapter: -input "stdin:x": want stdin, file:GLOB`},
+		{Args: []string{"-input", "tcp:", "-output", "file:" + out}, Status: 2, Stderr: `log-adapter: -input "tcp:": want stdin, file:GLOB`},
+		{Args: []string{"-input", "file:", "-output", "file:" + out}, Status: 2, Stderr: `log-adapter: -input "file:": want stdin, file:GLOB`},
+		{Args: []string{"-input", "tcp", "-output", "file:" + out}, Status: 2, Stderr: `log-adapter: -input "tcp": want stdin, file:GLOB`},
+		{Args: []string{"-input", "file:" + dir + "/*/a.log", "-output", "file:" + out}, Status: 2, Stderr: "log-adapter: sidecar: config globs:"},
+		{Args: []string{"-output", "ftp:x"}, Status: 2, Stderr: `log-adapter: -output "ftp:x": want stdout or file:PATH`},
+		{Args: []string{"-output", "file:"}, Status: 2, Stderr: `log-adapter: -output "file:": want stdout or file:PATH`},
+		{Args: []string{"-output", "file:" + filepath.Join(dir, "no-such-dir", "out.json")}, Status: 1, Stderr: "log-adapter: open "},
+	})
+	for _, p := range []string{out, state} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("after usage errors: stat %s: %v; want it not created", p, err)
 		}
-	}
-	if _, err := os.Stat(out); !os.IsNotExist(err) {
-		t.Errorf("after usage errors: stat %s: %v; want it not created", out, err)
 	}
 }
 
