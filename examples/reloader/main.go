@@ -56,6 +56,16 @@ func run(args []string, stderr io.Writer) error {
 	if *watch == "" {
 		return cmdline.Usagef("-watch is required")
 	}
+	paths, err := cmdline.List("watch", *watch) // an empty item would watch "."
+	if err != nil {
+		return err
+	}
+	if err := cmdline.OnlyWith(fs, *webhook == "", "-pid or -process", "signal"); err != nil {
+		return err
+	}
+	if err := cmdline.OnlyWith(fs, *webhook != "", "-webhook", "method"); err != nil {
+		return err
+	}
 	sig, ok := signals[strings.TrimPrefix(strings.ToUpper(*sigName), "SIG")]
 	if !ok {
 		return cmdline.Usagef("-signal %q: unknown", *sigName)
@@ -90,7 +100,7 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	r, err := sidecar.NewReloader(strings.Split(*watch, ","), action, sidecar.WithDebounce(*debounce),
+	r, err := sidecar.NewReloader(paths, action, sidecar.WithDebounce(*debounce),
 		sidecar.WithPollInterval(*poll), sidecar.WithLogger(log))
 	if err != nil {
 		return err

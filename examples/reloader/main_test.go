@@ -72,32 +72,31 @@ func TestWebhookAfterConfigMapUpdates(t *testing.T) {
 	}
 }
 
-// TestBadFlags: a flag value the reloader cannot use is a usage error (exit 2, naming the flag),
-// found before it watches anything.
+// TestBadFlags: a flag value the reloader cannot use, or one it would ignore, is a usage error (exit
+// 2, naming the flag), found before it watches anything.
 func TestBadFlags(t *testing.T) {
 	dir := t.TempDir()
-	for _, tc := range []struct {
-		args []string
-		msg  string
-	}{
-		{nil, "reloader: -watch is required"},
+	const hook = "http://127.0.0.1:1/-/reload"
+	cmdlinetest.TestExits(t, exec.Command(bin), []cmdlinetest.Exit{
+		{Args: nil, Status: 2, Stderr: "reloader: -watch is required"},
 		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
-		{[]string{"-watch", dir, "-pid", "1", "extra", "-signal", "USR1"}, `reloader: unexpected arguments ["extra" "-signal" "USR1"]`},
-		{[]string{"-watch", dir}, "reloader: want exactly one of -webhook, -pid and -process"},
-		{[]string{"-watch", dir, "-pid", "1", "-process", "x"}, "reloader: want exactly one of -webhook, -pid and -process"},
-		{[]string{"-watch", dir, "-pid", "1", "-signal", "BOGUS"}, `reloader: -signal "BOGUS": unknown`},
+		{Args: []string{"-watch", dir, "-pid", "1", "extra", "-signal", "USR1"}, Status: 2, Stderr: `reloader: unexpected arguments ["extra" "-signal" "USR1"]`},
+		// An empty item would be ".", the reloader's working directory.
+		{Args: []string{"-watch", ",", "-webhook", hook}, Status: 2, Stderr: `reloader: -watch ",": empty item in the comma-separated list`},
+		{Args: []string{"-watch", dir + ",", "-webhook", hook}, Status: 2, Stderr: `reloader: -watch "` + dir + `,": empty item in the comma-separated list`},
+		{Args: []string{"-watch", dir}, Status: 2, Stderr: "reloader: want exactly one of -webhook, -pid and -process"},
+		{Args: []string{"-watch", dir, "-pid", "1", "-process", "x"}, Status: 2, Stderr: "reloader: want exactly one of -webhook, -pid and -process"},
+		{Args: []string{"-watch", dir, "-pid", "1", "-signal", "BOGUS"}, Status: 2, Stderr: `reloader: -signal "BOGUS": unknown`},
+		// A webhook is called, not signalled; a signal is sent, not with a method.
+		{Args: []string{"-watch", dir, "-webhook", hook, "-signal", "USR1"}, Status: 2, Stderr: "reloader: -signal: only with -pid or -process"},
+		{Args: []string{"-watch", dir, "-process", "no-such-process-reloader-test", "-method", "PUT"}, Status: 2, Stderr: "reloader: -method: only with -webhook"},
 		// kill(2) sends a signal to every process it may for -1, and to a process group below that.
-		{[]string{"-watch", dir, "-pid", "-1"}, "reloader: -pid -1: want a process ID above 0"},
-		{[]string{"-watch", dir, "-webhook", "127.0.0.1:9090/-/reload"}, `reloader: -webhook "127.0.0.1:9090/-/reload": want an http or https URL`},
-		{[]string{"-watch", dir, "-webhook", "http://127.0.0.1:1/", "-method", "RE LOAD"}, `reloader: -method "RE LOAD": net/http: invalid method`},
-		{[]string{"-watch", dir, "-pid", "1", "-poll", "0s"}, "reloader: -poll 0s: want more than 0"},
-		{[]string{"-watch", dir, "-pid", "1", "-debounce", "-1s"}, "reloader: -debounce -1s: want 0 or more"},
-	} {
-		c := exec.Command(bin, tc.args...)
-		if status, out := cmdlinetest.Run(t, c); status != 2 || !strings.Contains(out, tc.msg) {
-			t.Errorf("%s: exit %d, output %q; want exit 2 and %q", c, status, out, tc.msg)
-		}
-	}
+		{Args: []string{"-watch", dir, "-pid", "-1"}, Status: 2, Stderr: "reloader: -pid -1: want a process ID above 0"},
+		{Args: []string{"-watch", dir, "-webhook", "127.0.0.1:9090/-/reload"}, Status: 2, Stderr: `reloader: -webhook "127.0.0.1:9090/-/reload": want an http or https URL`},
+		{Args: []string{"-watch", dir, "-webhook", "http://127.0.0.1:1/", "-method", "RE LOAD"}, Status: 2, Stderr: `reloader: -method "RE LOAD": net/http: invalid method`},
+		{Args: []string{"-watch", dir, "-pid", "1", "-poll", "0s"}, Status: 2, Stderr: "reloader: -poll 0s: want more than 0"},
+		{Args: []string{"-watch", dir, "-pid", "1", "-debounce", "-1s"}, Status: 2, Stderr: "reloader: -debounce -1s: want 0 or more"},
+	})
 }
 
 // TestHelpAndUnknownFlag: -h prints the usage and exits 0; an unknown flag exits 2 with the flag
