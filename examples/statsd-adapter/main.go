@@ -7,7 +7,10 @@
 //
 // SIGHUP (or POST /-/reload with --web.enable-lifecycle) reloads the mapping config; SIGTERM and
 // SIGINT stop it. statsd_exporter's cache and queue tuning flags are accepted and ignored (the
-// adapter has no event queue: each reader parses and applies what it reads).
+// adapter has no event queue: each reader parses and applies what it reads), and so are
+// --log.format and --debug.dump-fsm; --statsd.relay.address and --web.config.file, which it does not
+// support, are refused. A boolean flag --NAME is turned off with --NAME=false or, as with
+// statsd_exporter, --no-NAME.
 package main
 
 import (
@@ -52,6 +55,40 @@ type config struct {
 	mode  uint32        // unixMode, parsed
 }
 
+// logLevels are statsd_exporter's --log.level names.
+var logLevels = map[string]zapcore.Level{"debug": zapcore.DebugLevel, "info": zapcore.InfoLevel,
+	"warn": zapcore.WarnLevel, "error": zapcore.ErrorLevel}
+
+// negateBoolFlags adds --no-NAME for each boolean flag --NAME of fs, which sets it false: the
+// flag library of statsd_exporter (kingpin) reads that form too, and its boolean flags that are on by
+// default (--statsd.parse-dogstatsd-tags, ...) are turned off with it.
+func negateBoolFlags(fs *flag.FlagSet) {
+	var bools []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) {
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			bools = append(bools, f)
+		}
+	})
+	for _, f := range bools {
+		fs.Var(negation{f.Value}, "no-"+f.Name, "--"+f.Name+"=false")
+	}
+}
+
+// negation is the flag --no-NAME of the boolean flag whose value it holds.
+type negation struct{ v flag.Value }
+
+func (n negation) IsBoolFlag() bool { return true }
+
+func (n negation) String() string { return "" }
+
+func (n negation) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	return n.v.Set(strconv.FormatBool(!b))
+}
+
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("statsd-adapter", flag.ContinueOnError)
@@ -72,20 +109,33 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.sfx, "statsd.parse-signalfx-tags", true, "parse SignalFX tags")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "check the mapping config and exit")
 	fs.StringVar(&c.logLevel, "log.level", "info", "log level: debug, info, warn, error")
-	fs.String("log.format", "json", "accepted for statsd_exporter compatibility (logs are zap JSON)")
+	logFormat := fs.String("log.format", "json", "logfmt or json, accepted for statsd_exporter compatibility (logs are zap JSON)")
 	for _, name := range []string{"statsd.cache-size", "statsd.cache-type", "statsd.event-queue-size",
 		"statsd.event-flush-threshold", "statsd.event-flush-interval", "statsd.udp-packet-queue-size",
-		"statsd.relay.address", "statsd.relay.packet-length", "debug.dump-fsm", "web.config.file"} {
+		"statsd.relay.packet-length", "debug.dump-fsm"} {
 		fs.String(name, "", "accepted for statsd_exporter compatibility; ignored")
 	}
+	// Refused rather than ignored: ignoring them would drop the relayed lines, or serve without
+	// the TLS and authentication the file configures.
+	relay := fs.String("statsd.relay.address", "", "not supported (statsd_exporter's relay); refused when set")
+	webConfig := fs.String("web.config.file", "", "not supported (statsd_exporter's TLS and basic auth); refused when set")
+	negateBoolFlags(fs)
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return nil, err
 	}
-	level, err := zapcore.ParseLevel(c.logLevel)
-	if err != nil {
-		return nil, cmdline.Usagef("--log.level: %w", err)
+	level, ok := logLevels[c.logLevel]
+	if !ok {
+		return nil, cmdline.Usagef("--log.level %q: want debug, info, warn or error", c.logLevel)
 	}
 	c.level = level
+	switch {
+	case *logFormat != "logfmt" && *logFormat != "json":
+		return nil, cmdline.Usagef("--log.format %q: want logfmt or json", *logFormat)
+	case *relay != "":
+		return nil, cmdline.Usagef("--statsd.relay.address %q: relaying is not supported", *relay)
+	case *webConfig != "":
+		return nil, cmdline.Usagef("--web.config.file %q: TLS and basic auth are not supported", *webConfig)
+	}
 	mode, err := strconv.ParseUint(c.unixMode, 8, 32)
 	if err != nil {
 		return nil, cmdline.Usagef("--statsd.unixsocket-mode %q: want an octal mode", c.unixMode)

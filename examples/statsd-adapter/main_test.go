@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -90,29 +91,60 @@ func TestDropIn(t *testing.T) {
 	}
 }
 
-// TestUsageErrors: a flag value the adapter cannot use is a usage error (exit 2, naming the flag),
-// found before it listens; a mapping config it cannot read exits 1.
+// TestUsageErrors: a flag value the adapter cannot use is a usage error (exit 2, naming the flag
+// and, for a choice, what it accepts), found before it listens, also with --check-config; a mapping
+// config it cannot read exits 1.
 func TestUsageErrors(t *testing.T) {
-	for _, tc := range []struct {
-		args   []string
-		status int
-		msg    string
-	}{
-		{[]string{"--log.level=loud"}, 2, `statsd-adapter: --log.level: unrecognized level: "loud"`},
-		{[]string{"mapping.yml"}, 2, `statsd-adapter: unexpected arguments ["mapping.yml"]`},
-		{[]string{"--statsd.unixsocket-mode=u+rw"}, 2, `statsd-adapter: --statsd.unixsocket-mode "u+rw": want an octal mode`},
-		{[]string{"--statsd.readers=-1"}, 2, "statsd-adapter: --statsd.readers -1: want 0 or more"},
-		{[]string{"--statsd.read-buffer=-1"}, 2, "statsd-adapter: --statsd.read-buffer -1: want 0 or more"},
+	const levels = "want debug, info, warn or error"
+	cmd := exec.Command(bin, "--statsd.listen-udp=", "--statsd.listen-tcp=", "--web.listen-address=127.0.0.1:0")
+	cmdlinetest.TestExits(t, cmd, []cmdlinetest.Exit{
+		{Args: []string{"--log.level=loud"}, Status: 2, Stderr: `statsd-adapter: --log.level "loud": ` + levels},
+		{Args: []string{"--check-config", "--log.level=loud"}, Status: 2, Stderr: `statsd-adapter: --log.level "loud": ` + levels},
+		// zap reads "" as info, and knows levels statsd_exporter does not.
+		{Args: []string{"--check-config", "--log.level="}, Status: 2, Stderr: `statsd-adapter: --log.level "": ` + levels},
+		{Args: []string{"--check-config", "--log.level=dpanic"}, Status: 2, Stderr: `statsd-adapter: --log.level "dpanic": ` + levels},
+		{Args: []string{"--check-config", "--log.format=xml"}, Status: 2, Stderr: `statsd-adapter: --log.format "xml": want logfmt or json`},
+		// Not supported: ignoring them would lose the relayed lines, or the TLS and basic auth.
+		{Args: []string{"--check-config", "--statsd.relay.address=127.0.0.1:8125"}, Status: 2, Stderr: `statsd-adapter: --statsd.relay.address "127.0.0.1:8125": relaying is not supported`},
+		{Args: []string{"--check-config", "--web.config.file=web.yml"}, Status: 2, Stderr: `statsd-adapter: --web.config.file "web.yml": TLS and basic auth are not supported`},
+		{Args: []string{"mapping.yml"}, Status: 2, Stderr: `statsd-adapter: unexpected arguments ["mapping.yml"]`},
+		{Args: []string{"--statsd.unixsocket-mode=u+rw"}, Status: 2, Stderr: `statsd-adapter: --statsd.unixsocket-mode "u+rw": want an octal mode`},
+		{Args: []string{"--statsd.readers=-1"}, Status: 2, Stderr: "statsd-adapter: --statsd.readers -1: want 0 or more"},
+		{Args: []string{"--statsd.read-buffer=-1"}, Status: 2, Stderr: "statsd-adapter: --statsd.read-buffer -1: want 0 or more"},
 		// These made the mux panic (its pattern syntax) rather than name the flag.
-		{[]string{"--web.telemetry-path="}, 2, `statsd-adapter: --web.telemetry-path "": want a path starting with /`},
-		{[]string{"--web.telemetry-path=metrics"}, 2, `statsd-adapter: --web.telemetry-path "metrics": want a path starting with /`},
-		{[]string{"--statsd.mapping-config=/nonexistent/mapping.yml"}, 1, "statsd-adapter: "},
+		{Args: []string{"--web.telemetry-path="}, Status: 2, Stderr: `statsd-adapter: --web.telemetry-path "": want a path starting with /`},
+		{Args: []string{"--web.telemetry-path=metrics"}, Status: 2, Stderr: `statsd-adapter: --web.telemetry-path "metrics": want a path starting with /`},
+		{Args: []string{"--statsd.mapping-config=/nonexistent/mapping.yml"}, Status: 1, Stderr: "statsd-adapter: "},
+		// statsd_exporter's way to turn a boolean flag off.
+		{Args: []string{"--check-config", "--no-statsd.parse-dogstatsd-tags", "--log.format=logfmt"}, Status: 0, Stdout: "configuration OK\n"},
+	})
+}
+
+// TestNegatedBoolFlags: --no-NAME turns the boolean flag --NAME off, as in statsd_exporter, and the
+// last of --NAME and --no-NAME wins.
+func TestNegatedBoolFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want [2]bool // dogstatsd, enableLifecycle
+	}{
+		{nil, [2]bool{true, false}},
+		{[]string{"--no-statsd.parse-dogstatsd-tags"}, [2]bool{false, false}},
+		{[]string{"--no-statsd.parse-dogstatsd-tags=false"}, [2]bool{true, false}},
+		{[]string{"--no-statsd.parse-dogstatsd-tags", "--statsd.parse-dogstatsd-tags"}, [2]bool{true, false}},
+		{[]string{"--web.enable-lifecycle", "--no-web.enable-lifecycle"}, [2]bool{true, false}},
+		{[]string{"--no-web.enable-lifecycle", "--web.enable-lifecycle"}, [2]bool{true, true}},
 	} {
-		args := append([]string{"--statsd.listen-udp=", "--statsd.listen-tcp=", "--web.listen-address=127.0.0.1:0"}, tc.args...)
-		c := exec.Command(bin, args...)
-		if status, out := cmdlinetest.Run(t, c); status != tc.status || !strings.Contains(out, tc.msg) {
-			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c, status, out, tc.status, tc.msg)
+		c, err := parseFlags(tc.args, io.Discard)
+		if err != nil {
+			t.Errorf("parseFlags(%q): %v", tc.args, err)
+			continue
 		}
+		if got := [2]bool{c.dogstatsd, c.enableLifecycle}; got != tc.want {
+			t.Errorf("parseFlags(%q): dogstatsd, enable-lifecycle = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	if _, err := parseFlags([]string{"--no-statsd.parse-dogstatsd-tags=maybe"}, io.Discard); err == nil {
+		t.Error(`--no-statsd.parse-dogstatsd-tags=maybe accepted`)
 	}
 }
 
