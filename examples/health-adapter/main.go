@@ -16,6 +16,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -49,20 +51,30 @@ func (c checkFlags) Set(v string) error {
 		return fmt.Errorf("%q is not KIND=TARGET", v)
 	}
 	var chk health.Checker
+	addr := target // of a tcp, grpc or redis check
 	switch kind {
 	case "exec":
 		chk = &health.Exec{Command: []string{"/bin/sh", "-c", target}}
 	case "tcp":
 		chk = &health.TCP{Addr: target}
 	case "http":
+		if u, err := url.Parse(target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%q: want an http or https URL", target)
+		}
 		chk = &health.HTTP{URL: target}
 	case "grpc":
-		addr, svc, _ := strings.Cut(target, "/")
+		var svc string
+		addr, svc, _ = strings.Cut(target, "/")
 		chk = &health.GRPC{Addr: addr, Service: svc}
 	case "redis":
 		chk = &health.RedisPing{Addr: target}
 	default:
 		return fmt.Errorf("unknown check kind %q (exec, tcp, http, grpc, redis)", kind)
+	}
+	if kind != "exec" && kind != "http" {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return fmt.Errorf("%q: want %s=HOST:PORT", v, kind)
+		}
 	}
 	name := fmt.Sprintf("%s-%d", kind, len(*c.specs))
 	*c.specs = append(*c.specs, health.Spec{Name: name, Probe: c.probe, Checker: chk})
@@ -89,6 +101,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, started chan<- st
 	}
 	if len(specs) == 0 && *config == "" {
 		return cmdline.Usagef("no checks: give -livez, -readyz, -startupz or -config")
+	}
+	if err := cmdline.OnlyWith(fs, len(specs) > 0, "-livez, -readyz or -startupz (a -config check sets its own)",
+		"interval", "timeout", "failure-threshold", "success-threshold"); err != nil {
+		return err
 	}
 	switch { // 0 is allowed: health.Spec documents what each zero means
 	case *interval < 0:

@@ -86,29 +86,35 @@ func TestProbes(t *testing.T) {
 	}
 }
 
-// TestUsageErrors: a flag value the adapter cannot use is a usage error (exit 2, naming the flag);
-// a -config it cannot read exits 1.
+// TestUsageErrors: a flag value the adapter cannot use, or one it would ignore, is a usage error
+// (exit 2, naming the flag); a -config it cannot read exits 1.
 func TestUsageErrors(t *testing.T) {
-	for _, tc := range []struct {
-		args   []string
-		status int
-		msg    string
-	}{
-		{nil, 2, "health-adapter: no checks: give -livez, -readyz, -startupz or -config"},
-		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
-		{[]string{"-admin", "127.0.0.1:0", "-readyz", "exec=true", "extra", "-interval", "1s"}, 2, `health-adapter: unexpected arguments ["extra" "-interval" "1s"]`},
-		{[]string{"-readyz", "ftp=x"}, 2, `invalid value "ftp=x" for flag -readyz: unknown check kind "ftp"`},
-		{[]string{"-readyz", "tcp=127.0.0.1:1", "-interval", "-1s"}, 2, "health-adapter: -interval -1s: want 0 or more"},
-		{[]string{"-readyz", "tcp=127.0.0.1:1", "-timeout", "-1s"}, 2, "health-adapter: -timeout -1s: want 0 or more"},
-		{[]string{"-readyz", "tcp=127.0.0.1:1", "-failure-threshold", "-1"}, 2, "health-adapter: -failure-threshold -1: want 0 or more"},
-		{[]string{"-readyz", "tcp=127.0.0.1:1", "-success-threshold", "-1"}, 2, "health-adapter: -success-threshold -1: want 0 or more"},
-		{[]string{"-config", "/nonexistent/checks.yml"}, 1, "health-adapter: health: read config:"},
-	} {
-		c := exec.Command(bin, tc.args...)
-		if status, out := cmdlinetest.Run(t, c); status != tc.status || !strings.Contains(out, tc.msg) {
-			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c, status, out, tc.status, tc.msg)
-		}
+	const tuning = "only with -livez, -readyz or -startupz (a -config check sets its own)"
+	checks := filepath.Join(t.TempDir(), "checks.yml")
+	if err := os.WriteFile(checks, []byte("checks:\n- name: up\n  probe: readyz\n  exec: [\"true\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	cmdlinetest.TestExits(t, exec.Command(bin), []cmdlinetest.Exit{
+		{Args: nil, Status: 2, Stderr: "health-adapter: no checks: give -livez, -readyz, -startupz or -config"},
+		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
+		{Args: []string{"-admin", "127.0.0.1:0", "-readyz", "exec=true", "extra", "-interval", "1s"}, Status: 2, Stderr: `health-adapter: unexpected arguments ["extra" "-interval" "1s"]`},
+		{Args: []string{"-readyz", "ftp=x"}, Status: 2, Stderr: `invalid value "ftp=x" for flag -readyz: unknown check kind "ftp"`},
+		// A target the check cannot reach anything with: every probe would fail.
+		{Args: []string{"-readyz", "tcp=127.0.0.1"}, Status: 2, Stderr: `invalid value "tcp=127.0.0.1" for flag -readyz: "tcp=127.0.0.1": want tcp=HOST:PORT`},
+		{Args: []string{"-livez", "redis=redis"}, Status: 2, Stderr: `invalid value "redis=redis" for flag -livez: "redis=redis": want redis=HOST:PORT`},
+		{Args: []string{"-readyz", "grpc=127.0.0.1/svc"}, Status: 2, Stderr: `invalid value "grpc=127.0.0.1/svc" for flag -readyz: "grpc=127.0.0.1/svc": want grpc=HOST:PORT`},
+		{Args: []string{"-startupz", "http=127.0.0.1:8080/healthz"}, Status: 2, Stderr: `invalid value "http=127.0.0.1:8080/healthz" for flag -startupz: "127.0.0.1:8080/healthz": want an http or https URL`},
+		{Args: []string{"-readyz", "tcp=127.0.0.1:1", "-interval", "-1s"}, Status: 2, Stderr: "health-adapter: -interval -1s: want 0 or more"},
+		{Args: []string{"-readyz", "tcp=127.0.0.1:1", "-timeout", "-1s"}, Status: 2, Stderr: "health-adapter: -timeout -1s: want 0 or more"},
+		{Args: []string{"-readyz", "tcp=127.0.0.1:1", "-failure-threshold", "-1"}, Status: 2, Stderr: "health-adapter: -failure-threshold -1: want 0 or more"},
+		{Args: []string{"-readyz", "tcp=127.0.0.1:1", "-success-threshold", "-1"}, Status: 2, Stderr: "health-adapter: -success-threshold -1: want 0 or more"},
+		// The tuning flags apply to the flag checks only: with -config alone they would be ignored.
+		{Args: []string{"-admin", "127.0.0.1:0", "-config", checks, "-interval", "1s"}, Status: 2, Stderr: "health-adapter: -interval: " + tuning},
+		{Args: []string{"-admin", "127.0.0.1:0", "-config", checks, "-timeout", "1s"}, Status: 2, Stderr: "health-adapter: -timeout: " + tuning},
+		{Args: []string{"-admin", "127.0.0.1:0", "-config", checks, "-failure-threshold", "1"}, Status: 2, Stderr: "health-adapter: -failure-threshold: " + tuning},
+		{Args: []string{"-admin", "127.0.0.1:0", "-config", checks, "-success-threshold", "2"}, Status: 2, Stderr: "health-adapter: -success-threshold: " + tuning},
+		{Args: []string{"-config", "/nonexistent/checks.yml"}, Status: 1, Stderr: "health-adapter: health: read config:"},
+	})
 }
 
 func TestBadArgs(t *testing.T) {
