@@ -66,6 +66,19 @@ func run(args []string, stderr io.Writer) error {
 	if *root == "" || (*repo == "") == (*archive == "") {
 		return cmdline.Usagef("want -root and exactly one of -repo and -url")
 	}
+	if err := cmdline.OnlyWith(fs, *repo != "", "-repo", "ref"); err != nil {
+		return err
+	}
+	for _, c := range execs {
+		if strings.TrimSpace(c) == "" {
+			return cmdline.Usagef("-exec %q: empty command", c)
+		}
+	}
+	if *addr != "" {
+		if _, _, err := net.SplitHostPort(*addr); err != nil {
+			return cmdline.Usagef("-http %q: want HOST:PORT", *addr)
+		}
+	}
 	if *archive != "" {
 		if err := httpURL("-url", *archive); err != nil {
 			return err

@@ -88,8 +88,9 @@ func TestSyncsArchiveRunsHooksOnSignalAndHTTP(t *testing.T) {
 	}
 }
 
-// TestBadFlags: a flag value the syncer cannot use is a usage error (exit 2, naming the flag),
-// found before it syncs anything; a failure while starting, such as a busy -http port, exits 1.
+// TestBadFlags: a flag value the syncer cannot use, or one it would ignore, is a usage error (exit
+// 2, naming the flag), found before it syncs anything; a failure while starting, such as a busy
+// -http port, exits 1.
 func TestBadFlags(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -98,27 +99,24 @@ func TestBadFlags(t *testing.T) {
 	}
 	defer busy.Close()
 	const want = "syncer: want -root and exactly one of -repo and -url"
-	for _, tc := range []struct {
-		args   []string
-		status int
-		msg    string
-	}{
-		{nil, 2, want},
-		{[]string{"-root", root}, 2, want},
-		{[]string{"-root", root, "-repo", "r", "-url", "u"}, 2, want},
+	const site = "http://127.0.0.1:1/site.tgz"
+	cmdlinetest.TestExits(t, exec.Command(bin), []cmdlinetest.Exit{
+		{Args: nil, Status: 2, Stderr: want},
+		{Args: []string{"-root", root}, Status: 2, Stderr: want},
+		{Args: []string{"-root", root, "-repo", "r", "-url", "u"}, Status: 2, Stderr: want},
 		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
-		{[]string{"-root", root, "-url", "http://127.0.0.1:1/site.tgz", "extra", "-interval", "0"}, 2, `syncer: unexpected arguments ["extra" "-interval" "0"]`},
-		{[]string{"-root", root, "-url", "example.com/site.tgz"}, 2, `syncer: -url "example.com/site.tgz": want an http or https URL`},
-		{[]string{"-root", root, "-repo", "r", "-webhook", "ftp://example.com/"}, 2, `syncer: -webhook "ftp://example.com/": want an http or https URL`},
-		{[]string{"-root", root, "-repo", "r", "-interval", "-1s"}, 2, "syncer: -interval -1s: want 0 or more"},
-		{[]string{"-root", root, "-repo", "r", "-link", "a/b"}, 2, `syncer: sidecar: config WithLinkName: "a/b": want a plain name`},
-		{[]string{"-root", root, "-url", "http://127.0.0.1:1/site.tgz", "-http", busy.Addr().String()}, 1, "syncer: listen tcp " + busy.Addr().String()},
-	} {
-		c := exec.Command(bin, tc.args...)
-		if status, out := cmdlinetest.Run(t, c); status != tc.status || !strings.Contains(out, tc.msg) {
-			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c, status, out, tc.status, tc.msg)
-		}
-	}
+		{Args: []string{"-root", root, "-url", site, "extra", "-interval", "0"}, Status: 2, Stderr: `syncer: unexpected arguments ["extra" "-interval" "0"]`},
+		{Args: []string{"-root", root, "-url", "example.com/site.tgz"}, Status: 2, Stderr: `syncer: -url "example.com/site.tgz": want an http or https URL`},
+		// An archive has no refs: -ref would be ignored.
+		{Args: []string{"-root", root, "-url", site, "-ref", "v2"}, Status: 2, Stderr: "syncer: -ref: only with -repo"},
+		{Args: []string{"-root", root, "-url", site, "-exec", ""}, Status: 2, Stderr: `syncer: -exec "": empty command`},
+		{Args: []string{"-root", root, "-url", site, "-exec", "true", "-exec", " "}, Status: 2, Stderr: `syncer: -exec " ": empty command`},
+		{Args: []string{"-root", root, "-url", site, "-http", "9090"}, Status: 2, Stderr: `syncer: -http "9090": want HOST:PORT`},
+		{Args: []string{"-root", root, "-repo", "r", "-webhook", "ftp://example.com/"}, Status: 2, Stderr: `syncer: -webhook "ftp://example.com/": want an http or https URL`},
+		{Args: []string{"-root", root, "-repo", "r", "-interval", "-1s"}, Status: 2, Stderr: "syncer: -interval -1s: want 0 or more"},
+		{Args: []string{"-root", root, "-repo", "r", "-link", "a/b"}, Status: 2, Stderr: `syncer: sidecar: config WithLinkName: "a/b": want a plain name`},
+		{Args: []string{"-root", root, "-url", site, "-http", busy.Addr().String()}, Status: 1, Stderr: "syncer: listen tcp " + busy.Addr().String()},
+	})
 }
 
 // TestHelpAndUnknownFlag: -h prints the usage and exits 0; an unknown flag exits 2 with the flag
