@@ -65,7 +65,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	var endpoints string
 	fs.StringVar(&c.backend, "backend", "etcd", "lock service: etcd or memory (in-process, single candidate)")
 	fs.StringVar(&endpoints, "endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs (-backend etcd)")
-	fs.StringVar(&c.election, "election", "default", "election name; candidates with the same name compete")
+	fs.StringVar(&c.election, "election", "default", "election name; candidates with the same name compete (-backend etcd)")
 	fs.StringVar(&c.id, "id", host, "this candidate's ID (unique per candidate; default the hostname, the pod name in Kubernetes)")
 	fs.StringVar(&c.http, "http", "127.0.0.1:4040", "address of the leader API and probes (loopback by default)")
 	fs.DurationVar(&c.ttl, "ttl", etcd.DefaultTTL, "lease TTL (-backend etcd; whole seconds; the server may raise it to its minimum)")
@@ -74,26 +74,31 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	}
 	switch c.backend {
 	case "etcd":
-		for _, e := range strings.Split(endpoints, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				c.endpoints = append(c.endpoints, e)
-			}
+		items, err := cmdline.List("endpoints", endpoints)
+		if err != nil {
+			return c, err
+		}
+		for _, e := range items {
+			c.endpoints = append(c.endpoints, strings.TrimSpace(e))
 		}
 		if len(c.endpoints) == 0 {
-			return c, errors.New("-endpoints: at least one etcd URL needed with -backend etcd")
+			return c, cmdline.Usagef("-endpoints: at least one etcd URL needed with -backend etcd")
 		}
-	case "memory":
+	case "memory": // one candidate in this process: no lock service to reach, no lease, no name to share
+		if err := cmdline.OnlyWith(fs, false, "-backend etcd", "endpoints", "ttl", "election"); err != nil {
+			return c, err
+		}
 	default:
-		return c, fmt.Errorf("-backend %q: want etcd or memory", c.backend)
+		return c, cmdline.Usagef("-backend %q: want etcd or memory", c.backend)
 	}
 	if c.id == "" {
-		return c, errors.New("-id: empty (and no hostname to default to)")
+		return c, cmdline.Usagef("-id: empty (and no hostname to default to)")
 	}
-	if c.ttl < time.Second {
-		return c, fmt.Errorf("-ttl %v: want at least 1s", c.ttl)
+	if c.ttl < time.Second || c.ttl%time.Second != 0 { // an etcd lease's TTL is whole seconds
+		return c, cmdline.Usagef("-ttl %v: want whole seconds, at least 1s", c.ttl)
 	}
 	if c.http == "" {
-		return c, errors.New("-http: empty")
+		return c, cmdline.Usagef("-http: empty")
 	}
 	return c, nil
 }

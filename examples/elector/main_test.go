@@ -38,6 +38,7 @@ func TestParseRejectsBadFlags(t *testing.T) {
 		{"unknown backend", []string{"-backend", "zookeeper"}},
 		{"no endpoints", []string{"-backend", "etcd", "-endpoints", " , "}},
 		{"short ttl", []string{"-ttl", "500ms"}},
+		{"ttl not whole seconds", []string{"-ttl", "1500ms"}},
 		{"bad ttl", []string{"-ttl", "soon"}},
 		{"empty id", []string{"-id", ""}},
 		{"empty http", []string{"-http", ""}},
@@ -58,6 +59,27 @@ func TestParseRejectsBadFlags(t *testing.T) {
 	if diff := cmp.Diff([]string{"http://a:2379", "http://b:2379"}, c.endpoints); diff != "" || c.election != "jobs" || c.id != "p1" || c.ttl != 3*time.Second {
 		t.Fatalf("parse = %+v; endpoints (-want +got):\n%s", c, diff)
 	}
+}
+
+// TestUsageErrors: a flag value the elector cannot use, or one it would ignore, is a usage error
+// (exit 2, naming the flag), found before it connects or serves.
+func TestUsageErrors(t *testing.T) {
+	cmdlinetest.TestExits(t, exec.Command(bin, "-http", "127.0.0.1:0"), []cmdlinetest.Exit{
+		{Args: []string{"-backend", "zookeeper"}, Status: 2, Stderr: `elector: -backend "zookeeper": want etcd or memory`},
+		{Args: []string{"-backend", "etcd", "-endpoints", " , "}, Status: 2, Stderr: `elector: -endpoints " , ": empty item in the comma-separated list`},
+		{Args: []string{"-endpoints", "http://127.0.0.1:1,,http://127.0.0.1:2"}, Status: 2, Stderr: `elector: -endpoints "http://127.0.0.1:1,,http://127.0.0.1:2": empty item`},
+		{Args: []string{"-endpoints", ""}, Status: 2, Stderr: "elector: -endpoints: at least one etcd URL needed with -backend etcd"},
+		{Args: []string{"-ttl", "500ms"}, Status: 2, Stderr: "elector: -ttl 500ms: want whole seconds, at least 1s"},
+		// An etcd lease's TTL is whole seconds: 1.5s would be 2s.
+		{Args: []string{"-ttl", "1500ms", "-endpoints", "http://127.0.0.1:1"}, Status: 2, Stderr: "elector: -ttl 1.5s: want whole seconds, at least 1s"},
+		{Args: []string{"-id", ""}, Status: 2, Stderr: "elector: -id: empty"},
+		{Args: []string{"-http", ""}, Status: 2, Stderr: "elector: -http: empty"},
+		{Args: []string{"-backend", "memory", "extra"}, Status: 2, Stderr: `elector: unexpected arguments ["extra"]`},
+		// The memory backend has no lock service, lease or shared name: these would be ignored.
+		{Args: []string{"-backend", "memory", "-endpoints", "http://127.0.0.1:1"}, Status: 2, Stderr: "elector: -endpoints: only with -backend etcd"},
+		{Args: []string{"-backend", "memory", "-ttl", "5s"}, Status: 2, Stderr: "elector: -ttl: only with -backend etcd"},
+		{Args: []string{"-backend", "memory", "-election", "jobs"}, Status: 2, Stderr: "elector: -election: only with -backend etcd"},
+	})
 }
 
 // sidecar is one elector process run in-process.
