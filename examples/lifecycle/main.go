@@ -9,7 +9,9 @@
 // -grace) and exits 0; a second SIGTERM stops at once.
 //
 // Every flag can also be set by an environment variable: LISTEN, ADMIN, PROPAGATION, GRACE,
-// SHED_LIMIT, LOG_LEVEL, PPROF. The process' priority class comes from POD_PRIORITY (downward API).
+// SHED_LIMIT, LOG_LEVEL, PPROF (true or false, as strconv.ParseBool reads them: 1 is true); a value
+// it cannot read is a usage error, as the flag's would be. The process' priority class comes from
+// POD_PRIORITY (downward API).
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -56,26 +59,49 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	var c config
 	fs.StringVar(&c.Listen, "listen", env("LISTEN", ":8080"), "address of the service")
 	fs.StringVar(&c.Admin, "admin", env("ADMIN", lifecycle.DefaultAdminAddr), "address of the hook server (probes, metrics, hooks)")
+	// A variable the command cannot read is a usage error, as the flag it stands for would be.
 	propagation, err := time.ParseDuration(env("PROPAGATION", lifecycle.DefaultPropagationDelay.String()))
 	if err != nil {
-		return c, fmt.Errorf("PROPAGATION: %w", err)
+		return c, cmdline.Usagef("PROPAGATION: %w", err)
 	}
 	grace, err := time.ParseDuration(env("GRACE", lifecycle.DefaultGracePeriod.String()))
 	if err != nil {
-		return c, fmt.Errorf("GRACE: %w", err)
+		return c, cmdline.Usagef("GRACE: %w", err)
 	}
 	shed, err := strconv.Atoi(env("SHED_LIMIT", "256"))
 	if err != nil {
-		return c, fmt.Errorf("SHED_LIMIT: %w", err)
+		return c, cmdline.Usagef("SHED_LIMIT: %w", err)
+	}
+	pprof, err := strconv.ParseBool(env("PPROF", "false"))
+	if err != nil {
+		return c, cmdline.Usagef("PPROF %q: want true or false", getenv("PPROF"))
 	}
 	fs.DurationVar(&c.Propagation, "propagation", propagation, "how long to keep serving after turning not ready")
 	fs.DurationVar(&c.Grace, "grace", grace, "termination grace period (match terminationGracePeriodSeconds)")
 	fs.IntVar(&c.ShedLimit, "shed-limit", shed, "concurrent requests admitted; lower priority classes are shed first")
-	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "initial log level (change it at runtime with PUT /logz)")
-	fs.BoolVar(&c.Pprof, "pprof", env("PPROF", "") == "true", "serve /debug/pprof/ on the hook server")
+	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "initial log level: debug, info, warn, error, dpanic, panic or fatal (change it at runtime with PUT /logz)")
+	fs.BoolVar(&c.Pprof, "pprof", pprof, "serve /debug/pprof/ on the hook server")
 	fs.DurationVar(&c.MaxWork, "max-work", time.Minute, "the longest /work?ms= accepted")
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return c, err
+	}
+	for _, a := range []struct{ flag, addr string }{{"-listen", c.Listen}, {"-admin", c.Admin}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return c, cmdline.Usagef("%s %q: want HOST:PORT", a.flag, a.addr)
+		}
+	}
+	switch margin := lifecycle.DefaultSafetyMargin; {
+	case c.Propagation < 0:
+		return c, cmdline.Usagef("-propagation %v: want 0 or more", c.Propagation)
+	case c.Propagation+margin >= c.Grace:
+		return c, cmdline.Usagef("-grace %v: want more than -propagation %v plus the %v safety margin", c.Grace, c.Propagation, margin)
+	case c.ShedLimit < 1:
+		return c, cmdline.Usagef("-shed-limit %d: want 1 or more", c.ShedLimit)
+	case c.MaxWork < 0:
+		return c, cmdline.Usagef("-max-work %v: want 0 or more", c.MaxWork)
+	}
+	if _, err := zap.ParseAtomicLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		return c, cmdline.Usagef("-log-level %q: want debug, info, warn, error, dpanic, panic or fatal", c.LogLevel)
 	}
 	return c, nil
 }
@@ -87,7 +113,7 @@ func run(args []string, getenv func(string) string) error {
 	}
 	level, err := zap.ParseAtomicLevel(cfg.LogLevel)
 	if err != nil {
-		return fmt.Errorf("-log-level: %w", err)
+		return err // parse checked it
 	}
 	zc := zap.NewProductionConfig()
 	zc.Level = level

@@ -108,17 +108,26 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	}
 }
 
-func TestBadInput(t *testing.T) {
-	listen, admin := freeport.TCP(t), freeport.TCP(t)
+// serveReady runs the binary with env added to its environment on free -listen and -admin ports
+// until the test ends (then SIGTERM), waits until it is ready, and returns the two addresses.
+func serveReady(t *testing.T, env ...string) (listen, admin string) {
+	t.Helper()
+	listen, admin = freeport.TCP(t), freeport.TCP(t)
 	cmd := exec.Command(binary, "-listen", listen, "-admin", admin, "-propagation", "0s", "-log-level", "error")
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
-	}()
+	})
 	await.True(t, "readiness", 20*time.Second, func() bool { return status("http://"+admin+"/readyz") == 200 })
+	return listen, admin
+}
+
+func TestBadInput(t *testing.T) {
+	listen, admin := serveReady(t)
 	for url, want := range map[string]int{
 		"http://" + listen + "/work?ms=abc":       400,
 		"http://" + listen + "/work?ms=99999999":  400,
@@ -144,6 +153,43 @@ func TestBadInput(t *testing.T) {
 	}
 	if err := exec.Command(binary, "-grace", "1s", "-propagation", "5s").Run(); err == nil {
 		t.Error("propagation longer than grace: exit 0, want an error")
+	}
+}
+
+// TestUsageErrors: a flag value, or an environment variable standing for one, that the command
+// cannot use is a usage error (exit 2, naming it), found before it serves.
+func TestUsageErrors(t *testing.T) {
+	cmd := func(env ...string) *exec.Cmd {
+		c := exec.Command(binary, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0")
+		c.Env = append(os.Environ(), env...)
+		return c
+	}
+	const levels = "want debug, info, warn, error, dpanic, panic or fatal"
+	cmdlinetest.TestExits(t, cmd(), []cmdlinetest.Exit{
+		{Args: []string{"-log-level", "loud"}, Status: 2, Stderr: `lifecycle: -log-level "loud": ` + levels},
+		{Args: []string{"-log-level", ""}, Status: 2, Stderr: `lifecycle: -log-level "": ` + levels},
+		{Args: []string{"-shed-limit", "0"}, Status: 2, Stderr: "lifecycle: -shed-limit 0: want 1 or more"},
+		{Args: []string{"-propagation", "-1s"}, Status: 2, Stderr: "lifecycle: -propagation -1s: want 0 or more"},
+		{Args: []string{"-grace", "1s", "-propagation", "5s"}, Status: 2, Stderr: "lifecycle: -grace 1s: want more than -propagation 5s plus the 2s safety margin"},
+		{Args: []string{"-grace", "0s", "-propagation", "0s"}, Status: 2, Stderr: "lifecycle: -grace 0s: want more than -propagation 0s plus the 2s safety margin"},
+		{Args: []string{"-max-work", "-1s"}, Status: 2, Stderr: "lifecycle: -max-work -1s: want 0 or more"},
+		{Args: []string{"-admin", "8081"}, Status: 2, Stderr: `lifecycle: -admin "8081": want HOST:PORT`},
+		{Args: []string{"-listen", ""}, Status: 2, Stderr: `lifecycle: -listen "": want HOST:PORT`},
+	})
+	for _, env := range []string{"PROPAGATION=soon", "GRACE=1", "SHED_LIMIT=lots", "PPROF=yes", "LOG_LEVEL=loud"} {
+		name, _, _ := strings.Cut(env, "=")
+		if name == "LOG_LEVEL" {
+			name = "-log-level"
+		}
+		cmdlinetest.TestExits(t, cmd(env), []cmdlinetest.Exit{{Status: 2, Stderr: "lifecycle: " + name}})
+	}
+}
+
+// TestPprofFromEnvironment: PPROF is read as strconv.ParseBool reads it, so PPROF=1 serves pprof.
+func TestPprofFromEnvironment(t *testing.T) {
+	_, admin := serveReady(t, "PPROF=1")
+	if got := status("http://" + admin + "/debug/pprof/"); got != 200 {
+		t.Errorf("PPROF=1: GET /debug/pprof/ = %d, want 200", got)
 	}
 }
 
