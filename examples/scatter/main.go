@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -108,8 +109,11 @@ func runLeaf(ctx context.Context, args []string, out io.Writer) error {
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	if *shards < 1 || *shard < 0 || *shard >= *shards || *docs < 1 || *slowProb < 0 || *slowProb > 1 {
-		return cmdline.Usagef("leaf: need 0 <= -shard < -shards, -docs >= 1, -slow-prob in [0, 1]")
+	if *shards < 1 || *shard < 0 || *shard >= *shards {
+		return cmdline.Usagef("leaf: need 0 <= -shard < -shards")
+	}
+	if err := checkLeaf(*docs, *slowProb, *slow); err != nil {
+		return fmt.Errorf("leaf: %w", err)
 	}
 	ix := buildIndex(generate(*seed, *docs), *shard, *shards)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(*shard)))
@@ -138,6 +142,19 @@ func runLeaf(ctx context.Context, args []string, out io.Writer) error {
 	return serve(ctx, *listen, mux, out)
 }
 
+// checkLeaf checks the leaf flags that demo passes on to its leaves.
+func checkLeaf(docs int, slowProb float64, slow time.Duration) error {
+	switch {
+	case docs < 1:
+		return cmdline.Usagef("-docs %d: want 1 or more", docs)
+	case !(slowProb >= 0 && slowProb <= 1):
+		return cmdline.Usagef("-slow-prob %v: want 0 to 1", slowProb)
+	case slow < 0:
+		return cmdline.Usagef("-slow %v: want 0 or more", slow)
+	}
+	return nil
+}
+
 // rootConfig is the root's fan-out configuration, shared by root and demo.
 type rootConfig struct {
 	timeout, hedgeDelay time.Duration
@@ -149,8 +166,26 @@ func (c rootConfig) register(fs *flag.FlagSet) *rootConfig {
 	fs.Float64Var(&c.coverage, "coverage", 0, "answer once this fraction of shards answered (0: wait for all or the deadline)")
 	fs.Float64Var(&c.pct, "hedge-percentile", 0.95, "hedge after this percentile of a shard's latency (0: static -hedge-delay)")
 	fs.DurationVar(&c.hedgeDelay, "hedge-delay", 10*time.Millisecond, "static hedge delay, and the delay until the percentile is known (0 with percentile 0: no hedging)")
-	fs.Float64Var(&c.bud, "hedge-budget", 0.1, "hedges per primary request at most (token bucket)")
+	fs.Float64Var(&c.bud, "hedge-budget", 0.1, "hedges per primary request at most (token bucket; negative: no cap)")
 	return &c
+}
+
+// check names the flag of a value scatter.New would refuse, or (a -hedge-budget of 0: the library's
+// default) read otherwise than it says, or (a negative -coverage) ignore.
+func (c *rootConfig) check() error {
+	switch {
+	case c.timeout < 0:
+		return cmdline.Usagef("-timeout %v: want 0 or more", c.timeout)
+	case !(c.coverage >= 0 && c.coverage <= 1):
+		return cmdline.Usagef("-coverage %v: want 0 to 1", c.coverage)
+	case !(c.pct >= 0 && c.pct < 1):
+		return cmdline.Usagef("-hedge-percentile %v: want 0 or more, below 1", c.pct)
+	case c.hedgeDelay < 0:
+		return cmdline.Usagef("-hedge-delay %v: want 0 or more", c.hedgeDelay)
+	case c.bud == 0 || math.IsNaN(c.bud):
+		return cmdline.Usagef("-hedge-budget %v: want more than 0, or negative for no cap", c.bud)
+	}
+	return nil
 }
 
 func (c *rootConfig) options(log *zap.Logger, reg prometheus.Registerer) []scatter.Option {
@@ -226,6 +261,9 @@ func runRoot(ctx context.Context, args []string, out io.Writer) error {
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := cfg.check(); err != nil {
+		return fmt.Errorf("root: %w", err)
+	}
 	reg := prometheus.NewRegistry()
 	client := scatter.NewHTTPClient()
 	defer client.CloseIdleConnections()
@@ -279,6 +317,10 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *nshards < 1 || *replicas < 1 || *queries < 1 {
 		return cmdline.Usagef("demo: -shards, -replicas and -queries must be at least 1")
+	}
+	// Checked before the leaves start: a value they or the root cannot use is the demo's usage error.
+	if err := errors.Join(checkLeaf(*docs, *slowProb, *slow), cfg.check()); err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
 	lctx, stopLeaves := context.WithCancel(ctx)
 	var cmds []*exec.Cmd

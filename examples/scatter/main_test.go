@@ -171,33 +171,35 @@ func TestHelpAndUsageErrors(t *testing.T) {
 	for cmd, usage := range map[string]string{"leaf": "-shards", "root": "-leaves", "demo": "-replicas"} {
 		cmdlinetest.TestHelpAndBadFlag(t, usage, scatterCmd(t, cmd))
 	}
-	for _, help := range []string{"-h", "-help", "--help", "help"} {
-		if status, out := cmdlinetest.Run(t, scatterCmd(t, help)); status != 0 || !strings.Contains(out, "usage: scatter leaf|root|demo") {
-			t.Errorf("scatter %s: exit %d, output %q; want 0 and the usage", help, status, out)
-		}
-	}
-	for _, args := range [][]string{{}, {"nope"}, {"-no-such-flag"}} {
-		if status, out := cmdlinetest.Run(t, scatterCmd(t, args...)); status != 2 || !strings.Contains(out, "usage: scatter leaf|root|demo") {
-			t.Errorf("scatter %q: exit %d, output %q; want 2 and the usage", args, status, out)
-		}
-	}
-	// A stray argument (the flag package stops there and drops the flags after it) and a flag value
-	// the command cannot use are usage errors too, named in the message.
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"leaf", "extra", "-listen", "127.0.0.1:1"}, `unexpected arguments ["extra" "-listen" "127.0.0.1:1"]`},
-		{[]string{"leaf", "-shards", "0"}, "-shards"},
-		{[]string{"leaf", "-slow-prob", "2"}, "-slow-prob"},
-		{[]string{"root", "-leaves", ""}, "root: "},
-		{[]string{"demo", "-replicas", "0"}, "-replicas"},
-		{[]string{"demo", "stray"}, `unexpected arguments ["stray"]`},
-	} {
-		if status, out := cmdlinetest.Run(t, scatterCmd(t, c.args...)); status != 2 || !strings.Contains(out, c.want) {
-			t.Errorf("scatter %q: exit %d, output %q; want 2 and %q", c.args, status, out, c.want)
-		}
-	}
+	const usage = "usage: scatter leaf|root|demo"
+	cmdlinetest.TestExits(t, scatterCmd(t), []cmdlinetest.Exit{
+		{Args: []string{"-h"}, Status: 0, Stderr: usage},
+		{Args: []string{"-help"}, Status: 0, Stderr: usage},
+		{Args: []string{"--help"}, Status: 0, Stderr: usage},
+		{Args: []string{"help"}, Status: 0, Stderr: usage},
+		{Args: nil, Status: 2, Stderr: usage},
+		{Args: []string{"nope"}, Status: 2, Stderr: usage},
+		{Args: []string{"-no-such-flag"}, Status: 2, Stderr: usage},
+		// A stray argument (the flag package stops there and drops the flags after it) and a flag
+		// value the command cannot use are usage errors too, named in the message.
+		{Args: []string{"leaf", "extra", "-listen", "127.0.0.1:1"}, Status: 2, Stderr: `unexpected arguments ["extra" "-listen" "127.0.0.1:1"]`},
+		{Args: []string{"leaf", "-shards", "0"}, Status: 2, Stderr: "-shards"},
+		{Args: []string{"leaf", "-slow-prob", "2"}, Status: 2, Stderr: "scatter: leaf: -slow-prob 2: want 0 to 1"},
+		{Args: []string{"leaf", "-slow", "-1s"}, Status: 2, Stderr: "scatter: leaf: -slow -1s: want 0 or more"},
+		{Args: []string{"root", "-leaves", ""}, Status: 2, Stderr: "root: "},
+		// A negative -coverage was ignored; a -hedge-budget of 0 was the library's default, 0.05.
+		{Args: []string{"root", "-leaves", "http://127.0.0.1:1", "-coverage", "-0.5"}, Status: 2, Stderr: "scatter: root: -coverage -0.5: want 0 to 1"},
+		{Args: []string{"root", "-leaves", "http://127.0.0.1:1", "-hedge-budget", "0"}, Status: 2, Stderr: "scatter: root: -hedge-budget 0: want more than 0, or negative for no cap"},
+		{Args: []string{"root", "-leaves", "http://127.0.0.1:1", "-hedge-percentile", "1"}, Status: 2, Stderr: "scatter: root: -hedge-percentile 1: want 0 or more, below 1"},
+		{Args: []string{"root", "-leaves", "http://127.0.0.1:1", "-timeout", "-1s"}, Status: 2, Stderr: "scatter: root: -timeout -1s: want 0 or more"},
+		{Args: []string{"demo", "-replicas", "0"}, Status: 2, Stderr: "-replicas"},
+		{Args: []string{"demo", "stray"}, Status: 2, Stderr: `unexpected arguments ["stray"]`},
+		// demo checks what its leaves and its root would refuse before it starts any: no leaf output.
+		{Args: []string{"demo", "-docs", "0"}, Status: 2, Stderr: "scatter: demo: -docs 0: want 1 or more"},
+		{Args: []string{"demo", "-slow-prob", "1.5"}, Status: 2, Stderr: "scatter: demo: -slow-prob 1.5: want 0 to 1"},
+		{Args: []string{"demo", "-hedge-delay", "-1ms"}, Status: 2, Stderr: "scatter: demo: -hedge-delay -1ms: want 0 or more"},
+		{Args: []string{"demo", "-coverage", "2"}, Status: 2, Stderr: "scatter: demo: -coverage 2: want 0 to 1"},
+	})
 }
 
 func flagSet() *flag.FlagSet { return flag.NewFlagSet("test", flag.ContinueOnError) }
