@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -48,18 +49,22 @@ func (f *proxyFlags) register(fs *flag.FlagSet, httpMode bool) {
 // endpoints parses -backends, accepting http:// URLs as well as host:port.
 func (f *proxyFlags) endpoints() ([]ambassador.Endpoint, error) {
 	if f.backends == "" {
-		return nil, errors.New("-backends is required")
+		return nil, cmdline.Usagef("-backends is required")
 	}
-	var parts []string
-	for p := range strings.SplitSeq(f.backends, ",") {
+	items, err := cmdline.List("backends", f.backends)
+	if err != nil {
+		return nil, err
+	}
+	parts := make([]string, 0, len(items))
+	for _, p := range items {
 		p = strings.TrimSpace(p)
 		if strings.Contains(p, "://") {
 			u, err := url.Parse(p)
 			if err != nil {
-				return nil, fmt.Errorf("-backends: %w", err)
+				return nil, cmdline.Usagef("-backends: %w", err)
 			}
 			if u.Scheme != "http" {
-				return nil, fmt.Errorf("-backends: %s: only http:// endpoints are supported", p)
+				return nil, cmdline.Usagef("-backends: %s: only http:// endpoints are supported", p)
 			}
 			host := u.Host
 			if u.Port() == "" {
@@ -69,16 +74,40 @@ func (f *proxyFlags) endpoints() ([]ambassador.Endpoint, error) {
 		}
 		parts = append(parts, p)
 	}
-	return ambassador.ParseEndpoints(strings.Join(parts, ","))
+	eps, err := ambassador.ParseEndpoints(strings.Join(parts, ","))
+	if err != nil {
+		return nil, cmdline.Usagef("-backends %q: %w", f.backends, err)
+	}
+	return eps, nil
 }
 
-func (f *proxyFlags) options(log *zap.Logger, reg prometheus.Registerer) ([]ambassador.Option, error) {
-	nb, ok := ambassador.Balancers[f.balancer]
-	if !ok {
-		return nil, fmt.Errorf("-balancer %q: want rr, p2c, ring or maglev", f.balancer)
+// check refuses the values of the shared flags that the proxy cannot use, or (a negative timeout
+// reads as none) would read otherwise than they say.
+func (f *proxyFlags) check() error {
+	for _, a := range []struct{ flag, addr string }{{"-listen", f.listen}, {"-admin", f.admin}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil && (a.addr != "" || a.flag == "-listen") {
+			return cmdline.Usagef("%s %q: want HOST:PORT", a.flag, a.addr)
+		}
 	}
+	switch {
+	case f.retries < 0:
+		return cmdline.Usagef("-retries %d: want 0 or more", f.retries)
+	case f.connectTimeout < 0:
+		return cmdline.Usagef("-connect-timeout %v: want 0 (the system's) or more", f.connectTimeout)
+	case f.idleTimeout < 0:
+		return cmdline.Usagef("-idle-timeout %v: want 0 (none) or more", f.idleTimeout)
+	case f.health != "" && !strings.HasPrefix(f.health, "/"):
+		return cmdline.Usagef("-health %q: want a path starting with /", f.health)
+	}
+	if _, ok := ambassador.Balancers[f.balancer]; !ok {
+		return cmdline.Usagef("-balancer %q: want rr, p2c, ring or maglev", f.balancer)
+	}
+	return nil
+}
+
+func (f *proxyFlags) options(log *zap.Logger, reg prometheus.Registerer) []ambassador.Option {
 	opts := []ambassador.Option{
-		ambassador.WithLogger(log), ambassador.WithRegisterer(reg), ambassador.WithBalancer(nb),
+		ambassador.WithLogger(log), ambassador.WithRegisterer(reg), ambassador.WithBalancer(ambassador.Balancers[f.balancer]),
 		ambassador.WithRetries(f.retries), ambassador.WithConnectTimeout(f.connectTimeout),
 		ambassador.WithIdleTimeout(f.idleTimeout),
 	}
@@ -86,7 +115,7 @@ func (f *proxyFlags) options(log *zap.Logger, reg prometheus.Registerer) ([]amba
 		opts = append(opts, ambassador.WithHealthCheck(ambassador.HealthCheck{
 			Check: ambassador.HTTPCheck(f.health, 0, nil), Interval: 2 * time.Second}))
 	}
-	return opts, nil
+	return opts
 }
 
 // tuneGC raises the GC target to 400% unless GOGC is set: a proxy's live heap is small and its
@@ -144,46 +173,63 @@ func serve(ctx context.Context, f *proxyFlags, p proxy, cluster *ambassador.Clus
 func runHTTP(args []string) error { return runHTTPContext(context.Background(), args, os.Stdout) }
 
 func runHTTPContext(ctx context.Context, args []string, stdout io.Writer) error {
-	return runProxy(ctx, "ambassador http", true, args, stdout, func(fs *flag.FlagSet) func() ambassador.Option {
-		perTry := fs.Duration("per-try-timeout", 15*time.Second, "per-try timeout until response headers")
-		return func() ambassador.Option { return ambassador.WithPerTryTimeout(*perTry) }
+	return runProxy(ctx, "ambassador http", true, args, stdout, func(fs *flag.FlagSet) func() (ambassador.Option, error) {
+		perTry := fs.Duration("per-try-timeout", 15*time.Second, "per-try timeout until response headers (0: none)")
+		return func() (ambassador.Option, error) {
+			if *perTry < 0 {
+				return nil, cmdline.Usagef("-per-try-timeout %v: want 0 (none) or more", *perTry)
+			}
+			return ambassador.WithPerTryTimeout(*perTry), nil
+		}
 	}, func(listen string, c *ambassador.Cluster, opts ...ambassador.Option) (proxy, error) {
 		return ambassador.NewHTTPProxy(listen, c, opts...)
 	})
 }
 
 // runProxy is the http and tcp subcommands: the shared flags plus the one extra adds (its option is
-// read after parsing), a cluster over the -backends, and the proxy newProxy makes, served until ctx
-// ends or SIGTERM.
+// read, and checked, after parsing), a cluster over the -backends, and the proxy newProxy makes,
+// served until ctx ends or SIGTERM. Every flag is checked before anything is made.
 func runProxy(ctx context.Context, name string, httpMode bool, args []string, stdout io.Writer,
-	extra func(*flag.FlagSet) func() ambassador.Option,
+	extra func(*flag.FlagSet) func() (ambassador.Option, error),
 	newProxy func(listen string, c *ambassador.Cluster, opts ...ambassador.Option) (proxy, error)) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	var f proxyFlags
 	f.register(fs, httpMode)
 	extraOption := extra(fs)
-	if err := cmdline.Parse(fs, args); err != nil {
+	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	eps, err := f.endpoints()
 	if err != nil {
 		return err
 	}
+	if err := f.check(); err != nil {
+		return err
+	}
+	xopt, err := extraOption()
+	if err != nil {
+		return err
+	}
 	tuneGC()
 	log := newLogger(f.verbose)
 	reg := prometheus.NewRegistry()
-	opts, err := f.options(log, reg)
-	if err != nil {
-		return err
-	}
-	opts = append(opts, extraOption())
+	opts := append(f.options(log, reg), xopt)
+	// The constructors start nothing, and what they refuse came from the flags.
 	cluster, err := ambassador.NewCluster(ambassador.NewStatic(eps...), opts...)
 	if err != nil {
-		return err
+		return usageIfConfig(err)
 	}
 	p, err := newProxy(f.listen, cluster, opts...)
 	if err != nil {
-		return err
+		return usageIfConfig(err)
 	}
 	return serve(ctx, &f, p, cluster, reg, stdout)
+}
+
+// usageIfConfig makes err a usage error when it is an *ambassador.ConfigError.
+func usageIfConfig(err error) error {
+	if ce := (*ambassador.ConfigError)(nil); errors.As(err, &ce) {
+		return cmdline.Usagef("%w", err)
+	}
+	return err
 }

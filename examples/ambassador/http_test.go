@@ -87,7 +87,7 @@ func TestFlagErrors(t *testing.T) {
 		{"http bad balancer", runHTTPContext, []string{"-backends", "127.0.0.1:1", "-balancer", "random"}, "-balancer"},
 		{"http https backend", runHTTPContext, []string{"-backends", "https://x:1"}, "only http://"},
 		{"tcp bad endpoint", runTCPContext, []string{"-backends", "nohost"}, "not host:port"},
-		{"tcp bad max conns", runTCPContext, []string{"-backends", "a:1", "-max-conns", "0"}, "max conns"},
+		{"tcp bad max conns", runTCPContext, []string{"-backends", "a:1", "-max-conns", "0"}, "-max-conns 0: want 1 or more"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.run(t.Context(), tc.args, io.Discard)
@@ -105,6 +105,35 @@ func TestSubcommandHelpAndUnknownFlag(t *testing.T) {
 	bin := buildAmbassador(t)
 	cmdlinetest.TestHelpAndBadFlag(t, "-per-try-timeout", exec.Command(bin, "http"))
 	cmdlinetest.TestHelpAndBadFlag(t, "-max-conns", exec.Command(bin, "tcp"))
+}
+
+// TestSubcommandUsageErrors: a command line the http or tcp subcommand cannot use, or would read
+// otherwise than it says (a stray argument, an empty -backends item, a negative timeout), exits 2
+// naming the flag, before it listens.
+func TestSubcommandUsageErrors(t *testing.T) {
+	bin := buildAmbassador(t)
+	cmdlinetest.TestExits(t, exec.Command(bin, "http", "-listen", "127.0.0.1:0"), []cmdlinetest.Exit{
+		{Args: nil, Status: 2, Stderr: "ambassador: -backends is required"},
+		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
+		{Args: []string{"-backends", "127.0.0.1:1", "extra", "-balancer", "ring"}, Status: 2, Stderr: `ambassador: unexpected arguments ["extra" "-balancer" "ring"]`},
+		{Args: []string{"-backends", "127.0.0.1:1,"}, Status: 2, Stderr: `ambassador: -backends "127.0.0.1:1,": empty item in the comma-separated list`},
+		{Args: []string{"-backends", ","}, Status: 2, Stderr: `ambassador: -backends ",": empty item in the comma-separated list`},
+		{Args: []string{"-backends", "https://x:1"}, Status: 2, Stderr: "ambassador: -backends: https://x:1: only http:// endpoints are supported"},
+		{Args: []string{"-backends", "127.0.0.1:1*x"}, Status: 2, Stderr: `ambassador: -backends "127.0.0.1:1*x": ambassador: `},
+		{Args: []string{"-backends", "127.0.0.1:1", "-balancer", "random"}, Status: 2, Stderr: `ambassador: -balancer "random": want rr, p2c, ring or maglev`},
+		{Args: []string{"-backends", "127.0.0.1:1", "-retries", "-1"}, Status: 2, Stderr: "ambassador: -retries -1: want 0 or more"},
+		{Args: []string{"-backends", "127.0.0.1:1", "-connect-timeout", "-1s"}, Status: 2, Stderr: "ambassador: -connect-timeout -1s: want 0 (the system's) or more"},
+		{Args: []string{"-backends", "127.0.0.1:1", "-idle-timeout", "-1s"}, Status: 2, Stderr: "ambassador: -idle-timeout -1s: want 0 (none) or more"},
+		{Args: []string{"-backends", "127.0.0.1:1", "-per-try-timeout", "-1s"}, Status: 2, Stderr: "ambassador: -per-try-timeout -1s: want 0 (none) or more"},
+		{Args: []string{"-backends", "127.0.0.1:1", "-health", "healthz"}, Status: 2, Stderr: `ambassador: -health "healthz": want a path starting with /`},
+		{Args: []string{"-backends", "127.0.0.1:1", "-admin", "8081"}, Status: 2, Stderr: `ambassador: -admin "8081": want HOST:PORT`},
+		{Args: []string{"-backends", "127.0.0.1:1", "-listen", "8080"}, Status: 2, Stderr: `ambassador: -listen "8080": want HOST:PORT`},
+	})
+	cmdlinetest.TestExits(t, exec.Command(bin, "tcp", "-listen", "127.0.0.1:0"), []cmdlinetest.Exit{
+		{Args: []string{"-backends", "nohost"}, Status: 2, Stderr: `ambassador: -backends "nohost": ambassador: config endpoints: address "nohost" is not host:port`},
+		{Args: []string{"-backends", "127.0.0.1:1", "-max-conns", "0"}, Status: 2, Stderr: "ambassador: -max-conns 0: want 1 or more"},
+		{Args: []string{"-backends", "127.0.0.1:1,,127.0.0.1:2"}, Status: 2, Stderr: `ambassador: -backends "127.0.0.1:1,,127.0.0.1:2": empty item`},
+	})
 }
 
 func TestTCPSubcommand(t *testing.T) {
