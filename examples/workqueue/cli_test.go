@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -10,8 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
 	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/workqueue"
 )
@@ -19,17 +18,7 @@ import (
 // runBinary runs the binary with args and empty stdin, and returns its exit code, stdout and stderr.
 func runBinary(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("workqueue %s: %v", strings.Join(args, " "), err)
-	}
-	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+	return cmdlinetest.Outputs(t, exec.Command(binary, args...))
 }
 
 // TestHelpExitsZero: -h prints the usage and exits 0, as the other examples' -h does, for the
@@ -63,23 +52,14 @@ func TestEnqueueRefusesExtraArguments(t *testing.T) {
 func TestServeRefusesBadFlagsFirst(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "q.db")
-	for _, tc := range []struct {
-		args []string
-		flag string
-	}{
-		{[]string{"-source", "http://127.0.0.1:1", "-poll", "0s"}, "-poll"},
-		{[]string{"-backend", "bolt", "-path", path, "-max-attempts", "-1"}, "-max-attempts"},
-		{[]string{"-backend", "bolt", "-path", path, "-lease", "0s"}, "-lease"},
-		{[]string{"-backend", "etcd"}, "-backend"},
-		{[]string{"-source", "ftp://x"}, "-source"},
-		{[]string{"extra"}, "unexpected arguments"},
-	} {
-		args := append([]string{"serve", "-http", "127.0.0.1:0"}, tc.args...)
-		code, stdout, stderr := runBinary(t, args...)
-		if code != 2 || stdout != "" || !strings.Contains(stderr, tc.flag) {
-			t.Errorf("workqueue %s: exit %d, stdout %q, stderr %q; want 2 naming %s, before serving", strings.Join(args, " "), code, stdout, stderr, tc.flag)
-		}
-	}
+	cmdlinetest.TestExits(t, exec.Command(binary, "serve", "-http", "127.0.0.1:0"), []cmdlinetest.Exit{
+		{Args: []string{"-source", "http://127.0.0.1:1", "-poll", "0s"}, Status: 2, Stderr: "-poll"},
+		{Args: []string{"-backend", "bolt", "-path", path, "-max-attempts", "-1"}, Status: 2, Stderr: "-max-attempts"},
+		{Args: []string{"-backend", "bolt", "-path", path, "-lease", "0s"}, Status: 2, Stderr: "-lease"},
+		{Args: []string{"-backend", "etcd"}, Status: 2, Stderr: "-backend"},
+		{Args: []string{"-source", "ftp://x"}, Status: 2, Stderr: "-source"},
+		{Args: []string{"extra"}, Status: 2, Stderr: "unexpected arguments"},
+	})
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("bad flags left the bolt file behind: %v", err)
 	}
@@ -107,24 +87,15 @@ func TestMetricsServerLimitsHeaders(t *testing.T) {
 // running exits 1, as the other example binaries do (internal/cmdline).
 func TestExitStatuses(t *testing.T) {
 	dir := t.TempDir()
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
-		{nil, 2, "usage:"},
-		{[]string{"nope"}, 2, `unknown command "nope"`},
-		{[]string{"serve", "-no-such-flag"}, 2, "-no-such-flag"},
-		{[]string{"work", "-server", "http://127.0.0.1:1"}, 2, "no command after --"},
-		{[]string{"work", "-concurrency", "0", "--", "true"}, 2, "work: "},
-		{[]string{"enqueue", "-server", "ftp://x"}, 2, "-server"},
-		{[]string{"enqueue", "-server", "http://127.0.0.1:1"}, 1, "unavailable"},
-		{[]string{"serve", "-backend", "bolt", "-path", filepath.Join(dir, "no", "such", "dir", "q.db"), "-http", "127.0.0.1:0"}, 1, "no such file or directory"},
-		{[]string{"work", "-server", "http://127.0.0.1:1", "--", filepath.Join(dir, "no-such-command")}, 1, "no-such-command"},
-	} {
-		code, _, stderr := runBinary(t, tc.args...)
-		if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "workqueue: workqueue: ") {
-			t.Errorf("workqueue %q: exit %d, stderr %q; want %d and %q", tc.args, code, stderr, tc.code, tc.want)
-		}
-	}
+	cmdlinetest.TestExits(t, exec.Command(binary), []cmdlinetest.Exit{
+		{Args: nil, Status: 2, Stderr: "usage:"},
+		{Args: []string{"nope"}, Status: 2, Stderr: `unknown command "nope"`},
+		{Args: []string{"serve", "-no-such-flag"}, Status: 2, Stderr: "-no-such-flag"},
+		{Args: []string{"work", "-server", "http://127.0.0.1:1"}, Status: 2, Stderr: "no command after --"},
+		{Args: []string{"work", "-concurrency", "0", "--", "true"}, Status: 2, Stderr: "work: "},
+		{Args: []string{"enqueue", "-server", "ftp://x"}, Status: 2, Stderr: "-server"},
+		{Args: []string{"enqueue", "-server", "http://127.0.0.1:1"}, Status: 1, Stderr: "unavailable"},
+		{Args: []string{"serve", "-backend", "bolt", "-path", filepath.Join(dir, "no", "such", "dir", "q.db"), "-http", "127.0.0.1:0"}, Status: 1, Stderr: "no such file or directory"},
+		{Args: []string{"work", "-server", "http://127.0.0.1:1", "--", filepath.Join(dir, "no-such-command")}, Status: 1, Stderr: "no-such-command"},
+	})
 }
