@@ -92,8 +92,16 @@ func WithQueueName(name string) Option {
 // WithOpenTimeout bounds how long Open waits for the file while another Open holds it (in this
 // process or another: the lock is the OS's, on the open file), then fails with ErrLocked. Default
 // 5s. 0 waits for as long as the file is held (bbolt's Options.Timeout). bbolt tries the lock
-// every 50ms, so a d of 50ms or less, or negative, tries it once.
-func WithOpenTimeout(d time.Duration) Option { return optionFunc(func(c *config) { c.timeout = d }) }
+// every 50ms, so a d of 50ms or less tries it once. A negative d is refused: Open returns an error
+// wrapping workqueue.ErrInvalid.
+func WithOpenTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			c.bad = append(c.bad, fmt.Errorf("%w: open timeout %v must not be negative (0 waits for as long as the file is held)", workqueue.ErrInvalid, d))
+		}
+		c.timeout = d
+	})
+}
 
 // WithNoSync skips fsync (faster, but a machine crash can lose acknowledged adds; a process crash
 // cannot). Default false: every commit is fsynced. Open still fsyncs once, after it commits its

@@ -16,12 +16,14 @@ import (
 )
 
 // TestOpenRefusesBadOptionsWithoutCreatingTheFile: invalid options are refused with ErrInvalid
-// before the file is created, so a typo leaves nothing behind.
+// before the file is created, so a typo leaves nothing behind. A negative open timeout used to be
+// taken (as one try of the lock).
 func TestOpenRefusesBadOptionsWithoutCreatingTheFile(t *testing.T) {
 	for name, opt := range map[string]bolt.Option{
-		"max attempts -1": bolt.WithMaxAttempts(-1),
-		"lease 0":         bolt.WithLeaseDuration(0),
-		"lease -1s":       bolt.WithLeaseDuration(-1e9),
+		"max attempts -1":  bolt.WithMaxAttempts(-1),
+		"lease 0":          bolt.WithLeaseDuration(0),
+		"lease -1s":        bolt.WithLeaseDuration(-1e9),
+		"open timeout -1s": bolt.WithOpenTimeout(-time.Second),
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "q.db")
@@ -31,11 +33,25 @@ func TestOpenRefusesBadOptionsWithoutCreatingTheFile(t *testing.T) {
 			}
 			if !errors.Is(err, workqueue.ErrInvalid) {
 				t.Errorf("Open: %v, want ErrInvalid", err)
+			} else if strings.HasPrefix(name, "open timeout") && !strings.Contains(err.Error(), name) {
+				t.Errorf("Open: %q, want it to name the %s", err, name)
 			}
 			if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("Open with a bad option left the file: %v", err)
 			}
 		})
+	}
+}
+
+// TestOpenTimeoutZero: an open timeout of 0 (wait for as long as the file is held) opens a file
+// nobody holds at once.
+func TestOpenTimeoutZero(t *testing.T) {
+	q, err := bolt.Open(filepath.Join(t.TempDir(), "q.db"), bolt.WithOpenTimeout(0))
+	if err != nil {
+		t.Fatalf("Open with an open timeout of 0: %v", err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
