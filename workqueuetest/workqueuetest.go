@@ -83,6 +83,7 @@ func TestQueue(t *testing.T, newQueue NewQueue, opts ...Option) {
 		{"MaxAttemptsDeadLetters", false, Config{LeaseDuration: 10 * time.Second, MaxAttempts: 2}, testMaxAttempts},
 		{"Bury", false, def, testBury},
 		{"UnknownLease", false, def, testUnknownLease},
+		{"NegativeDelay", false, def, testNegativeDelay},
 		{"Concurrent", false, def, testConcurrent},
 		{"Stats", false, def, testStats},
 		{"LeaseBatch", false, def, testLeaseBatch},
@@ -507,9 +508,15 @@ func testBury(t *testing.T, q workqueue.Queue) {
 	depthIs(t, q, 0)
 }
 
+// testUnknownLease: a token the queue did not hand out, empty or malformed or unknown, gets
+// ErrLeaseLost from Ack, Nack, Extend and Bury (as workqueue.ErrLeaseLost says every backend
+// does), and so do tokens made from a live one by adding or cutting a character, which leave that
+// lease as it was.
 func testUnknownLease(t *testing.T, q workqueue.Queue) {
 	ctx := ctxT(t, wait)
-	for _, tok := range []string{"", "nonsense", "999999.1", "1.0", "1.-1"} {
+	add(t, q, "held", workqueue.AddOptions{})
+	it := lease(t, q)
+	for _, tok := range []string{"", "nonsense", "999999.1", "1.0", "1.-1", it.Lease + "0", it.Lease + "x", "x" + it.Lease, it.Lease[:len(it.Lease)-1]} {
 		if err := q.Ack(ctx, tok); !errors.Is(err, workqueue.ErrLeaseLost) {
 			t.Errorf("Ack(%q): %v, want ErrLeaseLost", tok, err)
 		}
@@ -523,6 +530,25 @@ func testUnknownLease(t *testing.T, q workqueue.Queue) {
 			t.Errorf("Bury(%q): %v, want ErrLeaseLost", tok, err)
 		}
 	}
+	ack(t, q, it)
+	depthIs(t, q, 0)
+}
+
+// testNegativeDelay: a negative delay is ErrInvalid, from Add (which adds nothing) and from Nack
+// (which leaves the lease held), as workqueue.ErrInvalid says every backend does.
+func testNegativeDelay(t *testing.T, q workqueue.Queue) {
+	ctx := ctxT(t, wait)
+	if _, err := q.Add(ctx, []byte("early"), workqueue.AddOptions{Delay: -time.Second}); !errors.Is(err, workqueue.ErrInvalid) {
+		t.Errorf("Add with a negative delay: %v, want ErrInvalid", err)
+	}
+	depthIs(t, q, 0)
+	add(t, q, "x", workqueue.AddOptions{})
+	it := lease(t, q)
+	if err := q.Nack(ctx, it.Lease, -time.Second); !errors.Is(err, workqueue.ErrInvalid) {
+		t.Errorf("Nack with a negative delay: %v, want ErrInvalid", err)
+	}
+	ack(t, q, it) // the lease is still held
+	depthIs(t, q, 0)
 }
 
 func testConcurrent(t *testing.T, q workqueue.Queue) {
