@@ -16,11 +16,17 @@ import (
 	"time"
 )
 
-// ErrUnavailable is returned by a Client whose server could not be reached (connection refused or
-// reset, for example while it restarts) or answered 503 (its queue closed, or it is stopping), or
-// whose proxy answered 502 or 504 for it. It
-// is temporary: the call may be tried again, as a Pool does with Lease. ErrClosed, from a Client,
-// means that the Client itself was closed.
+// ErrUnavailable says that the queue's server could not be reached or did not answer, for now. It
+// is temporary: the call may be tried again, as a Pool does with Lease and with an item's outcome.
+// Backends that return it (errors wrapping it):
+//   - Client, whose server could not be reached (connection refused or reset, for example while
+//     it restarts) or answered 503 (its queue closed, or it is stopping), or whose proxy answered
+//     502 or 504 for it;
+//   - workqueue/jetstream, while its NATS server cannot be reached or does not answer (see its
+//     package doc, "Unavailable").
+//
+// Memory and workqueue/bolt never return it. ErrClosed, from a Client, means that the Client
+// itself was closed; from a jetstream queue, that its connection is closed for good.
 var ErrUnavailable = errors.New("workqueue: server unavailable")
 
 // Client is a Queue served by an API elsewhere (examples/workqueue serve). Lease long-polls.

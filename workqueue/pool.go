@@ -63,6 +63,7 @@ type poolConfig struct {
 	progress    time.Duration
 	limiter     RateLimiter
 	name        string
+	outcome     time.Duration // the outcome budget (outcomeBudget; tests shorten it)
 }
 
 type poolOptionFunc func(*poolConfig)
@@ -147,7 +148,8 @@ var leaseErrLogEvery = 10 * time.Second
 
 // NewPool validates its arguments and returns a pool that starts on Run.
 func NewPool(q Queue, h Handler, opts ...PoolOption) (*Pool, error) {
-	cfg := poolConfig{logger: zap.NewNop(), concurrency: 1, backoff: DefaultBackoff, drain: 10 * time.Second, progress: 30 * time.Second}
+	cfg := poolConfig{logger: zap.NewNop(), concurrency: 1, backoff: DefaultBackoff, drain: 10 * time.Second, progress: 30 * time.Second,
+		outcome: outcomeBudget}
 	for _, o := range opts {
 		o.applyPool(&cfg)
 	}
@@ -185,12 +187,15 @@ func (p *Pool) Ready() <-chan struct{} { return p.ready }
 
 // Run leases and handles items until ctx ends, then drains: in-flight handlers get the drain budget
 // to finish, and items still running after it are released. It returns nil when ctx ended it, or
-// ErrClosed if the queue closed under it (each worker stops at its next Lease), after every worker
-// has exited. Any other Lease error is retried, with a backoff of up to 5s, until the queue
-// answers: a Client's ErrUnavailable (its server restarts) is logged once an outage, others every
-// 10s. An item's Ack, Nack or Bury that gets ErrUnavailable is made again the same way, for up to
-// 30s and not past the drain budget, so work finished during a restart of the server is not done
-// again. A Pool runs once.
+// the first Lease error that wraps ErrClosed if the queue closed under it (Close or Shutdown, or a
+// workqueue/jetstream queue whose NATS connection closed for good), as each worker stops at its
+// next Lease, after every worker has exited. Any other Lease error is retried, with a backoff of up
+// to 5s, until the queue answers: ErrUnavailable (a Client's server restarts, a jetstream queue's
+// NATS server is down) is logged once an outage, others every 10s. An item's Ack, Nack or Bury that
+// gets ErrUnavailable, or no answer within its call's budget (30s), is made again the same way
+// while the item's lease lasts (as the last Extend left it) and not past the drain budget, so work
+// finished during an outage shorter than the lease is not done again; if the lease ends first, the
+// Pool logs that it gave the outcome up, and the item counts as lost. A Pool runs once.
 func (p *Pool) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return errors.New("workqueue: pool already ran")
@@ -210,13 +215,13 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer stopDrain()
 
 	var wg sync.WaitGroup
-	var closedErr atomic.Bool
+	var closedErr atomic.Pointer[error] // the first worker's ErrClosed
 	for i := range p.cfg.concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := p.worker(ctx, work, outcomes, i); errors.Is(err, ErrClosed) {
-				closedErr.Store(true)
+				closedErr.CompareAndSwap(nil, &err)
 			}
 		}()
 	}
@@ -233,8 +238,8 @@ func (p *Pool) Run(ctx context.Context) error {
 	wg.Wait()
 	close(workersDone)
 	<-progressDone
-	if closedErr.Load() && ctx.Err() == nil {
-		return ErrClosed
+	if err := closedErr.Load(); err != nil && ctx.Err() == nil {
+		return *err
 	}
 	return nil
 }
@@ -302,10 +307,10 @@ func (p *Pool) worker(ctx, work, outcomes context.Context, n int) error {
 }
 
 // outcomeBudget bounds each call that reports an item's outcome (Ack, Nack, Bury); a worker renews
-// its outcome ctx once less than outcomeRenew of it is left, so every call gets between the two.
+// its outcome ctx once less than five sixths of it (25s) is left, so every call gets between the
+// two.
 const (
 	outcomeBudget = 30 * time.Second
-	outcomeRenew  = 25 * time.Second
 	outcomeGrace  = 2 * time.Second // after the drain budget
 )
 
@@ -343,7 +348,9 @@ type poolWorker struct {
 	every  time.Duration // a third of the item's lease when it started
 	cancel context.CancelCauseFunc
 	lost   bool
-	fireAt time.Duration // since epoch, when ext fires; 0 when it is stopped
+	// deadline is the current item's lease deadline, as Lease or the last Extend left it.
+	deadline time.Time
+	fireAt   time.Duration // since epoch, when ext fires; 0 when it is stopped
 }
 
 func newPoolWorker(p *Pool, work, outcomes context.Context, log *zap.Logger) *poolWorker {
@@ -400,7 +407,7 @@ func (w *poolWorker) extend() {
 		return
 	}
 	ectx, c := context.WithTimeout(w.work, w.every)
-	_, err := w.p.q.Extend(ectx, w.it.Lease)
+	d, err := w.p.q.Extend(ectx, w.it.Lease)
 	c()
 	if errors.Is(err, ErrLeaseLost) {
 		w.lost = true
@@ -409,6 +416,8 @@ func (w *poolWorker) extend() {
 	}
 	if err != nil {
 		w.log.Warn("extend failed", zap.String("id", w.it.ID), zap.Error(err))
+	} else if d.After(w.deadline) {
+		w.deadline = d
 	}
 	w.arm(w.every, w.since())
 }
@@ -419,14 +428,14 @@ func (w *poolWorker) arm(d, now time.Duration) {
 	w.ext.Reset(d)
 }
 
-// outcomeCtx returns a ctx with at least outcomeRenew left, for reporting an outcome at now: Run's
-// ctx may have ended.
+// outcomeCtx returns a ctx with at least five sixths of the outcome budget left, for reporting an
+// outcome at now: Run's ctx may have ended.
 func (w *poolWorker) outcomeCtx(now time.Duration) context.Context {
-	if w.octx == nil || w.octxExpires-now < outcomeRenew {
+	if budget := w.p.cfg.outcome; w.octx == nil || w.octxExpires-now < budget-budget/6 {
 		if w.cancelOctx != nil {
 			w.cancelOctx()
 		}
-		w.octxExpires = now + outcomeBudget
+		w.octxExpires = now + budget
 		w.octx, w.cancelOctx = context.WithDeadline(w.base, w.epoch.Add(w.octxExpires))
 	}
 	return w.octx
@@ -449,7 +458,7 @@ func (w *poolWorker) process(it *Item) {
 	start := w.since()
 	every := max(w.leaseLeft(it.Deadline, start)/3, 10*time.Millisecond)
 	w.mu.Lock()
-	w.it, w.start, w.every, w.cancel, w.lost = it, start, every, cancel, false
+	w.it, w.start, w.every, w.cancel, w.lost, w.deadline = it, start, every, cancel, false, it.Deadline
 	if w.work.Err() != nil { // the drain budget ran out before this item started
 		cancel(context.Cause(w.work))
 	}
@@ -466,7 +475,7 @@ func (w *poolWorker) process(it *Item) {
 		w.mu.Lock()
 		now = w.since()
 	}
-	lost := w.lost
+	lost, deadline := w.lost, w.deadline
 	w.it, w.cancel = nil, nil
 	w.mu.Unlock()
 
@@ -480,7 +489,7 @@ func (w *poolWorker) process(it *Item) {
 		log.Warn("lease lost while handling", zap.String("id", it.ID), zap.Int("attempt", it.Attempt))
 	case err == nil:
 		outcome = outcomeAcked
-		oerr = w.report(octx, func(ctx context.Context) error { return p.q.Ack(ctx, it.Lease) })
+		oerr = w.report(octx, deadline, func(ctx context.Context) error { return p.q.Ack(ctx, it.Lease) })
 	case w.work.Err() != nil:
 		// Abandoned, not failed: where the queue can release, the attempt is not counted.
 		outcome = outcomeReleased
@@ -489,14 +498,14 @@ func (w *poolWorker) process(it *Item) {
 		var perm *PermanentError
 		if errors.As(err, &perm) || (p.cfg.maxAttempts > 0 && it.Attempt >= p.cfg.maxAttempts) {
 			outcome = outcomeBuried
-			oerr = w.report(octx, func(ctx context.Context) error { return p.q.Bury(ctx, it.Lease, err.Error()) })
+			oerr = w.report(octx, deadline, func(ctx context.Context) error { return p.q.Bury(ctx, it.Lease, err.Error()) })
 		} else {
 			outcome = outcomeRetried
 			delay := p.cfg.backoff(it.Attempt)
 			if p.cfg.limiter != nil {
 				delay = p.cfg.limiter.When(limiterKey(it))
 			}
-			oerr = w.report(octx, func(ctx context.Context) error { return p.q.Nack(ctx, it.Lease, delay) })
+			oerr = w.report(octx, deadline, func(ctx context.Context) error { return p.q.Nack(ctx, it.Lease, delay) })
 		}
 		lvl := zap.InfoLevel
 		if outcome == outcomeBuried {
@@ -504,8 +513,15 @@ func (w *poolWorker) process(it *Item) {
 		}
 		log.Log(lvl, "item failed", zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.String("outcome", outcomeNames[outcome]), zap.Error(err))
 	}
-	if oerr != nil {
+	var ended *leaseEndedError
+	switch {
+	case errors.As(oerr, &ended):
+		log.Warn("outcome not taken before the lease ended; the queue hands the item out again", zap.String("id", it.ID),
+			zap.String("outcome", outcomeNames[outcome]), zap.Int("calls", ended.calls), zap.Error(ended.err))
+	case oerr != nil:
 		log.Warn("report outcome", zap.String("id", it.ID), zap.String("outcome", outcomeNames[outcome]), zap.Error(oerr))
+	}
+	if oerr != nil {
 		// The queue did not take the outcome (lease lost, or no answer): the item comes back when
 		// its lease ends.
 		outcome = outcomeLost
@@ -520,30 +536,56 @@ func (w *poolWorker) process(it *Item) {
 	p.m.items[outcome].Inc()
 }
 
-// report makes an outcome call, and makes it again while the queue is unavailable (a Client whose
-// server restarts, which a bolt queue's leases outlive), waiting leaseRetryMin, doubling up to
-// leaseRetryMax, until ctx (the outcome's budget) ends or the drain budget runs out. Otherwise the
-// item would be done again once its lease ran out.
-func (w *poolWorker) report(ctx context.Context, call func(context.Context) error) error {
+// report makes an outcome call, and makes it again while the queue cannot take it for now: it is
+// unavailable (ErrUnavailable: a Client whose server restarts, a jetstream queue whose NATS server
+// is down) or the call got no answer within its budget (context.DeadlineExceeded of its ctx: a
+// server that stopped answering). It waits leaseRetryMin, doubling up to leaseRetryMax, between
+// calls, each under a ctx of the outcome budget (outcomeCtx), while the item's lease lasts (until
+// deadline; a zero deadline, unknown, counts as one outcome budget from the first failure) and the
+// drain budget has not run out. Otherwise the item would be done again once its lease ran out. A
+// lease that ends first gives a *leaseEndedError.
+func (w *poolWorker) report(ctx context.Context, deadline time.Time, call func(context.Context) error) error {
 	wait := leaseRetryMin
-	for {
+	for calls := 1; ; calls++ {
 		err := call(ctx)
-		if err == nil || !errors.Is(err, ErrUnavailable) || w.work.Err() != nil {
+		if err == nil || w.work.Err() != nil ||
+			!errors.Is(err, ErrUnavailable) && !(errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded)) {
 			return err
 		}
-		t := time.NewTimer(wait)
+		if deadline.IsZero() {
+			deadline = time.Now().Add(w.p.cfg.outcome)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return &leaseEndedError{calls: calls, err: err}
+		}
+		t := time.NewTimer(min(wait, left))
 		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
 		case <-w.work.Done():
 			t.Stop()
 			return err
 		case <-t.C:
 		}
+		if !time.Now().Before(deadline) {
+			return &leaseEndedError{calls: calls, err: err}
+		}
 		wait = min(2*wait, leaseRetryMax)
+		ctx = w.outcomeCtx(w.since())
 	}
 }
+
+// leaseEndedError is an outcome that the queue did not take, calls made, before the item's lease
+// ended: err is the last call's.
+type leaseEndedError struct {
+	calls int
+	err   error
+}
+
+func (e *leaseEndedError) Error() string {
+	return "lease ended after " + strconv.Itoa(e.calls) + " calls that the queue did not take: " + e.err.Error()
+}
+
+func (e *leaseEndedError) Unwrap() error { return e.err }
 
 var errTimeout = errors.New("workqueue: item timeout")
 

@@ -11,12 +11,21 @@ import (
 
 // Sentinel errors that callers branch on.
 var (
-	// ErrClosed is returned by a queue after Close (or Shutdown) has begun.
+	// ErrClosed is returned by a queue after Close (or Shutdown) has begun, and by one that can no
+	// longer work at all: a workqueue/jetstream queue whose NATS connection is closed (by its
+	// owner, or because the client gave up reconnecting) returns errors that wrap it (and
+	// nats.ErrConnectionClosed). A Pool or a pipeline stage over such a queue stops with it. A
+	// Client returns it only after its own Close (its server's queue closed is ErrUnavailable).
 	ErrClosed = errors.New("workqueue: closed")
-	// ErrLeaseLost is returned by Ack, Nack, Extend and Bury when the lease token is unknown, belongs to an
-	// earlier attempt, or has expired (the item may already be leased to someone else).
+	// ErrLeaseLost is returned by Ack, Nack, Extend and Bury when the lease token is not one the
+	// queue holds: empty, malformed, unknown, of an earlier attempt, or expired (the item may
+	// already be leased to someone else). Every backend answers an empty or malformed token so
+	// (workqueuetest.TestQueue checks it); a Client's error for one the server calls malformed
+	// wraps ErrInvalid as well.
 	ErrLeaseLost = errors.New("workqueue: lease not held")
-	// ErrInvalid is returned for bad arguments (an empty token, a negative delay, a bad key).
+	// ErrInvalid is returned for bad arguments: a negative delay to Add or Nack, a key the queue
+	// cannot store (longer than workqueue/jetstream's MaxKeyLen, or than APIMaxKeyLen through the
+	// API), a bad option or constructor argument.
 	ErrInvalid = errors.New("workqueue: invalid argument")
 	// ErrTooLarge is returned by Add for a payload larger than the queue can store (the jetstream
 	// backend: one that would not fit in the NATS server's max_payload with the headers of its dead

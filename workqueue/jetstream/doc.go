@@ -49,7 +49,7 @@
 // most once a second; its ctx and Close end the wait at once. Other statuses (409 Consumer Deleted,
 // 400 Bad Request, 409 Message Size Exceeds MaxBytes, ...) end the Lease with an error naming the
 // status, and a connection closed under a waiting Lease ends it at once with an error wrapping
-// nats.ErrConnectionClosed.
+// workqueue.ErrClosed and nats.ErrConnectionClosed (see Closed connection).
 //
 // A deleted consumer (or stream) ends Leases with an error wrapping ErrConsumerGone: 409 Consumer
 // Deleted for a pull waiting as it goes; after that, pulls get 503 as in a failover, so on a 503
@@ -69,9 +69,16 @@
 // JetStream cluster is temporarily unavailable. Ack, Nack and Extend wait for the server's answer
 // (Ack and Nack not with WithAsyncAck: they then say so only when the connection cannot take their
 // message), so an Extend's deadline is one the server has. A Lease says so
-// when it cannot send its pull; one whose pull the connection buffers waits for the server. A
-// closed connection (its owner's Close, or nats.go giving up reconnecting) is not unavailable,
-// since no retry on it can succeed: its errors wrap nats.ErrConnectionClosed.
+// when it cannot send its pull; one whose pull the connection buffers waits for the server.
+//
+// # Closed connection
+//
+// A closed connection (its owner's Close, or nats.go giving up reconnecting, after
+// nats.MaxReconnects tries) is not unavailable, since no retry on it can succeed: every call on
+// it returns an error wrapping workqueue.ErrClosed and nats.ErrConnectionClosed (or
+// nats.ErrConnectionDraining while it drains towards closing), as a queue after Close does, so
+// that a workqueue.Pool over the queue stops, its Run returning that error, rather than lease
+// again forever. Open the queue again on a new connection.
 //
 // # Metrics
 //
@@ -93,5 +100,8 @@
 // Uses of one lease take turns: an Ack, Nack, Extend or Bury that begins while another waits for
 // the server waits for that one's answer (within its ctx and the lease's deadline). After an end
 // the server confirmed, it gets ErrLeaseLost; after one that failed (NATS unreachable), or an
-// Extend, it goes ahead, so that a caller can retry an end that failed.
+// Extend, it goes ahead, so that a caller can retry an end that failed. A Nack whose nak went out
+// but got no answer is the exception: the server acks a delivery by its item alone, so the same
+// nak sent again once the item may be out again would end its next holder's delivery; the lease
+// then lasts only until the nak's delay ends (see Queue.Nack).
 package jetstream

@@ -21,15 +21,36 @@ var ErrConsumerGone = errors.New("jetstream: consumer gone")
 // unavailable" (a cluster without a meta leader for the moment).
 const jsErrClusterNotAvail jetstream.ErrorCode = 10008
 
-// unavailable wraps err, the error of a call made under ctx, in workqueue.ErrUnavailable if it says
-// that the server could not be reached or did not answer, for now (isUnavailable), while ctx is
-// still on: the call may be tried again, as a workqueue.Pool does. A ctx that ended keeps its
-// error as it is, as workqueue.Client's calls do.
-func unavailable(ctx context.Context, err error) error {
-	if err == nil || ctx.Err() != nil || !isUnavailable(err) {
+// classify wraps err, the error of a call made under ctx, in a sentinel of workqueue that a
+// caller branches on: workqueue.ErrClosed if the connection is closed for good (closedConn), and
+// otherwise workqueue.ErrUnavailable if err says that the server could not be reached or did not
+// answer, for now (isUnavailable), while ctx is still on, so that the call may be tried again, as
+// a workqueue.Pool does. A ctx that ended keeps its error as it is, as workqueue.Client's calls do.
+func classify(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case closedConn(err):
+		return fmt.Errorf("%w: %w", workqueue.ErrClosed, err)
+	case ctx.Err() != nil || !isUnavailable(err):
 		return err
 	}
 	return fmt.Errorf("%w: %w", workqueue.ErrUnavailable, err)
+}
+
+// closedConn reports whether err says that the connection is closed, by its owner's Close or
+// because nats.go gave up reconnecting, or is draining towards that: no call on it can succeed
+// again, so the queue is as good as closed.
+func closedConn(err error) bool {
+	return errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining)
+}
+
+// noAnswer reports whether err, of a request that the connection took, says only that its answer
+// did not come: the request may have reached the server and been carried out, now or (sent from
+// the reconnect buffer) later.
+func noAnswer(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrStaleConnection)
 }
 
 // isUnavailable reports whether err says that the server could not be reached or did not answer,
@@ -37,8 +58,7 @@ func unavailable(ctx context.Context, err error) error {
 // publish fails at once), a request got no answer within its bound (context.DeadlineExceeded from
 // the queue's own bound or nats.go's, when the caller's ctx has no deadline) or no responder
 // (JetStream not up, as in a failover), or the JetStream cluster is not available for the moment.
-// A closed connection (its owner's Close, or nats.go giving up reconnecting) is not: no retry on
-// it can succeed.
+// A closed connection (closedConn) is not: no retry on it can succeed.
 func isUnavailable(err error) bool {
 	var api *jetstream.APIError
 	switch {

@@ -42,11 +42,15 @@ const (
 )
 
 // MaxKeyLen bounds a key, in bytes: Add refuses a longer one with an error wrapping
-// workqueue.ErrInvalid. The item's subject holds the key's base64, and a subject that makes the
-// publish's control line longer than the server's max_control_line (4096 bytes by default) gets
-// the connection closed by the server; 2048 bytes leave the control line (a subject of at most
-// 2801 bytes with the longest queue name, the reply subject and the sizes) well within the default.
-const MaxKeyLen = 2048
+// workqueue.ErrInvalid. It is workqueue.APIMaxKeyLen (2048): one limit for the API and every
+// backend (Memory and workqueue/bolt have none of their own), so that a key the API takes is taken
+// whichever queue serves it. Here it keeps the publish's control line within the server's
+// max_control_line (4096 bytes by default; a longer line gets the connection closed by the
+// server): the item's subject holds the key's base64, a subject of at most 2801 bytes with the
+// longest queue name, and with the reply subject and the sizes the line stays under 2900 bytes.
+// This backend alone would take keys of nearly 3000 bytes (with the longest queue name, 2980 pass
+// and 3000 do not); the API's limit is the lower, and serves both.
+const MaxKeyLen = workqueue.APIMaxKeyLen
 
 // keyAsIs reports whether a NATS header carries key unchanged: every byte is a tab, 0x20-0x7e or
 // 0x80 and above, and neither the first nor the last is a space or a tab.
@@ -267,6 +271,10 @@ type held struct {
 	// deadSent is set once Bury has published the item's dead letter, so that a Bury retried
 	// after its ack failed does not publish it again. Only the use holding busy uses it.
 	deadSent bool
+	// nakUnanswered is set (under mu) once a Nack's nak went out and its answer did not come
+	// (noAnswer): the server may have taken it, and then hands the item out again once its delay
+	// ends, so deadline is brought forward to then and an Extend is refused.
+	nakUnanswered bool
 }
 
 type buffered struct {
@@ -499,7 +507,7 @@ func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptio
 			return "", fmt.Errorf("publish: %w (%w)", workqueue.ErrTooLarge, err)
 		}
 		if opts.Key == "" || !strings.Contains(err.Error(), "maximum messages per subject") || try >= 3 {
-			return "", fmt.Errorf("publish: %w", unavailable(ctx, err))
+			return "", fmt.Errorf("publish: %w", classify(ctx, err))
 		}
 		// The key's item is still in the stream: return its ID (unless it was acked meanwhile).
 		raw, gerr := q.str.GetLastMsgForSubject(ctx, m.Subject)
@@ -507,7 +515,7 @@ func (q *Queue) Add(ctx context.Context, payload []byte, opts workqueue.AddOptio
 			return strconv.FormatUint(raw.Sequence, 10), nil
 		}
 		if !errors.Is(gerr, jetstream.ErrMsgNotFound) {
-			return "", fmt.Errorf("look up key %q: %w", opts.Key, unavailable(ctx, gerr))
+			return "", fmt.Errorf("look up key %q: %w", opts.Key, classify(ctx, gerr))
 		}
 	}
 }
@@ -533,7 +541,7 @@ func (q *Queue) Lease(ctx context.Context) (*workqueue.Item, error) {
 			}
 			var se *statusError
 			if !errors.As(err, &se) || !se.transient() {
-				return nil, unavailable(ctx, err)
+				return nil, classify(ctx, err)
 			}
 			if se.code == "503" {
 				if err := q.consumerGone(ctx); err != nil {
@@ -1075,21 +1083,36 @@ func (q *Queue) Ack(ctx context.Context, lease string) error {
 	}
 	q.settle(h, n, err == nil, time.Time{})
 	if err != nil {
-		return fmt.Errorf("ack %s: %w", h.id, unavailable(ctx, err))
+		return fmt.Errorf("ack %s: %w", h.id, classify(ctx, err))
 	}
 	return nil
 }
 
 // Nack implements workqueue.Queue. Like Ack, it holds the lease until the server confirms the nak
 // (or, with WithAsyncAck, the nak is sent), and takes its turn with the lease's other uses.
+//
+// A nak that went out and got no answer (the call's bound ended first, or the connection broke)
+// may have been carried out: the server then hands the item out again once the delay ends, to
+// another holder perhaps, and a nak sent again on the lease after that would end the new
+// holder's delivery instead (the server tells a delivery's acks by the item alone). So the lease
+// then lasts only until the delay ends (from when the nak went out): a Nack retried before then
+// is sent again (the item is still this lease's, or waits out the first nak's delay, which the
+// second starts again), one after gets ErrLeaseLost without sending anything, and an Extend gets
+// ErrLeaseLost at once; the item comes back by the lease's deadline at the latest. A nak the
+// connection did not send (it is reconnecting with no room in its buffer) leaves the lease as it
+// was.
 func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) error {
 	if delay < 0 {
 		return fmt.Errorf("%w: negative delay %v", workqueue.ErrInvalid, delay)
+	}
+	if err := ctx.Err(); err != nil {
+		return err // before the nak goes out, so that it does not count as one without an answer
 	}
 	h, n, err := q.claim(ctx, lease)
 	if err != nil {
 		return err
 	}
+	sent := time.Now()
 	switch {
 	case !q.cfg.asyncAck:
 		err = h.msg.NakSync(ctx, delay)
@@ -1098,24 +1121,44 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	default:
 		err = h.msg.Nak()
 	}
+	if err != nil && noAnswer(err) {
+		q.mu.Lock()
+		h.nakUnanswered = true
+		h.deadline = minTime(h.deadline, sent.Add(delay))
+		q.mu.Unlock()
+	}
 	q.settle(h, n, err == nil, time.Time{})
 	if err != nil {
-		return fmt.Errorf("nak %s: %w", h.id, unavailable(ctx, err))
+		return fmt.Errorf("nak %s: %w", h.id, classify(ctx, err))
 	}
 	return nil
 }
 
+// minTime is the earlier of a and b.
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // Extend implements workqueue.Queue. It returns once the server has confirmed the new lease, a
 // lease duration from when Extend sent it, and takes its turn with the lease's other uses as Ack
-// does.
+// does. After a Nack that got no answer it returns ErrLeaseLost without sending anything (see
+// Nack).
 func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 	h, n, err := q.claim(ctx, lease)
 	if err != nil {
 		return time.Time{}, err
 	}
 	q.mu.Lock()
-	old := h.deadline
+	old, unanswered := h.deadline, h.nakUnanswered
 	q.mu.Unlock()
+	if unanswered {
+		q.settle(h, n, false, time.Time{})
+		return time.Time{}, fmt.Errorf("%w: in progress %s: an earlier nak got no answer, and the server may hand the item out again from %v",
+			workqueue.ErrLeaseLost, h.id, old.Round(0))
+	}
 	now := time.Now()
 	// The server's answer counts only within the lease: after its deadline the message may have
 	// been delivered again, and the server still answers an in-progress for it. So the wait ends
@@ -1134,7 +1177,7 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 		if late && ctx.Err() == nil {
 			return time.Time{}, fmt.Errorf("%w: in progress %s: no answer within the lease", workqueue.ErrLeaseLost, h.id)
 		}
-		return time.Time{}, fmt.Errorf("in progress %s: %w", h.id, unavailable(ctx, err))
+		return time.Time{}, fmt.Errorf("in progress %s: %w", h.id, classify(ctx, err))
 	}
 	if late {
 		q.settle(h, n, false, time.Time{})
@@ -1185,12 +1228,12 @@ func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts
 	m.Header.Set(HeaderReason, reason)
 	if !*sent {
 		if _, err := q.js.PublishMsg(ctx, m); err != nil {
-			return fmt.Errorf("publish dead letter %s: %w", id, unavailable(ctx, err))
+			return fmt.Errorf("publish dead letter %s: %w", id, classify(ctx, err))
 		}
 		*sent = true
 	}
 	if err := msg.DoubleAck(ctx); err != nil {
-		return fmt.Errorf("ack buried %s: %w", id, unavailable(ctx, err))
+		return fmt.Errorf("ack buried %s: %w", id, classify(ctx, err))
 	}
 	q.cfg.logger.Info("item buried", zap.String("id", id), zap.Int("attempts", attempts), zap.String("reason", reason))
 	return nil
@@ -1200,11 +1243,11 @@ func (q *Queue) bury(ctx context.Context, msg delivery, id, key string, attempts
 func (q *Queue) Dead(ctx context.Context, max int) ([]workqueue.DeadItem, error) {
 	s, err := q.js.Stream(ctx, q.dead)
 	if err != nil {
-		return nil, fmt.Errorf("dead stream: %w", unavailable(ctx, err))
+		return nil, fmt.Errorf("dead stream: %w", classify(ctx, err))
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("dead stream info: %w", unavailable(ctx, err))
+		return nil, fmt.Errorf("dead stream info: %w", classify(ctx, err))
 	}
 	var out []workqueue.DeadItem
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0 && (max < 0 || len(out) < max); seq++ {
@@ -1213,7 +1256,7 @@ func (q *Queue) Dead(ctx context.Context, max int) ([]workqueue.DeadItem, error)
 			continue
 		}
 		if err != nil {
-			return out, fmt.Errorf("dead letter %d: %w", seq, unavailable(ctx, err))
+			return out, fmt.Errorf("dead letter %d: %w", seq, classify(ctx, err))
 		}
 		n, _ := strconv.Atoi(m.Header.Get(HeaderAttempts))
 		t, _ := time.Parse(time.RFC3339Nano, m.Header.Get(HeaderTime))
@@ -1232,17 +1275,17 @@ func (q *Queue) Dead(ctx context.Context, max int) ([]workqueue.DeadItem, error)
 func (q *Queue) Stats(ctx context.Context) (workqueue.Stats, error) {
 	ci, err := q.cons.Info(ctx)
 	if err != nil {
-		return workqueue.Stats{}, fmt.Errorf("consumer info: %w", unavailable(ctx, err))
+		return workqueue.Stats{}, fmt.Errorf("consumer info: %w", classify(ctx, err))
 	}
 	si, err := q.str.Info(ctx)
 	if err != nil {
-		return workqueue.Stats{}, fmt.Errorf("stream info: %w", unavailable(ctx, err))
+		return workqueue.Stats{}, fmt.Errorf("stream info: %w", classify(ctx, err))
 	}
 	// Open made the dead-letter stream: without it (deleted, or no answer in time) the dead count
 	// is unknown, and an error, not 0.
 	s, err := q.js.Stream(ctx, q.dead)
 	if err != nil {
-		return workqueue.Stats{}, fmt.Errorf("dead stream info: %w", unavailable(ctx, err))
+		return workqueue.Stats{}, fmt.Errorf("dead stream info: %w", classify(ctx, err))
 	}
 	dead := int64(s.CachedInfo().State.Msgs) // Stream fetched it just now
 	leased := int64(ci.NumAckPending)

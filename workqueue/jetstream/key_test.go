@@ -160,15 +160,15 @@ func TestKeyOldMessage(t *testing.T) {
 	}
 }
 
-// TestKeyTooLong: a key of MaxKeyLen bytes, each of which HeaderKeyB64 carries, comes back whole;
-// a longer one is refused with ErrInvalid before it is sent. It used to be published, and one whose
-// subject passed the server's max_control_line made the server close the connection, ending every
-// queue on it.
+// TestKeyTooLong: a key of MaxKeyLen bytes, each of which HeaderKeyB64 carries, comes back whole
+// from a queue of the longest name (the longest subject); a longer one is refused with ErrInvalid
+// before it is sent. It used to be published, and one whose subject passed the server's
+// max_control_line made the server close the connection, ending every queue on it.
 func TestKeyTooLong(t *testing.T) {
 	nc := startConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	q := openQueue(ctx, t, nc, "keyLong", wqjs.WithFetchBatch(1))
+	q := openQueue(ctx, t, nc, "keyLong"+strings.Repeat("_", 64-len("keyLong")), wqjs.WithFetchBatch(1))
 	longest := strings.Repeat("\x01", wqjs.MaxKeyLen)
 	if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{Key: longest}); err != nil {
 		t.Fatalf("Add with a key of MaxKeyLen (%d) bytes: %v", len(longest), err)

@@ -157,7 +157,8 @@ func TestPullStatus(t *testing.T) {
 }
 
 // TestLeaseOnClosedConn: with the caller's connection closed, a Lease cannot start its pull and
-// returns that error at once (not ErrClosed: the queue is open), for either fetch batch.
+// returns that error at once, wrapped in workqueue.ErrClosed (the queue cannot work any more, as
+// after its Close), for either fetch batch.
 func TestLeaseOnClosedConn(t *testing.T) {
 	_, node := startNode(t)
 	for _, batch := range []int{1, 10} {
@@ -173,8 +174,8 @@ func TestLeaseOnClosedConn(t *testing.T) {
 		nc.Close()
 		start := time.Now()
 		it, err := q.Lease(ctx)
-		if !errors.Is(err, nats.ErrConnectionClosed) || time.Since(start) > time.Second {
-			t.Errorf("batch %d: Lease on a closed connection: %v, %v after %v; want nats.ErrConnectionClosed at once", batch, it, err, time.Since(start))
+		if !errors.Is(err, nats.ErrConnectionClosed) || !errors.Is(err, workqueue.ErrClosed) || time.Since(start) > time.Second {
+			t.Errorf("batch %d: Lease on a closed connection: %v, %v after %v; want workqueue.ErrClosed and nats.ErrConnectionClosed at once", batch, it, err, time.Since(start))
 		}
 		q.Close()
 		cancel()

@@ -201,8 +201,9 @@ func TestUnavailable(t *testing.T) {
 }
 
 // TestNotUnavailable: what no retry can help is not ErrUnavailable: a call whose own ctx ended
-// while the server was silent returns the ctx's error, and one on a closed connection
-// nats.ErrConnectionClosed.
+// while the server was silent returns the ctx's error, and one on a closed connection an error
+// wrapping workqueue.ErrClosed and nats.ErrConnectionClosed (the queue can no longer work, as
+// after its Close).
 func TestNotUnavailable(t *testing.T) {
 	names := []string{"Add", "Ack", "Nack", "Extend", "Bury", "Stats", "Dead"}
 	nc, _, px := startProxied(t)
@@ -225,8 +226,8 @@ func TestNotUnavailable(t *testing.T) {
 		return context.WithTimeout(context.Background(), 10*time.Second)
 	})
 	for name, err := range errs {
-		if !errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, workqueue.ErrUnavailable) {
-			t.Errorf("%s on a closed connection: %v; want nats.ErrConnectionClosed, not ErrUnavailable", name, err)
+		if !errors.Is(err, nats.ErrConnectionClosed) || !errors.Is(err, workqueue.ErrClosed) || errors.Is(err, workqueue.ErrUnavailable) {
+			t.Errorf("%s on a closed connection: %v; want workqueue.ErrClosed and nats.ErrConnectionClosed, not ErrUnavailable", name, err)
 		}
 	}
 }
