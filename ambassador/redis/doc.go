@@ -20,7 +20,9 @@
 //     ("{user:1}:a", "{user:1}:b").
 //   - COMMAND and LOLWUT, which have no key, go to the server that an empty key maps to; every
 //     server of a pool answers them alike.
-//   - PING, ECHO and QUIT are answered by the proxy, and so is SELECT: +OK for the pool's
+//   - PING, ECHO and QUIT are answered by the proxy (QUIT with redis-server's +OK, after the
+//     replies to the requests before it, and then the end of the stream; nutcracker 0.5.0 sends
+//     no reply to QUIT, only the end of the stream), and so is SELECT: +OK for the pool's
 //     redis_db (0 by default), the database the proxy selects on every server connection, and an
 //     error naming it for any other. In a pool with redis_auth, clients must AUTH with that
 //     password first (the proxy authenticates to the servers itself).

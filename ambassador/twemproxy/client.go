@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,12 +31,13 @@ const (
 	// neither is one whose replies are complete but held behind an unanswered request.
 	maxStalledOut = 32 << 20
 	stallTimeout  = 5 * time.Second
-	// After the reply to a request refused with a *ClientError, the proxy shuts its side of the
-	// connection and reads what the client still sends, until the client closes its side, for at
-	// most lingerBytes and lingerTimeout, before it closes the connection: closing a socket with
-	// unread bytes in it sends a reset, which can make the client lose the reply (the rest of an
-	// oversized request is such bytes). A client that sends more, or for longer, may still get the
-	// reset.
+	// After the last reply to a client whose stream ends, at a quit or a request refused with a
+	// *ClientError, the proxy shuts its side of the connection and reads what the client still
+	// sends, until the client closes its side, for at most lingerBytes and lingerTimeout, before
+	// it closes the connection: closing a socket with unread bytes in it sends a reset, which can
+	// make the client lose the replies (the rest of an oversized request is such bytes, and so is
+	// what a client pipelined after quit). A client that sends more, or for longer, may still get
+	// the reset. A lingering client no longer counts as a client connection (see pool.linger).
 	lingerBytes   = 64 << 20
 	lingerTimeout = 2 * time.Second
 )
@@ -61,11 +63,11 @@ type client struct {
 	stalled   bool // the writer goroutine owns writing out
 	broken    bool // the connection failed or was closed: replies are dropped
 	quit      bool // a quit (or fatal error) reply is in out: close once it is written
-	linger    bool // with quit: the reply refuses a request; linger before closing
-	lingering bool // the reply refusing a request is written and the write side shut: linger
+	lingering bool // the quit reply is written and the write side shut: linger before closing
 	readDone  bool
 	waiting   bool // the reader waits for space
 	drainedOK bool
+	uncounted atomic.Bool // no longer counted in the pool's client connections (uncount)
 
 	kick    chan struct{} // wakes the writer goroutine; capacity 1
 	space   chan struct{} // wakes the reader; capacity 1
@@ -104,8 +106,6 @@ func (c *client) serve() {
 		c.p.clientMu.Lock()
 		delete(c.p.clients, c)
 		c.p.clientMu.Unlock()
-		c.p.clientConns.Add(-1)
-		c.p.conns.close()
 	}()
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); c.writeLoop() }()
@@ -123,13 +123,26 @@ func (c *client) serve() {
 	c.mu.Lock()
 	lingering := c.lingering
 	c.mu.Unlock()
-	if lingering {
+	c.uncount()
+	if lingering && c.p.linger.start(c.p.currentCfg().ClientConnections) {
 		c.lingerRead()
+		c.p.linger.done()
 	}
 	c.conn.Close()
 }
 
-// lingerRead reads and drops what the client sends after its refused request, until the client
+// uncount stops counting c as a client connection, once: when its stream has ended, also if it then
+// lingers, since nutcracker closes such a connection at once (see lingerSlots). It comes before
+// the end of the stream is sent, so that a client that saw it and connects again finds the place
+// free.
+func (c *client) uncount() {
+	if c.uncounted.CompareAndSwap(false, true) {
+		c.p.clientConns.Add(-1)
+		c.p.conns.close()
+	}
+}
+
+// lingerRead reads and drops what the client sends after its stream ended, until the client
 // closes its side or fails, lingerBytes or lingerTimeout; the pool's Run closing the connection
 // ends it too.
 func (c *client) lingerRead() {
@@ -220,7 +233,7 @@ func (c *client) readFailed(err error, r *Request, batch []*Request) []*Request 
 	if errors.As(err, &ce) {
 		r.reset()
 		r.c = c
-		r.Local, r.Quit, r.linger = true, true, true
+		r.Local, r.Quit = true, true
 		r.Resp = append(r.Resp, ce.Reply...)
 		p.clientErr.Add(1)
 		return append(batch, r)
@@ -447,7 +460,7 @@ func (c *client) drainLocked(rc *reqCache) {
 			if !r.NoReply {
 				c.out = append(c.out, r.Resp...)
 			}
-			c.quit, c.linger = r.Quit, r.linger
+			c.quit = r.Quit
 		}
 		rc.put(r)
 	}
@@ -488,8 +501,9 @@ func (c *client) writeLocked() {
 
 func (c *client) afterWriteLocked() {
 	if c.quit && !c.broken {
-		if c.linger && c.closeWrite() {
-			// The reply to a refused request is written: serve lingers before it closes.
+		c.uncount()
+		if c.closeWrite() {
+			// The last reply is written: serve lingers before it closes.
 			c.broken, c.lingering = true, true
 			c.out = c.out[:0]
 		} else {

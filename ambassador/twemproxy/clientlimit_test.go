@@ -3,6 +3,7 @@ package twemproxy_test
 import (
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,4 +84,48 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no single sample of %s", name)
 	return 0
+}
+
+// A client whose stream has ended, at a refused request or a QUIT, and that the proxy still reads
+// (lingers on, up to 2 s, so that the client gets no reset) no longer holds a client_connections
+// place: a client that connects once the first has read the end of its stream is served. So it
+// is under nutcracker, which counts a client connection against its limit (of its descriptors;
+// it ignores client_connections) until it closes it, at once after a QUIT or a refused request
+// (measured: at its limit, a new client is served once one has quit). The old code counted a
+// refused client while it lingered and closed the new one.
+func TestLingeringClientHoldsNoPlace(t *testing.T) {
+	be := startFakeRedis(t, func(int, int, []string) string { return bulk("v") })
+	addr, srv, _ := twemproxytest.StartPool(t, "r", true, "  client_connections: 1\n", []string{be.addr()},
+		twemproxy.Protocols{Redis: &redis.Protocol{}})
+	for _, end := range []struct{ name, in, reply string }{
+		{"refused", "SET k \"v\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n"},
+		{"quit", encodeCmd("QUIT"), "+OK\r\n"},
+	} {
+		first := dialResp(t, addr)
+		if got := first.do(t, "GET", "k"); got != "$v" {
+			t.Fatalf("GET k: %q", got)
+		}
+		// The client sends the request that ends its stream and more, reads to the end of the
+		// stream, and keeps its side open: the proxy lingers on it.
+		if _, err := io.WriteString(first.c, end.in+strings.Repeat("x", 1000)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := io.ReadAll(first.r); string(got) != end.reply || err != nil {
+			t.Fatalf("%s: read %q, %v; want %q and the end of the stream", end.name, got, err, end.reply)
+		}
+		next := dialResp(t, addr)
+		_ = next.c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(next.c, encodeCmd("GET", "k")); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := next.r.ReadString('\n'); got != "$1\r\n" || err != nil {
+			t.Fatalf("after a client's %s: a new client's GET read %q, %v; want a reply (client_connections: 1)", end.name, got, err)
+		}
+		if n := srv.Snapshot()[0].ClientConnections; n != 1 {
+			t.Errorf("after a client's %s: client_connections %d while it lingers, want 1 (the new client)", end.name, n)
+		}
+		next.c.Close()
+		first.c.Close()
+		await.True(t, "no client connections", 10*time.Second, func() bool { return srv.Snapshot()[0].ClientConnections == 0 })
+	}
 }

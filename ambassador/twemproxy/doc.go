@@ -16,7 +16,10 @@
 // it, as the most client connections the pool accepts: a connection past it is closed at once,
 // counted in PoolStats.ClientRejected and podblocks_sharding_client_rejected_total (not in the stats
 // JSON's client_err, which counts the errors of accepted clients), and logged as a warning, at most
-// one a second.
+// one a second. A client whose stream has ended (after quit, or a request refused) no longer counts,
+// also while the proxy still reads what it sends (see below), as nutcracker counts a connection
+// against its own limit (of its descriptors) until it closes it, at once; at most
+// client_connections such clients are read on at once, and one past them is closed at once.
 //
 // A request whose server failed gets nutcracker's error reply: the strerror text of the errno
 // behind the failure ("-ERR Connection refused", "SERVER_ERROR Connection timed out"; see
@@ -49,7 +52,9 @@
 // end of the stream, and what the client still sends is read and dropped (up to 64 MiB, for up to
 // 2s) before the connection closes: nutcracker, like redis-server, closes it with the rest of the
 // request unread, which sends a reset, so that the client's write fails and it may never read the
-// reply. memcache "version" goes to the server an empty key goes to, where nutcracker 0.5.0 picks
+// reply. So does the end of the stream after memcache "quit" and redis QUIT: nutcracker closes the
+// connection after its read, so that what the client sent after the quit and that read did not
+// take (more than one read holds, or what came later) resets it. memcache "version" goes to the server an empty key goes to, where nutcracker 0.5.0 picks
 // the server by a key it never set (see package memcache). Stats are current rather than
 // aggregated every -i interval, and out_queue_bytes is not tracked (always 0); "backlog" is parsed
 // but Go listens with the kernel's somaxconn; "random" picks a server per request like nutcracker

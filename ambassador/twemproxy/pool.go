@@ -580,9 +580,29 @@ type pool struct {
 
 	clientRejected atomic.Int64 // connections closed at once: client_connections were open
 	rejectWarns    logLimit
+	linger         lingerSlots // clients lingering after their stream ended (see client.serve)
 
 	wg sync.WaitGroup
 }
+
+// lingerSlots counts the clients that linger after their stream ended (see lingerBytes). They no
+// longer count as client connections, so that one lingering refuses no new client under
+// client_connections, as under nutcracker, which closes such a connection at once; but no more
+// than client_connections of them linger at once, so that a pool with the limit holds at most
+// twice as many client sockets: a client past them is closed at once (and may get a reset).
+type lingerSlots struct{ n atomic.Int64 }
+
+// start takes a place to linger in, of at most max (0: any number); it reports whether there was one.
+func (l *lingerSlots) start(max int) bool {
+	if n := l.n.Add(1); max > 0 && n > int64(max) {
+		l.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+// done gives back the place start took.
+func (l *lingerSlots) done() { l.n.Add(-1) }
 
 func newPool(cfg *PoolConfig, proto Protocol, o *options, conns *connCounts) *pool {
 	p := &pool{name: cfg.Name, proto: proto, opts: o, cfg: cfg, clients: map[*client]struct{}{}, conns: conns,

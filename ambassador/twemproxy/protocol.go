@@ -47,7 +47,6 @@ type Request struct {
 	sent   time.Time
 	server *server
 	c      *client  // the client that sent it (for a fragment, its parent's client)
-	linger bool     // the reply refuses the request (a *ClientError): linger before closing
 	parent *Request // for a fragment, the split request
 	left   int      // for a split request, fragments not complete yet; under c.mu
 	done   bool     // the reply (or error) is in; under c.mu
@@ -64,7 +63,7 @@ func (r *Request) Key(i int) []byte { return r.Buf[r.Keys[i].Start:r.Keys[i].End
 
 func (r *Request) reset() {
 	r.Buf, r.Keys, r.Resp, r.Scratch, r.KeyFrag = r.Buf[:0], r.Keys[:0], r.Resp[:0], r.Scratch[:0], r.KeyFrag[:0]
-	r.Kind, r.NoReply, r.Local, r.Quit, r.MultiKey, r.Auth, r.Select, r.linger = 0, false, false, false, false, false, false, false
+	r.Kind, r.NoReply, r.Local, r.Quit, r.MultiKey, r.Auth, r.Select = 0, false, false, false, false, false, false
 	r.frags, r.err, r.server, r.c, r.parent, r.left, r.done, r.readyBytes = r.frags[:0], nil, nil, nil, nil, 0, false, 0
 }
 
