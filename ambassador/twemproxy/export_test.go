@@ -1,6 +1,9 @@
 package twemproxy
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
 // PolledClients returns how many of the clients of pool the poller reads (pollIdle or pollBusy)
 // and how many clients the pool has.
@@ -72,3 +75,22 @@ func ClientConns(s *Server, pool string) []net.Conn {
 
 // MachineHosts returns this machine's addresses beyond loopback (see machineHosts).
 var MachineHosts = machineHosts
+
+// WithPortableClients makes s serve its client connections as on systems without raw system calls
+// or the poller (off unix and off Linux): through net.Conn's Read, Write and CloseWrite only.
+func WithPortableClients() Option {
+	return optionFunc(func(o *options) {
+		o.wrapConn = func(c net.Conn) net.Conn { return portableConn{c} }
+	})
+}
+
+// portableConn hides its connection's SyscallConn.
+type portableConn struct{ net.Conn }
+
+func (c portableConn) CloseWrite() error {
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	return cw.CloseWrite()
+}

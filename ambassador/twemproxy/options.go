@@ -1,6 +1,7 @@
 package twemproxy
 
 import (
+	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,8 @@ type options struct {
 	clientIdleTimeout  time.Duration
 	clientWriteTimeout time.Duration
 	source             string
+	// wrapConn, set by tests only, wraps each client connection the pools accept.
+	wrapConn func(net.Conn) net.Conn
 }
 
 type optionFunc func(*options)

@@ -753,6 +753,9 @@ func (p *pool) run(ctx context.Context) {
 			// SO_KEEPALIVE with the kernel's timing, as nutcracker sets it on client connections.
 			_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1})
 		}
+		if w := p.opts.wrapConn; w != nil {
+			conn = w(conn)
+		}
 		c := newClient(p, conn)
 		p.clientMu.Lock()
 		p.clients[c] = struct{}{}

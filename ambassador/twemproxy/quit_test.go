@@ -26,6 +26,17 @@ var quitCases = []quitCase{
 	{"redis", encodeCmd("GET", "a") + encodeCmd("QUIT"), "$-1\r\n+OK\r\n", "$-1\r\n", true, shardproc.StartRedis, shardproc.RedisPath},
 }
 
+// clientModes are the ways a pool serves its clients: on Linux with the poller and raw system
+// calls, and as on other systems (WithPortableClients), where each client's goroutines read and
+// write it through net.Conn.
+var clientModes = []struct {
+	name string
+	opts []twemproxy.Option
+}{
+	{"native", nil},
+	{"portable", []twemproxy.Option{twemproxy.WithPortableClients()}},
+}
+
 // A client that sends more after quit (memcache) or QUIT (redis), such as pipelined requests, reads
 // the replies, then the end of the stream, and what it sent is taken, as under nutcracker when the
 // rest comes in its read: the proxy shuts its side after the replies and reads the rest before it
@@ -49,13 +60,15 @@ func testQuitThenMore(t *testing.T, tc quitCase) {
 	t.Cleanup(be.Stop)
 	protos := twemproxy.Protocols{Memcache: &memcache.Protocol{}, Redis: &redis.Protocol{}}
 	short, long := tc.in+strings.Repeat(tc.in, 10), tc.in+strings.Repeat("x", 1<<20)
-	addr, _, _ := twemproxytest.StartPool(t, "q", tc.redis, "", []string{be.Addr}, protos)
-	for _, in := range []string{tc.in, short, long} {
-		for i := range 5 {
-			out, werr, rerr := twemproxytest.SendAndRead(t, addr, []byte(in))
-			if string(out) != tc.want || werr != nil || rerr != nil {
-				t.Fatalf("%d bytes after quit, try %d: read %q (error %v), want %q and the end of the stream; the write: %v",
-					len(in)-len(tc.in), i, out, rerr, tc.want, werr)
+	for _, mode := range clientModes {
+		addr, _, _ := twemproxytest.StartPool(t, "q", tc.redis, "", []string{be.Addr}, protos, mode.opts...)
+		for _, in := range []string{tc.in, short, long} {
+			for i := range 5 {
+				out, werr, rerr := twemproxytest.SendAndRead(t, addr, []byte(in))
+				if string(out) != tc.want || werr != nil || rerr != nil {
+					t.Fatalf("%s clients, %d bytes after quit, try %d: read %q (error %v), want %q and the end of the stream; the write: %v",
+						mode.name, len(in)-len(tc.in), i, out, rerr, tc.want, werr)
+				}
 			}
 		}
 	}

@@ -18,13 +18,19 @@ import (
 // the refusal and then the end of the stream, and its whole request is taken: the proxy shuts its
 // side after the reply and reads the rest before it closes. The old code closed the connection
 // with the rest unread, which sends a reset: the client's write failed and its read mostly did,
-// before it had the reply.
+// before it had the reply. It runs with the clients served as on Linux and as elsewhere.
 func TestRefusedRequestReplyArrives(t *testing.T) {
+	for _, mode := range clientModes {
+		t.Run(mode.name, func(t *testing.T) { testRefusedRequestReplyArrives(t, mode.opts) })
+	}
+}
+
+func testRefusedRequestReplyArrives(t *testing.T, opts []twemproxy.Option) {
 	backend := []string{freeport.TCP(t)} // never reached: the proxy refuses the requests itself
 	redisAddr, _, _ := twemproxytest.StartPool(t, "r", true, "", backend,
-		twemproxy.Protocols{Redis: &redis.Protocol{MaxRequestSize: 1 << 20}})
+		twemproxy.Protocols{Redis: &redis.Protocol{MaxRequestSize: 1 << 20}}, opts...)
 	mcAddr, _, _ := twemproxytest.StartPool(t, "m", false, "", backend,
-		twemproxy.Protocols{Memcache: &memcache.Protocol{MaxValueSize: 1 << 10}})
+		twemproxy.Protocols{Memcache: &memcache.Protocol{MaxValueSize: 1 << 10}}, opts...)
 	big := strings.Repeat("v", 8<<20)
 	for _, tc := range []struct {
 		name, addr, req, want string
