@@ -94,9 +94,10 @@ var (
 
 // serverError returns err as the *ServerError a request gets for it (the one err wraps, if any).
 // ErrClosed (the proxy, not the server, ended the request), ErrServerEjected (the extension
-// no_reshard's, which nutcracker has no reply for) and nil are returned as they are. It allocates
-// for an error that is none of these and wraps no *ServerError: a failure that fails many requests
-// makes their error once (finishEach).
+// no_reshard's, which nutcracker has no reply for) and nil are returned as they are. For an error
+// that is none of these and wraps no *ServerError it allocates the *ServerError and, for an errno,
+// its text (twice in all, where a failed dial has allocated some twelve times): a failure that
+// fails many requests makes their error once (finishEach).
 func serverError(err error) error {
 	switch err {
 	case nil, ErrClosed, ErrServerEjected:
@@ -114,20 +115,20 @@ func serverError(err error) error {
 
 // errnoText is nutcracker's text for a failure: strerror of the errno behind it.
 func errnoText(err error) string {
-	var errno syscall.Errno
-	var ne net.Error
-	switch {
-	case errors.Is(err, ErrNoLiveServers):
+	// errors.AsType, unlike errors.As, leaves nothing on the heap.
+	if errors.Is(err, ErrNoLiveServers) {
 		return strerror(syscall.ECONNREFUSED)
-	case errors.Is(err, ErrTimeout), errors.As(err, &ne) && ne.Timeout():
-		return strerror(syscall.ETIMEDOUT)
-	case errors.Is(err, ErrBadResponse):
-		return strerror(syscall.EINVAL) // nutcracker's parser fails the connection with EINVAL
-	case errors.As(err, &errno):
-		return strerror(errno)
-	default:
-		return "unknown" // no errno (the server closed the connection): nutcracker's "unknown"
 	}
+	if ne, ok := errors.AsType[net.Error](err); errors.Is(err, ErrTimeout) || ok && ne.Timeout() {
+		return strerror(syscall.ETIMEDOUT)
+	}
+	if errors.Is(err, ErrBadResponse) {
+		return strerror(syscall.EINVAL) // nutcracker's parser fails the connection with EINVAL
+	}
+	if errno, ok := errors.AsType[syscall.Errno](err); ok {
+		return strerror(errno)
+	}
+	return "unknown" // no errno (the server closed the connection): nutcracker's "unknown"
 }
 
 // strerror is the C library's text for errno: Go's, which is the same but for its first letter.

@@ -1,6 +1,8 @@
 package twemproxy
 
 import (
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -41,6 +43,34 @@ func TestServerFailureErrorMadeOnce(t *testing.T) {
 	for i, r := range rs {
 		if r.Err() != se {
 			t.Fatalf("request %d's error is %p, request 0's %p: want the same one", i, r.Err(), se)
+		}
+	}
+}
+
+// A server failure's error, made once for all the requests it fails, costs two allocations: the
+// *ServerError and its text (strerror's copy of Go's text with a capital). The old code made two
+// more, for the targets of errors.As, which escaped to the heap: four for an errno, three for a
+// closed connection.
+func TestServerErrorAllocations(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for _, tc := range []struct {
+		name string
+		err  error
+		text string
+		most float64
+	}{
+		{"refused dial", refused, "Connection refused", 2},
+		{"reset read", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, "Connection reset by peer", 2},
+		{"timed-out dial", &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, "Connection timed out", 2},
+		{"bad response", fmt.Errorf("%w: %q", ErrBadResponse, "x"), "Invalid argument", 2},
+		{"closed by the server", io.EOF, "unknown", 1},
+	} {
+		se, ok := serverError(tc.err).(*ServerError)
+		if !ok || se.Text != tc.text || se.Err != tc.err {
+			t.Errorf("%s: serverError = %#v, want the *ServerError %q of the error", tc.name, serverError(tc.err), tc.text)
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = serverError(tc.err) }); n > tc.most {
+			t.Errorf("%s: serverError allocates %v times, want at most %v", tc.name, n, tc.most)
 		}
 	}
 }
