@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/procgroup"
 	"go.uber.org/zap"
 )
 
@@ -35,6 +36,23 @@ const stableAfter = 10 * time.Second
 // (WithDoneFile) appears on the shared volume, on Done, on an HTTP POST to the Supervisor as a
 // handler, or when ctx ends. It then sends SIGTERM to the children, SIGKILL after the grace period
 // (WithGrace, default 10s), and Run returns nil once they all exited: a Job's sidecar finishes.
+//
+// # Process groups
+//
+// On Unix each child runs in a process group of its own, and the signals go to the whole group, so
+// that the processes a child started (a shell's background jobs, a server's workers) stop with it:
+// at the end, SIGTERM reaches all of them, the group gets the grace period, and whatever of it is
+// still running then is killed; Run waits for that, not only for the child's own process. A child
+// that exits on its own is like a container's main process: what it left running in its group is
+// killed (SIGKILL) before the child is restarted, so strays cannot pile up across restarts (nor
+// keep holding the ports the restarted child needs). A process that left its child's group
+// (setsid, a daemon) is the child's business: it is neither signalled nor waited for. A child
+// writing to a Stdout or Stderr that is not an *os.File (a bytes.Buffer, a zap writer) has its
+// output copied until every process holding it closed it, but at most for the grace period after
+// the child's own process exited: a process outside the group that keeps it open cannot hold Run
+// (or a restart) longer. Being in a group of their own, children do not get the signals a terminal
+// sends to the Supervisor's group (Ctrl-C): the Supervisor passes SIGTERM on when it stops. Where
+// there are no process groups (Windows), only the child's own process is signalled.
 type Supervisor struct {
 	children []Child
 	o        options
@@ -168,6 +186,10 @@ func (s *Supervisor) supervise(i int, stop <-chan struct{}) {
 	for {
 		cmd := exec.Command(c.Path, c.Args...)
 		cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = c.Env, c.Dir, c.Stdout, c.Stderr
+		cmd.SysProcAttr = procgroup.Attr()
+		// Output copied from a pipe (a writer that is not an *os.File) ends when every process
+		// holding the pipe closed it: one the child left outside its group could hold Wait forever.
+		cmd.WaitDelay = s.o.grace
 		began := time.Now()
 		err := cmd.Start()
 		if err == nil {
@@ -176,6 +198,10 @@ func (s *Supervisor) supervise(i int, stop <-chan struct{}) {
 			go func() { exited <- cmd.Wait() }()
 			select {
 			case err = <-exited:
+				if procgroup.Alive(cmd.Process) {
+					s.log.Info("child exited, killing the processes it left in its group", zap.String("child", c.Path))
+					s.killGroup(cmd)
+				}
 			case <-stop:
 				s.terminate(cmd, exited)
 				s.setState(i, 0, "stopped")
@@ -213,16 +239,57 @@ func (s *Supervisor) supervise(i int, stop <-chan struct{}) {
 	}
 }
 
+// groupPoll is how often the Supervisor checks whether a child's group still runs; killWait bounds
+// how long it waits for a group to go after SIGKILL, which takes effect as each process next runs
+// (one in uninterruptible sleep, on a hung NFS mount, may not for long).
+const (
+	groupPoll = 20 * time.Millisecond
+	killWait  = 5 * time.Second
+)
+
+// terminate sends SIGTERM to the child's group and waits for the child's process and then for the
+// rest of its group, for the grace period at most; then it kills what is left of the group.
 func (s *Supervisor) terminate(cmd *exec.Cmd, exited <-chan error) {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = procgroup.Signal(cmd.Process, syscall.SIGTERM)
 	t := time.NewTimer(s.o.grace)
 	defer t.Stop()
 	select {
 	case <-exited:
+		if waitGroup(cmd.Process, t.C) {
+			return
+		}
+		s.killGroup(cmd)
 	case <-t.C:
-		_ = cmd.Process.Kill()
+		s.killGroup(cmd)
 		<-exited
 	}
+}
+
+// killGroup kills the child's group and waits for it to go (killWait at most).
+func (s *Supervisor) killGroup(cmd *exec.Cmd) {
+	if procgroup.Kill(cmd.Process) != nil {
+		return // none left
+	}
+	t := time.NewTimer(killWait)
+	defer t.Stop()
+	if !waitGroup(cmd.Process, t.C) {
+		s.log.Warn("processes of a child's group still run after SIGKILL", zap.String("child", cmd.Path),
+			zap.Int("group", cmd.Process.Pid), zap.Duration("waited", killWait))
+	}
+}
+
+// waitGroup waits until the group of p has no process running; false when until fires first.
+func waitGroup(p *os.Process, until <-chan time.Time) bool {
+	poll := time.NewTicker(groupPoll)
+	defer poll.Stop()
+	for procgroup.Alive(p) {
+		select {
+		case <-poll.C:
+		case <-until:
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Supervisor) setState(i, pid int, status string) {

@@ -7,18 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
-	"syscall"
 )
 
 // errNoWorkDirLocks is what sweepWorkDirs returns where work directories cannot be locked (no
 // flock(2), as on Windows): the directories of killed workers are left in the work root.
 var errNoWorkDirLocks = fmt.Errorf("workqueue: work-dir locks are not supported on %s, work directories of dead workers are not removed: %w",
 	runtime.GOOS, errors.ErrUnsupported)
-
-// groupAttr is nil: without process groups to signal (Windows), the command is started as usual.
-func groupAttr() *syscall.SysProcAttr { return nil }
 
 // makeWorkDir makes a fresh work directory for item id in root; release removes it. Without
 // work-dir locks it is not locked, and not held open (on Windows an open directory cannot be
@@ -38,15 +33,6 @@ func sweepWorkDirs(string) (int, error) { return 0, errNoWorkDirLocks }
 // readBuffered reads nothing: without non-blocking reads of the descriptor (Windows pipes have no
 // deadlines, and outputPipe.stop closes them) what a pipe holds after stop is dropped.
 func readBuffered(*os.File, io.Writer, []byte, int) {}
-
-// killGroup kills the command's own process: the ExecWorker process-group kill is not supported
-// without process groups (Windows), so processes the command started are left running.
-func killGroup(cmd *exec.Cmd) error {
-	if cmd.Process == nil {
-		return nil
-	}
-	return cmd.Process.Kill()
-}
 
 // exitSignal is nil: without wait statuses that carry a signal (Windows), a killed process has an
 // exit code of its own.

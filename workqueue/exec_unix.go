@@ -7,15 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 )
-
-// groupAttr starts the command in a process group of its own, so that killGroup reaches everything
-// it started.
-func groupAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
 // makeWorkDir makes a fresh work directory for item id in root and locks it (flock) until release,
 // which removes it and then unlocks it.
@@ -114,17 +109,6 @@ func readBuffered(r *os.File, dst io.Writer, buf []byte, max int) {
 		dst.Write(buf[:n])
 		max -= n
 	}
-}
-
-func killGroup(cmd *exec.Cmd) error {
-	if cmd.Process == nil {
-		return nil
-	}
-	err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	if errors.Is(err, syscall.ESRCH) {
-		return os.ErrProcessDone
-	}
-	return err
 }
 
 // exitSignal is the signal that killed the process of ps, or nil if it exited.
