@@ -35,10 +35,13 @@
 //
 // # Lifecycle
 //
-// Constructors (NewMemory, NewPool, NewExecWorker, NewAPI, NewClient, NewSource) validate and start
-// nothing. Pool and Source are components: Run blocks until ctx ends and returns only after every
-// goroutine it started has exited; Pool then drains (in-flight items get WithDrainTimeout to finish,
-// the rest are released). A queue is ready when constructed. A Pool's Run also returns, with
+// Constructors (NewMemory, NewPool, NewExecWorker, NewAPI, NewClient, NewSource, and the pipeline
+// stages' NewCopier, NewFilter, ...) validate and start nothing: a bad argument or option value is
+// an error wrapping ErrInvalid that names it. All but NewClient take
+// WithLogger (default: no logging) and WithRegisterer (default nil: metrics not registered). Pool,
+// Source and the pipeline stages are components: Run blocks until ctx ends and returns only after
+// every goroutine it started has exited; Pool then drains (in-flight items get WithDrainTimeout to
+// finish, the rest are released). A queue is ready when constructed. A Pool's Run also returns, with
 // ErrClosed, once the queue closed under it; a Client whose server cannot be reached or is stopping
 // returns ErrUnavailable instead (ErrClosed only after its own Close), which a Pool retries until
 // the server is back, so that workers outlive a server's restart.
@@ -71,8 +74,25 @@
 //	podblocks_workqueue_queue_added_total                counter  items created since NewMemory
 //	podblocks_workqueue_queue_expired_leases_total       counter  leases that ran out
 //
-// Pools that share a registerer need WithPoolName, and queues WithQueueName, each its own name;
-// the constructor returns the registerer's error otherwise. Close unregisters a queue's metrics.
+// A pipeline stage's (Copier, Filter, Splitter, Sharder, Merger, Join, Reduce), labelled
+// stage="name": WithStageName's, by default the stage's kind ("copier", ...):
+//
+//	podblocks_workqueue_stage_items_total{outcome}    counter    input items done with, see below
+//	podblocks_workqueue_stage_held_items              gauge      input items leased, not yet done with
+//	podblocks_workqueue_stage_add_duration_seconds    histogram  an output add made (_count: items added)
+//	podblocks_workqueue_stage_errors_total{call}      counter    failed lease, extend and add calls
+//
+// An input item's outcome is passed (acked once its adds were made), dropped (acked with nothing
+// to add: a Filter's reject, a Splitter's item without parts), buried (split, combine or reduce
+// failed, or the output refused an add for good), released (given back: the stage stopped or its
+// output closed) or lost (its queue took no ack, bury or release, as when its lease was lost, or a
+// Join's waiting part lost its lease: the item comes again). An add the output left unanswered,
+// and tried again, is a failed add.
+//
+// Pools that share a registerer need WithPoolName, queues WithQueueName, and stages of one kind
+// WithStageName, each its own name; the constructor returns the registerer's error otherwise.
+// Close unregisters a queue's metrics; a pool's and a stage's stay registered. ExecWorker, API and
+// Source have no metrics of their own.
 //
 // # Concurrency
 //

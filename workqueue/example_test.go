@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+	"go.uber.org/zap"
 
 	"github.com/podblocks/podblocks/workqueue"
 )
@@ -156,18 +157,7 @@ func ExampleWithRegisterer() {
 	thumbs.Lease(ctx)
 	reports.Add(ctx, []byte("weekly"), workqueue.AddOptions{Delay: time.Hour})
 
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() == "podblocks_workqueue_queue_items" {
-			var b strings.Builder
-			expfmt.MetricFamilyToText(&b, mf)
-			for l := range strings.Lines(b.String()) {
-				if !strings.HasPrefix(l, "#") {
-					fmt.Print(l)
-				}
-			}
-		}
-	}
+	printMetric(reg, "podblocks_workqueue_queue_items")
 	// Output:
 	// podblocks_workqueue_queue_items{queue="reports",state="dead"} 0
 	// podblocks_workqueue_queue_items{queue="reports",state="delayed"} 1
@@ -177,4 +167,57 @@ func ExampleWithRegisterer() {
 	// podblocks_workqueue_queue_items{queue="thumbnails",state="delayed"} 0
 	// podblocks_workqueue_queue_items{queue="thumbnails",state="leased"} 1
 	// podblocks_workqueue_queue_items{queue="thumbnails",state="ready"} 1
+}
+
+// printMetric prints the samples of the metric called name that g gathers, in the text format.
+func printMetric(g prometheus.Gatherer, name string) {
+	mfs, _ := g.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var b strings.Builder
+			expfmt.MetricFamilyToText(&b, mf)
+			for l := range strings.Lines(b.String()) {
+				if !strings.HasPrefix(l, "#") {
+					fmt.Print(l)
+				}
+			}
+		}
+	}
+}
+
+// A pipeline stage takes WithLogger and WithRegisterer as every constructor of the package does;
+// its metrics tell what became of its input items.
+func ExampleNewFilter() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log, reg := zap.NewNop(), prometheus.NewRegistry()
+	uploads, _ := workqueue.NewMemory(workqueue.WithQueueName("uploads"), workqueue.WithLogger(log), workqueue.WithRegisterer(reg))
+	defer uploads.Close()
+	images, _ := workqueue.NewMemory(workqueue.WithQueueName("images"), workqueue.WithLogger(log), workqueue.WithRegisterer(reg))
+	defer images.Close()
+
+	png := func(it *workqueue.Item) bool { return strings.HasSuffix(string(it.Payload), ".png") }
+	f, err := workqueue.NewFilter(uploads, images, png,
+		workqueue.WithStageName("only-images"), workqueue.WithLogger(log), workqueue.WithRegisterer(reg))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	stopped := make(chan error)
+	go func() { stopped <- f.Run(ctx) }()
+	for _, name := range []string{"cat.png", "notes.txt", "dog.png"} {
+		uploads.Add(ctx, []byte(name), workqueue.AddOptions{})
+	}
+	for s, _ := uploads.Stats(ctx); s.Depth() > 0; s, _ = uploads.Stats(ctx) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-stopped
+	printMetric(reg, "podblocks_workqueue_stage_items_total")
+	// Output:
+	// podblocks_workqueue_stage_items_total{outcome="buried",stage="only-images"} 0
+	// podblocks_workqueue_stage_items_total{outcome="dropped",stage="only-images"} 1
+	// podblocks_workqueue_stage_items_total{outcome="lost",stage="only-images"} 0
+	// podblocks_workqueue_stage_items_total{outcome="passed",stage="only-images"} 2
+	// podblocks_workqueue_stage_items_total{outcome="released",stage="only-images"} 0
 }

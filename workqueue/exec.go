@@ -90,14 +90,9 @@ func WithOutputRoot(dir string) ExecOption {
 }
 
 // WithEnv adds KEY=VALUE entries to the command's environment (which otherwise is this process's).
+// NewExecWorker refuses an entry that is not KEY=VALUE with a KEY, or that holds a NUL byte.
 func WithEnv(kv ...string) ExecOption {
 	return execOptionFunc(func(c *execConfig) { c.env = append(c.env, kv...) })
-}
-
-// WithExecLogger receives the command's output, one log entry per line ("command output", with
-// fields stream and line). Default zap.NewNop().
-func WithExecLogger(l *zap.Logger) ExecOption {
-	return execOptionFunc(func(c *execConfig) { c.logger = l })
 }
 
 // ExecWorker is a Handler that runs an external command per item, the paper's run()/mount()
@@ -140,7 +135,7 @@ func WithExecLogger(l *zap.Logger) ExecOption {
 //
 // # Output
 //
-// The command's standard output and error are logged line by line (WithExecLogger), to the last
+// The command's standard output and error are logged line by line (WithLogger), to the last
 // partial line, and the last few KiB of its standard error are kept for the *ExitError. The
 // outcome follows the exit status of the command's own process alone: processes it left running do
 // not delay Handle, and nothing the command wrote before it ended is lost. A process that left the
@@ -176,7 +171,8 @@ var _ Handler = (*ExecWorker)(nil)
 
 // NewExecWorker returns a worker for the command argv. It resolves argv[0] now, as exec.Command
 // would (see ExecWorker), and returns an error wrapping ErrInvalid when the command is not found
-// or not executable, or when an argument or WithEnv entry holds a NUL byte.
+// or not executable, when an argument or WithEnv entry holds a NUL byte, or when a WithEnv entry
+// is not KEY=VALUE.
 func NewExecWorker(argv []string, opts ...ExecOption) (*ExecWorker, error) {
 	cfg := execConfig{workRoot: os.TempDir(), logger: zap.NewNop(), outputGrace: 200 * time.Millisecond}
 	for _, o := range opts {
@@ -193,6 +189,11 @@ func NewExecWorker(argv []string, opts ...ExecOption) (*ExecWorker, error) {
 				what = "environment entry"
 			}
 			return nil, fmt.Errorf("%w: %s %q holds a NUL byte", ErrInvalid, what, s)
+		}
+	}
+	for _, kv := range cfg.env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return nil, badOption("WithEnv", strconv.Quote(kv), "want KEY=VALUE entries, with a KEY")
 		}
 	}
 	path, err := exec.LookPath(argv[0]) // its error names argv[0]

@@ -433,7 +433,7 @@ while [ ! -e "$ESCAPEE" ]; do sleep 0.01; done
 			}
 			core, logs := observer.New(zap.InfoLevel)
 			w, err := workqueue.NewExecWorker([]string{"sh", "-c", `trap ': > "$DONE"' EXIT` + "\n" + tc.script},
-				workqueue.WithEnv("CHILD="+childFile, "ESCAPEE="+escapeeFile, "DONE="+doneFile), workqueue.WithExecLogger(zap.New(core)))
+				workqueue.WithEnv("CHILD="+childFile, "ESCAPEE="+escapeeFile, "DONE="+doneFile), workqueue.WithLogger(zap.New(core)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -503,7 +503,7 @@ echo first
 while [ ! -e "$LOGGED" ]; do sleep 0.01; done
 seq 1 2000`
 	w, err := workqueue.NewExecWorker([]string{"sh", "-c", script},
-		workqueue.WithEnv("ESCAPEE="+escapeeFile, "LOGGED="+loggedFile), workqueue.WithExecLogger(zap.New(core, slow)))
+		workqueue.WithEnv("ESCAPEE="+escapeeFile, "LOGGED="+loggedFile), workqueue.WithLogger(zap.New(core, slow)))
 	if err != nil {
 		t.Fatal(err)
 	}

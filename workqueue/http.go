@@ -41,18 +41,14 @@ func (f apiOptionFunc) applyAPI(c *apiConfig) { f(c) }
 
 // WithMaxPayload limits an added payload's size; larger adds get 413, as do adds the queue refuses
 // with ErrTooLarge (the jetstream backend takes a little less than the NATS server's max_payload,
-// 1 MiB by default: room is kept for the item's dead letter). Default 16 MiB.
+// 1 MiB by default: room is kept for the item's dead letter). Default 16 MiB; NewAPI refuses
+// n <= 0.
 func WithMaxPayload(n int64) APIOption { return apiOptionFunc(func(c *apiConfig) { c.maxPayload = n }) }
 
 // WithMaxWait caps how long a lease request may long-poll. Default 60s (keep it below the HTTP
-// server's write timeout).
+// server's write timeout); NewAPI refuses d <= 0 (a lease request's wait=0 asks for no long poll).
 func WithMaxWait(d time.Duration) APIOption {
 	return apiOptionFunc(func(c *apiConfig) { c.maxWait = d })
-}
-
-// WithAPILogger sets the API's logger. Default zap.NewNop().
-func WithAPILogger(l *zap.Logger) APIOption {
-	return apiOptionFunc(func(c *apiConfig) { c.logger = l })
 }
 
 // API serves a Queue over HTTP so that workers in any language can lease and ack:
@@ -138,8 +134,16 @@ func NewAPI(q Queue, opts ...APIOption) (*API, error) {
 	for _, o := range opts {
 		o.applyAPI(&cfg)
 	}
-	if q == nil || cfg.maxPayload <= 0 || cfg.maxWait <= 0 {
-		return nil, fmt.Errorf("%w: nil queue, or non-positive max payload or wait", ErrInvalid)
+	switch {
+	case q == nil:
+		return nil, fmt.Errorf("%w: nil queue", ErrInvalid)
+	case cfg.maxPayload <= 0:
+		return nil, badOption("WithMaxPayload", cfg.maxPayload, "want a positive number of bytes")
+	case cfg.maxWait <= 0:
+		return nil, badOption("WithMaxWait", cfg.maxWait, "want a positive duration")
+	}
+	if cfg.logger == nil {
+		cfg.logger = zap.NewNop()
 	}
 	a := &API{q: q, cfg: cfg, mux: http.NewServeMux()}
 	if m, ok := q.(*Memory); ok && m.cfg.journal == nil {

@@ -2,6 +2,7 @@ package workqueue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -167,4 +168,105 @@ func (h *shardedHistogram) Collect(ch chan<- prometheus.Metric) {
 	}
 	n += counts[len(h.upper)]
 	ch <- prometheus.MustNewConstHistogramWithCreatedTimestamp(h.desc, n, sum, buckets, h.created)
+}
+
+// The outcomes of a pipeline stage's input item, indexes of stageMetrics.done and
+// stageOutcomeNames.
+const (
+	stagePassed   = iota // acked once its output adds were made
+	stageDropped         // acked with nothing to add: a Filter's reject, a Splitter's item without parts
+	stageBuried          // split, combine or reduce failed, or the output refused an add for good
+	stageReleased        // given back, and taken back by its queue: the stage stopped, or its output closed
+	stageLost            // its queue took no ack, bury or release, or a Join's waiting part lost its lease
+	numStageOutcomes
+)
+
+var stageOutcomeNames = [numStageOutcomes]string{"passed", "dropped", "buried", "released", "lost"}
+
+// The calls a stage counts the errors of, indexes of stageMetrics.errs and stageCallNames.
+const (
+	callLease  = iota // of an input
+	callExtend        // of a held input item's lease
+	callAdd           // to an output, one that got no answer in time included
+	numStageCalls
+)
+
+var stageCallNames = [numStageCalls]string{"lease", "extend", "add"}
+
+// stageMetrics is a pipeline stage's prometheus.Collector, labelled stage="name" when registered.
+// An item costs its stage a few atomic adds and no allocation: the counts are plain atomics,
+// turned into metrics at scrape time; what a stage holds is what it leased less what it is done
+// with; and each stage loop observes its adds' times through a shard of its own of addTime.
+type stageMetrics struct {
+	leased  atomic.Uint64
+	done    [numStageOutcomes]atomic.Uint64
+	errs    [numStageCalls]atomic.Uint64
+	addTime *shardedHistogram
+	created time.Time
+	items   *prometheus.Desc
+	held    *prometheus.Desc
+	errors  *prometheus.Desc
+}
+
+// newStageMetrics returns the metrics of the stage called name, registered with reg unless it is
+// nil.
+func newStageMetrics(name string, reg prometheus.Registerer) (*stageMetrics, error) {
+	m := &stageMetrics{
+		addTime: newShardedHistogram("podblocks_workqueue_stage_add_duration_seconds",
+			"Time an output add took, of the adds the output took (its count: the items the stage added).",
+			prometheus.ExponentialBuckets(0.0001, 4, 10)),
+		created: time.Now(),
+		items: prometheus.NewDesc("podblocks_workqueue_stage_items_total",
+			"Input items the stage is done with, by outcome (passed, dropped, buried, released, lost).", []string{"outcome"}, nil),
+		held: prometheus.NewDesc("podblocks_workqueue_stage_held_items",
+			"Input items the stage holds: leased, and not yet acked, buried or given back (a Join's waiting parts, a Reduce's filling batch, items whose adds are being made).", nil, nil),
+		errors: prometheus.NewDesc("podblocks_workqueue_stage_errors_total",
+			"Calls on the stage's queues that failed, by call (lease, extend, add); an add the output left unanswered counts.", []string{"call"}, nil),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{"stage": name}, reg)
+	if err := reg.Register(m); err != nil {
+		var dup prometheus.AlreadyRegisteredError
+		if errors.As(err, &dup) {
+			return nil, fmt.Errorf("register stage metrics: a stage named %q is registered already (stages that share a registerer need names of their own: WithStageName): %w", name, err)
+		}
+		return nil, fmt.Errorf("register stage metrics: %w", err)
+	}
+	return m, nil
+}
+
+// lease counts an input item the stage leased.
+func (m *stageMetrics) lease() { m.leased.Add(1) }
+
+// finish counts an input item the stage is done with.
+func (m *stageMetrics) finish(outcome int) { m.done[outcome].Add(1) }
+
+// fail counts a call that failed.
+func (m *stageMetrics) fail(call int) { m.errs[call].Add(1) }
+
+// Describe implements prometheus.Collector.
+func (m *stageMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.items
+	ch <- m.held
+	ch <- m.errors
+	m.addTime.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *stageMetrics) Collect(ch chan<- prometheus.Metric) {
+	// The outcomes are read before the leases, each counted after its lease: so held is never
+	// negative, if a little high at times.
+	var done uint64
+	for i := range m.done {
+		n := m.done[i].Load()
+		done += n
+		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(m.items, prometheus.CounterValue, float64(n), m.created, stageOutcomeNames[i])
+	}
+	ch <- prometheus.MustNewConstMetric(m.held, prometheus.GaugeValue, float64(m.leased.Load()-done))
+	for i := range m.errs {
+		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(m.errors, prometheus.CounterValue, float64(m.errs[i].Load()), m.created, stageCallNames[i])
+	}
+	m.addTime.Collect(ch)
 }

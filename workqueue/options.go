@@ -1,6 +1,7 @@
 package workqueue
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,27 +52,54 @@ func WithQueueName(name string) Option {
 	return optionFunc(func(c *memConfig) { c.name = name })
 }
 
-// CommonOption is an option that every podblocks component in this package takes.
+// CommonOption is an option that every constructor of this package but NewClient takes:
+// NewMemory, NewPool, NewExecWorker, NewAPI, NewSource and every pipeline stage's (NewCopier,
+// NewFilter, NewSplitter, NewSharder, NewMerger, NewJoin, NewReduce).
 type CommonOption interface {
 	Option
 	PoolOption
+	ExecOption
+	APIOption
+	StageOption
+	SourceOption
 }
 
 type loggerOption struct{ l *zap.Logger }
 
-func (o loggerOption) apply(c *memConfig)      { c.logger = o.l }
-func (o loggerOption) applyPool(c *poolConfig) { c.logger = o.l }
+func (o loggerOption) apply(c *memConfig)          { c.logger = o.l }
+func (o loggerOption) applyPool(c *poolConfig)     { c.logger = o.l }
+func (o loggerOption) applyExec(c *execConfig)     { c.logger = o.l }
+func (o loggerOption) applyAPI(c *apiConfig)       { c.logger = o.l }
+func (o loggerOption) applyStage(c *stageConfig)   { c.logger = o.l }
+func (o loggerOption) applySource(c *sourceConfig) { c.logger = o.l }
 
-// WithLogger sets the logger. Default zap.NewNop().
+// WithLogger sets the logger. Default zap.NewNop() (nil too). An ExecWorker logs its command's
+// output to it, one entry per line ("command output", with fields stream and line): give it a
+// named one (l.Named("cmd")) to tell that output from the pool's own lines. A pipeline stage's
+// lines carry the field stage (see WithStageName).
 func WithLogger(l *zap.Logger) CommonOption { return loggerOption{l} }
 
 type registererOption struct{ r prometheus.Registerer }
 
-func (o registererOption) apply(c *memConfig)      { c.reg = o.r }
-func (o registererOption) applyPool(c *poolConfig) { c.reg = o.r }
+func (o registererOption) apply(c *memConfig)        { c.reg = o.r }
+func (o registererOption) applyPool(c *poolConfig)   { c.reg = o.r }
+func (o registererOption) applyStage(c *stageConfig) { c.reg = o.r }
+
+// ExecWorker, API and Source have no metrics of their own (the Pool that runs an ExecWorker and
+// the queue that an API or a Source serves have theirs): for them WithRegisterer changes nothing.
+func (o registererOption) applyExec(*execConfig)     {}
+func (o registererOption) applyAPI(*apiConfig)       {}
+func (o registererOption) applySource(*sourceConfig) {}
 
 // WithRegisterer registers the component's metrics with r. Default nil: metrics exist but are not
 // registered. The package doc lists them. A Memory queue's are read from the queue when r's
 // gatherer is scraped (see NewStatsCollector), cost its calls nothing, and are unregistered by
-// Close.
+// Close. A Pool's and a pipeline stage's are registered by their constructor and stay registered.
+// ExecWorker, API and Source have none of their own: for them it changes nothing.
 func WithRegisterer(r prometheus.Registerer) CommonOption { return registererOption{r} }
+
+// badOption is the error of option opt given value v, which it does not take: want says what it
+// takes.
+func badOption(opt string, v any, want string) error {
+	return fmt.Errorf("%w: %s(%v): %s", ErrInvalid, opt, v, want)
+}

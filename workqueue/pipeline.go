@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -31,11 +32,14 @@ import (
 // item must travel on); a Splitter's parts and a Reduce's result are keyless items of their own.
 // Stages compose by sharing queues: one stage's output is the next one's input.
 
-// StageOption configures a pipeline stage.
+// StageOption configures a pipeline stage. WithLogger and WithRegisterer are StageOptions too.
 type StageOption interface{ applyStage(*stageConfig) }
 
 type stageConfig struct {
 	logger  *zap.Logger
+	reg     prometheus.Registerer
+	name    string
+	named   bool // WithStageName was given
 	retry   time.Duration
 	maxWait time.Duration
 }
@@ -44,9 +48,13 @@ type stageOptionFunc func(*stageConfig)
 
 func (f stageOptionFunc) applyStage(c *stageConfig) { f(c) }
 
-// WithStageLogger sets a stage's logger. Default zap.NewNop().
-func WithStageLogger(l *zap.Logger) StageOption {
-	return stageOptionFunc(func(c *stageConfig) { c.logger = l })
+// WithStageName names a stage: its metrics carry the label stage="name" and its log lines the
+// field stage. Default: the stage's kind ("copier", "filter", "splitter", "sharder", "merger",
+// "join" or "reduce"). Stages that share a registerer need names of their own, so two of one kind
+// need WithStageName: the second one's constructor returns the registerer's error otherwise. The
+// constructors refuse "".
+func WithStageName(name string) StageOption {
+	return stageOptionFunc(func(c *stageConfig) { c.name, c.named = name, true })
 }
 
 // WithStageRetry is how long a stage waits before it tries again an output add that failed (then
@@ -56,25 +64,44 @@ func WithStageLogger(l *zap.Logger) StageOption {
 // the stage extends the leases of the input items it holds at a third of their length, but at most
 // this apart for a lease whose deadline tells it nothing: none, or past, or by another machine's
 // clock (a Client's from a server that writes no ttl); so keep it under a third of such an input's
-// lease. Default 1s.
+// lease. Default 1s; the constructors refuse less than 1ms, which would retry a failing queue in a
+// busy loop.
 func WithStageRetry(d time.Duration) StageOption {
 	return stageOptionFunc(func(c *stageConfig) { c.retry = d })
 }
 
-// WithFlushAfter bounds how long Reduce holds a partial batch before it emits it. Default 1s.
+// minStageRetry is the least WithStageRetry a stage takes.
+const minStageRetry = time.Millisecond
+
+// WithFlushAfter bounds how long Reduce holds a partial batch before it emits it. Default 1s; the
+// constructors (every stage's, though only Reduce uses it) refuse d <= 0.
 func WithFlushAfter(d time.Duration) StageOption {
 	return stageOptionFunc(func(c *stageConfig) { c.maxWait = d })
 }
 
-func stageCfg(opts []StageOption) stageConfig {
+// stageCfg is the config opts make for a stage of kind, or the error that names an option they
+// give a value it does not take.
+func stageCfg(kind string, opts []StageOption) (stageConfig, error) {
 	c := stageConfig{logger: zap.NewNop(), retry: time.Second, maxWait: time.Second}
 	for _, o := range opts {
 		o.applyStage(&c)
 	}
+	switch {
+	case c.retry < minStageRetry:
+		return c, badOption("WithStageRetry", c.retry, "want a duration of at least "+minStageRetry.String())
+	case c.maxWait <= 0:
+		return c, badOption("WithFlushAfter", c.maxWait, "want a positive duration")
+	case c.named && c.name == "":
+		return c, badOption("WithStageName", `""`, "want a name")
+	}
+	if !c.named {
+		c.name = kind
+	}
 	if c.logger == nil {
 		c.logger = zap.NewNop()
 	}
-	return c
+	c.logger = c.logger.With(zap.String("stage", c.name))
+	return c, nil
 }
 
 // emit is one add a stage makes.
@@ -136,12 +163,25 @@ const (
 // outlet makes a stage's output adds for the input items it holds, and acks the items.
 type outlet struct {
 	cfg      stageConfig
+	m        *stageMetrics
 	down     outage       // of the output's adds
 	inDown   outage       // of the Extends of held input items
 	answered atomic.Int64 // how long the output took to answer the last add it made (a Duration)
 }
 
-func newOutlet(opts []StageOption) *outlet { return &outlet{cfg: stageCfg(opts)} }
+// newOutlet returns the outlet of a stage of kind, with its metrics registered, or the error that
+// names a bad option.
+func newOutlet(kind string, opts []StageOption) (*outlet, error) {
+	cfg, err := stageCfg(kind, opts)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newStageMetrics(cfg.name, cfg.reg)
+	if err != nil {
+		return nil, err
+	}
+	return &outlet{cfg: cfg, m: m}, nil
+}
 
 // stageCtx is what a stage's calls run under: run is Run's ctx (leases and pauses end with it);
 // adds, for output adds, ends stopGrace after run, so that an add in flight then may still be
@@ -209,7 +249,7 @@ func (o *outlet) deliverHeld(sc stageCtx, k *keeper, work context.Context, held 
 	if len(outs) > 0 {
 		err := context.Cause(work) // a lease lost before the adds (a Reduce's, as its batch filled)
 		if err == nil {
-			err = o.addAll(sc.run, work, outs)
+			err = o.addAll(sc.run, work, outs, k.times)
 		}
 		k.end()
 		switch {
@@ -224,10 +264,17 @@ func (o *outlet) deliverHeld(sc stageCtx, k *keeper, work context.Context, held 
 			return nil
 		}
 	}
+	outcome := stagePassed
+	if len(outs) == 0 {
+		outcome = stageDropped
+	}
 	for _, x := range held {
 		if err := x.q.Ack(sc.in, x.it.Lease); err != nil {
 			o.cfg.logger.Warn("ack failed; the item may be processed again", zap.String("id", x.it.ID), zap.Error(err))
+			o.m.finish(stageLost)
+			continue
 		}
+		o.m.finish(outcome)
 	}
 	return nil
 }
@@ -239,14 +286,14 @@ func (o *outlet) deliverHeld(sc stageCtx, k *keeper, work context.Context, held 
 // and one that hangs is asked again. An outage is logged once, and its end. addAll returns nil once
 // every add is made; errOutputClosed, or the output's refusal for good (ErrTooLarge, ErrInvalid);
 // or, once work ends (or run ends between two tries), why.
-func (o *outlet) addAll(run, work context.Context, outs []emit) error {
-	base := max(o.cfg.retry, time.Millisecond)
+func (o *outlet) addAll(run, work context.Context, outs []emit, times *histogramShard) error {
+	base := o.cfg.retry
 	pause, wait := base, o.addWait(base)
 	for {
 		var err error
 		hung := false
 		for len(outs) > 0 {
-			if hung, err = o.add(work, outs[0], wait); err != nil {
+			if hung, err = o.add(work, outs[0], wait, times); err != nil {
 				break
 			}
 			outs = outs[1:]
@@ -286,16 +333,22 @@ func (o *outlet) addWait(base time.Duration) time.Duration {
 }
 
 // add makes the add e under work, and gives it up as hung (true) if the output has not answered
-// within wait.
-func (o *outlet) add(work context.Context, e emit, wait time.Duration) (hung bool, err error) {
+// within wait. It observes the time an add took in times, the shard of the loop that makes it.
+func (o *outlet) add(work context.Context, e emit, wait time.Duration, times *histogramShard) (hung bool, err error) {
 	actx, cancel := context.WithTimeout(work, wait)
 	defer cancel()
 	start := time.Now()
 	if _, err = e.q.Add(actx, e.payload, AddOptions{Key: e.key}); err == nil {
-		o.answered.Store(int64(time.Since(start)))
+		took := time.Since(start)
+		o.answered.Store(int64(took))
+		times.Observe(took.Seconds())
 		return false, nil
 	}
-	if actx.Err() != nil && work.Err() == nil {
+	if work.Err() != nil { // given up by the stage, not failed by the output
+		return false, err
+	}
+	o.m.fail(callAdd)
+	if actx.Err() != nil {
 		return true, fmt.Errorf("no answer within %v: %w", wait, err)
 	}
 	return false, err
@@ -309,11 +362,12 @@ func (o *outlet) add(work context.Context, e emit, wait time.Duration) (hung boo
 // Firing between items, it is not set again. The adds' ctx is kept from item to item until a lost
 // lease (or the end of an Extend in flight) cancels it.
 type keeper struct {
-	o    *outlet
-	ctx  context.Context // the loop's stageCtx's adds
-	t    *time.Timer     // runs fire
-	work context.Context // the adds' and Extends', reused until it ends: with ctx, or cancelled by lose
-	lose context.CancelCauseFunc
+	o     *outlet
+	ctx   context.Context // the loop's stageCtx's adds
+	times *histogramShard // the loop's shard of the times its adds take
+	t     *time.Timer     // runs fire
+	work  context.Context // the adds' and Extends', reused until it ends: with ctx, or cancelled by lose
+	lose  context.CancelCauseFunc
 	// mu guards the rest; fire does not hold it through its Extends (see end).
 	mu        sync.Mutex
 	held      []heldItem // nil between items
@@ -328,7 +382,7 @@ type keeper struct {
 
 // newKeeper returns the keeper of one stage loop, which calls close before it returns.
 func (o *outlet) newKeeper(sc stageCtx) *keeper {
-	k := &keeper{o: o, ctx: sc.adds}
+	k := &keeper{o: o, ctx: sc.adds, times: o.m.addTime.shard()}
 	k.t = time.AfterFunc(time.Hour, k.fire)
 	k.t.Stop()
 	return k
@@ -474,9 +528,11 @@ func (k *keeper) extend(work context.Context, held []heldItem, due []time.Time) 
 		case work.Err() != nil:
 			return false
 		case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrClosed):
+			o.m.fail(callExtend)
 			log.Warn("input lease lost; giving the input back", zap.String("id", x.it.ID), zap.Error(err))
 			return true
 		default:
+			o.m.fail(callExtend)
 			due[i] = now.Add(max(o.cfg.retry, minRenew))
 			o.inDown.fail(log, "extend held input failed; trying again", err)
 		}
@@ -527,12 +583,14 @@ func (o *outlet) lease(ctx context.Context, sc stageCtx, q Queue) (*Item, error)
 			_ = releaseLease(sc.in, q, it.Lease)
 			return nil, nil
 		case err == nil:
+			o.m.lease()
 			return it, nil
 		case ctx.Err() != nil:
 			return nil, nil
 		case errors.Is(err, ErrClosed):
 			return nil, err
 		}
+		o.m.fail(callLease)
 		o.cfg.logger.Warn("lease failed", zap.Error(err))
 		if !sleepCtx(ctx, o.cfg.retry) {
 			return nil, nil
@@ -545,15 +603,27 @@ func (o *outlet) bury(ctx context.Context, held []heldItem, reason string) {
 	for _, x := range held {
 		if err := x.q.Bury(ctx, x.it.Lease, reason); err != nil {
 			o.cfg.logger.Warn("bury failed", zap.String("id", x.it.ID), zap.Error(err))
+			o.m.finish(stageLost)
+			continue
 		}
+		o.m.finish(stageBuried)
 	}
 }
 
 // giveBack returns the items held to their queues, without counting the attempt where it can.
 func (o *outlet) giveBack(ctx context.Context, held []heldItem) {
 	for _, x := range held {
-		_ = releaseLease(ctx, x.q, x.it.Lease)
+		o.release(ctx, x)
 	}
+}
+
+// release returns x to its queue, without counting the attempt where it can.
+func (o *outlet) release(ctx context.Context, x heldItem) {
+	if err := releaseLease(ctx, x.q, x.it.Lease); err != nil {
+		o.m.finish(stageLost) // the queue did not take it back: it comes back when its lease ends
+		return
+	}
+	o.m.finish(stageReleased)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -593,7 +663,11 @@ func NewCopier(in Queue, outs []Queue, opts ...StageOption) (*Copier, error) {
 		return nil, fmt.Errorf("%w: copier needs an input and at least one output", ErrInvalid)
 	}
 	outs = append([]Queue(nil), outs...)
-	return &Copier{mover{in: in, o: newOutlet(opts), f: func(it *Item) ([]emit, error) {
+	o, err := newOutlet("copier", opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Copier{mover{in: in, o: o, f: func(it *Item) ([]emit, error) {
 		e := make([]emit, len(outs))
 		for i, q := range outs {
 			e[i] = emit{q, it.Payload, it.Key}
@@ -613,7 +687,11 @@ func NewFilter(in, out Queue, keep func(*Item) bool, opts ...StageOption) (*Filt
 	if err := checkQueues(in, out); err != nil || keep == nil {
 		return nil, fmt.Errorf("%w: filter needs an input, an output and a predicate", ErrInvalid)
 	}
-	return &Filter{mover{in: in, o: newOutlet(opts), f: func(it *Item) ([]emit, error) {
+	o, err := newOutlet("filter", opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Filter{mover{in: in, o: o, f: func(it *Item) ([]emit, error) {
 		if keep(it) {
 			return []emit{{out, it.Payload, it.Key}}, nil
 		}
@@ -635,7 +713,11 @@ func NewSplitter(in Queue, outs []Queue, split func(*Item) ([][]byte, error), ro
 		return nil, fmt.Errorf("%w: splitter needs an input, outputs, split and route", ErrInvalid)
 	}
 	outs = append([]Queue(nil), outs...)
-	return &Splitter{mover{in: in, o: newOutlet(opts), f: func(it *Item) ([]emit, error) {
+	o, err := newOutlet("splitter", opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Splitter{mover{in: in, o: o, f: func(it *Item) ([]emit, error) {
 		parts, err := split(it)
 		if err != nil {
 			return nil, err
@@ -675,7 +757,11 @@ func NewSharder(in Queue, outs []Queue, opts ...StageOption) (*Sharder, error) {
 		return nil, fmt.Errorf("%w: sharder needs an input and at least one output", ErrInvalid)
 	}
 	outs = append([]Queue(nil), outs...)
-	return &Sharder{mover{in: in, o: newOutlet(opts), f: func(it *Item) ([]emit, error) {
+	o, err := newOutlet("sharder", opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Sharder{mover{in: in, o: o, f: func(it *Item) ([]emit, error) {
 		k := it.Key
 		if k == "" {
 			k = it.ID
@@ -695,7 +781,10 @@ func NewMerger(ins []Queue, out Queue, opts ...StageOption) (*Merger, error) {
 	if err := checkQueues(append([]Queue{out}, ins...)...); err != nil || len(ins) == 0 {
 		return nil, fmt.Errorf("%w: merger needs inputs and an output", ErrInvalid)
 	}
-	o := newOutlet(opts) // one output, one outage to log
+	o, err := newOutlet("merger", opts) // one output, one outage to log
+	if err != nil {
+		return nil, err
+	}
 	m := &Merger{}
 	for _, in := range ins {
 		m.ms = append(m.ms, &mover{in: in, o: o, f: func(it *Item) ([]emit, error) { return []emit{{out, it.Payload, it.Key}}, nil }})
@@ -807,6 +896,7 @@ func (h *holder) extendLoop(ctx context.Context, log *zap.Logger) {
 				if ctx.Err() != nil {
 					return
 				}
+				h.o.m.fail(callExtend)
 				log.Warn("extend held item", zap.String("id", x.it.ID), zap.Error(err))
 			}
 			gone := errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrClosed)
@@ -847,7 +937,7 @@ func (h *holder) release(ctx context.Context) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for k, x := range h.items {
-		_ = releaseLease(ctx, x.q, x.it.Lease)
+		h.o.release(ctx, x)
 		delete(h.items, k)
 		delete(h.due, k)
 	}
@@ -879,7 +969,11 @@ func NewJoin(ins []Queue, out Queue, key func(*Item) string, combine func(parts 
 	if key == nil {
 		key = func(it *Item) string { return it.Key }
 	}
-	return &Join{ins: append([]Queue(nil), ins...), out: out, key: key, combine: combine, o: newOutlet(opts)}, nil
+	o, err := newOutlet("join", opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Join{ins: append([]Queue(nil), ins...), out: out, key: key, combine: combine, o: o}, nil
 }
 
 // Run implements lifecycle.Component: one lease loop per input. It returns when ctx ends (nil) or
@@ -894,6 +988,7 @@ func (j *Join) Run(ctx context.Context) error {
 		mu.Lock()
 		if h.remove(x.it) { // not taken by a set meanwhile
 			pending.drop(k, x.it)
+			j.o.m.finish(stageLost)
 		}
 		mu.Unlock()
 	})
@@ -1027,7 +1122,11 @@ func NewReduce(in, out Queue, n int, reduce func(payloads [][]byte) ([]byte, err
 	if err := checkQueues(in, out); err != nil || n < 1 || reduce == nil {
 		return nil, fmt.Errorf("%w: reduce needs an input, an output, n >= 1 and a function", ErrInvalid)
 	}
-	return &Reduce{in: in, out: out, n: n, reduce: reduce, o: newOutlet(opts)}, nil
+	o, err := newOutlet("reduce", opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Reduce{in: in, out: out, n: n, reduce: reduce, o: o}, nil
 }
 
 // Run implements lifecycle.Component. A Lease that fails is tried again after the stage's retry

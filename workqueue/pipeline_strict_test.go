@@ -368,7 +368,7 @@ func TestKeeperLostLeaseDoesNotLeakIntoNextItem(t *testing.T) {
 		})
 		in.ok = out.has
 		core, logs := observer.New(zapcore.InfoLevel)
-		c, _ := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithStageLogger(zap.New(core)))
+		c, _ := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithLogger(zap.New(core)))
 		if err, _ := runFor(c, 30*time.Second); err != nil {
 			t.Fatal(err)
 		}

@@ -481,7 +481,7 @@ func TestStagesRideOutAnOutputOutage(t *testing.T) {
 		ctx := context.Background()
 		out := &outage{Memory: mustMemory(t), until: time.Now().Add(5 * time.Second)}
 		core, logs := observer.New(zapcore.InfoLevel)
-		st := build(out, workqueue.WithStageLogger(zap.New(core)))
+		st := build(out, workqueue.WithLogger(zap.New(core)))
 		go func() {
 			time.Sleep(4500 * time.Millisecond) // late in the outage
 			leased := int64(0)
@@ -766,7 +766,7 @@ func TestStagesRideOutAHungOutput(t *testing.T) {
 	eachStage(t, inOpts, func(t *testing.T, tc stageCase, ins []*workqueue.Memory, build func(workqueue.Queue, ...workqueue.StageOption) component) {
 		out := &hung{Memory: mustMemory(t), until: time.Now().Add(10 * time.Second)}
 		core, logs := observer.New(zapcore.InfoLevel)
-		st := build(out, workqueue.WithStageLogger(zap.New(core)))
+		st := build(out, workqueue.WithLogger(zap.New(core)))
 		if err, _ := runFor(st, 2*time.Minute); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
@@ -846,7 +846,7 @@ func TestReduceRidesOutALeaseErrorInABatch(t *testing.T) {
 		out := mustMemory(t)
 		core, logs := observer.New(zapcore.InfoLevel)
 		r, err := workqueue.NewReduce(in, out, 2, func(ps [][]byte) ([]byte, error) { return bytes.Join(ps, []byte("+")), nil },
-			workqueue.WithFlushAfter(time.Second), workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithStageLogger(zap.New(core)))
+			workqueue.WithFlushAfter(time.Second), workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithLogger(zap.New(core)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -905,7 +905,7 @@ func TestStagesWaitForASlowOutput(t *testing.T) {
 				in := mustMemory(t, workqueue.WithMaxAttempts(1), workqueue.WithLeaseDuration(time.Second))
 				out := &slowOut{Memory: mustMemory(t), lat: 600 * time.Millisecond, madeFirst: madeFirst}
 				core, logs := observer.New(zapcore.InfoLevel)
-				c, err := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithStageLogger(zap.New(core)))
+				c, err := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithLogger(zap.New(core)))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -929,7 +929,7 @@ func TestStagesGetAddsThroughAnOutputSlowerThanTheirWait(t *testing.T) {
 		in := mustMemory(t, workqueue.WithMaxAttempts(1), workqueue.WithLeaseDuration(time.Second))
 		out := &slowOut{Memory: mustMemory(t), lat: 2 * time.Second}
 		core, logs := observer.New(zapcore.InfoLevel)
-		c, err := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithStageLogger(zap.New(core)))
+		c, err := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithLogger(zap.New(core)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -968,7 +968,7 @@ func TestSplitterKeepsItsInputLeasedThroughItsParts(t *testing.T) {
 				ps = append(ps, append(append([]byte(nil), it.Payload...), byte('0'+i)))
 			}
 			return ps, nil
-		}, func([]byte) int { return 0 }, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithStageLogger(zap.New(core)))
+		}, func([]byte) int { return 0 }, workqueue.WithStageRetry(100*time.Millisecond), workqueue.WithLogger(zap.New(core)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1092,7 +1092,7 @@ func TestStagesLetGoOfAnInputWhoseLeaseIsLost(t *testing.T) {
 		in := &stolen{Memory: mustMemory(t, workqueue.WithLeaseDuration(3*time.Second))}
 		out := &hung{Memory: mustMemory(t), until: time.Now().Add(time.Hour)}
 		core, logs := observer.New(zapcore.InfoLevel)
-		c, err := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithStageLogger(zap.New(core)))
+		c, err := workqueue.NewCopier(in, []workqueue.Queue{out}, workqueue.WithLogger(zap.New(core)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -45,19 +45,15 @@ type sourceOptionFunc func(*sourceConfig)
 
 func (f sourceOptionFunc) applySource(c *sourceConfig) { f(c) }
 
-// WithPollInterval sets how often a Source lists its items. Default 5s.
+// WithPollInterval sets how often a Source lists its items. Default 5s; NewSource refuses d <= 0.
 func WithPollInterval(d time.Duration) SourceOption {
 	return sourceOptionFunc(func(c *sourceConfig) { c.interval = d })
 }
 
-// WithSourceHTTPClient sets the HTTP client. Default: one with a 10s timeout.
+// WithSourceHTTPClient sets the HTTP client. Default: one with a 10s timeout; NewSource refuses
+// nil.
 func WithSourceHTTPClient(hc *http.Client) SourceOption {
 	return sourceOptionFunc(func(c *sourceConfig) { c.hc = hc })
-}
-
-// WithSourceLogger sets the logger. Default zap.NewNop().
-func WithSourceLogger(l *zap.Logger) SourceOption {
-	return sourceOptionFunc(func(c *sourceConfig) { c.logger = l })
 }
 
 // Source is a Component that adapts a book-style item source into a Queue: it polls the list, and
@@ -96,8 +92,16 @@ func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: source URL %q", ErrInvalid, base)
 	}
-	if q == nil || cfg.interval <= 0 || cfg.hc == nil {
-		return nil, fmt.Errorf("%w: nil queue or client, or non-positive interval", ErrInvalid)
+	switch {
+	case q == nil:
+		return nil, fmt.Errorf("%w: nil queue", ErrInvalid)
+	case cfg.interval <= 0:
+		return nil, badOption("WithPollInterval", cfg.interval, "want a positive duration")
+	case cfg.hc == nil:
+		return nil, badOption("WithSourceHTTPClient", "nil", "want a client")
+	}
+	if cfg.logger == nil {
+		cfg.logger = zap.NewNop()
 	}
 	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, waiting: map[string]waitMark{}, ready: make(chan struct{})}, nil
 }

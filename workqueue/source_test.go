@@ -179,7 +179,7 @@ func TestSourceBadItemDoesNotBlockOthers(t *testing.T) {
 func TestSourceReadyDespiteBadItem(t *testing.T) {
 	src := &bookSource{items: map[string]string{"a": `1`}, list: []string{"gone", "a"}}
 	core, logs := observer.New(zap.InfoLevel)
-	s, _ := serveSource(t, src, workqueue.WithPollInterval(10*time.Millisecond), workqueue.WithSourceLogger(zap.New(core)))
+	s, _ := serveSource(t, src, workqueue.WithPollInterval(10*time.Millisecond), workqueue.WithLogger(zap.New(core)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

@@ -171,7 +171,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var src *workqueue.Source
 	if *source != "" {
 		var err error
-		if src, err = workqueue.NewSource(*source, q, workqueue.WithPollInterval(*poll), workqueue.WithSourceLogger(log)); err != nil {
+		if src, err = workqueue.NewSource(*source, q, workqueue.WithPollInterval(*poll), workqueue.WithLogger(log)); err != nil {
 			return cmdline.Usagef("serve: -source: %w", err)
 		}
 	}
@@ -183,7 +183,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer stop()
 	}
 
-	api, err := workqueue.NewAPI(q, workqueue.WithAPILogger(log), workqueue.WithMaxWait(60*time.Second))
+	api, err := workqueue.NewAPI(q, workqueue.WithLogger(log), workqueue.WithMaxWait(60*time.Second))
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func work(ctx context.Context, args []string, stderr io.Writer) error {
 		return cmdline.Usagef("work: -server: %w", err)
 	}
 	defer c.Close()
-	opts := []workqueue.ExecOption{workqueue.WithExecLogger(log.Named("cmd"))}
+	opts := []workqueue.ExecOption{workqueue.WithLogger(log.Named("cmd"))}
 	if *output != "" {
 		opts = append(opts, workqueue.WithOutputRoot(*output))
 	}
