@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -150,6 +153,11 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 // already published by a previous run, the hooks run in the order given, each retried with backoff
 // until it succeeds (a newer publish replaces the pending hook run). Syncs happen at start, every
 // WithInterval (default 1m; 0: never), on Trigger, and on HTTP POST to the Syncer as a handler.
+//
+// The content is readable by other users (a web server's workers, another container's user) as
+// mkdir(1) and the archive make it: directories 0755, files 0644, or 0755 when executable in the
+// archive, each less the Syncer's umask (git records no other modes). A revision published
+// 0700 by an older Syncer is given that mode when Run finds it.
 type Syncer struct {
 	root    string
 	link    string
@@ -289,6 +297,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 
 	if target, err := os.Readlink(s.link); err == nil && strings.HasPrefix(target, revPrefix) {
 		if v, err := readVersionFile(filepath.Join(s.root, target)); err == nil {
+			s.openUp(filepath.Join(s.root, target))
 			s.mu.Lock()
 			s.version = v
 			s.mu.Unlock()
@@ -368,7 +377,7 @@ func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
 
 // fetchAndPublish fetches into a fresh directory and, if the version changed, swaps the link to it.
 func (s *Syncer) fetchAndPublish(ctx context.Context, have string) (string, error) {
-	tmp, err := os.MkdirTemp(s.root, ".fetch-")
+	tmp, err := mkdirFetch(s.root)
 	if err != nil {
 		return "", fmt.Errorf("fetch dir: %w", err)
 	}
@@ -408,6 +417,47 @@ func (s *Syncer) fetchAndPublish(ctx context.Context, have string) (string, erro
 	s.mu.Unlock()
 	s.prune(name, old)
 	return version, nil
+}
+
+// mkdirFetch makes a new directory in root to fetch into, named .fetch-<random>, with the mode
+// os.Mkdir gives (0755 less the umask): it becomes the published revision, which readers running as
+// other users (a web server's workers) must be able to enter. os.MkdirTemp would make it 0700.
+func mkdirFetch(root string) (string, error) {
+	var err error
+	for range 100 { // names clash only with leftovers of fetches that crashed, by chance
+		dir := filepath.Join(root, ".fetch-"+strconv.FormatUint(rand.Uint64(), 36))
+		err = os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+	}
+	return "", err
+}
+
+// openUp gives the revision dir, published by a version of the Syncer that made revisions 0700
+// (os.MkdirTemp's mode), the mode a new revision gets, unless that is 0700 too (a umask of 077).
+func (s *Syncer) openUp(dir string) {
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		return
+	}
+	probe, err := mkdirFetch(s.root)
+	if err != nil {
+		return
+	}
+	pfi, err := os.Stat(probe)
+	_ = os.Remove(probe)
+	if err != nil || pfi.Mode().Perm() == 0o700 {
+		return
+	}
+	if err := os.Chmod(dir, pfi.Mode().Perm()); err != nil {
+		s.log.Warn("make the published revision readable", zap.String("dir", dir), zap.Error(err))
+		return
+	}
+	s.log.Info("made the published revision readable", zap.String("dir", dir), zap.Stringer("mode", pfi.Mode().Perm()))
 }
 
 // prune removes revisions other than the current and the previous one (readers may still be in it).
