@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,7 +29,9 @@ import (
 //   - a file renamed away from the pattern by rotation (app.log -> app.log.1) is read to its end, from
 //     its open descriptor and under its new name, also after a restart;
 //   - rotated siblings of a matching file (names matching PATTERN.* or PATTERN-*, except compressed
-//     ones) that appear while the Tailer is down are found on restart and read, oldest first;
+//     ones) that appear while the Tailer is down are found on restart and read, oldest first, before
+//     the file itself; a sibling under 1 KiB written to in the last second (it may be a copy still
+//     being written) is read once it settled, and the file waits for it, 5s at most;
 //   - an inode reused for a new file is told apart by its fingerprint, and read from its start;
 //   - truncation (copytruncate) restarts the file at 0, and the copy, recognised by its fingerprint,
 //     is read from where the original had been delivered, so only the lines written between the
@@ -204,6 +207,9 @@ type tfile struct {
 	// copyOf is the still untruncated file this one is a copy of (copytruncate in progress): tf waits
 	// until that file is truncated, then starts where it had been delivered.
 	copyOf *tfile
+	// held: an active file not read while a rotated sibling of it, whose lines come first, waits to
+	// be discovered (see holdActive).
+	held   bool
 	misses int // consecutive listings that did not show the file
 	// nulState is what the Tailer learnt of the file's NUL bytes and holes, which a truncation
 	// (reset) forgets at once.
@@ -235,6 +241,13 @@ type nulState struct {
 	// dropped their pages at keepAt, which it does not do again for keepFor (see findData).
 	keepFrom, keepTo int64
 	keepAt           time.Time
+}
+
+// deferral is a new file whose discovery waits (see discover).
+type deferral struct {
+	path  string
+	since time.Time
+	seen  bool // deferred by the latest scan
 }
 
 // oldFP remembers a truncated file's fingerprint so that its copy is recognised.
@@ -272,6 +285,9 @@ type tailRun struct {
 	// goneDropped is set when a gone file was dropped since the sink last flushed: the sink may
 	// still hold its lines (see finishGone).
 	goneDropped bool
+	// deferrals are the new files the latest scan deferred (see discover), by identity: their path
+	// and when a scan first deferred them.
+	deferrals map[fileID]*deferral
 }
 
 // Run follows the files until ctx ends, then reads the files deleted while open up to the size they
@@ -709,9 +725,13 @@ func (t *Tailer) scan(rs *tailRun, first bool) {
 		}
 		fresh = append(fresh, c)
 	}
+	for _, d := range rs.deferrals {
+		d.seen = false
+	}
 	for _, c := range fresh {
 		t.discover(rs, c, first, now)
 	}
+	maps.DeleteFunc(rs.deferrals, func(_ fileID, d *deferral) bool { return !d.seen })
 	for i := range cands {
 		if cands[i].f != nil {
 			cands[i].f.Close()
@@ -742,7 +762,33 @@ func (t *Tailer) scan(rs *tailRun, first bool) {
 		}
 	}
 	rs.truncated = keep
+	holdActive(rs, now)
 	t.reorder(rs)
+}
+
+// siblingHold bounds how long an active file is held back for a deferred sibling (see holdActive):
+// a sibling still young after it (written to on and on, or dated in the future) is no rotation in
+// progress, and must not stop the active file.
+const siblingHold = 5 * time.Second
+
+// holdActive holds back each active file that has a rotated sibling waiting to be discovered (see
+// discover), for siblingHold at most: the sibling's lines are older, and are shipped first once it
+// is discovered (rotated files are read before the active ones, see reorder). Without the hold, a
+// restart right after rotations while the Tailer was down (app.log -> app.log.1, a new app.log)
+// shipped the new app.log before the young app.log.1.
+func holdActive(rs *tailRun, now time.Time) {
+	for _, tf := range rs.files {
+		tf.held = false
+		if !tf.active || tf.gone {
+			continue
+		}
+		for _, d := range rs.deferrals {
+			if now.Sub(d.since) < siblingHold && copyName(d.path, tf.path) {
+				tf.held = true
+				break
+			}
+		}
+	}
 }
 
 // openCandidate opens a listed file and identifies it by its descriptor.
@@ -918,7 +964,7 @@ func (t *Tailer) restore(rs *tailRun, e checkpointEntry, c *candidate) bool {
 func (t *Tailer) discover(rs *tailRun, c *candidate, first bool, now time.Time) {
 	if !first && !c.active && c.size < fpMax && now.Sub(c.mtime) < time.Second {
 		// A young small sibling may be a copy still being written: decide once it has grown or settled.
-		rs.deferred = true
+		deferDiscovery(rs, c, now)
 		return
 	}
 	start := int64(0)
@@ -936,7 +982,7 @@ func (t *Tailer) discover(rs *tailRun, c *candidate, first bool, now time.Time) 
 				// inside a line): starting at its current end would ship the rest of that line as a
 				// line, and again what follows. Decide once it settled.
 				if now.Sub(c.mtime) < time.Second {
-					rs.deferred = true
+					deferDiscovery(rs, c, now)
 					return
 				}
 				start = c.size
@@ -955,6 +1001,20 @@ func (t *Tailer) discover(rs *tailRun, c *candidate, first bool, now time.Time) 
 	rs.files[c.id] = tf
 	rs.dirty = true
 	t.log.Debug("new file", zap.String("file", c.path), zap.Uint64("inode", c.id.ino), zap.Int64("offset", start))
+}
+
+// deferDiscovery leaves the new file c for a later scan to discover; when c is a rotated sibling of
+// an active file, that file is held back meanwhile (see holdActive).
+func deferDiscovery(rs *tailRun, c *candidate, now time.Time) {
+	rs.deferred = true
+	if d := rs.deferrals[c.id]; d != nil {
+		d.path, d.seen = c.path, true
+		return
+	}
+	if rs.deferrals == nil {
+		rs.deferrals = map[fileID]*deferral{}
+	}
+	rs.deferrals[c.id] = &deferral{path: c.path, since: now, seen: true}
 }
 
 // copyOf looks for a tracked, restored or recently truncated file whose fingerprint the new file
@@ -1097,7 +1157,7 @@ func (t *Tailer) reorder(rs *tailRun) {
 // whether anything was read. The error is ctx's.
 func (t *Tailer) readAll(ctx context.Context, rs *tailRun) (progress bool, err error) {
 	for _, tf := range rs.order {
-		if tf.f == nil || tf.copyOf != nil {
+		if tf.f == nil || tf.copyOf != nil || tf.held {
 			continue
 		}
 		for range 16 {

@@ -231,40 +231,81 @@ func sortedCopy(s []string) []string {
 	return c
 }
 
+// TestTailerRestartFindsRotationsWhileDown restarts the Tailer after two rotations, long after
+// them and right after them. Right after, the rotated app.log.1 is young and small, so its discovery
+// waits (it may be a copy still being written): the new app.log used to be read meanwhile, and its
+// lines were shipped before app.log.1's.
 func TestTailerRestartFindsRotationsWhileDown(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		apart time.Duration // between the files' mtimes, the last that long before the restart
+	}{
+		{"settled", time.Second},
+		{"right after", 10 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTailEnv(t)
+			app := filepath.Join(e.logs, "app.log")
+			// A rotated file from before the first start is history: it is not shipped.
+			appendFile(t, app+".9", "history")
+			appendFile(t, app, numbered("l", 0, 5)...)
+			stop := runTailer(t, e.tailer(t))
+			e.waitLines(t, 5)
+			stop()
+			e.sink.Close()
+
+			// While the tailer is down: more lines, then two rotations with new files in between.
+			appendFile(t, app, numbered("l", 5, 8)...)
+			mustRename(t, app, app+".1")
+			appendFile(t, app, numbered("l", 8, 12)...)
+			mustRename(t, app+".1", app+".2")
+			mustRename(t, app, app+".1")
+			appendFile(t, app, numbered("l", 12, 15)...)
+			// mtimes order the files oldest first even on coarse-grained clocks.
+			now := time.Now()
+			for i, p := range []string{app + ".2", app + ".1", app} {
+				mtime := now.Add(time.Duration(i-3) * tc.apart)
+				if err := os.Chtimes(p, mtime, mtime); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			stop = runTailer(t, e.tailer(t))
+			e.waitLines(t, 15)
+			time.Sleep(100 * time.Millisecond) // let a duplicate show up, if there were one
+			got := readShipped(t, e.out)
+			stop()
+			if diff := cmp.Diff(numbered("l", 0, 15), lines(got)); diff != "" {
+				t.Errorf("shipped lines, in order (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A sibling that never settles (dated in the future, so always young) holds its active file back
+// for siblingHold at most.
+func TestTailerSiblingHoldsTheActiveFileForALimitedTime(t *testing.T) {
 	e := newTailEnv(t)
 	app := filepath.Join(e.logs, "app.log")
-	// A rotated file from before the first start is history: it is not shipped.
-	appendFile(t, app+".9", "history")
-	appendFile(t, app, numbered("l", 0, 5)...)
+	appendFile(t, app, "l0")
 	stop := runTailer(t, e.tailer(t))
-	e.waitLines(t, 5)
-	stop()
-	e.sink.Close()
+	defer stop()
+	e.waitLines(t, 1)
 
-	// While the tailer is down: more lines, then two rotations with new files in between.
-	appendFile(t, app, numbered("l", 5, 8)...)
-	mustRename(t, app, app+".1")
-	appendFile(t, app, numbered("l", 8, 12)...)
-	mustRename(t, app+".1", app+".2")
-	mustRename(t, app, app+".1")
-	appendFile(t, app, numbered("l", 12, 15)...)
-	// mtimes order the files oldest first even on coarse-grained clocks.
-	now := time.Now()
-	for i, p := range []string{app + ".2", app + ".1", app} {
-		mtime := now.Add(time.Duration(i-3) * time.Second)
-		if err := os.Chtimes(p, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
+	appendFile(t, app+".1", "odd")
+	future := time.Now().Add(time.Hour)
+	if err := os.Chtimes(app+".1", future, future); err != nil {
+		t.Fatal(err)
 	}
-
-	stop = runTailer(t, e.tailer(t))
-	e.waitLines(t, 15)
-	time.Sleep(100 * time.Millisecond) // let a duplicate show up, if there were one
-	got := readShipped(t, e.out)
-	stop()
-	if diff := cmp.Diff(numbered("l", 0, 15), lines(got)); diff != "" {
-		t.Errorf("shipped lines, in order (-want +got):\n%s", diff)
+	time.Sleep(200 * time.Millisecond) // a scan defers it
+	began := time.Now()
+	appendFile(t, app, "l1")
+	e.waitLines(t, 2)
+	if d := time.Since(began); d > siblingHold+5*time.Second {
+		t.Errorf("active file's line shipped %v after it was written; want siblingHold (%v) at most, a little more", d, siblingHold)
+	}
+	if diff := cmp.Diff([]string{"l0", "l1"}, lines(readShipped(t, e.out))); diff != "" {
+		t.Errorf("shipped lines (-want +got):\n%s", diff)
 	}
 }
 
