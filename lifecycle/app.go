@@ -25,6 +25,11 @@ import (
 //
 // A second signal skips what is left of the sequence and stops at once. The hook server is the
 // group's first component, so it keeps answering probes until everything else has stopped.
+//
+// After a drain, Run returns with the signals still caught (and dropped): the process is on its way
+// out, and Kubernetes sends SIGTERM only once the preStop hook has returned, so that signal may
+// arrive after Run returned; caught, it cannot turn the exit status 0 into 143. A process that goes
+// on after Run restores the default action with signal.Reset.
 type App struct {
 	opts  options
 	log   *zap.Logger
@@ -119,12 +124,18 @@ func (a *App) drain(skipPropagation bool) {
 func (a *App) Ready() <-chan struct{} { return a.group.Ready() }
 
 // Run runs the group and the drain sequence until the group has stopped. It returns nil after a drain
-// or when ctx ends (which stops at once, without a drain); otherwise the group's error.
+// or when ctx ends (which stops at once, without a drain); otherwise the group's error. After a
+// drain it leaves the signals caught (see App).
 func (a *App) Run(ctx context.Context) error {
-	sigs := make(chan os.Signal, 2)
+	sigs := make(chan os.Signal, 2) // nobody reads it after a drained Run returned: later signals are dropped
+	drained := false
 	if len(a.opts.signals) > 0 {
 		signal.Notify(sigs, a.opts.signals...)
-		defer signal.Stop(sigs)
+		defer func() {
+			if !drained {
+				signal.Stop(sigs)
+			}
+		}()
 	}
 	gctx, stopGroup := context.WithCancel(ctx)
 	defer stopGroup()
@@ -157,6 +168,7 @@ func (a *App) Run(ctx context.Context) error {
 			}
 			a.Drain()
 		case skip := <-a.drainReq:
+			drained = true
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

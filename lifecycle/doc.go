@@ -22,7 +22,8 @@
 //
 // App ties a Group and a Server together and drains on SIGTERM or /prestop: not ready, keep serving
 // for the propagation delay, shut the HTTP servers down within the grace period, cancel stragglers,
-// stop the group in reverse order, exit 0. A second signal stops at once.
+// stop the group in reverse order, exit 0. A second signal stops at once. After a drain the signals
+// stay caught when Run returns, so a SIGTERM on the way out does not turn exit 0 into 143.
 //
 // # Lifecycle and cleanup
 //
