@@ -20,8 +20,8 @@ import (
 // is temporary: the call may be tried again, as a Pool does with Lease and with an item's outcome.
 // Backends that return it (errors wrapping it):
 //   - Client, whose server could not be reached (connection refused or reset, for example while
-//     it restarts) or answered 503 (its queue closed, or it is stopping), or whose proxy answered
-//     502 or 504 for it;
+//     it restarts) or answered 503 (its queue closed or unavailable, or it is stopping), or whose
+//     proxy answered 502 or 504 for it;
 //   - workqueue/jetstream, while its NATS server cannot be reached or does not answer (see its
 //     package doc, "Unavailable").
 //
@@ -134,8 +134,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 		case http.StatusRequestEntityTooLarge:
 			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrTooLarge, ae)
 		case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-			// The server's queue closed, or the server is stopping (a restart, most likely), or a
-			// proxy in front of it cannot reach it.
+			// The server's queue closed or unavailable for now (a jetstream queue whose NATS server
+			// is down), or the server is stopping (a restart, most likely), or a proxy in front of it
+			// cannot reach it.
 			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrUnavailable, ae)
 		}
 		return resp.StatusCode, ae

@@ -19,9 +19,9 @@ import (
 const APIPrefix = "/api/v1/queue/"
 
 // APIMaxKeyLen bounds the key of an add the API takes, in bytes (any bytes: the key is
-// percent-encoded in the query); a longer one is 400. It is workqueue/jetstream's MaxKeyLen, the
-// least of the backends' limits (Memory and workqueue/bolt have none of their own), so that a key
-// the API takes is taken whichever queue serves it; and percent-encoded, 3 bytes a byte at most,
+// percent-encoded in the query); a longer one is 400. workqueue/jetstream's MaxKeyLen is defined as
+// APIMaxKeyLen, the one backend limit (Memory and workqueue/bolt have none of their own), so that a
+// key the API takes is taken whichever queue serves it; and percent-encoded, 3 bytes a byte at most,
 // such a key keeps the request line under 8 KiB, the limit of common proxies (nginx's
 // large_client_header_buffers, Apache's LimitRequestLine), so it passes one in front of the API.
 const APIMaxKeyLen = 2048
@@ -107,9 +107,11 @@ func WithMaxWait(d time.Duration) APIOption {
 // Errors are {"error":"reason"} with 400 (bad input), 404 (no such endpoint), 405 (wrong method;
 // the Allow header names the right one), 409 (lease not held), 413 (a payload over WithMaxPayload
 // or that the queue refuses as too large, or a lease request's body over 64 KiB; the reason names
-// the limit in bytes) or 503 (queue closed, or lease requests stopped by StopPolls: the
-// server is stopping); Client takes 503 for ErrUnavailable, and a Pool over a Client retries until
-// the server is back.
+// the limit in bytes) or 503 with Retry-After (queue closed, or lease requests stopped by StopPolls:
+// the server is stopping; or the queue unavailable for now, an error wrapping ErrUnavailable: a
+// workqueue/jetstream queue whose NATS server cannot be reached); Client takes 503 for
+// ErrUnavailable, and a Pool over a Client retries until the server, or its queue, is back. Any other
+// error of the queue is 500.
 type API struct {
 	q     Queue
 	cfg   apiConfig
@@ -254,6 +256,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
+// retryAfter is the Retry-After, in seconds, of a 503: the queue is closed, stopping or unavailable
+// for now, and a client may try again then.
+const retryAfter = "1"
+
 func (a *API) fail(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
 	var mbe *http.MaxBytesError
@@ -262,15 +268,18 @@ func (a *API) fail(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, ErrInvalid):
 		code = http.StatusBadRequest
-	case errors.Is(err, ErrClosed), errors.Is(err, errStopping):
+	case errors.Is(err, ErrClosed), errors.Is(err, errStopping), errors.Is(err, ErrUnavailable):
 		code = http.StatusServiceUnavailable
 	case errors.As(err, &mbe), errors.Is(err, ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
 	}
-	if code == http.StatusInternalServerError {
+	if code == http.StatusInternalServerError || errors.Is(err, ErrUnavailable) {
 		a.cfg.logger.Warn("queue error", zap.Error(err))
+	}
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	writeError(w, code, err.Error())
 }
