@@ -69,10 +69,10 @@ type execOptionFunc func(*execConfig)
 func (f execOptionFunc) applyExec(c *execConfig) { f(c) }
 
 // WithWorkRoot is where per-item work directories are made (and removed after each attempt).
-// Default os.TempDir(). A relative DIR is relative to the current directory when NewExecWorker is
-// called. Several ExecWorkers, in one process or many, may share it: each holds a
-// lock on the directories of its items in flight, and the first Handle of an ExecWorker removes
-// the directories nobody holds (see ExecWorker).
+// Default (and for "") os.TempDir() when NewExecWorker is called. A relative DIR is relative to
+// the current directory when NewExecWorker is called. Several ExecWorkers, in one process or many,
+// may share it: each holds a lock on the directories of its items in flight, and the first Handle
+// of an ExecWorker removes the directories nobody holds (see ExecWorker).
 func WithWorkRoot(dir string) ExecOption {
 	return execOptionFunc(func(c *execConfig) { c.workRoot = dir })
 }
@@ -174,9 +174,12 @@ var _ Handler = (*ExecWorker)(nil)
 // or not executable, when an argument or WithEnv entry holds a NUL byte, or when a WithEnv entry
 // is not KEY=VALUE.
 func NewExecWorker(argv []string, opts ...ExecOption) (*ExecWorker, error) {
-	cfg := execConfig{workRoot: os.TempDir(), logger: zap.NewNop(), outputGrace: 200 * time.Millisecond}
+	cfg := execConfig{logger: zap.NewNop(), outputGrace: 200 * time.Millisecond}
 	for _, o := range opts {
 		o.applyExec(&cfg)
+	}
+	if cfg.workRoot == "" { // the default, also for WithWorkRoot(""): one root to make in and sweep
+		cfg.workRoot = os.TempDir()
 	}
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, fmt.Errorf("%w: empty command", ErrInvalid)
@@ -208,7 +211,7 @@ func NewExecWorker(argv []string, opts ...ExecOption) (*ExecWorker, error) {
 	// So must the roots be absolute: the command gets OUTPUT_DIR and WORK_ITEM_FILE, which a
 	// relative root would make relative to this process's directory, not to the command's.
 	for _, d := range []*string{&cfg.workRoot, &cfg.outputRoot} {
-		if *d == "" { // the default
+		if *d == "" { // WithOutputRoot's default
 			continue
 		}
 		abs, err := filepath.Abs(*d)
