@@ -90,7 +90,7 @@ func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: source URL %q", ErrInvalid, base)
+		return nil, fmt.Errorf("%w: source URL %q (want http://host:port or https://host:port)", ErrInvalid, base)
 	}
 	switch {
 	case q == nil:

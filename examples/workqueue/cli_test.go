@@ -58,10 +58,29 @@ func TestServeRefusesBadFlagsFirst(t *testing.T) {
 		{Args: []string{"-backend", "bolt", "-path", path, "-lease", "0s"}, Status: 2, Stderr: "-lease"},
 		{Args: []string{"-backend", "etcd"}, Status: 2, Stderr: "-backend"},
 		{Args: []string{"-source", "ftp://x"}, Status: 2, Stderr: "-source"},
+		{Args: []string{"-backend", "bolt", "-path", path, "-source", "ftp://x"}, Status: 2, Stderr: `serve: -source: workqueue: invalid argument: source URL "ftp://x" (want http://host:port`},
 		{Args: []string{"extra"}, Status: 2, Stderr: "unexpected arguments"},
 	})
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("bad flags left the bolt file behind: %v", err)
+	}
+}
+
+// TestServeRefusesFlagsItDoesNotUse: a flag that only a backend or -source uses, given without it,
+// is refused with exit 2 naming the flag and what it needs, rather than dropped without a word; and
+// no file is left behind.
+func TestServeRefusesFlagsItDoesNotUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	cmdlinetest.TestExits(t, exec.Command(binary, "serve", "-http", "127.0.0.1:0"), []cmdlinetest.Exit{
+		{Args: []string{"-path", path}, Status: 2, Stderr: "serve: -path: only with -backend bolt"},
+		{Args: []string{"-backend", "jetstream", "-nats", "nats://127.0.0.1:1", "-path", path}, Status: 2, Stderr: "serve: -path: only with -backend bolt"},
+		{Args: []string{"-backend", "memory", "-nats", "nats://127.0.0.1:1"}, Status: 2, Stderr: "serve: -nats: only with -backend jetstream"},
+		{Args: []string{"-backend", "bolt", "-path", path, "-name", "thumbs"}, Status: 2, Stderr: "serve: -name: only with -backend jetstream"},
+		{Args: []string{"-replicas", "3"}, Status: 2, Stderr: "serve: -replicas: only with -backend jetstream"},
+		{Args: []string{"-backend", "bolt", "-path", path, "-poll", "1s"}, Status: 2, Stderr: "serve: -poll: only with -source"},
+	})
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("refused flags left the bolt file behind: %v", err)
 	}
 }
 
@@ -94,6 +113,7 @@ func TestExitStatuses(t *testing.T) {
 		{Args: []string{"work", "-server", "http://127.0.0.1:1"}, Status: 2, Stderr: "no command after --"},
 		{Args: []string{"work", "-concurrency", "0", "--", "true"}, Status: 2, Stderr: "work: "},
 		{Args: []string{"enqueue", "-server", "ftp://x"}, Status: 2, Stderr: "-server"},
+		{Args: []string{"enqueue", "-server", "http://127.0.0.1:1", "-delay", "-1s"}, Status: 2, Stderr: "enqueue: -delay -1s: must be 0 or more"},
 		{Args: []string{"enqueue", "-server", "http://127.0.0.1:1"}, Status: 1, Stderr: "unavailable"},
 		{Args: []string{"serve", "-backend", "bolt", "-path", filepath.Join(dir, "no", "such", "dir", "q.db"), "-http", "127.0.0.1:0"}, Status: 1, Stderr: "no such file or directory"},
 		{Args: []string{"work", "-server", "http://127.0.0.1:1", "--", filepath.Join(dir, "no-such-command")}, Status: 1, Stderr: "no-such-command"},

@@ -132,8 +132,33 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *poll <= 0:
 		return cmdline.Usagef("serve: -poll %v: must be positive", *poll)
 	}
+	// A flag the backend or the source does not use is a mistake (a -path for a jetstream queue
+	// would otherwise be dropped without a word).
+	for _, c := range []struct {
+		ok    bool
+		with  string
+		names []string
+	}{
+		{*backend == "bolt", "-backend bolt", []string{"path"}},
+		{*backend == "jetstream", "-backend jetstream", []string{"nats", "name", "replicas"}},
+		{*source != "", "-source", []string{"poll"}},
+	} {
+		if err := cmdline.OnlyWith(fs, c.ok, c.with, c.names...); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
 	log := newLogger(*verbose)
 	defer log.Sync()
+
+	// The source is made, and -source checked, before the queue is opened (see laterQueue).
+	sq := &laterQueue{}
+	var src *workqueue.Source
+	if *source != "" {
+		var err error
+		if src, err = workqueue.NewSource(*source, sq, workqueue.WithPollInterval(*poll), workqueue.WithLogger(log)); err != nil {
+			return cmdline.Usagef("serve: -source: %w", err)
+		}
+	}
 
 	reg := prometheus.NewRegistry()
 	var q workqueue.Queue
@@ -168,13 +193,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		q = j
 	}
 	defer q.Close()
-	var src *workqueue.Source
-	if *source != "" {
-		var err error
-		if src, err = workqueue.NewSource(*source, q, workqueue.WithPollInterval(*poll), workqueue.WithLogger(log)); err != nil {
-			return cmdline.Usagef("serve: -source: %w", err)
-		}
-	}
+	sq.Queue = q
 	if *metricsAddr != "" {
 		stop, err := serveMetrics("serve", *metricsAddr, reg, log)
 		if err != nil {
@@ -227,6 +246,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
+// laterQueue is a Queue set after it was handed out: serve makes its Source, which checks -source,
+// before it opens the queue the Source feeds, and sets that queue before the Source runs.
+type laterQueue struct{ workqueue.Queue }
+
 // stopServing stops srv, which serves api over q, and then closes q: the HTTP server first, so
 // that the acks, nacks and extensions in flight complete (a queue closed under them would refuse
 // them, and their items would be done again). StopPolls ends the long-polling leases, so that
@@ -255,6 +278,9 @@ func enqueue(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	if fs.NArg() > 0 {
 		return cmdline.Usagef("enqueue: unexpected arguments %q: the payload is read from stdin", fs.Args())
+	}
+	if *delay < 0 {
+		return cmdline.Usagef("enqueue: -delay %v: must be 0 or more", *delay)
 	}
 	c, err := workqueue.NewClient(*server, &http.Client{Timeout: 30 * time.Second})
 	if err != nil { // NewClient only checks the URL
