@@ -59,17 +59,18 @@
 //
 // # Unavailable
 //
-// While the server cannot be reached or does not answer, the calls that talk to it return an
-// error wrapping workqueue.ErrUnavailable, as a workqueue.Client's calls do while its server
-// restarts, so that a workqueue.Pool retries an item's Ack, Nack or Bury until the server is back
-// rather than give the item up: the connection is reconnecting and cannot take the request (it
-// has no reconnect buffer, nats.ReconnectBufSize(-1), or the buffer is full); a request got no
-// answer within the call's bound (5s when its ctx has no deadline; a call whose own ctx ended
-// returns that ctx's error); no responder answered (JetStream not up, as in a failover); or the
-// JetStream cluster is temporarily unavailable. Ack, Nack and Extend wait for the server's answer
-// (Ack and Nack not with WithAsyncAck: they then say so only when the connection cannot take their
-// message), so an Extend's deadline is one the server has. A Lease says so
-// when it cannot send its pull; one whose pull the connection buffers waits for the server.
+// While the server cannot be reached or does not answer, the calls that talk to it return an error
+// wrapping workqueue.ErrUnavailable, as a workqueue.Client's calls do while its server restarts, so
+// that a workqueue.Pool retries an item's Ack, Nack or Bury until the server is back rather than
+// give the item up: the connection is reconnecting and cannot take the request (it has no reconnect
+// buffer, nats.ReconnectBufSize(-1), or the buffer is full; a Nack is not put in the buffer at all,
+// see Queue.Nack); a request got no answer within the call's bound (5s when its ctx has no
+// deadline; a call whose own ctx ended returns that ctx's error); no responder answered (JetStream
+// not up, as in a failover); or the JetStream cluster is temporarily unavailable. Ack, Nack and
+// Extend wait for the server's answer (Ack and Nack not with WithAsyncAck: they then say so only
+// when the connection cannot take their message), so an Extend's deadline is one the server has. A
+// Lease says so when it cannot send its pull; one whose pull the connection buffers waits for the
+// server.
 //
 // # Closed connection
 //
@@ -102,6 +103,7 @@
 // the server confirmed, it gets ErrLeaseLost; after one that failed (NATS unreachable), or an
 // Extend, it goes ahead, so that a caller can retry an end that failed. A Nack whose nak went out
 // but got no answer is the exception: the server acks a delivery by its item alone, so the same
-// nak sent again once the item may be out again would end its next holder's delivery; the lease
-// then lasts only until the nak's delay ends (see Queue.Nack).
+// nak sent again once the item may be out again would end its next holder's delivery. Nothing is
+// sent on the lease again: a Nack retried on it returns nil at once (the item comes back after
+// the delay or the lease), an Ack, Extend or Bury gets ErrLeaseLost (see Queue.Nack).
 package jetstream

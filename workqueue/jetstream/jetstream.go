@@ -271,9 +271,9 @@ type held struct {
 	// deadSent is set once Bury has published the item's dead letter, so that a Bury retried
 	// after its ack failed does not publish it again. Only the use holding busy uses it.
 	deadSent bool
-	// nakUnanswered is set (under mu) once a Nack's nak went out and its answer did not come
-	// (noAnswer): the server may have taken it, and then hands the item out again once its delay
-	// ends, so deadline is brought forward to then and an Extend is refused.
+	// nakUnanswered is set once a Nack's nak went out and its answer did not come (noAnswer):
+	// the server may have taken it, and then hands the item out again once its delay ends, so
+	// nothing is sent on the lease again (see Nack). Only the use holding busy uses it.
 	nakUnanswered bool
 }
 
@@ -1070,11 +1070,15 @@ func (q *Queue) settle(h *held, n uint64, end bool, deadline time.Time) (stillHe
 // WithAsyncAck, the ack is sent), so an Ack that fails (NATS unreachable) can be retried within
 // the lease. Uses of one lease take turns: an Ack, Nack, Extend or Bury that begins while another
 // waits for the server waits for its answer, and gets ErrLeaseLost if that was a confirmed end,
-// else goes ahead (within ctx and the lease's deadline).
+// else goes ahead (within ctx and the lease's deadline). After a Nack that got no answer it
+// returns ErrLeaseLost without sending anything (see Nack).
 func (q *Queue) Ack(ctx context.Context, lease string) error {
 	h, n, err := q.claim(ctx, lease)
 	if err != nil {
 		return err
+	}
+	if h.nakUnanswered {
+		return q.afterNak(h, n, "ack")
 	}
 	if q.cfg.asyncAck {
 		err = h.msg.Ack()
@@ -1088,19 +1092,35 @@ func (q *Queue) Ack(ctx context.Context, lease string) error {
 	return nil
 }
 
+// afterNak refuses a use of a lease whose nak got no answer (h.nakUnanswered), giving back the
+// turn claim took: the nak may have been carried out, and the item handed out again to another
+// holder, whose delivery anything sent on the lease would act on (the server tells a delivery's
+// acks by the item alone).
+func (q *Queue) afterNak(h *held, n uint64, what string) error {
+	q.settle(h, n, false, time.Time{})
+	return fmt.Errorf("%w: %s %s: an earlier nak got no answer, and the server may have handed the item out again",
+		workqueue.ErrLeaseLost, what, h.id)
+}
+
 // Nack implements workqueue.Queue. Like Ack, it holds the lease until the server confirms the nak
 // (or, with WithAsyncAck, the nak is sent), and takes its turn with the lease's other uses.
 //
+// While the connection is reconnecting, Nack sends nothing and returns an error wrapping
+// workqueue.ErrUnavailable and nats.ErrConnectionReconnecting, to be retried, rather than leave
+// the nak in nats.go's reconnect buffer: sent from there once the connection is back, perhaps
+// after the lease ended and the item went to another holder, it would put the item out again
+// while that holder holds it (the server tells a delivery's naks by the item alone). Two windows
+// remain that no client can close: a connection that breaks in the moment after Nack looked at it
+// still buffers the nak, and a nak that the network holds up (a link that stalls without
+// breaking) still arrives late.
+//
 // A nak that went out and got no answer (the call's bound ended first, or the connection broke)
-// may have been carried out: the server then hands the item out again once the delay ends, to
-// another holder perhaps, and a nak sent again on the lease after that would end the new
-// holder's delivery instead (the server tells a delivery's acks by the item alone). So the lease
-// then lasts only until the delay ends (from when the nak went out): a Nack retried before then
-// is sent again (the item is still this lease's, or waits out the first nak's delay, which the
-// second starts again), one after gets ErrLeaseLost without sending anything, and an Extend gets
-// ErrLeaseLost at once; the item comes back by the lease's deadline at the latest. A nak the
-// connection did not send (it is reconnecting with no room in its buffer) leaves the lease as it
-// was.
+// may have been carried out: the server then hands the item out again once the delay ends (from
+// when the nak arrived, which may be later than it was sent), perhaps to another holder, whose
+// delivery a nak sent again would act on. So nothing is sent on the lease again: a Nack retried
+// on it returns nil at once (unless the connection is closed), since the item comes back either
+// way, after the first nak's delay if the server took it, else when the lease ends; and an Ack,
+// Extend or Bury gets ErrLeaseLost.
 func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) error {
 	if delay < 0 {
 		return fmt.Errorf("%w: negative delay %v", workqueue.ErrInvalid, delay)
@@ -1112,7 +1132,19 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	if err != nil {
 		return err
 	}
-	sent := time.Now()
+	switch st := q.connStatus(); {
+	case st == nats.CLOSED:
+		err = nats.ErrConnectionClosed // as every call on a closed connection says
+	case h.nakUnanswered:
+		q.settle(h, n, true, time.Time{})
+		return nil
+	case st == nats.RECONNECTING || st == nats.CONNECTING:
+		err = nats.ErrConnectionReconnecting
+	}
+	if err != nil {
+		q.settle(h, n, false, time.Time{})
+		return fmt.Errorf("nak %s: %w", h.id, classify(ctx, err))
+	}
 	switch {
 	case !q.cfg.asyncAck:
 		err = h.msg.NakSync(ctx, delay)
@@ -1121,12 +1153,7 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	default:
 		err = h.msg.Nak()
 	}
-	if err != nil && noAnswer(err) {
-		q.mu.Lock()
-		h.nakUnanswered = true
-		h.deadline = minTime(h.deadline, sent.Add(delay))
-		q.mu.Unlock()
-	}
+	h.nakUnanswered = err != nil && noAnswer(err)
 	q.settle(h, n, err == nil, time.Time{})
 	if err != nil {
 		return fmt.Errorf("nak %s: %w", h.id, classify(ctx, err))
@@ -1134,12 +1161,13 @@ func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) err
 	return nil
 }
 
-// minTime is the earlier of a and b.
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
+// connStatus is the connection's status: CONNECTED for a Queue made without one (by tests, with
+// fake messages).
+func (q *Queue) connStatus() nats.Status {
+	if q.nc == nil {
+		return nats.CONNECTED
 	}
-	return a
+	return q.nc.Status()
 }
 
 // Extend implements workqueue.Queue. It returns once the server has confirmed the new lease, a
@@ -1151,14 +1179,12 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	q.mu.Lock()
-	old, unanswered := h.deadline, h.nakUnanswered
-	q.mu.Unlock()
-	if unanswered {
-		q.settle(h, n, false, time.Time{})
-		return time.Time{}, fmt.Errorf("%w: in progress %s: an earlier nak got no answer, and the server may hand the item out again from %v",
-			workqueue.ErrLeaseLost, h.id, old.Round(0))
+	if h.nakUnanswered {
+		return time.Time{}, q.afterNak(h, n, "in progress")
 	}
+	q.mu.Lock()
+	old := h.deadline
+	q.mu.Unlock()
 	now := time.Now()
 	// The server's answer counts only within the lease: after its deadline the message may have
 	// been delivered again, and the server still answers an in-progress for it. So the wait ends
@@ -1192,11 +1218,15 @@ func (q *Queue) Extend(ctx context.Context, lease string) (time.Time, error) {
 
 // Bury implements workqueue.Queue. A reason longer than MaxReasonLen bytes is cut to it. Like
 // Ack, it holds the lease until the server confirms the ack; a Bury retried after its dead letter
-// was published does not publish it again.
+// was published does not publish it again. After a Nack that got no answer it returns
+// ErrLeaseLost without sending anything (see Nack).
 func (q *Queue) Bury(ctx context.Context, lease string, reason string) error {
 	h, n, err := q.claim(ctx, lease)
 	if err != nil {
 		return err
+	}
+	if h.nakUnanswered {
+		return q.afterNak(h, n, "bury")
 	}
 	err = q.bury(ctx, h.msg, h.id, h.key, h.attempt, reason, &h.deadSent)
 	q.settle(h, n, err == nil, time.Time{})
