@@ -513,15 +513,14 @@ func (w *poolWorker) process(it *Item) {
 		}
 		log.Log(lvl, "item failed", zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.String("outcome", outcomeNames[outcome]), zap.Error(err))
 	}
-	var ended *leaseEndedError
-	switch {
-	case errors.As(oerr, &ended):
-		log.Warn("outcome not taken before the lease ended; the queue hands the item out again", zap.String("id", it.ID),
-			zap.String("outcome", outcomeNames[outcome]), zap.Int("calls", ended.calls), zap.Error(ended.err))
-	case oerr != nil:
-		log.Warn("report outcome", zap.String("id", it.ID), zap.String("outcome", outcomeNames[outcome]), zap.Error(oerr))
-	}
 	if oerr != nil {
+		var ended *leaseEndedError // here, not for every item: errors.As moves it to the heap
+		if errors.As(oerr, &ended) {
+			log.Warn("outcome not taken before the lease ended; the queue hands the item out again", zap.String("id", it.ID),
+				zap.String("outcome", outcomeNames[outcome]), zap.Int("calls", ended.calls), zap.Error(ended.err))
+		} else {
+			log.Warn("report outcome", zap.String("id", it.ID), zap.String("outcome", outcomeNames[outcome]), zap.Error(oerr))
+		}
 		// The queue did not take the outcome (lease lost, or no answer): the item comes back when
 		// its lease ends.
 		outcome = outcomeLost
