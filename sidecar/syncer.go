@@ -157,7 +157,9 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 // The content is readable by other users (a web server's workers, another container's user) as
 // mkdir(1) and the archive make it: directories 0755, files 0644, or 0755 when executable in the
 // archive, each less the Syncer's umask (git records no other modes). A revision published
-// 0700 by an older Syncer is given that mode when Run finds it.
+// 0700 by an older Syncer is given that mode when Run finds it. A link Run finds pointing at
+// anything but a revision directory of the root (a symlink, a path out of it) is left alone and
+// replaced by the first publish.
 type Syncer struct {
 	root    string
 	link    string
@@ -295,9 +297,12 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}()
 	defer wg.Wait()
 
-	if target, err := os.Readlink(s.link); err == nil && strings.HasPrefix(target, revPrefix) {
-		if v, err := readVersionFile(filepath.Join(s.root, target)); err == nil {
-			s.openUp(filepath.Join(s.root, target))
+	if target, err := os.Readlink(s.link); err == nil {
+		v, err := s.foundRevision(target)
+		if err != nil {
+			s.log.Warn("published link ignored, fetching anew", zap.String("link", s.link), zap.Error(err))
+		} else {
+			s.openUp(target)
 			s.mu.Lock()
 			s.version = v
 			s.mu.Unlock()
@@ -342,9 +347,50 @@ func sendLatest(ch chan string, v string) {
 
 const versionFile = ".podblocks-version"
 
-func readVersionFile(dir string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "..", filepath.Base(dir)+versionFile))
-	return strings.TrimSpace(string(data)), err
+// revName names the revision directory of version, fetched at now.
+func revName(version string, now time.Time) string {
+	sum := sha256.Sum256([]byte(version))
+	return revPrefix + hex.EncodeToString(sum[:8]) + "-" + strconv.FormatInt(now.UnixNano(), 36)
+}
+
+// isRevName reports whether name has the form revName gives: ".rev-", 16 hex digits, "-", base-36
+// digits. So it is a plain name in the root: no separator, no "..".
+func isRevName(name string) bool {
+	rest, ok := strings.CutPrefix(name, revPrefix)
+	if !ok || len(rest) < 18 || rest[16] != '-' {
+		return false
+	}
+	for i, c := range rest {
+		switch {
+		case i == 16:
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
+		case i > 16 && 'g' <= c && c <= 'z':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// foundRevision checks target, what the link points at when Run starts, is a revision directory
+// as fetchAndPublish makes it (a real directory, not a symlink, named by revName, in the root), and
+// returns its version. Anyone who can write the volume can point the link elsewhere.
+func (s *Syncer) foundRevision(target string) (string, error) {
+	if !isRevName(target) {
+		return "", fmt.Errorf("link target %q: not a revision name (want %s<16 hex digits>-<base-36 digits>, in the root)", target, revPrefix)
+	}
+	fi, err := os.Lstat(filepath.Join(s.root, target))
+	if err != nil {
+		return "", fmt.Errorf("link target: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("link target %q: %v, want a directory (not a symlink)", target, fi.Mode().Type())
+	}
+	data, err := os.ReadFile(filepath.Join(s.root, target+versionFile))
+	if err != nil {
+		return "", fmt.Errorf("link target's version: %w", err)
+	}
+	return strings.TrimSpace(string(data)), nil
 }
 
 func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
@@ -389,8 +435,7 @@ func (s *Syncer) fetchAndPublish(ctx context.Context, have string) (string, erro
 	if version == have {
 		return have, nil
 	}
-	sum := sha256.Sum256([]byte(version))
-	name := revPrefix + hex.EncodeToString(sum[:8]) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	name := revName(version, time.Now())
 	rev := filepath.Join(s.root, name)
 	if err := os.Rename(tmp, rev); err != nil {
 		return "", fmt.Errorf("publish: %w", err)
@@ -437,27 +482,50 @@ func mkdirFetch(root string) (string, error) {
 	return "", err
 }
 
-// openUp gives the revision dir, published by a version of the Syncer that made revisions 0700
-// (os.MkdirTemp's mode), the mode a new revision gets, unless that is 0700 too (a umask of 077).
-func (s *Syncer) openUp(dir string) {
-	fi, err := os.Stat(dir)
-	if err != nil || fi.Mode().Perm() != 0o700 {
+// openUp gives the revision name (checked by foundRevision), published by a version of the
+// Syncer that made revisions 0700 (os.MkdirTemp's mode), the mode a new revision gets, unless that
+// is 0700 too (a umask of 077). The chmod goes through a descriptor of the directory itself, opened
+// without following a symlink where the OS can (openDirNoFollow) and checked to be the directory
+// Lstat saw: the root is shared, and what is there can change between a check and the chmod, so a
+// Syncer running as root would otherwise open up wherever a symlink swapped in meanwhile points.
+func (s *Syncer) openUp(name string) {
+	dir := filepath.Join(s.root, name)
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
 		return
 	}
 	probe, err := mkdirFetch(s.root)
 	if err != nil {
 		return
 	}
-	pfi, err := os.Stat(probe)
+	pfi, err := os.Lstat(probe)
 	_ = os.Remove(probe)
 	if err != nil || pfi.Mode().Perm() == 0o700 {
 		return
 	}
-	if err := os.Chmod(dir, pfi.Mode().Perm()); err != nil {
+	err = chmodDir(dir, fi, pfi.Mode().Perm())
+	if err != nil {
 		s.log.Warn("make the published revision readable", zap.String("dir", dir), zap.Error(err))
 		return
 	}
 	s.log.Info("made the published revision readable", zap.String("dir", dir), zap.Stringer("mode", pfi.Mode().Perm()))
+}
+
+// chmodDir sets mode on dir through a descriptor of it, if it is still the directory fi describes.
+func chmodDir(dir string, fi fs.FileInfo, mode fs.FileMode) error {
+	f, err := openDirNoFollow(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ffi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !ffi.IsDir() || !os.SameFile(fi, ffi) {
+		return fmt.Errorf("%s: replaced while being checked", dir)
+	}
+	return f.Chmod(mode)
 }
 
 // prune removes revisions other than the current and the previous one (readers may still be in it).
