@@ -49,41 +49,32 @@ type config struct {
 }
 
 func parse(args []string, getenv func(string) string) (config, error) {
-	env := func(k, def string) string {
-		if v := getenv(k); v != "" {
-			return v
-		}
-		return def
-	}
 	fs := flag.NewFlagSet("lifecycle", flag.ContinueOnError)
 	var c config
-	fs.StringVar(&c.Listen, "listen", env("LISTEN", ":8080"), "address of the service")
-	fs.StringVar(&c.Admin, "admin", env("ADMIN", lifecycle.DefaultAdminAddr), "address of the hook server (probes, metrics, hooks)")
-	// A variable the command cannot read is a usage error, as the flag it stands for would be.
-	propagation, err := time.ParseDuration(env("PROPAGATION", lifecycle.DefaultPropagationDelay.String()))
-	if err != nil {
-		return c, cmdline.Usagef("PROPAGATION: %w", err)
-	}
-	grace, err := time.ParseDuration(env("GRACE", lifecycle.DefaultGracePeriod.String()))
-	if err != nil {
-		return c, cmdline.Usagef("GRACE: %w", err)
-	}
-	shed, err := strconv.Atoi(env("SHED_LIMIT", "256"))
-	if err != nil {
-		return c, cmdline.Usagef("SHED_LIMIT: %w", err)
-	}
-	pprof, err := strconv.ParseBool(env("PPROF", "false"))
-	if err != nil {
-		return c, cmdline.Usagef("PPROF %q: want true or false", getenv("PPROF"))
-	}
-	fs.DurationVar(&c.Propagation, "propagation", propagation, "how long to keep serving after turning not ready")
-	fs.DurationVar(&c.Grace, "grace", grace, "termination grace period (match terminationGracePeriodSeconds)")
-	fs.IntVar(&c.ShedLimit, "shed-limit", shed, "concurrent requests admitted; lower priority classes are shed first")
-	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "initial log level: debug, info, warn, error, dpanic, panic or fatal (change it at runtime with PUT /logz)")
-	fs.BoolVar(&c.Pprof, "pprof", pprof, "serve /debug/pprof/ on the hook server")
+	fs.StringVar(&c.Listen, "listen", ":8080", "address of the service (env LISTEN)")
+	fs.StringVar(&c.Admin, "admin", lifecycle.DefaultAdminAddr, "address of the hook server (probes, metrics, hooks) (env ADMIN)")
+	fs.DurationVar(&c.Propagation, "propagation", lifecycle.DefaultPropagationDelay, "how long to keep serving after turning not ready (env PROPAGATION)")
+	fs.DurationVar(&c.Grace, "grace", lifecycle.DefaultGracePeriod, "termination grace period (match terminationGracePeriodSeconds) (env GRACE)")
+	fs.IntVar(&c.ShedLimit, "shed-limit", 256, "concurrent requests admitted; lower priority classes are shed first (env SHED_LIMIT)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "initial log level: debug, info, warn, error, dpanic, panic or fatal (change it at runtime with PUT /logz) (env LOG_LEVEL)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the hook server (env PPROF: true or false)")
 	fs.DurationVar(&c.MaxWork, "max-work", time.Minute, "the longest /work?ms= accepted")
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return c, err
+	}
+	// A variable stands for its flag when the flag is not given, and one the command cannot read is a
+	// usage error, as the flag's value would be; a flag given makes its variable irrelevant.
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, v := range []struct{ env, flag string }{
+		{"LISTEN", "listen"}, {"ADMIN", "admin"}, {"PROPAGATION", "propagation"}, {"GRACE", "grace"},
+		{"SHED_LIMIT", "shed-limit"}, {"LOG_LEVEL", "log-level"}, {"PPROF", "pprof"},
+	} {
+		if val := getenv(v.env); val != "" && !given[v.flag] {
+			if err := fs.Set(v.flag, val); err != nil {
+				return c, cmdline.Usagef("%s %q: %v", v.env, val, err)
+			}
+		}
 	}
 	for _, a := range []struct{ flag, addr string }{{"-listen", c.Listen}, {"-admin", c.Admin}} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
