@@ -55,6 +55,7 @@ type config struct {
 	id        string
 	http      string
 	ttl       time.Duration
+	ignored   []string // flags given that the backend does not use
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -84,10 +85,15 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		if len(c.endpoints) == 0 {
 			return c, cmdline.Usagef("-endpoints: at least one etcd URL needed with -backend etcd")
 		}
-	case "memory": // one candidate in this process: no lock service to reach, no lease, no name to share
-		if err := cmdline.OnlyWith(fs, false, "-backend etcd", "endpoints", "ttl", "election"); err != nil {
-			return c, err
-		}
+	case "memory":
+		// One candidate in this process: no lock service to reach, no lease, no name to share. DESIGN's
+		// command line is one for both backends, so a manifest may switch -backend and keep the
+		// etcd flags: they are accepted and ignored (run logs which).
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "endpoints" || f.Name == "ttl" || f.Name == "election" {
+				c.ignored = append(c.ignored, "-"+f.Name)
+			}
+		})
 	default:
 		return c, cmdline.Usagef("-backend %q: want etcd or memory", c.backend)
 	}
@@ -112,6 +118,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, started func(addr
 	}
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
 		zapcore.AddSync(stderr), zap.InfoLevel)).Named("elector")
+	if len(c.ignored) > 0 {
+		log.Info("flags ignored by -backend "+c.backend, zap.Strings("flags", c.ignored))
+	}
 
 	var backend election.Backend
 	switch c.backend {
