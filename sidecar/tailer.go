@@ -208,9 +208,10 @@ type tfile struct {
 	// until that file is truncated, then starts where it had been delivered.
 	copyOf *tfile
 	// held: an active file not read while a rotated sibling of it, whose lines come first, waits to
-	// be discovered (see holdActive).
-	held   bool
-	misses int // consecutive listings that did not show the file
+	// be discovered (see holdActive), since heldSince (zero when no sibling of it waits).
+	held      bool
+	heldSince time.Time
+	misses    int // consecutive listings that did not show the file
 	// nulState is what the Tailer learnt of the file's NUL bytes and holes, which a truncation
 	// (reset) forgets at once.
 	nulState
@@ -766,29 +767,42 @@ func (t *Tailer) scan(rs *tailRun, first bool) {
 	t.reorder(rs)
 }
 
-// siblingHold bounds how long an active file is held back for a deferred sibling (see holdActive):
-// a sibling still young after it (written to on and on, or dated in the future) is no rotation in
-// progress, and must not stop the active file.
+// siblingHold bounds how long an active file is held back for deferred siblings (see holdActive),
+// counted from when a scan first found one waiting, whatever the siblings do meanwhile: a sibling
+// still young after it (written to on and on, dated in the future, or replaced by a new one again
+// and again, like a state file rewritten by rename) is no rotation in progress, and must not stop
+// the active file.
 const siblingHold = 5 * time.Second
 
 // holdActive holds back each active file that has a rotated sibling waiting to be discovered (see
 // discover), for siblingHold at most: the sibling's lines are older, and are shipped first once it
 // is discovered (rotated files are read before the active ones, see reorder). Without the hold, a
 // restart right after rotations while the Tailer was down (app.log -> app.log.1, a new app.log)
-// shipped the new app.log before the young app.log.1.
+// shipped the new app.log before the young app.log.1. The bound is the file's own (heldSince), not
+// each sibling's: siblings that keep coming, each a new inode, must not hold it for good. It is
+// reset only by a scan that finds no sibling of the file waiting.
 func holdActive(rs *tailRun, now time.Time) {
 	for _, tf := range rs.files {
-		tf.held = false
-		if !tf.active || tf.gone {
+		if !tf.active || tf.gone || !siblingWaits(rs, tf.path, now) {
+			tf.held, tf.heldSince = false, time.Time{}
 			continue
 		}
-		for _, d := range rs.deferrals {
-			if now.Sub(d.since) < siblingHold && copyName(d.path, tf.path) {
-				tf.held = true
-				break
-			}
+		if tf.heldSince.IsZero() {
+			tf.heldSince = now
+		}
+		tf.held = now.Sub(tf.heldSince) < siblingHold
+	}
+}
+
+// siblingWaits reports whether a deferred new file, deferred for less than siblingHold, is a
+// rotated sibling of path.
+func siblingWaits(rs *tailRun, path string, now time.Time) bool {
+	for _, d := range rs.deferrals {
+		if now.Sub(d.since) < siblingHold && copyName(d.path, path) {
+			return true
 		}
 	}
+	return false
 }
 
 // openCandidate opens a listed file and identifies it by its descriptor.
