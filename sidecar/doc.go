@@ -25,9 +25,9 @@
 //
 // Run closes every file and watch it opened. FileSink must be closed by its owner after the Tailer
 // using it returned. The Syncer keeps the current and the previous revision directory (readers may
-// still be in it) and removes older ones. The Supervisor sends SIGTERM to each child's process group
-// when it stops, then SIGKILL to what is left of it after the grace period; what a child that exits
-// on its own leaves running in its group is killed (see Supervisor).
+// still be in it) and removes older ones. The Supervisor sends SIGTERM to its children when it stops,
+// then SIGKILL after the grace period; with Child.Group, to each child's process group too, and what
+// a child that exits on its own leaves running in its group is killed (see Supervisor).
 //
 // # Concurrency
 //

@@ -26,6 +26,15 @@ type Child struct {
 	Dir  string   // working directory; empty: the Supervisor's own
 	// Stdout and Stderr receive the child's output; nil discards it.
 	Stdout, Stderr io.Writer
+	// Group runs the child in a process group of its own (on Unix), as tini -g does: SIGTERM and
+	// SIGKILL go to the whole group and to the child, so that the processes it started (a shell's
+	// background jobs, a server's workers) stop with it, and what it leaves running in its group
+	// when it exits on its own is killed before it is restarted (see Supervisor). The child must
+	// not call setsid, nor be run as `setsid CMD` (setsid(1) forks when it leads a group: the
+	// Supervisor sees it exit at once, and restarts it while the program runs on). Not for children
+	// on a terminal (docker run -it): in a group of their own they are in the terminal's
+	// background, stopped (SIGTTOU) when they set its attributes, and do not get Ctrl-C.
+	Group bool
 }
 
 // stableAfter is how long a child must run for its restart backoff to start over.
@@ -37,22 +46,30 @@ const stableAfter = 10 * time.Second
 // handler, or when ctx ends. It then sends SIGTERM to the children, SIGKILL after the grace period
 // (WithGrace, default 10s), and Run returns nil once they all exited: a Job's sidecar finishes.
 //
-// # Process groups
+// # Output and process groups
 //
-// On Unix each child runs in a process group of its own, and the signals go to the whole group, so
-// that the processes a child started (a shell's background jobs, a server's workers) stop with it:
-// at the end, SIGTERM reaches all of them, the group gets the grace period, and whatever of it is
-// still running then is killed; Run waits for that, not only for the child's own process. A child
-// that exits on its own is like a container's main process: what it left running in its group is
-// killed (SIGKILL) before the child is restarted, so strays cannot pile up across restarts (nor
-// keep holding the ports the restarted child needs). A process that left its child's group
-// (setsid, a daemon) is the child's business: it is neither signalled nor waited for. A child
-// writing to a Stdout or Stderr that is not an *os.File (a bytes.Buffer, a zap writer) has its
-// output copied until every process holding it closed it, but at most for the grace period after
-// the child's own process exited: a process outside the group that keeps it open cannot hold Run
-// (or a restart) longer. Being in a group of their own, children do not get the signals a terminal
-// sends to the Supervisor's group (Ctrl-C): the Supervisor passes SIGTERM on when it stops. Where
-// there are no process groups (Windows), only the child's own process is signalled.
+// By default the signals go to the child's own process only, as a shell's or Docker's do: the
+// processes it started (a shell's background jobs) are the child's business, and are neither
+// signalled nor waited for. A child writing to a Stdout or Stderr that is not an *os.File (a
+// bytes.Buffer, a zap writer) has its output copied until every process holding it closed it, but
+// at most for the grace period after the child's own process exited: a background job that keeps
+// it open cannot hold Run, or a restart, longer (Run returns within about twice the grace period
+// of stopping then).
+//
+// With Child.Group, the child runs in a process group of its own (on Unix) and the signals go to
+// the group as well: at the end, SIGTERM reaches all of it, the group gets the grace period (Run
+// waits for the rest of it after the child's own process exited, without waiting out the grace
+// once it is gone), and whatever of it still runs then is killed. A child that exits on its own is
+// like a container's main process: what it left running in its group is killed (SIGKILL) before
+// the child is restarted, so strays cannot pile up across restarts (nor keep holding the ports the
+// restarted child needs). A process that left the group (setsid, a daemon) is neither signalled
+// nor waited for, except the child itself, which is signalled wherever it went. The group is
+// signalled only while the child's process has not been collected, so that its id cannot have
+// been reused by an unrelated group: on Linux the Supervisor learns that the child exited without
+// collecting it (waitid WNOWAIT); elsewhere on Unix it does not, and the group is not signalled
+// once the child is seen to have exited (what it left runs on; a race of the child's exit with
+// the SIGTERM at the end remains). Where there are no process groups (Windows),
+// Group changes nothing.
 type Supervisor struct {
 	children []Child
 	o        options
@@ -186,26 +203,34 @@ func (s *Supervisor) supervise(i int, stop <-chan struct{}) {
 	for {
 		cmd := exec.Command(c.Path, c.Args...)
 		cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = c.Env, c.Dir, c.Stdout, c.Stderr
-		cmd.SysProcAttr = procgroup.Attr()
+		if c.Group {
+			cmd.SysProcAttr = procgroup.Attr()
+		}
 		// Output copied from a pipe (a writer that is not an *os.File) ends when every process
-		// holding the pipe closed it: one the child left outside its group could hold Wait forever.
+		// holding the pipe closed it: a background job of the child could hold Wait forever.
 		cmd.WaitDelay = s.o.grace
 		began := time.Now()
 		err := cmd.Start()
 		if err == nil {
 			s.setState(i, cmd.Process.Pid, "running")
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
+			r := watch(cmd, c.Group)
 			select {
-			case err = <-exited:
-				if procgroup.Alive(cmd.Process) {
+			case <-r.gone:
+				if r.held && procgroup.Alive(cmd.Process) {
 					s.log.Info("child exited, killing the processes it left in its group", zap.String("child", c.Path))
-					s.killGroup(cmd)
+					s.killGroup(r)
 				}
+				err = r.wait()
 			case <-stop:
-				s.terminate(cmd, exited)
+				s.terminate(r)
 				s.setState(i, 0, "stopped")
 				return
+			}
+			if errors.Is(err, exec.ErrWaitDelay) {
+				// The child exited 0; a process it started held its output open for the grace period.
+				s.log.Info("child exited, its output still held open by a process it started after the grace period",
+					zap.String("child", c.Path), zap.Duration("grace", s.o.grace))
+				err = nil
 			}
 		}
 		status := "exited"
@@ -239,6 +264,74 @@ func (s *Supervisor) supervise(i int, stop <-chan struct{}) {
 	}
 }
 
+// running is a started child.
+type running struct {
+	cmd    *exec.Cmd
+	group  bool          // Child.Group: signals go to the child's group too
+	held   bool          // the child is not collected before wait: its group can be signalled after gone
+	gone   chan struct{} // closed once the child's own process exited
+	reap   chan struct{} // closed by wait, to let a held child be collected
+	exited chan error    // cmd.Wait's result
+}
+
+// watch waits for cmd, started, in a goroutine of its own; wait must be called once gone is closed
+// or the child is to be abandoned (after terminate). A group's child is held where the Supervisor can
+// learn that it exited without collecting it (procgroup.WaitExited).
+func watch(cmd *exec.Cmd, group bool) *running {
+	r := &running{cmd: cmd, group: group, held: group && procgroup.CanWaitExited,
+		gone: make(chan struct{}), reap: make(chan struct{}), exited: make(chan error, 1)}
+	go func() {
+		if r.held {
+			// An error (none is expected for a child of ours) ends the wait early: the group is
+			// then killed as if the child had exited, and still safely, as it is not collected.
+			_ = procgroup.WaitExited(cmd.Process)
+			close(r.gone)
+			<-r.reap
+		}
+		err := cmd.Wait()
+		if !r.held {
+			close(r.gone)
+		}
+		r.exited <- err
+	}()
+	return r
+}
+
+// wait lets the child be collected and returns cmd.Wait's result.
+func (r *running) wait() error {
+	if r.held {
+		close(r.reap)
+	}
+	return <-r.exited
+}
+
+// signal sends sig to the child and, with Child.Group, to its group while the child has not been
+// collected; the child gets it once, from the group when it is still in it.
+func (r *running) signal(sig syscall.Signal) {
+	p := r.cmd.Process
+	if r.group && r.groupSafe() {
+		_ = procgroup.Signal(p, sig)
+		if procgroup.InOwnGroup(p) {
+			return
+		}
+	}
+	_ = p.Signal(sig) // through a pidfd where there is one: safe after the child was collected
+}
+
+// groupSafe reports whether the child's group can be signalled: the child is held, or has not exited
+// (where it is not held, it is collected as soon as it exits; a small window remains).
+func (r *running) groupSafe() bool {
+	if r.held {
+		return true
+	}
+	select {
+	case <-r.gone:
+		return false
+	default:
+		return true
+	}
+}
+
 // groupPoll is how often the Supervisor checks whether a child's group still runs; killWait bounds
 // how long it waits for a group to go after SIGKILL, which takes effect as each process next runs
 // (one in uninterruptible sleep, on a hung NFS mount, may not for long).
@@ -247,34 +340,38 @@ const (
 	killWait  = 5 * time.Second
 )
 
-// terminate sends SIGTERM to the child's group and waits for the child's process and then for the
-// rest of its group, for the grace period at most; then it kills what is left of the group.
-func (s *Supervisor) terminate(cmd *exec.Cmd, exited <-chan error) {
-	_ = procgroup.Signal(cmd.Process, syscall.SIGTERM)
+// terminate sends SIGTERM to the child (and its group) and waits for the child's process, and then
+// for the rest of a held group, for the grace period at most; then it kills what is left, and
+// collects the child.
+func (s *Supervisor) terminate(r *running) {
+	r.signal(syscall.SIGTERM)
 	t := time.NewTimer(s.o.grace)
 	defer t.Stop()
 	select {
-	case <-exited:
-		if waitGroup(cmd.Process, t.C) {
-			return
+	case <-r.gone:
+		if r.held && !waitGroup(r.cmd.Process, t.C) {
+			s.killGroup(r)
 		}
-		s.killGroup(cmd)
 	case <-t.C:
-		s.killGroup(cmd)
-		<-exited
+		r.signal(syscall.SIGKILL)
+		<-r.gone
+		if r.held {
+			s.killGroup(r)
+		}
 	}
+	_ = r.wait()
 }
 
-// killGroup kills the child's group and waits for it to go (killWait at most).
-func (s *Supervisor) killGroup(cmd *exec.Cmd) {
-	if procgroup.Kill(cmd.Process) != nil {
+// killGroup kills the group of a held child and waits for it to go (killWait at most).
+func (s *Supervisor) killGroup(r *running) {
+	if procgroup.Kill(r.cmd.Process) != nil {
 		return // none left
 	}
 	t := time.NewTimer(killWait)
 	defer t.Stop()
-	if !waitGroup(cmd.Process, t.C) {
-		s.log.Warn("processes of a child's group still run after SIGKILL", zap.String("child", cmd.Path),
-			zap.Int("group", cmd.Process.Pid), zap.Duration("waited", killWait))
+	if !waitGroup(r.cmd.Process, t.C) {
+		s.log.Warn("processes of a child's group still run after SIGKILL", zap.String("child", r.cmd.Path),
+			zap.Int("group", r.cmd.Process.Pid), zap.Duration("waited", killWait))
 	}
 }
 

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,9 +50,10 @@ func grandchildPid(t *testing.T, out *syncbuf.Buffer) int {
 }
 
 // TestSupervisorStopsTheChildsGroup stops children that started jobs of their own (a shell's
-// background jobs). The Supervisor used to signal the shell alone: a job holding the output kept
-// Run waiting for as long as it ran (40s instead of about the grace period), and a job not holding
-// it ran on, never told to stop.
+// background jobs). A job holding the output used to keep Run waiting for as long as it ran (40s
+// instead of about the grace period); it no longer does, with Child.Group or without. Without
+// Child.Group the jobs are the child's business; with it they are signalled with the child, and a
+// job not holding the output, which used to run on, is told to stop.
 func TestSupervisorStopsTheChildsGroup(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -76,42 +78,48 @@ func TestSupervisorStopsTheChildsGroup(t *testing.T) {
 		{name: "job outside the group", script: "setsid sleep 40 & echo pid $!; wait",
 			grace: 500 * time.Millisecond, max: 5 * time.Second, outside: true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if _, err := exec.LookPath("setsid"); err != nil && tc.outside {
-				t.Skip("setsid not installed")
-			}
-			mark := filepath.Join(t.TempDir(), "stopped")
-			var out syncbuf.Buffer
-			s, err := NewSupervisor([]Child{{Name: "sh", Path: "sh", Args: []string{"-c", tc.script, mark}, Stdout: &out}},
-				WithGrace(tc.grace))
-			if err != nil {
-				t.Fatal(err)
-			}
-			done, cancel := runSupervisor(t, s)
-			job := grandchildPid(t, &out)
-			began := time.Now()
-			cancel()
-			waitRun(t, done, tc.max+20*time.Second)
-			if d := time.Since(began); d < tc.min || d > tc.max {
-				t.Errorf("Run returned %v after its context ended; want %v to %v (grace %v)", d, tc.min, tc.max, tc.grace)
-			}
-			if gone := processGone(job); gone == tc.outside {
-				t.Errorf("job %d gone after Run returned: %v, want %v", job, gone, !tc.outside)
-			}
-			if tc.mark != "" {
-				if b, err := os.ReadFile(mark); err != nil || string(b) != tc.mark {
-					t.Errorf("the job did not finish its shutdown: %q, %v", b, err)
+		for _, group := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/group=%v", tc.name, group), func(t *testing.T) {
+				if _, err := exec.LookPath("setsid"); err != nil && tc.outside {
+					t.Skip("setsid not installed")
 				}
-			}
-		})
+				mark := filepath.Join(t.TempDir(), "stopped")
+				var out syncbuf.Buffer
+				s, err := NewSupervisor([]Child{{Name: "sh", Path: "sh", Args: []string{"-c", tc.script, mark}, Stdout: &out, Group: group}},
+					WithGrace(tc.grace))
+				if err != nil {
+					t.Fatal(err)
+				}
+				done, cancel := runSupervisor(t, s)
+				job := grandchildPid(t, &out)
+				began := time.Now()
+				cancel()
+				waitRun(t, done, tc.max+20*time.Second)
+				if d := time.Since(began); d < tc.min || d > tc.max {
+					t.Errorf("Run returned %v after its context ended; want %v to %v (grace %v)", d, tc.min, tc.max, tc.grace)
+				}
+				if !group {
+					return // the job is the child's business: not signalled
+				}
+				if gone := processGone(job); gone == tc.outside {
+					t.Errorf("job %d gone after Run returned: %v, want %v", job, gone, !tc.outside)
+				}
+				if tc.mark != "" {
+					if b, err := os.ReadFile(mark); err != nil || string(b) != tc.mark {
+						t.Errorf("the job did not finish its shutdown: %q, %v", b, err)
+					}
+				}
+			})
+		}
 	}
 }
 
-// What a child leaves running in its group when it exits on its own is killed, as the processes of
-// a container go with its main process; it used to run on, and pile up with every restart.
+// With Child.Group, what a child leaves running in its group when it exits on its own is killed, as
+// the processes of a container go with its main process; it used to run on, and pile up with every
+// restart.
 func TestSupervisorKillsWhatAnExitedChildLeft(t *testing.T) {
 	var out syncbuf.Buffer
-	s, err := NewSupervisor([]Child{{Path: "sh", Args: []string{"-c", "sleep 40 >/dev/null & echo pid $!"}, Stdout: &out}},
+	s, err := NewSupervisor([]Child{{Path: "sh", Args: []string{"-c", "sleep 40 >/dev/null & echo pid $!"}, Stdout: &out, Group: true}},
 		WithBackoff(func(int) time.Duration { return time.Hour }))
 	if err != nil {
 		t.Fatal(err)

@@ -3,9 +3,10 @@
 // Without process groups (Windows) it starts the command as usual and signals its own process only.
 //
 // A group is named by its first process's id, which the kernel does not give to another process
-// while any process of the group is left. Once the group is empty and its first process has been
-// waited for, the id may be reused: signal a group only while its first process is running, right
-// after waiting for it, or while Alive reports it.
+// while that process, running or exited but not yet collected (waited for), or any process of the
+// group is left. Once its first process has been collected, the group may be empty and its id
+// reused by an unrelated group: signal a group only before its first process is collected
+// (WaitExited tells, on Linux, that it exited without collecting it).
 package procgroup
 
 import "os"

@@ -3,6 +3,7 @@
 package procgroup
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -17,3 +18,13 @@ func Signal(p *os.Process, sig os.Signal) error { return p.Signal(sig) }
 // Alive is false: without process groups nothing is known of the processes p started, and p's own
 // end is what waiting for it tells.
 func Alive(*os.Process) bool { return false }
+
+// WaitExited returns errors.ErrUnsupported: waiting for a child without collecting it is done on
+// Linux only.
+func WaitExited(*os.Process) error { return errors.ErrUnsupported }
+
+// CanWaitExited is false: WaitExited is not supported here.
+const CanWaitExited = false
+
+// InOwnGroup is true: without process groups, Signal sends to p itself.
+func InOwnGroup(*os.Process) bool { return true }

@@ -38,3 +38,10 @@ func Alive(p *os.Process) bool {
 	}
 	return !onlyZombies(p.Pid)
 }
+
+// InOwnGroup reports whether p still leads the group it was started in with Attr, so that Signal
+// reaches p itself: false once p moved to another group (setpgid, setsid), or has been collected.
+func InOwnGroup(p *os.Process) bool {
+	pg, err := syscall.Getpgid(p.Pid)
+	return err == nil && pg == p.Pid
+}
