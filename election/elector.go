@@ -45,9 +45,10 @@ type Elector struct {
 	mu       sync.Mutex
 	observed Term          // the backend's leader, from Observe
 	cur      *termState    // the term this candidate holds, or nil
-	subs     map[*sub]bool // Observe subscriptions
+	subs     map[*sub]bool // Observe subscriptions, also those made before Run started
 	last     Leader        // the value last sent to subscribers
 	terms    uint64        // terms won
+	returned bool          // a Run has returned and no Run has started since
 }
 
 type termState struct {
@@ -105,6 +106,9 @@ func (e *Elector) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer e.running.Store(false)
+	e.mu.Lock()
+	e.returned = false
+	e.mu.Unlock()
 	log := e.cfg.log.Named("election").With(zap.String("id", e.id))
 
 	octx, ocancel := context.WithCancel(ctx)
@@ -122,6 +126,7 @@ func (e *Elector) Run(ctx context.Context) error {
 			close(s.ch)
 			delete(e.subs, s)
 		}
+		e.returned = true
 		e.mu.Unlock()
 	}()
 
@@ -296,15 +301,19 @@ func push(ch chan Leader, l Leader) {
 	ch <- l
 }
 
-// Observe returns a channel that receives the current leader at once and then every change
-// (including to the zero Leader: no leader). A slow reader skips intermediate values and sees the
-// latest. The channel is closed when ctx ends or Run returns (at once, after the current value, if
-// Run is not running).
+// Observe returns a channel that receives the leader as Leader reports it at once (the zero Leader
+// until Ready is closed) and then every change (including to the zero Leader: no leader). A slow
+// reader skips intermediate values and sees the latest. The channel is closed when ctx ends or Run
+// returns.
+//
+// Observe may be called before Run, for example right after go e.Run(ctx): the channel then stays
+// open and Run serves it once it runs. After a Run has returned (and until Run is called again)
+// the Elector is done: the channel is closed right after the current value.
 func (e *Elector) Observe(ctx context.Context) <-chan Leader {
 	s := &sub{ch: make(chan Leader, 1)} // capacity 1: holds the latest value only
 	e.mu.Lock()
 	s.ch <- e.leaderLocked()
-	if ctx.Err() != nil || !e.running.Load() {
+	if ctx.Err() != nil || e.returned {
 		close(s.ch)
 		e.mu.Unlock()
 		return s.ch

@@ -245,6 +245,74 @@ func TestObserveSequence(t *testing.T) {
 	})
 }
 
+// TestObserveBeforeRun: a subscription made before Run has started (the obvious order, right after
+// go e.Run(ctx)) stays open, is served once Run runs, and is closed when Run returns.
+func TestObserveBeforeRun(t *testing.T) {
+	for _, order := range []string{"Observe, then go Run", "go Run, then Observe"} {
+		t.Run(order, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var l blockingLeader
+				e, _ := election.New(election.NewMemory(), "a", l.run)
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan error, 1)
+				var ch <-chan election.Leader
+				if order == "Observe, then go Run" {
+					ch = e.Observe(ctx)
+					go func() { done <- e.Run(ctx) }()
+				} else {
+					go func() { done <- e.Run(ctx) }()
+					ch = e.Observe(ctx)
+				}
+				synctest.Wait()
+				// A slow reader sees the latest value: this candidate's term.
+				if got, open := <-ch; !open || got != (election.Leader{ID: "a", Token: 1, Self: true}) {
+					t.Fatalf("first receive %+v (open %v), want a's term on an open channel", got, open)
+				}
+				select {
+				case got, open := <-ch:
+					t.Fatalf("receive %+v (open %v) while nothing changed, want the channel open and empty", got, open)
+				default:
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				for range ch { // the step-down, if the reader was not too slow for it
+				}
+			})
+		})
+	}
+}
+
+// TestObserveBeforeRunServedByRun: a subscription made before Run sees what Run observes, and is
+// closed when Run returns, although its own ctx is still live.
+func TestObserveBeforeRunServedByRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &electiontest.Fake{Manual: true}
+		var l blockingLeader
+		e, _ := election.New(f, "me", l.run)
+		ch := e.Observe(t.Context())
+		if got := <-ch; got != (election.Leader{}) {
+			t.Fatalf("before Run: %+v, want the zero Leader", got)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		synctest.Wait()
+		f.Grant("other")
+		synctest.Wait()
+		if got, open := <-ch; !open || got != (election.Leader{ID: "other", Token: 1}) {
+			t.Fatalf("after Grant: %+v (open %v), want other's term", got, open)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		for range ch {
+		}
+	})
+}
+
 func TestStatusz(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var l blockingLeader

@@ -32,6 +32,32 @@ func ExampleElector() {
 	// stepped down
 }
 
+// Observe reports the leader as it changes, until Run returns. It may be called before Run has
+// started, as here right after go e.Run(ctx): the channel stays open and Run serves it.
+func ExampleElector_Observe() {
+	ctx, cancel := context.WithCancel(context.Background())
+	e, err := election.New(election.NewMemory(), "pod-a", func(leaderCtx context.Context, _ election.Term) error {
+		<-leaderCtx.Done()
+		return nil
+	})
+	if err != nil {
+		panic(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	for l := range e.Observe(ctx) { // the zero Leader first: not known yet
+		if l.Self {
+			fmt.Printf("%s leads with token %d\n", l.ID, l.Token)
+			cancel() // for the example: stop once this candidate leads
+		}
+	}
+	cancel()
+	fmt.Println("channel closed; Run returned", <-done)
+	// Output:
+	// pod-a leads with token 1
+	// channel closed; Run returned <nil>
+}
+
 // A resource guarded by a Fence rejects writes from a term older than one it has seen.
 func ExampleFence() {
 	var f election.Fence

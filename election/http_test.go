@@ -79,6 +79,19 @@ func getLeader(t *testing.T, url string) election.Leader {
 	return l
 }
 
+// openWatch starts GET /leader?watch=1 on the API at url and returns the stream's lines; the stream
+// ends when ctx does.
+func openWatch(t *testing.T, ctx context.Context, url string) *bufio.Scanner {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/leader?watch=1", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return bufio.NewScanner(resp.Body)
+}
+
 func TestHandlerLeaderWatchResign(t *testing.T) {
 	f := &electiontest.Fake{Manual: true}
 	e := runElector(t, f, "me")
@@ -98,13 +111,7 @@ func TestHandlerLeaderWatchResign(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/leader?watch=1", nil)
-	wresp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wresp.Body.Close()
-	lines := bufio.NewScanner(wresp.Body)
+	lines := openWatch(t, ctx, srv.URL)
 	next := func() election.Leader {
 		t.Helper()
 		if !lines.Scan() {
@@ -146,6 +153,39 @@ func TestHandlerLeaderWatchResign(t *testing.T) {
 		}
 	}
 	cancel()
+}
+
+// TestHandlerWatchBeforeRun: a watch that arrives while the Elector has not started yet (the HTTP
+// server starts first, so probes answer while the elector connects) stays open and streams the
+// leader once the Elector runs, instead of ending after the first line.
+func TestHandlerWatchBeforeRun(t *testing.T) {
+	var l blockingLeader
+	e, err := election.New(election.NewMemory(), "me", l.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(election.NewHandler(e))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lines := openWatch(t, ctx, srv.URL)
+	var got []string
+	for lines.Scan() {
+		if lines.Text() == `{"leader":"me","token":1,"self":false}` {
+			continue // the backend may report the term a moment before this Elector starts it
+		}
+		got = append(got, lines.Text())
+		if len(got) == 1 {
+			lifecycletest.StartReady(t, e, 10*time.Second) // Run starts after the watch began
+		}
+		if strings.Contains(lines.Text(), `"self":true`) {
+			break
+		}
+	}
+	want := []string{`{"leader":"","token":0,"self":false}`, `{"leader":"me","token":1,"self":true}`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("watch stream (-want +got):\n%s\n(stream error %v)", diff, lines.Err())
+	}
 }
 
 func FuzzHandlerQuery(f *testing.F) {
