@@ -26,8 +26,9 @@ type Backend interface {
 	// candidates. Several candidates may campaign at once, also with the same id.
 	Campaign(ctx context.Context, id string) (Lease, error)
 	// Observe calls fn with the current leader at once and then on every change (the zero Term when
-	// there is none), from one goroutine at a time, until ctx ends (then it returns nil) or the
-	// backend fails (then it returns the error and the caller may call Observe again).
+	// there is none, or when the backend can no longer confirm the leader it reported), from one
+	// goroutine at a time, until ctx ends (then it returns nil) or the backend fails (then it
+	// returns the error and the caller may call Observe again).
 	Observe(ctx context.Context, fn func(Term)) error
 }
 

@@ -45,6 +45,7 @@ type Elector struct {
 	mu       sync.Mutex
 	observed Term          // the backend's leader, from Observe
 	cur      *termState    // the term this candidate holds, or nil
+	ended    Term          // the last term this candidate stepped down from (the backend may report it a while longer)
 	subs     map[*sub]bool // Observe subscriptions, also those made before Run started
 	last     Leader        // the value last sent to subscribers
 	terms    uint64        // terms won
@@ -119,6 +120,7 @@ func (e *Elector) Run(ctx context.Context) error {
 		wg.Wait()
 		e.mu.Lock()
 		e.observed = Term{}
+		e.ended = Term{}
 		e.last = Leader{}
 		e.m.token.Set(0)
 		for s := range e.subs {
@@ -159,6 +161,10 @@ func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) error 
 	term := lease.Term()
 	if v := lease.ValidUntil(); !v.IsZero() && !time.Now().Before(v.Add(-e.cfg.margin)) {
 		// The campaign outlived the last confirmed renewal: the term may already be over.
+		e.mu.Lock()
+		e.ended = term
+		e.notifyLocked()
+		e.mu.Unlock()
 		e.m.stepdowns.WithLabelValues("renewal_timeout").Inc()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.releaseTimeout)
 		defer cancel()
@@ -217,6 +223,7 @@ func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) error 
 	// Step down: from here on this candidate does not claim the term.
 	e.mu.Lock()
 	e.cur = nil
+	e.ended = term
 	e.notifyLocked()
 	e.mu.Unlock()
 	e.m.isLeader.Set(0)
@@ -265,7 +272,10 @@ func (e *Elector) observe(ctx context.Context, log *zap.Logger) {
 }
 
 // Leader returns the leader as this candidate sees it: itself while it holds a term, else the
-// backend's leader as last observed (the zero Leader when there is none).
+// backend's leader as last observed (the zero Leader when there is none, or when the backend cannot
+// tell: see the Backend's Observe). A term this candidate has stepped down from is over, also while
+// the backend still reports it (its lock not released yet, the backend unreachable): then Leader
+// reports no leader rather than the candidate itself with Self false.
 func (e *Elector) Leader() Leader {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -275,6 +285,9 @@ func (e *Elector) Leader() Leader {
 func (e *Elector) leaderLocked() Leader {
 	if e.cur != nil {
 		return Leader{ID: e.id, Token: e.cur.term.Token, Self: true}
+	}
+	if e.observed == e.ended {
+		return Leader{}
 	}
 	return Leader{ID: e.observed.ID, Token: e.observed.Token}
 }

@@ -313,6 +313,62 @@ func TestObserveBeforeRunServedByRun(t *testing.T) {
 	})
 }
 
+// stuckRelease is a Backend whose leases cannot be released (the lock service is unreachable), so
+// the backend keeps reporting a term after its holder stepped down, until the lease is revoked.
+type stuckRelease struct{ *electiontest.Fake }
+
+func (b stuckRelease) Campaign(ctx context.Context, id string) (election.Lease, error) {
+	l, err := b.Fake.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return stuckLease{l}, nil
+}
+
+type stuckLease struct{ election.Lease }
+
+func (stuckLease) Release(context.Context) error { return errors.New("lock service unreachable") }
+
+// TestSteppedDownTermIsNotReported: a candidate that stepped down (here because its renewals stopped
+// being confirmed) and could not release its lock does not report itself as the leader with Self
+// false while the backend still shows the term: the term is over, so there is no leader.
+func TestSteppedDownTermIsNotReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &electiontest.Fake{TTL: time.Second}
+		var l blockingLeader
+		e, _ := election.New(stuckRelease{f}, "me", l.run)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		synctest.Wait()
+		ch := e.Observe(ctx)
+		if diff := cmp.Diff(election.Leader{ID: "me", Token: 1, Self: true}, <-ch); diff != "" {
+			t.Fatalf("leading (-want +got):\n%s", diff)
+		}
+		f.StopRenewals()
+		time.Sleep(time.Second) // past the TTL: the Elector steps down
+		synctest.Wait()
+		if got := f.Leader(); got != (election.Term{ID: "me", Token: 1}) {
+			t.Fatalf("backend's leader %+v, want the stepped-down term still (its release failed)", got)
+		}
+		if diff := cmp.Diff(election.Leader{}, e.Leader()); diff != "" {
+			t.Fatalf("after the step-down, Leader() (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(election.Leader{}, <-ch); diff != "" {
+			t.Fatalf("after the step-down, Observe (-want +got):\n%s", diff)
+		}
+		f.Revoke() // the lease ends at last; the candidate's new campaign wins
+		synctest.Wait()
+		if diff := cmp.Diff(election.Leader{ID: "me", Token: 2, Self: true}, e.Leader()); diff != "" {
+			t.Fatalf("after the revoke, Leader() (-want +got):\n%s", diff)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+}
+
 func TestStatusz(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var l blockingLeader

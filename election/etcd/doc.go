@@ -11,7 +11,9 @@
 // # Lifecycle
 //
 // New validates and starts nothing. Each won Campaign starts one goroutine that renews the lease
-// until Release (which the Elector always calls at the end of a term).
+// until Release (which the Elector always calls at the end of a term). Observe watches the
+// election's keys and reads the leader every TTL/3; a leader no read has confirmed for a TTL is
+// reported as "no leader" until the cluster answers again.
 //
 // # Cleanup
 //

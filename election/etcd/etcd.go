@@ -201,50 +201,109 @@ func (b *Backend) waitDelete(ctx context.Context, l *lease, key string) error {
 }
 
 // Observe implements election.Backend: the leader is the key with the lowest creation revision
-// under the election's prefix.
+// under the election's prefix. A watch reports changes at once, and a read every TTL/3 confirms the
+// leader while nothing changes. A leader that no read has confirmed for a TTL (the cluster lost its
+// quorum, or this client is cut off from it) is not reported any more: Observe reports the zero
+// Term ("no leader known") until a read succeeds again. This is the rule a leader applies to itself
+// (it steps down when no renewal was confirmed for a TTL), so in a quorum loss the leader steps down
+// and every observer stops naming it at about the same time. Observe returns nil when ctx ends,
+// and no error before: it keeps watching and reading through outages.
 func (b *Backend) Observe(ctx context.Context, fn func(election.Term)) error {
-	first := true
-	var last election.Term
-	report := func(t election.Term) {
-		if first || t != last {
-			first, last = false, t
-			fn(t)
+	ttl := time.Duration(b.ttl) * time.Second
+	o := &observation{fn: fn, first: true}
+	confirm := time.NewTicker(ttl / 3)
+	defer confirm.Stop()
+	stale := time.NewTimer(ttl)
+	stale.Stop() // armed by each read that succeeds
+	defer stale.Stop()
+	var wch clientv3.WatchChan
+	stopWatch := func() {}
+	defer func() { stopWatch() }()
+	var retry <-chan time.Time // after a failed read, read again soon rather than on the next tick
+	read := func() {
+		retry = nil
+		if !b.read(ctx, o, stale, ttl) && ctx.Err() == nil {
+			retry = time.After(100 * time.Millisecond)
 		}
 	}
 	for {
-		// Watch first (from the current revision, served at once), then read: no change between
-		// the read and the watch can be missed.
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := b.cli.Watch(wctx, b.prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
-		for {
-			wr, open := <-wch
-			if !open || wr.Err() != nil {
-				break
-			}
-			if !wr.Created && len(wr.Events) == 0 {
-				continue
-			}
-			cur, err := b.leader(ctx)
-			if err != nil {
-				cancel()
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			report(cur)
+		if wch == nil {
+			// Watch first (from the current revision, served at once), then read on the created
+			// notification: no change between the read and the watch can be missed.
+			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+			stopWatch = cancel
+			wch = b.cli.Watch(wctx, b.prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
 		}
-		cancel()
-		if ctx.Err() != nil {
-			return nil
-		}
-		// The watch broke (lost leader, closed client): watch and read again.
 		select {
-		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
 			return nil
+		case wr, open := <-wch:
+			if !open || wr.Err() != nil {
+				// The watch broke (the member lost the cluster's leader, closed client): watch again
+				// after a pause; the reads go on meanwhile.
+				stopWatch()
+				wch = nil
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-ctx.Done():
+					return nil
+				}
+				continue
+			}
+			if wr.Created || len(wr.Events) > 0 {
+				read()
+			}
+		case <-confirm.C:
+			read()
+		case <-retry:
+			read()
+		case <-stale.C:
+			if !o.last.IsZero() {
+				b.log.Warn("leader not confirmed for a TTL: reporting no leader", zap.String("leader", o.last.ID),
+					zap.Uint64("token", o.last.Token), zap.Duration("ttl", ttl))
+			}
+			o.report(election.Term{})
 		}
 	}
+}
+
+// observation is what one Observe call reported.
+type observation struct {
+	fn        func(election.Term)
+	first     bool
+	last      election.Term
+	confirmed time.Time // send time of the last read that succeeded
+}
+
+func (o *observation) report(t election.Term) {
+	if o.first || t != o.last {
+		o.first, o.last = false, t
+		o.fn(t)
+	}
+}
+
+// read reads the leader and reports it; a read that succeeds re-arms stale to fire a TTL after it
+// was sent. A read waits at most TTL/3, and never past the moment stale fires. It reports whether
+// the read succeeded.
+func (b *Backend) read(ctx context.Context, o *observation, stale *time.Timer, ttl time.Duration) bool {
+	sent := time.Now()
+	deadline := sent.Add(ttl / 3)
+	if s := o.confirmed.Add(ttl); !o.confirmed.IsZero() && s.After(sent) && s.Before(deadline) {
+		deadline = s
+	}
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	cur, err := b.leader(rctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			b.log.Debug("observe: read leader", zap.Error(err))
+		}
+		return false
+	}
+	o.confirmed = sent
+	stale.Reset(time.Until(sent.Add(ttl)))
+	o.report(cur)
+	return true
 }
 
 // leader reads the current leader.
