@@ -100,8 +100,11 @@ func WithEnv(kv ...string) ExecOption {
 // WORK_ITEM_FILE and OUTPUT_DIR set, in its own process group. Exit 0 acks; a non-zero exit is an
 // *ExitError (the pool retries). When the handler's ctx ends (item timeout, lease lost, drain budget)
 // the whole process group is killed with SIGKILL, and after a normal exit any process the command
-// left behind in its group is killed too, at once. Under a Pool the lease is extended for as long as
-// the command runs.
+// left behind in its group is killed too, at once. On Linux that is done before the command's
+// process is collected (waitid WNOWAIT), while the group's id, the command's process id, cannot
+// have been given to another process; elsewhere on Unix it is done right after, and in the moment
+// between, an unrelated process that got the freed id and leads a group of its own could be
+// killed instead. Under a Pool the lease is extended for as long as the command runs.
 //
 // # When the worker dies
 //
@@ -274,7 +277,8 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
-	cmd.Cancel = func() error { return killGroup(cmd) }
+	reaper := &groupReaper{cmd: cmd}
+	cmd.Cancel = reaper.cancel
 	// The command writes to pipes of ours (*os.File), not to pipes exec.Cmd copies from: so Wait
 	// returns when the command exits, not when every process holding its output has closed it.
 	outPipe, err := newOutputPipe()
@@ -304,8 +308,10 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	stderr := &tailWriter{max: 4096}
 	outPipe.start(stdoutLog)
 	errPipe.start(multiWriter{stderrLog, stderr})
-	err = cmd.Wait()
-	_ = killGroup(cmd) // anything the command left running in its group
+	err, waitErr := reaper.wait()
+	if waitErr != nil {
+		log.Warn("could not wait for the command without collecting it: what it left in its group is not killed", zap.Error(waitErr))
+	}
 	finishOutput(w.cfg.outputGrace, outPipe, errPipe)
 	stdoutLog.flush()
 	stderrLog.flush()
