@@ -54,12 +54,13 @@
 // request unread, which sends a reset, so that the client's write fails and it may never read the
 // reply. So does the end of the stream after memcache "quit" and redis QUIT: nutcracker closes the
 // connection after its read, so that what the client sent after the quit and that read did not
-// take (more than one read holds, or what came later) resets it. memcache "version" goes to the server an empty key goes to, where nutcracker 0.5.0 picks
-// the server by a key it never set (see package memcache). Stats are current rather than
-// aggregated every -i interval, and out_queue_bytes is not tracked (always 0); "backlog" is parsed
-// but Go listens with the kernel's somaxconn; "random" picks a server per request like nutcracker
-// but from Go's generator. The
-// extensions no_reshard and health_check_interval are rejected by nutcracker itself. Pool and
+// take (more than one read holds, or what came later) resets it. memcache "version" goes to the
+// server an empty key goes to, where nutcracker 0.5.0 picks the server by a key it never set (see
+// package memcache); a "version" with arguments closes the connection with no reply, as nutcracker
+// closes it. Stats are current rather than aggregated every -i interval, and out_queue_bytes is
+// not tracked (always 0); "backlog" is parsed but Go listens with the kernel's somaxconn; "random"
+// picks a server per request like nutcracker but from Go's generator. The extensions no_reshard
+// and health_check_interval are rejected by nutcracker itself. Pool and
 // server names in the stats JSON are nutcracker's bytes but for a quote, a backslash or a control
 // character, which are escaped: nutcracker writes them raw, and its document is then not JSON; a
 // byte that is not UTF-8 (only a Config built in Go can hold one) is written as U+FFFD, and U+2028
