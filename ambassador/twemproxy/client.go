@@ -219,6 +219,7 @@ func (c *client) readLoop() {
 			c.dispatch(batch, &scratch) // r may be released from here on
 			batch = batch[:0]
 			if quit {
+				p.clientEOF.Add(1) // as nutcracker counts a quit
 				return
 			}
 		}

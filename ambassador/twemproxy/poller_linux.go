@@ -261,6 +261,7 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 			consumed = cp.src.off - cp.br.Buffered()
 			batch = append(batch, r)
 			if r.Quit {
+				p.clientEOF.Add(1) // as nutcracker counts a quit
 				stop = true
 				break
 			}

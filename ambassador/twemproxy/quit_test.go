@@ -50,14 +50,7 @@ func TestQuitThenMoreEndsCleanly(t *testing.T) {
 }
 
 func testQuitThenMore(t *testing.T, tc quitCase) {
-	if !shardproc.Have(tc.path) {
-		t.Skipf("%s is not installed; skipping", tc.path)
-	}
-	be, err := tc.server()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(be.Stop)
+	be := quitBackend(t, tc)
 	protos := twemproxy.Protocols{Memcache: &memcache.Protocol{}, Redis: &redis.Protocol{}}
 	short, long := tc.in+strings.Repeat(tc.in, 10), tc.in+strings.Repeat("x", 1<<20)
 	for _, mode := range clientModes {
@@ -80,4 +73,19 @@ func testQuitThenMore(t *testing.T, tc quitCase) {
 				len(in)-len(tc.in), out, rerr, tc.ncWant, werr)
 		}
 	}
+}
+
+// quitBackend starts tc's server for the length of the test, and skips the test when it is not
+// installed.
+func quitBackend(t *testing.T, tc quitCase) *shardproc.Proc {
+	t.Helper()
+	if !shardproc.Have(tc.path) {
+		t.Skipf("%s is not installed; skipping", tc.path)
+	}
+	be, err := tc.server()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(be.Stop)
+	return be
 }

@@ -15,7 +15,9 @@ import (
 
 // PoolStats is a snapshot of one pool's counters, named as in nutcracker's stats.
 type PoolStats struct {
-	Name              string
+	Name string
+	// ClientEOF counts the clients that closed their side or sent quit (memcache) or QUIT
+	// (redis), once each, as nutcracker's client_eof does.
 	ClientEOF         int64
 	ClientErr         int64
 	ClientConnections int64
