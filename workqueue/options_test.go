@@ -1,6 +1,7 @@
 package workqueue_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -68,7 +69,7 @@ func TestStagesRefuseBadOptionValues(t *testing.T) {
 	}
 }
 
-// TestComponentsRefuseBadOptionValues: the API, Source and ExecWorker refuse sizes and durations
+// TestComponentsRefuseBadOptionValues: the API, Source, ExecWorker and Pool refuse sizes and durations
 // that mean nothing (and a Source a nil client, an ExecWorker an environment entry that is not
 // KEY=VALUE), with an error naming the option, its value and what it takes.
 func TestComponentsRefuseBadOptionValues(t *testing.T) {
@@ -78,6 +79,8 @@ func TestComponentsRefuseBadOptionValues(t *testing.T) {
 		return second(workqueue.NewSource("http://127.0.0.1:1", q, opt))
 	}
 	exe := func(opt workqueue.ExecOption) error { return second(workqueue.NewExecWorker([]string{"sh"}, opt)) }
+	nop := workqueue.HandlerFunc(func(context.Context, *workqueue.Item) error { return nil })
+	pool := func(opt workqueue.PoolOption) error { return second(workqueue.NewPool(q, nop, opt)) }
 	for _, tc := range []struct {
 		err     error
 		mention string
@@ -91,6 +94,11 @@ func TestComponentsRefuseBadOptionValues(t *testing.T) {
 		{src(workqueue.WithSourceHTTPClient(nil)), "WithSourceHTTPClient(nil)"},
 		{exe(workqueue.WithEnv("DEBUG")), `WithEnv("DEBUG")`},
 		{exe(workqueue.WithEnv("=1")), `WithEnv("=1")`},
+		{pool(workqueue.WithConcurrency(0)), "WithConcurrency(0)"},
+		{pool(workqueue.WithItemTimeout(-time.Second)), "WithItemTimeout(-1s)"},
+		{pool(workqueue.WithDrainTimeout(-time.Second)), "WithDrainTimeout(-1s)"},
+		{pool(workqueue.WithProgressEvery(-time.Second)), "WithProgressEvery(-1s)"},
+		{pool(workqueue.WithPoolMaxAttempts(-1)), "WithPoolMaxAttempts(-1)"},
 	} {
 		checkRefused(t, tc.mention, tc.err, tc.mention)
 	}

@@ -157,9 +157,15 @@ func NewPool(q Queue, h Handler, opts ...PoolOption) (*Pool, error) {
 	case q == nil || h == nil:
 		return nil, fmt.Errorf("%w: nil queue or handler", ErrInvalid)
 	case cfg.concurrency < 1:
-		return nil, fmt.Errorf("%w: concurrency %d", ErrInvalid, cfg.concurrency)
-	case cfg.timeout < 0 || cfg.drain < 0 || cfg.progress < 0 || cfg.maxAttempts < 0:
-		return nil, fmt.Errorf("%w: negative timeout, drain, progress or max attempts", ErrInvalid)
+		return nil, badOption("WithConcurrency", cfg.concurrency, "want 1 or more")
+	case cfg.timeout < 0:
+		return nil, badOption("WithItemTimeout", cfg.timeout, "want 0 (none) or more")
+	case cfg.drain < 0:
+		return nil, badOption("WithDrainTimeout", cfg.drain, "want 0 or more")
+	case cfg.progress < 0:
+		return nil, badOption("WithProgressEvery", cfg.progress, "want 0 (no progress lines) or more")
+	case cfg.maxAttempts < 0:
+		return nil, badOption("WithPoolMaxAttempts", cfg.maxAttempts, "want 0 (no limit) or more")
 	case cfg.backoff == nil:
 		return nil, fmt.Errorf("%w: nil backoff", ErrInvalid)
 	}

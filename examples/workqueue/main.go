@@ -313,8 +313,17 @@ func work(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
-	if *idle < 0 {
+	switch {
+	case *idle < 0:
 		return cmdline.Usagef("work: -exit-when-idle must be >= 0")
+	case *conc < 1:
+		return cmdline.Usagef("work: -concurrency %d: must be 1 or more", *conc)
+	case *timeout < 0:
+		return cmdline.Usagef("work: -timeout %v: must be 0 or more", *timeout)
+	case *drain < 0:
+		return cmdline.Usagef("work: -drain %v: must be 0 or more", *drain)
+	case *maxAttempts < 0:
+		return cmdline.Usagef("work: -max-attempts %d: must be 0 or more", *maxAttempts)
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {
