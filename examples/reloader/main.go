@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -68,7 +69,7 @@ func run(args []string, stderr io.Writer) error {
 	}
 	sig, ok := signals[strings.TrimPrefix(strings.ToUpper(*sigName), "SIG")]
 	if !ok {
-		return cmdline.Usagef("-signal %q: unknown", *sigName)
+		return cmdline.Usagef("-signal %q: unknown; want one of %s", *sigName, strings.Join(slices.Sorted(maps.Keys(signals)), ", "))
 	}
 	var action sidecar.Action
 	switch n := btoi(*webhook != "") + btoi(*pid != 0) + btoi(*process != ""); {

@@ -86,7 +86,7 @@ func TestBadFlags(t *testing.T) {
 		{Args: []string{"-watch", dir + ",", "-webhook", hook}, Status: 2, Stderr: `reloader: -watch "` + dir + `,": empty item in the comma-separated list`},
 		{Args: []string{"-watch", dir}, Status: 2, Stderr: "reloader: want exactly one of -webhook, -pid and -process"},
 		{Args: []string{"-watch", dir, "-pid", "1", "-process", "x"}, Status: 2, Stderr: "reloader: want exactly one of -webhook, -pid and -process"},
-		{Args: []string{"-watch", dir, "-pid", "1", "-signal", "BOGUS"}, Status: 2, Stderr: `reloader: -signal "BOGUS": unknown`},
+		{Args: []string{"-watch", dir, "-pid", "1", "-signal", "BOGUS"}, Status: 2, Stderr: `reloader: -signal "BOGUS": unknown; want one of HUP, INT, QUIT, TERM`},
 		// A webhook is called, not signalled; a signal is sent, not with a method.
 		{Args: []string{"-watch", dir, "-webhook", hook, "-signal", "USR1"}, Status: 2, Stderr: "reloader: -signal: only with -pid or -process"},
 		{Args: []string{"-watch", dir, "-process", "no-such-process-reloader-test", "-method", "PUT"}, Status: 2, Stderr: "reloader: -method: only with -webhook"},
