@@ -89,11 +89,12 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		// One candidate in this process: no lock service to reach, no lease, no name to share. DESIGN's
 		// command line is one for both backends, so a manifest may switch -backend and keep the
 		// etcd flags: they are accepted and ignored (run logs which).
-		fs.Visit(func(f *flag.Flag) {
-			if f.Name == "endpoints" || f.Name == "ttl" || f.Name == "election" {
-				c.ignored = append(c.ignored, "-"+f.Name)
+		given := cmdline.Given(fs)
+		for _, name := range []string{"endpoints", "ttl", "election"} {
+			if given[name] {
+				c.ignored = append(c.ignored, "-"+name)
 			}
-		})
+		}
 	default:
 		return c, cmdline.Usagef("-backend %q: want etcd or memory", c.backend)
 	}

@@ -64,8 +64,7 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	}
 	// A variable stands for its flag when the flag is not given, and one the command cannot read is a
 	// usage error, as the flag's value would be; a flag given makes its variable irrelevant.
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	given := cmdline.Given(fs)
 	for _, v := range []struct{ env, flag string }{
 		{"LISTEN", "listen"}, {"ADMIN", "admin"}, {"PROPAGATION", "propagation"}, {"GRACE", "grace"},
 		{"SHED_LIMIT", "shed-limit"}, {"LOG_LEVEL", "log-level"}, {"PPROF", "pprof"},

@@ -30,12 +30,18 @@ func OnlyWith(fs *flag.FlagSet, ok bool, with string, names ...string) error {
 	if ok {
 		return nil
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	given := Given(fs)
 	for _, n := range names {
 		if given[n] {
 			return Usagef("-%s: only with %s", n, with)
 		}
 	}
 	return nil
+}
+
+// Given returns the names of the flags fs's command line set (fs parsed it already), as a set.
+func Given(fs *flag.FlagSet) map[string]bool {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return given
 }
