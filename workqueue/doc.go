@@ -89,10 +89,22 @@
 // Join's waiting part lost its lease: the item comes again). An add the output left unanswered,
 // and tried again, is a failed add.
 //
-// Pools that share a registerer need WithPoolName, queues WithQueueName, and stages of one kind
-// WithStageName, each its own name; the constructor returns the registerer's error otherwise.
-// Close unregisters a queue's metrics; a pool's and a stage's stay registered. ExecWorker, API and
-// Source have no metrics of their own.
+// A Source's, labelled source="name" with WithSourceName:
+//
+//	podblocks_workqueue_source_fetched_items_total             counter    items the source returned
+//	podblocks_workqueue_source_fetch_errors_total{request}     counter    failed GETs of the list or an item
+//	podblocks_workqueue_source_fetch_duration_seconds{request} histogram  a GET of the list or an item
+//
+// where request is list (GET /api/v1/items) or item (GET /api/v1/items/{name}); a GET fails when
+// it gets no answer, a status other than 200, or an answer that is not the interface. A GET cut off
+// because the Source stopped counts neither way.
+//
+// Pools that share a registerer need WithPoolName, queues WithQueueName, stages of one kind
+// WithStageName, and Sources WithSourceName, each its own name; the constructor returns the
+// registerer's error otherwise. A constructor registers all of its component's metrics or, when
+// the registerer refuses one (a clash with a metric registered already), none of them. Close
+// unregisters a queue's metrics; a pool's, a stage's and a Source's stay registered. ExecWorker and
+// API have no metrics of their own.
 //
 // # Concurrency
 //

@@ -326,8 +326,8 @@ func NewMemory(opts ...Option) (*Memory, error) {
 		q.cfg.logger = cfg.logger.With(zap.String("queue", cfg.name))
 	}
 	if cfg.reg != nil {
-		c := newMemoryCollector(q)
-		if err := cfg.reg.Register(c); err != nil {
+		c, err := register(cfg.reg, newMemoryCollector(q))
+		if err != nil {
 			return nil, registerQueueErr(cfg.name, err)
 		}
 		q.metricsReg, q.metrics = cfg.reg, c

@@ -51,14 +51,46 @@ func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 	for i, name := range outcomeNames {
 		m.items[i] = m.itemsVec.WithLabelValues(name)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.inflight, m.itemsVec, m.duration, m.attempts, m.dead, m.depth} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register metrics (a second pool on one registerer needs WithPoolName): %w", err)
-			}
-		}
+	if _, err := register(reg, m.inflight, m.itemsVec, m.duration, m.attempts, m.dead, m.depth); err != nil {
+		return nil, fmt.Errorf("register metrics (a second pool on one registerer needs WithPoolName): %w", err)
 	}
 	return m, nil
+}
+
+// register registers the metrics of one component, cs, with reg (nil: it does nothing), all or
+// nothing: as one Collector, which a prometheus.Registry takes or refuses whole, so that a name
+// clash of any of them (with a metric the user registered, say) leaves none of them registered,
+// and the component can be made again once the clash is gone. It returns the Collector it
+// registered (nil if none), for Unregister.
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) (prometheus.Collector, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	var c prometheus.Collector = collectors(cs)
+	if len(cs) == 1 {
+		c = cs[0]
+	}
+	if err := reg.Register(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// collectors is one prometheus.Collector of several.
+type collectors []prometheus.Collector
+
+// Describe implements prometheus.Collector.
+func (cs collectors) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (cs collectors) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
+	}
 }
 
 // depthCollector exports a pool's podblocks_workqueue_depth_items, read from its queue's Stats at
@@ -223,11 +255,10 @@ func newStageMetrics(name string, reg prometheus.Registerer) (*stageMetrics, err
 		errors: prometheus.NewDesc("podblocks_workqueue_stage_errors_total",
 			"Calls on the stage's queues that failed, by call (lease, extend, add); an add the output left unanswered counts.", []string{"call"}, nil),
 	}
-	if reg == nil {
-		return m, nil
+	if reg != nil {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"stage": name}, reg)
 	}
-	reg = prometheus.WrapRegistererWith(prometheus.Labels{"stage": name}, reg)
-	if err := reg.Register(m); err != nil {
+	if _, err := register(reg, m); err != nil {
 		var dup prometheus.AlreadyRegisteredError
 		if errors.As(err, &dup) {
 			return nil, fmt.Errorf("register stage metrics: a stage named %q is registered already (stages that share a registerer need names of their own: WithStageName): %w", name, err)
@@ -269,4 +300,60 @@ func (m *stageMetrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(m.errors, prometheus.CounterValue, float64(m.errs[i].Load()), m.created, stageCallNames[i])
 	}
 	m.addTime.Collect(ch)
+}
+
+// The requests a Source makes, indexes of sourceMetrics' arrays and fetchNames.
+const (
+	fetchList = iota // GET /api/v1/items
+	fetchItem        // GET /api/v1/items/{name}
+	numFetches
+)
+
+var fetchNames = [numFetches]string{"list", "item"}
+
+// sourceMetrics are a Source's metrics.
+type sourceMetrics struct {
+	fetched  prometheus.Counter
+	errors   [numFetches]prometheus.Counter  // by request
+	duration [numFetches]prometheus.Observer // by request
+}
+
+// newSourceMetrics returns a Source's metrics, registered with reg unless it is nil.
+func newSourceMetrics(reg prometheus.Registerer) (*sourceMetrics, error) {
+	fetched := prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_workqueue_source_fetched_items_total",
+		Help: "Items the source returned (GET /api/v1/items/{name} answered with an item)."})
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "podblocks_workqueue_source_fetch_errors_total",
+		Help: "GETs of the source that failed (no answer, a status other than 200, or an answer that is not the interface), by request (list, item)."},
+		[]string{"request"})
+	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "podblocks_workqueue_source_fetch_duration_seconds",
+		Help: "Time a GET of the source took, failed ones included, by request (list, item).", Buckets: prometheus.DefBuckets},
+		[]string{"request"})
+	m := &sourceMetrics{fetched: fetched}
+	for i, name := range fetchNames {
+		m.errors[i] = errs.WithLabelValues(name)
+		m.duration[i] = dur.WithLabelValues(name)
+	}
+	if _, err := register(reg, fetched, errs, dur); err != nil {
+		return nil, fmt.Errorf("register source metrics (Sources that share a registerer need names of their own: WithSourceName): %w", err)
+	}
+	return m, nil
+}
+
+// observe counts a GET of kind fetch that took d and failed with err (nil: it did not). A GET cut
+// off because ctx ended (the Source stopped) counts neither way.
+func (m *sourceMetrics) observe(ctx context.Context, fetch int, d time.Duration, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	m.duration[fetch].Observe(d.Seconds())
+	if err != nil {
+		m.errors[fetch].Inc()
+	}
+}
+
+// fail counts a GET of kind fetch whose answer, though decoded, is not the interface.
+func (m *sourceMetrics) fail(ctx context.Context, fetch int) {
+	if ctx.Err() == nil {
+		m.errors[fetch].Inc()
+	}
 }

@@ -81,21 +81,23 @@ func WithLogger(l *zap.Logger) CommonOption { return loggerOption{l} }
 
 type registererOption struct{ r prometheus.Registerer }
 
-func (o registererOption) apply(c *memConfig)        { c.reg = o.r }
-func (o registererOption) applyPool(c *poolConfig)   { c.reg = o.r }
-func (o registererOption) applyStage(c *stageConfig) { c.reg = o.r }
+func (o registererOption) apply(c *memConfig)          { c.reg = o.r }
+func (o registererOption) applyPool(c *poolConfig)     { c.reg = o.r }
+func (o registererOption) applyStage(c *stageConfig)   { c.reg = o.r }
+func (o registererOption) applySource(c *sourceConfig) { c.reg = o.r }
 
-// ExecWorker, API and Source have no metrics of their own (the Pool that runs an ExecWorker and
-// the queue that an API or a Source serves have theirs): for them WithRegisterer changes nothing.
-func (o registererOption) applyExec(*execConfig)     {}
-func (o registererOption) applyAPI(*apiConfig)       {}
-func (o registererOption) applySource(*sourceConfig) {}
+// ExecWorker and API have no metrics of their own (the Pool that runs an ExecWorker and the queue
+// that an API serves have theirs): for them WithRegisterer changes nothing.
+func (o registererOption) applyExec(*execConfig) {}
+func (o registererOption) applyAPI(*apiConfig)   {}
 
 // WithRegisterer registers the component's metrics with r. Default nil: metrics exist but are not
-// registered. The package doc lists them. A Memory queue's are read from the queue when r's
-// gatherer is scraped (see NewStatsCollector), cost its calls nothing, and are unregistered by
-// Close. A Pool's and a pipeline stage's are registered by their constructor and stay registered.
-// ExecWorker, API and Source have none of their own: for them it changes nothing.
+// registered. The package doc lists them. A constructor registers a component's metrics all or
+// nothing: if r refuses one (a name clash), it returns r's error and leaves none of them
+// registered. A Memory queue's are read from the queue when r's gatherer is scraped (see
+// NewStatsCollector), cost its calls nothing, and are unregistered by Close. A Pool's, a pipeline
+// stage's and a Source's are registered by their constructor and stay registered. ExecWorker and
+// API have none of their own: for them it changes nothing.
 func WithRegisterer(r prometheus.Registerer) CommonOption { return registererOption{r} }
 
 // badOption is the error of option opt given value v, which it does not take: want says what it

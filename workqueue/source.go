@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -39,6 +40,8 @@ type sourceConfig struct {
 	interval time.Duration
 	hc       *http.Client
 	logger   *zap.Logger
+	reg      prometheus.Registerer
+	name     string
 }
 
 type sourceOptionFunc func(*sourceConfig)
@@ -56,6 +59,13 @@ func WithSourceHTTPClient(hc *http.Client) SourceOption {
 	return sourceOptionFunc(func(c *sourceConfig) { c.hc = hc })
 }
 
+// WithSourceName names the Source: its metrics carry the label source="name", so that several
+// Sources can register with one registerer (unnamed, the second one's metrics collide with the
+// first's, and NewSource returns the registerer's error). Default "".
+func WithSourceName(name string) SourceOption {
+	return sourceOptionFunc(func(c *sourceConfig) { c.name = name })
+}
+
 // Source is a Component that adapts a book-style item source into a Queue: it polls the list, and
 // adds every name it has not seen listed before with the item's data as payload and the name as key.
 // A name that leaves the list is forgotten, so it is added again if it comes back. After a restart
@@ -65,6 +75,7 @@ type Source struct {
 	base string
 	q    Queue
 	cfg  sourceConfig
+	m    *sourceMetrics
 	seen map[string]bool // added
 	// waiting holds the names not added yet that a Poll failed on or stopped before, unless they
 	// have been off the list for more than waitKept Polls in a row.
@@ -82,15 +93,16 @@ type waitMark struct{ try, absent int }
 // that comes back after more counts as new.
 const waitKept = 10
 
-// NewSource returns a Source that feeds q from the source at base (e.g. "http://127.0.0.1:8081").
+// NewSource returns a Source that feeds q from the source at base (e.g. "http://127.0.0.1:8081"),
+// which CheckSourceURL must take. With WithRegisterer it registers the Source's metrics (see the
+// package doc), and returns the registerer's error if that fails, leaving none of them registered.
 func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
 	cfg := sourceConfig{interval: 5 * time.Second, hc: &http.Client{Timeout: 10 * time.Second}, logger: zap.NewNop()}
 	for _, o := range opts {
 		o.applySource(&cfg)
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: source URL %q (want http://host:port or https://host:port)", ErrInvalid, base)
+	if err := CheckSourceURL(base); err != nil {
+		return nil, err
 	}
 	switch {
 	case q == nil:
@@ -103,7 +115,26 @@ func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
 	}
-	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, seen: map[string]bool{}, waiting: map[string]waitMark{}, ready: make(chan struct{})}, nil
+	reg := cfg.reg
+	if reg != nil && cfg.name != "" {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"source": cfg.name}, reg)
+	}
+	m, err := newSourceMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{base: strings.TrimRight(base, "/"), q: q, cfg: cfg, m: m, seen: map[string]bool{}, waiting: map[string]waitMark{}, ready: make(chan struct{})}, nil
+}
+
+// CheckSourceURL returns nil if base is a URL NewSource takes (http or https, with a host), and
+// otherwise an error wrapping ErrInvalid that names it: a command can check a URL it was given
+// before it opens the queue the Source is to feed.
+func CheckSourceURL(base string) error {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: source URL %q (want http://host:port or https://host:port)", ErrInvalid, base)
+	}
+	return nil
 }
 
 // Ready is closed after the first poll that read the list, even if some of its items failed (see
@@ -162,11 +193,13 @@ var ErrSource = errors.New("workqueue: bad item source answer")
 // use with Run.
 func (s *Source) Poll(ctx context.Context) (int, error) {
 	var list ItemList
-	if err := s.get(ctx, "/api/v1/items", &list); err != nil {
-		return 0, err
+	err := s.get(ctx, fetchList, "/api/v1/items", &list)
+	if err == nil && list.Kind != "" && list.Kind != "ItemList" {
+		err = fmt.Errorf("%w: list kind %q", ErrSource, list.Kind)
+		s.m.fail(ctx, fetchList)
 	}
-	if list.Kind != "" && list.Kind != "ItemList" {
-		return 0, fmt.Errorf("%w: list kind %q", ErrSource, list.Kind)
+	if err != nil {
+		return 0, err
 	}
 	start := s.tries
 	listed := make(map[string]bool, len(list.Items))
@@ -249,9 +282,10 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 // add fetches item name and adds it to the queue with the name as key.
 func (s *Source) add(ctx context.Context, name string) error {
 	var it ItemData
-	if err := s.get(ctx, "/api/v1/items/"+url.PathEscape(name), &it); err != nil {
+	if err := s.get(ctx, fetchItem, "/api/v1/items/"+url.PathEscape(name), &it); err != nil {
 		return fmt.Errorf("item %q: %w", name, err)
 	}
+	s.m.fetched.Inc()
 	if _, err := s.q.Add(ctx, []byte(it.Data), AddOptions{Key: name}); err != nil {
 		return fmt.Errorf("add %q: %w", name, err)
 	}
@@ -297,7 +331,16 @@ func (e *itemErrors) Error() string {
 // Unwrap returns the errors kept, so errors.Is and errors.As see them.
 func (e *itemErrors) Unwrap() []error { return e.errs }
 
-func (s *Source) get(ctx context.Context, path string, out any) error {
+// get GETs path, a request of kind fetch (fetchList or fetchItem), into out, and counts it in the
+// Source's metrics.
+func (s *Source) get(ctx context.Context, fetch int, path string, out any) error {
+	start := time.Now()
+	err := s.getJSON(ctx, path, out)
+	s.m.observe(ctx, fetch, time.Since(start), err)
+	return err
+}
+
+func (s *Source) getJSON(ctx context.Context, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
 	if err != nil {
 		return err

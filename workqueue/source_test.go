@@ -432,3 +432,29 @@ func TestSourceItemThatComesAndGoesNotStarved(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSourceURL: CheckSourceURL takes the URLs NewSource takes, and refuses the others with an
+// ErrInvalid naming the URL, as NewSource does.
+func TestCheckSourceURL(t *testing.T) {
+	q := mustMemory(t)
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://127.0.0.1:8081", true},
+		{"https://items.example/base/", true},
+		{"ftp://x", false},
+		{"127.0.0.1:8081", false},
+		{"http://", false},
+		{"http://[::1", false},
+		{"", false},
+	} {
+		err := workqueue.CheckSourceURL(tc.url)
+		if tc.ok != (err == nil) || (err != nil && (!errors.Is(err, workqueue.ErrInvalid) || !strings.Contains(err.Error(), fmt.Sprintf("%q", tc.url)))) {
+			t.Errorf("CheckSourceURL(%q) = %v; want ok %v, else an ErrInvalid naming the URL", tc.url, err, tc.ok)
+		}
+		if _, nerr := workqueue.NewSource(tc.url, q); (nerr == nil) != (err == nil) {
+			t.Errorf("NewSource(%q) = %v, but CheckSourceURL = %v", tc.url, nerr, err)
+		}
+	}
+}
