@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,9 +61,32 @@ func TestServeRefusesBadFlagsFirst(t *testing.T) {
 		{Args: []string{"-source", "ftp://x"}, Status: 2, Stderr: "-source"},
 		{Args: []string{"-backend", "bolt", "-path", path, "-source", "ftp://x"}, Status: 2, Stderr: `serve: -source: workqueue: invalid argument: source URL "ftp://x" (want http://host:port`},
 		{Args: []string{"extra"}, Status: 2, Stderr: "unexpected arguments"},
+		{Args: []string{"-backend", "bolt", "-path", path, "-http", "nonsense"}, Status: 2, Stderr: `serve: -http "nonsense": want HOST:PORT`},
+		{Args: []string{"-backend", "bolt", "-path", path, "-metrics", "9090"}, Status: 2, Stderr: `serve: -metrics "9090": want HOST:PORT`},
+		{Args: []string{"-backend", "bolt", "-path", ""}, Status: 2, Stderr: "serve: -path: empty"},
+		{Args: []string{"-backend", "jetstream", "-nats", "nats://127.0.0.1:1,"}, Status: 2, Stderr: "serve: -nats"},
+		{Args: []string{"-backend", "jetstream", "-nats", ""}, Status: 2, Stderr: "serve: -nats: empty"},
 	})
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("bad flags left the bolt file behind: %v", err)
+	}
+}
+
+// TestServeListensFirst: a port in use, found only by listening, fails serve (exit 1, naming the
+// flag) before it opens the queue: bolt leaves no file behind.
+func TestServeListensFirst(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	path := filepath.Join(t.TempDir(), "q.db")
+	cmdlinetest.TestExits(t, exec.Command(binary, "serve", "-backend", "bolt", "-path", path), []cmdlinetest.Exit{
+		{Args: []string{"-http", taken.Addr().String()}, Status: 1, Stderr: "serve: -http: listen tcp " + taken.Addr().String()},
+		{Args: []string{"-http", "127.0.0.1:0", "-metrics", taken.Addr().String()}, Status: 1, Stderr: "serve: -metrics: listen tcp " + taken.Addr().String()},
+	})
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a port in use left the bolt file behind: %v", err)
 	}
 }
 

@@ -147,18 +147,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
+	if err := checkServeValues(*backend, *path, *natsURL, *addr, *metricsAddr, *source); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	// A port in use shows only when listened on: the listeners come before the queue, so that a
+	// failed listen leaves nothing behind either (a new bolt file, a JetStream stream).
+	ln, err := listen("serve", "http", *addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // unless srv.Serve closed it
+	var metricsLn net.Listener
+	if *metricsAddr != "" {
+		if metricsLn, err = listen("serve", "metrics", *metricsAddr); err != nil {
+			return err
+		}
+		defer metricsLn.Close() // unless its server closed it
+	}
 	log := newLogger(*verbose)
 	defer log.Sync()
-
-	// The source is made, and -source checked, before the queue is opened (see laterQueue).
-	sq := &laterQueue{}
-	var src *workqueue.Source
-	if *source != "" {
-		var err error
-		if src, err = workqueue.NewSource(*source, sq, workqueue.WithPollInterval(*poll), workqueue.WithLogger(log)); err != nil {
-			return cmdline.Usagef("serve: -source: %w", err)
-		}
-	}
 
 	reg := prometheus.NewRegistry()
 	var q workqueue.Queue
@@ -193,9 +200,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		q = j
 	}
 	defer q.Close()
-	sq.Queue = q
-	if *metricsAddr != "" {
-		stop, err := serveMetrics("serve", *metricsAddr, reg, log)
+	var src *workqueue.Source
+	if *source != "" {
+		src, err = workqueue.NewSource(*source, q, workqueue.WithPollInterval(*poll), workqueue.WithLogger(log),
+			workqueue.WithRegisterer(reg))
+		if err != nil {
+			return fmt.Errorf("serve: -source: %w", err)
+		}
+	}
+	if metricsLn != nil {
+		stop, err := serveMetrics("serve", metricsLn, reg, log)
 		if err != nil {
 			return err
 		}
@@ -216,10 +230,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		WriteTimeout:      90 * time.Second, // above the API's 60s lease long-poll
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
 	}
 	fmt.Fprintf(stdout, "serving %s queue on http://%s\n", *backend, ln.Addr())
 	errc := make(chan error, 1)
@@ -246,9 +256,57 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-// laterQueue is a Queue set after it was handed out: serve makes its Source, which checks -source,
-// before it opens the queue the Source feeds, and sets that queue before the Source runs.
-type laterQueue struct{ workqueue.Queue }
+// checkServeValues checks the values of serve's flags that name a file, an address or a URL, as
+// far as they can be checked without opening or listening on anything: what it refuses is a
+// *cmdline.UsageError naming the flag. Those of a backend or a source not used are not checked
+// (serve refuses them when given).
+func checkServeValues(backend, path, natsURL, addr, metricsAddr, source string) error {
+	if err := checkAddr("http", addr); err != nil {
+		return err
+	}
+	if metricsAddr != "" {
+		if err := checkAddr("metrics", metricsAddr); err != nil {
+			return err
+		}
+	}
+	if source != "" {
+		if err := workqueue.CheckSourceURL(source); err != nil {
+			return cmdline.Usagef("-source: %w", err)
+		}
+	}
+	switch backend {
+	case "bolt":
+		if path == "" {
+			return cmdline.Usagef("-path: empty: want the queue file")
+		}
+	case "jetstream":
+		urls, err := cmdline.List("nats", natsURL)
+		if err != nil {
+			return err
+		}
+		if len(urls) == 0 {
+			return cmdline.Usagef("-nats: empty: want the NATS server URL(s)")
+		}
+	}
+	return nil
+}
+
+// checkAddr checks addr, the value of flag -name, a listen address.
+func checkAddr(name, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return cmdline.Usagef("-%s %q: want HOST:PORT", name, addr)
+	}
+	return nil
+}
+
+// listen listens on addr, the value of flag -name of command cmd.
+func listen(cmd, name, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: -%s: %w", cmd, name, err)
+	}
+	return ln, nil
+}
 
 // stopServing stops srv, which serves api over q, and then closes q: the HTTP server first, so
 // that the acks, nacks and extensions in flight complete (a queue closed under them would refuse
@@ -352,7 +410,14 @@ func work(ctx context.Context, args []string, stderr io.Writer) error {
 		return cmdline.Usagef("work: %w", err)
 	}
 	if *metricsAddr != "" {
-		stop, err := serveMetrics("work", *metricsAddr, reg, log)
+		if err := checkAddr("metrics", *metricsAddr); err != nil {
+			return fmt.Errorf("work: %w", err)
+		}
+		ln, err := listen("work", "metrics", *metricsAddr)
+		if err != nil {
+			return err
+		}
+		stop, err := serveMetrics("work", ln, reg, log)
 		if err != nil {
 			return err
 		}
@@ -380,14 +445,10 @@ func work(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// serveMetrics serves reg's metrics at http://addr/metrics until stop; cmd names the subcommand
-// in its error. The server is lifecycle's, as the other examples' are, with read, write and idle
-// timeouts and a header size limit (DESIGN.md: every listener has them).
-func serveMetrics(cmd, addr string, reg *prometheus.Registry, log *zap.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s: -metrics: %w", cmd, err)
-	}
+// serveMetrics serves reg's metrics at /metrics on ln until stop; cmd names the subcommand in its
+// error. The server is lifecycle's, as the other examples' are, with read, write and idle timeouts
+// and a header size limit (DESIGN.md: every listener has them).
+func serveMetrics(cmd string, ln net.Listener, reg *prometheus.Registry, log *zap.Logger) (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
