@@ -25,6 +25,16 @@
 // stop the group in reverse order, exit 0. A second signal stops at once. After a drain the signals
 // stay caught when Run returns, so a SIGTERM on the way out does not turn exit 0 into 143.
 //
+// # Running as PID 1
+//
+// A program that is a container's first process is PID 1 of its PID namespace, and PID 1 is the
+// namespace's init: the kernel hands it every orphaned process to reap, and a signal's default
+// action does not apply to it. RunAsInit, called first thing in main, makes such a program its own init,
+// as tini does: the process re-executes itself as its only child, forwards the usual signals to it,
+// reaps every zombie, and exits with the child's status (128+n for signal n). The program keeps its
+// children's exit statuses for os/exec, which a reaper inside the program's own process would take.
+// Anywhere else (not PID 1, not Linux, or PODBLOCKS_INIT=off) RunAsInit returns at once.
+//
 // # Lifecycle and cleanup
 //
 // Constructors validate and start nothing. Run returns only after every goroutine it started has

@@ -34,6 +34,7 @@ import (
 )
 
 func main() {
+	lifecycle.RunAsInit()
 	cmdline.Exit("lifecycle", run(os.Args[1:], os.Getenv))
 }
 

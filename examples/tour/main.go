@@ -38,6 +38,7 @@ func acts() []act {
 }
 
 func main() {
+	lifecycle.RunAsInit()
 	if role := childRole(os.Args); role != "" {
 		os.Exit(runChild(role))
 	}

@@ -1,0 +1,124 @@
+package lifecycle
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"unsafe"
+)
+
+// initForwarded are the signals the init passes on to the program. The ones the kernel raises for a
+// fault in the init itself (SIGSEGV, SIGBUS, ...) are not passed on, nor are SIGTTIN and SIGTTOU, nor
+// SIGURG, which the Go runtime sends itself to preempt goroutines, nor SIGPIPE.
+var initForwarded = []os.Signal{
+	syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGUSR1,
+	syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGALRM, syscall.SIGCONT, syscall.SIGTSTP,
+	syscall.SIGPWR,
+}
+
+func runAsInit() {
+	switch v := os.Getenv(InitEnv); {
+	case v == initChild:
+		os.Unsetenv(InitEnv)
+		return
+	case v == "off" || v == "0" || strings.EqualFold(v, "false"):
+		return
+	}
+	if os.Getpid() != 1 {
+		return
+	}
+	code, err := superviseAsInit()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "podblocks init: %v; running without an init\n", err)
+		return
+	}
+	os.Exit(code)
+}
+
+// superviseAsInit starts the program again as the only child, forwards signals to it and reaps
+// every child until the program has ended, and returns the exit code to end with.
+func superviseAsInit() (int, error) {
+	// Catch the signals before the child exists, so none is lost between its start and the loop.
+	// Each SIGCHLD makes the loop reap every child that has ended, so a SIGCHLD dropped because the
+	// buffer was full loses nothing; the buffer holds a burst of signals to forward.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, append(initForwarded, syscall.SIGCHLD)...)
+	pid, err := startInitChild()
+	if err != nil {
+		signal.Stop(sigs)
+		return 0, err
+	}
+	for {
+		if status, ended := reapChildren(pid); ended {
+			return exitCode(status), nil
+		}
+		// The child cannot have been reaped yet (reapChildren just said so), so pid still names it:
+		// a signal never goes to a process that reused the number.
+		if s := <-sigs; s != syscall.SIGCHLD {
+			_ = syscall.Kill(pid, s.(syscall.Signal)) // ESRCH: it is ending; the next SIGCHLD tells
+		}
+	}
+}
+
+// startInitChild runs /proc/self/exe with the init's arguments and environment (plus InitEnv=child)
+// and standard descriptors, in a new process group; the group goes to the terminal's foreground
+// when standard input is the init's controlling terminal, so a ^C reaches the program once, from
+// the terminal, rather than twice.
+func startInitChild() (int, error) {
+	env := make([]string, 0, len(os.Environ())+1)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, InitEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, InitEnv+"="+initChild)
+	attr := &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}}
+	if controllingTerminal(0) {
+		attr.Sys = &syscall.SysProcAttr{Foreground: true, Ctty: 0}
+		if pid, err := syscall.ForkExec("/proc/self/exe", os.Args, attr); err == nil {
+			return pid, nil
+		}
+	}
+	attr.Sys = &syscall.SysProcAttr{Setpgid: true}
+	pid, err := syscall.ForkExec("/proc/self/exe", os.Args, attr)
+	if err != nil {
+		return 0, fmt.Errorf("start /proc/self/exe: %w", err)
+	}
+	return pid, nil
+}
+
+// controllingTerminal reports whether fd is the process' controlling terminal: TIOCGPGRP fails on
+// anything else.
+func controllingTerminal(fd int) bool {
+	var pgrp int32
+	_, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCGPGRP, uintptr(unsafe.Pointer(&pgrp)))
+	return e == 0
+}
+
+// reapChildren waits for every child that has ended, without blocking, and reports whether main
+// was among them and how it ended.
+func reapChildren(main int) (status syscall.WaitStatus, ended bool) {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || pid <= 0 { // ECHILD: no children left; 0: none has ended
+			return status, ended
+		}
+		if pid == main {
+			status, ended = ws, true
+		}
+	}
+}
+
+// exitCode is the exit code a shell reports for a process that ended with ws.
+func exitCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}

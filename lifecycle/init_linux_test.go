@@ -1,0 +1,406 @@
+package lifecycle_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/syncbuf"
+	"github.com/podblocks/podblocks/lifecycle"
+)
+
+// The RunAsInit tests run this test binary as PID 1 of a new PID namespace. It calls RunAsInit,
+// which re-executes it, and the re-executed copy plays the program named by initRoleEnv.
+const initRoleEnv = "LIFECYCLE_TEST_INIT_ROLE"
+
+// initWait bounds every wait for a process in these tests.
+const initWait = 20 * time.Second
+
+// TestInitProcess is the program the RunAsInit tests run; without initRoleEnv it does nothing.
+func TestInitProcess(t *testing.T) {
+	role := os.Getenv(initRoleEnv)
+	if role == "" {
+		return
+	}
+	lifecycle.RunAsInit()
+	os.Exit(playInitRole(role))
+}
+
+// playInitRole plays one role of the RunAsInit tests and returns its exit code. Roles:
+//
+//	whoami         print whether it is PID 1, its parent's pid and InitEnv, and exit 0
+//	exit:N         exit N
+//	kill:N         kill itself with signal N
+//	sleep          print "ready" and block (signals keep their default action)
+//	signals        catch the forwarded signals, print "ready", and exit with the number of the first
+//	orphans        run orphan-parent, wait until init reaped its orphans, print "reaped", wait for EOF
+//	orphan-parent  start 3 wait-eof children, print their pids, exit 0 without waiting for them
+//	wait-eof       read standard input to its end, exit 0
+//	exec           run 12 exit:N children at once and check every exit status
+func playInitRole(role string) int {
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(os.Stderr, role+": "+format+"\n", args...)
+		return 99
+	}
+	name, arg, _ := strings.Cut(role, ":")
+	switch name {
+	case "whoami":
+		v, ok := os.LookupEnv(lifecycle.InitEnv)
+		fmt.Printf("pid1=%v ppid=%d %q %v\n", os.Getpid() == 1, os.Getppid(), v, ok)
+		return 0
+	case "exit":
+		n, _ := strconv.Atoi(arg)
+		return n
+	case "kill":
+		n, _ := strconv.Atoi(arg)
+		syscall.Kill(os.Getpid(), syscall.Signal(n))
+		time.Sleep(initWait)
+		return fail("still alive after signal %d", n)
+	case "sleep":
+		fmt.Println("ready")
+		time.Sleep(initWait)
+		return fail("no signal came")
+	case "signals":
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, forwardedSignals...)
+		fmt.Println("ready")
+		select {
+		case s := <-c:
+			return int(s.(syscall.Signal))
+		case <-time.After(initWait):
+			return fail("no signal came")
+		}
+	case "orphans":
+		out, err := initRoleCommand("orphan-parent").Output()
+		if err != nil {
+			return fail("orphan-parent: %v", err)
+		}
+		pids := strings.Fields(string(out))
+		if len(pids) != 3 {
+			return fail("orphan-parent printed %q, want 3 pids", out)
+		}
+		deadline := time.Now().Add(initWait / 2) // fail before the test stops waiting for the line
+		for _, p := range pids {
+			pid, _ := strconv.Atoi(p)
+			// kill(pid, 0) finds a zombie too: ESRCH means the orphan ended and was reaped.
+			for syscall.Kill(pid, 0) != syscall.ESRCH {
+				if time.Now().After(deadline) {
+					return fail("orphan %d not reaped within %v", pid, initWait/2)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		fmt.Println("reaped", strings.Join(pids, " "))
+		io.Copy(io.Discard, os.Stdin)
+		return 0
+	case "orphan-parent":
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail("pipe: %v", err)
+		}
+		for range 3 {
+			cmd := initRoleCommand("wait-eof")
+			cmd.Stdin = r
+			if err := cmd.Start(); err != nil {
+				return fail("start: %v", err)
+			}
+			fmt.Println(cmd.Process.Pid)
+		}
+		runtime.KeepAlive(w) // open until this process exits, which is what ends the orphans
+		return 0
+	case "wait-eof":
+		io.Copy(io.Discard, os.Stdin)
+		return 0
+	case "exec":
+		var wg sync.WaitGroup
+		errs := make([]error, 12)
+		for i := range errs {
+			wg.Go(func() {
+				want := i % 4
+				err := initRoleCommand(fmt.Sprintf("exit:%d", want)).Run()
+				var ee *exec.ExitError
+				switch {
+				case want == 0 && err != nil, want != 0 && !errors.As(err, &ee):
+					errs[i] = fmt.Errorf("child %d: %v, want exit status %d", i, err, want)
+				case want != 0 && ee.ExitCode() != want:
+					errs[i] = fmt.Errorf("child %d: exit status %d, want %d", i, ee.ExitCode(), want)
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return fail("%v", err)
+		}
+		fmt.Println("statuses ok")
+		return 0
+	}
+	return fail("unknown role")
+}
+
+// forwardedSignals are the signals RunAsInit documents that it forwards.
+var forwardedSignals = []os.Signal{
+	syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGUSR1,
+	syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGALRM, syscall.SIGCONT, syscall.SIGTSTP,
+	syscall.SIGPWR,
+}
+
+// initRoleCommand runs this test binary as role.
+func initRoleCommand(role string) *exec.Cmd {
+	cmd := exec.Command("/proc/self/exe", "-test.run=^TestInitProcess$", "-test.count=1")
+	// GORACE: under the race detector a process exiting 0 sleeps a second first; these tests
+	// start dozens of processes.
+	cmd.Env = append(os.Environ(), initRoleEnv+"="+role, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	return cmd
+}
+
+// initProcess is the test binary running as PID 1 of a new PID namespace.
+type initProcess struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string // what it prints, a line at a time; closed at the end of its output
+	stderr *syncbuf.Buffer
+	waited bool
+}
+
+// startInit starts the test binary as PID 1 of a new PID namespace, playing role behind
+// RunAsInit, with env added to its environment. It skips the test when the namespace cannot be
+// created.
+func startInit(t *testing.T, role string, env ...string) *initProcess {
+	t.Helper()
+	cmd := initRoleCommand(role)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	p := &initProcess{cmd: cmd, lines: make(chan string), stderr: new(syncbuf.Buffer)}
+	cmd.Stderr = p.stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.stdin = stdin
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) {
+			t.Skipf("cannot create a PID namespace (needs root or CAP_SYS_ADMIN on Linux): %v", err)
+		}
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.lines)
+		defer r.Close()
+		s := bufio.NewScanner(r)
+		for s.Scan() {
+			p.lines <- s.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		if !p.waited {
+			cmd.Process.Kill() // the namespace's other processes die with its PID 1
+			cmd.Wait()
+		}
+		for range p.lines {
+		}
+	})
+	return p
+}
+
+// line returns the next line the process printed.
+func (p *initProcess) line(t *testing.T) string {
+	t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			t.Fatalf("output ended; stderr:\n%s", p.stderr)
+		}
+		return l
+	case <-time.After(initWait):
+		t.Fatalf("no line within %v; stderr:\n%s", initWait, p.stderr)
+		return ""
+	}
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *initProcess) wait(t *testing.T) int {
+	t.Helper()
+	p.stdin.Close()
+	timer := time.AfterFunc(initWait, func() { p.cmd.Process.Kill() })
+	defer timer.Stop()
+	err := p.cmd.Wait()
+	p.waited = true
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	if ws := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
+		t.Fatalf("init killed by %v; stderr:\n%s", ws.Signal(), p.stderr)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func TestRunAsInitRunsTheProgramAsItsChild(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"init", nil, `pid1=false ppid=1 "" false`},                                        // the program is the init's child, InitEnv removed
+		{"opted out", []string{lifecycle.InitEnv + "=off"}, `pid1=true ppid=0 "off" true`}, // the program is PID 1 itself
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startInit(t, "whoami", tc.env...)
+			if diff := cmp.Diff(tc.want, p.line(t)); diff != "" {
+				t.Errorf("PID 1, parent, %s (-want +got):\n%s", lifecycle.InitEnv, diff)
+			}
+			if code := p.wait(t); code != 0 {
+				t.Errorf("exit code %d, want 0; stderr:\n%s", code, p.stderr)
+			}
+		})
+	}
+}
+
+func TestRunAsInitReapsOrphans(t *testing.T) {
+	p := startInit(t, "orphans")
+	if l := p.line(t); !strings.HasPrefix(l, "reaped ") {
+		t.Fatalf("program printed %q, want reaped <pids>", l)
+	}
+	// Seen from outside the namespace, the init's only child is the program, and it is no zombie.
+	init := p.cmd.Process.Pid
+	var children map[int]string
+	await.True(t, "the init's children to be the program alone", initWait, func() bool {
+		children = childrenOf(t, init)
+		return len(children) == 1
+	})
+	for pid, state := range children {
+		if state == "Z" {
+			t.Errorf("the init's child %d is a zombie", pid)
+		}
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0; stderr:\n%s", code, p.stderr)
+	}
+}
+
+// childrenOf returns the state (R, S, Z, ...) of every process whose parent is ppid, by pid.
+func childrenOf(t *testing.T, ppid int) map[int]string {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	children := map[int]string{}
+	for _, name := range stats {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			continue // the process ended
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		_, rest, ok := strings.Cut(string(b), ") ")
+		fields := strings.Fields(rest)
+		if !ok || len(fields) < 2 {
+			t.Fatalf("%s: cannot read %q", name, b)
+		}
+		if fields[1] == strconv.Itoa(ppid) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(name)))
+			children[pid] = fields[0]
+		}
+	}
+	return children
+}
+
+func TestRunAsInitForwardsSignals(t *testing.T) {
+	for _, s := range forwardedSignals {
+		sig := s.(syscall.Signal)
+		t.Run(sig.String(), func(t *testing.T) {
+			p := startInit(t, "signals")
+			if l := p.line(t); l != "ready" {
+				t.Fatalf("program printed %q, want ready", l)
+			}
+			if err := p.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			// The program exits with the number of the signal it caught, and the init with that.
+			if code := p.wait(t); code != int(sig) {
+				t.Errorf("exit code %d, want %d (the program caught %v); stderr:\n%s", code, int(sig), sig, p.stderr)
+			}
+		})
+	}
+}
+
+func TestRunAsInitExitsAsTheProgram(t *testing.T) {
+	for _, tc := range []struct {
+		role   string
+		signal syscall.Signal // sent to the init once the program printed "ready"
+		want   int
+	}{
+		{role: "exit:0", want: 0},
+		{role: "exit:7", want: 7},
+		{role: "exit:255", want: 255},
+		{role: "kill:9", want: 128 + 9},
+		{role: "kill:15", want: 128 + 15},
+		{role: "sleep", signal: syscall.SIGTERM, want: 128 + 15},
+		{role: "sleep", signal: syscall.SIGINT, want: 128 + 2},
+	} {
+		t.Run(fmt.Sprintf("%s/%d", tc.role, tc.signal), func(t *testing.T) {
+			p := startInit(t, tc.role)
+			if tc.signal != 0 {
+				if l := p.line(t); l != "ready" {
+					t.Fatalf("program printed %q, want ready", l)
+				}
+				if err := p.cmd.Process.Signal(tc.signal); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if code := p.wait(t); code != tc.want {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, tc.want, p.stderr)
+			}
+		})
+	}
+}
+
+// TestRunAsInitKeepsExecStatuses checks the point of running the program as the init's child: its
+// os/exec children's exit statuses are its own, so Cmd.Wait sees them and never fails with ECHILD.
+func TestRunAsInitKeepsExecStatuses(t *testing.T) {
+	p := startInit(t, "exec")
+	if l := p.line(t); l != "statuses ok" {
+		t.Fatalf("program printed %q, want statuses ok; stderr:\n%s", l, p.stderr)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0; stderr:\n%s", code, p.stderr)
+	}
+}
+
+// TestRunAsInitReturnsWhenNotPID1 runs RunAsInit in the test process, which is not PID 1: it
+// returns, and removes InitEnv only when it holds the value the init gives its child.
+func TestRunAsInitReturnsWhenNotPID1(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		kept  bool
+	}{{"child", false}, {"off", true}, {"", true}} {
+		t.Setenv(lifecycle.InitEnv, tc.value)
+		lifecycle.RunAsInit()
+		if _, ok := os.LookupEnv(lifecycle.InitEnv); ok != tc.kept {
+			t.Errorf("%s=%q: still set %v after RunAsInit, want %v", lifecycle.InitEnv, tc.value, ok, tc.kept)
+		}
+	}
+}
