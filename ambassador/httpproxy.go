@@ -706,17 +706,35 @@ func (p *HTTPProxy) exchange(uc *upConn, r *http.Request) (*http.Response, error
 	return readAnswer(uc, r)
 }
 
-// readAnswer reads the response headers to r from uc.
+// maxInterim bounds the interim (1xx) responses read before a request's final one, as
+// net/http's Transport bounds them.
+const maxInterim = 5
+
+// errTooManyInterim is an endpoint that sent more than maxInterim interim responses.
+var errTooManyInterim = errors.New("too many 1xx informational responses")
+
+// readAnswer reads the final response headers to r from uc. Interim responses (1xx: 100
+// Continue, 103 Early Hints) before it are read and dropped, as net/http's Transport does: taken
+// for the answer, one would leave the real answer on the connection for the next request.
 func readAnswer(uc *upConn, r *http.Request) (*http.Response, error) {
-	resp, err := uc.readResponse(r)
-	if err != nil {
-		return nil, err
+	for interim := 0; ; interim++ {
+		resp, err := uc.readResponse(r)
+		if err != nil {
+			return nil, err
+		}
+		switch code := resp.StatusCode; {
+		case code == http.StatusSwitchingProtocols:
+			resp.Body.Close()
+			return nil, errors.New("unexpected 101 Switching Protocols")
+		case code >= 100 && code < 200:
+			resp.Body.Close() // no body: this reads nothing
+			if interim == maxInterim {
+				return nil, errTooManyInterim
+			}
+			continue
+		}
+		return resp, nil
 	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		resp.Body.Close()
-		return nil, errors.New("unexpected 101 Switching Protocols")
-	}
-	return resp, nil
 }
 
 // yieldBeforeRead lets other goroutines run before a read that would otherwise find nothing yet

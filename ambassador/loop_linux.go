@@ -178,6 +178,7 @@ type exchange struct {
 	remaining  int64  // body bytes still to relay
 	keepUp     bool
 	bodyDone   bool // the whole answer is in out
+	interim    int  // interim (1xx) answers dropped in this try
 }
 
 type appendWriter struct{ b []byte }
@@ -922,6 +923,7 @@ func (l *loop) dropPool(b *Backend) {
 func (l *loop) send(c *sock, u *sock) {
 	ex := &c.ex
 	ex.up, u.client, u.phase, u.r, u.w = u, c, pSending, 0, 0
+	ex.interim = 0
 	l.sink.b = u.out[:0]
 	l.bw.Reset(&l.sink)
 	writeRequest(l.bw, ex.req) // no body: it cannot fail
@@ -1073,6 +1075,24 @@ func (l *loop) head(u *sock) {
 	code, _, ok := statusOf(line)
 	if !ok {
 		l.handOffTry(c)
+		return
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// An interim answer (100 Continue, 103 Early Hints): dropped, as readAnswer drops it; the
+		// final one follows.
+		u.r += end + 4
+		if ex.interim++; ex.interim > maxInterim {
+			b.c.Report(b, false, l.now.Sub(ex.start))
+			l.closeSock(u)
+			ex.up = nil
+			l.tryFailed(c, tryFailed(fmt.Errorf("endpoint %s: %w", b.Addr, errTooManyInterim)))
+			return
+		}
+		if u.r == u.w {
+			u.r, u.w = 0, 0
+			return
+		}
+		l.head(u)
 		return
 	}
 	if ex.mayRetry && (code == 502 || code == 503 || code == 504) {

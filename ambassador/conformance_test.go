@@ -1,0 +1,128 @@
+package ambassador_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/ambassador"
+	"github.com/podblocks/podblocks/internal/loopback"
+)
+
+// Tests of HTTP/1.1 framing at both ends of the proxy, over real sockets, with endpoints that
+// write their answers byte for byte (rawEndpoint).
+
+// rawEndpoint serves each request head it reads on a connection (bodies are not read: the tests'
+// requests sent to it have none) with answer(path), written as the pieces it returns, pause
+// apart. It records the heads it got.
+type rawEndpoint struct {
+	addr string
+	mu   sync.Mutex
+	got  strings.Builder
+}
+
+func newRawEndpoint(t *testing.T, pause time.Duration, answer func(path string) []string) *rawEndpoint {
+	t.Helper()
+	e := &rawEndpoint{}
+	e.addr = loopback.Serve(t, func(_ int, c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			e.record(line)
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				return
+			}
+			for line != "\r\n" {
+				if line, err = br.ReadString('\n'); err != nil {
+					return
+				}
+				e.record(line)
+			}
+			for i, piece := range answer(f[1]) {
+				if i > 0 {
+					time.Sleep(pause)
+				}
+				if _, err := io.WriteString(c, piece); err != nil {
+					return
+				}
+			}
+		}
+	})
+	return e
+}
+
+func (e *rawEndpoint) record(s string) {
+	e.mu.Lock()
+	e.got.WriteString(s)
+	e.mu.Unlock()
+}
+
+// okAnswer is a 200 answer with body s.
+func okAnswer(s string) string {
+	return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(s), s)
+}
+
+// getOnce makes a GET on a connection of its own (so each one is a new client) with the headers
+// hdr (name, value, ...) and returns the status and body.
+func getOnce(t *testing.T, url string, hdr ...string) (int, string) {
+	t.Helper()
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	return get(t, &http.Client{Transport: tr, Timeout: 10 * time.Second}, url, hdr...)
+}
+
+// pragmaHdr is the header list of get that sets Pragma to v, or sets none when v is "". A request
+// with Pragma is handed from the event loop to the goroutine path.
+func pragmaHdr(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{"Pragma", v}
+}
+
+// TestHTTPProxyInterimResponses: interim answers (103 Early Hints, an unasked 100 Continue)
+// before the final one are dropped, on the event loop and on the goroutine path (Pragma), whether
+// they come in the final answer's packet or apart from it: the client gets the final answer,
+// and the next client on the pooled upstream connection its own, not the one before. More than
+// five interim answers fail the try (502), as net/http's Transport fails them.
+func TestHTTPProxyInterimResponses(t *testing.T) {
+	for _, pause := range []time.Duration{0, 20 * time.Millisecond} {
+		e := newRawEndpoint(t, pause, func(path string) []string {
+			n := 1
+			if path == "/many" {
+				n = 6
+			}
+			var out []string
+			for i := range n {
+				if i%2 == 0 {
+					out = append(out, "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
+				} else {
+					out = append(out, "HTTP/1.1 100 Continue\r\n\r\n")
+				}
+			}
+			return append(out, okAnswer("answer for "+path))
+		})
+		_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}))
+		for _, pragma := range []string{"", "no-cache"} { // Pragma goes to the goroutine path
+			for _, path := range []string{"/alice", "/bob", "/carol"} {
+				code, body := getOnce(t, url+path, pragmaHdr(pragma)...)
+				if want := "answer for " + path; code != 200 || body != want {
+					t.Errorf("pause %v, Pragma %q: GET %s = %d %q, want 200 %q", pause, pragma, path, code, body, want)
+				}
+			}
+			if code, body := getOnce(t, url+"/many", pragmaHdr(pragma)...); code != http.StatusBadGateway {
+				t.Errorf("pause %v, Pragma %q: GET /many (6 interim answers) = %d %q, want 502", pause, pragma, code, body)
+			}
+		}
+	}
+}
