@@ -29,17 +29,23 @@ import (
 type Action func(ctx context.Context) error
 
 // SignalPID returns an Action sending sig to the process with the given PID (in a pod: a container
-// sharing the PID namespace). Where processes cannot be signalled (Windows) the Action returns an
-// error wrapping errors.ErrUnsupported. A pid of 0 or less names no one process (kill(2) would signal
-// a process group, or every process the caller may signal): the Action signals nothing and returns a
-// *ConfigError.
+// sharing the PID namespace). When there is no such process the Action returns an error wrapping
+// ErrNoProcess (a Reloader logs and counts it, and does not retry). A sig of 0 sends nothing and only
+// checks that the process exists and may be signalled, as kill(2) does. Where processes cannot be
+// signalled (Windows) the Action returns an error wrapping errors.ErrUnsupported. A pid of 0 or less
+// names no one process (kill(2) would signal a process group, or every process the caller may
+// signal): the Action signals nothing and returns a *ConfigError.
 func SignalPID(pid int, sig syscall.Signal) Action {
 	if pid <= 0 {
 		err := &ConfigError{Field: "SignalPID", Reason: fmt.Sprintf("pid %d: want a positive process ID", pid)}
 		return func(context.Context) error { return err }
 	}
 	return func(context.Context) error {
-		if err := signalProcess(pid, sig); err != nil {
+		err := signalProcess(pid, sig)
+		switch {
+		case errors.Is(err, syscall.ESRCH):
+			return fmt.Errorf("signal %d: %w", pid, ErrNoProcess)
+		case err != nil:
 			return fmt.Errorf("signal %d: %w", pid, err)
 		}
 		return nil
@@ -48,9 +54,11 @@ func SignalPID(pid int, sig syscall.Signal) Action {
 
 // SignalName returns an Action sending sig to every process whose executable name (the base name of
 // argv[0], or the kernel's comm) is name, found in procRoot (default "/proc" when empty). The calling
-// process is never signalled. No match is an error (retried: the process may not be up yet). Where
-// processes cannot be signalled (Windows) the Action returns an error wrapping errors.ErrUnsupported
-// without looking for processes.
+// process is never signalled. When no process has the name, or every one found exited before the
+// signal reached it, the Action returns an error wrapping ErrNoProcess (the process may not be up
+// yet: a Reloader logs and counts it, and signals again at the next change). A sig of 0 sends
+// nothing and only checks, as kill(2) does. Where processes cannot be signalled (Windows) the Action
+// returns an error wrapping errors.ErrUnsupported without looking for processes.
 func SignalName(procRoot, name string, sig syscall.Signal) Action {
 	if procRoot == "" {
 		procRoot = "/proc"
@@ -67,10 +75,17 @@ func SignalName(procRoot, name string, sig syscall.Signal) Action {
 			return fmt.Errorf("%w: %q", ErrNoProcess, name)
 		}
 		var errs []error
+		gone := 0
 		for _, pid := range pids {
-			if err := signalProcess(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			switch err := signalProcess(pid, sig); {
+			case errors.Is(err, syscall.ESRCH):
+				gone++
+			case err != nil:
 				errs = append(errs, fmt.Errorf("signal %d: %w", pid, err))
 			}
+		}
+		if gone == len(pids) {
+			return fmt.Errorf("%w: %q (exited before the signal)", ErrNoProcess, name)
 		}
 		return errors.Join(errs...)
 	}
@@ -157,7 +172,15 @@ func retry(ctx context.Context, a Action, b Backoff, onErr func(attempt int, err
 // changed. It watches the directories themselves (so symlink swaps and editors' rename-over are seen)
 // and compares a hash of the content, so spurious events cause no reload; a missed event is caught by
 // the periodic rescan (WithPollInterval). Changes are debounced (WithDebounce); the action is retried
-// with backoff until it succeeds (for example until the application's reload endpoint is up).
+// with backoff until it succeeds (for example until the application's reload endpoint is up), except
+// when it fails with ErrNoProcess: a signal that reached no process is logged, counted (result
+// "no_process" of podblocks_sidecar_reloader_reloads_total) and not retried, since a process that
+// starts later reads the content as it is then, and one that just started may not handle the signal
+// yet (SIGHUP's default is to terminate it); the next change signals again.
+//
+// Every path must exist when Run starts: a ConfigMap or Secret volume is mounted before the
+// container starts, so a missing path is a mistake (Run returns its *fs.PathError). To wait for a
+// file that may appear later (an optional key), watch the directory holding it.
 type Reloader struct {
 	paths  []string
 	action Action
@@ -169,6 +192,7 @@ type Reloader struct {
 	mu       sync.Mutex
 	applied  string
 	reloads  uint64
+	missed   uint64 // changes whose signal reached no process
 	lastErr  string
 	lastTime time.Time
 }
@@ -217,14 +241,21 @@ func (r *Reloader) Statusz() (string, []string, [][]string) {
 		{"paths", strings.Join(r.paths, ",")},
 		{"content", r.applied},
 		{"reloads", strconv.FormatUint(r.reloads, 10)},
+		{"signals that reached no process", strconv.FormatUint(r.missed, 10)},
 		{"last reload", last},
 		{"last error", r.lastErr},
 	}
 }
 
 // Run watches until ctx ends and returns nil. The content present at start is the baseline: it does
-// not trigger a reload.
+// not trigger a reload. A path that cannot be found when Run starts is an error, returned at once
+// (wrapping the *fs.PathError of stat(2)) before Ready.
 func (r *Reloader) Run(ctx context.Context) error {
+	for _, p := range r.paths {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("sidecar: reloader: %w", err)
+		}
+	}
 	var events chan fsnotify.Event
 	var werrs chan error
 	if !r.o.noWatch {
@@ -281,7 +312,15 @@ func (r *Reloader) Run(ctx context.Context) error {
 			continue
 		}
 		current = h
-		err := retry(ctx, r.action, r.o.backoff, func(attempt int, err error) {
+		var nobody error
+		err := retry(ctx, func(ctx context.Context) error {
+			err := r.action(ctx)
+			if errors.Is(err, ErrNoProcess) {
+				nobody = err
+				return nil
+			}
+			return err
+		}, r.o.backoff, func(attempt int, err error) {
 			r.m.tries.Inc()
 			r.mu.Lock()
 			r.lastErr = err.Error()
@@ -290,6 +329,16 @@ func (r *Reloader) Run(ctx context.Context) error {
 		})
 		if err != nil {
 			return nil // ctx ended
+		}
+		if nobody != nil {
+			r.m.runs.WithLabelValues("no_process").Inc()
+			r.mu.Lock()
+			r.lastErr, r.missed = nobody.Error(), r.missed+1
+			missed := r.missed
+			r.mu.Unlock()
+			r.log.Warn("reload signal reached no process, the next change signals again",
+				zap.String("content", h), zap.Uint64("missed", missed), zap.Error(nobody))
+			continue
 		}
 		r.m.runs.WithLabelValues("ok").Inc()
 		r.log.Info("reloaded", zap.String("content", h))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -168,5 +169,32 @@ func TestNewReloaderValidates(t *testing.T) {
 	}
 	if _, err := sidecar.NewReloader([]string{"/x"}, nil); !errors.Is(err, sidecar.ErrNoAction) {
 		t.Errorf("nil action: err = %v, want ErrNoAction", err)
+	}
+}
+
+// TestReloaderRunRefusesMissingPath: a path that does not exist when Run starts is a mistake (a
+// volume is mounted before the container starts): Run returns its *fs.PathError at once, before
+// Ready. The old code watched the parent directory and reloaded nothing, silently.
+func TestReloaderRunRefusesMissingPath(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "confg")
+	r, err := sidecar.NewReloader([]string{dir, missing}, func(context.Context) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = r.Run(ctx)
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || !errors.Is(err, fs.ErrNotExist) || pe.Path != missing {
+		t.Fatalf("Run: %v, want a *fs.PathError for %s, not found", err, missing)
+	}
+	if ctx.Err() != nil {
+		t.Error("Run returned only when its context ended")
+	}
+	select {
+	case <-r.Ready():
+		t.Error("Ready closed")
+	default:
 	}
 }

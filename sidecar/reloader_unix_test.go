@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/podblocks/podblocks/sidecar"
+	"github.com/podblocks/podblocks/sidecartest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // sighupCounter starts a shell, under the executable name name, that appends a line to a file on
@@ -88,5 +91,86 @@ func TestSignalPIDRefusesNonPositive(t *testing.T) {
 		if !errors.As(err, &ce) {
 			t.Errorf("SignalPID(%d): %v, want a *ConfigError", pid, err)
 		}
+	}
+}
+
+// noPID is above every kernel's largest PID (Linux's pid_max is at most 2^22, the BSDs' 99999), so no
+// process has it and kill(2) answers ESRCH; a reaped child's PID could be reused by a stranger.
+const noPID = 1 << 30
+
+// reloadResults reads podblocks_sidecar_reloader_reloads_total by result from reg.
+func reloadResults(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "podblocks_sidecar_reloader_reloads_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" {
+					got[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return got
+}
+
+// TestReloaderSignalToNoProcessCountedNotRetried: a signal that reaches no process (its PID exited;
+// no process has the name yet) is counted as result "no_process" and not retried: the old code
+// retried it with backoff forever, so the Reloader saw no later change, and it sent the pending
+// SIGHUP to a process of that name the moment it started (before its handler was installed, SIGHUP
+// kills). The next change signals the process that runs by then, once.
+func TestReloaderSignalToNoProcessCountedNotRetried(t *testing.T) {
+	for _, by := range []string{"pid", "name"} {
+		t.Run(by, func(t *testing.T) {
+			name := fmt.Sprintf("pbnoproc%d", os.Getpid()%100000)
+			action := sidecar.SignalPID(noPID, syscall.SIGHUP)
+			if by == "name" {
+				action = sidecar.SignalName("", name, syscall.SIGHUP)
+			}
+			reg := prometheus.NewRegistry()
+			dir := t.TempDir()
+			r, err := sidecar.NewReloader([]string{dir}, action, sidecar.WithDebounce(5*time.Millisecond),
+				sidecar.WithPollInterval(20*time.Millisecond), sidecar.WithRegisterer(reg),
+				sidecar.WithBackoff(func(int) time.Duration { return time.Millisecond }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start(t, r)
+			for i := 1; i <= 2; i++ {
+				// Swapped in whole, as a ConfigMap volume is: a write in place could be hashed half done.
+				if err := sidecartest.WriteAtomic(dir, map[string]string{"conf": fmt.Sprint(i)}); err != nil {
+					t.Fatal(err)
+				}
+				waitUntil(t, fmt.Sprintf("change %d counted as no_process", i), 10*time.Second, func() bool {
+					return reloadResults(t, reg)["no_process"] == float64(i)
+				})
+			}
+			if by == "pid" {
+				if got := r.Reloads(); got != 0 {
+					t.Errorf("Reloads() = %d, want 0", got)
+				}
+				return
+			}
+			_, hups := sighupCounter(t, name)
+			if err := sidecartest.WriteAtomic(dir, map[string]string{"conf": "3"}); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "reload after the process started", 10*time.Second, func() bool { return r.Reloads() == 1 })
+			// The Action returned once kill(2) returned: the shell runs its trap by the next poll.
+			waitUntil(t, "SIGHUP handled", 10*time.Second, func() bool { return hups() >= 1 })
+			if got := hups(); got != 1 {
+				t.Errorf("SIGHUPs = %d, want 1 (the changes that reached no process are not replayed)", got)
+			}
+			if diff := cmp.Diff(map[string]float64{"no_process": 2, "ok": 1}, reloadResults(t, reg)); diff != "" {
+				t.Errorf("reloads by result (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -6,11 +6,19 @@
 //	reloader -watch /etc/app -process nginx -signal HUP
 //	reloader -watch /etc/prometheus -webhook http://127.0.0.1:9090/-/reload
 //
+// Every -watch path must exist at start (Kubernetes mounts a ConfigMap or Secret volume before the
+// container starts, so a missing one is a typo): to wait for a file that may appear later, watch its
+// directory. -pid must name a process that runs at start. A -process name that no process has yet is
+// logged (the application container may not have started): a change signals whoever has the name
+// then, and a signal that reaches no process is logged ("reload signal reached no process"), not
+// retried (SIGHUP kills a process that has not installed its handler yet), and counted.
+//
 // SIGTERM or SIGINT stops it.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"maps"
@@ -96,11 +104,28 @@ func run(args []string, stderr io.Writer) error {
 	if *debounce < 0 {
 		return cmdline.Usagef("-debounce %v: want 0 or more", *debounce)
 	}
+	// Signal 0 sends nothing: it finds out whether the target exists and may be signalled.
+	if *pid != 0 {
+		switch err := sidecar.SignalPID(*pid, 0)(context.Background()); {
+		case errors.Is(err, sidecar.ErrNoProcess):
+			return cmdline.Usagef("-pid %d: no such process", *pid)
+		case err != nil:
+			return cmdline.Usagef("-pid %d: %w", *pid, err)
+		}
+	}
 	log, err := zap.NewProduction()
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if *process != "" {
+		switch err := sidecar.SignalName("", *process, 0)(context.Background()); {
+		case errors.Is(err, sidecar.ErrNoProcess):
+			log.Warn("no process has the -process name yet: a change signals it once it runs", zap.String("process", *process))
+		case err != nil:
+			return cmdline.Usagef("-process %q: %w", *process, err)
+		}
+	}
 	r, err := sidecar.NewReloader(paths, action, sidecar.WithDebounce(*debounce),
 		sidecar.WithPollInterval(*poll), sidecar.WithLogger(log))
 	if err != nil {
@@ -120,6 +145,9 @@ func run(args []string, stderr io.Writer) error {
 	}()
 	err = r.Run(ctx)
 	stop()
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) { // only a -watch path missing at start
+		return cmdline.Usagef("-watch %q: %w", pe.Path, pe.Err)
+	}
 	return err
 }
 

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -15,7 +17,9 @@ import (
 
 	"github.com/podblocks/podblocks/sidecartest"
 
+	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
+	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
 
@@ -96,6 +100,11 @@ func TestBadFlags(t *testing.T) {
 		{Args: []string{"-watch", dir, "-webhook", "http://127.0.0.1:1/", "-method", "RE LOAD"}, Status: 2, Stderr: `reloader: -method "RE LOAD": net/http: invalid method`},
 		{Args: []string{"-watch", dir, "-pid", "1", "-poll", "0s"}, Status: 2, Stderr: "reloader: -poll 0s: want more than 0"},
 		{Args: []string{"-watch", dir, "-pid", "1", "-debounce", "-1s"}, Status: 2, Stderr: "reloader: -debounce -1s: want 0 or more"},
+		// A volume is mounted before the container starts: a path missing at start is a typo.
+		{Args: []string{"-watch", dir + "/confg", "-webhook", hook}, Status: 2, Stderr: `reloader: -watch "` + dir + `/confg": no such file or directory`},
+		{Args: []string{"-watch", dir + "," + dir + "/confg", "-webhook", hook}, Status: 2, Stderr: `reloader: -watch "` + dir + `/confg": no such file or directory`},
+		// No kernel gives a PID this high (Linux's pid_max is at most 2^22).
+		{Args: []string{"-watch", dir, "-pid", "1073741824"}, Status: 2, Stderr: "reloader: -pid 1073741824: no such process"},
 	})
 }
 
@@ -103,4 +112,71 @@ func TestBadFlags(t *testing.T) {
 // package's message, as flag.ExitOnError would.
 func TestHelpAndUnknownFlag(t *testing.T) {
 	cmdlinetest.TestHelpAndBadFlag(t, "-watch", exec.Command(bin))
+}
+
+// TestProcessNotYetRunning: the application container may start after the reloader, so a -process
+// name no process has yet is a warning, not an error; a change while none runs is logged as a signal
+// that reached no process and is not retried (the old code retried it, and SIGHUPed the process the
+// moment it started, before its handler was installed); the next change signals it once.
+func TestProcessNotYetRunning(t *testing.T) {
+	dir := t.TempDir()
+	name := fmt.Sprintf("pbrlapp%d", os.Getpid()%100000)
+	if err := sidecartest.WriteAtomic(dir, map[string]string{"app.conf": "v0"}); err != nil {
+		t.Fatal(err)
+	}
+	// Each version is swapped in whole, as a ConfigMap volume's: a write in place could be hashed half
+	// done, and signal twice.
+	cmd := exec.Command(bin, "-watch", dir, "-process", name, "-debounce", "10ms", "-poll", "50ms")
+	var log syncbuf.Buffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	await.True(t, "the reloader watching", 30*time.Second, func() bool { return strings.Contains(log.String(), `"watching"`) })
+	if !strings.Contains(log.String(), "no process has the -process name yet") {
+		t.Errorf("no warning about the missing process at start:\n%s", log.String())
+	}
+	if err := sidecartest.WriteAtomic(dir, map[string]string{"app.conf": "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, "a miss logged", 30*time.Second, func() bool {
+		return strings.Contains(log.String(), `"reload signal reached no process, the next change signals again"`) &&
+			strings.Contains(log.String(), `"missed":1`)
+	})
+
+	// The application: a shell under the name, appending a line to a file on every SIGHUP.
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	data, err := os.ReadFile(sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appDir := t.TempDir() // not the watched one: the application's writes are no config change
+	app, hups, trapped := filepath.Join(appDir, name), filepath.Join(appDir, "hups"), filepath.Join(appDir, "trapped")
+	if err := os.WriteFile(app, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	appCmd := exec.Command(app, "-c", fmt.Sprintf(`trap 'echo hup >> %s' HUP; touch %s; while :; do sleep 0.02; done`, hups, trapped))
+	if err := appCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = appCmd.Process.Kill(); _ = appCmd.Wait() }()
+	await.True(t, "the application's trap", 10*time.Second, func() bool { _, err := os.Stat(trapped); return err == nil })
+	if err := sidecartest.WriteAtomic(dir, map[string]string{"app.conf": "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, "the reload", 30*time.Second, func() bool { return strings.Contains(log.String(), `"reloaded"`) })
+	await.True(t, "the SIGHUP handled", 10*time.Second, func() bool { b, _ := os.ReadFile(hups); return len(b) > 0 })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	if b, _ := os.ReadFile(hups); strings.Count(string(b), "hup") != 1 {
+		t.Errorf("SIGHUPs handled = %d, want 1 (the change that reached no process is not replayed)", strings.Count(string(b), "hup"))
+	}
 }
