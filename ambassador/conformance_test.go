@@ -126,3 +126,25 @@ func TestHTTPProxyInterimResponses(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPProxyUnaskedAnswerNotRelayed: an endpoint that answers every request twice leaves an
+// answer nobody asked for on its connection, in the same packet as the first or apart from it;
+// the proxy must not pool that connection, nor reuse it, or the next client gets the extra answer
+// in place of its own. On the event loop and on the goroutine path (Pragma).
+func TestHTTPProxyUnaskedAnswerNotRelayed(t *testing.T) {
+	for _, pause := range []time.Duration{0, 20 * time.Millisecond} {
+		e := newRawEndpoint(t, pause, func(path string) []string {
+			return []string{okAnswer("answer for " + path), okAnswer("extra answer for " + path)}
+		})
+		_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}))
+		for _, pragma := range []string{"", "no-cache"} {
+			for _, path := range []string{"/alice", "/bob", "/carol"} {
+				code, body := getOnce(t, url+path, pragmaHdr(pragma)...)
+				if want := "answer for " + path; code != 200 || body != want {
+					t.Errorf("pause %v, Pragma %q: GET %s = %d %q, want 200 %q", pause, pragma, path, code, body, want)
+				}
+				time.Sleep(2 * pause) // the extra answer reaches the pooled connection
+			}
+		}
+	}
+}

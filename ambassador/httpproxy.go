@@ -657,9 +657,12 @@ func (p *HTTPProxy) roundTrip(r *http.Request, b *Backend, replay bool) (*upConn
 		var uc *upConn
 		if !fresh {
 			uc = b.idle.get()
-			// A request that cannot be replayed must not go to a connection the endpoint has
-			// closed since it was pooled: it would fail where a new connection would not.
-			for uc != nil && !replay && !uc.open() {
+			// No request goes to a pooled connection that holds bytes nobody asked for (an
+			// endpoint that answered twice): they would be read as this request's answer, another
+			// client's answer handed to this one. Nor does a request that cannot be replayed go to
+			// a connection the endpoint has closed since it was pooled: it would fail where a new
+			// connection would not.
+			for uc != nil && !uc.open() {
 				uc.nc.Close()
 				uc = b.idle.get()
 			}

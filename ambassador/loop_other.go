@@ -24,5 +24,6 @@ func (*loops) start(*sync.WaitGroup)                            {}
 func (*loops) take(any) bool                                    { return false }
 func (*loops) broadcast(msgKind)                                {}
 
-// open reports whether uc's endpoint has not closed it; here it cannot tell without waiting.
-func (*upConn) open() bool { return true }
+// open reports whether uc holds no bytes past its last answer; here it cannot tell, without
+// waiting, whether the endpoint has closed the connection or sent more since.
+func (uc *upConn) open() bool { return uc.br.Buffered() == 0 }

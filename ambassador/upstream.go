@@ -41,7 +41,13 @@ func (p *idlePool) get() *upConn {
 	return c
 }
 
+// put pools c, or closes it if the pool is closed or full, or c holds bytes past the answer it
+// was last used for (they answer no request of ours).
 func (p *idlePool) put(c *upConn) {
+	if c.br.Buffered() > 0 {
+		c.nc.Close()
+		return
+	}
 	p.mu.Lock()
 	if p.closed || len(p.conns) >= p.max {
 		p.mu.Unlock()
