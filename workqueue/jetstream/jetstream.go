@@ -199,6 +199,16 @@ const ConsumerName = "workers"
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// CheckName returns nil if name is a queue name Open takes (1 to 64 of A-Z a-z 0-9 _ -), and
+// otherwise an error wrapping workqueue.ErrInvalid that names it: a command can check a name it
+// was given before it connects to NATS.
+func CheckName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("%w: queue name %q (want 1-64 of A-Z a-z 0-9 _ -)", workqueue.ErrInvalid, name)
+	}
+	return nil
+}
+
 // Queue is a workqueue.Queue on a NATS JetStream WorkQueue-retention stream WQ_<name> (subjects
 // wq.<name>.>) with one durable pull consumer: the lease is the consumer's AckWait, Extend is
 // InProgress, Nack is NakWithDelay, and Bury (or running out of attempts) publishes the item to the
@@ -376,9 +386,10 @@ func Open(ctx context.Context, nc *nats.Conn, name string, opts ...Option) (*Que
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
 	switch {
-	case !validName.MatchString(name):
-		return nil, fmt.Errorf("%w: queue name %q (want 1-64 of A-Z a-z 0-9 _ -)", workqueue.ErrInvalid, name)
 	case cfg.ackWait <= 0:
 		return nil, fmt.Errorf("%w: lease duration %v", workqueue.ErrInvalid, cfg.ackWait)
 	case cfg.maxAttempts < 0:
