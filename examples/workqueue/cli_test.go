@@ -66,6 +66,7 @@ func TestServeRefusesBadFlagsFirst(t *testing.T) {
 		{Args: []string{"-backend", "bolt", "-path", ""}, Status: 2, Stderr: "serve: -path: empty"},
 		{Args: []string{"-backend", "jetstream", "-nats", "nats://127.0.0.1:1,"}, Status: 2, Stderr: "serve: -nats"},
 		{Args: []string{"-backend", "jetstream", "-nats", ""}, Status: 2, Stderr: "serve: -nats: empty"},
+		{Args: []string{"-backend", "jetstream", "-nats", "nats://127.0.0.1:1", "-name", "a.b"}, Status: 2, Stderr: `serve: -name: workqueue: invalid argument: queue name "a.b"`},
 	})
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("bad flags left the bolt file behind: %v", err)

@@ -147,7 +147,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
-	if err := checkServeValues(*backend, *path, *natsURL, *addr, *metricsAddr, *source); err != nil {
+	if err := checkServeValues(*backend, *path, *natsURL, *name, *addr, *metricsAddr, *source); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	// A port in use shows only when listened on: the listeners come before the queue, so that a
@@ -260,7 +260,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // far as they can be checked without opening or listening on anything: what it refuses is a
 // *cmdline.UsageError naming the flag. Those of a backend or a source not used are not checked
 // (serve refuses them when given).
-func checkServeValues(backend, path, natsURL, addr, metricsAddr, source string) error {
+func checkServeValues(backend, path, natsURL, name, addr, metricsAddr, source string) error {
 	if err := checkAddr("http", addr); err != nil {
 		return err
 	}
@@ -286,6 +286,9 @@ func checkServeValues(backend, path, natsURL, addr, metricsAddr, source string) 
 		}
 		if len(urls) == 0 {
 			return cmdline.Usagef("-nats: empty: want the NATS server URL(s)")
+		}
+		if err := wqjs.CheckName(name); err != nil {
+			return cmdline.Usagef("-name: %w", err)
 		}
 	}
 	return nil
