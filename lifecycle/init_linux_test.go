@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -44,6 +45,8 @@ func TestInitProcess(t *testing.T) {
 // playInitRole plays one role of the RunAsInit tests and returns its exit code. Roles:
 //
 //	whoami         print whether it is PID 1, its parent's pid and InitEnv, and exit 0
+//	group          print whether it leads its process group and the terminal's foreground, and exit
+//	               with the number of the SIGINT that comes next
 //	exit:N         exit N
 //	kill:N         kill itself with signal N
 //	sleep          print "ready" and block (signals keep their default action)
@@ -57,12 +60,29 @@ func playInitRole(role string) int {
 		fmt.Fprintf(os.Stderr, role+": "+format+"\n", args...)
 		return 99
 	}
+	// caught prints line once sigs are caught and returns the number of the first that comes.
+	caught := func(line string, sigs ...os.Signal) int {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, sigs...)
+		fmt.Println(line)
+		select {
+		case s := <-c:
+			return int(s.(syscall.Signal))
+		case <-time.After(initWait):
+			return fail("no signal came")
+		}
+	}
 	name, arg, _ := strings.Cut(role, ":")
 	switch name {
 	case "whoami":
 		v, ok := os.LookupEnv(lifecycle.InitEnv)
 		fmt.Printf("pid1=%v ppid=%d %q %v\n", os.Getpid() == 1, os.Getppid(), v, ok)
 		return 0
+	case "group":
+		var fg int32
+		_, _, e := syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TIOCGPGRP, uintptr(unsafe.Pointer(&fg)))
+		line := fmt.Sprintf("own group=%v foreground=%v", syscall.Getpgrp() == os.Getpid(), e == 0 && int(fg) == os.Getpid())
+		return caught(line, syscall.SIGINT)
 	case "exit":
 		n, _ := strconv.Atoi(arg)
 		return n
@@ -76,15 +96,7 @@ func playInitRole(role string) int {
 		time.Sleep(initWait)
 		return fail("no signal came")
 	case "signals":
-		c := make(chan os.Signal, 1)
-		signal.Notify(c, forwardedSignals...)
-		fmt.Println("ready")
-		select {
-		case s := <-c:
-			return int(s.(syscall.Signal))
-		case <-time.After(initWait):
-			return fail("no signal came")
-		}
+		return caught("ready", forwardedSignals...)
 	case "orphans":
 		out, err := initRoleCommand("orphan-parent").Output()
 		if err != nil {
@@ -171,27 +183,31 @@ func initRoleCommand(role string) *exec.Cmd {
 // initProcess is the test binary running as PID 1 of a new PID namespace.
 type initProcess struct {
 	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  chan string // what it prints, a line at a time; closed at the end of its output
+	stdin  io.WriteCloser // nil when the test gave it a standard input of its own
+	lines  chan string    // what it prints, a line at a time; closed at the end of its output
 	stderr *syncbuf.Buffer
 	waited bool
 }
 
 // startInit starts the test binary as PID 1 of a new PID namespace, playing role behind
-// RunAsInit, with env added to its environment. It skips the test when the namespace cannot be
-// created.
-func startInit(t *testing.T, role string, env ...string) *initProcess {
+// RunAsInit, after calling setup on the command (standard input is a pipe unless setup sets it).
+// It skips the test when the namespace cannot be created.
+func startInit(t *testing.T, role string, setup ...func(*exec.Cmd)) *initProcess {
 	t.Helper()
 	cmd := initRoleCommand(role)
-	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	for _, f := range setup {
+		f(cmd)
+	}
 	p := &initProcess{cmd: cmd, lines: make(chan string), stderr: new(syncbuf.Buffer)}
 	cmd.Stderr = p.stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	if cmd.Stdin == nil {
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.stdin = stdin
 	}
-	p.stdin = stdin
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +259,9 @@ func (p *initProcess) line(t *testing.T) string {
 // wait waits for the process to exit and returns its exit code.
 func (p *initProcess) wait(t *testing.T) int {
 	t.Helper()
-	p.stdin.Close()
+	if p.stdin != nil {
+		p.stdin.Close()
+	}
 	timer := time.AfterFunc(initWait, func() { p.cmd.Process.Kill() })
 	defer timer.Stop()
 	err := p.cmd.Wait()
@@ -261,14 +279,14 @@ func (p *initProcess) wait(t *testing.T) int {
 func TestRunAsInitRunsTheProgramAsItsChild(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		env  []string
+		env  string
 		want string
 	}{
-		{"init", nil, `pid1=false ppid=1 "" false`},                                        // the program is the init's child, InitEnv removed
-		{"opted out", []string{lifecycle.InitEnv + "=off"}, `pid1=true ppid=0 "off" true`}, // the program is PID 1 itself
+		{"init", "", `pid1=false ppid=1 "" false`},                               // the program is the init's child, InitEnv removed
+		{"opted out", lifecycle.InitEnv + "=off", `pid1=true ppid=0 "off" true`}, // the program is PID 1 itself
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startInit(t, "whoami", tc.env...)
+			p := startInit(t, "whoami", func(cmd *exec.Cmd) { cmd.Env = append(cmd.Env, tc.env) })
 			if diff := cmp.Diff(tc.want, p.line(t)); diff != "" {
 				t.Errorf("PID 1, parent, %s (-want +got):\n%s", lifecycle.InitEnv, diff)
 			}
@@ -403,4 +421,64 @@ func TestRunAsInitReturnsWhenNotPID1(t *testing.T) {
 			t.Errorf("%s=%q: still set %v after RunAsInit, want %v", lifecycle.InitEnv, tc.value, ok, tc.kept)
 		}
 	}
+}
+
+// TestRunAsInitGivesTheProgramTheTerminal runs the init with a terminal as its controlling terminal
+// and standard input, as `docker run -it` does: the program gets a process group of its own, in the
+// terminal's foreground, so a ^C typed on the terminal reaches the program (once, from the terminal,
+// and not a second time through the init). Without a terminal it gets its own group all the same.
+func TestRunAsInitGivesTheProgramTheTerminal(t *testing.T) {
+	t.Run("terminal", func(t *testing.T) {
+		master, tty := openPty(t)
+		p := startInit(t, "group", func(cmd *exec.Cmd) {
+			cmd.Stdin = tty
+			cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+		})
+		if diff := cmp.Diff("own group=true foreground=true", p.line(t)); diff != "" {
+			t.Fatalf("(-want +got):\n%s", diff)
+		}
+		if _, err := master.Write([]byte{3}); err != nil { // ^C
+			t.Fatal(err)
+		}
+		if code := p.wait(t); code != int(syscall.SIGINT) {
+			t.Errorf("exit code %d, want %d (the program caught SIGINT); stderr:\n%s", code, int(syscall.SIGINT), p.stderr)
+		}
+	})
+	t.Run("no terminal", func(t *testing.T) {
+		p := startInit(t, "group")
+		if diff := cmp.Diff("own group=true foreground=false", p.line(t)); diff != "" {
+			t.Fatalf("(-want +got):\n%s", diff)
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		if code := p.wait(t); code != int(syscall.SIGINT) {
+			t.Errorf("exit code %d, want %d (the program caught SIGINT); stderr:\n%s", code, int(syscall.SIGINT), p.stderr)
+		}
+	})
+}
+
+// openPty opens a pseudo-terminal and returns its master and terminal sides, closed when the test
+// ends. Neither becomes the test process' controlling terminal.
+func openPty(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	var unlock int32
+	var n uint32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		t.Fatalf("unlock pty: %v", e)
+	}
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
+		t.Fatalf("pty number: %v", e)
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	return master, tty
 }
