@@ -26,11 +26,19 @@ const (
 	maxOutBuf  = 1 << 20
 	// A client that takes no byte of its replies for stallTimeout while more than maxStalledOut
 	// of them wait unwritten is closed and its replies dropped: the requests it has in flight when
-	// its reader stops can have replies of any size. A client that reads, however slowly, is never
-	// cut off (redis's normal clients have no output limit by default, nutcracker none), and
-	// neither is one whose replies are complete but held behind an unanswered request.
+	// its reader stops can have replies of any size. A client that reads, however slowly, is not
+	// cut off by this rule (redis's normal clients have no output limit by default, nutcracker
+	// none), only past maxHeldOut, and neither is one whose replies are complete but held behind
+	// an unanswered request.
 	maxStalledOut = 32 << 20
 	stallTimeout  = 5 * time.Second
+	// A client with more than maxHeldOut of replies waiting to be written is closed at once, and
+	// its replies dropped, whether it reads or not: what it has in flight (up to maxPending
+	// requests) can bring replies of any size faster than any client reads, and a client that
+	// takes nothing would otherwise have the proxy hold all of them until stallTimeout, gigabytes
+	// at the speed replies come in. (nutcracker holds them all for as long as the client stays;
+	// redis cuts a replica off at 256 MB.)
+	maxHeldOut = 256 << 20
 	// After the last reply to a client whose stream ends, at a quit or a request refused with a
 	// *ClientError, the proxy shuts its side of the connection and reads what the client still
 	// sends, until the client closes its side, for at most lingerBytes and lingerTimeout, before
@@ -110,6 +118,11 @@ func (c *client) serve() {
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); c.writeLoop() }()
 	c.readLoop()
+	if c.poller != nil {
+		// The stream ended: the client needs no more events, also while its last replies are
+		// written (they do not go through the poller) and while it lingers.
+		c.poller.forget(c)
+	}
 	c.mu.Lock()
 	c.readDone = true
 	c.checkDrainedLocked()
@@ -117,9 +130,6 @@ func (c *client) serve() {
 	<-c.drained
 	close(c.kick)
 	<-writerDone
-	if c.poller != nil {
-		c.poller.forget(c)
-	}
 	c.mu.Lock()
 	lingering := c.lingering
 	c.mu.Unlock()
@@ -168,6 +178,7 @@ func (c *client) readLoop() {
 	idle := p.opts.clientIdleTimeout
 	var deadlineSet time.Time
 	readSelf := false // read at least one request before handing the client to the poller again
+	budget := 0       // the requests the reader may take before it looks for space again
 	for {
 		if br == nil || br.Buffered() == 0 {
 			if c.poller != nil && !readSelf {
@@ -176,20 +187,22 @@ func (c *client) readLoop() {
 					deadlineSet = time.Time{}
 				}
 				if c.poller.adopt(c) {
-					switch <-c.resume {
+					why := <-c.resume
+					switch why {
 					case resumeStop:
 						return
 					case resumeSpace:
 						c.waitForSpace()
 						continue
-					case resumeRoom:
-						c.full = waitForRoom(c.full)
+					}
+					c.full = waitForRoom(c.full)
+					if why == resumeRoom {
 						continue
 					}
 				}
 				readSelf = true
 			}
-			c.waitForSpace()
+			budget = c.waitForSpace()
 			if br == nil {
 				br = bufio.NewReaderSize(clientSource{c}, ioBufSize)
 			}
@@ -215,15 +228,29 @@ func (c *client) readLoop() {
 		}
 		readSelf = false
 		batch = append(batch, r)
-		if quit := r.Quit; quit || len(batch) == cap(batch) || !moreBuffered(br) {
+		budget--
+		if quit := c.quitRead(r); quit || budget <= 0 || len(batch) == cap(batch) || !moreBuffered(br) {
 			c.dispatch(batch, &scratch) // r may be released from here on
 			batch = batch[:0]
 			if quit {
-				p.clientEOF.Add(1) // as nutcracker counts a quit
 				return
+			}
+			if budget <= 0 {
+				budget = c.waitForSpace()
 			}
 		}
 	}
+}
+
+// quitRead reports whether r, a request just read, is a quit (memcache) or QUIT (redis), which
+// ends the client's stream, and counts it as the client's end (client_eof), as nutcracker counts
+// a quit. Both readers of a client, its goroutine (readLoop) and the poller, ask it, so that the
+// count is kept in one place.
+func (c *client) quitRead(r *Request) bool {
+	if r.Quit {
+		c.p.clientEOF.Add(1)
+	}
+	return r.Quit
 }
 
 // readFailed handles a failed ReadRequest into r: a *ClientError becomes r's reply, written before
@@ -278,18 +305,30 @@ func (l *leftover) read(p []byte) (n int, ok bool, err error) {
 	return 0, l.err != nil, l.err
 }
 
-// waitForSpace blocks while the client has too much unanswered or unwritten.
-func (c *client) waitForSpace() {
+// waitForSpace blocks while the client has too much unanswered or unwritten, and returns how
+// many requests the reader may take then (see budgetLocked).
+func (c *client) waitForSpace() (budget int) {
 	for {
 		c.mu.Lock()
-		if c.roomLocked() {
+		if budget = c.budgetLocked(); budget > 0 {
 			c.mu.Unlock()
-			return
+			return budget
 		}
 		c.waiting = true
 		c.mu.Unlock()
 		<-c.space
 	}
+}
+
+// budgetLocked returns how many more requests the reader may take, one by one, before it looks
+// again: none while the client has too much unanswered or unwritten (roomLocked), else as many as
+// keep it within maxPending unanswered. Looking once per read instead would let one read of small
+// pipelined requests put thousands in flight, each of whose replies can be large.
+func (c *client) budgetLocked() int {
+	if !c.roomLocked() {
+		return 0
+	}
+	return maxPending - (len(c.queue) - c.head)
 }
 
 // roomLocked reports whether the reader may take more requests.
@@ -464,6 +503,12 @@ func (c *client) drainLocked(rc *reqCache) {
 			c.quit = r.Quit
 		}
 		rc.put(r)
+	}
+	if len(c.out)+c.writing > maxHeldOut && !c.broken {
+		c.p.log.Warn("client output buffer hard limit reached: closing the client",
+			zap.Int("buffered", len(c.out)+c.writing), zap.Stringer("client", c.conn.RemoteAddr()))
+		c.breakLocked()
+		c.out = nil // the rest of its replies is dropped: let the buffer go
 	}
 	if c.head == len(c.queue) {
 		c.queue, c.head = c.queue[:0], 0

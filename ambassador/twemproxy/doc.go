@@ -124,13 +124,16 @@
 //
 // # Limits
 //
-// A client's reader stops reading while the client has 1024 requests unanswered or 1 MB of
-// replies it has not taken (complete ones held behind an unanswered request, ones waiting to be
-// written, and the rest of the one being written). A server connection's output buffer and the
-// batch being written to the server (or its queue while it connects) hold at most 4 MB plus one
-// batch of each client's requests: a client whose batch finds them full reads no more until the
-// server takes them. A client that takes no byte of its replies for 5 s while more than 32 MB of
-// them wait is closed and its replies dropped; until then it holds the replies of the requests it
-// had in flight (up to 1024, of any size). A client that reads, however slowly, is never cut off,
-// as in redis (no output limit for normal clients by default) and nutcracker.
+// A client's reader stops reading while the client has 1024 requests unanswered (counted one by
+// one, however many one read brings) or 1 MB of replies it has not taken (complete ones held
+// behind an unanswered request, ones waiting to be written, and the rest of the one being
+// written). A server connection's output buffer and the batch being written to the server (or its
+// queue while it connects) hold at most 4 MB plus one batch of each client's requests: a client
+// whose batch finds them full reads no more until the server takes them. A client that takes no
+// byte of its replies for 5 s while more than 32 MB of them wait is closed and its replies
+// dropped, and so is, at once, a client with more than 256 MB of replies waiting to be written,
+// however it reads: the requests it had in flight (up to 1024) can bring replies of any size
+// faster than it takes them. Below that, a client that reads, however slowly, is cut off only by
+// the client write timeout (WithClientWriteTimeout), as redis has no output limit for normal
+// clients by default and nutcracker none (it holds every reply for as long as the client stays).
 package twemproxy

@@ -94,3 +94,33 @@ func (c portableConn) CloseWrite() error {
 	}
 	return cw.CloseWrite()
 }
+
+// MaxPending and MaxHeldOut are a client's bounds on unanswered requests and on replies waiting
+// to be written.
+const (
+	MaxPending = maxPending
+	MaxHeldOut = maxHeldOut
+)
+
+// MostUnwritten returns the most bytes of replies waiting to be written among the clients of
+// pool, lingering ones included.
+func MostUnwritten(s *Server, pool string) int {
+	p := runningPool(s, pool)
+	if p == nil {
+		return 0
+	}
+	p.clientMu.Lock()
+	defer p.clientMu.Unlock()
+	most := 0
+	for c := range p.clients {
+		most = max(most, c.unwritten())
+	}
+	return most
+}
+
+// unwritten returns the bytes of c's replies waiting to be written.
+func (c *client) unwritten() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out) + c.writing
+}

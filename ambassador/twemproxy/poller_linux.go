@@ -230,9 +230,9 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 	cp.scratch.clientID = c.id
 	for {
 		c.mu.Lock()
-		room := c.roomLocked()
+		budget := c.budgetLocked()
 		c.mu.Unlock()
-		if !room {
+		if budget == 0 {
 			return resumeSpace, true
 		}
 		data, n, hadPending, err := cp.fill(c.rr, &c.pending)
@@ -244,7 +244,7 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 		}
 		consumed := 0
 		batch := cp.batch
-		var stop bool
+		var stop, spent bool
 		for {
 			r := cp.rc.get()
 			err := p.proto.ReadRequest(cp.br, r)
@@ -260,9 +260,12 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 			}
 			consumed = cp.src.off - cp.br.Buffered()
 			batch = append(batch, r)
-			if r.Quit {
-				p.clientEOF.Add(1) // as nutcracker counts a quit
+			if c.quitRead(r) {
 				stop = true
+				break
+			}
+			if budget--; budget == 0 {
+				spent = true // the rest waits for space
 				break
 			}
 			if len(batch) == cap(batch) {
@@ -285,7 +288,12 @@ func (cp *clientPoller) serve(c *client, ended bool) (why resumeReason, back boo
 		// What is left is the start of a request: keep it for the next read, or let the
 		// goroutine finish it when this read added nothing complete or it is large.
 		rest := c.pending.keep(data, consumed, hadPending)
-		finish := len(rest) > 0 && (hadPending && consumed == 0 || len(rest) > ioBufSize/2)
+		finish := len(rest) > 0 && (spent || hadPending && consumed == 0 || len(rest) > ioBufSize/2)
+		if spent && finish {
+			// The rest may hold complete requests, which no event would bring back: the
+			// goroutine waits for room and space, then reads them.
+			return resumeRead, true
+		}
 		if len(c.full) > 0 {
 			return resumeRoom, true // then the goroutine gives c back, and the poller goes on
 		}
@@ -416,7 +424,11 @@ func (cp *clientPoller) register(e *pollClient, c *client, s *session) error {
 		}
 		cp.mu.Unlock()
 	}
-	if err := cp.ctl(e, pad); err != nil {
+	op := syscall.EPOLL_CTL_MOD
+	if !e.registered {
+		op = syscall.EPOLL_CTL_ADD
+	}
+	if err := cp.ctl(e, op, pad); err != nil {
 		if !e.registered {
 			if s != nil {
 				cp.forgetSession(s)
@@ -430,14 +442,10 @@ func (cp *clientPoller) register(e *pollClient, c *client, s *session) error {
 	return nil
 }
 
-// ctl adds e's socket to the epoll set (or modifies its registration), with pad in the event's
-// data.
-func (cp *clientPoller) ctl(e *pollClient, pad int32) error {
+// ctl adds e's socket to the epoll set, modifies its registration or deletes it (op), with pad in
+// the event's data.
+func (cp *clientPoller) ctl(e *pollClient, op int, pad int32) error {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: e.fd, Pad: pad}
-	op := syscall.EPOLL_CTL_MOD
-	if !e.registered {
-		op = syscall.EPOLL_CTL_ADD
-	}
 	// The epoll set's descriptor is held too: closed by close meanwhile, its number could be
 	// another descriptor's (another pool's epoll set) by now.
 	e.ctlOp, e.ctlEv = op, ev
@@ -469,10 +477,19 @@ func (e *pollClient) evict(resume chan<- resumeReason) {
 	}
 }
 
-// forget drops client c from the clients map before its connection is closed for good; closing
-// the socket takes it out of the epoll set. A map entry a newer client with c's descriptor number
-// took over is left alone.
-func (cp *clientPoller) forget(c *client) { forgetEntry(&cp.mu, cp.clients, c.fd, c) }
+// forget takes client c out of the poller for good, once its stream ended (called by c's
+// goroutine, which reads it): out of the epoll set, so that what a client that lingers or is still
+// being written to sends wakes the loop no more, and out of the clients map. A map entry a newer
+// client with c's descriptor number took over is left alone.
+func (cp *clientPoller) forget(c *client) {
+	if c.registered {
+		// Deleted while the descriptor is held: closed meanwhile (which took the socket out of
+		// the set), its number may be another socket's by now.
+		_ = c.rr.raw.Control(func(uintptr) { _ = cp.ctl(&c.pollClient, syscall.EPOLL_CTL_DEL, 0) })
+		c.registered = false
+	}
+	forgetEntry(&cp.mu, cp.clients, c.fd, c)
+}
 
 // forgetEntry deletes m[fd] under mu if it is v.
 func forgetEntry[T comparable](mu *sync.Mutex, m map[int32]T, fd int32, v T) {

@@ -7,8 +7,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podblocks/podblocks/ambassador/memcache"
 	"github.com/podblocks/podblocks/ambassador/redis"
@@ -120,4 +123,36 @@ func nutcrackerClientCounts(t *testing.T, port int) (eof, cerr int64) {
 		t.Fatalf("nutcracker's stats %q: %v", b, err)
 	}
 	return doc.Q.EOF, doc.Q.Err
+}
+
+// The help of client_eof, which -D prints, and of its metric say that a quit counts in it (see
+// TestQuitCountsClientEOF); they used to name only the clients that closed their side.
+func TestClientEOFHelpNamesQuit(t *testing.T) {
+	var help []string
+	for _, f := range twemproxy.StatsFields() {
+		if f.Name == "client_eof" {
+			help = append(help, f.Help)
+		}
+	}
+	cfg := parseConfig(t, "q:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:1:1\n")
+	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Memcache: &memcache.Protocol{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	descs := make(chan *prometheus.Desc, 100)
+	srv.Collector().Describe(descs)
+	close(descs)
+	for d := range descs {
+		if s := d.String(); strings.Contains(s, `"podblocks_sharding_client_eof_total"`) {
+			help = append(help, s)
+		}
+	}
+	if len(help) != 2 {
+		t.Fatalf("found %d helps of client_eof (%q), want the stats field's and the metric's", len(help), help)
+	}
+	for _, h := range help {
+		if !strings.Contains(h, "quit") || !strings.Contains(h, "QUIT") {
+			t.Errorf("client_eof's help %q does not name quit (memcache) and QUIT (redis)", h)
+		}
+	}
 }

@@ -63,7 +63,7 @@ type StatsField struct {
 func StatsFields() []StatsField { return append([]StatsField(nil), statsFields...) }
 
 var statsFields = []StatsField{
-	{"client_eof", false, "client connections the client closed"},
+	{"client_eof", false, "client connections the client closed or ended with quit (memcache) or QUIT (redis)"},
 	{"client_err", false, "client connections closed on an error"},
 	{"client_connections", false, "open client connections"},
 	{"server_ejects", false, "times a server of the pool was ejected"},
@@ -271,7 +271,7 @@ type metricDef struct {
 
 var metricDefs = []metricDef{
 	{"podblocks_sharding_client_connections", "Open client connections.", true, false},
-	{"podblocks_sharding_client_eof_total", "Client connections closed by the client.", false, false},
+	{"podblocks_sharding_client_eof_total", "Client connections closed by the client or ended with quit (memcache) or QUIT (redis).", false, false},
 	{"podblocks_sharding_client_errors_total", "Client connections closed on an error.", false, false},
 	{"podblocks_sharding_client_rejected_total", "Client connections closed at once because the pool had client_connections open.", false, false},
 	{"podblocks_sharding_server_ejects_total", "Times a server was ejected.", false, false},
