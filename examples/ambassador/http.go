@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -25,20 +24,29 @@ import (
 // proxyFlags are the flags the http and tcp subcommands share.
 type proxyFlags struct {
 	listen, backends, balancer, admin, health string
+	key                                       string // http only
 	retries                                   int
 	connectTimeout, idleTimeout               time.Duration
 	verbose                                   bool
 }
 
+// keyUsage is -key's help: what ring and maglev hash, and why not the client IP by default.
+const keyUsage = `what -balancer ring or maglev hashes, so that equal keys go to the same backend: path (the
+request path, without the query, as haproxy's "balance uri"), client-ip, header:NAME (a request
+header's value) or cookie:NAME. As a sidecar every request comes from 127.0.0.1, so client-ip
+sends them all to one backend`
+
 func (f *proxyFlags) register(fs *flag.FlagSet, httpMode bool) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	if httpMode {
-		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints: URL or HOST:PORT, optionally *WEIGHT (required)")
+		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints: http://HOST[:PORT] or HOST:PORT, optionally *WEIGHT (1 or more) (required)")
 		fs.StringVar(&f.health, "health", "", "HTTP health-check path (default: TCP connect checks)")
+		fs.StringVar(&f.balancer, "balancer", "rr", "balancer: rr, p2c, ring or maglev (ring and maglev hash -key)")
+		fs.StringVar(&f.key, "key", "path", keyUsage)
 	} else {
-		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints HOST:PORT, optionally *WEIGHT (required)")
+		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints HOST:PORT, optionally *WEIGHT (1 or more) (required)")
+		fs.StringVar(&f.balancer, "balancer", "rr", "balancer: rr, p2c, ring or maglev (ring and maglev hash the client's IP address:\nbehind a loopback -listen, one backend takes every connection)")
 	}
-	fs.StringVar(&f.balancer, "balancer", "rr", "balancer: rr, p2c, ring or maglev")
 	fs.StringVar(&f.admin, "admin", "", "hook server address (probes, /metrics, /statusz); empty: none")
 	fs.IntVar(&f.retries, "retries", 2, "retries on another endpoint (idempotent HTTP requests, TCP dials)")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "endpoint dial timeout")
@@ -46,47 +54,18 @@ func (f *proxyFlags) register(fs *flag.FlagSet, httpMode bool) {
 	fs.BoolVar(&f.verbose, "v", false, "log to stderr")
 }
 
-// endpoints parses -backends, accepting http:// URLs as well as host:port.
-func (f *proxyFlags) endpoints() ([]ambassador.Endpoint, error) {
-	if f.backends == "" {
-		return nil, cmdline.Usagef("-backends is required")
-	}
-	items, err := cmdline.List("backends", f.backends)
-	if err != nil {
-		return nil, err
-	}
-	parts := make([]string, 0, len(items))
-	for _, p := range items {
-		p = strings.TrimSpace(p)
-		if strings.Contains(p, "://") {
-			u, err := url.Parse(p)
-			if err != nil {
-				return nil, cmdline.Usagef("-backends: %w", err)
-			}
-			if u.Scheme != "http" {
-				return nil, cmdline.Usagef("-backends: %s: only http:// endpoints are supported", p)
-			}
-			host := u.Host
-			if u.Port() == "" {
-				host += ":80"
-			}
-			p = host
-		}
-		parts = append(parts, p)
-	}
-	eps, err := ambassador.ParseEndpoints(strings.Join(parts, ","))
-	if err != nil {
-		return nil, cmdline.Usagef("-backends %q: %w", f.backends, err)
-	}
-	return eps, nil
-}
+// hashes reports whether the balancer hashes a key (ring and maglev do).
+func (f *proxyFlags) hashes() bool { return f.balancer == "ring" || f.balancer == "maglev" }
 
 // check refuses the values of the shared flags that the proxy cannot use, or (a negative timeout
-// reads as none) would read otherwise than they say.
-func (f *proxyFlags) check() error {
-	for _, a := range []struct{ flag, addr string }{{"-listen", f.listen}, {"-admin", f.admin}} {
-		if _, _, err := net.SplitHostPort(a.addr); err != nil && (a.addr != "" || a.flag == "-listen") {
-			return cmdline.Usagef("%s %q: want HOST:PORT", a.flag, a.addr)
+// reads as none) would read otherwise than they say; fs parsed them.
+func (f *proxyFlags) check(fs *flag.FlagSet) error {
+	if err := checkPort("-listen", f.listen, 0); err != nil {
+		return err
+	}
+	if f.admin != "" {
+		if err := checkPort("-admin", f.admin, 0); err != nil {
+			return err
 		}
 	}
 	switch {
@@ -102,7 +81,58 @@ func (f *proxyFlags) check() error {
 	if _, ok := ambassador.Balancers[f.balancer]; !ok {
 		return cmdline.Usagef("-balancer %q: want rr, p2c, ring or maglev", f.balancer)
 	}
+	if err := cmdline.OnlyWith(fs, f.hashes(), "-balancer ring or maglev", "key"); err != nil {
+		return err
+	}
+	if fs.Lookup("key") != nil && f.hashes() {
+		if _, err := keyFunc(f.key); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// keyFunc returns the ambassador.KeyFunc that spec, a -key value, names.
+func keyFunc(spec string) (ambassador.KeyFunc, error) {
+	switch spec {
+	case "path":
+		return ambassador.PathKey, nil
+	case "client-ip":
+		return ambassador.ClientIPKey, nil
+	}
+	kind, name, _ := strings.Cut(spec, ":")
+	if (kind == "header" || kind == "cookie") && isToken(name) {
+		if kind == "header" {
+			return ambassador.HeaderKey(name), nil
+		}
+		return ambassador.CookieKey(name), nil
+	}
+	return nil, cmdline.Usagef("-key %q: want path, client-ip, header:NAME or cookie:NAME", spec)
+}
+
+// isToken reports whether s is a non-empty HTTP token (RFC 9110), as header and cookie names are.
+func isToken(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r)
+	})
+}
+
+// clientIPTrap returns a warning when the balancer hashes the client's IP address and -listen is a
+// loopback address, whose every client is the one local address: the ring then sends all the
+// traffic to one backend. The command still runs (the user asked for it), but says so.
+func (f *proxyFlags) clientIPTrap(httpMode bool) string {
+	if !f.hashes() || httpMode && f.key != "client-ip" {
+		return ""
+	}
+	host, _, _ := net.SplitHostPort(f.listen)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return ""
+	}
+	what := "-key client-ip"
+	if !httpMode {
+		what = "-balancer " + f.balancer + " (it hashes the client's IP address)"
+	}
+	return fmt.Sprintf("%s with the loopback -listen %s: every client is this host, so one backend gets all the traffic", what, f.listen)
 }
 
 func (f *proxyFlags) options(log *zap.Logger, reg prometheus.Registerer) []ambassador.Option {
@@ -115,6 +145,10 @@ func (f *proxyFlags) options(log *zap.Logger, reg prometheus.Registerer) []ambas
 		opts = append(opts, ambassador.WithHealthCheck(ambassador.HealthCheck{
 			Check: ambassador.HTTPCheck(f.health, 0, nil), Interval: 2 * time.Second}))
 	}
+	if f.key != "" && f.hashes() {
+		key, _ := keyFunc(f.key) // check refused what it cannot read
+		opts = append(opts, ambassador.WithKey(key))
+	}
 	return opts
 }
 
@@ -124,6 +158,16 @@ func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
+}
+
+// warn tells the user msg: in the log with -v, else as a line on stderr, which the command
+// otherwise leaves to errors.
+func warn(log *zap.Logger, verbose bool, msg string) {
+	if verbose {
+		log.Warn(msg)
+		return
+	}
+	fmt.Fprintln(os.Stderr, "ambassador: warning:", msg)
 }
 
 func newLogger(verbose bool) *zap.Logger {
@@ -199,11 +243,11 @@ func runProxy(ctx context.Context, name string, httpMode bool, args []string, st
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	eps, err := f.endpoints()
+	eps, err := f.endpoints(httpMode)
 	if err != nil {
 		return err
 	}
-	if err := f.check(); err != nil {
+	if err := f.check(fs); err != nil {
 		return err
 	}
 	xopt, err := extraOption()
@@ -212,6 +256,9 @@ func runProxy(ctx context.Context, name string, httpMode bool, args []string, st
 	}
 	tuneGC()
 	log := newLogger(f.verbose)
+	if trap := f.clientIPTrap(httpMode); trap != "" {
+		warn(log, f.verbose, trap)
+	}
 	reg := prometheus.NewRegistry()
 	opts := append(f.options(log, reg), xopt)
 	// The constructors start nothing, and what they refuse came from the flags.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -59,13 +60,7 @@ func TestHTTPSubcommand(t *testing.T) {
 	out := start(t, runHTTPContext, listen, "-backends", "http://"+b1.Addr+","+b2.Addr, "-balancer", "p2c")
 	seen := map[string]int{}
 	for range 20 {
-		resp, err := http.Get("http://" + listen + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		seen[strings.TrimSpace(string(body))]++
+		seen[backendOf(t, listen, "/", "", "")]++
 	}
 	if seen["b1"] == 0 || seen["b2"] == 0 {
 		t.Errorf("responses %v, want both backends", seen)
@@ -74,6 +69,71 @@ func TestHTTPSubcommand(t *testing.T) {
 		t.Errorf("stdout %q, want the listening line", out.String())
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// backendOf sends GET path, with header name: value when name is not empty, to the proxy on
+// listen, and returns the name of the backend that answered.
+func backendOf(t *testing.T, listen, path, name, value string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "GET", "http://"+listen+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "" {
+		req.Header.Set(name, value)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %q, %v", path, resp.Status, body, err)
+	}
+	return strings.TrimSpace(string(body))
+}
+
+// TestRingKey: -balancer ring hashes what -key names, by default the request path, so that a
+// sidecar's requests (every one from 127.0.0.1) spread over the backends while each key keeps to
+// one; with -key header:NAME, that header's value (here on one path). The old code had no -key
+// and hashed the client's IP address, so one backend took all, and it refused a URL with a
+// *WEIGHT, which the usage offers.
+func TestRingKey(t *testing.T) {
+	b1, b2 := ambassadortest.NewHTTPBackend(t, "b1"), ambassadortest.NewHTTPBackend(t, "b2")
+	backends := "http://" + b1.Addr + "*2," + b2.Addr
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		header string // the header that carries the key; none: the path does
+	}{
+		{"default", nil, ""},
+		{"path", []string{"-key", "path"}, ""},
+		{"header", []string{"-key", "header:X-User"}, "X-User"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			listen := freeport.TCP(t)
+			start(t, runHTTPContext, listen, append([]string{"-backends", backends, "-balancer", "ring"}, tc.args...)...)
+			seen := map[string]int{}
+			for i := range 32 {
+				path, value := fmt.Sprintf("/item/%d", i), ""
+				if tc.header != "" {
+					path, value = "/", fmt.Sprintf("user-%d", i)
+				}
+				first := backendOf(t, listen, path, tc.header, value)
+				for range 3 {
+					if got := backendOf(t, listen, path, tc.header, value); got != first {
+						t.Errorf("key %s%s: backend %s, then %s; want the same", path, value, first, got)
+					}
+				}
+				seen[first]++
+			}
+			if seen["b1"] == 0 || seen["b2"] == 0 {
+				t.Errorf("32 keys went to %v, want both backends", seen)
+			}
+			http.DefaultClient.CloseIdleConnections()
+		})
+	}
 }
 
 func TestFlagErrors(t *testing.T) {
@@ -128,12 +188,65 @@ func TestSubcommandUsageErrors(t *testing.T) {
 		{Args: []string{"-backends", "127.0.0.1:1", "-health", "healthz"}, Status: 2, Stderr: `ambassador: -health "healthz": want a path starting with /`},
 		{Args: []string{"-backends", "127.0.0.1:1", "-admin", "8081"}, Status: 2, Stderr: `ambassador: -admin "8081": want HOST:PORT`},
 		{Args: []string{"-backends", "127.0.0.1:1", "-listen", "8080"}, Status: 2, Stderr: `ambassador: -listen "8080": want HOST:PORT`},
+		// An address no listener can ever have is a mistake of the command line; a port in use is
+		// not (TestListenFailures).
+		{Args: []string{"-backends", "127.0.0.1:1", "-listen", ":99999"}, Status: 2, Stderr: `ambassador: -listen ":99999": port "99999": want a number from 0 to 65535`},
+		{Args: []string{"-backends", "127.0.0.1:1", "-admin", "127.0.0.1:70000"}, Status: 2, Stderr: `ambassador: -admin "127.0.0.1:70000": port "70000": want a number`},
+		// What the proxy would drop from a backend URL is refused, not dropped.
+		{Args: []string{"-backends", "http://u:p@127.0.0.1:1/path?q"}, Status: 2, Stderr: "ambassador: -backends: http://u:p@127.0.0.1:1/path?q: a backend URL is http://HOST[:PORT]: the proxy does not use its user info, path and query"},
+		{Args: []string{"-backends", "127.0.0.1:2,http://127.0.0.1:1/api"}, Status: 2, Stderr: "ambassador: -backends: http://127.0.0.1:1/api: a backend URL is http://HOST[:PORT]: the proxy does not use its path"},
+		{Args: []string{"-backends", "http://127.0.0.1:1?"}, Status: 2, Stderr: "the proxy does not use its query"},
+		{Args: []string{"-backends", "http://127.0.0.1:1#top"}, Status: 2, Stderr: "the proxy does not use its fragment"},
+		{Args: []string{"-backends", "http://:1"}, Status: 2, Stderr: "ambassador: -backends: http://:1: no host"},
+		{Args: []string{"-backends", "127.0.0.1:1/path"}, Status: 2, Stderr: `ambassador: -backends "127.0.0.1:1/path": port "1/path": want a number from 1 to 65535`},
+		{Args: []string{"-backends", "127.0.0.1:0"}, Status: 2, Stderr: `ambassador: -backends "127.0.0.1:0": port "0": want a number from 1 to 65535`},
+		// Weight 0 would count as 1: haproxy's users mean no traffic by it.
+		{Args: []string{"-backends", "127.0.0.1:1*0,127.0.0.1:2"}, Status: 2, Stderr: "ambassador: -backends: 127.0.0.1:1*0: weight 0 would count as 1, not as no traffic"},
+		{Args: []string{"-backends", "http://127.0.0.1:1*0"}, Status: 2, Stderr: "ambassador: -backends: http://127.0.0.1:1*0: weight 0 would count as 1"},
+		// -key says what ring and maglev hash; no other balancer hashes.
+		{Args: []string{"-backends", "127.0.0.1:1", "-key", "path"}, Status: 2, Stderr: "ambassador: -key: only with -balancer ring or maglev"},
+		{Args: []string{"-backends", "127.0.0.1:1", "-balancer", "p2c", "-key", "client-ip"}, Status: 2, Stderr: "ambassador: -key: only with -balancer ring or maglev"},
+		{Args: []string{"-backends", "127.0.0.1:1", "-balancer", "ring", "-key", "url"}, Status: 2, Stderr: `ambassador: -key "url": want path, client-ip, header:NAME or cookie:NAME`},
+		{Args: []string{"-backends", "127.0.0.1:1", "-balancer", "maglev", "-key", "header:"}, Status: 2, Stderr: `ambassador: -key "header:": want path, client-ip`},
+		{Args: []string{"-backends", "127.0.0.1:1", "-balancer", "ring", "-key", "cookie:a b"}, Status: 2, Stderr: `ambassador: -key "cookie:a b": want path, client-ip`},
+		{Args: []string{"-backends", "127.0.0.1:1", "-balancer", "ring", "-key", ""}, Status: 2, Stderr: `ambassador: -key "": want path, client-ip`},
 	})
 	cmdlinetest.TestExits(t, exec.Command(bin, "tcp", "-listen", "127.0.0.1:0"), []cmdlinetest.Exit{
 		{Args: []string{"-backends", "nohost"}, Status: 2, Stderr: `ambassador: -backends "nohost": ambassador: config endpoints: address "nohost" is not host:port`},
 		{Args: []string{"-backends", "127.0.0.1:1", "-max-conns", "0"}, Status: 2, Stderr: "ambassador: -max-conns 0: want 1 or more"},
 		{Args: []string{"-backends", "127.0.0.1:1,,127.0.0.1:2"}, Status: 2, Stderr: `ambassador: -backends "127.0.0.1:1,,127.0.0.1:2": empty item`},
+		{Args: []string{"-backends", "http://127.0.0.1:1"}, Status: 2, Stderr: "ambassador: -backends: http://127.0.0.1:1: a tcp backend is HOST:PORT, not a URL"},
+		{Args: []string{"-backends", "127.0.0.1:1*0"}, Status: 2, Stderr: "ambassador: -backends: 127.0.0.1:1*0: weight 0 would count as 1"},
+		{Args: []string{"-backends", "127.0.0.1:1", "-listen", ":99999"}, Status: 2, Stderr: `ambassador: -listen ":99999": port "99999": want a number from 0 to 65535`},
 	})
+}
+
+// TestListenFailures: a -listen port in use is a failure of the moment (exit 1), not of the command
+// line; and a ring keyed by the client's IP address behind a loopback -listen, where every client
+// is this host, is said to send all the traffic to one backend (the warning comes before the
+// listen fails). The default key, the path, draws no warning.
+func TestListenFailures(t *testing.T) {
+	bin := buildAmbassador(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	inUse := ln.Addr().String()
+	cmdlinetest.TestExits(t, exec.Command(bin), []cmdlinetest.Exit{
+		{Args: []string{"http", "-listen", inUse, "-backends", "127.0.0.1:1"}, Status: 1, Stderr: "address already in use"},
+		{Args: []string{"tcp", "-listen", inUse, "-backends", "127.0.0.1:1"}, Status: 1, Stderr: "address already in use"},
+		{Args: []string{"http", "-listen", inUse, "-backends", "127.0.0.1:1", "-balancer", "ring", "-key", "client-ip"}, Status: 1,
+			Stderr: "ambassador: warning: -key client-ip with the loopback -listen " + inUse + ": every client is this host, so one backend gets all the traffic"},
+		{Args: []string{"tcp", "-listen", inUse, "-backends", "127.0.0.1:1", "-balancer", "maglev"}, Status: 1,
+			Stderr: "ambassador: warning: -balancer maglev (it hashes the client's IP address) with the loopback -listen " + inUse},
+	})
+	for _, args := range [][]string{{"http", "-balancer", "ring"}, {"http", "-balancer", "ring", "-key", "header:X-User"}, {"tcp", "-balancer", "rr"}} {
+		cmd := exec.Command(bin, append(args, "-listen", inUse, "-backends", "127.0.0.1:1")...)
+		if status, _, stderr := cmdlinetest.Outputs(t, cmd); status != 1 || strings.Contains(stderr, "warning") {
+			t.Errorf("%s: exit %d, stderr %q; want exit 1 and no warning", cmd, status, stderr)
+		}
+	}
 }
 
 func TestTCPSubcommand(t *testing.T) {

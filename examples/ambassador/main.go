@@ -2,8 +2,13 @@
 // ambassador shards, balances and health-checks the real servers.
 //
 //	ambassador -c nutcracker.yml [-s STATS_PORT] [-t]      twemproxy-compatible sharding proxy
-//	ambassador http -listen ADDR -backends URL,URL [-balancer rr|p2c|ring]
+//	ambassador http -listen ADDR -backends URL,URL [-balancer rr|p2c|ring|maglev] [-key path|client-ip|header:NAME|cookie:NAME]
 //	ambassador tcp -listen ADDR -backends HOST:PORT,...
+//
+// A backend is HOST:PORT, or for http http://HOST[:PORT], optionally *WEIGHT (1 or more: leave a
+// backend out to give it no traffic). Ring and maglev hash -key, by default the request path: a
+// sidecar's every client is 127.0.0.1, so hashing the client's IP address (-key client-ip, and
+// always for tcp) sends all the traffic to one backend, which the command warns about.
 package main
 
 import (

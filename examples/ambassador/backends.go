@@ -1,0 +1,123 @@
+package main
+
+import (
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/podblocks/podblocks/ambassador"
+	"github.com/podblocks/podblocks/internal/cmdline"
+)
+
+// endpoints parses -backends: HOST:PORT items, and for the http subcommand http://HOST[:PORT][/]
+// URLs too, each optionally *WEIGHT (1 or more). It refuses what the proxy would not honour: a
+// URL's user, path, query or fragment (the proxy sends the client's request line and headers as
+// they are), a URL for a tcp backend, a port no dial can reach, and weight 0, which the library
+// counts as 1 where haproxy users expect no traffic.
+func (f *proxyFlags) endpoints(httpMode bool) ([]ambassador.Endpoint, error) {
+	if f.backends == "" {
+		return nil, cmdline.Usagef("-backends is required")
+	}
+	items, err := cmdline.List("backends", f.backends)
+	if err != nil {
+		return nil, err
+	}
+	parts := make([]string, 0, len(items))
+	for _, p := range items {
+		p = strings.TrimSpace(p)
+		addr, weight, weighted := cutWeight(p)
+		if weighted && weight == "0" {
+			return nil, cmdline.Usagef("-backends: %s: weight 0 would count as 1, not as no traffic: leave the backend out, or give it a weight of 1 or more", p)
+		}
+		if strings.Contains(addr, "://") {
+			if !httpMode {
+				return nil, cmdline.Usagef("-backends: %s: a tcp backend is HOST:PORT, not a URL", p)
+			}
+			if addr, err = urlHostPort(addr); err != nil {
+				return nil, err
+			}
+		}
+		if weighted {
+			addr += "*" + weight
+		}
+		parts = append(parts, addr)
+	}
+	eps, err := ambassador.ParseEndpoints(strings.Join(parts, ","))
+	if err != nil {
+		return nil, cmdline.Usagef("-backends %q: %w", f.backends, err)
+	}
+	for _, ep := range eps {
+		if err := checkPort("-backends", ep.Addr, 1); err != nil {
+			return nil, err
+		}
+	}
+	return eps, nil
+}
+
+// cutWeight splits "ADDR*WEIGHT" at its last '*'.
+func cutWeight(item string) (addr, weight string, weighted bool) {
+	if i := strings.LastIndexByte(item, '*'); i >= 0 {
+		return item[:i], item[i+1:], true
+	}
+	return item, "", false
+}
+
+// urlHostPort returns the HOST:PORT of s, an http:// URL (port 80 when it has none), or a usage
+// error when s has more than a scheme, a host and a port (and a "/" path): the proxy would drop it.
+func urlHostPort(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", cmdline.Usagef("-backends: %w", err)
+	}
+	if u.Scheme != "http" {
+		return "", cmdline.Usagef("-backends: %s: only http:// endpoints are supported", s)
+	}
+	var dropped []string
+	if u.User != nil {
+		dropped = append(dropped, "user info")
+	}
+	if u.Path != "" && u.Path != "/" {
+		dropped = append(dropped, "path")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		dropped = append(dropped, "query")
+	}
+	if u.Fragment != "" || strings.Contains(s, "#") {
+		dropped = append(dropped, "fragment")
+	}
+	if len(dropped) > 0 {
+		return "", cmdline.Usagef("-backends: %s: a backend URL is http://HOST[:PORT]: the proxy does not use its %s (it forwards each request's own path and headers)",
+			s, andList(dropped))
+	}
+	if u.Hostname() == "" {
+		return "", cmdline.Usagef("-backends: %s: no host", s)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+	}
+	return net.JoinHostPort(u.Hostname(), port), nil
+}
+
+// andList joins items as "a", "a and b" or "a, b and c".
+func andList(items []string) string {
+	if n := len(items); n > 1 {
+		return strings.Join(items[:n-1], ", ") + " and " + items[n-1]
+	}
+	return strings.Join(items, "")
+}
+
+// checkPort refuses addr, the HOST:PORT (or an item of it) of flag name, when its port is not one
+// net.Listen or net.Dial could ever use: not a number from min (0 for a listener: any free port; 1
+// for a backend) to 65535, nor a service name. Such an address is a command-line mistake (exit 2),
+// where a port in use, or a host with no such interface, is a failure of the moment (exit 1).
+func checkPort(name, addr string, min int) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return cmdline.Usagef("%s %q: want HOST:PORT", name, addr)
+	}
+	if n, err := net.LookupPort("tcp", port); err != nil || n < min {
+		return cmdline.Usagef("%s %q: port %q: want a number from %d to 65535", name, addr, port, min)
+	}
+	return nil
+}
