@@ -160,6 +160,12 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 // 0700 by an older Syncer is given that mode when Run finds it. A link Run finds pointing at
 // anything but a revision directory of the root (a symlink, a path out of it) is left alone and
 // replaced by the first publish.
+//
+// Each fetch goes into a directory ROOT/.fetch-<random>, renamed to the revision when it is
+// published and removed otherwise; a Syncer killed mid-fetch cannot remove it. A fetch holds its
+// directory locked (flock(2)), so Run, as it starts, removes the .fetch- directories of its root
+// that no fetch holds: real directories only (a symlink of that name is left alone, nothing is
+// followed), never a revision. Where there is no flock(2) (Windows) they are left.
 type Syncer struct {
 	root    string
 	link    string
@@ -288,6 +294,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	if err := os.MkdirAll(s.root, 0o755); err != nil {
 		return fmt.Errorf("syncer root: %w", err)
 	}
+	s.sweepFetchDirs()
 	hookCh := make(chan string, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -423,11 +430,11 @@ func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
 
 // fetchAndPublish fetches into a fresh directory and, if the version changed, swaps the link to it.
 func (s *Syncer) fetchAndPublish(ctx context.Context, have string) (string, error) {
-	tmp, err := mkdirFetch(s.root)
+	tmp, release, err := mkdirFetch(s.root)
 	if err != nil {
 		return "", fmt.Errorf("fetch dir: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer release()
 	version, err := s.src.Fetch(ctx, have, tmp)
 	if err != nil {
 		return "", err
@@ -464,22 +471,94 @@ func (s *Syncer) fetchAndPublish(ctx context.Context, have string) (string, erro
 	return version, nil
 }
 
+const fetchPrefix = ".fetch-"
+
 // mkdirFetch makes a new directory in root to fetch into, named .fetch-<random>, with the mode
 // os.Mkdir gives (0755 less the umask): it becomes the published revision, which readers running as
-// other users (a web server's workers) must be able to enter. os.MkdirTemp would make it 0700.
-func mkdirFetch(root string) (string, error) {
-	var err error
+// other users (a web server's workers) must be able to enter. os.MkdirTemp would make it 0700. The
+// directory is held locked (lockFetchDir) until release, which removes it, unless it was renamed
+// (published) meanwhile, and unlocks it.
+func mkdirFetch(root string) (dir string, release func(), err error) {
 	for range 100 { // names clash only with leftovers of fetches that crashed, by chance
-		dir := filepath.Join(root, ".fetch-"+strconv.FormatUint(rand.Uint64(), 36))
+		dir = filepath.Join(root, fetchPrefix+strconv.FormatUint(rand.Uint64(), 36))
 		err = os.Mkdir(dir, 0o755)
-		if err == nil {
-			return dir, nil
+		if errors.Is(err, fs.ErrExist) {
+			continue
 		}
-		if !errors.Is(err, fs.ErrExist) {
-			return "", err
+		if err != nil {
+			return "", nil, err
+		}
+		var unlock func()
+		unlock, err = lockFetchDir(dir) // err stays set when every try ends here
+		if errors.Is(err, errFetchDirGone) {
+			continue // a starting Syncer's sweep removed it before the lock was taken
+		}
+		if err != nil {
+			_ = os.Remove(dir)
+			return "", nil, err
+		}
+		return dir, func() {
+			_ = os.RemoveAll(dir)
+			unlock()
+		}, nil
+	}
+	return "", nil, err
+}
+
+// errFetchDirGone is lockFetchDir's answer when the directory was removed, or replaced, before the
+// lock was taken.
+var errFetchDirGone = errors.New("sidecar: fetch directory removed before it was locked")
+
+// isFetchName reports whether name has the form mkdirFetch gives: ".fetch-" and 1 to 13 base-36
+// digits (a uint64). So it is a plain name in the root, and no revision's.
+func isFetchName(name string) bool {
+	rest, ok := strings.CutPrefix(name, fetchPrefix)
+	if !ok || len(rest) == 0 || len(rest) > 13 {
+		return false
+	}
+	for _, c := range rest {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z') {
+			return false
 		}
 	}
-	return "", err
+	return true
+}
+
+// sweepFetchDirs removes the fetch directories in the root left by fetches that were killed: those
+// that no fetch holds locked (sweepLock). It looks at nothing but real directories named as
+// mkdirFetch names them, follows no symlink (os.RemoveAll does not either), and leaves alone what
+// the link points at.
+func (s *Syncer) sweepFetchDirs() {
+	ents, err := os.ReadDir(s.root)
+	if err != nil {
+		s.log.Warn("list the root for leftover fetch directories", zap.String("root", s.root), zap.Error(err))
+		return
+	}
+	published, _ := os.Readlink(s.link)
+	for _, de := range ents {
+		name := de.Name()
+		if !isFetchName(name) || name == published || !de.IsDir() {
+			continue
+		}
+		dir := filepath.Join(s.root, name)
+		fi, err := os.Lstat(dir)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		unlock, ok := sweepLock(dir, fi)
+		if !ok {
+			continue // a live fetch's, or not ours to lock
+		}
+		// Held while removing it, so that a fetch that has just made it waits, sees it gone and
+		// makes another.
+		err = os.RemoveAll(dir)
+		unlock()
+		if err != nil {
+			s.log.Warn("remove a leftover fetch directory", zap.String("dir", dir), zap.Error(err))
+			continue
+		}
+		s.log.Info("removed a fetch directory left by a killed fetch", zap.String("dir", dir))
+	}
 }
 
 // openUp gives the revision name (checked by foundRevision), published by a version of the
@@ -494,12 +573,12 @@ func (s *Syncer) openUp(name string) {
 	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
 		return
 	}
-	probe, err := mkdirFetch(s.root)
+	probe, release, err := mkdirFetch(s.root)
 	if err != nil {
 		return
 	}
 	pfi, err := os.Lstat(probe)
-	_ = os.Remove(probe)
+	release()
 	if err != nil || pfi.Mode().Perm() == 0o700 {
 		return
 	}

@@ -100,16 +100,29 @@ func TestSyncerPublishesReadableContent(t *testing.T) {
 			&tar.Header{Name: "docs/", Typeflag: tar.TypeDir, Mode: 0o700},
 			&tar.Header{Name: "docs/private.txt", Typeflag: tar.TypeReg, Mode: 0o600},
 			&tar.Header{Name: "bin/run.sh", Typeflag: tar.TypeReg, Mode: 0o700},
-			&tar.Header{Name: "deep/er/page.html", Typeflag: tar.TypeReg, Mode: 0o640}), `"m1"`)
+			&tar.Header{Name: "deep/er/page.html", Typeflag: tar.TypeReg, Mode: 0o640},
+			&tar.Header{Name: "bin/suid", Typeflag: tar.TypeReg, Mode: 0o6755},
+			&tar.Header{Name: "shared/", Typeflag: tar.TypeDir, Mode: 0o1777}), `"m1"`)
 		srv := httptest.NewServer(as)
 		defer srv.Close()
 		root := t.TempDir()
 		src := &sidecar.HTTPArchiveSource{URL: srv.URL, Client: srv.Client()}
 		link := publish(t, root, src)
 		want := map[string]fs.FileMode{".": dir, "site.txt": file, "docs": dir, "docs/private.txt": file,
-			"bin": dir, "bin/run.sh": execFile, "deep": dir, "deep/er": dir, "deep/er/page.html": file}
+			"bin": dir, "bin/run.sh": execFile, "deep": dir, "deep/er": dir, "deep/er/page.html": file,
+			"bin/suid": execFile, "shared": dir}
 		if diff := cmp.Diff(want, modes(t, link+"/")); diff != "" {
 			t.Errorf("modes of the published content (-want +got):\n%s", diff)
+		}
+		// Setuid, setgid and sticky bits from an archive never reach the volume.
+		for _, name := range []string{"bin/suid", "shared"} {
+			fi, err := os.Lstat(filepath.Join(link, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
+				t.Errorf("%s: mode %v; want no setuid, setgid or sticky bit", name, fi.Mode())
+			}
 		}
 		readAsNobody(t, link, "site.txt", "docs/private.txt", "bin/run.sh", "deep/er/page.html")
 	})
@@ -139,6 +152,17 @@ func TestSyncerPublishesReadableContent(t *testing.T) {
 		}
 		readAsNobody(t, link, "site.txt", "docs/private.txt", "bin/run.sh")
 	})
+}
+
+// publishV1 serves an archive holding site.txt "v1" (ETag "e1") and runs a Syncer of it under root
+// until it published; it returns the link.
+func publishV1(t *testing.T, root string) string {
+	t.Helper()
+	as := &archiveServer{}
+	as.set(tarball(t, "v1"), `"e1"`)
+	srv := httptest.NewServer(as)
+	defer srv.Close()
+	return publish(t, root, &sidecar.HTTPArchiveSource{URL: srv.URL, Client: srv.Client()})
 }
 
 // publish runs a Syncer of src under root until it published, and returns its link.

@@ -2,10 +2,21 @@
 
 package sidecar
 
-import "os"
+import (
+	"io/fs"
+	"os"
+)
 
 // openDirNoFollow opens dir. Without O_NOFOLLOW here, chmodDir's check that the descriptor is the
 // directory Lstat saw is what keeps a symlink out.
 func openDirNoFollow(dir string) (*os.File, error) {
 	return os.Open(dir)
 }
+
+// lockFetchDir locks nothing where there is no flock(2) (Windows), and holds nothing open: an open
+// directory could not be renamed to the revision there.
+func lockFetchDir(string) (unlock func(), err error) { return func() {}, nil }
+
+// sweepLock never locks where there is no flock(2): a killed fetch's directory cannot be told from
+// a live one's, so the sweep removes none.
+func sweepLock(string, fs.FileInfo) (unlock func(), ok bool) { return nil, false }

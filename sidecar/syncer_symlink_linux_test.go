@@ -2,13 +2,10 @@ package sidecar_test
 
 import (
 	"errors"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/podblocks/podblocks/sidecar"
 )
 
 // foreignLink sets up a root whose link was pointed, by whoever can write the volume, at target
@@ -29,11 +26,7 @@ func foreignLink(t *testing.T, setup func(base, root, victim string) error) {
 			t.Fatal(err)
 		}
 	}
-	as := &archiveServer{}
-	as.set(tarball(t, "v1"), `"e1"`)
-	srv := httptest.NewServer(as)
-	defer srv.Close()
-	link := publish(t, root, &sidecar.HTTPArchiveSource{URL: srv.URL, Client: srv.Client()})
+	link := publishV1(t, root)
 	if fi, err := os.Stat(victim); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("directory outside the root, named through the link: mode %v, %v; want 0700 (untouched)", fi.Mode().Perm(), err)
 	}

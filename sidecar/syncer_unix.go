@@ -3,6 +3,8 @@
 package sidecar
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -11,4 +13,62 @@ import (
 // would block a plain open).
 func openDirNoFollow(dir string) (*os.File, error) {
 	return os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+}
+
+// lockFetchDir takes an exclusive flock(2) lock on the directory dir, which mkdirFetch has just
+// made, waiting while a sweep holds it; unlock releases it. The lock goes with the open file
+// description, so the kernel releases it when the process dies, SIGKILL included. It returns
+// errFetchDirGone when dir is no longer the directory it locked (a sweep removed it meanwhile).
+func lockFetchDir(dir string) (unlock func(), err error) {
+	f, err := openDirNoFollow(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errFetchDirGone
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := flock(f, syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	held, err1 := f.Stat()
+	now, err2 := os.Lstat(dir)
+	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+		f.Close()
+		return nil, errFetchDirGone
+	}
+	return func() { f.Close() }, nil
+}
+
+// sweepLock takes the lock of the fetch directory dir, the directory fi describes, without waiting:
+// ok is false when a live fetch holds it, or dir is not that directory any more.
+func sweepLock(dir string, fi fs.FileInfo) (unlock func(), ok bool) {
+	f, err := openDirNoFollow(dir)
+	if err != nil {
+		return nil, false
+	}
+	if ffi, err := f.Stat(); err != nil || !os.SameFile(fi, ffi) || flock(f, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		f.Close()
+		return nil, false
+	}
+	return func() { f.Close() }, true
+}
+
+// flock applies flock(2) operation how to f, again when a signal interrupts it.
+func flock(f *os.File, how int) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			if ferr = syscall.Flock(int(fd), how); ferr != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return ferr
 }

@@ -8,6 +8,12 @@
 //
 // A sync also happens on SIGHUP and on POST /sync to -http (GET /sync reports the version).
 // SIGTERM or SIGINT stops it.
+//
+// The published files are 0644, or 0755 when executable in the archive, and directories 0755, less
+// the umask, whatever other modes an archive holds (git records no others; a ConfigMap volume's
+// defaultMode is 0644 too): the application reading them usually runs as another user. Each fetch
+// goes into a directory -root/.fetch-<random>; one left by a syncer killed mid-fetch is removed at
+// the next start.
 package main
 
 import (

@@ -124,3 +124,101 @@ func TestBadFlags(t *testing.T) {
 func TestHelpAndUnknownFlag(t *testing.T) {
 	cmdlinetest.TestHelpAndBadFlag(t, "-root", exec.Command(bin))
 }
+
+// fetchDirs lists the names of root's entries that start with ".fetch-".
+func fetchDirs(t *testing.T, root string) []string {
+	t.Helper()
+	des, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		if strings.HasPrefix(de.Name(), ".fetch-") {
+			names = append(names, de.Name())
+		}
+	}
+	return names
+}
+
+// TestKilledMidFetchLeftoverRemovedOnRestart: a syncer SIGKILLed while it extracts an archive
+// leaves its .fetch- directory behind on the volume; the next start removes it, and the published
+// content is what it was. The old code left every such directory in the root for good.
+func TestKilledMidFetchLeftoverRemovedOnRestart(t *testing.T) {
+	v1 := tgz(t, "v1")
+	var mu sync.Mutex
+	requests := 0
+	stalled := make(chan struct{}) // closed when the test is done with the stalled answer
+	defer close(stalled)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		n := requests
+		mu.Unlock()
+		if n != 2 {
+			w.Write(v1)
+			return
+		}
+		// The second fetch: an uncompressed archive of one big file, cut off after its first
+		// block, so the syncer is killed with the file half written in its fetch directory.
+		tw := tar.NewWriter(w)
+		if err := tw.WriteHeader(&tar.Header{Name: "site.txt", Mode: 0o644, Size: 1 << 20, Typeflag: tar.TypeReg}); err != nil {
+			return
+		}
+		tw.Write(bytes.Repeat([]byte("x"), 4096))
+		tw.Flush()
+		w.(http.Flusher).Flush()
+		select {
+		case <-stalled:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	root := filepath.Join(t.TempDir(), "root")
+	site := filepath.Join(root, "current", "site.txt")
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "-root", root, "-url", srv.URL, "-interval", "0")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	cmd := start()
+	await.True(t, "v1 published", 30*time.Second, func() bool { data, _ := os.ReadFile(site); return string(data) == "v1" })
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	var leftover string
+	await.True(t, "the second fetch half written", 30*time.Second, func() bool {
+		for _, name := range fetchDirs(t, root) {
+			if fi, err := os.Stat(filepath.Join(root, name, "site.txt")); err == nil && fi.Size() >= 4096 {
+				leftover = name
+				return true
+			}
+		}
+		return false
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if _, err := os.Stat(filepath.Join(root, leftover)); err != nil {
+		t.Fatalf("the killed fetch's directory: %v, want it left behind", err)
+	}
+
+	cmd = start()
+	await.True(t, "the restarted syncer's first fetch", 30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return requests >= 3 })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	if names := fetchDirs(t, root); len(names) != 0 {
+		t.Errorf("fetch directories left in the root after a restart: %q (the killed one: %s)", names, leftover)
+	}
+	if data, err := os.ReadFile(site); err != nil || string(data) != "v1" {
+		t.Errorf("published site.txt = %q, %v; want v1", data, err)
+	}
+}
