@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/ambassador"
+	"github.com/podblocks/podblocks/ambassadortest"
 	"github.com/podblocks/podblocks/internal/loopback"
 )
 
@@ -145,6 +146,42 @@ func TestHTTPProxyUnaskedAnswerNotRelayed(t *testing.T) {
 				}
 				time.Sleep(2 * pause) // the extra answer reaches the pooled connection
 			}
+		}
+	}
+}
+
+// TestHTTPProxyClientBodyFaultsNotCharged: a client that sends a malformed chunked body, or
+// gives up mid-body, fails its own request (400, and the connection closes), not the endpoint's:
+// with outlier detection ejecting an endpoint at its first failure (and no panic mode to route to
+// it ejected), the endpoint still serves the next request.
+func TestHTTPProxyClientBodyFaultsNotCharged(t *testing.T) {
+	be := ambassadortest.NewHTTPBackend(t, "a")
+	p, _, url := newHTTPProxy(t, ambassador.NewStatic(be.Endpoint()),
+		ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: 1, BaseEjection: time.Minute,
+			MaxEjection: time.Minute, MaxEjectionPercent: 100}), ambassador.WithPanicThreshold(0))
+	for _, tc := range []struct{ name, req string }{
+		{"malformed chunked body", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc\r\nzz\r\n\r\n"},
+		{"body cut short", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789"},
+		{"chunked body cut short", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n0123456789"},
+	} {
+		c, err := net.Dial("tcp", p.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, tc.req)
+		c.(*net.TCPConn).CloseWrite() // the client gives up: the proxy reads the end of its body
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		resp.Body.Close()
+		c.Close()
+		if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+			t.Errorf("%s: answered %d (close %v), want 400 and the connection closed", tc.name, resp.StatusCode, resp.Close)
+		}
+		if code, body := getOnce(t, url+"/"); code != 200 || body != "a\n" {
+			t.Fatalf("after a client's %s, GET = %d %q, want the endpoint's 200", tc.name, code, body)
 		}
 	}
 }

@@ -527,6 +527,17 @@ func tryFailed(err error) *tryError {
 // answer ends a try that started at start: it relays resp (read from uc) to w, or reports err.
 func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, start time.Time, uc *upConn,
 	resp *http.Response, err error, mayRetry bool) (done bool, terr *tryError) {
+	if cerr, ok := errors.AsType[*clientBodyError](err); ok {
+		// The client failed: the endpoint is not charged, nor is the request tried again. The
+		// rest of the body cannot be read: the connection closes after the answer.
+		if hc, ok := w.(*h1Conn); ok {
+			hc.closeAfter = true
+		}
+		if r.Context().Err() == nil {
+			httpError(w, cerr.status(), cerr.Error())
+		}
+		return true, nil
+	}
 	if err != nil {
 		b.c.Report(b, false, time.Since(start))
 		if r.Context().Err() != nil {
@@ -680,6 +691,9 @@ func (p *HTTPProxy) roundTrip(r *http.Request, b *Backend, replay bool) (*upConn
 			return uc, resp, nil
 		}
 		uc.nc.Close()
+		if _, ok := errors.AsType[*clientBodyError](err); ok {
+			return nil, nil, err // not the connection's failure: no new one would do better
+		}
 		var ne net.Error
 		timeout := errors.As(err, &ne) && ne.Timeout()
 		if reused && !fresh && replay && !timeout && r.Context().Err() == nil {
@@ -818,19 +832,67 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 		bw.WriteString("Content-Length: ")
 		bw.WriteString(strconv.FormatInt(r.ContentLength, 10))
 		bw.WriteString("\r\n\r\n")
-		if _, err := io.CopyN(bw, r.Body, r.ContentLength); err != nil {
-			return fmt.Errorf("request body: %w", err)
+		body := bodyReader{r: r.Body}
+		if _, err := io.CopyN(bw, &body, r.ContentLength); err != nil {
+			return body.failed(err)
 		}
 	default:
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 		cw := httputil.NewChunkedWriter(bw)
-		if _, err := io.Copy(cw, r.Body); err != nil {
-			return fmt.Errorf("request body: %w", err)
+		body := bodyReader{r: r.Body}
+		if _, err := io.Copy(cw, &body); err != nil {
+			return body.failed(err)
 		}
 		cw.Close()
 		bw.WriteString("\r\n")
 	}
 	return bw.Flush()
+}
+
+// clientBodyError is a request body that could not be read from the client: it went away or
+// stalled mid-body, sent less than it declared, or sent a malformed chunked body. It is the
+// client's failure, not the endpoint's: the endpoint is not charged for it, and the client gets
+// 400 (408 for a stall), or nothing if it is gone.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "reading the request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+
+// status is the answer to a request whose body failed so.
+func (e *clientBodyError) status() int {
+	var ne net.Error
+	if errors.As(e.err, &ne) && ne.Timeout() {
+		return http.StatusRequestTimeout
+	}
+	return http.StatusBadRequest
+}
+
+// bodyReader reads a request body, keeping the error of a failed read, so that writeRequest tells
+// a client's failure from the endpoint's (a failed write).
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// failed returns the error of a body copy that failed with err: a clientBodyError when the body's
+// read failed or ended before its Content-Length (io.CopyN's io.EOF), else the endpoint's write
+// error.
+func (b *bodyReader) failed(err error) error {
+	switch {
+	case b.err != nil:
+		return &clientBodyError{b.err}
+	case err == io.EOF:
+		return &clientBodyError{io.ErrUnexpectedEOF}
+	}
+	return fmt.Errorf("request body: %w", err)
 }
 
 func writeForwarded(bw *bufio.Writer, r *http.Request) {
