@@ -11,7 +11,8 @@
 // directory. -pid must name a process that runs at start. A -process name that no process has yet is
 // logged (the application container may not have started): a change signals whoever has the name
 // then, and a signal that reaches no process is logged ("reload signal reached no process"), not
-// retried (SIGHUP kills a process that has not installed its handler yet), and counted.
+// retried (SIGHUP kills a process that has not installed its handler yet), and counted:
+// podblocks_sidecar_reloader_reloads_total{result="no_process"} on -metrics ADDR (GET /metrics).
 //
 // SIGTERM or SIGINT stops it.
 package main
@@ -22,6 +23,7 @@ import (
 	"flag"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,6 +35,8 @@ import (
 
 	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/sidecar"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 )
 
@@ -59,6 +63,7 @@ func run(args []string, stderr io.Writer) error {
 	sigName := fs.String("signal", "HUP", "signal for -pid/-process: HUP, USR1, USR2, TERM, INT, QUIT")
 	debounce := fs.Duration("debounce", 100*time.Millisecond, "wait for changes to settle")
 	poll := fs.Duration("poll", 10*time.Second, "rescan period (catches what inotify misses)")
+	metrics := fs.String("metrics", "", "listen address for GET /metrics, such as 127.0.0.1:9102 (empty: none)")
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
@@ -104,6 +109,11 @@ func run(args []string, stderr io.Writer) error {
 	if *debounce < 0 {
 		return cmdline.Usagef("-debounce %v: want 0 or more", *debounce)
 	}
+	if *metrics != "" {
+		if _, _, err := net.SplitHostPort(*metrics); err != nil {
+			return cmdline.Usagef("-metrics %q: want HOST:PORT", *metrics)
+		}
+	}
 	// Signal 0 sends nothing: it finds out whether the target exists and may be signalled.
 	if *pid != 0 {
 		switch err := sidecar.SignalPID(*pid, 0)(context.Background()); {
@@ -126,10 +136,18 @@ func run(args []string, stderr io.Writer) error {
 			return cmdline.Usagef("-process %q: %w", *process, err)
 		}
 	}
+	reg := prometheus.NewRegistry()
 	r, err := sidecar.NewReloader(paths, action, sidecar.WithDebounce(*debounce),
-		sidecar.WithPollInterval(*poll), sidecar.WithLogger(log))
+		sidecar.WithPollInterval(*poll), sidecar.WithLogger(log), sidecar.WithRegisterer(reg))
 	if err != nil {
 		return err
+	}
+	if *metrics != "" {
+		stopMetrics, err := serveMetrics(*metrics, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -149,6 +167,31 @@ func run(args []string, stderr io.Writer) error {
 		return cmdline.Usagef("-watch %q: %w", pe.Path, pe.Err)
 	}
 	return err
+}
+
+// serveMetrics serves GET /metrics of reg on addr until stop, which returns once the server is done.
+func serveMetrics(addr string, reg *prometheus.Registry, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics server stopped", zap.Error(err))
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }
 
 func btoi(b bool) int {

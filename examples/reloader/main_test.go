@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
+	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
@@ -105,6 +107,7 @@ func TestBadFlags(t *testing.T) {
 		{Args: []string{"-watch", dir + "," + dir + "/confg", "-webhook", hook}, Status: 2, Stderr: `reloader: -watch "` + dir + `/confg": no such file or directory`},
 		// No kernel gives a PID this high (Linux's pid_max is at most 2^22).
 		{Args: []string{"-watch", dir, "-pid", "1073741824"}, Status: 2, Stderr: "reloader: -pid 1073741824: no such process"},
+		{Args: []string{"-watch", dir, "-webhook", hook, "-metrics", "9102"}, Status: 2, Stderr: `reloader: -metrics "9102": want HOST:PORT`},
 	})
 }
 
@@ -126,7 +129,8 @@ func TestProcessNotYetRunning(t *testing.T) {
 	}
 	// Each version is swapped in whole, as a ConfigMap volume's: a write in place could be hashed half
 	// done, and signal twice.
-	cmd := exec.Command(bin, "-watch", dir, "-process", name, "-debounce", "10ms", "-poll", "50ms")
+	addr := freeport.TCP(t)
+	cmd := exec.Command(bin, "-watch", dir, "-process", name, "-debounce", "10ms", "-poll", "50ms", "-metrics", addr)
 	var log syncbuf.Buffer
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
@@ -144,6 +148,9 @@ func TestProcessNotYetRunning(t *testing.T) {
 		return strings.Contains(log.String(), `"reload signal reached no process, the next change signals again"`) &&
 			strings.Contains(log.String(), `"missed":1`)
 	})
+	if got := scrape(t, addr, "podblocks_sidecar_reloader_reloads_total"); !slices.Contains(got, `podblocks_sidecar_reloader_reloads_total{result="no_process"} 1`) {
+		t.Errorf("metrics after a signal that reached no process: %q, want result=\"no_process\" counted 1", got)
+	}
 
 	// The application: a shell under the name, appending a line to a file on every SIGHUP.
 	sh, err := exec.LookPath("sh")
@@ -179,4 +186,25 @@ func TestProcessNotYetRunning(t *testing.T) {
 	if b, _ := os.ReadFile(hups); strings.Count(string(b), "hup") != 1 {
 		t.Errorf("SIGHUPs handled = %d, want 1 (the change that reached no process is not replayed)", strings.Count(string(b), "hup"))
 	}
+}
+
+// scrape GETs /metrics from addr and returns its lines that start with prefix.
+func scrape(t *testing.T, addr, prefix string) []string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s, %v", resp.Status, err)
+	}
+	var lines []string
+	for l := range strings.Lines(string(body)) {
+		if strings.HasPrefix(l, prefix) {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	return lines
 }
