@@ -33,6 +33,7 @@ import (
 )
 
 func main() {
+	lifecycle.RunAsInit() // as PID 1: reap what the children leave, pass signals on
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cmdline.Exit("health-adapter", run(ctx, os.Args[1:], os.Stderr, nil))

@@ -31,12 +31,14 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/internal/cmdline"
+	"github.com/podblocks/podblocks/lifecycle"
 	"github.com/podblocks/podblocks/sidecar"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
 
 func main() {
+	lifecycle.RunAsInit() // as PID 1: reap what the children leave, pass signals on
 	cmdline.Exit("syncer", run(os.Args[1:], os.Stderr))
 }
 

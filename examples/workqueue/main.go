@@ -38,6 +38,7 @@ import (
 // main exits as the flag package's commands do (internal/cmdline): 0 on help, 2 on a command line
 // it cannot use, 1 on a failure while running.
 func main() {
+	lifecycle.RunAsInit() // as PID 1: reap what the children leave, pass signals on
 	cmdline.Exit("workqueue", run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
