@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 )
 
 // The proxy serves HTTP/1.x itself rather than through net/http's Server: per request that saves a
@@ -221,6 +222,9 @@ func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState, pre 
 			var err error
 			req, err = http.ReadRequest(hc.br)
 			hc.lr.remain = 1 << 62
+			if err == nil {
+				err = checkHead(req)
+			}
 			if err != nil {
 				hc.badRequest(err)
 				return
@@ -234,6 +238,27 @@ func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState, pre 
 			return
 		}
 	}
+}
+
+var (
+	errHeaderName = errors.New("invalid header field name")
+	errHost       = errors.New("malformed Host header")
+)
+
+// checkHead rejects what http.ReadRequest lets through and net/http's Server does not: a field
+// name that is not a token (textproto keeps "Name : value" with the space in the name; RFC 9112,
+// 5.1: a server must answer it 400, as a proxy that forwards it lets the endpoint frame the
+// body otherwise) and a Host that is no host.
+func checkHead(req *http.Request) error {
+	for k := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return errHeaderName
+		}
+	}
+	if !httpguts.ValidHostHeader(req.Host) {
+		return errHost
+	}
+	return nil
 }
 
 // badRequest answers a request that could not be parsed (when there is anything to answer).

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Parsing client request heads with http.ReadRequest costs a Request, a URL, a header map and a
@@ -278,6 +280,9 @@ func (st *reqState) parseRequest(buf []byte) (*http.Request, int) {
 	host := ""
 	if len(hosts) == 1 {
 		host = hosts[0]
+		if !httpguts.ValidHostHeader(host) {
+			return nil, 0 // net/http's parse is checked, and refused (checkHead)
+		}
 	}
 	delete(h, "Host") // as http.ReadRequest does: it is in Request.Host
 	conn := h["Connection"]

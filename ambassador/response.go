@@ -7,6 +7,9 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Parsing upstream response heads is a large share of a proxied request's CPU. readResponse
@@ -80,7 +83,41 @@ func (uc *upConn) readResponse(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 	}
-	return http.ReadResponse(uc.br, req)
+	resp, err := http.ReadResponse(uc.br, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := fixFieldNames(resp.Header); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp, nil
+}
+
+var errFramingName = errors.New("Content-Length or Transfer-Encoding with whitespace before its colon")
+
+// fixFieldNames removes whitespace between a field name and its colon, which textproto keeps in
+// the name ("Name : value"): RFC 9112, 5.1, a proxy must remove it before it forwards a response.
+// Such a Content-Length or Transfer-Encoding was not used to frame the body, so relaying it
+// would misframe the answer: that fails the response instead. Names that are no tokens even so
+// are dropped.
+func fixFieldNames(h http.Header) error {
+	for k, vv := range h {
+		if httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		delete(h, k)
+		name := strings.TrimRight(k, " \t")
+		if !httpguts.ValidHeaderFieldName(name) {
+			continue
+		}
+		name = http.CanonicalHeaderKey(name)
+		if name == "Content-Length" || name == "Transfer-Encoding" {
+			return errFramingName
+		}
+		h[name] = append(h[name], vv...)
+	}
+	return nil
 }
 
 // parseSimple parses head (status line and header lines, each ending in CRLF) if it has the
