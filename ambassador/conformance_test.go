@@ -20,7 +20,7 @@ import (
 // write their answers byte for byte (rawEndpoint).
 
 // rawEndpoint serves each request head it reads on a connection (bodies are not read: the tests'
-// requests sent to it have none) with answer(path), written as the pieces it returns, pause
+// requests sent to it have none, or an empty chunked one) with answer(path), written as the pieces it returns, pause
 // apart. It records the heads it got, and tells on written when it has written an answer whole.
 type rawEndpoint struct {
 	addr    string
@@ -41,8 +41,8 @@ func newRawEndpoint(t *testing.T, pause time.Duration, answer func(path string) 
 			}
 			e.record(line)
 			f := strings.Fields(line)
-			if len(f) < 2 {
-				return
+			if len(f) != 3 {
+				continue // not a request line: the end of an empty chunked body
 			}
 			for line != "\r\n" {
 				if line, err = br.ReadString('\n'); err != nil {
@@ -258,5 +258,32 @@ func TestHTTPProxyFieldNameWhitespace(t *testing.T) {
 		if !strings.HasPrefix(got, "HTTP/1.1 502 ") {
 			t.Errorf("answer with Content-Length : 2 relayed as %q, want 502", got)
 		}
+	}
+}
+
+// TestHTTPProxyContentLengthAndChunked: RFC 9112, 6.1. A request with both Transfer-Encoding and
+// Content-Length (or Transfer-Encoding in HTTP/1.0) has its body read as chunked, and its
+// connection closes after the answer (which says so): a request smuggled after the body, as a
+// client that framed it by Content-Length sees it, is not served.
+func TestHTTPProxyContentLengthAndChunked(t *testing.T) {
+	e := newRawEndpoint(t, 0, func(path string) []string { return []string{okAnswer("answer for " + path)} })
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}))
+	addr := strings.TrimPrefix(url, "http://")
+	for _, req := range []string{
+		"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-length: 4\r\n\r\n0\r\n\r\n",
+		"POST /body HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+	} {
+		got := rawAnswer(t, addr, req+"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+		if n := strings.Count(got, "HTTP/1.1 "); n != 1 || !strings.Contains(got, "\r\nConnection: close\r\n") ||
+			strings.Contains(got, "smuggled") {
+			t.Errorf("%q answered %q; want one answer with Connection: close, then the end of the connection", req, got)
+		}
+	}
+	// Either alone keeps the connection.
+	got := rawAnswer(t, addr, "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"+
+		"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !strings.Contains(got, "answer for /next") {
+		t.Errorf("a chunked request and the next one answered %q, want both answered", got)
 	}
 }

@@ -32,6 +32,7 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 type limitedConnReader struct {
 	c      io.Reader
 	remain int64
+	rec    *[]byte // if set, what is read is appended to it
 }
 
 var errHeaderTooLarge = errors.New("request header too large")
@@ -45,6 +46,9 @@ func (l *limitedConnReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.c.Read(p)
 	l.remain -= int64(n)
+	if l.rec != nil {
+		*l.rec = append(*l.rec, p[:n]...)
+	}
 	return n, err
 }
 
@@ -72,7 +76,8 @@ type h1Conn struct {
 	req         *http.Request
 	trailers    []string // names announced in Trailer, sent after a chunked body
 
-	rs reqState // the fast request parser's reused request
+	rs   reqState // the fast request parser's reused request
+	head []byte   // the bytes of a head http.ReadRequest reads (from its start), for framedTwice
 }
 
 var h1Pool = sync.Pool{New: func() any {
@@ -219,11 +224,22 @@ func (p *HTTPProxy) serveH1(ctx context.Context, c net.Conn, st *connState, pre 
 			}
 			// Bytes already buffered count against the limit (net/http's slack of 4096 included).
 			hc.lr.remain = max(int64(cfg.maxHeaderBytes)+4096-int64(hc.br.Buffered()), 0)
+			// The head's bytes are kept (those buffered, then those read) for framedTwice:
+			// http.ReadRequest drops a Content-Length that Transfer-Encoding overrides.
+			b, _ := hc.br.Peek(hc.br.Buffered())
+			hc.head = append(hc.head[:0], b...)
+			hc.lr.rec = &hc.head
 			var err error
 			req, err = http.ReadRequest(hc.br)
-			hc.lr.remain = 1 << 62
+			hc.lr.remain, hc.lr.rec = 1<<62, nil
 			if err == nil {
 				err = checkHead(req)
+			}
+			if err == nil && framedTwice(hc.head) {
+				req.Close = true
+			}
+			if cap(hc.head) > 64<<10 {
+				hc.head = nil // a rare large head is not kept with the pooled connection state
 			}
 			if err != nil {
 				hc.badRequest(err)
@@ -259,6 +275,36 @@ func checkHead(req *http.Request) error {
 		return errHost
 	}
 	return nil
+}
+
+// framedTwice reports whether the request head at the start of b (lines up to an empty one) has
+// a Transfer-Encoding field and a Content-Length field, or a Transfer-Encoding in HTTP/1.0. RFC
+// 9112, 6.1: the body is then read as Transfer-Encoding frames it (http.ReadRequest does), and
+// the connection must close after the answer, for what follows the body may have been framed
+// otherwise by the client: a smuggled request.
+func framedTwice(b []byte) bool {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return false
+	}
+	http10 := bytes.HasSuffix(bytes.TrimRight(b[:i], "\r"), []byte("HTTP/1.0"))
+	var te, cl bool
+	for b = b[i+1:]; len(b) > 0; {
+		line := b
+		if i = bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
+			break // the end of the head
+		}
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		te = te || eqFold(string(name), "Transfer-Encoding")
+		cl = cl || eqFold(string(name), "Content-Length")
+	}
+	return te && (cl || http10)
 }
 
 // badRequest answers a request that could not be parsed (when there is anything to answer).
