@@ -2,6 +2,7 @@ package ambassador_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -285,5 +286,77 @@ func TestHTTPProxyContentLengthAndChunked(t *testing.T) {
 		"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
 	if !strings.Contains(got, "answer for /next") {
 		t.Errorf("a chunked request and the next one answered %q, want both answered", got)
+	}
+}
+
+// TestHTTPProxyDrainSaysClose: an answer written once shutdown has begun says Connection: close,
+// and its connection closes after it, so that a keep-alive client does not send its next request
+// into a connection about to close; idle keep-alive connections are closed. On the event loop
+// and on the goroutine path (Pragma).
+func TestHTTPProxyDrainSaysClose(t *testing.T) {
+	for _, pragma := range []string{"", "Pragma: no-cache\r\n"} {
+		arrived, release := make(chan struct{}, 1), make(chan struct{})
+		e := newRawEndpoint(t, 0, func(path string) []string {
+			if path == "/slow" {
+				arrived <- struct{}{}
+				<-release
+			}
+			return []string{okAnswer("answer for " + path)}
+		})
+		var once sync.Once
+		unblock := func() { once.Do(func() { close(release) }) }
+		t.Cleanup(unblock) // before the endpoint's cleanup waits for its connections
+		c, err := ambassador.NewCluster(ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := ambassador.NewHTTPProxy("127.0.0.1:0", c, withPath([]ambassador.Option{ambassador.WithEventLoops(1)})...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		<-p.Ready()
+		dial := func() (net.Conn, *bufio.Reader) {
+			conn, err := net.Dial("tcp", p.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			return conn, bufio.NewReader(conn)
+		}
+		idle, idleBR := dial()
+		busy, busyBR := dial()
+		fmt.Fprintf(idle, "GET /fast HTTP/1.1\r\nHost: x\r\n%s\r\n", pragma)
+		if resp, err := http.ReadResponse(idleBR, nil); err != nil || resp.Close {
+			t.Fatalf("before shutdown: %v, close %v; want a keep-alive answer", err, resp != nil && resp.Close)
+		} else {
+			io.Copy(io.Discard, resp.Body)
+		}
+		fmt.Fprintf(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n%s\r\n", pragma)
+		<-arrived
+		cancel()
+		if n, err := idleBR.Read(make([]byte, 1)); err == nil {
+			t.Errorf("Pragma %q: the idle connection read %d bytes during shutdown, want it closed", pragma, n)
+		}
+		unblock() // shutdown has begun: the idle connection is closed
+		resp, err := http.ReadResponse(busyBR, nil)
+		if err != nil {
+			t.Fatalf("Pragma %q: the answer in flight at shutdown: %v", pragma, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if !resp.Close || string(body) != "answer for /slow" {
+			t.Errorf("Pragma %q: the answer in flight at shutdown = %q, Connection %q; want its body and Connection: close",
+				pragma, body, resp.Header.Get("Connection"))
+		}
+		if n, err := busyBR.Read(make([]byte, 1)); err == nil {
+			t.Errorf("Pragma %q: read %d bytes after the last answer, want the connection closed", pragma, n)
+		}
+		idle.Close()
+		busy.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

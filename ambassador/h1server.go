@@ -554,6 +554,11 @@ func (hc *h1Conn) WriteHeader(code int) {
 	if hc.chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
+	if hc.p.conns.closing.Load() {
+		// The proxy is shutting down: the connection closes after this answer, which says so,
+		// lest the client send its next request into a connection about to close.
+		hc.closeAfter = true
+	}
 	bw.WriteString(connHeaderFor(hc.closeAfter, hc.keepAlive10).line())
 	bw.WriteString("\r\n")
 }

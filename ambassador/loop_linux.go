@@ -487,8 +487,16 @@ func (l *loop) handle(m msg) {
 	case msgCloseIdle:
 		l.closing = true
 		for _, s := range l.socks {
-			if s != nil && s.kind == clientSock && s.phase == pIdle && s.r == s.w {
+			if s == nil || s.kind != clientSock {
+				continue
+			}
+			switch {
+			case s.phase == pIdle && s.r == s.w:
 				l.closeClient(s)
+			case s.phase == pBusy:
+				// Its answer says Connection: close (unless its head is out already), and the
+				// connection closes after it.
+				s.ex.closeAfter = true
 			}
 		}
 	case msgCloseAll:
@@ -669,7 +677,7 @@ func (l *loop) serveNext(c *sock) {
 	}
 	c.phase, c.first, c.partial, c.deadline = pBusy, false, false, time.Time{}
 	l.gen++
-	c.ex = exchange{req: req, headLen: n, closeAfter: req.Close, keepAlive: keepAlive10(req), gen: l.gen, active: true,
+	c.ex = exchange{req: req, headLen: n, closeAfter: req.Close || l.closing, keepAlive: keepAlive10(req), gen: l.gen, active: true,
 		a: attempts{cluster: cluster, key: key, retriable: isRetriable(req)}}
 	l.p.budget.active.Add(1)
 	l.attempt(c)
