@@ -360,3 +360,30 @@ func TestHTTPProxyDrainSaysClose(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPProxyStalledBodyCut: an endpoint that stops sending mid-body (3 bytes of 100, then
+// nothing) has its answer cut after the per-try timeout: the client gets what came and then the
+// end of its connection, not a wait forever. On the event loop and on the goroutine path.
+func TestHTTPProxyStalledBodyCut(t *testing.T) {
+	e := newRawEndpoint(t, 0, func(string) []string { // then it waits for the next request
+		return []string{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"}
+	})
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}),
+		ambassador.WithPerTryTimeout(300*time.Millisecond))
+	addr := strings.TrimPrefix(url, "http://")
+	for _, pragma := range []string{"", "Pragma: no-cache\r\n"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		c.SetDeadline(start.Add(5 * time.Second))
+		fmt.Fprintf(c, "GET /stall HTTP/1.1\r\nHost: x\r\n%s\r\n", pragma)
+		got, err := io.ReadAll(c)
+		took := time.Since(start)
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(got), "HTTP/1.1 200 ") || !strings.HasSuffix(string(got), "\r\n\r\nabc") {
+			t.Errorf("Pragma %q: read %q, %v after %v; want the head and abc, then the end of the connection", pragma, got, err, took)
+		}
+	}
+}

@@ -51,6 +51,10 @@ func (s *Split) match(r *http.Request) bool {
 // breaking, request splitting, X-Forwarded-* headers and upgrade (WebSocket) pass-through. It
 // speaks HTTP/1.1 to endpoints over its own keep-alive pools. It is an http.Handler, and Run
 // serves it on its listen address.
+//
+// The per-try timeout (WithPerTryTimeout) bounds a try until its response headers, and then each
+// wait for more of the response body: an endpoint silent that long mid-body has its answer cut
+// short, and the client's connection closes (as nginx's proxy_read_timeout does).
 type HTTPProxy struct {
 	addr    string
 	cluster *Cluster
@@ -559,16 +563,23 @@ func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, s
 	}
 
 	// The per-try deadline bounds the wait for response headers. A body already in the buffer
-	// needs no socket read; otherwise lift the deadline so long bodies and streams can flow (the
-	// client's write timeout and disconnects still bound them). Pooled connections keep whatever
+	// needs no socket read; otherwise the deadline is lifted so long bodies and streams can flow
+	// (the client's write timeout and disconnects still bound them), and the per-try timeout
+	// bounds each wait for more of the body instead (idleBody): a stalled endpoint cuts the
+	// answer short rather than hold the client forever. Pooled connections keep whatever
 	// deadline they have: exchange sets a fresh one before every use.
 	//
 	// Shutdown cancels the requests' context at the end of its grace period: then a stalled body
 	// must not keep Run waiting, so the connection gets a past deadline.
 	var stop func() bool
+	var body io.Reader = resp.Body
 	if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 		uc.nc.SetDeadline(time.Time{})
 		stop = context.AfterFunc(r.Context(), func() { uc.nc.SetDeadline(pastTime) })
+		if d := p.cfg.perTryTimeout; d > 0 {
+			fl, _ := w.(http.Flusher)
+			body = &idleBody{r: resp.Body, uc: uc, idle: d, ctx: r.Context(), w: fl}
+		}
 	}
 
 	// Write the response.
@@ -595,9 +606,9 @@ func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, s
 	bp := p.bufs.Get().(*[]byte)
 	var copyErr error
 	if resp.ContentLength < 0 {
-		copyErr = copyFlushing(w, resp.Body, *bp)
+		copyErr = copyFlushing(w, body, *bp)
 	} else {
-		_, copyErr = io.CopyBuffer(w, resp.Body, *bp)
+		_, copyErr = io.CopyBuffer(w, body, *bp)
 	}
 	p.bufs.Put(bp)
 	for k, vv := range resp.Trailer {
@@ -620,6 +631,30 @@ func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, s
 		}
 	}
 	return true, nil
+}
+
+// idleBody reads a response body from uc with at most idle between the reads from its socket.
+// Before each such read, which may wait, it flushes w: the client has what came so far, even if
+// the endpoint then stalls.
+type idleBody struct {
+	r    io.Reader
+	uc   *upConn
+	idle time.Duration
+	ctx  context.Context // once it ends, answer's past deadline must stay
+	w    http.Flusher    // nil: none
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if b.uc.br.Buffered() == 0 {
+		if err := b.ctx.Err(); err != nil {
+			return 0, err
+		}
+		if b.w != nil {
+			b.w.Flush()
+		}
+		b.uc.nc.SetReadDeadline(time.Now().Add(b.idle))
+	}
+	return b.r.Read(p)
 }
 
 // isDecimal reports whether vv is the single value n written in plain decimal digits.

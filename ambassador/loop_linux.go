@@ -1116,7 +1116,7 @@ func (l *loop) head(u *sock) {
 		return
 	}
 	b.c.Report(b, code < 500, l.now.Sub(ex.start))
-	u.deadline = time.Time{}
+	u.deadline = l.after(l.p.cfg.perTryTimeout) // the wait for the body: see sweep
 	u.r += end + 4
 	c.out = u.relayHead(c.out, resp, ex.req, ex.conn())
 	ex.remaining = bodyLength(resp, ex.req)
@@ -1201,6 +1201,9 @@ func (l *loop) body(u *sock) {
 	c.relayed += k
 	u.r += k
 	ex.remaining -= int64(k)
+	if k > 0 {
+		u.deadline = l.after(l.p.cfg.perTryTimeout) // the endpoint is not stalled: see sweep
+	}
 	if ex.remaining == 0 {
 		if u.r != u.w || u.hup {
 			ex.keepUp = false // bytes beyond the body, or the endpoint has closed its side
@@ -1269,8 +1272,17 @@ func (l *loop) sweep() {
 			l.closeClient(s) // idle, slow head, or a client not reading its answer
 			continue
 		}
-		if s.phase == pSending || s.phase == pHead {
+		switch {
+		case s.phase == pSending || s.phase == pHead:
 			l.upFailed(s, os.ErrDeadlineExceeded)
+		case s.phase == pBody && s.client.outOff < len(s.client.out):
+			// The body waits for the client to take what came before (its write timeout
+			// bounds that), not for the endpoint.
+			s.deadline = l.after(l.p.cfg.perTryTimeout)
+		case s.phase == pBody:
+			// The endpoint sent nothing of the body for the per-try timeout: the answer,
+			// started, cannot be replaced, and the client must see it cut.
+			l.closeClient(s.client)
 		}
 	}
 	for b := range l.pools {
