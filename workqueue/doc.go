@@ -91,13 +91,16 @@
 //
 // A Source's, labelled source="name" with WithSourceName:
 //
-//	podblocks_workqueue_source_fetched_items_total             counter    items the source returned
+//	podblocks_workqueue_source_added_items_total               counter    items added to the queue
+//	podblocks_workqueue_source_add_errors_total                counter    adds the queue refused
 //	podblocks_workqueue_source_fetch_errors_total{request}     counter    failed GETs of the list or an item
 //	podblocks_workqueue_source_fetch_duration_seconds{request} histogram  a GET of the list or an item
 //
 // where request is list (GET /api/v1/items) or item (GET /api/v1/items/{name}); a GET fails when
-// it gets no answer, a status other than 200, or an answer that is not the interface. A GET cut off
-// because the Source stopped counts neither way.
+// it gets no answer, a status other than 200, or an answer that is not the interface (one of a
+// kind other than ItemList for the list, Item for an item, among them). An item whose GET failed is not added; one the
+// queue refused (closed, ErrUnavailable) is a failed add, counted again at each Poll that tries it.
+// A GET or an add that fails once the Source stopped (its ctx ended) counts neither way.
 //
 // Pools that share a registerer need WithPoolName, queues WithQueueName, stages of one kind
 // WithStageName, and Sources WithSourceName, each its own name; the constructor returns the

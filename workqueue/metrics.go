@@ -35,7 +35,9 @@ type poolMetrics struct {
 	depth    *depthCollector
 }
 
-func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
+// newPoolMetrics returns p's metrics, registered with reg unless it is nil, labelled pool="name"
+// unless name is "".
+func newPoolMetrics(reg prometheus.Registerer, name string, p *Pool) (*poolMetrics, error) {
 	m := &poolMetrics{
 		inflight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podblocks_workqueue_in_flight_items", Help: "Items being handled now."},
 			func() float64 { return float64(p.inflight.Load()) }),
@@ -51,10 +53,52 @@ func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 	for i, name := range outcomeNames {
 		m.items[i] = m.itemsVec.WithLabelValues(name)
 	}
-	if _, err := register(reg, m.inflight, m.itemsVec, m.duration, m.attempts, m.dead, m.depth); err != nil {
-		return nil, fmt.Errorf("register metrics (a second pool on one registerer needs WithPoolName): %w", err)
+	if err := registerNamed(reg, componentPool, name, m.inflight, m.itemsVec, m.duration, m.attempts, m.dead, m.depth); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// component is a kind of component whose metrics carry a label with its name.
+type component struct {
+	what   string // its kind, as an error names it: "pool"
+	label  string // the label of its name: "pool"
+	option string // the option that names it: "WithPoolName"
+}
+
+var (
+	componentPool   = component{"pool", "pool", "WithPoolName"}
+	componentStage  = component{"stage", "stage", "WithStageName"}
+	componentSource = component{"Source", "source", "WithSourceName"}
+)
+
+// registerNamed registers the metrics of one component of kind c called name, cs, with reg (nil:
+// it does nothing), all or nothing as register does, labelled with the name (c.label="name")
+// unless it is "", so that components of one kind with names of their own can share a registerer.
+// Its error tells the registerer's refusals apart: the same metrics with the same labels registered
+// already (a component of this kind with this name, or unnamed as this one is) from a clash of
+// names with other labels or help (a metric of the user's, or a component of this kind named where
+// this one is not or the other way around).
+func registerNamed(reg prometheus.Registerer, c component, name string, cs ...prometheus.Collector) error {
+	if reg != nil && name != "" {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{c.label: name}, reg)
+	}
+	_, err := register(reg, cs...)
+	var dup prometheus.AlreadyRegisteredError
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &dup):
+		return fmt.Errorf("register %s metrics: a metric the registerer holds has the name of one of them but other labels or help: "+
+			"one not of a %s (rename it, or use another registerer), or a %s's with a %s label where this one has none or the other way around "+
+			"(%ss that share a registerer each need a name of their own: %s): %w", c.what, c.what, c.what, c.label, c.what, c.option, err)
+	case name == "":
+		return fmt.Errorf("register %s metrics: an unnamed %s is registered already (%ss that share a registerer need names of their own: %s): %w",
+			c.what, c.what, c.what, c.option, err)
+	default:
+		return fmt.Errorf("register %s metrics: a %s named %q is registered already (%ss that share a registerer need names of their own: %s): %w",
+			c.what, c.what, name, c.what, c.option, err)
+	}
 }
 
 // register registers the metrics of one component, cs, with reg (nil: it does nothing), all or
@@ -255,15 +299,8 @@ func newStageMetrics(name string, reg prometheus.Registerer) (*stageMetrics, err
 		errors: prometheus.NewDesc("podblocks_workqueue_stage_errors_total",
 			"Calls on the stage's queues that failed, by call (lease, extend, add); an add the output left unanswered counts.", []string{"call"}, nil),
 	}
-	if reg != nil {
-		reg = prometheus.WrapRegistererWith(prometheus.Labels{"stage": name}, reg)
-	}
-	if _, err := register(reg, m); err != nil {
-		var dup prometheus.AlreadyRegisteredError
-		if errors.As(err, &dup) {
-			return nil, fmt.Errorf("register stage metrics: a stage named %q is registered already (stages that share a registerer need names of their own: WithStageName): %w", name, err)
-		}
-		return nil, fmt.Errorf("register stage metrics: %w", err)
+	if err := registerNamed(reg, componentStage, name, m); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -313,36 +350,44 @@ var fetchNames = [numFetches]string{"list", "item"}
 
 // sourceMetrics are a Source's metrics.
 type sourceMetrics struct {
-	fetched  prometheus.Counter
-	errors   [numFetches]prometheus.Counter  // by request
-	duration [numFetches]prometheus.Observer // by request
+	addedItems prometheus.Counter
+	addErrors  prometheus.Counter
+	errors     [numFetches]prometheus.Counter  // by request
+	duration   [numFetches]prometheus.Observer // by request
 }
 
-// newSourceMetrics returns a Source's metrics, registered with reg unless it is nil.
-func newSourceMetrics(reg prometheus.Registerer) (*sourceMetrics, error) {
-	fetched := prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_workqueue_source_fetched_items_total",
-		Help: "Items the source returned (GET /api/v1/items/{name} answered with an item)."})
+// newSourceMetrics returns the metrics of the Source called name, registered with reg unless it
+// is nil.
+func newSourceMetrics(reg prometheus.Registerer, name string) (*sourceMetrics, error) {
+	added := prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_workqueue_source_added_items_total",
+		Help: "Items the Source added to its queue."})
+	addErrs := prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_workqueue_source_add_errors_total",
+		Help: "Adds of fetched items that the queue refused (closed, unavailable, ...); a later Poll tries the item again."})
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "podblocks_workqueue_source_fetch_errors_total",
 		Help: "GETs of the source that failed (no answer, a status other than 200, or an answer that is not the interface), by request (list, item)."},
 		[]string{"request"})
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "podblocks_workqueue_source_fetch_duration_seconds",
 		Help: "Time a GET of the source took, failed ones included, by request (list, item).", Buckets: prometheus.DefBuckets},
 		[]string{"request"})
-	m := &sourceMetrics{fetched: fetched}
+	m := &sourceMetrics{addedItems: added, addErrors: addErrs}
 	for i, name := range fetchNames {
 		m.errors[i] = errs.WithLabelValues(name)
 		m.duration[i] = dur.WithLabelValues(name)
 	}
-	if _, err := register(reg, fetched, errs, dur); err != nil {
-		return nil, fmt.Errorf("register source metrics (Sources that share a registerer need names of their own: WithSourceName): %w", err)
+	if err := registerNamed(reg, componentSource, name, added, addErrs, errs, dur); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-// observe counts a GET of kind fetch that took d and failed with err (nil: it did not). A GET cut
-// off because ctx ended (the Source stopped) counts neither way.
+// stopped reports whether a call under ctx that failed with err (nil: it did not) was cut off by the
+// Source's stop, and so counts neither way: it failed, and ctx has ended.
+func stopped(ctx context.Context, err error) bool { return err != nil && ctx.Err() != nil }
+
+// observe counts a GET of kind fetch that took d and failed with err (nil: it did not): all of its
+// metrics, or none if the Source's stop cut it off.
 func (m *sourceMetrics) observe(ctx context.Context, fetch int, d time.Duration, err error) {
-	if ctx.Err() != nil {
+	if stopped(ctx, err) {
 		return
 	}
 	m.duration[fetch].Observe(d.Seconds())
@@ -351,9 +396,13 @@ func (m *sourceMetrics) observe(ctx context.Context, fetch int, d time.Duration,
 	}
 }
 
-// fail counts a GET of kind fetch whose answer, though decoded, is not the interface.
-func (m *sourceMetrics) fail(ctx context.Context, fetch int) {
-	if ctx.Err() == nil {
-		m.errors[fetch].Inc()
+// added counts an add of an item to the queue that failed with err (nil: it did not), unless the
+// Source's stop cut it off.
+func (m *sourceMetrics) added(ctx context.Context, err error) {
+	switch {
+	case err == nil:
+		m.addedItems.Inc()
+	case !stopped(ctx, err):
+		m.addErrors.Inc()
 	}
 }

@@ -172,15 +172,11 @@ func NewPool(q Queue, h Handler, opts ...PoolOption) (*Pool, error) {
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
 	}
-	reg := cfg.reg
 	if cfg.name != "" {
 		cfg.logger = cfg.logger.With(zap.String("pool", cfg.name))
-		if reg != nil {
-			reg = prometheus.WrapRegistererWith(prometheus.Labels{"pool": cfg.name}, reg)
-		}
 	}
 	p := &Pool{q: q, h: h, cfg: cfg, ready: make(chan struct{})}
-	m, err := newPoolMetrics(reg, p)
+	m, err := newPoolMetrics(cfg.reg, cfg.name, p)
 	if err != nil {
 		return nil, err
 	}

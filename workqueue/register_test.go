@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -118,8 +120,17 @@ func TestRegistrationAllOrNothing(t *testing.T) {
 	}
 }
 
-// TestSourceMetrics: a Source counts the items the source returned, and the GETs of the list and
-// of the items, failed ones apart, under the names and labels the package doc lists.
+// sourceMetricLines are the samples of the Source's metrics that reg gathers, histograms by their
+// count.
+func sourceMetricLines(t *testing.T, reg prometheus.Gatherer) []string {
+	t.Helper()
+	return promscrape.Lines(t, reg, "podblocks_workqueue_source_add", "podblocks_workqueue_source_fetch_duration_seconds_count",
+		"podblocks_workqueue_source_fetch_errors_total")
+}
+
+// TestSourceMetrics: a Source counts the items it added and the adds the queue refused, each time
+// it tries them, and the GETs of the list and of the items, failed ones apart, under the names and
+// labels the package doc lists.
 func TestSourceMetrics(t *testing.T) {
 	src := &bookSource{items: map[string]string{"a": `1`, "b": `2`}, list: []string{"a", "gone", "b"}}
 	reg := prometheus.NewRegistry()
@@ -127,28 +138,202 @@ func TestSourceMetrics(t *testing.T) {
 	if n, err := s.Poll(context.Background()); n != 2 || !errors.Is(err, workqueue.ErrSource) {
 		t.Fatalf("Poll = %d, %v; want 2 and the ErrSource of \"gone\"", n, err)
 	}
-	q.Close() // the next Poll's adds fail: not a fetch error
+	q.Close() // the next Polls' adds fail: not fetch errors, failed adds
 	src.mu.Lock()
 	src.list = []string{"a", "b", "c"}
 	src.items["c"] = `3`
 	src.mu.Unlock()
-	if n, err := s.Poll(context.Background()); n != 0 || !errors.Is(err, workqueue.ErrClosed) {
-		t.Fatalf("Poll to a closed queue = %d, %v; want 0 and ErrClosed", n, err)
+	for range 2 {
+		if n, err := s.Poll(context.Background()); n != 0 || !errors.Is(err, workqueue.ErrClosed) {
+			t.Fatalf("Poll to a closed queue = %d, %v; want 0 and ErrClosed", n, err)
+		}
 	}
 	want := []string{
+		"# TYPE podblocks_workqueue_source_add_errors_total counter",
+		"# TYPE podblocks_workqueue_source_added_items_total counter",
 		"# TYPE podblocks_workqueue_source_fetch_duration_seconds histogram",
-		`podblocks_workqueue_source_fetch_duration_seconds_count{request="item",source="book"} 4`,
-		`podblocks_workqueue_source_fetch_duration_seconds_count{request="list",source="book"} 2`,
 		"# TYPE podblocks_workqueue_source_fetch_errors_total counter",
+		`podblocks_workqueue_source_add_errors_total{source="book"} 2`,
+		`podblocks_workqueue_source_added_items_total{source="book"} 2`,
+		`podblocks_workqueue_source_fetch_duration_seconds_count{request="item",source="book"} 5`,
+		`podblocks_workqueue_source_fetch_duration_seconds_count{request="list",source="book"} 3`,
 		`podblocks_workqueue_source_fetch_errors_total{request="item",source="book"} 1`,
 		`podblocks_workqueue_source_fetch_errors_total{request="list",source="book"} 0`,
-		"# TYPE podblocks_workqueue_source_fetched_items_total counter",
-		`podblocks_workqueue_source_fetched_items_total{source="book"} 3`,
 	}
-	got := promscrape.Lines(t, reg, "# TYPE podblocks_workqueue_source_", "podblocks_workqueue_source_fetch_duration_seconds_count",
-		"podblocks_workqueue_source_fetch_errors_total", "podblocks_workqueue_source_fetched_items_total")
+	got := promscrape.Lines(t, reg, "# TYPE podblocks_workqueue_source_", "podblocks_workqueue_source_")
+	got = slices.DeleteFunc(got, func(l string) bool {
+		return strings.Contains(l, "_bucket{") || strings.Contains(l, "_sum{")
+	})
+	slices.Sort(got)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("source metrics (-want +got):\n%s", diff)
+	}
+}
+
+// TestSourceItemOfAnotherKind: an item GET answered with JSON of another kind (a list) is a failed
+// item GET, as a list of another kind is a failed list GET: nothing is added, and a later Poll tries
+// the item again.
+func TestSourceItemOfAnotherKind(t *testing.T) {
+	var good atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/api/v1/items" || !good.Load():
+			w.Write([]byte(`{"kind":"ItemList","apiVersion":"v1","items":["x"]}`))
+		default:
+			w.Write([]byte(`{"kind":"Item","apiVersion":"v1","data":"payload"}`))
+		}
+	}))
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	q := mustMemory(t)
+	s, err := workqueue.NewSource(srv.URL, q, workqueue.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Poll(context.Background()); n != 0 || !errors.Is(err, workqueue.ErrSource) || !strings.Contains(err.Error(), `kind "ItemList", want "Item"`) {
+		t.Fatalf("Poll of an item answered with an ItemList = %d, %v; want 0 and an ErrSource naming the kinds", n, err)
+	}
+	if st, err := q.Stats(context.Background()); err != nil || st.Depth() != 0 {
+		t.Fatalf("queue after the Poll: %+v, %v; want nothing added", st, err)
+	}
+	want := []string{
+		`podblocks_workqueue_source_add_errors_total 0`,
+		`podblocks_workqueue_source_added_items_total 0`,
+		`podblocks_workqueue_source_fetch_duration_seconds_count{request="item"} 1`,
+		`podblocks_workqueue_source_fetch_duration_seconds_count{request="list"} 1`,
+		`podblocks_workqueue_source_fetch_errors_total{request="item"} 1`,
+		`podblocks_workqueue_source_fetch_errors_total{request="list"} 0`,
+	}
+	if diff := cmp.Diff(want, sourceMetricLines(t, reg)); diff != "" {
+		t.Errorf("source metrics (-want +got):\n%s", diff)
+	}
+	good.Store(true)
+	if n, err := s.Poll(context.Background()); n != 1 || err != nil {
+		t.Fatalf("Poll once the item is answered = %d, %v; want 1, nil", n, err)
+	}
+	it, err := q.Lease(context.Background())
+	if err != nil || string(it.Payload) != `"payload"` {
+		t.Fatalf("Lease = %+v, %v; want the item's data", it, err)
+	}
+}
+
+// stoppingTransport answers the list with one item, and stops the Source (cancels its Poll's ctx)
+// during the item's GET: then answers it if answer, or fails it as a cut-off GET does.
+type stoppingTransport struct {
+	cancel context.CancelFunc
+	answer bool
+}
+
+func (tr *stoppingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	body := `{"kind":"ItemList","apiVersion":"v1","items":["a"]}`
+	if r.URL.Path != "/api/v1/items" {
+		tr.cancel()
+		if !tr.answer {
+			return nil, context.Canceled
+		}
+		body = `{"kind":"Item","apiVersion":"v1","data":1}`
+	}
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+}
+
+// TestSourceMetricsStopped: an item GET that the Source's stop cuts off counts neither way, in any
+// of the GET's metrics; one answered before counts whole (its time, no error), though the add that
+// follows, cut off, counts neither way.
+func TestSourceMetricsStopped(t *testing.T) {
+	for _, tc := range []struct {
+		answer bool
+		want   []string
+	}{
+		{false, []string{
+			`podblocks_workqueue_source_add_errors_total 0`,
+			`podblocks_workqueue_source_added_items_total 0`,
+			`podblocks_workqueue_source_fetch_duration_seconds_count{request="item"} 0`,
+			`podblocks_workqueue_source_fetch_duration_seconds_count{request="list"} 1`,
+			`podblocks_workqueue_source_fetch_errors_total{request="item"} 0`,
+			`podblocks_workqueue_source_fetch_errors_total{request="list"} 0`,
+		}},
+		{true, []string{
+			`podblocks_workqueue_source_add_errors_total 0`,
+			`podblocks_workqueue_source_added_items_total 0`,
+			`podblocks_workqueue_source_fetch_duration_seconds_count{request="item"} 1`,
+			`podblocks_workqueue_source_fetch_duration_seconds_count{request="list"} 1`,
+			`podblocks_workqueue_source_fetch_errors_total{request="item"} 0`,
+			`podblocks_workqueue_source_fetch_errors_total{request="list"} 0`,
+		}},
+	} {
+		t.Run(fmt.Sprintf("answered=%v", tc.answer), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			reg := prometheus.NewRegistry()
+			s, err := workqueue.NewSource("http://source.invalid", mustMemory(t), workqueue.WithRegisterer(reg),
+				workqueue.WithSourceHTTPClient(&http.Client{Transport: &stoppingTransport{cancel: cancel, answer: tc.answer}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := s.Poll(ctx); n != 0 || !errors.Is(err, context.Canceled) {
+				t.Fatalf("Poll stopped during the item's GET = %d, %v; want 0 and context.Canceled", n, err)
+			}
+			if diff := cmp.Diff(tc.want, sourceMetricLines(t, reg)); diff != "" {
+				t.Errorf("source metrics (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRegistrationErrorsSayWhy: a constructor's registration error tells a component of its kind
+// registered already under the same name (or unnamed, as it is) from a clash with a metric of the
+// user's: only the first is fixed by the component's name option.
+func TestRegistrationErrorsSayWhy(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	handler := workqueue.HandlerFunc(func(context.Context, *workqueue.Item) error { return nil })
+	for _, tc := range []struct {
+		what, option, metric string
+		make                 func(t *testing.T, reg prometheus.Registerer, name string) error
+	}{
+		{"pool", "WithPoolName", "podblocks_workqueue_dead_letters_total", func(t *testing.T, reg prometheus.Registerer, name string) error {
+			_, err := workqueue.NewPool(mustMemory(t), handler, workqueue.WithRegisterer(reg), workqueue.WithPoolName(name))
+			return err
+		}},
+		{"Source", "WithSourceName", "podblocks_workqueue_source_add_errors_total", func(t *testing.T, reg prometheus.Registerer, name string) error {
+			_, err := workqueue.NewSource(srv.URL, mustMemory(t), workqueue.WithRegisterer(reg), workqueue.WithSourceName(name))
+			return err
+		}},
+		{"stage", "WithStageName", "podblocks_workqueue_stage_held_items", func(t *testing.T, reg prometheus.Registerer, name string) error {
+			opts := []workqueue.StageOption{workqueue.WithRegisterer(reg)}
+			if name != "" {
+				opts = append(opts, workqueue.WithStageName(name))
+			}
+			_, err := workqueue.NewCopier(mustMemory(t), []workqueue.Queue{mustMemory(t)}, opts...)
+			return err
+		}},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			user := prometheus.NewRegistry()
+			user.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: tc.metric, Help: "The user's own."}))
+			err := tc.make(t, user, "")
+			if err == nil || strings.Contains(err.Error(), "registered already (") || !strings.Contains(err.Error(), "other labels or help") ||
+				!strings.Contains(err.Error(), tc.metric) {
+				t.Errorf("clash with the user's %s: %v; want an error naming it as a metric with other labels or help, not a %s registered already", tc.metric, err, tc.what)
+			}
+			for _, name := range []string{"", "a"} {
+				reg := prometheus.NewRegistry()
+				if err := tc.make(t, reg, name); err != nil {
+					t.Fatal(err)
+				}
+				want := fmt.Sprintf("a %s named %q is registered already", tc.what, name)
+				if name == "" {
+					want = "an unnamed " + tc.what + " is registered already"
+				}
+				if name == "" && tc.what == "stage" {
+					want = `a stage named "copier" is registered already` // a stage's name defaults to its kind
+				}
+				var dup prometheus.AlreadyRegisteredError
+				if err := tc.make(t, reg, name); !errors.As(err, &dup) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tc.option) {
+					t.Errorf("a second %s named %q: %v; want the registerer's AlreadyRegisteredError, saying %q and naming %s", tc.what, name, err, want, tc.option)
+				}
+			}
+		})
 	}
 }
 
@@ -176,15 +361,14 @@ func TestSourceMetricsListFailure(t *testing.T) {
 		}
 	}
 	want := []string{
+		`podblocks_workqueue_source_add_errors_total 0`,
+		`podblocks_workqueue_source_added_items_total 0`,
 		`podblocks_workqueue_source_fetch_duration_seconds_count{request="item"} 0`,
 		`podblocks_workqueue_source_fetch_duration_seconds_count{request="list"} 2`,
 		`podblocks_workqueue_source_fetch_errors_total{request="item"} 0`,
 		`podblocks_workqueue_source_fetch_errors_total{request="list"} 2`,
-		`podblocks_workqueue_source_fetched_items_total 0`,
 	}
-	got := promscrape.Lines(t, reg, "podblocks_workqueue_source_fetch_duration_seconds_count",
-		"podblocks_workqueue_source_fetch_errors_total", "podblocks_workqueue_source_fetched_items_total")
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, sourceMetricLines(t, reg)); diff != "" {
 		t.Errorf("source metrics (-want +got):\n%s", diff)
 	}
 }

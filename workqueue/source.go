@@ -115,11 +115,7 @@ func NewSource(base string, q Queue, opts ...SourceOption) (*Source, error) {
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
 	}
-	reg := cfg.reg
-	if reg != nil && cfg.name != "" {
-		reg = prometheus.WrapRegistererWith(prometheus.Labels{"source": cfg.name}, reg)
-	}
-	m, err := newSourceMetrics(reg)
+	m, err := newSourceMetrics(cfg.reg, cfg.name)
 	if err != nil {
 		return nil, err
 	}
@@ -193,12 +189,7 @@ var ErrSource = errors.New("workqueue: bad item source answer")
 // use with Run.
 func (s *Source) Poll(ctx context.Context) (int, error) {
 	var list ItemList
-	err := s.get(ctx, fetchList, "/api/v1/items", &list)
-	if err == nil && list.Kind != "" && list.Kind != "ItemList" {
-		err = fmt.Errorf("%w: list kind %q", ErrSource, list.Kind)
-		s.m.fail(ctx, fetchList)
-	}
-	if err != nil {
+	if err := s.get(ctx, fetchList, "/api/v1/items", &list, &list.Kind); err != nil {
 		return 0, err
 	}
 	start := s.tries
@@ -282,11 +273,12 @@ func (s *Source) Poll(ctx context.Context) (int, error) {
 // add fetches item name and adds it to the queue with the name as key.
 func (s *Source) add(ctx context.Context, name string) error {
 	var it ItemData
-	if err := s.get(ctx, fetchItem, "/api/v1/items/"+url.PathEscape(name), &it); err != nil {
+	if err := s.get(ctx, fetchItem, "/api/v1/items/"+url.PathEscape(name), &it, &it.Kind); err != nil {
 		return fmt.Errorf("item %q: %w", name, err)
 	}
-	s.m.fetched.Inc()
-	if _, err := s.q.Add(ctx, []byte(it.Data), AddOptions{Key: name}); err != nil {
+	_, err := s.q.Add(ctx, []byte(it.Data), AddOptions{Key: name})
+	s.m.added(ctx, err)
+	if err != nil {
 		return fmt.Errorf("add %q: %w", name, err)
 	}
 	return nil
@@ -331,11 +323,18 @@ func (e *itemErrors) Error() string {
 // Unwrap returns the errors kept, so errors.Is and errors.As see them.
 func (e *itemErrors) Unwrap() []error { return e.errs }
 
-// get GETs path, a request of kind fetch (fetchList or fetchItem), into out, and counts it in the
-// Source's metrics.
-func (s *Source) get(ctx context.Context, fetch int, path string, out any) error {
+// fetchKinds are the kinds the answers of the requests must have (or none), by request.
+var fetchKinds = [numFetches]string{fetchList: "ItemList", fetchItem: "Item"}
+
+// get GETs path, a request of kind fetch (fetchList or fetchItem), into out, whose kind, decoded
+// into *kind, must be fetchKinds[fetch] or empty; and counts it, once it is done, in the Source's
+// metrics.
+func (s *Source) get(ctx context.Context, fetch int, path string, out any, kind *string) error {
 	start := time.Now()
 	err := s.getJSON(ctx, path, out)
+	if want := fetchKinds[fetch]; err == nil && *kind != "" && *kind != want {
+		err = fmt.Errorf("%w: GET %s: kind %q, want %q", ErrSource, path, *kind, want)
+	}
 	s.m.observe(ctx, fetch, time.Since(start), err)
 	return err
 }
