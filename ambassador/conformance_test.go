@@ -387,3 +387,21 @@ func TestHTTPProxyStalledBodyCut(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPProxyExpectContinue10: RFC 9110, 10.1.1. An HTTP/1.1 request with Expect: 100-continue
+// gets 100 Continue before its answer; an HTTP/1.0 one does not (a server must ignore the
+// expectation there: an HTTP/1.0 client knows no 1xx answer).
+func TestHTTPProxyExpectContinue10(t *testing.T) {
+	be := ambassadortest.NewHTTPBackend(t, "a")
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(be.Endpoint()))
+	addr := strings.TrimPrefix(url, "http://")
+	for _, tc := range []struct {
+		proto        string
+		wantContinue bool
+	}{{"HTTP/1.1", true}, {"HTTP/1.0", false}} {
+		got := rawAnswer(t, addr, "POST / "+tc.proto+"\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok")
+		if strings.HasPrefix(got, "HTTP/1.1 100 Continue\r\n") != tc.wantContinue || !strings.Contains(got, "HTTP/1.1 200 OK\r\n") {
+			t.Errorf("%s request with Expect: 100-continue answered %q; want 100 Continue first: %v", tc.proto, got, tc.wantContinue)
+		}
+	}
+}

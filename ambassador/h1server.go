@@ -412,7 +412,8 @@ func (hc *h1Conn) serveOne(ctx context.Context, req *http.Request, h http.Handle
 	if hasBody && cfg.readTimeout > 0 {
 		hc.c.SetReadDeadline(time.Now().Add(cfg.readTimeout))
 	}
-	if hasBody && strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+	// RFC 9110, 10.1.1: a server ignores 100-continue in an HTTP/1.0 request.
+	if hasBody && req.ProtoAtLeast(1, 1) && strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
 		hc.setWriteDeadline()
 		hc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		hc.bw.Flush()
