@@ -92,7 +92,7 @@ func TestHTTPLoopSendRing(t *testing.T) {
 			}
 			writes := statuszCount("writes through io_uring on event loops", p)
 			enters := statuszCount("io_uring_enter calls on event loops", p)
-			answered := statuszCount("answered by event loops", p)
+			answered := answeredReaches(p, 4*100) // the last answers may be read before they are counted
 			t.Logf("%d answered by the loop", answered)
 			if answered < 4*100 {
 				t.Errorf("%d requests answered by the event loop, want at least %d", answered, 4*100)
