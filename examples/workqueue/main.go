@@ -6,11 +6,15 @@
 //
 // serve exposes a queue over HTTP (see workqueue.API); enqueue adds stdin as one item and prints its
 // ID; work leases items and runs CMD for each with WORK_ITEM_FILE holding the payload and OUTPUT_DIR
-// for results: exit 0 acks, non-zero retries (and, after -max-attempts, buries the item).
+// for results: exit 0 acks, non-zero retries (and, after -max-attempts, buries the item). serve
+// listens before it opens the queue; until the queue is open (bolt waits for a file another process
+// holds, JetStream for its stream), it answers every request, /healthz and /metrics included, 503
+// with Retry-After and the reason.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -168,6 +173,35 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := newLogger(*verbose)
 	defer log.Sync()
 
+	// While the queue opens (bolt waits up to its open timeout for a file another process holds,
+	// JetStream up to 30s), the listeners answer every request 503 at once, rather than leave
+	// connections unanswered; then the gates pass requests on to the API and the metrics.
+	apiGate, metricsGate := newGate("opening the queue"), newGate("opening the queue")
+	srv := &http.Server{
+		Handler:           apiGate,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      90 * time.Second, // above the API's 60s lease long-poll
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	serving := false
+	defer func() {
+		if !serving { // the queue, the Source or the API failed: nothing to drain
+			srv.Close()
+			<-errc
+		}
+	}()
+	if metricsLn != nil {
+		stop, err := serveMetrics("serve", metricsLn, metricsGate, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
 	reg := prometheus.NewRegistry()
 	var q workqueue.Queue
 	switch *backend {
@@ -209,14 +243,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("serve: -source: %w", err)
 		}
 	}
-	if metricsLn != nil {
-		stop, err := serveMetrics("serve", metricsLn, reg, log)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-
 	api, err := workqueue.NewAPI(q, workqueue.WithLogger(log), workqueue.WithMaxWait(60*time.Second))
 	if err != nil {
 		return err
@@ -224,17 +250,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/", api) // every other path: the API's JSON 404
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      90 * time.Second, // above the API's 60s lease long-poll
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
+	metricsGate.open(metricsHandler(reg))
+	apiGate.open(mux)
+	serving = true
 	fmt.Fprintf(stdout, "serving %s queue on http://%s\n", *backend, ln.Addr())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	srcDone := make(chan error, 1)
 	srcCtx, stopSrc := context.WithCancel(ctx)
 	defer stopSrc()
@@ -303,13 +322,42 @@ func checkAddr(name, addr string) error {
 	return nil
 }
 
-// listen listens on addr, the value of flag -name of command cmd.
+// listen listens on addr, the value of flag -name of command cmd, once checkAddr takes it (a
+// *cmdline.UsageError otherwise).
 func listen(cmd, name, addr string) (net.Listener, error) {
+	if err := checkAddr(name, addr); err != nil {
+		return nil, cmdline.Usagef("%s: %w", cmd, err)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: -%s: %w", cmd, name, err)
 	}
 	return ln, nil
+}
+
+// gate is an http.Handler that answers every request 503, with Retry-After and a JSON reason as
+// the API's 503s have (a Client takes it for ErrUnavailable, and retries), until open gives it
+// the handler to pass requests on to.
+type gate struct {
+	h      atomic.Pointer[http.Handler]
+	reason string
+}
+
+func newGate(reason string) *gate { return &gate{reason: reason} }
+
+// open passes the requests from now on to h.
+func (g *gate) open(h http.Handler) { g.h.Store(&h) }
+
+// ServeHTTP implements http.Handler.
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := g.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	json.NewEncoder(w).Encode(map[string]string{"error": "workqueue serve: " + g.reason + "; try again"})
 }
 
 // stopServing stops srv, which serves api over q, and then closes q: the HTTP server first, so
@@ -414,14 +462,11 @@ func work(ctx context.Context, args []string, stderr io.Writer) error {
 		return cmdline.Usagef("work: %w", err)
 	}
 	if *metricsAddr != "" {
-		if err := checkAddr("metrics", *metricsAddr); err != nil {
-			return fmt.Errorf("work: %w", err)
-		}
 		ln, err := listen("work", "metrics", *metricsAddr)
 		if err != nil {
 			return err
 		}
-		stop, err := serveMetrics("work", ln, reg, log)
+		stop, err := serveMetrics("work", ln, metricsHandler(reg), log)
 		if err != nil {
 			return err
 		}
@@ -449,13 +494,18 @@ func work(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// serveMetrics serves reg's metrics at /metrics on ln until stop; cmd names the subcommand in its
-// error. The server is lifecycle's, as the other examples' are, with read, write and idle timeouts
-// and a header size limit (DESIGN.md: every listener has them).
-func serveMetrics(cmd string, ln net.Listener, reg *prometheus.Registry, log *zap.Logger) (stop func(), err error) {
+// metricsHandler serves reg's metrics at /metrics.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+	return mux
+}
+
+// serveMetrics serves h (metricsHandler's, or a gate to it) on ln until stop; cmd names the
+// subcommand in its error. The server is lifecycle's, as the other examples' are, with read, write
+// and idle timeouts and a header size limit (DESIGN.md: every listener has them).
+func serveMetrics(cmd string, ln net.Listener, h http.Handler, log *zap.Logger) (stop func(), err error) {
+	srv, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}, ln)
 	if err != nil {
 		ln.Close()

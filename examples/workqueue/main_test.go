@@ -63,6 +63,17 @@ func (p *proc) kill() {
 	<-p.done
 }
 
+// exitCode waits up to d for p to exit, as what says it should, and returns its exit code.
+func (p *proc) exitCode(t *testing.T, d time.Duration, what string) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		t.Fatalf("still running after %v; want %s", d, what)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
 // startServe starts `workqueue serve` and returns its base URL.
 func startServe(t *testing.T, args ...string) (*proc, string) {
 	t.Helper()
@@ -382,12 +393,7 @@ func TestWorkExitsWhenIdle(t *testing.T) {
 	}
 	outDir := t.TempDir()
 	w, _ := start(t, "work", "-server", url, "-exit-when-idle", "300ms", "-output", outDir, "--", "sh", "-c", `cp "$WORK_ITEM_FILE" "$OUTPUT_DIR/result"`)
-	select {
-	case <-w.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("work did not exit once the queue was empty")
-	}
-	if code := w.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := w.exitCode(t, 30*time.Second, "work to exit once the queue is empty"); code != 0 {
 		t.Errorf("work exited %d, want 0", code)
 	}
 	dirs, _ := os.ReadDir(outDir)
