@@ -120,12 +120,26 @@ func TestRegistrationAllOrNothing(t *testing.T) {
 	}
 }
 
-// sourceMetricLines are the samples of the Source's metrics that reg gathers, histograms by their
-// count.
-func sourceMetricLines(t *testing.T, reg prometheus.Gatherer) []string {
+// sourceCounts are the values of an unnamed Source's metrics: its adds, and its GETs by request.
+type sourceCounts struct{ added, addErrors, lists, listErrors, items, itemErrors int }
+
+// checkSourceMetrics checks that the values of the unnamed Source's metrics reg gathers (its
+// histograms' counts) are want.
+func checkSourceMetrics(t *testing.T, reg prometheus.Gatherer, want sourceCounts) {
 	t.Helper()
-	return promscrape.Lines(t, reg, "podblocks_workqueue_source_add", "podblocks_workqueue_source_fetch_duration_seconds_count",
+	lines := []string{
+		fmt.Sprintf("podblocks_workqueue_source_add_errors_total %d", want.addErrors),
+		fmt.Sprintf("podblocks_workqueue_source_added_items_total %d", want.added),
+		fmt.Sprintf(`podblocks_workqueue_source_fetch_duration_seconds_count{request="item"} %d`, want.items),
+		fmt.Sprintf(`podblocks_workqueue_source_fetch_duration_seconds_count{request="list"} %d`, want.lists),
+		fmt.Sprintf(`podblocks_workqueue_source_fetch_errors_total{request="item"} %d`, want.itemErrors),
+		fmt.Sprintf(`podblocks_workqueue_source_fetch_errors_total{request="list"} %d`, want.listErrors),
+	}
+	got := promscrape.Lines(t, reg, "podblocks_workqueue_source_add", "podblocks_workqueue_source_fetch_duration_seconds_count",
 		"podblocks_workqueue_source_fetch_errors_total")
+	if diff := cmp.Diff(lines, got); diff != "" {
+		t.Errorf("source metrics (-want +got):\n%s", diff)
+	}
 }
 
 // TestSourceMetrics: a Source counts the items it added and the adds the queue refused, each time
@@ -196,17 +210,7 @@ func TestSourceItemOfAnotherKind(t *testing.T) {
 	if st, err := q.Stats(context.Background()); err != nil || st.Depth() != 0 {
 		t.Fatalf("queue after the Poll: %+v, %v; want nothing added", st, err)
 	}
-	want := []string{
-		`podblocks_workqueue_source_add_errors_total 0`,
-		`podblocks_workqueue_source_added_items_total 0`,
-		`podblocks_workqueue_source_fetch_duration_seconds_count{request="item"} 1`,
-		`podblocks_workqueue_source_fetch_duration_seconds_count{request="list"} 1`,
-		`podblocks_workqueue_source_fetch_errors_total{request="item"} 1`,
-		`podblocks_workqueue_source_fetch_errors_total{request="list"} 0`,
-	}
-	if diff := cmp.Diff(want, sourceMetricLines(t, reg)); diff != "" {
-		t.Errorf("source metrics (-want +got):\n%s", diff)
-	}
+	checkSourceMetrics(t, reg, sourceCounts{added: 0, addErrors: 0, lists: 1, listErrors: 0, items: 1, itemErrors: 1})
 	good.Store(true)
 	if n, err := s.Poll(context.Background()); n != 1 || err != nil {
 		t.Fatalf("Poll once the item is answered = %d, %v; want 1, nil", n, err)
@@ -242,24 +246,10 @@ func (tr *stoppingTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 func TestSourceMetricsStopped(t *testing.T) {
 	for _, tc := range []struct {
 		answer bool
-		want   []string
+		want   sourceCounts
 	}{
-		{false, []string{
-			`podblocks_workqueue_source_add_errors_total 0`,
-			`podblocks_workqueue_source_added_items_total 0`,
-			`podblocks_workqueue_source_fetch_duration_seconds_count{request="item"} 0`,
-			`podblocks_workqueue_source_fetch_duration_seconds_count{request="list"} 1`,
-			`podblocks_workqueue_source_fetch_errors_total{request="item"} 0`,
-			`podblocks_workqueue_source_fetch_errors_total{request="list"} 0`,
-		}},
-		{true, []string{
-			`podblocks_workqueue_source_add_errors_total 0`,
-			`podblocks_workqueue_source_added_items_total 0`,
-			`podblocks_workqueue_source_fetch_duration_seconds_count{request="item"} 1`,
-			`podblocks_workqueue_source_fetch_duration_seconds_count{request="list"} 1`,
-			`podblocks_workqueue_source_fetch_errors_total{request="item"} 0`,
-			`podblocks_workqueue_source_fetch_errors_total{request="list"} 0`,
-		}},
+		{false, sourceCounts{lists: 1}},
+		{true, sourceCounts{lists: 1, items: 1}},
 	} {
 		t.Run(fmt.Sprintf("answered=%v", tc.answer), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -273,9 +263,7 @@ func TestSourceMetricsStopped(t *testing.T) {
 			if n, err := s.Poll(ctx); n != 0 || !errors.Is(err, context.Canceled) {
 				t.Fatalf("Poll stopped during the item's GET = %d, %v; want 0 and context.Canceled", n, err)
 			}
-			if diff := cmp.Diff(tc.want, sourceMetricLines(t, reg)); diff != "" {
-				t.Errorf("source metrics (-want +got):\n%s", diff)
-			}
+			checkSourceMetrics(t, reg, tc.want)
 		})
 	}
 }
@@ -360,15 +348,5 @@ func TestSourceMetricsListFailure(t *testing.T) {
 			t.Fatalf("Poll of a source answering 500 or a wrong kind: %v, want ErrSource", err)
 		}
 	}
-	want := []string{
-		`podblocks_workqueue_source_add_errors_total 0`,
-		`podblocks_workqueue_source_added_items_total 0`,
-		`podblocks_workqueue_source_fetch_duration_seconds_count{request="item"} 0`,
-		`podblocks_workqueue_source_fetch_duration_seconds_count{request="list"} 2`,
-		`podblocks_workqueue_source_fetch_errors_total{request="item"} 0`,
-		`podblocks_workqueue_source_fetch_errors_total{request="list"} 2`,
-	}
-	if diff := cmp.Diff(want, sourceMetricLines(t, reg)); diff != "" {
-		t.Errorf("source metrics (-want +got):\n%s", diff)
-	}
+	checkSourceMetrics(t, reg, sourceCounts{added: 0, addErrors: 0, lists: 2, listErrors: 2, items: 0, itemErrors: 0})
 }
