@@ -28,17 +28,11 @@ const (
 	// of them wait unwritten is closed and its replies dropped: the requests it has in flight when
 	// its reader stops can have replies of any size. A client that reads, however slowly, is not
 	// cut off by this rule (redis's normal clients have no output limit by default, nutcracker
-	// none), only past maxHeldOut, and neither is one whose replies are complete but held behind
-	// an unanswered request.
+	// none), nor is one whose replies are complete but held behind an unanswered request. There is
+	// no bound on what a client that reads may have waiting: one redis reply can be 512 MB, and a
+	// pipeline's replies can come faster than a client reads them.
 	maxStalledOut = 32 << 20
 	stallTimeout  = 5 * time.Second
-	// A client with more than maxHeldOut of replies waiting to be written is closed at once, and
-	// its replies dropped, whether it reads or not: what it has in flight (up to maxPending
-	// requests) can bring replies of any size faster than any client reads, and a client that
-	// takes nothing would otherwise have the proxy hold all of them until stallTimeout, gigabytes
-	// at the speed replies come in. (nutcracker holds them all for as long as the client stays;
-	// redis cuts a replica off at 256 MB.)
-	maxHeldOut = 256 << 20
 	// After the last reply to a client whose stream ends, at a quit or a request refused with a
 	// *ClientError, the proxy shuts its side of the connection and reads what the client still
 	// sends, until the client closes its side, for at most lingerBytes and lingerTimeout, before
@@ -503,12 +497,6 @@ func (c *client) drainLocked(rc *reqCache) {
 			c.quit = r.Quit
 		}
 		rc.put(r)
-	}
-	if len(c.out)+c.writing > maxHeldOut && !c.broken {
-		c.p.log.Warn("client output buffer hard limit reached: closing the client",
-			zap.Int("buffered", len(c.out)+c.writing), zap.Stringer("client", c.conn.RemoteAddr()))
-		c.breakLocked()
-		c.out = nil // the rest of its replies is dropped: let the buffer go
 	}
 	if c.head == len(c.queue) {
 		c.queue, c.head = c.queue[:0], 0

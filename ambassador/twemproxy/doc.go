@@ -131,9 +131,9 @@
 // queue while it connects) hold at most 4 MB plus one batch of each client's requests: a client
 // whose batch finds them full reads no more until the server takes them. A client that takes no
 // byte of its replies for 5 s while more than 32 MB of them wait is closed and its replies
-// dropped, and so is, at once, a client with more than 256 MB of replies waiting to be written,
-// however it reads: the requests it had in flight (up to 1024) can bring replies of any size
-// faster than it takes them. Below that, a client that reads, however slowly, is cut off only by
-// the client write timeout (WithClientWriteTimeout), as redis has no output limit for normal
-// clients by default and nutcracker none (it holds every reply for as long as the client stays).
+// dropped. A client that reads, however slowly, is cut off only by the client write timeout
+// (WithClientWriteTimeout), as redis has no output limit for normal clients by default and
+// nutcracker none (it holds every reply for as long as the client stays): one redis reply can be
+// 512 MB, and the replies to a pipeline (up to 1024 requests in flight) can come faster than a
+// client takes them, so that much may wait for a client that reads.
 package twemproxy

@@ -95,28 +95,8 @@ func (c portableConn) CloseWrite() error {
 	return cw.CloseWrite()
 }
 
-// MaxPending and MaxHeldOut are a client's bounds on unanswered requests and on replies waiting
-// to be written.
-const (
-	MaxPending = maxPending
-	MaxHeldOut = maxHeldOut
-)
-
-// MostUnwritten returns the most bytes of replies waiting to be written among the clients of
-// pool, lingering ones included.
-func MostUnwritten(s *Server, pool string) int {
-	p := runningPool(s, pool)
-	if p == nil {
-		return 0
-	}
-	p.clientMu.Lock()
-	defer p.clientMu.Unlock()
-	most := 0
-	for c := range p.clients {
-		most = max(most, c.unwritten())
-	}
-	return most
-}
+// MaxPending is a client's bound on unanswered requests.
+const MaxPending = maxPending
 
 // unwritten returns the bytes of c's replies waiting to be written.
 func (c *client) unwritten() int {
