@@ -405,3 +405,19 @@ func TestHTTPProxyExpectContinue10(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPProxyInterimBeforeUpgrade: an interim answer (103 Early Hints) before an endpoint's 101
+// is dropped, and the upgrade goes through, as readAnswer drops interim answers for other
+// requests.
+func TestHTTPProxyInterimBeforeUpgrade(t *testing.T) {
+	e := newRawEndpoint(t, 0, func(string) []string {
+		return []string{"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n",
+			"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"}
+	})
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}))
+	got := rawAnswer(t, strings.TrimPrefix(url, "http://"),
+		"GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 101 Switching Protocols\r\n") {
+		t.Errorf("upgrade answered %q, want 101 Switching Protocols", got)
+	}
+}

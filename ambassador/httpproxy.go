@@ -989,6 +989,15 @@ func (p *HTTPProxy) serveUpgrade(w http.ResponseWriter, r *http.Request, cluster
 	if err = writeRequest(uc.bw, r); err == nil {
 		resp, err = http.ReadResponse(uc.br, r)
 	}
+	// Interim answers before the 101 or the refusal are dropped, as readAnswer drops them.
+	for interim := 0; err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 &&
+		resp.StatusCode != http.StatusSwitchingProtocols; interim++ {
+		if interim == maxInterim {
+			err = errTooManyInterim
+			break
+		}
+		resp, err = http.ReadResponse(uc.br, r)
+	}
 	if err != nil {
 		nc.Close()
 		cluster.Report(b, false, time.Since(start))
