@@ -328,7 +328,7 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	if cfg.reg != nil {
 		c, err := register(cfg.reg, newMemoryCollector(q))
 		if err != nil {
-			return nil, registerQueueErr(cfg.name, err)
+			return nil, registerErr(componentQueue, cfg.name, err)
 		}
 		q.metricsReg, q.metrics = cfg.reg, c
 	}

@@ -70,6 +70,7 @@ var (
 	componentPool   = component{"pool", "pool", "WithPoolName"}
 	componentStage  = component{"stage", "stage", "WithStageName"}
 	componentSource = component{"Source", "source", "WithSourceName"}
+	componentQueue  = component{"queue", "queue", "WithQueueName"} // its collector's labels are constant, not wrapped
 )
 
 // registerNamed registers the metrics of one component of kind c called name, cs, with reg (nil:
@@ -84,6 +85,12 @@ func registerNamed(reg prometheus.Registerer, c component, name string, cs ...pr
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{c.label: name}, reg)
 	}
 	_, err := register(reg, cs...)
+	return registerErr(c, name, err)
+}
+
+// registerErr explains err, the registerer's refusal of the metrics of the component of kind c
+// called name (nil: nil), as registerNamed says.
+func registerErr(c component, name string, err error) error {
 	var dup prometheus.AlreadyRegisteredError
 	switch {
 	case err == nil:

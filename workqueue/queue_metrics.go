@@ -2,8 +2,6 @@ package workqueue
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,20 +108,6 @@ func newMemoryCollector(q *Memory) *statsCollector {
 		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(expired, prometheus.CounterValue, float64(e), q.base)
 	}
 	return c
-}
-
-// registerQueueErr explains why registering the metrics of the queue named name failed.
-func registerQueueErr(name string, err error) error {
-	var dup prometheus.AlreadyRegisteredError
-	switch {
-	case !errors.As(err, &dup):
-		// Another queue's metrics have other labels: a named queue beside an unnamed one.
-		return fmt.Errorf("register queue metrics (queues that share a registerer all need names: WithQueueName): %w", err)
-	case name == "":
-		return fmt.Errorf("register queue metrics: an unnamed queue is registered already (queues that share a registerer need names: WithQueueName): %w", err)
-	default:
-		return fmt.Errorf("register queue metrics: a queue named %q is registered already (close it first, or give this one another name): %w", name, err)
-	}
 }
 
 // scrapeStats reads stats for a scrape, bounded by statsTimeout; a failed read is counted in

@@ -287,6 +287,13 @@ func TestRegistrationErrorsSayWhy(t *testing.T) {
 			_, err := workqueue.NewSource(srv.URL, mustMemory(t), workqueue.WithRegisterer(reg), workqueue.WithSourceName(name))
 			return err
 		}},
+		{"queue", "WithQueueName", "podblocks_workqueue_queue_added_total", func(t *testing.T, reg prometheus.Registerer, name string) error {
+			q, err := workqueue.NewMemory(workqueue.WithRegisterer(reg), workqueue.WithQueueName(name))
+			if err == nil {
+				t.Cleanup(func() { q.Close() })
+			}
+			return err
+		}},
 		{"stage", "WithStageName", "podblocks_workqueue_stage_held_items", func(t *testing.T, reg prometheus.Registerer, name string) error {
 			opts := []workqueue.StageOption{workqueue.WithRegisterer(reg)}
 			if name != "" {
