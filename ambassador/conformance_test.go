@@ -362,62 +362,110 @@ func TestHTTPProxyDrainSaysClose(t *testing.T) {
 }
 
 // TestHTTPProxyStalledBodyCut: an endpoint that stops sending mid-body (3 bytes of 100, then
-// nothing) has its answer cut after the per-try timeout: the client gets what came and then the
-// end of its connection, not a wait forever. On the event loop and on the goroutine path.
+// nothing) has its answer cut after the body idle timeout (the per-try timeout, 15s here, bounds
+// only the wait for the head): the client gets what came and then the end of its connection, not
+// a wait forever. On the event loop and on the goroutine path.
 func TestHTTPProxyStalledBodyCut(t *testing.T) {
 	e := newRawEndpoint(t, 0, func(string) []string { // then it waits for the next request
 		return []string{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"}
 	})
 	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}),
-		ambassador.WithPerTryTimeout(300*time.Millisecond))
-	addr := strings.TrimPrefix(url, "http://")
+		ambassador.WithBodyIdleTimeout(300*time.Millisecond))
 	for _, pragma := range []string{"", "Pragma: no-cache\r\n"} {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		c.SetDeadline(start.Add(5 * time.Second))
-		fmt.Fprintf(c, "GET /stall HTTP/1.1\r\nHost: x\r\n%s\r\n", pragma)
-		got, err := io.ReadAll(c)
-		took := time.Since(start)
-		c.Close()
-		if err != nil || !strings.HasPrefix(string(got), "HTTP/1.1 200 ") || !strings.HasSuffix(string(got), "\r\n\r\nabc") {
+		got, took, err := rawGet(t, url, "GET /stall HTTP/1.1\r\nHost: x\r\n"+pragma+"\r\n")
+		if err != nil || !strings.HasPrefix(got, "HTTP/1.1 200 ") || !strings.HasSuffix(got, "\r\n\r\nabc") {
 			t.Errorf("Pragma %q: read %q, %v after %v; want the head and abc, then the end of the connection", pragma, got, err, took)
 		}
 	}
 }
 
-// TestHTTPProxyExpectContinue10: RFC 9110, 10.1.1. An HTTP/1.1 request with Expect: 100-continue
-// gets 100 Continue before its answer; an HTTP/1.0 one does not (a server must ignore the
-// expectation there: an HTTP/1.0 client knows no 1xx answer).
-func TestHTTPProxyExpectContinue10(t *testing.T) {
-	be := ambassadortest.NewHTTPBackend(t, "a")
-	_, _, url := newHTTPProxy(t, ambassador.NewStatic(be.Endpoint()))
-	addr := strings.TrimPrefix(url, "http://")
-	for _, tc := range []struct {
-		proto        string
-		wantContinue bool
-	}{{"HTTP/1.1", true}, {"HTTP/1.0", false}} {
-		got := rawAnswer(t, addr, "POST / "+tc.proto+"\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok")
-		if strings.HasPrefix(got, "HTTP/1.1 100 Continue\r\n") != tc.wantContinue || !strings.Contains(got, "HTTP/1.1 200 OK\r\n") {
-			t.Errorf("%s request with Expect: 100-continue answered %q; want 100 Continue first: %v", tc.proto, got, tc.wantContinue)
+// TestHTTPProxyStreamGapServed: a stream whose endpoint pauses 1s between parts, longer than the
+// per-try timeout (0.5s) but within the body idle timeout (default 60s), reaches the client
+// whole, with a Content-Length body and a chunked one, on the event loop and on the goroutine
+// path: the per-try timeout bounds the wait for the head, not the gaps of a server-sent events
+// stream or a long poll.
+func TestHTTPProxyStreamGapServed(t *testing.T) {
+	e := newRawEndpoint(t, time.Second, func(path string) []string {
+		if path == "/chunked" {
+			return []string{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", "3\r\ndef\r\n0\r\n\r\n"}
+		}
+		return []string{"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc", "def"}
+	})
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}),
+		ambassador.WithPerTryTimeout(500*time.Millisecond))
+	for _, path := range []string{"/length", "/chunked"} {
+		for _, pragma := range []string{"", "Pragma: no-cache\r\n"} {
+			got, took, err := rawGet(t, url, "GET "+path+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"+pragma+"\r\n")
+			var body []byte
+			resp, rerr := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), nil)
+			if rerr == nil {
+				body, rerr = io.ReadAll(resp.Body)
+			}
+			if err != nil || rerr != nil || resp.StatusCode != 200 || string(body) != "abcdef" {
+				t.Errorf("%s, Pragma %q: read %q (%v) after %v, body %q (%v); want a 200 with the body abcdef", path, pragma, got, err, took, body, rerr)
+			}
 		}
 	}
 }
 
-// TestHTTPProxyInterimBeforeUpgrade: an interim answer (103 Early Hints) before an endpoint's 101
-// is dropped, and the upgrade goes through, as readAnswer drops interim answers for other
-// requests.
-func TestHTTPProxyInterimBeforeUpgrade(t *testing.T) {
-	e := newRawEndpoint(t, 0, func(string) []string {
-		return []string{"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n",
-			"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"}
+// rawGet sends req on a connection of its own to the proxy at url and reads until the proxy
+// closes it (or 5s pass); it returns what it read, how long it took and the read's error.
+func rawGet(t *testing.T, url, req string) (string, time.Duration, error) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.SetDeadline(start.Add(5 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	return string(got), time.Since(start), err
+}
+
+// TestHTTPProxySlowClientNotCut: a client that takes its answer slowly (it reads nothing for 1s,
+// while the endpoint has sent the whole 8 MiB body at once) gets it whole under a body idle
+// timeout of 0.3s: the bound is for the endpoint's silence, and this endpoint has said all. With
+// a Content-Length body and a chunked one of small chunks, on the event loop and on the
+// goroutine path.
+func TestHTTPProxySlowClientNotCut(t *testing.T) {
+	const size = 8 << 20
+	want := strings.Repeat("0123456789", size/10)
+	var chunked strings.Builder
+	chunked.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+	for i := 0; i < len(want); i += 10 {
+		chunked.WriteString("a\r\n" + want[i:i+10] + "\r\n")
+	}
+	chunked.WriteString("0\r\n\r\n")
+	e := newRawEndpoint(t, 0, func(path string) []string {
+		if path == "/chunked" {
+			return []string{chunked.String()}
+		}
+		return []string{okAnswer(want)}
 	})
-	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}))
-	got := rawAnswer(t, strings.TrimPrefix(url, "http://"),
-		"GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-	if !strings.HasPrefix(got, "HTTP/1.1 101 Switching Protocols\r\n") {
-		t.Errorf("upgrade answered %q, want 101 Switching Protocols", got)
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}),
+		ambassador.WithBodyIdleTimeout(300*time.Millisecond))
+	for _, path := range []string{"/length", "/chunked"} {
+		for _, pragma := range []string{"", "Pragma: no-cache\r\n"} {
+			c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n", path, pragma)
+			time.Sleep(time.Second) // the client's slowness under test, not a wait for the proxy
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			var body []byte
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err == nil {
+				body, err = io.ReadAll(resp.Body)
+			}
+			c.Close()
+			if err != nil || len(body) != len(want) || string(body) != want {
+				t.Errorf("%s, Pragma %q: read %d bytes of %d, %v; want the body whole", path, pragma, len(body), len(want), err)
+			}
+		}
 	}
 }

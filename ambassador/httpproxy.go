@@ -52,9 +52,10 @@ func (s *Split) match(r *http.Request) bool {
 // speaks HTTP/1.1 to endpoints over its own keep-alive pools. It is an http.Handler, and Run
 // serves it on its listen address.
 //
-// The per-try timeout (WithPerTryTimeout) bounds a try until its response headers, and then each
-// wait for more of the response body: an endpoint silent that long mid-body has its answer cut
-// short, and the client's connection closes (as nginx's proxy_read_timeout does).
+// The per-try timeout (WithPerTryTimeout) bounds a try until its response headers; the body idle
+// timeout (WithBodyIdleTimeout) then bounds each wait for more of the response body: an endpoint
+// silent that long mid-body has its answer cut short, and the client's connection closes (as
+// nginx's proxy_read_timeout does).
 type HTTPProxy struct {
 	addr    string
 	cluster *Cluster
@@ -564,7 +565,7 @@ func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, s
 
 	// The per-try deadline bounds the wait for response headers. A body already in the buffer
 	// needs no socket read; otherwise the deadline is lifted so long bodies and streams can flow
-	// (the client's write timeout and disconnects still bound them), and the per-try timeout
+	// (the client's write timeout and disconnects still bound them), and the body idle timeout
 	// bounds each wait for more of the body instead (idleBody): a stalled endpoint cuts the
 	// answer short rather than hold the client forever. Pooled connections keep whatever
 	// deadline they have: exchange sets a fresh one before every use.
@@ -576,7 +577,7 @@ func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, s
 	if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 		uc.nc.SetDeadline(time.Time{})
 		stop = context.AfterFunc(r.Context(), func() { uc.nc.SetDeadline(pastTime) })
-		if d := p.cfg.perTryTimeout; d > 0 {
+		if d := p.cfg.bodyIdle; d > 0 {
 			fl, _ := w.(http.Flusher)
 			body = &idleBody{r: resp.Body, uc: uc, idle: d, ctx: r.Context(), w: fl}
 		}
@@ -633,9 +634,12 @@ func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, s
 	return true, nil
 }
 
-// idleBody reads a response body from uc with at most idle between the reads from its socket.
-// Before each such read, which may wait, it flushes w: the client has what came so far, even if
-// the endpoint then stalls.
+// idleBody reads a response body from uc with at most idle for each Read: the deadline is set
+// anew before every Read, not only before those that find uc's buffer empty, since a chunked
+// body's Read may go on to the socket for the rest of a chunk header whose start was buffered, and
+// the time the client took over the writes since must not count. Before a Read that finds the
+// buffer empty (it reads the socket, and may wait) it flushes w: the client has what came so far,
+// even if the endpoint then stalls.
 type idleBody struct {
 	r    io.Reader
 	uc   *upConn
@@ -645,14 +649,14 @@ type idleBody struct {
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
-	if b.uc.br.Buffered() == 0 {
-		if err := b.ctx.Err(); err != nil {
-			return 0, err
-		}
-		if b.w != nil {
-			b.w.Flush()
-		}
-		b.uc.nc.SetReadDeadline(time.Now().Add(b.idle))
+	if b.w != nil && b.uc.br.Buffered() == 0 {
+		b.w.Flush()
+	}
+	b.uc.nc.SetReadDeadline(time.Now().Add(b.idle))
+	if err := b.ctx.Err(); err != nil {
+		// Checked after the deadline is set, so that this one cannot undo answer's past one.
+		b.uc.nc.SetDeadline(pastTime)
+		return 0, err
 	}
 	return b.r.Read(p)
 }

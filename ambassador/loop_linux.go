@@ -242,7 +242,7 @@ func sendPass[M, T any](c *loopCore[M], b *uring.Batch[T], log *zap.Logger, what
 func newLoop(p *HTTPProxy, ctx context.Context) (*loop, error) {
 	l := &loop{p: p, ctx: ctx, pools: map[*Backend][]*sock{}}
 	l.counts = &p.ringCounts
-	if err := l.open(p.cfg.readHeader, p.cfg.idleTimeout, p.cfg.perTryTimeout, p.cfg.writeTimeout); err != nil {
+	if err := l.open(p.cfg.readHeader, p.cfg.idleTimeout, p.cfg.perTryTimeout, p.cfg.bodyIdle, p.cfg.writeTimeout); err != nil {
 		return nil, err
 	}
 	l.bw = bufio.NewWriterSize(&l.sink, 4<<10)
@@ -1116,7 +1116,7 @@ func (l *loop) head(u *sock) {
 		return
 	}
 	b.c.Report(b, code < 500, l.now.Sub(ex.start))
-	u.deadline = l.after(l.p.cfg.perTryTimeout) // the wait for the body: see sweep
+	u.deadline = l.after(l.p.cfg.bodyIdle) // the wait for the body: see sweep
 	u.r += end + 4
 	c.out = u.relayHead(c.out, resp, ex.req, ex.conn())
 	ex.remaining = bodyLength(resp, ex.req)
@@ -1202,7 +1202,7 @@ func (l *loop) body(u *sock) {
 	u.r += k
 	ex.remaining -= int64(k)
 	if k > 0 {
-		u.deadline = l.after(l.p.cfg.perTryTimeout) // the endpoint is not stalled: see sweep
+		u.deadline = l.after(l.p.cfg.bodyIdle) // the endpoint is not stalled: see sweep
 	}
 	if ex.remaining == 0 {
 		if u.r != u.w || u.hup {
@@ -1278,9 +1278,9 @@ func (l *loop) sweep() {
 		case s.phase == pBody && s.client.outOff < len(s.client.out):
 			// The body waits for the client to take what came before (its write timeout
 			// bounds that), not for the endpoint.
-			s.deadline = l.after(l.p.cfg.perTryTimeout)
+			s.deadline = l.after(l.p.cfg.bodyIdle)
 		case s.phase == pBody:
-			// The endpoint sent nothing of the body for the per-try timeout: the answer,
+			// The endpoint sent nothing of the body for the body idle timeout: the answer,
 			// started, cannot be replaced, and the client must see it cut.
 			l.closeClient(s.client)
 		}

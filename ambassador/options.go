@@ -35,6 +35,7 @@ type config struct {
 	retries        int
 	budget         RetryBudget
 	perTryTimeout  time.Duration
+	bodyIdle       time.Duration
 	key            KeyFunc
 	splits         []Split
 	readHeader     time.Duration
@@ -60,6 +61,7 @@ func defaults() config {
 		retries:        2,
 		budget:         DefaultRetryBudget,
 		perTryTimeout:  15 * time.Second,
+		bodyIdle:       60 * time.Second,
 		readHeader:     10 * time.Second,
 		readTimeout:    60 * time.Second,
 		writeTimeout:   5 * time.Minute,
@@ -143,10 +145,22 @@ func WithRetries(n int) Option { return optionFunc(func(c *config) { c.retries =
 // WithRetryBudget sets the retry budget (default DefaultRetryBudget).
 func WithRetryBudget(b RetryBudget) Option { return optionFunc(func(c *config) { c.budget = b }) }
 
-// WithPerTryTimeout bounds one try of an HTTP request until its response headers (default 15s);
-// a try that times out is retried elsewhere if allowed, else answered 504.
+// WithPerTryTimeout bounds one try of an HTTP request until its response headers (default 15s;
+// 0 means none); a try that times out is retried elsewhere if allowed, else answered 504. The
+// response body, which may stream for as long as the endpoint likes, is bounded by
+// WithBodyIdleTimeout instead.
 func WithPerTryTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.perTryTimeout = d })
+}
+
+// WithBodyIdleTimeout bounds each wait of an HTTPProxy for more of an endpoint's response body,
+// once its headers are in (default 60s, as nginx's proxy_read_timeout; 0 means none). An endpoint silent that long mid-body has its answer cut short: the
+// client gets what came and then the end of its connection. Only the endpoint's silence counts:
+// while the client has not taken the part before, the wait is the client's, bounded by the write
+// timeout (WithServerTimeouts). A stream with gaps (server-sent events, long polls) needs a bound
+// above its longest gap, or 0.
+func WithBodyIdleTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.bodyIdle = d })
 }
 
 // WithKey sets the HTTP request key extractor for hashing balancers (default ClientIPKey).

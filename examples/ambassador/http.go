@@ -217,24 +217,30 @@ func serve(ctx context.Context, f *proxyFlags, p proxy, cluster *ambassador.Clus
 func runHTTP(args []string) error { return runHTTPContext(context.Background(), args, os.Stdout) }
 
 func runHTTPContext(ctx context.Context, args []string, stdout io.Writer) error {
-	return runProxy(ctx, "ambassador http", true, args, stdout, func(fs *flag.FlagSet) func() (ambassador.Option, error) {
+	return runProxy(ctx, "ambassador http", true, args, stdout, func(fs *flag.FlagSet) func() ([]ambassador.Option, error) {
 		perTry := fs.Duration("per-try-timeout", 15*time.Second, "per-try timeout until response headers (0: none)")
-		return func() (ambassador.Option, error) {
+		bodyIdle := fs.Duration("body-idle-timeout", 60*time.Second, "longest wait for more of a backend's response body once its headers are in: a backend\n"+
+			"silent that long mid-body has the answer cut (a client slow to read does not count). Server-sent\n"+
+			"events and long polls need more than their longest gap (0: none)")
+		return func() ([]ambassador.Option, error) {
 			if *perTry < 0 {
 				return nil, cmdline.Usagef("-per-try-timeout %v: want 0 (none) or more", *perTry)
 			}
-			return ambassador.WithPerTryTimeout(*perTry), nil
+			if *bodyIdle < 0 {
+				return nil, cmdline.Usagef("-body-idle-timeout %v: want 0 (none) or more", *bodyIdle)
+			}
+			return []ambassador.Option{ambassador.WithPerTryTimeout(*perTry), ambassador.WithBodyIdleTimeout(*bodyIdle)}, nil
 		}
 	}, func(listen string, c *ambassador.Cluster, opts ...ambassador.Option) (proxy, error) {
 		return ambassador.NewHTTPProxy(listen, c, opts...)
 	})
 }
 
-// runProxy is the http and tcp subcommands: the shared flags plus the one extra adds (its option is
-// read, and checked, after parsing), a cluster over the -backends, and the proxy newProxy makes,
+// runProxy is the http and tcp subcommands: the shared flags plus the ones extra adds (their options
+// are read, and checked, after parsing), a cluster over the -backends, and the proxy newProxy makes,
 // served until ctx ends or SIGTERM. Every flag is checked before anything is made.
 func runProxy(ctx context.Context, name string, httpMode bool, args []string, stdout io.Writer,
-	extra func(*flag.FlagSet) func() (ambassador.Option, error),
+	extra func(*flag.FlagSet) func() ([]ambassador.Option, error),
 	newProxy func(listen string, c *ambassador.Cluster, opts ...ambassador.Option) (proxy, error)) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	var f proxyFlags
@@ -250,7 +256,7 @@ func runProxy(ctx context.Context, name string, httpMode bool, args []string, st
 	if err := f.check(fs); err != nil {
 		return err
 	}
-	xopt, err := extraOption()
+	xopts, err := extraOption()
 	if err != nil {
 		return err
 	}
@@ -260,7 +266,7 @@ func runProxy(ctx context.Context, name string, httpMode bool, args []string, st
 		warn(log, f.verbose, trap)
 	}
 	reg := prometheus.NewRegistry()
-	opts := append(f.options(log, reg), xopt)
+	opts := append(f.options(log, reg), xopts...)
 	// The constructors start nothing, and what they refuse came from the flags.
 	cluster, err := ambassador.NewCluster(ambassador.NewStatic(eps...), opts...)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/podblocks/podblocks/ambassadortest"
 	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
 	"github.com/podblocks/podblocks/internal/freeport"
+	"github.com/podblocks/podblocks/internal/loopback"
 	"github.com/podblocks/podblocks/internal/syncbuf"
 )
 
@@ -136,6 +138,39 @@ func TestRingKey(t *testing.T) {
 	}
 }
 
+// TestBodyIdleTimeoutFlag: -body-idle-timeout reaches the proxy: a backend that sends 3 bytes of
+// a 100-byte body and then nothing has its answer cut after 0.3s (the per-try timeout, 15s,
+// bounds only the wait for the head), and the client sees the body end short.
+func TestBodyIdleTimeoutFlag(t *testing.T) {
+	backend := loopback.Serve(t, func(_ int, c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+		io.Copy(io.Discard, br) // silent until the proxy or the test's end closes c
+	})
+	listen := freeport.TCP(t)
+	start(t, runHTTPContext, listen, "-backends", backend, "-body-idle-timeout", "300ms")
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	begin := time.Now()
+	resp, err := client.Get("http://" + listen + "/stall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if took := time.Since(begin); string(body) != "abc" || err != io.ErrUnexpectedEOF || took > 5*time.Second {
+		t.Errorf("body %q, %v after %v; want abc, then unexpected EOF within 5s", body, err, took)
+	}
+}
+
 func TestFlagErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -185,6 +220,7 @@ func TestSubcommandUsageErrors(t *testing.T) {
 		{Args: []string{"-backends", "127.0.0.1:1", "-connect-timeout", "-1s"}, Status: 2, Stderr: "ambassador: -connect-timeout -1s: want 0 (the system's) or more"},
 		{Args: []string{"-backends", "127.0.0.1:1", "-idle-timeout", "-1s"}, Status: 2, Stderr: "ambassador: -idle-timeout -1s: want 0 (none) or more"},
 		{Args: []string{"-backends", "127.0.0.1:1", "-per-try-timeout", "-1s"}, Status: 2, Stderr: "ambassador: -per-try-timeout -1s: want 0 (none) or more"},
+		{Args: []string{"-backends", "127.0.0.1:1", "-body-idle-timeout", "-1s"}, Status: 2, Stderr: "ambassador: -body-idle-timeout -1s: want 0 (none) or more"},
 		{Args: []string{"-backends", "127.0.0.1:1", "-health", "healthz"}, Status: 2, Stderr: `ambassador: -health "healthz": want a path starting with /`},
 		{Args: []string{"-backends", "127.0.0.1:1", "-admin", "8081"}, Status: 2, Stderr: `ambassador: -admin "8081": want HOST:PORT`},
 		{Args: []string{"-backends", "127.0.0.1:1", "-listen", "8080"}, Status: 2, Stderr: `ambassador: -listen "8080": want HOST:PORT`},
