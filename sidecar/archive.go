@@ -31,7 +31,15 @@ func extractTar(r io.Reader, dir string) error {
 	return extractTarStream(br, dir)
 }
 
+// extractTarStream writes through an os.Root opened on dir: it makes nothing outside dir, and
+// nothing at all once dir is removed (a fetch directory removed by another Syncer is not made anew
+// by the extraction, which fails instead).
 func extractTarStream(r io.Reader, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	tr := tar.NewReader(r)
 	var total int64
 	for {
@@ -53,10 +61,9 @@ func extractTarStream(r io.Reader, dir string) error {
 		if h.Typeflag == tar.TypeXGlobalHeader {
 			continue
 		}
-		full := filepath.Join(dir, name)
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(full, 0o755); err != nil {
+			if err := root.MkdirAll(name, 0o755); err != nil {
 				return err
 			}
 		case tar.TypeReg:
@@ -64,14 +71,14 @@ func extractTarStream(r io.Reader, dir string) error {
 				return fmt.Errorf("%w: content over %d bytes", ErrBadArchive, maxArchiveBytes)
 			}
 			total += h.Size
-			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			if err := mkdirParent(root, name); err != nil {
 				return err
 			}
 			mode := os.FileMode(0o644)
 			if h.Mode&0o111 != 0 {
 				mode = 0o755
 			}
-			f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrBadArchive, err)
 			}
@@ -90,16 +97,24 @@ func extractTarStream(r io.Reader, dir string) error {
 			if _, err := safeRel(filepath.Join(filepath.Dir(name), target)); err != nil {
 				return fmt.Errorf("%w: %q: symlink leaves the root", ErrBadArchive, h.Name)
 			}
-			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			if err := mkdirParent(root, name); err != nil {
 				return err
 			}
-			if err := os.Symlink(target, full); err != nil {
+			if err := root.Symlink(target, name); err != nil {
 				return fmt.Errorf("%w: %w", ErrBadArchive, err)
 			}
 		default:
 			return fmt.Errorf("%w: %q: unsupported entry type %q", ErrBadArchive, h.Name, h.Typeflag)
 		}
 	}
+}
+
+// mkdirParent makes the directories holding name in root.
+func mkdirParent(root *os.Root, name string) error {
+	if d := filepath.Dir(name); d != "." {
+		return root.MkdirAll(d, 0o755)
+	}
+	return nil
 }
 
 // safeRel cleans an archive path and rejects one that is absolute or leaves the root.

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -79,4 +80,54 @@ func FuzzExtractTar(f *testing.F) {
 			t.Fatalf("extraction wrote outside its directory: %v", ents)
 		}
 	})
+}
+
+// removingReader serves data at most 512 bytes (a tar block) a read, and calls remove once asked
+// for what lies past at: after the entries before it were extracted.
+type removingReader struct {
+	data   []byte
+	pos    int
+	at     int
+	remove func()
+}
+
+func (r *removingReader) Read(p []byte) (int, error) {
+	if r.pos >= len(r.data) {
+		return 0, io.EOF
+	}
+	if r.pos >= r.at && r.remove != nil {
+		r.remove()
+		r.remove = nil
+	}
+	n := copy(p[:min(len(p), 512)], r.data[r.pos:])
+	r.pos += n
+	return n, nil
+}
+
+// TestExtractTarMakesNoRemovedDir: once the directory extracted into is removed midway (by another
+// Syncer's sweep), extraction fails instead of making it anew with the rest of the content (the old
+// code's os.MkdirAll of an entry's parents did).
+func TestExtractTarMakesNoRemovedDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "fetch")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := tarOf(t, &tar.Header{Name: "a.txt", Typeflag: tar.TypeReg, Mode: 0o644},
+		&tar.Header{Name: "sub/deeper/x.txt", Typeflag: tar.TypeReg, Mode: 0o644})
+	removed := false
+	r := &removingReader{data: data, at: 1024, remove: func() {
+		if _, err := os.Stat(filepath.Join(dir, "a.txt")); err != nil {
+			t.Errorf("first entry not extracted before the removal: %v", err)
+		}
+		removed = os.RemoveAll(dir) == nil
+	}}
+	if err := extractTar(r, dir); err == nil {
+		t.Error("extractTar into a directory removed midway: nil error")
+	}
+	if !removed {
+		t.Fatal("the directory was not removed midway")
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s: %v, want it not made anew", dir, err)
+	}
 }

@@ -164,8 +164,13 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 // Each fetch goes into a directory ROOT/.fetch-<random>, renamed to the revision when it is
 // published and removed otherwise; a Syncer killed mid-fetch cannot remove it. A fetch holds its
 // directory locked (flock(2)), so Run, as it starts, removes the .fetch- directories of its root
-// that no fetch holds: real directories only (a symlink of that name is left alone, nothing is
-// followed), never a revision. Where there is no flock(2) (Windows) they are left.
+// that no fetch holds and that were not modified for 10 minutes (the lock is local to a node on a
+// network file system): real directories only (a symlink of that name is left alone, nothing is
+// followed), named as this version names them (not the os.MkdirTemp names of older Syncers, which
+// locked nothing), never a revision. Where there is no flock(2) (Windows), or the file system
+// cannot lock (ENOLCK, EOPNOTSUPP: fetches then go unlocked, logged once), they are left. A fetch
+// publishes only the very directory it made: one removed meanwhile (by another Syncer), even if
+// made anew at its path, fails the sync, retried as any failed sync.
 type Syncer struct {
 	root    string
 	link    string
@@ -178,6 +183,8 @@ type Syncer struct {
 	trigger chan struct{}
 	ready   chan struct{}
 	once    sync.Once
+
+	noLockOnce sync.Once // logs that fetch directories cannot be locked
 
 	mu        sync.Mutex
 	version   string
@@ -430,11 +437,18 @@ func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
 
 // fetchAndPublish fetches into a fresh directory and, if the version changed, swaps the link to it.
 func (s *Syncer) fetchAndPublish(ctx context.Context, have string) (string, error) {
-	tmp, release, err := mkdirFetch(s.root)
+	fd, err := mkdirFetch(s.root)
 	if err != nil {
 		return "", fmt.Errorf("fetch dir: %w", err)
 	}
-	defer release()
+	defer fd.release()
+	if fd.noLock != nil {
+		s.noLockOnce.Do(func() {
+			s.log.Warn("fetch directories cannot be locked here, fetching without the lock: a Syncer starting on this root removes no fetch directory",
+				zap.String("root", s.root), zap.Error(fd.noLock))
+		})
+	}
+	tmp := fd.path
 	version, err := s.src.Fetch(ctx, have, tmp)
 	if err != nil {
 		return "", err
@@ -442,9 +456,19 @@ func (s *Syncer) fetchAndPublish(ctx context.Context, have string) (string, erro
 	if version == have {
 		return have, nil
 	}
+	// Another Syncer (an older version's sweep, one on another node of a network file system) may
+	// have removed the directory meanwhile, and the fetch made a new one at the path, with part of
+	// the content: publish only the directory made and held here.
+	if err := fd.check(tmp); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
 	name := revName(version, time.Now())
 	rev := filepath.Join(s.root, name)
 	if err := os.Rename(tmp, rev); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	if err := fd.check(rev); err != nil {
+		_ = os.RemoveAll(rev)
 		return "", fmt.Errorf("publish: %w", err)
 	}
 	if err := os.WriteFile(rev+versionFile, []byte(version+"\n"), 0o644); err != nil {
@@ -473,47 +497,87 @@ func (s *Syncer) fetchAndPublish(ctx context.Context, have string) (string, erro
 
 const fetchPrefix = ".fetch-"
 
+// fetchNameLen is the length of a fetch directory's name after fetchPrefix: a uint64 in base 36,
+// zero-padded. os.MkdirTemp, which the first Syncers used and which locked nothing, gave at most 10
+// decimal digits: the sweep tells those apart and never removes one (a Syncer of that version may
+// still be fetching into it during a rolling update).
+const fetchNameLen = 13
+
+// sweepAge is how long a fetch directory has not been modified before the sweep may remove it. The
+// lock tells a live fetch on this node, not one on another node of a network file system (flock(2)
+// is local there), nor where the lock cannot be taken: such a fetch adds entries to its directory
+// as it extracts, which updates its mtime, and the HTTP archive source gives up after 5 minutes. A
+// fetch whose directory is removed anyway fails (fetchDir.check) instead of publishing.
+const sweepAge = 10 * time.Minute
+
+// fetchDir is a directory mkdirFetch made to fetch into.
+type fetchDir struct {
+	path   string
+	held   fs.FileInfo // the directory made (from a descriptor held open where the OS allows it)
+	noLock error       // why it is not locked (flock(2) unsupported by the file system), or nil
+	unlock func()
+}
+
+// release removes the directory, unless it was renamed (published), and unlocks it.
+func (d *fetchDir) release() {
+	_ = os.RemoveAll(d.path)
+	d.unlock()
+}
+
+// check returns an error unless path is still the directory mkdirFetch made (not one made anew at
+// its path after it was removed).
+func (d *fetchDir) check(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("fetch directory: %w", err)
+	}
+	if !os.SameFile(d.held, fi) {
+		return fmt.Errorf("fetch directory %s: removed while fetching, and made anew", path)
+	}
+	return nil
+}
+
 // mkdirFetch makes a new directory in root to fetch into, named .fetch-<random>, with the mode
 // os.Mkdir gives (0755 less the umask): it becomes the published revision, which readers running as
 // other users (a web server's workers) must be able to enter. os.MkdirTemp would make it 0700. The
 // directory is held locked (lockFetchDir) until release, which removes it, unless it was renamed
-// (published) meanwhile, and unlocks it.
-func mkdirFetch(root string) (dir string, release func(), err error) {
+// (published) meanwhile, and unlocks it. Where the file system cannot lock it, it is used unlocked
+// (noLock says why): a cleanup must not keep content from being published.
+func mkdirFetch(root string) (*fetchDir, error) {
+	var err error
 	for range 100 { // names clash only with leftovers of fetches that crashed, by chance
-		dir = filepath.Join(root, fetchPrefix+strconv.FormatUint(rand.Uint64(), 36))
+		n := strconv.FormatUint(rand.Uint64(), 36)
+		dir := filepath.Join(root, fetchPrefix+strings.Repeat("0", fetchNameLen-len(n))+n)
 		err = os.Mkdir(dir, 0o755)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {
-			return "", nil, err
+			return nil, err
 		}
-		var unlock func()
-		unlock, err = lockFetchDir(dir) // err stays set when every try ends here
+		var d *fetchDir
+		d, err = lockFetchDir(dir) // err stays set when every try ends here
 		if errors.Is(err, errFetchDirGone) {
 			continue // a starting Syncer's sweep removed it before the lock was taken
 		}
 		if err != nil {
 			_ = os.Remove(dir)
-			return "", nil, err
+			return nil, err
 		}
-		return dir, func() {
-			_ = os.RemoveAll(dir)
-			unlock()
-		}, nil
+		return d, nil
 	}
-	return "", nil, err
+	return nil, err
 }
 
 // errFetchDirGone is lockFetchDir's answer when the directory was removed, or replaced, before the
 // lock was taken.
 var errFetchDirGone = errors.New("sidecar: fetch directory removed before it was locked")
 
-// isFetchName reports whether name has the form mkdirFetch gives: ".fetch-" and 1 to 13 base-36
-// digits (a uint64). So it is a plain name in the root, and no revision's.
+// isFetchName reports whether name has the form mkdirFetch gives: ".fetch-" and fetchNameLen
+// base-36 digits. So it is a plain name in the root, no revision's, and no os.MkdirTemp name.
 func isFetchName(name string) bool {
 	rest, ok := strings.CutPrefix(name, fetchPrefix)
-	if !ok || len(rest) == 0 || len(rest) > 13 {
+	if !ok || len(rest) != fetchNameLen {
 		return false
 	}
 	for _, c := range rest {
@@ -525,9 +589,9 @@ func isFetchName(name string) bool {
 }
 
 // sweepFetchDirs removes the fetch directories in the root left by fetches that were killed: those
-// that no fetch holds locked (sweepLock). It looks at nothing but real directories named as
-// mkdirFetch names them, follows no symlink (os.RemoveAll does not either), and leaves alone what
-// the link points at.
+// that no fetch holds locked (sweepLock) and that were not modified for sweepAge. It looks at
+// nothing but real directories named as mkdirFetch names them, follows no symlink (os.RemoveAll
+// does not either), and leaves alone what the link points at.
 func (s *Syncer) sweepFetchDirs() {
 	ents, err := os.ReadDir(s.root)
 	if err != nil {
@@ -542,12 +606,12 @@ func (s *Syncer) sweepFetchDirs() {
 		}
 		dir := filepath.Join(s.root, name)
 		fi, err := os.Lstat(dir)
-		if err != nil || !fi.IsDir() {
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < sweepAge {
 			continue
 		}
 		unlock, ok := sweepLock(dir, fi)
 		if !ok {
-			continue // a live fetch's, or not ours to lock
+			continue // a live fetch's, not ours to lock, or not lockable here
 		}
 		// Held while removing it, so that a fetch that has just made it waits, sees it gone and
 		// makes another.
@@ -573,12 +637,12 @@ func (s *Syncer) openUp(name string) {
 	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
 		return
 	}
-	probe, release, err := mkdirFetch(s.root)
+	probe, err := mkdirFetch(s.root)
 	if err != nil {
 		return
 	}
-	pfi, err := os.Lstat(probe)
-	release()
+	pfi, err := os.Lstat(probe.path)
+	probe.release()
 	if err != nil || pfi.Mode().Perm() == 0o700 {
 		return
 	}

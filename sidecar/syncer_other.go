@@ -3,6 +3,7 @@
 package sidecar
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 )
@@ -15,7 +16,17 @@ func openDirNoFollow(dir string) (*os.File, error) {
 
 // lockFetchDir locks nothing where there is no flock(2) (Windows), and holds nothing open: an open
 // directory could not be renamed to the revision there.
-func lockFetchDir(string) (unlock func(), err error) { return func() {}, nil }
+// The directory made is told from one made anew at its path by its file ID.
+func lockFetchDir(dir string) (*fetchDir, error) {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errFetchDirGone
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &fetchDir{path: dir, held: fi, unlock: func() {}}, nil
+}
 
 // sweepLock never locks where there is no flock(2): a killed fetch's directory cannot be told from
 // a live one's, so the sweep removes none.

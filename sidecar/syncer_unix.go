@@ -16,10 +16,12 @@ func openDirNoFollow(dir string) (*os.File, error) {
 }
 
 // lockFetchDir takes an exclusive flock(2) lock on the directory dir, which mkdirFetch has just
-// made, waiting while a sweep holds it; unlock releases it. The lock goes with the open file
-// description, so the kernel releases it when the process dies, SIGKILL included. It returns
+// made, waiting while a sweep holds it, and keeps it open until unlock. The lock goes with the open
+// file description, so the kernel releases it when the process dies, SIGKILL included. It returns
 // errFetchDirGone when dir is no longer the directory it locked (a sweep removed it meanwhile).
-func lockFetchDir(dir string) (unlock func(), err error) {
+// Where the file system has no locks (ENOLCK, EOPNOTSUPP) the directory is used unlocked, and
+// noLock says so. Held open, the directory's inode cannot be reused by one made anew at its path.
+func lockFetchDir(dir string) (*fetchDir, error) {
 	f, err := openDirNoFollow(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errFetchDirGone
@@ -27,7 +29,10 @@ func lockFetchDir(dir string) (unlock func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := flock(f, syscall.LOCK_EX); err != nil {
+	var noLock error
+	if err := flockFn(f, syscall.LOCK_EX); errors.Is(err, syscall.ENOLCK) || errors.Is(err, syscall.EOPNOTSUPP) {
+		noLock = err
+	} else if err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -37,7 +42,7 @@ func lockFetchDir(dir string) (unlock func(), err error) {
 		f.Close()
 		return nil, errFetchDirGone
 	}
-	return func() { f.Close() }, nil
+	return &fetchDir{path: dir, held: held, noLock: noLock, unlock: func() { f.Close() }}, nil
 }
 
 // sweepLock takes the lock of the fetch directory dir, the directory fi describes, without waiting:
@@ -47,12 +52,15 @@ func sweepLock(dir string, fi fs.FileInfo) (unlock func(), ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	if ffi, err := f.Stat(); err != nil || !os.SameFile(fi, ffi) || flock(f, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+	if ffi, err := f.Stat(); err != nil || !os.SameFile(fi, ffi) || flockFn(f, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
 		f.Close()
 		return nil, false
 	}
 	return func() { f.Close() }, true
 }
+
+// flockFn is flock; tests replace it to see file systems without locks.
+var flockFn = flock
 
 // flock applies flock(2) operation how to f, again when a signal interrupts it.
 func flock(f *os.File, how int) error {

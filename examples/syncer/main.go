@@ -13,7 +13,9 @@
 // the umask, whatever other modes an archive holds (git records no others; a ConfigMap volume's
 // defaultMode is 0644 too): the application reading them usually runs as another user. Each fetch
 // goes into a directory -root/.fetch-<random>; one left by a syncer killed mid-fetch is removed at
-// the next start.
+// a later start, once no fetch holds it locked and it was not modified for 10 minutes (a fetch on
+// another node of an NFS volume is not seen by the lock). A fetch whose directory was removed
+// meanwhile fails and is retried; it never publishes part of the content.
 package main
 
 import (
