@@ -178,9 +178,10 @@ func retry(ctx context.Context, a Action, b Backoff, onErr func(attempt int, err
 // starts later reads the content as it is then, and one that just started may not handle the signal
 // yet (SIGHUP's default is to terminate it); the next change signals again.
 //
-// Every path must exist when Run starts: a ConfigMap or Secret volume is mounted before the
-// container starts, so a missing path is a mistake (Run returns its *fs.PathError). To wait for a
-// file that may appear later (an optional key), watch the directory holding it.
+// A path may not exist yet when Run starts (an optional ConfigMap key, a file under a Syncer's link
+// before its first publish): Run logs a warning for it ("does not exist yet"), shows it in Statusz
+// ("paths not found"), and its appearance is a change that reloads. A path removed later is a
+// change too.
 type Reloader struct {
 	paths  []string
 	action Action
@@ -192,7 +193,8 @@ type Reloader struct {
 	mu       sync.Mutex
 	applied  string
 	reloads  uint64
-	missed   uint64 // changes whose signal reached no process
+	missed   uint64   // changes whose signal reached no process
+	missing  []string // paths that did not exist at the last check
 	lastErr  string
 	lastTime time.Time
 }
@@ -239,6 +241,7 @@ func (r *Reloader) Statusz() (string, []string, [][]string) {
 	}
 	return "sidecar reloader", []string{"key", "value"}, [][]string{
 		{"paths", strings.Join(r.paths, ",")},
+		{"paths not found", strings.Join(r.missing, ",")},
 		{"content", r.applied},
 		{"reloads", strconv.FormatUint(r.reloads, 10)},
 		{"signals that reached no process", strconv.FormatUint(r.missed, 10)},
@@ -248,34 +251,22 @@ func (r *Reloader) Statusz() (string, []string, [][]string) {
 }
 
 // Run watches until ctx ends and returns nil. The content present at start is the baseline: it does
-// not trigger a reload. A path that cannot be found when Run starts is an error, returned at once
-// (wrapping the *fs.PathError of stat(2)) before Ready.
+// not trigger a reload. A path that does not exist yet is logged, shown in Statusz, and watched
+// for: its appearance is a change.
 func (r *Reloader) Run(ctx context.Context) error {
-	for _, p := range r.paths {
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("sidecar: reloader: %w", err)
-		}
-	}
+	r.noteMissing(true)
 	var events chan fsnotify.Event
 	var werrs chan error
+	var w *fsnotify.Watcher
+	watched := map[string]bool{}
 	if !r.o.noWatch {
-		if w, err := fsnotify.NewWatcher(); err != nil {
+		var err error
+		if w, err = fsnotify.NewWatcher(); err != nil {
 			r.log.Warn("inotify unavailable, polling", zap.Error(err))
+			w = nil
 		} else {
 			defer w.Close()
-			seen := map[string]bool{}
-			for _, p := range r.paths {
-				dir := p
-				if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
-					dir = filepath.Dir(p)
-				}
-				if !seen[dir] {
-					seen[dir] = true
-					if err := w.Add(dir); err != nil {
-						r.log.Warn("watch, polling instead", zap.String("dir", dir), zap.Error(err))
-					}
-				}
-			}
+			r.watch(w, watched)
 			events, werrs = w.Events, w.Errors
 		}
 	}
@@ -312,6 +303,9 @@ func (r *Reloader) Run(ctx context.Context) error {
 			continue
 		}
 		current = h
+		if r.noteMissing(false) && w != nil {
+			r.watch(w, watched) // a directory that appeared is watched itself from now on
+		}
 		var nobody error
 		err := retry(ctx, func(ctx context.Context) error {
 			err := r.action(ctx)
@@ -347,6 +341,47 @@ func (r *Reloader) Run(ctx context.Context) error {
 		r.reloads++
 		r.mu.Unlock()
 	}
+}
+
+// watch adds a watch on each path that is a directory, and on the directory holding each other one
+// (missing paths included: their appearance is seen there), unless watched already.
+func (r *Reloader) watch(w *fsnotify.Watcher, watched map[string]bool) {
+	for _, p := range r.paths {
+		dir := p
+		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+			dir = filepath.Dir(p)
+		}
+		if watched[dir] {
+			continue
+		}
+		if _, err := os.Stat(dir); err != nil {
+			continue // not there yet: the poll sees it appear
+		}
+		if err := w.Add(dir); err != nil {
+			r.log.Warn("watch, polling instead", zap.String("dir", dir), zap.Error(err))
+			continue
+		}
+		watched[dir] = true
+	}
+}
+
+// noteMissing records which paths do not exist (shown in Statusz), logging each at start, and
+// reports whether the set changed.
+func (r *Reloader) noteMissing(start bool) bool {
+	var missing []string
+	for _, p := range r.paths {
+		if _, err := os.Stat(p); err != nil {
+			missing = append(missing, p)
+			if start {
+				r.log.Warn("watched path does not exist yet; a change is reported when it appears", zap.String("path", p), zap.Error(err))
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changed := strings.Join(missing, ",") != strings.Join(r.missing, ",")
+	r.missing = missing
+	return changed
 }
 
 // hash digests the content of the watched paths. Directories are read through symlinks; entries

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -172,29 +171,60 @@ func TestNewReloaderValidates(t *testing.T) {
 	}
 }
 
-// TestReloaderRunRefusesMissingPath: a path that does not exist when Run starts is a mistake (a
-// volume is mounted before the container starts): Run returns its *fs.PathError at once, before
-// Ready. The old code watched the parent directory and reloaded nothing, silently.
-func TestReloaderRunRefusesMissingPath(t *testing.T) {
-	dir := t.TempDir()
-	missing := filepath.Join(dir, "confg")
-	r, err := sidecar.NewReloader([]string{dir, missing}, func(context.Context) error { return nil })
+// TestReloaderWaitsForMissingPaths: a path that does not exist when Run starts (an optional
+// ConfigMap key; a file under a Syncer's link before its first publish, its directory missing too)
+// is shown in Statusz, and its appearance reloads once. The code of 3010297 made Run return an
+// error instead, and a restarted binary exited 2 every time.
+func TestReloaderWaitsForMissingPaths(t *testing.T) {
+	dir, root := t.TempDir(), t.TempDir()
+	optional := filepath.Join(dir, "optional.conf")
+	site := filepath.Join(root, "current", "site.conf")
+	var calls atomic.Int32
+	r, err := sidecar.NewReloader([]string{dir, optional, site}, func(context.Context) error { calls.Add(1); return nil },
+		sidecar.WithDebounce(10*time.Millisecond), sidecar.WithPollInterval(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err = r.Run(ctx)
-	var pe *fs.PathError
-	if !errors.As(err, &pe) || !errors.Is(err, fs.ErrNotExist) || pe.Path != missing {
-		t.Fatalf("Run: %v, want a *fs.PathError for %s, not found", err, missing)
+	start(t, r)
+	if got, want := statusRow(r, "paths not found"), optional+","+site; got != want {
+		t.Errorf("Statusz paths not found = %q, want %q", got, want)
 	}
-	if ctx.Err() != nil {
-		t.Error("Run returned only when its context ended")
+	if err := os.WriteFile(optional, []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	select {
-	case <-r.Ready():
-		t.Error("Ready closed")
-	default:
+	waitUntil(t, "a reload for the optional file", 10*time.Second, func() bool { return r.Reloads() >= 1 })
+	if got := statusRow(r, "paths not found"); got != site {
+		t.Errorf("Statusz paths not found = %q, want %q", got, site)
 	}
+	rev := filepath.Join(root, "rev1")
+	if err := os.Mkdir(rev, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rev, "site.conf"), []byte("s"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("rev1", filepath.Join(root, "current")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a reload for the published site", 10*time.Second, func() bool { return r.Reloads() >= 2 })
+	time.Sleep(200 * time.Millisecond) // four polls: no further reload for the same content
+	if got := calls.Load(); got != 2 {
+		t.Errorf("actions = %d, want 2 (one per path appearing)", got)
+	}
+	if got := statusRow(r, "paths not found"); got != "" {
+		t.Errorf("Statusz paths not found = %q, want none", got)
+	}
+}
+
+// statusRow returns the value of the Statusz row key.
+func statusRow(s interface {
+	Statusz() (string, []string, [][]string)
+}, key string) string {
+	_, _, rows := s.Statusz()
+	for _, r := range rows {
+		if r[0] == key {
+			return r[1]
+		}
+	}
+	return ""
 }

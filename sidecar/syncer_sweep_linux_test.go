@@ -133,16 +133,3 @@ func TestSyncerDoesNotPublishARemovedFetchDir(t *testing.T) {
 		t.Errorf("last error %q, want the fetch directory's removal", e)
 	}
 }
-
-// statusRow returns the value of the Statusz row key.
-func statusRow(s interface {
-	Statusz() (string, []string, [][]string)
-}, key string) string {
-	_, _, rows := s.Statusz()
-	for _, r := range rows {
-		if r[0] == key {
-			return r[1]
-		}
-	}
-	return ""
-}

@@ -6,9 +6,10 @@
 //	reloader -watch /etc/app -process nginx -signal HUP
 //	reloader -watch /etc/prometheus -webhook http://127.0.0.1:9090/-/reload
 //
-// Every -watch path must exist at start (Kubernetes mounts a ConfigMap or Secret volume before the
-// container starts, so a missing one is a typo): to wait for a file that may appear later, watch its
-// directory. -pid must name a process that runs at start. A -process name that no process has yet is
+// A -watch path that does not exist yet (an optional ConfigMap key, a file under a syncer's link
+// before its first publish) is logged as a warning ("watched path does not exist yet; a change is
+// reported when it appears") and watched for: its appearance is a change. -pid must name a process
+// that runs at start. A -process name that no process has yet is
 // logged (the application container may not have started): a change signals whoever has the name
 // then, and a signal that reaches no process is logged ("reload signal reached no process"), not
 // retried (SIGHUP kills a process that has not installed its handler yet), and counted:
@@ -163,9 +164,6 @@ func run(args []string, stderr io.Writer) error {
 	}()
 	err = r.Run(ctx)
 	stop()
-	if pe := (*os.PathError)(nil); errors.As(err, &pe) { // only a -watch path missing at start
-		return cmdline.Usagef("-watch %q: %w", pe.Path, pe.Err)
-	}
 	return err
 }
 

@@ -102,13 +102,48 @@ func TestBadFlags(t *testing.T) {
 		{Args: []string{"-watch", dir, "-webhook", "http://127.0.0.1:1/", "-method", "RE LOAD"}, Status: 2, Stderr: `reloader: -method "RE LOAD": net/http: invalid method`},
 		{Args: []string{"-watch", dir, "-pid", "1", "-poll", "0s"}, Status: 2, Stderr: "reloader: -poll 0s: want more than 0"},
 		{Args: []string{"-watch", dir, "-pid", "1", "-debounce", "-1s"}, Status: 2, Stderr: "reloader: -debounce -1s: want 0 or more"},
-		// A volume is mounted before the container starts: a path missing at start is a typo.
-		{Args: []string{"-watch", dir + "/confg", "-webhook", hook}, Status: 2, Stderr: `reloader: -watch "` + dir + `/confg": no such file or directory`},
-		{Args: []string{"-watch", dir + "," + dir + "/confg", "-webhook", hook}, Status: 2, Stderr: `reloader: -watch "` + dir + `/confg": no such file or directory`},
 		// No kernel gives a PID this high (Linux's pid_max is at most 2^22).
 		{Args: []string{"-watch", dir, "-pid", "1073741824"}, Status: 2, Stderr: "reloader: -pid 1073741824: no such process"},
 		{Args: []string{"-watch", dir, "-webhook", hook, "-metrics", "9102"}, Status: 2, Stderr: `reloader: -metrics "9102": want HOST:PORT`},
 	})
+}
+
+// TestWatchPathMissingAtStart: a -watch path that does not exist yet (an optional ConfigMap key, a
+// Syncer's link before its first publish) is a warning, not an exit (3010297 exited 2, every
+// restart); its appearance calls the webhook once.
+func TestWatchPathMissingAtStart(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) }))
+	defer srv.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "current", "site.conf")
+	cmd := exec.Command(bin, "-watch", dir+","+conf, "-webhook", srv.URL, "-debounce", "10ms", "-poll", "50ms")
+	var log syncbuf.Buffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	await.True(t, "the reloader watching", 30*time.Second, func() bool { return strings.Contains(log.String(), `"watching"`) })
+	if !strings.Contains(log.String(), "does not exist yet") || !strings.Contains(log.String(), conf) {
+		t.Errorf("no warning naming the missing path %s:\n%s", conf, log.String())
+	}
+	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte("s"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, "the webhook called", 30*time.Second, func() bool { return calls.Load() >= 1 })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v\n%s", err, log.String())
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("webhook calls = %d, want 1", got)
+	}
 }
 
 // TestHelpAndUnknownFlag: -h prints the usage and exits 0; an unknown flag exits 2 with the flag
