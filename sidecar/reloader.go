@@ -30,7 +30,8 @@ type Action func(ctx context.Context) error
 
 // SignalPID returns an Action sending sig to the process with the given PID (in a pod: a container
 // sharing the PID namespace). When there is no such process the Action returns an error wrapping
-// ErrNoProcess (a Reloader logs and counts it, and does not retry). A sig of 0 sends nothing and only
+// ErrNoProcess (a Reloader, or a Syncer running it as a hook, logs and counts it, and does not
+// retry). A sig of 0 sends nothing and only
 // checks that the process exists and may be signalled, as kill(2) does. Where processes cannot be
 // signalled (Windows) the Action returns an error wrapping errors.ErrUnsupported. A pid of 0 or less
 // names no one process (kill(2) would signal a process group, or every process the caller may
@@ -56,7 +57,8 @@ func SignalPID(pid int, sig syscall.Signal) Action {
 // argv[0], or the kernel's comm) is name, found in procRoot (default "/proc" when empty). The calling
 // process is never signalled. When no process has the name, or every one found exited before the
 // signal reached it, the Action returns an error wrapping ErrNoProcess (the process may not be up
-// yet: a Reloader logs and counts it, and signals again at the next change). A sig of 0 sends
+// yet: a Reloader, or a Syncer running it as a hook, logs and counts it, does not retry, and signals
+// again at the next change or publish). A sig of 0 sends
 // nothing and only checks, as kill(2) does. Where processes cannot be signalled (Windows) the Action
 // returns an error wrapping errors.ErrUnsupported without looking for processes.
 func SignalName(procRoot, name string, sig syscall.Signal) Action {
@@ -165,6 +167,24 @@ func retry(ctx context.Context, a Action, b Backoff, onErr func(attempt int, err
 		case <-t.C:
 		}
 	}
+}
+
+// runAction runs a, retried with backoff (onErr told of each failure) until it succeeds or ctx ends
+// (err), except when it fails with ErrNoProcess: a signal that reached no process is not retried,
+// and that error is returned as nobody. A process that starts later reads the content as it is
+// then; and one that just started may not handle the signal yet (SIGHUP's default terminates it),
+// which a retry would send it at once. The Reloader and the Syncer's hooks both run theirs so.
+func runAction(ctx context.Context, a Action, b Backoff, onErr func(attempt int, err error)) (nobody, err error) {
+	err = retry(ctx, func(ctx context.Context) error {
+		err := a(ctx)
+		if errors.Is(err, ErrNoProcess) {
+			nobody = err
+			return nil
+		}
+		nobody = nil
+		return err
+	}, b, onErr)
+	return nobody, err
 }
 
 // Reloader watches files and directories, including Kubernetes' AtomicWriter layout (ConfigMap and
@@ -306,15 +326,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 		if r.noteMissing(false) && w != nil {
 			r.watch(w, watched) // a directory that appeared is watched itself from now on
 		}
-		var nobody error
-		err := retry(ctx, func(ctx context.Context) error {
-			err := r.action(ctx)
-			if errors.Is(err, ErrNoProcess) {
-				nobody = err
-				return nil
-			}
-			return err
-		}, r.o.backoff, func(attempt int, err error) {
+		nobody, err := runAction(ctx, r.action, r.o.backoff, func(attempt int, err error) {
 			r.m.tries.Inc()
 			r.mu.Lock()
 			r.lastErr = err.Error()

@@ -151,7 +151,10 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 // version is fetched into its own directory and published by an atomic symlink swap, so readers see
 // either the old or the new tree, never a mix. After each publish, and once at startup for content
 // already published by a previous run, the hooks run in the order given, each retried with backoff
-// until it succeeds (a newer publish replaces the pending hook run). Syncs happen at start, every
+// until it succeeds (a newer publish replaces the pending hook run), except a signal that reached
+// no process (ErrNoProcess, from SignalPID or SignalName): it is logged, not retried (the process
+// may have just started and not handle the signal yet), and the run is counted with result
+// "no_process" of podblocks_sidecar_syncer_hooks_total; the hooks after it still run. Syncs happen at start, every
 // WithInterval (default 1m; 0: never), on Trigger, and on HTTP POST to the Syncer as a handler.
 //
 // The content is readable by other users (a web server's workers, another container's user) as
@@ -700,13 +703,17 @@ func (s *Syncer) runHooks(ctx context.Context, versions <-chan string) {
 		case v = <-versions:
 		}
 		for len(s.hooks) > 0 {
-			next, done := s.hookRun(ctx, v, versions)
+			next, done, nobody := s.hookRun(ctx, v, versions)
 			if next == "" {
 				if done {
 					s.mu.Lock()
 					s.hooked = v
 					s.mu.Unlock()
-					s.hm.runs.WithLabelValues("ok").Inc()
+					result := "ok"
+					if nobody {
+						result = "no_process"
+					}
+					s.hm.runs.WithLabelValues(result).Inc()
 				}
 				break
 			}
@@ -719,30 +726,41 @@ func (s *Syncer) runHooks(ctx context.Context, versions <-chan string) {
 }
 
 // hookRun runs every hook for v. It returns a newer version that arrived meanwhile (to run
-// instead), or done=true when all hooks succeeded.
-func (s *Syncer) hookRun(ctx context.Context, v string, versions <-chan string) (next string, done bool) {
+// instead), or done=true when all hooks are done: succeeded, or (nobody=true for a run where one
+// did) sent a signal that reached no process, which is logged and not retried (runAction).
+func (s *Syncer) hookRun(ctx context.Context, v string, versions <-chan string) (next string, done, nobody bool) {
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	result := make(chan error, 1)
+	type outcome struct {
+		err    error
+		nobody bool
+	}
+	result := make(chan outcome, 1)
 	go func() {
+		var out outcome
 		for i, h := range s.hooks {
-			err := retry(hctx, h, s.o.backoff, func(attempt int, err error) {
+			missed, err := runAction(hctx, h, s.o.backoff, func(attempt int, err error) {
 				s.hm.tries.Inc()
 				s.log.Warn("hook", zap.Int("hook", i), zap.String("version", v), zap.Int("attempt", attempt), zap.Error(err))
 			})
 			if err != nil {
-				result <- err
-				return
+				out.err = err
+				break
+			}
+			if missed != nil {
+				out.nobody = true
+				s.log.Warn("hook signal reached no process, not retried: a process that starts later reads the published content",
+					zap.Int("hook", i), zap.String("version", v), zap.Error(missed))
 			}
 		}
-		result <- nil
+		result <- out
 	}()
 	select {
-	case err := <-result:
-		return "", err == nil
+	case out := <-result:
+		return "", out.err == nil, out.nobody
 	case n := <-versions:
 		cancel()
 		<-result
-		return n, false
+		return n, false, false
 	}
 }
