@@ -30,7 +30,8 @@
 // A program that is a container's first process is PID 1 of its PID namespace, and PID 1 is the
 // namespace's init: the kernel hands it every orphaned process to reap, and a signal's default
 // action does not apply to it. RunAsInit, called first thing in main, makes such a program its own init,
-// as tini does: the process re-executes itself as its only child, forwards the usual signals to it,
+// as tini does: the process re-executes itself as its only child, forwards every signal to it but
+// the ones tini keeps back (faults, SIGABRT, SIGTTIN/SIGTTOU, the runtime's SIGURG),
 // reaps every zombie, and exits with the child's status (128+n for signal n). The program keeps its
 // children's exit statuses for os/exec, which a reaper inside the program's own process would take.
 // Anywhere else (not PID 1, not Linux, or PODBLOCKS_INIT=off) RunAsInit returns at once.

@@ -1,6 +1,6 @@
 package lifecycle
 
-// InitEnv is the environment variable RunAsInit reads. Set it to "off" (or "0", "false") to run a
+// InitEnv is the environment variable RunAsInit reads. Set it to "off" (or "0", "false", in any case) to run a
 // program as PID 1 without the init, for example under `docker run --init` or Kubernetes'
 // shareProcessNamespace, where something else already reaps. RunAsInit also sets it to "child" in the
 // re-executed program's environment, and the program's RunAsInit removes it again, so the program
@@ -22,9 +22,11 @@ const initChild = "child"
 // does nothing else. Otherwise the process becomes a small init and RunAsInit never returns: it runs
 // the same program again (/proc/self/exe, the same arguments, environment and standard input, output
 // and error) as its only child, in a process group of its own that it puts in the terminal's
-// foreground when standard input is the controlling terminal. The init forwards SIGHUP, SIGINT,
-// SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGCONT, SIGTSTP and SIGPWR to that child,
-// reaps every process the kernel reparents to it, and when the child ends, exits with the child's exit
+// foreground when standard input is the controlling terminal. The init forwards every signal it
+// gets to that child (SIGTERM, SIGINT, SIGHUP, a real-time STOPSIGNAL such as SIGRTMIN+3, ...) but
+// those tini keeps back too: fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL), SIGABRT, SIGTRAP,
+// SIGSYS, SIGTTIN, SIGTTOU, and SIGURG, the Go runtime's own. It reaps every process the kernel
+// reparents to it, and when the child ends, exits with the child's exit
 // code, or 128+n when signal n killed it, as a shell reports it. In the child, RunAsInit returns and
 // main goes on.
 //

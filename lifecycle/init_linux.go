@@ -9,21 +9,26 @@ import (
 	"unsafe"
 )
 
-// initForwarded are the signals the init passes on to the program. The ones the kernel raises for a
-// fault in the init itself (SIGSEGV, SIGBUS, ...) are not passed on, nor are SIGTTIN and SIGTTOU, nor
-// SIGURG, which the Go runtime sends itself to preempt goroutines, nor SIGPIPE.
-var initForwarded = []os.Signal{
-	syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGUSR1,
-	syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGALRM, syscall.SIGCONT, syscall.SIGTSTP,
-	syscall.SIGPWR,
+// initKept are the signals the init does not pass on, as tini keeps them back: the ones the kernel
+// raises for a fault (SIGSEGV, SIGBUS, ...) and SIGABRT, SIGTRAP and SIGSYS, which a program sends
+// itself when it crashes, SIGTTIN and SIGTTOU, which a terminal sends a background group, and SIGURG,
+// which the Go runtime sends its own threads to preempt goroutines. SIGCHLD makes the init reap.
+// Every other signal, real-time ones included, goes to the program.
+var initKept = map[os.Signal]bool{
+	syscall.SIGFPE: true, syscall.SIGILL: true, syscall.SIGSEGV: true, syscall.SIGBUS: true,
+	syscall.SIGABRT: true, syscall.SIGTRAP: true, syscall.SIGSYS: true, syscall.SIGTTIN: true,
+	syscall.SIGTTOU: true, syscall.SIGURG: true, syscall.SIGCHLD: true,
 }
 
 func runAsInit() {
 	switch v := os.Getenv(InitEnv); {
 	case v == initChild:
 		os.Unsetenv(InitEnv)
-		return
-	case v == "off" || v == "0" || strings.EqualFold(v, "false"):
+		if os.Getpid() != 1 {
+			return
+		}
+		// PID 1 with the child's marker: set by mistake, not by an init. Be the init.
+	case strings.EqualFold(v, "off") || v == "0" || strings.EqualFold(v, "false"):
 		return
 	}
 	if os.Getpid() != 1 {
@@ -44,7 +49,7 @@ func superviseAsInit() (int, error) {
 	// Each SIGCHLD makes the loop reap every child that has ended, so a SIGCHLD dropped because the
 	// buffer was full loses nothing; the buffer holds a burst of signals to forward.
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, append(initForwarded, syscall.SIGCHLD)...)
+	signal.Notify(sigs) // all of them: a signal the init does not catch would be lost (PID 1 has no default actions)
 	pid, err := startInitChild()
 	if err != nil {
 		signal.Stop(sigs)
@@ -56,7 +61,7 @@ func superviseAsInit() (int, error) {
 		}
 		// The child cannot have been reaped yet (reapChildren just said so), so pid still names it:
 		// a signal never goes to a process that reused the number.
-		if s := <-sigs; s != syscall.SIGCHLD {
+		if s := <-sigs; !initKept[s] {
 			_ = syscall.Kill(pid, s.(syscall.Signal)) // ESRCH: it is ending; the next SIGCHLD tells
 		}
 	}

@@ -164,11 +164,13 @@ func playInitRole(role string) int {
 	return fail("unknown role")
 }
 
-// forwardedSignals are the signals RunAsInit documents that it forwards.
+// forwardedSignals are signals RunAsInit forwards: the usual ones, and ones outside any list a
+// program might think of (SIGXCPU, SIGPIPE, SIGIO, and SIGRTMIN+3, systemd's STOPSIGNAL), which
+// the init used to drop.
 var forwardedSignals = []os.Signal{
 	syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGUSR1,
 	syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGALRM, syscall.SIGCONT, syscall.SIGTSTP,
-	syscall.SIGPWR,
+	syscall.SIGPWR, syscall.SIGXCPU, syscall.SIGPIPE, syscall.SIGIO, syscall.Signal(37),
 }
 
 // initRoleCommand runs this test binary as role.
@@ -284,6 +286,8 @@ func TestRunAsInitRunsTheProgramAsItsChild(t *testing.T) {
 	}{
 		{"init", "", `pid1=false ppid=1 "" false`},                               // the program is the init's child, InitEnv removed
 		{"opted out", lifecycle.InitEnv + "=off", `pid1=true ppid=0 "off" true`}, // the program is PID 1 itself
+		{"opted out in capitals", lifecycle.InitEnv + "=OFF", `pid1=true ppid=0 "OFF" true`},
+		{"child marker set by mistake", lifecycle.InitEnv + "=child", `pid1=false ppid=1 "" false`}, // an init all the same
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startInit(t, "whoami", func(cmd *exec.Cmd) { cmd.Env = append(cmd.Env, tc.env) })
@@ -360,6 +364,30 @@ func TestRunAsInitForwardsSignals(t *testing.T) {
 			// The program exits with the number of the signal it caught, and the init with that.
 			if code := p.wait(t); code != int(sig) {
 				t.Errorf("exit code %d, want %d (the program caught %v); stderr:\n%s", code, int(sig), sig, p.stderr)
+			}
+		})
+	}
+}
+
+// TestRunAsInitKeepsFaultSignals: a SIGABRT (or another signal the runtime takes for a crash) sent
+// to the init is neither forwarded nor the init's end; it used to crash the init (exit 2), and the
+// kernel then killed the program with no drain.
+func TestRunAsInitKeepsFaultSignals(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGABRT, syscall.SIGTRAP, syscall.SIGSYS} {
+		t.Run(sig.String(), func(t *testing.T) {
+			p := startInit(t, "sleep")
+			if l := p.line(t); l != "ready" {
+				t.Fatalf("program printed %q, want ready", l)
+			}
+			if err := p.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond) // for a crash to happen
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatalf("the init is gone after %v: %v", sig, err)
+			}
+			if code := p.wait(t); code != 128+int(syscall.SIGTERM) {
+				t.Errorf("exit code %d, want %d (the program ended by the SIGTERM after %v); stderr:\n%s", code, 128+int(syscall.SIGTERM), sig, p.stderr)
 			}
 		})
 	}
