@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/podblocks/podblocks/sidecar"
 	"github.com/podblocks/podblocks/sidecartest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
@@ -227,4 +229,26 @@ func statusRow(s interface {
 		}
 	}
 	return ""
+}
+
+// TestReloaderMetricsStartAtZero: each result of reloads_total has a series from the start, at 0 (an
+// alert on its rate needs one; the old code made a series only at its first reload), and the Help
+// text names the results.
+func TestReloaderMetricsStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := sidecar.NewReloader([]string{t.TempDir()}, func(context.Context) error { return nil }, sidecar.WithRegisterer(reg)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := counterValues(t, reg, "podblocks_sidecar_reloader_reloads_total"), `{result="no_process"} 0; {result="ok"} 0`; got != want {
+		t.Errorf("reloads_total: %s, want %s", got, want)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "podblocks_sidecar_reloader_reloads_total" && (!strings.Contains(mf.GetHelp(), "ok") || !strings.Contains(mf.GetHelp(), "no_process")) {
+			t.Errorf("Help %q: want the results ok and no_process named", mf.GetHelp())
+		}
+	}
 }

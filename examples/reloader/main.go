@@ -111,8 +111,12 @@ func run(args []string, stderr io.Writer) error {
 		return cmdline.Usagef("-debounce %v: want 0 or more", *debounce)
 	}
 	if *metrics != "" {
-		if _, _, err := net.SplitHostPort(*metrics); err != nil {
+		_, port, err := net.SplitHostPort(*metrics)
+		if err != nil {
 			return cmdline.Usagef("-metrics %q: want HOST:PORT", *metrics)
+		}
+		if _, err := net.LookupPort("tcp", port); err != nil {
+			return cmdline.Usagef("-metrics %q: port %q: %w", *metrics, port, err)
 		}
 	}
 	// Signal 0 sends nothing: it finds out whether the target exists and may be signalled.

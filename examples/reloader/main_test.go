@@ -105,6 +105,8 @@ func TestBadFlags(t *testing.T) {
 		// No kernel gives a PID this high (Linux's pid_max is at most 2^22).
 		{Args: []string{"-watch", dir, "-pid", "1073741824"}, Status: 2, Stderr: "reloader: -pid 1073741824: no such process"},
 		{Args: []string{"-watch", dir, "-webhook", hook, "-metrics", "9102"}, Status: 2, Stderr: `reloader: -metrics "9102": want HOST:PORT`},
+		// The port is looked up before anything runs, not when the listener fails later.
+		{Args: []string{"-watch", dir, "-webhook", hook, "-metrics", "127.0.0.1:http9"}, Status: 2, Stderr: `reloader: -metrics "127.0.0.1:http9": port "http9"`},
 	})
 }
 
