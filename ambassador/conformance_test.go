@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -289,6 +290,32 @@ func TestHTTPProxyContentLengthAndChunked(t *testing.T) {
 	}
 }
 
+// drainProxy runs an HTTPProxy with one event loop (or none, on the goroutine path run) in front
+// of the endpoint at addr, until cancel; done tells how Run ended. dial connects a client to it.
+func drainProxy(t *testing.T, addr string) (dial func() (net.Conn, *bufio.Reader), cancel func(), done <-chan error) {
+	t.Helper()
+	c, err := ambassador.NewCluster(ambassador.NewStatic(ambassador.Endpoint{Addr: addr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ambassador.NewHTTPProxy("127.0.0.1:0", c, withPath([]ambassador.Option{ambassador.WithEventLoops(1)})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan error, 1)
+	go func() { ended <- p.Run(ctx) }()
+	<-p.Ready()
+	return func() (net.Conn, *bufio.Reader) {
+		conn, err := net.Dial("tcp", p.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		return conn, bufio.NewReader(conn)
+	}, cancel, ended
+}
+
 // TestHTTPProxyDrainSaysClose: an answer written once shutdown has begun says Connection: close,
 // and its connection closes after it, so that a keep-alive client does not send its next request
 // into a connection about to close; idle keep-alive connections are closed. On the event loop
@@ -306,26 +333,7 @@ func TestHTTPProxyDrainSaysClose(t *testing.T) {
 		var once sync.Once
 		unblock := func() { once.Do(func() { close(release) }) }
 		t.Cleanup(unblock) // before the endpoint's cleanup waits for its connections
-		c, err := ambassador.NewCluster(ambassador.NewStatic(ambassador.Endpoint{Addr: e.addr}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := ambassador.NewHTTPProxy("127.0.0.1:0", c, withPath([]ambassador.Option{ambassador.WithEventLoops(1)})...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		<-p.Ready()
-		dial := func() (net.Conn, *bufio.Reader) {
-			conn, err := net.Dial("tcp", p.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			return conn, bufio.NewReader(conn)
-		}
+		dial, cancel, done := drainProxy(t, e.addr)
 		idle, idleBR := dial()
 		busy, busyBR := dial()
 		fmt.Fprintf(idle, "GET /fast HTTP/1.1\r\nHost: x\r\n%s\r\n", pragma)
@@ -467,5 +475,78 @@ func TestHTTPProxySlowClientNotCut(t *testing.T) {
 				t.Errorf("%s, Pragma %q: read %d bytes of %d, %v; want the body whole", path, pragma, len(body), len(want), err)
 			}
 		}
+	}
+}
+
+// TestHTTPProxyDrainServesPipelined: requests a client pipelined before shutdown began are all
+// answered, and only the answer to the last of them says Connection: close; then the connection
+// closes. Three requests in one write, the first held at the endpoint when shutdown begins: GETs
+// on the event loop, POSTs with a body (which the client cannot safely retry) on the goroutine path
+// (Pragma).
+func TestHTTPProxyDrainServesPipelined(t *testing.T) {
+	for _, tc := range []struct{ method, body, pragma string }{
+		{"GET", "", ""},
+		{"POST", "payload", "Pragma: no-cache\r\n"},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			arrived, release := make(chan struct{}, 1), make(chan struct{})
+			backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				if r.URL.Path == "/r0" {
+					arrived <- struct{}{}
+					<-release
+				}
+				io.WriteString(w, "answer for "+r.URL.Path+" "+string(body))
+			}))
+			var once sync.Once
+			unblock := func() { once.Do(func() { close(release) }) }
+			t.Cleanup(backend.Close)
+			t.Cleanup(unblock) // before the backend's Close waits for its handlers
+			dial, cancel, done := drainProxy(t, backend.Listener.Addr().String())
+			// An idle connection on the same path, whose closing shows that shutdown has begun there.
+			idle, idleBR := dial()
+			fmt.Fprintf(idle, "GET /idle HTTP/1.1\r\nHost: x\r\n%s\r\n", tc.pragma)
+			if resp, err := http.ReadResponse(idleBR, nil); err != nil {
+				t.Fatal(err)
+			} else {
+				io.Copy(io.Discard, resp.Body)
+			}
+			busy, busyBR := dial()
+			var reqs strings.Builder
+			for i := range 3 {
+				fmt.Fprintf(&reqs, "%s /r%d HTTP/1.1\r\nHost: x\r\n%s", tc.method, i, tc.pragma)
+				if tc.body != "" {
+					fmt.Fprintf(&reqs, "Content-Length: %d\r\n\r\n%s", len(tc.body), tc.body)
+				} else {
+					reqs.WriteString("\r\n")
+				}
+			}
+			io.WriteString(busy, reqs.String()) // one write: all three are buffered at the proxy
+			<-arrived
+			cancel()
+			if n, err := idleBR.Read(make([]byte, 1)); err == nil {
+				t.Errorf("%s: the idle connection read %d bytes during shutdown, want it closed", tc.method, n)
+			}
+			unblock()
+			for i := range 3 {
+				resp, err := http.ReadResponse(busyBR, nil)
+				if err != nil {
+					t.Fatalf("%s: answer %d of 3 pipelined before shutdown: %v", tc.method, i, err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				if want := fmt.Sprintf("answer for /r%d %s", i, tc.body); string(body) != want || resp.Close != (i == 2) {
+					t.Errorf("%s: answer %d = %q, close %v; want %q, close only on the last",
+						tc.method, i, body, resp.Close, want)
+				}
+			}
+			if n, err := busyBR.Read(make([]byte, 1)); err == nil {
+				t.Errorf("%s: read %d bytes after the last answer, want the connection closed", tc.method, n)
+			}
+			idle.Close()
+			busy.Close()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }

@@ -555,9 +555,10 @@ func (hc *h1Conn) WriteHeader(code int) {
 	if hc.chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	if hc.p.conns.closing.Load() {
-		// The proxy is shutting down: the connection closes after this answer, which says so,
-		// lest the client send its next request into a connection about to close.
+	if hc.p.conns.closing.Load() && hc.br.Buffered() == 0 {
+		// The proxy is shutting down and the client sent nothing after this request: the
+		// connection closes after this answer, which says so, lest the client send its next
+		// request into a connection about to close. Requests it pipelined are served first.
 		hc.closeAfter = true
 	}
 	bw.WriteString(connHeaderFor(hc.closeAfter, hc.keepAlive10).line())

@@ -493,9 +493,10 @@ func (l *loop) handle(m msg) {
 			switch {
 			case s.phase == pIdle && s.r == s.w:
 				l.closeClient(s)
-			case s.phase == pBusy:
-				// Its answer says Connection: close (unless its head is out already), and the
-				// connection closes after it.
+			case s.phase == pBusy && s.r+s.ex.headLen == s.w:
+				// Its request is the last one the client sent: its answer says Connection:
+				// close (unless its head is out already), and the connection closes after it.
+				// Requests pipelined after it are served first; the last one's answer says so.
 				s.ex.closeAfter = true
 			}
 		}
@@ -677,7 +678,7 @@ func (l *loop) serveNext(c *sock) {
 	}
 	c.phase, c.first, c.partial, c.deadline = pBusy, false, false, time.Time{}
 	l.gen++
-	c.ex = exchange{req: req, headLen: n, closeAfter: req.Close || l.closing, keepAlive: keepAlive10(req), gen: l.gen, active: true,
+	c.ex = exchange{req: req, headLen: n, closeAfter: req.Close || (l.closing && c.r+n == c.w), keepAlive: keepAlive10(req), gen: l.gen, active: true,
 		a: attempts{cluster: cluster, key: key, retriable: isRetriable(req)}}
 	l.p.budget.active.Add(1)
 	l.attempt(c)
