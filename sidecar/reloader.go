@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,27 +33,43 @@ type Action func(ctx context.Context) error
 // SignalPID returns an Action sending sig to the process with the given PID (in a pod: a container
 // sharing the PID namespace). When there is no such process the Action returns an error wrapping
 // ErrNoProcess (a Reloader, or a Syncer running it as a hook, logs and counts it, and does not
-// retry). A sig of 0 sends nothing and only
-// checks that the process exists and may be signalled, as kill(2) does. Where processes cannot be
-// signalled (Windows) the Action returns an error wrapping errors.ErrUnsupported. A pid of 0 or less
-// names no one process (kill(2) would signal a process group, or every process the caller may
-// signal): the Action signals nothing and returns a *ConfigError.
+// retry), and from then on signals nothing, returning that error again: the process has exited, and
+// the PID, once reused, names another process. A sig of 0 sends nothing and only checks that the
+// process exists and may be signalled, as kill(2) does. Where processes cannot be signalled
+// (Windows) the Action returns an error wrapping errors.ErrUnsupported. A pid of 0 or less names no
+// one process (kill(2) would signal a process group, or every process the caller may signal): the
+// Action signals nothing and returns a *ConfigError.
 func SignalPID(pid int, sig syscall.Signal) Action {
 	if pid <= 0 {
 		err := &ConfigError{Field: "SignalPID", Reason: fmt.Sprintf("pid %d: want a positive process ID", pid)}
 		return func(context.Context) error { return err }
 	}
+	var exited atomic.Bool
+	gone := fmt.Errorf("signal %d: %w", pid, pidExited{pid})
 	return func(context.Context) error {
+		if exited.Load() {
+			return gone
+		}
 		err := signalProcess(pid, sig)
 		switch {
 		case errors.Is(err, syscall.ESRCH):
-			return fmt.Errorf("signal %d: %w", pid, ErrNoProcess)
+			exited.Store(true)
+			return gone
 		case err != nil:
 			return fmt.Errorf("signal %d: %w", pid, err)
 		}
 		return nil
 	}
 }
+
+// pidExited is SignalPID's error once its process has exited: it wraps ErrNoProcess.
+type pidExited struct{ pid int }
+
+func (e pidExited) Error() string {
+	return fmt.Sprintf("process %d has exited, and is not signalled again (its PID may name another process by now): %v", e.pid, ErrNoProcess)
+}
+
+func (pidExited) Unwrap() error { return ErrNoProcess }
 
 // SignalName returns an Action sending sig to every process whose executable name (the base name of
 // argv[0], or the kernel's comm) is name, found in procRoot (default "/proc" when empty). The calling
@@ -197,7 +214,8 @@ func runAction(ctx context.Context, a Action, b Backoff, onErr func(attempt int,
 // when it fails with ErrNoProcess: a signal that reached no process is logged, counted (result
 // "no_process" of podblocks_sidecar_reloader_reloads_total) and not retried, since a process that
 // starts later reads the content as it is then, and one that just started may not handle the signal
-// yet (SIGHUP's default is to terminate it); the next change signals again.
+// yet (SIGHUP's default is to terminate it); the next change signals again (SignalName), or, for a
+// SignalPID whose process has exited, nothing again (the log says so).
 //
 // A path may not exist yet when Run starts (an optional ConfigMap key, a file under a Syncer's link
 // before its first publish): Run logs a warning for it ("does not exist yet"), shows it in Statusz
@@ -364,8 +382,11 @@ func (r *Reloader) Run(ctx context.Context) error {
 			r.lastErr, r.missed = nobody.Error(), r.missed+1
 			missed := r.missed
 			r.mu.Unlock()
-			r.log.Warn("reload signal reached no process, the next change signals again",
-				zap.String("content", h), zap.Uint64("missed", missed), zap.Error(nobody))
+			msg := "reload signal reached no process, the next change signals again"
+			if errors.As(nobody, new(pidExited)) {
+				msg = "reload signal reached no process: it has exited, and is not signalled again"
+			}
+			r.log.Warn(msg, zap.String("content", h), zap.Uint64("missed", missed), zap.Error(nobody))
 			continue
 		}
 		r.m.runs.WithLabelValues("ok").Inc()

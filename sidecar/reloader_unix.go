@@ -8,4 +8,4 @@ import "syscall"
 var errNoSignals error
 
 // signalProcess sends sig to the process pid (kill(2)).
-func signalProcess(pid int, sig syscall.Signal) error { return syscall.Kill(pid, sig) }
+var signalProcess = func(pid int, sig syscall.Signal) error { return syscall.Kill(pid, sig) }

@@ -18,6 +18,8 @@ import (
 	"github.com/podblocks/podblocks/sidecar"
 	"github.com/podblocks/podblocks/sidecartest"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // sighupCounter starts a shell, under the executable name name, that appends a line to a file on
@@ -172,5 +174,37 @@ func TestReloaderSignalToNoProcessCountedNotRetried(t *testing.T) {
 				t.Errorf("reloads by result (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestReloaderSignalPIDExitedSaysSo: a -pid target that exited is not signalled again, and the log
+// says so; the old code logged "the next change signals again", false for a fixed PID (and, once
+// the PID was reused, the next change would have signalled another process).
+func TestReloaderSignalPIDExitedSaysSo(t *testing.T) {
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Skip("no sleep:", err)
+	}
+	pid := child.Process.Pid
+	_ = child.Process.Kill()
+	_ = child.Wait() // reaped: kill(2) of pid gives ESRCH until the PID is reused
+	core, logs := observer.New(zap.WarnLevel)
+	dir := t.TempDir()
+	r, err := sidecar.NewReloader([]string{dir}, sidecar.SignalPID(pid, syscall.SIGHUP), sidecar.WithDebounce(5*time.Millisecond),
+		sidecar.WithPollInterval(20*time.Millisecond), sidecar.WithLogger(zap.New(core)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	if err := sidecartest.WriteAtomic(dir, map[string]string{"conf": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the miss logged", 10*time.Second, func() bool { return logs.FilterMessageSnippet("reached no process").Len() == 1 })
+	e := logs.FilterMessageSnippet("reached no process").All()[0]
+	if !strings.Contains(e.Message, "has exited, and is not signalled again") || strings.Contains(e.Message, "signals again") {
+		t.Errorf("log %q: want it to say the process exited and is not signalled again", e.Message)
+	}
+	if err := fmt.Sprint(e.ContextMap()["error"]); !strings.Contains(err, fmt.Sprintf("process %d has exited", pid)) {
+		t.Errorf("logged error %q: want it to say process %d exited", err, pid)
 	}
 }

@@ -9,7 +9,8 @@
 // A -watch path that does not exist yet (an optional ConfigMap key, a file under a syncer's link
 // before its first publish) is logged as a warning ("watched path does not exist yet; a change is
 // reported when it appears") and watched for: its appearance is a change. -pid must name a process
-// that runs at start. A -process name that no process has yet is
+// that runs at start; once it has exited, a change logs that it is not signalled again (its PID may
+// name another process by then), and the reloader keeps running: restart it with the new PID. A -process name that no process has yet is
 // logged (the application container may not have started): a change signals whoever has the name
 // then, and a signal that reaches no process is logged ("reload signal reached no process"), not
 // retried (SIGHUP kills a process that has not installed its handler yet), and counted:
