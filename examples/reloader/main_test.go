@@ -110,6 +110,21 @@ func TestBadFlags(t *testing.T) {
 	})
 }
 
+// startWatching starts the reloader with args, its stderr in log, killed when the test ends, and
+// waits until it watches.
+func startWatching(t *testing.T, args ...string) (*exec.Cmd, *syncbuf.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	log := &syncbuf.Buffer{}
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	await.True(t, "the reloader watching", 30*time.Second, func() bool { return strings.Contains(log.String(), `"watching"`) })
+	return cmd, log
+}
+
 // TestWatchPathMissingAtStart: a -watch path that does not exist yet (an optional ConfigMap key, a
 // Syncer's link before its first publish) is a warning, not an exit (3010297 exited 2, every
 // restart); its appearance calls the webhook once.
@@ -119,14 +134,7 @@ func TestWatchPathMissingAtStart(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "current", "site.conf")
-	cmd := exec.Command(bin, "-watch", dir+","+conf, "-webhook", srv.URL, "-debounce", "10ms", "-poll", "50ms")
-	var log syncbuf.Buffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	await.True(t, "the reloader watching", 30*time.Second, func() bool { return strings.Contains(log.String(), `"watching"`) })
+	cmd, log := startWatching(t, "-watch", dir+","+conf, "-webhook", srv.URL, "-debounce", "10ms", "-poll", "50ms")
 	if !strings.Contains(log.String(), "does not exist yet") || !strings.Contains(log.String(), conf) {
 		t.Errorf("no warning naming the missing path %s:\n%s", conf, log.String())
 	}
@@ -167,14 +175,7 @@ func TestProcessNotYetRunning(t *testing.T) {
 	// Each version is swapped in whole, as a ConfigMap volume's: a write in place could be hashed half
 	// done, and signal twice.
 	addr := freeport.TCP(t)
-	cmd := exec.Command(bin, "-watch", dir, "-process", name, "-debounce", "10ms", "-poll", "50ms", "-metrics", addr)
-	var log syncbuf.Buffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	await.True(t, "the reloader watching", 30*time.Second, func() bool { return strings.Contains(log.String(), `"watching"`) })
+	cmd, log := startWatching(t, "-watch", dir, "-process", name, "-debounce", "10ms", "-poll", "50ms", "-metrics", addr)
 	if !strings.Contains(log.String(), "no process has the -process name yet") {
 		t.Errorf("no warning about the missing process at start:\n%s", log.String())
 	}
