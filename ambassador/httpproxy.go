@@ -755,7 +755,7 @@ func (p *HTTPProxy) exchange(uc *upConn, r *http.Request) (*http.Response, error
 		stop := context.AfterFunc(r.Context(), func() { uc.nc.SetDeadline(pastTime) })
 		defer stop()
 	}
-	if err := writeRequest(uc.bw, r); err != nil {
+	if err := writeRequest(uc.bw, &uc.body, r); err != nil {
 		return nil, err
 	}
 	yieldBeforeRead(uc.br)
@@ -829,8 +829,10 @@ func connectionTokens(h http.Header) map[string]bool {
 	return m
 }
 
-// writeRequest writes r as an HTTP/1.1 request with X-Forwarded-* headers and flushes it.
-func writeRequest(bw *bufio.Writer, r *http.Request) error {
+// writeRequest writes r as an HTTP/1.1 request with X-Forwarded-* headers and flushes it. body
+// reads r's body: the caller's, so that it is not allocated per request; nil for a request
+// without one.
+func writeRequest(bw *bufio.Writer, body *bodyReader, r *http.Request) error {
 	uri := r.RequestURI
 	if uri == "" || r.ProtoMajor == 2 {
 		uri = r.URL.RequestURI()
@@ -861,6 +863,13 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 		bw.WriteString("\r\n")
 	}
 	hasBody := r.Body != nil && r.Body != http.NoBody
+	if hasBody {
+		if body == nil {
+			body = new(bodyReader)
+		}
+		*body = bodyReader{r: r.Body}
+		defer func() { *body = bodyReader{} }() // keeps no request's body
+	}
 	switch {
 	case !hasBody || r.ContentLength == 0:
 		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
@@ -871,15 +880,13 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 		bw.WriteString("Content-Length: ")
 		bw.WriteString(strconv.FormatInt(r.ContentLength, 10))
 		bw.WriteString("\r\n\r\n")
-		body := bodyReader{r: r.Body}
-		if _, err := io.CopyN(bw, &body, r.ContentLength); err != nil {
+		if _, err := io.CopyN(bw, body, r.ContentLength); err != nil {
 			return body.failed(err)
 		}
 	default:
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 		cw := httputil.NewChunkedWriter(bw)
-		body := bodyReader{r: r.Body}
-		if _, err := io.Copy(cw, &body); err != nil {
+		if _, err := io.Copy(cw, body); err != nil {
 			return body.failed(err)
 		}
 		cw.Close()
@@ -990,7 +997,7 @@ func (p *HTTPProxy) serveUpgrade(w http.ResponseWriter, r *http.Request, cluster
 		nc.SetDeadline(time.Now().Add(p.cfg.perTryTimeout))
 	}
 	var resp *http.Response
-	if err = writeRequest(uc.bw, r); err == nil {
+	if err = writeRequest(uc.bw, &uc.body, r); err == nil {
 		resp, err = http.ReadResponse(uc.br, r)
 	}
 	// Interim answers before the 101 or the refusal are dropped, as readAnswer drops them.

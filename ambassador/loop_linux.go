@@ -935,7 +935,7 @@ func (l *loop) send(c *sock, u *sock) {
 	ex.interim = 0
 	l.sink.b = u.out[:0]
 	l.bw.Reset(&l.sink)
-	writeRequest(l.bw, ex.req) // no body: it cannot fail
+	writeRequest(l.bw, nil, ex.req) // no body: it cannot fail
 	u.out, u.outOff = l.sink.b, 0
 	l.sink.b = nil
 	u.deadline = l.after(l.p.cfg.perTryTimeout)

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -188,4 +190,30 @@ func FuzzParseRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		compareRequest(t, data)
 	})
+}
+
+// TestWriteRequestBodyAllocs: writeRequest reads a body through its caller's bodyReader, so that
+// a request with a body allocates no more than one without, but for io.CopyN's LimitedReader; and
+// it keeps no request's body there.
+func TestWriteRequestBodyAllocs(t *testing.T) {
+	bw := bufio.NewWriter(io.Discard)
+	var body bodyReader
+	sr := strings.NewReader("hello")
+	allocs := func(r *http.Request) float64 {
+		return testing.AllocsPerRun(100, func() {
+			sr.Reset("hello")
+			if err := writeRequest(bw, &body, r); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	get, _ := http.NewRequest("GET", "http://x/form", nil)
+	post, _ := http.NewRequest("POST", "http://x/form", nil)
+	post.Body, post.ContentLength = io.NopCloser(sr), 5
+	if g, p := allocs(get), allocs(post); p > g+1 {
+		t.Errorf("writeRequest: a POST with a body allocates %v, a GET %v; want at most one more", p, g)
+	}
+	if body.r != nil {
+		t.Error("writeRequest left the request's body in its bodyReader")
+	}
 }

@@ -12,6 +12,9 @@ type upConn struct {
 	br *bufio.Reader
 	bw *bufio.Writer
 	rs respState
+	// body reads the request body writeRequest sends (here so that it is not allocated per
+	// request).
+	body bodyReader
 }
 
 func newUpConn(nc net.Conn) *upConn {
