@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -66,13 +67,28 @@ type actionMetrics struct {
 	tries prometheus.Counter
 }
 
-func newActionMetrics(r prometheus.Registerer, what string) *actionMetrics {
-	return &actionMetrics{
+// result is a value of an action's result label and what it means.
+type result struct{ name, meaning string }
+
+// newActionMetrics makes podblocks_sidecar_<what>_total, by result, and its retries counter. The
+// Help text names every result and what it means, and each result's series exists at 0 from the
+// start, so that an alert on its rate has a series to compute it from.
+func newActionMetrics(r prometheus.Registerer, what string, results ...result) *actionMetrics {
+	help := make([]string, len(results))
+	for i, res := range results {
+		help[i] = res.name + " (" + res.meaning + ")"
+	}
+	m := &actionMetrics{
 		runs: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podblocks_sidecar_" + what + "_total", Help: "Completed " + what + ", by result.",
+			Name: "podblocks_sidecar_" + what + "_total",
+			Help: "Completed " + what + ", by result: " + strings.Join(help, ", ") + ".",
 		}, []string{"result"})),
 		tries: register(r, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "podblocks_sidecar_" + what + "_retries_total", Help: "Retries of " + what + " hooks or actions.",
 		})),
 	}
+	for _, res := range results {
+		m.runs.WithLabelValues(res.name)
+	}
+	return m
 }

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -257,28 +256,8 @@ func NewReloader(paths []string, action Action, opts ...Option) (*Reloader, erro
 		clean[i] = filepath.Clean(p)
 	}
 	return &Reloader{paths: clean, action: action, o: o, log: o.logger.Named("reloader"),
-		m: newReloaderMetrics(o.registerer), ready: make(chan struct{})}, nil
-}
-
-// reloadResults are the values of the result label of podblocks_sidecar_reloader_reloads_total.
-var reloadResults = []string{"ok", "no_process"}
-
-// newReloaderMetrics makes the Reloader's metrics, with each result's series at 0 from the start
-// (an alert on a rate has a series to compute it from) and a Help text naming the results.
-func newReloaderMetrics(reg prometheus.Registerer) *actionMetrics {
-	m := &actionMetrics{
-		runs: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podblocks_sidecar_reloader_reloads_total",
-			Help: "Completed reloads, by result: ok (the action succeeded), no_process (its signal reached no process; not retried).",
-		}, []string{"result"})),
-		tries: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "podblocks_sidecar_reloader_reloads_retries_total", Help: "Retries of reloader_reloads hooks or actions.",
-		})),
-	}
-	for _, res := range reloadResults {
-		m.runs.WithLabelValues(res)
-	}
-	return m
+		m: newActionMetrics(o.registerer, "reloader_reloads",
+			result{"ok", "the action succeeded"}, result{"no_process", "its signal reached no process; not retried"}), ready: make(chan struct{})}, nil
 }
 
 // Ready is closed once the watches are set and the initial content is hashed.

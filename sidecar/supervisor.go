@@ -117,7 +117,7 @@ func NewSupervisor(children []Child, opts ...Option) (*Supervisor, error) {
 		return nil, &ConfigError{Field: "WithPollInterval", Reason: "must be positive"}
 	}
 	return &Supervisor{children: children, o: o, log: o.logger.Named("supervisor"),
-		m: newActionMetrics(o.registerer, "supervisor_restarts"), done: make(chan struct{}),
+		m: newActionMetrics(o.registerer, "supervisor_restarts", result{"restart", "a child was started again"}), done: make(chan struct{}),
 		state: make([]childState, len(children))}, nil
 }
 

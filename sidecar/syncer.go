@@ -233,8 +233,10 @@ func NewSyncer(root string, src Source, opts ...Option) (*Syncer, error) {
 		g.Cache = filepath.Join(root, ".git-cache")
 	}
 	return &Syncer{root: root, link: filepath.Join(root, name), src: src, hooks: o.hooks, o: o,
-		log: o.logger.Named("syncer"), m: newActionMetrics(o.registerer, "syncer_syncs"),
-		hm:      newActionMetrics(o.registerer, "syncer_hooks"),
+		log: o.logger.Named("syncer"), m: newActionMetrics(o.registerer, "syncer_syncs", result{"published", "new content is current"},
+			result{"unchanged", "the source had nothing new"}, result{"error", "the sync failed"}),
+		hm: newActionMetrics(o.registerer, "syncer_hooks", result{"ok", "every hook ran"},
+			result{"no_process", "a hook's signal reached no process; not retried"}),
 		trigger: make(chan struct{}, 1), ready: make(chan struct{})}, nil
 }
 

@@ -43,8 +43,8 @@ func TestSyncerHookNoProcessNotRetried(t *testing.T) {
 	if got := after.Load(); got != 1 {
 		t.Errorf("the hook after it ran %d times, want 1", got)
 	}
-	if got := counterValues(t, reg, "podblocks_sidecar_syncer_hooks_total"); got != `{result="no_process"} 1` {
-		t.Errorf("podblocks_sidecar_syncer_hooks_total: %s, want {result=\"no_process\"} 1", got)
+	if got := counterValues(t, reg, "podblocks_sidecar_syncer_hooks_total"); got != `{result="no_process"} 1; {result="ok"} 0` {
+		t.Errorf("podblocks_sidecar_syncer_hooks_total: %s, want {result=\"no_process\"} 1; {result=\"ok\"} 0", got)
 	}
 }
 
