@@ -186,6 +186,7 @@ type proxy interface {
 	Run(ctx context.Context) error
 	Ready() <-chan struct{}
 	Statusz() (string, []string, [][]string)
+	Addr() net.Addr // the address it listens on, once ready
 }
 
 // serve runs p until ctx ends or SIGINT/SIGTERM, behind a hook server when -admin is set.
@@ -196,7 +197,7 @@ func serve(ctx context.Context, f *proxyFlags, p proxy, cluster *ambassador.Clus
 		go func() {
 			select {
 			case <-p.Ready():
-				fmt.Fprintln(stdout, "ambassador: listening on", f.listen)
+				fmt.Fprintln(stdout, "ambassador: listening on", p.Addr()) // the port -listen :0 got
 			case <-ctx.Done():
 			}
 		}()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,34 @@ func TestHTTPSubcommand(t *testing.T) {
 	}
 	if !ambassadortest.WaitFor(t.Context(), 5*time.Second, func() bool { return strings.Contains(out.String(), "listening on "+listen) }) {
 		t.Errorf("stdout %q, want the listening line", out.String())
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// With -listen HOST:0 the listening line names the port the proxy got, which a client can reach;
+// it used to print the :0 it was given.
+func TestListeningLineNamesThePort(t *testing.T) {
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	ctx, cancel := context.WithCancel(t.Context())
+	out := &syncbuf.Buffer{}
+	done := make(chan error, 1)
+	go func() { done <- runHTTPContext(ctx, []string{"-listen", "127.0.0.1:0", "-backends", b.Addr}, out) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run = %v, want nil", err)
+		}
+	}()
+	line := regexp.MustCompile(`ambassador: listening on (127\.0\.0\.1:(\d+))\n`)
+	var m []string
+	if !ambassadortest.WaitFor(t.Context(), 15*time.Second, func() bool { m = line.FindStringSubmatch(out.String()); return m != nil }) {
+		t.Fatalf("stdout %q, want a listening line with an address", out.String())
+	}
+	if m[2] == "0" {
+		t.Fatalf("listening line %q names port 0, not the port the proxy got", m[0])
+	}
+	if got := backendOf(t, m[1], "/", "", ""); got != "b" {
+		t.Errorf("through the address the line names: answered by %q, want b", got)
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
