@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -77,8 +76,8 @@ func parse(args []string, getenv func(string) string) (config, error) {
 		}
 	}
 	for _, a := range []struct{ flag, addr string }{{"-listen", c.Listen}, {"-admin", c.Admin}} {
-		if _, _, err := net.SplitHostPort(a.addr); err != nil {
-			return c, cmdline.Usagef("%s %q: want HOST:PORT", a.flag, a.addr)
+		if err := cmdline.Addr(a.flag, a.addr); err != nil {
+			return c, err
 		}
 	}
 	switch margin := lifecycle.DefaultSafetyMargin; {

@@ -112,10 +112,10 @@ func run(args []string, stderr io.Writer) error {
 		return cmdline.Usagef("-debounce %v: want 0 or more", *debounce)
 	}
 	if *metrics != "" {
-		_, port, err := net.SplitHostPort(*metrics)
-		if err != nil {
-			return cmdline.Usagef("-metrics %q: want HOST:PORT", *metrics)
+		if err := cmdline.Addr("-metrics", *metrics); err != nil {
+			return err
 		}
+		_, port, _ := net.SplitHostPort(*metrics)
 		if _, err := net.LookupPort("tcp", port); err != nil {
 			return cmdline.Usagef("-metrics %q: port %q: %w", *metrics, port, err)
 		}

@@ -85,8 +85,8 @@ func run(args []string, stderr io.Writer) error {
 		}
 	}
 	if *addr != "" {
-		if _, _, err := net.SplitHostPort(*addr); err != nil {
-			return cmdline.Usagef("-http %q: want HOST:PORT", *addr)
+		if err := cmdline.Addr("-http", *addr); err != nil {
+			return err
 		}
 	}
 	if *archive != "" {

@@ -281,11 +281,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // *cmdline.UsageError naming the flag. Those of a backend or a source not used are not checked
 // (serve refuses them when given).
 func checkServeValues(backend, path, natsURL, name, addr, metricsAddr, source string) error {
-	if err := checkAddr("http", addr); err != nil {
+	if err := cmdline.Addr("-http", addr); err != nil {
 		return err
 	}
 	if metricsAddr != "" {
-		if err := checkAddr("metrics", metricsAddr); err != nil {
+		if err := cmdline.Addr("-metrics", metricsAddr); err != nil {
 			return err
 		}
 	}
@@ -314,18 +314,10 @@ func checkServeValues(backend, path, natsURL, name, addr, metricsAddr, source st
 	return nil
 }
 
-// checkAddr checks addr, the value of flag -name, a listen address.
-func checkAddr(name, addr string) error {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return cmdline.Usagef("-%s %q: want HOST:PORT", name, addr)
-	}
-	return nil
-}
-
-// listen listens on addr, the value of flag -name of command cmd, once checkAddr takes it (a
+// listen listens on addr, the value of flag -name of command cmd, once cmdline.Addr takes it (a
 // *cmdline.UsageError otherwise).
 func listen(cmd, name, addr string) (net.Listener, error) {
-	if err := checkAddr(name, addr); err != nil {
+	if err := cmdline.Addr("-"+name, addr); err != nil {
 		return nil, cmdline.Usagef("%s: %w", cmd, err)
 	}
 	ln, err := net.Listen("tcp", addr)

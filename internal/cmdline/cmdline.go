@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 )
@@ -27,6 +28,15 @@ type UsageError struct {
 func (e *UsageError) Error() string { return e.Err.Error() }
 
 func (e *UsageError) Unwrap() error { return e.Err }
+
+// Addr refuses addr, the value of flag (named with its dash: "-http"), unless it is HOST:PORT, with
+// a usage error.
+func Addr(flag, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return Usagef("%s %q: want HOST:PORT", flag, addr)
+	}
+	return nil
+}
 
 // Usagef returns a *UsageError with the message fmt.Errorf(format, args...) makes.
 func Usagef(format string, args ...any) error {

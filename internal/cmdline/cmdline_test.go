@@ -100,3 +100,16 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("-m: %v, want a usage error", err)
 	}
 }
+
+func TestAddr(t *testing.T) {
+	for _, ok := range []string{"127.0.0.1:0", ":8080", "[::1]:9090", "localhost:http"} {
+		if err := cmdline.Addr("-http", ok); err != nil {
+			t.Errorf("Addr(%q) = %v, want nil", ok, err)
+		}
+	}
+	err := cmdline.Addr("-http", "8080")
+	var ue *cmdline.UsageError
+	if !errors.As(err, &ue) || err.Error() != `-http "8080": want HOST:PORT` {
+		t.Errorf(`Addr("8080") = %v, want the usage error -http "8080": want HOST:PORT`, err)
+	}
+}
