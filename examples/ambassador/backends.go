@@ -111,13 +111,4 @@ func andList(items []string) string {
 // net.Listen or net.Dial could ever use: not a number from min (0 for a listener: any free port; 1
 // for a backend) to 65535, nor a service name. Such an address is a command-line mistake (exit 2),
 // where a port in use, or a host with no such interface, is a failure of the moment (exit 1).
-func checkPort(name, addr string, min int) error {
-	if err := cmdline.Addr(name, addr); err != nil {
-		return err
-	}
-	_, port, _ := net.SplitHostPort(addr)
-	if n, err := net.LookupPort("tcp", port); err != nil || n < min {
-		return cmdline.Usagef("%s %q: port %q: want a number from %d to 65535", name, addr, port, min)
-	}
-	return nil
-}
+func checkPort(name, addr string, min int) error { return cmdline.AddrFrom(name, addr, min) }

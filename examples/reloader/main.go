@@ -115,10 +115,6 @@ func run(args []string, stderr io.Writer) error {
 		if err := cmdline.Addr("-metrics", *metrics); err != nil {
 			return err
 		}
-		_, port, _ := net.SplitHostPort(*metrics)
-		if _, err := net.LookupPort("tcp", port); err != nil {
-			return cmdline.Usagef("-metrics %q: port %q: %w", *metrics, port, err)
-		}
 	}
 	// Signal 0 sends nothing: it finds out whether the target exists and may be signalled.
 	if *pid != 0 {

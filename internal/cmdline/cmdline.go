@@ -29,11 +29,23 @@ func (e *UsageError) Error() string { return e.Err.Error() }
 
 func (e *UsageError) Unwrap() error { return e.Err }
 
-// Addr refuses addr, the value of flag (named with its dash: "-http"), unless it is HOST:PORT, with
-// a usage error.
-func Addr(flag, addr string) error {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
+// Addr refuses addr, the value of flag (named with its dash: "-http"), an address to listen on,
+// with a usage error unless it is HOST:PORT whose port net.Listen can use: a number from 0 (any
+// free port) to 65535, or a service name ("http"). It is [AddrFrom] with 0.
+func Addr(flag, addr string) error { return AddrFrom(flag, addr, 0) }
+
+// AddrFrom refuses addr, the value of flag (named with its dash: "-backends") or an item of it,
+// with a usage error unless it is HOST:PORT whose port is a number from min (0 for an address to
+// listen on; 1 for one to dial) to 65535, or a service name ("http", as net.LookupPort knows it).
+// Such an address is a command-line mistake (exit status 2), where a port in use or a host with no
+// such interface is a failure of the moment, for the listen or dial to report (exit status 1).
+func AddrFrom(flag, addr string, min int) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
 		return Usagef("%s %q: want HOST:PORT", flag, addr)
+	}
+	if n, err := net.LookupPort("tcp", port); err != nil || n < min {
+		return Usagef("%s %q: port %q: want a number from %d to 65535", flag, addr, port, min)
 	}
 	return nil
 }

@@ -102,14 +102,42 @@ func TestParseFlags(t *testing.T) {
 }
 
 func TestAddr(t *testing.T) {
-	for _, ok := range []string{"127.0.0.1:0", ":8080", "[::1]:9090", "localhost:http"} {
-		if err := cmdline.Addr("-http", ok); err != nil {
-			t.Errorf("Addr(%q) = %v, want nil", ok, err)
+	for _, tc := range []struct {
+		addr string
+		min  int
+		err  string // "" for none
+	}{
+		{addr: "127.0.0.1:0"},
+		{addr: ":8080"},
+		{addr: "[::1]:9090"},
+		{addr: "localhost:http"},
+		{addr: ":65535"},
+		{addr: "127.0.0.1:1", min: 1},
+		{addr: "8080", err: `-http "8080": want HOST:PORT`},
+		{addr: "::1:80", err: `-http "::1:80": want HOST:PORT`},
+		{addr: ":99999", err: `-http ":99999": port "99999": want a number from 0 to 65535`},
+		{addr: ":65536", err: `-http ":65536": port "65536": want a number from 0 to 65535`},
+		{addr: ":-1", err: `-http ":-1": port "-1": want a number from 0 to 65535`},
+		{addr: "localhost:"}, // net.Listen takes an empty port for 0
+		{addr: "localhost:", min: 1, err: `-http "localhost:": port "": want a number from 1 to 65535`},
+		{addr: "localhost:no-such-service", err: `-http "localhost:no-such-service": port "no-such-service": want a number from 0 to 65535`},
+		{addr: "127.0.0.1:0", min: 1, err: `-http "127.0.0.1:0": port "0": want a number from 1 to 65535`},
+	} {
+		var err error
+		if tc.min == 0 {
+			err = cmdline.Addr("-http", tc.addr)
+		} else {
+			err = cmdline.AddrFrom("-http", tc.addr, tc.min)
 		}
-	}
-	err := cmdline.Addr("-http", "8080")
-	var ue *cmdline.UsageError
-	if !errors.As(err, &ue) || err.Error() != `-http "8080": want HOST:PORT` {
-		t.Errorf(`Addr("8080") = %v, want the usage error -http "8080": want HOST:PORT`, err)
+		got := ""
+		if err != nil {
+			got = err.Error()
+			if cmdline.Status(err) != 2 {
+				t.Errorf("%q (from %d): status %d, want 2 (a usage error)", tc.addr, tc.min, cmdline.Status(err))
+			}
+		}
+		if got != tc.err {
+			t.Errorf("%q (from %d): error %q, want %q", tc.addr, tc.min, got, tc.err)
+		}
 	}
 }
