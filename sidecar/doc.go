@@ -27,7 +27,9 @@
 // using it returned. The Syncer keeps the current and the previous revision directory (readers may
 // still be in it) and removes older ones. The Supervisor sends SIGTERM to its children when it stops,
 // then SIGKILL after the grace period; with Child.Group, to each child's process group too, and what
-// a child that exits on its own leaves running in its group is killed (see Supervisor).
+// a child that exits on its own leaves running in its group is killed (see Supervisor). On Linux a
+// child is killed, too, when the Supervisor's process dies without stopping it (SIGKILLed: a
+// parent-death signal).
 //
 // # Concurrency
 //

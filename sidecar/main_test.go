@@ -4,8 +4,12 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime"
+	"strconv"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -15,6 +19,9 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("SIDECAR_TAILER_CHILD") == "1" {
 		os.Exit(tailerChild())
+	}
+	if os.Getenv("SIDECAR_SUPERVISOR_CHILD") == "1" {
+		os.Exit(supervisorChild())
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -43,6 +50,47 @@ func tailerChild() int {
 		return 2
 	}
 	if err := t.Run(ctx); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// supervisorChild runs a Supervisor as a separate process for the parent-death tests, until
+// SIGTERM: its one child is `sh -c 'echo $$ > $SUP_PIDFILE; exec sleep 60'`. Once the child wrote
+// its pid, it ends $SUP_CHURN OS threads (each locked to a goroutine that returns), as a program
+// using LockOSThread does, and then writes $SUP_PIDFILE.churned.
+func supervisorChild() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	pidfile := os.Getenv("SUP_PIDFILE")
+	s, err := NewSupervisor([]Child{{Path: "sh", Args: []string{"-c", `echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 60`, pidfile}}},
+		WithBackoff(func(int) time.Duration { return time.Hour }))
+	if err != nil {
+		return 2
+	}
+	go func() {
+		for {
+			if _, err := os.Stat(pidfile); err == nil {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// In rounds of 20 at once, each holding its thread a moment: the idle threads are taken
+		// (the one that started the child among them, unless it is kept) and new ones made.
+		n, _ := strconv.Atoi(os.Getenv("SUP_CHURN"))
+		for range n / 20 {
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Go(func() {
+					runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+					time.Sleep(time.Millisecond)
+				})
+			}
+			wg.Wait()
+		}
+		_ = os.WriteFile(pidfile+".churned", nil, 0o644)
+	}()
+	if err := s.Run(ctx); err != nil {
 		return 1
 	}
 	return 0

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -70,6 +71,21 @@ const stableAfter = 10 * time.Second
 // once the child is seen to have exited (what it left runs on; a race of the child's exit with
 // the SIGTERM at the end remains). Where there are no process groups (Windows),
 // Group changes nothing.
+//
+// # When the Supervisor's process dies
+//
+// On Linux each child is started with a parent-death signal, SIGKILL: when the Supervisor's process
+// ends without stopping its children (SIGKILL, a crash, the OOM killer), the kernel kills them,
+// instead of leaving them to run on, unsupervised, beside the copies a restarted Supervisor starts
+// (holding the ports and files those need). SIGKILL, not SIGTERM: the orderly stop (SIGTERM, the
+// grace period, then SIGKILL) is Run's, and with the Supervisor gone no one is left to send the
+// SIGKILL after the grace to a child that ignores SIGTERM or hangs in its handler. The signal
+// reaches the child's own process only: the processes it started (the rest of its group, with
+// Child.Group) are not signalled, and run on; in a container, the end of its PID 1 ends them all.
+// The kernel drops the signal when the child runs a set-user-ID or set-group-ID program, and a
+// child may drop it itself (prctl). It comes when the OS thread that started the child exits, so
+// each child's goroutine keeps a thread to itself (runtime.LockOSThread) while the Supervisor
+// runs. Elsewhere (no such signal) the children of a killed Supervisor run on.
 type Supervisor struct {
 	children []Child
 	o        options
@@ -198,14 +214,25 @@ wait:
 
 // supervise runs child i until stop is closed, restarting it with backoff.
 func (s *Supervisor) supervise(i int, stop <-chan struct{}) {
+	if dieWithSupervisor {
+		// The parent-death signal comes when the thread that started the child exits, not the
+		// process; and Go ends a thread when a goroutine locked to it returns without unlocking.
+		// Unlocked, this goroutine could leave the thread that started the child, which another
+		// goroutine could then lock and end, killing the child. Locked, the thread runs nothing
+		// else, and outlives every child started here (os/exec's docs warn of this).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	c := s.children[i]
 	attempt := 0
 	for {
 		cmd := exec.Command(c.Path, c.Args...)
 		cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = c.Env, c.Dir, c.Stdout, c.Stderr
+		var attr *syscall.SysProcAttr
 		if c.Group {
-			cmd.SysProcAttr = procgroup.Attr()
+			attr = procgroup.Attr()
 		}
+		cmd.SysProcAttr = withParentDeath(attr)
 		// Output copied from a pipe (a writer that is not an *os.File) ends when every process
 		// holding the pipe closed it: a background job of the child could hold Wait forever.
 		cmd.WaitDelay = s.o.grace
