@@ -106,8 +106,10 @@
 // WithStageName, and Sources WithSourceName, each its own name; the constructor returns the
 // registerer's error otherwise. A constructor registers all of its component's metrics or, when
 // the registerer refuses one (a clash with a metric registered already), none of them. Close
-// unregisters a queue's metrics; a pool's, a stage's and a Source's stay registered. ExecWorker and
-// API have no metrics of their own.
+// unregisters a queue's metrics, and a pool's or a Source's Run unregisters theirs as it returns
+// (a Source's next Run registers them again), so that a component made next with the registerer
+// and the name, a queue reopened after a failure say, registers its own; a stage's stay
+// registered. ExecWorker and API have no metrics of their own.
 //
 // # Concurrency
 //

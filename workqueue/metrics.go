@@ -33,6 +33,7 @@ type poolMetrics struct {
 	attempts *shardedHistogram
 	dead     prometheus.Counter
 	depth    *depthCollector
+	reg      *registration // unregistered when the pool's Run returns
 }
 
 // newPoolMetrics returns p's metrics, registered with reg unless it is nil, labelled pool="name"
@@ -53,9 +54,11 @@ func newPoolMetrics(reg prometheus.Registerer, name string, p *Pool) (*poolMetri
 	for i, name := range outcomeNames {
 		m.items[i] = m.itemsVec.WithLabelValues(name)
 	}
-	if err := registerNamed(reg, componentPool, name, m.inflight, m.itemsVec, m.duration, m.attempts, m.dead, m.depth); err != nil {
+	r, err := registerNamed(reg, componentPool, name, m.inflight, m.itemsVec, m.duration, m.attempts, m.dead, m.depth)
+	if err != nil {
 		return nil, err
 	}
+	m.reg = r
 	return m, nil
 }
 
@@ -80,12 +83,65 @@ var (
 // already (a component of this kind with this name, or unnamed as this one is) from a clash of
 // names with other labels or help (a metric of the user's, or a component of this kind named where
 // this one is not or the other way around).
-func registerNamed(reg prometheus.Registerer, c component, name string, cs ...prometheus.Collector) error {
+// It returns what it registered, for Unregister and for registering them again.
+func registerNamed(reg prometheus.Registerer, c component, name string, cs ...prometheus.Collector) (*registration, error) {
 	if reg != nil && name != "" {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{c.label: name}, reg)
 	}
-	_, err := register(reg, cs...)
-	return registerErr(c, name, err)
+	r := &registration{reg: reg, c: c, name: name}
+	r.col, r.on = collectors(cs), reg != nil
+	if len(cs) == 1 {
+		r.col = cs[0]
+	}
+	if _, err := register(reg, r.col); err != nil {
+		return nil, registerErr(c, name, err)
+	}
+	return r, nil
+}
+
+// registration is the metrics of one component, as registerNamed registered them: Unregister
+// takes them off the registerer (a Pool's or a Source's Run as it returns, so that a component made
+// next with the registerer can register its own), and Register puts them back (a Source run again).
+// A nil registerer (nothing registered), or a nil *registration, makes both do nothing. Safe for
+// concurrent use.
+type registration struct {
+	reg  prometheus.Registerer // wrapped with the name's label, if any; nil: not registered
+	c    component
+	name string
+	col  prometheus.Collector
+	mu   sync.Mutex
+	on   bool // registered now
+}
+
+// Register registers the metrics again, unless they are registered: with the error registerNamed
+// would return if the registerer refuses them (another component of the kind and name has them).
+func (r *registration) Register() error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.on || r.reg == nil {
+		return nil
+	}
+	if err := r.reg.Register(r.col); err != nil {
+		return registerErr(r.c, r.name, err)
+	}
+	r.on = true
+	return nil
+}
+
+// Unregister unregisters the metrics, if they are registered.
+func (r *registration) Unregister() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.on {
+		r.reg.Unregister(r.col)
+		r.on = false
+	}
 }
 
 // registerErr explains err, the registerer's refusal of the metrics of the component of kind c
@@ -306,7 +362,7 @@ func newStageMetrics(name string, reg prometheus.Registerer) (*stageMetrics, err
 		errors: prometheus.NewDesc("podblocks_workqueue_stage_errors_total",
 			"Calls on the stage's queues that failed, by call (lease, extend, add); an add the output left unanswered counts.", []string{"call"}, nil),
 	}
-	if err := registerNamed(reg, componentStage, name, m); err != nil {
+	if _, err := registerNamed(reg, componentStage, name, m); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -361,6 +417,7 @@ type sourceMetrics struct {
 	addErrors  prometheus.Counter
 	errors     [numFetches]prometheus.Counter  // by request
 	duration   [numFetches]prometheus.Observer // by request
+	reg        *registration                   // registered while the Source runs, and from NewSource to its first Run
 }
 
 // newSourceMetrics returns the metrics of the Source called name, registered with reg unless it
@@ -381,9 +438,11 @@ func newSourceMetrics(reg prometheus.Registerer, name string) (*sourceMetrics, e
 		m.errors[i] = errs.WithLabelValues(name)
 		m.duration[i] = dur.WithLabelValues(name)
 	}
-	if err := registerNamed(reg, componentSource, name, added, addErrs, errs, dur); err != nil {
+	r, err := registerNamed(reg, componentSource, name, added, addErrs, errs, dur)
+	if err != nil {
 		return nil, err
 	}
+	m.reg = r
 	return m, nil
 }
 

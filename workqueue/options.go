@@ -95,8 +95,10 @@ func (o registererOption) applyAPI(*apiConfig)   {}
 // registered. The package doc lists them. A constructor registers a component's metrics all or
 // nothing: if r refuses one (a name clash), it returns r's error and leaves none of them
 // registered. A Memory queue's are read from the queue when r's gatherer is scraped (see
-// NewStatsCollector), cost its calls nothing, and are unregistered by Close. A Pool's, a pipeline
-// stage's and a Source's are registered by their constructor and stay registered. ExecWorker and
+// NewStatsCollector), cost its calls nothing, and are unregistered by Close. A Pool's and a
+// Source's are registered by their constructor and unregistered as their Run returns (a Source's
+// next Run registers them again), so that the component made next with the name can register its
+// own. A pipeline stage's are registered by its constructor and stay registered. ExecWorker and
 // API have none of their own: for them it changes nothing.
 func WithRegisterer(r prometheus.Registerer) CommonOption { return registererOption{r} }
 

@@ -197,11 +197,16 @@ func (p *Pool) Ready() <-chan struct{} { return p.ready }
 // gets ErrUnavailable, or no answer within its call's budget (30s), is made again the same way
 // while the item's lease lasts (as the last Extend left it) and not past the drain budget, so work
 // finished during an outage shorter than the lease is not done again; if the lease ends first, the
-// Pool logs that it gave the outcome up, and the item counts as lost. A Pool runs once.
+// Pool logs that it gave the outcome up, and the item counts as lost. A Pool runs once: as Run
+// returns, it unregisters the pool's metrics (see WithRegisterer), so that a Pool made next, with
+// the name, can register its own with the registerer.
 func (p *Pool) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return errors.New("workqueue: pool already ran")
 	}
+	// After every worker: a scrape until then sees the final counts; a pool made next with the
+	// registerer can register its own.
+	defer p.m.reg.Unregister()
 	// Handlers run under work, which outlives ctx by the drain budget.
 	// Outcome calls outlive ctx, not work by more than outcomeGrace: the items the budget cut off
 	// are released in that time, and a call in flight to a queue that hangs ends then.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/internal/await"
+	"github.com/podblocks/podblocks/internal/promscrape"
 	"github.com/podblocks/podblocks/workqueue"
 )
 
@@ -87,20 +89,21 @@ func TestPoolHandlesEveryItem(t *testing.T) {
 		want = append(want, fmt.Sprintf("%03d", i))
 		q.Add(context.Background(), []byte(want[i]), workqueue.AddOptions{})
 	}
-	await.True(t, "100 acks", 20*time.Second, func() bool { return p.Counts().Acked == 100 })
+	// The metrics are read while the pool runs: its Run unregisters them as it returns.
+	await.True(t, "100 acks, in the counts and the metrics, and none in flight", 20*time.Second, func() bool {
+		return p.Counts().Acked == 100 && itemsTotal(t, reg, "acked") == 100 &&
+			slices.Equal(promscrape.Lines(t, reg, "podblocks_workqueue_in_flight_items "), []string{"podblocks_workqueue_in_flight_items 0"})
+	})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := stop(); err != nil {
 		t.Errorf("Run: %v", err)
 	}
 	sort.Strings(got)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("handled payloads (-want +got):\n%s", diff)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if acked := itemsTotal(t, reg, "acked"); acked != 100 {
-		t.Errorf("podblocks_workqueue_items_total{outcome=acked} = %v, want 100", acked)
 	}
 	for _, mf := range mfs {
 		switch mf.GetName() {
@@ -117,7 +120,7 @@ func TestPoolHandlesEveryItem(t *testing.T) {
 			}
 		case "podblocks_workqueue_in_flight_items":
 			if v := mf.GetMetric()[0].GetGauge().GetValue(); v != 0 {
-				t.Errorf("in-flight gauge %v after the drain, want 0", v)
+				t.Errorf("in-flight gauge %v once every item is acked, want 0", v)
 			}
 		}
 	}
@@ -334,15 +337,16 @@ func TestPoolRefusedAckCountsLost(t *testing.T) {
 	}
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
-	await.True(t, "the second, taken ack", 20*time.Second, func() bool { return p.Counts().Acked == 1 })
-	stop()
-	if c := p.Counts(); c != (workqueue.Counts{Acked: 1, Lost: 1}) {
-		t.Errorf("counts %+v, want 1 acked and 1 lost", c)
-	}
+	// The metrics are read while the pool runs: its Run unregisters them as it returns.
+	await.True(t, "the second, taken ack, in the metrics", 20*time.Second, func() bool { return itemsTotal(t, reg, "acked") == 1 })
 	for outcome, want := range map[string]float64{"acked": 1, "lost": 1} {
 		if got := itemsTotal(t, reg, outcome); got != want {
 			t.Errorf("items_total{outcome=%q} = %v, want %v", outcome, got, want)
 		}
+	}
+	stop()
+	if c := p.Counts(); c != (workqueue.Counts{Acked: 1, Lost: 1}) {
+		t.Errorf("counts %+v, want 1 acked and 1 lost", c)
 	}
 }
 
@@ -378,12 +382,13 @@ func TestPoolDurationIsTheHandlers(t *testing.T) {
 	}
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
-	await.True(t, "the ack", 20*time.Second, func() bool { return p.Counts().Acked == 1 })
-	stop()
+	// The metrics are read while the pool runs: its Run unregisters them as it returns.
+	await.True(t, "the ack in the metrics", 20*time.Second, func() bool { return itemsTotal(t, reg, "acked") == 1 })
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	stop()
 	for _, mf := range mfs {
 		if mf.GetName() == "podblocks_workqueue_handle_duration_seconds" {
 			h := mf.GetMetric()[0].GetHistogram()

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,9 +80,10 @@ type Source struct {
 	seen map[string]bool // added
 	// waiting holds the names not added yet that a Poll failed on or stopped before, unless they
 	// have been off the list for more than waitKept Polls in a row.
-	waiting map[string]waitMark
-	tries   int // item tries of all Polls
-	ready   chan struct{}
+	waiting   map[string]waitMark
+	tries     int // item tries of all Polls
+	ready     chan struct{}
+	readyOnce sync.Once // closes ready, at the first Run's first listed Poll: a Run after it does not
 }
 
 // waitMark is a waiting name's place: try is the number of its last try (of all Polls' tries), or
@@ -138,10 +140,16 @@ func CheckSourceURL(base string) error {
 func (s *Source) Ready() <-chan struct{} { return s.ready }
 
 // Run polls until ctx ends; it returns nil then. Poll errors are logged and retried next interval.
+// The Source's metrics (see WithRegisterer) are registered while it runs: as Run returns it
+// unregisters them, so that a Source made next, with the name, can register its own with the
+// registerer; a Run after that registers them again, or returns the registerer's error at once.
 func (s *Source) Run(ctx context.Context) error {
+	if err := s.m.reg.Register(); err != nil {
+		return err
+	}
+	defer s.m.reg.Unregister()
 	t := time.NewTicker(s.cfg.interval)
 	defer t.Stop()
-	readyClosed := false
 	for {
 		n, err := s.Poll(ctx)
 		var ie *itemErrors
@@ -155,9 +163,8 @@ func (s *Source) Run(ctx context.Context) error {
 		case n > 0:
 			s.cfg.logger.Info("items added", zap.Int("count", n))
 		}
-		if listed && !readyClosed {
-			close(s.ready)
-			readyClosed = true
+		if listed {
+			s.readyOnce.Do(func() { close(s.ready) })
 		}
 		select {
 		case <-ctx.Done():

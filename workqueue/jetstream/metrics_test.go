@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +85,33 @@ func TestMetrics(t *testing.T) {
 	got = promscrape.Lines(t, reg, "podblocks_workqueue_queue_")
 	if diff := cmp.Diff([]string{`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 2`}, got); diff != "" {
 		t.Errorf("a scrape with the connection closed (-want +got):\n%s", diff)
+	}
+}
+
+// TestMetricsReopen: Close unregisters the queue's metrics, so the queue opened again on the same
+// registerer (a reopen after a failure) registers its own, and a scrape shows them.
+func TestMetricsReopen(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nc := startConn(t)
+	reg := prometheus.NewRegistry()
+	for i := range 2 {
+		q, err := wqjs.Open(ctx, nc, "jobs", wqjs.WithRegisterer(reg))
+		if err != nil {
+			t.Fatalf("open %d on the registerer the closed queue used: %v", i+1, err)
+		}
+		if _, err := q.Add(ctx, []byte("x"), workqueue.AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{fmt.Sprintf(`podblocks_workqueue_queue_items{queue="jobs",state="ready"} %d`, i+1)}
+		var got []string
+		await.True(t, "the server's count", 10*time.Second, func() bool {
+			got = promscrape.Lines(t, reg, `podblocks_workqueue_queue_items{queue="jobs",state="ready"}`)
+			return cmp.Equal(want, got)
+		})
+		q.Close()
+		if got := promscrape.Lines(t, reg, "podblocks_workqueue_queue_"); len(got) != 0 {
+			t.Errorf("metrics after Close %d: %q, want none", i+1, got)
+		}
 	}
 }
