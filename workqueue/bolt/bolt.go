@@ -197,8 +197,18 @@ type commitReq struct {
 	done    chan error
 }
 
-// Open opens (creating if needed) the queue stored at path and recovers its items.
+// Open opens (creating if needed) the queue stored at path and recovers its items. It is
+// OpenContext with a context that never ends.
 func Open(path string, opts ...Option) (*Queue, error) {
+	return OpenContext(context.Background(), path, opts...)
+}
+
+// OpenContext is Open, and gives up when ctx ends while it waits for the file that another Open
+// holds (see WithOpenTimeout): it returns at once, within lockRetry (50ms), an error wrapping
+// ErrLocked and ctx.Err(), with the file closed and nothing of it changed. A ctx that ended before
+// the call gets that error, ErrLocked aside, before the file is created. Once the file is locked,
+// OpenContext recovers the queue whatever ctx does.
+func OpenContext(ctx context.Context, path string, opts ...Option) (*Queue, error) {
 	cfg := config{timeout: 5 * time.Second, logger: zap.NewNop()}
 	for _, o := range opts {
 		o.apply(&cfg)
@@ -206,15 +216,18 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	if err := errors.Join(cfg.bad...); err != nil {
 		return nil, err // before the file is created
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err) // before the file is created
+	}
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
 	}
 	if cfg.name != "" {
 		cfg.logger = cfg.logger.With(zap.String("queue", cfg.name))
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: cfg.timeout, NoSync: cfg.noSync, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
+	db, err := openDB(ctx, path, cfg.timeout, &bbolt.Options{NoSync: cfg.noSync, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
-		return nil, openError(path, cfg.timeout, err)
+		return nil, openError(ctx, path, cfg.timeout, err)
 	}
 	var recs []workqueue.Record
 	var lastID, epoch uint64
@@ -278,16 +291,54 @@ func Open(path string, opts ...Option) (*Queue, error) {
 	return q, nil
 }
 
-// openError is err, from bbolt.Open of path with lock timeout wait, with the path named once (the
-// OS's error of opening the file, a missing directory say, names it already), and bbolt's
-// "timeout" said as what it is: ErrLocked, after wait.
-func openError(path string, wait time.Duration, err error) error {
+// lockRetry is how often openDB tries the lock of a file another Open holds: bbolt's own
+// interval, at which its Options.Timeout tries it.
+const lockRetry = 50 * time.Millisecond
+
+// openDB is bbolt.Open of path with o, waiting for the file's lock as bbolt does with a Timeout of
+// timeout (0: no limit), tries lockRetry apart, but giving the wait up when ctx ends, with
+// ctx.Err(). bbolt's own wait cannot be cut short: each try is a bbolt.Open that tries the lock
+// once (a Timeout of 1ns), and closes the file if it is held.
+func openDB(ctx context.Context, path string, timeout time.Duration, o *bbolt.Options) (*bbolt.DB, error) {
+	o.Timeout = time.Nanosecond
+	start := time.Now()
+	var t *time.Timer
+	for {
+		db, err := bbolt.Open(path, 0o600, o)
+		if err == nil || !errors.Is(err, berrors.ErrTimeout) {
+			return db, err
+		}
+		// As bbolt: no try that would end past timeout (so a timeout of lockRetry or less tries once).
+		if timeout != 0 && time.Since(start) > timeout-lockRetry {
+			return nil, err
+		}
+		if t == nil {
+			t = time.NewTimer(lockRetry)
+			defer t.Stop()
+		} else {
+			t.Reset(lockRetry)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// openError is err, from openDB of path under ctx with lock timeout wait, with the path named once
+// (the OS's error of opening the file, a missing directory say, names it already), bbolt's
+// "timeout" said as what it is, ErrLocked after wait, and the end of ctx as ErrLocked and why the
+// wait ended.
+func openError(ctx context.Context, path string, wait time.Duration, err error) error {
 	var pe *fs.PathError
 	switch {
 	case errors.As(err, &pe) && pe.Op == "open" && pe.Path == path:
 		return err
 	case errors.Is(err, berrors.ErrTimeout):
 		return fmt.Errorf("open %s: %w: gave up after %v (WithOpenTimeout; bbolt: %w)", path, ErrLocked, wait, err)
+	case err == ctx.Err():
+		return fmt.Errorf("open %s: %w: gave up waiting: %w", path, ErrLocked, err)
 	}
 	return fmt.Errorf("open %s: %w", path, err)
 }
