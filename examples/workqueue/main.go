@@ -8,8 +8,13 @@
 // ID; work leases items and runs CMD for each with WORK_ITEM_FILE holding the payload and OUTPUT_DIR
 // for results: exit 0 acks, non-zero retries (and, after -max-attempts, buries the item). serve
 // listens before it opens the queue; until the queue is open (bolt waits for a file another process
-// holds, JetStream for its stream), it answers every request, /healthz and /metrics included, 503
-// with Retry-After and the reason.
+// holds, JetStream for its stream), it answers every request, /readyz and /metrics included, 503
+// with Retry-After and the reason; a SIGTERM meanwhile ends the wait, and serve exits 0.
+//
+// serve's probes, on -http, keep Kubernetes' conventions: /healthz answers 200 while the process
+// runs; /readyz answers 200 while the queue serves, and 503 while it opens and once a SIGTERM came.
+// Then serve keeps serving for -propagation, so that the pod leaves its Service's endpoints before
+// the listener closes, and then drains: the requests in flight get 5s to finish.
 package main
 
 import (
@@ -119,6 +124,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	poll := fs.Duration("poll", 5*time.Second, "how often to list the -source")
 	verbose := fs.Bool("v", false, "log at info level")
 	metricsAddr := fs.String("metrics", "", "serve the queue's Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090; default: none)")
+	propagation := fs.Duration("propagation", 0, "on SIGTERM, answer /readyz 503 and keep serving for this long before the listener closes (so that the pod leaves its Service's endpoints first)")
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
@@ -137,6 +143,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdline.Usagef("serve: -replicas %d: must be 1 or more", *replicas)
 	case *poll <= 0:
 		return cmdline.Usagef("serve: -poll %v: must be positive", *poll)
+	case *propagation < 0:
+		return cmdline.Usagef("serve: -propagation %v: must be 0 or more", *propagation)
 	}
 	// A flag the backend or the source does not use is a mistake (a -path for a jetstream queue
 	// would otherwise be dropped without a word).
@@ -175,10 +183,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// While the queue opens (bolt waits up to its open timeout for a file another process holds,
 	// JetStream up to 30s), the listeners answer every request 503 at once, rather than leave
-	// connections unanswered; then the gates pass requests on to the API and the metrics.
-	apiGate, metricsGate := newGate("opening the queue"), newGate("opening the queue")
+	// connections unanswered; then the gates pass requests on to the API and the metrics. The
+	// probes are outside the API's gate: /healthz answers while the process runs, /readyz through
+	// a gate of its own, closed again on SIGTERM.
+	apiGate, metricsGate, readyGate := newGate("opening the queue"), newGate("opening the queue"), newGate("opening the queue")
+	root := http.NewServeMux()
+	root.Handle("/", apiGate) // every other path: the API's JSON 404 (503 while the queue opens)
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	root.Handle("GET /readyz", readyGate)
 	srv := &http.Server{
-		Handler:           apiGate,
+		Handler:           root,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      90 * time.Second, // above the API's 60s lease long-poll
@@ -203,38 +217,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	var q workqueue.Queue
-	switch *backend {
-	case "memory":
-		m, err := workqueue.NewMemory(workqueue.WithLeaseDuration(*lease), workqueue.WithMaxAttempts(*maxAttempts), workqueue.WithLogger(log),
-			workqueue.WithRegisterer(reg))
-		if err != nil {
-			return err
+	q, closeQueue, err := openQueue(ctx, queueConfig{backend: *backend, path: *path, natsURL: *natsURL, name: *name, replicas: *replicas,
+		lease: *lease, maxAttempts: *maxAttempts}, log, reg)
+	if err != nil {
+		if ctx.Err() != nil { // a SIGTERM while the queue opened: a shutdown, with nothing to drain
+			log.Info("stopped while opening the queue", zap.Error(err))
+			return nil
 		}
-		q = m
-	case "bolt":
-		b, err := bolt.Open(*path, bolt.WithLeaseDuration(*lease), bolt.WithMaxAttempts(*maxAttempts), bolt.WithLogger(log),
-			bolt.WithRegisterer(reg))
-		if err != nil {
-			return err
-		}
-		q = b
-	case "jetstream":
-		nc, err := nats.Connect(*natsURL, nats.Name("podblocks-workqueue"), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("connect %s: %w", *natsURL, err)
-		}
-		defer nc.Close()
-		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		j, err := wqjs.Open(octx, nc, *name, wqjs.WithLeaseDuration(*lease), wqjs.WithMaxAttempts(*maxAttempts), wqjs.WithReplicas(*replicas), wqjs.WithLogger(log),
-			wqjs.WithRegisterer(reg))
-		cancel()
-		if err != nil {
-			return err
-		}
-		q = j
+		return err
 	}
-	defer q.Close()
+	defer closeQueue()
 	var src *workqueue.Source
 	if *source != "" {
 		src, err = workqueue.NewSource(*source, q, workqueue.WithPollInterval(*poll), workqueue.WithLogger(log),
@@ -247,11 +239,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/", api) // every other path: the API's JSON 404
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	metricsGate.open(metricsHandler(reg))
-	apiGate.open(mux)
+	apiGate.open(api)
+	readyGate.open(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }))
 	serving = true
 	fmt.Fprintf(stdout, "serving %s queue on http://%s\n", *backend, ln.Addr())
 	srcDone := make(chan error, 1)
@@ -269,11 +259,66 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	case <-ctx.Done():
 	}
+	// Not ready from now on; the API keeps serving for the propagation delay, while the endpoints
+	// controllers take the pod out of its Service, and then drains.
+	readyGate.close("shutting down")
+	t := time.NewTimer(*propagation)
+	select {
+	case <-t.C:
+	case err := <-errc: // Serve failed meanwhile
+		t.Stop()
+		stopSrc()
+		<-srcDone
+		return err
+	}
 	stopSrc()
 	<-srcDone
 	err = stopServing(srv, api, q, 5*time.Second)
 	<-errc
 	return err
+}
+
+// queueConfig is what serve's flags say of the queue.
+type queueConfig struct {
+	backend, path, natsURL, name string
+	replicas, maxAttempts        int
+	lease                        time.Duration
+}
+
+// openQueue opens the queue c describes, with its metrics registered with reg, and returns it and
+// the func that closes it (and its NATS connection). A bolt file another process holds is waited
+// for up to bolt's open timeout, and a JetStream stream up to 30s, unless ctx ends first: the
+// error then wraps ctx.Err().
+func openQueue(ctx context.Context, c queueConfig, log *zap.Logger, reg prometheus.Registerer) (workqueue.Queue, func(), error) {
+	switch c.backend {
+	case "bolt":
+		b, err := bolt.OpenContext(ctx, c.path, bolt.WithLeaseDuration(c.lease), bolt.WithMaxAttempts(c.maxAttempts), bolt.WithLogger(log),
+			bolt.WithRegisterer(reg))
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, func() { b.Close() }, nil
+	case "jetstream":
+		nc, err := nats.Connect(c.natsURL, nats.Name("podblocks-workqueue"), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect %s: %w", c.natsURL, err)
+		}
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		j, err := wqjs.Open(octx, nc, c.name, wqjs.WithLeaseDuration(c.lease), wqjs.WithMaxAttempts(c.maxAttempts), wqjs.WithReplicas(c.replicas),
+			wqjs.WithLogger(log), wqjs.WithRegisterer(reg))
+		if err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+		return j, func() { j.Close(); nc.Close() }, nil
+	}
+	m, err := workqueue.NewMemory(workqueue.WithLeaseDuration(c.lease), workqueue.WithMaxAttempts(c.maxAttempts), workqueue.WithLogger(log),
+		workqueue.WithRegisterer(reg))
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, func() { m.Close() }, nil
 }
 
 // checkServeValues checks the values of serve's flags that name a file, an address or a URL, as
@@ -329,27 +374,39 @@ func listen(cmd, name, addr string) (net.Listener, error) {
 
 // gate is an http.Handler that answers every request 503, with Retry-After and a JSON reason as
 // the API's 503s have (a Client takes it for ErrUnavailable, and retries), until open gives it
-// the handler to pass requests on to.
-type gate struct {
-	h      atomic.Pointer[http.Handler]
+// the handler to pass requests on to, and again from close on.
+type gate struct{ st atomic.Pointer[gateState] }
+
+// gateState is a gate's handler, or if it has none the reason of its 503s.
+type gateState struct {
+	h      http.Handler
 	reason string
 }
 
-func newGate(reason string) *gate { return &gate{reason: reason} }
+// newGate returns a gate closed for reason.
+func newGate(reason string) *gate {
+	g := &gate{}
+	g.close(reason)
+	return g
+}
 
 // open passes the requests from now on to h.
-func (g *gate) open(h http.Handler) { g.h.Store(&h) }
+func (g *gate) open(h http.Handler) { g.st.Store(&gateState{h: h}) }
+
+// close answers the requests from now on 503, for reason.
+func (g *gate) close(reason string) { g.st.Store(&gateState{reason: reason}) }
 
 // ServeHTTP implements http.Handler.
 func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h := g.h.Load(); h != nil {
-		(*h).ServeHTTP(w, r)
+	st := g.st.Load()
+	if st.h != nil {
+		st.h.ServeHTTP(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Retry-After", "1")
 	w.WriteHeader(http.StatusServiceUnavailable)
-	json.NewEncoder(w).Encode(map[string]string{"error": "workqueue serve: " + g.reason + "; try again"})
+	json.NewEncoder(w).Encode(map[string]string{"error": "workqueue serve: " + st.reason + "; try again"})
 }
 
 // stopServing stops srv, which serves api over q, and then closes q: the HTTP server first, so

@@ -17,9 +17,10 @@ import (
 )
 
 // TestServeAnswersWhileOpening: a serve whose bolt file another serve holds waits for it (bolt's
-// open timeout, 5s) with its listeners open; meanwhile they answer every request, probes, the API
-// and the metrics alike, 503 with Retry-After and the reason at once, rather than leave it
-// unanswered; a Client takes that for ErrUnavailable. When the open fails, serve exits non-zero and
+// open timeout, 5s) with its listeners open; meanwhile they answer every request, the readiness
+// probe, the API and the metrics alike, 503 with Retry-After and the reason at once, rather than
+// leave it unanswered, except the liveness probe, /healthz, which answers 200 while the process
+// runs; a Client takes the 503 for ErrUnavailable. When the open fails, serve exits non-zero and
 // the ports are closed.
 func TestServeAnswersWhileOpening(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "q.db")
@@ -34,7 +35,10 @@ func TestServeAnswersWhileOpening(t *testing.T) {
 		return err == nil
 	})
 	hc := &http.Client{Timeout: 2 * time.Second}
-	for _, u := range []string{"http://" + addr + "/healthz", "http://" + addr + "/readyz", "http://" + addr + workqueue.APIPrefix + "stats",
+	if code, body := probe(t, hc, "http://"+addr+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz while the queue opens: %d %q; want 200 (the process is alive)", code, body)
+	}
+	for _, u := range []string{"http://" + addr + "/readyz", "http://" + addr + workqueue.APIPrefix + "stats",
 		"http://" + metrics + "/metrics"} {
 		start := time.Now()
 		resp, err := hc.Get(u)
