@@ -1,6 +1,10 @@
 package sidecar
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+)
 
 var (
 	// ErrNoGlobs is returned by NewTailer without patterns.
@@ -29,3 +33,18 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string { return "sidecar: config " + e.Field + ": " + e.Reason }
+
+// RootInUseError is returned by a Syncer's Run when another Syncer runs on its root, holding the
+// root's lock file (see Syncer). Two Syncers on one root would each remove the other's revisions.
+type RootInUseError struct {
+	Root   string
+	Holder string // what the holder wrote in the lock file: "pid PID host HOSTNAME since TIME"; may be empty
+}
+
+func (e *RootInUseError) Error() string {
+	holder := e.Holder
+	if holder == "" {
+		holder = "one that has not yet written its name in the lock file"
+	}
+	return fmt.Sprintf("sidecar: syncer root %s: in use by another Syncer: %s (it holds %s)", e.Root, holder, filepath.Join(e.Root, rootLock))
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -22,6 +23,9 @@ func TestMain(m *testing.M) {
 	}
 	if os.Getenv("SIDECAR_SUPERVISOR_CHILD") == "1" {
 		os.Exit(supervisorChild())
+	}
+	if os.Getenv("SIDECAR_SYNCER_CHILD") == "1" {
+		os.Exit(syncerChild())
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -90,6 +94,31 @@ func supervisorChild() int {
 		}
 		_ = os.WriteFile(pidfile+".churned", nil, 0o644)
 	}()
+	if err := s.Run(ctx); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// fileSource publishes one file, site.txt, with the content version.
+type fileSource string
+
+func (f fileSource) Fetch(_ context.Context, have, dir string) (string, error) {
+	if have == string(f) {
+		return have, nil
+	}
+	return string(f), os.WriteFile(filepath.Join(dir, "site.txt"), []byte(f), 0o644)
+}
+
+// syncerChild runs a Syncer as a separate process for the root lock tests, until SIGTERM: it
+// publishes fileSource("child") under $SYNC_ROOT, as the link "child".
+func syncerChild() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	s, err := NewSyncer(os.Getenv("SYNC_ROOT"), fileSource("child"), WithInterval(0), WithLinkName("child"))
+	if err != nil {
+		return 2
+	}
 	if err := s.Run(ctx); err != nil {
 		return 1
 	}

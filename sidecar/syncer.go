@@ -174,6 +174,17 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 // cannot lock (ENOLCK, EOPNOTSUPP: fetches then go unlocked, logged once), they are left. A fetch
 // publishes only the very directory it made: one removed meanwhile (by another Syncer), even if
 // made anew at its path, fails the sync, retried as any failed sync.
+//
+// # One Syncer per root
+//
+// Two Syncers on one root (two replicas sharing a volume, a Syncer started twice) would each prune
+// the other's revisions, and swap the link back and forth. So Run holds the lock file
+// ROOT/.podblocks-syncer.lock (flock(2), released by the kernel when the process dies, SIGKILL
+// included) while it runs, with the holder (pid, host name, start time) written in it, and a
+// second Run on the root returns a *RootInUseError naming them, whatever its link name, in this
+// process or another. The lock is local to a node on a network file system (Syncers on two nodes
+// are not refused); where the file system cannot lock (ENOLCK, EOPNOTSUPP) Run logs that it runs
+// unlocked; where there is no flock(2) (Windows) nothing is locked.
 type Syncer struct {
 	root    string
 	link    string
@@ -301,10 +312,26 @@ func (s *Syncer) Statusz() (string, []string, [][]string) {
 
 const revPrefix = ".rev-"
 
-// Run syncs until ctx ends and returns nil; it returns an error only when the root cannot be created.
+// rootLock is the name of the lock file a running Syncer holds in its root.
+const rootLock = ".podblocks-syncer.lock"
+
+// Run syncs until ctx ends and returns nil; it returns an error only when the root cannot be created
+// or locked: a *RootInUseError when another Syncer runs on it (see Syncer).
 func (s *Syncer) Run(ctx context.Context) error {
 	if err := os.MkdirAll(s.root, 0o755); err != nil {
 		return fmt.Errorf("syncer root: %w", err)
+	}
+	host, _ := os.Hostname()
+	unlock, noLock, err := lockRoot(s.root, fmt.Sprintf("pid %d host %s since %s", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339)))
+	if ue := (*RootInUseError)(nil); errors.As(err, &ue) {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("syncer root %s: %w", s.root, err)
+	}
+	defer unlock()
+	if noLock != nil {
+		s.log.Warn("the root's lock file is not locked (no locks here): a second Syncer on this root is not refused",
+			zap.String("root", s.root), zap.Error(noLock))
 	}
 	s.sweepFetchDirs()
 	hookCh := make(chan string, 1)

@@ -12,16 +12,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// fileSource publishes one file, site.txt, with the content version.
-type fileSource string
-
-func (f fileSource) Fetch(_ context.Context, have, dir string) (string, error) {
-	if have == string(f) {
-		return have, nil
-	}
-	return string(f), os.WriteFile(filepath.Join(dir, "site.txt"), []byte(f), 0o644)
-}
-
 // TestSyncerPublishesWhereFlockFails: where the file system has no locks (flock(2) failing with
 // ENOLCK, as on an NFS mount without lockd), the Syncer fetches unlocked and publishes, saying so
 // once (the old code failed every sync: "fetch dir: no locks available"), and its sweep removes no
@@ -69,6 +59,9 @@ func TestSyncerPublishesWhereFlockFails(t *testing.T) {
 	}
 	if n := logs.FilterMessageSnippet("cannot be locked").Len(); n != 1 {
 		t.Errorf("%d warnings that fetch directories cannot be locked, want 1", n)
+	}
+	if n := logs.FilterMessageSnippet("a second Syncer on this root is not refused").Len(); n != 1 {
+		t.Errorf("%d warnings that the root's lock file is not locked, want 1", n)
 	}
 }
 

@@ -31,3 +31,9 @@ func lockFetchDir(dir string) (*fetchDir, error) {
 // sweepLock never locks where there is no flock(2): a killed fetch's directory cannot be told from
 // a live one's, so the sweep removes none.
 func sweepLock(string, fs.FileInfo) (unlock func(), ok bool) { return nil, false }
+
+// lockRoot locks nothing where there is no flock(2) (Windows): a second Syncer on the root is not
+// refused there.
+func lockRoot(string, string) (unlock func(), noLock, err error) {
+	return func() {}, errors.ErrUnsupported, nil
+}

@@ -4,8 +4,11 @@ package sidecar
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -79,4 +82,35 @@ func flock(f *os.File, how int) error {
 		return err
 	}
 	return ferr
+}
+
+// lockRoot takes an exclusive flock(2) lock on the lock file of root (made if need be), without
+// waiting, writes holder into it, and keeps it open until unlock: the kernel releases the lock when
+// the process dies, SIGKILL included. When another open of the file holds the lock (another Syncer,
+// in this process or another one), it returns a *RootInUseError naming what that holder wrote.
+// Where the file system has no locks (ENOLCK, EOPNOTSUPP) nothing is locked, and noLock says why.
+func lockRoot(root, holder string) (unlock func(), noLock, err error) {
+	path := filepath.Join(root, rootLock)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch err := flockFn(f, syscall.LOCK_EX|syscall.LOCK_NB); {
+	case errors.Is(err, syscall.ENOLCK), errors.Is(err, syscall.EOPNOTSUPP):
+		f.Close()
+		return func() {}, err, nil
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		b := make([]byte, 512)
+		n, _ := f.ReadAt(b, 0)
+		f.Close()
+		return nil, nil, &RootInUseError{Root: root, Holder: strings.TrimSpace(string(b[:n]))}
+	case err != nil:
+		f.Close()
+		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	// Who holds it, for the next one to name; the lock holds whether or not this is written.
+	if f.Truncate(0) == nil {
+		_, _ = f.WriteAt([]byte(holder+"\n"), 0)
+	}
+	return func() { f.Close() }, nil, nil
 }

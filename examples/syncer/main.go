@@ -16,6 +16,11 @@
 // a later start, once no fetch holds it locked and it was not modified for 10 minutes (a fetch on
 // another node of an NFS volume is not seen by the lock). A fetch whose directory was removed
 // meanwhile fails and is retried; it never publishes part of the content.
+//
+// One syncer per -root: a running syncer holds -root/.podblocks-syncer.lock (flock, released when
+// it dies), and a second one on the same root, whatever its -link, exits 1 naming the holder (pid,
+// host name) instead of pruning the first one's revisions. The lock is not seen across the nodes of
+// a network file system.
 package main
 
 import (

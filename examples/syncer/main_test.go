@@ -232,3 +232,44 @@ func TestKilledMidFetchLeftoverRemovedOnRestart(t *testing.T) {
 		t.Errorf("published site.txt = %q, %v; want v1", data, err)
 	}
 }
+
+// A second syncer on a root a running one holds exits 1 at once, naming the root and the holder's
+// pid, and leaves the first's content alone: it used to run, and its publish pruned the first's
+// revision, leaving the first's link pointing at nothing.
+func TestSecondSyncerOnARootExits(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(tgz(t, strings.TrimPrefix(r.URL.Path, "/")))
+	}))
+	defer srv.Close()
+	root := filepath.Join(t.TempDir(), "root")
+	first := exec.Command(bin, "-root", root, "-url", srv.URL+"/first", "-link", "first", "-interval", "0")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Process.Kill(); _ = first.Wait() }()
+	site := func(link string) string { b, _ := os.ReadFile(filepath.Join(root, link, "site.txt")); return string(b) }
+	await.True(t, "the first syncer's publish", 30*time.Second, func() bool { return site("first") == "first" })
+
+	second := exec.Command(bin, "-root", root, "-url", srv.URL+"/second", "-link", "second", "-interval", "0")
+	var stderr strings.Builder
+	second.Stderr = &stderr
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- second.Wait() }()
+	select {
+	case err := <-ended:
+		want := fmt.Sprintf("syncer: sidecar: syncer root %s: in use by another Syncer: pid %d host ", root, first.Process.Pid)
+		if code := second.ProcessState.ExitCode(); code != 1 || !strings.HasPrefix(stderr.String(), want) {
+			t.Errorf("second syncer: %v, stderr %q; want exit 1 and %q...", err, stderr.String(), want)
+		}
+	case <-time.After(10 * time.Second):
+		_ = second.Process.Kill()
+		<-ended
+		t.Errorf("a second syncer on the root ran for 10s (first's site now %q)", site("first"))
+	}
+	if got := site("first"); got != "first" {
+		t.Errorf("first/site.txt = %q after the second syncer, want first", got)
+	}
+}
