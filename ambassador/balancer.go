@@ -165,8 +165,11 @@ func (b *p2c) Done(i int) {
 // PointsPerWeight is how many ring points a ring-hash endpoint gets per unit of weight (ketama's 160).
 const PointsPerWeight = 160
 
-// maxRingPoints bounds the ring's size whatever the weights are.
-const maxRingPoints = 1 << 20
+// maxRingPoints bounds the ring's size whatever the weights are: beyond it every endpoint's points
+// are scaled down in proportion (each keeps at least one digest's four). A ring of 1<<18 points
+// keeps any endpoint's share within a few percent of its weight's while it builds in a few
+// milliseconds, which matters: a Cluster rebuilds its balancer on every ejection.
+const maxRingPoints = 1 << 18
 
 type ringHash struct {
 	points []uint32 // sorted
@@ -175,41 +178,42 @@ type ringHash struct {
 
 // NewRingHash returns a ketama-style consistent-hash ring: each endpoint gets PointsPerWeight points
 // per unit of weight, four per MD5 digest of "addr-N", so removing an endpoint only moves its keys.
+// Past maxRingPoints in all, every endpoint's share of points is scaled down alike.
 func NewRingHash(eps []Endpoint) Balancer {
-	total := 0
+	var total int64 // at most len(eps)*MaxWeight*PointsPerWeight: no overflow
 	for _, e := range eps {
-		total += e.weight() * PointsPerWeight
+		total += int64(e.weight()) * PointsPerWeight
 	}
 	scale := 1.0
 	if total > maxRingPoints {
 		scale = float64(maxRingPoints) / float64(total)
 	}
-	type pt struct {
-		h uint32
-		o int32
-	}
-	pts := make([]pt, 0, min(total, maxRingPoints)+4*len(eps))
+	digests := make([]int, len(eps))
+	n := 0
 	for i, e := range eps {
-		n := max(1, int(float64(e.weight()*PointsPerWeight/4)*scale))
-		for j := range n {
-			d := md5.Sum([]byte(e.Addr + "-" + strconv.Itoa(j)))
+		digests[i] = max(1, int(float64(e.weight()*PointsPerWeight/4)*scale))
+		n += digests[i]
+	}
+	// Each point is its hash above its owner's index, so one plain sort orders points by hash
+	// (ties by owner) without a comparison function.
+	pts := make([]uint64, 0, 4*n)
+	var buf []byte
+	for i, e := range eps {
+		buf = append(buf[:0], e.Addr...)
+		buf = append(buf, '-')
+		prefix := len(buf)
+		for j := range digests[i] {
+			buf = strconv.AppendInt(buf[:prefix], int64(j), 10)
+			d := md5.Sum(buf)
 			for k := range 4 {
-				pts = append(pts, pt{binary.LittleEndian.Uint32(d[k*4:]), int32(i)})
+				pts = append(pts, uint64(binary.LittleEndian.Uint32(d[k*4:]))<<32|uint64(i))
 			}
 		}
 	}
-	slices.SortFunc(pts, func(a, b pt) int {
-		if a.h != b.h {
-			if a.h < b.h {
-				return -1
-			}
-			return 1
-		}
-		return int(a.o - b.o)
-	})
+	slices.Sort(pts)
 	r := &ringHash{points: make([]uint32, len(pts)), owner: make([]int32, len(pts))}
 	for i, p := range pts {
-		r.points[i], r.owner[i] = p.h, p.o
+		r.points[i], r.owner[i] = uint32(p>>32), int32(uint32(p))
 	}
 	return r
 }
@@ -247,22 +251,22 @@ func NewMaglev(eps []Endpoint) Balancer {
 	offset := make([]uint64, n)
 	skip := make([]uint64, n)
 	next := make([]uint64, n)
-	wmax := 0
+	var wmax int64
 	for i, e := range eps {
 		offset[i] = xxhash.Sum64String(e.Addr) % size
 		skip[i] = xxhash.Sum64String(e.Addr+"#skip")%(size-1) + 1
-		wmax = max(wmax, e.weight())
+		wmax = max(wmax, int64(e.weight()))
 	}
 	m.table = make([]int32, size)
 	for i := range m.table {
 		m.table[i] = -1
 	}
 	filled := 0
-	count := make([]int, n)
-	for round := 1; filled < size; round++ {
+	count := make([]int64, n) // int64: count*wmax reaches MaglevTableSize*MaxWeight
+	for round := int64(1); filled < size; round++ {
 		for i, e := range eps {
 			// Endpoint i may own at most round*weight/wmax slots after this round.
-			if count[i]*wmax >= round*e.weight() {
+			if count[i]*wmax >= round*int64(e.weight()) {
 				continue
 			}
 			for {

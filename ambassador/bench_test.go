@@ -132,3 +132,23 @@ func benchProxy(b *testing.B, request string) {
 		}
 	}
 }
+
+// BenchmarkNewBalancer measures building each balancer, as a Cluster does on every change of its
+// available set (an ejection, a readmission, a health verdict): 100 endpoints of weight 1, and of
+// weight 100, which gives a ring more points than it keeps.
+func BenchmarkNewBalancer(b *testing.B) {
+	for _, w := range []int{1, 100} {
+		eps := make([]ambassador.Endpoint, 100)
+		for i := range eps {
+			eps[i] = ambassador.Endpoint{Addr: fmt.Sprintf("10.0.%d.%d:80", i/250, i%250), Weight: w}
+		}
+		for _, name := range []string{"rr", "p2c", "ring", "maglev"} {
+			b.Run(fmt.Sprintf("%s/n=100/weight=%d", name, w), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					ambassador.Balancers[name](eps)
+				}
+			})
+		}
+	}
+}

@@ -83,6 +83,9 @@ func NewCluster(src Source, opts ...Option) (*Cluster, error) {
 	if cfg.balancer == nil {
 		return nil, &ConfigError{Field: "balancer", Reason: "is nil"}
 	}
+	if cfg.maxConcurrent < 0 || cfg.maxPending < 0 {
+		return nil, &ConfigError{Field: "circuit breaker", Reason: fmt.Sprintf("limits %d and %d: want 0 or more", cfg.maxConcurrent, cfg.maxPending)}
+	}
 	if cfg.panicThreshold < 0 || cfg.panicThreshold > 100 {
 		return nil, &ConfigError{Field: "panic threshold", Reason: "must be 0..100"}
 	}
@@ -349,14 +352,18 @@ func (c *Cluster) Report(b *Backend, ok bool, took time.Duration) {
 	if c.outlier.ConsecutiveFailures < 0 {
 		return
 	}
-	if int(b.failures.Add(1)) == c.outlier.ConsecutiveFailures {
+	if int(b.failures.Add(1)) >= c.outlier.ConsecutiveFailures {
 		c.eject(b)
 	}
 }
 
+// eject ejects b if the maximum ejection percentage allows. Whatever the outcome, b's count of
+// consecutive failures starts over: an endpoint whose ejection was skipped is tried again after
+// as many more failures, and one ejected counts afresh when readmitted.
 func (c *Cluster) eject(b *Backend) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer b.failures.Store(0)
 	if b.ejected || b.retired.Load() {
 		return
 	}

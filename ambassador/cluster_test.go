@@ -287,3 +287,55 @@ func TestEndpointChangesKeepBackends(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestSkippedEjectionTriedAgain: an endpoint whose ejection the maximum ejection percentage
+// skipped is ejected once it fails as many times again after the way is clear.
+func TestSkippedEjectionTriedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1", "b:1")...),
+			ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: 3, BaseEjection: 300 * time.Millisecond, MaxEjectionPercent: 50}),
+			ambassador.WithPanicThreshold(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}()
+		<-c.Ready()
+		a, b := backendOf(t, c, "a:1"), backendOf(t, c, "b:1")
+		fail := func(b *ambassador.Backend, n int) {
+			for range n {
+				c.Report(b, false, time.Millisecond)
+			}
+		}
+		fail(a, 3)
+		fail(b, 3) // skipped: 2 of 2 ejected is over 50%
+		if diff := cmp.Diff([]string{"b:1"}, available(c)); diff != "" {
+			t.Fatalf("a ejected, b skipped (-want +got):\n%s", diff)
+		}
+		time.Sleep(301 * time.Millisecond)
+		synctest.Wait()
+		if diff := cmp.Diff([]string{"a:1", "b:1"}, available(c)); diff != "" {
+			t.Fatalf("a readmitted (-want +got):\n%s", diff)
+		}
+		fail(b, 3)
+		if diff := cmp.Diff([]string{"a:1"}, available(c)); diff != "" {
+			t.Fatalf("b failing again once a is back (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestNewClusterRefusesNegativeCircuitBreaker(t *testing.T) {
+	for _, lim := range [][2]int{{-5, -5}, {-1, 0}, {0, -1}} {
+		_, err := ambassador.NewCluster(ambassador.NewStatic(), ambassador.WithCircuitBreaker(lim[0], lim[1]))
+		if ce := (*ambassador.ConfigError)(nil); !errors.As(err, &ce) {
+			t.Errorf("WithCircuitBreaker(%d, %d): error %v, want a *ConfigError", lim[0], lim[1], err)
+		}
+	}
+}

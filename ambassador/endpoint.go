@@ -3,6 +3,7 @@ package ambassador
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -12,16 +13,22 @@ import (
 type Endpoint struct {
 	// Addr is "host:port" for TCP and HTTP endpoints.
 	Addr string `json:"addr" yaml:"addr"`
-	// Weight is the endpoint's relative share of traffic; 0 means 1.
+	// Weight is the endpoint's relative share of traffic, 1 to MaxWeight; 0 means 1. The parsers
+	// refuse a weight above MaxWeight; balancers handed one directly count it as MaxWeight.
 	Weight int `json:"weight,omitempty" yaml:"weight,omitempty"`
 }
 
-// weight returns e.Weight with 0 mapped to 1.
+// MaxWeight is the largest endpoint weight: the largest DNS SRV weight (RFC 2782's 16 bits), so
+// every SRV answer maps as it is, and small enough that no balancer's arithmetic overflows and a
+// ring or maglev table over any weights builds in bounded time.
+const MaxWeight = 65535
+
+// weight returns e.Weight with 0 (or less) mapped to 1 and anything above MaxWeight to MaxWeight.
 func (e Endpoint) weight() int {
 	if e.Weight <= 0 {
 		return 1
 	}
-	return e.Weight
+	return min(e.Weight, MaxWeight)
 }
 
 // String returns "addr" or "addr*weight".
@@ -42,7 +49,9 @@ type Source interface {
 	Endpoints() ([]Endpoint, <-chan struct{})
 }
 
-// ParseEndpoints parses a comma-separated list "host:port[*weight],..." (spaces ignored).
+// ParseEndpoints parses a comma-separated list "host:port[*weight],..." (spaces ignored). A port
+// is a number from 1 to 65535 or a service name ("http"); a weight is 0 (counted as 1) to
+// MaxWeight. An address listed twice is refused: give it one entry with the weight it should have.
 func ParseEndpoints(s string) ([]Endpoint, error) {
 	var eps []Endpoint
 	for part := range strings.SplitSeq(s, ",") {
@@ -56,20 +65,39 @@ func ParseEndpoints(s string) ([]Endpoint, error) {
 			if _, err := fmt.Sscanf(part[i+1:], "%d", &w); err != nil || w < 0 || fmt.Sprint(w) != part[i+1:] {
 				return nil, &ConfigError{Field: "endpoints", Reason: fmt.Sprintf("bad weight in %q", part)}
 			}
+			if w > MaxWeight {
+				return nil, &ConfigError{Field: "endpoints", Reason: fmt.Sprintf("weight in %q is above %d", part, MaxWeight)}
+			}
 			ep = Endpoint{Addr: part[:i], Weight: w}
 		}
 		if err := validAddr(ep.Addr); err != nil {
-			return nil, err
+			return nil, &ConfigError{Field: "endpoints", Reason: err.Error()}
+		}
+		if err := unlisted(eps, ep.Addr); err != nil {
+			return nil, &ConfigError{Field: "endpoints", Reason: err.Error()}
 		}
 		eps = append(eps, ep)
 	}
 	return eps, nil
 }
 
+// validAddr refuses a that is not HOST:PORT with a host and a port a dial can use: a number from
+// 1 to 65535 or a service name.
 func validAddr(a string) error {
-	i := strings.LastIndexByte(a, ':')
-	if a == "" || i <= 0 || i == len(a)-1 {
-		return &ConfigError{Field: "endpoints", Reason: fmt.Sprintf("address %q is not host:port", a)}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" || strings.ContainsAny(host, "/ \t") {
+		return fmt.Errorf("address %q is not host:port", a)
+	}
+	if n, err := net.LookupPort("tcp", port); err != nil || n < 1 {
+		return fmt.Errorf("address %q: port %q is not a number from 1 to 65535 nor a service name", a, port)
+	}
+	return nil
+}
+
+// unlisted refuses addr when eps has it already.
+func unlisted(eps []Endpoint, addr string) error {
+	if slices.ContainsFunc(eps, func(e Endpoint) bool { return e.Addr == addr }) {
+		return fmt.Errorf("address %q is listed twice", addr)
 	}
 	return nil
 }
@@ -106,7 +134,7 @@ func (n *notifier) set(eps []Endpoint) bool {
 	return true
 }
 
-// normalize returns a sorted copy with duplicate addresses merged (weights summed).
+// normalize returns a sorted copy with duplicate addresses merged (weights summed, up to MaxWeight).
 func normalize(eps []Endpoint) []Endpoint {
 	out := make([]Endpoint, 0, len(eps))
 	for _, e := range eps {
@@ -117,7 +145,7 @@ func normalize(eps []Endpoint) []Endpoint {
 	merged := out[:0]
 	for _, e := range out {
 		if n := len(merged); n > 0 && merged[n-1].Addr == e.Addr {
-			merged[n-1].Weight += e.Weight
+			merged[n-1].Weight = min(merged[n-1].Weight+e.Weight, MaxWeight)
 			continue
 		}
 		merged = append(merged, e)
@@ -136,7 +164,8 @@ func NewStatic(eps ...Endpoint) *Static {
 	return s
 }
 
-// Set replaces the endpoint set; watchers see the change at once. In-flight requests and
+// Set replaces the endpoint set; watchers see the change at once. An address given twice is one
+// endpoint whose weight is the sum of its entries' (up to MaxWeight). In-flight requests and
 // connections to endpoints that disappear finish normally (they drain).
 func (s *Static) Set(eps ...Endpoint) { s.n.set(eps) }
 

@@ -26,6 +26,17 @@ var parseEndpointsTests = []struct {
 	{"a:1*x", nil, true},
 	{"a:1*-1", nil, true},
 	{"a:1*01", nil, true},
+	{"a:1*65535", []ambassador.Endpoint{{Addr: "a:1", Weight: ambassador.MaxWeight}}, false},
+	{"a:http", []ambassador.Endpoint{{Addr: "a:http"}}, false},
+	{"127.0.0.1:9*92233720368547758", nil, true},
+	{"a:1*65536", nil, true},
+	{"http://127.0.0.1:8080", nil, true},
+	{"127.0.0.1:http:80", nil, true},
+	{"127.0.0.1:99999", nil, true},
+	{"127.0.0.1:0", nil, true},
+	{"127.0.0.1:-1", nil, true},
+	{"a/b:80", nil, true},
+	{"a:1,b:1,a:1*2", nil, true},
 }
 
 func TestParseEndpoints(t *testing.T) {
@@ -77,6 +88,17 @@ var parseFileTests = []struct {
 	{"negative weight", `[{"addr":"a:1","weight":-1}]`, nil, true},
 	{"bad weight", `[{"addr":"a:1","weight":"x"}]`, nil, true},
 	{"garbage", "\x00\xff[", nil, true},
+	{"empty file", "", nil, true},
+	{"blank file", " \n\n", nil, true},
+	{"only a comment", "# endpoints\n", nil, true},
+	{"null", "null", nil, true},
+	{"huge weight", `[{"addr":"a:1","weight":9223372036854775807}]`, nil, true},
+	{"weight above max", `[{"addr":"a:1","weight":65536}]`, nil, true},
+	{"misspelt key", `[{"addr":"a:1","wieght":5}]`, nil, true},
+	{"url", `["http://127.0.0.1:8080"]`, nil, true},
+	{"port 0", `["127.0.0.1:0"]`, nil, true},
+	{"port out of range", `["127.0.0.1:99999"]`, nil, true},
+	{"duplicate", `["a:1",{"addr":"a:1","weight":2}]`, nil, true},
 }
 
 func TestParseEndpointsFile(t *testing.T) {
@@ -182,4 +204,40 @@ func TestFileSourceReloads(t *testing.T) {
 	os.WriteFile(path, []byte("{nonsense"), 0o644)
 	os.WriteFile(path, []byte("- c:1\n"), 0o644)
 	wait([]ambassador.Endpoint{{Addr: "c:1", Weight: 1}})
+}
+
+// TestFileSourceKeepsLastGoodSet: a file truncated to nothing (as a writer's O_TRUNC leaves it),
+// or holding a weight past MaxWeight, is a failed read: the set stays, until a good file comes.
+func TestFileSourceKeepsLastGoodSet(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "endpoints.yaml")
+	if err := os.WriteFile(path, []byte("- a:1\n- b:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := &ambassador.File{Path: path, Poll: time.Hour}
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	good := []ambassador.Endpoint{{Addr: "a:1", Weight: 1}, {Addr: "b:1", Weight: 1}}
+	for _, bad := range []string{"", "\n", `[{"addr":"a:1","weight":9223372036854775807}]`} {
+		if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Load(); !errors.Is(err, ambassador.ErrBadFile) {
+			t.Errorf("Load of %q: error %v, want ErrBadFile", bad, err)
+		}
+		got, _ := f.Endpoints()
+		if diff := cmp.Diff(good, got); diff != "" {
+			t.Errorf("after a file of %q (-want +got):\n%s", bad, diff)
+		}
+	}
+	if err := os.WriteFile(path, []byte("[]"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.Endpoints(); len(got) != 0 {
+		t.Errorf("after [] the set is %v, want empty", got)
+	}
 }

@@ -118,7 +118,8 @@ func WithPanicThreshold(pct int) Option {
 
 // WithCircuitBreaker limits each endpoint to maxConcurrent requests in flight, with at most
 // maxPending more waiting for a slot; beyond that requests fail fast with ErrOverloaded (HTTP 503)
-// unless another endpoint can take them. Defaults 1024 and 1024.
+// unless another endpoint can take them. Defaults 1024 and 1024; maxConcurrent 0 means no limit,
+// maxPending 0 that no request waits. NewCluster refuses negative limits.
 func WithCircuitBreaker(maxConcurrent, maxPending int) Option {
 	return optionFunc(func(c *config) { c.maxConcurrent, c.maxPending = maxConcurrent, maxPending })
 }

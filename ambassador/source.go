@@ -107,9 +107,14 @@ func (d *DNS) Resolve(ctx context.Context) ([]Endpoint, error) {
 }
 
 // File is a Source read from a JSON or YAML file holding a list of endpoints, each either
-// "host:port" or {"addr": "host:port", "weight": N}. The file's directory is watched, so atomic
-// renames and Kubernetes ConfigMap symlink swaps are seen; a file that fails to parse keeps the
-// last good set (and is logged).
+// "host:port" or {"addr": "host:port", "weight": N} (see ParseEndpointsFile). The file's directory
+// is watched, so atomic renames and Kubernetes ConfigMap symlink swaps are seen; a file that fails
+// to parse (an empty one included) keeps the last good set (and is logged).
+//
+// Writers must replace the file atomically: write a new file in the same directory and rename it
+// over the old one (as a ConfigMap volume does). A file rewritten in place can be read half
+// written; an empty or unparsable one is refused, but a YAML list cut at a line break still parses,
+// as a shorter list.
 type File struct {
 	Path   string
 	Logger *zap.Logger // nil means no logging
@@ -126,11 +131,18 @@ func (f *File) Endpoints() ([]Endpoint, <-chan struct{}) { return f.n.get() }
 // ErrBadFile is returned by ParseEndpointsFile for contents that are not an endpoint list.
 var ErrBadFile = errors.New("ambassador: bad endpoints file")
 
-// ParseEndpointsFile parses a JSON or YAML list of endpoints.
+// ParseEndpointsFile parses a JSON or YAML list of endpoints, each "host:port" or {"addr":
+// "host:port", "weight": N} with nothing else (a misspelt key is an error, not a default). An empty
+// document (an empty or blank file, only comments, null) is an error, as a file caught half
+// written would be: a list with no endpoints is spelt []. Addresses and weights are checked as
+// ParseEndpoints checks them, and an address listed twice is refused.
 func ParseEndpointsFile(data []byte) ([]Endpoint, error) {
 	var raw []yaml.Node
 	if err := yaml.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadFile, err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("%w: no list (write [] for no endpoints)", ErrBadFile)
 	}
 	eps := make([]Endpoint, 0, len(raw))
 	for i, n := range raw {
@@ -139,16 +151,24 @@ func ParseEndpointsFile(data []byte) ([]Endpoint, error) {
 		case yaml.ScalarNode:
 			ep.Addr = n.Value
 		case yaml.MappingNode:
+			for k := 0; k+1 < len(n.Content); k += 2 {
+				if key := n.Content[k].Value; key != "addr" && key != "weight" {
+					return nil, fmt.Errorf("%w: item %d: unknown key %q (want addr and weight)", ErrBadFile, i, key)
+				}
+			}
 			if err := n.Decode(&ep); err != nil {
 				return nil, fmt.Errorf("%w: item %d: %v", ErrBadFile, i, err)
 			}
 		default:
 			return nil, fmt.Errorf("%w: item %d is neither \"host:port\" nor {addr, weight}", ErrBadFile, i)
 		}
-		if ep.Weight < 0 {
-			return nil, fmt.Errorf("%w: item %d: negative weight", ErrBadFile, i)
+		if ep.Weight < 0 || ep.Weight > MaxWeight {
+			return nil, fmt.Errorf("%w: item %d: weight %d is not 0..%d", ErrBadFile, i, ep.Weight, MaxWeight)
 		}
 		if err := validAddr(ep.Addr); err != nil {
+			return nil, fmt.Errorf("%w: item %d: %v", ErrBadFile, i, err)
+		}
+		if err := unlisted(eps, ep.Addr); err != nil {
 			return nil, fmt.Errorf("%w: item %d: %v", ErrBadFile, i, err)
 		}
 		eps = append(eps, ep)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/podblocks/podblocks/ambassador"
 )
@@ -84,6 +85,34 @@ func TestBalancer(t *testing.T, nb ambassador.NewBalancer, traits BalancerTraits
 			}
 		})
 	}
+	t.Run("HugeWeights", func(t *testing.T) {
+		// Weights above ambassador.MaxWeight count as MaxWeight: the balancer builds in bounded
+		// time, without overflow, and the two endpoints share evenly.
+		for _, weights := range [][]int{{math.MaxInt, ambassador.MaxWeight}, {math.MaxInt / 2, math.MaxInt / 2}, {math.MaxInt / 160, math.MaxInt / 160}} {
+			built := make(chan ambassador.Balancer, 1)
+			go func() { built <- nb(eps(weights...)) }()
+			var b ambassador.Balancer
+			select {
+			case b = <-built:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("building over weights %v takes more than 20s", weights)
+			}
+			counts := make([]int, 2)
+			const n = 20000
+			rng := rand.New(rand.NewPCG(3, 4))
+			for range n {
+				i := b.Pick(rng.Uint64())
+				if i < 0 || i > 1 {
+					t.Fatalf("weights %v: Pick = %d, out of range [0,2)", weights, i)
+				}
+				counts[i]++
+				b.Done(i)
+			}
+			if dev := math.Abs(float64(counts[0])-n/2) / (n / 2); dev > tol {
+				t.Errorf("weights %v: picks %v, want even ±%.0f%%", weights, counts, tol*100)
+			}
+		}
+	})
 	t.Run("NoAllocs", func(t *testing.T) {
 		b := nb(eps(1, 2, 3))
 		var k uint64

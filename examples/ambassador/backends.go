@@ -37,6 +37,12 @@ func (f *proxyFlags) endpoints(httpMode bool) ([]ambassador.Endpoint, error) {
 				return nil, err
 			}
 		}
+		if _, _, err := net.SplitHostPort(addr); err == nil {
+			// The port's own message; ParseEndpoints names what is no HOST:PORT at all.
+			if err := checkPort("-backends", addr, 1); err != nil {
+				return nil, err
+			}
+		}
 		if weighted {
 			addr += "*" + weight
 		}
@@ -45,11 +51,6 @@ func (f *proxyFlags) endpoints(httpMode bool) ([]ambassador.Endpoint, error) {
 	eps, err := ambassador.ParseEndpoints(strings.Join(parts, ","))
 	if err != nil {
 		return nil, cmdline.Usagef("-backends %q: %w", f.backends, err)
-	}
-	for _, ep := range eps {
-		if err := checkPort("-backends", ep.Addr, 1); err != nil {
-			return nil, err
-		}
 	}
 	return eps, nil
 }

@@ -211,6 +211,9 @@ func TestFlagErrors(t *testing.T) {
 		{"http bad balancer", runHTTPContext, []string{"-backends", "127.0.0.1:1", "-balancer", "random"}, "-balancer"},
 		{"http https backend", runHTTPContext, []string{"-backends", "https://x:1"}, "only http://"},
 		{"tcp bad endpoint", runTCPContext, []string{"-backends", "nohost"}, "not host:port"},
+		{"http huge weight", runHTTPContext, []string{"-backends", "127.0.0.1:9*92233720368547758,127.0.0.1:10", "-balancer", "ring"}, "is above 65535"},
+		{"tcp huge weight", runTCPContext, []string{"-backends", "127.0.0.1:9*9223372036854775807", "-balancer", "maglev"}, "is above 65535"},
+		{"http duplicate backend", runHTTPContext, []string{"-backends", "127.0.0.1:9,http://127.0.0.1:9"}, "listed twice"},
 		{"tcp bad max conns", runTCPContext, []string{"-backends", "a:1", "-max-conns", "0"}, "-max-conns 0: want 1 or more"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
