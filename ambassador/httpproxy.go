@@ -22,9 +22,10 @@ import (
 )
 
 // Split sends some requests to an experiment cluster instead of the primary one (the experiment
-// ambassador). A request matches when Header is set and the request's header has value
-// HeaderValue, when Cookie is set and the request's cookie has value CookieValue, or else with
-// probability Percent/100.
+// ambassador). A request matches when Header is set and the request carries that header with value
+// HeaderValue (any value when HeaderValue is ""), when Cookie is set and the request carries that
+// cookie with value CookieValue (any value when CookieValue is ""), or else with probability
+// Percent/100. A request without the header or cookie never matches on it.
 type Split struct {
 	Cluster     *Cluster
 	Percent     float64
@@ -35,11 +36,13 @@ type Split struct {
 }
 
 func (s *Split) match(r *http.Request) bool {
-	if s.Header != "" && r.Header.Get(s.Header) == s.HeaderValue {
-		return true
+	if s.Header != "" {
+		if vs := r.Header.Values(s.Header); len(vs) > 0 && (s.HeaderValue == "" || vs[0] == s.HeaderValue) {
+			return true
+		}
 	}
 	if s.Cookie != "" {
-		if c, err := r.Cookie(s.Cookie); err == nil && c.Value == s.CookieValue {
+		if c, err := r.Cookie(s.Cookie); err == nil && (s.CookieValue == "" || c.Value == s.CookieValue) {
 			return true
 		}
 	}
@@ -544,10 +547,12 @@ func (p *HTTPProxy) answer(w http.ResponseWriter, r *http.Request, b *Backend, s
 		return true, nil
 	}
 	if err != nil {
-		b.c.Report(b, false, time.Since(start))
 		if r.Context().Err() != nil {
+			// The client went away (an h2c stream reset, a closed connection): the try failed
+			// for that, so the endpoint is not charged.
 			return true, nil
 		}
+		b.c.Report(b, false, time.Since(start))
 		return false, tryFailed(err)
 	}
 	b.c.Report(b, resp.StatusCode < 500, time.Since(start))

@@ -234,14 +234,21 @@ func TestHTTPProxyCircuitBreaking(t *testing.T) {
 	}
 }
 
-func TestHTTPProxySplits(t *testing.T) {
-	prod := ambassadortest.NewHTTPBackend(t, "prod")
-	exp := ambassadortest.NewHTTPBackend(t, "exp")
-	expCluster, err := ambassador.NewCluster(ambassador.NewStatic(exp.Endpoint()), ambassador.WithName("experiment"))
+// splitBackends starts backends answering "prod" and "exp" and returns the first's source and a
+// cluster "experiment" over the second.
+func splitBackends(t *testing.T) (prod ambassador.Source, exp *ambassador.Cluster) {
+	prodB := ambassadortest.NewHTTPBackend(t, "prod")
+	expB := ambassadortest.NewHTTPBackend(t, "exp")
+	exp, err := ambassador.NewCluster(ambassador.NewStatic(expB.Endpoint()), ambassador.WithName("experiment"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, url := newHTTPProxy(t, ambassador.NewStatic(prod.Endpoint()),
+	return ambassador.NewStatic(prodB.Endpoint()), exp
+}
+
+func TestHTTPProxySplits(t *testing.T) {
+	prod, expCluster := splitBackends(t)
+	p, _, url := newHTTPProxy(t, prod,
 		ambassador.WithSplits(ambassador.Split{Cluster: expCluster, Header: "X-Experiment", HeaderValue: "on"}))
 	c := client(t)
 	if _, body := get(t, c, url, "X-Experiment", "on"); body != "exp\n" {
@@ -697,4 +704,80 @@ func TestHTTPProxyStaleKeepAliveReplayedOnNewConnection(t *testing.T) {
 	if got := dials.Load(); got != 5 {
 		t.Errorf("endpoint accepted %d connections, want 5 (2 warm-up, then one new per request)", got)
 	}
+}
+
+// TestHTTPProxySplitHeaderPresence: a split on a header with no value matches the requests that
+// carry the header, whatever its value, and no others.
+func TestHTTPProxySplitHeaderPresence(t *testing.T) {
+	prod, expCluster := splitBackends(t)
+	_, _, url := newHTTPProxy(t, prod,
+		ambassador.WithSplits(ambassador.Split{Cluster: expCluster, Header: "X-Canary", Cookie: "canary"}))
+	c := client(t)
+	for _, tc := range []struct {
+		hdr  []string
+		want string
+	}{
+		{nil, "prod\n"},
+		{[]string{"X-Other", "1"}, "prod\n"},
+		{[]string{"Cookie", "other=1"}, "prod\n"},
+		{[]string{"X-Canary", "1"}, "exp\n"},
+		{[]string{"X-Canary", "anything"}, "exp\n"},
+		{[]string{"Cookie", "canary=yes"}, "exp\n"},
+	} {
+		if _, body := get(t, c, url, tc.hdr...); body != tc.want {
+			t.Errorf("request with %q went to %q, want %q", tc.hdr, body, tc.want)
+		}
+	}
+}
+
+// TestHTTPProxyH2CCancelNotCharged: h2c requests their clients cancel before the endpoint answers
+// are not the endpoint's failures: it is not ejected for them.
+func TestHTTPProxyH2CCancelNotCharged(t *testing.T) {
+	slow := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go slow.Serve(ln)
+	defer slow.Close()
+	p, cl, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: ln.Addr().String()}),
+		ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: 2, BaseEjection: time.Minute}))
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	for range 4 {
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/slow", nil)
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		cancel()
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("cancelled request answered %s", resp.Status)
+		}
+	}
+	// Each try ends once the proxy sees its stream reset; wait until none is in flight.
+	for deadline := time.Now().Add(10 * time.Second); inFlight(p) != "0"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("requests in flight %s 10s after their clients cancelled them", inFlight(p))
+		}
+	}
+	if st, _ := cl.Status(); st[0].Ejected {
+		t.Errorf("endpoint ejected for its clients' cancellations: %+v", st[0])
+	}
+}
+
+// inFlight is the proxy's count of requests in flight, from its Statusz table.
+func inFlight(p *ambassador.HTTPProxy) string {
+	_, _, rows := p.Statusz()
+	for _, r := range rows {
+		if r[0] == "requests in flight" {
+			return r[1]
+		}
+	}
+	return "?"
 }
