@@ -40,6 +40,10 @@ func (p Probe) String() string {
 // DefaultCheckTimeout bounds a check whose Timeout is zero.
 const DefaultCheckTimeout = time.Second
 
+// CheckTimeoutGrace is how long a check's Func may take, after its Timeout ended its ctx, to return
+// its own verdict; a Func that ignores its ctx is cut off then, failing with "timed out after".
+const CheckTimeoutGrace = 500 * time.Millisecond
+
 // Check is one named health check.
 type Check struct {
 	// Name identifies the check in verbose output, in ?exclude= and as /<probe>/<name>. It must be
@@ -47,7 +51,10 @@ type Check struct {
 	Name string
 	// Func reports the check's health: nil is healthy, an error says why not.
 	Func func(ctx context.Context) error
-	// Timeout bounds one call of Func. Zero means DefaultCheckTimeout.
+	// Timeout bounds one call of Func: its ctx ends then. Zero means DefaultCheckTimeout. A Func
+	// that honours ctx returns its own verdict after that, and it is the answer (a check with a
+	// failure threshold may still be healthy after one timeout); one that has not returned
+	// CheckTimeoutGrace later fails with "timed out after Timeout".
 	Timeout time.Duration
 	// Interval, when positive, runs Func in the background every Interval (while the server runs) and
 	// answers probes from the last result; a check that has not run yet fails with "not yet run".
@@ -71,7 +78,8 @@ type check struct {
 }
 
 func (c *check) run(ctx context.Context) checkResult {
-	ctx, cancel := context.WithTimeout(ctx, orDefault(c.Timeout, DefaultCheckTimeout))
+	timeout := orDefault(c.Timeout, DefaultCheckTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	done := make(chan error, 1) // buffered: the check may finish after we stopped waiting
@@ -87,7 +95,16 @@ func (c *check) run(ctx context.Context) checkResult {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		err = fmt.Errorf("timed out after %v", orDefault(c.Timeout, DefaultCheckTimeout))
+		grace := time.NewTimer(CheckTimeoutGrace)
+		select {
+		case err = <-done:
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("timed out after %v", timeout)
+			}
+		case <-grace.C:
+			err = fmt.Errorf("timed out after %v", timeout)
+		}
+		grace.Stop()
 	}
 	r := checkResult{err: err, at: start, took: time.Since(start)}
 	c.mu.Lock()

@@ -41,6 +41,9 @@ type Adapter struct {
 	checks []*thresholdCheck
 	runs   *prometheus.CounterVec
 	up     *prometheus.GaugeVec
+	// running counts Checker calls still in flight, which may outlive a timed-out check; Close
+	// waits for them.
+	running sync.WaitGroup
 }
 
 type thresholdCheck struct {
@@ -160,7 +163,7 @@ func (a *Adapter) Check(ctx context.Context, name string) error {
 
 func (c *thresholdCheck) check(ctx context.Context) error {
 	start := c.a.o.now()
-	err := c.spec.Checker.Check(ctx)
+	err := c.run(ctx)
 	result := "success"
 	if err != nil {
 		result = "failure"
@@ -204,6 +207,28 @@ func (c *thresholdCheck) check(ctx context.Context) error {
 	}
 }
 
+// run runs the Checker once, bounded by the spec's Timeout: a Checker still running then (one
+// that is slow to stop, like a command whose children hold its output open, or one that ignores
+// its ctx) counts as one failure against the threshold, as the kubelet counts a probe timeout. The
+// hook server's own timeout, which ends ctx as well, gives the verdict this returns time to arrive
+// (lifecycle.CheckTimeoutGrace).
+func (c *thresholdCheck) run(ctx context.Context) error {
+	timeout := c.spec.Timeout
+	if timeout == 0 {
+		timeout = lifecycle.DefaultCheckTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan error, 1) // buffered: the Checker may return after we stopped waiting
+	c.a.running.Go(func() { done <- c.spec.Checker.Check(ctx) })
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("health: %s: timed out after %v", c.spec.Name, timeout)
+	}
+}
+
 // Statusz is a table of the checks for the hook server's /statusz page.
 func (a *Adapter) Statusz() (string, []string, [][]string) {
 	rows := make([][]string, 0, len(a.checks))
@@ -225,8 +250,10 @@ func (a *Adapter) Statusz() (string, []string, [][]string) {
 	return "health adapter", []string{"check", "probe", "state", "consecutive failures", "last run", "last error"}, rows
 }
 
-// Close releases checkers that hold connections (GRPC).
+// Close waits for Checker calls still running (a timed-out one ends once it honours its ctx), then
+// releases checkers that hold connections (GRPC). Call it after the hook server stopped.
 func (a *Adapter) Close() error {
+	a.running.Wait()
 	var errs []error
 	for _, c := range a.checks {
 		if cl, ok := c.spec.Checker.(io.Closer); ok {

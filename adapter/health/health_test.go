@@ -293,3 +293,35 @@ func TestHookServer(t *testing.T) {
 	tcpLn.Close()
 	adaptertest.Eventually(t, 30*time.Second, func() bool { return status("/livez") == 500 }, "/livez fails once the port closed")
 }
+
+// TestTimeoutCountsAsFailure: a Checker still running at its Timeout (here one that ignores its
+// ctx) is one failure against the threshold, not an answer of its own; Close waits for it.
+func TestTimeoutCountsAsFailure(t *testing.T) {
+	var hang atomic.Bool
+	release := make(chan struct{})
+	a, err := health.New([]health.Spec{{Name: "h", Probe: lifecycle.Readyz, Timeout: 50 * time.Millisecond, FailureThreshold: 2,
+		Checker: health.CheckerFunc(func(context.Context) error {
+			if hang.Load() {
+				<-release
+			}
+			return nil
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := a.Check(ctx, "h"); err != nil {
+		t.Fatalf("first check: %v", err)
+	}
+	hang.Store(true)
+	if err := a.Check(ctx, "h"); err != nil {
+		t.Errorf("first timeout of threshold 2: %v, want still healthy", err)
+	}
+	if err := a.Check(ctx, "h"); err == nil || !strings.Contains(err.Error(), "timed out after 50ms") {
+		t.Errorf("second timeout: %v, want unhealthy, timed out after 50ms", err)
+	}
+	close(release)
+	if err := a.Close(); err != nil {
+		t.Error(err)
+	}
+}

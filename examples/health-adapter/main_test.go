@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/podblocks/podblocks/adaptertest"
 	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
+	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
 
@@ -41,31 +41,8 @@ func TestProbes(t *testing.T) {
 	cfg := filepath.Join(dir, "checks.yml")
 	os.WriteFile(cfg, []byte("checks:\n- {name: port, probe: livez, tcp: \""+ln.Addr().String()+"\"}\n"), 0o644)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	started := make(chan string, 1)
-	var stderr bytes.Buffer
-	go func() {
-		done <- run(ctx, []string{"-admin", "127.0.0.1:0", "-config", cfg, "-readyz", "exec=test -e " + flag,
-			"-interval", "0", "-failure-threshold", "1"}, &stderr, started)
-	}()
-	var addr string
-	select {
-	case addr = <-started:
-	case err := <-done:
-		t.Fatalf("run: %v (%s)", err, stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("not started")
-	}
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get, stop := start(t, "-admin", "127.0.0.1:0", "-config", cfg, "-readyz", "exec=test -e "+flag,
+		"-interval", "0", "-failure-threshold", "1")
 	adaptertest.Eventually(t, 30*time.Second, func() bool {
 		code, _ := get("/readyz")
 		return code == 200
@@ -80,9 +57,44 @@ func TestProbes(t *testing.T) {
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "podblocks_adapter_health_up") {
 		t.Errorf("/metrics = %d, missing podblocks_adapter_health_up", code)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	stop()
+}
+
+// start runs the adapter in-process with args until stop, which fails the test if run failed;
+// get requests a path of its hook server.
+func start(t *testing.T, args ...string) (get func(path string) (int, string), stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := make(chan string, 1)
+	var stderr syncbuf.Buffer
+	go func() { done <- run(ctx, args, &stderr, started) }()
+	var addr string
+	select {
+	case addr = <-started:
+	case err := <-done:
+		cancel()
+		t.Fatalf("run: %v (%s)", err, stderr.String())
+	case <-time.After(30 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("not started")
+	}
+	get = func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	return get, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -123,4 +135,46 @@ func TestBadArgs(t *testing.T) {
 			t.Errorf("run(%v) succeeded", args)
 		}
 	}
+}
+
+// TestHangCountsAgainstThreshold: a check that hangs past its timeout is one failure against
+// -failure-threshold, as the kubelet counts a probe timeout: /readyz stays 200 (and agrees with
+// podblocks_adapter_health_up) until the threshold is reached.
+func TestHangCountsAgainstThreshold(t *testing.T) {
+	hang := filepath.Join(t.TempDir(), "hang")
+	get, stop := start(t, "-admin", "127.0.0.1:0", "-readyz", "exec=if [ -f "+hang+" ]; then sleep 3; fi; true",
+		"-interval", "0", "-timeout", "300ms", "-failure-threshold", "3")
+	up := func() string {
+		_, body := get("/metrics")
+		for l := range strings.SplitSeq(body, "\n") {
+			if strings.HasPrefix(l, `podblocks_adapter_health_up{check="exec-0"}`) {
+				return strings.Fields(l)[1]
+			}
+		}
+		return "missing"
+	}
+	adaptertest.Eventually(t, 30*time.Second, func() bool {
+		code, _ := get("/readyz")
+		return code == 200
+	}, "/readyz 200 before the check hangs")
+	if err := os.WriteFile(hang, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		code, body := get("/readyz?verbose")
+		wantCode, wantUp := 200, "1"
+		if i == 3 {
+			wantCode, wantUp = 500, "0"
+		}
+		if code != wantCode {
+			t.Errorf("hang %d of threshold 3: /readyz = %d %q, want %d", i, code, body, wantCode)
+		}
+		if i == 3 && !strings.Contains(body, "timed out after 300ms") {
+			t.Errorf("hang 3: /readyz body %q, want the timeout named", body)
+		}
+		if got := up(); got != wantUp {
+			t.Errorf("hang %d: podblocks_adapter_health_up = %s, want %s (as /readyz says)", i, got, wantUp)
+		}
+	}
+	stop()
 }
