@@ -20,6 +20,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/podblocks/podblocks/internal/unixsock"
 )
 
 // Exporter receives statsd lines and exposes them as Prometheus metrics, like statsd_exporter.
@@ -190,14 +192,11 @@ func (e *Exporter) Run(ctx context.Context) error {
 		}
 	}
 	if e.o.unixgram != "" {
-		if fi, err := os.Lstat(e.o.unixgram); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			os.Remove(e.o.unixgram)
-		}
-		conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: e.o.unixgram, Net: "unixgram"})
+		conn, err := unixsock.ListenPacket(e.o.unixgram) // replaces a stale socket file, not a live one
 		if err != nil {
 			return fail(fmt.Errorf("statsd: listen unixgram: %w", err))
 		}
-		closers = append(closers, conn, unlinker(e.o.unixgram))
+		closers = append(closers, conn) // removes the socket file too
 		if err := os.Chmod(e.o.unixgram, os.FileMode(e.o.unixMode)); err != nil {
 			return fail(fmt.Errorf("statsd: chmod unixgram socket: %w", err))
 		}
@@ -432,8 +431,3 @@ func (e *Exporter) sweepLoop(ctx context.Context) {
 		}
 	}
 }
-
-// unlinker removes a socket file when closed.
-type unlinker string
-
-func (u unlinker) Close() error { return os.Remove(string(u)) }

@@ -74,7 +74,8 @@ func WithUDP(addr string) Option { return optionFunc(func(o *options) { o.udp = 
 func WithTCP(addr string) Option { return optionFunc(func(o *options) { o.tcp = addr }) }
 
 // WithUnixgram listens for statsd datagrams on the unix socket path ("" disables, the default).
-// A stale socket file at path is replaced; the file is removed when Run returns. mode is the
+// A stale socket file at path (one nothing listens on, left by a killed process) is replaced; a
+// live socket or a file that is not a socket makes Run fail; the file is removed when Run returns. mode is the
 // socket file's permission bits (0 keeps the default 0755).
 func WithUnixgram(path string, mode uint32) Option {
 	return optionFunc(func(o *options) {

@@ -6,7 +6,8 @@
 //	log-adapter -format regex -regex '^(?P<time>\S+) (?P<level>\w+) (?P<msg>.*)$' -input tcp:127.0.0.1:5170
 //
 // Inputs: stdin (default), file:GLOB (followed rotation-safely with sidecar.Tailer, -state keeps
-// offsets across restarts), tcp:ADDR, udp:ADDR, unix:PATH (stream) and unixgram:PATH. Output:
+// offsets across restarts), tcp:ADDR, udp:ADDR, unix:PATH (stream) and unixgram:PATH (a
+// socket file left by a killed log-adapter is replaced, a live one is not; it is removed on exit). Output:
 // stdout (default) or file:PATH (appended). SIGTERM and SIGINT stop it; with stdin it stops at EOF.
 package main
 
@@ -28,6 +29,7 @@ import (
 
 	"github.com/podblocks/podblocks/adapter/logs"
 	"github.com/podblocks/podblocks/internal/cmdline"
+	"github.com/podblocks/podblocks/internal/unixsock"
 	"github.com/podblocks/podblocks/sidecar"
 )
 
@@ -202,14 +204,26 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch kind {
 	case "stdin":
 		opts = append(opts, logs.WithReader(stdin))
-	case "tcp", "unix":
+	case "tcp":
 		ln, err := net.Listen(kind, addr)
 		if err != nil {
 			return err
 		}
 		opts = append(opts, logs.WithListener(ln))
-	case "udp", "unixgram":
+	case "unix": // a stale socket file (after a SIGKILL) is replaced; closing removes the file
+		ln, err := unixsock.Listen(addr)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, logs.WithListener(ln))
+	case "udp":
 		pc, err := net.ListenPacket(kind, addr)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, logs.WithPacketConn(pc))
+	case "unixgram":
+		pc, err := unixsock.ListenPacket(addr)
 		if err != nil {
 			return err
 		}
