@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -220,6 +221,13 @@ func runAction(ctx context.Context, a Action, b Backoff, onErr func(attempt int,
 // before its first publish): Run logs a warning for it ("does not exist yet"), shows it in Statusz
 // ("paths not found"), and its appearance is a change that reloads. A path removed later is a
 // change too.
+//
+// The directories watched are each path that is a directory and the directory of each other one;
+// for one that does not exist, its nearest existing ancestor, whose change shows it appearing; and
+// for one that is a symlink (a Syncer's link), the directory it is in as well, where a swap of the
+// link shows. They are checked after every event and rescan: a directory removed or renamed away
+// and made anew is watched again as soon as an event or the rescan shows it back (inotify drops a
+// watch with the directory it is on), and a watch no path needs any more is removed.
 type Reloader struct {
 	paths  []string
 	action Action
@@ -297,7 +305,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 	var events chan fsnotify.Event
 	var werrs chan error
 	var w *fsnotify.Watcher
-	watched := map[string]bool{}
+	var ws *watchSet
 	if !r.o.noWatch {
 		var err error
 		if w, err = fsnotify.NewWatcher(); err != nil {
@@ -305,7 +313,8 @@ func (r *Reloader) Run(ctx context.Context) error {
 			w = nil
 		} else {
 			defer w.Close()
-			r.watch(w, watched)
+			ws = &watchSet{w: w, dirs: map[string]os.FileInfo{}, failed: map[string]bool{}}
+			r.watch(ws)
 			events, werrs = w.Events, w.Errors
 		}
 	}
@@ -337,14 +346,17 @@ func (r *Reloader) Run(ctx context.Context) error {
 		if !check {
 			continue
 		}
+		if ws != nil {
+			// Before the hash: what changes after a directory is watched again is seen; what changed
+			// before is in the hash.
+			r.watch(ws)
+		}
 		h := r.hash()
 		if h == current {
 			continue
 		}
 		current = h
-		if r.noteMissing(false) && w != nil {
-			r.watch(w, watched) // a directory that appeared is watched itself from now on
-		}
+		r.noteMissing(false)
 		nobody, err := runAction(ctx, r.action, r.o.backoff, func(attempt int, err error) {
 			r.m.tries.Inc()
 			r.mu.Lock()
@@ -377,31 +389,72 @@ func (r *Reloader) Run(ctx context.Context) error {
 	}
 }
 
-// watch adds a watch on each path that is a directory, and on the directory holding each other one
-// (missing paths included: their appearance is seen there), unless watched already.
-func (r *Reloader) watch(w *fsnotify.Watcher, watched map[string]bool) {
+// watchSet is the directories a Reloader's watcher watches, each with what it was when its watch
+// was added, and those whose watch could not be added (logged once).
+type watchSet struct {
+	w      *fsnotify.Watcher
+	dirs   map[string]os.FileInfo
+	failed map[string]bool
+}
+
+// watch makes ws watch the directories the paths need now (watchDir): a watch whose directory is
+// gone, or is another one now (removed or renamed away and made anew: the watch went with the old
+// one), is added again, and one no path needs is removed.
+func (r *Reloader) watch(ws *watchSet) {
+	want := map[string]bool{}
 	for _, p := range r.paths {
-		dir := p
-		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
-			dir = filepath.Dir(p)
+		dir := watchDir(p)
+		want[dir] = true
+		if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			// A symlink to a directory (a Syncer's link): the watch is on the directory it points
+			// at now; the link swapped for another (a rename over it) is seen where the link is.
+			want[filepath.Dir(dir)] = true
 		}
-		if watched[dir] {
+	}
+	for dir, fi := range ws.dirs {
+		if now, err := os.Stat(dir); !want[dir] || err != nil || !os.SameFile(fi, now) {
+			_ = ws.w.Remove(dir) // the watcher dropped it already when the directory went
+			delete(ws.dirs, dir)
+		}
+	}
+	for dir := range want {
+		if ws.dirs[dir] != nil {
 			continue
 		}
-		if _, err := os.Stat(dir); err != nil {
-			continue // not there yet: the poll sees it appear
+		// Looked at before the watch is added: if the directory is replaced in between, the watch
+		// is on the new one and the next check adds it again; the other way round it would stay on
+		// the old one.
+		fi, err := os.Stat(dir)
+		if err != nil {
+			continue // gone again: the next check looks further up
 		}
-		if err := w.Add(dir); err != nil {
-			r.log.Warn("watch, polling instead", zap.String("dir", dir), zap.Error(err))
+		if err := ws.w.Add(dir); err != nil {
+			if !ws.failed[dir] {
+				ws.failed[dir] = true
+				r.log.Warn("watch, polling instead", zap.String("dir", dir), zap.Error(err))
+			}
 			continue
 		}
-		watched[dir] = true
+		delete(ws.failed, dir)
+		ws.dirs[dir] = fi
 	}
 }
 
-// noteMissing records which paths do not exist (shown in Statusz), logging each at start, and
-// reports whether the set changed.
-func (r *Reloader) noteMissing(start bool) bool {
+// watchDir is the directory to watch for path p: p itself when it is a directory, else the nearest
+// of its ancestors that is one (its own directory when that exists).
+func watchDir(p string) string {
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return p
+	}
+	for d := filepath.Dir(p); ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() || filepath.Dir(d) == d {
+			return d
+		}
+	}
+}
+
+// noteMissing records which paths do not exist (shown in Statusz), logging each at start.
+func (r *Reloader) noteMissing(start bool) {
 	var missing []string
 	for _, p := range r.paths {
 		if _, err := os.Stat(p); err != nil {
@@ -412,10 +465,8 @@ func (r *Reloader) noteMissing(start bool) bool {
 		}
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	changed := strings.Join(missing, ",") != strings.Join(r.missing, ",")
 	r.missing = missing
-	return changed
+	r.mu.Unlock()
 }
 
 // hash digests the content of the watched paths. Directories are read through symlinks; entries

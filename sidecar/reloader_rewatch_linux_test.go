@@ -1,0 +1,128 @@
+package sidecar_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/sidecar"
+)
+
+// A watched directory (a path, or the directory of a watched file) removed or renamed away and made
+// anew is watched again as soon as it is back: with the rescan an hour away, a change in it is seen
+// at once. Its watch used to be lost with the directory it was on, and never added again: only the
+// rescan saw what changed in the new directory.
+func TestReloaderWatchesADirectoryMadeAnew(t *testing.T) {
+	conf := func(d string) string { return filepath.Join(d, "conf") }
+	write := func(v string) func(string) error {
+		return func(d string) error { return os.WriteFile(filepath.Join(conf(d), "app.conf"), []byte(v), 0o644) }
+	}
+	anew := func(d string) error { return os.Mkdir(conf(d), 0o755) }
+	removed := func(d string) error { return os.RemoveAll(conf(d)) }
+	renamed := func(d string) error { return os.Rename(conf(d), conf(d)+".old") }
+	for _, tc := range []struct {
+		name    string
+		watched string // under the test's directory
+		steps   []func(dir string) error
+		reloads []uint64 // after each step
+	}{
+		{name: "watched directory removed", watched: "conf",
+			steps: []func(string) error{removed, anew, write("v1"), write("v2")}, reloads: []uint64{1, 2, 3, 4}},
+		{name: "watched directory renamed away", watched: "conf",
+			steps: []func(string) error{renamed, anew, write("v1"), write("v2")}, reloads: []uint64{1, 2, 3, 4}},
+		// The file's absence is no change while its directory comes back: the file is.
+		{name: "watched file's directory removed", watched: "conf/app.conf",
+			steps: []func(string) error{removed, anew, write("v1"), write("v2")}, reloads: []uint64{1, 1, 2, 3}},
+		{name: "watched file's directory renamed away", watched: "conf/app.conf",
+			steps: []func(string) error{renamed, anew, write("v1"), write("v2")}, reloads: []uint64{1, 1, 2, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.Mkdir(filepath.Join(dir, "conf"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "conf", "app.conf"), []byte("v0"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var n atomic.Uint64
+			r, err := sidecar.NewReloader([]string{filepath.Join(dir, tc.watched)}, func(context.Context) error { n.Add(1); return nil },
+				sidecar.WithPollInterval(time.Hour), sidecar.WithDebounce(20*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start(t, r)
+			for i, step := range tc.steps {
+				if err := step(dir); err != nil {
+					t.Fatal(err)
+				}
+				want := tc.reloads[i]
+				awaitReloads(t, &n, want, fmt.Sprintf("step %d", i+1))
+				// A step that is no change must not be taken for one a little later either.
+				if i+1 < len(tc.steps) && tc.reloads[i+1] == want {
+					time.Sleep(200 * time.Millisecond)
+					if got := n.Load(); got != want {
+						t.Fatalf("step %d: %d reloads, want %d", i+1, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// versionSource publishes one file, site.txt, with the content of the version it holds.
+type versionSource struct{ v atomic.Value }
+
+func (s *versionSource) Fetch(_ context.Context, have, dir string) (string, error) {
+	v := s.v.Load().(string)
+	if v == have {
+		return have, nil
+	}
+	return v, os.WriteFile(filepath.Join(dir, "site.txt"), []byte(v), 0o644)
+}
+
+// A Reloader watching a Syncer's link (or a file under it) sees each publish at once, with the
+// rescan an hour away. The link is a symlink to a directory: its watch was on the revision the link
+// pointed at when Run started, which nothing changes, and a publish (a rename of a new link over it
+// in the root) was seen by the rescan only.
+func TestReloaderSeesSyncerPublishes(t *testing.T) {
+	for _, watched := range []string{"current", "current/site.txt"} {
+		t.Run(watched, func(t *testing.T) {
+			root := t.TempDir()
+			src := &versionSource{}
+			src.v.Store("v1")
+			s, err := sidecar.NewSyncer(root, src, sidecar.WithInterval(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start(t, s)
+			var n atomic.Uint64
+			r, err := sidecar.NewReloader([]string{filepath.Join(root, watched)}, func(context.Context) error { n.Add(1); return nil },
+				sidecar.WithPollInterval(time.Hour), sidecar.WithDebounce(20*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start(t, r)
+			for i, v := range []string{"v2", "v3", "v4"} {
+				src.v.Store(v)
+				s.Trigger()
+				awaitReloads(t, &n, uint64(i+1), "publish of "+v)
+			}
+		})
+	}
+}
+
+// awaitReloads waits (5s) until n, the reloads counted, is want, and fails the test if it is not.
+func awaitReloads(t *testing.T, n *atomic.Uint64, want uint64, after string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := n.Load(); got != want {
+		t.Fatalf("%s: %d reloads in 5s (rescan an hour away), want %d", after, got, want)
+	}
+}
