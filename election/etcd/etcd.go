@@ -27,7 +27,8 @@ const DefaultTTL = 10 * time.Second
 // term's fencing token, so tokens strictly increase across terms cluster-wide. The lease is renewed
 // every TTL/3 by the Backend itself, which records the send time of each renewal the server
 // confirms: Lease.ValidUntil is that send time plus the TTL the server granted. The term ends when
-// the lease ends (expiry, revocation, deleted key) or renewal cannot be confirmed in time.
+// the lease ends (expiry, revocation) or renewal cannot be confirmed in time, and when the holder's
+// key is deleted or written by anyone else: the holder watches its key from its creation on.
 //
 // The Backend does not own the client: close it after every Elector using the Backend has
 // returned from Run.
@@ -125,7 +126,7 @@ func (b *Backend) Campaign(ctx context.Context, id string) (election.Lease, erro
 	}
 	token := resp.Header.Revision
 	l.term = election.Term{ID: id, Token: uint64(token)}
-	l.key = key
+	l.watch(key, token)
 
 	for {
 		// Still ours? Then who is just ahead of us?
@@ -319,33 +320,36 @@ func (b *Backend) leader(ctx context.Context) (election.Term, error) {
 	return election.Term{ID: string(kv.Value), Token: uint64(kv.CreateRevision)}, nil
 }
 
-// lease is one candidate's etcd lease and the goroutine renewing it.
+// lease is one candidate's etcd lease, the goroutine renewing it, and (once the candidate's key
+// exists) the goroutine watching that key.
 type lease struct {
 	b    *Backend
 	id   clientv3.LeaseID
 	term election.Term
-	key  string
 
 	lost     chan struct{} // closed when the lease is known ended, or by Release
 	lostOnce sync.Once
 	stop     context.CancelFunc
-	done     chan struct{} // closed when the renewal goroutine exits
+	watch    func(key string, created int64) // starts watchKey; called once, before Release
+	wg       sync.WaitGroup                  // the renewal and key-watch goroutines
 
 	mu         sync.Mutex
 	validUntil time.Time
 
-	releaseOnce sync.Once
-	releaseErr  error
+	stopOnce sync.Once
+	relMu    sync.Mutex // serializes Release's revokes
+	revoked  bool       // the server confirmed the revoke (or no longer knew the lease)
 }
 
 func newLease(b *Backend, id clientv3.LeaseID, ttl int64, sent time.Time) *lease {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &lease{
 		b: b, id: id,
-		lost: make(chan struct{}), stop: cancel, done: make(chan struct{}),
+		lost: make(chan struct{}), stop: cancel,
 		validUntil: sent.Add(time.Duration(ttl) * time.Second),
 	}
-	go l.renew(ctx, time.Duration(ttl)*time.Second)
+	l.watch = func(key string, created int64) { l.wg.Go(func() { l.watchKey(ctx, key, created) }) }
+	l.wg.Go(func() { l.renew(ctx, time.Duration(ttl)*time.Second) })
 	return l
 }
 
@@ -363,7 +367,6 @@ func (l *lease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
 // renew confirms the lease every ttl/3 (retrying every 100ms after a failure) until ctx ends, the
 // server says the lease is gone, or ValidUntil passes without a confirmed renewal.
 func (l *lease) renew(ctx context.Context, ttl time.Duration) {
-	defer close(l.done)
 	interval := ttl / 3
 	wait := interval
 	for {
@@ -402,16 +405,82 @@ func (l *lease) renew(ctx context.Context, ttl time.Duration) {
 	}
 }
 
-// Release stops renewing and revokes the lease, which deletes the candidate's key.
-func (l *lease) Release(ctx context.Context) error {
-	l.releaseOnce.Do(func() {
-		l.stop()
-		<-l.done
-		l.markLost()
-		_, err := l.b.cli.Revoke(ctx, l.id)
-		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			l.releaseErr = fmt.Errorf("election/etcd: revoke lease: %w", err)
+// watchKey ends the lease (closes Lost) when the candidate's key, created at revision created, is
+// deleted or written: this Backend never writes the key after creating it, so any event on it past
+// its creation means someone else ended or took over the term (an operator deleting it, a revoke
+// from elsewhere). The watch starts right after the creation, so no event can slip by; a watch that
+// breaks (no cluster leader, reconnects) is made again from the same revision, and one the server
+// refuses because that revision was compacted away is replaced by a read of the key: gone, or
+// created or modified at another revision, ends the lease; else the watch goes on from the read's
+// revision. It returns when ctx ends or the lease has ended.
+func (l *lease) watchKey(ctx context.Context, key string, created int64) {
+	next := created + 1
+	for ctx.Err() == nil {
+		ended, compacted := l.watchFrom(ctx, key, next)
+		if ended {
+			l.markLost()
+			return
 		}
+		if compacted && ctx.Err() == nil {
+			resp, err := l.b.cli.Get(ctx, key)
+			switch {
+			case err != nil:
+				l.b.log.Debug("read candidate key after compaction", zap.Error(err), zap.String("key", key))
+			case len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != created || resp.Kvs[0].ModRevision != created:
+				l.b.log.Warn("candidate key deleted or overwritten: term over", zap.String("key", key))
+				l.markLost()
+				return
+			default:
+				next = resp.Header.Revision + 1
+				continue
+			}
+		}
+		select { // a broken watch or a failed read: try again after a pause
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// watchFrom watches key from revision rev until an event (ended), a compaction refusal
+// (compacted), or any other end of the watch (neither).
+func (l *lease) watchFrom(ctx context.Context, key string, rev int64) (ended, compacted bool) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	for wr := range l.b.cli.Watch(wctx, key, clientv3.WithRev(rev)) {
+		if wr.CompactRevision != 0 {
+			return false, true
+		}
+		if wr.Err() != nil {
+			return false, false
+		}
+		if len(wr.Events) > 0 {
+			ev := wr.Events[0]
+			l.b.log.Warn("candidate key deleted or overwritten: term over", zap.String("key", key),
+				zap.Stringer("event", ev.Type), zap.Int64("revision", ev.Kv.ModRevision))
+			return true, false
+		}
+	}
+	return false, false
+}
+
+// Release stops renewing and revokes the lease, which deletes the candidate's key. Once a revoke
+// succeeded it returns nil at once; after a failed one, calling it again revokes again (a server
+// that was unreachable restores the lease, with a fresh TTL, when it comes back).
+func (l *lease) Release(ctx context.Context) error {
+	l.stopOnce.Do(func() {
+		l.stop()
+		l.wg.Wait()
+		l.markLost()
 	})
-	return l.releaseErr
+	l.relMu.Lock()
+	defer l.relMu.Unlock()
+	if l.revoked {
+		return nil
+	}
+	if _, err := l.b.cli.Revoke(ctx, l.id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("election/etcd: revoke lease: %w", err)
+	}
+	l.revoked = true
+	return nil
 }

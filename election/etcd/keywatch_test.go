@@ -1,0 +1,193 @@
+package etcd_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podblocks/podblocks/election"
+	"github.com/podblocks/podblocks/election/etcd"
+	"github.com/podblocks/podblocks/internal/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// keyTTL is long enough that a lease expiry can never be what ends a term in these tests.
+const keyTTL = 30 * time.Second
+
+// keyLeader is one Elector of the key-watch tests, with the events of its leader func.
+type keyLeader struct {
+	e       *election.Elector
+	started chan election.Term
+	ended   chan election.Term
+	stop    func()
+}
+
+func startKeyLeader(t *testing.T, endpoint, name, id string) *keyLeader {
+	t.Helper()
+	cli := etcdtest.NewClient(t, endpoint)
+	b, err := etcd.New(cli, name, etcd.WithTTL(keyTTL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &keyLeader{started: make(chan election.Term, 4), ended: make(chan election.Term, 4)}
+	k.e, err = election.New(b, id, func(ctx context.Context, tm election.Term) error {
+		k.started <- tm
+		<-ctx.Done()
+		k.ended <- tm
+		return nil
+	}, election.WithReleaseTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- k.e.Run(ctx) }()
+	k.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run %s: %v", id, err)
+		}
+	}
+	return k
+}
+
+func recv(t *testing.T, ch <-chan election.Term, within time.Duration, what string) election.Term {
+	t.Helper()
+	select {
+	case tm := <-ch:
+		return tm
+	case <-time.After(within):
+		t.Fatalf("%s: nothing within %v", what, within)
+		return election.Term{}
+	}
+}
+
+// firstKey returns the key with the lowest creation revision under prefix: the leader's.
+func firstKey(t *testing.T, admin *clientv3.Client, prefix string) string {
+	t.Helper()
+	resp, err := admin.Get(context.Background(), prefix, append(clientv3.WithFirstCreate(), clientv3.WithPrefix())...)
+	if err != nil || len(resp.Kvs) == 0 {
+		t.Fatalf("read the leader's key: %v (%d keys)", err, len(resp.Kvs))
+	}
+	return string(resp.Kvs[0].Key)
+}
+
+// TestLeaderKeyDeletedOrOverwrittenEndsTerm deletes (or overwrites) the leader's key behind its
+// back, as an operator would to force a failover, and checks that the term ends at once: the
+// leader func's ctx ends, Leader stops saying self, and the next candidate leads with a higher
+// token. The TTL is 30s, so nothing but the key's fate can end the term within the 10s allowed.
+func TestLeaderKeyDeletedOrOverwrittenEndsTerm(t *testing.T) {
+	c := etcdtest.NewServer(t)
+	admin := c.Client(t)
+	for _, op := range []string{"delete", "overwrite"} {
+		done := map[string]string{"delete": "deleted", "overwrite": "overwritten"}[op]
+		t.Run(op, func(t *testing.T) {
+			name := fmt.Sprintf("key-%s-%d", op, elections.Add(1))
+			a := startKeyLeader(t, c.Endpoint(0), name, "a")
+			defer a.stop()
+			first := recv(t, a.started, 30*time.Second, "a's first term")
+			b := startKeyLeader(t, c.Endpoint(0), name, "b")
+			defer b.stop()
+			waitCandidates(t, admin, etcd.DefaultPrefix+name+"/", 2)
+
+			key := firstKey(t, admin, etcd.DefaultPrefix+name+"/")
+			var err error
+			if op == "delete" {
+				_, err = admin.Delete(context.Background(), key)
+			} else {
+				_, err = admin.Put(context.Background(), key, "intruder")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := recv(t, a.ended, 10*time.Second, "a's term ending after its key was "+done); got != first {
+				t.Fatalf("ended term %+v, want %+v", got, first)
+			}
+			if l := a.e.Leader(); l.Self {
+				t.Fatalf("a.Leader() = %+v after its term ended", l)
+			}
+			if op == "delete" {
+				// b's predecessor is gone: b leads.
+				if got := recv(t, b.started, 10*time.Second, "b's term"); got.Token <= first.Token {
+					t.Fatalf("b's token %d not above a's %d", got.Token, first.Token)
+				}
+			}
+		})
+	}
+}
+
+// TestLeaderKeyDeletedWhileWatchDownAndCompacted cuts the leader's connection while its key is
+// deleted and the history compacted past the deletion, so the resumed watch is refused as
+// compacted: the leader must read its key, find it gone, and end the term.
+func TestLeaderKeyDeletedWhileWatchDownAndCompacted(t *testing.T) {
+	c := etcdtest.NewServer(t)
+	admin := c.Client(t)
+	proxy := etcdtest.NewProxy(t, strings.TrimPrefix(c.Endpoint(0), "http://"))
+	name := fmt.Sprintf("key-compact-%d", elections.Add(1))
+	a := startKeyLeader(t, proxy.URL(), name, "a")
+	defer a.stop()
+	first := recv(t, a.started, 30*time.Second, "a's first term")
+
+	key := firstKey(t, admin, etcd.DefaultPrefix+name+"/")
+	proxy.Pause()
+	if _, err := admin.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := admin.Put(context.Background(), "/other", "x") // some history past the delete
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Compact(context.Background(), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	proxy.CloseConns() // what the server sent while paused is lost with the connections
+	proxy.Resume()
+	if got := recv(t, a.ended, 15*time.Second, "a's term ending after its key was deleted and compacted"); got != first {
+		t.Fatalf("ended term %+v, want %+v", got, first)
+	}
+	if l := a.e.Leader(); l.Self {
+		t.Fatalf("a.Leader() = %+v after its term ended", l)
+	}
+}
+
+// TestReleaseAfterFailedRevokeRevokes: a Release that could not reach the server does not stick:
+// calling Release again once the server answers revokes the lease and deletes the key.
+func TestReleaseAfterFailedRevokeRevokes(t *testing.T) {
+	c := etcdtest.NewServer(t)
+	admin := c.Client(t)
+	proxy := etcdtest.NewProxy(t, strings.TrimPrefix(c.Endpoint(0), "http://"))
+	b, err := etcd.New(etcdtest.NewClient(t, proxy.URL()), fmt.Sprintf("release-%d", elections.Add(1)), etcd.WithTTL(keyTTL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := b.Campaign(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.Pause()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err = l.Release(ctx)
+	cancel()
+	if err == nil {
+		t.Fatal("Release through a paused connection succeeded")
+	}
+	proxy.CloseConns()
+	proxy.Resume()
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("second Release: %v", err)
+	}
+	resp, err := admin.Get(context.Background(), b.Prefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != 0 {
+		t.Fatalf("%d candidate keys left after the second Release, want 0", resp.Count)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("third Release: %v", err)
+	}
+}
