@@ -46,6 +46,8 @@ type Lease interface {
 	ValidUntil() time.Time
 	// Release gives the lease up so another candidate can take over at once. It is idempotent and
 	// returns after the lease's own goroutines have exited; an error means the backend could not
-	// be told, and the lease will end by itself when its TTL runs out.
+	// be told, and the lease will end by itself when its TTL runs out, unless a later Release
+	// succeeds first (calling Release again after an error tries again; the Elector does so before
+	// it campaigns again).
 	Release(ctx context.Context) error
 }

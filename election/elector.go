@@ -42,18 +42,21 @@ type Elector struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 
-	mu       sync.Mutex
-	observed Term          // the backend's leader, from Observe
-	cur      *termState    // the term this candidate holds, or nil
-	ended    Term          // the last term this candidate stepped down from (the backend may report it a while longer)
-	subs     map[*sub]bool // Observe subscriptions, also those made before Run started
-	last     Leader        // the value last sent to subscribers
-	terms    uint64        // terms won
-	returned bool          // a Run has returned and no Run has started since
+	mu          sync.Mutex
+	observed    Term          // the backend's leader, from Observe
+	shown       Term          // observed, except one naming this candidate's id while it campaigns
+	campaigning bool          // a Campaign call is in flight
+	cur         *termState    // the term this candidate holds, or nil
+	ended       Term          // the last term this candidate stepped down from (the backend may report it a while longer)
+	subs        map[*sub]bool // Observe subscriptions, also those made before Run started
+	last        Leader        // the value last sent to subscribers
+	terms       uint64        // terms won
+	returned    bool          // a Run has returned and no Run has started since
 }
 
 type termState struct {
 	term     Term
+	lease    Lease
 	resign   chan struct{} // closed by Resign
 	once     sync.Once
 	released chan struct{} // closed once the term ended and the lock was released
@@ -120,6 +123,8 @@ func (e *Elector) Run(ctx context.Context) error {
 		wg.Wait()
 		e.mu.Lock()
 		e.observed = Term{}
+		e.shown = Term{}
+		e.campaigning = false
 		e.ended = Term{}
 		e.last = Leader{}
 		e.m.token.Set(0)
@@ -133,9 +138,17 @@ func (e *Elector) Run(ctx context.Context) error {
 	}()
 
 	attempt := 0
+	stopRetry := context.CancelFunc(func() {}) // stops retrying the Release of the last term's lease
+	defer func() { stopRetry() }()
 	for ctx.Err() == nil {
+		e.mu.Lock()
+		e.campaigning = true
+		e.mu.Unlock()
 		lease, err := e.backend.Campaign(ctx, e.id)
 		if err != nil {
+			e.mu.Lock()
+			e.campaignedLocked()
+			e.mu.Unlock()
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -148,30 +161,70 @@ func (e *Elector) Run(ctx context.Context) error {
 			continue
 		}
 		attempt = 0
-		if err := e.lead(ctx, lease, log); err != nil {
+		stopRetry() // this candidate won again: its old lease no longer stands in anyone's way
+		unreleased, err := e.lead(ctx, lease, log)
+		if err != nil {
 			return err
+		}
+		if unreleased != nil {
+			rctx, cancel := context.WithCancel(octx)
+			stopRetry = cancel
+			wg.Go(func() { e.release(rctx, unreleased, log) })
 		}
 	}
 	return nil
 }
 
+// campaignedLocked records that the Campaign call returned: an observation held back while it ran
+// (one naming this candidate's id, which may be its own key before Campaign says so) is shown now.
+func (e *Elector) campaignedLocked() {
+	e.campaigning = false
+	e.shown = e.observed
+	e.notifyLocked()
+}
+
+// release retries, in the background while Run campaigns again, the Release of a lease that failed
+// when its term ended, until it succeeds or ctx ends (Run returns, or this candidate wins a new
+// term, which it can only do once the old lease stands in nobody's way). A lock service that was
+// unreachable may still hold the lease when it comes back (etcd restores leases with a fresh TTL
+// on restart), and every observer would go on naming this candidate until the lease expired.
+func (e *Elector) release(ctx context.Context, l Lease, log *zap.Logger) {
+	for attempt := 1; sleep(ctx, e.cfg.backoff(attempt)); attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, e.cfg.releaseTimeout)
+		err := l.Release(rctx)
+		cancel()
+		if err == nil {
+			log.Info("released after retrying", zap.Uint64("token", l.Term().Token), zap.Int("attempt", attempt))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("release", zap.Error(err), zap.Uint64("token", l.Term().Token), zap.Int("attempt", attempt))
+	}
+}
+
 // lead runs one term: it starts the LeaderFunc and ends the term on the first of ctx ending, the
-// lease being lost, renewal not confirmed in time, Resign, or the func returning.
-func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) error {
+// lease being lost, renewal not confirmed in time, Resign, or the func returning. It returns the
+// lease if its Release failed, for Run to retry.
+func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) (unreleased Lease, err error) {
 	term := lease.Term()
-	if v := lease.ValidUntil(); !v.IsZero() && !time.Now().Before(v.Add(-e.cfg.margin)) {
+	if !e.holds(lease) {
 		// The campaign outlived the last confirmed renewal: the term may already be over.
 		e.mu.Lock()
 		e.ended = term
-		e.notifyLocked()
+		e.campaignedLocked()
 		e.mu.Unlock()
 		e.m.stepdowns.WithLabelValues("renewal_timeout").Inc()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.releaseTimeout)
 		defer cancel()
-		_ = lease.Release(rctx) // best effort: the lease ends by itself anyway
-		return nil
+		if err := lease.Release(rctx); err != nil {
+			log.Warn("release", zap.Error(err), zap.Uint64("token", term.Token))
+			return lease, nil
+		}
+		return nil, nil
 	}
-	ts := &termState{term: term, resign: make(chan struct{}), released: make(chan struct{})}
+	ts := &termState{term: term, lease: lease, resign: make(chan struct{}), released: make(chan struct{})}
 	defer close(ts.released)
 
 	lctx, lcancel := context.WithCancel(ctx)
@@ -179,7 +232,7 @@ func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) error 
 	e.mu.Lock()
 	e.cur = ts
 	e.terms++
-	e.notifyLocked()
+	e.campaignedLocked()
 	e.mu.Unlock()
 	e.m.terms.Inc()
 	e.m.isLeader.Set(1)
@@ -235,13 +288,21 @@ func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) error 
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.releaseTimeout)
 	if err := lease.Release(rctx); err != nil {
 		log.Warn("release", zap.Error(err), zap.Uint64("token", term.Token))
+		unreleased = lease
 	}
 	cancel()
 	log.Info("stepped down", zap.String("reason", reason), zap.Uint64("token", term.Token))
 	if reason == "returned" && fnErr != nil {
-		return fmt.Errorf("election: leader func (token %d): %w", term.Token, fnErr)
+		return nil, fmt.Errorf("election: leader func (token %d): %w", term.Token, fnErr)
 	}
-	return nil
+	return unreleased, nil
+}
+
+// holds reports whether lease is known held now, by the local monotonic clock: its ValidUntil,
+// less the step-down margin, is still ahead (or it has no expiry).
+func (e *Elector) holds(lease Lease) bool {
+	v := lease.ValidUntil()
+	return v.IsZero() || time.Now().Before(v.Add(-e.cfg.margin))
 }
 
 // observe keeps e.observed current until ctx ends.
@@ -255,6 +316,9 @@ func (e *Elector) observe(ctx context.Context, log *zap.Logger) {
 				e.m.leaderChanges.Inc()
 			}
 			e.observed = t
+			if !e.campaigning || t.ID != e.id {
+				e.shown = t
+			}
 			e.notifyLocked()
 			e.mu.Unlock()
 			e.readyOnce.Do(func() { close(e.ready) })
@@ -276,6 +340,12 @@ func (e *Elector) observe(ctx context.Context, log *zap.Logger) {
 // tell: see the Backend's Observe). A term this candidate has stepped down from is over, also while
 // the backend still reports it (its lock not released yet, the backend unreachable): then Leader
 // reports no leader rather than the candidate itself with Self false.
+//
+// Holding a term is checked against the clock on every call: once the lease's ValidUntil (less the
+// step-down margin) has passed, Leader stops reporting Self even if the goroutine that ends the
+// term has not run yet (a process resumed after a pause). While a Campaign call is in flight, an
+// observed leader with this candidate's own id (perhaps its own key, before Campaign returns) is
+// not reported: Leader goes on reporting the leader seen before it, until Campaign returns.
 func (e *Elector) Leader() Leader {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -284,12 +354,17 @@ func (e *Elector) Leader() Leader {
 
 func (e *Elector) leaderLocked() Leader {
 	if e.cur != nil {
-		return Leader{ID: e.id, Token: e.cur.term.Token, Self: true}
+		if e.holds(e.cur.lease) {
+			return Leader{ID: e.id, Token: e.cur.term.Token, Self: true}
+		}
+		if e.shown == e.cur.term { // expired, not yet stepped down: over all the same
+			return Leader{}
+		}
 	}
-	if e.observed == e.ended {
+	if e.shown == e.ended {
 		return Leader{}
 	}
-	return Leader{ID: e.observed.ID, Token: e.observed.Token}
+	return Leader{ID: e.shown.ID, Token: e.shown.Token}
 }
 
 func (e *Elector) notifyLocked() {

@@ -1,0 +1,194 @@
+package election_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/podblocks/podblocks/election"
+)
+
+// expiringBackend is Memory with leases whose ValidUntil is an hour ahead until expire is set, and
+// an hour past after: the lease ran out while the Elector's own step-down timer (set an hour
+// ahead) has not fired, as in a process resumed after a SIGSTOP longer than the TTL.
+type expiringBackend struct {
+	*election.Memory
+	expired atomic.Bool
+}
+
+func (b *expiringBackend) Campaign(ctx context.Context, id string) (election.Lease, error) {
+	l, err := b.Memory.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return expiringLease{l, b}, nil
+}
+
+type expiringLease struct {
+	election.Lease
+	b *expiringBackend
+}
+
+func (l expiringLease) ValidUntil() time.Time {
+	if l.b.expired.Load() {
+		return time.Now().Add(-time.Hour)
+	}
+	return time.Now().Add(time.Hour)
+}
+
+// TestExpiredLeaseIsNotReportedAsSelf: once the lease's ValidUntil has passed, Leader, Statusz and
+// the HTTP API stop saying self at once, before the goroutine that ends the term has run.
+func TestExpiredLeaseIsNotReportedAsSelf(t *testing.T) {
+	b := &expiringBackend{Memory: election.NewMemory()}
+	var l blockingLeader
+	e, _ := election.New(b, "a", l.run)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	for l := range e.Observe(ctx) {
+		if l.Self {
+			break
+		}
+	}
+	srv := httptest.NewServer(election.NewHandler(e))
+	defer srv.Close()
+	if diff := cmp.Diff(election.Leader{ID: "a", Token: 1, Self: true}, getLeader(t, srv.URL)); diff != "" {
+		t.Fatalf("leading: GET /leader (-want +got):\n%s", diff)
+	}
+
+	b.expired.Store(true)
+	if diff := cmp.Diff(election.Leader{}, e.Leader()); diff != "" {
+		t.Fatalf("lease expired: Leader() (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(election.Leader{}, getLeader(t, srv.URL)); diff != "" {
+		t.Fatalf("lease expired: GET /leader (-want +got):\n%s", diff)
+	}
+	if _, _, rows := e.Statusz(); rows[3][1] != "false" {
+		t.Fatalf("lease expired: Statusz self = %q, want false", rows[3][1])
+	}
+}
+
+// heldCampaign is Memory whose Campaign, once it has won, waits for release before returning, so
+// its Observe reports the candidate's own term while the Campaign call is still in flight.
+type heldCampaign struct {
+	*election.Memory
+	release chan struct{}
+}
+
+func (b heldCampaign) Campaign(ctx context.Context, id string) (election.Lease, error) {
+	l, err := b.Memory.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	<-b.release
+	return l, nil
+}
+
+// TestOwnKeyBeforeCampaignReturns: a candidate whose key the backend already reports as the leader
+// while its Campaign has not returned never reports itself with Self false.
+func TestOwnKeyBeforeCampaignReturns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := heldCampaign{election.NewMemory(), make(chan struct{})}
+		var l blockingLeader
+		e, _ := election.New(b, "a", l.run)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		synctest.Wait() // a's Campaign has won and waits; its Observe has seen a's term
+		<-e.Ready()
+		if diff := cmp.Diff(election.Leader{}, e.Leader()); diff != "" {
+			t.Errorf("Campaign not returned: Leader() (-want +got):\n%s", diff)
+		}
+		ch := e.Observe(ctx)
+		if diff := cmp.Diff(election.Leader{}, <-ch); diff != "" {
+			t.Errorf("Campaign not returned: Observe (-want +got):\n%s", diff)
+		}
+		close(b.release)
+		synctest.Wait()
+		if diff := cmp.Diff(election.Leader{ID: "a", Token: 1, Self: true}, <-ch); diff != "" {
+			t.Errorf("Campaign returned: Observe (-want +got):\n%s", diff)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+}
+
+// failingRelease is Memory whose leases fail their first fails Releases (the lock service was
+// unreachable) and release for real after.
+type failingRelease struct {
+	*election.Memory
+	fails int
+
+	mu    sync.Mutex
+	calls int
+}
+
+func (b *failingRelease) Campaign(ctx context.Context, id string) (election.Lease, error) {
+	l, err := b.Memory.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return failingLease{l, b}, nil
+}
+
+type failingLease struct {
+	election.Lease
+	b *failingRelease
+}
+
+func (l failingLease) Release(ctx context.Context) error {
+	l.b.mu.Lock()
+	l.b.calls++
+	fail := l.b.calls <= l.b.fails
+	l.b.mu.Unlock()
+	if fail {
+		return errors.New("lock service unreachable")
+	}
+	return l.Lease.Release(ctx)
+}
+
+// TestFailedReleaseIsRetried: a term whose Release failed is released once the lock service
+// answers again, so the next candidate takes over without waiting for the lease to expire.
+func TestFailedReleaseIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &failingRelease{Memory: election.NewMemory(), fails: 3}
+		var la, lb blockingLeader
+		backoff := election.WithBackoff(func(int) time.Duration { return 100 * time.Millisecond })
+		a, _ := election.New(b, "a", la.run, backoff)
+		bb, _ := election.New(b, "b", lb.run, backoff)
+		ctx, cancel := context.WithCancel(t.Context())
+		errs := make(chan error, 2)
+		go func() { errs <- a.Run(ctx) }()
+		synctest.Wait()
+		go func() { errs <- bb.Run(ctx) }()
+		synctest.Wait()
+		if err := a.Resign(ctx); err != nil {
+			t.Fatalf("a.Resign: %v", err)
+		}
+		time.Sleep(time.Second) // 3 retries 100ms apart
+		synctest.Wait()
+		if diff := cmp.Diff(election.Leader{ID: "b", Token: 2, Self: true}, bb.Leader()); diff != "" {
+			t.Errorf("after a's failed release, b.Leader() (-want +got):\n%s", diff)
+		}
+		cancel()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		}
+	})
+}
