@@ -85,10 +85,13 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		if len(c.endpoints) == 0 {
 			return c, cmdline.Usagef("-endpoints: at least one etcd URL needed with -backend etcd")
 		}
+		if c.ttl < time.Second || c.ttl%time.Second != 0 { // an etcd lease's TTL is whole seconds
+			return c, cmdline.Usagef("-ttl %v: want whole seconds, at least 1s", c.ttl)
+		}
 	case "memory":
 		// One candidate in this process: no lock service to reach, no lease, no name to share. DESIGN's
 		// command line is one for both backends, so a manifest may switch -backend and keep the
-		// etcd flags: they are accepted and ignored (run logs which).
+		// etcd flags: they are accepted, not checked, and ignored (run logs which).
 		given := cmdline.Given(fs)
 		for _, name := range []string{"endpoints", "ttl", "election"} {
 			if given[name] {
@@ -100,9 +103,6 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.id == "" {
 		return c, cmdline.Usagef("-id: empty (and no hostname to default to)")
-	}
-	if c.ttl < time.Second || c.ttl%time.Second != 0 { // an etcd lease's TTL is whole seconds
-		return c, cmdline.Usagef("-ttl %v: want whole seconds, at least 1s", c.ttl)
 	}
 	if c.http == "" {
 		return c, cmdline.Usagef("-http: empty")

@@ -61,8 +61,9 @@ func TestParseRejectsBadFlags(t *testing.T) {
 	}
 }
 
-// TestUsageErrors: a flag value the elector cannot use, or one it would ignore, is a usage error
-// (exit 2, naming the flag), found before it connects or serves.
+// TestUsageErrors: a flag value the elector cannot use is a usage error (exit 2, naming the flag),
+// found before it connects or serves. The etcd flags are not checked with -backend memory, which
+// ignores them (TestMemoryIgnoresEtcdFlags).
 func TestUsageErrors(t *testing.T) {
 	cmdlinetest.TestExits(t, exec.Command(bin, "-http", "127.0.0.1:0"), []cmdlinetest.Exit{
 		{Args: []string{"-backend", "zookeeper"}, Status: 2, Stderr: `elector: -backend "zookeeper": want etcd or memory`},
@@ -75,8 +76,19 @@ func TestUsageErrors(t *testing.T) {
 		{Args: []string{"-id", ""}, Status: 2, Stderr: "elector: -id: empty"},
 		{Args: []string{"-http", ""}, Status: 2, Stderr: "elector: -http: empty"},
 		{Args: []string{"-backend", "memory", "extra"}, Status: 2, Stderr: `elector: unexpected arguments ["extra"]`},
-		{Args: []string{"-backend", "memory", "-ttl", "1.5s"}, Status: 2, Stderr: "elector: -ttl 1.5s: want whole seconds"},
 	})
+}
+
+// TestMemoryIgnoresEtcdFlags: -backend memory accepts the etcd flags with values only etcd would
+// refuse, and notes them as ignored, as it does with valid ones.
+func TestMemoryIgnoresEtcdFlags(t *testing.T) {
+	c, err := parse([]string{"-backend", "memory", "-ttl", "1500ms", "-endpoints", ""}, io.Discard)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if diff := cmp.Diff([]string{"-endpoints", "-ttl"}, c.ignored); diff != "" {
+		t.Fatalf("ignored flags (-want +got):\n%s", diff)
+	}
 }
 
 // sidecar is one elector process run in-process.
