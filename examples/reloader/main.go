@@ -8,9 +8,20 @@
 //
 // A -watch path that does not exist yet (an optional ConfigMap key, a file under a syncer's link
 // before its first publish) is logged as a warning ("watched path does not exist yet; a change is
-// reported when it appears") and watched for: its appearance is a change. -pid must name a process
-// that runs at start; once it has exited, a change logs that it is not signalled again (its PID may
-// name another process by then), and the reloader keeps running: restart it with the new PID. A -process name that no process has yet is
+// reported when it appears") and watched for: its appearance is a change.
+//
+// A -pid that no process has yet (the application container starts after this one) is logged as a
+// warning ("-pid names no process yet: waiting for it to start before watching"), repeated every
+// minute, and waited for (checked every 200ms); the reloader watches from when a process has it
+// (logged: "the -pid process runs: watching"), with the content then as the baseline, since a
+// process reads the content as it is when it starts. Whatever process gets the PID is the one
+// signalled: where PIDs are not known in advance (a pod's shared PID namespace), -process is the
+// surer choice. A -pid above the kernel's largest (/proc/sys/kernel/pid_max), which no process can
+// ever have, is a usage error. Once the -pid process has exited, a change logs that it is not
+// signalled again (its PID may name another process by then), and the reloader keeps running:
+// restart it with the new PID.
+//
+// A -process name that no process has yet is
 // logged (the application container may not have started): a change signals whoever has the name
 // then, and a signal that reaches no process is logged ("reload signal reached no process"), not
 // retried (SIGHUP kills a process that has not installed its handler yet), and counted:
@@ -23,6 +34,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -31,6 +43,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -117,10 +130,14 @@ func run(args []string, stderr io.Writer) error {
 		}
 	}
 	// Signal 0 sends nothing: it finds out whether the target exists and may be signalled.
+	waitPID := false
 	if *pid != 0 {
+		if max := pidMax(); max > 0 && *pid > max {
+			return cmdline.Usagef("-pid %d: above the largest process ID here, %d (%s)", *pid, max, pidMaxFile)
+		}
 		switch err := sidecar.SignalPID(*pid, 0)(context.Background()); {
 		case errors.Is(err, sidecar.ErrNoProcess):
-			return cmdline.Usagef("-pid %d: no such process", *pid)
+			waitPID = true // the application may not have started yet
 		case err != nil:
 			return cmdline.Usagef("-pid %d: %w", *pid, err)
 		}
@@ -153,6 +170,11 @@ func run(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if waitPID {
+		if err := waitForPID(ctx, *pid, log); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
 	done := make(chan struct{})
 	defer func() { <-done }()
 	go func() {
@@ -191,6 +213,57 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *zap.Logger) (stop 
 		_ = srv.Shutdown(ctx)
 		<-done
 	}, nil
+}
+
+// pidMaxFile holds the largest process ID the kernel gives (Linux).
+const pidMaxFile = "/proc/sys/kernel/pid_max"
+
+// pidMax returns the largest process ID the kernel gives, or 0 where that is not known.
+func pidMax() int {
+	b, err := os.ReadFile(pidMaxFile)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// pidPoll is how often the reloader checks for a -pid that no process has yet; pidWarn, how often it
+// says again that it waits.
+const (
+	pidPoll = 200 * time.Millisecond
+	pidWarn = time.Minute
+)
+
+// waitForPID waits until a process has pid, or ctx ends (nil both ways), logging that it waits. An
+// error other than "no such process" (EPERM: a process the reloader may not signal got the PID)
+// ends the wait with it.
+func waitForPID(ctx context.Context, pid int, log *zap.Logger) error {
+	began := time.Now()
+	log.Warn("-pid names no process yet: waiting for it to start before watching", zap.Int("pid", pid))
+	poll := time.NewTicker(pidPoll)
+	defer poll.Stop()
+	warned := began
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
+		}
+		switch err := sidecar.SignalPID(pid, 0)(ctx); {
+		case errors.Is(err, sidecar.ErrNoProcess):
+			if time.Since(warned) >= pidWarn {
+				warned = time.Now()
+				log.Warn("-pid names no process yet: still waiting for it to start", zap.Int("pid", pid),
+					zap.Duration("waited", time.Since(began).Round(time.Second)))
+			}
+		case err != nil:
+			return fmt.Errorf("-pid %d: %w", pid, err)
+		default:
+			log.Info("the -pid process runs: watching", zap.Int("pid", pid), zap.Duration("waited", time.Since(began).Round(time.Millisecond)))
+			return nil
+		}
+	}
 }
 
 func btoi(b bool) int {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -102,8 +103,8 @@ func TestBadFlags(t *testing.T) {
 		{Args: []string{"-watch", dir, "-webhook", "http://127.0.0.1:1/", "-method", "RE LOAD"}, Status: 2, Stderr: `reloader: -method "RE LOAD": net/http: invalid method`},
 		{Args: []string{"-watch", dir, "-pid", "1", "-poll", "0s"}, Status: 2, Stderr: "reloader: -poll 0s: want more than 0"},
 		{Args: []string{"-watch", dir, "-pid", "1", "-debounce", "-1s"}, Status: 2, Stderr: "reloader: -debounce -1s: want 0 or more"},
-		// No kernel gives a PID this high (Linux's pid_max is at most 2^22).
-		{Args: []string{"-watch", dir, "-pid", "1073741824"}, Status: 2, Stderr: "reloader: -pid 1073741824: no such process"},
+		// No kernel gives a PID this high (Linux's pid_max is at most 2^22): no process can ever have it.
+		{Args: []string{"-watch", dir, "-pid", "1073741824"}, Status: 2, Stderr: "reloader: -pid 1073741824: above the largest process ID here, "},
 		{Args: []string{"-watch", dir, "-webhook", hook, "-metrics", "9102"}, Status: 2, Stderr: `reloader: -metrics "9102": want HOST:PORT`},
 		// The port is looked up before anything runs, not when the listener fails later.
 		{Args: []string{"-watch", dir, "-webhook", hook, "-metrics", "127.0.0.1:http9"}, Status: 2, Stderr: `reloader: -metrics "127.0.0.1:http9": port "http9": want a number from 0 to 65535`},
@@ -246,4 +247,111 @@ func scrape(t *testing.T, addr, prefix string) []string {
 		}
 	}
 	return lines
+}
+
+// freePID returns a process ID that no process has now: that of a process that has exited and been
+// collected.
+func freePID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+// TestPIDNotYetRunningWaits: the application container may start after the reloader, so a -pid no
+// process has yet is a warning, and a wait, not an exit (it exited 2, "no such process", every
+// restart of the container); SIGTERM ends the wait, exit 0.
+func TestPIDNotYetRunningWaits(t *testing.T) {
+	pid := freePID(t)
+	cmd := exec.Command(bin, "-watch", t.TempDir(), "-pid", strconv.Itoa(pid), "-signal", "USR1")
+	log := &syncbuf.Buffer{}
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill(); <-ended }()
+	waiting := fmt.Sprintf(`"msg":"-pid names no process yet: waiting for it to start before watching","pid":%d`, pid)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(log.String(), waiting); time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-ended:
+			ended <- err
+			t.Fatalf("the reloader exited (%v) for a -pid no process has yet:\n%s", err, log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning that it waits for -pid %d in 10s:\n%s", pid, log.String())
+		}
+	}
+	if strings.Contains(log.String(), `"watching"`) {
+		t.Errorf("watching before the -pid process runs:\n%s", log.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		ended <- err
+		if err != nil {
+			t.Errorf("exit after SIGTERM while waiting: %v\n%s", err, log.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("still running 10s after SIGTERM while waiting for the -pid process")
+	}
+}
+
+// TestPIDStartsLater: the process gets the -pid after the reloader started (in a PID namespace of
+// the test's own, where the next PID can be chosen, as root); the reloader starts watching then,
+// and a change signals it.
+func TestPIDStartsLater(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("no unshare")
+	}
+	if out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", "echo 99 > /proc/sys/kernel/ns_last_pid").CombinedOutput(); err != nil {
+		t.Skipf("cannot choose the next PID in a PID namespace of its own (needs root): %v: %s", err, out)
+	}
+	dir := t.TempDir()
+	conf, log, out := filepath.Join(dir, "app.conf"), filepath.Join(dir, "reloader.log"), filepath.Join(dir, "app.out")
+	if err := os.WriteFile(conf, []byte("v0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// In the namespace: the reloader waits for PID 300; then the application, a shell appending a
+	// line to app.out on each SIGUSR1, is made the next process, PID 300.
+	const pid = 300
+	script := `"$BIN" -watch "$CONF" -pid 300 -signal USR1 -debounce 10ms 2>"$LOG" &
+while ! grep -q 'waiting for it to start' "$LOG"; do sleep 0.02; done
+echo 299 > /proc/sys/kernel/ns_last_pid
+sh -c 'trap "echo usr1 >> \"$OUT\"" USR1; echo $$ > "$OUT.pid"; while :; do sleep 0.02; done' &
+wait`
+	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", script)
+	cmd.Env = append(os.Environ(), "BIN="+bin, "CONF="+conf, "LOG="+log, "OUT="+out)
+	var stderr syncbuf.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	logged := func() string { b, _ := os.ReadFile(log); return string(b) }
+	await.True(t, "the application started", 20*time.Second, func() bool { _, err := os.Stat(out + ".pid"); return err == nil })
+	if b, _ := os.ReadFile(out + ".pid"); strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
+		t.Fatalf("the application got PID %s, not %d (another process of the namespace took it): %s", b, pid, stderr.String())
+	}
+	await.True(t, "the reloader watching once the -pid process runs", 20*time.Second, func() bool { return strings.Contains(logged(), `"watching"`) })
+	if !strings.Contains(logged(), `"the -pid process runs: watching"`) {
+		t.Errorf("no log that the -pid process runs:\n%s", logged())
+	}
+	// Renamed over the old one whole: a write in place could be hashed half done, and signal twice.
+	if err := os.WriteFile(conf+".tmp", []byte("v1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(conf+".tmp", conf); err != nil {
+		t.Fatal(err)
+	}
+	await.True(t, "the application signalled", 20*time.Second, func() bool { b, _ := os.ReadFile(out); return len(b) > 0 })
+	if b, _ := os.ReadFile(out); string(b) != "usr1\n" {
+		t.Errorf("the application got %q, want one SIGUSR1", b)
+	}
 }
