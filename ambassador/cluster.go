@@ -118,7 +118,8 @@ func NewCluster(src Source, opts ...Option) (*Cluster, error) {
 // Name returns the cluster's name.
 func (c *Cluster) Name() string { return c.cfg.name }
 
-// Ready is closed once Run has taken the Source's first set (and started health checks).
+// Ready is closed once Run has taken the Source's first set (and started health checks). For a DNS
+// or File source that is after its first lookup or load (see their Run).
 func (c *Cluster) Ready() <-chan struct{} { return c.ready }
 
 // Run follows the Source, runs health checks and readmits ejected endpoints until ctx ends. It
@@ -136,6 +137,20 @@ func (c *Cluster) Run(ctx context.Context) error {
 		c.checks.Wait()
 	}()
 
+	if l, ok := c.src.(loader); ok {
+		// Ready means the source's set is in: wait for its first lookup or load.
+		select {
+		case <-l.firstLoad():
+		case err := <-srcErr:
+			srcErr <- err // for the deferred wait
+			if err != nil {
+				return fmt.Errorf("endpoint source: %w", err)
+			}
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	eps, changed := c.src.Endpoints()
 	c.mu.Lock()
 	c.runCtx = ctx
@@ -241,6 +256,9 @@ func (c *Cluster) rebuild() {
 	if len(all) > 0 && c.cfg.panicThreshold > 0 && len(avail)*100 < c.cfg.panicThreshold*len(all) {
 		s.pick, s.panic = all, true
 		c.log.Warn("panic mode: balancing over all endpoints", zap.Int("available", len(avail)), zap.Int("total", len(all)))
+		c.metrics.panic.Set(1)
+	} else {
+		c.metrics.panic.Set(0)
 	}
 	eps := make([]Endpoint, len(s.pick))
 	for i, b := range s.pick {
@@ -469,7 +487,9 @@ func (c *Cluster) checked(b *Backend, err error, h HealthCheck) {
 // EndpointStatus is one endpoint's state as Status reports it.
 type EndpointStatus struct {
 	Endpoint
-	Available bool // takes traffic (healthy and not ejected)
+	// Available: healthy and not ejected. In panic mode (Status's panicMode) the cluster sends
+	// traffic to every endpoint, those not Available too.
+	Available bool
 	Healthy   bool // active health check verdict
 	Ejected   bool
 	Ejections int

@@ -107,7 +107,40 @@ type notifier struct {
 	mu      sync.Mutex
 	eps     []Endpoint
 	changed chan struct{}
+	first   chan struct{} // closed by markLoaded
+	loaded  bool
 }
+
+// firstLoad returns a channel closed once the source has made its first attempt at a set (see
+// loader).
+func (n *notifier) firstLoad() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.first == nil {
+		n.first = make(chan struct{})
+		if n.loaded {
+			close(n.first)
+		}
+	}
+	return n.first
+}
+
+// markLoaded closes firstLoad's channel; later calls do nothing.
+func (n *notifier) markLoaded() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.loaded {
+		return
+	}
+	n.loaded = true
+	if n.first != nil {
+		close(n.first)
+	}
+}
+
+// loader is a Source whose Run fetches its set (DNS, File): a Cluster's Run waits for its first
+// attempt before it is Ready. Sources without it (Static, the caller's own) have their set at once.
+type loader interface{ firstLoad() <-chan struct{} }
 
 func (n *notifier) get() ([]Endpoint, <-chan struct{}) {
 	n.mu.Lock()

@@ -7,6 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -780,4 +784,35 @@ func inFlight(p *ambassador.HTTPProxy) string {
 		}
 	}
 	return "?"
+}
+
+// TestHTTPProxyReadyAfterSourceLoaded: over a File or DNS source, the proxy is Ready only once the
+// source's first load or lookup is in, so its first request finds the endpoint.
+func TestHTTPProxyReadyAfterSourceLoaded(t *testing.T) {
+	b := ambassadortest.NewHTTPBackend(t, "b")
+	host, port, _ := net.SplitHostPort(b.Addr)
+	dns := ambassadortest.NewDNSServer(t)
+	dns.SetA("b.test", netip.MustParseAddr(host))
+	path := filepath.Join(t.TempDir(), "endpoints.json")
+	if err := os.WriteFile(path, []byte(`["`+b.Addr+`"]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	portN, _ := strconv.Atoi(port)
+	for _, tc := range []struct {
+		name string
+		src  ambassador.Source
+	}{
+		{"File", &ambassador.File{Path: path}},
+		{"DNS", &ambassador.DNS{Name: "b.test.", Port: portN, Resolver: dns.Resolver()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, cl, url := newHTTPProxy(t, tc.src) // returns once Ready
+			if st, _ := cl.Status(); len(st) != 1 {
+				t.Errorf("cluster status at Ready: %+v, want the one endpoint", st)
+			}
+			if code, body := get(t, client(t), url); code != http.StatusOK || body != "b\n" {
+				t.Errorf("first request: %d %q, want 200 b", code, body)
+			}
+		})
+	}
 }

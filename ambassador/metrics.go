@@ -16,6 +16,7 @@ type metrics struct {
 	ejections *prometheus.CounterVec
 	available *prometheus.GaugeVec
 	retries   prometheus.Counter
+	panic     prometheus.Gauge
 }
 
 // endpointMetrics are one endpoint's children, resolved once so the hot path does no label lookups.
@@ -42,15 +43,17 @@ func newMetrics(name string, reg prometheus.Registerer) (*metrics, error) {
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "podblocks_ambassador_ejections_total",
 			Help: "Times an endpoint was ejected by outlier detection or failed its health check."}, l),
 		available: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "podblocks_ambassador_endpoint_available",
-			Help: "1 when the endpoint takes traffic (healthy and not ejected), else 0."}, l),
+			Help: "1 when the endpoint is healthy and not ejected, else 0. In panic mode (podblocks_ambassador_cluster_panic 1) endpoints at 0 take traffic too."}, l),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_ambassador_retries_total",
 			Help: "Retries sent to another endpoint."}),
+		panic: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podblocks_ambassador_cluster_panic",
+			Help: "1 while the cluster is in panic mode: too few endpoints are available, so it balances over all of them, ejected and unhealthy ones too."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	reg = prometheus.WrapRegistererWith(prometheus.Labels{"cluster": name}, reg)
-	for _, c := range []prometheus.Collector{m.requests, m.errors, m.latency, m.active, m.ejections, m.available, m.retries} {
+	for _, c := range []prometheus.Collector{m.requests, m.errors, m.latency, m.active, m.ejections, m.available, m.retries, m.panic} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

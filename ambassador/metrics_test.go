@@ -2,6 +2,7 @@ package ambassador_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -80,5 +81,40 @@ func TestMetricsAndStatusz(t *testing.T) {
 	var ce *ambassador.ConfigError
 	if !errors.As(err, &ce) {
 		t.Errorf("duplicate registration error = %v, want *ConfigError", err)
+	}
+}
+
+// TestPanicGauge: podblocks_ambassador_cluster_panic is 0 while enough endpoints are available
+// and 1 once the cluster balances over every endpoint for want of available ones.
+func TestPanicGauge(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1", "b:1")...), ambassador.WithName("web"),
+		ambassador.WithRegisterer(reg), ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: 1, MaxEjectionPercent: 100}),
+		ambassador.WithPanicThreshold(60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauge := func() string {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "podblocks_ambassador_cluster_panic" {
+				return fmt.Sprint(mf.GetMetric()[0].GetGauge().GetValue())
+			}
+		}
+		return "missing"
+	}
+	if got := gauge(); got != "0" {
+		t.Errorf("panic gauge with both endpoints available = %s, want 0", got)
+	}
+	c.Report(backendOf(t, c, "a:1"), false, 0) // 1 of 2 available: under 60%
+	if _, panicMode := c.Status(); !panicMode {
+		t.Fatal("no panic mode with 1 of 2 endpoints available and a 60% threshold")
+	}
+	if got := gauge(); got != "1" {
+		t.Errorf("panic gauge in panic mode = %s, want 1", got)
 	}
 }

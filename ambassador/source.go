@@ -34,7 +34,11 @@ type DNS struct {
 // Endpoints implements Source.
 func (d *DNS) Endpoints() ([]Endpoint, <-chan struct{}) { return d.n.get() }
 
-// Run resolves at once and then every Interval until ctx ends.
+func (d *DNS) firstLoad() <-chan struct{} { return d.n.firstLoad() }
+
+// Run resolves at once and then every Interval until ctx ends. A Cluster over d is Ready once the
+// first lookup has ended, within max(Interval, 1s): with the set it found, or, when it failed,
+// with no endpoints (requests get 503, connections are closed) until a later lookup succeeds.
 func (d *DNS) Run(ctx context.Context) error {
 	if d.Name == "" {
 		return &ConfigError{Field: "dns name", Reason: "is empty"}
@@ -64,6 +68,7 @@ func (d *DNS) Run(ctx context.Context) error {
 				log.Info("dns endpoints changed", zap.String("name", d.Name), zap.Int("endpoints", len(eps)))
 			}
 		}
+		d.n.markLoaded()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -127,6 +132,8 @@ type File struct {
 
 // Endpoints implements Source.
 func (f *File) Endpoints() ([]Endpoint, <-chan struct{}) { return f.n.get() }
+
+func (f *File) firstLoad() <-chan struct{} { return f.n.firstLoad() }
 
 // ErrBadFile is returned by ParseEndpointsFile for contents that are not an endpoint list.
 var ErrBadFile = errors.New("ambassador: bad endpoints file")
@@ -196,7 +203,8 @@ func (f *File) Load() error {
 }
 
 // Run loads the file and reloads it on every change until ctx ends. A missing or bad file at
-// start is an error; later failures keep the last good set.
+// start is an error (a Cluster's Run returns it, and its proxy's Run too); later failures keep the
+// last good set. A Cluster over f is Ready once the first load has succeeded.
 func (f *File) Run(ctx context.Context) error {
 	log := f.Logger
 	if log == nil {
@@ -215,6 +223,7 @@ func (f *File) Run(ctx context.Context) error {
 	if err := f.Load(); err != nil {
 		return err
 	}
+	f.n.markLoaded()
 	poll := f.Poll
 	if poll <= 0 {
 		poll = 10 * time.Second
