@@ -72,7 +72,9 @@ func New[Req, Resp, Out any](leaves []Leaf[Req, Resp], merge Merge[Resp, Out], o
 		f.early = min(cfg.quorum, n)
 	}
 	if cfg.coverage > 0 {
-		f.early = min(n, int(math.Ceil(cfg.coverage*float64(n)-1e-9)))
+		// The epsilon keeps exact fractions exact (0.7*10 is 7.000000000000001 in floating point);
+		// any coverage above 0 needs at least one shard.
+		f.early = min(n, max(1, int(math.Ceil(cfg.coverage*float64(n)-1e-9))))
 	}
 	switch {
 	case cfg.quorum > 0 || cfg.coverage > 0:
@@ -590,6 +592,7 @@ func (c *call[Req, Resp, Out]) abandon(why Why, ctx context.Context) {
 			continue
 		}
 		s.Status, s.Latency = running, now
+		s.Attempts = 1 // its first call; hedges and failovers it sent meanwhile are not known here
 		s.Err = context.Canceled
 		if running == StatusTimeout {
 			s.Err = context.DeadlineExceeded

@@ -137,7 +137,8 @@ func (e *HTTPStatusError) Error() string {
 
 // HTTPLeaf is a Leaf that POSTs the request as JSON to a URL (served by a LeafHandler) and decodes
 // the JSON answer. Undecodable answers, non-200 answers, closed connections and answers larger
-// than MaxBody are that leaf's error.
+// than MaxBody are that leaf's error; a non-200 answer is an *HTTPStatusError whatever its body
+// (one larger than MaxBody is cut).
 type HTTPLeaf[Req, Resp any] struct {
 	URL     string
 	Client  *http.Client // nil: a client whose transport keeps 64 idle connections per host
@@ -190,17 +191,20 @@ func (l *HTTPLeaf[Req, Resp]) Call(ctx context.Context, req Req) (Resp, error) {
 	if limit <= 0 {
 		limit = DefaultMaxBody
 	}
-	b, err := readLimited(res.Body, limit)
-	if err != nil {
-		return zero, fmt.Errorf("read answer: %w", err)
-	}
 	if res.StatusCode != http.StatusOK {
+		// The status is the answer; the body only explains it, so one cut at the limit (or
+		// broken off) still gives its first bytes.
+		b, _ := io.ReadAll(io.LimitReader(res.Body, limit))
 		var he httpError
 		msg := string(b[:min(len(b), 200)])
 		if json.Unmarshal(b, &he) == nil && he.Error != "" {
 			msg = he.Error
 		}
 		return zero, &HTTPStatusError{Code: res.StatusCode, Message: msg}
+	}
+	b, err := readLimited(res.Body, limit)
+	if err != nil {
+		return zero, fmt.Errorf("read answer: %w", err)
 	}
 	var resp Resp
 	if err := json.Unmarshal(b, &resp); err != nil {

@@ -73,7 +73,8 @@ type Report struct {
 	// shards; 0 for plain leaves.
 	Replica int
 	// Attempts is how many calls the shard got: 1 for a plain leaf; primary, hedges and failovers
-	// for a replica set.
+	// for a replica set. A shard that was called but had not finished when the fan-out ended
+	// reports 1 (its first call; backups it sent meanwhile are not counted); a skipped one, 0.
 	Attempts int
 }
 

@@ -117,7 +117,7 @@ func WithQuorum(k int) Option {
 	})
 }
 
-// WithCoverage is WithQuorum(ceil(f * shards)): "good enough" as a fraction in (0, 1].
+// WithCoverage is WithQuorum(ceil(f * shards)), at least 1: "good enough" as a fraction in (0, 1].
 func WithCoverage(f float64) Option {
 	return optionFunc(func(c *config) {
 		if !(f > 0 && f <= 1) {
