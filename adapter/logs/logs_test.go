@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podblocks/podblocks/adaptertest"
 	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/lifecycletest"
 	"go.uber.org/goleak"
@@ -245,6 +248,39 @@ func TestRunReaderEOFReturns(t *testing.T) {
 	}
 }
 
+// TestRunReaderWriteError: a line from the reader that cannot be written stops Run with the
+// write error, counted; empty lines are no records.
+func TestRunReaderWriteError(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	out := errWriter{}
+	n, err := New(Logfmt{}, out, WithReader(strings.NewReader("a=1\nb=2\n")), WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Run(context.Background()); !errors.Is(err, ErrWrite) {
+		t.Errorf("Run = %v, want ErrWrite", err)
+	}
+	if v, _ := adaptertest.Values(reg); v["podblocks_adapter_logs_write_errors_total"] != 1 {
+		t.Errorf("metrics %v, want 1 write error (Run stops at the first)", v)
+	}
+
+	var buf syncbuf.Buffer
+	n, err = New(Logfmt{}, &buf, WithReader(strings.NewReader("a=1\n\n\r\nb=2\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := decodeLines(t, buf.Bytes()); len(got) != 2 || got[0]["a"] != "1" || got[1]["b"] != "2" {
+		t.Errorf("output %v, want the two non-empty lines only", got)
+	}
+}
+
+type errWriter struct{}
+
+func (errWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
 func fuzzFormat(f *testing.F, format Format, seeds ...string) {
 	for _, s := range seeds {
 		f.Add(s)
@@ -256,6 +292,12 @@ func fuzzFormat(f *testing.F, format Format, seeds ...string) {
 			t.Fatal(err)
 		}
 		n.Line([]byte(line))
+		if len(bytes.TrimRight([]byte(line), "\r\n")) == 0 {
+			if buf.Len() != 0 {
+				t.Fatalf("an empty line gave output %q, want none", buf.Bytes())
+			}
+			return
+		}
 		out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 		if bytes.Contains(out, []byte("\n")) {
 			t.Fatalf("one input line gave several output lines: %q", out)

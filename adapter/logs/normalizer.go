@@ -69,13 +69,17 @@ func New(format Format, w io.Writer, opts ...Option) (*Normalizer, error) {
 }
 
 // Line normalizes and writes one line. It returns the parse error for a line that did not parse
-// (the line was still written, raw) or the write error.
+// (the line was still written, raw) or the write error (wrapping ErrWrite). An empty line is
+// skipped.
 func (n *Normalizer) Line(line []byte) error {
 	return n.line(line, false)
 }
 
 func (n *Normalizer) line(line []byte, truncated bool) error {
 	line = bytes.TrimRight(line, "\r\n")
+	if len(line) == 0 {
+		return nil // an empty line carries nothing: no record
+	}
 	fields, perr := n.format.Parse(line)
 	ent := zapcore.Entry{Level: n.o.defaultLevel}
 	var zf []zap.Field
@@ -243,7 +247,10 @@ func (n *Normalizer) parseTime(v any) (time.Time, bool) {
 func (n *Normalizer) Ready() <-chan struct{} { return n.ready }
 
 // Run reads lines from the configured sources until ctx ends or, when the only source is a
-// reader, until it reaches EOF. It returns nil then, and only after its goroutines exited.
+// reader, until it reaches EOF. It returns nil then, and only after its goroutines exited. A line
+// from the reader that cannot be written stops Run, which returns that error (wrapping ErrWrite);
+// one from a connection is logged and closes that connection, one from a datagram is logged; all
+// are counted in podblocks_adapter_logs_write_errors_total.
 // A reader that is an io.Closer is closed when ctx ends (to unblock a pending read); listeners
 // and packet connections given to Run are closed when it returns.
 func (n *Normalizer) Run(ctx context.Context) error {
@@ -251,11 +258,14 @@ func (n *Normalizer) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	var closers []io.Closer
+	var readErr error // the reader's write error, if any; read after wg.Wait
 	if n.o.reader != nil {
 		done := make(chan struct{})
 		wg.Go(func() {
 			defer close(done)
-			n.readStream(n.o.reader)
+			if readErr = n.readStream(n.o.reader); readErr != nil {
+				cancel() // the output is broken: stop rather than read on and lose lines
+			}
 		})
 		if c, ok := n.o.reader.(io.Closer); ok {
 			closers = append(closers, c)
@@ -300,7 +310,9 @@ func (n *Normalizer) Run(ctx context.Context) error {
 						connMu.Unlock()
 						c.Close()
 					}()
-					n.readStream(&idleReader{c: c, idle: n.o.idle})
+					if err := n.readStream(&idleReader{c: c, idle: n.o.idle}); err != nil {
+						n.o.logger.Error("line not written; closing the connection", zap.Error(err))
+					}
 				})
 			}
 		})
@@ -318,7 +330,9 @@ func (n *Normalizer) Run(ctx context.Context) error {
 					continue
 				}
 				for _, l := range bytes.Split(bytes.TrimRight(buf[:k], "\n"), []byte("\n")) {
-					n.line(l, false)
+					if err := n.line(l, false); errors.Is(err, ErrWrite) {
+						n.o.logger.Error("line not written", zap.Error(err))
+					}
 				}
 			}
 		})
@@ -334,7 +348,7 @@ func (n *Normalizer) Run(ctx context.Context) error {
 	}
 	connMu.Unlock()
 	wg.Wait()
-	return nil
+	return readErr
 }
 
 // idleReader sets a read deadline before each read of a connection.
@@ -348,30 +362,37 @@ func (r *idleReader) Read(p []byte) (int, error) {
 	return r.c.Read(p)
 }
 
-// readStream normalizes lines from r until EOF or an error. A line longer than the limit is
-// written truncated (with "truncated": true) and the rest of it skipped.
-func (n *Normalizer) readStream(r io.Reader) {
+// readStream normalizes lines from r until EOF, a read error, or a line that could not be
+// written: it returns that write error (wrapping ErrWrite), and reads no further. A line longer
+// than the limit is written truncated (with "truncated": true) and the rest of it skipped.
+func (n *Normalizer) readStream(r io.Reader) error {
 	br := bufio.NewReaderSize(r, n.o.maxLine)
 	skipping := false
 	for {
 		line, err := br.ReadSlice('\n')
+		var werr error
 		switch {
 		case err == bufio.ErrBufferFull:
 			if !skipping {
-				n.line(line, true)
+				werr = n.line(line, true)
 			}
 			skipping = true
-			continue
 		case skipping:
 			skipping = false
 		case len(line) > 0:
-			n.line(line, false)
+			werr = n.line(line, false)
+		}
+		if errors.Is(werr, ErrWrite) {
+			return werr
+		}
+		if err == bufio.ErrBufferFull {
+			continue
 		}
 		if err != nil {
 			if err != io.EOF && !errors.Is(err, net.ErrClosed) {
 				n.o.logger.Debug("read", zap.Error(err))
 			}
-			return
+			return nil
 		}
 	}
 }

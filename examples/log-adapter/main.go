@@ -8,7 +8,10 @@
 // Inputs: stdin (default), file:GLOB (followed rotation-safely with sidecar.Tailer, -state keeps
 // offsets across restarts), tcp:ADDR, udp:ADDR, unix:PATH (stream) and unixgram:PATH (a
 // socket file left by a killed log-adapter is replaced, a live one is not; it is removed on exit). Output:
-// stdout (default) or file:PATH (appended). SIGTERM and SIGINT stop it; with stdin it stops at EOF.
+// stdout (default) or file:PATH (appended). A line that cannot be written is an error: with stdin
+// log-adapter exits 1; with file: it logs the error to stderr and retries, keeping its position
+// before the line. -metrics ADDR serves its metrics (write errors, lines) at /metrics. SIGTERM and
+// SIGINT stop it; with stdin it stops at EOF.
 package main
 
 import (
@@ -18,18 +21,23 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/podblocks/podblocks/adapter/logs"
 	"github.com/podblocks/podblocks/internal/cmdline"
 	"github.com/podblocks/podblocks/internal/unixsock"
+	"github.com/podblocks/podblocks/lifecycle"
 	"github.com/podblocks/podblocks/sidecar"
 )
 
@@ -79,6 +87,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	input := fs.String("input", "stdin", "stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH, unixgram:PATH")
 	state := fs.String("state", "", "checkpoint file for file: inputs (offsets survive restarts)")
 	output := fs.String("output", "stdout", "stdout or file:PATH")
+	metricsAddr := fs.String("metrics", "", "serve podblocks_adapter_logs_* and the tailer's metrics at http://ADDR/metrics (\"\": not served)")
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
@@ -171,6 +180,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdline.Usagef("-output %q: want stdout or file:PATH", *output)
 	}
 
+	// Diagnostics (a line that cannot be written, ...) go to stderr as JSON.
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
+		zapcore.Lock(zapcore.AddSync(stderr)), zapcore.InfoLevel))
+	opts = append(opts, logs.WithLogger(log.Named("logs")))
+
+	var reg *prometheus.Registry // nil: no -metrics
+	if *metricsAddr != "" {
+		if err := cmdline.Addr("-metrics", *metricsAddr); err != nil {
+			return err
+		}
+		reg = prometheus.NewRegistry()
+		opts = append(opts, logs.WithRegisterer(reg))
+	}
+
 	// Every flag is checked before anything is opened; the Tailer (which opens nothing until it
 	// runs) checks the -input glob, and gets its normalizer once that is made.
 	stdinOK := kind == "stdin" && !hasAddr
@@ -180,7 +203,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var tailer *sidecar.Tailer
 	var tailed sink
 	if kind == "file" {
-		topts := []sidecar.Option{sidecar.WithLogger(zap.NewNop())}
+		topts := []sidecar.Option{sidecar.WithLogger(log.Named("tailer"))}
+		if reg != nil {
+			topts = append(topts, sidecar.WithRegisterer(reg))
+		}
 		if *state != "" {
 			topts = append(topts, sidecar.WithCheckpoint(*state))
 		}
@@ -233,21 +259,58 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	if tailer == nil {
-		return n.Run(ctx)
+	var c lifecycle.Component = n
+	if tailer != nil {
+		tailed.n = n
+		c = tailer
 	}
-	tailed.n = n
-	return tailer.Run(ctx)
+	if reg == nil {
+		return c.Run(ctx)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4}))
+	web, err := lifecycle.NewHTTPServer(&http.Server{Handler: mux, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}, *metricsAddr)
+	if err != nil {
+		return err
+	}
+	var g lifecycle.Group
+	if err := g.Add("metrics", web); err != nil {
+		return err
+	}
+	if err := g.Add("logs", c); err != nil { // stops the group when it returns (stdin at EOF)
+		return err
+	}
+	return g.Run(ctx)
 }
 
-// sink hands a Tailer's records to the normalizer.
-type sink struct{ n *logs.Normalizer }
+// sink hands a Tailer's records to the normalizer. A write error fails the batch: the Tailer
+// keeps its position before it and retries the batch, whole.
+type sink struct {
+	n *logs.Normalizer
+	// retry is the batch that failed (named by its first record) and how many of its records
+	// were written before the error: a retry of it skips those, so that none is written twice.
+	retry struct {
+		file    string
+		offset  int64
+		written int
+	}
+}
 
 func (s *sink) Write(ctx context.Context, recs []sidecar.Record) error {
-	for _, r := range recs {
+	if len(recs) == 0 {
+		return nil
+	}
+	skip := 0
+	if r := s.retry; r.written > 0 && r.file == recs[0].File && r.offset == recs[0].Offset {
+		skip = min(r.written, len(recs))
+	}
+	for i, r := range recs[skip:] {
 		if err := s.n.Line(r.Line); errors.Is(err, logs.ErrWrite) {
+			s.retry.file, s.retry.offset, s.retry.written = recs[0].File, recs[0].Offset, skip+i
 			return err
 		}
 	}
+	s.retry.written = 0
 	return nil
 }

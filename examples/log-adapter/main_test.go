@@ -4,15 +4,25 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/podblocks/podblocks/adaptertest"
 	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
+	"github.com/podblocks/podblocks/internal/freeport"
+	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
 
@@ -106,6 +116,7 @@ func TestUsageErrors(t *testing.T) {
 		{Args: []string{"-input", "file:", "-output", "file:" + out}, Status: 2, Stderr: `log-adapter: -input "file:": want stdin, file:GLOB`},
 		{Args: []string{"-input", "tcp", "-output", "file:" + out}, Status: 2, Stderr: `log-adapter: -input "tcp": want stdin, file:GLOB`},
 		{Args: []string{"-input", "file:" + dir + "/*/a.log", "-output", "file:" + out}, Status: 2, Stderr: "log-adapter: sidecar: config globs:"},
+		{Args: []string{"-metrics", "9090"}, Status: 2, Stderr: `log-adapter: -metrics "9090": want HOST:PORT`},
 		{Args: []string{"-output", "ftp:x"}, Status: 2, Stderr: `log-adapter: -output "ftp:x": want stdout or file:PATH`},
 		{Args: []string{"-output", "file:"}, Status: 2, Stderr: `log-adapter: -output "file:": want stdout or file:PATH`},
 		{Args: []string{"-output", "file:" + filepath.Join(dir, "no-such-dir", "out.json")}, Status: 1, Stderr: "log-adapter: open "},
@@ -124,5 +135,100 @@ func TestBadFlags(t *testing.T) {
 		if err := run(context.Background(), args, strings.NewReader(""), &out, &errb); err == nil {
 			t.Errorf("run(%v) succeeded", args)
 		}
+	}
+}
+
+// TestWriteErrorStdin: a line that cannot be written is an error on stderr and a non-zero exit,
+// not silence.
+func TestWriteErrorStdin(t *testing.T) {
+	cmd := exec.Command(bin, "-output", "file:/dev/full")
+	cmd.Stdin = strings.NewReader("a=1\nb=2\n")
+	out, err := cmd.CombinedOutput()
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 ||
+		!strings.Contains(string(out), "log-adapter: logs: write:") {
+		t.Errorf("log-adapter -output file:/dev/full: %v %q, want exit 1 naming the write error", err, out)
+	}
+}
+
+// failingWriter fails its writes number fail, fail+1, ... until healed, then writes to w.
+type failingWriter struct {
+	mu     sync.Mutex
+	w      bytes.Buffer
+	writes int
+	fail   int
+	healed bool
+}
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes++
+	if !f.healed && f.writes >= f.fail {
+		return 0, errors.New("disk full")
+	}
+	return f.w.Write(p)
+}
+
+func (f *failingWriter) heal() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.healed = true
+}
+
+func (f *failingWriter) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.w.String()
+}
+
+// TestWriteErrorFileInput: with a file input, a line that cannot be written is logged and retried
+// (the position does not move past it) until the output works again; then every line is written,
+// once.
+func TestWriteErrorFileInput(t *testing.T) {
+	dir := t.TempDir()
+	var lines strings.Builder
+	for i := range 5 {
+		fmt.Fprintf(&lines, "n=%d\n", i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.log"), []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := &failingWriter{fail: 3} // the first two lines are written, the third fails
+	var stderr syncbuf.Buffer
+	metrics := freeport.TCP(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-input", "file:" + filepath.Join(dir, "*.log"), "-state", filepath.Join(dir, "state"),
+			"-metrics", metrics}, nil, out, &stderr)
+	}()
+	adaptertest.Eventually(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "disk full") },
+		"the write error logged")
+	adaptertest.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return regexp.MustCompile(`(?m)^podblocks_adapter_logs_write_errors_total [1-9]`).Match(b)
+	}, "podblocks_adapter_logs_write_errors_total counted at -metrics")
+	out.heal()
+	adaptertest.Eventually(t, 30*time.Second, func() bool { return strings.Count(out.String(), "\n") >= 5 },
+		"the five lines written once the output works")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for l := range strings.SplitSeq(strings.TrimSpace(out.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("output line %q: %v", l, err)
+		}
+		got = append(got, fmt.Sprint(rec["n"]))
+	}
+	if diff := cmp.Diff([]string{"0", "1", "2", "3", "4"}, got); diff != "" {
+		t.Errorf("lines written (-want +got):\n%s", diff)
 	}
 }
