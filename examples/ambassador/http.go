@@ -30,6 +30,9 @@ type proxyFlags struct {
 	verbose                                   bool
 }
 
+// healthInterval is the time between two health checks of a backend.
+const healthInterval = 2 * time.Second
+
 // keyUsage is -key's help: what ring and maglev hash, and why not the client IP by default.
 const keyUsage = `what -balancer ring or maglev hashes, so that equal keys go to the same backend: path (the
 request path, without the query, as haproxy's "balance uri"), client-ip, header:NAME (a request
@@ -40,11 +43,11 @@ func (f *proxyFlags) register(fs *flag.FlagSet, httpMode bool) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	if httpMode {
 		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints: http://HOST[:PORT] or HOST:PORT, optionally *WEIGHT (1 or more) (required)")
-		fs.StringVar(&f.health, "health", "", "HTTP health-check path (default: TCP connect checks)")
+		fs.StringVar(&f.health, "health", "", "HTTP health-check path, GET every 2s, 2xx is healthy (default: TCP connect checks every 2s)")
 		fs.StringVar(&f.balancer, "balancer", "rr", "balancer: rr, p2c, ring or maglev (ring and maglev hash -key)")
 		fs.StringVar(&f.key, "key", "path", keyUsage)
 	} else {
-		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints HOST:PORT, optionally *WEIGHT (1 or more) (required)")
+		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints HOST:PORT, optionally *WEIGHT (1 or more) (required);\nchecked by a TCP connect every 2s")
 		fs.StringVar(&f.balancer, "balancer", "rr", "balancer: rr, p2c, ring or maglev (ring and maglev hash the client's IP address:\nbehind a loopback -listen, one backend takes every connection)")
 	}
 	fs.StringVar(&f.admin, "admin", "", "hook server address (probes, /metrics, /statusz); empty: none")
@@ -141,10 +144,14 @@ func (f *proxyFlags) options(log *zap.Logger, reg prometheus.Registerer) []ambas
 		ambassador.WithRetries(f.retries), ambassador.WithConnectTimeout(f.connectTimeout),
 		ambassador.WithIdleTimeout(f.idleTimeout),
 	}
+	// Every backend is checked every 2s: with -health by GETting that path, else (and always for
+	// tcp) by opening a TCP connection. A backend failing 3 checks in a row takes no traffic until
+	// it passes 2.
+	check := ambassador.TCPCheck()
 	if f.health != "" {
-		opts = append(opts, ambassador.WithHealthCheck(ambassador.HealthCheck{
-			Check: ambassador.HTTPCheck(f.health, 0, nil), Interval: 2 * time.Second}))
+		check = ambassador.HTTPCheck(f.health, 0, nil)
 	}
+	opts = append(opts, ambassador.WithHealthCheck(ambassador.HealthCheck{Check: check, Interval: healthInterval}))
 	if f.key != "" && f.hashes() {
 		key, _ := keyFunc(f.key) // check refused what it cannot read
 		opts = append(opts, ambassador.WithKey(key))

@@ -369,3 +369,38 @@ func TestHTTPSubcommandAdmin(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// TestDefaultHealthChecks: without -health, and for tcp, a backend no connection reaches is marked
+// unavailable by the TCP connect checks, with no traffic needed to find it out.
+func TestDefaultHealthChecks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(context.Context, []string, io.Writer) error
+		live string
+	}{
+		{"http", runHTTPContext, ambassadortest.NewHTTPBackend(t, "b").Addr},
+		{"tcp", runTCPContext, ambassadortest.NewTCPBackend(t, "b").Addr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dead := freeport.TCP(t) // nothing listens there
+			listen, admin := freeport.TCP(t), freeport.TCP(t)
+			start(t, tc.run, listen, "-backends", tc.live+","+dead, "-admin", admin)
+			want := `podblocks_ambassador_endpoint_available{cluster="default",endpoint="` + dead + `"} 0`
+			var metrics string
+			ok := ambassadortest.WaitFor(t.Context(), 20*time.Second, func() bool {
+				resp, err := http.Get("http://" + admin + "/metrics")
+				if err != nil {
+					return false
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				metrics = string(body)
+				return strings.Contains(metrics, want)
+			})
+			if !ok {
+				t.Errorf("/metrics lacks %s 20s after start:\n%.3000s", want, metrics)
+			}
+			http.DefaultClient.CloseIdleConnections()
+		})
+	}
+}
