@@ -149,6 +149,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return cmdline.Usagef("-sink %q: %w", *sinkSpec, err) // a URL it cannot use
 		}
+		if err := cmdline.HTTPURL("-sink", u); err != nil {
+			return err // a port no request can reach, which the sink would retry forever
+		}
 		sink = hsink
 	default:
 		return cmdline.Usagef("-sink %q: want stdout, file:PATH or http:URL", *sinkSpec)

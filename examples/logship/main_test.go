@@ -148,6 +148,8 @@ func TestBadFlags(t *testing.T) {
 		{Args: []string{"-glob", "/x/*.log", "-sink", "kafka:x"}, Status: 2, Stderr: `logship: -sink "kafka:x": want stdout, file:PATH or http:URL`},
 		{Args: []string{"-glob", "/x/*.log", "-sink", "file:"}, Status: 2, Stderr: `logship: -sink "file:"`},
 		{Args: []string{"-glob", "/x/*.log", "-sink", "http:nohost"}, Status: 2, Stderr: `logship: -sink "http:nohost"`},
+		// A port no request can reach was retried for as long as logship ran.
+		{Args: []string{"-glob", "/x/*.log", "-sink", "http://127.0.0.1:99999/logs"}, Status: 2, Stderr: `logship: -sink "http://127.0.0.1:99999/logs": port "99999": want a number from 1 to 65535`},
 		{Args: []string{"-glob", "/x/*/y.log"}, Status: 2, Stderr: `logship: sidecar: config globs: "/x/*/y.log": wildcards only in the last element`},
 		// An empty item would be the pattern ".".
 		{Args: []string{"-glob", "/x/*.log,", "-sink", sink}, Status: 2, Stderr: `logship: -glob "/x/*.log,": empty item in the comma-separated list`},

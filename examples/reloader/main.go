@@ -39,7 +39,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -104,8 +103,8 @@ func run(args []string, stderr io.Writer) error {
 	case n != 1:
 		return cmdline.Usagef("want exactly one of -webhook, -pid and -process")
 	case *webhook != "":
-		if u, err := url.Parse(*webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return cmdline.Usagef("-webhook %q: want an http or https URL", *webhook)
+		if err := cmdline.HTTPURL("-webhook", *webhook); err != nil {
+			return err
 		}
 		if _, err := http.NewRequest(*method, *webhook, nil); err != nil {
 			return cmdline.Usagef("-method %q: %w", *method, err)

@@ -100,6 +100,8 @@ func TestBadFlags(t *testing.T) {
 		// kill(2) sends a signal to every process it may for -1, and to a process group below that.
 		{Args: []string{"-watch", dir, "-pid", "-1"}, Status: 2, Stderr: "reloader: -pid -1: want a process ID above 0"},
 		{Args: []string{"-watch", dir, "-webhook", "127.0.0.1:9090/-/reload"}, Status: 2, Stderr: `reloader: -webhook "127.0.0.1:9090/-/reload": want an http or https URL`},
+		// A port no request can reach was retried after every change, for as long as the reloader ran.
+		{Args: []string{"-watch", dir, "-webhook", "http://127.0.0.1:99999/-/reload"}, Status: 2, Stderr: `reloader: -webhook "http://127.0.0.1:99999/-/reload": port "99999": want a number from 1 to 65535`},
 		{Args: []string{"-watch", dir, "-webhook", "http://127.0.0.1:1/", "-method", "RE LOAD"}, Status: 2, Stderr: `reloader: -method "RE LOAD": net/http: invalid method`},
 		{Args: []string{"-watch", dir, "-pid", "1", "-poll", "0s"}, Status: 2, Stderr: "reloader: -poll 0s: want more than 0"},
 		{Args: []string{"-watch", dir, "-pid", "1", "-debounce", "-1s"}, Status: 2, Stderr: "reloader: -debounce -1s: want 0 or more"},

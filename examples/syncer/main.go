@@ -30,7 +30,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -53,14 +52,6 @@ type list []string
 
 func (l *list) String() string     { return strings.Join(*l, ",") }
 func (l *list) Set(v string) error { *l = append(*l, v); return nil }
-
-// httpURL returns a usage error naming flag unless u is an http or https URL with a host.
-func httpURL(flag, u string) error {
-	if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-		return cmdline.Usagef("%s %q: want an http or https URL", flag, u)
-	}
-	return nil
-}
 
 func run(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("syncer", flag.ContinueOnError)
@@ -95,12 +86,12 @@ func run(args []string, stderr io.Writer) error {
 		}
 	}
 	if *archive != "" {
-		if err := httpURL("-url", *archive); err != nil {
+		if err := cmdline.HTTPURL("-url", *archive); err != nil {
 			return err
 		}
 	}
 	for _, u := range hooks {
-		if err := httpURL("-webhook", u); err != nil {
+		if err := cmdline.HTTPURL("-webhook", u); err != nil {
 			return err
 		}
 	}

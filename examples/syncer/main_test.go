@@ -107,6 +107,9 @@ func TestBadFlags(t *testing.T) {
 		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
 		{Args: []string{"-root", root, "-url", site, "extra", "-interval", "0"}, Status: 2, Stderr: `syncer: unexpected arguments ["extra" "-interval" "0"]`},
 		{Args: []string{"-root", root, "-url", "example.com/site.tgz"}, Status: 2, Stderr: `syncer: -url "example.com/site.tgz": want an http or https URL`},
+		// A port no request can reach was retried for as long as the syncer ran.
+		{Args: []string{"-root", root, "-url", "http://127.0.0.1:99999/site.tgz"}, Status: 2, Stderr: `syncer: -url "http://127.0.0.1:99999/site.tgz": port "99999": want a number from 1 to 65535`},
+		{Args: []string{"-root", root, "-url", site, "-webhook", "http://127.0.0.1:0/"}, Status: 2, Stderr: `syncer: -webhook "http://127.0.0.1:0/": port "0": want a number from 1 to 65535`},
 		// An archive has no refs: -ref would be ignored.
 		{Args: []string{"-root", root, "-url", site, "-ref", "v2"}, Status: 2, Stderr: "syncer: -ref: only with -repo"},
 		{Args: []string{"-root", root, "-url", site, "-exec", ""}, Status: 2, Stderr: `syncer: -exec "": empty command`},

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 )
@@ -44,8 +45,29 @@ func AddrFrom(flag, addr string, min int) error {
 	if err != nil {
 		return Usagef("%s %q: want HOST:PORT", flag, addr)
 	}
+	return checkPort(flag, addr, port, min)
+}
+
+// checkPort refuses port, of value, the value of flag, unless it is a number from min to 65535 or a
+// service name.
+func checkPort(flag, value, port string, min int) error {
 	if n, err := net.LookupPort("tcp", port); err != nil || n < min {
-		return Usagef("%s %q: port %q: want a number from %d to 65535", flag, addr, port, min)
+		return Usagef("%s %q: port %q: want a number from %d to 65535", flag, value, port, min)
+	}
+	return nil
+}
+
+// HTTPURL refuses u, the value of flag (named with its dash: "-webhook"), with a usage error unless
+// it is an http or https URL with a host, and a port, when it names one, that a dial can use (a
+// number from 1 to 65535; url.Parse takes any digits), so that a URL nothing can ever reach is a
+// command-line mistake, not a request failing and retried for as long as the command runs.
+func HTTPURL(flag, u string) error {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return Usagef("%s %q: want an http or https URL", flag, u)
+	}
+	if port := p.Port(); port != "" {
+		return checkPort(flag, u, port, 1)
 	}
 	return nil
 }

@@ -141,3 +141,30 @@ func TestAddr(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTPURL(t *testing.T) {
+	for _, tc := range []struct{ url, err string }{
+		{url: "http://127.0.0.1:8080/-/reload"},
+		{url: "https://example.com/site.tgz"},
+		{url: "http://[::1]:65535/"},
+		{url: "http://example.com:/"}, // an empty port is the scheme's
+		{url: "127.0.0.1:9090/-/reload", err: `-webhook "127.0.0.1:9090/-/reload": want an http or https URL`},
+		{url: "ftp://example.com/", err: `-webhook "ftp://example.com/": want an http or https URL`},
+		{url: "http:///path", err: `-webhook "http:///path": want an http or https URL`},
+		{url: "http://example.com:http/", err: `-webhook "http://example.com:http/": want an http or https URL`},
+		{url: "http://127.0.0.1:99999/", err: `-webhook "http://127.0.0.1:99999/": port "99999": want a number from 1 to 65535`},
+		{url: "http://127.0.0.1:0/", err: `-webhook "http://127.0.0.1:0/": port "0": want a number from 1 to 65535`},
+	} {
+		err := cmdline.HTTPURL("-webhook", tc.url)
+		got := ""
+		if err != nil {
+			got = err.Error()
+			if cmdline.Status(err) != 2 {
+				t.Errorf("%q: status %d, want 2 (a usage error)", tc.url, cmdline.Status(err))
+			}
+		}
+		if got != tc.err {
+			t.Errorf("%q: error %q, want %q", tc.url, got, tc.err)
+		}
+	}
+}
