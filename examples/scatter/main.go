@@ -5,14 +5,15 @@
 //
 //	scatter leaf -listen 127.0.0.1:9001 -shard 0 -shards 4 [-docs 20000] [-seed 1] [-slow-prob 0.01 -slow 200ms]
 //	scatter root -listen 127.0.0.1:9000 -leaves 'http://127.0.0.1:9001|http://127.0.0.1:9011,http://...' [-k 10]
-//	             [-timeout 200ms] [-coverage 0] [-hedge-percentile 0.95] [-hedge-delay 10ms] [-hedge-budget 0.05]
+//	             [-timeout 200ms] [-coverage 0] [-hedge-percentile 0.95] [-hedge-delay 10ms] [-hedge-budget 0.1]
 //	scatter demo [-shards 4] [-replicas 2] [-docs 20000] [-queries 300] [-slow-prob 0.02] [-slow 200ms]
 //
 // A leaf serves POST /search with {"q": "...", "k": 10} and answers {"hits": [...], "docs": N}.
 // The root serves GET /search?q=...&k=10, answers a JSON array of hits (best first) with the
-// X-Scatter-Shards, -Answered, -Coverage, -Hedges, -End and -Statuses headers, and /metrics.
-// demo starts shards*replicas leaf processes (this binary, re-executed) and a root, runs queries
-// without and with hedging, prints latency percentiles, and stops everything.
+// X-Scatter-Shards, -Answered, -Coverage, -Hedges, -End and -Statuses headers (other methods: 405),
+// and /metrics. demo starts shards*replicas leaf processes (this binary, re-executed) and a root,
+// runs queries without and with hedging, prints latency percentiles, and stops everything; on
+// Linux its leaves die with it also when it is killed.
 package main
 
 import (
@@ -29,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +39,7 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/internal/cmdline"
+	"github.com/podblocks/podblocks/internal/pdeathsig"
 	"github.com/podblocks/podblocks/lifecycle"
 	"github.com/podblocks/podblocks/scatter"
 	"github.com/prometheus/client_golang/prometheus"
@@ -238,7 +241,7 @@ func decodeQuery(r *http.Request) (query, error) {
 // rootHandler serves /search (the merged hits cut to the query's k) and /metrics.
 func rootHandler(f *scatter.Fanout[query, answer, []hit], reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/search", &scatter.RootHandler[query, answer, []hit]{Fanout: f, Decode: decodeQuery,
+	root := &scatter.RootHandler[query, answer, []hit]{Fanout: f, Decode: decodeQuery,
 		Encode: func(q query, res *scatter.Result[answer, []hit]) any {
 			hits := res.Out
 			if len(hits) > q.K {
@@ -248,7 +251,17 @@ func rootHandler(f *scatter.Fanout[query, answer, []hit], reg *prometheus.Regist
 				hits = []hit{}
 			}
 			return hits
-		}})
+		}}
+	mux.HandleFunc("/search", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			io.WriteString(w, `{"error":"use GET /search?q=...&k=..."}`+"\n")
+			return
+		}
+		root.ServeHTTP(w, r)
+	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
@@ -275,7 +288,9 @@ func runRoot(ctx context.Context, args []string, out io.Writer) error {
 	return serve(ctx, *listen, rootHandler(f, reg), out)
 }
 
-// startLeaf starts a leaf process and returns its URL once it listens.
+// startLeaf starts a leaf process and returns its URL once it listens. The leaf gets a
+// parent-death signal (Linux): call startLeaf from a goroutine locked to its OS thread that stays
+// until the leaf has been waited for (see pdeathsig).
 func startLeaf(ctx context.Context, args []string) (*exec.Cmd, string, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -286,6 +301,7 @@ func startLeaf(ctx context.Context, args []string) (*exec.Cmd, string, error) {
 	cmd.Stderr = os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
+	cmd.SysProcAttr = pdeathsig.Set(nil)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err
@@ -323,27 +339,30 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	lctx, stopLeaves := context.WithCancel(ctx)
-	var cmds []*exec.Cmd
+	var leaves sync.WaitGroup
 	defer func() {
 		stopLeaves()
-		for _, c := range cmds {
-			c.Wait()
-		}
+		leaves.Wait()
 	}()
 	fmt.Fprintf(out, "starting %d leaf processes (%d shards x %d replicas, %d documents)\n", *nshards**replicas, *nshards, *replicas, *docs)
 	type started struct {
-		cmd *exec.Cmd
 		url string
 		err error
 	}
 	n := *nshards * *replicas
 	results := make(chan started, n) // leaves start in parallel: each builds its index
 	for i := range n {
-		go func() {
+		leaves.Go(func() {
+			// The leaf's parent-death signal fires when the thread that started it ends: this
+			// goroutine keeps it, locked, until the leaf has exited, and then lets it end.
+			runtime.LockOSThread()
 			cmd, url, err := startLeaf(lctx, []string{"-shard", strconv.Itoa(i / *replicas), "-shards", strconv.Itoa(*nshards),
 				"-docs", strconv.Itoa(*docs), "-slow-prob", strconv.FormatFloat(*slowProb, 'f', -1, 64), "-slow", slow.String()})
-			results <- started{cmd, url + "/search#" + strconv.Itoa(i), err}
-		}()
+			results <- started{url + "/search#" + strconv.Itoa(i), err}
+			if err == nil {
+				_ = cmd.Wait()
+			}
+		})
 	}
 	urls := make([]string, n)
 	var startErr error
@@ -353,7 +372,6 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 			startErr = errors.Join(startErr, r.err)
 			continue
 		}
-		cmds = append(cmds, r.cmd)
 		u, idx, _ := strings.Cut(r.url, "#")
 		i, _ := strconv.Atoi(idx)
 		urls[i] = u

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -219,4 +220,36 @@ func FuzzDecodeQuery(f *testing.F) {
 			t.Fatalf("decodeQuery(%q) = %+v without error", raw, q)
 		}
 	})
+}
+
+// TestRootMethods: the root's /search is GET (and HEAD); another method answers 405 with Allow,
+// without running a fan-out.
+func TestRootMethods(t *testing.T) {
+	var calls atomic.Int32
+	f, err := scatter.New([]scatter.Leaf[query, answer]{scatter.LeafFunc[query, answer](func(context.Context, query) (answer, error) {
+		calls.Add(1)
+		return answer{}, nil
+	})}, topK())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Wait)
+	h := rootHandler(f, prometheus.NewRegistry())
+	for _, method := range []string{"POST", "PUT", "DELETE"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(method, "/search?q=a", strings.NewReader(`{"q":"a"}`)))
+		if w.Code != 405 || w.Header().Get("Allow") != "GET, HEAD" || !json.Valid(w.Body.Bytes()) {
+			t.Errorf("%s /search: %d, Allow %q, body %q; want 405, Allow GET, HEAD and a JSON reason", method, w.Code, w.Header().Get("Allow"), w.Body)
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("%d leaf calls for refused methods, want 0", n)
+	}
+	for _, method := range []string{"GET", "HEAD"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(method, "/search?q=a", nil))
+		if w.Code != 200 {
+			t.Errorf("%s /search: %d, want 200", method, w.Code)
+		}
+	}
 }
