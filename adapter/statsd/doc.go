@@ -7,9 +7,9 @@
 // +/- deltas, timers, histograms, distributions and sets are understood, with sample rates and
 // DogStatsD, InfluxDB, Librato and SignalFX tags.
 //
-// A metric type conflict (a name first seen as a counter and then as a gauge, or a counter
-// named like a summary's _count) is counted in podblocks_adapter_statsd_conflicts_total and
-// logged at debug level; the sample is dropped and /metrics keeps serving everything else.
+// A metric type conflict (a name first seen as a counter and then as a gauge, a counter named
+// like a summary's _count, or a name of the adapter's own metrics or of WithReservedNames) is
+// counted in podblocks_adapter_statsd_conflicts_total and logged at debug level; the sample is dropped and /metrics keeps serving everything else.
 // Exporter.Gather never fails.
 //
 // # Lifecycle

@@ -66,6 +66,11 @@ func New(opts ...Option) (*Exporter, error) {
 		return nil, fmt.Errorf("statsd: register metrics: %w", err)
 	}
 	e.m = m
+	if o.reserved != nil {
+		if err := e.reg.reserveGathered(o.reserved); err != nil {
+			return nil, fmt.Errorf("statsd: reserved names: %w", err)
+		}
+	}
 	for t := Counter; t <= Set; t++ {
 		e.sampleCounters[t] = m.samples.WithLabelValues(t.String())
 	}

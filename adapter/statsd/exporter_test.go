@@ -221,8 +221,9 @@ func TestConflictsNeverBreakMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
 	}
-	if got["podblocks_adapter_statsd_conflicts_total"] != 4 {
-		t.Errorf("conflicts = %v, want 4 (x, y_count, y_sum, z)", got["podblocks_adapter_statsd_conflicts_total"])
+	if got["podblocks_adapter_statsd_conflicts_total"] != 5 {
+		t.Errorf("conflicts = %v, want 5 (x, y_count, y_sum, z, podblocks_adapter_statsd_lines_total)",
+			got["podblocks_adapter_statsd_conflicts_total"])
 	}
 }
 

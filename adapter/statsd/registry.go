@@ -51,6 +51,9 @@ type registry struct {
 	mu       sync.RWMutex
 	fams     map[string]*family
 	reserved map[string]string // exposition names taken by observer families: name -> owner
+	// external are exposition names served next to the registry by others (WithReservedNames),
+	// which a statsd metric may not take; set before use, then only read.
+	external map[string]bool
 	nseries  int
 
 	// epoch changes whenever a series is removed, so that workers drop cached pointers.
@@ -84,7 +87,7 @@ type series struct {
 }
 
 func newRegistry() *registry {
-	return &registry{fams: map[string]*family{}, reserved: map[string]string{}}
+	return &registry{fams: map[string]*family{}, reserved: map[string]string{}, external: map[string]bool{}}
 }
 
 // spec is everything needed to create a series.
@@ -129,12 +132,12 @@ func (r *registry) get(sp *spec) (*series, error) {
 	defer r.mu.Unlock()
 	f := r.fams[sp.name]
 	if f == nil {
-		if _, taken := r.reserved[sp.name]; taken {
+		if _, taken := r.reserved[sp.name]; taken || r.taken(sp.name) {
 			return nil, ErrTypeConflict
 		}
 		suffixes := observerSuffixes(sp.kind)
 		for _, sfx := range suffixes {
-			if r.fams[sp.name+sfx] != nil {
+			if r.fams[sp.name+sfx] != nil || r.taken(sp.name+sfx) {
 				return nil, ErrTypeConflict
 			}
 		}
@@ -154,6 +157,39 @@ func (r *registry) get(sp *spec) (*series, error) {
 	f.series[key] = s
 	r.nseries++
 	return s, nil
+}
+
+// ownPrefix is the prefix of the adapter's own metrics, which statsd metrics may not take.
+const ownPrefix = "podblocks_adapter_statsd_"
+
+// taken reports whether an exposition name belongs to someone else: the adapter's own metrics or
+// an external name.
+func (r *registry) taken(name string) bool {
+	return strings.HasPrefix(name, ownPrefix) || r.external[name]
+}
+
+// reserveGathered adds the exposition names of the families g gathers (with a summary's or a
+// histogram's _sum, _count and _bucket) to the external names.
+func (r *registry) reserveGathered(g prometheus.Gatherer) error {
+	mfs, err := g.Gather()
+	if err != nil {
+		return err
+	}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		r.external[name] = true
+		var k kind
+		switch mf.GetType() {
+		case dto.MetricType_SUMMARY:
+			k = kindSummary
+		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+			k = kindHistogram
+		}
+		for _, sfx := range observerSuffixes(k) {
+			r.external[name+sfx] = true
+		}
+	}
+	return nil
 }
 
 func observerSuffixes(k kind) []string {

@@ -196,6 +196,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		statsd.WithUDP(c.udp), statsd.WithTCP(c.tcp), statsd.WithUnixgram(c.unixgram, c.mode),
 		statsd.WithMapping(mapping), statsd.WithTagFormats(formats), statsd.WithReadBuffer(c.readBuffer),
 		statsd.WithReaders(c.readers), statsd.WithLogger(log.Named("statsd")), statsd.WithRegisterer(reg),
+		statsd.WithReservedNames(reg), // served together below: a statsd name of reg's would be dropped
 	)
 	if err != nil {
 		return err

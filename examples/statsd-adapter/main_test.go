@@ -201,3 +201,51 @@ func TestCheckConfig(t *testing.T) {
 		t.Error("unknown flag accepted")
 	}
 }
+
+// TestNameClashes: statsd metrics named like the adapter's own metrics or the Go and process
+// collectors' are conflicts, counted, and do not replace (or vanish behind) the real ones.
+func TestNameClashes(t *testing.T) {
+	udp, web := freeport.UDP(t), freeport.TCP(t)
+	var stdout, stderr syncbuf.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run([]string{"--statsd.listen-udp=" + udp, "--statsd.listen-tcp=", "--web.listen-address=" + web,
+			"--web.enable-lifecycle", "--log.level=error"}, &stdout, &stderr)
+	}()
+	url := "http://" + web
+	adaptertest.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get(url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "ready")
+	c, err := adaptertest.DialStatsD("udp", udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Send("go_goroutines:5|g", "podblocks_adapter_statsd_lines_total:7|c", "process_cpu_seconds_total:1|c",
+		"go_gc_duration_seconds_count:1|c", "fine_total:1|c")
+	adaptertest.Eventually(t, 30*time.Second, func() bool {
+		v, err := adaptertest.Scrape(url + "/metrics")
+		return err == nil && v["fine_total"] == 1 && v["podblocks_adapter_statsd_conflicts_total"] == 4
+	}, "the four clashing samples counted as conflicts, the fifth served")
+	v, err := adaptertest.Scrape(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v["go_goroutines"] == 5 || v["podblocks_adapter_statsd_lines_total"] != 5 {
+		t.Errorf("go_goroutines %v, podblocks_adapter_statsd_lines_total %v: want the real ones (lines 5)",
+			v["go_goroutines"], v["podblocks_adapter_statsd_lines_total"])
+	}
+	resp, err := http.Post(url+"/-/quit", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v (%s)", err, stderr.String())
+	}
+}
