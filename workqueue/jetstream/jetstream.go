@@ -908,12 +908,30 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 	l := &held{msg: b.msg, deadline: deadline, attempt: attempt, id: tok[:idLen], key: key, tok: tok}
 	l.item = workqueue.Item{ID: l.id, Key: key, Payload: b.msg.Data(), Priority: prio, Attempt: attempt, Lease: tok, Deadline: deadline}
 	q.mu.Lock()
+	if delivered > 1 {
+		q.endEarlierLeasesLocked(l)
+	}
 	q.leases[n] = l
 	if !q.sweeping {
 		q.armSweep()
 	}
 	q.mu.Unlock()
 	return &l.item
+}
+
+// endEarlierLeasesLocked forgets the leases of earlier deliveries of l's item that this Queue
+// handed out: the server delivered the item again, so their AckWait is over, even if their
+// deadline has not passed yet (it runs from when the message arrived here, a little later than the
+// server sent it), and an ack, nak or extension sent on one of them would act on l's delivery
+// (the server tells a delivery's acks by the item alone). Their Ack, Nack, Extend and Bury get
+// workqueue.ErrLeaseLost; one already sent is beyond recall. Called with mu held, for a
+// redelivery (which are rare): it looks at every lease held.
+func (q *Queue) endEarlierLeasesLocked(l *held) {
+	for n, h := range q.leases {
+		if h.id == l.id {
+			delete(q.leases, n)
+		}
+	}
 }
 
 // ackSeqs reads the delivery count and the stream sequence from a JetStream message's reply
