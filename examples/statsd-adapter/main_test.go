@@ -44,14 +44,7 @@ func TestDropIn(t *testing.T) {
 			"--statsd.cache-size=1000", "--log.level=error"}, &stdout, &stderr)
 	}()
 	url := "http://" + web
-	adaptertest.Eventually(t, 30*time.Second, func() bool {
-		resp, err := http.Get(url + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, "ready")
+	waitReady(t, url)
 	c, err := adaptertest.DialStatsD("udp", udp)
 	if err != nil {
 		t.Fatal(err)
@@ -213,14 +206,7 @@ func TestNameClashes(t *testing.T) {
 			"--web.enable-lifecycle", "--log.level=error"}, &stdout, &stderr)
 	}()
 	url := "http://" + web
-	adaptertest.Eventually(t, 30*time.Second, func() bool {
-		resp, err := http.Get(url + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, "ready")
+	waitReady(t, url)
 	c, err := adaptertest.DialStatsD("udp", udp)
 	if err != nil {
 		t.Fatal(err)
@@ -248,4 +234,17 @@ func TestNameClashes(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v (%s)", err, stderr.String())
 	}
+}
+
+// waitReady waits until the adapter at url answers /-/ready with 200.
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	adaptertest.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get(url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "ready")
 }
