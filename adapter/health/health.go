@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -112,8 +113,33 @@ type HTTP struct {
 	URL     string
 	Header  http.Header
 	Healthy func(status int) bool
-	// Client sends the request; nil means a client that does not follow redirects.
+	// Client sends the request. nil means a client that does what the kubelet's httpGet probe
+	// does: it does not verify TLS certificates (an https probe checks that the server answers,
+	// not who it is), uses no proxy and no keep-alive, follows up to 10 redirects to the same host,
+	// and takes a redirect to another host as the answer (its 3xx status counts as healthy).
 	Client *http.Client
+}
+
+// probeClient is the client of an HTTP check without one (see HTTP.Client).
+var probeClient = &http.Client{
+	Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // as the kubelet's probes
+		DisableKeepAlives: true,
+		Proxy:             nil,
+	},
+	CheckRedirect: probeRedirect,
+}
+
+// probeRedirect follows a redirect to the same host, up to 10, and stops at one to another host
+// (the kubelet's redirect checker).
+func probeRedirect(req *http.Request, via []*http.Request) error {
+	if req.URL.Hostname() != via[0].URL.Hostname() {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	return nil
 }
 
 // Check implements Checker.
@@ -128,7 +154,7 @@ func (h *HTTP) Check(ctx context.Context) error {
 	req.Header.Set("User-Agent", "podblocks-health/1")
 	c := h.Client
 	if c == nil {
-		c = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		c = probeClient
 	}
 	resp, err := c.Do(req)
 	if err != nil {

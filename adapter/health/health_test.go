@@ -325,3 +325,47 @@ func TestTimeoutCountsAsFailure(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestHTTPProbeConventions: like the kubelet's httpGet probe, an HTTP check does not verify TLS
+// certificates, follows up to 10 redirects on the same host (the final status decides), and takes
+// a redirect to another host as the answer.
+func TestHTTPProbeConventions(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hops/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.PathValue("n"))
+		if n == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		http.Redirect(w, r, fmt.Sprintf("/hops/%d", n-1), http.StatusFound)
+	})
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {})
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable) // never asked: the redirect to it is the answer
+	}))
+	defer other.Close()
+	_, port, _ := net.SplitHostPort(other.Listener.Addr().String())
+	mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://localhost:"+port+"/", http.StatusFound)
+	})
+	srv := httptest.NewTLSServer(mux) // a self-signed certificate nobody trusts
+	defer srv.Close()
+	for _, tc := range []struct {
+		path    string
+		healthy bool
+	}{
+		{"/ok", true},
+		{"/hops/3", false}, // followed to the 503
+		{"/hops/11", false},
+		{"/elsewhere", true},
+	} {
+		err := (&health.HTTP{URL: srv.URL + tc.path}).Check(context.Background())
+		if (err == nil) != tc.healthy {
+			t.Errorf("GET %s: error %v, want healthy=%v", tc.path, err, tc.healthy)
+		}
+	}
+	if err := (&health.HTTP{URL: srv.URL + "/hops/11"}).Check(context.Background()); err == nil ||
+		!strings.Contains(err.Error(), "stopped after 10 redirects") {
+		t.Errorf("11 redirects: %v, want stopped after 10 redirects", err)
+	}
+}
