@@ -271,7 +271,7 @@ func (c *Cluster) rebuild() {
 // Lease is one endpoint taken for one request or connection; Release it exactly once.
 type Lease struct {
 	Backend *Backend
-	bal     Balancer
+	bal     Balancer // nil when the balancer did not pick Backend (see acquire)
 	i       int
 }
 
@@ -286,12 +286,32 @@ func (l Lease) Release() {
 	}
 	b.active.Add(-1)
 	b.m.active.Dec()
-	l.bal.Done(l.i)
+	done(l.bal, l.i)
+}
+
+// done tells bal, unless nil, that the request sent to endpoint i has finished.
+func done(bal Balancer, i int) {
+	if bal != nil {
+		bal.Done(i)
+	}
+}
+
+// nextUntried returns the index of the first endpoint of pick after i (wrapping around) that is
+// not in tried, or -1 when all are.
+func nextUntried(pick, tried []*Backend, i int) int {
+	for d := 1; d < len(pick); d++ {
+		if j := (i + d) % len(pick); !slices.Contains(tried, pick[j]) {
+			return j
+		}
+	}
+	return -1
 }
 
 // Acquire picks an endpoint for a request with hash key, avoiding those in tried when another can
-// take it, and takes a circuit-breaker slot on it (waiting, while ctx allows, if the endpoint is at
-// its concurrency limit but under its pending limit). It does not allocate.
+// take it (when the balancer keeps picking tried ones, the next untried endpoint in address order
+// after its last pick takes the request, so a hashing balancer's retries stay deterministic), and
+// takes a circuit-breaker slot on it (waiting, while ctx allows, if the endpoint is at its
+// concurrency limit but under its pending limit). It does not allocate.
 func (c *Cluster) Acquire(ctx context.Context, key uint64, tried []*Backend) (Lease, error) {
 	return c.acquire(ctx, key, tried, true)
 }
@@ -312,16 +332,26 @@ func (c *Cluster) acquire(ctx context.Context, key uint64, tried []*Backend, wai
 	for a := 0; a < attempts; a++ {
 		k := key
 		if a > 0 || len(tried) > 0 {
-			k = RetryKey(key, a+len(tried))
+			// Distinct for every (retry, pick) pair, so a retry does not repeat its predecessor's
+			// picks.
+			k = RetryKey(key, len(tried)*attempts+a)
 		}
 		i := s.bal.Pick(k)
 		if i < 0 || i >= n {
 			return Lease{}, ErrNoEndpoint
 		}
-		b := s.pick[i]
-		if slices.Contains(tried, b) && a < attempts-1 {
-			s.bal.Done(i)
-			continue
+		b, bal := s.pick[i], s.bal
+		if slices.Contains(tried, b) {
+			if a < attempts-1 {
+				s.bal.Done(i)
+				continue
+			}
+			// The last pick landed on a tried endpoint too: take the next untried one instead,
+			// if there is one, outside the balancer's count.
+			if j := nextUntried(s.pick, tried, i); j >= 0 {
+				s.bal.Done(i)
+				i, b, bal = j, s.pick[j], nil
+			}
 		}
 		if b.sem != nil {
 			select {
@@ -329,13 +359,13 @@ func (c *Cluster) acquire(ctx context.Context, key uint64, tried []*Backend, wai
 			default:
 				if b.pending.Add(1) > int64(c.cfg.maxPending) {
 					b.pending.Add(-1)
-					s.bal.Done(i)
+					done(bal, i)
 					err = ErrOverloaded
 					continue
 				}
 				if !wait {
 					b.pending.Add(-1)
-					s.bal.Done(i)
+					done(bal, i)
 					return Lease{}, errWouldWait
 				}
 				select {
@@ -343,14 +373,14 @@ func (c *Cluster) acquire(ctx context.Context, key uint64, tried []*Backend, wai
 					b.pending.Add(-1)
 				case <-ctx.Done():
 					b.pending.Add(-1)
-					s.bal.Done(i)
+					done(bal, i)
 					return Lease{}, ctx.Err()
 				}
 			}
 		}
 		b.active.Add(1)
 		b.m.active.Inc()
-		return Lease{Backend: b, bal: s.bal, i: i}, nil
+		return Lease{Backend: b, bal: bal, i: i}, nil
 	}
 	return Lease{}, err
 }

@@ -114,8 +114,8 @@ func TestOutlierEjectionAndReadmission(t *testing.T) {
 
 func backendOf(t *testing.T, c *ambassador.Cluster, addr string) *ambassador.Backend {
 	t.Helper()
-	for range 1000 {
-		l, err := c.Acquire(context.Background(), 0, nil)
+	for i := range uint64(1000) {
+		l, err := c.Acquire(context.Background(), i*0x9e3779b97f4a7c15, nil) // keys vary for hashing balancers
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,5 +337,36 @@ func TestNewClusterRefusesNegativeCircuitBreaker(t *testing.T) {
 		if ce := (*ambassador.ConfigError)(nil); !errors.As(err, &ce) {
 			t.Errorf("WithCircuitBreaker(%d, %d): error %v, want a *ConfigError", lim[0], lim[1], err)
 		}
+	}
+}
+
+// TestAcquireAvoidsTried: with a hashing balancer, a retry (the failed endpoint in tried) goes to
+// another endpoint for every key, however the hashes fall, and the same one for the same key.
+func TestAcquireAvoidsTried(t *testing.T) {
+	for _, name := range []string{"ring", "maglev", "rr", "p2c"} {
+		t.Run(name, func(t *testing.T) {
+			c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1", "b:1")...), ambassador.WithBalancer(ambassador.Balancers[name]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := backendOf(t, c, "a:1")
+			for k := range uint64(2000) {
+				key := k * 0x9e3779b97f4a7c15
+				l, err := c.Acquire(t.Context(), key, []*ambassador.Backend{a})
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.Release()
+				if l.Backend == a {
+					t.Fatalf("key %#x: retry went to the tried endpoint a:1, with b:1 free", key)
+				}
+			}
+			// Every endpoint tried: one of them still takes the request.
+			l, err := c.Acquire(t.Context(), 1, []*ambassador.Backend{a, backendOf(t, c, "b:1")})
+			if err != nil {
+				t.Fatalf("Acquire with every endpoint tried: %v", err)
+			}
+			l.Release()
+		})
 	}
 }
