@@ -20,6 +20,7 @@ import (
 
 // Spec is one check of an Adapter.
 type Spec struct {
+	// Name names the check in probes and metrics; unique across all the Adapter's checks.
 	Name    string
 	Probe   lifecycle.Probe // lifecycle.Livez, Readyz or Startupz
 	Checker Checker
@@ -104,7 +105,7 @@ func New(specs []Spec, opts ...Option) (*Adapter, error) {
 			Help: "Whether a health check is healthy after thresholds (1) or not (0).",
 		}, []string{"check"}),
 	}
-	seen := map[string]bool{}
+	seen := map[string]string{} // check name -> its probe
 	for i, s := range specs {
 		switch {
 		case s.Name == "":
@@ -115,10 +116,11 @@ func New(specs []Spec, opts ...Option) (*Adapter, error) {
 			return nil, fmt.Errorf("health: check %q: unknown probe %v", s.Name, s.Probe)
 		case s.FailureThreshold < 0 || s.SuccessThreshold < 0 || s.Interval < 0 || s.Timeout < 0:
 			return nil, fmt.Errorf("health: check %q: negative threshold, interval or timeout", s.Name)
-		case seen[s.Probe.String()+"/"+s.Name]:
-			return nil, fmt.Errorf("health: check %q: added twice to %s", s.Name, s.Probe)
+		case seen[s.Name] != "":
+			// Names are unique across probes: each has one podblocks_adapter_health_* series.
+			return nil, fmt.Errorf("health: check %q: name already used by a %s check", s.Name, seen[s.Name])
 		}
-		seen[s.Probe.String()+"/"+s.Name] = true
+		seen[s.Name] = s.Probe.String()
 		if s.FailureThreshold == 0 {
 			s.FailureThreshold = 1
 		}

@@ -212,6 +212,7 @@ func TestNewErrors(t *testing.T) {
 		"bad probe":  {{Name: "a", Probe: lifecycle.Probe(42), Checker: ok}},
 		"negative":   {{Name: "a", Probe: lifecycle.Readyz, Checker: ok, FailureThreshold: -1}},
 		"twice":      {{Name: "a", Probe: lifecycle.Readyz, Checker: ok}, {Name: "a", Probe: lifecycle.Readyz, Checker: ok}},
+		"two probes": {{Name: "a", Probe: lifecycle.Livez, Checker: ok}, {Name: "a", Probe: lifecycle.Readyz, Checker: ok}},
 	} {
 		if _, err := health.New(specs); err == nil {
 			t.Errorf("%s: New succeeded", name)
