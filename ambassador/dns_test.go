@@ -2,6 +2,8 @@ package ambassador_test
 
 import (
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +28,7 @@ func TestDNSSource(t *testing.T) {
 		{"A", &ambassador.DNS{Name: "web.test.", Port: 80},
 			[]ambassador.Endpoint{{Addr: "127.0.0.2:80", Weight: 1}, {Addr: "127.0.0.3:80", Weight: 1}}},
 		{"SRV", &ambassador.DNS{Name: "_http._tcp.web.test.", SRV: true},
-			[]ambassador.Endpoint{{Addr: "127.0.0.4:8080", Weight: 3}, {Addr: "127.0.0.5:9090", Weight: 1}}},
+			[]ambassador.Endpoint{{Addr: "127.0.0.4:8080", Weight: 300}, {Addr: "127.0.0.5:9090", Weight: 100}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.src.Resolver = srv.Resolver()
@@ -75,5 +77,57 @@ func waitEndpoints(t *testing.T, src ambassador.Source, want []ambassador.Endpoi
 		case <-ch:
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// TestDNSSRVPriorityWeightsAndTargets: only the lowest priority whose targets resolve is used,
+// weight 0 gets a small share beside nonzero weights (an equal one when all are 0), and a target
+// that does not resolve is left out while the others are taken.
+func TestDNSSRVPriorityWeightsAndTargets(t *testing.T) {
+	srv := ambassadortest.NewDNSServer(t)
+	srv.SetA("a.web.test", netip.MustParseAddr("127.0.0.4"))
+	srv.SetA("b.web.test", netip.MustParseAddr("127.0.0.5"))
+	srv.SetA("backup.web.test", netip.MustParseAddr("127.0.0.6"))
+	d := &ambassador.DNS{Name: "_http._tcp.web.test.", SRV: true, Resolver: srv.Resolver()}
+	for _, tc := range []struct {
+		name string
+		recs []ambassadortest.SRV
+		want []ambassador.Endpoint
+	}{
+		{"lowest priority only", []ambassadortest.SRV{
+			{Target: "a.web.test", Port: 80, Weight: 3, Priority: 10},
+			{Target: "b.web.test", Port: 80, Weight: 0, Priority: 10},
+			{Target: "backup.web.test", Port: 80, Weight: 5, Priority: 20},
+		}, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 300}, {Addr: "127.0.0.5:80", Weight: 1}}},
+		{"all weights 0", []ambassadortest.SRV{
+			{Target: "a.web.test", Port: 80}, {Target: "b.web.test", Port: 80},
+		}, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 1}, {Addr: "127.0.0.5:80", Weight: 1}}},
+		{"largest weight", []ambassadortest.SRV{
+			{Target: "a.web.test", Port: 80, Weight: 65535}, {Target: "b.web.test", Port: 80, Weight: 1},
+		}, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 65535}, {Addr: "127.0.0.5:80", Weight: 1}}},
+		{"unresolvable target left out", []ambassadortest.SRV{
+			{Target: "a.web.test", Port: 80, Weight: 1},
+			{Target: "gone.web.test", Port: 80, Weight: 1},
+		}, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 100}}},
+		{"no target of the first priority resolves", []ambassadortest.SRV{
+			{Target: "gone.web.test", Port: 80, Weight: 1, Priority: 1},
+			{Target: "backup.web.test", Port: 8080, Weight: 1, Priority: 2},
+		}, []ambassador.Endpoint{{Addr: "127.0.0.6:8080", Weight: 100}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.SetSRV("_http._tcp.web.test", tc.recs...)
+			got, err := d.Resolve(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.SortFunc(got, func(a, b ambassador.Endpoint) int { return strings.Compare(a.Addr, b.Addr) })
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+	srv.SetSRV("_http._tcp.web.test", ambassadortest.SRV{Target: "gone.web.test", Port: 80})
+	if got, err := d.Resolve(t.Context()); err == nil {
+		t.Errorf("Resolve with no target resolving = %v, want an error (the last set is kept)", got)
 	}
 }

@@ -17,9 +17,11 @@ import (
 )
 
 // DNS is a Source that resolves a name on an interval: A/AAAA records of Name with Port, or, with
-// SRV set, the SRV records of Name (targets resolved, SRV weights kept) — the shapes a Kubernetes
-// headless Service has. Endpoints that disappear are dropped from balancing and drain. A failed
-// lookup keeps the last set.
+// SRV set, the SRV records of Name — the shapes a Kubernetes headless Service has. Of the SRV
+// records only those of the lowest priority with a target that resolves are used (RFC 2782: the
+// others are backups), their targets resolved, with their weights (see Resolve). Endpoints that
+// disappear are dropped from balancing and drain. A failed lookup keeps the last set; an SRV
+// target that does not resolve is left out (and logged) while the others update.
 type DNS struct {
 	Name     string
 	Port     int           // for A/AAAA lookups
@@ -77,7 +79,9 @@ func (d *DNS) Run(ctx context.Context) error {
 	}
 }
 
-// Resolve does one lookup and returns the endpoints it finds.
+// Resolve does one lookup and returns the endpoints it finds. SRV weights map as RFC 2782 reads:
+// when every record of the priority used has weight 0, each target gets weight 1; otherwise a
+// weight-0 target gets 1 and a weight w target w times min(100, MaxWeight/the largest weight).
 func (d *DNS) Resolve(ctx context.Context) ([]Endpoint, error) {
 	r := d.Resolver
 	if r == nil {
@@ -98,15 +102,73 @@ func (d *DNS) Resolve(ctx context.Context) ([]Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lookup srv %s: %w", d.Name, err)
 	}
-	var eps []Endpoint
+	// RFC 2782: only the lowest priority is used, while any of its targets can be reached (here:
+	// resolved); net.LookupSRV sorts the records by priority.
+	var errs []error
+	for len(srvs) > 0 {
+		n := 1
+		for n < len(srvs) && srvs[n].Priority == srvs[0].Priority {
+			n++
+		}
+		eps, err := d.resolveTargets(ctx, r, srvs[:n])
+		if err == nil || ctx.Err() != nil {
+			return eps, err
+		}
+		errs = append(errs, err)
+		srvs = srvs[n:]
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("lookup srv %s: %w", d.Name, errors.Join(errs...))
+	}
+	return []Endpoint{}, nil // no records: no endpoints
+}
+
+// srvWeightScale is how many times a weight-0 SRV target's share the smallest nonzero weight gets.
+const srvWeightScale = 100
+
+// resolveTargets resolves the targets of srvs, records of one priority, into endpoints. Weights
+// follow RFC 2782: when every record has weight 0 each target gets weight 1; otherwise a weight-0
+// target gets 1 and a weight w target w times min(100, MaxWeight/the largest weight), so a
+// weight-0 target takes a small share (a 100th of a weight-1 target's, or more when the largest
+// weight is above 655). A target that does not resolve is left out (and logged) while another
+// does; when none does, the error says why.
+func (d *DNS) resolveTargets(ctx context.Context, r *net.Resolver, srvs []*net.SRV) ([]Endpoint, error) {
+	wmax := 0
 	for _, s := range srvs {
+		wmax = max(wmax, int(s.Weight))
+	}
+	scale := 1
+	if wmax > 0 {
+		scale = max(1, min(srvWeightScale, MaxWeight/wmax))
+	}
+	var eps []Endpoint
+	var errs []error
+	for _, s := range srvs {
+		if s.Port == 0 {
+			errs = append(errs, fmt.Errorf("target %s: port 0", s.Target))
+			continue
+		}
 		ips, err := r.LookupIPAddr(ctx, s.Target)
 		if err != nil {
-			return nil, fmt.Errorf("lookup %s: %w", s.Target, err)
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("lookup %s: %w", s.Target, err)
+			}
+			errs = append(errs, fmt.Errorf("lookup %s: %w", s.Target, err))
+			continue
+		}
+		w := 1
+		if s.Weight > 0 {
+			w = min(int(s.Weight)*scale, MaxWeight)
 		}
 		for _, ip := range ips {
-			eps = append(eps, Endpoint{Addr: net.JoinHostPort(ip.IP.String(), strconv.Itoa(int(s.Port))), Weight: int(s.Weight)})
+			eps = append(eps, Endpoint{Addr: net.JoinHostPort(ip.IP.String(), strconv.Itoa(int(s.Port))), Weight: w})
 		}
+	}
+	if len(eps) == 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(errs) > 0 && d.Logger != nil {
+		d.Logger.Warn("dns srv targets left out", zap.String("name", d.Name), zap.Error(errors.Join(errs...)))
 	}
 	return eps, nil
 }

@@ -15,9 +15,10 @@ import (
 
 // SRV is one SRV record a DNSServer answers.
 type SRV struct {
-	Target string
-	Port   uint16
-	Weight uint16
+	Target   string
+	Port     uint16
+	Weight   uint16
+	Priority uint16 // lower is preferred (RFC 2782)
 }
 
 // DNSServer is a real DNS server on 127.0.0.1 (UDP) answering A, AAAA and SRV questions from
@@ -155,7 +156,7 @@ func (d *DNSServer) answer(req []byte) ([]byte, bool) {
 			if err != nil {
 				continue
 			}
-			b.SRVResource(rh, dnsmessage.SRVResource{Target: target, Port: s.Port, Weight: s.Weight, Priority: 0})
+			b.SRVResource(rh, dnsmessage.SRVResource{Target: target, Port: s.Port, Weight: s.Weight, Priority: s.Priority})
 		}
 	}
 	out, err := b.Finish()
