@@ -329,3 +329,76 @@ func FuzzCommonLog(f *testing.F) {
 func FuzzRegex(f *testing.F) {
 	fuzzFormat(f, mustRegex(f, `^(?P<time>\S+) \[(?P<level>\w+)\] (?P<msg>.*)$`), "t [info] hi", "x")
 }
+
+// keysOf returns the keys of the JSON object line, in order, duplicates included.
+func keysOf(t *testing.T, line []byte) []string {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("%q: not a JSON object", line)
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		keys = append(keys, tok.(string))
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+	}
+	return keys
+}
+
+// TestStaticNoDuplicateKeys: a static field wins over the line's field of its key, which is kept
+// as orig_<key>; no key is written twice; a static field may not take a key of the normalizer's.
+func TestStaticNoDuplicateKeys(t *testing.T) {
+	var buf bytes.Buffer
+	n, err := New(Logfmt{}, &buf, WithClock(func() time.Time { return fixed }), WithStatic("source", "nginx"),
+		WithStatic("env", "dev"), WithStatic("env", "prod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"level=info msg=hi source=app truncated=no parse_error=none", `msg="unterminated`} {
+		buf.Reset()
+		n.Line([]byte(l))
+		keys := keysOf(t, bytes.TrimSpace(buf.Bytes()))
+		seen := map[string]bool{}
+		for _, k := range keys {
+			if seen[k] {
+				t.Errorf("line %q: key %q written twice in %s", l, k, buf.Bytes())
+			}
+			seen[k] = true
+		}
+	}
+	buf.Reset()
+	n.Line([]byte("level=info msg=hi source=app"))
+	got := decodeLines(t, buf.Bytes())[0]
+	if got["source"] != "nginx" || got["orig_source"] != "app" || got["env"] != "prod" {
+		t.Errorf("record %v, want source=nginx (static), orig_source=app (the line's), env=prod (the last)", got)
+	}
+	for _, k := range ReservedKeys {
+		if _, err := New(Logfmt{}, &buf, WithStatic(k, "x")); err == nil {
+			t.Errorf("New with static field %q succeeded", k)
+		}
+	}
+}
+
+// TestJSONNumbersKeepTheirDigits: a JSON number beyond int64, or a float, is written as its
+// literal text, not rounded through float64.
+func TestJSONNumbersKeepTheirDigits(t *testing.T) {
+	var buf bytes.Buffer
+	n, err := New(JSON{}, &buf, WithClock(func() time.Time { return fixed }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Line([]byte(`{"msg":"x","big":123456789012345678901234567890,"neg":-9223372036854775809,"f":0.1000000000000000055511151231257827,"i":42}`))
+	for _, want := range []string{`"big":123456789012345678901234567890`, `"neg":-9223372036854775809`,
+		`"f":0.1000000000000000055511151231257827`, `"i":42`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("output %s: missing %s", buf.Bytes(), want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,12 +21,19 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// The output's reserved keys (zap JSON).
+// The output's reserved keys (zap JSON), and the keys the normalizer adds.
 const (
-	TimeKey    = "time"
-	LevelKey   = "level"
-	MessageKey = "msg"
+	TimeKey       = "time"
+	LevelKey      = "level"
+	MessageKey    = "msg"
+	ParseErrorKey = "parse_error" // on a line that did not parse
+	TruncatedKey  = "truncated"   // on an over-long line
 )
+
+// ReservedKeys are the keys the normalizer writes itself. A line's field with one of these keys,
+// or with the key of a static field (WithStatic), is written as "orig_<key>", so that no key is
+// written twice; a static field may not use one (New refuses it).
+var ReservedKeys = []string{TimeKey, LevelKey, MessageKey, ParseErrorKey, TruncatedKey}
 
 // Normalizer turns log lines of one Format into structured JSON lines written through zap: one
 // object per line with "time", "level" and "msg" first, then the line's fields, renamed.
@@ -51,6 +59,11 @@ func New(format Format, w io.Writer, opts ...Option) (*Normalizer, error) {
 	}
 	if o.maxLine <= 0 {
 		return nil, errors.New("logs: max line length must be positive")
+	}
+	for _, f := range o.static {
+		if slices.Contains(ReservedKeys, f.Key) {
+			return nil, fmt.Errorf("logs: static field %q: the key is the normalizer's (%s)", f.Key, strings.Join(ReservedKeys, ", "))
+		}
 	}
 	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{
 		TimeKey: TimeKey, LevelKey: LevelKey, MessageKey: MessageKey, NameKey: zapcore.OmitKey,
@@ -86,14 +99,14 @@ func (n *Normalizer) line(line []byte, truncated bool) error {
 	if perr != nil {
 		ent.Time = n.o.now()
 		ent.Message = validUTF8(string(line))
-		zf = append(zf, zap.String("parse_error", perr.Error()))
+		zf = append(zf, zap.String(ParseErrorKey, perr.Error()))
 		n.m.unparsed.Inc()
 	} else {
 		n.m.parsed.Inc()
 		zf = n.normalize(fields, &ent)
 	}
 	if truncated {
-		zf = append(zf, zap.Bool("truncated", true))
+		zf = append(zf, zap.Bool(TruncatedKey, true))
 	}
 	for _, s := range n.o.static {
 		zf = append(zf, zap.String(s.Key, s.Value.(string)))
@@ -140,7 +153,7 @@ func (n *Normalizer) normalize(fields []Field, ent *zapcore.Entry) []zap.Field {
 			status, _ = f.Value.(int64)
 		}
 		key := f.Key
-		if key == TimeKey || key == LevelKey || key == MessageKey {
+		if slices.Contains(ReservedKeys, key) || slices.ContainsFunc(n.o.static, func(s Field) bool { return s.Key == key }) {
 			key = "orig_" + key
 		}
 		zf := zapField(validUTF8(key), f.Value)
@@ -193,8 +206,10 @@ func zapField(key string, v any) zap.Field {
 		if i, err := v.Int64(); err == nil {
 			return zap.Int64(key, i)
 		}
-		if f, err := v.Float64(); err == nil && !math.IsInf(f, 0) {
-			return zap.Float64(key, f)
+		// Written as its literal text (encoding/json writes a json.Number as it is): an integer
+		// beyond int64 or a float keeps every digit, where a float64 would round it.
+		if json.Valid([]byte(v)) {
+			return zap.Reflect(key, v)
 		}
 		return zap.String(key, v.String())
 	case nil:

@@ -130,9 +130,14 @@ func WithDefaultLevel(l zapcore.Level) Option {
 // WithMinLevel drops lines below l (default debug: nothing dropped).
 func WithMinLevel(l zapcore.Level) Option { return optionFunc(func(o *options) { o.minLevel = l }) }
 
-// WithStatic adds a constant field to every line (for example source=nginx).
+// WithStatic adds a constant field to every line (for example source=nginx). It wins over a
+// line's field of the same key, which is written as "orig_<key>"; a later WithStatic of the same
+// key replaces the earlier. A key of ReservedKeys is refused by New.
 func WithStatic(key, value string) Option {
-	return optionFunc(func(o *options) { o.static = append(o.static, Field{key, value}) })
+	return optionFunc(func(o *options) {
+		o.static = slices.DeleteFunc(o.static, func(f Field) bool { return f.Key == key })
+		o.static = append(o.static, Field{key, value})
+	})
 }
 
 // WithClock sets the clock for lines without a timestamp (default time.Now).

@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	msgFields := fs.String("message-field", "", "keys tried for the message, comma-separated (default msg,message,log)")
 	timeLayouts := fs.String("time-layout", "", "Go time layouts tried first, separated by '|'")
 	levelMap := fs.String("level-map", "", "extra level names name=debug|info|warn|error|fatal,...")
-	static := fs.String("static", "", "constant fields key=value,... added to every line")
+	static := fs.String("static", "", "constant fields key=value,... added to every line (a line's own field of that key becomes orig_KEY)")
 	minLevel := fs.String("min-level", "debug", "drop lines below this level")
 	input := fs.String("input", "stdin", "stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH, unixgram:PATH")
 	state := fs.String("state", "", "checkpoint file for file: inputs (offsets survive restarts)")
@@ -168,6 +168,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdline.Usagef("-static: %w", err)
 	}
 	for k, v := range st {
+		if slices.Contains(logs.ReservedKeys, k) {
+			return cmdline.Usagef("-static %s: the key is the normalizer's (%s)", k, strings.Join(logs.ReservedKeys, ", "))
+		}
 		opts = append(opts, logs.WithStatic(k, v))
 	}
 	ml, err := parseLevel("-min-level", *minLevel)

@@ -107,6 +107,7 @@ func TestUsageErrors(t *testing.T) {
 		{Args: []string{"-level-map", "x=loud"}, Status: 2, Stderr: `log-adapter: -level-map x: level "loud": ` + levels},
 		{Args: []string{"-level-map", "x="}, Status: 2, Stderr: `log-adapter: -level-map x: level "": ` + levels},
 		{Args: []string{"-static", "=v"}, Status: 2, Stderr: `log-adapter: -static: "=v" is not key=value`},
+		{Args: []string{"-static", "level=x"}, Status: 2, Stderr: "log-adapter: -static level: the key is the normalizer's"},
 		{Args: []string{"-min-level", "loud"}, Status: 2, Stderr: `log-adapter: -min-level: level "loud": ` + levels},
 		{Args: []string{"-min-level", ""}, Status: 2, Stderr: `log-adapter: -min-level: level "": ` + levels},
 		{Args: []string{"-input", "carrier-pigeon:x", "-output", "file:" + out}, Status: 2, Stderr: `log-adapter: -input "carrier-pigeon:x": want stdin, file:GLOB, tcp:ADDR, udp:ADDR, unix:PATH or unixgram:PATH`},
