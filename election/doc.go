@@ -20,7 +20,8 @@
 // # Cleanup
 //
 // Run returns only after the LeaderFunc has returned, the lock has been released (or the release
-// timed out, after which the lease expires by its TTL), and its observer goroutine has exited.
+// timed out: Run then retries it in the background until it succeeds, Run returns, or this
+// candidate wins a new term; else the lease expires by its TTL), and its goroutines have exited.
 // Observe channels are closed when their ctx ends or Run returns.
 //
 // # Concurrency

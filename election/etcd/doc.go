@@ -10,15 +10,17 @@
 //
 // # Lifecycle
 //
-// New validates and starts nothing. Each won Campaign starts one goroutine that renews the lease
-// until Release (which the Elector always calls at the end of a term). Observe watches the
+// New validates and starts nothing. Each Campaign starts one goroutine that renews the lease and,
+// once the candidate's key is put, one that watches that key (deleted or written by anyone else:
+// the lease is lost), both until Release (which the Elector always calls at the end of a term).
+// Observe watches the
 // election's keys and reads the leader every TTL/3; a leader no read has confirmed for a TTL is
 // reported as "no leader" until the cluster answers again.
 //
 // # Cleanup
 //
-// Release stops the renewal goroutine, waits for it, and revokes the lease. The Backend does not
-// close the client it was given.
+// Release stops the lease's goroutines, waits for them, and revokes the lease; after a failed
+// revoke, calling it again revokes again. The Backend does not close the client it was given.
 //
 // # Concurrency
 //
