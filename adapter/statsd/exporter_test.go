@@ -368,3 +368,47 @@ func TestStatusz(t *testing.T) {
 }
 
 var _ = http.StatusOK
+
+// TestEmptyLabelIsNoLabel: a label whose value is empty (a regex capture that matched nothing, or
+// a tag without a value) is dropped, as Prometheus does: x{k=""} is the series x, not a duplicate.
+func TestEmptyLabelIsNoLabel(t *testing.T) {
+	cfg, err := statsd.ParseMappingConfig([]byte(`mappings:
+- match: '^req\.([a-z]*)\.count$'
+  match_type: regex
+  name: req_total
+  labels: {route: "$1"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := statsd.New(statsd.WithMapping(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Handle([]byte("req..count:1|c\nreq.home.count:2|c\nx:1|c|#k:\nx:2|c"))
+	got := values(t, e)
+	want := map[string]float64{"req_total": 1, `req_total{route="home"}`: 2, "x": 3}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("series (-want +got):\n%s", diff)
+	}
+}
+
+// TestTinySampleRate: a sample rate below MinSampleRate (whose inverse overflows an int) is an
+// invalid sample rate, counted; the sample is not applied.
+func TestTinySampleRate(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e, err := statsd.New(statsd.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Handle([]byte("t:1|ms|@1e-30\nc:1|c|@1e-300\nok:1|c|@0.25\nsmall:1|ms|@1e-18"))
+	if got := values(t, e); got["c"] != 0 || got["ok"] != 4 || got["small_count"] != 10_000 {
+		t.Errorf("series %v, want no t or c, ok = 4, small_count = 10000 (the repeat cap)", got)
+	}
+	if v := values(t, reg)[`podblocks_adapter_statsd_sample_errors_total{reason="invalid_sample_factor"}`]; v != 2 {
+		t.Errorf("invalid_sample_rate errors = %v, want 2", v)
+	}
+	if _, ok := values(t, e)["t_count"]; ok {
+		t.Error("t_count exists: the sample with the tiny rate was applied")
+	}
+}

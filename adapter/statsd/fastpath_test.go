@@ -20,6 +20,7 @@ func TestFastPathMatchesFullParse(t *testing.T) {
 		"g:%d|g", "g:+%d|g", "g:-%d|g", "c:%d|c|@0.5", "c:%d|c|#a:b", "c:-%d|c", "s:m%d|s",
 		"test.dispatcher.p.send.ok:%d|c", "typed.x:%d|g", "noisy.x:%d|c", "t:%d|ms|#k:v",
 		"bad:%dx|c", "tagerr:%d|c|#novalue", "multi:%d|c:1|g", "agg:%d:2|ms", "infl,a=b:%d|c",
+		"s:\xff%d|s", // a member that is not UTF-8, after valid ones of the same shape
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	var lines []string

@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer, r *registry) (*metrics, error) {
 	m := &metrics{
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podblocks_adapter_statsd_packets_total",
-			Help: "Statsd datagrams (udp, unixgram) or connections' reads (tcp) received.",
+			Help: "Statsd datagrams (udp, unixgram) or lines (tcp) received.",
 		}, []string{"transport"}),
 		lines: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "podblocks_adapter_statsd_lines_total",

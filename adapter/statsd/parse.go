@@ -83,6 +83,10 @@ type Sample struct {
 }
 
 // Errors returned by Parser.Parse, one per reason; Reason(err) gives the metric label.
+// MinSampleRate is the smallest sample rate (@rate) accepted: a counter sample is divided by its
+// rate, and 1/MinSampleRate still fits an int64. A smaller one is ErrInvalidSampleRate.
+const MinSampleRate = 1e-18
+
 var (
 	ErrMalformedLine     = errors.New("statsd: malformed line")
 	ErrInvalidUTF8       = errors.New("statsd: line is not valid UTF-8")
@@ -295,7 +299,7 @@ func (p *Parser) section(s *Sample, sec []byte, n int) error {
 	case '@':
 		// As in statsd_exporter: an unreadable rate is counted but the sample kept at rate 1; a
 		// rate above 1 divides counters and observes timers int(1/rate) = 0 times. Unlike it, a
-		// negative or non-finite rate rejects the sample.
+		// negative or non-finite rate, or one below MinSampleRate, rejects the sample.
 		r, err := parseFloat(sec[1:])
 		switch {
 		case err != nil:
@@ -303,7 +307,7 @@ func (p *Parser) section(s *Sample, sec []byte, n int) error {
 			r = 1
 		case r == 0:
 			r = 1
-		case !(r > 0 && r <= math.MaxFloat64):
+		case !(r >= MinSampleRate && r <= math.MaxFloat64):
 			return ErrInvalidSampleRate
 		}
 		s.SampleRate = r

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
@@ -170,6 +171,9 @@ func (w *worker) fastLine(line []byte) bool {
 	}
 	s := Sample{Type: fe.typ, SampleRate: fe.rate, Value: 1}
 	if fe.typ == Set {
+		if !utf8.Valid(value) {
+			return false // the full parse refuses it
+		}
 		s.Member = value
 	} else {
 		v, err := parseFloat(value)
@@ -265,7 +269,9 @@ func (w *worker) update(ent *entry, s *Sample) {
 		}
 		n := 1
 		if s.SampleRate != 1 {
-			n = min(int(1/s.SampleRate), maxRepeat) // 0 for a rate above 1, as in statsd_exporter
+			// 0 for a rate above 1, as in statsd_exporter; capped before the conversion, which
+			// would overflow int for a tiny rate.
+			n = int(min(1/s.SampleRate, maxRepeat))
 		}
 		for range n {
 			ser.obs.Observe(v)
@@ -311,6 +317,8 @@ func (w *worker) resolve(s *Sample) *entry {
 			labels[i] = l
 		}
 	}
+	// A label with an empty value is no label, as in Prometheus: x{k=""} is the series x.
+	labels = slices.DeleteFunc(labels, func(l Label) bool { return l.Value == "" })
 	sp := &spec{name: m.Name, help: w.e.o.helpText, labels: labels, mapping: m.Mapping}
 	if cfg != nil {
 		sp.defaults = &cfg.Defaults
