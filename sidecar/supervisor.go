@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/pdeathsig"
 	"github.com/podblocks/podblocks/internal/procgroup"
 	"go.uber.org/zap"
 )
@@ -214,7 +215,7 @@ wait:
 
 // supervise runs child i until stop is closed, restarting it with backoff.
 func (s *Supervisor) supervise(i int, stop <-chan struct{}) {
-	if dieWithSupervisor {
+	if pdeathsig.Supported {
 		// The parent-death signal comes when the thread that started the child exits, not the
 		// process; and Go ends a thread when a goroutine locked to it returns without unlocking.
 		// Unlocked, this goroutine could leave the thread that started the child, which another
@@ -232,7 +233,7 @@ func (s *Supervisor) supervise(i int, stop <-chan struct{}) {
 		if c.Group {
 			attr = procgroup.Attr()
 		}
-		cmd.SysProcAttr = withParentDeath(attr)
+		cmd.SysProcAttr = pdeathsig.Set(attr)
 		// Output copied from a pipe (a writer that is not an *os.File) ends when every process
 		// holding the pipe closed it: a background job of the child could hold Wait forever.
 		cmd.WaitDelay = s.o.grace

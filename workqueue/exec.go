@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/podblocks/podblocks/internal/pdeathsig"
 	"go.uber.org/zap"
 )
 
@@ -267,8 +268,8 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), w.cfg.env...)
 	cmd.Env = append(cmd.Env, EnvItemFile+"="+itemFile, EnvOutputDir+"="+out, EnvItemID+"="+it.ID, EnvAttempt+"="+strconv.Itoa(it.Attempt))
-	cmd.SysProcAttr = groupAttr()
-	if cmd.SysProcAttr != nil && dieWithParent(cmd.SysProcAttr) {
+	cmd.SysProcAttr = pdeathsig.Set(groupAttr())
+	if pdeathsig.Supported {
 		// The parent-death signal comes when the thread that started the command exits, not the
 		// process; and Go ends a thread when a goroutine locked to it returns. Unlocked, this
 		// goroutine could leave its thread, while the command runs, to such a goroutine, and the
