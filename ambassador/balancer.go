@@ -194,8 +194,8 @@ func NewRingHash(eps []Endpoint) Balancer {
 		digests[i] = max(1, int(float64(e.weight()*PointsPerWeight/4)*scale))
 		n += digests[i]
 	}
-	// Each point is its hash above its owner's index, so one plain sort orders points by hash
-	// (ties by owner) without a comparison function.
+	// Each point is its hash above its owner's index, appended in owner order: a stable sort by
+	// hash (radixSort) orders points by hash, ties by owner.
 	pts := make([]uint64, 0, 4*n)
 	var buf []byte
 	for i, e := range eps {
@@ -210,12 +210,36 @@ func NewRingHash(eps []Endpoint) Balancer {
 			}
 		}
 	}
-	slices.Sort(pts)
+	radixSort(pts)
 	r := &ringHash{points: make([]uint32, len(pts)), owner: make([]int32, len(pts))}
 	for i, p := range pts {
 		r.points[i], r.owner[i] = uint32(p>>32), int32(uint32(p))
 	}
 	return r
+}
+
+// radixSort sorts pts by their upper 32 bits, stably: four passes of a byte each, several times
+// faster than a comparison sort on a ring of 1<<18 points, which a Cluster builds on every change
+// of its available endpoints.
+func radixSort(pts []uint64) {
+	tmp := make([]uint64, len(pts))
+	src, dst := pts, tmp
+	for shift := 32; shift < 64; shift += 8 {
+		var count [257]int
+		for _, p := range src {
+			count[(p>>shift)&0xff+1]++
+		}
+		for i := 1; i < len(count); i++ {
+			count[i] += count[i-1]
+		}
+		for _, p := range src {
+			d := (p >> shift) & 0xff
+			dst[count[d]] = p
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	// An even number of passes leaves the result in pts.
 }
 
 func (r *ringHash) Pick(key uint64) int {
