@@ -2,6 +2,7 @@ package scrape
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -107,15 +108,42 @@ func LoadJSONConfig(path string) (*JSONConfig, error) {
 	return ParseJSONConfig(b)
 }
 
+// family is what every config entry of one metric name must agree on.
+type family struct {
+	help, kind string
+	entry      int
+}
+
+// claim records that entry i writes the metric name with help and kind (gauge or counter): a
+// name of the adapter's own, or one an earlier entry writes with another help or kind, is
+// refused, since one of the two would be dropped from every scrape.
+func claim(fams map[string]family, i int, field, name, help, kind string) error {
+	if name == DefaultUpMetric || strings.HasPrefix(name, ownPrefix) {
+		return &ConfigError{field, fmt.Errorf("%q is the adapter's own metric", name)}
+	}
+	if f, ok := fams[name]; ok && (f.help != help || f.kind != kind) {
+		return &ConfigError{field, fmt.Errorf("%q is also written by metrics[%d] with another help or type", name, f.entry)}
+	}
+	fams[name] = family{help, kind, i}
+	return nil
+}
+
 func (c *JSONConfig) compile() error {
 	if len(c.Metrics) == 0 {
 		return &ConfigError{"metrics", errors.New("none configured")}
 	}
+	fams := map[string]family{}
 	for i := range c.Metrics {
 		m := &c.Metrics[i]
 		f := fmt.Sprintf("metrics[%d]", i)
 		if !metricNameRE.MatchString(m.Name) {
 			return &ConfigError{f + ".name", fmt.Errorf("%q is not a metric name", m.Name)}
+		}
+		kind := cmp.Or(m.Type, "gauge")
+		if m.Type == "object" {
+			kind = cmp.Or(m.ValueType, "gauge")
+		} else if err := claim(fams, i, f+".name", m.Name, m.Help, kind); err != nil {
+			return err
 		}
 		p, err := CompilePath(m.Path)
 		if err != nil {
@@ -159,6 +187,9 @@ func (c *JSONConfig) compile() error {
 			}
 			if !metricNameRE.MatchString(m.Name + "_" + k) {
 				return &ConfigError{f + ".values." + k, errors.New("invalid metric name suffix")}
+			}
+			if err := claim(fams, i, f+".values."+k, m.Name+"_"+k, m.Help, kind); err != nil {
+				return err
 			}
 			m.values = append(m.values, compiledValue{k, p})
 		}

@@ -95,7 +95,14 @@ func WithAllowTargets(allow func(target string) bool) Option {
 	return optionFunc(func(o *options) { o.allow = allow })
 }
 
-// WithUpMetric names the per-scrape success gauge (default "probe_success").
+// DefaultUpMetric is the default name of the per-scrape success gauge.
+const DefaultUpMetric = "probe_success"
+
+// ownPrefix is the prefix of the adapter's own metrics (podblocks_adapter_scrape_duration_seconds).
+const ownPrefix = "podblocks_adapter_scrape_"
+
+// WithUpMetric names the per-scrape success gauge (default DefaultUpMetric). A probe's sample of
+// that name, or of the adapter's own metrics, is dropped.
 func WithUpMetric(name string) Option { return optionFunc(func(o *options) { o.up = name }) }
 
 // New returns an Exporter for probe.
@@ -103,7 +110,7 @@ func New(probe Probe, opts ...Option) (*Exporter, error) {
 	if probe == nil {
 		return nil, errors.New("scrape: nil probe")
 	}
-	o := options{logger: zap.NewNop(), timeout: 10 * time.Second, allow: func(string) bool { return true }, up: "probe_success"}
+	o := options{logger: zap.NewNop(), timeout: 10 * time.Second, allow: func(string) bool { return true }, up: DefaultUpMetric}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -252,6 +259,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		c.e.o.logger.Debug("probe failed", zap.String("target", c.target), zap.Error(err))
 	}
 	for _, s := range samples {
+		if s.Name == c.e.o.up || strings.HasPrefix(s.Name, ownPrefix) {
+			continue // would replace the adapter's own (refused in a JSONConfig already)
+		}
 		names := make([]string, len(s.Labels))
 		values := make([]string, len(s.Labels))
 		for i, l := range s.Labels {

@@ -211,6 +211,24 @@ func TestJSONConfigErrors(t *testing.T) {
 			t.Errorf("config %q: error %v, want a ConfigError on %s", y, err, field)
 		}
 	}
+	// Names whose samples would be dropped from every scrape, or would replace the adapter's own.
+	for _, tc := range []struct{ field, yaml string }{
+		{"metrics[0].name", "metrics:\n- name: probe_success\n  path: $.a\n"},
+		{"metrics[0].name", "metrics:\n- name: podblocks_adapter_scrape_duration_seconds\n  path: $.a\n"},
+		{"metrics[1].name", "metrics:\n- name: a\n  path: $.a\n  help: A.\n- name: a\n  path: $.b\n  help: B.\n"},
+		{"metrics[1].name", "metrics:\n- name: a\n  path: $.a\n- name: a\n  path: $.b\n  type: counter\n"},
+		{"metrics[1].values.depth", "metrics:\n- name: q_depth\n  path: $.a\n- name: q\n  type: object\n  path: '{.qs[*]}'\n  value_type: counter\n  values: {depth: '{.d}'}\n"},
+	} {
+		_, err := scrape.ParseJSONConfig([]byte(tc.yaml))
+		var ce *scrape.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("config %q: error %v, want a ConfigError on %s", tc.yaml, err, tc.field)
+		}
+	}
+	// One name from several entries that agree on help and type is fine (say, one per label value).
+	if _, err := scrape.ParseJSONConfig([]byte("metrics:\n- name: a\n  path: $.a\n  labels: {k: x}\n- name: a\n  path: $.b\n  labels: {k: y}\n")); err != nil {
+		t.Errorf("one name, two label values: %v", err)
+	}
 }
 
 func TestClean(t *testing.T) {
