@@ -10,7 +10,7 @@ import (
 )
 
 // endpoints parses -backends: HOST:PORT items, and for the http subcommand http://HOST[:PORT][/]
-// URLs too, each optionally *WEIGHT (1 or more). It refuses what the proxy would not honour: a
+// URLs too, each optionally *WEIGHT (1 to ambassador.MaxWeight, 65535). It refuses what the proxy would not honour: a
 // URL's user, path, query or fragment (the proxy sends the client's request line and headers as
 // they are), a URL for a tcp backend, a port no dial can reach, and weight 0, which the library
 // counts as 1 where haproxy users expect no traffic.

@@ -42,12 +42,12 @@ sends them all to one backend`
 func (f *proxyFlags) register(fs *flag.FlagSet, httpMode bool) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	if httpMode {
-		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints: http://HOST[:PORT] or HOST:PORT, optionally *WEIGHT (1 or more) (required)")
+		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints: http://HOST[:PORT] or HOST:PORT, optionally *WEIGHT (1 to 65535) (required)")
 		fs.StringVar(&f.health, "health", "", "HTTP health-check path, GET every 2s, 2xx is healthy (default: TCP connect checks every 2s)")
 		fs.StringVar(&f.balancer, "balancer", "rr", "balancer: rr, p2c, ring or maglev (ring and maglev hash -key)")
 		fs.StringVar(&f.key, "key", "path", keyUsage)
 	} else {
-		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints HOST:PORT, optionally *WEIGHT (1 or more) (required);\nchecked by a TCP connect every 2s")
+		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints HOST:PORT, optionally *WEIGHT (1 to 65535) (required);\nchecked by a TCP connect every 2s")
 		fs.StringVar(&f.balancer, "balancer", "rr", "balancer: rr, p2c, ring or maglev (ring and maglev hash the client's IP address:\nbehind a loopback -listen, one backend takes every connection)")
 	}
 	fs.StringVar(&f.admin, "admin", "", "hook server address (probes, /metrics, /statusz); empty: none")
