@@ -9,7 +9,8 @@
 //
 // A metric type conflict (a name first seen as a counter and then as a gauge, a counter named
 // like a summary's _count, or a name of the adapter's own metrics or of WithReservedNames) is
-// counted in podblocks_adapter_statsd_conflicts_total and logged at debug level; the sample is dropped and /metrics keeps serving everything else.
+// counted in podblocks_adapter_statsd_conflicts_total and logged (at warn level at most once a
+// second, else at debug level); the sample is dropped and /metrics keeps serving everything else.
 // Exporter.Gather never fails.
 //
 // # Lifecycle

@@ -36,6 +36,8 @@ type Exporter struct {
 	sampleCounters [Set + 1]prometheus.Counter
 	errCounters    []prometheus.Counter
 	total          struct{ lines, samples, errors, conflicts atomic.Int64 }
+	// lastConflictLog is when a conflict was last logged at warn level (unix nanoseconds).
+	lastConflictLog atomic.Int64
 
 	pool  sync.Pool // *worker for Handle
 	ready chan struct{}
@@ -45,6 +47,13 @@ type Exporter struct {
 	tcpAddr  net.Addr
 	unixAddr net.Addr
 	running  bool
+}
+
+// conflictLogDue reports whether a conflict seen at now (unix nanoseconds) is logged at warn level:
+// at most one a second, across workers.
+func (e *Exporter) conflictLogDue(now int64) bool {
+	last := e.lastConflictLog.Load()
+	return (last == 0 || now-last >= int64(time.Second)) && e.lastConflictLog.CompareAndSwap(last, now)
 }
 
 // New returns an Exporter; it starts nothing.

@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/adapter/statsd"
 	"github.com/podblocks/podblocks/adaptertest"
@@ -410,5 +412,18 @@ func TestTinySampleRate(t *testing.T) {
 	}
 	if _, ok := values(t, e)["t_count"]; ok {
 		t.Error("t_count exists: the sample with the tiny rate was applied")
+	}
+}
+
+// TestConflictsLoggedRateLimited: conflicts are logged at warn level, at most once a second.
+func TestConflictsLoggedRateLimited(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	e, err := statsd.New(statsd.WithLogger(zap.New(core)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Handle([]byte("x:1|c\nx:1|g\ny:1|c\ny:1|ms\nz:1|c\nz:1|s"))
+	if got := logs.FilterMessageSnippet("conflict").Len(); got != 1 {
+		t.Errorf("%d conflict logs at warn level for 3 conflicts within a second, want 1: %v", got, logs.All())
 	}
 }

@@ -356,7 +356,11 @@ func (w *worker) resolve(s *Sample) *entry {
 	}
 	ser, err := w.e.reg.get(sp)
 	if err != nil {
-		if w.debug {
+		switch {
+		case w.e.conflictLogDue(w.now):
+			w.e.o.logger.Warn("statsd metric name conflict: its samples are dropped (logged at most once a second)",
+				zap.String("metric", sp.name), zap.Stringer("type", sp.kind), zap.String("statsd_name", name), zap.Error(err))
+		case w.debug:
 			w.e.o.logger.Debug("statsd metric type conflict", zap.String("metric", sp.name),
 				zap.Stringer("type", sp.kind), zap.String("statsd_name", name), zap.Error(err))
 		}
