@@ -66,7 +66,7 @@ func FuzzParseEndpoints(f *testing.F) {
 			return
 		}
 		for _, e := range eps {
-			if e.Addr == "" || e.Weight < 0 {
+			if e.Addr == "" || e.Weight < 0 || e.Weight > ambassador.MaxWeight {
 				t.Fatalf("ParseEndpoints(%q) accepted %+v", s, e)
 			}
 		}
@@ -128,7 +128,7 @@ func FuzzParseEndpointsFile(f *testing.F) {
 			return
 		}
 		for _, e := range eps {
-			if e.Addr == "" || e.Weight < 0 {
+			if e.Addr == "" || e.Weight < 0 || e.Weight > ambassador.MaxWeight {
 				t.Fatalf("accepted %+v", e)
 			}
 		}
