@@ -908,8 +908,9 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 	l := &held{msg: b.msg, deadline: deadline, attempt: attempt, id: tok[:idLen], key: key, tok: tok}
 	l.item = workqueue.Item{ID: l.id, Key: key, Payload: b.msg.Data(), Priority: prio, Attempt: attempt, Lease: tok, Deadline: deadline}
 	q.mu.Lock()
-	if delivered > 1 {
-		q.endEarlierLeasesLocked(l)
+	if delivered > 1 && !q.endEarlierLeasesLocked(l) {
+		q.mu.Unlock()
+		return nil // a later delivery of the item is out already: this one is over
 	}
 	q.leases[n] = l
 	if !q.sweeping {
@@ -924,14 +925,22 @@ func (q *Queue) take(ctx context.Context, b buffered) *workqueue.Item {
 // deadline has not passed yet (it runs from when the message arrived here, a little later than the
 // server sent it), and an ack, nak or extension sent on one of them would act on l's delivery
 // (the server tells a delivery's acks by the item alone). Their Ack, Nack, Extend and Bury get
-// workqueue.ErrLeaseLost; one already sent is beyond recall. Called with mu held, for a
-// redelivery (which are rare): it looks at every lease held.
-func (q *Queue) endEarlierLeasesLocked(l *held) {
+// workqueue.ErrLeaseLost; one already sent is beyond recall. When a lease of a later (or the same)
+// delivery is held already, l's delivery arrived after it (two pulls in flight) and is the one
+// that is over: it reports false and forgets nothing. Called with mu held, for a redelivery (which
+// are rare): it looks at every lease held.
+func (q *Queue) endEarlierLeasesLocked(l *held) bool {
+	for _, h := range q.leases {
+		if h.id == l.id && h.attempt >= l.attempt {
+			return false
+		}
+	}
 	for n, h := range q.leases {
 		if h.id == l.id {
 			delete(q.leases, n)
 		}
 	}
+	return true
 }
 
 // ackSeqs reads the delivery count and the stream sequence from a JetStream message's reply
@@ -1149,7 +1158,8 @@ func (q *Queue) afterNak(h *held, n uint64, what string) error {
 // delivery a nak sent again would act on. So nothing is sent on the lease again: a Nack retried
 // on it returns nil at once (unless the connection is closed), since the item comes back either
 // way, after the first nak's delay if the server took it, else when the lease ends; and an Ack,
-// Extend or Bury gets ErrLeaseLost.
+// Extend or Bury gets ErrLeaseLost. Once this Queue has handed out the item's next delivery, the
+// lease is over and a Nack retried on it gets ErrLeaseLost too, though the nak did its work.
 func (q *Queue) Nack(ctx context.Context, lease string, delay time.Duration) error {
 	if delay < 0 {
 		return fmt.Errorf("%w: negative delay %v", workqueue.ErrInvalid, delay)

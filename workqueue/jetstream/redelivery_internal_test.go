@@ -61,3 +61,27 @@ func TestRedeliveryEndsEarlierLease(t *testing.T) {
 		t.Errorf("Ack of the second delivery's lease: %v, sent %q; want it acked", err, second.sent)
 	}
 }
+
+// TestLaterDeliveryTakenFirst: when a later delivery of an item is leased before an earlier one
+// arrives (two pulls in flight), the earlier one is over: it is not handed out, and the later
+// lease stays valid. Forgetting every other lease of the item used to drop the valid one and hand
+// out the stale one, whose Ack then acked the item under the later delivery's holder.
+func TestLaterDeliveryTakenFirst(t *testing.T) {
+	q := &Queue{cfg: config{ackWait: time.Minute, logger: zap.NewNop()}, leases: make(map[uint64]*held)}
+	ctx := context.Background()
+	third := &sentMsg{fakeMsg: fakeMsg{reply: "$JS.ACK.WQ_a.workers.3.9.11.0.0"}}
+	cur := q.take(ctx, buffered{msg: third, recv: time.Now()})
+	second := &sentMsg{fakeMsg: fakeMsg{reply: "$JS.ACK.WQ_a.workers.2.9.10.0.0"}} // item 9, earlier
+	if stale := q.take(ctx, buffered{msg: second, recv: time.Now()}); stale != nil {
+		t.Errorf("take of the second delivery after the third: %+v, want nothing handed out", stale)
+	}
+	if cur == nil || cur.Attempt != 3 {
+		t.Fatalf("take of the third delivery: %+v", cur)
+	}
+	if err := q.Ack(ctx, cur.Lease); err != nil || len(third.sent) != 1 {
+		t.Errorf("Ack of the third delivery's lease: %v, sent %q; want it acked", err, third.sent)
+	}
+	if len(second.sent) != 0 {
+		t.Errorf("sent on the second delivery: %q, want nothing", second.sent)
+	}
+}
