@@ -260,11 +260,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 	// Not ready from now on; the API keeps serving for the propagation delay, while the endpoints
-	// controllers take the pod out of its Service, and then drains.
+	// controllers take the pod out of its Service, and then drains. A second SIGTERM or SIGINT
+	// (someone at a terminal) ends the delay at once, as in package lifecycle.
 	readyGate.close("shutting down")
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(again)
 	t := time.NewTimer(*propagation)
 	select {
 	case <-t.C:
+	case <-again:
+		t.Stop()
 	case err := <-errc: // Serve failed meanwhile
 		t.Stop()
 		stopSrc()

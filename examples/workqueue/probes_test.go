@@ -101,3 +101,23 @@ func TestServeSIGTERMWhileOpening(t *testing.T) {
 		t.Errorf("the first serve's /readyz: %d %q, want 200", code, body)
 	}
 }
+
+// TestServeSecondSignalEndsPropagation: a second SIGTERM during -propagation ends the wait at once
+// (someone at a terminal), as package lifecycle's second signal does; serve then drains and exits 0.
+func TestServeSecondSignalEndsPropagation(t *testing.T) {
+	p, url := startServe(t, "-backend", "memory", "-http", "127.0.0.1:0", "-propagation", "30s")
+	hc := &http.Client{Timeout: 2 * time.Second}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	await.True(t, "/readyz to answer 503 after SIGTERM", 5*time.Second, func() bool {
+		code, _ := probe(t, hc, url+"/readyz")
+		return code == http.StatusServiceUnavailable
+	})
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	sent := time.Now()
+	if code := p.exitCode(t, 20*time.Second, "serve to exit on the second SIGTERM"); code != 0 {
+		t.Errorf("serve exited %d after a second SIGTERM, want 0", code)
+	}
+	if d := time.Since(sent); d > 10*time.Second {
+		t.Errorf("serve exited %v after the second SIGTERM, want at once (not after -propagation 30s)", d)
+	}
+}
