@@ -224,10 +224,14 @@ func runAction(ctx context.Context, a Action, b Backoff, onErr func(attempt int,
 //
 // The directories watched are each path that is a directory and the directory of each other one;
 // for one that does not exist, its nearest existing ancestor, whose change shows it appearing; and
-// for one that is a symlink (a Syncer's link), the directory it is in as well, where a swap of the
-// link shows. They are checked after every event and rescan: a directory removed or renamed away
-// and made anew is watched again as soon as an event or the rescan shows it back (inotify drops a
-// watch with the directory it is on), and a watch no path needs any more is removed.
+// the directory holding each symlink met on the way to a path, where a swap of the link shows: for
+// a Syncer's link, the root, whether the path is the link, a file under it, or one in a directory
+// under it, so each publish is seen at once and the revision it published is watched from then on;
+// for an AtomicWriter volume, the volume, where its ..data link is. A directory is watched once,
+// by its path with symlinks resolved, however many paths need it. The watches are checked after
+// every event and rescan: a directory removed or renamed away and made anew is watched again as soon
+// as an event or the rescan shows it back (inotify drops a watch with the directory it is on), and a
+// watch no path needs any more is removed.
 type Reloader struct {
 	paths  []string
 	action Action
@@ -389,55 +393,130 @@ func (r *Reloader) Run(ctx context.Context) error {
 	}
 }
 
-// watchSet is the directories a Reloader's watcher watches, each with what it was when its watch
-// was added, and those whose watch could not be added (logged once).
+// watchSet is the directories a Reloader's watcher watches, each by the path it was added with (with
+// symlinks resolved) and what it was then, and those whose watch could not be added (logged once).
 type watchSet struct {
 	w      *fsnotify.Watcher
 	dirs   map[string]os.FileInfo
 	failed map[string]bool
 }
 
-// watch makes ws watch the directories the paths need now (watchDir): a watch whose directory is
-// gone, or is another one now (removed or renamed away and made anew: the watch went with the old
-// one), is added again, and one no path needs is removed.
+// watch makes ws watch the directories the paths need now (watchDir, and the directories holding
+// the symlinks met on the way to a path: linkDirs). A directory is watched once, under its path with
+// symlinks resolved, however many paths need it: inotify has one watch per directory, and the
+// watcher knows it by the first path it was added with, so a watch added through a symlink and
+// removed when the symlink moved on would drop it for every other path too. A watch whose
+// directory no path needs any more, or that is gone or another directory now (removed or renamed
+// away and made anew: the watch went with the old one), is removed, and what is needed and not
+// watched is added.
 func (r *Reloader) watch(ws *watchSet) {
-	want := map[string]bool{}
-	for _, p := range r.paths {
-		dir := watchDir(p)
-		want[dir] = true
-		if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-			// A symlink to a directory (a Syncer's link): the watch is on the directory it points
-			// at now; the link swapped for another (a rename over it) is seen where the link is.
-			want[filepath.Dir(dir)] = true
-		}
-	}
-	for dir, fi := range ws.dirs {
-		if now, err := os.Stat(dir); !want[dir] || err != nil || !os.SameFile(fi, now) {
-			_ = ws.w.Remove(dir) // the watcher dropped it already when the directory went
-			delete(ws.dirs, dir)
-		}
-	}
-	for dir := range want {
-		if ws.dirs[dir] != nil {
-			continue
+	var need []string
+	needs := map[string]os.FileInfo{}
+	add := func(dir string) {
+		real, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			return // gone again: the next check looks further up
 		}
 		// Looked at before the watch is added: if the directory is replaced in between, the watch
 		// is on the new one and the next check adds it again; the other way round it would stay on
 		// the old one.
-		fi, err := os.Stat(dir)
-		if err != nil {
-			continue // gone again: the next check looks further up
+		fi, err := os.Stat(real)
+		if err != nil || !fi.IsDir() || needs[real] != nil {
+			return
 		}
-		if err := ws.w.Add(dir); err != nil {
-			if !ws.failed[dir] {
-				ws.failed[dir] = true
-				r.log.Warn("watch, polling instead", zap.String("dir", dir), zap.Error(err))
+		need = append(need, real)
+		needs[real] = fi
+	}
+	for _, p := range r.paths {
+		add(watchDir(p))
+		for _, d := range linkDirs(p) {
+			add(d)
+		}
+	}
+	needed := func(fi os.FileInfo) bool {
+		for _, n := range needs {
+			if os.SameFile(n, fi) {
+				return true
 			}
+		}
+		return false
+	}
+	for dir, fi := range ws.dirs {
+		if now, err := os.Stat(dir); !needed(fi) || err != nil || !os.SameFile(fi, now) {
+			_ = ws.w.Remove(dir) // the watcher dropped it already when the directory went
+			delete(ws.dirs, dir)
+		}
+	}
+	watched := func(fi os.FileInfo) bool {
+		for _, w := range ws.dirs {
+			if os.SameFile(w, fi) {
+				return true // under another path (a bind mount): one watch is enough
+			}
+		}
+		return false
+	}
+	for _, dir := range need {
+		if fi := needs[dir]; !watched(fi) {
+			if err := ws.w.Add(dir); err != nil {
+				if !ws.failed[dir] {
+					ws.failed[dir] = true
+					r.log.Warn("watch, polling instead", zap.String("dir", dir), zap.Error(err))
+				}
+				continue
+			}
+			delete(ws.failed, dir)
+			ws.dirs[dir] = fi
+		}
+	}
+}
+
+// linkDirs returns the directories, with symlinks resolved, that hold a symlink met when p is
+// resolved, in the order met: a symlink swapped for another (a rename over it: a Syncer's publish,
+// a Kubernetes ConfigMap update of its ..data link) is seen there, for p itself and for a path
+// under the link alike. It stops where the path does not exist.
+func linkDirs(p string) []string {
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return nil
+	}
+	sep := string(filepath.Separator)
+	vol := filepath.VolumeName(p)
+	dir, rest := vol+sep, strings.TrimPrefix(p[len(vol):], sep)
+	var dirs []string
+	for links := 0; rest != ""; {
+		var name string
+		name, rest, _ = strings.Cut(rest, sep)
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			dir = filepath.Dir(dir)
 			continue
 		}
-		delete(ws.failed, dir)
-		ws.dirs[dir] = fi
+		next := filepath.Join(dir, name)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return dirs
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			dir = next
+			continue
+		}
+		if links++; links > 40 { // ELOOP
+			return dirs
+		}
+		dirs = append(dirs, dir)
+		target, err := os.Readlink(next)
+		if err != nil {
+			return dirs
+		}
+		if filepath.IsAbs(target) {
+			tvol := filepath.VolumeName(target)
+			dir, target = tvol+sep, strings.TrimPrefix(target[len(tvol):], sep)
+		}
+		rest = strings.TrimSuffix(target+sep+rest, sep)
 	}
+	return dirs
 }
 
 // watchDir is the directory to watch for path p: p itself when it is a directory, else the nearest

@@ -73,7 +73,48 @@ func TestReloaderWatchesADirectoryMadeAnew(t *testing.T) {
 	}
 }
 
-// versionSource publishes one file, site.txt, with the content of the version it holds.
+// One directory needed by two paths, one of them through a symlink, is watched for both: when the
+// symlink moves on to another directory, the directory it left is still watched for the other path.
+// inotify has one watch per directory, which the watcher knew by the first path added (the link);
+// the swap removed the watch by that path, and with it the other path's: writes to it were seen by
+// the rescan only.
+func TestReloaderKeepsAWatchSharedWithALinkThatMovedOn(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"data/a", "data/b"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := filepath.Join(dir, "data", "a", "x.conf")
+	if err := os.WriteFile(conf, []byte("v0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("data/a", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Uint64
+	r, err := sidecar.NewReloader([]string{filepath.Join(dir, "link"), conf}, func(context.Context) error { n.Add(1); return nil },
+		sidecar.WithPollInterval(time.Hour), sidecar.WithDebounce(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	if err := os.Symlink("data/b", filepath.Join(dir, "link.new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "link.new"), filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	awaitReloads(t, &n, 1, "link swap")
+	for i, v := range []string{"v1", "v2", "v3"} {
+		if err := os.WriteFile(conf, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		awaitReloads(t, &n, uint64(i+2), "write of "+v)
+	}
+}
+
+// versionSource publishes site.txt and sub/site.txt, with the content of the version it holds.
 type versionSource struct{ v atomic.Value }
 
 func (s *versionSource) Fetch(_ context.Context, have, dir string) (string, error) {
@@ -81,15 +122,22 @@ func (s *versionSource) Fetch(_ context.Context, have, dir string) (string, erro
 	if v == have {
 		return have, nil
 	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sub", "site.txt"), []byte(v), 0o644); err != nil {
+		return "", err
+	}
 	return v, os.WriteFile(filepath.Join(dir, "site.txt"), []byte(v), 0o644)
 }
 
-// A Reloader watching a Syncer's link (or a file under it) sees each publish at once, with the
-// rescan an hour away. The link is a symlink to a directory: its watch was on the revision the link
-// pointed at when Run started, which nothing changes, and a publish (a rename of a new link over it
-// in the root) was seen by the rescan only.
+// A Reloader watching a Syncer's link, a file under it, or a file in a directory under it, sees each
+// publish at once, with the rescan an hour away. The link is a symlink to a directory: its watch was
+// on the revision the link pointed at when Run started, which nothing changes, and a publish (a
+// rename of a new link over it in the root) was seen by the rescan only. A path in a directory
+// under the link had its directory watched in the old revision, and the root not at all.
 func TestReloaderSeesSyncerPublishes(t *testing.T) {
-	for _, watched := range []string{"current", "current/site.txt"} {
+	for _, watched := range []string{"current", "current/site.txt", "current/sub/site.txt", "current/sub"} {
 		t.Run(watched, func(t *testing.T) {
 			root := t.TempDir()
 			src := &versionSource{}
