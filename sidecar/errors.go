@@ -37,8 +37,11 @@ func (e *ConfigError) Error() string { return "sidecar: config " + e.Field + ": 
 // RootInUseError is returned by a Syncer's Run when another Syncer runs on its root, holding the
 // root's lock file (see Syncer). Two Syncers on one root would each remove the other's revisions.
 type RootInUseError struct {
-	Root   string
-	Holder string // what the holder wrote in the lock file: "pid PID host HOSTNAME since TIME"; may be empty
+	Root string
+	// Holder is what the lock file says: "pid PID host HOSTNAME since TIME", written by the holder;
+	// empty before it wrote it. A holder that may not write the file (see Syncer) leaves what an
+	// earlier one wrote.
+	Holder string
 }
 
 func (e *RootInUseError) Error() string {

@@ -167,8 +167,8 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 // Each fetch goes into a directory ROOT/.fetch-<random>, renamed to the revision when it is
 // published and removed otherwise; a Syncer killed mid-fetch cannot remove it. A fetch holds its
 // directory locked (flock(2)), so Run, as it starts, removes the .fetch- directories of its root
-// that no fetch holds and that were not modified for 10 minutes (the lock is local to a node on a
-// network file system): real directories only (a symlink of that name is left alone, nothing is
+// that no fetch holds and that were not modified for 10 minutes (the lock may not be seen by
+// another node: see One Syncer per root): real directories only (a symlink of that name is left alone, nothing is
 // followed), named as this version names them (not the os.MkdirTemp names of older Syncers, which
 // locked nothing), never a revision. Where there is no flock(2) (Windows), or the file system
 // cannot lock (ENOLCK, EOPNOTSUPP: fetches then go unlocked, logged once), they are left. A fetch
@@ -182,9 +182,15 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 // ROOT/.podblocks-syncer.lock (flock(2), released by the kernel when the process dies, SIGKILL
 // included) while it runs, with the holder (pid, host name, start time) written in it, and a
 // second Run on the root returns a *RootInUseError naming them, whatever its link name, in this
-// process or another. The lock is local to a node on a network file system (Syncers on two nodes
-// are not refused); where the file system cannot lock (ENOLCK, EOPNOTSUPP) Run logs that it runs
-// unlocked; where there is no flock(2) (Windows) nothing is locked.
+// process or another. A lock file Run may not write (left by another user: an init container run
+// as root, a changed runAsUser) or on a read-only root is locked read-only, and the holder is not
+// written then (a refused Run names the one written last, or none). On NFS, Linux emulates flock(2)
+// with whole-file fcntl(2) locks the server sees, so Syncers on two nodes are refused too, unless the
+// mount is local_lock=flock, local_lock=all or nolock (then the lock is local to a node, and Syncers
+// on two nodes are not refused); an exclusive lock there needs a writable file, so one locked
+// read-only is not locked. Where the file system cannot lock (ENOLCK, EOPNOTSUPP), or the lock file
+// cannot be opened at all (a read-only root without one), Run logs that it runs unlocked; where
+// there is no flock(2) (Windows) nothing is locked.
 type Syncer struct {
 	root    string
 	link    string
@@ -330,7 +336,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}
 	defer unlock()
 	if noLock != nil {
-		s.log.Warn("the root's lock file is not locked (no locks here): a second Syncer on this root is not refused",
+		s.log.Warn("the root's lock file is not locked: a second Syncer on this root is not refused",
 			zap.String("root", s.root), zap.Error(noLock))
 	}
 	s.sweepFetchDirs()
@@ -536,8 +542,9 @@ const fetchPrefix = ".fetch-"
 const fetchNameLen = 13
 
 // sweepAge is how long a fetch directory has not been modified before the sweep may remove it. The
-// lock tells a live fetch on this node, not one on another node of a network file system (flock(2)
-// is local there), nor where the lock cannot be taken: such a fetch adds entries to its directory
+// lock tells a live fetch on this node, not always one on another node of a network file system
+// (flock(2) is local there on an NFS mount with local_lock=flock or nolock), nor where the lock
+// cannot be taken: such a fetch adds entries to its directory
 // as it extracts, which updates its mtime, and the HTTP archive source gives up after 5 minutes. A
 // fetch whose directory is removed anyway fails (fetchDir.check) instead of publishing.
 const sweepAge = 10 * time.Minute

@@ -88,15 +88,28 @@ func flock(f *os.File, how int) error {
 // waiting, writes holder into it, and keeps it open until unlock: the kernel releases the lock when
 // the process dies, SIGKILL included. When another open of the file holds the lock (another Syncer,
 // in this process or another one), it returns a *RootInUseError naming what that holder wrote.
-// Where the file system has no locks (ENOLCK, EOPNOTSUPP) nothing is locked, and noLock says why.
+// A lock file this process may not write (left by another user: an init container running as root,
+// a changed runAsUser) or on a read-only root is opened read-only, which flock(2) locks as well; the
+// holder is not written then. Where the file system has no locks (ENOLCK, EOPNOTSUPP), or the lock
+// file cannot be opened at all (a read-only root without one, a file this user may not read),
+// nothing is locked, and noLock says why.
 func lockRoot(root, holder string) (unlock func(), noLock, err error) {
 	path := filepath.Join(root, rootLock)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	readOnly := false
+	if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EROFS) {
+		rf, rerr := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if rerr != nil {
+			return func() {}, fmt.Errorf("open %s: %w; read-only: %w", path, err, rerr), nil
+		}
+		f, err, readOnly = rf, nil, true
+	}
 	if err != nil {
 		return nil, nil, err
 	}
 	switch err := flockFn(f, syscall.LOCK_EX|syscall.LOCK_NB); {
-	case errors.Is(err, syscall.ENOLCK), errors.Is(err, syscall.EOPNOTSUPP):
+	case errors.Is(err, syscall.ENOLCK), errors.Is(err, syscall.EOPNOTSUPP),
+		readOnly && errors.Is(err, syscall.EBADF): // NFS's flock(2) is an fcntl lock, which must be writable
 		f.Close()
 		return func() {}, err, nil
 	case errors.Is(err, syscall.EWOULDBLOCK):
@@ -109,7 +122,7 @@ func lockRoot(root, holder string) (unlock func(), noLock, err error) {
 		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	// Who holds it, for the next one to name; the lock holds whether or not this is written.
-	if f.Truncate(0) == nil {
+	if !readOnly && f.Truncate(0) == nil {
 		_, _ = f.WriteAt([]byte(holder+"\n"), 0)
 	}
 	return func() { f.Close() }, nil, nil

@@ -14,13 +14,17 @@
 // defaultMode is 0644 too): the application reading them usually runs as another user. Each fetch
 // goes into a directory -root/.fetch-<random>; one left by a syncer killed mid-fetch is removed at
 // a later start, once no fetch holds it locked and it was not modified for 10 minutes (a fetch on
-// another node of an NFS volume is not seen by the lock). A fetch whose directory was removed
-// meanwhile fails and is retried; it never publishes part of the content.
+// another node of a network volume is not always seen by the lock: see below). A fetch whose
+// directory was removed meanwhile fails and is retried; it never publishes part of the content.
 //
 // One syncer per -root: a running syncer holds -root/.podblocks-syncer.lock (flock, released when
 // it dies), and a second one on the same root, whatever its -link, exits 1 naming the holder (pid,
-// host name) instead of pruning the first one's revisions. The lock is not seen across the nodes of
-// a network file system.
+// host name) instead of pruning the first one's revisions. A lock file it may not write (left by
+// another user) or on a read-only root is locked read-only, and the holder is not written then; on
+// a read-only root without a lock file it runs unlocked, with a warning, serving what is published.
+// On NFS, Linux turns flock into a whole-file fcntl lock the server sees, so a syncer on another
+// node is refused too, unless the volume is mounted with local_lock=flock, local_lock=all or
+// nolock, where the lock is local to each node.
 package main
 
 import (
