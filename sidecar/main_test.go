@@ -5,9 +5,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
-	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,10 +56,8 @@ func tailerChild() int {
 	return 0
 }
 
-// supervisorChild runs a Supervisor as a separate process for the parent-death tests, until
-// SIGTERM: its one child is `sh -c 'echo $$ > $SUP_PIDFILE; exec sleep 60'`. Once the child wrote
-// its pid, it ends $SUP_CHURN OS threads (each locked to a goroutine that returns), as a program
-// using LockOSThread does, and then writes $SUP_PIDFILE.churned.
+// supervisorChild runs a Supervisor as a separate process for the parent-death test, until
+// SIGTERM: its one child is `sh -c 'echo $$ > $SUP_PIDFILE; exec sleep 60'`.
 func supervisorChild() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
@@ -72,28 +67,6 @@ func supervisorChild() int {
 	if err != nil {
 		return 2
 	}
-	go func() {
-		for {
-			if _, err := os.Stat(pidfile); err == nil {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		// In rounds of 20 at once, each holding its thread a moment: the idle threads are taken
-		// (the one that started the child among them, unless it is kept) and new ones made.
-		n, _ := strconv.Atoi(os.Getenv("SUP_CHURN"))
-		for range n / 20 {
-			var wg sync.WaitGroup
-			for range 20 {
-				wg.Go(func() {
-					runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-					time.Sleep(time.Millisecond)
-				})
-			}
-			wg.Wait()
-		}
-		_ = os.WriteFile(pidfile+".churned", nil, 0o644)
-	}()
 	if err := s.Run(ctx); err != nil {
 		return 1
 	}

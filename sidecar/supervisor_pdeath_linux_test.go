@@ -14,13 +14,16 @@ import (
 )
 
 // A Supervisor's process SIGKILLed takes its children with it (a parent-death signal): they used to
-// run on, unsupervised, beside the copies a restarted Supervisor would start. Before that, the
-// child survives the Supervisor's process ending hundreds of other OS threads: the signal comes
-// when the thread that started the child exits, and that one stays while the Supervisor runs.
+// run on, unsupervised, beside the copies a restarted Supervisor would start.
+//
+// No test here shows the thread that started a child outliving other threads' ends (what
+// supervise's runtime.LockOSThread is for): the goroutine waiting for the child runs on that thread
+// next, and blocks it in wait(2) while the child lives, with or without the lock, so ending
+// hundreds of other threads killed no child either way.
 func TestSupervisorChildDiesWithSupervisorProcess(t *testing.T) {
 	pidfile := filepath.Join(t.TempDir(), "child.pid")
 	sup := exec.Command(os.Args[0], "-test.run=^$")
-	sup.Env = append(os.Environ(), "SIDECAR_SUPERVISOR_CHILD=1", "SUP_PIDFILE="+pidfile, "SUP_CHURN=300")
+	sup.Env = append(os.Environ(), "SIDECAR_SUPERVISOR_CHILD=1", "SUP_PIDFILE="+pidfile)
 	sup.Stdout, sup.Stderr = os.Stderr, os.Stderr
 	if err := sup.Start(); err != nil {
 		t.Fatal(err)
@@ -40,13 +43,6 @@ func TestSupervisorChildDiesWithSupervisorProcess(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	await.True(t, "the Supervisor's process ending OS threads", 20*time.Second, func() bool {
-		_, err := os.Stat(pidfile + ".churned")
-		return err == nil
-	})
-	if processGone(pid) {
-		t.Fatalf("child %d died while its Supervisor ran on, ending other threads: the thread that started it ended", pid)
-	}
 	if err := sup.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
