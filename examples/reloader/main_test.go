@@ -109,7 +109,7 @@ func TestBadFlags(t *testing.T) {
 		{Args: []string{"-watch", dir, "-pid", "1073741824"}, Status: 2, Stderr: "reloader: -pid 1073741824: above the largest process ID here, "},
 		{Args: []string{"-watch", dir, "-webhook", hook, "-metrics", "9102"}, Status: 2, Stderr: `reloader: -metrics "9102": want HOST:PORT`},
 		// The port is looked up before anything runs, not when the listener fails later.
-		{Args: []string{"-watch", dir, "-webhook", hook, "-metrics", "127.0.0.1:http9"}, Status: 2, Stderr: `reloader: -metrics "127.0.0.1:http9": port "http9": want a number from 0 to 65535`},
+		{Args: []string{"-watch", dir, "-webhook", hook, "-metrics", "127.0.0.1:http9"}, Status: 2, Stderr: `reloader: -metrics "127.0.0.1:http9": port "http9": want a number from 0 to 65535 or a known service name (such as "http"); it is neither`},
 		{Args: []string{"-watch", dir, "-webhook", hook, "-metrics", ":99999"}, Status: 2, Stderr: `reloader: -metrics ":99999": port "99999": want a number from 0 to 65535`},
 	})
 }

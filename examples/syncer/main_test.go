@@ -118,7 +118,7 @@ func TestBadFlags(t *testing.T) {
 		// A port no listener can have is a usage error, found before anything runs (it was exit 1,
 		// from the listen after the first sync).
 		{Args: []string{"-root", root, "-url", site, "-http", ":99999"}, Status: 2, Stderr: `syncer: -http ":99999": port "99999": want a number from 0 to 65535`},
-		{Args: []string{"-root", root, "-url", site, "-http", "127.0.0.1:no-such-service"}, Status: 2, Stderr: `syncer: -http "127.0.0.1:no-such-service": port "no-such-service": want a number from 0 to 65535`},
+		{Args: []string{"-root", root, "-url", site, "-http", "127.0.0.1:no-such-service"}, Status: 2, Stderr: `syncer: -http "127.0.0.1:no-such-service": port "no-such-service": want a number from 0 to 65535 or a known service name (such as "http"); it is neither`},
 		{Args: []string{"-root", root, "-repo", "r", "-webhook", "ftp://example.com/"}, Status: 2, Stderr: `syncer: -webhook "ftp://example.com/": want an http or https URL`},
 		{Args: []string{"-root", root, "-repo", "r", "-interval", "-1s"}, Status: 2, Stderr: "syncer: -interval -1s: want 0 or more"},
 		{Args: []string{"-root", root, "-repo", "r", "-link", "a/b"}, Status: 2, Stderr: `syncer: sidecar: config WithLinkName: "a/b": want a plain name`},

@@ -49,12 +49,22 @@ func AddrFrom(flag, addr string, min int) error {
 }
 
 // checkPort refuses port, of value, the value of flag, unless it is a number from min to 65535 or a
-// service name.
+// service name net.LookupPort knows (from /etc/services, or Go's own short list).
 func checkPort(flag, value, port string, min int) error {
-	if n, err := net.LookupPort("tcp", port); err != nil || n < min {
+	n, err := net.LookupPort("tcp", port)
+	switch {
+	case err != nil && !numeric(port):
+		return Usagef("%s %q: port %q: want a number from %d to 65535 or a known service name (such as \"http\"); it is neither", flag, value, port, min)
+	case err != nil || n < min:
 		return Usagef("%s %q: port %q: want a number from %d to 65535", flag, value, port, min)
 	}
 	return nil
+}
+
+// numeric reports whether port is digits, with a sign or not: a number, if one out of range.
+func numeric(port string) bool {
+	digits := strings.TrimLeft(port, "+-")
+	return digits != "" && strings.Trim(digits, "0123456789") == ""
 }
 
 // HTTPURL refuses u, the value of flag (named with its dash: "-webhook"), with a usage error unless

@@ -120,8 +120,10 @@ func TestAddr(t *testing.T) {
 		{addr: ":-1", err: `-http ":-1": port "-1": want a number from 0 to 65535`},
 		{addr: "localhost:"}, // net.Listen takes an empty port for 0
 		{addr: "localhost:", min: 1, err: `-http "localhost:": port "": want a number from 1 to 65535`},
-		{addr: "localhost:no-such-service", err: `-http "localhost:no-such-service": port "no-such-service": want a number from 0 to 65535`},
+		{addr: "localhost:no-such-service", err: `-http "localhost:no-such-service": port "no-such-service": want a number from 0 to 65535 or a known service name (such as "http"); it is neither`},
 		{addr: "127.0.0.1:0", min: 1, err: `-http "127.0.0.1:0": port "0": want a number from 1 to 65535`},
+		{addr: "127.0.0.1:1/path", min: 1, err: `-http "127.0.0.1:1/path": port "1/path": want a number from 1 to 65535 or a known service name (such as "http"); it is neither`},
+		{addr: ":+99999", err: `-http ":+99999": port "+99999": want a number from 0 to 65535`},
 	} {
 		var err error
 		if tc.min == 0 {
