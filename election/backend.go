@@ -23,7 +23,8 @@ func (t Term) IsZero() bool { return t == Term{} }
 type Backend interface {
 	// Campaign blocks until the candidate id holds the lock, and returns the held Lease. If ctx
 	// ends first it returns ctx.Err() (possibly wrapped) and leaves no trace that would block other
-	// candidates. Several candidates may campaign at once, also with the same id.
+	// candidates. Several candidates may campaign at once, also with the same id. A Campaign that
+	// fails after taking a lease it cannot release returns an *UnreleasedError carrying it.
 	Campaign(ctx context.Context, id string) (Lease, error)
 	// Observe calls fn with the current leader at once and then on every change (the zero Term when
 	// there is none, or when the backend can no longer confirm the leader it reported), from one

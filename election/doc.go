@@ -22,6 +22,8 @@
 // Run returns only after the LeaderFunc has returned, the lock has been released (or the release
 // timed out: Run then retries it in the background until it succeeds, Run returns, or this
 // candidate wins a new term; else the lease expires by its TTL), and its goroutines have exited.
+// A Campaign that fails and cannot release the lease it took returns an UnreleasedError, and Run
+// retries that lease's Release the same way.
 // Observe channels are closed when their ctx ends or Run returns.
 //
 // # Concurrency

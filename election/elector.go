@@ -137,9 +137,16 @@ func (e *Elector) Run(ctx context.Context) error {
 		e.mu.Unlock()
 	}()
 
-	attempt := 0
-	stopRetry := context.CancelFunc(func() {}) // stops retrying the Release of the last term's lease
+	// Leases whose Release failed (a term's, or a failed Campaign's) are released again in the
+	// background under rctx, until that succeeds, Run returns, or this candidate wins a new term
+	// (which it can only do once its old leases stand in nobody's way).
+	rctx, stopRetry := context.WithCancel(octx)
 	defer func() { stopRetry() }()
+	retry := func(l Lease) {
+		ctx := rctx
+		wg.Go(func() { e.release(ctx, l, log) })
+	}
+	attempt := 0
 	for ctx.Err() == nil {
 		e.mu.Lock()
 		e.campaigning = true
@@ -152,6 +159,9 @@ func (e *Elector) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if ue := (*UnreleasedError)(nil); errors.As(err, &ue) {
+				retry(ue.Lease)
+			}
 			attempt++
 			e.m.campaignErrors.Inc()
 			log.Warn("campaign", zap.Error(err), zap.Int("attempt", attempt))
@@ -161,15 +171,16 @@ func (e *Elector) Run(ctx context.Context) error {
 			continue
 		}
 		attempt = 0
-		stopRetry() // this candidate won again: its old lease no longer stands in anyone's way
+		stopRetry() // this candidate won again: its old leases no longer stand in anyone's way
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithCancel(octx)
+		stopRetry = cancel
 		unreleased, err := e.lead(ctx, lease, log)
 		if err != nil {
 			return err
 		}
 		if unreleased != nil {
-			rctx, cancel := context.WithCancel(octx)
-			stopRetry = cancel
-			wg.Go(func() { e.release(rctx, unreleased, log) })
+			retry(unreleased)
 		}
 	}
 	return nil
@@ -184,8 +195,9 @@ func (e *Elector) campaignedLocked() {
 }
 
 // release retries, in the background while Run campaigns again, the Release of a lease that failed
-// when its term ended, until it succeeds or ctx ends (Run returns, or this candidate wins a new
-// term, which it can only do once the old lease stands in nobody's way). A lock service that was
+// when its term ended or when its Campaign failed (see UnreleasedError), until it succeeds or ctx
+// ends (Run returns, or this candidate wins a new term, which it can only do once the old lease
+// stands in nobody's way). A lock service that was
 // unreachable may still hold the lease when it comes back (etcd restores leases with a fresh TTL
 // on restart), and every observer would go on naming this candidate until the lease expired.
 func (e *Elector) release(ctx context.Context, l Lease, log *zap.Logger) {

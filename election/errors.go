@@ -33,3 +33,21 @@ func (e *StaleTokenError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrStaleToken) true.
 func (e *StaleTokenError) Unwrap() error { return ErrStaleToken }
+
+// UnreleasedError is returned (possibly wrapped) by a Backend's Campaign that failed after taking a
+// lease it then could not release (the lock service unreachable): the lease may still hold the
+// candidate's place in line (etcd restores leases with a fresh TTL when it restarts), and calling
+// Lease.Release again tries again. The Elector does so in the background, as for a term whose
+// Release failed. errors.Is and errors.As see Err through it.
+type UnreleasedError struct {
+	Err        error // why Campaign failed
+	Lease      Lease // the lease Campaign took and could not release
+	ReleaseErr error // what Release returned
+}
+
+func (e *UnreleasedError) Error() string {
+	return fmt.Sprintf("%v (and its lease, token %d, not released: %v)", e.Err, e.Lease.Term().Token, e.ReleaseErr)
+}
+
+// Unwrap returns Err.
+func (e *UnreleasedError) Unwrap() error { return e.Err }

@@ -13,14 +13,14 @@
 // New validates and starts nothing. Each Campaign starts one goroutine that renews the lease and,
 // once the candidate's key is put, one that watches that key (deleted or written by anyone else:
 // the lease is lost), both until Release (which the Elector always calls at the end of a term).
-// Observe watches the
-// election's keys and reads the leader every TTL/3; a leader no read has confirmed for a TTL is
-// reported as "no leader" until the cluster answers again.
+// Observe watches the election's keys and reads the leader every TTL/3; a leader no read has
+// confirmed for a TTL is reported as "no leader" until the cluster answers again.
 //
 // # Cleanup
 //
 // Release stops the lease's goroutines, waits for them, and revokes the lease; after a failed
-// revoke, calling it again revokes again. The Backend does not close the client it was given.
+// revoke, calling it again revokes again. A Campaign that fails revokes its lease; if it cannot,
+// it returns an election.UnreleasedError carrying the lease, which the Elector releases again. The Backend does not close the client it was given.
 //
 // # Concurrency
 //

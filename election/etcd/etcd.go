@@ -97,7 +97,11 @@ func New(cli *clientv3.Client, name string, opts ...Option) (*Backend, error) {
 func (b *Backend) Prefix() string { return b.prefix }
 
 // Campaign implements election.Backend.
-func (b *Backend) Campaign(ctx context.Context, id string) (election.Lease, error) {
+//
+// A Campaign that fails after granting its lease revokes it (waiting at most 2s); if that fails too
+// (etcd unreachable), the error is an *election.UnreleasedError carrying the lease, whose Release
+// the caller may try again.
+func (b *Backend) Campaign(ctx context.Context, id string) (_ election.Lease, err error) {
 	sent := time.Now()
 	g, err := b.cli.Grant(ctx, b.ttl)
 	if err != nil {
@@ -108,7 +112,9 @@ func (b *Backend) Campaign(ctx context.Context, id string) (election.Lease, erro
 	defer func() {
 		if !ok {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			_ = l.Release(rctx) // best effort: the lease expires by itself otherwise
+			if rerr := l.Release(rctx); rerr != nil {
+				err = &election.UnreleasedError{Err: err, Lease: l, ReleaseErr: rerr}
+			}
 			cancel()
 		}
 	}()
