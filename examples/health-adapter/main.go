@@ -107,6 +107,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, started chan<- st
 		"interval", "timeout", "failure-threshold", "success-threshold"); err != nil {
 		return err
 	}
+	if err := cmdline.Addr("-admin", *admin); err != nil {
+		return err
+	}
 	switch { // 0 is allowed: health.Spec documents what each zero means
 	case *interval < 0:
 		return cmdline.Usagef("-interval %v: want 0 or more", *interval)

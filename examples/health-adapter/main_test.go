@@ -108,6 +108,8 @@ func TestUsageErrors(t *testing.T) {
 	}
 	cmdlinetest.TestExits(t, exec.Command(bin), []cmdlinetest.Exit{
 		{Args: nil, Status: 2, Stderr: "health-adapter: no checks: give -livez, -readyz, -startupz or -config"},
+		// An impossible port exited 1 from the hook server's listen.
+		{Args: []string{"-admin", "127.0.0.1:99999", "-readyz", "exec=true"}, Status: 2, Stderr: `health-adapter: -admin "127.0.0.1:99999"`},
 		// The flag package stops at the first argument that is no flag: the flags after it were dropped.
 		{Args: []string{"-admin", "127.0.0.1:0", "-readyz", "exec=true", "extra", "-interval", "1s"}, Status: 2, Stderr: `health-adapter: unexpected arguments ["extra" "-interval" "1s"]`},
 		{Args: []string{"-readyz", "ftp=x"}, Status: 2, Stderr: `invalid value "ftp=x" for flag -readyz: unknown check kind "ftp"`},

@@ -115,6 +115,9 @@ func runLeaf(ctx context.Context, args []string, out io.Writer) error {
 	if *shards < 1 || *shard < 0 || *shard >= *shards {
 		return cmdline.Usagef("leaf: need 0 <= -shard < -shards")
 	}
+	if err := cmdline.Addr("-listen", *listen); err != nil {
+		return fmt.Errorf("leaf: %w", err)
+	}
 	if err := checkLeaf(*docs, *slowProb, *slow); err != nil {
 		return fmt.Errorf("leaf: %w", err)
 	}
@@ -273,6 +276,9 @@ func runRoot(ctx context.Context, args []string, out io.Writer) error {
 	cfg := rootConfig{}.register(fs)
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
+	}
+	if err := cmdline.Addr("-listen", *listen); err != nil {
+		return fmt.Errorf("root: %w", err)
 	}
 	if err := cfg.check(); err != nil {
 		return fmt.Errorf("root: %w", err)

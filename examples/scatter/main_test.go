@@ -200,6 +200,9 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{Args: []string{"demo", "-slow-prob", "1.5"}, Status: 2, Stderr: "scatter: demo: -slow-prob 1.5: want 0 to 1"},
 		{Args: []string{"demo", "-hedge-delay", "-1ms"}, Status: 2, Stderr: "scatter: demo: -hedge-delay -1ms: want 0 or more"},
 		{Args: []string{"demo", "-coverage", "2"}, Status: 2, Stderr: "scatter: demo: -coverage 2: want 0 to 1"},
+		// An impossible port exited 1 from the listen, after a leaf had built its index.
+		{Args: []string{"leaf", "-listen", "127.0.0.1:99999"}, Status: 2, Stderr: `scatter: leaf: -listen "127.0.0.1:99999"`},
+		{Args: []string{"root", "-leaves", "http://127.0.0.1:1", "-listen", ":99999"}, Status: 2, Stderr: `scatter: root: -listen ":99999"`},
 	})
 }
 

@@ -149,6 +149,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	case !strings.HasPrefix(c.telemetryPath, "/"):
 		return nil, cmdline.Usagef("--web.telemetry-path %q: want a path starting with /", c.telemetryPath)
 	}
+	for _, a := range []struct{ flag, addr string }{{"--web.listen-address", c.webAddr}, {"--statsd.listen-udp", c.udp}, {"--statsd.listen-tcp", c.tcp}} {
+		if a.addr == "" && a.flag != "--web.listen-address" {
+			continue // disabled
+		}
+		if err := cmdline.Addr(a.flag, a.addr); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
 

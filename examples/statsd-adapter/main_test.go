@@ -92,6 +92,10 @@ func TestUsageErrors(t *testing.T) {
 	cmd := exec.Command(bin, "--statsd.listen-udp=", "--statsd.listen-tcp=", "--web.listen-address=127.0.0.1:0")
 	cmdlinetest.TestExits(t, cmd, []cmdlinetest.Exit{
 		{Args: []string{"--log.level=loud"}, Status: 2, Stderr: `statsd-adapter: --log.level "loud": ` + levels},
+		// An impossible port exited 1 from the listen.
+		{Args: []string{"--web.listen-address=:99999"}, Status: 2, Stderr: `statsd-adapter: --web.listen-address ":99999"`},
+		{Args: []string{"--statsd.listen-udp=127.0.0.1:99999"}, Status: 2, Stderr: `statsd-adapter: --statsd.listen-udp "127.0.0.1:99999"`},
+		{Args: []string{"--statsd.listen-tcp=:70000"}, Status: 2, Stderr: `statsd-adapter: --statsd.listen-tcp ":70000"`},
 		{Args: []string{"--check-config", "--log.level=loud"}, Status: 2, Stderr: `statsd-adapter: --log.level "loud": ` + levels},
 		// zap reads "" as info, and knows levels statsd_exporter does not.
 		{Args: []string{"--check-config", "--log.level="}, Status: 2, Stderr: `statsd-adapter: --log.level "": ` + levels},
