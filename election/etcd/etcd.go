@@ -414,60 +414,60 @@ func (l *lease) renew(ctx context.Context, ttl time.Duration) {
 // watchKey ends the lease (closes Lost) when the candidate's key, created at revision created, is
 // deleted or written: this Backend never writes the key after creating it, so any event on it past
 // its creation means someone else ended or took over the term (an operator deleting it, a revoke
-// from elsewhere). The watch starts right after the creation, so no event can slip by; a watch that
-// breaks (no cluster leader, reconnects) is made again from the same revision, and one the server
-// refuses because that revision was compacted away is replaced by a read of the key: gone, or
-// created or modified at another revision, ends the lease; else the watch goes on from the read's
-// revision. It returns when ctx ends or the lease has ended.
+// from elsewhere). The watch starts right after the creation, so no event can slip by. Whenever the
+// watch ends otherwise (no cluster leader, history compacted, closed channel), the key is read
+// (again every 100ms until a read succeeds): gone, or created or modified at another revision, ends
+// the lease; else the watch goes on from the read's revision, so etcd does not replay the history
+// since the key's creation. It returns when ctx ends or the lease has ended.
 func (l *lease) watchKey(ctx context.Context, key string, created int64) {
 	next := created + 1
-	for ctx.Err() == nil {
-		ended, compacted := l.watchFrom(ctx, key, next)
-		if ended {
+	for {
+		if l.watchFrom(ctx, key, next) {
 			l.markLost()
 			return
 		}
-		if compacted && ctx.Err() == nil {
-			resp, err := l.b.cli.Get(ctx, key)
-			switch {
-			case err != nil:
-				l.b.log.Debug("read candidate key after compaction", zap.Error(err), zap.String("key", key))
-			case len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != created || resp.Kvs[0].ModRevision != created:
-				l.b.log.Warn("candidate key deleted or overwritten: term over", zap.String("key", key))
-				l.markLost()
+		for {
+			if ctx.Err() != nil {
 				return
-			default:
-				next = resp.Header.Revision + 1
-				continue
 			}
-		}
-		select { // a broken watch or a failed read: try again after a pause
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
+			resp, err := l.b.cli.Get(ctx, key)
+			if err == nil {
+				if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != created || resp.Kvs[0].ModRevision != created {
+					l.b.log.Warn("candidate key deleted or overwritten: term over", zap.String("key", key))
+					l.markLost()
+					return
+				}
+				next = resp.Header.Revision + 1
+				break
+			}
+			if ctx.Err() == nil {
+				l.b.log.Debug("read candidate key after its watch ended", zap.Error(err), zap.String("key", key))
+			}
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
 		}
 	}
 }
 
-// watchFrom watches key from revision rev until an event (ended), a compaction refusal
-// (compacted), or any other end of the watch (neither).
-func (l *lease) watchFrom(ctx context.Context, key string, rev int64) (ended, compacted bool) {
+// watchFrom watches key from revision rev until an event on it (it reports true) or any other end
+// of the watch: an error, a compaction refusal, ctx ending.
+func (l *lease) watchFrom(ctx context.Context, key string, rev int64) bool {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	for wr := range l.b.cli.Watch(wctx, key, clientv3.WithRev(rev)) {
-		if wr.CompactRevision != 0 {
-			return false, true
-		}
 		if wr.Err() != nil {
-			return false, false
+			return false
 		}
 		if len(wr.Events) > 0 {
 			ev := wr.Events[0]
 			l.b.log.Warn("candidate key deleted or overwritten: term over", zap.String("key", key),
 				zap.Stringer("event", ev.Type), zap.Int64("revision", ev.Kv.ModRevision))
-			return true, false
+			return true
 		}
 	}
-	return false, false
+	return false
 }
 
 // Release stops renewing and revokes the lease, which deletes the candidate's key. Once a revoke

@@ -3,7 +3,9 @@ package etcd_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,5 +191,116 @@ func TestReleaseAfterFailedRevokeRevokes(t *testing.T) {
 	}
 	if err := l.Release(ctx); err != nil {
 		t.Fatalf("third Release: %v", err)
+	}
+}
+
+// breakingWatcher records the revision each watch starts at, and closes every watch's channel
+// when told to, as the client does when the server cancels a watch (no cluster leader).
+type breakingWatcher struct {
+	clientv3.Watcher
+
+	mu      sync.Mutex
+	revs    map[string][]int64 // key → the start revision of each watch on it
+	breakCh chan struct{}      // closed by breakAll
+}
+
+func (w *breakingWatcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	w.mu.Lock()
+	w.revs[key] = append(w.revs[key], clientv3.OpGet(key, opts...).Rev())
+	broken := w.breakCh
+	w.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	in := w.Watcher.Watch(ctx, key, opts...)
+	out := make(chan clientv3.WatchResponse)
+	go func() {
+		defer close(out)
+		defer cancel()
+		for {
+			select {
+			case wr, open := <-in:
+				if !open {
+					return
+				}
+				select {
+				case out <- wr:
+				case <-broken:
+					return
+				}
+			case <-broken:
+				return
+			}
+		}
+	}()
+	return out
+}
+
+func (w *breakingWatcher) breakAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	close(w.breakCh)
+	w.breakCh = make(chan struct{})
+}
+
+func (w *breakingWatcher) starts(key string) []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.revs[key])
+}
+
+// TestBrokenKeyWatchResumesFromNow: when the watch on the leader's key ends (here: its channel
+// closed), the key is read and the watch resumes from the read's revision, not from the key's
+// creation (which made etcd replay, on every break, all the history since the key was created);
+// the resumed watch still ends the term when the key is deleted.
+func TestBrokenKeyWatchResumesFromNow(t *testing.T) {
+	c := etcdtest.NewServer(t)
+	admin := c.Client(t)
+	cli := etcdtest.NewClient(t, c.Endpoint(0))
+	w := &breakingWatcher{Watcher: cli.Watcher, revs: map[string][]int64{}, breakCh: make(chan struct{})}
+	cli.Watcher = w
+	b, err := etcd.New(cli, fmt.Sprintf("key-rewatch-%d", elections.Add(1)), etcd.WithTTL(keyTTL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := b.Campaign(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(context.Background())
+	key := firstKey(t, admin, b.Prefix())
+	if got, want := w.starts(key), []int64{int64(l.Term().Token) + 1}; !slices.Equal(got, want) {
+		t.Fatalf("key watch started at %v, want %v", got, want)
+	}
+	var last int64
+	for i := range 20 { // history past the key's creation
+		resp, err := admin.Put(context.Background(), fmt.Sprintf("/other/%d", i), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.Header.Revision
+	}
+
+	w.breakAll()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(w.starts(key)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("key not watched again within 10s of the watch ending: starts %v", w.starts(key))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := w.starts(key)[1]; got <= last {
+		t.Fatalf("watch resumed at revision %d, want past %d (the last write before it ended)", got, last)
+	}
+	select {
+	case <-l.Lost():
+		t.Fatal("lease lost after its key watch ended, with the key untouched")
+	default:
+	}
+	if _, err := admin.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("lease not lost within 10s of its key being deleted after the watch resumed")
 	}
 }
