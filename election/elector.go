@@ -44,10 +44,12 @@ type Elector struct {
 
 	mu          sync.Mutex
 	observed    Term          // the backend's leader, from Observe
-	shown       Term          // observed, except one naming this candidate's id while it campaigns
+	shown       Term          // observed, except one naming this candidate's id held back while it campaigns
 	campaigning bool          // a Campaign call is in flight
+	held        Term          // the observation held back, if any
+	holdTimer   *time.Timer   // shows held once ownKeyGrace has passed
 	cur         *termState    // the term this candidate holds, or nil
-	ended       Term          // the last term this candidate stepped down from (the backend may report it a while longer)
+	over        map[Term]bool // this candidate's own terms that lead nothing (the backend may report them a while longer)
 	subs        map[*sub]bool // Observe subscriptions, also those made before Run started
 	last        Leader        // the value last sent to subscribers
 	terms       uint64        // terms won
@@ -91,6 +93,7 @@ func New(b Backend, id string, fn LeaderFunc, opts ...Option) (*Elector, error) 
 		backend: b, id: id, fn: fn, cfg: cfg, m: m,
 		ready: make(chan struct{}),
 		subs:  make(map[*sub]bool),
+		over:  make(map[Term]bool),
 	}, nil
 }
 
@@ -125,7 +128,8 @@ func (e *Elector) Run(ctx context.Context) error {
 		e.observed = Term{}
 		e.shown = Term{}
 		e.campaigning = false
-		e.ended = Term{}
+		e.stopHoldLocked()
+		clear(e.over)
 		e.last = Leader{}
 		e.m.token.Set(0)
 		for s := range e.subs {
@@ -160,6 +164,11 @@ func (e *Elector) Run(ctx context.Context) error {
 				return nil
 			}
 			if ue := (*UnreleasedError)(nil); errors.As(err, &ue) {
+				// Its key may come to lead (etcd restores leases when it restarts): it leads nothing.
+				e.mu.Lock()
+				e.over[ue.Lease.Term()] = true
+				e.notifyLocked()
+				e.mu.Unlock()
 				retry(ue.Lease)
 			}
 			attempt++
@@ -186,12 +195,51 @@ func (e *Elector) Run(ctx context.Context) error {
 	return nil
 }
 
+// ownKeyGrace is how long, while a Campaign call is in flight, an observed leader with this
+// candidate's id is held back: it may be the candidate's own key, which the backend can report a
+// moment before Campaign returns, and Leader would answer "me, Self false". A backend's Campaign
+// returns within a round trip or two once its key leads, so an observation still there after
+// ownKeyGrace is someone else's: another process with the same id (a restarted pod whose old
+// incarnation still holds the term), which is shown as it is.
+const ownKeyGrace = time.Second
+
 // campaignedLocked records that the Campaign call returned: an observation held back while it ran
-// (one naming this candidate's id, which may be its own key before Campaign says so) is shown now.
+// is shown now.
 func (e *Elector) campaignedLocked() {
 	e.campaigning = false
+	e.stopHoldLocked()
 	e.shown = e.observed
 	e.notifyLocked()
+}
+
+// observedLocked records the backend's leader t, holding it back for up to ownKeyGrace if it names
+// this candidate's id while a Campaign call is in flight.
+func (e *Elector) observedLocked(t Term) {
+	e.observed = t
+	if !e.campaigning || t.ID != e.id {
+		e.stopHoldLocked()
+		e.shown = t
+	} else if t != e.held {
+		e.stopHoldLocked()
+		e.held = t
+		e.holdTimer = time.AfterFunc(ownKeyGrace, func() {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if e.campaigning && e.held == t && e.observed == t {
+				e.shown = t
+				e.notifyLocked()
+			}
+		})
+	}
+	e.notifyLocked()
+}
+
+func (e *Elector) stopHoldLocked() {
+	if e.holdTimer != nil {
+		e.holdTimer.Stop()
+		e.holdTimer = nil
+	}
+	e.held = Term{}
 }
 
 // release retries, in the background while Run campaigns again, the Release of a lease that failed
@@ -224,7 +272,8 @@ func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) (unrel
 	if !e.holds(lease) {
 		// The campaign outlived the last confirmed renewal: the term may already be over.
 		e.mu.Lock()
-		e.ended = term
+		clear(e.over)
+		e.over[term] = true
 		e.campaignedLocked()
 		e.mu.Unlock()
 		e.m.stepdowns.WithLabelValues("renewal_timeout").Inc()
@@ -288,7 +337,8 @@ func (e *Elector) lead(ctx context.Context, lease Lease, log *zap.Logger) (unrel
 	// Step down: from here on this candidate does not claim the term.
 	e.mu.Lock()
 	e.cur = nil
-	e.ended = term
+	clear(e.over) // the Campaign that won term could do so only once the leases before it were gone
+	e.over[term] = true
 	e.notifyLocked()
 	e.mu.Unlock()
 	e.m.isLeader.Set(0)
@@ -327,11 +377,7 @@ func (e *Elector) observe(ctx context.Context, log *zap.Logger) {
 			if t != e.observed {
 				e.m.leaderChanges.Inc()
 			}
-			e.observed = t
-			if !e.campaigning || t.ID != e.id {
-				e.shown = t
-			}
-			e.notifyLocked()
+			e.observedLocked(t)
 			e.mu.Unlock()
 			e.readyOnce.Do(func() { close(e.ready) })
 		})
@@ -357,7 +403,10 @@ func (e *Elector) observe(ctx context.Context, log *zap.Logger) {
 // step-down margin) has passed, Leader stops reporting Self even if the goroutine that ends the
 // term has not run yet (a process resumed after a pause). While a Campaign call is in flight, an
 // observed leader with this candidate's own id (perhaps its own key, before Campaign returns) is
-// not reported: Leader goes on reporting the leader seen before it, until Campaign returns.
+// not reported at once: Leader goes on reporting the leader seen before it until Campaign returns,
+// or for at most a second, after which it is another process with the same id and is reported
+// (Self false). A lease this candidate could not release after a failed Campaign (see
+// UnreleasedError) leads nothing either: Leader reports no leader while the backend names it.
 func (e *Elector) Leader() Leader {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -373,7 +422,7 @@ func (e *Elector) leaderLocked() Leader {
 			return Leader{}
 		}
 	}
-	if e.shown == e.ended {
+	if e.over[e.shown] {
 		return Leader{}
 	}
 	return Leader{ID: e.shown.ID, Token: e.shown.Token}

@@ -170,12 +170,8 @@ func TestFailedReleaseIsRetried(t *testing.T) {
 		backoff := election.WithBackoff(func(int) time.Duration { return 100 * time.Millisecond })
 		a, _ := election.New(b, "a", la.run, backoff)
 		bb, _ := election.New(b, "b", lb.run, backoff)
-		ctx, cancel := context.WithCancel(t.Context())
-		errs := make(chan error, 2)
-		go func() { errs <- a.Run(ctx) }()
-		synctest.Wait()
-		go func() { errs <- bb.Run(ctx) }()
-		synctest.Wait()
+		ctx, stop := runInTurn(t, a, bb)
+		defer stop()
 		if err := a.Resign(ctx); err != nil {
 			t.Fatalf("a.Resign: %v", err)
 		}
@@ -184,11 +180,107 @@ func TestFailedReleaseIsRetried(t *testing.T) {
 		if diff := cmp.Diff(election.Leader{ID: "b", Token: 2, Self: true}, bb.Leader()); diff != "" {
 			t.Errorf("after a's failed release, b.Leader() (-want +got):\n%s", diff)
 		}
+	})
+}
+
+// runInTurn runs first, then (once the bubble is idle) second, until stop is called; stop ends
+// both Runs and checks they returned nil. Call it inside a synctest bubble.
+func runInTurn(t *testing.T, first, second *election.Elector) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(t.Context())
+	errs := make(chan error, 2)
+	go func() { errs <- first.Run(ctx) }()
+	synctest.Wait()
+	go func() { errs <- second.Run(ctx) }()
+	synctest.Wait()
+	return ctx, func() {
 		cancel()
 		for range 2 {
 			if err := <-errs; err != nil {
-				t.Fatalf("Run: %v", err)
+				t.Errorf("Run: %v", err)
 			}
+		}
+	}
+}
+
+// TestSameIDLeaderIsShownWhileCampaigning: a process restarted with the same id while its old
+// incarnation still holds the term (a pod's default id is its hostname) campaigns behind it; it
+// must report that leader (Self false), not "no leader" for as long as it waits.
+func TestSameIDLeaderIsShownWhileCampaigning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := election.NewMemory()
+		var lold, lnew blockingLeader
+		old, _ := election.New(b, "pod-0", lold.run)
+		restarted, _ := election.New(b, "pod-0", lnew.run)
+		_, stop := runInTurn(t, old, restarted)
+		defer stop()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if diff := cmp.Diff(election.Leader{ID: "pod-0", Token: 1}, restarted.Leader()); diff != "" {
+			t.Errorf("the old incarnation leads: restarted.Leader() (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(election.Leader{ID: "pod-0", Token: 1, Self: true}, old.Leader()); diff != "" {
+			t.Errorf("old.Leader() (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// unreleasedCampaign is Memory whose first Campaign wins, then fails with an UnreleasedError
+// carrying the won lease, whose Releases fail until release is closed: its key leads though the
+// candidate does not (etcd restoring a waiting candidate's lease after a restart).
+type unreleasedCampaign struct {
+	*election.Memory
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (b *unreleasedCampaign) Campaign(ctx context.Context, id string) (election.Lease, error) {
+	l, err := b.Memory.Campaign(ctx, id)
+	if err != nil || b.calls.Add(1) > 1 {
+		return l, err
+	}
+	return nil, &election.UnreleasedError{Err: election.ErrLeaseLost, Lease: unreleasedLease{l, b.release}, ReleaseErr: errors.New("lock service unreachable")}
+}
+
+type unreleasedLease struct {
+	election.Lease
+	release chan struct{}
+}
+
+func (l unreleasedLease) Release(ctx context.Context) error {
+	select {
+	case <-l.release:
+		return l.Lease.Release(ctx)
+	default:
+		return errors.New("lock service unreachable")
+	}
+}
+
+// TestUnreleasedCampaignLeaseIsNotShownAsLeader: after a Campaign failed and could not release its
+// lease, whose key the backend then names as the leader, the candidate reports no leader (not
+// itself with Self false); once the retried release succeeds, it campaigns and leads.
+func TestUnreleasedCampaignLeaseIsNotShownAsLeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &unreleasedCampaign{Memory: election.NewMemory(), release: make(chan struct{})}
+		var l blockingLeader
+		e, _ := election.New(b, "a", l.run, election.WithBackoff(func(int) time.Duration { return 100 * time.Millisecond }))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		synctest.Wait()
+		time.Sleep(5 * time.Second) // the next Campaign waits behind the stuck lease
+		synctest.Wait()
+		if diff := cmp.Diff(election.Leader{}, e.Leader()); diff != "" {
+			t.Errorf("failed Campaign's lease leads: Leader() (-want +got):\n%s", diff)
+		}
+		close(b.release)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if diff := cmp.Diff(election.Leader{ID: "a", Token: 2, Self: true}, e.Leader()); diff != "" {
+			t.Errorf("stuck lease released: Leader() (-want +got):\n%s", diff)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
 		}
 	})
 }
