@@ -16,20 +16,25 @@ import (
 
 // manifestContainer is what TestManifestProbes reads of a container of adapter.yaml.
 type manifestContainer struct {
-	Name          string   `yaml:"name"`
-	Args          []string `yaml:"args"`
-	LivenessProbe *struct {
-		HTTPGet struct {
-			Path string `yaml:"path"`
-			Port any    `yaml:"port"`
-		} `yaml:"httpGet"`
-	} `yaml:"livenessProbe"`
+	Name           string   `yaml:"name"`
+	Args           []string `yaml:"args"`
+	LivenessProbe  *probe   `yaml:"livenessProbe"`
+	ReadinessProbe *probe   `yaml:"readinessProbe"`
+}
+
+type probe struct {
+	HTTPGet struct {
+		Path string `yaml:"path"`
+		Port any    `yaml:"port"`
+	} `yaml:"httpGet"`
 }
 
 // TestManifestProbes runs deploy/kubernetes/adapter.yaml's health-adapter (its own arguments, on
-// loopback ports) next to a real redis-server and asks what the kubelet would: redis' liveness
-// probe fails once redis stops answering (so the kubelet restarts redis), while the adapter's own
-// liveness probe keeps passing (so the kubelet leaves the adapter alone).
+// loopback ports) next to a real redis-server and asks what the kubelet would: once redis stops
+// answering, the adapter's readiness probe fails (the pod leaves its Service) while its liveness
+// probe keeps passing (the kubelet leaves the adapter alone); and redis' own life does not hang on
+// the adapter (no liveness probe of redis goes through the adapter's port, where an adapter that
+// crashed would get a healthy redis restarted).
 func TestManifestProbes(t *testing.T) {
 	redisBin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -56,8 +61,11 @@ func TestManifestProbes(t *testing.T) {
 		byName[c.Name] = c
 	}
 	redisC, adapterC := byName["redis"], byName["health-adapter"]
-	if redisC.LivenessProbe == nil || adapterC.LivenessProbe == nil {
-		t.Fatalf("livenessProbe on redis %v, on health-adapter %v: want both", redisC.LivenessProbe != nil, adapterC.LivenessProbe != nil)
+	if adapterC.LivenessProbe == nil || adapterC.ReadinessProbe == nil {
+		t.Fatalf("health-adapter: livenessProbe %v, readinessProbe %v: want both", adapterC.LivenessProbe != nil, adapterC.ReadinessProbe != nil)
+	}
+	if p := redisC.LivenessProbe; p != nil && p.HTTPGet.Path != "" {
+		t.Errorf("redis' livenessProbe asks %s over HTTP (the adapter's port): a crashed adapter would get redis restarted", p.HTTPGet.Path)
 	}
 
 	addr := freeport.TCP(t)
@@ -87,19 +95,19 @@ func TestManifestProbes(t *testing.T) {
 	}
 	get, stop := start(t, args...)
 	defer stop()
-	redisLive, adapterLive := redisC.LivenessProbe.HTTPGet.Path, adapterC.LivenessProbe.HTTPGet.Path
+	ready, live := adapterC.ReadinessProbe.HTTPGet.Path, adapterC.LivenessProbe.HTTPGet.Path
 	adaptertest.Eventually(t, 30*time.Second, func() bool {
-		code, _ := get(redisLive)
+		code, _ := get(ready)
 		return code == 200
-	}, "redis' liveness probe "+redisLive+" passing while redis answers")
+	}, "the adapter's readiness probe "+ready+" passing while redis answers")
 	redis.Process.Kill()
 	redis.Wait()
 	killed = true
 	adaptertest.Eventually(t, 30*time.Second, func() bool {
-		code, _ := get(redisLive)
+		code, _ := get(ready)
 		return code == 500
-	}, "redis' liveness probe "+redisLive+" failing once redis is gone")
-	if code, body := get(adapterLive); code != 200 {
-		t.Errorf("the adapter's liveness probe %s = %d %q with redis gone: the kubelet would restart the adapter", adapterLive, code, body)
+	}, "the adapter's readiness probe "+ready+" failing once redis is gone")
+	if code, body := get(live); code != 200 {
+		t.Errorf("the adapter's liveness probe %s = %d %q with redis gone: the kubelet would restart the adapter", live, code, body)
 	}
 }
