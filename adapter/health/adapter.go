@@ -27,7 +27,8 @@ type Spec struct {
 	// Interval, when positive, runs the check in the background and answers probes from its last
 	// result (caching); zero runs it on every probe request.
 	Interval time.Duration
-	// Timeout bounds one run (zero: lifecycle.DefaultCheckTimeout).
+	// Timeout bounds one run (zero: lifecycle.DefaultCheckTimeout): a Checker still running then
+	// counts as one failure against FailureThreshold, as the kubelet counts a probe timeout.
 	Timeout time.Duration
 	// FailureThreshold is how many consecutive failures turn a healthy check unhealthy (default
 	// 1); SuccessThreshold how many consecutive successes turn it healthy again (default 1).
@@ -43,9 +44,18 @@ type Adapter struct {
 	runs   *prometheus.CounterVec
 	up     *prometheus.GaugeVec
 	// running counts Checker calls still in flight, which may outlive a timed-out check; Close
-	// waits for them.
-	running sync.WaitGroup
+	// waits for them, up to closeWait.
+	running   sync.WaitGroup
+	closeWait time.Duration
 }
+
+// registerMargin is added to a check's Timeout for the hook server's bound of the check (Register):
+// the adapter's own bound (thresholdCheck.run) answers at Timeout, so a hang counts against the
+// threshold; the hook server's is only a backstop and never cuts that verdict off.
+const registerMargin = 500 * time.Millisecond
+
+// execWaitDelay is how long an Exec check waits for its command's output to close after killing it.
+const execWaitDelay = time.Second
 
 type thresholdCheck struct {
 	spec Spec
@@ -128,6 +138,8 @@ func New(specs []Spec, opts ...Option) (*Adapter, error) {
 			s.SuccessThreshold = 1
 		}
 		a.checks = append(a.checks, &thresholdCheck{spec: s, a: a})
+		// A Checker that honours its ctx returns by its Timeout plus an Exec's WaitDelay.
+		a.closeWait = max(a.closeWait, checkTimeout(s)+execWaitDelay+registerMargin)
 		a.up.WithLabelValues(s.Name).Set(0)
 	}
 	if o.registerer != nil {
@@ -140,11 +152,14 @@ func New(specs []Spec, opts ...Option) (*Adapter, error) {
 	return a, nil
 }
 
-// Register adds every check to srv under its probe. Call it before srv runs.
+// Register adds every check to srv under its probe. Call it before srv runs. The hook server
+// bounds a check at its Timeout plus a margin (registerMargin, 500ms) that it never needs: the
+// adapter answers at Timeout, a Checker still running then being one failure against the
+// threshold.
 func (a *Adapter) Register(srv *lifecycle.Server) error {
 	for _, c := range a.checks {
 		if err := srv.AddCheck(c.spec.Probe, lifecycle.Check{
-			Name: c.spec.Name, Func: c.check, Timeout: c.spec.Timeout, Interval: c.spec.Interval,
+			Name: c.spec.Name, Func: c.check, Timeout: checkTimeout(c.spec) + registerMargin, Interval: c.spec.Interval,
 		}); err != nil {
 			return err
 		}
@@ -209,16 +224,20 @@ func (c *thresholdCheck) check(ctx context.Context) error {
 	}
 }
 
+// checkTimeout is the bound of one run of s's Checker.
+func checkTimeout(s Spec) time.Duration {
+	if s.Timeout == 0 {
+		return lifecycle.DefaultCheckTimeout
+	}
+	return s.Timeout
+}
+
 // run runs the Checker once, bounded by the spec's Timeout: a Checker still running then (one
 // that is slow to stop, like a command whose children hold its output open, or one that ignores
 // its ctx) counts as one failure against the threshold, as the kubelet counts a probe timeout. The
-// hook server's own timeout, which ends ctx as well, gives the verdict this returns time to arrive
-// (lifecycle.CheckTimeoutGrace).
+// hook server's own bound of the check is later (Register), so this verdict is the answer.
 func (c *thresholdCheck) run(ctx context.Context) error {
-	timeout := c.spec.Timeout
-	if timeout == 0 {
-		timeout = lifecycle.DefaultCheckTimeout
-	}
+	timeout := checkTimeout(c.spec)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	done := make(chan error, 1) // buffered: the Checker may return after we stopped waiting
@@ -253,10 +272,23 @@ func (a *Adapter) Statusz() (string, []string, [][]string) {
 }
 
 // Close waits for Checker calls still running (a timed-out one ends once it honours its ctx), then
-// releases checkers that hold connections (GRPC). Call it after the hook server stopped.
+// releases checkers that hold connections (GRPC). Call it after the hook server stopped. The wait
+// is bounded: by the longest check Timeout plus 1.5s (an Exec's WaitDelay and a margin); a Checker
+// that ignores its ctx and still runs then is left running, and Close says so in its error.
 func (a *Adapter) Close() error {
-	a.running.Wait()
 	var errs []error
+	waited := make(chan struct{})
+	go func() {
+		a.running.Wait()
+		close(waited)
+	}()
+	t := time.NewTimer(a.closeWait)
+	select {
+	case <-waited:
+	case <-t.C:
+		errs = append(errs, fmt.Errorf("health: a Checker still runs %v after Close began (it ignores its ctx); not waiting for it", a.closeWait))
+	}
+	t.Stop()
 	for _, c := range a.checks {
 		if cl, ok := c.spec.Checker.(io.Closer); ok {
 			errs = append(errs, cl.Close())

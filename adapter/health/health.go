@@ -55,7 +55,7 @@ func (e *Exec) Check(ctx context.Context) error {
 	var out limitedBuffer
 	out.max = 512
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = time.Second
+	cmd.WaitDelay = execWaitDelay
 	err := cmd.Run()
 	if err == nil {
 		return nil

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -249,6 +250,30 @@ checks:
 	}
 }
 
+// serve registers a with a ready lifecycle hook server, stopped at the test's end; get requests
+// one of its paths (code 0 and the error if the request failed).
+func serve(t *testing.T, a *health.Adapter) (get func(path string) (int, string)) {
+	t.Helper()
+	srv, err := lifecycle.NewServer(lifecycle.WithAddr("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Register(srv); err != nil {
+		t.Fatal(err)
+	}
+	lifecycletest.StartReady(t, srv, 30*time.Second)
+	srv.SetState(lifecycle.StateReady)
+	return func(path string) (int, string) {
+		resp, err := http.Get("http://" + srv.Addr() + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+}
+
 // TestHookServer plugs the adapter into a real lifecycle hook server and probes it over HTTP.
 func TestHookServer(t *testing.T) {
 	up := &flaky{}
@@ -264,23 +289,10 @@ func TestHookServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := lifecycle.NewServer(lifecycle.WithAddr("127.0.0.1:0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Register(srv); err != nil {
-		t.Fatal(err)
-	}
-	lifecycletest.StartReady(t, srv, 30*time.Second)
-	srv.SetState(lifecycle.StateReady)
-	base := "http://" + srv.Addr()
+	get := serve(t, a)
 	status := func(path string) int {
-		resp, err := http.Get(base + path)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := get(path)
+		return code
 	}
 	adaptertest.Eventually(t, 30*time.Second, func() bool { return status("/readyz") == 200 && status("/livez") == 200 },
 		"/readyz and /livez 200")
@@ -295,11 +307,30 @@ func TestHookServer(t *testing.T) {
 	adaptertest.Eventually(t, 30*time.Second, func() bool { return status("/livez") == 500 }, "/livez fails once the port closed")
 }
 
+// within runs f and returns its error, or fails the test if f has not returned after d (then
+// calls unblock, which must make f return, and waits for it, so no goroutine is left behind).
+func within(t *testing.T, d time.Duration, what string, unblock func(), f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		t.Errorf("%s: still running after %v", what, d)
+		unblock()
+		return <-done
+	}
+}
+
 // TestTimeoutCountsAsFailure: a Checker still running at its Timeout (here one that ignores its
 // ctx) is one failure against the threshold, not an answer of its own; Close waits for it.
 func TestTimeoutCountsAsFailure(t *testing.T) {
 	var hang atomic.Bool
 	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
 	a, err := health.New([]health.Spec{{Name: "h", Probe: lifecycle.Readyz, Timeout: 50 * time.Millisecond, FailureThreshold: 2,
 		Checker: health.CheckerFunc(func(context.Context) error {
 			if hang.Load() {
@@ -310,20 +341,83 @@ func TestTimeoutCountsAsFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := a.Check(ctx, "h"); err != nil {
+	check := func() error {
+		return within(t, 10*time.Second, "Check of a hung Checker with Timeout 50ms", unblock,
+			func() error { return a.Check(context.Background(), "h") })
+	}
+	if err := check(); err != nil {
 		t.Fatalf("first check: %v", err)
 	}
 	hang.Store(true)
-	if err := a.Check(ctx, "h"); err != nil {
+	if err := check(); err != nil {
 		t.Errorf("first timeout of threshold 2: %v, want still healthy", err)
 	}
-	if err := a.Check(ctx, "h"); err == nil || !strings.Contains(err.Error(), "timed out after 50ms") {
+	if err := check(); err == nil || !strings.Contains(err.Error(), "timed out after 50ms") {
 		t.Errorf("second timeout: %v, want unhealthy, timed out after 50ms", err)
 	}
-	close(release)
+	unblock()
 	if err := a.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCloseBounded: Close does not wait forever for a Checker that ignores its ctx: it gives up
+// after the check's Timeout plus 1.5s and says so.
+func TestCloseBounded(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	a, err := health.New([]health.Spec{{Name: "deaf", Probe: lifecycle.Livez, Timeout: 50 * time.Millisecond,
+		Checker: health.CheckerFunc(func(context.Context) error {
+			<-release // ignores its ctx
+			return nil
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Check(context.Background(), "deaf"); err == nil || !strings.Contains(err.Error(), "timed out after 50ms") {
+		t.Fatalf("hung check: %v, want timed out after 50ms", err)
+	}
+	start := time.Now()
+	err = within(t, 10*time.Second, "Close with a Checker that ignores its ctx", unblock, a.Close)
+	if took := time.Since(start); took < 1500*time.Millisecond {
+		t.Errorf("Close returned after %v, before its bound (Timeout + 1.5s)", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "ignores its ctx") {
+		t.Errorf("Close = %v, want an error naming the Checker still running", err)
+	}
+}
+
+// TestHookServerHangCountsAgainstThreshold: through the hook server, a Checker that hangs past
+// its Timeout is one failure against the threshold: the hook server's own bound of the check does
+// not cut the adapter's verdict off.
+func TestHookServerHangCountsAgainstThreshold(t *testing.T) {
+	var hang atomic.Bool
+	release := make(chan struct{})
+	defer close(release)
+	a, err := health.New([]health.Spec{{Name: "h", Probe: lifecycle.Readyz, Timeout: 100 * time.Millisecond, FailureThreshold: 3,
+		Checker: health.CheckerFunc(func(context.Context) error {
+			if hang.Load() {
+				<-release // ignores its ctx
+			}
+			return nil
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := serve(t, a)
+	adaptertest.Eventually(t, 30*time.Second, func() bool { code, _ := get("/readyz/h"); return code == 200 }, "/readyz/h 200")
+	hang.Store(true)
+	for i := 1; i <= 3; i++ {
+		code, body := get("/readyz/h")
+		want := 200
+		if i == 3 {
+			want = 500
+		}
+		if code != want || (i == 3 && !strings.Contains(body, "health: h: timed out after 100ms")) {
+			t.Errorf("hang %d of threshold 3: /readyz/h = %d %q, want %d", i, code, body, want)
+		}
 	}
 }
 
