@@ -107,6 +107,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	if c.http == "" {
 		return c, cmdline.Usagef("-http: empty")
 	}
+	if err := cmdline.Addr("-http", c.http); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 

@@ -75,6 +75,8 @@ func TestUsageErrors(t *testing.T) {
 		{Args: []string{"-ttl", "1500ms", "-endpoints", "http://127.0.0.1:1"}, Status: 2, Stderr: "elector: -ttl 1.5s: want whole seconds, at least 1s"},
 		{Args: []string{"-id", ""}, Status: 2, Stderr: "elector: -id: empty"},
 		{Args: []string{"-http", ""}, Status: 2, Stderr: "elector: -http: empty"},
+		// An impossible port exited 1 from the listen.
+		{Args: []string{"-backend", "memory", "-http", ":99999"}, Status: 2, Stderr: `elector: -http ":99999"`},
 		{Args: []string{"-backend", "memory", "extra"}, Status: 2, Stderr: `elector: unexpected arguments ["extra"]`},
 	})
 }
