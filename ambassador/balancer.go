@@ -166,10 +166,12 @@ func (b *p2c) Done(i int) {
 const PointsPerWeight = 160
 
 // maxRingPoints bounds the ring's size whatever the weights are: beyond it every endpoint's points
-// are scaled down in proportion (each keeps at least one digest's four). A ring of 1<<18 points
-// keeps any endpoint's share within a few percent of its weight's while it builds in a few
-// milliseconds, which matters: a Cluster rebuilds its balancer on every ejection.
-const maxRingPoints = 1 << 18
+// are scaled down in proportion (each keeps at least one digest's four). Below it an endpoint's
+// points depend on its own address and weight only, so removing one endpoint moves no other
+// endpoint's keys; above it the scale depends on the whole set, and removing one moves some keys
+// between the others. 1<<20 (160 points per unit of weight: a total weight of 6553) keeps ordinary
+// sets below it, and places every key as the ring did before weights were bounded.
+const maxRingPoints = 1 << 20
 
 type ringHash struct {
 	points []uint32 // sorted
@@ -178,7 +180,8 @@ type ringHash struct {
 
 // NewRingHash returns a ketama-style consistent-hash ring: each endpoint gets PointsPerWeight points
 // per unit of weight, four per MD5 digest of "addr-N", so removing an endpoint only moves its keys.
-// Past maxRingPoints in all, every endpoint's share of points is scaled down alike.
+// Past maxRingPoints in all, every endpoint's share of points is scaled down alike (and an
+// endpoint's removal then moves some keys between the others too).
 func NewRingHash(eps []Endpoint) Balancer {
 	var total int64 // at most len(eps)*MaxWeight*PointsPerWeight: no overflow
 	for _, e := range eps {
@@ -219,7 +222,7 @@ func NewRingHash(eps []Endpoint) Balancer {
 }
 
 // radixSort sorts pts by their upper 32 bits, stably: four passes of a byte each, several times
-// faster than a comparison sort on a ring of 1<<18 points, which a Cluster builds on every change
+// faster than a comparison sort on a ring of 1<<20 points, which a Cluster builds on every change
 // of its available endpoints.
 func radixSort(pts []uint64) {
 	tmp := make([]uint64, len(pts))

@@ -1,6 +1,7 @@
 package ambassador_test
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -28,7 +29,7 @@ func TestDNSSource(t *testing.T) {
 		{"A", &ambassador.DNS{Name: "web.test.", Port: 80},
 			[]ambassador.Endpoint{{Addr: "127.0.0.2:80", Weight: 1}, {Addr: "127.0.0.3:80", Weight: 1}}},
 		{"SRV", &ambassador.DNS{Name: "_http._tcp.web.test.", SRV: true},
-			[]ambassador.Endpoint{{Addr: "127.0.0.4:8080", Weight: 300}, {Addr: "127.0.0.5:9090", Weight: 100}}},
+			[]ambassador.Endpoint{{Addr: "127.0.0.4:8080", Weight: 3}, {Addr: "127.0.0.5:9090", Weight: 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.src.Resolver = srv.Resolver()
@@ -81,8 +82,9 @@ func waitEndpoints(t *testing.T, src ambassador.Source, want []ambassador.Endpoi
 }
 
 // TestDNSSRVPriorityWeightsAndTargets: only the lowest priority whose targets resolve is used,
-// weight 0 gets a small share beside nonzero weights (an equal one when all are 0), and a target
-// that does not resolve is left out while the others are taken.
+// weights are used as they are, weight 0 counting as 1 (a small share beside larger weights, an
+// equal one when all are 0), and a target that does not resolve is left out while the others are
+// taken.
 func TestDNSSRVPriorityWeightsAndTargets(t *testing.T) {
 	srv := ambassadortest.NewDNSServer(t)
 	srv.SetA("a.web.test", netip.MustParseAddr("127.0.0.4"))
@@ -98,7 +100,12 @@ func TestDNSSRVPriorityWeightsAndTargets(t *testing.T) {
 			{Target: "a.web.test", Port: 80, Weight: 3, Priority: 10},
 			{Target: "b.web.test", Port: 80, Weight: 0, Priority: 10},
 			{Target: "backup.web.test", Port: 80, Weight: 5, Priority: 20},
-		}, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 300}, {Addr: "127.0.0.5:80", Weight: 1}}},
+		}, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 3}, {Addr: "127.0.0.5:80", Weight: 1}}},
+		{"weights as they are", []ambassadortest.SRV{
+			{Target: "a.web.test", Port: 80, Weight: 33}, {Target: "b.web.test", Port: 80, Weight: 33},
+			{Target: "backup.web.test", Port: 80, Weight: 34},
+		}, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 33}, {Addr: "127.0.0.5:80", Weight: 33},
+			{Addr: "127.0.0.6:80", Weight: 34}}},
 		{"all weights 0", []ambassadortest.SRV{
 			{Target: "a.web.test", Port: 80}, {Target: "b.web.test", Port: 80},
 		}, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 1}, {Addr: "127.0.0.5:80", Weight: 1}}},
@@ -108,11 +115,11 @@ func TestDNSSRVPriorityWeightsAndTargets(t *testing.T) {
 		{"unresolvable target left out", []ambassadortest.SRV{
 			{Target: "a.web.test", Port: 80, Weight: 1},
 			{Target: "gone.web.test", Port: 80, Weight: 1},
-		}, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 100}}},
+		}, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 1}}},
 		{"no target of the first priority resolves", []ambassadortest.SRV{
 			{Target: "gone.web.test", Port: 80, Weight: 1, Priority: 1},
 			{Target: "backup.web.test", Port: 8080, Weight: 1, Priority: 2},
-		}, []ambassador.Endpoint{{Addr: "127.0.0.6:8080", Weight: 100}}},
+		}, []ambassador.Endpoint{{Addr: "127.0.0.6:8080", Weight: 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv.SetSRV("_http._tcp.web.test", tc.recs...)
@@ -129,5 +136,29 @@ func TestDNSSRVPriorityWeightsAndTargets(t *testing.T) {
 	srv.SetSRV("_http._tcp.web.test", ambassadortest.SRV{Target: "gone.web.test", Port: 80})
 	if got, err := d.Resolve(t.Context()); err == nil {
 		t.Errorf("Resolve with no target resolving = %v, want an error (the last set is kept)", got)
+	}
+}
+
+// TestDNSSRVRingKeepsKeysOnEjection: three pods of SRV weight 33 (CoreDNS's share for a headless
+// Service's records) balanced by a ring: ejecting one moves none of the others' keys.
+func TestDNSSRVRingKeepsKeysOnEjection(t *testing.T) {
+	srv := ambassadortest.NewDNSServer(t)
+	var recs []ambassadortest.SRV
+	for i := range 3 {
+		name := fmt.Sprintf("pod%d.web.test", i)
+		srv.SetA(name, netip.AddrFrom4([4]byte{10, 1, 0, byte(i + 1)}))
+		recs = append(recs, ambassadortest.SRV{Target: name, Port: 8080, Weight: 33})
+	}
+	srv.SetSRV("_http._tcp.web.test", recs...)
+	d := &ambassador.DNS{Name: "_http._tcp.web.test.", SRV: true, Resolver: srv.Resolver()}
+	eps, err := d.Resolve(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(eps, func(a, b ambassador.Endpoint) int { return strings.Compare(a.Addr, b.Addr) })
+	for gone := range eps {
+		if moved, kept := survivorMoves(eps, gone); moved != 0 {
+			t.Errorf("weights %v: ejecting %s moved %d of the survivors' %d keys, want 0", eps, eps[gone].Addr, moved, kept)
+		}
 	}
 }

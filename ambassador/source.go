@@ -79,9 +79,10 @@ func (d *DNS) Run(ctx context.Context) error {
 	}
 }
 
-// Resolve does one lookup and returns the endpoints it finds. SRV weights map as RFC 2782 reads:
-// when every record of the priority used has weight 0, each target gets weight 1; otherwise a
-// weight-0 target gets 1 and a weight w target w times min(100, MaxWeight/the largest weight).
+// Resolve does one lookup and returns the endpoints it finds. An SRV target's endpoints have its
+// SRV weight as it is (at most MaxWeight), weight 0 counting as 1: a small share beside larger
+// weights, as RFC 2782 intends, and an equal one when every record has weight 0. Weights that do
+// not change with the rest of the set keep a ring's keys in place when one target goes away.
 func (d *DNS) Resolve(ctx context.Context) ([]Endpoint, error) {
 	r := d.Resolver
 	if r == nil {
@@ -123,24 +124,11 @@ func (d *DNS) Resolve(ctx context.Context) ([]Endpoint, error) {
 	return []Endpoint{}, nil // no records: no endpoints
 }
 
-// srvWeightScale is how many times a weight-0 SRV target's share the smallest nonzero weight gets.
-const srvWeightScale = 100
-
-// resolveTargets resolves the targets of srvs, records of one priority, into endpoints. Weights
-// follow RFC 2782: when every record has weight 0 each target gets weight 1; otherwise a weight-0
-// target gets 1 and a weight w target w times min(100, MaxWeight/the largest weight), so a
-// weight-0 target takes a small share (a 100th of a weight-1 target's, or more when the largest
-// weight is above 655). A target that does not resolve is left out (and logged) while another
-// does; when none does, the error says why.
+// resolveTargets resolves the targets of srvs, records of one priority, into endpoints. A target
+// gets its SRV weight as it is, weight 0 counting as 1: beside larger weights a small share, as
+// RFC 2782 intends, and an equal one when every record has weight 0. A target that does not
+// resolve is left out (and logged) while another does; when none does, the error says why.
 func (d *DNS) resolveTargets(ctx context.Context, r *net.Resolver, srvs []*net.SRV) ([]Endpoint, error) {
-	wmax := 0
-	for _, s := range srvs {
-		wmax = max(wmax, int(s.Weight))
-	}
-	scale := 1
-	if wmax > 0 {
-		scale = max(1, min(srvWeightScale, MaxWeight/wmax))
-	}
 	var eps []Endpoint
 	var errs []error
 	for _, s := range srvs {
@@ -156,10 +144,7 @@ func (d *DNS) resolveTargets(ctx context.Context, r *net.Resolver, srvs []*net.S
 			errs = append(errs, fmt.Errorf("lookup %s: %w", s.Target, err))
 			continue
 		}
-		w := 1
-		if s.Weight > 0 {
-			w = min(int(s.Weight)*scale, MaxWeight)
-		}
+		w := max(1, int(s.Weight))
 		for _, ip := range ips {
 			eps = append(eps, Endpoint{Addr: net.JoinHostPort(ip.IP.String(), strconv.Itoa(int(s.Port))), Weight: w})
 		}
