@@ -1,16 +1,21 @@
 package ambassador_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/podblocks/podblocks/ambassador"
 	"github.com/podblocks/podblocks/ambassadortest"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 func TestDNSSource(t *testing.T) {
@@ -161,4 +166,81 @@ func TestDNSSRVRingKeepsKeysOnEjection(t *testing.T) {
 			t.Errorf("weights %v: ejecting %s moved %d of the survivors' %d keys, want 0", eps, eps[gone].Addr, moved, kept)
 		}
 	}
+}
+
+// TestDNSSRVTargetLookupFailureKeepsSet: a target whose lookup fails for any reason but not found
+// (here every read of its answers fails) fails the whole lookup, so a Run keeps the last set with
+// that target in it, instead of dropping a live endpoint; nor does the lookup fall back to a
+// backup priority.
+func TestDNSSRVTargetLookupFailureKeepsSet(t *testing.T) {
+	srv := ambassadortest.NewDNSServer(t)
+	srv.SetA("a.web.test", netip.MustParseAddr("127.0.0.4"))
+	srv.SetA("b.web.test", netip.MustParseAddr("127.0.0.5"))
+	srv.SetA("backup.web.test", netip.MustParseAddr("127.0.0.6"))
+	srv.SetSRV("_http._tcp.web.test", ambassadortest.SRV{Target: "a.web.test", Port: 80, Weight: 1, Priority: 1},
+		ambassadortest.SRV{Target: "b.web.test", Port: 80, Weight: 1, Priority: 1},
+		ambassadortest.SRV{Target: "backup.web.test", Port: 80, Weight: 1, Priority: 2})
+	var failB atomic.Bool
+	d := &ambassador.DNS{Name: "_http._tcp.web.test.", SRV: true, Interval: 50 * time.Millisecond,
+		Resolver: failingResolver(srv.Addr, "b.web.test.", &failB)}
+	errc := make(chan error, 1)
+	ctx := t.Context()
+	go func() { errc <- d.Run(ctx) }()
+	t.Cleanup(func() { <-errc })
+	both := []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 1}, {Addr: "127.0.0.5:80", Weight: 1}}
+	waitEndpoints(t, d, both)
+
+	failB.Store(true)
+	if got, err := d.Resolve(t.Context()); err == nil {
+		t.Errorf("Resolve with b.web.test's answers lost = %v, want an error", got)
+	}
+	time.Sleep(300 * time.Millisecond) // several lookups
+	if got, _ := d.Endpoints(); !cmp.Equal(both, got) {
+		t.Errorf("after lookups with b.web.test's answers lost (-want +got):\n%s", cmp.Diff(both, got))
+	}
+
+	// Not found is another matter: the target is left out while the other updates.
+	failB.Store(false)
+	srv.SetA("b.web.test")
+	waitEndpoints(t, d, []ambassador.Endpoint{{Addr: "127.0.0.4:80", Weight: 1}})
+}
+
+// failingResolver returns a pure-Go resolver that asks the DNS server at addr, except that while
+// fail is true, every read of the answer to a question for name fails.
+func failingResolver(addr, name string, fail *atomic.Bool) *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dialer net.Dialer
+		c, err := dialer.DialContext(ctx, "udp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &failingConn{UDPConn: c.(*net.UDPConn), name: name, fail: fail}, nil
+	}}
+}
+
+// failingConn is a UDP connection to a DNS server whose reads fail after a question for name while
+// fail is true. It is a net.PacketConn, so the resolver sends its questions as datagrams.
+type failingConn struct {
+	*net.UDPConn
+	name    string
+	fail    *atomic.Bool
+	failing bool
+}
+
+func (c *failingConn) Write(b []byte) (int, error) {
+	var p dnsmessage.Parser
+	c.failing = false
+	if _, err := p.Start(b); err == nil {
+		if q, err := p.Question(); err == nil {
+			c.failing = c.fail.Load() && strings.EqualFold(q.Name.String(), c.name)
+		}
+	}
+	return c.UDPConn.Write(b)
+}
+
+func (c *failingConn) Read(b []byte) (int, error) {
+	if c.failing {
+		return 0, errors.New("read: connection reset (test)")
+	}
+	return c.UDPConn.Read(b)
 }

@@ -21,7 +21,9 @@ import (
 // records only those of the lowest priority with a target that resolves are used (RFC 2782: the
 // others are backups), their targets resolved, with their weights (see Resolve). Endpoints that
 // disappear are dropped from balancing and drain. A failed lookup keeps the last set; an SRV
-// target that does not resolve is left out (and logged) while the others update.
+// target the resolver says does not exist is left out (and logged) while the others update, but
+// any other failure to resolve a target (a timeout, a server failure) fails the whole lookup, so
+// the last set is kept rather than a live target dropped.
 type DNS struct {
 	Name     string
 	Port     int           // for A/AAAA lookups
@@ -105,57 +107,57 @@ func (d *DNS) Resolve(ctx context.Context) ([]Endpoint, error) {
 	}
 	// RFC 2782: only the lowest priority is used, while any of its targets can be reached (here:
 	// resolved); net.LookupSRV sorts the records by priority.
-	var errs []error
+	var missing []error
 	for len(srvs) > 0 {
 		n := 1
 		for n < len(srvs) && srvs[n].Priority == srvs[0].Priority {
 			n++
 		}
-		eps, err := d.resolveTargets(ctx, r, srvs[:n])
-		if err == nil || ctx.Err() != nil {
-			return eps, err
+		eps, left, err := resolveTargets(ctx, r, srvs[:n])
+		if err != nil {
+			return nil, fmt.Errorf("lookup srv %s: %w", d.Name, err)
 		}
-		errs = append(errs, err)
+		missing = append(missing, left...)
+		if len(eps) > 0 {
+			if len(missing) > 0 && d.Logger != nil {
+				d.Logger.Warn("dns srv targets left out", zap.String("name", d.Name), zap.Error(errors.Join(missing...)))
+			}
+			return eps, nil
+		}
 		srvs = srvs[n:]
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("lookup srv %s: %w", d.Name, errors.Join(errs...))
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("lookup srv %s: no target resolves: %w", d.Name, errors.Join(missing...))
 	}
 	return []Endpoint{}, nil // no records: no endpoints
 }
 
 // resolveTargets resolves the targets of srvs, records of one priority, into endpoints. A target
 // gets its SRV weight as it is, weight 0 counting as 1: beside larger weights a small share, as
-// RFC 2782 intends, and an equal one when every record has weight 0. A target that does not
-// resolve is left out (and logged) while another does; when none does, the error says why.
-func (d *DNS) resolveTargets(ctx context.Context, r *net.Resolver, srvs []*net.SRV) ([]Endpoint, error) {
-	var eps []Endpoint
-	var errs []error
+// RFC 2782 intends, and an equal one when every record has weight 0. A target that does not exist
+// (the resolver says not found) or has port 0 is left out, and left says why; any other failure
+// (a timeout, a server failure, a transport error) is err, and fails the whole lookup, so that a
+// live target is not dropped for a lost answer.
+func resolveTargets(ctx context.Context, r *net.Resolver, srvs []*net.SRV) (eps []Endpoint, left []error, err error) {
 	for _, s := range srvs {
 		if s.Port == 0 {
-			errs = append(errs, fmt.Errorf("target %s: port 0", s.Target))
+			left = append(left, fmt.Errorf("target %s: port 0", s.Target))
 			continue
 		}
 		ips, err := r.LookupIPAddr(ctx, s.Target)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("lookup %s: %w", s.Target, err)
+			if de := (*net.DNSError)(nil); errors.As(err, &de) && de.IsNotFound && ctx.Err() == nil {
+				left = append(left, fmt.Errorf("lookup %s: %w", s.Target, err))
+				continue
 			}
-			errs = append(errs, fmt.Errorf("lookup %s: %w", s.Target, err))
-			continue
+			return nil, nil, fmt.Errorf("lookup %s: %w", s.Target, err)
 		}
 		w := max(1, int(s.Weight))
 		for _, ip := range ips {
 			eps = append(eps, Endpoint{Addr: net.JoinHostPort(ip.IP.String(), strconv.Itoa(int(s.Port))), Weight: w})
 		}
 	}
-	if len(eps) == 0 {
-		return nil, errors.Join(errs...)
-	}
-	if len(errs) > 0 && d.Logger != nil {
-		d.Logger.Warn("dns srv targets left out", zap.String("name", d.Name), zap.Error(errors.Join(errs...)))
-	}
-	return eps, nil
+	return eps, left, nil
 }
 
 // File is a Source read from a JSON or YAML file holding a list of endpoints, each either
