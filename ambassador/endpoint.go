@@ -51,7 +51,8 @@ type Source interface {
 
 // ParseEndpoints parses a comma-separated list "host:port[*weight],..." (spaces ignored). A port
 // is a number from 1 to 65535 or a service name ("http"); a weight is 0 (counted as 1) to
-// MaxWeight. An address listed twice is refused: give it one entry with the weight it should have.
+// MaxWeight. An address listed more than once is one endpoint with the largest of its weights (see
+// Static.Set).
 func ParseEndpoints(s string) ([]Endpoint, error) {
 	var eps []Endpoint
 	for part := range strings.SplitSeq(s, ",") {
@@ -73,10 +74,7 @@ func ParseEndpoints(s string) ([]Endpoint, error) {
 		if err := validAddr(ep.Addr); err != nil {
 			return nil, &ConfigError{Field: "endpoints", Reason: err.Error()}
 		}
-		if err := unlisted(eps, ep.Addr); err != nil {
-			return nil, &ConfigError{Field: "endpoints", Reason: err.Error()}
-		}
-		eps = append(eps, ep)
+		eps = addEndpoint(eps, ep)
 	}
 	return eps, nil
 }
@@ -94,12 +92,14 @@ func validAddr(a string) error {
 	return nil
 }
 
-// unlisted refuses addr when eps has it already.
-func unlisted(eps []Endpoint, addr string) error {
-	if slices.ContainsFunc(eps, func(e Endpoint) bool { return e.Addr == addr }) {
-		return fmt.Errorf("address %q is listed twice", addr)
+// addEndpoint appends ep to eps, or, when eps has its address already, gives that entry the larger
+// of the two weights: the one rule every source follows for a repeated address (see Static.Set).
+func addEndpoint(eps []Endpoint, ep Endpoint) []Endpoint {
+	if i := slices.IndexFunc(eps, func(e Endpoint) bool { return e.Addr == ep.Addr }); i >= 0 {
+		eps[i].Weight = max(eps[i].Weight, ep.Weight)
+		return eps
 	}
-	return nil
+	return append(eps, ep)
 }
 
 // notifier is the snapshot-plus-change-channel half shared by every Source.
@@ -167,7 +167,8 @@ func (n *notifier) set(eps []Endpoint) bool {
 	return true
 }
 
-// normalize returns a sorted copy with duplicate addresses merged (weights summed, up to MaxWeight).
+// normalize returns a sorted copy with each weight counted (0 as 1, at most MaxWeight) and a
+// repeated address merged into one endpoint with the largest of its weights.
 func normalize(eps []Endpoint) []Endpoint {
 	out := make([]Endpoint, 0, len(eps))
 	for _, e := range eps {
@@ -178,7 +179,7 @@ func normalize(eps []Endpoint) []Endpoint {
 	merged := out[:0]
 	for _, e := range out {
 		if n := len(merged); n > 0 && merged[n-1].Addr == e.Addr {
-			merged[n-1].Weight = min(merged[n-1].Weight+e.Weight, MaxWeight)
+			merged[n-1].Weight = max(merged[n-1].Weight, e.Weight)
 			continue
 		}
 		merged = append(merged, e)
@@ -197,9 +198,12 @@ func NewStatic(eps ...Endpoint) *Static {
 	return s
 }
 
-// Set replaces the endpoint set; watchers see the change at once. An address given twice is one
-// endpoint whose weight is the sum of its entries' (up to MaxWeight). In-flight requests and
-// connections to endpoints that disappear finish normally (they drain).
+// Set replaces the endpoint set; watchers see the change at once. An address given more than once
+// is one endpoint with the largest of its entries' weights, not their sum: the same endpoint listed
+// twice (as Kubernetes allows an endpoint to be in more than one EndpointSlice at once, so a
+// generator joining slices can write it twice) is still one endpoint of its weight. Every source
+// (ParseEndpoints, File, DNS) follows this rule. In-flight requests and connections to endpoints
+// that disappear finish normally (they drain).
 func (s *Static) Set(eps ...Endpoint) { s.n.set(eps) }
 
 // Endpoints implements Source.

@@ -36,7 +36,9 @@ var parseEndpointsTests = []struct {
 	{"127.0.0.1:0", nil, true},
 	{"127.0.0.1:-1", nil, true},
 	{"a/b:80", nil, true},
-	{"a:1,b:1,a:1*2", nil, true},
+	// A repeated address is one endpoint with the largest of its weights.
+	{"a:1,b:1,a:1*2", []ambassador.Endpoint{{Addr: "a:1", Weight: 2}, {Addr: "b:1"}}, false},
+	{"a:1*5,a:1*2,a:1", []ambassador.Endpoint{{Addr: "a:1", Weight: 5}}, false},
 }
 
 func TestParseEndpoints(t *testing.T) {
@@ -98,7 +100,11 @@ var parseFileTests = []struct {
 	{"url", `["http://127.0.0.1:8080"]`, nil, true},
 	{"port 0", `["127.0.0.1:0"]`, nil, true},
 	{"port out of range", `["127.0.0.1:99999"]`, nil, true},
-	{"duplicate", `["a:1",{"addr":"a:1","weight":2}]`, nil, true},
+	{"duplicate", `["a:1",{"addr":"a:1","weight":2}]`, []ambassador.Endpoint{{Addr: "a:1", Weight: 2}}, false},
+	// Kubernetes lets an endpoint be in two EndpointSlices at once: a file joining them lists it
+	// twice, one endpoint of the larger weight.
+	{"endpoint in two slices", "- addr: a:1\n  weight: 3\n- b:1\n- addr: a:1\n  weight: 1\n- b:1\n",
+		[]ambassador.Endpoint{{Addr: "a:1", Weight: 3}, {Addr: "b:1"}}, false},
 }
 
 func TestParseEndpointsFile(t *testing.T) {
@@ -136,9 +142,11 @@ func FuzzParseEndpointsFile(f *testing.F) {
 }
 
 func TestStaticNotifies(t *testing.T) {
-	s := ambassador.NewStatic(ambassador.Endpoint{Addr: "b:1"}, ambassador.Endpoint{Addr: "a:1"}, ambassador.Endpoint{Addr: "a:1"})
+	s := ambassador.NewStatic(ambassador.Endpoint{Addr: "b:1"}, ambassador.Endpoint{Addr: "a:1"},
+		ambassador.Endpoint{Addr: "a:1", Weight: 2}, ambassador.Endpoint{Addr: "a:1"})
 	eps, ch := s.Endpoints()
-	// Sorted, duplicates merged with their weights summed, zero weights counted as 1.
+	// Sorted, a repeated address merged into one endpoint of the largest of its weights (as every
+	// source does), zero weights counted as 1.
 	if diff := cmp.Diff([]ambassador.Endpoint{{Addr: "a:1", Weight: 2}, {Addr: "b:1", Weight: 1}}, eps); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

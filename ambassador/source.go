@@ -168,7 +168,8 @@ func resolveTargets(ctx context.Context, r *net.Resolver, srvs []*net.SRV) (eps 
 // Writers must replace the file atomically: write a new file in the same directory and rename it
 // over the old one (as a ConfigMap volume does). A file rewritten in place can be read half
 // written; an empty or unparsable one is refused, but a YAML list cut at a line break still parses,
-// as a shorter list.
+// as a shorter list. An address listed more than once is one endpoint with the largest of its
+// weights (see Static.Set).
 type File struct {
 	Path   string
 	Logger *zap.Logger // nil means no logging
@@ -191,7 +192,8 @@ var ErrBadFile = errors.New("ambassador: bad endpoints file")
 // "host:port", "weight": N} with nothing else (a misspelt key is an error, not a default). An empty
 // document (an empty or blank file, only comments, null) is an error, as a file caught half
 // written would be: a list with no endpoints is spelt []. Addresses and weights are checked as
-// ParseEndpoints checks them, and an address listed twice is refused.
+// ParseEndpoints checks them; an address listed more than once is one endpoint, at the first
+// place it is listed, with the largest of its weights (see Static.Set).
 func ParseEndpointsFile(data []byte) ([]Endpoint, error) {
 	var raw []yaml.Node
 	if err := yaml.Unmarshal(data, &raw); err != nil {
@@ -224,10 +226,7 @@ func ParseEndpointsFile(data []byte) ([]Endpoint, error) {
 		if err := validAddr(ep.Addr); err != nil {
 			return nil, fmt.Errorf("%w: item %d: %v", ErrBadFile, i, err)
 		}
-		if err := unlisted(eps, ep.Addr); err != nil {
-			return nil, fmt.Errorf("%w: item %d: %v", ErrBadFile, i, err)
-		}
-		eps = append(eps, ep)
+		eps = addEndpoint(eps, ep)
 	}
 	return eps, nil
 }

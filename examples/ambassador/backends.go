@@ -12,8 +12,9 @@ import (
 // endpoints parses -backends: HOST:PORT items, and for the http subcommand http://HOST[:PORT][/]
 // URLs too, each optionally *WEIGHT (1 to ambassador.MaxWeight, 65535). It refuses what the proxy would not honour: a
 // URL's user, path, query or fragment (the proxy sends the client's request line and headers as
-// they are), a URL for a tcp backend, a port no dial can reach, and weight 0, which the library
-// counts as 1 where haproxy users expect no traffic.
+// they are), a URL for a tcp backend, a port no dial can reach, weight 0, which the library
+// counts as 1 where haproxy users expect no traffic, and an address listed twice (a typo here,
+// which the library would merge).
 func (f *proxyFlags) endpoints(httpMode bool) ([]ambassador.Endpoint, error) {
 	if f.backends == "" {
 		return nil, cmdline.Usagef("-backends is required")
@@ -23,6 +24,7 @@ func (f *proxyFlags) endpoints(httpMode bool) ([]ambassador.Endpoint, error) {
 		return nil, err
 	}
 	parts := make([]string, 0, len(items))
+	seen := make(map[string]bool, len(items))
 	for _, p := range items {
 		p = strings.TrimSpace(p)
 		addr, weight, weighted := cutWeight(p)
@@ -43,6 +45,11 @@ func (f *proxyFlags) endpoints(httpMode bool) ([]ambassador.Endpoint, error) {
 				return nil, err
 			}
 		}
+		// The library merges a repeated address; on a command line it is a typo.
+		if seen[addr] {
+			return nil, cmdline.Usagef("-backends %q: address %q is listed twice", f.backends, addr)
+		}
+		seen[addr] = true
 		if weighted {
 			addr += "*" + weight
 		}
