@@ -1,6 +1,15 @@
 // Package unixsock listens on unix socket paths so that a restarted process can listen again: a
 // socket file left behind by an earlier process (one that was killed, or that crashed) is replaced,
-// while a socket something still listens on, and a file that is not a socket, are left alone.
+// while a socket something still listens on, a file that is not a socket and a symbolic link are
+// left alone.
+//
+// Two processes (or goroutines) starting on one stale path at once do not both succeed: the
+// check, the removal of the stale file and the bind hold an flock on PATH.lock, a file created
+// next to the socket and left there (removing it would let a third starter lock a new file while
+// the second holds the old one). Where flock is not available (windows, solaris and other
+// systems without it) there is no such lock. Closing removes the socket file only while it is
+// still the one this listener bound, so a listener that lost its path to another one's bind
+// does not remove the other's socket.
 package unixsock
 
 import (
@@ -9,6 +18,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -18,8 +28,8 @@ var ErrInUse = errors.New("socket in use")
 
 // removeStale removes the socket file at path when nothing listens on it: a connection to it is
 // refused. A missing path is no error. A socket that accepts the connection (or that is a live
-// socket of another type) gives ErrInUse, and a file that is not a socket an error; both are left
-// in place.
+// socket of another type) gives ErrInUse, and a symbolic link or a file that is not a socket an
+// error; all are left in place.
 func removeStale(path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -27,6 +37,9 @@ func removeStale(path string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return errors.New("file exists and is a symbolic link: not following or replacing it")
 	}
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return errors.New("file exists and is not a socket: not replacing it")
@@ -47,42 +60,110 @@ func removeStale(path string) error {
 	return nil
 }
 
+// socketFile is the socket file a listener bound, which its Close removes while it is still that
+// file.
+type socketFile struct {
+	path  string
+	bound os.FileInfo // Lstat right after the bind, under the lock
+	once  sync.Once
+	err   error
+}
+
+// bind replaces a stale socket file at path and binds, holding path's lock throughout.
+func bind(network, path string, listen func(*net.UnixAddr) (interface{ Close() error }, error)) (*socketFile, error) {
+	unlock, err := lock(path)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: &net.UnixAddr{Name: path, Net: network}, Err: err}
+	}
+	defer unlock()
+	if err := removeStale(path); err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: &net.UnixAddr{Name: path, Net: network}, Err: err}
+	}
+	c, err := listen(&net.UnixAddr{Name: path, Net: network})
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("unixsock: stat the bound socket: %w", err)
+	}
+	return &socketFile{path: path, bound: fi}, nil
+}
+
+// close closes c and removes the socket file if it is still the one bound; later calls return the
+// first's error.
+func (f *socketFile) close(c interface{ Close() error }) error {
+	f.once.Do(func() {
+		unlock, lerr := lock(f.path)
+		if lerr == nil {
+			defer unlock()
+		}
+		// Removed before the socket closes, under the lock: no other listener can bind the path
+		// between the check and the removal.
+		if fi, err := os.Lstat(f.path); err == nil && os.SameFile(fi, f.bound) {
+			if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				f.err = err
+			}
+		}
+		f.err = errors.Join(c.Close(), f.err)
+	})
+	return f.err
+}
+
+// Listener is a unix stream listener whose Close removes its socket file while it is still the
+// one it bound.
+type Listener struct {
+	*net.UnixListener
+	file *socketFile
+}
+
+// Close closes the listener and removes its socket file (see Listener).
+func (l *Listener) Close() error { return l.file.close(l.UnixListener) }
+
 // Listen listens for stream connections on the unix socket path, replacing a stale socket file
 // there (one nothing listens on). Closing the listener removes the file.
-func Listen(path string) (*net.UnixListener, error) {
-	if err := removeStale(path); err != nil {
-		return nil, &net.OpError{Op: "listen", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"}, Err: err}
+func Listen(path string) (*Listener, error) {
+	var ln *net.UnixListener
+	f, err := bind("unix", path, func(a *net.UnixAddr) (interface{ Close() error }, error) {
+		l, err := net.ListenUnix("unix", a)
+		if err != nil {
+			return nil, err
+		}
+		l.SetUnlinkOnClose(false) // Close removes the file only if it is still this socket's
+		ln = l
+		return l, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	return &Listener{UnixListener: ln, file: f}, nil
 }
 
 // PacketConn is a unixgram socket whose Close also removes its file (closing a *net.UnixConn
-// leaves the file).
+// leaves the file) while it is still the one it bound.
 type PacketConn struct {
 	*net.UnixConn
-	path string
+	file *socketFile
 }
 
-// Close closes the socket and removes its file.
-func (c *PacketConn) Close() error {
-	if err := c.UnixConn.Close(); err != nil {
-		return err // closed before: the file may be another socket's by now
-	}
-	if err := os.Remove(c.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
+// Close closes the socket and removes its file (see PacketConn).
+func (c *PacketConn) Close() error { return c.file.close(c.UnixConn) }
 
 // ListenPacket listens for datagrams on the unixgram socket path, replacing a stale socket file
 // there (one nothing listens on). Closing the PacketConn removes the file.
 func ListenPacket(path string) (*PacketConn, error) {
-	if err := removeStale(path); err != nil {
-		return nil, &net.OpError{Op: "listen", Net: "unixgram", Addr: &net.UnixAddr{Name: path, Net: "unixgram"}, Err: err}
-	}
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	var conn *net.UnixConn
+	f, err := bind("unixgram", path, func(a *net.UnixAddr) (interface{ Close() error }, error) {
+		c, err := net.ListenUnixgram("unixgram", a)
+		if err != nil {
+			return nil, err
+		}
+		conn = c
+		return c, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &PacketConn{UnixConn: conn, path: path}, nil
+	return &PacketConn{UnixConn: conn, file: f}, nil
 }

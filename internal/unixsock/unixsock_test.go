@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -112,5 +113,112 @@ func TestLiveSocketsAndFilesAreKept(t *testing.T) {
 	}
 	if b, err := os.ReadFile(file); err != nil || string(b) != "keep" {
 		t.Errorf("regular file after ListenPacket: %q, %v", b, err)
+	}
+}
+
+// listenAny listens on path with Listen or ListenPacket. On an error the closer is nil (no typed nil).
+func listenAny(listen, path string) (interface{ Close() error }, error) {
+	if listen == "unix" {
+		if ln, err := unixsock.Listen(path); err != nil {
+			return nil, err
+		} else {
+			return ln, nil
+		}
+	}
+	if pc, err := unixsock.ListenPacket(path); err != nil {
+		return nil, err
+	} else {
+		return pc, nil
+	}
+}
+
+// TestConcurrentStartersOnAStalePath: of two starters at once on one stale socket path, one
+// listens and the other gets ErrInUse; both listening would leave one with a socket nobody can
+// reach (its file replaced by the other's).
+func TestConcurrentStartersOnAStalePath(t *testing.T) {
+	dir := t.TempDir()
+	for _, listen := range []string{"unix", "unixgram"} {
+		path := filepath.Join(dir, listen+".sock")
+		for round := range 300 {
+			stale(t, listen, path)
+			var wg sync.WaitGroup
+			var cs [2]interface{ Close() error }
+			var errs [2]error
+			for i := range 2 {
+				wg.Go(func() { cs[i], errs[i] = listenAny(listen, path) })
+			}
+			wg.Wait()
+			ok := 0
+			for i := range 2 {
+				if errs[i] == nil {
+					ok++
+				} else if !errors.Is(errs[i], unixsock.ErrInUse) {
+					t.Errorf("%s round %d: %v, want ErrInUse", listen, round, errs[i])
+				}
+			}
+			if ok != 1 {
+				t.Errorf("%s round %d: %d of 2 starters listen on one path (%v), want 1", listen, round, ok, errs)
+			}
+			for _, c := range cs {
+				if c != nil {
+					c.Close()
+				}
+			}
+			if t.Failed() {
+				return
+			}
+		}
+	}
+}
+
+// TestCloseKeepsAnotherListenersSocket: a listener whose socket file was replaced by another
+// listener's leaves that file alone when it closes.
+func TestCloseKeepsAnotherListenersSocket(t *testing.T) {
+	dir := t.TempDir()
+	for _, listen := range []string{"unix", "unixgram"} {
+		path := filepath.Join(dir, listen+".sock")
+		first, err := listenAny(listen, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(path); err != nil { // as an rm, or a starter that took the path over
+			t.Fatal(err)
+		}
+		second, err := listenAny(listen, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := first.Close(); err != nil {
+			t.Errorf("%s: Close of the first: %v", listen, err)
+		}
+		if _, err := os.Lstat(path); err != nil {
+			t.Errorf("%s: the second listener's socket file is gone after the first closed: %v", listen, err)
+		}
+		if err := second.Close(); err != nil {
+			t.Errorf("%s: Close of the second: %v", listen, err)
+		}
+		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: socket file left after the second closed (%v)", listen, err)
+		}
+	}
+}
+
+// TestSymlinkIsRefusedAsSuch: a symbolic link at the path, even to a stale socket, is left alone
+// with an error that says it is one.
+func TestSymlinkIsRefusedAsSuch(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "stale.sock")
+	stale(t, "unix", target)
+	link := filepath.Join(dir, "link.sock")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, listen := range []string{"unix", "unixgram"} {
+		if _, err := listenAny(listen, link); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+			t.Errorf("%s on a symlink to a stale socket: %v, want an error saying it is a symbolic link", listen, err)
+		}
+		if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s: symlink not kept: %v", listen, err)
+		}
 	}
 }
