@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -110,7 +111,10 @@ func (t *TCP) Check(ctx context.Context) error {
 // HTTP is healthy when a GET of URL answers a status that Healthy accepts (default: 200-399,
 // as Kubernetes' httpGet probe).
 type HTTP struct {
-	URL     string
+	URL string
+	// Header is sent with the request, as the kubelet's httpGet httpHeaders: a "Host" header sets
+	// the request's host, and User-Agent ("podblocks-health/1") and Accept ("*/*") are set only
+	// when Header has none (an empty value sends none).
 	Header  http.Header
 	Healthy func(status int) bool
 	// Client sends the request. nil means a client that does what the kubelet's httpGet probe
@@ -142,16 +146,34 @@ func probeRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
+// setProbeHeaders gives req the header and sets its defaults as the kubelet's httpGet probe does:
+// a "Host" header is the request's host; User-Agent is "podblocks-health/1" and Accept "*/*"
+// unless header has them (an empty Accept sends none, an empty User-Agent none either).
+func setProbeHeaders(req *http.Request, header http.Header) {
+	for k, v := range header {
+		k = textproto.CanonicalMIMEHeaderKey(k)
+		req.Header[k] = append(req.Header[k], v...)
+	}
+	if _, ok := req.Header["User-Agent"]; !ok {
+		req.Header.Set("User-Agent", "podblocks-health/1")
+	}
+	if _, ok := req.Header["Accept"]; !ok {
+		req.Header.Set("Accept", "*/*")
+	} else if req.Header.Get("Accept") == "" {
+		req.Header.Del("Accept")
+	}
+	if host := req.Header.Get("Host"); host != "" {
+		req.Host = host
+	}
+}
+
 // Check implements Checker.
 func (h *HTTP) Check(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL, nil)
 	if err != nil {
 		return fmt.Errorf("health: http %s: %w", h.URL, err)
 	}
-	for k, v := range h.Header {
-		req.Header[k] = v
-	}
-	req.Header.Set("User-Agent", "podblocks-health/1")
+	setProbeHeaders(req, h.Header)
 	c := h.Client
 	if c == nil {
 		c = probeClient

@@ -464,3 +464,38 @@ func TestHTTPProbeConventions(t *testing.T) {
 		t.Errorf("11 redirects: %v, want stopped after 10 redirects", err)
 	}
 }
+
+// TestHTTPProbeHeaders: an HTTP check's headers work as the kubelet's httpGet httpHeaders: a
+// Host header sets the request's host, and User-Agent and Accept get defaults only when unset.
+func TestHTTPProbeHeaders(t *testing.T) {
+	type seen struct{ host, ua, accept string }
+	got := make(chan seen, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, hasAccept := r.Header["Accept"]
+		accept := r.Header.Get("Accept")
+		if !hasAccept {
+			accept = "(none)"
+		}
+		got <- seen{r.Host, r.UserAgent(), accept}
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, tc := range []struct {
+		header http.Header
+		want   seen
+	}{
+		{nil, seen{host, "podblocks-health/1", "*/*"}},
+		{http.Header{"Host": {"app.example"}, "User-Agent": {"mine/2"}, "Accept": {"application/json"}},
+			seen{"app.example", "mine/2", "application/json"}},
+		{http.Header{"user-agent": {"lower/1"}}, seen{host, "lower/1", "*/*"}}, // not canonical: still the user's
+		{http.Header{"Accept": {""}}, seen{host, "podblocks-health/1", "(none)"}},
+	} {
+		if err := (&health.HTTP{URL: srv.URL, Header: tc.header}).Check(context.Background()); err != nil {
+			t.Errorf("header %v: %v", tc.header, err)
+			continue
+		}
+		if s := <-got; s != tc.want {
+			t.Errorf("header %v: server saw %+v, want %+v", tc.header, s, tc.want)
+		}
+	}
+}
