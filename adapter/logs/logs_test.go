@@ -249,7 +249,7 @@ func TestRunReaderEOFReturns(t *testing.T) {
 }
 
 // TestRunReaderWriteError: a line from the reader that cannot be written stops Run with the
-// write error, counted; empty lines are no records.
+// write error, counted; empty lines, and lines of white space only, are no records.
 func TestRunReaderWriteError(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	out := errWriter{}
@@ -265,7 +265,7 @@ func TestRunReaderWriteError(t *testing.T) {
 	}
 
 	var buf syncbuf.Buffer
-	n, err = New(Logfmt{}, &buf, WithReader(strings.NewReader("a=1\n\n\r\nb=2\n")))
+	n, err = New(Logfmt{}, &buf, WithReader(strings.NewReader("a=1\n\n\r\n \t \r\nb=2\n")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestRunReaderWriteError(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := decodeLines(t, buf.Bytes()); len(got) != 2 || got[0]["a"] != "1" || got[1]["b"] != "2" {
-		t.Errorf("output %v, want the two non-empty lines only", got)
+		t.Errorf("output %v, want the two non-blank lines only", got)
 	}
 }
 
@@ -292,9 +292,9 @@ func fuzzFormat(f *testing.F, format Format, seeds ...string) {
 			t.Fatal(err)
 		}
 		n.Line([]byte(line))
-		if len(bytes.TrimRight([]byte(line), "\r\n")) == 0 {
+		if len(bytes.TrimSpace([]byte(line))) == 0 {
 			if buf.Len() != 0 {
-				t.Fatalf("an empty line gave output %q, want none", buf.Bytes())
+				t.Fatalf("a blank line gave output %q, want none", buf.Bytes())
 			}
 			return
 		}
@@ -382,6 +382,47 @@ func TestStaticNoDuplicateKeys(t *testing.T) {
 	for _, k := range ReservedKeys {
 		if _, err := New(Logfmt{}, &buf, WithStatic(k, "x")); err == nil {
 			t.Errorf("New with static field %q succeeded", k)
+		}
+	}
+}
+
+// TestStaticKeepsTheLinesOrigFields: when the line has an orig_<key> field of its own, its field
+// of a static key is written under orig_orig_<key>: no field is dropped, no key written twice.
+func TestStaticKeepsTheLinesOrigFields(t *testing.T) {
+	var buf bytes.Buffer
+	n, err := New(Logfmt{}, &buf, WithClock(func() time.Time { return fixed }), WithStatic("source", "nginx"),
+		WithStatic("orig_env", "s"), WithStatic("env", "prod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		line string
+		want map[string]string
+	}{
+		{"orig_source=x source=app msg=hi", map[string]string{"source": "nginx", "orig_source": "x", "orig_orig_source": "app"}},
+		{"source=app orig_source=x msg=hi", map[string]string{"source": "nginx", "orig_source": "x", "orig_orig_source": "app"}},
+		{"source=a orig_source=x source=b orig_orig_source=y", map[string]string{"source": "nginx", "orig_source": "x",
+			"orig_orig_source": "y", "orig_orig_orig_source": "b"}},
+		{"msg=hi truncated=no orig_truncated=t", map[string]string{"orig_truncated": "t", "orig_orig_truncated": "no"}},
+		// orig_env is a static key too: the line's env and orig_env both move past it.
+		{"env=dev orig_env=e", map[string]string{"env": "prod", "orig_env": "s", "orig_orig_env": "dev", "orig_orig_orig_env": "e"}},
+	} {
+		buf.Reset()
+		if err := n.Line([]byte(tc.line)); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, k := range keysOf(t, bytes.TrimSpace(buf.Bytes())) {
+			if seen[k] {
+				t.Errorf("line %q: key %q written twice in %s", tc.line, k, buf.Bytes())
+			}
+			seen[k] = true
+		}
+		got := decodeLines(t, buf.Bytes())[0]
+		for k, v := range tc.want {
+			if got[k] != v {
+				t.Errorf("line %q: %s = %v, want %q (record %v)", tc.line, k, got[k], v, got)
+			}
 		}
 	}
 }

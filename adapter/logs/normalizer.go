@@ -32,7 +32,10 @@ const (
 
 // ReservedKeys are the keys the normalizer writes itself. A line's field with one of these keys,
 // or with the key of a static field (WithStatic), is written as "orig_<key>", so that no key is
-// written twice; a static field may not use one (New refuses it).
+// written twice; a static field may not use one (New refuses it). When the line has an
+// "orig_<key>" field of its own (or that is a reserved or static key too), another "orig_" is
+// prefixed until the key is free: `orig_source=x source=app` with the static source=nginx is
+// written with orig_source=x and orig_orig_source=app. No field is dropped.
 var ReservedKeys = []string{TimeKey, LevelKey, MessageKey, ParseErrorKey, TruncatedKey}
 
 // Normalizer turns log lines of one Format into structured JSON lines written through zap: one
@@ -82,16 +85,16 @@ func New(format Format, w io.Writer, opts ...Option) (*Normalizer, error) {
 }
 
 // Line normalizes and writes one line. It returns the parse error for a line that did not parse
-// (the line was still written, raw) or the write error (wrapping ErrWrite). An empty line is
-// skipped.
+// (the line was still written, raw) or the write error (wrapping ErrWrite). An empty line, or
+// one of white space only, is skipped.
 func (n *Normalizer) Line(line []byte) error {
 	return n.line(line, false)
 }
 
 func (n *Normalizer) line(line []byte, truncated bool) error {
 	line = bytes.TrimRight(line, "\r\n")
-	if len(line) == 0 {
-		return nil // an empty line carries nothing: no record
+	if len(bytes.TrimSpace(line)) == 0 {
+		return nil // an empty (or blank) line carries nothing: no record
 	}
 	fields, perr := n.format.Parse(line)
 	ent := zapcore.Entry{Level: n.o.defaultLevel}
@@ -133,6 +136,8 @@ func (n *Normalizer) normalize(fields []Field, ent *zapcore.Entry) []zap.Field {
 	var status int64
 	out := make([]zap.Field, 0, len(fields))
 	seen := make(map[string]int, len(fields))
+	var renamed map[string]string // a reserved or static key -> its orig_ key; made on first use
+	var taken map[string]bool     // the line's keys and the orig_ keys given out
 	for _, f := range fields {
 		switch {
 		case !levelSet && contains(n.o.levelFields, f.Key):
@@ -153,8 +158,22 @@ func (n *Normalizer) normalize(fields []Field, ent *zapcore.Entry) []zap.Field {
 			status, _ = f.Value.(int64)
 		}
 		key := f.Key
-		if slices.Contains(ReservedKeys, key) || slices.ContainsFunc(n.o.static, func(s Field) bool { return s.Key == key }) {
-			key = "orig_" + key
+		if n.reservedKey(key) {
+			if renamed == nil {
+				renamed, taken = map[string]string{}, make(map[string]bool, len(fields))
+				for _, f := range fields {
+					taken[f.Key] = true
+				}
+			}
+			to, ok := renamed[key]
+			if !ok {
+				to = "orig_" + key
+				for taken[to] || n.reservedKey(to) { // the line's own orig_<key> is kept
+					to = "orig_" + to
+				}
+				renamed[key], taken[to] = to, true
+			}
+			key = to
 		}
 		zf := zapField(validUTF8(key), f.Value)
 		if i, dup := seen[key]; dup {
@@ -178,6 +197,12 @@ func (n *Normalizer) normalize(fields []Field, ent *zapcore.Entry) []zap.Field {
 		}
 	}
 	return out
+}
+
+// reservedKey reports whether a line's field with key must be renamed: the normalizer or a
+// static field writes that key.
+func (n *Normalizer) reservedKey(key string) bool {
+	return slices.Contains(ReservedKeys, key) || slices.ContainsFunc(n.o.static, func(s Field) bool { return s.Key == key })
 }
 
 func contains(list []string, s string) bool {
