@@ -10,7 +10,8 @@
 // socket file left by a killed log-adapter is replaced, a live one is not; it is removed on exit). Output:
 // stdout (default) or file:PATH (appended). A line that cannot be written is an error: with stdin
 // log-adapter exits 1; with file: it logs the error to stderr and retries, keeping its position
-// before the line. -metrics ADDR serves its metrics (write errors, lines) at /metrics. SIGTERM and
+// before the line; within one run no line is written twice, but a restart while the output fails
+// may write again lines of the failed batch (at-least-once across restarts). -metrics ADDR serves its metrics (write errors, lines) at /metrics. SIGTERM and
 // SIGINT stop it; with stdin it stops at EOF.
 package main
 
@@ -292,7 +293,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 type sink struct {
 	n *logs.Normalizer
 	// retry is the batch that failed (named by its first record) and how many of its records
-	// were written before the error: a retry of it skips those, so that none is written twice.
+	// were written before the error: a retry of it skips those, so that none is written twice
+	// within one run. It is kept in memory only: after a restart the Tailer resumes from the
+	// batch's start (its -state offset), and those records are written again (at-least-once).
 	retry struct {
 		file    string
 		offset  int64
