@@ -499,3 +499,16 @@ func TestHTTPProbeHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseWithoutChecks: an Adapter without checks closes at once, with no error.
+func TestCloseWithoutChecks(t *testing.T) {
+	for range 200 {
+		a, err := health.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatalf("Close of an Adapter without checks: %v", err)
+		}
+	}
+}
