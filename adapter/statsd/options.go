@@ -86,7 +86,9 @@ func WithTCP(addr string) Option { return optionFunc(func(o *options) { o.tcp = 
 
 // WithUnixgram listens for statsd datagrams on the unix socket path ("" disables, the default).
 // A stale socket file at path (one nothing listens on, left by a killed process) is replaced; a
-// live socket or a file that is not a socket makes Run fail; the file is removed when Run returns. mode is the
+// live socket, a symbolic link or a file that is not a socket makes Run fail. Starters on one path
+// at once are serialized by an flock on path+".lock", a file created next to the socket and left
+// there. The socket file is removed when Run returns, if it is still this Exporter's. mode is the
 // socket file's permission bits (0 keeps the default 0755).
 func WithUnixgram(path string, mode uint32) Option {
 	return optionFunc(func(o *options) {

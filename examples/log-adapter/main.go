@@ -7,7 +7,8 @@
 //
 // Inputs: stdin (default), file:GLOB (followed rotation-safely with sidecar.Tailer, -state keeps
 // offsets across restarts), tcp:ADDR, udp:ADDR, unix:PATH (stream) and unixgram:PATH (a
-// socket file left by a killed log-adapter is replaced, a live one is not; it is removed on exit). Output:
+// socket file left by a killed log-adapter is replaced, a live one is not; it is removed on exit,
+// and PATH.lock, which serializes starters on PATH, is left). Output:
 // stdout (default) or file:PATH (appended). A line that cannot be written is an error: with stdin
 // log-adapter exits 1; with file: it logs the error to stderr and retries, keeping its position
 // before the line; within one run no line is written twice, but a restart while the output fails
