@@ -157,18 +157,21 @@ func (e *Elector) Run(ctx context.Context) error {
 		e.mu.Unlock()
 		lease, err := e.backend.Campaign(ctx, e.id)
 		if err != nil {
+			ue := (*UnreleasedError)(nil)
+			unreleased := errors.As(err, &ue)
 			e.mu.Lock()
+			if unreleased {
+				// Its key may come to lead (etcd restores leases when it restarts): it leads
+				// nothing. Marked before the held-back observation is shown, in the same lock, so
+				// that no subscriber sees that key as a leader.
+				e.over[ue.Lease.Term()] = true
+			}
 			e.campaignedLocked()
 			e.mu.Unlock()
 			if ctx.Err() != nil {
 				return nil
 			}
-			if ue := (*UnreleasedError)(nil); errors.As(err, &ue) {
-				// Its key may come to lead (etcd restores leases when it restarts): it leads nothing.
-				e.mu.Lock()
-				e.over[ue.Lease.Term()] = true
-				e.notifyLocked()
-				e.mu.Unlock()
+			if unreleased {
 				retry(ue.Lease)
 			}
 			attempt++

@@ -264,6 +264,17 @@ func TestUnreleasedCampaignLeaseIsNotShownAsLeader(t *testing.T) {
 		var l blockingLeader
 		e, _ := election.New(b, "a", l.run, election.WithBackoff(func(int) time.Duration { return 100 * time.Millisecond }))
 		ctx, cancel := context.WithCancel(t.Context())
+		// Every change a subscriber sees: never the stuck lease's key as a leader, not even for
+		// the moment between showing what was held back and marking the lease.
+		var seen []election.Leader
+		watched := make(chan struct{})
+		obs := e.Observe(ctx)
+		go func() {
+			defer close(watched)
+			for l := range obs {
+				seen = append(seen, l)
+			}
+		}()
 		done := make(chan error, 1)
 		go func() { done <- e.Run(ctx) }()
 		synctest.Wait()
@@ -281,6 +292,13 @@ func TestUnreleasedCampaignLeaseIsNotShownAsLeader(t *testing.T) {
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatalf("Run: %v", err)
+		}
+		<-watched
+		for _, l := range seen {
+			if l.ID == "a" && !l.Self {
+				t.Errorf("a subscriber saw the failed Campaign's lease as a leader: %+v (all: %+v)", l, seen)
+				break
+			}
 		}
 	})
 }

@@ -415,8 +415,8 @@ func (l *lease) renew(ctx context.Context, ttl time.Duration) {
 // deleted or written: this Backend never writes the key after creating it, so any event on it past
 // its creation means someone else ended or took over the term (an operator deleting it, a revoke
 // from elsewhere). The watch starts right after the creation, so no event can slip by. Whenever the
-// watch ends otherwise (no cluster leader, history compacted, closed channel), the key is read
-// (again every 100ms until a read succeeds): gone, or created or modified at another revision, ends
+// watch ends otherwise (no cluster leader, history compacted, closed channel), the key is read,
+// 100ms later and again every 100ms until a read succeeds: gone, or created or modified at another revision, ends
 // the lease; else the watch goes on from the read's revision, so etcd does not replay the history
 // since the key's creation. It returns when ctx ends or the lease has ended.
 func (l *lease) watchKey(ctx context.Context, key string, created int64) {
@@ -427,7 +427,11 @@ func (l *lease) watchKey(ctx context.Context, key string, created int64) {
 			return
 		}
 		for {
-			if ctx.Err() != nil {
+			// A pause before each read, the first too: a watch that every member refuses at once
+			// (no leader) while reads succeed would otherwise loop as fast as etcd answers.
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
 				return
 			}
 			resp, err := l.b.cli.Get(ctx, key)
@@ -442,10 +446,6 @@ func (l *lease) watchKey(ctx context.Context, key string, created int64) {
 			}
 			if ctx.Err() == nil {
 				l.b.log.Debug("read candidate key after its watch ended", zap.Error(err), zap.String("key", key))
-			}
-			select {
-			case <-time.After(100 * time.Millisecond):
-			case <-ctx.Done():
 			}
 		}
 	}

@@ -304,3 +304,38 @@ func TestBrokenKeyWatchResumesFromNow(t *testing.T) {
 		t.Fatal("lease not lost within 10s of its key being deleted after the watch resumed")
 	}
 }
+
+// TestKeyWatchBreaksArePaced: when every watch on the leader's key ends at once (a member that
+// refuses watches for want of a leader, while reads still succeed), the key is watched and read
+// again at most about ten times a second, not as fast as etcd answers (thousands a second).
+func TestKeyWatchBreaksArePaced(t *testing.T) {
+	c := etcdtest.NewServer(t)
+	admin := c.Client(t)
+	cli := etcdtest.NewClient(t, c.Endpoint(0))
+	w := &breakingWatcher{Watcher: cli.Watcher, revs: map[string][]int64{}, breakCh: make(chan struct{})}
+	cli.Watcher = w
+	b, err := etcd.New(cli, fmt.Sprintf("key-paced-%d", elections.Add(1)), etcd.WithTTL(keyTTL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := b.Campaign(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(context.Background())
+	key := firstKey(t, admin, b.Prefix())
+	w.mu.Lock()
+	close(w.breakCh) // not made again: every watch from now on ends at once
+	w.mu.Unlock()
+	time.Sleep(100 * time.Millisecond)
+	before := len(w.starts(key))
+	time.Sleep(time.Second)
+	if n := len(w.starts(key)) - before; n > 30 {
+		t.Errorf("%d key watches (each followed by a read) in 1s while every watch ends at once, want at most about 10", n)
+	}
+	select {
+	case <-l.Lost():
+		t.Fatal("lease lost while its key was untouched")
+	default:
+	}
+}
