@@ -27,11 +27,9 @@ type proxyFlags struct {
 	key                                       string // http only
 	retries                                   int
 	connectTimeout, idleTimeout               time.Duration
+	healthInterval                            time.Duration // 0: no health checks
 	verbose                                   bool
 }
-
-// healthInterval is the time between two health checks of a backend.
-const healthInterval = 2 * time.Second
 
 // keyUsage is -key's help: what ring and maglev hash, and why not the client IP by default.
 const keyUsage = `what -balancer ring or maglev hashes, so that equal keys go to the same backend: path (the
@@ -43,17 +41,19 @@ func (f *proxyFlags) register(fs *flag.FlagSet, httpMode bool) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	if httpMode {
 		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints: http://HOST[:PORT] or HOST:PORT, optionally *WEIGHT (1 to 65535) (required)")
-		fs.StringVar(&f.health, "health", "", "HTTP health-check path, GET every 2s, 2xx is healthy (default: TCP connect checks every 2s)")
+		fs.StringVar(&f.health, "health", "", "HTTP health-check path, GET every -health-interval, 2xx is healthy (default: TCP connect checks)")
 		fs.StringVar(&f.balancer, "balancer", "rr", "balancer: rr, p2c, ring or maglev (ring and maglev hash -key)")
 		fs.StringVar(&f.key, "key", "path", keyUsage)
 	} else {
-		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints HOST:PORT, optionally *WEIGHT (1 to 65535) (required);\nchecked by a TCP connect every 2s")
+		fs.StringVar(&f.backends, "backends", "", "comma-separated endpoints HOST:PORT, optionally *WEIGHT (1 to 65535) (required);\nchecked by a TCP connect every -health-interval")
 		fs.StringVar(&f.balancer, "balancer", "rr", "balancer: rr, p2c, ring or maglev (ring and maglev hash the client's IP address:\nbehind a loopback -listen, one backend takes every connection)")
 	}
 	fs.StringVar(&f.admin, "admin", "", "hook server address (probes, /metrics, /statusz); empty: none")
 	fs.IntVar(&f.retries, "retries", 2, "retries on another endpoint (idempotent HTTP requests, TCP dials)")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "endpoint dial timeout")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 10*time.Minute, "idle connection timeout")
+	fs.DurationVar(&f.healthInterval, "health-interval", 2*time.Second,
+		"time between two health checks of a backend; one failing 3 in a row takes no traffic until it passes 2.\n0 turns the checks off (a backend is then left out only when requests to it fail)")
 	fs.BoolVar(&f.verbose, "v", false, "log to stderr")
 }
 
@@ -78,6 +78,10 @@ func (f *proxyFlags) check(fs *flag.FlagSet) error {
 		return cmdline.Usagef("-connect-timeout %v: want 0 (the system's) or more", f.connectTimeout)
 	case f.idleTimeout < 0:
 		return cmdline.Usagef("-idle-timeout %v: want 0 (none) or more", f.idleTimeout)
+	case f.healthInterval < 0:
+		return cmdline.Usagef("-health-interval %v: want 0 (no health checks) or more", f.healthInterval)
+	case f.health != "" && f.healthInterval == 0:
+		return cmdline.Usagef("-health %q with -health-interval 0: the checks are off, so the path would not be used", f.health)
 	case f.health != "" && !strings.HasPrefix(f.health, "/"):
 		return cmdline.Usagef("-health %q: want a path starting with /", f.health)
 	}
@@ -144,14 +148,16 @@ func (f *proxyFlags) options(log *zap.Logger, reg prometheus.Registerer) []ambas
 		ambassador.WithRetries(f.retries), ambassador.WithConnectTimeout(f.connectTimeout),
 		ambassador.WithIdleTimeout(f.idleTimeout),
 	}
-	// Every backend is checked every 2s: with -health by GETting that path, else (and always for
-	// tcp) by opening a TCP connection. A backend failing 3 checks in a row takes no traffic until
-	// it passes 2.
-	check := ambassador.TCPCheck()
-	if f.health != "" {
-		check = ambassador.HTTPCheck(f.health, 0, nil)
+	// Every backend is checked every -health-interval (unless 0): with -health by GETting that path,
+	// else (and always for tcp) by opening a TCP connection. A backend failing 3 checks in a row
+	// takes no traffic until it passes 2.
+	if f.healthInterval > 0 {
+		check := ambassador.TCPCheck()
+		if f.health != "" {
+			check = ambassador.HTTPCheck(f.health, 0, nil)
+		}
+		opts = append(opts, ambassador.WithHealthCheck(ambassador.HealthCheck{Check: check, Interval: f.healthInterval}))
 	}
-	opts = append(opts, ambassador.WithHealthCheck(ambassador.HealthCheck{Check: check, Interval: healthInterval}))
 	if f.key != "" && f.hashes() {
 		key, _ := keyFunc(f.key) // check refused what it cannot read
 		opts = append(opts, ambassador.WithKey(key))

@@ -254,6 +254,8 @@ func TestSubcommandUsageErrors(t *testing.T) {
 		{Args: []string{"-backends", "127.0.0.1:1", "-per-try-timeout", "-1s"}, Status: 2, Stderr: "ambassador: -per-try-timeout -1s: want 0 (none) or more"},
 		{Args: []string{"-backends", "127.0.0.1:1", "-body-idle-timeout", "-1s"}, Status: 2, Stderr: "ambassador: -body-idle-timeout -1s: want 0 (none) or more"},
 		{Args: []string{"-backends", "127.0.0.1:1", "-health", "healthz"}, Status: 2, Stderr: `ambassador: -health "healthz": want a path starting with /`},
+		{Args: []string{"-backends", "127.0.0.1:1", "-health-interval", "-1s"}, Status: 2, Stderr: "ambassador: -health-interval -1s: want 0 (no health checks) or more"},
+		{Args: []string{"-backends", "127.0.0.1:1", "-health", "/healthz", "-health-interval", "0"}, Status: 2, Stderr: `ambassador: -health "/healthz" with -health-interval 0: the checks are off`},
 		{Args: []string{"-backends", "127.0.0.1:1", "-admin", "8081"}, Status: 2, Stderr: `ambassador: -admin "8081": want HOST:PORT`},
 		{Args: []string{"-backends", "127.0.0.1:1", "-listen", "8080"}, Status: 2, Stderr: `ambassador: -listen "8080": want HOST:PORT`},
 		// An address no listener can ever have is a mistake of the command line; a port in use is
@@ -282,6 +284,7 @@ func TestSubcommandUsageErrors(t *testing.T) {
 	cmdlinetest.TestExits(t, exec.Command(bin, "tcp", "-listen", "127.0.0.1:0"), []cmdlinetest.Exit{
 		{Args: []string{"-backends", "nohost"}, Status: 2, Stderr: `ambassador: -backends "nohost": ambassador: config endpoints: address "nohost" is not host:port`},
 		{Args: []string{"-backends", "127.0.0.1:1", "-max-conns", "0"}, Status: 2, Stderr: "ambassador: -max-conns 0: want 1 or more"},
+		{Args: []string{"-backends", "127.0.0.1:1", "-health-interval", "-2s"}, Status: 2, Stderr: "ambassador: -health-interval -2s: want 0 (no health checks) or more"},
 		{Args: []string{"-backends", "127.0.0.1:1,,127.0.0.1:2"}, Status: 2, Stderr: `ambassador: -backends "127.0.0.1:1,,127.0.0.1:2": empty item`},
 		{Args: []string{"-backends", "http://127.0.0.1:1"}, Status: 2, Stderr: "ambassador: -backends: http://127.0.0.1:1: a tcp backend is HOST:PORT, not a URL"},
 		{Args: []string{"-backends", "127.0.0.1:1*0"}, Status: 2, Stderr: "ambassador: -backends: 127.0.0.1:1*0: weight 0 would count as 1"},
@@ -344,17 +347,7 @@ func TestHTTPSubcommandAdmin(t *testing.T) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	var metrics string
-	ok := ambassadortest.WaitFor(t.Context(), 15*time.Second, func() bool {
-		resp, err := http.Get("http://" + admin + "/metrics")
-		if err != nil {
-			return false
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		metrics = string(body)
-		return strings.Contains(metrics, "podblocks_ambassador_requests_total")
-	})
+	metrics, ok := waitMetrics(t, admin, 15*time.Second, "podblocks_ambassador_requests_total")
 	if !ok {
 		t.Errorf("/metrics on -admin lacks podblocks_ambassador_requests_total:\n%.2000s", metrics)
 	}
@@ -371,8 +364,39 @@ func TestHTTPSubcommandAdmin(t *testing.T) {
 }
 
 // TestDefaultHealthChecks: without -health, and for tcp, a backend no connection reaches is marked
-// unavailable by the TCP connect checks, with no traffic needed to find it out.
+// unavailable by the TCP connect checks, with no traffic needed to find it out; -health-interval
+// sets how often they run.
 func TestDefaultHealthChecks(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		run      func(context.Context, []string, io.Writer) error
+		live     string
+		interval []string
+		within   time.Duration
+	}{
+		{"http", runHTTPContext, ambassadortest.NewHTTPBackend(t, "b").Addr, nil, 20 * time.Second},
+		{"tcp", runTCPContext, ambassadortest.NewTCPBackend(t, "b").Addr, nil, 20 * time.Second},
+		// Three failed checks 100ms apart: well within the 6s the default 2s would take.
+		{"http interval 100ms", runHTTPContext, ambassadortest.NewHTTPBackend(t, "b").Addr, []string{"-health-interval", "100ms"}, 4 * time.Second},
+		{"tcp interval 100ms", runTCPContext, ambassadortest.NewTCPBackend(t, "b").Addr, []string{"-health-interval", "100ms"}, 4 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dead := freeport.TCP(t) // nothing listens there
+			listen, admin := freeport.TCP(t), freeport.TCP(t)
+			start(t, tc.run, listen, append([]string{"-backends", tc.live + "," + dead, "-admin", admin}, tc.interval...)...)
+			want := `podblocks_ambassador_endpoint_available{cluster="default",endpoint="` + dead + `"} 0`
+			if metrics, ok := waitMetrics(t, admin, tc.within, want); !ok {
+				t.Errorf("/metrics lacks %s %v after start:\n%.3000s", want, tc.within, metrics)
+			}
+			http.DefaultClient.CloseIdleConnections()
+		})
+	}
+}
+
+// TestHealthIntervalZero: -health-interval 0 turns the health checks off, as they were before
+// they ran by default: a backend no connection reaches stays available (until requests to it
+// fail) past the time three checks at the default 2s would take to take it out.
+func TestHealthIntervalZero(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		run  func(context.Context, []string, io.Writer) error
@@ -382,25 +406,38 @@ func TestDefaultHealthChecks(t *testing.T) {
 		{"tcp", runTCPContext, ambassadortest.NewTCPBackend(t, "b").Addr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dead := freeport.TCP(t) // nothing listens there
+			t.Parallel()
+			dead := freeport.TCP(t)
 			listen, admin := freeport.TCP(t), freeport.TCP(t)
-			start(t, tc.run, listen, "-backends", tc.live+","+dead, "-admin", admin)
-			want := `podblocks_ambassador_endpoint_available{cluster="default",endpoint="` + dead + `"} 0`
-			var metrics string
-			ok := ambassadortest.WaitFor(t.Context(), 20*time.Second, func() bool {
-				resp, err := http.Get("http://" + admin + "/metrics")
-				if err != nil {
-					return false
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				metrics = string(body)
-				return strings.Contains(metrics, want)
-			})
-			if !ok {
-				t.Errorf("/metrics lacks %s 20s after start:\n%.3000s", want, metrics)
+			start(t, tc.run, listen, "-backends", tc.live+","+dead, "-admin", admin, "-health-interval", "0")
+			want := `podblocks_ambassador_endpoint_available{cluster="default",endpoint="` + dead + `"} 1`
+			if metrics, ok := waitMetrics(t, admin, 15*time.Second, want); !ok {
+				t.Fatalf("/metrics lacks %s:\n%.3000s", want, metrics)
+			}
+			time.Sleep(7 * time.Second)
+			if metrics, ok := waitMetrics(t, admin, 0, want); !ok {
+				t.Errorf("/metrics lacks %s 7s after start, with the checks off:\n%.3000s", want, metrics)
 			}
 			http.DefaultClient.CloseIdleConnections()
 		})
 	}
+}
+
+// waitMetrics polls admin's /metrics until it contains want, for at most within (one read when
+// within is 0), and returns the last body read and whether it contained want.
+func waitMetrics(t *testing.T, admin string, within time.Duration, want string) (string, bool) {
+	t.Helper()
+	var metrics string
+	read := func() bool {
+		resp, err := http.Get("http://" + admin + "/metrics")
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(body)
+		return strings.Contains(metrics, want)
+	}
+	ok := ambassadortest.WaitFor(t.Context(), within, read)
+	return metrics, ok
 }
