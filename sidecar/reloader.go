@@ -410,6 +410,18 @@ type watchSet struct {
 // away and made anew: the watch went with the old one), is removed, and what is needed and not
 // watched is added.
 func (r *Reloader) watch(ws *watchSet) {
+	// A watch the kernel dropped (its directory removed) is no longer in the watcher's list: the
+	// directory made anew at the path may have the old one's inode number (ext4 reuses it at
+	// once), so the stat comparison below would take it for the one watched.
+	live := map[string]bool{}
+	for _, d := range ws.w.WatchList() {
+		live[d] = true
+	}
+	for dir := range ws.dirs {
+		if !live[dir] {
+			delete(ws.dirs, dir)
+		}
+	}
 	var need []string
 	needs := map[string]os.FileInfo{}
 	add := func(dir string) {

@@ -174,3 +174,59 @@ func awaitReloads(t *testing.T, n *atomic.Uint64, want uint64, after string) {
 		t.Fatalf("%s: %d reloads in 5s (rescan an hour away), want %d", after, got, want)
 	}
 }
+
+// TestReloaderWatchesADirectoryMadeAnewWithItsInode: a directory removed and made again at once
+// often gets the old one's inode number (ext4 reuses it), so comparing the directory with the one
+// watched cannot tell that the watch went with the old one; each write after a remake must still
+// be seen at once. The old code saw the remake's write and none after it (rescan an hour away).
+func TestReloaderWatchesADirectoryMadeAnewWithItsInode(t *testing.T) {
+	d := t.TempDir()
+	conf := filepath.Join(d, "conf")
+	if err := os.Mkdir(conf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(conf, "x.conf")
+	if err := os.WriteFile(file, []byte("v0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Uint64
+	r, err := sidecar.NewReloader([]string{file}, func(context.Context) error { n.Add(1); return nil },
+		sidecar.WithPollInterval(time.Hour), sidecar.WithDebounce(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	want := uint64(0)
+	reused := 0
+	for i := 1; i <= 10; i++ {
+		before, err := os.Stat(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(conf); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(conf, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		after, err := os.Stat(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if os.SameFile(before, after) {
+			reused++
+		}
+		if err := os.WriteFile(file, []byte(fmt.Sprint("a", i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want++
+		awaitReloads(t, &n, want, fmt.Sprint("the write in remake ", i))
+		time.Sleep(30 * time.Millisecond) // past the debounce: the next write is a change of its own
+		if err := os.WriteFile(file, []byte(fmt.Sprint("b", i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want++
+		awaitReloads(t, &n, want, fmt.Sprint("a write after remake ", i))
+	}
+	t.Logf("the remade directory had the old one's inode number %d times of 10", reused)
+}
