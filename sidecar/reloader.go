@@ -222,8 +222,8 @@ func runAction(ctx context.Context, a Action, b Backoff, onErr func(attempt int,
 // ("paths not found"), and its appearance is a change that reloads. A path removed later is a
 // change too.
 //
-// The directories watched are each path that is a directory and the directory of each other one;
-// for one that does not exist, its nearest existing ancestor, whose change shows it appearing; and
+// The directories watched are each path that is a directory and the directory of each other one
+// (for a symlink to a file, the target's directory too); for one that does not exist, its nearest existing ancestor, whose change shows it appearing; and
 // the directory holding each symlink met on the way to a path, where a swap of the link shows: for
 // a Syncer's link, the root, whether the path is the link, a file under it, or one in a directory
 // under it, so each publish is seen at once and the revision it published is watched from then on;
@@ -441,6 +441,9 @@ func (r *Reloader) watch(ws *watchSet) {
 	}
 	for _, p := range r.paths {
 		add(watchDir(p))
+		if real, err := filepath.EvalSymlinks(p); err == nil && real != p {
+			add(watchDir(real)) // a symlink to a file elsewhere: its target's directory
+		}
 		for _, d := range linkDirs(p) {
 			add(d)
 		}

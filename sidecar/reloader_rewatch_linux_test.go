@@ -230,3 +230,51 @@ func TestReloaderWatchesADirectoryMadeAnewWithItsInode(t *testing.T) {
 	}
 	t.Logf("the remade directory had the old one's inode number %d times of 10", reused)
 }
+
+// TestReloaderFollowsASymlinkToAFileElsewhere: a watched path that is a symlink (or a chain of
+// them) to a file in another directory sees writes to that file at once, in place or by a rename
+// over it, also after the chain's middle link moved to another target. The old code watched the
+// directories holding the links, not the final target's: such writes waited for the rescan.
+func TestReloaderFollowsASymlinkToAFileElsewhere(t *testing.T) {
+	d := t.TempDir()
+	for _, s := range []string{"etc", "l", "data", "data2"} {
+		if err := os.Mkdir(filepath.Join(d, s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(d, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := func(target, name string) {
+		t.Helper()
+		if err := os.Symlink(target, filepath.Join(d, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("data/real.conf", "v0")
+	write("data2/real.conf", "w0")
+	link("../data/real.conf", "l/link")
+	link("../l/link", "etc/app.conf") // etc/app.conf -> l/link -> data/real.conf
+	var n atomic.Uint64
+	r, err := sidecar.NewReloader([]string{filepath.Join(d, "etc/app.conf")}, func(context.Context) error { n.Add(1); return nil },
+		sidecar.WithPollInterval(time.Hour), sidecar.WithDebounce(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	write("data/real.conf", "v1")
+	awaitReloads(t, &n, 1, "an in-place write of the chain's target")
+	link("../data2/real.conf", "l/link.new")
+	if err := os.Rename(filepath.Join(d, "l/link.new"), filepath.Join(d, "l/link")); err != nil {
+		t.Fatal(err)
+	}
+	awaitReloads(t, &n, 2, "the middle link moved to another file")
+	write("data2/real.conf.tmp", "w1")
+	if err := os.Rename(filepath.Join(d, "data2/real.conf.tmp"), filepath.Join(d, "data2/real.conf")); err != nil {
+		t.Fatal(err)
+	}
+	awaitReloads(t, &n, 3, "a rename over the new target")
+}
