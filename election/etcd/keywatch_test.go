@@ -247,11 +247,10 @@ func (w *breakingWatcher) starts(key string) []int64 {
 	return slices.Clone(w.revs[key])
 }
 
-// TestBrokenKeyWatchResumesFromNow: when the watch on the leader's key ends (here: its channel
-// closed), the key is read and the watch resumes from the read's revision, not from the key's
-// creation (which made etcd replay, on every break, all the history since the key was created);
-// the resumed watch still ends the term when the key is deleted.
-func TestBrokenKeyWatchResumesFromNow(t *testing.T) {
+// leadBehindBreakingWatcher makes a candidate lead on a fresh etcd through a client whose watches
+// go through a breakingWatcher, and returns an admin client, the watcher, the lease and its key.
+func leadBehindBreakingWatcher(t *testing.T) (*clientv3.Client, *breakingWatcher, election.Lease, string) {
+	t.Helper()
 	c := etcdtest.NewServer(t)
 	admin := c.Client(t)
 	cli := etcdtest.NewClient(t, c.Endpoint(0))
@@ -265,8 +264,16 @@ func TestBrokenKeyWatchResumesFromNow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Release(context.Background())
-	key := firstKey(t, admin, b.Prefix())
+	t.Cleanup(func() { l.Release(context.Background()) })
+	return admin, w, l, firstKey(t, admin, b.Prefix())
+}
+
+// TestBrokenKeyWatchResumesFromNow: when the watch on the leader's key ends (here: its channel
+// closed), the key is read and the watch resumes from the read's revision, not from the key's
+// creation (which made etcd replay, on every break, all the history since the key was created);
+// the resumed watch still ends the term when the key is deleted.
+func TestBrokenKeyWatchResumesFromNow(t *testing.T) {
+	admin, w, l, key := leadBehindBreakingWatcher(t)
 	if got, want := w.starts(key), []int64{int64(l.Term().Token) + 1}; !slices.Equal(got, want) {
 		t.Fatalf("key watch started at %v, want %v", got, want)
 	}
@@ -309,21 +316,7 @@ func TestBrokenKeyWatchResumesFromNow(t *testing.T) {
 // refuses watches for want of a leader, while reads still succeed), the key is watched and read
 // again at most about ten times a second, not as fast as etcd answers (thousands a second).
 func TestKeyWatchBreaksArePaced(t *testing.T) {
-	c := etcdtest.NewServer(t)
-	admin := c.Client(t)
-	cli := etcdtest.NewClient(t, c.Endpoint(0))
-	w := &breakingWatcher{Watcher: cli.Watcher, revs: map[string][]int64{}, breakCh: make(chan struct{})}
-	cli.Watcher = w
-	b, err := etcd.New(cli, fmt.Sprintf("key-paced-%d", elections.Add(1)), etcd.WithTTL(keyTTL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := b.Campaign(context.Background(), "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release(context.Background())
-	key := firstKey(t, admin, b.Prefix())
+	_, w, l, key := leadBehindBreakingWatcher(t)
 	w.mu.Lock()
 	close(w.breakCh) // not made again: every watch from now on ends at once
 	w.mu.Unlock()
