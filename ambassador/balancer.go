@@ -154,6 +154,9 @@ func (b *p2c) Pick(uint64) int {
 	return pick
 }
 
+// take counts a request sent to endpoint i without Pick (see taker).
+func (b *p2c) take(i int) { b.inflight[i].Add(1) }
+
 func (b *p2c) Done(i int) {
 	if i >= 0 && i < len(b.inflight) {
 		b.inflight[i].Add(-1)

@@ -271,7 +271,7 @@ func (c *Cluster) rebuild() {
 // Lease is one endpoint taken for one request or connection; Release it exactly once.
 type Lease struct {
 	Backend *Backend
-	bal     Balancer // nil when the balancer did not pick Backend (see acquire)
+	bal     Balancer // nil when Backend is outside the balancer's count (see acquire)
 	i       int
 }
 
@@ -296,6 +296,10 @@ func done(bal Balancer, i int) {
 	}
 }
 
+// taker is a Balancer that counts the requests in flight on each endpoint (p2c): take(i) counts
+// one more on endpoint i, for a request it did not Pick, that Done(i) ends as a picked one's.
+type taker interface{ take(i int) }
+
 // nextUntried returns the index of the first endpoint of pick after i (wrapping around) that is
 // not in tried, or -1 when all are.
 func nextUntried(pick, tried []*Backend, i int) int {
@@ -309,9 +313,11 @@ func nextUntried(pick, tried []*Backend, i int) int {
 
 // Acquire picks an endpoint for a request with hash key, avoiding those in tried when another can
 // take it (when the balancer keeps picking tried ones, the next untried endpoint in address order
-// after its last pick takes the request, so a hashing balancer's retries stay deterministic), and
-// takes a circuit-breaker slot on it (waiting, while ctx allows, if the endpoint is at its
-// concurrency limit but under its pending limit). It does not allocate.
+// after its last pick takes the request, so a hashing balancer's retries stay deterministic; a
+// built-in P2C counts that request as it counts its own picks), and takes a circuit-breaker slot on
+// it (waiting, while ctx allows, if the endpoint is at its concurrency limit but under its pending
+// limit). It does not allocate. When that last endpoint is at both its concurrency and pending
+// limits, Acquire returns ErrOverloaded without trying the other untried endpoints.
 func (c *Cluster) Acquire(ctx context.Context, key uint64, tried []*Backend) (Lease, error) {
 	return c.acquire(ctx, key, tried, true)
 }
@@ -347,10 +353,15 @@ func (c *Cluster) acquire(ctx context.Context, key uint64, tried []*Backend, wai
 				continue
 			}
 			// The last pick landed on a tried endpoint too: take the next untried one instead,
-			// if there is one, outside the balancer's count.
+			// if there is one, in the balancer's count if it keeps one (p2c), else outside it.
 			if j := nextUntried(s.pick, tried, i); j >= 0 {
 				s.bal.Done(i)
-				i, b, bal = j, s.pick[j], nil
+				i, b = j, s.pick[j]
+				if t, ok := s.bal.(taker); ok {
+					t.take(j)
+				} else {
+					bal = nil
+				}
 			}
 		}
 		if b.sem != nil {
