@@ -256,8 +256,10 @@ type oldFP struct {
 	path  string
 	fp    string
 	fpLen int64
-	done  int64
-	at    time.Time
+	// head holds the fpLen bytes fp covers, when known (see tfile.head).
+	head []byte
+	done int64
+	at   time.Time
 }
 
 type tailRun struct {
@@ -601,7 +603,8 @@ func (tf *tfile) delivered() int64 {
 // reset restarts tf at offset 0 after truncation or replacement.
 func (tf *tfile) reset(rs *tailRun) {
 	if tf.fpLen > 0 && tf.done > 0 {
-		rs.truncated = append(rs.truncated, oldFP{path: tf.path, fp: tf.fp, fpLen: tf.fpLen, done: tf.done, at: time.Now()})
+		rs.truncated = append(rs.truncated, oldFP{path: tf.path, fp: tf.fp, fpLen: tf.fpLen, head: slices.Clone(tf.head),
+			done: tf.done, at: time.Now()})
 	}
 	for _, c := range rs.files {
 		if c.copyOf == tf {
@@ -1040,7 +1043,14 @@ func (t *Tailer) copyOf(rs *tailRun, f *os.File, c *candidate) (int64, *tfile, b
 		if tf.id == c.id || tf.copyOf != nil || !tf.active || tf.f == nil || !copyName(c.path, tf.path) {
 			continue
 		}
-		if sameStart(f, c.size, tf.f) {
+		if head, ok := sameStart(f, c.size, tf.f); ok {
+			// The copy waits for tf's truncation, which tf's offset and fingerprint must tell: when
+			// tf has read nothing since its last truncation, only the bytes just compared do (a
+			// truncation and regrowth past its offset 0 before it reads would leave the copy waiting
+			// for good). Its fingerprint covers them from now on; a tf replaced since it was read is
+			// reset first (its delivered offset is not the copy's).
+			t.resetIfStartChanged(rs, tf, 0, nil)
+			tf.growFP(head)
 			return tf.done, tf, true
 		}
 		// No match: tf may have been truncated after this scan checked it, and then the copy holds
@@ -1060,30 +1070,47 @@ func (t *Tailer) copyOf(rs *tailRun, f *os.File, c *candidate) (int64, *tfile, b
 	olds = append(olds, rs.truncated...)
 	best := int64(-1)
 	for _, o := range olds {
-		if c.size < o.fpLen || !copyName(c.path, o.path) {
+		if !copyName(c.path, o.path) || o.done <= best {
 			continue
 		}
-		if fp, ok := fingerprint(f, o.fpLen); ok && fp == o.fp && o.done > best {
-			best = o.done
+		if c.size >= o.fpLen {
+			if fp, ok := fingerprint(f, o.fpLen); ok && fp == o.fp {
+				best = o.done
+			}
+			continue
+		}
+		// A copy shorter than the fingerprint: the Tailer read lines written after the copy was
+		// taken, before the truncation. It is the copy when it holds the fingerprint's bytes up to
+		// its end (at least 64, as sameStart).
+		if int64(len(o.head)) == o.fpLen && c.size >= 64 {
+			b := make([]byte, c.size)
+			if got, err := f.ReadAt(b, 0); (int64(got) == c.size || err == nil) && bytes.Equal(b, o.head[:c.size]) {
+				best = o.done
+			}
 		}
 	}
 	return best, nil, best >= 0
 }
 
 // sameStart reports whether the file f of size size begins like orig as it is now (orig may not be
-// fingerprinted or read yet).
-func sameStart(f *os.File, size int64, orig *os.File) bool {
+// fingerprinted or read yet), and returns orig's first bytes it compared.
+func sameStart(f *os.File, size int64, orig *os.File) ([]byte, bool) {
 	fi, err := orig.Stat()
 	if err != nil {
-		return false
+		return nil, false
 	}
 	n := min(size, fi.Size(), fpMax)
 	if n < 64 && (n != size || n != fi.Size() || n == 0) {
-		return false // too short to tell
+		return nil, false // too short to tell
 	}
-	fpNew, ok1 := fingerprint(f, n)
-	fpOld, ok2 := fingerprint(orig, n)
-	return ok1 && ok2 && fpNew == fpOld
+	a, b := make([]byte, n), make([]byte, n)
+	if got, err := f.ReadAt(a, 0); int64(got) < n && err != nil {
+		return nil, false
+	}
+	if got, err := orig.ReadAt(b, 0); int64(got) < n && err != nil {
+		return nil, false
+	}
+	return b, bytes.Equal(a, b)
 }
 
 // copyName reports whether path is named like a rotated copy of orig: orig followed by "." or "-"
@@ -1120,6 +1147,15 @@ func (t *Tailer) updateFP(rs *tailRun, tf *tfile, size int64) {
 	buf := rs.fpBuf[:n]
 	rs.startReads++
 	if got, err := tf.f.ReadAt(buf, 0); int64(got) < n && err != nil {
+		return
+	}
+	tf.growFP(buf)
+}
+
+// growFP makes buf, the file's first bytes as they are now, what tf's fingerprint covers, when they
+// are more than it covers and begin with them.
+func (tf *tfile) growFP(buf []byte) {
+	if int64(len(buf)) <= tf.fpLen {
 		return
 	}
 	// Extend the fingerprint only if the bytes it covers are unchanged: the file may have been
