@@ -41,7 +41,7 @@ func (f *proxyFlags) endpoints(httpMode bool) ([]ambassador.Endpoint, error) {
 		}
 		if _, _, err := net.SplitHostPort(addr); err == nil {
 			// The port's own message; ParseEndpoints names what is no HOST:PORT at all.
-			if err := checkPort("-backends", addr, 1); err != nil {
+			if err := cmdline.AddrFrom("-backends", addr, 1); err != nil {
 				return nil, err
 			}
 		}
@@ -114,9 +114,3 @@ func andList(items []string) string {
 	}
 	return strings.Join(items, "")
 }
-
-// checkPort refuses addr, the HOST:PORT (or an item of it) of flag name, when its port is not one
-// net.Listen or net.Dial could ever use: not a number from min (0 for a listener: any free port; 1
-// for a backend) to 65535, nor a service name. Such an address is a command-line mistake (exit 2),
-// where a port in use, or a host with no such interface, is a failure of the moment (exit 1).
-func checkPort(name, addr string, min int) error { return cmdline.AddrFrom(name, addr, min) }

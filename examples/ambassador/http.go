@@ -63,11 +63,11 @@ func (f *proxyFlags) hashes() bool { return f.balancer == "ring" || f.balancer =
 // check refuses the values of the shared flags that the proxy cannot use, or (a negative timeout
 // reads as none) would read otherwise than they say; fs parsed them.
 func (f *proxyFlags) check(fs *flag.FlagSet) error {
-	if err := checkPort("-listen", f.listen, 0); err != nil {
+	if err := cmdline.Addr("-listen", f.listen); err != nil {
 		return err
 	}
 	if f.admin != "" {
-		if err := checkPort("-admin", f.admin, 0); err != nil {
+		if err := cmdline.Addr("-admin", f.admin); err != nil {
 			return err
 		}
 	}
