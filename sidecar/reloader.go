@@ -448,30 +448,15 @@ func (r *Reloader) watch(ws *watchSet) {
 			add(d)
 		}
 	}
-	needed := func(fi os.FileInfo) bool {
-		for _, n := range needs {
-			if os.SameFile(n, fi) {
-				return true
-			}
-		}
-		return false
-	}
 	for dir, fi := range ws.dirs {
-		if now, err := os.Stat(dir); !needed(fi) || err != nil || !os.SameFile(fi, now) {
+		if now, err := os.Stat(dir); !holdsSame(needs, fi) || err != nil || !os.SameFile(fi, now) {
 			_ = ws.w.Remove(dir) // the watcher dropped it already when the directory went
 			delete(ws.dirs, dir)
 		}
 	}
-	watched := func(fi os.FileInfo) bool {
-		for _, w := range ws.dirs {
-			if os.SameFile(w, fi) {
-				return true // under another path (a bind mount): one watch is enough
-			}
-		}
-		return false
-	}
 	for _, dir := range need {
-		if fi := needs[dir]; !watched(fi) {
+		// Watched already under another path (a bind mount): one watch is enough.
+		if fi := needs[dir]; !holdsSame(ws.dirs, fi) {
 			if err := ws.w.Add(dir); err != nil {
 				if !ws.failed[dir] {
 					ws.failed[dir] = true
@@ -483,6 +468,16 @@ func (r *Reloader) watch(ws *watchSet) {
 			ws.dirs[dir] = fi
 		}
 	}
+}
+
+// holdsSame reports whether m holds a directory that is fi (os.SameFile).
+func holdsSame(m map[string]os.FileInfo, fi os.FileInfo) bool {
+	for _, d := range m {
+		if os.SameFile(d, fi) {
+			return true
+		}
+	}
+	return false
 }
 
 // linkDirs returns the directories, with symlinks resolved, that hold a symlink met when p is
