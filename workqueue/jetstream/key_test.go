@@ -101,7 +101,7 @@ func TestKeyRoom(t *testing.T) {
 	limit := int(nc.MaxPayload())
 	keys := []string{" pad ", "a\r\nbc", "\x01", "é€"}
 	for i, key := range keys {
-		n := largestTaken(ctx, t, probe, key, limit)
+		n := largestTaken(ctx, t, probe, key, limit, largestAdd(limit, key))
 		if want := largestAdd(limit, key); n != want {
 			t.Errorf("Add takes up to %d bytes with key %q (max_payload %d), want %d", n, key, limit, want)
 		}
