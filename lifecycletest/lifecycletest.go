@@ -21,11 +21,13 @@ type Running struct {
 	done   chan struct{}
 	err    error
 	once   sync.Once
+	stop   error // what the first Stop returned
 }
 
 // Start runs c in the background until Stop or the end of the test. At cleanup it cancels c's context
 // and fails the test if c does not return within DefaultStopTimeout or returns an error: the
-// component contract says Run returns nil when its ctx ended it.
+// component contract says Run returns nil when its ctx ended it. If the test called Stop itself,
+// cleanup reports nothing more: Stop's result was the test's to check.
 func Start(t testing.TB, c lifecycle.Component) *Running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -36,7 +38,8 @@ func Start(t testing.TB, c lifecycle.Component) *Running {
 	}()
 	t.Cleanup(func() {
 		t.Helper()
-		if err := r.Stop(DefaultStopTimeout); err != nil {
+		// A Stop the test called itself has already given the test its result.
+		if first, err := r.stopOnce(DefaultStopTimeout); first && err != nil {
 			t.Errorf("lifecycletest: %v", err)
 		}
 	})
@@ -52,8 +55,16 @@ func (r *Running) Err() error { return r.err }
 // Stop cancels the component and waits up to timeout for Run to return. It returns an error if Run
 // did not return in time or returned an error. Calls after the first return the first's result.
 func (r *Running) Stop(timeout time.Duration) error {
-	var err error
+	_, err := r.stopOnce(timeout)
+	return err
+}
+
+// stopOnce is Stop, also reporting whether this call was the first.
+func (r *Running) stopOnce(timeout time.Duration) (first bool, _ error) {
 	r.once.Do(func() {
+		first = true
+		var err error
+		defer func() { r.stop = err }()
 		r.cancel()
 		t := time.NewTimer(timeout)
 		defer t.Stop()
@@ -66,7 +77,7 @@ func (r *Running) Stop(timeout time.Duration) error {
 			err = fmt.Errorf("run did not return within %v of its context being cancelled", timeout)
 		}
 	})
-	return err
+	return first, r.stop
 }
 
 // WaitReady waits up to timeout for r to become ready and fails the test otherwise.

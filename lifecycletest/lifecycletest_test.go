@@ -25,8 +25,12 @@ func TestStopReportsContractViolations(t *testing.T) {
 	}
 
 	bad := lifecycletest.Start(t, lifecycle.Func(func(ctx context.Context) error { <-ctx.Done(); return errors.New("boom") }))
-	if err := bad.Stop(time.Second); err == nil {
+	first := bad.Stop(time.Second)
+	if first == nil {
 		t.Error("component returning an error after cancel: Stop returned nil")
+	}
+	if again := bad.Stop(time.Second); again == nil || again.Error() != first.Error() {
+		t.Errorf("second Stop returned %v; want the first's result, %v", again, first)
 	}
 
 	release := make(chan struct{})
