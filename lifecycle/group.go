@@ -158,7 +158,9 @@ func (g *Group) Statusz() (string, []string, [][]string) {
 
 // Run starts the components and blocks until ctx is done or a component returns; then it stops them in
 // reverse order. It returns nil when ctx ended it and every component returned nil; otherwise the
-// errors, each a *ComponentError, joined.
+// errors, each a *ComponentError, joined. A component that returns nil before ctx ended stops the
+// group too, and is reported as ErrReturned: components run until they are stopped, so one that
+// finishes on its own is a failure (the process should not exit 0 as if it had been asked to).
 //
 // Each component runs with a context that carries ctx's values but is cancelled only by the group,
 // so that the group controls the order of stopping.
@@ -246,8 +248,11 @@ start:
 		}
 	}
 	if m := firstExit.Load(); m != nil && m != startFailed {
-		if m.err != nil {
+		switch {
+		case m.err != nil:
 			errs = append(errs, &ComponentError{Name: m.name, Phase: "run", Err: m.err})
+		case ctx.Err() == nil: // returned on its own, not because ctx ended
+			errs = append(errs, &ComponentError{Name: m.name, Phase: "run", Err: ErrReturned})
 		}
 		log.Info("component returned; stopping the group", zap.String("component", m.name), zap.Error(m.err))
 	}

@@ -266,3 +266,29 @@ func TestGroupAddValidates(t *testing.T) {
 		t.Error("second Run = nil, want an error")
 	}
 }
+
+// A component that returns nil on its own, before ctx ended, stops the group and is reported: the
+// group does not end with nil as if it had been asked to stop.
+func TestGroupComponentReturningNilIsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		var g Group
+		a := newFake("a", rec)
+		a.readyAfter = 0
+		_ = g.Add("a", a)
+		_ = g.Add("x", Func(func(ctx context.Context) error {
+			time.Sleep(time.Second)
+			rec.add("return x")
+			return nil
+		}))
+		err := g.Run(context.Background())
+		var ce *ComponentError
+		if !errors.As(err, &ce) || ce.Name != "x" || ce.Phase != "run" || !errors.Is(err, ErrReturned) {
+			t.Fatalf("Run = %v, want x's ErrReturned", err)
+		}
+		want := []string{"start a", "return x", "stop a"}
+		if diff := cmp.Diff(want, rec.get()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+	})
+}
