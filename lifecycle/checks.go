@@ -47,7 +47,9 @@ type Check struct {
 	Name string
 	// Func reports the check's health: nil is healthy, an error says why not.
 	Func func(ctx context.Context) error
-	// Timeout bounds one call of Func. Zero means DefaultCheckTimeout.
+	// Timeout bounds one call of Func. Zero means DefaultCheckTimeout. A call that outlives its
+	// Timeout (a Func that ignores its context) fails every probe with "timed out after <Timeout>"
+	// until it returns; no second call of the check starts meanwhile.
 	Timeout time.Duration
 	// Interval, when positive, runs Func in the background every Interval (while the server runs) and
 	// answers probes from the last result; a check that has not run yet fails with "not yet run".
@@ -66,28 +68,50 @@ var errNotYetRun = errors.New("not yet run")
 
 type check struct {
 	Check
-	mu   sync.Mutex
-	last checkResult // for Interval checks: the answer; for others: the last request's, for /statusz
+	mu     sync.Mutex
+	last   checkResult // for Interval checks: the answer; for others: the last request's, for /statusz
+	flight *flight     // the call of Func still running, if any
 }
 
-func (c *check) run(ctx context.Context) checkResult {
-	ctx, cancel := context.WithTimeout(ctx, orDefault(c.Timeout, DefaultCheckTimeout))
-	defer cancel()
+// flight is one call of a check's Func. While it runs, no other call of the same check starts: probes
+// wait for it until its deadline and then answer "timed out", so a Func that ignores its context
+// holds one goroutine, not one per probe.
+type flight struct {
+	done     chan struct{}
+	err      error // written before done is closed
+	deadline time.Time
+}
+
+func (c *check) run(ctx context.Context, calls *checkCalls) checkResult {
+	timeout := orDefault(c.Timeout, DefaultCheckTimeout)
 	start := time.Now()
-	done := make(chan error, 1) // buffered: the check may finish after we stopped waiting
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				done <- fmt.Errorf("check panicked: %v", r)
-			}
+	c.mu.Lock()
+	f := c.flight
+	if f == nil {
+		f = &flight{done: make(chan struct{}), deadline: start.Add(timeout)}
+		c.flight = f
+		calls.start(f, c.Name)
+		fctx, cancel := context.WithDeadline(ctx, f.deadline)
+		go func() {
+			defer cancel()
+			err := callCheck(fctx, c.Func)
+			c.mu.Lock()
+			c.flight = nil
+			f.err = err
+			close(f.done)
+			c.mu.Unlock()
+			calls.end(f)
 		}()
-		done <- c.Func(ctx)
-	}()
+	}
+	c.mu.Unlock()
+	wctx, cancel := context.WithDeadline(ctx, f.deadline)
+	defer cancel()
 	var err error
 	select {
-	case err = <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("timed out after %v", orDefault(c.Timeout, DefaultCheckTimeout))
+	case <-f.done:
+		err = f.err
+	case <-wctx.Done():
+		err = fmt.Errorf("timed out after %v", timeout)
 	}
 	r := checkResult{err: err, at: start, took: time.Since(start)}
 	c.mu.Lock()
@@ -96,7 +120,75 @@ func (c *check) run(ctx context.Context) checkResult {
 	return r
 }
 
-func (c *check) result(ctx context.Context) checkResult {
+// callCheck calls f, turning a panic into an error.
+func callCheck(ctx context.Context, f func(context.Context) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("check panicked: %v", r)
+		}
+	}()
+	return f(ctx)
+}
+
+// checkCalls counts the calls of check Funcs still running, so that Server.Run can wait for them.
+// The zero value is ready to use.
+type checkCalls struct {
+	mu      sync.Mutex
+	running map[*flight]string // check name
+	idle    chan struct{}      // closed when running empties; nil when nobody waits
+}
+
+func (t *checkCalls) start(f *flight, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.running == nil {
+		t.running = map[*flight]string{}
+	}
+	t.running[f] = name
+}
+
+func (t *checkCalls) end(f *flight) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.running, f)
+	if len(t.running) == 0 && t.idle != nil {
+		close(t.idle)
+		t.idle = nil
+	}
+}
+
+// wait waits up to d for every call to return, and returns the names of the checks whose calls are
+// still running then.
+func (t *checkCalls) wait(d time.Duration) []string {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		t.mu.Lock()
+		if len(t.running) == 0 {
+			t.mu.Unlock()
+			return nil
+		}
+		if t.idle == nil {
+			t.idle = make(chan struct{})
+		}
+		idle := t.idle
+		t.mu.Unlock()
+		select {
+		case <-idle:
+		case <-timer.C:
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			var names []string
+			for _, n := range t.running {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return names
+		}
+	}
+}
+
+func (c *check) result(ctx context.Context, calls *checkCalls) checkResult {
 	if c.Interval > 0 {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -105,7 +197,7 @@ func (c *check) result(ctx context.Context) checkResult {
 		}
 		return c.last
 	}
-	return c.run(ctx)
+	return c.run(ctx, calls)
 }
 
 func (c *check) lastResult() checkResult {
@@ -129,7 +221,7 @@ func (s *Server) serveProbe(p Probe, w http.ResponseWriter, r *http.Request) {
 	if name != "" {
 		for _, c := range checks {
 			if c.Name == name {
-				if res := c.result(r.Context()); res.err != nil {
+				if res := c.result(r.Context(), &s.calls); res.err != nil {
 					http.Error(w, fmt.Sprintf("internal server error: %v", res.err), http.StatusInternalServerError)
 					return
 				}
@@ -159,7 +251,7 @@ func (s *Server) serveProbe(p Probe, w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(&b, "[+]%s excluded: ok\n", c.Name)
 			continue
 		}
-		if res := c.result(r.Context()); res.err != nil {
+		if res := c.result(r.Context(), &s.calls); res.err != nil {
 			failed = true
 			fmt.Fprintf(&b, "[-]%s failed: %v\n", c.Name, res.err)
 		} else {

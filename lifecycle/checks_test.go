@@ -2,11 +2,14 @@ package lifecycle_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/podblocks/podblocks/lifecycle"
+	"github.com/podblocks/podblocks/lifecycletest"
 )
 
 // TestCheckTimeoutBounds: a check's Timeout is its answer's bound. A Func that ignores its ctx
@@ -50,4 +53,75 @@ func TestCheckTimeoutBounds(t *testing.T) {
 	if code, body := do(t, "GET", base+"/livez/deafa", ""); code != 500 || body != "internal server error: timed out after 100ms\n" {
 		t.Errorf("GET /livez/deafa = %d %q, want 500 timed out after 100ms", code, body)
 	}
+}
+
+// TestStuckCheckHoldsOneCall: a Func that ignores its context and never returns is called once, not
+// once per probe: later probes answer "timed out" from the call still running. Run does not wait for
+// it longer than the safety margin.
+func TestStuckCheckHoldsOneCall(t *testing.T) {
+	const margin = 200 * time.Millisecond
+	srv := newServer(t, lifecycle.WithSafetyMargin(margin))
+	release := make(chan struct{})
+	var calls atomic.Int32
+	must(t, srv.AddCheck(lifecycle.Livez, lifecycle.Check{Name: "deaf", Timeout: 50 * time.Millisecond,
+		Func: func(context.Context) error {
+			calls.Add(1)
+			<-release // ignores its ctx
+			return nil
+		}}))
+	r := lifecycletest.Start(t, srv)
+	lifecycletest.WaitReady(t, srv, 5*time.Second)
+	base := "http://" + srv.Addr()
+	for range 20 {
+		if code, body := do(t, "GET", base+"/livez/deaf", ""); code != 500 || body != "internal server error: timed out after 50ms\n" {
+			t.Fatalf("GET /livez/deaf = %d %q, want 500 timed out after 50ms", code, body)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("20 probes of a check stuck in its first call called it %d times, want 1", n)
+	}
+	start := time.Now()
+	err := r.Stop(10 * time.Second)
+	took := time.Since(start)
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Slack for a loaded machine: Run waits the margin, not for the stuck call.
+	if took > margin+3*time.Second {
+		t.Errorf("Run took %v to return with a check stuck for good, want about the %v margin", took, margin)
+	}
+}
+
+// TestServerRunWaitsForChecks: a check call still running when the server stops (its context
+// cancelled) is waited for: Run returns after it.
+func TestServerRunWaitsForChecks(t *testing.T) {
+	srv := newServer(t)
+	started := make(chan struct{})
+	var returned atomic.Bool
+	must(t, srv.AddCheck(lifecycle.Livez, lifecycle.Check{Name: "slow", Timeout: time.Minute,
+		Func: func(ctx context.Context) error {
+			close(started)
+			<-ctx.Done()
+			time.Sleep(200 * time.Millisecond) // cleaning up after cancellation
+			returned.Store(true)
+			return ctx.Err()
+		}}))
+	r := lifecycletest.Start(t, srv)
+	lifecycletest.WaitReady(t, srv, 5*time.Second)
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		if resp, err := http.Get("http://" + srv.Addr() + "/livez"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	if err := r.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !returned.Load() {
+		t.Error("Server.Run returned while a check it called was still running")
+	}
+	<-probed
 }

@@ -55,6 +55,7 @@ type Server struct {
 	priority  atomic.Value // string
 	addr      atomic.Value // string
 	ready     chan struct{}
+	calls     checkCalls // check Funcs still running
 }
 
 type namedValue struct {
@@ -213,7 +214,10 @@ func (s *Server) startedCheck() *check {
 	}}}
 }
 
-// Run listens and serves until ctx is done, then shuts the listener down gracefully.
+// Run listens and serves until ctx is done, then shuts the listener down gracefully. It returns once
+// the check Funcs it called have returned, or once the safety margin (WithSafetyMargin, default
+// DefaultSafetyMargin) has passed since the listener shut down: a Func that ignores its cancelled
+// context is then left running (at most one call per check) and named in a warning in the log.
 func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running {
@@ -259,7 +263,7 @@ func (s *Server) Run(ctx context.Context) error {
 			t := time.NewTicker(c.Interval)
 			defer t.Stop()
 			for {
-				c.run(ctx)
+				c.run(ctx, &s.calls)
 				select {
 				case <-ctx.Done():
 					return
@@ -286,6 +290,12 @@ func (s *Server) Run(ctx context.Context) error {
 		err = fmt.Errorf("lifecycle: hook server: %w", err)
 	}
 	wg.Wait()
+	// Every check's context is cancelled by now. A Func that ignores its context cannot be stopped:
+	// wait for it up to the safety margin, the time kept back for stopping, then leave it running
+	// and say which check it is, rather than hold the pod until the kubelet kills it.
+	if stuck := s.calls.wait(s.opts.margin); len(stuck) > 0 {
+		s.log.Warn("health checks still running after the hook server stopped; not waiting for them", zap.Strings("checks", stuck), zap.Duration("waited", s.opts.margin))
+	}
 	return err
 }
 
