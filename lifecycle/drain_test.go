@@ -303,3 +303,85 @@ func TestHTTPServerRunWaitsForHandlers(t *testing.T) {
 		t.Error("Run returned while a handler was still running")
 	}
 }
+
+// A request cut off at the drain deadline gets the answer its handler writes on cancellation, not
+// an empty reply.
+func TestDrainLetsCancelledHandlersAnswer(t *testing.T) {
+	var inflight atomic.Int64
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inflight.Add(1)
+		<-r.Context().Done()
+		http.Error(w, "cut off", http.StatusServiceUnavailable)
+	})
+	rig := startApp(t, handler, lifecycle.WithPropagationDelay(0),
+		lifecycle.WithGracePeriod(time.Second), lifecycle.WithSafetyMargin(500*time.Millisecond))
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	answers := make(chan answer, 1)
+	go func() {
+		resp, err := http.Get(rig.appURL + "/")
+		if err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		answers <- answer{resp.StatusCode, string(b), err}
+	}()
+	await.True(t, "the request to reach the handler", 5*time.Second, func() bool { return inflight.Load() > 0 })
+	rig.app.Drain()
+	if a := <-answers; a.err != nil || a.code != 503 || a.body != "cut off\n" {
+		t.Errorf("request cut off at the deadline: %d %q %v, want 503 \"cut off\"", a.code, a.body, a.err)
+	}
+}
+
+// A drain that starts while an earlier component is still starting stops the App at once: the
+// HTTPServer not started yet has nothing to drain.
+func TestDrainWhileStartingStopsAtOnce(t *testing.T) {
+	hooksLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	app, err := lifecycle.NewApp(lifecycle.WithListener(hooksLn), lifecycle.WithSignals(), lifecycle.WithPropagationDelay(0),
+		lifecycle.WithGracePeriod(4*time.Second), lifecycle.WithSafetyMargin(time.Second))
+	must(t, err)
+	var starting atomic.Bool
+	must(t, app.Add("never-ready", &neverReady{running: &starting}))
+	hs, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: http.NotFoundHandler()}, appLn)
+	must(t, err)
+	must(t, app.Add("app", hs))
+	done := make(chan error, 1)
+	go func() { done <- app.Run(context.Background()) }()
+	await.True(t, "the first component to start", 5*time.Second, starting.Load)
+	start := time.Now()
+	app.Drain()
+	select {
+	case err := <-done:
+		// The 3 s the old code waited (grace minus margin) is far above a loaded machine's slack.
+		if took := time.Since(start); took > 1500*time.Millisecond {
+			t.Errorf("Run returned %v after Drain, want at once", took)
+		}
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Drain")
+	}
+	if c, err := net.Dial("tcp", appLn.Addr().String()); err == nil {
+		c.Close()
+		t.Error("the HTTP server not started before the drain still accepts connections")
+	}
+}
+
+// neverReady is a Readier that never becomes ready.
+type neverReady struct{ running *atomic.Bool }
+
+func (n *neverReady) Ready() <-chan struct{} { return nil }
+func (n *neverReady) Run(ctx context.Context) error {
+	n.running.Store(true)
+	<-ctx.Done()
+	return nil
+}

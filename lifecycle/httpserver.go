@@ -17,6 +17,11 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 )
 
+// CancelAnswerTime is how long HTTPServer.Shutdown, at its deadline, lets the handlers whose request
+// context it has just cancelled write their answer before it closes their connections. An App takes
+// it from the safety margin.
+const CancelAnswerTime = 250 * time.Millisecond
+
 // HTTPServer runs an *http.Server as a Component that an App can drain: Shutdown stops accepting,
 // waits for in-flight requests until its ctx ends, then cancels the requests' base context and closes
 // what is left.
@@ -32,6 +37,9 @@ type HTTPServer struct {
 	shutOnce   sync.Once
 	shutErr    error
 	shutDone   chan struct{}
+
+	startMu sync.Mutex
+	started bool // Run has begun; once Shutdown ran first, Run does not serve
 
 	handlersMu   sync.Mutex
 	handlersCond *sync.Cond
@@ -108,6 +116,15 @@ func (h *HTTPServer) Addr() string { return h.boundAddr.Load().(string) }
 // Run returns only after every handler call has returned, so a handler that ignores its request's
 // context keeps Run from returning.
 func (h *HTTPServer) Run(ctx context.Context) error {
+	h.startMu.Lock()
+	h.started = true
+	h.startMu.Unlock()
+	select {
+	case <-h.shutDone: // shut down before it started: nothing to serve, nothing to drain
+		<-ctx.Done()
+		return nil
+	default:
+	}
 	ln := h.ln
 	if ln == nil {
 		var err error
@@ -151,10 +168,25 @@ func (h *HTTPServer) Run(ctx context.Context) error {
 
 // Shutdown stops accepting connections, closes idle ones and waits for in-flight requests (HTTP/1.1
 // and HTTP/2, which get a GOAWAY) until ctx ends; then it cancels the context of the requests still
-// running and closes their connections. It is idempotent; calls after the first wait for it and
-// return its result.
+// running, waits up to CancelAnswerTime more for their handlers to answer, and closes the
+// connections still open. It is idempotent; calls after the first wait for it and
+// return its result. Shutdown of a server whose Run has not begun (an App drained while an earlier
+// component is still starting) returns nil at once, and that server's Run then never serves: it
+// waits for its context and returns nil.
 func (h *HTTPServer) Shutdown(ctx context.Context) error {
+	h.startMu.Lock()
+	if !h.started {
+		h.shutOnce.Do(func() {
+			if h.ln != nil {
+				h.ln.Close() // NewHTTPServerListener's: Run will not serve on it
+			}
+			close(h.shutDone)
+		})
+	}
+	h.startMu.Unlock()
 	select {
+	case <-h.shutDone:
+		return h.shutErr
 	case <-h.ready:
 	case <-ctx.Done():
 		return ctx.Err()
@@ -162,7 +194,12 @@ func (h *HTTPServer) Shutdown(ctx context.Context) error {
 	h.shutOnce.Do(func() {
 		err := h.srv.Shutdown(ctx)
 		if err != nil {
+			// Handlers that watch their request's context get a moment to answer (a 503, say)
+			// before their connections are closed under them.
 			h.cancelBase()
+			actx, cancel := context.WithTimeout(context.Background(), CancelAnswerTime)
+			_ = h.srv.Shutdown(actx)
+			cancel()
 			h.srv.Close()
 		}
 		h.shutErr = err
