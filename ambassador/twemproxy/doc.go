@@ -83,6 +83,20 @@
 // 0.0.0.0:22121 beside 127.0.0.2:22121, or :::22121 (::) beside any host on port 22121 (see
 // [Server.Reload]).
 //
+// fragments counts the parts multi-key requests are split into (a request sent whole counts none);
+// nutcracker 0.5.0 declares the field but never increments it, so its document always says 0.
+//
+// A server connection that ends while no request is in flight on it (the server closed it idle:
+// redis's own "timeout", a restart between requests) is not counted toward server_failure_limit,
+// where nutcracker counts every close of a server connection as a failure. That spares a server an
+// ejection for closing idle connections, but a server that died while idle is ejected here only
+// when a request fails on it: with server_failure_limit 1, one client request more gets an error
+// before the ejection than under nutcracker (one per server_failure_limit consecutive failures).
+// A connection made to a server while it is ejected, for requests placed on it just before its
+// ejection by clients that raced with it, does not count toward another ejection while the server
+// is ejected: nutcracker fails such requests with the connection that ejected it, and counts one
+// ejection.
+//
 // tcpkeepalive sets SO_KEEPALIVE on client connections with the kernel's timing
 // (net.ipv4.tcp_keepalive_*), as nutcracker does, and also on server connections, which nutcracker
 // 0.5.0 leaves without it: there Go's 15 s idle time and interval apply, so that a server that
@@ -103,7 +117,9 @@
 // connected. On Reload, pools that keep their listen address keep their client connections; the
 // replaced servers' connections finish the requests already sent to them (up to twice the pool's
 // timeout, or 30s, or until the pool closes) and are then closed. Reload does not wait for them;
-// Run does.
+// Run does. Meanwhile they count in the stats of the server of the same name and address in the
+// new configuration (their connection, out_queue, responses, timeouts), and their failures count
+// toward its ejection from the new distribution, by the new configuration's limits.
 //
 // # Concurrency
 //

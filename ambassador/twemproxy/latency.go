@@ -60,14 +60,6 @@ func (st *serverResponseTimes) publish(t *responseTimes) {
 	t.sum, t.touched = 0, 0
 }
 
-// carry adds old's counts to st's.
-func (st *serverResponseTimes) carry(old *serverResponseTimes) {
-	for i := range st.n {
-		st.n[i].Add(old.n[i].Load())
-	}
-	st.sum.Add(old.sum.Load())
-}
-
 // histogram returns st as Prometheus' histogram: the count, the sum in seconds and the cumulative
 // count of each bucket by its upper bound in seconds.
 func (st *serverResponseTimes) histogram() (count uint64, sum float64, buckets map[float64]uint64) {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,22 +184,25 @@ type poolState struct {
 	rebuildMu   sync.Mutex
 
 	poller       *clientPoller // the pool's, which reads the server sessions' replies too; nil: their goroutines do
+	p            *pool         // the pool, whose current state a failure ejects from (see failure)
 	serverEjects *atomic.Int64 // the pool's counter (survives reloads)
 	conns        *connCounts   // the server's count of connections
 	log          *zap.Logger
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx          context.Context
+	cancel       context.CancelFunc
+	healthCancel context.CancelFunc // ends the health checks: retire ends them at once
+	wg           sync.WaitGroup
 }
 
-func newPoolState(cfg *PoolConfig, proto Protocol, ejects *atomic.Int64, conns *connCounts, log *zap.Logger) *poolState {
-	st := &poolState{cfg: cfg, proto: proto, serverEjects: ejects, conns: conns, log: log}
+func newPoolState(p *pool, cfg *PoolConfig) *poolState {
+	st := &poolState{cfg: cfg, proto: p.proto, p: p, serverEjects: &p.serverEjects, conns: p.conns, log: p.log}
 	for i, sc := range cfg.Servers {
-		s := &server{cfg: sc, idx: i}
+		s := &server{cfg: sc, idx: i, serverCore: new(serverCore)}
 		for range cfg.ServerConnections {
 			s.conns = append(s.conns, newServerConn(s, st))
 		}
+		s.serverCore.conns = slices.Clone(s.conns)
 		st.servers = append(st.servers, s)
 	}
 	st.placer.Store(NewPlacer(cfg, nil))
@@ -208,6 +212,8 @@ func newPoolState(cfg *PoolConfig, proto Protocol, ejects *atomic.Int64, conns *
 // start launches the server connections and health checks; they run until stop or parent ends.
 func (st *poolState) start(parent context.Context) {
 	st.ctx, st.cancel = context.WithCancel(parent)
+	var health context.Context
+	health, st.healthCancel = context.WithCancel(st.ctx)
 	for _, s := range st.servers {
 		for _, sc := range s.conns {
 			st.wg.Add(1)
@@ -215,14 +221,18 @@ func (st *poolState) start(parent context.Context) {
 		}
 		if st.cfg.HealthCheckInterval > 0 {
 			st.wg.Add(1)
-			go func() { defer st.wg.Done(); st.healthLoop(s) }()
+			go func() { defer st.wg.Done(); st.healthLoop(health, s) }()
 		}
 	}
 }
 
 // retire closes the server connections after their queued and in-flight requests are answered;
-// after grace, whatever is left is cut off. It returns when everything has exited.
+// after grace, whatever is left is cut off. Its health checks end at once: the new state's check
+// the servers. It returns when everything has exited, with the connections' counters moved to the
+// servers' totals (see ended).
 func (st *poolState) retire(grace time.Duration) {
+	st.healthCancel()
+	defer st.ended()
 	for _, s := range st.servers {
 		for _, sc := range s.conns {
 			sc.close()
@@ -415,6 +425,14 @@ func addConn(set []*serverConn, sc *serverConn) []*serverConn {
 	return append(set, sc)
 }
 
+// ended moves the counters of st's connections, which have all exited, to their servers' totals,
+// which the servers of the pool's other states share (see carry).
+func (st *poolState) ended() {
+	for _, s := range st.servers {
+		s.retire(s.conns)
+	}
+}
+
 // place returns the index of key's server.
 func (st *poolState) place(key []byte) (int, error) {
 	var now int64
@@ -470,22 +488,57 @@ func (st *poolState) rebuild() {
 }
 
 // failure records a failed exchange with s; with auto_eject_hosts, server_failure_limit
-// consecutive failures eject s for server_retry_timeout.
+// consecutive failures eject s for server_retry_timeout. It counts in the pool's current state, by
+// its configuration, also when st is a state a reload replaced that still drains: s is then the
+// current state's server of the same identity (they share their serverCore), or one the pool no
+// longer has, whose failure ejects nothing.
 func (st *poolState) failure(s *server) {
-	if !st.cfg.AutoEjectHosts || st.ctx.Err() != nil {
+	if st.ctx.Err() != nil {
 		return
 	}
-	if n := s.failures.Add(1); int(n) < st.cfg.ServerFailureLimit {
+	cur := st.current()
+	if cur != st && !cur.has(s.serverCore) {
+		return
+	}
+	cfg := cur.cfg
+	if !cfg.AutoEjectHosts {
+		return
+	}
+	if n := s.failures.Add(1); int(n) < cfg.ServerFailureLimit {
 		return
 	}
 	s.failures.Store(0)
 	now := time.Now()
-	s.nextRetry.Store(now.Add(st.cfg.ServerRetryTimeout).UnixNano())
+	s.nextRetry.Store(now.Add(cfg.ServerRetryTimeout).UnixNano())
 	s.ejectedAt.Store(now.UnixMicro())
 	st.serverEjects.Add(1)
 	st.log.Warn("server ejected", zap.String("server", s.cfg.Name),
-		zap.Duration("retry", st.cfg.ServerRetryTimeout))
-	st.rebuild()
+		zap.Duration("retry", cfg.ServerRetryTimeout))
+	cur.rebuild()
+}
+
+// ejected reports whether s is ejected now.
+func (s *server) ejected() bool {
+	nr := s.nextRetry.Load()
+	return nr != 0 && nr > time.Now().UnixNano()
+}
+
+// current returns the pool's current state: st, or the state a reload replaced it with.
+func (st *poolState) current() *poolState {
+	if st.p == nil {
+		return st
+	}
+	return st.p.state()
+}
+
+// has reports whether one of st's servers is c's.
+func (st *poolState) has(c *serverCore) bool {
+	for _, s := range st.servers {
+		if s.serverCore == c {
+			return true
+		}
+	}
+	return false
 }
 
 func (st *poolState) success(s *server) {
@@ -505,17 +558,18 @@ func (st *poolState) readmit(s *server) {
 	st.rebuild()
 }
 
-func (st *poolState) healthLoop(s *server) {
+// healthLoop checks s every health_check_interval until ctx ends.
+func (st *poolState) healthLoop(ctx context.Context, s *server) {
 	t := time.NewTicker(st.cfg.HealthCheckInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-st.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := st.probe(s); err != nil {
-			if st.ctx.Err() != nil {
+		if err := st.probe(ctx, s); err != nil {
+			if ctx.Err() != nil {
 				return
 			}
 			st.log.Debug("health check failed", zap.String("server", s.cfg.Name), zap.Error(err))
@@ -528,12 +582,12 @@ func (st *poolState) healthLoop(s *server) {
 	}
 }
 
-func (st *poolState) probe(s *server) error {
+func (st *poolState) probe(ctx context.Context, s *server) error {
 	timeout := st.cfg.HealthCheckInterval
 	if st.cfg.Timeout > 0 && st.cfg.Timeout < timeout {
 		timeout = st.cfg.Timeout
 	}
-	ctx, cancel := context.WithTimeout(st.ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	d := net.Dialer{}
 	conn, err := d.DialContext(ctx, s.cfg.Network, s.cfg.Addr)
@@ -607,7 +661,7 @@ func (l *lingerSlots) done() { l.n.Add(-1) }
 func newPool(cfg *PoolConfig, proto Protocol, o *options, conns *connCounts) *pool {
 	p := &pool{name: cfg.Name, proto: proto, opts: o, cfg: cfg, clients: map[*client]struct{}{}, conns: conns,
 		log: o.log.With(zap.String("pool", cfg.Name))}
-	p.st = newPoolState(cfg, proto, &p.serverEjects, conns, p.log)
+	p.st = newPoolState(p, cfg)
 	return p
 }
 
@@ -781,6 +835,7 @@ func (p *pool) run(ctx context.Context) {
 	p.mu.Unlock()
 	st.cancel()
 	st.wg.Wait()
+	st.ended()        // a pool that moves, or restarts, shares its servers' state with the new one
 	p.retiring.Wait() // their contexts, derived from ctx, have ended too
 }
 
@@ -812,13 +867,14 @@ func (p *pool) swap(ctx context.Context, cfg *PoolConfig) {
 	}
 	old := p.st
 	p.mu.Unlock()
-	st := newPoolState(cfg, p.proto, &p.serverEjects, p.conns, p.log)
+	st := newPoolState(p, cfg)
 	st.poller = p.poller
 	st.carry(old)
 	p.mu.Lock()
 	if p.stopping {
 		p.mu.Unlock()
-		return // run is returning: the pool serves nothing more
+		st.ended() // never started
+		return     // run is returning: the pool serves nothing more
 	}
 	st.start(ctx)
 	p.st, p.cfg = st, cfg // old is still p.st: swaps are serialized by the Server's mu
@@ -856,11 +912,12 @@ func sameServing(a, b *PoolConfig) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// carry gives st's servers the state old's server of the same name, network and address had: its
-// ejection (retry time and consecutive failures, unless st's pool no longer ejects), the time of its
-// last ejection and its counters, so that a reload neither sends traffic to a server ejected a moment
-// before nor resets its stats. What old's servers count after carry (the requests they finish while
-// they drain) is not carried. st must not have started.
+// carry makes st's servers share the state of old's server of the same name, network and address
+// (its serverCore): its ejection (retry time and consecutive failures, unless st's pool no longer
+// ejects), the time of its last ejection, its counters and its connections, so that a reload
+// neither sends traffic to a server ejected a moment before nor resets its stats, and what old's
+// connections count while they drain, and their failures, land in the server st serves (see
+// failure). st must not have started.
 func (st *poolState) carry(old *poolState) {
 	byName := make(map[string]*server, len(old.servers))
 	for _, s := range old.servers {
@@ -872,27 +929,17 @@ func (st *poolState) carry(old *poolState) {
 		if o == nil || o.cfg.Network != s.cfg.Network || o.cfg.Addr != s.cfg.Addr {
 			continue
 		}
-		if st.cfg.AutoEjectHosts {
-			s.failures.Store(o.failures.Load())
-			if nr := o.nextRetry.Load(); nr != 0 {
-				s.nextRetry.Store(nr)
-				ejected = true
-			}
+		c := o.serverCore
+		if !st.cfg.AutoEjectHosts {
+			c.failures.Store(0)
+			c.nextRetry.Store(0)
+		} else if c.nextRetry.Load() != 0 {
+			ejected = true
 		}
-		s.ejectedAt.Store(o.ejectedAt.Load())
-		s.eof.Store(o.eof.Load())
-		s.errs.Store(o.errs.Load())
-		s.timedout.Store(o.timedout.Load())
-		s.resp.carry(&o.resp)
-		for i, oc := range o.conns {
-			sc := s.conns[i%len(s.conns)]
-			oc.mu.Lock()
-			sc.requests += oc.requests
-			sc.requestBytes += oc.requestBytes
-			oc.mu.Unlock()
-			sc.responses.Add(oc.responses.Load())
-			sc.responseBytes.Add(oc.responseBytes.Load())
-		}
+		c.mu.Lock()
+		c.conns = append(c.conns, s.conns...)
+		c.mu.Unlock()
+		s.serverCore = c
 	}
 	if ejected {
 		st.rebuild() // the distribution without the ejected servers, and their retry time

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,15 @@ type server struct {
 	idx   int
 	conns []*serverConn
 
+	*serverCore // shared with the servers of the same identity in the pool's other states (see carry)
+}
+
+// serverCore is a server's ejection and counters. A reload shares it between the old state's server
+// and the new state's server of the same name, network and address (see poolState.carry), so that
+// what the old state's connections count and fail while they drain lands where the stats and the
+// distribution look: the counters add up, and a failure there ejects the server from the pool's
+// current distribution. The hot path reaches its atomics through one more pointer, and takes no lock.
+type serverCore struct {
 	failures  atomic.Int32
 	nextRetry atomic.Int64 // unix nanoseconds until which the server is ejected; 0: live
 	ejectedAt atomic.Int64 // unix microseconds of the last ejection (nutcracker's server_ejected_at)
@@ -39,6 +49,59 @@ type server struct {
 	resp                serverResponseTimes
 
 	warns logLimit // the warnings of its failures
+
+	// The connections of the states that share it and have not retired (the current one and those
+	// draining), whose counters and queues the stats add up, and the counters of the connections of
+	// the states that retired. Under mu; a connection's own counters under its mu, taken after.
+	mu    sync.Mutex
+	conns []*serverConn
+	gone  connTotals
+}
+
+// connTotals is the counters of connections that have retired.
+type connTotals struct{ requests, requestBytes, responses, responseBytes int64 }
+
+// retire moves the counters of conns, whose state has ended (nothing of theirs runs any more),
+// into c's totals and stops counting them live.
+func (c *serverCore) retire(conns []*serverConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, sc := range conns {
+		i := slices.Index(c.conns, sc)
+		if i < 0 {
+			continue
+		}
+		c.conns = slices.Delete(c.conns, i, i+1)
+		sc.mu.Lock()
+		c.gone.requests += sc.requests
+		c.gone.requestBytes += sc.requestBytes
+		sc.mu.Unlock()
+		c.gone.responses += sc.responses.Load()
+		c.gone.responseBytes += sc.responseBytes.Load()
+	}
+}
+
+// stats adds c's counters and queues, of every connection that shares it, to ss.
+func (c *serverCore) stats(ss *ServerStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ss.Requests += c.gone.requests
+	ss.RequestBytes += c.gone.requestBytes
+	ss.Responses += c.gone.responses
+	ss.ResponseBytes += c.gone.responseBytes
+	for _, sc := range c.conns {
+		if sc.connected.Load() {
+			ss.ServerConnections++
+		}
+		ss.Responses += sc.responses.Load()
+		ss.ResponseBytes += sc.responseBytes.Load()
+		req, reqBytes, inq, inqBytes, outq := sc.queues()
+		ss.Requests += req
+		ss.RequestBytes += reqBytes
+		ss.InQueue += inq
+		ss.InQueueBytes += inqBytes
+		ss.OutQueue += outq
+	}
 }
 
 // warn logs a failure of the server with its details (the client gets nutcracker's short text:
@@ -80,8 +143,9 @@ type serverConn struct {
 
 	wake chan struct{} // capacity 1: a pending wake-up is enough
 
-	// Counters of the requests appended, under mu: appendLocked runs once per request on the
-	// client poller's goroutine, where three atomic additions cost as much as the append.
+	// Counters of the requests enqueued (appended, or waiting for the dial), under mu: enqueue
+	// runs once per request on the client poller's goroutine, where three atomic additions cost as
+	// much as the append.
 	requests, requestBytes int64
 	expected               int64 // requests appended that await a reply
 
@@ -97,8 +161,11 @@ type session struct {
 	nb   *rawIO // non-blocking writes; nil where raw socket I/O is unsupported
 	rd   *rawIO // the reader's reads (nb's socket, but not concurrent with its writes); nil: conn
 	dead bool   // under serverConn.mu
-	err  error  // why it died; set before dead is visible to the reader
-	done chan struct{}
+	// quiet: made while the server was ejected; its failure is not counted toward an ejection
+	// while the server still is (see run)
+	quiet bool
+	err   error // why it died; set before dead is visible to the reader
+	done  chan struct{}
 
 	// The read side. Whoever owns it (the reader goroutine, or the pool's poller while the
 	// goroutine waits on resume) uses rs; see serverConn.handOver.
@@ -187,6 +254,8 @@ func (sc *serverConn) enqueue(rs []*Request, now time.Time, ds *dirtySet) (owe, 
 		for _, r := range rs {
 			sc.waiting = append(sc.waiting, r)
 			sc.waitBytes += len(r.Buf)
+			sc.requests++ // as nutcracker counts it: forwarded, whether or not the dial succeeds
+			sc.requestBytes += int64(len(r.Buf))
 		}
 		full = sc.fullLocked()
 		sc.mu.Unlock()
@@ -196,6 +265,8 @@ func (sc *serverConn) enqueue(rs []*Request, now time.Time, ds *dirtySet) (owe, 
 		return false, full
 	}
 	for _, r := range rs {
+		sc.requests++
+		sc.requestBytes += int64(len(r.Buf))
 		sc.appendLocked(r, now)
 	}
 	owe = !sc.owed
@@ -239,11 +310,10 @@ func (sc *serverConn) roomLocked() {
 	}
 }
 
+// appendLocked appends r for the connected session; enqueue counted it.
 func (sc *serverConn) appendLocked(r *Request, now time.Time) {
 	r.sent = now
 	sc.out = append(sc.out, r.Buf...)
-	sc.requests++
-	sc.requestBytes += int64(len(r.Buf))
 	if r.NoReply {
 		sc.noreply = append(sc.noreply, r)
 		return
@@ -378,7 +448,7 @@ func (sc *serverConn) kill(s *session, err error, count bool, ds *dirtySet) {
 	if cp := sc.st.poller; cp != nil {
 		cp.releaseSession(s) // its goroutine reads, and sees the connection closed
 	}
-	if count {
+	if count && !(s.quiet && sc.srv.ejected()) {
 		sc.st.failure(sc.srv)
 	}
 	sc.settled.Add(int64(len(failed)))
@@ -450,6 +520,10 @@ func (sc *serverConn) run(ctx context.Context) {
 			}
 		}
 		first = false
+		// A connection made while the server is ejected carries requests placed on it just before
+		// its ejection (by clients that raced with it): nutcracker, whose one event loop failed them
+		// with the connection that ejected it, makes none, so its failure is not counted again.
+		quiet := sc.srv.ejected()
 		sc.st.conns.open() // as nutcracker counts a server connection: before it connects
 		conn, err := sc.dial(ctx)
 		if err != nil {
@@ -461,10 +535,12 @@ func (sc *serverConn) run(ctx context.Context) {
 			sc.srv.warn(sc.st.log, "server connect failed", err)
 			sc.failWaiting(err)
 			sc.srv.errs.Add(1)
-			sc.st.failure(sc.srv)
+			if !quiet {
+				sc.st.failure(sc.srv)
+			}
 			continue
 		}
-		s := &session{sc: sc, conn: conn, done: make(chan struct{}), resume: make(chan resumeReason, 1)}
+		s := &session{sc: sc, conn: conn, quiet: quiet, done: make(chan struct{}), resume: make(chan resumeReason, 1)}
 		s.nb, s.rd = rawIOFor(conn), rawIOFor(conn)
 		if sc.st.poller != nil {
 			s.setPollReader() // before any goroutine sees s: kill reads its descriptor

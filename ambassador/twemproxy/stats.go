@@ -74,8 +74,8 @@ var statsFields = []StatsField{
 	{"server_timedout", true, "requests whose response did not come within the pool's timeout"},
 	{"server_connections", true, "open server connections"},
 	{"server_ejected_at", true, "when the server was last ejected, microseconds since the Unix epoch; 0: never"},
-	{"requests", true, "requests sent to the server"},
-	{"request_bytes", true, "bytes of the requests sent to the server"},
+	{"requests", true, "requests forwarded to the server, also those whose connection then failed"},
+	{"request_bytes", true, "bytes of the requests forwarded to the server"},
 	{"responses", true, "responses read from the server"},
 	{"response_bytes", true, "bytes of the responses read from the server"},
 	{"in_queue", true, "requests waiting to be sent to the server"},
@@ -111,19 +111,7 @@ func (s *Server) Snapshot() []PoolStats {
 			ss := ServerStats{Name: srv.cfg.Name, Addr: srv.cfg.Addr, Ejected: nr != 0 && nr > now,
 				ServerEOF: srv.eof.Load(), ServerErr: srv.errs.Load(), ServerTimedout: srv.timedout.Load(),
 				ServerEjectedAt: srv.ejectedAt.Load()}
-			for _, sc := range srv.conns {
-				if sc.connected.Load() {
-					ss.ServerConnections++
-				}
-				ss.Responses += sc.responses.Load()
-				ss.ResponseBytes += sc.responseBytes.Load()
-				req, reqBytes, inq, inqBytes, outq := sc.queues()
-				ss.Requests += req
-				ss.RequestBytes += reqBytes
-				ss.InQueue += inq
-				ss.InQueueBytes += inqBytes
-				ss.OutQueue += outq
-			}
+			srv.stats(&ss) // with the connections of the states still draining after a reload
 			ps.Servers = append(ps.Servers, ss)
 		}
 		out = append(out, ps)
@@ -277,8 +265,8 @@ var metricDefs = []metricDef{
 	{"podblocks_sharding_server_ejects_total", "Times a server was ejected.", false, false},
 	{"podblocks_sharding_forward_errors_total", "Requests answered with an error because their server failed.", false, false},
 	{"podblocks_sharding_fragments_total", "Fragments multi-key requests were split into.", false, false},
-	{"podblocks_sharding_server_requests_total", "Requests sent to the server.", false, true},
-	{"podblocks_sharding_server_request_bytes_total", "Request bytes sent to the server.", false, true},
+	{"podblocks_sharding_server_requests_total", "Requests forwarded to the server, also those whose connection then failed.", false, true},
+	{"podblocks_sharding_server_request_bytes_total", "Request bytes forwarded to the server.", false, true},
 	{"podblocks_sharding_server_responses_total", "Responses read from the server.", false, true},
 	{"podblocks_sharding_server_response_bytes_total", "Response bytes read from the server.", false, true},
 	{"podblocks_sharding_server_errors_total", "Server connection errors (dial, read, write, EOF).", false, true},
