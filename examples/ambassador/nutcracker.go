@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -26,6 +25,7 @@ import (
 	"github.com/podblocks/podblocks/ambassador/memcache"
 	"github.com/podblocks/podblocks/ambassador/redis"
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
+	"github.com/podblocks/podblocks/sidecar"
 )
 
 const nutcrackerUsage = `Usage: ambassador [-hVtD] [-c conf file] [-s stats port] [-a stats addr]
@@ -502,27 +502,22 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) er
 	return nil
 }
 
-// watchReload reloads the configuration on SIGHUP and when the file (or, for a Kubernetes
-// ConfigMap volume, its directory's ..data link) changes. A config that does not parse or apply
-// is logged and the running one keeps serving. SIGHUP (hup, registered by the caller) also reopens
-// logFile, when not nil.
+// watchReload reloads the configuration on SIGHUP and when the file's content changes. The file is
+// watched by a sidecar.Reloader, which compares a hash of the content (a replacement with the same
+// modification time and size is seen) and watches the directories of the path and of every symlink
+// met on the way to it, with the final target's (a Kubernetes ConfigMap volume's ..data link, a -c
+// path that is a symlink into another directory), with a periodic rescan for a missed event. A
+// config that does not parse or apply is logged and the running one keeps serving. SIGHUP (hup,
+// registered by the caller) also reopens logFile, when not nil.
 func watchReload(ctx context.Context, hup <-chan os.Signal, path string, srv *twemproxy.Server, log *zap.Logger, logFile *reopenFile) error {
-	w, err := fsnotify.NewWatcher()
+	abs, err := filepath.Abs(path)
 	if err != nil {
-		return err
+		abs = path
 	}
-	defer w.Close()
-	abs, _ := filepath.Abs(path)
-	dir := filepath.Dir(abs)
-	if err := w.Add(dir); err != nil {
-		log.Warn("config file watch disabled", zap.Error(err))
-	}
-	var debounce <-chan time.Time
-	var lastMod time.Time
-	if fi, err := os.Stat(abs); err == nil {
-		lastMod = fi.ModTime()
-	}
+	var mu sync.Mutex // a SIGHUP and a change read and apply the file one at a time, in order
 	reload := func(why string) {
+		mu.Lock()
+		defer mu.Unlock()
 		cfg, err := twemproxy.ReadFile(abs)
 		if err != nil {
 			log.Error("config reload rejected; the running config keeps serving", zap.String("trigger", why), zap.Error(err))
@@ -534,7 +529,26 @@ func watchReload(ctx context.Context, hup <-chan os.Signal, path string, srv *tw
 		}
 		log.Info("config reloaded", zap.String("trigger", why))
 	}
+	rl, err := sidecar.NewReloader([]string{abs}, func(context.Context) error {
+		reload("file change")
+		return nil // a config refused is logged; the next change is tried anew
+	}, sidecar.WithLogger(log), sidecar.WithDebounce(200*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	watched := make(chan error, 1)
+	go func() { watched <- rl.Run(rctx) }()
+	defer func() {
+		stop()
+		<-watched
+	}()
 	for {
+		select { // a SIGHUP is taken once the file is watched and the pools listen
+		case <-ctx.Done():
+			return nil
+		case <-rl.Ready():
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -550,30 +564,6 @@ func watchReload(ctx context.Context, hup <-chan os.Signal, path string, srv *tw
 				}
 			}
 			reload("SIGHUP")
-		case ev, ok := <-w.Events:
-			if !ok {
-				return nil
-			}
-			base := filepath.Base(ev.Name)
-			if base == filepath.Base(abs) || base == "..data" {
-				debounce = time.After(200 * time.Millisecond)
-			}
-		case err, ok := <-w.Errors:
-			if ok {
-				log.Warn("config file watch", zap.Error(err))
-			}
-		case <-debounce:
-			debounce = nil
-			fi, err := os.Stat(abs)
-			if err != nil {
-				log.Warn("config file vanished; keeping the running config", zap.Error(err))
-				continue
-			}
-			if fi.ModTime().Equal(lastMod) {
-				continue
-			}
-			lastMod = fi.ModTime()
-			reload("file change")
 		}
 	}
 }
