@@ -155,7 +155,6 @@ func (a *App) Run(ctx context.Context) error {
 			groupReady = nil
 			if a.hooks.State() == StateStarting {
 				a.hooks.SetState(StateReady)
-				a.hooks.metrics.state.Set(float64(StateReady))
 				a.log.Info("ready")
 			}
 		case sig := <-sigs:
@@ -180,10 +179,10 @@ func (a *App) Run(ctx context.Context) error {
 			stopGroup()
 		case err := <-groupDone:
 			a.hooks.SetState(StateStopped)
-			a.hooks.metrics.state.Set(float64(StateStopped))
 			a.stopOnce.Do(func() { close(a.stopNow) }) // release a drain still waiting
 			if err != nil {
-				a.log.Error("stopped with an error", zap.Error(err))
+				// The error is Run's to return; logging it too would report it twice.
+				a.log.Debug("stopped with an error", zap.Error(err))
 			} else {
 				a.log.Info("stopped")
 			}
@@ -198,7 +197,6 @@ func (a *App) sequence(skipPropagation bool) {
 	start := time.Now()
 	deadline := start.Add(a.opts.grace - a.opts.margin)
 	a.hooks.SetState(StateDraining)
-	a.hooks.metrics.state.Set(float64(StateDraining))
 	a.hooks.metrics.drains.Inc()
 	a.log.Info("draining", zap.Duration("propagation", a.opts.propagation), zap.Time("deadline", deadline))
 	defer close(a.drained)

@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/lifecycle"
@@ -384,4 +389,22 @@ func (n *neverReady) Run(ctx context.Context) error {
 	n.running.Store(true)
 	<-ctx.Done()
 	return nil
+}
+
+// A failure the App returns is not also logged as an error: the caller reports it (STYLE: log or
+// return, not both).
+func TestAppReturnsFailureWithoutLoggingIt(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	hooksLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	app, err := lifecycle.NewApp(lifecycle.WithListener(hooksLn), lifecycle.WithSignals(), lifecycle.WithLogger(zap.New(core)))
+	must(t, err)
+	boom := errors.New("no port")
+	must(t, app.Add("broken", lifecycle.Func(func(context.Context) error { return boom })))
+	if err := app.Run(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("Run = %v, want the component's error", err)
+	}
+	for _, e := range logs.FilterLevelExact(zapcore.ErrorLevel).All() {
+		t.Errorf("logged at error level: %q %v", e.Message, e.ContextMap())
+	}
 }

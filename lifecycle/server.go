@@ -91,17 +91,21 @@ func NewServer(opts ...Option) (*Server, error) {
 		checks:  map[Probe][]*check{},
 		ready:   make(chan struct{}),
 	}
-	s.state.Store(int32(StateStarting))
+	s.SetState(StateStarting)
 	s.priority.Store("")
 	s.addr.Store("")
 	return s, nil
 }
 
 // AddCheck adds c to probe p. Readiness also includes the server's own "lifecycle" check (ready only in
-// StateReady), and /healthz runs the liveness and readiness checks together.
+// StateReady), startup its own "started" check, and /healthz runs the liveness and readiness checks
+// together. The names "lifecycle" and "started" are reserved for those built-ins.
 func (s *Server) AddCheck(p Probe, c Check) error {
 	if c.Name == "" || strings.Contains(c.Name, "/") {
 		return fmt.Errorf("lifecycle: check name %q: must be non-empty and without '/'", c.Name)
+	}
+	if c.Name == lifecycleCheckName || c.Name == startedCheckName {
+		return fmt.Errorf("lifecycle: check name %q: reserved for the built-in check", c.Name)
 	}
 	if c.Func == nil {
 		return fmt.Errorf("lifecycle: check %q: nil Func", c.Name)
@@ -160,10 +164,11 @@ func (s *Server) HandleQuit(f func()) {
 	s.quit = f
 }
 
-// SetState sets the state readiness reports: only StateReady is ready. Once the server has been ready,
-// /startupz passes for good.
+// SetState sets the state readiness reports (and podblocks_lifecycle_state shows): only StateReady
+// is ready. Once the server has been ready, /startupz passes for good.
 func (s *Server) SetState(st State) {
 	s.state.Store(int32(st))
+	s.metrics.state.Set(float64(st))
 	if st == StateReady {
 		s.everReady.Store(true)
 	}
@@ -196,8 +201,14 @@ func (s *Server) checksFor(p Probe) []*check {
 	return s.checks[p]
 }
 
+// Names of the built-in checks, which AddCheck refuses.
+const (
+	lifecycleCheckName = "lifecycle"
+	startedCheckName   = "started"
+)
+
 func (s *Server) lifecycleCheck() *check {
-	return &check{Check: Check{Name: "lifecycle", Func: func(context.Context) error {
+	return &check{Check: Check{Name: lifecycleCheckName, Func: func(context.Context) error {
 		if st := s.State(); st != StateReady {
 			return errors.New(st.String())
 		}
@@ -206,7 +217,7 @@ func (s *Server) lifecycleCheck() *check {
 }
 
 func (s *Server) startedCheck() *check {
-	return &check{Check: Check{Name: "started", Func: func(context.Context) error {
+	return &check{Check: Check{Name: startedCheckName, Func: func(context.Context) error {
 		if !s.everReady.Load() {
 			return errors.New("not started yet")
 		}

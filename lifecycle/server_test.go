@@ -287,6 +287,13 @@ func TestAddCheckValidates(t *testing.T) {
 			t.Errorf("AddCheck(%q) = nil, want an error", c.Name)
 		}
 	}
+	for _, p := range []lifecycle.Probe{lifecycle.Livez, lifecycle.Readyz, lifecycle.Startupz} {
+		for _, name := range []string{"lifecycle", "started"} { // the built-ins' names
+			if err := srv.AddCheck(p, lifecycle.Check{Name: name, Func: ok}); err == nil || !strings.Contains(err.Error(), "reserved") {
+				t.Errorf("AddCheck(%v, %q) = %v, want an error saying the name is reserved", p, name, err)
+			}
+		}
+	}
 	must(t, srv.AddCheck(lifecycle.Readyz, lifecycle.Check{Name: "x", Func: ok}))
 	if err := srv.AddCheck(lifecycle.Readyz, lifecycle.Check{Name: "x", Func: ok}); err == nil {
 		t.Error("duplicate AddCheck = nil")
@@ -307,5 +314,31 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// podblocks_lifecycle_state shows the state from the start: 1 (starting) before anything is set.
+func TestStateGaugeFollowsState(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	srv, err := lifecycle.NewServer(lifecycle.WithRegisterer(reg))
+	must(t, err)
+	state := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		must(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "podblocks_lifecycle_state" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("podblocks_lifecycle_state not registered")
+		return 0
+	}
+	if got := state(); got != float64(lifecycle.StateStarting) {
+		t.Errorf("state gauge of a new server = %v, want %d (starting)", got, lifecycle.StateStarting)
+	}
+	srv.SetState(lifecycle.StateReady)
+	if got := state(); got != float64(lifecycle.StateReady) {
+		t.Errorf("state gauge after SetState(ready) = %v, want %d", got, lifecycle.StateReady)
 	}
 }

@@ -74,7 +74,7 @@ func (s *Server) statusPage() statusPage {
 	for _, probe := range []Probe{Livez, Readyz, Startupz} {
 		for _, c := range s.checksFor(probe) {
 			res := c.lastResult()
-			if c.Name == "lifecycle" || c.Name == "started" {
+			if c.Name == lifecycleCheckName || c.Name == startedCheckName {
 				res = c.run(context.Background(), &s.calls) // cheap built-ins: show the current answer
 			}
 			sc := statusCheck{Probe: probe.String(), Name: c.Name, OK: res.err == nil && !res.at.IsZero(), Result: "ok"}
