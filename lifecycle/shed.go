@@ -54,8 +54,10 @@ func ParsePriority(s string) (Priority, error) {
 	return Default, nil
 }
 
-// ProcessPriority returns the process' own priority from the environment variable POD_PRIORITY (set it
-// from the pod spec with the downward API: fieldRef spec.priority), or Default when it is unset.
+// ProcessPriority returns the process' own priority from the environment variable POD_PRIORITY, or
+// Default when it is unset. The downward API cannot expose the pod's spec.priority to an environment
+// variable; set it from a label or annotation instead, e.g. valueFrom.fieldRef.fieldPath
+// metadata.labels['podblocks.io/priority'] (a class name or an integer), or set it directly.
 func ProcessPriority(getenv func(string) string) (Priority, error) {
 	v := getenv("POD_PRIORITY")
 	if v == "" {
@@ -77,6 +79,8 @@ type Shedder struct {
 	header     string
 	classify   func(*http.Request) (Priority, error)
 	retryAfter time.Duration
+
+	regErr error // from WithShedRegisterer, returned by NewShedder
 
 	admitted *prometheus.CounterVec
 	shed     *prometheus.CounterVec
@@ -101,10 +105,11 @@ func WithRetryAfter(d time.Duration) ShedOption {
 	return shedOptionFunc(func(s *Shedder) { s.retryAfter = d })
 }
 
-// WithShedRegisterer registers the Shedder's metrics with r. Nil (default) does not register them.
+// WithShedRegisterer registers the Shedder's metrics with r; NewShedder returns the error if that
+// fails (names already registered). Nil (default) does not register them.
 func WithShedRegisterer(r prometheus.Registerer) ShedOption {
 	return shedOptionFunc(func(s *Shedder) {
-		_ = register(r, s.admitted, s.shed, s.active)
+		s.regErr = register(r, s.admitted, s.shed, s.active)
 	})
 }
 
@@ -130,6 +135,9 @@ func NewShedder(limit int, opts ...ShedOption) (*Shedder, error) {
 	s.classify = s.fromHeader
 	for _, o := range opts {
 		o.applyShed(s)
+	}
+	if s.regErr != nil {
+		return nil, s.regErr
 	}
 	return s, nil
 }

@@ -180,3 +180,14 @@ func FuzzParsePriority(f *testing.F) {
 		}
 	})
 }
+
+// A registration that fails is NewShedder's error, as it is NewServer's.
+func TestShedderRegistrationError(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := lifecycle.NewShedder(4, lifecycle.WithShedRegisterer(reg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lifecycle.NewShedder(4, lifecycle.WithShedRegisterer(reg)); err == nil || !strings.Contains(err.Error(), "register") {
+		t.Errorf("second Shedder on the same registry: err = %v, want the registration error", err)
+	}
+}
