@@ -46,12 +46,18 @@ type checkpointEntry struct {
 	// Unlinked tells that the file had been deleted while the Tailer still read it: no restart can
 	// open it again, and its inode may be reused by another file, so the entry is never resumed.
 	Unlinked bool `json:"unlinked,omitempty"`
+	// Size is an unlinked file's size when the entry was written (0 when not known): lines past
+	// Offset up to it were never shipped.
+	Size int64 `json:"size,omitempty"`
 }
 
 // checkpointState is the checkpoint file's content.
 type checkpointState struct {
-	Version  int               `json:"version"`
-	SinkMark string            `json:"sink_mark,omitempty"`
+	Version  int    `json:"version"`
+	SinkMark string `json:"sink_mark,omitempty"`
+	// SinkTorn identifies the output a WriterSink left a record written in part in (see
+	// WriterSink.torn); empty when none.
+	SinkTorn string            `json:"sink_torn,omitempty"`
 	Files    []checkpointEntry `json:"files"`
 }
 

@@ -30,6 +30,7 @@ type tailerMetrics struct {
 	skipped   *prometheus.CounterVec
 	rotations *prometheus.CounterVec
 	commits   prometheus.Counter
+	ckptErrs  prometheus.Counter
 	sinkErrs  prometheus.Counter
 	files     prometheus.Gauge
 }
@@ -52,6 +53,10 @@ func newTailerMetrics(r prometheus.Registerer) *tailerMetrics {
 		}, []string{"kind"})),
 		commits: register(r, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "podblocks_sidecar_tailer_checkpoint_commits_total", Help: "Checkpoint commits.",
+		})),
+		ckptErrs: register(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "podblocks_sidecar_tailer_checkpoint_errors_total",
+			Help: "Checkpoint commits that could not write the checkpoint file (a restart ships again what was delivered since the last commit).",
 		})),
 		sinkErrs: register(r, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "podblocks_sidecar_tailer_sink_errors_total", Help: "Sink writes that failed and were retried.",

@@ -112,7 +112,10 @@ func WithRegisterer(r prometheus.Registerer) Option {
 
 // WithCheckpoint makes the Tailer persist its offsets in the file at path, so a restart resumes where
 // the sink's delivery ended. Without it (the default) offsets live in memory only and every start is a
-// first start.
+// first start. Run creates path's directory (0755, less the umask) when it is missing and returns an
+// error when its first commit, before Ready, cannot write the file; a commit failing later is logged
+// (Error, then once a minute while it goes on) and counted in
+// podblocks_sidecar_tailer_checkpoint_errors_total, and the Tailer goes on shipping.
 func WithCheckpoint(path string) Option {
 	return optionFunc(func(o *options) { o.checkpoint = path })
 }

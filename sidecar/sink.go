@@ -288,8 +288,11 @@ func (s *WriterSink) configErr() error { return s.err }
 // *os.File the Go runtime polls), waits for a slow reader as long as the ctx of the Write that
 // started it lasts, and no longer: when the reader stalls (a hung log collector), the Tailer still
 // stops when its ctx ends. The lines the writer did not take are kept and written first by the next
-// Write, and the Tailer commits no offset past them (Flush reports them); a restart ships them
-// again. The cut is a write deadline in the past, which replaces a write deadline set on w, and the
+// Write, and the Tailer commits the offset of the first of them, the first line not written whole
+// (Flush reports them): a restart ships them again, and none of the lines w took. A line cut off in
+// the middle stays so in w, without a newline; the restart, when it writes to that same pipe or file
+// (one that outlived the process), first ends it with a newline, so that it does not run into the
+// line written whole after it (see endTorn). The cut is a write deadline in the past, which replaces a write deadline set on w, and the
 // next Write with a live ctx lifts it to none, whoever set w's deadline since (a net.Conn cannot
 // report its deadline, so a cut cannot restore it); the sink sets no other deadline, so one set on w
 // holds while no cut comes.
@@ -315,6 +318,15 @@ type WriterSink struct {
 	// whose ctx ended; the next write with a live ctx lifts it. Writes are one at a time, but ctx's
 	// AfterFunc sets it on a goroutine of its own.
 	cut atomic.Bool
+	// marks are the recMarks of bufs, failedMarks those of failed (relative to it): the records
+	// failed holds, the first of which may be written in part.
+	marks       [2][]recMark
+	failedMarks []recMark
+	// midRecord is set when the last byte written to w is not a record's newline: a write stopped
+	// inside a record (see torn).
+	midRecord bool
+	// outID identifies w when it is a file (a pipe, a regular file): dev:ino; "" otherwise.
+	outID string
 }
 
 // encoder appends records in a Format: as AppendJSON does, encoding each distinct file name once, or
@@ -323,6 +335,54 @@ type encoder struct {
 	raw    bool
 	file   string
 	prefix []byte // {"file":"...","line":
+	// marks, when set, gets a recMark for each line appendBatch appends (WriterSink).
+	marks *[]recMark
+}
+
+// recMark is where one record (a line, for the lines of a block) ends in an encoded batch, and the
+// file offset it starts at: when a write stops inside the batch, the first record not written
+// whole is the first mark whose end lies past it (see WriterSink.unwritten).
+type recMark struct {
+	end int   // position in the batch right after the record's newline
+	off int64 // the record's Offset
+}
+
+// rebase drops from marks those that end at or before n, the bytes written of their batch, and makes
+// the others relative to the rest: dst may be marks[:0].
+func rebase(dst, marks []recMark, n int) []recMark {
+	for _, m := range marks {
+		if m.end > n {
+			dst = append(dst, recMark{end: m.end - n, off: m.off})
+		}
+	}
+	return dst
+}
+
+// rawMarks appends to dst the marks of recs laid out as appendRaw lays them out, from position at:
+// each record's line and a newline, a block (see Record.lines) one mark per line.
+func rawMarks(dst []recMark, at int, recs []Record) []recMark {
+	for i := range recs {
+		r := &recs[i]
+		if r.lines > 1 {
+			line := r.Line
+			for off := r.Offset; ; {
+				k := bytes.IndexByte(line, '\n')
+				if k < 0 {
+					at += len(line) + 1
+					dst = append(dst, recMark{end: at, off: off})
+					break
+				}
+				at += k + 1
+				dst = append(dst, recMark{end: at, off: off})
+				off += int64(k + 1)
+				line = line[k+1:]
+			}
+			continue
+		}
+		at += len(r.Line) + 1
+		dst = append(dst, recMark{end: at, off: r.Offset})
+	}
+	return dst
 }
 
 func newEncoder(f Format) encoder { return encoder{raw: f == FormatRaw} }
@@ -330,6 +390,9 @@ func newEncoder(f Format) encoder { return encoder{raw: f == FormatRaw} }
 // appendBatch appends recs to dst.
 func (e *encoder) appendBatch(dst []byte, recs []Record) []byte {
 	if e.raw {
+		if e.marks != nil {
+			*e.marks = rawMarks(*e.marks, len(dst), recs)
+		}
 		return appendRaw(dst, recs)
 	}
 	need := 0
@@ -419,7 +482,11 @@ func (e *encoder) append(dst []byte, r *Record) []byte {
 	} else {
 		dst = append(appendJSONBytes(dst, r.Line), `,"offset":`...)
 	}
-	return append(appendUint(dst, r.Offset), '}', '\n')
+	dst = append(appendUint(dst, r.Offset), '}', '\n')
+	if e.marks != nil {
+		*e.marks = append(*e.marks, recMark{end: len(dst), off: r.Offset})
+	}
+	return dst
 }
 
 // appendUint appends v in decimal, like strconv.AppendInt, without a loop: eight digits at a time,
@@ -456,7 +523,7 @@ func digits8(v uint64) uint64 {
 // NewTailer and every Write return a ConfigError), WithSpliceFromFile (append-only logs only).
 func NewWriterSink(w io.Writer, opts ...Option) *WriterSink {
 	o := buildOptions(opts)
-	s := &WriterSink{w: w, enc: newEncoder(o.format), err: o.format.check()}
+	s := &WriterSink{w: w, enc: newEncoder(o.format), err: o.format.check(), outID: outputID(w)}
 	s.pipe = newPipeOut(w, o.format == FormatRaw)
 	s.splice = s.pipe != nil && o.format == FormatRaw && o.spliceFromFile
 	return s
@@ -469,7 +536,7 @@ func NewWriterSink(w io.Writer, opts ...Option) *WriterSink {
 // them meanwhile: it flushes first). Called with mu held.
 func (s *WriterSink) writePipe(ctx context.Context, recs []Record) {
 	for i := 0; i < len(recs); {
-		from, off := recs[i].from, recs[i].Offset
+		j, from, off := i, recs[i].from, recs[i].Offset
 		var run []byte
 		run, i = nextRun(recs, i)
 		var b []byte
@@ -479,10 +546,20 @@ func (s *WriterSink) writePipe(ctx context.Context, recs []Record) {
 			s.bufs[0] = append(append(s.bufs[0][:0], run...), '\n')
 			b, from = s.bufs[0], nil
 		}
-		if n, err := s.pipe.write(ctx, b, from, off); err != nil {
+		n, err := s.pipe.write(ctx, b, from, off)
+		s.wrote(b[:n])
+		if err != nil {
 			s.failed = appendRaw(append(s.failed[:0], b[n:]...), recs[i:])
+			s.failedMarks = rebase(s.failedMarks[:0], rawMarks(s.failedMarks[:0], 0, recs[j:]), n)
 			return
 		}
+	}
+}
+
+// wrote notes that b was just written to w (see midRecord).
+func (s *WriterSink) wrote(b []byte) {
+	if len(b) > 0 {
+		s.midRecord = b[len(b)-1] != '\n'
 	}
 }
 
@@ -501,7 +578,10 @@ func (s *WriterSink) Write(ctx context.Context, recs []Record) error {
 		s.writePipe(ctx, recs)
 		return nil
 	}
+	s.marks[s.cur] = s.marks[s.cur][:0]
+	s.enc.marks = &s.marks[s.cur]
 	buf := s.enc.appendBatch(s.bufs[s.cur][:0], recs)
+	s.enc.marks = nil
 	s.bufs[s.cur] = buf
 	if len(buf) == 0 {
 		return nil
@@ -596,13 +676,18 @@ func (s *WriterSink) settle(ctx context.Context) error {
 	if s.inflight != nil {
 		r := <-s.inflight
 		s.inflight = nil
+		b := s.bufs[s.cur^1]
+		s.wrote(b[:r.n])
 		if r.err != nil {
-			s.failed = append(s.failed[:0], s.bufs[s.cur^1][r.n:]...)
+			s.failed = append(s.failed[:0], b[r.n:]...)
+			s.failedMarks = rebase(s.failedMarks[:0], s.marks[s.cur^1], r.n)
 		}
 	}
 	if len(s.failed) > 0 {
 		n, err := s.writeOut(ctx, s.failed)
+		s.wrote(s.failed[:n])
 		s.failed = s.failed[:copy(s.failed, s.failed[n:])]
+		s.failedMarks = rebase(s.failedMarks[:0], s.failedMarks, n)
 		if err != nil {
 			return fmt.Errorf("write records: %w", err)
 		}
@@ -632,6 +717,65 @@ func (s *WriterSink) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.settle(noWait)
+}
+
+// unwritten reports, after a Flush that failed, the file offset of the first record the sink holds
+// not written whole: the lines from it on were not delivered (the Tailer commits no offset past
+// it). The records held are the rest of the last batch the Tailer wrote. ok is false when it holds
+// none.
+func (s *WriterSink) unwritten() (off int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.failed) == 0 || len(s.failedMarks) == 0 {
+		return 0, false
+	}
+	return s.failedMarks[0].off, true
+}
+
+// torn reports the identity of w (see outputID) when the last write to it stopped inside a record
+// (its reader stalled when the Tailer stopped): the record's start is in w without its end. The
+// Tailer keeps it in the checkpoint, for endTorn. "" when no record is torn, or w is no file.
+func (s *WriterSink) torn() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.midRecord {
+		return ""
+	}
+	return s.outID
+}
+
+// endTorn is called before the first Write with what torn returned before the last stop. When w is
+// that same output (a pipe or file that outlived the stop), the torn record's start is the last
+// thing in it: the first write then begins with a newline, so that the start is a line of its own
+// instead of the beginning of the next record. The whole record is shipped again after it (its
+// offset was not committed). A new output (a new pipe, as a restarted container gets) had its
+// reader see the start end at the end of the old pipe: nothing to do.
+func (s *WriterSink) endTorn(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id == "" || id != s.outID {
+		return
+	}
+	s.failed = append(s.failed[:0], '\n')
+	s.failedMarks = s.failedMarks[:0]
+	s.midRecord = true
+}
+
+// outputID identifies w when it is a file: "dev:ino", "" otherwise or when it cannot.
+func outputID(w io.Writer) string {
+	f, ok := w.(*os.File)
+	if !ok {
+		return ""
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	id, _, ok := fileIdentity(f, fi)
+	if !ok {
+		return ""
+	}
+	return strconv.FormatUint(id.dev, 10) + ":" + strconv.FormatUint(id.ino, 10)
 }
 
 // noWait is a ctx that has ended: a write given it does not wait for room (see Flush).

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,10 @@ import (
 
 	"go.uber.org/zap"
 )
+
+// ErrHTTPSinkStatus is returned (wrapped, with the status) when the HTTPSink's server answers a
+// POST with a status other than 2xx; the batch is retried.
+var ErrHTTPSinkStatus = errors.New("sidecar: http sink: server answered")
 
 // HTTPSink POSTs records as JSON lines (Content-Type application/x-ndjson) to a URL, in bodies of at
 // most 1 MiB. A batch is retried with backoff until the server answers 2xx or ctx ends, so a down
@@ -82,7 +87,7 @@ func (s *HTTPSink) try(ctx context.Context) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%w: %s", ErrHookStatus, resp.Status)
+		return fmt.Errorf("%w: %s", ErrHTTPSinkStatus, resp.Status)
 	}
 	return nil
 }

@@ -291,12 +291,19 @@ type tailRun struct {
 	// deferrals are the new files the latest scan deferred (see discover), by identity: their path
 	// and when a scan first deferred them.
 	deferrals map[fileID]*deferral
+	// lastTF is the file of the last batch the sink took: a sink whose Flush fails holds the rest of
+	// that batch (see partialSink).
+	lastTF *tfile
+	// ckptFailing is when commits began failing to write the checkpoint file (zero while they
+	// succeed), ckptLogged when that was last logged (see ckptFailed).
+	ckptFailing, ckptLogged time.Time
 }
 
 // Run follows the files until ctx ends, then reads the files deleted while open up to the size they
 // have then (they cannot be reopened by a restart; this final read gets at most 5s, and what it
-// leaves is logged), commits the checkpoint and returns nil. It returns an error when the checkpoint cannot be read or the sink cannot be rolled
-// back.
+// leaves is logged), commits the checkpoint and returns nil. It returns an error when the checkpoint
+// cannot be read, its directory cannot be created, its first commit (before Ready) cannot write it,
+// or the sink cannot be rolled back.
 func (t *Tailer) Run(ctx context.Context) error {
 	rs := t.newRun()
 	defer func() {
@@ -309,6 +316,10 @@ func (t *Tailer) Run(ctx context.Context) error {
 	}
 	first := true
 	if t.o.checkpoint != "" {
+		// A checkpoint on a fresh volume (an emptyDir) may be in a directory nobody made yet.
+		if err := os.MkdirAll(filepath.Dir(t.o.checkpoint), 0o755); err != nil {
+			return fmt.Errorf("checkpoint directory: %w", err)
+		}
 		st, found, err := loadCheckpoint(t.o.checkpoint)
 		if err != nil {
 			return err
@@ -317,11 +328,13 @@ func (t *Tailer) Run(ctx context.Context) error {
 		for _, e := range st.Files {
 			if e.Unlinked {
 				// Its inode may hold another file by now: never resume anything from this entry.
-				t.log.Warn("checkpointed file was deleted while open and cannot be reopened: lines written to it after the offset are lost",
-					zap.String("file", e.Path), zap.Int64("offset", e.Offset))
+				t.reportUnlinked(e)
 				continue
 			}
 			rs.restored[fileID{e.Dev, e.Ino}] = e
+		}
+		if u, ok := t.sink.(partialSink); ok && found {
+			u.endTorn(st.SinkTorn)
 		}
 		if c, ok := t.sink.(Committer); ok && found {
 			if err := c.Rollback(st.SinkMark); errors.Is(err, ErrSinkBehind) {
@@ -361,7 +374,10 @@ func (t *Tailer) Run(ctx context.Context) error {
 		delete(rs.restored, id)
 	}
 	rs.dirty = true
-	t.commit(rs)
+	if err := t.commit(rs); err != nil {
+		// No checkpoint can be written at all: every restart would ship everything again.
+		return err
+	}
 	close(t.ready)
 
 	tick := time.NewTicker(t.o.pollInterval)
@@ -440,6 +456,26 @@ func (t *Tailer) Run(ctx context.Context) error {
 	rs.dirty = true
 	t.commit(rs)
 	return nil
+}
+
+// reportUnlinked tells, on start, what became of a file that was deleted while the last run read
+// it, which no restart can open again: a warning when lines were left in it (its size when last
+// seen was past the offset delivered), or may have been (an entry without the size, from an older
+// version); else only a debug log.
+func (t *Tailer) reportUnlinked(e checkpointEntry) {
+	switch {
+	case e.Size > e.Offset:
+		t.log.Warn("checkpointed file was deleted while open and cannot be reopened: lines after the offset are lost",
+			zap.String("file", e.Path), zap.Int64("offset", e.Offset), zap.Int64("size", e.Size))
+	case e.Size == 0 && e.Offset == 0:
+		t.log.Debug("checkpointed file was deleted while open, empty", zap.String("file", e.Path))
+	case e.Size == 0:
+		t.log.Warn("checkpointed file was deleted while open and cannot be reopened: lines written to it after the offset may be lost",
+			zap.String("file", e.Path), zap.Int64("offset", e.Offset))
+	default:
+		t.log.Debug("checkpointed file was deleted while open, read to its end", zap.String("file", e.Path),
+			zap.Int64("offset", e.Offset))
+	}
 }
 
 func (t *Tailer) newRun() *tailRun {
@@ -564,7 +600,7 @@ func (t *Tailer) shipRest(ctx context.Context, rs *tailRun, tf *tfile, atEnd boo
 		t.line(rs, tf, tf.partial, tf.off, false)
 	}
 	t.flushPending(rs, tf)
-	if err := t.deliver(ctx, rs); err != nil {
+	if err := t.deliver(ctx, rs, tf); err != nil {
 		tf.pend, tf.pendOff = append(tf.pend[:0], pend...), pendOff // as before: tried again later
 		return err
 	}
@@ -964,6 +1000,12 @@ func (t *Tailer) restore(rs *tailRun, e checkpointEntry, c *candidate) bool {
 	tf := &tfile{id: c.id, path: c.path, active: c.active, seen: true, f: c.f, off: e.Offset, done: e.Offset,
 		fp: e.FP, fpLen: e.FPLen, mtime: c.mtime, pendOff: -1, lastData: time.Now()}
 	if !tf.startIs(rs, c.f, 0, nil) {
+		// Truncated (and perhaps written again) while the Tailer was stopped, or the inode holds
+		// another file: a copy of what the entry covers (copytruncate while stopped) must still be
+		// recognised (see copyOf) and read from the entry's offset, not from its start.
+		if e.FPLen > 0 && e.Offset > 0 {
+			rs.truncated = append(rs.truncated, oldFP{path: e.Path, fp: e.FP, fpLen: e.FPLen, done: e.Offset, at: time.Now()})
+		}
 		return false
 	}
 	c.f = nil
@@ -1339,7 +1381,7 @@ func (t *Tailer) readOnce(ctx context.Context, rs *tailRun, tf *tfile) (int, err
 	}
 	tf.partial = append(tf.partial[:0], rest...)
 	tf.off += consumed
-	if err := t.deliver(ctx, rs); err != nil {
+	if err := t.deliver(ctx, rs, tf); err != nil {
 		// Not delivered: read these lines again.
 		tf.off -= consumed
 		tf.partial = append(tf.partial[:0], data[:np]...)
@@ -1762,8 +1804,8 @@ func (t *Tailer) flushPending(rs *tailRun, tf *tfile) {
 	tf.pend, tf.pendOff = tf.pend[:0], -1
 }
 
-// deliver hands the batch to the sink, retrying with backoff until it succeeds or ctx ends.
-func (t *Tailer) deliver(ctx context.Context, rs *tailRun) error {
+// deliver hands the batch, lines of tf, to the sink, retrying with backoff until it succeeds or ctx ends.
+func (t *Tailer) deliver(ctx context.Context, rs *tailRun, tf *tfile) error {
 	if len(rs.recs) == 0 {
 		return nil
 	}
@@ -1771,6 +1813,7 @@ func (t *Tailer) deliver(ctx context.Context, rs *tailRun) error {
 		err := t.sink.Write(ctx, rs.recs)
 		if err == nil {
 			t.m.lines.Add(float64(recordLines(rs.recs)))
+			rs.lastTF = tf
 			return nil
 		}
 		t.m.sinkErrs.Inc()
@@ -1794,7 +1837,7 @@ func (t *Tailer) idle(ctx context.Context, rs *tailRun) {
 		if tf.pendOff >= 0 && now.Sub(tf.lastData) >= t.o.multilineWait {
 			rs.recs, rs.arena = rs.recs[:0], rs.arena[:0]
 			t.flushPending(rs, tf)
-			if t.deliver(ctx, rs) != nil {
+			if t.deliver(ctx, rs, tf) != nil {
 				return
 			}
 			tf.done = tf.delivered()
@@ -1826,25 +1869,53 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// commit writes the checkpoint when something changed: the sink's mark first, then the offsets.
-func (t *Tailer) commit(rs *tailRun) {
+// commit writes the checkpoint when something changed: the sink's mark first, then the offsets. It
+// returns the error of a checkpoint file it could not write (reported as well, see ckptFailed);
+// other failures leave the checkpoint as it was, logged, and are tried again at the next commit.
+func (t *Tailer) commit(rs *tailRun) error {
 	if !rs.dirty {
-		return
+		return nil
 	}
 	rs.lastCommit = time.Now()
 	rs.urgent = false
+	// held, when set, is the file the sink holds lines of that it has not written (a Flush that
+	// failed: the reader of a pipe stalled), from heldFrom on: its offset is committed there.
+	var held *tfile
+	var heldFrom int64
 	if f, ok := t.sink.(Flusher); ok {
 		if err := f.Flush(); err != nil {
 			t.log.Warn("flush sink", zap.Error(err))
-			return
+			u, ok := t.sink.(partialSink)
+			if !ok {
+				return nil
+			}
+			if heldFrom, ok = u.unwritten(); ok {
+				if held = rs.lastTF; held == nil {
+					return nil
+				}
+			}
+		} else {
+			rs.goneDropped = false // the sink holds nothing of them
 		}
 	}
-	rs.goneDropped = false // the sink holds nothing of them
 	st := checkpointState{Version: 1, Files: make([]checkpointEntry, 0, len(rs.files))}
+	if u, ok := t.sink.(partialSink); ok {
+		st.SinkTorn = u.torn()
+	}
 	rows := make([][]string, 0, len(rs.files))
 	for _, tf := range rs.files {
-		st.Files = append(st.Files, checkpointEntry{Path: tf.path, Dev: tf.id.dev, Ino: tf.id.ino,
-			FP: tf.fp, FPLen: tf.fpLen, Offset: tf.done, Unlinked: tf.unlinked})
+		done := tf.done
+		if tf == held {
+			done = min(done, heldFrom)
+		}
+		e := checkpointEntry{Path: tf.path, Dev: tf.id.dev, Ino: tf.id.ino, FP: tf.fp, FPLen: tf.fpLen, Offset: done,
+			Unlinked: tf.unlinked}
+		if tf.unlinked && tf.f != nil {
+			if fi, err := tf.f.Stat(); err == nil {
+				e.Size = fi.Size()
+			}
+		}
+		st.Files = append(st.Files, e)
 		state := "active"
 		switch {
 		case tf.unlinked:
@@ -1856,7 +1927,7 @@ func (t *Tailer) commit(rs *tailRun) {
 		case !tf.active:
 			state = "rotated"
 		}
-		rows = append(rows, []string{tf.path, strconv.FormatUint(tf.id.ino, 10), strconv.FormatInt(tf.done, 10), state})
+		rows = append(rows, []string{tf.path, strconv.FormatUint(tf.id.ino, 10), strconv.FormatInt(done, 10), state})
 	}
 	sort.Slice(st.Files, func(i, j int) bool { return st.Files[i].Path < st.Files[j].Path })
 	sort.Slice(rows, func(i, j int) bool { return rows[i][0] < rows[j][0] })
@@ -1864,21 +1935,59 @@ func (t *Tailer) commit(rs *tailRun) {
 	t.rows = rows
 	t.mu.Unlock()
 	if t.o.checkpoint == "" {
-		rs.dirty = false
-		return
+		rs.dirty = held != nil
+		return nil
 	}
 	if c, ok := t.sink.(Committer); ok {
 		mark, err := c.Mark()
 		if err != nil {
 			t.log.Warn("sink mark", zap.Error(err))
-			return
+			return nil
 		}
 		st.SinkMark = mark
 	}
 	if err := writeCheckpoint(t.o.checkpoint, st); err != nil {
-		t.log.Warn("commit checkpoint", zap.Error(err))
-		return
+		t.ckptFailed(rs, err)
+		return fmt.Errorf("checkpoint %s: %w", t.o.checkpoint, err)
+	}
+	if !rs.ckptFailing.IsZero() {
+		t.log.Info("checkpoint written again", zap.String("checkpoint", t.o.checkpoint),
+			zap.Duration("failing_for", time.Since(rs.ckptFailing)))
+		rs.ckptFailing = time.Time{}
 	}
 	t.m.commits.Inc()
-	rs.dirty = false
+	rs.dirty = held != nil // commit again once the sink wrote what it holds
+	return nil
+}
+
+// partialSink is implemented by sinks whose Flush can fail with part of the last batch unwritten
+// (WriterSink): unwritten tells from which offset of that batch's file (the Tailer's lastTF) the
+// lines are not written, and torn and endTorn keep a record written in part from running into the
+// next one across a restart (see WriterSink.endTorn).
+type partialSink interface {
+	unwritten() (off int64, ok bool)
+	torn() string
+	endTorn(id string)
+}
+
+// ckptErrorEvery is how often a checkpoint that keeps failing to be written is logged again.
+const ckptErrorEvery = time.Minute
+
+// ckptFailed reports a checkpoint file commit could not write: counted each time, logged as an error
+// when it starts failing and then once every ckptErrorEvery while it goes on (it is retried at every
+// commit, several times a second).
+func (t *Tailer) ckptFailed(rs *tailRun, err error) {
+	t.m.ckptErrs.Inc()
+	now := time.Now()
+	if rs.ckptFailing.IsZero() {
+		rs.ckptFailing, rs.ckptLogged = now, now
+		t.log.Error("commit checkpoint: a restart ships again what was delivered since the last commit",
+			zap.String("checkpoint", t.o.checkpoint), zap.Error(err))
+		return
+	}
+	if now.Sub(rs.ckptLogged) >= ckptErrorEvery {
+		rs.ckptLogged = now
+		t.log.Error("commit checkpoint still failing", zap.String("checkpoint", t.o.checkpoint),
+			zap.Duration("failing_for", now.Sub(rs.ckptFailing)), zap.Error(err))
+	}
 }

@@ -477,11 +477,17 @@ func TestTailerSeveralGlobsAndDirectories(t *testing.T) {
 }
 
 // fileState is the Statusz state of path ("" when the Tailer does not track it).
-func fileState(tl *Tailer, path string) string {
+func fileState(tl *Tailer, path string) string { return statuszCell(tl, path, 3) }
+
+// delivered is the Statusz delivered offset of path ("" when the Tailer does not track it).
+func delivered(tl *Tailer, path string) string { return statuszCell(tl, path, 2) }
+
+// statuszCell is column col of path's Statusz row ("" when the Tailer does not track it).
+func statuszCell(tl *Tailer, path string, col int) string {
 	_, _, rows := tl.Statusz()
 	for _, r := range rows {
 		if r[0] == path {
-			return r[3]
+			return r[col]
 		}
 	}
 	return ""
@@ -565,7 +571,7 @@ func TestTailerShipsDeletedFileWhenStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := statID(t, app, fi)
-	wantCP := []checkpointEntry{{Path: app, Dev: id.dev, Ino: id.ino, Offset: fi.Size(), Unlinked: true}}
+	wantCP := []checkpointEntry{{Path: app, Dev: id.dev, Ino: id.ino, Offset: fi.Size(), Unlinked: true, Size: fi.Size()}}
 	if diff := cmp.Diff(wantCP, st.Files, cmpopts.IgnoreFields(checkpointEntry{}, "FP", "FPLen")); diff != "" {
 		t.Errorf("checkpoint (-want +got):\n%s", diff)
 	}

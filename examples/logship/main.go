@@ -22,6 +22,14 @@
 // records the sink's length with the offsets, and the sink is truncated back to it on start.
 // SIGTERM or SIGINT stops it after committing the checkpoint.
 //
+// -state's directory is created when missing (an emptyDir volume); a checkpoint it cannot write at
+// start exits 1. A checkpoint write that fails later is logged as an error (then once a minute
+// while it goes on) and counted in podblocks_sidecar_tailer_checkpoint_errors_total, and shipping
+// goes on (a restart then ships again the lines since the last commit). -metrics ADDR serves the
+// tailer's metrics (podblocks_sidecar_tailer_*) at http://ADDR/metrics, as examples/reloader and
+// examples/log-adapter do. A file sink that -glob would follow (it matches a pattern, or is named
+// like a rotated sibling of one) is refused: exit 2.
+//
 // logship runs Go with GOMAXPROCS=1 unless the GOMAXPROCS environment variable is set: its work is
 // one reading goroutine and, for JSON, one writing goroutine (raw lines to a pipe are written to it
 // by the reading goroutine), and on a small node an idle Go scheduler thread
@@ -34,17 +42,24 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/podblocks/podblocks/internal/cmdline"
-	"github.com/podblocks/podblocks/sidecar"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/podblocks/podblocks/internal/cmdline"
+	"github.com/podblocks/podblocks/lifecycle"
+	"github.com/podblocks/podblocks/sidecar"
 )
 
 func main() {
@@ -66,6 +81,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	multiline := fs.String("multiline", "", "regexp that starts a record; other lines join the previous one")
 	splice := fs.Bool("splice", false, "with -format raw to a pipe: ship lines as the file's page-cache pages (less CPU); only for append-only logs: an in-place rewrite, a truncation to a non-zero length or a punched hole changes lines already shipped")
 	verbose := fs.Bool("v", false, "debug logging on stderr")
+	metrics := fs.String("metrics", "", "listen address for GET /metrics (podblocks_sidecar_tailer_*), such as 127.0.0.1:9103 (empty: none)")
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return err
 	}
@@ -105,6 +121,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if *maxLine <= 0 {
 		return cmdline.Usagef("-max-line %d: want more than 0", *maxLine)
 	}
+	if *metrics != "" {
+		if err := cmdline.Addr("-metrics", *metrics); err != nil {
+			return err
+		}
+	}
 	opts := []sidecar.Option{sidecar.WithPollInterval(*poll), sidecar.WithMaxLineBytes(*maxLine)}
 	if *maxLine >= 256<<10 {
 		opts = append(opts, sidecar.WithReadChunkBytes(*maxLine*2))
@@ -130,6 +151,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 	opts = append(opts, sidecar.WithLogger(log))
+	reg := prometheus.NewRegistry() // served on -metrics
+	if *metrics != "" {
+		opts = append(opts, sidecar.WithRegisterer(reg))
+	}
 
 	// The whole command line is checked before the file sink is opened (created): the -glob patterns
 	// by a Tailer over a sink that opens nothing, which NewTailer checks as it would the real one.
@@ -156,11 +181,31 @@ func run(args []string, stdout, stderr io.Writer) error {
 	default:
 		return cmdline.Usagef("-sink %q: want stdout, file:PATH or http:URL", *sinkSpec)
 	}
+	if kind == "file" {
+		if g, ok := followed(globs, rest); ok {
+			return cmdline.Usagef("-sink %q: the file sink matches -glob %q: logship would ship its own output, again and again", *sinkSpec, g)
+		}
+	}
 	tailer, err := sidecar.NewTailer(globs, sink, opts...)
 	if ce := (*sidecar.ConfigError)(nil); errors.As(err, &ce) {
 		return cmdline.Usagef("%w", err) // a -glob pattern it cannot follow; the other values are checked above
 	} else if err != nil {
 		return err
+	}
+	var web *lifecycle.HTTPServer
+	if *metrics != "" {
+		// Listening before the file sink is opened: a port in use exits 1 with nothing shipped.
+		ln, err := net.Listen("tcp", *metrics)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4}))
+		if web, err = lifecycle.NewHTTPServerListener(&http.Server{Handler: mux, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}, ln); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	if kind == "file" {
 		fsink, err := sidecar.OpenFileSink(rest, sinkOpts...)
@@ -177,5 +222,37 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	return tailer.Run(ctx)
+	if web == nil {
+		return tailer.Run(ctx)
+	}
+	var g lifecycle.Group
+	if err := g.Add("metrics", web); err != nil {
+		return err
+	}
+	if err := g.Add("tailer", tailer); err != nil { // stopped first, the metrics server after it
+		return err
+	}
+	return g.Run(ctx)
+}
+
+// followed reports the pattern of globs under which the Tailer would follow path: a file matching
+// it, or named like a rotated sibling of one (PATTERN.* or PATTERN-*, see sidecar.Tailer).
+func followed(globs []string, path string) (string, bool) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	for _, g := range globs {
+		ga, err := filepath.Abs(g)
+		if err != nil || filepath.Dir(ga) != filepath.Dir(abs) {
+			continue
+		}
+		base, name := filepath.Base(ga), filepath.Base(abs)
+		for _, p := range []string{base, base + ".*", base + "-*"} {
+			if ok, _ := filepath.Match(p, name); ok {
+				return g, true
+			}
+		}
+	}
+	return "", false
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/internal/cmdline/cmdlinetest"
+	"github.com/podblocks/podblocks/internal/freeport"
 	"github.com/podblocks/podblocks/internal/syncbuf"
 	"github.com/podblocks/podblocks/internal/testbin"
 )
@@ -164,6 +166,13 @@ func TestBadFlags(t *testing.T) {
 		{Args: []string{"-glob", "/x/*.log", "-poll", "0s"}, Status: 2, Stderr: "logship: -poll 0s: want more than 0"},
 		{Args: []string{"-glob", "/x/*.log", "-max-line", "0"}, Status: 2, Stderr: "logship: -max-line 0: want more than 0"},
 		{Args: []string{"-glob", "/x/*.log", "-sink", "file:" + missing}, Status: 1, Stderr: "logship: open sink:"},
+		// A file sink the Tailer would follow shipped its own output, growing without end.
+		{Args: []string{"-glob", filepath.Join(dir, "*.jsonl"), "-sink", sink}, Status: 2,
+			Stderr: fmt.Sprintf(`logship: -sink %q: the file sink matches -glob %q`, sink, filepath.Join(dir, "*.jsonl"))},
+		{Args: []string{"-glob", "f1/logs/*.log", "-sink", "file:f1/logs/shipped.log"}, Status: 2,
+			Stderr: `logship: -sink "file:f1/logs/shipped.log": the file sink matches -glob "f1/logs/*.log"`},
+		{Args: []string{"-glob", "/x/*.log," + filepath.Join(dir, "out"), "-sink", "file:" + filepath.Join(dir, "out.1")}, Status: 2,
+			Stderr: "logship: -sink \"file:" + filepath.Join(dir, "out.1") + `": the file sink matches -glob`},
 	})
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("after usage errors: stat %s: %v; want it not created", out, err)
@@ -413,4 +422,139 @@ func TestReusedInodeToldApart(t *testing.T) {
 // package's message, as flag.ExitOnError would.
 func TestHelpAndUnknownFlag(t *testing.T) {
 	cmdlinetest.TestHelpAndBadFlag(t, "-glob", exec.Command(bin))
+}
+
+// TestMetrics: -metrics ADDR serves the tailer's metrics at /metrics, as examples/reloader's and
+// examples/log-adapter's -metrics do, among them the checkpoint's commits and errors; an address
+// with an impossible port exits 2 and a port in use exits 1, before anything is shipped.
+func TestMetrics(t *testing.T) {
+	dir := t.TempDir()
+	appendLines(t, filepath.Join(dir, "a.log"), numbered(0, 3)...)
+	addr := freeport.TCP(t)
+	out := filepath.Join(dir, "out.jsonl")
+	cmd := start(t, io.Discard, "-glob", filepath.Join(dir, "*.log"), "-state", filepath.Join(dir, "state.json"),
+		"-sink", "file:"+out, "-metrics", addr)
+	var body string
+	await.True(t, "3 lines counted on /metrics", 20*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return strings.Contains(body, "podblocks_sidecar_tailer_lines_total 3\n")
+	})
+	for _, m := range []string{"podblocks_sidecar_tailer_checkpoint_commits_total", "podblocks_sidecar_tailer_checkpoint_errors_total 0", "podblocks_sidecar_tailer_files 1"} {
+		if !strings.Contains(body, m) {
+			t.Errorf("/metrics has no %q:\n%s", m, body)
+		}
+	}
+	term(t, cmd)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busyOut := filepath.Join(dir, "busy.jsonl")
+	cmdlinetest.TestExits(t, exec.Command(bin, "-glob", filepath.Join(dir, "*.log")), []cmdlinetest.Exit{
+		{Args: []string{"-metrics", "127.0.0.1:99999"}, Status: 2, Stderr: `logship: -metrics "127.0.0.1:99999": port "99999"`},
+		{Args: []string{"-metrics", ln.Addr().String(), "-sink", "file:" + busyOut}, Status: 1, Stderr: "address already in use"},
+	})
+	if _, err := os.Stat(busyOut); !os.IsNotExist(err) {
+		t.Errorf("with the -metrics port in use: stat %s: %v; want it not created", busyOut, err)
+	}
+}
+
+// TestStateDirectoryCreated: a -state in a directory that does not exist yet (the manifest's
+// /var/log/app/.logship/state.json on a fresh emptyDir) is created, and a restart resumes from it
+// instead of shipping everything again; a -state that cannot be written exits 1 at start, naming
+// it. logship used to warn that the checkpoint could not be written, about four times a second,
+// ship on, and exit 0.
+func TestStateDirectoryCreated(t *testing.T) {
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app.log")
+	appendLines(t, app, numbered(0, 5)...)
+	state := filepath.Join(dir, ".logship", "state.json")
+	out := filepath.Join(dir, "out.jsonl")
+	args := []string{"-glob", app, "-state", state, "-sink", "file:" + out}
+	for run := range 2 {
+		cmd := start(t, io.Discard, args...)
+		await.True(t, "the checkpoint at the file's end", 20*time.Second, func() bool {
+			data, err := os.ReadFile(state)
+			return err == nil && bytes.Contains(data, fmt.Appendf(nil, `"offset":%d`, (run+1)*len("n=000000\n")*5))
+		})
+		term(t, cmd)
+		appendLines(t, app, numbered(5, 10)...)
+	}
+	data, err := os.ReadFile(out)
+	must(t, err)
+	var got []string
+	for _, r := range decode(t, data) {
+		got = append(got, r.Line)
+	}
+	if diff := cmp.Diff(numbered(0, 10), got); diff != "" {
+		t.Errorf("shipped over two runs (-want +got):\n%s", diff)
+	}
+
+	bad := filepath.Join(dir, "bad", "state.json")
+	must(t, os.MkdirAll(bad+".tmp", 0o755)) // the file each commit writes first, then renames
+	cmdlinetest.TestExits(t, exec.Command(bin, "-glob", app, "-sink", "file:"+filepath.Join(dir, "bad.jsonl")), []cmdlinetest.Exit{
+		{Args: []string{"-state", bad}, Status: 1, Stderr: "logship: checkpoint " + bad + ": write checkpoint:"},
+	})
+}
+
+// TestCopyTruncateWhileStopped: logrotate's copytruncate runs while logship is stopped (SIGTERM or
+// SIGKILL). The restart finds app.log truncated and app.log.1 a copy of what it had shipped, and
+// ships only the lines appended after the truncation. It used to ship the whole copy again (1500
+// records for 800 lines).
+func TestCopyTruncateWhileStopped(t *testing.T) {
+	for _, stop := range []string{"SIGTERM", "SIGKILL"} {
+		t.Run(stop, func(t *testing.T) {
+			dir := t.TempDir()
+			app := filepath.Join(dir, "app.log")
+			appendLines(t, app, numbered(0, 700)...)
+			state, out := filepath.Join(dir, "state.json"), filepath.Join(dir, "out.jsonl")
+			args := []string{"-glob", filepath.Join(dir, "*.log"), "-state", state, "-sink", "file:" + out}
+			shipped := func() []string {
+				data, err := os.ReadFile(out)
+				must(t, err)
+				var lines []string
+				for _, r := range decode(t, data[:bytes.LastIndexByte(data, '\n')+1]) {
+					lines = append(lines, r.Line)
+				}
+				return lines
+			}
+			cmd := start(t, io.Discard, args...)
+			await.True(t, "700 lines committed", 20*time.Second, func() bool {
+				data, err := os.ReadFile(state)
+				return err == nil && bytes.Contains(data, fmt.Appendf(nil, `"offset":%d`, 700*len("n=000000\n")))
+			})
+			if stop == "SIGKILL" {
+				must(t, cmd.Process.Kill())
+				_ = cmd.Wait()
+			} else {
+				term(t, cmd)
+			}
+			data, err := os.ReadFile(app)
+			must(t, err)
+			must(t, os.WriteFile(app+".1", data, 0o644))
+			must(t, os.Truncate(app, 0))
+			appendLines(t, app, numbered(700, 800)...)
+
+			cmd = start(t, io.Discard, args...)
+			// Both files committed at their ends: app.log.1 as the copy found (from the offset
+			// app.log had reached, or, wrongly, read again from its start).
+			await.True(t, "both files committed at their ends", 20*time.Second, func() bool {
+				data, err := os.ReadFile(state)
+				return err == nil && bytes.Count(data, fmt.Appendf(nil, `"offset":%d`, 700*len("n=000000\n"))) == 1 &&
+					bytes.Contains(data, fmt.Appendf(nil, `"offset":%d`, 100*len("n=000000\n"))) && bytes.Contains(data, []byte("app.log.1"))
+			})
+			term(t, cmd)
+			if diff := cmp.Diff(numbered(0, 800), shipped()); diff != "" {
+				t.Errorf("shipped (-want +got):\n%s", diff)
+			}
+		})
+	}
 }

@@ -78,13 +78,7 @@ func TestSIGTERMWithStalledStdoutReader(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			dir := t.TempDir()
 			app := filepath.Join(dir, "app.log")
-			var lines []string
-			offsets := []int64{0}
-			for i := range 40000 { // 4 MB: 4 times the 1 MiB pipe logship asks for
-				l := fmt.Sprintf("n=%06d %s", i, strings.Repeat("x", 90))
-				lines = append(lines, l)
-				offsets = append(offsets, offsets[i]+int64(len(l))+1)
-			}
+			lines, offsets := longLines()
 			const early = 2000
 			appendLines(t, app, lines[:early]...)
 			state := filepath.Join(dir, "state.json")
@@ -99,14 +93,7 @@ func TestSIGTERMWithStalledStdoutReader(t *testing.T) {
 			defer r.Close()
 			cmd := start(t, w, args...)
 			w.Close()
-			var got []byte
-			for buf := make([]byte, 64<<10); bytes.Count(got, []byte("\n")) < early; {
-				n, err := r.Read(buf)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = append(got, buf[:n]...)
-			}
+			got := readLines(t, r, early)
 			await.True(t, "a commit of the early lines", 20*time.Second, func() bool {
 				data, err := os.ReadFile(state)
 				return err == nil && bytes.Contains(data, fmt.Appendf(nil, `"offset":%d`, offsets[early]))
@@ -117,13 +104,7 @@ func TestSIGTERMWithStalledStdoutReader(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = append(got, more...)
-			last, since := -1, time.Now()
-			await.True(t, "the pipe to stay full", 20*time.Second, func() bool {
-				if h := pipeHolds(t, r); h != last {
-					last, since = h, time.Now()
-				}
-				return last >= 64<<10 && time.Since(since) >= 300*time.Millisecond
-			})
+			stalled(t, r)
 			exited := make(chan error, 1)
 			termAt := time.Now()
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -173,6 +154,45 @@ func TestSIGTERMWithStalledStdoutReader(t *testing.T) {
 			}
 		})
 	}
+}
+
+// longLines returns 40,000 lines of 100 bytes (4 MB: 4 times the 1 MiB pipe logship asks for) and
+// the offset of each in a file holding them (offsets[len(lines)] is its size).
+func longLines() (lines []string, offsets []int64) {
+	offsets = []int64{0}
+	for i := range 40000 {
+		l := fmt.Sprintf("n=%06d %s", i, strings.Repeat("x", 90))
+		lines = append(lines, l)
+		offsets = append(offsets, offsets[i]+int64(len(l))+1)
+	}
+	return lines, offsets
+}
+
+// readLines reads from r until what it read holds n newlines.
+func readLines(t *testing.T, r io.Reader, n int) []byte {
+	t.Helper()
+	var got []byte
+	for buf := make([]byte, 64<<10); bytes.Count(got, []byte("\n")) < n; {
+		k, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:k]...)
+	}
+	return got
+}
+
+// stalled waits until the pipe r holds 64 KiB or more and has not changed for 300 ms: its writer
+// waits for room.
+func stalled(t *testing.T, r *os.File) {
+	t.Helper()
+	last, since := -1, time.Now()
+	await.True(t, "the pipe to stay full", 20*time.Second, func() bool {
+		if h := pipeHolds(t, r); h != last {
+			last, since = h, time.Now()
+		}
+		return last >= 64<<10 && time.Since(since) >= 300*time.Millisecond
+	})
 }
 
 // pipeHolds is how many bytes the pipe r holds (FIONREAD).
