@@ -38,3 +38,23 @@ func TestFlagGivenOverridesItsVariable(t *testing.T) {
 		t.Errorf("PPROF=yes alone: %v; want a usage error naming PPROF", err)
 	}
 }
+
+// A variable the command cannot read is a usage error (exit 2) that names it and the form it wants.
+func TestBadVariableIsAUsageError(t *testing.T) {
+	for _, tc := range []struct{ env, val, want string }{
+		{"GRACE", "abc", `GRACE "abc": want a duration`},
+		{"PROPAGATION", "soon", `PROPAGATION "soon": want a duration`},
+		{"SHED_LIMIT", "lots", `SHED_LIMIT "lots": want an integer`},
+		{"POD_PRIORITY", "high", `POD_PRIORITY "high": want critical, default, sheddable or an integer`},
+	} {
+		err := run(nil, func(k string) string {
+			if k == tc.env {
+				return tc.val
+			}
+			return ""
+		})
+		if cmdline.Status(err) != 2 || err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%s: %v (status %d); want a usage error containing %q", tc.env, tc.val, err, cmdline.Status(err), tc.want)
+		}
+	}
+}

@@ -11,7 +11,9 @@
 // Every flag can also be set by an environment variable: LISTEN, ADMIN, PROPAGATION, GRACE,
 // SHED_LIMIT, LOG_LEVEL, PPROF (true or false, as strconv.ParseBool reads them: 1 is true); a value
 // it cannot read is a usage error, as the flag's would be. The process' priority class comes from
-// POD_PRIORITY (downward API).
+// POD_PRIORITY (critical, default, sheddable or an integer); the downward API cannot expose
+// spec.priority, so set it from a label, e.g. fieldRef metadata.labels['podblocks.io/priority'].
+// A POD_PRIORITY it cannot read is a usage error too.
 package main
 
 import (
@@ -65,13 +67,15 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	// A variable stands for its flag when the flag is not given, and one the command cannot read is a
 	// usage error, as the flag's value would be; a flag given makes its variable irrelevant.
 	given := cmdline.Given(fs)
-	for _, v := range []struct{ env, flag string }{
-		{"LISTEN", "listen"}, {"ADMIN", "admin"}, {"PROPAGATION", "propagation"}, {"GRACE", "grace"},
-		{"SHED_LIMIT", "shed-limit"}, {"LOG_LEVEL", "log-level"}, {"PPROF", "pprof"},
+	for _, v := range []struct{ env, flag, want string }{
+		{"LISTEN", "listen", "host:port"}, {"ADMIN", "admin", "host:port"},
+		{"PROPAGATION", "propagation", "a duration such as 5s"}, {"GRACE", "grace", "a duration such as 30s"},
+		{"SHED_LIMIT", "shed-limit", "an integer"}, {"LOG_LEVEL", "log-level", "a log level"},
+		{"PPROF", "pprof", "true or false"},
 	} {
 		if val := getenv(v.env); val != "" && !given[v.flag] {
 			if err := fs.Set(v.flag, val); err != nil {
-				return c, cmdline.Usagef("%s %q: %v", v.env, val, err)
+				return c, cmdline.Usagef("%s %q: want %s", v.env, val, v.want)
 			}
 		}
 	}
@@ -101,6 +105,10 @@ func run(args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
+	priority, err := lifecycle.ProcessPriority(getenv)
+	if err != nil {
+		return cmdline.Usagef("POD_PRIORITY %q: want critical, default, sheddable or an integer", getenv("POD_PRIORITY"))
+	}
 	level, err := zap.ParseAtomicLevel(cfg.LogLevel)
 	if err != nil {
 		return err // parse checked it
@@ -112,10 +120,6 @@ func run(args []string, getenv func(string) string) error {
 		return err
 	}
 	defer log.Sync()
-	priority, err := lifecycle.ProcessPriority(getenv)
-	if err != nil {
-		return err
-	}
 
 	reg := prometheus.NewRegistry()
 	app, err := lifecycle.NewApp(
