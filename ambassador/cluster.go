@@ -24,6 +24,7 @@ type Backend struct {
 	sem      chan struct{} // circuit breaker slots; nil means unlimited
 	failures atomic.Int32  // consecutive failures (outlier detection)
 	retired  atomic.Bool
+	out      atomic.Bool // unavailable (unhealthy or ejected): set by collect, and by eject at once
 	idle     idlePool
 	m        endpointMetrics
 
@@ -48,6 +49,14 @@ type snapshot struct {
 	pick  []*Backend // the balancer's index space
 	bal   Balancer
 	panic bool
+	seq   uint64 // order of the states snapshots are built from: a newer one is never replaced
+}
+
+// avoid reports whether Acquire should send a request elsewhere than to b, an endpoint of s.pick,
+// when another can take it: b is in tried, or (unless s is in panic mode, where every endpoint
+// takes traffic) b has become unavailable since s was built.
+func (s *snapshot) avoid(b *Backend, tried []*Backend) bool {
+	return slices.Contains(tried, b) || !s.panic && b.out.Load()
 }
 
 // Cluster is a set of endpoints from a Source with a Balancer over the available ones, active
@@ -64,12 +73,15 @@ type Cluster struct {
 	snap    atomic.Pointer[snapshot]
 	running atomic.Bool
 	ready   chan struct{}
-	kick    chan struct{} // buffered 1: wakes Run to re-arm the readmission timer
+	kick    chan struct{} // buffered 1: wakes Run to rebuild and re-arm the readmission timer
 
 	mu       sync.Mutex
 	backends map[string]*Backend
 	checks   sync.WaitGroup
 	runCtx   context.Context // set while Run runs, for starting health checks
+	looping  bool            // Run's loop runs: it rebuilds the snapshot when dirty
+	dirty    bool            // the snapshot is older than the state under mu
+	seq      uint64          // the last snapshot's seq
 }
 
 // NewCluster returns a Cluster over src. Options used: WithName, WithBalancer, WithHealthCheck,
@@ -154,19 +166,39 @@ func (c *Cluster) Run(ctx context.Context) error {
 	eps, changed := c.src.Endpoints()
 	c.mu.Lock()
 	c.runCtx = ctx
+	c.looping = true
 	c.update(eps)
 	for _, b := range c.backends {
 		c.startCheck(b)
 	}
 	c.mu.Unlock()
+	defer func() {
+		// From now on an ejection rebuilds the snapshot itself; one not yet rebuilt is now.
+		c.mu.Lock()
+		c.looping = false
+		if c.dirty {
+			c.rebuild()
+		}
+		c.mu.Unlock()
+	}()
 	close(c.ready)
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		// Ejections (see eject) and readmissions are rebuilt here, the balancer built outside
+		// c.mu: neither the request that ejects nor anyone else needing c.mu waits for it.
 		c.mu.Lock()
 		next := c.readmit(time.Now())
+		var s *snapshot
+		var eps []Endpoint
+		if c.dirty {
+			s, eps = c.collect()
+		}
 		c.mu.Unlock()
+		if s != nil {
+			c.build(s, eps)
+		}
 		if next.IsZero() {
 			timer.Reset(time.Hour)
 		} else {
@@ -231,7 +263,12 @@ func (c *Cluster) update(eps []Endpoint) {
 }
 
 // rebuild makes a new snapshot from c.backends. c.mu held.
-func (c *Cluster) rebuild() {
+func (c *Cluster) rebuild() { c.build(c.collect()) }
+
+// collect returns the snapshot of c.backends' state without its balancer, and the endpoints to
+// build that over, for build; it marks the snapshot up to date (c.dirty false), and sets each
+// Backend's out and the availability and panic metrics as they are in it. c.mu held.
+func (c *Cluster) collect() (*snapshot, []Endpoint) {
 	all := make([]*Backend, 0, len(c.backends))
 	for _, b := range c.backends {
 		all = append(all, b)
@@ -245,6 +282,7 @@ func (c *Cluster) rebuild() {
 	var avail []*Backend
 	for _, b := range all {
 		ok := b.healthy && !b.ejected
+		b.out.Store(!ok)
 		if ok {
 			avail = append(avail, b)
 			b.m.available.Set(1)
@@ -252,7 +290,9 @@ func (c *Cluster) rebuild() {
 			b.m.available.Set(0)
 		}
 	}
-	s := &snapshot{all: all, pick: avail}
+	c.seq++
+	c.dirty = false
+	s := &snapshot{all: all, pick: avail, seq: c.seq}
 	if len(all) > 0 && c.cfg.panicThreshold > 0 && len(avail)*100 < c.cfg.panicThreshold*len(all) {
 		s.pick, s.panic = all, true
 		c.log.Warn("panic mode: balancing over all endpoints", zap.Int("available", len(avail)), zap.Int("total", len(all)))
@@ -264,8 +304,22 @@ func (c *Cluster) rebuild() {
 	for i, b := range s.pick {
 		eps[i] = b.Endpoint
 	}
+	return s, eps
+}
+
+// build builds the balancer of s over eps, from collect, and makes s the snapshot unless one
+// collected later is in already (Run builds outside c.mu, so builds may end out of order).
+func (c *Cluster) build(s *snapshot, eps []Endpoint) {
 	s.bal = c.cfg.balancer(eps)
-	c.snap.Store(s)
+	for {
+		old := c.snap.Load()
+		if old != nil && old.seq > s.seq {
+			return
+		}
+		if c.snap.CompareAndSwap(old, s) {
+			return
+		}
+	}
 }
 
 // Lease is one endpoint taken for one request or connection; Release it exactly once.
@@ -300,24 +354,15 @@ func done(bal Balancer, i int) {
 // one more on endpoint i, for a request it did not Pick, that Done(i) ends as a picked one's.
 type taker interface{ take(i int) }
 
-// nextUntried returns the index of the first endpoint of pick after i (wrapping around) that is
-// not in tried, or -1 when all are.
-func nextUntried(pick, tried []*Backend, i int) int {
-	for d := 1; d < len(pick); d++ {
-		if j := (i + d) % len(pick); !slices.Contains(tried, pick[j]) {
-			return j
-		}
-	}
-	return -1
-}
-
-// Acquire picks an endpoint for a request with hash key, avoiding those in tried when another can
-// take it (when the balancer keeps picking tried ones, the next untried endpoint in address order
-// after its last pick takes the request, so a hashing balancer's retries stay deterministic; a
-// built-in P2C counts that request as it counts its own picks), and takes a circuit-breaker slot on
-// it (waiting, while ctx allows, if the endpoint is at its concurrency limit but under its pending
-// limit). It does not allocate. When that last endpoint is at both its concurrency and pending
-// limits, Acquire returns ErrOverloaded without trying the other untried endpoints.
+// Acquire picks an endpoint for a request with hash key and takes a circuit-breaker slot on it
+// (waiting, while ctx allows, if the endpoint is at its concurrency limit but under its pending
+// limit). It avoids the endpoints in tried, and one ejected since the balancer was last built,
+// when another can take the request. When the balancer keeps picking endpoints to avoid or at
+// both their concurrency and pending limits, the others are tried in turn, in address order after
+// its last pick (so a hashing balancer's retries stay deterministic), and the first with room
+// takes the request (a built-in P2C counts it as it counts its own picks); Acquire returns
+// ErrOverloaded only when none of them has room. When every endpoint is to be avoided, the
+// balancer's last pick takes the request. It does not allocate.
 func (c *Cluster) Acquire(ctx context.Context, key uint64, tried []*Backend) (Lease, error) {
 	return c.acquire(ctx, key, tried, true)
 }
@@ -333,8 +378,8 @@ func (c *Cluster) acquire(ctx context.Context, key uint64, tried []*Backend, wai
 	if n == 0 {
 		return Lease{}, ErrNoEndpoint
 	}
-	err := ErrNoEndpoint
 	attempts := n + 2
+	i := -1
 	for a := 0; a < attempts; a++ {
 		k := key
 		if a > 0 || len(tried) > 0 {
@@ -342,58 +387,83 @@ func (c *Cluster) acquire(ctx context.Context, key uint64, tried []*Backend, wai
 			// picks.
 			k = RetryKey(key, len(tried)*attempts+a)
 		}
-		i := s.bal.Pick(k)
+		i = s.bal.Pick(k)
 		if i < 0 || i >= n {
 			return Lease{}, ErrNoEndpoint
 		}
-		b, bal := s.pick[i], s.bal
-		if slices.Contains(tried, b) {
-			if a < attempts-1 {
-				s.bal.Done(i)
-				continue
-			}
-			// The last pick landed on a tried endpoint too: take the next untried one instead,
-			// if there is one, in the balancer's count if it keeps one (p2c), else outside it.
-			if j := nextUntried(s.pick, tried, i); j >= 0 {
-				s.bal.Done(i)
-				i, b = j, s.pick[j]
-				if t, ok := s.bal.(taker); ok {
-					t.take(j)
-				} else {
-					bal = nil
-				}
-			}
+		if s.avoid(s.pick[i], tried) {
+			s.bal.Done(i)
+			continue
 		}
-		if b.sem != nil {
-			select {
-			case b.sem <- struct{}{}:
-			default:
-				if b.pending.Add(1) > int64(c.cfg.maxPending) {
-					b.pending.Add(-1)
-					done(bal, i)
-					err = ErrOverloaded
-					continue
-				}
-				if !wait {
-					b.pending.Add(-1)
-					done(bal, i)
-					return Lease{}, errWouldWait
-				}
-				select {
-				case b.sem <- struct{}{}:
-					b.pending.Add(-1)
-				case <-ctx.Done():
-					b.pending.Add(-1)
-					done(bal, i)
-					return Lease{}, ctx.Err()
-				}
-			}
+		if l, err := c.slot(ctx, s.pick[i], s.bal, i, wait); !errors.Is(err, ErrOverloaded) {
+			return l, err
 		}
-		b.active.Add(1)
-		b.m.active.Inc()
-		return Lease{Backend: b, bal: bal, i: i}, nil
 	}
-	return Lease{}, err
+	// Every pick was to be avoided or had no room: the others in turn, after the last pick.
+	candidates := false
+	for d := 1; d <= n; d++ {
+		j := (i + d) % n
+		if s.avoid(s.pick[j], tried) {
+			continue
+		}
+		candidates = true
+		if l, err := c.slot(ctx, s.pick[j], counted(s.bal, j), j, wait); !errors.Is(err, ErrOverloaded) {
+			return l, err
+		}
+	}
+	if candidates {
+		return Lease{}, ErrOverloaded
+	}
+	return c.slot(ctx, s.pick[i], counted(s.bal, i), i, wait)
+}
+
+// counted returns what is to be told when a request sent to endpoint i of bal without bal's pick
+// is done: bal, having counted the request, if it counts requests in flight (a taker), else nil.
+func counted(bal Balancer, i int) Balancer {
+	if t, ok := bal.(taker); ok {
+		t.take(i)
+		return bal
+	}
+	return nil
+}
+
+// slot takes a circuit-breaker slot on b, endpoint i of bal (nil: a request outside bal's count),
+// for a lease, as Acquire does: it returns ErrOverloaded when b is at both its limits. Unless it
+// returns a lease, it tells bal the request sent to i is done.
+func (c *Cluster) slot(ctx context.Context, b *Backend, bal Balancer, i int, wait bool) (Lease, error) {
+	if b.sem != nil {
+		select {
+		case b.sem <- struct{}{}:
+		default:
+			if err := c.await(ctx, b, wait); err != nil {
+				done(bal, i)
+				return Lease{}, err
+			}
+		}
+	}
+	b.active.Add(1)
+	b.m.active.Inc()
+	return Lease{Backend: b, bal: bal, i: i}, nil
+}
+
+// await takes a slot on b, at its concurrency limit, once one is free, unless b is at its pending
+// limit too (ErrOverloaded), wait is false (errWouldWait) or ctx ends first (its error): slot's
+// slow path, apart so that slot's fast one inlines.
+func (c *Cluster) await(ctx context.Context, b *Backend, wait bool) error {
+	if b.pending.Add(1) > int64(c.cfg.maxPending) {
+		b.pending.Add(-1)
+		return ErrOverloaded
+	}
+	defer b.pending.Add(-1)
+	if !wait {
+		return errWouldWait
+	}
+	select {
+	case b.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Report records the outcome of one request or connection attempt for outlier detection and
@@ -419,6 +489,7 @@ func (c *Cluster) Report(b *Backend, ok bool, took time.Duration) {
 // eject ejects b if the maximum ejection percentage allows. Whatever the outcome, b's count of
 // consecutive failures starts over: an endpoint whose ejection was skipped is tried again after
 // as many more failures, and one ejected counts afresh when readmitted.
+// It runs on a request's goroutine: see changed for when b stops taking requests.
 func (c *Cluster) eject(b *Backend) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -441,14 +512,31 @@ func (c *Cluster) eject(b *Backend) {
 	b.ejected, b.ejectedUntil = true, time.Now().Add(d)
 	b.m.ejections.Inc()
 	c.log.Warn("endpoint ejected", zap.String("endpoint", b.Addr), zap.Duration("for", d), zap.Int("times", b.ejections))
-	c.rebuild()
+	c.changed(b)
+}
+
+// changed has the snapshot rebuilt for a change of b's availability (ejected, or healthy). The
+// rebuild (for a ring or maglev over many endpoints, milliseconds) is left to Run's loop, which
+// builds the balancer outside c.mu, so neither the goroutine that changed b (a request's, for an
+// ejection) nor others needing c.mu wait for it; b is marked out at once: from changed's return
+// on, Acquire sends an unavailable b no request it had not already picked, and Run's loop has the
+// new snapshot in as soon as it has built it. Without Run's loop (before Run or after it), changed
+// rebuilds the snapshot itself. c.mu held.
+func (c *Cluster) changed(b *Backend) {
+	if !c.looping {
+		c.rebuild()
+		return
+	}
+	b.out.Store(!b.healthy || b.ejected)
+	c.dirty = true
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
 }
 
-// readmit returns ejected endpoints whose time is up and returns the next expiry. c.mu held.
+// readmit returns ejected endpoints whose time is up, marking the snapshot dirty, and returns the
+// next expiry. c.mu held.
 func (c *Cluster) readmit(now time.Time) time.Time {
 	var next time.Time
 	changed := false
@@ -468,7 +556,7 @@ func (c *Cluster) readmit(now time.Time) time.Time {
 		}
 	}
 	if changed {
-		c.rebuild()
+		c.dirty = true
 	}
 	return next
 }
@@ -512,7 +600,7 @@ func (c *Cluster) checked(b *Backend, err error, h HealthCheck) {
 		if !b.healthy && b.hcOK >= h.HealthyThreshold {
 			b.healthy = true
 			c.log.Info("endpoint healthy", zap.String("endpoint", b.Addr))
-			c.rebuild()
+			c.changed(b)
 		}
 		return
 	}
@@ -521,7 +609,7 @@ func (c *Cluster) checked(b *Backend, err error, h HealthCheck) {
 		b.healthy = false
 		b.m.ejections.Inc()
 		c.log.Warn("endpoint unhealthy", zap.String("endpoint", b.Addr), zap.Error(err))
-		c.rebuild()
+		c.changed(b)
 	}
 }
 

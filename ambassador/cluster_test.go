@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/podblocks/podblocks/ambassador"
+	"github.com/podblocks/podblocks/ambassadortest"
 )
 
 func eps(addrs ...string) []ambassador.Endpoint {
@@ -128,33 +129,58 @@ func backendOf(t *testing.T, c *ambassador.Cluster, addr string) *ambassador.Bac
 	return nil
 }
 
+// TestMaxEjectionPercentAndPanic: ejections stop at the maximum ejection percentage, and the
+// cluster balances over every endpoint once too few are available: whether Run runs (its loop
+// rebuilds the balancer), has not started, or has ended (the ejecting Report rebuilds it).
 func TestMaxEjectionPercentAndPanic(t *testing.T) {
-	c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1", "b:1", "c:1", "d:1")...),
-		ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: 1, MaxEjectionPercent: 50}),
-		ambassador.WithPanicThreshold(60))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"a:1", "b:1", "c:1"} {
-		c.Report(backendOf(t, c, a), false, 0)
-	}
-	// At most 50% (2 of 4) are ejected.
-	st, panicMode := c.Status()
-	ejected := 0
-	for _, e := range st {
-		if e.Ejected {
-			ejected++
-		}
-	}
-	if ejected != 2 {
-		t.Errorf("%d ejected, want 2 (max 50%%)", ejected)
-	}
-	// 2 of 4 available is below the 60% panic threshold: balance over all four.
-	if !panicMode {
-		t.Error("panic mode off with 50% available and a 60% threshold")
-	}
-	if got := pickAll(t, c, 400); len(got) != 4 {
-		t.Errorf("panic mode picks %v, want all four endpoints", got)
+	for _, run := range []string{"without Run", "with Run", "after Run"} {
+		t.Run(run, func(t *testing.T) {
+			c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1", "b:1", "c:1", "d:1")...),
+				ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: 1, MaxEjectionPercent: 50}),
+				ambassador.WithPanicThreshold(60))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run != "without Run" {
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan error, 1)
+				go func() { done <- c.Run(ctx) }()
+				stop := func() {
+					cancel()
+					if err := <-done; err != nil {
+						t.Errorf("Run = %v, want nil", err)
+					}
+				}
+				<-c.Ready()
+				if run == "after Run" {
+					stop()
+				} else {
+					defer stop()
+				}
+			}
+			for _, a := range []string{"a:1", "b:1", "c:1"} {
+				c.Report(backendOf(t, c, a), false, 0)
+			}
+			// At most 50% (2 of 4) are ejected.
+			st, _ := c.Status()
+			ejected := 0
+			for _, e := range st {
+				if e.Ejected {
+					ejected++
+				}
+			}
+			if ejected != 2 {
+				t.Errorf("%d ejected, want 2 (max 50%%)", ejected)
+			}
+			// 2 of 4 available is below the 60% panic threshold: balance over all four, once the
+			// balancer is rebuilt.
+			if !ambassadortest.WaitFor(t.Context(), 10*time.Second, func() bool { _, p := c.Status(); return p }) {
+				t.Error("panic mode off with 50% available and a 60% threshold")
+			}
+			if got := pickAll(t, c, 400); len(got) != 4 {
+				t.Errorf("panic mode picks %v, want all four endpoints", got)
+			}
+		})
 	}
 }
 
@@ -367,6 +393,143 @@ func TestAcquireAvoidsTried(t *testing.T) {
 				t.Fatalf("Acquire with every endpoint tried: %v", err)
 			}
 			l.Release()
+		})
+	}
+}
+
+// TestEjectLeavesRebuildToRun: the Report that ejects an endpoint does not wait for the balancer
+// to be rebuilt (Run's loop rebuilds it, and outside the cluster's lock, so Status does not wait
+// either), and from the moment Report returns, Acquire gives the ejected endpoint no request.
+func TestEjectLeavesRebuildToRun(t *testing.T) {
+	building := make(chan struct{}, 1)
+	release := make(chan struct{})
+	free := sync.OnceFunc(func() { close(release) })
+	// slow is a round robin whose builds over fewer than the three endpoints (the one after the
+	// ejection) wait for release.
+	slow := func(eps []ambassador.Endpoint) ambassador.Balancer {
+		if len(eps) < 3 {
+			select {
+			case building <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		return ambassador.NewRoundRobin(eps)
+	}
+	c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1", "b:1", "c:1")...), ambassador.WithBalancer(slow),
+		ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: 1, MaxEjectionPercent: 50}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	reported := make(chan struct{})
+	defer func() {
+		free()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+		<-reported
+	}()
+	<-c.Ready()
+	b := backendOf(t, c, "b:1")
+	go func() {
+		defer close(reported)
+		c.Report(b, false, time.Millisecond)
+	}()
+	select {
+	case <-reported:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Report ejecting b:1 still waits, 10s on, for the balancer rebuild")
+	}
+	if got := pickAll(t, c, 300); got["b:1"] != 0 {
+		t.Errorf("after the Report ejecting it, b:1 got %d of 300 picks, want 0 (picks %v)", got["b:1"], got)
+	}
+	select {
+	case <-building:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not start the rebuild in 10s")
+	}
+	status := make(chan []ambassador.EndpointStatus, 1)
+	go func() {
+		st, _ := c.Status()
+		status <- st
+	}()
+	select {
+	case st := <-status:
+		if len(st) != 3 || !st[1].Ejected || st[1].Available {
+			t.Errorf("Status during the rebuild: %+v, want b:1 ejected and not available", st)
+		}
+	case <-time.After(10 * time.Second):
+		free()
+		<-status
+		t.Fatal("Status waited 10s for Run's rebuild")
+	}
+	free()
+	if diff := cmp.Diff([]string{"a:1", "c:1"}, available(c)); diff != "" {
+		t.Errorf("after the rebuild (-want +got):\n%s", diff)
+	}
+	if got := pickAll(t, c, 300); got["b:1"] != 0 {
+		t.Errorf("after the rebuild, b:1 got %d of 300 picks, want 0 (picks %v)", got["b:1"], got)
+	}
+}
+
+// TestAcquireTriesOthersWhenOverloaded: an endpoint at both circuit-breaker limits does not fail
+// a request another endpoint can take, however the balancer's picks fall: for every key, a first
+// try goes to a free endpoint, and a retry to the free endpoint it has not tried.
+func TestAcquireTriesOthersWhenOverloaded(t *testing.T) {
+	for _, name := range []string{"ring", "maglev", "rr", "p2c"} {
+		t.Run(name, func(t *testing.T) {
+			c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1", "b:1", "c:1")...),
+				ambassador.WithBalancer(ambassador.Balancers[name]), ambassador.WithCircuitBreaker(1, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, b := backendOf(t, c, "a:1"), backendOf(t, c, "b:1")
+			// Fill a's one slot.
+			var full ambassador.Lease
+			for k := uint64(0); full.Backend == nil; k++ {
+				l, err := c.Acquire(t.Context(), k*0x9e3779b97f4a7c15, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l.Backend == a {
+					full = l
+				} else {
+					l.Release()
+				}
+			}
+			defer full.Release()
+			for k := range uint64(2000) {
+				key := k * 0x9e3779b97f4a7c15
+				l, err := c.Acquire(t.Context(), key, nil)
+				if err != nil {
+					t.Fatalf("key %#x: Acquire with a:1 full and b:1, c:1 free: %v", key, err)
+				}
+				l.Release()
+				if l.Backend == a {
+					t.Fatalf("key %#x: Acquire went to the full a:1", key)
+				}
+				l, err = c.Acquire(t.Context(), key, []*ambassador.Backend{b})
+				if err != nil {
+					t.Fatalf("key %#x: retry after b:1 with a:1 full and c:1 free: %v", key, err)
+				}
+				l.Release()
+				if l.Backend.Addr != "c:1" {
+					t.Fatalf("key %#x: retry after b:1 with a:1 full went to %s, want c:1", key, l.Backend.Addr)
+				}
+			}
+			tried := []*ambassador.Backend{b}
+			if n := testing.AllocsPerRun(100, func() {
+				l, err := c.Acquire(t.Context(), 1, tried)
+				if err == nil {
+					l.Release()
+				}
+			}); n != 0 {
+				t.Errorf("Acquire past a full endpoint allocates %v times, want 0", n)
+			}
 		})
 	}
 }

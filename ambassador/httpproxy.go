@@ -156,7 +156,9 @@ func (p *HTTPProxy) SetSplits(ss ...Split) error {
 	return nil
 }
 
-// Ready is closed once Run is listening and its clusters have taken their sources' endpoints.
+// Ready is closed once Run is listening and its clusters have taken their sources' endpoints. It
+// is never closed when Run ends before that: a cluster's source failed at start (a File source's
+// missing file; Run returns the error) or ctx ended first.
 func (p *HTTPProxy) Ready() <-chan struct{} { return p.ready }
 
 // Addr returns the listening address once Ready is closed (nil before).
@@ -236,13 +238,16 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	awaitReady(cctx, errs, clusters...) // before connections are balanced
+	ready := awaitReady(cctx, errs, clusters...) // before connections are balanced
 	if lps != nil {
 		lps.start(&p.h1wg)
 	}
 	acceptDone := make(chan struct{})
 	go func() {
 		defer close(acceptDone)
+		if !ready {
+			return // Run is ending: accept nothing
+		}
 		var delay time.Duration
 		for {
 			c, err := ln.Accept()
@@ -274,8 +279,10 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 			})
 		}
 	}()
-	close(p.ready)
-	p.log.Info("listening", zap.Stringer("addr", ln.Addr()))
+	if ready {
+		close(p.ready)
+		p.log.Info("listening", zap.Stringer("addr", ln.Addr()))
+	}
 
 	var runErr error
 	select {
@@ -1083,18 +1090,20 @@ func (p *HTTPProxy) serveUpgrade(w http.ResponseWriter, r *http.Request, cluster
 }
 
 // awaitReady waits until every cluster in cs is Ready (its Run has taken its source's set and
-// balances over it), ctx ends or errs has a cluster's Run result, which it leaves in errs.
-func awaitReady(ctx context.Context, errs chan error, cs ...*Cluster) {
+// balances over it), ctx ends or errs has a cluster's Run result, which it leaves in errs. It
+// reports whether every cluster is Ready and ctx has not ended: whether the proxy is ready.
+func awaitReady(ctx context.Context, errs chan error, cs ...*Cluster) bool {
 	for _, c := range cs {
 		select {
 		case <-c.Ready():
 		case err := <-errs:
 			errs <- err
-			return
+			return false
 		case <-ctx.Done():
-			return
+			return false
 		}
 	}
+	return ctx.Err() == nil
 }
 
 // runShared runs c until ctx ends; a cluster already run by someone else (a shared one) is left

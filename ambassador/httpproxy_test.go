@@ -816,3 +816,69 @@ func TestHTTPProxyReadyAfterSourceLoaded(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPProxyOverloadedTriesOthers: with a hashing balancer and a circuit breaker, a request
+// whose key hashes to an endpoint at both its limits goes to another endpoint that has room, not
+// answered 503, whichever way the balancer's further picks for it fall.
+func TestHTTPProxyOverloadedTriesOthers(t *testing.T) {
+	x := ambassadortest.NewHTTPBackend(t, "x")
+	y := ambassadortest.NewHTTPBackend(t, "y")
+	x.Set(ambassadortest.Behavior{Latency: time.Minute}) // holds x's one slot until cancelled
+	sorted := []ambassador.Endpoint{x.Endpoint(), y.Endpoint()}
+	if sorted[1].Addr < sorted[0].Addr {
+		sorted[0], sorted[1] = sorted[1], sorted[0]
+	}
+	ring := ambassador.NewRingHash(sorted) // the cluster's ring: over its endpoints in address order
+	onX := func(k uint64) bool { return sorted[ring.Pick(k)].Addr == x.Addr }
+	// A key whose hash and whose first retry keys all land on x, so that a balancer asked again
+	// and again keeps picking the full x.
+	key := ""
+	for i := 0; i < 100000 && key == ""; i++ {
+		h := ambassador.HashString("k" + strconv.Itoa(i))
+		all := onX(h)
+		for a := 1; all && a < 8; a++ {
+			all = onX(ambassador.RetryKey(h, a))
+		}
+		if all {
+			key = "k" + strconv.Itoa(i)
+		}
+	}
+	if key == "" {
+		t.Fatal("no key of 100000 hashes to x eight times over")
+	}
+	_, _, url := newHTTPProxy(t, ambassador.NewStatic(x.Endpoint(), y.Endpoint()), ambassador.WithBalancer(ambassador.NewRingHash),
+		ambassador.WithKey(ambassador.HeaderKey("X-Key")), ambassador.WithCircuitBreaker(1, 0))
+	c := client(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	held := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req.Header.Set("X-Key", key)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		held <- err
+	}()
+	defer func() {
+		cancel()
+		x.Stop() // ends the held request upstream too: the proxy's shutdown need not wait for it
+		<-held
+	}()
+	if !ambassadortest.WaitFor(t.Context(), 10*time.Second, func() bool { return x.Count() == 1 }) {
+		t.Fatal("the first request did not reach x in 10s")
+	}
+	for range 3 {
+		if code, body := get(t, c, url, "X-Key", key); code != http.StatusOK || body != "y\n" {
+			t.Fatalf("with x full: %d %q, want 200 from y", code, body)
+		}
+	}
+}
+
+// TestHTTPProxyNotReadyWhenSourceFails: a proxy whose cluster's source fails at start is never
+// Ready; its Run returns the source's error.
+func TestHTTPProxyNotReadyWhenSourceFails(t *testing.T) {
+	checkNotReadyWhenSourceFails(t, func(c *ambassador.Cluster) (component, error) {
+		return ambassador.NewHTTPProxy("127.0.0.1:0", c, withPath(nil)...)
+	})
+}

@@ -72,7 +72,9 @@ func NewTCPProxy(addr string, cluster *Cluster, opts ...Option) (*TCPProxy, erro
 	}, nil
 }
 
-// Ready is closed once Run is listening and its cluster has taken its source's endpoints.
+// Ready is closed once Run is listening and its cluster has taken its source's endpoints. It is
+// never closed when Run ends before that: the cluster's source failed at start (a File source's
+// missing file; Run returns the error) or ctx ended first.
 func (p *TCPProxy) Ready() <-chan struct{} { return p.ready }
 
 // Addr returns the listening address once Ready is closed (nil before).
@@ -115,42 +117,13 @@ func (p *TCPProxy) Run(ctx context.Context) error {
 	defer cancel()
 	clusterErr := make(chan error, 1)
 	go func() { clusterErr <- runShared(ctx, p.cluster) }()
-	awaitReady(ctx, clusterErr, p.cluster)
-	close(p.ready)
-	p.log.Info("listening", zap.Stringer("addr", ln.Addr()))
-
-	acceptErr := make(chan error, 1)
-	go func() {
-		var delay time.Duration
-		for {
-			c, err := ln.AcceptTCP()
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
-					// Out of file descriptors and the like: back off, keep serving.
-					delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-					p.log.Warn("accept", zap.Error(err))
-					select {
-					case <-time.After(delay):
-						continue
-					case <-ctx.Done():
-					}
-				}
-				acceptErr <- err
-				return
-			}
-			delay = 0
-			if !p.track(c) {
-				c.Close()
-				continue
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.serve(ctx, c)
-			}()
-		}
-	}()
+	var acceptErr chan error // stays nil (no accept error) when the proxy is never ready
+	if awaitReady(ctx, clusterErr, p.cluster) {
+		acceptErr = make(chan error, 1)
+		close(p.ready)
+		p.log.Info("listening", zap.Stringer("addr", ln.Addr()))
+		go p.accept(ctx, ln, acceptErr)
+	}
 
 	var runErr error
 	select {
@@ -165,7 +138,9 @@ func (p *TCPProxy) Run(ctx context.Context) error {
 		runErr = fmt.Errorf("accept: %w", err)
 	}
 	ln.Close()
-	<-acceptErr
+	if acceptErr != nil {
+		<-acceptErr
+	}
 	p.mu.Lock()
 	p.closed = true
 	for c := range p.open {
@@ -180,6 +155,40 @@ func (p *TCPProxy) Run(ctx context.Context) error {
 	cancel()
 	<-clusterErr
 	return runErr
+}
+
+// accept accepts connections on ln, serving each on its own goroutine (serve may hand it to a loop),
+// until ln fails; errc gets why.
+func (p *TCPProxy) accept(ctx context.Context, ln *net.TCPListener, errc chan<- error) {
+	var delay time.Duration
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
+				// Out of file descriptors and the like: back off, keep serving.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				p.log.Warn("accept", zap.Error(err))
+				select {
+				case <-time.After(delay):
+					continue
+				case <-ctx.Done():
+				}
+			}
+			errc <- err
+			return
+		}
+		delay = 0
+		if !p.track(c) {
+			c.Close()
+			continue
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.serve(ctx, c)
+		}()
+	}
 }
 
 // track registers c for closing at shutdown; false means the proxy is shutting down.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -203,11 +205,10 @@ func TestTCPProxyReadyAfterClusterLoaded(t *testing.T) {
 	})
 }
 
-// checkReadyAfterCluster starts the proxy newProxy makes over a cluster of ep whose source holds
-// its set back from the cluster's Run, and checks the proxy is Ready only once the cluster is.
-func checkReadyAfterCluster(t *testing.T, ep ambassador.Endpoint, newProxy func(*ambassador.Cluster) (component, error)) {
+// startProxy starts the proxy newProxy makes over a new cluster over src, without waiting for it
+// to be ready.
+func startProxy(t *testing.T, src ambassador.Source, newProxy func(*ambassador.Cluster) (component, error)) (*ambassador.Cluster, component, *stoppable) {
 	t.Helper()
-	src := &gatedSource{Source: ambassador.NewStatic(ep), open: make(chan struct{})}
 	cl, err := ambassador.NewCluster(src)
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +217,15 @@ func checkReadyAfterCluster(t *testing.T, ep ambassador.Endpoint, newProxy func(
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startUnready(p)
+	return cl, p, startUnready(p)
+}
+
+// checkReadyAfterCluster starts the proxy newProxy makes over a cluster of ep whose source holds
+// its set back from the cluster's Run, and checks the proxy is Ready only once the cluster is.
+func checkReadyAfterCluster(t *testing.T, ep ambassador.Endpoint, newProxy func(*ambassador.Cluster) (component, error)) {
+	t.Helper()
+	src := &gatedSource{Source: ambassador.NewStatic(ep), open: make(chan struct{})}
+	cl, p, s := startProxy(t, src, newProxy)
 	defer func() {
 		if !s.stop(t, 10*time.Second) {
 			t.Error("Run did not return 10s after its context ended")
@@ -554,6 +563,58 @@ func TestTCPProxyEndpointChangesDrain(t *testing.T) {
 	for range 3 {
 		if err := echo(old, "still here"); err != nil {
 			t.Fatalf("connection to the removed endpoint: %v", err)
+		}
+	}
+}
+
+// TestTCPProxyNotReadyWhenSourceFails: a proxy whose cluster's source fails at start is never
+// Ready; its Run returns the source's error.
+func TestTCPProxyNotReadyWhenSourceFails(t *testing.T) {
+	var opts []ambassador.Option
+	if tcpGoroutinePath() {
+		opts = append(opts, ambassador.WithEventLoops(0))
+	}
+	checkNotReadyWhenSourceFails(t, func(c *ambassador.Cluster) (component, error) {
+		return ambassador.NewTCPProxy("127.0.0.1:0", c, opts...)
+	})
+}
+
+// checkNotReadyWhenSourceFails checks that the proxy newProxy makes is never Ready (so that a
+// readiness probe gated on it keeps failing) when its Run ends before its cluster is ready: over a
+// File source naming a missing file, Run returns the source's error; stopped while its cluster
+// waits for its source's set, Run returns nil.
+func checkNotReadyWhenSourceFails(t *testing.T, newProxy func(*ambassador.Cluster) (component, error)) {
+	t.Helper()
+	gated := &gatedSource{Source: ambassador.NewStatic(ambassador.Endpoint{Addr: "127.0.0.1:1"}), open: make(chan struct{})}
+	for _, tc := range []struct {
+		name    string
+		src     ambassador.Source
+		stop    func(s *stoppable) // what ends Run
+		wantErr error
+	}{
+		{"missing endpoints file", &ambassador.File{Path: filepath.Join(t.TempDir(), "endpoints.json")},
+			func(*stoppable) {}, os.ErrNotExist},
+		{"stopped before its cluster is ready", gated, func(s *stoppable) {
+			s.cancel()
+			close(gated.open) // the cluster's Run takes the set only after its context has ended
+		}, nil},
+	} {
+		_, p, s := startProxy(t, tc.src, newProxy)
+		tc.stop(s)
+		select {
+		case err := <-s.done:
+			if !errors.Is(err, tc.wantErr) { // nil wants nil
+				t.Errorf("%s: Run = %v, want %v", tc.name, err, tc.wantErr)
+			}
+		case <-time.After(10 * time.Second):
+			s.cancel()
+			t.Fatalf("%s: Run has not returned in 10s", tc.name)
+		}
+		s.cancel()
+		select {
+		case <-p.Ready():
+			t.Errorf("%s: proxy Ready", tc.name)
+		default:
 		}
 	}
 }
