@@ -67,7 +67,7 @@ func superviseAsInit() (int, error) {
 	}
 }
 
-// startInitChild runs /proc/self/exe with the init's arguments and environment (plus InitEnv=child)
+// startInitChild runs the program's executable (initExecPath) with the init's arguments and environment (plus InitEnv=child)
 // and standard descriptors, in a new process group; the group goes to the terminal's foreground
 // when standard input is the init's controlling terminal, so a ^C reaches the program once, from
 // the terminal, rather than twice.
@@ -80,18 +80,47 @@ func startInitChild() (int, error) {
 	}
 	env = append(env, InitEnv+"="+initChild)
 	attr := &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}}
+	exe := initExecPath()
 	if controllingTerminal(0) {
 		attr.Sys = &syscall.SysProcAttr{Foreground: true, Ctty: 0}
-		if pid, err := syscall.ForkExec("/proc/self/exe", os.Args, attr); err == nil {
+		if pid, err := syscall.ForkExec(exe, os.Args, attr); err == nil {
 			return pid, nil
 		}
 	}
 	attr.Sys = &syscall.SysProcAttr{Setpgid: true}
-	pid, err := syscall.ForkExec("/proc/self/exe", os.Args, attr)
+	pid, err := syscall.ForkExec(exe, os.Args, attr)
 	if err != nil {
-		return 0, fmt.Errorf("start /proc/self/exe: %w", err)
+		return 0, fmt.Errorf("start %s: %w", exe, err)
 	}
 	return pid, nil
+}
+
+// selfExe names the running executable whatever happened to its path since it started.
+const selfExe = "/proc/self/exe"
+
+// initExecPath returns the path to start the program again from: its own path, so that the child's
+// name (comm, what ps and top show) is the program's rather than "exe", unless that path is gone or
+// now holds another file (an upgrade replaced it), in which case selfExe, which still names the
+// running executable.
+func initExecPath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return selfExe
+	}
+	return sameFileOr(exe, selfExe)
+}
+
+// sameFileOr returns path if it names the same file as fallback, and fallback otherwise.
+func sameFileOr(path, fallback string) string {
+	a, err := os.Stat(path)
+	if err != nil {
+		return fallback
+	}
+	b, err := os.Stat(fallback)
+	if err != nil || !os.SameFile(a, b) {
+		return fallback
+	}
+	return path
 }
 
 // controllingTerminal reports whether fd is the process' controlling terminal: TIOCGPGRP fails on

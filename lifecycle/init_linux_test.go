@@ -44,6 +44,7 @@ func TestInitProcess(t *testing.T) {
 
 // playInitRole plays one role of the RunAsInit tests and returns its exit code. Roles:
 //
+//	comm           print its name as ps shows it (/proc/self/comm), and exit 0
 //	whoami         print whether it is PID 1, its parent's pid and InitEnv, and exit 0
 //	group          print whether it leads its process group and the terminal's foreground, and exit
 //	               with the number of the SIGINT that comes next
@@ -74,6 +75,13 @@ func playInitRole(role string) int {
 	}
 	name, arg, _ := strings.Cut(role, ":")
 	switch name {
+	case "comm":
+		b, err := os.ReadFile("/proc/self/comm")
+		if err != nil {
+			return fail("%v", err)
+		}
+		fmt.Print(string(b))
+		return 0
 	case "whoami":
 		v, ok := os.LookupEnv(lifecycle.InitEnv)
 		fmt.Printf("pid1=%v ppid=%d %q %v\n", os.Getpid() == 1, os.Getppid(), v, ok)
@@ -509,4 +517,23 @@ func openPty(t *testing.T) (master, tty *os.File) {
 	}
 	t.Cleanup(func() { tty.Close() })
 	return master, tty
+}
+
+// The program started by the init is named as the program (ps, top), not "exe".
+func TestRunAsInitKeepsTheProgramName(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Base(exe)
+	if len(want) > 15 { // TASK_COMM_LEN - 1
+		want = want[:15]
+	}
+	p := startInit(t, "comm")
+	if got := p.line(t); got != want {
+		t.Errorf("the program's comm = %q, want %q", got, want)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d, want 0; stderr:\n%s", code, p.stderr)
+	}
 }
