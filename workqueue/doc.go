@@ -51,7 +51,8 @@
 // Close a queue when done (idempotent; blocked Leases return ErrClosed). Memory.Shutdown is
 // client-go's ShutDownWithDrain: it closes for new work and waits for leases to end. ExecWorker
 // removes each item's work directory, and kills the command's process group when the handler's ctx
-// ends (timeout, lost lease, drain budget).
+// ends (timeout, lost lease, drain budget). Unregister a Pool, a Source or a pipeline stage made
+// WithRegisterer once done with it, to take its metrics off the registerer (see Metrics).
 //
 // # Metrics
 //
@@ -104,12 +105,18 @@
 //
 // Pools that share a registerer need WithPoolName, queues WithQueueName, stages of one kind
 // WithStageName, and Sources WithSourceName, each its own name; the constructor returns the
-// registerer's error otherwise. A constructor registers all of its component's metrics or, when
-// the registerer refuses one (a clash with a metric registered already), none of them. Close
-// unregisters a queue's metrics, and a pool's or a Source's Run unregisters theirs as it returns
-// (a Source's next Run registers them again), so that a component made next with the registerer
-// and the name, a queue reopened after a failure say, registers its own; a stage's stay
-// registered. ExecWorker and API have no metrics of their own.
+// registerer's error otherwise, one that says so.
+//
+// One rule holds for every component's metrics, as for any collector a Go program registers
+// itself: the constructor registers them all or, when the registerer refuses one (a clash with a
+// metric registered already), none of them; they then stay registered, a scrape showing the
+// component's counts, until the user says the component is done with: Close for a queue
+// (Memory, workqueue/bolt, workqueue/jetstream; Memory's Shutdown too), Unregister for a Pool, a
+// Source or a pipeline stage. Run neither registers nor unregisters anything, so a Pool not run yet
+// shows zeros and a scrape after Run returned still has its totals. Once its metrics are
+// unregistered, a component made with the registerer and the name (a queue reopened after a
+// failure, a Pool made anew over it) registers its own. Closing or Unregistering twice does no
+// harm. ExecWorker and API have no metrics of their own.
 //
 // # Concurrency
 //

@@ -33,7 +33,7 @@ type poolMetrics struct {
 	attempts *shardedHistogram
 	dead     prometheus.Counter
 	depth    *depthCollector
-	reg      *registration // unregistered when the pool's Run returns
+	reg      *registration // unregistered by the pool's Unregister
 }
 
 // newPoolMetrics returns p's metrics, registered with reg unless it is nil, labelled pool="name"
@@ -83,13 +83,12 @@ var (
 // already (a component of this kind with this name, or unnamed as this one is) from a clash of
 // names with other labels or help (a metric of the user's, or a component of this kind named where
 // this one is not or the other way around).
-// It returns what it registered, for Unregister and for registering them again.
+// It returns what it registered, for Unregister.
 func registerNamed(reg prometheus.Registerer, c component, name string, cs ...prometheus.Collector) (*registration, error) {
 	if reg != nil && name != "" {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{c.label: name}, reg)
 	}
-	r := &registration{reg: reg, c: c, name: name}
-	r.col, r.on = collectors(cs), reg != nil
+	r := &registration{reg: reg, col: collectors(cs), on: reg != nil}
 	if len(cs) == 1 {
 		r.col = cs[0]
 	}
@@ -100,35 +99,15 @@ func registerNamed(reg prometheus.Registerer, c component, name string, cs ...pr
 }
 
 // registration is the metrics of one component, as registerNamed registered them: Unregister
-// takes them off the registerer (a Pool's or a Source's Run as it returns, so that a component made
-// next with the registerer can register its own), and Register puts them back (a Source run again).
-// A nil registerer (nothing registered), or a nil *registration, makes both do nothing. Safe for
+// takes them off the registerer (a queue's Close, the Unregister of a Pool, a Source or a stage), so
+// that a component made next with the registerer and the name can register its own. A nil
+// registerer (nothing registered), or a nil *registration, makes it do nothing. Safe for
 // concurrent use.
 type registration struct {
-	reg  prometheus.Registerer // wrapped with the name's label, if any; nil: not registered
-	c    component
-	name string
-	col  prometheus.Collector
-	mu   sync.Mutex
-	on   bool // registered now
-}
-
-// Register registers the metrics again, unless they are registered: with the error registerNamed
-// would return if the registerer refuses them (another component of the kind and name has them).
-func (r *registration) Register() error {
-	if r == nil {
-		return nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.on || r.reg == nil {
-		return nil
-	}
-	if err := r.reg.Register(r.col); err != nil {
-		return registerErr(r.c, r.name, err)
-	}
-	r.on = true
-	return nil
+	reg prometheus.Registerer // wrapped with the name's label, if any; nil: not registered
+	col prometheus.Collector
+	mu  sync.Mutex
+	on  bool // registered now
 }
 
 // Unregister unregisters the metrics, if they are registered.
@@ -345,6 +324,7 @@ type stageMetrics struct {
 	items   *prometheus.Desc
 	held    *prometheus.Desc
 	errors  *prometheus.Desc
+	reg     *registration // unregistered by the stage's Unregister
 }
 
 // newStageMetrics returns the metrics of the stage called name, registered with reg unless it is
@@ -362,9 +342,11 @@ func newStageMetrics(name string, reg prometheus.Registerer) (*stageMetrics, err
 		errors: prometheus.NewDesc("podblocks_workqueue_stage_errors_total",
 			"Calls on the stage's queues that failed, by call (lease, extend, add); an add the output left unanswered counts.", []string{"call"}, nil),
 	}
-	if _, err := registerNamed(reg, componentStage, name, m); err != nil {
+	r, err := registerNamed(reg, componentStage, name, m)
+	if err != nil {
 		return nil, err
 	}
+	m.reg = r
 	return m, nil
 }
 
@@ -417,7 +399,7 @@ type sourceMetrics struct {
 	addErrors  prometheus.Counter
 	errors     [numFetches]prometheus.Counter  // by request
 	duration   [numFetches]prometheus.Observer // by request
-	reg        *registration                   // registered while the Source runs, and from NewSource to its first Run
+	reg        *registration                   // unregistered by the Source's Unregister
 }
 
 // newSourceMetrics returns the metrics of the Source called name, registered with reg unless it

@@ -94,12 +94,10 @@ func (o registererOption) applyAPI(*apiConfig)   {}
 // WithRegisterer registers the component's metrics with r. Default nil: metrics exist but are not
 // registered. The package doc lists them. A constructor registers a component's metrics all or
 // nothing: if r refuses one (a name clash), it returns r's error and leaves none of them
-// registered. A Memory queue's are read from the queue when r's gatherer is scraped (see
-// NewStatsCollector), cost its calls nothing, and are unregistered by Close. A Pool's and a
-// Source's are registered by their constructor and unregistered as their Run returns (a Source's
-// next Run registers them again), so that the component made next with the name can register its
-// own. A pipeline stage's are registered by its constructor and stay registered. ExecWorker and
-// API have none of their own: for them it changes nothing.
+// registered. They stay registered, Run or no Run, until a queue's Close or the Unregister of a
+// Pool, a Source or a pipeline stage (see the package doc's Metrics). A Memory queue's are read
+// from the queue when r's gatherer is scraped (see NewStatsCollector) and cost its calls nothing.
+// ExecWorker and API have none of their own: for them it changes nothing.
 func WithRegisterer(r prometheus.Registerer) CommonOption { return registererOption{r} }
 
 // badOption is the error of option opt given value v, which it does not take: want says what it

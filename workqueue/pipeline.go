@@ -183,6 +183,9 @@ func newOutlet(kind string, opts []StageOption) (*outlet, error) {
 	return &outlet{cfg: cfg, m: m}, nil
 }
 
+// unregister is the Unregister of the stage whose outlet o is.
+func (o *outlet) unregister() { o.m.reg.Unregister() }
+
 // stageCtx is what a stage's calls run under: run is Run's ctx (leases and pauses end with it);
 // adds, for output adds, ends stopGrace after run, so that an add in flight then may still be
 // answered and its input acked rather than added again; in, for the calls on the inputs that
@@ -488,7 +491,9 @@ func (k *keeper) fire() {
 	if k.held == nil || k.lost {
 		return
 	}
-	held, due, work := k.held, k.due, k.work
+	// extend writes due without mu: a copy, since hold may append to k.due meanwhile, which
+	// reads its array as it grows it.
+	held, due, work := k.held, slices.Clone(k.due), k.work
 	k.extending = true
 	k.mu.Unlock()
 	lost := k.extend(work, held, due)
@@ -679,6 +684,9 @@ func NewCopier(in Queue, outs []Queue, opts ...StageOption) (*Copier, error) {
 // Run implements lifecycle.Component.
 func (c *Copier) Run(ctx context.Context) error { return runMover(ctx, &c.m) }
 
+// Unregister takes the stage's metrics off its registerer (see WithRegisterer). Idempotent.
+func (c *Copier) Unregister() { c.m.o.unregister() }
+
 // Filter passes the input items that keep accepts to out and drops (acks) the others.
 type Filter struct{ m mover }
 
@@ -701,6 +709,9 @@ func NewFilter(in, out Queue, keep func(*Item) bool, opts ...StageOption) (*Filt
 
 // Run implements lifecycle.Component.
 func (f *Filter) Run(ctx context.Context) error { return runMover(ctx, &f.m) }
+
+// Unregister takes the stage's metrics off its registerer (see WithRegisterer). Idempotent.
+func (f *Filter) Unregister() { f.m.o.unregister() }
 
 // Splitter turns each input item into any number of parts and adds each part to the output that
 // route picks (a negative index drops the part) as a keyless item. split returning an error buries
@@ -740,6 +751,9 @@ func NewSplitter(in Queue, outs []Queue, split func(*Item) ([][]byte, error), ro
 // Run implements lifecycle.Component.
 func (s *Splitter) Run(ctx context.Context) error { return runMover(ctx, &s.m) }
 
+// Unregister takes the stage's metrics off its registerer (see WithRegisterer). Idempotent.
+func (s *Splitter) Unregister() { s.m.o.unregister() }
+
 // Sharder adds each input item to one output picked by a hash (FNV-1a) of its key, or of its ID
 // when it has none, so all items of one key go to the same shard.
 type Sharder struct{ m mover }
@@ -773,6 +787,9 @@ func NewSharder(in Queue, outs []Queue, opts ...StageOption) (*Sharder, error) {
 // Run implements lifecycle.Component.
 func (s *Sharder) Run(ctx context.Context) error { return runMover(ctx, &s.m) }
 
+// Unregister takes the stage's metrics off its registerer (see WithRegisterer). Idempotent.
+func (s *Sharder) Unregister() { s.m.o.unregister() }
+
 // Merger adds the items of every input queue to one output.
 type Merger struct{ ms []*mover }
 
@@ -791,6 +808,9 @@ func NewMerger(ins []Queue, out Queue, opts ...StageOption) (*Merger, error) {
 	}
 	return m, nil
 }
+
+// Unregister takes the stage's metrics off its registerer (see WithRegisterer). Idempotent.
+func (m *Merger) Unregister() { m.ms[0].o.unregister() }
 
 // Run implements lifecycle.Component: one loop per input; it returns when all have. A closed input
 // ends its loop; a closed output ends them all.
@@ -976,6 +996,9 @@ func NewJoin(ins []Queue, out Queue, key func(*Item) string, combine func(parts 
 	return &Join{ins: append([]Queue(nil), ins...), out: out, key: key, combine: combine, o: o}, nil
 }
 
+// Unregister takes the stage's metrics off its registerer (see WithRegisterer). Idempotent.
+func (j *Join) Unregister() { j.o.unregister() }
+
 // Run implements lifecycle.Component: one lease loop per input. It returns when ctx ends (nil) or
 // when a loop ends by itself (an input or the output closed: ErrClosed); a barrier needs all its
 // inputs, so then the other loops are stopped too. Either way the items still held are given back.
@@ -1128,6 +1151,9 @@ func NewReduce(in, out Queue, n int, reduce func(payloads [][]byte) ([]byte, err
 	}
 	return &Reduce{in: in, out: out, n: n, reduce: reduce, o: o}, nil
 }
+
+// Unregister takes the stage's metrics off its registerer (see WithRegisterer). Idempotent.
+func (r *Reduce) Unregister() { r.o.unregister() }
 
 // Run implements lifecycle.Component. A Lease that fails is tried again after the stage's retry
 // delay (while a batch fills, until its flush delay is up), as in every stage.

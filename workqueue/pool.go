@@ -187,6 +187,13 @@ func NewPool(q Queue, h Handler, opts ...PoolOption) (*Pool, error) {
 // Ready is closed once the workers are running.
 func (p *Pool) Ready() <-chan struct{} { return p.ready }
 
+// Unregister takes the pool's metrics off the registerer that NewPool registered them with (see
+// WithRegisterer), so that a Pool made next with the registerer and the pool's name can register
+// its own; call it once done with the pool, after its Run returned or if it never ran. It changes
+// nothing else: a Run under way goes on, its counts no longer scraped. Idempotent; without a
+// registerer it does nothing.
+func (p *Pool) Unregister() { p.m.reg.Unregister() }
+
 // Run leases and handles items until ctx ends, then drains: in-flight handlers get the drain budget
 // to finish, and items still running after it are released. It returns nil when ctx ended it, or
 // the first Lease error that wraps ErrClosed if the queue closed under it (Close or Shutdown, or a
@@ -197,16 +204,12 @@ func (p *Pool) Ready() <-chan struct{} { return p.ready }
 // gets ErrUnavailable, or no answer within its call's budget (30s), is made again the same way
 // while the item's lease lasts (as the last Extend left it) and not past the drain budget, so work
 // finished during an outage shorter than the lease is not done again; if the lease ends first, the
-// Pool logs that it gave the outcome up, and the item counts as lost. A Pool runs once: as Run
-// returns, it unregisters the pool's metrics (see WithRegisterer), so that a Pool made next, with
-// the name, can register its own with the registerer.
+// Pool logs that it gave the outcome up, and the item counts as lost. A Pool runs once. Its
+// metrics stay registered after Run returns, with the final counts, until Unregister.
 func (p *Pool) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return errors.New("workqueue: pool already ran")
 	}
-	// After every worker: a scrape until then sees the final counts; a pool made next with the
-	// registerer can register its own.
-	defer p.m.reg.Unregister()
 	// Handlers run under work, which outlives ctx by the drain budget.
 	// Outcome calls outlive ctx, not work by more than outcomeGrace: the items the budget cut off
 	// are released in that time, and a call in flight to a queue that hangs ends then.

@@ -89,7 +89,6 @@ func TestPoolHandlesEveryItem(t *testing.T) {
 		want = append(want, fmt.Sprintf("%03d", i))
 		q.Add(context.Background(), []byte(want[i]), workqueue.AddOptions{})
 	}
-	// The metrics are read while the pool runs: its Run unregisters them as it returns.
 	await.True(t, "100 acks, in the counts and the metrics, and none in flight", 20*time.Second, func() bool {
 		return p.Counts().Acked == 100 && itemsTotal(t, reg, "acked") == 100 &&
 			slices.Equal(promscrape.Lines(t, reg, "podblocks_workqueue_in_flight_items "), []string{"podblocks_workqueue_in_flight_items 0"})
@@ -337,7 +336,6 @@ func TestPoolRefusedAckCountsLost(t *testing.T) {
 	}
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
-	// The metrics are read while the pool runs: its Run unregisters them as it returns.
 	await.True(t, "the second, taken ack, in the metrics", 20*time.Second, func() bool { return itemsTotal(t, reg, "acked") == 1 })
 	for outcome, want := range map[string]float64{"acked": 1, "lost": 1} {
 		if got := itemsTotal(t, reg, outcome); got != want {
@@ -382,7 +380,6 @@ func TestPoolDurationIsTheHandlers(t *testing.T) {
 	}
 	stop := runPool(t, p)
 	q.Add(context.Background(), []byte("x"), workqueue.AddOptions{})
-	// The metrics are read while the pool runs: its Run unregisters them as it returns.
 	await.True(t, "the ack in the metrics", 20*time.Second, func() bool { return itemsTotal(t, reg, "acked") == 1 })
 	mfs, err := reg.Gather()
 	if err != nil {

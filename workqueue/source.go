@@ -139,15 +139,17 @@ func CheckSourceURL(base string) error {
 // Poll): an item the source cannot serve must not keep the component unready.
 func (s *Source) Ready() <-chan struct{} { return s.ready }
 
+// Unregister takes the Source's metrics off the registerer that NewSource registered them with
+// (see WithRegisterer), so that a Source made next with the registerer and the Source's name can
+// register its own; call it once done with the Source, when no Run is under way. It changes nothing
+// else: a Run under way goes on, its counts no longer scraped. Idempotent; without a registerer
+// it does nothing.
+func (s *Source) Unregister() { s.m.reg.Unregister() }
+
 // Run polls until ctx ends; it returns nil then. Poll errors are logged and retried next interval.
-// The Source's metrics (see WithRegisterer) are registered while it runs: as Run returns it
-// unregisters them, so that a Source made next, with the name, can register its own with the
-// registerer; a Run after that registers them again, or returns the registerer's error at once.
+// A Source may run again; its metrics count across its Runs, and stay registered after Run returns
+// until Unregister.
 func (s *Source) Run(ctx context.Context) error {
-	if err := s.m.reg.Register(); err != nil {
-		return err
-	}
-	defer s.m.reg.Unregister()
 	t := time.NewTicker(s.cfg.interval)
 	defer t.Stop()
 	for {
