@@ -83,6 +83,8 @@ func TestQueue(t *testing.T, newQueue NewQueue, opts ...Option) {
 		{"MaxAttemptsDeadLetters", false, Config{LeaseDuration: 10 * time.Second, MaxAttempts: 2}, testMaxAttempts},
 		{"Bury", false, def, testBury},
 		{"UnknownLease", false, def, testUnknownLease},
+		{"LostLease", false, Config{LeaseDuration: lostLease}, testLostLease},
+		{"LostLeaseNotHandedOut", false, Config{LeaseDuration: lostLease}, testLostLeaseNotHandedOut},
 		{"NegativeDelay", false, def, testNegativeDelay},
 		{"Concurrent", false, def, testConcurrent},
 		{"Stats", false, def, testStats},
@@ -532,6 +534,89 @@ func testUnknownLease(t *testing.T, q workqueue.Queue) {
 	}
 	ack(t, q, it)
 	depthIs(t, q, 0)
+}
+
+// lostLease is the lease of the LostLease cases.
+const lostLease = time.Second
+
+// lostLeaseCalls are the calls a holder makes with its lease, each with lease.
+func lostLeaseCalls(ctx context.Context, q workqueue.Queue, lease string) []struct {
+	name string
+	call func() error
+} {
+	return []struct {
+		name string
+		call func() error
+	}{
+		{"Nack", func() error { return q.Nack(ctx, lease, 0) }},
+		{"Extend", func() error { _, err := q.Extend(ctx, lease); return err }},
+		{"Bury", func() error { return q.Bury(ctx, lease, "lost") }},
+		{"Ack", func() error { return q.Ack(ctx, lease) }},
+	}
+}
+
+// leaseAgain leases the item of lost again, once lost ran out, and fails the test unless it is
+// lost's item under a new lease.
+func leaseAgain(t *testing.T, q workqueue.Queue, lost *workqueue.Item) *workqueue.Item {
+	t.Helper()
+	it := lease(t, q)
+	if it.ID != lost.ID || it.Lease == lost.Lease {
+		t.Fatalf("lease %s/%q after item %s/%q's ran out: want the same item under a new lease", it.ID, it.Lease, lost.ID, lost.Lease)
+	}
+	return it
+}
+
+// emptyIs waits until q's Stats are all zero: nothing ready, delayed, leased or dead.
+func emptyIs(t *testing.T, q workqueue.Queue) {
+	t.Helper()
+	eventually(t, "an empty queue (nothing buried or retried)", func() (bool, string) {
+		s, err := q.Stats(ctxT(t, wait))
+		if err != nil {
+			return false, err.Error()
+		}
+		return s == workqueue.Stats{}, fmt.Sprintf("%+v", s)
+	})
+}
+
+// testLostLease: a lease that ran out and whose item another Lease took gets ErrLeaseLost from
+// Nack, Extend, Bury and Ack; none of them touches the item, whose new lease acks, and which ends
+// there (nothing retried or buried).
+func testLostLease(t *testing.T, q workqueue.Queue) {
+	add(t, q, "x", workqueue.AddOptions{})
+	lost := lease(t, q)
+	held := leaseAgain(t, q, lost) // once the first lease (lostLease) ran out
+	for _, op := range lostLeaseCalls(ctxT(t, wait), q, lost.Lease) {
+		if err := op.call(); !errors.Is(err, workqueue.ErrLeaseLost) {
+			t.Errorf("%s of the lost lease: %v, want ErrLeaseLost", op.name, err)
+		}
+	}
+	ack(t, q, held)
+	emptyIs(t, q)
+}
+
+// testLostLeaseNotHandedOut: a lease that ran out with its item not handed out again gets
+// ErrLeaseLost from Nack, Extend and Bury, which leave the item as it was; its Ack, made last,
+// either gets ErrLeaseLost too, and the item's next lease acks, or ends the item (a Memory takes a
+// late ack until it hands the item out again; see workqueue.Memory.Ack).
+func testLostLeaseNotHandedOut(t *testing.T, q workqueue.Queue) {
+	add(t, q, "x", workqueue.AddOptions{})
+	lost := lease(t, q)
+	time.Sleep(lostLease + lostLease/2) // the lease runs out; nobody leases the item meanwhile
+	acked := false
+	for _, op := range lostLeaseCalls(ctxT(t, wait), q, lost.Lease) {
+		err := op.call()
+		if op.name == "Ack" && err == nil {
+			acked = true
+			continue
+		}
+		if !errors.Is(err, workqueue.ErrLeaseLost) {
+			t.Errorf("%s of the lease that ran out: %v, want ErrLeaseLost", op.name, err)
+		}
+	}
+	if !acked {
+		ack(t, q, leaseAgain(t, q, lost))
+	}
+	emptyIs(t, q)
 }
 
 // testNegativeDelay: a negative delay is ErrInvalid, from Add (which adds nothing) and from Nack
