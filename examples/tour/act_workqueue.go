@@ -27,7 +27,7 @@ func playWorkqueue(ctx context.Context, s *stage) (string, error) {
 		return "", err
 	}
 	dbPath := filepath.Join(dir, "queue.db")
-	q, err := bolt.Open(dbPath, bolt.WithLeaseDuration(time.Second), bolt.WithMaxAttempts(2))
+	q, err := bolt.Open(ctx, dbPath, bolt.WithLeaseDuration(time.Second), bolt.WithMaxAttempts(2))
 	if err != nil {
 		return "", err
 	}

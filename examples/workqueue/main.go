@@ -298,7 +298,7 @@ type queueConfig struct {
 func openQueue(ctx context.Context, c queueConfig, log *zap.Logger, reg prometheus.Registerer) (workqueue.Queue, func(), error) {
 	switch c.backend {
 	case "bolt":
-		b, err := bolt.OpenContext(ctx, c.path, bolt.WithLeaseDuration(c.lease), bolt.WithMaxAttempts(c.maxAttempts), bolt.WithLogger(log),
+		b, err := bolt.Open(ctx, c.path, bolt.WithLeaseDuration(c.lease), bolt.WithMaxAttempts(c.maxAttempts), bolt.WithLogger(log),
 			bolt.WithRegisterer(reg))
 		if err != nil {
 			return nil, nil, err

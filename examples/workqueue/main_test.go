@@ -512,7 +512,7 @@ func (s *slowAck) Close() error {
 // close the queue first, which refused the ack with 409: the worker's item would be done again.)
 func TestStopServingLetsAcksInFlightComplete(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "q.db")
-	b, err := bolt.Open(path)
+	b, err := bolt.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,7 +575,7 @@ func TestStopServingLetsAcksInFlightComplete(t *testing.T) {
 	default:
 		t.Fatal("the queue was not closed")
 	}
-	b, err = bolt.Open(path)
+	b, err = bolt.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

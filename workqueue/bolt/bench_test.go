@@ -41,7 +41,7 @@ func enqueueAck(b *testing.B, q workqueue.Queue) {
 }
 
 func BenchmarkBoltEnqueueAck(b *testing.B) {
-	q, err := bolt.Open(filepath.Join(b.TempDir(), "q.db"))
+	q, err := bolt.Open(context.Background(), filepath.Join(b.TempDir(), "q.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func BenchmarkBoltEnqueueAck(b *testing.B) {
 
 // BenchmarkBoltEnqueueAsyncAck is the same with WithAsyncAck (adds durable on return, acks within 5ms).
 func BenchmarkBoltEnqueueAsyncAck(b *testing.B) {
-	q, err := bolt.Open(filepath.Join(b.TempDir(), "q.db"), bolt.WithAsyncAck())
+	q, err := bolt.Open(context.Background(), filepath.Join(b.TempDir(), "q.db"), bolt.WithAsyncAck())
 	if err != nil {
 		b.Fatal(err)
 	}

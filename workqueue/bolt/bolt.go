@@ -197,18 +197,13 @@ type commitReq struct {
 	done    chan error
 }
 
-// Open opens (creating if needed) the queue stored at path and recovers its items. It is
-// OpenContext with a context that never ends.
-func Open(path string, opts ...Option) (*Queue, error) {
-	return OpenContext(context.Background(), path, opts...)
-}
-
-// OpenContext is Open, and gives up when ctx ends while it waits for the file that another Open
-// holds (see WithOpenTimeout): it returns at once, within lockRetry (50ms), an error wrapping
-// ErrLocked and ctx.Err(), with the file closed and nothing of it changed. A ctx that ended before
-// the call gets that error, ErrLocked aside, before the file is created. Once the file is locked,
-// OpenContext recovers the queue whatever ctx does.
-func OpenContext(ctx context.Context, path string, opts ...Option) (*Queue, error) {
+// Open opens (creating if needed) the queue stored at path and recovers its items. While another
+// Open holds the file it waits for it (see WithOpenTimeout), and gives the wait up when ctx ends:
+// it returns at once, within lockRetry (50ms), an error wrapping ErrLocked and ctx.Err(), with the
+// file closed and nothing of it changed. A ctx that ended before the call gets that error, ErrLocked
+// aside, before the file is created. Once the file is locked, Open recovers the queue whatever ctx
+// does; ctx is not kept.
+func Open(ctx context.Context, path string, opts ...Option) (*Queue, error) {
 	cfg := config{timeout: 5 * time.Second, logger: zap.NewNop()}
 	for _, o := range opts {
 		o.apply(&cfg)

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // openT opens the queue at path, closed when the test ends.
 func openT(t *testing.T, path string, opts ...bolt.Option) *bolt.Queue {
 	t.Helper()
-	q, err := bolt.Open(path, opts...)
+	q, err := bolt.Open(context.Background(), path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestConformanceAsyncAck(t *testing.T) {
 func TestReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "q.db")
-	q, err := bolt.Open(path, bolt.WithLeaseDuration(time.Second))
+	q, err := bolt.Open(context.Background(), path, bolt.WithLeaseDuration(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	q, err = bolt.Open(path, bolt.WithLeaseDuration(time.Second))
+	q, err = bolt.Open(context.Background(), path, bolt.WithLeaseDuration(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestReopen(t *testing.T) {
 func TestReleaseSurvivesReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "q.db")
-	q, err := bolt.Open(path)
+	q, err := bolt.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestReleaseSurvivesReopen(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q, err = bolt.Open(path)
+	q, err = bolt.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestLongKeySurvivesReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "q.db")
 	key := strings.Repeat("k\x00\xff", 40000/3+1)
-	q, err := bolt.Open(path)
+	q, err := bolt.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 func leaseForFlush(t *testing.T, hook func()) *Queue {
 	t.Helper()
 	ctx := context.Background()
-	q, err := Open(filepath.Join(t.TempDir(), "q.db"), WithLeaseDuration(time.Minute))
+	q, err := Open(context.Background(), filepath.Join(t.TempDir(), "q.db"), WithLeaseDuration(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

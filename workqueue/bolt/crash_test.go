@@ -140,7 +140,7 @@ func TestLeaseTokenAcrossRestarts(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "q.db")
-	q, err := bolt.Open(path, bolt.WithLeaseDuration(time.Minute))
+	q, err := bolt.Open(context.Background(), path, bolt.WithLeaseDuration(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestLeaseTokenAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		q, err = bolt.Open(path, bolt.WithLeaseDuration(time.Minute))
+		q, err = bolt.Open(context.Background(), path, bolt.WithLeaseDuration(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +175,7 @@ func TestLeaseTokenAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The crashed copy restarts twice; b's item is leased again in the second run under b's attempt.
-	c, err := bolt.Open(crashed)
+	c, err := bolt.Open(context.Background(), crashed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestCloseCommitsLeases(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	path := filepath.Join(t.TempDir(), "q.db")
 	for i := range 20 {
-		q, err := bolt.Open(path, bolt.WithLeaseDuration(time.Minute))
+		q, err := bolt.Open(context.Background(), path, bolt.WithLeaseDuration(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}

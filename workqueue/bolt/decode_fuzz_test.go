@@ -89,7 +89,7 @@ func decodeVersion1(b []byte) (workqueue.Record, error) {
 func TestFileWithoutLeasesReadsAsVersion1(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "q.db")
-	q, err := Open(path, WithLeaseDuration(time.Minute))
+	q, err := Open(context.Background(), path, WithLeaseDuration(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestExpiredLeaseKeepsVersion2UntilNextLeaseEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "q.db")
-	q, err := Open(path, WithLeaseDuration(50*time.Millisecond))
+	q, err := Open(context.Background(), path, WithLeaseDuration(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestExpiredLeaseKeepsVersion2UntilNextLeaseEnds(t *testing.T) {
 	if _, err := readVersion1(t, path); err == nil {
 		t.Error("the record of a lease that ran out reads as version 1, want version 2")
 	}
-	q, err = Open(path, WithLeaseDuration(time.Minute))
+	q, err = Open(context.Background(), path, WithLeaseDuration(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

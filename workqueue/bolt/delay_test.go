@@ -17,7 +17,7 @@ import (
 func TestHugeDelaySurvivesReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "q.db")
-	q, err := bolt.Open(path)
+	q, err := bolt.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,9 +50,10 @@
 //
 // # Lifecycle
 //
-// Open opens (or creates) the file, recovers the items and starts nothing. The file is locked while
-// open: a second Open of it, in this process or another, waits up to WithOpenTimeout (5s by
-// default) for Close, then returns ErrLocked.
+// Open(ctx, path, ...) opens (or creates) the file, recovers the items and starts nothing; it
+// takes ctx first, as workqueue/jetstream's Open does, because it may wait. The file is locked
+// while open: a second Open of it, in this process or another, waits up to WithOpenTimeout (5s by
+// default) for Close, then returns ErrLocked; or, when its ctx ends first, returns at once.
 //
 // # Cleanup
 //

@@ -19,14 +19,14 @@ func Example() {
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "jobs.db")
 
-	q, _ := bolt.Open(path)
+	q, _ := bolt.Open(context.Background(), path)
 	q.Add(ctx, []byte("resize cat.png"), workqueue.AddOptions{})
 	q.Add(ctx, []byte("resize dog.png"), workqueue.AddOptions{})
 	it, _ := q.Lease(ctx)
 	fmt.Println("leased", string(it.Payload))
 	q.Close()
 
-	q, _ = bolt.Open(path)
+	q, _ = bolt.Open(context.Background(), path)
 	defer q.Close()
 	s, _ := q.Stats(ctx)
 	fmt.Printf("reopened: ready %d, leased %d\n", s.Ready, s.Leased)

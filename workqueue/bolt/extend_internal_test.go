@@ -17,7 +17,7 @@ func TestExtendSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	const lease = 2 * time.Second
 	path := filepath.Join(t.TempDir(), "q.db")
-	q, err := Open(path, WithLeaseDuration(lease))
+	q, err := Open(context.Background(), path, WithLeaseDuration(lease))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestExtendSurvivesRestart(t *testing.T) {
 	if time.Now().After(it.Deadline.Add(lease * 3 / 5)) {
 		t.Skip("the machine stalled past the extended deadline; nothing to judge")
 	}
-	q, err = Open(path, WithLeaseDuration(lease))
+	q, err = Open(context.Background(), path, WithLeaseDuration(lease))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestExtendedRecoveredLeaseKeepsEpoch(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q, err := Open(path, WithLeaseDuration(lease))
+	q, err := Open(context.Background(), path, WithLeaseDuration(lease))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestFailedFlushIsRetried(t *testing.T) {
 		return db.Update(fn)
 	}
 	defer func() { commitTx = (*bbolt.DB).Update }()
-	q, err := Open(filepath.Join(t.TempDir(), "q.db"), WithLeaseDuration(time.Minute), WithAsyncAck())
+	q, err := Open(context.Background(), filepath.Join(t.TempDir(), "q.db"), WithLeaseDuration(time.Minute), WithAsyncAck())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func openFailing(t *testing.T, fail func() error) (*Queue, *observer.ObservedLog
 		return db.Update(fn)
 	}
 	core, logs := observer.New(zap.InfoLevel)
-	q, err := Open(filepath.Join(t.TempDir(), "q.db"), WithLeaseDuration(time.Minute), WithLogger(zap.New(core)))
+	q, err := Open(context.Background(), filepath.Join(t.TempDir(), "q.db"), WithLeaseDuration(time.Minute), WithLogger(zap.New(core)))
 	if err != nil {
 		commitTx = (*bbolt.DB).Update
 		t.Fatal(err)

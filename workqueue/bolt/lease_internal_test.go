@@ -19,7 +19,7 @@ func openRecovered(t *testing.T, d time.Duration, opts ...Option) (q *Queue, old
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "q.db")
 	opts = append([]Option{WithLeaseDuration(d)}, opts...)
-	q1, err := Open(path, opts...)
+	q1, err := Open(context.Background(), path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func openRecovered(t *testing.T, d time.Duration, opts ...Option) (q *Queue, old
 	if err := q1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q, err = Open(path, opts...)
+	q, err = Open(context.Background(), path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func recoveredLeases(t *testing.T, n int) (*bolt.Queue, []string) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "q.db")
-	q, err := bolt.Open(path, bolt.WithLeaseDuration(time.Minute))
+	q, err := bolt.Open(context.Background(), path, bolt.WithLeaseDuration(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

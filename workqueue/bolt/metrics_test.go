@@ -23,7 +23,7 @@ func TestMetrics(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "q.db")
 	reg := prometheus.NewRegistry()
 	opts := []bolt.Option{bolt.WithRegisterer(reg), bolt.WithQueueName("jobs"), bolt.WithLeaseDuration(time.Minute)}
-	q, err := bolt.Open(path, opts...)
+	q, err := bolt.Open(context.Background(), path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("metrics (-want +got):\n%s", diff)
 	}
 	other := filepath.Join(t.TempDir(), "other.db")
-	if _, err := bolt.Open(other, opts...); err == nil {
+	if _, err := bolt.Open(context.Background(), other, opts...); err == nil {
 		t.Error("a second queue named jobs on the registerer opened, want the registerer's error")
 	}
 	openT(t, other, bolt.WithOpenTimeout(100*time.Millisecond)) // the refused Open closed the file

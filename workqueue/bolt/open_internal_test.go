@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -33,7 +34,7 @@ func TestOpenSyncsEpochWithNoSync(t *testing.T) {
 		{[]Option{WithNoSync()}, 1},
 	} {
 		syncs = 0
-		q, err := Open(path, tt.opts...)
+		q, err := Open(context.Background(), path, tt.opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,14 +46,14 @@ func TestOpenSyncsEpochWithNoSync(t *testing.T) {
 		}
 	}
 	fail = errors.New("disk gone")
-	if q, err := Open(path, WithNoSync()); !errors.Is(err, fail) {
+	if q, err := Open(context.Background(), path, WithNoSync()); !errors.Is(err, fail) {
 		if err == nil {
 			q.Close()
 		}
 		t.Fatalf("Open with a failing fsync: %v, want %v", err, fail)
 	}
 	fail = nil
-	q, err := Open(path, WithNoSync(), WithOpenTimeout(time.Second))
+	q, err := Open(context.Background(), path, WithNoSync(), WithOpenTimeout(time.Second))
 	if err != nil {
 		t.Fatalf("Open after an Open whose fsync failed: %v", err)
 	}

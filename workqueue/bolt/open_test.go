@@ -1,6 +1,7 @@
 package bolt_test
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -27,7 +28,7 @@ func TestOpenRefusesBadOptionsWithoutCreatingTheFile(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "q.db")
-			q, err := bolt.Open(path, opt)
+			q, err := bolt.Open(context.Background(), path, opt)
 			if err == nil {
 				q.Close()
 			}
@@ -46,7 +47,7 @@ func TestOpenRefusesBadOptionsWithoutCreatingTheFile(t *testing.T) {
 // TestOpenTimeoutZero: an open timeout of 0 (wait for as long as the file is held) opens a file
 // nobody holds at once.
 func TestOpenTimeoutZero(t *testing.T) {
-	q, err := bolt.Open(filepath.Join(t.TempDir(), "q.db"), bolt.WithOpenTimeout(0))
+	q, err := bolt.Open(context.Background(), filepath.Join(t.TempDir(), "q.db"), bolt.WithOpenTimeout(0))
 	if err != nil {
 		t.Fatalf("Open with an open timeout of 0: %v", err)
 	}
@@ -62,7 +63,7 @@ func TestOpenLockedSaysSo(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "q.db")
 	openT(t, path)
 	start := time.Now()
-	q, err := bolt.Open(path, bolt.WithOpenTimeout(300*time.Millisecond))
+	q, err := bolt.Open(context.Background(), path, bolt.WithOpenTimeout(300*time.Millisecond))
 	took := time.Since(start)
 	if err == nil {
 		q.Close()
@@ -81,7 +82,7 @@ func TestOpenLockedSaysSo(t *testing.T) {
 // naming the path once, and is fs.ErrNotExist for a missing directory.
 func TestOpenMissingDirNamesPathOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "missing", "q.db")
-	q, err := bolt.Open(path)
+	q, err := bolt.Open(context.Background(), path)
 	if err == nil {
 		q.Close()
 		t.Fatal("Open in a missing directory: no error")
