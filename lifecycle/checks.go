@@ -95,6 +95,9 @@ func (c *check) run(ctx context.Context, calls *checkCalls) checkResult {
 		go func() {
 			defer cancel()
 			err := callCheck(fctx, c.Func)
+			if fctx.Err() != nil { // returned at or after its deadline: late is timed out
+				err = timedOut(timeout)
+			}
 			c.mu.Lock()
 			c.flight = nil
 			f.err = err
@@ -111,7 +114,7 @@ func (c *check) run(ctx context.Context, calls *checkCalls) checkResult {
 	case <-f.done:
 		err = f.err
 	case <-wctx.Done():
-		err = fmt.Errorf("timed out after %v", timeout)
+		err = timedOut(timeout)
 	}
 	r := checkResult{err: err, at: start, took: time.Since(start)}
 	c.mu.Lock()
@@ -119,6 +122,8 @@ func (c *check) run(ctx context.Context, calls *checkCalls) checkResult {
 	c.mu.Unlock()
 	return r
 }
+
+func timedOut(timeout time.Duration) error { return fmt.Errorf("timed out after %v", timeout) }
 
 // callCheck calls f, turning a panic into an error.
 func callCheck(ctx context.Context, f func(context.Context) error) (err error) {
