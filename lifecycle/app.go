@@ -19,7 +19,8 @@ import (
 //     balancer and kube-proxy before new connections stop being accepted;
 //  3. shuts down the HTTP servers added to it (HTTPServer) within what is left of the grace period
 //     minus the safety margin, letting in-flight requests finish;
-//  4. cancels the base context of requests still running at that deadline;
+//  4. cancels the base context of requests still running at that deadline, and gives their handlers
+//     up to CancelAnswerTime to answer before closing their connections;
 //  5. stops the group in reverse order (calling Checkpoint on components that have one);
 //  6. returns nil from Run, so the process exits 0.
 //

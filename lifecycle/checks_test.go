@@ -57,7 +57,7 @@ func TestCheckTimeoutBounds(t *testing.T) {
 
 // TestStuckCheckHoldsOneCall: a Func that ignores its context and never returns is called once, not
 // once per probe: later probes answer "timed out" from the call still running. Run does not wait for
-// it longer than the safety margin.
+// it longer than half the safety margin.
 func TestStuckCheckHoldsOneCall(t *testing.T) {
 	const margin = 200 * time.Millisecond
 	srv := newServer(t, lifecycle.WithSafetyMargin(margin))
@@ -87,9 +87,9 @@ func TestStuckCheckHoldsOneCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Slack for a loaded machine: Run waits the margin, not for the stuck call.
-	if took > margin+3*time.Second {
-		t.Errorf("Run took %v to return with a check stuck for good, want about the %v margin", took, margin)
+	// Slack for a loaded machine: Run waits half the margin, not for the stuck call.
+	if took > margin/2+3*time.Second {
+		t.Errorf("Run took %v to return with a check stuck for good, want about half the %v margin", took, margin)
 	}
 }
 

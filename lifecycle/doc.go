@@ -39,7 +39,9 @@
 // # Lifecycle and cleanup
 //
 // Constructors validate and start nothing. Run returns only after every goroutine it started has
-// exited; it returns nil when its ctx ended it.
+// exited; it returns nil when its ctx ended it. One exception: a health check's Func that ignores its
+// context cannot be stopped, so Server.Run waits for it only up to half the safety margin and then
+// leaves it running (one call per check at most) with a warning in the log.
 //
 // # Concurrency
 //

@@ -408,3 +408,36 @@ func TestAppReturnsFailureWithoutLoggingIt(t *testing.T) {
 		t.Errorf("logged at error level: %q %v", e.Message, e.ContextMap())
 	}
 }
+
+// A health check stuck for good when the App stops does not turn the stop into a failure: the hook
+// server leaves it behind within its stop timeout (the safety margin), and Run returns nil.
+func TestDrainWithStuckCheck(t *testing.T) {
+	hooksLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	app, err := lifecycle.NewApp(lifecycle.WithListener(hooksLn), lifecycle.WithSignals(), lifecycle.WithPropagationDelay(0),
+		lifecycle.WithGracePeriod(2*time.Second), lifecycle.WithSafetyMargin(400*time.Millisecond))
+	must(t, err)
+	release := make(chan struct{})
+	defer close(release)
+	must(t, app.Hooks().AddCheck(lifecycle.Livez, lifecycle.Check{Name: "deaf", Timeout: 10 * time.Millisecond,
+		Func: func(context.Context) error { <-release; return nil }}))
+	done := make(chan error, 1)
+	go func() { done <- app.Run(context.Background()) }()
+	select {
+	case <-app.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("app not ready")
+	}
+	if code, _ := do(t, "GET", "http://"+hooksLn.Addr().String()+"/livez", ""); code != 500 {
+		t.Errorf("GET /livez with a stuck check = %d, want 500", code)
+	}
+	app.Drain()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Drain")
+	}
+}

@@ -226,9 +226,10 @@ func (s *Server) startedCheck() *check {
 }
 
 // Run listens and serves until ctx is done, then shuts the listener down gracefully. It returns once
-// the check Funcs it called have returned, or once the safety margin (WithSafetyMargin, default
-// DefaultSafetyMargin) has passed since the listener shut down: a Func that ignores its cancelled
-// context is then left running (at most one call per check) and named in a warning in the log.
+// the check Funcs it called have returned, or once half the safety margin (WithSafetyMargin,
+// default DefaultSafetyMargin) has passed since the listener shut down: a Func that ignores its
+// cancelled context is then left running (at most one call per check) and named in a warning in the
+// log. Half, so that an App's hook server, which has the margin to stop in, still stops in time.
 func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running {
@@ -302,10 +303,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	// Every check's context is cancelled by now. A Func that ignores its context cannot be stopped:
-	// wait for it up to the safety margin, the time kept back for stopping, then leave it running
-	// and say which check it is, rather than hold the pod until the kubelet kills it.
-	if stuck := s.calls.wait(s.opts.margin); len(stuck) > 0 {
-		s.log.Warn("health checks still running after the hook server stopped; not waiting for them", zap.Strings("checks", stuck), zap.Duration("waited", s.opts.margin))
+	// wait for it up to half the safety margin (the time kept back for stopping, which is also an
+	// App's stop timeout for this server), then leave it running and say which check it is, rather
+	// than hold the pod until the kubelet kills it.
+	wait := s.opts.margin / 2
+	if stuck := s.calls.wait(wait); len(stuck) > 0 {
+		s.log.Warn("health checks still running after the hook server stopped; not waiting for them", zap.Strings("checks", stuck), zap.Duration("waited", wait))
 	}
 	return err
 }
