@@ -24,6 +24,9 @@ var (
 	ErrNoProcess = errors.New("sidecar: no such process")
 	// ErrHookStatus is returned (wrapped) when a webhook answers with a non-2xx status.
 	ErrHookStatus = errors.New("sidecar: webhook status")
+	// ErrHTTPSinkStatus is returned (wrapped, with the status) when the HTTPSink's server answers a
+	// POST with a status other than 2xx; the batch is retried.
+	ErrHTTPSinkStatus = errors.New("sidecar: http sink: server answered")
 )
 
 // ConfigError reports an invalid constructor argument.

@@ -3,7 +3,6 @@ package sidecar
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,10 +11,6 @@ import (
 
 	"go.uber.org/zap"
 )
-
-// ErrHTTPSinkStatus is returned (wrapped, with the status) when the HTTPSink's server answers a
-// POST with a status other than 2xx; the batch is retried.
-var ErrHTTPSinkStatus = errors.New("sidecar: http sink: server answered")
 
 // HTTPSink POSTs records as JSON lines (Content-Type application/x-ndjson) to a URL, in bodies of at
 // most 1 MiB. A batch is retried with backoff until the server answers 2xx or ctx ends, so a down
