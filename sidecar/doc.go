@@ -48,7 +48,9 @@
 // sibling of the original (app.log.1 or app.log-2026... for app.log) and starts with the same bytes
 // (up to 1 KiB): a sibling that merely starts like the original is therefore skipped up to where the
 // original was read. An inode reused for a new file whose first bytes equal the old file's (up to
-// 1 KiB, or up to its length if shorter) is taken for the old file.
+// 1 KiB, or up to its length if shorter) is taken for the old file. A copy shorter than 64 bytes
+// that lacks lines the Tailer read from the original after the copy was taken (before the
+// truncation) cannot be told from a new file: it is read again from its start.
 //
 // Deleted files: a file deleted while the Tailer has it open is read on from its descriptor until it
 // has not grown for WithDeletedGrace (default 5s). When Run stops, it is read up to the size it has

@@ -294,6 +294,8 @@ type tailRun struct {
 	// lastTF is the file of the last batch the sink took: a sink whose Flush fails holds the rest of
 	// that batch (see partialSink).
 	lastTF *tfile
+	// stopping is set for Run's last commit, after its final read (see commit).
+	stopping bool
 	// ckptFailing is when commits began failing to write the checkpoint file (zero while they
 	// succeed), ckptLogged when that was last logged (see ckptFailed).
 	ckptFailing, ckptLogged time.Time
@@ -453,15 +455,15 @@ func (t *Tailer) Run(ctx context.Context) error {
 			_ = d.drain(fctx) // the commit's Flush reports what is left
 		}
 	}
-	rs.dirty = true
+	rs.dirty, rs.stopping = true, true
 	t.commit(rs)
 	return nil
 }
 
 // reportUnlinked tells, on start, what became of a file that was deleted while the last run read
-// it, which no restart can open again: a warning when lines were left in it (its size when last
-// seen was past the offset delivered), or may have been (an entry without the size, from an older
-// version); else only a debug log.
+// it, which no restart can open again: a warning when lines were left in it (its size when the last
+// run stopped was past the offset delivered), or may have been (an entry without the size: written
+// by a run that was killed before it stopped, or by an older version); else only a debug log.
 func (t *Tailer) reportUnlinked(e checkpointEntry) {
 	switch {
 	case e.Size > e.Offset:
@@ -1090,8 +1092,13 @@ func (t *Tailer) copyOf(rs *tailRun, f *os.File, c *candidate) (int64, *tfile, b
 			// tf has read nothing since its last truncation, only the bytes just compared do (a
 			// truncation and regrowth past its offset 0 before it reads would leave the copy waiting
 			// for good). Its fingerprint covers them from now on; a tf replaced since it was read is
-			// reset first (its delivered offset is not the copy's).
-			t.resetIfStartChanged(rs, tf, 0, nil)
+			// reset first (its delivered offset is not the copy's). The truncation may have come
+			// after this scan checked tf, and tf regrown with bytes that begin like its old content:
+			// a copy of what tf held before is read from where that was delivered.
+			k := len(rs.truncated)
+			if t.resetIfStartChanged(rs, tf, 0, nil) && len(rs.truncated) > k && rs.truncated[k].holds(f, c.size) {
+				return rs.truncated[k].done, nil, true
+			}
 			tf.growFP(head)
 			return tf.done, tf, true
 		}
@@ -1112,26 +1119,29 @@ func (t *Tailer) copyOf(rs *tailRun, f *os.File, c *candidate) (int64, *tfile, b
 	olds = append(olds, rs.truncated...)
 	best := int64(-1)
 	for _, o := range olds {
-		if !copyName(c.path, o.path) || o.done <= best {
-			continue
-		}
-		if c.size >= o.fpLen {
-			if fp, ok := fingerprint(f, o.fpLen); ok && fp == o.fp {
-				best = o.done
-			}
-			continue
-		}
-		// A copy shorter than the fingerprint: the Tailer read lines written after the copy was
-		// taken, before the truncation. It is the copy when it holds the fingerprint's bytes up to
-		// its end (at least 64, as sameStart).
-		if int64(len(o.head)) == o.fpLen && c.size >= 64 {
-			b := make([]byte, c.size)
-			if got, err := f.ReadAt(b, 0); (int64(got) == c.size || err == nil) && bytes.Equal(b, o.head[:c.size]) {
-				best = o.done
-			}
+		if copyName(c.path, o.path) && o.done > best && o.holds(f, c.size) {
+			best = o.done
 		}
 	}
 	return best, nil, best >= 0
+}
+
+// holds reports whether f, of size size, begins with what o's fingerprint covers: f is a copy of the
+// truncated file's content.
+func (o *oldFP) holds(f *os.File, size int64) bool {
+	if size >= o.fpLen {
+		fp, ok := fingerprint(f, o.fpLen)
+		return ok && fp == o.fp
+	}
+	// A copy shorter than the fingerprint: the Tailer read lines written after the copy was taken,
+	// before the truncation. It is the copy when it holds the fingerprint's bytes up to its end (at
+	// least 64, as sameStart). Shorter, it is not told from a new file, and is read from its start.
+	if int64(len(o.head)) != o.fpLen || size < 64 {
+		return false
+	}
+	b := make([]byte, size)
+	got, err := f.ReadAt(b, 0)
+	return (int64(got) == size || err == nil) && bytes.Equal(b, o.head[:size])
 }
 
 // sameStart reports whether the file f of size size begins like orig as it is now (orig may not be
@@ -1910,7 +1920,10 @@ func (t *Tailer) commit(rs *tailRun) error {
 		}
 		e := checkpointEntry{Path: tf.path, Dev: tf.id.dev, Ino: tf.id.ino, FP: tf.fp, FPLen: tf.fpLen, Offset: done,
 			Unlinked: tf.unlinked}
-		if tf.unlinked && tf.f != nil {
+		// A deleted file's size is known for good only after the final read: a commit while
+		// running sees a size the writer may pass right after it, and a process killed then loses
+		// those lines; its entry has no size, and the restart warns that lines may be lost.
+		if tf.unlinked && tf.f != nil && rs.stopping {
 			if fi, err := tf.f.Stat(); err == nil {
 				e.Size = fi.Size()
 			}

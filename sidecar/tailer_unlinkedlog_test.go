@@ -1,6 +1,9 @@
 package sidecar
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"go.uber.org/zap"
@@ -54,5 +57,47 @@ func TestTailerRestartWarnsOfDeletedFileOnlyWhenLinesWereLeft(t *testing.T) {
 				t.Errorf("warnings %v; want one: %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// Only the commit of a Tailer that stops knows a deleted file's size for good: its final read took
+// the file up to that size. A commit while it runs sees a size the writer may pass right after it;
+// when the process is then killed (SIGKILL, OOM), the lines appended since are lost, and the restart
+// must warn that they may be (it logged at Debug that the file had been read to its end).
+func TestTailerRestartAfterAKillWarnsOfDeletedFile(t *testing.T) {
+	e := newTailEnv(t)
+	app := filepath.Join(e.logs, "app.log")
+	w, err := os.OpenFile(app, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	fmt.Fprintln(w, "before")
+	tl := e.tailer(t)
+	rs, step := steppedTailer(t, tl)
+	step()
+	if err := os.Remove(app); err != nil {
+		t.Fatal(err)
+	}
+	step() // sees the deletion and reads on from the descriptor
+	// A commit while running, at the deleted file's end; then the writer appends, and the process
+	// is killed: no final read, no final commit.
+	rs.dirty = true
+	tl.commit(rs)
+	fmt.Fprintln(w, "after")
+	for _, tf := range rs.files {
+		tf.close()
+	}
+	e.sink.Close()
+	st, _, err := loadCheckpoint(e.state)
+	if err != nil || len(st.Files) != 1 || !st.Files[0].Unlinked || st.Files[0].Offset != int64(len("before\n")) {
+		t.Fatalf("checkpoint %+v, %v; want the deleted file at its end when committed", st, err)
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	stop := runTailer(t, e.tailer(t, WithLogger(zap.New(core))))
+	stop()
+	const want = "checkpointed file was deleted while open and cannot be reopened: lines written to it after the offset may be lost"
+	if got := logs.FilterMessageSnippet("deleted while open").All(); len(got) != 1 || got[0].Message != want {
+		t.Errorf("warnings %v; want one: %q", got, want)
 	}
 }
