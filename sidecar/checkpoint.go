@@ -46,8 +46,9 @@ type checkpointEntry struct {
 	// Unlinked tells that the file had been deleted while the Tailer still read it: no restart can
 	// open it again, and its inode may be reused by another file, so the entry is never resumed.
 	Unlinked bool `json:"unlinked,omitempty"`
-	// Size is an unlinked file's size when the entry was written (0 when not known): lines past
-	// Offset up to it were never shipped.
+	// Size is an unlinked file's size as the last commit of a Tailer that stopped saw it: lines
+	// past Offset up to it were never shipped. 0 when not known (the Tailer was killed, or an
+	// older version wrote the entry).
 	Size int64 `json:"size,omitempty"`
 }
 

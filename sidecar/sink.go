@@ -749,12 +749,18 @@ func (s *WriterSink) torn() string {
 // thing in it: the first write then begins with a newline, so that the start is a line of its own
 // instead of the beginning of the next record. The whole record is shipped again after it (its
 // offset was not committed). A new output (a new pipe, as a restarted container gets) had its
-// reader see the start end at the end of the old pipe: nothing to do.
+// reader see the start end at the end of the old pipe: nothing to do; nor has the same regular
+// file emptied since (a shell's > truncates it in place, keeping its inode).
 func (s *WriterSink) endTorn(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id == "" || id != s.outID {
 		return
+	}
+	if f, ok := s.w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+			return
+		}
 	}
 	s.failed = append(s.failed[:0], '\n')
 	s.failedMarks = s.failedMarks[:0]
