@@ -11,16 +11,20 @@
 package shardproc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/podblocks/podblocks/internal/freeport"
+	"github.com/podblocks/podblocks/internal/pdeathsig"
 )
 
 // Well-known binary paths (Debian packages memcached, redis-server, nutcracker).
@@ -39,6 +43,8 @@ type Proc struct {
 	Port int
 	name string
 	args []string
+	// attr, if set, gives the attributes the process starts with (before the parent-death signal).
+	attr func() *syscall.SysProcAttr
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -62,17 +68,29 @@ func FreePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
+// Running reports whether process pid exists and is no zombie, as /proc/PID/stat shows it (Linux);
+// false where there is no /proc.
+func Running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state is the field after the ") " that closes the command name.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
 // Have reports whether the binary at path exists.
 func Have(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
 
-// StartMemcached starts memcached on a free loopback port.
+// StartMemcached starts memcached on a free loopback port, as user nobody.
 func StartMemcached() (*Proc, error) {
 	return start(MemcachedPath, func(port int) []string {
 		return []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-u", "nobody", "-m", "64", "-t", "1", "-c", "4096"}
-	})
+	}, dropRootAttr)
 }
 
 // StartRedis starts redis-server on a free loopback port, without persistence.
@@ -80,7 +98,7 @@ func StartRedis() (*Proc, error) {
 	return start(RedisPath, func(port int) []string {
 		return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"}
-	})
+	}, nil)
 }
 
 // StartNutcracker starts nutcracker with the config file conf, its stats on statsPort; it waits until
@@ -97,7 +115,7 @@ func StartNutcracker(conf string, statsPort int, listenAddr string) (*Proc, erro
 	return p, nil
 }
 
-func start(path string, args func(port int) []string) (*Proc, error) {
+func start(path string, args func(port int) []string, attr func() *syscall.SysProcAttr) (*Proc, error) {
 	if !Have(path) {
 		return nil, fmt.Errorf("%w: %s", ErrMissing, path)
 	}
@@ -107,7 +125,7 @@ func start(path string, args func(port int) []string) (*Proc, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &Proc{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, name: path, args: args(port)}
+		p := &Proc{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, name: path, args: args(port), attr: attr}
 		if last = p.Start(); last == nil {
 			return p, nil
 		}
@@ -124,11 +142,28 @@ func (p *Proc) Start() error {
 	}
 	cmd := exec.Command(p.name, p.args...)
 	cmd.Stdout, cmd.Stderr = nil, nil
-	if err := cmd.Start(); err != nil {
+	// The kernel kills the process when this one dies (Linux), even by SIGKILL: no server is left
+	// behind on a port. The signal follows the thread that starts the child, so the goroutine that
+	// starts and waits for it keeps its thread locked, and ends with it (see pdeathsig).
+	var attr *syscall.SysProcAttr
+	if p.attr != nil {
+		attr = p.attr()
+	}
+	cmd.SysProcAttr = pdeathsig.Set(attr)
+	started, done := make(chan error, 1), make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(done)
+	}()
+	if err := <-started; err != nil {
 		return fmt.Errorf("shardproc: start %s: %w", p.name, err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", p.Addr, time.Second)

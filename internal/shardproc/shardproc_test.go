@@ -7,14 +7,82 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/podblocks/podblocks/internal/pdeathsig"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// helperEnv makes the test binary a parent for TestChildDiesWithParent: it starts memcached, prints
+// its pid and waits to be killed.
+const helperEnv = "SHARDPROC_TEST_PARENT"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "1" {
+		p, err := StartMemcached()
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println(p.cmd.Process.Pid)
+		select {}
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// TestChildDiesWithParent: a parent SIGKILLed, which runs no cleanup, leaves no memcached behind
+// (Linux, where there is a parent-death signal).
+func TestChildDiesWithParent(t *testing.T) {
+	if !pdeathsig.Supported {
+		t.Skipf("no parent-death signal on %s", runtime.GOOS)
+	}
+	if !Have(MemcachedPath) {
+		t.Skipf("%s not installed (Debian package memcached; .ci/run installs it)", MemcachedPath)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := exec.Command(exe, "-test.run=^$")
+	parent.Env = append(os.Environ(), helperEnv+"=1")
+	stdout, err := parent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Wait()
+	defer parent.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	child, convErr := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || convErr != nil {
+		t.Fatalf("parent said %q, %v", line, err)
+	}
+	if !Running(child) {
+		t.Fatalf("memcached %d is not running", child)
+	}
+	if err := parent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	parent.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for Running(child) {
+		if time.Now().After(deadline) {
+			if pr, err := os.FindProcess(child); err == nil {
+				pr.Kill()
+			}
+			t.Fatalf("memcached %d still running 5s after its parent was killed", child)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 func TestFreePortsDistinct(t *testing.T) {
 	ports, err := FreePorts(16)
