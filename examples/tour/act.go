@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // act is one pattern's part of the tour. Each act lives in act_<package>.go.
@@ -46,5 +47,48 @@ func (s *stage) keep(c component, status any) {
 	}
 	if status != nil {
 		s.providers = append(s.providers, status)
+	}
+}
+
+// waitFor calls cond every interval until it holds. When ctx ends first it returns an error naming
+// what it waited for and wrapping ctx's error.
+func waitFor(ctx context.Context, what string, interval time.Duration, cond func() bool) error {
+	for !cond() {
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for %s: %w", what, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// sleep waits d, or less when ctx ends first; then it returns ctx's error.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// awaitReady waits until ready is closed, or until the Run whose result done (buffered) carries
+// ended first. Then it puts the result back in done, for whoever waits for Run to end, and returns
+// Run's error or, when Run ended with nil because ctx did, one saying that what stopped.
+func awaitReady(ctx context.Context, what string, ready <-chan struct{}, done chan error) error {
+	select {
+	case <-ready:
+		return nil
+	case err := <-done:
+		done <- err
+		if err == nil {
+			err = fmt.Errorf("%s stopped before it was ready: %w", what, context.Cause(ctx))
+		}
+		return err
 	}
 }

@@ -42,9 +42,7 @@ mappings:
 			done := make(chan error, 1)
 			go func() { done <- exp.Run(ctx) }()
 			defer func() { cancel(); <-done }()
-			select {
-			case <-exp.Ready():
-			case err := <-done:
+			if err := awaitReady(ctx, "the statsd exporter", exp.Ready(), done); err != nil {
 				return "", err
 			}
 			addr, err := exp.UDPAddr()
@@ -68,7 +66,7 @@ mappings:
 			}
 			var vals map[string]float64
 			conflicts := ""
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			err = waitFor(ctx, "the statsd lines to be counted", 10*time.Millisecond, func() bool {
 				vals, _ = adaptertest.Values(exp)
 				_, _, rows := exp.Statusz()
 				for _, r := range rows {
@@ -76,12 +74,10 @@ mappings:
 						conflicts = r[1]
 					}
 				}
-				if vals[`shop_orders_total{channel="web",region="eu"}`] == 4 && vals["cart_size"] == 4 && conflicts == "1" {
-					break
-				}
-				if time.Now().After(deadline) {
-					return "", fmt.Errorf("statsd lines not counted: %v", vals)
-				}
+				return vals[`shop_orders_total{channel="web",region="eu"}`] == 4 && vals["cart_size"] == 4 && conflicts == "1"
+			})
+			if err != nil {
+				return "", fmt.Errorf("%w; counted: %v", err, vals)
 			}
 			s.say("Prometheus sees (mapped by statsd_exporter's YAML, read as-is):")
 			s.say("  shop_orders_total{channel=\"web\",region=\"eu\"} %g", vals[`shop_orders_total{channel="web",region="eu"}`])
@@ -100,13 +96,18 @@ mappings:
 			s.say("becomes zap JSON (a 502 is logged at error level):")
 			s.say("  %s", strings.TrimSpace(out.String()))
 
-			a, err := health.New([]health.Spec{{Name: "app", Probe: lifecycle.Readyz,
+			// The command is the tour's own binary (see child.go): more than a shell to start, on a
+			// busy machine more than the default 1s, so it gets 5s.
+			a, err := health.New([]health.Spec{{Name: "app", Probe: lifecycle.Readyz, Timeout: 5 * time.Second,
 				Checker: &health.Exec{Command: selfCommand("ok")}}})
 			if err != nil {
 				return "", err
 			}
 			herr := a.Check(ctx, "app")
 			s.say("and a command check becomes a /readyz probe on the hook server: healthy=%v", herr == nil)
+			if herr != nil {
+				return "", fmt.Errorf("the command check: %w", herr)
+			}
 
 			keep, err := statsd.New(statsd.WithUDP("127.0.0.1:0"), statsd.WithMapping(cfg))
 			if err != nil {

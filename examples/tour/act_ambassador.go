@@ -59,9 +59,7 @@ func ambassadorAct() act {
 			defer cancel()
 			done := make(chan error, 1)
 			go func() { done <- proxy.Run(pctx) }()
-			select {
-			case <-proxy.Ready():
-			case err := <-done:
+			if err := awaitReady(ctx, "the proxy", proxy.Ready(), done); err != nil {
 				return "", err
 			}
 			url := "http://" + proxy.Addr().String() + "/"
@@ -70,6 +68,8 @@ func ambassadorAct() act {
 			tr := &http.Transport{MaxIdleConnsPerHost: 8}
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			// burst sends n GETs from 4 clients, fewer when ctx ends, and counts the answers by backend
+			// and the failures.
 			burst := func(n int) (map[string]int, int) {
 				var mu sync.Mutex
 				seen, failed := map[string]int{}, 0
@@ -78,7 +78,11 @@ func ambassadorAct() act {
 				for range 4 {
 					wg.Go(func() {
 						for range next {
-							resp, err := client.Get(url)
+							var resp *http.Response
+							req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+							if err == nil {
+								resp, err = client.Do(req)
+							}
 							var body []byte
 							if err == nil {
 								body, _ = io.ReadAll(resp.Body)
@@ -94,8 +98,13 @@ func ambassadorAct() act {
 						}
 					})
 				}
+			send:
 				for range n {
-					next <- struct{}{}
+					select {
+					case next <- struct{}{}:
+					case <-ctx.Done():
+						break send
+					}
 				}
 				close(next)
 				wg.Wait()
@@ -120,7 +129,9 @@ func ambassadorAct() act {
 			if err := backends[1].start(); err != nil {
 				return "", err
 			}
-			time.Sleep(600 * time.Millisecond) // past the 500ms ejection
+			if err := sleep(ctx, 600*time.Millisecond); err != nil { // past the 500ms ejection
+				return "", err
+			}
 			seen, failed3 := burst(300)
 			failed += failed3
 			s.say("web-1 is back; after its ejection time: %v", seen)
@@ -133,6 +144,14 @@ func ambassadorAct() act {
 			cancel()
 			if err := <-done; err != nil {
 				return "", err
+			}
+			if err := ctx.Err(); err != nil {
+				return "", fmt.Errorf("GETs cut short (%d failed): %w", failed, context.Cause(ctx))
+			}
+			// Every GET is idempotent and has 2 retries on other backends: none may fail, not even
+			// while web-1 is dead.
+			if failed > 0 {
+				return "", fmt.Errorf("%d of 1400 GETs failed", failed)
 			}
 			return fmt.Sprintf("1400 GETs, 1 backend killed and restarted, %d failed, experiment got %d/500", failed, seen["experiment"]), nil
 		},

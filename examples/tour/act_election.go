@@ -60,6 +60,9 @@ func electionAct() act {
 				case t := <-started:
 					return t, nil
 				case err := <-errs:
+					if err == nil { // Run ends with nil when runCtx, and so ctx, ended
+						err = fmt.Errorf("a candidate stopped: %w", context.Cause(ctx))
+					}
 					return election.Term{}, err
 				case <-ctx.Done():
 					return election.Term{}, ctx.Err()

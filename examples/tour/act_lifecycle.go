@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -40,6 +39,8 @@ func playLifecycle(ctx context.Context, s *stage) (string, error) {
 		return "", err
 	}
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseHeld := func() { releaseOnce.Do(func() { close(release) }) }
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) { <-release })
@@ -51,12 +52,23 @@ func playLifecycle(ctx context.Context, s *stage) (string, error) {
 		return "", err
 	}
 	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- app.Run(runCtx) }()
+	ran := false // Run returned, and done was read
+	defer func() {
+		releaseHeld() // on an early return too, or held requests would hold up the app's shutdown
+		stop()
+		if !ran {
+			<-done
+		}
+	}()
 	select {
 	case <-app.Ready():
 	case err := <-done:
+		ran = true
+		if err == nil { // Run ends with nil when its ctx, this act's, ended
+			err = fmt.Errorf("the app stopped before it was ready: %w", context.Cause(ctx))
+		}
 		return "", err
 	}
 	hooks, base := "http://"+hooksLn.Addr().String(), "http://"+appLn.Addr().String()
@@ -70,13 +82,17 @@ func playLifecycle(ctx context.Context, s *stage) (string, error) {
 		held.Add(1)
 		go func() { defer held.Done(); get(base + "/hold") }()
 	}
-	for shedder.InFlight() < 2 {
-		time.Sleep(time.Millisecond)
+	err = waitFor(ctx, "2 requests held", time.Millisecond, func() bool { return shedder.InFlight() >= 2 })
+	shed, crit := 0, 0
+	if err == nil {
+		shed = getWith(base+"/", "sheddable")
+		crit = getWith(base+"/", "critical")
 	}
-	shed := getWith(base+"/", "sheddable")
-	crit := getWith(base+"/", "critical")
-	close(release)
+	releaseHeld()
 	held.Wait()
+	if err != nil {
+		return "", err
+	}
 	s.say("under load: sheddable request -> %d, critical request -> %d", shed, crit)
 	if shed != http.StatusServiceUnavailable || crit != http.StatusOK {
 		return "", fmt.Errorf("shedding: sheddable %d critical %d, want 503 and 200", shed, crit)
@@ -99,13 +115,19 @@ func playLifecycle(ctx context.Context, s *stage) (string, error) {
 			}
 		}()
 	}
-	for sent.Load() < 200 {
-		time.Sleep(time.Millisecond)
+	if err := waitFor(ctx, "200 requests", time.Millisecond, func() bool { return sent.Load() >= 200 }); err != nil {
+		routed.Store(false)
+		wg.Wait()
+		return "", err
 	}
 	s.say("preStop hook: POST /prestop while 4 clients send requests")
 	preStopped := make(chan int, 1)
 	go func() {
-		resp, err := http.Post(hooks+"/prestop", "", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, hooks+"/prestop", nil)
+		var resp *http.Response
+		if err == nil {
+			resp, err = http.DefaultClient.Do(req)
+		}
 		if err != nil {
 			preStopped <- 0
 			return
@@ -113,22 +135,25 @@ func playLifecycle(ctx context.Context, s *stage) (string, error) {
 		resp.Body.Close()
 		preStopped <- resp.StatusCode
 	}()
-	for {
-		if c, _ := get(hooks + "/readyz"); c != 200 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	err = waitFor(ctx, "readiness to fail", 5*time.Millisecond, func() bool { c, _ := get(hooks + "/readyz"); return c != 200 })
 	routed.Store(false)
 	wg.Wait()
-	s.say("readiness failed at once; clients stopped; /prestop -> %d", <-preStopped)
+	code = <-preStopped
+	if err != nil {
+		return "", err
+	}
+	s.say("readiness failed at once; clients stopped; /prestop -> %d", code)
 	select {
 	case err := <-done:
+		ran = true
 		if err != nil {
 			return "", err
 		}
+		if ctx.Err() != nil { // Run ended with the act's ctx, not after the drain
+			return "", fmt.Errorf("the app did not stop after the drain: %w", context.Cause(ctx))
+		}
 	case <-ctx.Done():
-		return "", errors.New("the app did not stop after the drain")
+		return "", fmt.Errorf("the app did not stop after the drain: %w", context.Cause(ctx))
 	}
 	s.say("drained and stopped: %d requests, %d failed", sent.Load(), failed.Load())
 	if failed.Load() != 0 {

@@ -74,8 +74,8 @@ func scatterAct() act {
 				close(next)
 				wg.Wait()
 				f.Wait()
-				if len(lats) == 0 {
-					return o, f, ctx.Err()
+				if err := ctx.Err(); err != nil { // fewer requests, or some cut short
+					return o, f, fmt.Errorf("%d of %d fan-outs done: %w", len(lats), requests, err)
 				}
 				slices.Sort(lats)
 				o.p50, o.p90, o.p99 = lats[len(lats)/2], lats[len(lats)*9/10], lats[min(len(lats)-1, len(lats)*99/100)]

@@ -40,6 +40,9 @@ func shardingAct() act {
 				s.say("memcached is not installed: using 3 in-process stand-ins (FakeMemcached: get/set/delete only)")
 			}
 			for range 3 {
+				if err := ctx.Err(); err != nil {
+					return "", err
+				}
 				if real {
 					p, err := shardproc.StartMemcached()
 					if err != nil {
@@ -79,18 +82,19 @@ func shardingAct() act {
 			done := make(chan error, 1)
 			go func() { done <- srv.Run(pctx) }()
 			defer func() { cancel(); <-done }()
-			select {
-			case <-srv.Ready():
-			case err := <-done:
+			if err := awaitReady(ctx, "the sharding ambassador", srv.Ready(), done); err != nil {
 				return "", err
 			}
 			s.say("the ambassador reads nutcracker.yml as-is and listens on %s", listen)
 
-			c, err := net.DialTimeout("tcp", listen, 5*time.Second)
+			dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+			c, err := new(net.Dialer).DialContext(dctx, "tcp", listen)
+			dcancel()
 			if err != nil {
 				return "", err
 			}
 			defer c.Close()
+			defer context.AfterFunc(ctx, func() { c.Close() })() // the end of ctx ends any read or write
 			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 			br := bufio.NewReader(c)
 			const nkeys = 300
@@ -133,7 +137,7 @@ func shardingAct() act {
 			s.say("killing %s (%s) under load…", victim.Name, victim.Addr)
 			otherFails, moved := 0, 0
 			deadline := time.Now().Add(10 * time.Second)
-			for time.Now().Before(deadline) && moved == 0 {
+			for time.Now().Before(deadline) && moved == 0 && ctx.Err() == nil {
 				for i := range 60 {
 					k := fmt.Sprintf("user:%d", i)
 					owner := pool.Servers[pl.Place([]byte(k))]
@@ -156,6 +160,9 @@ func shardingAct() act {
 			s.say("%s ejected after server_failure_limit=1 (server_ejects=%d); its keys moved to the survivors; other shards' keys failed %d times",
 				victim.Name, srv.Snapshot()[0].ServerEjects, otherFails)
 			if moved == 0 {
+				if err := ctx.Err(); err != nil {
+					return "", fmt.Errorf("the dead shard's keys never moved: %w", err)
+				}
 				return "", fmt.Errorf("the dead shard's keys never moved")
 			}
 			return fmt.Sprintf("%d keys on 3 shards as nutcracker places them; 1 shard killed, %d errors on the others", nkeys, otherFails), nil

@@ -111,9 +111,7 @@ func sidecarAct() act {
 			done := make(chan error, 1)
 			go func() { done <- r.Run(rctx) }()
 			defer func() { stop(); <-done }()
-			select {
-			case <-r.Ready():
-			case err := <-done:
+			if err := awaitReady(rctx, "the reloader", r.Ready(), done); err != nil {
 				return "", err
 			}
 			const updates = 3

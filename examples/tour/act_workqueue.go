@@ -85,7 +85,8 @@ func playWorkqueue(ctx context.Context, s *stage) (string, error) {
 		return "", err
 	}
 	pool, err := workqueue.NewPool(client, w, workqueue.WithConcurrency(3), workqueue.WithPoolMaxAttempts(2),
-		workqueue.WithBackoff(func(int) time.Duration { return 100 * time.Millisecond }), workqueue.WithProgressEvery(0))
+		workqueue.WithBackoff(func(int) time.Duration { return 100 * time.Millisecond }), workqueue.WithProgressEvery(0),
+		workqueue.WithDrainTimeout(0)) // stopped when every item is done, or, out of time, at once
 	if err != nil {
 		return "", err
 	}
@@ -93,18 +94,16 @@ func playWorkqueue(ctx context.Context, s *stage) (string, error) {
 	pctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- pool.Run(pctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st, err := client.Stats(ctx)
-		if err == nil && st.Depth() == 0 && st.Dead == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			stop()
-			<-done
-			return "", fmt.Errorf("workqueue: items still pending after 20s: %+v (%v)", st, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var st workqueue.Stats
+	var statsErr error
+	err = waitFor(ctx, "the items to be done", 50*time.Millisecond, func() bool {
+		st, statsErr = client.Stats(ctx)
+		return statsErr == nil && st.Depth() == 0 && st.Dead == 1
+	})
+	if err != nil {
+		stop()
+		<-done
+		return "", fmt.Errorf("%w; items still pending: %+v (%v)", err, st, statsErr)
 	}
 	stop()
 	if err := <-done; err != nil {

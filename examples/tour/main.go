@@ -8,12 +8,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/signal"
 	"reflect"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -46,7 +50,13 @@ func main() {
 	if err != nil {
 		cmdline.Exit("tour", err)
 	}
-	code, err := tour(context.Background(), os.Stdout, acts(), o.actTimeout, o.serve)
+	// SIGINT or SIGTERM during the acts stops them (each cleans up what it started, the scratch
+	// directory goes) and the tour exits 1; under -serve, once the acts are over, the hook server's
+	// App drains on them instead, and the tour exits as the acts went.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	code, err := tour(context.Background(), os.Stdout, acts(), o.actTimeout, o.serve, sigs)
+	signal.Stop(sigs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tour:", err)
 	}
@@ -68,6 +78,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if err := cmdline.ParseFlags(fs, args); err != nil {
 		return o, err
 	}
+	if o.serve != "" {
+		if err := cmdline.Addr("-serve", o.serve); err != nil {
+			return o, err
+		}
+	}
 	if o.actTimeout <= 0 {
 		return o, cmdline.Usagef("-act-timeout %v: want a positive duration", o.actTimeout)
 	}
@@ -82,31 +97,60 @@ type outcome struct {
 }
 
 // tour plays the acts, prints the summary, and with serve != "" runs the kept components behind a
-// hook server until SIGTERM or the end of ctx. It returns the exit code.
-func tour(ctx context.Context, out io.Writer, acts []act, actTimeout time.Duration, serve string) (int, error) {
+// hook server until SIGTERM or the end of ctx. It listens on serve before the first act, so that a
+// busy port fails the tour at once. A signal from interrupt during the acts stops them and the tour
+// (while serving, the hook server's App handles the signals itself). It returns the exit code, and
+// what made it non-zero, if anything more than the summary says.
+func tour(ctx context.Context, out io.Writer, acts []act, actTimeout time.Duration, serve string, interrupt <-chan os.Signal) (int, error) {
+	var ln net.Listener
+	if serve != "" {
+		var err error
+		if ln, err = net.Listen("tcp", serve); err != nil {
+			return 1, fmt.Errorf("-serve: %w", err)
+		}
+	}
+	closeLn := func() {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 	dir, err := os.MkdirTemp("", "podblocks-tour")
 	if err != nil {
+		closeLn()
 		return 1, err
 	}
 	defer os.RemoveAll(dir)
 	s := &stage{out: out, dir: dir}
 	fmt.Fprintf(out, "podblocks tour: %d patterns from \"Design patterns for container-based distributed systems\"\n\n", len(acts))
 
+	// The acts run under playCtx, which a signal ends.
+	playCtx, interrupted := context.WithCancelCause(ctx)
+	defer interrupted(nil)
+	watching, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case sig := <-interrupt:
+			interrupted(fmt.Errorf("interrupted by %v", sig))
+		case <-watching:
+		}
+	}()
 	start := time.Now()
 	var results []outcome
 	for i, a := range acts {
+		if playCtx.Err() != nil {
+			break
+		}
 		fmt.Fprintf(out, "Act %d: %s (%s)\n", i+1, a.pattern, a.pkg)
-		actCtx, cancel := context.WithTimeout(ctx, actTimeout)
-		t0 := time.Now()
-		res, err := a.run(actCtx, s)
-		cancel()
-		o := outcome{act: a, result: res, err: err, took: time.Since(t0)}
-		if err != nil {
-			fmt.Fprintf(out, "    FAILED: %v\n", err)
+		o := play(playCtx, s, a, actTimeout)
+		if o.err != nil {
+			fmt.Fprintf(out, "    FAILED: %v\n", o.err)
 		}
 		results = append(results, o)
 		fmt.Fprintln(out)
 	}
+	close(watching)
+	<-watched
 
 	failed := 0
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -121,7 +165,11 @@ func tour(ctx context.Context, out io.Writer, acts []act, actTimeout time.Durati
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", i+1, o.act.pattern, o.act.pkg, oneLine(res), o.took.Round(time.Millisecond), status)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "\n%d of %d acts succeeded in %v\n", len(results)-failed, len(results), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(out, "\n%d of %d acts succeeded in %v\n", len(results)-failed, len(acts), time.Since(start).Round(time.Millisecond))
+	if err := context.Cause(playCtx); err != nil {
+		closeLn()
+		return 1, err
+	}
 	code := 0
 	if failed > 0 {
 		code = 1
@@ -129,7 +177,35 @@ func tour(ctx context.Context, out io.Writer, acts []act, actTimeout time.Durati
 	if serve == "" {
 		return code, nil
 	}
-	return code, keepServing(ctx, out, s, serve)
+	if err := keepServing(ctx, out, s, ln); err != nil {
+		return 1, err
+	}
+	return code, nil
+}
+
+// play plays act a with at most timeout. An act that ran past its timeout failed, whatever it
+// returned: it says so, with what went wrong on the way.
+func play(ctx context.Context, s *stage, a act, timeout time.Duration) outcome {
+	actCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t0 := time.Now()
+	res, err := a.run(actCtx, s)
+	o := outcome{act: a, result: res, err: err, took: time.Since(t0)}
+	var why string
+	switch {
+	case ctx.Err() != nil:
+		why = context.Cause(ctx).Error()
+	case actCtx.Err() != nil:
+		why = fmt.Sprintf("timed out after %v (-act-timeout)", timeout)
+	default:
+		return o
+	}
+	if err != nil {
+		o.err = fmt.Errorf("%s: %w", why, err)
+	} else {
+		o.err = errors.New(why)
+	}
+	return o
 }
 
 func oneLine(s string) string {
@@ -140,13 +216,14 @@ func oneLine(s string) string {
 	return s
 }
 
-// keepServing runs the components the acts kept, behind a hook server on addr, until SIGTERM or the
-// end of ctx.
-func keepServing(ctx context.Context, out io.Writer, s *stage, addr string) error {
+// keepServing runs the components the acts kept, behind a hook server on ln (which it closes),
+// until SIGTERM or the end of ctx.
+func keepServing(ctx context.Context, out io.Writer, s *stage, ln net.Listener) error {
 	reg := prometheus.NewRegistry()
-	app, err := lifecycle.NewApp(lifecycle.WithAddr(addr), lifecycle.WithRegisterer(reg), lifecycle.WithGatherer(reg),
+	app, err := lifecycle.NewApp(lifecycle.WithListener(ln), lifecycle.WithRegisterer(reg), lifecycle.WithGatherer(reg),
 		lifecycle.WithPropagationDelay(0), lifecycle.WithStatusRefresh(5*time.Second), lifecycle.WithVersion("tour"))
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	s.mu.Lock()
@@ -154,6 +231,7 @@ func keepServing(ctx context.Context, out io.Writer, s *stage, addr string) erro
 	s.mu.Unlock()
 	for i, c := range kept {
 		if err := app.Add(fmt.Sprintf("kept-%d", i+1), c); err != nil {
+			ln.Close()
 			return err
 		}
 	}
@@ -163,7 +241,7 @@ func keepServing(ctx context.Context, out io.Writer, s *stage, addr string) erro
 			app.Hooks().AddStatus(sp)
 		}
 	}
-	fmt.Fprintf(out, "serving: open http://%s/statusz (SIGTERM to stop)\n", addr)
+	fmt.Fprintf(out, "serving: open http://%s/statusz (SIGTERM to stop)\n", ln.Addr())
 	return app.Run(ctx)
 }
 

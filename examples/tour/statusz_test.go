@@ -45,7 +45,7 @@ func TestStatuszInBrowser(t *testing.T) {
 	var tourErr error
 	go func() {
 		defer close(done)
-		code, tourErr = tour(ctx, &out, acts(), 30*time.Second, addr)
+		code, tourErr = tour(ctx, &out, acts(), 30*time.Second, addr, nil)
 	}()
 	defer func() {
 		cancel()
