@@ -82,6 +82,10 @@ type flight struct {
 	deadline time.Time
 }
 
+// run calls the check (or joins the call already running) and waits for its answer until ctx ends
+// or the call's deadline passes. The call itself runs on the server's context (calls.base), not on
+// the ctx of the probe that started it: a prober that gives up (a kubelet timeoutSeconds shorter than
+// Timeout, a closed connection) leaves alone, and the others waiting still get the answer.
 func (c *check) run(ctx context.Context, calls *checkCalls) checkResult {
 	timeout := orDefault(c.Timeout, DefaultCheckTimeout)
 	start := time.Now()
@@ -91,11 +95,11 @@ func (c *check) run(ctx context.Context, calls *checkCalls) checkResult {
 		f = &flight{done: make(chan struct{}), deadline: start.Add(timeout)}
 		c.flight = f
 		calls.start(f, c.Name)
-		fctx, cancel := context.WithDeadline(ctx, f.deadline)
+		fctx, cancel := context.WithDeadline(calls.baseContext(), f.deadline)
 		go func() {
 			defer cancel()
 			err := callCheck(fctx, c.Func)
-			if fctx.Err() != nil { // returned at or after its deadline: late is timed out
+			if !time.Now().Before(f.deadline) { // returned at or after its deadline: late is timed out
 				err = timedOut(timeout)
 			}
 			c.mu.Lock()
@@ -114,6 +118,10 @@ func (c *check) run(ctx context.Context, calls *checkCalls) checkResult {
 	case <-f.done:
 		err = f.err
 	case <-wctx.Done():
+		if ctx.Err() != nil && time.Now().Before(f.deadline) {
+			// This prober left; the call goes on for the others, and its answer is theirs to record.
+			return checkResult{err: ctx.Err(), at: start, took: time.Since(start)}
+		}
 		err = timedOut(timeout)
 	}
 	r := checkResult{err: err, at: start, took: time.Since(start)}
@@ -139,8 +147,25 @@ func callCheck(ctx context.Context, f func(context.Context) error) (err error) {
 // The zero value is ready to use.
 type checkCalls struct {
 	mu      sync.Mutex
+	base    context.Context    // the context calls run on: Server.Run's; nil means context.Background
 	running map[*flight]string // check name
 	idle    chan struct{}      // closed when running empties; nil when nobody waits
+}
+
+// setBase sets the context that later calls run on (nil: context.Background).
+func (t *checkCalls) setBase(ctx context.Context) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.base = ctx
+}
+
+func (t *checkCalls) baseContext() context.Context {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.base == nil {
+		return context.Background()
+	}
+	return t.base
 }
 
 func (t *checkCalls) start(f *flight, name string) {

@@ -94,34 +94,82 @@ func TestStuckCheckHoldsOneCall(t *testing.T) {
 }
 
 // TestServerRunWaitsForChecks: a check call still running when the server stops (its context
-// cancelled) is waited for: Run returns after it.
+// cancelled) is waited for: Run returns after it. With a safety margin of 0 Run still waits a
+// moment (at least 100ms) for a Func that honours its context.
 func TestServerRunWaitsForChecks(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opts    []lifecycle.Option
+		cleanup time.Duration // how long the Func takes after its context is cancelled
+	}{
+		{"default margin", nil, 200 * time.Millisecond},
+		{"zero margin", []lifecycle.Option{lifecycle.WithSafetyMargin(0)}, 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t, tc.opts...)
+			started := make(chan struct{})
+			var returned atomic.Bool
+			must(t, srv.AddCheck(lifecycle.Livez, lifecycle.Check{Name: "slow", Timeout: time.Minute,
+				Func: func(ctx context.Context) error {
+					close(started)
+					<-ctx.Done()
+					time.Sleep(tc.cleanup) // cleaning up after cancellation
+					returned.Store(true)
+					return ctx.Err()
+				}}))
+			r := lifecycletest.Start(t, srv)
+			lifecycletest.WaitReady(t, srv, 5*time.Second)
+			probed := make(chan struct{})
+			go func() {
+				defer close(probed)
+				if resp, err := http.Get("http://" + srv.Addr() + "/livez"); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			<-started
+			if err := r.Stop(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if !returned.Load() {
+				t.Error("Server.Run returned while a check it called was still running")
+			}
+			<-probed
+		})
+	}
+}
+
+// TestCheckProberLeavingKeepsCallForOthers: a prober that gives up (kubelet timeoutSeconds shorter
+// than Check.Timeout, a closed connection) must not cancel the shared call for another prober
+// waiting on it: the patient one gets the check's answer, not "timed out".
+func TestCheckProberLeavingKeepsCallForOthers(t *testing.T) {
 	srv := newServer(t)
-	started := make(chan struct{})
-	var returned atomic.Bool
-	must(t, srv.AddCheck(lifecycle.Livez, lifecycle.Check{Name: "slow", Timeout: time.Minute,
+	must(t, srv.AddCheck(lifecycle.Livez, lifecycle.Check{Name: "slowish", Timeout: 5 * time.Second,
 		Func: func(ctx context.Context) error {
-			close(started)
-			<-ctx.Done()
-			time.Sleep(200 * time.Millisecond) // cleaning up after cancellation
-			returned.Store(true)
-			return ctx.Err()
+			select {
+			case <-time.After(500 * time.Millisecond): // healthy, answers in 0.5s
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}}))
-	r := lifecycletest.Start(t, srv)
+	lifecycletest.Start(t, srv)
 	lifecycletest.WaitReady(t, srv, 5*time.Second)
-	probed := make(chan struct{})
-	go func() {
-		defer close(probed)
-		if resp, err := http.Get("http://" + srv.Addr() + "/livez"); err == nil {
+	url := "http://" + srv.Addr() + "/livez/slowish"
+	impatient := make(chan struct{})
+	go func() { // gives up after 100ms
+		defer close(impatient)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}()
-	<-started
-	if err := r.Stop(10 * time.Second); err != nil {
-		t.Fatal(err)
+	time.Sleep(30 * time.Millisecond) // the patient prober joins the impatient one's call
+	start := time.Now()
+	code, body := do(t, "GET", url, "")
+	if code != http.StatusOK {
+		t.Errorf("patient prober got %d %q after %v; the check is healthy in 0.5s", code, body, time.Since(start))
 	}
-	if !returned.Load() {
-		t.Error("Server.Run returned while a check it called was still running")
-	}
-	<-probed
+	<-impatient
 }

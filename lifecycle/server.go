@@ -225,11 +225,18 @@ func (s *Server) startedCheck() *check {
 	}}}
 }
 
-// Run listens and serves until ctx is done, then shuts the listener down gracefully. It returns once
-// the check Funcs it called have returned, or once half the safety margin (WithSafetyMargin,
-// default DefaultSafetyMargin) has passed since the listener shut down: a Func that ignores its
-// cancelled context is then left running (at most one call per check) and named in a warning in the
-// log. Half, so that an App's hook server, which has the margin to stop in, still stops in time.
+// minCheckWait is the least time Server.Run waits for the check Funcs still running when it stops,
+// whatever the safety margin (a margin of 0 would otherwise leave a Func that honours its context
+// running after Run returned).
+const minCheckWait = 100 * time.Millisecond
+
+// Run listens and serves until ctx is done, then shuts the listener down gracefully. Check Funcs run
+// on ctx (with each check's Timeout), not on the context of the probe request that started them. Run
+// returns once the check Funcs it called have returned, or once half the safety margin
+// (WithSafetyMargin, default DefaultSafetyMargin; at least 100 ms) has passed since the
+// listener shut down: a Func that ignores its cancelled context is then left running (at most one
+// call per check) and named in a warning in the log. Half, so that an App's hook server, which has
+// the margin to stop in, still stops in time.
 func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running {
@@ -238,6 +245,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.running = true
 	s.started = time.Now()
+	s.calls.setBase(ctx) // check calls run on ctx, not on the probe request that started them
 	var periodic []*check
 	for _, cs := range s.checks {
 		for _, c := range cs {
@@ -304,9 +312,9 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Wait()
 	// Every check's context is cancelled by now. A Func that ignores its context cannot be stopped:
 	// wait for it up to half the safety margin (the time kept back for stopping, which is also an
-	// App's stop timeout for this server), then leave it running and say which check it is, rather
-	// than hold the pod until the kubelet kills it.
-	wait := s.opts.margin / 2
+	// App's stop timeout for this server), but at least minCheckWait, then leave it running and say
+	// which check it is, rather than hold the pod until the kubelet kills it.
+	wait := max(s.opts.margin/2, minCheckWait)
 	if stuck := s.calls.wait(wait); len(stuck) > 0 {
 		s.log.Warn("health checks still running after the hook server stopped; not waiting for them", zap.Strings("checks", stuck), zap.Duration("waited", wait))
 	}
