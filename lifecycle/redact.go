@@ -1,10 +1,12 @@
 package lifecycle
 
 import (
+	"cmp"
 	"encoding"
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,8 +22,10 @@ var secretName = regexp.MustCompile(`(?i)(password|passwd|secret|token|credentia
 // when it is tagged `podblocks:"secret"` or when its name (or JSON name) looks like one (password,
 // secret, token, credential, api key, private key, auth); a map entry when its key looks like one.
 // Field names follow encoding/json tags; unexported fields and fields tagged json:"-" are left out,
-// and the fields of untagged embedded structs are promoted, as encoding/json does; map keys are
-// written as encoding/json writes them (strings, TextMarshalers, integers).
+// and the fields of untagged embedded structs are promoted by encoding/json's rules (of the fields
+// sharing a name the shallowest wins, then the tagged one; a tie leaves the name out); map keys are
+// written as encoding/json writes them (strings, TextMarshalers, integers). One difference: an
+// embedded TextMarshaler is written under its type name as its text, not opened up field by field.
 //
 // Redaction goes by name: a secret under a name that does not look like one (a DSN such as
 // "host=db password=x", a "KEY=value" environment string, an opaque blob) is shown as it is. The one
@@ -98,68 +102,145 @@ func redact(v reflect.Value, depth int) any {
 	}
 }
 
-// redactStruct is redact for a struct: its fields as encoding/json names them, with the fields of
-// untagged embedded structs (exported or not) promoted into it; a field of the struct itself wins
-// over a promoted one of the same name.
+// redactStruct is redact for a struct: its fields as encoding/json names and picks them (see
+// jsonFields), a secret one (or one promoted from a secret embedded struct) replaced by Redacted, or
+// by "" when it is empty.
 func redactStruct(v reflect.Value, depth int) map[string]any {
-	out := make(map[string]any, v.NumField())
-	promoted := map[string]any{}
-	t := v.Type()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		tagName, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if tagName == "-" {
-			continue
+	fields := jsonFields(v.Type())
+	out := make(map[string]any, len(fields))
+	for _, f := range fields {
+		fv, ok := fieldByIndex(v, f.index)
+		if !ok {
+			continue // under a nil embedded pointer: encoding/json leaves it out
 		}
-		if f.Anonymous && tagName == "" {
-			ft := f.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				fv := v.Field(i)
-				if fv.Kind() == reflect.Pointer {
-					if fv.IsNil() {
-						continue
-					}
-					fv = fv.Elem()
-				}
-				// An embedded secret (type Config struct{ Credentials }) keeps every field secret.
-				secret := f.Tag.Get("podblocks") == "secret" || secretName.MatchString(f.Name)
-				for k, x := range redactStruct(fv, depth+1) {
-					if _, taken := promoted[k]; !taken {
-						if secret {
-							x = Redacted
-						}
-						promoted[k] = x
-					}
-				}
-				continue
-			}
-		}
-		if !f.IsExported() {
-			continue
-		}
-		name := f.Name
-		if tagName != "" {
-			name = tagName
-		}
-		if f.Tag.Get("podblocks") == "secret" || secretName.MatchString(f.Name) || secretName.MatchString(name) {
-			if !v.Field(i).IsZero() {
-				out[name] = Redacted
+		if f.secret {
+			if !fv.IsZero() {
+				out[f.name] = Redacted
 			} else {
-				out[name] = ""
+				out[f.name] = ""
 			}
 			continue
 		}
-		out[name] = redact(v.Field(i), depth+1)
-	}
-	for k, x := range promoted {
-		if _, taken := out[k]; !taken {
-			out[k] = x
-		}
+		out[f.name] = redact(fv, depth+len(f.index))
 	}
 	return out
+}
+
+// jsonField is one field encoding/json writes for a struct type.
+type jsonField struct {
+	name   string
+	tagged bool  // the name comes from a json tag
+	index  []int // reflect.Value.FieldByIndex's, through embedded structs
+	secret bool  // the field, or an embedded struct it is promoted from, is secret
+}
+
+// jsonFields lists the fields encoding/json writes for struct type t, by its rules: exported fields
+// (json:"-" left out, renamed by their tag), and the fields of untagged embedded structs promoted,
+// breadth first (each embedded type once, so an embedding cycle ends). Of the fields sharing a name,
+// the shallowest wins, then the tagged one; a tie at that depth leaves the name out. Unlike
+// encoding/json, an embedded TextMarshaler is not opened up: it is written under its type name as
+// its text (or left out if unexported), so that fields its MarshalText hides stay hidden.
+func jsonFields(t reflect.Type) []jsonField {
+	type embedded struct {
+		t      reflect.Type
+		index  []int
+		secret bool
+	}
+	var (
+		fields  []jsonField
+		next    = []embedded{{t: t}}
+		count   map[reflect.Type]int
+		visited = map[reflect.Type]bool{}
+	)
+	nextCount := map[reflect.Type]int{t: 1}
+	for len(next) > 0 {
+		current := next
+		next, count, nextCount = nil, nextCount, map[reflect.Type]int{}
+		for _, e := range current {
+			if visited[e.t] {
+				continue
+			}
+			visited[e.t] = true
+			for i := range e.t.NumField() {
+				sf := e.t.Field(i)
+				tag := sf.Tag.Get("json")
+				if tag == "-" {
+					continue
+				}
+				ft := sf.Type
+				if ft.Name() == "" && ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				textual := ft.Implements(textMarshaler) || reflect.PointerTo(ft).Implements(textMarshaler)
+				if sf.Anonymous {
+					if !sf.IsExported() && (ft.Kind() != reflect.Struct || textual) {
+						continue
+					}
+				} else if !sf.IsExported() {
+					continue
+				}
+				tagName, _, _ := strings.Cut(tag, ",")
+				secret := e.secret || sf.Tag.Get("podblocks") == "secret" || secretName.MatchString(sf.Name)
+				index := append(append(make([]int, 0, len(e.index)+1), e.index...), i)
+				if sf.Anonymous && tagName == "" && ft.Kind() == reflect.Struct && !textual {
+					if nextCount[ft]++; nextCount[ft] == 1 {
+						next = append(next, embedded{t: ft, index: index, secret: secret})
+					}
+					continue
+				}
+				f := jsonField{name: tagName, tagged: tagName != "", index: index, secret: secret}
+				if f.name == "" {
+					f.name = sf.Name
+				}
+				f.secret = f.secret || secretName.MatchString(f.name)
+				fields = append(fields, f)
+				if count[e.t] > 1 { // the type is embedded more than once at this depth: its fields tie
+					fields = append(fields, f)
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(fields, func(a, b jsonField) int {
+		if c := cmp.Compare(a.name, b.name); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(len(a.index), len(b.index)); c != 0 {
+			return c
+		}
+		switch {
+		case a.tagged && !b.tagged:
+			return -1
+		case b.tagged && !a.tagged:
+			return 1
+		}
+		return slices.Compare(a.index, b.index)
+	})
+	out := fields[:0]
+	for i := 0; i < len(fields); {
+		j := i + 1
+		for j < len(fields) && fields[j].name == fields[i].name {
+			j++
+		}
+		if j-i == 1 || len(fields[i].index) < len(fields[i+1].index) || fields[i].tagged != fields[i+1].tagged {
+			out = append(out, fields[i])
+		}
+		i = j
+	}
+	return out
+}
+
+// fieldByIndex is v.FieldByIndex, with ok false when the path goes through a nil pointer.
+func fieldByIndex(v reflect.Value, index []int) (_ reflect.Value, ok bool) {
+	for i, x := range index {
+		if i > 0 && v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return reflect.Value{}, false
+			}
+			v = v.Elem()
+		}
+		v = v.Field(x)
+	}
+	return v, true
 }
 
 // mapKey is the JSON object key encoding/json writes for a map key: a string as is, a TextMarshaler

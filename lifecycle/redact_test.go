@@ -76,3 +76,71 @@ func TestRedactEmbeddedSecret(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+type RedactLayer struct {
+	*RedactLayer
+	Name string
+}
+
+// A struct that embeds a pointer to its own type, looping back to itself, ends (encoding/json
+// visits each embedded type once) instead of recursing until the stack overflows.
+func TestRedactEmbeddedCycle(t *testing.T) {
+	l := &RedactLayer{Name: "x"}
+	l.RedactLayer = l
+	if diff := cmp.Diff(map[string]any{"Name": "x"}, lifecycle.Redact(l)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+type (
+	RedactDeep    struct{ X string }
+	RedactA       struct{ RedactDeep }
+	RedactB       struct{ X string }
+	RedactC       struct{ Y string }
+	RedactD       struct{ Y string }
+	RedactTagged  struct{ Z string }
+	RedactTagged2 struct {
+		W string `json:"Z"`
+	}
+	redactDominance struct {
+		RedactA // X at depth 2 loses to B's X at depth 1
+		RedactB
+		RedactC // Y at depth 1 twice: left out
+		RedactD
+		RedactTagged // Z untagged loses to the tagged Z at the same depth
+		RedactTagged2
+	}
+)
+
+// Of the promoted fields sharing a name, Redact keeps the one encoding/json keeps.
+func TestRedactPromotionFollowsJSON(t *testing.T) {
+	v := redactDominance{RedactA{RedactDeep{"deep"}}, RedactB{"shallow"}, RedactC{"c"}, RedactD{"d"}, RedactTagged{"untagged"}, RedactTagged2{"tagged"}}
+	want, err := json.Marshal(v)
+	must(t, err)
+	got, err := json.Marshal(lifecycle.Redact(v))
+	must(t, err)
+	if string(want) != string(got) {
+		t.Errorf("Redact %s, encoding/json %s", got, want)
+	}
+}
+
+type RedactFingerprint struct{ Key string }
+
+func (RedactFingerprint) MarshalText() ([]byte, error) { return []byte("fingerprint"), nil }
+
+type RedactLabel struct{ Other string }
+
+func (RedactLabel) MarshalText() ([]byte, error) { return []byte("label"), nil }
+
+// An embedded TextMarshaler shows its text, not its fields: MarshalText is how it says what to show.
+// (encoding/json opens both up here, their MarshalText methods clashing.)
+func TestRedactEmbeddedTextMarshaler(t *testing.T) {
+	got := lifecycle.Redact(struct {
+		RedactFingerprint
+		RedactLabel
+	}{RedactFingerprint{"hunter2"}, RedactLabel{"o"}})
+	want := map[string]any{"RedactFingerprint": "fingerprint", "RedactLabel": "label"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
