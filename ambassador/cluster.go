@@ -49,7 +49,7 @@ type snapshot struct {
 	pick  []*Backend // the balancer's index space
 	bal   Balancer
 	panic bool
-	seq   uint64 // order of the states snapshots are built from: a newer one is never replaced
+	avail int // the endpoints available when collected, for the panic mode log
 }
 
 // avoid reports whether Acquire should send a request elsewhere than to b, an endpoint of s.pick,
@@ -81,7 +81,6 @@ type Cluster struct {
 	runCtx   context.Context // set while Run runs, for starting health checks
 	looping  bool            // Run's loop runs: it rebuilds the snapshot when dirty
 	dirty    bool            // the snapshot is older than the state under mu
-	seq      uint64          // the last snapshot's seq
 }
 
 // NewCluster returns a Cluster over src. Options used: WithName, WithBalancer, WithHealthCheck,
@@ -267,7 +266,7 @@ func (c *Cluster) rebuild() { c.build(c.collect()) }
 
 // collect returns the snapshot of c.backends' state without its balancer, and the endpoints to
 // build that over, for build; it marks the snapshot up to date (c.dirty false), and sets each
-// Backend's out and the availability and panic metrics as they are in it. c.mu held.
+// Backend's out and the availability metrics as they are in it. c.mu held.
 func (c *Cluster) collect() (*snapshot, []Endpoint) {
 	all := make([]*Backend, 0, len(c.backends))
 	for _, b := range c.backends {
@@ -290,15 +289,10 @@ func (c *Cluster) collect() (*snapshot, []Endpoint) {
 			b.m.available.Set(0)
 		}
 	}
-	c.seq++
 	c.dirty = false
-	s := &snapshot{all: all, pick: avail, seq: c.seq}
+	s := &snapshot{all: all, pick: avail, avail: len(avail)}
 	if len(all) > 0 && c.cfg.panicThreshold > 0 && len(avail)*100 < c.cfg.panicThreshold*len(all) {
 		s.pick, s.panic = all, true
-		c.log.Warn("panic mode: balancing over all endpoints", zap.Int("available", len(avail)), zap.Int("total", len(all)))
-		c.metrics.panic.Set(1)
-	} else {
-		c.metrics.panic.Set(0)
 	}
 	eps := make([]Endpoint, len(s.pick))
 	for i, b := range s.pick {
@@ -307,18 +301,19 @@ func (c *Cluster) collect() (*snapshot, []Endpoint) {
 	return s, eps
 }
 
-// build builds the balancer of s over eps, from collect, and makes s the snapshot unless one
-// collected later is in already (Run builds outside c.mu, so builds may end out of order).
+// build builds the balancer of s over eps, from collect, makes s the snapshot, and sets the
+// panic metric (and logs panic mode) as s has it, so that they go with what Acquire and Status
+// see. Builds never overlap, so none replaces a snapshot collected after its own: while c.looping
+// is true only Run's goroutine builds (changed leaves rebuilds to it), and while it is false every
+// build is under c.mu (Run flips it under c.mu, its loop's last build done before it sets false).
 func (c *Cluster) build(s *snapshot, eps []Endpoint) {
 	s.bal = c.cfg.balancer(eps)
-	for {
-		old := c.snap.Load()
-		if old != nil && old.seq > s.seq {
-			return
-		}
-		if c.snap.CompareAndSwap(old, s) {
-			return
-		}
+	c.snap.Store(s)
+	if s.panic {
+		c.log.Warn("panic mode: balancing over all endpoints", zap.Int("available", s.avail), zap.Int("total", len(s.all)))
+		c.metrics.panic.Set(1)
+	} else {
+		c.metrics.panic.Set(0)
 	}
 }
 
@@ -362,7 +357,10 @@ type taker interface{ take(i int) }
 // its last pick (so a hashing balancer's retries stay deterministic), and the first with room
 // takes the request (a built-in P2C counts it as it counts its own picks); Acquire returns
 // ErrOverloaded only when none of them has room. When every endpoint is to be avoided, the
-// balancer's last pick takes the request. It does not allocate.
+// balancer's last pick takes the request, or, if that one has become unavailable, the first after
+// it in address order that has not (one tried): outside panic mode, an endpoint ejected since the
+// balancer was built takes the request only when every other has become unavailable too. It does
+// not allocate.
 func (c *Cluster) Acquire(ctx context.Context, key uint64, tried []*Backend) (Lease, error) {
 	return c.acquire(ctx, key, tried, true)
 }
@@ -395,7 +393,7 @@ func (c *Cluster) acquire(ctx context.Context, key uint64, tried []*Backend, wai
 			s.bal.Done(i)
 			continue
 		}
-		if l, err := c.slot(ctx, s.pick[i], s.bal, i, wait); !errors.Is(err, ErrOverloaded) {
+		if l, err := c.slot(ctx, s.pick[i], s.bal, i, wait); err != ErrOverloaded {
 			return l, err
 		}
 	}
@@ -407,12 +405,21 @@ func (c *Cluster) acquire(ctx context.Context, key uint64, tried []*Backend, wai
 			continue
 		}
 		candidates = true
-		if l, err := c.slot(ctx, s.pick[j], counted(s.bal, j), j, wait); !errors.Is(err, ErrOverloaded) {
+		if l, err := c.slot(ctx, s.pick[j], counted(s.bal, j), j, wait); err != ErrOverloaded {
 			return l, err
 		}
 	}
 	if candidates {
 		return Lease{}, ErrOverloaded
+	}
+	// Every endpoint is tried or unavailable (out, outside panic mode): a tried one over one out.
+	if !s.panic && s.pick[i].out.Load() {
+		for d := 1; d < n; d++ {
+			if j := (i + d) % n; !s.pick[j].out.Load() {
+				i = j
+				break
+			}
+		}
 	}
 	return c.slot(ctx, s.pick[i], counted(s.bal, i), i, wait)
 }
@@ -428,8 +435,8 @@ func counted(bal Balancer, i int) Balancer {
 }
 
 // slot takes a circuit-breaker slot on b, endpoint i of bal (nil: a request outside bal's count),
-// for a lease, as Acquire does: it returns ErrOverloaded when b is at both its limits. Unless it
-// returns a lease, it tells bal the request sent to i is done.
+// for a lease, as Acquire does: it returns ErrOverloaded itself (never wrapped) when b is at both
+// its limits. Unless it returns a lease, it tells bal the request sent to i is done.
 func (c *Cluster) slot(ctx context.Context, b *Backend, bal Balancer, i int, wait bool) (Lease, error) {
 	if b.sem != nil {
 		select {
@@ -448,7 +455,7 @@ func (c *Cluster) slot(ctx context.Context, b *Backend, bal Balancer, i int, wai
 
 // await takes a slot on b, at its concurrency limit, once one is free, unless b is at its pending
 // limit too (ErrOverloaded), wait is false (errWouldWait) or ctx ends first (its error): slot's
-// slow path, apart so that slot's fast one inlines.
+// slow path, for a full endpoint.
 func (c *Cluster) await(ctx context.Context, b *Backend, wait bool) error {
 	if b.pending.Add(1) > int64(c.cfg.maxPending) {
 		b.pending.Add(-1)
@@ -519,9 +526,10 @@ func (c *Cluster) eject(b *Backend) {
 // rebuild (for a ring or maglev over many endpoints, milliseconds) is left to Run's loop, which
 // builds the balancer outside c.mu, so neither the goroutine that changed b (a request's, for an
 // ejection) nor others needing c.mu wait for it; b is marked out at once: from changed's return
-// on, Acquire sends an unavailable b no request it had not already picked, and Run's loop has the
-// new snapshot in as soon as it has built it. Without Run's loop (before Run or after it), changed
-// rebuilds the snapshot itself. c.mu held.
+// on, Acquire sends an unavailable b no request it had not already picked, unless every endpoint
+// of the snapshot has become unavailable (see Acquire), and Run's loop has the new snapshot in as
+// soon as it has built it. Without Run's loop (before Run or after it), changed rebuilds the
+// snapshot itself. c.mu held.
 func (c *Cluster) changed(b *Backend) {
 	if !c.looping {
 		c.rebuild()

@@ -1,6 +1,22 @@
 package ambassador
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
 
 // TestAcquireFallbackCounted: a lease Acquire gives to an untried endpoint the balancer did not
 // pick (its picks all landed on tried ones) is in p2c's in-flight count while it is held, so p2c
@@ -42,6 +58,308 @@ func TestAcquireFallbackCounted(t *testing.T) {
 	for i := range bal.inflight {
 		if got := bal.inflight[i].Load(); got != 0 {
 			t.Errorf("p2c counts %d requests in flight on %s after every Release, want 0", got, s.pick[i].Addr)
+		}
+	}
+}
+
+// heldBuilds runs a cluster over the first n of a:1, b:1, c:1 and d:1, balanced by mk, whose
+// balancer builds from Ready on each signal building, then wait for a token on hold. stop frees
+// the builds still to come and stops Run.
+func heldBuilds(t *testing.T, n int, mk NewBalancer, opts ...Option) (c *Cluster, building, hold chan struct{}, stop func()) {
+	t.Helper()
+	hold = make(chan struct{}, 16)
+	building = make(chan struct{}, 16)
+	var armed bool // written under c.mu; builds read it after taking c.mu (collect)
+	slow := func(eps []Endpoint) Balancer {
+		if armed {
+			building <- struct{}{}
+			<-hold
+		}
+		return mk(eps)
+	}
+	var e []Endpoint
+	for _, a := range []string{"a:1", "b:1", "c:1", "d:1"}[:n] {
+		e = append(e, Endpoint{Addr: a})
+	}
+	c, err := NewCluster(NewStatic(e...), append(opts, WithBalancer(slow))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopRun := runCluster(t, c)
+	c.mu.Lock()
+	armed = true
+	c.mu.Unlock()
+	return c, building, hold, func() {
+		for range cap(hold) {
+			hold <- struct{}{}
+		}
+		stopRun()
+	}
+}
+
+// runCluster runs c until the returned stop, which waits for Run's return; it returns once c is
+// Ready.
+func runCluster(t *testing.T, c *Cluster) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	<-c.Ready()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	}
+}
+
+// TestPanicGaugeFollowsSnapshot: the panic gauge and the "panic mode" log go with the snapshot
+// Acquire and Status use: while Run builds the balancer over every endpoint, neither says panic
+// yet; once the build is in, both do, as Status does.
+func TestPanicGaugeFollowsSnapshot(t *testing.T) {
+	logs, observed := observer.New(zap.WarnLevel)
+	c, building, hold, stop := heldBuilds(t, 4, NewRoundRobin, WithLogger(zap.New(logs)),
+		WithOutlier(Outlier{ConsecutiveFailures: 1, MaxEjectionPercent: 50}), WithPanicThreshold(60))
+	defer stop()
+	gauge := func() float64 {
+		var m dto.Metric
+		if err := c.metrics.panic.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetGauge().GetValue()
+	}
+	s := c.snap.Load()
+	c.Report(s.pick[0], false, 0) // 3 of 4 available: no panic
+	<-building
+	hold <- struct{}{}
+	c.Report(s.pick[1], false, 0) // 2 of 4 available, under 60%: panic
+	<-building                    // Run builds the balancer over all four
+	if _, p := c.Status(); p {
+		t.Fatal("Status reports panic mode before Run's build is in")
+	}
+	if g := gauge(); g != 0 {
+		t.Errorf("podblocks_ambassador_cluster_panic = %v while Status reports panic mode off, want 0", g)
+	}
+	if n := observed.FilterMessageSnippet("panic mode").Len(); n != 0 {
+		t.Errorf("%d \"panic mode\" logs while Status reports panic mode off, want 0", n)
+	}
+	hold <- struct{}{}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, p := c.Status(); p && gauge() == 1 && observed.FilterMessageSnippet("panic mode").Len() == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, p := c.Status()
+			t.Fatalf("10s after the build was let go: Status panic %v, gauge %v, %d \"panic mode\" logs; want true, 1, 1",
+				p, gauge(), observed.FilterMessageSnippet("panic mode").Len())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestAcquireDuringRebuildPrefersTriedToEjected: while Run builds the balancer after an
+// ejection, a retry that has tried every endpoint still available goes to one of those, not to
+// the endpoint just ejected (which the balancer being replaced may pick).
+func TestAcquireDuringRebuildPrefersTriedToEjected(t *testing.T) {
+	c, building, _, stop := heldBuilds(t, 2, NewRingHash,
+		WithOutlier(Outlier{ConsecutiveFailures: 1, MaxEjectionPercent: 50}), WithPanicThreshold(0))
+	defer stop()
+	s := c.snap.Load()
+	a, b := s.pick[0], s.pick[1]
+	c.Report(a, false, 0)
+	<-building
+	toEjected := 0
+	for k := range uint64(1000) {
+		l, err := c.Acquire(t.Context(), k*0x9e3779b97f4a7c15, []*Backend{b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Backend == a {
+			toEjected++
+		}
+		l.Release()
+	}
+	if toEjected > 0 {
+		t.Errorf("%d of 1000 retries (b:1 tried) went to the ejected a:1 while Run builds, want 0", toEjected)
+	}
+	tried := []*Backend{b}
+	if n := testing.AllocsPerRun(100, func() {
+		l, _ := c.Acquire(t.Context(), 7, tried)
+		l.Release()
+	}); n != 0 {
+		t.Errorf("Acquire with every endpoint tried or ejected: %v allocs, want 0", n)
+	}
+}
+
+// overlapCheck wraps mk to count builds running at once; max reports the most seen.
+type overlapCheck struct {
+	now, most atomic.Int32
+}
+
+func (o *overlapCheck) wrap(mk NewBalancer) NewBalancer {
+	return func(eps []Endpoint) Balancer {
+		n := o.now.Add(1)
+		for m := o.most.Load(); n > m && !o.most.CompareAndSwap(m, n); m = o.most.Load() {
+		}
+		defer o.now.Add(-1)
+		runtime.Gosched() // widen the window another build would have to overlap in
+		return mk(eps)
+	}
+}
+
+// churnCluster returns a cluster over eight endpoints whose health checks fail at random while
+// churn is true, which ejects on every failure and readmits within milliseconds, its builds
+// counted by o.
+func churnCluster(t *testing.T, src *Static, churn *atomic.Bool, o *overlapCheck) *Cluster {
+	t.Helper()
+	check := func(ctx context.Context, ep Endpoint) error {
+		if churn.Load() && rand.IntN(3) == 0 {
+			return errors.New("down")
+		}
+		return nil
+	}
+	c, err := NewCluster(src, WithBalancer(o.wrap(NewRingHash)), WithPanicThreshold(50),
+		WithHealthCheck(HealthCheck{Check: check, Interval: time.Millisecond, Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 1}),
+		WithOutlier(Outlier{ConsecutiveFailures: 1, BaseEjection: 2 * time.Millisecond, MaxEjection: 5 * time.Millisecond, MaxEjectionPercent: 100}),
+		WithCircuitBreaker(4, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// churnRequests runs g goroutines that Acquire, Report at random and Release until stop is
+// closed, retrying over up to three tried endpoints.
+func churnRequests(wg *sync.WaitGroup, c *Cluster, g int, stop <-chan struct{}) {
+	for g := range g {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			var tried []*Backend
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l, err := c.Acquire(context.Background(), r.Uint64(), tried)
+				if err != nil {
+					tried = tried[:0]
+					continue
+				}
+				c.Report(l.Backend, r.IntN(2) == 0, time.Microsecond)
+				l.Release()
+				if len(tried) < 3 {
+					tried = append(tried, l.Backend)
+				} else {
+					tried = tried[:0]
+				}
+			}
+		})
+	}
+}
+
+func eightEndpoints() []Endpoint {
+	e := make([]Endpoint, 8)
+	for i := range e {
+		e[i] = Endpoint{Addr: "h" + strconv.Itoa(i) + ":1"}
+	}
+	return e
+}
+
+// TestClusterChurnSettles: ejections, readmissions, health verdicts and Source updates racing
+// with Run's builds and Acquire, no two builds at once; once the churn stops, every endpoint is
+// back, not out, and in the snapshot's pick set, out of panic mode.
+func TestClusterChurnSettles(t *testing.T) {
+	addrs := eightEndpoints()
+	src := NewStatic(addrs...)
+	var churn atomic.Bool
+	churn.Store(true)
+	var o overlapCheck
+	c := churnCluster(t, src, &churn, &o)
+	defer runCluster(t, c)()
+
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	churnRequests(&wg, c, 4, stop)
+	wg.Go(func() {
+		r := rand.New(rand.NewPCG(9, 9))
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			var set []Endpoint
+			for _, e := range addrs {
+				if r.IntN(4) != 0 {
+					set = append(set, e)
+				}
+			}
+			src.Set(set...)
+		}
+	})
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	src.Set(addrs...)
+	churn.Store(false)
+
+	// Settle: every check healthy, every ejection over, Run's last build in.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		s := c.snap.Load()
+		var bad []string
+		if c.dirty || len(c.backends) != len(addrs) || len(s.pick) != len(addrs) || s.panic {
+			bad = append(bad, fmt.Sprintf("dirty %v, %d endpoints, snapshot picks %d, panic %v; want false, %d, %d, false",
+				c.dirty, len(c.backends), len(s.pick), s.panic, len(addrs), len(addrs)))
+		}
+		for _, b := range c.backends {
+			switch {
+			case !b.healthy || b.ejected:
+				bad = append(bad, b.Addr+" unhealthy or ejected")
+			case b.out.Load():
+				bad = append(bad, b.Addr+" healthy and not ejected but out")
+			case !slices.Contains(s.pick, b):
+				bad = append(bad, b.Addr+" available but not in the snapshot's pick set")
+			}
+		}
+		c.mu.Unlock()
+		if len(bad) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after the churn stopped: %v", bad)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m := o.most.Load(); m != 1 {
+		t.Errorf("up to %d balancer builds ran at once, want 1", m)
+	}
+}
+
+// TestBuildsNeverOverlapAcrossRunEnd: an ejection or health verdict as Run's loop ends (its
+// rebuild left to Run's loop, or made by changed itself once Run has let go) never builds while
+// another build runs, so a plain store keeps the newest snapshot.
+func TestBuildsNeverOverlapAcrossRunEnd(t *testing.T) {
+	for i := range 20 {
+		var churn atomic.Bool
+		churn.Store(true)
+		var o overlapCheck
+		c := churnCluster(t, NewStatic(eightEndpoints()...), &churn, &o)
+		stopRun := runCluster(t, c)
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		churnRequests(&wg, c, 2, stop)
+		time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+		// Run's loop ends while requests eject, and they go on ejecting after Run.
+		stopRun()
+		time.Sleep(5 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		if m := o.most.Load(); m != 1 {
+			t.Fatalf("round %d: up to %d balancer builds ran at once, want 1", i, m)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -404,6 +405,7 @@ func TestEjectLeavesRebuildToRun(t *testing.T) {
 	building := make(chan struct{}, 1)
 	release := make(chan struct{})
 	free := sync.OnceFunc(func() { close(release) })
+	var rebuilt atomic.Pointer[countingBalancer] // the balancer built after the ejection
 	// slow is a round robin whose builds over fewer than the three endpoints (the one after the
 	// ejection) wait for release.
 	slow := func(eps []ambassador.Endpoint) ambassador.Balancer {
@@ -413,6 +415,12 @@ func TestEjectLeavesRebuildToRun(t *testing.T) {
 			default:
 			}
 			<-release
+			b := &countingBalancer{Balancer: ambassador.NewRoundRobin(eps)}
+			for _, e := range eps {
+				b.addrs = append(b.addrs, e.Addr)
+			}
+			rebuilt.Store(b)
+			return b
 		}
 		return ambassador.NewRoundRobin(eps)
 	}
@@ -468,12 +476,42 @@ func TestEjectLeavesRebuildToRun(t *testing.T) {
 		t.Fatal("Status waited 10s for Run's rebuild")
 	}
 	free()
+	// The rebuilt balancer, over a:1 and c:1, takes the picks once Run has it in.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := pickAll(t, c, 300)
+		if got["b:1"] != 0 {
+			t.Fatalf("after the rebuild was let go, b:1 got %d of 300 picks, want 0 (picks %v)", got["b:1"], got)
+		}
+		if r := rebuilt.Load(); r != nil && r.picks.Load() > 0 {
+			if diff := cmp.Diff([]string{"a:1", "c:1"}, r.addrs); diff != "" {
+				t.Errorf("rebuilt balancer's endpoints (-want +got):\n%s", diff)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after the rebuild was let go, Acquire does not pick with the rebuilt balancer (built: %v)", rebuilt.Load() != nil)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if diff := cmp.Diff([]string{"a:1", "c:1"}, available(c)); diff != "" {
 		t.Errorf("after the rebuild (-want +got):\n%s", diff)
 	}
-	if got := pickAll(t, c, 300); got["b:1"] != 0 {
-		t.Errorf("after the rebuild, b:1 got %d of 300 picks, want 0 (picks %v)", got["b:1"], got)
+	if got := pickAll(t, c, 300); got["b:1"] != 0 || got["a:1"] != 150 || got["c:1"] != 150 {
+		t.Errorf("after the rebuild, 300 picks went %v, want a:1 and c:1 150 each", got)
 	}
+}
+
+// countingBalancer counts the picks of the Balancer it wraps, built over addrs.
+type countingBalancer struct {
+	ambassador.Balancer
+	addrs []string
+	picks atomic.Int64
+}
+
+func (b *countingBalancer) Pick(key uint64) int {
+	b.picks.Add(1)
+	return b.Balancer.Pick(key)
 }
 
 // TestAcquireTriesOthersWhenOverloaded: an endpoint at both circuit-breaker limits does not fail
