@@ -20,12 +20,17 @@ import (
 //  3. shuts down the HTTP servers added to it (HTTPServer) within what is left of the grace period
 //     minus the safety margin, letting in-flight requests finish;
 //  4. cancels the base context of requests still running at that deadline, and gives their handlers
-//     up to CancelAnswerTime to answer before closing their connections;
+//     up to CancelAnswerTime (at most half the safety margin) to answer before closing their
+//     connections;
 //  5. stops the group in reverse order (calling Checkpoint on components that have one);
 //  6. returns nil from Run, so the process exits 0.
 //
 // A second signal skips what is left of the sequence and stops at once. The hook server is the
 // group's first component, so it keeps answering probes until everything else has stopped.
+//
+// When a component returns on its own (it failed, or it finished its work), the group stops the
+// others at once, without the sequence; the App marks the pod not ready (/readyz fails with
+// "draining") as soon as the component returned, while the others stop.
 //
 // After a drain, Run returns with the signals still caught (and dropped): the process is on its way
 // out, and Kubernetes sends SIGTERM only once the preStop hook has returned, so that signal may
@@ -73,6 +78,9 @@ func NewApp(opts ...Option) (*App, error) {
 		stopNow:  make(chan struct{}),
 	}
 	a.group.Logger = a.log
+	// A component returned (or ctx ended): the others are being stopped, so the pod is no longer
+	// ready, as in a drain.
+	a.group.beforeStop = func() { a.hooks.setStateFrom(StateDraining, StateStarting, StateReady) }
 	a.group.StopTimeout = o.margin
 	if err := a.group.Add("hooks", hooks); err != nil {
 		return nil, err
@@ -104,6 +112,9 @@ func (a *App) Add(name string, c Component, opts ...AddOption) error {
 		return err
 	}
 	if h, ok := c.(*HTTPServer); ok {
+		// The answer window comes out of the margin; half of it at most, so that the drain ends
+		// within the grace period.
+		h.answerTime.Store(int64(min(CancelAnswerTime, a.opts.margin/2)))
 		a.mu.Lock()
 		a.servers = append(a.servers, h)
 		a.mu.Unlock()
@@ -124,9 +135,9 @@ func (a *App) drain(skipPropagation bool) {
 // Ready is closed once every component of the group is ready.
 func (a *App) Ready() <-chan struct{} { return a.group.Ready() }
 
-// Run runs the group and the drain sequence until the group has stopped. It returns nil after a drain
-// or when ctx ends (which stops at once, without a drain); otherwise the group's error. After a
-// drain it leaves the signals caught (see App).
+// Run runs the group and the drain sequence until the group has stopped. It returns nil after a
+// drain, when ctx ends (which stops at once, without a drain) or when a component finished (returned
+// nil); otherwise the group's error. After a drain it leaves the signals caught (see App).
 func (a *App) Run(ctx context.Context) error {
 	sigs := make(chan os.Signal, 2) // nobody reads it after a drained Run returned: later signals are dropped
 	drained := false
@@ -154,8 +165,7 @@ func (a *App) Run(ctx context.Context) error {
 		select {
 		case <-groupReady:
 			groupReady = nil
-			if a.hooks.State() == StateStarting {
-				a.hooks.SetState(StateReady)
+			if a.hooks.setStateFrom(StateReady, StateStarting) {
 				a.log.Info("ready")
 			}
 		case sig := <-sigs:

@@ -19,6 +19,7 @@ import (
 
 	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/lifecycle"
+	"github.com/podblocks/podblocks/lifecycletest"
 )
 
 // workHandler answers / at once and /work?ms=N after N ms; it counts requests cut off by cancellation
@@ -439,5 +440,110 @@ func TestDrainWithStuckCheck(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after Drain")
+	}
+}
+
+// When a component finishes on its own, the App marks the pod not ready at once: /readyz fails
+// while the others stop, rather than answering 200 for an app server already closed. Run returns
+// nil: the component finished, it did not fail.
+func TestAppComponentFinishingDrainsReadiness(t *testing.T) {
+	hooksLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	app, err := lifecycle.NewApp(lifecycle.WithListener(hooksLn), lifecycle.WithSignals(),
+		lifecycle.WithGracePeriod(10*time.Second), lifecycle.WithSafetyMargin(3*time.Second))
+	must(t, err)
+	must(t, app.Add("slow-to-stop", lifecycle.Func(func(ctx context.Context) error {
+		<-ctx.Done()
+		time.Sleep(time.Second) // flushing
+		return nil
+	})))
+	hs, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: http.NotFoundHandler()}, appLn)
+	must(t, err)
+	must(t, app.Add("app", hs))
+	must(t, app.Add("migrate", lifecycle.Func(func(ctx context.Context) error {
+		time.Sleep(300 * time.Millisecond)
+		return nil
+	})))
+	done := make(chan error, 1)
+	go func() { done <- app.Run(context.Background()) }()
+	<-app.Ready()
+	await.True(t, "app server closed", 5*time.Second, func() bool {
+		c, err := net.Dial("tcp", appLn.Addr().String())
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	resp, err := http.Get("http://" + hooksLn.Addr().String() + "/readyz")
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Errorf("app server refuses connections while /readyz = 200")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v, want nil (a component finished)", err)
+	}
+}
+
+// A safety margin under twice CancelAnswerTime shortens the answer window, so the drain still ends
+// within the grace period.
+func TestDrainSmallMarginKeepsGrace(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	const grace, margin = time.Second, 50 * time.Millisecond
+	release := make(chan struct{})
+	var inflight atomic.Int64
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inflight.Add(1)
+		<-r.Context().Done()
+		<-release // slow to answer once cut off
+	})
+	rig := startApp(t, handler, lifecycle.WithPropagationDelay(0), lifecycle.WithLogger(zap.New(core)),
+		lifecycle.WithGracePeriod(grace), lifecycle.WithSafetyMargin(margin))
+	defer close(release)
+	go func() {
+		if resp, err := http.Get(rig.appURL + "/"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	await.True(t, "in flight", 5*time.Second, func() bool { return inflight.Load() > 0 })
+	rig.app.Drain()
+	await.True(t, "servers drained", 5*time.Second, func() bool { return logs.FilterMessage("servers drained").Len() > 0 })
+	took := logs.FilterMessage("servers drained").All()[0].ContextMap()["took"].(time.Duration)
+	if took > grace {
+		t.Errorf("servers drained after %v, past the %v grace period (margin %v)", took, grace, margin)
+	}
+}
+
+// Shutdown cuts off a request at its deadline without running the http.Server's RegisterOnShutdown
+// functions a second time.
+func TestHTTPServerShutdownRunsOnShutdownOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	var inflight atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inflight.Add(1)
+		<-r.Context().Done()
+	})}
+	var hooks atomic.Int64
+	srv.RegisterOnShutdown(func() { hooks.Add(1) })
+	hs, err := lifecycle.NewHTTPServerListener(srv, ln)
+	must(t, err)
+	lifecycletest.Start(t, hs)
+	lifecycletest.WaitReady(t, hs, 5*time.Second)
+	go func() {
+		if resp, err := http.Get("http://" + hs.Addr() + "/"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	await.True(t, "in flight", 5*time.Second, func() bool { return inflight.Load() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = hs.Shutdown(ctx)
+	time.Sleep(100 * time.Millisecond) // the functions run in goroutines of their own
+	if n := hooks.Load(); n != 1 {
+		t.Errorf("RegisterOnShutdown function ran %d times, want 1", n)
 	}
 }

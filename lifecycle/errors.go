@@ -13,10 +13,6 @@ var (
 	// ErrExitedEarly is reported when a component returns nil before the group was asked to stop
 	// while it was still starting.
 	ErrExitedEarly = errors.New("lifecycle: exited before it was ready")
-	// ErrReturned is reported when a component returns nil while the group runs, before the group
-	// asked it to stop: a component returns when its context ends, so one that ends on its own
-	// stops the group as a failure would.
-	ErrReturned = errors.New("lifecycle: returned while the group was running")
 	// ErrConflict is returned by a Scaler when the object changed under it more times than it retries.
 	ErrConflict = errors.New("lifecycle: conflicting update")
 	// ErrShed is returned by Shedder.Admit when the work is shed.

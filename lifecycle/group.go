@@ -40,9 +40,10 @@ func (s State) String() string {
 
 // Group runs components as one: it starts them in the order they were added, waiting for each
 // component that is a Readier to become ready before it starts the next; it stops them in reverse
-// order, each within its stop timeout. The first component to fail (or to return while the group
-// runs) stops the rest; a start failure rolls back what had started. Run returns only when every
-// component has returned.
+// order, each within its stop timeout. The first component to return stops the rest: one that
+// fails makes Run fail, one that returns nil (it finished: a reader at EOF, a Job's sidecar whose
+// main container is done) ends the group cleanly. A start failure rolls back what had started. Run
+// returns only when every component has returned.
 //
 // The zero value is ready to use. Add every component before Run; a Group runs once.
 type Group struct {
@@ -59,6 +60,10 @@ type Group struct {
 	members []*member
 	ran     bool
 	ready   chan struct{}
+
+	// beforeStop, if set, is called when Run starts stopping the components (ctx ended or a
+	// component returned), before it stops the first one. An App marks the pod not ready in it.
+	beforeStop func()
 }
 
 type member struct {
@@ -157,10 +162,10 @@ func (g *Group) Statusz() (string, []string, [][]string) {
 }
 
 // Run starts the components and blocks until ctx is done or a component returns; then it stops them in
-// reverse order. It returns nil when ctx ended it and every component returned nil; otherwise the
-// errors, each a *ComponentError, joined. A component that returns nil before ctx ended stops the
-// group too, and is reported as ErrReturned: components run until they are stopped, so one that
-// finishes on its own is a failure (the process should not exit 0 as if it had been asked to).
+// reverse order. It returns nil when every component returned nil (the first to return, before ctx
+// ended, having finished its work, or each when it was stopped); otherwise the errors, each a
+// *ComponentError, joined. A component that returns nil while it is still starting (before a
+// Readier is ready) fails with ErrExitedEarly.
 //
 // Each component runs with a context that carries ctx's values but is cancelled only by the group,
 // so that the group controls the order of stopping.
@@ -247,12 +252,12 @@ start:
 		case <-anyExit:
 		}
 	}
+	if g.beforeStop != nil {
+		g.beforeStop()
+	}
 	if m := firstExit.Load(); m != nil && m != startFailed {
-		switch {
-		case m.err != nil:
+		if m.err != nil {
 			errs = append(errs, &ComponentError{Name: m.name, Phase: "run", Err: m.err})
-		case ctx.Err() == nil: // returned on its own, not because ctx ended
-			errs = append(errs, &ComponentError{Name: m.name, Phase: "run", Err: ErrReturned})
 		}
 		log.Info("component returned; stopping the group", zap.String("component", m.name), zap.Error(m.err))
 	}

@@ -19,7 +19,9 @@ const (
 
 // CancelAnswerTime is how long HTTPServer.Shutdown, at its deadline, lets the handlers whose request
 // context it has just cancelled write their answer before it closes their connections. An App takes
-// it from the safety margin.
+// it from the safety margin, and gives its servers at most half the margin (less than
+// CancelAnswerTime when the margin is under 500ms), so that the drain never overruns the grace
+// period.
 const CancelAnswerTime = 250 * time.Millisecond
 
 // HTTPServer runs an *http.Server as a Component that an App can drain: Shutdown stops accepting,
@@ -43,7 +45,10 @@ type HTTPServer struct {
 
 	handlersMu   sync.Mutex
 	handlersCond *sync.Cond
-	handlers     int // handler calls running
+	handlers     int                   // handler calls running
+	active       map[net.Conn]struct{} // connections in http.StateActive: a request being served or answered
+
+	answerTime atomic.Int64 // Shutdown's answer window after its deadline: CancelAnswerTime or less
 }
 
 // NewHTTPServer returns a component serving srv on addr (or on ln, if addr is "" and ln is given
@@ -77,6 +82,22 @@ func newHTTPServer(srv *http.Server, addr string, ln net.Listener) *HTTPServer {
 	}
 	h := &HTTPServer{srv: srv, addr: addr, ln: ln, ready: make(chan struct{}), shutDone: make(chan struct{})}
 	h.handlersCond = sync.NewCond(&h.handlersMu)
+	h.answerTime.Store(int64(CancelAnswerTime))
+	h.active = map[net.Conn]struct{}{}
+	userConnState := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		h.handlersMu.Lock()
+		if st == http.StateActive {
+			h.active[c] = struct{}{}
+		} else if _, ok := h.active[c]; ok {
+			delete(h.active, c) // its answer is written
+			h.handlersCond.Broadcast()
+		}
+		h.handlersMu.Unlock()
+		if userConnState != nil {
+			userConnState(c, st)
+		}
+	}
 	inner := srv.Handler
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.handlersMu.Lock()
@@ -100,6 +121,24 @@ func newHTTPServer(srv *http.Server, addr string, ln net.Listener) *HTTPServer {
 func (h *HTTPServer) waitHandlers() {
 	h.handlersMu.Lock()
 	for h.handlers > 0 {
+		h.handlersCond.Wait()
+	}
+	h.handlersMu.Unlock()
+}
+
+// waitAnswersFor waits at most d for every handler call to return and every connection to have
+// written its answer (left http.StateActive).
+func (h *HTTPServer) waitAnswersFor(d time.Duration) {
+	expired := false
+	t := time.AfterFunc(d, func() {
+		h.handlersMu.Lock()
+		expired = true
+		h.handlersCond.Broadcast()
+		h.handlersMu.Unlock()
+	})
+	defer t.Stop()
+	h.handlersMu.Lock()
+	for (h.handlers > 0 || len(h.active) > 0) && !expired {
 		h.handlersCond.Wait()
 	}
 	h.handlersMu.Unlock()
@@ -168,8 +207,10 @@ func (h *HTTPServer) Run(ctx context.Context) error {
 
 // Shutdown stops accepting connections, closes idle ones and waits for in-flight requests (HTTP/1.1
 // and HTTP/2, which get a GOAWAY) until ctx ends; then it cancels the context of the requests still
-// running, waits up to CancelAnswerTime more for their handlers to answer, and closes the
-// connections still open. It is idempotent; calls after the first wait for it and
+// running, waits up to CancelAnswerTime more for their handlers to return (less in an App whose
+// safety margin is under twice CancelAnswerTime: see CancelAnswerTime), and closes the connections
+// still open. It calls the http.Server's Shutdown once, so functions registered with
+// RegisterOnShutdown run once. It is idempotent; calls after the first wait for it and
 // return its result. Shutdown of a server whose Run has not begun (an App drained while an earlier
 // component is still starting) returns nil at once, and that server's Run then never serves: it
 // waits for its context and returns nil.
@@ -197,9 +238,7 @@ func (h *HTTPServer) Shutdown(ctx context.Context) error {
 			// Handlers that watch their request's context get a moment to answer (a 503, say)
 			// before their connections are closed under them.
 			h.cancelBase()
-			actx, cancel := context.WithTimeout(context.Background(), CancelAnswerTime)
-			_ = h.srv.Shutdown(actx)
-			cancel()
+			h.waitAnswersFor(time.Duration(h.answerTime.Load()))
 			h.srv.Close()
 		}
 		h.shutErr = err

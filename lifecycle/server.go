@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,7 @@ type Server struct {
 	quit     func()
 	running  bool
 
+	stateMu   sync.Mutex   // serializes state changes
 	state     atomic.Int32 // a State
 	everReady atomic.Bool
 	priority  atomic.Value // string
@@ -167,6 +169,23 @@ func (s *Server) HandleQuit(f func()) {
 // SetState sets the state readiness reports (and podblocks_lifecycle_state shows): only StateReady
 // is ready. Once the server has been ready, /startupz passes for good.
 func (s *Server) SetState(st State) {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	s.setStateLocked(st)
+}
+
+// setStateFrom sets st if the state is one of from, and reports whether it did.
+func (s *Server) setStateFrom(st State, from ...State) bool {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if !slices.Contains(from, s.State()) {
+		return false
+	}
+	s.setStateLocked(st)
+	return true
+}
+
+func (s *Server) setStateLocked(st State) {
 	s.state.Store(int32(st))
 	s.metrics.state.Set(float64(st))
 	if st == StateReady {

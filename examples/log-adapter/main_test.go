@@ -58,6 +58,20 @@ func TestStdin(t *testing.T) {
 	}
 }
 
+// Stdin at EOF ends log-adapter with exit 0 with -metrics too: the normalizer finishing ends the
+// group (and its metrics server) cleanly.
+func TestStdinEOFWithMetrics(t *testing.T) {
+	var out, errb syncbuf.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := run(ctx, []string{"-metrics", freeport.TCP(t)}, strings.NewReader("hello\n"), &out, &errb); err != nil {
+		t.Errorf("run with -metrics, stdin at EOF = %v, want nil (stderr %s)", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "hello") {
+		t.Errorf("output %q, want the line", out.String())
+	}
+}
+
 func TestFileInput(t *testing.T) {
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "access.log")
