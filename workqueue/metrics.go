@@ -49,7 +49,7 @@ func newPoolMetrics(reg prometheus.Registerer, name string, p *Pool) (*poolMetri
 		attempts: newShardedHistogram("podblocks_workqueue_attempt_number", "Attempt number of each lease handled.",
 			[]float64{1, 2, 3, 5, 10, 20}),
 		dead:  prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_workqueue_dead_letters_total", Help: "Items the pool buried."}),
-		depth: newDepthCollector(p.q.Stats, p.cfg.logger),
+		depth: newDepthCollector(p.q.Stats, &p.closed, p.cfg.logger),
 	}
 	for i, name := range outcomeNames {
 		m.items[i] = m.itemsVec.WithLabelValues(name)
@@ -88,14 +88,11 @@ func registerNamed(reg prometheus.Registerer, c component, name string, cs ...pr
 	if reg != nil && name != "" {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{c.label: name}, reg)
 	}
-	r := &registration{reg: reg, col: collectors(cs), on: reg != nil}
-	if len(cs) == 1 {
-		r.col = cs[0]
-	}
-	if _, err := register(reg, r.col); err != nil {
+	col, err := register(reg, cs...)
+	if err != nil {
 		return nil, registerErr(c, name, err)
 	}
-	return r, nil
+	return &registration{reg: reg, col: col, on: reg != nil}, nil
 }
 
 // registration is the metrics of one component, as registerNamed registered them: Unregister
@@ -180,20 +177,26 @@ func (cs collectors) Collect(ch chan<- prometheus.Metric) {
 }
 
 // depthCollector exports a pool's podblocks_workqueue_depth_items, read from its queue's Stats at
-// each scrape as the queue's own statsCollector reads its counts: a failed read is logged at warn
-// level and counted in podblocks_workqueue_depth_stats_errors_total, and that scrape leaves the
-// gauge out, rather than reporting a value that no queue holds.
+// each scrape as the queue's own statsCollector reads its counts: a failed read is counted in
+// podblocks_workqueue_depth_stats_errors_total and logged at warn level once an outage, and that
+// scrape leaves the gauge out, rather than reporting a value that no queue holds. Once the queue
+// is closed for good (the pool's Lease or a scrape's Stats returned ErrClosed) it is not read
+// again, and the gauge is left out without an error: the items a closed queue's Stats may still
+// count (Memory's do) are not in any queue a pool can lease from.
 type depthCollector struct {
 	stats  func(context.Context) (Stats, error)
+	closed *atomic.Bool // the pool's: its queue returned ErrClosed
 	log    *zap.Logger
 	depth  *prometheus.Desc
 	errors prometheus.Counter
+	down   outage // of stats, logged once
 }
 
-func newDepthCollector(stats func(context.Context) (Stats, error), log *zap.Logger) *depthCollector {
+func newDepthCollector(stats func(context.Context) (Stats, error), closed *atomic.Bool, log *zap.Logger) *depthCollector {
 	return &depthCollector{
-		stats: stats,
-		log:   log,
+		stats:  stats,
+		closed: closed,
+		log:    log,
 		depth: prometheus.NewDesc("podblocks_workqueue_depth_items",
 			"Items not yet acked or buried (ready, delayed and leased), read from the queue at scrape time.", nil, nil),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_workqueue_depth_stats_errors_total",
@@ -209,7 +212,7 @@ func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
-	if s, ok := scrapeStats(c.stats, c.errors, c.log, "queue depth for metrics"); ok {
+	if s, ok := scrapeStats(c.stats, c.errors, &c.down, c.closed, c.log, "queue depth for metrics"); ok {
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(s.Depth()))
 	}
 	ch <- c.errors

@@ -124,6 +124,7 @@ type Pool struct {
 	counts   [numOutcomes]atomic.Int64 // by outcome, as reported to the queue
 	inflight atomic.Int64
 	outage   outage       // of Lease
+	closed   atomic.Bool  // Lease returned ErrClosed: the queue is closed for good
 	errLogAt atomic.Int64 // unix nanos when another Lease error was last logged
 }
 
@@ -205,7 +206,8 @@ func (p *Pool) Unregister() { p.m.reg.Unregister() }
 // while the item's lease lasts (as the last Extend left it) and not past the drain budget, so work
 // finished during an outage shorter than the lease is not done again; if the lease ends first, the
 // Pool logs that it gave the outcome up, and the item counts as lost. A Pool runs once. Its
-// metrics stay registered after Run returns, with the final counts, until Unregister.
+// metrics stay registered after Run returns, with the final counts, until Unregister; the depth
+// gauge is left out once the queue is closed.
 func (p *Pool) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return errors.New("workqueue: pool already ran")
@@ -287,11 +289,12 @@ func (p *Pool) worker(ctx, work, outcomes context.Context, n int) error {
 	for {
 		it, err := p.q.Lease(ctx)
 		if err != nil {
+			if errors.Is(err, ErrClosed) {
+				p.closed.Store(true) // for the depth gauge too, whether or not ctx ended
+				return err           // Run returns it unless ctx ended
+			}
 			if ctx.Err() != nil {
 				return nil
-			}
-			if errors.Is(err, ErrClosed) {
-				return err
 			}
 			// The queue is unreachable: retry until it answers, and say so once per outage (for
 			// the pool, not per worker). Another error (a wrong URL's 404, a 500, a deleted

@@ -2,6 +2,8 @@ package workqueue
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,7 @@ type statsCollector struct {
 	log    *zap.Logger
 	items  *prometheus.Desc
 	errors prometheus.Counter
+	down   outage // of stats, logged once
 	// more, if set, sends the backend's own metrics after the items (more's descs, for Describe,
 	// are moreDescs).
 	more      func(ch chan<- prometheus.Metric)
@@ -34,9 +37,10 @@ type statsCollector struct {
 //	podblocks_workqueue_queue_items{state="ready|delayed|leased|dead"}  gauge, Stats' fields
 //	podblocks_workqueue_queue_stats_errors_total                      counter, failed stats calls
 //
-// with the constant label queue=name, unless name is "". A failed stats call is logged at warn
-// level to log (nil: not logged) and counted, and that scrape leaves the gauges out; it neither
-// fails the scrape nor waits more than the timeout. Two collectors with the same name, or an unnamed
+// with the constant label queue=name, unless name is "". A failed stats call is counted, and that
+// scrape leaves the gauges out; it neither fails the scrape nor waits more than the timeout. It is
+// logged at warn level to log (nil: not logged) once a run of failures, and the run's end at info
+// level. Two collectors with the same name, or an unnamed
 // one beside another, collide on one registerer (Register returns an error).
 //
 // NewMemory (and so workqueue/bolt) and workqueue/jetstream register one with WithRegisterer;
@@ -80,7 +84,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
-	if s, ok := scrapeStats(c.stats, c.errors, c.log, "queue stats for metrics"); ok {
+	if s, ok := scrapeStats(c.stats, c.errors, &c.down, nil, c.log, "queue stats for metrics"); ok {
 		for i, v := range [...]int64{s.Ready, s.Delayed, s.Leased, s.Dead} {
 			ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(v), stateNames[i])
 		}
@@ -110,16 +114,27 @@ func newMemoryCollector(q *Memory) *statsCollector {
 	return c
 }
 
-// scrapeStats reads stats for a scrape, bounded by statsTimeout; a failed read is counted in
-// errors and logged as what, and reported not ok, so that the scrape leaves its gauges out.
-func scrapeStats(stats func(context.Context) (Stats, error), errors prometheus.Counter, log *zap.Logger, what string) (Stats, bool) {
+// scrapeStats reads stats for a scrape, bounded by statsTimeout, and reports whether it did, so
+// that the scrape leaves its gauges out if not. A failed read is counted in errs, at every scrape,
+// and logged as what at warn level once an outage (down), and the outage's end at info level. If
+// closed is not nil, a read that fails with ErrClosed sets it and is neither counted nor logged,
+// and once closed is set no more reads are made: a queue closed for good holds nothing to report.
+func scrapeStats(stats func(context.Context) (Stats, error), errs prometheus.Counter, down *outage, closed *atomic.Bool, log *zap.Logger, what string) (Stats, bool) {
+	if closed != nil && closed.Load() {
+		return Stats{}, false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
 	s, err := stats(ctx)
-	if err != nil {
-		errors.Inc()
-		log.Warn(what, zap.Error(err))
+	switch {
+	case closed != nil && errors.Is(err, ErrClosed):
+		closed.Store(true)
+		return Stats{}, false
+	case err != nil:
+		errs.Inc()
+		down.fail(log, what, err)
 		return Stats{}, false
 	}
+	down.ok(log, what+" read again")
 	return s, true
 }
