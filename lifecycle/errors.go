@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 var (
@@ -27,7 +28,8 @@ type ComponentError struct {
 }
 
 func (e *ComponentError) Error() string {
-	return fmt.Sprintf("lifecycle: %s %s: %v", e.Name, e.Phase, e.Err)
+	// This package's errors start with "lifecycle: " too; once is enough.
+	return fmt.Sprintf("lifecycle: %s %s: %s", e.Name, e.Phase, strings.TrimPrefix(e.Err.Error(), "lifecycle: "))
 }
 
 func (e *ComponentError) Unwrap() error { return e.Err }

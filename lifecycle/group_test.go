@@ -290,3 +290,11 @@ func TestGroupComponentFinishingEndsGroup(t *testing.T) {
 		}
 	})
 }
+
+// A ComponentError says "lifecycle: " once, also around this package's own errors.
+func TestComponentErrorPrefixOnce(t *testing.T) {
+	err := &ComponentError{Name: "x", Phase: "start", Err: ErrStartTimeout}
+	if got, want := err.Error(), "lifecycle: x start: not ready within the start timeout"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}

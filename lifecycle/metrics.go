@@ -39,10 +39,18 @@ func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range cs {
+	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
+			unregister(reg, cs[:i]...)
 			return fmt.Errorf("lifecycle: register metrics: %w", err)
 		}
 	}
 	return nil
+}
+
+// unregister undoes register.
+func unregister(reg prometheus.Registerer, cs ...prometheus.Collector) {
+	for _, c := range cs {
+		reg.Unregister(c)
+	}
 }

@@ -80,7 +80,7 @@ type Shedder struct {
 	classify   func(*http.Request) (Priority, error)
 	retryAfter time.Duration
 
-	regErr error // from WithShedRegisterer, returned by NewShedder
+	regs []prometheus.Registerer // from WithShedRegisterer: NewShedder registers the metrics with them
 
 	admitted *prometheus.CounterVec
 	shed     *prometheus.CounterVec
@@ -106,10 +106,13 @@ func WithRetryAfter(d time.Duration) ShedOption {
 }
 
 // WithShedRegisterer registers the Shedder's metrics with r; NewShedder returns the error if that
-// fails (names already registered). Nil (default) does not register them.
+// fails (names already registered), leaving no metric of the Shedder registered anywhere. Nil
+// (default) does not register them.
 func WithShedRegisterer(r prometheus.Registerer) ShedOption {
 	return shedOptionFunc(func(s *Shedder) {
-		s.regErr = register(r, s.admitted, s.shed, s.active)
+		if r != nil {
+			s.regs = append(s.regs, r)
+		}
 	})
 }
 
@@ -136,8 +139,13 @@ func NewShedder(limit int, opts ...ShedOption) (*Shedder, error) {
 	for _, o := range opts {
 		o.applyShed(s)
 	}
-	if s.regErr != nil {
-		return nil, s.regErr
+	for i, r := range s.regs {
+		if err := register(r, s.admitted, s.shed, s.active); err != nil {
+			for _, done := range s.regs[:i] {
+				unregister(done, s.admitted, s.shed, s.active)
+			}
+			return nil, err
+		}
 	}
 	return s, nil
 }

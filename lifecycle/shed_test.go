@@ -191,3 +191,36 @@ func TestShedderRegistrationError(t *testing.T) {
 		t.Errorf("second Shedder on the same registry: err = %v, want the registration error", err)
 	}
 }
+
+// A failed registration leaves none of the Shedder's metrics registered, with any of its
+// registerers, and is NewShedder's error whichever registerer it came from.
+func TestShedderRegistrationErrorRegistersNothing(t *testing.T) {
+	taken := func() *prometheus.Registry { // the second of the three metrics' names is taken
+		reg := prometheus.NewRegistry()
+		must(t, reg.Register(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "podblocks_lifecycle_shed_rejected_total", Help: "x"}, []string{"class"})))
+		return reg
+	}
+	admittedFree := func(name string, reg *prometheus.Registry) {
+		t.Helper()
+		err := reg.Register(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "podblocks_lifecycle_shed_admitted_total", Help: "Work admitted by the shedder, by priority class."}, []string{"class"}))
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			t.Errorf("%s: NewShedder failed but left podblocks_lifecycle_shed_admitted_total registered", name)
+		}
+	}
+	bad := taken()
+	if _, err := lifecycle.NewShedder(4, lifecycle.WithShedRegisterer(bad)); err == nil {
+		t.Fatal("NewShedder = nil error, want the registration error")
+	}
+	admittedFree("the failing registry", bad)
+
+	bad, good := taken(), prometheus.NewRegistry()
+	if _, err := lifecycle.NewShedder(4, lifecycle.WithShedRegisterer(bad), lifecycle.WithShedRegisterer(good)); err == nil {
+		t.Error("NewShedder (failing registry first) = nil error, want the registration error")
+	}
+	bad, good = taken(), prometheus.NewRegistry()
+	if _, err := lifecycle.NewShedder(4, lifecycle.WithShedRegisterer(good), lifecycle.WithShedRegisterer(bad)); err == nil {
+		t.Error("NewShedder (failing registry second) = nil error, want the registration error")
+	}
+	admittedFree("the registry before the failing one", good)
+}
