@@ -227,8 +227,8 @@ func (st *poolState) start(parent context.Context) {
 }
 
 // retire closes the server connections after their queued and in-flight requests are answered;
-// after grace, whatever is left is cut off. Its health checks end at once: the new state's check
-// the servers. It returns when everything has exited, with the connections' counters moved to the
+// after grace, whatever is left is cut off. Its health checks end at once: the new state's health
+// checks take over. It returns when everything has exited, with the connections' counters moved to the
 // servers' totals (see ended).
 func (st *poolState) retire(grace time.Duration) {
 	st.healthCancel()
@@ -493,28 +493,42 @@ func (st *poolState) rebuild() {
 // current state's server of the same identity (they share their serverCore), or one the pool no
 // longer has, whose failure ejects nothing.
 func (st *poolState) failure(s *server) {
+	if cfg := st.counts(s); cfg != nil {
+		st.eject(s, cfg)
+	}
+}
+
+// counts counts a failure of s and returns the configuration by which it ejects s now, or nil.
+func (st *poolState) counts(s *server) *PoolConfig {
 	if st.ctx.Err() != nil {
-		return
+		return nil
 	}
 	cur := st.current()
 	if cur != st && !cur.has(s.serverCore) {
-		return
+		return nil
 	}
 	cfg := cur.cfg
 	if !cfg.AutoEjectHosts {
-		return
+		return nil
 	}
 	if n := s.failures.Add(1); int(n) < cfg.ServerFailureLimit {
-		return
+		return nil
 	}
 	s.failures.Store(0)
+	return cfg
+}
+
+// eject ejects s for cfg's server_retry_timeout.
+func (st *poolState) eject(s *server, cfg *PoolConfig) {
 	now := time.Now()
 	s.nextRetry.Store(now.Add(cfg.ServerRetryTimeout).UnixNano())
 	s.ejectedAt.Store(now.UnixMicro())
 	st.serverEjects.Add(1)
 	st.log.Warn("server ejected", zap.String("server", s.cfg.Name),
 		zap.Duration("retry", cfg.ServerRetryTimeout))
-	cur.rebuild()
+	// The pool's state current now: a reload may have published a new state since counts looked,
+	// whose carry ran before the ejection was recorded (see publish).
+	st.current().rebuild()
 }
 
 // ejected reports whether s is ejected now.
@@ -867,9 +881,23 @@ func (p *pool) swap(ctx context.Context, cfg *PoolConfig) {
 	}
 	old := p.st
 	p.mu.Unlock()
+	p.publish(ctx, p.successor(old, cfg), old, cfg)
+}
+
+// successor returns the state that serves cfg after old, not yet started nor published: the
+// servers that keep their name and address keep their state (see carry).
+func (p *pool) successor(old *poolState, cfg *PoolConfig) *poolState {
 	st := newPoolState(p, cfg)
 	st.poller = p.poller
 	st.carry(old)
+	return st
+}
+
+// publish starts st, makes it the pool's state in old's place, and retires old in the background.
+// A failure may eject a server of old after carry looked at it: it rebuilds the state current
+// then, old, so st rebuilds its distribution once published (failure rebuilds the current state
+// after recording the ejection: one of the two sees it in st).
+func (p *pool) publish(ctx context.Context, st, old *poolState, cfg *PoolConfig) {
 	p.mu.Lock()
 	if p.stopping {
 		p.mu.Unlock()
@@ -878,6 +906,7 @@ func (p *pool) swap(ctx context.Context, cfg *PoolConfig) {
 	}
 	st.start(ctx)
 	p.st, p.cfg = st, cfg // old is still p.st: swaps are serialized by the Server's mu
+	st.rebuild()
 	p.retiring.Add(1)
 	p.mu.Unlock()
 	grace := 30 * time.Second

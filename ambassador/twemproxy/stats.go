@@ -98,7 +98,6 @@ func (c *connCounts) close() { c.curr.Add(-1) }
 func (s *Server) Snapshot() []PoolStats {
 	pools := s.runningPools()
 	out := make([]PoolStats, 0, len(pools))
-	now := time.Now().UnixNano()
 	for _, p := range pools {
 		p.mu.RLock()
 		st := p.st
@@ -107,8 +106,7 @@ func (s *Server) Snapshot() []PoolStats {
 			ClientConnections: p.clientConns.Load(), ServerEjects: p.serverEjects.Load(),
 			ForwardError: p.forwardError.Load(), Fragments: p.fragments.Load(), ClientRejected: p.clientRejected.Load()}
 		for _, srv := range st.servers {
-			nr := srv.nextRetry.Load()
-			ss := ServerStats{Name: srv.cfg.Name, Addr: srv.cfg.Addr, Ejected: nr != 0 && nr > now,
+			ss := ServerStats{Name: srv.cfg.Name, Addr: srv.cfg.Addr, Ejected: srv.ejected(),
 				ServerEOF: srv.eof.Load(), ServerErr: srv.errs.Load(), ServerTimedout: srv.timedout.Load(),
 				ServerEjectedAt: srv.ejectedAt.Load()}
 			srv.stats(&ss) // with the connections of the states still draining after a reload
