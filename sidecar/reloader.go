@@ -333,6 +333,11 @@ func (r *Reloader) Run(ctx context.Context) error {
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	defer debounce.Stop()
+	// A debounce pending since the first event of a burst holds the rescan back: a file written in
+	// steps is read once it is still, not between two steps. Events that never stop (another file
+	// in the directory written all the time) hold it back for a debounce and a poll interval at
+	// most.
+	var pending time.Time
 	for {
 		check := false
 		select {
@@ -340,12 +345,18 @@ func (r *Reloader) Run(ctx context.Context) error {
 			return nil
 		case <-events:
 			debounce.Reset(r.o.debounce)
+			if pending.IsZero() {
+				pending = time.Now()
+			}
 		case err := <-werrs:
 			r.log.Warn("inotify error", zap.Error(err))
 		case <-poll.C:
-			check = true
+			check = pending.IsZero() || time.Since(pending) >= r.o.debounce+r.o.pollInterval
 		case <-debounce.C:
 			check = true
+		}
+		if check {
+			pending = time.Time{}
 		}
 		if !check {
 			continue
