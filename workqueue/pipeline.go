@@ -516,8 +516,8 @@ func (k *keeper) fire() {
 	}
 }
 
-// extend extends the leases of held that are due (by due, which it updates) under work, and reports
-// whether one was lost.
+// extend extends the leases of held that are due (by due, fire's copy of the keeper's, which it
+// updates without k.mu and fire copies back) under work, and reports whether one was lost.
 func (k *keeper) extend(work context.Context, held []heldItem, due []time.Time) (lost bool) {
 	o, log := k.o, k.o.cfg.logger
 	for i, x := range held {
