@@ -20,9 +20,9 @@ const initChild = "child"
 //
 // When the process is not PID 1, is not on Linux, or InitEnv is "off", RunAsInit returns at once and
 // does nothing else. Otherwise the process becomes a small init and RunAsInit never returns: it runs
-// the same program again (its own executable path, so that ps shows the program's name, or
-// /proc/self/exe when that path is gone or replaced; the same arguments, environment and standard
-// input, output and error) as its only child, in a process group of its own that it puts in the terminal's
+// the same program again (from /proc/self/exe, the running executable whatever became of its path;
+// the child's RunAsInit names it after its argv[0], cut to 15 bytes, so that ps shows the program's
+// name; the same arguments, environment and standard input, output and error) as its only child, in a process group of its own that it puts in the terminal's
 // foreground when standard input is the controlling terminal. The init forwards every signal it
 // gets to that child (SIGTERM, SIGINT, SIGHUP, a real-time STOPSIGNAL such as SIGRTMIN+3, ...) but
 // those tini keeps back too: fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL), SIGABRT, SIGTRAP,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -25,6 +26,7 @@ func runAsInit() {
 	case v == initChild:
 		os.Unsetenv(InitEnv)
 		if os.Getpid() != 1 {
+			setComm(os.Args[0])
 			return
 		}
 		// PID 1 with the child's marker: set by mistake, not by an init. Be the init.
@@ -67,7 +69,7 @@ func superviseAsInit() (int, error) {
 	}
 }
 
-// startInitChild runs the program's executable (initExecPath) with the init's arguments and environment (plus InitEnv=child)
+// startInitChild runs the program's executable (selfExe) with the init's arguments and environment (plus InitEnv=child)
 // and standard descriptors, in a new process group; the group goes to the terminal's foreground
 // when standard input is the init's controlling terminal, so a ^C reaches the program once, from
 // the terminal, rather than twice.
@@ -80,7 +82,7 @@ func startInitChild() (int, error) {
 	}
 	env = append(env, InitEnv+"="+initChild)
 	attr := &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}}
-	exe := initExecPath()
+	exe := selfExe
 	if controllingTerminal(0) {
 		attr.Sys = &syscall.SysProcAttr{Foreground: true, Ctty: 0}
 		if pid, err := syscall.ForkExec(exe, os.Args, attr); err == nil {
@@ -95,32 +97,24 @@ func startInitChild() (int, error) {
 	return pid, nil
 }
 
-// selfExe names the running executable whatever happened to its path since it started.
+// selfExe names the running executable whatever happened to its path since it started (an upgrade
+// replaced it, a symlink now points elsewhere): the init starts the program again from it, with no
+// window between finding the file and running it.
 const selfExe = "/proc/self/exe"
 
-// initExecPath returns the path to start the program again from: its own path, so that the child's
-// name (comm, what ps and top show) is the program's rather than "exe", unless that path is gone or
-// now holds another file (an upgrade replaced it), in which case selfExe, which still names the
-// running executable.
-func initExecPath() string {
-	exe, err := os.Executable()
-	if err != nil {
-		return selfExe
+// setComm names the process (comm: what ps and top show) after argv0's last element, as exec would
+// have, cut to the kernel's 15 bytes: the program started from selfExe would otherwise be "exe".
+// Writing /proc/self/comm names the process whichever thread writes it (prctl(PR_SET_NAME) would
+// name only the calling thread). It does nothing if that fails.
+func setComm(argv0 string) {
+	name := filepath.Base(argv0)
+	if name == "." || name == "/" {
+		return
 	}
-	return sameFileOr(exe, selfExe)
-}
-
-// sameFileOr returns path if it names the same file as fallback, and fallback otherwise.
-func sameFileOr(path, fallback string) string {
-	a, err := os.Stat(path)
-	if err != nil {
-		return fallback
+	if len(name) > 15 { // TASK_COMM_LEN - 1
+		name = name[:15]
 	}
-	b, err := os.Stat(fallback)
-	if err != nil || !os.SameFile(a, b) {
-		return fallback
-	}
-	return path
+	_ = os.WriteFile("/proc/self/comm", []byte(name), 0)
 }
 
 // controllingTerminal reports whether fd is the process' controlling terminal: TIOCGPGRP fails on

@@ -184,6 +184,7 @@ var forwardedSignals = []os.Signal{
 // initRoleCommand runs this test binary as role.
 func initRoleCommand(role string) *exec.Cmd {
 	cmd := exec.Command("/proc/self/exe", "-test.run=^TestInitProcess$", "-test.count=1")
+	cmd.Args[0] = os.Args[0] // as a shell would start the program: by its name
 	// GORACE: under the race detector a process exiting 0 sleeps a second first; these tests
 	// start dozens of processes.
 	cmd.Env = append(os.Environ(), initRoleEnv+"="+role, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
@@ -519,21 +520,26 @@ func openPty(t *testing.T) (master, tty *os.File) {
 	return master, tty
 }
 
-// The program started by the init is named as the program (ps, top), not "exe".
+// The program started by the init is named as the program was started (ps, top): after its argv[0]
+// (what a symlink to a versioned binary is called, say), cut to 15 bytes, not "exe".
 func TestRunAsInitKeepsTheProgramName(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := filepath.Base(exe)
-	if len(want) > 15 { // TASK_COMM_LEN - 1
-		want = want[:15]
-	}
-	p := startInit(t, "comm")
-	if got := p.line(t); got != want {
-		t.Errorf("the program's comm = %q, want %q", got, want)
-	}
-	if code := p.wait(t); code != 0 {
-		t.Errorf("exit code %d, want 0; stderr:\n%s", code, p.stderr)
+	for _, tc := range []struct{ argv0, want string }{
+		{os.Args[0], filepath.Base(os.Args[0])},
+		{"/usr/local/bin/myapp", "myapp"},
+		{"myapp-with-a-long-name", "myapp-with-a-lo"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			want := tc.want
+			if len(want) > 15 { // TASK_COMM_LEN - 1
+				want = want[:15]
+			}
+			p := startInit(t, "comm", func(cmd *exec.Cmd) { cmd.Args[0] = tc.argv0 })
+			if got := p.line(t); got != want {
+				t.Errorf("the program's comm = %q, want %q", got, want)
+			}
+			if code := p.wait(t); code != 0 {
+				t.Errorf("exit code %d, want 0; stderr:\n%s", code, p.stderr)
+			}
+		})
 	}
 }
