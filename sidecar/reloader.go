@@ -205,6 +205,12 @@ func runAction(ctx context.Context, a Action, b Backoff, onErr func(attempt int,
 	return nobody, err
 }
 
+// ErrRejected, wrapped in a Reloader action's error, says the action refused the content (a
+// configuration that does not parse): the Reloader does not retry it, and does not count it
+// applied; it logs it, counts it (result "rejected" of podblocks_sidecar_reloader_reloads_total),
+// and runs the action again at the next change.
+var ErrRejected = errors.New("sidecar: content rejected")
+
 // Reloader watches files and directories, including Kubernetes' AtomicWriter layout (ConfigMap and
 // Secret volumes, where an update swaps the ..data symlink), and runs an Action when their content
 // changed. It watches the directories themselves (so symlink swaps and editors' rename-over are seen)
@@ -215,7 +221,8 @@ func runAction(ctx context.Context, a Action, b Backoff, onErr func(attempt int,
 // "no_process" of podblocks_sidecar_reloader_reloads_total) and not retried, since a process that
 // starts later reads the content as it is then, and one that just started may not handle the signal
 // yet (SIGHUP's default is to terminate it); the next change signals again (SignalName), or, for a
-// SignalPID whose process has exited, nothing again (the log says so).
+// SignalPID whose process has exited, nothing again (the log says so). Nor is an action that
+// rejects the content (ErrRejected) retried: the next change runs it again.
 //
 // A path may not exist yet when Run starts (an optional ConfigMap key, a file under a Syncer's link
 // before its first publish): Run logs a warning for it ("does not exist yet"), shows it in Statusz
@@ -269,7 +276,8 @@ func NewReloader(paths []string, action Action, opts ...Option) (*Reloader, erro
 	}
 	return &Reloader{paths: clean, action: action, o: o, log: o.logger.Named("reloader"),
 		m: newActionMetrics(o.registerer, "reloader_reloads",
-			result{"ok", "the action succeeded"}, result{"no_process", "its signal reached no process; not retried"}), ready: make(chan struct{})}, nil
+			result{"ok", "the action succeeded"}, result{"no_process", "its signal reached no process; not retried"},
+			result{"rejected", "the action rejected the content (ErrRejected); not retried"}), ready: make(chan struct{})}, nil
 }
 
 // Ready is closed once the watches are set and the initial content is hashed.
@@ -372,7 +380,16 @@ func (r *Reloader) Run(ctx context.Context) error {
 		}
 		current = h
 		r.noteMissing(false)
-		nobody, err := runAction(ctx, r.action, r.o.backoff, func(attempt int, err error) {
+		var rejected error
+		nobody, err := runAction(ctx, func(ctx context.Context) error {
+			err := r.action(ctx)
+			rejected = nil
+			if errors.Is(err, ErrRejected) {
+				rejected = err
+				return nil
+			}
+			return err
+		}, r.o.backoff, func(attempt int, err error) {
 			r.m.tries.Inc()
 			r.mu.Lock()
 			r.lastErr = err.Error()
@@ -393,6 +410,15 @@ func (r *Reloader) Run(ctx context.Context) error {
 				msg = "reload signal reached no process: it has exited, and is not signalled again"
 			}
 			r.log.Warn(msg, zap.String("content", h), zap.Uint64("missed", missed), zap.Error(nobody))
+			continue
+		}
+		if rejected != nil {
+			r.m.runs.WithLabelValues("rejected").Inc()
+			r.mu.Lock()
+			r.lastErr = rejected.Error()
+			r.mu.Unlock()
+			r.log.Warn("reload action rejected the content, the next change runs it again",
+				zap.String("content", h), zap.Error(rejected))
 			continue
 		}
 		r.m.runs.WithLabelValues("ok").Inc()

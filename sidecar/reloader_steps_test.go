@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,9 +12,10 @@ import (
 	"github.com/podblocks/podblocks/sidecar"
 )
 
-// stepsReloader runs a Reloader of path (debounce 300 ms, rescan every 10 ms) whose action records
-// the content it reads, and returns what it recorded so far.
-func stepsReloader(t *testing.T, path string) (seen func() []string) {
+// recordingReloader runs a Reloader of path with opts until the test ends, whose action records
+// the content it reads, and rejects (ErrRejected) the content reject; it returns what the action
+// recorded so far.
+func recordingReloader(t *testing.T, path, reject string, opts ...sidecar.Option) (seen func() []string) {
 	t.Helper()
 	var mu sync.Mutex
 	var got []string
@@ -25,10 +27,12 @@ func stepsReloader(t *testing.T, path string) (seen func() []string) {
 		mu.Lock()
 		got = append(got, string(b))
 		mu.Unlock()
+		if string(b) == reject {
+			return fmt.Errorf("%w: does not parse", sidecar.ErrRejected)
+		}
 		return nil
 	}
-	r, err := sidecar.NewReloader([]string{path}, action,
-		sidecar.WithDebounce(300*time.Millisecond), sidecar.WithPollInterval(10*time.Millisecond))
+	r, err := sidecar.NewReloader([]string{path}, action, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +49,13 @@ func stepsReloader(t *testing.T, path string) (seen func() []string) {
 		defer mu.Unlock()
 		return append([]string(nil), got...)
 	}
+}
+
+// stepsReloader is a recordingReloader of path that rejects nothing, with a debounce of 300 ms and
+// a rescan every 10 ms.
+func stepsReloader(t *testing.T, path string) (seen func() []string) {
+	t.Helper()
+	return recordingReloader(t, path, "", sidecar.WithDebounce(300*time.Millisecond), sidecar.WithPollInterval(10*time.Millisecond))
 }
 
 // A file written in place in two writes 100 ms apart (inside the debounce) is read once it is

@@ -239,7 +239,7 @@ func TestReloaderMetricsStartAtZero(t *testing.T) {
 	if _, err := sidecar.NewReloader([]string{t.TempDir()}, func(context.Context) error { return nil }, sidecar.WithRegisterer(reg)); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := counterValues(t, reg, "podblocks_sidecar_reloader_reloads_total"), `{result="no_process"} 0; {result="ok"} 0`; got != want {
+	if got, want := counterValues(t, reg, "podblocks_sidecar_reloader_reloads_total"), `{result="no_process"} 0; {result="ok"} 0; {result="rejected"} 0`; got != want {
 		t.Errorf("reloads_total: %s, want %s", got, want)
 	}
 	mfs, err := reg.Gather()

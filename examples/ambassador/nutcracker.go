@@ -515,23 +515,27 @@ func watchReload(ctx context.Context, hup <-chan os.Signal, path string, srv *tw
 		abs = path
 	}
 	var mu sync.Mutex // a SIGHUP and a change read and apply the file one at a time, in order
-	reload := func(why string) {
+	reload := func(why string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		cfg, err := twemproxy.ReadFile(abs)
 		if err != nil {
 			log.Error("config reload rejected; the running config keeps serving", zap.String("trigger", why), zap.Error(err))
-			return
+			return err
 		}
 		if err := srv.Reload(cfg); err != nil {
 			log.Error("config reload failed", zap.String("trigger", why), zap.Error(err))
-			return
+			return err
 		}
 		log.Info("config reloaded", zap.String("trigger", why))
+		return nil
 	}
 	rl, err := sidecar.NewReloader([]string{abs}, func(context.Context) error {
-		reload("file change")
-		return nil // a config refused is logged; the next change is tried anew
+		if err := reload("file change"); err != nil {
+			// Logged; not retried, nor counted applied: the next change or SIGHUP reads the file anew.
+			return fmt.Errorf("%w: %w", sidecar.ErrRejected, err)
+		}
+		return nil
 	}, sidecar.WithLogger(log), sidecar.WithDebounce(200*time.Millisecond))
 	if err != nil {
 		return err
@@ -563,7 +567,7 @@ func watchReload(ctx context.Context, hup <-chan os.Signal, path string, srv *tw
 					log.Error("log file reopen failed", zap.Error(err))
 				}
 			}
-			reload("SIGHUP")
+			_ = reload("SIGHUP") // logged; the running config keeps serving
 		}
 	}
 }

@@ -26,6 +26,12 @@ func ncConf(listen string, port int) []byte {
 // watchReload on it until the test ends, and returns once the file is watched; serverAddr returns
 // the address of the pool's server in the configuration served.
 func serveWatched(t *testing.T, conf string) (serverAddr func() string) {
+	serverAddr, _, _ = serveWatchedLogs(t, conf)
+	return serverAddr
+}
+
+// serveWatchedLogs is serveWatched that also returns watchReload's logs and its SIGHUP channel.
+func serveWatchedLogs(t *testing.T, conf string) (serverAddr func() string, logs *observer.ObservedLogs, hup chan<- os.Signal) {
 	t.Helper()
 	cfg, err := twemproxy.ReadFile(conf)
 	if err != nil {
@@ -37,10 +43,10 @@ func serveWatched(t *testing.T, conf string) (serverAddr func() string) {
 	}
 	core, logs := observer.New(zap.InfoLevel)
 	ctx, cancel := context.WithCancel(context.Background())
-	hup := make(chan os.Signal, 1)
+	sighup := make(chan os.Signal, 1)
 	ran, watched := make(chan error, 1), make(chan error, 1)
 	go func() { ran <- srv.Run(ctx) }()
-	go func() { watched <- watchReload(ctx, hup, conf, srv, zap.New(core), nil) }()
+	go func() { watched <- watchReload(ctx, sighup, conf, srv, zap.New(core), nil) }()
 	t.Cleanup(func() {
 		cancel()
 		for _, ch := range []chan error{ran, watched} {
@@ -50,11 +56,54 @@ func serveWatched(t *testing.T, conf string) (serverAddr func() string) {
 		}
 	})
 	// watchReload takes a SIGHUP once the file is watched.
-	hup <- syscall.SIGHUP
+	sighup <- syscall.SIGHUP
 	ncWait(t, "the SIGHUP reload", func() bool {
 		return logs.FilterMessage("config reloaded").FilterField(zap.String("trigger", "SIGHUP")).Len() > 0
 	})
-	return func() string { return srv.Config().Pools[0].Servers[0].Addr }
+	return func() string { return srv.Config().Pools[0].Servers[0].Addr }, logs, sighup
+}
+
+// A config file changed to one that does not parse is logged rejected, and not also "reloaded" by
+// the Reloader, nor retried: the old code's action returned nil, so the Reloader logged the bad
+// content reloaded (and counted it applied). The running config keeps serving, a SIGHUP reads the
+// file again, and a good config written next is applied.
+func TestNutcrackerRejectedChangeNotReloaded(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "nutcracker.yml")
+	listen := freeport.TCP(t)
+	write := func(b []byte) { // whole: a rename over the file
+		if err := os.WriteFile(conf+".tmp", b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(conf+".tmp", conf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(ncConf(listen, 1))
+	serverAddr, logs, hup := serveWatchedLogs(t, conf)
+	write([]byte("mc:\n  listen: " + listen + "\n  bogus: 1\n"))
+	rejected := func(trigger string) int {
+		return logs.FilterMessage("config reload rejected; the running config keeps serving").
+			FilterField(zap.String("trigger", trigger)).Len()
+	}
+	ncWait(t, "the file change rejected", func() bool { return rejected("file change") > 0 })
+	hup <- syscall.SIGHUP
+	ncWait(t, "the SIGHUP rejected", func() bool { return rejected("SIGHUP") > 0 })
+	if n := rejected("file change"); n != 1 {
+		t.Errorf("the bad file change was read %d times, want once", n)
+	}
+	if n := logs.FilterMessage("reloaded").Len(); n != 0 {
+		t.Errorf("the Reloader logged the rejected content reloaded (%d times)", n)
+	}
+	if got := serverAddr(); got != "127.0.0.1:1" {
+		t.Errorf("after the rejections the config serves %s, want the old one's 127.0.0.1:1", got)
+	}
+	write(ncConf(listen, 2))
+	ncWait(t, "the good config applied", func() bool {
+		return serverAddr() == "127.0.0.1:2" && logs.FilterMessage("reloaded").Len() > 0
+	})
+	if n := logs.FilterMessage("reloaded").Len(); n != 1 {
+		t.Errorf("the Reloader logged %d reloads, want the good config's one", n)
+	}
 }
 
 // A ConfigMap-style update (the ..data symlink swapped to a new directory) whose file has the same
