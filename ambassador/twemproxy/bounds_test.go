@@ -284,7 +284,12 @@ func (s *slowReader) Read(b []byte) (int, error) {
 // Complete replies held behind an unanswered request count toward the replies a client has not
 // taken: its reader stops taking requests once they reach the limit (1 MB), instead of going on
 // to 1024 requests in flight. Here the head waits on one server while 64 KB replies pile up from
-// the other, for 1000 GETs with 1 KB keys (16 to a read) sent one a millisecond.
+// the other, for 1000 GETs with 1 KB keys (16 to a read), each sent once the proxy has read the
+// previous one's reply (its server's responses counter) so that the replies keep up with the
+// requests however loaded the machine: requests whose replies are still on their way do not count
+// toward the limit, and a reader that raced ahead of them would take more than the bound, by the
+// timing of the run. Once a reply does not come within a second the reader has stopped, and the
+// rest are sent one a millisecond.
 func TestReadyRepliesStopReader(t *testing.T) {
 	val := strings.Repeat("x", 64<<10)
 	release := make(chan struct{})
@@ -300,7 +305,7 @@ func TestReadyRepliesStopReader(t *testing.T) {
 		return bulk(val)
 	}
 	a, b := startFakeRedis(t, handle), startFakeRedis(t, handle)
-	addr, _, pc := startFakePoolConfig(t, "  server_connections: 1\n", a, b)
+	addr, srv, pc := startFakePoolConfig(t, "  server_connections: 1\n", a, b)
 	placer := twemproxy.NewPlacer(pc, nil)
 	slowSrv := pc.Servers[placer.Place([]byte("slow"))].Addr
 	pad := strings.Repeat("k", 1<<10)
@@ -314,20 +319,39 @@ func TestReadyRepliesStopReader(t *testing.T) {
 	c := dialResp(t, addr)
 	_ = c.c.SetDeadline(time.Now().Add(30 * time.Second))
 	sent := make(chan struct{})
-	go func() { // a GET a millisecond, so that the replies keep up with the requests
+	answered := func() (n int64) { // replies the proxy read from the fast server
+		for _, ss := range srv.Snapshot()[0].Servers {
+			if ss.Addr != slowSrv {
+				n += ss.Responses
+			}
+		}
+		return n
+	}
+	go func() {
 		defer close(sent)
-		for _, k := range append([]string{"slow"}, fast...) {
+		if _, err := io.WriteString(c.c, encodeCmd("GET", "slow")); err != nil {
+			return
+		}
+		lockstep := true
+		for i, k := range fast {
 			if _, err := io.WriteString(c.c, encodeCmd("GET", k)); err != nil {
 				return
 			}
-			time.Sleep(time.Millisecond)
+			for deadline := time.Now().Add(time.Second); lockstep && answered() <= int64(i); time.Sleep(100 * time.Microsecond) {
+				lockstep = time.Now().Before(deadline)
+			}
+			if !lockstep {
+				time.Sleep(time.Millisecond)
+			}
 		}
 	}()
 	<-sent // the reader had time to take them all, if it does
 	// The bound: 1 MB of replies (16), plus the requests of the read that crossed it (16) and of
 	// the batch being dispatched; well under the 1024 requests in flight the reader is otherwise
 	// allowed.
-	if n := fastGets.Load(); n < 16 || n > 100 {
+	n := fastGets.Load()
+	t.Logf("the reader took %d requests", n)
+	if n < 16 || n > 100 {
 		t.Fatalf("the reader took %d requests while their replies waited behind the slow one", n)
 	}
 	releaseOnce.Do(func() { close(release) })
