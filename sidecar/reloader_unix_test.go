@@ -170,7 +170,7 @@ func TestReloaderSignalToNoProcessCountedNotRetried(t *testing.T) {
 			if got := hups(); got != 1 {
 				t.Errorf("SIGHUPs = %d, want 1 (the changes that reached no process are not replayed)", got)
 			}
-			if diff := cmp.Diff(map[string]float64{"no_process": 2, "ok": 1}, reloadResults(t, reg)); diff != "" {
+			if diff := cmp.Diff(map[string]float64{"no_process": 2, "ok": 1, "rejected": 0}, reloadResults(t, reg)); diff != "" {
 				t.Errorf("reloads by result (-want +got):\n%s", diff)
 			}
 		})
