@@ -244,15 +244,15 @@ func (s *Server) startedCheck() *check {
 	}}}
 }
 
-// minCheckWait is the least time Server.Run waits for the check Funcs still running when it stops,
-// whatever the safety margin (a margin of 0 would otherwise leave a Func that honours its context
-// running after Run returned).
+// minCheckWait is how long Server.Run waits for the check Funcs still running when it stops with a
+// safety margin of 0 (which would otherwise leave a Func that honours its context running after
+// Run returned). An App with a margin of 0 gives its hook server DefaultStopTimeout to stop in.
 const minCheckWait = 100 * time.Millisecond
 
 // Run listens and serves until ctx is done, then shuts the listener down gracefully. Check Funcs run
 // on ctx (with each check's Timeout), not on the context of the probe request that started them. Run
 // returns once the check Funcs it called have returned, or once half the safety margin
-// (WithSafetyMargin, default DefaultSafetyMargin; at least 100 ms) has passed since the
+// (WithSafetyMargin, default DefaultSafetyMargin; 100 ms for a margin of 0) has passed since the
 // listener shut down: a Func that ignores its cancelled context is then left running (at most one
 // call per check) and named in a warning in the log. Half, so that an App's hook server, which has
 // the margin to stop in, still stops in time.
@@ -331,9 +331,12 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Wait()
 	// Every check's context is cancelled by now. A Func that ignores its context cannot be stopped:
 	// wait for it up to half the safety margin (the time kept back for stopping, which is also an
-	// App's stop timeout for this server), but at least minCheckWait, then leave it running and say
-	// which check it is, rather than hold the pod until the kubelet kills it.
-	wait := max(s.opts.margin/2, minCheckWait)
+	// App's stop timeout for this server; minCheckWait for a margin of 0), then leave it running and
+	// say which check it is, rather than hold the pod until the kubelet kills it.
+	wait := s.opts.margin / 2
+	if s.opts.margin == 0 {
+		wait = minCheckWait
+	}
 	if stuck := s.calls.wait(wait); len(stuck) > 0 {
 		s.log.Warn("health checks still running after the hook server stopped; not waiting for them", zap.Strings("checks", stuck), zap.Duration("waited", wait))
 	}
