@@ -207,7 +207,8 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) sequence(skipPropagation bool) {
 	start := time.Now()
 	deadline := start.Add(a.opts.grace - a.opts.margin)
-	a.hooks.SetState(StateDraining)
+	// Not over StateStopped: this goroutine may run only after the group ended and Run said so.
+	a.hooks.setStateFrom(StateDraining, StateStarting, StateReady)
 	a.hooks.metrics.drains.Inc()
 	a.log.Info("draining", zap.Duration("propagation", a.opts.propagation), zap.Time("deadline", deadline))
 	defer close(a.drained)
