@@ -15,10 +15,10 @@ import (
 )
 
 // startPausable starts memcached servers named good and bad (for the caller to pause) behind a
-// pool "a" of the configuration yml(listen, 2000, good, bad) makes, and returns the Server, the
+// pool "a" of the configuration yml(listen, timeout, good, bad) makes, and returns the Server, the
 // configuration with another timeout (cfgOf), bad, a client connected to the pool, and a key bad
 // owns.
-func startPausable(t *testing.T, yml func(listen string, timeout int, good, bad string) string) (srv *twemproxy.Server, cfgOf func(int) *twemproxy.Config,
+func startPausable(t *testing.T, timeout int, yml func(listen string, timeout int, good, bad string) string) (srv *twemproxy.Server, cfgOf func(int) *twemproxy.Config,
 	bad *shardproc.Proc, c net.Conn, br *bufio.Reader, key string) {
 	t.Helper()
 	if !shardproc.Have(shardproc.MemcachedPath) {
@@ -36,7 +36,7 @@ func startPausable(t *testing.T, yml func(listen string, timeout int, good, bad 
 	t.Cleanup(bad.Stop)
 	listen := freeport.TCP(t)
 	cfgOf = func(timeout int) *twemproxy.Config { return parseConfig(t, yml(listen, timeout, good.Addr, bad.Addr)) }
-	cfg := cfgOf(2000)
+	cfg := cfgOf(timeout)
 	srv, err = twemproxy.NewServer(cfg, bothProtocols)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func TestReloadCountsWhatTheOldConnectionsFinish(t *testing.T) {
 		return fmt.Sprintf("a:\n  listen: %s\n  timeout: %d\n  servers:\n   - %s:1 good\n   - %s:1 bad\n",
 			listen, timeout, good, bad)
 	}
-	srv, cfgOf, bad, c, br, key := startPausable(t, yml)
+	srv, cfgOf, bad, c, br, key := startPausable(t, 2000, yml)
 	if err := bad.Pause(); err != nil {
 		t.Skipf("cannot pause memcached: %v", err)
 	}
@@ -138,7 +138,7 @@ func TestReloadOldConnectionFailureEjects(t *testing.T) {
 		return fmt.Sprintf("a:\n  listen: %s\n  timeout: %d\n  auto_eject_hosts: true\n  server_failure_limit: 1\n"+
 			"  server_retry_timeout: 600000\n  servers:\n   - %s:1 good\n   - %s:1 bad\n", listen, timeout/4, good, bad)
 	}
-	srv, cfgOf, bad, c, br, key := startPausable(t, yml)
+	srv, cfgOf, bad, c, br, key := startPausable(t, 2000, yml)
 	if err := bad.Pause(); err != nil {
 		t.Skipf("cannot pause memcached: %v", err)
 	}

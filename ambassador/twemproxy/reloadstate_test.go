@@ -1,17 +1,12 @@
 package twemproxy_test
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/podblocks/podblocks/ambassador/twemproxy"
-	"github.com/podblocks/podblocks/internal/freeport"
-	"github.com/podblocks/podblocks/internal/shardproc"
-	"github.com/podblocks/podblocks/lifecycletest"
 )
 
 // serverStats returns the stats of the server called name in pool.
@@ -33,48 +28,11 @@ func serverStats(t *testing.T, srv *twemproxy.Server, pool, name string) twempro
 // from where they were: the old code built every server anew, so the paused server got the next
 // request (which timed out) and the stats dropped to 0.
 func TestReloadKeepsServerState(t *testing.T) {
-	if !shardproc.Have(shardproc.MemcachedPath) {
-		t.Skipf("%s is not installed (Debian package memcached); skipping", shardproc.MemcachedPath)
-	}
-	good, err := shardproc.StartMemcached()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(good.Stop)
-	bad, err := shardproc.StartMemcached()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(bad.Stop)
-	addr := freeport.TCP(t)
-	yml := func(timeout int) string {
+	yml := func(listen string, timeout int, good, bad string) string {
 		return fmt.Sprintf("a:\n  listen: %s\n  timeout: %d\n  auto_eject_hosts: true\n  server_failure_limit: 1\n"+
-			"  server_retry_timeout: 600000\n  servers:\n   - %s:1 good\n   - %s:1 bad\n", addr, timeout, good.Addr, bad.Addr)
+			"  server_retry_timeout: 600000\n  servers:\n   - %s:1 good\n   - %s:1 bad\n", listen, timeout, good, bad)
 	}
-	cfg := parseConfig(t, yml(200))
-	srv, err := twemproxy.NewServer(cfg, bothProtocols)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := lifecycletest.StartReady(t, srv, 10*time.Second)
-	defer func() {
-		if err := run.Stop(10 * time.Second); err != nil {
-			t.Error(err)
-		}
-	}()
-	pl := twemproxy.NewPlacer(cfg.Pools[0], nil)
-	key := ""
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprintf("k%d", i); cfg.Pools[0].Servers[pl.Place([]byte(k))].Name == "bad" {
-			key = k
-		}
-	}
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
+	srv, cfgOf, bad, c, br, key := startPausable(t, 200, yml)
 	get := func() string {
 		t.Helper()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -90,7 +48,6 @@ func TestReloadKeepsServerState(t *testing.T) {
 	if err := bad.Pause(); err != nil {
 		t.Skipf("cannot pause memcached: %v", err)
 	}
-	defer func() { _ = bad.Resume() }()
 	if got := get(); got == "END" {
 		t.Fatalf("get on the paused server = %q, want a timeout", got)
 	}
@@ -106,7 +63,7 @@ func TestReloadKeepsServerState(t *testing.T) {
 		name    string
 		timeout int
 	}{{"same configuration", 200}, {"new timeout", 300}} {
-		if err := srv.Reload(parseConfig(t, yml(tc.timeout))); err != nil {
+		if err := srv.Reload(cfgOf(tc.timeout)); err != nil {
 			t.Fatalf("%s: Reload: %v", tc.name, err)
 		}
 		start := time.Now()
