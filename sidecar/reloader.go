@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -188,21 +189,22 @@ func retry(ctx context.Context, a Action, b Backoff, onErr func(attempt int, err
 }
 
 // runAction runs a, retried with backoff (onErr told of each failure) until it succeeds or ctx ends
-// (err), except when it fails with ErrNoProcess: a signal that reached no process is not retried,
-// and that error is returned as nobody. A process that starts later reads the content as it is
-// then; and one that just started may not handle the signal yet (SIGHUP's default terminates it),
-// which a retry would send it at once. The Reloader and the Syncer's hooks both run theirs so.
-func runAction(ctx context.Context, a Action, b Backoff, onErr func(attempt int, err error)) (nobody, err error) {
+// (err), except when it fails with ErrNoProcess or one of final: that error is not retried and is
+// returned as settled. A signal that reached no process is not retried: a process that starts later
+// reads the content as it is then, and one that just started may not handle the signal yet (SIGHUP's
+// default terminates it), which a retry would send it at once. The Reloader (with ErrRejected in
+// final) and the Syncer's hooks both run theirs so.
+func runAction(ctx context.Context, a Action, b Backoff, onErr func(attempt int, err error), final ...error) (settled, err error) {
 	err = retry(ctx, func(ctx context.Context) error {
 		err := a(ctx)
-		if errors.Is(err, ErrNoProcess) {
-			nobody = err
+		settled = nil
+		if errors.Is(err, ErrNoProcess) || slices.ContainsFunc(final, func(f error) bool { return errors.Is(err, f) }) {
+			settled = err
 			return nil
 		}
-		nobody = nil
 		return err
 	}, b, onErr)
-	return nobody, err
+	return settled, err
 }
 
 // ErrRejected, wrapped in a Reloader action's error, says the action refused the content (a
@@ -343,8 +345,8 @@ func (r *Reloader) Run(ctx context.Context) error {
 	defer debounce.Stop()
 	// A debounce pending since the first event of a burst holds the rescan back: a file written in
 	// steps is read once it is still, not between two steps. Events that never stop (another file
-	// in the directory written all the time) hold it back for a debounce and a poll interval at
-	// most.
+	// in the directory written all the time) hold it back for less than a debounce and two poll
+	// intervals (the first tick a debounce and a poll interval after the burst began).
 	var pending time.Time
 	for {
 		check := false
@@ -380,26 +382,26 @@ func (r *Reloader) Run(ctx context.Context) error {
 		}
 		current = h
 		r.noteMissing(false)
-		var rejected error
-		nobody, err := runAction(ctx, func(ctx context.Context) error {
-			err := r.action(ctx)
-			rejected = nil
-			if errors.Is(err, ErrRejected) {
-				rejected = err
-				return nil
-			}
-			return err
-		}, r.o.backoff, func(attempt int, err error) {
+		settled, err := runAction(ctx, r.action, r.o.backoff, func(attempt int, err error) {
 			r.m.tries.Inc()
 			r.mu.Lock()
 			r.lastErr = err.Error()
 			r.mu.Unlock()
 			r.log.Warn("reload action", zap.Int("attempt", attempt), zap.Error(err))
-		})
+		}, ErrRejected)
 		if err != nil {
 			return nil // ctx ended
 		}
-		if nobody != nil {
+		if rejected := settled; errors.Is(rejected, ErrRejected) {
+			r.m.runs.WithLabelValues("rejected").Inc()
+			r.mu.Lock()
+			r.lastErr = rejected.Error()
+			r.mu.Unlock()
+			r.log.Warn("reload action rejected the content, the next change runs it again",
+				zap.String("content", h), zap.Error(rejected))
+			continue
+		}
+		if nobody := settled; nobody != nil {
 			r.m.runs.WithLabelValues("no_process").Inc()
 			r.mu.Lock()
 			r.lastErr, r.missed = nobody.Error(), r.missed+1
@@ -410,15 +412,6 @@ func (r *Reloader) Run(ctx context.Context) error {
 				msg = "reload signal reached no process: it has exited, and is not signalled again"
 			}
 			r.log.Warn(msg, zap.String("content", h), zap.Uint64("missed", missed), zap.Error(nobody))
-			continue
-		}
-		if rejected != nil {
-			r.m.runs.WithLabelValues("rejected").Inc()
-			r.mu.Lock()
-			r.lastErr = rejected.Error()
-			r.mu.Unlock()
-			r.log.Warn("reload action rejected the content, the next change runs it again",
-				zap.String("content", h), zap.Error(rejected))
 			continue
 		}
 		r.m.runs.WithLabelValues("ok").Inc()
