@@ -225,6 +225,9 @@ start:
 			select {
 			case <-r.Ready():
 			case <-m.done:
+				if m.err == nil && isClosed(r.Ready()) {
+					break // ready, then finished at once (a reader of a short input): it started
+				}
 				err := m.err
 				if err == nil {
 					err = ErrExitedEarly
@@ -303,4 +306,14 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// isClosed reports whether ch is closed (or holds a value), without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
