@@ -86,10 +86,18 @@ func Have(path string) bool {
 	return err == nil
 }
 
-// StartMemcached starts memcached on a free loopback port, as user nobody.
+// memcachedConns is the connection limit (-c) StartMemcached asks for where the open-files limit
+// allows it.
+const memcachedConns = 4096
+
+// StartMemcached starts memcached on a free loopback port, as user nobody, with a limit of 4096
+// connections (-c), or of this process's hard limit of open files where that is lower: memcached
+// sets both its limits of open files to -c and exits if it cannot, and as user nobody (or any
+// user but root) it cannot raise the hard limit it inherits.
 func StartMemcached() (*Proc, error) {
+	conns := strconv.Itoa(min(memcachedConns, nofileHard()))
 	return start(MemcachedPath, func(port int) []string {
-		return []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-u", "nobody", "-m", "64", "-t", "1", "-c", "4096"}
+		return []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-u", "nobody", "-m", "64", "-t", "1", "-c", conns}
 	}, dropRootAttr)
 }
 
@@ -141,7 +149,8 @@ func (p *Proc) Start() error {
 		return errors.New("shardproc: already running")
 	}
 	cmd := exec.Command(p.name, p.args...)
-	cmd.Stdout, cmd.Stderr = nil, nil
+	stderr := &tail{max: stderrTail}
+	cmd.Stdout, cmd.Stderr = nil, stderr
 	// The kernel kills the process when this one dies (Linux), even by SIGKILL: no server is left
 	// behind on a port. The signal follows the thread that starts the child, so the goroutine that
 	// starts and waits for it keeps its thread locked, and ends with it (see pdeathsig).
@@ -173,7 +182,8 @@ func (p *Proc) Start() error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("shardproc: %s exited before listening on %s", p.name, p.Addr)
+			return fmt.Errorf("shardproc: %s exited before listening on %s (%v); its stderr ends: %q",
+				p.name, p.Addr, cmd.ProcessState, stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -185,6 +195,37 @@ func (p *Proc) Start() error {
 	}
 	p.cmd, p.done = cmd, done
 	return nil
+}
+
+// stderrTail is how much of the end of a process's stderr Start keeps for its error.
+const stderrTail = 4 << 10
+
+// tail is an io.Writer that keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(p)
+	if len(p) > t.max {
+		p = p[len(p)-t.max:]
+	}
+	if drop := len(t.b) + len(p) - t.max; drop > 0 {
+		t.b = append(t.b[:0], t.b[drop:]...)
+	}
+	t.b = append(t.b, p...)
+	return n, nil
+}
+
+// String returns the bytes kept.
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
 
 // Pause stops the process with SIGSTOP: it keeps its sockets but answers nothing, like a hung

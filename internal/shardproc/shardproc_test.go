@@ -33,7 +33,33 @@ func TestMain(m *testing.M) {
 		fmt.Println(p.cmd.Process.Pid)
 		select {}
 	}
+	if os.Getenv(nofileEnv) != "" {
+		os.Exit(startUnderNofile(os.Getenv(nofileEnv)))
+	}
 	goleak.VerifyTestMain(m)
+}
+
+// nofileEnv makes the test binary a process whose hard limit of open files is the variable's value
+// for TestMemcachedUnderLowNofileLimit: it starts memcached and says "ok", or why not.
+const nofileEnv = "SHARDPROC_TEST_NOFILE"
+
+func startUnderNofile(limit string) int {
+	n, err := strconv.ParseUint(limit, 10, 64)
+	if err == nil {
+		err = setNofile(n)
+	}
+	if err != nil {
+		fmt.Println("error: set the limit:", err)
+		return 1
+	}
+	p, err := StartMemcached()
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	p.Stop()
+	fmt.Println("ok")
+	return 0
 }
 
 // TestChildDiesWithParent: a parent SIGKILLed, which runs no cleanup, leaves no memcached behind
@@ -176,5 +202,67 @@ func TestPauseResumeStopRestart(t *testing.T) {
 	defer c3.Close()
 	if line, err := version(c3, bufio.NewReader(c3), 5*time.Second); err != nil || !strings.HasPrefix(line, "VERSION ") {
 		t.Fatalf("after restart: %q, %v", line, err)
+	}
+}
+
+// memcached started under a hard limit of open files below 4096 starts, with a -c that fits the
+// limit: as user nobody (this process is root) or as any other user it cannot raise the hard limit
+// to -c, and with -c 4096 it exited with "failed to set rlimit for open files" (exit status 71).
+func TestMemcachedUnderLowNofileLimit(t *testing.T) {
+	if !Have(MemcachedPath) {
+		t.Skipf("%s not installed (Debian package memcached; .ci/run installs it)", MemcachedPath)
+	}
+	if !canSetNofile {
+		t.Skipf("no limit of open files on %s", runtime.GOOS)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), nofileEnv+"=1024")
+	out, err := cmd.CombinedOutput()
+	if got := strings.TrimSpace(string(out)); err != nil || got != "ok" {
+		t.Fatalf("StartMemcached under a hard limit of 1024 open files: %q, %v; want ok", got, err)
+	}
+}
+
+// A process that exits before it listens gets an error that says why: its exit status and the end
+// of its stderr. The old error said only that it exited.
+func TestExitedBeforeListeningSaysWhy(t *testing.T) {
+	if !Have(MemcachedPath) {
+		t.Skipf("%s not installed (Debian package memcached; .ci/run installs it)", MemcachedPath)
+	}
+	_, err := start(MemcachedPath, func(port int) []string {
+		return []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "--no-such-option"}
+	}, dropRootAttr)
+	if err == nil || !strings.Contains(err.Error(), "unrecognized option '--no-such-option'") ||
+		!strings.Contains(err.Error(), "exit status 1") {
+		t.Fatalf("memcached with a bad option: %v; want its exit status and stderr", err)
+	}
+}
+
+// tail keeps the last max bytes of what is written to it, however it is split.
+func TestTail(t *testing.T) {
+	for _, tc := range []struct {
+		writes []string
+		want   string
+	}{
+		{nil, ""},
+		{[]string{"abc"}, "abc"},
+		{[]string{"abcdef"}, "cdef"},
+		{[]string{"ab", "cd", "ef"}, "cdef"},
+		{[]string{"abc", "d"}, "abcd"},
+		{[]string{"abc", "defghij", "k"}, "hijk"},
+	} {
+		tl := &tail{max: 4}
+		for _, w := range tc.writes {
+			if n, err := tl.Write([]byte(w)); n != len(w) || err != nil {
+				t.Fatalf("Write(%q) = %d, %v", w, n, err)
+			}
+		}
+		if got := tl.String(); got != tc.want {
+			t.Errorf("writes %q: kept %q, want %q", tc.writes, got, tc.want)
+		}
 	}
 }
