@@ -30,7 +30,8 @@ import (
 //
 // When a component returns on its own (it failed, or it finished its work), the group stops the
 // others at once, without the sequence; the App marks the pod not ready (/readyz fails with
-// "draining") as soon as the component returned, while the others stop.
+// "draining") as soon as the component returned, while the others stop, and a preStop hook
+// arriving then answers 200 "stopping" at once rather than wait for the hook server to stop.
 //
 // After a drain, Run returns with the signals still caught (and dropped): the process is on its way
 // out, and Kubernetes sends SIGTERM only once the preStop hook has returned, so that signal may
@@ -49,6 +50,7 @@ type App struct {
 	drainReq  chan bool     // true: skip the propagation delay; buffered 1, sent once
 	drained   chan struct{} // closed when the HTTP servers are shut down
 	stopNow   chan struct{} // closed on the second signal
+	stopping  chan struct{} // closed when the group starts stopping its components
 	stopOnce  sync.Once
 }
 
@@ -76,21 +78,34 @@ func NewApp(opts ...Option) (*App, error) {
 		drainReq: make(chan bool, 1),
 		drained:  make(chan struct{}),
 		stopNow:  make(chan struct{}),
+		stopping: make(chan struct{}),
 	}
 	a.group.Logger = a.log
 	// A component returned (or ctx ended): the others are being stopped, so the pod is no longer
-	// ready, as in a drain.
-	a.group.beforeStop = func() { a.hooks.setStateFrom(StateDraining, StateStarting, StateReady) }
+	// ready, as in a drain. The group calls it once.
+	a.group.beforeStop = func() {
+		a.hooks.setStateFrom(StateDraining, StateStarting, StateReady)
+		close(a.stopping)
+	}
 	a.group.StopTimeout = o.margin
 	if err := a.group.Add("hooks", hooks); err != nil {
 		return nil, err
 	}
 	hooks.AddStatus(&a.group)
+	// POST /prestop drains and answers 200 "drained" once the HTTP servers are shut down. When the
+	// group is stopping already (a component returned, ctx ended, or the drain is over), it answers
+	// 200 "stopping" at once: the container is on its way out, and Kubernetes only logs a failed
+	// preStop hook, so waiting for the hook server to stop would only hold the kubelet up.
 	hooks.HandlePreStop(func(ctx context.Context) error {
 		a.Drain()
 		select {
 		case <-a.drained:
 			return nil
+		case <-a.stopping:
+			if isClosed(a.drained) {
+				return nil // the drain finished as well: say so
+			}
+			return errStopping
 		case <-ctx.Done():
 			return ctx.Err()
 		}

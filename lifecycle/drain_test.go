@@ -422,13 +422,7 @@ func TestDrainWithStuckCheck(t *testing.T) {
 	defer close(release)
 	must(t, app.Hooks().AddCheck(lifecycle.Livez, lifecycle.Check{Name: "deaf", Timeout: 10 * time.Millisecond,
 		Func: func(context.Context) error { <-release; return nil }}))
-	done := make(chan error, 1)
-	go func() { done <- app.Run(context.Background()) }()
-	select {
-	case <-app.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("app not ready")
-	}
+	done := runApp(t, app)
 	if code, _ := do(t, "GET", "http://"+hooksLn.Addr().String()+"/livez", ""); code != 500 {
 		t.Errorf("GET /livez with a stuck check = %d, want 500", code)
 	}

@@ -431,6 +431,10 @@ func (s *Server) serveLogz(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// errStopping is what an App's preStop hook returns when the group is stopping without a drain:
+// servePreStop answers it with 200 "stopping".
+var errStopping = errors.New("lifecycle: stopping")
+
 func (s *Server) servePreStop(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	f := s.preStop
@@ -446,7 +450,10 @@ func (s *Server) servePreStop(w http.ResponseWriter, r *http.Request) {
 	}
 	// The drain may take the whole grace period: lift the write deadline for this answer.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
-	if err := f(r.Context()); err != nil {
+	if err := f(r.Context()); errors.Is(err, errStopping) {
+		fmt.Fprintln(w, "stopping")
+		return
+	} else if err != nil {
 		http.Error(w, "prestop: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
