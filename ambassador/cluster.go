@@ -355,12 +355,13 @@ type taker interface{ take(i int) }
 // when another can take the request. When the balancer keeps picking endpoints to avoid or at
 // both their concurrency and pending limits, the others are tried in turn, in address order after
 // its last pick (so a hashing balancer's retries stay deterministic), and the first with room
-// takes the request (a built-in P2C counts it as it counts its own picks); Acquire returns
-// ErrOverloaded only when none of them has room. When every endpoint is to be avoided, the
-// balancer's last pick takes the request, or, if that one has become unavailable, the first after
-// it in address order that has not (one tried): outside panic mode, an endpoint ejected since the
-// balancer was built takes the request only when every other has become unavailable too. It does
-// not allocate.
+// takes the request (a built-in P2C counts it as it counts its own picks). When none of them has
+// room (or there are none), a tried endpoint takes the request again: the balancer's last pick if
+// it is tried, else the first tried one after it in address order, skipping those at both limits
+// and (outside panic mode) those that have become unavailable. Acquire returns ErrOverloaded only
+// when every endpoint still available is at both limits. An endpoint ejected since the balancer
+// was built, outside panic mode, takes the request only when every other has become unavailable
+// too (the balancer's last pick, then). It does not allocate.
 func (c *Cluster) Acquire(ctx context.Context, key uint64, tried []*Backend) (Lease, error) {
 	return c.acquire(ctx, key, tried, true)
 }
@@ -409,18 +410,22 @@ func (c *Cluster) acquire(ctx context.Context, key uint64, tried []*Backend, wai
 			return l, err
 		}
 	}
+	// None untried and available has room: one tried already (the balancer's last pick first,
+	// then in address order after it) that is available and has room.
+	for d := range n {
+		j := (i + d) % n
+		if b := s.pick[j]; !slices.Contains(tried, b) || !s.panic && b.out.Load() {
+			continue // untried and available: had its turn above
+		}
+		candidates = true
+		if l, err := c.slot(ctx, s.pick[j], counted(s.bal, j), j, wait); err != ErrOverloaded {
+			return l, err
+		}
+	}
 	if candidates {
 		return Lease{}, ErrOverloaded
 	}
-	// Every endpoint is tried or unavailable (out, outside panic mode): a tried one over one out.
-	if !s.panic && s.pick[i].out.Load() {
-		for d := 1; d < n; d++ {
-			if j := (i + d) % n; !s.pick[j].out.Load() {
-				i = j
-				break
-			}
-		}
-	}
+	// Every endpoint is unavailable (out, outside panic mode): the balancer's last pick.
 	return c.slot(ctx, s.pick[i], counted(s.bal, i), i, wait)
 }
 

@@ -571,3 +571,69 @@ func TestAcquireTriesOthersWhenOverloaded(t *testing.T) {
 		})
 	}
 }
+
+// TestAcquireRetriesTriedWhenOthersCannot: a retry whose every untried endpoint is at both
+// circuit-breaker limits, or ejected, goes back to the endpoint it tried, which has room, rather
+// than fail with ErrOverloaded; for every balancer and key. With that one full too, it fails.
+func TestAcquireRetriesTriedWhenOthersCannot(t *testing.T) {
+	for _, name := range []string{"ring", "maglev", "rr", "p2c"} {
+		for _, other := range []string{"full", "ejected"} {
+			t.Run(name+"/"+other, func(t *testing.T) {
+				c, err := ambassador.NewCluster(ambassador.NewStatic(eps("a:1", "b:1")...),
+					ambassador.WithBalancer(ambassador.Balancers[name]), ambassador.WithCircuitBreaker(1, 0),
+					ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: 1, MaxEjectionPercent: 50}),
+					ambassador.WithPanicThreshold(0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				a, b := backendOf(t, c, "a:1"), backendOf(t, c, "b:1")
+				if other == "full" {
+					for k := uint64(0); ; k++ {
+						l, err := c.Acquire(t.Context(), k*0x9e3779b97f4a7c15, []*ambassador.Backend{a})
+						if err != nil {
+							t.Fatal(err)
+						}
+						if l.Backend == b {
+							defer l.Release() // b stays full
+							break
+						}
+						l.Release()
+					}
+				} else {
+					c.Report(b, false, 0) // without Run, the Report rebuilds the balancer
+					if got := available(c); !cmp.Equal([]string{"a:1"}, got) {
+						t.Fatalf("available %v after b:1's failure, want [a:1]", got)
+					}
+				}
+				for k := range uint64(500) {
+					key := k * 0x9e3779b97f4a7c15
+					l, err := c.Acquire(t.Context(), key, []*ambassador.Backend{a})
+					if err != nil {
+						t.Fatalf("key %#x: retry after a:1 with b:1 %s: %v, want a:1 again", key, other, err)
+					}
+					if l.Backend != a {
+						t.Fatalf("key %#x: retry after a:1 with b:1 %s went to %s, want a:1", key, other, l.Backend.Addr)
+					}
+					if other == "full" {
+						// a:1 full too: nothing has room.
+						if l2, err := c.Acquire(t.Context(), key, []*ambassador.Backend{a}); !errors.Is(err, ambassador.ErrOverloaded) {
+							if err == nil {
+								l2.Release()
+							}
+							t.Fatalf("key %#x: retry with a:1 and b:1 full: %v, want ErrOverloaded", key, err)
+						}
+					}
+					l.Release()
+				}
+				tried := []*ambassador.Backend{a}
+				if n := testing.AllocsPerRun(100, func() {
+					if l, err := c.Acquire(t.Context(), 1, tried); err == nil {
+						l.Release()
+					}
+				}); n != 0 {
+					t.Errorf("Acquire back to a tried endpoint allocates %v times, want 0", n)
+				}
+			})
+		}
+	}
+}

@@ -17,8 +17,10 @@
 //   - TCPProxy (L4, zero-copy splice on Linux) and HTTPProxy (L7: HTTP/1.1 and h2c, retries within
 //     a RetryBudget, per-try timeouts, request Splits to experiment clusters, X-Forwarded-*,
 //     upgrade pass-through) serve a listener in front of a Cluster. HTTPProxy retries idempotent
-//     requests on another endpoint within the RetryBudget; an attempt whose dial failed never
-//     reached a backend, so it is retried for any method and not charged to the budget.
+//     requests within the RetryBudget on another endpoint, or on one already tried when every
+//     other is at its circuit-breaker limits or unavailable (see Cluster.Acquire); an attempt
+//     whose dial failed never reached a backend, so it is retried for any method and not charged
+//     to the budget.
 //
 // Metrics per endpoint (requests, errors, latency, requests in flight, ejections, availability) are
 // named podblocks_ambassador_* and carry the labels cluster and endpoint.

@@ -50,10 +50,10 @@ func (s *Split) match(r *http.Request) bool {
 }
 
 // HTTPProxy is an HTTP/1.1 and h2c (prior knowledge) reverse proxy over a Cluster: retries of
-// idempotent requests on another endpoint within a retry budget, per-try timeouts, circuit
-// breaking, request splitting, X-Forwarded-* headers and upgrade (WebSocket) pass-through. It
-// speaks HTTP/1.1 to endpoints over its own keep-alive pools. It is an http.Handler, and Run
-// serves it on its listen address.
+// idempotent requests (on another endpoint when one can take them) within a retry budget,
+// per-try timeouts, circuit breaking, request splitting, X-Forwarded-* headers and upgrade
+// (WebSocket) pass-through. It speaks HTTP/1.1 to endpoints over its own keep-alive pools. It is
+// an http.Handler, and Run serves it on its listen address.
 //
 // The per-try timeout (WithPerTryTimeout) bounds a try until its response headers; the body idle
 // timeout (WithBodyIdleTimeout) then bounds each wait for more of the response body: an endpoint

@@ -882,3 +882,47 @@ func TestHTTPProxyNotReadyWhenSourceFails(t *testing.T) {
 		return ambassador.NewHTTPProxy("127.0.0.1:0", c, withPath(nil)...)
 	})
 }
+
+// TestHTTPProxyRetriesOnTriedWhenOthersFull: a GET that an endpoint answers 503 is retried on that
+// same endpoint, within the retry budget, when the other one is at both circuit-breaker limits,
+// rather than answered 503 for the full one.
+func TestHTTPProxyRetriesOnTriedWhenOthersFull(t *testing.T) {
+	var answered atomic.Int64
+	flaky := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if answered.Add(1)%2 == 1 {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "flaky\n")
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go flaky.Serve(ln)
+	t.Cleanup(func() { flaky.Close() })
+	full := ambassadortest.NewHTTPBackend(t, "full")
+	_, c, url := newHTTPProxy(t, ambassador.NewStatic(ambassador.Endpoint{Addr: ln.Addr().String()}, full.Endpoint()),
+		ambassador.WithCircuitBreaker(1, 0), ambassador.WithOutlier(ambassador.Outlier{ConsecutiveFailures: -1}))
+	held := backendOf(t, c, full.Addr)
+	for {
+		l, err := c.Acquire(t.Context(), 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Backend == held {
+			defer l.Release() // full stays at its one slot
+			break
+		}
+		l.Release()
+	}
+	cl := client(t)
+	for i := range 4 {
+		if code, body := get(t, cl, url); code != http.StatusOK || body != "flaky\n" {
+			t.Fatalf("GET %d with full at its limit = %d %q, want 200 from flaky (retried on it)", i, code, body)
+		}
+	}
+	if n := full.Count(); n != 0 {
+		t.Errorf("full saw %d requests, want 0", n)
+	}
+}

@@ -45,7 +45,7 @@ func newMetrics(name string, reg prometheus.Registerer) (*metrics, error) {
 		available: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "podblocks_ambassador_endpoint_available",
 			Help: "1 when the endpoint is healthy and not ejected, else 0. In panic mode (podblocks_ambassador_cluster_panic 1) endpoints at 0 take traffic too."}, l),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "podblocks_ambassador_retries_total",
-			Help: "Retries sent to another endpoint."}),
+			Help: "HTTP requests retried (on another endpoint when one can take them)."}),
 		panic: prometheus.NewGauge(prometheus.GaugeOpts{Name: "podblocks_ambassador_cluster_panic",
 			Help: "1 while the cluster is in panic mode: too few endpoints are available, so it balances over all of them, ejected and unhealthy ones too."}),
 	}

@@ -140,7 +140,8 @@ func WithIdleTimeout(d time.Duration) Option {
 func WithMaxConns(n int) Option { return optionFunc(func(c *config) { c.maxConns = n }) }
 
 // WithRetries sets how many times an idempotent request without a body (or a TCP dial) is retried
-// on another endpoint (default 2), within the retry budget.
+// (default 2), within the retry budget: on another endpoint, or on one already tried when every
+// other is at its circuit-breaker limits or unavailable.
 func WithRetries(n int) Option { return optionFunc(func(c *config) { c.retries = n }) }
 
 // WithRetryBudget sets the retry budget (default DefaultRetryBudget).
