@@ -73,6 +73,8 @@ type Cluster struct {
 	snap    atomic.Pointer[snapshot]
 	running atomic.Bool
 	ready   chan struct{}
+	stopped chan struct{} // closed when Run returns, runErr set
+	runErr  error         // what Run returned: read after stopped is closed
 	kick    chan struct{} // buffered 1: wakes Run to rebuild and re-arm the readmission timer
 
 	mu       sync.Mutex
@@ -109,6 +111,7 @@ func NewCluster(src Source, opts ...Option) (*Cluster, error) {
 		log:      cfg.logger.Named("ambassador").With(zap.String("cluster", cfg.name)),
 		outlier:  cfg.outlier.withDefaults(),
 		ready:    make(chan struct{}),
+		stopped:  make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		backends: map[string]*Backend{},
 	}
@@ -134,11 +137,17 @@ func (c *Cluster) Name() string { return c.cfg.name }
 func (c *Cluster) Ready() <-chan struct{} { return c.ready }
 
 // Run follows the Source, runs health checks and readmits ejected endpoints until ctx ends. It
-// returns nil then, after the Source and every health check goroutine have stopped.
-func (c *Cluster) Run(ctx context.Context) error {
+// returns nil then, after the Source and every health check goroutine have stopped. A Cluster
+// runs once: Run returns ErrRunning when it has been called before.
+func (c *Cluster) Run(ctx context.Context) (err error) {
 	if !c.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
+	defer func() {
+		// Deferred first, so it runs last: once every goroutine of Run has exited.
+		c.runErr = err
+		close(c.stopped)
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	srcErr := make(chan error, 1)
 	go func() { srcErr <- c.src.Run(ctx) }()

@@ -30,8 +30,9 @@
 // Constructors validate and start nothing. Cluster, TCPProxy, HTTPProxy, DNS, File and Static
 // are components: Run blocks until ctx ends, returns nil then, and returns only after every
 // goroutine it started has exited. A proxy runs its clusters (a cluster shared by two proxies is
-// run by whichever starts first; the other leaves it alone). Ready is closed once a proxy listens
-// and its clusters have their first endpoint sets; it is never closed when Run ends before that.
+// run by whichever starts first; the other leaves it alone, and when that Run fails, at start or
+// later, returns its error too). Ready is closed once a proxy listens and its clusters have their
+// first endpoint sets; it is never closed when Run ends before that.
 //
 // # Cleanup
 //

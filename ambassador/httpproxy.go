@@ -172,9 +172,11 @@ func (p *HTTPProxy) Addr() net.Addr {
 }
 
 // Run listens and serves until ctx ends, and runs the proxy's clusters (the primary one and those
-// of WithSplits) and its event loops (WithEventLoops). Then it stops accepting, closes idle client connections, waits up to 10s for
-// requests in flight, closes upgraded and remaining connections, and returns nil once every
-// goroutine has exited.
+// of WithSplits) and its event loops (WithEventLoops). Then it stops accepting, closes idle
+// client connections, waits up to 10s for requests in flight, closes upgraded and remaining
+// connections, and returns nil once every goroutine has exited. It ends so early, with the
+// cluster's error, when one of its clusters' Run fails, here or, for a cluster another proxy
+// runs, there.
 func (p *HTTPProxy) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -1107,14 +1109,23 @@ func awaitReady(ctx context.Context, errs chan error, cs ...*Cluster) bool {
 }
 
 // runShared runs c until ctx ends; a cluster already run by someone else (a shared one) is left
-// to them.
+// to them, and its Run's error, when it fails, is returned here too (the proxy cannot serve
+// without it): a proxy sharing a cluster ends with the one that runs it.
 func runShared(ctx context.Context, c *Cluster) error {
 	err := c.Run(ctx)
-	if errors.Is(err, ErrRunning) {
-		<-ctx.Done()
-		return nil
+	if !errors.Is(err, ErrRunning) {
+		return err
 	}
-	return err
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-c.stopped:
+		if c.runErr != nil {
+			return c.runErr
+		}
+	}
+	<-ctx.Done()
+	return nil
 }
 
 // defaultHTTPLoops is how many event loops an HTTPProxy serves on by default with procs Ps: one

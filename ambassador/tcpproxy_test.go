@@ -618,3 +618,54 @@ func checkNotReadyWhenSourceFails(t *testing.T, newProxy func(*ambassador.Cluste
 		}
 	}
 }
+
+// TestSharedClusterFailureEndsEveryProxy: when the Run of a cluster that two proxies share fails
+// (its File source's file is missing), the proxy that started it and the one that left it to the
+// other both return its error, neither Ready: whether the second starts with the first or after
+// the first has returned.
+func TestSharedClusterFailureEndsEveryProxy(t *testing.T) {
+	for _, order := range []string{"together", "after"} {
+		t.Run(order, func(t *testing.T) {
+			c, err := ambassador.NewCluster(&ambassador.File{Path: filepath.Join(t.TempDir(), "endpoints.json")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hp, err := ambassador.NewHTTPProxy("127.0.0.1:0", c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tp, err := ambassador.NewTCPProxy("127.0.0.1:0", c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wait := func(name string, p component, s *stoppable) {
+				t.Helper()
+				select {
+				case err := <-s.done:
+					if !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("%s: Run = %v, want the source's %v", name, err, os.ErrNotExist)
+					}
+				case <-time.After(10 * time.Second):
+					s.cancel()
+					<-s.done
+					t.Errorf("%s: Run has not returned in 10s", name)
+				}
+				s.cancel()
+				select {
+				case <-p.Ready():
+					t.Errorf("%s: Ready", name)
+				default:
+				}
+			}
+			first := startUnready(hp)
+			if order == "after" {
+				wait("the proxy that ran the cluster", hp, first)
+			}
+			second := startUnready(tp)
+			if order == "together" {
+				wait("the HTTP proxy", hp, first)
+			}
+			wait("the TCP proxy", tp, second)
+		})
+	}
+}
