@@ -311,18 +311,24 @@ func (c *Cluster) collect() (*snapshot, []Endpoint) {
 }
 
 // build builds the balancer of s over eps, from collect, makes s the snapshot, and sets the
-// panic metric (and logs panic mode) as s has it, so that they go with what Acquire and Status
-// see. Builds never overlap, so none replaces a snapshot collected after its own: while c.looping
-// is true only Run's goroutine builds (changed leaves rebuilds to it), and while it is false every
-// build is under c.mu (Run flips it under c.mu, its loop's last build done before it sets false).
+// panic metric as s has it, so that it goes with what Acquire and Status see; it logs entering
+// and leaving panic mode (not every build in it). Builds never overlap, so none replaces a
+// snapshot collected after its own: while c.looping is true only Run's goroutine builds (changed
+// leaves rebuilds to it), and while it is false every build is under c.mu (Run flips it under
+// c.mu, its loop's last build done before it sets false).
 func (c *Cluster) build(s *snapshot, eps []Endpoint) {
 	s.bal = c.cfg.balancer(eps)
-	c.snap.Store(s)
+	was := c.snap.Swap(s)
 	if s.panic {
-		c.log.Warn("panic mode: balancing over all endpoints", zap.Int("available", s.avail), zap.Int("total", len(s.all)))
 		c.metrics.panic.Set(1)
 	} else {
 		c.metrics.panic.Set(0)
+	}
+	switch {
+	case s.panic && (was == nil || !was.panic):
+		c.log.Warn("panic mode: balancing over all endpoints", zap.Int("available", s.avail), zap.Int("total", len(s.all)))
+	case !s.panic && was != nil && was.panic:
+		c.log.Info("panic mode over: balancing over the available endpoints", zap.Int("available", s.avail), zap.Int("total", len(s.all)))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -361,5 +362,63 @@ func TestBuildsNeverOverlapAcrossRunEnd(t *testing.T) {
 		if m := o.most.Load(); m != 1 {
 			t.Fatalf("round %d: up to %d balancer builds ran at once, want 1", i, m)
 		}
+	}
+}
+
+// TestPanicModeLoggedOnChangeOnly: "panic mode" is logged when the cluster enters it and when it
+// leaves it, not again on every rebuild of the balancer while it stays in it (here, three
+// changes of the endpoints' weights).
+func TestPanicModeLoggedOnChangeOnly(t *testing.T) {
+	logs, observed := observer.New(zap.InfoLevel)
+	weighted := func(w int, addrs ...string) []Endpoint {
+		eps := make([]Endpoint, len(addrs))
+		for i, a := range addrs {
+			eps[i] = Endpoint{Addr: a, Weight: w}
+		}
+		return eps
+	}
+	src := NewStatic(weighted(1, "a:1", "b:1", "c:1", "d:1")...)
+	c, err := NewCluster(src, WithLogger(zap.New(logs)), WithPanicThreshold(60),
+		WithOutlier(Outlier{ConsecutiveFailures: 1, MaxEjectionPercent: 50, BaseEjection: time.Hour}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runCluster(t, c)()
+	// rebuilt waits for a snapshot other than s, and returns it.
+	rebuilt := func(s *snapshot) *snapshot {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for c.snap.Load() == s {
+			if time.Now().After(deadline) {
+				t.Fatal("no rebuild in 10s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return c.snap.Load()
+	}
+	s := c.snap.Load()
+	c.Report(s.all[0], false, 0) // a:1 ejected: 3 of 4 available
+	s = rebuilt(s)
+	c.Report(s.all[1], false, 0) // b:1 ejected: 2 of 4, under 60%
+	for s = rebuilt(s); !s.panic; s = rebuilt(s) {
+	}
+	for w := 2; w <= 4; w++ {
+		src.Set(weighted(w, "a:1", "b:1", "c:1", "d:1")...)
+		for s = rebuilt(s); s.pick[0].Weight != w; s = rebuilt(s) {
+		}
+		if !s.panic {
+			t.Fatalf("weights %d: out of panic mode with a:1 and b:1 ejected", w)
+		}
+	}
+	src.Set(weighted(1, "c:1", "d:1")...) // the ejected ones gone: 2 of 2 available
+	for s = rebuilt(s); s.panic; s = rebuilt(s) {
+	}
+	var got []string
+	for _, e := range observed.FilterMessageSnippet("panic mode").All() {
+		got = append(got, e.Level.String()+" "+e.Message)
+	}
+	want := []string{"warn panic mode: balancing over all endpoints", "info panic mode over: balancing over the available endpoints"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("panic mode logs (-want +got):\n%s", diff)
 	}
 }
