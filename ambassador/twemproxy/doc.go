@@ -86,12 +86,13 @@
 // fragments counts the parts multi-key requests are split into (a request sent whole counts none);
 // nutcracker 0.5.0 declares the field but never increments it, so its document always says 0.
 //
-// A server connection that ends while no request is in flight on it (the server closed it idle:
-// redis's own "timeout", a restart between requests) is not counted toward server_failure_limit,
-// where nutcracker counts every close of a server connection as a failure. That spares a server an
-// ejection for closing idle connections, but a server that died while idle is ejected here only
-// when a request fails on it: with server_failure_limit 1, one client request more gets an error
-// before the ejection than under nutcracker (one per server_failure_limit consecutive failures).
+// Every close of a server connection counts toward server_failure_limit, as in nutcracker, also
+// one the server closes while no request is in flight on it: a server that dies while its
+// server_connections connections are idle is ejected by their closes before a client request
+// fails on it (4 idle connections and server_failure_limit 2 count 4 failures and 2 ejections,
+// as Debian's nutcracker 0.5.0 does). A server that closes idle connections on purpose (redis's
+// "timeout", memcached's idle_timeout) is counted the same way and can be ejected for it: leave
+// those off behind the proxy, as under nutcracker.
 // A connection made to a server while it is ejected, for requests placed on it just before its
 // ejection by clients that raced with it, does not count toward another ejection while the server
 // is ejected: nutcracker fails such requests with the connection that ejected it, and counts one

@@ -674,8 +674,10 @@ func (sc *serverConn) readLoop(s *session) {
 		defer s.timer.Stop()
 	}
 	readSelf := false // read at least one reply before handing the session to the poller again
-	// fail ends the session after err; a connection that ends while nothing is in flight (the
-	// server closed an idle connection) is not counted as a server failure.
+	// fail ends the session after err, counted as a server failure if count is set. Like
+	// nutcracker, which counts every close of a server connection, a connection the server closes
+	// while nothing is in flight on it counts too: a server that died while its connections were
+	// idle is ejected by their closes, before a client request fails on it.
 	fail := func(err error, count bool) {
 		var ne net.Error
 		switch {
@@ -750,9 +752,8 @@ func (sc *serverConn) readLoop(s *session) {
 				}
 				var ne net.Error
 				if s.dead || !errors.As(err, &ne) || !ne.Timeout() {
-					idle := len(sc.inflight) == 0
 					sc.mu.Unlock()
-					fail(err, !idle)
+					fail(err, true)
 					return
 				}
 				// A deadline fired while waiting: it is real only if the oldest request is overdue.
