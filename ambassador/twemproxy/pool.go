@@ -946,7 +946,9 @@ func sameServing(a, b *PoolConfig) bool {
 // ejects), the time of its last ejection, its counters and its connections, so that a reload
 // neither sends traffic to a server ejected a moment before nor resets its stats, and what old's
 // connections count while they drain, and their failures, land in the server st serves (see
-// failure). st must not have started.
+// failure). A server of st whose name old's server had at another address or network starts
+// fresh, not ejected, with old's counters as its base: the stats and the Prometheus series, keyed
+// by the name, do not go back. st must not have started.
 func (st *poolState) carry(old *poolState) {
 	byName := make(map[string]*server, len(old.servers))
 	for _, s := range old.servers {
@@ -955,7 +957,14 @@ func (st *poolState) carry(old *poolState) {
 	ejected := false
 	for _, s := range st.servers {
 		o := byName[s.cfg.Name]
-		if o == nil || o.cfg.Network != s.cfg.Network || o.cfg.Addr != s.cfg.Addr {
+		if o == nil {
+			continue
+		}
+		if o.cfg.Network != s.cfg.Network || o.cfg.Addr != s.cfg.Addr {
+			// A new server under the old one's name: fresh, but its counters (reported by name)
+			// go on from the old one's. What the old one's connections count while they drain
+			// after this is not added.
+			s.base = o.totals()
 			continue
 		}
 		c := o.serverCore

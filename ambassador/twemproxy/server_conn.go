@@ -56,10 +56,41 @@ type serverCore struct {
 	mu    sync.Mutex
 	conns []*serverConn
 	gone  connTotals
+
+	// base is what the server of the same name counted at another address before a reload moved
+	// it (see carry), so that its series go on rather than back to 0; set before the state that
+	// holds c is published, read-only after.
+	base serverTotals
 }
 
 // connTotals is the counters of connections that have retired.
 type connTotals struct{ requests, requestBytes, responses, responseBytes int64 }
+
+// serverTotals is a server's counters: those of its connections, its failures and its response
+// times.
+type serverTotals struct {
+	connTotals
+	eof, errs, timedout int64
+	resp                [len(responseBounds) + 1]int64
+	respSum             int64 // nanoseconds
+}
+
+// totals returns c's counters now, with its base.
+func (c *serverCore) totals() serverTotals {
+	var ss ServerStats
+	c.stats(&ss)
+	t := c.base
+	t.requests, t.requestBytes = ss.Requests, ss.RequestBytes // stats added the base's
+	t.responses, t.responseBytes = ss.Responses, ss.ResponseBytes
+	t.eof += c.eof.Load()
+	t.errs += c.errs.Load()
+	t.timedout += c.timedout.Load()
+	for i := range t.resp {
+		t.resp[i] += c.resp.n[i].Load()
+	}
+	t.respSum += c.resp.sum.Load()
+	return t
+}
 
 // retire moves the counters of conns, whose state has ended (nothing of theirs runs any more),
 // into c's totals and stops counting them live.
@@ -81,14 +112,32 @@ func (c *serverCore) retire(conns []*serverConn) {
 	}
 }
 
-// stats adds c's counters and queues, of every connection that shares it, to ss.
+// histogram returns c's response times as Prometheus' histogram (see serverResponseTimes), with its
+// base.
+func (c *serverCore) histogram() (count uint64, sum float64, buckets map[float64]uint64) {
+	count, sum, buckets = c.resp.histogram()
+	var cum uint64
+	for i, b := range responseBounds {
+		cum += uint64(c.base.resp[i])
+		buckets[b.Seconds()] += cum
+	}
+	cum += uint64(c.base.resp[len(responseBounds)])
+	return count + cum, sum + time.Duration(c.base.respSum).Seconds(), buckets
+}
+
+// stats adds c's counters and queues, of every connection that shares it, to ss, with its base:
+// all of its request and response counters, and the base of its failure counters (ss holds c's
+// own).
 func (c *serverCore) stats(ss *ServerStats) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ss.Requests += c.gone.requests
-	ss.RequestBytes += c.gone.requestBytes
-	ss.Responses += c.gone.responses
-	ss.ResponseBytes += c.gone.responseBytes
+	ss.Requests += c.gone.requests + c.base.requests
+	ss.RequestBytes += c.gone.requestBytes + c.base.requestBytes
+	ss.Responses += c.gone.responses + c.base.responses
+	ss.ResponseBytes += c.gone.responseBytes + c.base.responseBytes
+	ss.ServerEOF += c.base.eof
+	ss.ServerErr += c.base.errs
+	ss.ServerTimedout += c.base.timedout
 	for _, sc := range c.conns {
 		if sc.connected.Load() {
 			ss.ServerConnections++

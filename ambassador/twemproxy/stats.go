@@ -338,7 +338,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		st := p.st
 		p.mu.RUnlock()
 		for _, srv := range st.servers {
-			count, sum, buckets := srv.resp.histogram()
+			count, sum, buckets := srv.histogram()
 			ch <- prometheus.MustNewConstHistogram(c.resp, count, sum, buckets, p.name, srv.cfg.Name)
 		}
 	}
