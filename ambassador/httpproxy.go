@@ -250,23 +250,11 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 		if !ready {
 			return // Run is ending: accept nothing
 		}
-		var delay time.Duration
 		for {
-			c, err := ln.Accept()
+			c, err := acceptNext(cctx, p.log, ln.Accept)
 			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				p.log.Warn("accept", zap.Error(err))
-				select {
-				case <-time.After(delay):
-					continue
-				case <-cctx.Done():
-					return
-				}
+				return // ln closed, or cctx ended
 			}
-			delay = 0
 			if lps != nil && lps.take(c) {
 				continue
 			}

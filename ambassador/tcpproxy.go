@@ -160,27 +160,14 @@ func (p *TCPProxy) Run(ctx context.Context) error {
 }
 
 // accept accepts connections on ln, serving each on its own goroutine (serve may hand it to a loop),
-// until ln fails; errc gets why.
+// until ln is closed or ctx ends (see acceptNext); errc gets why.
 func (p *TCPProxy) accept(ctx context.Context, ln *net.TCPListener, errc chan<- error) {
-	var delay time.Duration
 	for {
-		c, err := ln.AcceptTCP()
+		c, err := acceptNext(ctx, p.log, ln.AcceptTCP)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
-				// Out of file descriptors and the like: back off, keep serving.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				p.log.Warn("accept", zap.Error(err))
-				select {
-				case <-time.After(delay):
-					continue
-				case <-ctx.Done():
-				}
-			}
 			errc <- err
 			return
 		}
-		delay = 0
 		if !p.track(c) {
 			c.Close()
 			continue
