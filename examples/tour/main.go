@@ -4,6 +4,9 @@
 //	go run ./examples/tour              play the acts and exit
 //	go run ./examples/tour -serve ADDR  then keep the pod running, with its hook server (/statusz,
 //	                                    probes, metrics) on ADDR, until SIGTERM
+//
+// Ctrl-C during the acts stops the act playing and ends the tour (exit 1) once the act has cleaned
+// up; a second Ctrl-C does not wait for that cleanup and exits at once (130).
 package main
 
 import (
@@ -46,21 +49,28 @@ func main() {
 	if role := childRole(os.Args); role != "" {
 		os.Exit(runChild(role))
 	}
-	o, err := parseFlags(os.Args[1:], os.Stderr)
+	os.Exit(run(os.Args[1:], acts()))
+}
+
+// run is the tour command with the command-line arguments args, playing acts; it returns the exit
+// code.
+func run(args []string, acts []act) int {
+	o, err := parseFlags(args, os.Stderr)
 	if err != nil {
-		cmdline.Exit("tour", err)
+		return cmdline.Report(os.Stderr, "tour", err)
 	}
 	// SIGINT or SIGTERM during the acts stops them (each cleans up what it started, the scratch
-	// directory goes) and the tour exits 1; under -serve, once the acts are over, the hook server's
-	// App drains on them instead, and the tour exits as the acts went.
+	// directory goes) and the tour exits 1; a second one while the act playing still cleans up exits
+	// at once with 128 + the signal (130 for a second Ctrl-C). Under -serve, once the acts are over,
+	// the hook server's App drains on them instead, and the tour exits as the acts went.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	code, err := tour(context.Background(), os.Stdout, acts(), o.actTimeout, o.serve, sigs)
+	code, err := tour(context.Background(), os.Stdout, acts, o.actTimeout, o.serve, sigs)
 	signal.Stop(sigs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tour:", err)
 	}
-	os.Exit(code)
+	return code
 }
 
 type options struct {
@@ -99,7 +109,8 @@ type outcome struct {
 // tour plays the acts, prints the summary, and with serve != "" runs the kept components behind a
 // hook server until SIGTERM or the end of ctx. It listens on serve before the first act, so that a
 // busy port fails the tour at once. A signal from interrupt during the acts stops them and the tour
-// (while serving, the hook server's App handles the signals itself). It returns the exit code, and
+// (while serving, the hook server's App handles the signals itself); a second one, while the act
+// playing is still stopping, ends the process at once (see abandon). It returns the exit code, and
 // what made it non-zero, if anything more than the summary says.
 func tour(ctx context.Context, out io.Writer, acts []act, actTimeout time.Duration, serve string, interrupt <-chan os.Signal) (int, error) {
 	var ln net.Listener
@@ -132,6 +143,13 @@ func tour(ctx context.Context, out io.Writer, acts []act, actTimeout time.Durati
 		select {
 		case sig := <-interrupt:
 			interrupted(fmt.Errorf("interrupted by %v", sig))
+		case <-watching:
+			return
+		}
+		// The act playing is stopping; a second signal does not wait for it.
+		select {
+		case sig := <-interrupt:
+			abandon(dir, sig)
 		case <-watching:
 		}
 	}()
@@ -181,6 +199,21 @@ func tour(ctx context.Context, out io.Writer, acts []act, actTimeout time.Durati
 		return 1, err
 	}
 	return code, nil
+}
+
+// abandon ends the process at once on sig, a second signal that came while the act the first one
+// stopped was still cleaning up: it says so on stderr, removes the scratch directory dir, and exits
+// with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), the status a shell gives a
+// process that signal killed. The child processes the acts start with a parent-death signal
+// (memcached, the work-item commands) die with the tour on Linux; no summary is printed.
+func abandon(dir string, sig os.Signal) {
+	fmt.Fprintf(os.Stderr, "tour: second %v: exiting without waiting for the act to stop\n", sig)
+	os.RemoveAll(dir)
+	code := 1
+	if n, ok := sig.(syscall.Signal); ok {
+		code = 128 + int(n)
+	}
+	os.Exit(code)
 }
 
 // play plays act a with at most timeout. An act that ran past its timeout failed, whatever it

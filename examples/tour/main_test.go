@@ -25,15 +25,19 @@ import (
 	"github.com/podblocks/podblocks/internal/shardproc"
 )
 
-// mainEnv makes the test binary the tour command itself (main), for the tests that run it.
+// mainEnv makes the test binary the tour command itself (main), for the tests that run it; set to
+// "stuck", the command plays stuckAct alone.
 const mainEnv = "TOUR_TEST_MAIN"
 
 func TestMain(m *testing.M) {
 	if role := childRole(os.Args); role != "" { // the acts run this test binary as their commands
 		os.Exit(runChild(role))
 	}
-	if os.Getenv(mainEnv) == "1" {
+	switch os.Getenv(mainEnv) {
+	case "1":
 		main() // exits
+	case "stuck":
+		os.Exit(run(os.Args[1:], []act{stuckAct()}))
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -49,6 +53,36 @@ func command(t *testing.T, dir string, args ...string) *exec.Cmd {
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), mainEnv+"=1", "TMPDIR="+dir)
 	return cmd
+}
+
+// start starts cmd with its stdout piped and its stderr kept; the test kills it at its end.
+func start(t *testing.T, cmd *exec.Cmd) (io.Reader, *bytes.Buffer) {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return stdout, &stderr
+}
+
+// signalAndWait sends sig to cmd, copies the rest of its stdout to out, and waits for it to exit;
+// it returns how long after the signal cmd exited, and what Wait returned.
+func signalAndWait(t *testing.T, cmd *exec.Cmd, sig os.Signal, stdout io.Reader, out *bytes.Buffer) (time.Duration, error) {
+	t.Helper()
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	rest, _ := io.ReadAll(stdout)
+	out.Write(rest)
+	err := cmd.Wait()
+	return time.Since(signalled), err
 }
 
 // actCleanup is how long an act may take past its timeout to stop what it started.
@@ -204,16 +238,7 @@ func TestSignalStopsTheTour(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			cmd := command(t, dir)
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
+			stdout, stderr := start(t, cmd)
 			// Wait for the sharding act, and for its memcached processes if memcached is installed.
 			var out bytes.Buffer
 			sc := bufio.NewScanner(stdout)
@@ -230,14 +255,7 @@ func TestSignalStopsTheTour(t *testing.T) {
 			if shardproc.Have(shardproc.MemcachedPath) && len(children) == 0 {
 				t.Log("the sharding act ended before its memcached processes were seen")
 			}
-			if err := cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
-			signalled := time.Now()
-			rest, _ := io.ReadAll(stdout)
-			out.Write(rest)
-			err = cmd.Wait()
-			took := time.Since(signalled)
+			took, err := signalAndWait(t, cmd, sig, stdout, &out)
 			if code := cmd.ProcessState.ExitCode(); code != 1 || took > actCleanup {
 				t.Errorf("after %v: exit %d (%v) %v later; want 1 within %v\nstdout:\n%s\nstderr:\n%s", sig, code, err, took, actCleanup, out.String(), stderr.String())
 			}
