@@ -1534,22 +1534,30 @@ func (q *Memory) Dead(ctx context.Context, max int) ([]DeadItem, error) {
 	return append([]DeadItem(nil), q.dead[:n]...), nil
 }
 
-// Stats implements Queue.
+// Stats implements Queue. After Close, or once a Shutdown has begun, it returns ErrClosed: the
+// items a closed queue still holds are in no queue anyone can lease from, so a scrape of a Pool's
+// depth over it leaves them out (and the queue's own metrics are unregistered as it closes).
 func (q *Memory) Stats(ctx context.Context) (Stats, error) {
 	now := q.clock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.closed {
-		q.advance(now)
-		if q.available() {
-			q.wakeLocked()
-		}
+	if q.closed {
+		return Stats{}, ErrClosed
 	}
+	q.advance(now)
+	if q.available() {
+		q.wakeLocked()
+	}
+	return q.statsLocked(), nil
+}
+
+// statsLocked counts the items the queue holds, by state, open or closed. Called with mu held.
+func (q *Memory) statsLocked() Stats {
 	r := int64(q.ready.len())
 	q.inMu.Lock()
 	inLane := int64(q.lane.n) - int64(q.lane.claimed())
 	q.inMu.Unlock()
-	return Stats{Ready: r + max(inLane, 0), Leased: q.leasedCount(), Delayed: int64(q.live) - r, Dead: int64(len(q.dead))}, nil
+	return Stats{Ready: r + max(inLane, 0), Leased: q.leasedCount(), Delayed: int64(q.live) - r, Dead: int64(len(q.dead))}
 }
 
 // Close stops the queue at once: Add and Lease return ErrClosed (blocked Leases too). Leases already
@@ -1637,7 +1645,10 @@ func (q *Memory) Shutdown(ctx context.Context) error {
 
 // Statusz reports the queue's counts for a status page.
 func (q *Memory) Statusz() (title string, header []string, rows [][]string) {
-	s, _ := q.Stats(context.Background())
+	s, err := q.Stats(context.Background())
+	if err != nil {
+		return "workqueue (memory)", []string{"key", "value"}, [][]string{{"error", err.Error()}}
+	}
 	return "workqueue (memory)", []string{"key", "value"}, statsRows(s)
 }
 

@@ -180,9 +180,9 @@ func (cs collectors) Collect(ch chan<- prometheus.Metric) {
 // each scrape as the queue's own statsCollector reads its counts: a failed read is counted in
 // podblocks_workqueue_depth_stats_errors_total and logged at warn level once an outage, and that
 // scrape leaves the gauge out, rather than reporting a value that no queue holds. Once the queue
-// is closed for good (the pool's Lease or a scrape's Stats returned ErrClosed) it is not read
-// again, and the gauge is left out without an error: the items a closed queue's Stats may still
-// count (Memory's do) are not in any queue a pool can lease from.
+// is closed for good (the pool's Lease or a scrape's Stats returned ErrClosed, as every backend's
+// Stats does after its Close, also when the Pool stopped before the queue closed) it is not read
+// again, and the gauge is left out without an error: a closed queue holds nothing a pool can lease.
 type depthCollector struct {
 	stats  func(context.Context) (Stats, error)
 	closed *atomic.Bool // the pool's: its queue returned ErrClosed

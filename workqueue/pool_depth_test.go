@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,11 +17,40 @@ import (
 
 	"github.com/podblocks/podblocks/internal/promscrape"
 	"github.com/podblocks/podblocks/workqueue"
+	"github.com/podblocks/podblocks/workqueue/bolt"
 )
 
 // depthNone is what a scrape shows of a pool's depth when the gauge is left out and no Stats
 // error was counted.
 var depthNone = []string{`podblocks_workqueue_depth_stats_errors_total 0`}
+
+// observedPool is a Pool over q that acks every item, with its metrics on the registry returned
+// and its warnings in the logs returned.
+func observedPool(t *testing.T, q workqueue.Queue) (*workqueue.Pool, *prometheus.Registry, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zap.WarnLevel)
+	reg := prometheus.NewRegistry()
+	p, err := workqueue.NewPool(q, workqueue.HandlerFunc(func(context.Context, *workqueue.Item) error { return nil }),
+		workqueue.WithRegisterer(reg), workqueue.WithLogger(zap.New(core)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, reg, logs
+}
+
+// addThree adds three items to q, open, and checks that a scrape of reg shows a pool's depth of 3.
+func addThree(t *testing.T, q workqueue.Queue, reg *prometheus.Registry) {
+	t.Helper()
+	for range 3 {
+		if _, err := q.Add(context.Background(), []byte("x"), workqueue.AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff([]string{`podblocks_workqueue_depth_items 3`, depthNone[0]},
+		promscrape.Lines(t, reg, "podblocks_workqueue_depth")); diff != "" {
+		t.Errorf("three items added to the open queue (-want +got):\n%s", diff)
+	}
+}
 
 // TestPoolDepthOverClosedClient: a Pool over a Client, run and stopped, its Client closed: the
 // scrapes leave the depth gauge out, without counting a Stats error or logging one each.
@@ -36,13 +66,7 @@ func TestPoolDepthOverClosedClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, logs := observer.New(zap.WarnLevel)
-	reg := prometheus.NewRegistry()
-	p, err := workqueue.NewPool(c, workqueue.HandlerFunc(func(context.Context, *workqueue.Item) error { return nil }),
-		workqueue.WithRegisterer(reg), workqueue.WithLogger(zap.New(core)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, reg, logs := observedPool(t, c)
 	stop := runPool(t, p)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -67,22 +91,8 @@ func TestPoolDepthOverClosedClient(t *testing.T) {
 // not report the items the closed queue's Stats still counts.
 func TestPoolDepthOfClosedMemory(t *testing.T) {
 	q := mustMemory(t)
-	core, logs := observer.New(zap.WarnLevel)
-	reg := prometheus.NewRegistry()
-	p, err := workqueue.NewPool(q, workqueue.HandlerFunc(func(context.Context, *workqueue.Item) error { return nil }),
-		workqueue.WithRegisterer(reg), workqueue.WithLogger(zap.New(core)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if _, err := q.Add(context.Background(), []byte("x"), workqueue.AddOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if diff := cmp.Diff([]string{`podblocks_workqueue_depth_items 3`, depthNone[0]},
-		promscrape.Lines(t, reg, "podblocks_workqueue_depth")); diff != "" {
-		t.Errorf("before Close (-want +got):\n%s", diff)
-	}
+	p, reg, logs := observedPool(t, q)
+	addThree(t, q, reg)
 	q.Close()
 	if err := p.Run(context.Background()); !errors.Is(err, workqueue.ErrClosed) {
 		t.Fatalf("Run over a closed queue: %v, want ErrClosed", err)
@@ -92,6 +102,45 @@ func TestPoolDepthOfClosedMemory(t *testing.T) {
 	}
 	if n := logs.Len(); n != 0 {
 		t.Errorf("%d warnings, want none: %v", n, logs.All()[0].Message)
+	}
+}
+
+// TestPoolDepthOfQueueClosedAfterRun: a Pool stopped by its ctx (so its Lease never saw
+// ErrClosed), whose Memory or bolt queue is closed afterwards, leaves the depth gauge out rather
+// than reporting the items the closed queue held, without counting or logging a Stats error. It
+// used to report them at every scrape: a closed Memory's Stats still answered.
+func TestPoolDepthOfQueueClosedAfterRun(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) workqueue.Queue{
+		"memory": func(t *testing.T) workqueue.Queue { return mustMemory(t) },
+		"bolt": func(t *testing.T) workqueue.Queue {
+			q, err := bolt.Open(context.Background(), filepath.Join(t.TempDir(), "q.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { q.Close() })
+			return q
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			q := open(t)
+			p, reg, logs := observedPool(t, q)
+			stop := runPool(t, p)
+			if err := stop(); err != nil {
+				t.Fatalf("Run stopped by its ctx: %v", err)
+			}
+			addThree(t, q, reg)
+			if err := q.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for range 5 {
+				if diff := cmp.Diff(depthNone, promscrape.Lines(t, reg, "podblocks_workqueue_depth")); diff != "" {
+					t.Fatalf("after Close (-want +got):\n%s", diff)
+				}
+			}
+			if n := logs.Len(); n != 0 {
+				t.Errorf("%d warnings, want none: %v", n, logs.All()[0].Message)
+			}
+		})
 	}
 }
 

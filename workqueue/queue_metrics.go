@@ -23,7 +23,8 @@ type statsCollector struct {
 	log    *zap.Logger
 	items  *prometheus.Desc
 	errors prometheus.Counter
-	down   outage // of stats, logged once
+	down   outage      // of stats, logged once
+	closed atomic.Bool // stats returned ErrClosed: the queue is closed for good
 	// more, if set, sends the backend's own metrics after the items (more's descs, for Describe,
 	// are moreDescs).
 	more      func(ch chan<- prometheus.Metric)
@@ -40,8 +41,11 @@ type statsCollector struct {
 // with the constant label queue=name, unless name is "". A failed stats call is counted, and that
 // scrape leaves the gauges out; it neither fails the scrape nor waits more than the timeout. It is
 // logged at warn level to log (nil: not logged) once a run of failures, and the run's end at info
-// level. Two collectors with the same name, or an unnamed
-// one beside another, collide on one registerer (Register returns an error).
+// level. A stats call that fails with ErrClosed says the queue is closed for good (Close, or a
+// workqueue/jetstream queue's NATS connection closed): it is neither counted nor logged, stats is
+// not called again, and every scrape from then on leaves the gauges out and keeps the error count
+// as it was. Two collectors with the same name, or an unnamed one beside another, collide on one
+// registerer (Register returns an error).
 //
 // NewMemory (and so workqueue/bolt) and workqueue/jetstream register one with WithRegisterer;
 // it is for Queue implementations of other packages.
@@ -84,7 +88,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
-	if s, ok := scrapeStats(c.stats, c.errors, &c.down, nil, c.log, "queue stats for metrics"); ok {
+	if s, ok := scrapeStats(c.stats, c.errors, &c.down, &c.closed, c.log, "queue stats for metrics"); ok {
 		for i, v := range [...]int64{s.Ready, s.Delayed, s.Leased, s.Dead} {
 			ch <- prometheus.MustNewConstMetric(c.items, prometheus.GaugeValue, float64(v), stateNames[i])
 		}
@@ -116,18 +120,19 @@ func newMemoryCollector(q *Memory) *statsCollector {
 
 // scrapeStats reads stats for a scrape, bounded by statsTimeout, and reports whether it did, so
 // that the scrape leaves its gauges out if not. A failed read is counted in errs, at every scrape,
-// and logged as what at warn level once an outage (down), and the outage's end at info level. If
-// closed is not nil, a read that fails with ErrClosed sets it and is neither counted nor logged,
-// and once closed is set no more reads are made: a queue closed for good holds nothing to report.
+// and logged as what at warn level once an outage (down), and the outage's end at info level. A
+// read that fails with ErrClosed sets closed and is neither counted nor logged, and once closed is
+// set (by such a read, or by whoever else learnt that the queue closed) no more reads are made: a
+// queue closed for good holds nothing to report.
 func scrapeStats(stats func(context.Context) (Stats, error), errs prometheus.Counter, down *outage, closed *atomic.Bool, log *zap.Logger, what string) (Stats, bool) {
-	if closed != nil && closed.Load() {
+	if closed.Load() {
 		return Stats{}, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
 	s, err := stats(ctx)
 	switch {
-	case closed != nil && errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrClosed):
 		closed.Store(true)
 		return Stats{}, false
 	case err != nil:

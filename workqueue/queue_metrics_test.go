@@ -3,7 +3,9 @@ package workqueue_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -189,5 +191,34 @@ func TestStatsCollectorFailure(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestStatsCollectorClosedQueue: once Stats says the queue is closed for good (ErrClosed, as a
+// workqueue/jetstream queue's does when its NATS connection closed), scrapes leave the gauges out
+// without counting an error or reading Stats again. They used to count an error at every scrape.
+func TestStatsCollectorClosedQueue(t *testing.T) {
+	var calls, closed atomic.Int64
+	stats := func(context.Context) (workqueue.Stats, error) {
+		calls.Add(1)
+		if closed.Load() != 0 {
+			return workqueue.Stats{}, fmt.Errorf("consumer info: %w: connection closed", workqueue.ErrClosed)
+		}
+		return workqueue.Stats{Ready: 2}, nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(workqueue.NewStatsCollector("jobs", stats, nil))
+	lines := func() []string { return promscrape.Lines(t, reg, "podblocks_workqueue_queue_") }
+	if got := lines(); len(got) != 5 || got[3] != `podblocks_workqueue_queue_items{queue="jobs",state="ready"} 2` {
+		t.Fatalf("scrape of an open queue: %q", got)
+	}
+	closed.Store(1)
+	for i := range 5 {
+		if diff := cmp.Diff([]string{`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 0`}, lines()); diff != "" {
+			t.Fatalf("scrape %d of a closed queue (-want +got):\n%s", i+1, diff)
+		}
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("Stats called %d times, want 2: once open, once to find it closed", n)
 	}
 }

@@ -294,6 +294,11 @@ func testClose(t *testing.T, q workqueue.Queue) {
 	if _, err := q.Lease(ctxT(t, wait)); !errors.Is(err, workqueue.ErrClosed) {
 		t.Errorf("Lease after Close: %v, want ErrClosed", err)
 	}
+	// A closed queue has no counts to report: what it held is in no queue anyone can lease from,
+	// and a scrape of its metrics (a Pool's depth gauge) must not report it.
+	if s, err := q.Stats(ctxT(t, wait)); !errors.Is(err, workqueue.ErrClosed) {
+		t.Errorf("Stats after Close: %+v, %v, want ErrClosed", s, err)
+	}
 }
 
 func testNack(t *testing.T, q workqueue.Queue) {

@@ -86,8 +86,9 @@
 // WithRegisterer registers podblocks_workqueue_queue_items{state} and
 // podblocks_workqueue_queue_stats_errors_total, labelled queue="<name>" (see
 // workqueue.NewStatsCollector): each scrape reads Stats, three JetStream API requests bounded by 2s;
-// a failed one is logged and counted, and leaves the gauges out of that scrape. Close
-// unregisters them.
+// a failed one is counted, logged once a run of failures, and leaves the gauges out of that scrape.
+// A closed connection is not a failure: from the first scrape that finds it, the gauges are left
+// out and nothing more is counted or asked of the server. Close unregisters them.
 //
 // # Concurrency
 //

@@ -1340,8 +1340,13 @@ func (q *Queue) Dead(ctx context.Context, max int) ([]workqueue.DeadItem, error)
 // stream's messages; Delayed is always 0. An Add, Lease or Ack that has returned is counted. (The
 // consumer's own pending count is not used for Ready: the server raises it on another goroutine
 // after it has answered the publish, so it could miss an Add that had returned.) Under concurrent
-// Acks, Ready may be off by those that land between the requests.
+// Acks, Ready may be off by those that land between the requests. After Close it returns
+// workqueue.ErrClosed without asking the server, as every backend's Stats does (a Pool's depth
+// gauge over it is then left out): the stream's counts are for the Queues still open on it.
 func (q *Queue) Stats(ctx context.Context) (workqueue.Stats, error) {
+	if q.closed.Load() {
+		return workqueue.Stats{}, workqueue.ErrClosed
+	}
 	ci, err := q.cons.Info(ctx)
 	if err != nil {
 		return workqueue.Stats{}, fmt.Errorf("consumer info: %w", classify(ctx, err))

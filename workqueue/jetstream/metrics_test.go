@@ -19,7 +19,8 @@ import (
 
 // TestMetrics checks the queue's metrics against a known state (one item each ready, leased and
 // dead), labelled with the queue's name; a second queue of the name on the registerer is refused;
-// a scrape whose Stats fails, its connection closed, leaves the gauges out and counts the failure.
+// a scrape whose Stats fails leaves the gauges out and counts the failure, unless the failure is
+// the connection closed for good.
 func TestMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -81,10 +82,14 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("a scrape without the dead-letter stream (-want +got):\n%s", diff)
 	}
 
+	// A closed connection closes the queue for good: its scrapes leave the gauges out without
+	// counting an error each (they used to, at every scrape, for as long as it stayed registered).
 	nc.Close()
-	got = promscrape.Lines(t, reg, "podblocks_workqueue_queue_")
-	if diff := cmp.Diff([]string{`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 2`}, got); diff != "" {
-		t.Errorf("a scrape with the connection closed (-want +got):\n%s", diff)
+	for i := range 5 {
+		got = promscrape.Lines(t, reg, "podblocks_workqueue_queue_")
+		if diff := cmp.Diff([]string{`podblocks_workqueue_queue_stats_errors_total{queue="jobs"} 1`}, got); diff != "" {
+			t.Fatalf("scrape %d with the connection closed (-want +got):\n%s", i+1, diff)
+		}
 	}
 }
 
