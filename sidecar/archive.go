@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,16 @@ const maxArchiveBytes = 1 << 30
 
 // extractTar unpacks a tar stream, gzip-compressed or not, into dir. Only regular files,
 // directories and relative symlinks that stay inside dir are accepted; anything else (absolute or
-// ".." paths, hard links, devices, escaping symlinks) is ErrBadArchive.
+// ".." paths, hard links, devices, escaping symlinks, an entry under a symlink, an entry named as
+// an earlier one) is ErrBadArchive, as is a stream the tar reader cannot read. What fails in
+// writing the content (a full disk) is returned as it is.
+//
+// A symlink stays inside dir when its target is relative, its ".." components all come first, and
+// they climb no higher than dir; and no entry is extracted under a symlink. So a symlink is
+// resolved from a real directory, its ".." components climb real directories, and the rest of its
+// target only descends, through names that are real directories or symlinks held to the same
+// rule: whatever symlinks other entries (earlier or later) make, none leads out of dir. A target
+// as "d/../x" is refused, since "d" may be a symlink, to "." for one, from which ".." leaves dir.
 func extractTar(r io.Reader, dir string) error {
 	br := bufio.NewReader(r)
 	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
@@ -62,6 +72,12 @@ func extractTarStream(r io.Reader, dir string) error {
 			continue
 		}
 		switch h.Typeflag {
+		case tar.TypeDir, tar.TypeReg, tar.TypeSymlink:
+			if err := noSymlinkParent(root, name); err != nil {
+				return err
+			}
+		}
+		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := root.MkdirAll(name, 0o755); err != nil {
 				return err
@@ -80,33 +96,116 @@ func extractTarStream(r io.Reader, dir string) error {
 			}
 			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 			if err != nil {
-				return fmt.Errorf("%w: %w", ErrBadArchive, err)
+				return entryErr(h.Name, err)
 			}
-			_, err = io.Copy(f, io.LimitReader(tr, h.Size))
+			src := &readErr{r: io.LimitReader(tr, h.Size)}
+			_, err = io.Copy(f, src)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
+			if src.err != nil {
+				return fmt.Errorf("%w: %w", ErrBadArchive, src.err)
+			}
 			if err != nil {
-				return fmt.Errorf("%w: %w", ErrBadArchive, err)
+				return err // the write's: a full disk, a file size limit
 			}
 		case tar.TypeSymlink:
-			target := h.Linkname
-			if filepath.IsAbs(target) {
-				return fmt.Errorf("%w: %q: absolute symlink", ErrBadArchive, h.Name)
-			}
-			if _, err := safeRel(filepath.Join(filepath.Dir(name), target)); err != nil {
-				return fmt.Errorf("%w: %q: symlink leaves the root", ErrBadArchive, h.Name)
+			if err := checkSymlink(name, h.Linkname); err != nil {
+				return fmt.Errorf("%w: %q -> %q: %w", ErrBadArchive, h.Name, h.Linkname, err)
 			}
 			if err := mkdirParent(root, name); err != nil {
 				return err
 			}
-			if err := root.Symlink(target, name); err != nil {
-				return fmt.Errorf("%w: %w", ErrBadArchive, err)
+			if err := root.Symlink(h.Linkname, name); err != nil {
+				return entryErr(h.Name, err)
 			}
 		default:
 			return fmt.Errorf("%w: %q: unsupported entry type %q", ErrBadArchive, h.Name, h.Typeflag)
 		}
 	}
+}
+
+// noSymlinkParent returns ErrBadArchive when one of the directories holding name in root, as
+// extracted so far, is a symlink. It looks at the real tree (Lstat), parent by parent from the
+// top; a missing one ends the check, since mkdirParent makes it a real directory.
+func noSymlinkParent(root *os.Root, name string) error {
+	dir := filepath.Dir(name)
+	if dir == "." {
+		return nil
+	}
+	sep := string(filepath.Separator)
+	for i := 0; ; {
+		j := strings.Index(dir[i:], sep)
+		p := dir
+		if j >= 0 {
+			p = dir[:i+j]
+		}
+		fi, err := root.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%w: %q: under the symlink %q", ErrBadArchive, name, p)
+		}
+		if j < 0 {
+			return nil
+		}
+		i += j + 1
+	}
+}
+
+// checkSymlink checks the target of the symlink name (cleaned by safeRel) against the rule
+// extractTar states: relative, ".." components first only, climbing no higher than the root.
+func checkSymlink(name, target string) error {
+	if target == "" || strings.ContainsRune(target, 0) {
+		return errors.New("empty or NUL target")
+	}
+	if filepath.IsAbs(target) || filepath.VolumeName(target) != "" {
+		return errors.New("absolute symlink")
+	}
+	named := false
+	for _, c := range strings.FieldsFunc(target, func(r rune) bool { return r == '/' || r == filepath.Separator }) {
+		switch {
+		case c == ".":
+		case c == "..":
+			if named {
+				return errors.New(`".." after a name: the name may be a symlink`)
+			}
+		default:
+			named = true
+		}
+	}
+	if _, err := safeRel(filepath.Join(filepath.Dir(name), target)); err != nil {
+		return errors.New("symlink leaves the root")
+	}
+	return nil
+}
+
+// entryErr wraps an error creating the entry name: ErrBadArchive when the name is taken by an
+// earlier entry (the archive's doing), else the error as it is (the disk's).
+func entryErr(name string, err error) error {
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: %q: named as an earlier entry: %w", ErrBadArchive, name, err)
+	}
+	return err
+}
+
+// readErr keeps the error, other than io.EOF, its reader returned: what failed in an io.Copy
+// was reading the archive when it is set, else writing the file.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 // mkdirParent makes the directories holding name in root.
