@@ -491,7 +491,13 @@ func (c *client) drainLocked(rc *reqCache) {
 		if !c.broken && !c.quit {
 			// A noreply request gets no reply on any path (an error, a local answer): the
 			// client reads none, and one would shift every later reply.
-			if !r.NoReply {
+			switch {
+			case r.NoReply:
+			case len(c.out) == 0 && len(r.Resp) > maxPooledBuf:
+				// A large reply first in line is written from its own buffer rather than
+				// copied: out takes it over, and r the old out's array.
+				c.out, r.Resp = r.Resp, c.out[:0]
+			default:
 				c.out = append(c.out, r.Resp...)
 			}
 			c.quit = r.Quit
@@ -529,8 +535,19 @@ func (c *client) writeLocked() {
 			return
 		}
 	}
-	c.out = c.out[:0]
+	c.clearOutLocked()
 	c.afterWriteLocked()
+}
+
+// clearOutLocked empties out once its replies are written, and drops its array if a large reply
+// grew it past maxPooledBuf, so that a client does not hold the size of its largest reply for the
+// life of its connection.
+func (c *client) clearOutLocked() {
+	if cap(c.out) > maxPooledBuf {
+		c.out = nil
+		return
+	}
+	c.out = c.out[:0]
 }
 
 func (c *client) afterWriteLocked() {
@@ -591,7 +608,7 @@ func (c *client) writeLoop() {
 		// or they fail once it passes and the client is cut off.
 		dl.clear(c.conn)
 		c.stalled = false
-		c.out = c.out[:0]
+		c.clearOutLocked()
 		c.afterWriteLocked()
 		c.mu.Unlock()
 	}
