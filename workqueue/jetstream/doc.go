@@ -107,4 +107,40 @@
 // nak sent again once the item may be out again would end its next holder's delivery. Nothing is
 // sent on the lease again: a Nack retried on it returns nil at once (the item comes back after
 // the delay or the lease), an Ack, Extend or Bury gets ErrLeaseLost (see Queue.Nack).
+//
+// # Expired leases across processes
+//
+// The server applies an ack, nak, in-progress or term to the delivery of the item that is pending
+// on the consumer when it arrives, whatever delivery its reply subject names: nats-server
+// (v2.15) looks the delivery up by stream sequence alone (processAckMsg and progressUpdate in
+// consumer.go; processNak also drops a nak whose consumer sequence is at or below the ack floor),
+// answers an AckSync of an earlier delivery as it answers the current one's, and the JetStream API
+// has no ack conditional on the delivery count. Within one Queue a redelivery ends the earlier
+// leases of its item (their Ack, Nack, Extend and Bury get ErrLeaseLost). Across Queues it
+// cannot: a holder's Queue refuses its lease from the lease's deadline on, as that Queue reckons
+// it, while the server redelivers once AckWait has run out as the server reckons it, so a use of
+// the lease by its first holder acts on the next holder's delivery when it reaches the server
+// after the server redelivered the item. That happens in two cases, and only in them:
+//
+//   - The lease came from a blocking pull (a Lease that found the queue empty and waited, or the
+//     message of a pull whose Lease gave up, handed to the next Lease): its deadline runs from when
+//     the message reached the Lease, later than the server sent it, and started AckWait, by the
+//     message's transit and the time it waited in nats.go's subscription. The last that long of
+//     the lease, as the Queue reckons it, comes after the server's AckWait ran out. A lease of a
+//     fetch batch runs from when its pull was sent, and a deadline that an Extend (or the refresh
+//     of a message that waited in a batch) set runs from when the in-progress was sent: both
+//     start before the server's clock does, and leave no such window.
+//   - The use went out before the deadline and reached the server after it: the message's transit
+//     to the server, or, for an Ack, Extend or Bury while the connection reconnects, the time it
+//     waits in nats.go's reconnect buffer, as long as the outage lasts (a Nack is not buffered,
+//     see Queue.Nack; the connection can break just after it looked, though). An Extend whose
+//     answer comes after the deadline returns ErrLeaseLost, but its in-progress has gone out.
+//
+// On the next holder's delivery, the first holder's Ack acks the item (its work was done; the next
+// holder's Ack then succeeds and does nothing), an Extend pushes its AckWait out, a Bury acks it
+// and adds a dead letter, and a Nack makes the server deliver it again after the delay while the
+// next holder still works on it: a third holder at once. A holder that extends its lease well
+// before the deadline, as a workqueue.Pool does (every third of what is left of it), and ends it
+// before the deadline by more than the transit, never reaches the window; handlers must be
+// idempotent in any case (the queue delivers at least once).
 package jetstream

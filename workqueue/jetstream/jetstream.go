@@ -288,8 +288,11 @@ type held struct {
 }
 
 type buffered struct {
-	msg  delivery
-	recv time.Time // no later than the server delivered it
+	msg delivery
+	// recv starts the lease's deadline: when its pull was sent, for a fetch batch (no later than
+	// the server delivered it), or when it reached the Lease, for a blocking pull (later than the
+	// server delivered it, by its transit: see Expired leases across processes in doc.go).
+	recv time.Time
 }
 
 // pulled is a no-wait pull whose messages are being handed out: Leases take them from its channel
