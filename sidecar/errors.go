@@ -24,6 +24,10 @@ var (
 	ErrNoProcess = errors.New("sidecar: no such process")
 	// ErrHookStatus is returned (wrapped) when a webhook answers with a non-2xx status.
 	ErrHookStatus = errors.New("sidecar: webhook status")
+	// ErrFetchStatus is returned (wrapped, with the status) by HTTPArchiveSource when the archive's
+	// server answers with a status other than 200 (or 304 for an unchanged archive); the sync is
+	// retried.
+	ErrFetchStatus = errors.New("sidecar: archive fetch: server answered")
 	// ErrHTTPSinkStatus is returned (wrapped, with the status) when the HTTPSink's server answers a
 	// POST with a status other than 2xx; the batch is retried.
 	ErrHTTPSinkStatus = errors.New("sidecar: http sink: server answered")

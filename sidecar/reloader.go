@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -636,9 +635,17 @@ func hashPath(h hash.Hash, p string, depth int) {
 
 // Exec returns an Action running the program path with args; exit status 0 is success. Its output is
 // discarded, except that the first KiB of it is part of the error.
+//
+// The program runs in a process group of its own (where there are process groups: not on Windows).
+// Its run ends when the program's own process exits: what it left running in its group (a shell's
+// background jobs, `cmd &`) is killed then, as the workqueue's ExecWorker does, and the run does
+// not wait for it to close the output. When ctx ends (a newer publish, a stop), the whole group is
+// killed. A process that left the group (setsid, a daemon) is left running; the run waits at most
+// 2 s for it to close the output. So a hook that must start something lasting hands it to the
+// application (a signal, a webhook) instead of running it in the background.
 func Exec(path string, args ...string) Action {
 	return func(ctx context.Context) error {
-		out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
+		out, err := newGroupCmd(ctx, path, args...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("exec %s: %w: %s", path, err, bytes.TrimSpace(out[:min(len(out), 1024)]))
 		}

@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,7 +30,9 @@ type Source interface {
 
 // GitSource fetches a branch, tag or commit of a git repository with the git binary (shallow fetch
 // into a bare cache repository, then git archive), so it works with every URL and credential helper
-// git itself supports.
+// git itself supports. Each git command runs in a process group of its own: when the fetch's ctx
+// ends, the group is killed, the transport's processes (ssh, a remote helper) with it, so that a
+// hung transport does not hold the fetch, nor the Syncer's stop.
 type GitSource struct {
 	Repo  string // anything git fetch accepts: URL or local path
 	Ref   string // branch, tag or commit; empty: HEAD
@@ -63,7 +64,7 @@ func (g *GitSource) Fetch(ctx context.Context, have, dir string) (string, error)
 	if version == have {
 		return have, nil
 	}
-	cmd := exec.CommandContext(ctx, "git", "-C", g.Cache, "archive", "--format=tar", version)
+	cmd := newGroupCmd(ctx, "git", "-C", g.Cache, "archive", "--format=tar", version)
 	cmd.Env = gitEnv()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -93,7 +94,7 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 	if dir != "" {
 		args = append([]string{"-C", dir}, args...)
 	}
-	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd := newGroupCmd(ctx, "git", args...)
 	cmd.Env = gitEnv()
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -129,7 +130,7 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 		return have, nil
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("get archive: %w: %s", ErrHookStatus, resp.Status)
+		return "", fmt.Errorf("get archive: %w %s", ErrFetchStatus, resp.Status)
 	}
 	etag := resp.Header.Get("ETag")
 	if etag != "" && etag == have {
@@ -162,7 +163,9 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 // archive, each less the Syncer's umask (git records no other modes). A revision published
 // 0700 by an older Syncer is given that mode when Run finds it. A link Run finds pointing at
 // anything but a revision directory of the root (a symlink, a path out of it) is left alone and
-// replaced by the first publish.
+// replaced by the first publish. A sync that finds the link removed, dangling, or pointing at
+// anything but the published version's revision fetches that content anew and publishes it again
+// (counted "published", and the hooks run), even when the source has nothing new.
 //
 // Each fetch goes into a directory ROOT/.fetch-<random>, renamed to the revision when it is
 // published and removed otherwise; a Syncer killed mid-fetch cannot remove it. A fetch holds its
@@ -446,7 +449,7 @@ func (s *Syncer) foundRevision(target string) (string, error) {
 }
 
 func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
-	have := s.Version()
+	have := s.linkedVersion()
 	version, err := s.fetchAndPublish(ctx, have)
 	s.mu.Lock()
 	s.syncs++
@@ -471,6 +474,29 @@ func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
 		s.markReady()
 		sendLatest(hookCh, version)
 	}
+}
+
+// linkedVersion returns the version published, as Version does, when the link still names a
+// revision directory of it; else "" (the link or the revision was removed, or the link replaced),
+// so that the sync fetches the content anew and publishes it again, whatever the source's version.
+func (s *Syncer) linkedVersion() string {
+	v := s.Version()
+	if v == "" {
+		return ""
+	}
+	target, err := os.Readlink(s.link)
+	if err == nil {
+		var found string
+		found, err = s.foundRevision(target)
+		if err == nil && found != v {
+			err = fmt.Errorf("link target %q: version %q, want %q", target, found, v)
+		}
+	}
+	if err != nil {
+		s.log.Warn("published link broken, fetching anew", zap.String("link", s.link), zap.String("version", v), zap.Error(err))
+		return ""
+	}
+	return v
 }
 
 // fetchAndPublish fetches into a fresh directory and, if the version changed, swaps the link to it.
