@@ -120,7 +120,10 @@
 // timeout, or 30s, or until the pool closes) and are then closed. Reload does not wait for them;
 // Run does. Meanwhile they count in the stats of the server of the same name and address in the
 // new configuration (their connection, out_queue, responses, timeouts), and their failures count
-// toward its ejection from the new distribution, by the new configuration's limits.
+// toward its ejection from the new distribution, by the new configuration's limits. A server that
+// keeps its name at another address is a new server (not ejected, new connections) whose counters
+// go on from the old one's, so that the stats and the Prometheus series, which name it by its
+// name, do not go back; what the old address's connections count while they drain is not added.
 //
 // # Concurrency
 //
