@@ -149,7 +149,7 @@ type checkCalls struct {
 	mu      sync.Mutex
 	base    context.Context    // the context calls run on: Server.Run's; nil means context.Background
 	running map[*flight]string // check name
-	idle    chan struct{}      // closed when running empties; nil when nobody waits
+	idle    *sync.Cond         // on mu, broadcast when running empties; nil until someone waits
 }
 
 // setBase sets the context that later calls run on (nil: context.Background).
@@ -182,40 +182,27 @@ func (t *checkCalls) end(f *flight) {
 	defer t.mu.Unlock()
 	delete(t.running, f)
 	if len(t.running) == 0 && t.idle != nil {
-		close(t.idle)
-		t.idle = nil
+		t.idle.Broadcast()
 	}
 }
 
 // wait waits up to d for every call to return, and returns the names of the checks whose calls are
 // still running then.
 func (t *checkCalls) wait(d time.Duration) []string {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		t.mu.Lock()
-		if len(t.running) == 0 {
-			t.mu.Unlock()
-			return nil
-		}
-		if t.idle == nil {
-			t.idle = make(chan struct{})
-		}
-		idle := t.idle
-		t.mu.Unlock()
-		select {
-		case <-idle:
-		case <-timer.C:
-			t.mu.Lock()
-			defer t.mu.Unlock()
-			var names []string
-			for _, n := range t.running {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			return names
-		}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.idle == nil {
+		t.idle = sync.NewCond(&t.mu)
 	}
+	if waitCond(t.idle, d, func() bool { return len(t.running) == 0 }) {
+		return nil
+	}
+	var names []string
+	for _, n := range t.running {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 func (c *check) result(ctx context.Context, calls *checkCalls) checkResult {

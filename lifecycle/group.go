@@ -317,3 +317,20 @@ func isClosed(ch <-chan struct{}) bool {
 		return false
 	}
 }
+
+// waitCond waits, with c.L held, until done reports true or d has passed, and returns what done
+// reports then. Whoever changes what done reads broadcasts on c.
+func waitCond(c *sync.Cond, d time.Duration, done func() bool) bool {
+	expired := false
+	t := time.AfterFunc(d, func() {
+		c.L.Lock()
+		expired = true
+		c.Broadcast()
+		c.L.Unlock()
+	})
+	defer t.Stop()
+	for !done() && !expired {
+		c.Wait()
+	}
+	return done()
+}

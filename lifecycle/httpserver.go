@@ -129,19 +129,9 @@ func (h *HTTPServer) waitHandlers() {
 // waitAnswersFor waits at most d for every handler call to return and every connection to have
 // written its answer (left http.StateActive).
 func (h *HTTPServer) waitAnswersFor(d time.Duration) {
-	expired := false
-	t := time.AfterFunc(d, func() {
-		h.handlersMu.Lock()
-		expired = true
-		h.handlersCond.Broadcast()
-		h.handlersMu.Unlock()
-	})
-	defer t.Stop()
 	h.handlersMu.Lock()
-	for (h.handlers > 0 || len(h.active) > 0) && !expired {
-		h.handlersCond.Wait()
-	}
-	h.handlersMu.Unlock()
+	defer h.handlersMu.Unlock()
+	waitCond(h.handlersCond, d, func() bool { return h.handlers == 0 && len(h.active) == 0 })
 }
 
 // Ready is closed once the server listens.
