@@ -25,7 +25,8 @@ import (
 //  5. stops the group in reverse order (calling Checkpoint on components that have one);
 //  6. returns nil from Run, so the process exits 0.
 //
-// A second signal skips what is left of the sequence and stops at once. The hook server is the
+// A second signal skips what is left of the sequence and stops at once; so do ctx ending and a
+// component returning during the sequence. The hook server is the
 // group's first component, so it keeps answering probes until everything else has stopped.
 //
 // When a component returns on its own (it failed, or it finished its work), the group stops the
@@ -238,9 +239,13 @@ func (a *App) sequence(skipPropagation bool) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	// The group stopping (ctx ended, a component returned, a second signal) cuts the shutdown
+	// short: the group closes the servers itself, once this shutdown lets go of them.
 	go func() {
 		select {
 		case <-a.stopNow:
+			cancel()
+		case <-a.stopping:
 			cancel()
 		case <-ctx.Done():
 		}

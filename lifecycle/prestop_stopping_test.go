@@ -40,7 +40,7 @@ func TestPreStopWhileStoppingAnswersAtOnce(t *testing.T) {
 			return nil
 		}
 	})))
-	done := runApp(t, app)
+	done := runApp(t, context.Background(), app)
 	hooksURL := "http://" + hooksLn.Addr().String()
 	close(fail)
 	await.True(t, "/readyz failing once the component failed", 5*time.Second, func() bool {
@@ -67,15 +67,77 @@ func TestPreStopWhileStoppingAnswersAtOnce(t *testing.T) {
 	}
 }
 
-// runApp runs app and waits until it is ready; Run's result comes on the channel.
-func runApp(t *testing.T, app *lifecycle.App) <-chan error {
+// runApp runs app with ctx and waits until it is ready; Run's result comes on the channel.
+func runApp(t *testing.T, ctx context.Context, app *lifecycle.App) <-chan error {
 	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- app.Run(context.Background()) }()
+	go func() { done <- app.Run(ctx) }()
 	select {
 	case <-app.Ready():
 	case <-time.After(10 * time.Second):
 		t.Fatal("app not ready")
 	}
 	return done
+}
+
+// Ctx ending while the drain waits for a connection that never sent its request (a client's spare
+// keep-alive connection, which http.Server.Shutdown counts as busy for 5 s) stops the App at once,
+// as ctx ending does outside a drain: Run does not wait for the drain's deadline.
+func TestCtxEndingDuringDrainStopsAtOnce(t *testing.T) {
+	hooksLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	app, err := lifecycle.NewApp(lifecycle.WithListener(hooksLn), lifecycle.WithSignals(),
+		lifecycle.WithPropagationDelay(0), lifecycle.WithGracePeriod(10*time.Second),
+		lifecycle.WithSafetyMargin(time.Second))
+	must(t, err)
+	hs, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: http.NotFoundHandler()}, appLn)
+	must(t, err)
+	must(t, app.Add("app", hs))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := runApp(t, ctx, app)
+	spare, err := net.Dial("tcp", appLn.Addr().String())
+	must(t, err)
+	defer spare.Close()
+	await.True(t, "the spare connection accepted", 5*time.Second, func() bool {
+		code, _ := do(t, "GET", "http://"+appLn.Addr().String()+"/", "")
+		return code == http.StatusNotFound
+	})
+	app.Drain()
+	await.True(t, "the app server shutting down", 5*time.Second, refuses(appLn.Addr().String()))
+	cancel()
+	// The old code waited 5 s, for Shutdown to give up on the spare connection (the drain's
+	// deadline is 9 s away), and then failed with a stop timeout.
+	awaitNil(t, done, "ctx ended", time.Now(), 2*time.Second)
+}
+
+// refuses returns a condition: addr refuses connections.
+func refuses(addr string) func() bool {
+	return func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	}
+}
+
+// awaitNil waits for Run's result on done and checks that it is nil and came within d of start,
+// when what happened.
+func awaitNil(t *testing.T, done <-chan error, what string, start time.Time, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if took := time.Since(start); took > d {
+			t.Errorf("Run returned %v after %s, want at once", took, what)
+		}
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Run did not return after %s", what)
+	}
 }
