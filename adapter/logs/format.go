@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/podblocks/podblocks/internal/jsondoc"
 )
 
 // Field is one parsed key/value. Values are strings, except where a format knows better (JSON
@@ -139,6 +141,9 @@ func (Logfmt) Parse(line []byte) ([]Field, error) {
 }
 
 // JSON parses a JSON object; fields come out sorted by key. Numbers stay numbers (json.Number).
+// A key that appears twice gives two fields, in the line's order (as a logfmt line's would): the
+// normalizer renames the second of a reserved key to orig_<key> rather than losing it. Anything
+// but white space after the object is an error.
 type JSON struct{}
 
 // Parse implements Format.
@@ -149,18 +154,29 @@ func (JSON) Parse(line []byte) ([]Field, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
+	if _, err := dec.Token(); err != nil { // '{'
 		return nil, fmt.Errorf("logs: json: %w", err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("logs: json: trailing data after the object: %w", ErrNotObject)
+	var out []Field
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("logs: json: %w", err)
+		}
+		key, _ := tok.(string) // the decoder allows only a string here
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("logs: json: key %q: %w", key, err)
+		}
+		out = append(out, Field{key, v})
 	}
-	out := make([]Field, 0, len(m))
-	for k, v := range m {
-		out = append(out, Field{k, v})
+	if _, err := dec.Token(); err != nil { // '}'
+		return nil, fmt.Errorf("logs: json: %w", err)
 	}
-	slices.SortFunc(out, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
+	if err := jsondoc.End(dec); err != nil {
+		return nil, fmt.Errorf("logs: json: after the object: %w: %w", err, ErrNotObject)
+	}
+	slices.SortStableFunc(out, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
 
