@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
+
+	"github.com/podblocks/podblocks/internal/jsondoc"
 )
 
 // JSONConfig maps values of a JSON document to metrics. In YAML:
@@ -323,7 +325,8 @@ func number(v any) (float64, bool) {
 }
 
 // JSONProbe fetches a JSON document over HTTP(S) from the target URL and extracts samples with
-// its config.
+// its config. Served by an Exporter's ProbeHandler, it follows a redirect only to a URL that
+// the Exporter's WithAllowTargets rule allows.
 type JSONProbe struct {
 	Config *JSONConfig
 	// Client fetches documents; nil means a client with a 10s timeout.
@@ -352,6 +355,9 @@ func (p *JSONProbe) Probe(ctx context.Context, target string) ([]Sample, error) 
 	if c == nil {
 		c = &http.Client{Timeout: 10 * time.Second}
 	}
+	if allow, ok := ctx.Value(allowKey{}).(func(string) bool); ok {
+		c = checkRedirects(c, allow)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("scrape: fetch: %w", err)
@@ -378,7 +384,31 @@ func (p *JSONProbe) Probe(ctx context.Context, target string) ([]Sample, error) 
 	return p.Config.Extract(doc), nil
 }
 
-// DecodeJSON decodes one JSON document with numbers kept exact (json.Number).
+// allowKey is the context key under which ProbeHandler passes WithAllowTargets' rule to probes.
+type allowKey struct{}
+
+// checkRedirects returns a copy of c that refuses a redirect to a URL allow refuses (before
+// asking c's own CheckRedirect, or applying net/http's default limit of 10 redirects).
+func checkRedirects(c *http.Client, allow func(string) bool) *http.Client {
+	cc := *c
+	next := c.CheckRedirect
+	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if !allow(req.URL.String()) {
+			return fmt.Errorf("%w: redirect to %s", ErrForbidden, req.URL.Redacted())
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cc
+}
+
+// DecodeJSON decodes one JSON document with numbers kept exact (json.Number). Anything but white
+// space after the document is an error.
 func DecodeJSON(b []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -386,8 +416,8 @@ func DecodeJSON(b []byte) (any, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("scrape: decode json: %w", err)
 	}
-	if dec.More() {
-		return nil, errors.New("scrape: decode json: trailing data after the document")
+	if err := jsondoc.End(dec); err != nil {
+		return nil, fmt.Errorf("scrape: decode json: %w", err)
 	}
 	return doc, nil
 }

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -43,12 +45,16 @@ var (
 
 // Exporter exposes a Probe's samples as Prometheus metrics: Handler probes the default target on
 // every scrape, ProbeHandler probes ?target= (multi-target, like json_exporter and
-// blackbox_exporter). Each scrape also reports <prefix>_up and podblocks_adapter_scrape_duration_seconds.
+// blackbox_exporter). Each scrape also reports probe_success (1 when the probe returned no
+// error; named with WithUpMetric) and podblocks_adapter_scrape_duration_seconds.
+// Samples that cannot be exposed are dropped (see Clean) and counted in
+// podblocks_adapter_scrape_dropped_samples_total{reason}.
 // It holds no goroutines and needs no Run.
 type Exporter struct {
-	probe  Probe
-	o      options
-	probes *prometheus.CounterVec
+	probe   Probe
+	o       options
+	probes  *prometheus.CounterVec
+	dropped *prometheus.CounterVec
 }
 
 // Option configures an Exporter.
@@ -76,8 +82,13 @@ func WithLogger(l *zap.Logger) Option {
 	})
 }
 
-// WithRegisterer registers podblocks_adapter_scrape_probes_total with r (nil: not registered).
-// The samples themselves are served per scrape by Handler and ProbeHandler.
+// WithRegisterer registers podblocks_adapter_scrape_probes_total{result} and
+// podblocks_adapter_scrape_dropped_samples_total{reason} with r (nil: not registered). The
+// samples themselves are served per scrape by Handler and ProbeHandler. The reasons a sample is
+// dropped: "invalid" (a metric or label name that is not valid, a label name repeated or
+// starting with "__"), "conflict" (a name already used in the scrape with another type or other
+// label names), "duplicate" (a series already in the scrape: the first wins) and "reserved"
+// (the name of the up metric or of the adapter's own metrics).
 func WithRegisterer(r prometheus.Registerer) Option {
 	return optionFunc(func(o *options) { o.registerer = r })
 }
@@ -85,12 +96,18 @@ func WithRegisterer(r prometheus.Registerer) Option {
 // WithTarget sets the target Handler probes ("" means Handler answers 404 with a reason).
 func WithTarget(t string) Option { return optionFunc(func(o *options) { o.target = t }) }
 
-// WithTimeout bounds one probe (default 10s). A Prometheus scrape timeout header, when shorter,
-// wins.
+// WithTimeout bounds one probe (default 10s). When the scrape's
+// X-Prometheus-Scrape-Timeout-Seconds header is shorter, the probe gets that timeout less a
+// margin of ScrapeTimeoutOffset (but at least half of it), so that its answer, even a failed one,
+// reaches Prometheus before Prometheus gives up, as with blackbox_exporter's
+// --timeout-offset. A header that is not a positive number is ignored.
 func WithTimeout(d time.Duration) Option { return optionFunc(func(o *options) { o.timeout = d }) }
 
 // WithAllowTargets restricts ?target= to targets for which allow returns true (default: all).
-// Use it when the probe endpoint is reachable by untrusted clients (SSRF).
+// Use it when the probe endpoint is reachable by untrusted clients (SSRF). A JSONProbe also
+// asks allow about every redirect it would follow (its URL), and fails the probe on the first
+// one allow refuses, so that an allowed target cannot redirect the probe elsewhere; its
+// Client's own CheckRedirect, if any, is asked too.
 func WithAllowTargets(allow func(target string) bool) Option {
 	return optionFunc(func(o *options) { o.allow = allow })
 }
@@ -123,10 +140,15 @@ func New(probe Probe, opts ...Option) (*Exporter, error) {
 	e := &Exporter{probe: probe, o: o, probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "podblocks_adapter_scrape_probes_total",
 		Help: "Probes run, by result (success, failure).",
-	}, []string{"result"})}
+	}, []string{"result"}), dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podblocks_adapter_scrape_dropped_samples_total",
+		Help: "Samples of probes left out of the scrape, by reason (invalid, conflict, duplicate, reserved).",
+	}, []string{"reason"})}
 	if o.registerer != nil {
-		if err := o.registerer.Register(e.probes); err != nil {
-			return nil, fmt.Errorf("scrape: register metrics: %w", err)
+		for _, c := range []prometheus.Collector{e.probes, e.dropped} {
+			if err := o.registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("scrape: register metrics: %w", err)
+			}
 		}
 	}
 	return e, nil
@@ -155,18 +177,12 @@ func (e *Exporter) ProbeHandler() http.Handler {
 			http.Error(w, ErrForbidden.Error()+": "+t, http.StatusForbidden)
 			return
 		}
-		e.serve(w, r, t)
+		e.serve(w, r.WithContext(context.WithValue(r.Context(), allowKey{}, e.o.allow)), t)
 	})
 }
 
 func (e *Exporter) serve(w http.ResponseWriter, r *http.Request, target string) {
-	timeout := e.o.timeout
-	if h := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); h != "" {
-		var s float64
-		if _, err := fmt.Sscan(h, &s); err == nil && s > 0 {
-			timeout = min(timeout, time.Duration(s*float64(time.Second)))
-		}
-	}
+	timeout := scrapeTimeout(e.o.timeout, r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"))
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	reg := prometheus.NewRegistry()
@@ -174,8 +190,24 @@ func (e *Exporter) serve(w http.ResponseWriter, r *http.Request, target string) 
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP(w, r)
 }
 
-// Samples runs the probe against target and returns its samples cleaned up: invalid names and
-// labels dropped, one type per name, no duplicate series.
+// ScrapeTimeoutOffset is what a probe's timeout leaves of the scrape's
+// X-Prometheus-Scrape-Timeout-Seconds for the answer to reach Prometheus (blackbox_exporter's
+// default --timeout-offset).
+const ScrapeTimeoutOffset = 500 * time.Millisecond
+
+// scrapeTimeout is the timeout of a probe with configured timeout, for a scrape whose
+// X-Prometheus-Scrape-Timeout-Seconds header is h (may be "").
+func scrapeTimeout(configured time.Duration, h string) time.Duration {
+	s, err := strconv.ParseFloat(strings.TrimSpace(h), 64)
+	if err != nil || !(s > 0) || s >= configured.Seconds() { // also NaN, and 1e300 and +Inf, before converting
+		return configured
+	}
+	d := time.Duration(s * float64(time.Second))
+	return max(d-ScrapeTimeoutOffset, d/2)
+}
+
+// Samples runs the probe against target and returns its samples cleaned up as Clean does,
+// counting what is dropped.
 func (e *Exporter) Samples(ctx context.Context, target string) ([]Sample, error) {
 	s, err := e.probe.Probe(ctx, target)
 	if err != nil {
@@ -183,12 +215,25 @@ func (e *Exporter) Samples(ctx context.Context, target string) ([]Sample, error)
 	} else {
 		e.probes.WithLabelValues("success").Inc()
 	}
-	return Clean(s), err
+	return clean(s, e.drop), err
 }
 
-// Clean drops samples that could not be exposed: invalid metric or label names, a name already
-// used with another type or label names, and repeated series (the first wins).
-func Clean(samples []Sample) []Sample {
+// drop counts and logs (at debug) a sample left out of a scrape.
+func (e *Exporter) drop(reason string, s Sample) {
+	e.dropped.WithLabelValues(reason).Inc()
+	if ce := e.o.logger.Check(zap.DebugLevel, "sample dropped"); ce != nil {
+		ce.Write(zap.String("reason", reason), zap.String("name", s.Name), zap.Int("labels", len(s.Labels)))
+	}
+}
+
+// Clean drops samples that could not be exposed: invalid metric or label names, a label name
+// repeated or starting with "__", a name already used with another type or label names, and
+// repeated series (the first wins). Help and label values that are not valid UTF-8 are repaired
+// (each invalid byte becomes U+FFFD) rather than dropped.
+func Clean(samples []Sample) []Sample { return clean(samples, func(string, Sample) {}) }
+
+// clean is Clean, telling drop about each sample it leaves out and why.
+func clean(samples []Sample, drop func(reason string, s Sample)) []Sample {
 	type fam struct {
 		t      prometheus.ValueType
 		labels string
@@ -198,6 +243,7 @@ func Clean(samples []Sample) []Sample {
 	out := samples[:0:0]
 	for _, s := range samples {
 		if !metricNameRE.MatchString(s.Name) {
+			drop("invalid", s)
 			continue
 		}
 		ok := true
@@ -209,22 +255,42 @@ func Clean(samples []Sample) []Sample {
 			names[i] = l.Name
 		}
 		if !ok || len(slices.Compact(slices.Sorted(slices.Values(names)))) != len(names) {
+			drop("invalid", s)
 			continue
 		}
 		slices.Sort(names)
 		ln := strings.Join(names, ",")
 		if f, exists := fams[s.Name]; exists && (f.t != s.Type || f.labels != ln) {
+			drop("conflict", s)
 			continue
 		}
 		fams[s.Name] = fam{s.Type, ln}
+		s = validText(s)
 		key := s.Name + "\xff" + seriesKey(s.Labels)
 		if seen[key] {
+			drop("duplicate", s)
 			continue
 		}
 		seen[key] = true
 		out = append(out, s)
 	}
 	return out
+}
+
+// validText returns s with its help and label values made valid UTF-8 (the exposition formats
+// need it), copying the labels rather than writing to the probe's slice.
+func validText(s Sample) Sample {
+	s.Help = strings.ToValidUTF8(s.Help, "\uFFFD")
+	cloned := false
+	for i, l := range s.Labels {
+		if !utf8.ValidString(l.Value) {
+			if !cloned {
+				s.Labels, cloned = slices.Clone(s.Labels), true
+			}
+			s.Labels[i].Value = strings.ToValidUTF8(l.Value, "\uFFFD")
+		}
+	}
+	return s
 }
 
 func seriesKey(ls []Label) string {
@@ -260,7 +326,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range samples {
 		if s.Name == c.e.o.up || strings.HasPrefix(s.Name, ownPrefix) {
-			continue // would replace the adapter's own (refused in a JSONConfig already)
+			c.e.drop("reserved", s) // would replace the adapter's own (refused in a JSONConfig already)
+			continue
 		}
 		names := make([]string, len(s.Labels))
 		values := make([]string, len(s.Labels))
@@ -272,7 +339,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			help = "Scraped by the podblocks scrape adapter."
 		}
 		m, err := prometheus.NewConstMetric(prometheus.NewDesc(s.Name, help, names, nil), s.Type, s.Value, values...)
-		if err != nil {
+		if err != nil { // Clean lets through only what can be exposed
+			c.e.drop("invalid", s)
 			continue
 		}
 		ch <- m

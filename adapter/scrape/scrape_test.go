@@ -380,11 +380,21 @@ func TestParseRedisInfo(t *testing.T) {
 func FuzzParseRedisInfo(f *testing.F) {
 	f.Add("# Server\r\nredis_version:7.0.15\r\ndb0:keys=3,expires=1\r\n")
 	f.Add("db:keys=x\ndb1:=,=\n:\n")
+	f.Add("# Server\r\nredis_version:7.0\xff\r\nconnected_clients:2\r\n")
 	f.Fuzz(func(t *testing.T, info string) {
 		for _, s := range scrape.ParseRedisInfo(info) {
 			if c := scrape.Clean([]scrape.Sample{s}); len(c) != 1 {
 				t.Errorf("ParseRedisInfo gave an unexposable sample %+v", s)
 			}
+		}
+		// Every sample Clean keeps is in the exposition, which parses.
+		e, err := scrape.New(infoProbe(info), scrape.WithTarget("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := scrapeHandler(t, e.Handler())
+		if want := len(scrape.Clean(scrape.ParseRedisInfo(info))) + 2; len(got) != want || got["probe_success"] != 1 {
+			t.Errorf("exposition has %d series, want %d (the cleaned samples, probe_success 1 and the duration): %v", len(got), want, got)
 		}
 	})
 }
