@@ -58,7 +58,8 @@ type Queue interface {
 	Bury(ctx context.Context, lease string, reason string) error
 	// Dead lists up to max dead-lettered items, oldest first.
 	Dead(ctx context.Context, max int) ([]DeadItem, error)
-	// Stats is a snapshot of the queue's counts.
+	// Stats is a snapshot of the queue's counts. After Close (or once a Shutdown has begun) it
+	// returns ErrClosed.
 	Stats(ctx context.Context) (Stats, error)
 	// Close releases the queue's resources. Blocked Lease calls return ErrClosed. Idempotent.
 	Close() error
