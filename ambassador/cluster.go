@@ -179,7 +179,9 @@ func (c *Cluster) Run(ctx context.Context) (err error) {
 	for _, b := range c.backends {
 		c.startCheck(b)
 	}
+	s, seps := c.collect()
 	c.mu.Unlock()
+	c.build(s, seps) // before Ready: Ready means the set is in
 	defer func() {
 		// From now on an ejection rebuilds the snapshot itself; one not yet rebuilt is now.
 		c.mu.Lock()
@@ -194,8 +196,9 @@ func (c *Cluster) Run(ctx context.Context) (err error) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		// Ejections (see eject) and readmissions are rebuilt here, the balancer built outside
-		// c.mu: neither the request that ejects nor anyone else needing c.mu waits for it.
+		// Ejections (see eject), readmissions and the Source's changes (see update) are
+		// rebuilt here, the balancer built outside c.mu: neither the request that ejects nor
+		// anyone else needing c.mu waits for it.
 		c.mu.Lock()
 		next := c.readmit(time.Now())
 		var s *snapshot
@@ -232,7 +235,9 @@ func (c *Cluster) Run(ctx context.Context) (err error) {
 	}
 }
 
-// update reconciles backends with eps and rebuilds the snapshot. c.mu held.
+// update reconciles backends with eps and has the snapshot rebuilt: at once without Run's loop,
+// else by the loop, outside c.mu (see changed); meanwhile the endpoints eps no longer has are
+// marked out, so Acquire sends them no request another endpoint can take. c.mu held.
 func (c *Cluster) update(eps []Endpoint) {
 	seen := make(map[string]bool, len(eps))
 	for _, e := range eps {
@@ -260,6 +265,7 @@ func (c *Cluster) update(eps []Endpoint) {
 		}
 		delete(c.backends, addr)
 		b.retired.Store(true)
+		b.out.Store(true)
 		if b.stopCheck != nil {
 			b.stopCheck()
 		}
@@ -267,7 +273,11 @@ func (c *Cluster) update(eps []Endpoint) {
 		c.metrics.drop(addr)
 		c.log.Info("endpoint removed; draining", zap.String("endpoint", addr), zap.Int64("active", b.active.Load()))
 	}
-	c.rebuild()
+	if !c.looping {
+		c.rebuild()
+		return
+	}
+	c.dirty = true // Run's loop, whose goroutine this is, rebuilds next
 }
 
 // rebuild makes a new snapshot from c.backends. c.mu held.
@@ -366,8 +376,8 @@ type taker interface{ take(i int) }
 
 // Acquire picks an endpoint for a request with hash key and takes a circuit-breaker slot on it
 // (waiting, while ctx allows, if the endpoint is at its concurrency limit but under its pending
-// limit). It avoids the endpoints in tried, and one ejected since the balancer was last built,
-// when another can take the request. When the balancer keeps picking endpoints to avoid or at
+// limit). It avoids the endpoints in tried, and one ejected (or removed from the Source) since
+// the balancer was last built, when another can take the request. When the balancer keeps picking endpoints to avoid or at
 // both their concurrency and pending limits, the others are tried in turn, in address order after
 // its last pick (so a hashing balancer's retries stay deterministic), and the first with room
 // takes the request (a built-in P2C counts it as it counts its own picks). When none of them has

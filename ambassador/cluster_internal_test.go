@@ -422,3 +422,69 @@ func TestPanicModeLoggedOnChangeOnly(t *testing.T) {
 		t.Errorf("panic mode logs (-want +got):\n%s", diff)
 	}
 }
+
+// TestSourceChangeBuildsOutsideLock: Run builds the balancer for a change of its Source's set
+// outside the cluster's lock, as it does for an ejection: while the build runs, Status and an
+// ejecting Report do not wait for it, and the endpoint the change removed takes no request that
+// another can take.
+func TestSourceChangeBuildsOutsideLock(t *testing.T) {
+	c, building, hold, stop := heldBuilds(t, 4, NewRoundRobin, WithPanicThreshold(0),
+		WithOutlier(Outlier{ConsecutiveFailures: 1, MaxEjectionPercent: 50}))
+	defer stop()
+	old := c.snap.Load()
+	removed := old.all[3] // d:1
+	c.src.(*Static).Set(Endpoint{Addr: "a:1"}, Endpoint{Addr: "b:1"}, Endpoint{Addr: "c:1"})
+	select {
+	case <-building:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not start the build for the new set in 10s")
+	}
+	// The build is held: what needs the lock must not wait for it.
+	unwaited := func(what string, f func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f()
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			hold <- struct{}{}
+			<-done
+			t.Fatalf("%s waited 10s for the balancer build of a source change", what)
+		}
+	}
+	unwaited("Status", func() { c.Status() })
+	unwaited("an ejecting Report", func() { c.Report(old.all[0], false, 0) }) // ejects a:1
+	if c.snap.Load() != old {
+		t.Fatal("a new snapshot is in while its build is held")
+	}
+	for k := range uint64(300) {
+		l, err := c.Acquire(t.Context(), k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+		if l.Backend == removed {
+			t.Fatalf("key %d went to d:1, removed from the source, with b:1 and c:1 available", k)
+		}
+	}
+	hold <- struct{}{} // the set's build
+	hold <- struct{}{} // the ejection's
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := c.snap.Load()
+		var addrs []string
+		for _, b := range s.pick {
+			addrs = append(addrs, b.Addr)
+		}
+		if slices.Equal(addrs, []string{"b:1", "c:1"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after the builds were let go, balancing over %v, want [b:1 c:1]", addrs)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
