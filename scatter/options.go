@@ -99,7 +99,7 @@ func WithoutLatency() Option {
 }
 
 // WithFailFast makes the first leaf error end the fan-out: the other leaves are cancelled and Do
-// returns a *LeafError. The default is tolerant: errors are reported per shard and Do fails only
+// returns a *LeafError (or, for a canary's error under WithCanary, an error wrapping ErrCanary). The default is tolerant: errors are reported per shard and Do fails only
 // when fewer shards answered than required (see WithQuorum).
 func WithFailFast() Option {
 	return optionFunc(func(c *config) { c.failFast = true })
@@ -187,9 +187,11 @@ func WithHedge(h Hedge) Option {
 }
 
 // Probation configures latency-induced probation of replicas: a replica whose recent latency is
-// Factor times the median of its set's replicas is taken out of selection and only gets shadow
-// requests (copies whose answers are dropped) until its latency falls under Factor/2 times the
-// median again. A set never puts its last selectable replica on probation.
+// Factor times the median of its set's other answering replicas is ranked after them, and gets
+// shadow requests (copies whose answers are dropped), until its latency falls under Factor/2 times
+// that median again, or until no other replica answers (their last attempts failed). On probation
+// a replica is no primary while another replica answers, but it stays a failover and hedge
+// target, the last resort of its set. A set never puts its last selectable replica on probation.
 type Probation struct {
 	// Factor is the slowness ratio that starts probation (default 3).
 	Factor float64

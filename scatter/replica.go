@@ -26,9 +26,11 @@ type policy struct {
 
 // ReplicaSet is a shard served by several interchangeable replicas. Used as a leaf of a Fanout it
 // picks replicas (C3-style ranking by default), hedges and fails over as the fan-out's options say,
-// and keeps per-replica latency statistics and a latency sketch for adaptive hedging. Called on its
-// own (Call), or in a fan-out without WithHedge, it tries replicas in ranked order until one
-// answers (failovers are then not budgeted). Safe for concurrent use.
+// and keeps per-replica latency statistics and a latency sketch for adaptive hedging. A replica
+// whose last attempts failed is ranked last, and tried first again after 2, 4, 8, ... up to 1024
+// calls of the set, until it answers. Called on its own (Call), or in a fan-out without
+// WithHedge, it tries replicas in ranked order until one answers (failovers are then not
+// budgeted). Safe for concurrent use.
 type ReplicaSet[Req, Resp any] struct {
 	replicas []Leaf[Req, Resp]
 	stats    []replicaStat
@@ -52,6 +54,8 @@ type replicaStat struct {
 	okEWMA      float64 // ns, successful attempts only: the base of the error penalty
 	samples     int
 	probation   bool
+	errRun      int    // consecutive errors (not counting cancelled attempts)
+	errAt       uint32 // the set's call counter (rr) at the last error
 }
 
 // NewReplicaSet returns a shard served by replicas.
@@ -83,7 +87,7 @@ type ReplicaStat struct {
 	EWMA        time.Duration // smoothed latency of recent attempts
 	Outstanding int64         // calls in flight
 	Samples     int           // attempts observed
-	Probation   bool          // excluded from selection, getting shadow requests only
+	Probation   bool          // ranked after the others (a last resort), getting shadow requests
 }
 
 // Stats returns a snapshot of every replica's statistics.
@@ -102,26 +106,45 @@ func (s *ReplicaSet[Req, Resp]) Stats() []ReplicaStat {
 // an adaptive hedge delay is a quantile of.
 func (s *ReplicaSet[Req, Resp]) Sketch() *Sketch { return &s.sketch }
 
-// order appends the selectable replicas to buf, best first.
+// order appends every replica to buf, best first: a failing replica due for another try (see
+// failing), the healthy ones (ranked C3-style, or rotating), then those on probation, then the
+// failing ones. Probation and failing replicas stay in the order as the last resort of a failover
+// or hedge when the better ones fail or stall.
 func (s *ReplicaSet[Req, Resp]) order(buf []int, p *policy) []int {
 	n := len(s.replicas)
-	start := int((s.rr.Add(1) - 1) % uint32(n))
-	var scores [16]float64
+	tick := s.rr.Add(1) - 1
+	start := int(tick % uint32(n))
+	var (
+		scores [16]float64
+		ranks  [16]uint8
+	)
+	rk := ranks[:0]
+	if n > len(ranks) {
+		rk = make([]uint8, 0, n)
+	}
 	s.mu.Lock()
 	for k := 0; k < n; k++ {
-		r := (start + k) % n
-		if !s.stats[r].probation {
-			buf = append(buf, r)
-		}
+		rk = append(rk, s.stats[(start+k)%n].rank(tick))
 	}
-	if len(buf) == 0 { // never happens by construction; be safe
-		for k := 0; k < n; k++ {
+	first, healthy := len(buf), 0
+	for pass := uint8(rankProbe); pass <= rankFailing; pass++ {
+		for k, c := range rk {
+			if c != pass {
+				continue
+			}
+			if c == rankHealthy {
+				healthy++
+			}
 			buf = append(buf, (start+k)%n)
 		}
+		if pass == rankProbe {
+			first = len(buf)
+		}
 	}
-	c3 := p.selection == SelectC3 && len(buf) <= len(scores)
+	seg := buf[first : first+healthy]
+	c3 := p.selection == SelectC3 && len(seg) > 1 && len(seg) <= len(scores)
 	if c3 {
-		for k, r := range buf {
+		for k, r := range seg {
 			st := &s.stats[r]
 			q := 1 + float64(st.outstanding.Load())
 			scores[k] = st.ewma * q * q * q
@@ -129,14 +152,45 @@ func (s *ReplicaSet[Req, Resp]) order(buf []int, p *policy) []int {
 	}
 	s.mu.Unlock()
 	if c3 { // insertion sort: stable, so equal scores keep the rotation
-		for i := 1; i < len(buf); i++ {
+		for i := 1; i < len(seg); i++ {
 			for j := i; j > 0 && scores[j] < scores[j-1]; j-- {
 				scores[j], scores[j-1] = scores[j-1], scores[j]
-				buf[j], buf[j-1] = buf[j-1], buf[j]
+				seg[j], seg[j-1] = seg[j-1], seg[j]
 			}
 		}
 	}
 	return buf
+}
+
+// A replica's rank class in an order, best first.
+const (
+	rankProbe   = iota // failing, and due for another try
+	rankHealthy        // selectable
+	rankProbation
+	rankFailing
+)
+
+// maxErrBackoff caps, in calls of the set, how long a failing replica is ranked last.
+const maxErrBackoff = 1024
+
+// rank returns the replica's class in the order of the set's call number tick. After e
+// consecutive errors a replica is failing: ranked last for 2^e calls of its set (at most
+// maxErrBackoff), then tried first by one call (the order that sees it due takes the try) and
+// ranked last again until that try's outcome. A replica that fails at once thus stops being a
+// primary however fast its errors are, and one that recovered is back after a bounded number of
+// calls, whatever its errors did to its average. s.mu must be held.
+func (st *replicaStat) rank(tick uint32) uint8 {
+	switch {
+	case st.errRun > 0:
+		if tick-st.errAt < uint32(min(1<<min(st.errRun, 16), maxErrBackoff)) {
+			return rankFailing
+		}
+		st.errAt = tick
+		return rankProbe
+	case st.probation:
+		return rankProbation
+	}
+	return rankHealthy
 }
 
 // hedgeDelay is the delay before a backup request; 0 means no hedge timer.
@@ -217,8 +271,14 @@ func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, cance
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := &s.stats[r]
+	fresh := false
 	switch {
 	case err == nil:
+		if st.errRun > 0 {
+			// The first answer after a run of errors: the average is made of error penalties,
+			// which say nothing of how fast the replica answers now. Start it afresh.
+			st.errRun, fresh = 0, true
+		}
 		if st.okEWMA == 0 {
 			st.okEWMA = v
 		} else {
@@ -226,12 +286,16 @@ func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, cance
 		}
 	case cancelled:
 	case st.okEWMA > 0:
+		st.errRun++
+		st.errAt = s.rr.Load()
 		v = max(v, 2*st.okEWMA)
 	default:
+		st.errRun++
+		st.errAt = s.rr.Load()
 		// No success yet to compare with: twice the average so far, as before the first success.
 		v = max(v, 2*st.ewma)
 	}
-	if st.samples == 0 {
+	if st.samples == 0 || fresh {
 		st.ewma = v
 	} else {
 		st.ewma += ewmaAlpha * (v - st.ewma)
@@ -241,15 +305,23 @@ func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, cance
 	if pr == nil || len(s.stats) < 2 {
 		return
 	}
+	// The median is of the other selectable replicas that answer: the average of one whose last
+	// attempt failed is made of errors, and says nothing of how fast a healthy replica is.
 	var others [16]float64
 	k := 0
 	for i := range s.stats {
-		if i != r && !s.stats[i].probation && s.stats[i].samples > 0 && k < len(others) {
-			others[k] = s.stats[i].ewma
+		o := &s.stats[i]
+		if i != r && !o.probation && o.errRun == 0 && o.samples > 0 && k < len(others) {
+			others[k] = o.ewma
 			k++
 		}
 	}
 	if k == 0 {
+		if st.probation && err == nil {
+			// No other replica answers: this one, slow as it may be, is the set's best.
+			st.probation = false
+			p.log.Info("replica off probation: no other replica answers", zap.Int("replica", r))
+		}
 		return
 	}
 	med := median(others[:k])
