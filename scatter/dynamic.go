@@ -24,7 +24,9 @@ type EndpointsFunc func() ([]string, <-chan struct{})
 //	shard, _ := scatter.NewDynamicReplicaSet(eps, func(u string) scatter.Leaf[Q, A] { return scatter.NewHTTPLeaf[Q, A](u, client) })
 //
 // When the list changes it builds a new ReplicaSet, reusing the leaves of addresses that stayed;
-// latency statistics and probation start afresh. With no address, calls fail with ErrNoReplicas.
+// latency statistics and probation start afresh. A nil change channel means the addresses never
+// change. When newLeaf returns nil for an address, the call fails and the next one reads the
+// addresses again. With no address, calls fail with ErrNoReplicas.
 // Safe for concurrent use.
 type DynamicReplicaSet[Req, Resp any] struct {
 	endpoints EndpointsFunc
@@ -33,7 +35,8 @@ type DynamicReplicaSet[Req, Resp any] struct {
 	mu      sync.Mutex
 	cur     *ReplicaSet[Req, Resp]
 	leaves  map[string]Leaf[Req, Resp]
-	changed <-chan struct{}
+	changed <-chan struct{} // closed when the addresses change; nil: they never do
+	built   bool            // cur, leaves and changed are from a call of endpoints
 }
 
 // NewDynamicReplicaSet returns a shard whose replicas are newLeaf(addr) for each address endpoints
@@ -50,9 +53,9 @@ func NewDynamicReplicaSet[Req, Resp any](endpoints EndpointsFunc, newLeaf func(a
 func (d *DynamicReplicaSet[Req, Resp]) Current() (*ReplicaSet[Req, Resp], error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.changed != nil {
+	if d.built {
 		select {
-		case <-d.changed:
+		case <-d.changed: // a nil channel never changes: the set is kept for good
 		default:
 			if d.cur == nil {
 				return nil, ErrNoReplicas
@@ -61,7 +64,6 @@ func (d *DynamicReplicaSet[Req, Resp]) Current() (*ReplicaSet[Req, Resp], error)
 		}
 	}
 	addrs, changed := d.endpoints()
-	d.changed = changed
 	leaves := make(map[string]Leaf[Req, Resp], len(addrs))
 	reps := make([]Leaf[Req, Resp], 0, len(addrs))
 	for _, a := range addrs {
@@ -71,22 +73,24 @@ func (d *DynamicReplicaSet[Req, Resp]) Current() (*ReplicaSet[Req, Resp], error)
 		l, ok := d.leaves[a]
 		if !ok {
 			if l = d.newLeaf(a); l == nil {
+				// The change is not taken: the next call asks for the addresses again.
 				return nil, fmt.Errorf("newLeaf(%q) returned nil: %w", a, ErrNoReplicas)
 			}
 		}
 		leaves[a] = l
 		reps = append(reps, l)
 	}
-	d.leaves = leaves
-	d.cur = nil
-	if len(reps) == 0 {
+	var rs *ReplicaSet[Req, Resp]
+	if len(reps) > 0 {
+		var err error
+		if rs, err = NewReplicaSet(reps...); err != nil {
+			return nil, err
+		}
+	}
+	d.leaves, d.cur, d.changed, d.built = leaves, rs, changed, true
+	if rs == nil {
 		return nil, ErrNoReplicas
 	}
-	rs, err := NewReplicaSet(reps...)
-	if err != nil {
-		return nil, err
-	}
-	d.cur = rs
 	return rs, nil
 }
 

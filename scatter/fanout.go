@@ -328,8 +328,10 @@ func (c *call[Req, Resp, Out]) count(delta uint64) uint64 {
 func gateLeft(g uint64) uint32 { return uint32(g&gateCount) + uint32(g>>32&gateSkips) }
 
 func (c *call[Req, Resp, Out]) runOne(i int, start time.Duration) {
-	if c.signalled.Load() {
-		c.count(gateSkip) // the fan-out ended before this shard's turn
+	// The fan-out ended before this shard's turn, or it ended and abandon claimed the slot as
+	// skipped: the leaf is not called. A slot marked called is reported called by abandon.
+	if c.signalled.Load() || !atomic.CompareAndSwapUint32(&c.slots[i].state, 0, slotCalled) {
+		c.count(gateSkip)
 		return
 	}
 	var (
@@ -362,7 +364,7 @@ func (c *call[Req, Resp, Out]) runOne(i int, start time.Duration) {
 					c.res.Out = fold(c.res.Out, i, resp)
 				}
 				s.Report = rep
-				atomic.StoreUint32(&s.state, 1)
+				atomic.StoreUint32(&s.state, slotDone)
 			}
 		}()
 	} else {
@@ -370,7 +372,7 @@ func (c *call[Req, Resp, Out]) runOne(i int, start time.Duration) {
 			s.Resp = resp
 		}
 		s.Report = rep
-		atomic.StoreUint32(&s.state, 1)
+		atomic.StoreUint32(&s.state, slotDone)
 	}
 	g := c.count(gateOne)
 	if g&gateClosed != 0 {
@@ -382,7 +384,11 @@ func (c *call[Req, Resp, Out]) runOne(i int, start time.Duration) {
 		}
 	} else if c.f.cfg.failFast {
 		if c.failed.CompareAndSwap(-1, int32(i)) {
-			c.signal(EndFailFast)
+			w := EndFailFast
+			if (i-c.first+int(c.n))%int(c.n) < int(c.canaryN) {
+				w = EndCanary // a failed canary: the canary's verdict, as WithCanary says
+			}
+			c.signal(w)
 		}
 	}
 	d := int32(g & gateCount)
@@ -499,6 +505,10 @@ func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[
 	switch {
 	case why == EndCanary:
 		err = ErrCanary
+		if i := int(c.failed.Load()); i >= 0 { // fail-fast: the canary that failed first
+			err = fmt.Errorf("%w: shard %d %s: %w", ErrCanary, i, slots[i].Status, orNil(slots[i].Err))
+			break
+		}
 		for j := 0; j < int(c.canaryN); j++ {
 			i := (c.first + j) % len(slots)
 			if s := &slots[i]; s.Status != StatusOK {
@@ -552,16 +562,12 @@ func (c *call[Req, Resp, Out]) abandon(why Why, ctx context.Context) {
 	if why == EndContext && (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) {
 		running = StatusTimeout
 	}
-	if why == EndCanary && ctx.Err() == nil {
+	if why == EndCanary && ctx.Err() == nil && c.failed.Load() < 0 {
 		running = StatusTimeout // a late canary
 	}
 	now := time.Since(c.f.base) - c.start
 	old := c.slots
 	n := len(old)
-	var next int
-	if c.f.cfg.concurrency > 0 {
-		next = int(c.next.Load())
-	}
 	if c.f.merge.Fold != nil {
 		c.mu.Lock()
 		c.closed = true
@@ -581,14 +587,15 @@ func (c *call[Req, Resp, Out]) abandon(why Why, ctx context.Context) {
 	slots := make([]Slot[Resp], n)
 	for i := range old {
 		s := &slots[i]
-		if atomic.LoadUint32(&old[i].state) != 0 {
-			*s = old[i]
+		st := &old[i].state
+		if atomic.CompareAndSwapUint32(st, 0, slotSkipped) {
+			// Never called: its goroutine had not reached the leaf, or there was none; it
+			// will not call it now.
+			s.Status = StatusSkipped
 			continue
 		}
-		pos := (i - c.first + n) % n
-		started := pos < int(c.canaryN) || (c.dispatched && (c.f.cfg.concurrency <= 0 || pos < next || int(c.end) == 0))
-		if !started {
-			s.Status = StatusSkipped
+		if atomic.LoadUint32(st) == slotDone {
+			*s = old[i]
 			continue
 		}
 		s.Status, s.Latency = running, now

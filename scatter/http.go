@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -141,7 +142,7 @@ func (e *HTTPStatusError) Error() string {
 // (one larger than MaxBody is cut).
 type HTTPLeaf[Req, Resp any] struct {
 	URL     string
-	Client  *http.Client // nil: a client whose transport keeps 64 idle connections per host
+	Client  *http.Client // nil: one client shared by such leaves, made by NewHTTPClient
 	MaxBody int64        // answer size limit (0: DefaultMaxBody)
 }
 
@@ -166,6 +167,9 @@ func NewHTTPClient() *http.Client {
 	return &http.Client{Transport: t}
 }
 
+// sharedClient is the client of HTTPLeafs with a nil Client, made at its first use.
+var sharedClient = sync.OnceValue(NewHTTPClient)
+
 // Call POSTs req and decodes the answer.
 func (l *HTTPLeaf[Req, Resp]) Call(ctx context.Context, req Req) (Resp, error) {
 	var zero Resp
@@ -180,7 +184,7 @@ func (l *HTTPLeaf[Req, Resp]) Call(ctx context.Context, req Req) (Resp, error) {
 	hr.Header.Set("Content-Type", "application/json")
 	c := l.Client
 	if c == nil {
-		c = http.DefaultClient
+		c = sharedClient()
 	}
 	res, err := c.Do(hr)
 	if err != nil {

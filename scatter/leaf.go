@@ -46,8 +46,9 @@ const (
 	// StatusCanceled: the shard was cancelled because the fan-out ended early (quorum reached, a
 	// fail-fast error, or the caller cancelled).
 	StatusCanceled
-	// StatusSkipped: the shard was never called (canary failed, or the fan-out ended before a
-	// concurrency slot freed up).
+	// StatusSkipped: the shard was never called (canary failed, or the fan-out ended before its
+	// goroutine or a concurrency slot got to it). Its Attempts is 0 and its latency is not
+	// observed.
 	StatusSkipped
 )
 
@@ -82,8 +83,14 @@ type Report struct {
 type Slot[Resp any] struct {
 	Resp Resp
 	Report
-	state uint32 // atomic; 1: the leaf published its answer
+	state uint32 // atomic: 0, slotCalled, slotDone or slotSkipped
 }
+
+const (
+	slotCalled  = 1 // the shard's goroutine is calling its leaf
+	slotDone    = 2 // the leaf published its answer
+	slotSkipped = 3 // the fan-out ended first: the leaf is not called
+)
 
 // Why says why a fan-out ended.
 type Why uint8

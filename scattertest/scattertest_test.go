@@ -21,6 +21,21 @@ func TestLeafFunc(t *testing.T) {
 	scattertest.TestLeaf(t, func(t *testing.T, f fn) scatter.Leaf[string, string] { return scatter.LeafFunc[string, string](f) })
 }
 
+func TestDynamicReplicaSet(t *testing.T) {
+	for name, ch := range map[string]<-chan struct{}{"static": nil, "open": make(chan struct{})} {
+		t.Run(name, func(t *testing.T) {
+			scattertest.TestLeaf(t, func(t *testing.T, f fn) scatter.Leaf[string, string] {
+				d, err := scatter.NewDynamicReplicaSet(func() ([]string, <-chan struct{}) { return []string{"a", "b"}, ch },
+					func(string) scatter.Leaf[string, string] { return scatter.LeafFunc[string, string](f) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				return d
+			})
+		})
+	}
+}
+
 func TestReplicaSet(t *testing.T) {
 	scattertest.TestLeaf(t, func(t *testing.T, f fn) scatter.Leaf[string, string] {
 		rs, err := scatter.NewReplicaSet[string, string](scatter.LeafFunc[string, string](f), scatter.LeafFunc[string, string](f))
