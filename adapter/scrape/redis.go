@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -14,12 +15,24 @@ import (
 )
 
 // RedisInfo is the book's redis example as a scrape-and-transform probe: it connects to a redis
-// server (target "host:port"), sends INFO, and turns the reply into metrics:
+// server, sends INFO, and turns the reply into metrics:
 //
-//   - every numeric field becomes redis_<field> (a counter for the cumulative ones, such as
-//     total_commands_processed and keyspace_hits, else a gauge);
+//   - a cumulative field becomes a counter: redis_<field>_total, without a leading "total_" and
+//     with "_seconds" for the used_cpu_* fields (total_commands_processed ->
+//     redis_commands_processed_total, used_cpu_sys -> redis_used_cpu_sys_seconds_total,
+//     keyspace_hits -> redis_keyspace_hits_total). Cumulative are the fields named total_*
+//     (but total_system_memory), used_cpu_*, evicted_* and *_processed (but current_*), and
+//     the counts listed in the source (keyspace_misses, expired_keys, sync_full, rdb_saves, ...);
+//   - identity fields that happen to be numbers (process_id, tcp_port, lru_clock, run_id,
+//     redis_git_sha1, redis_build_id, master_replid, master_replid2) are left out;
+//   - every other numeric field becomes the gauge redis_<field> (uptime_in_seconds included);
 //   - keyspace lines ("db0:keys=1,expires=0,avg_ttl=0") become redis_db_keys{db="db0"} and friends;
 //   - redis_version, redis_mode, role and os become labels of redis_instance_info (value 1).
+//
+// A target is "host:port" or a URL "redis://[[user]:password@]host:port[/db]": the URL's
+// password (and user) replace Password (and Username), and a database is selected with SELECT
+// (INFO does not depend on it, but a database the server lacks fails the probe). Anything else
+// in a URL (another scheme, a query, a fragment) fails with ErrRedisTarget.
 type RedisInfo struct {
 	// Password, when set, is sent with AUTH first (Username too, for ACL users).
 	Username, Password string
@@ -32,12 +45,80 @@ type RedisInfo struct {
 // ErrRedis is a redis error reply.
 var ErrRedis = errors.New("scrape: redis error reply")
 
+// ErrRedisTarget is a target RedisInfo cannot read.
+var ErrRedisTarget = errors.New("scrape: redis target must be host:port or redis://[[user]:password@]host:port[/db]")
+
+// redisCounters are the cumulative INFO fields that redisCounter's rules do not catch.
 var redisCounters = map[string]bool{
-	"total_connections_received": true, "total_commands_processed": true, "total_net_input_bytes": true,
-	"total_net_output_bytes": true, "rejected_connections": true, "expired_keys": true, "evicted_keys": true,
-	"keyspace_hits": true, "keyspace_misses": true, "total_error_replies": true, "sync_full": true,
-	"sync_partial_ok": true, "sync_partial_err": true, "expired_stale_perc": false,
-	"total_reads_processed": true, "total_writes_processed": true, "uptime_in_seconds": true,
+	"rejected_connections": true, "expired_keys": true, "keyspace_hits": true, "keyspace_misses": true,
+	"sync_full": true, "sync_partial_ok": true, "sync_partial_err": true, "expired_time_cap_reached_count": true,
+	"expire_cycle_cpu_milliseconds": true, "active_defrag_hits": true, "active_defrag_misses": true,
+	"active_defrag_key_hits": true, "active_defrag_key_misses": true, "unexpected_error_replies": true,
+	"dump_payload_sanitizations": true, "reply_buffer_shrinks": true, "reply_buffer_expands": true,
+	"rdb_saves": true, "aof_rewrites": true, "lazyfreed_objects": true,
+}
+
+// redisIdentity are INFO fields that are numbers only by chance: ids, a pid, a port, a clock.
+var redisIdentity = map[string]bool{
+	"process_id": true, "tcp_port": true, "lru_clock": true, "run_id": true, "redis_git_sha1": true,
+	"redis_build_id": true, "master_replid": true, "master_replid2": true,
+}
+
+// redisMetric names the metric of INFO field k and tells whether it is a counter (see RedisInfo).
+func redisMetric(k string) (string, prometheus.ValueType) {
+	counter := redisCounters[k] ||
+		(strings.HasPrefix(k, "total_") && k != "total_system_memory") ||
+		strings.HasPrefix(k, "used_cpu_") || strings.HasPrefix(k, "evicted_") ||
+		(strings.HasSuffix(k, "_processed") && !strings.HasPrefix(k, "current_"))
+	if !counter {
+		return "redis_" + k, prometheus.GaugeValue
+	}
+	name := "redis_" + strings.TrimPrefix(k, "total_")
+	if strings.HasPrefix(k, "used_cpu_") {
+		name += "_seconds"
+	}
+	return name + "_total", prometheus.CounterValue
+}
+
+// redisTarget is a parsed RedisInfo target.
+type redisTarget struct {
+	addr, username, password, db string
+	auth                         bool
+}
+
+func parseRedisTarget(target string) (redisTarget, error) {
+	if !strings.Contains(target, "://") {
+		return redisTarget{addr: target}, nil
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return redisTarget{}, fmt.Errorf("%w: %w", ErrRedisTarget, err)
+	}
+	var t redisTarget
+	switch {
+	case u.Scheme != "redis":
+		return t, fmt.Errorf("%w: scheme %q", ErrRedisTarget, u.Scheme)
+	case u.Opaque != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(target, "#"):
+		return t, fmt.Errorf("%w: a query or fragment", ErrRedisTarget)
+	}
+	if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		return t, fmt.Errorf("%w: %w", ErrRedisTarget, err)
+	}
+	t.addr = u.Host
+	if u.User != nil {
+		p, ok := u.User.Password()
+		if !ok {
+			return t, fmt.Errorf("%w: a user without a password", ErrRedisTarget)
+		}
+		t.username, t.password, t.auth = u.User.Username(), p, true
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		if n, err := strconv.Atoi(db); err != nil || n < 0 {
+			return t, fmt.Errorf("%w: database %q", ErrRedisTarget, db)
+		}
+		t.db = db
+	}
+	return t, nil
 }
 
 var redisInfoLabels = []string{"redis_version", "redis_mode", "role", "os"}
@@ -50,8 +131,14 @@ func (r *RedisInfo) Probe(ctx context.Context, target string) ([]Sample, error) 
 	if r.Dialer != nil {
 		d = r.Dialer
 	}
-	target = strings.TrimPrefix(target, "redis://")
-	c, err := d.DialContext(ctx, "tcp", target)
+	t, err := parseRedisTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	if !t.auth {
+		t.username, t.password = r.Username, r.Password
+	}
+	c, err := d.DialContext(ctx, "tcp", t.addr)
 	if err != nil {
 		return nil, fmt.Errorf("scrape: redis dial: %w", err)
 	}
@@ -62,12 +149,17 @@ func (r *RedisInfo) Probe(ctx context.Context, target string) ([]Sample, error) 
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	br := bufio.NewReader(c)
-	if r.Password != "" {
-		args := []string{"AUTH", r.Password}
-		if r.Username != "" {
-			args = []string{"AUTH", r.Username, r.Password}
+	if t.password != "" {
+		args := []string{"AUTH", t.password}
+		if t.username != "" {
+			args = []string{"AUTH", t.username, t.password}
 		}
 		if _, err := redisCommand(c, br, args...); err != nil {
+			return nil, err
+		}
+	}
+	if t.db != "" {
+		if _, err := redisCommand(c, br, "SELECT", t.db); err != nil {
 			return nil, err
 		}
 	}
@@ -152,14 +244,11 @@ func ParseRedisInfo(info string) []Sample {
 			}
 		}
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || !labelNameRE.MatchString(k) {
+		if err != nil || !labelNameRE.MatchString(k) || redisIdentity[k] {
 			continue
 		}
-		t := prometheus.GaugeValue
-		if redisCounters[k] {
-			t = prometheus.CounterValue
-		}
-		out = append(out, Sample{Name: "redis_" + k, Help: "redis INFO field " + k + ".", Type: t, Value: f})
+		name, t := redisMetric(k)
+		out = append(out, Sample{Name: name, Help: "redis INFO field " + k + ".", Type: t, Value: f})
 	}
 	if len(infoLabels) > 0 {
 		s := Sample{Name: "redis_instance_info", Help: "redis INFO identity fields.", Type: prometheus.GaugeValue, Value: 1}

@@ -321,9 +321,9 @@ func TestRedisInfo(t *testing.T) {
 	if got[`redis_db_keys{db="db0"}`] != 2 {
 		t.Errorf(`redis_db_keys{db="db0"} = %v, want 2`, got[`redis_db_keys{db="db0"}`])
 	}
-	if got["redis_connected_clients"] < 1 || got["redis_total_commands_processed"] < 2 || got["probe_success"] != 1 {
-		t.Errorf("connected_clients %v, total_commands_processed %v, probe_success %v",
-			got["redis_connected_clients"], got["redis_total_commands_processed"], got["probe_success"])
+	if got["redis_connected_clients"] < 1 || got["redis_commands_processed_total"] < 2 || got["probe_success"] != 1 {
+		t.Errorf("connected_clients %v, commands_processed_total %v, probe_success %v",
+			got["redis_connected_clients"], got["redis_commands_processed_total"], got["probe_success"])
 	}
 	found := false
 	for k := range got {
@@ -365,7 +365,7 @@ func TestParseRedisInfo(t *testing.T) {
 		"used_memory_human:1.00M\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=5\r\nbad-key:1\r\n"
 	got := scrape.ParseRedisInfo(info)
 	want := []scrape.Sample{
-		{Name: "redis_uptime_in_seconds", Help: "redis INFO field uptime_in_seconds.", Type: prometheus.CounterValue, Value: 10},
+		{Name: "redis_uptime_in_seconds", Help: "redis INFO field uptime_in_seconds.", Type: prometheus.GaugeValue, Value: 10},
 		{Name: "redis_db_keys", Help: "Keyspace keys by database.", Type: prometheus.GaugeValue, Labels: []scrape.Label{{"db", "db0"}}, Value: 3},
 		{Name: "redis_db_expires", Help: "Keyspace expires by database.", Type: prometheus.GaugeValue, Labels: []scrape.Label{{"db", "db0"}}, Value: 1},
 		{Name: "redis_db_avg_ttl", Help: "Keyspace avg_ttl by database.", Type: prometheus.GaugeValue, Labels: []scrape.Label{{"db", "db0"}}, Value: 5},
