@@ -55,7 +55,7 @@ func (f *proxyFlags) register(fs *flag.FlagSet, httpMode bool) {
 		fs.StringVar(&f.balancer, "balancer", "rr", "balancer: rr, p2c, ring or maglev (ring and maglev hash the client's IP address:\nbehind a loopback -listen, one backend takes every connection)")
 	}
 	fs.StringVar(&f.admin, "admin", "", "hook server address (probes, /metrics, /statusz); empty: none")
-	fs.IntVar(&f.retries, "retries", 2, "retries on another endpoint (idempotent HTTP requests, TCP dials)")
+	fs.IntVar(&f.retries, "retries", 2, "retries, on another endpoint when one can take them (idempotent HTTP requests, TCP dials)")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "endpoint dial timeout")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 10*time.Minute, "idle connection timeout")
 	fs.DurationVar(&f.healthInterval, "health-interval", 2*time.Second,
