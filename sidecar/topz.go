@@ -25,20 +25,60 @@ type Process struct {
 	State      string  `json:"state"`
 	Threads    int     `json:"threads"`
 	CPUSeconds float64 `json:"cpu_seconds"`
-	// CPUPercent is the CPU use since the previous snapshot (or since the process started, on the
-	// first one), 100 being one full core.
+	// CPUPercent is the CPU use over the last second or more (see Topz), or since the process
+	// started; 100 is one full core. It is never negative.
 	CPUPercent float64 `json:"cpu_percent"`
 	RSSBytes   int64   `json:"rss_bytes"`
 }
 
 // Topz lists the processes visible in /proc (in a pod sharing its PID namespace: every container's
-// processes) with CPU and memory use, as text or JSON (?format=json). It is an http.Handler.
+// processes) with CPU and memory use, as text or JSON (?format=json). It is an http.Handler, safe
+// for concurrent use; snapshots are taken one at a time.
+//
+// # CPU use
+//
+// /proc counts CPU time in ticks of 10 ms, so CPU use over a few ms reads 0% or several hundred
+// percent. A snapshot therefore computes CPUPercent against an earlier sample at least a second
+// old, the newest such, whoever took it: every snapshot (a GET, a HEAD, a probe, a second dashboard)
+// is a sample, and the last two samples taken a second or more apart are kept. A lone viewer asking
+// every N seconds (N >= 1) sees the use over the last N seconds; with others asking in between, the
+// span is at least a second (about one to two seconds when snapshots come more often than once a
+// second). Without such a sample (in the first second after the first snapshot, or for a process
+// started since the sample), CPUPercent is the average since the process started. A process is told
+// from an earlier one that had its PID by its start time.
 type Topz struct {
 	procRoot string
 
-	mu     sync.Mutex
-	prev   map[int]float64 // pid -> cpu seconds at prevAt
-	prevAt time.Time
+	mu sync.Mutex
+	// older and newer are the last two samples kept (nil until taken); newer was taken at least
+	// topzMinAge after older.
+	older, newer *cpuSample
+}
+
+// topzMinAge is how old a sample must be for a snapshot to compute CPU use against it.
+const topzMinAge = time.Second
+
+// cpuSample is the CPU time of every process at one moment.
+type cpuSample struct {
+	at  time.Time
+	cpu map[procID]float64 // seconds
+}
+
+// procID tells a process from another that had the same PID before: its start time (in ticks since
+// boot) differs.
+type procID struct {
+	pid       int
+	startTick uint64
+}
+
+// baseline returns the newest kept sample at least topzMinAge older than now, or nil.
+func (z *Topz) baseline(now time.Time) *cpuSample {
+	for _, s := range []*cpuSample{z.newer, z.older} {
+		if s != nil && now.Sub(s.at) >= topzMinAge {
+			return s
+		}
+	}
+	return nil
 }
 
 // NewTopz returns a Topz reading procRoot ("" means "/proc").
@@ -87,8 +127,14 @@ func parseStat(data []byte) (statFields, error) {
 		threads: int(min(threads, 1<<31)), startTick: start, rssPages: rss}, nil
 }
 
-// Snapshot reads every process. Processes that exit while being read are left out.
+// Snapshot reads every process, sorted by PID (an empty list when there is none). Processes that
+// exit while being read are left out.
 func (z *Topz) Snapshot() ([]Process, error) {
+	// Read under the lock, after taking now: a sample must hold the CPU times of its moment, later
+	// than the samples taken before it.
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	now := time.Now()
 	ents, err := os.ReadDir(z.procRoot)
 	if err != nil {
 		return nil, fmt.Errorf("topz: %w", err)
@@ -99,12 +145,10 @@ func (z *Topz) Snapshot() ([]Process, error) {
 			uptime, _ = strconv.ParseFloat(f[0], 64)
 		}
 	}
-	now := time.Now()
-	z.mu.Lock()
-	defer z.mu.Unlock()
 	page := int64(os.Getpagesize())
-	cur := map[int]float64{}
-	var out []Process
+	base := z.baseline(now)
+	cur := &cpuSample{at: now, cpu: make(map[procID]float64, len(ents))}
+	out := []Process{}
 	for _, de := range ents {
 		pid, err := strconv.Atoi(de.Name())
 		if err != nil {
@@ -123,19 +167,31 @@ func (z *Topz) Snapshot() ([]Process, error) {
 			cmd = strings.TrimSpace(strings.ReplaceAll(string(cl), "\x00", " "))
 		}
 		cpu := float64(st.ticks) / clockTicks
-		cur[pid] = cpu
+		id := procID{pid, st.startTick}
+		cur.cpu[id] = cpu
 		pct := 0.0
-		if before, ok := z.prev[pid]; ok && now.Sub(z.prevAt) > 0 {
-			pct = 100 * (cpu - before) / now.Sub(z.prevAt).Seconds()
+		if before, ok := base.cpuOf(id); ok {
+			pct = 100 * (cpu - before) / now.Sub(base.at).Seconds()
 		} else if age := uptime - float64(st.startTick)/clockTicks; age > 0 {
 			pct = 100 * cpu / age
 		}
 		out = append(out, Process{PID: pid, Command: cmd, State: st.state, Threads: st.threads,
-			CPUSeconds: cpu, CPUPercent: pct, RSSBytes: st.rssPages * page})
+			CPUSeconds: cpu, CPUPercent: max(pct, 0), RSSBytes: st.rssPages * page})
 	}
-	z.prev, z.prevAt = cur, now
+	if z.newer == nil || now.Sub(z.newer.at) >= topzMinAge {
+		z.older, z.newer = z.newer, cur
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out, nil
+}
+
+// cpuOf returns the CPU seconds of process id in s (nil: none).
+func (s *cpuSample) cpuOf(id procID) (float64, bool) {
+	if s == nil {
+		return 0, false
+	}
+	cpu, ok := s.cpu[id]
+	return cpu, ok
 }
 
 // ServeHTTP answers GET with the process table (text, or JSON with ?format=json).
