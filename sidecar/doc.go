@@ -10,9 +10,12 @@
 //     symlink swap, and runs ordered, retried hooks after each publish and once at startup.
 //   - Reloader watches files and ConfigMap/Secret volumes (Kubernetes' ..data symlink swaps),
 //     compares content hashes, debounces, and signals a process, calls a webhook or a func.
-//   - Topz serves the processes of a shared PID namespace with CPU and memory from /proc.
+//   - Topz serves the processes of a shared PID namespace with CPU and memory from /proc; CPU use
+//     is over the last second or more, however many viewers ask and however often (see Topz).
 //   - Supervisor runs child processes with restart backoff and exits when the main container is
 //     done (a done file on the shared volume, or an HTTP call), so the sidecars of Jobs finish.
+//     NewSupervisor rejects a child whose program is not there; restarts are counted by child in
+//     podblocks_sidecar_supervisor_restarts_total{child}.
 //
 // # Lifecycle
 //

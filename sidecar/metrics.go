@@ -75,25 +75,45 @@ type actionMetrics struct {
 // result is a value of an action's result label and what it means.
 type result struct{ name, meaning string }
 
-// newActionMetrics makes podblocks_sidecar_<what>_total, by result, and its retries counter. The
-// Help text names every result and what it means, and each result's series exists at 0 from the
-// start, so that an alert on its rate has a series to compute it from.
-func newActionMetrics(r prometheus.Registerer, what string, results ...result) *actionMetrics {
+// newResultCounter makes podblocks_sidecar_<what>_total, by result. The Help text names every
+// result and what it means, and each result's series exists at 0 from the start, so that an alert
+// on its rate has a series to compute it from.
+func newResultCounter(r prometheus.Registerer, what string, results ...result) *prometheus.CounterVec {
 	help := make([]string, len(results))
 	for i, res := range results {
 		help[i] = res.name + " (" + res.meaning + ")"
 	}
-	m := &actionMetrics{
-		runs: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podblocks_sidecar_" + what + "_total",
-			Help: "Completed " + what + ", by result: " + strings.Join(help, ", ") + ".",
-		}, []string{"result"})),
+	c := register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podblocks_sidecar_" + what + "_total",
+		Help: "Completed " + what + ", by result: " + strings.Join(help, ", ") + ".",
+	}, []string{"result"}))
+	for _, res := range results {
+		c.WithLabelValues(res.name)
+	}
+	return c
+}
+
+// newActionMetrics makes the counters of an action that is retried: its result counter
+// (newResultCounter) and podblocks_sidecar_<what>_retries_total. An action that is never retried
+// takes newResultCounter alone: a counter that nothing counts is not registered.
+func newActionMetrics(r prometheus.Registerer, what string, results ...result) *actionMetrics {
+	return &actionMetrics{
+		runs: newResultCounter(r, what, results...),
 		tries: register(r, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "podblocks_sidecar_" + what + "_retries_total", Help: "Retries of " + what + " hooks or actions.",
 		})),
 	}
-	for _, res := range results {
-		m.runs.WithLabelValues(res.name)
+}
+
+// newRestartsCounter makes podblocks_sidecar_supervisor_restarts_total, by child (the names of a
+// Supervisor's children), each child's series at 0 from the start.
+func newRestartsCounter(r prometheus.Registerer, children []string) *prometheus.CounterVec {
+	c := register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podblocks_sidecar_supervisor_restarts_total",
+		Help: "Children started again after they exited, by child (Child.Name, default its Path).",
+	}, []string{"child"}))
+	for _, name := range children {
+		c.WithLabelValues(name)
 	}
-	return m
+	return c
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -16,15 +17,20 @@ import (
 
 	"github.com/podblocks/podblocks/internal/pdeathsig"
 	"github.com/podblocks/podblocks/internal/procgroup"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
 // Child is a process a Supervisor runs.
 type Child struct {
-	Name string   // for logs and status; default: Path
-	Path string   // executable (looked up in PATH when it has no slash)
+	// Name is for status and the child label of podblocks_sidecar_supervisor_restarts_total
+	// (children with one name count together); default: Path.
+	Name string
+	// Path is the executable, looked up in PATH when it has no slash, and relative to Dir when it is
+	// relative; NewSupervisor checks it is there and executable.
+	Path string
 	Args []string // arguments after the program name
-	Env  []string // environment; nil: the Supervisor's own
+	Env  []string // environment; nil: the Supervisor's own (PATH is the Supervisor's either way)
 	Dir  string   // working directory; empty: the Supervisor's own
 	// Stdout and Stderr receive the child's output; nil discards it.
 	Stdout, Stderr io.Writer
@@ -37,6 +43,25 @@ type Child struct {
 	// on a terminal (docker run -it): in a group of their own they are in the terminal's
 	// background, stopped (SIGTTOU) when they set its attributes, and do not get Ctrl-C.
 	Group bool
+}
+
+// name is the child's Name, or its Path.
+func (c Child) name() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return c.Path
+}
+
+// findProgram checks that c's program is there and executable, where exec.Cmd looks for it: in
+// PATH when Path is a bare name, otherwise relative to Dir.
+func (c Child) findProgram() error {
+	path := c.Path
+	if filepath.Base(path) != path && !filepath.IsAbs(path) && c.Dir != "" {
+		path = filepath.Join(c.Dir, path)
+	}
+	_, err := exec.LookPath(path)
+	return err
 }
 
 // stableAfter is how long a child must run for its restart backoff to start over.
@@ -91,7 +116,7 @@ type Supervisor struct {
 	children []Child
 	o        options
 	log      *zap.Logger
-	m        *actionMetrics
+	restarts *prometheus.CounterVec // by child
 	done     chan struct{}
 	doneOnce sync.Once
 
@@ -115,16 +140,22 @@ func WithGrace(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.grace = d })
 }
 
-// NewSupervisor returns a Supervisor for children. Options: WithDoneFile, WithGrace,
+// NewSupervisor returns a Supervisor for children; a child whose program is not there or not
+// executable (see Child.Path) is a *ConfigError. Options: WithDoneFile, WithGrace,
 // WithPollInterval, WithBackoff, WithLogger, WithRegisterer.
 func NewSupervisor(children []Child, opts ...Option) (*Supervisor, error) {
 	if len(children) == 0 {
 		return nil, &ConfigError{Field: "children", Reason: "none given"}
 	}
+	names := make([]string, len(children))
 	for i, c := range children {
 		if c.Path == "" {
 			return nil, &ConfigError{Field: fmt.Sprintf("children[%d].Path", i), Reason: "empty"}
 		}
+		if err := c.findProgram(); err != nil {
+			return nil, &ConfigError{Field: fmt.Sprintf("children[%d].Path", i), Reason: err.Error()}
+		}
+		names[i] = c.name()
 	}
 	o := buildOptions(opts)
 	if o.grace <= 0 {
@@ -134,7 +165,7 @@ func NewSupervisor(children []Child, opts ...Option) (*Supervisor, error) {
 		return nil, &ConfigError{Field: "WithPollInterval", Reason: "must be positive"}
 	}
 	return &Supervisor{children: children, o: o, log: o.logger.Named("supervisor"),
-		m: newActionMetrics(o.registerer, "supervisor_restarts", result{"restart", "a child was started again"}), done: make(chan struct{}),
+		restarts: newRestartsCounter(o.registerer, names), done: make(chan struct{}),
 		state: make([]childState, len(children))}, nil
 }
 
@@ -153,10 +184,14 @@ func (s *Supervisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "stopping\n")
 }
 
-// Restarts returns how many times child i was restarted.
+// Restarts returns how many times child i (the index of children given to NewSupervisor) was
+// restarted; 0 when i names no child.
 func (s *Supervisor) Restarts(i int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if i < 0 || i >= len(s.state) {
+		return 0
+	}
 	return s.state[i].restarts
 }
 
@@ -166,12 +201,8 @@ func (s *Supervisor) Statusz() (string, []string, [][]string) {
 	defer s.mu.Unlock()
 	rows := make([][]string, len(s.children))
 	for i, c := range s.children {
-		name := c.Name
-		if name == "" {
-			name = c.Path
-		}
 		st := s.state[i]
-		rows[i] = []string{name, strconv.Itoa(st.pid), strconv.Itoa(st.restarts), st.status}
+		rows[i] = []string{c.name(), strconv.Itoa(st.pid), strconv.Itoa(st.restarts), st.status}
 	}
 	return "sidecar supervisor", []string{"child", "pid", "restarts", "status"}, rows
 }
@@ -285,7 +316,7 @@ func (s *Supervisor) supervise(i int, stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		s.m.runs.WithLabelValues("restart").Inc()
+		s.restarts.WithLabelValues(c.name()).Inc()
 		s.mu.Lock()
 		s.state[i].restarts++
 		s.mu.Unlock()
