@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -153,5 +154,28 @@ func TestMetricsRegisterOnceWithPrefix(t *testing.T) {
 		if !strings.HasPrefix(mf.GetName(), "podblocks_sidecar_") {
 			t.Errorf("metric %s lacks the podblocks_sidecar_ prefix", mf.GetName())
 		}
+	}
+}
+
+// A failed sync is not retried (the next interval tries again), so the Syncer has no retries
+// counter: one that nothing counts would read 0 for ever.
+func TestSyncerRegistersNoRetriesCounter(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := NewSyncer(t.TempDir(), &HTTPArchiveSource{URL: "http://127.0.0.1:1/x.tar"}, WithRegisterer(reg)); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	if !slices.Contains(names, "podblocks_sidecar_syncer_syncs_total") {
+		t.Fatalf("no syncs counter among %q", names)
+	}
+	if slices.Contains(names, "podblocks_sidecar_syncer_syncs_retries_total") {
+		t.Errorf("a syncs retries counter is registered: %q", names)
 	}
 }

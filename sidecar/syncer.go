@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -201,7 +202,7 @@ type Syncer struct {
 	hooks   []Action
 	o       options
 	log     *zap.Logger
-	m       *actionMetrics
+	m       *prometheus.CounterVec // a failed sync is not retried: the next interval tries again
 	hm      *actionMetrics
 	trigger chan struct{}
 	ready   chan struct{}
@@ -253,7 +254,7 @@ func NewSyncer(root string, src Source, opts ...Option) (*Syncer, error) {
 		g.Cache = filepath.Join(root, ".git-cache")
 	}
 	return &Syncer{root: root, link: filepath.Join(root, name), src: src, hooks: o.hooks, o: o,
-		log: o.logger.Named("syncer"), m: newActionMetrics(o.registerer, "syncer_syncs", result{"published", "new content is current"},
+		log: o.logger.Named("syncer"), m: newResultCounter(o.registerer, "syncer_syncs", result{"published", "new content is current"},
 			result{"unchanged", "the source had nothing new"}, result{"error", "the sync failed"}),
 		hm: newActionMetrics(o.registerer, "syncer_hooks", result{"ok", "every hook ran"},
 			result{"no_process", "a hook's signal reached no process; not retried"}),
@@ -463,13 +464,13 @@ func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
-			s.m.runs.WithLabelValues("error").Inc()
+			s.m.WithLabelValues("error").Inc()
 			s.log.Warn("sync", zap.Error(err))
 		}
 	case version == have:
-		s.m.runs.WithLabelValues("unchanged").Inc()
+		s.m.WithLabelValues("unchanged").Inc()
 	default:
-		s.m.runs.WithLabelValues("published").Inc()
+		s.m.WithLabelValues("published").Inc()
 		s.log.Info("published", zap.String("version", version))
 		s.markReady()
 		sendLatest(hookCh, version)
