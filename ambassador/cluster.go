@@ -377,16 +377,17 @@ type taker interface{ take(i int) }
 // Acquire picks an endpoint for a request with hash key and takes a circuit-breaker slot on it
 // (waiting, while ctx allows, if the endpoint is at its concurrency limit but under its pending
 // limit). It avoids the endpoints in tried, and one ejected (or removed from the Source) since
-// the balancer was last built, when another can take the request. When the balancer keeps picking endpoints to avoid or at
-// both their concurrency and pending limits, the others are tried in turn, in address order after
-// its last pick (so a hashing balancer's retries stay deterministic), and the first with room
-// takes the request (a built-in P2C counts it as it counts its own picks). When none of them has
-// room (or there are none), a tried endpoint takes the request again: the balancer's last pick if
-// it is tried, else the first tried one after it in address order, skipping those at both limits
-// and (outside panic mode) those that have become unavailable. Acquire returns ErrOverloaded only
-// when every endpoint still available is at both limits. An endpoint ejected since the balancer
-// was built, outside panic mode, takes the request only when every other has become unavailable
-// too (the balancer's last pick, then). It does not allocate.
+// the balancer was last built, when another can take the request. When the balancer keeps
+// picking endpoints to avoid or at both their concurrency and pending limits, the others are
+// tried in turn, in address order after its last pick (so a hashing balancer's retries stay
+// deterministic), and the first with room takes the request (a built-in P2C counts it as it
+// counts its own picks). When none of them has room (or there are none), a tried endpoint takes
+// the request again: the balancer's last pick if it is tried, else the first tried one after it
+// in address order, skipping those at both limits and (outside panic mode) those that have become
+// unavailable. Acquire returns ErrOverloaded only when every endpoint still available is at both
+// limits. An endpoint ejected since the balancer was built, outside panic mode, takes the request
+// only when every other has become unavailable too (the balancer's last pick, then). It does not
+// allocate.
 func (c *Cluster) Acquire(ctx context.Context, key uint64, tried []*Backend) (Lease, error) {
 	return c.acquire(ctx, key, tried, true)
 }
