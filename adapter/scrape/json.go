@@ -112,21 +112,21 @@ func LoadJSONConfig(path string) (*JSONConfig, error) {
 
 // family is what every config entry of one metric name must agree on.
 type family struct {
-	help, kind string
-	entry      int
+	help, kind, labels string
+	entry              int
 }
 
-// claim records that entry i writes the metric name with help and kind (gauge or counter): a
-// name of the adapter's own, or one an earlier entry writes with another help or kind, is
-// refused, since one of the two would be dropped from every scrape.
-func claim(fams map[string]family, i int, field, name, help, kind string) error {
+// claim records that entry i writes the metric name with help, kind (gauge or counter) and
+// label names: a name of the adapter's own, or one an earlier entry writes with another help,
+// kind or label names, is refused, since one of the two would be dropped from every scrape.
+func claim(fams map[string]family, i int, field, name, help, kind, labels string) error {
 	if name == DefaultUpMetric || strings.HasPrefix(name, ownPrefix) {
 		return &ConfigError{field, fmt.Errorf("%q is the adapter's own metric", name)}
 	}
-	if f, ok := fams[name]; ok && (f.help != help || f.kind != kind) {
-		return &ConfigError{field, fmt.Errorf("%q is also written by metrics[%d] with another help or type", name, f.entry)}
+	if f, ok := fams[name]; ok && (f.help != help || f.kind != kind || f.labels != labels) {
+		return &ConfigError{field, fmt.Errorf("%q is also written by metrics[%d] with another help, type or label names", name, f.entry)}
 	}
-	fams[name] = family{help, kind, i}
+	fams[name] = family{help, kind, labels, i}
 	return nil
 }
 
@@ -142,10 +142,14 @@ func (c *JSONConfig) compile() error {
 			return &ConfigError{f + ".name", fmt.Errorf("%q is not a metric name", m.Name)}
 		}
 		kind := cmp.Or(m.Type, "gauge")
+		labelNames := strings.Join(sortedKeys(m.Labels), ",")
 		if m.Type == "object" {
 			kind = cmp.Or(m.ValueType, "gauge")
-		} else if err := claim(fams, i, f+".name", m.Name, m.Help, kind); err != nil {
+		} else if err := claim(fams, i, f+".name", m.Name, m.Help, kind, labelNames); err != nil {
 			return err
+		}
+		if strings.TrimSpace(m.Path) == "" && m.Type != "object" {
+			return &ConfigError{f + ".path", errors.New("missing (\"$\" selects the whole document)")}
 		}
 		p, err := CompilePath(m.Path)
 		if err != nil {
@@ -190,7 +194,7 @@ func (c *JSONConfig) compile() error {
 			if !metricNameRE.MatchString(m.Name + "_" + k) {
 				return &ConfigError{f + ".values." + k, errors.New("invalid metric name suffix")}
 			}
-			if err := claim(fams, i, f+".values."+k, m.Name+"_"+k, m.Help, kind); err != nil {
+			if err := claim(fams, i, f+".values."+k, m.Name+"_"+k, m.Help, kind, labelNames); err != nil {
 				return err
 			}
 			m.values = append(m.values, compiledValue{k, p})
@@ -255,7 +259,7 @@ func compileLabel(v string) ([]labelPart, error) {
 			parts = append(parts, labelPart{literal: v})
 			break
 		}
-		end := strings.IndexByte(v[open:], '}')
+		end := closeBrace(v[open:])
 		if end < 0 {
 			return nil, fmt.Errorf("%w %q: unbalanced braces", ErrBadPath, v)
 		}

@@ -10,6 +10,8 @@ import (
 // Path is a compiled JSONPath subset: a root ("$", or a kubectl-style "{...}" wrapper), then
 // ".field", "['field']", "[N]" (negative counts from the end) and "[*]" / ".*" (every element or
 // value). Examples: "$.stats.requests", "{.values[*]}", "$.items[0]['weird key']".
+// A ".field" name ends at '.', '[' or white space and may not hold '{' or '}'; a quoted name
+// ('...' or "...") holds any byte but its quote, ']' and braces included ("$['a]b']").
 type Path struct {
 	src   string
 	steps []step
@@ -55,7 +57,7 @@ func CompilePath(s string) (Path, error) {
 				in = in[1:]
 				continue
 			}
-			end := strings.IndexAny(in, ".[ \t")
+			end := strings.IndexAny(in, ".[ \t{}") // a brace in a name is a mistake: {.a}{.b}, $.a}
 			if end < 0 {
 				end = len(in)
 			}
@@ -65,6 +67,15 @@ func CompilePath(s string) (Path, error) {
 			p.steps = append(p.steps, step{field: in[:end]})
 			in = in[end:]
 		case '[':
+			if len(in) > 1 && (in[1] == '\'' || in[1] == '"') { // ['key'] or ["key"]: any byte but the quote
+				q := strings.IndexByte(in[2:], in[1])
+				if q < 0 || !strings.HasPrefix(in[2+q+1:], "]") {
+					return p, fmt.Errorf("%w %q: unclosed quoted selector", ErrBadPath, s)
+				}
+				p.steps = append(p.steps, step{field: in[2 : 2+q]})
+				in = in[2+q+2:]
+				continue
+			}
 			end := strings.IndexByte(in, ']')
 			if end < 0 {
 				return p, fmt.Errorf("%w %q: unclosed [", ErrBadPath, s)
@@ -74,8 +85,6 @@ func CompilePath(s string) (Path, error) {
 			switch {
 			case sel == "*":
 				p.steps = append(p.steps, step{kind: stepAll})
-			case len(sel) >= 2 && (sel[0] == '\'' || sel[0] == '"') && sel[len(sel)-1] == sel[0]:
-				p.steps = append(p.steps, step{field: sel[1 : len(sel)-1]})
 			default:
 				n, err := strconv.Atoi(sel)
 				if err != nil {
@@ -88,6 +97,26 @@ func CompilePath(s string) (Path, error) {
 		}
 	}
 	return p, nil
+}
+
+// closeBrace returns the index of the '}' that closes the path starting at s[0] == '{', skipping
+// quoted names, or -1.
+func closeBrace(s string) int {
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '}':
+			return i
+		case '\'', '"':
+			if s[i-1] == '[' {
+				q := strings.IndexByte(s[i+1:], s[i])
+				if q < 0 {
+					return -1
+				}
+				i += q + 1
+			}
+		}
+	}
+	return -1
 }
 
 // String returns the path as written.
