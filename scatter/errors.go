@@ -3,6 +3,8 @@ package scatter
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 var (
@@ -16,7 +18,20 @@ var (
 	ErrNoLeaves = errors.New("scatter: no leaves")
 	// ErrNoReplicas is returned by NewReplicaSet when it is given no replicas or a nil one.
 	ErrNoReplicas = errors.New("scatter: no replicas")
+	// ErrBadRequest is matched by a leaf error that blames the request rather than the leaf (see
+	// BadRequest): a replica set returns it without trying another replica or counting it
+	// against the replica, and a LeafHandler answers it with 400.
+	ErrBadRequest = errors.New("scatter: bad request")
 )
+
+// BadRequest marks err as the request's fault: the error returned matches ErrBadRequest and err
+// with errors.Is, and reads as err.
+func BadRequest(err error) error { return &badRequestError{err} }
+
+type badRequestError struct{ err error }
+
+func (e *badRequestError) Error() string   { return e.err.Error() }
+func (e *badRequestError) Unwrap() []error { return []error{ErrBadRequest, e.err} }
 
 // ConfigError reports an invalid option value.
 type ConfigError struct {
@@ -27,10 +42,52 @@ type ConfigError struct {
 func (e *ConfigError) Error() string { return "scatter: invalid " + e.Field + ": " + e.Reason }
 
 // CoverageError says how many shards answered when that was too few. It matches ErrShortCoverage
-// with errors.Is, and unwraps to the cause (the context's error or the last leaf error) as well.
+// with errors.Is, and unwraps to the cause as well: the context's error when the deadline or the
+// caller ended the fan-out, else the shards' errors (the distinct ones, at most maxCauses, in shard
+// order; several are joined with "; " and each matches with errors.Is).
 type CoverageError struct {
 	Answered, Shards, Required int
 	Cause                      error // may be nil
+}
+
+// maxCauses caps the distinct leaf errors a CoverageError keeps.
+const maxCauses = 8
+
+// leafErrors is several shards' distinct errors.
+type leafErrors []error
+
+func (e leafErrors) Error() string {
+	var b strings.Builder
+	for i, err := range e {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (e leafErrors) Unwrap() []error { return e }
+
+// causeOf returns the distinct errors of slots (by message, at most maxCauses), nil for none.
+func causeOf[Resp any](slots []Slot[Resp]) error {
+	var errs leafErrors
+	for i := range slots {
+		err := slots[i].Err
+		if err == nil || len(errs) == maxCauses {
+			continue
+		}
+		if !slices.ContainsFunc(errs, func(e error) bool { return e == err || e.Error() == err.Error() }) {
+			errs = append(errs, err)
+		}
+	}
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	return errs
 }
 
 func (e *CoverageError) Error() string {

@@ -464,10 +464,9 @@ func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[
 	slots := c.res.Slots
 	m := f.m
 	var (
-		batch   latencyBatch
-		counts  [len(statusNames)]int
-		lastErr error
-		hedges  int
+		batch  latencyBatch
+		counts [len(statusNames)]int
+		hedges int
 	)
 	timed := m.on && !f.cfg.noLatency
 	for i := range slots {
@@ -475,9 +474,6 @@ func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[
 		counts[s.Status]++
 		if timed && s.Status != StatusSkipped {
 			batch.add(s.Latency)
-		}
-		if s.Err != nil {
-			lastErr = s.Err
 		}
 		if s.Hedged {
 			hedges += s.Attempts - 1
@@ -520,12 +516,14 @@ func (c *call[Req, Resp, Out]) finish(ctx context.Context, ended bool) (*Result[
 		i := int(c.failed.Load())
 		err = &LeafError{Shard: i, Err: slots[i].Err}
 	case c.res.Answered < f.required:
-		cause := lastErr
+		var cause error
 		if why == EndContext {
 			cause = ctx.Err()
 			if cause == nil {
 				cause = context.DeadlineExceeded // the fan-out's own timeout
 			}
+		} else {
+			cause = causeOf(slots)
 		}
 		err = &CoverageError{Answered: c.res.Answered, Shards: len(slots), Required: f.required, Cause: cause}
 	}

@@ -147,7 +147,7 @@ func TestFanout(t *testing.T) {
 			name:   "nobody answers",
 			leaves: []behaviour{{d: ms(1), fail: true}, {d: ms(2), fail: true}},
 			want: outcome{Statuses: []string{"error", "error"}, Answered: 0, Why: "all", Took: ms(2),
-				Err: "scatter: 0 of 2 shards answered, 1 required: leaf 1: boom", Calls: 2},
+				Err: "scatter: 0 of 2 shards answered, 1 required: leaf 0: boom; leaf 1: boom", Calls: 2},
 		},
 		{
 			name:   "concurrency limit",

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
@@ -111,7 +112,11 @@ func (h *LeafHandler[Req, Resp]) ServeHTTP(w http.ResponseWriter, r *http.Reques
 		if h.Log != nil {
 			h.Log.Warn("leaf call failed", zap.Error(err))
 		}
-		writeJSON(w, http.StatusInternalServerError, httpError{Error: err.Error()})
+		code := http.StatusInternalServerError
+		if errors.Is(err, ErrBadRequest) {
+			code = http.StatusBadRequest
+		}
+		writeJSON(w, code, httpError{Error: err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -126,14 +131,22 @@ func (h *LeafHandler[Req, Resp]) call(ctx context.Context, req Req) (resp Resp, 
 	return h.Func(ctx, req)
 }
 
-// HTTPStatusError is a leaf's non-200 HTTP answer.
+// HTTPStatusError is a leaf's non-200 HTTP answer. A 4xx answer other than 408 (Request Timeout)
+// and 429 (Too Many Requests) blames the request: it matches ErrBadRequest, and a replica set
+// does not retry it on another replica.
 type HTTPStatusError struct {
 	Code    int
-	Message string // the answer's "error" field, or its first bytes
+	Message string // the answer's "error" field, or its first 200 bytes (cut on a rune boundary, spaces trimmed)
 }
 
 func (e *HTTPStatusError) Error() string {
 	return fmt.Sprintf("scatter: leaf answered %d: %s", e.Code, e.Message)
+}
+
+// Is reports whether target is ErrBadRequest and the code blames the request.
+func (e *HTTPStatusError) Is(target error) bool {
+	return target == ErrBadRequest && e.Code >= 400 && e.Code < 500 &&
+		e.Code != http.StatusRequestTimeout && e.Code != http.StatusTooManyRequests
 }
 
 // HTTPLeaf is a Leaf that POSTs the request as JSON to a URL (served by a LeafHandler) and decodes
@@ -200,7 +213,11 @@ func (l *HTTPLeaf[Req, Resp]) Call(ctx context.Context, req Req) (Resp, error) {
 		// broken off) still gives its first bytes.
 		b, _ := io.ReadAll(io.LimitReader(res.Body, limit))
 		var he httpError
-		msg := string(b[:min(len(b), 200)])
+		n := min(len(b), 200)
+		for n > 0 && n < len(b) && !utf8.RuneStart(b[n]) {
+			n-- // cut on a rune boundary
+		}
+		msg := strings.TrimSpace(string(b[:n]))
 		if json.Unmarshal(b, &he) == nil && he.Error != "" {
 			msg = he.Error
 		}
@@ -294,7 +311,9 @@ func HTTPShards[Req, Resp any](spec [][]string, client *http.Client) ([]Leaf[Req
 
 // RootHandler serves a fan-out over HTTP: it decodes a request (by default a POSTed JSON Req),
 // runs Fanout.Do with the HTTP request's context, and answers 200 with the JSON Out, or 503 with
-// {"error": "..."} when the fan-out failed. Every answer carries the X-Scatter-* coverage headers.
+// {"error": "..."} when the fan-out failed. Every answer carries X-Scatter-Shards; the answers of a
+// fan-out (200 and 503) carry the other X-Scatter-* coverage headers too, while a request refused
+// before any fan-out (400, 405, 413) carries no other.
 type RootHandler[Req, Resp, Out any] struct {
 	Fanout *Fanout[Req, Resp, Out]
 	// Decode reads the request (nil: a JSON body of at most MaxBody bytes, POST only). An error
@@ -307,6 +326,7 @@ type RootHandler[Req, Resp, Out any] struct {
 }
 
 func (h *RootHandler[Req, Resp, Out]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(HeaderShards, strconv.Itoa(len(h.Fanout.leaves)))
 	var req Req
 	if h.Decode != nil {
 		var err error
@@ -319,7 +339,6 @@ func (h *RootHandler[Req, Resp, Out]) ServeHTTP(w http.ResponseWriter, r *http.R
 	}
 	res, err := h.Fanout.Do(r.Context(), req)
 	hd := w.Header()
-	hd.Set(HeaderShards, strconv.Itoa(len(res.Slots)))
 	hd.Set(HeaderAnswered, strconv.Itoa(res.Answered))
 	hd.Set(HeaderCoverage, strconv.FormatFloat(res.Coverage(), 'f', 3, 64))
 	hd.Set(HeaderHedges, strconv.Itoa(res.Hedges))

@@ -282,7 +282,7 @@ func TestHTTPRootShortCoverage(t *testing.T) {
 	(&scatter.RootHandler[addReq, addResp, int]{Fanout: f}).ServeHTTP(w, httptest.NewRequest("POST", "/", strings.NewReader(`{"n":1}`)))
 	f.Wait()
 	got := []string{fmt.Sprint(w.Code), w.Header().Get(scatter.HeaderCoverage), strings.TrimSpace(w.Body.String())}
-	want := []string{"503", "0.500", `{"error":"scatter: 1 of 2 shards answered, 2 required: scatter: leaf answered 500: down\n"}`}
+	want := []string{"503", "0.500", `{"error":"scatter: 1 of 2 shards answered, 2 required: scatter: leaf answered 500: down"}`}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

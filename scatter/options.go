@@ -159,6 +159,7 @@ type Hedge struct {
 	// Budget tokens, each hedge or failover spends one). Default 0.05; negative means no cap.
 	Budget float64
 	// Burst is the bucket's capacity in hedges (default 10), which is also what it starts with.
+	// It must be at least 1 (a hedge spends one whole token).
 	Burst float64
 	// Max is the largest number of backups per shard call (default 1).
 	Max int
@@ -169,6 +170,9 @@ func WithHedge(h Hedge) Option {
 	return optionFunc(func(c *config) {
 		if h.Delay < 0 || h.MinDelay < 0 || h.Percentile < 0 || h.Percentile >= 1 || h.Burst < 0 || h.Max < 0 || h.MinSamples < 0 || math.IsNaN(h.Budget) {
 			c.errs = append(c.errs, &ConfigError{"WithHedge", "delays, burst, max and samples must not be negative; percentile must be in [0, 1)"})
+		}
+		if h.Burst > 0 && h.Burst < 1 || math.IsNaN(h.Burst) {
+			c.errs = append(c.errs, &ConfigError{"WithHedge", "burst must be 0 (default 10) or at least 1: a hedge spends a whole token"})
 		}
 		if h.Budget == 0 {
 			h.Budget = 0.05

@@ -3,11 +3,15 @@ package scatter_test
 import (
 	"context"
 	"errors"
+	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/podblocks/podblocks/scatter"
 )
@@ -163,5 +167,130 @@ func TestNeverCalledReportedSkipped(t *testing.T) {
 		if c := int(calls.Load()); attempts > c {
 			t.Fatalf("reported attempts %d; leaf calls made %d", attempts, c)
 		}
+	}
+}
+
+// The CoverageError keeps every distinct leaf error, each matching with errors.Is.
+func TestCoverageErrorKeepsEveryCause(t *testing.T) {
+	e1, e2 := errors.New("disk full"), errors.New("bad query")
+	leaves := []scatter.Leaf[int, int]{
+		scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 0, e1 }),
+		scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 0, e2 }),
+		scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 0, e2 }),
+	}
+	f, err := scatter.New(leaves, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Do(t.Context(), 0)
+	if !errors.Is(err, scatter.ErrShortCoverage) || !errors.Is(err, e1) || !errors.Is(err, e2) {
+		t.Errorf("err %v: errors.Is(e1)=%v errors.Is(e2)=%v; want both", err, errors.Is(err, e1), errors.Is(err, e2))
+	}
+	if want := "scatter: 0 of 3 shards answered, 1 required: disk full; bad query"; err == nil || err.Error() != want {
+		t.Errorf("err %v, want %q", err, want)
+	}
+}
+
+// RootHandler: every answer carries X-Scatter-Shards, also a request refused before a fan-out.
+func TestRootHandlerShardsHeader(t *testing.T) {
+	f, err := scatter.New([]scatter.Leaf[int, int]{scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 1, nil })}, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &scatter.RootHandler[int, int, int]{Fanout: f}
+	for _, r := range []*http.Request{httptest.NewRequest("GET", "/", nil), httptest.NewRequest("POST", "/", nil)} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code/100 != 4 || w.Header().Get(scatter.HeaderShards) != "1" || w.Header().Get(scatter.HeaderAnswered) != "" {
+			t.Errorf("%s: %d with headers %v; want a 4xx with %s: 1 and no other", r.Method, w.Code, w.Header(), scatter.HeaderShards)
+		}
+	}
+}
+
+// A leaf error marked BadRequest is a 400 with its reason from a LeafHandler, and a replica set
+// returns it without trying another replica (with hedging or without).
+func TestBadRequestNotRetried(t *testing.T) {
+	var hits atomic.Int32
+	h := &scatter.LeafHandler[int, int]{Func: func(_ context.Context, n int) (int, error) {
+		hits.Add(1)
+		if n <= 0 {
+			return 0, scatter.BadRequest(errors.New("n must be positive"))
+		}
+		return n, nil
+	}}
+	var urls []string
+	for range 3 {
+		s := httptest.NewServer(h)
+		t.Cleanup(s.Close)
+		urls = append(urls, s.URL)
+	}
+	client := scatter.NewHTTPClient()
+	t.Cleanup(client.CloseIdleConnections)
+	reps := make([]scatter.Leaf[int, int], len(urls))
+	for i, u := range urls {
+		reps[i] = scatter.NewHTTPLeaf[int, int](u, client)
+	}
+	rs, err := scatter.NewReplicaSet(reps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rs.Call(t.Context(), 0)
+	var he *scatter.HTTPStatusError
+	if !errors.As(err, &he) || he.Code != http.StatusBadRequest || he.Message != "n must be positive" || !errors.Is(err, scatter.ErrBadRequest) {
+		t.Fatalf("Call = %v (%#v); want a 400 matching ErrBadRequest with the reason", err, he)
+	}
+	if n := hits.Swap(0); n != 1 {
+		t.Errorf("a bad request was sent to %d replicas, want 1", n)
+	}
+	f, err := scatter.New([]scatter.Leaf[int, int]{rs}, sum, scatter.WithHedge(scatter.Hedge{Delay: time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Do(t.Context(), 0); !errors.Is(err, scatter.ErrBadRequest) {
+		t.Errorf("hedged fan-out: %v, want ErrBadRequest", err)
+	}
+	f.Wait()
+	if n := hits.Load(); n != 1 {
+		t.Errorf("a hedged fan-out sent a bad request to %d replicas, want 1", n)
+	}
+	for _, code := range []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError} {
+		if errors.Is(&scatter.HTTPStatusError{Code: code}, scatter.ErrBadRequest) {
+			t.Errorf("a %d answer blames the request", code)
+		}
+	}
+}
+
+// A non-JSON error body is cut to 200 bytes on a rune boundary, without surrounding space.
+func TestHTTPStatusMessageCut(t *testing.T) {
+	for body, want := range map[string]string{
+		"oops\n": "oops",
+		strings.Repeat("a", 199) + "é and more\n": strings.Repeat("a", 199),
+		strings.Repeat("b", 198) + "é and more":   strings.Repeat("b", 198) + "é",
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusBadGateway)
+			io.WriteString(w, body)
+		}))
+		l := scatter.NewHTTPLeaf[int, int](srv.URL, srv.Client())
+		_, err := l.Call(t.Context(), 1)
+		srv.Close()
+		var he *scatter.HTTPStatusError
+		if !errors.As(err, &he) || he.Message != want || !utf8.ValidString(he.Message) {
+			t.Errorf("body %q: %v, want message %q", body, err, want)
+		}
+	}
+}
+
+// A Burst in (0, 1) would never allow a hedge: New refuses it.
+func TestHedgeBurstBelowOne(t *testing.T) {
+	leaf := scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 1, nil })
+	for _, burst := range []float64{0.5, math.NaN()} {
+		var ce *scatter.ConfigError
+		if _, err := scatter.New([]scatter.Leaf[int, int]{leaf}, sum, scatter.WithHedge(scatter.Hedge{Delay: time.Millisecond, Burst: burst})); !errors.As(err, &ce) {
+			t.Errorf("Burst %v: New = %v, want a *ConfigError", burst, err)
+		}
+	}
+	if _, err := scatter.New([]scatter.Leaf[int, int]{leaf}, sum, scatter.WithHedge(scatter.Hedge{Delay: time.Millisecond, Burst: 1})); err != nil {
+		t.Errorf("Burst 1: %v", err)
 	}
 }

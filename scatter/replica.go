@@ -2,6 +2,7 @@ package scatter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -30,7 +31,8 @@ type policy struct {
 // whose last attempts failed is ranked last, and tried first again after 2, 4, 8, ... up to 1024
 // calls of the set, until it answers. Called on its own (Call), or in a fan-out without
 // WithHedge, it tries replicas in ranked order until one answers (failovers are then not
-// budgeted). Safe for concurrent use.
+// budgeted). An error matching ErrBadRequest is returned at once, without a failover. Safe for
+// concurrent use.
 type ReplicaSet[Req, Resp any] struct {
 	replicas []Leaf[Req, Resp]
 	stats    []replicaStat
@@ -273,7 +275,7 @@ func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, cance
 	st := &s.stats[r]
 	fresh := false
 	switch {
-	case err == nil:
+	case err == nil || errors.Is(err, ErrBadRequest): // a refused request: the replica answered
 		if st.errRun > 0 {
 			// The first answer after a run of errors: the average is made of error penalties,
 			// which say nothing of how fast the replica answers now. Start it afresh.
@@ -455,6 +457,9 @@ func (s *ReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *polic
 			return true, a.resp, nil
 		}
 		lastErr, rep.Replica = a.err, a.replica
+		if errors.Is(a.err, ErrBadRequest) {
+			return true, zero, a.err // another replica would refuse it too
+		}
 		if ctx.Err() == nil && sent < len(order) && backup() { // fail over at once
 			launch(sent, true)
 			sent++
@@ -535,6 +540,9 @@ func (s *ReplicaSet[Req, Resp]) sequential(ctx context.Context, req Req, order [
 		if err == nil {
 			rep.HedgeWon = k > 0
 			return resp, nil
+		}
+		if errors.Is(err, ErrBadRequest) {
+			break // another replica would refuse it too
 		}
 	}
 	return resp, err

@@ -8,14 +8,17 @@ import (
 )
 
 // Sketch is a streaming latency quantile sketch: a log-bucketed histogram (each bucket 4% wider
-// than the previous, so quantiles are within about 2% of the true value, like DDSketch) from 1µs
+// than the previous; a quantile is its bucket's upper bound, so it is at most 4% above the
+// observed value and never below it, to the 1µs floor) from 1µs
 // to about 2 minutes, whose counts are halved every Window observations so that it follows recent
 // behaviour. Counts are fractional, so halving keeps every bucket's share: rounding halves down
 // would empty the sparse buckets of the tail first and pull the upper quantiles down (a p95 about
 // 15% low on a lognormal leaf). The zero value is ready to use with a window of 1000. Safe for
 // concurrent use.
 type Sketch struct {
-	// Window is how many observations pass between two halvings (0: 1000).
+	// Window is how many observations pass between two halvings (0: 1000). Set it before the
+	// sketch is shared: it is read without the lock, so changing it while another goroutine
+	// observes is a data race.
 	Window int
 
 	mu     sync.Mutex
