@@ -4,7 +4,7 @@
 // and merges the top k.
 //
 //	scatter leaf -listen 127.0.0.1:9001 -shard 0 -shards 4 [-docs 20000] [-seed 1] [-slow-prob 0.01 -slow 200ms]
-//	scatter root -listen 127.0.0.1:9000 -leaves 'http://127.0.0.1:9001|http://127.0.0.1:9011,http://...' [-k 10]
+//	scatter root -listen 127.0.0.1:9000 -leaves 'http://127.0.0.1:9001/search|http://127.0.0.1:9011/search,http://...'
 //	             [-timeout 200ms] [-coverage 0] [-hedge-percentile 0.95] [-hedge-delay 10ms] [-hedge-budget 0.1]
 //	scatter demo [-shards 4] [-replicas 2] [-docs 20000] [-queries 300] [-slow-prob 0.02] [-slow 200ms]
 //
@@ -126,7 +126,7 @@ func runLeaf(ctx context.Context, args []string, out io.Writer) error {
 	var rmu sync.Mutex // guards rng
 	h := &scatter.LeafHandler[query, answer]{MaxBody: 64 << 10, Func: func(ctx context.Context, q query) (answer, error) {
 		if q.K <= 0 || q.K > 1000 {
-			return answer{}, errors.New("k must be in [1, 1000]")
+			return answer{}, scatter.BadRequest(errors.New("k must be in [1, 1000]"))
 		}
 		rmu.Lock()
 		isSlow := rng.Float64() < *slowProb

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -254,5 +255,50 @@ func TestRootMethods(t *testing.T) {
 		if w.Code != 200 {
 			t.Errorf("%s /search: %d, want 200", method, w.Code)
 		}
+	}
+}
+
+// TestDocUsage: every flag the package doc shows for a command is one of its flags, and the
+// leaf URLs it shows for -leaves name the path leaves serve (/search).
+func TestDocUsage(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := ""
+	flagRE := regexp.MustCompile(`(?:^|[\s\[])-([a-z][a-z-]*)`)
+	urlRE := regexp.MustCompile(`http://[^|,' ]+`)
+	seen := 0
+	for _, line := range strings.Split(string(src), "\n") {
+		rest, ok := strings.CutPrefix(line, "//\t")
+		if !ok {
+			cmd = ""
+			continue
+		}
+		if f := strings.Fields(rest); len(f) > 1 && f[0] == "scatter" {
+			cmd, rest = f[1], strings.Join(f[2:], " ")
+		}
+		if cmd == "" {
+			continue
+		}
+		for _, m := range flagRE.FindAllStringSubmatch(rest, -1) {
+			seen++
+			// "-name=" is an invalid value for any flag but a string one, which then takes
+			// "-h": either way the flag is defined unless the error says otherwise.
+			out, _ := scatterCmd(t, cmd, "-"+m[1]+"=", "-h").CombinedOutput()
+			if strings.Contains(string(out), "not defined") {
+				t.Errorf("the package doc shows scatter %s -%s, which is no flag of it: %s", cmd, m[1], out)
+			}
+		}
+		if strings.Contains(rest, "-leaves") {
+			for _, u := range urlRE.FindAllString(rest, -1) {
+				if u != "http://..." && !strings.HasSuffix(u, "/search") {
+					t.Errorf("the package doc shows -leaves URL %s; leaves serve /search", u)
+				}
+			}
+		}
+	}
+	if seen < 10 {
+		t.Fatalf("found %d flags in the package doc's usage lines", seen)
 	}
 }
