@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -115,22 +116,10 @@ func New(specs []Spec, opts ...Option) (*Adapter, error) {
 			Help: "Whether a health check is healthy after thresholds (1) or not (0).",
 		}, []string{"check"}),
 	}
-	seen := map[string]string{} // check name -> its probe
-	for i, s := range specs {
-		switch {
-		case s.Name == "":
-			return nil, fmt.Errorf("health: check %d: no name", i)
-		case s.Checker == nil:
-			return nil, fmt.Errorf("health: check %q: no checker", s.Name)
-		case s.Probe < lifecycle.Livez || s.Probe > lifecycle.Startupz:
-			return nil, fmt.Errorf("health: check %q: unknown probe %v", s.Name, s.Probe)
-		case s.FailureThreshold < 0 || s.SuccessThreshold < 0 || s.Interval < 0 || s.Timeout < 0:
-			return nil, fmt.Errorf("health: check %q: negative threshold, interval or timeout", s.Name)
-		case seen[s.Name] != "":
-			// Names are unique across probes: each has one podblocks_adapter_health_* series.
-			return nil, fmt.Errorf("health: check %q: name already used by a %s check", s.Name, seen[s.Name])
-		}
-		seen[s.Name] = s.Probe.String()
+	if err := validate(specs); err != nil {
+		return nil, fmt.Errorf("health: %w", err)
+	}
+	for _, s := range specs {
 		if s.FailureThreshold == 0 {
 			s.FailureThreshold = 1
 		}
@@ -150,6 +139,30 @@ func New(specs []Spec, opts ...Option) (*Adapter, error) {
 		}
 	}
 	return a, nil
+}
+
+// validate refuses specs New cannot run.
+func validate(specs []Spec) error {
+	seen := map[string]string{} // check name -> its probe
+	for i, s := range specs {
+		switch {
+		case s.Name == "":
+			return fmt.Errorf("check %d: no name", i)
+		case !utf8.ValidString(s.Name):
+			return fmt.Errorf("check %d: name %q is not UTF-8", i, s.Name) // a label value
+		case s.Checker == nil:
+			return fmt.Errorf("check %q: no checker", s.Name)
+		case s.Probe < lifecycle.Livez || s.Probe > lifecycle.Startupz:
+			return fmt.Errorf("check %q: unknown probe %v", s.Name, s.Probe)
+		case s.FailureThreshold < 0 || s.SuccessThreshold < 0 || s.Interval < 0 || s.Timeout < 0:
+			return fmt.Errorf("check %q: negative threshold, interval or timeout", s.Name)
+		case seen[s.Name] != "":
+			// Names are unique across probes: each has one podblocks_adapter_health_* series.
+			return fmt.Errorf("check %q: name already used by a %s check", s.Name, seen[s.Name])
+		}
+		seen[s.Name] = s.Probe.String()
+	}
+	return nil
 }
 
 // Register adds every check to srv under its probe. Call it before srv runs. The hook server
@@ -383,6 +396,9 @@ func ParseConfig(data []byte) ([]Spec, error) {
 			return nil, fmt.Errorf("health: config: checks[%d]: want exactly one of exec, tcp, http, grpc, redis; got %d", i, n)
 		}
 		specs = append(specs, s)
+	}
+	if err := validate(specs); err != nil { // what New would refuse, refused here with the config's context
+		return nil, fmt.Errorf("health: config: %w", err)
 	}
 	return specs, nil
 }

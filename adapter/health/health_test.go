@@ -214,6 +214,7 @@ func TestNewErrors(t *testing.T) {
 		"negative":   {{Name: "a", Probe: lifecycle.Readyz, Checker: ok, FailureThreshold: -1}},
 		"twice":      {{Name: "a", Probe: lifecycle.Readyz, Checker: ok}, {Name: "a", Probe: lifecycle.Readyz, Checker: ok}},
 		"two probes": {{Name: "a", Probe: lifecycle.Livez, Checker: ok}, {Name: "a", Probe: lifecycle.Readyz, Checker: ok}},
+		"not UTF-8":  {{Name: "a\xff", Probe: lifecycle.Readyz, Checker: ok}}, // panicked in WithLabelValues
 	} {
 		if _, err := health.New(specs); err == nil {
 			t.Errorf("%s: New succeeded", name)
@@ -243,6 +244,9 @@ checks:
 		"checks:\n- {name: a, tcp: x, http: y}",
 		"checks:\n- {name: a, tcp: x, probe: sometimes}",
 		"checks:\n- {name: a, tcp: x, bogus: 1}",
+		"checks:\n- {tcp: x}", // New would refuse these: refused with the config's context
+		"checks:\n- {name: a, tcp: x}\n- {name: a, http: y}",
+		"checks:\n- {name: a, tcp: x, timeout: -1s}",
 	} {
 		if _, err := health.ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("ParseConfig(%q) succeeded", bad)
@@ -511,4 +515,30 @@ func TestCloseWithoutChecks(t *testing.T) {
 			t.Fatalf("Close of an Adapter without checks: %v", err)
 		}
 	}
+}
+
+// FuzzParseConfig: a config is refused, or gives one spec per check that New accepts.
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{
+		"checks:\n- {name: db, exec: [sh, -c, \"exit 0\"], interval: 5s, timeout: 2s, failure_threshold: 3}\n- {name: cache, probe: livez, redis: \"127.0.0.1:6379\"}\n",
+		"checks:\n- {name: web, probe: startupz, http: \"http://127.0.0.1:8080/healthz\"}\n- {name: api, grpc: \"127.0.0.1:50051\", grpc_service: x}\n",
+		"checks: []", "checks:\n- {name: a}", "checks:\n- {name: a, tcp: x, http: y}", "checks:\n- {tcp: x}",
+		"checks:\n- {name: a, tcp: x}\n- {name: a, tcp: y}", "checks:\n- {name: a, tcp: x, timeout: -1s}",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, y string) {
+		specs, err := health.ParseConfig([]byte(y))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "health: config: ") {
+				t.Errorf("ParseConfig error %q does not say it is the config's", err)
+			}
+			return
+		}
+		a, err := health.New(specs)
+		if err != nil {
+			t.Fatalf("ParseConfig accepted %q, New refused its specs: %v", y, err)
+		}
+		a.Close()
+	})
 }
