@@ -7,7 +7,12 @@
 //
 // A check flag is KIND=TARGET with KIND one of exec (a shell command), tcp (host:port), http (a
 // URL), grpc (host:port[/service]) or redis (host:port); it may be repeated. -config reads the YAML
-// described by health.Config. -admin binds 127.0.0.1:8081 by default: use -admin :8081 so that the
+// described by health.Config.
+//
+// exec=COMMAND runs /bin/sh -c COMMAND, so it needs an image with a shell (and the command's
+// program): the project's images are FROM scratch and have neither, and there exec= is refused at
+// start rather than failing every probe. In such an image use the tcp, http, grpc or redis checks,
+// or a -config check with exec: [PROGRAM, ARG...], which runs the program without a shell. -admin binds 127.0.0.1:8081 by default: use -admin :8081 so that the
 // kubelet can reach it. SIGTERM and SIGINT stop it.
 package main
 
@@ -39,6 +44,9 @@ func main() {
 	cmdline.Exit("health-adapter", run(ctx, os.Args[1:], os.Stderr, nil))
 }
 
+// shell runs exec= checks (a variable for the tests).
+var shell = "/bin/sh"
+
 type checkFlags struct {
 	probe lifecycle.Probe
 	specs *[]health.Spec
@@ -55,7 +63,10 @@ func (c checkFlags) Set(v string) error {
 	addr := target // of a tcp, grpc or redis check
 	switch kind {
 	case "exec":
-		chk = &health.Exec{Command: []string{"/bin/sh", "-c", target}}
+		if _, err := os.Stat(shell); err != nil {
+			return fmt.Errorf("exec= runs %s -c, which this image lacks: use a -config check with exec: [PROGRAM, ARG...] (no shell)", shell)
+		}
+		chk = &health.Exec{Command: []string{shell, "-c", target}}
 	case "tcp":
 		chk = &health.TCP{Addr: target}
 	case "http":
