@@ -2,6 +2,7 @@ package statsd_test
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -59,6 +60,48 @@ mappings:
 		p := expfmt.NewTextParser(model.LegacyValidation)
 		if _, err := p.TextToMetricFamilies(strings.NewReader(buf.String())); err != nil {
 			t.Fatalf("packet %q gave an invalid exposition: %v\n%s", packet, err, buf.String())
+		}
+	})
+}
+
+// FuzzParseMappingConfig: a mapping config is refused with a *ConfigError, and an accepted one
+// maps any name of any type to a valid metric name with valid, distinct label names.
+func FuzzParseMappingConfig(f *testing.F) {
+	for _, s := range []string{
+		"mappings:\n- match: \"api.*.latency\"\n  name: \"api_${1}_seconds\"\n  observer_type: histogram\n  labels: {svc: \"$1\"}\n",
+		"defaults:\n  match_type: regex\nmappings:\n- match: '^a\\.(\\w+)$'\n  name: 'x_$1'\n  labels: {k: '${1}'}\n",
+		"defaults:\n  glob_disable_ordering: true\nmappings:\n- match: a.*\n  name: b\n- match: '*.b'\n  name: c\n  action: drop\n",
+		"mappings:\n- match: a\n  name: '${9}'\n", "mappings:\n- match: 'a.b'\n  name: '1bad'\n", "defaults: {ttl: 1m}\nmappings: []\n",
+	} {
+		f.Add(s, "api.users.latency")
+	}
+	f.Fuzz(func(t *testing.T, y, name string) {
+		c, err := statsd.ParseMappingConfig([]byte(y))
+		if err != nil {
+			var ce *statsd.ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("ParseMappingConfig error %v is not a *ConfigError", err)
+			}
+			return
+		}
+		if name == "" {
+			return // the parser refuses a line without a name
+		}
+		for typ := statsd.Counter; typ <= statsd.Set; typ++ {
+			m := c.Map(name, typ)
+			if m.Drop() {
+				continue
+			}
+			if !model.LegacyValidation.IsValidMetricName(m.Name) {
+				t.Errorf("Map(%q, %v) = name %q, not a metric name", name, typ, m.Name)
+			}
+			seen := map[string]bool{}
+			for _, l := range m.Labels {
+				if !model.LegacyValidation.IsValidLabelName(l.Name) || seen[l.Name] {
+					t.Errorf("Map(%q, %v): label %q invalid or repeated", name, typ, l.Name)
+				}
+				seen[l.Name] = true
+			}
 		}
 	})
 }
