@@ -10,7 +10,7 @@
 // adapter has no event queue: each reader parses and applies what it reads), and so are
 // --log.format and --debug.dump-fsm; --statsd.relay.address and --web.config.file, which it does not
 // support, are refused. A boolean flag --NAME is turned off with --NAME=false or, as with
-// statsd_exporter, --no-NAME.
+// statsd_exporter, --no-NAME. --version prints the version and exits 0.
 package main
 
 import (
@@ -21,6 +21,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,7 +50,7 @@ type config struct {
 	mappingConfig                   string
 	readBuffer, readers             int
 	dogstatsd, influx, librato, sfx bool
-	checkConfig                     bool
+	checkConfig, version            bool
 	logLevel                        string
 
 	level zapcore.Level // logLevel, parsed
@@ -108,6 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.librato, "statsd.parse-librato-tags", true, "parse Librato tags")
 	fs.BoolVar(&c.sfx, "statsd.parse-signalfx-tags", true, "parse SignalFX tags")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "check the mapping config and exit")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.StringVar(&c.logLevel, "log.level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log.format", "json", "logfmt or json, accepted for statsd_exporter compatibility (logs are zap JSON)")
 	for _, name := range []string{"statsd.cache-size", "statsd.cache-type", "statsd.event-queue-size",
@@ -160,10 +163,29 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	return c, nil
 }
 
+// version is what --version prints, in statsd_exporter's shape: the module's version and VCS
+// revision as the build recorded them, and the Go version.
+func version() string {
+	v, rev, gov := "(unknown)", "", runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				rev = s.Value
+			}
+		}
+	}
+	return fmt.Sprintf("statsd-adapter, version %s (revision: %s)\n  go version: %s\n  platform: %s/%s", v, rev, gov, runtime.GOOS, runtime.GOARCH)
+}
+
 func run(args []string, stdout, stderr io.Writer) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if c.version {
+		fmt.Fprintln(stdout, version())
+		return nil
 	}
 	var mapping *statsd.MappingConfig
 	if c.mappingConfig != "" {

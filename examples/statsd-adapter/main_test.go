@@ -252,3 +252,15 @@ func waitReady(t *testing.T, url string) {
 		return resp.StatusCode == 200
 	}, "ready")
 }
+
+// TestVersion: --version prints the version, as statsd_exporter's does, and exits 0 without
+// listening.
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatalf("--version: %v", err)
+	}
+	if !strings.HasPrefix(string(out), "statsd-adapter, version ") || !strings.Contains(string(out), "go version: go") {
+		t.Errorf("--version printed %q", out)
+	}
+}
