@@ -7,10 +7,14 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // ErrNothingPushed is JSONPush's probe error before the first document arrives.
 var ErrNothingPushed = errors.New("scrape: no document pushed yet")
+
+// ErrStale is JSONPush's probe error when the last document is older than its MaxAge.
+var ErrStale = errors.New("scrape: last pushed document is too old")
 
 // JSONPush is the push side of the JSON adapter: an application POSTs (or PUTs) its JSON
 // document to it (it is an http.Handler), and as a Probe it extracts samples from the last
@@ -19,10 +23,15 @@ type JSONPush struct {
 	Config *JSONConfig
 	// MaxBytes bounds a pushed document (0 means 10 MiB).
 	MaxBytes int64
+	// MaxAge, when positive, fails the probe (ErrStale, so probe_success 0) once the last
+	// document is older than that, as when the application pushing it stopped; 0 serves the
+	// last document forever.
+	MaxAge time.Duration
 
 	mu  sync.Mutex
 	doc any
 	ok  bool
+	at  time.Time // when doc was pushed
 }
 
 // ServeHTTP accepts a JSON document: 204 when stored, 400 with a reason when it is not JSON, 413
@@ -53,7 +62,7 @@ func (p *JSONPush) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.mu.Lock()
-	p.doc, p.ok = doc, true
+	p.doc, p.ok, p.at = doc, true, time.Now()
 	p.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -67,10 +76,13 @@ func (p *JSONPush) Probe(ctx context.Context, _ string) ([]Sample, error) {
 		return nil, errors.New("scrape: JSONPush without config")
 	}
 	p.mu.Lock()
-	doc, ok := p.doc, p.ok
+	doc, ok, at := p.doc, p.ok, p.at
 	p.mu.Unlock()
 	if !ok {
 		return nil, ErrNothingPushed
+	}
+	if age := time.Since(at); p.MaxAge > 0 && age > p.MaxAge {
+		return nil, fmt.Errorf("%w: pushed %v ago (max age %v)", ErrStale, age.Round(time.Millisecond), p.MaxAge)
 	}
 	return p.Config.Extract(doc), nil
 }
