@@ -186,7 +186,7 @@ func TestScrapeTimeoutHeader(t *testing.T) {
 		{"1e300", 4 * time.Second, 5 * time.Second},
 		{"+Inf", 4 * time.Second, 5 * time.Second},
 		{"NaN", 4 * time.Second, 5 * time.Second},
-		{"3", 2 * time.Second, 2500 * time.Millisecond}, // 0.5s margin
+		{"3", 2 * time.Second, 2500 * time.Millisecond},  // 0.5s margin
 		{"0.1", time.Millisecond, 50 * time.Millisecond}, // at least half: 50ms
 	} {
 		var got map[string]float64
