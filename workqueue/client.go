@@ -30,6 +30,10 @@ import (
 var ErrUnavailable = errors.New("workqueue: server unavailable")
 
 // Client is a Queue served by an API elsewhere (examples/workqueue serve). Lease long-polls.
+//
+// A successful answer is read whole, however large: the server bounds it (a lease by its payload
+// limit, WithMaxPayload; a page of dead letters by its byte budget, see API), so a Client takes
+// every payload its server takes. An error answer is read up to 64 KiB, for its reason.
 type Client struct {
 	base string
 	hc   *http.Client
@@ -71,6 +75,21 @@ type apiError struct {
 
 func (e *apiError) Error() string { return fmt.Sprintf("server answered %d: %s", e.code, e.msg) }
 
+// maxErrorAnswer bounds how much of an error answer Client reads.
+const maxErrorAnswer = 64 << 10
+
+// decodeError is a successful answer that could not be decoded; body is the answer.
+type decodeError struct {
+	body []byte
+	err  error
+}
+
+func (e *decodeError) Error() string {
+	return fmt.Sprintf("decode answer (%d bytes): %v", len(e.body), e.err)
+}
+
+func (e *decodeError) Unwrap() error { return e.err }
+
 // maxReason bounds the reason taken from an error answer that is not the API's JSON.
 const maxReason = 200
 
@@ -92,8 +111,21 @@ func reason(b []byte) string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) (int, error) {
+	code, _, err := c.call(ctx, method, path, body, ctype, out)
+	return code, err
+}
+
+// doResp is a request with no body, as do, that returns the answer's header too.
+func (c *Client) doResp(ctx context.Context, method, path string, out any) (http.Header, error) {
+	_, h, err := c.call(ctx, method, path, nil, "", out)
+	return h, err
+}
+
+// call makes a request of the API and decodes a successful answer into out; it returns the
+// answer's status and header (0 and nil when none came).
+func (c *Client) call(ctx context.Context, method, path string, body io.Reader, ctype string, out any) (int, http.Header, error) {
 	if c.closeCtx.Err() != nil {
-		return 0, ErrClosed
+		return 0, nil, ErrClosed
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -101,7 +133,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 	defer stop()
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -110,43 +142,47 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 	if err != nil {
 		switch {
 		case c.closeCtx.Err() != nil:
-			return 0, ErrClosed
+			return 0, nil, ErrClosed
 		case ctx.Err() != nil:
-			return 0, err
+			return 0, nil, err
 		}
-		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return 0, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	var r io.Reader = resp.Body
+	if resp.StatusCode >= 400 {
+		r = io.LimitReader(r, maxErrorAnswer)
+	}
+	b, err := io.ReadAll(r)
 	if err != nil {
 		if c.closeCtx.Err() == nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w: read answer: %w", ErrUnavailable, err)
 		}
-		return resp.StatusCode, err
+		return resp.StatusCode, resp.Header, err
 	}
 	if resp.StatusCode >= 400 {
 		ae := &apiError{resp.StatusCode, reason(b)}
 		switch resp.StatusCode {
 		case http.StatusConflict:
-			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrLeaseLost, ae)
+			return resp.StatusCode, resp.Header, fmt.Errorf("%w (%v)", ErrLeaseLost, ae)
 		case http.StatusBadRequest:
-			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrInvalid, ae)
+			return resp.StatusCode, resp.Header, fmt.Errorf("%w (%v)", ErrInvalid, ae)
 		case http.StatusRequestEntityTooLarge:
-			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrTooLarge, ae)
+			return resp.StatusCode, resp.Header, fmt.Errorf("%w (%v)", ErrTooLarge, ae)
 		case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 			// The server's queue closed or unavailable for now (a jetstream queue whose NATS server
 			// is down), or the server is stopping (a restart, most likely), or a proxy in front of it
 			// cannot reach it.
-			return resp.StatusCode, fmt.Errorf("%w (%v)", ErrUnavailable, ae)
+			return resp.StatusCode, resp.Header, fmt.Errorf("%w (%v)", ErrUnavailable, ae)
 		}
-		return resp.StatusCode, ae
+		return resp.StatusCode, resp.Header, ae
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.Unmarshal(b, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("decode answer: %w", err)
+			return resp.StatusCode, resp.Header, &decodeError{body: b, err: err}
 		}
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header, nil
 }
 
 // postLease posts lr to path. The token is the server's queue's and opaque here (a user's own Queue
@@ -242,10 +278,31 @@ func (c *Client) poll(ctx context.Context, wait time.Duration) (*Item, error) {
 	if !stop() {
 		<-ended
 	}
+	if de := (*decodeError)(nil); errors.As(err, &de) {
+		return nil, c.giveBackUndecoded(ctx, de)
+	}
 	if err != nil || code == http.StatusNoContent {
 		return nil, err
 	}
 	return &Item{ID: it.ID, Key: it.Key, Payload: it.Payload, Priority: it.Priority, Attempt: it.Attempt, Lease: it.Lease, Deadline: localDeadline(it.Deadline, it.TTL, got)}, nil
+}
+
+// giveBackUndecoded releases the item of a lease answer that could not be decoded (mangled on the
+// way, say), if its token can be read from it, so that the item is not left leased to nobody until
+// its lease expires; its error says what became of the item.
+func (c *Client) giveBackUndecoded(ctx context.Context, de *decodeError) error {
+	var tok struct {
+		Lease string `json:"lease"`
+	}
+	if json.Unmarshal(de.body, &tok) != nil || tok.Lease == "" {
+		return fmt.Errorf("decode lease answer (%d bytes): %w; its lease token cannot be read either: the item it leased, if any, stays leased until its lease expires", len(de.body), de.err)
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), giveBackTimeout)
+	defer cancel()
+	if err := c.Release(rctx, tok.Lease); err != nil {
+		return fmt.Errorf("decode lease answer (%d bytes): %w; releasing its item (lease %.80q) failed too, so it stays leased until its lease expires: %v", len(de.body), de.err, tok.Lease, err)
+	}
+	return fmt.Errorf("decode lease answer (%d bytes): %w; its item (lease %.80q) was released", len(de.body), de.err, tok.Lease)
 }
 
 // localDeadline is the deadline of a lease by this process's clock: at when plus the lease's ttl as
@@ -319,20 +376,56 @@ func (c *Client) Bury(ctx context.Context, lease string, reason string) error {
 	return c.postLease(ctx, "bury", leaseReq{Lease: lease, Reason: reason}, nil)
 }
 
-// Dead implements Queue.
+// Dead implements Queue: up to max dead letters (all when max < 0), oldest first. It asks for them
+// a page at a time and follows each answer's link to the next page (see API), so max is not bounded
+// by one answer's max nor its bytes; a server without pages (an older one) answers one page, of
+// 10000 at most.
 func (c *Client) Dead(ctx context.Context, max int) ([]DeadItem, error) {
-	if max < 0 {
-		max = 10000
+	var d []DeadItem
+	from := 0
+	for max < 0 || len(d) < max {
+		n := maxDeadPage
+		if max >= 0 {
+			n = min(n, max-len(d))
+		}
+		var out []deadJSON
+		resp, err := c.doResp(ctx, http.MethodGet, "dead?from="+strconv.Itoa(from)+"&max="+strconv.Itoa(n), &out)
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range out {
+			d = append(d, DeadItem(x))
+		}
+		next, ok := nextDeadPage(resp)
+		if !ok || len(out) == 0 || next <= from {
+			break
+		}
+		from = next
 	}
-	var out []deadJSON
-	if _, err := c.do(ctx, http.MethodGet, "dead?max="+strconv.Itoa(max), nil, "", &out); err != nil {
-		return nil, err
-	}
-	d := make([]DeadItem, 0, len(out))
-	for _, x := range out {
-		d = append(d, DeadItem(x))
+	if d == nil {
+		d = []DeadItem{}
 	}
 	return d, nil
+}
+
+// nextDeadPage is the from of the next page that a dead answer's header h links to (rel="next").
+func nextDeadPage(h http.Header) (int, bool) {
+	for _, v := range h.Values("Link") {
+		for l := range strings.SplitSeq(v, ",") {
+			ref, params, ok := strings.Cut(strings.TrimSpace(l), ";")
+			if !ok || !strings.Contains(params, `rel="next"`) || !strings.HasPrefix(ref, "<") || !strings.HasSuffix(ref, ">") {
+				continue
+			}
+			u, err := url.Parse(ref[1 : len(ref)-1])
+			if err != nil {
+				continue
+			}
+			if n, err := strconv.Atoi(u.Query().Get("from")); err == nil && n > 0 {
+				return n, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // Stats implements Queue.

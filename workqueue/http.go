@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,7 +64,11 @@ func WithMaxWait(d time.Duration) APIOption {
 //	POST /api/v1/queue/extend  {"lease":"..."}                              -> 200 {"deadline":"RFC 3339","ttl":"DUR"}
 //	POST /api/v1/queue/bury    {"lease":"...","reason":"..."}               -> 204
 //	GET  /api/v1/queue/stats                                                -> 200 {"ready":N,"delayed":N,"leased":N,"dead":N}
-//	GET  /api/v1/queue/dead?max=N                                           -> 200 [dead item JSON]
+//	GET  /api/v1/queue/dead?max=N&from=N                                    -> 200 [dead item JSON]
+//
+// Query parameters are those shown, each at most once: a query that does not parse (bad
+// percent-encoding, a ';'), names another parameter (a misspelt one) or repeats one is 400, as an
+// unknown field of a JSON body is; the endpoints shown without any take none.
 //
 // An add's key is at most APIMaxKeyLen (2048) bytes, any bytes, percent-encoded in the query, and its
 // payload at most WithMaxPayload (16 MiB by default); a longer key is 400, a larger payload 413.
@@ -95,6 +101,14 @@ func WithMaxWait(d time.Duration) APIOption {
 // rather than naming another item's lease. A dead item is {"id","key","payload" (base64),"attempts",
 // "reason","time"}. Every answer has each field shown, "" or 0 as it may be: a keyless item's
 // "key" is "", an empty payload's "payload" is "" (never null), a priority of 0 is "priority":0.
+//
+// dead lists the dead letters oldest first, from the one at index from (default 0) on, max of them
+// (default 100, at most 10000). So that one answer stays readable, it stops early after the dead
+// letter that brought its payloads, keys and reasons to 8 MiB (the first is always in it, however
+// large). An answer that left dead letters out, by max or by bytes, has a header
+// Link: </api/v1/queue/dead?from=N&max=M>; rel="next" naming the next page, which Client.Dead
+// follows. Dead letters are only added, after the others, so from counts the same ones page after
+// page; a workqueue/jetstream dead stream whose limits drop its oldest shifts them.
 //
 // The body of a lease request (ack, nack, release, extend, bury) is one JSON object of the fields
 // shown: an unknown field, or anything but white space after the object, is 400. Its "lease" is the
@@ -154,21 +168,36 @@ func NewAPI(q Queue, opts ...APIOption) (*API, error) {
 	a.stopped, a.stopPolls = context.WithCancel(context.Background())
 	// The patterns name no method: ServeMux would answer a wrong method, and any path it does not
 	// know, in plain text. allow and notFound answer them in JSON with a reason.
-	for path, h := range map[string]http.HandlerFunc{
-		"items": a.add, "lease": a.lease, "cancel": a.cancelPoll, "ack": a.ack, "nack": a.nack,
-		"release": a.release, "extend": a.extend, "bury": a.bury,
+	for _, e := range []struct {
+		path, method string
+		params       []string
+		h            handler
+	}{
+		{"items", http.MethodPost, []string{"key", "delay", "priority"}, a.add},
+		{"lease", http.MethodPost, []string{"wait", "poll"}, a.lease},
+		{"cancel", http.MethodPost, []string{"poll"}, a.cancelPoll},
+		{"ack", http.MethodPost, nil, a.ack},
+		{"nack", http.MethodPost, nil, a.nack},
+		{"release", http.MethodPost, nil, a.release},
+		{"extend", http.MethodPost, nil, a.extend},
+		{"bury", http.MethodPost, nil, a.bury},
+		{"stats", http.MethodGet, nil, a.stats},
+		{"dead", http.MethodGet, []string{"max", "from"}, a.dead},
 	} {
-		a.mux.Handle(APIPrefix+path, allow(http.MethodPost, h))
+		a.mux.Handle(APIPrefix+e.path, a.allow(e.method, e.params, e.h))
 	}
-	a.mux.Handle(APIPrefix+"stats", allow(http.MethodGet, a.stats))
-	a.mux.Handle(APIPrefix+"dead", allow(http.MethodGet, a.dead))
 	a.mux.HandleFunc("/", notFound)
 	return a, nil
 }
 
+// handler serves an endpoint's request, whose query parameters are in q (each at most once).
+type handler func(w http.ResponseWriter, r *http.Request, q url.Values)
+
 // allow serves h for requests of method (GET also for HEAD, as ServeMux does), and answers other
-// methods 405 with an Allow header and a JSON reason.
-func allow(method string, h http.HandlerFunc) http.HandlerFunc {
+// methods 405 with an Allow header and a JSON reason. The request's query must parse and name only
+// params, each at most once: anything else is 400 naming the problem, as an unknown field of a JSON
+// body is, rather than dropped (a misspelt key would add an item without its key).
+func (a *API) allow(method string, params []string, h handler) http.HandlerFunc {
 	allowed := method
 	if method == http.MethodGet {
 		allowed = "GET, HEAD"
@@ -179,8 +208,33 @@ func allow(method string, h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed for %s: use %s", r.Method, r.URL.Path, method))
 			return
 		}
-		h(w, r)
+		q, err := parseQuery(r.URL.RawQuery, params)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		h(w, r, q)
 	}
+}
+
+// parseQuery parses raw, a request's query, which may name only params, each at most once; its
+// error wraps ErrInvalid.
+func parseQuery(raw string, params []string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, badRequest("query %.200q: %v", raw, err)
+	}
+	for k, v := range q {
+		switch {
+		case !slices.Contains(params, k) && len(params) == 0:
+			return nil, badRequest("unknown query parameter %.80q: this endpoint takes none", k)
+		case !slices.Contains(params, k):
+			return nil, badRequest("unknown query parameter %.80q: this endpoint takes %s", k, strings.Join(params, ", "))
+		case len(v) > 1:
+			return nil, badRequest("query parameter %q given %d times: give it once", k, len(v))
+		}
+	}
+	return q, nil
 }
 
 // notFound answers a path the API does not serve: 404 with a JSON reason.
@@ -304,10 +358,9 @@ func parseDur(name, s string) (time.Duration, error) {
 	return d, nil
 }
 
-func (a *API) add(w http.ResponseWriter, r *http.Request) {
+func (a *API) add(w http.ResponseWriter, r *http.Request, qv url.Values) {
 	var o AddOptions
 	var err error
-	qv := r.URL.Query()
 	o.Key = qv.Get("key")
 	if len(o.Key) > APIMaxKeyLen {
 		a.fail(w, badRequest("key of %d bytes is longer than the API's limit of %d bytes", len(o.Key), APIMaxKeyLen))
@@ -328,7 +381,9 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 		if e := overLimit("payload", err); e != nil {
 			err = e
 		} else {
-			err = fmt.Errorf("read payload: %w", err)
+			// The client's body is broken (a bad chunk, or the client went away mid-upload): 400,
+			// not a queue error.
+			err = badRequest("read payload: %v", err)
 		}
 		a.fail(w, err)
 		return
@@ -359,9 +414,9 @@ const (
 	noWait      = 50 * time.Millisecond
 )
 
-func (a *API) lease(w http.ResponseWriter, r *http.Request) {
+func (a *API) lease(w http.ResponseWriter, r *http.Request, q url.Values) {
 	wait := min(defaultWait, a.cfg.maxWait)
-	if s := r.URL.Query().Get("wait"); s != "" {
+	if s := q.Get("wait"); s != "" {
 		d, err := parseDur("wait", s)
 		if err != nil {
 			a.fail(w, err)
@@ -379,7 +434,7 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	defer context.AfterFunc(a.stopped, cancel)()
-	if id := r.URL.Query().Get("poll"); id != "" {
+	if id := q.Get("poll"); id != "" {
 		if err := a.polls.start(id, cancel); err != nil {
 			a.fail(w, err)
 			return
@@ -431,8 +486,8 @@ const giveBackTimeout = 10 * time.Second
 
 // cancelPoll ends the lease poll named by ?poll=ID early; its own request then answers as usual
 // (the item leased before the poll ended, or 204).
-func (a *API) cancelPoll(w http.ResponseWriter, r *http.Request) {
-	if err := a.polls.cancel(r.URL.Query().Get("poll")); err != nil {
+func (a *API) cancelPoll(w http.ResponseWriter, _ *http.Request, q url.Values) {
+	if err := a.polls.cancel(q.Get("poll")); err != nil {
 		a.fail(w, err)
 		return
 	}
@@ -624,25 +679,25 @@ func (a *API) noContent(w http.ResponseWriter, err error) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (a *API) ack(w http.ResponseWriter, r *http.Request) {
+func (a *API) ack(w http.ResponseWriter, r *http.Request, _ url.Values) {
 	if lr, _, ok := a.readLease(w, r, false); ok {
 		a.noContent(w, a.q.Ack(r.Context(), lr.Lease))
 	}
 }
 
-func (a *API) nack(w http.ResponseWriter, r *http.Request) {
+func (a *API) nack(w http.ResponseWriter, r *http.Request, _ url.Values) {
 	if lr, d, ok := a.readLease(w, r, true); ok {
 		a.noContent(w, a.q.Nack(r.Context(), lr.Lease, d))
 	}
 }
 
-func (a *API) release(w http.ResponseWriter, r *http.Request) {
+func (a *API) release(w http.ResponseWriter, r *http.Request, _ url.Values) {
 	if lr, _, ok := a.readLease(w, r, false); ok {
 		a.noContent(w, releaseLease(r.Context(), a.q, lr.Lease))
 	}
 }
 
-func (a *API) extend(w http.ResponseWriter, r *http.Request) {
+func (a *API) extend(w http.ResponseWriter, r *http.Request, _ url.Values) {
 	lr, _, ok := a.readLease(w, r, false)
 	if !ok {
 		return
@@ -655,13 +710,13 @@ func (a *API) extend(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, extendJSON{d, ttl(d)})
 }
 
-func (a *API) bury(w http.ResponseWriter, r *http.Request) {
+func (a *API) bury(w http.ResponseWriter, r *http.Request, _ url.Values) {
 	if lr, _, ok := a.readLease(w, r, false); ok {
 		a.noContent(w, a.q.Bury(r.Context(), lr.Lease, lr.Reason))
 	}
 }
 
-func (a *API) stats(w http.ResponseWriter, r *http.Request) {
+func (a *API) stats(w http.ResponseWriter, r *http.Request, _ url.Values) {
 	s, err := a.q.Stats(r.Context())
 	if err != nil {
 		a.fail(w, err)
@@ -670,25 +725,53 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s)
 }
 
-func (a *API) dead(w http.ResponseWriter, r *http.Request) {
-	max := 100
-	if m := r.URL.Query().Get("max"); m != "" {
+// deadBudget is how many bytes of payload, key and reason a dead answer carries at most (its JSON,
+// base64 payloads and all, is about 4/3 of it): one more dead letter is not added once the answer
+// holds this many, and the answer links to the next page. The first dead letter of a page is
+// always added, so that every page makes progress; a page is then as large as one payload the API
+// takes (WithMaxPayload) at most, beyond the budget.
+const deadBudget = 8 << 20
+
+// maxDeadPage bounds a dead request's max.
+const maxDeadPage = 10000
+
+func (a *API) dead(w http.ResponseWriter, r *http.Request, q url.Values) {
+	max, from := 100, 0
+	if m := q.Get("max"); m != "" {
 		n, err := strconv.Atoi(m)
-		if err != nil || n < 0 || n > 10000 {
-			a.fail(w, badRequest("max %q is not an integer in 0..10000", m))
+		if err != nil || n < 0 || n > maxDeadPage {
+			a.fail(w, badRequest("max %q is not an integer in 0..%d", m, maxDeadPage))
 			return
 		}
 		max = n
 	}
-	d, err := a.q.Dead(r.Context(), max)
+	if f := q.Get("from"); f != "" {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			a.fail(w, badRequest("from %q is not a non-negative integer", f))
+			return
+		}
+		from = n
+	}
+	// One more than the page, to learn whether a next page exists.
+	d, err := a.q.Dead(r.Context(), from+max+1)
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
-	out := make([]deadJSON, 0, len(d))
+	d = d[min(from, len(d)):]
+	out := make([]deadJSON, 0, min(len(d), max))
+	size := 0
 	for _, x := range d {
+		if len(out) == max || (len(out) > 0 && size >= deadBudget) {
+			break
+		}
+		size += len(x.Payload) + len(x.Key) + len(x.Reason)
 		x.Payload = wirePayload(x.Payload)
 		out = append(out, deadJSON(x))
+	}
+	if len(out) < len(d) && max > 0 {
+		w.Header().Set("Link", fmt.Sprintf("<%sdead?from=%d&max=%d>; rel=\"next\"", APIPrefix, from+len(out), max))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
