@@ -27,7 +27,12 @@ type ItemList struct {
 	Items      []string `json:"items"`
 }
 
-// ItemData is one item of a source.
+// ItemData is one item of a source. Its payload is the raw JSON text of Data, as the source wrote
+// it: an object or array is added as its JSON, a string with its quotes and escapes
+// ("data":"resize cat.png" is the 16 bytes "resize cat.png" in quotes), a number as its digits. The
+// text is not unquoted, so that the payload is what the source sent, whatever it is, and a worker
+// decodes it as JSON. An item without "data", or whose data is null, is refused (ErrSource): the
+// item is not added, and later Polls try it again.
 type ItemData struct {
 	Kind       string          `json:"kind"` // "Item"
 	APIVersion string          `json:"apiVersion"`
@@ -336,13 +341,17 @@ func (e *itemErrors) Unwrap() []error { return e.errs }
 var fetchKinds = [numFetches]string{fetchList: "ItemList", fetchItem: "Item"}
 
 // get GETs path, a request of kind fetch (fetchList or fetchItem), into out, whose kind, decoded
-// into *kind, must be fetchKinds[fetch] or empty; and counts it, once it is done, in the Source's
+// into *kind, must be fetchKinds[fetch] or empty (and an ItemData's Data neither absent nor null);
+// and counts it, once it is done, in the Source's
 // metrics.
 func (s *Source) get(ctx context.Context, fetch int, path string, out any, kind *string) error {
 	start := time.Now()
 	err := s.getJSON(ctx, path, out)
 	if want := fetchKinds[fetch]; err == nil && *kind != "" && *kind != want {
 		err = fmt.Errorf("%w: GET %s: kind %q, want %q", ErrSource, path, *kind, want)
+	}
+	if it, ok := out.(*ItemData); ok && err == nil && (len(it.Data) == 0 || string(it.Data) == "null") {
+		err = fmt.Errorf("%w: GET %s: no \"data\" (absent or null)", ErrSource, path)
 	}
 	s.m.observe(ctx, fetch, time.Since(start), err)
 	return err
@@ -359,7 +368,8 @@ func (s *Source) getJSON(ctx context.Context, path string, out any) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: GET %s: status %d", ErrSource, path, resp.StatusCode)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorAnswer))
+		return fmt.Errorf("%w: GET %s: status %d: %s", ErrSource, path, resp.StatusCode, reason(b))
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
