@@ -154,7 +154,15 @@ func WithEnv(kv ...string) ExecOption {
 // directory for as long as it uses it (the kernel drops it when the process dies, however it
 // dies), and the first Handle of an ExecWorker, before it makes its own, removes every
 // podblocks-item-* directory of the work root that nobody holds: those of dead workers. A worker
-// restarted after a kill cleans up after the one it replaces.
+// restarted after a kill cleans up after the one it replaces. The kernel kills the command of a
+// worker that dies (its parent-death signal) but not what the command started, which would go on
+// running, in the old work directory and writing to the item's OUTPUT_DIR while the item is tried
+// again: so Handle writes the command's process group id to the file "pgid" in the work directory
+// (next to "item" and "output") once the command started, and on Linux the sweep kills that group,
+// if it still runs, before it removes the directory; a process of the group must still show it is
+// the command's (its working directory is in the work directory, or its environment names the
+// directory's item file), so that a group id the kernel gave out again is not killed. On other
+// systems, without /proc to tell, the group is left running.
 //
 // # Windows
 //
@@ -304,6 +312,9 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 		// fork's EAGAIN, ...) is the machine's doing, and may pass. The pool retries.
 		return fmt.Errorf("start %s: %w", w.argv[0], err)
 	}
+	if err := recordGroup(dir, cmd.Process.Pid); err != nil {
+		log.Warn("could not record the command's process group in its work directory: should this worker die, a sweep will not kill what the command left running", zap.Error(err))
+	}
 	stdoutLog := &lineLogger{log: log, stream: "stdout"}
 	stderrLog := &lineLogger{log: log, stream: "stderr"}
 	stderr := &tailWriter{max: 4096}
@@ -328,6 +339,10 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	}
 	return fmt.Errorf("wait: %w", err)
 }
+
+// groupFile, in a work directory, holds the process group id of the command running there, for
+// the sweep of a worker that finds the directory after its worker died (killLeftGroup).
+const groupFile = "pgid"
 
 // workDirPrefix starts the name of every work directory, and only theirs: sweepWorkDirs removes
 // nothing else.

@@ -30,6 +30,10 @@ func makeWorkDir(root, id string) (dir string, release func(), err error) {
 // live one's. It returns errNoWorkDirLocks, which the first Handle logs.
 func sweepWorkDirs(string) (int, error) { return 0, errNoWorkDirLocks }
 
+// recordGroup records nothing: without process groups there is none to kill on a sweep, which
+// removes nothing anyway.
+func recordGroup(string, int) error { return nil }
+
 // readBuffered reads nothing: without non-blocking reads of the descriptor (Windows pipes have no
 // deadlines, and outputPipe.stop closes them) what a pipe holds after stop is dropped.
 func readBuffered(*os.File, io.Writer, []byte, int) {}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -45,7 +46,8 @@ func makeWorkDir(root, id string) (dir string, release func(), err error) {
 }
 
 // sweepWorkDirs removes the work directories in root that no process holds locked: those whose
-// worker died before it could remove them. It returns how many it removed.
+// worker died before it could remove them, after it killed what their commands left running there
+// (killLeftGroup). It returns how many it removed.
 func sweepWorkDirs(root string) (int, error) {
 	des, err := os.ReadDir(root)
 	if err != nil {
@@ -65,6 +67,7 @@ func sweepWorkDirs(root string) (int, error) {
 		if flock(f, syscall.LOCK_EX|syscall.LOCK_NB) == nil {
 			// Nobody holds it: its worker is dead. Held while removing it, so that a worker that
 			// has just made it waits, sees it gone, and makes another.
+			killLeftGroup(dir)
 			if err := os.RemoveAll(dir); err != nil {
 				errs = append(errs, err)
 			} else {
@@ -74,6 +77,12 @@ func sweepWorkDirs(root string) (int, error) {
 		f.Close()
 	}
 	return n, errors.Join(errs...)
+}
+
+// recordGroup writes the process group id of the command started in work directory dir to dir's
+// groupFile, for the sweep of a worker that finds the directory after this one died.
+func recordGroup(dir string, pgid int) error {
+	return os.WriteFile(filepath.Join(dir, groupFile), []byte(strconv.Itoa(pgid)+"\n"), 0o600)
 }
 
 // flock applies flock(2) operation how to f, retrying when a signal interrupts it.
