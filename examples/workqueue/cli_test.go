@@ -147,6 +147,6 @@ func TestExitStatuses(t *testing.T) {
 		{Args: []string{"enqueue", "-server", "http://127.0.0.1:1", "-delay", "-1s"}, Status: 2, Stderr: "enqueue: -delay -1s: must be 0 or more"},
 		{Args: []string{"enqueue", "-server", "http://127.0.0.1:1"}, Status: 1, Stderr: "unavailable"},
 		{Args: []string{"serve", "-backend", "bolt", "-path", filepath.Join(dir, "no", "such", "dir", "q.db"), "-http", "127.0.0.1:0"}, Status: 1, Stderr: "no such file or directory"},
-		{Args: []string{"work", "-server", "http://127.0.0.1:1", "--", filepath.Join(dir, "no-such-command")}, Status: 1, Stderr: "no-such-command"},
+		{Args: []string{"work", "-server", "http://127.0.0.1:1", "--", filepath.Join(dir, "no-such-command")}, Status: 2, Stderr: "work: workqueue: invalid argument: command: exec: \"" + filepath.Join(dir, "no-such-command")},
 	})
 }

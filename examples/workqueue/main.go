@@ -5,7 +5,7 @@
 //	workqueue work -server URL -concurrency N -- CMD ARGS...
 //
 // serve exposes a queue over HTTP (see workqueue.API); enqueue adds stdin as one item and prints its
-// ID; work leases items and runs CMD for each with WORK_ITEM_FILE holding the payload and OUTPUT_DIR
+// ID (stdin over 64 MiB is refused, exit 1, and nothing is added); work leases items and runs CMD for each with WORK_ITEM_FILE holding the payload and OUTPUT_DIR
 // for results: exit 0 acks, non-zero retries (and, after -max-attempts, buries the item). serve
 // listens before it opens the queue; until the queue is open (bolt waits for a file another process
 // holds, JetStream for its stream), it answers every request, /readyz and /metrics included, 503
@@ -432,6 +432,10 @@ func stopServing(srv *http.Server, api *workqueue.API, q io.Closer, grace time.D
 	return err
 }
 
+// maxStdin bounds the payload enqueue reads from stdin; a larger one is refused, not cut. (serve
+// takes at most 16 MiB, the API's default.)
+const maxStdin = 64 << 20
+
 func enqueue(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("enqueue", "-server URL [-key K] < payload", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "queue server URL")
@@ -452,9 +456,12 @@ func enqueue(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return cmdline.Usagef("enqueue: -server: %w", err)
 	}
 	defer c.Close()
-	payload, err := io.ReadAll(io.LimitReader(stdin, 64<<20))
+	payload, err := io.ReadAll(io.LimitReader(stdin, maxStdin+1))
 	if err != nil {
-		return err
+		return fmt.Errorf("enqueue: read stdin: %w", err)
+	}
+	if len(payload) > maxStdin {
+		return fmt.Errorf("enqueue: stdin holds more than %d bytes (64 MiB), enqueue's limit: nothing was added", maxStdin)
 	}
 	id, err := c.Add(ctx, payload, workqueue.AddOptions{Key: *key, Delay: *delay, Priority: *prio})
 	if err != nil {
@@ -506,8 +513,11 @@ func work(ctx context.Context, args []string, stderr io.Writer) error {
 		opts = append(opts, workqueue.WithOutputRoot(*output))
 	}
 	w, err := workqueue.NewExecWorker(argv, opts...)
+	if errors.Is(err, workqueue.ErrInvalid) { // the command after --: not found, not executable, ...
+		return cmdline.Usagef("work: %w", err)
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("work: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	p, err := workqueue.NewPool(c, w, workqueue.WithConcurrency(*conc), workqueue.WithItemTimeout(*timeout),
