@@ -381,9 +381,9 @@ func (c *Client) Bury(ctx context.Context, lease string, reason string) error {
 // by one answer's max nor its bytes; a server without pages (an older one) answers one page, of
 // 10000 at most.
 func (c *Client) Dead(ctx context.Context, max int) ([]DeadItem, error) {
-	var d []DeadItem
+	d := []DeadItem{}
 	from := 0
-	for max < 0 || len(d) < max {
+	for { // one request at least, Dead(0) included
 		n := maxDeadPage
 		if max >= 0 {
 			n = min(n, max-len(d))
@@ -397,15 +397,11 @@ func (c *Client) Dead(ctx context.Context, max int) ([]DeadItem, error) {
 			d = append(d, DeadItem(x))
 		}
 		next, ok := nextDeadPage(resp)
-		if !ok || len(out) == 0 || next <= from {
-			break
+		if !ok || len(out) == 0 || next <= from || (max >= 0 && len(d) >= max) {
+			return d, nil
 		}
 		from = next
 	}
-	if d == nil {
-		d = []DeadItem{}
-	}
-	return d, nil
 }
 
 // nextDeadPage is the from of the next page that a dead answer's header h links to (rel="next").

@@ -732,8 +732,12 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request, _ url.Values) {
 // takes (WithMaxPayload) at most, beyond the budget.
 const deadBudget = 8 << 20
 
-// maxDeadPage bounds a dead request's max.
-const maxDeadPage = 10000
+// maxDeadPage bounds a dead request's max, and maxDeadFrom its from (so that from+max+1, what it
+// asks the queue for, does not overflow).
+const (
+	maxDeadPage = 10000
+	maxDeadFrom = 1<<53 - 1
+)
 
 func (a *API) dead(w http.ResponseWriter, r *http.Request, q url.Values) {
 	max, from := 100, 0
@@ -747,8 +751,8 @@ func (a *API) dead(w http.ResponseWriter, r *http.Request, q url.Values) {
 	}
 	if f := q.Get("from"); f != "" {
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 0 {
-			a.fail(w, badRequest("from %q is not a non-negative integer", f))
+		if err != nil || n < 0 || n > maxDeadFrom {
+			a.fail(w, badRequest("from %q is not an integer in 0..%d", f, maxDeadFrom))
 			return
 		}
 		from = n

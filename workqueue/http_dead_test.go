@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -114,6 +115,32 @@ func TestAPIDeadPaging(t *testing.T) {
 		t.Errorf("dead?max=2&from=2 of 3: %d %v, Link %q; want item 3 alone and no Link", resp.StatusCode, page, link)
 	}
 	for _, p := range []string{"dead?from=-1", "dead?from=x"} {
+		if code, b := apiCall(t, srv, "GET", p, ""); code != http.StatusBadRequest || !strings.Contains(b, "from") {
+			t.Errorf("GET %s: %d %q, want 400 naming from", p, code, b)
+		}
+	}
+}
+
+// TestClientDeadZeroAsksTheServer: Dead(0) still makes its request, as every call of a Client
+// does: a closed Client answers ErrClosed, not an empty list.
+func TestClientDeadZeroAsksTheServer(t *testing.T) {
+	_, srv := newServed(t, workqueuetest.Config{LeaseDuration: 10e9})
+	cl, err := workqueue.NewClient(srv.URL, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	if d, err := cl.Dead(context.Background(), 0); !errors.Is(err, workqueue.ErrClosed) {
+		t.Errorf("Dead(0) of a closed Client: %v, %v; want ErrClosed", d, err)
+	}
+}
+
+// TestAPIDeadFromOverflow: a from so large that from+max overflows is 400, rather than read as
+// "all of them".
+func TestAPIDeadFromOverflow(t *testing.T) {
+	q, srv := newServed(t, workqueuetest.Config{LeaseDuration: 10e9})
+	bury(t, q, 1, []byte("p"))
+	for _, p := range []string{"dead?from=9223372036854775807", "dead?from=9223372036854775800&max=100"} {
 		if code, b := apiCall(t, srv, "GET", p, ""); code != http.StatusBadRequest || !strings.Contains(b, "from") {
 			t.Errorf("GET %s: %d %q, want 400 naming from", p, code, b)
 		}
