@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // maxArchiveBytes bounds the content extracted from one archive.
@@ -18,9 +19,12 @@ const maxArchiveBytes = 1 << 30
 
 // extractTar unpacks a tar stream, gzip-compressed or not, into dir. Only regular files,
 // directories and relative symlinks that stay inside dir are accepted; anything else (absolute or
-// ".." paths, hard links, devices, escaping symlinks, an entry under a symlink, an entry named as
-// an earlier one) is ErrBadArchive, as is a stream the tar reader cannot read. What fails in
-// writing the content (a full disk) is returned as it is.
+// ".." paths, hard links, devices, escaping symlinks, an entry under a symlink or under a file, an
+// entry named as an earlier one, unless both are directories) is ErrBadArchive, as is a stream the
+// tar reader cannot read. What fails in writing the content (a full disk) is returned as it is.
+// A symlink target starting with a slash or a backslash is refused on every OS (on Windows either
+// roots it on the current drive, and a tar made there may carry one), as is a path starting with
+// a separator.
 //
 // A symlink stays inside dir when its target is relative, its ".." components all come first, and
 // they climb no higher than dir; and no entry is extracted under a symlink. So a symlink is
@@ -73,14 +77,14 @@ func extractTarStream(r io.Reader, dir string) error {
 		}
 		switch h.Typeflag {
 		case tar.TypeDir, tar.TypeReg, tar.TypeSymlink:
-			if err := noSymlinkParent(root, name); err != nil {
+			if err := realDirParents(root, name); err != nil {
 				return err
 			}
 		}
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := root.MkdirAll(name, 0o755); err != nil {
-				return err
+				return entryErr(h.Name, err)
 			}
 		case tar.TypeReg:
 			if h.Size < 0 || total+h.Size > maxArchiveBytes {
@@ -88,7 +92,7 @@ func extractTarStream(r io.Reader, dir string) error {
 			}
 			total += h.Size
 			if err := mkdirParent(root, name); err != nil {
-				return err
+				return entryErr(h.Name, err)
 			}
 			mode := os.FileMode(0o644)
 			if h.Mode&0o111 != 0 {
@@ -114,7 +118,7 @@ func extractTarStream(r io.Reader, dir string) error {
 				return fmt.Errorf("%w: %q -> %q: %w", ErrBadArchive, h.Name, h.Linkname, err)
 			}
 			if err := mkdirParent(root, name); err != nil {
-				return err
+				return entryErr(h.Name, err)
 			}
 			if err := root.Symlink(h.Linkname, name); err != nil {
 				return entryErr(h.Name, err)
@@ -125,10 +129,11 @@ func extractTarStream(r io.Reader, dir string) error {
 	}
 }
 
-// noSymlinkParent returns ErrBadArchive when one of the directories holding name in root, as
-// extracted so far, is a symlink. It looks at the real tree (Lstat), parent by parent from the
-// top; a missing one ends the check, since mkdirParent makes it a real directory.
-func noSymlinkParent(root *os.Root, name string) error {
+// realDirParents returns ErrBadArchive when one of the directories holding name in root, as
+// extracted so far, is a symlink, or not a directory (an earlier entry's file). It looks at the
+// real tree (Lstat), parent by parent from the top; a missing one ends the check, since
+// mkdirParent makes it a real directory.
+func realDirParents(root *os.Root, name string) error {
 	dir := filepath.Dir(name)
 	if dir == "." {
 		return nil
@@ -150,6 +155,9 @@ func noSymlinkParent(root *os.Root, name string) error {
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			return fmt.Errorf("%w: %q: under the symlink %q", ErrBadArchive, name, p)
 		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: %q: under %q, an earlier entry's %v", ErrBadArchive, name, p, fi.Mode().Type())
+		}
 		if j < 0 {
 			return nil
 		}
@@ -163,7 +171,7 @@ func checkSymlink(name, target string) error {
 	if target == "" || strings.ContainsRune(target, 0) {
 		return errors.New("empty or NUL target")
 	}
-	if filepath.IsAbs(target) || filepath.VolumeName(target) != "" {
+	if rooted(target) || filepath.IsAbs(target) || filepath.VolumeName(target) != "" {
 		return errors.New("absolute symlink")
 	}
 	named := false
@@ -184,13 +192,22 @@ func checkSymlink(name, target string) error {
 	return nil
 }
 
-// entryErr wraps an error creating the entry name: ErrBadArchive when the name is taken by an
-// earlier entry (the archive's doing), else the error as it is (the disk's).
+// entryErr wraps an error creating the entry name or the directories holding it: ErrBadArchive
+// when the name, or one of its directories' names, is taken by an earlier entry (EEXIST, or
+// ENOTDIR for a file where a directory is wanted: the archive's doing), else the error as it is
+// (the disk's: ENOSPC, EDQUOT, EFBIG).
 func entryErr(name string, err error) error {
-	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("%w: %q: named as an earlier entry: %w", ErrBadArchive, name, err)
+	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTDIR) {
+		return fmt.Errorf("%w: %q: named as an earlier entry, or under an earlier file: %w", ErrBadArchive, name, err)
 	}
 	return err
+}
+
+// rooted reports whether the symlink target p starts with a slash or a backslash, on every OS: a
+// rooted path on Windows, which filepath.IsAbs does not call absolute without a volume name, and
+// which os.Root.Symlink takes as it is; a tar made on Windows may carry one elsewhere too.
+func rooted(p string) bool {
+	return p != "" && (p[0] == '/' || p[0] == '\\')
 }
 
 // readErr keeps the error, other than io.EOF, its reader returned: what failed in an io.Copy
@@ -216,13 +233,15 @@ func mkdirParent(root *os.Root, name string) error {
 	return nil
 }
 
-// safeRel cleans an archive path and rejects one that is absolute or leaves the root.
+// safeRel cleans an archive path and rejects one that is absolute, rooted (a leading separator:
+// `\x` on Windows, not absolute there, which os.Root refuses with an error of its own) or leaves
+// the root.
 func safeRel(p string) (string, error) {
 	if p == "" || strings.ContainsRune(p, 0) {
 		return "", fmt.Errorf("%w: empty or NUL path", ErrBadArchive)
 	}
 	c := filepath.Clean(filepath.FromSlash(p))
-	if filepath.IsAbs(c) || c == ".." || strings.HasPrefix(c, ".."+string(filepath.Separator)) {
+	if filepath.IsAbs(c) || os.IsPathSeparator(c[0]) || c == ".." || strings.HasPrefix(c, ".."+string(filepath.Separator)) {
 		return "", fmt.Errorf("%w: %q leaves the root", ErrBadArchive, p)
 	}
 	return c, nil
