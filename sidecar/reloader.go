@@ -640,9 +640,12 @@ func hashPath(h hash.Hash, p string, depth int) {
 // Its run ends when the program's own process exits: what it left running in its group (a shell's
 // background jobs, `cmd &`) is killed then, as the workqueue's ExecWorker does, and the run does
 // not wait for it to close the output. When ctx ends (a newer publish, a stop), the whole group is
-// killed. A process that left the group (setsid, a daemon) is left running; the run waits at most
-// 2 s for it to close the output. So a hook that must start something lasting hands it to the
-// application (a signal, a webhook) instead of running it in the background.
+// killed. A process that leaves the group (setsid, a daemon) is killed only if it has not left it
+// yet when the group is killed: the kill races its setsid, so a `setsid cmd &` started just before
+// the program exits may or may not be killed. One that escaped is left running; the run waits at
+// most 2 s for it to close the output. So a hook that must start something lasting hands it to the
+// application (a signal, a webhook) instead of running it in the background. On Windows only the
+// program's own process is killed, when ctx ends; what it started is left running.
 func Exec(path string, args ...string) Action {
 	return func(ctx context.Context) error {
 		out, err := newGroupCmd(ctx, path, args...).CombinedOutput()

@@ -158,15 +158,29 @@ func (h *HTTPArchiveSource) Fetch(ctx context.Context, have, dir string) (string
 // may have just started and not handle the signal yet), and the run is counted with result
 // "no_process" of podblocks_sidecar_syncer_hooks_total; the hooks after it still run. Syncs happen at start, every
 // WithInterval (default 1m; 0: never), on Trigger, and on HTTP POST to the Syncer as a handler.
+// An Exec hook runs in a process group of its own (not on Windows): what it starts in the
+// background (`cmd &`) is killed when the hook's own process exits, so a hook cannot leave a
+// server running. One that leaves the group (setsid, a daemon) may or may not be killed: the kill
+// races its setsid. A hook that must start something lasting hands it to the application (a
+// signal, a webhook).
 //
 // The content is readable by other users (a web server's workers, another container's user) as
 // mkdir(1) and the archive make it: directories 0755, files 0644, or 0755 when executable in the
 // archive, each less the Syncer's umask (git records no other modes). A revision published
 // 0700 by an older Syncer is given that mode when Run finds it. A link Run finds pointing at
 // anything but a revision directory of the root (a symlink, a path out of it) is left alone and
-// replaced by the first publish. A sync that finds the link removed, dangling, or pointing at
-// anything but the published version's revision fetches that content anew and publishes it again
-// (counted "published", and the hooks run), even when the source has nothing new.
+// replaced by the first publish.
+//
+// The link is the Syncer's: a sync that finds it removed, dangling, replaced by a file, or pointing
+// at anything but the published version's revision fetches that content anew and publishes it
+// again (counted "published", and the hooks run), even when the source has nothing new. So a
+// change made to the link by hand, a rollback to an older revision included, is undone by the next
+// sync (at the next interval at the latest), which publishes the source's content again and runs
+// the hooks: to roll back, roll the source back (or stop the Syncer). A directory at the link's
+// path (not a symlink) is not replaced: a publish cannot swap a symlink in for it atomically, and
+// it may hold someone's data. Each sync then fails without fetching (counted "error", logged once
+// with the path) until the directory is removed or moved away. A publish that fails leaves nothing
+// behind: the revision it made, its version file and the temporary link are removed.
 //
 // Each fetch goes into a directory ROOT/.fetch-<random>, renamed to the revision when it is
 // published and removed otherwise; a Syncer killed mid-fetch cannot remove it. A fetch holds its
@@ -208,7 +222,8 @@ type Syncer struct {
 	ready   chan struct{}
 	once    sync.Once
 
-	noLockOnce sync.Once // logs that fetch directories cannot be locked
+	noLockOnce  sync.Once // logs that fetch directories cannot be locked
+	linkBlocked bool      // the last sync found a directory at the link's path (Run's goroutine only)
 
 	mu        sync.Mutex
 	version   string
@@ -446,12 +461,19 @@ func (s *Syncer) foundRevision(target string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("link target's version: %w", err)
 	}
-	return strings.TrimSpace(string(data)), nil
+	// Written as the version and a newline, by every release: the version is what comes before,
+	// exactly as the Source gave it (white space included).
+	return strings.TrimSuffix(string(data), "\n"), nil
 }
 
 func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
-	have := s.linkedVersion()
-	version, err := s.fetchAndPublish(ctx, have)
+	var have, version string
+	err := s.linkPathOurs()
+	blocked := err != nil
+	if err == nil {
+		have = s.linkedVersion()
+		version, err = s.fetchAndPublish(ctx, have)
+	}
 	s.mu.Lock()
 	s.syncs++
 	s.lastSync = time.Now()
@@ -461,7 +483,14 @@ func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
 		s.lastErr = ""
 	}
 	s.mu.Unlock()
+	defer func() { s.linkBlocked = blocked }()
 	switch {
+	case blocked:
+		s.m.WithLabelValues("error").Inc()
+		if !s.linkBlocked {
+			s.log.Warn("the link's path is a directory, not a symlink: nothing is fetched or published until it is removed or moved away, which the Syncer does not do (it may hold someone's data)",
+				zap.String("link", s.link), zap.Error(err))
+		}
 	case err != nil:
 		if ctx.Err() == nil {
 			s.m.WithLabelValues("error").Inc()
@@ -475,6 +504,19 @@ func (s *Syncer) syncOnce(ctx context.Context, hookCh chan string) {
 		s.markReady()
 		sendLatest(hookCh, version)
 	}
+}
+
+// linkPathOurs returns an error when the link's path is a directory (not a symlink to one): the
+// Syncer did not make it, a publish cannot replace it (rename(2) puts a symlink over a file, never
+// over a directory), and removing it could lose someone's data; so a sync then fetches nothing,
+// since the content could not be published. Anything else there (nothing, a symlink, a file) a
+// publish replaces.
+func (s *Syncer) linkPathOurs() error {
+	fi, err := os.Lstat(s.link)
+	if err != nil || fi.Mode()&fs.ModeSymlink != 0 || !fi.IsDir() {
+		return nil
+	}
+	return fmt.Errorf("%s: a directory, not the Syncer's symlink: remove it or move it away for the Syncer to publish", s.link)
 }
 
 // linkedVersion returns the version published, as Version does, when the link still names a
@@ -532,21 +574,29 @@ func (s *Syncer) fetchAndPublish(ctx context.Context, have string) (string, erro
 	if err := os.Rename(tmp, rev); err != nil {
 		return "", fmt.Errorf("publish: %w", err)
 	}
-	if err := fd.check(rev); err != nil {
+	tmpLink := s.link + ".tmp"
+	// Once the content is the revision, a failed publish removes it, its version file and the
+	// temporary link: else each failing sync would leave a full copy of the content behind.
+	unpublished := func(err error) (string, error) {
 		_ = os.RemoveAll(rev)
+		_ = os.Remove(rev + versionFile)
+		_ = os.Remove(tmpLink)
 		return "", fmt.Errorf("publish: %w", err)
 	}
+	if err := fd.check(rev); err != nil {
+		return unpublished(err)
+	}
+	// The version exactly, and a newline, as every release wrote it (foundRevision).
 	if err := os.WriteFile(rev+versionFile, []byte(version+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("publish: %w", err)
+		return unpublished(err)
 	}
 	old, _ := os.Readlink(s.link)
-	tmpLink := s.link + ".tmp"
 	_ = os.Remove(tmpLink)
 	if err := os.Symlink(name, tmpLink); err != nil {
-		return "", fmt.Errorf("publish: %w", err)
+		return unpublished(err)
 	}
 	if err := os.Rename(tmpLink, s.link); err != nil {
-		return "", fmt.Errorf("publish: %w", err)
+		return unpublished(err)
 	}
 	if d, err := os.Open(s.root); err == nil {
 		_ = d.Sync()

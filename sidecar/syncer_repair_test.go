@@ -1,10 +1,8 @@
 package sidecar
 
 import (
-	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,15 +47,7 @@ func TestSyncerRepairsTheLink(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				if err := s.Run(ctx); err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			})
-			defer wg.Wait()
-			defer cancel()
+			defer runSyncerOK(t, s)()
 			<-s.Ready()
 			link := filepath.Join(root, "current")
 			site := filepath.Join(link, "site.txt")
