@@ -346,10 +346,10 @@ func (p *JSONProbe) Probe(ctx context.Context, target string) ([]Sample, error) 
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return nil, fmt.Errorf("scrape: target %q: %w", target, err)
+		return nil, fmt.Errorf("scrape: target %q: %w", redactTarget(target), targetURLError(target, err))
 	}
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return nil, fmt.Errorf("scrape: target %q: scheme must be http or https", target)
+		return nil, fmt.Errorf("scrape: target %q: scheme must be http or https", redactTarget(target))
 	}
 	req.Header.Set("Accept", "application/json")
 	for k, v := range p.Config.Headers {
@@ -364,11 +364,11 @@ func (p *JSONProbe) Probe(ctx context.Context, target string) ([]Sample, error) 
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("scrape: fetch: %w", err)
+		return nil, fmt.Errorf("scrape: fetch: %w", fetchError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("scrape: fetch %s: status %s", target, resp.Status)
+		return nil, fmt.Errorf("scrape: fetch %s: status %s", redactTarget(target), resp.Status)
 	}
 	limit := p.MaxBytes
 	if limit <= 0 {
@@ -398,7 +398,7 @@ func checkRedirects(c *http.Client, allow func(string) bool) *http.Client {
 	next := c.CheckRedirect
 	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if !allow(req.URL.String()) {
-			return fmt.Errorf("%w: redirect to %s", ErrForbidden, req.URL.Redacted())
+			return fmt.Errorf("%w: redirect to %s", ErrForbidden, redactTarget(req.URL.String()))
 		}
 		if next != nil {
 			return next(req, via)

@@ -88,14 +88,19 @@ type redisTarget struct {
 
 func parseRedisTarget(target string) (redisTarget, error) {
 	if !strings.Contains(target, "://") {
+		if strings.Contains(target, "@") { // a misspelt URL: a dial error would quote its password
+			return redisTarget{}, fmt.Errorf("%w: an '@' in host:port", ErrRedisTarget)
+		}
 		return redisTarget{addr: target}, nil
 	}
 	u, err := url.Parse(target)
 	if err != nil {
-		return redisTarget{}, fmt.Errorf("%w: %w", ErrRedisTarget, err)
+		return redisTarget{}, fmt.Errorf("%w: %w", ErrRedisTarget, targetURLError(target, err))
 	}
 	var t redisTarget
 	switch {
+	case u.User == nil && strings.Contains(target, "@"): // a password's unescaped '/', '?' or '#' ended the host early
+		return t, fmt.Errorf("%w: %w", ErrRedisTarget, errUserInfo)
 	case u.Scheme != "redis":
 		return t, fmt.Errorf("%w: scheme %q", ErrRedisTarget, u.Scheme)
 	case u.Opaque != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(target, "#"):

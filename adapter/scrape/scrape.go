@@ -73,7 +73,9 @@ type options struct {
 	up         string
 }
 
-// WithLogger sets the logger (default zap.NewNop()); failed probes are logged at debug.
+// WithLogger sets the logger (default zap.NewNop()); failed probes are logged at debug. A
+// target's password (or a user name without password) is shown as "xxxxx" there, in errors and
+// in answers.
 func WithLogger(l *zap.Logger) Option {
 	return optionFunc(func(o *options) {
 		if l != nil {
@@ -174,7 +176,7 @@ func (e *Exporter) ProbeHandler() http.Handler {
 			http.Error(w, "scrape: missing ?target= parameter", http.StatusBadRequest)
 			return
 		case !e.o.allow(t):
-			http.Error(w, ErrForbidden.Error()+": "+t, http.StatusForbidden)
+			http.Error(w, ErrForbidden.Error()+": "+redactTarget(t), http.StatusForbidden)
 			return
 		}
 		e.serve(w, r.WithContext(context.WithValue(r.Context(), allowKey{}, e.o.allow)), t)
@@ -322,7 +324,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	up := 1.0
 	if err != nil {
 		up = 0
-		c.e.o.logger.Debug("probe failed", zap.String("target", c.target), zap.Error(err))
+		c.e.o.logger.Debug("probe failed", zap.String("target", redactTarget(c.target)), zap.Error(err))
 	}
 	for _, s := range samples {
 		if s.Name == c.e.o.up || strings.HasPrefix(s.Name, ownPrefix) {
