@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,11 +95,17 @@ func TestTailerCheckpointFailingLaterIsAnErrorAndCounted(t *testing.T) {
 	tl := e.tailer(t, WithLogger(zap.New(core)), WithRegisterer(reg))
 	stop := runTailer(t, tl)
 	e.waitLines(t, 3)
-	// The temporary file a commit writes first is a directory now: every commit fails.
+	// The temporary file a commit writes first is a directory now: every commit fails. A commit
+	// may be writing that file at this moment (it renames it over the state when done): try again
+	// until the name is free.
 	tmp := e.state + ".tmp"
-	if err := os.Mkdir(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	await.True(t, "the commit's temporary file made a directory", 10*time.Second, func() bool {
+		err := os.Mkdir(tmp, 0o755)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
 	appendFile(t, app, numbered("b", 0, 3)...)
 	e.waitLines(t, 6)
 	await.True(t, "failed commits counted", 30*time.Second, func() bool { return counterValue(tl.m.ckptErrs) >= 2 })
