@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -733,10 +734,10 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request, _ url.Values) {
 const deadBudget = 8 << 20
 
 // maxDeadPage bounds a dead request's max, and maxDeadFrom its from (so that from+max+1, what it
-// asks the queue for, does not overflow).
+// asks the queue for, does not overflow an int of 32 bits either).
 const (
 	maxDeadPage = 10000
-	maxDeadFrom = 1<<53 - 1
+	maxDeadFrom = math.MaxInt32 - maxDeadPage - 1
 )
 
 func (a *API) dead(w http.ResponseWriter, r *http.Request, q url.Values) {
