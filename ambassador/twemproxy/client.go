@@ -59,6 +59,7 @@ type client struct {
 	queue     []*Request // requests in order, from head on
 	head      int
 	out       []byte // replies not written yet
+	outLarge  bool   // a reply larger than maxPooledBuf went into out: drop its array once written
 	ready     int    // bytes of the complete replies still in queue, behind an incomplete one
 	writing   int    // bytes of the writer goroutine's buffer not written yet
 	spare     []byte
@@ -497,8 +498,10 @@ func (c *client) drainLocked(rc *reqCache) {
 				// A large reply first in line is written from its own buffer rather than
 				// copied: out takes it over, and r the old out's array.
 				c.out, r.Resp = r.Resp, c.out[:0]
+				c.outLarge = true
 			default:
 				c.out = append(c.out, r.Resp...)
+				c.outLarge = c.outLarge || len(r.Resp) > maxPooledBuf
 			}
 			c.quit = r.Quit
 		}
@@ -539,12 +542,13 @@ func (c *client) writeLocked() {
 	c.afterWriteLocked()
 }
 
-// clearOutLocked empties out once its replies are written, and drops its array if a large reply
-// grew it past maxPooledBuf, so that a client does not hold the size of its largest reply for the
-// life of its connection.
+// clearOutLocked empties out once its replies are written, and drops its array if a reply larger
+// than maxPooledBuf went into it, so that a client does not hold the size of its largest reply for
+// the life of its connection. An array grown past maxPooledBuf by many smaller replies is kept: a
+// client that pipelines that much per write would grow it again for every batch.
 func (c *client) clearOutLocked() {
-	if cap(c.out) > maxPooledBuf {
-		c.out = nil
+	if c.outLarge {
+		c.out, c.outLarge = nil, false
 		return
 	}
 	c.out = c.out[:0]
@@ -618,9 +622,9 @@ func (c *client) writeLoop() {
 // during each; it returns with mu held once they are written or the client is broken. Replies
 // that arrive meanwhile wait in a fresh out.
 func (c *client) writeOutLocked(dl *writeDeadline, wt time.Duration) {
-	whole := c.out
+	whole, large := c.out, c.outLarge
 	buf := whole
-	c.out, c.spare = c.spare[:0], nil
+	c.out, c.outLarge, c.spare = c.spare[:0], false, nil
 	c.writing = len(buf)
 	for first := true; len(buf) > 0 && !c.broken; first = false {
 		c.mu.Unlock()
@@ -637,8 +641,8 @@ func (c *client) writeOutLocked(dl *writeDeadline, wt time.Duration) {
 		}
 	}
 	c.writing = 0
-	if cap(whole) <= maxPooledBuf {
-		c.spare = whole[:0]
+	if !large {
+		c.spare = whole[:0] // kept as clearOutLocked keeps out
 	}
 }
 

@@ -27,7 +27,7 @@ type respClient struct {
 	r *bufio.Reader
 }
 
-func dialResp(t *testing.T, addr string) *respClient {
+func dialResp(t testing.TB, addr string) *respClient {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {

@@ -28,7 +28,7 @@ type fakeRedis struct {
 	handle  func(conn, n int, args []string) string
 }
 
-func startFakeRedis(t *testing.T, handle func(conn, n int, args []string) string) *fakeRedis {
+func startFakeRedis(t testing.TB, handle func(conn, n int, args []string) string) *fakeRedis {
 	t.Helper()
 	f := &fakeRedis{handle: handle}
 	f.address = loopback.Serve(t, f.serve)
@@ -426,25 +426,7 @@ func TestPipelinedBatchAllocatesNothing(t *testing.T) {
 // startPipelined starts a pool on two servers that answer every GET with a nil reply and returns
 // a round trip of one client's batch of 16 pipelined GETs through it.
 func startPipelined(tb testing.TB) (roundTrip func()) {
-	backends := []string{nilRedis(tb), nilRedis(tb)}
-	port, err := shardproc.FreePort()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cfg, err := twemproxy.Parse(fmt.Appendf(nil, "r:\n  listen: %s\n  redis: true\n  servers:\n   - %s:1\n   - %s:1\n", addr, backends[0], backends[1]))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Redis: &redis.Protocol{}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	tb.Cleanup(func() { cancel(); <-done })
-	<-srv.Ready()
+	addr := startRedisPool(tb, []string{nilRedis(tb), nilRedis(tb)})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)
@@ -463,6 +445,34 @@ func startPipelined(tb testing.TB) (roundTrip func()) {
 			tb.Fatal(err)
 		}
 	}
+}
+
+// startRedisPool runs a redis pool sharding over backends for the length of tb, a benchmark's too
+// (twemproxytest.StartPool takes a test's), and returns its address. opts go to NewServer.
+func startRedisPool(tb testing.TB, backends []string, opts ...twemproxy.Option) string {
+	port, err := shardproc.FreePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	yml := fmt.Sprintf("r:\n  listen: %s\n  redis: true\n  servers:\n", addr)
+	for _, be := range backends {
+		yml += fmt.Sprintf("   - %s:1\n", be)
+	}
+	cfg, err := twemproxy.Parse([]byte(yml))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv, err := twemproxy.NewServer(cfg, twemproxy.Protocols{Redis: &redis.Protocol{}}, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	<-srv.Ready()
+	return addr
 }
 
 // TestServerStatsCountRequests: a server's Requests and RequestBytes count what was sent to it,
