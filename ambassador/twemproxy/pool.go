@@ -210,7 +210,18 @@ func newPoolState(p *pool, cfg *PoolConfig) *poolState {
 }
 
 // start launches the server connections and health checks; they run until stop or parent ends.
+// A server moved by a reload (see carry) takes the counters of the one it succeeds as its base
+// first: start is called with the pool's mu held, where st is published (publish, pool.start),
+// and the stats read a state's counters with it held too (see pool.snapshot), so a read of the old
+// server's counters comes before the base is taken and a read of the new one's after: neither
+// goes back.
 func (st *poolState) start(parent context.Context) {
+	for _, s := range st.servers {
+		if s.movedFrom != nil {
+			s.base = s.movedFrom.totals()
+			s.movedFrom = nil
+		}
+	}
 	st.ctx, st.cancel = context.WithCancel(parent)
 	var health context.Context
 	health, st.healthCancel = context.WithCancel(st.ctx)
@@ -947,8 +958,8 @@ func sameServing(a, b *PoolConfig) bool {
 // neither sends traffic to a server ejected a moment before nor resets its stats, and what old's
 // connections count while they drain, and their failures, land in the server st serves (see
 // failure). A server of st whose name old's server had at another address or network starts
-// fresh, not ejected, with old's counters as its base: the stats and the Prometheus series, keyed
-// by the name, do not go back. st must not have started.
+// fresh, not ejected, with old's counters as its base, taken when st starts (see start): the
+// stats and the Prometheus series, keyed by the name, do not go back. st must not have started.
 func (st *poolState) carry(old *poolState) {
 	byName := make(map[string]*server, len(old.servers))
 	for _, s := range old.servers {
@@ -962,9 +973,9 @@ func (st *poolState) carry(old *poolState) {
 		}
 		if o.cfg.Network != s.cfg.Network || o.cfg.Addr != s.cfg.Addr {
 			// A new server under the old one's name: fresh, but its counters (reported by name)
-			// go on from the old one's. What the old one's connections count while they drain
-			// after this is not added.
-			s.base = o.totals()
+			// go on from the old one's, as they are when st is published. What the old one's
+			// connections count while they drain after that is not added.
+			s.movedFrom = o.serverCore
 			continue
 		}
 		c := o.serverCore

@@ -33,6 +33,11 @@ type server struct {
 	conns []*serverConn
 
 	*serverCore // shared with the servers of the same identity in the pool's other states (see carry)
+
+	// movedFrom is the core of the server of the same name at another address or network in the
+	// state that this server's state replaces (see carry): start takes its counters as this
+	// server's base. nil once taken, or when there is none.
+	movedFrom *serverCore
 }
 
 // serverCore is a server's ejection and counters. A reload shares it between the old state's server
@@ -58,8 +63,8 @@ type serverCore struct {
 	gone  connTotals
 
 	// base is what the server of the same name counted at another address before a reload moved
-	// it (see carry), so that its series go on rather than back to 0; set before the state that
-	// holds c is published, read-only after.
+	// it (see carry), so that its series go on rather than back to 0; set as the state that holds
+	// c is published (see poolState.start), read-only after.
 	base serverTotals
 }
 

@@ -99,22 +99,29 @@ func (s *Server) Snapshot() []PoolStats {
 	pools := s.runningPools()
 	out := make([]PoolStats, 0, len(pools))
 	for _, p := range pools {
-		p.mu.RLock()
-		st := p.st
-		p.mu.RUnlock()
-		ps := PoolStats{Name: p.name, ClientEOF: p.clientEOF.Load(), ClientErr: p.clientErr.Load(),
-			ClientConnections: p.clientConns.Load(), ServerEjects: p.serverEjects.Load(),
-			ForwardError: p.forwardError.Load(), Fragments: p.fragments.Load(), ClientRejected: p.clientRejected.Load()}
-		for _, srv := range st.servers {
-			ss := ServerStats{Name: srv.cfg.Name, Addr: srv.cfg.Addr, Ejected: srv.ejected(),
-				ServerEOF: srv.eof.Load(), ServerErr: srv.errs.Load(), ServerTimedout: srv.timedout.Load(),
-				ServerEjectedAt: srv.ejectedAt.Load()}
-			srv.stats(&ss) // with the connections of the states still draining after a reload
-			ps.Servers = append(ps.Servers, ss)
-		}
-		out = append(out, ps)
+		out = append(out, p.snapshot())
 	}
 	return out
+}
+
+// snapshot returns p's counters. It reads its state's with p.mu held, so that a reload does not
+// publish a new state meanwhile: a server that the reload moves takes the old one's counters as
+// its base as it is published (see poolState.start), and a read of the old one that went on
+// after that could see more than the new one starts from.
+func (p *pool) snapshot() PoolStats {
+	ps := PoolStats{Name: p.name, ClientEOF: p.clientEOF.Load(), ClientErr: p.clientErr.Load(),
+		ClientConnections: p.clientConns.Load(), ServerEjects: p.serverEjects.Load(),
+		ForwardError: p.forwardError.Load(), Fragments: p.fragments.Load(), ClientRejected: p.clientRejected.Load()}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, srv := range p.st.servers {
+		ss := ServerStats{Name: srv.cfg.Name, Addr: srv.cfg.Addr, Ejected: srv.ejected(),
+			ServerEOF: srv.eof.Load(), ServerErr: srv.errs.Load(), ServerTimedout: srv.timedout.Load(),
+			ServerEjectedAt: srv.ejectedAt.Load()}
+		srv.stats(&ss) // with the connections of the states still draining after a reload
+		ps.Servers = append(ps.Servers, ss)
+	}
+	return ps
 }
 
 // StatsJSON returns the stats document nutcracker serves on its stats port, with the same fields.
@@ -334,12 +341,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, p := range c.s.runningPools() {
-		p.mu.RLock()
-		st := p.st
-		p.mu.RUnlock()
-		for _, srv := range st.servers {
-			count, sum, buckets := srv.histogram()
-			ch <- prometheus.MustNewConstHistogram(c.resp, count, sum, buckets, p.name, srv.cfg.Name)
+		for _, h := range p.histograms(c.resp) {
+			ch <- h
 		}
 	}
+}
+
+// histograms returns the response-time histogram of each of p's servers, read with p.mu held as
+// snapshot reads the counters.
+func (p *pool) histograms(desc *prometheus.Desc) []prometheus.Metric {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	hs := make([]prometheus.Metric, 0, len(p.st.servers))
+	for _, srv := range p.st.servers {
+		count, sum, buckets := srv.histogram()
+		hs = append(hs, prometheus.MustNewConstHistogram(desc, count, sum, buckets, p.name, srv.cfg.Name))
+	}
+	return hs
 }
