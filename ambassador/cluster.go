@@ -70,12 +70,12 @@ type Cluster struct {
 	health  *HealthCheck
 	outlier Outlier
 
-	snap    atomic.Pointer[snapshot]
-	running atomic.Bool
-	ready   chan struct{}
-	stopped chan struct{} // closed when Run returns, runErr set
-	runErr  error         // what Run returned: read after stopped is closed
-	kick    chan struct{} // buffered 1: wakes Run to rebuild and re-arm the readmission timer
+	snap      atomic.Pointer[snapshot]
+	runMu     sync.Mutex
+	cur       *clusterRun // the Run in progress; nil when none
+	ready     chan struct{}
+	readyOnce sync.Once
+	kick      chan struct{} // buffered 1: wakes Run to rebuild and re-arm the readmission timer
 
 	mu       sync.Mutex
 	backends map[string]*Backend
@@ -111,7 +111,6 @@ func NewCluster(src Source, opts ...Option) (*Cluster, error) {
 		log:      cfg.logger.Named("ambassador").With(zap.String("cluster", cfg.name)),
 		outlier:  cfg.outlier.withDefaults(),
 		ready:    make(chan struct{}),
-		stopped:  make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		backends: map[string]*Backend{},
 	}
@@ -132,21 +131,60 @@ func NewCluster(src Source, opts ...Option) (*Cluster, error) {
 // Name returns the cluster's name.
 func (c *Cluster) Name() string { return c.cfg.name }
 
-// Ready is closed once Run has taken the Source's first set (and started health checks). For a DNS
-// or File source that is after its first lookup or load (see their Run).
+// Ready is closed once Run has taken the Source's first set (and started health checks), and stays
+// closed when Run returns. For a DNS or File source that is after its first lookup or load (see
+// their Run).
 func (c *Cluster) Ready() <-chan struct{} { return c.ready }
 
 // Run follows the Source, runs health checks and readmits ejected endpoints until ctx ends. It
-// returns nil then, after the Source and every health check goroutine have stopped. A Cluster
-// runs once: Run returns ErrRunning when it has been called before.
-func (c *Cluster) Run(ctx context.Context) (err error) {
-	if !c.running.CompareAndSwap(false, true) {
+// returns nil then, after the Source and every health check goroutine have stopped. A Cluster has
+// one Run at a time: Run returns ErrRunning while another Run runs, and once that has returned, a
+// new Run takes the cluster over as it is (its endpoints, ejections and health) and restarts its
+// Source and health checks; Ready, closed by the first, stays closed.
+func (c *Cluster) Run(ctx context.Context) error {
+	r, mine := c.begin()
+	if !mine {
 		return ErrRunning
 	}
+	return c.run(ctx, r)
+}
+
+// clusterRun is one Run of a Cluster: stopped is closed when it has returned err.
+type clusterRun struct {
+	stopped chan struct{}
+	err     error
+}
+
+// begin returns the Run in progress, or a new one that the caller runs (mine).
+func (c *Cluster) begin() (r *clusterRun, mine bool) {
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
+	if c.cur != nil {
+		return c.cur, false
+	}
+	c.cur = &clusterRun{stopped: make(chan struct{})}
+	return c.cur, true
+}
+
+// run is Run for r, which begin gave the caller. When it returns, no Run is in progress and none
+// of its goroutines runs; a later Run starts every backend's health check again.
+func (c *Cluster) run(ctx context.Context, r *clusterRun) (err error) {
 	defer func() {
 		// Deferred first, so it runs last: once every goroutine of Run has exited.
-		c.runErr = err
-		close(c.stopped)
+		c.mu.Lock()
+		c.runCtx = nil
+		for _, b := range c.backends {
+			if b.stopCheck != nil {
+				b.stopCheck()
+				b.stopCheck = nil
+			}
+		}
+		c.mu.Unlock()
+		c.runMu.Lock()
+		c.cur = nil
+		r.err = err
+		c.runMu.Unlock()
+		close(r.stopped)
 	}()
 	ctx, cancel := context.WithCancel(ctx)
 	srcErr := make(chan error, 1)
@@ -191,7 +229,7 @@ func (c *Cluster) Run(ctx context.Context) (err error) {
 		}
 		c.mu.Unlock()
 	}()
-	close(c.ready)
+	c.readyOnce.Do(func() { close(c.ready) })
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()

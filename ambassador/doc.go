@@ -29,10 +29,12 @@
 //
 // Constructors validate and start nothing. Cluster, TCPProxy, HTTPProxy, DNS, File and Static
 // are components: Run blocks until ctx ends, returns nil then, and returns only after every
-// goroutine it started has exited. A proxy runs its clusters (a cluster shared by two proxies is
-// run by whichever starts first; the other leaves it alone, and when that Run fails, at start or
-// later, returns its error too). Ready is closed once a proxy listens and its clusters have their
-// first endpoint sets; it is never closed when Run ends before that.
+// goroutine it started has exited. A proxy runs its clusters. A Cluster has one Run at a time: a
+// cluster shared by two proxies is run by whichever starts first, and the other leaves it alone
+// while that Run runs; when that Run fails, at start or later, the other returns its error too,
+// and when it ends normally (its proxy stopped), the other takes the cluster over and runs it
+// itself. Ready is closed once a proxy listens and its clusters have their first endpoint sets;
+// it is never closed when Run ends before that.
 //
 // # Cleanup
 //

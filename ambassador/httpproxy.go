@@ -176,7 +176,7 @@ func (p *HTTPProxy) Addr() net.Addr {
 // client connections, waits up to 10s for requests in flight, closes upgraded and remaining
 // connections, and returns nil once every goroutine has exited. It ends so early, with the
 // cluster's error, when one of its clusters' Run fails, here or, for a cluster another proxy
-// runs, there.
+// runs, there. A cluster another proxy runs is taken over, and run here, when that proxy stops.
 func (p *HTTPProxy) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -1096,24 +1096,27 @@ func awaitReady(ctx context.Context, errs chan error, cs ...*Cluster) bool {
 	return ctx.Err() == nil
 }
 
-// runShared runs c until ctx ends; a cluster already run by someone else (a shared one) is left
-// to them, and its Run's error, when it fails, is returned here too (the proxy cannot serve
-// without it): a proxy sharing a cluster ends with the one that runs it.
+// runShared runs c until ctx ends. A cluster already run by someone else (a shared one) is left
+// to them while their Run runs: when it fails, its error is returned here too (the proxy cannot
+// serve without it), and when it returns nil (their ctx ended), the caller, still serving c, takes
+// it over and runs it itself.
 func runShared(ctx context.Context, c *Cluster) error {
-	err := c.Run(ctx)
-	if !errors.Is(err, ErrRunning) {
-		return err
-	}
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-c.stopped:
-		if c.runErr != nil {
-			return c.runErr
+	for {
+		r, mine := c.begin()
+		if mine {
+			return c.run(ctx, r)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.stopped:
+			if r.err != nil {
+				return r.err
+			}
+			// Its runner stopped normally: this proxy still serves it, so runs it now (or
+			// waits on a Run another sharer began first).
 		}
 	}
-	<-ctx.Done()
-	return nil
 }
 
 // defaultHTTPLoops is how many event loops an HTTPProxy serves on by default with procs Ps: one

@@ -90,7 +90,8 @@ func (p *TCPProxy) Addr() net.Addr {
 // Run accepts and proxies connections and runs the cluster until ctx ends; then it closes the
 // listener and every proxied connection and returns nil once all goroutines have exited. It
 // ends early with the cluster's error when the cluster's Run fails, here or, for a cluster
-// another proxy runs, there.
+// another proxy runs, there. A cluster another proxy runs is taken over, and run here, when that
+// proxy stops.
 func (p *TCPProxy) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return ErrRunning

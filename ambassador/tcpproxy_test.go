@@ -626,18 +626,7 @@ func checkNotReadyWhenSourceFails(t *testing.T, newProxy func(*ambassador.Cluste
 func TestSharedClusterFailureEndsEveryProxy(t *testing.T) {
 	for _, order := range []string{"together", "after"} {
 		t.Run(order, func(t *testing.T) {
-			c, err := ambassador.NewCluster(&ambassador.File{Path: filepath.Join(t.TempDir(), "endpoints.json")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			hp, err := ambassador.NewHTTPProxy("127.0.0.1:0", c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tp, err := ambassador.NewTCPProxy("127.0.0.1:0", c)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, hp, tp := sharedCluster(t, &ambassador.File{Path: filepath.Join(t.TempDir(), "endpoints.json")})
 			wait := func(name string, p component, s *stoppable) {
 				t.Helper()
 				select {
