@@ -172,23 +172,40 @@ func (p slowProbe) Probe(ctx context.Context, _ string) ([]scrape.Sample, error)
 	return []scrape.Sample{{Name: "x", Type: prometheus.GaugeValue, Value: 1}}, nil
 }
 
+// TestScrapeTimeoutHeader: the probe answers ScrapeTimeoutOffset before Prometheus gives up,
+// also when the scrape timeout is the configured one or a little longer (the defaults: 10s and
+// 10s); a header too short to leave a deadline is ignored rather than giving one already passed.
 func TestScrapeTimeoutHeader(t *testing.T) {
 	p := slowProbe{make(chan time.Duration, 1)}
-	e, err := scrape.New(p, scrape.WithTarget("x"), scrape.WithTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
+		timeout  time.Duration // 0: the default, 10s
 		header   string
 		min, max time.Duration
 	}{
-		{"", 4 * time.Second, 5 * time.Second},
-		{"1e300", 4 * time.Second, 5 * time.Second},
-		{"+Inf", 4 * time.Second, 5 * time.Second},
-		{"NaN", 4 * time.Second, 5 * time.Second},
-		{"3", 2 * time.Second, 2500 * time.Millisecond},  // 0.5s margin
-		{"0.1", time.Millisecond, 50 * time.Millisecond}, // at least half: 50ms
+		{5 * time.Second, "", 4 * time.Second, 5 * time.Second},
+		{5 * time.Second, "1e300", 4 * time.Second, 5 * time.Second},
+		{5 * time.Second, "+Inf", 4 * time.Second, 5 * time.Second},
+		{5 * time.Second, "NaN", 4 * time.Second, 5 * time.Second},
+		{5 * time.Second, "3", 2 * time.Second, 2500 * time.Millisecond},  // 0.5s margin
+		{5 * time.Second, "0.1", time.Millisecond, 50 * time.Millisecond}, // at least half: 50ms
+		{0, "10", 8500 * time.Millisecond, 9500 * time.Millisecond},
+		{0, "10.2", 8700 * time.Millisecond, 9700 * time.Millisecond},
+		{0, "10.5", 9 * time.Second, 10 * time.Second},
+		{0, "11", 9 * time.Second, 10 * time.Second},
+		{0, "9.9", 8400 * time.Millisecond, 9400 * time.Millisecond},
+		{0, "0.0009", 9 * time.Second, 10 * time.Second},       // under 1ms: ignored
+		{0, "0.000000001", 9 * time.Second, 10 * time.Second},  // would give 0 after the margin
+		{0, "0.0000000001", 9 * time.Second, 10 * time.Second}, // rounds to 0
+		{0, "0.002", 500 * time.Microsecond, time.Millisecond}, // at least half
 	} {
+		opts := []scrape.Option{scrape.WithTarget("x")}
+		if tc.timeout != 0 {
+			opts = append(opts, scrape.WithTimeout(tc.timeout))
+		}
+		e, err := scrape.New(p, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var got map[string]float64
 		if tc.header == "" {
 			got = scrapeHandler(t, e.Handler())
@@ -197,7 +214,7 @@ func TestScrapeTimeoutHeader(t *testing.T) {
 		}
 		left := <-p.left
 		if got["probe_success"] != 1 || left < tc.min || left > tc.max {
-			t.Errorf("header %q: probe_success %v, probe had %v, want in [%v, %v]", tc.header, got["probe_success"], left, tc.min, tc.max)
+			t.Errorf("timeout %v, header %q: probe_success %v, probe had %v, want in [%v, %v]", tc.timeout, tc.header, got["probe_success"], left, tc.min, tc.max)
 		}
 	}
 }

@@ -98,11 +98,12 @@ func WithRegisterer(r prometheus.Registerer) Option {
 // WithTarget sets the target Handler probes ("" means Handler answers 404 with a reason).
 func WithTarget(t string) Option { return optionFunc(func(o *options) { o.target = t }) }
 
-// WithTimeout bounds one probe (default 10s). When the scrape's
-// X-Prometheus-Scrape-Timeout-Seconds header is shorter, the probe gets that timeout less a
-// margin of ScrapeTimeoutOffset (but at least half of it), so that its answer, even a failed one,
-// reaches Prometheus before Prometheus gives up, as with blackbox_exporter's
-// --timeout-offset. A header that is not a positive number is ignored.
+// WithTimeout bounds one probe (default 10s). When the scrape has an
+// X-Prometheus-Scrape-Timeout-Seconds header, the probe gets that timeout less a margin of
+// ScrapeTimeoutOffset (but at least half of it) if that is shorter, so that its answer, even a
+// failed one, reaches Prometheus before Prometheus gives up, as with blackbox_exporter's
+// --timeout-offset: with the defaults (a 10s scrape timeout) a probe gets 9.5s. A header that
+// is not a number of at least 1ms is ignored.
 func WithTimeout(d time.Duration) Option { return optionFunc(func(o *options) { o.timeout = d }) }
 
 // WithAllowTargets restricts ?target= to targets for which allow returns true (default: all).
@@ -201,11 +202,14 @@ const ScrapeTimeoutOffset = 500 * time.Millisecond
 // X-Prometheus-Scrape-Timeout-Seconds header is h (may be "").
 func scrapeTimeout(configured time.Duration, h string) time.Duration {
 	s, err := strconv.ParseFloat(strings.TrimSpace(h), 64)
-	if err != nil || !(s > 0) || s >= configured.Seconds() { // also NaN, and 1e300 and +Inf, before converting
+	switch {
+	case err != nil || !(s >= 0.001): // also NaN, and what would leave a deadline already passed
+		return configured
+	case s >= (configured + ScrapeTimeoutOffset).Seconds(): // also 1e300 and +Inf, before converting
 		return configured
 	}
 	d := time.Duration(s * float64(time.Second))
-	return max(d-ScrapeTimeoutOffset, d/2)
+	return min(configured, max(d-ScrapeTimeoutOffset, d/2))
 }
 
 // Samples runs the probe against target and returns its samples cleaned up as Clean does,
