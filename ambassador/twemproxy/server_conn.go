@@ -728,11 +728,11 @@ func (sc *serverConn) readLoop(s *session) {
 		defer s.timer.Stop()
 	}
 	readSelf := false // read at least one reply before handing the session to the poller again
-	// fail ends the session after err, counted as a server failure if count is set. Like
-	// nutcracker, which counts every close of a server connection, a connection the server closes
-	// while nothing is in flight on it counts too: a server that died while its connections were
-	// idle is ejected by their closes, before a client request fails on it.
-	fail := func(err error, count bool) {
+	// fail ends the session after err, counted as a server failure. Like nutcracker, which counts
+	// every close of a server connection, a connection the server closes while nothing is in
+	// flight on it counts too: a server that died while its connections were idle is ejected by
+	// their closes, before a client request fails on it.
+	fail := func(err error) {
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
@@ -751,13 +751,11 @@ func (sc *serverConn) readLoop(s *session) {
 				sc.srv.errs.Add(1)
 			}
 		}
-		sc.kill(s, err, count, &ds)
+		sc.kill(s, err, true, &ds)
 		sc.mu.Lock()
 		err = s.err // the first cause, if something else killed the session
 		sc.mu.Unlock()
-		if count {
-			sc.srv.warn(sc.st.log, "server connection failed", err)
-		}
+		sc.srv.warn(sc.st.log, "server connection failed", err)
 		rs.publish(sc)
 		sc.settled.Add(int64(len(rs.local) - rs.i))
 		finishEach(rs.local[rs.i:], err, &ds)
@@ -799,7 +797,7 @@ func (sc *serverConn) readLoop(s *session) {
 				if err == nil {
 					if len(sc.inflight) == 0 {
 						sc.mu.Unlock()
-						fail(fmt.Errorf("%w: unsolicited data", ErrBadResponse), true)
+						fail(fmt.Errorf("%w: unsolicited data", ErrBadResponse))
 						return
 					}
 					break
@@ -807,7 +805,7 @@ func (sc *serverConn) readLoop(s *session) {
 				var ne net.Error
 				if s.dead || !errors.As(err, &ne) || !ne.Timeout() {
 					sc.mu.Unlock()
-					fail(err, true)
+					fail(err)
 					return
 				}
 				// A deadline fired while waiting: it is real only if the oldest request is overdue.
@@ -815,7 +813,7 @@ func (sc *serverConn) readLoop(s *session) {
 					d := sc.inflight[0].sent.Add(timeout)
 					if !time.Now().Before(d) {
 						sc.mu.Unlock()
-						fail(err, true)
+						fail(err)
 						return
 					}
 					sc.armed = d
@@ -845,7 +843,7 @@ func (sc *serverConn) readLoop(s *session) {
 		n := len(r.Resp)
 		if err := proto.ReadResponse(br, r); err != nil {
 			r.Resp = r.Resp[:n]
-			fail(err, true)
+			fail(err)
 			return
 		}
 		readSelf = false
