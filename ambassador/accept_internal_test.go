@@ -48,7 +48,7 @@ func TestAcceptNext(t *testing.T) {
 				}
 				tries := 0
 				start := time.Now()
-				c, err := acceptNext(ctx, zap.New(logs), func() (*int, error) {
+				c, err := acceptNext(ctx, zap.New(logs), new(acceptBackoff), func() (*int, error) {
 					tries++
 					switch {
 					case tries <= tc.fails:
@@ -69,4 +69,42 @@ func TestAcceptNext(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestAcceptNextAlternating: under fd pressure where every other accept fails with EMFILE (a slot
+// frees, one connection is taken, the next accept fails), the back-off carries over the accepted
+// connections: a second of it logs about as many warnings as one back-off from 5ms to 1s does,
+// and one a second after. A second without failures starts the back-off at 5ms again.
+func TestAcceptNextAlternating(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs, observed := observer.New(zap.WarnLevel)
+		log := zap.New(logs)
+		emfile := &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+		tries := 0
+		accept := func() (*int, error) {
+			tries++
+			if tries%2 == 1 {
+				return nil, emfile
+			}
+			return &tries, nil
+		}
+		var b acceptBackoff
+		for start := time.Now(); time.Since(start) < 3*time.Second; {
+			if _, err := acceptNext(t.Context(), log, &b, accept); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// 5ms doubling to 640ms is 8 back-offs in 1275ms, then one a second.
+		if n := observed.Len(); n > 11 {
+			t.Errorf("%d accept warnings in 3s of alternating failures, want at most 11", n)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		start := time.Now()
+		if _, err := acceptNext(t.Context(), log, &b, accept); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited != 5*time.Millisecond {
+			t.Errorf("back-off after a quiet second = %v, want 5ms", waited)
+		}
+	})
 }

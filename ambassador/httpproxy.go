@@ -250,8 +250,9 @@ func (p *HTTPProxy) Run(ctx context.Context) error {
 		if !ready {
 			return // Run is ending: accept nothing
 		}
+		var backoff acceptBackoff
 		for {
-			c, err := acceptNext(cctx, p.log, ln.Accept)
+			c, err := acceptNext(cctx, p.log, &backoff, ln.Accept)
 			if err != nil {
 				return // ln closed, or cctx ended
 			}

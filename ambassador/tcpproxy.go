@@ -120,14 +120,19 @@ func (p *TCPProxy) Run(ctx context.Context) error {
 	defer cancel()
 	clusterErr := make(chan error, 1)
 	go func() { clusterErr <- runShared(ctx, p.cluster) }()
-	var acceptErr chan error // stays nil (no accept error) when the proxy is never ready
+	var acceptDone chan struct{} // stays nil when the proxy is never ready
 	if awaitReady(ctx, clusterErr, p.cluster) {
-		acceptErr = make(chan error, 1)
+		acceptDone = make(chan struct{})
 		close(p.ready)
 		p.log.Info("listening", zap.Stringer("addr", ln.Addr()))
-		go p.accept(ctx, ln, acceptErr)
+		go func() {
+			defer close(acceptDone)
+			p.accept(ctx, ln)
+		}()
 	}
 
+	// The accept loop ends only when ln is closed (below) or ctx ends (acceptNext backs off past
+	// every other failure): it has no error of its own to end Run with.
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -136,13 +141,10 @@ func (p *TCPProxy) Run(ctx context.Context) error {
 		if err != nil {
 			runErr = fmt.Errorf("cluster %s: %w", p.cluster.Name(), err)
 		}
-	case err := <-acceptErr:
-		acceptErr <- err
-		runErr = fmt.Errorf("accept: %w", err)
 	}
 	ln.Close()
-	if acceptErr != nil {
-		<-acceptErr
+	if acceptDone != nil {
+		<-acceptDone
 	}
 	p.mu.Lock()
 	p.closed = true
@@ -161,12 +163,12 @@ func (p *TCPProxy) Run(ctx context.Context) error {
 }
 
 // accept accepts connections on ln, serving each on its own goroutine (serve may hand it to a loop),
-// until ln is closed or ctx ends (see acceptNext); errc gets why.
-func (p *TCPProxy) accept(ctx context.Context, ln *net.TCPListener, errc chan<- error) {
+// until ln is closed or ctx ends (see acceptNext).
+func (p *TCPProxy) accept(ctx context.Context, ln *net.TCPListener) {
+	var backoff acceptBackoff
 	for {
-		c, err := acceptNext(ctx, p.log, ln.AcceptTCP)
+		c, err := acceptNext(ctx, p.log, &backoff, ln.AcceptTCP)
 		if err != nil {
-			errc <- err
 			return
 		}
 		if !p.track(c) {
