@@ -154,6 +154,60 @@ func (JSON) Parse(line []byte) ([]Field, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("logs: json: %w", err)
+	}
+	if err := jsondoc.End(dec); err != nil {
+		return nil, fmt.Errorf("logs: json: after the object: %w: %w", err, ErrNotObject)
+	}
+	if objectMembers(line) != len(m) { // a repeated key, which the map kept once
+		return jsonMembers(line)
+	}
+	out := make([]Field, 0, len(m))
+	for k, v := range m {
+		out = append(out, Field{k, v})
+	}
+	slices.SortFunc(out, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// objectMembers counts the members of the valid JSON object line: its colons outside strings
+// and nested values.
+func objectMembers(line []byte) int {
+	n, depth, inString := 0, 0, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++ // the escaped byte; a \uXXXX's digits are not special
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ':':
+			if depth == 1 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// jsonMembers is JSON.Parse of the valid JSON object line read member by member, so that a
+// repeated key gives a field per member, in the line's order (slower than a map decode).
+func jsonMembers(line []byte) ([]Field, error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
 	if _, err := dec.Token(); err != nil { // '{'
 		return nil, fmt.Errorf("logs: json: %w", err)
 	}
@@ -169,12 +223,6 @@ func (JSON) Parse(line []byte) ([]Field, error) {
 			return nil, fmt.Errorf("logs: json: key %q: %w", key, err)
 		}
 		out = append(out, Field{key, v})
-	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return nil, fmt.Errorf("logs: json: %w", err)
-	}
-	if err := jsondoc.End(dec); err != nil {
-		return nil, fmt.Errorf("logs: json: after the object: %w: %w", err, ErrNotObject)
 	}
 	slices.SortStableFunc(out, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil

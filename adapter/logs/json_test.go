@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestJSONTrailingData(t *testing.T) {
@@ -87,4 +89,47 @@ func FuzzJSONParse(f *testing.F) {
 			t.Errorf("Parse(%q) keys (-want +got):\n%s", line, diff)
 		}
 	})
+}
+
+// TestJSONParseRepeatedKeys: a key repeated at the top level, however it is written, gives one
+// field per member; colons, quotes and braces inside strings and nested values do not count.
+func TestJSONParseRepeatedKeys(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want []Field
+	}{
+		{`{"\u006dsg":"esc","msg":"plain"}`, []Field{{"msg", "esc"}, {"msg", "plain"}}},
+		{`{"k\"ey":"v","k\"ey":"w"}`, []Field{{`k"ey`, "v"}, {`k"ey`, "w"}}},
+		{`{"a":"x:y\"}:{","b":{"c":1,"d":[{"e":":"}]},"a":2}`, []Field{{"a", `x:y"}:{`}, {"a", json.Number("2")},
+			{"b", map[string]any{"c": json.Number("1"), "d": []any{map[string]any{"e": ":"}}}}}},
+		{`{"a":{"x":1,"x":2},"b":"\\","c":"\\\""}`, []Field{{"a", map[string]any{"x": json.Number("2")}}, {"b", `\`}, {"c", `\"`}}},
+		{`{"n":12345678901234567890123,"n":1.000000000000000000001}`, []Field{{"n", json.Number("12345678901234567890123")}, {"n", json.Number("1.000000000000000000001")}}},
+		{` {} `, []Field{}},
+	} {
+		got, err := (JSON{}).Parse([]byte(tc.line))
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.line, err)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("Parse(%q) (-want +got):\n%s", tc.line, diff)
+		}
+	}
+}
+
+// TestJSONParseErrors: a broken line's error says what encoding/json says of it ("unexpected
+// EOF" for a truncated line).
+func TestJSONParseErrors(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{`{"a":1`, "unexpected EOF"},
+		{`{"msg":"cut`, "unexpected EOF"},
+		{`{"a" 1}`, "invalid character '1' after object key"},
+		{`{1:2}`, "invalid character '1' looking for beginning of object key string"},
+		{`{"a":1,}`, "invalid character '}' looking for beginning of object key string"},
+	} {
+		_, err := (JSON{}).Parse([]byte(tc.line))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) error %v, want one saying %q", tc.line, err, tc.want)
+		}
+	}
 }
