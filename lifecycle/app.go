@@ -25,9 +25,11 @@ import (
 //  5. stops the group in reverse order (calling Checkpoint on components that have one);
 //  6. returns nil from Run, so the process exits 0.
 //
-// A second signal skips what is left of the sequence and stops at once; so do ctx ending and a
-// component returning during the sequence. The hook server is the
-// group's first component, so it keeps answering probes until everything else has stopped.
+// A second signal skips what is left of the sequence and stops at once. When ctx ends or a component
+// returns during the sequence, the App skips what is left of the propagation delay and stops waiting
+// for idle connections, but lets the requests still running finish (until the drain's deadline, as
+// in step 4) before the group stops. The hook server is the group's first component, so it keeps
+// answering probes until everything else has stopped.
 //
 // When a component returns on its own (it failed, or it finished its work), the group stops the
 // others at once, without the sequence; the App marks the pod not ready (/readyz fails with
@@ -47,12 +49,12 @@ type App struct {
 	mu      sync.Mutex
 	servers []*HTTPServer
 
-	drainOnce sync.Once
-	drainReq  chan bool     // true: skip the propagation delay; buffered 1, sent once
-	drained   chan struct{} // closed when the HTTP servers are shut down
-	stopNow   chan struct{} // closed on the second signal
-	stopping  chan struct{} // closed when the group starts stopping its components
-	stopOnce  sync.Once
+	drainStarted bool          // under mu: Drain sent on drainReq
+	drainReq     chan bool     // true: skip the propagation delay; buffered 1, sent once
+	drained      chan struct{} // closed when the HTTP servers are shut down
+	stopNow      chan struct{} // closed on the second signal
+	stopping     chan struct{} // closed (under mu) when the group starts stopping its components
+	stopOnce     sync.Once
 }
 
 // NewApp returns an App with a hook server built from opts (see NewServer) and the drain options
@@ -83,10 +85,21 @@ func NewApp(opts ...Option) (*App, error) {
 	}
 	a.group.Logger = a.log
 	// A component returned (or ctx ended): the others are being stopped, so the pod is no longer
-	// ready, as in a drain. The group calls it once.
+	// ready, as in a drain. The group calls it once. A drain under way first lets its running
+	// requests finish (sequence ends its Shutdown as soon as none is running): stopping the HTTP
+	// servers now would cut them off, or fail their stop timeout while the Shutdown holds them.
 	a.group.beforeStop = func() {
 		a.hooks.setStateFrom(StateDraining, StateStarting, StateReady)
+		a.mu.Lock()
 		close(a.stopping)
+		draining := a.drainStarted
+		a.mu.Unlock()
+		if draining {
+			select {
+			case <-a.drained:
+			case <-a.stopNow:
+			}
+		}
 	}
 	a.group.StopTimeout = o.margin
 	if err := a.group.Add("hooks", hooks); err != nil {
@@ -145,15 +158,22 @@ func (a *App) Add(name string, c Component, opts ...AddOption) error {
 func (a *App) Drain() { a.drain(false) }
 
 func (a *App) drain(skipPropagation bool) {
-	a.drainOnce.Do(func() { a.drainReq <- skipPropagation })
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.drainStarted {
+		return
+	}
+	a.drainStarted = true
+	a.drainReq <- skipPropagation
 }
 
 // Ready is closed once every component of the group is ready.
 func (a *App) Ready() <-chan struct{} { return a.group.Ready() }
 
 // Run runs the group and the drain sequence until the group has stopped. It returns nil after a
-// drain, when ctx ends (which stops at once, without a drain) or when a component finished (returned
-// nil); otherwise the group's error. After a drain it leaves the signals caught (see App).
+// drain, when ctx ends (which stops at once, without a drain; during a drain, once the requests
+// still running have finished: see App) or when a component finished (returned nil); otherwise the
+// group's error. After a drain it leaves the signals caught (see App).
 func (a *App) Run(ctx context.Context) error {
 	sigs := make(chan os.Signal, 2) // nobody reads it after a drained Run returned: later signals are dropped
 	drained := false
@@ -234,32 +254,47 @@ func (a *App) sequence(skipPropagation bool) {
 		select {
 		case <-t.C:
 		case <-a.stopNow:
+		case <-a.stopping:
 		}
 		t.Stop()
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	// The group stopping (ctx ended, a component returned, a second signal) cuts the shutdown
-	// short: the group closes the servers itself, once this shutdown lets go of them.
+	a.mu.Lock()
+	servers := append([]*HTTPServer(nil), a.servers...)
+	a.mu.Unlock()
+	// A second signal cuts the shutdown short at once. The group stopping (ctx ended, a component
+	// returned) cuts it short once no request is running: the shutdown stops waiting for idle
+	// connections (and for those that have not sent a request yet, which http.Server.Shutdown
+	// waits for), but in-flight requests still get their answer.
 	go func() {
 		select {
 		case <-a.stopNow:
 			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		select {
 		case <-a.stopping:
+			for _, s := range servers {
+				s.waitAnswers(ctx)
+			}
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
-	a.mu.Lock()
-	servers := append([]*HTTPServer(nil), a.servers...)
-	a.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, s := range servers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Shutdown(ctx); err != nil {
+			err := s.Shutdown(ctx)
+			switch {
+			case errors.Is(err, context.DeadlineExceeded):
 				a.log.Warn("in-flight requests cut off at the drain deadline", zap.String("addr", s.Addr()), zap.Error(err))
+			case err != nil:
+				a.log.Info("drain cut short: the app is stopping", zap.String("addr", s.Addr()))
 			}
 		}()
 	}

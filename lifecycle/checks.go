@@ -194,7 +194,9 @@ func (t *checkCalls) wait(d time.Duration) []string {
 	if t.idle == nil {
 		t.idle = sync.NewCond(&t.mu)
 	}
-	if waitCond(t.idle, d, func() bool { return len(t.running) == 0 }) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if waitCond(ctx, t.idle, func() bool { return len(t.running) == 0 }) {
 		return nil
 	}
 	var names []string

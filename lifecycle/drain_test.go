@@ -48,8 +48,9 @@ type drainRig struct {
 	app      *lifecycle.App
 	appURL   string
 	hooksURL string
-	done     chan struct{} // closed when Run returned
-	err      error         // what Run returned
+	done     chan struct{}      // closed when Run returned
+	err      error              // what Run returned
+	cancel   context.CancelFunc // ends Run's ctx
 }
 
 func startApp(t *testing.T, handler http.Handler, opts ...lifecycle.Option) *drainRig {
@@ -68,6 +69,7 @@ func startApp(t *testing.T, handler http.Handler, opts ...lifecycle.Option) *dra
 	must(t, app.Add("app", hs))
 	r := &drainRig{app: app, appURL: "http://" + appLn.Addr().String(), hooksURL: "http://" + hooksLn.Addr().String(), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
 	go func() {
 		r.err = app.Run(ctx)
 		close(r.done)

@@ -318,18 +318,18 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// waitCond waits, with c.L held, until done reports true or d has passed, and returns what done
-// reports then. Whoever changes what done reads broadcasts on c.
-func waitCond(c *sync.Cond, d time.Duration, done func() bool) bool {
-	expired := false
-	t := time.AfterFunc(d, func() {
+// waitCond waits, with c.L held, until done reports true or ctx ends, and returns what done reports
+// then. Whoever changes what done reads broadcasts on c.
+func waitCond(ctx context.Context, c *sync.Cond, done func() bool) bool {
+	ended := false
+	stop := context.AfterFunc(ctx, func() {
 		c.L.Lock()
-		expired = true
+		ended = true
 		c.Broadcast()
 		c.L.Unlock()
 	})
-	defer t.Stop()
-	for !done() && !expired {
+	defer stop()
+	for !done() && !ended {
 		c.Wait()
 	}
 	return done()

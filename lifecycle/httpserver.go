@@ -129,9 +129,18 @@ func (h *HTTPServer) waitHandlers() {
 // waitAnswersFor waits at most d for every handler call to return and every connection to have
 // written its answer (left http.StateActive).
 func (h *HTTPServer) waitAnswersFor(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	h.waitAnswers(ctx)
+}
+
+// waitAnswers waits until every handler call has returned and every connection has written its
+// answer (left http.StateActive), or ctx ends. Idle connections, and connections that have not sent
+// a request yet, are not waited for.
+func (h *HTTPServer) waitAnswers(ctx context.Context) {
 	h.handlersMu.Lock()
 	defer h.handlersMu.Unlock()
-	waitCond(h.handlersCond, d, func() bool { return h.handlers == 0 && len(h.active) == 0 })
+	waitCond(ctx, h.handlersCond, func() bool { return h.handlers == 0 && len(h.active) == 0 })
 }
 
 // Ready is closed once the server listens.

@@ -84,17 +84,7 @@ func runApp(t *testing.T, ctx context.Context, app *lifecycle.App) <-chan error 
 // keep-alive connection, which http.Server.Shutdown counts as busy for 5 s) stops the App at once,
 // as ctx ending does outside a drain: Run does not wait for the drain's deadline.
 func TestCtxEndingDuringDrainStopsAtOnce(t *testing.T) {
-	hooksLn, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	appLn, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	app, err := lifecycle.NewApp(lifecycle.WithListener(hooksLn), lifecycle.WithSignals(),
-		lifecycle.WithPropagationDelay(0), lifecycle.WithGracePeriod(10*time.Second),
-		lifecycle.WithSafetyMargin(time.Second))
-	must(t, err)
-	hs, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: http.NotFoundHandler()}, appLn)
-	must(t, err)
-	must(t, app.Add("app", hs))
+	app, appLn := newServingApp(t, http.NotFoundHandler())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := runApp(t, ctx, app)
@@ -140,4 +130,22 @@ func awaitNil(t *testing.T, done <-chan error, what string, start time.Time, d t
 	case <-time.After(20 * time.Second):
 		t.Fatalf("Run did not return after %s", what)
 	}
+}
+
+// newServingApp returns an App (no propagation delay, a 10 s grace period, a 1 s safety margin)
+// whose component "app" serves handler on the listener it also returns.
+func newServingApp(t *testing.T, handler http.Handler) (*lifecycle.App, net.Listener) {
+	t.Helper()
+	hooksLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	app, err := lifecycle.NewApp(lifecycle.WithListener(hooksLn), lifecycle.WithSignals(),
+		lifecycle.WithPropagationDelay(0), lifecycle.WithGracePeriod(10*time.Second),
+		lifecycle.WithSafetyMargin(time.Second))
+	must(t, err)
+	hs, err := lifecycle.NewHTTPServerListener(&http.Server{Handler: handler}, appLn)
+	must(t, err)
+	must(t, app.Add("app", hs))
+	return app, appLn
 }
