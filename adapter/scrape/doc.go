@@ -6,9 +6,9 @@
 //
 // Exporter.Handler probes one configured target per scrape; Exporter.ProbeHandler serves
 // /probe?target=... for many targets (restrict them with WithAllowTargets when untrusted clients
-// can reach it; a JSONProbe checks every redirect with the same rule). Every scrape reports
-// probe_success, and a sample that could not be exposed (invalid name, a name reused with another
-// type, a repeated series) is dropped rather than failing the scrape, and counted in
+// can reach it; there a JSONProbe checks every redirect with the same rule). Every scrape
+// reports probe_success, and a sample that could not be exposed (invalid name, a name reused
+// with another type, a repeated series) is dropped rather than failing the scrape, and counted in
 // podblocks_adapter_scrape_dropped_samples_total{reason}.
 //
 // # Lifecycle

@@ -158,6 +158,17 @@ func TestJSONProbeRedirectChecksAllow(t *testing.T) {
 	if diff := cmp.Diff(map[string]float64{"probe_success": 1, "app_x": 1}, probe(public.URL+"/self")); diff != "" {
 		t.Errorf("allowed target redirecting to an allowed one (-want +got):\n%s", diff)
 	}
+	// Handler's configured target is trusted, and so are its redirects: the rule is ProbeHandler's.
+	h, err := scrape.New(&scrape.JSONProbe{Config: cfg}, scrape.WithTarget(public.URL+"/away"),
+		scrape.WithAllowTargets(func(string) bool { return false }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := scrapeHandler(t, h.Handler())
+	delete(got, "podblocks_adapter_scrape_duration_seconds")
+	if diff := cmp.Diff(map[string]float64{"probe_success": 1, "app_x": 42}, got); diff != "" {
+		t.Errorf("Handler's target redirecting (-want +got):\n%s", diff)
+	}
 }
 
 // slowProbe reports how long its context had.

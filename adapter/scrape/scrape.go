@@ -106,11 +106,12 @@ func WithTarget(t string) Option { return optionFunc(func(o *options) { o.target
 // is not a number of at least 1ms is ignored.
 func WithTimeout(d time.Duration) Option { return optionFunc(func(o *options) { o.timeout = d }) }
 
-// WithAllowTargets restricts ?target= to targets for which allow returns true (default: all).
-// Use it when the probe endpoint is reachable by untrusted clients (SSRF). A JSONProbe also
-// asks allow about every redirect it would follow (its URL), and fails the probe on the first
-// one allow refuses, so that an allowed target cannot redirect the probe elsewhere; its
-// Client's own CheckRedirect, if any, is asked too.
+// WithAllowTargets restricts ProbeHandler's ?target= to targets for which allow returns true
+// (default: all). Use it when the probe endpoint is reachable by untrusted clients (SSRF). Under
+// ProbeHandler, a JSONProbe also asks allow about every redirect it would follow (its URL), and
+// fails the probe on the first one allow refuses, so that an allowed target cannot redirect the
+// probe elsewhere; its Client's own CheckRedirect, if any, is asked too. Handler's target (see
+// WithTarget) is the operator's and is not checked, nor are its redirects.
 func WithAllowTargets(allow func(target string) bool) Option {
 	return optionFunc(func(o *options) { o.allow = allow })
 }
