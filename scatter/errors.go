@@ -20,7 +20,7 @@ var (
 	ErrNoReplicas = errors.New("scatter: no replicas")
 	// ErrBadRequest is matched by a leaf error that blames the request rather than the leaf (see
 	// BadRequest): a replica set returns it without trying another replica or counting it
-	// against the replica, and a LeafHandler answers it with 400.
+	// against (or for) the replica, and a LeafHandler answers it with 400 and HeaderBadRequest.
 	ErrBadRequest = errors.New("scatter: bad request")
 )
 

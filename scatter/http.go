@@ -30,6 +30,12 @@ const (
 	HeaderStatuses = "X-Scatter-Statuses" // per shard status, comma separated, in shard order
 )
 
+// HeaderBadRequest marks a leaf's 400 answer as the request's fault: LeafHandler sets it to "1"
+// when Func's error matches ErrBadRequest, and HTTPLeaf maps only such an answer to an error
+// matching ErrBadRequest. Any other 4xx (a 404 from a replica without the index, a proxy's 400)
+// is the replica's failure, which a replica set fails over.
+const HeaderBadRequest = "X-Scatter-Bad-Request"
+
 // DefaultMaxBody is the default request and answer size limit of the HTTP leaf, handler and root.
 const DefaultMaxBody = 1 << 20
 
@@ -91,8 +97,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) bool
 }
 
 // LeafHandler serves a leaf function over HTTP: POST a JSON Req, get 200 and a JSON Resp, or a
-// JSON {"error": "..."} with 400 (undecodable request), 405 (not POST), 413 (too large) or 500
-// (Func failed or panicked). The zero value is not usable: set Func.
+// JSON {"error": "..."} with 400 (undecodable request, or Func's error matches ErrBadRequest: then
+// with HeaderBadRequest set to "1"), 405 (not POST), 413 (too large) or 500 (Func failed or
+// panicked). The zero value is not usable: set Func.
 type LeafHandler[Req, Resp any] struct {
 	// Func answers one request; ctx is the HTTP request's context.
 	Func func(ctx context.Context, req Req) (Resp, error)
@@ -115,6 +122,7 @@ func (h *LeafHandler[Req, Resp]) ServeHTTP(w http.ResponseWriter, r *http.Reques
 		code := http.StatusInternalServerError
 		if errors.Is(err, ErrBadRequest) {
 			code = http.StatusBadRequest
+			w.Header().Set(HeaderBadRequest, "1")
 		}
 		writeJSON(w, code, httpError{Error: err.Error()})
 		return
@@ -131,22 +139,23 @@ func (h *LeafHandler[Req, Resp]) call(ctx context.Context, req Req) (resp Resp, 
 	return h.Func(ctx, req)
 }
 
-// HTTPStatusError is a leaf's non-200 HTTP answer. A 4xx answer other than 408 (Request Timeout)
-// and 429 (Too Many Requests) blames the request: it matches ErrBadRequest, and a replica set
-// does not retry it on another replica.
+// HTTPStatusError is a leaf's non-200 HTTP answer. Only a 400 answer carrying HeaderBadRequest
+// (a LeafHandler whose Func refused the request with BadRequest) blames the request: it matches
+// ErrBadRequest, and a replica set does not retry it on another replica. Any other non-200
+// answer, 4xx included, is the replica's failure.
 type HTTPStatusError struct {
-	Code    int
-	Message string // the answer's "error" field, or its first 200 bytes (cut on a rune boundary, spaces trimmed)
+	Code       int
+	Message    string // the answer's "error" field, or its first 200 bytes (cut on a rune boundary, spaces trimmed)
+	BadRequest bool   // a 400 answer with HeaderBadRequest: the leaf refused the request itself
 }
 
 func (e *HTTPStatusError) Error() string {
 	return fmt.Sprintf("scatter: leaf answered %d: %s", e.Code, e.Message)
 }
 
-// Is reports whether target is ErrBadRequest and the code blames the request.
+// Is reports whether target is ErrBadRequest and the leaf marked the request as bad.
 func (e *HTTPStatusError) Is(target error) bool {
-	return target == ErrBadRequest && e.Code >= 400 && e.Code < 500 &&
-		e.Code != http.StatusRequestTimeout && e.Code != http.StatusTooManyRequests
+	return target == ErrBadRequest && e.BadRequest
 }
 
 // HTTPLeaf is a Leaf that POSTs the request as JSON to a URL (served by a LeafHandler) and decodes
@@ -221,7 +230,8 @@ func (l *HTTPLeaf[Req, Resp]) Call(ctx context.Context, req Req) (Resp, error) {
 		if json.Unmarshal(b, &he) == nil && he.Error != "" {
 			msg = he.Error
 		}
-		return zero, &HTTPStatusError{Code: res.StatusCode, Message: msg}
+		bad := res.StatusCode == http.StatusBadRequest && res.Header.Get(HeaderBadRequest) != ""
+		return zero, &HTTPStatusError{Code: res.StatusCode, Message: msg, BadRequest: bad}
 	}
 	b, err := readLimited(res.Body, limit)
 	if err != nil {

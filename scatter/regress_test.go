@@ -253,9 +253,55 @@ func TestBadRequestNotRetried(t *testing.T) {
 	if n := hits.Load(); n != 1 {
 		t.Errorf("a hedged fan-out sent a bad request to %d replicas, want 1", n)
 	}
-	for _, code := range []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError} {
+	for _, code := range []int{http.StatusBadRequest, http.StatusNotFound, http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError} {
 		if errors.Is(&scatter.HTTPStatusError{Code: code}, scatter.ErrBadRequest) {
-			t.Errorf("a %d answer blames the request", code)
+			t.Errorf("a %d answer without %s blames the request", code, scatter.HeaderBadRequest)
+		}
+	}
+}
+
+// A replica answering 404 at once (no such path or index: misrouted, still loading, a default
+// backend) is a failing replica, not a refused request: every call fails over to the healthy one,
+// and the broken replica is not ranked first for its fast answers. So is a 400 from something
+// that is not a LeafHandler refusing the request (no HeaderBadRequest).
+func TestHTTP4xxReplicaFailsOver(t *testing.T) {
+	for _, broken := range []http.Handler{
+		http.NotFoundHandler(),
+		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "bad gateway config", http.StatusBadRequest)
+		}),
+	} {
+		bad := httptest.NewServer(broken)
+		good := httptest.NewServer(&scatter.LeafHandler[int, int]{Func: func(ctx context.Context, q int) (int, error) {
+			time.Sleep(2 * time.Millisecond)
+			return q, nil
+		}})
+		client := scatter.NewHTTPClient()
+		rs, err := scatter.NewReplicaSet[int, int](
+			&scatter.HTTPLeaf[int, int]{URL: bad.URL + "/search", Client: client},
+			&scatter.HTTPLeaf[int, int]{URL: good.URL + "/search", Client: client},
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := scatter.New([]scatter.Leaf[int, int]{rs}, sum, scatter.WithTimeout(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		failed := 0
+		var last error
+		for range 200 {
+			if _, err := f.Do(t.Context(), 1); err != nil {
+				failed++
+				last = err
+			}
+		}
+		f.Wait()
+		client.CloseIdleConnections()
+		bad.Close()
+		good.Close()
+		if failed > 0 {
+			t.Errorf("%d of 200 fan-outs failed although replica 1 is healthy; last %v; stats %+v", failed, last, rs.Stats())
 		}
 	}
 }

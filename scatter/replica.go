@@ -260,8 +260,14 @@ const ewmaAlpha = 0.2
 // from the sketch. In the replica's average (C3 ranking) every attempt counts with its elapsed
 // time, and an error counts as at least twice the average of its successful attempts (twice the
 // whole average while it has had none), so a replica that fails fast is not mistaken for a fast
-// one, and once it has answered, a run of errors does not compound the penalty without bound.
+// one, and once it has answered, a run of errors does not compound the penalty without bound. An
+// error matching ErrBadRequest (the replica refused the request) is not observed at all: its
+// latency says nothing of how fast the replica answers, and it neither fails the replica nor ends
+// a run of its errors.
 func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, cancelled bool, p *policy, kind attemptKind) {
+	if err != nil && errors.Is(err, ErrBadRequest) {
+		return
+	}
 	if kind == attemptPrimary {
 		if err != nil && cancelled {
 			s.sketch.observeAtLeast(d) // cancelled: it would have taken longer
@@ -275,7 +281,7 @@ func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, cance
 	st := &s.stats[r]
 	fresh := false
 	switch {
-	case err == nil || errors.Is(err, ErrBadRequest): // a refused request: the replica answered
+	case err == nil:
 		if st.errRun > 0 {
 			// The first answer after a run of errors: the average is made of error penalties,
 			// which say nothing of how fast the replica answers now. Start it afresh.
