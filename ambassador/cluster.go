@@ -59,6 +59,23 @@ func (s *snapshot) avoid(b *Backend, tried []*Backend) bool {
 	return slices.Contains(tried, b) || !s.panic && b.out.Load()
 }
 
+// triedSet is the endpoints a request or connection has failed on, for Acquire to avoid: each
+// once (a retry back to one already tried adds nothing), the first 4.
+type triedSet struct {
+	buf [4]*Backend
+	n   int
+}
+
+func (t *triedSet) list() []*Backend { return t.buf[:t.n] }
+
+// add records a failure on b.
+func (t *triedSet) add(b *Backend) {
+	if t.n < len(t.buf) && !slices.Contains(t.buf[:t.n], b) {
+		t.buf[t.n] = b
+		t.n++
+	}
+}
+
 // Cluster is a set of endpoints from a Source with a Balancer over the available ones, active
 // health checks and passive outlier detection. It is a component: Run follows the Source and runs
 // the health checks. TCPProxy and HTTPProxy run the clusters they are given.

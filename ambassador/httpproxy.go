@@ -392,12 +392,11 @@ type attempts struct {
 	key       uint64
 	retriable bool
 	next      int // the number of the next attempt (0 is the first try)
-	triedBuf  [4]*Backend
-	ntried    int
+	failedOn  triedSet
 	last      *tryError
 }
 
-func (a *attempts) tried() []*Backend { return a.triedBuf[:a.ntried] }
+func (a *attempts) tried() []*Backend { return a.failedOn.list() }
 
 // begin decides whether attempt a.next may run; counted reports that it took a slot of the retry
 // budget (give it back with doneRetry). A retry after an attempt that never reached a backend (the
@@ -430,10 +429,7 @@ func (a *attempts) acquireFailed(err error) {
 // failed records a failed try on b and moves to the next attempt.
 func (a *attempts) failed(terr *tryError, b *Backend) {
 	a.last = terr
-	if a.ntried < len(a.triedBuf) {
-		a.triedBuf[a.ntried] = b
-		a.ntried++
-	}
+	a.failedOn.add(b)
 	a.next++
 }
 

@@ -217,10 +217,9 @@ func (p *TCPProxy) serve(ctx context.Context, client *net.TCPConn) {
 	p.total.Add(1)
 	key := HashString(hostOnly(client.RemoteAddr().String()))
 
-	var triedBuf [4]*Backend
-	tried := triedBuf[:0]
+	var tried triedSet
 	for attempt := 0; attempt <= p.cfg.retries; attempt++ {
-		lease, err := p.cluster.Acquire(ctx, key, tried)
+		lease, err := p.cluster.Acquire(ctx, key, tried.list())
 		if err != nil {
 			p.log.Debug("no endpoint", zap.Error(err))
 			return
@@ -232,9 +231,7 @@ func (p *TCPProxy) serve(ctx context.Context, client *net.TCPConn) {
 		if err != nil {
 			lease.Release()
 			p.log.Debug("dial endpoint", zap.String("endpoint", b.Addr), zap.Error(err))
-			if len(tried) < cap(tried) {
-				tried = append(tried, b)
-			}
+			tried.add(b)
 			continue
 		}
 		up := nc.(*net.TCPConn)
