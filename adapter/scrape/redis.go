@@ -21,11 +21,15 @@ import (
 //     with "_seconds" for the used_cpu_* fields (total_commands_processed ->
 //     redis_commands_processed_total, used_cpu_sys -> redis_used_cpu_sys_seconds_total,
 //     keyspace_hits -> redis_keyspace_hits_total). Cumulative are the fields named total_*
-//     (but total_system_memory), used_cpu_*, evicted_* and *_processed (but current_*), and
-//     the counts listed in the source (keyspace_misses, expired_keys, sync_full, rdb_saves, ...);
+//     (but total_system_memory and the current counts total_blocking_keys,
+//     total_blocking_keys_on_nokey and total_watched_keys), used_cpu_*, evicted_* and
+//     *_processed (but current_*), and the counts listed in the source (keyspace_misses,
+//     expired_keys, sync_full, rdb_saves, ...);
 //   - identity fields that happen to be numbers (process_id, tcp_port, lru_clock, run_id,
 //     redis_git_sha1, redis_build_id, master_replid, master_replid2) are left out;
-//   - every other numeric field becomes the gauge redis_<field> (uptime_in_seconds included);
+//   - every other numeric field becomes the gauge redis_<field> (uptime_in_seconds included),
+//     without a trailing "_total" (current_save_keys_total -> redis_current_save_keys,
+//     used_memory_vm_total -> redis_used_memory_vm);
 //   - keyspace lines ("db0:keys=1,expires=0,avg_ttl=0") become redis_db_keys{db="db0"} and friends;
 //   - redis_version, redis_mode, role and os become labels of redis_instance_info (value 1).
 //
@@ -64,14 +68,21 @@ var redisIdentity = map[string]bool{
 	"redis_build_id": true, "master_replid": true, "master_replid2": true,
 }
 
+// redisTotalGauges are the total_* INFO fields that are not cumulative: a size, and counts of
+// what is there now (Redis 7.2's clients section), which go down as well as up.
+var redisTotalGauges = map[string]bool{
+	"total_system_memory": true, "total_blocking_keys": true, "total_blocking_keys_on_nokey": true,
+	"total_watched_keys": true,
+}
+
 // redisMetric names the metric of INFO field k and tells whether it is a counter (see RedisInfo).
 func redisMetric(k string) (string, prometheus.ValueType) {
 	counter := redisCounters[k] ||
-		(strings.HasPrefix(k, "total_") && k != "total_system_memory") ||
+		(strings.HasPrefix(k, "total_") && !redisTotalGauges[k]) ||
 		strings.HasPrefix(k, "used_cpu_") || strings.HasPrefix(k, "evicted_") ||
 		(strings.HasSuffix(k, "_processed") && !strings.HasPrefix(k, "current_"))
-	if !counter {
-		return "redis_" + k, prometheus.GaugeValue
+	if !counter { // a gauge's name does not end in _total (current_save_keys_total)
+		return "redis_" + strings.TrimSuffix(k, "_total"), prometheus.GaugeValue
 	}
 	name := "redis_" + strings.TrimPrefix(k, "total_")
 	if strings.HasPrefix(k, "used_cpu_") {

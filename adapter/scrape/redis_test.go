@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podblocks/podblocks/adapter/scrape"
@@ -29,6 +30,9 @@ func TestRedisInfoTypes(t *testing.T) {
 		if s.Type == prometheus.CounterValue && !strings.HasSuffix(s.Name, "_total") {
 			t.Errorf("counter %s does not end in _total", s.Name)
 		}
+		if s.Type == prometheus.GaugeValue && strings.HasSuffix(s.Name, "_total") {
+			t.Errorf("gauge %s ends in _total", s.Name)
+		}
 	}
 	for _, name := range []string{
 		"redis_commands_processed_total", "redis_connections_received_total", "redis_net_input_bytes_total",
@@ -50,14 +54,36 @@ func TestRedisInfoTypes(t *testing.T) {
 			t.Errorf("%s is a %v, want a gauge", name, typ)
 		}
 	}
-	if _, ok := got["redis_total_system_memory"]; !ok {
-		t.Error("redis_total_system_memory (a gauge) is missing")
+	for _, name := range []string{"redis_total_system_memory", "redis_uptime_in_seconds", "redis_connected_clients"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("%s (a gauge) is missing", name)
+		}
 	}
 	for _, name := range []string{"redis_git_sha1", "redis_master_replid2", "redis_process_id", "redis_tcp_port",
 		"redis_lru_clock", "redis_total_commands_processed", "redis_used_cpu_sys"} {
 		if _, ok := got[name]; ok {
 			t.Errorf("%s is exposed, want it left out", name)
 		}
+	}
+}
+
+// TestRedisInfoCurrentCounts: fields that count what is there now, which go down as well as
+// up, are gauges, also when named total_* (Redis 7.2's clients section) or *_total; a gauge's
+// name does not end in _total.
+func TestRedisInfoCurrentCounts(t *testing.T) {
+	got := map[string]prometheus.ValueType{}
+	for _, s := range scrape.ParseRedisInfo("# Clients\r\ntotal_blocking_keys:2\r\ntotal_blocking_keys_on_nokey:1\r\n" +
+		"total_watched_keys:3\r\n# Persistence\r\ncurrent_save_keys_processed:5\r\ncurrent_save_keys_total:9\r\n" +
+		"# Stats\r\ntotal_commands_processed:7\r\n") {
+		got[s.Name] = s.Type
+	}
+	want := map[string]prometheus.ValueType{
+		"redis_total_blocking_keys": prometheus.GaugeValue, "redis_total_blocking_keys_on_nokey": prometheus.GaugeValue,
+		"redis_total_watched_keys": prometheus.GaugeValue, "redis_current_save_keys_processed": prometheus.GaugeValue,
+		"redis_current_save_keys": prometheus.GaugeValue, "redis_commands_processed_total": prometheus.CounterValue,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ParseRedisInfo names and types (-want +got):\n%s", diff)
 	}
 }
 
