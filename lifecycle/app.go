@@ -154,13 +154,15 @@ func (a *App) Add(name string, c Component, opts ...AddOption) error {
 	return nil
 }
 
-// Drain starts the drain sequence; it returns at once. Calls after the first do nothing.
+// Drain starts the drain sequence; it returns at once. Calls after the first do nothing, and so do
+// calls once the group is stopping without a drain (a component returned, or ctx ended): that stop
+// is not a drain, and is not counted or logged as one.
 func (a *App) Drain() { a.drain(false) }
 
 func (a *App) drain(skipPropagation bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.drainStarted {
+	if a.drainStarted || isClosed(a.stopping) {
 		return
 	}
 	a.drainStarted = true

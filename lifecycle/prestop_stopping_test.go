@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/podblocks/podblocks/internal/await"
 	"github.com/podblocks/podblocks/lifecycle"
 )
@@ -16,13 +18,15 @@ import (
 // A preStop hook that arrives while the App is stopping without a drain (a component failed) answers
 // 200 at once: the container is on its way out, and holding the hook until the hook server stops
 // only delays the kubelet. Here a slow component holds the stop for 4 s; the hook server (stopped
-// last) would cut the hook off only then.
+// last) would cut the hook off only then. The hook starts no drain: that stop is not one, and
+// drains_total stays at zero.
 func TestPreStopWhileStoppingAnswersAtOnce(t *testing.T) {
 	hooksLn, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
+	reg := prometheus.NewRegistry()
 	app, err := lifecycle.NewApp(lifecycle.WithListener(hooksLn), lifecycle.WithSignals(),
-		lifecycle.WithPropagationDelay(5*time.Second), lifecycle.WithGracePeriod(30*time.Second),
-		lifecycle.WithSafetyMargin(10*time.Second))
+		lifecycle.WithRegisterer(reg), lifecycle.WithPropagationDelay(5*time.Second),
+		lifecycle.WithGracePeriod(30*time.Second), lifecycle.WithSafetyMargin(10*time.Second))
 	must(t, err)
 	const hold = 4 * time.Second
 	must(t, app.Add("slow-to-stop", lifecycle.Func(func(ctx context.Context) error {
@@ -65,6 +69,17 @@ func TestPreStopWhileStoppingAnswersAtOnce(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("app did not stop")
 	}
+	mfs, err := reg.Gather()
+	must(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == "podblocks_lifecycle_drains_total" {
+			if n := mf.GetMetric()[0].GetCounter().GetValue(); n != 0 {
+				t.Errorf("podblocks_lifecycle_drains_total after a preStop hook while stopping = %v, want 0", n)
+			}
+			return
+		}
+	}
+	t.Error("podblocks_lifecycle_drains_total not registered")
 }
 
 // runApp runs app with ctx and waits until it is ready; Run's result comes on the channel.
