@@ -8,10 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/podblocks/podblocks/scatter"
 )
@@ -46,17 +50,28 @@ func TestDynamicNilChannelNeverChanges(t *testing.T) {
 	}
 }
 
-// newLeaf failing for a new address must not consume the change: the next call reads the
-// addresses again.
-func TestDynamicNilLeafKeepsChange(t *testing.T) {
+// An address newLeaf refuses is skipped: the set is built from the others, newLeaf is asked once
+// per change (not on every call), and the refusal is logged once however long it stays refused.
+// When it refuses every new address, the old replicas keep serving until the next change.
+func TestDynamicRefusedAddress(t *testing.T) {
 	ch := make(chan struct{})
-	addrs := []string{"old"}
+	addrs := []string{"a"}
 	var cur <-chan struct{} = ch
-	eps := func() ([]string, <-chan struct{}) { return addrs, cur }
-	failOnce := true
+	var mu sync.Mutex
+	eps := func() ([]string, <-chan struct{}) { mu.Lock(); defer mu.Unlock(); return addrs, cur }
+	change := func(to ...string) {
+		mu.Lock()
+		old := ch
+		ch = make(chan struct{})
+		addrs, cur = to, ch
+		mu.Unlock()
+		close(old)
+	}
+	var asked atomic.Int32
+	refuse := map[string]bool{"bad": true, "new": true}
 	d, err := scatter.NewDynamicReplicaSet(eps, func(a string) scatter.Leaf[int, string] {
-		if a == "new" && failOnce {
-			failOnce = false
+		asked.Add(1)
+		if refuse[a] {
 			return nil
 		}
 		return scatter.LeafFunc[int, string](func(context.Context, int) (string, error) { return a, nil })
@@ -64,16 +79,36 @@ func TestDynamicNilLeafKeepsChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := d.Call(t.Context(), 0); got != "old" {
-		t.Fatalf("got %q", got)
+	core, logs := observer.New(zap.WarnLevel)
+	d.Log = zap.New(core)
+	if got, err := d.Call(t.Context(), 0); got != "a" {
+		t.Fatalf("got %q %v", got, err)
 	}
-	addrs, cur = []string{"new"}, make(chan struct{})
-	close(ch)
-	if _, err := d.Call(t.Context(), 0); !errors.Is(err, scatter.ErrNoReplicas) {
-		t.Fatalf("first call after the change (newLeaf nil): %v, want ErrNoReplicas", err)
+	calls := func(want string) {
+		t.Helper()
+		for range 100 {
+			if got, err := d.Call(t.Context(), 0); got != want || err != nil {
+				t.Fatalf("Call = %q, %v; want %q", got, err, want)
+			}
+		}
 	}
-	if got, err := d.Call(t.Context(), 0); got != "new" {
-		t.Errorf("second call after the change answered %q, %v; want \"new\"", got, err)
+	change("a", "bad")
+	calls("a")
+	if n := asked.Swap(0); n != 2 {
+		t.Errorf("newLeaf asked %d times over 100 calls after one change, want 2 (a, then bad once)", n)
+	}
+	change("bad", "b")
+	calls("b")
+	change("new") // every new address refused: b keeps serving
+	calls("b")
+	refuse["new"] = false
+	change("new")
+	calls("new")
+	if n := logs.FilterField(zap.String("addr", "bad")).Len(); n != 1 {
+		t.Errorf("refused address logged %d times, want 1", n)
+	}
+	if n := logs.FilterField(zap.String("addr", "new")).Len(); n != 1 {
+		t.Errorf("address refused at one change logged %d times, want 1", n)
 	}
 }
 
