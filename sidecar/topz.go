@@ -40,23 +40,28 @@ type Process struct {
 // /proc counts CPU time in ticks of 10 ms, so CPU use over a few ms reads 0% or several hundred
 // percent. A snapshot therefore computes CPUPercent against an earlier sample at least a second
 // old, the newest such, whoever took it: every snapshot (a GET, a HEAD, a probe, a second dashboard)
-// is a sample, and the last two samples taken a second or more apart are kept. A lone viewer asking
-// every N seconds (N >= 1) sees the use over the last N seconds; with others asking in between, the
-// span is at least a second (about one to two seconds when snapshots come more often than once a
-// second). Without such a sample (in the first second after the first snapshot, or for a process
+// is a sample, and the last three samples taken half a second or more apart are kept. A lone viewer
+// asking every N seconds (N >= 1) sees the use over the last N seconds; with others asking in
+// between, or a viewer asking more often, the span is at least a second and less than one and a
+// half seconds plus the longest pause between two snapshots (under 2.5 s when they come at least
+// once a second). Without such a sample (in the first second after the first snapshot, or for a process
 // started since the sample), CPUPercent is the average since the process started. A process is told
 // from an earlier one that had its PID by its start time.
 type Topz struct {
 	procRoot string
 
 	mu sync.Mutex
-	// older and newer are the last two samples kept (nil until taken); newer was taken at least
-	// topzMinAge after older.
-	older, newer *cpuSample
+	// kept are the last samples kept, the newest first (nil until taken); each was taken at least
+	// topzKeepEvery after the next. Three span at least topzMinAge, so one is old enough.
+	kept [3]*cpuSample
 }
 
 // topzMinAge is how old a sample must be for a snapshot to compute CPU use against it.
 const topzMinAge = time.Second
+
+// topzKeepEvery is how long after the newest kept sample a snapshot is kept as a sample. Half of
+// topzMinAge keeps the span under topzMinAge + topzKeepEvery plus the pause between snapshots.
+const topzKeepEvery = topzMinAge / 2
 
 // cpuSample is the CPU time of every process at one moment.
 type cpuSample struct {
@@ -73,7 +78,7 @@ type procID struct {
 
 // baseline returns the newest kept sample at least topzMinAge older than now, or nil.
 func (z *Topz) baseline(now time.Time) *cpuSample {
-	for _, s := range []*cpuSample{z.newer, z.older} {
+	for _, s := range z.kept {
 		if s != nil && now.Sub(s.at) >= topzMinAge {
 			return s
 		}
@@ -178,8 +183,9 @@ func (z *Topz) Snapshot() ([]Process, error) {
 		out = append(out, Process{PID: pid, Command: cmd, State: st.state, Threads: st.threads,
 			CPUSeconds: cpu, CPUPercent: max(pct, 0), RSSBytes: st.rssPages * page})
 	}
-	if z.newer == nil || now.Sub(z.newer.at) >= topzMinAge {
-		z.older, z.newer = z.newer, cur
+	if z.kept[0] == nil || now.Sub(z.kept[0].at) >= topzKeepEvery {
+		copy(z.kept[1:], z.kept[:])
+		z.kept[0] = cur
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out, nil
