@@ -375,3 +375,32 @@ func TestHedgeBurstBelowOne(t *testing.T) {
 		t.Errorf("Burst 1: %v", err)
 	}
 }
+
+// A set with one replica that always fails at once and one healthy, in a fan-out whose hedge
+// budget is spent: the failover after the failing replica's try is not budgeted (the set chose
+// that try), so no request fails while the healthy replica answers.
+func TestFailingReplicaTryNotBudgeted(t *testing.T) {
+	rs, err := scatter.NewReplicaSet[int, int](
+		scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 0, errors.New("down") }),
+		scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 1, nil }),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := scatter.New([]scatter.Leaf[int, int]{rs}, sum,
+		scatter.WithHedge(scatter.Hedge{Delay: time.Hour, Budget: 0.000001, Burst: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	const n = 20000
+	for range n {
+		if _, err := f.Do(t.Context(), 0); err != nil {
+			failed++
+		}
+	}
+	f.Wait()
+	if failed > 0 {
+		t.Errorf("%d of %d fan-outs failed without trying the healthy replica", failed, n)
+	}
+}

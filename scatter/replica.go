@@ -109,10 +109,11 @@ func (s *ReplicaSet[Req, Resp]) Stats() []ReplicaStat {
 func (s *ReplicaSet[Req, Resp]) Sketch() *Sketch { return &s.sketch }
 
 // order appends every replica to buf, best first: a failing replica due for another try (see
-// failing), the healthy ones (ranked C3-style, or rotating), then those on probation, then the
+// rank), the healthy ones (ranked C3-style, or rotating), then those on probation, then the
 // failing ones. Probation and failing replicas stay in the order as the last resort of a failover
-// or hedge when the better ones fail or stall.
-func (s *ReplicaSet[Req, Resp]) order(buf []int, p *policy) []int {
+// or hedge when the better ones fail or stall. probe reports that buf's first replica is such a
+// failing replica's try.
+func (s *ReplicaSet[Req, Resp]) order(buf []int, p *policy) (_ []int, probe bool) {
 	n := len(s.replicas)
 	tick := s.rr.Add(1) - 1
 	start := int(tick % uint32(n))
@@ -140,6 +141,7 @@ func (s *ReplicaSet[Req, Resp]) order(buf []int, p *policy) []int {
 			buf = append(buf, (start+k)%n)
 		}
 		if pass == rankProbe {
+			probe = len(buf) > first
 			first = len(buf)
 		}
 	}
@@ -161,7 +163,7 @@ func (s *ReplicaSet[Req, Resp]) order(buf []int, p *policy) []int {
 			}
 		}
 	}
-	return buf
+	return buf, probe
 }
 
 // A replica's rank class in an order, best first.
@@ -178,13 +180,15 @@ const maxErrBackoff = 1024
 // rank returns the replica's class in the order of the set's call number tick. After e
 // consecutive errors a replica is failing: ranked last for 2^e calls of its set (at most
 // maxErrBackoff), then tried first by one call (the order that sees it due takes the try) and
-// ranked last again until that try's outcome. A replica that fails at once thus stops being a
+// ranked last again until that try's outcome. Ticks are compared by signed difference: an order
+// whose tick was taken before the last error was recorded (or before another order took the try)
+// sees the replica failing, and errAt never moves back. A replica that fails at once thus stops being a
 // primary however fast its errors are, and one that recovered is back after a bounded number of
 // calls, whatever its errors did to its average. s.mu must be held.
 func (st *replicaStat) rank(tick uint32) uint8 {
 	switch {
 	case st.errRun > 0:
-		if tick-st.errAt < uint32(min(1<<min(st.errRun, 16), maxErrBackoff)) {
+		if int32(tick-st.errAt) < int32(min(1<<min(st.errRun, 16), maxErrBackoff)) {
 			return rankFailing
 		}
 		st.errAt = tick
@@ -193,6 +197,15 @@ func (st *replicaStat) rank(tick uint32) uint8 {
 		return rankProbation
 	}
 	return rankHealthy
+}
+
+// failed records an error at the set's call counter now. errAt only moves forward: an order may
+// have taken a later tick (and the replica's try) before now was read. s.mu must be held.
+func (st *replicaStat) failed(now uint32) {
+	if st.errRun == 0 || int32(now-st.errAt) > 0 {
+		st.errAt = now
+	}
+	st.errRun++
 }
 
 // hedgeDelay is the delay before a backup request; 0 means no hedge timer.
@@ -294,12 +307,10 @@ func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, cance
 		}
 	case cancelled:
 	case st.okEWMA > 0:
-		st.errRun++
-		st.errAt = s.rr.Load()
+		st.failed(s.rr.Load())
 		v = max(v, 2*st.okEWMA)
 	default:
-		st.errRun++
-		st.errAt = s.rr.Load()
+		st.failed(s.rr.Load())
 		// No success yet to compare with: twice the average so far, as before the first success.
 		v = max(v, 2*st.ewma)
 	}
@@ -398,13 +409,13 @@ type attemptResult[Resp any] struct {
 
 func (s *ReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *policy, rep *Report) (Resp, error) {
 	var buf [16]int
-	order := s.order(buf[:0], p)
+	order, probe := s.order(buf[:0], p)
 	s.shadow(ctx, req, p)
 	if p.budget != nil {
 		p.budget.earn()
 	}
 	if p.hedge == nil || len(order) < 2 {
-		return s.sequential(ctx, req, order, p, rep)
+		return s.sequential(ctx, req, order, probe, p, rep)
 	}
 	var zero Resp
 	ctx, cancel := context.WithCancel(ctx)
@@ -424,8 +435,9 @@ func (s *ReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *polic
 			ch <- attemptResult[Resp]{resp, err, r, backup}
 		}()
 	}
-	backup := func() bool {
-		if !p.budget.take() {
+	// backup accounts for a backup attempt, taking budget when charge is set.
+	backup := func(charge bool) bool {
+		if charge && !p.budget.take() {
 			if p.m != nil {
 				p.m.budgetExhausted.Inc()
 				p.m.nExhausted.Add(1)
@@ -466,7 +478,9 @@ func (s *ReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *polic
 		if errors.Is(a.err, ErrBadRequest) {
 			return true, zero, a.err // another replica would refuse it too
 		}
-		if ctx.Err() == nil && sent < len(order) && backup() { // fail over at once
+		// Fail over at once. The failover after a failing replica's try is not budgeted: the set,
+		// not the request, chose that try.
+		if ctx.Err() == nil && sent < len(order) && backup(!probe || a.backup || sent > 1) {
 			launch(sent, true)
 			sent++
 			outstanding++
@@ -494,7 +508,7 @@ func (s *ReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *polic
 				}
 			default:
 			}
-			if sent < len(order) && backups < p.hedge.Max && backup() {
+			if sent < len(order) && backups < p.hedge.Max && backup(true) {
 				launch(sent, true)
 				sent++
 				outstanding++
@@ -512,8 +526,8 @@ func (s *ReplicaSet[Req, Resp]) callShard(ctx context.Context, req Req, p *polic
 }
 
 // sequential tries the replicas one after the other (no hedging); failovers spend hedge budget
-// when there is one.
-func (s *ReplicaSet[Req, Resp]) sequential(ctx context.Context, req Req, order []int, p *policy, rep *Report) (Resp, error) {
+// when there is one, except the one after a failing replica's try (probe: order[0] is one).
+func (s *ReplicaSet[Req, Resp]) sequential(ctx context.Context, req Req, order []int, probe bool, p *policy, rep *Report) (Resp, error) {
 	var (
 		resp Resp
 		err  error
@@ -523,7 +537,7 @@ func (s *ReplicaSet[Req, Resp]) sequential(ctx context.Context, req Req, order [
 			if ctx.Err() != nil {
 				break
 			}
-			if p.budget != nil && !p.budget.take() {
+			if (k > 1 || !probe) && p.budget != nil && !p.budget.take() {
 				if p.m != nil {
 					p.m.budgetExhausted.Inc()
 					p.m.nExhausted.Add(1)

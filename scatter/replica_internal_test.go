@@ -35,3 +35,22 @@ func TestObserveBadRequestIsNoSample(t *testing.T) {
 		t.Errorf("sketch count %d after a refused request, want %d", c, n)
 	}
 }
+
+// An order whose tick was taken before the replica's last error was recorded (rr.Add, then
+// s.mu.Lock, while observe records errAt in between) sees the replica failing; of two orders due
+// at once, the later tick locking first, only one takes the try; and errAt never moves back.
+func TestRankTickBeforeError(t *testing.T) {
+	st := replicaStat{errRun: 10, errAt: 1000}
+	if got := st.rank(999); got != rankFailing {
+		t.Errorf("rank(999) after an error recorded at 1000 = %d, want rankFailing (%d); errAt now %d", got, rankFailing, st.errAt)
+	}
+	st = replicaStat{errRun: 10, errAt: 0} // due since tick 1024
+	a, b := st.rank(2000), st.rank(1999)
+	if a != rankProbe || b != rankFailing || st.errAt != 2000 {
+		t.Errorf("ranks at ticks 2000 then 1999 = %d, %d (errAt %d); want %d, %d (errAt 2000)", a, b, st.errAt, rankProbe, rankFailing)
+	}
+	st.failed(1990) // an error read at an older counter than the try taken at 2000
+	if st.errAt != 2000 || st.errRun != 11 {
+		t.Errorf("after an error at 1990: errAt %d errRun %d, want 2000, 11", st.errAt, st.errRun)
+	}
+}
