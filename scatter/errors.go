@@ -3,6 +3,7 @@ package scatter
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -43,8 +44,9 @@ func (e *ConfigError) Error() string { return "scatter: invalid " + e.Field + ":
 
 // CoverageError says how many shards answered when that was too few. It matches ErrShortCoverage
 // with errors.Is, and unwraps to the cause as well: the context's error when the deadline or the
-// caller ended the fan-out, else the shards' errors (the distinct ones, at most maxCauses, in shard
-// order; several are joined with "; " and each matches with errors.Is).
+// caller ended the fan-out, else the shards' errors (the distinct ones, at most maxCauses plus one
+// matching ErrBadRequest, in shard order; several are joined with "; " and each matches with
+// errors.Is). Errors are the same when equal, or of one type with one message.
 type CoverageError struct {
 	Answered, Shards, Required int
 	Cause                      error // may be nil
@@ -69,16 +71,35 @@ func (e leafErrors) Error() string {
 
 func (e leafErrors) Unwrap() []error { return e }
 
-// causeOf returns the distinct errors of slots (by message, at most maxCauses), nil for none.
+// causeOf returns the distinct errors of slots (equal, or of one type and message), at most
+// maxCauses and then one more if none of those matches ErrBadRequest and a later one does; nil
+// for none.
 func causeOf[Resp any](slots []Slot[Resp]) error {
-	var errs leafErrors
+	var (
+		errs leafErrors
+		msgs []string // msgs[i] is errs[i].Error()
+		bad  bool     // an error of errs matches ErrBadRequest
+	)
 	for i := range slots {
 		err := slots[i].Err
-		if err == nil || len(errs) == maxCauses {
+		if err == nil || bad && len(errs) >= maxCauses || slices.Contains(errs, err) {
 			continue
 		}
-		if !slices.ContainsFunc(errs, func(e error) bool { return e == err || e.Error() == err.Error() }) {
-			errs = append(errs, err)
+		isBad := errors.Is(err, ErrBadRequest)
+		if len(errs) >= maxCauses && !isBad {
+			continue
+		}
+		msg, t := err.Error(), reflect.TypeOf(err)
+		dup := false
+		for k, e := range errs {
+			if msgs[k] == msg && reflect.TypeOf(e) == t {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			errs, msgs = append(errs, err), append(msgs, msg)
+			bad = bad || isBad
 		}
 	}
 	switch len(errs) {

@@ -321,8 +321,9 @@ func HTTPShards[Req, Resp any](spec [][]string, client *http.Client) ([]Leaf[Req
 
 // RootHandler serves a fan-out over HTTP: it decodes a request (by default a POSTed JSON Req),
 // runs Fanout.Do with the HTTP request's context, and answers 200 with the JSON Out, or 503 with
-// {"error": "..."} when the fan-out failed. Every answer carries X-Scatter-Shards; the answers of a
-// fan-out (200 and 503) carry the other X-Scatter-* coverage headers too, while a request refused
+// {"error": "..."} when the fan-out failed (400 when no shard answered and a leaf refused the
+// request: the error matches ErrBadRequest). Every answer carries X-Scatter-Shards; the answers of a
+// fan-out (200, 503, and such a 400) carry the other X-Scatter-* coverage headers too, while a request refused
 // before any fan-out (400, 405, 413) carries no other.
 type RootHandler[Req, Resp, Out any] struct {
 	Fanout *Fanout[Req, Resp, Out]
@@ -362,7 +363,11 @@ func (h *RootHandler[Req, Resp, Out]) ServeHTTP(w http.ResponseWriter, r *http.R
 	}
 	hd.Set(HeaderStatuses, sb.String())
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, httpError{Error: err.Error()})
+		code := http.StatusServiceUnavailable
+		if res.Answered == 0 && errors.Is(err, ErrBadRequest) {
+			code = http.StatusBadRequest // the leaves refused the request: retrying will not help
+		}
+		writeJSON(w, code, httpError{Error: err.Error()})
 		return
 	}
 	if h.Encode != nil {

@@ -99,8 +99,9 @@ func WithoutLatency() Option {
 }
 
 // WithFailFast makes the first leaf error end the fan-out: the other leaves are cancelled and Do
-// returns a *LeafError (or, for a canary's error under WithCanary, an error wrapping ErrCanary). The default is tolerant: errors are reported per shard and Do fails only
-// when fewer shards answered than required (see WithQuorum).
+// returns a *LeafError (or, for a canary's error under WithCanary, an error wrapping ErrCanary).
+// The default is tolerant: errors are reported per shard and Do fails only when fewer shards
+// answered than required (see WithQuorum).
 func WithFailFast() Option {
 	return optionFunc(func(c *config) { c.failFast = true })
 }
@@ -156,10 +157,11 @@ type Hedge struct {
 	// (default 50).
 	MinSamples int
 	// Budget caps hedges as a fraction of primary calls (token bucket: each primary call earns
-	// Budget tokens, each hedge or failover spends one). Default 0.05; negative means no cap.
+	// Budget tokens, each hedge or failover spends one). Default 0.05; negative, or more than
+	// 1e12 (+Inf included), means no cap.
 	Budget float64
 	// Burst is the bucket's capacity in hedges (default 10), which is also what it starts with.
-	// It must be at least 1 (a hedge spends one whole token).
+	// It must be at least 1 (a hedge spends one whole token) and at most 1e12.
 	Burst float64
 	// Max is the largest number of backups per shard call (default 1).
 	Max int
@@ -171,8 +173,8 @@ func WithHedge(h Hedge) Option {
 		if h.Delay < 0 || h.MinDelay < 0 || h.Percentile < 0 || h.Percentile >= 1 || h.Burst < 0 || h.Max < 0 || h.MinSamples < 0 || math.IsNaN(h.Budget) {
 			c.errs = append(c.errs, &ConfigError{"WithHedge", "delays, burst, max and samples must not be negative; percentile must be in [0, 1)"})
 		}
-		if h.Burst > 0 && h.Burst < 1 || math.IsNaN(h.Burst) {
-			c.errs = append(c.errs, &ConfigError{"WithHedge", "burst must be 0 (default 10) or at least 1: a hedge spends a whole token"})
+		if h.Burst > 0 && h.Burst < 1 || math.IsNaN(h.Burst) || h.Burst > maxHedgeTokens {
+			c.errs = append(c.errs, &ConfigError{"WithHedge", "burst must be 0 (default 10) or in [1, 1e12]: a hedge spends a whole token"})
 		}
 		if h.Budget == 0 {
 			h.Budget = 0.05

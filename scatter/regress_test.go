@@ -3,6 +3,7 @@ package scatter_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -402,5 +403,101 @@ func TestFailingReplicaTryNotBudgeted(t *testing.T) {
 	f.Wait()
 	if failed > 0 {
 		t.Errorf("%d of %d fan-outs failed without trying the healthy replica", failed, n)
+	}
+}
+
+// A CoverageError keeps errors that read alike but differ (e and BadRequest(e)), and a cause
+// matching ErrBadRequest even past the cap of 8 distinct ones.
+func TestCoverageErrorKeepsBadRequest(t *testing.T) {
+	e := errors.New("index missing")
+	leaves := []scatter.Leaf[int, int]{
+		scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 0, e }),
+		scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 0, scatter.BadRequest(e) }),
+	}
+	f, err := scatter.New(leaves, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Do(t.Context(), 0); !errors.Is(err, scatter.ErrBadRequest) || !errors.Is(err, e) {
+		t.Errorf("shards failed with e and BadRequest(e): %v does not match both", err)
+	}
+	leaves = nil
+	for i := range 9 {
+		leaves = append(leaves, scatter.LeafFunc[int, int](func(context.Context, int) (int, error) {
+			if i == 8 {
+				return 0, scatter.BadRequest(errors.New("k out of range"))
+			}
+			return 0, fmt.Errorf("shard %d down", i)
+		}))
+	}
+	if f, err = scatter.New(leaves, sum); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Do(t.Context(), 0); !errors.Is(err, scatter.ErrBadRequest) {
+		t.Errorf("9th shard refused the request: %v does not match ErrBadRequest", err)
+	}
+}
+
+// Every leaf refuses the request as bad: the root answers 400 with the reason, not 503.
+func TestRootBadRequestIs400(t *testing.T) {
+	bad := scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 0, scatter.BadRequest(errors.New("k out of range")) })
+	f, err := scatter.New([]scatter.Leaf[int, int]{bad, bad}, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(&scatter.RootHandler[int, int, int]{Fanout: f})
+	defer srv.Close()
+	res, err := http.Post(srv.URL, "application/json", strings.NewReader("5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "k out of range") || res.Header.Get(scatter.HeaderAnswered) != "0" {
+		t.Errorf("root answered %d %q (answered %q) to a request every leaf refused, want 400 with the reason", res.StatusCode, b, res.Header.Get(scatter.HeaderAnswered))
+	}
+}
+
+// A Burst too large for the token bucket is refused; a Budget of +Inf means no cap, so hedges
+// are sent.
+func TestHedgeHugeBurstBudget(t *testing.T) {
+	leaf := scatter.LeafFunc[int, int](func(context.Context, int) (int, error) { return 1, nil })
+	for _, burst := range []float64{math.Inf(1), 1e13} {
+		var ce *scatter.ConfigError
+		if _, err := scatter.New([]scatter.Leaf[int, int]{leaf}, sum, scatter.WithHedge(scatter.Hedge{Delay: time.Millisecond, Burst: burst})); !errors.As(err, &ce) {
+			t.Errorf("Burst %v: New = %v, want a *ConfigError", burst, err)
+		}
+	}
+	for _, budget := range []float64{math.Inf(1), 1e13} {
+		var calls atomic.Int32
+		rs, err := scatter.NewReplicaSet[int, int](
+			scatter.LeafFunc[int, int](func(ctx context.Context, _ int) (int, error) {
+				if calls.Add(1) == 1 {
+					<-ctx.Done() // the first attempt stalls: only a hedge answers
+				}
+				return 1, nil
+			}),
+			leaf,
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := scatter.New([]scatter.Leaf[int, int]{rs}, sum, scatter.WithSelection(scatter.SelectRoundRobin), scatter.WithTimeout(5*time.Second),
+			scatter.WithHedge(scatter.Hedge{Delay: time.Millisecond, Budget: budget, Burst: 1}))
+		if err != nil {
+			t.Fatalf("Budget %v: %v", budget, err)
+		}
+		for range 3 {
+			if _, err := f.Do(t.Context(), 0); err != nil {
+				t.Errorf("Budget %v: %v", budget, err)
+			}
+		}
+		f.Wait()
+		_, _, rows := f.Statusz()
+		for _, r := range rows {
+			if r[0] == "hedge tokens" && r[1] != "+Inf" {
+				t.Errorf("Budget %v: hedge tokens %s, want +Inf (no cap)", budget, r[1])
+			}
+		}
 	}
 }

@@ -127,8 +127,12 @@ type budget struct {
 
 const tokenUnit = 1_000_000
 
+// maxHedgeTokens bounds Burst, and a Budget above it means no cap: in millionths both stay far
+// from overflowing an int64, also when added.
+const maxHedgeTokens = 1e12
+
 func newBudget(ratio, burst float64) *budget {
-	b := &budget{unlimited: ratio < 0, perCall: int64(ratio * tokenUnit), capacity: int64(burst * tokenUnit)}
+	b := &budget{unlimited: ratio < 0 || ratio > maxHedgeTokens, perCall: int64(ratio * tokenUnit), capacity: int64(burst * tokenUnit)}
 	b.cur.Store(b.capacity)
 	return b
 }
