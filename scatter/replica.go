@@ -47,7 +47,8 @@ type ReplicaSet[Req, Resp any] struct {
 	delayAt   int64         // sketch count when delay was computed
 	delayPctl float64
 
-	mu sync.Mutex // guards the ewma, samples and probation fields of stats
+	mu   sync.Mutex // guards the ewma, samples and probation fields of stats, and nBad
+	nBad int        // replicas failing (errRun > 0) or on probation
 }
 
 type replicaStat struct {
@@ -126,11 +127,17 @@ func (s *ReplicaSet[Req, Resp]) order(buf []int, p *policy) (_ []int, probe bool
 		rk = make([]uint8, 0, n)
 	}
 	s.mu.Lock()
-	for k := 0; k < n; k++ {
+	first, healthy := len(buf), 0
+	if s.nBad == 0 { // every replica healthy: one pass, in rotation
+		for k := 0; k < n; k++ {
+			buf = append(buf, (start+k)%n)
+		}
+		healthy = n
+	}
+	for k := 0; k < n && s.nBad > 0; k++ {
 		rk = append(rk, s.stats[(start+k)%n].rank(tick))
 	}
-	first, healthy := len(buf), 0
-	for pass := uint8(rankProbe); pass <= rankFailing; pass++ {
+	for pass := uint8(rankProbe); pass <= rankFailing && s.nBad > 0; pass++ {
 		for k, c := range rk {
 			if c != pass {
 				continue
@@ -290,8 +297,18 @@ func (s *ReplicaSet[Req, Resp]) observe(r int, d time.Duration, err error, cance
 	}
 	v := float64(d)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := &s.stats[r]
+	wasBad := st.errRun > 0 || st.probation
+	defer func() {
+		if bad := st.errRun > 0 || st.probation; bad != wasBad {
+			if bad {
+				s.nBad++
+			} else {
+				s.nBad--
+			}
+		}
+		s.mu.Unlock()
+	}()
 	fresh := false
 	switch {
 	case err == nil:
