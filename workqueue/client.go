@@ -31,12 +31,15 @@ var ErrUnavailable = errors.New("workqueue: server unavailable")
 
 // Client is a Queue served by an API elsewhere (examples/workqueue serve). Lease long-polls.
 //
-// A successful answer is read whole, however large: the server bounds it (a lease by its payload
-// limit, WithMaxPayload; a page of dead letters by its byte budget, see API), so a Client takes
-// every payload its server takes. An error answer is read up to 64 KiB, for its reason.
+// Every answer is read up to a bound, so that a broken server cannot make a Client hold more than
+// an answer can be: a lease answer and a page of dead letters up to WithMaxAnswer (DefaultMaxAnswer
+// by default: enough for a server's default WithMaxPayload), every other successful answer up to 1
+// MiB, an error answer up to 64 KiB (for its reason). An answer over its bound is an error that
+// says so.
 type Client struct {
-	base string
-	hc   *http.Client
+	base      string
+	hc        *http.Client
+	maxAnswer int64
 
 	closeCtx context.Context
 	closeFn  context.CancelFunc
@@ -49,20 +52,52 @@ var (
 	_ releaser = (*Client)(nil)
 )
 
+// ClientOption configures a Client.
+type ClientOption interface{ applyClient(*Client) }
+
+type clientOptionFunc func(*Client)
+
+func (f clientOptionFunc) applyClient(c *Client) { f(c) }
+
+// DefaultMaxAnswer is a Client's WithMaxAnswer by default: enough for a lease answer and a page of
+// dead letters from a server whose WithMaxPayload is its default, 16 MiB. A page of dead letters
+// holds 8 MiB of payloads, keys and reasons, plus one more dead letter at most (up to a payload the
+// server takes); payloads are base64 in JSON, 4/3 of their size. Hence 4/3 x (8 + 16) MiB, and 4
+// MiB for the JSON around them.
+const DefaultMaxAnswer = (8+16)<<20/3*4 + 4<<20
+
+// WithMaxAnswer bounds the size of a lease answer and of a page of dead letters the Client reads;
+// a larger one is an error. For a server whose WithMaxPayload is p bytes, take 4/3 x (p + 8 MiB) and
+// a few MiB more.
+func WithMaxAnswer(n int64) ClientOption {
+	return clientOptionFunc(func(c *Client) { c.maxAnswer = n })
+}
+
+// maxSmallAnswer bounds every successful answer but a lease's and a page of dead letters': an
+// item's id, stats, an extended deadline.
+const maxSmallAnswer = 1 << 20
+
 // NewClient returns a client for the API at base (for example "http://127.0.0.1:8080"). hc nil means
 // a client of its own with no overall timeout (Lease long-polls; every call is bounded by its ctx),
 // whose connections Close closes.
-func NewClient(base string, hc *http.Client) (*Client, error) {
+func NewClient(base string, hc *http.Client, opts ...ClientOption) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: server URL %q (want http://host:port)", ErrInvalid, base)
+	}
+	probe := Client{maxAnswer: DefaultMaxAnswer}
+	for _, o := range opts {
+		o.applyClient(&probe)
+	}
+	if probe.maxAnswer <= 0 {
+		return nil, fmt.Errorf("%w: WithMaxAnswer(%d): want a positive number of bytes", ErrInvalid, probe.maxAnswer)
 	}
 	var own *http.Transport
 	if hc == nil {
 		own = http.DefaultTransport.(*http.Transport).Clone()
 		hc = &http.Client{Transport: own}
 	}
-	c := &Client{base: strings.TrimRight(base, "/") + APIPrefix, hc: hc, own: own}
+	c := &Client{base: strings.TrimRight(base, "/") + APIPrefix, hc: hc, own: own, maxAnswer: probe.maxAnswer}
 	c.closeCtx, c.closeFn = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -110,20 +145,15 @@ func reason(b []byte) string {
 	return s
 }
 
+// do is call for an answer of maxSmallAnswer at most.
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) (int, error) {
-	code, _, err := c.call(ctx, method, path, body, ctype, out)
+	code, _, err := c.call(ctx, method, path, body, ctype, out, maxSmallAnswer)
 	return code, err
 }
 
-// doResp is a request with no body, as do, that returns the answer's header too.
-func (c *Client) doResp(ctx context.Context, method, path string, out any) (http.Header, error) {
-	_, h, err := c.call(ctx, method, path, nil, "", out)
-	return h, err
-}
-
-// call makes a request of the API and decodes a successful answer into out; it returns the
-// answer's status and header (0 and nil when none came).
-func (c *Client) call(ctx context.Context, method, path string, body io.Reader, ctype string, out any) (int, http.Header, error) {
+// call makes a request of the API and decodes a successful answer, of limit bytes at most, into
+// out; it returns the answer's status and header (0 and nil when none came).
+func (c *Client) call(ctx context.Context, method, path string, body io.Reader, ctype string, out any, limit int64) (int, http.Header, error) {
 	if c.closeCtx.Err() != nil {
 		return 0, nil, ErrClosed
 	}
@@ -149,16 +179,25 @@ func (c *Client) call(ctx context.Context, method, path string, body io.Reader, 
 		return 0, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
-	var r io.Reader = resp.Body
 	if resp.StatusCode >= 400 {
-		r = io.LimitReader(r, maxErrorAnswer)
+		limit = maxErrorAnswer
 	}
-	b, err := io.ReadAll(r)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		if c.closeCtx.Err() == nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w: read answer: %w", ErrUnavailable, err)
 		}
 		return resp.StatusCode, resp.Header, err
+	}
+	if int64(len(b)) > limit {
+		if resp.StatusCode < 400 {
+			hint := "more than it can be"
+			if limit == c.maxAnswer {
+				hint = "the Client's WithMaxAnswer"
+			}
+			return resp.StatusCode, resp.Header, fmt.Errorf("workqueue: %s %s: answer (%d) over %d bytes, %s", method, path, resp.StatusCode, limit, hint)
+		}
+		b = b[:limit]
 	}
 	if resp.StatusCode >= 400 {
 		ae := &apiError{resp.StatusCode, reason(b)}
@@ -272,7 +311,7 @@ func (c *Client) poll(ctx context.Context, wait time.Duration) (*Item, error) {
 		c.endPoll(id, answered, abort)
 	})
 	var it itemJSON
-	code, err := c.do(pctx, http.MethodPost, "lease?wait="+wait.String()+"&poll="+id, nil, "", &it)
+	code, _, err := c.call(pctx, http.MethodPost, "lease?wait="+wait.String()+"&poll="+id, nil, "", &it, c.maxAnswer)
 	got := time.Now()
 	close(answered)
 	if !stop() {
@@ -389,7 +428,7 @@ func (c *Client) Dead(ctx context.Context, max int) ([]DeadItem, error) {
 			n = min(n, max-len(d))
 		}
 		var out []deadJSON
-		resp, err := c.doResp(ctx, http.MethodGet, "dead?from="+strconv.Itoa(from)+"&max="+strconv.Itoa(n), &out)
+		_, resp, err := c.call(ctx, http.MethodGet, "dead?from="+strconv.Itoa(from)+"&max="+strconv.Itoa(n), nil, "", &out, c.maxAnswer)
 		if err != nil {
 			return nil, err
 		}

@@ -15,14 +15,19 @@ import (
 )
 
 // TestClientLeasesLargePayload: a payload the API was configured to take (over 48 MiB, whose
-// base64 answer is over 64 MiB) is leased through a Client whole.
+// base64 answer is over 64 MiB) is leased whole through a Client whose WithMaxAnswer allows it.
 func TestClientLeasesLargePayload(t *testing.T) {
 	q := newMemory(t, workqueuetest.Config{LeaseDuration: 60e9}).(*workqueue.Memory)
 	api, err := workqueue.NewAPI(q, workqueue.WithMaxPayload(100<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, cl := serveHandler(t, api)
+	srv, _ := serveHandler(t, api)
+	cl, err := workqueue.NewClient(srv.URL, srv.Client(), workqueue.WithMaxAnswer(100<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
 	p := bytes.Repeat([]byte("x"), 50<<20)
 	if _, err := cl.Add(bg(t), p, workqueue.AddOptions{}); err != nil {
 		t.Fatal(err)
