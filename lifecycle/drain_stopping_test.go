@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -81,5 +82,35 @@ func TestCtxEndingDuringPropagationStopsAtOnce(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not return after ctx ended")
+	}
+}
+
+// Shutdown's answer window runs from its ctx's deadline, not from when Shutdown noticed it: given a
+// ctx whose deadline passed longer ago than CancelAnswerTime (as when a loaded machine wakes the
+// drain late), it closes a request that ignores its cancellation at once.
+func TestHTTPServerAnswerWindowFromDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	release := make(chan struct{})
+	defer close(release)
+	var inflight atomic.Int64
+	hs := serveInFlight(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inflight.Add(1)
+		<-release
+	})}, ln, &inflight)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-2*lifecycle.CancelAnswerTime))
+	defer cancel()
+	// With ctx already done, Shutdown may return before it begins: call it until the server is shut.
+	var took time.Duration
+	for i := 0; i < 100 && !refuses(hs.Addr())(); i++ {
+		start := time.Now()
+		_ = hs.Shutdown(ctx)
+		took = time.Since(start)
+	}
+	if !refuses(hs.Addr())() {
+		t.Fatal("Shutdown did not shut the server down")
+	}
+	if took > lifecycle.CancelAnswerTime/2 {
+		t.Errorf("Shutdown past its answer window took %v, want at once (the window ended %v ago)", took, lifecycle.CancelAnswerTime)
 	}
 }

@@ -508,6 +508,20 @@ func TestHTTPServerShutdownRunsOnShutdownOnce(t *testing.T) {
 	})}
 	var hooks atomic.Int64
 	srv.RegisterOnShutdown(func() { hooks.Add(1) })
+	hs := serveInFlight(t, srv, ln, &inflight)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = hs.Shutdown(ctx)
+	time.Sleep(100 * time.Millisecond) // the functions run in goroutines of their own
+	if n := hooks.Load(); n != 1 {
+		t.Errorf("RegisterOnShutdown function ran %d times, want 1", n)
+	}
+}
+
+// serveInFlight runs srv on ln as an HTTPServer and sends it a request, once ready; it returns once
+// srv's handler counted the request in inflight.
+func serveInFlight(t *testing.T, srv *http.Server, ln net.Listener, inflight *atomic.Int64) *lifecycle.HTTPServer {
+	t.Helper()
 	hs, err := lifecycle.NewHTTPServerListener(srv, ln)
 	must(t, err)
 	lifecycletest.Start(t, hs)
@@ -518,11 +532,5 @@ func TestHTTPServerShutdownRunsOnShutdownOnce(t *testing.T) {
 		}
 	}()
 	await.True(t, "in flight", 5*time.Second, func() bool { return inflight.Load() > 0 })
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	_ = hs.Shutdown(ctx)
-	time.Sleep(100 * time.Millisecond) // the functions run in goroutines of their own
-	if n := hooks.Load(); n != 1 {
-		t.Errorf("RegisterOnShutdown function ran %d times, want 1", n)
-	}
+	return hs
 }

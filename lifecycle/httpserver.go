@@ -206,7 +206,8 @@ func (h *HTTPServer) Run(ctx context.Context) error {
 
 // Shutdown stops accepting connections, closes idle ones and waits for in-flight requests (HTTP/1.1
 // and HTTP/2, which get a GOAWAY) until ctx ends; then it cancels the context of the requests still
-// running, waits up to CancelAnswerTime more for their handlers to return (less in an App whose
+// running, waits up to CancelAnswerTime past ctx's deadline (or past its cancellation) for their
+// handlers to return (less in an App whose
 // safety margin is under twice CancelAnswerTime: see CancelAnswerTime), and closes the connections
 // still open. It calls the http.Server's Shutdown once, so functions registered with
 // RegisterOnShutdown run once. It is idempotent; calls after the first wait for it and
@@ -236,8 +237,14 @@ func (h *HTTPServer) Shutdown(ctx context.Context) error {
 		if err != nil {
 			// Handlers that watch their request's context get a moment to answer (a 503, say)
 			// before their connections are closed under them.
+			// The window runs from ctx's deadline, not from when this goroutine noticed it: on a
+			// loaded machine the two timers' delays would add up past the grace period.
 			h.cancelBase()
-			h.waitAnswersFor(time.Duration(h.answerTime.Load()))
+			end := time.Now()
+			if dl, ok := ctx.Deadline(); ok && errors.Is(err, context.DeadlineExceeded) {
+				end = dl
+			}
+			h.waitAnswersFor(time.Until(end.Add(time.Duration(h.answerTime.Load()))))
 			h.srv.Close()
 		}
 		h.shutErr = err
