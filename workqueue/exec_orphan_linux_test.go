@@ -64,13 +64,7 @@ func TestExecWorkerSweepKillsOrphans(t *testing.T) {
 	t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
 
 	// An unrelated process whose group is not the command's, also in the work root.
-	bystander := exec.Command("sleep", "300")
-	bystander.Dir = root
-	bystander.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := bystander.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bystander.Process.Kill(); bystander.Wait() })
+	bystander, bystanderDied := startSleeper(t, root)
 
 	helper.Process.Kill() // SIGKILL: the worker runs no code of its own
 	helper.Wait()
@@ -89,10 +83,59 @@ func TestExecWorkerSweepKillsOrphans(t *testing.T) {
 		t.Fatalf("Handle: %v", err)
 	}
 	awaitDead(t, orphan)
-	if err := syscall.Kill(bystander.Process.Pid, 0); err != nil {
-		t.Errorf("the sweep killed an unrelated process in the work root: %v", err)
+	select {
+	case <-bystanderDied:
+		t.Errorf("the sweep killed an unrelated process in the work root: %v", bystander.ProcessState)
+	case <-time.After(200 * time.Millisecond):
 	}
 	if names := dirNames(t, root); len(names) != 0 {
 		t.Errorf("the work root holds %q after the sweep, want nothing", names)
 	}
+}
+
+// TestExecWorkerSweepSparesReusedGroup: a dead worker's work directory whose group file names a
+// live group that is not its command's (the kernel gave the id to another group since: here an
+// unrelated process in a group of its own, working elsewhere) is removed, and that group is not
+// killed.
+func TestExecWorkerSweepSparesReusedGroup(t *testing.T) {
+	root, elsewhere := t.TempDir(), t.TempDir()
+	other, died := startSleeper(t, elsewhere)
+	dead := filepath.Join(root, "podblocks-item-x-123")
+	if err := os.Mkdir(dead, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dead, "pgid"), []byte(strconv.Itoa(other.Process.Pid)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := workqueue.NewExecWorker([]string{"true"}, workqueue.WithWorkRoot(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Handle(context.Background(), &workqueue.Item{ID: "next", Attempt: 1}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if names := dirNames(t, root); len(names) != 0 {
+		t.Fatalf("the work root holds %q after the sweep, want nothing (the sweep did not run?)", names)
+	}
+	select {
+	case <-died:
+		t.Errorf("the sweep killed a group whose id the dead directory named but that is not its command's: %v", other.ProcessState)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// startSleeper starts a process that sleeps in dir, in a process group of its own, and waits for
+// it in a goroutine (Kill(pid, 0) succeeds on a zombie, so it cannot tell a killed process): the
+// channel is closed when it has died. The cleanup kills it and waits.
+func startSleeper(t *testing.T, dir string) (*exec.Cmd, <-chan struct{}) {
+	cmd := exec.Command("sleep", "300")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	died := make(chan struct{})
+	go func() { cmd.Wait(); close(died) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-died })
+	return cmd, died
 }
