@@ -418,11 +418,17 @@ func (c *Client) Bury(ctx context.Context, lease string, reason string) error {
 // Dead implements Queue: up to max dead letters (all when max < 0), oldest first. It asks for them
 // a page at a time and follows each answer's link to the next page (see API), so max is not bounded
 // by one answer's max nor its bytes; a server without pages (an older one) answers one page, of
-// 10000 at most.
+// 10000 at most. It follows maxDeadPages pages at most (each 8 MiB or 10000 dead letters, unless it
+// is the last: 8 GiB or ten million dead letters in all); a server that links to more (a broken
+// one, linking forever) gets an error saying so. Any page that fails makes Dead return that error
+// and none of the dead letters of the pages before it.
 func (c *Client) Dead(ctx context.Context, max int) ([]DeadItem, error) {
 	d := []DeadItem{}
 	from := 0
-	for { // one request at least, Dead(0) included
+	for page := 1; ; page++ { // one request at least, Dead(0) included
+		if page > maxDeadPages {
+			return nil, fmt.Errorf("workqueue: dead letters: the server linked to more than %d pages (%d dead letters so far), the most a Client follows", maxDeadPages, len(d))
+		}
 		n := maxDeadPage
 		if max >= 0 {
 			n = min(n, max-len(d))
@@ -442,6 +448,9 @@ func (c *Client) Dead(ctx context.Context, max int) ([]DeadItem, error) {
 		from = next
 	}
 }
+
+// maxDeadPages bounds how many pages of dead letters Client.Dead follows.
+const maxDeadPages = 1000
 
 // nextDeadPage is the from of the next page that a dead answer's header h links to (rel="next").
 func nextDeadPage(h http.Header) (int, bool) {
