@@ -109,7 +109,11 @@ func WithMaxWait(d time.Duration) APIOption {
 // large). An answer that left dead letters out, by max or by bytes, has a header
 // Link: </api/v1/queue/dead?from=N&max=M>; rel="next" naming the next page, which Client.Dead
 // follows. Dead letters are only added, after the others, so from counts the same ones page after
-// page; a workqueue/jetstream dead stream whose limits drop its oldest shifts them.
+// page; a workqueue/jetstream dead stream whose limits drop its oldest shifts them. A page's cost
+// grows with from: a Queue has no way to start at an index (Queue.Dead lists from the oldest), so
+// the API asks its queue for the first from+max+1 dead letters and answers max of them; a from at
+// or past the end reads every dead letter the queue holds, and paging through N dead letters, max
+// at a time, reads about N*N/(2*max). Page with the largest max (10000) through many.
 //
 // The body of a lease request (ack, nack, release, extend, bury) is one JSON object of the fields
 // shown: an unknown field, or anything but white space after the object, is 400. Its "lease" is the
@@ -734,7 +738,8 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request, _ url.Values) {
 const deadBudget = 8 << 20
 
 // maxDeadPage bounds a dead request's max, and maxDeadFrom its from (so that from+max+1, what it
-// asks the queue for, does not overflow an int of 32 bits either).
+// asks the queue for, does not overflow an int of 32 bits either). The queue is asked for
+// from+max+1 dead letters, all the ones before the page too: see the cost on API.
 const (
 	maxDeadPage = 10000
 	maxDeadFrom = math.MaxInt32 - maxDeadPage - 1
