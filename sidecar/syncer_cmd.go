@@ -3,9 +3,7 @@ package sidecar
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
-	"sync"
 	"time"
 
 	"github.com/podblocks/podblocks/internal/procgroup"
@@ -31,42 +29,26 @@ const cmdWaitDelay = 2 * time.Second
 // a small window in which the id may have been reused.
 type groupCmd struct {
 	*exec.Cmd
-	mu     sync.Mutex
-	exited bool // the process exited (procgroup.WaitExited): cancel kills no more
+	r procgroup.Reaper
 }
 
 // newGroupCmd returns the command running name with args, ended by ctx, as groupCmd describes.
 func newGroupCmd(ctx context.Context, name string, args ...string) *groupCmd {
 	g := &groupCmd{Cmd: exec.CommandContext(ctx, name, args...)}
+	g.r.Cmd = g.Cmd
 	g.SysProcAttr = procgroup.Attr()
-	g.Cancel = g.cancel
+	g.Cancel = g.r.Cancel
 	g.WaitDelay = cmdWaitDelay
 	return g
-}
-
-func (g *groupCmd) cancel() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.exited {
-		return os.ErrProcessDone
-	}
-	return procgroup.Kill(g.Process)
 }
 
 // Wait waits for the started command's process, kills what it left in its group, and returns the
 // command's result: nil when it exited 0, even if a process outside its group held its output
 // open for longer than cmdWaitDelay (exec.ErrWaitDelay).
 func (g *groupCmd) Wait() error {
-	var err error
-	if procgroup.CanWaitExited && procgroup.WaitExited(g.Process) == nil {
-		g.mu.Lock()
-		g.exited = true
-		_ = procgroup.Kill(g.Process)
-		g.mu.Unlock()
-		err = g.Cmd.Wait()
-	} else {
-		err = g.Cmd.Wait()
-		_ = procgroup.Kill(g.Process)
+	err, waitErr := g.r.Wait()
+	if waitErr != nil {
+		_ = procgroup.Kill(g.Process) // collected by now: what it left in its group
 	}
 	if errors.Is(err, exec.ErrWaitDelay) {
 		return nil

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/podblocks/podblocks/internal/pdeathsig"
+	"github.com/podblocks/podblocks/internal/procgroup"
 	"go.uber.org/zap"
 )
 
@@ -286,8 +287,8 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
-	reaper := &groupReaper{cmd: cmd}
-	cmd.Cancel = reaper.cancel
+	reaper := &procgroup.Reaper{Cmd: cmd, KillGroup: func(c *exec.Cmd) error { return killGroup(c) }}
+	cmd.Cancel = reaper.Cancel
 	// The command writes to pipes of ours (*os.File), not to pipes exec.Cmd copies from: so Wait
 	// returns when the command exits, not when every process holding its output has closed it.
 	outPipe, err := newOutputPipe()
@@ -320,7 +321,7 @@ func (w *ExecWorker) Handle(ctx context.Context, it *Item) error {
 	stderr := &tailWriter{max: 4096}
 	outPipe.start(stdoutLog)
 	errPipe.start(multiWriter{stderrLog, stderr})
-	err, waitErr := reaper.wait()
+	err, waitErr := reaper.Wait()
 	if waitErr != nil {
 		log.Warn("could not wait for the command without collecting it: what it left in its group is not killed", zap.Error(waitErr))
 	}
